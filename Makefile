@@ -1,0 +1,54 @@
+# cmf-foundation: the two commands a new user runs are `make demo` and `make test`.
+# Needs only python3 (3.11+) and make; uv is bootstrapped into .tools/ when missing.
+
+PYTHON ?= python3
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+VENV := .venv
+PY := $(VENV)/bin/python
+EXTRAS := --extra server --extra postgres --extra gpu --extra recommend --extra plot \
+          --extra airflow --extra prefect --extra kubeflow --extra dev
+export UV_PYTHON := $(PYTHON)
+export PREFECT_SERVER_ANALYTICS_ENABLED := false
+export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
+export DO_NOT_TRACK := 1
+
+.PHONY: help env demo test test-fast lint system-deps clean
+
+help:
+	@echo "make demo   - set up the environment and run the cross-site demo (SQLite, no servers)"
+	@echo "make test   - set up the environment, start what the tests need, run the test suite"
+	@echo "make lint   - ruff"
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/python -m pip install --quiet --disable-pip-version-check uv
+
+$(VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen $(EXTRAS)
+	touch $@
+
+env: $(VENV)/.synced
+
+# System packages the tests use: PostgreSQL server binaries (the suite starts its own server).
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1; then \
+		echo "Installing PostgreSQL server binaries (apt-get)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+demo: env
+	$(PY) examples/demo.py
+
+test: env system-deps
+	$(PY) -m pytest -q
+
+test-fast: env
+	$(PY) -m pytest -q -m "not slow"
+
+lint: env
+	$(VENV)/bin/ruff check .
+
+clean:
+	rm -rf $(VENV) .tools .pytest_cache demo-output

@@ -1,0 +1,3 @@
+from cmf_core.cli import main
+
+main()

@@ -1,0 +1,52 @@
+"""cmf lineage ARTIFACT: the upstream tree of an artifact."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.tree import Tree
+
+from cmf_core.cli.common import JsonOpt, StoreOpt, console, get_store, print_json, short
+from cmf_core.lineage import LineageNode, Query
+from cmf_core.model import Artifact
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lineage")(lineage)
+
+
+def label(node: LineageNode) -> str:
+    r = node.record
+    if isinstance(r, Artifact):
+        text = f"[bold]{r.type}[/] {r.name} [dim]{short(r.id)} @{r.site}[/]"
+    else:
+        params = ", ".join(f"{k}={v}" for k, v in list(r.params.items())[:4])
+        text = (f"[cyan]{r.pipeline}/{r.stage}[/] [dim]{r.id[:8]} @{r.site}[/] "
+                f"{r.status.value}" + (f" ({params})" if params else ""))
+    return text + (" [dim](see above)[/]" if node.seen else "")
+
+
+def to_rich(node: LineageNode, tree: Tree | None = None) -> Tree:
+    branch = Tree(label(node)) if tree is None else tree.add(label(node))
+    for child in node.children:
+        to_rich(child, branch)
+    return branch
+
+
+def lineage(
+    artifact: Annotated[str, typer.Argument(help="Artifact digest (or prefix) or name.")],
+    depth: Annotated[int | None, typer.Option(help="Stop after this many hops.")] = None,
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Print the upstream lineage tree of ARTIFACT: what produced it, from which inputs.
+
+    Example: cmf lineage model.pkl
+    """
+    with get_store(store) as s:
+        tree = Query(s).lineage_tree(artifact, max_depth=depth)
+    if json:
+        print_json(tree.to_dict())
+    else:
+        console.print(to_rich(tree))

@@ -1,0 +1,162 @@
+"""cmf init, pipelines, stages, executions, artifacts, show."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cmf_core.cli.common import (
+    JsonOpt,
+    StoreOpt,
+    console,
+    fmt_time,
+    get_store,
+    parse_time,
+    print_json,
+    short,
+    table,
+)
+from cmf_core.config import HOME_DIRNAME
+from cmf_core.errors import NotFoundError
+from cmf_core.lineage import Query
+from cmf_core.lineage.query import artifact_dict, execution_dict
+from cmf_core.store import ExecutionFilter, open_store
+
+
+def register(app: typer.Typer) -> None:
+    app.command("init")(init)
+    app.command("pipelines")(pipelines)
+    app.command("stages")(stages)
+    app.command("executions")(executions)
+    app.command("artifacts")(artifacts)
+    app.command("show")(show)
+
+
+def init(
+    path: Annotated[Path, typer.Argument(help="Folder to create the .cmf home in.")] = Path("."),
+    site: Annotated[str | None, typer.Option(help="Site id of this store.")] = None,
+) -> None:
+    """Create a CMF home (.cmf/ with an embedded SQLite store) in PATH.
+
+    Example: cmf init --site hpc
+    """
+    from cmf_core.config import load_settings
+
+    home = path / HOME_DIRNAME
+    home.mkdir(parents=True, exist_ok=True)
+    settings = load_settings(home=home, site=site)
+    store = open_store(f"sqlite:///{home / 'cmf.db'}", settings.site, settings)
+    store.close()
+    typer.echo(f"Initialised CMF store at {home / 'cmf.db'} (site {settings.site})")
+
+
+def pipelines(store: StoreOpt = None, json: JsonOpt = False) -> None:
+    """List pipelines with their stages and execution counts."""
+    with get_store(store) as s:
+        rows = []
+        for p in s.list_pipelines():
+            n = s.count_executions(ExecutionFilter(pipeline=p.name))
+            stages = [st.name for st in s.list_stages(p.name)]
+            rows.append({"name": p.name, "site": p.site, "created_at": p.created_at,
+                         "stages": stages, "executions": n})
+    if json:
+        print_json(rows)
+        return
+    table("Pipelines", ["name", "site", "created", "stages", "executions"],
+          [[r["name"], r["site"], fmt_time(r["created_at"]), ", ".join(r["stages"]),
+            r["executions"]] for r in rows])
+
+
+def stages(pipeline: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None,
+           json: JsonOpt = False) -> None:
+    """List stages (of PIPELINE)."""
+    with get_store(store) as s:
+        rows = [{"pipeline": st.pipeline, "name": st.name, "site": st.site}
+                for st in s.list_stages(pipeline)]
+    if json:
+        print_json(rows)
+        return
+    table("Stages", ["pipeline", "stage", "site"],
+          [[r["pipeline"], r["name"], r["site"]] for r in rows])
+
+
+def executions(
+    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+    stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
+    site: Annotated[str | None, typer.Option(help="Only executions recorded at this site.")] = None,
+    status: Annotated[str | None, typer.Option(help="running, completed, failed, ...")] = None,
+    since: Annotated[str | None, typer.Option(help="Started at or after (ISO time).")] = None,
+    until: Annotated[str | None, typer.Option(help="Started before (ISO time).")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many rows.")] = 0,
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """List executions, oldest first."""
+    with get_store(store) as s:
+        q = Query(s)
+        rows = q.executions(pipeline=pipeline, stage=stage, site=site, status=status,
+                            since=parse_time(since), until=parse_time(until), limit=limit,
+                            offset=offset)
+    if json:
+        print_json([execution_dict(e) for e in rows])
+        return
+    table("Executions", ["id", "pipeline", "stage", "site", "status", "started", "params"],
+          [[e.id, e.pipeline, e.stage, e.site, e.status.value, fmt_time(e.started_at),
+            ", ".join(f"{k}={v}" for k, v in e.params.items())] for e in rows])
+
+
+def artifacts(
+    type: Annotated[str | None, typer.Option(help="Dataset, Model, Metrics, ...")] = None,
+    name: Annotated[str | None, typer.Option(help="Exact artifact name.")] = None,
+    digest: Annotated[str | None, typer.Option(help="Exact digest.")] = None,
+    pipeline: Annotated[str | None, typer.Option(help="Used or made by this pipeline.")] = None,
+    site: Annotated[str | None, typer.Option(help="First recorded at this site.")] = None,
+    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """List artifacts."""
+    with get_store(store) as s:
+        rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
+                                  site=site, limit=limit)
+    if json:
+        print_json([artifact_dict(a) for a in rows])
+        return
+    table("Artifacts", ["digest", "type", "name", "site", "uri"],
+          [[short(a.id), a.type, a.name, a.site, a.uri] for a in rows])
+
+
+def show(ref: Annotated[str, typer.Argument(help="Execution id, artifact digest or name.")],
+         store: StoreOpt = None, json: JsonOpt = False) -> None:
+    """Show one execution or artifact with its events, metrics and energy."""
+    with get_store(store) as s:
+        q = Query(s)
+        try:
+            ex = q.execution(ref)
+        except NotFoundError:
+            ex = None
+        if ex is not None:
+            data = execution_dict(ex)
+            evs = s.events(execution_ids=[ex.id])
+            data["inputs"] = [e.artifact_id for e in evs if e.type.value == "INPUT"]
+            data["outputs"] = [e.artifact_id for e in evs if e.type.value == "OUTPUT"]
+            data["metrics"] = [{"name": m.name, "value": m.value, "step": m.step}
+                               for m in s.metrics([ex.id])]
+            data["energy"] = [{"energy_kwh": r.energy_kwh, "co2e_kg": r.co2e_kg,
+                               "details": dict(r.details)} for r in s.energy([ex.id])]
+            data["kind"] = "execution"
+        else:
+            art = q.resolve_artifact(ref)
+            data = artifact_dict(art)
+            data["kind"] = "artifact"
+            data["locations"] = [{"site": loc.site, "uri": loc.uri}
+                                 for loc in s.artifact_locations(art.id)]
+            data["produced_by"] = [e.id for e in q.producers(art.id)]
+            data["consumed_by"] = [e.id for e in q.consumers(art.id)]
+    if json:
+        print_json(data)
+        return
+    console.print_json(data=__import__("cmf_core.jsonutil").jsonutil.clean(data))

@@ -1,0 +1,194 @@
+"""Configuration, read in one place, in one documented order.
+
+Order (first wins):
+
+1. ``CMF_DISABLED`` is checked first: when true, integrations record nothing.
+2. Explicit arguments to :func:`load_settings` (this includes orchestrator-native options such as
+   Airflow's ``[cmf]`` section, which each adapter's ``conf.py`` reads and passes in).
+3. ``CMF_*`` environment variables (``CMF_STORE_URL``, ``CMF_SITE``, ...).
+4. The TOML file named by ``CMF_CONFIG``, else ``./cmf.toml`` when present.
+5. Defaults: an embedded SQLite store under the CMF home.
+
+The CMF home is ``CMF_HOME`` when set, else the nearest ``.cmf/`` folder in the current directory or
+one of its parents (``cmf init`` creates one), else ``~/.cmf``. One spelling per key; unknown keys
+(in the file or as ``CMF_*`` variables) are errors.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from cmf_core.errors import ConfigError
+
+ENV_PREFIX = "CMF_"
+HOME_DIRNAME = ".cmf"
+
+
+def _default_site() -> str:
+    return socket.gethostname().split(".")[0] or "local"
+
+
+class Settings(BaseSettings):
+    """All cmf-foundation settings. Each field is ``CMF_<NAME>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+
+    disabled: bool = Field(False, description="Record nothing (kill switch for integrations).")
+    config: Path | None = Field(
+        None, description="Path of a TOML config file (default ./cmf.toml)."
+    )
+    home: Path | None = Field(
+        None, description="CMF home folder holding the embedded store and the spool."
+    )
+    store_url: str | None = Field(
+        None,
+        description="SQLAlchemy URL of the store: sqlite:///path.db (default: <home>/cmf.db) or "
+        "postgresql://user@host/db.",
+    )
+    site: str = Field(
+        default_factory=_default_site,
+        description="Id of this site (store); every record carries the site that created it.",
+    )
+    durability: Literal["normal", "full"] = Field(
+        "normal",
+        description="SQLite fsync policy. 'normal': an ended execution survives a killed process "
+        "(kill -9) but the last commits may be lost on power loss; 'full': fsync on every "
+        "commit, survives power loss, slower.",
+    )
+    # energy and carbon
+    energy: bool = Field(True, description="Measure energy around each recorded task.")
+    energy_sample_hz: float = Field(1.0, gt=0, le=100, description="Energy sampling rate.")
+    pue: float = Field(
+        1.0,
+        ge=1.0,
+        le=5.0,
+        description="Power usage effectiveness of this site's facility. Default 1.0 (no facility "
+        "overhead counted); the Uptime Institute 2023 survey average is 1.58.",
+    )
+    carbon_region: str = Field(
+        "WORLD", description="Grid region for carbon intensity: ISO country code or cloud region."
+    )
+    carbon_intensity: float | None = Field(
+        None, ge=0, description="Override grid carbon intensity in gCO2e/kWh."
+    )
+    renewable_share: float | None = Field(
+        None, ge=0, le=1, description="Override the grid's renewable share (0..1)."
+    )
+    cpu_watts_per_core: float | None = Field(
+        None, gt=0, description="Override modelled CPU power per busy core, in watts."
+    )
+    ram_watts_per_gb: float = Field(
+        0.375, ge=0, description="Modelled RAM power per GB in use (3 W per 8 GB)."
+    )
+    # server / remote
+    server_url: str | None = Field(None, description="URL of a CMF server to send events to.")
+    server_token: str | None = Field(None, description="Bearer token for the CMF server.")
+    serve_host: str = Field("127.0.0.1", description="Address `cmf serve` binds.")
+    serve_port: int = Field(8080, ge=0, le=65535, description="Port `cmf serve` binds.")
+    token: str | None = Field(
+        None, description="Bearer token `cmf serve` requires for writes (required off loopback)."
+    )
+    spool_dir: Path | None = Field(
+        None, description="Folder where events that could not be recorded wait for retry."
+    )
+    hook_timeout_s: float = Field(
+        5.0, gt=0, description="Longest time a tracking hook may take inside a user's task."
+    )
+
+    @field_validator("site")
+    @classmethod
+    def _check_site(cls, value: str) -> str:
+        if not value or len(value) > 128 or any(c.isspace() or c in "/\\" for c in value):
+            raise ValueError(
+                f"site id {value!r} must be 1-128 characters without spaces or slashes"
+            )
+        return value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
+
+    # derived values -------------------------------------------------------------------------
+    @property
+    def home_path(self) -> Path:
+        return resolve_home(self.home)
+
+    @property
+    def resolved_store_url(self) -> str:
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{self.home_path / 'cmf.db'}"
+
+    @property
+    def spool_path(self) -> Path:
+        return self.spool_dir or (self.home_path / "spool")
+
+
+def _config_file() -> Path | None:
+    explicit = os.environ.get(f"{ENV_PREFIX}CONFIG")
+    if explicit:
+        path = Path(explicit)
+        if not path.is_file():
+            raise ConfigError(f"CMF_CONFIG points to {path}, which is not a file")
+        return path
+    local = Path("cmf.toml")
+    return local if local.is_file() else None
+
+
+def resolve_home(home: Path | None = None) -> Path:
+    """The CMF home: explicit, else nearest ``.cmf/`` upwards from cwd, else ``~/.cmf``."""
+    if home is not None:
+        return Path(home).expanduser()
+    cwd = Path.cwd()
+    for folder in (cwd, *cwd.parents):
+        candidate = folder / HOME_DIRNAME
+        if candidate.is_dir():
+            return candidate
+    return Path.home() / HOME_DIRNAME
+
+
+def _check_unknown_env() -> None:
+    known = {f"{ENV_PREFIX}{name}".upper() for name in Settings.model_fields}
+    unknown = sorted(k for k in os.environ if k.startswith(ENV_PREFIX) and k.upper() not in known)
+    if unknown:
+        raise ConfigError(
+            f"unknown setting(s) {', '.join(unknown)}; known CMF_* settings are: "
+            f"{', '.join(sorted(known))}"
+        )
+
+
+def is_disabled() -> bool:
+    """``CMF_DISABLED`` kill switch, read before anything else."""
+    return os.environ.get(f"{ENV_PREFIX}DISABLED", "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Read settings in the documented order; ``None`` overrides are ignored."""
+    _check_unknown_env()
+    given = {k: v for k, v in overrides.items() if v is not None}
+    try:
+        return Settings(**given)
+    except ValidationError as e:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
+            for err in e.errors()
+        )
+        raise ConfigError(f"invalid cmf configuration: {problems}") from e

@@ -1,0 +1,74 @@
+"""The only place where errors inside orchestrator hooks are swallowed.
+
+Hook boundaries wrap their bodies with :func:`never_raise` (a decorator) or call
+:func:`run_bounded` (a time cap). A failure gets one WARNING saying the task is unaffected, the
+traceback at DEBUG, and a counter (:data:`FAILURES`) that tests and ``cmf doctor`` can read.
+Library code elsewhere raises normally.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections import Counter
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+log = logging.getLogger("cmf")
+
+FAILURES: Counter[str] = Counter()
+T = TypeVar("T")
+
+
+def report(where: str, exc: BaseException) -> None:
+    FAILURES[where] += 1
+    log.warning("cmf: %s failed (%s: %s). This has no impact on the task itself; the record "
+                "is kept for retry where possible.", where, type(exc).__name__, exc)
+    log.debug("cmf: %s traceback", where, exc_info=exc)
+
+
+def never_raise(where: str, default: Any = None) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """Decorator: call the function, log and count any Exception, return ``default``."""
+
+    def deco(fn: Callable[..., T]) -> Callable[..., T]:
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> T:
+            try:
+                return fn(*args, **kwargs)
+            except Exception as e:
+                report(where, e)
+                return default
+
+        return wrapper
+
+    return deco
+
+
+class Timeout(Exception):
+    """A bounded call did not finish in time (it keeps running in its daemon thread)."""
+
+
+def run_bounded(fn: Callable[[], T], timeout: float, where: str) -> T:
+    """Run ``fn`` in a daemon thread and wait at most ``timeout`` seconds.
+
+    Raises :class:`Timeout` when it overruns (the thread is left to finish on its own; it is a
+    daemon so it never keeps the process alive) and re-raises whatever ``fn`` raised.
+    """
+    result: list[Any] = []
+    error: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result.append(fn())
+        except BaseException as e:  # our own worker thread: never let anything escape
+            error.append(e)
+
+    t = threading.Thread(target=target, name=f"cmf-{where}", daemon=True)
+    t.start()
+    t.join(timeout)
+    if t.is_alive():
+        raise Timeout(f"{where} took longer than {timeout:.1f} s")
+    if error:
+        raise error[0]
+    return result[0]

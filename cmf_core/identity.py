@@ -1,0 +1,108 @@
+"""Identity that makes federation work.
+
+* An artifact is identified by its content digest: a file by ``sha256:<hex>`` of its bytes
+  (streamed); a directory by ``sha256:<hex>`` over its sorted relative paths and file digests
+  (the same bytes in the same layout give the same digest on any machine); a remote object by
+  ``version:<hex>``, a digest of its URI and the version, etag or digest the caller gives.
+* An execution gets a UUIDv7 (time ordered) or a caller-given OpenLineage runId.
+* Pipelines and stages are identified by name: ``uuid5`` of the name, so the same pipeline
+  recorded at two sites is one pipeline after a merge.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import secrets
+import time
+import uuid
+from pathlib import Path
+
+from cmf_core.errors import InvalidInputError
+
+CHUNK = 1 << 20
+NAMESPACE = uuid.UUID("6b1d0a4e-4f3c-5c8e-9a57-0c3f7d6b2e11")
+_DIGEST_RE = re.compile(r"^(sha256|version):[0-9a-f]{64}$")
+
+
+def uuid7() -> str:
+    """A new RFC 9562 UUIDv7: 48-bit Unix milliseconds, then random bits."""
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(secrets.token_bytes(10), "big")
+    value = (ms & ((1 << 48) - 1)) << 80
+    value |= 0x7 << 76
+    value |= ((rand >> 62) & 0xFFF) << 64
+    value |= 0b10 << 62
+    value |= rand & ((1 << 62) - 1)
+    return str(uuid.UUID(int=value))
+
+
+def check_uuid(value: str, what: str = "id") -> str:
+    """Return ``value`` as a canonical UUID string or raise naming it."""
+    try:
+        return str(uuid.UUID(str(value)))
+    except (ValueError, AttributeError, TypeError):
+        raise InvalidInputError(f"{what} {value!r} is not a UUID") from None
+
+
+def name_id(*parts: str) -> str:
+    """Deterministic id of a named thing (pipeline, stage) from its name parts."""
+    return str(uuid.uuid5(NAMESPACE, "\x1f".join(parts)))
+
+
+def file_digest(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` of a file's bytes, read in 1 MiB chunks."""
+    h = hashlib.sha256()
+    p = Path(path)
+    try:
+        with p.open("rb") as fh:
+            while chunk := fh.read(CHUNK):
+                h.update(chunk)
+    except FileNotFoundError:
+        raise InvalidInputError(f"artifact path {p} does not exist") from None
+    except IsADirectoryError:
+        return dir_digest(p)
+    except PermissionError:
+        raise InvalidInputError(f"artifact path {p} is not readable (permission denied)") from None
+    return "sha256:" + h.hexdigest()
+
+
+def dir_digest(path: str | os.PathLike[str]) -> str:
+    """``sha256:<hex>`` over the sorted relative paths and file digests of a directory tree."""
+    root = Path(path)
+    if not root.is_dir():
+        raise InvalidInputError(f"artifact path {root} is not a directory")
+    h = hashlib.sha256(b"cmf-dir-v1\n")
+    files = sorted(p for p in root.rglob("*") if p.is_file())
+    for f in files:
+        rel = f.relative_to(root).as_posix()
+        h.update(f"{rel}\0{file_digest(f)}\n".encode())
+    return "sha256:" + h.hexdigest()
+
+
+def path_digest(path: str | os.PathLike[str]) -> str:
+    """Digest of a local file or directory."""
+    p = Path(path)
+    if p.is_dir():
+        return dir_digest(p)
+    return file_digest(p)
+
+
+def remote_digest(uri: str, version: str) -> str:
+    """``version:<hex>`` of a remote object from its URI and caller-given version/etag/digest."""
+    if not version:
+        raise InvalidInputError(
+            f"remote artifact {uri!r} needs a version, etag or digest to be identified"
+        )
+    return "version:" + hashlib.sha256(f"{uri}\0{version}".encode()).hexdigest()
+
+
+def check_digest(value: str) -> str:
+    """Return ``value`` if it is a digest this module produces, else raise naming it."""
+    if not isinstance(value, str) or not _DIGEST_RE.match(value):
+        raise InvalidInputError(
+            f"artifact id {value!r} is not a digest (expected 'sha256:<64 hex>' or "
+            "'version:<64 hex>')"
+        )
+    return value

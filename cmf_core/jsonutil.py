@@ -1,0 +1,60 @@
+"""One deterministic JSON serialiser: sorted keys, no whitespace, no NaN.
+
+Digests and federation merges compare records byte for byte, so every JSON written to the store
+or to a bundle goes through :func:`dumps`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import json
+import math
+import uuid
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, dt.datetime):
+        return value.isoformat()
+    if isinstance(value, dt.date):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, (uuid.UUID, PurePath)):
+        return str(value)
+    if isinstance(value, (set, frozenset)):
+        return sorted(value, key=str)
+    if hasattr(value, "item") and callable(value.item):  # numpy scalars
+        return value.item()
+    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays
+        return value.tolist()
+    return repr(value)
+
+
+def clean(value: Any) -> Any:
+    """Return ``value`` as plain JSON data (non-finite floats become strings)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, Mapping):
+        return {str(k): clean(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [clean(v) for v in value]
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return clean(_default(value))
+
+
+def dumps(value: Any) -> str:
+    """Serialise to canonical JSON text."""
+    return json.dumps(clean(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False)
+
+
+def loads(text: str | bytes | None) -> Any:
+    """Parse JSON text; ``None`` and empty text give an empty dict."""
+    if not text:
+        return {}
+    return json.loads(text)

@@ -1,0 +1,236 @@
+"""Query object: lineage and record lookups over any :class:`~cmf_core.store.Store`.
+
+Closures come from the store's recursive SQL; this module only shapes results (trees,
+provenance reports, stage DAGs).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import networkx as nx
+
+from cmf_core.errors import InvalidInputError, NotFoundError
+from cmf_core.model import Artifact, EnergyRecord, EventType, Execution, Metric, Pipeline, Stage
+from cmf_core.store import ExecutionFilter, Store
+
+
+@dataclass
+class LineageNode:
+    """A node of a lineage tree: an artifact, or an execution that produced/consumed one."""
+
+    kind: str  # "artifact" | "execution"
+    record: Artifact | Execution
+    children: list[LineageNode] = field(default_factory=list)
+    seen: bool = False  # already shown elsewhere in the tree (shared upstream)
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.record
+        base: dict[str, Any] = {"kind": self.kind, "id": r.id}
+        if isinstance(r, Artifact):
+            base.update(type=r.type, name=r.name, uri=r.uri, site=r.site)
+        else:
+            base.update(pipeline=r.pipeline, stage=r.stage, site=r.site, status=r.status.value,
+                        params=dict(r.params))
+        if self.seen:
+            base["seen"] = True
+        base["children"] = [c.to_dict() for c in self.children]
+        return base
+
+
+@dataclass
+class Provenance:
+    """Everything upstream of an artifact."""
+
+    artifact: Artifact
+    executions: list[Execution]
+    inputs: list[Artifact]
+    metrics: dict[str, dict[str, float]]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "artifact": _artifact_dict(self.artifact),
+            "executions": [_execution_dict(e) for e in self.executions],
+            "inputs": [_artifact_dict(a) for a in self.inputs],
+            "metrics": self.metrics,
+        }
+
+
+def _artifact_dict(a: Artifact) -> dict[str, Any]:
+    return {"id": a.id, "type": a.type, "name": a.name, "uri": a.uri, "site": a.site,
+            "created_at": a.created_at, "properties": dict(a.properties),
+            "custom_properties": dict(a.custom_properties)}
+
+
+def _execution_dict(e: Execution) -> dict[str, Any]:
+    return {"id": e.id, "pipeline": e.pipeline, "stage": e.stage, "site": e.site,
+            "status": e.status.value, "started_at": e.started_at, "ended_at": e.ended_at,
+            "params": dict(e.params), "properties": dict(e.properties),
+            "custom_properties": dict(e.custom_properties), "error": e.error}
+
+
+artifact_dict = _artifact_dict
+execution_dict = _execution_dict
+
+
+class Query:
+    """Read-side API: ``Query(store).provenance(artifact_id)`` and friends."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # lookups ---------------------------------------------------------------------------------
+    def pipelines(self) -> list[Pipeline]:
+        return self.store.list_pipelines()
+
+    def stages(self, pipeline: str | None = None) -> list[Stage]:
+        return self.store.list_stages(pipeline)
+
+    def executions(self, pipeline: str | None = None, stage: str | None = None,
+                   site: str | None = None, status: str | None = None,
+                   since: float | None = None, until: float | None = None,
+                   limit: int | None = None, offset: int = 0) -> list[Execution]:
+        where = ExecutionFilter(pipeline=pipeline, stage=stage, site=site, status=status,
+                                since=since, until=until)
+        return self.store.list_executions(where, limit=limit, offset=offset)
+
+    def artifacts(self, type: str | None = None, name: str | None = None,
+                  digest: str | None = None, pipeline: str | None = None,
+                  site: str | None = None, limit: int | None = None,
+                  offset: int = 0) -> list[Artifact]:
+        return self.store.find_artifacts(type=type, name=name, pipeline=pipeline, site=site,
+                                         ids=[digest] if digest else None, limit=limit,
+                                         offset=offset)
+
+    def metrics(self, execution_ids: list[str]) -> list[Metric]:
+        return self.store.metrics(execution_ids)
+
+    def energy(self, execution_ids: list[str] | None = None) -> list[EnergyRecord]:
+        return self.store.energy(execution_ids)
+
+    def resolve_artifact(self, ref: str) -> Artifact:
+        """An artifact by digest, digest prefix (>= 8 hex chars) or exact name (latest)."""
+        art = self.store.get_artifact(ref)
+        if art:
+            return art
+        by_name = self.store.find_artifacts(name=ref)
+        if by_name:
+            return by_name[-1]
+        by_uri = [a for a in self._prefix_matches(ref)]
+        if len(by_uri) == 1:
+            return by_uri[0]
+        if len(by_uri) > 1:
+            raise InvalidInputError(f"artifact reference {ref!r} is ambiguous ({len(by_uri)} "
+                                    "artifacts match); give more of the digest")
+        raise NotFoundError(f"no artifact with digest or name {ref!r}")
+
+    def _prefix_matches(self, ref: str) -> list[Artifact]:
+        hexpart = ref.split(":", 1)[-1]
+        if len(hexpart) < 8 or any(c not in "0123456789abcdef" for c in hexpart):
+            return []
+        return [a for a in self.store.find_artifacts()
+                if a.id.split(":", 1)[-1].startswith(hexpart)]
+
+    def execution(self, ref: str) -> Execution:
+        ex = None
+        try:
+            ex = self.store.get_execution(ref)
+        except Exception:  # not a UUID: fall through to the error below
+            ex = None
+        if ex is None:
+            raise NotFoundError(f"no execution with id {ref!r}")
+        return ex
+
+    # one hop ---------------------------------------------------------------------------------
+    def producers(self, artifact_id: str) -> list[Execution]:
+        ids = [e.execution_id for e in self.store.events(artifact_ids=[artifact_id])
+               if e.type is EventType.OUTPUT]
+        return self.store.list_executions(ExecutionFilter(ids=ids)) if ids else []
+
+    def consumers(self, artifact_id: str) -> list[Execution]:
+        ids = [e.execution_id for e in self.store.events(artifact_ids=[artifact_id])
+               if e.type is EventType.INPUT]
+        return self.store.list_executions(ExecutionFilter(ids=ids)) if ids else []
+
+    def parents(self, artifact_id: str) -> list[Artifact]:
+        """Artifacts one hop upstream (inputs of the executions that produced it)."""
+        closure = self.store.upstream(artifact_id, max_depth=1)
+        ids = sorted(closure.artifacts - {artifact_id})
+        return self.store.find_artifacts(ids=ids) if ids else []
+
+    def children(self, artifact_id: str) -> list[Artifact]:
+        closure = self.store.downstream(artifact_id, max_depth=1)
+        ids = sorted(closure.artifacts - {artifact_id})
+        return self.store.find_artifacts(ids=ids) if ids else []
+
+    # transitive ------------------------------------------------------------------------------
+    def ancestors(self, artifact_id: str, max_depth: int | None = None) -> list[Artifact]:
+        closure = self.store.upstream(artifact_id, max_depth)
+        ids = sorted(closure.artifacts - {artifact_id})
+        return self.store.find_artifacts(ids=ids) if ids else []
+
+    def descendants(self, artifact_id: str, max_depth: int | None = None) -> list[Artifact]:
+        closure = self.store.downstream(artifact_id, max_depth)
+        ids = sorted(closure.artifacts - {artifact_id})
+        return self.store.find_artifacts(ids=ids) if ids else []
+
+    def provenance(self, artifact_ref: str) -> Provenance:
+        """All upstream executions (with parameters and metrics) and all input artifacts."""
+        art = self.resolve_artifact(artifact_ref)
+        closure = self.store.upstream(art.id)
+        execs = (self.store.list_executions(ExecutionFilter(ids=sorted(closure.executions)))
+                 if closure.executions else [])
+        ids = sorted(closure.artifacts - {art.id})
+        inputs = self.store.find_artifacts(ids=ids) if ids else []
+        metrics: dict[str, dict[str, float]] = {}
+        for m in self.store.metrics([e.id for e in execs]) if execs else []:
+            if m.step is None:
+                metrics.setdefault(m.execution_id, {})[m.name] = m.value
+        return Provenance(artifact=art, executions=execs, inputs=inputs, metrics=metrics)
+
+    def lineage_tree(self, artifact_ref: str, max_depth: int | None = None) -> LineageNode:
+        """Upstream tree: artifact <- producing execution <- its inputs <- ..."""
+        art = self.resolve_artifact(artifact_ref)
+        closure = self.store.upstream(art.id, max_depth)
+        arts = {a.id: a for a in self.store.find_artifacts(ids=sorted(closure.artifacts))}
+        execs = {e.id: e for e in self.store.list_executions(
+            ExecutionFilter(ids=sorted(closure.executions)))} if closure.executions else {}
+        events = self.store.events(execution_ids=sorted(execs)) if execs else []
+        produced_by: dict[str, list[str]] = {}
+        inputs_of: dict[str, list[str]] = {}
+        for ev in events:
+            if ev.type is EventType.OUTPUT:
+                produced_by.setdefault(ev.artifact_id, []).append(ev.execution_id)
+            elif ev.artifact_id in arts:
+                inputs_of.setdefault(ev.execution_id, []).append(ev.artifact_id)
+        shown: set[str] = set()
+
+        def build_artifact(aid: str) -> LineageNode:
+            node = LineageNode("artifact", arts[aid], seen=aid in shown)
+            if node.seen:
+                return node
+            shown.add(aid)
+            for eid in sorted(produced_by.get(aid, []), key=lambda i: execs[i].started_at
+                              if i in execs else 0):
+                if eid not in execs:
+                    continue
+                enode = LineageNode("execution", execs[eid], seen=eid in shown)
+                if not enode.seen:
+                    shown.add(eid)
+                    enode.children = [build_artifact(i) for i in sorted(inputs_of.get(eid, []))
+                                      if i != aid]
+                node.children.append(enode)
+            return node
+
+        return build_artifact(art.id)
+
+    def stage_dag(self, pipeline: str) -> nx.DiGraph:
+        """Stages as nodes; an edge when one stage's output is read by another."""
+        if self.store.get_pipeline(pipeline) is None:
+            raise NotFoundError(f"no pipeline named {pipeline!r}")
+        g = nx.DiGraph()
+        for s in self.store.list_stages(pipeline):
+            g.add_node(s.name)
+        g.add_edges_from(self.store.stage_edges(pipeline))
+        return g

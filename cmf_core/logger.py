@@ -1,0 +1,364 @@
+"""The Python API: a ``Cmf`` logger familiar to users of HPE's cmflib.
+
+>>> cmf = Cmf(pipeline_name="churn")
+>>> with cmf.create_execution("train", params={"lr": 0.1}):
+...     cmf.log_dataset("data/train.csv", "input")
+...     cmf.log_model("model.pkl", "output", model_framework="sklearn")
+...     cmf.log_execution_metrics("eval", {"auc": 0.91})
+
+No git, DVC or remote is needed. An execution's records are buffered in memory and written in
+one transaction when it ends (``finalize`` or leaving the ``with`` block): once that returns they
+survive the process being killed. The running execution row is written when it starts so
+in-flight work is visible.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from cmf_core import jsonutil
+from cmf_core.config import Settings, load_settings
+from cmf_core.errors import InvalidInputError
+from cmf_core.identity import path_digest, remote_digest
+from cmf_core.model import (
+    Artifact,
+    EnergyRecord,
+    Event,
+    EventType,
+    Execution,
+    ExecutionStatus,
+    Metric,
+    Pipeline,
+    Record,
+    Stage,
+)
+from cmf_core.model.artifact import check_artifact_type
+from cmf_core.store import Store, open_store
+
+_REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://",
+                   "hdfs://", "minio://")
+
+
+def _is_remote(uri: str) -> bool:
+    return uri.startswith(_REMOTE_SCHEMES)
+
+
+def _local_path(uri: str) -> Path:
+    return Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
+
+
+def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None,
+                      version: str | None = None, digest: str | None = None,
+                      properties: Mapping[str, Any] | None = None,
+                      custom_properties: Mapping[str, Any] | None = None) -> Artifact:
+    """Build an Artifact, digesting local files/directories; remote URIs need a version."""
+    check_artifact_type(type)
+    props = dict(properties or {})
+    if digest is None:
+        if _is_remote(uri):
+            if not version:
+                raise InvalidInputError(
+                    f"remote artifact {uri!r} needs version= (a version id, etag or digest) "
+                    "so it can be identified by content"
+                )
+            digest = remote_digest(uri, version)
+            props.setdefault("version", version)
+        else:
+            path = _local_path(uri)
+            if not path.exists():
+                raise InvalidInputError(f"artifact path {path} does not exist")
+            digest = path_digest(path)
+            uri = str(path.resolve())
+            if path.is_file():
+                props.setdefault("size_bytes", path.stat().st_size)
+    return Artifact(id=digest, type=type, name=name or Path(uri.rstrip("/")).name or uri,
+                    uri=uri, site=site, properties=props,
+                    custom_properties=custom_properties or {})
+
+
+class ExecutionHandle:
+    """A running execution; a context manager that ends it (failed if an exception escapes)."""
+
+    def __init__(self, cmf: Cmf, execution: Execution) -> None:
+        self._cmf = cmf
+        self.execution = execution
+
+    @property
+    def id(self) -> str:
+        return self.execution.id
+
+    def __getattr__(self, name: str) -> Any:
+        # log_dataset, log_model, ... act on this execution
+        attr = getattr(self._cmf, name)
+        if callable(attr) and name.startswith("log_"):
+            def bound(*args: Any, **kwargs: Any) -> Any:
+                kwargs.setdefault("execution", self)
+                return attr(*args, **kwargs)
+            return bound
+        return attr
+
+    def __enter__(self) -> ExecutionHandle:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if self._cmf._pending.get(self.id) is None:
+            return
+        if exc is None:
+            self._cmf.finalize(execution=self)
+        else:
+            self._cmf.finalize(status=ExecutionStatus.FAILED,
+                               error=f"{type(exc).__name__}: {exc}", execution=self)
+
+
+class _Pending:
+    __slots__ = ("execution", "monitor", "records")
+
+    def __init__(self, execution: Execution, monitor: Any = None) -> None:
+        self.execution = execution
+        self.records: list[Record] = []
+        self.monitor = monitor
+
+
+class Cmf:
+    """Record pipelines, stages, executions, artifacts and metrics into a CMF store.
+
+    ``filepath`` (cmflib spelling) is a path to an SQLite store file; ``store`` is a Store or a
+    store URL. With neither, the configured store is used (``CMF_STORE_URL`` or the embedded
+    SQLite under the CMF home).
+    """
+
+    def __init__(self, filepath: str | os.PathLike[str] | None = None,
+                 pipeline_name: str | None = None, *, store: Store | str | None = None,
+                 site: str | None = None, settings: Settings | None = None,
+                 properties: Mapping[str, Any] | None = None,
+                 custom_properties: Mapping[str, Any] | None = None,
+                 measure_energy: bool | None = None) -> None:
+        if not pipeline_name:
+            raise InvalidInputError("pipeline_name is required, e.g. Cmf(pipeline_name='churn')")
+        self.settings = settings or load_settings(site=site)
+        self.site = site or self.settings.site
+        if isinstance(store, Store):
+            self.store, self._owns_store = store, False
+        else:
+            url = store if isinstance(store, str) else (
+                f"sqlite:///{Path(filepath).resolve()}" if filepath is not None else None)
+            self.store, self._owns_store = open_store(url, self.site, self.settings), True
+        self.pipeline = Pipeline(name=pipeline_name, site=self.site, properties=properties or {},
+                                 custom_properties=custom_properties or {})
+        self._stages: dict[str, Stage] = {}
+        self._current_stage: str | None = None
+        self._pending: dict[str, _Pending] = {}
+        self._current: str | None = None
+        self.measure_energy = self.settings.energy if measure_energy is None else measure_energy
+        self.store.put([self.pipeline])
+
+    # context ---------------------------------------------------------------------------------
+    def __enter__(self) -> Cmf:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close(failed=exc is not None, error=None if exc is None else
+                   f"{type(exc).__name__}: {exc}")
+
+    def close(self, failed: bool = False, error: str | None = None) -> None:
+        """End every open execution and release the store."""
+        for eid in list(self._pending):
+            self.finalize(status=ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED,
+                          error=error, execution=eid)
+        if self._owns_store:
+            self.store.close()
+
+    # stages and executions -------------------------------------------------------------------
+    def create_stage(self, name: str, properties: Mapping[str, Any] | None = None,
+                     custom_properties: Mapping[str, Any] | None = None) -> Stage:
+        """Create (or reuse) a stage and make it current."""
+        stage = self._stages.get(name)
+        if stage is None:
+            stage = Stage(pipeline=self.pipeline.name, name=name, site=self.site,
+                          properties=properties or {}, custom_properties=custom_properties or {})
+            self._stages[name] = stage
+        self._current_stage = name
+        return stage
+
+    create_context = create_stage  # cmflib spelling
+
+    def create_execution(self, stage: str | None = None,
+                         params: Mapping[str, Any] | None = None, *,
+                         custom_properties: Mapping[str, Any] | None = None,
+                         properties: Mapping[str, Any] | None = None,
+                         execution_id: str | None = None,
+                         started_at: float | None = None) -> ExecutionHandle:
+        """Start an execution of ``stage`` (default: the current stage) and make it current."""
+        name = stage or self._current_stage
+        if name is None:
+            raise InvalidInputError("no stage: call create_stage(name) or pass stage=")
+        stage_rec = self.create_stage(name)
+        kwargs: dict[str, Any] = {}
+        if execution_id is not None:
+            kwargs["id"] = execution_id
+        if started_at is not None:
+            kwargs["started_at"] = started_at
+        execution = Execution(pipeline=self.pipeline.name, stage=name, site=self.site,
+                              params=params or {}, properties=properties or {},
+                              custom_properties=custom_properties or {}, **kwargs)
+        if execution.id in self._pending:
+            raise InvalidInputError(f"execution {execution.id} is already running")
+        monitor = self._start_monitor()
+        self.store.put([self.pipeline, stage_rec, execution])
+        self._pending[execution.id] = _Pending(execution, monitor)
+        self._current = execution.id
+        return ExecutionHandle(self, execution)
+
+    def _start_monitor(self) -> Any:
+        if not self.measure_energy:
+            return None
+        try:
+            from cmf_core.energy import EnergyMonitor
+
+            monitor = EnergyMonitor(settings=self.settings)
+            monitor.start()
+            return monitor
+        except Exception:  # energy is best effort; never block recording
+            import logging
+
+            logging.getLogger(__name__).warning("cmf: energy monitor unavailable", exc_info=True)
+            return None
+
+    def _resolve(self, execution: ExecutionHandle | str | None) -> _Pending:
+        eid = execution.id if isinstance(execution, ExecutionHandle) else execution
+        eid = eid or self._current
+        pending = self._pending.get(eid) if eid else None
+        if pending is None:
+            raise InvalidInputError(
+                "no running execution: call create_execution(...) first"
+                if eid is None else f"execution {eid} is not running in this logger"
+            )
+        return pending
+
+    # artifacts -------------------------------------------------------------------------------
+    def log_artifact(self, uri: str | os.PathLike[str], event: str, type: str = "Dataset", *,
+                     name: str | None = None, version: str | None = None,
+                     digest: str | None = None, properties: Mapping[str, Any] | None = None,
+                     custom_properties: Mapping[str, Any] | None = None,
+                     execution: ExecutionHandle | str | None = None) -> Artifact:
+        """Log an input or output artifact of the current execution."""
+        pending = self._resolve(execution)
+        ev = EventType.parse(event)
+        art = describe_artifact(str(uri), type, self.site, name=name, version=version,
+                                digest=digest, properties=properties,
+                                custom_properties=custom_properties)
+        pending.records.append(art)
+        pending.records.append(Event(execution_id=pending.execution.id, artifact_id=art.id,
+                                     type=ev))
+        return art
+
+    def log_dataset(self, url: str | os.PathLike[str], event: str, *,
+                    custom_properties: Mapping[str, Any] | None = None, **kwargs: Any) -> Artifact:
+        return self.log_artifact(url, event, "Dataset", custom_properties=custom_properties,
+                                 **kwargs)
+
+    def log_model(self, path: str | os.PathLike[str], event: str = "output", *,
+                  model_framework: str | None = None, model_type: str | None = None,
+                  model_name: str | None = None,
+                  custom_properties: Mapping[str, Any] | None = None, **kwargs: Any) -> Artifact:
+        props = {k: v for k, v in (("model_framework", model_framework),
+                                   ("model_type", model_type)) if v is not None}
+        props.update(kwargs.pop("properties", None) or {})
+        return self.log_artifact(path, event, "Model", name=model_name or kwargs.pop("name", None),
+                                 properties=props, custom_properties=custom_properties, **kwargs)
+
+    # metrics ---------------------------------------------------------------------------------
+    def log_metrics(self, name: str, values: Mapping[str, float], step: int | None = None, *,
+                    execution: ExecutionHandle | str | None = None) -> list[Metric]:
+        """Log stepped metrics (``step`` defaults to the next step for each name)."""
+        pending = self._resolve(execution)
+        out = []
+        for key, value in values.items():
+            metric_name = f"{name}.{key}" if name else key
+            s = step if step is not None else sum(
+                1 for r in pending.records if isinstance(r, Metric) and r.name == metric_name)
+            out.append(Metric(execution_id=pending.execution.id, name=metric_name, value=value,
+                              step=s))
+        pending.records.extend(out)
+        return out
+
+    def commit_metrics(self, name: str) -> None:
+        """cmflib compatibility: stepped metrics are committed with their execution."""
+
+    def log_execution_metrics(self, name: str, values: Mapping[str, float], *,
+                              execution: ExecutionHandle | str | None = None) -> Artifact:
+        """Log final metrics as scalars and as a Metrics artifact output by the execution."""
+        pending = self._resolve(execution)
+        metrics = [Metric(execution_id=pending.execution.id, name=k, value=v)
+                   for k, v in values.items()]
+        body = jsonutil.dumps({"execution": pending.execution.id, "name": name,
+                               "values": {m.name: m.value for m in metrics}})
+        digest = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+        art = Artifact(id=digest, type="Metrics", name=name,
+                       uri=f"cmf://metrics/{pending.execution.id}/{name}", site=self.site,
+                       properties={"values": {m.name: m.value for m in metrics}})
+        pending.records.extend(metrics)
+        pending.records.append(art)
+        pending.records.append(Event(execution_id=pending.execution.id, artifact_id=art.id,
+                                     type=EventType.OUTPUT))
+        return art
+
+    def log_params(self, params: Mapping[str, Any], *,
+                   execution: ExecutionHandle | str | None = None) -> None:
+        """Add parameters to the current execution."""
+        pending = self._resolve(execution)
+        merged = {**pending.execution.params, **params}
+        from dataclasses import replace
+
+        pending.execution = replace(pending.execution, params=merged)
+
+    def log_energy(self, record: EnergyRecord, *,
+                   execution: ExecutionHandle | str | None = None) -> None:
+        pending = self._resolve(execution)
+        pending.records.append(record)
+        pending.monitor = None
+
+    # ending ----------------------------------------------------------------------------------
+    def finalize(self, status: ExecutionStatus | str = ExecutionStatus.COMPLETED,
+                 error: str | None = None, *,
+                 execution: ExecutionHandle | str | None = None) -> Execution:
+        """End an execution and write its records in one durable transaction."""
+        pending = self._resolve(execution)
+        ended = pending.execution.ended(status, error=error, ended_at=time.time())
+        records: list[Record] = [self.pipeline, self.create_stage(ended.stage),
+                                 *pending.records]
+        if pending.monitor is not None:
+            records.extend(self._stop_monitor(pending.monitor, ended.id))
+        records.append(ended)
+        self.store.put(records)
+        del self._pending[ended.id]
+        if self._current == ended.id:
+            self._current = next(reversed(self._pending), None) if self._pending else None
+        return ended
+
+    def _stop_monitor(self, monitor: Any, execution_id: str) -> list[Record]:
+        try:
+            measurement = monitor.stop()
+            return [measurement.to_record(execution_id, self.settings)]
+        except Exception:  # energy is best effort; the execution's own records still land
+            import logging
+
+            logging.getLogger(__name__).warning(
+                "cmf: energy measurement failed for execution %s; recorded without energy",
+                execution_id, exc_info=True)
+            return []
+
+    # queries ---------------------------------------------------------------------------------
+    @property
+    def query(self) -> Any:
+        from cmf_core.lineage import Query
+
+        return Query(self.store)

@@ -1,0 +1,46 @@
+"""Shared helpers for records."""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from cmf_core import jsonutil
+from cmf_core.errors import InvalidInputError
+
+
+def frozen_dict(value: Mapping[str, Any] | None, what: str = "properties") -> Mapping[str, Any]:
+    """A read-only copy of ``value`` with JSON-safe content."""
+    if value is None:
+        return MappingProxyType({})
+    if not isinstance(value, Mapping):
+        raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}")
+    return MappingProxyType(jsonutil.clean(dict(value)))
+
+
+def now() -> float:
+    return time.time()
+
+
+def check_name(value: str, what: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
+    if len(value) > 512:
+        raise InvalidInputError(f"{what} {value[:40]!r}... is longer than 512 characters")
+    return value
+
+
+def as_dict(record: Any) -> dict[str, Any]:
+    """Plain-dict form of a record (mappings unwrapped, enums as values)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(record):
+        v = getattr(record, f.name)
+        if isinstance(v, Mapping):
+            v = dict(v)
+        elif hasattr(v, "value") and not isinstance(v, (int, float, str)):
+            v = v.value
+        out[f.name] = v
+    return out

@@ -1,0 +1,87 @@
+"""Execution: one run of a stage (an Airflow task try, a Prefect task run, a KFP executor)."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from cmf_core.identity import check_uuid, name_id, uuid7
+from cmf_core.model._base import check_name, frozen_dict, now
+
+
+class ExecutionStatus(enum.StrEnum):
+    """Status only moves forward: running -> one terminal state."""
+
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    ABORTED = "aborted"
+    SKIPPED = "skipped"
+
+    @property
+    def rank(self) -> int:
+        return 0 if self is ExecutionStatus.RUNNING else 1
+
+    @property
+    def is_terminal(self) -> bool:
+        return self is not ExecutionStatus.RUNNING
+
+    @classmethod
+    def parse(cls, value: str | ExecutionStatus) -> ExecutionStatus:
+        try:
+            return cls(str(value).lower())
+        except ValueError:
+            known = ", ".join(s.value for s in cls)
+            from cmf_core.errors import InvalidInputError
+
+            raise InvalidInputError(
+                f"unknown execution status {value!r} (known: {known})"
+            ) from None
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """A run of a stage. ``params`` are its parameters/hyperparameters; ``properties`` are facts
+    set by CMF or an orchestrator adapter; ``custom_properties`` are the user's own."""
+
+    pipeline: str
+    stage: str
+    site: str
+    id: str = field(default_factory=uuid7)
+    status: ExecutionStatus = ExecutionStatus.RUNNING
+    started_at: float = field(default_factory=now)
+    ended_at: float | None = None
+    params: Mapping[str, Any] = field(default_factory=dict)
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    custom_properties: Mapping[str, Any] = field(default_factory=dict)
+    error: str | None = None
+
+    def __post_init__(self) -> None:
+        check_name(self.pipeline, "pipeline name")
+        check_name(self.stage, "stage name")
+        object.__setattr__(self, "id", check_uuid(self.id, "execution id"))
+        object.__setattr__(self, "status", ExecutionStatus.parse(self.status))
+        object.__setattr__(self, "params", frozen_dict(self.params, "params"))
+        object.__setattr__(self, "properties", frozen_dict(self.properties))
+        object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))
+
+    @property
+    def stage_id(self) -> str:
+        return name_id("stage", self.pipeline, self.stage)
+
+    @property
+    def pipeline_id(self) -> str:
+        return name_id("pipeline", self.pipeline)
+
+    @property
+    def duration_s(self) -> float | None:
+        return None if self.ended_at is None else max(0.0, self.ended_at - self.started_at)
+
+    def ended(self, status: ExecutionStatus | str = ExecutionStatus.COMPLETED,
+              error: str | None = None, ended_at: float | None = None,
+              **changes: Any) -> Execution:
+        """A copy of this execution in a terminal state."""
+        return replace(self, status=ExecutionStatus.parse(status), error=error,
+                       ended_at=ended_at if ended_at is not None else now(), **changes)

@@ -1,0 +1,34 @@
+"""Metric: a named number attached to an execution, scalar (step None) or stepped."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+from cmf_core.errors import InvalidInputError
+from cmf_core.identity import check_uuid
+from cmf_core.model._base import check_name, now
+
+
+@dataclass(frozen=True, slots=True)
+class Metric:
+    execution_id: str
+    name: str
+    value: float
+    step: int | None = None
+    timestamp: float = field(default_factory=now)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "execution_id", check_uuid(self.execution_id, "execution id"))
+        check_name(self.name, "metric name")
+        try:
+            value = float(self.value)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"metric {self.name!r} value {self.value!r} is not a number"
+            ) from None
+        if not math.isfinite(value):
+            raise InvalidInputError(f"metric {self.name!r} value {value} is not finite")
+        object.__setattr__(self, "value", value)
+        if self.step is not None and (not isinstance(self.step, int) or self.step < 0):
+            raise InvalidInputError(f"metric {self.name!r} step {self.step!r} must be an int >= 0")

@@ -1,0 +1,36 @@
+"""Stage: one step of a pipeline (an Airflow task, a Prefect task, a KFP component)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cmf_core.identity import name_id
+from cmf_core.model._base import check_name, frozen_dict, now
+
+
+@dataclass(frozen=True, slots=True)
+class Stage:
+    """A stage is identified by its pipeline's name and its own name."""
+
+    pipeline: str
+    name: str
+    site: str
+    created_at: float = field(default_factory=now)
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    custom_properties: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        check_name(self.pipeline, "pipeline name")
+        check_name(self.name, "stage name")
+        object.__setattr__(self, "properties", frozen_dict(self.properties))
+        object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))
+
+    @property
+    def id(self) -> str:
+        return name_id("stage", self.pipeline, self.name)
+
+    @property
+    def pipeline_id(self) -> str:
+        return name_id("pipeline", self.pipeline)

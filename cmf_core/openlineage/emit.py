@@ -1,0 +1,205 @@
+"""Emitter: the one way integrations hand OpenLineage RunEvents to CMF.
+
+``Emitter.emit(event)`` sends the event to its sink (the local store by default, or a CMF server
+when ``CMF_SERVER_URL`` is set) within ``CMF_HOOK_TIMEOUT_S``. If the sink fails or overruns,
+the event is written to the spool folder (atomically: temp file + rename) and retried later:
+by the next emitter in any process (``retry_spool`` runs at start-up), or by
+``cmf spool retry``. Ingest is idempotent, so a retry of an event that did land changes nothing.
+Nothing is lost and nothing raises into the caller: ``emit`` returns ``False`` instead.
+
+A sink has ``kind``, ``send(event_dict)`` (raise on failure) and ``close()``.
+"""
+
+from __future__ import annotations
+
+import abc
+import hashlib
+import json
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar
+
+from cmf_core import jsonutil
+from cmf_core.config import Settings, load_settings
+from cmf_core.errors import InvalidEventError
+from cmf_core.guard import report, run_bounded
+
+log = logging.getLogger("cmf")
+
+
+def event_to_dict(event: Any) -> dict[str, Any]:
+    """An openlineage-python event object or a dict, as a plain JSON dict."""
+    if isinstance(event, dict):
+        return event
+    from openlineage.client.serde import Serde
+
+    return json.loads(Serde.to_json(event))
+
+
+class Sink(abc.ABC):
+    kind: ClassVar[str]
+
+    @abc.abstractmethod
+    def send(self, event: dict[str, Any]) -> None: ...
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        pass
+
+
+class StoreSink(Sink):
+    """Ingest into the configured CMF store (opened on first use)."""
+
+    kind = "store"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Any = None
+        self._lock = threading.Lock()
+
+    def send(self, event: dict[str, Any]) -> None:
+        from cmf_core.openlineage.ingest import ingest
+
+        from cmf_core.store import open_store
+
+        with self._lock:
+            if self._store is None:
+                self._store = open_store(settings=self.settings)
+            ingest(event, self._store, self.settings.site)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+class HttpSink(Sink):
+    """POST to a CMF server's OpenLineage endpoint (``/api/v1/lineage``)."""
+
+    kind = "http"
+
+    def __init__(self, settings: Settings) -> None:
+        import httpx
+
+        assert settings.server_url
+        headers = {"Content-Type": "application/json"}
+        if settings.server_token:
+            headers["Authorization"] = f"Bearer {settings.server_token}"
+        self._client = httpx.Client(base_url=settings.server_url.rstrip("/"), headers=headers,
+                                    timeout=settings.hook_timeout_s)
+
+    def send(self, event: dict[str, Any]) -> None:
+        r = self._client.post("/api/v1/lineage", content=jsonutil.dumps(event))
+        r.raise_for_status()
+
+    def close(self) -> None:
+        self._client.close()
+
+
+class Emitter:
+    """Send events to a sink, spooling what cannot be sent now."""
+
+    def __init__(self, settings: Settings | None = None, sink: Sink | None = None) -> None:
+        self.settings = settings or load_settings()
+        self.sink = sink or (HttpSink(self.settings) if self.settings.server_url
+                             else StoreSink(self.settings))
+        self.spool_dir = Path(self.settings.spool_path)
+        self.sent = 0
+        self.spooled = 0
+
+    # sending ---------------------------------------------------------------------------------
+    def emit(self, event: Any) -> bool:
+        """Record ``event`` now if possible, else spool it. Never raises."""
+        try:
+            data = event_to_dict(event)
+        except Exception as e:
+            report("converting an OpenLineage event", e)
+            return False
+        try:
+            run_bounded(lambda: self.sink.send(data), self.settings.hook_timeout_s,
+                        f"recording to the {self.sink.kind} sink")
+            self.sent += 1
+            return True
+        except InvalidEventError as e:
+            report("validating an OpenLineage event", e)
+            self._spool(data, rejected=True)
+            return False
+        except Exception as e:
+            report(f"recording to the {self.sink.kind} sink", e)
+            self._spool(data)
+            return False
+
+    def _spool(self, data: dict[str, Any], rejected: bool = False) -> Path | None:
+        folder = self.spool_dir / ("rejected" if rejected else "")
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            body = jsonutil.dumps(data)
+            name = f"{time.time_ns()}-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
+            tmp = folder / f".{name}.tmp"
+            tmp.write_text(body, encoding="utf-8")
+            os.replace(tmp, folder / name)
+            self.spooled += 1
+            return folder / name
+        except Exception as e:  # last resort: the event goes to the log so it is not lost
+            report("spooling an event", e)
+            log.warning("cmf: unspooled event: %s", jsonutil.dumps(data))
+            return None
+
+    def spooled_files(self) -> list[Path]:
+        if not self.spool_dir.is_dir():
+            return []
+        return sorted(p for p in self.spool_dir.glob("*.json") if p.is_file())
+
+    def retry_spool(self, limit: int | None = None) -> tuple[int, int]:
+        """Send spooled events again, oldest first; returns (sent, still spooled)."""
+        files = self.spooled_files()[:limit]
+        sent = 0
+        for path in files:
+            try:
+                data = json.loads(path.read_text(encoding="utf-8"))
+                self.sink.send(data)
+            except InvalidEventError as e:
+                report("replaying a spooled event", e)
+                (self.spool_dir / "rejected").mkdir(parents=True, exist_ok=True)
+                os.replace(path, self.spool_dir / "rejected" / path.name)
+                continue
+            except Exception as e:
+                report("replaying a spooled event", e)
+                break
+            path.unlink(missing_ok=True)
+            sent += 1
+        return sent, len(self.spooled_files())
+
+    def close(self, timeout: float = 5.0) -> bool:
+        """Release the sink; True if it closed in time."""
+        try:
+            run_bounded(self.sink.close, timeout, "closing the sink")
+            return True
+        except Exception as e:
+            report("closing the sink", e)
+            return False
+
+
+_EMITTERS: dict[tuple[Any, ...], Emitter] = {}
+_LOCK = threading.Lock()
+
+
+def get_emitter(settings: Settings | None = None) -> Emitter:
+    """The process-wide emitter for these settings; replays the spool once at creation."""
+    settings = settings or load_settings()
+    key = (settings.resolved_store_url, settings.server_url, settings.site,
+           str(settings.spool_path))
+    with _LOCK:
+        em = _EMITTERS.get(key)
+        if em is None:
+            em = _EMITTERS[key] = Emitter(settings)
+            if em.spooled_files():
+                try:
+                    run_bounded(lambda: em.retry_spool(limit=100), settings.hook_timeout_s,
+                                "replaying the spool")
+                except Exception as e:
+                    report("replaying the spool", e)
+        return em

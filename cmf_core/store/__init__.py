@@ -1,0 +1,68 @@
+"""Stores, one backend per file, picked by the URL scheme (the backend's ``kind``).
+
+>>> store = open_store("sqlite:///.cmf/cmf.db", site="hpc")
+
+Backends register with :func:`register_store`; a dotted path ``package.module:Class`` in the
+URL's place is not supported on purpose: a store URL names a database, not code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+
+from cmf_core.config import Settings, load_settings
+from cmf_core.errors import ConfigError
+from cmf_core.store.base import Closure, ExecutionFilter, Store
+
+StoreFactory = Callable[[str, str, str], Store]
+_REGISTRY: dict[str, StoreFactory] = {}
+
+
+def register_store(kind: str) -> Callable[[StoreFactory], StoreFactory]:
+    def deco(factory: StoreFactory) -> StoreFactory:
+        _REGISTRY[kind] = factory
+        return factory
+
+    return deco
+
+
+@register_store("sqlite")
+def _sqlite(url: str, site: str, durability: str) -> Store:
+    from cmf_core.store.sqlite import SqliteStore
+
+    return SqliteStore(url, site, durability)
+
+
+@register_store("postgresql")
+def _postgres(url: str, site: str, durability: str) -> Store:
+    from cmf_core.store.postgres import PostgresStore
+
+    return PostgresStore(url, site, durability)
+
+
+def open_store(url: str | None = None, site: str | None = None,
+               settings: Settings | None = None) -> Store:
+    """Open (and create or migrate) the store at ``url``; defaults come from settings."""
+    if url is None or site is None or settings is None:
+        settings = settings or load_settings()
+    url = url or settings.resolved_store_url
+    site = site or settings.site
+    durability = settings.durability if settings else "normal"
+    try:
+        kind = sa.engine.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        raise ConfigError(
+            f"store URL {url!r} is not a URL; use sqlite:///path/cmf.db or "
+            "postgresql://user@host/db"
+        ) from None
+    factory = _REGISTRY.get(kind)
+    if factory is None:
+        raise ConfigError(
+            f"unknown store kind {kind!r} in {url!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
+        )
+    return factory(url, site, durability)
+
+
+__all__ = ["Closure", "ExecutionFilter", "Store", "open_store", "register_store"]

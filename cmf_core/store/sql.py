@@ -1,0 +1,581 @@
+"""The SQL implementation shared by the SQLite and PostgreSQL backends.
+
+Writes go through one DB-API connection per store (guarded by a lock) with hand-written upsert
+statements: :meth:`SqlStore.put` is the hot path of every tracked task, and a plain
+``executemany`` per table in one transaction is several times faster than ORM or Core
+round-trips. Reads use SQLAlchemy Core. Dialect quirks (placeholders, ``LEAST``, pragmas,
+locking) live in the backend modules.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from collections import defaultdict
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, ClassVar
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
+from cmf_core import jsonutil
+from cmf_core.errors import InvalidInputError, StoreError
+from cmf_core.model import (
+    Artifact,
+    ArtifactLocation,
+    EnergyRecord,
+    Event,
+    Execution,
+    ExecutionStatus,
+    LineageEvent,
+    Metric,
+    Pipeline,
+    Record,
+    Stage,
+)
+from cmf_core.store import migrations, schema
+from cmf_core.store.base import Closure, ExecutionFilter, Store
+
+_J = jsonutil.dumps
+
+
+def _earliest_wins(table: str, cols: Sequence[str], least: str) -> str:
+    """Upsert where the row with the smallest (created_at, site) wins as a whole."""
+    names = ", ".join(cols)
+    marks = ", ".join("?" for _ in cols)
+    updates = ", ".join(f"{c} = excluded.{c}" for c in cols if c != "id")
+    return (
+        f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates} "
+        f"WHERE (excluded.created_at, excluded.site) < ({table}.created_at, {table}.site)"
+    )
+
+
+_PIPELINE_COLS = ("id", "name", "site", "created_at", "properties", "custom_properties", "seq")
+_STAGE_COLS = ("id", "pipeline_id", "pipeline", "name", "site", "created_at", "properties",
+               "custom_properties", "seq")
+_ARTIFACT_COLS = ("id", "type", "name", "uri", "site", "created_at", "properties",
+                  "custom_properties", "seq")
+_EXEC_COLS = ("id", "pipeline_id", "stage_id", "pipeline", "stage", "site", "status",
+              "status_rank", "started_at", "ended_at", "params", "properties",
+              "custom_properties", "error", "seq")
+_EXEC_MUTABLE = ("status", "status_rank", "ended_at", "params", "properties",
+                 "custom_properties", "error")
+
+
+class SqlStore(Store):
+    """Store over SQLAlchemy (reads) and a DB-API writer connection (writes)."""
+
+    kind: ClassVar[str] = "sql"
+    placeholder: ClassVar[str] = "?"
+    least: ClassVar[str] = "LEAST"
+
+    def __init__(self, url: str, site: str, engine: Engine) -> None:
+        self.url = url
+        self.site = site
+        self.engine = engine
+        self._lock = threading.RLock()
+        self._writer: Any = None
+        self._written_parents: set[tuple[str, float, str]] = set()
+        self._sql = self._build_sql()
+        self._migrate()
+
+    # backend hooks ---------------------------------------------------------------------------
+    def _connect_writer(self) -> Any:
+        raise NotImplementedError
+
+    def _begin(self, cur: Any) -> None:
+        """Start a write transaction (and take the store's write lock)."""
+
+    def _commit(self, conn: Any, cur: Any) -> None:
+        conn.commit()
+
+    def _rollback(self, conn: Any, cur: Any) -> None:
+        conn.rollback()
+
+    def _translate_error(self, exc: Exception) -> Exception:
+        return StoreError(f"store {self.safe_url} failed: {exc}")
+
+    def _existing_tables(self, cur: Any) -> set[str]:
+        raise NotImplementedError
+
+    # helpers ---------------------------------------------------------------------------------
+    @property
+    def safe_url(self) -> str:
+        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+
+    def _q(self, sql: str) -> str:
+        return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
+
+    def _build_sql(self) -> dict[str, str]:
+        least = self.least
+        marks = ", ".join("?" for _ in _EXEC_COLS)
+        advance = ("(excluded.status_rank, excluded.status) > "
+                   "(executions.status_rank, executions.status)")
+        sets = ", ".join(
+            f"{c} = CASE WHEN {advance} THEN excluded.{c} ELSE executions.{c} END"
+            for c in _EXEC_MUTABLE
+        )
+        sql = {
+            "pipeline": _earliest_wins("pipelines", _PIPELINE_COLS, least),
+            "stage": _earliest_wins("stages", _STAGE_COLS, least),
+            "artifact": _earliest_wins("artifacts", _ARTIFACT_COLS, least),
+            "execution": (
+                f"INSERT INTO executions ({', '.join(_EXEC_COLS)}) VALUES ({marks}) "
+                f"ON CONFLICT (id) DO UPDATE SET {sets}, "
+                f"started_at = {least}(executions.started_at, excluded.started_at), "
+                "seq = excluded.seq "
+                f"WHERE {advance} OR excluded.started_at < executions.started_at"
+            ),
+            "location": "INSERT INTO artifact_locations (artifact_id, site, uri, seq) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "event": "INSERT INTO events (artifact_id, type, execution_id, seq) "
+                     "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "metric": "INSERT INTO metrics (execution_id, name, step, value, timestamp, seq) "
+                      "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "energy": "INSERT INTO energy (execution_id, site, energy_kwh, co2e_kg, details, seq) "
+                      "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "lineage_event": "INSERT INTO ol_events (id, run_id, event_type, event_time, body, seq)"
+                             " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
+            "counter": "UPDATE cmf_counter SET value = value + ? WHERE name = 'seq' "
+                       "RETURNING value",
+        }
+        return {k: self._q(v) for k, v in sql.items()}
+
+    def _writer_conn(self) -> Any:
+        if self._writer is None:
+            self._writer = self._connect_writer()
+        return self._writer
+
+    # migrations ------------------------------------------------------------------------------
+    def _migrate(self) -> None:
+        with self._lock:
+            conn = self._writer_conn()
+            cur = conn.cursor()
+            try:
+                self._begin(cur)
+                tables = self._existing_tables(cur)
+                if tables and "cmf_store" not in tables:
+                    raise StoreError(
+                        f"{self.safe_url} is not a CMF store (it has tables "
+                        f"{', '.join(sorted(tables)[:5])}); point CMF_STORE_URL at a new file or "
+                        "an empty database"
+                    )
+                applied: set[str] = set()
+                if tables:
+                    cur.execute("SELECT key, value FROM cmf_store WHERE key = 'format'")
+                    row = cur.fetchone()
+                    if not row or row[1] != migrations.STORE_FORMAT:
+                        raise StoreError(f"{self.safe_url} is not a CMF store (no format marker)")
+                    cur.execute("SELECT name FROM cmf_migrations")
+                    applied = {r[0] for r in cur.fetchall()}
+                    unknown = applied - set(migrations.KNOWN)
+                    if unknown:
+                        raise StoreError(
+                            f"store {self.safe_url} has schema migration(s) "
+                            f"{', '.join(sorted(unknown))} from a newer cmf-foundation; upgrade "
+                            "cmf-foundation to open it (nothing was changed)"
+                        )
+                for m in migrations.MIGRATIONS:
+                    if m.name in applied:
+                        continue
+                    for statement in m.statements(self.engine.dialect):
+                        cur.execute(statement)
+                    cur.execute(self._q("INSERT INTO cmf_migrations (name, applied_at) "
+                                        "VALUES (?, ?)"), (m.name, migrations.now()))
+                if not tables:
+                    cur.execute(
+                        self._q("INSERT INTO cmf_store (key, value) VALUES (?, ?), (?, ?)"),
+                        ("format", migrations.STORE_FORMAT, "created_by_site", self.site),
+                    )
+                self._commit(conn, cur)
+            except StoreError:
+                self._rollback(conn, cur)
+                raise
+            except Exception as e:
+                self._safe_rollback(conn, cur)
+                raise self._translate_error(e) from e
+
+    def _safe_rollback(self, conn: Any, cur: Any) -> None:
+        # the connection may already be unusable; the error raised by the caller says why
+        with contextlib.suppress(Exception):
+            self._rollback(conn, cur)
+
+    # writing ---------------------------------------------------------------------------------
+    def put(self, records: Iterable[Record]) -> None:
+        rows: dict[str, list[list[Any]]] = defaultdict(list)
+        parents: list[tuple[str, float, str]] = []
+        for r in records:
+            if isinstance(r, Execution):
+                rows["execution"].append([
+                    r.id, r.pipeline_id, r.stage_id, r.pipeline, r.stage, r.site, r.status.value,
+                    r.status.rank, r.started_at, r.ended_at, _J(r.params), _J(r.properties),
+                    _J(r.custom_properties), r.error])
+            elif isinstance(r, Artifact):
+                rows["artifact"].append([r.id, r.type, r.name, r.uri, r.site, r.created_at,
+                                         _J(r.properties), _J(r.custom_properties)])
+                rows["location"].append([r.id, r.site, r.uri])
+            elif isinstance(r, Event):
+                rows["event"].append([r.artifact_id, r.type.value, r.execution_id])
+            elif isinstance(r, Metric):
+                step = schema.STEP_SCALAR if r.step is None else r.step
+                rows["metric"].append([r.execution_id, r.name, step, r.value, r.timestamp])
+            elif isinstance(r, Stage):
+                key = (r.id, r.created_at, r.site)
+                if key not in self._written_parents:
+                    parents.append(key)
+                    rows["stage"].append([r.id, r.pipeline_id, r.pipeline, r.name, r.site,
+                                          r.created_at, _J(r.properties),
+                                          _J(r.custom_properties)])
+            elif isinstance(r, Pipeline):
+                key = (r.id, r.created_at, r.site)
+                if key not in self._written_parents:
+                    parents.append(key)
+                    rows["pipeline"].append([r.id, r.name, r.site, r.created_at,
+                                             _J(r.properties), _J(r.custom_properties)])
+            elif isinstance(r, EnergyRecord):
+                rows["energy"].append([r.execution_id, r.site, r.energy_kwh, r.co2e_kg,
+                                       _J(r.details)])
+            elif isinstance(r, ArtifactLocation):
+                rows["location"].append([r.artifact_id, r.site, r.uri])
+            elif isinstance(r, LineageEvent):
+                rows["lineage_event"].append([r.id, r.run_id, r.event_type, r.event_time,
+                                              r.body])
+            else:
+                raise InvalidInputError(f"cannot store {type(r).__name__}: not a CMF record")
+        total = sum(len(v) for v in rows.values())
+        if not total:
+            return
+        order = ("pipeline", "stage", "artifact", "location", "execution", "event", "metric",
+                 "energy", "lineage_event")
+        with self._lock:
+            conn = self._writer_conn()
+            cur = conn.cursor()
+            try:
+                self._begin(cur)
+                cur.execute(self._sql["counter"], (total,))
+                seq = cur.fetchone()[0] - total
+                for kind in order:
+                    batch = rows.get(kind)
+                    if not batch:
+                        continue
+                    for row in batch:
+                        seq += 1
+                        row.append(seq)
+                    cur.executemany(self._sql[kind], batch)
+                self._commit(conn, cur)
+            except Exception as e:
+                self._safe_rollback(conn, cur)
+                raise self._translate_error(e) from e
+        self._written_parents.update(parents)
+
+    def set_state(self, key: str, value: str) -> None:
+        with self.engine.begin() as c:
+            t = schema.state
+            updated = c.execute(t.update().where(t.c.key == key).values(value=value)).rowcount
+            if not updated:
+                c.execute(t.insert().values(key=key, value=value))
+
+    def get_state(self, key: str) -> str | None:
+        with self.engine.connect() as c:
+            return c.execute(sa.select(schema.state.c.value).where(schema.state.c.key == key)
+                             ).scalar_one_or_none()
+
+    def record_conflict(self, kind: str, record_id: str, site: str, detail: dict[str, Any]
+                        ) -> None:
+        """Keep a note of a true conflict (same id, different immutable content)."""
+        import hashlib
+
+        body = _J({"kind": kind, "record_id": record_id, "site": site, "detail": detail})
+        cid = hashlib.sha256(body.encode()).hexdigest()
+        with self.engine.begin() as c:
+            exists = c.execute(sa.select(schema.conflicts.c.id).where(schema.conflicts.c.id == cid)
+                               ).first()
+            if not exists:
+                c.execute(schema.conflicts.insert().values(
+                    id=cid, kind=kind, record_id=record_id, site=site, detail=_J(detail),
+                    detected_at=migrations.now()))
+
+    def list_conflicts(self) -> list[dict[str, Any]]:
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(schema.conflicts).order_by(schema.conflicts.c.detected_at))
+            return [dict(r._mapping, detail=jsonutil.loads(r.detail)) for r in rows]
+
+    # reading ---------------------------------------------------------------------------------
+    def _rows(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
+        try:
+            with self.engine.connect() as c:
+                return list(c.execute(stmt, params or {}))
+        except sa.exc.DBAPIError as e:
+            raise self._translate_error(e) from e
+
+    @staticmethod
+    def _pipeline(r: Any) -> Pipeline:
+        return Pipeline(name=r.name, site=r.site, created_at=r.created_at,
+                        properties=jsonutil.loads(r.properties),
+                        custom_properties=jsonutil.loads(r.custom_properties))
+
+    @staticmethod
+    def _stage(r: Any) -> Stage:
+        return Stage(pipeline=r.pipeline, name=r.name, site=r.site, created_at=r.created_at,
+                     properties=jsonutil.loads(r.properties),
+                     custom_properties=jsonutil.loads(r.custom_properties))
+
+    @staticmethod
+    def _execution(r: Any) -> Execution:
+        return Execution(pipeline=r.pipeline, stage=r.stage, site=r.site, id=r.id,
+                         status=ExecutionStatus(r.status), started_at=r.started_at,
+                         ended_at=r.ended_at, params=jsonutil.loads(r.params),
+                         properties=jsonutil.loads(r.properties),
+                         custom_properties=jsonutil.loads(r.custom_properties), error=r.error)
+
+    @staticmethod
+    def _artifact(r: Any) -> Artifact:
+        return Artifact(id=r.id, type=r.type, name=r.name, uri=r.uri, site=r.site,
+                        created_at=r.created_at, properties=jsonutil.loads(r.properties),
+                        custom_properties=jsonutil.loads(r.custom_properties))
+
+    def list_pipelines(self) -> list[Pipeline]:
+        t = schema.pipelines
+        return [self._pipeline(r) for r in self._rows(sa.select(t).order_by(t.c.name))]
+
+    def get_pipeline(self, name: str) -> Pipeline | None:
+        t = schema.pipelines
+        rows = self._rows(sa.select(t).where(t.c.name == name))
+        return self._pipeline(rows[0]) if rows else None
+
+    def list_stages(self, pipeline: str | None = None) -> list[Stage]:
+        t = schema.stages
+        stmt = sa.select(t).order_by(t.c.pipeline, t.c.created_at, t.c.name)
+        if pipeline is not None:
+            stmt = stmt.where(t.c.pipeline == pipeline)
+        return [self._stage(r) for r in self._rows(stmt)]
+
+    def get_execution(self, execution_id: str) -> Execution | None:
+        t = schema.executions
+        rows = self._rows(sa.select(t).where(t.c.id == str(execution_id)))
+        return self._execution(rows[0]) if rows else None
+
+    @staticmethod
+    def _exec_where(stmt: Any, where: ExecutionFilter | None) -> Any:
+        t = schema.executions
+        if where is None:
+            return stmt
+        if where.pipeline is not None:
+            stmt = stmt.where(t.c.pipeline == where.pipeline)
+        if where.stage is not None:
+            stmt = stmt.where(t.c.stage == where.stage)
+        if where.site is not None:
+            stmt = stmt.where(t.c.site == where.site)
+        if where.status is not None:
+            stmt = stmt.where(t.c.status == ExecutionStatus.parse(where.status).value)
+        if where.since is not None:
+            stmt = stmt.where(t.c.started_at >= where.since)
+        if where.until is not None:
+            stmt = stmt.where(t.c.started_at < where.until)
+        if where.ids is not None:
+            stmt = stmt.where(t.c.id.in_(list(where.ids)))
+        return stmt
+
+    def list_executions(self, where: ExecutionFilter | None = None, limit: int | None = None,
+                        offset: int = 0) -> list[Execution]:
+        t = schema.executions
+        stmt = self._exec_where(sa.select(t), where).order_by(t.c.started_at, t.c.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        return [self._execution(r) for r in self._rows(stmt)]
+
+    def count_executions(self, where: ExecutionFilter | None = None) -> int:
+        t = schema.executions
+        stmt = self._exec_where(sa.select(sa.func.count()).select_from(t), where)
+        return int(self._rows(stmt)[0][0])
+
+    def get_artifact(self, artifact_id: str) -> Artifact | None:
+        t = schema.artifacts
+        rows = self._rows(sa.select(t).where(t.c.id == artifact_id))
+        return self._artifact(rows[0]) if rows else None
+
+    def find_artifacts(self, type: str | None = None, name: str | None = None,
+                       pipeline: str | None = None, site: str | None = None,
+                       ids: Sequence[str] | None = None, limit: int | None = None,
+                       offset: int = 0) -> list[Artifact]:
+        t = schema.artifacts
+        stmt = sa.select(t)
+        if type is not None:
+            stmt = stmt.where(t.c.type == type)
+        if name is not None:
+            stmt = stmt.where(t.c.name == name)
+        if site is not None:
+            stmt = stmt.where(t.c.site == site)
+        if ids is not None:
+            stmt = stmt.where(t.c.id.in_(list(ids)))
+        if pipeline is not None:
+            ev, ex = schema.events, schema.executions
+            sub = (sa.select(ev.c.artifact_id).join(ex, ex.c.id == ev.c.execution_id)
+                   .where(ex.c.pipeline == pipeline))
+            stmt = stmt.where(t.c.id.in_(sub))
+        stmt = stmt.order_by(t.c.created_at, t.c.id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        return [self._artifact(r) for r in self._rows(stmt)]
+
+    def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:
+        t = schema.artifact_locations
+        stmt = sa.select(t).where(t.c.artifact_id == artifact_id).order_by(t.c.site, t.c.uri)
+        return [ArtifactLocation(artifact_id=r.artifact_id, site=r.site, uri=r.uri)
+                for r in self._rows(stmt)]
+
+    def events(self, execution_ids: Sequence[str] | None = None,
+               artifact_ids: Sequence[str] | None = None) -> list[Event]:
+        t = schema.events
+        stmt = sa.select(t)
+        if execution_ids is not None:
+            stmt = stmt.where(t.c.execution_id.in_(list(execution_ids)))
+        if artifact_ids is not None:
+            stmt = stmt.where(t.c.artifact_id.in_(list(artifact_ids)))
+        stmt = stmt.order_by(t.c.seq)
+        return [Event(execution_id=r.execution_id, artifact_id=r.artifact_id, type=r.type)
+                for r in self._rows(stmt)]
+
+    def metrics(self, execution_ids: Sequence[str]) -> list[Metric]:
+        t = schema.metrics
+        stmt = (sa.select(t).where(t.c.execution_id.in_(list(execution_ids)))
+                .order_by(t.c.execution_id, t.c.name, t.c.step))
+        return [Metric(execution_id=r.execution_id, name=r.name, value=r.value,
+                       step=None if r.step == schema.STEP_SCALAR else r.step,
+                       timestamp=r.timestamp) for r in self._rows(stmt)]
+
+    def energy(self, execution_ids: Sequence[str] | None = None) -> list[EnergyRecord]:
+        t = schema.energy
+        stmt = sa.select(t).order_by(t.c.seq)
+        if execution_ids is not None:
+            stmt = stmt.where(t.c.execution_id.in_(list(execution_ids)))
+        return [EnergyRecord(execution_id=r.execution_id, site=r.site, energy_kwh=r.energy_kwh,
+                             co2e_kg=r.co2e_kg, details=jsonutil.loads(r.details))
+                for r in self._rows(stmt)]
+
+    def lineage_events(self, run_id: str | None = None, since_seq: int = 0,
+                       limit: int | None = None) -> list[LineageEvent]:
+        t = schema.ol_events
+        stmt = sa.select(t).where(t.c.seq > since_seq).order_by(t.c.seq)
+        if run_id is not None:
+            stmt = stmt.where(t.c.run_id == run_id)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        return [LineageEvent(id=r.id, body=r.body, run_id=r.run_id, event_type=r.event_type,
+                             event_time=r.event_time) for r in self._rows(stmt)]
+
+    # lineage closures (recursive SQL) --------------------------------------------------------
+    def _closure(self, artifact_id: str, max_depth: int | None, upstream: bool) -> Closure:
+        link, back = ("OUTPUT", "INPUT") if upstream else ("INPUT", "OUTPUT")
+        if max_depth is None:
+            cte = (
+                "WITH RECURSIVE walk(aid) AS (SELECT :aid UNION "
+                "SELECT b.artifact_id FROM walk JOIN events a ON a.artifact_id = walk.aid "
+                f"AND a.type = '{link}' JOIN events b ON b.execution_id = a.execution_id "
+                f"AND b.type = '{back}') "
+            )
+        else:
+            cte = (
+                "WITH RECURSIVE walk(aid, depth) AS (SELECT :aid, 0 UNION "
+                "SELECT b.artifact_id, walk.depth + 1 FROM walk JOIN events a "
+                f"ON a.artifact_id = walk.aid AND a.type = '{link}' JOIN events b "
+                f"ON b.execution_id = a.execution_id AND b.type = '{back}' "
+                "WHERE walk.depth < :maxd) "
+            )
+        limit_execs = "" if max_depth is None else " WHERE walk.depth < :maxd"
+        sql = (
+            cte + "SELECT DISTINCT 'a', aid FROM walk UNION ALL "
+            "SELECT DISTINCT 'e', a.execution_id FROM walk JOIN events a "
+            f"ON a.artifact_id = walk.aid AND a.type = '{link}'" + limit_execs
+        )
+        params: dict[str, Any] = {"aid": artifact_id}
+        if max_depth is not None:
+            params["maxd"] = int(max_depth)
+        rows = self._rows(sa.text(sql), params)
+        arts = frozenset(r[1] for r in rows if r[0] == "a")
+        execs = frozenset(r[1] for r in rows if r[0] == "e")
+        return Closure(artifacts=arts, executions=execs)
+
+    def upstream(self, artifact_id: str, max_depth: int | None = None) -> Closure:
+        return self._closure(artifact_id, max_depth, upstream=True)
+
+    def downstream(self, artifact_id: str, max_depth: int | None = None) -> Closure:
+        return self._closure(artifact_id, max_depth, upstream=False)
+
+    def stage_edges(self, pipeline: str) -> list[tuple[str, str]]:
+        sql = sa.text(
+            "SELECT DISTINCT eo.stage, ei.stage FROM events o "
+            "JOIN executions eo ON eo.id = o.execution_id "
+            "JOIN events i ON i.artifact_id = o.artifact_id AND i.type = 'INPUT' "
+            "JOIN executions ei ON ei.id = i.execution_id "
+            "WHERE o.type = 'OUTPUT' AND eo.pipeline = :p AND ei.pipeline = :p "
+            "AND eo.stage <> ei.stage ORDER BY 1, 2"
+        )
+        return [(r[0], r[1]) for r in self._rows(sql, {"p": pipeline})]
+
+    # federation ------------------------------------------------------------------------------
+    def max_seq(self) -> int:
+        t = schema.counter
+        return int(self._rows(sa.select(t.c.value).where(t.c.name == "seq"))[0][0])
+
+    def changes(self, since_seq: int = 0, pipeline: str | None = None,
+                batch: int = 5000) -> Iterator[Record]:
+        ex, ev = schema.executions, schema.events
+        exec_ids = None
+        if pipeline is not None:
+            exec_ids = sa.select(ex.c.id).where(ex.c.pipeline == pipeline)
+            art_ids = sa.select(ev.c.artifact_id).where(ev.c.execution_id.in_(exec_ids))
+
+        def page(table: sa.Table, cond: Any = None) -> Iterator[Any]:
+            last = since_seq
+            while True:
+                stmt = sa.select(table).where(table.c.seq > last).order_by(table.c.seq)
+                if cond is not None:
+                    stmt = stmt.where(cond)
+                rows = self._rows(stmt.limit(batch))
+                yield from rows
+                if len(rows) < batch:
+                    return
+                last = rows[-1].seq
+
+        t = schema
+        pcond = None if pipeline is None else t.pipelines.c.name == pipeline
+        scond = None if pipeline is None else t.stages.c.pipeline == pipeline
+        acond = None if pipeline is None else t.artifacts.c.id.in_(art_ids)
+        lcond = None if pipeline is None else t.artifact_locations.c.artifact_id.in_(art_ids)
+        econd = None if pipeline is None else t.executions.c.pipeline == pipeline
+        vcond = None if pipeline is None else t.events.c.execution_id.in_(exec_ids)
+        mcond = None if pipeline is None else t.metrics.c.execution_id.in_(exec_ids)
+        ncond = None if pipeline is None else t.energy.c.execution_id.in_(exec_ids)
+        for r in page(t.pipelines, pcond):
+            yield self._pipeline(r)
+        for r in page(t.stages, scond):
+            yield self._stage(r)
+        for r in page(t.artifacts, acond):
+            yield self._artifact(r)
+        for r in page(t.artifact_locations, lcond):
+            yield ArtifactLocation(artifact_id=r.artifact_id, site=r.site, uri=r.uri)
+        for r in page(t.executions, econd):
+            yield self._execution(r)
+        for r in page(t.events, vcond):
+            yield Event(execution_id=r.execution_id, artifact_id=r.artifact_id, type=r.type)
+        for r in page(t.metrics, mcond):
+            yield Metric(execution_id=r.execution_id, name=r.name, value=r.value,
+                         step=None if r.step == schema.STEP_SCALAR else r.step,
+                         timestamp=r.timestamp)
+        for r in page(t.energy, ncond):
+            yield EnergyRecord(execution_id=r.execution_id, site=r.site, energy_kwh=r.energy_kwh,
+                               co2e_kg=r.co2e_kg, details=jsonutil.loads(r.details))
+
+    def close(self) -> None:
+        with self._lock:
+            if self._writer is not None:
+                try:
+                    self._writer.close()
+                finally:
+                    self._writer = None
+        self.engine.dispose()

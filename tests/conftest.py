@@ -1,0 +1,51 @@
+"""Shared fixtures: a real SQLite file store and a real PostgreSQL started once per test run."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from cmf_core.store import Store, open_store
+from tests.support.postgres import TempPostgres
+
+
+@pytest.fixture(autouse=True)
+def _clean_cmf_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Tests never see the developer's CMF_* settings or ~/.cmf."""
+    for key in list(os.environ):
+        if key.startswith("CMF_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / ".cmf-home"))
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[TempPostgres]:
+    """A real PostgreSQL server; a missing server is an error, never a skip."""
+    server = TempPostgres().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    store = open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="site-a")
+    yield store
+    store.close()
+
+
+@pytest.fixture
+def postgres_store(postgres: TempPostgres) -> Iterator[Store]:
+    store = open_store(postgres.create_database(), site="site-a")
+    yield store
+    store.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest) -> Store:
+    """The same tests run against a real SQLite file and a real PostgreSQL database."""
+    return request.getfixturevalue(f"{request.param.replace('postgresql', 'postgres')}_store")

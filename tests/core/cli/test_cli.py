@@ -1,0 +1,122 @@
+"""The `cmf` command line on real stores (CliRunner, exact output checks)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cmf_core import Cmf
+from cmf_core.cli import app, main
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw.csv").write_text("x\n1\n")
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    with Cmf(pipeline_name="churn", store=url, site="hpc", measure_energy=False) as cmf:
+        with cmf.create_execution("prepare", params={"split": 0.2}):
+            cmf.log_dataset("raw.csv", "input")
+            (tmp_path / "train.csv").write_text("x\n1\n2\n")
+            cmf.log_dataset("train.csv", "output")
+        with cmf.create_execution("train", params={"lr": 0.1}):
+            cmf.log_dataset("train.csv", "input")
+            (tmp_path / "model.pkl").write_bytes(b"m")
+            cmf.log_model("model.pkl", "output")
+            cmf.log_execution_metrics("eval", {"auc": 0.9})
+    return url
+
+
+def invoke(*args: str) -> str:
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def test_pipelines_json(store_url: str) -> None:
+    data = json.loads(invoke("pipelines", "--store", store_url, "--json"))
+    assert [(p["name"], p["executions"], p["stages"]) for p in data] == [
+        ("churn", 2, ["prepare", "train"])]
+
+
+def test_executions_and_filters(store_url: str) -> None:
+    data = json.loads(invoke("executions", "--store", store_url, "--json", "--stage", "train"))
+    assert [e["params"] for e in data] == [{"lr": 0.1}]
+    table = invoke("executions", "--store", store_url)
+    assert "prepare" in table and "split=0.2" in table
+
+
+def test_artifacts(store_url: str) -> None:
+    data = json.loads(invoke("artifacts", "--store", store_url, "--json", "--type", "Dataset"))
+    assert sorted(a["name"] for a in data) == ["raw.csv", "train.csv"]
+
+
+def test_lineage_tree_and_json(store_url: str) -> None:
+    text = invoke("lineage", "model.pkl", "--store", store_url)
+    lines = text.splitlines()
+    assert "Model model.pkl" in lines[0]
+    assert "churn/train" in lines[1] and "lr=0.1" in lines[1]
+    assert "train.csv" in lines[2] and "churn/prepare" in lines[3] and "raw.csv" in lines[4]
+    tree = json.loads(invoke("lineage", "model.pkl", "--store", store_url, "--json"))
+    assert tree["children"][0]["children"][0]["name"] == "train.csv"
+
+
+def test_show_execution_and_artifact(store_url: str) -> None:
+    ex = json.loads(invoke("executions", "--store", store_url, "--json", "--stage", "train"))[0]
+    shown = json.loads(invoke("show", ex["id"], "--store", store_url, "--json"))
+    assert shown["kind"] == "execution" and len(shown["inputs"]) == 1
+    assert {m["name"]: m["value"] for m in shown["metrics"]} == {"auc": 0.9}
+    art = json.loads(invoke("show", "train.csv", "--store", store_url, "--json"))
+    assert art["kind"] == "artifact" and len(art["produced_by"]) == 1
+
+
+def test_export_import_roundtrip(store_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "dump.jsonl"
+    invoke("export", str(out), "--store", store_url)
+    lines = out.read_text().splitlines()
+    assert {json.loads(line)["kind"] for line in lines} >= {"pipeline", "execution", "event"}
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    invoke("import", str(out), "--store", other)
+    invoke("import", str(out), "--store", other)  # idempotent
+    out2 = tmp_path / "dump2.jsonl"
+    invoke("export", str(out2), "--store", other)
+    strip = [{k: v for k, v in json.loads(x).items()} for x in out2.read_text().splitlines()]
+    assert sorted(map(json.dumps, strip)) == sorted(
+        json.dumps(json.loads(x)) for x in lines)
+
+
+def test_errors_are_one_line_exit_1(store_url: str, tmp_path: Path,
+                                    capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["lineage", "nope", "--store", store_url])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.strip() == "Error: no artifact with digest or name 'nope'"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "pipeline", "name": "x", "site": "a"}\n{"kind": "spaceship"}\n')
+    with pytest.raises(SystemExit):
+        main(["import", str(bad), "--store", store_url])
+    assert "bad.jsonl:2: unknown record kind 'spaceship'" in capsys.readouterr().err
+    data = json.loads(invoke("pipelines", "--store", store_url, "--json"))
+    assert [p["name"] for p in data] == ["churn"]  # nothing from the bad file was imported
+
+
+def test_init_creates_home(tmp_path: Path) -> None:
+    out = invoke("init", str(tmp_path / "proj"), "--site", "edge")
+    assert "site edge" in out
+    assert (tmp_path / "proj" / ".cmf" / "cmf.db").is_file()
+
+
+def test_every_command_has_help() -> None:
+    import typer.main
+
+    group = typer.main.get_command(app)
+    assert len(group.commands) >= 9
+    for name, cmd in group.commands.items():
+        assert cmd.help, f"command {name} has no help"
+        invoke(name, "--help")

@@ -1,0 +1,216 @@
+"""The store contract, run against a real SQLite file and a real PostgreSQL database."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from cmf_core.errors import InvalidInputError, StoreError
+from cmf_core.identity import remote_digest
+from cmf_core.model import (
+    Artifact,
+    ArtifactLocation,
+    EnergyRecord,
+    Event,
+    Execution,
+    ExecutionStatus,
+    Metric,
+    Pipeline,
+    Stage,
+)
+from cmf_core.store import ExecutionFilter, Store, open_store
+from cmf_core.store import migrations as mig
+
+
+def art(name: str, site: str = "site-a", created_at: float = 1.0, type: str = "Dataset"
+        ) -> Artifact:
+    return Artifact(id=remote_digest(f"s3://b/{name}", "v1"), type=type, name=name,
+                    uri=f"s3://b/{name}", site=site, created_at=created_at)
+
+
+def chain(store: Store, pipeline: str = "p", n: int = 3, site: str = "site-a") -> list[Artifact]:
+    """d0 -> s0 -> d1 -> s1 -> d2 ... written through the public API."""
+    arts = [art(f"{pipeline}-d{i}", site) for i in range(n + 1)]
+    for i in range(n):
+        ex = Execution(pipeline=pipeline, stage=f"s{i}", site=site, params={"i": i})
+        store.put([Pipeline(pipeline, site), Stage(pipeline, f"s{i}", site), arts[i], arts[i + 1],
+                   ex.ended(), Event(ex.id, arts[i].id, "INPUT"),
+                   Event(ex.id, arts[i + 1].id, "OUTPUT"),
+                   Metric(ex.id, "loss", 1.0 / (i + 1))])
+    return arts
+
+
+def test_roundtrip_records(store: Store) -> None:
+    ex = Execution(pipeline="p", stage="train", site="site-a", params={"lr": 0.1, "layers": [1, 2]},
+                   properties={"orchestrator": "test"}, custom_properties={"owner": "me"})
+    a = art("x")
+    store.put([Pipeline("p", "site-a", properties={"team": "ml"}), Stage("p", "train", "site-a"),
+               ex, a, Event(ex.id, a.id, "OUTPUT"), Metric(ex.id, "acc", 0.9),
+               Metric(ex.id, "loss", 0.5, step=3),
+               EnergyRecord(ex.id, "site-a", 0.002, 0.001, {"cpu": {"method": "model"}})])
+    got = store.get_execution(ex.id)
+    assert got == ex
+    assert store.get_artifact(a.id) == a
+    assert store.get_pipeline("p").properties == {"team": "ml"}
+    assert [s.name for s in store.list_stages("p")] == ["train"]
+    ms = {(m.name, m.step): m.value for m in store.metrics([ex.id])}
+    assert ms == {("acc", None): 0.9, ("loss", 3): 0.5}
+    [en] = store.energy([ex.id])
+    assert en.energy_kwh == 0.002 and en.details["cpu"]["method"] == "model"
+    assert store.artifact_locations(a.id) == [ArtifactLocation(a.id, "site-a", a.uri)]
+
+
+def test_put_is_idempotent(store: Store) -> None:
+    chain(store)
+    before = list(store.changes())
+    for r in before:
+        store.put([r])
+    store.put(before)
+    after = list(store.changes())
+    key = sorted(map(repr, before))
+    assert sorted(map(repr, after)) == key
+    assert store.count_executions() == 3
+
+
+def test_status_only_moves_forward(store: Store) -> None:
+    ex = Execution(pipeline="p", stage="s", site="site-a", started_at=10.0)
+    done = ex.ended("completed", ended_at=20.0, params={"final": True})
+    store.put([done])
+    store.put([ex])  # a late "running" write must not move it back
+    got = store.get_execution(ex.id)
+    assert got.status is ExecutionStatus.COMPLETED and got.ended_at == 20.0
+    assert got.params == {"final": True}
+    # an earlier start time is kept, nothing else changes
+    store.put([Execution(pipeline="p", stage="s", site="site-a", id=ex.id, started_at=5.0)])
+    got = store.get_execution(ex.id)
+    assert got.started_at == 5.0 and got.status is ExecutionStatus.COMPLETED
+
+
+def test_same_bytes_are_one_artifact_earliest_row_wins(store: Store) -> None:
+    a_late = Artifact(id=remote_digest("s3://b/x", "v1"), type="Dataset", name="x-at-b",
+                      uri="file:///b/x", site="site-b", created_at=2.0)
+    a_early = Artifact(id=a_late.id, type="Dataset", name="x-at-a", uri="s3://b/x",
+                       site="site-a", created_at=1.0)
+    store.put([a_late])
+    store.put([a_early])
+    got = store.get_artifact(a_late.id)
+    assert got.site == "site-a" and got.name == "x-at-a"
+    assert {loc.site for loc in store.artifact_locations(a_late.id)} == {"site-a", "site-b"}
+    assert len(store.find_artifacts()) == 1
+
+
+def test_lineage_closures(store: Store) -> None:
+    arts = chain(store, n=4)
+    up = store.upstream(arts[-1].id)
+    assert up.artifacts == {a.id for a in arts}
+    assert len(up.executions) == 4
+    one = store.upstream(arts[-1].id, max_depth=1)
+    assert one.artifacts == {arts[-1].id, arts[-2].id}
+    assert len(one.executions) == 1
+    down = store.downstream(arts[0].id)
+    assert down.artifacts == {a.id for a in arts}
+    assert store.upstream(arts[0].id).executions == frozenset()
+    assert store.stage_edges("p") == [("s0", "s1"), ("s1", "s2"), ("s2", "s3")]
+
+
+def test_filters(store: Store) -> None:
+    chain(store, "p1", 2, site="site-a")
+    chain(store, "p2", 3, site="site-b")
+    assert store.count_executions(ExecutionFilter(pipeline="p2")) == 3
+    assert store.count_executions(ExecutionFilter(site="site-a")) == 2
+    assert store.count_executions(ExecutionFilter(status="completed")) == 5
+    assert store.count_executions(ExecutionFilter(since=1e12)) == 0
+    assert len(store.list_executions(limit=2, offset=4)) == 1
+    assert len(store.find_artifacts(pipeline="p1")) == 3
+    assert len(store.find_artifacts(site="site-b")) == 4
+
+
+def test_changes_since_seq_is_incremental(store: Store) -> None:
+    chain(store, "p1", 2)
+    mark = store.max_seq()
+    chain(store, "p2", 1)
+    delta = list(store.changes(since_seq=mark))
+    assert {getattr(r, "pipeline", None) for r in delta if isinstance(r, Execution)} == {"p2"}
+    assert all(not (isinstance(r, Pipeline) and r.name == "p1") for r in delta)
+    only_p1 = list(store.changes(pipeline="p1"))
+    assert {r.pipeline for r in only_p1 if isinstance(r, Execution)} == {"p1"}
+
+
+def test_state(store: Store) -> None:
+    assert store.get_state("k") is None
+    store.set_state("k", "1")
+    store.set_state("k", "2")
+    assert store.get_state("k") == "2"
+
+
+def test_non_record_rejected_and_nothing_written(store: Store) -> None:
+    with pytest.raises(InvalidInputError, match="not a CMF record"):
+        store.put([Pipeline("p", "site-a"), "oops"])  # type: ignore[list-item]
+    assert store.list_pipelines() == []
+
+
+def test_failed_transaction_writes_nothing(store: Store) -> None:
+    bad = Metric("0190a0a0-0000-7000-8000-000000000000", "m", 1.0)
+    object.__setattr__(bad, "value", object())  # bypass validation: the driver cannot bind it
+    with pytest.raises(StoreError):
+        store.put([Pipeline("p", "site-a"), bad])
+    assert store.list_pipelines() == []
+    store.put([Pipeline("p", "site-a")])  # the store is still usable
+    assert [p.name for p in store.list_pipelines()] == ["p"]
+
+
+# SQLite-specific: bad files --------------------------------------------------------------------
+
+def test_not_a_database(tmp_path: Path) -> None:
+    f = tmp_path / "x.db"
+    f.write_bytes(b"hello, this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="not a CMF store"):
+        open_store(f"sqlite:///{f}", site="a")
+    assert f.read_bytes().startswith(b"hello")
+
+
+def test_foreign_sqlite_database_untouched(tmp_path: Path) -> None:
+    f = tmp_path / "other.db"
+    with sqlite3.connect(f) as c:
+        c.execute("CREATE TABLE users (id int)")
+        c.execute("INSERT INTO users VALUES (1)")
+    with pytest.raises(StoreError, match="not a CMF store"):
+        open_store(f"sqlite:///{f}", site="a")
+    with sqlite3.connect(f) as c:
+        assert c.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+
+
+def test_newer_schema_refused(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    s = open_store(url, site="a")
+    s.put([Pipeline("keep", "a")])
+    s.close()
+    with sqlite3.connect(tmp_path / "cmf.db") as c:
+        c.execute("INSERT INTO cmf_migrations VALUES ('9999_future', 0)")
+    with pytest.raises(StoreError, match="newer cmf-foundation"):
+        open_store(url, site="a")
+    with sqlite3.connect(tmp_path / "cmf.db") as c:
+        assert c.execute("SELECT name FROM pipelines").fetchall() == [("keep",)]
+
+
+def test_migrations_recorded(tmp_path: Path) -> None:
+    s = open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="a")
+    s.close()
+    with sqlite3.connect(tmp_path / "cmf.db") as c:
+        names = [r[0] for r in c.execute("SELECT name FROM cmf_migrations")]
+        mode = c.execute("PRAGMA journal_mode").fetchone()[0]
+    assert names == mig.KNOWN
+    assert mode == "wal"
+
+
+def test_bad_urls(tmp_path: Path) -> None:
+    from cmf_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown store kind"):
+        open_store("mysql://x/y", site="a")
+    with pytest.raises(ConfigError, match="not a URL"):
+        open_store("not a url", site="a")
+    with pytest.raises(StoreError, match="directory"):
+        open_store(f"sqlite:///{tmp_path}", site="a")

@@ -1,0 +1,66 @@
+"""Configuration order: explicit > CMF_* env > CMF_CONFIG/./cmf.toml > defaults."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cmf_core.config import is_disabled, load_settings, resolve_home
+from cmf_core.errors import ConfigError
+
+
+def test_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cmf.toml").write_text('site = "from-file"\npue = 1.2\n')
+    assert load_settings().site == "from-file"
+    assert load_settings().pue == 1.2
+    monkeypatch.setenv("CMF_SITE", "from-env")
+    assert load_settings().site == "from-env"
+    assert load_settings(site="explicit").site == "explicit"
+
+
+def test_explicit_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    f = tmp_path / "site.toml"
+    f.write_text('site = "hpc"\nstore_url = "sqlite:////tmp/x.db"\n')
+    monkeypatch.setenv("CMF_CONFIG", str(f))
+    s = load_settings()
+    assert (s.site, s.resolved_store_url) == ("hpc", "sqlite:////tmp/x.db")
+    monkeypatch.setenv("CMF_CONFIG", str(tmp_path / "missing.toml"))
+    with pytest.raises(ConfigError, match="not a file"):
+        load_settings()
+
+
+def test_unknown_keys_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CMF_STORE", "x")
+    with pytest.raises(ConfigError, match=r"unknown setting.*CMF_STORE"):
+        load_settings()
+    monkeypatch.delenv("CMF_STORE")
+    (tmp_path / "cmf.toml").write_text('sitee = "typo"\n')
+    with pytest.raises(ConfigError, match="sitee"):
+        load_settings()
+
+
+def test_bad_values_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMF_PUE", "0.5")
+    with pytest.raises(ConfigError, match="pue"):
+        load_settings()
+    monkeypatch.delenv("CMF_PUE")
+    with pytest.raises(ConfigError, match="site"):
+        load_settings(site="has space")
+
+
+def test_home_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CMF_HOME")
+    (tmp_path / ".cmf").mkdir()
+    (tmp_path / "a" / "b").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path / "a" / "b")
+    assert resolve_home() == tmp_path / ".cmf"
+    assert load_settings().resolved_store_url == f"sqlite:///{tmp_path / '.cmf' / 'cmf.db'}"
+
+
+def test_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert not is_disabled()
+    monkeypatch.setenv("CMF_DISABLED", "true")
+    assert is_disabled()

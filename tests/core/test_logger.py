@@ -1,0 +1,122 @@
+"""The cmflib-like Python API against a real SQLite store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from cmf_core import Cmf
+from cmf_core.errors import InvalidInputError
+from cmf_core.model import ExecutionStatus
+from cmf_core.store import open_store
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "raw.csv").write_text("a,b\n1,2\n")
+    return tmp_path
+
+
+def run_pipeline(cmf: Cmf, d: Path) -> None:
+    cmf.create_stage("prepare")
+    with cmf.create_execution(params={"split": 0.2}):
+        cmf.log_dataset("raw.csv", "input")
+        (d / "train.csv").write_text("a,b\n1,2\n3,4\n")
+        cmf.log_dataset("train.csv", "output", custom_properties={"rows": 2})
+    with cmf.create_execution("train", params={"lr": 0.1}) as ex:
+        ex.log_dataset("train.csv", "input")
+        for step in range(3):
+            ex.log_metrics("training", {"loss": 1.0 / (step + 1)})
+        (d / "model").mkdir()
+        (d / "model" / "weights.bin").write_bytes(b"w")
+        ex.log_model("model", "output", model_framework="sklearn", model_type="rf")
+        ex.log_execution_metrics("eval", {"auc": 0.91})
+
+
+def test_records_a_pipeline(workdir: Path) -> None:
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    with Cmf(pipeline_name="churn", store=url, site="hpc", measure_energy=False) as cmf:
+        run_pipeline(cmf, workdir)
+        prov = cmf.query.provenance("model")
+    assert [e.stage for e in prov.executions] == ["prepare", "train"]
+    assert {a.name for a in prov.inputs} == {"raw.csv", "train.csv"}
+    assert prov.executions[1].params == {"lr": 0.1}
+    assert prov.metrics[prov.executions[1].id] == {"auc": 0.91}
+    with open_store(url, site="x") as s:
+        train = s.list_executions()[1]
+        steps = [(m.name, m.step) for m in s.metrics([train.id]) if m.step is not None]
+        assert steps == [("training.loss", 0), ("training.loss", 1), ("training.loss", 2)]
+        model = s.find_artifacts(type="Model")[0]
+        assert model.properties["model_framework"] == "sklearn"
+        assert s.find_artifacts(type="Metrics")[0].properties["values"] == {"auc": 0.91}
+        assert all(e.site == "hpc" for e in s.list_executions())
+
+
+def test_same_file_twice_is_one_artifact(workdir: Path) -> None:
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    with Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False) as cmf:
+        run_pipeline(cmf, workdir)
+        datasets = cmf.store.find_artifacts(type="Dataset")
+    assert sorted(a.name for a in datasets) == ["raw.csv", "train.csv"]
+
+
+def test_exception_marks_execution_failed(workdir: Path) -> None:
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)
+    with pytest.raises(ZeroDivisionError), cmf.create_execution("train"):
+        cmf.log_dataset("raw.csv", "input")
+        1 / 0  # noqa: B018
+    [ex] = cmf.store.list_executions()
+    assert ex.status is ExecutionStatus.FAILED
+    assert "ZeroDivisionError" in ex.error
+    assert len(cmf.store.events(execution_ids=[ex.id])) == 1
+    cmf.close()
+
+
+def test_running_execution_visible_before_end(workdir: Path) -> None:
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)
+    ex = cmf.create_execution("train")
+    with open_store(url, site="reader") as other:
+        assert other.get_execution(ex.id).status is ExecutionStatus.RUNNING
+    cmf.finalize()
+    with open_store(url, site="reader") as other:
+        assert other.get_execution(ex.id).status is ExecutionStatus.COMPLETED
+    cmf.close()
+
+
+def test_bad_input_is_named(workdir: Path) -> None:
+    cmf = Cmf(pipeline_name="p", store=f"sqlite:///{workdir / 'cmf.db'}", site="hpc",
+              measure_energy=False)
+    with pytest.raises(InvalidInputError, match="no running execution"):
+        cmf.log_dataset("raw.csv", "input")
+    with pytest.raises(InvalidInputError, match="no stage"):
+        cmf.create_execution()
+    with cmf.create_execution("s"):
+        with pytest.raises(InvalidInputError, match="does not exist"):
+            cmf.log_dataset("missing.csv", "input")
+        with pytest.raises(InvalidInputError, match="unknown artifact type 'Blob'"):
+            cmf.log_artifact("raw.csv", "input", "Blob")
+        with pytest.raises(InvalidInputError, match="needs version"):
+            cmf.log_dataset("s3://bucket/data.csv", "input")
+        with pytest.raises(InvalidInputError, match="'input' or 'output'"):
+            cmf.log_dataset("raw.csv", "sideways")
+        with pytest.raises(InvalidInputError, match="not a number"):
+            cmf.log_execution_metrics("m", {"acc": "high"})
+    with pytest.raises(InvalidInputError, match="not a UUID"):
+        cmf.create_execution("s", execution_id="run-42")
+    with pytest.raises(InvalidInputError, match="pipeline_name"):
+        Cmf(pipeline_name="")
+    cmf.close()
+
+
+def test_filepath_spelling_like_cmflib(workdir: Path) -> None:
+    cmf = Cmf(filepath="mlmd", pipeline_name="Test-env", site="s", measure_energy=False)
+    cmf.create_context(pipeline_stage := "Prepare")
+    with cmf.create_execution(pipeline_stage, custom_properties={"owner": "x"}):
+        cmf.log_dataset("raw.csv", "input")
+    cmf.close()
+    with open_store(f"sqlite:///{workdir / 'mlmd'}", site="s") as s:
+        assert [p.name for p in s.list_pipelines()] == ["Test-env"]
