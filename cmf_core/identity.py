@@ -11,6 +11,7 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import re
@@ -23,6 +24,7 @@ from cmf_core.errors import InvalidInputError
 
 CHUNK = 1 << 20
 NAMESPACE = uuid.UUID("6b1d0a4e-4f3c-5c8e-9a57-0c3f7d6b2e11")
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 _DIGEST_RE = re.compile(r"^(sha256|version):[0-9a-f]{64}$")
 
 
@@ -40,12 +42,15 @@ def uuid7() -> str:
 
 def check_uuid(value: str, what: str = "id") -> str:
     """Return ``value`` as a canonical UUID string or raise naming it."""
+    if isinstance(value, str) and _UUID_RE.match(value):
+        return value
     try:
         return str(uuid.UUID(str(value)))
     except (ValueError, AttributeError, TypeError):
         raise InvalidInputError(f"{what} {value!r} is not a UUID") from None
 
 
+@functools.lru_cache(maxsize=4096)
 def name_id(*parts: str) -> str:
     """Deterministic id of a named thing (pipeline, stage) from its name parts."""
     return str(uuid.uuid5(NAMESPACE, "\x1f".join(parts)))

@@ -13,6 +13,7 @@ import math
 import uuid
 from collections.abc import Mapping
 from pathlib import PurePath
+from types import MappingProxyType
 from typing import Any
 
 
@@ -47,10 +48,18 @@ def clean(value: Any) -> Any:
     return clean(_default(value))
 
 
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                            allow_nan=False)
+
+
 def dumps(value: Any) -> str:
     """Serialise to canonical JSON text."""
-    return json.dumps(clean(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    if type(value) is MappingProxyType:  # records hold already-cleaned read-only mappings
+        value = dict(value)
+    try:
+        return _ENCODER.encode(value)
+    except (TypeError, ValueError):  # non-JSON types or non-finite floats somewhere inside
+        return _ENCODER.encode(clean(value))
 
 
 def loads(text: str | bytes | None) -> Any:

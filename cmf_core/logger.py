@@ -8,14 +8,16 @@
 
 No git, DVC or remote is needed. An execution's records are buffered in memory and written in
 one transaction when it ends (``finalize`` or leaving the ``with`` block): once that returns they
-survive the process being killed. The running execution row is written when it starts so
-in-flight work is visible.
+survive the process being killed. An execution still running after ``START_VISIBLE_AFTER_S`` is
+written as "running" by a background thread, so in-flight work is visible without costing a
+second transaction for the many short executions.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -40,6 +42,8 @@ from cmf_core.model import (
 )
 from cmf_core.model.artifact import check_artifact_type
 from cmf_core.store import Store, open_store
+
+START_VISIBLE_AFTER_S = 0.5
 
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://",
                    "hdfs://", "minio://")
@@ -117,6 +121,48 @@ class ExecutionHandle:
                                error=f"{type(exc).__name__}: {exc}", execution=self)
 
 
+class _DeferredStarts:
+    """Writes the "running" row of executions still running after a delay (daemon thread)."""
+
+    def __init__(self, store: Store, delay: float) -> None:
+        self.store = store
+        self.delay = delay
+        self._due: dict[str, tuple[float, list[Record]]] = {}
+        self._cv = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def add(self, execution_id: str, records: list[Record]) -> None:
+        with self._cv:
+            self._due[execution_id] = (time.monotonic() + self.delay, records)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="cmf-starts",
+                                                daemon=True)
+                self._thread.start()
+            self._cv.notify()
+
+    def cancel(self, execution_id: str) -> None:
+        with self._cv:
+            self._due.pop(execution_id, None)
+
+    def _run(self) -> None:
+        while True:
+            with self._cv:
+                while not self._due:
+                    self._cv.wait()
+                now = time.monotonic()
+                ready = [k for k, (t, _) in self._due.items() if t <= now]
+                if not ready:
+                    self._cv.wait(min(t for t, _ in self._due.values()) - now)
+                    continue
+                batch = [r for k in ready for r in self._due.pop(k)[1]]
+            try:
+                self.store.put(batch)
+            except BaseException as e:  # our own thread: log, never die
+                from cmf_core.guard import report
+
+                report("recording a running execution", e)
+
+
 class _Pending:
     __slots__ = ("execution", "monitor", "records")
 
@@ -158,6 +204,7 @@ class Cmf:
         self._current: str | None = None
         self.measure_energy = self.settings.energy if measure_energy is None else measure_energy
         self.store.put([self.pipeline])
+        self._starts = _DeferredStarts(self.store, START_VISIBLE_AFTER_S)
 
     # context ---------------------------------------------------------------------------------
     def __enter__(self) -> Cmf:
@@ -212,7 +259,7 @@ class Cmf:
         if execution.id in self._pending:
             raise InvalidInputError(f"execution {execution.id} is already running")
         monitor = self._start_monitor()
-        self.store.put([self.pipeline, stage_rec, execution])
+        self._starts.add(execution.id, [self.pipeline, stage_rec, execution])
         self._pending[execution.id] = _Pending(execution, monitor)
         self._current = execution.id
         return ExecutionHandle(self, execution)
@@ -338,6 +385,7 @@ class Cmf:
         if pending.monitor is not None:
             records.extend(self._stop_monitor(pending.monitor, ended.id))
         records.append(ended)
+        self._starts.cancel(ended.id)
         self.store.put(records)
         del self._pending[ended.id]
         if self._current == ended.id:

@@ -11,11 +11,15 @@ from typing import Any
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
 
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
 
 def frozen_dict(value: Mapping[str, Any] | None, what: str = "properties") -> Mapping[str, Any]:
     """A read-only copy of ``value`` with JSON-safe content."""
     if value is None:
-        return MappingProxyType({})
+        return _EMPTY
+    if type(value) is MappingProxyType:  # made by this function: already clean and read-only
+        return value
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}")
     return MappingProxyType(jsonutil.clean(dict(value)))

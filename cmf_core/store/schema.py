@@ -6,6 +6,7 @@ compare byte for byte across backends and sites. Times are Unix seconds (float, 
 
 from __future__ import annotations
 
+import sqlalchemy as sa
 from sqlalchemy import (
     BigInteger,
     Column,
@@ -165,6 +166,22 @@ ol_events = Table(
     Column("seq", BigInteger, nullable=False),
     Index("ix_ol_events_run", "run_id"),
     Index("ix_ol_events_seq", "seq"),
+)
+
+# Write-ahead journal of the SQLite backend: one row per record, applied in bulk (see sql.py).
+journal = Table(
+    "cmf_journal", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("kind", Text, nullable=False),
+    *[Column(f"c{i}", sa.LargeBinary) for i in range(14)],  # BLOB: no type affinity
+)
+
+journal_rejected = Table(
+    "cmf_journal_rejected", metadata,
+    Column("id", Integer, primary_key=True),
+    Column("body", Text, nullable=False),
+    Column("error", Text, nullable=False),
+    Column("at", Float, nullable=False),
 )
 
 conflicts = Table(

@@ -27,6 +27,7 @@ class SqliteStore(SqlStore):
     kind: ClassVar[str] = "sqlite"
     placeholder: ClassVar[str] = "?"
     least: ClassVar[str] = "min"
+    journaled: ClassVar[bool] = True
 
     def __init__(self, url: str, site: str, durability: str = "normal") -> None:
         parsed = sa.engine.make_url(url)

@@ -79,8 +79,15 @@ def test_running_execution_visible_before_end(workdir: Path) -> None:
     url = f"sqlite:///{workdir / 'cmf.db'}"
     cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)
     ex = cmf.create_execution("train")
+    import time
+
+    deadline = time.monotonic() + 10
+    seen = None
     with open_store(url, site="reader") as other:
-        assert other.get_execution(ex.id).status is ExecutionStatus.RUNNING
+        while seen is None and time.monotonic() < deadline:
+            seen = other.get_execution(ex.id)
+            time.sleep(0.05)
+    assert seen is not None and seen.status is ExecutionStatus.RUNNING
     cmf.finalize()
     with open_store(url, site="reader") as other:
         assert other.get_execution(ex.id).status is ExecutionStatus.COMPLETED
