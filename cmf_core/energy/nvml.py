@@ -1,0 +1,268 @@
+"""GPU energy from NVML (nvidia-ml-py, the ``gpu`` extra), for every GPU NVML can see.
+
+``pynvml`` is imported only here, and only in :meth:`NvmlMeter.prepare`, which runs in the
+sampler thread: importing ``cmf_core.energy`` never loads it, and ``nvmlInit`` (0.1-1 s without
+persistence mode) never delays the task. Readings begin when NVML is ready; the gap between the
+task's start and the first reading is filled with the first power reading (``gap_s``).
+
+Method, per GPU:
+
+* ``nvml-counter``: ``nvmlDeviceGetTotalEnergyConsumption`` (mJ, Volta and newer); energy is
+  the counter's delta.
+* ``nvml-power``: on older GPUs (the counter call fails), ``nvmlDeviceGetPowerUsage`` (mW)
+  sampled at ``energy_sample_hz`` and integrated with the trapezoid rule over the real sample
+  times. Raise ``energy_sample_hz`` for bursty loads on such GPUs.
+
+Share of each interval's energy given to the task:
+
+1. ``process-utilisation``: SM utilisation of the task's PIDs / SM utilisation of all PIDs, from
+   ``nvmlDeviceGetProcessUtilization`` samples taken since the previous reading;
+2. ``running-processes``: when the GPU was idle or (1) is unsupported, the task's PIDs among the
+   processes holding the GPU (compute and graphics) / all of them (0 when none is the task's);
+3. ``whole-device``: when neither query works, the whole GPU, with a note.
+
+Inside a container NVML reports host PIDs, which differ from the task's; the share is then 0 and
+a note says so. Each GPU's whole energy is recorded too (``device_j``), so the attribution can
+be checked.
+
+Faults: if the counter fails mid-run that GPU switches to power sampling; if power fails, that
+GPU's measurement ends at its last good reading. Both are noted; nothing raises into the task.
+
+``nvml`` accepts any object with pynvml's function names; tests pass a fake one standing in for
+a GPU that the test machine does not have.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from cmf_core.energy.base import Meter, Reading
+from cmf_core.energy.proctree import TreeSample
+
+Mode = Literal["auto", "counter", "power"]
+
+
+@dataclass(slots=True)
+class _Gpu:
+    index: int
+    handle: Any
+    name: str
+    method: str
+    t: float
+    mj: float = 0.0
+    mw: float = 0.0
+    util_ts: int = 0
+    pending_j: float = 0.0
+    gap_s: float = 0.0
+    device_j: float = 0.0
+    task_j: float = 0.0
+    methods: set[str] = field(default_factory=set)
+    shares: set[str] = field(default_factory=set)
+    error: str | None = None
+
+
+class NvmlMeter(Meter):
+    """Energy of all NVML-visible GPUs, attributed to the task's processes."""
+
+    kind = "nvml"
+    component = "gpu"
+
+    def __init__(self, nvml: Any = None, mode: Mode = "auto") -> None:
+        self._nvml = nvml
+        self._mode = mode
+        self._gpus: list[_Gpu] = []
+        self._notes: list[str] = []
+        self._ready = False
+        self._initialised = False
+        self._t0 = 0.0
+        self._wall0 = 0.0
+        self._pids: frozenset[int] = frozenset()
+
+    def start(self, snap: TreeSample) -> None:
+        self._t0, self._wall0, self._pids = snap.t, time.time(), snap.pids
+
+    def prepare(self) -> None:
+        if self._nvml is None:
+            try:
+                import pynvml
+            except ImportError:
+                self._notes.append(
+                    "GPU not measured: nvidia-ml-py is not installed "
+                    "(pip install 'cmf-foundation[gpu]')"
+                )
+                return
+            self._nvml = pynvml
+        nvml = self._nvml
+        try:
+            nvml.nvmlInit()
+            self._initialised = True
+            count = int(nvml.nvmlDeviceGetCount())
+        except Exception as e:
+            self._notes.append(f"GPU not measured: NVML unavailable ({e!r})")
+            return
+        gpus = []
+        for index in range(count):
+            try:
+                gpus.append(self._open(index))
+            except Exception as e:
+                self._notes.append(f"GPU {index} not measured: {e!r}")
+        self._gpus = gpus
+        self._ready = True
+
+    def _open(self, index: int) -> _Gpu:
+        nvml = self._nvml
+        handle = nvml.nvmlDeviceGetHandleByIndex(index)
+        name = nvml.nvmlDeviceGetName(handle)
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        mj: float | None = None
+        if self._mode != "power":
+            try:
+                mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+            except Exception:
+                if self._mode == "counter":
+                    raise
+        try:
+            mw: float | None = float(nvml.nvmlDeviceGetPowerUsage(handle))
+        except Exception:
+            if mj is None:
+                raise
+            mw = None
+        now = time.monotonic()
+        gpu = _Gpu(index, handle, name, "nvml-counter" if mj is not None else "nvml-power", now)
+        gpu.mj, gpu.mw = mj or 0.0, mw or 0.0
+        gpu.methods.add(gpu.method)
+        gpu.util_ts = int(self._wall0 * 1e6)
+        gpu.gap_s = max(0.0, now - self._t0)
+        if mw is None:
+            self._notes.append(f"GPU {index}: no power reading; first {gpu.gap_s:.3f} s uncounted")
+        else:
+            gpu.pending_j = mw / 1000.0 * gpu.gap_s
+        return gpu
+
+    def sample(self, snap: TreeSample) -> None:
+        if self._ready:
+            self._pids = snap.pids
+            for gpu in self._gpus:
+                if gpu.error is None:
+                    self._read(gpu, snap.pids)
+
+    def _read(self, gpu: _Gpu, pids: frozenset[int]) -> None:
+        nvml = self._nvml
+        now = time.monotonic()
+        dt = max(0.0, now - gpu.t)
+        delta: float
+        if gpu.method == "nvml-counter":
+            try:
+                mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle))
+                if mj < gpu.mj:
+                    raise ValueError(f"energy counter went back from {gpu.mj} to {mj} mJ")
+                delta, gpu.mj = (mj - gpu.mj) / 1000.0, mj
+            except Exception as e:
+                self._notes.append(
+                    f"GPU {gpu.index}: energy counter failed after "
+                    f"{now - self._t0:.1f} s ({e!r}); switched to power sampling"
+                )
+                gpu.method = "nvml-power"
+                gpu.methods.add(gpu.method)
+                gpu.mw = -1.0  # no previous power: hold the next reading over this interval
+        if gpu.method == "nvml-power":
+            try:
+                mw = float(nvml.nvmlDeviceGetPowerUsage(gpu.handle))
+            except Exception as e:
+                gpu.error = (
+                    f"GPU {gpu.index}: NVML power reading failed after {now - self._t0:.1f} s "
+                    f"({e!r}); energy after that is not counted"
+                )
+                self._notes.append(gpu.error)
+                return
+            before = mw if gpu.mw < 0 else gpu.mw
+            delta, gpu.mw = (before + mw) / 2000.0 * dt, mw
+        gpu.t = now
+        share, how = self._share(gpu, pids)
+        gpu.shares.add(how)
+        delta += gpu.pending_j
+        gpu.pending_j = 0.0
+        gpu.device_j += delta
+        gpu.task_j += delta * share
+
+    def _share(self, gpu: _Gpu, pids: frozenset[int]) -> tuple[float, str]:
+        nvml = self._nvml
+        try:
+            samples = list(nvml.nvmlDeviceGetProcessUtilization(gpu.handle, gpu.util_ts))
+        except Exception:  # NVML_ERROR_NOT_FOUND (no samples) or not supported
+            samples = []
+        if samples:
+            gpu.util_ts = max(gpu.util_ts, *(int(s.timeStamp) for s in samples))
+            total = sum(s.smUtil for s in samples)
+            if total > 0:
+                return sum(s.smUtil for s in samples if s.pid in pids) / total, (
+                    "process-utilisation"
+                )
+        holders: set[int] = set()
+        found = False
+        for fn in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
+            try:
+                holders.update(p.pid for p in getattr(nvml, fn)(gpu.handle))
+                found = True
+            except Exception:
+                continue
+        if not found:
+            return 1.0, "whole-device"
+        if not holders:
+            return 0.0, "running-processes"
+        return len(holders & pids) / len(holders), "running-processes"
+
+    def stop(self, snap: TreeSample) -> Reading:
+        if not self._ready:
+            notes = self._notes or [
+                f"GPU not measured: NVML was not ready when the task ended after "
+                f"{snap.t - self._t0:.2f} s"
+            ]
+            return Reading("gpu", 0.0, "none", {"gpus": []}, tuple(notes))
+        for gpu in self._gpus:
+            if gpu.error is None:
+                self._read(gpu, snap.pids)
+        notes = list(self._notes)
+        for gpu in self._gpus:
+            if "whole-device" in gpu.shares:
+                notes.append(f"GPU {gpu.index}: no per-process data from NVML; whole GPU counted")
+            if gpu.device_j > 0 and gpu.task_j == 0 and "running-processes" in gpu.shares:
+                notes.append(
+                    f"GPU {gpu.index}: {gpu.device_j:.1f} J not attributed, no process of the "
+                    "task ran on it (if one did: inside a container NVML reports host PIDs)"
+                )
+        methods = sorted({m for gpu in self._gpus for m in gpu.methods})
+        if not self._gpus:
+            notes.append("GPU not measured: NVML sees no GPU")
+        return Reading(
+            "gpu",
+            sum(gpu.task_j for gpu in self._gpus),
+            "+".join(methods) or "none",
+            {
+                "device_j": sum(gpu.device_j for gpu in self._gpus),
+                "gpus": [
+                    {
+                        "index": gpu.index,
+                        "name": gpu.name,
+                        "method": "+".join(sorted(gpu.methods)),
+                        "task_j": gpu.task_j,
+                        "device_j": gpu.device_j,
+                        "share": sorted(gpu.shares),
+                        "gap_s": gpu.gap_s,
+                        "error": gpu.error,
+                    }
+                    for gpu in self._gpus
+                ],
+            },
+            tuple(notes),
+        )
+
+    def close(self) -> None:
+        if self._initialised:
+            self._initialised = False
+            try:
+                self._nvml.nvmlShutdown()
+            except Exception as e:
+                self._notes.append(f"nvmlShutdown failed: {e!r}")

@@ -1,0 +1,147 @@
+"""CPU energy from RAPL package counters under /sys/class/powercap.
+
+Zones: every top-level ``intel-rapl:<n>`` zone whose ``name`` starts with ``package`` (one per
+socket; AMD Zen CPUs use the same driver and names). Sub-zones (core, uncore, dram) are not
+added: core and uncore are inside the package, and RAM has its own model.
+
+Counters: ``energy_uj`` counts microjoules and wraps to 0 after ``max_energy_range_uj``, so a
+delta is ``cur - prev`` or, when ``cur < prev``, ``cur + max - prev``. The monitor's sampler
+thread reads the counters at least once a minute (a wrap takes ``max / power``, about 15 minutes
+for 262 kJ at 300 W), so at most one wrap happens between two reads.
+
+Attribution: the task gets ``package_joules x share`` with ``share = task_cpu_s / busy_cpu_s``,
+where ``busy_cpu_s`` is the whole machine's non-idle CPU time (user, nice, system, irq, softirq
+from /proc/stat) over the same interval, capped at 1 (the attribution Scaphandre uses). A task
+alone on a machine therefore carries its package's idle power too; a sleeping task carries ~none.
+
+Unreadable counters: since Linux 5.10 ``energy_uj`` is readable by root only (CVE-2020-8694).
+Run as root or grant read access (a udev rule running ``chmod a+r`` on the ``energy_uj`` files);
+until then the monitor falls back to the CPU model and says so in the record.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from cmf_core.energy.base import Meter, MeterUnavailable, Reading
+from cmf_core.energy.proctree import TreeSample
+
+POWERCAP = Path("/sys/class/powercap")
+PROC_STAT = Path("/proc/stat")
+_ZONE = re.compile(r"^intel-rapl:\d+$")
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+@dataclass(slots=True)
+class _Zone:
+    name: str
+    counter: Path
+    max_uj: int
+    last_uj: int
+    joules: float = 0.0
+    wraps: int = 0
+
+
+def _read_int(path: Path) -> int:
+    try:
+        return int(path.read_bytes())
+    except PermissionError:
+        raise MeterUnavailable(
+            f"RAPL counter {path} is readable by root only (Linux >= 5.10, CVE-2020-8694); "
+            "run as root or grant read access (udev rule: chmod a+r .../energy_uj)"
+        ) from None
+    except (OSError, ValueError) as e:
+        raise MeterUnavailable(f"cannot read RAPL counter {path}: {e}") from None
+
+
+class RaplReader:
+    """Accumulates joules of every package zone, handling wrap-around."""
+
+    def __init__(self, root: Path = POWERCAP) -> None:
+        if not root.is_dir():
+            raise MeterUnavailable(f"no RAPL: {root} does not exist (no powercap on this system)")
+        self.zones: list[_Zone] = []
+        for zone in sorted(root.iterdir()):
+            if not _ZONE.match(zone.name):
+                continue
+            try:
+                name = (zone / "name").read_text().strip()
+            except OSError:
+                continue
+            if name.startswith("package"):
+                counter = zone / "energy_uj"
+                first = _read_int(counter)
+                self.zones.append(
+                    _Zone(name, counter, _read_int(zone / "max_energy_range_uj"), first)
+                )
+        if not self.zones:
+            raise MeterUnavailable(f"no RAPL package zone (intel-rapl:N named package-*) in {root}")
+
+    def read(self) -> float:
+        """Joules consumed by all packages since this reader was opened."""
+        for z in self.zones:
+            cur = _read_int(z.counter)
+            if cur >= z.last_uj:
+                delta = cur - z.last_uj
+            else:
+                delta = cur + z.max_uj - z.last_uj
+                z.wraps += 1
+            z.last_uj = cur
+            z.joules += delta / 1e6
+        return sum(z.joules for z in self.zones)
+
+
+def busy_cpu_s(path: Path = PROC_STAT) -> float:
+    """Non-idle CPU seconds of the whole machine since boot (user+nice+system+irq+softirq)."""
+    with path.open("rb") as fh:
+        fields = fh.readline().split()
+    user, nice, system, _idle, _iowait, irq, softirq = (int(v) for v in fields[1:8])
+    return (user + nice + system + irq + softirq) / _TICK
+
+
+class RaplMeter(Meter):
+    """Package energy x the task's share of the machine's busy CPU time."""
+
+    kind = "rapl"
+    component = "cpu"
+
+    def __init__(self, root: Path = POWERCAP, proc_stat: Path = PROC_STAT) -> None:
+        self.root, self.proc_stat = Path(root), Path(proc_stat)
+        self.reader: RaplReader | None = None
+        self._busy0 = self._cpu0 = 0.0
+
+    def start(self, snap: TreeSample) -> None:
+        self.reader = RaplReader(self.root)
+        try:
+            self._busy0 = busy_cpu_s(self.proc_stat)
+        except (OSError, ValueError) as e:
+            raise MeterUnavailable(f"cannot read {self.proc_stat} for the CPU share: {e}") from e
+        self._cpu0 = snap.cpu_s
+
+    def sample(self, snap: TreeSample) -> None:
+        if self.reader is not None:
+            self.reader.read()
+
+    def stop(self, snap: TreeSample) -> Reading:
+        if self.reader is None:
+            raise MeterUnavailable("RAPL meter stopped before it was started")
+        package_j = self.reader.read()
+        busy = busy_cpu_s(self.proc_stat) - self._busy0
+        task = max(0.0, snap.cpu_s - self._cpu0)
+        share = min(1.0, task / busy) if busy > 0 else (1.0 if task > 0 else 0.0)
+        return Reading(
+            "cpu",
+            package_j * share,
+            "rapl",
+            {
+                "package_j": package_j,
+                "share": share,
+                "busy_cpu_s": busy,
+                "cpu_time_s": task,
+                "zones": [z.name for z in self.reader.zones],
+                "wraps": sum(z.wraps for z in self.reader.zones),
+            },
+        )

@@ -1,0 +1,218 @@
+# ruff: noqa: N802 - the fake keeps pynvml's function names
+"""NVML meter through an injected NVML interface.
+
+This machine has no NVIDIA GPU, so :class:`FakeNvml` stands in for ``pynvml`` on a machine that
+has them: same function names, a GPU drawing a constant power whose energy counter advances with
+real time, per-process utilisation samples, and faults that can be switched on mid-run.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pytest
+
+from cmf_core.config import load_settings
+from cmf_core.energy import EnergyMonitor, Measurement
+from cmf_core.energy.nvml import NvmlMeter
+from cmf_core.energy.proctree import TreeSample
+
+
+class NVMLError(Exception):
+    def __init__(self, value: int) -> None:
+        super().__init__(f"NVML error {value}")
+        self.value = value
+
+
+@dataclass
+class Sample:
+    pid: int
+    timeStamp: int
+    smUtil: int
+
+
+@dataclass
+class Proc:
+    pid: int
+
+
+@dataclass
+class FakeGpu:
+    name: str
+    watts: float
+    has_counter: bool = True
+    utilisation: dict[int, int] = field(default_factory=dict)  # pid -> SM %
+    holders: list[int] = field(default_factory=list)
+    counter_fails: bool = False
+    power_fails: bool = False
+    t0: float = field(default_factory=time.monotonic)
+
+
+class FakeNvml:
+    """The subset of pynvml the meter calls, for GPUs that cannot exist on this test machine."""
+
+    def __init__(self, *gpus: FakeGpu) -> None:
+        self.gpus = list(gpus)
+        self.initialised = False
+        self.shut_down = False
+
+    def nvmlInit(self) -> None:
+        self.initialised = True
+
+    def nvmlShutdown(self) -> None:
+        self.shut_down = True
+
+    def nvmlDeviceGetCount(self) -> int:
+        return len(self.gpus)
+
+    def nvmlDeviceGetHandleByIndex(self, index: int) -> FakeGpu:
+        return self.gpus[index]
+
+    def nvmlDeviceGetName(self, gpu: FakeGpu) -> bytes:
+        return gpu.name.encode()
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, gpu: FakeGpu) -> int:
+        if not gpu.has_counter:
+            raise NVMLError(3)  # NVML_ERROR_NOT_SUPPORTED, as on pre-Volta GPUs
+        if gpu.counter_fails:
+            raise NVMLError(15)  # NVML_ERROR_GPU_IS_LOST
+        return int(gpu.watts * (time.monotonic() - gpu.t0) * 1000)  # mJ
+
+    def nvmlDeviceGetPowerUsage(self, gpu: FakeGpu) -> int:
+        if gpu.power_fails:
+            raise NVMLError(15)
+        return int(gpu.watts * 1000)  # mW
+
+    def nvmlDeviceGetProcessUtilization(self, gpu: FakeGpu, since_us: int) -> list[Sample]:
+        if not gpu.utilisation:
+            raise NVMLError(6)  # NVML_ERROR_NOT_FOUND: no samples
+        now = int(time.time() * 1e6)
+        return [Sample(pid, now, sm) for pid, sm in gpu.utilisation.items()]
+
+    def nvmlDeviceGetComputeRunningProcesses(self, gpu: FakeGpu) -> list[Proc]:
+        return [Proc(pid) for pid in gpu.holders]
+
+    def nvmlDeviceGetGraphicsRunningProcesses(self, gpu: FakeGpu) -> list[Proc]:
+        return []
+
+
+ME = os.getpid()
+OTHER = 999_999
+
+
+def _run(
+    nvml: FakeNvml, seconds: float, during: Callable[[], None] | None = None
+) -> tuple[Measurement, float]:
+    monitor = EnergyMonitor(load_settings(energy_sample_hz=20), nvml=nvml).start()
+    t0 = time.monotonic()
+    time.sleep(seconds / 2)
+    if during is not None:
+        during()
+    time.sleep(seconds / 2)
+    m = monitor.stop()
+    duration = time.monotonic() - t0
+    return m, duration
+
+
+def test_counter_mode_on_all_gpus_with_process_utilisation_share() -> None:
+    nvml = FakeNvml(
+        FakeGpu("A100", 200.0, utilisation={ME: 60, OTHER: 20}),
+        FakeGpu("A100", 100.0, holders=[OTHER]),  # used by someone else only
+    )
+    m, duration = _run(nvml, 1.0)
+    gpu = m.components["gpu"]
+    assert gpu.method == "nvml-counter"
+    first, second = gpu.details["gpus"]
+    assert first["device_j"] == pytest.approx(200.0 * duration, rel=0.05)
+    assert first["task_j"] == pytest.approx(0.75 * first["device_j"], rel=1e-6)
+    assert first["share"] == ["process-utilisation"]
+    assert second["device_j"] == pytest.approx(100.0 * duration, rel=0.05)
+    assert second["task_j"] == 0.0
+    assert gpu.joules == pytest.approx(first["task_j"])
+    assert any("GPU 1:" in n and "not attributed" in n for n in m.notes)
+    deadline = time.monotonic() + 2
+    while not nvml.shut_down and time.monotonic() < deadline:  # the sampler thread closes NVML
+        time.sleep(0.01)
+    assert nvml.shut_down
+
+
+def test_power_sampling_mode_on_gpus_without_an_energy_counter() -> None:
+    nvml = FakeNvml(FakeGpu("Tesla P100", 150.0, has_counter=False, holders=[ME]))
+    m, duration = _run(nvml, 1.0)
+    gpu = m.components["gpu"]
+    assert gpu.method == "nvml-power"
+    assert gpu.joules > 0  # never a silent 0
+    assert gpu.joules == pytest.approx(150.0 * duration, rel=0.05)
+    assert gpu.details["gpus"][0]["share"] == ["running-processes"]
+
+
+def test_counter_error_mid_run_switches_to_power_sampling() -> None:
+    card = FakeGpu("V100", 250.0, holders=[ME])
+    m, duration = _run(FakeNvml(card), 1.0, during=lambda: setattr(card, "counter_fails", True))
+    gpu = m.components["gpu"]
+    assert gpu.method == "nvml-counter+nvml-power"
+    assert gpu.joules == pytest.approx(250.0 * duration, rel=0.05)
+    assert any("switched to power sampling" in n for n in m.notes)
+
+
+def test_power_error_mid_run_keeps_energy_up_to_the_last_good_reading() -> None:
+    card = FakeGpu("P100", 100.0, has_counter=False, holders=[ME])
+    m, duration = _run(FakeNvml(card), 1.0, during=lambda: setattr(card, "power_fails", True))
+    gpu = m.components["gpu"]
+    assert 0.35 * 100.0 * duration < gpu.joules < 0.65 * 100.0 * duration
+    assert any("energy after that is not counted" in n for n in m.notes)
+
+
+def test_nvml_init_failure_is_reported() -> None:
+    class Broken(FakeNvml):
+        def nvmlInit(self) -> None:
+            raise NVMLError(9)  # NVML_ERROR_DRIVER_NOT_LOADED
+
+    m, _ = _run(Broken(), 0.2)
+    assert m.components["gpu"].method == "none"
+    assert any("NVML unavailable" in n for n in m.notes)
+
+
+def test_gap_before_nvml_is_ready_is_filled_with_the_first_power_reading() -> None:
+    meter = NvmlMeter(FakeNvml(FakeGpu("H100", 300.0, holders=[ME])), mode="power")
+    start = TreeSample(time.monotonic(), 0.0, 0, frozenset({ME}), True)
+    meter.start(start)
+    time.sleep(0.2)  # NVML loading, in the sampler thread
+    meter.prepare()
+    time.sleep(0.2)
+    reading = meter.stop(TreeSample(time.monotonic(), 0.0, 0, frozenset({ME}), True))
+    elapsed = time.monotonic() - start.t
+    assert reading.details["gpus"][0]["gap_s"] >= 0.2
+    assert reading.joules == pytest.approx(300.0 * elapsed, rel=0.05)
+
+
+def test_without_per_process_data_the_whole_gpu_is_counted_and_noted() -> None:
+    class NoProcessData(FakeNvml):
+        def nvmlDeviceGetProcessUtilization(self, gpu: FakeGpu, since_us: int) -> list[Sample]:
+            raise NVMLError(3)
+
+        def nvmlDeviceGetComputeRunningProcesses(self, gpu: FakeGpu) -> list[Proc]:
+            raise NVMLError(3)
+
+        def nvmlDeviceGetGraphicsRunningProcesses(self, gpu: FakeGpu) -> list[Proc]:
+            raise NVMLError(3)
+
+    m, duration = _run(NoProcessData(FakeGpu("T4", 70.0)), 0.6)
+    assert m.components["gpu"].joules == pytest.approx(70.0 * duration, rel=0.05)
+    assert any("whole GPU counted" in n for n in m.notes)
+
+
+def test_sampler_thread_catches_base_exceptions_and_the_task_goes_on() -> None:
+    class ExitsInSampler(FakeNvml):
+        def nvmlDeviceGetTotalEnergyConsumption(self, gpu: FakeGpu) -> int:
+            if threading.current_thread().name == "cmf-energy-sampler":
+                raise SystemExit("NVML binding called sys.exit")
+            return super().nvmlDeviceGetTotalEnergyConsumption(gpu)
+
+    m, _ = _run(ExitsInSampler(FakeGpu("A10", 150.0, holders=[ME])), 0.5)
+    assert any("energy sampler stopped" in n and "SystemExit" in n for n in m.notes)
+    assert m.components["cpu"].method == "model" and m.duration_s >= 0.5

@@ -1,0 +1,149 @@
+"""RAPL reader and meter against a temp folder laid out like /sys/class/powercap.
+
+This machine has no RAPL (no /sys/class/powercap at all), so the counters are files we write:
+``intel-rapl:N/{name,energy_uj,max_energy_range_uj}``, replaced atomically as the kernel's are.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from cmf_core.config import load_settings
+from cmf_core.energy import EnergyMonitor, MeterUnavailable
+from cmf_core.energy.proctree import TreeSample
+from cmf_core.energy.rapl import RaplMeter, RaplReader, busy_cpu_s
+
+MAX_UJ = 1_000_000
+
+
+def _write(path: Path, value: int | str) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(f"{value}\n")
+    os.replace(tmp, path)
+
+
+def _zone(root: Path, n: int, name: str, energy_uj: int, max_uj: int = MAX_UJ) -> Path:
+    zone = root / f"intel-rapl:{n}"
+    zone.mkdir(parents=True)
+    _write(zone / "name", name)
+    _write(zone / "energy_uj", energy_uj)
+    _write(zone / "max_energy_range_uj", max_uj)
+    return zone
+
+
+def _proc_stat(path: Path, busy_ticks: int) -> None:
+    _write(path, f"cpu  {busy_ticks} 0 0 1000 0 0 0 0 0 0")
+
+
+def _snap(cpu_s: float) -> TreeSample:
+    return TreeSample(time.monotonic(), cpu_s, 0, frozenset({os.getpid()}), True)
+
+
+def test_reader_sums_packages_and_handles_wrap_around(tmp_path: Path) -> None:
+    pkg0 = _zone(tmp_path, 0, "package-0", 900_000)
+    pkg1 = _zone(tmp_path, 1, "package-1", 10_000)
+    _zone(tmp_path / "intel-rapl:0", 0, "core", 5)  # sub-zone: inside the package, not added
+    _zone(tmp_path, 2, "psys", 0)  # not a package
+    reader = RaplReader(tmp_path)
+    assert [z.name for z in reader.zones] == ["package-0", "package-1"]
+    _write(pkg0 / "energy_uj", 100_000)  # wrapped: 100k left before max, 100k after
+    _write(pkg1 / "energy_uj", 60_000)
+    assert reader.read() == pytest.approx(0.2 + 0.05)
+    _write(pkg0 / "energy_uj", 400_000)
+    assert reader.read() == pytest.approx(0.2 + 0.05 + 0.3)
+    assert sum(z.wraps for z in reader.zones) == 1
+
+
+def test_meter_attributes_by_share_of_busy_cpu_time(tmp_path: Path) -> None:
+    pkg = _zone(tmp_path / "powercap", 0, "package-0", 0)
+    stat = tmp_path / "stat"
+    _proc_stat(stat, 1000)
+    meter = RaplMeter(tmp_path / "powercap", stat)
+    meter.start(_snap(10.0))
+    _write(pkg / "energy_uj", 800_000)
+    meter.sample(_snap(10.5))
+    _write(pkg / "energy_uj", 200_000)  # wrap: 0.2 J to max, then 0.2 J
+    _proc_stat(stat, 1000 + 4 * os.sysconf("SC_CLK_TCK"))  # machine busy 4 s
+    reading = meter.stop(_snap(11.0))  # task busy 1 s of those 4
+    assert reading.method == "rapl"
+    assert reading.details["package_j"] == pytest.approx(1.2)
+    assert reading.details["share"] == pytest.approx(0.25)
+    assert reading.joules == pytest.approx(0.3)
+    assert reading.details["wraps"] == 1
+
+
+@pytest.mark.parametrize(
+    ("layout", "message"),
+    [
+        ("missing", "does not exist"),
+        ("no-package", "no RAPL package zone"),
+        ("unreadable", "cannot read RAPL counter"),
+    ],
+)
+def test_unusable_rapl_is_reported(tmp_path: Path, layout: str, message: str) -> None:
+    root = tmp_path / "powercap"
+    if layout == "no-package":
+        _zone(root, 0, "psys", 1)
+    elif layout == "unreadable":
+        zone = _zone(root, 0, "package-0", 1)
+        (zone / "energy_uj").unlink()
+        (zone / "energy_uj").mkdir()  # stands in for a counter we may not read
+    with pytest.raises(MeterUnavailable, match=message):
+        RaplReader(root)
+
+
+def test_monitor_uses_rapl_when_readable_and_watches_wraps(tmp_path: Path) -> None:
+    root = tmp_path / "powercap"
+    pkg = _zone(root, 0, "package-0", MAX_UJ - 5_000)
+    written = 0
+    done = threading.Event()
+
+    def kernel() -> None:  # 50 W package: 2,500 uJ every 50 ms; wraps at the second step
+        nonlocal written
+        value = MAX_UJ - 5_000
+        while not done.is_set():
+            time.sleep(0.05)
+            value = (value + 2_500) % MAX_UJ
+            written += 2_500
+            _write(pkg / "energy_uj", value)
+
+    settings = load_settings(energy_sample_hz=20, cpu_watts_per_core=10.0)
+    writer = threading.Thread(target=kernel)
+    with EnergyMonitor(settings, powercap=root) as monitor:
+        writer.start()
+        t0 = time.monotonic()
+        while time.monotonic() - t0 < 1.5 or written < 10 * 2_500:
+            sum(range(100_000))
+        done.set()
+        writer.join()
+    m = monitor.measurement
+    assert m is not None
+    cpu = m.components["cpu"]
+    assert cpu.method == "rapl", m.notes
+    assert cpu.details["package_j"] == pytest.approx(written / 1e6)
+    assert cpu.details["wraps"] >= 1
+    assert 0 < cpu.details["share"] <= 1
+    assert cpu.joules == pytest.approx(cpu.details["package_j"] * cpu.details["share"])
+    assert cpu.details["model_j"] == pytest.approx(m.cpu_time_s * 10.0, rel=0.01)
+
+
+def test_rapl_failing_mid_run_falls_back_to_the_model(tmp_path: Path) -> None:
+    root = tmp_path / "powercap"
+    pkg = _zone(root, 0, "package-0", 0)
+    settings = load_settings(energy_sample_hz=20, cpu_watts_per_core=10.0)
+    with EnergyMonitor(settings, powercap=root) as monitor:
+        (pkg / "energy_uj").unlink()  # counter vanishes (driver unloaded)
+        time.sleep(0.2)
+    m = monitor.measurement
+    assert m is not None
+    assert m.components["cpu"].method == "model"
+    assert any("rapl failed" in n for n in m.notes)
+
+
+def test_busy_cpu_reads_this_machines_proc_stat() -> None:
+    assert busy_cpu_s() > 0
