@@ -26,17 +26,9 @@ from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidEventError
 from cmf_core.guard import report, run_bounded
+from cmf_core.openlineage.convert import event_to_dict
 
 log = logging.getLogger("cmf")
-
-
-def event_to_dict(event: Any) -> dict[str, Any]:
-    """An openlineage-python event object or a dict, as a plain JSON dict."""
-    if isinstance(event, dict):
-        return event
-    from openlineage.client.serde import Serde
-
-    return json.loads(Serde.to_json(event))
 
 
 class Sink(abc.ABC):
@@ -61,7 +53,6 @@ class StoreSink(Sink):
 
     def send(self, event: dict[str, Any]) -> None:
         from cmf_core.openlineage.ingest import ingest
-
         from cmf_core.store import open_store
 
         with self._lock:
