@@ -5,6 +5,7 @@ Every ``CmfError`` becomes one line on stderr and exit code 1, here and only her
 
 from __future__ import annotations
 
+import importlib
 import sys
 
 import typer
@@ -21,11 +22,12 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from cmf_core.cli import lineage_cmds, records_cmds, store_cmds
+    from cmf_core.cli import carbon_cmds, lineage_cmds, records_cmds, store_cmds
 
     store_cmds.register(app)
     records_cmds.register(app)
     lineage_cmds.register(app)
+    carbon_cmds.register(app)
     # integrations add command groups (e.g. `cmf prefect watch`) through this entry point group
     from importlib.metadata import entry_points
 
@@ -39,6 +41,17 @@ def _register() -> None:
 _register()
 
 
+def _click_exception_types() -> tuple[type[BaseException], ...]:
+    """Usage-error classes: typer >= 0.20 bundles its own click, older ones use click."""
+    types: list[type[BaseException]] = []
+    for module in ("typer._click.exceptions", "click.exceptions"):
+        try:
+            types.append(importlib.import_module(module).ClickException)
+        except ImportError:
+            continue
+    return tuple(types)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cmf`` script."""
     try:
@@ -49,12 +62,6 @@ def main(argv: list[str] | None = None) -> None:
     except typer.Abort:
         typer.echo("Aborted.", err=True)
         sys.exit(1)
-    except SystemExit:
-        raise
-    except Exception as e:  # click usage errors
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
+    except _click_exception_types() as e:
+        e.show()  # type: ignore[attr-defined]
+        sys.exit(e.exit_code)  # type: ignore[attr-defined]

@@ -85,9 +85,14 @@ def test_export_import_roundtrip(store_url: str, tmp_path: Path) -> None:
     invoke("import", str(out), "--store", other)  # idempotent
     out2 = tmp_path / "dump2.jsonl"
     invoke("export", str(out2), "--store", other)
-    strip = [{k: v for k, v in json.loads(x).items()} for x in out2.read_text().splitlines()]
-    assert sorted(map(json.dumps, strip)) == sorted(
-        json.dumps(json.loads(x)) for x in lines)
+    lines2 = out2.read_text().splitlines()
+    # a bundle: header (origin site) first, checksum trailer last, records in between
+    assert json.loads(lines[0])["kind"] == "cmf-bundle"
+    assert json.loads(lines[0])["origin_site"]  # the site running the export
+    assert json.loads(lines[-1])["kind"] == "cmf-bundle-end"
+    assert json.loads(lines2[0])["origin_store"] != json.loads(lines[0])["origin_store"]
+    # the same records, each keeping the version ("_v") it had at the store that made it
+    assert sorted(lines2[1:-1]) == sorted(lines[1:-1])
 
 
 def test_errors_are_one_line_exit_1(store_url: str, tmp_path: Path,
@@ -120,3 +125,11 @@ def test_every_command_has_help() -> None:
     for name, cmd in group.commands.items():
         assert cmd.help, f"command {name} has no help"
         invoke(name, "--help")
+
+
+def test_usage_errors_are_short(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as e:
+        main(["executions", "--limit", "abc"])
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and "Invalid value for '--limit'" in err

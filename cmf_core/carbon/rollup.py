@@ -1,0 +1,447 @@
+"""Carbon roll-ups: the energy and emissions of executions, summed per stage, pipeline, site,
+phase or day, with the inputs behind the numbers.
+
+    from cmf_core.carbon.rollup import rollup
+    result = rollup(store, pipeline="churn", by="stage")
+    result.total.co2e_kg, [(g.key, g.co2e_kg, g.phases) for g in result.groups]
+
+* **Each execution once.** Energy records are keyed by execution id: a store holds one per
+  execution, so a store merged from several sites (``cmf import``, ``cmf sync``) holds each once
+  however often it was imported, and :func:`rollup_records` keeps the first record of an id it
+  is given twice. Roll-ups across sites are roll-ups of a merged store.
+* **Exact sums.** Every figure is the correctly rounded sum (:func:`math.fsum`) of the
+  ``energy_kwh`` / ``co2e_kg`` of the records it covers, so it does not depend on the order in
+  which a store lists them: the total equals the sum of the per-execution records, and the same
+  records merged into another store give the same totals to the last bit.
+* **Phases.** An execution's phase is ``cmf.phase`` in its properties or custom properties, else
+  in its stage's, else inferred from the stage name (:func:`infer_phase`); the result says
+  which phases were inferred. Each group is split by phase.
+* **Inputs.** Each group lists the distinct PUEs, intensities, intensity sources and regions
+  its records used, and the methods per component (``cpu: model x 12``), so a number can be
+  trusted or discounted. Executions without an energy record count in ``executions`` only.
+
+The filters (``pipeline``, ``site``, ``since``/``until`` on the execution's start time) select
+executions; ``site`` is the site an execution ran at. Days are UTC calendar days of the start.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections import Counter, defaultdict
+from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from cmf_core.errors import CmfError, InvalidInputError, NotFoundError
+from cmf_core.model import EnergyRecord, Execution, Stage
+
+if TYPE_CHECKING:
+    from cmf_core.store import Store
+
+PHASE_KEY = "cmf.phase"
+PHASES = ("training", "inference", "retraining", "preprocessing", "evaluation", "other")
+GROUP_BY = ("stage", "pipeline", "site", "phase", "day")
+PLOT_INSTALL = "pip install 'cmf-foundation[plot]'"
+
+# Word stems per phase, tried in this order on each word of a stage name (see infer_phase).
+PHASE_STEMS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("retraining", ("retrain", "finetun")),
+    ("training", ("train", "fit")),
+    ("inference", ("infer", "predict", "serv", "scor")),
+    ("evaluation", ("eval", "test", "validat")),
+    ("preprocessing", ("prep", "clean", "featur", "ingest", "load")),
+)
+_CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_WORD = re.compile(r"[a-z]+")
+_CHUNK = 500  # execution ids per energy query
+
+
+class PlotUnavailableError(CmfError):
+    """matplotlib (the ``plot`` extra) is not installed."""
+
+
+# phases --------------------------------------------------------------------------------------
+def infer_phase(stage_name: str) -> str:
+    """The phase a stage name suggests, by the documented keyword rule.
+
+    The name is split into words at every non-letter and at camelCase boundaries
+    (``trainModel`` -> ``train``, ``model``), and the words ``fine`` + ``tune...`` are joined.
+    The first word, left to right, that begins with a stem decides: ``retrain``/``finetun``
+    -> retraining, ``train``/``fit`` -> training, ``infer``/``predict``/``serv``/``scor`` ->
+    inference, ``eval``/``test``/``validat`` -> evaluation, ``prep``/``clean``/``featur``/
+    ``ingest``/``load`` -> preprocessing; no match -> other.
+    """
+    words = _WORD.findall(_CAMEL.sub(" ", stage_name).lower())
+    joined: list[str] = []
+    for w in words:
+        if joined and joined[-1] == "fine" and w.startswith("tun"):
+            joined[-1] += w
+        else:
+            joined.append(w)
+    for w in joined:
+        for phase, stems in PHASE_STEMS:
+            if w.startswith(stems):
+                return phase
+    return "other"
+
+
+def _label(props: Mapping[str, Any]) -> Any:
+    return props.get(PHASE_KEY)
+
+
+def phase_of(execution: Execution, stage: Stage | None = None) -> tuple[str, str, str | None]:
+    """``(phase, source, note)``: source is ``execution``, ``stage`` or ``inferred``; ``note``
+    explains a label that is not one of :data:`PHASES` (the phase is then ``other``)."""
+    for source, holder in (("execution", execution), ("stage", stage)):
+        if holder is None:
+            continue
+        for props in (holder.properties, holder.custom_properties):
+            value = _label(props)
+            if value is None:
+                continue
+            phase = str(value).strip().lower()
+            if phase in PHASES:
+                return phase, source, None
+            where = (f"execution {execution.id}" if source == "execution"
+                     else f"stage {execution.pipeline}/{execution.stage}")
+            return "other", source, (f"{where}: {PHASE_KEY}={value!r} is not one of "
+                                     f"{', '.join(PHASES)}; counted as other")
+    return infer_phase(execution.stage), "inferred", None
+
+
+# results -------------------------------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class Item:
+    """One execution in a roll-up, with its phase and its energy record (if any)."""
+
+    execution: Execution
+    phase: str
+    phase_source: str
+    record: EnergyRecord | None = None
+
+    @property
+    def day(self) -> str:
+        return datetime.fromtimestamp(self.execution.started_at, UTC).strftime("%Y-%m-%d")
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What a group's records used: distinct values, and methods per component with counts."""
+
+    pue: tuple[float, ...] = ()
+    intensity_g_per_kwh: tuple[float, ...] = ()
+    intensity_sources: tuple[str, ...] = ()
+    regions: tuple[str, ...] = ()
+    methods: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pue": list(self.pue), "intensity_g_per_kwh": list(self.intensity_g_per_kwh),
+                "intensity_sources": list(self.intensity_sources), "regions": list(self.regions),
+                "methods": {c: dict(m) for c, m in self.methods.items()}}
+
+    def methods_text(self) -> str:
+        """``cpu: model x 12, gpu: nvml-counter x 3``."""
+        return ", ".join(f"{c}: {m} x {n}" for c, ms in self.methods.items()
+                         for m, n in ms.items())
+
+
+@dataclass(frozen=True, slots=True)
+class Split:
+    """The part of a group in one phase; ``inferred`` executions had no ``cmf.phase`` label."""
+
+    executions: int
+    with_energy: int
+    energy_kwh: float
+    co2e_kg: float
+    inferred: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"executions": self.executions, "with_energy": self.with_energy,
+                "energy_kwh": self.energy_kwh, "co2e_kg": self.co2e_kg,
+                "inferred": self.inferred}
+
+
+@dataclass(frozen=True, slots=True)
+class Group:
+    """Totals of the executions sharing one key (``churn/train``, ``hpc``, ``2026-11-27``)."""
+
+    key: str
+    fields: Mapping[str, str]
+    executions: int
+    with_energy: int
+    energy_kwh: float
+    co2e_kg: float
+    phases: Mapping[str, Split]
+    inputs: Inputs
+    sites: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"key": self.key, **self.fields, "executions": self.executions,
+                "with_energy": self.with_energy, "energy_kwh": self.energy_kwh,
+                "co2e_kg": self.co2e_kg, "sites": list(self.sites),
+                "phases": {p: s.to_dict() for p, s in self.phases.items()},
+                "inputs": self.inputs.to_dict()}
+
+
+@dataclass(frozen=True, slots=True)
+class StagePhase:
+    """How the executions of one stage got their phase (a stage may have several rows when
+    its executions carry different labels)."""
+
+    pipeline: str
+    stage: str
+    phase: str
+    source: str
+    executions: int
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"pipeline": self.pipeline, "stage": self.stage, "phase": self.phase,
+                "source": self.source, "executions": self.executions}
+
+
+@dataclass(frozen=True, slots=True)
+class Rollup:
+    """A roll-up: ``groups`` by ``by``, the ``total``, the phase of each stage, and notes."""
+
+    by: str
+    groups: tuple[Group, ...]
+    total: Group
+    stages: tuple[StagePhase, ...]
+    items: tuple[Item, ...]
+    filters: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+
+    @property
+    def inferred(self) -> tuple[StagePhase, ...]:
+        """The stages (some of) whose executions' phase was inferred from the name."""
+        return tuple(s for s in self.stages if s.source == "inferred")
+
+    def regroup(self, by: str) -> Rollup:
+        """The same executions grouped by another key."""
+        return _build(self.items, by, dict(self.filters), list(self.notes))
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data (the ``cmf carbon --json`` and ``GET /api/v1/carbon`` body)."""
+        return {"by": self.by, "filters": dict(self.filters),
+                "groups": [g.to_dict() for g in self.groups], "total": self.total.to_dict(),
+                "stages": [s.to_dict() for s in self.stages], "notes": list(self.notes)}
+
+
+# building ------------------------------------------------------------------------------------
+def check_by(by: str) -> str:
+    """``by`` if it is one of :data:`GROUP_BY`; else an error naming the choices."""
+    if by not in GROUP_BY:
+        raise InvalidInputError(f"cannot group by {by!r}; use one of {', '.join(GROUP_BY)}")
+    return by
+
+
+def _key(item: Item, by: str) -> tuple[str, dict[str, str]]:
+    e = item.execution
+    if by == "stage":
+        return f"{e.pipeline}/{e.stage}", {"pipeline": e.pipeline, "stage": e.stage}
+    if by == "pipeline":
+        return e.pipeline, {"pipeline": e.pipeline}
+    if by == "site":
+        return e.site, {"site": e.site}
+    if by == "phase":
+        return item.phase, {"phase": item.phase}
+    return item.day, {"day": item.day}
+
+
+def _distinct(values: Iterable[Any]) -> tuple[Any, ...]:
+    """Distinct scalar values, numbers first in order, then text (other values are skipped)."""
+    found = {v for v in values if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
+    return tuple(sorted(found, key=lambda v: (1, 0.0, v) if isinstance(v, str) else (0, v, "")))
+
+
+def _inputs(records: Sequence[EnergyRecord]) -> Inputs:
+    methods: dict[str, Counter[str]] = defaultdict(Counter)
+    for r in records:
+        comps = r.details.get("components")
+        if not isinstance(comps, Mapping) or not comps:
+            methods["details"]["missing"] += 1  # e.g. a record from another producer
+            continue
+        for name, comp in comps.items():
+            method = comp.get("method") if isinstance(comp, Mapping) else None
+            methods[str(name)][str(method or "unknown")] += 1
+    order = {"cpu": 0, "ram": 1, "gpu": 2, "details": 4}
+    return Inputs(
+        pue=_distinct(r.details.get("pue") for r in records),
+        intensity_g_per_kwh=_distinct(r.details.get("intensity_g_per_kwh") for r in records),
+        intensity_sources=_distinct(r.details.get("intensity_source") for r in records),
+        regions=_distinct(r.details.get("region") for r in records),
+        methods={c: dict(sorted(methods[c].items(), key=lambda kv: (-kv[1], kv[0])))
+                 for c in sorted(methods, key=lambda c: (order.get(c, 3), c))},
+    )
+
+
+def _split(items: Sequence[Item]) -> Split:
+    records = [i.record for i in items if i.record is not None]
+    return Split(executions=len(items), with_energy=len(records),
+                 energy_kwh=math.fsum(r.energy_kwh for r in records),
+                 co2e_kg=math.fsum(r.co2e_kg for r in records),
+                 inferred=sum(1 for i in items if i.phase_source == "inferred"))
+
+
+def _group(key: str, fields: Mapping[str, str], items: Sequence[Item]) -> Group:
+    whole = _split(items)
+    by_phase: dict[str, list[Item]] = defaultdict(list)
+    for i in items:
+        by_phase[i.phase].append(i)
+    return Group(
+        key=key, fields=dict(fields), executions=whole.executions,
+        with_energy=whole.with_energy, energy_kwh=whole.energy_kwh, co2e_kg=whole.co2e_kg,
+        phases={p: _split(by_phase[p]) for p in PHASES if p in by_phase},
+        inputs=_inputs([i.record for i in items if i.record is not None]),
+        sites=_distinct(i.execution.site for i in items),
+    )
+
+
+def group_items(items: Iterable[Item], key: Callable[[Item], Hashable]) -> dict[Any, Group]:
+    """Groups of ``items`` by any ``key`` (the plot groups by ``(stage, site)`` this way); a
+    tuple key becomes the group's ``key`` text joined with ``/``."""
+    buckets: dict[Any, list[Item]] = defaultdict(list)
+    for i in items:
+        buckets[key(i)].append(i)
+    return {k: _group(k if isinstance(k, str) else "/".join(map(str, k)), {}, v)
+            for k, v in buckets.items()}
+
+
+def _build(items: Sequence[Item], by: str, filters: dict[str, Any], notes: list[str]) -> Rollup:
+    check_by(by)
+    buckets: dict[str, tuple[dict[str, str], list[Item]]] = {}
+    for i in items:
+        k, fields = _key(i, by)
+        buckets.setdefault(k, (fields, []))[1].append(i)
+    groups = [_group(k, f, its) for k, (f, its) in buckets.items()]
+    if by == "phase":
+        groups.sort(key=lambda g: PHASES.index(g.key))
+    elif by == "day":
+        groups.sort(key=lambda g: g.key)
+    else:
+        groups.sort(key=lambda g: (-g.co2e_kg, g.key))
+    counts = Counter((i.execution.pipeline, i.execution.stage, i.phase, i.phase_source)
+                     for i in items)
+    stages = tuple(StagePhase(p, s, ph, src, n) for (p, s, ph, src), n in sorted(counts.items()))
+    return Rollup(by=by, groups=tuple(groups), total=_group("total", {}, items), stages=stages,
+                  items=tuple(items), filters=filters, notes=tuple(dict.fromkeys(notes)))
+
+
+def rollup_records(executions: Iterable[Execution], records: Iterable[EnergyRecord],
+                   stages: Iterable[Stage] = (), *, by: str = "stage",
+                   filters: Mapping[str, Any] | None = None) -> Rollup:
+    """Roll up ``executions`` with their ``records`` (matched by execution id; the first record
+    of an id counts, a repeat is dropped with a note; records of other executions are ignored).
+    ``stages`` supply stage-level ``cmf.phase`` labels."""
+    check_by(by)
+    notes: list[str] = []
+    by_id: dict[str, EnergyRecord] = {}
+    repeats = 0
+    for r in records:
+        if r.execution_id in by_id:
+            repeats += 1
+            if (r.energy_kwh, r.co2e_kg) != (by_id[r.execution_id].energy_kwh,
+                                             by_id[r.execution_id].co2e_kg):
+                notes.append(f"execution {r.execution_id} has two different energy records; "
+                             "the first was counted")
+            continue
+        by_id[r.execution_id] = r
+    if repeats:
+        notes.append(f"{repeats} repeated energy record(s) of the same execution were counted "
+                     "once")
+    stage_map = {(s.pipeline, s.name): s for s in stages}
+    items: list[Item] = []
+    seen: set[str] = set()
+    for e in executions:
+        if e.id in seen:
+            continue
+        seen.add(e.id)
+        phase, source, note = phase_of(e, stage_map.get((e.pipeline, e.stage)))
+        if note:
+            notes.append(note)
+        items.append(Item(e, phase, source, by_id.get(e.id)))
+    return _build(items, by, dict(filters or {}), notes)
+
+
+def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None,
+           since: float | None = None, until: float | None = None,
+           by: str = "stage") -> Rollup:
+    """Roll up the executions of ``store`` that match the filters (``since``/``until``: Unix
+    seconds, on the start time; ``site``: where the execution ran), grouped ``by`` one of
+    :data:`GROUP_BY`."""
+    from cmf_core.store import ExecutionFilter
+
+    check_by(by)
+    if since is not None and until is not None and until <= since:
+        raise InvalidInputError(f"until ({until}) must be after since ({since})")
+    executions = store.list_executions(ExecutionFilter(pipeline=pipeline, site=site,
+                                                       since=since, until=until))
+    ids = [e.id for e in executions]
+    records: list[EnergyRecord] = []
+    for start in range(0, len(ids), _CHUNK):
+        records += store.energy(ids[start:start + _CHUNK])
+    stages = store.list_stages(pipeline)
+    filters = {"pipeline": pipeline, "site": site, "since": since, "until": until}
+    return rollup_records(executions, records, stages, by=by, filters=filters)
+
+
+# plot ----------------------------------------------------------------------------------------
+def plot(result: Rollup, path: str | Path, *, title: str | None = None,
+         max_groups: int = 30) -> Path:
+    """Write a PNG bar chart of kgCO2e per group of ``result`` (by its ``by``; at most the
+    ``max_groups`` largest), the sites of each group side by side, coloured by site, values on
+    the bars when there are at most 16. Drawn on matplotlib's Agg canvas (no pyplot, no global
+    backend change); needs the ``plot`` extra."""
+    try:
+        from matplotlib import colormaps
+        from matplotlib.backends.backend_agg import FigureCanvasAgg
+        from matplotlib.figure import Figure
+    except ImportError:
+        raise PlotUnavailableError(f"plotting needs matplotlib: {PLOT_INSTALL}") from None
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        raise InvalidInputError(f"plot file {path} must end in .png, e.g. carbon.png")
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"cannot write {path}: folder {path.parent} does not exist")
+    if not result.groups:
+        raise NotFoundError("no executions match the filters; nothing to plot")
+    shown = sorted(result.groups, key=lambda g: -g.co2e_kg)[:max_groups]
+    keys = [g.key for g in result.groups if g in shown]
+    sites = sorted({i.execution.site for i in result.items})
+    cells = group_items(result.items, lambda i: (_key(i, result.by)[0], i.execution.site))
+    present = {k: [site for site in sites if (k, site) in cells] for k in keys}
+    bars_n = sum(len(v) for v in present.values())
+    width_in = min(24.0, max(6.0, 2.0 + 0.55 * bars_n))
+    fig = Figure(figsize=(width_in, 5.0), layout="constrained")
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot()
+    colours = colormaps["tab10"]
+    for n, site in enumerate(sites):
+        xs, ys, widths = [], [], []
+        for x, k in enumerate(keys):
+            if site in present[k]:  # the sites of each group side by side, centred on it
+                width = 0.8 / len(present[k])
+                xs.append(x + (present[k].index(site) - (len(present[k]) - 1) / 2) * width)
+                ys.append(cells[k, site].co2e_kg)
+                widths.append(width)
+        bars = ax.bar(xs, ys, widths, label=site, color=colours(n % 10))
+        if bars_n <= 16:  # more values would overlap
+            ax.bar_label(bars, fmt="%.3g", fontsize=8, padding=2)
+    slanted = sum(len(k) + 2 for k in keys) * 0.09 > 0.85 * width_in  # labels would touch
+    ax.set_xticks(range(len(keys)), keys, rotation=30 if slanted else 0,
+                  ha="right" if slanted else "center")
+    ax.set_ylabel("kgCO2e")
+    ax.set_xlabel(result.by)
+    ax.margins(y=0.15)
+    what = ", ".join(f"{k} {v}" for k, v in result.filters.items()
+                     if v is not None and k in ("pipeline", "site"))
+    if len(keys) < len(result.groups):
+        what += f"{', ' if what else ''}{len(keys)} largest of {len(result.groups)}"
+    ax.set_title(title or f"Emissions by {result.by}" + (f" ({what})" if what else "")
+                 + f": {result.total.co2e_kg:.3g} kgCO2e in all")
+    ax.legend(title="site")
+    fig.savefig(path, dpi=120)
+    return path

@@ -1,0 +1,97 @@
+"""cmf carbon: energy and emissions rolled up per stage, pipeline, site, phase or day."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cmf_core.carbon.rollup import Group, Rollup, plot, rollup
+from cmf_core.cli.common import JsonOpt, StoreOpt, get_store, parse_time, print_json, table
+
+
+class By(enum.StrEnum):
+    STAGE = "stage"
+    PIPELINE = "pipeline"
+    SITE = "site"
+    PHASE = "phase"
+    DAY = "day"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("carbon")(carbon)
+
+
+def carbon(
+    pipeline: Annotated[str | None, typer.Argument(help="Only this pipeline.")] = None,
+    site: Annotated[str | None, typer.Option(help="Only executions run at this site.")] = None,
+    since: Annotated[str | None, typer.Option(help="Started at or after (ISO time).")] = None,
+    until: Annotated[str | None, typer.Option(help="Started before (ISO time).")] = None,
+    by: Annotated[By, typer.Option("--by", help="Group by this.")] = By.STAGE,
+    plot_to: Annotated[Path | None, typer.Option(
+        "--plot", help="Also write a PNG bar chart of kgCO2e per group, bars by site "
+                       "(needs the plot extra).")] = None,
+    store: StoreOpt = None,
+    json: JsonOpt = False,
+) -> None:
+    """Energy (kWh) and emissions (kgCO2e) per stage, pipeline, site, phase or day, split by
+    phase (training, inference, retraining, ...), with the PUEs, intensities, regions and
+    measurement methods behind the numbers.
+
+    Example: cmf carbon churn --by site --plot carbon.png
+    """
+    with get_store(store) as s:
+        result = rollup(s, pipeline=pipeline, site=site, since=parse_time(since),
+                        until=parse_time(until), by=by.value)
+    if plot_to is not None:
+        plot(result, plot_to)
+    if json:
+        print_json(result.to_dict())
+    else:
+        _print(result)
+    if plot_to is not None:
+        typer.echo(f"Wrote {plot_to}", err=json)
+
+
+def _num(v: float) -> str:
+    return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
+
+
+def _phases(g: Group) -> str:
+    return "\n".join(f"{p}{'*' if s.inferred else ''} {_num(s.co2e_kg)}"
+                     for p, s in g.phases.items())
+
+
+def _inputs(g: Group) -> str:
+    i = g.inputs
+    parts = []
+    if i.pue:
+        parts.append("PUE " + "/".join(f"{p:g}" for p in i.pue))
+    if i.intensity_g_per_kwh:
+        parts.append("/".join(f"{v:g}" for v in i.intensity_g_per_kwh) + " g/kWh")
+    if i.regions:
+        parts.append(", ".join(i.regions))
+    parts += [f"{c}: " + ", ".join(f"{m} x {n}" for m, n in ms.items())
+              for c, ms in i.methods.items()]
+    return "\n".join(parts) or "-"
+
+
+def _print(result: Rollup) -> None:
+    filters = ", ".join(f"{k} {v}" for k, v in result.filters.items()
+                        if v is not None and k in ("pipeline", "site"))
+    show_sites = result.by != "site" and len(result.total.sites) > 1
+    rows = [[g.key, *([", ".join(g.sites)] if show_sites else []), g.executions, g.with_energy,
+             _num(g.energy_kwh), _num(g.co2e_kg), _phases(g), _inputs(g)]
+            for g in (*result.groups, result.total)]
+    table(f"Carbon by {result.by}" + (f" ({filters})" if filters else ""),
+          [result.by, *(["sites"] if show_sites else []), "execs", "w/ energy", "kWh",
+           "kgCO2e", "kgCO2e by phase", "inputs"], rows)
+    inferred = result.inferred
+    if inferred:
+        typer.echo("* phase inferred from the stage name (set cmf.phase on the stage or "
+                   "execution to label it): "
+                   + ", ".join(f"{s.pipeline}/{s.stage} -> {s.phase}" for s in inferred))
+    for note in result.notes:
+        typer.echo(f"note: {note}")
