@@ -1,0 +1,167 @@
+"""CmfTransport: an openlineage-python transport that records events into the local CMF store.
+
+Select it by dotted path, so any producer built on openlineage-python (Airflow's OpenLineage
+provider, dbt-ol, your own code) feeds CMF with configuration only::
+
+    transport:
+      type: cmf_core.openlineage.transport.cmf.CmfTransport
+      store_url: postgresql://cmf@db/cmf   # optional; else CMF_STORE_URL / cmf.toml / default
+      site: hpc-a                          # optional; else CMF_SITE / host name
+      on_failure: spool                    # or "raise"; default spool
+
+Keys (one spelling each; environment variables ``OPENLINEAGE__TRANSPORT__<KEY>`` arrive in
+lower case and so match): ``store_url``, ``site``, ``home``, ``on_failure``. An unknown key
+is an error naming the known ones. Unset keys come from CMF's own configuration
+(:func:`cmf_core.config.load_settings`).
+
+``emit(event)`` validates the event first: an invalid event raises
+:class:`~cmf_core.errors.InvalidEventError` naming the bad field, and nothing is stored (the
+caller's mistake surfaces). A valid event goes through
+:func:`cmf_core.openlineage.ingest.ingest`, the same code as the Python API and ``cmf serve``,
+so all three give identical records. When the store cannot be written, ``on_failure: spool``
+(the default) puts the event in CMF's spool folder for ``Emitter.retry_spool`` (nothing is
+lost, nothing raises into the producer); ``on_failure: raise`` raises the
+:class:`~cmf_core.errors.StoreError` instead.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attr
+from openlineage.client.transport.transport import Config, Transport
+
+from cmf_core.config import Settings, load_settings
+from cmf_core.errors import ConfigError
+from cmf_core.openlineage.convert import event_to_dict
+from cmf_core.openlineage.emit import Emitter, Sink
+from cmf_core.openlineage.validate import validate_event
+
+if TYPE_CHECKING:
+    from cmf_core.store.base import Store
+
+
+class OnFailure(enum.StrEnum):
+    """What ``emit`` does when the store cannot be written."""
+
+    SPOOL = "spool"  # keep the event in the spool folder for retry; do not raise
+    RAISE = "raise"  # raise the StoreError to the producer
+
+
+@attr.define
+class CmfConfig(Config):
+    """Configuration of :class:`CmfTransport`; every key is optional."""
+
+    store_url: str | None = None
+    site: str | None = None
+    home: str | None = None
+    on_failure: OnFailure = OnFailure.SPOOL
+
+    @classmethod
+    def from_dict(cls, params: dict[str, Any]) -> CmfConfig:
+        known = {f.name for f in attr.fields(cls)}
+        given = {k: v for k, v in params.items() if k not in ("type", "name", "priority")}
+        unknown = sorted(set(given) - known)
+        if unknown:
+            raise ConfigError(
+                f"unknown CmfTransport setting(s) {', '.join(unknown)}; known settings are: "
+                f"{', '.join(sorted(known))}")
+        if "on_failure" in given:
+            try:
+                given["on_failure"] = OnFailure(str(given["on_failure"]).lower())
+            except ValueError:
+                raise ConfigError(
+                    f"CmfTransport on_failure {given['on_failure']!r} must be one of: "
+                    f"{', '.join(m.value for m in OnFailure)}") from None
+        for key in ("store_url", "site", "home"):
+            if key in given:
+                given[key] = str(given[key]) if given[key] not in ("", None) else None
+        return cls(**given)
+
+    def settings(self) -> Settings:
+        """CMF settings with this config's keys taking precedence."""
+        return load_settings(store_url=self.store_url, site=self.site,
+                             home=Path(self.home) if self.home else None)
+
+
+class _StoreSink(Sink):
+    """Ingest into one store, opened on first use (shared by the transport's emits)."""
+
+    kind = "store"
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._store: Store | None = None
+        self._lock = threading.Lock()
+
+    def store(self) -> Store:
+        if self._store is None:
+            from cmf_core.store import open_store
+
+            self._store = open_store(settings=self.settings)
+        return self._store
+
+    def send(self, event: dict[str, Any]) -> None:
+        from cmf_core.openlineage.ingest import ingest
+
+        with self._lock:
+            ingest(event, self.store(), self.settings.site)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._store is not None:
+                self._store.close()
+                self._store = None
+
+
+class CmfTransport(Transport):
+    """Record OpenLineage events into the local CMF store (see the module docs)."""
+
+    kind = "cmf"
+    config_class = CmfConfig
+
+    def __init__(self, config: CmfConfig) -> None:
+        self.config = config
+        self.settings = config.settings()
+        self._sink = _StoreSink(self.settings)
+        self._emitter = Emitter(self.settings, sink=self._sink)
+
+    @property
+    def store(self) -> Store:
+        """The store events are recorded into (opened on first use)."""
+        return self._sink.store()
+
+    def emit(self, event: Any) -> bool:
+        """Validate and record ``event``; True if recorded now, False if spooled for retry.
+
+        Raises :class:`~cmf_core.errors.InvalidEventError` for an invalid event (nothing is
+        stored or spooled), and :class:`~cmf_core.errors.StoreError` when the store fails and
+        ``on_failure`` is ``raise``.
+        """
+        data = event_to_dict(event)
+        validate_event(data)
+        if self.config.on_failure is OnFailure.RAISE:
+            self._sink.send(data)
+            return True
+        return self._emitter.emit(data)
+
+    def spooled(self) -> list[Path]:
+        """Events waiting in the spool folder (oldest first)."""
+        return self._emitter.spooled_files()
+
+    def retry_spool(self, limit: int | None = None) -> tuple[int, int]:
+        """Record spooled events again; returns (recorded, still spooled)."""
+        return self._emitter.retry_spool(limit)
+
+    def close(self, timeout: float = -1) -> bool:
+        return self._emitter.close(timeout if timeout >= 0 else 60.0)
+
+    def __str__(self) -> str:
+        import sqlalchemy as sa
+
+        url = sa.engine.make_url(self.settings.resolved_store_url)
+        return f"<CmfTransport(store={url.render_as_string(hide_password=True)}, " \
+               f"site={self.settings.site})>"

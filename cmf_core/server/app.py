@@ -1,0 +1,118 @@
+"""The CMF server application: ``create_app(store, settings)`` -> a FastAPI app.
+
+Routes (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
+
+* OpenLineage, Marquez-compatible (:mod:`~cmf_core.server.routers.lineage`):
+  ``POST /api/v1/lineage`` (one event or an array), ``POST /api/v1/lineage/batch``,
+  ``GET /api/v1/lineage?nodeId=...&depth=N``, ``GET /api/v1/events/lineage``.
+* CMF REST (paged with ``limit``/``offset``): ``/api/v1/pipelines``, ``/api/v1/executions``,
+  ``/api/v1/artifacts`` (with ``/lineage`` and ``/provenance``), ``/api/v1/metrics``.
+* ``GET /api/v1/health``; the optional routers (:data:`OPTIONAL_ROUTERS`: federation, carbon,
+  ui_support) when importable; the web UI at ``/`` when ``cmf_core/server/static/index.html``
+  exists.
+
+``app.state`` holds ``store``, ``settings``, ``writer`` (the group-commit
+:class:`~cmf_core.server.writer.IngestWriter`), ``protect_reads`` and ``max_body_bytes``;
+routers read them through :mod:`cmf_core.server.deps` and guard routes with
+:func:`~cmf_core.server.auth.require_write` / :func:`~cmf_core.server.auth.require_read`.
+The app does not own the store: whoever opened it closes it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI
+from fastapi.responses import JSONResponse
+
+from cmf_core import __version__
+from cmf_core.config import Settings, load_settings
+from cmf_core.server import errors
+from cmf_core.server.auth import require_read
+from cmf_core.server.body import DEFAULT_MAX_BODY_BYTES
+from cmf_core.server.routers import artifacts, executions, lineage, metrics, pipelines
+from cmf_core.server.writer import DEFAULT_MAX_BATCH, IngestWriter
+from cmf_core.store import Store
+
+STATIC_DIR = Path(__file__).with_name("static")
+OPTIONAL_ROUTERS = ("federation", "carbon", "ui_support")
+"""Routers in :mod:`cmf_core.server.routers` included when importable (each has ``router``)."""
+DRAIN_TIMEOUT_S = 30.0
+
+_DESCRIPTION = """\
+Lineage, energy and carbon of ML pipelines, recorded in a CMF store.
+
+* **OpenLineage**: any OpenLineage producer can post events to `POST /api/v1/lineage` (spec
+  2-0-2; a JSON array is a batch). Marquez-compatible reads: `GET /api/v1/lineage`,
+  `GET /api/v1/events/lineage`.
+* **CMF**: pipelines, executions, artifacts (and their lineage) and metrics, paged with
+  `limit` and `offset`.
+
+Writes need `Authorization: Bearer <token>` when the server has a token (`CMF_TOKEN`).
+"""
+
+
+def create_app(store: Store, settings: Settings | None = None, *, protect_reads: bool = False,
+               max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+               max_batch: int = DEFAULT_MAX_BATCH) -> FastAPI:
+    """The FastAPI app serving ``store``.
+
+    ``settings.token`` (``CMF_TOKEN``) protects writes (and reads with ``protect_reads``);
+    records are created with the store's site. ``max_body_bytes`` caps a request body,
+    ``max_batch`` the events written in one transaction.
+    """
+    settings = settings or load_settings()
+    writer = IngestWriter(store, store.site, max_batch=max_batch)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        writer.start()
+        try:
+            yield
+        finally:
+            await asyncio.to_thread(writer.close, DRAIN_TIMEOUT_S)
+
+    app = FastAPI(title="cmf-foundation", version=__version__, description=_DESCRIPTION,
+                  lifespan=lifespan)
+    app.state.store = store
+    app.state.settings = settings
+    app.state.writer = writer
+    app.state.protect_reads = protect_reads
+    app.state.max_body_bytes = max_body_bytes
+    errors.install(app)
+
+    for module in (lineage, pipelines, executions, artifacts, metrics):
+        app.include_router(module.router)
+    for name in OPTIONAL_ROUTERS:  # built by other parts; absent ones are skipped
+        try:
+            module = importlib.import_module(f"cmf_core.server.routers.{name}")
+        except ImportError:
+            continue
+        app.include_router(module.router)
+
+    @app.get("/api/v1/health", tags=["server"], dependencies=[Depends(require_read)])
+    def health() -> dict[str, Any]:
+        """Liveness, the store behind the server, and the writer's counters."""
+        return {
+            "status": "ok", "version": __version__, "site": store.site, "store": store.kind,
+            "auth": settings.token is not None, "protect_reads": protect_reads,
+            "writer": {"queued": writer.queued, "batches": writer.batches,
+                       "events": writer.events, "largest_batch": writer.largest_batch},
+        }
+
+    if (STATIC_DIR / "index.html").is_file():
+        from fastapi.staticfiles import StaticFiles
+
+        app.mount("/", StaticFiles(directory=STATIC_DIR, html=True), name="ui")
+    else:
+        @app.get("/", include_in_schema=False)
+        def root() -> JSONResponse:
+            return JSONResponse({"name": "cmf-foundation", "version": __version__,
+                                 "docs": "/docs", "openapi": "/openapi.json"})
+
+    return app

@@ -1,0 +1,110 @@
+"""Reading a JSON request body with limits: content type, encoding, size, syntax.
+
+Each problem is a :class:`~cmf_core.errors.CmfError` naming what was wrong and what to send
+instead (415 for a content type or encoding we do not read, 413 for a body over the limit, 400
+for an empty body or bad JSON).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from typing import Any
+
+from fastapi import Request
+
+from cmf_core.errors import InvalidInputError
+from cmf_core.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError
+
+DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
+"""Largest request body accepted (after decompression), 16 MiB."""
+
+
+def _too_large(limit: int) -> PayloadTooLargeError:
+    return PayloadTooLargeError(
+        f"request body is larger than this server's limit of {limit} bytes; send fewer events "
+        "per request (one event, or a smaller JSON array)")
+
+
+def check_content_type(request: Request) -> None:
+    """415 unless the body is JSON (``application/json`` or ``application/<x>+json``)."""
+    given = request.headers.get("content-type", "")
+    media = given.split(";", 1)[0].strip().lower()
+    if media == "application/json" or (media.startswith("application/")
+                                       and media.endswith("+json")):
+        return
+    shown = repr(given) if given else "none"
+    raise UnsupportedMediaTypeError(
+        f"Content-Type must be application/json (got {shown}); send the event as JSON with "
+        "the header 'Content-Type: application/json'")
+
+
+async def read_body(request: Request, limit: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
+    """The raw body, decompressed when ``Content-Encoding: gzip`` (or deflate), within ``limit``."""
+    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+    if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
+        raise UnsupportedMediaTypeError(
+            f"Content-Encoding {encoding!r} is not supported; send the body uncompressed or "
+            "with gzip")
+    declared = request.headers.get("content-length")
+    if declared is not None and encoding in ("identity", ""):
+        try:
+            size = int(declared)
+        except ValueError:
+            raise InvalidInputError(f"Content-Length {declared!r} is not a number") from None
+        if size > limit:
+            raise _too_large(limit)
+    if encoding in ("identity", ""):
+        chunks: list[bytes] = []
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise _too_large(limit)
+            chunks.append(chunk)
+        return b"".join(chunks)
+    # compressed: inflate incrementally so a small bomb cannot exhaust memory
+    wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
+    inflater = zlib.decompressobj(wbits)
+    out: list[bytes] = []
+    total = 0
+    try:
+        async for chunk in request.stream():
+            piece = inflater.decompress(chunk, limit + 1 - total)
+            total += len(piece)
+            if total > limit or inflater.unconsumed_tail:
+                raise _too_large(limit)
+            out.append(piece)
+        piece = inflater.flush()
+    except zlib.error as e:
+        raise InvalidInputError(f"request body is not valid {encoding} data: {e}") from None
+    total += len(piece)
+    if total > limit:
+        raise _too_large(limit)
+    out.append(piece)
+    return b"".join(out)
+
+
+def parse_json(raw: bytes) -> Any:
+    """Parse ``raw`` as JSON (UTF-8), or 400 saying where it broke."""
+    if not raw.strip():
+        raise InvalidInputError(
+            "request body is empty; send an OpenLineage event (a JSON object) or a JSON array "
+            "of events")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InvalidInputError(f"request body is not UTF-8 text (JSON must be UTF-8): {e}"
+                                ) from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidInputError(
+            f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
+        ) from None
+
+
+async def read_json(request: Request, limit: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+    """Content type, size and syntax checked: the parsed JSON body."""
+    check_content_type(request)
+    return parse_json(await read_body(request, limit))

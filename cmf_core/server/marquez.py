@@ -1,0 +1,319 @@
+"""Marquez-compatible read models over a CMF store: the lineage graph and the event list.
+
+Node ids follow Marquez: ``dataset:<namespace>:<name>`` and ``job:<namespace>:<name>``.
+
+* A **dataset** is every artifact with that OpenLineage (namespace, name): the ``cmf_artifact``
+  naming of :mod:`cmf_core.openlineage.convert` (the ``openlineage.dataset`` property, else
+  :func:`~cmf_core.openlineage.naming.dataset_naming` of the URI). Its versions are the
+  artifacts' digests.
+* A **job** is every execution with that OpenLineage job: the ``openlineage.job`` property
+  ingest keeps for foreign events, else namespace ``cmf`` and name ``<pipeline>.<stage>``
+  (what CMF emits). At most :data:`MAX_RUNS_PER_JOB` latest runs are read per job.
+* Edges: an INPUT event is ``dataset -> job``, an OUTPUT event ``job -> dataset``. ``depth``
+  is the number of edges from the requested node; ``inEdges``/``outEdges`` list only edges
+  between returned nodes, while a job's ``inputs``/``outputs`` list all its datasets.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from cmf_core.errors import InvalidInputError, NotFoundError
+from cmf_core.model import Artifact, EventType, Execution, ExecutionStatus
+from cmf_core.openlineage.convert import DATASET_PROPERTY, DEFAULT_NAMESPACE, job_name
+from cmf_core.openlineage.ingest import (
+    DATASET_FACETS_PROPERTY,
+    JOB_FACETS_PROPERTY,
+    JOB_PROPERTY,
+    RUN_FACETS_PROPERTY,
+)
+from cmf_core.openlineage.naming import dataset_naming
+from cmf_core.openlineage.times import format_time, parse_time
+from cmf_core.store import ExecutionFilter, Store
+
+DATASET = "DATASET"
+JOB = "JOB"
+_PREFIX = {"dataset": DATASET, "job": JOB}
+DEFAULT_DEPTH = 20
+MAX_DEPTH = 100
+MAX_RUNS_PER_JOB = 100
+
+_RUN_STATE = {
+    ExecutionStatus.RUNNING: "RUNNING",
+    ExecutionStatus.COMPLETED: "COMPLETED",
+    ExecutionStatus.FAILED: "FAILED",
+    ExecutionStatus.ABORTED: "ABORTED",
+    ExecutionStatus.SKIPPED: "COMPLETED",
+}
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class NodeRef:
+    type: str  # DATASET | JOB
+    namespace: str
+    name: str
+
+    @property
+    def id(self) -> str:
+        return f"{self.type.lower()}:{self.namespace}:{self.name}"
+
+    @property
+    def ref(self) -> dict[str, str]:
+        return {"namespace": self.namespace, "name": self.name}
+
+
+def job_of(execution: Execution) -> tuple[str, str]:
+    """OpenLineage (namespace, name) of the job an execution ran."""
+    prop = execution.properties.get(JOB_PROPERTY)
+    if isinstance(prop, Mapping) and "namespace" in prop and "name" in prop:
+        return str(prop["namespace"]), str(prop["name"])
+    return DEFAULT_NAMESPACE, job_name(execution.pipeline, execution.stage)
+
+
+def dataset_of(artifact: Artifact) -> tuple[str, str]:
+    """OpenLineage (namespace, name) of an artifact, as CMF emits it."""
+    stored = artifact.properties.get(DATASET_PROPERTY)
+    if isinstance(stored, Mapping) and "namespace" in stored and "name" in stored:
+        return str(stored["namespace"]), str(stored["name"])
+    return dataset_naming(artifact.uri)
+
+
+def _iso(ts: float | None) -> str | None:
+    return None if ts is None else format_time(ts).replace("+00:00", "Z")
+
+
+def _plain(value: Any) -> Any:
+    return json.loads(json.dumps(value, default=dict))
+
+
+@dataclass
+class _Node:
+    ref: NodeRef
+    artifacts: list[Artifact] = field(default_factory=list)
+    executions: list[Execution] = field(default_factory=list)
+    inputs: set[NodeRef] = field(default_factory=set)  # datasets read (job) / jobs writing (ds)
+    outputs: set[NodeRef] = field(default_factory=set)  # datasets written / jobs reading
+    expanded: bool = False
+
+
+class LineageGraph:
+    """Builds Marquez's ``{"graph": [...]}`` for a node id, reading the store only."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._nodes: dict[NodeRef, _Node] = {}
+        self._index: dict[tuple[str, str], list[Artifact]] | None = None
+
+    # resolving ids ---------------------------------------------------------------------------
+    def resolve(self, node_id: str) -> NodeRef:
+        """The node a Marquez node id names; the namespace may itself hold ``:``."""
+        kind, sep, rest = node_id.partition(":")
+        if not sep or kind not in _PREFIX or ":" not in rest:
+            raise InvalidInputError(
+                f"nodeId {node_id!r} is not a Marquez node id; use 'dataset:<namespace>:<name>' "
+                "or 'job:<namespace>:<name>'")
+        node_type = _PREFIX[kind]
+        splits = [i for i, c in enumerate(rest) if c == ":"]
+        for i in splits:  # every way to split namespace:name, shortest namespace first
+            ref = NodeRef(node_type, rest[:i], rest[i + 1:])
+            if not ref.name:
+                continue
+            node = self._load(ref)
+            if node.artifacts or node.executions:
+                return ref
+        raise NotFoundError(f"no {kind} {rest!r} in this store (nodeId {node_id!r})")
+
+    def _load(self, ref: NodeRef) -> _Node:
+        node = self._nodes.get(ref)
+        if node is None:
+            node = self._nodes[ref] = _Node(ref)
+            if ref.type == DATASET:
+                node.artifacts = self._dataset_artifacts(ref.namespace, ref.name)
+            else:
+                node.executions = self._job_executions(ref.namespace, ref.name)
+        return node
+
+    def _dataset_artifacts(self, namespace: str, name: str) -> list[Artifact]:
+        want = (namespace, name)
+        seen: dict[str, Artifact] = {}
+        for candidate in dict.fromkeys([name, posixpath.basename(name.rstrip("/"))]):
+            if candidate:
+                for a in self.store.find_artifacts(name=candidate):
+                    if dataset_of(a) == want:
+                        seen[a.id] = a
+        if not seen:  # a name set by the producer: look through all artifacts (once)
+            if self._index is None:
+                self._index = {}
+                for a in self.store.find_artifacts():
+                    self._index.setdefault(dataset_of(a), []).append(a)
+            seen = {a.id: a for a in self._index.get(want, [])}
+        return sorted(seen.values(), key=lambda a: (a.created_at, a.id))
+
+    def _job_executions(self, namespace: str, name: str) -> list[Execution]:
+        want = (namespace, name)
+        pairs = [(name[:i], name[i + 1:]) for i, c in enumerate(name) if c == "."]
+        pairs += [(name.split(".", 1)[0], name), (name, name)]
+        found: dict[str, Execution] = {}
+        for pipeline, stage in dict.fromkeys(pairs):
+            if not pipeline or not stage:
+                continue
+            where = ExecutionFilter(pipeline=pipeline, stage=stage)
+            total = self.store.count_executions(where)
+            if not total:
+                continue
+            skip = max(0, total - MAX_RUNS_PER_JOB)
+            for e in self.store.list_executions(where, limit=MAX_RUNS_PER_JOB, offset=skip):
+                if job_of(e) == want:
+                    found[e.id] = e
+        return sorted(found.values(), key=lambda e: (e.started_at, e.id))[-MAX_RUNS_PER_JOB:]
+
+    # expanding -------------------------------------------------------------------------------
+    def _expand(self, node: _Node) -> None:
+        if node.expanded:
+            return
+        node.expanded = True
+        if node.ref.type == DATASET:
+            ids = [a.id for a in node.artifacts]
+            events = self.store.events(artifact_ids=ids) if ids else []
+            exec_ids = sorted({e.execution_id for e in events})
+            execs = {e.id: e for e in self.store.list_executions(ExecutionFilter(ids=exec_ids))
+                     } if exec_ids else {}
+            for ev in events:
+                ex = execs.get(ev.execution_id)
+                if ex is None:
+                    continue
+                job = NodeRef(JOB, *job_of(ex))
+                (node.outputs if ev.type is EventType.INPUT else node.inputs).add(job)
+        else:
+            ids = [e.id for e in node.executions]
+            events = self.store.events(execution_ids=ids) if ids else []
+            art_ids = sorted({e.artifact_id for e in events})
+            arts = {a.id: a for a in self.store.find_artifacts(ids=art_ids)} if art_ids else {}
+            for ev in events:
+                art = arts.get(ev.artifact_id)
+                if art is None:
+                    continue
+                ds = NodeRef(DATASET, *dataset_of(art))
+                (node.inputs if ev.type is EventType.INPUT else node.outputs).add(ds)
+
+    def graph(self, node_id: str, depth: int = DEFAULT_DEPTH) -> dict[str, Any]:
+        """Marquez's lineage response for ``node_id``: every node within ``depth`` edges."""
+        if depth < 0 or depth > MAX_DEPTH:
+            raise InvalidInputError(f"depth {depth} must be between 0 and {MAX_DEPTH}")
+        start = self.resolve(node_id)
+        included: dict[NodeRef, int] = {start: 0}
+        frontier = [start]
+        while frontier:
+            nxt: list[NodeRef] = []
+            for ref in frontier:
+                node = self._load(ref)
+                self._expand(node)
+                if included[ref] >= depth:
+                    continue
+                for other in sorted(node.inputs | node.outputs):
+                    if other not in included:
+                        included[other] = included[ref] + 1
+                        nxt.append(other)
+            frontier = nxt
+        return {"graph": [self._node_json(ref, included) for ref in sorted(included,
+                                                                           key=lambda r: r.id)]}
+
+    # shapes ----------------------------------------------------------------------------------
+    def _node_json(self, ref: NodeRef, included: Mapping[NodeRef, int]) -> dict[str, Any]:
+        node = self._load(ref)
+        self._expand(node)
+        in_edges = [{"origin": o.id, "destination": ref.id}
+                    for o in sorted(node.inputs, key=lambda r: r.id) if o in included]
+        out_edges = [{"origin": ref.id, "destination": d.id}
+                     for d in sorted(node.outputs, key=lambda r: r.id) if d in included]
+        data = self._dataset_data(node) if ref.type == DATASET else self._job_data(node)
+        return {"id": ref.id, "type": ref.type, "data": data, "inEdges": in_edges,
+                "outEdges": out_edges}
+
+    @staticmethod
+    def _dataset_data(node: _Node) -> dict[str, Any]:
+        ref, arts = node.ref, node.artifacts
+        latest = arts[-1] if arts else None
+        facets = _plain(latest.properties.get(DATASET_FACETS_PROPERTY) or {}) if latest else {}
+        schema = facets.get("schema") if isinstance(facets.get("schema"), dict) else {}
+        fields = [{"name": f.get("name"), "type": f.get("type"), "tags": [],
+                   "description": f.get("description")}
+                  for f in schema.get("fields") or [] if isinstance(f, dict)]
+        created = min((a.created_at for a in arts), default=None)
+        updated = max((a.created_at for a in arts), default=None)
+        return {
+            "id": ref.ref, "type": "DB_TABLE", "name": ref.name, "physicalName": ref.name,
+            "namespace": ref.namespace, "sourceName": ref.namespace,
+            "createdAt": _iso(created), "updatedAt": _iso(updated),
+            "lastModifiedAt": _iso(updated), "fields": fields, "tags": [],
+            "description": None, "facets": facets,
+            "currentVersion": latest.id if latest else None,
+            "cmf": {"artifacts": [{"id": a.id, "type": a.type, "name": a.name, "uri": a.uri,
+                                   "site": a.site, "createdAt": _iso(a.created_at)}
+                                  for a in arts]},
+        }
+
+    @staticmethod
+    def _job_data(node: _Node) -> dict[str, Any]:
+        ref, runs = node.ref, node.executions
+        latest = runs[-1] if runs else None
+        parent = None
+        if latest is not None and ref.name.startswith(latest.pipeline + ".") \
+                and ref.name != latest.pipeline:
+            parent = latest.pipeline
+        facets = _plain(latest.properties.get(JOB_FACETS_PROPERTY) or {}) if latest else {}
+        return {
+            "id": ref.ref, "type": "BATCH", "name": ref.name,
+            "simpleName": ref.name[len(parent) + 1:] if parent else ref.name,
+            "parentJobName": parent, "namespace": ref.namespace,
+            "createdAt": _iso(runs[0].started_at) if runs else None,
+            "updatedAt": _iso(max((r.ended_at or r.started_at) for r in runs)) if runs
+            else None,
+            "inputs": [d.ref for d in sorted(node.inputs, key=lambda r: r.id)],
+            "outputs": [d.ref for d in sorted(node.outputs, key=lambda r: r.id)],
+            "location": None, "description": None, "facets": facets,
+            "latestRun": run_json(latest) if latest else None,
+            "cmf": {"pipeline": latest.pipeline if latest else None,
+                    "stage": latest.stage if latest else None, "runs": len(runs)},
+        }
+
+
+def run_json(e: Execution) -> dict[str, Any]:
+    """A Marquez-style run of an execution."""
+    duration = e.duration_s
+    return {
+        "id": e.id, "createdAt": _iso(e.started_at),
+        "updatedAt": _iso(e.ended_at or e.started_at),
+        "nominalStartTime": None, "nominalEndTime": None,
+        "state": _RUN_STATE[e.status], "startedAt": _iso(e.started_at),
+        "endedAt": _iso(e.ended_at),
+        "durationMs": None if duration is None else round(duration * 1000),
+        "args": {}, "facets": _plain(e.properties.get(RUN_FACETS_PROPERTY) or {}),
+    }
+
+
+def _time_param(value: str | None, what: str) -> float | None:
+    return None if value is None else parse_time(value, what)
+
+
+def events_page(store: Store, *, before: str | None = None, after: str | None = None,
+                sort_direction: str = "desc", limit: int = 100, offset: int = 0
+                ) -> dict[str, Any]:
+    """Marquez's ``GET /api/v1/events/lineage``: raw events by eventTime, with a total count."""
+    if sort_direction not in ("asc", "desc"):
+        raise InvalidInputError(f"sortDirection {sort_direction!r} must be 'asc' or 'desc'")
+    hi = _time_param(before, "before")
+    lo = _time_param(after, "after")
+    rows: list[tuple[float, int, str]] = []
+    for i, ev in enumerate(store.lineage_events()):
+        t = parse_time(ev.event_time) if ev.event_time else 0.0
+        if (hi is not None and t > hi) or (lo is not None and t < lo):
+            continue
+        rows.append((t, i, ev.body))
+    rows.sort(reverse=sort_direction == "desc")
+    page = rows[offset:offset + limit]
+    return {"events": [json.loads(body) for _, _, body in page], "totalCount": len(rows)}

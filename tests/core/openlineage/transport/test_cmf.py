@@ -1,0 +1,148 @@
+"""CmfTransport: loaded by openlineage-python from configuration alone; records, validates,
+spools."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from openlineage.client import OpenLineageClient
+
+from cmf_core.errors import ConfigError, InvalidEventError, StoreError
+from cmf_core.model import ExecutionStatus
+from cmf_core.openlineage.convert import ExecutionLineage, to_run_events
+from cmf_core.openlineage.transport import CMF_TRANSPORT
+from cmf_core.openlineage.transport.cmf import CmfConfig, CmfTransport, OnFailure
+from cmf_core.store import open_store
+
+ROOT = Path(__file__).resolve().parents[4]
+
+
+def test_loaded_from_openlineage_yml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                     make_lineage: Any) -> None:
+    db = tmp_path / "cmf.db"
+    config = tmp_path / "openlineage.yml"
+    config.write_text(f"transport:\n  type: {CMF_TRANSPORT}\n  store_url: sqlite:///{db}\n"
+                      "  site: hpc-a\n")
+    monkeypatch.setenv("OPENLINEAGE_CONFIG", str(config))
+    client = OpenLineageClient()
+    assert isinstance(client.transport, CmfTransport)
+    lineage = make_lineage()
+    for event in to_run_events(lineage):
+        client.emit(event)
+    assert client.close()
+    with open_store(f"sqlite:///{db}", site="x") as store:
+        got = ExecutionLineage.from_store(store, lineage.execution.id)
+    assert got.execution.status is ExecutionStatus.COMPLETED
+    assert (got.inputs, got.outputs, got.metrics, got.energy) == (
+        lineage.inputs, lineage.outputs, lineage.metrics, lineage.energy)
+
+
+def test_loaded_from_environment_variables(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                           make_airflow_events: Any) -> None:
+    db = tmp_path / "env.db"
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__TYPE", CMF_TRANSPORT)
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__STORE_URL", f"sqlite:///{db}")
+    monkeypatch.setenv("OPENLINEAGE__TRANSPORT__ON_FAILURE", "raise")
+    client = OpenLineageClient()
+    transport = client.transport
+    assert isinstance(transport, CmfTransport)
+    assert transport.config.on_failure is OnFailure.RAISE
+    for event in make_airflow_events():
+        assert transport.emit(event) is True  # dicts straight to the transport
+    assert transport.store.count_executions() == 1
+    assert transport.close()
+
+
+def test_cmf_settings_fill_what_the_config_leaves_out(tmp_path: Path,
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMF_STORE_URL", f"sqlite:///{tmp_path / 'from-env.db'}")
+    monkeypatch.setenv("CMF_SITE", "edge-7")
+    transport = CmfTransport(CmfConfig.from_dict({"type": CMF_TRANSPORT}))
+    assert transport.settings.site == "edge-7"
+    assert transport.store.url.endswith("from-env.db")
+    assert "edge-7" in str(transport)
+    transport.close()
+
+
+def test_invalid_event_raises_and_stores_nothing(tmp_path: Path,
+                                                 make_airflow_events: Any) -> None:
+    transport = CmfTransport(CmfConfig(store_url=f"sqlite:///{tmp_path / 'c.db'}",
+                                       site="a"))
+    event = make_airflow_events()[0]
+    event["run"]["runId"] = "run-1"
+    with pytest.raises(InvalidEventError, match=r"run\.runId: 'run-1' is not a UUID"):
+        transport.emit(event)
+    assert not transport.store.lineage_events()
+    assert not transport.spooled()
+    transport.close()
+
+
+def test_unwritable_store_spools_or_raises(tmp_path: Path, make_airflow_events: Any) -> None:
+    folder = tmp_path / "a-folder"
+    folder.mkdir()
+    event = make_airflow_events()[0]
+    spooling = CmfTransport(CmfConfig(store_url=f"sqlite:///{folder}", site="a"))
+    assert spooling.emit(event) is False
+    (spooled,) = spooling.spooled()
+    assert json.loads(spooled.read_text())["run"]["runId"] == event["run"]["runId"]
+    raising = CmfTransport(CmfConfig(store_url=f"sqlite:///{folder}", site="a",
+                                     on_failure=OnFailure.RAISE))
+    with pytest.raises(StoreError, match="is a directory"):
+        raising.emit(event)
+
+
+def test_spooled_events_are_recorded_on_retry(tmp_path: Path, make_airflow_events: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMF_SPOOL_DIR", str(tmp_path / "spool"))
+    folder = tmp_path / "later.db"
+    folder.mkdir()  # the store cannot be opened yet
+    events = make_airflow_events()
+    first = CmfTransport(CmfConfig(store_url=f"sqlite:///{folder}", site="a"))
+    assert [first.emit(e) for e in events] == [False, False, False]
+    folder.rmdir()  # now it can
+    second = CmfTransport(CmfConfig(store_url=f"sqlite:///{folder}", site="a"))
+    assert second.retry_spool() == (3, 0)
+    assert second.store.get_execution(events[0]["run"]["runId"]).status is \
+        ExecutionStatus.COMPLETED
+    second.close()
+
+
+@pytest.mark.parametrize(("params", "text"), [
+    ({"storeUrl": "x"}, r"unknown CmfTransport setting\(s\) storeUrl; known settings are: "
+                        r"home, on_failure, site, store_url"),
+    ({"on_failure": "ignore"}, "on_failure 'ignore' must be one of: spool, raise"),
+])
+def test_bad_config_is_named(params: dict[str, Any], text: str) -> None:
+    with pytest.raises(ConfigError, match=text):
+        CmfConfig.from_dict({"type": CMF_TRANSPORT, **params})
+
+
+@pytest.mark.slow
+def test_airflow_openlineage_provider_loads_it_from_its_config(tmp_path: Path) -> None:
+    """Airflow's own provider: ``[openlineage] transport`` names CmfTransport, nothing else."""
+    db = tmp_path / "airflow.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CMF_", "AIRFLOW"))}
+    env.update(AIRFLOW_HOME=str(tmp_path / "airflow-home"), PYTHONPATH=str(ROOT),
+               CMF_HOME=str(tmp_path / "cmf-home"),
+               AIRFLOW__OPENLINEAGE__TRANSPORT=json.dumps(
+                   {"type": CMF_TRANSPORT, "store_url": f"sqlite:///{db}", "site": "af"}))
+    code = (
+        "from airflow.providers.openlineage.plugins.adapter import OpenLineageAdapter\n"
+        "from tests.core.openlineage.conftest import airflow_events\n"
+        "client = OpenLineageAdapter().get_or_create_openlineage_client()\n"
+        "print(type(client.transport).__name__)\n"
+        "for e in airflow_events(): client.transport.emit(e)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True,
+                         text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "CmfTransport"
+    with open_store(f"sqlite:///{db}", site="x") as store:
+        (ex,) = store.list_executions()
+    assert (ex.pipeline, ex.stage, ex.site) == ("etl", "extract", "af")

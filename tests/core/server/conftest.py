@@ -1,0 +1,81 @@
+"""A real ``cmf serve`` app under uvicorn on a free loopback port, started per test."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from fastapi import FastAPI
+
+from cmf_core.config import load_settings
+from cmf_core.server.app import create_app
+from cmf_core.store import Store
+from tests.support.postgres import free_port
+
+
+@dataclass
+class LiveServer:
+    url: str
+    app: FastAPI
+    store: Store
+
+    def client(self, token: str | None = None) -> httpx.Client:
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return httpx.Client(base_url=self.url, headers=headers, timeout=30)
+
+
+@contextlib.contextmanager
+def live_server(store: Store, token: str | None = None, **kwargs: Any) -> Iterator[LiveServer]:
+    """Serve ``create_app(store, ...)`` with uvicorn in a thread until the block ends."""
+    app = create_app(store, load_settings(token=token), **kwargs)
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
+                                           lifespan="on"))
+    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 15
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.01)
+    try:
+        yield LiveServer(f"http://127.0.0.1:{port}", app, store)
+    finally:
+        server.should_exit = True
+        thread.join(15)
+        assert not thread.is_alive(), "uvicorn did not stop"
+
+
+@pytest.fixture
+def server(store: Store) -> Iterator[LiveServer]:
+    """An open (no token) server over the parametrised ``store`` (SQLite and PostgreSQL)."""
+    with live_server(store) as live:
+        yield live
+
+
+@pytest.fixture
+def serve(sqlite_store: Store) -> Callable[..., contextlib.AbstractContextManager[LiveServer]]:
+    """``with serve(token=..., protect_reads=..., max_body_bytes=...) as live:`` over SQLite."""
+    return lambda store=None, **kw: live_server(store or sqlite_store, **kw)
+
+
+def store_contents(store: Store) -> dict[str, list[str]]:
+    """Every record in ``store`` (raw OpenLineage events included) as sorted canonical JSON,
+    by record type: two stores with equal contents hold identical CMF records."""
+    import dataclasses
+    from collections import defaultdict
+
+    from cmf_core import jsonutil
+
+    out: dict[str, list[str]] = defaultdict(list)
+    for r in [*store.changes(0), *store.lineage_events()]:
+        fields = {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+        out[type(r).__name__].append(jsonutil.dumps(fields))
+    return {k: sorted(v) for k, v in out.items()}

@@ -1,0 +1,335 @@
+"""OpenLineage endpoints (Marquez-compatible): POST events and batches, bad input, GET graph
+and events, all against a real uvicorn server and real clients."""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from typing import Any
+
+import httpx
+import pytest
+from openlineage.client import OpenLineageClient
+from openlineage.client.transport.http import HttpConfig, HttpTransport
+
+from cmf_core.model import ExecutionStatus
+from cmf_core.openlineage.convert import (
+    RUN_FACETS_PROPERTY,
+    ExecutionLineage,
+    to_event_dicts,
+    to_run_events,
+)
+from cmf_core.openlineage.validate import validate_event
+from cmf_core.store import Store
+from tests.core.openlineage.conftest import FOREIGN, airflow_events, build_lineage, facet
+from tests.core.server.conftest import LiveServer
+
+SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
+
+
+def nothing_stored(store: Store) -> bool:
+    return not store.lineage_events() and store.count_executions() == 0 \
+        and not store.find_artifacts()
+
+
+@pytest.fixture
+def client(server: LiveServer) -> Iterator[httpx.Client]:
+    with server.client() as c:
+        yield c
+
+
+# POST: the real openlineage-python client ----------------------------------------------------
+def test_openlineage_http_transport_posts_to_cmf_serve(server: LiveServer) -> None:
+    """openlineage-python's own HTTP transport (requests, retries) against ``cmf serve``."""
+    lineage = build_lineage()
+    client = OpenLineageClient(transport=HttpTransport(HttpConfig(url=server.url)))
+    for event in to_run_events(lineage):
+        client.emit(event)  # raises on any non-2xx
+    client.close()
+    assert without_client_tags(ExecutionLineage.from_store(server.store,
+                                                           lineage.execution.id)) == lineage
+
+
+def without_client_tags(lineage: ExecutionLineage) -> ExecutionLineage:
+    """``lineage`` less the ``tags`` run facet openlineage-python's client adds to each event."""
+    props = dict(lineage.execution.properties)
+    facets = dict(props.pop(RUN_FACETS_PROPERTY))
+    assert facets.pop("tags")["tags"][0]["key"] == "openlineage_client_version"
+    assert not facets
+    return replace(lineage, execution=replace(lineage.execution, properties=props))
+
+
+def test_gzip_compressed_events_are_accepted(serve: Callable[..., Any]) -> None:
+    lineage = build_lineage()
+    with serve() as live:
+        transport = HttpTransport(HttpConfig.from_dict({"url": live.url,
+                                                        "compression": "gzip"}))
+        for event in to_run_events(lineage):
+            assert transport.emit(event).status_code == 201
+        assert live.store.get_execution(lineage.execution.id).status is \
+            ExecutionStatus.COMPLETED
+
+
+def test_response_names_what_was_recorded(client: httpx.Client) -> None:
+    start, _, complete = airflow_events()
+    r = client.post("/api/v1/lineage", json=start)
+    assert r.status_code == 201
+    body = r.json()
+    assert body["kind"] == "RunEvent" and body["runId"] == start["run"]["runId"]
+    assert body["executionStatus"] == "running" and len(body["eventId"]) == 64
+    assert client.post("/api/v1/lineage", json=complete).json()["executionStatus"] == "completed"
+
+
+def test_dataset_and_job_events_are_recorded(client: httpx.Client, server: LiveServer) -> None:
+    dataset_event = {"eventTime": "2024-05-01T12:00:00Z", "producer": FOREIGN,
+                     "schemaURL": f"{SPEC}#/$defs/DatasetEvent",
+                     "dataset": {"namespace": "gs://bucket", "name": "raw/events.avro"}}
+    job_event = {"eventTime": "2024-05-01T12:00:00Z", "producer": FOREIGN,
+                 "schemaURL": f"{SPEC}#/$defs/JobEvent",
+                 "job": {"namespace": "dbt", "name": "shop.orders_model"},
+                 "inputs": [], "outputs": []}
+    assert client.post("/api/v1/lineage", json=dataset_event).json()["kind"] == "DatasetEvent"
+    assert client.post("/api/v1/lineage", json=job_event).json()["kind"] == "JobEvent"
+    assert [a.uri for a in server.store.find_artifacts()] == ["gs://bucket/raw/events.avro"]
+    assert [s.name for s in server.store.list_stages("shop")] == ["shop.orders_model"]
+
+
+def test_concurrent_posts_are_group_committed(serve: Callable[..., Any]) -> None:
+    """Many clients at once: every event acknowledged is stored, in fewer transactions."""
+    import concurrent.futures
+
+    events = [e for _ in range(40) for e in airflow_events()]
+    with serve() as live:
+        def post(chunk: list[dict[str, Any]]) -> list[int]:
+            with live.client() as c:
+                return [c.post("/api/v1/lineage", json=e).status_code for e in chunk]
+
+        per_run = [events[i:i + 3] for i in range(0, len(events), 3)]  # each run in order
+        with concurrent.futures.ThreadPoolExecutor(16) as pool:
+            codes = [c for chunk in pool.map(post, per_run) for c in chunk]
+        writer = live.app.state.writer
+        assert codes == [201] * len(events)
+        assert len(live.store.lineage_events()) == len(events)
+        assert live.store.count_executions() == 40
+        assert writer.batches < len(events) and writer.largest_batch > 1
+        assert all(e.status is ExecutionStatus.COMPLETED for e in live.store.list_executions())
+
+
+# POST: bad input -------------------------------------------------------------------------
+def _start() -> dict[str, Any]:
+    return copy.deepcopy(airflow_events()[0])
+
+
+@pytest.mark.parametrize(("change", "field", "text"), [
+    (lambda e: e["run"].__setitem__("runId", "run-42"), "run.runId", "is not a UUID"),
+    (lambda e: e.__setitem__("eventTime", "2024-05-01"), "eventTime",
+     "needs a date, a time and a UTC offset"),
+    (lambda e: e.__setitem__("eventTime", "2024-05-01T12:00:00"), "eventTime",
+     "is not an RFC 3339 date-time"),
+    (lambda e: e.pop("producer"), "producer", "required field is missing"),
+    (lambda e: e.__setitem__("eventType", "DONE"), "eventType", "is not one of"),
+    (lambda e: e["run"]["facets"].__setitem__("cmf_params", facet(params=[1])),
+     "run.facets.cmf_params", ""),
+])
+def test_invalid_event_is_rejected_naming_the_field(client: httpx.Client, server: LiveServer,
+                                                    change: Callable[[dict[str, Any]], Any],
+                                                    field: str, text: str) -> None:
+    event = _start()
+    change(event)
+    r = client.post("/api/v1/lineage", json=event)
+    assert r.status_code == 400
+    body = r.json()
+    assert body["code"] == 400 and body["error"] == "InvalidEventError"
+    assert f"{field}" in body["message"] and text in body["message"]
+    assert nothing_stored(server.store)
+
+
+def test_wrong_content_type_is_415(client: httpx.Client, server: LiveServer) -> None:
+    r = client.post("/api/v1/lineage", content=json.dumps(_start()),
+                    headers={"Content-Type": "application/x-www-form-urlencoded"})
+    assert r.status_code == 415
+    assert "Content-Type must be application/json" in r.json()["message"]
+    r = client.post("/api/v1/lineage", content=json.dumps(_start()),
+                    headers={"Content-Type": "application/json", "Content-Encoding": "br"})
+    assert r.status_code == 415 and "Content-Encoding 'br'" in r.json()["message"]
+    assert nothing_stored(server.store)
+
+
+def test_json_with_a_charset_or_suffix_is_accepted(client: httpx.Client) -> None:
+    for ctype in ("application/json; charset=utf-8", "application/vnd.openlineage+json"):
+        r = client.post("/api/v1/lineage", content=json.dumps(_start()),
+                        headers={"Content-Type": ctype})
+        assert r.status_code == 201, r.text
+
+
+@pytest.mark.parametrize(("body", "text"), [
+    (b"", "request body is empty"),
+    (b"   ", "request body is empty"),
+    (b'{"eventType": "START",', "not valid JSON: Expecting property name"),
+    (b"\xff\xfe{}", "not UTF-8"),
+    (b"42", "not a JSON number"),
+    (b'"START"', "not a JSON string"),
+])
+def test_malformed_bodies_are_400(client: httpx.Client, body: bytes, text: str) -> None:
+    r = client.post("/api/v1/lineage", content=body,
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 400
+    assert text in r.json()["message"]
+
+
+def test_oversized_bodies_are_413(serve: Callable[..., Any]) -> None:
+    event = json.dumps(_start()).encode()
+    big = json.dumps([_start() for _ in range(20)]).encode()
+    with serve(max_body_bytes=len(event) + 10) as live, live.client() as c:
+        assert c.post("/api/v1/lineage", content=event,
+                      headers={"Content-Type": "application/json"}).status_code == 201
+        declared = c.post("/api/v1/lineage", content=big,
+                          headers={"Content-Type": "application/json"})
+        assert declared.status_code == 413
+        assert f"limit of {len(event) + 10} bytes" in declared.json()["message"]
+
+        def chunks() -> Iterator[bytes]:  # no Content-Length: counted while reading
+            for i in range(0, len(big), 256):
+                yield big[i:i + 256]
+
+        streamed = c.post("/api/v1/lineage", content=chunks(),
+                          headers={"Content-Type": "application/json"})
+        assert streamed.status_code == 413
+        bomb = gzip.compress(b"[" + b" " * 10_000_000 + b"]")
+        inflated = c.post("/api/v1/lineage", content=bomb,
+                          headers={"Content-Type": "application/json",
+                                   "Content-Encoding": "gzip"})
+        assert inflated.status_code == 413
+        broken = c.post("/api/v1/lineage", content=b"not gzip",
+                        headers={"Content-Type": "application/json",
+                                 "Content-Encoding": "gzip"})
+        assert broken.status_code == 400 and "not valid gzip" in broken.json()["message"]
+        assert len(live.store.lineage_events()) == 1
+
+
+# batches ------------------------------------------------------------------------------------
+def test_one_bad_event_in_a_batch_does_not_lose_the_good_ones(client: httpx.Client,
+                                                              server: LiveServer) -> None:
+    start, running, complete = airflow_events()
+    bad = copy.deepcopy(running)
+    bad["run"]["runId"] = "nope"
+    r = client.post("/api/v1/lineage", json=[start, bad, complete, 7])
+    assert r.status_code == 207
+    body = r.json()
+    assert (body["accepted"], body["rejected"]) == (2, 2)
+    assert [x["status"] for x in body["results"]] == [201, 400, 201, 400]
+    assert "run.runId: 'nope' is not a UUID" in body["results"][1]["message"]
+    assert "[3] must be a JSON object" in body["results"][3]["message"]
+    assert body["results"][2]["executionStatus"] == "completed"
+    assert len(server.store.lineage_events()) == 2
+
+
+def test_batch_route_and_all_or_nothing_statuses(client: httpx.Client,
+                                                 server: LiveServer) -> None:
+    events = airflow_events()
+    ok = client.post("/api/v1/lineage/batch", json=events)
+    assert ok.status_code == 201 and ok.json()["accepted"] == 3
+    bad = client.post("/api/v1/lineage/batch", json=[{"eventTime": "x"}, []])
+    assert bad.status_code == 400 and bad.json()["rejected"] == 2
+    assert client.post("/api/v1/lineage/batch", json=events[0]).status_code == 400
+    assert client.post("/api/v1/lineage", json=[]).status_code == 400
+    assert len(server.store.lineage_events()) == 3
+
+
+def test_a_large_batch_is_recorded(client: httpx.Client, server: LiveServer) -> None:
+    events = [e for _ in range(100) for e in airflow_events()]
+    r = client.post("/api/v1/lineage/batch", json=events)
+    assert r.status_code == 201 and r.json()["accepted"] == 300
+    assert server.store.count_executions() == 100
+
+
+# GET: Marquez lineage graph ---------------------------------------------------------------------
+@pytest.fixture
+def pipeline(client: httpx.Client) -> dict[str, Any]:
+    """Airflow task etl.extract: orders table -> parquet; then CMF's churn.v2.train."""
+    events = airflow_events()
+    lineage = build_lineage()
+    for e in [*events, *to_event_dicts(lineage)]:
+        assert client.post("/api/v1/lineage", json=e).status_code == 201
+    return {"events": events, "lineage": lineage}
+
+
+def test_graph_around_a_dataset(client: httpx.Client, pipeline: dict[str, Any]) -> None:
+    node = "dataset:postgres://db:5432:shop.public.orders"
+    graph = client.get("/api/v1/lineage", params={"nodeId": node, "depth": 2}).json()["graph"]
+    by_id = {n["id"]: n for n in graph}
+    job, out = "job:airflow:etl.extract", "dataset:s3://lake:orders/2024-05-01.parquet"
+    assert set(by_id) == {node, job, out}
+    assert by_id[node]["type"] == "DATASET" and by_id[job]["type"] == "JOB"
+    assert by_id[node]["outEdges"] == [{"origin": node, "destination": job}]
+    assert by_id[job]["inEdges"] == [{"origin": node, "destination": job}]
+    assert by_id[job]["outEdges"] == [{"origin": job, "destination": out}]
+    assert by_id[out]["inEdges"] == [{"origin": job, "destination": out}]
+    data = by_id[job]["data"]
+    assert data["id"] == {"namespace": "airflow", "name": "etl.extract"}
+    assert data["latestRun"]["state"] == "COMPLETED"
+    assert data["latestRun"]["id"] == pipeline["events"][0]["run"]["runId"]
+    assert data["parentJobName"] == "etl" and data["simpleName"] == "extract"
+    assert data["inputs"] == [{"namespace": "postgres://db:5432", "name": "shop.public.orders"}]
+    assert by_id[node]["data"]["fields"][0]["name"] == "id"
+
+
+def test_graph_depth_limits_the_hops(client: httpx.Client, pipeline: dict[str, Any]) -> None:
+    node = "dataset:postgres://db:5432:shop.public.orders"
+    zero = client.get("/api/v1/lineage", params={"nodeId": node, "depth": 0}).json()["graph"]
+    one = client.get("/api/v1/lineage", params={"nodeId": node, "depth": 1}).json()["graph"]
+    assert [n["id"] for n in zero] == [node] and zero[0]["outEdges"] == []
+    assert [n["id"] for n in one] == [node, "job:airflow:etl.extract"]
+
+
+def test_graph_around_a_cmf_job(client: httpx.Client, pipeline: dict[str, Any]) -> None:
+    graph = client.get("/api/v1/lineage", params={"nodeId": "job:cmf:churn.v2.train"}).json()
+    ids = {n["id"] for n in graph["graph"]}
+    assert ids == {"job:cmf:churn.v2.train", "dataset:file:/data/churn/train.csv",
+                   "dataset:s3://models:churn/model.pkl", "dataset:file:/reports/churn.json"}
+    job = next(n for n in graph["graph"] if n["type"] == "JOB")
+    assert job["data"]["cmf"] == {"pipeline": "churn.v2", "stage": "train", "runs": 1}
+
+
+@pytest.mark.parametrize(("params", "status", "text"), [
+    ({"nodeId": "dataset:nowhere:nothing"}, 404, "no dataset"),
+    ({"nodeId": "run:abc"}, 400, "not a Marquez node id"),
+    ({"nodeId": "dataset:file:/data/churn/train.csv", "depth": -1}, 400, "depth"),
+    ({}, 400, "nodeId"),
+])
+def test_graph_errors(client: httpx.Client, pipeline: dict[str, Any], params: dict[str, Any],
+                      status: int, text: str) -> None:
+    r = client.get("/api/v1/lineage", params=params)
+    assert r.status_code == status and text in r.json()["message"]
+
+
+# GET: events ---------------------------------------------------------------------------------
+def test_events_list_in_marquez_shape(client: httpx.Client, pipeline: dict[str, Any]) -> None:
+    body = client.get("/api/v1/events/lineage").json()
+    assert body["totalCount"] == 5 and len(body["events"]) == 5
+    times = [e["eventTime"] for e in body["events"]]
+    assert times[0] == "2024-05-01T12:02:05.750000+00:00"  # newest first
+    for e in body["events"]:
+        validate_event(e)  # served back as valid OpenLineage
+    asc = client.get("/api/v1/events/lineage",
+                     params={"sortDirection": "asc", "limit": 2, "offset": 1}).json()
+    assert asc["totalCount"] == 5
+    assert [e["eventTime"] for e in asc["events"]] == ["2024-05-01T12:00:00.250000+00:00",
+                                                        "2024-05-01T12:00:30.5Z"]
+    window = client.get("/api/v1/events/lineage", params={
+        "after": "2024-05-01T12:00:01Z", "before": "2024-05-01T12:01:00Z"}).json()
+    assert window["totalCount"] == 2  # RUNNING at 12:00:30.5 and COMPLETE at 14:01+02:00
+    bad = client.get("/api/v1/events/lineage", params={"before": "yesterday"})
+    assert bad.status_code == 400 and "before" in bad.json()["message"]
+
+
+def test_run_ids_are_canonical(client: httpx.Client, server: LiveServer) -> None:
+    run_id = str(uuid.uuid4())
+    events = airflow_events(run_id=run_id.upper())
+    for e in events:
+        assert client.post("/api/v1/lineage", json=e).status_code == 201
+    assert server.store.get_execution(run_id) is not None

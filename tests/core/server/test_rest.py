@@ -1,0 +1,105 @@
+"""The CMF REST API: pipelines, executions, artifacts (and their lineage) and metrics, paged."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import httpx
+import pytest
+
+from cmf_core.openlineage.convert import to_event_dicts
+from tests.core.openlineage.conftest import airflow_events, build_lineage
+from tests.core.server.conftest import LiveServer
+
+
+@pytest.fixture
+def api(server: LiveServer) -> Iterator[httpx.Client]:
+    """A server holding three CMF training runs and two Airflow task runs."""
+    with server.client() as c:
+        events = [e for tag in ("a", "b", "c") for e in to_event_dicts(build_lineage(tag=tag))]
+        events += airflow_events() + airflow_events()
+        assert c.post("/api/v1/lineage/batch", json=events).status_code == 201
+        yield c
+
+
+def test_pipelines_and_stages(api: httpx.Client) -> None:
+    page = api.get("/api/v1/pipelines", params={"limit": 1}).json()
+    assert page["total"] == 2 and page["next_offset"] == 1
+    assert [p["name"] for p in page["items"]] == ["churn.v2"]
+    rest = api.get("/api/v1/pipelines", params={"limit": 1, "offset": 1}).json()
+    assert [p["name"] for p in rest["items"]] == ["etl"] and rest["next_offset"] is None
+    churn = api.get("/api/v1/pipelines/churn.v2").json()
+    assert [s["name"] for s in churn["stages"]] == ["train"] and churn["executions"] == 3
+    stages = api.get("/api/v1/pipelines/etl/stages").json()
+    assert [s["name"] for s in stages["items"]] == ["extract"]
+    missing = api.get("/api/v1/pipelines/nope")
+    assert missing.status_code == 404 and "no pipeline named 'nope'" in missing.json()["message"]
+
+
+def test_executions_filter_and_page(api: httpx.Client) -> None:
+    first = api.get("/api/v1/executions", params={"pipeline": "churn.v2", "limit": 2}).json()
+    assert first["total"] == 3 and len(first["items"]) == 2 and first["next_offset"] == 2
+    assert {e["status"] for e in first["items"]} == {"completed"}
+    done = api.get("/api/v1/executions", params={"status": "running"}).json()
+    assert done["total"] == 0
+    since = api.get("/api/v1/executions",
+                    params={"since": "2024-05-01T12:00:00.1Z", "pipeline": "etl"}).json()
+    assert since["total"] == 0  # the Airflow runs started at 12:00:00
+    bad = api.get("/api/v1/executions", params={"status": "exploded"})
+    assert bad.status_code == 400 and "unknown execution status 'exploded'" in \
+        bad.json()["message"]
+    assert api.get("/api/v1/executions", params={"limit": 0}).status_code == 400
+
+
+def test_execution_detail_events_and_metrics(api: httpx.Client) -> None:
+    ex = api.get("/api/v1/executions", params={"pipeline": "churn.v2", "limit": 1}
+                 ).json()["items"][0]
+    detail = api.get(f"/api/v1/executions/{ex['id']}").json()
+    assert [a["name"] for a in detail["inputs"]] == ["train.csv"]
+    assert sorted(a["name"] for a in detail["outputs"]) == ["model", "report"]
+    assert detail["energy"]["energy_kwh"] == 0.042 and detail["metrics"] == 4
+    events = api.get(f"/api/v1/executions/{ex['id']}/events").json()
+    assert [e["eventType"] for e in events["items"]] == ["START", "COMPLETE"]
+    metrics = api.get(f"/api/v1/executions/{ex['id']}/metrics", params={"name": "loss"}).json()
+    assert [m["step"] for m in metrics["items"]] == [0, 1, 2]
+    both = api.get("/api/v1/metrics", params=[("execution_id", ex["id"]),
+                                              ("execution_id", detail["id"]),
+                                              ("name", "auc")]).json()
+    assert [m["value"] for m in both["items"]] == [0.91]
+    assert api.get("/api/v1/executions/not-a-uuid").status_code == 400
+    missing = api.get("/api/v1/executions/0190f0a0-0000-7000-8000-000000000000")
+    assert missing.status_code == 404
+    assert api.get("/api/v1/metrics").status_code == 400  # execution_id is required
+
+
+def test_artifacts_page_detail_and_lineage(api: httpx.Client) -> None:
+    page = api.get("/api/v1/artifacts", params={"type": "Model", "limit": 2}).json()
+    assert len(page["items"]) == 2 and page["next_offset"] == 2 and page["total"] is None
+    last = api.get("/api/v1/artifacts", params={"type": "Model", "limit": 2, "offset": 2}
+                   ).json()
+    assert len(last["items"]) == 1 and last["next_offset"] is None
+    model = page["items"][0]
+    detail = api.get(f"/api/v1/artifacts/{model['id']}").json()
+    assert detail["locations"] == [{"site": "site-a", "uri": "s3://models/churn/model.pkl"}]
+    assert len(detail["producers"]) == 1 and detail["consumers"] == []
+    up = api.get(f"/api/v1/artifacts/{model['id']}/lineage").json()
+    assert [a["name"] for a in up["artifacts"]] == ["train.csv"]
+    assert [e["id"] for e in up["executions"]] == [detail["producers"][0]["id"]]
+    assert {(e["type"], e["artifact_id"]) for e in up["edges"]} >= {("OUTPUT", model["id"])}
+    data_id = up["artifacts"][0]["id"]
+    down = api.get(f"/api/v1/artifacts/{data_id}/lineage",
+                   params={"direction": "downstream", "depth": 1}).json()
+    assert sorted(a["name"] for a in down["artifacts"]) == ["model", "report"]
+    prov = api.get(f"/api/v1/artifacts/{model['id']}/provenance").json()
+    assert [a["name"] for a in prov["inputs"]] == ["train.csv"]
+    missing = api.get("/api/v1/artifacts/sha256:0000")
+    assert missing.status_code == 404 and "sha256:0000" in missing.json()["message"]
+    assert api.get(f"/api/v1/artifacts/{model['id']}/lineage",
+                   params={"direction": "sideways"}).status_code == 400
+
+
+def test_energy_and_params_survive_the_api(api: httpx.Client) -> None:
+    ex = api.get("/api/v1/executions", params={"pipeline": "churn.v2", "limit": 1}
+                 ).json()["items"][0]
+    assert ex["params"] == {"layers": [64, 32], "lr": 0.01, "opt": {"b1": 0.9, "name": "adam"}}
+    assert ex["custom_properties"] == {"owner": "ana"}

@@ -1,0 +1,91 @@
+"""``cmf serve``: a real server process, fed by openlineage-python's HTTP transport."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import typer
+from openlineage.client import OpenLineageClient
+from typer.testing import CliRunner
+
+from cmf_core.cli import serve_cmds
+from cmf_core.errors import ConfigError
+from cmf_core.model import ExecutionStatus
+from cmf_core.openlineage.convert import to_run_events
+from cmf_core.store import open_store
+from tests.core.openlineage.conftest import build_lineage
+from tests.support.postgres import free_port
+
+ROOT = Path(__file__).resolve().parents[3]
+APP = ("import typer\nfrom cmf_core.cli import serve_cmds\napp = typer.Typer()\n"
+       "serve_cmds.register(app)\napp()\n")
+
+
+def cli() -> typer.Typer:
+    app = typer.Typer()
+    serve_cmds.register(app)
+    return app
+
+
+def test_cmf_serve_records_what_an_openlineage_client_posts(tmp_path: Path) -> None:
+    db, port = tmp_path / "served.db", free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env.update(CMF_HOME=str(tmp_path / "home"), CMF_TOKEN="tok", PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen([sys.executable, "-c", APP, "--port", str(port), "--store",
+                             f"sqlite:///{db}"], env=env, cwd=ROOT, stderr=subprocess.PIPE,
+                            text=True)
+    lineage = build_lineage()
+    try:
+        url = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "cmf serve did not start"
+            time.sleep(0.2)
+        client = OpenLineageClient(config={"transport": {
+            "type": "http", "url": url, "auth": {"type": "api_key", "apiKey": "tok"}}})
+        for event in to_run_events(lineage):
+            client.emit(event)
+        assert httpx.post(url + "/api/v1/lineage", json={}).status_code == 401
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert f"on http://127.0.0.1:{port}" in err and "writes need the token" in err
+    with open_store(f"sqlite:///{db}", site="x") as store:
+        ex = store.get_execution(lineage.execution.id)
+    assert ex is not None and ex.status is ExecutionStatus.COMPLETED
+
+
+def test_refuses_a_public_address_without_a_token() -> None:
+    result = CliRunner().invoke(cli(), ["--host", "0.0.0.0", "--port", "1"])
+    assert isinstance(result.exception, ConfigError)
+    assert "refusing to serve on 0.0.0.0 without a token" in str(result.exception)
+
+
+def test_protect_reads_needs_a_token() -> None:
+    result = CliRunner().invoke(cli(), ["--protect-reads", "--port", "1"])
+    assert isinstance(result.exception, ConfigError)
+    assert "--protect-reads needs a token" in str(result.exception)
+
+
+def test_help_shows_an_example() -> None:
+    result = CliRunner().invoke(cli(), ["--help"])
+    assert result.exit_code == 0 and "Example: CMF_TOKEN=s3cret cmf serve" in result.output
+
+
+@pytest.mark.parametrize("flag", ["--insecure", "--protect-reads", "--access-log"])
+def test_options_are_documented(flag: str) -> None:
+    text = (ROOT / "docs" / "server.md").read_text()
+    assert flag in text
