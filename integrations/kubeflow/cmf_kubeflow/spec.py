@@ -1,0 +1,104 @@
+"""Reading a compiled KFP pipeline (IR ``PipelineSpec`` as a camelCase dict).
+
+Shared by :mod:`cmf_kubeflow.tracking` (which executor runs which task, which tasks run inside a
+loop) and :mod:`cmf_kubeflow.importer` (how each task's inputs are wired).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmf_core.errors import InvalidInputError
+
+ITERATORS = ("parameterIterator", "artifactIterator")
+
+
+def load_documents(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The pipeline spec and the platform spec (``{}`` if none) of a compiled IR YAML file."""
+    import yaml
+
+    try:
+        docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
+    except FileNotFoundError:
+        raise InvalidInputError(f"pipeline file {path} does not exist") from None
+    if not docs:
+        raise InvalidInputError(f"pipeline file {path} is empty")
+    return docs[0], (docs[1] if len(docs) > 1 else {})
+
+
+def load_spec(pipeline: Any) -> dict[str, Any]:
+    """The IR spec of a pipeline function, YAML path, ``PipelineSpec`` or dict (``{}`` for None)."""
+    if pipeline is None:
+        return {}
+    if isinstance(pipeline, Mapping):
+        return dict(pipeline)
+    if isinstance(pipeline, (str, os.PathLike)):
+        return load_documents(Path(pipeline))[0]
+    from google.protobuf import json_format
+    from google.protobuf.message import Message
+
+    if isinstance(pipeline, Message):
+        return json_format.MessageToDict(pipeline)
+    graph = getattr(getattr(getattr(pipeline, "component_spec", None), "implementation", None),
+                    "graph", None)
+    if graph is not None:
+        return json_format.MessageToDict(graph)
+    raise InvalidInputError(
+        f"cannot read a pipeline spec from a {type(pipeline).__name__}; pass a @dsl.pipeline "
+        "function, a compiled pipeline YAML path, a PipelineSpec or its dict"
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SpecTask:
+    """A task that runs an executor, with what its inputs are wired to."""
+
+    name: str
+    """``taskInfo.name``: the task name KFP shows and the stage name CMF records."""
+    component: str
+    component_spec: Mapping[str, Any]
+    inputs: Mapping[str, Any]
+    in_loop: bool
+    """Inside a ``ParallelFor`` (its DAG, or one above it, is iterated)."""
+
+    @property
+    def executor(self) -> str | None:
+        return self.component_spec.get("executorLabel")
+
+
+def _walk(spec: Mapping[str, Any], comp: Mapping[str, Any], in_loop: bool
+          ) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
+    components = spec.get("components") or {}
+    for key, task in ((comp.get("dag") or {}).get("tasks") or {}).items():
+        looped = in_loop or any(k in task for k in ITERATORS)
+        ref = (task.get("componentRef") or {}).get("name") or ""
+        child = components.get(ref) or {}
+        yield key, task, looped
+        if "dag" in child:
+            yield from _walk(spec, child, looped)
+
+
+def spec_tasks(spec: Mapping[str, Any]) -> dict[str, SpecTask]:
+    """Task name -> :class:`SpecTask` for every task that runs an executor, in every DAG."""
+    components = spec.get("components") or {}
+    out: dict[str, SpecTask] = {}
+    for key, task, looped in _walk(spec, spec.get("root") or {}, False):
+        ref = (task.get("componentRef") or {}).get("name") or ""
+        cspec = components.get(ref) or {}
+        if "executorLabel" in cspec:
+            name = (task.get("taskInfo") or {}).get("name") or key
+            out[name] = SpecTask(name, ref, cspec, task.get("inputs") or {}, looped)
+    return out
+
+
+def executor_tasks(spec: Mapping[str, Any]) -> dict[str, list[SpecTask]]:
+    """Executor label -> the tasks that run it."""
+    out: dict[str, list[SpecTask]] = {}
+    for task in spec_tasks(spec).values():
+        if task.executor:
+            out.setdefault(task.executor, []).append(task)
+    return out

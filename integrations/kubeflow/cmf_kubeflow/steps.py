@@ -1,0 +1,94 @@
+"""What the two CMF components do, as plain functions (no kfp import, tested directly).
+
+The bodies of :data:`cmf_kubeflow.components.recommend_seed` and
+:data:`cmf_kubeflow.components.federated_sync` only import this module and call
+:func:`run_recommend_seed` / :func:`run_federated_sync`; it must import inside an executor,
+where ``kfp.dsl`` is the reduced runtime package (``_KFP_RUNTIME=true``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from typing import Any
+
+from cmf_core.errors import ConfigError, InvalidInputError
+
+DIRECTIONS = ("push", "pull", "both")
+
+
+def run_recommend_seed(task: Mapping[str, Any], k: int = 5, store_url: str = "",
+                       path: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Top-``k`` seed configurations for ``task`` and the JSON-ready recommendation.
+
+    ``store_url``: the CMF store whose recorded runs join the shipped knowledge base; empty
+    means ``$CMF_STORE_URL`` when set, else the shipped knowledge base alone; ``"none"`` means
+    the shipped one alone. ``path``: where to write the recommendation as JSON.
+    """
+    from cmf_core.recommend import recommend
+
+    if k < 1:
+        raise InvalidInputError(f"k must be at least 1, got {k}")
+    url = store_url or os.environ.get("CMF_STORE_URL", "")
+    store = None
+    if url and url.lower() != "none":
+        from cmf_core.store import open_store
+
+        store = open_store(url)
+    try:
+        rec = recommend(dict(task), k=k, store=store, strict=False)
+    finally:
+        if store is not None:
+            store.close()
+    body = rec.to_dict()
+    if path:
+        os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+        with open(path, "w", encoding="utf-8") as fh:
+            json.dump(body, fh, indent=2, sort_keys=True)
+    return rec.configs(), body
+
+
+def run_federated_sync(peer_url: str = "", direction: str = "both", pipeline: str = "",
+                       token_env: str = "CMF_SERVER_TOKEN", strict: bool = True
+                       ) -> dict[str, Any]:
+    """Sync this site's CMF store with a peer; returns a JSON-ready summary.
+
+    ``peer_url`` defaults to ``$CMF_SERVER_URL``; the token is ``$<token_env>``. With
+    ``strict=False`` a failure is returned in the summary (``error``) instead of raised.
+    """
+    if direction not in DIRECTIONS:
+        raise InvalidInputError(
+            f"direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    peer = peer_url or os.environ.get("CMF_SERVER_URL", "")
+    if not peer:
+        raise ConfigError(
+            "no peer to sync with: pass peer_url= or set CMF_SERVER_URL in the component's "
+            "environment (e.g. with use_cmf_secret)")
+    token = os.environ.get(token_env) or None
+    summary: dict[str, Any] = {"peer": peer, "direction": direction,
+                               "pipeline": pipeline or None}
+    try:
+        from cmf_core.federation.peer import sync
+
+        result = sync(peer, token, direction, pipeline or None)
+    except Exception as e:
+        if strict:
+            raise
+        summary["error"] = f"{type(e).__name__}: {e}"
+        return summary
+    summary["result"] = _plain(result)
+    return summary
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-ready form of whatever ``sync`` returns (dataclass, object with to_dict, ...)."""
+    import dataclasses
+
+    from cmf_core import jsonutil
+
+    if hasattr(value, "to_dict") and callable(value.to_dict):
+        value = value.to_dict()
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        value = dataclasses.asdict(value)
+    return jsonutil.clean(value)

@@ -1,0 +1,119 @@
+"""Real KFP components and pipelines used by the Kubeflow tests (kfp reads their source).
+
+The components are ordinary user code: nothing in them knows about CMF. They are built with
+``install_kfp_package=False`` because the test virtual environment has kfp already and no pip.
+"""
+
+# no ``from __future__ import annotations``: kfp reads the annotations as objects
+from cmf_kubeflow.components import federated_sync, recommend_seed, use_cmf_secret
+from kfp import dsl
+from kfp.dsl import Dataset, Input, Metrics, Model, Output
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def make_data(rows: int, seed: int, data: Output[Dataset]) -> int:
+    import random
+
+    rng = random.Random(seed)
+    with open(data.path, "w") as fh:
+        fh.write("x,y\n")
+        for _ in range(rows):
+            x = rng.random()
+            fh.write(f"{x:.6f},{int(x > 0.5)}\n")
+    data.metadata["rows"] = rows
+    return rows
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def train_model(data: Input[Dataset], threshold: float, model: Output[Model]):
+    with open(data.path) as fh:
+        lines = fh.read().splitlines()[1:]
+    positives = sum(1 for line in lines if float(line.split(",")[0]) > threshold)
+    with open(model.path, "w") as fh:
+        fh.write(f"threshold={threshold}\npositives={positives}\n")
+    model.metadata["framework"] = "rule"
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def evaluate_model(data: Input[Dataset], model: Input[Model], metrics: Output[Metrics]):
+    with open(model.path) as fh:
+        threshold = float(fh.read().split("\n")[0].split("=")[1])
+    with open(data.path) as fh:
+        rows = [line.split(",") for line in fh.read().splitlines()[1:]]
+    correct = sum(1 for x, y in rows if int(float(x) > threshold) == int(y))
+    metrics.log_metric("accuracy", correct / len(rows))
+    metrics.log_metric("rows", float(len(rows)))
+
+
+@dsl.pipeline(name="three-step")
+def three_step(rows: int = 50, threshold: float = 0.5):
+    data = make_data(rows=rows, seed=7)
+    model = train_model(data=data.outputs["data"], threshold=threshold)
+    evaluate_model(data=data.outputs["data"], model=model.outputs["model"])
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def explode(data: Input[Dataset]):
+    with open(data.path) as fh:
+        raise ValueError("boom: " + str(len(fh.read())))
+
+
+@dsl.pipeline(name="failing")
+def failing():
+    data = make_data(rows=5, seed=1)
+    explode(data=data.outputs["data"])
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def tune(configs: list, seeds: Input[dsl.Artifact], best: Output[Model]) -> str:
+    import json
+
+    with open(seeds.path) as fh:
+        body = json.load(fh)
+    assert [s["config"] for s in body["seeds"]] == configs, "parameter and artifact disagree"
+    choice = configs[0] if configs else {"model": "logreg", "C": 1.0}
+    with open(best.path, "w") as fh:
+        json.dump(choice, fh, sort_keys=True)
+    return choice["model"]
+
+
+@dsl.pipeline(name="seeded-search")
+def seeded_search(task: dict, peer_url: str, rows: int = 40):
+    """The three-step pipeline plus the two CMF components, as a user would add them."""
+    data = make_data(rows=rows, seed=7)
+    model = train_model(data=data.outputs["data"], threshold=0.5)
+    evaluated = evaluate_model(data=data.outputs["data"], model=model.outputs["model"])
+    rec = recommend_seed(task=task, k=3)
+    tuned = tune(configs=rec.outputs["configs"], seeds=rec.outputs["seeds"])
+    federated_sync(peer_url=peer_url, direction="push").after(evaluated, tuned)
+
+
+@dsl.container_component
+def shell_step(message: str):
+    return dsl.ContainerSpec(image="alpine", command=["echo"], args=[message])
+
+
+@dsl.pipeline(name="mixed")
+def mixed():
+    make_data(rows=3, seed=2)
+    shell_step(message="hi")
+
+
+@dsl.pipeline(name="sync-only")
+def sync_only(peer_url: str = "https://cmf.site-b.example"):
+    sync = federated_sync(peer_url=peer_url, direction="both")
+    use_cmf_secret(sync, "cmf-peer", {"token": "CMF_SERVER_TOKEN"})
+    recommend_seed(task={"category": "classification"})
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def square(x: int, out: Output[Dataset]) -> int:
+    with open(out.path, "w") as fh:
+        fh.write(str(x * x))
+    return x * x
+
+
+@dsl.pipeline(name="looped")
+def looped():
+    with dsl.ParallelFor([1, 2, 3]) as item:
+        square(x=item)

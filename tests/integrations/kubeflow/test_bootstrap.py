@@ -1,0 +1,144 @@
+"""The start-up hook on its own: which task run an executor is, and a cluster-style executor."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+from cmf_kubeflow import adapter
+from cmf_kubeflow.conf import task_identity
+
+from cmf_core.model import EventType, ExecutionStatus
+from cmf_core.store import open_store
+
+RUN_ID = "3f6a9d2e-8c1b-4f5e-9a7d-2b4c6e8f0a13"
+UNRESOLVED = {"KFP_CMF_JOB": "{{$.pipeline_job_name}}",
+              "KFP_CMF_JOB_TASK": "{{$.pipeline_task_name}}"}
+
+
+def test_identity_under_kfp_local() -> None:
+    ident = task_identity({"KFP_CMF_PIPELINE": "p", "KFP_CMF_TASK": "train",
+                           "KFP_CMF_JOB": "p-2024-05-01-12-00-00-000001",
+                           "KFP_CMF_JOB_TASK": "train-2", "KFP_RUN_ID": "ignored"})
+    assert (ident.pipeline, ident.run_key, ident.task, ident.source) == (
+        "p", "p-2024-05-01-12-00-00-000001", "train-2", "kfp.local")
+    nested = task_identity({"KFP_CMF_JOB": "p-2024-05-01-12-00-00-000001/for-loop-2-iteration-1",
+                            "KFP_CMF_JOB_TASK": "step"})
+    assert (nested.pipeline, nested.run_key, nested.scope) == (
+        "p", "p-2024-05-01-12-00-00-000001", "for-loop-2-iteration-1")
+
+
+def test_identity_on_a_cluster() -> None:
+    env = {"KFP_CMF_PIPELINE": "p", "KFP_CMF_TASK": "train", **UNRESOLVED}
+    ident = task_identity({**env, "KFP_RUN_ID": RUN_ID, "KFP_POD_NAME": "pod-1"})
+    assert (ident.run_key, ident.task, ident.source) == (RUN_ID, "train", "cluster")
+    assert ident.scope == ""
+    looped = task_identity({**env, "KFP_CMF_LOOP": "1", "KFP_RUN_ID": RUN_ID,
+                            "KFP_POD_NAME": "pod-1"})
+    assert (looped.run_key, looped.scope) == (RUN_ID, "pod:pod-1")
+    pod = task_identity({**env, "KFP_POD_NAME": "pod-1"})
+    assert (pod.run_key, pod.source) == ("pod:pod-1", "pod")
+    bare = task_identity(UNRESOLVED, function="fn", output_file="/tmp/kfp_outputs/out.json")
+    assert (bare.pipeline, bare.task, bare.run_key) == ("kfp", "fn", "path:/tmp/kfp_outputs")
+
+
+def test_artifacts_too_large_for_the_time_budget_are_not_read(tmp_path: Path) -> None:
+    from cmf_kubeflow.bootstrap import _digester
+
+    from cmf_core.config import load_settings
+
+    big = tmp_path / "model"
+    big.write_bytes(b"x" * 1000)
+    art = adapter.RuntimeArtifact(key="model", uri=str(big), schema_title="system.Model")
+    fast = adapter.describe(art, "s", digester=_digester(load_settings(hook_timeout_s=5)))
+    assert fast.id == "sha256:" + hashlib.sha256(b"x" * 1000).hexdigest()
+    budget = load_settings(hook_timeout_s=1e-6)  # 200 bytes: the file is not read
+    slow = adapter.describe(art, "s", digester=_digester(budget))
+    assert slow.id.startswith("version:") and slow.properties["kfp.identity"] == "size+mtime"
+    assert adapter.describe(art, "s", digester=_digester(budget)).id == slow.id
+
+
+def test_usage_error_is_exit_code_2() -> None:
+    proc = subprocess.run([sys.executable, "-m", "cmf_kubeflow.bootstrap", "kfp"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "usage:" in proc.stderr
+
+
+COMPONENT = textwrap.dedent("""
+    from kfp.dsl import Dataset, Input, Model, Output
+
+    def fit(data: Input[Dataset], epochs: int, model: Output[Model]) -> float:
+        text = open(data.path).read()
+        with open(model.path, "w") as fh:
+            fh.write(text.upper() * epochs)
+        model.metadata["epochs"] = epochs
+        if epochs < 0:
+            raise SystemExit(3)
+        return 0.5
+""")
+
+
+def _executor_input(tmp: Path, epochs: int) -> dict[str, object]:
+    data = tmp / "in" / "data"
+    data.parent.mkdir(exist_ok=True)
+    data.write_text("hits\n")
+    return {
+        "inputs": {
+            "parameterValues": {"epochs": epochs},
+            "artifacts": {"data": {"artifacts": [{
+                "name": "data", "uri": str(data), "metadata": {"rows": 1},
+                "type": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}]}},
+        },
+        "outputs": {
+            "artifacts": {"model": {"artifacts": [{
+                "name": "model", "uri": str(tmp / "out" / "model"),
+                "type": {"schemaTitle": "system.Model", "schemaVersion": "0.0.1"}}]}},
+            "outputFile": str(tmp / "kfp_outputs" / "output_metadata.json"),
+        },
+    }
+
+
+@pytest.mark.parametrize("epochs", [2, -1])
+def test_a_cluster_executor_records_under_the_run_id(tmp_path: Path, epochs: int) -> None:
+    """The command a cluster runs: placeholders unresolved, KFP_RUN_ID from the pod label."""
+    module = tmp_path / "component.py"
+    module.write_text(COMPONENT)
+    store_url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env.update(UNRESOLVED, KFP_CMF_PIPELINE="hep", KFP_CMF_TASK="fit", KFP_RUN_ID=RUN_ID,
+               KFP_POD_NAME="hep-x-system-container-impl-1", CMF_STORE_URL=store_url,
+               CMF_SITE="cluster-a", CMF_HOME=str(tmp_path / "home"), _KFP_RUNTIME="true")
+    proc = subprocess.run(
+        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
+         "--component_module_path", str(module), "--executor_input",
+         json.dumps(_executor_input(tmp_path, epochs)), "--function_to_execute", "fit"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == (0 if epochs > 0 else 3), proc.stdout + proc.stderr
+    store = open_store(store_url, "cluster-a")
+    (ex,) = store.list_executions()
+    assert ex.id == adapter.execution_id(RUN_ID, "fit")  # what KfpRunReader derives
+    assert (ex.pipeline, ex.stage, ex.site) == ("hep", "fit", "cluster-a")
+    assert ex.properties["kfp.identity_source"] == "cluster"
+    assert ex.properties["kfp.pod_name"] == "hep-x-system-container-impl-1"
+    assert dict(ex.params) == {"epochs": epochs}
+    events = {(e.type, e.artifact_id) for e in store.events([ex.id])}
+    data_id = "sha256:" + hashlib.sha256(b"hits\n").hexdigest()
+    assert (EventType.INPUT, data_id) in events
+    if epochs > 0:
+        assert ex.status is ExecutionStatus.COMPLETED
+        assert ex.properties["kfp.output_parameters"] == {"Output": 0.5}
+        model = (tmp_path / "out" / "model").read_bytes()
+        model_id = "sha256:" + hashlib.sha256(model).hexdigest()
+        assert (EventType.OUTPUT, model_id) in events
+        art = store.get_artifact(model_id)
+        assert art is not None and dict(art.custom_properties) == {"epochs": 2}
+    else:
+        assert ex.status is ExecutionStatus.FAILED
+        assert ex.error == "SystemExit: exit code 3"
+        assert [t for t, _ in events] == [EventType.INPUT]

@@ -1,0 +1,215 @@
+"""Import of finished KFP runs: real kfp.local run folders, and a KFP cluster's REST API.
+
+No KFP cluster is available to the test suite, so the cluster reader is tested against a real
+HTTP server on loopback that answers with recorded-format KFP v2beta1 API responses
+(``data/kfp_v2beta1_run.json``: a run, its artifacts, their signed download URLs; the pipeline
+version carries the compiled ``three_step`` spec). The reader's own HTTP client, paging, auth
+header, error handling and digesting all run for real against it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from cmf_kubeflow import KfpRunReader, adapter, import_local_run, track
+from cmf_kubeflow.importer import KfpApiError
+
+from cmf_core.errors import AuthError, InvalidInputError, NotFoundError
+from cmf_core.model import EventType, ExecutionStatus
+from cmf_core.store import open_store
+from tests.integrations.kubeflow import pipelines
+from tests.integrations.kubeflow.conftest import SITE, LocalRun, run_local
+from tests.integrations.kubeflow.kfp_api import (
+    DATA,
+    RUN_ID,
+    TOKEN,
+    RecordedKfpApi,
+    serve_recorded_api,
+)
+from tests.support.postgres import free_port
+
+
+def sha256(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+# kfp.local ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def plain_run(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
+    """An *untracked* kfp.local run: nothing was recorded while it ran."""
+    return run_local(tmp_path_factory.mktemp("plain"), pipelines.three_step, rows=30)
+
+
+def test_local_run_import_recovers_the_lineage(plain_run: LocalRun, cmf_env: str) -> None:
+    result = import_local_run(plain_run.run_dir, pipeline=pipelines.three_step,
+                              arguments={"rows": 30})
+    assert result.run_key == plain_run.run_dir.name
+    assert result.pipeline == "three-step"
+    assert result.sent == 6 and result.spooled == 0  # START + COMPLETE per task
+    assert result.notes == []
+    store = open_store(cmf_env, SITE)
+    executions = {e.stage: e for e in store.list_executions()}
+    assert result.executions == {k: v.id for k, v in executions.items()}
+    for task, ex in executions.items():
+        assert ex.id == adapter.execution_id(plain_run.run_dir.name, task)
+        assert ex.status is ExecutionStatus.COMPLETED
+    assert dict(executions["make-data"].params) == {"rows": 30, "seed": 7}
+    assert dict(executions["train-model"].params) == {"threshold": 0.5}  # the spec default
+    assert executions["make-data"].properties["kfp.output_parameters"] == {"Output": 30}
+    data_id = sha256((plain_run.run_dir / "make-data" / "data").read_bytes())
+    model_id = sha256((plain_run.run_dir / "train-model" / "model").read_bytes())
+    evaluate = store.events([executions["evaluate-model"].id])
+    assert {e.artifact_id for e in evaluate if e.type is EventType.INPUT} == {data_id, model_id}
+    (metrics_id,) = [e.artifact_id for e in evaluate if e.type is EventType.OUTPUT]
+    metrics = store.get_artifact(metrics_id)
+    model = store.get_artifact(model_id)
+    assert metrics is not None and metrics.type == "Metrics"
+    assert model is not None and model.type == "Model"  # the type comes from the spec
+    values = {m.name: m.value for m in store.metrics([executions["evaluate-model"].id])}
+    assert values["rows"] == 30.0
+
+
+def test_local_import_is_idempotent(plain_run: LocalRun, cmf_env: str) -> None:
+    first = import_local_run(plain_run.run_dir, pipeline=pipelines.three_step)
+    store = open_store(cmf_env, SITE)
+    before = (store.max_seq(), store.count_executions(), len(store.find_artifacts()),
+              len(store.events()))
+    second = import_local_run(plain_run.run_dir, pipeline=pipelines.three_step)
+    assert second.executions == first.executions
+    assert (store.count_executions(), len(store.find_artifacts()), len(store.events())) \
+        == before[1:]
+
+
+def test_local_import_without_the_pipeline_records_outputs(plain_run: LocalRun,
+                                                           cmf_env: str) -> None:
+    result = import_local_run(plain_run.run_dir)
+    assert result.pipeline == "three-step"  # from the run folder name
+    assert "no pipeline given" in result.notes[0]
+    store = open_store(cmf_env, SITE)
+    assert store.count_executions() == 3
+    events = store.events()
+    assert {e.type for e in events} == {EventType.OUTPUT}
+    assert len(events) == 3
+
+
+def test_importing_a_tracked_run_adds_nothing(tmp_path: Path) -> None:
+    run = run_local(tmp_path, track(pipelines.three_step), rows=20)
+    store = run.store()
+    live = {e.stage: e for e in store.list_executions()}
+    counts = (len(store.find_artifacts()), len(store.events()), len(store.energy()))
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("CMF_STORE_URL", run.store_url)
+        mp.setenv("CMF_SITE", SITE)
+        result = import_local_run(run.run_dir, pipeline=pipelines.three_step,
+                                  arguments={"rows": 20})
+    assert result.executions == {k: v.id for k, v in live.items()}
+    after = {e.stage: e for e in store.list_executions()}
+    assert after == live  # started_at, ended_at, params and properties as recorded live
+    assert (len(store.find_artifacts()), len(store.events()), len(store.energy())) == counts
+
+
+def test_a_local_task_without_output_is_failed(plain_run: LocalRun, tmp_path: Path,
+                                               cmf_env: str) -> None:
+    copy = tmp_path / plain_run.run_dir.name
+    for task in ("make-data", "train-model"):
+        (copy / task).mkdir(parents=True)
+        for f in (plain_run.run_dir / task).iterdir():
+            (copy / task / f.name).write_bytes(f.read_bytes())
+    (copy / "train-model" / "executor_output.json").unlink()
+    import_local_run(copy, pipeline=pipelines.three_step)
+    executions = {e.stage: e for e in open_store(cmf_env, SITE).list_executions()}
+    assert executions["make-data"].status is ExecutionStatus.COMPLETED
+    assert executions["train-model"].status is ExecutionStatus.FAILED
+    assert "evaluate-model" not in executions  # never ran
+
+
+def test_local_import_rejects_what_is_not_a_run(tmp_path: Path, cmf_env: str) -> None:
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        import_local_run(tmp_path / "nope")
+    with pytest.raises(NotFoundError, match="no task folders"):
+        import_local_run(tmp_path)
+
+
+# KFP cluster REST API ----------------------------------------------------------------------------
+@pytest.fixture
+def kfp_api() -> Iterator[RecordedKfpApi]:
+    with serve_recorded_api(pipelines.three_step) as server:
+        yield server
+
+
+def test_cluster_run_import(kfp_api: RecordedKfpApi, cmf_env: str) -> None:
+    with KfpRunReader(kfp_api.url, token=TOKEN) as reader:
+        result = reader.import_run(RUN_ID)
+    assert result.run_key == RUN_ID and result.pipeline == "three-step"
+    store = open_store(cmf_env, SITE)
+    executions = {e.stage: e for e in store.list_executions()}
+    assert sorted(executions) == ["evaluate-model", "make-data", "train-model"]  # no "root"
+    for task, ex in executions.items():
+        assert ex.id == adapter.execution_id(RUN_ID, task)
+        assert ex.properties["kfp.imported_from"] == "kfp-api"
+    make, train, evaluate = (executions[t] for t in ("make-data", "train-model",
+                                                     "evaluate-model"))
+    assert make.status is ExecutionStatus.COMPLETED
+    assert train.status is ExecutionStatus.SKIPPED  # a cache hit
+    assert evaluate.status is ExecutionStatus.FAILED
+    assert evaluate.error == "failed to execute component: exit status 1"
+    assert (make.started_at, make.ended_at) == (1714564806.0, 1714564840.0)
+    assert dict(make.params) == {"rows": 40, "seed": 7}  # runtime_config + spec constants
+    assert dict(train.params) == {"threshold": 0.4}
+    assert make.properties["kfp.pod_name"].endswith("1111111111")
+    data_id = sha256(DATA["downloads"]["11"].encode())
+    model_id = sha256(DATA["downloads"]["12"].encode())
+    data = store.get_artifact(data_id)
+    assert data is not None and data.type == "Dataset"
+    assert data.uri == DATA["artifacts"]["11"]["uri"]
+    assert data.properties["kfp.identity"] == "bytes"
+    assert data.properties["size_bytes"] == 37
+    assert {(e.type, e.artifact_id) for e in store.events([evaluate.id])} == {
+        (EventType.INPUT, data_id), (EventType.INPUT, model_id)}
+    assert store.upstream(model_id).executions == frozenset({make.id, train.id})
+    assert all(auth == f"Bearer {TOKEN}" for path, auth in kfp_api.requests
+               if path.startswith("/apis/"))
+    downloads = [auth for path, auth in kfp_api.requests if path.startswith("/signed/")]
+    assert downloads and not any(downloads)  # the object store never sees the KFP token
+
+
+def test_cluster_import_is_idempotent(kfp_api: RecordedKfpApi, cmf_env: str) -> None:
+    reader = KfpRunReader(kfp_api.url, token=TOKEN)
+    first = reader.import_run(RUN_ID)
+    store = open_store(cmf_env, SITE)
+    counts = (store.count_executions(), len(store.find_artifacts()), len(store.events()))
+    second = KfpRunReader(kfp_api.url, token=TOKEN).import_run(RUN_ID)
+    assert second.executions == first.executions
+    assert (store.count_executions(), len(store.find_artifacts()), len(store.events())) == counts
+
+
+def test_artifacts_not_downloaded_are_identified_by_uri(kfp_api: RecordedKfpApi,
+                                                        cmf_env: str) -> None:
+    KfpRunReader(kfp_api.url, token=TOKEN, download_max_bytes=0).import_run(RUN_ID)
+    arts = {a.uri: a for a in open_store(cmf_env, SITE).find_artifacts()}
+    data = arts[DATA["artifacts"]["11"]["uri"]]
+    assert data.id.startswith("version:")
+    assert data.properties["kfp.identity"] == "uri+artifact-id"
+    assert not any(path.startswith("/signed/") for path, _ in kfp_api.requests)
+
+
+def test_listing_runs_follows_pages(kfp_api: RecordedKfpApi) -> None:
+    with KfpRunReader(kfp_api.url, token=TOKEN) as reader:
+        ids = [r["run_id"] for r in reader.list_runs(namespace="kubeflow-user", page_size=1)]
+    assert ids == [RUN_ID, "second"]
+    pages = [path for path, _ in kfp_api.requests if path == "/apis/v2beta1/runs"]
+    assert len(pages) == 2
+
+
+def test_cluster_reader_errors_name_the_fix(kfp_api: RecordedKfpApi, cmf_env: str) -> None:
+    with pytest.raises(AuthError, match="pass a valid token"):
+        KfpRunReader(kfp_api.url, token="wrong").get_run(RUN_ID)
+    with pytest.raises(NotFoundError, match="404"):
+        KfpRunReader(kfp_api.url, token=TOKEN).import_run("no-such-run")
+    with pytest.raises(InvalidInputError, match="must be a URL"):
+        KfpRunReader("localhost:8888")
+    with pytest.raises(KfpApiError, match="could not be reached"):
+        KfpRunReader(f"http://127.0.0.1:{free_port()}", token=TOKEN).get_run(RUN_ID)
