@@ -12,7 +12,6 @@ neither pynvml, numpy nor psutil, and touches no network.
 
 from cmf_core.energy.base import Meter, MeterUnavailable, Reading
 from cmf_core.energy.monitor import EnergyMonitor, Measurement, measure
-from cmf_core.energy.payload import from_facet_payload, to_facet_payload
 
 __all__ = [
     "EnergyMonitor",
@@ -20,7 +19,5 @@ __all__ = [
     "Meter",
     "MeterUnavailable",
     "Reading",
-    "from_facet_payload",
     "measure",
-    "to_facet_payload",
 ]

@@ -1,0 +1,69 @@
+"""``cmf prefect``: the Prefect command group of the ``cmf`` CLI.
+
+Registered through the ``cmf.commands`` entry point group::
+
+    [project.entry-points."cmf.commands"]
+    prefect = "cmf_prefect.cli:register"
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from typing import Annotated
+
+import typer
+
+app = typer.Typer(name="prefect", help="Record Prefect flow and task runs.",
+                  no_args_is_help=True)
+
+
+@app.command("watch")
+def watch(
+    api: Annotated[str | None, typer.Option(
+        "--api", help="Prefect API URL (default: PREFECT_API_URL), e.g. "
+        "http://127.0.0.1:4200/api.")] = None,
+    store: Annotated[str | None, typer.Option(
+        "--store", help="Store URL (default: CMF_STORE_URL or the embedded SQLite store); it "
+        "also keeps the watcher's cursor.")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", help="Cursor name, for several watchers of one server (default: the URL).")
+    ] = None,
+    lookback: Annotated[float, typer.Option(
+        "--lookback", help="Seconds before the latest event seen to look again for events "
+        "that reached the server late.")] = 600.0,
+    rescan: Annotated[float, typer.Option(
+        "--rescan", help="Seconds between catch-up scans while following the stream.")] = 60.0,
+    once: Annotated[bool, typer.Option(
+        "--once", help="Catch up with the stored events, then exit (for cron).")] = False,
+) -> None:
+    """Record every flow run of a Prefect server from its event stream; resumes after a restart.
+
+    Example: cmf prefect watch --api http://127.0.0.1:4200/api
+    """
+    from cmf_core.config import load_settings
+    from cmf_core.errors import ConfigError
+    from cmf_prefect.watcher import Watcher
+
+    api_url = api or os.environ.get("PREFECT_API_URL")
+    if not api_url:
+        raise ConfigError("no Prefect API URL: pass --api http://host:4200/api or set "
+                          "PREFECT_API_URL")
+    watcher = Watcher(api_url, settings=load_settings(store_url=store), name=name,
+                      api_key=os.environ.get("PREFECT_API_KEY"), lookback_s=lookback,
+                      rescan_s=rescan)
+    stop = threading.Event()
+    if threading.current_thread() is threading.main_thread():
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, lambda *_: stop.set())
+    if not once:
+        typer.echo(f"Watching {watcher.api_url} (cursor {watcher.name!r}); Ctrl-C to stop.")
+    stats = watcher.run(stop, once=once)
+    typer.echo(f"{stats.handled} Prefect events handled, {stats.recorded} OpenLineage events "
+               f"recorded, {stats.duplicates} already recorded.")
+
+
+def register(root: typer.Typer) -> None:
+    """Add ``cmf prefect`` to the ``cmf`` app (the ``cmf.commands`` entry point)."""
+    root.add_typer(app, name="prefect")

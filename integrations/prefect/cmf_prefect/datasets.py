@@ -1,0 +1,210 @@
+"""What a Prefect task read and wrote, as OpenLineage datasets.
+
+=========================================  ================================================
+Prefect                                    dataset (namespace, name) and identity
+=========================================  ================================================
+task run ``R`` completed (its result)      ``prefect``, ``task-run/<R>/result``; identified by
+                                           its name (ingest's unversioned digest), so every
+                                           route computes the same artifact from the id alone
+``task_inputs`` naming upstream run ``U``  input ``prefect``, ``task-run/<U>/result``: the
+                                           lineage edge between the two executions
+a parameter or return value that is the    ``file``, the absolute path; ``cmf_artifact`` with
+path of an existing local file or folder   the content digest (``Model`` for model files)
+``@materialize`` asset / ``asset_deps``    named from the asset key (``s3://b/k`` ->
+                                           ``s3://b``, ``k``) and identified by it (Prefect
+                                           re-materializes an asset under one key; both routes
+                                           see the key, only one could read the bytes)
+=========================================  ================================================
+
+Content digests of unchanged files are cached per process (path, size, mtime), so a file written
+by one task and read by the next is read once. A file above :data:`DIGEST_MAX_BYTES`, or one that
+is not hashed within :data:`HASH_BUDGET_S` inside a task's hook, is identified by its path, size
+and modification time instead (property ``digest_method = "stat"``).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+RESULT_NAMESPACE = "prefect"
+DIGEST_MAX_BYTES = 2 << 30
+INLINE_HASH_BYTES = 8 << 20
+HASH_BUDGET_S = 2.0
+MAX_PATHS = 50
+MODEL_SUFFIXES = frozenset({".pt", ".pth", ".ckpt", ".safetensors", ".onnx", ".pkl", ".pickle",
+                            ".joblib", ".h5", ".keras", ".tflite", ".gguf", ".pb", ".model"})
+
+
+@dataclass(frozen=True, slots=True)
+class Dataset:
+    """One OpenLineage dataset: namespace, name and dataset facets (``cmf_artifact``)."""
+
+    namespace: str
+    name: str
+    facets: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return self.namespace, self.name
+
+
+def result_dataset(task_run_id: Any) -> Dataset:
+    """The result of task run ``task_run_id``: an output of that run, an input of its children."""
+    return Dataset(RESULT_NAMESPACE, f"task-run/{task_run_id}/result")
+
+
+def upstream_run_ids(task_inputs: Mapping[str, Iterable[Any]] | None) -> list[str]:
+    """Ids of the upstream task runs named in ``task_inputs`` (objects or their JSON form).
+
+    Every input kind that names a task run counts (data passed between tasks and ``wait_for``);
+    ``__parents__`` (the task that called this one) is not an upstream.
+    """
+    ids: list[str] = []
+    for key, inputs in (task_inputs or {}).items():
+        if key == "__parents__":
+            continue
+        for item in inputs or ():
+            if isinstance(item, Mapping):
+                kind, run_id = item.get("input_type"), item.get("id")
+            else:
+                kind, run_id = getattr(item, "input_type", None), getattr(item, "id", None)
+            if kind == "task_run" and run_id is not None and str(run_id) not in ids:
+                ids.append(str(run_id))
+    return sorted(ids)
+
+
+# local files ---------------------------------------------------------------------------------
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+_LOCK = threading.Lock()
+
+
+def _hash_and_cache(path: Path, key: tuple[str, int, int]) -> str:
+    from cmf_core.identity import file_digest
+
+    digest = file_digest(path)
+    with _LOCK:
+        if len(_DIGESTS) > 10_000:
+            _DIGESTS.clear()
+        _DIGESTS[key] = digest
+    return digest
+
+
+def _file_digest(path: Path, st: os.stat_result, budget_s: float | None) -> tuple[str, str]:
+    """(digest, method) of a file: its sha256, read at most once per (path, size, mtime).
+
+    A file above :data:`DIGEST_MAX_BYTES`, or one not hashed within ``budget_s`` seconds (a
+    big file inside a task's hook), is identified by path, size and mtime instead; an overrun
+    hash goes on in the background and is cached for the next reader.
+    """
+    from cmf_core.guard import Timeout, run_bounded
+    from cmf_core.identity import remote_digest
+
+    stat_id = remote_digest(path.as_uri(), f"{st.st_size}-{st.st_mtime_ns}"), "stat"
+    if st.st_size > DIGEST_MAX_BYTES:
+        return stat_id
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    with _LOCK:
+        cached = _DIGESTS.get(key)
+    if cached is not None:
+        return cached, "sha256"
+    if budget_s is None or st.st_size <= INLINE_HASH_BYTES:
+        return _hash_and_cache(path, key), "sha256"
+    try:
+        return run_bounded(lambda: _hash_and_cache(path, key), budget_s,
+                           f"hashing {path}"), "sha256"
+    except Timeout:
+        return stat_id
+
+
+def artifact_type(path: Path) -> str:
+    """``Model`` for a model file (by suffix) or a folder holding one, else ``Dataset``."""
+    if path.suffix.lower() in MODEL_SUFFIXES:
+        return "Model"
+    if path.is_dir():
+        try:
+            with os.scandir(path) as it:
+                for i, entry in enumerate(it):
+                    if i > 200:
+                        break
+                    if os.path.splitext(entry.name)[1].lower() in MODEL_SUFFIXES:
+                        return "Model"
+        except OSError:
+            return "Dataset"
+    return "Dataset"
+
+
+def path_dataset(path: str | os.PathLike[str], kind: str | None = None,
+                 budget_s: float | None = HASH_BUDGET_S) -> Dataset | None:
+    """The dataset of an existing local file or folder, with its content digest; else None.
+
+    Hashing a file above :data:`INLINE_HASH_BYTES` gets ``budget_s`` seconds (None: no limit).
+    """
+    from cmf_core.identity import dir_digest
+    from cmf_core.openlineage.facets import ArtifactDatasetFacet
+    from cmf_core.openlineage.naming import dataset_naming
+
+    try:
+        p = Path(os.fspath(path)).expanduser().resolve()
+        st = p.stat()
+    except (OSError, ValueError, TypeError):
+        return None
+    if p.is_dir():
+        digest, method = dir_digest(p), "sha256"
+    elif p.is_file():
+        digest, method = _file_digest(p, st, budget_s)
+    else:
+        return None
+    namespace, name = dataset_naming(str(p))
+    props = {"digest_method": method} if method != "sha256" else {}
+    facet = ArtifactDatasetFacet(digest=digest, type=kind or artifact_type(p), properties=props)
+    return Dataset(namespace, name, {"cmf_artifact": facet})
+
+
+def _looks_like_path(value: str) -> bool:
+    return 0 < len(value) < 4096 and "\n" not in value and (
+        os.sep in value or value.startswith(("~", ".")) or bool(os.path.splitext(value)[1]))
+
+
+def _unchanged_since(path: Any, when: float) -> bool:
+    try:
+        return os.stat(os.fspath(path)).st_mtime <= when
+    except (OSError, TypeError, ValueError):
+        return False
+
+
+def value_datasets(value: Any, unchanged_since: float | None = None) -> list[Dataset]:
+    """Datasets for the existing local paths in ``value`` (a path, or a list/dict of paths);
+    with ``unchanged_since``, only paths not modified after that Unix time."""
+    found: list[Dataset] = []
+
+    def visit(v: Any, depth: int) -> None:
+        if len(found) >= MAX_PATHS or depth > 2:
+            return
+        if isinstance(v, os.PathLike) or (isinstance(v, str) and _looks_like_path(v)):
+            if unchanged_since is not None and not _unchanged_since(v, unchanged_since):
+                return
+            ds = path_dataset(v)
+            if ds is not None and ds.key not in {d.key for d in found}:
+                found.append(ds)
+        elif isinstance(v, Mapping):
+            for item in list(v.values())[:MAX_PATHS]:
+                visit(item, depth + 1)
+        elif isinstance(v, (list, tuple)):
+            for item in v[:MAX_PATHS]:
+                visit(item, depth + 1)
+
+    visit(value, 0)
+    return found
+
+
+def asset_dataset(key: str) -> Dataset:
+    """The dataset of a Prefect asset key (a URI), identified by that key."""
+    from cmf_core.openlineage.naming import dataset_naming
+
+    namespace, name = dataset_naming(key)
+    return Dataset(namespace, name)

@@ -1,0 +1,186 @@
+"""Prefect facts -> OpenLineage RunEvents: naming, mapping, determinism (no server needed)."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cmf_prefect.adapter import RunFacts, event_type_of, run_event, stage_of, status_of, task_ref
+from cmf_prefect.datasets import (
+    path_dataset,
+    result_dataset,
+    upstream_run_ids,
+    value_datasets,
+)
+from cmf_prefect.values import jsonable, metrics_of
+from cmf_prefect.watcher import Cursor, run_events
+
+from cmf_core.identity import file_digest
+from cmf_core.openlineage.ingest import event_to_records
+from cmf_core.openlineage.validate import validate_event
+
+FLOW_RUN = "908d56ea-fbcf-4b75-956e-596388768f42"
+LOAD_RUN = "01a21ae7-ac39-7ca5-8462-65e147489433"
+TOTAL_RUN = "01a21ae7-ac47-75d1-9cf5-e37460dee77c"
+
+# a `prefect.task-run.Completed` event as Prefect 3.7 stores it (trimmed)
+COMPLETED: dict[str, Any] = {
+    "occurred": "2026-11-27T02:48:40.264738Z",
+    "event": "prefect.task-run.Completed",
+    "resource": {
+        "prefect.resource.id": f"prefect.task-run.{TOTAL_RUN}",
+        "prefect.resource.name": "total-a61",
+        "prefect.run-count": "1",
+        "prefect.state-message": "",
+        "prefect.state-name": "Completed",
+        "prefect.state-type": "COMPLETED",
+    },
+    "related": [
+        {"prefect.resource.id": f"prefect.flow-run.{FLOW_RUN}",
+         "prefect.resource.role": "flow-run", "prefect.resource.name": "ebony-gerbil"},
+        {"prefect.resource.id": "prefect.flow.535a7858-a017-443a-a542-b4e48b7bcf99",
+         "prefect.resource.role": "flow", "prefect.resource.name": "demo"},
+    ],
+    "payload": {"task_run": {
+        "name": "total-a61", "task_key": "total-6fde3a83",
+        "dynamic_key": "a619ebcc-eec3-4f7d-bfb8-3763ccf94da5", "tags": ["edge"],
+        "task_inputs": {"xs": [{"input_type": "task_run", "id": LOAD_RUN}],
+                        "__parents__": [{"input_type": "task_run", "id": FLOW_RUN}]},
+        "run_count": 1}},
+    "id": "01a21ae7-ac45-7e84-b84e-b1927d251c77",
+}
+
+
+def test_stage_is_the_task_name_without_the_run_suffix() -> None:
+    assert stage_of("total-a61", "a619ebcc-eec3", "total-6fde3a83") == "total"
+    assert stage_of("fine-tune-3fa", "3fa0c2", "fine_tune-1a2b3c4d") == "fine-tune"
+    # outside a flow the run is named after the task; its dynamic key starts with the task key
+    assert stage_of("load", "load-482d80a0-77aa", "load-482d80a0") == "load"
+    # renamed with task_run_name: the function name from the task key
+    assert stage_of("load-for-2024", "7d6c7f65", "load-482d80a0") == "load"
+
+
+@pytest.mark.parametrize(("state_type", "status", "event_type"), [
+    ("COMPLETED", "completed", "COMPLETE"), ("FAILED", "failed", "FAIL"),
+    ("CRASHED", "failed", "FAIL"), ("CANCELLED", "aborted", "ABORT"), ("RUNNING", None, None),
+    ("PENDING", None, None)])
+def test_state_types_map_to_statuses(state_type: str, status: str | None,
+                                     event_type: str | None) -> None:
+    assert status_of(state_type) == status
+    if status:
+        assert event_type_of(status) == event_type
+    assert event_type_of("running") == "START"
+    assert event_type_of("running", first=False) == "RUNNING"
+
+
+def test_upstream_runs_come_from_task_inputs_not_parents() -> None:
+    assert upstream_run_ids(COMPLETED["payload"]["task_run"]["task_inputs"]) == [LOAD_RUN]
+    assert upstream_run_ids({"x": [{"input_type": "parameter", "name": "x"}]}) == []
+
+
+def test_a_watched_event_becomes_a_valid_run_event_with_lineage() -> None:
+    (event,) = run_events(COMPLETED)
+    validate_event(event)
+    assert event["eventType"] == "COMPLETE"
+    assert event["run"]["runId"] == TOTAL_RUN
+    assert (event["job"]["namespace"], event["job"]["name"]) == ("prefect", "demo.total")
+    assert event["run"]["facets"]["parent"]["run"]["runId"] == FLOW_RUN
+    assert [i["name"] for i in event["inputs"]] == [f"task-run/{LOAD_RUN}/result"]
+    assert [o["name"] for o in event["outputs"]] == [f"task-run/{TOTAL_RUN}/result"]
+    records = event_to_records(event, "edge")
+    execution = next(r for r in records if type(r).__name__ == "Execution")
+    assert (execution.pipeline, execution.stage, execution.status.value) == \
+        ("demo", "total", "completed")
+    assert execution.properties["prefect.tags"] == ["edge"]
+
+
+def test_the_same_prefect_event_always_gives_the_same_run_event() -> None:
+    # the stream and the REST API spell times differently; the RunEvent must not change
+    other = copy.deepcopy(COMPLETED)
+    other["occurred"] = "2026-11-27T02:48:40.264738+00:00"
+    assert run_events(COMPLETED) == run_events(other)
+
+
+def test_a_failed_task_run_carries_the_state_message() -> None:
+    failed = copy.deepcopy(COMPLETED)
+    failed["resource"].update({"prefect.state-type": "FAILED", "prefect.state-name": "Failed",
+                               "prefect.state-message": "Task run encountered an exception"})
+    (event,) = run_events(failed)
+    assert event["eventType"] == "FAIL"
+    assert event["run"]["facets"]["errorMessage"]["message"] == \
+        "Task run encountered an exception"
+    assert event["outputs"] == []
+
+
+def test_states_cmf_does_not_record_give_no_event() -> None:
+    pending = copy.deepcopy(COMPLETED)
+    pending["resource"].update({"prefect.state-type": "SCHEDULED",
+                                "prefect.state-name": "AwaitingRetry"})
+    assert run_events(pending) == []
+    assert run_events({**COMPLETED, "event": "prefect.flow-run.heartbeat"}) == []
+
+
+def test_a_materialization_adds_the_asset_to_its_task_run() -> None:
+    asset = {
+        "occurred": "2026-11-27T02:48:41Z", "event": "prefect.asset.materialization.succeeded",
+        "id": "01a21ae7-0000-7000-8000-000000000001",
+        "resource": {"prefect.resource.id": "s3://bucket/features.parquet"},
+        "related": [
+            {"prefect.resource.id": "s3://bucket/raw.csv", "prefect.resource.role": "asset"},
+            {"prefect.resource.id": f"prefect.task-run.{TOTAL_RUN}",
+             "prefect.resource.role": "task-run", "prefect.resource.name": "total-a61"},
+            *COMPLETED["related"]],
+        "payload": {}}
+    from cmf_prefect.watcher import Resolver
+
+    resolver = Resolver()
+    resolver.remember_stage(TOTAL_RUN, "total")
+    (event,) = run_events(asset, resolver)
+    assert event["eventType"] == "OTHER"
+    assert [(o["namespace"], o["name"]) for o in event["outputs"]] == \
+        [("s3://bucket", "features.parquet")]
+    assert [(i["namespace"], i["name"]) for i in event["inputs"]] == [("s3://bucket", "raw.csv")]
+
+
+def test_run_event_carries_params_metrics_and_files(tmp_path: Path) -> None:
+    model = tmp_path / "model.pt"
+    model.write_bytes(b"weights")
+    facts = RunFacts(status="completed", at=1_800_000_000.5, params={"lr": 0.01},
+                     outputs=[result_dataset("r"), *value_datasets(str(model))],
+                     metrics={"accuracy": 0.93})
+    event = run_event(task_ref("01a21ae7-ac47-75d1-9cf5-e37460dee77c", "train", "fl", None),
+                      facts, "hooks")
+    validate_event(event)
+    facets = event["run"]["facets"]
+    assert "parent" not in facets
+    assert facets["cmf_params"]["params"] == {"lr": 0.01}
+    assert facets["cmf_metrics"]["metrics"][0]["name"] == "accuracy"
+    art = next(o for o in event["outputs"] if o["name"] == str(model))
+    assert art["facets"]["cmf_artifact"]["digest"] == file_digest(model)
+    assert art["facets"]["cmf_artifact"]["type"] == "Model"
+
+
+def test_values_are_bounded_and_never_repr() -> None:
+    class Model:
+        def __repr__(self) -> str:  # pragma: no cover - must not be called
+            raise AssertionError("repr called")
+
+    assert jsonable({"m": Model(), "s": "x" * 5000, "l": list(range(100))}) == {
+        "m": f"<{Model.__module__}.{Model.__qualname__}>", "s": "x" * 1000 + "...",
+        "l": [*range(50), "... 50 more"]}
+    assert metrics_of({"acc": 0.9, "loss": 1}) == {"acc": 0.9, "loss": 1.0}
+    assert metrics_of({"acc": 0.9, "name": "x"}) == {}
+    assert path_dataset("/no/such/file") is None
+
+
+def test_cursor_keeps_the_watermark_and_prunes_old_ids() -> None:
+    cursor = Cursor()
+    cursor.add("a", "2026-01-01T00:00:00+00:00")
+    cursor.add("b", "2026-01-01T00:20:00+00:00")
+    cursor.add("c", "2026-01-01T00:15:00+00:00")  # late: the watermark stays
+    assert cursor.watermark == "2026-01-01T00:20:00+00:00"
+    cursor.prune(600)
+    assert set(cursor.seen) == {"b", "c"}
+    assert Cursor.loads(cursor.dumps()) == cursor

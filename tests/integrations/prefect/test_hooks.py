@@ -1,0 +1,123 @@
+"""The explicit route: state hooks on flows and tasks, and the @track decorator."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from cmf_prefect import hooks
+from cmf_prefect.adapter import Recorder
+from prefect import flow, task
+
+HOOKS = {"on_running": [hooks.on_running], "on_completion": [hooks.on_completion],
+         "on_failure": [hooks.on_failure]}
+
+
+@pytest.fixture
+def recorder(prefect_api: str, cmf_settings: Any) -> Iterator[Recorder]:
+    from cmf_core.openlineage.emit import get_emitter
+
+    recorder = Recorder(cmf_settings, background=True)
+    hooks.set_recorder(recorder)
+    yield recorder
+    hooks.set_recorder(Recorder(background=True))
+    get_emitter(cmf_settings).close()
+
+
+@task(**HOOKS)
+def clean(rows: list[int]) -> list[int]:
+    return [r for r in rows if r >= 0]
+
+
+@task(retries=1, **HOOKS)
+def upload(rows: list[int]) -> None:
+    raise PermissionError(f"cannot upload {len(rows)} rows")
+
+
+@flow(**HOOKS, on_crashed=[hooks.on_failure])
+def hooked(rows: list[int]) -> list[int]:
+    cleaned = clean(rows)
+    upload(cleaned, return_state=True)
+    return cleaned
+
+
+def test_hooks_record_tasks_and_flows(recorder: Recorder, cmf_store: Any) -> None:
+    state = hooked([3, -1, 2], return_state=True)
+    assert state.is_completed()
+    runs = {e.stage: e for e in cmf_store.list_executions()}
+    assert set(runs) == {"hooked", "clean", "upload"}
+    assert runs["hooked"].params == {"rows": [3, -1, 2]}
+    assert runs["hooked"].status.value == "completed"
+    assert runs["clean"].params == {"rows": [3, -1, 2]}
+    assert runs["clean"].properties["prefect.route"] == "hooks"
+    assert runs["upload"].status.value == "failed"  # after its retry: one execution
+    assert "cannot upload 2 rows" in runs["upload"].error
+    assert ("clean", "upload") in cmf_store.stage_edges("hooked")
+    energy = {r.execution_id for r in cmf_store.energy()}
+    assert energy == {runs["clean"].id, runs["upload"].id}
+    assert "upload" not in hooks._RUNNING  # monitors are released
+
+
+def test_a_failing_flow_is_recorded_failed(recorder: Recorder, cmf_store: Any) -> None:
+    @flow(**HOOKS)
+    def doomed() -> None:
+        raise RuntimeError("no GPU on this node")
+
+    assert doomed(return_state=True).is_failed()
+    (run,) = cmf_store.list_executions()
+    assert run.status.value == "failed" and "no GPU on this node" in run.error
+
+
+def test_track_records_one_flow_and_its_tasks(prefect_api: str, cmf_settings: Any,
+                                             cmf_store: Any) -> None:
+    from cmf_prefect import auto
+
+    from cmf_core.openlineage.emit import get_emitter
+
+    @task
+    def square(x: int) -> int:
+        return x * x
+
+    @flow
+    def child(x: int) -> int:
+        return square(x)
+
+    @hooks.track
+    @flow
+    def opted_in(x: int) -> int:
+        return child(square(x))
+
+    @flow
+    def not_opted_in(x: int) -> int:
+        return square(x)
+
+    auto.install(cmf_settings, record_all=False)
+    try:
+        assert opted_in(2) == 16
+        assert not_opted_in(3) == 9
+    finally:
+        auto.uninstall()
+        get_emitter(cmf_settings).close()
+    pipelines = {(e.pipeline, e.stage) for e in cmf_store.list_executions()}
+    assert pipelines == {("opted-in", "opted-in"), ("opted-in", "square"),
+                         ("child", "child"), ("child", "square")}  # the subflow comes along
+
+
+def test_track_on_a_task_adds_the_hooks() -> None:
+    @task
+    def step() -> None:
+        pass
+
+    tracked = hooks.track(step)
+    assert hooks.on_running in tracked.on_running_hooks
+    assert hooks.on_completion in tracked.on_completion_hooks
+    assert hooks.on_failure in tracked.on_failure_hooks
+    assert step.on_running_hooks == []
+
+
+def test_track_rejects_other_objects() -> None:
+    from cmf_core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="takes a Prefect flow or task"):
+        hooks.track(print)

@@ -1,0 +1,100 @@
+"""recommend_seed and federated_sync inside real flows, with the CMF connection blocks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cmf_prefect.blocks import CmfConnection, CmfPeer
+from cmf_prefect.tasks import federated_sync, recommend_seed
+from prefect import flow, task
+
+from cmf_core.identity import file_digest
+
+CHURN = Path(__file__).resolve().parents[3] / "examples/data/telco-churn/Telco-Customer-Churn.csv"
+
+
+PAST_RUNS = [({"model": "random_forest", "n_estimators": 200, "max_depth": 8}, 0.81),
+             ({"model": "logistic_regression", "C": 1.0}, 0.79),
+             ({"model": "gradient_boosting", "learning_rate": 0.1, "n_estimators": 100}, 0.83)]
+
+
+def test_recommend_seed_in_a_flow(auto_route: Any, cmf_settings: Any, cmf_store: Any,
+                                  tmp_path: Path) -> None:
+    from cmf_core.recommend import describe_csv, record_trial
+
+    # last year's churn study at this site: three scored configurations in the store
+    past = tmp_path / "churn-2024.csv"
+    past.write_text("".join(CHURN.read_text().splitlines(keepends=True)[:3001]))
+    described = describe_csv(past, category="classification", target="Churn")
+    for config, score in PAST_RUNS:
+        record_trial(cmf_store, described, config, score)
+
+    @task
+    def search(seeds: dict[str, Any]) -> int:
+        return len(seeds["optuna_params"])
+
+    @flow
+    def tune(data: str) -> tuple[dict[str, Any], int]:
+        rec = recommend_seed(data=data, category="classification", target="Churn", k=3,
+                             connection=CmfConnection(store_url=cmf_settings.store_url))
+        return rec, search(rec)
+
+    rec, enqueued = tune(str(CHURN))
+    assert rec["error"] is None and rec["strategy"] == "similar_tasks", rec["message"]
+    assert enqueued == len(rec["seeds"]) == 3
+    assert rec["configs"] == [s["config"] for s in rec["seeds"]]
+    assert rec["configs"][0]["model"] == "gradient_boosting"  # the best past run first
+    # the step is recorded like any task: its data file is an input, its seeds feed `search`
+    runs = {e.stage: e for e in cmf_store.list_executions()}
+    assert runs["recommend-seed"].status.value == "completed"
+    read = [cmf_store.get_artifact(e.artifact_id) for e in cmf_store.events([
+        runs["recommend-seed"].id]) if e.type.value.lower() == "input"]
+    assert file_digest(CHURN) in {a.id for a in read}
+    assert ("recommend-seed", "search") in cmf_store.stage_edges("tune")
+
+
+def test_recommend_seed_starts_cold_on_a_bad_description(prefect_api: str,
+                                                         cmf_settings: Any) -> None:
+    @flow
+    def cold() -> dict[str, Any]:
+        return recommend_seed({"name": "x", "category": "astrology"},
+                              connection=CmfConnection(store_url=cmf_settings.store_url))
+
+    rec = cold()
+    assert rec["seeds"] == [] and "astrology" in rec["error"]
+
+
+def test_federated_sync_pushes_the_flow_lineage_to_the_hpc_site(
+        auto_route: Any, cmf_settings: Any, cmf_store: Any, peer: tuple[str, Any]) -> None:
+    url, hpc = peer
+    CmfPeer(url=url, token="hpc-secret").save("hpc-site", overwrite=True)
+    CmfConnection(store_url=cmf_settings.store_url, site="edge").save("edge", overwrite=True)
+
+    @task
+    def fine_tune(epochs: int) -> dict[str, float]:
+        return {"accuracy": 0.5 + 0.1 * epochs}
+
+    @flow
+    def edge_round(epochs: int = 2) -> dict[str, Any]:
+        metrics = fine_tune(epochs)
+        summary = federated_sync(CmfPeer.load("hpc-site"), direction="push",
+                                 connection=CmfConnection.load("edge"), wait_for=[metrics])
+        return summary
+
+    summary = edge_round()
+    assert summary["direction"] == "push" and summary["peer_site"] == "hpc"
+    assert summary["pushed"]["records"] > 0 and summary["conflicts"] == 0
+    tuned = [e for e in cmf_store.list_executions() if e.stage == "fine_tune"]
+    assert len(tuned) == 1
+    copied = hpc.get_execution(tuned[0].id)
+    assert copied is not None and copied.site == "edge"
+    assert copied.status.value == "completed"
+
+
+def test_federated_sync_rejects_a_bad_direction(prefect_api: str) -> None:
+    from cmf_core.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="sideways"):
+        federated_sync.fn("http://127.0.0.1:9", direction="sideways")

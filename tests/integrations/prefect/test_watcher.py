@@ -1,0 +1,249 @@
+"""The out-of-process route: `cmf prefect watch` follows a real Prefect server's event stream."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections import Counter
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from cmf_prefect.watcher import PREFIXES, Watcher
+from prefect import flow, task
+from typer.testing import CliRunner
+
+
+@task
+def extract(n: int) -> list[int]:
+    return list(range(n))
+
+
+@task
+def fit(rows: list[int]) -> float:
+    return sum(rows) / len(rows)
+
+
+@task
+def publish(score: float) -> None:
+    raise ConnectionError("model registry unreachable")
+
+
+@flow
+def watched(n: int = 4) -> float:
+    rows = extract(n)
+    score = fit(rows)
+    publish(score, return_state=True)
+    return score
+
+
+def _run_flow(n: int) -> tuple[str, dict[str, str]]:
+    """Run ``watched``; return its flow run id and {task run id: stage}."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    state = watched(n, return_state=True)
+    flow_run_id = state.state_details.flow_run_id
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(
+            id=FlowRunFilterId(any_=[flow_run_id])))
+    return str(flow_run_id), {str(r.id): r.name.rsplit("-", 1)[0] for r in runs}
+
+
+def _recorded(store: Any, run_ids: list[str]) -> bool:
+    """Every run is in the store with a final status."""
+    for run_id in run_ids:
+        ex = store.get_execution(run_id)
+        if ex is None or not ex.status.is_terminal:
+            return False
+    return True
+
+
+def _all_server_event_ids(api: str) -> set[str]:
+    watcher = Watcher(api)
+    ids: set[str] = set()
+    with watcher._client() as client:
+        page = client.read_events(filter=watcher._filter(None), limit=50)
+        while True:
+            ids |= {str(e.id) for e in page.events if e.event.startswith(PREFIXES)}
+            if not page.next_page:
+                return ids
+            page = client.read_events_page(page.next_page)
+
+
+def _start(watcher: Watcher) -> tuple[threading.Thread, threading.Event]:
+    stop = threading.Event()
+    thread = threading.Thread(target=watcher.run, args=(stop,), daemon=True)
+    thread.start()
+    return thread, stop
+
+
+def test_watcher_records_an_unmodified_flow(prefect_api: str, cmf_settings: Any,
+                                            cmf_store: Any, drain_events: Callable[[], None],
+                                            wait_until: Callable[..., Any]) -> None:
+    flow_run_id, tasks = _run_flow(4)
+    drain_events()
+    watcher = Watcher(prefect_api, settings=cmf_settings)
+
+    def caught_up() -> bool:
+        watcher.run(once=True)
+        return _recorded(cmf_store, [flow_run_id, *tasks])
+
+    assert wait_until(caught_up), f"not recorded after catch-up: {watcher.stats}"
+    by_stage = {cmf_store.get_execution(t).stage: cmf_store.get_execution(t) for t in tasks}
+    assert set(by_stage) == {"extract", "fit", "publish"}
+    assert by_stage["extract"].status.value == "completed"
+    assert by_stage["publish"].status.value == "failed"
+    assert "model registry unreachable" in by_stage["publish"].error
+    assert by_stage["fit"].properties["prefect.route"] == "watcher"
+    run = cmf_store.get_execution(flow_run_id)
+    assert (run.pipeline, run.stage, run.status.value) == ("watched", "watched", "completed")
+    assert run.params == {"n": 4}  # read from the flow run on the server
+    assert {("extract", "fit"), ("fit", "publish")} <= set(cmf_store.stage_edges("watched"))
+
+
+@pytest.mark.slow
+def test_watcher_restart_loses_nothing_and_records_nothing_twice(
+        prefect_api: str, cmf_settings: Any, cmf_store: Any, drain_events: Callable[[], None],
+        wait_until: Callable[..., Any]) -> None:
+    first = Watcher(prefect_api, settings=cmf_settings, rescan_s=2)
+    thread, stop = _start(first)
+    run1, tasks1 = _run_flow(3)
+    assert wait_until(lambda: _recorded(cmf_store, [run1, *tasks1]), timeout=60)
+    stop.set()
+    thread.join(30)
+    assert not thread.is_alive()
+
+    run2, tasks2 = _run_flow(5)  # while no watcher runs
+    drain_events()
+    second = Watcher(prefect_api, settings=cmf_settings, rescan_s=2)
+    thread, stop = _start(second)
+    assert wait_until(lambda: _recorded(cmf_store, [run2, *tasks2]), timeout=60)
+    run3, tasks3 = _run_flow(2)  # live, after the restart
+    assert wait_until(lambda: _recorded(cmf_store, [run3, *tasks3]), timeout=60)
+    drain_events()
+    on_server = _all_server_event_ids(prefect_api)
+    assert wait_until(lambda: on_server <= set(first.stats.handled_ids)
+                      | set(second.stats.handled_ids), timeout=30)
+    stop.set()
+    thread.join(30)
+
+    handled1, handled2 = first.stats.handled_ids, second.stats.handled_ids
+    assert not set(handled1) & set(handled2)  # the restart skipped what was handled before
+    assert len(handled1) == len(set(handled1)) and len(handled2) == len(set(handled2))
+    assert second.stats.duplicates > 0  # it did look at them again (look-back, stream replay)
+    # no loss: every event on the server was handled by one of the two sessions
+    assert on_server <= set(handled1) | set(handled2)
+    # nothing twice: each RunEvent the watchers sent is stored once, none was sent again
+    assert len(cmf_store.lineage_events()) == first.stats.recorded + second.stats.recorded
+    for run_id in [run1, run2, run3, *tasks1, *tasks2, *tasks3]:
+        assert cmf_store.get_execution(run_id).status.is_terminal
+
+
+def _watch_command(api: str, store_url: str, *extra: str) -> list[str]:
+    args = ["prefect", "watch", "--api", api, "--store", store_url, "--rescan", "2", *extra]
+    if any(ep.name == "prefect" for ep in importlib.metadata.entry_points(group="cmf.commands")):
+        return [sys.executable, "-m", "cmf_core", *args]
+    code = ("import sys; from cmf_core.cli import app, main; from cmf_prefect.cli import "
+            "register; register(app); main(sys.argv[1:])")
+    return [sys.executable, "-c", code, *args]
+
+
+@pytest.mark.slow
+def test_watcher_killed_mid_stream_resumes_without_loss(
+        prefect_api: str, cmf_settings: Any, cmf_store: Any, tmp_path: Path,
+        drain_events: Callable[[], None], wait_until: Callable[..., Any]) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env["CMF_HOME"] = str(tmp_path / ".cmf")
+    store_url = cmf_settings.resolved_store_url
+    proc = subprocess.Popen(_watch_command(prefect_api, store_url), env=env, cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        run1, tasks1 = _run_flow(3)
+        assert wait_until(lambda: _recorded(cmf_store, [run1, *tasks1]), timeout=120)
+        run2, tasks2 = _run_flow(6)
+        drain_events()
+    finally:
+        proc.send_signal(signal.SIGKILL)  # no chance to save its cursor
+        proc.wait(30)
+    run3, tasks3 = _run_flow(2)
+    drain_events()
+    runs = [run1, run2, run3, *tasks1, *tasks2, *tasks3]
+
+    def restarted() -> bool:
+        again = subprocess.run(_watch_command(prefect_api, store_url, "--once"), env=env,
+                               cwd=tmp_path, capture_output=True, text=True, timeout=300)
+        assert again.returncode == 0, again.stdout + again.stderr
+        assert "Prefect events handled" in again.stdout
+        return _recorded(cmf_store, runs)
+
+    assert wait_until(restarted, timeout=60)
+    for run_id in runs:  # each state change stored once, even those handled twice
+        kinds = Counter((e.event_type, e.event_time) for e in cmf_store.lineage_events(run_id))
+        assert kinds and max(kinds.values()) == 1, kinds
+
+
+def test_cli_watch_once(prefect_api: str, cmf_settings: Any, cmf_store: Any,
+                        drain_events: Callable[[], None]) -> None:
+    import typer
+    from cmf_prefect.cli import register
+
+    flow_run_id, _ = _run_flow(2)
+    drain_events()
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["prefect", "watch", "--api", prefect_api, "--store",
+                                      cmf_settings.resolved_store_url, "--once"])
+    assert result.exit_code == 0, result.output
+    assert "Prefect events handled" in result.output
+    assert cmf_store.get_execution(flow_run_id) is not None
+
+
+def test_cli_watch_needs_an_api_url(monkeypatch: pytest.MonkeyPatch) -> None:
+    import typer
+    from cmf_prefect.cli import register
+
+    from cmf_core.errors import ConfigError
+
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["prefect", "watch", "--once"])
+    assert isinstance(result.exception, ConfigError)
+    assert "PREFECT_API_URL" in str(result.exception)
+
+
+def test_two_routes_record_one_execution(auto_route: Any, prefect_api: str, cmf_settings: Any,
+                                         cmf_store: Any, drain_events: Callable[[], None],
+                                         wait_until: Callable[..., Any]) -> None:
+    from cmf_core.store.base import ExecutionFilter
+
+    flow_run_id, tasks = _run_flow(3)
+    drain_events()
+    runs = [flow_run_id, *tasks]
+    watcher = Watcher(prefect_api, settings=cmf_settings, name="second-route")
+
+    def routes(run_id: str) -> set[str]:
+        return {json.loads(e.body)["run"]["facets"]["cmf_execution"]["properties"]
+                ["prefect.route"] for e in cmf_store.lineage_events(run_id)}
+
+    def both() -> bool:
+        watcher.run(once=True)
+        return all(routes(r) == {"in-process", "watcher"} for r in runs)
+
+    assert wait_until(both), {r: routes(r) for r in runs}
+    mine = [e for e in cmf_store.list_executions(ExecutionFilter(pipeline="watched"))
+            if e.id == flow_run_id or e.properties.get("prefect.flow_run_id") == flow_run_id]
+    assert sorted(e.id for e in mine) == sorted(runs)  # one execution per run, not two
+    assert all(e.status.is_terminal for e in mine)
+    # the in-process route got there first: its parameters and energy are kept
+    fit = next(e for e in mine if e.stage == "fit")
+    assert fit.params == {"rows": [0, 1, 2]}
+    assert fit.properties["prefect.route"] == "in-process"
+    assert len(cmf_store.energy([fit.id])) == 1
