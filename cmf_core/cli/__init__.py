@@ -22,13 +22,21 @@ app = typer.Typer(
 
 
 def _register() -> None:
-    from cmf_core.cli import carbon_cmds, lineage_cmds, records_cmds, serve_cmds, store_cmds
+    from cmf_core.cli import (
+        carbon_cmds,
+        lineage_cmds,
+        records_cmds,
+        serve_cmds,
+        spool_cmds,
+        store_cmds,
+    )
 
     store_cmds.register(app)
     records_cmds.register(app)
     lineage_cmds.register(app)
     carbon_cmds.register(app)
     serve_cmds.register(app)
+    spool_cmds.register(app)
     # integrations add command groups (e.g. `cmf prefect watch`) through this entry point group
     from importlib.metadata import entry_points
 

@@ -1,18 +1,16 @@
-"""cmf export / import: records as JSON lines."""
+"""cmf export / import: metadata bundles (JSON lines with a header and a checksum trailer)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cmf_core import jsonutil
-from cmf_core.cli.common import StoreOpt, get_store
-from cmf_core.errors import InvalidInputError
-from cmf_core.records import record_from_dict, record_to_dict
+from cmf_core.cli.common import JsonOpt, StoreOpt, get_store, parse_time, print_json
+from cmf_core.federation.export import ExportResult, Selector, export_bundle
+from cmf_core.federation.merge import import_file
 
 
 def register(app: typer.Typer) -> None:
@@ -21,42 +19,63 @@ def register(app: typer.Typer) -> None:
 
 
 def export(
-    out: Annotated[Path | None, typer.Argument(help="Output file (default: stdout).")] = None,
-    pipeline: Annotated[str | None, typer.Option(help="Only this pipeline.")] = None,
+    out: Annotated[Path | None, typer.Argument(help="Output file (default: stdout); a name "
+                                                    "ending in .gz is gzip-compressed.")] = None,
+    pipeline: Annotated[list[str] | None, typer.Option(
+        help="Only this pipeline (repeat for several).")] = None,
     since_seq: Annotated[int, typer.Option(help="Only changes after this store seq.")] = 0,
+    since: Annotated[str | None, typer.Option(
+        help="Only executions started at or after this ISO time (with what they used).")]
+    = None,
+    artifact: Annotated[str | None, typer.Option(
+        help="Only the provenance closure of this artifact digest (everything upstream).")]
+    = None,
+    gzip: Annotated[bool | None, typer.Option(
+        "--gzip/--no-gzip", help="Compress (default: when OUT ends in .gz).")] = None,
     store: StoreOpt = None,
 ) -> None:
-    """Write the store's records as JSON lines (one record per line)."""
+    """Write a metadata bundle: the whole store, some pipelines, changes since a seq,
+    executions since a time, or the provenance of one artifact.
+
+    Example: cmf export churn.jsonl.gz --pipeline churn
+    """
+    selector = Selector(pipelines=tuple(pipeline) if pipeline else None, since_seq=since_seq,
+                        since_time=parse_time(since), artifact=artifact)
+    compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))
+    result = ExportResult()
     with get_store(store) as s:
-        fh = out.open("w", encoding="utf-8") if out else sys.stdout
-        n = 0
-        try:
-            for rec in s.changes(since_seq=since_seq, pipeline=pipeline):
-                fh.write(jsonutil.dumps(record_to_dict(rec)) + "\n")
-                n += 1
-        finally:
-            if out:
-                fh.close()
-    if out:
-        typer.echo(f"Exported {n} records to {out}")
+        chunks = export_bundle(s, selector, compress=compress, result=result)
+        if out is None:
+            for chunk in chunks:
+                sys.stdout.buffer.write(chunk)
+            sys.stdout.buffer.flush()
+            return
+        tmp = out.with_name(out.name + ".part")
+        with tmp.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        tmp.replace(out)
+    typer.echo(f"Exported {result.records} records (seq {result.since}..{result.end}) to {out}")
 
 
 def import_(
-    src: Annotated[Path, typer.Argument(help="JSON lines file written by cmf export.")],
+    src: Annotated[Path, typer.Argument(help="Bundle written by cmf export (.jsonl or "
+                                             ".jsonl.gz; plain record lines are read too).")],
+    json_out: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
-    """Merge records from a JSON lines file into the store (idempotent, all or nothing)."""
-    if not src.is_file():
-        raise InvalidInputError(f"import file {src} does not exist")
-    records = []
-    with src.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            try:
-                records.append(record_from_dict(json.loads(line)))
-            except (json.JSONDecodeError, InvalidInputError) as e:
-                raise InvalidInputError(f"{src}:{lineno}: {e}; nothing was imported") from None
+    """Merge a bundle into the store: idempotent, all or nothing; true conflicts are recorded
+    and reported, never overwritten."""
     with get_store(store) as s:
-        s.put(records)
-    typer.echo(f"Imported {len(records)} records from {src}")
+        report = import_file(s, src)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    origin = f" from site {report.origin_site}" if report.origin_site else ""
+    typer.echo(f"Imported {report.records} records{origin} from {src}")
+    if report.conflicts:
+        typer.echo(f"{len(report.conflicts)} conflict(s) recorded (cmf conflicts lists them):",
+                   err=True)
+        for c in report.conflicts[:20]:
+            typer.echo(f"  {c['kind']} {c['record_id']}: {', '.join(c['fields'])} differ",
+                       err=True)

@@ -116,14 +116,15 @@ class Emitter:
             return True
         except InvalidEventError as e:
             report("validating an OpenLineage event", e)
-            self._spool(data, rejected=True)
+            self.spool(data, rejected=True)
             return False
         except Exception as e:
             report(f"recording to the {self.sink.kind} sink", e)
-            self._spool(data)
+            self.spool(data)
             return False
 
-    def _spool(self, data: dict[str, Any], rejected: bool = False) -> Path | None:
+    def spool(self, data: dict[str, Any], rejected: bool = False) -> Path | None:
+        """Write ``data`` to the spool folder for a later retry (atomic; never raises)."""
         folder = self.spool_dir / ("rejected" if rejected else "")
         try:
             folder.mkdir(parents=True, exist_ok=True)

@@ -1,0 +1,43 @@
+"""cmf spool: events that could not be recorded when they happened, waiting for retry."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cmf_core.cli.common import StoreOpt
+from cmf_core.config import load_settings
+from cmf_core.openlineage.emit import Emitter
+
+spool_app = typer.Typer(help="Events waiting in the spool folder for a retry.",
+                        no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(spool_app, name="spool")
+
+
+@spool_app.command("status")
+def status(store: StoreOpt = None) -> None:
+    """Show how many events wait in the spool (and how many were rejected as invalid)."""
+    emitter = Emitter(load_settings(store_url=store))
+    waiting = emitter.spooled_files()
+    rejected = sorted((emitter.spool_dir / "rejected").glob("*.json"))
+    typer.echo(f"{len(waiting)} event(s) waiting, {len(rejected)} rejected, in {emitter.spool_dir}")
+
+
+@spool_app.command("retry")
+def retry(
+    limit: Annotated[int | None, typer.Option(help="At most this many events.")] = None,
+    store: StoreOpt = None,
+) -> None:
+    """Record spooled events now (oldest first); exit code 1 if some are still waiting."""
+    emitter = Emitter(load_settings(store_url=store))
+    try:
+        sent, left = emitter.retry_spool(limit=limit)
+    finally:
+        emitter.close()
+    typer.echo(f"recorded {sent} event(s); {left} still waiting in {emitter.spool_dir}")
+    if left and limit is None:
+        raise typer.Exit(1)

@@ -1,0 +1,73 @@
+"""The emitter: records now, spools what fails, replays the spool; `cmf spool` commands."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cmf_core.cli import app
+from cmf_core.config import load_settings
+from cmf_core.openlineage.emit import Emitter, Sink
+from cmf_core.store import open_store
+
+
+def run_event(run_id: str, event_type: str = "COMPLETE") -> dict:
+    return {
+        "eventType": event_type,
+        "eventTime": "2026-11-27T10:00:00Z",
+        "producer": "https://example.com/test",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": run_id},
+        "job": {"namespace": "test", "name": "pipe.step"},
+        "inputs": [],
+        "outputs": [],
+    }
+
+
+class BrokenSink(Sink):
+    """Stands in for a store or server that is down."""
+
+    kind = "broken"
+
+    def send(self, event: dict) -> None:
+        raise ConnectionError("store unreachable")
+
+
+def test_records_into_the_store(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    em = Emitter(settings)
+    rid = str(uuid.uuid4())
+    assert em.emit(run_event(rid)) is True
+    em.close()
+    with open_store(settings=settings) as s:
+        assert s.get_execution(rid).status.value == "completed"
+
+
+def test_failure_spools_then_retry_records(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    rid = str(uuid.uuid4())
+    broken = Emitter(settings, sink=BrokenSink())
+    assert broken.emit(run_event(rid)) is False  # never raises into the caller
+    assert len(broken.spooled_files()) == 1
+    result = CliRunner().invoke(app, ["spool", "status"], env={"CMF_HOME": str(tmp_path)})
+    assert "1 event(s) waiting" in result.output
+    result = CliRunner().invoke(app, ["spool", "retry"], env={"CMF_HOME": str(tmp_path),
+                                                              "CMF_SITE": "a"})
+    assert result.exit_code == 0, result.output
+    assert "recorded 1 event(s); 0 still waiting" in result.output
+    with open_store(settings=settings) as s:
+        assert s.get_execution(rid) is not None
+
+
+def test_invalid_event_is_rejected_not_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture
+                                            ) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    em = Emitter(settings)
+    bad = run_event("not-a-uuid")
+    assert em.emit(bad) is False
+    rejected = list((tmp_path / "spool" / "rejected").glob("*.json"))
+    assert len(rejected) == 1 and "not-a-uuid" in rejected[0].read_text()
+    assert "no impact on the task" in caplog.text
