@@ -37,6 +37,9 @@ def _register() -> None:
     carbon_cmds.register(app)
     serve_cmds.register(app)
     spool_cmds.register(app)
+    from cmf_core.recommend.cli import recommend_command
+
+    app.command("recommend")(recommend_command)
     # integrations add command groups (e.g. `cmf prefect watch`) through this entry point group
     from importlib.metadata import entry_points
 

@@ -296,7 +296,10 @@ class CmfSpanProcessor:
 
 
 _PROCESSOR: CmfSpanProcessor | None = None
-_INSTALL_LOCK = threading.Lock()
+# Re-entrant: importing Prefect inside install() can start the prefect.plugins entry point,
+# which calls install() again in the same thread; that inner call returns at once.
+_INSTALL_LOCK = threading.RLock()
+_INSTALLING = False
 
 
 def install(settings: Settings | None = None, *, record_all: bool = True) -> bool:
@@ -307,22 +310,28 @@ def install(settings: Settings | None = None, *, record_all: bool = True) -> boo
     the settings. Returns False (and logs why) when ``CMF_DISABLED`` is set or the process's
     OpenTelemetry tracer provider cannot take a span processor.
     """
-    global _PROCESSOR
+    global _PROCESSOR, _INSTALLING
     from cmf_core.config import is_disabled
 
     if is_disabled():
         log.info("cmf: CMF_DISABLED is set; Prefect runs are not recorded")
         return False
     with _INSTALL_LOCK:
-        if _PROCESSOR is None:
-            provider = _sdk_provider()
-            if provider is None:
-                return False
-            processor = CmfSpanProcessor()
-            provider.add_span_processor(processor)
-            _PROCESSOR = processor
-            _check_prefect_telemetry()
-        ROUTE.configure(settings, record_all)
+        if _INSTALLING:
+            return True
+        _INSTALLING = True
+        try:
+            if _PROCESSOR is None:
+                provider = _sdk_provider()
+                if provider is None:
+                    return False
+                processor = CmfSpanProcessor()
+                provider.add_span_processor(processor)
+                _PROCESSOR = processor
+                _check_prefect_telemetry()
+            ROUTE.configure(settings, record_all)
+        finally:
+            _INSTALLING = False
     return True
 
 

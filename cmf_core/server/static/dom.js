@@ -1,0 +1,136 @@
+// DOM and formatting helpers shared by the views. No dependencies, no build step.
+
+const SVG_NS = "http://www.w3.org/2000/svg";
+
+function build(el, attrs, children) {
+  for (const [key, value] of Object.entries(attrs || {})) {
+    if (value === undefined || value === null || value === false) continue;
+    if (key === "class") el.setAttribute("class", value);
+    else if (key === "dataset") Object.assign(el.dataset, value);
+    else if (key.startsWith("on") && typeof value === "function") {
+      el.addEventListener(key.slice(2), value);
+    } else el.setAttribute(key, value === true ? "" : String(value));
+  }
+  for (const child of children.flat(Infinity)) {
+    if (child === null || child === undefined || child === false) continue;
+    el.append(child instanceof Node ? child : String(child));
+  }
+  return el;
+}
+
+/** An HTML element: h("a", {href: "#/x", class: "c"}, "text", child). Text is never parsed. */
+export function h(tag, attrs, ...children) {
+  return build(document.createElement(tag), attrs, children);
+}
+
+/** An SVG element, as h(). */
+export function s(tag, attrs, ...children) {
+  return build(document.createElementNS(SVG_NS, tag), attrs, children);
+}
+
+/**
+ * A number as Python's format(x, ".4g") writes it (what `cmf carbon` prints), so the page and
+ * the CLI show the same digits: 0.0001234 -> "0.0001234", 2.383e-7 -> "2.383e-07", 1234.5 ->
+ * "1234" (an exact tie rounds to even, as Python does; JavaScript would round it up).
+ */
+export function g(x, precision = 4) {
+  if (x === null || x === undefined || Number.isNaN(x)) return "–";
+  if (!Number.isFinite(x)) return x > 0 ? "inf" : "-inf";
+  if (x === 0) return Object.is(x, -0) ? "-0" : "0";
+  const sign = x < 0 ? "-" : "";
+  const abs = Math.abs(x);
+  let [mantissa, expText] = abs.toExponential(precision - 1).split("e");
+  let digits = mantissa.replace(".", "");
+  // toExponential rounds a tie up; Python rounds it to the even digit
+  const [exact, exactExp] = abs.toExponential(99).split("e");
+  const all = exact.replace(".", "");
+  if (all[precision] === "5" && /^0*$/.test(all.slice(precision + 1))
+      && Number(all[precision - 1]) % 2 === 0) {
+    digits = all.slice(0, precision);
+    expText = exactExp;
+  }
+  const exp = Number(expText);
+  if (exp < -4 || exp >= precision) {
+    const frac = digits.slice(1).replace(/0+$/, "");
+    const pow = `e${exp < 0 ? "-" : "+"}${String(Math.abs(exp)).padStart(2, "0")}`;
+    return `${sign}${digits[0]}${frac ? `.${frac}` : ""}${pow}`;
+  }
+  const whole = exp >= 0 ? digits.slice(0, exp + 1) : "0";
+  const frac = (exp >= 0 ? digits.slice(exp + 1) : "0".repeat(-exp - 1) + digits).replace(/0+$/, "");
+  return `${sign}${whole}${frac ? `.${frac}` : ""}`;
+}
+
+/** A number cell: the .4g text, the exact value in data-value and in the tooltip. */
+export function num(x, attrs = {}) {
+  const exact = x === null || x === undefined ? "" : String(x);
+  return h("span", { class: "num", title: exact, dataset: { value: exact }, ...attrs }, g(x));
+}
+
+/** A parameter or property value as text (objects as compact JSON). */
+export function text(value) {
+  if (value === null || value === undefined) return "–";
+  if (typeof value === "number") return String(value);
+  if (typeof value === "string") return value;
+  return JSON.stringify(value);
+}
+
+function pad(n) {
+  return String(n).padStart(2, "0");
+}
+
+/** Unix seconds -> "2026-11-27 02:35:10" (UTC). */
+export function time(unix) {
+  if (unix === null || unix === undefined) return "–";
+  const d = new Date(unix * 1000);
+  return `${d.getUTCFullYear()}-${pad(d.getUTCMonth() + 1)}-${pad(d.getUTCDate())} ` +
+    `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}:${pad(d.getUTCSeconds())}`;
+}
+
+/** Seconds -> "850 ms", "12.3 s", "4 min 05 s", "2 h 03 min". */
+export function duration(seconds) {
+  if (seconds === null || seconds === undefined || seconds < 0) return "–";
+  if (seconds < 1) return `${Math.round(seconds * 1000)} ms`;
+  if (seconds < 60) return `${seconds.toFixed(1)} s`;
+  if (seconds < 3600) return `${Math.floor(seconds / 60)} min ${pad(Math.round(seconds % 60))} s`;
+  return `${Math.floor(seconds / 3600)} h ${pad(Math.floor((seconds % 3600) / 60))} min`;
+}
+
+/**
+ * A short form of an id: a digest's scheme and first 8 hex digits ("sha256:16320c9c"); the last
+ * 8 digits of a UUID ("…0924a9b3"), since UUIDv7s of runs started together share their first
+ * digits (a timestamp).
+ */
+export function shortId(id) {
+  if (!id) return "";
+  const colon = id.indexOf(":");
+  if (colon > 0) return `${id.slice(0, colon)}:${id.slice(colon + 1, colon + 9)}`;
+  return /^[0-9a-f]{8}-[0-9a-f]{4}-/i.test(id) ? `…${id.slice(-8)}` : id.slice(0, 12);
+}
+
+/** At most n characters, with an ellipsis. */
+export function clip(value, n) {
+  const t = String(value ?? "");
+  return t.length > n ? `${t.slice(0, n - 1)}…` : t;
+}
+
+export const SITE_COLOURS = ["#1f6fb4", "#c2410c", "#15803d", "#7e22ce", "#b91c1c", "#0e7490",
+  "#a16207", "#be185d"];
+
+/** site -> colour, by the site's place in the sorted list of sites. */
+export function siteColours(sites) {
+  const out = new Map();
+  [...new Set(sites)].sort().forEach((site, i) => out.set(site, SITE_COLOURS[i % SITE_COLOURS.length]));
+  return out;
+}
+
+/** A status badge. */
+export function status(value) {
+  return h("span", { class: `badge status-${value || "unknown"}` }, value || "unknown");
+}
+
+/** A key/value table from [key, value] pairs (values may be nodes). */
+export function kv(pairs, attrs = {}) {
+  const rows = pairs.filter(([, v]) => v !== undefined).map(([k, v]) =>
+    h("tr", {}, h("th", { scope: "row" }, k), h("td", {}, v instanceof Node ? v : text(v))));
+  return rows.length ? h("table", { class: "kv", ...attrs }, h("tbody", {}, rows)) : null;
+}

@@ -1,0 +1,84 @@
+"""The recommender benchmark scripts in smoke mode: build (HPO recorded into CMF) and
+leave-one-task-out replay."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+from cmf_core.recommend import knowledge
+from cmf_core.recommend.space import config_key
+from cmf_core.store import open_store
+
+ROOT = Path(__file__).resolve().parents[3]
+BENCH = ROOT / "benchmarks" / "recommender"
+
+
+def _load(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", BENCH / f"{name}.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.slow
+def test_build_kb_records_trials_into_cmf(tmp_path: Path) -> None:
+    build = _load("build_kb")
+    url = f"sqlite:///{tmp_path / 'kb.db'}"
+    out = tmp_path / "kb.json.gz"
+    assert build.main(["--smoke", "--tasks", "iris", "ts-spikes-p24", "--jobs", "1",
+                       "--cache", str(tmp_path / "cache"), "--store-url", url,
+                       "--out", str(out)]) == 0
+    kb = knowledge.load(out)
+    assert sorted(t.name for t in kb.tasks.values()) == ["iris", "ts-spikes-p24"]
+    assert kb.calibration["metric"]["name"] and "validation" in kb.calibration
+    with open_store(url, "kb-builder") as store:
+        assert {p.name for p in store.list_pipelines()} == {"hpo-iris", "hpo-ts-spikes-p24"}
+        execs = store.list_executions()
+        assert len(execs) == kb.n_runs
+        e = execs[0]
+        assert "model" in e.params and e.properties["cmf.task"]["name"] in {"iris",
+                                                                           "ts-spikes-p24"}
+        assert {m.name for m in store.metrics([e.id])} == {"score", "fit_time_s"}
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
+def test_loto_smoke_report(tmp_path: Path) -> None:
+    loto = _load("loto")
+    assert loto.main(["--smoke", "--jobs", "1", "--out", str(tmp_path), "--no-plots"]) == 0
+    report = json.loads((tmp_path / "loto-smoke.json").read_text())
+    cfg = report["config"]
+    assert (cfg["n_tasks"], cfg["seeds"], cfg["budget"]) == (3, 2, 15)
+    arms = report["analysis"]["arms"]
+    assert set(arms) == {"cold"} | {f"{a}@{k}" for a in ("kg", "random", "portfolio")
+                                    for k in (1, 3, 5, 10)}
+    for name, entry in arms.items():
+        assert 1 <= entry["mean_trials"] <= 16
+        if name != "cold":
+            lo, hi = entry["speedup_ci95"]
+            assert lo <= entry["speedup_geomean"] <= hi
+    assert len(report["analysis"]["per_task"]) == 3
+    assert {t["category"] for t in report["tasks"]} == {"classification", "regression",
+                                                        "anomaly_detection"}
+    assert report["seeds_first_ok"] is True
+    table = (tmp_path / "loto-smoke.md").read_text()
+    assert len(re.findall(r"^\| kg \| \d+ \|", table, flags=re.M)) == 4
+    # seeded arms start exactly with the recommended configurations
+    for t in report["tasks"]:
+        assert len(t["seed_configs"]["kg"]) == 10
+        kb = knowledge.shipped()
+        rest = kb.without(task_ids=[t["task_id"]], groups=[kb.tasks[t["task_id"]].group])
+        rest.calibration = loto.calibrate(rest)
+        from cmf_core.recommend import recommend
+
+        rec = recommend(kb.tasks[t["task_id"]], k=10, knowledge=rest)
+        assert [config_key(c) for c in rec.configs()] == t["seed_configs"]["kg"]

@@ -1,0 +1,53 @@
+"""Choosing and validating the similarity metric and threshold."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cmf_core.recommend.calibrate import (
+    calibrate,
+    inner_quality,
+    rank_agreement,
+    similarity_matrix,
+)
+from cmf_core.recommend.graph import SimilarityMetric
+from cmf_core.recommend.knowledge import KnowledgeBase
+
+
+def test_rank_agreement_separates_families(toy_kb: KnowledgeBase) -> None:
+    table = toy_kb.table("classification")
+    agree = rank_agreement(table)
+    assert np.allclose(agree, agree.T)
+    a = [table.row(f"toy/a{i}") for i in range(3)]
+    b = [table.row(f"toy/b{i}") for i in range(3)]
+    assert agree[a[0], a[1]] > 0.9
+    assert agree[a[0], b[0]] < agree[a[0], a[1]]
+
+
+def test_similarity_matrix_matches_metric(toy_kb: KnowledgeBase) -> None:
+    metric = SimilarityMetric("uniform", {"n_rows": 1, "n_features": 1, "class_balance": 1})
+    tasks = list(toy_kb.tasks.values())
+    sim = similarity_matrix(tasks, metric)
+    for i, a in enumerate(tasks):
+        for j, b in enumerate(tasks):
+            assert sim[i, j] == pytest.approx(metric(a, b))
+
+
+def test_calibrate_beats_portfolio_when_similarity_matters(toy_kb: KnowledgeBase) -> None:
+    cal = calibrate(toy_kb)
+    v = cal["validation"]
+    assert 0.5 <= cal["threshold"] <= 0.98
+    assert v["chosen"]["objective"] > v["portfolio"]["objective"]
+    assert v["chosen"]["coverage"] == 1.0
+    assert v["spearman_similarity_vs_agreement"] > 0.5
+    assert v["agreement_on_edges"] > v["agreement_off_edges"]
+    assert set(v["candidates"]) >= {"uniform^1", "uniform+landmark^4"}
+    assert cal["power"] in (1.0, 4.0, 16.0)
+    # with k = 1, seeds from neighbours hit every task's best; the portfolio cannot
+    table = toy_kb.table("classification")
+    tasks = [toy_kb.tasks[t] for t in table.task_ids]
+    metric = SimilarityMetric.from_dict(cal["metric"])
+    sim = similarity_matrix(tasks, metric)
+    assert inner_quality(table, tasks, sim, cal["threshold"], ks=(1,))["hit_rate"] == 1.0
+    assert inner_quality(table, tasks, sim, 1.01, ks=(1,))["hit_rate"] < 0.5

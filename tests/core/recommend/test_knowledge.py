@@ -1,0 +1,96 @@
+"""Knowledge base: file export, CMF store round trip, Optuna recording."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+import optuna
+import pytest
+
+from cmf_core.errors import InvalidInputError
+from cmf_core.model import Execution, Metric
+from cmf_core.recommend import knowledge
+from cmf_core.recommend.knowledge import KnowledgeBase, Run
+from cmf_core.recommend.recommender import recommend
+from cmf_core.recommend.space import config_key, suggest_config
+from cmf_core.store import Store
+from tests.core.recommend.conftest import A_BEST, CONFIGS, make_task
+
+
+def test_file_round_trip_is_exact_and_byte_stable(toy_kb: KnowledgeBase, tmp_path: Path) -> None:
+    p1 = knowledge.save(toy_kb, tmp_path / "kb.json.gz")
+    again = knowledge.load(p1)
+    assert set(again.tasks) == set(toy_kb.tasks)
+    assert again.calibration == toy_kb.calibration
+    for tid, runs in toy_kb.runs.items():
+        got = {config_key(r.config): r for r in again.runs[tid]}
+        for r in runs:
+            g = got[config_key(r.config)]
+            assert g.score == pytest.approx(r.score, abs=1e-5) and g.run_id == r.run_id
+    p2 = knowledge.save(again, tmp_path / "kb2.json.gz")
+    assert p1.read_bytes() == p2.read_bytes()
+
+
+def test_load_rejects_other_files(tmp_path: Path) -> None:
+    p = tmp_path / "x.json.gz"
+    p.write_bytes(gzip.compress(b'{"format": "something-else"}'))
+    with pytest.raises(InvalidInputError, match="not a cmf recommender knowledge base"):
+        knowledge.load(p)
+    p.write_bytes(gzip.compress(b'{"format": "cmf-recommender-kb", "version": 99}'))
+    with pytest.raises(InvalidInputError, match="version 99"):
+        knowledge.load(p)
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        knowledge.load(tmp_path / "nope.json")
+
+
+def test_merge_and_without(toy_kb: KnowledgeBase) -> None:
+    merged = toy_kb.merge(toy_kb)
+    assert merged.n_runs == toy_kb.n_runs  # same run ids are kept once
+    extra = make_task("c", (0.5, 0.5, 0.5), group="a0")
+    bigger = toy_kb.merge(KnowledgeBase([extra], {extra.id: [Run(CONFIGS[0], 0.5)]}))
+    assert len(bigger) == 7
+    smaller = bigger.without(groups=["a0"])
+    assert "toy/a0" not in smaller.tasks and extra.id not in smaller.tasks
+    assert len(smaller) == 5
+
+
+def test_store_round_trip(store: Store) -> None:
+    task = make_task("stored", (0.2, 0.2, 0.9))
+    for j, cfg in enumerate(CONFIGS):
+        knowledge.record_trial(store, task, cfg, 0.8 - 0.01 * abs(j - A_BEST), seconds=0.5)
+    # runs that must not count: no cmf.task, no score
+    plain = Execution(pipeline="other", stage="s", site=store.site, params={"model": "x"})
+    store.put([plain.ended(), Metric(execution_id=plain.id, name="score", value=1.0)])
+    noscore = Execution(pipeline="other", stage="s", site=store.site, params=dict(CONFIGS[0]),
+                        properties=knowledge.task_properties(task))
+    store.put([noscore.ended()])
+    kb = knowledge.from_store(store)
+    assert list(kb.tasks) == [task.id]
+    runs = kb.runs[task.id]
+    assert len(runs) == len(CONFIGS)
+    best = max(runs, key=lambda r: r.score)
+    assert dict(best.config) == CONFIGS[A_BEST]
+    assert best.run_id == knowledge.run_id(task.id, CONFIGS[A_BEST])
+    assert best.seconds == pytest.approx(0.5)
+    # recording the same trial again changes nothing (deterministic execution ids)
+    knowledge.record_trial(store, task, CONFIGS[0], 0.1)
+    assert knowledge.from_store(store).n_runs == len(CONFIGS)
+    # the store's runs drive recommendations, with their execution ids as evidence
+    rec = recommend(make_task("new", (0.21, 0.2, 0.9)), k=1, store=store, include_shipped=False,
+                    threshold=0.9)
+    assert rec.configs() == [CONFIGS[A_BEST]]
+    assert rec.seeds[0].evidence[0].run_id == best.run_id
+
+
+def test_optuna_callback_records_trials(store: Store) -> None:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    task = make_task("live", (0.5, 0.5, 0.5))
+    study = optuna.create_study(direction="minimize", sampler=optuna.samplers.RandomSampler(0))
+    study.optimize(lambda t: 1.0 if suggest_config(t, "classification")["model"] == "knn"
+                   else 2.0, n_trials=6, callbacks=[knowledge.optuna_callback(store, task)])
+    kb = knowledge.from_store(store)
+    runs = kb.runs[task.id]
+    assert len(runs) == 6
+    assert {r.score for r in runs} <= {-1.0, -2.0}  # minimised values are negated
+    assert all("model" in r.config and "." not in "".join(r.config) for r in runs)

@@ -1,0 +1,66 @@
+"""`cmf recommend` (recommend_command) on real files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cmf_core.errors import InvalidInputError
+from cmf_core.recommend import knowledge
+from cmf_core.recommend.cli import recommend_command
+from cmf_core.store import open_store
+from tests.core.recommend.conftest import A_BEST, CONFIGS, make_task
+
+ROOT = Path(__file__).resolve().parents[3]
+TELCO = ROOT / "examples" / "data" / "telco-churn" / "Telco-Customer-Churn.csv"
+
+
+def _app() -> typer.Typer:
+    app = typer.Typer(pretty_exceptions_enable=False)
+    app.command("recommend")(recommend_command)
+    app.command("noop")(lambda: None)  # keep "recommend" a sub-command, as in the cmf app
+    return app
+
+
+def test_task_file_and_store(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    task = make_task("stored", (0.2, 0.2, 0.9))
+    with open_store(url, "site-a") as store:
+        for j, cfg in enumerate(CONFIGS):
+            knowledge.record_trial(store, task, cfg, 0.8 - 0.01 * abs(j - A_BEST))
+    query = tmp_path / "task.json"
+    query.write_text(json.dumps(make_task("new", (0.2, 0.21, 0.9)).to_dict()))
+    result = CliRunner().invoke(_app(), ["recommend", "--task", str(query), "--store", url,
+                                         "--no-shipped", "-k", "2", "--threshold", "0.9",
+                                         "--json"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert out["strategy"] == "similar_tasks"
+    assert out["seeds"][0]["config"] == CONFIGS[A_BEST]
+    assert out["seeds"][0]["optuna_params"]["model"] == CONFIGS[A_BEST]["model"]
+    assert out["neighbours"][0]["name"] == "stored"
+
+
+@pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
+def test_dataset_with_shipped_knowledge_base() -> None:
+    result = CliRunner().invoke(_app(), ["recommend", str(TELCO), "--category",
+                                         "classification", "--target", "Churn", "-k", "3"])
+    assert result.exit_code == 0, result.output
+    assert "1. " in result.output and "3. " in result.output
+
+
+def test_errors_are_cmf_errors(tmp_path: Path) -> None:
+    runner = CliRunner()
+    result = runner.invoke(_app(), ["recommend"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert "give either a dataset" in str(result.exception)
+    result = runner.invoke(_app(), ["recommend", str(TELCO), "--target", "Churn"])
+    assert "--category is required" in str(result.exception)
+    result = runner.invoke(_app(), ["recommend", str(TELCO), "--category", "ranking",
+                                    "--target", "Churn"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert "unknown task category 'ranking'" in str(result.exception)

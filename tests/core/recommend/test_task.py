@@ -1,0 +1,168 @@
+"""Task descriptions and meta-features, on real files and generated data."""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cmf_core.errors import InvalidInputError
+from cmf_core.recommend.task import (
+    META_FEATURES,
+    Category,
+    Modality,
+    TaskDescription,
+    describe_arrays,
+    describe_csv,
+    describe_series,
+    describe_texts,
+    read_csv,
+)
+
+ROOT = Path(__file__).resolve().parents[3]
+TELCO = ROOT / "examples" / "data" / "telco-churn" / "Telco-Customer-Churn.csv"
+
+
+def _in_unit(desc: TaskDescription) -> bool:
+    return all(0.0 <= v <= 1.0 and math.isfinite(v) for v in desc.meta_features.values())
+
+
+def test_describe_telco_csv() -> None:
+    desc = describe_csv(TELCO, category="classification", target="Churn")
+    assert desc.category is Category.CLASSIFICATION and desc.modality is Modality.TABULAR
+    assert desc.raw["n_rows"] == 7043
+    assert desc.raw["n_features"] == 19  # 21 columns - customerID (identifier) - Churn
+    assert desc.raw["n_classes"] == 2
+    assert desc.meta_features["class_balance"] == pytest.approx(1869 / 5174, abs=1e-4)
+    assert desc.meta_features["frac_categorical"] > 0.7
+    assert desc.raw["frac_missing"] > 0  # 11 blank TotalCharges
+    assert _in_unit(desc)
+    assert {"mean_mutual_info", "pca_95", "target_entropy"} <= set(desc.meta_features)
+    assert not any(k.startswith("landmark") for k in desc.meta_features)
+
+
+def test_read_csv_types_and_identifier_dropped() -> None:
+    table = read_csv(TELCO)
+    assert "customerID" not in table.columns
+    assert not table.categorical[table.index("tenure")]
+    assert table.categorical[table.index("Contract")]
+    assert table.levels["Churn"] == ("No", "Yes")
+
+
+def test_landmarks_are_opt_in() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(200, 4))
+    y = (X[:, 0] > 0).astype(int)
+    plain = describe_arrays(X, y, category="classification")
+    full = describe_arrays(X, y, category="classification",
+                           groups=("simple", "statistical", "info", "landmark"))
+    assert "landmark_linear" not in plain.meta_features
+    assert full.meta_features["landmark_linear"] > 0.9  # a linear boundary
+
+
+@pytest.mark.parametrize("bad", ["segmentation", "", "classify"])
+def test_unknown_category_names_value_and_choices(bad: str) -> None:
+    with pytest.raises(InvalidInputError, match="unknown task category") as e:
+        TaskDescription(name="t", category=bad)
+    assert "anomaly_detection" in str(e.value)
+
+
+def test_category_and_modality_spellings() -> None:
+    d = TaskDescription(name="t", category="Anomaly detection", modality="time-series")
+    assert d.category is Category.ANOMALY_DETECTION and d.modality is Modality.TIME_SERIES
+    with pytest.raises(InvalidInputError, match="unknown task modality 'audio'"):
+        TaskDescription(name="t", category="regression", modality="audio")
+
+
+def test_empty_and_degenerate_csv(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    with pytest.raises(InvalidInputError, match="is empty"):
+        describe_csv(empty, category="classification", target="y")
+    header = tmp_path / "header.csv"
+    header.write_text("a,b,y\n")
+    with pytest.raises(InvalidInputError, match="no data rows"):
+        describe_csv(header, category="classification", target="y")
+    one_class = tmp_path / "one.csv"
+    one_class.write_text("a,y\n1,x\n2,x\n3,x\n")
+    with pytest.raises(InvalidInputError, match="single class 'x'"):
+        describe_csv(one_class, category="classification", target="y")
+    with pytest.raises(InvalidInputError, match="column 'label' is not in the table"):
+        describe_csv(one_class, category="classification", target="label")
+    with pytest.raises(InvalidInputError, match="needs target="):
+        describe_csv(one_class, category="regression")
+    ragged = tmp_path / "ragged.csv"
+    ragged.write_text("a,y\n1,2\n3\n")
+    with pytest.raises(InvalidInputError, match="row 3 has 1 fields"):
+        describe_csv(ragged, category="regression", target="y")
+    with pytest.raises(InvalidInputError, match="does not exist"):
+        describe_csv(tmp_path / "missing.csv", category="regression", target="y")
+
+
+def test_constant_and_missing_columns_still_describe(tmp_path: Path) -> None:
+    p = tmp_path / "const.csv"
+    rows = ["c,m,x,y"] + [f"1,,{i % 7},{i % 2}" for i in range(50)]
+    p.write_text("\n".join(rows) + "\n")
+    desc = describe_csv(p, category="classification", target="y")
+    assert _in_unit(desc)
+    assert desc.raw["frac_missing"] == pytest.approx(1 / 3)
+
+
+def test_describe_series_finds_period() -> None:
+    t = np.arange(3000)
+    x = np.sin(2 * np.pi * t / 50) + np.random.default_rng(0).normal(0, 0.1, len(t))
+    desc = describe_series(x, name="sine")
+    assert desc.modality is Modality.TIME_SERIES
+    assert desc.raw["period"] == pytest.approx(50, abs=1)
+    assert desc.meta_features["seasonality"] > 0.8
+    assert _in_unit(desc)
+    noise = describe_series(np.random.default_rng(1).normal(size=3000))
+    assert noise.meta_features["seasonality"] < 0.2
+    assert noise.meta_features["spectral_entropy"] > desc.meta_features["spectral_entropy"]
+    with pytest.raises(InvalidInputError, match="constant"):
+        describe_series(np.ones(100))
+    with pytest.raises(InvalidInputError, match="at least 16"):
+        describe_series([1.0, 2.0, 3.0])
+
+
+def test_describe_time_series_csv(tmp_path: Path) -> None:
+    p = tmp_path / "ts.csv"
+    t = np.arange(500)
+    p.write_text("time,value\n" + "\n".join(f"{i},{math.sin(i / 5):.5f}" for i in t) + "\n")
+    desc = describe_csv(p, category="anomaly_detection", modality="time_series",
+                        time_column="time")
+    assert desc.raw["n_channels"] == 1 and desc.raw["length"] == 500
+
+
+def test_describe_texts() -> None:
+    desc = describe_texts(["good movie", "bad plot, bad acting", "great"] * 5,
+                          [1, 0, 1] * 5, category="classification")
+    assert desc.raw["vocabulary"] == 6
+    assert desc.meta_features["class_balance"] == pytest.approx(0.5)
+    with pytest.raises(InvalidInputError, match="only empty documents"):
+        describe_texts(["", " "], category="classification")
+
+
+def test_dict_round_trip_and_validation() -> None:
+    desc = describe_arrays(np.arange(20.0).reshape(10, 2), np.arange(10) % 2,
+                           category="classification", name="tiny", group="g")
+    again = TaskDescription.from_dict(desc.to_dict())
+    assert again.id == desc.id and again.group == "g"
+    assert dict(again.meta_features) == pytest.approx(dict(desc.meta_features), abs=1e-6)
+    with pytest.raises(InvalidInputError, match="unknown task description key"):
+        TaskDescription.from_dict({**desc.to_dict(), "colour": "red"})
+    with pytest.raises(InvalidInputError, match="outside \\[0, 1\\]"):
+        TaskDescription(name="t", category="regression", meta_features={"n_rows": 7.0})
+    with pytest.raises(InvalidInputError, match="unknown meta-feature 'rows'"):
+        TaskDescription(name="t", category="regression", meta_features={"rows": 0.1})
+    with pytest.raises(InvalidInputError, match="needs a 'category'"):
+        TaskDescription.from_dict({"name": "t"})
+
+
+def test_docs_list_every_meta_feature() -> None:
+    doc = (ROOT / "docs" / "recommender.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", doc, flags=re.M))
+    assert {m.name for m in META_FEATURES} <= documented
