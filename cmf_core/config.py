@@ -102,6 +102,24 @@ class Settings(BaseSettings):
     spool_dir: Path | None = Field(
         None, description="Folder where events that could not be recorded wait for retry."
     )
+    # federation
+    federation_share_pipelines: list[str] | None = Field(
+        None, description="Pipelines this site serves to and pushes to peers (None: all)."
+    )
+    federation_peer_pipelines: dict[str, list[str]] = Field(
+        default_factory=dict, description="Per-peer pipeline allow-lists, by peer name."
+    )
+    federation_peer_tokens: dict[str, str] = Field(
+        default_factory=dict,
+        description="Server side: peer name -> the token that peer presents.",
+    )
+    federation_tokens: dict[str, str] = Field(
+        default_factory=dict, description="Client side: peer URL -> the token to send."
+    )
+    federation_artifact_roots: list[Path] = Field(
+        default_factory=list,
+        description="Folders whose files this site serves by digest (empty: refuse).",
+    )
     hook_timeout_s: float = Field(
         5.0, gt=0, description="Longest time a tracking hook may take inside a user's task."
     )

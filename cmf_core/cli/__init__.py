@@ -29,6 +29,7 @@ def _register() -> None:
         serve_cmds,
         spool_cmds,
         store_cmds,
+        sync_cmds,
     )
 
     store_cmds.register(app)
@@ -37,6 +38,7 @@ def _register() -> None:
     carbon_cmds.register(app)
     serve_cmds.register(app)
     spool_cmds.register(app)
+    sync_cmds.register(app)
     from cmf_core.recommend.cli import recommend_command
 
     app.command("recommend")(recommend_command)

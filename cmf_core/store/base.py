@@ -28,8 +28,9 @@ from __future__ import annotations
 import abc
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
+from cmf_core.errors import StoreError
 from cmf_core.model import (
     Artifact,
     ArtifactLocation,
@@ -50,6 +51,41 @@ class Closure:
 
     artifacts: frozenset[str]
     executions: frozenset[str]
+
+
+# Versioned export (federation): the fields of each record kind in the order of the tuples of
+# ExportPage.rows; every tuple then ends with (origin store id, origin seq, local seq). JSON-valued
+# fields (params, properties, custom_properties, details) are canonical JSON text.
+EXPORT_FIELDS: dict[str, tuple[str, ...]] = {
+    "pipeline": ("name", "site", "created_at", "properties", "custom_properties"),
+    "stage": ("pipeline", "name", "site", "created_at", "properties", "custom_properties"),
+    "artifact": ("id", "type", "name", "uri", "site", "created_at", "properties",
+                 "custom_properties"),
+    "location": ("artifact_id", "site", "uri"),
+    "execution": ("id", "pipeline", "stage", "site", "status", "started_at", "ended_at",
+                  "params", "properties", "custom_properties", "error"),
+    "event": ("execution_id", "artifact_id", "type"),
+    "metric": ("execution_id", "name", "step", "value", "timestamp"),
+    "energy": ("execution_id", "site", "energy_kwh", "co2e_kg", "details"),
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ExportPage:
+    """Rows changed in the store-local seq range ``(since, end]``, read from one snapshot taken
+    when the store's counter stood at ``snapshot``; ``end < snapshot`` means more pages follow."""
+
+    rows: dict[str, list[tuple[Any, ...]]]
+    since: int
+    end: int
+    snapshot: int
+
+    @property
+    def more(self) -> bool:
+        return self.end < self.snapshot
+
+    def __len__(self) -> int:
+        return sum(len(v) for v in self.rows.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,3 +196,41 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def set_state(self, key: str, value: str) -> None: ...
+
+    # federation: versions (optional; the SQL backends implement them) -------------------------
+    # A row written by :meth:`put` is a version of this store: (``store_id``, its ``seq``). A row
+    # that :meth:`put_versioned` changed keeps the version it had at its origin store. A store
+    # that holds every version of origin O up to n, or a later value of each of those rows, "has
+    # O up to n": a version vector {O: n} is how peers skip what the other already has.
+    @property
+    def store_id(self) -> str:
+        """This store's id: a random, permanent key of its versions (not the site name)."""
+        raise StoreError(f"{self.kind} stores do not support federation")
+
+    def put_versioned(self, items: Iterable[tuple[Record, str, int]]) -> None:
+        """Like :meth:`put` for ``(record, origin, origin_seq)``: a row this changes to the
+        incoming record keeps that origin version; any other change is a version of this store.
+        An artifact with an origin version brings no location row of its own (a versioned
+        export carries its location rows). Backends may also take their own pre-validated row
+        form in place of an item (the SQL backends: ``sql.wire_row``)."""
+        raise StoreError(f"{self.kind} stores do not support federation")
+
+    def export_page(self, since: int = 0, limit: int | None = None, *,
+                    pipelines: Sequence[str] | None = None,
+                    vector: dict[str, int] | None = None) -> ExportPage:
+        """Rows with local seq > ``since`` (at most ``limit`` per kind), from one snapshot, in
+        ``EXPORT_FIELDS`` form; only ``pipelines`` (with the artifacts their executions used);
+        leaving out rows whose version ``vector`` covers."""
+        raise StoreError(f"{self.kind} stores do not support federation")
+
+    def existing_keys(self, kind: str, keys: Sequence[Any]) -> set[Any]:
+        """Which of ``keys`` this store holds: ids of executions or artifacts (``kind``
+        ``execution``, ``artifact``), execution ids of energy records (``energy``),
+        ``(execution_id, name, step)`` of metrics (``metric``)."""
+        raise StoreError(f"{self.kind} stores do not support federation")
+
+    def export_related(self, execution_ids: Sequence[str],
+                       artifact_ids: Sequence[str] = ()) -> ExportPage:
+        """The executions, their events, metrics, energy, artifacts (and ``artifact_ids``),
+        locations, pipelines and stages, from one snapshot, in ``EXPORT_FIELDS`` form."""
+        raise StoreError(f"{self.kind} stores do not support federation")

@@ -7,10 +7,12 @@ cmf-foundation and is refused rather than touched.
 
 from __future__ import annotations
 
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from sqlalchemy import Index, MetaData, Table
 from sqlalchemy.engine import Dialect
 from sqlalchemy.schema import CreateIndex, CreateTable
 
@@ -25,9 +27,20 @@ class Migration:
     statements: Callable[[Dialect], list[str]]
 
 
+def _as_created(table: Table) -> Table:
+    """``table`` without the columns a later migration adds (``info["migration"]``)."""
+    if not any(c.info.get("migration") for c in table.columns):
+        return table
+    copy = Table(table.name, MetaData(),
+                 *[c._copy() for c in table.columns if not c.info.get("migration")])
+    for index in table.indexes:
+        Index(index.name, *[copy.c[c.name] for c in index.columns], unique=index.unique)
+    return copy
+
+
 def _initial(dialect: Dialect) -> list[str]:
     out: list[str] = []
-    for table in schema.metadata.sorted_tables:
+    for table in map(_as_created, schema.metadata.sorted_tables):
         out.append(str(CreateTable(table).compile(dialect=dialect)).strip())
         for index in sorted(table.indexes, key=lambda i: i.name or ""):
             out.append(str(CreateIndex(index).compile(dialect=dialect)).strip())
@@ -35,8 +48,20 @@ def _initial(dialect: Dialect) -> list[str]:
     return out
 
 
+def _record_origin(dialect: Dialect) -> list[str]:
+    """Origin version columns for federation, and this store's id (the key of its versions)."""
+    out = [
+        f"ALTER TABLE {table.name} ADD COLUMN {c.name} {c.type.compile(dialect=dialect)}"
+        for table in schema.VERSIONED_TABLES for c in table.columns
+        if c.info.get("migration") == schema.ORIGIN_MIGRATION
+    ]
+    out.append(f"INSERT INTO cmf_store (key, value) VALUES ('store_id', '{secrets.token_hex(8)}')")
+    return out
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", _initial),
+    Migration(schema.ORIGIN_MIGRATION, _record_origin),
 ]
 
 KNOWN = [m.name for m in MIGRATIONS]

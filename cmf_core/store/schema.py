@@ -195,3 +195,17 @@ conflicts = Table(
 )
 
 STEP_SCALAR = -1  # metrics.step value of a scalar (unstepped) metric
+
+# Federation (migration 0002_record_origin): the origin version of each replicated row. A row
+# written here has origin NULL (this store; its version is its own ``seq``); a row that a
+# federation import changed keeps the version it had at its origin store, ``(origin,
+# origin_seq)``, so a third site can tell it already holds that version (version vectors, see
+# cmf_core/federation). Columns added by a later migration say so in ``info`` and the initial
+# migration leaves them out.
+ORIGIN_MIGRATION = "0002_record_origin"
+VERSIONED_TABLES = (pipelines, stages, artifacts, artifact_locations, executions, events, metrics,
+                    energy)
+for _table in VERSIONED_TABLES:
+    _table.append_column(Column("origin", Text, info={"migration": ORIGIN_MIGRATION}))
+    _table.append_column(Column("origin_seq", BigInteger, info={"migration": ORIGIN_MIGRATION}))
+del _table

@@ -1,0 +1,364 @@
+"""Peer sync: exchange metadata with any site's ``cmf serve``, and fetch artifact bytes on demand.
+
+``sync(peer_url)`` pulls what the peer has and this store lacks, then pushes the reverse.
+Both directions are the same protocol seen from the two ends (routes under
+``/api/v1/federation``, see :mod:`cmf_core.server.routers.federation`):
+
+1. ``GET /info?peer=<my store id>&scope=<my scope>``: the peer's site, store id, version vector,
+   the scope it will share with this caller, and how far it has this store (its high-water mark
+   on this store's seq, for pushes).
+2. Pull: ``GET /bundle?since=<hwm>&exclude=<my vector>&limit=N``: one page of the peer's changes
+   after the seq this store has it up to, less every version this store already has (whoever it
+   came from); imported in one transaction, after which the high-water mark moves to the page's
+   end. Repeated until a page says it is complete; then this store adopts the peer's vector.
+3. Push: the same pages from this store, sent with ``POST /bundle``, starting from the peer's
+   high-water mark and leaving out what the peer's vector covers.
+
+Every page is a checksummed bundle; an interrupted transfer loses at most the page in flight, and
+the next sync resumes from the last imported page. A repeated sync transfers only what is new:
+bytes on the wire grow with the delta, not with the store.
+
+Tokens: ``token=`` or the ``federation_tokens`` setting (peer URL -> token), sent as
+``Authorization: Bearer``. What this site pushes is limited by its own sharing policy (the
+``federation_share_pipelines`` setting); what it pulls, by the peer's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from cmf_core.config import Settings, load_settings
+from cmf_core.errors import AuthError, CmfError, InvalidInputError, NotFoundError
+from cmf_core.federation.bundle import FORMAT, MEDIA_TYPE
+from cmf_core.federation.export import (
+    DEFAULT_PAGE,
+    Selector,
+    load_vector,
+    page_bundle,
+)
+from cmf_core.federation.merge import get_hwm, import_bundle
+from cmf_core.store import Store, open_store
+
+API = "/api/v1/federation"
+PEER_URL_KEY = "federation:peer-url:"
+Direction = Literal["both", "push", "pull"]
+
+
+class PeerError(CmfError):
+    """A peer could not be reached, refused a request, or a transfer was cut off."""
+
+
+@dataclass
+class Transfer:
+    """One direction of a sync."""
+
+    pages: int = 0
+    records: int = 0
+    bytes: int = 0
+    since: int = 0
+    end: int = 0
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class SyncReport:
+    peer_url: str
+    peer_site: str = ""
+    peer_store: str = ""
+    direction: str = "both"
+    scope: str = "all"
+    pulled: Transfer = field(default_factory=Transfer)
+    pushed: Transfer = field(default_factory=Transfer)
+
+    @property
+    def conflicts(self) -> list[dict[str, Any]]:
+        return self.pulled.conflicts + self.pushed.conflicts
+
+    @property
+    def bytes(self) -> int:
+        return self.pulled.bytes + self.pushed.bytes
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return {**asdict(self), "conflicts": len(self.conflicts), "bytes": self.bytes}
+
+
+# settings this module reads (with defaults until they exist in cmf_core.config) ---------------
+def shared_pipelines(settings: Settings | None, peer: str | None = None) -> list[str] | None:
+    """The pipelines this site shares with ``peer`` (``None``: all of them)."""
+    per_peer = getattr(settings, "federation_peer_pipelines", None) or {}
+    if peer is not None and peer in per_peer:
+        return list(per_peer[peer])
+    allowed = getattr(settings, "federation_share_pipelines", None)
+    return None if allowed is None else list(allowed)
+
+
+def token_for(peer_url: str, settings: Settings | None) -> str | None:
+    tokens = getattr(settings, "federation_tokens", None) or {}
+    return tokens.get(peer_url.rstrip("/")) or tokens.get(peer_url)
+
+
+def encode_vector(vector: dict[str, int] | None) -> str:
+    return ",".join(f"{k}:{int(v)}" for k, v in sorted((vector or {}).items()))
+
+
+def decode_vector(text: str | None) -> dict[str, int] | None:
+    if not text:
+        return None
+    out: dict[str, int] = {}
+    for part in text.split(","):
+        origin, sep, n = part.rpartition(":")
+        if not sep or not origin or not n.isdigit():
+            raise InvalidInputError(f"version vector {text!r} must be 'store:seq,store:seq'")
+        out[origin] = int(n)
+    return out
+
+
+# HTTP ---------------------------------------------------------------------------------------------
+class _Client:
+    def __init__(self, base: str, token: str | None, timeout: float) -> None:
+        import httpx
+
+        self.base = base.rstrip("/")
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        self.http = httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
+        self.httpx = httpx
+
+    def close(self) -> None:
+        self.http.close()
+
+    def _fail(self, resp: Any, what: str) -> None:
+        if resp.status_code < 400:
+            return
+        try:
+            resp.read()
+            message = resp.json().get("message") or resp.text
+        except Exception:
+            message = resp.text[:300] if hasattr(resp, "text") else ""
+        if resp.status_code == 401:
+            raise AuthError(f"{self.base} refused {what}: {message}")
+        if resp.status_code == 404 and what.startswith("GET /info"):
+            raise PeerError(f"{self.base} has no federation API (404 on {API}/info); is it a "
+                            "cmf serve of cmf-foundation?")
+        exc = NotFoundError if resp.status_code == 404 else PeerError
+        raise exc(f"{self.base} answered {resp.status_code} to {what}: {message}")
+
+    def get_json(self, path: str, params: dict[str, Any]) -> Any:
+        try:
+            resp = self.http.get(API + path, params=params)
+        except self.httpx.HTTPError as e:
+            raise PeerError(f"cannot reach {self.base}: {e}") from None
+        self._fail(resp, f"GET {path}")
+        return resp.json()
+
+
+def _info(client: _Client, store: Store, scope: str, pipelines: list[str] | None) -> Any:
+    params: dict[str, Any] = {"peer": store.store_id, "scope": scope}
+    if pipelines is not None:
+        params["pipeline"] = pipelines
+    info = client.get_json("/info", params)
+    if info.get("format") != FORMAT:
+        raise PeerError(f"{client.base} speaks bundle format {info.get('format')!r}, this site "
+                        f"format {FORMAT}; upgrade the older side")
+    if info.get("store_id") == store.store_id:
+        raise InvalidInputError(f"{client.base} is this very store; sync with another site")
+    return info
+
+
+def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
+         pipeline: str | None = None, store: Store | None = None,
+         settings: Settings | None = None, *, page_size: int = DEFAULT_PAGE,
+         compress: bool = True, timeout: float = 120.0) -> SyncReport:
+    """Exchange metadata with the ``cmf serve`` at ``peer_url``; see the module docs.
+
+    ``pipeline`` limits the exchange to one pipeline. Raises :class:`PeerError` when the peer
+    cannot be reached or a transfer is cut off (what was imported stays; run it again to
+    resume), :class:`~cmf_core.errors.AuthError` when it refuses the token.
+    """
+    if direction not in ("both", "push", "pull"):
+        raise InvalidInputError(f"direction {direction!r} must be 'both', 'push' or 'pull'")
+    own = store is None
+    settings = settings or (load_settings() if own else None)
+    store = store or open_store(settings=settings)
+    token = token or token_for(peer_url, settings)
+    client = _Client(peer_url, token, timeout)
+    report = SyncReport(peer_url=client.base, direction=direction)
+    try:
+        wanted = None if pipeline is None else [pipeline]
+        push_sel = Selector(pipelines=wanted).restricted_to(shared_pipelines(settings))
+        info = _info(client, store, push_sel.key, wanted)
+        report.peer_site, report.peer_store = info["site"], info["store_id"]
+        report.scope = info["scope"]
+        store.set_state(PEER_URL_KEY + report.peer_site, client.base)
+        if direction in ("both", "pull"):
+            _pull(client, store, info, wanted, page_size, compress, report.pulled)
+        if direction in ("both", "push"):
+            _push(client, store, info, push_sel, page_size, compress, report.pushed)
+    finally:
+        client.close()
+        if own:
+            store.close()
+    return report
+
+
+def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, page_size: int,
+          compress: bool, out: Transfer) -> None:
+    """Pages in order, each imported in one transaction; the next page downloads meanwhile.
+
+    (Writing in a second thread as well was tried: each SQLite step releases the GIL and must
+    win it back from the busy parser, so that made a sync slower, not faster.)"""
+    peer_store, scope = info["store_id"], info["scope"]
+    since = out.since = get_hwm(store, peer_store, scope)
+
+    def fetch(start: int) -> tuple[bytes, int, bool]:
+        params: dict[str, Any] = {"since": start, "limit": page_size,
+                                  "exclude": encode_vector(load_vector(store)), "gzip": compress}
+        if wanted is not None:
+            params["pipeline"] = wanted
+        resp = client.http.get(API + "/bundle", params=params)
+        client._fail(resp, "GET /bundle")
+        return (resp.content, int(resp.headers.get("x-cmf-seq-end", -1)),
+                resp.headers.get("x-cmf-complete") == "true")
+
+    with ThreadPoolExecutor(1, thread_name_prefix="cmf-sync-fetch") as pool:
+        ahead = pool.submit(fetch, since)
+        while True:
+            try:
+                body, end, complete = ahead.result()
+            except client.httpx.HTTPError as e:
+                raise PeerError(
+                    f"pull from {client.base} was cut off after {out.pages} page(s) "
+                    f"({out.records} records; everything up to its seq {since} is imported): "
+                    f"{e}; run the sync again to resume") from None
+            if not complete and end >= since:
+                ahead = pool.submit(fetch, end)  # download the next page while importing
+            rep = import_bundle(store, [body], name=f"{client.base} page since {since}")
+            out.pages += 1
+            out.records += rep.records
+            out.bytes += len(body)
+            out.conflicts += rep.conflicts
+            out.end = rep.end
+            if rep.complete:
+                return
+            if complete or rep.end != end:  # the headers did not say what the bundle says
+                ahead.cancel()
+                ahead = pool.submit(fetch, rep.end)
+            since = rep.end
+
+
+def _push(client: _Client, store: Store, info: Any, selector: Selector, page_size: int,
+          compress: bool, out: Transfer) -> None:
+    """Pages in order, each imported by the peer in one transaction; the next page is made
+    here while the peer imports the last one."""
+    since = out.since = int(info.get("high_water") or 0)
+    exclude = {str(k): int(v) for k, v in (info.get("vector") or {}).items()}
+
+    def make(start: int) -> tuple[bytes, int, bool]:
+        page, chunks = page_bundle(store, selector, since=start, limit=page_size,
+                                   exclude=exclude, compress=compress)
+        return b"".join(chunks), page.end, page.more
+
+    with ThreadPoolExecutor(1, thread_name_prefix="cmf-sync-make") as pool:
+        ahead = pool.submit(make, since)
+        while True:
+            body, end, more = ahead.result()
+            if more:
+                ahead = pool.submit(make, end)
+            try:
+                resp = client.http.post(API + "/bundle", content=body,
+                                        headers={"Content-Type": MEDIA_TYPE})
+            except client.httpx.HTTPError as e:
+                raise PeerError(
+                    f"push to {client.base} was cut off after {out.pages} page(s) "
+                    f"({out.records} records; the peer has everything up to this store's seq "
+                    f"{since}): {e}; run the sync again to resume") from None
+            client._fail(resp, "POST /bundle")
+            rep = resp.json()
+            out.pages += 1
+            out.records += int(rep.get("records", 0))
+            out.bytes += len(body)
+            out.conflicts += rep.get("conflicts", [])
+            out.end = since = end
+            if not more:
+                return
+
+
+# data on demand -------------------------------------------------------------------------------
+def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None = None,
+                   token: str | None = None, store: Store | None = None,
+                   settings: Settings | None = None, timeout: float = 300.0) -> Path:
+    """Get an artifact's bytes from a site that holds them, verifying the digest.
+
+    Tries ``peer_url``, else every site with a location of the artifact whose URL this store
+    learned by syncing with it. Writes ``out`` (default: the artifact's name in the current
+    directory) only once the bytes match the digest.
+    """
+    own = store is None
+    settings = settings or (load_settings() if own else None)
+    store = store or open_store(settings=settings)
+    try:
+        artifact = store.get_artifact(digest)
+        if artifact is None:
+            raise NotFoundError(f"no artifact {digest!r} in this store; sync with the site that "
+                                "has it first (cmf sync PEER_URL)")
+        if not digest.startswith("sha256:"):
+            raise InvalidInputError(
+                f"artifact {digest[:20]}... is a remote object (digest of its URI and version): "
+                f"fetch it from {artifact.uri} with that system's own tools")
+        urls: list[str] = [peer_url] if peer_url else []
+        if not urls:
+            for loc in store.artifact_locations(digest):
+                url = store.get_state(PEER_URL_KEY + loc.site)
+                if url and url not in urls:
+                    urls.append(url)
+        if not urls:
+            sites = sorted({loc.site for loc in store.artifact_locations(digest)})
+            raise InvalidInputError(
+                f"no known URL for the site(s) holding {digest[:20]}... ({', '.join(sites)}); "
+                "pass the owning site's URL (cmf artifact fetch DIGEST --from URL)")
+        target = Path(out) if out is not None else Path.cwd() / Path(artifact.name).name
+        errors: list[str] = []
+        for url in urls:
+            try:
+                return _download(url, digest, target, token or token_for(url, settings),
+                                 timeout)
+            except (PeerError, NotFoundError, AuthError) as e:
+                errors.append(str(e))
+        raise PeerError(f"no site gave the bytes of {digest[:20]}...: " + "; ".join(errors))
+    finally:
+        if own:
+            store.close()
+
+
+def _download(url: str, digest: str, target: Path, token: str | None, timeout: float) -> Path:
+    client = _Client(url, token, timeout)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".cmf-fetch-", dir=target.parent)
+    try:
+        h = hashlib.sha256()
+        with os.fdopen(fd, "wb") as fh:
+            try:
+                with client.http.stream("GET", f"{API}/artifacts/{digest}") as resp:
+                    client._fail(resp, f"GET /artifacts/{digest[:20]}...")
+                    for chunk in resp.iter_bytes():
+                        h.update(chunk)
+                        fh.write(chunk)
+            except client.httpx.HTTPError as e:
+                raise PeerError(f"download from {url} was cut off: {e}") from None
+        got = "sha256:" + h.hexdigest()
+        if got != digest:
+            raise PeerError(f"{url} sent bytes with digest {got[:20]}..., not {digest[:20]}...; "
+                            "they were discarded")
+        os.replace(tmp, target)
+        return target
+    finally:
+        client.close()
+        if os.path.exists(tmp):
+            os.unlink(tmp)

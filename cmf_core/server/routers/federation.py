@@ -1,0 +1,174 @@
+"""Federation API: peers pull and push metadata bundles, and fetch artifact bytes on demand.
+
+Routes (all under ``/api/v1/federation``; protocol in :mod:`cmf_core.federation.peer`):
+
+* ``GET /info?peer=<store id>&peer_scope=<scope>&pipeline=P``: this site, its store id and
+  version vector, what it shares with the caller (``scope``, ``pipelines``), and how far it has
+  the caller's store in ``peer_scope`` (``high_water``, where the caller's push starts).
+* ``GET /bundle?since=N&limit=L&exclude=<vector>&pipeline=P&gzip=true``: one page of changes
+  after this store's seq ``N`` as a bundle (``application/x-ndjson``, gzip-compressed bytes when
+  ``gzip``), less the versions the ``exclude`` vector (``store:seq,...``) covers.
+* ``POST /bundle``: import a bundle (plain or gzip), one transaction; answers the merge report
+  (records, conflicts, high-water mark).
+* ``GET /artifacts/{digest}``: the bytes of an artifact whose location at this site is a local
+  file under an allowed root (``federation_artifact_roots``; none by default: every request is
+  refused with 403). The receiver verifies the digest.
+
+Access: when the server has a token (``CMF_TOKEN``) or per-peer tokens
+(``federation_peer_tokens``: peer name -> token), every federation route needs one of them, reads
+included; a peer token reaches only these routes and only what the sharing policy
+(``federation_share_pipelines``, ``federation_peer_pipelines``) gives that peer. With no token
+at all (a loopback-only server) the routes are open.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import FileResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+
+from cmf_core.errors import AuthError, NotFoundError
+from cmf_core.federation.bundle import FORMAT, MEDIA_TYPE
+from cmf_core.federation.export import DEFAULT_PAGE, Selector, load_vector, page_bundle
+from cmf_core.federation.merge import get_hwm, import_bundle
+from cmf_core.federation.peer import decode_vector, shared_pipelines
+from cmf_core.server.auth import bearer, require_write
+from cmf_core.server.deps import SettingsDep, StoreDep
+from cmf_core.server.errors import PayloadTooLargeError
+from cmf_core.store import ExecutionFilter, Store
+
+MAX_PAGE = 200_000
+MAX_BUNDLE_BYTES = 1 << 30  # one pushed page, as sent (gzip or not)
+
+
+async def federation_peer(request: Request,
+                          credentials: HTTPAuthorizationCredentials | None = Depends(bearer)
+                          ) -> str | None:
+    """Dependency: who is calling. A peer token gives that peer's name; the server's own
+    token, or no token configured at all, gives ``None`` (this site's full view)."""
+    settings = request.app.state.settings
+    peers: dict[str, str] = getattr(settings, "federation_peer_tokens", None) or {}
+    if credentials is not None:
+        for name, token in peers.items():
+            if hmac.compare_digest(credentials.credentials.encode(), token.encode()):
+                return name
+    if getattr(settings, "token", None):
+        await require_write(request, credentials)  # the server's token: raises when wrong
+        return None
+    if peers:
+        raise AuthError(f"{request.method} {request.url.path} needs this site's token for your "
+                        "peer: send 'Authorization: Bearer <token>' (federation_peer_tokens)"
+                        if credentials is None else
+                        "the bearer token is not one of this site's peer tokens "
+                        "(federation_peer_tokens); check the token given to cmf sync")
+    return None
+
+
+Peer = Annotated[str | None, Depends(federation_peer)]
+Pipelines = Annotated[list[str] | None, Query(alias="pipeline",
+                                              description="Only these pipelines.")]
+
+router = APIRouter(prefix="/api/v1/federation", tags=["federation"])
+
+
+@router.get("/info")
+def info(store: StoreDep, settings: SettingsDep, peer_name: Peer,
+         peer: Annotated[str | None, Query(max_length=64,
+                                           description="The caller's store id.")] = None,
+         peer_scope: Annotated[str, Query(max_length=4096)] = "all",
+         pipelines: Pipelines = None) -> dict[str, Any]:
+    """This site, its version vector, what it shares with the caller, and how far it has the
+    caller's store (where a push starts)."""
+    sel = Selector(pipelines=pipelines).restricted_to(shared_pipelines(settings, peer_name))
+    return {
+        "format": FORMAT, "site": store.site, "store_id": store.store_id,
+        "vector": load_vector(store), "scope": sel.key,
+        "pipelines": None if sel.pipelines is None else list(sel.pipelines),
+        "high_water": get_hwm(store, peer, peer_scope) if peer else 0,
+        "serves_artifacts": bool(_roots(settings)),
+    }
+
+
+@router.get("/bundle")
+def get_bundle(store: StoreDep, settings: SettingsDep, peer_name: Peer,
+               since: Annotated[int, Query(ge=0, description="This store's seq to start after.")]
+               = 0,
+               limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per record kind "
+                                                                          "in this page.")]
+               = DEFAULT_PAGE,
+               exclude: Annotated[str | None, Query(description="Version vector of the caller: "
+                                                                "'store:seq,...'.")] = None,
+               gzip: bool = True, pipelines: Pipelines = None) -> StreamingResponse:
+    """One page of changes after ``since`` as a bundle, less what ``exclude`` covers."""
+    sel = Selector(pipelines=pipelines).restricted_to(shared_pipelines(settings, peer_name))
+    page, chunks = page_bundle(store, sel, since=since, limit=limit,
+                               exclude=decode_vector(exclude), compress=gzip)
+    return StreamingResponse(chunks, media_type=MEDIA_TYPE, headers={
+        "X-Cmf-Seq-End": str(page.end), "X-Cmf-Complete": str(not page.more).lower()})
+
+
+@router.post("/bundle")
+async def post_bundle(request: Request, store: StoreDep, _peer: Peer) -> dict[str, Any]:
+    """Import a bundle (one transaction); true conflicts are recorded and reported."""
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in request.stream():
+        total += len(chunk)
+        if total > MAX_BUNDLE_BYTES:
+            raise PayloadTooLargeError(f"a pushed bundle may be at most {MAX_BUNDLE_BYTES} bytes; "
+                                       "push smaller pages (cmf sync pages by itself)")
+        chunks.append(chunk)
+    report = await asyncio.to_thread(import_bundle, store, chunks, name="pushed bundle")
+    return report.to_dict()
+
+
+def _roots(settings: Any) -> list[Path]:
+    roots = getattr(settings, "federation_artifact_roots", None) or []
+    return [Path(r).expanduser().resolve() for r in roots]
+
+
+def _shared(store: Store, digest: str, allowed: list[str] | None) -> bool:
+    if allowed is None:
+        return True
+    ids = sorted({e.execution_id for e in store.events(artifact_ids=[digest])})
+    return bool(ids) and any(e.pipeline in allowed for e in
+                             store.list_executions(ExecutionFilter(ids=ids)))
+
+
+@router.get("/artifacts/{digest}")
+def get_artifact_bytes(digest: str, store: StoreDep, settings: SettingsDep,
+                       peer_name: Peer) -> FileResponse:
+    """The bytes of an artifact stored at this site under an allowed root, or a refusal."""
+    roots = _roots(settings)
+    if not roots:
+        raise HTTPException(403, "this site does not serve artifact bytes (its "
+                                 "federation_artifact_roots setting is empty)")
+    if store.get_artifact(digest) is None:
+        raise NotFoundError(f"no artifact {digest!r} at this site")
+    if not _shared(store, digest, shared_pipelines(settings, peer_name)):
+        raise HTTPException(403, f"artifact {digest[:20]}... belongs to no pipeline this site "
+                                 "shares with you")
+    refused = False
+    for loc in store.artifact_locations(digest):
+        if loc.site != store.site or ("://" in loc.uri and not loc.uri.startswith("file://")):
+            continue
+        path = Path(loc.uri[len("file://"):] if loc.uri.startswith("file://") else loc.uri)
+        if not path.is_absolute():
+            continue
+        path = path.resolve()
+        if not any(path.is_relative_to(root) for root in roots):
+            refused = True
+            continue
+        if path.is_file():
+            return FileResponse(path, media_type="application/octet-stream",
+                                headers={"X-Cmf-Digest": digest})
+    if refused:
+        raise HTTPException(403, f"artifact {digest[:20]}... lies outside the folders this site "
+                                 "serves (federation_artifact_roots)")
+    raise NotFoundError(f"artifact {digest[:20]}... has no local file at this site (site "
+                        f"{store.site}); its bytes may live elsewhere")

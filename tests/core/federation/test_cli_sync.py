@@ -1,0 +1,129 @@
+"""The federation commands (cmf export/import selectors, cmf sync, cmf artifact fetch,
+cmf conflicts) through the CLI, on real stores and a real site server."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from pathlib import Path
+
+import pytest
+import typer
+from typer.testing import CliRunner
+
+from cmf_core import Cmf
+from cmf_core.cli import records_cmds, sync_cmds
+from cmf_core.errors import InvalidInputError
+from cmf_core.model import Metric
+from cmf_core.store import open_store
+from tests.core.federation.sites import Site, dump
+
+runner = CliRunner()
+
+
+@pytest.fixture
+def app() -> typer.Typer:
+    """The commands as ``cmf`` registers them (records_cmds.register, sync_cmds.register)."""
+    test_app = typer.Typer()
+    records_cmds.register(test_app)
+    sync_cmds.register(test_app)
+    return test_app
+
+
+def invoke(app: typer.Typer, *args: str) -> str:
+    result = runner.invoke(app, list(args), catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
+def record(url: str, site: str, tmp: Path) -> dict[str, str]:
+    """etl: raw -> clean; train: clean -> model (local files, real digests)."""
+    (tmp / "raw.csv").write_text("x\n1\n")
+    (tmp / "clean.csv").write_text("x\n1\n2\n")
+    (tmp / "model.bin").write_bytes(b"m" * 100)
+    ids = {}
+    with Cmf(pipeline_name="etl", store=url, site=site, measure_energy=False) as cmf, \
+            cmf.create_execution("clean") as ex:
+        ex.log_dataset(str(tmp / "raw.csv"), "input")
+        ids["clean"] = ex.log_dataset(str(tmp / "clean.csv"), "output").id
+    with Cmf(pipeline_name="train", store=url, site=site, measure_energy=False) as cmf, \
+            cmf.create_execution("fit") as ex:
+        ex.log_dataset(str(tmp / "clean.csv"), "input")
+        ids["model"] = ex.log_model(str(tmp / "model.bin"), "output").id
+    return ids
+
+
+def test_export_selectors_and_import(app: typer.Typer, tmp_path: Path) -> None:
+    src = f"sqlite:///{tmp_path / 'src.db'}"
+    ids = record(src, "hpc", tmp_path)
+    out = tmp_path / "train.jsonl.gz"
+    text = invoke(app, "export", str(out), "--pipeline", "train", "--store", src)
+    assert text.startswith("Exported ") and str(out) in text
+    lines = gzip.decompress(out.read_bytes()).decode().splitlines()
+    header = json.loads(lines[0])
+    assert header["selector"] == {"pipelines": ["train"]} and header["origin_site"]
+    assert {json.loads(x).get("pipeline") for x in lines[1:-1]} >= {"train"}
+    assert "etl" not in {json.loads(x).get("pipeline") for x in lines[1:-1]}
+    closure = tmp_path / "closure.jsonl"
+    invoke(app, "export", str(closure), "--artifact", ids["model"], "--store", src)
+    kinds = [json.loads(x)["kind"] for x in closure.read_text().splitlines()[1:-1]]
+    assert kinds.count("execution") == 2  # fit, and clean upstream of it
+    since = tmp_path / "since.jsonl"
+    invoke(app, "export", str(since), "--since", "2000-01-01T00:00", "--store", src)
+    assert sum('"kind":"execution"' in x for x in since.read_text().splitlines()) == 2
+    dst = f"sqlite:///{tmp_path / 'dst.db'}"
+    report = json.loads(invoke(app, "import", str(out), "--json", "--store", dst))
+    assert report["records"] == len(lines) - 2 and report["conflicts"] == []
+    assert report["high_water"] > 0 and not report["adopted_vector"]  # a pipeline subset
+    assert invoke(app, "conflicts", "--store", dst).strip() == "No conflicts."
+
+
+def test_conflicts_are_listed(app: typer.Typer, tmp_path: Path) -> None:
+    src, dst = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    record(src, "a", tmp_path)
+    bundle = tmp_path / "a.jsonl"
+    invoke(app, "export", str(bundle), "--store", src)
+    with open_store(src, site="a") as a, open_store(dst, site="b") as b:
+        ex = a.list_executions()[0]
+        b.put([Metric(ex.id, "acc", 0.1, timestamp=1.0)])
+        a.put([Metric(ex.id, "acc", 0.9, timestamp=1.0)])
+    invoke(app, "export", str(bundle), "--store", src)
+    result = runner.invoke(app, ["import", str(bundle), "--store", dst])
+    assert result.exit_code == 0
+    assert "1 conflict(s) recorded" in result.output
+    found = json.loads(invoke(app, "conflicts", "--json", "--store", dst))
+    assert [(c["kind"], c["detail"]["fields"]) for c in found] == [("metric", ["value"])]
+    assert "acc" in invoke(app, "conflicts", "--store", dst)
+
+
+def test_sync_and_fetch_commands(app: typer.Typer, tmp_path: Path) -> None:
+    data = tmp_path / "b"
+    data.mkdir()
+    b = Site("b", data, token="s3cret",
+             settings={"federation_artifact_roots": [str(data)]})
+    ids = record(b.store_url, "b", data)
+    b.start()
+    local = f"sqlite:///{tmp_path / 'a.db'}"
+    try:
+        out = invoke(app, "sync", b.url, "--pull", "--token", "s3cret", "--store", local)
+        assert out.startswith(f"Synced with b at {b.url}: pulled ") and "pushed" not in out
+        again = json.loads(invoke(app, "sync", b.url, "--token", "s3cret", "--json",
+                                  "--store", local))
+        assert again["pulled"]["records"] == 0 and again["pushed"]["records"] == 0
+        with open_store(local, site="a") as a, b.open() as sb:
+            assert dump(a) == dump(sb)
+        got = tmp_path / "fetched.bin"
+        out = invoke(app, "artifact", "fetch", ids["model"], "-o", str(got), "--token",
+                     "s3cret", "--store", local)
+        assert "digest verified" in out and got.read_bytes() == b"m" * 100
+        with pytest.raises(InvalidInputError, match="choose one of"):
+            runner.invoke(app, ["sync", b.url, "--push", "--pull", "--store", local],
+                          catch_exceptions=False)
+    finally:
+        b.stop()
+
+
+def test_every_federation_command_has_help(app: typer.Typer) -> None:
+    for args in (["sync", "--help"], ["artifact", "fetch", "--help"], ["conflicts", "--help"],
+                 ["export", "--help"], ["import", "--help"]):
+        assert "Usage" in invoke(app, *args)

@@ -1,0 +1,320 @@
+"""Peer sync between real sites: server processes on loopback ports, each with its own store."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from cmf_core import Cmf
+from cmf_core.errors import AuthError, CmfError
+from cmf_core.federation.export import Selector, export_bundle
+from cmf_core.federation.merge import get_hwm, hwm_key
+from cmf_core.federation.peer import PeerError, fetch_artifact, sync
+from cmf_core.store import ExecutionFilter, Store
+from tests.core.federation.sites import CuttingProxy, Site, dump, site_settings, start_recorder
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture
+def sites(tmp_path: Path) -> Iterator[dict[str, Site]]:
+    started: dict[str, Site] = {}
+    yield started
+    for site in started.values():
+        site.stop()
+
+
+def record(site: Site, pipeline: str, uri: str) -> None:
+    """One execution writing one remote dataset, recorded into the site's store."""
+    cmf = Cmf(pipeline_name=pipeline, store=site.store_url, site=site.name, measure_energy=False)
+    with cmf.create_execution("s") as ex:
+        ex.log_dataset(uri, "output", version="1")
+    cmf.close()
+
+
+def peer_tokens(me: str, others: list[str]) -> dict[str, str]:
+    """Site ``me`` accepts peer ``x`` with the token ``x-to-me``."""
+    return {x: f"{x}-to-{me}" for x in others}
+
+
+def test_three_sites_converge_while_recording(sites: dict[str, Site], tmp_path: Path) -> None:
+    """Concurrent recording at three sites while syncing in a ring and in random orders; then
+    all three stores hold the same metadata, nothing duplicated or lost."""
+    names = ["hpc", "cloud", "edge"]
+    for n in names:
+        sites[n] = Site(n, tmp_path / n, token=f"admin-{n}",
+                        settings={"federation_peer_tokens": peer_tokens(
+                            n, [x for x in names if x != n])}).start()
+    local = {n: sites[n].open() for n in names}
+    per_site = 25
+    recorders = [start_recorder(sites[n], per_site) for n in names]
+    rng = random.Random(7)
+    rounds = 0
+    try:
+        while any(p.poll() is None for p in recorders) or rounds < 3:
+            for x, y in [("hpc", "cloud"), ("cloud", "edge"), ("edge", "hpc")]:  # a ring
+                sync(sites[y].url, token=f"{x}-to-{y}", store=local[x])
+            x, y = rng.sample(names, 2)  # and a random pair, random direction
+            sync(sites[y].url, token=f"{x}-to-{y}", store=local[x],
+                 direction=rng.choice(["push", "pull", "both"]))
+            rounds += 1
+        for p in recorders:
+            assert p.wait() == 0, p.stderr.read().decode() if p.stderr else ""
+        for _ in range(2):  # quiescent: one ring of two-way syncs reaches everyone
+            for x, y in [("hpc", "cloud"), ("cloud", "edge"), ("edge", "hpc")]:
+                sync(sites[y].url, token=f"{x}-to-{y}", store=local[x])
+        dumps = {n: dump(local[n]) for n in names}
+        assert dumps["hpc"] == dumps["cloud"] == dumps["edge"]
+        for s in local.values():
+            assert s.count_executions() == 3 * per_site
+            for n in names:
+                assert s.count_executions(ExecutionFilter(site=n)) == per_site
+            assert len(s.energy()) == 3 * per_site  # one energy record each, none twice
+            total = sum(e.energy_kwh for e in s.energy())
+            expected = 3 * sum(0.001 * (i + 1) for i in range(per_site))
+            assert total == pytest.approx(expected)
+            common = s.find_artifacts(name="common.csv")
+            assert len(common) == 1  # one digest, one artifact ...
+            assert {loc.site for loc in s.artifact_locations(common[0].id)} == set(names)
+        assert rounds >= 3
+    finally:
+        for s in local.values():
+            s.close()
+
+
+def test_interrupted_transfer_resumes(sites: dict[str, Site], tmp_path: Path) -> None:
+    """A connection cut mid-page loses that page only; the next sync resumes after the last
+    imported page and ends with the same store."""
+    b = sites["b"] = Site("b", tmp_path / "b").start()
+    p = start_recorder(b, 40)
+    assert p.wait() == 0
+    a = Site("a", tmp_path / "a").open()
+    proxy = CuttingProxy(b.port, cut_after=20_000)
+    try:
+        with pytest.raises(PeerError, match="cut off"):
+            sync(proxy.url, store=a, direction="pull", page_size=3, compress=False)
+        assert proxy.cuts >= 1
+        with b.open() as sb:
+            remote = dump(sb)
+            total = sb.max_seq()
+            mark = get_hwm(a, sb.store_id, "all")
+        assert 0 < mark < total  # some pages are in, the cut one is not
+        partial = dump(a)
+        assert partial and set(partial) <= set(remote)
+        report = sync(b.url, store=a, direction="pull", page_size=10)
+        assert report.pulled.since == mark  # resumed, did not start over
+        assert 0 < report.pulled.records < len(remote)
+        assert dump(a) == remote
+    finally:
+        proxy.close()
+        a.close()
+
+
+def test_server_killed_mid_sync_resumes(sites: dict[str, Site], tmp_path: Path) -> None:
+    b = sites["b"] = Site("b", tmp_path / "b").start()
+    assert start_recorder(b, 60).wait() == 0
+    a = Site("a", tmp_path / "a").open()
+    with b.open() as sb:
+        remote, key = dump(sb), hwm_key(sb.store_id, "all")
+    errors: list[BaseException] = []
+
+    def pull() -> None:
+        try:
+            sync(b.url, store=a, direction="pull", page_size=5, compress=False)
+        except BaseException as e:  # handed to the test thread
+            errors.append(e)
+
+    t = threading.Thread(target=pull)
+    t.start()
+    deadline = time.monotonic() + 60
+    while not a.get_state(key) and time.monotonic() < deadline:
+        time.sleep(0.005)
+    b.kill()  # SIGKILL, mid-transfer
+    t.join(60)
+    assert errors and isinstance(errors[0], CmfError), errors
+    mark = int(a.get_state(key) or 0)
+    assert mark > 0 and set(dump(a)) <= set(remote)
+    b.port = 0
+    b.start()  # the same store, after a crash
+    report = sync(b.url, store=a, direction="pull")
+    assert report.pulled.since == mark
+    assert dump(a) == remote
+    a.close()
+
+
+def test_tokens(sites: dict[str, Site], tmp_path: Path) -> None:
+    b = sites["b"] = Site("b", tmp_path / "b", token="admin",
+                          settings={"federation_peer_tokens": {"a": "a-secret"}}).start()
+    a = Site("a", tmp_path / "a").open()
+    try:
+        for token in ("wrong", None, "a-secret-not"):
+            with pytest.raises(AuthError):
+                sync(b.url, token=token, store=a)
+        with httpx.Client(base_url=b.url) as http:
+            for method, path in (("GET", "/info"), ("GET", "/bundle"), ("POST", "/bundle"),
+                                 ("GET", "/artifacts/sha256:" + "0" * 64)):
+                r = http.request(method, "/api/v1/federation" + path,
+                                 headers={"Authorization": "Bearer wrong"})
+                assert r.status_code == 401, (path, r.text)
+        assert sync(b.url, token="a-secret", store=a).peer_site == "b"  # the peer's own token
+        assert sync(b.url, token="admin", store=a).peer_site == "b"  # the site's token
+    finally:
+        a.close()
+
+
+def test_tampered_bundle_is_rejected(sites: dict[str, Site], tmp_path: Path) -> None:
+    b = sites["b"] = Site("b", tmp_path / "b", token="t").start()
+    a = Site("a", tmp_path / "a")
+    assert start_recorder(a, 3).wait() == 0
+    with a.open() as sa:
+        good = b"".join(export_bundle(sa, Selector()))
+    bad = good.replace(b'"score":0.1', b'"score":0.9', 1)
+    assert bad != good
+    with httpx.Client(base_url=b.url, headers={"Authorization": "Bearer t"}) as http:
+        r = http.post("/api/v1/federation/bundle", content=bad)
+        assert r.status_code == 400 and "checksum" in r.json()["message"]
+        r = http.post("/api/v1/federation/bundle", content=good[:-50])
+        assert r.status_code == 400 and "cut off" in r.json()["message"]
+        with b.open() as sb:
+            assert dump(sb) == []  # nothing of either was imported
+        r = http.post("/api/v1/federation/bundle", content=good)
+        assert r.status_code == 200 and r.json()["records"] > 0
+    with b.open() as sb, a.open() as sa:
+        assert dump(sb) == dump(sa)
+
+
+def test_incremental_sync_moves_only_the_delta(sites: dict[str, Site], tmp_path: Path) -> None:
+    b = sites["b"] = Site("b", tmp_path / "b").start()
+    assert start_recorder(b, 50).wait() == 0
+    a = Site("a", tmp_path / "a").open()
+    try:
+        full = sync(b.url, store=a)
+        again = sync(b.url, store=a)
+        assert again.pulled.records == 0 and again.pushed.records == 0
+        assert again.bytes < 1500  # headers and trailers only
+        record(b, "new", "s3://new/x.csv")
+        delta = sync(b.url, store=a)
+        assert 0 < delta.pulled.records < 15 and delta.pushed.records == 0
+        assert delta.pulled.bytes < full.pulled.bytes / 5
+        with b.open() as sb:
+            assert dump(sb) == dump(a)
+    finally:
+        a.close()
+
+
+def test_sharing_policy_limits_what_a_peer_gets(sites: dict[str, Site], tmp_path: Path) -> None:
+    b = sites["b"] = Site("b", tmp_path / "b",
+                          settings={"federation_share_pipelines": ["public"]}).start()
+    for pipeline in ("public", "secret"):
+        record(b, pipeline, f"s3://{pipeline}/x.csv")
+    a = Site("a", tmp_path / "a").open()
+    try:
+        report = sync(b.url, store=a, direction="pull")
+        assert report.scope == "pipelines=public"
+        assert [p.name for p in a.list_pipelines()] == ["public"]
+        assert all("secret" not in line for line in dump(a))
+        with b.open() as sb:  # a subset does not let a adopt b's vector
+            assert get_hwm(a, sb.store_id, "pipelines=public") > 0
+            assert get_hwm(a, sb.store_id, "all") == 0
+        with httpx.Client(base_url=b.url) as http:
+            r = http.get("/api/v1/federation/bundle", params={"pipeline": "secret",
+                                                              "gzip": False})
+            assert r.status_code == 200 and "secret" not in r.text
+    finally:
+        a.close()
+
+
+def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> None:
+    shared = tmp_path / "b" / "data"
+    shared.mkdir(parents=True)
+    (shared / "model.bin").write_bytes(b"weights" * 1000)
+    (tmp_path / "elsewhere.bin").write_bytes(b"private")
+    b = sites["b"] = Site("b", tmp_path / "b", token="t",
+                          settings={"federation_artifact_roots": [str(shared)]}).start()
+    c = sites["c"] = Site("c", tmp_path / "c", token="t").start()  # serves no bytes
+    cmf = Cmf(pipeline_name="p", store=b.store_url, site="b", measure_energy=False)
+    with cmf.create_execution("train") as ex:
+        model = ex.log_model(str(shared / "model.bin"), "output")
+        private = ex.log_dataset(str(tmp_path / "elsewhere.bin"), "output")
+    cmf.close()
+    a = Site("a", tmp_path / "a").open()
+    try:
+        with pytest.raises(CmfError, match="sync with the site"):
+            fetch_artifact(model.id, tmp_path / "x.bin", store=a)
+        sync(b.url, token="t", store=a, direction="pull")  # a learns where b is
+        out = fetch_artifact(model.id, tmp_path / "got" / "model.bin", token="t", store=a)
+        assert out.read_bytes() == b"weights" * 1000
+        with pytest.raises(CmfError, match="outside the folders"):
+            fetch_artifact(private.id, tmp_path / "p.bin", token="t", store=a)
+        with pytest.raises(CmfError, match="does not serve artifact bytes"):
+            fetch_artifact(model.id, tmp_path / "c.bin", peer_url=c.url, token="t", store=a)
+        (shared / "model.bin").write_bytes(b"changed since it was logged")
+        with pytest.raises(CmfError, match="discarded"):
+            fetch_artifact(model.id, tmp_path / "bad.bin", token="t", store=a)
+        assert not (tmp_path / "bad.bin").exists() and not (tmp_path / "p.bin").exists()
+        assert list(tmp_path.glob(".cmf-fetch-*")) == []
+    finally:
+        a.close()
+
+
+def test_sync_with_itself_and_unreachable_peer(tmp_path: Path, sites: dict[str, Site]) -> None:
+    b = sites["b"] = Site("b", tmp_path / "b").start()
+    sb: Store = b.open()
+    try:
+        with pytest.raises(CmfError, match="this very store"):
+            sync(b.url, store=sb)
+        with pytest.raises(PeerError, match="cannot reach"):
+            sync("http://127.0.0.1:9", store=sb)
+    finally:
+        sb.close()
+
+
+def test_own_sharing_policy_limits_what_is_pushed(sites: dict[str, Site],
+                                                   tmp_path: Path) -> None:
+    """What a site pushes obeys its own policy; a requested pipeline narrows both ways."""
+    b = sites["b"] = Site("b", tmp_path / "b").start()
+    a = Site("a", tmp_path / "a")
+    for pipeline in ("public", "secret", "other"):
+        record(a, pipeline, f"s3://{pipeline}/x.csv")
+    record(b, "other", "s3://b-other/x.csv")
+    record(b, "public", "s3://b-public/x.csv")
+    settings = site_settings(site="a", store_url=a.store_url,
+                             federation_share_pipelines=["public", "other"])
+    with a.open() as sa:
+        report = sync(b.url, store=sa, settings=settings, direction="push")
+        assert report.scope == "all"  # b shares everything with us ...
+        with b.open() as sb:  # ... but we only gave b what we share
+            assert {p.name for p in sb.list_pipelines()} == {"public", "other"}
+            assert all("secret" not in line for line in dump(sb))
+        one = sync(b.url, store=sa, settings=settings, pipeline="public")
+        assert one.scope == "pipelines=public" and one.pulled.records > 0
+        assert {e.pipeline for e in sa.list_executions()} == {"public", "secret", "other"}
+        assert len(sa.list_executions(ExecutionFilter(pipeline="other"))) == 1  # not b's
+
+
+def test_interrupted_push_resumes(sites: dict[str, Site], tmp_path: Path) -> None:
+    """A push cut off after some pages resumes where the receiver says it has us up to."""
+    b = sites["b"] = Site("b", tmp_path / "b").start()
+    a = Site("a", tmp_path / "a")
+    assert start_recorder(a, 30).wait() == 0
+    proxy = CuttingProxy(b.port, cut_after=2500)  # a few small answers, then the line drops
+    with a.open() as sa:
+        try:
+            with pytest.raises(PeerError, match="cut off"):
+                sync(proxy.url, store=sa, direction="push", page_size=3)
+        finally:
+            proxy.close()
+        with b.open() as sb:
+            partial = dump(sb)
+            assert partial and set(partial) < set(dump(sa))
+            mark = get_hwm(sb, sa.store_id, "all")
+        report = sync(b.url, store=sa, direction="push", page_size=3)
+        assert report.pushed.since == mark > 0
+        with b.open() as sb:
+            assert dump(sb) == dump(sa)
