@@ -15,7 +15,7 @@ export DO_NOT_TRACK := 1
 .PHONY: help env demo test test-fast lint system-deps clean
 
 help:
-	@echo "make demo   - set up the environment and run the cross-site demo (SQLite, no servers)"
+	@echo "make demo   - set up the environment and run the cross-site demo (embedded SQLite stores)"
 	@echo "make test   - set up the environment, start what the tests need, run the test suite"
 	@echo "make lint   - ruff"
 
