@@ -1,50 +1,262 @@
-"""`make demo`: record a small pipeline into an embedded SQLite store and print its lineage.
+"""`make demo`: the three scenarios, then a report a person would want to read.
 
-(The full cross-site scenario replaces this as the orchestrator integrations land.)
+1. HEP trajectory reconstruction across three sites (examples/hep/): ``hpc`` trains with
+   Airflow, ``edge`` fine-tunes with Prefect, ``cloud`` evaluates with Kubeflow Pipelines; each
+   site has its own store, data folder and ``cmf serve``; federated sync merges the metadata.
+2. AIOps anomaly detection (examples/aiops/), reduced size: the recommender seeds the search
+   for a new series from past anomaly-detection tasks.
+3. Telco churn (examples/telco/), reduced size: the recommender's seeds versus a cold Bayesian
+   search on the real data.
+
+The report: the cross-site lineage tree of the fine-tuned model, energy and carbon per stage and
+site with a chart, the recommendations with their reasons, and where to open the web page.
+
+    .venv/bin/python examples/demo.py [--out demo-output] [--keep-serving] [--small]
 """
 
 from __future__ import annotations
 
-import csv
-import random
-import shutil
+import argparse
+import importlib
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
-from cmf_core import Cmf
+EXAMPLES = Path(__file__).resolve().parent
+sys.path.insert(0, str(EXAMPLES))
 
-OUT = Path("demo-output")
+NEEDS = {  # module -> what provides it
+    "airflow": "apache-airflow (extra: airflow)", "cmf_airflow": "cmf-foundation[airflow]",
+    "prefect": "prefect (extra: prefect)", "cmf_prefect": "cmf-foundation[prefect]",
+    "kfp": "kfp (extra: kubeflow)", "cmf_kubeflow": "cmf-foundation[kubeflow]",
+    "optuna": "optuna (extra: recommend)", "sklearn": "scikit-learn (extra: recommend)",
+    "matplotlib": "matplotlib (extra: plot)", "uvicorn": "uvicorn (extra: server)",
+    "cmf_core.federation.peer": "cmf-foundation federation", "cmf_core.server.app":
+    "cmf-foundation[server]", "cmf_core.carbon.rollup": "cmf-foundation carbon roll-ups",
+    "cmf_core.recommend": "cmf-foundation[recommend]"}
+RULE = "=" * 100
+OUTPUTS = ("carbon.png", "cmf.db", "raw.csv", "train.csv", "model.txt")
 
 
-def main() -> None:
-    shutil.rmtree(OUT, ignore_errors=True)
-    OUT.mkdir()
-    store = f"sqlite:///{(OUT / 'cmf.db').resolve()}"
-    rng = random.Random(7)
-    with Cmf(pipeline_name="demo-churn", store=store, site="laptop") as cmf:
-        with cmf.create_execution("prepare", params={"rows": 200, "seed": 7}) as ex:
-            raw = OUT / "raw.csv"
-            with raw.open("w", newline="") as fh:
-                w = csv.writer(fh)
-                w.writerow(["tenure", "charges", "churn"])
-                for _ in range(200):
-                    t = rng.randint(0, 72)
-                    w.writerow([t, round(rng.uniform(20, 120), 2), int(t < 12)])
-            ex.log_dataset(raw, "input")
-            train = OUT / "train.csv"
-            train.write_text(raw.read_text())
-            ex.log_dataset(train, "output")
-        with cmf.create_execution("train", params={"model": "threshold", "cut": 12}) as ex:
-            ex.log_dataset(OUT / "train.csv", "input")
-            model = OUT / "model.txt"
-            model.write_text("churn if tenure < 12\n")
-            ex.log_model(model, "output", model_framework="python")
-            ex.log_execution_metrics("eval", {"accuracy": 1.0})
-    print(f"Recorded into {store}\n")
-    subprocess.run([sys.executable, "-m", "cmf_core", "lineage", "model.txt", "--store", store],
-                   check=True)
+def check_environment() -> None:
+    """Fail loudly, naming what is missing, before anything runs."""
+    missing = []
+    for module, what in NEEDS.items():
+        try:
+            importlib.import_module(module)
+        except Exception as e:  # ImportError, or an integration that does not import yet
+            missing.append(f"  {module:<26} ({what}): {type(e).__name__}: {e}")
+    if missing:
+        sys.exit("The demo cannot run; these parts are missing or broken:\n" + "\n".join(missing)
+                 + "\nRun `make demo` (it creates .venv with every extra) or fix the part named.")
+
+
+def section(title: str) -> None:
+    print(f"\n{RULE}\n{title}\n{RULE}")
+
+
+def cmf_cli(store_url: str, *args: str) -> str:
+    """The output of ``cmf ARGS --store STORE`` (the real command line, 110 columns)."""
+    from hep.scenario import CLI
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env.update(COLUMNS="110", NO_COLOR="1", TERM="dumb")
+    proc = subprocess.run([sys.executable, "-c", CLI, *args, "--store", store_url],
+                          capture_output=True, text=True, env=env)
+    if proc.returncode != 0:
+        raise SystemExit(f"`cmf {' '.join(args)}` failed:\n{proc.stdout}{proc.stderr}")
+    return proc.stdout + proc.stderr
+
+
+def stage_table(site: Any, chart: Path) -> str:
+    """Energy and carbon per stage (the roll-up of `cmf carbon --by stage`, compact), and its
+    chart (`cmf carbon --by stage --plot`: kgCO2e per stage, coloured by site)."""
+    from cmf_core.carbon.rollup import plot, rollup
+
+    with site.open_store() as store:
+        r = rollup(store, by="stage")
+    plot(r, chart, title="Emissions per stage and site (kgCO2e), HEP scenario")
+    lines = ["Per stage (all sites, largest first; `cmf carbon --by stage` has the inputs "
+             "behind each number):", f"  {'stage':<46} {'site':<6} {'execs':>5} {'kWh':>11} "
+             f"{'kgCO2e':>11}  phase"]
+    for g in sorted(r.groups, key=lambda g: -g.co2e_kg):
+        phases = ", ".join(f"{p}{'*' if s.inferred else ''}" for p, s in g.phases.items())
+        lines.append(f"  {g.key:<46} {', '.join(g.sites):<6} {g.executions:>5} "
+                     f"{g.energy_kwh:>11.3e} {g.co2e_kg:>11.3e}  {phases}")
+    lines.append(f"  {'total':<46} {'':<6} {r.total.executions:>5} {r.total.energy_kwh:>11.3e} "
+                 f"{r.total.co2e_kg:>11.3e}")
+    lines.append("  (* phase inferred from the stage name)")
+    return "\n".join(lines)
+
+
+def curve_table(results: dict[str, list[Any]], n_trials: int, metric: str) -> str:
+    from aiops.search import summary
+
+    marks = tuple(sorted({1, 3, 5, n_trials} & set(range(1, n_trials + 1))))
+    head = f"  {'search':<8}" + "".join(f"{'after ' + str(n):>11}" for n in marks)
+    lines = [f"  best {metric} so far (mean of {len(next(iter(results.values())))} "
+             "sampler seed(s)):", head]
+    for kind, values in summary(results, marks):
+        lines.append(f"  {kind:<8}" + "".join(f"{v:>11.4f}" for v in values))
+    return "\n".join(lines)
+
+
+def report(hep: Any, aiops: Any, telco: Any, sizes: dict[str, Any], out: Path,
+           keep_serving: bool, started: float) -> None:
+    from hep import scenario
+
+    site = hep.report_site
+    section("cmf-foundation demo: report")
+    print(f"Output folder: {out}   (one folder per site: {', '.join(hep.sites)}; each with "
+          ".cmf/cmf.db, data/, logs/)")
+    print("\nSites (each its own store and `cmf serve`; data never left its site except the "
+          "model files fetched by digest):")
+    with site.open_store() as store:
+        counts: dict[str, int] = {}
+        for e in store.list_executions():
+            counts[e.site] = counts.get(e.site, 0) + 1
+    roles = {"hpc": "Airflow 3: trains the tracking models",
+             "edge": "Prefect 3: fine-tunes the classifier on local data",
+             "cloud": "Kubeflow Pipelines (kfp.local): evaluates the chain"}
+    for name, s in hep.sites.items():
+        print(f"  {name:<6} {roles[name]:<52} {counts.get(name, 0):>3} executions  {s.store_url}")
+    for key, how in hep.fetched.items():
+        print(f"  fetched {key}: {how}")
+    for line in hep.syncs:
+        print(f"  sync {line}")
+
+    section("1. Lineage of the final model (the classifier fine-tuned at edge), from the hpc "
+            "store after sync")
+    print(cmf_cli(site.store_url, "lineage", hep.final_model).rstrip())
+    up = scenario.upstream_sites(site, hep.final_model)
+    down = scenario.downstream_sites(site, hep.final_model)
+    print("\nUpstream executions by site: " + "; ".join(
+        f"{s}: {', '.join(stages)}" for s, stages in up.items()))
+    print("Downstream (used by): " + "; ".join(
+        f"{s}: {', '.join(stages)}" for s, stages in down.items()))
+    ev = hep.evaluation.get("evaluate-tracks", {})
+    print(f"Evaluation at cloud ({sizes['test_events']} unseen edge-like events): tracking "
+          f"efficiency {ev.get('tracking_efficiency', float('nan')):.3f}, fake rate "
+          f"{ev.get('fake_rate', float('nan')):.3f}, "
+          f"{int(ev.get('track_candidates', 0))} track candidates for "
+          f"{int(ev.get('reconstructable_particles', 0))} reconstructable particles")
+    print(f"Fine-tuning at edge: local validation ROC AUC "
+          f"{hep.edge_scores.get('auc_base', float('nan')):.4f} (hpc model) -> "
+          f"{hep.edge_scores.get('auc_finetuned', float('nan')):.4f} (fine-tuned)")
+
+    section("2. Energy and carbon per site and per stage (all sites, from the merged hpc store)")
+    chart = out / "carbon.png"
+    print(cmf_cli(site.store_url, "carbon", "--by", "site").rstrip())
+    print(stage_table(site, chart))
+    kwh, kwh_sum, co2, co2_sum = scenario.energy_check(site)
+    with site.open_store() as store:
+        n_records = len(store.energy())
+    print(f"\nTotal {kwh:.6g} kWh, {co2:.6g} kgCO2e = the sum of the {n_records} per-execution "
+          f"energy records ({kwh_sum:.6g} kWh, {co2_sum:.6g} kgCO2e): "
+          f"{'equal' if (kwh, co2) == (kwh_sum, co2_sum) else 'NOT EQUAL'}")
+    print(f"Chart (kgCO2e per stage, coloured by site): {chart}")
+
+    section("3. Recommendations with their reasons")
+    rec = hep.recommendation
+    print("HEP hit classifier (hpc, CmfRecommendSeedOperator in the Airflow DAG):")
+    print(_indent(rec.get("explain", "")))
+    if rec.get("recorded_configs") is not None:
+        print(f"  (the DAG's recommend_seed step returned the same configurations: "
+              f"{rec.get('matches_recorded')})")
+    print(f"\nAIOps anomaly detection on a new series '{aiops.task.get('name')}' "
+          f"(site {aiops_site()}, {aiops.past_trials} past trials in its store):")
+    print(_indent(aiops.explain))
+    print(curve_table(aiops.results, sizes["aiops_trials"], "ROC AUC"))
+    print(f"\nTelco churn, real data ({telco.rows} customers sampled; the knowledge base's own "
+          f"Telco tasks left out: {', '.join(telco.left_out) or 'none'}):")
+    print(_indent(telco.explain))
+    print(curve_table(telco.results, sizes["telco_trials"], "ROC AUC (3-fold CV)"))
+
+    section("4. The web page")
+    if keep_serving:
+        for name, s in hep.sites.items():
+            print(f"  {name:<6} {s.url}/   (API docs: {s.url}/docs)")
+        print("  The servers keep running until you press Ctrl-C.")
+    else:
+        print(f"  cmf serve --store {site.store_url} --port 8080\n"
+              "  then open http://127.0.0.1:8080/ (lineage, runs, energy and carbon of all three "
+              "sites).\n  Or rerun with --keep-serving to keep each site's server up.")
+    notes = list(hep.notes)
+    if notes:
+        print("\nNotes:")
+        for n in notes:
+            print(f"  - {n}")
+    print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
+
+
+def aiops_site() -> str:
+    from aiops.scenario import SITE
+
+    return SITE
+
+
+def _indent(text: str, prefix: str = "  ") -> str:
+    return "\n".join(prefix + line for line in text.splitlines())
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path("demo-output"))
+    parser.add_argument("--keep-serving", action="store_true",
+                        help="leave each site's `cmf serve` running after the report")
+    parser.add_argument("--small", action="store_true", help="the smallest sizes (a smoke run)")
+    args = parser.parse_args(argv)
+    sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows
+    os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
+    started = time.perf_counter()
+    check_environment()
+    from aiops import scenario as aiops_scenario
+    from hep import scenario as hep_scenario
+    from telco import scenario as telco_scenario
+
+    sizes = ({"events": 8, "edge_events": 6, "test_events": 4, "aiops_length": 800,
+              "aiops_past": 4, "aiops_trials": 6, "telco_rows": 600, "telco_trials": 6,
+              "repeats": 1} if args.small else
+             {"events": 16, "edge_events": 12, "test_events": 8, "aiops_length": 1500,
+              "aiops_past": 8, "aiops_trials": 10, "telco_rows": 1500, "telco_trials": 10,
+              "repeats": 2})
+    out = args.out.resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    for name in OUTPUTS:  # what an earlier demo left (the scenarios empty their own folders)
+        path = out / name
+        if path.is_file():
+            path.unlink()
+    print(f"cmf-foundation demo: 3 sites, 3 orchestrators, 3 scenarios -> {out}")
+    steps = hep_scenario.Steps(7, print, {})
+    hep = hep_scenario.run(out / "hep", events=sizes["events"], edge_events=sizes["edge_events"],
+                           test_events=sizes["test_events"], steps=steps,
+                           keep_serving=args.keep_serving)
+    try:
+        with steps("ops", "AIOps: recommender-seeded anomaly-detector search for a new "
+                          "series (reduced size)"):
+            aiops = aiops_scenario.run(out / "aiops", length=sizes["aiops_length"],
+                                       past_trials=sizes["aiops_past"],
+                                       n_trials=sizes["aiops_trials"],
+                                       repeats=sizes["repeats"], progress=print)
+        with steps("crm", "Telco churn: recommender seeds versus a cold Bayesian search "
+                          "(reduced size)"):
+            telco = telco_scenario.run(out / "telco", rows=sizes["telco_rows"],
+                                       n_trials=sizes["telco_trials"],
+                                       repeats=sizes["repeats"], progress=print)
+        report(hep, aiops, telco, sizes, out, args.keep_serving, started)
+        if args.keep_serving:
+            try:
+                while True:
+                    time.sleep(3600)
+            except KeyboardInterrupt:
+                pass
+    finally:
+        hep_scenario.stop(hep)
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Scenario 2: AIOps anomaly detection seeded by past tasks (see README.md)."""

@@ -1,0 +1,395 @@
+"""Task instances -> OpenLineage RunEvents with CMF facets, emitted through cmf_core.
+
+One task try is one CMF execution, named exactly as Airflow's OpenLineage provider names it, so
+the two views join:
+
+* job: namespace ``[openlineage] namespace`` (default ``default``), name ``"<dag_id>.<task_id>"``;
+  ``parent`` run facet: job ``<dag_id>``, run id :func:`dag_run_id`. Ingest turns this into
+  pipeline = DAG, stage = task.
+* run id: :func:`task_run_id`, the provider's ``build_task_instance_ol_run_id`` (a UUIDv7 over
+  the logical date and ``"<namespace>.<dag>.<task>.<try>.<map_index>"``), so START and COMPLETE,
+  a retry of an emit, and the provider's own events all land on one execution.
+* run facets: ``cmf_execution`` (status, pipeline, stage, Airflow facts, XCom summary),
+  ``cmf_site``, ``cmf_params`` (DAG params, rendered template fields, ``op_args``/``op_kwargs`` by
+  argument name), and on the terminal event ``cmf_energy`` (measured in the task's own process
+  from START to the end), ``cmf_metrics`` (logged with :mod:`cmf_airflow.decorators`) and
+  ``errorMessage``.
+* inputs (inlets) on both events, outputs (outlets, assets attached to aliases, logged
+  artifacts) on the terminal one; see :mod:`cmf_airflow.datasets` for their identity.
+
+START is recorded by one background worker thread per process (:class:`Background`), so
+recording overlaps the task's own work; the terminal event waits for it (bounded) and is
+recorded before the hook returns. The emitter
+(:func:`cmf_core.openlineage.emit.get_emitter`) records into the store or a CMF server within
+``hook_timeout_s`` and spools what it cannot record, for retry.
+
+With ``[cmf] lineage_source = openlineage`` (or ``auto`` when the OpenLineage provider sends to
+CMF), the provider's own events record the task and its datasets; this adapter then emits a
+single ``OTHER`` event for the same run with what the provider cannot know (energy, parameters,
+XCom summary, metrics, logged artifacts), which ingest merges without changing the status.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import logging
+import os
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from cmf_airflow import conf
+from cmf_airflow.dagrun import build_dag_run_event
+from cmf_airflow.datasets import (
+    DatasetRef,
+    digests,
+    identify,
+    refs,
+    runtime_outlets,
+    stat_digests,
+    to_openlineage,
+)
+from cmf_airflow.facts import PRODUCER, airflow_properties, dag_params, error_text, task_params
+from cmf_airflow.ids import TaskKey
+from cmf_airflow.values import jsonable, summarise
+from cmf_airflow.worker import Background
+
+if TYPE_CHECKING:
+    from cmf_core.config import Settings
+    from cmf_core.openlineage.emit import Emitter
+
+log = logging.getLogger("cmf")
+
+INLINE_DIGEST_BYTES = 4 * 2**20
+"""Datasets up to this size in all are digested in the hook's own thread (a few ms at most)."""
+
+
+# one running try ----------------------------------------------------------------------------
+@dataclass
+class TaskRun:
+    """State of one task try in this process, from START to its end."""
+
+    key: TaskKey
+    options: conf.Snapshot
+    settings: Settings
+    emitter: Emitter | None
+    mode: str  # "listener" or "openlineage"
+    started_at: dt.datetime
+    properties: dict[str, Any]
+    inputs: list[DatasetRef]
+    input_ids: dict[str, tuple[str, str]]
+    monitor: Any = None
+    start_done: threading.Event | None = None
+    metrics: list[tuple[str, float, int | None, float]] = field(default_factory=list)
+    logged: list[DatasetRef] = field(default_factory=list)
+    logged_ids: dict[str, tuple[str, str]] = field(default_factory=dict)
+    custom_properties: dict[str, Any] = field(default_factory=dict)
+    params: dict[str, Any] = field(default_factory=dict)
+    hooked: tuple[Any, Any] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    # the XCom return value ------------------------------------------------------------------
+    def watch_return_value(self, task: Any) -> None:
+        """Summarise the task's return value as it is returned, without reading XCom back.
+
+        Installs a post-execute hook on this try's copy of the operator (Airflow calls it with
+        the value ``execute`` returned, the value it pushes to XCom); the user's own hook, if
+        any, still runs first and its errors are its own. :meth:`release` puts it back.
+        """
+        user_hook = getattr(task, "_post_execute_hook", None)
+        if user_hook is not None and inspect.isgeneratorfunction(user_hook):
+            return  # Airflow drives generator hooks itself (asset events): leave it alone
+
+        def post_execute(context: Any, result: Any = None) -> None:
+            if user_hook is not None:
+                user_hook(context, result)
+            try:
+                if result is not None:
+                    summary = summarise(result)
+                    with self.lock:
+                        self.properties["airflow.xcom_return"] = summary
+            except Exception as e:
+                from cmf_core.guard import report
+
+                report("summarising the XCom return value", e)
+
+        self.hooked = (task, user_hook)
+        task._post_execute_hook = post_execute
+
+    def release(self) -> None:
+        """Give the operator its own post-execute hook back."""
+        if self.hooked is not None:
+            task, user_hook = self.hooked
+            task._post_execute_hook = user_hook
+            self.hooked = None
+
+    # used by cmf_airflow.decorators ---------------------------------------------------------
+    def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        with self.lock:
+            self.metrics.append((str(name), float(value), step, time.time()))
+
+    def log_artifact(self, ref: DatasetRef) -> None:
+        ident = identify(ref, digests([ref], self.options.digest_max_bytes))
+        with self.lock:
+            self.logged.append(ref)
+            if ident is not None:
+                self.logged_ids[ref.uri] = ident
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        with self.lock:
+            self.params.update({str(k): jsonable(v) for k, v in params.items()})
+
+    def set_properties(self, props: dict[str, Any]) -> None:
+        with self.lock:
+            self.custom_properties.update({str(k): jsonable(v) for k, v in props.items()})
+
+
+class CmfAdapter:
+    """Builds and emits the events of every task try that runs in this process."""
+
+    def __init__(self) -> None:
+        self._runs: dict[tuple[str, str, str, int], TaskRun] = {}
+        self._lock = threading.Lock()
+        self._connection: tuple[str, str | None] | None = None
+        self._connection_read = False
+        self.background = Background()
+
+    # settings -------------------------------------------------------------------------------
+    def settings(self, snap: conf.Snapshot) -> Settings:
+        if snap.conn_id and not self._connection_read:
+            from cmf_airflow.hooks import CmfHook
+
+            self._connection = CmfHook(snap.conn_id).get_peer()
+            self._connection_read = True
+        return conf.settings(snap, self._connection if snap.conn_id else None)
+
+    @staticmethod
+    def mode(snap: conf.Snapshot) -> str:
+        source = snap.lineage_source
+        if source == "auto":
+            return "openlineage" if conf.openlineage_sends_to_cmf() else "listener"
+        return source
+
+    # lookups --------------------------------------------------------------------------------
+    @staticmethod
+    def _slot(ti: Any) -> tuple[str, str, str, int]:
+        return (ti.dag_id, ti.task_id, str(ti.run_id),
+                int(ti.map_index if ti.map_index is not None else -1))
+
+    def current(self, ti: Any) -> TaskRun | None:
+        """The running try of ``ti`` in this process, if the listener started one."""
+        with self._lock:
+            return self._runs.get(self._slot(ti))
+
+    # START ----------------------------------------------------------------------------------
+    def start_task(self, ti: Any) -> TaskRun:
+        snap = conf.snapshot()
+        settings = self.settings(snap)
+        context = ti.get_template_context()
+        key = TaskKey.of(ti, context, snap.namespace)
+        task = ti.task
+        run = TaskRun(
+            key=key,
+            options=snap,
+            settings=settings,
+            emitter=None,  # got in the worker: a new emitter first replays the spool
+            mode=self.mode(snap),
+            started_at=ti.start_date or dt.datetime.now(dt.UTC),
+            properties=airflow_properties(ti, task),
+            inputs=refs(getattr(task, "inlets", None)),
+            input_ids={},
+            params=dag_params(context),
+        )
+        if snap.xcom_summary and getattr(task, "do_xcom_push", False):
+            run.watch_return_value(task)
+        if settings.energy:
+            from cmf_core.energy import EnergyMonitor
+
+            run.monitor = EnergyMonitor(settings, pid=os.getpid()).start()
+        with self._lock:
+            self._runs[self._slot(ti)] = run
+        run.start_done = self.background.submit(lambda: self._emit_start(run))
+        return run
+
+    def _emit_start(self, run: TaskRun) -> None:
+        """In the worker: get the emitter (replaying any spooled events), record START."""
+        from cmf_core.openlineage.emit import get_emitter
+
+        try:  # our own worker thread: nothing may escape it
+            run.emitter = get_emitter(run.settings)
+            if run.mode == "listener":
+                run.input_ids = self._identify(run, run.inputs)
+                run.emitter.emit(self.build_event(run, "START", "running", run.started_at))
+        except BaseException as e:
+            from cmf_core.guard import report
+
+            report("recording the task start", e)
+
+    def _identify(self, run: TaskRun, found: list[DatasetRef]) -> dict[str, tuple[str, str]]:
+        """Content digests of the local datasets within the time budget, else stat digests."""
+        local = [r for r in found if r.local_path]
+        if not local:
+            return {}
+        max_bytes = run.options.digest_max_bytes
+        if sum(_size(r.local_path) for r in local) <= INLINE_DIGEST_BYTES:
+            return digests(local, max_bytes)  # a few ms at most: no thread needed
+        from cmf_core.guard import Timeout, run_bounded
+
+        try:
+            return run_bounded(lambda: digests(local, max_bytes), run.settings.hook_timeout_s,
+                               "digesting task datasets")
+        except Timeout:
+            log.warning("cmf: digesting %d dataset(s) of %s took longer than %.1f s; they are "
+                        "identified by path, size and mtime instead (no impact on the task)",
+                        len(local), run.key.job_name, run.settings.hook_timeout_s)
+            return stat_digests(local)
+
+    # DAG runs (scheduler or dag.test process) ---------------------------------------------
+    def dag_run(self, dag_run: Any, status: str, message: str | None = None) -> None:
+        """Queue the START / COMPLETE / FAIL event of a DAG run (never blocks the caller)."""
+        snap = conf.snapshot()
+        if self.mode(snap) == "openlineage":  # the provider records DAG runs itself
+            return
+        settings = self.settings(snap)
+        from cmf_core.openlineage.emit import get_emitter
+
+        event = build_dag_run_event(dag_run, status, message, settings.site, snap.namespace)
+        emitter = get_emitter(settings)
+        self.background.submit(lambda: emitter.emit(event))
+
+    # the end --------------------------------------------------------------------------------
+    def finish_task(self, ti: Any, status: str, error: BaseException | str | None = None
+                    ) -> TaskRun | None:
+        """Emit the terminal event of ``ti``'s try: status ``completed``, ``failed``,
+        ``skipped``."""
+        with self._lock:
+            run = self._runs.pop(self._slot(ti), None)
+        if run is None:  # the START hook did not run here (or failed): start late, measure 0
+            run = self.start_task(ti)
+            with self._lock:
+                self._runs.pop(self._slot(ti), None)
+        energy = run.monitor.stop() if run.monitor is not None else None
+        ended = dt.datetime.now(dt.UTC)
+        task = ti.task
+        with run.lock:
+            run.params.update(task_params(task))
+        run.release()
+        self._join_start(run)
+        outputs: list[DatasetRef] = []
+        if run.mode == "listener":
+            outlets = list(getattr(task, "outlets", None) or [])
+            outputs = refs(outlets)
+            if any(type(o).__name__ == "AssetAlias" for o in outlets):
+                seen = {(r.namespace, r.name) for r in outputs}
+                outputs += [r for r in runtime_outlets(ti.get_template_context())
+                            if (r.namespace, r.name) not in seen]
+        output_ids = self._identify(run, outputs)
+        event_type = {"completed": "COMPLETE", "failed": "FAIL", "skipped": "COMPLETE"}[status]
+        if run.mode == "openlineage":
+            event_type = "OTHER"
+        event = self.build_event(run, event_type, status, ended, outputs=outputs,
+                                 output_ids=output_ids, energy=energy, error=error)
+        if run.emitter is None:  # the worker did not get to it in time
+            from cmf_core.openlineage.emit import get_emitter
+
+            run.emitter = get_emitter(run.settings)
+        run.emitter.emit(event)
+        return run
+
+    def _join_start(self, run: TaskRun) -> None:
+        done = run.start_done
+        if done is not None and not done.wait(run.settings.hook_timeout_s * 2):
+            log.warning("cmf: the START event of %s is still being recorded; the terminal "
+                        "event goes ahead (no impact on the task)", run.key.job_name)
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait (bounded) for events still being recorded: START events of running tries and
+        queued DAG-run events. True if everything was recorded in time."""
+        with self._lock:
+            runs = list(self._runs.values())
+        for run in runs:
+            run.release()
+            self._join_start(run)
+        return self.background.flush(timeout)
+
+    # events ---------------------------------------------------------------------------------
+    def build_event(self, run: TaskRun, event_type: str, status: str, when: dt.datetime, *,
+                    outputs: list[DatasetRef] | None = None,
+                    output_ids: dict[str, tuple[str, str]] | None = None,
+                    energy: Any = None, error: BaseException | str | None = None) -> Any:
+        """The RunEvent of ``run`` (openlineage-python objects, CMF facets included)."""
+        from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
+        from openlineage.client.facet_v2 import error_message_run, parent_run
+
+        from cmf_core.openlineage.facets import (
+            EnergyRunFacet,
+            ExecutionRunFacet,
+            MetricPoint,
+            MetricsRunFacet,
+            ParamsRunFacet,
+            SiteRunFacet,
+        )
+
+        key, terminal = run.key, event_type != "START"
+        with run.lock:
+            properties = dict(run.properties)
+            params = dict(run.params)
+            metrics = list(run.metrics)
+            custom = dict(run.custom_properties)
+            logged = list(run.logged)
+            logged_ids = dict(run.logged_ids)
+        facets: dict[str, Any] = {
+            "parent": parent_run.ParentRunFacet(
+                run=parent_run.Run(runId=key.parent_run_id),
+                job=parent_run.Job(namespace=key.namespace, name=key.dag_id),
+                root=parent_run.Root(
+                    run=parent_run.RootRun(runId=key.parent_run_id),
+                    job=parent_run.RootJob(namespace=key.namespace, name=key.dag_id)),
+                producer=PRODUCER),
+            "cmf_execution": ExecutionRunFacet(
+                status=status, pipeline=key.dag_id, stage=key.task_id,
+                properties=properties, custom_properties=custom,
+                producer=PRODUCER),
+            "cmf_site": SiteRunFacet(name=run.settings.site, producer=PRODUCER),
+        }
+        if params:
+            facets["cmf_params"] = ParamsRunFacet(params=params, producer=PRODUCER)
+        if terminal and metrics:
+            facets["cmf_metrics"] = MetricsRunFacet(
+                metrics=[MetricPoint(n, v, s, t) for n, v, s, t in metrics], producer=PRODUCER)
+        if terminal and energy is not None:
+            record = energy.to_record(key.run_id, run.settings)
+            facets["cmf_energy"] = EnergyRunFacet(
+                energy_kwh=record.energy_kwh, co2e_kg=record.co2e_kg,
+                details=dict(record.details), producer=PRODUCER)
+        if error is not None:
+            message, stack = error_text(error)
+            facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
+                message=message, programmingLanguage="python", stackTrace=stack,
+                producer=PRODUCER)
+        inputs = [] if run.mode == "openlineage" else run.inputs
+        out_refs = list(outputs or [])
+        ids = {**run.input_ids, **(output_ids or {})}
+        if terminal:
+            out_refs += logged
+        return RunEvent(
+            eventType=RunState(event_type),
+            eventTime=when.astimezone(dt.UTC).isoformat(),
+            run=Run(runId=key.run_id, facets=facets),
+            job=Job(namespace=key.namespace, name=key.job_name),
+            inputs=[to_openlineage(r, identify(r, ids), False, PRODUCER) for r in inputs],
+            outputs=[to_openlineage(r, logged_ids.get(r.uri) or identify(r, ids), True,
+                                    PRODUCER) for r in out_refs],
+            producer=PRODUCER,
+        )
+
+
+def _size(path: str | None) -> int:
+    """Bytes of a file (a directory counts as large: it is digested in a bounded thread)."""
+    try:
+        return INLINE_DIGEST_BYTES + 1 if path and os.path.isdir(path) else \
+            os.stat(path).st_size if path else 0
+    except OSError:
+        return 0

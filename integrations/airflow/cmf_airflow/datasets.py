@@ -1,0 +1,239 @@
+"""Airflow inlets and outlets -> OpenLineage datasets that carry CMF's ``cmf_artifact`` facet.
+
+Any URI scheme is accepted and named as :mod:`cmf_core.openlineage.naming` says
+(``file:///data/x.csv`` -> ``file`` + ``/data/x.csv``; ``s3://bucket/key`` -> ``s3://bucket`` +
+``key``). An Airflow asset that has only a name (``Asset("features")``) becomes namespace
+``airflow.asset``. What identifies the artifact:
+
+* a local file or directory (``file://`` or an absolute path) that exists: the ``sha256`` of its
+  content (:func:`cmf_core.identity.path_digest`), or, above ``[cmf] digest_max_mb`` or when
+  reading takes longer than the hook's time budget, a digest of its path, size and modification
+  time (property ``digest_method = "stat"``);
+* a remote object whose asset ``extra`` names a ``version``, ``etag``, ``digest`` or
+  ``checksum``: the OpenLineage ``version`` facet (ingest turns it into
+  :func:`cmf_core.identity.remote_digest`);
+* anything else: no digest here; ingest identifies it by its URI (an *unversioned* artifact).
+
+The artifact type is ``Dataset`` unless the asset's extra says ``{"cmf_type": "Model"}``.
+Digests of unchanged files are cached per process (path, size, mtime), so a file written by one
+task and read by the next is read once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path, PurePath
+from typing import Any
+
+from cmf_core.openlineage.naming import dataset_naming
+
+ASSET_NAMESPACE = "airflow.asset"
+VERSION_KEYS = ("version", "etag", "digest", "checksum")
+TYPE_KEY = "cmf_type"
+
+
+@dataclass(frozen=True, slots=True)
+class DatasetRef:
+    """One inlet or outlet: where it is, how it is named in OpenLineage, what it is."""
+
+    namespace: str
+    name: str
+    uri: str
+    local_path: str | None = None
+    artifact_type: str = "Dataset"
+    version: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+def ref_from_uri(uri: str, *, artifact_type: str = "Dataset", version: str | None = None,
+                 properties: dict[str, Any] | None = None) -> DatasetRef:
+    """A dataset reference for ``uri`` (a URI of any scheme, or a path)."""
+    uri = os.fspath(uri)
+    if "://" not in uri and not os.path.isabs(uri) and not uri.startswith("."):
+        return DatasetRef(ASSET_NAMESPACE, uri, f"{ASSET_NAMESPACE}:{uri}",
+                          artifact_type=artifact_type, version=version,
+                          properties=dict(properties or {}))
+    namespace, name = dataset_naming(uri)
+    local = name if namespace == "file" else None
+    if local is not None:
+        local = os.path.abspath(local)
+        if "://" not in uri:
+            namespace, name = "file", local
+    return DatasetRef(namespace, name, uri if "://" in uri else local or uri, local,
+                      artifact_type, version, dict(properties or {}))
+
+
+def ref_from_object(obj: Any) -> DatasetRef | None:
+    """An Airflow ``Asset``, a legacy ``File``, an OpenLineage ``Dataset``, a path or a URI."""
+    if isinstance(obj, (str, PurePath)):
+        return ref_from_uri(os.fspath(obj))
+    cls = type(obj).__name__
+    if cls == "AssetAlias":  # resolved at run time: see runtime_outlets
+        return None
+    uri = getattr(obj, "uri", None) or getattr(obj, "url", None)
+    if isinstance(uri, str) and uri:
+        extra = getattr(obj, "extra", None) or {}
+        version = next((str(extra[k]) for k in VERSION_KEYS if extra.get(k)), None)
+        props: dict[str, Any] = {}
+        name = getattr(obj, "name", None)
+        if isinstance(name, str) and name and name != uri:
+            props["airflow.asset_name"] = name
+        return ref_from_uri(uri, artifact_type=str(extra.get(TYPE_KEY) or "Dataset"),
+                            version=version, properties=props)
+    namespace, name = getattr(obj, "namespace", None), getattr(obj, "name", None)
+    if isinstance(namespace, str) and isinstance(name, str):  # an OpenLineage Dataset
+        from cmf_core.openlineage.naming import dataset_uri
+
+        return DatasetRef(namespace, name, dataset_uri(namespace, name),
+                          name if namespace == "file" else None)
+    return None
+
+
+def refs(objects: Iterable[Any] | None) -> list[DatasetRef]:
+    out: list[DatasetRef] = []
+    seen: set[tuple[str, str]] = set()
+    for obj in objects or ():
+        ref = ref_from_object(obj)
+        if ref is not None and (ref.namespace, ref.name) not in seen:
+            seen.add((ref.namespace, ref.name))
+            out.append(ref)
+    return out
+
+
+def runtime_outlets(context: Any) -> list[DatasetRef]:
+    """Assets a task attached to an ``AssetAlias`` while it ran (``outlet_events[alias].add``)."""
+    outlet_events = context.get("outlet_events") if context is not None else None
+    if outlet_events is None:
+        return []
+    found: list[Any] = []
+    for key in outlet_events:
+        if type(key).__name__ != "AssetAlias":
+            continue
+        for event in getattr(outlet_events[key], "asset_alias_events", None) or []:
+            dest = getattr(event, "dest_asset_key", None)
+            if dest is not None and getattr(dest, "uri", None):
+                found.append(dest)
+    return refs(found)
+
+
+# digests --------------------------------------------------------------------------------------
+_CACHE: dict[tuple[str, int, int], str] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_MAX = 4096
+
+
+def _stat_key(path: str) -> tuple[str, int, int] | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if os.path.isdir(path):
+        # a directory's own mtime misses edits inside files; key on the newest entry instead
+        newest, size = st.st_mtime_ns, 0
+        for root, _, files in os.walk(path):
+            for f in files:
+                try:
+                    s = os.stat(os.path.join(root, f))
+                except OSError:
+                    continue
+                newest, size = max(newest, s.st_mtime_ns), size + s.st_size
+        return path, size, newest
+    return path, st.st_size, st.st_mtime_ns
+
+
+def stat_digest(path: str, key: tuple[str, int, int]) -> str:
+    """``version:`` digest of a local path from its size and mtime (for files too big to read)."""
+    from cmf_core.identity import remote_digest
+
+    return remote_digest(Path(path).as_uri(), f"stat:{key[1]}:{key[2]}")
+
+
+def local_digest(path: str, max_bytes: float) -> tuple[str, str] | None:
+    """``(digest, method)`` of a local file or directory; ``None`` if it does not exist."""
+    key = _stat_key(path)
+    if key is None:
+        return None
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached, "sha256" if cached.startswith("sha256:") else "stat"
+    if key[1] > max_bytes:
+        return stat_digest(path, key), "stat"
+    from cmf_core.identity import path_digest
+
+    digest = path_digest(path)
+    with _CACHE_LOCK:
+        if len(_CACHE) >= _CACHE_MAX:
+            _CACHE.clear()
+        _CACHE[key] = digest
+    return digest, "sha256"
+
+
+def digests(refs_: Iterable[DatasetRef], max_bytes: float) -> dict[str, tuple[str, str]]:
+    """Digest of every existing local dataset, by local path."""
+    out: dict[str, tuple[str, str]] = {}
+    for ref in refs_:
+        if ref.local_path and ref.local_path not in out:
+            found = local_digest(ref.local_path, max_bytes)
+            if found is not None:
+                out[ref.local_path] = found
+    return out
+
+
+def stat_digests(refs_: Iterable[DatasetRef]) -> dict[str, tuple[str, str]]:
+    """The fallback when content digests overran the time budget."""
+    out: dict[str, tuple[str, str]] = {}
+    for ref in refs_:
+        if ref.local_path:
+            key = _stat_key(ref.local_path)
+            if key is not None:
+                out[ref.local_path] = (stat_digest(ref.local_path, key), "stat")
+    return out
+
+
+# OpenLineage --------------------------------------------------------------------------------
+def identify(ref: DatasetRef, local: dict[str, tuple[str, str]]) -> tuple[str, str] | None:
+    """``(artifact id, method)`` of ``ref``, or ``None`` to let ingest identify it by its URI.
+
+    The ids are those ingest itself derives (``remote_digest`` of the dataset URI and version,
+    ``unversioned_digest`` of the URI), so a dataset seen through Airflow's OpenLineage provider
+    and through this listener is one artifact.
+    """
+    if ref.local_path and ref.local_path in local:
+        return local[ref.local_path]
+    if ref.version is None and ref.artifact_type == "Dataset":
+        return None
+    from cmf_core.openlineage.naming import dataset_uri
+
+    uri = dataset_uri(ref.namespace, ref.name)
+    if ref.version is not None:
+        from cmf_core.identity import remote_digest
+
+        return remote_digest(uri, ref.version), "version"
+    from cmf_core.openlineage.ingest import unversioned_digest
+
+    return unversioned_digest(uri), "unversioned"
+
+
+def to_openlineage(ref: DatasetRef, identity: tuple[str, str] | None, output: bool,
+                   producer: str) -> Any:
+    """The ``InputDataset`` / ``OutputDataset`` of ``ref`` (see :func:`identify`)."""
+    from openlineage.client.event_v2 import InputDataset, OutputDataset
+    from openlineage.client.facet_v2 import dataset_version_dataset
+
+    from cmf_core.openlineage.facets import ArtifactDatasetFacet
+
+    facets: dict[str, Any] = {}
+    if identity is not None:
+        props = dict(ref.properties)
+        props["digest_method"] = identity[1]
+        facets["cmf_artifact"] = ArtifactDatasetFacet(
+            digest=identity[0], type=ref.artifact_type, properties=props, producer=producer)
+    if ref.version is not None:
+        facets["version"] = dataset_version_dataset.DatasetVersionDatasetFacet(
+            datasetVersion=ref.version, producer=producer)
+    cls = OutputDataset if output else InputDataset
+    return cls(namespace=ref.namespace, name=ref.name, facets=facets)

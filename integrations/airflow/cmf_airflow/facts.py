@@ -1,0 +1,98 @@
+"""What a task try is, read from Airflow: its facts, parameters and error."""
+
+from __future__ import annotations
+
+import os
+import traceback
+from collections.abc import Callable
+from typing import Any
+
+from cmf_airflow.values import bind_callable_args, jsonable, redact
+
+PRODUCER = "https://github.com/cmf-foundation/cmf-foundation/tree/main/integrations/airflow"
+"""``_producer`` of the events and facets the integration builds."""
+CALLABLE_FIELDS = frozenset({"op_args", "op_kwargs", "templates_dict"})
+STACK_MAX = 8000
+
+
+def airflow_properties(ti: Any, task: Any) -> dict[str, Any]:
+    """Facts about the Airflow task try, kept as execution properties."""
+    cls = type(task)
+    props: dict[str, Any] = {
+        "dag_id": ti.dag_id,
+        "task_id": ti.task_id,
+        "run_id": str(ti.run_id),
+        "try_number": int(ti.try_number or 0),
+        "map_index": int(ti.map_index if ti.map_index is not None else -1),
+        "operator": f"{cls.__module__}.{cls.__qualname__}",
+        "hostname": getattr(ti, "hostname", None) or os.uname().nodename,
+        "pid": os.getpid(),
+    }
+    owner = getattr(task, "owner", None)
+    if owner:
+        props["owner"] = str(owner)
+    return {"airflow": props}
+
+
+def dag_params(context: Any) -> dict[str, Any]:
+    """The DAG/task ``params`` the try runs with."""
+    params = context.get("params") if context is not None else None
+    if not params:
+        return {}
+    out: dict[str, Any] = {}
+    for name in list(params.keys()):
+        try:
+            value = params[name]
+        except Exception:
+            continue
+        out[str(name)] = jsonable(redact(value, str(name)))
+    return out
+
+
+def task_params(task: Any) -> dict[str, Any]:
+    """Rendered template fields; ``op_args``/``op_kwargs`` by the callable's argument names."""
+    out: dict[str, Any] = {}
+    fields = tuple(getattr(task, "template_fields", ()) or ())
+    if "op_args" in fields or "op_kwargs" in fields:
+        fn: Callable[..., Any] | None = getattr(task, "python_callable", None)
+        args = getattr(task, "op_args", None) or ()
+        kwargs = getattr(task, "op_kwargs", None) or {}
+        if isinstance(args, (list, tuple)) and isinstance(kwargs, dict):
+            context_keys = _context_keys()
+            for name, value in bind_callable_args(fn, args, kwargs).items():
+                if name not in context_keys:  # ti, params, dag_run... given by Airflow
+                    out[name] = value
+        templates = getattr(task, "templates_dict", None)
+        if isinstance(templates, dict):
+            out.update(templates)
+    for name in fields:
+        if name in CALLABLE_FIELDS:
+            continue
+        value = getattr(task, name, None)
+        if value is None or value == "" or value == {} or value == []:
+            continue
+        out[name] = value
+    return {k: jsonable(redact(v, k)) for k, v in out.items() if not _unrendered(v)}
+
+
+def _context_keys() -> frozenset[str]:
+    try:
+        from airflow.sdk.definitions.context import KNOWN_CONTEXT_KEYS
+    except ImportError:  # pragma: no cover - older task SDKs
+        return frozenset({"ti", "task_instance", "params", "dag_run", "dag", "task"})
+    return frozenset(KNOWN_CONTEXT_KEYS)
+
+
+def _unrendered(value: Any) -> bool:
+    """XComArgs and other lazy values that were not resolved (the task failed before)."""
+    return type(value).__name__ in {"PlainXComArg", "MapXComArg", "ZipXComArg", "XComArg",
+                                    "ConcatXComArg"}
+
+
+def error_text(error: BaseException | str) -> tuple[str, str | None]:
+    """``("Type: message", traceback)`` of a task's error."""
+    if isinstance(error, BaseException):
+        message = f"{type(error).__name__}: {error}"
+        stack = "".join(traceback.format_exception(error))
+        return message[:STACK_MAX], stack[-STACK_MAX:] or None
+    return str(error)[:STACK_MAX], None

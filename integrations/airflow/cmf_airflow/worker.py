@@ -1,0 +1,69 @@
+"""One background worker thread per process for recording jobs (START events, DAG runs)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+
+class Background:
+    """One daemon worker thread per process that runs recording jobs in order.
+
+    Task processes give it their START events (recorded while the task runs), schedulers their
+    DAG-run events (so the scheduler never waits on CMF). :meth:`submit` returns an event set
+    when the job is done; :meth:`flush` waits (bounded) for everything submitted so far. A full
+    queue runs the job in the caller's thread (still bounded and spooled by the emitter).
+    """
+
+    def __init__(self, maxsize: int = 10_000) -> None:
+        import queue
+
+        self._queue: queue.Queue[tuple[Callable[[], Any], threading.Event]] = \
+            queue.Queue(maxsize)
+        self._thread: threading.Thread | None = None
+        self._lock = threading.Lock()
+
+    def submit(self, job: Callable[[], Any]) -> threading.Event:
+        import queue
+
+        done = threading.Event()
+        with self._lock:
+            if self._thread is None or not self._thread.is_alive():  # first use, or a fork
+                self._thread = threading.Thread(target=self._run, name="cmf-recorder",
+                                                daemon=True)
+                self._thread.start()
+        try:
+            self._queue.put_nowait((job, done))
+        except queue.Full:
+            self._do(job, done)
+        return done
+
+    @staticmethod
+    def _do(job: Callable[[], Any], done: threading.Event) -> None:
+        try:
+            job()
+        except BaseException as e:  # our own worker: nothing may escape it
+            from cmf_core.guard import report
+
+            report("recording in the background", e)
+        finally:
+            done.set()
+
+    def _run(self) -> None:
+        while True:
+            job, done = self._queue.get()
+            try:
+                self._do(job, done)
+            finally:
+                self._queue.task_done()
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """True when everything submitted so far was recorded within ``timeout``."""
+        deadline = time.monotonic() + timeout
+        while self._queue.unfinished_tasks:
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.005)
+        return True

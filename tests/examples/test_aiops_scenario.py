@@ -1,0 +1,48 @@
+"""Scenario 2, reduced: past anomaly-detection searches in the store seed a new one."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from cmf_core.carbon.rollup import rollup
+from cmf_core.lineage import Query
+from cmf_core.store import open_store
+
+
+def test_aiops_recommender_seeds_from_past_tasks(tmp_path: Path) -> None:
+    from aiops import scenario
+
+    result = scenario.run(tmp_path / "aiops", length=400, past_trials=3, n_trials=4, k=3,
+                          progress=lambda _: None)
+
+    # recommendations: from similar anomaly-detection tasks, this site's own among them
+    rec = result.recommendation
+    assert rec["strategy"] == "similar_tasks" and rec["seeds"]
+    assert all(s["config"]["model"] in {"iforest", "lof", "ocsvm"} for s in rec["seeds"])
+    assert all(s["evidence"] for s in rec["seeds"])
+    past = {p[0] for p in scenario.PAST}
+    assert past & {n["name"] for n in rec["neighbours"]}
+    assert "similar" in result.explain and "score" in result.explain
+    assert result.past_trials == 3 * len(scenario.PAST)
+
+    # the seeded search starts with the recommended configurations, in order
+    seeded = result.results["seeded"][0]
+    assert seeded.configs[:len(rec["seeds"])] == [s["config"] for s in rec["seeds"]]
+    assert len(seeded.scores) == len(result.results["cold"][0].scores) == 4
+
+    with open_store(result.store_url) as store:
+        # lineage: the best configuration <- seeded search <- seeds <- recommend <- describe
+        prov = Query(store).provenance(result.best_model)
+        stages = {e.stage for e in prov.executions}
+        assert {"search_seeded", "recommend", "describe"} <= stages
+        assert all(e.site == scenario.SITE for e in prov.executions)
+        # carbon: totals are the sums of the per-execution records
+        r = rollup(store, pipeline=scenario.PIPELINE, by="stage")
+        records = store.energy([e.id for e in store.list_executions()
+                                if e.pipeline == scenario.PIPELINE])
+        assert records and r.total.energy_kwh == math.fsum(x.energy_kwh for x in records)
+        assert r.total.co2e_kg == math.fsum(x.co2e_kg for x in records)
+        assert {g.key for g in r.groups} == {f"{scenario.PIPELINE}/{s}" for s in
+                                             ("describe", "recommend", "search_seeded",
+                                              "search_cold")}

@@ -1,0 +1,110 @@
+"""DAG sources of the tests (``{dag_id}`` and ``{data}`` are filled in when written)."""
+
+CHURN = '''
+import json
+from pathlib import Path
+
+from airflow.sdk import Asset, dag, task
+
+DATA = Path("{data}")
+RAW = Asset(f"file://{DATA}/raw.csv")
+TRAIN = Asset(f"file://{DATA}/train.csv")
+MODEL = Asset(f"file://{DATA}/model.json", extra={"cmf_type": "Model"})
+REPORT = Asset("s3://reports/churn/eval.json")
+
+
+@dag(dag_id="{dag_id}", schedule=None, params={"seed": 42})
+def churn():
+    @task(inlets=[RAW], outlets=[TRAIN])
+    def prepare(test_size: float = 0.25) -> dict:
+        rows = (DATA / "raw.csv").read_text().splitlines()[1:]
+        keep = rows[: int(len(rows) * (1 - test_size))]
+        (DATA / "train.csv").write_text("x,y\\n" + "\\n".join(keep))
+        return {"rows": len(keep)}
+
+    @task(inlets=[TRAIN], outlets=[MODEL])
+    def train(info: dict, C: float = 1.0) -> dict:
+        (DATA / "model.json").write_text(json.dumps({"C": C, "rows": info["rows"]}))
+        return {"C": C}
+
+    @task(inlets=[MODEL], outlets=[REPORT])
+    def evaluate(model: dict) -> float:
+        return 0.91
+
+    evaluate(train(prepare(test_size=0.2), C=0.5))
+
+
+churn()
+'''
+
+
+FLAKY = '''
+from airflow.sdk import dag, task
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def flaky():
+    @task
+    def ok() -> int:
+        return 1
+
+    @task
+    def boom(x: int) -> int:
+        raise ValueError(f"bad input: {x}")
+
+    @task
+    def after(y: int) -> int:
+        return y
+
+    after(boom(ok()))
+
+
+flaky()
+'''
+
+
+SKIPPING = '''
+from airflow.sdk import dag, task
+from airflow.sdk.exceptions import AirflowSkipException
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def skipping():
+    @task
+    def nothing_to_do() -> None:
+        raise AirflowSkipException("no new data")
+
+    nothing_to_do()
+
+
+skipping()
+'''
+
+RETRIED = '''
+from datetime import timedelta
+from pathlib import Path
+
+from airflow.sdk import dag, task
+
+MARK = Path("{data}") / "failed-once"
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def retried():
+    @task(retries=1, retry_delay=timedelta(seconds=0))
+    def flaky_io() -> str:
+        if not MARK.exists():
+            MARK.write_text("x")
+            raise ConnectionError("storage not ready")
+        return "ok"
+
+    @task
+    def shard(n: int) -> int:
+        return n * n
+
+    flaky_io()
+    shard.expand(n=[1, 2, 3])
+
+
+retried()
+'''

@@ -1,0 +1,188 @@
+"""A DAG that knows nothing of CMF, run with dag.test(), is recorded in full by the listener."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmf_core.identity import file_digest
+from cmf_core.model import EventType, ExecutionStatus
+from cmf_core.openlineage.ingest import unversioned_digest
+from tests.integrations.airflow.helpers import artifacts_of, by_stage, flush
+from tests.integrations.airflow.sources import CHURN, FLAKY, RETRIED, SKIPPING
+
+
+def test_untouched_dag_gets_full_lineage(run_dag, cmf_store, tmp_path: Path) -> None:
+    from airflow.providers.openlineage.utils.utils import (
+        build_dag_run_ol_run_id,
+        build_task_instance_ol_run_id,
+    )
+
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "raw.csv").write_text("x,y\n" + "\n".join(f"{i},{i % 2}" for i in range(40)))
+    dr = run_dag(CHURN, "churn_lineage", data=data)
+    assert dr.state == "success"
+
+    store = cmf_store()
+    runs = by_stage(store, "churn_lineage")
+    assert set(runs) == {"prepare", "train", "evaluate", "churn_lineage"}
+    dag_run = runs.pop("churn_lineage")  # the DAG run itself, as the provider records it
+    assert dag_run.status is ExecutionStatus.COMPLETED
+    assert dag_run.id == build_dag_run_ol_run_id("churn_lineage", dr.logical_date, 0)
+    for stage, ex in runs.items():
+        assert ex.status is ExecutionStatus.COMPLETED, (stage, ex.error)
+        # the same deterministic run id as Airflow's OpenLineage provider
+        assert ex.id == build_task_instance_ol_run_id(
+            dag_id="churn_lineage", task_id=stage, try_number=1,
+            logical_date=dr.logical_date, map_index=-1)
+        assert ex.started_at <= ex.ended_at
+        assert ex.properties["airflow"]["dag_id"] == "churn_lineage"
+        assert ex.properties["airflow"]["try_number"] == 1
+        parent = ex.properties["openlineage.run_facets"]["parent"]
+        assert parent["run"]["runId"] == dag_run.id and parent["job"]["name"] == "churn_lineage"
+
+    # parameters: DAG params, and op_kwargs / call arguments by name, rendered
+    assert runs["prepare"].params == {"seed": 42, "test_size": 0.2}
+    assert runs["train"].params == {"seed": 42, "C": 0.5, "info": {"rows": 32}}
+
+    # datasets: local files digested, any other scheme by URI; types from the asset extra
+    (raw,) = artifacts_of(store, runs["prepare"].id, EventType.INPUT)
+    (train_out,) = artifacts_of(store, runs["prepare"].id, EventType.OUTPUT)
+    assert raw.id == file_digest(data / "raw.csv") and raw.uri == str(data / "raw.csv")
+    assert train_out.id == file_digest(data / "train.csv")
+    (train_in,) = artifacts_of(store, runs["train"].id, EventType.INPUT)
+    assert train_in.id == train_out.id  # lineage joins on content
+    (model,) = artifacts_of(store, runs["train"].id, EventType.OUTPUT)
+    assert model.type == "Model" and model.id == file_digest(data / "model.json")
+    (report,) = artifacts_of(store, runs["evaluate"].id, EventType.OUTPUT)
+    assert report.uri == "s3://reports/churn/eval.json"
+    assert report.id == unversioned_digest("s3://reports/churn/eval.json")
+
+    # the XCom return value, summarised
+    assert runs["evaluate"].properties["airflow.xcom_return"] == {
+        "type": "builtins.float", "value": 0.91}
+    assert runs["prepare"].properties["airflow.xcom_return"]["value"] == {"rows": 32}
+
+    # energy, measured in the task's own process
+    energy = {r.execution_id: r for r in store.energy([e.id for e in runs.values()])}
+    assert set(energy) == {e.id for e in runs.values()}
+    for record in energy.values():
+        assert record.energy_kwh >= 0 and record.co2e_kg >= 0
+        assert record.details["pid"] == os.getpid()
+        assert record.details["components"]["cpu"]["method"] in ("rapl", "model")
+
+
+def states(dr: Any) -> dict[str, str]:
+    return {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+
+
+def test_failed_task_is_recorded_and_dag_result_unchanged(run_dag, cmf_store, monkeypatch
+                                                          ) -> None:
+    monkeypatch.setenv("AIRFLOW__CMF__DISABLED", "True")
+    without = run_dag(FLAKY, "flaky_untracked")
+    monkeypatch.setenv("AIRFLOW__CMF__DISABLED", "False")
+    tracked = run_dag(FLAKY, "flaky_tracked")
+    assert tracked.state == without.state == "failed"
+    assert states(tracked) == states(without) == {
+        "ok": "success", "boom": "failed", "after": "upstream_failed"}
+
+    store = cmf_store()
+    assert by_stage(store, "flaky_untracked") == {}
+    runs = by_stage(store, "flaky_tracked")
+    assert set(runs) == {"ok", "boom", "flaky_tracked"}  # "after" never ran
+    assert runs["flaky_tracked"].status is ExecutionStatus.FAILED
+    assert runs["ok"].status is ExecutionStatus.COMPLETED
+    boom = runs["boom"]
+    assert boom.status is ExecutionStatus.FAILED
+    assert boom.error == "ValueError: bad input: 1"
+    assert boom.params == {"x": 1}
+    assert store.energy([boom.id])  # a failed try is measured too
+
+
+def test_skipped_task_is_recorded_as_skipped(run_dag, cmf_store) -> None:
+    dr = run_dag(SKIPPING, "skipping")
+    assert states(dr) == {"nothing_to_do": "skipped"}
+    runs = by_stage(cmf_store(), "skipping")
+    assert runs["nothing_to_do"].status is ExecutionStatus.SKIPPED
+    assert runs["skipping"].status is ExecutionStatus.COMPLETED
+
+
+@pytest.fixture
+def hung_server() -> Any:
+    """A TCP port that accepts connections and never answers (a hung database server)."""
+    import socket
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(16)
+    yield sock.getsockname()[1]
+    sock.close()
+
+
+def test_a_hung_store_neither_fails_nor_stalls_the_task(run_dag, cmf_store, monkeypatch,
+                                                        hung_server: int) -> None:
+    import time
+
+    from airflow.sdk.listener import get_listener_manager
+
+    from cmf_core.guard import FAILURES
+
+    monkeypatch.setenv("AIRFLOW__CMF__STORE_URL",
+                       f"postgresql://cmf@127.0.0.1:{hung_server}/cmf?connect_timeout=30")
+    monkeypatch.setenv("AIRFLOW__CMF__HOOK_TIMEOUT_S", "0.5")
+    before = sum(FAILURES.values())
+    started = time.perf_counter()
+    dr = run_dag(FLAKY.replace("raise ValueError(f\"bad input: {x}\")", "return x"), "hung_store")
+    elapsed = time.perf_counter() - started
+    flush()
+    assert dr.state == "success"
+    assert sum(FAILURES.values()) > before
+    # 3 tasks x (START + terminal) bounded by 0.5 s each, plus Airflow's own time
+    assert elapsed < 30
+    spool = Path(os.environ["CMF_HOME"]) / "spool"
+    spooled = sorted(spool.glob("*.json"))
+    # 3 tasks x (START + COMPLETE) + the DAG run's COMPLETE (dag.test() only reports its end)
+    assert len(spooled) == 7
+
+    # nothing is lost: once the store is back, the spool is replayed into it
+    monkeypatch.delenv("AIRFLOW__CMF__STORE_URL")
+    from cmf_airflow import conf
+
+    from cmf_core.openlineage.emit import get_emitter
+
+    get_emitter(conf.settings()).retry_spool()  # (a new emitter also replays when created)
+    assert not list(spool.glob("*.json"))
+    runs = by_stage(cmf_store(), "hung_store")
+    assert {s: e.status.value for s, e in runs.items()} == {
+        "ok": "completed", "boom": "completed", "after": "completed", "hung_store": "completed"}
+    assert get_listener_manager().has_listeners
+
+
+def test_each_try_and_each_mapped_instance_is_an_execution(run_dag, cmf_store,
+                                                           tmp_path: Path) -> None:
+    from airflow.providers.openlineage.utils.utils import build_task_instance_ol_run_id
+
+    from cmf_core.store.base import ExecutionFilter
+
+    dr = run_dag(RETRIED, "retried", data=tmp_path)
+    assert dr.state == "success"
+    store = cmf_store()
+    tries = {e.properties["airflow"]["try_number"]: e for e in store.list_executions(
+        ExecutionFilter(pipeline="retried", stage="flaky_io"))}
+    assert set(tries) == {1, 2}
+    assert tries[1].status is ExecutionStatus.FAILED
+    assert tries[1].error == "ConnectionError: storage not ready"
+    assert tries[2].status is ExecutionStatus.COMPLETED
+    for n, ex in tries.items():
+        assert ex.id == build_task_instance_ol_run_id("retried", "flaky_io", n,
+                                                      dr.logical_date, -1)
+    shards = {e.properties["airflow"]["map_index"]: e for e in store.list_executions(
+        ExecutionFilter(pipeline="retried", stage="shard"))}
+    assert set(shards) == {0, 1, 2}
+    assert {i: e.params["n"] for i, e in shards.items()} == {0: 1, 1: 2, 2: 3}
+    assert {i: e.properties["airflow.xcom_return"]["value"] for i, e in shards.items()} == {
+        0: 1, 1: 4, 2: 9}

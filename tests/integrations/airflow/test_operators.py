@@ -1,0 +1,134 @@
+"""The recommend-seed and federated-sync operators inside a real DAG, against a real peer."""
+
+from __future__ import annotations
+
+import json
+import random
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cmf_core.model import ExecutionStatus
+from tests.integrations.airflow.helpers import by_stage
+from tests.support.postgres import free_port
+
+OPS = '''
+from airflow.sdk import dag, task
+
+from cmf_airflow.operators import CmfFederatedSyncOperator, CmfRecommendSeedOperator
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def ops():
+    seeds = CmfRecommendSeedOperator(task_id="recommend", category="classification",
+                                     dataset_path="{data}/train.csv", target="label", k=3)
+
+    @task
+    def search(configs: list, ti=None) -> dict:
+        task = ti.xcom_pull(task_ids="recommend", key="task")
+        return {"n_seeds": len(configs), "category": task["category"]}
+
+    share = CmfFederatedSyncOperator(task_id="share", cmf_conn_id="cmf_peer",
+                                     direction="push", pipeline="{dag_id}")
+    search(seeds.output) >> share
+
+
+ops()
+'''
+
+MISSING = '''
+from airflow.sdk import dag
+
+from cmf_airflow.operators import CmfFederatedSyncOperator
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def missing():
+    CmfFederatedSyncOperator(task_id="optional", cmf_conn_id="no_such_peer",
+                             missing_peer="skip")
+    CmfFederatedSyncOperator(task_id="required", cmf_conn_id="no_such_peer")
+
+
+missing()
+'''
+
+
+@pytest.fixture
+def peer(tmp_path: Path) -> Iterator[tuple[str, Any]]:
+    """A peer site: ``cmf serve``'s app over its own SQLite store, on a loopback port."""
+    import uvicorn
+
+    from cmf_core.config import load_settings
+    from cmf_core.server.app import create_app
+    from cmf_core.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'peer.db'}"
+    settings = load_settings(site="peer-site", store_url=url, token="peer-token")
+    store = open_store(url, site="peer-site")
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(store, settings), host="127.0.0.1",
+                                           port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        assert time.monotonic() < deadline, "peer server did not start"
+        time.sleep(0.05)
+    yield f"http://127.0.0.1:{port}", store
+    server.should_exit = True
+    thread.join(10)
+    store.close()
+
+
+def test_operators_in_a_dag(run_dag, cmf_store, peer, tmp_path: Path, monkeypatch) -> None:
+    from cmf_core.recommend import describe_csv, recommend
+
+    url, peer_store = peer
+    host, port = url.removeprefix("http://").split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_CMF_PEER", json.dumps(
+        {"conn_type": "cmf", "host": host, "port": int(port), "schema": "http",
+         "password": "peer-token"}))
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = random.Random(0)
+    rows = [f"{rng.random():.4f},{rng.gauss(0, 1):.4f},{int(rng.random() > 0.6)}"
+            for _ in range(80)]
+    (data / "train.csv").write_text("f1,f2,label\n" + "\n".join(rows))
+
+    dr = run_dag(OPS, "with_operators", data=data)
+    assert dr.state == "success", {ti.task_id: ti.state for ti in dr.get_task_instances()}
+    store = cmf_store()
+    runs = by_stage(store, "with_operators")
+    assert {runs[s].status for s in ("recommend", "search", "share")} == {
+        ExecutionStatus.COMPLETED}
+
+    # the seeds pushed to XCom are the recommender's, for the same task description
+    expected = recommend(describe_csv(data / "train.csv", category="classification",
+                                      target="label", name="with_operators.recommend"),
+                         k=3, store=store)
+    assert runs["recommend"].properties["airflow.xcom_return"]["len"] == len(expected.seeds)
+    assert runs["search"].params["configs"] == expected.configs()
+    assert runs["search"].properties["airflow.xcom_return"]["value"] == {
+        "n_seeds": len(expected.seeds), "category": "classification"}
+
+    # the peer now has this pipeline's runs, pushed with the token of the connection
+    pushed = by_stage(peer_store, "with_operators")
+    assert {"recommend", "search"} <= set(pushed)
+    assert pushed["search"].id == runs["search"].id
+    sync_report = runs["share"].properties["airflow.xcom_return"]["value"]
+    assert sync_report["direction"] == "push" and sync_report["peer_site"] == "peer-site"
+    assert sync_report["pushed"]["records"] > 0
+
+
+def test_sync_without_a_peer_connection(run_dag, cmf_store) -> None:
+    dr = run_dag(MISSING, "missing_peer")
+    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    assert states == {"optional": "skipped", "required": "failed"}
+    runs = by_stage(cmf_store(), "missing_peer")
+    assert runs["required"].status is ExecutionStatus.FAILED
+    assert "no_such_peer" in runs["required"].error
+    assert runs["optional"].status is ExecutionStatus.SKIPPED

@@ -1,0 +1,50 @@
+"""Parameters and XCom values made safe to record: bounded, JSON-ready, secrets masked."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from pathlib import Path
+
+from cmf_airflow.values import MAX_ITEMS, MAX_STR, bind_callable_args, jsonable, redact, summarise
+
+
+class Opaque:
+    def __repr__(self) -> str:  # never called: objects are tagged, not printed
+        raise AssertionError("repr called")
+
+
+def test_jsonable_bounds_everything() -> None:
+    value = {"n": 1, "x": float("nan"), "when": dt.datetime(2026, 1, 2, tzinfo=dt.UTC),
+             "path": Path("/data"), "long": "a" * (MAX_STR + 5), "many": list(range(200)),
+             "obj": Opaque(), "deep": {"a": {"b": {"c": {"d": {"e": 1}}}}}}
+    out = jsonable(value)
+    json.dumps(out)
+    assert out["n"] == 1 and out["x"] == "nan" and out["path"] == "/data"
+    assert out["when"] == "2026-01-02T00:00:00+00:00"
+    assert len(out["long"]) == MAX_STR + 3
+    assert len(out["many"]) == MAX_ITEMS + 1 and out["many"][-1] == "... 150 more"
+    assert out["obj"].startswith("<") and out["obj"].endswith(".Opaque>")
+    assert out["deep"]["a"]["b"]["c"] == "<builtins.dict>"
+
+
+def test_summarise_small_and_large_values() -> None:
+    assert summarise(0.91) == {"type": "builtins.float", "value": 0.91}
+    assert summarise({"rows": 3}) == {"type": "builtins.dict", "len": 1, "keys": ["rows"],
+                                      "value": {"rows": 3}}
+    big = summarise(list(range(5000)))
+    assert big["len"] == 5000 and "value" not in big and big["json_len"] > 0
+
+
+def test_arguments_are_named_by_the_callable() -> None:
+    def train(data, lr=0.1, *rest, epochs=3):
+        pass
+
+    assert bind_callable_args(train, ["d.csv", 0.01], {"epochs": 5}) == {
+        "data": "d.csv", "lr": 0.01, "epochs": 5}
+    assert bind_callable_args(None, [1, 2], {}) == {"arg0": 1, "arg1": 2}
+
+
+def test_secrets_are_masked_like_airflow_masks_them() -> None:
+    assert redact("hunter2", "password") != "hunter2"
+    assert redact({"api_key": "abc", "rows": 3}, "conf")["rows"] == 3
