@@ -51,7 +51,14 @@ from cmf_airflow.datasets import (
     stat_digests,
     to_openlineage,
 )
-from cmf_airflow.facts import PRODUCER, airflow_properties, dag_params, error_text, task_params
+from cmf_airflow.facts import (
+    PRODUCER,
+    airflow_properties,
+    dag_params,
+    error_text,
+    task_params,
+    template_context,
+)
 from cmf_airflow.ids import TaskKey
 from cmf_airflow.values import jsonable, summarise
 from cmf_airflow.worker import Background
@@ -187,7 +194,7 @@ class CmfAdapter:
     def start_task(self, ti: Any) -> TaskRun:
         snap = conf.snapshot()
         settings = self.settings(snap)
-        context = ti.get_template_context()
+        context = template_context(ti)
         key = TaskKey.of(ti, context, snap.namespace)
         task = ti.task
         run = TaskRun(
@@ -200,7 +207,8 @@ class CmfAdapter:
             properties=airflow_properties(ti, task),
             inputs=refs(getattr(task, "inlets", None)),
             input_ids={},
-            params=dag_params(context),
+            # Airflow calls this hook once the templates are rendered: the values the task uses
+            params={**dag_params(context), **task_params(task)},
         )
         if snap.xcom_summary and getattr(task, "do_xcom_push", False):
             run.watch_return_value(task)
@@ -267,14 +275,14 @@ class CmfAdapter:
         with self._lock:
             run = self._runs.pop(self._slot(ti), None)
         if run is None:  # the START hook did not run here (or failed): start late, measure 0
+            if conf.is_disabled():
+                return None
             run = self.start_task(ti)
             with self._lock:
                 self._runs.pop(self._slot(ti), None)
         energy = run.monitor.stop() if run.monitor is not None else None
         ended = dt.datetime.now(dt.UTC)
         task = ti.task
-        with run.lock:
-            run.params.update(task_params(task))
         run.release()
         self._join_start(run)
         outputs: list[DatasetRef] = []
@@ -283,7 +291,7 @@ class CmfAdapter:
             outputs = refs(outlets)
             if any(type(o).__name__ == "AssetAlias" for o in outlets):
                 seen = {(r.namespace, r.name) for r in outputs}
-                outputs += [r for r in runtime_outlets(ti.get_template_context())
+                outputs += [r for r in runtime_outlets(template_context(ti))
                             if (r.namespace, r.name) not in seen]
         output_ids = self._identify(run, outputs)
         event_type = {"completed": "COMPLETE", "failed": "FAIL", "skipped": "COMPLETE"}[status]

@@ -223,7 +223,23 @@ class Snapshot:
     namespace: str
 
 
+_SNAPSHOTS: dict[tuple[tuple[str, str], ...], Snapshot] = {}
+_ENV_PREFIXES = ("AIRFLOW__CMF__", "AIRFLOW__OPENLINEAGE__", "OPENLINEAGE", "CMF_")
+
+
 def snapshot() -> Snapshot:
+    """The ``[cmf]`` options (and the OpenLineage namespace), read once per process and again
+    whenever a variable that can change them (``AIRFLOW__CMF__*``, ``CMF_*``, ...) changes."""
+    key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)))
+    found = _SNAPSHOTS.get(key)
+    if found is None:
+        if len(_SNAPSHOTS) > 64:
+            _SNAPSHOTS.clear()
+        found = _SNAPSHOTS[key] = read_snapshot()
+    return found
+
+
+def read_snapshot() -> Snapshot:
     """Read the ``[cmf]`` options (and the OpenLineage namespace) now."""
     return Snapshot(
         explicit=tuple(sorted(explicit_settings().items())),

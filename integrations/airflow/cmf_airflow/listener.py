@@ -37,10 +37,8 @@ log = logging.getLogger("cmf")
 
 
 def _in_task_process(ti: Any) -> bool:
-    """True for the task runner's ``RuntimeTaskInstance`` (which has the task and its context),
-    unless tracking is disabled (checked at every hook, so a change needs no restart)."""
-    return (hasattr(ti, "get_template_context") and getattr(ti, "task", None) is not None
-            and not conf.is_disabled())
+    """True for the task runner's ``RuntimeTaskInstance`` (which has the task and its context)."""
+    return hasattr(ti, "get_template_context") and getattr(ti, "task", None) is not None
 
 
 class CmfListener:
@@ -51,7 +49,9 @@ class CmfListener:
 
     @hookimpl
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
-        if _in_task_process(task_instance):
+        # the kill switch is read here, so a change needs no restart; the end hooks finish
+        # what was started
+        if _in_task_process(task_instance) and not conf.is_disabled():
             self._start(task_instance)
 
     @hookimpl
