@@ -7,12 +7,16 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS := --extra server --extra postgres --extra gpu --extra recommend --extra plot \
           --extra airflow --extra prefect --extra kubeflow --extra dev
+# ml-metadata (the MLMD interop tests) pins protobuf<5 and attrs<24: it gets its own environment
+MLMD_VENV := .venv-mlmd
+MLMD_EXTRAS := --extra mlmd --extra server --extra postgres --extra recommend --extra dev \
+               --group mlmd-tests
 export UV_PYTHON := $(PYTHON)
 export PREFECT_SERVER_ANALYTICS_ENABLED := false
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS := 120
 export DO_NOT_TRACK := 1
 
-.PHONY: help env demo test test-fast lint system-deps clean
+.PHONY: help env env-mlmd demo test test-fast lint system-deps clean
 
 help:
 	@echo "make demo   - set up the environment and run the cross-site demo (embedded SQLite stores)"
@@ -28,6 +32,12 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 	touch $@
 
 env: $(VENV)/.synced
+
+$(MLMD_VENV)/.synced: pyproject.toml uv.lock | $(UV)
+	UV_PROJECT_ENVIRONMENT=$(MLMD_VENV) $(UV) sync --frozen $(MLMD_EXTRAS)
+	touch $@
+
+env-mlmd: $(MLMD_VENV)/.synced
 
 # System packages the tests use: PostgreSQL server binaries (the suite starts its own server) and
 # Chromium (the web UI tests drive it with Playwright). Installed with apt-get when missing.
@@ -45,14 +55,15 @@ system-deps:
 demo: env
 	$(PY) examples/demo.py
 
-test: env system-deps
-	$(PY) -m pytest -q
+test: env env-mlmd system-deps
+	$(PY) -m pytest -q --ignore=tests/mlmd
+	$(MLMD_VENV)/bin/python -m pytest -q tests/mlmd
 
 test-fast: env
-	$(PY) -m pytest -q -m "not slow"
+	$(PY) -m pytest -q -m "not slow" --ignore=tests/mlmd
 
 lint: env
 	$(VENV)/bin/ruff check .
 
 clean:
-	rm -rf $(VENV) .tools .pytest_cache demo-output
+	rm -rf $(VENV) $(MLMD_VENV) .tools .pytest_cache demo-output

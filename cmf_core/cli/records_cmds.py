@@ -1,4 +1,5 @@
-"""cmf export / import: metadata bundles (JSON lines with a header and a checksum trailer)."""
+"""cmf export / import: metadata bundles (JSON lines with a header and a checksum trailer), and
+ML-Metadata (MLMD) stores with --mlmd (cmflib and Kubeflow Pipelines)."""
 
 from __future__ import annotations
 
@@ -8,7 +9,16 @@ from typing import Annotated
 
 import typer
 
-from cmf_core.cli.common import JsonOpt, StoreOpt, get_store, parse_time, print_json
+from cmf_core.cli.common import (
+    JsonOpt,
+    StoreOpt,
+    console,
+    get_store,
+    parse_time,
+    print_json,
+    table,
+)
+from cmf_core.errors import InvalidInputError
 from cmf_core.federation.export import ExportResult, Selector, export_bundle
 from cmf_core.federation.merge import import_file
 
@@ -32,13 +42,31 @@ def export(
     = None,
     gzip: Annotated[bool | None, typer.Option(
         "--gzip/--no-gzip", help="Compress (default: when OUT ends in .gz).")] = None,
+    mlmd: Annotated[Path | None, typer.Option(
+        "--mlmd", help="Write an ML-Metadata SQLite file laid out as cmflib writes it "
+                       "(needs the mlmd extra) instead of a bundle.")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="With --mlmd: replace an existing file.")] = False,
+    json_out: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
     """Write a metadata bundle: the whole store, some pipelines, changes since a seq,
-    executions since a time, or the provenance of one artifact.
+    executions since a time, or the provenance of one artifact. With --mlmd, write the
+    pipelines into a new MLMD file that cmflib's CmfQuery reads.
 
     Example: cmf export churn.jsonl.gz --pipeline churn
+
+    Example: cmf export --mlmd mlmd --pipeline churn
     """
+    if mlmd is not None:
+        if out is not None or since_seq or since or artifact or gzip is not None:
+            raise InvalidInputError("--mlmd exports whole pipelines: give only --pipeline "
+                                    "(and --force), not OUT, --since-seq, --since, --artifact "
+                                    "or --gzip")
+        _export_mlmd(mlmd, pipeline, force, json_out, store)
+        return
+    if force:
+        raise InvalidInputError("--force only applies to --mlmd")
     selector = Selector(pipelines=tuple(pipeline) if pipeline else None, since_seq=since_seq,
                         since_time=parse_time(since), artifact=artifact)
     compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))
@@ -55,17 +83,59 @@ def export(
             for chunk in chunks:
                 fh.write(chunk)
         tmp.replace(out)
+    if json_out:
+        print_json({"path": str(out), "records": result.records, "since": result.since,
+                    "end": result.end})
+        return
     typer.echo(f"Exported {result.records} records (seq {result.since}..{result.end}) to {out}")
 
 
+def _export_mlmd(path: Path, pipelines: list[str] | None, force: bool, json_out: bool,
+                 store: str | None) -> None:
+    from cmf_core.mlmd import export_mlmd
+
+    with get_store(store) as s:
+        report = export_mlmd(s, path, pipelines, force=force)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    c = report.counts
+    console.print(f"Exported {len(report.pipelines)} pipeline(s) "
+                  f"({', '.join(report.pipelines) or 'none'}) to MLMD file {report.path}: "
+                  f"{c['stages']} stages, {c['executions']} executions, {c['artifacts']} "
+                  f"artifacts, {c['events']} events, {c['metrics']} metrics",
+                  highlight=False, soft_wrap=True)
+
+
 def import_(
-    src: Annotated[Path, typer.Argument(help="Bundle written by cmf export (.jsonl or "
-                                             ".jsonl.gz; plain record lines are read too).")],
+    src: Annotated[Path | None, typer.Argument(help="Bundle written by cmf export (.jsonl or "
+                                                    ".jsonl.gz; plain record lines are read "
+                                                    "too).")] = None,
+    mlmd: Annotated[str | None, typer.Option(
+        "--mlmd", help="Import an ML-Metadata store instead (cmflib or Kubeflow Pipelines): "
+                       "an SQLite file, or a postgresql:// or mysql:// URL.")] = None,
+    pipeline: Annotated[list[str] | None, typer.Option(
+        help="With --mlmd: only this pipeline (repeat for several).")] = None,
     json_out: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
     """Merge a bundle into the store: idempotent, all or nothing; true conflicts are recorded
-    and reported, never overwritten."""
+    and reported, never overwritten. With --mlmd, import an MLMD store (idempotent, all or
+    nothing).
+
+    Example: cmf import churn.jsonl.gz
+
+    Example: cmf import --mlmd ./mlmd --pipeline churn
+    """
+    if mlmd is not None:
+        if src is not None:
+            raise InvalidInputError("give either a bundle SRC or --mlmd, not both")
+        _import_mlmd(mlmd, pipeline, json_out, store)
+        return
+    if src is None:
+        raise InvalidInputError("nothing to import: give a bundle file, or --mlmd PATH_OR_URL")
+    if pipeline:
+        raise InvalidInputError("--pipeline only applies to --mlmd; bundles import whole")
     with get_store(store) as s:
         report = import_file(s, src)
     if json_out:
@@ -79,3 +149,25 @@ def import_(
         for c in report.conflicts[:20]:
             typer.echo(f"  {c['kind']} {c['record_id']}: {', '.join(c['fields'])} differ",
                        err=True)
+
+
+def _import_mlmd(source: str, pipelines: list[str] | None, json_out: bool,
+                 store: str | None) -> None:
+    from cmf_core.mlmd import import_mlmd
+
+    with get_store(store) as s:
+        report = import_mlmd(s, source, pipelines)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    c, new = report.counts, report.new
+    rows = [[kind, c[kind], new.get(kind, "-")] for kind in
+            ("pipelines", "stages", "executions", "artifacts", "events", "metrics")]
+    typer.echo(f"Imported MLMD store {report.source} ({report.shape}, schema "
+               f"{report.schema_version}) in {report.seconds:.2f} s: "
+               f"{', '.join(report.pipelines) or 'no pipelines'}")
+    table("MLMD import", ["records", "read", "new"], rows)
+    for reason, n in sorted(report.skipped.items()):
+        typer.echo(f"skipped {n} {reason}", err=True)
+    for note in report.notes[:20]:
+        typer.echo(f"note: {note}", err=True)
