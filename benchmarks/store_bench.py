@@ -1,7 +1,8 @@
 """Store benchmarks P1 (recording throughput) and P3 (lineage closure latency).
 
 P1: record N executions (2 input datasets, 1 output model, 3 params, 3 metrics) through the
-public ``Cmf`` API into SQLite, one durable transaction per ended execution (kill -9 safe).
+public ``Cmf`` API into SQLite; each ended execution is durable (kill -9 safe: journaled) when
+``finalize`` returns, and the clock stops once everything is applied to the tables (close).
 P3: transitive upstream closure of one model (~1,000+ ancestors) in a generated lineage graph
 of about 1,000,000 nodes shaped like real pipelines, on SQLite and on PostgreSQL.
 
@@ -41,7 +42,7 @@ def p1(n: int, durability: str) -> dict:
     url = f"sqlite:///{d / 'cmf.db'}"
     cmf = Cmf(pipeline_name="p1", store=url, settings=settings, site="bench",
               measure_energy=False)
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     for i in range(n):
         with cmf.create_execution("train", params={"lr": 0.01 * (i % 10), "depth": i % 7,
                                                    "model": "rf"}) as ex:
@@ -49,12 +50,15 @@ def p1(n: int, durability: str) -> dict:
             ex.log_dataset("s3://data/labels.parquet", "input", version="v1")
             ex.log_model(f"s3://models/m{i}.pkl", "output", version="1")
             ex.log_execution_metrics("eval", {"auc": 0.8, "f1": 0.7, "loss": 0.3})
+    acked = time.perf_counter() - t0
+    cmf.close()  # the last journal entries are applied to the tables: the clock stops after
     dt = time.perf_counter() - t0
-    cmf.close()
+    cpu = time.process_time() - c0
     with open_store(url, site="check") as s:
         assert s.count_executions() == n
     return {"benchmark": "P1", "executions": n, "seconds": round(dt, 3),
-            "executions_per_s": round(n / dt), "durability": durability,
+            "executions_per_s": round(n / dt), "acknowledged_per_s": round(n / acked),
+            "cpu_us_per_execution": round(cpu / n * 1e6), "durability": durability,
             "peak_rss_mb": round(peak_rss_mb(), 1),
             "db_mb": round((d / "cmf.db").stat().st_size / 1e6, 1)}
 

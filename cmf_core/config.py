@@ -63,8 +63,8 @@ class Settings(BaseSettings):
     durability: Literal["normal", "full"] = Field(
         "normal",
         description="SQLite fsync policy. 'normal': an ended execution survives a killed process "
-        "(kill -9) but the last commits may be lost on power loss; 'full': fsync on every "
-        "commit, survives power loss, slower.",
+        "(kill -9) but the last writes may be lost on power loss; 'full': fsync on every "
+        "put, survives power loss, slower.",
     )
     # energy and carbon
     energy: bool = Field(True, description="Measure energy around each recorded task.")

@@ -14,6 +14,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import os
+import random
 import re
 import secrets
 import time
@@ -28,16 +29,22 @@ _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f
 _DIGEST_RE = re.compile(r"^(sha256|version):[0-9a-f]{64}$")
 
 
+_rng = random.Random(secrets.token_bytes(32))  # seeded from the OS; reseeded after fork
+os.register_at_fork(after_in_child=lambda: _rng.seed(secrets.token_bytes(32)))
+
+
 def uuid7() -> str:
-    """A new RFC 9562 UUIDv7: 48-bit Unix milliseconds, then random bits."""
+    """A new RFC 9562 UUIDv7: 48-bit Unix milliseconds, then 74 random bits (from a generator
+    seeded from the operating system's CSPRNG in each process)."""
     ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(secrets.token_bytes(10), "big")
+    rand = _rng.getrandbits(74)
     value = (ms & ((1 << 48) - 1)) << 80
     value |= 0x7 << 76
     value |= ((rand >> 62) & 0xFFF) << 64
     value |= 0b10 << 62
     value |= rand & ((1 << 62) - 1)
-    return str(uuid.UUID(int=value))
+    h = f"{value:032x}"
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def check_uuid(value: str, what: str = "id") -> str:
@@ -94,6 +101,7 @@ def path_digest(path: str | os.PathLike[str]) -> str:
     return file_digest(p)
 
 
+@functools.lru_cache(maxsize=4096)
 def remote_digest(uri: str, version: str) -> str:
     """``version:<hex>`` of a remote object from its URI and caller-given version/etag/digest."""
     if not version:

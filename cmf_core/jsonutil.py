@@ -55,6 +55,8 @@ _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=
 def dumps(value: Any) -> str:
     """Serialise to canonical JSON text."""
     if type(value) is MappingProxyType:  # records hold already-cleaned read-only mappings
+        if not value:
+            return "{}"
         value = dict(value)
     try:
         return _ENCODER.encode(value)
@@ -67,3 +69,16 @@ def loads(text: str | bytes | None) -> Any:
     if not text:
         return {}
     return json.loads(text)
+
+
+def merge(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive union of two JSON objects; ``high`` wins a key both have (unless both are
+    objects, which are merged)."""
+    out = dict(low)
+    for key, value in high.items():
+        old = out.get(key)
+        if isinstance(old, Mapping) and isinstance(value, Mapping):
+            out[key] = merge(old, value)
+        else:
+            out[key] = value
+    return out

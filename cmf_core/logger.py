@@ -81,7 +81,7 @@ def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None
             uri = str(path.resolve())
             if path.is_file():
                 props.setdefault("size_bytes", path.stat().st_size)
-    return Artifact(id=digest, type=type, name=name or Path(uri.rstrip("/")).name or uri,
+    return Artifact(id=digest, type=type, name=name or uri.rstrip("/").rsplit("/", 1)[-1] or uri,
                     uri=uri, site=site, properties=props,
                     custom_properties=custom_properties or {})
 
@@ -130,6 +130,7 @@ class _DeferredStarts:
         self._due: dict[str, tuple[float, list[Record]]] = {}
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._idle = False
 
     def add(self, execution_id: str, records: list[Record]) -> None:
         with self._cv:
@@ -138,7 +139,8 @@ class _DeferredStarts:
                 self._thread = threading.Thread(target=self._run, name="cmf-starts",
                                                 daemon=True)
                 self._thread.start()
-            self._cv.notify()
+            if self._idle:  # else it wakes at an earlier deadline and sees this one then
+                self._cv.notify()
 
     def cancel(self, execution_id: str) -> None:
         with self._cv:
@@ -148,7 +150,9 @@ class _DeferredStarts:
         while True:
             with self._cv:
                 while not self._due:
+                    self._idle = True
                     self._cv.wait()
+                    self._idle = False
                 now = time.monotonic()
                 ready = [k for k, (t, _) in self._due.items() if t <= now]
                 if not ready:

@@ -12,6 +12,8 @@ from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
+_PLAIN = frozenset({str, int, float, bool, type(None)})
+_INF = (float("inf"), float("-inf"))
 
 
 def frozen_dict(value: Mapping[str, Any] | None, what: str = "properties") -> Mapping[str, Any]:
@@ -22,7 +24,13 @@ def frozen_dict(value: Mapping[str, Any] | None, what: str = "properties") -> Ma
         return value
     if not isinstance(value, Mapping):
         raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}")
-    return MappingProxyType(jsonutil.clean(dict(value)))
+    if not value:
+        return _EMPTY
+    copy = dict(value)
+    for k, v in copy.items():  # the common case, flat and plain, needs no cleaning
+        if type(k) is not str or type(v) not in _PLAIN or v != v or v in _INF:
+            return MappingProxyType(jsonutil.clean(copy))
+    return MappingProxyType(copy)
 
 
 def now() -> float:

@@ -83,5 +83,13 @@ class Execution:
               error: str | None = None, ended_at: float | None = None,
               **changes: Any) -> Execution:
         """A copy of this execution in a terminal state."""
-        return replace(self, status=ExecutionStatus.parse(status), error=error,
-                       ended_at=ended_at if ended_at is not None else now(), **changes)
+        if changes:
+            return replace(self, status=ExecutionStatus.parse(status), error=error,
+                           ended_at=ended_at if ended_at is not None else now(), **changes)
+        new = object.__new__(Execution)  # the rest is already validated: copy it as it is
+        for name in Execution.__slots__:
+            object.__setattr__(new, name, getattr(self, name))
+        object.__setattr__(new, "status", ExecutionStatus.parse(status))
+        object.__setattr__(new, "error", error)
+        object.__setattr__(new, "ended_at", ended_at if ended_at is not None else now())
+        return new

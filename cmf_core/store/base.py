@@ -10,9 +10,13 @@ idempotent upserts keyed by global ids, so replaying the same records changes no
   the row of the earliest ``(created_at, site)`` wins as a whole, so any order of writes gives
   the same row. Every (digest, site, uri) seen is kept as an artifact location.
 * executions are keyed by id; an execution's status only moves forward (running -> a terminal
-  state). A write that moves it forward replaces status, ``ended_at``, ``error``, ``params``,
-  ``properties`` and ``custom_properties``; any other write leaves the row as it is.
-  ``started_at`` keeps the earliest value.
+  state; between terminal states the greater name wins, so any order gives one answer). The
+  side with the further status (the stored row between equals) gives ``status``, ``ended_at``
+  and ``error`` (the other side's ``ended_at``/``error`` fill in where it has none) and wins a
+  key that both sides' ``params``, ``properties`` or ``custom_properties`` have; keys only one
+  side has are kept (JSON objects are merged recursively), so a late or partial write adds
+  what it carries and never drops what is stored. ``started_at`` keeps the earliest value. A
+  write that changes nothing leaves the row (and its ``seq``) as it is.
 * events, metrics (execution, name, step) and energy records (execution) are
   immutable: later writes of the same key are ignored.
 

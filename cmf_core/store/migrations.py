@@ -59,9 +59,47 @@ def _record_origin(dialect: Dialect) -> list[str]:
     return out
 
 
+# recursive JSON-object union used by the execution upsert (SQLite: a function registered on
+# each connection, see sqlite.json_merge)
+_PG_MERGE = """
+CREATE OR REPLACE FUNCTION cmf_merge(low jsonb, high jsonb) RETURNS jsonb
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    k text;
+    v jsonb;
+    out jsonb := low;
+BEGIN
+    IF jsonb_typeof(low) IS DISTINCT FROM 'object'
+       OR jsonb_typeof(high) IS DISTINCT FROM 'object' THEN
+        RETURN coalesce(high, low);
+    END IF;
+    FOR k, v IN SELECT key, value FROM jsonb_each(high) LOOP
+        IF jsonb_typeof(out -> k) = 'object' AND jsonb_typeof(v) = 'object' THEN
+            out := out || jsonb_build_object(k, cmf_merge(out -> k, v));
+        ELSE
+            out := out || jsonb_build_object(k, v);
+        END IF;
+    END LOOP;
+    RETURN out;
+END
+$$
+"""
+
+
+def _merge_rule(dialect: Dialect) -> list[str]:
+    """Executions merge params/properties at any status (a late event adds what it carried);
+    the SQLite journal moves to files (``cmf_journal_files``: how far each is applied)."""
+    out = ["CREATE TABLE cmf_journal_files (name VARCHAR(200) PRIMARY KEY, "
+           "applied BIGINT NOT NULL)"]
+    if dialect.name == "postgresql":
+        out.append(_PG_MERGE.strip())
+    return out
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", _initial),
     Migration(schema.ORIGIN_MIGRATION, _record_origin),
+    Migration("0003_merge_rule", _merge_rule),
 ]
 
 KNOWN = [m.name for m in MIGRATIONS]

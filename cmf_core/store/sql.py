@@ -9,10 +9,14 @@ locking) live in the backend modules.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import functools
+import itertools
+import os
 import threading
 import time
+import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any, ClassVar
@@ -42,6 +46,13 @@ from cmf_core.model._base import check_name
 from cmf_core.model.artifact import check_artifact_type
 from cmf_core.store import migrations, schema
 from cmf_core.store.base import EXPORT_FIELDS, Closure, ExecutionFilter, ExportPage, Store
+from cmf_core.store.journal import (
+    ROTATE_BYTES,
+    JournalWriter,
+    journal_files,
+    owner_alive,
+    read_entries,
+)
 
 _J = jsonutil.dumps
 
@@ -58,6 +69,53 @@ def _earliest_wins(table: str, cols: Sequence[str], least: str) -> str:
         f"INSERT INTO {table} ({names}) VALUES ({marks}) ON CONFLICT (id) DO UPDATE SET {updates} "
         f"WHERE (excluded.created_at, excluded.site) < ({table}.created_at, {table}.site)"
     )
+
+
+def _execution_upsert(least: str, merge: str, same: str, distinct: str) -> str:
+    """Upsert of an execution: the store's update rule (see ``Store.put``), in SQL.
+
+    The side with the further status (the stored row between equals) gives status, ``ended_at``
+    and ``error`` (falling back to the other side's when it has none) and wins a key both
+    sides' params/properties have (objects merged recursively by ``merge``); ``started_at`` is
+    the earliest. The row is only rewritten, and ``seq`` only moves, when any of it changes;
+    it keeps the incoming origin version only when all of it is the incoming row.
+    """
+    x, s = "excluded", "executions"
+    adv = f"(({x}.status_rank, {x}.status) > ({s}.status_rank, {s}.status))"
+
+    def pick(col: str) -> str:
+        return f"CASE WHEN {adv} THEN {x}.{col} ELSE {s}.{col} END"
+
+    def either(col: str, ok: str) -> str:  # the winning side's value unless it has none
+        return (f"CASE WHEN {adv} THEN (CASE WHEN {ok.format(t=x)} THEN {x}.{col} ELSE "
+                f"{s}.{col} END) ELSE (CASE WHEN {ok.format(t=s)} THEN {s}.{col} ELSE "
+                f"{x}.{col} END) END")
+
+    new = {
+        "status": pick("status"),
+        "status_rank": pick("status_rank"),
+        "ended_at": either("ended_at", "{t}.ended_at IS NOT NULL OR {t}.status_rank = 0"),
+        "error": either("error", "{t}.error IS NOT NULL"),
+    }
+    for col in ("params", "properties", "custom_properties"):
+        new[col] = (f"CASE WHEN {adv} THEN {merge.format(low=f'{s}.{col}', high=f'{x}.{col}')}"
+                    f" ELSE {merge.format(low=f'{x}.{col}', high=f'{s}.{col}')} END")
+    changed = " OR ".join(
+        [f"{x}.started_at < {s}.started_at"]
+        + [f"({new[c]}) {distinct} {s}.{c}" for c in ("status", "ended_at", "error")]
+        + [f"NOT ({same.format(a=new[c], b=f'{s}.{c}')})"
+           for c in ("params", "properties", "custom_properties")])
+    incoming = " AND ".join(
+        [adv, f"{x}.started_at <= {s}.started_at"]
+        + [f"NOT (({new[c]}) {distinct} {x}.{c})" for c in ("ended_at", "error")]
+        + [same.format(a=new[c], b=f"{x}.{c}")
+           for c in ("params", "properties", "custom_properties")])
+    sets = ", ".join(f"{c} = {new[c]}" for c in _EXEC_MUTABLE)
+    origin = ", ".join(f"{c} = CASE WHEN {incoming} THEN {x}.{c} END" for c in _ORIGIN_COLS)
+    return (f"INSERT INTO executions ({', '.join(_EXEC_COLS)}) "
+            f"VALUES ({', '.join('?' for _ in _EXEC_COLS)}) ON CONFLICT (id) DO UPDATE SET "
+            f"{sets}, started_at = {least}({s}.started_at, {x}.started_at), seq = {x}.seq, "
+            f"{origin} WHERE {changed}")
 
 
 _PIPELINE_COLS = ("id", "name", "site", "created_at", "properties", "custom_properties", "seq")
@@ -86,8 +144,6 @@ _WRITE_ORDER = ("pipeline", "stage", "artifact", "location", "execution", "event
                 "energy", "lineage_event")
 _NCOLS = {"pipeline": 6, "stage": 8, "artifact": 8, "location": 3, "execution": 14, "event": 3,
           "metric": 5, "energy": 5, "lineage_event": 5}
-_JOURNAL_WIDTH = max(_NCOLS.values())
-_PAD = (None,) * _JOURNAL_WIDTH
 BULK_CACHE_KIB = -131072  # SQLite page cache of a writer after a bulk import (128 MiB)
 JOURNAL_BATCH = 512  # journaled puts applied together
 JOURNAL_MAX_AGE_S = 1.0  # ... or once the oldest pending one is this old
@@ -96,6 +152,14 @@ JOURNAL_MAX_AGE_S = 1.0  # ... or once the oldest pending one is this old
 class WireRow(tuple):  # type: ignore[type-arg]
     """``(kind, row)``: a record already validated and turned into its row, origin version
     included, by :func:`wire_row`."""
+
+    __slots__ = ()
+
+
+class WireBlock(tuple):  # type: ignore[type-arg]
+    """``(kind, columns)``: records of one kind already validated and turned into the columns
+    of their rows (what :func:`wire_row` makes of each, origin version included), by
+    :func:`cmf_core.federation.wire.wire_block`; written without a Python step per row."""
 
     __slots__ = ()
 
@@ -196,19 +260,47 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
         _wire_str(data, "error", kind, optional=True), origin, origin_seq]))
 
 
+_STORES: weakref.WeakSet[SqlStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    """A forked child must not use its parent's connections, locks or applier thread."""
+    for store in list(_STORES):
+        store._reset_after_fork()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def _close_at_exit() -> None:
+    """Apply what this process journaled before the interpreter exits (best effort: what is
+    not applied stays in the journal, and the next process to open the store applies it)."""
+    for store in list(_STORES):
+        if store.journaled and store._journal_pending:
+            with contextlib.suppress(Exception):
+                store.apply_journal()
+
+
+atexit.register(_close_at_exit)
+
+
 class SqlStore(Store):
     """Store over SQLAlchemy (reads) and a DB-API writer connection (writes).
 
-    With ``journaled`` (SQLite), ``put`` appends its rows to a journal table in one small
-    durable transaction (one or two B-tree pages instead of ~25 across the tables and indexes),
-    and the journal is applied to the tables in bulk by ``INSERT ... SELECT`` statements: every
-    512 puts, after 1 s, before any read (in any process), and at close. A put that returned is
-    durable either way.
+    With ``journaled`` (SQLite), ``put`` appends its rows as one JSON entry to a journal table
+    in one small durable transaction (one or two B-tree pages instead of ~25 across the tables
+    and indexes), and the journal is applied to the tables in bulk: every 512 puts, after 1 s,
+    before any read (in any process), and at close. A put that returned is durable either way.
     """
 
     kind: ClassVar[str] = "sql"
     placeholder: ClassVar[str] = "?"
     least: ClassVar[str] = "LEAST"
+    # recursive JSON-object union of two JSON text columns (``high`` wins a key both have),
+    # JSON equality, and null-safe inequality, in this backend's SQL
+    json_merge: ClassVar[str] = "cmf_merge(({low})::jsonb, ({high})::jsonb)::text"
+    json_same: ClassVar[str] = "(({a})::jsonb = ({b})::jsonb)"
+    distinct: ClassVar[str] = "IS DISTINCT FROM"
     journaled: ClassVar[bool] = False
 
     def __init__(self, url: str, site: str, engine: Engine) -> None:
@@ -220,6 +312,19 @@ class SqlStore(Store):
         self._written_parents: set[tuple[str, float, str]] = set()
         self._journal_pending = 0
         self._journal_since = 0.0
+        # journal (SQLite): this process's file, entries not yet applied (offset -> (end,
+        # rows)), applied offsets last seen, the background applier
+        self._journal: JournalWriter | None = None
+        self._journal_mine: dict[int, tuple[int, dict[str, list[list[Any]]]]] = {}
+        self._journal_seen: dict[str, int] = {}
+        self._journal_pid = os.getpid()
+        self._append_lock = threading.Lock()
+        self._apply_cv = threading.Condition()
+        self._applier: threading.Thread | None = None
+        self._applier_idle = False
+        self._closing = False
+        self._legacy_checked = False
+        _STORES.add(self)
         self._sql = self._build_sql()
         self._sql_v = self._versioned_sql()
         self._migrate()
@@ -252,30 +357,12 @@ class SqlStore(Store):
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)
 
     def _build_sql(self) -> dict[str, str]:
-        least = self.least
-        marks = ", ".join("?" for _ in _EXEC_COLS)
-        advance = ("(excluded.status_rank, excluded.status) > "
-                   "(executions.status_rank, executions.status)")
-        sets = ", ".join(
-            f"{c} = CASE WHEN {advance} THEN excluded.{c} ELSE executions.{c} END"
-            for c in _EXEC_MUTABLE
-        )
         sql = {
-            "pipeline": _earliest_wins("pipelines", _PIPELINE_COLS, least),
-            "stage": _earliest_wins("stages", _STAGE_COLS, least),
-            "artifact": _earliest_wins("artifacts", _ARTIFACT_COLS, least),
-            "execution": (
-                f"INSERT INTO executions ({', '.join(_EXEC_COLS)}) VALUES ({marks}) "
-                f"ON CONFLICT (id) DO UPDATE SET {sets}, "
-                f"started_at = {least}(executions.started_at, excluded.started_at), "
-                "seq = excluded.seq, "
-                # the row is the incoming version only when all of it came from there; a mix
-                # (an earlier start kept here) is a new version of this store (origin NULL)
-                + ", ".join(f"{c} = CASE WHEN {advance} AND excluded.started_at <= "
-                            f"executions.started_at THEN excluded.{c} END" for c in _ORIGIN_COLS)
-                + " "
-                f"WHERE {advance} OR excluded.started_at < executions.started_at"
-            ),
+            "pipeline": _earliest_wins("pipelines", _PIPELINE_COLS, self.least),
+            "stage": _earliest_wins("stages", _STAGE_COLS, self.least),
+            "artifact": _earliest_wins("artifacts", _ARTIFACT_COLS, self.least),
+            "execution": _execution_upsert(self.least, self.json_merge, self.json_same,
+                                           self.distinct),
             "location": "INSERT INTO artifact_locations (artifact_id, site, uri, seq) "
                         "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
             "event": "INSERT INTO events (artifact_id, type, execution_id, seq) "
@@ -286,9 +373,6 @@ class SqlStore(Store):
                       "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
             "lineage_event": "INSERT INTO ol_events (id, run_id, event_type, event_time, body, seq)"
                              " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING",
-            "journal": "INSERT INTO cmf_journal (kind, "
-                       + ", ".join(f"c{i}" for i in range(_JOURNAL_WIDTH)) + ") VALUES (?, "
-                       + ", ".join("?" for _ in range(_JOURNAL_WIDTH)) + ")",
             "counter": "UPDATE cmf_counter SET value = value + ? WHERE name = 'seq' "
                        "RETURNING value",
         }
@@ -441,32 +525,140 @@ class SqlStore(Store):
         rows, parents = self._to_rows(records)
         if not rows:
             return
+        if self.journaled:
+            self._append(rows, parents)
+            return
         with self._lock:
             conn = self._writer_conn()
             cur = conn.cursor()
             try:
                 self._begin(cur)
-                if self.journaled:
-                    cur.executemany(self._sql["journal"], [
-                        (kind, *row, *_PAD[len(row):])
-                        for kind in _WRITE_ORDER for row in rows.get(kind, ())])
-                else:
-                    self._write_rows(cur, rows)
+                self._write_rows(cur, rows)
                 self._commit(conn, cur)
             except Exception as e:
                 self._safe_rollback(conn, cur)
                 raise self._translate_error(e) from e
             self._written_parents.update(parents)
-            if self.journaled:
-                self._journal_pending += 1
-                if self._journal_pending == 1:
-                    self._journal_since = time.monotonic()
-                if (self._journal_pending >= JOURNAL_BATCH
-                        or time.monotonic() - self._journal_since > JOURNAL_MAX_AGE_S):
-                    self.apply_journal()
+
+    # the write-ahead journal (SQLite; see cmf_core.store.journal) ------------------------------
+    def _append(self, rows: dict[str, list[list[Any]]],
+                parents: list[tuple[str, float, str]]) -> None:
+        """Journal one put: durable when this returns; applied to the tables in bulk later."""
+        assert self._journal is not None
+        with self._append_lock:
+            if self._journal_pid != os.getpid():  # forked: the parent's applier is not ours
+                self._journal_pid, self._applier = os.getpid(), None
+                self._journal_mine.clear()
+                self._journal_pending = 0
+            _, offset = self._journal.append(rows)
+            self._journal_mine[offset] = (self._journal.size, rows)
+            self._written_parents.update(parents)
+            self._journal_pending += 1
+            pending = self._journal_pending
+            if pending == 1:
+                self._journal_since = time.monotonic()
+        if pending >= JOURNAL_BATCH:
+            self.apply_journal()  # in the writing thread: an applier thread would contend
+            # for the GIL with it and slow both
+        elif pending == 1:
+            self._wake_applier()  # applies what is still pending after JOURNAL_MAX_AGE_S
+
+    def _wake_applier(self) -> None:
+        if self._applier is None:
+            self._applier = threading.Thread(target=self._apply_loop, name="cmf-journal",
+                                             daemon=True)
+            self._applier.start()
+        with self._apply_cv:
+            if self._applier_idle:  # else it wakes by itself at the deadline it waits for
+                self._apply_cv.notify()
+
+    def _apply_loop(self) -> None:
+        """Background applier: what is pending ``JOURNAL_MAX_AGE_S`` after the first put."""
+        me = threading.current_thread()
+        while self._applier is me and not self._closing:
+            with self._apply_cv:
+                if not self._journal_pending:
+                    self._applier_idle = True
+                    self._apply_cv.wait()
+                    self._applier_idle = False
+                    continue
+                wait = self._journal_since + JOURNAL_MAX_AGE_S - time.monotonic()
+                if wait > 0:
+                    self._apply_cv.wait(wait)
+                    continue
+            try:
+                self.apply_journal()
+            except BaseException as e:  # our own thread: log, retry on the next round
+                report(f"applying the journal of {self.safe_url}", e)
+                time.sleep(JOURNAL_MAX_AGE_S)
+
+    def _pending_elsewhere(self) -> bool:
+        """Whether any journal file holds bytes past what this process last saw applied."""
+        assert self._journal is not None
+        try:
+            with os.scandir(self._journal.directory) as it:
+                for f in it:
+                    if (f.name.endswith(".log")
+                            and f.stat().st_size > self._journal_seen.get(f.name, 0)):
+                        return True
+        except FileNotFoundError:
+            pass
+        return False
+
+    def _apply_files(self, cur: Any) -> tuple[int, dict[str, int], list[tuple[str, bytes]]]:
+        """Apply every journal file's unapplied entries (in the caller's transaction).
+
+        Returns the number of entries, each file's applied offset, and the unreadable tails of
+        files whose writer is gone.
+        """
+        assert self._journal is not None
+        cur.execute("SELECT name, applied FROM cmf_journal_files")
+        applied = dict(cur.fetchall())
+        with self._append_lock:
+            own = self._journal.path.name if self._journal.path else None
+            mine = sorted(self._journal_mine.items())
+        merged: dict[str, list[Any]] = defaultdict(list)
+        seen: set[tuple[Any, ...]] = set()
+        done: dict[str, int] = {}
+        torn: list[tuple[str, bytes]] = []
+        count = 0
+        for path in journal_files(self._journal.directory):
+            name, start = path.name, applied.get(path.name, 0)
+            if name == own:
+                entries = [(rows, end) for offset, (end, rows) in mine if offset >= start]
+                tail = b""
+            else:
+                read, _end, tail = read_entries(path, start)
+                entries = [(e.rows, e.end) for e in read]
+            for rows, _ in entries:
+                for k, batch in rows.items():
+                    if k not in _NCOLS:
+                        raise StoreError(f"journal {path} holds unknown record kind {k!r}")
+                    for row in batch:
+                        key = (k, *row)
+                        if key not in seen:
+                            seen.add(key)
+                            merged[k].append(row)
+            count += len(entries)
+            done[name] = entries[-1][1] if entries else start
+            if tail and not owner_alive(path):
+                torn.append((name, tail))
+        self._write_rows(cur, merged)
+        for name in applied.keys() - done.keys():  # files deleted once fully applied
+            cur.execute("DELETE FROM cmf_journal_files WHERE name = ?", (name,))
+        cur.executemany("INSERT INTO cmf_journal_files (name, applied) VALUES (?, ?) "
+                        "ON CONFLICT (name) DO UPDATE SET applied = excluded.applied",
+                        [(n, o) for n, o in done.items() if o != applied.get(n)])
+        for name, tail in torn:  # bytes a killed writer left that are not a whole entry
+            cur.execute("INSERT INTO cmf_journal_rejected (body, error, at) VALUES (?, ?, ?)",
+                        (f"{name} @{done[name]}: {tail[:4096]!r}",
+                         "journal bytes that are not a whole entry (a writer killed during "
+                         "put, which therefore never returned)", time.time()))
+        return count, done, torn
 
     def _apply_sql(self, kind: str, where: str) -> str:
-        """``INSERT ... SELECT`` moving journal rows of ``kind`` into their table."""
+        """``INSERT ... SELECT`` moving rows of ``kind`` from the journal table (the format
+        before 0003_merge_rule) into their table."""
         insert, _, conflict = self._sql[kind].partition(" VALUES (")
         conflict = conflict.split(")", 1)[1]
         ncols = _NCOLS[kind]
@@ -474,69 +666,78 @@ class SqlStore(Store):
         return (f"{insert} SELECT {cols}, ? + id FROM cmf_journal WHERE kind = '{kind}' "
                 f"AND {where} ORDER BY id{conflict}")
 
-    def _apply_range(self, cur: Any, where: str, args: tuple[Any, ...]) -> int:
-        cur.execute(f"SELECT min(id), max(id) FROM cmf_journal WHERE {where}", args)
+    def _apply_table(self, cur: Any) -> int:
+        cur.execute("SELECT min(id), max(id) FROM cmf_journal")
         lo, hi = cur.fetchone()
         if lo is None:
             return 0
         cur.execute(self._sql["counter"], (hi - lo + 1,))
         base = cur.fetchone()[0] - hi  # seq = base + id, unique and in journal order
         for kind in _WRITE_ORDER:
-            cur.execute(self._apply_sql(kind, where), (base, *args))
-        cur.execute(f"DELETE FROM cmf_journal WHERE {where}", args)
+            cur.execute(self._apply_sql(kind, "1 = 1"), (base,))
+        cur.execute("DELETE FROM cmf_journal")
         return hi - lo + 1
 
     def apply_journal(self) -> int:
-        """Move journaled writes into the tables (all pending rows, one transaction).
-
-        A row that cannot be applied (it should never happen: records are validated before
-        they are journaled) is moved to ``cmf_journal_rejected`` with the error, never dropped.
-        """
+        """Apply every journaled write (of any process) to the tables in one transaction."""
         if not self.journaled:
             return 0
+        assert self._journal is not None
         with self._lock:
             conn = self._writer_conn()
             cur = conn.cursor()
             try:
                 self._begin(cur)
-                n = self._apply_range(cur, "1 = 1", ())
-                self._commit(conn, cur)
-                self._journal_pending = 0
-                return n
-            except Exception:
-                self._safe_rollback(conn, cur)
-            return self._apply_one_by_one(conn)
-
-    def _apply_one_by_one(self, conn: Any) -> int:
-        cur = conn.cursor()
-        cur.execute("SELECT id FROM cmf_journal ORDER BY id")
-        applied = 0
-        for (row_id,) in cur.fetchall():
-            try:
-                self._begin(cur)
-                applied += self._apply_range(cur, "id = ?", (row_id,))
+                n = self._apply_table(cur)
+                count, done, torn = self._apply_files(cur)
                 self._commit(conn, cur)
             except Exception as e:
                 self._safe_rollback(conn, cur)
-                report(f"applying journal row {row_id} of {self.safe_url}", e)
-                self._begin(cur)
-                cur.execute("INSERT INTO cmf_journal_rejected (id, body, error, at) "
-                            "SELECT id, kind || ' ' || coalesce(c0, ''), ?, ? FROM cmf_journal "
-                            "WHERE id = ?", (str(e), time.time(), row_id))
-                cur.execute("DELETE FROM cmf_journal WHERE id = ?", (row_id,))
-                self._commit(conn, cur)
+                raise self._translate_error(e) from e
+            self._journal_seen = dict(done)
+            self._tidy_journal(done, {name for name, _ in torn})
+            return n + count
+
+    def _tidy_journal(self, done: dict[str, int], torn: set[str]) -> None:
+        """Forget applied entries; delete fully applied files nobody writes any more."""
+        assert self._journal is not None
+        with self._append_lock:
+            own = self._journal.path.name if self._journal.path else None
+            upto = done.get(own, 0) if own else 0
+            for offset in [o for o in self._journal_mine if o < upto]:
+                del self._journal_mine[offset]
+            self._journal_pending = len(self._journal_mine)
+            if own and upto == self._journal.size and (upto >= ROTATE_BYTES or self._closing):
+                old = self._journal.rotate()
+                if old is not None:
+                    with contextlib.suppress(OSError):
+                        old.unlink()
+        for name, offset in done.items():
+            path = self._journal.directory / name
+            if name == own:
+                continue
+            with contextlib.suppress(OSError):
+                if (name in torn or path.stat().st_size == offset) and not owner_alive(path):
+                    path.unlink()
+
+    def _reset_after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._append_lock = threading.Lock()
+        self._apply_cv = threading.Condition()
+        self._applier = None
+        self._applier_idle = False
+        self._writer = None  # the parent's connection: not ours to use or close
+        self._journal_mine.clear()
         self._journal_pending = 0
-        return applied
+        self._journal_pid = os.getpid()
+        self.engine.dispose(close=False)
 
     def _sync_reads(self) -> None:
         """Reads see every ended write: apply the journal first when it holds anything."""
-        if not self.journaled:
-            return
-        if not self._journal_pending:
-            with self.engine.connect() as c:
-                if c.exec_driver_sql("SELECT 1 FROM cmf_journal LIMIT 1").first() is None:
-                    return
-        self.apply_journal()
+        if self.journaled and (self._journal_pending or self._pending_elsewhere()
+                               or not self._legacy_checked):
+            self._legacy_checked = True
+            self.apply_journal()
 
     def set_state(self, key: str, value: str) -> None:
         with self.engine.begin() as c:
@@ -852,25 +1053,53 @@ class SqlStore(Store):
                              "version of cmf-foundation to migrate it")
         return str(rows[0][0])
 
-    def put_versioned(self, items: Iterable[tuple[Record, str, int]]) -> None:
-        rows, parents = self._to_rows(items, versioned=True)
-        if not rows:
+    def put_versioned(self, items: Iterable[tuple[Record, str, int] | WireRow | WireBlock]
+                      ) -> None:
+        blocks: list[WireBlock] = []
+
+        def singles() -> Iterator[Any]:
+            for item in items:
+                if type(item) is WireBlock:
+                    blocks.append(item)
+                else:
+                    yield item
+
+        rows, parents = self._to_rows(singles(), versioned=True)  # reads every item first
+        total = sum(map(len, rows.values())) + sum(len(cols[0]) for _, cols in blocks)
+        if not total:
             return
         with self._lock:
             conn = self._writer_conn()
             cur = conn.cursor()
             try:
                 self._begin(cur)
-                if self.engine.dialect.name == "sqlite" and sum(map(len, rows.values())) > 5000:
+                if self.engine.dialect.name == "sqlite" and total > 5000:
                     # a bulk import touches index pages all over: a larger page cache for it
                     # (~3x fewer page loads into a store of a million rows)
                     cur.execute(f"PRAGMA cache_size = {BULK_CACHE_KIB}")
                 self._write_rows(cur, rows, self._sql_v)
+                self._write_blocks(cur, blocks)
                 self._commit(conn, cur)
             except Exception as e:
                 self._safe_rollback(conn, cur)
                 raise self._translate_error(e) from e
             self._written_parents.update(parents)
+
+    def _write_blocks(self, cur: Any, blocks: list[WireBlock]) -> None:
+        """Upsert the rows of ``blocks`` (parents first), numbered with ``seq`` by ``zip``."""
+        total = sum(len(cols[0]) for _, cols in blocks)
+        if not total:
+            return
+        cur.execute(self._sql["counter"], (total,))
+        seq = cur.fetchone()[0] - total + 1
+        for kind in _WRITE_ORDER:
+            parts = []
+            for k, cols in blocks:
+                if k == kind:
+                    parts.append(zip(*cols, range(seq, seq + len(cols[0])), strict=True))
+                    seq += len(cols[0])
+            if parts:
+                cur.executemany(self._sql_v[kind], itertools.chain.from_iterable(parts))
 
     def existing_keys(self, kind: str, keys: Sequence[Any]) -> set[Any]:
         wanted = sorted({k[0] for k in keys} if kind == "metric" else set(keys))
@@ -957,9 +1186,20 @@ class SqlStore(Store):
             if pipelines is not None and not pipelines:  # nothing may be shared
                 return ExportPage(rows={k: [] for k in EXPORT_FIELDS}, since=since,
                                   end=snapshot, snapshot=snapshot)
+            if pipelines is None and limit is not None:
+                # the page ends where a kind reaches ``limit`` rows: found on the seq indexes
+                # first, so that no kind reads rows beyond the end just to drop them
+                for table, _ in _EXPORT_SQL.values():
+                    cur.execute(self._q(f"SELECT seq FROM {table} WHERE seq > ? AND seq <= ? "
+                                        "ORDER BY seq LIMIT 1 OFFSET ?"),
+                                (since, end, limit - 1))
+                    row = cur.fetchone()
+                    if row is not None:
+                        end = int(row[0])
+                limit = None
             for kind in EXPORT_FIELDS:
                 where = "seq > ? AND seq <= ?" + vsql
-                params: list[Any] = [me, since, snapshot, *vparams]
+                params: list[Any] = [me, since, end, *vparams]
                 if pipelines is not None:
                     where += f" AND {by_pipeline[kind]}"
                     params += list(pipelines)
@@ -1025,8 +1265,14 @@ class SqlStore(Store):
 
     def close(self) -> None:
         with self._lock:
-            if self._journal_pending:
-                self.apply_journal()
+            if self.journaled:
+                self._closing = True
+                with self._apply_cv:
+                    self._apply_cv.notify_all()
+                if self._journal_pending or not self._legacy_checked:
+                    self.apply_journal()
+                assert self._journal is not None
+                self._journal.close()
             if self._writer is not None:
                 try:
                     self._writer.close()

@@ -2,11 +2,15 @@
 
 * WAL mode: readers never block the writer and many processes can record at once; writers
   serialise on ``BEGIN IMMEDIATE`` with a 60 s busy timeout.
-* Durability (``CMF_DURABILITY``): ``normal`` (default) = ``synchronous=NORMAL``: a committed
-  transaction is in the WAL file before ``put`` returns, so it survives the writing process being
-  killed (kill -9); after a power loss or OS crash the last transactions since the previous WAL
-  checkpoint may be lost. ``full`` = ``synchronous=FULL``: every commit is fsynced and survives
-  power loss; each commit then costs one fsync (milliseconds on most disks).
+* Writes: ``put`` appends to this process's journal file beside the database
+  (``<db>.journal/``, see :mod:`cmf_core.store.journal`); a background thread applies the
+  journal to the tables in bulk, and every read (in any process) applies it first.
+* Durability (``CMF_DURABILITY``): ``normal`` (default): a put's journal entry (and, once
+  applied, its committed transaction, ``synchronous=NORMAL``) is in the operating system's page
+  cache before ``put`` returns, so it survives the writing process being killed (kill -9); after
+  a power loss or OS crash the last writes may be lost. ``full``: every journal append is
+  fsynced (and ``synchronous=FULL``), so a put that returned survives power loss; each put then
+  costs one fsync (milliseconds on most disks).
 """
 
 from __future__ import annotations
@@ -17,16 +21,37 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
+from cmf_core import jsonutil
 from cmf_core.errors import StoreError
+from cmf_core.store.journal import JournalWriter, journal_dir
 from cmf_core.store.sql import SqlStore
 
 BUSY_TIMEOUT_MS = 60_000
+
+
+def json_merge(low: str | None, high: str | None) -> str | None:
+    """SQL function ``cmf_merge``: the recursive union of two JSON objects (``high`` wins a key
+    both have), as the text of whichever input it equals, else as canonical JSON."""
+    if low == high or not low:
+        return high
+    if not high:
+        return low
+    a, b = jsonutil.loads(low), jsonutil.loads(high)
+    merged = jsonutil.dumps(jsonutil.merge(a, b))
+    if merged == jsonutil.dumps(b):
+        return high
+    if merged == jsonutil.dumps(a):
+        return low
+    return merged
 
 
 class SqliteStore(SqlStore):
     kind: ClassVar[str] = "sqlite"
     placeholder: ClassVar[str] = "?"
     least: ClassVar[str] = "min"
+    json_merge: ClassVar[str] = "cmf_merge({low}, {high})"
+    json_same: ClassVar[str] = "(({a}) = ({b}))"  # cmf_merge returns an input's text when equal
+    distinct: ClassVar[str] = "IS NOT"
     journaled: ClassVar[bool] = True
 
     def __init__(self, url: str, site: str, durability: str = "normal") -> None:
@@ -43,9 +68,11 @@ class SqliteStore(SqlStore):
         engine = sa.create_engine(f"sqlite:///{self.path}")
         sa.event.listen(engine, "connect", self._on_connect)
         super().__init__(url, site, engine)
+        self._journal = JournalWriter(journal_dir(self.path), fsync=durability == "full")
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
         dbapi_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        dbapi_conn.create_function("cmf_merge", 2, json_merge, deterministic=True)
 
     def _connect_writer(self) -> Any:
         try:
@@ -56,6 +83,7 @@ class SqliteStore(SqlStore):
             if str(mode).lower() != "wal":
                 raise StoreError(f"could not switch {self.path} to WAL mode (got {mode})")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
+            conn.create_function("cmf_merge", 2, json_merge, deterministic=True)
         except sqlite3.DatabaseError as e:
             raise self._translate_error(e) from e
         return conn

@@ -125,9 +125,8 @@ def test_openlineage_provider_route_gives_the_same_lineage(
         assert "airflow" in stage["run_facets"]
         assert stage["energy"] == 1, name
         assert len(stage["artifact_ids"]) == len(stage["inputs"]) + len(stage["outputs"])
-    # the listener's OTHER event also carries the parameters; ingest merges them, but the
-    # store's execution upsert (cmf_core/store/sql.py) only rewrites params and properties
-    # when the status advances, so an OTHER event's are dropped: a core issue, reported
-    if any(routes["churn_both"][n]["params"] != routes["churn_listener"][n]["params"]
-           for n in TASKS):
-        pytest.xfail("the store drops params/properties of OpenLineage OTHER events")
+    # the listener's OTHER event also carries the parameters: the store merges them into the
+    # provider's run, so both routes together give the listener's parameters
+    for name in TASKS:
+        assert routes["churn_both"][name]["params"] == routes["churn_listener"][name]["params"]
+        assert routes["churn_both"][name]["params"], name

@@ -1,0 +1,157 @@
+"""The write-ahead journal of the SQLite store: append-only files beside the database.
+
+``put`` appends one entry (one put's rows) to this process's journal file with a single
+``write`` and returns: the bytes are in the operating system's page cache, so they survive the
+process being killed (kill -9) exactly as a committed SQLite WAL transaction does under
+``synchronous=NORMAL``; with durability ``full`` the file is fsynced too. Entries are applied
+to the tables in bulk (see :class:`~cmf_core.store.sql.SqlStore`) by whichever process next
+holds the store's write lock; how far each file is applied is kept in the table
+``cmf_journal_files``, updated in the same transaction, so an entry is applied exactly once
+(and applying one again would change nothing: every write is an idempotent upsert).
+
+Layout: ``<db>.journal/<pid>-<token>.log``, written by one live process only, which holds an
+exclusive ``flock`` on it. An entry is ``length (4 bytes LE) | crc32 (4 bytes LE) | JSON``.
+A file whose owner is gone (closed it, or was killed) and that is fully applied is deleted by
+the next applier. An owner moves to a new file once its file passes ``ROTATE_BYTES`` and is
+fully applied.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import secrets
+import struct
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cmf_core.errors import StoreError
+
+HEADER = struct.Struct("<II")
+ROTATE_BYTES = 4 * 1024 * 1024
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+
+
+def journal_dir(db_path: Path) -> Path:
+    return db_path.with_name(db_path.name + ".journal")
+
+
+@dataclass
+class Entry:
+    offset: int
+    end: int
+    rows: dict[str, list[list[Any]]]
+
+
+def read_entries(path: Path, offset: int) -> tuple[list[Entry], int, bytes]:
+    """Complete entries of ``path`` from ``offset``; the offset after the last one; and the
+    bytes after it (an entry still being written, or the torn tail of a killed writer)."""
+    try:
+        with open(path, "rb") as f:
+            f.seek(offset)
+            data = f.read()
+    except FileNotFoundError:
+        return [], offset, b""
+    out: list[Entry] = []
+    pos = 0
+    while pos + HEADER.size <= len(data):
+        length, crc = HEADER.unpack_from(data, pos)
+        start, end = pos + HEADER.size, pos + HEADER.size + length
+        if end > len(data):
+            break
+        payload = data[start:end]
+        if zlib.crc32(payload) != crc:
+            break
+        try:
+            rows = json.loads(payload)
+        except ValueError:
+            break
+        out.append(Entry(offset + pos, offset + end, rows))
+        pos = end
+    return out, offset + pos, data[pos:]
+
+
+def owner_alive(path: Path) -> bool:
+    """True while the process that writes ``path`` holds it open (its ``flock``)."""
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except FileNotFoundError:
+        return False
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)  # also releases the lock taken just now
+    return False
+
+
+def journal_files(directory: Path) -> Iterator[Path]:
+    with contextlib.suppress(FileNotFoundError):
+        yield from sorted(directory.glob("*.log"))
+
+
+class JournalWriter:
+    """This process's journal file (opened on first append; a new one after ``fork``)."""
+
+    def __init__(self, directory: Path, fsync: bool) -> None:
+        self.directory = directory
+        self.fsync = fsync
+        self.path: Path | None = None
+        self.size = 0
+        self._fd: int | None = None
+        self._pid = 0
+
+    def _open(self) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        pid = os.getpid()
+        path = self.directory / f"{pid}-{secrets.token_hex(6)}.log"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        if self.fsync:
+            dfd = os.open(self.directory, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        self.path, self._fd, self.size, self._pid = path, fd, 0, pid
+
+    def append(self, rows: dict[str, list[list[Any]]]) -> tuple[Path, int]:
+        """Write one entry; return (file, offset of the entry). Durable when it returns."""
+        if self._fd is None or self._pid != os.getpid():
+            self._fd = None  # a forked child writes its own file (the parent keeps its lock)
+            self._open()
+        try:
+            payload = _ENCODER.encode(rows).encode()
+        except (TypeError, ValueError) as e:  # records are validated: should never happen
+            raise StoreError(f"cannot journal these records: {e}") from e
+        data = HEADER.pack(len(payload), zlib.crc32(payload)) + payload
+        offset = self.size
+        try:
+            written = os.write(self._fd, data)  # type: ignore[arg-type]
+            while written < len(data):
+                written += os.write(self._fd, data[written:])  # type: ignore[arg-type]
+            if self.fsync:
+                os.fsync(self._fd)  # type: ignore[arg-type]
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self._fd, offset)  # type: ignore[arg-type]
+            raise StoreError(f"cannot write the store journal {self.path}: {e}") from e
+        self.size += len(data)
+        return self.path, offset  # type: ignore[return-value]
+
+    def rotate(self) -> Path | None:
+        """Start a new file on the next append; return the old one (now ownerless)."""
+        old = self.path
+        self.close()
+        return old
+
+    def close(self) -> None:
+        if self._fd is not None and self._pid == os.getpid():
+            os.close(self._fd)
+        self._fd, self.path, self.size = None, None, 0

@@ -1,0 +1,146 @@
+"""The SQLite store's write-ahead journal files: kill -9, torn tails, fork, rotation, readers."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cmf_core.model import Execution, Pipeline, Stage
+from cmf_core.store import open_store
+from cmf_core.store import sql as sql_module
+from cmf_core.store.journal import JournalWriter, journal_dir, read_entries
+
+# writes n ended executions through put() and then waits to be killed: nothing is applied yet
+# (fewer than JOURNAL_BATCH puts, well before JOURNAL_MAX_AGE_S)
+WRITER = textwrap.dedent("""
+    import sys, time
+    from cmf_core.model import Execution, Pipeline, Stage
+    from cmf_core.store import open_store
+    url, n = sys.argv[1], int(sys.argv[2])
+    s = open_store(url, site="w")
+    s.put([Pipeline("p", "w"), Stage("p", "s", "w")])
+    for i in range(n):
+        s.put([Execution("p", "s", "w", params={"i": i}).ended()])
+    print("written", flush=True)
+    time.sleep(60)
+""")
+
+
+def _env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env["PYTHONPATH"] = str(Path(__file__).resolve().parents[3])
+    return env
+
+
+def _journal_files(db: Path) -> list[Path]:
+    return sorted(journal_dir(db).glob("*.log"))
+
+
+def test_killed_writer_journal_is_applied_by_the_next_reader(tmp_path: Path) -> None:
+    db = tmp_path / "cmf.db"
+    url = f"sqlite:///{db}"
+    p = subprocess.Popen([sys.executable, "-c", WRITER, url, "50"], env=_env(),
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == b"written", p.stderr.read() if p.stderr else ""
+    # the puts returned but nothing reached the tables yet: they are in the journal file
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM executions").fetchone()[0] == 0
+    assert len(_journal_files(db)) == 1
+    p.send_signal(signal.SIGKILL)
+    p.wait()
+    with open_store(url, site="check") as s:
+        execs = s.list_executions()
+        assert sorted(e.params["i"] for e in execs) == list(range(50))
+        assert all(e.status.value == "completed" for e in execs)
+    assert _journal_files(db) == []  # applied, and its writer is gone: deleted
+
+
+def test_torn_tail_of_a_killed_writer_is_kept_aside(tmp_path: Path) -> None:
+    db = tmp_path / "cmf.db"
+    url = f"sqlite:///{db}"
+    with open_store(url, site="a") as s:
+        s.put([Pipeline("p", "a"), Stage("p", "s", "a")])
+    # a dead writer's file: one whole entry, then half of another (killed inside write())
+    done = Execution("p", "s", "a", params={"k": 1}).ended()
+    with open_store(url, site="a") as s:
+        rows, _ = s._to_rows([done])
+    w = JournalWriter(journal_dir(db), fsync=False)
+    path, _ = w.append(rows)
+    w.close()  # its writer is gone: the lock is released
+    whole = path.read_bytes()
+    with open(path, "ab") as f:
+        f.write(whole[: len(whole) // 2])
+    assert len(read_entries(path, 0)[0]) == 1
+    with open_store(url, site="check") as s:
+        assert [e.id for e in s.list_executions()] == [done.id]
+    assert not path.exists()
+    with sqlite3.connect(db) as c:
+        (error,) = c.execute("SELECT error FROM cmf_journal_rejected").fetchone()
+    assert "not a whole entry" in error
+
+
+def test_a_live_writers_journal_is_visible_to_other_readers(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    writer = open_store(url, site="w")
+    try:
+        e = Execution("p", "s", "w").ended()
+        writer.put([Pipeline("p", "w"), Stage("p", "s", "w"), e])
+        with open_store(url, site="r") as reader:  # another connection, as another process
+            assert reader.get_execution(e.id) == e
+        # the live writer keeps its file (and its lock) after another process applied it
+        assert len(_journal_files(tmp_path / "cmf.db")) == 1
+        e2 = Execution("p", "s", "w").ended()
+        writer.put([e2])
+        with open_store(url, site="r") as reader:
+            assert reader.get_execution(e2.id) == e2
+    finally:
+        writer.close()
+    assert _journal_files(tmp_path / "cmf.db") == []
+
+
+def test_rotation_deletes_applied_files(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sql_module, "ROTATE_BYTES", 2000)
+    monkeypatch.setattr(sql_module, "JOURNAL_BATCH", 5)
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    with open_store(url, site="a") as s:
+        s.put([Pipeline("p", "a"), Stage("p", "s", "a")])
+        ids = []
+        for i in range(60):
+            e = Execution("p", "s", "a", params={"i": i}).ended()
+            s.put([e])
+            ids.append(e.id)
+            assert len(_journal_files(tmp_path / "cmf.db")) <= 1
+        assert sorted(e.id for e in s.list_executions()) == sorted(ids)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_writes_its_own_journal(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    s = open_store(url, site="a")
+    s.put([Pipeline("p", "a"), Stage("p", "s", "a")])
+    parent = Execution("p", "s", "a").ended()
+    s.put([parent])  # pending in the parent's journal when it forks
+    child = Execution("p", "s", "child").ended()
+    pid = os.fork()
+    if pid == 0:  # the child: write, apply, exit without running the parent's cleanup
+        code = 0
+        try:
+            s.put([child])
+            s.apply_journal()
+        except BaseException:
+            code = 1
+        os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    try:
+        assert {e.id for e in s.list_executions()} == {parent.id, child.id}
+    finally:
+        s.close()
