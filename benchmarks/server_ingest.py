@@ -14,9 +14,13 @@ Clients:
 * ``wrk``: ``wrk`` with a Lua script generating unique events (C, much lighter), when
   installed (``apt-get install wrk``).
 
+With ``--batch N`` each request is a JSON array of N events (the server's batch form; the
+OpenLineage HTTP transports send one event per request), and ``--gzip`` (httpx) compresses
+the bodies as openlineage-python's ``compression: gzip`` does.
+
 Usage:
     python benchmarks/server_ingest.py [--client httpx|wrk] [--seconds 20] [--concurrency 64]
-        [--batch 1] [--json out.json] [--server-cpus 0,1 --client-cpus 2,3]
+        [--batch 1] [--gzip] [--json out.json] [--server-cpus 0,1 --client-cpus 2,3]
 
 ``server_cpu_ms_per_event`` (the server process's CPU time per acknowledged event) is the
 number that does not depend on what else runs on the machine; events/s and latency do.
@@ -112,8 +116,10 @@ def start_server(store_url: str, port: int, cpus: set[int] | None = None
 
 
 # httpx client ---------------------------------------------------------------------------------
-async def httpx_client(url: str, seconds: float, concurrency: int, batch: int
-                       ) -> dict[str, Any]:
+async def httpx_client(url: str, seconds: float, concurrency: int, batch: int,
+                       compress: bool = False) -> dict[str, Any]:
+    import gzip
+
     import httpx
 
     latencies: list[float] = []
@@ -135,9 +141,12 @@ async def httpx_client(url: str, seconds: float, concurrency: int, batch: int
                     pending = [event("START", rid, counter), event("COMPLETE", rid, counter)]
                 body.append(pending.pop(0))
             payload = json.dumps(body[0] if batch == 1 else body).encode()
+            headers = {"Content-Type": "application/json"}
+            if compress:
+                payload = gzip.compress(payload, compresslevel=3)  # as openlineage-python
+                headers["Content-Encoding"] = "gzip"
             t0 = time.perf_counter()
-            r = await client.post("/api/v1/lineage", content=payload,
-                                  headers={"Content-Type": "application/json"})
+            r = await client.post("/api/v1/lineage", content=payload, headers=headers)
             latencies.append(time.perf_counter() - t0)
             if r.status_code == 201:
                 acked += len(body)
@@ -149,7 +158,8 @@ async def httpx_client(url: str, seconds: float, concurrency: int, batch: int
         await asyncio.gather(*(worker(client) for _ in range(concurrency)))
         wall = time.perf_counter() - t0
     latencies.sort()
-    return {"client": f"httpx {httpx.__version__} AsyncClient, {concurrency} connections",
+    return {"client": f"httpx {httpx.__version__} AsyncClient, {concurrency} connections, "
+                      f"{batch} event(s) per request{', gzip' if compress else ''}",
             "requests": len(latencies), "events_acked": acked, "wall_s": wall,
             "events_per_s": acked / wall,
             "p50_ms": 1000 * latencies[len(latencies) // 2],
@@ -193,7 +203,7 @@ local function make(kind, rid, i)
   body = body:gsub("__TASK__", tostring(i % 50)):gsub("__OUTPUTS__", outputs)
   return body
 end
-request = function()
+local function next_event()
   local body
   if pending then
     body = pending
@@ -205,11 +215,22 @@ request = function()
     body = make("START", rid, i)
     pending = make("COMPLETE", rid, i)
   end
+  return body
+end
+request = function()
+  local body
+  if BATCH == 1 then
+    body = next_event()
+  else
+    local events = {}
+    for k = 1, BATCH do events[k] = next_event() end
+    body = "[" .. table.concat(events, ",") .. "]"
+  end
   return wrk.format("POST", "/api/v1/lineage", {["Content-Type"] = "application/json"}, body)
 end
 response = function(status, headers, body)
   if status == 201 then
-    acked = acked + 1
+    acked = acked + BATCH
   else
     if failed == 0 then io.stderr:write("first error: " .. status .. " " .. body .. "\n") end
     failed = failed + 1
@@ -227,12 +248,13 @@ end
 """
 
 
-def wrk_client(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
+def wrk_client(url: str, seconds: float, concurrency: int, batch: int = 1) -> dict[str, Any]:
     template = json.dumps(event("__KIND__", "__RUN__", 0))
     template = template.replace('"etl.task_0"', '"etl.task___TASK__"')
     template = template.replace('"outputs": []', '"outputs": __OUTPUTS__')
     script = Path(tempfile.mkdtemp()) / "ol.lua"
-    script.write_text(_LUA.replace("TEMPLATE", template).replace("PRODUCER", PRODUCER))
+    script.write_text(f"local BATCH = {batch}\n"
+                      + _LUA.replace("TEMPLATE", template).replace("PRODUCER", PRODUCER))
     threads = min(2, concurrency)
     out = subprocess.run(["wrk", "-t", str(threads), "-c", str(concurrency), "-d",
                           f"{int(seconds)}s", "--latency", "-s", str(script), url],
@@ -241,7 +263,7 @@ def wrk_client(url: str, seconds: float, concurrency: int) -> dict[str, Any]:
     acked, failed, p50_us, p99_us, duration_us, requests = (int(v) for v in line.split()[1:])
     version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.split()[:2]
     return {"client": f"{' '.join(version) or 'wrk'} ({threads} threads, {concurrency} "
-                      "connections, Lua script)",
+                      f"connections, Lua script, {batch} event(s) per request)",
             "requests": requests, "events_acked": acked, "wall_s": duration_us / 1e6,
             "events_per_s": acked / (duration_us / 1e6), "p50_ms": p50_us / 1000,
             "p99_ms": p99_us / 1000, "error_count": failed, "errors": []}
@@ -255,7 +277,10 @@ def main() -> None:
     ap.add_argument("--client", choices=["httpx", "wrk"], default="httpx")
     ap.add_argument("--seconds", type=float, default=20)
     ap.add_argument("--concurrency", type=int, default=64)
-    ap.add_argument("--batch", type=int, default=1, help="events per request (httpx only)")
+    ap.add_argument("--batch", type=int, default=1,
+                    help="events per request (a JSON array when > 1)")
+    ap.add_argument("--gzip", action="store_true",
+                    help="gzip request bodies (httpx only; Content-Encoding: gzip)")
     ap.add_argument("--json", type=Path, help="write the result here")
     ap.add_argument("--server-cpus", help="pin the server to these CPUs, e.g. 0,1")
     ap.add_argument("--client-cpus", help="pin the client to these CPUs, e.g. 2,3")
@@ -279,9 +304,10 @@ def main() -> None:
     try:
         cpu0 = proc.cpu_times()
         if args.client == "wrk":
-            result = wrk_client(url, args.seconds, args.concurrency)
+            result = wrk_client(url, args.seconds, args.concurrency, args.batch)
         else:
-            result = asyncio.run(httpx_client(url, args.seconds, args.concurrency, args.batch))
+            result = asyncio.run(httpx_client(url, args.seconds, args.concurrency, args.batch,
+                                              args.gzip))
         cpu1 = proc.cpu_times()
         import httpx
 
@@ -298,6 +324,8 @@ def main() -> None:
 
     with open_store(store_url, site="bench") as store:
         stored = len(store.lineage_events())
+    # every event of a request is acknowledged by its response: an event's latency is its
+    # request's (p50/p99 are per request)
     result.update(stored_events=stored, durable_ok=stored >= result["events_acked"],
                   batch=args.batch, cores=os.cpu_count(), server_cpus=args.server_cpus,
                   client_cpus=args.client_cpus, python=sys.version.split()[0],

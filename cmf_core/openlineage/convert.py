@@ -23,6 +23,7 @@ HTTP. Nothing here touches a store except :meth:`ExecutionLineage.from_store`.
 from __future__ import annotations
 
 import enum
+import functools
 import json
 import uuid
 from collections.abc import Iterable, Mapping
@@ -80,8 +81,10 @@ def job_name(pipeline: str, stage: str) -> str:
     return f"{pipeline}.{stage}"
 
 
+@functools.lru_cache(maxsize=4096)
 def default_parent_run_id(namespace: str, pipeline: str) -> str:
-    """The parent run id used when neither the caller nor the execution gives one."""
+    """The parent run id used when neither the caller nor the execution gives one (pure, so
+    cached: ingest asks for it on every event with a ``parent`` facet)."""
     return str(uuid.uuid5(NAMESPACE, f"openlineage-parent-run\x1f{namespace}\x1f{pipeline}"))
 
 
@@ -258,6 +261,13 @@ def _data(obj: Any) -> Any:
     if isinstance(obj, (list, tuple)):
         return [_data(v) for v in obj]
     return obj
+
+
+def facet_to_dict(facet: Any) -> dict[str, Any]:
+    """An openlineage-python facet (an ``attr`` class) as a plain JSON dict."""
+    data = _data(facet)
+    assert isinstance(data, dict)
+    return data
 
 
 def event_to_dict(event: Any) -> dict[str, Any]:

@@ -39,19 +39,19 @@ facets -> stage property ``openlineage.job_facets``) and artifacts for its datas
 
 Order and duplicates
 --------------------
-Events of one run may arrive out of order or more than once. The store keeps the furthest
-status and the earliest ``started_at``; :func:`ingest` reads the stored execution and merges
-params and properties as a recursive union, where the event with the further status wins a key
-both have (the stored value wins between equal statuses), so a START that arrives after its
-COMPLETE adds what only it carried and changes nothing else.
+Events of one run may arrive out of order or more than once. Each event's execution is written
+as the event describes it and the store merges it with what it holds (see ``Store.put``): the
+furthest status and the earliest ``started_at`` are kept, and params and properties are a
+recursive union where the side with the further status wins a key both have (the stored value
+between equal statuses), so a START that arrives after its COMPLETE adds what only it carried
+and changes nothing else. Ingest never reads the store.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from cmf_core import jsonutil
@@ -107,7 +107,9 @@ class IngestResult:
     kind: EventKind
     event_id: str  # canonical_event_id of the event: its raw copy's key in the store
     execution_id: str | None = None
-    status: ExecutionStatus | None = None  # the execution's status after this event
+    # the status this event reports for its run (None: an OTHER event, or no eventType); the
+    # store keeps the furthest status it has seen, which may be further than this
+    status: ExecutionStatus | None = None
     artifact_ids: tuple[str, ...] = ()
     records: int = 0  # records written (raw event included)
 
@@ -135,15 +137,23 @@ def merge_dicts(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, An
     return out
 
 
-@contextlib.contextmanager
-def _at(path: str) -> Iterator[None]:
-    """Re-raise a record's complaint as an event error naming the field it came from."""
-    try:
-        yield
-    except InvalidEventError:
-        raise
-    except InvalidInputError as e:
-        raise InvalidEventError(f"invalid OpenLineage event: {path}: {e}") from None
+class _at:  # noqa: N801 - used as a lower-case context manager, like contextlib's
+    """Re-raise a record's complaint as an event error naming the field it came from (a class,
+    not ``contextlib.contextmanager``: it wraps every record of every event)."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 _tb: Any) -> bool:
+        if isinstance(error, InvalidInputError) and not isinstance(error, InvalidEventError):
+            raise InvalidEventError(f"invalid OpenLineage event: {self.path}: {error}") from None
+        return False
 
 
 # pieces ------------------------------------------------------------------------------------
@@ -358,33 +368,6 @@ def event_to_records(event: Any, site: str) -> list[Record]:
     return _records(data, kind, site)[0]
 
 
-# merging with the store ---------------------------------------------------------------------
-def merge_execution(stored: Execution | None, incoming: Execution,
-                    sets_status: bool = True) -> Execution:
-    """The execution after ``incoming`` (from one event) meets what the store holds.
-
-    Status: the furthest of the two (as the store orders them); ``sets_status=False`` (an OTHER
-    event) never changes it. Params and properties: recursive union, the further-status side
-    winning a key both have, the stored side between equals. ``started_at``: the earliest.
-    """
-    if stored is None:
-        return incoming
-    ahead = sets_status and ((incoming.status.rank, incoming.status.value)
-                             > (stored.status.rank, stored.status.value))
-    high, low = (incoming, stored) if ahead else (stored, incoming)
-    return replace(
-        stored,
-        status=high.status,
-        started_at=min(stored.started_at, incoming.started_at),
-        ended_at=high.ended_at if high.ended_at is not None or not high.status.is_terminal
-        else low.ended_at,
-        error=high.error if high.error is not None else low.error,
-        params=merge_dicts(low.params, high.params),
-        properties=merge_dicts(low.properties, high.properties),
-        custom_properties=merge_dicts(low.custom_properties, high.custom_properties),
-    )
-
-
 def lineage_event(event: Any) -> LineageEvent:
     """The raw-event record of ``event`` (canonical JSON, keyed by :func:`canonical_event_id`)."""
     data = event_to_dict(event)
@@ -400,29 +383,36 @@ def lineage_event(event: Any) -> LineageEvent:
     )
 
 
-def ingest(event: Any, store: Store, site: str) -> IngestResult:
-    """Validate ``event``, merge it with the stored execution, and write it in one ``put``.
+def prepare(event: Any, site: str) -> tuple[list[Record], IngestResult]:
+    """What :func:`ingest` writes for ``event`` (its records, the raw event last) and returns.
 
-    ``event`` is a dict or an openlineage-python event. Raises :class:`InvalidEventError`
-    (nothing stored) for an invalid event. Idempotent: the same event twice changes nothing.
+    Pure: validates the event (:class:`InvalidEventError`) and reads nothing else; writing the
+    records with one ``store.put`` is :func:`ingest`, and writing several events' records in
+    one ``put``, in order, gives the same store as ingesting them one by one.
     """
     data = event_to_dict(event)
     kind = validate_event(data)
     records, run = _records(data, kind, site)
     raw = lineage_event(data)
-    execution_id = status = None
-    if run is not None:
-        stored = store.get_execution(run.execution.id)
-        merged = merge_execution(stored, run.execution, run.sets_status)
-        records = [merged if r is run.execution else r for r in records]
-        execution_id, status = merged.id, merged.status
     records.append(raw)
-    store.put(records)
-    return IngestResult(
+    return records, IngestResult(
         kind=kind,
         event_id=raw.id,
-        execution_id=execution_id,
-        status=status,
+        execution_id=run.execution.id if run is not None else None,
+        status=run.execution.status if run is not None and run.sets_status else None,
         artifact_ids=tuple(dict.fromkeys(r.id for r in records if isinstance(r, Artifact))),
         records=len(records),
     )
+
+
+def ingest(event: Any, store: Store, site: str) -> IngestResult:
+    """Validate ``event`` and write its records, the raw event included, in one ``put``.
+
+    ``event`` is a dict or an openlineage-python event. Raises :class:`InvalidEventError`
+    (nothing stored) for an invalid event. Reads nothing: the store merges the event's
+    execution with the one it holds (see :meth:`Store.put <cmf_core.store.base.Store.put>`).
+    Idempotent: the same event twice changes nothing.
+    """
+    records, result = prepare(event, site)
+    store.put(records)
+    return result

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import calendar
 import datetime as dt
+import functools
 import re
 
 from cmf_core.errors import InvalidInputError
@@ -21,7 +22,12 @@ _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 
 
 def _fields(text: str) -> tuple[int, ...] | None:
-    m = _RFC3339.match(text) if isinstance(text, str) else None
+    return _parsed(text) if isinstance(text, str) else None
+
+
+@functools.lru_cache(maxsize=4096)  # each event's time is checked, then parsed; bursts share
+def _parsed(text: str) -> tuple[int, ...] | None:
+    m = _RFC3339.match(text)
     if m is None:
         return None
     year, month, day, hour, minute, second = (int(g) for g in m.groups()[:6])

@@ -11,6 +11,9 @@ Routes (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
   ui_support) when importable; the web UI at ``/`` when ``cmf_core/server/static/index.html``
   exists.
 
+The OpenLineage POST routes are answered by :class:`~cmf_core.server.ingress.LineageIngress`,
+a plain ASGI handler in front of FastAPI that does what those routes do, faster.
+
 ``app.state`` holds ``store``, ``settings``, ``writer`` (the group-commit
 :class:`~cmf_core.server.writer.IngestWriter`), ``protect_reads`` and ``max_body_bytes``;
 routers read them through :mod:`cmf_core.server.deps` and guard routes with
@@ -35,6 +38,7 @@ from cmf_core.config import Settings, load_settings
 from cmf_core.server import errors
 from cmf_core.server.auth import require_read
 from cmf_core.server.body import DEFAULT_MAX_BODY_BYTES
+from cmf_core.server.ingress import LineageIngress
 from cmf_core.server.routers import artifacts, executions, lineage, metrics, pipelines
 from cmf_core.server.writer import DEFAULT_MAX_BATCH, IngestWriter
 from cmf_core.store import Store
@@ -85,6 +89,7 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
     app.state.protect_reads = protect_reads
     app.state.max_body_bytes = max_body_bytes
     errors.install(app)
+    app.add_middleware(LineageIngress, state=app.state)
 
     for module in (lineage, pipelines, executions, artifacts, metrics):
         app.include_router(module.router)

@@ -13,6 +13,7 @@ Use them as ``dependencies=[Depends(require_write)]`` on a route or router.
 from __future__ import annotations
 
 import hmac
+from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
@@ -23,21 +24,41 @@ bearer = HTTPBearer(auto_error=False, description="The server's token (CMF_TOKEN
 
 
 def _expected(request: Request) -> str | None:
-    settings = getattr(request.app.state, "settings", None)
-    return getattr(settings, "token", None) or None
+    return expected_token(request.app.state)
 
 
-def _check(given: HTTPAuthorizationCredentials | None, expected: str, request: Request) -> None:
+def bearer_token(header: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header; None for anything else
+    (read as FastAPI's ``HTTPBearer`` reads it)."""
+    if not header:
+        return None
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    return token if scheme.lower() == "bearer" and token else None
+
+
+def check_token(expected: str, header: str | None, method: str, path: str) -> None:
+    """Raise :class:`AuthError` unless ``header`` is ``Bearer <expected>`` (constant time)."""
+    given = bearer_token(header)
     if given is None:
-        header = request.headers.get("authorization")
         if header:
             raise AuthError("the Authorization header must be 'Bearer <token>'; got a "
                             f"{header.split(' ', 1)[0]!r} credential")
-        raise AuthError(f"{request.method} {request.url.path} needs the server's token: send "
+        raise AuthError(f"{method} {path} needs the server's token: send "
                         "'Authorization: Bearer <token>' (the value of CMF_TOKEN on the server)")
-    if not hmac.compare_digest(given.credentials.encode(), expected.encode()):
+    if not hmac.compare_digest(given.encode(), expected.encode()):
         raise AuthError("the bearer token does not match this server's token (CMF_TOKEN); "
                         "check the client's token setting")
+
+
+def _check(expected: str, request: Request) -> None:
+    check_token(expected, request.headers.get("authorization"), request.method,
+                request.url.path)
+
+
+def expected_token(state: Any) -> str | None:
+    """The token writes need on an app with this ``app.state`` (None: writes are open)."""
+    return getattr(getattr(state, "settings", None), "token", None) or None
 
 
 async def require_write(request: Request,
@@ -46,7 +67,7 @@ async def require_write(request: Request,
     """Dependency: a write needs the server's token when one is configured."""
     expected = _expected(request)
     if expected is not None:
-        _check(credentials, expected, request)
+        _check(expected, request)
 
 
 async def require_read(request: Request,
@@ -57,7 +78,7 @@ async def require_read(request: Request,
     if expected is None:
         return
     if credentials is not None or getattr(request.app.state, "protect_reads", False):
-        _check(credentials, expected, request)
+        _check(expected, request)
 
 
 def is_loopback(host: str) -> bool:

@@ -2,16 +2,16 @@
 
 Each problem is a :class:`~cmf_core.errors.CmfError` naming what was wrong and what to send
 instead (415 for a content type or encoding we do not read, 413 for a body over the limit, 400
-for an empty body or bad JSON).
+for an empty body or bad JSON). Nothing here depends on a web framework: callers pass the
+headers and an async iterator over the body's chunks.
 """
 
 from __future__ import annotations
 
 import json
 import zlib
+from collections.abc import AsyncIterator, Mapping
 from typing import Any
-
-from fastapi import Request
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError
@@ -26,9 +26,10 @@ def _too_large(limit: int) -> PayloadTooLargeError:
         "per request (one event, or a smaller JSON array)")
 
 
-def check_content_type(request: Request) -> None:
-    """415 unless the body is JSON (``application/json`` or ``application/<x>+json``)."""
-    given = request.headers.get("content-type", "")
+def check_content_type(given: str | None) -> None:
+    """415 unless ``given`` (the Content-Type) is ``application/json`` or
+    ``application/<x>+json``."""
+    given = given or ""
     media = given.split(";", 1)[0].strip().lower()
     if media == "application/json" or (media.startswith("application/")
                                        and media.endswith("+json")):
@@ -39,37 +40,40 @@ def check_content_type(request: Request) -> None:
         "the header 'Content-Type: application/json'")
 
 
-async def read_body(request: Request, limit: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
-    """The raw body, decompressed when ``Content-Encoding: gzip`` (or deflate), within ``limit``."""
-    encoding = request.headers.get("content-encoding", "identity").strip().lower()
+async def read_body(chunks: AsyncIterator[bytes], *, encoding: str | None = None,
+                    content_length: str | None = None,
+                    limit: int = DEFAULT_MAX_BODY_BYTES) -> bytes:
+    """The body from ``chunks``, decompressed when ``encoding`` (the Content-Encoding) is gzip
+    or deflate, within ``limit`` bytes (after decompression)."""
+    encoding = (encoding or "identity").strip().lower()
     if encoding not in ("identity", "", "gzip", "x-gzip", "deflate"):
         raise UnsupportedMediaTypeError(
             f"Content-Encoding {encoding!r} is not supported; send the body uncompressed or "
             "with gzip")
-    declared = request.headers.get("content-length")
-    if declared is not None and encoding in ("identity", ""):
+    if content_length is not None and encoding in ("identity", ""):
         try:
-            size = int(declared)
+            size = int(content_length)
         except ValueError:
-            raise InvalidInputError(f"Content-Length {declared!r} is not a number") from None
+            raise InvalidInputError(f"Content-Length {content_length!r} is not a number"
+                                    ) from None
         if size > limit:
             raise _too_large(limit)
     if encoding in ("identity", ""):
-        chunks: list[bytes] = []
+        out: list[bytes] = []
         total = 0
-        async for chunk in request.stream():
+        async for chunk in chunks:
             total += len(chunk)
             if total > limit:
                 raise _too_large(limit)
-            chunks.append(chunk)
-        return b"".join(chunks)
+            out.append(chunk)
+        return out[0] if len(out) == 1 else b"".join(out)
     # compressed: inflate incrementally so a small bomb cannot exhaust memory
     wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
     inflater = zlib.decompressobj(wbits)
-    out: list[bytes] = []
+    out = []
     total = 0
     try:
-        async for chunk in request.stream():
+        async for chunk in chunks:
             piece = inflater.decompress(chunk, limit + 1 - total)
             total += len(piece)
             if total > limit or inflater.unconsumed_tail:
@@ -104,7 +108,13 @@ def parse_json(raw: bytes) -> Any:
         ) from None
 
 
-async def read_json(request: Request, limit: int = DEFAULT_MAX_BODY_BYTES) -> Any:
-    """Content type, size and syntax checked: the parsed JSON body."""
-    check_content_type(request)
-    return parse_json(await read_body(request, limit))
+async def read_json(headers: Mapping[str, str], chunks: AsyncIterator[bytes],
+                    limit: int = DEFAULT_MAX_BODY_BYTES) -> Any:
+    """Content type, encoding, size and syntax checked: the parsed JSON body.
+
+    ``headers`` maps lower-case header names to values (a Starlette ``Headers`` will do).
+    """
+    check_content_type(headers.get("content-type"))
+    return parse_json(await read_body(chunks, encoding=headers.get("content-encoding"),
+                                      content_length=headers.get("content-length"),
+                                      limit=limit))

@@ -64,15 +64,19 @@ def error_body(status: int, error: str, message: str) -> dict[str, Any]:
     return {"code": status, "error": error, "message": message}
 
 
+def error_headers(exc: CmfError) -> dict[str, str]:
+    """Headers an error response for ``exc`` carries (how to authenticate, when to retry)."""
+    if isinstance(exc, AuthError):
+        return {"WWW-Authenticate": 'Bearer realm="cmf"'}
+    if status_for(exc) == 503:
+        return {"Retry-After": "1"}
+    return {}
+
+
 def error_response(exc: CmfError) -> JSONResponse:
     status = status_for(exc)
-    headers = None
-    if isinstance(exc, AuthError):
-        headers = {"WWW-Authenticate": 'Bearer realm="cmf"'}
-    elif status == 503:
-        headers = {"Retry-After": "1"}
     return JSONResponse(error_body(status, type(exc).__name__, str(exc)), status_code=status,
-                        headers=headers)
+                        headers=error_headers(exc) or None)
 
 
 def _where(loc: tuple[Any, ...]) -> str:

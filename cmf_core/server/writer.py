@@ -1,18 +1,18 @@
 """Group commit: one writer thread records the events of many concurrent requests together.
 
 A request hands its events to :meth:`IngestWriter.submit`, which validates them and builds
-their CMF records (:func:`prepare`) in the request's thread, and waits on the returned future.
-The writer thread takes everything queued (up to ``max_batch`` events), merges each event's
-execution with the stored one, and writes the whole batch with **one** ``store.put`` (one
-durable transaction). Only then are the futures resolved, so an event is acknowledged only
-once it is durable, and under load one commit covers many requests instead of one.
+their CMF records (:func:`cmf_core.openlineage.ingest.prepare`) in the request's thread, and
+waits on the returned future. The writer thread takes everything queued (up to ``max_batch``
+events) and writes the records of all of them with **one** ``store.put`` (one durable
+transaction). Only then are the futures resolved, so an event is acknowledged only once it is
+durable, and under load one commit covers many requests instead of one.
 
 :func:`ingest_batch` gives exactly the records that calling
-:func:`cmf_core.openlineage.ingest.ingest` on each event in turn would give: an event's
-execution is merged with what the store holds *after the events before it in the batch*
-(the store's documented upsert rule for executions is applied in memory between them).
-An invalid event gets its own error and the others are still written. If the batch's ``put``
-fails, its events are ingested one by one so one bad record cannot fail its neighbours.
+:func:`cmf_core.openlineage.ingest.ingest` on each event in turn would give: the records are
+written in event order and the store merges each execution with what it holds (its update
+rule, see ``Store.put``), so the writer reads nothing. An invalid event gets its own error and
+the others are still written. If the batch's ``put`` fails, its events are written one by one
+so one bad record cannot fail its neighbours.
 """
 
 from __future__ import annotations
@@ -23,106 +23,48 @@ import queue
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from cmf_core.errors import CmfError, StoreError
-from cmf_core.model import Artifact, Execution, LineageEvent, Record, Stage
-from cmf_core.openlineage.convert import event_to_dict
-from cmf_core.openlineage.ingest import (
-    IngestResult,
-    event_to_records,
-    ingest,
-    lineage_event,
-    merge_execution,
-)
-from cmf_core.openlineage.validate import EventKind
-from cmf_core.store import ExecutionFilter, Store
+from cmf_core.model import Record
+from cmf_core.openlineage.ingest import IngestResult, prepare
+from cmf_core.store import Store
 
 log = logging.getLogger("cmf.server")
 
 Outcome = IngestResult | CmfError
 """What became of one event: its result, or the error that kept it out of the store."""
 
-_SETS_STATUS = frozenset({"START", "RUNNING", "COMPLETE", "FAIL", "ABORT"})
 DEFAULT_MAX_BATCH = 512
 DEFAULT_MAX_QUEUE = 20_000
 
 
 @dataclass(frozen=True, slots=True)
 class Prepared:
-    """A valid event turned into its records, ready to be merged and written."""
+    """A valid event turned into its records (the raw event last), ready to be written."""
 
-    data: dict[str, Any]
-    kind: EventKind
     records: list[Record]
-    execution: Execution | None
-    sets_status: bool
-    raw: LineageEvent
+    result: IngestResult
 
 
-def prepare(event: Any, site: str) -> Prepared:
-    """Validate ``event`` and build its records (pure: reads no store).
-
-    Raises :class:`~cmf_core.errors.InvalidEventError` naming the bad field.
-    """
-    data = event_to_dict(event)
-    records = event_to_records(data, site)  # validates
-    execution = next((r for r in records if isinstance(r, Execution)), None)
-    if execution is not None:
-        kind = EventKind.RUN
-    elif any(isinstance(r, Stage) for r in records):
-        kind = EventKind.JOB
-    else:
-        kind = EventKind.DATASET
-    event_type = data.get("eventType")
-    return Prepared(data, kind, records, execution,
-                    isinstance(event_type, str) and event_type in _SETS_STATUS,
-                    lineage_event(data))
-
-
-def stored_after(old: Execution | None, new: Execution) -> Execution:
-    """The execution row the store holds after writing ``new`` over ``old`` (see store.base:
-    a write that moves the status forward replaces the mutable fields; ``started_at`` keeps
-    the earliest value; any other write changes nothing)."""
-    if old is None:
-        return new
-    if (new.status.rank, new.status.value) > (old.status.rank, old.status.value):
-        return replace(new, pipeline=old.pipeline, stage=old.stage, site=old.site,
-                       started_at=min(old.started_at, new.started_at))
-    if new.started_at < old.started_at:
-        return replace(old, started_at=new.started_at)
-    return old
+def prepare_one(event: Any, site: str) -> Prepared | CmfError:
+    """``event`` validated and turned into its records, or the error that rejects it."""
+    try:
+        return Prepared(*prepare(event, site))
+    except CmfError as e:
+        return e
 
 
 def write_prepared(items: Sequence[Prepared], store: Store) -> list[IngestResult]:
-    """Merge ``items`` (in order) with the store's executions and write them in one ``put``.
+    """Write ``items`` (in order) with one ``put``; their results.
 
     Raises (``StoreError``) only when the ``put`` fails: then nothing was written.
     """
-    ids = sorted({p.execution.id for p in items if p.execution is not None})
-    rows: dict[str, Execution] = (
-        {e.id: e for e in store.list_executions(ExecutionFilter(ids=ids))} if ids else {})
-    records: list[Record] = []
-    results: list[IngestResult] = []
-    for p in items:
-        own = list(p.records)
-        execution_id = status = None
-        if p.execution is not None:
-            before = rows.get(p.execution.id)
-            merged = merge_execution(before, p.execution, p.sets_status)
-            rows[merged.id] = stored_after(before, merged)
-            own = [merged if r is p.execution else r for r in own]
-            execution_id, status = merged.id, merged.status
-        own.append(p.raw)
-        records.extend(own)
-        results.append(IngestResult(
-            kind=p.kind, event_id=p.raw.id, execution_id=execution_id, status=status,
-            artifact_ids=tuple(dict.fromkeys(r.id for r in own if isinstance(r, Artifact))),
-            records=len(own)))
+    records = [r for p in items for r in p.records]
     if records:
         store.put(records)
-    return results
+    return [p.result for p in items]
 
 
 def ingest_batch(events: Sequence[Any], store: Store, site: str) -> list[Outcome]:
@@ -132,12 +74,7 @@ def ingest_batch(events: Sequence[Any], store: Store, site: str) -> list[Outcome
     together, exactly as :func:`~cmf_core.openlineage.ingest.ingest` one by one would write
     them. Raises (``StoreError``) only when the ``put`` itself fails: then nothing was written.
     """
-    prepared: list[Prepared | CmfError] = []
-    for event in events:
-        try:
-            prepared.append(prepare(event, site))
-        except CmfError as e:
-            prepared.append(e)
+    prepared = [prepare_one(e, site) for e in events]
     written = iter(write_prepared([p for p in prepared if isinstance(p, Prepared)], store))
     return [p if isinstance(p, CmfError) else next(written) for p in prepared]
 
@@ -206,12 +143,7 @@ class IngestWriter:
         if self._closed:
             raise StoreError("the server is shutting down and takes no more events; retry "
                              "against the restarted server")
-        items: list[Prepared | CmfError] = []
-        for event in events:
-            try:
-                items.append(prepare(event, self.site))
-            except CmfError as e:
-                items.append(e)
+        items = [prepare_one(e, self.site) for e in events]
         future: concurrent.futures.Future[list[Outcome]] = concurrent.futures.Future()
         # running: a client that goes away cannot cancel it; its events are still written
         future.set_running_or_notify_cancel()
@@ -275,6 +207,7 @@ class IngestWriter:
 
     def _one(self, item: Prepared) -> Outcome:
         try:
-            return ingest(item.data, self.store, self.site)
+            self.store.put(item.records)
         except CmfError as e:
             return e
+        return item.result

@@ -8,15 +8,20 @@ provider, dbt-ol, your own code) feeds CMF with configuration only::
       store_url: postgresql://cmf@db/cmf   # optional; else CMF_STORE_URL / cmf.toml / default
       site: hpc-a                          # optional; else CMF_SITE / host name
       on_failure: spool                    # or "raise"; default spool
+      digest_max_mb: 1024                  # optional; local files up to this size are read
 
 Keys (one spelling each; environment variables ``OPENLINEAGE__TRANSPORT__<KEY>`` arrive in
-lower case and so match): ``store_url``, ``site``, ``home``, ``on_failure``. An unknown key
-is an error naming the known ones. Unset keys come from CMF's own configuration
-(:func:`cmf_core.config.load_settings`).
+lower case and so match): ``store_url``, ``site``, ``home``, ``on_failure``,
+``digest_max_mb``. An unknown key is an error naming the known ones. Unset keys come from
+CMF's own configuration (:func:`cmf_core.config.load_settings`).
 
 ``emit(event)`` validates the event first: an invalid event raises
 :class:`~cmf_core.errors.InvalidEventError` naming the bad field, and nothing is stored (the
-caller's mistake surfaces). A valid event goes through
+caller's mistake surfaces). Its datasets that are local files or directories on this host get
+the content digest the in-process adapters (the Airflow listener) give them
+(:func:`cmf_core.openlineage.local.with_local_digests`; files over ``digest_max_mb`` a digest
+of path, size and modification time), so a file is one artifact whichever route recorded it.
+The event then goes through
 :func:`cmf_core.openlineage.ingest.ingest`, the same code as the Python API and ``cmf serve``,
 so all three give identical records. When the store cannot be written, ``on_failure: spool``
 (the default) puts the event in CMF's spool folder for ``Emitter.retry_spool`` (nothing is
@@ -38,6 +43,7 @@ from cmf_core.config import Settings, load_settings
 from cmf_core.errors import ConfigError
 from cmf_core.openlineage.convert import event_to_dict
 from cmf_core.openlineage.emit import Emitter, Sink
+from cmf_core.openlineage.local import DEFAULT_DIGEST_MAX_BYTES, with_local_digests
 from cmf_core.openlineage.validate import validate_event
 
 if TYPE_CHECKING:
@@ -59,6 +65,7 @@ class CmfConfig(Config):
     site: str | None = None
     home: str | None = None
     on_failure: OnFailure = OnFailure.SPOOL
+    digest_max_mb: float = DEFAULT_DIGEST_MAX_BYTES / 2**20
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> CmfConfig:
@@ -76,6 +83,15 @@ class CmfConfig(Config):
                 raise ConfigError(
                     f"CmfTransport on_failure {given['on_failure']!r} must be one of: "
                     f"{', '.join(m.value for m in OnFailure)}") from None
+        if "digest_max_mb" in given:
+            try:
+                given["digest_max_mb"] = float(given["digest_max_mb"])
+            except (TypeError, ValueError):
+                given["digest_max_mb"] = -1.0
+            if not given["digest_max_mb"] >= 0:
+                raise ConfigError(
+                    f"CmfTransport digest_max_mb {params['digest_max_mb']!r} must be a number "
+                    ">= 0 (megabytes; 0 digests local files by path, size and time only)")
         for key in ("store_url", "site", "home"):
             if key in given:
                 given[key] = str(given[key]) if given[key] not in ("", None) else None
@@ -143,6 +159,7 @@ class CmfTransport(Transport):
         """
         data = event_to_dict(event)
         validate_event(data)
+        data = with_local_digests(data, self.config.digest_max_mb * 2**20)
         if self.config.on_failure is OnFailure.RAISE:
             self._sink.send(data)
             return True

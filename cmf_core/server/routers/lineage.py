@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Mapping
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -22,7 +23,7 @@ from cmf_core.openlineage.ingest import IngestResult
 from cmf_core.server.auth import require_read, require_write
 from cmf_core.server.body import DEFAULT_MAX_BODY_BYTES, read_json
 from cmf_core.server.deps import MAX_LIMIT, StoreDep
-from cmf_core.server.errors import error_response, status_for
+from cmf_core.server.errors import status_for
 from cmf_core.server.marquez import DEFAULT_DEPTH, MAX_DEPTH, LineageGraph, events_page
 from cmf_core.server.writer import IngestWriter, Outcome
 
@@ -75,9 +76,8 @@ INLINE_EVENTS = 16
 """Requests with more events than this are validated in a worker thread, not the event loop."""
 
 
-async def _record(request: Request, events: list[Any]) -> list[Outcome]:
+async def _record(writer: IngestWriter, events: list[Any]) -> list[Outcome]:
     """Validate and queue ``events``; their outcomes once the batch holding them is durable."""
-    writer: IngestWriter = request.app.state.writer
     if len(events) > INLINE_EVENTS:
         future = await asyncio.to_thread(writer.submit, events)
     else:
@@ -85,15 +85,11 @@ async def _record(request: Request, events: list[Any]) -> list[Outcome]:
     return await asyncio.wrap_future(future)
 
 
-def _limit(request: Request) -> int:
-    return getattr(request.app.state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
-
-
-async def _batch(request: Request, events: list[Any]) -> JSONResponse:
+async def _batch(writer: IngestWriter, events: list[Any]) -> tuple[int, dict[str, Any]]:
     if not events:
         raise InvalidInputError("the batch is an empty JSON array; send at least one event")
     objects = [e for e in events if isinstance(e, dict)]
-    recorded = iter(await _record(request, objects) if objects else [])
+    recorded = iter(await _record(writer, objects) if objects else [])
     outcomes: list[Outcome] = [
         next(recorded) if isinstance(e, dict) else InvalidEventError(
             f"invalid OpenLineage event: [{i}] must be a JSON object, not a JSON "
@@ -102,8 +98,8 @@ async def _batch(request: Request, events: list[Any]) -> JSONResponse:
     results = [_outcome_json(i, o) for i, o in enumerate(outcomes)]
     accepted = sum(1 for r in results if r["status"] == 201)
     status = 201 if accepted == len(results) else (207 if accepted else 400)
-    return JSONResponse({"accepted": accepted, "rejected": len(results) - accepted,
-                         "results": results}, status_code=status)
+    return status, {"accepted": accepted, "rejected": len(results) - accepted,
+                    "results": results}
 
 
 def _json_type(value: Any) -> str:
@@ -111,22 +107,43 @@ def _json_type(value: Any) -> str:
             type(None): "null", dict: "object"}.get(type(value), type(value).__name__)
 
 
+async def post_events(state: Any, headers: Mapping[str, str], chunks: AsyncIterator[bytes],
+                      *, batch_route: bool = False) -> tuple[int, dict[str, Any]]:
+    """Read, validate and record the events of one POST: ``(status, JSON body)``.
+
+    ``state`` is the ``app.state`` (its ``writer`` and ``max_body_bytes``), ``headers`` the
+    request's (lower-case names), ``chunks`` its body. Answers once every accepted event is
+    durable. A problem with the request itself, or the one event of a single-event POST, is
+    raised as its :class:`~cmf_core.errors.CmfError`; the caller turns it into the error
+    response. The token is the caller's to check.
+    """
+    body = await read_json(headers, chunks,
+                           getattr(state, "max_body_bytes", DEFAULT_MAX_BODY_BYTES))
+    if isinstance(body, list):
+        return await _batch(state.writer, body)
+    if batch_route:
+        raise InvalidInputError(
+            f"the batch body must be a JSON array of events, not a JSON {_json_type(body)}; "
+            "POST a single event to /api/v1/lineage")
+    if not isinstance(body, dict):
+        raise InvalidEventError(
+            f"the body must be an OpenLineage event (a JSON object) or an array of events, "
+            f"not a JSON {_json_type(body)}")
+    (outcome,) = await _record(state.writer, [body])
+    if isinstance(outcome, CmfError):
+        raise outcome
+    return 201, result_json(outcome)
+
+
+# These routes describe the POST endpoints in OpenAPI and answer them in an app without the
+# ingress (cmf_core.server.ingress), which create_app puts in front of them for speed.
 @router.post("/api/v1/lineage", status_code=201, dependencies=[Depends(require_write)],
              openapi_extra=_EVENT_BODY, responses={207: {"description": "Batch: some events "
                                                          "recorded, some rejected."}, **_ERRORS})
 async def post_lineage(request: Request) -> JSONResponse:
     """Record one OpenLineage event (or a JSON array of events); 201 once durable."""
-    body = await read_json(request, _limit(request))
-    if isinstance(body, list):
-        return await _batch(request, body)
-    if not isinstance(body, dict):
-        raise InvalidEventError(
-            f"the body must be an OpenLineage event (a JSON object) or an array of events, "
-            f"not a JSON {_json_type(body)}")
-    (outcome,) = await _record(request, [body])
-    if isinstance(outcome, CmfError):
-        return error_response(outcome)
-    return JSONResponse(result_json(outcome), status_code=201)
+    status, body = await post_events(request.app.state, request.headers, request.stream())
+    return JSONResponse(body, status_code=status)
 
 
 @router.post("/api/v1/lineage/batch", status_code=201, dependencies=[Depends(require_write)],
@@ -134,12 +151,9 @@ async def post_lineage(request: Request) -> JSONResponse:
                                                          "some rejected."}, **_ERRORS})
 async def post_lineage_batch(request: Request) -> JSONResponse:
     """Record a JSON array of events; each one is accepted or rejected on its own."""
-    body = await read_json(request, _limit(request))
-    if not isinstance(body, list):
-        raise InvalidInputError(
-            f"the batch body must be a JSON array of events, not a JSON {_json_type(body)}; "
-            "POST a single event to /api/v1/lineage")
-    return await _batch(request, body)
+    status, body = await post_events(request.app.state, request.headers, request.stream(),
+                                     batch_route=True)
+    return JSONResponse(body, status_code=status)
 
 
 @router.get("/api/v1/lineage", dependencies=[Depends(require_read)])

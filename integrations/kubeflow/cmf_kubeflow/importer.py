@@ -4,7 +4,8 @@ Both readers build the same :class:`~cmf_kubeflow.adapter.TaskRun` records as th
 (:mod:`cmf_kubeflow.bootstrap`) and send them as OpenLineage RunEvents through
 :func:`cmf_core.openlineage.emit.get_emitter`. Execution ids are derived from the run key and
 the task name (:func:`cmf_kubeflow.adapter.execution_id`), artifact ids from the bytes, so
-importing a run twice, or importing a run that was also tracked live, adds nothing new.
+importing a run twice adds nothing, and importing a run that was also tracked live adds no
+execution, artifact or event (the live execution's properties gain the import's note).
 
 ``kfp.local`` (:func:`import_local_run`)
     reads ``<pipeline_root>/<pipeline>-<timestamp>/<task>/``: ``executor_output.json`` (output

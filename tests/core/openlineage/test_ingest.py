@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import copy
 import uuid
-from dataclasses import replace
 from typing import Any
 
 import pytest
@@ -29,7 +28,6 @@ from cmf_core.openlineage.ingest import (
     event_to_records,
     ingest,
     merge_dicts,
-    merge_execution,
     unversioned_digest,
 )
 from cmf_core.openlineage.validate import EventKind
@@ -213,20 +211,6 @@ def test_merge_dicts_is_a_recursive_union_with_high_winning() -> None:
     assert merge_dicts(low, high) == {"a": 2, "b": {"x": 1, "y": 3, "z": 4}, "c": [1], "d": None}
 
 
-def test_merge_execution_keeps_the_furthest_status_and_every_key() -> None:
-    run = Execution(pipeline="p", stage="s", site="a", started_at=10.0,
-                    params={"a": 1, "only_start": True}, properties={"f": {"x": 1}})
-    done = replace(run, status="completed", started_at=20.0, ended_at=30.0,
-                   params={"a": 2}, properties={"f": {"y": 2}})
-    for merged in (merge_execution(run, done), merge_execution(done, run)):
-        assert merged.status is ExecutionStatus.COMPLETED
-        assert (merged.started_at, merged.ended_at) == (10.0, 30.0)
-        assert merged.params == {"a": 2, "only_start": True}
-        assert merged.properties == {"f": {"x": 1, "y": 2}}
-    other = replace(run, params={"a": 3, "late": 1})
-    assert merge_execution(done, other, sets_status=False).params == {"a": 2, "late": 1}
-
-
 # against a real store ---------------------------------------------------------------------
 def snapshot(store: Store, run_ids: list[str]) -> dict[str, Any]:
     """Everything the store holds about these runs, in a comparable form."""
@@ -303,15 +287,6 @@ def test_same_event_twice_changes_nothing(store: Store, make_airflow_events: Any
         r.event_id for r in results)
 
 
-NEEDS_EQUAL_STATUS_MERGE = pytest.mark.xfail(
-    strict=True,
-    reason="store contract: put() leaves params/properties unchanged unless the status moves "
-           "forward, so facets carried only by an earlier-status event that arrives late (START "
-           "after RUNNING/COMPLETE) are dropped; needs the store to accept the merged execution "
-           "at equal status (see docs/openlineage.md, 'Order and duplicates')",
-)
-
-
 def permuted(data: st.DataObject, events: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """``events`` in any order, some of them twice."""
     extra = data.draw(st.lists(st.sampled_from(events), max_size=3))
@@ -346,7 +321,6 @@ def test_order_and_duplicates_do_not_change_the_store(
     same_store_contents(store, tmp_path_factory, events, permuted(data, events))
 
 
-@NEEDS_EQUAL_STATUS_MERGE
 @settings(max_examples=12, deadline=None,
           suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(data=st.data())
@@ -358,7 +332,6 @@ def test_order_and_duplicates_do_not_change_the_store_for_foreign_events(
     same_store_contents(store, tmp_path_factory, events, permuted(data, events))
 
 
-@NEEDS_EQUAL_STATUS_MERGE
 def test_start_after_complete_loses_nothing(store: Store, make_airflow_events: Any) -> None:
     start, running, complete = make_airflow_events()
     for e in (complete, running, start):

@@ -11,10 +11,10 @@ from typing import Any
 import pytest
 
 from cmf_core.errors import InvalidEventError
-from cmf_core.model import Execution, ExecutionStatus
-from cmf_core.openlineage.convert import to_event_dicts
+from cmf_core.model import ExecutionStatus
+from cmf_core.openlineage.convert import RUN_FACETS_PROPERTY, to_event_dicts
 from cmf_core.openlineage.ingest import IngestResult, ingest
-from cmf_core.server.writer import IngestWriter, ingest_batch, stored_after
+from cmf_core.server.writer import IngestWriter, ingest_batch
 from cmf_core.store import Store, open_store
 from tests.core.openlineage.conftest import airflow_events, build_lineage
 from tests.core.server.conftest import store_contents
@@ -63,26 +63,33 @@ def test_invalid_events_fail_alone(sqlite_store: Store) -> None:
     assert ex is not None and ex.status is ExecutionStatus.COMPLETED
 
 
-def test_stored_after_follows_the_store_contract(store: Store) -> None:
-    """The in-memory rule equals what the store does, for forward, equal and late writes."""
+class NoReads:
+    """A store that refuses every read: the writer must only ``put``."""
 
-    def run(**kw: Any) -> Execution:
-        return Execution(pipeline="p", stage="s", site="site-a", started_at=100.0,
-                         params={"a": 1}, **kw)
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
-    def cases() -> list[tuple[Execution, Execution]]:
-        first, second, third = run(), run(), run()
-        return [
-            (first, Execution(pipeline="p", stage="s", site="site-a", id=first.id,
-                              started_at=90.0, params={"b": 2})),  # earlier, same status
-            (second, second.ended("completed", ended_at=150.0)),  # forward
-            (third.ended("failed", ended_at=150.0), third),  # backward
-        ]
+    def put(self, records: Any) -> None:
+        self.store.put(records)
 
-    for old, new in cases():
-        store.put([old])
-        store.put([new])
-        assert store.get_execution(old.id) == stored_after(old, new)
+    def __getattr__(self, name: str) -> Any:
+        raise AssertionError(f"the writer read the store ({name})")
+
+
+def test_the_writer_reads_nothing_and_the_store_merges(store: Store) -> None:
+    """A late START, in another batch, adds its keys to the COMPLETE already stored."""
+    start, running, complete = airflow_events()
+    start["run"]["facets"]["onlyStart"] = {
+        "_producer": "https://x.org/p", "_schemaURL": "https://x.org/s.json", "x": 1}
+    writer = IngestWriter(NoReads(store), "site-a")  # type: ignore[arg-type]
+    for batch in ([complete], [running, start]):
+        assert all(isinstance(o, IngestResult)
+                   for o in writer.submit(batch).result(timeout=60))
+    assert writer.close(30)
+    ex = store.get_execution(start["run"]["runId"])
+    assert ex is not None and ex.status is ExecutionStatus.COMPLETED
+    assert ex.properties[RUN_FACETS_PROPERTY]["onlyStart"]["x"] == 1
+    assert ex.started_at < ex.ended_at
 
 
 def test_writer_resolves_every_future_after_commit(sqlite_store: Store) -> None:

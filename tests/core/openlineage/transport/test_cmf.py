@@ -3,6 +3,7 @@ spools."""
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import subprocess
@@ -15,10 +16,12 @@ from openlineage.client import OpenLineageClient
 
 from cmf_core.errors import ConfigError, InvalidEventError, StoreError
 from cmf_core.model import ExecutionStatus
-from cmf_core.openlineage.convert import ExecutionLineage, to_run_events
+from cmf_core.openlineage.convert import ExecutionLineage, facet_to_dict, to_run_events
+from cmf_core.openlineage.facets import ArtifactDatasetFacet
+from cmf_core.openlineage.ingest import unversioned_digest
 from cmf_core.openlineage.transport import CMF_TRANSPORT
 from cmf_core.openlineage.transport.cmf import CmfConfig, CmfTransport, OnFailure
-from cmf_core.store import open_store
+from cmf_core.store import Store, open_store
 
 ROOT = Path(__file__).resolve().parents[4]
 
@@ -115,12 +118,75 @@ def test_spooled_events_are_recorded_on_retry(tmp_path: Path, make_airflow_event
 
 @pytest.mark.parametrize(("params", "text"), [
     ({"storeUrl": "x"}, r"unknown CmfTransport setting\(s\) storeUrl; known settings are: "
-                        r"home, on_failure, site, store_url"),
+                        r"digest_max_mb, home, on_failure, site, store_url"),
     ({"on_failure": "ignore"}, "on_failure 'ignore' must be one of: spool, raise"),
+    ({"digest_max_mb": "lots"}, "digest_max_mb 'lots' must be a number >= 0"),
+    ({"digest_max_mb": -1}, "digest_max_mb -1 must be a number >= 0"),
 ])
 def test_bad_config_is_named(params: dict[str, Any], text: str) -> None:
     with pytest.raises(ConfigError, match=text):
         CmfConfig.from_dict({"type": CMF_TRANSPORT, **params})
+
+
+def recorded_artifacts(store: Store, run_id: str) -> set[str]:
+    return {e.artifact_id for e in store.events(execution_ids=[run_id])}
+
+
+def test_local_files_get_the_airflow_listeners_artifact_ids(tmp_path: Path,
+                                                           make_airflow_events: Any) -> None:
+    """A local file or folder named by a foreign producer is the artifact the Airflow
+    listener records for it: its content digest (or, over digest_max_mb, the listener's stat
+    digest); a path that does not exist stays identified by its URI."""
+    listener = pytest.importorskip("cmf_airflow.datasets")  # plain Python, imports no Airflow
+    data = tmp_path / "train.csv"
+    data.write_text("a,b\n1,2\n")
+    model = tmp_path / "model"
+    model.mkdir()
+    (model / "weights.bin").write_bytes(b"\0" * 64)
+    missing = tmp_path / "later.csv"
+    start, _, complete = make_airflow_events()
+    complete["inputs"] = [{"namespace": "file", "name": str(data)}]
+    complete["outputs"] = [{"namespace": "file", "name": str(model)},
+                           {"namespace": "file", "name": str(missing)}]
+    start["inputs"] = copy.deepcopy(complete["inputs"])
+    sent = copy.deepcopy(complete)
+    run_id = complete["run"]["runId"]
+    refs = [listener.ref_from_uri(str(p)) for p in (data, model)]
+    by_listener = {listener.identify(r, listener.digests(refs, 2**30))[0] for r in refs}
+    assert all(i.startswith("sha256:") for i in by_listener)
+
+    transport = CmfTransport(CmfConfig(store_url=f"sqlite:///{tmp_path / 'c.db'}", site="a",
+                                       on_failure=OnFailure.RAISE))
+    for event in (start, complete):
+        assert transport.emit(event) is True
+    assert complete == sent  # the caller's event is left as it was
+    ids = recorded_artifacts(transport.store, run_id)
+    assert ids == by_listener | {unversioned_digest(str(missing))}
+    content = transport.store.get_artifact(listener.local_digest(str(data), 2**30)[0])
+    assert content is not None and content.properties["digest_method"] == "sha256"
+    assert content.uri == str(data)
+    transport.close()
+
+    by_stat = CmfTransport(CmfConfig.from_dict({
+        "store_url": f"sqlite:///{tmp_path / 'd.db'}", "site": "a", "on_failure": "raise",
+        "digest_max_mb": 0}))
+    assert by_stat.emit(complete) is True
+    assert listener.local_digest(str(data), 0)[0] in recorded_artifacts(by_stat.store, run_id)
+    by_stat.close()
+
+
+def test_a_producers_own_digest_is_kept(tmp_path: Path, make_airflow_events: Any) -> None:
+    data = tmp_path / "x.csv"
+    data.write_text("x\n")
+    start = make_airflow_events()[0]
+    own = "sha256:" + "ab" * 32
+    start["inputs"] = [{"namespace": "file", "name": str(data), "facets": {
+        "cmf_artifact": facet_to_dict(ArtifactDatasetFacet(digest=own, type="Model"))}}]
+    transport = CmfTransport(CmfConfig(store_url=f"sqlite:///{tmp_path / 'c.db'}", site="a",
+                                       on_failure=OnFailure.RAISE))
+    transport.emit(start)
+    assert recorded_artifacts(transport.store, start["run"]["runId"]) == {own}
+    transport.close()
 
 
 @pytest.mark.slow

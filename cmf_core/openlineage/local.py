@@ -1,0 +1,140 @@
+"""Local file datasets: identify them by their content, as the in-process adapters do.
+
+The Airflow listener, the Prefect and Kubeflow adapters run beside the task and identify a
+dataset that is a local file or directory by the ``sha256`` of its content
+(:func:`cmf_core.identity.path_digest`), sent as the ``cmf_artifact`` facet. A producer that
+knows nothing of CMF (Airflow's OpenLineage provider, dbt, your own openlineage-python code)
+names the same file ``file`` + ``/abs/path`` with no digest, so ingest would identify it by its
+URI (:func:`~cmf_core.openlineage.ingest.unversioned_digest`) and the two routes would record
+two artifacts for one file. :func:`with_local_digests` adds the facet the listener would have
+sent; :class:`~cmf_core.openlineage.transport.cmf.CmfTransport` applies it, since it runs on
+the producer's host. The HTTP server does not: the files it would read are not the producer's.
+
+What is digested: an input or output dataset in namespace ``file`` (a plain path or a
+``file://`` URI, by :mod:`~cmf_core.openlineage.naming`) whose name is an absolute path that
+exists here, and that has no live ``cmf_artifact`` facet (a producer's own digest wins).
+A local *output* named by a START or RUNNING event is left out: its bytes are not written
+yet (or are an older version's), and the run's end event names it with its digest.
+Up to ``max_bytes`` (all files of a directory together) the content is read; above it, or when
+it cannot be read, the id is a digest of the path, size and modification time, exactly as the
+Airflow listener computes it (``digest_method: "stat"``). Content digests are cached per
+process by (path, size, modification time).
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from cmf_core.errors import InvalidInputError
+from cmf_core.identity import path_digest, remote_digest
+from cmf_core.openlineage.convert import facet_to_dict
+from cmf_core.openlineage.facets import ArtifactDatasetFacet
+
+DEFAULT_DIGEST_MAX_BYTES = 1024 * 2**20
+"""Local datasets up to this size (1 GiB, the Airflow listener's default) are read."""
+
+_NOT_ENDED = ("START", "RUNNING")
+_CACHE: dict[tuple[str, int, int], str] = {}
+_CACHE_LOCK = threading.Lock()
+_CACHE_MAX = 4096
+
+
+def local_path(namespace: Any, name: Any) -> str | None:
+    """The path of an OpenLineage dataset on this host's file system, or None."""
+    if namespace == "file" and isinstance(name, str) and os.path.isabs(name):
+        return name
+    return None
+
+
+def _stat(path: str) -> tuple[int, int] | None:
+    """(size, newest modification time in ns) of a file, or of all files under a directory."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    if not os.path.isdir(path):
+        return st.st_size, st.st_mtime_ns
+    newest, size = st.st_mtime_ns, 0
+    for root, _, files in os.walk(path):
+        for f in files:
+            try:
+                s = os.stat(os.path.join(root, f))
+            except OSError:
+                continue
+            newest, size = max(newest, s.st_mtime_ns), size + s.st_size
+    return size, newest
+
+
+def local_identity(path: str, max_bytes: float = DEFAULT_DIGEST_MAX_BYTES
+                   ) -> tuple[str, str] | None:
+    """``(artifact id, digest method)`` of the local file or directory ``path``: its content
+    digest (``"sha256"``), or above ``max_bytes`` its stat digest (``"stat"``); None if it
+    does not exist."""
+    found = _stat(path)
+    if found is None:
+        return None
+    size, mtime = found
+    key = (path, size, mtime)
+    with _CACHE_LOCK:
+        cached = _CACHE.get(key)
+    if cached is not None:
+        return cached, "sha256"
+    if size <= max_bytes:
+        try:
+            digest = path_digest(path)
+        except (InvalidInputError, OSError):
+            digest = None  # gone or unreadable meanwhile: fall back to what stat gave
+        if digest is not None:
+            with _CACHE_LOCK:
+                if len(_CACHE) >= _CACHE_MAX:
+                    _CACHE.clear()
+                _CACHE[key] = digest
+            return digest, "sha256"
+    return remote_digest(Path(path).as_uri(), f"stat:{size}:{mtime}"), "stat"
+
+
+def _has_live_artifact_facet(ds: Mapping[str, Any]) -> bool:
+    facets = ds.get("facets")
+    facet = facets.get("cmf_artifact") if isinstance(facets, Mapping) else None
+    return isinstance(facet, Mapping) and facet.get("_deleted") is not True
+
+
+def with_local_digests(event: Mapping[str, Any], max_bytes: float = DEFAULT_DIGEST_MAX_BYTES,
+                       producer: str | None = None) -> dict[str, Any]:
+    """``event`` (a valid event as a dict) with a ``cmf_artifact`` facet on every input and
+    output that is an existing local file or directory without one (see the module docs).
+
+    Returns a new dict and leaves ``event`` as it was; an event with nothing to digest comes
+    back as a shallow copy. ``producer`` is the facet's ``_producer`` (default CMF's).
+    """
+    out = dict(event)
+    ended = event.get("eventType") not in _NOT_ENDED
+    for side in ("inputs", "outputs"):
+        datasets = event.get(side)
+        if not isinstance(datasets, list):
+            continue
+        changed: list[Any] = list(datasets)
+        for i, ds in enumerate(datasets):
+            if not isinstance(ds, Mapping) or _has_live_artifact_facet(ds):
+                continue
+            path = local_path(ds.get("namespace"), ds.get("name"))
+            if path is not None and side == "outputs" and not ended:
+                changed[i] = None  # not written yet (or an older version): the end event has it
+                continue
+            found = local_identity(path, max_bytes) if path is not None else None
+            if found is None:
+                continue
+            digest, method = found
+            kwargs = {"producer": producer} if producer else {}
+            facet = ArtifactDatasetFacet(digest=digest, type="Dataset",
+                                         properties={"digest_method": method}, **kwargs)
+            facets = ds.get("facets")
+            changed[i] = {**ds, "facets": {**(facets if isinstance(facets, Mapping) else {}),
+                                           "cmf_artifact": facet_to_dict(facet)}}
+        if changed != datasets:
+            out[side] = [ds for ds in changed if ds is not None]
+    return out

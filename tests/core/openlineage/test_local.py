@@ -1,0 +1,35 @@
+"""Local file datasets get the listener's content digest; outputs only once the run ended."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from cmf_core.identity import path_digest
+from cmf_core.openlineage.local import with_local_digests
+
+
+def _event(kind: str, inp: Path, out: Path) -> dict:
+    return {"eventType": kind, "eventTime": "2026-11-27T00:00:00Z",
+            "run": {"runId": "0190a0a0-0000-7000-8000-000000000000"},
+            "job": {"namespace": "ns", "name": "job"},
+            "inputs": [{"namespace": "file", "name": str(inp)}],
+            "outputs": [{"namespace": "file", "name": str(out)},
+                        {"namespace": "s3://bucket", "name": "report.json"}],
+            "producer": "test", "schemaURL": "x"}
+
+
+def test_start_events_leave_local_outputs_to_the_end_event(tmp_path: Path) -> None:
+    inp, out = tmp_path / "in.csv", tmp_path / "out.csv"
+    inp.write_text("a,b\n1,2\n")
+    out.write_text("an older version")  # what a previous run left there
+    for kind in ("START", "RUNNING"):
+        event = _event(kind, inp, out)
+        got = with_local_digests(event)
+        assert got["inputs"][0]["facets"]["cmf_artifact"]["digest"] == path_digest(inp)
+        assert [ds["name"] for ds in got["outputs"]] == ["report.json"]  # the remote one stays
+        assert len(event["outputs"]) == 2  # the caller's event is not changed
+    out.write_text("this run's output")
+    for kind in ("COMPLETE", "FAIL"):
+        got = with_local_digests(_event(kind, inp, out))
+        assert got["outputs"][0]["facets"]["cmf_artifact"]["digest"] == path_digest(out)
+        assert len(got["outputs"]) == 2
