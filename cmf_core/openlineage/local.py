@@ -94,7 +94,19 @@ def local_identity(path: str, max_bytes: float = DEFAULT_DIGEST_MAX_BYTES
                     _CACHE.clear()
                 _CACHE[key] = digest
             return digest, "sha256"
-    return remote_digest(Path(path).as_uri(), f"stat:{size}:{mtime}"), "stat"
+    return stat_identity(path, size, mtime), "stat"
+
+
+def stat_identity(path: str, size: int, mtime_ns: int) -> str:
+    """Artifact id of a local path from its size and modification time (files too big to
+    read, or not read in time)."""
+    return remote_digest(Path(path).as_uri(), f"stat:{size}:{mtime_ns}")
+
+
+def local_stat_identity(path: str) -> tuple[str, str] | None:
+    """``(stat_identity, "stat")`` of an existing local file or directory, else None."""
+    found = _stat(path)
+    return None if found is None else (stat_identity(path, *found), "stat")
 
 
 def _has_live_artifact_facet(ds: Mapping[str, Any]) -> bool:

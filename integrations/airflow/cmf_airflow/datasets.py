@@ -22,10 +22,9 @@ task and read by the next is read once.
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from pathlib import Path, PurePath
+from pathlib import PurePath
 from typing import Any
 
 from cmf_core.openlineage.naming import dataset_naming
@@ -119,57 +118,12 @@ def runtime_outlets(context: Any) -> list[DatasetRef]:
     return refs(found)
 
 
-# digests --------------------------------------------------------------------------------------
-_CACHE: dict[tuple[str, int, int], str] = {}
-_CACHE_LOCK = threading.Lock()
-_CACHE_MAX = 4096
-
-
-def _stat_key(path: str) -> tuple[str, int, int] | None:
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    if os.path.isdir(path):
-        # a directory's own mtime misses edits inside files; key on the newest entry instead
-        newest, size = st.st_mtime_ns, 0
-        for root, _, files in os.walk(path):
-            for f in files:
-                try:
-                    s = os.stat(os.path.join(root, f))
-                except OSError:
-                    continue
-                newest, size = max(newest, s.st_mtime_ns), size + s.st_size
-        return path, size, newest
-    return path, st.st_size, st.st_mtime_ns
-
-
-def stat_digest(path: str, key: tuple[str, int, int]) -> str:
-    """``version:`` digest of a local path from its size and mtime (for files too big to read)."""
-    from cmf_core.identity import remote_digest
-
-    return remote_digest(Path(path).as_uri(), f"stat:{key[1]}:{key[2]}")
-
-
+# digests (the same rules as CmfTransport's, in cmf_core.openlineage.local) -------------------
 def local_digest(path: str, max_bytes: float) -> tuple[str, str] | None:
     """``(digest, method)`` of a local file or directory; ``None`` if it does not exist."""
-    key = _stat_key(path)
-    if key is None:
-        return None
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-    if cached is not None:
-        return cached, "sha256" if cached.startswith("sha256:") else "stat"
-    if key[1] > max_bytes:
-        return stat_digest(path, key), "stat"
-    from cmf_core.identity import path_digest
+    from cmf_core.openlineage.local import local_identity
 
-    digest = path_digest(path)
-    with _CACHE_LOCK:
-        if len(_CACHE) >= _CACHE_MAX:
-            _CACHE.clear()
-        _CACHE[key] = digest
-    return digest, "sha256"
+    return local_identity(path, max_bytes)
 
 
 def digests(refs_: Iterable[DatasetRef], max_bytes: float) -> dict[str, tuple[str, str]]:
@@ -185,12 +139,14 @@ def digests(refs_: Iterable[DatasetRef], max_bytes: float) -> dict[str, tuple[st
 
 def stat_digests(refs_: Iterable[DatasetRef]) -> dict[str, tuple[str, str]]:
     """The fallback when content digests overran the time budget."""
+    from cmf_core.openlineage.local import local_stat_identity
+
     out: dict[str, tuple[str, str]] = {}
     for ref in refs_:
         if ref.local_path:
-            key = _stat_key(ref.local_path)
-            if key is not None:
-                out[ref.local_path] = (stat_digest(ref.local_path, key), "stat")
+            found = local_stat_identity(ref.local_path)
+            if found is not None:
+                out[ref.local_path] = found
     return out
 
 

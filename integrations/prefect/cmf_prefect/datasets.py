@@ -102,9 +102,10 @@ def _file_digest(path: Path, st: os.stat_result, budget_s: float | None) -> tupl
     hash goes on in the background and is cached for the next reader.
     """
     from cmf_core.guard import Timeout, run_bounded
-    from cmf_core.identity import remote_digest
+    from cmf_core.openlineage.local import stat_identity
 
-    stat_id = remote_digest(path.as_uri(), f"{st.st_size}-{st.st_mtime_ns}"), "stat"
+    # the id every route gives a file it does not read (Airflow listener, CmfTransport)
+    stat_id = stat_identity(str(path), st.st_size, st.st_mtime_ns), "stat"
     if st.st_size > DIGEST_MAX_BYTES:
         return stat_id
     key = (str(path), st.st_size, st.st_mtime_ns)
