@@ -124,17 +124,7 @@ def unversioned_digest(uri: str) -> str:
     return "version:" + hashlib.sha256(f"{uri}\0\0openlineage-unversioned".encode()).hexdigest()
 
 
-def merge_dicts(low: Mapping[str, Any], high: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive union of two JSON objects; ``high`` wins a key both have (unless both are
-    objects, which are merged)."""
-    out = dict(low)
-    for key, value in high.items():
-        old = out.get(key)
-        if isinstance(old, Mapping) and isinstance(value, Mapping):
-            out[key] = merge_dicts(old, value)
-        else:
-            out[key] = value
-    return out
+merge_dicts = jsonutil.merge  # recursive union of two JSON objects, ``high`` winning a key
 
 
 class _at:  # noqa: N801 - used as a lower-case context manager, like contextlib's
