@@ -26,11 +26,28 @@ def frozen_dict(value: Mapping[str, Any] | None, what: str = "properties") -> Ma
         raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}")
     if not value:
         return _EMPTY
-    copy = dict(value)
-    for k, v in copy.items():  # the common case, flat and plain, needs no cleaning
-        if type(k) is not str or type(v) not in _PLAIN or v != v or v in _INF:
-            return MappingProxyType(jsonutil.clean(copy))
-    return MappingProxyType(copy)
+    copy = _plain_copy(value)
+    return MappingProxyType(copy if copy is not None else jsonutil.clean(dict(value)))
+
+
+def _plain_copy(value: Mapping[Any, Any], depth: int = 0) -> dict[str, Any] | None:
+    """A copy of ``value`` if it is already plain JSON (str keys; str, int, finite float, bool,
+    None or such dicts as values), else None: the common case skips :func:`jsonutil.clean`."""
+    out = dict(value)
+    for k, v in out.items():
+        if type(k) is not str:
+            return None
+        t = type(v)
+        if t is dict:
+            if depth > 2:
+                return None
+            inner = _plain_copy(v, depth + 1)
+            if inner is None:
+                return None
+            out[k] = inner
+        elif t not in _PLAIN or v != v or v in _INF:
+            return None
+    return out
 
 
 def now() -> float:
