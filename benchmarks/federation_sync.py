@@ -8,13 +8,14 @@ one energy record each: 13 rows per execution. Site A runs a server (what ``cmf 
 the machine's cores, as two sites would each use their own.
 
 Measured: the full sync (pull everything, then a push that has nothing new for A), then, after
-``--delta`` new executions at A, an incremental sync; bytes on the wire are counted as sent
-(gzip-compressed bundles by default). Optionally ``--verify`` compares the two stores' canonical
-dumps.
+``--delta`` new executions at A, an incremental sync; bytes on the wire are counted as sent.
+``--compress auto`` (the default, what ``sync`` does): no gzip, since A is on loopback; ``gzip``
+forces it, as between two machines. ``--format 1`` forces the older bundle format (one JSON
+object per record). Optionally ``--verify`` compares the two stores' canonical dumps.
 
 Usage:
-    python benchmarks/federation_sync.py [--n 100000] [--delta 100] [--page 20000]
-        [--no-gzip] [--verify] [--json out.json]
+    python benchmarks/federation_sync.py [--n 100000] [--delta 100] [--page 50000]
+        [--compress auto|gzip|none] [--format 1|2] [--verify] [--json out.json]
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -36,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import httpx
 
-from cmf_core.federation.export import canonical_lines
+from cmf_core.federation.export import DEFAULT_PAGE, canonical_lines
 from cmf_core.federation.peer import sync
 from cmf_core.identity import remote_digest, uuid7
 from cmf_core.model import (
@@ -129,10 +131,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=100_000)
     ap.add_argument("--delta", type=int, default=100)
-    ap.add_argument("--page", type=int, default=20_000)
-    ap.add_argument("--no-gzip", action="store_true")
+    ap.add_argument("--page", type=int, default=DEFAULT_PAGE, help="rows per kind in a page")
+    ap.add_argument("--compress", choices=("auto", "gzip", "none"), default="auto")
+    ap.add_argument("--no-gzip", action="store_const", const="none", dest="compress")
+    ap.add_argument("--format", type=int, choices=(1, 2), default=None,
+                    help="bundle format (default: the best both sides read, 2)")
     ap.add_argument("--verify", action="store_true")
     ap.add_argument("--json", type=Path)
+    ap.add_argument("--keep", action="store_true", help="keep the two stores (temp folder)")
     args = ap.parse_args()
     d = Path(tempfile.mkdtemp(prefix="cmf-p5-"))
     url_a, url_b = f"sqlite:///{d / 'a.db'}", f"sqlite:///{d / 'b.db'}"
@@ -141,8 +147,13 @@ def main() -> None:
     print(f"site A: {args.n} executions, {rows} rows in {time.perf_counter() - t:.1f} s",
           file=sys.stderr)
     proc, base = serve(url_a, "site-a", d / "server.log")
-    gz = not args.no_gzip
-    result: dict = {"benchmark": "P5", "executions": args.n, "rows": rows, "gzip": gz,
+    gz = {"auto": None, "gzip": True, "none": False}[args.compress]
+    if args.format is not None:
+        import cmf_core.federation.peer as peer
+
+        peer.FORMATS = tuple(f for f in peer.FORMATS if f <= args.format)
+    result: dict = {"benchmark": "P5", "executions": args.n, "rows": rows,
+                    "compress": args.compress, "format": args.format or 2,
                     "page_rows_per_kind": args.page, "cpus": os.cpu_count(),
                     "python": platform.python_version(),
                     "load_avg_before": os.getloadavg()[0]}
@@ -175,6 +186,8 @@ def main() -> None:
     finally:
         proc.terminate()
         proc.wait(30)
+        if not args.keep:
+            shutil.rmtree(d, ignore_errors=True)
     result["load_avg_after"] = os.getloadavg()[0]
     result["client_peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                          / 1024, 1)

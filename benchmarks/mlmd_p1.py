@@ -1,7 +1,10 @@
 """P1 reference: the same workload through ml-metadata's own API into its SQLite store.
 
 Runs in a separate environment (ml-metadata pins attrs<24/protobuf<5 and cannot share ours):
-    uv venv /tmp/mlmd-venv --python 3.11 && uv pip install --python /tmp/mlmd-venv ml-metadata==1.17.1
+    make env-mlmd && .venv-mlmd/bin/python benchmarks/mlmd_p1.py --n 500   # ml-metadata 1.15
+or, for ml-metadata 1.17.1:
+    uv venv /tmp/mlmd-venv --python 3.11
+    uv pip install --python /tmp/mlmd-venv ml-metadata==1.17.1
     /tmp/mlmd-venv/bin/python benchmarks/mlmd_p1.py --n 500
 Per execution: 2 input datasets (reused), 1 output model, 3 params, 3 metrics, one
 ``put_execution`` call (MLMD's own atomic unit), as cmflib records them.

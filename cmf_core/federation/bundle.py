@@ -39,7 +39,9 @@ from typing import Any, BinaryIO
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
 
-FORMAT = 1
+FORMAT = 1  # what files are written in, and what every reader understands
+COMPACT = 2  # record lines are blocks of arrays (see cmf_core.federation.wire): peer sync
+FORMATS = (FORMAT, COMPACT)  # formats this version reads and writes
 HEADER_KIND = "cmf-bundle"
 TRAILER_KIND = "cmf-bundle-end"
 MEDIA_TYPE = "application/x-ndjson"
@@ -92,16 +94,21 @@ class Header:
     vector: dict[str, int] | None = None
     created_at: float = 0.0
     format: int = FORMAT
+    columns: dict[str, list[str]] | None = None  # format 2: each kind's fields, in order
 
     def to_line(self) -> str:
-        return jsonutil.dumps({"kind": HEADER_KIND, **asdict(self)})
+        data = asdict(self)
+        if data["columns"] is None:  # format 1 headers stay as readers of format 1 know them
+            del data["columns"]
+        return jsonutil.dumps({"kind": HEADER_KIND, **data})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Header:
         fmt = data.get("format")
-        if fmt != FORMAT:
+        if fmt not in FORMATS:
             raise BundleError(f"bundle format {fmt!r} is not supported (this cmf-foundation reads "
-                              f"format {FORMAT}); upgrade cmf-foundation on the importing site")
+                              f"formats {', '.join(map(str, FORMATS))}); upgrade cmf-foundation "
+                              "on the importing site")
         fields = {k: v for k, v in data.items() if k != "kind"}
         try:
             header = cls(**fields)
@@ -110,6 +117,9 @@ class Header:
         if not isinstance(header.origin_store, str) or not isinstance(header.selector, dict):
             raise BundleError("bad bundle header: origin_store must be a string and selector an "
                               "object")
+        if (fmt == COMPACT) != isinstance(header.columns, dict):
+            raise BundleError("bad bundle header: a format 2 header (and only that) lists the "
+                              "columns of each record kind")
         return header
 
 
@@ -159,9 +169,10 @@ class Writer:
         self._hash.update(line.encode())
         return self._out(line)
 
-    def add(self, line: str) -> bytes:
-        """Add one record line (canonical JSON, no newline); returns bytes when a chunk is due."""
-        self.records += 1
+    def add(self, line: str, count: int = 1) -> bytes:
+        """Add one line (JSON, no newline) of ``count`` records (format 2: a block); returns
+        bytes when a chunk is due."""
+        self.records += count
         self._buf.append(line)
         self._size += len(line)
         if self._size < CHUNK:
@@ -318,12 +329,15 @@ class Reader:
         if self.trailer is not None:
             raise BundleError(f"{self.name}:{self.lineno + 1}: data after the bundle trailer; "
                               "nothing was imported")
-        if not all(type(data) is dict for data in parsed):
-            bad = next(i for i, data in enumerate(parsed) if type(data) is not dict)
-            raise BundleError(f"{self.name}:{self.lineno + bad + 1}: a bundle line must be a "
-                              "JSON object")
-        records = next((i for i, data in enumerate(parsed) if data.get("kind") == TRAILER_KIND),
-                       len(parsed))
+        compact = self.header is not None and self.header.format == COMPACT
+        records = next((i for i, data in enumerate(parsed)
+                        if type(data) is dict and data.get("kind") == TRAILER_KIND), len(parsed))
+        want = list if compact else dict
+        if not all(type(data) is want for data in parsed[:records]):
+            bad = next(i for i, data in enumerate(parsed) if type(data) is not want)
+            raise BundleError(f"{self.name}:{self.lineno + bad + 1}: a bundle record line must "
+                              "be " + ("a JSON array [kind, records]" if compact else
+                                       "a JSON object"))
         if records < len(parsed) - 1:
             raise BundleError(f"{self.name}:{self.lineno + records + 2}: data after the bundle "
                               "trailer; nothing was imported")
@@ -356,13 +370,14 @@ class Reader:
         self.trailer = trailer
 
 
-def bundle_bytes(header: Header, lines: Iterable[str], end: int, complete: bool,
-                 compress: bool = False) -> Iterator[bytes]:
-    """A whole bundle as byte chunks (for files and HTTP bodies)."""
+def bundle_bytes(header: Header, lines: Iterable[str | tuple[str, int]], end: int,
+                 complete: bool, compress: bool = False) -> Iterator[bytes]:
+    """A whole bundle as byte chunks (for files and HTTP bodies); ``lines`` are record lines, or
+    ``(line, records)`` for format-2 blocks."""
     w = Writer(header, compress=compress)
     yield w.start()
     for line in lines:
-        out = w.add(line)
+        out = w.add(*line) if type(line) is tuple else w.add(line)  # type: ignore[arg-type]
         if out:
             yield out
     yield w.finish(end, complete)

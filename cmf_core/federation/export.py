@@ -31,13 +31,14 @@ from typing import Any
 
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError, NotFoundError
-from cmf_core.federation.bundle import Header, Writer, bulk, bundle_bytes
+from cmf_core.federation.bundle import COMPACT, FORMAT, FORMATS, Header, Writer, bulk, bundle_bytes
+from cmf_core.federation.wire import BLOCK, block_lines
 from cmf_core.model import Record
 from cmf_core.records import record_to_dict
 from cmf_core.store import ExecutionFilter, Store
 from cmf_core.store.base import EXPORT_FIELDS, ExportPage
 
-DEFAULT_PAGE = 20_000  # rows per record kind in one page
+DEFAULT_PAGE = 50_000  # rows per record kind in one page (one import transaction each)
 VERSION_KEY = "_v"
 
 
@@ -184,6 +185,25 @@ def page_lines(page: ExportPage) -> Iterator[str]:
             yield fmt(row)
 
 
+def page_blocks(page: ExportPage) -> Iterator[tuple[str, int]]:
+    """Format-2 record lines of a page, with the number of records in each."""
+    for kind in EXPORT_FIELDS:
+        rows = page.rows.get(kind, ())
+        for i, line in enumerate(block_lines(kind, rows)):
+            yield line, min(len(rows) - i * BLOCK, BLOCK)
+
+
+def _page_items(page: ExportPage, fmt: int) -> Iterator[str | tuple[str, int]]:
+    return page_blocks(page) if fmt == COMPACT else page_lines(page)
+
+
+def check_format(fmt: int) -> int:
+    if fmt not in FORMATS:
+        raise InvalidInputError(f"bundle format {fmt!r} must be one of "
+                                f"{', '.join(map(str, FORMATS))}")
+    return fmt
+
+
 # the store's version vector ---------------------------------------------------------------------
 VECTOR_KEY = "federation:vector"
 
@@ -207,16 +227,22 @@ class ExportResult:
 
 
 def header_for(store: Store, selector: Selector, *, since: int, snapshot: int,
-               exclude: dict[str, int] | None, vector: dict[str, int] | None) -> Header:
+               exclude: dict[str, int] | None, vector: dict[str, int] | None,
+               fmt: int = FORMAT) -> Header:
+    columns = ({k: list(v) for k, v in EXPORT_FIELDS.items()} if check_format(fmt) == COMPACT
+               else None)
     return Header(origin_site=store.site, origin_store=store.store_id,
                   selector=selector.to_dict(), since=since, snapshot=snapshot,
-                  exclude=exclude or None, vector=vector, created_at=round(time.time(), 3))
+                  exclude=exclude or None, vector=vector, created_at=round(time.time(), 3),
+                  format=fmt, columns=columns)
 
 
 def page_bundle(store: Store, selector: Selector, *, since: int | None = None,
                 limit: int | None = DEFAULT_PAGE, exclude: dict[str, int] | None = None,
-                compress: bool = False) -> tuple[ExportPage, Iterator[bytes]]:
-    """One page of a change selector as a complete bundle (what a sync request gets)."""
+                compress: bool = False, fmt: int = FORMAT
+                ) -> tuple[ExportPage, Iterator[bytes]]:
+    """One page of a change selector as a complete bundle (what a sync request gets), in
+    bundle format ``fmt``."""
     if not selector.is_changes:
         raise InvalidInputError("a paged bundle needs a change selector (whole store, pipelines "
                                 "or since a seq)")
@@ -227,14 +253,15 @@ def page_bundle(store: Store, selector: Selector, *, since: int | None = None,
     if vector is not None:
         vector[store.store_id] = min(vector[store.store_id], page.snapshot)
     header = header_for(store, selector, since=since, snapshot=page.snapshot, exclude=exclude,
-                        vector=vector if not page.more else None)
-    return page, bundle_bytes(header, page_lines(page), page.end, not page.more, compress)
+                        vector=vector if not page.more else None, fmt=fmt)
+    return page, bundle_bytes(header, _page_items(page, fmt), page.end, not page.more, compress)
 
 
 def export_bundle(store: Store, selector: Selector, *, compress: bool = False,
                   exclude: dict[str, int] | None = None, page_size: int = DEFAULT_PAGE,
-                  result: ExportResult | None = None) -> Iterator[bytes]:
-    """The whole selection as one bundle, streamed page by page (bounded memory)."""
+                  result: ExportResult | None = None, fmt: int = FORMAT) -> Iterator[bytes]:
+    """The whole selection as one bundle in format ``fmt``, streamed page by page (bounded
+    memory)."""
     res = result if result is not None else ExportResult()
     if selector.is_changes:
         vector = load_vector(store) if selector.pipelines is None else None
@@ -242,13 +269,13 @@ def export_bundle(store: Store, selector: Selector, *, compress: bool = False,
             first = store.export_page(selector.since_seq, page_size,
                                       pipelines=selector.pipelines, vector=exclude)
         header = header_for(store, selector, since=selector.since_seq,
-                            snapshot=first.snapshot, exclude=exclude, vector=vector)
+                            snapshot=first.snapshot, exclude=exclude, vector=vector, fmt=fmt)
 
-        def lines() -> Iterator[str]:
+        def lines() -> Iterator[str | tuple[str, int]]:
             page = first
             while True:
-                for line in page_lines(page):
-                    res.records += 1
+                for line in _page_items(page, fmt):
+                    res.records += line[1] if type(line) is tuple else 1
                     yield line
                 res.end = page.end
                 if not page.more:
@@ -262,21 +289,21 @@ def export_bundle(store: Store, selector: Selector, *, compress: bool = False,
     else:
         page = related_page(store, selector)
         header = header_for(store, selector, since=0, snapshot=page.snapshot, exclude=None,
-                            vector=None)
+                            vector=None, fmt=fmt)
         res.end = page.end
         res.records = len(page)
-        chunks = bundle_bytes(header, page_lines(page), page.end, True, compress)
+        chunks = bundle_bytes(header, _page_items(page, fmt), page.end, True, compress)
     for chunk in chunks:
         res.bytes += len(chunk)
         yield chunk
 
 
-def _with_end(header: Header, lines: Iterator[str], res: ExportResult,
+def _with_end(header: Header, lines: Iterator[str | tuple[str, int]], res: ExportResult,
               compress: bool) -> Iterator[bytes]:
     w = Writer(header, compress=compress)
     yield w.start()
     for line in lines:
-        out = w.add(line)
+        out = w.add(*line) if type(line) is tuple else w.add(line)  # type: ignore[arg-type]
         if out:
             yield out
     yield w.finish(res.end, True)

@@ -31,8 +31,17 @@ from types import MappingProxyType
 from typing import Any
 
 from cmf_core.errors import InvalidInputError
-from cmf_core.federation.bundle import BundleError, Header, Reader, Trailer, bulk, file_chunks
+from cmf_core.federation.bundle import (
+    COMPACT,
+    BundleError,
+    Header,
+    Reader,
+    Trailer,
+    bulk,
+    file_chunks,
+)
 from cmf_core.federation.export import VECTOR_KEY, VERSION_KEY, Selector, load_vector
+from cmf_core.federation.wire import record_key, row_dict, wire_block
 from cmf_core.model import (
     Artifact,
     EnergyRecord,
@@ -44,7 +53,8 @@ from cmf_core.model import (
 )
 from cmf_core.records import record_from_dict, record_to_dict
 from cmf_core.store import ExecutionFilter, Store
-from cmf_core.store.sql import SqlStore, WireRow, wire_row
+from cmf_core.store.base import EXPORT_FIELDS
+from cmf_core.store.sql import SqlStore, WireBlock, WireRow, wire_row
 
 _OBJECTS = ("params", "properties", "custom_properties", "details")
 CHECK_CHUNK = 20_000  # records whose stored counterparts are looked up together
@@ -139,6 +149,25 @@ class _Checker:
         self.store = store
         self.origin_site = origin_site
         self.found: list[dict[str, Any]] = []
+
+    def check_blocks(self, blocks: list[tuple[WireBlock, list[Any]]]) -> None:
+        """``blocks``: validated blocks with their records as sent; only records whose key the
+        store already has are turned into records and compared."""
+        keys: dict[str, list[tuple[Any, list[Any], int]]] = {}
+        for (kind, cols), rows in blocks:
+            block_keys = record_key(kind, cols)
+            if block_keys is not None:
+                keys.setdefault(kind, []).extend(
+                    zip(block_keys, [rows] * len(rows), range(len(rows)), strict=True))
+        batch: list[tuple[Any, dict[str, Any]]] = []
+        for kind, items in keys.items():
+            present = self.store.existing_keys(kind, [k for k, _, _ in items])
+            for k, rows, i in items:
+                if k in present:
+                    data = row_dict(kind, rows[i])
+                    origin, oseq = data.pop(VERSION_KEY)
+                    batch.append((((_record(data)), origin, oseq), data))
+        self.check(batch)
 
     def check(self, batch: list[tuple[Any, dict[str, Any]]]) -> None:
         """``batch``: (store row or (record, origin, seq), the line's dict) pairs."""
@@ -258,12 +287,16 @@ def _to_item(data: dict[str, Any], fast: bool = True) -> Any:
         row = wire_row(data, origin, oseq)  # type: ignore[arg-type]
         if row is not None:
             return row
+    return _record(data), origin, oseq
+
+
+def _record(data: dict[str, Any]) -> Record:
     fields = dict(data)
     for name in _OBJECTS:
         value = fields.get(name)
         if type(value) is dict:  # parsed JSON: already JSON-safe, no need to clean it again
             fields[name] = MappingProxyType(value)
-    return record_from_dict(fields), origin, oseq
+    return record_from_dict(fields)
 
 
 class _Import:
@@ -282,6 +315,10 @@ class _Import:
             if header.origin_store == store.store_id:
                 raise InvalidInputError(f"{name} was exported by this very store "
                                         f"({store.store_id}); import it at another site")
+        if header is not None and header.format == COMPACT and header.columns != {
+                k: list(v) for k, v in EXPORT_FIELDS.items()}:
+            raise BundleError(f"{name} has record columns {header.columns!r}, not the ones this "
+                              "cmf-foundation reads; upgrade the older side")
         self.before = load_vector(store)
         self.checker = _Checker(store, header.origin_site if header else None)
         self.kinds: Counter[str] = Counter()
@@ -291,21 +328,54 @@ class _Import:
         """Validated items for :meth:`Store.put_versioned`; the checksum is verified when the
         iteration ends (an exception before that: nothing may be written)."""
         batch: list[tuple[Any, dict[str, Any]]] = []
-        reader, check, kinds, fast = self.reader, self.checker.check, self.kinds, self.fast
+        blocks: list[tuple[WireBlock, list[Any]]] = []
+        pending = 0
+        reader, kinds, fast = self.reader, self.kinds, self.fast
         for data in reader:
+            if type(data) is list:  # format 2: a block of records of one kind
+                if len(data) != 2 or type(data[0]) is not str or type(data[1]) is not list:
+                    raise BundleError(f"{self.name}:{reader.line_of(data)}: a record line must "
+                                      "be [kind, [record, ...]]; nothing was imported")
+                kind, rows = data
+                block = wire_block(kind, rows) if fast else None
+                if block is not None:
+                    blocks.append((block, rows))
+                    kinds[kind] += len(rows)
+                else:
+                    batch += self._one_by_one(data)
+                pending += len(rows)
+            else:
+                try:
+                    batch.append((_to_item(data, fast), data))
+                except InvalidInputError as e:
+                    line = reader.line_of(data) if reader.header is not None else reader.lineno
+                    raise type(e)(f"{self.name}:{line}: {e}; nothing was imported") from None
+                pending += 1
+            if pending >= CHECK_CHUNK:
+                yield from self._checked(batch, blocks)
+                batch, blocks, pending = [], [], 0
+        yield from self._checked(batch, blocks)
+
+    def _one_by_one(self, block: list[Any]) -> list[tuple[Any, dict[str, Any]]]:
+        """A block that is not all canonical: each record checked as a format-1 line."""
+        kind, rows = block
+        out = []
+        for i, row in enumerate(rows):
             try:
-                batch.append((_to_item(data, fast), data))
-            except InvalidInputError as e:
-                line = reader.line_of(data) if reader.header is not None else reader.lineno
-                raise type(e)(f"{self.name}:{line}: {e}; nothing was imported") from None
-            if len(batch) >= CHECK_CHUNK:
-                check(batch)
-                kinds.update(data["kind"] for _, data in batch)
-                yield from (item for item, _ in batch)
-                batch = []
-        check(batch)
-        kinds.update(data["kind"] for _, data in batch)
+                data = row_dict(kind, row)
+                out.append((_to_item(data, self.fast), data))
+            except (InvalidInputError, ValueError) as e:
+                raise BundleError(f"{self.name}:{self.reader.line_of(block)}: record {i + 1} of "
+                                  f"the {kind} block: {e}; nothing was imported") from None
+        return out
+
+    def _checked(self, batch: list[tuple[Any, dict[str, Any]]],
+                 blocks: list[tuple[WireBlock, list[Any]]]) -> Iterator[Any]:
+        self.checker.check(batch)
+        self.checker.check_blocks(blocks)
+        self.kinds.update(data["kind"] for _, data in batch)
         yield from (item for item, _ in batch)
+        yield from (block for block, _ in blocks)
 
     @property
     def trailer(self) -> Trailer | None:

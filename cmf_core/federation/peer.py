@@ -18,6 +18,11 @@ Every page is a checksummed bundle; an interrupted transfer loses at most the pa
 the next sync resumes from the last imported page. A repeated sync transfers only what is new:
 bytes on the wire grow with the delta, not with the store.
 
+Pages travel in the compact bundle format 2 (blocks of arrays, :mod:`cmf_core.federation.wire`)
+when both sides have it (``formats`` in ``/info``), else in format 1. They are gzip-compressed
+unless the peer is on this machine (a loopback address), where compressing only costs CPU;
+``compress=True`` or ``False`` overrides that.
+
 Tokens: ``token=`` or the ``federation_tokens`` setting (peer URL -> token), sent as
 ``Authorization: Bearer``. What this site pushes is limited by its own sharing policy (the
 ``federation_share_pipelines`` setting); what it pulls, by the peer's.
@@ -26,8 +31,12 @@ Tokens: ``token=`` or the ``federation_tokens`` setting (peer URL -> token), sen
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import os
+import queue
 import tempfile
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -35,7 +44,7 @@ from typing import Any, Literal
 
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import AuthError, CmfError, InvalidInputError, NotFoundError
-from cmf_core.federation.bundle import FORMAT, MEDIA_TYPE
+from cmf_core.federation.bundle import FORMAT, FORMATS, MEDIA_TYPE
 from cmf_core.federation.export import (
     DEFAULT_PAGE,
     Selector,
@@ -159,24 +168,43 @@ class _Client:
         return resp.json()
 
 
+def is_loopback(url: str) -> bool:
+    """True when ``url`` names this machine (``localhost`` or a loopback address)."""
+    from urllib.parse import urlsplit
+
+    host = urlsplit(url).hostname or ""
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 def _info(client: _Client, store: Store, scope: str, pipelines: list[str] | None) -> Any:
+    """The peer's ``/info``, with ``format`` set to the best bundle format both sides read."""
     params: dict[str, Any] = {"peer": store.store_id, "scope": scope}
     if pipelines is not None:
         params["pipeline"] = pipelines
     info = client.get_json("/info", params)
-    if info.get("format") != FORMAT:
-        raise PeerError(f"{client.base} speaks bundle format {info.get('format')!r}, this site "
-                        f"format {FORMAT}; upgrade the older side")
+    theirs = info.get("formats") or [info.get("format")]
+    common = set(FORMATS).intersection(f for f in theirs if type(f) is int)
+    if not common:
+        raise PeerError(f"{client.base} speaks bundle format(s) {theirs!r}, this site "
+                        f"{', '.join(map(str, FORMATS))}; upgrade the older side")
     if info.get("store_id") == store.store_id:
         raise InvalidInputError(f"{client.base} is this very store; sync with another site")
+    info["format"] = max(common)
     return info
 
 
 def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
          pipeline: str | None = None, store: Store | None = None,
          settings: Settings | None = None, *, page_size: int = DEFAULT_PAGE,
-         compress: bool = True, timeout: float = 120.0) -> SyncReport:
+         compress: bool | None = None, timeout: float = 120.0) -> SyncReport:
     """Exchange metadata with the ``cmf serve`` at ``peer_url``; see the module docs.
+
+    ``compress``: gzip the pages (``None``, the default: unless the peer is a loopback address).
 
     ``pipeline`` limits the exchange to one pipeline. Raises :class:`PeerError` when the peer
     cannot be reached or a transfer is cut off (what was imported stays; run it again to
@@ -190,6 +218,8 @@ def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
     token = token or token_for(peer_url, settings)
     client = _Client(peer_url, token, timeout)
     report = SyncReport(peer_url=client.base, direction=direction)
+    if compress is None:
+        compress = not is_loopback(client.base)
     try:
         wanted = None if pipeline is None else [pipeline]
         push_sel = Selector(pipelines=wanted).restricted_to(shared_pipelines(settings))
@@ -220,6 +250,8 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
     def fetch(start: int) -> tuple[bytes, int, bool]:
         params: dict[str, Any] = {"since": start, "limit": page_size,
                                   "exclude": encode_vector(load_vector(store)), "gzip": compress}
+        if info["format"] != FORMAT:
+            params["format"] = info["format"]
         if wanted is not None:
             params["pipeline"] = wanted
         resp = client.http.get(API + "/bundle", params=params)
@@ -227,18 +259,16 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
         return (resp.content, int(resp.headers.get("x-cmf-seq-end", -1)),
                 resp.headers.get("x-cmf-complete") == "true")
 
-    with ThreadPoolExecutor(1, thread_name_prefix="cmf-sync-fetch") as pool:
-        ahead = pool.submit(fetch, since)
+    pages = _Ahead(fetch, since)
+    try:
         while True:
             try:
-                body, end, complete = ahead.result()
+                body, end, complete = pages.next()
             except client.httpx.HTTPError as e:
                 raise PeerError(
                     f"pull from {client.base} was cut off after {out.pages} page(s) "
                     f"({out.records} records; everything up to its seq {since} is imported): "
                     f"{e}; run the sync again to resume") from None
-            if not complete and end >= since:
-                ahead = pool.submit(fetch, end)  # download the next page while importing
             rep = import_bundle(store, [body], name=f"{client.base} page since {since}")
             out.pages += 1
             out.records += rep.records
@@ -248,9 +278,57 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
             if rep.complete:
                 return
             if complete or rep.end != end:  # the headers did not say what the bundle says
-                ahead.cancel()
-                ahead = pool.submit(fetch, rep.end)
+                pages.restart(rep.end)
             since = rep.end
+    finally:
+        pages.close()
+
+
+class _Ahead:
+    """Downloads pages in order in one thread, ahead of their import: the next page waits,
+    imported or not, while the one after it downloads. The importing thread gets the pages,
+    or the error that stopped the downloads, in order; a page is never skipped."""
+
+    def __init__(self, fetch: Callable[[int], tuple[bytes, int, bool]], start: int) -> None:
+        self._fetch = fetch
+        self._begin(start)
+
+    def _begin(self, start: int) -> None:
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=1)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, args=(start, self._queue, self._stop),
+                                        name="cmf-sync-fetch", daemon=True)
+        self._thread.start()
+
+    def _run(self, start: int, pages: queue.Queue[Any], stop: threading.Event) -> None:
+        while not stop.is_set():
+            try:
+                item: Any = self._fetch(start)
+            except BaseException as e:  # handed to the importing thread, which raises it
+                item = e
+            while not stop.is_set():
+                try:
+                    pages.put(item, timeout=0.1)
+                    break
+                except queue.Full:
+                    continue
+            if isinstance(item, BaseException) or item[2] or item[1] < start:
+                return  # an error, the last page, or headers that do not say where to go on
+            start = item[1]
+
+    def next(self) -> tuple[bytes, int, bool]:
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        return item  # type: ignore[no-any-return]
+
+    def restart(self, start: int) -> None:
+        self.close()
+        self._begin(start)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def _push(client: _Client, store: Store, info: Any, selector: Selector, page_size: int,
@@ -262,7 +340,7 @@ def _push(client: _Client, store: Store, info: Any, selector: Selector, page_siz
 
     def make(start: int) -> tuple[bytes, int, bool]:
         page, chunks = page_bundle(store, selector, since=start, limit=page_size,
-                                   exclude=exclude, compress=compress)
+                                   exclude=exclude, compress=compress, fmt=info["format"])
         return b"".join(chunks), page.end, page.more
 
     with ThreadPoolExecutor(1, thread_name_prefix="cmf-sync-make") as pool:

@@ -140,6 +140,7 @@ _EXPORT_SQL = {
                         ("metric", "metrics"), ("energy", "energy"))
 }
 
+_SHARED_KINDS = frozenset({"pipeline", "stage", "artifact", "location"})
 _WRITE_ORDER = ("pipeline", "stage", "artifact", "location", "execution", "event", "metric",
                 "energy", "lineage_event")
 _NCOLS = {"pipeline": 6, "stage": 8, "artifact": 8, "location": 3, "execution": 14, "event": 3,
@@ -515,11 +516,9 @@ class SqlStore(Store):
             batch = rows.get(kind)
             if not batch:
                 continue
-            numbered = []
-            for row in batch:
-                seq += 1
-                numbered.append((*row, seq))
-            cur.executemany(sql[kind], numbered)
+            cur.executemany(sql[kind], [(*row, n) for row, n in zip(
+                batch, range(seq + 1, seq + 1 + len(batch)), strict=True)])
+            seq += len(batch)
 
     def put(self, records: Iterable[Record]) -> None:
         rows, parents = self._to_rows(records)
@@ -634,7 +633,10 @@ class SqlStore(Store):
                 for k, batch in rows.items():
                     if k not in _NCOLS:
                         raise StoreError(f"journal {path} holds unknown record kind {k!r}")
-                    for row in batch:
+                    if k not in _SHARED_KINDS:
+                        merged[k].extend(batch)
+                        continue
+                    for row in batch:  # the same dataset or stage in many puts: write it once
                         key = (k, *row)
                         if key not in seen:
                             seen.add(key)

@@ -5,9 +5,10 @@ Routes (all under ``/api/v1/federation``; protocol in :mod:`cmf_core.federation.
 * ``GET /info?peer=<store id>&peer_scope=<scope>&pipeline=P``: this site, its store id and
   version vector, what it shares with the caller (``scope``, ``pipelines``), and how far it has
   the caller's store in ``peer_scope`` (``high_water``, where the caller's push starts).
-* ``GET /bundle?since=N&limit=L&exclude=<vector>&pipeline=P&gzip=true``: one page of changes
-  after this store's seq ``N`` as a bundle (``application/x-ndjson``, gzip-compressed bytes when
-  ``gzip``), less the versions the ``exclude`` vector (``store:seq,...``) covers.
+* ``GET /bundle?since=N&limit=L&exclude=<vector>&pipeline=P&gzip=true&format=2``: one page of
+  changes after this store's seq ``N`` as a bundle (``application/x-ndjson``, gzip-compressed
+  bytes when ``gzip``; bundle format 1 unless ``format=2`` is asked for), less the versions the
+  ``exclude`` vector (``store:seq,...``) covers.
 * ``POST /bundle``: import a bundle (plain or gzip), one transaction; answers the merge report
   (records, conflicts, high-water mark).
 * ``GET /artifacts/{digest}``: the bytes of an artifact whose location at this site is a local
@@ -33,7 +34,7 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from cmf_core.errors import AuthError, NotFoundError
-from cmf_core.federation.bundle import FORMAT, MEDIA_TYPE
+from cmf_core.federation.bundle import FORMAT, FORMATS, MEDIA_TYPE
 from cmf_core.federation.export import DEFAULT_PAGE, Selector, load_vector, page_bundle
 from cmf_core.federation.merge import get_hwm, import_bundle
 from cmf_core.federation.peer import decode_vector, shared_pipelines
@@ -86,7 +87,8 @@ def info(store: StoreDep, settings: SettingsDep, peer_name: Peer,
     caller's store (where a push starts)."""
     sel = Selector(pipelines=pipelines).restricted_to(shared_pipelines(settings, peer_name))
     return {
-        "format": FORMAT, "site": store.site, "store_id": store.store_id,
+        "format": FORMAT, "formats": list(FORMATS), "site": store.site,
+        "store_id": store.store_id,
         "vector": load_vector(store), "scope": sel.key,
         "pipelines": None if sel.pipelines is None else list(sel.pipelines),
         "high_water": get_hwm(store, peer, peer_scope) if peer else 0,
@@ -103,11 +105,15 @@ def get_bundle(store: StoreDep, settings: SettingsDep, peer_name: Peer,
                = DEFAULT_PAGE,
                exclude: Annotated[str | None, Query(description="Version vector of the caller: "
                                                                 "'store:seq,...'.")] = None,
-               gzip: bool = True, pipelines: Pipelines = None) -> StreamingResponse:
+               gzip: bool = True, pipelines: Pipelines = None,
+               fmt: Annotated[int, Query(alias="format", ge=1, le=max(FORMATS),
+                                         description="Bundle format: 1 (record objects) or 2 "
+                                                     "(compact blocks).")] = FORMAT
+               ) -> StreamingResponse:
     """One page of changes after ``since`` as a bundle, less what ``exclude`` covers."""
     sel = Selector(pipelines=pipelines).restricted_to(shared_pipelines(settings, peer_name))
     page, chunks = page_bundle(store, sel, since=since, limit=limit,
-                               exclude=decode_vector(exclude), compress=gzip)
+                               exclude=decode_vector(exclude), compress=gzip, fmt=fmt)
     return StreamingResponse(chunks, media_type=MEDIA_TYPE, headers={
         "X-Cmf-Seq-End": str(page.end), "X-Cmf-Complete": str(not page.more).lower()})
 

@@ -213,3 +213,25 @@ class CuttingProxy:
     def close(self) -> None:
         self._stop = True
         self.sock.close()
+
+
+class CorruptingProxy(CuttingProxy):
+    """A TCP proxy that changes one byte of the response stream of each connection, once
+    ``cut_after`` bytes have passed (a page damaged in transit), and passes the rest."""
+
+    def _pipe(self, src: Any, dst: Any, limit: int | None, *both: Any) -> None:
+        passed = 0
+        try:
+            while data := src.recv(65536):
+                if limit is not None and passed <= limit < passed + len(data):
+                    i = limit - passed
+                    data = data[:i] + bytes([data[i] ^ 1]) + data[i + 1:]
+                    self.cuts += 1
+                passed += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        for s in both:
+            with contextlib.suppress(OSError):
+                s.shutdown(2)
+            s.close()

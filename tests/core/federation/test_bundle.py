@@ -93,9 +93,11 @@ def test_not_a_bundle_unless_plain_allowed() -> None:
 
 
 def test_unknown_format_and_bad_json() -> None:
-    future = make().replace(b'"format":1', b'"format":2', 1)
-    with pytest.raises(BundleError, match="format 2 is not supported"):
+    future = make().replace(b'"format":1', b'"format":3', 1)
+    with pytest.raises(BundleError, match="format 3 is not supported"):
         read(future)
+    with pytest.raises(BundleError, match="lists the columns"):  # format 2 without its columns
+        read(make().replace(b'"format":1', b'"format":2', 1))
     with pytest.raises(BundleError, match=":3: not valid JSON"):
         read(make().replace(b'"value":0.5', b'"value":NaN'))
     with pytest.raises(BundleError, match="empty"):

@@ -13,11 +13,25 @@ import pytest
 
 from cmf_core import Cmf
 from cmf_core.errors import AuthError, CmfError
-from cmf_core.federation.export import Selector, export_bundle
-from cmf_core.federation.merge import get_hwm, hwm_key
-from cmf_core.federation.peer import PeerError, fetch_artifact, sync
-from cmf_core.store import ExecutionFilter, Store
-from tests.core.federation.sites import CuttingProxy, Site, dump, site_settings, start_recorder
+from cmf_core.federation.bundle import COMPACT, FORMAT, FORMATS, Reader, bundle_bytes
+from cmf_core.federation.export import (
+    Selector,
+    export_bundle,
+    header_for,
+    page_lines,
+)
+from cmf_core.federation.merge import get_hwm, hwm_key, import_bundle
+from cmf_core.federation.peer import PeerError, fetch_artifact, is_loopback, sync
+from cmf_core.store import ExecutionFilter, Store, open_store
+from cmf_core.store.base import ExportPage
+from tests.core.federation.sites import (
+    CorruptingProxy,
+    CuttingProxy,
+    Site,
+    dump,
+    site_settings,
+    start_recorder,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -88,6 +102,23 @@ def test_three_sites_converge_while_recording(sites: dict[str, Site], tmp_path: 
             s.close()
 
 
+def assert_mark_is_backed(local: Store, remote: Store, mark: int, tmp_path: Path) -> None:
+    """Every record the remote holds up to seq ``mark`` (the local high-water mark on it) is in
+    the local store: no page was marked as synced without its rows."""
+    page = remote.export_page(0, None)
+    upto = ExportPage(rows={k: [r for r in v if r[-1] <= mark] for k, v in page.rows.items()},
+                      since=0, end=mark, snapshot=page.snapshot)
+    header = header_for(remote, Selector(), since=0, snapshot=page.snapshot, exclude=None,
+                        vector=None)
+    check = open_store(f"sqlite:///{tmp_path / f'upto-{mark}.db'}", site="check")
+    try:
+        import_bundle(check, [b"".join(bundle_bytes(header, page_lines(upto), mark, False))])
+        expected = dump(check)
+        assert expected and set(expected) <= set(dump(local))
+    finally:
+        check.close()
+
+
 def test_interrupted_transfer_resumes(sites: dict[str, Site], tmp_path: Path) -> None:
     """A connection cut mid-page loses that page only; the next sync resumes after the last
     imported page and ends with the same store."""
@@ -107,6 +138,8 @@ def test_interrupted_transfer_resumes(sites: dict[str, Site], tmp_path: Path) ->
         assert 0 < mark < total  # some pages are in, the cut one is not
         partial = dump(a)
         assert partial and set(partial) <= set(remote)
+        with b.open() as sb:
+            assert_mark_is_backed(a, sb, mark, tmp_path)
         report = sync(b.url, store=a, direction="pull", page_size=10)
         assert report.pulled.since == mark  # resumed, did not start over
         assert 0 < report.pulled.records < len(remote)
@@ -197,7 +230,7 @@ def test_incremental_sync_moves_only_the_delta(sites: dict[str, Site], tmp_path:
         full = sync(b.url, store=a)
         again = sync(b.url, store=a)
         assert again.pulled.records == 0 and again.pushed.records == 0
-        assert again.bytes < 1500  # headers and trailers only
+        assert again.bytes < 2500  # headers (with format 2 columns) and trailers only
         record(b, "new", "s3://new/x.csv")
         delta = sync(b.url, store=a)
         assert 0 < delta.pulled.records < 15 and delta.pushed.records == 0
@@ -318,3 +351,56 @@ def test_interrupted_push_resumes(sites: dict[str, Site], tmp_path: Path) -> Non
         assert report.pushed.since == mark > 0
         with b.open() as sb:
             assert dump(sb) == dump(sa)
+
+
+def test_page_damaged_in_transit_mid_sync(sites: dict[str, Site], tmp_path: Path) -> None:
+    """A page damaged on the way (while the page before it is being imported, as the next page
+    downloads during an import) fails the sync; the pages before it are stored and marked, it
+    is not, and the next sync resumes after the last good page."""
+    b = sites["b"] = Site("b", tmp_path / "b").start()
+    assert start_recorder(b, 40).wait() == 0
+    a = Site("a", tmp_path / "a").open()
+    proxy = CorruptingProxy(b.port, cut_after=40_000)
+    try:
+        with pytest.raises(CmfError):
+            sync(proxy.url, store=a, direction="pull", page_size=4)
+        assert proxy.cuts == 1
+        with b.open() as sb:
+            mark = get_hwm(a, sb.store_id, "all")
+            assert 0 < mark < sb.max_seq()
+            assert_mark_is_backed(a, sb, mark, tmp_path)
+            assert set(dump(a)) < set(dump(sb))
+            report = sync(b.url, store=a, direction="pull", page_size=4)
+            assert report.pulled.since == mark
+            assert dump(a) == dump(sb)
+    finally:
+        proxy.close()
+        a.close()
+
+
+def test_formats_and_compression_are_negotiated(sites: dict[str, Site], tmp_path: Path) -> None:
+    """A peer offers both bundle formats: format 1 unless asked (older callers), format 2 when
+    asked; sync uses format 2 and, on loopback, sends no gzip."""
+    b = sites["b"] = Site("b", tmp_path / "b").start()
+    assert start_recorder(b, 3).wait() == 0
+    with httpx.Client(base_url=b.url + "/api/v1/federation") as http:
+        info = http.get("/info").json()
+        assert info["format"] == FORMAT and info["formats"] == list(FORMATS)
+        for params, fmt in (({}, FORMAT), ({"format": COMPACT}, COMPACT)):
+            r = http.get("/bundle", params={**params, "gzip": False})
+            assert r.status_code == 200 and Reader([r.content]).open().format == fmt
+        assert http.get("/bundle", params={"format": 9}).status_code == 400
+    a, c = Site("a", tmp_path / "a").open(), Site("c", tmp_path / "c").open()
+    try:
+        plain = sync(b.url, store=a, direction="pull")  # loopback: not compressed
+        zipped = sync(b.url, store=c, direction="pull", compress=True)
+        assert plain.pulled.records == zipped.pulled.records > 0
+        assert zipped.pulled.bytes < plain.pulled.bytes / 2
+        with b.open() as sb:
+            assert dump(a) == dump(c) == dump(sb)
+    finally:
+        a.close()
+        c.close()
+    assert is_loopback("http://127.0.0.1:8080") and is_loopback("http://localhost:1")
+    assert is_loopback("http://[::1]:80") and not is_loopback("https://cloud.example.org")
+    assert not is_loopback("http://10.0.0.2:8080")
