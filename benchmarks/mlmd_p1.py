@@ -18,6 +18,7 @@ import resource
 import tempfile
 import time
 
+import ml_metadata
 from ml_metadata import metadata_store
 from ml_metadata.proto import metadata_store_pb2 as pb
 
@@ -63,7 +64,8 @@ def main() -> None:
                    (metrics, pb.Event(type=pb.Event.OUTPUT))]
         store.put_execution(ex, events, [ctx])
     dt = time.perf_counter() - t0
-    print(json.dumps({"benchmark": "P1-mlmd", "library": "ml-metadata 1.17.1", "executions": n,
+    print(json.dumps({"benchmark": "P1-mlmd", "library": f"ml-metadata {ml_metadata.__version__}",
+                      "executions": n,
                       "seconds": round(dt, 3), "executions_per_s": round(n / dt, 1),
                       "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
                                            / 1024, 1)}))
