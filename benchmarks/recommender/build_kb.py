@@ -180,6 +180,24 @@ def from_results(results: dict[str, dict[str, Any]]) -> knowledge.KnowledgeBase:
     return knowledge.KnowledgeBase(tasks, runs)
 
 
+def recalibrate(path: Path, argv: list[str] | None) -> int:
+    """Re-run only the calibration of an exported knowledge base (the scores are kept)."""
+    kb = knowledge.load(path)
+    t0 = time.perf_counter()
+    kb.calibration = calibrate(kb)
+    kb.build = {**kb.build, "calibration_s": round(time.perf_counter() - t0, 1),
+                "recalibrated": dt.date.today().isoformat(),
+                "recalibrate_command": "benchmarks/recommender/build_kb.py "
+                + " ".join(argv if argv is not None else sys.argv[1:])}
+    knowledge.save(kb, path)
+    cal = kb.calibration
+    print(f"recalibrated {path}: similarity {cal['metric']['name']}, threshold "
+          f"{cal['threshold']}, power {cal['power']}, level {cal.get('level')}, neighbour share "
+          f"{cal.get('neighbour_share')}; validation "
+          f"{json.dumps({k: v for k, v in cal['validation'].items() if k != 'candidates'})}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", type=Path, default=DEFAULT_OUT)
@@ -192,9 +210,14 @@ def main(argv: list[str] | None = None) -> int:
                     help="skip the CMF store and export straight from the scores")
     ap.add_argument("--jobs", type=int, default=2)
     ap.add_argument("--tasks", nargs="*", help="task names (default: the whole corpus)")
+    ap.add_argument("--recalibrate", action="store_true",
+                    help="only re-run the calibration of the knowledge base file --out (no "
+                         "scoring; e.g. after a change to cmf_core.recommend.calibrate)")
     ap.add_argument("--smoke", action="store_true",
                     help=f"tasks {', '.join(SMOKE_TASKS)}, every 4th configuration")
     args = ap.parse_args(argv)
+    if args.recalibrate:
+        return recalibrate(args.out, argv)
 
     tasks = corpus()
     wanted = set(args.tasks or (SMOKE_TASKS if args.smoke else [t.name for t in tasks]))

@@ -3,12 +3,15 @@
 For every target task of the knowledge base (KB):
 
 * the target's group (the task and its near-duplicates) is removed from the KB, and the
-  similarity metric and threshold are re-calibrated on what is left (no peeking);
+  similarity metric, threshold, weight power, seed rule and neighbour share are re-calibrated
+  on what is left (no peeking);
 * arms, each with the same budget, the same TPE settings (Optuna defaults, seeded) and the
   same search space (cmf_core.recommend.space.suggest_config):
   ``cold`` (no seeds); ``kg`` (the recommender's top-k); ``random`` (the same greedy choice
   from randomly drawn tasks of the category, as many as the KG neighbours); ``portfolio``
-  (the same greedy choice over every task of the category, equal weights); k in --ks;
+  (the same greedy choice over every task of the category, equal weights); the baselines use
+  the calibrated seed rule too, so the arms differ only in where the seeds come from; k in
+  --ks;
 * a trial's score is looked up in the target's precomputed table (every configuration of the
   grid was scored once with fixed folds by build_kb.py): replaying is exact and fast;
 * target score = median random configuration + 95% of the gap to the best-known score (the
@@ -110,20 +113,23 @@ def seed_lists(kb: knowledge.KnowledgeBase, task_id: str, kmax: int, seeds: int,
     category = task.category.value
     table = rest.table(category)
     same = list(range(len(table.task_ids)))
+    level = cal.get("level")  # the calibrated seed rule, used by every seeded arm alike
     portfolio = [table.configs[j] for j in greedy_portfolio(table.normalised, [1.0] * len(same),
-                                                            kmax)]
+                                                            kmax, level=level)]
     m = max(1, len(rec.neighbours))
     random_arm = []
     for s in range(seeds):
         rng = np.random.default_rng([s, sum(map(ord, task_id))])
         rows = sorted(rng.choice(same, size=min(m, len(same)), replace=False).tolist())
-        cols = greedy_portfolio(table.normalised[rows], [1.0] * len(rows), kmax)
+        cols = greedy_portfolio(table.normalised[rows], [1.0] * len(rows), kmax, level=level)
         random_arm.append([table.configs[j] for j in cols])
     return {"kg": rec.configs(), "portfolio": portfolio, "random": random_arm,
             "strategy": rec.strategy.value, "neighbours": [n.name for n in rec.neighbours],
             "metric": SimilarityMetric.from_dict(cal["metric"]).name if cal.get("metric")
             else "uniform", "threshold": cal.get("threshold"), "recommend_s": rec_s,
-            "calibrate_s": calib_s, "message": rec.message}
+            "calibrate_s": calib_s, "message": rec.message, "level": level,
+            "neighbour_share": cal.get("neighbour_share"),
+            "power": cal.get("power")}
 
 
 # replay ---------------------------------------------------------------------------------------
@@ -199,6 +205,8 @@ def run_task(args: tuple[str, str, int, int, tuple[int, ...], bool, str]) -> dic
                            "metric": prep["metric"], "threshold": prep["threshold"],
                            "recommend_s": prep["recommend_s"], "describe_s": describe_s,
                            "calibrate_s": prep["calibrate_s"], "message": prep["message"],
+                           "level": prep["level"], "power": prep["power"],
+                           "neighbour_share": prep["neighbour_share"],
                            "seeds_first_ok": True, "runs": {}}
     seed_keys = {"kg": [config_key(c) for c in prep["kg"]],
                  "portfolio": [config_key(c) for c in prep["portfolio"]]}
@@ -280,7 +288,23 @@ def analyse(tasks: list[dict[str, Any]], budget: int, ks: tuple[int, ...]) -> di
         if all(r["curve"] is not None for t in tasks for r in t["runs"][arm]):
             curves[arm] = np.mean([np.mean([r["curve"] for r in t["runs"][arm]], axis=0)
                                    for t in tasks], axis=0).tolist()
-    return {"arms": summary, "per_task": per_task, "curves": curves}
+    return {"arms": summary, "per_task": per_task, "curves": curves,
+            "paired": paired(per_task, ks)}
+
+
+def paired(per_task: list[dict[str, Any]], ks: tuple[int, ...]) -> dict[str, Any]:
+    """KG against each baseline arm, per task (mean trials of the baseline / of KG): geometric
+    mean with a bootstrap 95% CI over tasks, and how many tasks KG is faster / slower on."""
+    out: dict[str, Any] = {}
+    for k in ks:
+        for base in ("random", "portfolio"):
+            r = np.array([t[f"{base}@{k}"]["trials"] / t[f"kg@{k}"]["trials"]
+                          for t in per_task])
+            lo, hi = bootstrap_ci(r)
+            out[f"kg_vs_{base}@{k}"] = {"geomean": geo_mean(r), "ci95": [lo, hi],
+                                        "kg_faster": int((r > 1).sum()),
+                                        "kg_slower": int((r < 1).sum())}
+    return out
 
 
 # report ---------------------------------------------------------------------------------------
@@ -332,6 +356,18 @@ def markdown(report: dict[str, Any]) -> str:
                 f"{e['wall_speedup_geomean']:.2f}x [{e['wall_speedup_ci95'][0]:.2f}, "
                 f"{e['wall_speedup_ci95'][1]:.2f}] | {e['slowdowns']} | {e['reached']:.0%} | "
                 f"{_num(e['final_mean'])} | {_num(e['final_worse_than_cold'], '{}')} |")
+    if "paired" in report["analysis"]:
+        lines += ["", "KG against the baselines, paired per task (trials of the baseline / of "
+                  "KG; > 1: KG faster):", "",
+                  "| k | KG vs random tasks [95% CI] | faster / slower | KG vs portfolio "
+                  "[95% CI] | faster / slower |", "|---|---|---|---|---|"]
+        pr = report["analysis"]["paired"]
+        for k in ks:
+            r, p = pr[f"kg_vs_random@{k}"], pr[f"kg_vs_portfolio@{k}"]
+            lines.append(f"| {k} | {r['geomean']:.2f}x [{r['ci95'][0]:.2f}, {r['ci95'][1]:.2f}]"
+                         f" | {r['kg_faster']} / {r['kg_slower']} | {p['geomean']:.2f}x "
+                         f"[{p['ci95'][0]:.2f}, {p['ci95'][1]:.2f}] | {p['kg_faster']} / "
+                         f"{p['kg_slower']} |")
     k = HEADLINE_K if HEADLINE_K in ks else ks[-1]
     lines += ["", f"Per task (k = {k}; mean trials to target over seeds, {cfg['budget'] + 1} = "
               "not reached; speedup = cold / kg):", "",
@@ -430,15 +466,23 @@ def main(argv: list[str] | None = None) -> int:
     jobs = [(str(args.kb), tid, args.seeds, args.budget, tuple(args.ks),
              not args.no_recalibrate, args.query_groups) for tid in ids]
     results = []
+    args.out.mkdir(parents=True, exist_ok=True)
+    partial = args.out / ("loto-smoke.partial.jsonl" if args.smoke else "loto.partial.jsonl")
+    partial.write_text("")  # one line per finished task, so that an interrupted run keeps them
+
+    def keep(res: dict[str, Any]) -> None:
+        results.append(res)
+        with partial.open("a") as fh:
+            fh.write(json.dumps(res, default=float) + "\n")
+        print(f"  {res['task']}: done", flush=True)
+
     if args.jobs > 1 and len(jobs) > 1:
         with mp.get_context("fork").Pool(args.jobs) as pool:
             for res in pool.imap_unordered(run_task, jobs):
-                results.append(res)
-                print(f"  {res['task']}: done", flush=True)
+                keep(res)
     else:
         for job in jobs:
-            results.append(run_task(job))
-            print(f"  {results[-1]['task']}: done", flush=True)
+            keep(run_task(job))
     results.sort(key=lambda r: ids.index(r["task_id"]))
     report = {
         "date": dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
@@ -462,6 +506,7 @@ def main(argv: list[str] | None = None) -> int:
     (args.out / f"{stem}.md").write_text(markdown(report))
     if not args.no_plots:
         plot(report, args.out, stem)
+    partial.unlink(missing_ok=True)  # the report holds everything now
     a = report["analysis"]["arms"]
     k = HEADLINE_K if HEADLINE_K in args.ks else args.ks[-1]
     for arm in ("kg", "random", "portfolio"):

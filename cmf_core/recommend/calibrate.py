@@ -1,27 +1,30 @@
-"""Choosing and validating the similarity metric and the edge threshold.
+"""Choosing and validating the similarity metric, the edge threshold and the seed rule.
 
-Validation signal: two tasks are truly similar for our purpose when the same configurations
-do well on both, i.e. their configuration rankings agree (Spearman correlation of their scores
-over the configurations both ran). :func:`calibrate`:
+What counts is what the benchmark measures: how soon a seeded search reaches a task's target
+(95% of the gap from its median run to its best run). :func:`calibrate`:
 
-1. computes that rank agreement for every pair of tasks of the same category from different
-   groups (near-duplicates excluded);
-2. builds candidate metrics: uniform weights over the default meta-feature groups, uniform
-   weights over all groups (with landmarks), and weights learned by non-negative least squares
-   so that the weighted meta-feature distance predicts rank disagreement;
-3. for every candidate, weight power (neighbour weight = similarity ** power) and threshold,
-   scores the recommendations themselves by an inner
-   leave-one-task-out over the knowledge base: each task in turn is the new task, its group is
-   left out, seeds come from its neighbours (or the portfolio when it has none), and the
-   quality is how close the best of the top-k seeds gets to that task's best run
-   (``k`` in 1, 3, 5, 10), counting hits at >= 95% of the median-to-best gap;
-4. keeps the best (metric, power, threshold), and reports the correlation between similarity
-   and rank agreement, rank agreement on edges versus non-edges, and the quality against the
-   portfolio.
+1. builds candidate metrics: uniform weights over the default meta-feature groups, uniform
+   weights over all groups (with landmarks), and two sets of weights learned by non-negative
+   least squares on pairs of tasks from different groups, so that the weighted meta-feature
+   distance predicts rank disagreement over all configurations (``learned``) or how badly one
+   task's best configuration does on the other (``learned-transfer``, :func:`transfer`);
+2. for every candidate, neighbour-weight power (weight = similarity ** power), seed rule
+   (:data:`LEVELS`) and threshold, scores the seeds by an inner leave-one-task-out over the
+   knowledge base: each task in turn is the new task, its group is left out, seeds come from
+   its neighbours (or the portfolio when it has none), and the objective is the mean over
+   tasks and ``k`` in 1, 3, 5, 10 of ``log(cold / trials)``: ``trials`` is the position of the
+   first seed that hits, else ``k`` plus ``cold``, a random searcher's expected trials to hit
+   (:func:`cold_trials`), so the objective is the log of a geometric-mean speedup;
+3. keeps the best (metric, power, seed rule, threshold); then, with scikit-learn, chooses the
+   neighbours' share against the meta-model's (:mod:`cmf_core.recommend.surrogate`) by the
+   same inner leave-one-task-out, each meta-model fitted without the held-out group;
+4. reports the correlation between similarity and rank agreement, rank agreement on edges
+   versus non-edges, and the objective against the portfolio's.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -34,9 +37,15 @@ from cmf_core.recommend.recommender import greedy_portfolio
 from cmf_core.recommend.task import ALL_GROUPS, META_FEATURES, TaskDescription
 
 THRESHOLDS: tuple[float, ...] = tuple(round(x, 3) for x in np.arange(0.50, 0.985, 0.02))
-POWERS: tuple[float, ...] = (1.0, 4.0, 16.0)
+POWERS: tuple[float, ...] = (1.0, 4.0, 16.0, 64.0)
+#: seed rules: None = sum over neighbours of the best normalised score reached; a number = greedy
+#: set cover of the configurations scoring at least that (see greedy_portfolio)
+LEVELS: tuple[float | None, ...] = (None, 0.95, 0.8)
+#: share of the neighbours' runs among the seed scenarios (the meta-model's trees: the rest)
+SHARES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 KS: tuple[int, ...] = (1, 3, 5, 10)
 HIT = 0.95
+BUDGET = 50
 FEATURES = [m.name for m in META_FEATURES]
 
 
@@ -103,30 +112,68 @@ def learn_weights(tasks: Sequence[TaskDescription], agreement: np.ndarray,
     return weights or default_weights(ALL_GROUPS)
 
 
+def transfer(table: ScoreTable) -> np.ndarray:
+    """How well the winners transfer between every pair of rows: the mean of ``a``'s
+    normalised score (clipped to [0, 1]) at ``b``'s best configuration and the reverse; NaN
+    when either row has no run."""
+    U = table.normalised
+    n = len(table.task_ids)
+    out = np.full((n, n), np.nan)
+    best = [int(np.nanargmax(U[i])) if np.isfinite(U[i]).any() else -1 for i in range(n)]
+    for a in range(n):
+        for b in range(n):
+            if best[a] < 0 or best[b] < 0:
+                continue
+            ab, ba = U[a, best[b]], U[b, best[a]]
+            ab = float(np.clip(ab, 0, 1)) if np.isfinite(ab) else 0.0
+            ba = float(np.clip(ba, 0, 1)) if np.isfinite(ba) else 0.0
+            out[a, b] = (ab + ba) / 2
+    return out
+
+
 def _candidates(kb: KnowledgeBase) -> list[SimilarityMetric]:
     cands = [SimilarityMetric("uniform", default_weights()),
              SimilarityMetric("uniform+landmark", default_weights(ALL_GROUPS))]
-    learned: dict[str, float] = {}
-    for cat in kb.categories():
-        table = kb.table(cat)
-        tasks = [kb.tasks[t] for t in table.task_ids]
-        w = learn_weights(tasks, rank_agreement(table), [t.group for t in tasks])
-        for f, v in w.items():  # categories' weights pooled: mean of the normalised vectors
-            learned[f] = learned.get(f, 0.0) + v / max(sum(w.values()), 1e-12)
-    if learned:
-        cands.append(SimilarityMetric("learned", learned))
+    for name, target in (("learned", rank_agreement), ("learned-transfer", transfer)):
+        learned: dict[str, float] = {}
+        for cat in kb.categories():
+            table = kb.table(cat)
+            tasks = [kb.tasks[t] for t in table.task_ids]
+            w = learn_weights(tasks, target(table), [t.group for t in tasks])
+            for f, v in w.items():  # categories' weights pooled: mean of the normalised vectors
+                learned[f] = learned.get(f, 0.0) + v / max(sum(w.values()), 1e-12)
+        if learned:
+            cands.append(SimilarityMetric(name, learned))
     return cands
 
 
+def cold_trials(normalised_row: np.ndarray, budget: int = BUDGET) -> float:
+    """Expected trials of a search without seeds to hit a task: a random searcher's
+    ``1 / share of hitting configurations``, capped at the budget + 1."""
+    row = normalised_row[np.isfinite(normalised_row)]
+    share = float(np.mean(row >= HIT)) if len(row) else 0.0
+    return min(1.0 / share, budget + 1.0) if share > 0 else budget + 1.0
+
+
 def inner_quality(table: ScoreTable, tasks: Sequence[TaskDescription], sim: np.ndarray,
-                  threshold: float, ks: Sequence[int] = KS,
-                  power: float = 1.0) -> dict[str, float]:
-    """Mean over tasks and ``ks`` of the best normalised score among the seeds, the hit rate
-    (>= :data:`HIT`), and the share of tasks that had a neighbour."""
+                  threshold: float, ks: Sequence[int] = KS, power: float = 1.0,
+                  level: float | None = None,
+                  cache: dict[Any, list[int]] | None = None) -> dict[str, float]:
+    """Inner leave-one-task-out of the seeds on one category's table.
+
+    Per task (its group left out) and ``k``: the best normalised score among the seeds
+    (``quality``), whether one hits (>= :data:`HIT`), and a trials-to-target proxy: the
+    position of the first seed that hits, else ``k`` + :func:`cold_trials`. ``log_speedup``
+    is the mean of ``log(cold_trials / proxy)`` (the benchmark's geometric-mean speedup, with
+    a random searcher standing in for the search after the seeds), ``coverage`` the share of
+    tasks that had a neighbour. ``cache`` memoises seed orders across thresholds that give the
+    same neighbours.
+    """
     n = len(tasks)
     groups = [t.group or t.id for t in tasks]
     U = table.normalised
-    quality, hits, covered = [], [], 0
+    kmax = max(ks)
+    quality, hits, logs, covered = [], [], [], 0
     for t in range(n):
         others = np.array([g != groups[t] for g in groups])
         if not others.any():
@@ -134,29 +181,47 @@ def inner_quality(table: ScoreTable, tasks: Sequence[TaskDescription], sim: np.n
         nb = others & (sim[t] >= threshold)
         if nb.any():
             covered += 1
-            rows, w = np.flatnonzero(nb), np.maximum(sim[t, nb], 1e-9) ** power
+            rows = np.flatnonzero(nb)
         else:
             rows = np.flatnonzero(others)
-            w = np.ones(len(rows))
-        order = greedy_portfolio(U[rows], w, max(ks))
+        key = (table.category, t, rows.tobytes(), bool(nb.any()), power, level)
+        order = cache.get(key) if cache is not None else None
+        if order is None:
+            w = np.maximum(sim[t, rows], 1e-9) ** power if nb.any() else np.ones(len(rows))
+            order = greedy_portfolio(U[rows], w, kmax, level=level)
+            if cache is not None:
+                cache[key] = order
+        row = U[t]
+        cold = cold_trials(row)
+        hit_at = [i + 1 for i, c in enumerate(order) if np.isfinite(row[c]) and row[c] >= HIT]
         for k in ks:
-            vals = U[t, order[:k]]
+            vals = row[order[:k]]
             best = float(np.nanmax(vals)) if np.isfinite(vals).any() else 0.0
             quality.append(max(best, 0.0))
-            hits.append(best >= HIT)
+            hit = bool(hit_at) and hit_at[0] <= k
+            hits.append(hit)
+            trials = hit_at[0] if hit else min(k + cold, BUDGET + 1.0)
+            logs.append(math.log(cold / trials))
     if not quality:
-        return {"quality": 0.0, "hit_rate": 0.0, "coverage": 0.0, "objective": 0.0}
-    q, h = float(np.mean(quality)), float(np.mean(hits))
-    return {"quality": q, "hit_rate": h, "coverage": covered / n, "objective": (q + h) / 2}
+        return {"quality": 0.0, "hit_rate": 0.0, "coverage": 0.0, "log_speedup": 0.0,
+                "objective": 0.0}
+    ls = float(np.mean(logs))
+    return {"quality": float(np.mean(quality)), "hit_rate": float(np.mean(hits)),
+            "coverage": covered / n, "log_speedup": ls, "objective": ls}
 
 
 def calibrate(kb: KnowledgeBase, thresholds: Sequence[float] = THRESHOLDS,
               candidates: Sequence[SimilarityMetric] | None = None,
-              powers: Sequence[float] = POWERS) -> dict[str, Any]:
-    """Choose the similarity metric and threshold for ``kb`` (see module docs).
+              powers: Sequence[float] = POWERS,
+              levels: Sequence[float | None] = LEVELS,
+              fit_share: bool = True) -> dict[str, Any]:
+    """Choose the similarity metric, threshold, neighbour-weight power and seed rule for
+    ``kb`` (see module docs).
 
-    Returns the calibration dict stored in a knowledge base file: ``metric``, ``threshold``
-    and ``validation`` (per-candidate objective curve and the chosen pair's statistics).
+    Returns the calibration dict stored in a knowledge base file: ``metric``, ``threshold``,
+    ``power``, ``level`` (None: sum-of-best seed rule; else the hit level of the set-cover
+    rule) and ``validation`` (per-candidate objective curve and the chosen setting's
+    statistics).
     """
     cands = list(candidates) if candidates is not None else _candidates(kb)
     per_cat = []
@@ -166,39 +231,94 @@ def calibrate(kb: KnowledgeBase, thresholds: Sequence[float] = THRESHOLDS,
         if len(tasks) >= 2:
             per_cat.append((cat, table, tasks))
     n_tasks = sum(len(t) for _, _, t in per_cat)
+    keys = ("quality", "hit_rate", "coverage", "log_speedup", "objective")
     results = []
     for metric in cands:
         sims = [similarity_matrix(tasks, metric) for _, _, tasks in per_cat]
-        for power in powers:
-            curve = []
-            for thr in [*thresholds, 1.01]:
-                agg = {"quality": 0.0, "hit_rate": 0.0, "coverage": 0.0, "objective": 0.0}
-                for (_, table, tasks), sim in zip(per_cat, sims, strict=True):
-                    q = inner_quality(table, tasks, sim, thr, power=power)
-                    for key in agg:
-                        agg[key] += q[key] * len(tasks) / max(n_tasks, 1)
-                curve.append((thr, agg))
-            results.append((metric, power, curve))
-    portfolio = results[0][2][-1][1] if results else {}
-    best_obj, best = -1.0, None
-    for metric, power, curve in results:
+        cache: dict[Any, list[int]] = {}
+        for level in levels:
+            for power in powers:
+                curve = []
+                for thr in [*thresholds, 1.01]:
+                    agg = dict.fromkeys(keys, 0.0)
+                    for (_, table, tasks), sim in zip(per_cat, sims, strict=True):
+                        q = inner_quality(table, tasks, sim, thr, power=power, level=level,
+                                          cache=cache)
+                        for key in agg:
+                            agg[key] += q[key] * len(tasks) / max(n_tasks, 1)
+                    curve.append((thr, agg))
+                results.append((metric, power, level, curve))
+    best_obj, best = -math.inf, None
+    for metric, power, level, curve in results:
         for thr, agg in curve[:-1]:
             if agg["objective"] > best_obj + 1e-9:
-                best_obj, best = agg["objective"], (metric, power, thr, agg)
+                best_obj, best = agg["objective"], (metric, power, level, thr, agg)
     if best is None:
-        metric, power, thr, agg = SimilarityMetric(), 1.0, 0.8, {}
+        metric, power, level, thr, agg = SimilarityMetric(), 1.0, None, 0.8, {}
     else:
-        metric, power, thr, agg = best
+        metric, power, level, thr, agg = best
+    # the portfolio (no neighbours) with the same seed rule, for comparison
+    portfolio = next((c[-1][1] for m, p, lv, c in results if lv == level), {})
+    share, share_curve = _calibrate_share(per_cat, metric, thr, power, level) \
+        if fit_share else (None, {})
     validation = _validate(per_cat, metric, thr)
     validation.update({
         "chosen": {k: round(v, 4) for k, v in agg.items()},
         "portfolio": {k: round(v, 4) for k, v in portfolio.items()},
-        "candidates": {f"{m.name}^{p:g}": [[t, round(a["objective"], 4)] for t, a in curve]
-                       for m, p, curve in results},
+        "candidates": {f"{m.name}^{p:g}@{'sum' if lv is None else lv}":
+                       [[t, round(a["objective"], 4)] for t, a in curve]
+                       for m, p, lv, curve in results},
         "n_tasks": n_tasks, "ks": list(KS), "hit": HIT,
+        "neighbour_share": share_curve,
     })
-    return {"metric": metric.to_dict(), "threshold": thr, "power": power,
-            "validation": validation}
+    out = {"metric": metric.to_dict(), "threshold": thr, "power": power, "level": level,
+           "validation": validation}
+    if share is not None:
+        out["neighbour_share"] = share
+    return out
+
+
+def _calibrate_share(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]],
+                     metric: SimilarityMetric, threshold: float, power: float,
+                     level: float | None) -> tuple[float | None, dict[str, float]]:
+    """Inner leave-one-task-out of the neighbours/meta-model mix: for every task that has
+    neighbours, a meta-model fitted without the task's group ranks the seeds together with
+    the neighbours' runs; returns the share of the neighbours (of :data:`SHARES`) with the
+    best mean log-speedup proxy, and every share's value. None without scikit-learn."""
+    from cmf_core.recommend.recommender import MODEL_LEVEL
+    from cmf_core.recommend.surrogate import MIN_TASKS, MetaModel
+
+    logs: dict[float, list[float]] = {s: [] for s in SHARES}
+    for _, table, tasks in per_cat:
+        sim = similarity_matrix(tasks, metric)
+        groups = [t.group or t.id for t in tasks]
+        U = table.normalised
+        for t in range(len(tasks)):
+            others = [i for i in range(len(tasks)) if groups[i] != groups[t]]
+            nb = [i for i in others if sim[t, i] >= threshold]
+            if not nb or len(others) < MIN_TASKS:
+                continue
+            try:
+                P = MetaModel(table, tasks, rows_used=others).scenarios(tasks[t])
+            except ImportError:
+                return None, {}
+            w = np.maximum(sim[t, nb], 1e-9) ** power
+            lv = [HIT if level is None else level] * len(nb) + [MODEL_LEVEL] * len(P)
+            cold = cold_trials(U[t])
+            for share in SHARES:
+                wa = np.concatenate([w / w.sum() * share, np.full(len(P), (1 - share) / len(P))])
+                order = greedy_portfolio(np.vstack([U[nb], P]), wa, max(KS), level=lv)
+                hit_at = [i + 1 for i, c in enumerate(order)
+                          if np.isfinite(U[t, c]) and U[t, c] >= HIT]
+                for k in KS:
+                    hit = bool(hit_at) and hit_at[0] <= k
+                    trials = hit_at[0] if hit else min(k + cold, BUDGET + 1.0)
+                    logs[share].append(math.log(cold / trials))
+    if not logs[SHARES[0]]:
+        return None, {}
+    curve = {f"{s:g}": round(float(np.mean(v)), 4) for s, v in logs.items()}
+    best = max(SHARES, key=lambda s: (float(np.mean(logs[s])), s))
+    return best, curve
 
 
 def _validate(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]],

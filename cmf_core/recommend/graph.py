@@ -8,7 +8,7 @@ Similarity (:class:`SimilarityMetric`) of tasks ``a`` and ``b``:
   tasks have (each is in [0, 1], so ``d`` is too), times ``modality_penalty`` when the
   modalities differ.
 
-The weights and the threshold are chosen by :func:`cmf_core.recommend.knowledge.calibrate`
+The weights and the threshold are chosen by :func:`cmf_core.recommend.calibrate.calibrate`
 (validated against how well configuration rankings agree between tasks); the shipped
 knowledge base carries the chosen ones.
 """

@@ -4,14 +4,18 @@ How (see docs/recommender.md):
 
 1. The knowledge graph holds the knowledge base's tasks; the new task's neighbours are the
    tasks of the same category whose similarity is at least the threshold.
-2. Each neighbour's runs are normalised (1 = its best run, 0 = its median run). Seeds are
-   chosen greedily: each next configuration is the one that most raises the weighted sum,
-   over neighbours, of the best normalised score reached so far, so the ``k`` seeds cover the
-   neighbours' different winners instead of repeating one. A neighbour's weight is its
-   similarity to the power ``power`` (calibrated with the threshold; 1 when not calibrated).
+2. Each neighbour's runs are normalised (1 = its best run, 0 = its median run). Every
+   neighbour is a *scenario* of what the new task may be like, weighted by its similarity to
+   the power ``power``; with a meta-model (:mod:`cmf_core.recommend.surrogate`), each of its
+   trees' predictions for the new task is a scenario too (the calibrated
+   ``neighbour_share`` splits the weight). Seeds are chosen greedily: with the calibrated seed
+   rule ``level`` (the default), each next configuration is the one that "hits" (normalised
+   score >= level) the largest weight of scenarios not hit yet (greedy min-sum set cover,
+   which keeps the expected position of the first hit small); without it, the one that most
+   raises the weighted sum of the best normalised score reached so far.
 3. No neighbour: the same greedy choice over every task of the category with equal weights
-   (a global portfolio), and the recommendation says so. No task of the category: no seeds
-   (the search starts cold), and it says so.
+   (a global portfolio, no meta-model), and the recommendation says so. No task of the
+   category: no seeds (the search starts cold), and it says so.
 
 Use the seeds with Optuna (:meth:`Recommendation.enqueue`, configurations proposed exactly by
 :func:`cmf_core.recommend.space.suggest_config`) or as plain dicts
@@ -23,7 +27,7 @@ from __future__ import annotations
 import enum
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -32,6 +36,7 @@ from cmf_core.errors import CmfError, InvalidInputError
 from cmf_core.recommend.graph import DEFAULT_THRESHOLD, KnowledgeGraph, SimilarityMetric
 from cmf_core.recommend.knowledge import KnowledgeBase, ScoreTable, from_store, shipped
 from cmf_core.recommend.space import SPACES, check_config, config_key, to_optuna_params
+from cmf_core.recommend.surrogate import meta_model
 from cmf_core.recommend.task import TaskDescription
 
 
@@ -58,11 +63,13 @@ class Evidence:
 @dataclass(frozen=True, slots=True)
 class Seed:
     """One recommended configuration. ``expected`` is its weighted mean normalised score on
-    the neighbours (1 = as good as their best runs, 0 = their median run)."""
+    the neighbours (1 = as good as their best runs, 0 = their median run); ``predicted`` the
+    meta-model's mean predicted normalised score on the new task (None without it)."""
 
     config: Mapping[str, Any]
     expected: float
     evidence: tuple[Evidence, ...]
+    predicted: float | None = None
 
     @property
     def optuna_params(self) -> dict[str, Any]:
@@ -132,7 +139,9 @@ class Recommendation:
                 lines.append(f"  ... and {len(self.neighbours) - 8} more")
         for i, s in enumerate(self.seeds, 1):
             params = ", ".join(f"{k}={v}" for k, v in s.config.items() if k != "model")
-            lines.append(f"{i}. {s.config.get('model')}({params}) expected {s.expected:.2f}")
+            pred = "" if s.predicted is None else f", meta-model {s.predicted:.2f}"
+            lines.append(f"{i}. {s.config.get('model')}({params}) expected {s.expected:.2f}"
+                         f"{pred}")
             for e in s.evidence[:3]:
                 rid = f", run {e.run_id}" if e.run_id else ""
                 lines.append(f"     {e.task_name} (similarity {e.similarity:.2f}): score "
@@ -155,6 +164,7 @@ class Recommendation:
                             "differ": list(n.differ)} for n in self.neighbours],
             "seeds": [{"config": dict(s.config), "optuna_params": s.optuna_params,
                        "expected": round(s.expected, 4),
+                       "predicted": None if s.predicted is None else round(s.predicted, 4),
                        "evidence": [{"task_id": e.task_id, "task": e.task_name,
                                      "similarity": round(e.similarity, 4), "score": e.score,
                                      "rank": e.rank, "n_runs": e.n_runs, "run_id": e.run_id}
@@ -174,10 +184,32 @@ def optuna_params(config: Mapping[str, Any]) -> dict[str, Any]:
 
 
 # the core choice, on matrices -------------------------------------------------------------------
+#: A configuration "hits" a task when its normalised score is at least this (95% of the way
+#: from the task's median run to its best run): the benchmark's target.
+HIT_LEVEL = 0.95
+_SOFT_TIE = 1e-3
+#: hit level for the meta-model's scenarios (tree predictions average several runs, so they
+#: rarely reach the level of single runs)
+MODEL_LEVEL = 0.9
+#: weight of the neighbours' runs among the scenarios (the meta-model's trees get the rest)
+NEIGHBOUR_SHARE = 0.5
+#: a neighbour this similar is (a sample of) the same task: its best run is the first seed (no
+#: two distinct tasks of the shipped knowledge base are more than 0.95 similar)
+SAME_TASK_SIMILARITY = 0.97
+
+
 def greedy_portfolio(normalised: np.ndarray, weights: Sequence[float] | np.ndarray, k: int,
-                     floor: float = 0.0) -> list[int]:
-    """Columns (configurations) chosen greedily to maximise ``sum_t w_t * max(floor,
-    best normalised score of the chosen set on task t)``; ties go to the higher weighted mean.
+                     floor: float = 0.0,
+                     level: float | Sequence[float] | np.ndarray | None = None) -> list[int]:
+    """Columns (configurations) chosen greedily; ties go to the higher weighted mean.
+
+    ``level=None``: maximise ``sum_t w_t * max(floor, best normalised score of the chosen set
+    on task t)``. ``level=x`` (or one level per row): weighted greedy set cover of the "hits"
+    (normalised score >= the level); each next configuration hits the largest weight of rows
+    not hit yet, and the soft objective breaks ties (and decides once every row that can be
+    hit is). With each row a scenario of what the new task may be like, weighted by how
+    likely it is, this is the greedy rule for min-sum set cover: it keeps the expected position
+    of the first seed that hits small, which is what trials-to-target measures.
 
     ``normalised`` is tasks x configurations with NaN for configurations a task did not run.
     """
@@ -188,23 +220,33 @@ def greedy_portfolio(normalised: np.ndarray, weights: Sequence[float] | np.ndarr
     n_configs = U.shape[1]
     if n_configs == 0 or len(w) == 0 or w.sum() <= 0:
         return []
+    w = w / w.sum()
     V = np.where(np.isfinite(U), U, floor)
-    mean = (w[:, None] * np.where(np.isfinite(U), U, 0.0)).sum(0) / w.sum()
+    mean = (w[:, None] * np.where(np.isfinite(U), U, 0.0)).sum(0)
+    hits = None
+    if level is not None:
+        lv = np.asarray(level, dtype=float)
+        hits = np.greater_equal(V, lv[:, None] if lv.ndim == 1 else lv)
     current = np.full(len(w), floor)
+    covered = np.zeros(len(w), dtype=bool)
     chosen: list[int] = []
     for _ in range(min(k, n_configs)):
         gain = (w[:, None] * np.maximum(current[:, None], V)).sum(0) + 1e-6 * mean
+        if hits is not None:
+            gain = (w[:, None] * (hits & ~covered[:, None])).sum(0) + _SOFT_TIE * gain
         gain[chosen] = -np.inf
         j = int(np.argmax(gain))
         chosen.append(j)
         current = np.maximum(current, V[:, j])
+        if hits is not None:
+            covered |= hits[:, j]
     return chosen
 
 
 def seed_columns(table: ScoreTable, rows: Sequence[int], weights: Sequence[float],
-                 k: int) -> list[int]:
+                 k: int, level: float | None = None) -> list[int]:
     """Greedy seeds from a subset of a score table's rows."""
-    return greedy_portfolio(table.normalised[list(rows)], weights, k)
+    return greedy_portfolio(table.normalised[list(rows)], weights, k, level=level)
 
 
 def knowledge_graph(kb: KnowledgeBase | None = None) -> KnowledgeGraph:
@@ -221,7 +263,7 @@ def knowledge_graph(kb: KnowledgeBase | None = None) -> KnowledgeGraph:
 def recommend(task: TaskDescription | Mapping[str, Any], k: int = 5, store: Any = None, *,
               knowledge: KnowledgeBase | None = None, include_shipped: bool = True,
               threshold: float | None = None, metric: SimilarityMetric | None = None,
-              strict: bool = True) -> Recommendation:
+              strict: bool = True, use_meta_model: bool = True) -> Recommendation:
     """Top-``k`` seed configurations for ``task``, from the most similar past tasks.
 
     The knowledge base is ``knowledge`` if given, else the shipped one (unless
@@ -235,7 +277,7 @@ def recommend(task: TaskDescription | Mapping[str, Any], k: int = 5, store: Any 
     started = time.perf_counter()
     try:
         return _recommend(task, k, store, knowledge, include_shipped, threshold, metric,
-                          started)
+                          started, use_meta_model)
     except CmfError as e:
         if strict:
             raise
@@ -250,7 +292,7 @@ def recommend(task: TaskDescription | Mapping[str, Any], k: int = 5, store: Any 
 def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                knowledge: KnowledgeBase | None, include_shipped: bool,
                threshold: float | None, metric: SimilarityMetric | None,
-               started: float) -> Recommendation:
+               started: float, use_meta_model: bool = True) -> Recommendation:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InvalidInputError(f"k={k!r} must be a whole number >= 1")
     desc = TaskDescription.from_dict(task)
@@ -264,6 +306,8 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
     if threshold is None:
         threshold = float(cal.get("threshold", DEFAULT_THRESHOLD))
     power = float(cal.get("power", 1.0))
+    level = cal.get("level")
+    level = None if level is None else float(level)
     category = desc.category.value
     same = [t for t in kb.tasks.values() if t.category == desc.category and kb.runs.get(t.id)]
     common = {"task": desc, "threshold": threshold, "metric": metric.name,
@@ -297,14 +341,45 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         message = (f"no task in the knowledge base is similar enough{closest}, below threshold "
                    f"{threshold:.2f}; seeds are a portfolio of configurations that do well "
                    f"across all {len(rows)} {category} tasks")
-    cols = seed_columns(table, rows, weights, k)
+    share = float(cal.get("neighbour_share", NEIGHBOUR_SHARE))
+    if neighbours and share >= 1.0 and level is None:
+        level = HIT_LEVEL  # the set-cover rule, as when the trees are mixed in with weight 0
+    extra: dict[str, Any] = {"seed_rule": "sum" if level is None else f"cover@{level:g}"}
+    model = meta_model(kb, category) if neighbours and use_meta_model and share < 1.0 \
+        else None
+    if model is None:
+        cols = seed_columns(table, rows, weights, k, level)
+    else:
+        # scenarios: the neighbours' runs (weight share ``neighbour_share``, by similarity)
+        # and the meta-model's trees (the rest, equal); set cover of their hits
+        P = model.scenarios(desc)
+        w_nb = np.asarray(weights, float) / float(np.sum(weights)) * share
+        w_all = np.concatenate([w_nb, np.full(len(P), (1.0 - share) / len(P))])
+        levels = [HIT_LEVEL if level is None else level] * len(rows) + [MODEL_LEVEL] * len(P)
+        cols = greedy_portfolio(np.vstack([table.normalised[rows], P]), w_all, k,
+                                level=levels)
+        message += f"; ranked with a meta-model of {len(table.task_ids)} {category} tasks"
+        extra = {"seed_rule": f"cover@{levels[0]:g}+meta-model@{MODEL_LEVEL:g}",
+                 "neighbour_share": share}
+    same_task = next((i for i, (t, _) in enumerate(neighbours) if t == desc.id), 0)
+    if neighbours and neighbours[same_task][1] >= SAME_TASK_SIMILARITY:
+        # this task (or a sample of it) was run before: its best configuration goes first,
+        # whatever the cover of the other scenarios prefers
+        best = int(np.nanargmax(table.scores[rows[same_task]]))  # it has runs (``same``)
+        cols = [best, *[c for c in cols if c != best]][:max(k, 1)]
+        message += (f"; first the best run of {kb.tasks[neighbours[same_task][0]].name} "
+                    "(the same task)")
     sim_of = dict(neighbours) if neighbours else {t.id: s for t, s in
                                                   ((kb.tasks[i], s) for i, s in sims)}
     seeds = tuple(_seed(kb, table, j, rows, weights, sim_of) for j in cols)
+    if model is not None:
+        mean = P.mean(axis=0)
+        seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
+                                                                              strict=True))
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
         neighbours=tuple(_neighbour(kb, desc, metric, t, s) for t, s in neighbours),
-        elapsed_s=time.perf_counter() - started, **common)
+        elapsed_s=time.perf_counter() - started, extra=extra, **common)
 
 
 def _seed(kb: KnowledgeBase, table: ScoreTable, col: int, rows: Sequence[int],

@@ -163,6 +163,9 @@ def train_hit_classifier(hits: Input[Dataset], seeds: Input[Artifact], seed: int
     config = configs[0] if configs else {"model": "hgb", "learning_rate": 0.1,
                                          "max_leaf_nodes": 16, "min_samples_leaf": 5}
     estimator = build_estimator(config, "classification", seed=seed)
+    final = estimator.steps[-1][1] if hasattr(estimator, "steps") else estimator
+    if "probability" in final.get_params():  # SVMs: classify_hits scores with predict_proba
+        final.set_params(probability=True)
     estimator.fit(hit_features(data[train]), data[train, 6] > 0)
     with open(model.path, "wb") as fh:
         pickle.dump(estimator, fh)

@@ -7,9 +7,11 @@ import pytest
 
 from cmf_core.recommend.calibrate import (
     calibrate,
+    cold_trials,
     inner_quality,
     rank_agreement,
     similarity_matrix,
+    transfer,
 )
 from cmf_core.recommend.graph import SimilarityMetric
 from cmf_core.recommend.knowledge import KnowledgeBase
@@ -42,8 +44,10 @@ def test_calibrate_beats_portfolio_when_similarity_matters(toy_kb: KnowledgeBase
     assert v["chosen"]["coverage"] == 1.0
     assert v["spearman_similarity_vs_agreement"] > 0.5
     assert v["agreement_on_edges"] > v["agreement_off_edges"]
-    assert set(v["candidates"]) >= {"uniform^1", "uniform+landmark^4"}
-    assert cal["power"] in (1.0, 4.0, 16.0)
+    assert set(v["candidates"]) >= {"uniform^1@sum", "uniform+landmark^4@0.95",
+                                    "learned-transfer^16@0.8"}
+    assert cal["power"] in (1.0, 4.0, 16.0, 64.0) and cal["level"] in (None, 0.95, 0.8)
+    assert v["chosen"]["log_speedup"] > v["portfolio"]["log_speedup"]
     # with k = 1, seeds from neighbours hit every task's best; the portfolio cannot
     table = toy_kb.table("classification")
     tasks = [toy_kb.tasks[t] for t in table.task_ids]
@@ -51,3 +55,16 @@ def test_calibrate_beats_portfolio_when_similarity_matters(toy_kb: KnowledgeBase
     sim = similarity_matrix(tasks, metric)
     assert inner_quality(table, tasks, sim, cal["threshold"], ks=(1,))["hit_rate"] == 1.0
     assert inner_quality(table, tasks, sim, 1.01, ks=(1,))["hit_rate"] < 0.5
+
+
+def test_transfer_is_high_within_a_family(toy_kb: KnowledgeBase) -> None:
+    table = toy_kb.table("classification")
+    tr = transfer(table)
+    a0, a1, b0 = (table.row(f"toy/{n}") for n in ("a0", "a1", "b0"))
+    assert tr[a0, a1] == pytest.approx(1.0, abs=0.05)
+    assert tr[a0, b0] < 0.1 and np.allclose(tr, tr.T)
+
+
+def test_cold_trials_is_the_random_searchers_expectation() -> None:
+    assert cold_trials(np.array([1.0, 0.96, 0.5, 0.0])) == pytest.approx(2.0)
+    assert cold_trials(np.array([0.5, np.nan, 0.0])) == 51.0  # nothing hits: budget + 1

@@ -74,6 +74,18 @@ def test_greedy_portfolio_covers_different_winners() -> None:
     assert greedy_portfolio(np.array([[np.nan, 0.5]]), [1], 1) == [1]
 
 
+def test_set_cover_rule_prefers_hits_over_good_averages() -> None:
+    # column 2 is decent everywhere but hits nowhere; 0 and 1 each hit one task
+    U = np.array([[0.97, 0.0, 0.9], [0.0, 0.96, 0.9], [0.1, 0.1, 0.9]])
+    assert greedy_portfolio(U, [1, 1, 1], 1) == [2]  # sum of best normalised scores
+    assert greedy_portfolio(U, [1, 1, 1], 2, level=0.95) == [0, 1]  # covers both hits
+    assert greedy_portfolio(U, [1, 3, 1], 1, level=0.95) == [1]  # heavier task first
+    # once every task that can be hit is hit, the soft objective decides
+    assert greedy_portfolio(U, [1, 1, 1], 3, level=0.95) == [0, 1, 2]
+    with pytest.raises(InvalidInputError, match="weights"):
+        greedy_portfolio(U, [1, 1], 1, level=0.95)
+
+
 def test_enqueue_puts_seeds_first(toy_kb: KnowledgeBase) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     rec = recommend(make_task("new", (0.2, 0.2, 0.9)), k=3, knowledge=toy_kb)
@@ -94,3 +106,23 @@ def test_shipped_knowledge_base_recommends_for_telco() -> None:
     assert rec.strategy in (Strategy.SIMILAR_TASKS, Strategy.PORTFOLIO)
     assert all(s.config["model"] in {"logreg", "knn", "svm", "rf", "hgb"} for s in rec.seeds)
     assert rec.elapsed_s < 5
+
+
+def test_the_same_task_run_before_gives_the_first_seed(toy_kb: KnowledgeBase) -> None:
+    # "a0" ran before and peaked at A_BEST; a re-run of a0 whose own past best is elsewhere
+    # (a sample of the same data, say) must start from its own best, not the neighbours' cover
+    from cmf_core.recommend.knowledge import Run
+
+    again = make_task("a0-again", (0.2, 0.2, 0.9))
+    own_best = 7
+    kb = KnowledgeBase([again], {again.id: [
+        Run(c, 0.9 if j == own_best else 0.5, f"r{j}", 0.1)
+        for j, c in enumerate(CONFIGS)]}).merge(toy_kb)
+    rec = recommend(again, k=3, knowledge=kb, use_meta_model=False)
+    assert rec.configs()[0] == CONFIGS[own_best]
+    assert CONFIGS[A_BEST] in rec.configs()  # the similar tasks' winner still follows
+    assert "same task" in rec.message
+    # a task that is only similar (0.94-0.95 to the b tasks) gets their cover as before
+    other = recommend(make_task("b-like", (0.75, 0.75, 0.25)), k=1, knowledge=kb,
+                      use_meta_model=False)
+    assert other.configs() == [CONFIGS[B_BEST]] and "same task" not in other.message
