@@ -197,18 +197,24 @@ class CuttingProxy:
         passed = 0
         try:
             while data := src.recv(65536):
-                if limit is not None and passed + len(data) > limit:
-                    dst.sendall(data[: limit - passed])
-                    self.cuts += 1
-                    break
+                data, stop = self._alter(data, passed, limit)
                 passed += len(data)
                 dst.sendall(data)
+                if stop:
+                    break
         except OSError:
             pass
         for s in both:
             with contextlib.suppress(OSError):
                 s.shutdown(2)
             s.close()
+
+    def _alter(self, data: bytes, passed: int, limit: int | None) -> tuple[bytes, bool]:
+        """What to forward of ``data`` (after ``passed`` bytes), and whether to cut there."""
+        if limit is not None and passed + len(data) > limit:
+            self.cuts += 1
+            return data[: limit - passed], True
+        return data, False
 
     def close(self) -> None:
         self._stop = True
@@ -219,19 +225,9 @@ class CorruptingProxy(CuttingProxy):
     """A TCP proxy that changes one byte of the response stream of each connection, once
     ``cut_after`` bytes have passed (a page damaged in transit), and passes the rest."""
 
-    def _pipe(self, src: Any, dst: Any, limit: int | None, *both: Any) -> None:
-        passed = 0
-        try:
-            while data := src.recv(65536):
-                if limit is not None and passed <= limit < passed + len(data):
-                    i = limit - passed
-                    data = data[:i] + bytes([data[i] ^ 1]) + data[i + 1:]
-                    self.cuts += 1
-                passed += len(data)
-                dst.sendall(data)
-        except OSError:
-            pass
-        for s in both:
-            with contextlib.suppress(OSError):
-                s.shutdown(2)
-            s.close()
+    def _alter(self, data: bytes, passed: int, limit: int | None) -> tuple[bytes, bool]:
+        if limit is not None and passed <= limit < passed + len(data):
+            i = limit - passed
+            data = data[:i] + bytes([data[i] ^ 1]) + data[i + 1:]
+            self.cuts += 1
+        return data, False
