@@ -26,7 +26,6 @@ import secrets
 import struct
 import zlib
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -41,23 +40,16 @@ def journal_dir(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".journal")
 
 
-@dataclass
-class Entry:
-    offset: int
-    end: int
-    rows: dict[str, list[list[Any]]]
-
-
-def read_entries(path: Path, offset: int) -> tuple[list[Entry], int, bytes]:
-    """Complete entries of ``path`` from ``offset``; the offset after the last one; and the
-    bytes after it (an entry still being written, or the torn tail of a killed writer)."""
+def read_entries(path: Path, offset: int) -> tuple[list[dict[str, list[list[Any]]]], int, bytes]:
+    """The rows of each complete entry of ``path`` from ``offset``; the offset after the last
+    one; and the bytes after it (an entry still being written, or a killed writer's torn tail)."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
             data = f.read()
     except FileNotFoundError:
         return [], offset, b""
-    out: list[Entry] = []
+    out: list[dict[str, list[list[Any]]]] = []
     pos = 0
     while pos + HEADER.size <= len(data):
         length, crc = HEADER.unpack_from(data, pos)
@@ -71,7 +63,7 @@ def read_entries(path: Path, offset: int) -> tuple[list[Entry], int, bytes]:
             rows = json.loads(payload)
         except ValueError:
             break
-        out.append(Entry(offset + pos, offset + end, rows))
+        out.append(rows)
         pos = end
     return out, offset + pos, data[pos:]
 

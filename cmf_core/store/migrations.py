@@ -96,10 +96,12 @@ def _merge_rule(dialect: Dialect) -> list[str]:
     return out
 
 
+JOURNAL_FILES = "0003_merge_rule"  # also moves the SQLite journal from a table to files
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", _initial),
     Migration(schema.ORIGIN_MIGRATION, _record_origin),
-    Migration("0003_merge_rule", _merge_rule),
+    Migration(JOURNAL_FILES, _merge_rule),
 ]
 
 KNOWN = [m.name for m in MIGRATIONS]

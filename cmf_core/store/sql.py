@@ -288,10 +288,11 @@ atexit.register(_close_at_exit)
 class SqlStore(Store):
     """Store over SQLAlchemy (reads) and a DB-API writer connection (writes).
 
-    With ``journaled`` (SQLite), ``put`` appends its rows as one JSON entry to a journal table
-    in one small durable transaction (one or two B-tree pages instead of ~25 across the tables
-    and indexes), and the journal is applied to the tables in bulk: every 512 puts, after 1 s,
-    before any read (in any process), and at close. A put that returned is durable either way.
+    With ``journaled`` (SQLite), ``put`` appends its rows as one entry to this process's
+    journal file (:mod:`cmf_core.store.journal`: one ``write()`` instead of a transaction
+    touching ~25 B-tree pages), and the journal is applied to the tables in bulk: every 512
+    puts (in the writing thread), 1 s after a put (a background thread), before any read (in
+    any process), and at close. A put that returned is durable either way.
     """
 
     kind: ClassVar[str] = "sql"
@@ -318,13 +319,11 @@ class SqlStore(Store):
         self._journal: JournalWriter | None = None
         self._journal_mine: dict[int, tuple[int, dict[str, list[list[Any]]]]] = {}
         self._journal_seen: dict[str, int] = {}
-        self._journal_pid = os.getpid()
         self._append_lock = threading.Lock()
         self._apply_cv = threading.Condition()
         self._applier: threading.Thread | None = None
         self._applier_idle = False
         self._closing = False
-        self._legacy_checked = False
         _STORES.add(self)
         self._sql = self._build_sql()
         self._sql_v = self._versioned_sql()
@@ -431,6 +430,8 @@ class SqlStore(Store):
                         cur.execute(statement)
                     cur.execute(self._q("INSERT INTO cmf_migrations (name, applied_at) "
                                         "VALUES (?, ?)"), (m.name, migrations.now()))
+                    if m.name == migrations.JOURNAL_FILES and "cmf_journal" in tables:
+                        self._apply_table(cur)  # what older code left in its journal table
                 if not tables:
                     cur.execute(
                         self._q("INSERT INTO cmf_store (key, value) VALUES (?, ?), (?, ?)"),
@@ -545,10 +546,6 @@ class SqlStore(Store):
         """Journal one put: durable when this returns; applied to the tables in bulk later."""
         assert self._journal is not None
         with self._append_lock:
-            if self._journal_pid != os.getpid():  # forked: the parent's applier is not ours
-                self._journal_pid, self._applier = os.getpid(), None
-                self._journal_mine.clear()
-                self._journal_pending = 0
             _, offset = self._journal.append(rows)
             self._journal_mine[offset] = (self._journal.size, rows)
             self._written_parents.update(parents)
@@ -623,13 +620,12 @@ class SqlStore(Store):
         count = 0
         for path in journal_files(self._journal.directory):
             name, start = path.name, applied.get(path.name, 0)
-            if name == own:
-                entries = [(rows, end) for offset, (end, rows) in mine if offset >= start]
-                tail = b""
+            if name == own:  # from memory: no need to read back what this process wrote
+                entries = [rows for offset, (_, rows) in mine if offset >= start]
+                end, tail = (mine[-1][1][0] if entries else start), b""
             else:
-                read, _end, tail = read_entries(path, start)
-                entries = [(e.rows, e.end) for e in read]
-            for rows, _ in entries:
+                entries, end, tail = read_entries(path, start)
+            for rows in entries:
                 for k, batch in rows.items():
                     if k not in _NCOLS:
                         raise StoreError(f"journal {path} holds unknown record kind {k!r}")
@@ -642,7 +638,7 @@ class SqlStore(Store):
                             seen.add(key)
                             merged[k].append(row)
             count += len(entries)
-            done[name] = entries[-1][1] if entries else start
+            done[name] = end
             if tail and not owner_alive(path):
                 torn.append((name, tail))
         self._write_rows(cur, merged)
@@ -659,8 +655,8 @@ class SqlStore(Store):
         return count, done, torn
 
     def _apply_sql(self, kind: str, where: str) -> str:
-        """``INSERT ... SELECT`` moving rows of ``kind`` from the journal table (the format
-        before 0003_merge_rule) into their table."""
+        """``INSERT ... SELECT`` moving rows of ``kind`` from the journal table (written by code
+        before 0003_merge_rule, applied once when that migration runs) into their table."""
         insert, _, conflict = self._sql[kind].partition(" VALUES (")
         conflict = conflict.split(")", 1)[1]
         ncols = _NCOLS[kind]
@@ -690,7 +686,6 @@ class SqlStore(Store):
             cur = conn.cursor()
             try:
                 self._begin(cur)
-                n = self._apply_table(cur)
                 count, done, torn = self._apply_files(cur)
                 self._commit(conn, cur)
             except Exception as e:
@@ -698,7 +693,7 @@ class SqlStore(Store):
                 raise self._translate_error(e) from e
             self._journal_seen = dict(done)
             self._tidy_journal(done, {name for name, _ in torn})
-            return n + count
+            return count
 
     def _tidy_journal(self, done: dict[str, int], torn: set[str]) -> None:
         """Forget applied entries; delete fully applied files nobody writes any more."""
@@ -731,14 +726,11 @@ class SqlStore(Store):
         self._writer = None  # the parent's connection: not ours to use or close
         self._journal_mine.clear()
         self._journal_pending = 0
-        self._journal_pid = os.getpid()
         self.engine.dispose(close=False)
 
     def _sync_reads(self) -> None:
         """Reads see every ended write: apply the journal first when it holds anything."""
-        if self.journaled and (self._journal_pending or self._pending_elsewhere()
-                               or not self._legacy_checked):
-            self._legacy_checked = True
+        if self.journaled and (self._journal_pending or self._pending_elsewhere()):
             self.apply_journal()
 
     def set_state(self, key: str, value: str) -> None:
@@ -1271,9 +1263,9 @@ class SqlStore(Store):
                 self._closing = True
                 with self._apply_cv:
                     self._apply_cv.notify_all()
-                if self._journal_pending or not self._legacy_checked:
-                    self.apply_journal()
                 assert self._journal is not None
+                if self._journal_pending or self._journal.path is not None:
+                    self.apply_journal()  # and delete this process's file (``_closing``)
                 self._journal.close()
             if self._writer is not None:
                 try:

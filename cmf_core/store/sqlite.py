@@ -3,8 +3,8 @@
 * WAL mode: readers never block the writer and many processes can record at once; writers
   serialise on ``BEGIN IMMEDIATE`` with a 60 s busy timeout.
 * Writes: ``put`` appends to this process's journal file beside the database
-  (``<db>.journal/``, see :mod:`cmf_core.store.journal`); a background thread applies the
-  journal to the tables in bulk, and every read (in any process) applies it first.
+  (``<db>.journal/``, see :mod:`cmf_core.store.journal`), applied to the tables in bulk every
+  512 puts, 1 s after a put, at close, and before every read (in any process).
 * Durability (``CMF_DURABILITY``): ``normal`` (default): a put's journal entry (and, once
   applied, its committed transaction, ``synchronous=NORMAL``) is in the operating system's page
   cache before ``put`` returns, so it survives the writing process being killed (kill -9); after

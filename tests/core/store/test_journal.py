@@ -144,3 +144,24 @@ def test_forked_child_writes_its_own_journal(tmp_path: Path) -> None:
         assert {e.id for e in s.list_executions()} == {parent.id, child.id}
     finally:
         s.close()
+
+
+def test_rows_left_in_the_journal_table_by_older_code_are_applied(tmp_path: Path) -> None:
+    db = tmp_path / "cmf.db"
+    url = f"sqlite:///{db}"
+    with open_store(url, site="a"):
+        pass
+    # the store as code before 0003 left it after being killed: a row still in its journal table
+    with sqlite3.connect(db) as c:
+        c.execute("DROP TABLE cmf_journal_files")
+        c.execute("DELETE FROM cmf_migrations WHERE name = '0003_merge_rule'")
+        c.execute("INSERT INTO cmf_journal (kind, c0, c1, c2, c3, c4, c5) "
+                  "VALUES ('pipeline', ?, 'old', 'a', 1.0, '{}', '{}')",
+                  (Pipeline("old", "a").id,))
+    with open_store(url, site="a") as s:
+        assert [p.name for p in s.list_pipelines()] == ["old"]
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM cmf_journal").fetchone()[0] == 0
+        assert c.execute("SELECT count(*) FROM cmf_migrations WHERE name = '0003_merge_rule'"
+                         ).fetchone()[0] == 1
+
