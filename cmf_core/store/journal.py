@@ -103,8 +103,12 @@ class JournalWriter:
         self.directory.mkdir(parents=True, exist_ok=True)
         pid = os.getpid()
         path = self.directory / f"{pid}-{secrets.token_hex(6)}.log"
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
+        # locked under a name appliers ignore, then renamed: an applier never sees this file
+        # unlocked (it would take it for a dead writer's, empty and applied, and delete it)
+        hidden = path.with_suffix(".new")
+        fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        os.rename(hidden, path)
         if self.fsync:
             dfd = os.open(self.directory, os.O_RDONLY)
             try:

@@ -165,3 +165,15 @@ def test_rows_left_in_the_journal_table_by_older_code_are_applied(tmp_path: Path
         assert c.execute("SELECT count(*) FROM cmf_migrations WHERE name = '0003_merge_rule'"
                          ).fetchone()[0] == 1
 
+
+def test_a_journal_file_is_never_visible_unlocked(tmp_path: Path) -> None:
+    from cmf_core.store.journal import owner_alive
+
+    w = JournalWriter(journal_dir(tmp_path / "cmf.db"), fsync=False)
+    path, offset = w.append({"pipeline": []})
+    try:
+        assert offset == 0 and path.suffix == ".log" and owner_alive(path)
+        assert [p.name for p in journal_dir(tmp_path / "cmf.db").iterdir()] == [path.name]
+    finally:
+        w.close()
+    assert not owner_alive(path)
