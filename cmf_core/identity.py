@@ -63,6 +63,13 @@ def name_id(*parts: str) -> str:
     return str(uuid.uuid5(NAMESPACE, "\x1f".join(parts)))
 
 
+def kfp_task_id(run_key: str, task: str, scope: str = "") -> str:
+    """Execution id of task ``task`` in Kubeflow run ``run_key`` (``scope`` tells the
+    iterations of a loop apart): the same whether the run was tracked live or imported."""
+    key = f"{scope}/{task}" if scope else task
+    return str(uuid.uuid5(NAMESPACE, f"kfp-task\x1f{run_key}\x1f{key}"))
+
+
 def file_digest(path: str | os.PathLike[str]) -> str:
     """``sha256:<hex>`` of a file's bytes, read in 1 MiB chunks."""
     h = hashlib.sha256()

@@ -40,7 +40,7 @@ from typing import Any
 
 from cmf_core import jsonutil
 from cmf_core.errors import CmfError
-from cmf_core.identity import NAMESPACE, check_digest, remote_digest
+from cmf_core.identity import NAMESPACE, check_digest, kfp_task_id, remote_digest
 from cmf_core.mlmd.reader import EVENT_TYPES, EXECUTION_STATES, Node, Snapshot
 from cmf_core.model import (
     ARTIFACT_TYPES,
@@ -162,8 +162,8 @@ def _uuid_or_none(text: Any) -> str | None:
 
 
 def kfp_execution_id(run_id: str, task: str) -> str:
-    """The id the live KFP hook gives task ``task`` of run ``run_id`` (same formula)."""
-    return str(uuid.uuid5(NAMESPACE, f"kfp-task\x1f{run_id}\x1f{task}"))
+    """The id the live KFP hook gives task ``task`` of run ``run_id``."""
+    return kfp_task_id(run_id, task)
 
 
 def _fallback_execution_id(pipeline: str, stage: str, node: Node) -> str:

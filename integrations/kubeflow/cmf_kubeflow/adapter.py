@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from cmf_core import jsonutil
-from cmf_core.identity import NAMESPACE, path_digest, remote_digest
+from cmf_core.identity import NAMESPACE, kfp_task_id, path_digest, remote_digest
 from cmf_core.model import Artifact, EnergyRecord, Execution, ExecutionStatus, Metric
 
 SCHEMA_TYPES: dict[str, str] = {
@@ -64,8 +64,7 @@ def execution_id(run_key: str, task: str, scope: str = "") -> str:
 
     ``scope`` tells the iterations of a loop apart (see :class:`cmf_kubeflow.conf.TaskIdentity`).
     """
-    key = f"{scope}/{task}" if scope else task
-    return str(uuid.uuid5(NAMESPACE, f"kfp-task\x1f{run_key}\x1f{key}"))
+    return kfp_task_id(run_key, task, scope)
 
 
 def cmf_type(schema_title: str) -> str:
