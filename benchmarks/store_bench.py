@@ -7,7 +7,7 @@ P3: transitive upstream closure of one model (~1,000+ ancestors) in a generated 
 of about 1,000,000 nodes shaped like real pipelines, on SQLite and on PostgreSQL.
 
 Usage:
-    python benchmarks/store_bench.py p1 [--n 10000] [--durability normal|full]
+    python benchmarks/store_bench.py p1 [--n 10000] [--durability normal|full] [--no-companion]
     python benchmarks/store_bench.py p3 [--nodes 1000000] [--backend sqlite|postgresql|both]
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
 import resource
 import statistics
@@ -36,13 +37,14 @@ def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def p1(n: int, durability: str) -> dict:
+def p1(n: int, durability: str, companion: bool = True) -> dict:
     d = Path(tempfile.mkdtemp(prefix="cmf-p1-"))
-    settings = load_settings(home=d, site="bench", durability=durability, energy=False)
+    settings = load_settings(home=d, site="bench", durability=durability, energy=False,
+                             journal_companion=companion)
     url = f"sqlite:///{d / 'cmf.db'}"
     cmf = Cmf(pipeline_name="p1", store=url, settings=settings, site="bench",
               measure_energy=False)
-    t0, c0 = time.perf_counter(), time.process_time()
+    t0, c0, k0 = time.perf_counter(), time.process_time(), _children_cpu()
     for i in range(n):
         with cmf.create_execution("train", params={"lr": 0.01 * (i % 10), "depth": i % 7,
                                                    "model": "rf"}) as ex:
@@ -54,13 +56,23 @@ def p1(n: int, durability: str) -> dict:
     cmf.close()  # the last journal entries are applied to the tables: the clock stops after
     dt = time.perf_counter() - t0
     cpu = time.process_time() - c0
+    companion_cpu = _children_cpu() - k0  # the journal companion process, if one ran
     with open_store(url, site="check") as s:
         assert s.count_executions() == n
     return {"benchmark": "P1", "executions": n, "seconds": round(dt, 3),
             "executions_per_s": round(n / dt), "acknowledged_per_s": round(n / acked),
-            "cpu_us_per_execution": round(cpu / n * 1e6), "durability": durability,
+            "cpu_us_per_execution": round((cpu + companion_cpu) / n * 1e6),
+            "companion_cpu_us_per_execution": round(companion_cpu / n * 1e6),
+            "durability": durability, "companion": companion,
             "peak_rss_mb": round(peak_rss_mb(), 1),
+            "companion_peak_rss_mb": round(
+                resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
             "db_mb": round((d / "cmf.db").stat().st_size / 1e6, 1)}
+
+
+def _children_cpu() -> float:
+    t = os.times()
+    return t.children_user + t.children_system
 
 
 def _art(name: str, type: str = "Dataset") -> Artifact:
@@ -184,12 +196,14 @@ def main() -> None:
     a = sub.add_parser("p1")
     a.add_argument("--n", type=int, default=10000)
     a.add_argument("--durability", default="normal", choices=["normal", "full"])
+    a.add_argument("--no-companion", action="store_true",
+                   help="apply the journal in the recording process (journal_companion=false)")
     b = sub.add_parser("p3")
     b.add_argument("--nodes", type=int, default=1_000_000)
     b.add_argument("--backend", default="both", choices=["sqlite", "postgresql", "both"])
     args = ap.parse_args()
     if args.cmd == "p1":
-        print(json.dumps(p1(args.n, args.durability)))
+        print(json.dumps(p1(args.n, args.durability, not args.no_companion)))
     else:
         backends = ["sqlite", "postgresql"] if args.backend == "both" else [args.backend]
         for be in backends:

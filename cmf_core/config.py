@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         "(kill -9) but the last writes may be lost on power loss; 'full': fsync on every "
         "put, survives power loss, slower.",
     )
+    journal_companion: bool = Field(
+        True,
+        description="SQLite: a process that records faster than 2,048 executions a second "
+        "hands the applying of its journal to a companion process on another core (false: "
+        "it applies in its own thread).",
+    )
     # energy and carbon
     energy: bool = Field(True, description="Measure energy around each recorded task.")
     energy_sample_hz: float = Field(1.0, gt=0, le=100, description="Energy sampling rate.")

@@ -44,6 +44,7 @@ from cmf_core.model.artifact import check_artifact_type
 from cmf_core.store import Store, open_store
 
 START_VISIBLE_AFTER_S = 0.5
+ARTIFACT_MEMO = 4096  # remote artifacts a logger remembers having described
 
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://",
                    "hdfs://", "minio://")
@@ -55,6 +56,15 @@ def _is_remote(uri: str) -> bool:
 
 def _local_path(uri: str) -> Path:
     return Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
+
+
+def _event(execution_id: str, artifact_id: str, type: EventType) -> Event:
+    """An Event of ids taken from records already validated (no second check)."""
+    event = object.__new__(Event)
+    object.__setattr__(event, "execution_id", execution_id)
+    object.__setattr__(event, "artifact_id", artifact_id)
+    object.__setattr__(event, "type", type)
+    return event
 
 
 def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None,
@@ -97,8 +107,37 @@ class ExecutionHandle:
     def id(self) -> str:
         return self.execution.id
 
+    # the logger's log_* methods, acting on this execution
+    def log_artifact(self, uri: str | os.PathLike[str], event: str, type: str = "Dataset",
+                     **kwargs: Any) -> Artifact:
+        kwargs.setdefault("execution", self)
+        return self._cmf.log_artifact(uri, event, type, **kwargs)
+
+    def log_dataset(self, url: str | os.PathLike[str], event: str, **kwargs: Any) -> Artifact:
+        kwargs.setdefault("execution", self)
+        return self._cmf.log_dataset(url, event, **kwargs)
+
+    def log_model(self, path: str | os.PathLike[str], event: str = "output",
+                  **kwargs: Any) -> Artifact:
+        kwargs.setdefault("execution", self)
+        return self._cmf.log_model(path, event, **kwargs)
+
+    def log_metrics(self, name: str, values: Mapping[str, float], step: int | None = None
+                    ) -> list[Metric]:
+        return self._cmf.log_metrics(name, values, step, execution=self)
+
+    def log_execution_metrics(self, name: str, values: Mapping[str, float]) -> Artifact:
+        return self._cmf.log_execution_metrics(name, values, execution=self)
+
+    def log_params(self, params: Mapping[str, Any]) -> None:
+        self._cmf.log_params(params, execution=self)
+
+    def log_energy(self, record: EnergyRecord) -> None:
+        self._cmf.log_energy(record, execution=self)
+
     def __getattr__(self, name: str) -> Any:
-        # log_dataset, log_model, ... act on this execution
+        # anything else (log_* added later, finalize, query, ...) is the logger's; log_* act
+        # on this execution
         attr = getattr(self._cmf, name)
         if callable(attr) and name.startswith("log_"):
             def bound(*args: Any, **kwargs: Any) -> Any:
@@ -203,6 +242,7 @@ class Cmf:
         self.pipeline = Pipeline(name=pipeline_name, site=self.site, properties=properties or {},
                                  custom_properties=custom_properties or {})
         self._stages: dict[str, Stage] = {}
+        self._artifacts: dict[tuple[Any, ...], Artifact] = {}
         self._current_stage: str | None = None
         self._pending: dict[str, _Pending] = {}
         self._current: str | None = None
@@ -303,12 +343,22 @@ class Cmf:
         """Log an input or output artifact of the current execution."""
         pending = self._resolve(execution)
         ev = EventType.parse(event)
-        art = describe_artifact(str(uri), type, self.site, name=name, version=version,
-                                digest=digest, properties=properties,
-                                custom_properties=custom_properties)
+        uri = str(uri)
+        # a remote artifact named by URI and version (no properties) is the same record each
+        # time: described once (a local path is digested every time: its bytes may change)
+        key = (uri, type, name, version, digest) if (
+            not properties and not custom_properties and (digest or _is_remote(uri))) else None
+        art = self._artifacts.get(key) if key else None
+        if art is None:
+            art = describe_artifact(uri, type, self.site, name=name, version=version,
+                                    digest=digest, properties=properties,
+                                    custom_properties=custom_properties)
+            if key:
+                if len(self._artifacts) >= ARTIFACT_MEMO:
+                    self._artifacts.clear()
+                self._artifacts[key] = art
         pending.records.append(art)
-        pending.records.append(Event(execution_id=pending.execution.id, artifact_id=art.id,
-                                     type=ev))
+        pending.records.append(_event(pending.execution.id, art.id, ev))
         return art
 
     def log_dataset(self, url: str | os.PathLike[str], event: str, *,
@@ -358,8 +408,7 @@ class Cmf:
                        properties={"values": {m.name: m.value for m in metrics}})
         pending.records.extend(metrics)
         pending.records.append(art)
-        pending.records.append(Event(execution_id=pending.execution.id, artifact_id=art.id,
-                                     type=EventType.OUTPUT))
+        pending.records.append(_event(pending.execution.id, art.id, EventType.OUTPUT))
         return art
 
     def log_params(self, params: Mapping[str, Any], *,

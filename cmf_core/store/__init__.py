@@ -9,12 +9,13 @@ URL's place is not supported on purpose: a store URL names a database, not code.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-import sqlalchemy as sa
-
-from cmf_core.config import Settings, load_settings
 from cmf_core.errors import ConfigError
 from cmf_core.store.base import Closure, ExecutionFilter, Store
+
+if TYPE_CHECKING:
+    from cmf_core.config import Settings
 
 StoreFactory = Callable[[str, str, str], Store]
 _REGISTRY: dict[str, StoreFactory] = {}
@@ -45,6 +46,10 @@ def _postgres(url: str, site: str, durability: str) -> Store:
 def open_store(url: str | None = None, site: str | None = None,
                settings: Settings | None = None) -> Store:
     """Open (and create or migrate) the store at ``url``; defaults come from settings."""
+    import sqlalchemy as sa  # here: the journal companion imports this package without it
+
+    from cmf_core.config import load_settings
+
     if url is None or site is None or settings is None:
         settings = settings or load_settings()
     url = url or settings.resolved_store_url
@@ -62,7 +67,10 @@ def open_store(url: str | None = None, site: str | None = None,
         raise ConfigError(
             f"unknown store kind {kind!r} in {url!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
         )
-    return factory(url, site, durability)
+    store = factory(url, site, durability)
+    if settings is not None and hasattr(store, "companion_enabled"):
+        store.companion_enabled = settings.journal_companion
+    return store
 
 
 __all__ = ["Closure", "ExecutionFilter", "Store", "open_store", "register_store"]

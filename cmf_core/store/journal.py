@@ -30,10 +30,16 @@ from pathlib import Path
 from typing import Any
 
 from cmf_core.errors import StoreError
+from cmf_core.jsonutil import encoder
+
+try:  # 5x faster reading back what another process journaled (a bulk writer's companion)
+    from orjson import loads as _loads
+except ImportError:  # pragma: no cover - a dependency; the standard library as a fallback
+    _loads = json.loads
 
 HEADER = struct.Struct("<II")
 ROTATE_BYTES = 4 * 1024 * 1024
-_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+_encode = encoder(sort_keys=False)
 
 
 def journal_dir(db_path: Path) -> Path:
@@ -60,8 +66,8 @@ def read_entries(path: Path, offset: int) -> tuple[list[dict[str, list[list[Any]
         if zlib.crc32(payload) != crc:
             break
         try:
-            rows = json.loads(payload)
-        except ValueError:
+            rows = _loads(payload)
+        except ValueError:  # orjson.JSONDecodeError is one too
             break
         out.append(rows)
         pos = end
@@ -123,8 +129,8 @@ class JournalWriter:
             self._fd = None  # a forked child writes its own file (the parent keeps its lock)
             self._open()
         try:
-            payload = _ENCODER.encode(rows).encode()
-        except (TypeError, ValueError) as e:  # records are validated: should never happen
+            payload = _encode(rows).encode()
+        except (TypeError, ValueError, RecursionError) as e:  # validated records: never
             raise StoreError(f"cannot journal these records: {e}") from e
         data = HEADER.pack(len(payload), zlib.crc32(payload)) + payload
         offset = self.size

@@ -19,7 +19,8 @@ import time
 import weakref
 from collections import defaultdict
 from collections.abc import Iterable, Iterator, Sequence
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, ClassVar, NamedTuple
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
@@ -44,14 +45,12 @@ from cmf_core.model import (
 )
 from cmf_core.model._base import check_name
 from cmf_core.model.artifact import check_artifact_type
-from cmf_core.store import migrations, schema
+from cmf_core.store import bulk, migrations, schema
 from cmf_core.store.base import EXPORT_FIELDS, Closure, ExecutionFilter, ExportPage, Store
+from cmf_core.store.companion import COMPANION_BACKLOG, Companion
 from cmf_core.store.journal import (
     ROTATE_BYTES,
     JournalWriter,
-    journal_files,
-    owner_alive,
-    read_entries,
 )
 
 _J = jsonutil.dumps
@@ -140,13 +139,24 @@ _EXPORT_SQL = {
                         ("metric", "metrics"), ("energy", "energy"))
 }
 
-_SHARED_KINDS = frozenset({"pipeline", "stage", "artifact", "location"})
-_WRITE_ORDER = ("pipeline", "stage", "artifact", "location", "execution", "event", "metric",
-                "energy", "lineage_event")
-_NCOLS = {"pipeline": 6, "stage": 8, "artifact": 8, "location": 3, "execution": 14, "event": 3,
-          "metric": 5, "energy": 5, "lineage_event": 5}
+# record classes by how often a put holds them (a subclass is written as its class)
+_RECORD_TYPES = (Event, Artifact, Metric, Execution, Stage, Pipeline, EnergyRecord,
+                 ArtifactLocation, LineageEvent)
+WRITTEN_MEMO = 100_000  # artifacts a store object remembers having written (then forgets all)
+
+
+class _Written(NamedTuple):
+    """What a put adds to what a store object wrote: parent keys, artifacts' earliest
+    ``(created_at, site)``, locations."""
+
+    parents: list[tuple[str, float, str]]
+    artifacts: dict[str, tuple[float, str]]
+    locations: list[tuple[str, str, str]]
+
+_WRITE_ORDER, _NCOLS = bulk.WRITE_ORDER, bulk.NCOLS
 BULK_CACHE_KIB = -131072  # SQLite page cache of a writer after a bulk import (128 MiB)
-JOURNAL_BATCH = 512  # journaled puts applied together
+JOURNAL_BATCH = 2048  # journaled puts applied together (fewer, larger commits: a commit
+# rewrites every index page the batch touched, and random digests touch most of them)
 JOURNAL_MAX_AGE_S = 1.0  # ... or once the oldest pending one is this old
 
 
@@ -277,6 +287,9 @@ def _close_at_exit() -> None:
     """Apply what this process journaled before the interpreter exits (best effort: what is
     not applied stays in the journal, and the next process to open the store applies it)."""
     for store in list(_STORES):
+        if store._companion is not None:
+            with contextlib.suppress(Exception):
+                store._companion.stop()  # its last apply takes what was handed over
         if store.journaled and store._journal_pending:
             with contextlib.suppress(Exception):
                 store.apply_journal()
@@ -290,7 +303,7 @@ class SqlStore(Store):
 
     With ``journaled`` (SQLite), ``put`` appends its rows as one entry to this process's
     journal file (:mod:`cmf_core.store.journal`: one ``write()`` instead of a transaction
-    touching ~25 B-tree pages), and the journal is applied to the tables in bulk: every 512
+    touching ~25 B-tree pages), and the journal is applied to the tables in bulk: every 2,048
     puts (in the writing thread), 1 s after a put (a background thread), before any read (in
     any process), and at close. A put that returned is durable either way.
     """
@@ -304,6 +317,7 @@ class SqlStore(Store):
     json_same: ClassVar[str] = "(({a})::jsonb = ({b})::jsonb)"
     distinct: ClassVar[str] = "IS DISTINCT FROM"
     journaled: ClassVar[bool] = False
+    companion_enabled = True  # settings.journal_companion (see cmf_core.store.companion)
 
     def __init__(self, url: str, site: str, engine: Engine) -> None:
         self.url = url
@@ -312,6 +326,8 @@ class SqlStore(Store):
         self._lock = threading.RLock()
         self._writer: Any = None
         self._written_parents: set[tuple[str, float, str]] = set()
+        self._written_artifacts: dict[str, tuple[float, str]] = {}
+        self._written_locations: set[tuple[str, str, str]] = set()
         self._journal_pending = 0
         self._journal_since = 0.0
         # journal (SQLite): this process's file, entries not yet applied (offset -> (end,
@@ -323,6 +339,10 @@ class SqlStore(Store):
         self._apply_cv = threading.Condition()
         self._applier: threading.Thread | None = None
         self._applier_idle = False
+        # a bulk writer's companion process (cmf_core.store.companion) applies its journal on
+        # another core; this process then reads its own file back like any other
+        self._companion: Companion | None = None
+        self._companion_failed = False
         self._closing = False
         _STORES.add(self)
         self._sql = self._build_sql()
@@ -452,10 +472,18 @@ class SqlStore(Store):
 
     # writing ---------------------------------------------------------------------------------
     def _to_rows(self, records: Iterable[Any], versioned: bool = False
-                 ) -> tuple[dict[str, list[list[Any]]], list[tuple[str, float, str]]]:
-        """Rows per kind; with ``versioned``, records are ``(record, origin, origin_seq)``."""
+                 ) -> tuple[dict[str, list[list[Any]]], _Written]:
+        """Rows per kind, and what they add to what this store wrote (:meth:`_remember`, once
+        written); with ``versioned``, records are ``(record, origin, origin_seq)``.
+
+        Rows this store object already wrote that could change nothing are left out: a
+        pipeline or stage row seen before, an artifact row no earlier than the one written
+        (the earliest row of an artifact wins), a location seen before."""
         rows: dict[str, list[list[Any]]] = defaultdict(list)
-        parents: list[tuple[str, float, str]] = []
+        written = _Written([], {}, [])
+        parents, arts, locs = written
+        seen_parents, seen_arts, seen_locs = (self._written_parents, self._written_artifacts,
+                                              self._written_locations)
         tail: tuple[Any, ...] = ()
         for r in records:
             if versioned:
@@ -463,70 +491,87 @@ class SqlStore(Store):
                     rows[r[0]].append(r[1])
                     continue
                 r, *tail = r
-            if isinstance(r, Execution):
+            t = type(r)
+            if t not in _RECORD_TYPES:  # a subclass
+                t = next((k for k in _RECORD_TYPES if isinstance(r, k)), t)
+            if t is Event:
+                rows["event"].append([r.artifact_id, r.type.value, r.execution_id, *tail])
+            elif t is Artifact and tail:  # a versioned import: its own location rows
+                rows["artifact"].append([r.id, r.type, r.name, r.uri, r.site, r.created_at,
+                                         _J(r.properties), _J(r.custom_properties), *tail])
+                if tail[0] is None:
+                    rows["location"].append([r.id, r.site, r.uri, *tail])
+            elif t is Artifact:
+                when = (r.created_at, r.site)
+                first = seen_arts.get(r.id)
+                if first is None or when < first:
+                    arts[r.id] = min(when, arts.get(r.id, when))
+                    rows["artifact"].append([r.id, r.type, r.name, r.uri, r.site, r.created_at,
+                                             _J(r.properties) if r.properties else "{}",
+                                             _J(r.custom_properties) if r.custom_properties
+                                             else "{}"])
+                loc = (r.id, r.site, r.uri)
+                if loc not in seen_locs:
+                    locs.append(loc)
+                    rows["location"].append(list(loc))
+            elif t is Metric:
+                step = schema.STEP_SCALAR if r.step is None else r.step
+                rows["metric"].append([r.execution_id, r.name, step, r.value, r.timestamp,
+                                       *tail])
+            elif t is Execution:
                 rows["execution"].append([
                     r.id, r.pipeline_id, r.stage_id, r.pipeline, r.stage, r.site, r.status.value,
                     r.status.rank, r.started_at, r.ended_at, _J(r.params), _J(r.properties),
                     _J(r.custom_properties), r.error, *tail])
-            elif isinstance(r, Artifact):
-                rows["artifact"].append([r.id, r.type, r.name, r.uri, r.site, r.created_at,
-                                         _J(r.properties), _J(r.custom_properties), *tail])
-                if not tail or tail[0] is None:  # a versioned import has its own location rows
-                    rows["location"].append([r.id, r.site, r.uri, *tail])
-            elif isinstance(r, Event):
-                rows["event"].append([r.artifact_id, r.type.value, r.execution_id, *tail])
-            elif isinstance(r, Metric):
-                step = schema.STEP_SCALAR if r.step is None else r.step
-                rows["metric"].append([r.execution_id, r.name, step, r.value, r.timestamp,
-                                       *tail])
-            elif isinstance(r, Stage):
+            elif t is Stage:
                 key = (r.id, r.created_at, r.site)
-                if key not in self._written_parents:
+                if key not in seen_parents:
                     parents.append(key)
                     rows["stage"].append([r.id, r.pipeline_id, r.pipeline, r.name, r.site,
                                           r.created_at, _J(r.properties),
                                           _J(r.custom_properties), *tail])
-            elif isinstance(r, Pipeline):
+            elif t is Pipeline:
                 key = (r.id, r.created_at, r.site)
-                if key not in self._written_parents:
+                if key not in seen_parents:
                     parents.append(key)
                     rows["pipeline"].append([r.id, r.name, r.site, r.created_at,
                                              _J(r.properties), _J(r.custom_properties), *tail])
-            elif isinstance(r, EnergyRecord):
+            elif t is EnergyRecord:
                 rows["energy"].append([r.execution_id, r.site, r.energy_kwh, r.co2e_kg,
                                        _J(r.details), *tail])
-            elif isinstance(r, ArtifactLocation):
+            elif t is ArtifactLocation:
                 rows["location"].append([r.artifact_id, r.site, r.uri, *tail])
-            elif isinstance(r, LineageEvent):
+            elif t is LineageEvent:
                 rows["lineage_event"].append([r.id, r.run_id, r.event_type, r.event_time,
                                               r.body])
             else:
                 raise InvalidInputError(f"cannot store {type(r).__name__}: not a CMF record")
-        return rows, parents
+        return rows, written
+
+    def _remember(self, written: _Written) -> None:
+        """Note rows now written (see :meth:`_to_rows`); forget all past ``WRITTEN_MEMO``."""
+        parents, arts, locs = written
+        if len(self._written_artifacts) + len(arts) > WRITTEN_MEMO:
+            self._written_artifacts.clear()
+            self._written_locations.clear()
+        self._written_parents.update(parents)
+        for art_id, when in arts.items():
+            first = self._written_artifacts.get(art_id)
+            if first is None or when < first:
+                self._written_artifacts[art_id] = when
+        self._written_locations.update(locs)
 
     def _write_rows(self, cur: Any, rows: dict[str, list[list[Any]]],
                     sql: dict[str, str] | None = None) -> None:
         """Upsert ``rows`` inside the caller's transaction, numbering them with ``seq``."""
-        sql = sql or self._sql
-        total = sum(len(v) for v in rows.values())
-        if not total:
-            return
-        cur.execute(self._sql["counter"], (total,))
-        seq = cur.fetchone()[0] - total
-        for kind in _WRITE_ORDER:
-            batch = rows.get(kind)
-            if not batch:
-                continue
-            cur.executemany(sql[kind], [(*row, n) for row, n in zip(
-                batch, range(seq + 1, seq + 1 + len(batch)), strict=True)])
-            seq += len(batch)
+        bulk.write_rows(cur, rows, sql or self._sql, self._sql["counter"])
 
     def put(self, records: Iterable[Record]) -> None:
-        rows, parents = self._to_rows(records)
+        rows, written = self._to_rows(records)
         if not rows:
             return
         if self.journaled:
-            self._append(rows, parents)
+            self._append(rows, written)
             return
         with self._lock:
             conn = self._writer_conn()
@@ -538,26 +583,60 @@ class SqlStore(Store):
             except Exception as e:
                 self._safe_rollback(conn, cur)
                 raise self._translate_error(e) from e
-            self._written_parents.update(parents)
+            self._remember(written)
 
     # the write-ahead journal (SQLite; see cmf_core.store.journal) ------------------------------
-    def _append(self, rows: dict[str, list[list[Any]]],
-                parents: list[tuple[str, float, str]]) -> None:
+    def _append(self, rows: dict[str, list[list[Any]]], written: _Written) -> None:
         """Journal one put: durable when this returns; applied to the tables in bulk later."""
         assert self._journal is not None
         with self._append_lock:
             _, offset = self._journal.append(rows)
-            self._journal_mine[offset] = (self._journal.size, rows)
-            self._written_parents.update(parents)
+            if self._companion is None:
+                self._journal_mine[offset] = (self._journal.size, rows)
+            self._remember(written)
             self._journal_pending += 1
             pending = self._journal_pending
             if pending == 1:
                 self._journal_since = time.monotonic()
         if pending >= JOURNAL_BATCH:
-            self.apply_journal()  # in the writing thread: an applier thread would contend
-            # for the GIL with it and slow both
+            # this process puts faster than JOURNAL_BATCH a second: hand the applying to a
+            # companion process on another core (an applier thread would contend for the GIL
+            # with this one at every row), or apply here if that cannot be
+            if not self._hand_over():
+                self.apply_journal()
         elif pending == 1:
             self._wake_applier()  # applies what is still pending after JOURNAL_MAX_AGE_S
+
+    def _hand_over(self, start: bool = True) -> bool:
+        """Ask the companion process to apply the journal (with ``start``, starting one if
+        none runs). False when this process must apply it itself: no companion, or it lags
+        ``COMPANION_BACKLOG``."""
+        if self._companion_failed or not self.companion_enabled or self._journal is None:
+            return False
+        if self._companion is not None and self._companion.idle_exit():
+            self._companion = None  # it went away after a quiet spell
+        if self._companion is None:
+            if not start:
+                return False
+            db = Path(getattr(self, "path", ""))  # journaled: the SQLite backend
+            self._companion = Companion.start(db, "FULL" if self._journal.fsync else "NORMAL",
+                                              self._sql)
+            if self._companion is None:
+                self._companion_failed = True
+                return False
+            with self._append_lock:  # entries are read back from the file from now on
+                self._journal_mine.clear()
+        if not self._companion.signal():
+            self._companion_failed = True  # it died: apply here from now on
+            return False
+        with self._lock:
+            cur = self._writer_conn().cursor()
+            own = self._journal.path.name if self._journal.path else ""
+            cur.execute("SELECT applied FROM cmf_journal_files WHERE name = ?", (own,))
+            row = cur.fetchone()
+        applied = row[0] if row else 0
+        self._tidy_journal({own: applied} if own else {}, set())  # rotates an applied file
+        return self._journal.size - applied <= COMPANION_BACKLOG
 
     def _wake_applier(self) -> None:
         if self._applier is None:
@@ -583,7 +662,8 @@ class SqlStore(Store):
                     self._apply_cv.wait(wait)
                     continue
             try:
-                self.apply_journal()
+                if not self._hand_over(start=False):  # a slow writer applies itself
+                    self.apply_journal()
             except BaseException as e:  # our own thread: log, retry on the next round
                 report(f"applying the journal of {self.safe_url}", e)
                 time.sleep(JOURNAL_MAX_AGE_S)
@@ -602,57 +682,13 @@ class SqlStore(Store):
         return False
 
     def _apply_files(self, cur: Any) -> tuple[int, dict[str, int], list[tuple[str, bytes]]]:
-        """Apply every journal file's unapplied entries (in the caller's transaction).
-
-        Returns the number of entries, each file's applied offset, and the unreadable tails of
-        files whose writer is gone.
-        """
+        """Apply every journal file's unapplied entries (in the caller's transaction); this
+        process's own entries from memory unless a companion applies them."""
         assert self._journal is not None
-        cur.execute("SELECT name, applied FROM cmf_journal_files")
-        applied = dict(cur.fetchall())
         with self._append_lock:
             own = self._journal.path.name if self._journal.path else None
-            mine = sorted(self._journal_mine.items())
-        merged: dict[str, list[Any]] = defaultdict(list)
-        seen: set[tuple[Any, ...]] = set()
-        done: dict[str, int] = {}
-        torn: list[tuple[str, bytes]] = []
-        count = 0
-        for path in journal_files(self._journal.directory):
-            name, start = path.name, applied.get(path.name, 0)
-            if name == own:  # from memory: no need to read back what this process wrote
-                entries = [rows for offset, (_, rows) in mine if offset >= start]
-                end, tail = (mine[-1][1][0] if entries else start), b""
-            else:
-                entries, end, tail = read_entries(path, start)
-            for rows in entries:
-                for k, batch in rows.items():
-                    if k not in _NCOLS:
-                        raise StoreError(f"journal {path} holds unknown record kind {k!r}")
-                    if k not in _SHARED_KINDS:
-                        merged[k].extend(batch)
-                        continue
-                    for row in batch:  # the same dataset or stage in many puts: write it once
-                        key = (k, *row)
-                        if key not in seen:
-                            seen.add(key)
-                            merged[k].append(row)
-            count += len(entries)
-            done[name] = end
-            if tail and not owner_alive(path):
-                torn.append((name, tail))
-        self._write_rows(cur, merged)
-        for name in applied.keys() - done.keys():  # files deleted once fully applied
-            cur.execute("DELETE FROM cmf_journal_files WHERE name = ?", (name,))
-        cur.executemany("INSERT INTO cmf_journal_files (name, applied) VALUES (?, ?) "
-                        "ON CONFLICT (name) DO UPDATE SET applied = excluded.applied",
-                        [(n, o) for n, o in done.items() if o != applied.get(n)])
-        for name, tail in torn:  # bytes a killed writer left that are not a whole entry
-            cur.execute("INSERT INTO cmf_journal_rejected (body, error, at) VALUES (?, ?, ?)",
-                        (f"{name} @{done[name]}: {tail[:4096]!r}",
-                         "journal bytes that are not a whole entry (a writer killed during "
-                         "put, which therefore never returned)", time.time()))
-        return count, done, torn
+            mine = sorted(self._journal_mine.items()) if self._companion is None else None
+        return bulk.apply_files(cur, self._sql, self._journal.directory, own, mine)
 
     def _apply_sql(self, kind: str, where: str) -> str:
         """``INSERT ... SELECT`` moving rows of ``kind`` from the journal table (written by code
@@ -703,19 +739,13 @@ class SqlStore(Store):
             upto = done.get(own, 0) if own else 0
             for offset in [o for o in self._journal_mine if o < upto]:
                 del self._journal_mine[offset]
-            self._journal_pending = len(self._journal_mine)
+            self._journal_pending = len(self._journal_mine) if self._companion is None else 0
             if own and upto == self._journal.size and (upto >= ROTATE_BYTES or self._closing):
                 old = self._journal.rotate()
                 if old is not None:
                     with contextlib.suppress(OSError):
                         old.unlink()
-        for name, offset in done.items():
-            path = self._journal.directory / name
-            if name == own:
-                continue
-            with contextlib.suppress(OSError):
-                if (name in torn or path.stat().st_size == offset) and not owner_alive(path):
-                    path.unlink()
+        bulk.tidy_files(self._journal.directory, done, torn, own)
 
     def _reset_after_fork(self) -> None:
         self._lock = threading.RLock()
@@ -723,6 +753,11 @@ class SqlStore(Store):
         self._apply_cv = threading.Condition()
         self._applier = None
         self._applier_idle = False
+        if self._companion is not None:  # the parent's: let its pipe close with the parent
+            with contextlib.suppress(Exception):
+                self._companion.release()
+        self._companion = None
+        self._companion_failed = False
         self._writer = None  # the parent's connection: not ours to use or close
         self._journal_mine.clear()
         self._journal_pending = 0
@@ -1058,7 +1093,7 @@ class SqlStore(Store):
                 else:
                     yield item
 
-        rows, parents = self._to_rows(singles(), versioned=True)  # reads every item first
+        rows, written = self._to_rows(singles(), versioned=True)  # reads every item first
         total = sum(map(len, rows.values())) + sum(len(cols[0]) for _, cols in blocks)
         if not total:
             return
@@ -1077,7 +1112,7 @@ class SqlStore(Store):
             except Exception as e:
                 self._safe_rollback(conn, cur)
                 raise self._translate_error(e) from e
-            self._written_parents.update(parents)
+            self._remember(written)
 
     def _write_blocks(self, cur: Any, blocks: list[WireBlock]) -> None:
         """Upsert the rows of ``blocks`` (parents first), numbered with ``seq`` by ``zip``."""
@@ -1264,6 +1299,8 @@ class SqlStore(Store):
                 with self._apply_cv:
                     self._apply_cv.notify_all()
                 assert self._journal is not None
+                if self._companion is not None:
+                    self._companion.stop()  # it applies what it was last asked to, and exits
                 if self._journal_pending or self._journal.path is not None:
                     self.apply_journal()  # and delete this process's file (``_closing``)
                 self._journal.close()

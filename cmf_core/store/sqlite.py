@@ -4,7 +4,7 @@
   serialise on ``BEGIN IMMEDIATE`` with a 60 s busy timeout.
 * Writes: ``put`` appends to this process's journal file beside the database
   (``<db>.journal/``, see :mod:`cmf_core.store.journal`), applied to the tables in bulk every
-  512 puts, 1 s after a put, at close, and before every read (in any process).
+  2,048 puts, 1 s after a put, at close, and before every read (in any process).
 * Durability (``CMF_DURABILITY``): ``normal`` (default): a put's journal entry (and, once
   applied, its committed transaction, ``synchronous=NORMAL``) is in the operating system's page
   cache before ``put`` returns, so it survives the writing process being killed (kill -9); after
@@ -21,29 +21,12 @@ from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
-from cmf_core import jsonutil
 from cmf_core.errors import StoreError
+from cmf_core.store.bulk import BUSY_TIMEOUT_MS, connect, json_merge
 from cmf_core.store.journal import JournalWriter, journal_dir
 from cmf_core.store.sql import SqlStore
 
-BUSY_TIMEOUT_MS = 60_000
-WAL_CHECKPOINT_PAGES = 10_000
-
-
-def json_merge(low: str | None, high: str | None) -> str | None:
-    """SQL function ``cmf_merge``: the recursive union of two JSON objects (``high`` wins a key
-    both have), as the text of whichever input it equals, else as canonical JSON."""
-    if low == high or not low:
-        return high
-    if not high:
-        return low
-    a, b = jsonutil.loads(low), jsonutil.loads(high)
-    merged = jsonutil.dumps(jsonutil.merge(a, b))
-    if merged == jsonutil.dumps(b):
-        return high
-    if merged == jsonutil.dumps(a):
-        return low
-    return merged
+__all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "json_merge"]
 
 
 class SqliteStore(SqlStore):
@@ -77,20 +60,9 @@ class SqliteStore(SqlStore):
 
     def _connect_writer(self) -> Any:
         try:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False,
-                                   timeout=BUSY_TIMEOUT_MS / 1000)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise StoreError(f"could not switch {self.path} to WAL mode (got {mode})")
-            conn.execute(f"PRAGMA synchronous = {self.synchronous}")
-            # checkpoint the WAL every ~40 MB instead of ~4 MB: a bulk journal apply touches
-            # the same index pages again and again, written back once per checkpoint
-            conn.execute(f"PRAGMA wal_autocheckpoint = {WAL_CHECKPOINT_PAGES}")
-            conn.create_function("cmf_merge", 2, json_merge, deterministic=True)
+            return connect(self.path, self.synchronous)
         except sqlite3.DatabaseError as e:
             raise self._translate_error(e) from e
-        return conn
 
     def _begin(self, cur: Any) -> None:
         cur.execute("BEGIN IMMEDIATE")

@@ -62,6 +62,47 @@ def test_same_file_twice_is_one_artifact(workdir: Path) -> None:
     assert sorted(a.name for a in datasets) == ["raw.csv", "train.csv"]
 
 
+def test_remote_artifact_described_once_local_file_digested_each_time(workdir: Path) -> None:
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    with Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False) as cmf:
+        with cmf.create_execution("a") as ex:
+            first = ex.log_dataset("s3://bucket/data.parquet", "input", version="v1")
+            local1 = ex.log_dataset("raw.csv", "input")
+        (workdir / "raw.csv").write_text("a,b\n9,9\n")  # new bytes at the same path
+        with cmf.create_execution("b") as ex:
+            again = ex.log_dataset("s3://bucket/data.parquet", "input", version="v1")
+            other = ex.log_dataset("s3://bucket/data.parquet", "input", version="v2")
+            named = ex.log_dataset("s3://bucket/data.parquet", "input", version="v1",
+                                   name="train-set")
+            local2 = ex.log_dataset("raw.csv", "input")
+        assert again is first  # the same record, created when first logged
+        assert other.id != first.id and named.name == "train-set" and named.id == first.id
+        assert local2.id != local1.id
+        runs = cmf.store.list_executions()
+        ins = {e.id: {ev.artifact_id for ev in cmf.store.events([e.id])} for e in runs}
+    assert ins[runs[0].id] == {first.id, local1.id}
+    assert ins[runs[1].id] == {first.id, other.id, local2.id}
+
+
+def test_execution_handle_methods_log_to_their_execution(workdir: Path) -> None:
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    with Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False) as cmf:
+        outer = cmf.create_execution("outer")
+        with cmf.create_execution("inner") as inner:  # the logger's current execution
+            outer.log_params({"extra": 1})
+            outer.log_model("s3://m/model.pkl", version="3", model_framework="torch")
+            outer.log_metrics("train", {"loss": 0.5})
+            inner.log_dataset("s3://d/x", "output", version="1", execution=outer)
+        outer.finalize(execution=outer)
+        got = cmf.store.get_execution(outer.id)
+        assert got.params == {"extra": 1}
+        names = {cmf.store.get_artifact(ev.artifact_id).name
+                 for ev in cmf.store.events([outer.id])}
+        assert names == {"model.pkl", "x"}
+        assert [m.name for m in cmf.store.metrics([outer.id])] == ["train.loss"]
+        assert cmf.store.events([inner.id]) == []
+
+
 def test_exception_marks_execution_failed(workdir: Path) -> None:
     url = f"sqlite:///{workdir / 'cmf.db'}"
     cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)

@@ -101,6 +101,26 @@ def test_same_bytes_are_one_artifact_earliest_row_wins(store: Store) -> None:
     assert len(store.find_artifacts()) == 1
 
 
+def test_rewriting_a_known_artifact_keeps_the_earliest_row_and_every_location(
+        store: Store) -> None:
+    # the store object leaves out rows it wrote before that could change nothing: a later
+    # row of a known artifact; an earlier row, or a new place of the same bytes, still lands
+    a = Artifact(id=remote_digest("s3://b/y", "v1"), type="Dataset", name="y", uri="s3://b/y",
+                 site="site-a", created_at=5.0)
+    store.put([a])
+    store.put([Artifact(id=a.id, type="Dataset", name="y-later", uri="s3://b/y",
+                        site="site-a", created_at=9.0)])
+    assert store.get_artifact(a.id).name == "y"
+    store.put([Artifact(id=a.id, type="Dataset", name="y-copy", uri="s3://mirror/y",
+                        site="site-a", created_at=7.0)])
+    assert store.get_artifact(a.id).name == "y"
+    assert {loc.uri for loc in store.artifact_locations(a.id)} == {"s3://b/y", "s3://mirror/y"}
+    store.put([Artifact(id=a.id, type="Dataset", name="y-first", uri="s3://b/y",
+                        site="site-a", created_at=1.0)])
+    assert store.get_artifact(a.id).name == "y-first"
+    assert len(store.find_artifacts()) == 1
+
+
 def test_lineage_closures(store: Store) -> None:
     arts = chain(store, n=4)
     up = store.upstream(arts[-1].id)
