@@ -19,11 +19,22 @@ For every target task of the knowledge base (KB):
   = the recorded fit times of the trials + the sampler's own time + (seeded arms) the
   recommender's overhead (the target's description + the recommend() call).
 
+With ``--adaptive`` every seeded arm chooses its seeds adaptively
+(:mod:`cmf_core.recommend.adaptive`): the first as before, each next one after the target's
+scores on the previous ones, from the arm's scenarios (KG: the recommender's neighbours and
+meta-model trees; random: the random tasks; portfolio: every task), with ``beta`` and
+``sigma`` (the score likelihood against past tasks of the target's metric, in every arm alike)
+re-calibrated without the target like the rest; the seeder runs as an Optuna callback, so its
+time is in the wall-clock. Outputs go to ``results/loto-adaptive.*`` (``--stem`` names them).
+
 Report: per arm and k the geometric-mean speedup in trials (and wall-clock) over cold TPE with
 a bootstrap 95% CI over tasks, the median, the share of tasks reaching the target, the final
 normalised score at full budget, a per-task table, and plots.
 
     nice -n 19 .venv/bin/python benchmarks/recommender/loto.py --jobs 2
+    nice -n 19 .venv/bin/python benchmarks/recommender/loto.py --jobs 2 --ks 5 10 --adaptive
+    nice -n 19 .venv/bin/python benchmarks/recommender/loto.py --jobs 2 --ks 5 10 --adaptive \
+        --stem loto-adaptive2
     .venv/bin/python benchmarks/recommender/loto.py --smoke
 """
 
@@ -52,9 +63,20 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from cmf_core.recommend import knowledge  # noqa: E402
+from cmf_core.recommend.adaptive import (  # noqa: E402
+    BETA,
+    COVERED_WEIGHT,
+    SIGMA,
+    AdaptiveSeeder,
+)
 from cmf_core.recommend.calibrate import calibrate  # noqa: E402
 from cmf_core.recommend.graph import SimilarityMetric  # noqa: E402
-from cmf_core.recommend.recommender import greedy_portfolio, recommend  # noqa: E402
+from cmf_core.recommend.recommender import (  # noqa: E402
+    Scenarios,
+    comparable_scores,
+    greedy_portfolio,
+    recommend,
+)
 from cmf_core.recommend.space import (  # noqa: E402
     config_key,
     sample_config,
@@ -117,13 +139,33 @@ def seed_lists(kb: knowledge.KnowledgeBase, task_id: str, kmax: int, seeds: int,
     portfolio = [table.configs[j] for j in greedy_portfolio(table.normalised, [1.0] * len(same),
                                                             kmax, level=level)]
     m = max(1, len(rec.neighbours))
-    random_arm = []
+    random_arm, random_scen = [], []
+    configs = tuple(table.configs)
+
+    def levels(n: int) -> np.ndarray | None:
+        return None if level is None else np.full(n, float(level))
+
+    def recorded(rows: list[int]) -> np.ndarray | None:  # scores on the target's scale
+        return comparable_scores(table.scores[rows], [rest.tasks[table.task_ids[i]].metric
+                                                      for i in rows], task.metric)
+
     for s in range(seeds):
         rng = np.random.default_rng([s, sum(map(ord, task_id))])
         rows = sorted(rng.choice(same, size=min(m, len(same)), replace=False).tolist())
         cols = greedy_portfolio(table.normalised[rows], [1.0] * len(rows), kmax, level=level)
         random_arm.append([table.configs[j] for j in cols])
+        random_scen.append(Scenarios(table.normalised[rows], np.full(len(rows), 1 / len(rows)),
+                                     levels(len(rows)), configs, scores=recorded(rows)))
+    adaptive = cal.get("adaptive") or {}
     return {"kg": rec.configs(), "portfolio": portfolio, "random": random_arm,
+            "scenarios": {"kg": rec.scenarios, "random": random_scen,
+                          "portfolio": Scenarios(table.normalised,
+                                                 np.full(len(same), 1 / len(same)),
+                                                 levels(len(same)), configs,
+                                                 scores=recorded(same))},
+            "beta": float(adaptive.get("beta", BETA)),
+            "covered_weight": float(adaptive.get("covered_weight", COVERED_WEIGHT)),
+            "sigma": float(adaptive.get("sigma", SIGMA)),
             "strategy": rec.strategy.value, "neighbours": [n.name for n in rec.neighbours],
             "metric": SimilarityMetric.from_dict(cal["metric"]).name if cal.get("metric")
             else "uniform", "threshold": cal.get("threshold"), "recommend_s": rec_s,
@@ -135,9 +177,11 @@ def seed_lists(kb: knowledge.KnowledgeBase, task_id: str, kmax: int, seeds: int,
 # replay ---------------------------------------------------------------------------------------
 def replay(category: str, lookup: dict[str, float], seconds: dict[str, float], budget: int,
            seed: int, enqueue: list[dict[str, Any]],
-           stop_at: float | None = None) -> dict[str, Any]:
+           stop_at: float | None = None,
+           seeder: AdaptiveSeeder | None = None) -> dict[str, Any]:
     """One TPE study of ``budget`` trials against the score table; with ``stop_at`` it ends
-    once the best score reaches it (trials to target are then known; the final score not)."""
+    once the best score reaches it (trials to target are then known; the final score not).
+    With ``seeder``, its seeds are enqueued one at a time by its Optuna callback."""
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.ERROR)
@@ -147,7 +191,11 @@ def replay(category: str, lookup: dict[str, float], seconds: dict[str, float], b
         study.enqueue_trial(to_optuna_params(cfg))
     configs: list[dict[str, Any]] = []
     worst = min(lookup.values())
-    stamps = [time.perf_counter()]
+    stamps = [time.perf_counter()]  # the seeder's time (first seed included) is counted
+    callbacks = []
+    if seeder is not None:
+        seeder.enqueue_first(study)
+        callbacks.append(seeder.optuna_callback())
 
     def objective(trial: Any) -> float:
         cfg = suggest_config(trial, category)
@@ -159,7 +207,7 @@ def replay(category: str, lookup: dict[str, float], seconds: dict[str, float], b
         if stop_at is not None and tr.value is not None and tr.value >= stop_at - 1e-12:
             st.stop()
 
-    study.optimize(objective, n_trials=budget, callbacks=[callback])
+    study.optimize(objective, n_trials=budget, callbacks=[*callbacks, callback])
     scores = [t.value for t in study.trials]
     overhead = list(np.diff(stamps))
     evals = [seconds.get(config_key(c), 0.0) for c in configs]
@@ -186,8 +234,9 @@ def summarise_run(run: dict[str, Any], tg: dict[str, Any], budget: int,
     return {"trials": n, "wall_s": wall, "final": float(final), "curve": curve}
 
 
-def run_task(args: tuple[str, str, int, int, tuple[int, ...], bool, str]) -> dict[str, Any]:
-    kb_path, task_id, seeds, budget, ks, calibrate_inner, query_groups = args
+def run_task(args: tuple[str, str, int, int, tuple[int, ...], bool, str, bool]
+             ) -> dict[str, Any]:
+    kb_path, task_id, seeds, budget, ks, calibrate_inner, query_groups, adaptive = args
     full_k = HEADLINE_K if HEADLINE_K in ks else ks[-1]
     kb = knowledge.load(kb_path)
     task = kb.tasks[task_id]
@@ -207,6 +256,10 @@ def run_task(args: tuple[str, str, int, int, tuple[int, ...], bool, str]) -> dic
                            "calibrate_s": prep["calibrate_s"], "message": prep["message"],
                            "level": prep["level"], "power": prep["power"],
                            "neighbour_share": prep["neighbour_share"],
+                           "adaptive": {"beta": prep["beta"],
+                                        "covered_weight": prep["covered_weight"],
+                                        "sigma": prep["sigma"]}
+                           if adaptive else None,
                            "seeds_first_ok": True, "runs": {}}
     seed_keys = {"kg": [config_key(c) for c in prep["kg"]],
                  "portfolio": [config_key(c) for c in prep["portfolio"]]}
@@ -217,14 +270,23 @@ def run_task(args: tuple[str, str, int, int, tuple[int, ...], bool, str]) -> dic
                      ("portfolio", k, prep["portfolio"][:k])]
         for arm, k, enq in arms:
             full = arm == "cold" or k == full_k
-            run = replay(category, lookup, secs, budget, s, enq,
-                         stop_at=None if full else tg["target"])
+            seeder = None
+            if adaptive and arm != "cold":
+                scen = prep["scenarios"][arm]
+                seeder = AdaptiveSeeder(scen[s] if arm == "random" else scen, k,
+                                        prep["beta"], prep["covered_weight"], prep["sigma"])
+            run = replay(category, lookup, secs, budget, s, [] if seeder else enq,
+                         stop_at=None if full else tg["target"], seeder=seeder)
+            if seeder is not None:
+                enq = seeder.given
             done = min(len(enq), len(run["configs"]))  # a study may stop at the target
             if [config_key(c) for c in enq][:done] != run["configs"][:done]:
                 out["seeds_first_ok"] = False
             res = summarise_run(run, tg, budget, overhead if enq else 0.0)
             res["first"] = run["configs"][:len(enq)]
             out["runs"].setdefault(f"{arm}@{k}" if arm != "cold" else "cold", []).append(res)
+    if adaptive:  # the KG arm's adaptive seeds at the headline k, per TPE seed
+        seed_keys["kg_adaptive"] = [r["first"] for r in out["runs"][f"kg@{full_k}"]]
     out["seed_configs"] = seed_keys
     return out
 
@@ -332,6 +394,10 @@ def markdown(report: dict[str, Any]) -> str:
         f"Date: {report['date']}; machine: {report['machine']['nproc']} CPUs, "
         f"{report['machine']['cpu']}; Python {report['machine']['python']}; "
         f"wall time {report['wall_s'] / 60:.1f} min.  ",
+        *(["Seeds: **adaptive** in every seeded arm (each next seed chosen after the target's "
+            "scores on the previous ones; cmf_core.recommend.adaptive, beta and sigma "
+            "re-calibrated "
+            "without the target).  "] if cfg.get("adaptive") else []),
         f"{cfg['n_tasks']} target tasks x {cfg['seeds']} TPE seeds, budget {cfg['budget']} "
         f"trials, target = median random configuration + {GAP:.0%} of the gap to the best-known "
         "score; trials censored at budget + 1. Speedup = mean trials of cold TPE / mean trials "
@@ -444,6 +510,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--query-groups", choices=("all", "default"), default="all",
                     help="meta-feature groups of the target's description given to recommend()"
                          " (all = with landmarks, as stored in the KB)")
+    ap.add_argument("--adaptive", action="store_true",
+                    help="every seeded arm picks its seeds adaptively (cmf_core.recommend."
+                         "adaptive); outputs results/loto-adaptive.*")
+    ap.add_argument("--stem", help="name of the output files in --out (default: loto, "
+                    "loto-adaptive, ... from the options)")
     ap.add_argument("--smoke", action="store_true",
                     help="3 tasks (one per category), 2 seeds, budget 15")
     ap.add_argument("--no-plots", action="store_true")
@@ -464,10 +535,16 @@ def main(argv: list[str] | None = None) -> int:
             ap.error(f"unknown task(s) {', '.join(missing)}")
         ids = [by_name[n] for n in args.tasks]
     jobs = [(str(args.kb), tid, args.seeds, args.budget, tuple(args.ks),
-             not args.no_recalibrate, args.query_groups) for tid in ids]
+             not args.no_recalibrate, args.query_groups, args.adaptive) for tid in ids]
     results = []
     args.out.mkdir(parents=True, exist_ok=True)
-    partial = args.out / ("loto-smoke.partial.jsonl" if args.smoke else "loto.partial.jsonl")
+    stem = "loto-smoke" if args.smoke else "loto"
+    if args.adaptive:
+        stem += "-adaptive"
+    if args.query_groups != "all":
+        stem += f"-query-{args.query_groups}"
+    stem = args.stem or stem
+    partial = args.out / f"{stem}.partial.jsonl"
     partial.write_text("")  # one line per finished task, so that an interrupted run keeps them
 
     def keep(res: dict[str, Any]) -> None:
@@ -491,6 +568,7 @@ def main(argv: list[str] | None = None) -> int:
             argv if argv is not None else sys.argv[1:]), "seeds": args.seeds,
             "budget": args.budget, "ks": list(args.ks), "n_tasks": len(ids), "gap": GAP,
             "recalibrate": not args.no_recalibrate, "query_groups": args.query_groups,
+            "adaptive": args.adaptive,
             "sampler": "optuna TPESampler(seed=s), "
             "defaults", "kb": str(args.kb), "kb_build": kb.build.get("date")},
         "analysis": analyse(results, args.budget, tuple(args.ks)),
@@ -499,9 +577,6 @@ def main(argv: list[str] | None = None) -> int:
     }
     report["wall_s"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
-    stem = "loto-smoke" if args.smoke else "loto"
-    if args.query_groups != "all":
-        stem += f"-query-{args.query_groups}"
     (args.out / f"{stem}.json").write_text(json.dumps(report, indent=1, default=float))
     (args.out / f"{stem}.md").write_text(markdown(report))
     if not args.no_plots:

@@ -11,9 +11,12 @@ Modules: :mod:`~cmf_core.recommend.task` (task descriptions, meta-features),
 :mod:`~cmf_core.recommend.knowledge` (knowledge base from a CMF store or the shipped file),
 :mod:`~cmf_core.recommend.graph` (similarity, knowledge graph),
 :mod:`~cmf_core.recommend.calibrate` (choosing and validating metric and threshold),
-:mod:`~cmf_core.recommend.recommender` (the recommend API), :mod:`~cmf_core.recommend.cli`.
+:mod:`~cmf_core.recommend.recommender` (the recommend API),
+:mod:`~cmf_core.recommend.adaptive` (seeds chosen after the scores of the previous ones),
+:mod:`~cmf_core.recommend.cli`.
 """
 
+from cmf_core.recommend.adaptive import AdaptiveSeeder
 from cmf_core.recommend.graph import KnowledgeGraph, SimilarityMetric
 from cmf_core.recommend.knowledge import (
     KnowledgeBase,
@@ -43,6 +46,7 @@ from cmf_core.recommend.task import (
 )
 
 __all__ = [
+    "AdaptiveSeeder",
     "Category",
     "KnowledgeBase",
     "KnowledgeGraph",

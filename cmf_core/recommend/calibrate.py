@@ -17,7 +17,10 @@ What counts is what the benchmark measures: how soon a seeded search reaches a t
    (:func:`cold_trials`), so the objective is the log of a geometric-mean speedup;
 3. keeps the best (metric, power, seed rule, threshold); then, with scikit-learn, chooses the
    neighbours' share against the meta-model's (:mod:`cmf_core.recommend.surrogate`) by the
-   same inner leave-one-task-out, each meta-model fitted without the held-out group;
+   same inner leave-one-task-out, each meta-model fitted without the held-out group; then
+   the knobs of adaptive seeding (:mod:`cmf_core.recommend.adaptive`: ``beta`` and
+   ``sigma``, with ``covered_weight`` 0) by the same inner leave-one-task-out, the held-out
+   task's scores on the seeds so far being what the seeder observes;
 4. reports the correlation between similarity and rank agreement, rank agreement on edges
    versus non-edges, and the objective against the portfolio's.
 """
@@ -33,7 +36,11 @@ from scipy import optimize, stats
 
 from cmf_core.recommend.graph import SimilarityMetric, default_weights
 from cmf_core.recommend.knowledge import KnowledgeBase, ScoreTable
-from cmf_core.recommend.recommender import greedy_portfolio
+from cmf_core.recommend.recommender import (
+    Scenarios,
+    comparable_scores,
+    greedy_portfolio,
+)
 from cmf_core.recommend.task import ALL_GROUPS, META_FEATURES, TaskDescription
 
 THRESHOLDS: tuple[float, ...] = tuple(round(x, 3) for x in np.arange(0.50, 0.985, 0.02))
@@ -44,6 +51,17 @@ LEVELS: tuple[float | None, ...] = (None, 0.95, 0.8)
 #: share of the neighbours' runs among the seed scenarios (the meta-model's trees: the rest)
 SHARES: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 KS: tuple[int, ...] = (1, 3, 5, 10)
+#: adaptive seeding (cmf_core.recommend.adaptive): sharpness of the order likelihood (0: the
+#: static seed list) and the weight of covered scenarios (only 0, the static rule's
+#: bookkeeping, is calibrated: > 0 did better on the 40-task proxy with fixed values but
+#: worse when chosen by this inner leave-one-task-out; see benchmarks/recommender/
+#: adaptive_proxy.py)
+BETAS: tuple[float, ...] = (0.0, 3.0, 10.0, 30.0)
+COVERED_WEIGHTS: tuple[float, ...] = (0.0,)
+#: adaptive seeding: spread of the new task's score around a same-metric past task's score
+#: (0: scores not compared); a factor ~3 apart, over the differences seen between tasks on a
+#: metric in [0, 1]
+SIGMAS: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3)
 HIT = 0.95
 BUDGET = 50
 FEATURES = [m.name for m in META_FEATURES]
@@ -214,14 +232,14 @@ def calibrate(kb: KnowledgeBase, thresholds: Sequence[float] = THRESHOLDS,
               candidates: Sequence[SimilarityMetric] | None = None,
               powers: Sequence[float] = POWERS,
               levels: Sequence[float | None] = LEVELS,
-              fit_share: bool = True) -> dict[str, Any]:
+              fit_share: bool = True, fit_adaptive: bool = True) -> dict[str, Any]:
     """Choose the similarity metric, threshold, neighbour-weight power and seed rule for
     ``kb`` (see module docs).
 
     Returns the calibration dict stored in a knowledge base file: ``metric``, ``threshold``,
     ``power``, ``level`` (None: sum-of-best seed rule; else the hit level of the set-cover
-    rule) and ``validation`` (per-candidate objective curve and the chosen setting's
-    statistics).
+    rule), ``neighbour_share``, ``adaptive`` (``beta``, ``covered_weight``, ``sigma``) and
+    ``validation`` (per-candidate objective curve and the chosen setting's statistics).
     """
     cands = list(candidates) if candidates is not None else _candidates(kb)
     per_cat = []
@@ -259,8 +277,11 @@ def calibrate(kb: KnowledgeBase, thresholds: Sequence[float] = THRESHOLDS,
         metric, power, level, thr, agg = best
     # the portfolio (no neighbours) with the same seed rule, for comparison
     portfolio = next((c[-1][1] for m, p, lv, c in results if lv == level), {})
-    share, share_curve = _calibrate_share(per_cat, metric, thr, power, level) \
+    models: dict[tuple[str, int], np.ndarray] = {}
+    share, share_curve = _calibrate_share(per_cat, metric, thr, power, level, models) \
         if fit_share else (None, {})
+    adaptive, adaptive_curve = _calibrate_adaptive(per_cat, metric, thr, power, level, share,
+                                                   models) if fit_adaptive else (None, {})
     validation = _validate(per_cat, metric, thr)
     validation.update({
         "chosen": {k: round(v, 4) for k, v in agg.items()},
@@ -270,17 +291,22 @@ def calibrate(kb: KnowledgeBase, thresholds: Sequence[float] = THRESHOLDS,
                        for m, p, lv, curve in results},
         "n_tasks": n_tasks, "ks": list(KS), "hit": HIT,
         "neighbour_share": share_curve,
+        "adaptive": adaptive_curve,
     })
     out = {"metric": metric.to_dict(), "threshold": thr, "power": power, "level": level,
            "validation": validation}
     if share is not None:
         out["neighbour_share"] = share
+    if adaptive is not None:
+        out["adaptive"] = adaptive
     return out
 
 
 def _calibrate_share(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]],
                      metric: SimilarityMetric, threshold: float, power: float,
-                     level: float | None) -> tuple[float | None, dict[str, float]]:
+                     level: float | None,
+                     models: dict[tuple[str, int], np.ndarray] | None = None,
+                     ) -> tuple[float | None, dict[str, float]]:
     """Inner leave-one-task-out of the neighbours/meta-model mix: for every task that has
     neighbours, a meta-model fitted without the task's group ranks the seeds together with
     the neighbours' runs; returns the share of the neighbours (of :data:`SHARES`) with the
@@ -302,6 +328,8 @@ def _calibrate_share(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]
                 P = MetaModel(table, tasks, rows_used=others).scenarios(tasks[t])
             except ImportError:
                 return None, {}
+            if models is not None:
+                models[table.category, t] = P
             w = np.maximum(sim[t, nb], 1e-9) ** power
             lv = [HIT if level is None else level] * len(nb) + [MODEL_LEVEL] * len(P)
             cold = cold_trials(U[t])
@@ -319,6 +347,119 @@ def _calibrate_share(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]
     curve = {f"{s:g}": round(float(np.mean(v)), 4) for s, v in logs.items()}
     best = max(SHARES, key=lambda s: (float(np.mean(logs[s])), s))
     return best, curve
+
+
+def inner_scenarios(table: ScoreTable, tasks: Sequence[TaskDescription], sim: np.ndarray,
+                    t: int, threshold: float, power: float, level: float | None,
+                    share: float | None,
+                    models: dict[tuple[str, int], np.ndarray] | None = None,
+                    ) -> Scenarios | None:
+    """The scenarios ``recommend()`` would choose seeds from for task ``t`` with its group
+    left out (neighbours' runs, meta-model trees when ``share`` < 1, else the portfolio);
+    None when no other group is left. ``models`` caches tree predictions per task."""
+    from cmf_core.recommend.recommender import HIT_LEVEL, MODEL_LEVEL, NEIGHBOUR_SHARE
+    from cmf_core.recommend.surrogate import MIN_TASKS, MetaModel
+
+    groups = [x.group or x.id for x in tasks]
+    others = [i for i in range(len(tasks)) if groups[i] != groups[t]]
+    if not others:
+        return None
+    U = table.normalised
+    configs = tuple(table.configs)
+    nb = [i for i in others if sim[t, i] >= threshold]
+
+    def recorded(rows: list[int], n_trees: int = 0) -> np.ndarray | None:
+        R = comparable_scores(table.scores[rows], [tasks[i].metric for i in rows],
+                              tasks[t].metric)
+        return R if R is None or not n_trees else \
+            np.vstack([R, np.full((n_trees, R.shape[1]), np.nan)])
+
+    if not nb:
+        n = len(others)
+        return Scenarios(U[others], np.full(n, 1.0 / n),
+                         None if level is None else np.full(n, float(level)), configs,
+                         scores=recorded(others))
+    w = np.maximum(sim[t, nb], 1e-9) ** power
+    w = w / w.sum()
+    share = NEIGHBOUR_SHARE if share is None else share
+    P = None
+    if share < 1.0 and len(others) >= MIN_TASKS:
+        key = (table.category, t)
+        P = models.get(key) if models is not None else None
+        if P is None:
+            try:
+                P = MetaModel(table, tasks, rows_used=others).scenarios(tasks[t])
+            except ImportError:
+                P = None
+            if P is not None and models is not None:
+                models[key] = P
+    if P is None:
+        lv = HIT_LEVEL if level is None and share >= 1.0 else level
+        return Scenarios(U[nb], w, None if lv is None else np.full(len(nb), float(lv)),
+                         configs, scores=recorded(nb))
+    lvs = [HIT_LEVEL if level is None else level] * len(nb) + [MODEL_LEVEL] * len(P)
+    wa = np.concatenate([w * share, np.full(len(P), (1 - share) / len(P))])
+    return Scenarios(np.vstack([U[nb], P]), wa, np.asarray(lvs, float), configs,
+                     scores=recorded(nb, len(P)))
+
+
+def calibrate_adaptive(kb: KnowledgeBase,
+                       calibration: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
+    """Only the adaptive-seeding step of :func:`calibrate`, for a knowledge base and a
+    calibration that has the other keys (metric, threshold, power, level, share)."""
+    per_cat = []
+    for cat in kb.categories():
+        table = kb.table(cat)
+        tasks = [kb.tasks[t] for t in table.task_ids]
+        if len(tasks) >= 2:
+            per_cat.append((cat, table, tasks))
+    metric = SimilarityMetric.from_dict(calibration["metric"])
+    return _calibrate_adaptive(per_cat, metric, float(calibration["threshold"]),
+                               float(calibration.get("power", 1.0)), calibration.get("level"),
+                               calibration.get("neighbour_share"))
+
+
+def _calibrate_adaptive(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]],
+                        metric: SimilarityMetric, threshold: float, power: float,
+                        level: float | None, share: float | None,
+                        models: dict[tuple[str, int], np.ndarray] | None = None,
+                        ) -> tuple[dict[str, float], dict[str, float]]:
+    """Inner leave-one-task-out of adaptive seeding: for every task, the seeder's scenarios
+    as ``recommend()`` builds them without the task's group, its observations the task's
+    scores (a configuration the task did not run: its worst score). Returns the (``beta``,
+    ``covered_weight``, ``sigma``) of :data:`BETAS` x :data:`COVERED_WEIGHTS` x
+    :data:`SIGMAS` with the best mean log-speedup proxy (ties: the smaller values), and every
+    rule's value."""
+    from cmf_core.recommend.adaptive import adaptive_order
+
+    rules = [(b, c, s) for b in BETAS for c in COVERED_WEIGHTS for s in SIGMAS]
+    logs: dict[tuple[float, float, float], list[float]] = {r: [] for r in rules}
+    for _, table, tasks in per_cat:
+        sim = similarity_matrix(tasks, metric)
+        U, S = table.normalised, table.scores
+        for t in range(len(tasks)):
+            scen = inner_scenarios(table, tasks, sim, t, threshold, power, level, share, models)
+            if scen is None or not np.isfinite(S[t]).any():
+                continue
+            worst = float(np.nanmin(S[t]))
+            y = np.where(np.isfinite(S[t]), S[t], worst)
+            cold = cold_trials(U[t])
+            for beta, cw, sigma in rules:
+                order = adaptive_order(scen, lambda c, y=y: float(y[c]), max(KS), beta, cw,
+                                       sigma)
+                hit_at = [i + 1 for i, c in enumerate(order)
+                          if np.isfinite(U[t, c]) and U[t, c] >= HIT]
+                for k in KS:
+                    hit = bool(hit_at) and hit_at[0] <= k
+                    trials = hit_at[0] if hit else min(k + cold, BUDGET + 1.0)
+                    logs[beta, cw, sigma].append(math.log(cold / trials))
+    if not logs[rules[0]]:
+        return {"beta": 0.0, "covered_weight": 0.0, "sigma": 0.0}, {}
+    mean = {r: float(np.mean(v)) for r, v in logs.items()}
+    best = max(rules, key=lambda r: (round(mean[r], 9), -r[0], -r[1], -r[2]))
+    curve = {f"beta={b:g},covered={c:g},sigma={s:g}": round(mean[b, c, s], 4)
+             for b, c, s in rules}
+    return {"beta": best[0], "covered_weight": best[1], "sigma": best[2]}, curve
 
 
 def _validate(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]],

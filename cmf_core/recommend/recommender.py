@@ -28,7 +28,7 @@ import enum
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -38,6 +38,9 @@ from cmf_core.recommend.knowledge import KnowledgeBase, ScoreTable, from_store, 
 from cmf_core.recommend.space import SPACES, check_config, config_key, to_optuna_params
 from cmf_core.recommend.surrogate import meta_model
 from cmf_core.recommend.task import TaskDescription
+
+if TYPE_CHECKING:
+    from cmf_core.recommend.adaptive import AdaptiveSeeder
 
 
 class Strategy(enum.StrEnum):
@@ -103,6 +106,8 @@ class Recommendation:
     elapsed_s: float = 0.0
     error: str | None = None
     extra: Mapping[str, Any] = field(default_factory=dict)
+    #: what the seeds were chosen from (None when there are no seeds); used by :meth:`seeder`
+    scenarios: Scenarios | None = field(default=None, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.seeds)
@@ -125,6 +130,26 @@ class Recommendation:
         for params in self.optuna_params():
             study.enqueue_trial(params, skip_if_exists=True)
         return len(self.seeds)
+
+    def seeder(self, k: int | None = None, beta: float | None = None,
+               covered_weight: float | None = None,
+               sigma: float | None = None) -> AdaptiveSeeder:
+        """Adaptive seeds (:mod:`cmf_core.recommend.adaptive`): up to ``k`` (default: as many
+        as :attr:`seeds`), each chosen after the scores of the previous ones; the first is
+        ``seeds[0]``. ``beta``, ``covered_weight`` and ``sigma`` default to the knowledge
+        base's calibration. With no seeds, a seeder that gives none."""
+        from cmf_core.recommend.adaptive import BETA, COVERED_WEIGHT, SIGMA, AdaptiveSeeder
+
+        cal = self.extra.get("adaptive") or {}
+        beta = float(cal.get("beta", BETA)) if beta is None else beta
+        cw = float(cal.get("covered_weight", COVERED_WEIGHT)) if covered_weight is None \
+            else covered_weight
+        sigma = float(cal.get("sigma", SIGMA)) if sigma is None else sigma
+        k = len(self.seeds) if k is None else k
+        scen = self.scenarios
+        if scen is None or not self.seeds:
+            scen = Scenarios(np.zeros((1, 0)), np.ones(1), None, ())
+        return AdaptiveSeeder(scen, k, beta=beta, covered_weight=cw, sigma=sigma)
 
     def explain(self) -> str:
         """A human-readable account: strategy, similar tasks, and the runs behind each seed."""
@@ -243,6 +268,41 @@ def greedy_portfolio(normalised: np.ndarray, weights: Sequence[float] | np.ndarr
     return chosen
 
 
+@dataclass(frozen=True, eq=False)
+class Scenarios:
+    """What seeds are chosen from: ``normalised`` (scenarios x the category's configurations,
+    NaN = not run), the scenarios' ``weights``, their hit ``levels`` (None: the sum-of-best
+    rule), the table's ``configs`` (column order) and ``first``, a column that goes first
+    whatever the rule says (the same task run before), or None. ``scores``: the
+    scenarios' recorded scores where they are on the new task's scale (a past task scored
+    with the same metric), else NaN (meta-model trees, other metrics); None: none is. Only
+    the adaptive seeder uses it (:mod:`cmf_core.recommend.adaptive`)."""
+
+    normalised: np.ndarray
+    weights: np.ndarray
+    levels: np.ndarray | None
+    configs: tuple[Mapping[str, Any], ...]
+    first: int | None = None
+    scores: np.ndarray | None = None
+
+    def order(self, k: int) -> list[int]:
+        """The static seed columns: the greedy rule's first ``k`` (``first`` moved first)."""
+        cols = greedy_portfolio(self.normalised, self.weights, k, level=self.levels)
+        if self.first is not None:
+            cols = [self.first, *[c for c in cols if c != self.first]][:max(k, 1)]
+        return cols
+
+
+def comparable_scores(scores: np.ndarray, metrics: Sequence[str | None],
+                      metric: str | None) -> np.ndarray | None:
+    """``scores`` (rows: past tasks scored with ``metrics``) where a row's metric is the new
+    task's ``metric``, NaN elsewhere; None when no row is comparable (or ``metric`` is None)."""
+    same = np.array([metric is not None and m == metric for m in metrics], dtype=bool)
+    if not same.any():
+        return None
+    return np.where(same[:, None], np.asarray(scores, dtype=float), np.nan)
+
+
 def seed_columns(table: ScoreTable, rows: Sequence[int], weights: Sequence[float],
                  k: int, level: float | None = None) -> list[int]:
     """Greedy seeds from a subset of a score table's rows."""
@@ -345,10 +405,17 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
     if neighbours and share >= 1.0 and level is None:
         level = HIT_LEVEL  # the set-cover rule, as when the trees are mixed in with weight 0
     extra: dict[str, Any] = {"seed_rule": "sum" if level is None else f"cover@{level:g}"}
+    adaptive = cal.get("adaptive")
     model = meta_model(kb, category) if neighbours and use_meta_model and share < 1.0 \
         else None
+    configs = tuple(table.configs)
+    raw = comparable_scores(table.scores[rows], [kb.tasks[table.task_ids[r]].metric
+                                                 for r in rows], desc.metric)
     if model is None:
-        cols = seed_columns(table, rows, weights, k, level)
+        w = np.asarray(weights, float)
+        scen = Scenarios(table.normalised[rows], w / w.sum(),
+                         None if level is None else np.full(len(rows), level), configs,
+                         scores=raw)
     else:
         # scenarios: the neighbours' runs (weight share ``neighbour_share``, by similarity)
         # and the meta-model's trees (the rest, equal); set cover of their hits
@@ -356,19 +423,23 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         w_nb = np.asarray(weights, float) / float(np.sum(weights)) * share
         w_all = np.concatenate([w_nb, np.full(len(P), (1.0 - share) / len(P))])
         levels = [HIT_LEVEL if level is None else level] * len(rows) + [MODEL_LEVEL] * len(P)
-        cols = greedy_portfolio(np.vstack([table.normalised[rows], P]), w_all, k,
-                                level=levels)
+        scen = Scenarios(np.vstack([table.normalised[rows], P]), w_all, np.asarray(levels),
+                         configs, scores=None if raw is None else
+                         np.vstack([raw, np.full(P.shape, np.nan)]))
         message += f"; ranked with a meta-model of {len(table.task_ids)} {category} tasks"
         extra = {"seed_rule": f"cover@{levels[0]:g}+meta-model@{MODEL_LEVEL:g}",
                  "neighbour_share": share}
+    if adaptive:
+        extra["adaptive"] = dict(adaptive)
     same_task = next((i for i, (t, _) in enumerate(neighbours) if t == desc.id), 0)
     if neighbours and neighbours[same_task][1] >= SAME_TASK_SIMILARITY:
         # this task (or a sample of it) was run before: its best configuration goes first,
         # whatever the cover of the other scenarios prefers
         best = int(np.nanargmax(table.scores[rows[same_task]]))  # it has runs (``same``)
-        cols = [best, *[c for c in cols if c != best]][:max(k, 1)]
+        scen = replace(scen, first=best)
         message += (f"; first the best run of {kb.tasks[neighbours[same_task][0]].name} "
                     "(the same task)")
+    cols = scen.order(k)
     sim_of = dict(neighbours) if neighbours else {t.id: s for t, s in
                                                   ((kb.tasks[i], s) for i, s in sims)}
     seeds = tuple(_seed(kb, table, j, rows, weights, sim_of) for j in cols)
@@ -379,7 +450,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
         neighbours=tuple(_neighbour(kb, desc, metric, t, s) for t, s in neighbours),
-        elapsed_s=time.perf_counter() - started, extra=extra, **common)
+        elapsed_s=time.perf_counter() - started, extra=extra, scenarios=scen, **common)
 
 
 def _seed(kb: KnowledgeBase, table: ScoreTable, col: int, rows: Sequence[int],

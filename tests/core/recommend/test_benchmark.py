@@ -82,3 +82,19 @@ def test_loto_smoke_report(tmp_path: Path) -> None:
 
         rec = recommend(kb.tasks[t["task_id"]], k=10, knowledge=rest)
         assert [config_key(c) for c in rec.configs()] == t["seed_configs"]["kg"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
+def test_loto_smoke_adaptive(tmp_path: Path) -> None:
+    loto = _load("loto")
+    assert loto.main(["--smoke", "--jobs", "1", "--out", str(tmp_path), "--no-plots",
+                      "--adaptive", "--ks", "5"]) == 0
+    report = json.loads((tmp_path / "loto-smoke-adaptive.json").read_text())
+    assert report["config"]["adaptive"] is True and report["seeds_first_ok"] is True
+    assert set(report["analysis"]["arms"]) == {"cold", "kg@5", "random@5", "portfolio@5"}
+    for t in report["tasks"]:
+        assert set(t["adaptive"]) == {"beta", "covered_weight", "sigma"}
+        static, adaptive = t["seed_configs"]["kg"], t["seed_configs"]["kg_adaptive"]
+        for given in adaptive:  # per TPE seed: 5 distinct configurations, the first static
+            assert len(given) == len(set(given)) == 5 and given[0] == static[0]

@@ -1,0 +1,318 @@
+"""Adaptive seeding: each next seed is chosen after seeing the new task's scores on the
+previous ones.
+
+A static seed list (:attr:`Recommendation.seeds <cmf_core.recommend.Recommendation.seeds>`)
+is fixed before the search starts. The :class:`AdaptiveSeeder` starts from the same first
+seed, and then, after each observed score:
+
+1. reweights the scenarios (the neighbours' runs and the meta-model's trees, see
+   :mod:`cmf_core.recommend.recommender`) by how well each explains the order of the scores
+   observed so far: a scenario's weight is multiplied, for every pair of observed
+   configurations, by ``sigmoid(beta * (U_s[a] - U_s[b]))`` with ``a`` the one that scored
+   better on the new task. The normalised scale (1 = a task's best run, 0 = its median run)
+   is unknown for the new task, so here only the order counts;
+   where a scenario is a past task scored with the *same metric* as the new task
+   (:attr:`Scenarios.scores <cmf_core.recommend.recommender.Scenarios>`), its recorded scores
+   are on the new task's scale, and its weight is also multiplied by the Gaussian likelihood
+   ``exp(-(y - S_s[c])**2 / (2 sigma**2))`` of each observed score ``y`` (the new task scores
+   about what that task scored, give or take ``sigma``). A scenario without such scores (a
+   meta-model tree, a task of another metric) gets the posterior-weighted mean of the
+   comparable scenarios' likelihoods (the scores neither favour nor penalise it). Unlike the
+   order, this works from the first score on, so the second seed adapts too;
+2. takes one more greedy set-cover step over the reweighted scenarios: the next seed is the
+   untried configuration that hits (normalised score >= the scenario's level) the largest
+   weight of scenarios. A scenario in which a tried configuration hits is *covered* (were the
+   new task exactly that scenario, the search would have hit already); its weight counts
+   ``covered_weight`` times (default 0: not at all, as in the static rule; the search goes
+   on only while no seed has hit, so a covered scenario is ruled out).
+
+``beta`` and ``sigma`` are calibrated with the rest
+(:func:`cmf_core.recommend.calibrate.calibrate`, key ``adaptive``); a knowledge base whose
+calibration lacks them uses :data:`BETA` and :data:`SIGMA`. With ``beta = 0``, ``sigma = 0``
+(and ``covered_weight = 0``) the seeds are the static list.
+
+Use it with any searcher (:meth:`AdaptiveSeeder.next_config`, scores: higher is better) or
+with Optuna (:meth:`AdaptiveSeeder.enqueue_first` and :meth:`AdaptiveSeeder.optuna_callback`,
+the study's direction respected). Seeds still count in the search's budget; the searcher's
+own settings are untouched.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from cmf_core.errors import InvalidInputError
+from cmf_core.recommend.recommender import Scenarios, optuna_params
+from cmf_core.recommend.space import config_key, from_optuna_params
+
+#: default sharpness of the order likelihood (normalised scores: 1 = best run, 0 = median
+#: run): what calibration chooses on the shipped knowledge base, whose file predates the knob
+BETA = 3.0
+#: default weight of covered scenarios in the cover term (0: the static rule's bookkeeping)
+COVERED_WEIGHT = 0.0
+#: default spread (in the metric's units) of the new task's score around a same-metric past
+#: task's score on a configuration (0: scores not compared); what calibration chooses on the
+#: shipped knowledge base, whose file predates the knob
+SIGMA = 0.1
+
+
+def posterior_weights(normalised: np.ndarray, weights: Sequence[float] | np.ndarray,
+                      tried: Sequence[int], scores: Sequence[float],
+                      beta: float, recorded: np.ndarray | None = None,
+                      sigma: float = 0.0) -> np.ndarray:
+    """Scenario weights times the likelihood of the observed order of ``scores`` (higher is
+    better; NaN: no score) on the ``tried`` columns: for every pair with different scores,
+    ``sigmoid(beta * (U_s[a] - U_s[b]))`` with ``a`` the better one. A scenario without a
+    prediction for one of the two is neutral on that pair. With ``recorded`` (the scenarios'
+    scores on the new task's scale, NaN where not comparable) and ``sigma > 0``, times the
+    likelihood of the scores themselves (:func:`score_loglik`). Returns weights summing to 1."""
+    U = np.asarray(normalised, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    w = w / w.sum()
+    w = _order_weights(U, w, tried, scores, beta)
+    if recorded is None or sigma <= 0:
+        return w
+    ll = score_loglik(recorded, w, tried, scores, sigma)
+    post = w * np.exp(ll - ll[w > 0].max())
+    return post / post.sum()
+
+
+def score_loglik(recorded: np.ndarray, weights: np.ndarray, tried: Sequence[int],
+                 scores: Sequence[float], sigma: float) -> np.ndarray:
+    """Per scenario, the log-likelihood (up to a constant) of the observed ``scores`` if the new
+    task scored what the scenario recorded, give or take ``sigma`` (Gaussian). Scenarios with
+    no recorded score on the tried columns (other metric, meta-model trees) get the log of the
+    ``weights``-weighted mean likelihood of the others (all zero when none has one)."""
+    R = np.asarray(recorded, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    y = np.asarray(scores, dtype=float)
+    cols = [int(c) for c, v in zip(tried, y, strict=True) if np.isfinite(v)]
+    y = y[np.isfinite(y)]
+    if not cols:
+        return np.zeros(len(w))
+    d = (R[:, cols] - y[None, :]) / sigma
+    comparable = np.isfinite(d).any(axis=1)
+    ll = -0.5 * np.where(np.isfinite(d), d * d, 0.0).sum(axis=1)
+    known = comparable & (w > 0)
+    if not known.any():
+        return np.zeros(len(w))
+    top = ll[known].max()
+    ll[~comparable] = top + math.log(float(np.sum(w[known] * np.exp(ll[known] - top)))
+                                     / float(w[known].sum()))
+    return ll
+
+
+def _order_weights(U: np.ndarray, w: np.ndarray, tried: Sequence[int],
+                   scores: Sequence[float], beta: float) -> np.ndarray:
+    y = np.asarray(scores, dtype=float)
+    idx = [int(c) for c, v in zip(tried, y, strict=True) if np.isfinite(v)]
+    y = y[np.isfinite(y)]
+    if beta <= 0 or len(idx) < 2:
+        return w
+    loglik = np.zeros(len(w))
+    for i in range(len(idx)):
+        for j in range(i + 1, len(idx)):
+            if y[i] == y[j]:
+                continue
+            a, b = (idx[i], idx[j]) if y[i] > y[j] else (idx[j], idx[i])
+            d = U[:, a] - U[:, b]
+            loglik -= np.logaddexp(0.0, -beta * np.where(np.isfinite(d), d, 0.0))
+    post = w * np.exp(loglik - loglik[w > 0].max())
+    return post / post.sum()
+
+
+def next_column(normalised: np.ndarray, weights: np.ndarray, levels: np.ndarray | None,
+                tried: Sequence[int], covered_weight: float = 0.0,
+                floor: float = 0.0) -> int | None:
+    """One greedy set-cover step over (reweighted) scenarios, ``tried`` columns excluded
+    (see module docs); with ``levels=None`` the sum-of-best rule. None when all were tried.
+    With ``covered_weight=0`` this continues :func:`~cmf_core.recommend.recommender.
+    greedy_portfolio` exactly."""
+    U = np.asarray(normalised, dtype=float)
+    w = np.asarray(weights, dtype=float)
+    tried = [int(c) for c in tried]
+    if len(set(tried)) >= U.shape[1]:
+        return None
+    V = np.where(np.isfinite(U), U, floor)
+    current = np.maximum(V[:, tried].max(axis=1), floor) if tried else np.full(len(w), floor)
+    mean = (w[:, None] * np.where(np.isfinite(U), U, 0.0)).sum(0)
+    gain = (w[:, None] * np.maximum(current[:, None], V)).sum(0) + 1e-6 * mean
+    if levels is not None:
+        hits = np.greater_equal(V, np.asarray(levels, dtype=float)[:, None])
+        covered = hits[:, tried].any(axis=1) if tried else np.zeros(len(w), bool)
+        wc = np.where(covered, w * covered_weight, w)
+        gain = (wc[:, None] * hits).sum(0) + 1e-3 * gain
+    gain[tried] = -np.inf
+    return int(np.argmax(gain))
+
+
+def adaptive_order(scenarios: Scenarios, observe: Callable[[int], float], k: int,
+                   beta: float = BETA, covered_weight: float = COVERED_WEIGHT,
+                   sigma: float = SIGMA) -> list[int]:
+    """``k`` columns chosen one at a time; ``observe(column)`` returns the new task's score
+    there (higher is better, NaN for a failed run). For simulations (calibration, proxy)."""
+    tried: list[int] = []
+    scores: list[float] = []
+    for _ in range(k):
+        col = _next(scenarios, tried, scores, beta, covered_weight, sigma)
+        if col is None:
+            break
+        tried.append(col)
+        scores.append(float(observe(col)))
+    return tried
+
+
+def _next(scen: Scenarios, tried: Sequence[int], scores: Sequence[float], beta: float,
+          covered_weight: float, sigma: float) -> int | None:
+    if not tried and scen.first is not None:
+        return scen.first
+    w = posterior_weights(scen.normalised, scen.weights, tried, scores, beta, scen.scores,
+                          sigma)
+    return next_column(scen.normalised, w, scen.levels, tried, covered_weight)
+
+
+class AdaptiveSeeder:
+    """Up to ``k`` seeds, each chosen after the scores of the previous ones (module docs).
+
+    Build it with :meth:`Recommendation.seeder <cmf_core.recommend.Recommendation.seeder>`.
+    It remembers the seeds it gave and never gives one twice.
+    """
+
+    def __init__(self, scenarios: Scenarios, k: int, beta: float = BETA,
+                 covered_weight: float = COVERED_WEIGHT, sigma: float = SIGMA) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+            raise InvalidInputError(f"k={k!r} must be a whole number >= 0")
+        if not (math.isfinite(beta) and beta >= 0):
+            raise InvalidInputError(f"beta={beta!r} must be a finite number >= 0")
+        if not (math.isfinite(sigma) and sigma >= 0):
+            raise InvalidInputError(f"sigma={sigma!r} must be a finite number >= 0 (0: do not "
+                                    "compare scores with past tasks)")
+        if not 0.0 <= covered_weight <= 1.0:
+            raise InvalidInputError(f"covered_weight={covered_weight!r} must be in [0, 1]")
+        self.scenarios = scenarios
+        self.k = k
+        self.beta = float(beta)
+        self.covered_weight = float(covered_weight)
+        self.sigma = float(sigma)
+        self._column = {config_key(c): j for j, c in enumerate(scenarios.configs)}
+        self.given: list[dict[str, Any]] = []
+        self._given_cols: list[int] = []
+
+    @property
+    def done(self) -> bool:
+        """True once ``k`` seeds were given (or every configuration was)."""
+        return len(self.given) >= min(self.k, len(self.scenarios.configs))
+
+    def next_config(self, observations: Mapping[str, float | None]) -> dict[str, Any] | None:
+        """The next seed, or None after ``k`` seeds.
+
+        ``observations`` maps :func:`~cmf_core.recommend.space.config_key` of each evaluated
+        configuration to its score on the new task, **higher is better** (negate losses);
+        None or NaN for a failed run (it counts as tried, with no score). Configurations
+        outside the knowledge base's table are allowed and ignored. Pass every observation so
+        far each time (a growing dict is fine).
+        """
+        if self.done:
+            return None
+        tried = list(self._given_cols)
+        scores = [math.nan] * len(tried)
+        for key, value in _check(observations).items():
+            col = self._column.get(key)
+            if col is None:
+                continue
+            if col in tried:
+                scores[tried.index(col)] = value
+            else:
+                tried.append(col)
+                scores.append(value)
+        col = _next(self.scenarios, tried, scores, self.beta, self.covered_weight,
+                    self.sigma)
+        if col is None:
+            return None
+        config = dict(self.scenarios.configs[col])
+        self.given.append(config)
+        self._given_cols.append(col)
+        return config
+
+    # Optuna ---------------------------------------------------------------------------------
+    def enqueue_first(self, study: Any) -> int:
+        """Enqueue the first seed into an Optuna study (with :meth:`optuna_callback` giving
+        the rest); returns how many were enqueued (0 or 1)."""
+        config = self.next_config(self._observations(study))
+        if config is None:
+            return 0
+        study.enqueue_trial(optuna_params(config), skip_if_exists=True)
+        return 1
+
+    def optuna_callback(self) -> Callable[[Any, Any], None]:
+        """A callback for ``study.optimize(..., callbacks=[...])``: after each finished trial,
+        once no seed is waiting in the queue, it enqueues the next seed from the study's
+        results so far, until ``k`` seeds were given. Complete trials give scores (negated for
+        a ``minimize`` study); failed and pruned ones count as tried with no score. Call
+        :meth:`enqueue_first` before ``optimize``."""
+
+        def callback(study: Any, trial: Any) -> None:
+            import optuna
+
+            if self.done:
+                return
+            waiting = study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))
+            if waiting:
+                return
+            config = self.next_config(self._observations(study))
+            if config is not None:
+                study.enqueue_trial(optuna_params(config), skip_if_exists=True)
+
+        return callback
+
+    def _observations(self, study: Any) -> dict[str, float | None]:
+        import optuna
+
+        if len(study.directions) != 1:
+            raise InvalidInputError(
+                f"adaptive seeding needs a single-objective study; {study.study_name!r} has "
+                f"{len(study.directions)} objectives")
+        sign = -1.0 if study.direction == optuna.study.StudyDirection.MINIMIZE else 1.0
+        State = optuna.trial.TrialState
+        out: dict[str, float | None] = {}
+        for t in study.get_trials(deepcopy=False,
+                                  states=(State.COMPLETE, State.FAIL, State.PRUNED)):
+            if "model" not in t.params:
+                continue
+            key = config_key(from_optuna_params(t.params))
+            value = sign * float(t.value) if t.state == State.COMPLETE else None
+            prev = out.get(key)
+            if key not in out or (value is not None and (prev is None or value > prev)):
+                out[key] = value
+        return out
+
+
+def _check(observations: Mapping[str, float | None]) -> dict[str, float]:
+    if not isinstance(observations, Mapping):
+        raise InvalidInputError(
+            f"observations must map config_key(config) to a score; got "
+            f"{type(observations).__name__}")
+    out: dict[str, float] = {}
+    for key, value in observations.items():
+        if not isinstance(key, str):
+            raise InvalidInputError(
+                f"observation key {key!r} must be config_key(config) (a string), not "
+                f"{type(key).__name__}")
+        if value is None:
+            out[key] = math.nan
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating,
+                                                             np.integer)):
+            raise InvalidInputError(
+                f"score {value!r} for {key} must be a number (higher is better) or None for "
+                "a failed run")
+        v = float(value)
+        if math.isinf(v):
+            raise InvalidInputError(
+                f"score {value!r} for {key} is infinite; give None for a failed run")
+        out[key] = v
+    return out

@@ -1,0 +1,279 @@
+"""Adaptive seeding: seeds chosen after the new task's scores on the previous ones."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import optuna
+import pytest
+
+from cmf_core.errors import CmfError
+from cmf_core.recommend.adaptive import (
+    AdaptiveSeeder,
+    next_column,
+    posterior_weights,
+    score_loglik,
+)
+from cmf_core.recommend.knowledge import KnowledgeBase, shipped
+from cmf_core.recommend.recommender import (
+    Recommendation,
+    Scenarios,
+    greedy_portfolio,
+    recommend,
+)
+from cmf_core.recommend.space import config_key, suggest_config
+from cmf_core.recommend.task import TaskDescription
+
+TARGET = "friedman1"
+
+
+@pytest.fixture(scope="module")
+def kb() -> KnowledgeBase:
+    return shipped()
+
+
+@pytest.fixture(scope="module")
+def case(kb: KnowledgeBase) -> tuple[Recommendation, dict[str, float], str]:
+    """The recommendation for a task of the shipped knowledge base with its group left out,
+    and the task's real scores (config key -> score)."""
+    task = next(t for t in kb.tasks.values() if t.name == TARGET)
+    rest = kb.without(task_ids=[task.id], groups=[task.group] if task.group else [])
+    rec = recommend(task, k=5, knowledge=rest)
+    scores = {k: r.score for k, r in kb.run_lookup(task.id).items()}
+    return rec, scores, task.category.value
+
+
+def test_order_likelihood_favours_scenarios_that_explain_the_scores() -> None:
+    U = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]])
+    prior = np.array([0.5, 0.5])
+    assert posterior_weights(U, prior, [0], [0.7], beta=10).tolist() == [0.5, 0.5]  # no pair
+    w = posterior_weights(U, prior, [0, 1], [0.6, 0.9], beta=10)  # column 1 scored better
+    assert w[1] > 0.99 and w.sum() == pytest.approx(1.0)
+    assert posterior_weights(U, prior, [0, 1], [0.6, 0.9], beta=0).tolist() == [0.5, 0.5]
+    # a scenario that never ran a configuration is neutral on its pairs (factor 1/2)
+    w = posterior_weights(np.array([[np.nan, 1.0], [1.0, 0.0]]), prior, [0, 1], [0.9, 0.6], 10)
+    agree = 1 / (1 + math.exp(-10))
+    assert w[0] == pytest.approx(0.5 / (0.5 + agree))
+
+
+def test_score_likelihood_favours_the_past_task_that_scored_alike() -> None:
+    U = np.zeros((3, 2))
+    prior = np.array([0.5, 0.3, 0.2])
+    recorded = np.array([[0.90, 0.6], [0.70, 0.8], [np.nan, np.nan]])  # row 2: a tree
+    w = posterior_weights(U, prior, [0], [0.88], beta=0.0, recorded=recorded, sigma=0.03)
+    assert w[1] < 1e-3 and w[0] > w[2] and w.sum() == pytest.approx(1.0)
+    # sigma 0: the scores are not compared; without recorded scores neither
+    assert posterior_weights(U, prior, [0], [0.88], 0.0, recorded, 0.0).tolist() == \
+        pytest.approx(prior.tolist())
+    assert posterior_weights(U, prior, [0], [0.88], 0.0, None, 0.1).tolist() == \
+        pytest.approx(prior.tolist())
+    # a scenario with no comparable score gets the prior-weighted mean likelihood of the others
+    ll = score_loglik(recorded, prior, [0], [0.88], 0.1)
+    lik = np.exp(-0.5 * ((recorded[:2, 0] - 0.88) / 0.1) ** 2)
+    assert math.exp(ll[2]) == pytest.approx(float((prior[:2] * lik).sum() / prior[:2].sum()))
+    assert ll[0] == pytest.approx(math.log(lik[0]))
+    # no finite observation: no information
+    assert score_loglik(recorded, prior, [0], [math.nan], 0.1).tolist() == [0.0, 0.0, 0.0]
+
+
+def test_one_score_moves_the_second_seed_when_scores_are_comparable() -> None:
+    # column 0 is everyone's first seed; task A's other winner is column 1, task B's column 2;
+    # A scored 0.9 on column 0, B 0.7
+    U = np.array([[1.0, 0.97, 0.0], [1.0, 0.0, 0.99]])
+    recorded = np.array([[0.9, 0.88, 0.5], [0.7, 0.4, 0.69]])
+    configs = ({"model": "a"}, {"model": "b"}, {"model": "c"})
+    scen = Scenarios(U, np.array([0.5, 0.5]), np.full(2, 1.01), configs, first=0,
+                     scores=recorded)  # level above 1: no scenario is hit, the soft rule decides
+    for y, expected in ((0.91, "b"), (0.71, "c")):
+        seeder = AdaptiveSeeder(scen, 2, beta=0.0, sigma=0.05)
+        first = seeder.next_config({})
+        assert first == {"model": "a"}
+        assert seeder.next_config({config_key(first): y}) == {"model": expected}
+    static = [AdaptiveSeeder(scen, 2, beta=0.0, sigma=0.0) for _ in range(2)]
+    got = []
+    for seeder, y in zip(static, (0.91, 0.71), strict=True):
+        first = seeder.next_config({})
+        got.append(seeder.next_config({config_key(first): y}))
+    assert got[0] == got[1]  # without comparing scores, one score changes nothing
+
+
+def test_scenarios_hold_the_scores_of_past_tasks_with_the_same_metric(
+        kb: KnowledgeBase) -> None:
+    task = next(t for t in kb.tasks.values() if t.name == "clf-easy")
+    rest = kb.without(task_ids=[task.id], groups=[task.group] if task.group else [])
+    rec = recommend(task, k=3, knowledge=rest)
+    scen = rec.scenarios
+    assert scen is not None and scen.scores is not None
+    table = rest.table(task.category.value)
+    # rows: the neighbours' runs in order (or every task for a portfolio), then meta-model trees
+    ids = [n.task_id for n in rec.neighbours] or table.task_ids
+    same = [rest.tasks[t].metric == task.metric for t in ids]
+    assert any(same) and not all(same)  # the category mixes roc_auc and balanced_accuracy
+    for i, t in enumerate(ids):
+        expected = table.scores[table.row(t)] if same[i] else np.full(len(table.configs), np.nan)
+        assert np.array_equal(scen.scores[i], expected, equal_nan=True)
+    assert np.isnan(scen.scores[len(ids):]).all()
+    # a description without a metric compares nothing
+    anonymous = TaskDescription.from_dict({**task.to_dict(), "metric": None})
+    assert recommend(anonymous, k=3, knowledge=rest).scenarios.scores is None  # type: ignore
+
+
+def test_next_column_continues_the_static_cover_and_skips_tried() -> None:
+    U = np.array([[0.97, 0.0, 0.9, 0.0], [0.0, 0.96, 0.9, 0.0], [0.0, 0.0, 0.2, 0.99]])
+    w = np.array([0.5, 0.3, 0.2])
+    levels = np.full(3, 0.95)
+    static = greedy_portfolio(U, w, 4, level=0.95)
+    tried: list[int] = []
+    for _ in range(4):
+        col = next_column(U, w, levels, tried)
+        assert col is not None and col not in tried
+        tried.append(col)
+    assert tried == static
+    assert next_column(U, w, levels, tried) is None
+
+
+def test_beta_zero_gives_the_static_seeds(case: tuple[Recommendation, dict[str, float], str]
+                                          ) -> None:
+    rec, scores, _ = case
+    seeder = rec.seeder(beta=0.0, sigma=0.0)
+    obs: dict[str, float | None] = {}
+    got = []
+    while (cfg := seeder.next_config(obs)) is not None:
+        got.append(cfg)
+        obs[config_key(cfg)] = scores[config_key(cfg)]
+    assert got == rec.configs()
+
+
+def test_first_seed_is_static_and_evidence_changes_the_next(
+        case: tuple[Recommendation, dict[str, float], str]) -> None:
+    rec, _, _ = case
+    first = rec.seeder().next_config({})
+    assert first == rec.configs()[0]
+    k1 = config_key(first)
+    # without comparing scores with past tasks (sigma 0), one score alone says nothing (only
+    # the order counts): the second seed is the static one
+    s = rec.seeder(sigma=0.0)
+    s.next_config({})
+    assert s.next_config({k1: 0.5}) == rec.configs()[1]
+    # with a second observed configuration (a baseline the user ran), the first seed losing
+    # or winning against it changes which scenarios are believed, and the next seed with them
+    changed = []
+    for cfg in rec.scenarios.configs:  # type: ignore[union-attr]
+        base = config_key(cfg)
+        if base == k1:
+            continue
+        nxt = {}
+        for first_score in (0.1, 0.9):  # the baseline scored 0.5
+            s = rec.seeder(beta=30.0, sigma=0.0)
+            s.next_config({base: 0.5})
+            nxt[first_score] = s.next_config({base: 0.5, k1: first_score})
+        if nxt[0.1] != nxt[0.9]:
+            changed.append(base)
+    assert changed, "no baseline's outcome changed the second seed"
+
+
+def test_never_repeats_and_stops_after_k(case: tuple[Recommendation, dict[str, float], str]
+                                        ) -> None:
+    rec, scores, _ = case
+    seeder = rec.seeder(k=7)
+    obs: dict[str, float | None] = {}
+    keys = []
+    for _ in range(10):
+        cfg = seeder.next_config(obs)
+        if cfg is None:
+            break
+        keys.append(config_key(cfg))
+        obs[keys[-1]] = scores[keys[-1]]
+    assert len(keys) == 7 and len(set(keys)) == 7 and seeder.done
+    assert seeder.next_config(obs) is None
+    # a seed given but not yet observed (still running) is not given again
+    s = rec.seeder(k=3)
+    a, b = s.next_config({}), s.next_config({})
+    assert a is not None and b is not None and a != b
+
+
+def _study(direction: str, category: str, scores: dict[str, float], seeder: AdaptiveSeeder,
+           n_trials: int, fail_first: str | None = None) -> optuna.Study:
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    study = optuna.create_study(direction=direction,
+                                sampler=optuna.samplers.TPESampler(seed=0))
+    worst = min(scores.values())
+    sign = 1.0 if direction == "maximize" else -1.0
+
+    def objective(trial: optuna.Trial) -> float:
+        cfg = suggest_config(trial, category)
+        if fail_first and trial.number == 0:
+            if fail_first == "fail":
+                raise RuntimeError("the first configuration failed to fit")
+            raise optuna.TrialPruned()
+        return sign * scores.get(config_key(cfg), worst)
+
+    seeder.enqueue_first(study)
+    study.optimize(objective, n_trials=n_trials, callbacks=[seeder.optuna_callback()],
+                   catch=(RuntimeError,))
+    return study
+
+
+def _configs(study: optuna.Study) -> list[dict[str, Any]]:
+    from cmf_core.recommend.space import from_optuna_params
+
+    return [from_optuna_params(t.params) for t in study.trials]
+
+
+def test_optuna_seeds_come_first_and_direction_is_respected(
+        case: tuple[Recommendation, dict[str, float], str]) -> None:
+    rec, scores, category = case
+    runs = {}
+    for direction in ("maximize", "minimize"):
+        seeder = rec.seeder(k=5, beta=30.0)
+        study = _study(direction, category, scores, seeder, n_trials=8)
+        trials = _configs(study)
+        assert trials[:5] == seeder.given  # the seeds are the first trials, in order
+        assert len({config_key(c) for c in seeder.given}) == 5
+        runs[direction] = seeder.given
+    # minimising -score is the same search as maximising score: the same adaptive seeds
+    assert runs["maximize"] == runs["minimize"]
+    # and they adapted: scores reversed (a loss treated as a score) give other seeds
+    flipped = {k: -v for k, v in scores.items()}
+    seeder = rec.seeder(k=5, beta=30.0)
+    _study("maximize", category, flipped, seeder, n_trials=6)
+    assert seeder.given[0] == runs["maximize"][0] and seeder.given != runs["maximize"]
+
+
+@pytest.mark.parametrize("how", ["fail", "prune"])
+def test_failed_or_pruned_seed_counts_as_tried(
+        case: tuple[Recommendation, dict[str, float], str], how: str) -> None:
+    rec, scores, category = case
+    seeder = rec.seeder(k=4)
+    study = _study("maximize", category, scores, seeder, n_trials=6, fail_first=how)
+    state = optuna.trial.TrialState.FAIL if how == "fail" else optuna.trial.TrialState.PRUNED
+    assert study.trials[0].state is state
+    assert _configs(study)[:4] == seeder.given
+    assert len({config_key(c) for c in seeder.given}) == 4
+
+
+@pytest.mark.parametrize(("observations", "match"), [
+    ([("a", 1.0)], "must map config_key"),
+    ({1: 0.5}, "observation key 1 must be config_key"),
+    ({"k": "high"}, "score 'high' for k must be a number"),
+    ({"k": True}, "score True for k must be a number"),
+    ({"k": math.inf}, "score inf for k is infinite"),
+])
+def test_garbage_observations_raise_a_clear_error(
+        case: tuple[Recommendation, dict[str, float], str], observations: Any,
+        match: str) -> None:
+    rec, _, _ = case
+    seeder = rec.seeder()
+    with pytest.raises(CmfError, match=match):
+        seeder.next_config(observations)
+    with pytest.raises(CmfError, match="beta=-1"):
+        rec.seeder(beta=-1.0)
+    with pytest.raises(CmfError, match=r"sigma=-0\.1"):
+        rec.seeder(sigma=-0.1)
+
+
+def test_no_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) -> None:
+    rec = recommend({"name": "x", "category": "classification"}, knowledge=KnowledgeBase())
+    assert rec.seeds == () and rec.seeder().next_config({}) is None
