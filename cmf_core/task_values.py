@@ -1,0 +1,86 @@
+"""Task values made safe to record: bounded, JSON-ready, never ``repr``-ed.
+
+Parameters and return values of orchestrated tasks (Airflow template fields and XComs, Prefect
+task arguments and results) can be anything: a number, a path, a DataFrame, a model.
+:func:`jsonable` keeps plain data up to a size and replaces every other object by a short
+``<module.Type>`` tag without calling its ``repr`` (which can be slow, huge or fail). The
+orchestrator adapters build on it.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+import math
+import uuid
+from collections.abc import Mapping
+from pathlib import PurePath
+from typing import Any
+
+MAX_STR = 1000
+MAX_ITEMS = 50
+MAX_DEPTH = 4
+
+
+def type_tag(value: Any) -> str:
+    """``<module.Type>`` of ``value``."""
+    cls = type(value)
+    return f"<{cls.__module__}.{cls.__qualname__}>"
+
+
+def numpy_scalar(value: Any) -> bool:
+    """Whether ``value`` is a NumPy scalar (or 0-d array), without importing NumPy."""
+    return (type(value).__module__ == "numpy" and hasattr(value, "item")
+            and getattr(value, "shape", ()) == ())
+
+
+def jsonable(value: Any, depth: int = 0) -> Any:
+    """``value`` as bounded JSON data: long strings and collections cut, objects tagged."""
+    return _jsonable(value, depth, [])
+
+
+def jsonable_lossy(value: Any) -> tuple[Any, bool]:
+    """:func:`jsonable`, and whether anything was cut or tagged on the way."""
+    lossy: list[bool] = []
+    return _jsonable(value, 0, lossy), bool(lossy)
+
+
+def _jsonable(value: Any, depth: int, lossy: list[bool]) -> Any:
+    if value is None or isinstance(value, (bool, int)):
+        return value
+    if isinstance(value, float):
+        return value if math.isfinite(value) else str(value)
+    if isinstance(value, str):
+        if len(value) <= MAX_STR:
+            return value
+        lossy.append(True)
+        return value[:MAX_STR] + "..."
+    if isinstance(value, enum.Enum):
+        return _jsonable(value.value, depth, lossy)
+    if isinstance(value, (dt.datetime, dt.date, dt.time)):
+        return value.isoformat()
+    if isinstance(value, dt.timedelta):
+        return value.total_seconds()
+    if isinstance(value, (PurePath, uuid.UUID)):
+        return str(value)
+    if numpy_scalar(value):
+        try:
+            return _jsonable(value.item(), depth, lossy)
+        except (TypeError, ValueError):
+            pass
+    elif depth < MAX_DEPTH and isinstance(value, Mapping):
+        items = list(value.items())
+        out = {str(k): _jsonable(v, depth + 1, lossy) for k, v in items[:MAX_ITEMS]}
+        if len(items) > MAX_ITEMS:
+            lossy.append(True)
+            out["..."] = f"{len(items) - MAX_ITEMS} more"
+        return out
+    elif depth < MAX_DEPTH and isinstance(value, (list, tuple, set, frozenset)):
+        seq = sorted(value, key=str) if isinstance(value, (set, frozenset)) else list(value)
+        out_list = [_jsonable(v, depth + 1, lossy) for v in seq[:MAX_ITEMS]]
+        if len(seq) > MAX_ITEMS:
+            lossy.append(True)
+            out_list.append(f"... {len(seq) - MAX_ITEMS} more")
+        return out_list
+    lossy.append(True)
+    return type_tag(value)

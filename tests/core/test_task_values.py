@@ -1,0 +1,46 @@
+"""Task values made safe to record (shared by the orchestrator adapters)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from pathlib import PurePosixPath
+
+import numpy as np
+
+from cmf_core.task_values import MAX_DEPTH, MAX_ITEMS, MAX_STR, jsonable, jsonable_lossy
+
+
+class Colour(enum.Enum):
+    RED = "red"
+
+
+class Opaque:
+    def __repr__(self) -> str:  # must never be called
+        raise AssertionError("repr called")
+
+
+def test_plain_values_kept_and_nothing_marked_lossy() -> None:
+    value = {"a": [1, 2.5, None, True], "b": {"c": "x"}, "when": dt.date(2026, 11, 27),
+             "p": PurePosixPath("/data/x.csv"), "colour": Colour.RED, "n": np.float64(0.5),
+             "i": np.int64(3), "nan": float("nan")}
+    data, lossy = jsonable_lossy(value)
+    assert data == {"a": [1, 2.5, None, True], "b": {"c": "x"}, "when": "2026-11-27",
+                    "p": "/data/x.csv", "colour": "red", "n": 0.5, "i": 3, "nan": "nan"}
+    assert not lossy
+
+
+def test_objects_tagged_and_sizes_bounded() -> None:
+    assert jsonable(Opaque()) == f"<{__name__}.Opaque>"
+    assert jsonable(np.zeros(3)) == "<numpy.ndarray>"
+    data, lossy = jsonable_lossy({"s": "x" * (MAX_STR + 5), "l": list(range(MAX_ITEMS + 3))})
+    assert lossy and data["s"].endswith("...") and len(data["s"]) == MAX_STR + 3
+    assert data["l"][-1] == "... 3 more" and len(data["l"]) == MAX_ITEMS + 1
+    deep: dict = {}
+    node = deep
+    for _ in range(MAX_DEPTH + 2):
+        node["k"] = {}
+        node = node["k"]
+    text = str(jsonable(deep))
+    assert "<builtins.dict>" in text
+    assert jsonable({3, 1, 2}) == [1, 2, 3]
