@@ -144,9 +144,13 @@ def apply_files(cur: Any, sql: Mapping[str, str], directory: Path, own: str | No
     return count, done, torn
 
 
+ORPHAN_AGE_S = 60.0  # a journal file still under its ``.new`` name this long was abandoned
+
+
 def tidy_files(directory: Path, done: Mapping[str, int], torn: set[str],
                own: str | None = None) -> None:
-    """Delete the fully applied (or torn) files of writers that are gone."""
+    """Delete the fully applied (or torn) files of writers that are gone, and the empty
+    ``.new`` file of a writer killed between creating its journal file and naming it."""
     for name, offset in done.items():
         if name == own:
             continue
@@ -154,6 +158,12 @@ def tidy_files(directory: Path, done: Mapping[str, int], torn: set[str],
         with contextlib.suppress(OSError):
             if (name in torn or path.stat().st_size == offset) and not owner_alive(path):
                 path.unlink()
+    with contextlib.suppress(OSError):
+        for path in directory.glob("*.new"):
+            with contextlib.suppress(OSError):
+                if (time.time() - path.stat().st_mtime > ORPHAN_AGE_S
+                        and path.stat().st_size == 0 and not owner_alive(path)):
+                    path.unlink()
 
 
 def apply_journal(conn: sqlite3.Connection, sql: Mapping[str, str], directory: Path) -> int:

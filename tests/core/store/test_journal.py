@@ -177,3 +177,21 @@ def test_a_journal_file_is_never_visible_unlocked(tmp_path: Path) -> None:
     finally:
         w.close()
     assert not owner_alive(path)
+
+
+def test_an_abandoned_new_journal_file_is_deleted(tmp_path: Path) -> None:
+    db = tmp_path / "cmf.db"
+    url = f"sqlite:///{db}"
+    with open_store(url, site="a"):
+        pass
+    # a writer killed between creating its file (under a hidden name) and renaming it
+    journal_dir(db).mkdir(exist_ok=True)
+    old, fresh = journal_dir(db) / "1-aaaa.new", journal_dir(db) / "2-bbbb.new"
+    old.touch()
+    fresh.touch()
+    os.utime(old, (1.0, 1.0))  # long ago
+    with open_store(url, site="a") as s:
+        s.put([Pipeline("p", "a")])
+        s.apply_journal()
+    assert not old.exists()
+    assert fresh.exists()  # it may be a live writer's, about to be renamed
