@@ -228,6 +228,17 @@ def inner_quality(table: ScoreTable, tasks: Sequence[TaskDescription], sim: np.n
             "coverage": covered / n, "log_speedup": ls, "objective": ls}
 
 
+def _per_category(kb: KnowledgeBase) -> list[tuple[str, ScoreTable, list[TaskDescription]]]:
+    """(category, its score table, its tasks) for every category with two tasks or more."""
+    out = []
+    for cat in kb.categories():
+        table = kb.table(cat)
+        tasks = [kb.tasks[t] for t in table.task_ids]
+        if len(tasks) >= 2:
+            out.append((cat, table, tasks))
+    return out
+
+
 def calibrate(kb: KnowledgeBase, thresholds: Sequence[float] = THRESHOLDS,
               candidates: Sequence[SimilarityMetric] | None = None,
               powers: Sequence[float] = POWERS,
@@ -242,12 +253,7 @@ def calibrate(kb: KnowledgeBase, thresholds: Sequence[float] = THRESHOLDS,
     ``validation`` (per-candidate objective curve and the chosen setting's statistics).
     """
     cands = list(candidates) if candidates is not None else _candidates(kb)
-    per_cat = []
-    for cat in kb.categories():
-        table = kb.table(cat)
-        tasks = [kb.tasks[t] for t in table.task_ids]
-        if len(tasks) >= 2:
-            per_cat.append((cat, table, tasks))
+    per_cat = _per_category(kb)
     n_tasks = sum(len(t) for _, _, t in per_cat)
     keys = ("quality", "hit_rate", "coverage", "log_speedup", "objective")
     results = []
@@ -407,12 +413,7 @@ def calibrate_adaptive(kb: KnowledgeBase,
                        calibration: dict[str, Any]) -> tuple[dict[str, float], dict[str, float]]:
     """Only the adaptive-seeding step of :func:`calibrate`, for a knowledge base and a
     calibration that has the other keys (metric, threshold, power, level, share)."""
-    per_cat = []
-    for cat in kb.categories():
-        table = kb.table(cat)
-        tasks = [kb.tasks[t] for t in table.task_ids]
-        if len(tasks) >= 2:
-            per_cat.append((cat, table, tasks))
+    per_cat = _per_category(kb)
     metric = SimilarityMetric.from_dict(calibration["metric"])
     return _calibrate_adaptive(per_cat, metric, float(calibration["threshold"]),
                                float(calibration.get("power", 1.0)), calibration.get("level"),
