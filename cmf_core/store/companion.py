@@ -57,7 +57,7 @@ class Companion:
             assert proc.stdin is not None
             proc.stdin.write(header.encode())
             proc.stdin.flush()
-        except OSError as e:
+        except Exception as e:  # never the writer's problem: it applies itself
             report("starting the journal companion process (applying in this process)", e)
             return None
         return cls(proc)
@@ -73,7 +73,7 @@ class Companion:
         try:
             self.proc.stdin.write(b".")
             self.proc.stdin.flush()
-        except OSError:
+        except (OSError, ValueError):  # gone, or its pipe closed
             return False
         return True
 

@@ -629,11 +629,15 @@ class SqlStore(Store):
         if not self._companion.signal():
             self._companion_failed = True  # it died: apply here from now on
             return False
-        with self._lock:
-            cur = self._writer_conn().cursor()
-            own = self._journal.path.name if self._journal.path else ""
-            cur.execute("SELECT applied FROM cmf_journal_files WHERE name = ?", (own,))
-            row = cur.fetchone()
+        own = self._journal.path.name if self._journal.path else ""
+        try:
+            with self._lock:
+                cur = self._writer_conn().cursor()
+                cur.execute("SELECT applied FROM cmf_journal_files WHERE name = ?", (own,))
+                row = cur.fetchone()
+        except Exception as e:  # handed over all the same; the lag is checked next batch
+            report(f"reading how far the journal of {self.safe_url} is applied", e)
+            return True
         applied = row[0] if row else 0
         self._tidy_journal({own: applied} if own else {}, set())  # rotates an applied file
         return self._journal.size - applied <= COMPANION_BACKLOG

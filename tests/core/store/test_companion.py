@@ -188,3 +188,23 @@ def test_an_idle_companion_exits_and_a_new_burst_starts_another(
     assert s._companion.proc is not first and not s._companion_failed
     s.close()
     assert _applied(db) == 130
+
+
+def test_a_companion_that_cannot_start_leaves_the_writer_applying(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # no process can be started here (a sandbox, a seccomp profile): simulated, since this
+    # machine can start processes
+    from cmf_core.store import companion as companion_module
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise PermissionError("process creation is not allowed here")
+
+    monkeypatch.setattr(companion_module.subprocess, "Popen", refuse)
+    db = tmp_path / "cmf.db"
+    s = _bulk_store(tmp_path, monkeypatch)
+    for i in range(120):
+        s.put([Execution("p", "s", "w", params={"i": i}).ended()])
+    assert s._companion is None and s._companion_failed
+    assert _applied(db) >= 99
+    s.close()
+    assert _applied(db) == 120
