@@ -50,12 +50,19 @@ def json_merge(low: str | None, high: str | None) -> str | None:
     return merged
 
 
+def prepare(conn: sqlite3.Connection) -> None:
+    """What every connection to a store needs, reading or writing: the busy timeout and the
+    ``cmf_merge`` SQL function."""
+    conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+    conn.create_function("cmf_merge", 2, json_merge, deterministic=True)
+
+
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     """The writing connection to an SQLite store (autocommit; transactions are explicit)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                            timeout=BUSY_TIMEOUT_MS / 1000)
     try:
-        conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        prepare(conn)
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"could not switch {path} to WAL mode (got {mode})")
@@ -67,7 +74,6 @@ def connect(path: Path, synchronous: str) -> sqlite3.Connection:
         # 2 MiB cache most of those pages are read back on every apply (an execution costs ~1/3
         # less SQLite time with 16 MiB, allocated as pages are used)
         conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
-        conn.create_function("cmf_merge", 2, json_merge, deterministic=True)
     except BaseException:
         conn.close()
         raise

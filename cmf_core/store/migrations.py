@@ -60,7 +60,7 @@ def _record_origin(dialect: Dialect) -> list[str]:
 
 
 # recursive JSON-object union used by the execution upsert (SQLite: a function registered on
-# each connection, see sqlite.json_merge)
+# each connection, see bulk.json_merge)
 _PG_MERGE = """
 CREATE OR REPLACE FUNCTION cmf_merge(low jsonb, high jsonb) RETURNS jsonb
 LANGUAGE plpgsql IMMUTABLE AS $$

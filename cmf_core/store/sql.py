@@ -142,15 +142,14 @@ _EXPORT_SQL = {
 # record classes by how often a put holds them (a subclass is written as its class)
 _RECORD_TYPES = (Event, Artifact, Metric, Execution, Stage, Pipeline, EnergyRecord,
                  ArtifactLocation, LineageEvent)
-WRITTEN_MEMO = 100_000  # artifacts a store object remembers having written (then forgets all)
+WRITTEN_MEMO = 100_000  # ids a store object remembers having written (then forgets all)
 
 
 class _Written(NamedTuple):
-    """What a put adds to what a store object wrote: parent keys, artifacts' earliest
-    ``(created_at, site)``, locations."""
+    """What a put adds to what a store object wrote: the earliest ``(created_at, site)`` of
+    each pipeline, stage and artifact id, and locations."""
 
-    parents: list[tuple[str, float, str]]
-    artifacts: dict[str, tuple[float, str]]
+    firsts: dict[str, tuple[float, str]]
     locations: list[tuple[str, str, str]]
 
 _WRITE_ORDER, _NCOLS = bulk.WRITE_ORDER, bulk.NCOLS
@@ -325,8 +324,9 @@ class SqlStore(Store):
         self.engine = engine
         self._lock = threading.RLock()
         self._writer: Any = None
-        self._written_parents: set[tuple[str, float, str]] = set()
-        self._written_artifacts: dict[str, tuple[float, str]] = {}
+        # rows this object wrote (see _to_rows): earliest (created_at, site) per pipeline,
+        # stage and artifact id; locations
+        self._written_firsts: dict[str, tuple[float, str]] = {}
         self._written_locations: set[tuple[str, str, str]] = set()
         self._journal_pending = 0
         self._journal_since = 0.0
@@ -477,13 +477,21 @@ class SqlStore(Store):
         written); with ``versioned``, records are ``(record, origin, origin_seq)``.
 
         Rows this store object already wrote that could change nothing are left out: a
-        pipeline or stage row seen before, an artifact row no earlier than the one written
-        (the earliest row of an artifact wins), a location seen before."""
+        pipeline, stage or artifact row no earlier than the one written (the earliest row of
+        each wins as a whole), a location seen before."""
         rows: dict[str, list[list[Any]]] = defaultdict(list)
-        written = _Written([], {}, [])
-        parents, arts, locs = written
-        seen_parents, seen_arts, seen_locs = (self._written_parents, self._written_artifacts,
-                                              self._written_locations)
+        written = _Written({}, [])
+        firsts, locs = written
+        seen_firsts, seen_locs = self._written_firsts, self._written_locations
+
+        def first_write(record_id: str, when: tuple[float, str]) -> bool:
+            """Whether a row ``when`` of ``record_id`` can still win (and note it)."""
+            seen = seen_firsts.get(record_id)
+            if seen is not None and when >= seen:
+                return False
+            firsts[record_id] = min(when, firsts.get(record_id, when))
+            return True
+
         tail: tuple[Any, ...] = ()
         for r in records:
             if versioned:
@@ -502,10 +510,7 @@ class SqlStore(Store):
                 if tail[0] is None:
                     rows["location"].append([r.id, r.site, r.uri, *tail])
             elif t is Artifact:
-                when = (r.created_at, r.site)
-                first = seen_arts.get(r.id)
-                if first is None or when < first:
-                    arts[r.id] = min(when, arts.get(r.id, when))
+                if first_write(r.id, (r.created_at, r.site)):
                     rows["artifact"].append([r.id, r.type, r.name, r.uri, r.site, r.created_at,
                                              _J(r.properties) if r.properties else "{}",
                                              _J(r.custom_properties) if r.custom_properties
@@ -524,16 +529,12 @@ class SqlStore(Store):
                     r.status.rank, r.started_at, r.ended_at, _J(r.params), _J(r.properties),
                     _J(r.custom_properties), r.error, *tail])
             elif t is Stage:
-                key = (r.id, r.created_at, r.site)
-                if key not in seen_parents:
-                    parents.append(key)
+                if first_write(r.id, (r.created_at, r.site)):
                     rows["stage"].append([r.id, r.pipeline_id, r.pipeline, r.name, r.site,
                                           r.created_at, _J(r.properties),
                                           _J(r.custom_properties), *tail])
             elif t is Pipeline:
-                key = (r.id, r.created_at, r.site)
-                if key not in seen_parents:
-                    parents.append(key)
+                if first_write(r.id, (r.created_at, r.site)):
                     rows["pipeline"].append([r.id, r.name, r.site, r.created_at,
                                              _J(r.properties), _J(r.custom_properties), *tail])
             elif t is EnergyRecord:
@@ -550,15 +551,14 @@ class SqlStore(Store):
 
     def _remember(self, written: _Written) -> None:
         """Note rows now written (see :meth:`_to_rows`); forget all past ``WRITTEN_MEMO``."""
-        parents, arts, locs = written
-        if len(self._written_artifacts) + len(arts) > WRITTEN_MEMO:
-            self._written_artifacts.clear()
+        firsts, locs = written
+        if len(self._written_firsts) + len(firsts) > WRITTEN_MEMO:
+            self._written_firsts.clear()
             self._written_locations.clear()
-        self._written_parents.update(parents)
-        for art_id, when in arts.items():
-            first = self._written_artifacts.get(art_id)
-            if first is None or when < first:
-                self._written_artifacts[art_id] = when
+        for record_id, when in firsts.items():
+            seen = self._written_firsts.get(record_id)
+            if seen is None or when < seen:
+                self._written_firsts[record_id] = when
         self._written_locations.update(locs)
 
     def _write_rows(self, cur: Any, rows: dict[str, list[list[Any]]],

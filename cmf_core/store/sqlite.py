@@ -22,11 +22,9 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from cmf_core.errors import StoreError
-from cmf_core.store.bulk import BUSY_TIMEOUT_MS, connect, json_merge
+from cmf_core.store.bulk import connect, prepare
 from cmf_core.store.journal import JournalWriter, journal_dir
 from cmf_core.store.sql import SqlStore
-
-__all__ = ["BUSY_TIMEOUT_MS", "SqliteStore", "json_merge"]
 
 
 class SqliteStore(SqlStore):
@@ -55,8 +53,7 @@ class SqliteStore(SqlStore):
         self._journal = JournalWriter(journal_dir(self.path), fsync=durability == "full")
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
-        dbapi_conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        dbapi_conn.create_function("cmf_merge", 2, json_merge, deterministic=True)
+        prepare(dbapi_conn)
 
     def _connect_writer(self) -> Any:
         try:
