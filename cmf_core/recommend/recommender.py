@@ -303,12 +303,6 @@ def comparable_scores(scores: np.ndarray, metrics: Sequence[str | None],
     return np.where(same[:, None], np.asarray(scores, dtype=float), np.nan)
 
 
-def seed_columns(table: ScoreTable, rows: Sequence[int], weights: Sequence[float],
-                 k: int, level: float | None = None) -> list[int]:
-    """Greedy seeds from a subset of a score table's rows."""
-    return greedy_portfolio(table.normalised[list(rows)], weights, k, level=level)
-
-
 def knowledge_graph(kb: KnowledgeBase | None = None) -> KnowledgeGraph:
     """The knowledge graph of a knowledge base (default: the shipped one), with its calibrated
     metric and threshold."""
