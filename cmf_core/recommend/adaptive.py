@@ -35,6 +35,10 @@ Use it with any searcher (:meth:`AdaptiveSeeder.next_config`, scores: higher is 
 with Optuna (:meth:`AdaptiveSeeder.enqueue_first` and :meth:`AdaptiveSeeder.optuna_callback`,
 the study's direction respected). Seeds still count in the search's budget; the searcher's
 own settings are untouched.
+
+A seeder crosses process boundaries as JSON (:meth:`AdaptiveSeeder.to_dict` /
+:meth:`AdaptiveSeeder.from_dict`): the orchestrators' recommend-seed steps output it under
+``seeder``, so the search task downstream gets adaptive seeds, not only the static list.
 """
 
 from __future__ import annotations
@@ -48,6 +52,9 @@ import numpy as np
 from cmf_core.errors import InvalidInputError
 from cmf_core.recommend.recommender import Scenarios, optuna_params
 from cmf_core.recommend.space import config_key, from_optuna_params
+
+#: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
+STATE_FORMAT = "cmf-adaptive-seeder/1"
 
 #: default sharpness of the order likelihood (normalised scores: 1 = best run, 0 = median
 #: run): what calibration chooses on the shipped knowledge base, whose file predates the knob
@@ -238,6 +245,80 @@ class AdaptiveSeeder:
         self._given_cols.append(col)
         return config
 
+    # JSON state -----------------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready state (scenarios with weight > 0, knobs, seeds given so far), for an
+        XCom, a Prefect result or a KFP artifact; :meth:`from_dict` rebuilds the seeder, which
+        then gives the same seeds for the same scores. NaN is ``null``."""
+        sc = self.scenarios
+        keep = [i for i, w in enumerate(np.asarray(sc.weights, float)) if w > 0]
+        scores = None
+        if sc.scores is not None:
+            scores = [None if not np.isfinite(sc.scores[i]).any() else
+                      _floats(sc.scores[i]) for i in keep]
+        return {"format": STATE_FORMAT, "k": self.k, "beta": self.beta, "sigma": self.sigma,
+                "covered_weight": self.covered_weight,
+                "configs": [dict(c) for c in sc.configs],
+                "weights": [float(sc.weights[i]) for i in keep],
+                "normalised": [_floats(sc.normalised[i]) for i in keep],
+                "levels": None if sc.levels is None else [float(sc.levels[i]) for i in keep],
+                "first": sc.first, "scores": scores, "given": [dict(c) for c in self.given]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> AdaptiveSeeder:
+        """The seeder of a :meth:`to_dict` state, or of a recommend-seed step's output that
+        carries one under ``seeder`` (``None`` there: the step had no seeds, and the seeder
+        gives none, so the search starts cold). Raises :class:`InvalidInputError` naming what
+        is wrong with the state."""
+        if isinstance(data, Mapping) and "seeder" in data and "format" not in data:
+            data = data["seeder"]
+            if data is None:
+                return cls(Scenarios(np.zeros((1, 0)), np.ones(1), None, ()), 0)
+        if not isinstance(data, Mapping):
+            raise InvalidInputError(f"an adaptive seeder state must be a dict (from "
+                                    f"AdaptiveSeeder.to_dict()); got {type(data).__name__}")
+        if data.get("format") != STATE_FORMAT:
+            raise InvalidInputError(f"not an adaptive seeder state: format is "
+                                    f"{data.get('format')!r}, expected {STATE_FORMAT!r}")
+        missing = [key for key in ("k", "configs", "weights", "normalised") if key not in data]
+        if missing:
+            raise InvalidInputError(f"adaptive seeder state lacks {', '.join(missing)}")
+        configs = data["configs"]
+        if not isinstance(configs, list) or not all(isinstance(c, Mapping) for c in configs):
+            raise InvalidInputError("adaptive seeder state: configs must be a list of dicts")
+        n = len(configs)
+        U = _matrix(data["normalised"], n, "normalised")
+        w = _vector(data["weights"], len(U), "weights")
+        if not (np.all(np.isfinite(w)) and np.all(w > 0)):
+            raise InvalidInputError("adaptive seeder state: weights must be finite and > 0")
+        levels = None if data.get("levels") is None else _vector(data["levels"], len(U),
+                                                                  "levels")
+        scores = None
+        if data.get("scores") is not None:
+            rows = data["scores"]
+            if not isinstance(rows, list) or len(rows) != len(U):
+                raise InvalidInputError(f"adaptive seeder state: scores must have {len(U)} "
+                                        "rows (one per scenario)")
+            scores = np.vstack([np.full(n, np.nan) if r is None else _matrix([r], n, "scores")
+                                for r in rows]) if rows else None
+        first = data.get("first")
+        if first is not None and (isinstance(first, bool) or not isinstance(first, int)
+                                  or not 0 <= first < n):
+            raise InvalidInputError(f"adaptive seeder state: first={first!r} is not a column "
+                                    f"of the {n} configurations")
+        scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), first, scores)
+        seeder = cls(scen, data["k"], beta=float(data.get("beta", BETA)),
+                     covered_weight=float(data.get("covered_weight", COVERED_WEIGHT)),
+                     sigma=float(data.get("sigma", SIGMA)))
+        for config in data.get("given") or ():
+            col = seeder._column.get(config_key(config))
+            if col is None:
+                raise InvalidInputError(f"adaptive seeder state: given seed {config!r} is not "
+                                        "one of its configurations")
+            seeder.given.append(dict(config))
+            seeder._given_cols.append(col)
+        return seeder
+
     # Optuna ---------------------------------------------------------------------------------
     def enqueue_first(self, study: Any) -> int:
         """Enqueue the first seed into an Optuna study (with :meth:`optuna_callback` giving
@@ -289,6 +370,33 @@ class AdaptiveSeeder:
             if key not in out or (value is not None and (prev is None or value > prev)):
                 out[key] = value
         return out
+
+
+def _floats(row: Sequence[float] | np.ndarray) -> list[float | None]:
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(row, float)]
+
+
+def _matrix(rows: Any, n: int, name: str) -> np.ndarray:
+    if not isinstance(rows, list) or not rows or not all(
+            isinstance(r, list) and len(r) == n for r in rows):
+        raise InvalidInputError(f"adaptive seeder state: {name} must be a non-empty list of "
+                                f"rows of {n} numbers (one per configuration)")
+    try:
+        return np.array([[np.nan if v is None else float(v) for v in r] for r in rows])
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"adaptive seeder state: {name} holds a non-number ({e})") \
+            from None
+
+
+def _vector(values: Any, n: int, name: str) -> np.ndarray:
+    if not isinstance(values, list) or len(values) != n:
+        raise InvalidInputError(f"adaptive seeder state: {name} must be a list of {n} numbers "
+                                "(one per scenario)")
+    try:
+        return np.array([float(v) for v in values])
+    except (TypeError, ValueError) as e:
+        raise InvalidInputError(f"adaptive seeder state: {name} holds a non-number ({e})") \
+            from None
 
 
 def _check(observations: Mapping[str, float | None]) -> dict[str, float]:

@@ -173,9 +173,11 @@ class Recommendation:
                              f"{e.score:.4g}, rank {e.rank}/{e.n_runs}{rid}")
         return "\n".join(lines)
 
-    def to_dict(self) -> dict[str, Any]:
-        """JSON-ready form (e.g. for the CLI's ``--json`` or an execution's properties)."""
-        return {
+    def to_dict(self, seeder: bool = False) -> dict[str, Any]:
+        """JSON-ready form (e.g. for the CLI's ``--json`` or an execution's properties). With
+        ``seeder``, also the :meth:`seeder`'s state under ``seeder`` (None without seeds), for
+        a search in another process: ``AdaptiveSeeder.from_dict(this)``."""
+        out = {
             "task": self.task.to_dict(),
             "strategy": self.strategy.value,
             "message": self.message,
@@ -195,6 +197,9 @@ class Recommendation:
                                      "rank": e.rank, "n_runs": e.n_runs, "run_id": e.run_id}
                                     for e in s.evidence]} for s in self.seeds],
         }
+        if seeder:
+            out["seeder"] = self.seeder().to_dict() if self.seeds else None
+        return out
 
 
 def optuna_params(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,10 @@
   is the list of configurations (``{"model": ..., param: value}``, best first); key
   ``optuna_params`` holds them ready for ``study.enqueue_trial``, key ``task`` the task
   description (pass it to :func:`cmf_airflow.decorators.log_task` in the training step), key
-  ``recommendation`` the whole recommendation (neighbours, evidence, message).
+  ``recommendation`` the whole recommendation (neighbours, evidence, message) with the adaptive
+  seeder's state: ``AdaptiveSeeder.from_dict(ti.xcom_pull(task_ids=..., key="recommendation"))``
+  in the search task gives seeds chosen after the scores of the previous ones
+  (:mod:`cmf_core.recommend.adaptive`; fewer trials than the static list in our benchmark).
 * :class:`CmfFederatedSyncOperator` exchanges this site's metadata with a peer site's
   ``cmf serve`` (:func:`cmf_core.federation.peer.sync`); the peer is an Airflow connection of
   type ``cmf`` (host, port, scheme, token as password). It returns the sync report.
@@ -126,7 +129,7 @@ class CmfRecommendSeedOperator(BaseOperator):
         ti = context["ti"]
         ti.xcom_push(key="task", value=rec.task.to_dict())
         ti.xcom_push(key="optuna_params", value=rec.optuna_params())
-        ti.xcom_push(key="recommendation", value=rec.to_dict())
+        ti.xcom_push(key="recommendation", value=rec.to_dict(seeder=True))
         return rec.configs()
 
 

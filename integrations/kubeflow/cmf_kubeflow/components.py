@@ -12,7 +12,9 @@ federated-sync.
 ``recommend_seed`` outputs the top-``k`` configurations of the most similar past tasks
 (:func:`cmf_core.recommend.recommend`) twice: as the list parameter ``configs`` (plain
 ``{"model": ..., param: value}`` dicts, best first) and as the JSON artifact ``seeds`` (the full
-recommendation, with ``optuna_params`` for ``Study.enqueue_trial`` and the evidence). It never
+recommendation, with ``optuna_params`` for ``Study.enqueue_trial``, the evidence, and under
+``seeder`` the adaptive seeder's state: ``AdaptiveSeeder.from_dict(json.load(...))`` in the search
+component gives seeds chosen after the scores of the previous ones). It never
 fails the pipeline for a bad task description: the search then starts cold and the artifact
 says why (``strict=False`` of ``recommend``).
 

@@ -24,7 +24,8 @@ def run_recommend_seed(task: Mapping[str, Any], k: int = 5, store_url: str = "",
 
     ``store_url``: the CMF store whose recorded runs join the shipped knowledge base; empty
     means ``$CMF_STORE_URL`` when set, else the shipped knowledge base alone; ``"none"`` means
-    the shipped one alone. ``path``: where to write the recommendation as JSON.
+    the shipped one alone. ``path``: where to write the recommendation as JSON, with the
+    adaptive seeder's state under ``seeder`` (``AdaptiveSeeder.from_dict`` of the file's JSON).
     """
     from cmf_core.recommend import recommend
 
@@ -41,7 +42,7 @@ def run_recommend_seed(task: Mapping[str, Any], k: int = 5, store_url: str = "",
     finally:
         if store is not None:
             store.close()
-    body = rec.to_dict()
+    body = rec.to_dict(seeder=True)
     if path:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
         with open(path, "w", encoding="utf-8") as fh:

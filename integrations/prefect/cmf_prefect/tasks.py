@@ -5,10 +5,10 @@
     @flow
     def tune(data: str):
         rec = recommend_seed(data=data, category="classification", target="label", k=5)
-        study = optuna.create_study()
-        for params in rec["optuna_params"]:
-            study.enqueue_trial(params)
-        ...
+        study = optuna.create_study(direction="maximize")
+        seeder = AdaptiveSeeder.from_dict(rec)    # each seed chosen after the previous scores
+        seeder.enqueue_first(study)               # (static list: rec["optuna_params"])
+        study.optimize(objective, n_trials=50, callbacks=[seeder.optuna_callback()])
         federated_sync("https://cmf.hpc.example.org", token=..., pipeline="tune")
 
 Both return plain JSON-ready dicts (Prefect can persist them, the lineage routes record them)
@@ -55,10 +55,12 @@ def recommend_seed(
     Describe the task with ``task_description`` (a ``TaskDescription`` or its dict form) or
     let the task describe a CSV file: ``data`` with ``category`` (and ``target`` for
     classification and regression). The knowledge base is the shipped one plus the runs in the
-    CMF store (``use_store``). Returns ``Recommendation.to_dict()`` with ``configs`` and
-    ``optuna_params`` (for ``Study.enqueue_trial``) added, best first. A failure to recommend
-    (unreadable store, unknown category) gives no seeds and a ``message`` saying why: the
-    search then starts cold; an unreadable ``data`` file raises.
+    CMF store (``use_store``). Returns ``Recommendation.to_dict(seeder=True)`` with ``configs``
+    and ``optuna_params`` (for ``Study.enqueue_trial``) added, best first; the search task can
+    instead pass the whole result to ``AdaptiveSeeder.from_dict`` for adaptive seeds (each
+    chosen after the scores of the previous ones, :mod:`cmf_core.recommend.adaptive`). A
+    failure to recommend (unreadable store, unknown category) gives no seeds and a
+    ``message`` saying why: the search then starts cold; an unreadable ``data`` file raises.
     """
     from cmf_core.errors import InvalidInputError
     from cmf_core.recommend import describe_csv, recommend
@@ -85,7 +87,7 @@ def recommend_seed(
         if store is not None:
             store.close()
     get_run_logger().info("cmf recommend-seed: %s", rec.explain())
-    out = rec.to_dict()
+    out = rec.to_dict(seeder=True)
     out["configs"] = rec.configs()
     out["optuna_params"] = rec.optuna_params()
     return out

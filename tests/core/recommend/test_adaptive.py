@@ -277,3 +277,65 @@ def test_garbage_observations_raise_a_clear_error(
 def test_no_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) -> None:
     rec = recommend({"name": "x", "category": "classification"}, knowledge=KnowledgeBase())
     assert rec.seeds == () and rec.seeder().next_config({}) is None
+
+
+# the seeder as JSON (recommend-seed steps hand it to a search task in another process) -------
+def test_json_state_gives_the_same_seeds_in_another_process(
+        case: tuple[Recommendation, dict[str, float], str]) -> None:
+    import json
+
+    rec, scores, category = case
+    body = json.loads(json.dumps(rec.to_dict(seeder=True), allow_nan=False))  # strict JSON
+    assert "seeder" not in rec.to_dict()  # the CLI's --json stays small
+    # the real scores, and the same scores reversed: the seeds adapt, and do so alike
+    for table in (scores, {k: -v for k, v in scores.items()}):
+        here, there = rec.seeder(), AdaptiveSeeder.from_dict(body)
+        assert there.k == here.k == 5 and there.sigma == here.sigma
+        observations: dict[str, float] = {}
+        while (config := here.next_config(observations)) is not None:
+            assert there.next_config(observations) == config
+            observations[config_key(config)] = table[config_key(config)]
+        assert there.done and here.given == there.given
+    # half-way state: the rebuilt seeder remembers what it gave and goes on
+    seeder = rec.seeder()
+    observations = {}
+    for _ in range(2):
+        config = seeder.next_config(observations)
+        observations[config_key(config)] = scores[config_key(config)]
+    resumed = AdaptiveSeeder.from_dict(json.loads(json.dumps(seeder.to_dict())))
+    assert resumed.given == seeder.given
+    assert resumed.next_config(observations) == seeder.next_config(observations)
+    # with Optuna, as a search task uses it: the same first trials as the in-process seeder
+    rebuilt, local = AdaptiveSeeder.from_dict(body), rec.seeder()
+    study = _study("maximize", category, scores, rebuilt, n_trials=7)
+    _study("maximize", category, scores, local, n_trials=7)
+    assert _configs(study)[:5] == rebuilt.given == local.given
+
+
+def test_a_step_without_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) -> None:
+    rec = recommend({"name": "x", "category": "astrology"}, strict=False)
+    body = rec.to_dict(seeder=True)
+    assert body["seeder"] is None
+    seeder = AdaptiveSeeder.from_dict(body)
+    assert seeder.done and seeder.next_config({}) is None
+
+
+@pytest.mark.parametrize(("edit", "match"), [
+    (lambda d: "not a dict", "must be a dict"),
+    (lambda d: {**d, "format": "v0"}, "format is 'v0'"),
+    (lambda d: {k: v for k, v in d.items() if k != "normalised"}, "lacks normalised"),
+    (lambda d: {**d, "normalised": [r[:-1] for r in d["normalised"]]},
+     "normalised must be a non-empty list of rows of"),
+    (lambda d: {**d, "normalised": [["x"] * len(r) for r in d["normalised"]]},
+     "normalised holds a non-number"),
+    (lambda d: {**d, "weights": d["weights"][:-1]}, "weights must be a list of"),
+    (lambda d: {**d, "weights": [0.0] * len(d["weights"])}, "weights must be finite and > 0"),
+    (lambda d: {**d, "first": 10_000}, "first=10000 is not a column"),
+    (lambda d: {**d, "k": -1}, "k=-1 must be a whole number"),
+    (lambda d: {**d, "given": [{"model": "nope"}]}, "given seed .* is not one of"),
+])
+def test_a_broken_state_raises_a_clear_error(
+        case: tuple[Recommendation, dict[str, float], str], edit: Any, match: str) -> None:
+    state = case[0].seeder().to_dict()
+    with pytest.raises(CmfError, match=match):
+        AdaptiveSeeder.from_dict(edit(state))

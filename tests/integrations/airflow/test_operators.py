@@ -6,6 +6,7 @@ import json
 import random
 import threading
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,8 +30,26 @@ def ops():
 
     @task
     def search(configs: list, ti=None) -> dict:
+        import zlib
+
+        import optuna
+
+        from cmf_core.recommend import AdaptiveSeeder, suggest_config
+        from cmf_core.recommend.space import config_key
+
         task = ti.xcom_pull(task_ids="recommend", key="task")
-        return {"n_seeds": len(configs), "category": task["category"]}
+        # adaptive seeds: the seeder travels in the step's recommendation
+        seeder = AdaptiveSeeder.from_dict(ti.xcom_pull(task_ids="recommend",
+                                                       key="recommendation"))
+        study = optuna.create_study(direction="maximize")
+
+        def objective(trial):  # a deterministic stand-in for fit-and-score
+            return zlib.crc32(config_key(suggest_config(trial, "classification")).encode()) / 2**32
+
+        seeder.enqueue_first(study)
+        study.optimize(objective, n_trials=4, callbacks=[seeder.optuna_callback()])
+        return {"n_seeds": len(configs), "category": task["category"],
+                "adaptive": [config_key(c) for c in seeder.given]}
 
     share = CmfFederatedSyncOperator(task_id="share", cmf_conn_id="cmf_peer",
                                      direction="push", pipeline="{dag_id}")
@@ -86,6 +105,7 @@ def peer(tmp_path: Path) -> Iterator[tuple[str, Any]]:
 
 def test_operators_in_a_dag(run_dag, cmf_store, peer, tmp_path: Path, monkeypatch) -> None:
     from cmf_core.recommend import describe_csv, recommend
+    from cmf_core.recommend.space import config_key
 
     url, peer_store = peer
     host, port = url.removeprefix("http://").split(":")
@@ -112,8 +132,16 @@ def test_operators_in_a_dag(run_dag, cmf_store, peer, tmp_path: Path, monkeypatc
                          k=3, store=store)
     assert runs["recommend"].properties["airflow.xcom_return"]["len"] == len(expected.seeds)
     assert runs["search"].params["configs"] == expected.configs()
+    # the search task rebuilt the adaptive seeder from XCom: the seeds it gave are those the
+    # in-process seeder gives for the same scores (the first is the static list's first)
+    local, observations = expected.seeder(), {}
+    while (config := local.next_config(observations)) is not None:
+        key = config_key(config)
+        observations[key] = zlib.crc32(key.encode()) / 2**32
     assert runs["search"].properties["airflow.xcom_return"]["value"] == {
-        "n_seeds": len(expected.seeds), "category": "classification"}
+        "n_seeds": len(expected.seeds), "category": "classification",
+        "adaptive": [config_key(c) for c in local.given]}
+    assert local.given[0] == expected.configs()[0] and len(local.given) == 3
 
     # the peer now has this pipeline's runs, pushed with the token of the connection
     pushed = by_stage(peer_store, "with_operators")

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import time
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,7 +27,8 @@ from kfp import compiler, components
 
 from cmf_core.errors import ConfigError, InvalidInputError
 from cmf_core.model import ExecutionStatus
-from cmf_core.recommend import TaskDescription, recommend, record_trial
+from cmf_core.recommend import AdaptiveSeeder, TaskDescription, recommend, record_trial
+from cmf_core.recommend.space import config_key
 from cmf_core.store import open_store
 from tests.integrations.kubeflow import pipelines
 from tests.integrations.kubeflow.conftest import SITE, LocalRun, run_local
@@ -123,7 +125,14 @@ def test_recommend_seed_outputs_the_best_past_configurations(seeded_run: LocalRu
     assert executions["tune"].properties["kfp.output_parameters"] == {
         "Output": configs[0]["model"]}
     best = json.loads((seeded_run.run_dir / "tune" / "best").read_text())
-    assert best == configs[0]
+    assert best["first"] == configs[0]
+    # and rebuilt the adaptive seeder from the artifact: the seeds it gave are those the
+    # in-process seeder gives for the same scores
+    local = recommend(TASK.to_dict(), k=3, store=store, strict=False).seeder()
+    observations: dict[str, float] = {}
+    while (config := local.next_config(observations)) is not None:
+        observations[config_key(config)] = zlib.crc32(config_key(config).encode()) / 2**32
+    assert best["adaptive"] == [config_key(c) for c in local.given] and len(local.given) == 3
 
 
 def test_federated_sync_pushes_to_the_peer(seeded_run: LocalRun, peer: Peer) -> None:
@@ -171,5 +180,7 @@ def test_component_functions_check_their_inputs(tmp_path: Path,
                                        path=str(tmp_path / "out" / "seeds.json"))
     assert configs == [] and body["error"] and "starts cold" in body["message"]
     assert json.loads((tmp_path / "out" / "seeds.json").read_text()) == body
+    # the search downstream still runs: its seeder gives nothing, the search starts cold
+    assert body["seeder"] is None and AdaptiveSeeder.from_dict(body).next_config({}) is None
     with pytest.raises(InvalidInputError, match="k must be at least 1"):
         run_recommend_seed({"category": "classification"}, k=0)
