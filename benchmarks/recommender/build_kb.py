@@ -18,6 +18,9 @@ Per-task results are cached as JSON under ``--cache`` so a rerun only scores wha
 
     nice -n 19 .venv/bin/python benchmarks/recommender/build_kb.py --jobs 2
     .venv/bin/python benchmarks/recommender/build_kb.py --smoke --out /tmp/kb.json.gz
+    nice -n 19 .venv/bin/python benchmarks/recommender/build_kb.py --jobs 2 --extended \
+        --store-url sqlite:///.tmp/recommender/kb-extended-store.db \
+        --out .tmp/recommender/kb-extended.json.gz
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from corpus import CorpusTask, corpus  # noqa: E402
+from corpus import CorpusTask, corpus, extra  # noqa: E402
 
 from cmf_core.recommend import knowledge  # noqa: E402
 from cmf_core.recommend.calibrate import calibrate  # noqa: E402
@@ -122,7 +125,7 @@ def _grid_signature(category: str, smoke: bool) -> str:
 
 def _worker(args: tuple[str, bool, str]) -> tuple[str, dict[str, Any]]:
     name, smoke, cache = args
-    task = next(t for t in corpus() if t.name == name)
+    task = next(t for t in [*corpus(), *extra()] if t.name == name)
     path = Path(cache) / f"{task.name}{'-smoke' if smoke else ''}.json"
     if path.is_file():
         data = json.loads(path.read_text())
@@ -215,11 +218,14 @@ def main(argv: list[str] | None = None) -> int:
                          "scoring; e.g. after a change to cmf_core.recommend.calibrate)")
     ap.add_argument("--smoke", action="store_true",
                     help=f"tasks {', '.join(SMOKE_TASKS)}, every 4th configuration")
+    ap.add_argument("--extended", action="store_true",
+                    help="also the 40 random extra tasks of corpus.extra() (a larger knowledge "
+                         "base, e.g. --out .tmp/recommender/kb-extended.json.gz)")
     args = ap.parse_args(argv)
     if args.recalibrate:
         return recalibrate(args.out, argv)
 
-    tasks = corpus()
+    tasks = corpus() + (extra() if args.extended else [])
     wanted = set(args.tasks or (SMOKE_TASKS if args.smoke else [t.name for t in tasks]))
     unknown = wanted - {t.name for t in tasks}
     if unknown:

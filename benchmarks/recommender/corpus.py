@@ -8,6 +8,10 @@ grid of every task can be scored on two cores.
 
 ``group`` marks near-duplicates (the same source data): leave-one-task-out removes the whole
 group of the target task from the knowledge base.
+
+:func:`extra` draws further tasks at random (a fixed seed) from the same generator families with
+parameters over wide ranges, each its own group: the ``--extended`` corpus of build_kb.py, to
+measure how seeds improve as the knowledge base grows.
 """
 
 from __future__ import annotations
@@ -287,4 +291,90 @@ def _gen_bundled_reg(loader: str) -> Callable[[], Dataset]:
 
         X, y = getattr(datasets, loader)(return_X_y=True)
         return Dataset(X=X.astype(float), y=(y - y.mean()) / y.std())
+    return load
+
+
+#: how many random extra tasks per category (the same shares as the 40 tasks of corpus())
+EXTRA = {"classification": 22, "regression": 10, "anomaly_detection": 8}
+EXTRA_SEED = 2026
+
+
+def extra(seed: int = EXTRA_SEED) -> list[CorpusTask]:
+    """Tasks drawn at random: per category (:data:`EXTRA` of each), a generator family whose
+    every draw is a new random structure (make_classification, blobs, customer-like mixed data;
+    make_regression, random additive functions; seasonal or random-walk series with one kind of
+    anomaly), then its parameters uniformly over wide ranges. Fixed-form generators (hastie,
+    friedman, moons, circles, ...) are left out: their draws differ from a target of the same
+    generator only in noise and size, i.e. they would be near-duplicates. Declared before any
+    was scored, not chosen with any target in mind. Names ``x<NN>-<family>``; each task is
+    its own group."""
+    rng = np.random.default_rng(seed)
+    C, R, A = "classification", "regression", "anomaly_detection"
+    out: list[CorpusTask] = []
+
+    def u(lo: float, hi: float) -> float:
+        return float(rng.uniform(lo, hi))
+
+    def i(lo: int, hi: int) -> int:  # inclusive
+        return int(rng.integers(lo, hi + 1))
+
+    def add(category: str, family: str, load: Callable[[], Dataset],
+            modality: str = "tabular") -> None:
+        name = f"x{len(out) + 1:02d}-{family}"
+        out.append(CorpusTask(name, category, modality, name, load))
+
+    for _ in range(EXTRA[C]):
+        family = str(rng.choice(["classification", "blobs", "mixed"]))
+        state = i(100, 10_000)
+        if family == "classification":
+            informative = i(2, 12)
+            classes = int(rng.choice([2, 2, 2, 3, 4]))
+            clusters = i(1, max(1, min(3, 2 ** informative // classes)))
+            features = i(informative + 1, 60)
+            redundant = i(0, min(10, features - informative))
+            weights = [u(0.6, 0.95)] if classes == 2 and rng.random() < 0.3 else None
+            add(C, family, _gen("make_classification", n_samples=i(200, 1500),
+                                n_features=features, n_informative=informative,
+                                n_redundant=redundant, n_classes=classes,
+                                n_clusters_per_class=clusters, weights=weights,
+                                class_sep=u(0.5, 2.0), flip_y=u(0.0, 0.1),
+                                random_state=state))
+        elif family == "blobs":
+            add(C, family, _gen("make_blobs", n_samples=i(200, 1500), n_features=i(2, 20),
+                                centers=i(2, 6), cluster_std=u(1.0, 6.0), random_state=state))
+        else:
+            add(C, family, _mixed(i(200, 1500), i(2, 15), i(1, 8), u(0.1, 0.45), state,
+                                  u(0.0, 2.0)))
+    for _ in range(EXTRA[R]):
+        state = i(100, 10_000)
+        if rng.random() < 0.5:
+            features = i(5, 60)
+            rank = {"effective_rank": i(2, 10)} if rng.random() < 0.4 else {}
+            add(R, "regression", _gen("make_regression", classes=False, n_samples=i(200, 1500),
+                                      n_features=features, n_informative=i(2, features),
+                                      noise=u(0.0, 40.0), random_state=state, **rank))
+        else:
+            add(R, "additive", _additive(i(200, 1500), i(3, 20), i(2, 6), u(0.05, 1.0), state))
+    for _ in range(EXTRA[A]):
+        kind = str(rng.choice(["spike", "shift", "burst", "pattern"]))
+        walk = kind != "pattern" and rng.random() < 0.25
+        period = 0 if walk else i(12, 200)
+        add(A, f"ts-{kind}", _series(i(1500, 3000), period, u(0.05, 0.4), kind, i(100, 10_000),
+                                    trend=u(0.0, 2.0), walk=walk), modality="time_series")
+    return out
+
+
+def _additive(n: int, d: int, active: int, noise: float, seed: int) -> Callable[[], Dataset]:
+    """y = a random sum of ``active`` shape functions (sine, |x|, square, step) of random
+    columns, plus one random pairwise product, plus noise (standardised)."""
+    def load() -> Dataset:
+        rng = np.random.default_rng(seed)
+        X = rng.uniform(-2, 2, (n, d))
+        shapes = [np.sin, np.abs, np.square, lambda v: (v > 0).astype(float)]
+        cols = rng.choice(d, min(active, d), replace=False)
+        y = sum(rng.normal(0, 1) * shapes[int(rng.integers(4))](rng.uniform(0.5, 2) * X[:, c])
+                for c in cols)
+        a, b = rng.choice(d, 2, replace=False)
+        y = y + rng.normal(0, 1) * X[:, a] * X[:, b] + rng.normal(0, noise, n)
+        return Dataset(X=X, y=(y - y.mean()) / y.std())
     return load
