@@ -238,6 +238,7 @@ def main(argv: list[str] | None = None) -> int:
     cal.add_argument("--recalibrate", action="store_true")
     cal.add_argument("--shipped-calibration", action="store_true")
     ap.add_argument("--calibrations", type=Path, default=CALS)
+    ap.add_argument("--tasks", nargs="*", help="target task names (default: every task)")
     ap.add_argument("--random-draws", type=int, default=10)
     ap.add_argument("--jobs", type=int, default=1)
     ap.add_argument("--out", type=Path, default=HERE / "results" / "loto-adaptive-proxy.json")
@@ -252,8 +253,14 @@ def main(argv: list[str] | None = None) -> int:
         else str(args.calibrations)
     kb = knowledge.load(args.kb)
     rules = tuple((b, m, sg) for b in args.betas for m in args.misses for sg in args.sigmas)
-    jobs = [(str(args.kb), tid, mode, rules, args.random_draws)
-            for tid in sorted(kb.tasks)]
+    ids = sorted(kb.tasks)
+    if args.tasks:
+        by_name = {kb.tasks[t].name: t for t in ids}
+        missing = sorted(set(args.tasks) - set(by_name))
+        if missing:
+            ap.error(f"unknown task(s) {', '.join(missing)}")
+        ids = [by_name[n] for n in args.tasks]
+    jobs = [(str(args.kb), tid, mode, rules, args.random_draws) for tid in ids]
     started = time.perf_counter()
     if args.jobs > 1:
         import multiprocessing as mp

@@ -50,6 +50,43 @@ def test_build_kb_records_trials_into_cmf(tmp_path: Path) -> None:
         assert {m.name for m in store.metrics([e.id])} == {"score", "fit_time_s"}
 
 
+def test_extra_tasks_are_a_fixed_random_draw_apart_from_the_corpus() -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(BENCH))
+    corpus = _load("corpus")
+    first, again = corpus.extra(), corpus.extra()
+    assert [t.name for t in first] == [t.name for t in again]
+    assert len(first) == sum(corpus.EXTRA.values()) == 40
+    for category, n in corpus.EXTRA.items():
+        assert sum(t.category == category for t in first) == n
+    groups = [t.group for t in first]
+    assert len(set(groups)) == len(groups)  # each its own group ...
+    assert not set(groups) & {t.group for t in corpus.corpus()}  # ... none a target's
+    # the same data on every load (the scores in the cache stay valid)
+    for task, twin in zip(first[::13], again[::13], strict=True):
+        a, b = task.load(), twin.load()
+        for x, y in ((a.X, b.X), (a.y, b.y), (a.series, b.series)):
+            assert (x is None and y is None) or np.array_equal(x, y)
+    assert corpus.extra(seed=1)[0].load().X is not None
+    assert [t.name for t in corpus.extra(seed=1)] != [t.name for t in first]
+
+
+@pytest.mark.slow
+def test_build_kb_extended_scores_an_extra_task(tmp_path: Path) -> None:
+    build = _load("build_kb")
+    out = tmp_path / "kb.json.gz"
+    assert build.main(["--smoke", "--extended", "--tasks", "iris", "x01-mixed", "--jobs", "1",
+                       "--cache", str(tmp_path / "cache"), "--no-store",
+                       "--out", str(out)]) == 0
+    kb = knowledge.load(out)
+    assert sorted(t.name for t in kb.tasks.values()) == ["iris", "x01-mixed"]
+    assert kb.n_runs > 30
+    # without --extended the extra tasks are unknown
+    with pytest.raises(SystemExit):
+        build.main(["--smoke", "--tasks", "x01-mixed", "--no-store", "--out", str(out)])
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
 def test_loto_smoke_report(tmp_path: Path) -> None:
