@@ -303,17 +303,11 @@ def _time_param(value: str | None, what: str) -> float | None:
 def events_page(store: Store, *, before: str | None = None, after: str | None = None,
                 sort_direction: str = "desc", limit: int = 100, offset: int = 0
                 ) -> dict[str, Any]:
-    """Marquez's ``GET /api/v1/events/lineage``: raw events by eventTime, with a total count."""
+    """Marquez's ``GET /api/v1/events/lineage``: raw events by eventTime, with a total count
+    (one indexed query, :meth:`Store.lineage_events_by_time`)."""
     if sort_direction not in ("asc", "desc"):
         raise InvalidInputError(f"sortDirection {sort_direction!r} must be 'asc' or 'desc'")
-    hi = _time_param(before, "before")
-    lo = _time_param(after, "after")
-    rows: list[tuple[float, int, str]] = []
-    for i, ev in enumerate(store.lineage_events()):
-        t = parse_time(ev.event_time) if ev.event_time else 0.0
-        if (hi is not None and t > hi) or (lo is not None and t < lo):
-            continue
-        rows.append((t, i, ev.body))
-    rows.sort(reverse=sort_direction == "desc")
-    page = rows[offset:offset + limit]
-    return {"events": [json.loads(body) for _, _, body in page], "totalCount": len(rows)}
+    events, total = store.lineage_events_by_time(
+        after=_time_param(after, "after"), before=_time_param(before, "before"),
+        descending=sort_direction == "desc", limit=limit, offset=offset)
+    return {"events": [json.loads(ev.body) for ev in events], "totalCount": total}

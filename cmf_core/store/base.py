@@ -30,11 +30,12 @@ Reading: ``get_*`` return one record or ``None``; ``list_*``/``find_*`` take fil
 from __future__ import annotations
 
 import abc
+import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cmf_core.errors import StoreError
+from cmf_core.errors import CmfError, InvalidInputError, StoreError
 from cmf_core.model import (
     Artifact,
     ArtifactLocation,
@@ -101,6 +102,12 @@ class ExecutionFilter:
     since: float | None = None
     until: float | None = None
     ids: Sequence[str] | None = None
+
+
+def _check_page(limit: int, offset: int) -> None:
+    for name, value, least in (("limit", limit, 1), ("offset", offset, 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise InvalidInputError(f"{name}={value!r} must be a whole number >= {least}")
 
 
 class Store(abc.ABC):
@@ -172,6 +179,32 @@ class Store(abc.ABC):
     def lineage_events(self, run_id: str | None = None, since_seq: int = 0,
                        limit: int | None = None) -> list[LineageEvent]:
         """Raw OpenLineage events as received, in arrival order."""
+
+    def lineage_events_by_time(self, *, after: float | None = None,
+                               before: float | None = None, descending: bool = True,
+                               limit: int = 100, offset: int = 0
+                               ) -> tuple[list[LineageEvent], int]:
+        """One page of raw OpenLineage events ordered by eventTime (then arrival), with
+        eventTime in ``[after, before]`` (Unix seconds, None: open), and how many match. An
+        event without a readable eventTime sorts before all others and is left out when a
+        bound is given. The SQL backends answer from an index; this reads every event."""
+        from cmf_core.openlineage.times import parse_time
+
+        _check_page(limit, offset)
+        rows: list[tuple[float, int, LineageEvent]] = []
+        for i, ev in enumerate(self.lineage_events()):
+            try:
+                t = parse_time(ev.event_time) if ev.event_time else None
+            except CmfError:
+                t = None
+            if t is None and (after is not None or before is not None):
+                continue
+            if t is not None and ((after is not None and t < after)
+                                  or (before is not None and t > before)):
+                continue
+            rows.append((-math.inf if t is None else t, i, ev))
+        rows.sort(key=lambda r: r[:2], reverse=descending)
+        return [ev for _, _, ev in rows[offset:offset + limit]], len(rows)
 
     @abc.abstractmethod
     def upstream(self, artifact_id: str, max_depth: int | None = None) -> Closure:

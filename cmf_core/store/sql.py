@@ -46,7 +46,14 @@ from cmf_core.model import (
 from cmf_core.model._base import check_name
 from cmf_core.model.artifact import check_artifact_type
 from cmf_core.store import bulk, migrations, schema
-from cmf_core.store.base import EXPORT_FIELDS, Closure, ExecutionFilter, ExportPage, Store
+from cmf_core.store.base import (
+    EXPORT_FIELDS,
+    Closure,
+    ExecutionFilter,
+    ExportPage,
+    Store,
+    _check_page,
+)
 from cmf_core.store.companion import COMPANION_BACKLOG, Companion
 from cmf_core.store.journal import (
     ROTATE_BYTES,
@@ -315,6 +322,8 @@ class SqlStore(Store):
     json_merge: ClassVar[str] = "cmf_merge(({low})::jsonb, ({high})::jsonb)::text"
     json_same: ClassVar[str] = "(({a})::jsonb = ({b})::jsonb)"
     distinct: ClassVar[str] = "IS DISTINCT FROM"
+    # an eventTime's position in time, as indexed by migration 0004 (ix_ol_events_time)
+    event_time: ClassVar[str] = "cmf_event_time({})"
     journaled: ClassVar[bool] = False
     companion_enabled = True  # settings.journal_companion (see cmf_core.store.companion)
 
@@ -972,6 +981,29 @@ class SqlStore(Store):
             stmt = stmt.limit(limit)
         return [LineageEvent(id=r.id, body=r.body, run_id=r.run_id, event_type=r.event_type,
                              event_time=r.event_time) for r in self._rows(stmt)]
+
+    def lineage_events_by_time(self, *, after: float | None = None,
+                               before: float | None = None, descending: bool = True,
+                               limit: int = 100, offset: int = 0
+                               ) -> tuple[list[LineageEvent], int]:
+        from cmf_core.openlineage.times import format_time
+
+        _check_page(limit, offset)
+        at = self.event_time.format
+        where, params = [], {}
+        for name, op, bound in (("after", ">=", after), ("before", "<=", before)):
+            if bound is not None:
+                where.append(f"{at('event_time')} {op} {at(':' + name)}")
+                params[name] = format_time(bound)
+        cond = f" WHERE {' AND '.join(where)}" if where else ""
+        way = "DESC NULLS LAST" if descending else "ASC NULLS FIRST"
+        order = f"{at('event_time')} {way}, seq {'DESC' if descending else 'ASC'}"
+        page = self._rows(sa.text(f"SELECT id, run_id, event_type, event_time, body FROM "
+                                  f"ol_events{cond} ORDER BY {order} LIMIT :limit OFFSET "
+                                  ":offset"), {**params, "limit": limit, "offset": offset})
+        total = self._rows(sa.text(f"SELECT count(*) FROM ol_events{cond}"), params)[0][0]
+        return [LineageEvent(id=r.id, body=r.body, run_id=r.run_id, event_type=r.event_type,
+                             event_time=r.event_time) for r in page], int(total)
 
     # lineage closures (recursive SQL) --------------------------------------------------------
     def _closure(self, artifact_id: str, max_depth: int | None, upstream: bool) -> Closure:

@@ -34,6 +34,7 @@ class SqliteStore(SqlStore):
     json_merge: ClassVar[str] = "cmf_merge({low}, {high})"
     json_same: ClassVar[str] = "(({a}) = ({b}))"  # cmf_merge returns an input's text when equal
     distinct: ClassVar[str] = "IS NOT"
+    event_time: ClassVar[str] = "julianday({})"
     journaled: ClassVar[bool] = True
 
     def __init__(self, url: str, site: str, durability: str = "normal") -> None:

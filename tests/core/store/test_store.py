@@ -16,6 +16,7 @@ from cmf_core.model import (
     Event,
     Execution,
     ExecutionStatus,
+    LineageEvent,
     Metric,
     Pipeline,
     Stage,
@@ -234,3 +235,63 @@ def test_bad_urls(tmp_path: Path) -> None:
         open_store("not a url", site="a")
     with pytest.raises(StoreError, match="directory"):
         open_store(f"sqlite:///{tmp_path}", site="a")
+
+
+# raw OpenLineage events by eventTime (the /api/v1/events/lineage page) ---------------------------
+def _raw_events() -> list[LineageEvent]:
+    """Events whose arrival order is not their time order: offsets, fractions, a tie, none."""
+    times = ["2024-05-01T12:00:30.5Z", "2024-05-01T14:01:00+02:00",  # = 12:01:00Z
+             "2024-05-01T12:00:00.250000+00:00", "2024-05-01T11:59:59.999Z",
+             "2024-05-01T12:01:00Z", "2024-04-30T23:00:00-13:00",  # = 05-01T12:00Z
+             None, "2024-05-01T12:02:05.750000+00:00"]
+    return [LineageEvent(id=f"{i:064x}", body=f'{{"n": {i}}}', run_id=None,
+                         event_type="COMPLETE", event_time=t) for i, t in enumerate(times)]
+
+
+def test_lineage_events_by_time_pages_in_sql_as_the_reference_does(store: Store) -> None:
+    from cmf_core.openlineage.times import parse_time
+
+    store.put(_raw_events())
+    cases = [{}, {"descending": False}, {"limit": 3, "offset": 2},
+             {"descending": False, "limit": 2, "offset": 5},
+             {"after": parse_time("2024-05-01T12:00:00.25Z")},
+             {"before": parse_time("2024-05-01T12:01:00Z"), "descending": False},
+             {"after": parse_time("2024-05-01T12:00:01Z"),
+              "before": parse_time("2024-05-01T12:01:00Z")},
+             {"after": parse_time("2025-01-01T00:00:00Z")}]
+    for kw in cases:
+        got, total = store.lineage_events_by_time(**kw)
+        want, want_total = Store.lineage_events_by_time(store, **kw)  # reads every event
+        assert [e.id for e in got] == [e.id for e in want] and total == want_total, kw
+    # newest first; the tie at 12:01:00Z (two offsets) in arrival order, reversed
+    page, total = store.lineage_events_by_time(limit=4)
+    assert total == 8 and [e.body for e in page] == ['{"n": 7}', '{"n": 4}', '{"n": 1}',
+                                                     '{"n": 0}']
+    # bounds are inclusive, the event without a time only comes without bounds (first)
+    page, total = store.lineage_events_by_time(
+        after=parse_time("2024-05-01T12:00:01Z"), before=parse_time("2024-05-01T12:01:00Z"))
+    assert total == 3 and {e.body for e in page} == {'{"n": 0}', '{"n": 1}', '{"n": 4}'}
+    assert store.lineage_events_by_time(descending=False, limit=1)[0][0].event_time is None
+    for bad in ({"limit": 0}, {"offset": -1}, {"limit": True}):
+        with pytest.raises(InvalidInputError, match="must be a whole number"):
+            store.lineage_events_by_time(**bad)
+
+
+def test_lineage_events_by_time_uses_the_index(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    with open_store(url, site="a") as s:
+        s.put(_raw_events())
+    with sqlite3.connect(tmp_path / "cmf.db") as c:
+        plan = " ".join(str(r) for r in c.execute(
+            "EXPLAIN QUERY PLAN SELECT body FROM ol_events WHERE julianday(event_time) >= "
+            "julianday('2024-05-01T12:00:00Z') ORDER BY julianday(event_time) DESC NULLS LAST, "
+            "seq DESC LIMIT 10"))
+        assert "ix_ol_events_time" in plan and "TEMP B-TREE" not in plan
+        # a store made before migration 0004 gets the index when opened
+        c.execute("DROP INDEX ix_ol_events_time")
+        c.execute("DELETE FROM cmf_migrations WHERE name = '0004_event_time_index'")
+    with open_store(url, site="a") as s:
+        assert s.lineage_events_by_time(limit=1)[1] == 8
+    with sqlite3.connect(tmp_path / "cmf.db") as c:
+        assert c.execute("SELECT count(*) FROM sqlite_master WHERE name = "
+                         "'ix_ol_events_time'").fetchone() == (1,)
