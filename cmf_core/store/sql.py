@@ -996,7 +996,9 @@ class SqlStore(Store):
                 where.append(f"{at('event_time')} {op} {at(':' + name)}")
                 params[name] = format_time(bound)
         cond = f" WHERE {' AND '.join(where)}" if where else ""
-        way = "DESC NULLS LAST" if descending else "ASC NULLS FIRST"
+        # events without a time first: SQLite's default (and no NULLS clause before 3.30)
+        way = ("DESC" if descending else "ASC") + (
+            "" if self.kind == "sqlite" else " NULLS LAST" if descending else " NULLS FIRST")
         order = f"{at('event_time')} {way}, seq {'DESC' if descending else 'ASC'}"
         page = self._rows(sa.text(f"SELECT id, run_id, event_type, event_time, body FROM "
                                   f"ol_events{cond} ORDER BY {order} LIMIT :limit OFFSET "

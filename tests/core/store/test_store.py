@@ -284,7 +284,7 @@ def test_lineage_events_by_time_uses_the_index(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "cmf.db") as c:
         plan = " ".join(str(r) for r in c.execute(
             "EXPLAIN QUERY PLAN SELECT body FROM ol_events WHERE julianday(event_time) >= "
-            "julianday('2024-05-01T12:00:00Z') ORDER BY julianday(event_time) DESC NULLS LAST, "
+            "julianday('2024-05-01T12:00:00Z') ORDER BY julianday(event_time) DESC, "
             "seq DESC LIMIT 10"))
         assert "ix_ol_events_time" in plan and "TEMP B-TREE" not in plan
         # a store made before migration 0004 gets the index when opened
