@@ -56,6 +56,9 @@ def recommend_command(
     no_shipped: Annotated[bool, typer.Option(
         "--no-shipped", help="Leave out the knowledge base shipped with cmf.")] = False,
     json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    seeder: Annotated[Path | None, typer.Option(
+        "--seeder", help="Also write the adaptive seeder's state to this JSON file, for a "
+        "search run elsewhere (a batch job): AdaptiveSeeder.from_dict(json.load(f)).")] = None,
 ) -> None:
     """Recommend model + hyperparameter seeds for a new task from the most similar past tasks.
 
@@ -85,6 +88,12 @@ def recommend_command(
     finally:
         if opened is not None:
             opened.close()
+    if seeder is not None:
+        state = rec.seeder().to_dict() if rec.seeds else {"seeder": None}
+        try:
+            seeder.write_text(jsonlib.dumps(state, allow_nan=False))
+        except OSError as e:
+            raise InvalidInputError(f"cannot write the seeder to {seeder}: {e}") from None
     if json:
         from cmf_core.cli.common import print_json
 

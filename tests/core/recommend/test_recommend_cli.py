@@ -53,6 +53,30 @@ def test_dataset_with_shipped_knowledge_base() -> None:
     assert "1. " in result.output and "3. " in result.output
 
 
+@pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
+def test_seeder_file_for_a_search_elsewhere(tmp_path: Path) -> None:
+    from cmf_core.recommend import AdaptiveSeeder, describe_csv, recommend
+
+    out = tmp_path / "seeder.json"
+    result = CliRunner().invoke(_app(), ["recommend", str(TELCO), "--category",
+                                         "classification", "--target", "Churn", "-k", "3",
+                                         "--seeder", str(out), "--no-shipped"])
+    # no knowledge base at all: no seeds, and a seeder file that gives none
+    assert result.exit_code == 0, result.output
+    assert AdaptiveSeeder.from_dict(json.loads(out.read_text())).next_config({}) is None
+    result = CliRunner().invoke(_app(), ["recommend", str(TELCO), "--category",
+                                         "classification", "--target", "Churn", "-k", "3",
+                                         "--seeder", str(out)])
+    assert result.exit_code == 0, result.output
+    rebuilt = AdaptiveSeeder.from_dict(json.loads(out.read_text()))
+    here = recommend(describe_csv(TELCO, category="classification", target="Churn"), k=3)
+    assert rebuilt.k == 3 and rebuilt.next_config({}) == here.configs()[0]
+    bad = CliRunner().invoke(_app(), ["recommend", str(TELCO), "--category", "classification",
+                                      "--target", "Churn", "--seeder", str(tmp_path)])
+    assert isinstance(bad.exception, InvalidInputError)
+    assert "cannot write the seeder" in str(bad.exception)
+
+
 def test_errors_are_cmf_errors(tmp_path: Path) -> None:
     runner = CliRunner()
     result = runner.invoke(_app(), ["recommend"])
