@@ -306,12 +306,19 @@ class AdaptiveSeeder:
                                   or not 0 <= first < n):
             raise InvalidInputError(f"adaptive seeder state: first={first!r} is not a column "
                                     f"of the {n} configurations")
+        knobs = {}
+        for name, default in (("beta", BETA), ("covered_weight", COVERED_WEIGHT),
+                              ("sigma", SIGMA)):
+            value = data.get(name, default)
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise InvalidInputError(f"adaptive seeder state: {name}={value!r} is not a "
+                                        "number")
+            knobs[name] = float(value)
         scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), first, scores)
-        seeder = cls(scen, data["k"], beta=float(data.get("beta", BETA)),
-                     covered_weight=float(data.get("covered_weight", COVERED_WEIGHT)),
-                     sigma=float(data.get("sigma", SIGMA)))
+        seeder = cls(scen, data["k"], **knobs)
         for config in data.get("given") or ():
-            col = seeder._column.get(config_key(config))
+            col = seeder._column.get(config_key(config)) if isinstance(config, Mapping) \
+                else None
             if col is None:
                 raise InvalidInputError(f"adaptive seeder state: given seed {config!r} is not "
                                         "one of its configurations")

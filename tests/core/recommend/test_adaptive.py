@@ -333,6 +333,9 @@ def test_a_step_without_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) 
     (lambda d: {**d, "first": 10_000}, "first=10000 is not a column"),
     (lambda d: {**d, "k": -1}, "k=-1 must be a whole number"),
     (lambda d: {**d, "given": [{"model": "nope"}]}, "given seed .* is not one of"),
+    (lambda d: {**d, "given": ["hgb"]}, "given seed 'hgb' is not one of"),
+    (lambda d: {**d, "sigma": "wide"}, "sigma='wide' is not a number"),
+    (lambda d: {**d, "beta": -2.0}, "beta=-2.0 must be a finite number"),
 ])
 def test_a_broken_state_raises_a_clear_error(
         case: tuple[Recommendation, dict[str, float], str], edit: Any, match: str) -> None:
