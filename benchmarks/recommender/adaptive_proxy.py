@@ -205,7 +205,8 @@ def compare_loto(static_path: Path, adaptive_path: Path) -> str:
     st, ad = (json.loads(p.read_text())["analysis"]["per_task"]
               for p in (static_path, adaptive_path))
     by_task = {r["task"]: r for r in st}
-    ks = sorted({int(a.split("@")[1]) for a in ad[0] if "@" in a})
+    ks = sorted({int(a.split("@")[1]) for a in ad[0] if "@" in a}  # the k both runs have
+                & {int(a.split("@")[1]) for a in st[0] if "@" in a})
     same_cold = all(abs(by_task[r["task"]]["cold"]["trials"] - r["cold"]["trials"]) < 1e-9
                     for r in ad)
     a, b = static_path.stem, adaptive_path.stem
