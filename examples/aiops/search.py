@@ -1,8 +1,10 @@
 """Seeded versus cold model search with Optuna, shared by the AIOps and Telco scenarios.
 
 Both searches use the recommender's search space (:func:`cmf_core.recommend.suggest_config`) and
-the same TPE sampler seed and budget; the seeded one starts with the recommended configurations
-(:meth:`Recommendation.enqueue`). Scores of a configuration are cached (they are deterministic).
+the same TPE sampler seed and budget; the seeded one starts with the recommender's adaptive seeds
+(:meth:`Recommendation.seeder`: the first recommended configuration, then each next one chosen
+after the scores of the previous ones; the method the recommender benchmark measures best).
+Scores of a configuration are cached (they are deterministic).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ class SearchResult:
     scores: list[float] = field(default_factory=list)
     configs: list[dict[str, Any]] = field(default_factory=list)
     best_config: dict[str, Any] = field(default_factory=dict)
+    seeds: list[dict[str, Any]] = field(default_factory=list)  # the seeds it was given
 
     @property
     def best(self) -> float:
@@ -47,8 +50,9 @@ def cached(objective: Objective) -> Objective:
 
 def search(objective: Objective, category: str, n_trials: int, *, seeds: Any = None,
            sampler_seed: int = 0, name: str = "search") -> SearchResult:
-    """An Optuna TPE search of ``n_trials``; ``seeds`` (a Recommendation) are its first trials.
-    The configurations kept are those the objective saw (numeric values snapped to the grid)."""
+    """An Optuna TPE search of ``n_trials``; ``seeds`` (a Recommendation) gives its first
+    trials through its adaptive seeder. The configurations kept are those the objective saw
+    (numeric values snapped to the grid)."""
     import optuna
 
     from cmf_core.recommend import suggest_config
@@ -56,8 +60,11 @@ def search(objective: Objective, category: str, n_trials: int, *, seeds: Any = N
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize",
                                 sampler=optuna.samplers.TPESampler(seed=sampler_seed))
-    if seeds is not None:
-        seeds.enqueue(study)
+    seeder = seeds.seeder() if seeds is not None else None
+    callbacks = []
+    if seeder is not None:
+        seeder.enqueue_first(study)
+        callbacks.append(seeder.optuna_callback())
     configs: dict[int, dict[str, Any]] = {}
 
     def trial_objective(trial: Any) -> float:
@@ -65,10 +72,11 @@ def search(objective: Objective, category: str, n_trials: int, *, seeds: Any = N
         configs[trial.number] = dict(config)
         return objective(config)
 
-    study.optimize(trial_objective, n_trials=n_trials)
+    study.optimize(trial_objective, n_trials=n_trials, callbacks=callbacks)
     done = [t for t in study.trials if t.value is not None]
     return SearchResult(name, [float(t.value) for t in done], [configs[t.number] for t in done],
-                        configs[study.best_trial.number])
+                        configs[study.best_trial.number],
+                        list(seeder.given) if seeder is not None else [])
 
 
 def compare(objective: Objective, category: str, rec: Any, n_trials: int,

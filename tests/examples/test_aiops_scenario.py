@@ -26,9 +26,12 @@ def test_aiops_recommender_seeds_from_past_tasks(tmp_path: Path) -> None:
     assert "similar" in result.explain and "score" in result.explain
     assert result.past_trials == 3 * len(scenario.PAST)
 
-    # the seeded search starts with the recommended configurations, in order
+    # the seeded search starts with the adaptive seeds: the top recommendation, then each
+    # next one chosen after the scores so far
     seeded = result.results["seeded"][0]
-    assert seeded.configs[:len(rec["seeds"])] == [s["config"] for s in rec["seeds"]]
+    assert len(seeded.seeds) == len(rec["seeds"]) == 3
+    assert seeded.configs[:3] == seeded.seeds and seeded.seeds[0] == rec["seeds"][0]["config"]
+    assert len({str(c) for c in seeded.seeds}) == 3
     assert len(seeded.scores) == len(result.results["cold"][0].scores) == 4
 
     with open_store(result.store_url) as store:

@@ -24,7 +24,9 @@ def test_telco_seeds_versus_cold_search(tmp_path: Path) -> None:
     assert not any(e["task"].startswith("telco") for s in rec["seeds"] for e in s["evidence"])
 
     seeded, cold = result.results["seeded"][0], result.results["cold"][0]
-    assert seeded.configs[:2] == [s["config"] for s in rec["seeds"]]
+    # adaptive seeds first: the top recommendation, then one chosen after its score
+    assert len(seeded.seeds) == 2 and seeded.configs[:2] == seeded.seeds
+    assert seeded.seeds[0] == rec["seeds"][0]["config"] and seeded.seeds[0] != seeded.seeds[1]
     assert len(seeded.scores) == len(cold.scores) == 3
     assert all(0.5 < s <= 1.0 for s in seeded.scores + cold.scores)
 
