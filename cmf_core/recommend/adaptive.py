@@ -273,7 +273,7 @@ class AdaptiveSeeder:
         if isinstance(data, Mapping) and "seeder" in data and "format" not in data:
             data = data["seeder"]
             if data is None:
-                return cls(Scenarios(np.zeros((1, 0)), np.ones(1), None, ()), 0)
+                return cls(Scenarios.empty(), 0)
         if not isinstance(data, Mapping):
             raise InvalidInputError(f"an adaptive seeder state must be a dict (from "
                                     f"AdaptiveSeeder.to_dict()); got {type(data).__name__}")

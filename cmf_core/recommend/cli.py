@@ -89,9 +89,8 @@ def recommend_command(
         if opened is not None:
             opened.close()
     if seeder is not None:
-        state = rec.seeder().to_dict() if rec.seeds else {"seeder": None}
         try:
-            seeder.write_text(jsonlib.dumps(state, allow_nan=False))
+            seeder.write_text(jsonlib.dumps({"seeder": rec.seeder_state()}, allow_nan=False))
         except OSError as e:
             raise InvalidInputError(f"cannot write the seeder to {seeder}: {e}") from None
     if json:

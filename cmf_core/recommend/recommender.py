@@ -148,8 +148,13 @@ class Recommendation:
         k = len(self.seeds) if k is None else k
         scen = self.scenarios
         if scen is None or not self.seeds:
-            scen = Scenarios(np.zeros((1, 0)), np.ones(1), None, ())
+            scen = Scenarios.empty()
         return AdaptiveSeeder(scen, k, beta=beta, covered_weight=cw, sigma=sigma)
+
+    def seeder_state(self) -> dict[str, Any] | None:
+        """The JSON state of :meth:`seeder` (``AdaptiveSeeder.from_dict`` rebuilds it), None
+        without seeds."""
+        return self.seeder().to_dict() if self.seeds else None
 
     def explain(self) -> str:
         """A human-readable account: strategy, similar tasks, and the runs behind each seed."""
@@ -198,7 +203,7 @@ class Recommendation:
                                     for e in s.evidence]} for s in self.seeds],
         }
         if seeder:
-            out["seeder"] = self.seeder().to_dict() if self.seeds else None
+            out["seeder"] = self.seeder_state()
         return out
 
 
@@ -289,6 +294,11 @@ class Scenarios:
     configs: tuple[Mapping[str, Any], ...]
     first: int | None = None
     scores: np.ndarray | None = None
+
+    @classmethod
+    def empty(cls) -> Scenarios:
+        """No configurations to choose from (a recommendation without seeds)."""
+        return cls(np.zeros((1, 0)), np.ones(1), None, ())
 
     def order(self, k: int) -> list[int]:
         """The static seed columns: the greedy rule's first ``k`` (``first`` moved first)."""
