@@ -322,8 +322,10 @@ class SqlStore(Store):
     json_merge: ClassVar[str] = "cmf_merge(({low})::jsonb, ({high})::jsonb)::text"
     json_same: ClassVar[str] = "(({a})::jsonb = ({b})::jsonb)"
     distinct: ClassVar[str] = "IS DISTINCT FROM"
-    # an eventTime's position in time, as indexed by migration 0004 (ix_ol_events_time)
+    # an eventTime's position in time, as indexed by migration 0004 (ix_ol_events_time), and
+    # the ascending / descending order on it with events without a time first
     event_time: ClassVar[str] = "cmf_event_time({})"
+    event_order: ClassVar[tuple[str, str]] = ("ASC NULLS FIRST", "DESC NULLS LAST")
     journaled: ClassVar[bool] = False
     companion_enabled = True  # settings.journal_companion (see cmf_core.store.companion)
 
@@ -996,10 +998,8 @@ class SqlStore(Store):
                 where.append(f"{at('event_time')} {op} {at(':' + name)}")
                 params[name] = format_time(bound)
         cond = f" WHERE {' AND '.join(where)}" if where else ""
-        # events without a time first: SQLite's default (and no NULLS clause before 3.30)
-        way = ("DESC" if descending else "ASC") + (
-            "" if self.kind == "sqlite" else " NULLS LAST" if descending else " NULLS FIRST")
-        order = f"{at('event_time')} {way}, seq {'DESC' if descending else 'ASC'}"
+        order = (f"{at('event_time')} {self.event_order[descending]}, "
+                 f"seq {'DESC' if descending else 'ASC'}")
         page = self._rows(sa.text(f"SELECT id, run_id, event_type, event_time, body FROM "
                                   f"ol_events{cond} ORDER BY {order} LIMIT :limit OFFSET "
                                   ":offset"), {**params, "limit": limit, "offset": offset})

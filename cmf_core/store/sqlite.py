@@ -35,6 +35,8 @@ class SqliteStore(SqlStore):
     json_same: ClassVar[str] = "(({a}) = ({b}))"  # cmf_merge returns an input's text when equal
     distinct: ClassVar[str] = "IS NOT"
     event_time: ClassVar[str] = "julianday({})"
+    # SQLite's default order already puts NULLs first (and NULLS clauses need SQLite 3.30)
+    event_order: ClassVar[tuple[str, str]] = ("ASC", "DESC")
     journaled: ClassVar[bool] = True
 
     def __init__(self, url: str, site: str, durability: str = "normal") -> None:
