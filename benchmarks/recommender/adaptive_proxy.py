@@ -46,8 +46,11 @@ import numpy as np
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for path in (ROOT, HERE):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
+
+from loto import bootstrap_ci, geo_mean, named  # noqa: E402
 
 from cmf_core.recommend import knowledge  # noqa: E402
 from cmf_core.recommend.adaptive import adaptive_order  # noqa: E402
@@ -199,9 +202,6 @@ def compare_loto(static_path: Path, adaptive_path: Path) -> str:
     """Paired per task: a LOTO run (e.g. static seeds) against another (e.g. adaptive; same
     targets, same TPE seeds): trials of the first / of the second per arm and k, tasks hit
     within the seeds; columns named after the files."""
-    sys.path.insert(0, str(HERE))
-    from loto import bootstrap_ci, geo_mean
-
     st, ad = (json.loads(p.read_text())["analysis"]["per_task"]
               for p in (static_path, adaptive_path))
     by_task = {r["task"]: r for r in st}
@@ -256,11 +256,10 @@ def main(argv: list[str] | None = None) -> int:
     rules = tuple((b, m, sg) for b in args.betas for m in args.misses for sg in args.sigmas)
     ids = sorted(kb.tasks)
     if args.tasks:
-        by_name = {kb.tasks[t].name: t for t in ids}
-        missing = sorted(set(args.tasks) - set(by_name))
-        if missing:
-            ap.error(f"unknown task(s) {', '.join(missing)}")
-        ids = [by_name[n] for n in args.tasks]
+        try:
+            ids = named(kb, ids, args.tasks)
+        except ValueError as e:
+            ap.error(str(e))
     jobs = [(str(args.kb), tid, mode, rules, args.random_draws) for tid in ids]
     started = time.perf_counter()
     if args.jobs > 1:

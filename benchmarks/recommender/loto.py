@@ -110,6 +110,16 @@ def targets(kb: knowledge.KnowledgeBase, task_id: str, n_random: int = 4000) -> 
     return {"best": best, "median_random": med, "target": med + GAP * (best - med)}
 
 
+def named(kb: knowledge.KnowledgeBase, ids: list[str], names: list[str]) -> list[str]:
+    """The ids among ``ids`` of the tasks called ``names``, in that order; ValueError naming
+    the unknown ones."""
+    by_name = {kb.tasks[t].name: t for t in ids}
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise ValueError(f"unknown task(s) {', '.join(missing)}")
+    return [by_name[n] for n in names]
+
+
 def query_description(task: TaskDescription, groups: str) -> TaskDescription:
     """The target as a new user would describe it: ``all`` meta-feature groups (as stored in
     the KB) or only the ``default`` (cheap) ones."""
@@ -529,11 +539,10 @@ def main(argv: list[str] | None = None) -> int:
             firsts.setdefault(kb.tasks[tid].category.value, tid)
         ids = list(firsts.values())[:3]
     if args.tasks:
-        by_name = {kb.tasks[t].name: t for t in ids}
-        missing = [n for n in args.tasks if n not in by_name]
-        if missing:
-            ap.error(f"unknown task(s) {', '.join(missing)}")
-        ids = [by_name[n] for n in args.tasks]
+        try:
+            ids = named(kb, ids, args.tasks)
+        except ValueError as e:
+            ap.error(str(e))
     jobs = [(str(args.kb), tid, args.seeds, args.budget, tuple(args.ks),
              not args.no_recalibrate, args.query_groups, args.adaptive) for tid in ids]
     results = []
