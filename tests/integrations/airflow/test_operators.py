@@ -6,7 +6,6 @@ import json
 import random
 import threading
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 from cmf_core.model import ExecutionStatus
 from tests.integrations.airflow.helpers import by_stage
 from tests.support.postgres import free_port
+from tests.support.seeding import adaptive_seeds
 
 OPS = '''
 from airflow.sdk import dag, task
@@ -105,7 +105,6 @@ def peer(tmp_path: Path) -> Iterator[tuple[str, Any]]:
 
 def test_operators_in_a_dag(run_dag, cmf_store, peer, tmp_path: Path, monkeypatch) -> None:
     from cmf_core.recommend import describe_csv, recommend
-    from cmf_core.recommend.space import config_key
 
     url, peer_store = peer
     host, port = url.removeprefix("http://").split(":")
@@ -134,13 +133,10 @@ def test_operators_in_a_dag(run_dag, cmf_store, peer, tmp_path: Path, monkeypatc
     assert runs["search"].params["configs"] == expected.configs()
     # the search task rebuilt the adaptive seeder from XCom: the seeds it gave are those the
     # in-process seeder gives for the same scores (the first is the static list's first)
-    local, observations = expected.seeder(), {}
-    while (config := local.next_config(observations)) is not None:
-        key = config_key(config)
-        observations[key] = zlib.crc32(key.encode()) / 2**32
+    local = expected.seeder()
     assert runs["search"].properties["airflow.xcom_return"]["value"] == {
         "n_seeds": len(expected.seeds), "category": "classification",
-        "adaptive": [config_key(c) for c in local.given]}
+        "adaptive": adaptive_seeds(local)}
     assert local.given[0] == expected.configs()[0] and len(local.given) == 3
 
     # the peer now has this pipeline's runs, pushed with the token of the connection

@@ -12,7 +12,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,11 +27,11 @@ from kfp import compiler, components
 from cmf_core.errors import ConfigError, InvalidInputError
 from cmf_core.model import ExecutionStatus
 from cmf_core.recommend import AdaptiveSeeder, TaskDescription, recommend, record_trial
-from cmf_core.recommend.space import config_key
 from cmf_core.store import open_store
 from tests.integrations.kubeflow import pipelines
 from tests.integrations.kubeflow.conftest import SITE, LocalRun, run_local
 from tests.support.postgres import free_port
+from tests.support.seeding import adaptive_seeds
 
 PEER_TOKEN = "peer-secret"
 TASK = TaskDescription(name="past-churn", category="classification",
@@ -129,10 +128,7 @@ def test_recommend_seed_outputs_the_best_past_configurations(seeded_run: LocalRu
     # and rebuilt the adaptive seeder from the artifact: the seeds it gave are those the
     # in-process seeder gives for the same scores
     local = recommend(TASK.to_dict(), k=3, store=store, strict=False).seeder()
-    observations: dict[str, float] = {}
-    while (config := local.next_config(observations)) is not None:
-        observations[config_key(config)] = zlib.crc32(config_key(config).encode()) / 2**32
-    assert best["adaptive"] == [config_key(c) for c in local.given] and len(local.given) == 3
+    assert best["adaptive"] == adaptive_seeds(local) and len(local.given) == 3
 
 
 def test_federated_sync_pushes_to_the_peer(seeded_run: LocalRun, peer: Peer) -> None:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import zlib
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +14,7 @@ from prefect import flow, task
 from cmf_core.identity import file_digest
 from cmf_core.recommend import AdaptiveSeeder
 from cmf_core.recommend.space import config_key
+from tests.support.seeding import adaptive_seeds
 
 CHURN = Path(__file__).resolve().parents[3] / "examples/data/telco-churn/Telco-Customer-Churn.csv"
 
@@ -22,11 +22,6 @@ CHURN = Path(__file__).resolve().parents[3] / "examples/data/telco-churn/Telco-C
 PAST_RUNS = [({"model": "random_forest", "n_estimators": 200, "max_depth": 8}, 0.81),
              ({"model": "logistic_regression", "C": 1.0}, 0.79),
              ({"model": "gradient_boosting", "learning_rate": 0.1, "n_estimators": 100}, 0.83)]
-
-
-def stand_in_score(config: dict[str, Any]) -> float:
-    """A deterministic stand-in for fit-and-score."""
-    return zlib.crc32(config_key(config).encode()) / 2**32
 
 
 def test_recommend_seed_in_a_flow(auto_route: Any, cmf_settings: Any, cmf_store: Any,
@@ -44,11 +39,7 @@ def test_recommend_seed_in_a_flow(auto_route: Any, cmf_settings: Any, cmf_store:
     def search(seeds: dict[str, Any]) -> list[str]:
         # adaptive seeds from the step's result (a searcher of its own: the past runs use a
         # family outside the default space, gradient_boosting)
-        seeder = AdaptiveSeeder.from_dict(seeds)
-        observations: dict[str, float] = {}
-        while (config := seeder.next_config(observations)) is not None:
-            observations[config_key(config)] = stand_in_score(config)
-        return [config_key(c) for c in seeder.given]
+        return adaptive_seeds(AdaptiveSeeder.from_dict(seeds))
 
     @flow
     def tune(data: str) -> tuple[dict[str, Any], list[str]]:
@@ -62,10 +53,7 @@ def test_recommend_seed_in_a_flow(auto_route: Any, cmf_settings: Any, cmf_store:
     # the search task rebuilt the seeder from the result: the seeds it gave are those the
     # in-process seeder gives for the same scores
     local = AdaptiveSeeder.from_dict(json.loads(json.dumps(rec["seeder"])))
-    observations: dict[str, float] = {}
-    while (config := local.next_config(observations)) is not None:
-        observations[config_key(config)] = stand_in_score(config)
-    assert adaptive == [config_key(c) for c in local.given] and len(adaptive) == 3
+    assert adaptive == adaptive_seeds(local) and len(adaptive) == 3
     assert adaptive[0] == config_key(rec["configs"][0])
     assert rec["configs"] == [s["config"] for s in rec["seeds"]]
     assert rec["configs"][0]["model"] == "gradient_boosting"  # the best past run first
