@@ -6,6 +6,7 @@ Every ``CmfError`` becomes one line on stderr and exit code 1, here and only her
 from __future__ import annotations
 
 import importlib
+import inspect
 import sys
 
 import typer
@@ -50,6 +51,19 @@ def _register() -> None:
             ep.load()(app)
         except ImportError:  # the integration's extra is not installed
             continue
+    _one_line_summaries(app)
+
+
+def _one_line_summaries(group: typer.Typer) -> None:
+    """Give every command without a ``short_help`` its docstring's first paragraph on one
+    line: in command listings typer's rich mode keeps the docstring's line breaks."""
+    for info in group.registered_commands:
+        text = info.help or (info.callback.__doc__ if info.callback else None)
+        if info.short_help is None and text:
+            info.short_help = " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+    for sub in group.registered_groups:
+        if sub.typer_instance is not None:
+            _one_line_summaries(sub.typer_instance)
 
 
 _register()

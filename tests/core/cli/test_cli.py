@@ -127,6 +127,26 @@ def test_every_command_has_help() -> None:
         invoke(name, "--help")
 
 
+def test_command_listing_summaries_are_reflowed() -> None:
+    """`cmf --help` lists each command with its docstring's first paragraph as one reflowed
+    text (typer's rich mode kept the docstring's own line breaks: ragged lines)."""
+    import typer.main
+
+    def walk(cmd: object, path: str) -> list[tuple[str, str]]:
+        subs = getattr(cmd, "commands", None) or {}
+        found = [(f"{path} {n}", c.get_short_help_str(10_000)) for n, c in subs.items()]
+        return found + [x for n, c in subs.items() for x in walk(c, f"{path} {n}")]
+
+    summaries = walk(typer.main.get_command(app), "cmf")
+    assert len(summaries) >= 20
+    for name, text in summaries:
+        assert text and "\n" not in text, f"{name}: {text!r}"
+    wide = runner.invoke(app, ["--help"], env={"COLUMNS": "240"})
+    assert wide.exit_code == 0, wide.output
+    # the docstring breaks its line after "recorded"; the listing must not
+    assert "true conflicts are recorded and reported, never overwritten" in wide.output
+
+
 def test_usage_errors_are_short(capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as e:
         main(["executions", "--limit", "abc"])
