@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import typer.main
@@ -28,3 +30,56 @@ def test_every_command_in_cli_reference() -> None:
 def test_readme_names_the_two_commands() -> None:
     text = (ROOT / "README.md").read_text()
     assert "make demo" in text and "make test" in text
+
+
+def _doc_commands(text: str) -> Iterator[str]:
+    """`cmf ...` command lines of a Markdown text: lines of fenced blocks and inline code
+    spans, comments cut, split at shell operators, env assignments before `cmf` allowed."""
+    fence = False
+    for line in text.splitlines():
+        if line.strip().startswith("```"):
+            fence = not fence
+            continue
+        for code in [line] if fence else re.findall(r"`([^`]*\bcmf [^`]*)`", line):
+            for seg in re.split(r"&&|\|\||;|\|", code.split(" #")[0]):
+                toks = seg.split()
+                if "cmf" not in toks:
+                    continue
+                i = toks.index("cmf")
+                rest = toks[i + 1:]
+                if (all(re.fullmatch(r"\$|[A-Z_][A-Z0-9_]*=\S*", t) for t in toks[:i])
+                        and rest and rest[0] not in ("=", "...")):
+                    yield " ".join(toks[i:])
+
+
+def test_commands_in_docs_exist() -> None:
+    """Every `cmf` command line in the README, docs/ and examples/ names a real command and
+    only options that command has (docs/cli.md is generated from --help)."""
+    group = typer.main.get_command(app)
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "examples").rglob("*.md"))]
+    wrong, checked = [], 0
+    for path in files:
+        if path.name == "cli.md":
+            continue
+        for line in _doc_commands(path.read_text()):
+            toks, cmd, names = line.split()[1:], group, ["cmf"]
+            while hasattr(cmd, "commands") and toks and not toks[0].startswith("-"):
+                if toks[0].startswith("<"):
+                    break
+                if toks[0] not in cmd.commands:
+                    wrong.append(f"{path.name}: `{line}`: no command '{toks[0]}' in "
+                                 f"`{' '.join(names)}`")
+                    cmd = None
+                    break
+                names.append(toks[0])
+                cmd = cmd.commands[toks.pop(0)]
+            if cmd is None:
+                continue
+            checked += 1
+            opts = {o for p in cmd.params for o in (*p.opts, *p.secondary_opts)} | {"--help"}
+            wrong += [f"{path.name}: `{line}`: `{' '.join(names)}` has no option {o}"
+                      for o in (t.split("=")[0].rstrip(",.)") for t in toks
+                                if t.startswith("--")) if o not in opts]
+    assert checked >= 50, checked  # the docs do show commands
+    assert not wrong, "\n".join(wrong)
