@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterator
 from pathlib import Path
 
+import pytest
 import typer.main
 
 from cmf_core.cli import app
@@ -83,3 +84,24 @@ def test_commands_in_docs_exist() -> None:
                                 if t.startswith("--")) if o not in opts]
     assert checked >= 50, checked  # the docs do show commands
     assert not wrong, "\n".join(wrong)
+
+
+def test_readme_python_api_example_runs(tmp_path: Path,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's Python API block, run as written against a real SQLite store (only the
+    files it names are created first)."""
+    text = (ROOT / "README.md").read_text()
+    block = text.split("## Python API", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "train.csv").write_text("x,label\n1,0\n2,1\n")
+    (tmp_path / "model.pkl").write_bytes(b"a model")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("CMF_STORE_URL", f"sqlite:///{tmp_path / 'readme.db'}")
+    scope: dict[str, object] = {}
+    exec(compile(block, "README.md", "exec"), scope)  # our own README
+    prov = scope["prov"]
+    [train] = prov.executions  # type: ignore[attr-defined]
+    assert train.stage == "train" and train.params == {"lr": 0.1}
+    assert [a.name for a in prov.inputs] == ["train.csv"]  # type: ignore[attr-defined]
+    assert prov.metrics == {train.id: {"auc": 0.91}}  # type: ignore[attr-defined]
+    scope["cmf"].close()  # type: ignore[attr-defined]
