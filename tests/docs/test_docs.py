@@ -105,3 +105,30 @@ def test_readme_python_api_example_runs(tmp_path: Path,
     assert [a.name for a in prov.inputs] == ["train.csv"]  # type: ignore[attr-defined]
     assert prov.metrics == {train.id: {"auc": 0.91}}  # type: ignore[attr-defined]
     scope["cmf"].close()  # type: ignore[attr-defined]
+
+
+def test_python_examples_in_docs_import() -> None:
+    """Every ```python block of the README, docs/ and examples/ parses, and every name it
+    imports from our packages exists."""
+    import ast
+    import importlib
+    import importlib.util
+
+    ours = ("cmf_core", "cmf_airflow", "cmf_prefect", "cmf_kubeflow")
+    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+             *sorted((ROOT / "examples").rglob("*.md"))]
+    wrong, blocks = [], 0
+    for path in files:
+        for code in re.findall(r"```python\n(.*?)```", path.read_text(), re.S):
+            blocks += 1
+            tree = ast.parse(code, filename=path.name)
+            for node in ast.walk(tree):
+                if not (isinstance(node, ast.ImportFrom) and node.module
+                        and node.module.split(".")[0] in ours):
+                    continue
+                module = importlib.import_module(node.module)
+                wrong += [f"{path.name}: from {node.module} import {a.name}"
+                          for a in node.names if not hasattr(module, a.name)
+                          and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
+    assert blocks >= 10, blocks
+    assert not wrong, "\n".join(wrong)
