@@ -67,12 +67,15 @@ class Evidence:
 class Seed:
     """One recommended configuration. ``expected`` is its weighted mean normalised score on
     the neighbours (1 = as good as their best runs, 0 = their median run); ``predicted`` the
-    meta-model's mean predicted normalised score on the new task (None without it)."""
+    meta-model's mean predicted normalised score on the new task (None without it);
+    ``reason`` why the seed rule chose it after the seeds before it (e.g. which scenarios it
+    is a hit on that they miss: a seed with a low mean can be a hedge)."""
 
     config: Mapping[str, Any]
     expected: float
     evidence: tuple[Evidence, ...]
     predicted: float | None = None
+    reason: str = ""
 
     @property
     def optuna_params(self) -> dict[str, Any]:
@@ -172,6 +175,8 @@ class Recommendation:
             pred = "" if s.predicted is None else f", meta-model {s.predicted:.2f}"
             lines.append(f"{i}. {s.config.get('model')}({params}) expected {s.expected:.2f}"
                          f"{pred}")
+            if s.reason:
+                lines.append(f"     why: {s.reason}")
             for e in s.evidence[:3]:
                 rid = f", run {e.run_id}" if e.run_id else ""
                 lines.append(f"     {e.task_name} (similarity {e.similarity:.2f}): score "
@@ -197,6 +202,7 @@ class Recommendation:
             "seeds": [{"config": dict(s.config), "optuna_params": s.optuna_params,
                        "expected": round(s.expected, 4),
                        "predicted": None if s.predicted is None else round(s.predicted, 4),
+                       "reason": s.reason,
                        "evidence": [{"task_id": e.task_id, "task": e.task_name,
                                      "similarity": round(e.similarity, 4), "score": e.score,
                                      "rank": e.rank, "n_runs": e.n_runs, "run_id": e.run_id}
@@ -456,10 +462,59 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         mean = P.mean(axis=0)
         seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
                                                                               strict=True))
+    why = seed_reasons(scen, cols, [kb.tasks[table.task_ids[r]].name for r in rows])
+    seeds = tuple(replace(sd, reason=r) for sd, r in zip(seeds, why, strict=True))
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
         neighbours=tuple(_neighbour(kb, desc, metric, t, s) for t, s in neighbours),
         elapsed_s=time.perf_counter() - started, extra=extra, scenarios=scen, **common)
+
+
+def seed_reasons(scen: Scenarios, cols: Sequence[int], names: Sequence[str]) -> list[str]:
+    """Why each of ``cols`` (the static seed order) was chosen: the scenarios (past tasks
+    ``names``, then meta-model trees) it is a hit on that no earlier seed hits, and their
+    share of the scenario weight; or, under the sum rule, its gain in the best normalised
+    score."""
+    U = np.asarray(scen.normalised, dtype=float)
+    w = np.asarray(scen.weights, dtype=float)
+    w = w / w.sum()
+    named, trees = len(names), len(w) - len(names)
+    out: list[str] = []
+    if scen.levels is None:
+        best = np.zeros(len(w))
+        for c in cols:
+            V = np.where(np.isfinite(U[:, c]), U[:, c], 0.0)
+            gain = float((w * (np.maximum(best, V) - best)).sum())
+            out.append(f"raises the similar tasks' weighted best normalised score by "
+                       f"{gain:.2f}" if out else
+                       f"the best weighted mean normalised score ({float((w * V).sum()):.2f})")
+            best = np.maximum(best, V)
+        return out
+    hit = np.greater_equal(np.where(np.isfinite(U), U, -np.inf),
+                           np.asarray(scen.levels, dtype=float)[:, None]) & (w > 0)[:, None]
+    covered = np.zeros(len(w), dtype=bool)
+    for i, c in enumerate(cols):
+        new = hit[:, c] & ~covered
+        covered |= hit[:, c]
+        if i == 0 and scen.first is not None and c == scen.first:
+            out.append("the best run of the same task, run before")
+            continue
+        if not new.any():
+            out.append("every scenario it could hit is hit by a seed before it; chosen for "
+                       "its scores across the scenarios")
+            continue
+        tasks = [names[j] for j in np.flatnonzero(new[:named])]
+        parts = []
+        if tasks:
+            more = f" and {len(tasks) - 3} more" if len(tasks) > 3 else ""
+            parts.append(f"a hit on {', '.join(tasks[:3])}{more}")
+        if new[named:].any():
+            parts.append(f"predicted a hit by {int(new[named:].sum())} of {trees} "
+                         "meta-model trees")
+        before = " that the seeds before it miss" if i else ""
+        out.append(f"{' and '.join(parts)}{before} ({float(w[new].sum()):.0%} of the "
+                   "scenario weight)")
+    return out
 
 
 def _seed(kb: KnowledgeBase, table: ScoreTable, col: int, rows: Sequence[int],

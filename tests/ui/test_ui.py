@@ -305,6 +305,7 @@ def test_recommendations_show_seeds_and_the_tasks_they_came_from(
     for i, seed in enumerate(expected.seeds):
         item = seeds.nth(i)
         expect(item.locator("strong")).to_have_text(str(seed.config["model"]))
+        expect(item.locator(".why")).to_have_text(f"Why: {seed.reason}")
         runs = item.locator("a.run").evaluate_all(
             "(links) => links.map((a) => a.getAttribute('href'))")
         assert runs == [f"#/compare?ids={e.run_id}" for e in seed.evidence

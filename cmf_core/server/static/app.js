@@ -748,6 +748,7 @@ async function viewRecommend(out, _args, query) {
     rec.seeds.length ? h("ol", { class: "seeds", id: "seeds" }, rec.seeds.map((seed) => h("li", {},
       h("div", {}, h("strong", {}, seed.config.model), ` ${seedLabel(seed)} `,
         h("span", { class: "muted" }, `expected ${seed.expected.toFixed(2)} (1: as good as the similar tasks' best runs, 0: their median run)`)),
+      seed.reason ? h("div", { class: "muted why" }, `Why: ${seed.reason}`) : null,
       table(["From task", ["Similarity", "n"], ["Score there", "n"], ["Rank", "n"], "Run"], seed.evidence.map((ev) => h("tr", {},
         h("td", {}, ev.task), h("td", { class: "n" }, ev.similarity.toFixed(3)), h("td", { class: "n" }, g(ev.score)),
         h("td", { class: "n" }, `${ev.rank} of ${ev.n_runs}`),
