@@ -74,6 +74,16 @@ class SimilarityMetric:
             sim *= self.modality_penalty
         return sim
 
+    def without(self, names: Iterable[str]) -> SimilarityMetric:
+        """The same metric with the meta-features ``names`` left out (itself when nothing
+        would be left)."""
+        drop = set(names)
+        kept = {k: w for k, w in self.weights.items() if k not in drop}
+        if not any(kept.values()):
+            return self
+        return SimilarityMetric(f"{self.name}-without-{'-'.join(sorted(drop))}", kept,
+                                self.modality_penalty)
+
     def differences(self, a: TaskDescription, b: TaskDescription) -> list[tuple[str, float]]:
         """(meta-feature, weighted squared difference) of the shared features, largest first."""
         out = [(k, w * (a.meta_features[k] - b.meta_features[k]) ** 2)

@@ -10,7 +10,8 @@ import pytest
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.recommend import knowledge
-from cmf_core.recommend.knowledge import KnowledgeBase
+from cmf_core.recommend.graph import SimilarityMetric
+from cmf_core.recommend.knowledge import KnowledgeBase, Run
 from cmf_core.recommend.recommender import Strategy, greedy_portfolio, recommend
 from cmf_core.recommend.space import config_key, suggest_config
 from cmf_core.recommend.task import describe_csv
@@ -159,6 +160,55 @@ def test_shipped_seeds_name_the_meta_model_trees_behind_them() -> None:
     rec = recommend(task, k=5)
     from cmf_core.recommend.surrogate import N_TREES
 
-    assert all(f" of {N_TREES} meta-model trees" in s.reason for s in rec.seeds), \
-        [s.reason for s in rec.seeds]
-    assert all("that the seeds before it miss" in s.reason for s in rec.seeds[1:])
+    # the first is the best run of the shipped telco-churn (a sample of this CSV)
+    assert rec.seeds[0].reason.startswith("the best run of telco-churn, the same task")
+    assert all(f" of {N_TREES} meta-model trees that the seeds before it miss" in s.reason
+               for s in rec.seeds[1:]), [s.reason for s in rec.seeds]
+
+
+def test_a_sample_of_a_task_run_before_is_the_same_task(toy_kb: KnowledgeBase) -> None:
+    # the same data at another size: n_rows (and what depends on it) differ, the rest match
+    sample = make_task("c-sample", (0.2, 0.5, 0.5))
+    kb = KnowledgeBase([sample], {sample.id: [
+        Run(c, 0.9 if j == 7 else 0.5, f"s{j}", 0.1) for j, c in enumerate(CONFIGS)]})
+    full = make_task("c-full", (0.6, 0.5, 0.5))  # three times the rows
+    metric = SimilarityMetric("uniform", {"n_rows": 1, "n_features": 1, "class_balance": 1})
+    assert metric(full, sample) < 0.8  # not even a neighbour over every meta-feature ...
+    kb = kb.merge(toy_kb)
+    kb.calibration = {"metric": metric.to_dict(), "threshold": 0.7}
+    rec = recommend(full, k=2, knowledge=kb, use_meta_model=False)
+    assert rec.configs()[0] == CONFIGS[7]  # ... but its best run goes first
+    assert "first the best run of c-sample (the same task or a sample of it)" in rec.message
+    assert rec.seeds[0].reason == ("the best run of c-sample, the same task (or a sample of "
+                                   "it) run before")
+    # another class balance is other data, whatever the size
+    other = recommend(make_task("d", (0.6, 0.5, 0.2)), k=1, knowledge=kb,
+                      use_meta_model=False)
+    assert "c-sample" in [n.name for n in other.neighbours]
+    assert "same task" not in other.message
+
+
+def test_size_free_metric_leaves_out_size_features() -> None:
+    metric = SimilarityMetric("uniform", {"n_rows": 1, "class_balance": 1})
+    size_free = metric.without({"n_rows", "dimensionality"})
+    assert dict(size_free.weights) == {"class_balance": 1.0}
+    assert metric.without({"n_rows", "class_balance"}) is metric  # nothing would be left
+
+
+@pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
+def test_full_telco_csv_starts_from_its_sample_in_the_shipped_knowledge_base() -> None:
+    # the shipped telco-churn task is a 1,500-row sample of the CSV; the full CSV (7,043 rows)
+    # is the same task, and no two tasks of different groups pass for one
+    from cmf_core.recommend.recommender import SAME_TASK_SIMILARITY, SIZE_FEATURES
+
+    kb = knowledge.shipped()
+    rec = recommend(describe_csv(TELCO, category="classification", target="Churn"), k=3)
+    [telco] = [t for t in kb.tasks.values() if t.name == "telco-churn"]
+    best = max(kb.runs[telco.id], key=lambda r: r.score)
+    assert rec.configs()[0] == dict(best.config)
+    assert "the best run of telco-churn (the same task or a sample of it)" in rec.message
+    size_free = SimilarityMetric.from_dict(kb.calibration["metric"]).without(SIZE_FEATURES)
+    tasks = list(kb.tasks.values())
+    cross = [size_free(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]
+             if a.category == b.category and a.group != b.group]
+    assert max(cross) < SAME_TASK_SIMILARITY
