@@ -51,6 +51,9 @@ def test_dataset_with_shipped_knowledge_base() -> None:
                                          "classification", "--target", "Churn", "-k", "3"])
     assert result.exit_code == 0, result.output
     assert "1. " in result.output and "3. " in result.output
+    # the full CSV is the shipped telco-churn sample's task: its best run first, and why
+    assert "first the best run of telco-churn (the same task or a sample of it)" in result.output
+    assert result.output.count("     why: ") == 3
 
 
 @pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
