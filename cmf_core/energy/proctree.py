@@ -15,6 +15,7 @@ CPU time is not counted.
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import sys
@@ -93,7 +94,9 @@ class ProcessTree:
         self._last = current
         return TreeSample(
             t=time.monotonic(),
-            cpu_s=sum(v[0] for v in current.values()) + self._lost,
+            # rounded to the microsecond (the finest counter, rusage's): a child's time that
+            # moves into its parent's on reaping must not read as a float-rounding decrease
+            cpu_s=round(math.fsum(v[0] for v in current.values()) + self._lost, 6),
             rss_bytes=sum(v[1] for v in current.values()),
             pids=frozenset(current),
             alive=self.pid in current,

@@ -38,3 +38,18 @@ def test_readers_agree_on_this_process() -> None:
     assert a.alive and b.alive
     assert a.cpu_s == pytest.approx(b.cpu_s, abs=0.05)
     assert a.rss_bytes == pytest.approx(b.rss_bytes, rel=0.05)
+
+
+def test_reaped_child_time_never_reads_as_a_decrease() -> None:
+    # the readers' numbers are fed in directly: 0.1 + 0.2 is 0.30000000000000004 in floats,
+    # and when the child (pid 2) is reaped its 0.2 s reads as part of the parent's 0.3 s
+    readings = iter([{1: (0.1, 10, 0), 2: (0.2, 10, 1)}, {1: (0.3, 10, 0)}])
+
+    class Fed(ProcessTree):
+        def _read_psutil(self) -> dict[int, tuple[float, int, int]]:
+            return next(readings)
+
+    tree = Fed(pid=1, reader="psutil")
+    during, after = tree.sample(), tree.sample()
+    assert during.pids == {1, 2} and after.pids == {1}
+    assert after.cpu_s >= during.cpu_s == 0.3
