@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from cmf_core.errors import InvalidInputError
-from cmf_core.recommend.recommender import Scenarios, optuna_params
+from cmf_core.recommend.recommender import TREE_NAME, Scenarios, optuna_params
 from cmf_core.recommend.space import config_key, from_optuna_params
 
 #: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
@@ -175,11 +175,66 @@ def adaptive_order(scenarios: Scenarios, observe: Callable[[int], float], k: int
 
 def _next(scen: Scenarios, tried: Sequence[int], scores: Sequence[float], beta: float,
           covered_weight: float, sigma: float) -> int | None:
+    return _choose(scen, tried, scores, beta, covered_weight, sigma)[0]
+
+
+def _choose(scen: Scenarios, tried: Sequence[int], scores: Sequence[float], beta: float,
+            covered_weight: float, sigma: float) -> tuple[int | None, np.ndarray]:
+    """The next column and the posterior scenario weights it was chosen with."""
     if not tried and scen.first is not None:
-        return scen.first
+        w = np.asarray(scen.weights, dtype=float)
+        return scen.first, w / w.sum()
     w = posterior_weights(scen.normalised, scen.weights, tried, scores, beta, scen.scores,
                           sigma)
-    return next_column(scen.normalised, w, scen.levels, tried, covered_weight)
+    return next_column(scen.normalised, w, scen.levels, tried, covered_weight), w
+
+
+def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[int],
+                n_scores: int) -> str:
+    """Why ``col`` was chosen after ``tried`` (``n_scores`` of them scored), in words: the
+    share of the posterior ``weights`` not yet ruled out that it is a hit on, and the
+    scenarios the scores point to (past tasks by name, meta-model trees together)."""
+    if not tried and scen.first is not None and col == scen.first:
+        return "the best run of the same task (or a sample of it), run before"
+    w = np.asarray(weights, dtype=float)
+    U = np.asarray(scen.normalised, dtype=float)
+    when = (f"after {n_scores} score{'s' if n_scores != 1 else ''}" if n_scores
+            else "before any score")
+    open_ = np.ones(len(w), dtype=bool)
+    if scen.levels is None:
+        what = "the largest gain in the weighted best normalised score"
+    else:
+        hits = np.greater_equal(np.where(np.isfinite(U), U, -np.inf),
+                                np.asarray(scen.levels, dtype=float)[:, None])
+        open_ = ~hits[:, list(tried)].any(axis=1) if tried else np.ones(len(w), bool)
+        mass = float(w[open_ & hits[:, col]].sum())
+        share = mass / max(float(w[open_].sum()), 1e-300)
+        pct = f"{share:.0%}" if share >= 0.005 else "<1%"
+        what = (f"a hit on {pct} of the scenario weight not yet ruled out" if mass > 0
+                else "no scenario left that it is a hit on; chosen for its weighted scores")
+    if not scen.names:
+        return f"{when}: {what}"
+    by: dict[str, float] = {}
+    trees: list[float] = []
+    if w[open_].sum() > 0:  # the weight among scenarios not yet ruled out
+        w = np.where(open_, w, 0.0) / float(w[open_].sum())
+    for name, v in zip(scen.names, w, strict=True):
+        key = "meta-model trees" if name.startswith(TREE_NAME) else name
+        by[key] = by.get(key, 0.0) + float(v)
+        if key != name:
+            trees.append(float(v))
+    top = []
+    for name, v in sorted(by.items(), key=lambda kv: -kv[1])[:3]:
+        if v < 0.01:
+            continue
+        text = f"{name} {v:.0%}"
+        if name == "meta-model trees" and len(trees) > 1:
+            tw = np.sort(np.asarray(trees))[::-1]
+            n90 = int(np.searchsorted(np.cumsum(tw), 0.9 * tw.sum()) + 1)
+            text += f" (90% of it on {n90} of {len(trees)})"
+        top.append(text)
+    where = "the weight is on" if scen.levels is None else "the weight not yet ruled out is on"
+    return f"{when}: {what}; {where} {', '.join(top)}" if top else f"{when}: {what}"
 
 
 class AdaptiveSeeder:
@@ -207,6 +262,8 @@ class AdaptiveSeeder:
         self.sigma = float(sigma)
         self._column = {config_key(c): j for j, c in enumerate(scenarios.configs)}
         self.given: list[dict[str, Any]] = []
+        #: why each of :attr:`given` was chosen (:func:`seed_reason`), in the same order
+        self.reasons: list[str] = []
         self._given_cols: list[int] = []
 
     @property
@@ -236,14 +293,24 @@ class AdaptiveSeeder:
             else:
                 tried.append(col)
                 scores.append(value)
-        col = _next(self.scenarios, tried, scores, self.beta, self.covered_weight,
-                    self.sigma)
+        col, w = _choose(self.scenarios, tried, scores, self.beta, self.covered_weight,
+                         self.sigma)
         if col is None:
             return None
         config = dict(self.scenarios.configs[col])
         self.given.append(config)
+        self.reasons.append(seed_reason(self.scenarios, col, w, tried,
+                                        sum(1 for v in scores if math.isfinite(v))))
         self._given_cols.append(col)
         return config
+
+    def explain(self) -> str:
+        """One line per seed given so far: the configuration and why it was chosen."""
+        lines = []
+        for i, (config, why) in enumerate(zip(self.given, self.reasons, strict=True), 1):
+            params = ", ".join(f"{k}={v}" for k, v in config.items() if k != "model")
+            lines.append(f"{i}. {config.get('model')}({params}): {why}")
+        return "\n".join(lines)
 
     # JSON state -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -262,7 +329,9 @@ class AdaptiveSeeder:
                 "weights": [float(sc.weights[i]) for i in keep],
                 "normalised": [_floats(sc.normalised[i]) for i in keep],
                 "levels": None if sc.levels is None else [float(sc.levels[i]) for i in keep],
-                "first": sc.first, "scores": scores, "given": [dict(c) for c in self.given]}
+                "first": sc.first, "scores": scores, "given": [dict(c) for c in self.given],
+                "reasons": list(self.reasons),
+                "names": None if sc.names is None else [sc.names[i] for i in keep]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> AdaptiveSeeder:
@@ -314,7 +383,13 @@ class AdaptiveSeeder:
                 raise InvalidInputError(f"adaptive seeder state: {name}={value!r} is not a "
                                         "number")
             knobs[name] = float(value)
-        scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), first, scores)
+        names = data.get("names")
+        if names is not None and (not isinstance(names, list) or len(names) != len(U)
+                                  or not all(isinstance(x, str) for x in names)):
+            raise InvalidInputError(f"adaptive seeder state: names must be a list of {len(U)} "
+                                    "strings (one per scenario) or null")
+        scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), first, scores,
+                         None if names is None else tuple(names))
         seeder = cls(scen, data["k"], **knobs)
         for config in data.get("given") or ():
             col = seeder._column.get(config_key(config)) if isinstance(config, Mapping) \
@@ -324,6 +399,13 @@ class AdaptiveSeeder:
                                         "one of its configurations")
             seeder.given.append(dict(config))
             seeder._given_cols.append(col)
+        reasons = data.get("reasons")
+        given = len(seeder.given)
+        if reasons is not None and (not isinstance(reasons, list) or len(reasons) != given
+                                    or not all(isinstance(x, str) for x in reasons)):
+            raise InvalidInputError(f"adaptive seeder state: reasons must be a list of {given} "
+                                    "strings (one per given seed) or null")
+        seeder.reasons = list(reasons) if reasons is not None else [""] * given
         return seeder
 
     # Optuna ---------------------------------------------------------------------------------

@@ -239,6 +239,8 @@ NEIGHBOUR_SHARE = 0.5
 #: groups of the shipped knowledge base are more than 0.96 similar so; the full Telco CSV
 #: against its 1,500-row sample in the knowledge base: 0.986)
 SAME_TASK_SIMILARITY = 0.97
+#: how explanations name a meta-model scenario (``meta-model tree 7``)
+TREE_NAME = "meta-model tree"
 #: meta-features that change when the same data is subsampled (left out of the same-task test)
 SIZE_FEATURES = frozenset({"n_rows", "dimensionality", "length", "vocabulary"})
 
@@ -296,7 +298,8 @@ class Scenarios:
     whatever the rule says (the same task run before), or None. ``scores``: the
     scenarios' recorded scores where they are on the new task's scale (a past task scored
     with the same metric), else NaN (meta-model trees, other metrics); None: none is. Only
-    the adaptive seeder uses it (:mod:`cmf_core.recommend.adaptive`)."""
+    the adaptive seeder uses it (:mod:`cmf_core.recommend.adaptive`). ``names``: one per
+    scenario (a past task's name, ``meta-model tree N``) for explanations, or None."""
 
     normalised: np.ndarray
     weights: np.ndarray
@@ -304,6 +307,7 @@ class Scenarios:
     configs: tuple[Mapping[str, Any], ...]
     first: int | None = None
     scores: np.ndarray | None = None
+    names: tuple[str, ...] | None = None
 
     @classmethod
     def empty(cls) -> Scenarios:
@@ -428,13 +432,14 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
     model = meta_model(kb, category) if neighbours and use_meta_model and share < 1.0 \
         else None
     configs = tuple(table.configs)
+    names_of_rows = tuple(kb.tasks[table.task_ids[r]].name for r in rows)
     raw = comparable_scores(table.scores[rows], [kb.tasks[table.task_ids[r]].metric
                                                  for r in rows], desc.metric)
     if model is None:
         w = np.asarray(weights, float)
         scen = Scenarios(table.normalised[rows], w / w.sum(),
                          None if level is None else np.full(len(rows), level), configs,
-                         scores=raw)
+                         scores=raw, names=names_of_rows)
     else:
         # scenarios: the neighbours' runs (weight share ``neighbour_share``, by similarity)
         # and the meta-model's trees (the rest, equal); set cover of their hits
@@ -444,7 +449,9 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         levels = [HIT_LEVEL if level is None else level] * len(rows) + [MODEL_LEVEL] * len(P)
         scen = Scenarios(np.vstack([table.normalised[rows], P]), w_all, np.asarray(levels),
                          configs, scores=None if raw is None else
-                         np.vstack([raw, np.full(P.shape, np.nan)]))
+                         np.vstack([raw, np.full(P.shape, np.nan)]),
+                         names=(*names_of_rows, *(f"{TREE_NAME} {i + 1}"
+                                                  for i in range(len(P)))))
         message += f"; ranked with a meta-model of {len(table.task_ids)} {category} tasks"
         extra = {"seed_rule": f"cover@{levels[0]:g}+meta-model@{MODEL_LEVEL:g}",
                  "neighbour_share": share}
@@ -466,7 +473,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         mean = P.mean(axis=0)
         seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
                                                                               strict=True))
-    why = seed_reasons(scen, cols, [kb.tasks[table.task_ids[r]].name for r in rows],
+    why = seed_reasons(scen, cols, names_of_rows,
                        None if same_task is None else kb.tasks[neighbours[same_task][0]].name)
     seeds = tuple(replace(sd, reason=r) for sd, r in zip(seeds, why, strict=True))
     return Recommendation(

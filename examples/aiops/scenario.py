@@ -156,8 +156,11 @@ def run(out: str | Path, *, length: int = 1500, past_trials: int = 8, n_trials: 
                     ex.log_dataset(seeds_json, "input")
                 best = max(runs, key=lambda r: r.best)
                 best_json = out / "data" / f"best-config-{kind_}.json"
-                best_json.write_text(json.dumps({"config": best.best_config,
-                                                 "auc": best.best}, sort_keys=True))
+                # the seeded search's record says where it started and why
+                seeds = [{"config": c, "why": w} for c, w in zip(best.seeds, best.seed_reasons,
+                                                                 strict=True)]
+                best_json.write_text(json.dumps({"config": best.best_config, "auc": best.best,
+                                                 "seeds": seeds}, sort_keys=True))
                 ex.log_model(best_json, "output", model_framework="scikit-learn")
                 ex.log_execution_metrics("search", {
                     "best_auc": sum(r.best for r in runs) / len(runs),

@@ -25,6 +25,7 @@ class SearchResult:
     configs: list[dict[str, Any]] = field(default_factory=list)
     best_config: dict[str, Any] = field(default_factory=dict)
     seeds: list[dict[str, Any]] = field(default_factory=list)  # the seeds it was given
+    seed_reasons: list[str] = field(default_factory=list)  # why each (AdaptiveSeeder.reasons)
 
     @property
     def best(self) -> float:
@@ -76,7 +77,8 @@ def search(objective: Objective, category: str, n_trials: int, *, seeds: Any = N
     done = [t for t in study.trials if t.value is not None]
     return SearchResult(name, [float(t.value) for t in done], [configs[t.number] for t in done],
                         configs[study.best_trial.number],
-                        list(seeder.given) if seeder is not None else [])
+                        list(seeder.given) if seeder is not None else [],
+                        list(seeder.reasons) if seeder is not None else [])
 
 
 def compare(objective: Objective, category: str, rec: Any, n_trials: int,

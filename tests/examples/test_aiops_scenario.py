@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from pathlib import Path
 
@@ -32,6 +33,11 @@ def test_aiops_recommender_seeds_from_past_tasks(tmp_path: Path) -> None:
     assert len(seeded.seeds) == len(rec["seeds"]) == 3
     assert seeded.configs[:3] == seeded.seeds and seeded.seeds[0] == rec["seeds"][0]["config"]
     assert len({str(c) for c in seeded.seeds}) == 3
+    assert len(seeded.seed_reasons) == 3 and seeded.seed_reasons[1].startswith("after 1 score")
+    # the seeded search's recorded output says where it started and why
+    best = json.loads((tmp_path / "aiops" / "data" / "best-config-seeded.json").read_text())
+    assert best["seeds"] == [{"config": c, "why": w} for c, w in
+                             zip(seeded.seeds, seeded.seed_reasons, strict=True)]
     assert len(seeded.scores) == len(result.results["cold"][0].scores) == 4
 
     with open_store(result.store_url) as store:

@@ -342,3 +342,40 @@ def test_a_broken_state_raises_a_clear_error(
     state = case[0].seeder().to_dict()
     with pytest.raises(CmfError, match=match):
         AdaptiveSeeder.from_dict(edit(state))
+
+
+def test_each_adaptive_seed_says_why_and_the_reasons_travel_with_the_state() -> None:
+    # two past tasks, A and B, and two meta-model trees; column 0 hits A, column 1 hits B,
+    # column 2 hits both trees. A scored 0.9 on column 2, B 0.5: a 0.9 there points to A.
+    U = np.array([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5], [0.0, 0.0, 1.0], [0.0, 0.0, 1.0]])
+    recorded = np.array([[0.95, 0.3, 0.9], [0.3, 0.95, 0.5], [np.nan] * 3, [np.nan] * 3])
+    configs = ({"model": "a"}, {"model": "b"}, {"model": "c"})
+    scen = Scenarios(U, np.array([0.2, 0.2, 0.3, 0.3]), np.full(4, 0.95), configs,
+                     scores=recorded, names=("A", "B", "meta-model tree 1",
+                                             "meta-model tree 2"))
+    seeder = AdaptiveSeeder(scen, 3, beta=0.0, sigma=0.05)
+    first = seeder.next_config({})
+    assert first == {"model": "c"}  # the trees' 60% beats A's or B's 20%
+    assert seeder.reasons[0] == ("before any score: a hit on 60% of the scenario weight not "
+                                 "yet ruled out; the weight not yet ruled out is on meta-model "
+                                 "trees 60% (90% of it on 2 of 2), A 20%, B 20%")
+    second = seeder.next_config({config_key(first): 0.9})
+    assert second == {"model": "a"}
+    # the trees are ruled out (c was tried and missed the level); A explains the 0.9
+    assert seeder.reasons[1].startswith("after 1 score: a hit on ")
+    assert seeder.reasons[1].endswith("the weight not yet ruled out is on A 100%")
+    text = seeder.explain()
+    assert text.splitlines() == [f"1. c(): {seeder.reasons[0]}", f"2. a(): {seeder.reasons[1]}"]
+    again = AdaptiveSeeder.from_dict(seeder.to_dict())
+    assert again.reasons == seeder.reasons and again.scenarios.names == scen.names
+    assert again.next_config({config_key(first): 0.9, config_key(second): 0.2}) == \
+        seeder.next_config({config_key(first): 0.9, config_key(second): 0.2})
+    assert again.reasons == seeder.reasons
+    bad = seeder.to_dict()
+    bad["names"] = ["A"]
+    with pytest.raises(CmfError, match="names must be a list of 4 strings"):
+        AdaptiveSeeder.from_dict(bad)
+    bad = seeder.to_dict()
+    bad["reasons"] = ["x"]
+    with pytest.raises(CmfError, match="reasons must be a list of 3 strings"):
+        AdaptiveSeeder.from_dict(bad)
