@@ -169,10 +169,12 @@ def report(hep: Any, aiops: Any, telco: Any, sizes: dict[str, Any], out: Path,
     print(f"\nAIOps anomaly detection on a new series '{aiops.task.get('name')}' "
           f"(site {aiops_site()}, {aiops.past_trials} past trials in its store):")
     print(_indent(aiops.explain))
+    print(_indent(adaptive_seeds(aiops.results)))
     print(curve_table(aiops.results, sizes["aiops_trials"], "ROC AUC"))
     print(f"\nTelco churn, real data ({telco.rows} customers sampled; the knowledge base's own "
           f"Telco tasks left out: {', '.join(telco.left_out) or 'none'}):")
     print(_indent(telco.explain))
+    print(_indent(adaptive_seeds(telco.results)))
     print(curve_table(telco.results, sizes["telco_trials"], "ROC AUC (3-fold CV)"))
 
     section("4. The web page")
@@ -196,6 +198,17 @@ def aiops_site() -> str:
     from aiops.scenario import SITE
 
     return SITE
+
+
+def adaptive_seeds(results: dict[str, list[Any]]) -> str:
+    """The seeds the first seeded search was given (the adaptive seeder's, each chosen after
+    the scores before it) and why."""
+    run = results["seeded"][0]
+    lines = ["The seeded search started with (adaptive seeds, each after the scores before it):"]
+    for i, (config, why) in enumerate(zip(run.seeds, run.seed_reasons, strict=True), 1):
+        params = ", ".join(f"{k}={v}" for k, v in config.items() if k != "model")
+        lines.append(f"{i}. {config.get('model')}({params})\n     why: {why}")
+    return "\n".join(lines)
 
 
 def _indent(text: str, prefix: str = "  ") -> str:

@@ -38,6 +38,11 @@ def test_aiops_recommender_seeds_from_past_tasks(tmp_path: Path) -> None:
     best = json.loads((tmp_path / "aiops" / "data" / "best-config-seeded.json").read_text())
     assert best["seeds"] == [{"config": c, "why": w} for c, w in
                              zip(seeded.seeds, seeded.seed_reasons, strict=True)]
+    import demo  # what `make demo` prints of them
+
+    printed = demo.adaptive_seeds(result.results)
+    assert [line.split("why: ")[1] for line in printed.splitlines() if "why: " in line] == \
+        seeded.seed_reasons
     assert len(seeded.scores) == len(result.results["cold"][0].scores) == 4
 
     with open_store(result.store_url) as store:
