@@ -195,7 +195,8 @@ def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[
     share of the posterior ``weights`` not yet ruled out that it is a hit on, and the
     scenarios the scores point to (past tasks by name, meta-model trees together)."""
     if not tried and scen.first is not None and col == scen.first:
-        return "the best run of the same task (or a sample of it), run before"
+        return ("the recommendation's first seed: the best run of a past task taken for the "
+                "same data")
     w = np.asarray(weights, dtype=float)
     U = np.asarray(scen.normalised, dtype=float)
     when = (f"after {n_scores} score{'s' if n_scores != 1 else ''}" if n_scores

@@ -235,9 +235,9 @@ MODEL_LEVEL = 0.9
 #: weight of the neighbours' runs among the scenarios (the meta-model's trees get the rest)
 NEIGHBOUR_SHARE = 0.5
 #: a neighbour this similar, over the meta-features that do not depend on the data's size,
-#: is (a sample of) the same task: its best run is the first seed (no two tasks of different
-#: groups of the shipped knowledge base are more than 0.96 similar so; the full Telco CSV
-#: against its 1,500-row sample in the knowledge base: 0.986)
+#: is taken for (a sample of) the same data: its best run is the first seed (no two tasks of
+#: different groups of the shipped knowledge base are more than 0.96 similar so; the full
+#: Telco CSV against its 1,500-row sample in the knowledge base: 0.986)
 SAME_TASK_SIMILARITY = 0.97
 #: how explanations name a meta-model scenario (``meta-model tree 7``)
 TREE_NAME = "meta-model tree"
@@ -457,14 +457,15 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                  "neighbour_share": share}
     if adaptive:
         extra["adaptive"] = dict(adaptive)
-    same_task = _same_task(desc, [kb.tasks[t] for t, _ in neighbours], metric)
+    same = _same_task(desc, [kb.tasks[t] for t, _ in neighbours], metric)
+    same_task, same_why = same if same is not None else (None, "")
     if same_task is not None:
         # this task (or a sample of it) was run before: its best configuration goes first,
         # whatever the cover of the other scenarios prefers
         best = int(np.nanargmax(table.scores[rows[same_task]]))  # it has runs (``same``)
         scen = replace(scen, first=best)
-        message += (f"; first the best run of {kb.tasks[neighbours[same_task][0]].name} "
-                    "(the same task or a sample of it)")
+        same_why = f"the best run of {kb.tasks[neighbours[same_task][0]].name} ({same_why})"
+        message += f"; first {same_why}"
     cols = scen.order(k)
     sim_of = dict(neighbours) if neighbours else {t.id: s for t, s in
                                                   ((kb.tasks[i], s) for i, s in sims)}
@@ -474,7 +475,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
                                                                               strict=True))
     why = seed_reasons(scen, cols, names_of_rows,
-                       None if same_task is None else kb.tasks[neighbours[same_task][0]].name)
+                       same_why or None)
     seeds = tuple(replace(sd, reason=r) for sd, r in zip(seeds, why, strict=True))
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
@@ -483,16 +484,21 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
 
 
 def _same_task(desc: TaskDescription, candidates: Sequence[TaskDescription],
-               metric: SimilarityMetric) -> int | None:
-    """Index of the candidate that is ``desc`` itself or (a sample of) the same data: the most
-    similar over the size-free meta-features, if at least :data:`SAME_TASK_SIMILARITY`."""
+               metric: SimilarityMetric) -> tuple[int, str] | None:
+    """Index of the candidate that is ``desc`` itself or (a sample of) the same data, the most
+    similar over the size-free meta-features if at least :data:`SAME_TASK_SIMILARITY`, and
+    how it is the same, in words."""
     if not candidates:
         return None
     size_free = metric.without(SIZE_FEATURES)
     sims = [(1.0, True) if t.id == desc.id else (size_free(desc, t), False)
             for t in candidates]
     i = max(range(len(sims)), key=lambda j: sims[j])  # ties: the task itself, then the first
-    return i if sims[i][0] >= SAME_TASK_SIMILARITY else None
+    sim, itself = sims[i]
+    if sim < SAME_TASK_SIMILARITY:
+        return None
+    return i, ("this task, run before" if itself else
+               f"taken for the same data: {sim:.3f} similar over the size-free meta-features")
 
 
 def seed_reasons(scen: Scenarios, cols: Sequence[int], names: Sequence[str],
@@ -500,10 +506,9 @@ def seed_reasons(scen: Scenarios, cols: Sequence[int], names: Sequence[str],
     """Why each of ``cols`` (the static seed order) was chosen: the scenarios (past tasks
     ``names``, then meta-model trees) it is a hit on that no earlier seed hits, and their
     share of the scenario weight; or, under the sum rule, its gain in the best normalised
-    score. ``same_task``: the name of the task whose best run goes first (``scen.first``)."""
+    score. ``same_task``: why the first seed (``scen.first``) goes first, in words."""
     if scen.first is not None and cols and cols[0] == scen.first:
-        first = (f"the best run of {same_task or 'this task'}, the same task (or a sample of "
-                 "it) run before")
+        first = same_task or "the best run of the same task, run before"
         return [first, *seed_reasons(replace(scen, first=None), cols, names)[1:]]
     U = np.asarray(scen.normalised, dtype=float)
     w = np.asarray(scen.weights, dtype=float)

@@ -122,11 +122,11 @@ def test_the_same_task_run_before_gives_the_first_seed(toy_kb: KnowledgeBase) ->
     rec = recommend(again, k=3, knowledge=kb, use_meta_model=False)
     assert rec.configs()[0] == CONFIGS[own_best]
     assert CONFIGS[A_BEST] in rec.configs()  # the similar tasks' winner still follows
-    assert "same task" in rec.message
+    assert "first the best run of a0-again (this task, run before)" in rec.message
     # a task that is only similar (0.94-0.95 to the b tasks) gets their cover as before
     other = recommend(make_task("b-like", (0.75, 0.75, 0.25)), k=1, knowledge=kb,
                       use_meta_model=False)
-    assert other.configs() == [CONFIGS[B_BEST]] and "same task" not in other.message
+    assert other.configs() == [CONFIGS[B_BEST]] and "first the best run" not in other.message
 
 
 def test_each_seed_says_why_it_was_chosen(toy_kb: KnowledgeBase) -> None:
@@ -161,7 +161,7 @@ def test_shipped_seeds_name_the_meta_model_trees_behind_them() -> None:
     from cmf_core.recommend.surrogate import N_TREES
 
     # the first is the best run of the shipped telco-churn (a sample of this CSV)
-    assert rec.seeds[0].reason.startswith("the best run of telco-churn, the same task")
+    assert rec.seeds[0].reason.startswith("the best run of telco-churn (taken for the same")
     assert all(f" of {N_TREES} meta-model trees that the seeds before it miss" in s.reason
                for s in rec.seeds[1:]), [s.reason for s in rec.seeds]
 
@@ -178,14 +178,18 @@ def test_a_sample_of_a_task_run_before_is_the_same_task(toy_kb: KnowledgeBase) -
     kb.calibration = {"metric": metric.to_dict(), "threshold": 0.7}
     rec = recommend(full, k=2, knowledge=kb, use_meta_model=False)
     assert rec.configs()[0] == CONFIGS[7]  # ... but its best run goes first
-    assert "first the best run of c-sample (the same task or a sample of it)" in rec.message
-    assert rec.seeds[0].reason == ("the best run of c-sample, the same task (or a sample of "
-                                   "it) run before")
+    why = ("the best run of c-sample (taken for the same data: 1.000 similar over the "
+           "size-free meta-features)")
+    assert rec.message.endswith(f"; first {why}") and rec.seeds[0].reason == why
+    seeder = rec.seeder()  # the adaptive seeder starts there too, and says so
+    assert seeder.next_config({}) == CONFIGS[7]
+    assert seeder.reasons == ["the recommendation's first seed: the best run of a past task "
+                              "taken for the same data"]
     # another class balance is other data, whatever the size
     other = recommend(make_task("d", (0.6, 0.5, 0.2)), k=1, knowledge=kb,
                       use_meta_model=False)
     assert "c-sample" in [n.name for n in other.neighbours]
-    assert "same task" not in other.message
+    assert "first the best run" not in other.message
 
 
 def test_size_free_metric_leaves_out_size_features() -> None:
@@ -206,7 +210,7 @@ def test_full_telco_csv_starts_from_its_sample_in_the_shipped_knowledge_base() -
     [telco] = [t for t in kb.tasks.values() if t.name == "telco-churn"]
     best = max(kb.runs[telco.id], key=lambda r: r.score)
     assert rec.configs()[0] == dict(best.config)
-    assert "the best run of telco-churn (the same task or a sample of it)" in rec.message
+    assert "first the best run of telco-churn (taken for the same data: 0.986" in rec.message
     size_free = SimilarityMetric.from_dict(kb.calibration["metric"]).without(SIZE_FEATURES)
     tasks = list(kb.tasks.values())
     cross = [size_free(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]
