@@ -203,11 +203,12 @@ def aiops_site() -> str:
 def adaptive_seeds(results: dict[str, list[Any]]) -> str:
     """The seeds the first seeded search was given (the adaptive seeder's, each chosen after
     the scores before it) and why."""
+    from cmf_core.recommend.space import config_label
+
     run = results["seeded"][0]
     lines = ["The seeded search started with (adaptive seeds, each after the scores before it):"]
     for i, (config, why) in enumerate(zip(run.seeds, run.seed_reasons, strict=True), 1):
-        params = ", ".join(f"{k}={v}" for k, v in config.items() if k != "model")
-        lines.append(f"{i}. {config.get('model')}({params})\n     why: {why}")
+        lines.append(f"{i}. {config_label(config)}\n     why: {why}")
     return "\n".join(lines)
 
 

@@ -51,7 +51,7 @@ import numpy as np
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.recommend.recommender import TREE_NAME, Scenarios, optuna_params
-from cmf_core.recommend.space import config_key, from_optuna_params
+from cmf_core.recommend.space import config_key, config_label, from_optuna_params
 
 #: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
 STATE_FORMAT = "cmf-adaptive-seeder/1"
@@ -307,11 +307,8 @@ class AdaptiveSeeder:
 
     def explain(self) -> str:
         """One line per seed given so far: the configuration and why it was chosen."""
-        lines = []
-        for i, (config, why) in enumerate(zip(self.given, self.reasons, strict=True), 1):
-            params = ", ".join(f"{k}={v}" for k, v in config.items() if k != "model")
-            lines.append(f"{i}. {config.get('model')}({params}): {why}")
-        return "\n".join(lines)
+        return "\n".join(f"{i}. {config_label(config)}: {why}" for i, (config, why)
+                         in enumerate(zip(self.given, self.reasons, strict=True), 1))
 
     # JSON state -----------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:

@@ -35,7 +35,13 @@ import numpy as np
 from cmf_core.errors import CmfError, InvalidInputError
 from cmf_core.recommend.graph import DEFAULT_THRESHOLD, KnowledgeGraph, SimilarityMetric
 from cmf_core.recommend.knowledge import KnowledgeBase, ScoreTable, from_store, shipped
-from cmf_core.recommend.space import SPACES, check_config, config_key, to_optuna_params
+from cmf_core.recommend.space import (
+    SPACES,
+    check_config,
+    config_key,
+    config_label,
+    to_optuna_params,
+)
 from cmf_core.recommend.surrogate import meta_model
 from cmf_core.recommend.task import TaskDescription
 
@@ -171,10 +177,8 @@ class Recommendation:
             if len(self.neighbours) > 8:
                 lines.append(f"  ... and {len(self.neighbours) - 8} more")
         for i, s in enumerate(self.seeds, 1):
-            params = ", ".join(f"{k}={v}" for k, v in s.config.items() if k != "model")
             pred = "" if s.predicted is None else f", meta-model {s.predicted:.2f}"
-            lines.append(f"{i}. {s.config.get('model')}({params}) expected {s.expected:.2f}"
-                         f"{pred}")
+            lines.append(f"{i}. {config_label(s.config)} expected {s.expected:.2f}{pred}")
             if s.reason:
                 lines.append(f"     why: {s.reason}")
             for e in s.evidence[:3]:

@@ -117,6 +117,12 @@ def config_key(config: Mapping[str, Any]) -> str:
     return jsonutil.dumps(dict(config))
 
 
+def config_label(config: Mapping[str, Any]) -> str:
+    """A configuration as people read it: ``rf(max_features=0.25, min_samples_leaf=10)``."""
+    params = ", ".join(f"{k}={v}" for k, v in config.items() if k != "model")
+    return f"{config.get('model')}({params})"
+
+
 def grid(category: str) -> list[dict[str, Any]]:
     """Every configuration of the category's grid, in a fixed order."""
     out: list[dict[str, Any]] = []
