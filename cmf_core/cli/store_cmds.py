@@ -149,7 +149,11 @@ def show(ref: Annotated[str, typer.Argument(help="Execution id, artifact digest 
                                "details": dict(r.details)} for r in s.energy([ex.id])]
             data["kind"] = "execution"
         else:
-            art = q.resolve_artifact(ref)
+            try:
+                art = q.resolve_artifact(ref)
+            except NotFoundError:
+                raise NotFoundError(f"no execution with id {ref!r} and no artifact with "
+                                    f"digest or name {ref!r}") from None
             data = artifact_dict(art)
             data["kind"] = "artifact"
             data["locations"] = [{"site": loc.site, "uri": loc.uri}

@@ -66,13 +66,20 @@ def test_lineage_tree_and_json(store_url: str) -> None:
     assert tree["children"][0]["children"][0]["name"] == "train.csv"
 
 
-def test_show_execution_and_artifact(store_url: str) -> None:
+def test_show_execution_and_artifact(store_url: str,
+                                     capsys: pytest.CaptureFixture[str]) -> None:
     ex = json.loads(invoke("executions", "--store", store_url, "--json", "--stage", "train"))[0]
     shown = json.loads(invoke("show", ex["id"], "--store", store_url, "--json"))
     assert shown["kind"] == "execution" and len(shown["inputs"]) == 1
     assert {m["name"]: m["value"] for m in shown["metrics"]} == {"auc": 0.9}
     art = json.loads(invoke("show", "train.csv", "--store", store_url, "--json"))
     assert art["kind"] == "artifact" and len(art["produced_by"]) == 1
+    # neither: the error names both things it looked for
+    with pytest.raises(SystemExit) as e:
+        main(["show", "nope", "--store", store_url])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip() == ("Error: no execution with id 'nope' and no "
+                                               "artifact with digest or name 'nope'")
 
 
 def test_export_import_roundtrip(store_url: str, tmp_path: Path) -> None:
