@@ -22,7 +22,7 @@ from cmf_core.config import HOME_DIRNAME
 from cmf_core.errors import NotFoundError
 from cmf_core.lineage import Query
 from cmf_core.lineage.query import artifact_dict, execution_dict
-from cmf_core.store import ExecutionFilter, open_store
+from cmf_core.store import ExecutionFilter, Store, open_store
 
 
 def register(app: typer.Typer) -> None:
@@ -75,11 +75,13 @@ def stages(pipeline: Annotated[str | None, typer.Argument()] = None, store: Stor
     with get_store(store) as s:
         rows = [{"pipeline": st.pipeline, "name": st.name, "site": st.site}
                 for st in s.list_stages(pipeline)]
+        hint = _unknown_pipeline(s, pipeline) if not rows else None
     if json:
         print_json(rows)
         return
     table("Stages", ["pipeline", "stage", "site"],
           [[r["pipeline"], r["name"], r["site"]] for r in rows])
+    _say(hint)
 
 
 def executions(
@@ -100,12 +102,32 @@ def executions(
         rows = q.executions(pipeline=pipeline, stage=stage, site=site, status=status,
                             since=parse_time(since), until=parse_time(until), limit=limit,
                             offset=offset)
+        hint = _unknown_pipeline(s, pipeline) if not rows else None
     if json:
         print_json([execution_dict(e) for e in rows])
         return
     table("Executions", ["id", "pipeline", "stage", "site", "status", "started", "params"],
           [[e.id, e.pipeline, e.stage, e.site, e.status.value, fmt_time(e.started_at),
             ", ".join(f"{k}={v}" for k, v in e.params.items())] for e in rows])
+    _say(hint)
+
+
+def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:
+    """For an empty listing filtered by a pipeline the store does not know: a line saying
+    so, with the names it knows (a typo is the usual cause)."""
+    if pipeline is None:
+        return None
+    known = sorted(p.name for p in s.list_pipelines())
+    if pipeline in known:
+        return None
+    names = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
+    return (f"No pipeline named {pipeline!r} in this store; "
+            + (f"it has {names}." if known else "it has none yet."))
+
+
+def _say(hint: str | None) -> None:
+    if hint:
+        console.print(hint, markup=False, highlight=False)
 
 
 def artifacts(
@@ -122,11 +144,13 @@ def artifacts(
     with get_store(store) as s:
         rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
                                   site=site, limit=limit)
+        hint = _unknown_pipeline(s, pipeline) if not rows else None
     if json:
         print_json([artifact_dict(a) for a in rows])
         return
     table("Artifacts", ["digest", "type", "name", "site", "uri"],
           [[short(a.id), a.type, a.name, a.site, a.uri] for a in rows])
+    _say(hint)
 
 
 def show(ref: Annotated[str, typer.Argument(help="Execution id, artifact digest or name.")],

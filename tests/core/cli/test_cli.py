@@ -118,6 +118,18 @@ def test_errors_are_one_line_exit_1(store_url: str, tmp_path: Path,
     assert [p["name"] for p in data] == ["churn"]  # nothing from the bad file was imported
 
 
+def test_a_pipeline_name_the_store_lacks_is_said(store_url: str) -> None:
+    hint = "No pipeline named 'chrun' in this store; it has churn."
+    for args in (["executions", "--pipeline", "chrun"], ["stages", "chrun"],
+                 ["artifacts", "--pipeline", "chrun"]):
+        out = invoke(*args, "--store", store_url)
+        assert hint in " ".join(out.split()), args
+        assert json.loads(invoke(*args, "--store", store_url, "--json")) == []  # scripts: []
+    # a known pipeline with nothing matching the other filters is just an empty listing
+    out = invoke("executions", "--pipeline", "churn", "--status", "failed", "--store", store_url)
+    assert "No pipeline named" not in out
+
+
 def test_init_creates_home(tmp_path: Path) -> None:
     out = invoke("init", str(tmp_path / "proj"), "--site", "edge")
     assert "site edge" in out
