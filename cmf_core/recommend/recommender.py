@@ -478,8 +478,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         mean = P.mean(axis=0)
         seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
                                                                               strict=True))
-    why = seed_reasons(scen, cols, names_of_rows,
-                       same_why or None)
+    why = seed_reasons(scen, cols, same_why or None)
     seeds = tuple(replace(sd, reason=r) for sd, r in zip(seeds, why, strict=True))
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
@@ -505,19 +504,20 @@ def _same_task(desc: TaskDescription, candidates: Sequence[TaskDescription],
                f"taken for the same data: {sim:.3f} similar over the size-free meta-features")
 
 
-def seed_reasons(scen: Scenarios, cols: Sequence[int], names: Sequence[str],
-                 same_task: str | None = None) -> list[str]:
-    """Why each of ``cols`` (the static seed order) was chosen: the scenarios (past tasks
-    ``names``, then meta-model trees) it is a hit on that no earlier seed hits, and their
-    share of the scenario weight; or, under the sum rule, its gain in the best normalised
-    score. ``same_task``: why the first seed (``scen.first``) goes first, in words."""
+def seed_reasons(scen: Scenarios, cols: Sequence[int],
+                 first_reason: str | None = None) -> list[str]:
+    """Why each of ``cols`` (the static seed order) was chosen: the scenarios (past tasks by
+    name, meta-model trees by count; ``scen.names``) it is a hit on that no earlier seed
+    hits, and their share of the scenario weight; or, under the sum rule, its gain in the
+    best normalised score. ``first_reason``: why ``scen.first`` goes first, in words."""
     if scen.first is not None and cols and cols[0] == scen.first:
-        first = same_task or "the best run of the same task, run before"
-        return [first, *seed_reasons(replace(scen, first=None), cols, names)[1:]]
+        first = first_reason or "the best run of the same task, run before"
+        return [first, *seed_reasons(replace(scen, first=None), cols)[1:]]
     U = np.asarray(scen.normalised, dtype=float)
     w = np.asarray(scen.weights, dtype=float)
     w = w / w.sum()
-    named, trees = len(names), len(w) - len(names)
+    names = scen.names or tuple(f"scenario {j + 1}" for j in range(len(w)))
+    is_tree = np.array([n.startswith(TREE_NAME) for n in names], dtype=bool)
     out: list[str] = []
     if scen.levels is None:
         best = np.zeros(len(w))
@@ -539,14 +539,14 @@ def seed_reasons(scen: Scenarios, cols: Sequence[int], names: Sequence[str],
             out.append("every scenario it could hit is hit by a seed before it; chosen for "
                        "its scores across the scenarios")
             continue
-        tasks = [names[j] for j in np.flatnonzero(new[:named])]
+        tasks = [names[j] for j in np.flatnonzero(new & ~is_tree)]
         parts = []
         if tasks:
             more = f" and {len(tasks) - 3} more" if len(tasks) > 3 else ""
             parts.append(f"a hit on {', '.join(tasks[:3])}{more}")
-        if new[named:].any():
-            parts.append(f"predicted a hit by {int(new[named:].sum())} of {trees} "
-                         "meta-model trees")
+        if (new & is_tree).any():
+            parts.append(f"predicted a hit by {int((new & is_tree).sum())} of "
+                         f"{int(is_tree.sum())} meta-model trees")
         before = " that the seeds before it miss" if i else ""
         out.append(f"{' and '.join(parts)}{before} ({float(w[new].sum()):.0%} of the "
                    "scenario weight)")
