@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from cmf_core.errors import InvalidInputError
-from cmf_core.recommend.recommender import TREE_NAME, Scenarios, optuna_params
+from cmf_core.recommend.recommender import Scenarios, optuna_params
 from cmf_core.recommend.space import config_key, config_label, from_optuna_params
 
 #: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
@@ -198,16 +198,15 @@ def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[
         return ("the recommendation's first seed: the best run of a past task taken for the "
                 "same data")
     w = np.asarray(weights, dtype=float)
-    U = np.asarray(scen.normalised, dtype=float)
     when = (f"after {n_scores} score{'s' if n_scores != 1 else ''}" if n_scores
             else "before any score")
     open_ = np.ones(len(w), dtype=bool)
     if scen.levels is None:
         what = "the largest gain in the weighted best normalised score"
     else:
-        hits = np.greater_equal(np.where(np.isfinite(U), U, -np.inf),
-                                np.asarray(scen.levels, dtype=float)[:, None])
-        open_ = ~hits[:, list(tried)].any(axis=1) if tried else np.ones(len(w), bool)
+        hits = scen.hits()
+        if tried:
+            open_ = ~hits[:, list(tried)].any(axis=1)
         mass = float(w[open_ & hits[:, col]].sum())
         share = mass / max(float(w[open_].sum()), 1e-300)
         pct = f"{share:.0%}" if share >= 0.005 else "<1%"
@@ -219,10 +218,10 @@ def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[
     trees: list[float] = []
     if w[open_].sum() > 0:  # the weight among scenarios not yet ruled out
         w = np.where(open_, w, 0.0) / float(w[open_].sum())
-    for name, v in zip(scen.names, w, strict=True):
-        key = "meta-model trees" if name.startswith(TREE_NAME) else name
+    for name, tree, v in zip(scen.names, scen.trees(), w, strict=True):
+        key = "meta-model trees" if tree else name
         by[key] = by.get(key, 0.0) + float(v)
-        if key != name:
+        if tree:
             trees.append(float(v))
     top = []
     for name, v in sorted(by.items(), key=lambda kv: -kv[1])[:3]:
@@ -381,11 +380,7 @@ class AdaptiveSeeder:
                 raise InvalidInputError(f"adaptive seeder state: {name}={value!r} is not a "
                                         "number")
             knobs[name] = float(value)
-        names = data.get("names")
-        if names is not None and (not isinstance(names, list) or len(names) != len(U)
-                                  or not all(isinstance(x, str) for x in names)):
-            raise InvalidInputError(f"adaptive seeder state: names must be a list of {len(U)} "
-                                    "strings (one per scenario) or null")
+        names = _strings(data.get("names"), len(U), "names", "scenario")
         scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), first, scores,
                          None if names is None else tuple(names))
         seeder = cls(scen, data["k"], **knobs)
@@ -397,13 +392,8 @@ class AdaptiveSeeder:
                                         "one of its configurations")
             seeder.given.append(dict(config))
             seeder._given_cols.append(col)
-        reasons = data.get("reasons")
-        given = len(seeder.given)
-        if reasons is not None and (not isinstance(reasons, list) or len(reasons) != given
-                                    or not all(isinstance(x, str) for x in reasons)):
-            raise InvalidInputError(f"adaptive seeder state: reasons must be a list of {given} "
-                                    "strings (one per given seed) or null")
-        seeder.reasons = list(reasons) if reasons is not None else [""] * given
+        reasons = _strings(data.get("reasons"), len(seeder.given), "reasons", "given seed")
+        seeder.reasons = list(reasons) if reasons is not None else [""] * len(seeder.given)
         return seeder
 
     # Optuna ---------------------------------------------------------------------------------
@@ -473,6 +463,14 @@ def _matrix(rows: Any, n: int, name: str) -> np.ndarray:
     except (TypeError, ValueError) as e:
         raise InvalidInputError(f"adaptive seeder state: {name} holds a non-number ({e})") \
             from None
+
+
+def _strings(values: Any, n: int, name: str, per: str) -> list[str] | None:
+    if values is not None and (not isinstance(values, list) or len(values) != n
+                               or not all(isinstance(x, str) for x in values)):
+        raise InvalidInputError(f"adaptive seeder state: {name} must be a list of {n} strings "
+                                f"(one per {per}) or null")
+    return values
 
 
 def _vector(values: Any, n: int, name: str) -> np.ndarray:

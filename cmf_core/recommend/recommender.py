@@ -325,6 +325,19 @@ class Scenarios:
             cols = [self.first, *[c for c in cols if c != self.first]][:max(k, 1)]
         return cols
 
+    def hits(self) -> np.ndarray:
+        """Scenarios x configurations: True where the configuration reaches the scenario's
+        hit level (a configuration a scenario has no score for never does). Needs levels."""
+        U = np.asarray(self.normalised, dtype=float)
+        return np.greater_equal(np.where(np.isfinite(U), U, -np.inf),
+                                np.asarray(self.levels, dtype=float)[:, None])
+
+    def trees(self) -> np.ndarray:
+        """Per scenario: True for a meta-model tree (named :data:`TREE_NAME` ``N``)."""
+        if self.names is None:
+            return np.zeros(len(self.weights), dtype=bool)
+        return np.array([n.startswith(TREE_NAME) for n in self.names], dtype=bool)
+
 
 def comparable_scores(scores: np.ndarray, metrics: Sequence[str | None],
                       metric: str | None) -> np.ndarray | None:
@@ -517,7 +530,7 @@ def seed_reasons(scen: Scenarios, cols: Sequence[int],
     w = np.asarray(scen.weights, dtype=float)
     w = w / w.sum()
     names = scen.names or tuple(f"scenario {j + 1}" for j in range(len(w)))
-    is_tree = np.array([n.startswith(TREE_NAME) for n in names], dtype=bool)
+    is_tree = scen.trees()
     out: list[str] = []
     if scen.levels is None:
         best = np.zeros(len(w))
@@ -529,8 +542,7 @@ def seed_reasons(scen: Scenarios, cols: Sequence[int],
                        f"the best weighted mean normalised score ({float((w * V).sum()):.2f})")
             best = np.maximum(best, V)
         return out
-    hit = np.greater_equal(np.where(np.isfinite(U), U, -np.inf),
-                           np.asarray(scen.levels, dtype=float)[:, None]) & (w > 0)[:, None]
+    hit = scen.hits() & (w > 0)[:, None]
     covered = np.zeros(len(w), dtype=bool)
     for i, c in enumerate(cols):
         new = hit[:, c] & ~covered
