@@ -115,11 +115,9 @@ def executions(
 def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:
     """For an empty listing filtered by a pipeline the store does not know: a line saying
     so, with the names it knows (a typo is the usual cause)."""
-    if pipeline is None:
+    if pipeline is None or s.get_pipeline(pipeline) is not None:
         return None
     known = sorted(p.name for p in s.list_pipelines())
-    if pipeline in known:
-        return None
     names = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
     return (f"No pipeline named {pipeline!r} in this store; "
             + (f"it has {names}." if known else "it has none yet."))

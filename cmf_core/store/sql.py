@@ -280,6 +280,12 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
 _STORES: weakref.WeakSet[SqlStore] = weakref.WeakSet()
 
 
+def _lineage_event(r: Any) -> LineageEvent:
+    """A raw OpenLineage event from an ``ol_events`` row."""
+    return LineageEvent(id=r.id, body=r.body, run_id=r.run_id, event_type=r.event_type,
+                        event_time=r.event_time)
+
+
 def _after_fork_in_child() -> None:
     """A forked child must not use its parent's connections, locks or applier thread."""
     for store in list(_STORES):
@@ -981,8 +987,7 @@ class SqlStore(Store):
             stmt = stmt.where(t.c.run_id == run_id)
         if limit is not None:
             stmt = stmt.limit(limit)
-        return [LineageEvent(id=r.id, body=r.body, run_id=r.run_id, event_type=r.event_type,
-                             event_time=r.event_time) for r in self._rows(stmt)]
+        return [_lineage_event(r) for r in self._rows(stmt)]
 
     def lineage_events_by_time(self, *, after: float | None = None,
                                before: float | None = None, descending: bool = True,
@@ -1004,8 +1009,7 @@ class SqlStore(Store):
                                   f"ol_events{cond} ORDER BY {order} LIMIT :limit OFFSET "
                                   ":offset"), {**params, "limit": limit, "offset": offset})
         total = self._rows(sa.text(f"SELECT count(*) FROM ol_events{cond}"), params)[0][0]
-        return [LineageEvent(id=r.id, body=r.body, run_id=r.run_id, event_type=r.event_type,
-                             event_time=r.event_time) for r in page], int(total)
+        return [_lineage_event(r) for r in page], int(total)
 
     # lineage closures (recursive SQL) --------------------------------------------------------
     def _closure(self, artifact_id: str, max_depth: int | None, upstream: bool) -> Closure:
