@@ -33,6 +33,12 @@ def test_readme_names_the_two_commands() -> None:
     assert "make demo" in text and "make test" in text
 
 
+def _markdown_files() -> list[Path]:
+    """What a user reads: the README, docs/ and the examples' READMEs."""
+    return [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
+            *sorted((ROOT / "examples").rglob("*.md"))]
+
+
 def _doc_commands(text: str) -> Iterator[str]:
     """`cmf ...` command lines of a Markdown text: lines of fenced blocks and inline code
     spans, comments cut, split at shell operators, env assignments before `cmf` allowed."""
@@ -57,8 +63,7 @@ def test_commands_in_docs_exist() -> None:
     """Every `cmf` command line in the README, docs/ and examples/ names a real command and
     only options that command has (docs/cli.md is generated from --help)."""
     group = typer.main.get_command(app)
-    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-             *sorted((ROOT / "examples").rglob("*.md"))]
+    files = _markdown_files()
     wrong, checked = [], 0
     for path in files:
         if path.name == "cli.md":
@@ -115,8 +120,7 @@ def test_python_examples_in_docs_import() -> None:
     import importlib.util
 
     ours = ("cmf_core", "cmf_airflow", "cmf_prefect", "cmf_kubeflow")
-    files = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")),
-             *sorted((ROOT / "examples").rglob("*.md"))]
+    files = _markdown_files()
     wrong, blocks = [], 0
     for path in files:
         for code in re.findall(r"```python\n(.*?)```", path.read_text(), re.S):
