@@ -5,13 +5,17 @@ configuration is on task a (``transfer``: a's normalised score there, 0 = a's me
 configuration, 1 = a's best, clipped to [0, 1]), against their meta-feature similarity, their
 configuration-rank agreement, and each meta-feature's difference. Per task: how many
 configurations reach the benchmark's target (95% of the gap from the median random
-configuration to the best), and whether any other task's best configuration does.
+configuration to the best), whether any other task's best configuration does, and how early
+the best single other task's ranking reaches it (``oracle``: the position of the first
+hitting configuration in that task's order, best over the other tasks; a seed rule that knew
+which one past task to follow could do no better with that task's ranking).
 
     nice -n 19 .venv/bin/python benchmarks/recommender/analyse_transfer.py
 """
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -36,6 +40,20 @@ from cmf_core.recommend.calibrate import (  # noqa: E402
 from cmf_core.recommend.graph import SimilarityMetric  # noqa: E402
 
 
+def first_hit(normalised: np.ndarray, hits: np.ndarray) -> int | None:
+    """1-based position of the first configuration in ``hits`` when ordered by
+    ``normalised`` (best first, missing scores last); None when none is."""
+    order = np.argsort(-np.nan_to_num(normalised, nan=-np.inf), kind="stable")
+    return next((i + 1 for i, c in enumerate(order) if hits[c]), None)
+
+
+def chance_within(n: int, hits: int, k: int, rankings: int) -> float:
+    """Probability that the best of ``rankings`` random orders of ``n`` configurations (of
+    which ``hits`` hit) has a hit within its first ``k``."""
+    miss = math.comb(n - hits, k) / math.comb(n, k) if k <= n else 0.0
+    return 1.0 - miss ** rankings
+
+
 def main(argv: list[str] | None = None) -> int:
     kb = knowledge.load(loto.DEFAULT_KB)
     metric = SimilarityMetric.from_dict(kb.calibration["metric"])
@@ -54,10 +72,15 @@ def main(argv: list[str] | None = None) -> int:
             others = [b for b in range(n) if tasks[b].group != tasks[a].group]
             best_of = {b: int(np.nanargmax(G[b])) for b in others}
             nearest = max(others, key=lambda b: sim[a, b]) if others else None
+            oracle = min((first_hit(G[b], hit[a]) for b in others), default=None,
+                         key=lambda r: r if r is not None else np.inf)
             per_task.append({
                 "task": tasks[a].name, "category": cat, "configs": len(table.configs),
                 "hitting": int(hit[a].sum()),
                 "others_best_hits": sum(bool(hit[a, best_of[b]]) for b in others),
+                "oracle": oracle,
+                "oracle_null": {k: chance_within(len(table.configs), int(hit[a].sum()), k,
+                                                 len(others)) for k in (1, 3, 5, 10)},
                 "nearest": tasks[nearest].name if nearest is not None else "-",
                 "nearest_transfer": float(np.clip(G[a, best_of[nearest]], 0, 1))
                 if nearest is not None else float("nan")})
@@ -96,15 +119,22 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"| {name} | {r:+.3f} | {c} |" for r, name, c in sorted(rows)]
     lines += ["", "Per task: configurations reaching the target; other tasks whose best "
               "configuration reaches it; the most similar task and its best's transfer:", "",
-              "| task | category | hitting / configs | other tasks' best hits | nearest | "
-              "nearest's best transfer |", "|---|---|---|---|---|---|"]
+              "| task | category | hitting / configs | other tasks' best hits | oracle | nearest | "
+              "nearest's best transfer |", "|---|---|---|---|---|---|---|"]
     for t in per_task:
         lines.append(f"| {t['task']} | {t['category']} | {t['hitting']} / {t['configs']} | "
-                     f"{t['others_best_hits']} | {t['nearest']} | "
+                     f"{t['others_best_hits']} | {t['oracle'] or '-'} | {t['nearest']} | "
                      f"{t['nearest_transfer']:.2f} |")
     none = sum(t["others_best_hits"] == 0 for t in per_task)
     lines += ["", f"{none} of {len(per_task)} tasks: no other task's best configuration reaches "
               "their target."]
+    lines += ["", "Oracle (the best single other task's ranking, taken from its top): tasks "
+              "reached within k = " + ", ".join(
+                  f"{k}: {sum(t['oracle'] is not None and t['oracle'] <= k for t in per_task)}"
+                  for k in (1, 3, 5, 10)) + f" of {len(per_task)}; with as many random "
+              "rankings in their place, by chance: " + ", ".join(
+                  f"{k}: {sum(t['oracle_null'][k] for t in per_task):.1f}"
+                  for k in (1, 3, 5, 10)) + "."]
     out = HERE / "results" / "transfer.md"
     out.write_text("\n".join(lines) + "\n")
     print("\n".join(lines[:8]))
