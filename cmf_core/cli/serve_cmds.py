@@ -38,18 +38,17 @@ def serve(
     Example: CMF_TOKEN=s3cret cmf serve --host 0.0.0.0 --port 8080
     """
     settings = load_settings(store_url=store, serve_host=host, serve_port=port)
-    from cmf_core.server.auth import check_bind
-
-    check_bind(settings.serve_host, settings.token, insecure)
-    if protect_reads and not settings.token:
-        raise ConfigError("--protect-reads needs a token: set CMF_TOKEN")
     try:
         import uvicorn
 
         from cmf_core.server.app import create_app
+        from cmf_core.server.auth import check_bind
     except ImportError as e:
         raise ConfigError(f"cmf serve needs the server extra ({e.name} is missing): "
                           "pip install 'cmf-foundation[server]'") from None
+    check_bind(settings.serve_host, settings.token, insecure)
+    if protect_reads and not settings.token:
+        raise ConfigError("--protect-reads needs a token: set CMF_TOKEN")
     from cmf_core.store import open_store
 
     with open_store(settings=settings) as s:

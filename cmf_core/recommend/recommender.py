@@ -42,7 +42,7 @@ from cmf_core.recommend.space import (
     config_label,
     to_optuna_params,
 )
-from cmf_core.recommend.surrogate import meta_model
+from cmf_core.recommend.surrogate import meta_model, sklearn_missing
 from cmf_core.recommend.task import TaskDescription
 
 if TYPE_CHECKING:
@@ -446,8 +446,8 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         level = HIT_LEVEL  # the set-cover rule, as when the trees are mixed in with weight 0
     extra: dict[str, Any] = {"seed_rule": "sum" if level is None else f"cover@{level:g}"}
     adaptive = cal.get("adaptive")
-    model = meta_model(kb, category) if neighbours and use_meta_model and share < 1.0 \
-        else None
+    wants_model = bool(neighbours) and use_meta_model and share < 1.0
+    model = meta_model(kb, category) if wants_model else None
     configs = tuple(table.configs)
     names_of_rows = tuple(kb.tasks[table.task_ids[r]].name for r in rows)
     raw = comparable_scores(table.scores[rows], [kb.tasks[table.task_ids[r]].metric
@@ -457,6 +457,9 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         scen = Scenarios(table.normalised[rows], w / w.sum(),
                          None if level is None else np.full(len(rows), level), configs,
                          scores=raw, names=names_of_rows)
+        if wants_model and sklearn_missing():
+            message += ("; not ranked with a meta-model, which needs scikit-learn "
+                        "(pip install 'cmf-foundation[recommend]')")
     else:
         # scenarios: the neighbours' runs (weight share ``neighbour_share``, by similarity)
         # and the meta-model's trees (the rest, equal); set cover of their hits

@@ -95,6 +95,16 @@ class MetaModel:
         return np.array([t.predict(X) for t in self.model.estimators_])
 
 
+def sklearn_missing() -> bool:
+    """True when scikit-learn (the ``recommend`` extra), which the meta-model needs, is not
+    installed."""
+    try:
+        import sklearn.ensemble  # noqa: F401
+    except ImportError:
+        return True
+    return False
+
+
 def meta_model(kb: KnowledgeBase, category: str) -> MetaModel | None:
     """The knowledge base's meta-model for ``category`` (fitted on first use, then cached on
     ``kb``); None without scikit-learn or with fewer than :data:`MIN_TASKS` tasks."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -116,6 +117,21 @@ def test_errors_are_one_line_exit_1(store_url: str, tmp_path: Path,
     assert "bad.jsonl:2: unknown record kind 'spaceship'" in capsys.readouterr().err
     data = json.loads(invoke("pipelines", "--store", store_url, "--json"))
     assert [p["name"] for p in data] == ["churn"]  # nothing from the bad file was imported
+
+
+def test_serve_without_the_server_extra_says_which(store_url: str,
+                                                    monkeypatch: pytest.MonkeyPatch,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    # as if fastapi were not installed (it is here): the server modules import afresh and fail
+    monkeypatch.setitem(sys.modules, "fastapi", None)
+    for name in [m for m in sys.modules if m.startswith("cmf_core.server")]:
+        monkeypatch.delitem(sys.modules, name)
+    with pytest.raises(SystemExit) as e:
+        main(["serve", "--store", store_url, "--port", "0"])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "Error: cmf serve needs the server extra (fastapi is missing): "
+        "pip install 'cmf-foundation[server]'")
 
 
 def test_a_pipeline_name_the_store_lacks_is_said(store_url: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,20 @@ def test_shipped_knowledge_base_recommends_for_telco() -> None:
     kb = knowledge.shipped()
     assert meta_model(kb, "classification") is meta_model(kb, "classification")
     assert recommend(task, k=5).configs() == rec.configs()
+
+
+def test_without_scikit_learn_the_seeds_come_from_neighbours_and_it_says_so(
+        toy_kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch) -> None:
+    task = make_task("new", (0.2, 0.21, 0.9))
+    assert "meta-model" in recommend(task, k=3, knowledge=toy_kb).message  # it is installed
+    # as if the recommend extra were not installed (a fresh knowledge base: no cached model)
+    for name in ["sklearn", *(m for m in sys.modules if m.startswith("sklearn."))]:
+        monkeypatch.setitem(sys.modules, name, None)
+    fresh = KnowledgeBase(list(toy_kb.tasks.values()), toy_kb.runs, dict(toy_kb.calibration))
+    rec = recommend(task, k=3, knowledge=fresh)
+    assert rec.configs()[0] == CONFIGS[A_BEST]
+    assert ("; not ranked with a meta-model, which needs scikit-learn "
+            "(pip install 'cmf-foundation[recommend]')") in rec.message
 
 
 def test_the_same_task_run_before_gives_the_first_seed(toy_kb: KnowledgeBase) -> None:
