@@ -29,11 +29,15 @@ def render() -> str:
             for name in sorted(sub):
                 walk([*prefix, name], sub[name])
             return
+        help_of(prefix)
+
+    def help_of(prefix: list[str]) -> None:
         result = runner.invoke(app, [*prefix, "--help"], env={"COLUMNS": "100",
                                                                "TERM": "dumb"})
-        out.extend([f"## `cmf {' '.join(prefix)}`", "", "```text",
+        out.extend([f"## `{' '.join(['cmf', *prefix])}`", "", "```text",
                     result.output.rstrip(), "```", ""])
 
+    help_of([])  # the global options and the list of commands
     walk([], group)
     return "\n".join(out)
 

@@ -119,6 +119,14 @@ def test_errors_are_one_line_exit_1(store_url: str, tmp_path: Path,
     assert [p["name"] for p in data] == ["churn"]  # nothing from the bad file was imported
 
 
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from importlib.metadata import version
+
+    main(["--version"])
+    assert capsys.readouterr().out == f"cmf-foundation {version('cmf-foundation')}\n"
+    assert invoke("--version", "pipelines") == invoke("--version")  # eager: nothing else runs
+
+
 def test_serve_without_the_server_extra_says_which(store_url: str,
                                                     monkeypatch: pytest.MonkeyPatch,
                                                     capsys: pytest.CaptureFixture[str]) -> None:
