@@ -438,8 +438,10 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         strategy = Strategy.PORTFOLIO
         best_t, best_s = sims[0] if sims else ("", 0.0)
         closest = f" (closest: {kb.tasks[best_t].name} at {best_s:.2f})" if best_t else ""
-        message = (f"no task in the knowledge base is similar enough{closest}, below threshold "
-                   f"{threshold:.2f}; seeds are a portfolio of configurations that do well "
+        why = (f"no task in the knowledge base is similar enough{closest}, below threshold "
+               f"{threshold:.2f}" if desc.meta_features else
+               "the task has no meta-features (describe its data to find similar tasks)")
+        message = (f"{why}; seeds are a portfolio of configurations that do well "
                    f"across all {len(rows)} {category} tasks")
     share = float(cal.get("neighbour_share", NEIGHBOUR_SHARE))
     if neighbours and share >= 1.0 and level is None:

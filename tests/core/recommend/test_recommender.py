@@ -52,6 +52,14 @@ def test_no_similar_task_falls_back_to_portfolio_and_says_so(toy_kb: KnowledgeBa
                                                      config_key(CONFIGS[B_BEST])}
 
 
+def test_a_task_without_meta_features_gets_the_portfolio_and_is_told_why(
+        toy_kb: KnowledgeBase) -> None:
+    rec = recommend({"name": "bare", "category": "classification"}, k=2, knowledge=toy_kb)
+    assert rec.strategy is Strategy.PORTFOLIO
+    assert rec.message.startswith("the task has no meta-features (describe its data to find "
+                                  "similar tasks); seeds are a portfolio")
+
+
 def test_unknown_category_in_kb_gives_no_seeds(toy_kb: KnowledgeBase) -> None:
     rec = recommend(make_task("r", (0.2, 0.2, 0.9), category="regression"), knowledge=toy_kb)
     assert rec.strategy is Strategy.NONE and rec.seeds == ()
