@@ -84,7 +84,11 @@ def posterior_weights(normalised: np.ndarray, weights: Sequence[float] | np.ndar
     if recorded is None or sigma <= 0:
         return w
     ll = score_loglik(recorded, w, tried, scores, sigma)
-    post = w * np.exp(ll - ll[w > 0].max())
+    # only scenarios with prior weight: a zero-weight one may fit the scores far better, and
+    # exp() of its lead would overflow (0 * inf = NaN)
+    pos = w > 0
+    post = np.zeros_like(w)
+    post[pos] = w[pos] * np.exp(ll[pos] - ll[pos].max())
     return post / post.sum()
 
 

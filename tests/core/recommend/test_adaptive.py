@@ -78,6 +78,18 @@ def test_score_likelihood_favours_the_past_task_that_scored_alike() -> None:
     assert score_loglik(recorded, prior, [0], [math.nan], 0.1).tolist() == [0.0, 0.0, 0.0]
 
 
+def test_a_zero_weight_scenario_that_fits_far_better_leaves_the_weights_finite() -> None:
+    # a neighbour with weight 0 (the calibrated neighbour share gives the trees all of it)
+    # matches the scores; the weighted ones miss by far more than exp() can span
+    U = np.zeros((3, 3))
+    prior = np.array([0.0, 0.5, 0.5])
+    recorded = np.array([[0.25, 0.18, -0.06], [0.95, 0.95, 0.95], [0.97, 0.96, 0.99]])
+    w = posterior_weights(U, prior, [0, 1, 2], [0.25, 0.18, -0.06], beta=0.0,
+                          recorded=recorded, sigma=0.01)
+    assert np.isfinite(w).all() and w[0] == 0.0 and w.sum() == pytest.approx(1.0)
+    assert w[1] > w[2]  # the nearer of the two weighted scenarios
+
+
 def test_one_score_moves_the_second_seed_when_scores_are_comparable() -> None:
     # column 0 is everyone's first seed; task A's other winner is column 1, task B's column 2;
     # A scored 0.9 on column 0, B 0.7
