@@ -83,12 +83,15 @@ def posterior_weights(normalised: np.ndarray, weights: Sequence[float] | np.ndar
     w = _order_weights(U, w, tried, scores, beta)
     if recorded is None or sigma <= 0:
         return w
-    ll = score_loglik(recorded, w, tried, scores, sigma)
-    # only scenarios with prior weight: a zero-weight one may fit the scores far better, and
-    # exp() of its lead would overflow (0 * inf = NaN)
+    return _times_likelihood(w, score_loglik(recorded, w, tried, scores, sigma))
+
+
+def _times_likelihood(w: np.ndarray, loglik: np.ndarray) -> np.ndarray:
+    """``w * exp(loglik)``, normalised. Only scenarios with weight count: a zero-weight one may
+    fit the scores far better, and ``exp()`` of its lead would overflow (0 * inf = NaN)."""
     pos = w > 0
     post = np.zeros_like(w)
-    post[pos] = w[pos] * np.exp(ll[pos] - ll[pos].max())
+    post[pos] = w[pos] * np.exp(loglik[pos] - loglik[pos].max())
     return post / post.sum()
 
 
@@ -132,8 +135,7 @@ def _order_weights(U: np.ndarray, w: np.ndarray, tried: Sequence[int],
             a, b = (idx[i], idx[j]) if y[i] > y[j] else (idx[j], idx[i])
             d = U[:, a] - U[:, b]
             loglik -= np.logaddexp(0.0, -beta * np.where(np.isfinite(d), d, 0.0))
-    post = w * np.exp(loglik - loglik[w > 0].max())
-    return post / post.sum()
+    return _times_likelihood(w, loglik)
 
 
 def next_column(normalised: np.ndarray, weights: np.ndarray, levels: np.ndarray | None,

@@ -88,6 +88,12 @@ def test_a_zero_weight_scenario_that_fits_far_better_leaves_the_weights_finite()
                           recorded=recorded, sigma=0.01)
     assert np.isfinite(w).all() and w[0] == 0.0 and w.sum() == pytest.approx(1.0)
     assert w[1] > w[2]  # the nearer of the two weighted scenarios
+    # the same through the order likelihood: a zero-weight scenario ranks ten configurations
+    # as the scores do, the weighted ones the other way round, sharply (beta 30: 45 pairs)
+    ranks = np.linspace(1.0, -1.0, 10)
+    U = np.vstack([ranks, -ranks, -ranks])
+    w = posterior_weights(U, prior, list(range(10)), list(ranks), beta=30.0)
+    assert np.isfinite(w).all() and w[0] == 0.0 and w[1:].tolist() == [0.5, 0.5]
 
 
 def test_one_score_moves_the_second_seed_when_scores_are_comparable() -> None:
