@@ -21,6 +21,9 @@ Per-task results are cached as JSON under ``--cache`` so a rerun only scores wha
     nice -n 19 .venv/bin/python benchmarks/recommender/build_kb.py --jobs 2 --extended \
         --store-url sqlite:///.tmp/recommender/kb-extended-store.db \
         --out .tmp/recommender/kb-extended.json.gz
+    nice -n 10 .venv/bin/python benchmarks/recommender/build_kb.py --jobs 2 --retrain \
+        --store-url sqlite:///.tmp/recommender/kb-retrain-store.db \
+        --out .tmp/recommender/kb-retrain.json.gz
 """
 
 from __future__ import annotations
@@ -48,7 +51,7 @@ ROOT = HERE.parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(HERE))
 
-from corpus import CorpusTask, corpus, extra  # noqa: E402
+from corpus import CorpusTask, corpus, extra, retrain  # noqa: E402
 
 from cmf_core.recommend import knowledge  # noqa: E402
 from cmf_core.recommend.calibrate import calibrate  # noqa: E402
@@ -125,7 +128,7 @@ def _grid_signature(category: str, smoke: bool) -> str:
 
 def _worker(args: tuple[str, bool, str]) -> tuple[str, dict[str, Any]]:
     name, smoke, cache = args
-    task = next(t for t in [*corpus(), *extra()] if t.name == name)
+    task = next(t for t in [*corpus(), *extra(), *retrain()] if t.name == name)
     path = Path(cache) / f"{task.name}{'-smoke' if smoke else ''}.json"
     if path.is_file():
         data = json.loads(path.read_text())
@@ -221,11 +224,15 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--extended", action="store_true",
                     help="also the 40 random extra tasks of corpus.extra() (a larger knowledge "
                          "base, e.g. --out .tmp/recommender/kb-extended.json.gz)")
+    ap.add_argument("--retrain", action="store_true",
+                    help="also a twin of each task on a fresh 70%% sample of its data "
+                         "(corpus.retrain(): a knowledge base that has seen every task before, "
+                         "e.g. --out .tmp/recommender/kb-retrain.json.gz)")
     args = ap.parse_args(argv)
     if args.recalibrate:
         return recalibrate(args.out, argv)
 
-    tasks = corpus() + (extra() if args.extended else [])
+    tasks = corpus() + (extra() if args.extended else []) + (retrain() if args.retrain else [])
     wanted = set(args.tasks or (SMOKE_TASKS if args.smoke else [t.name for t in tasks]))
     unknown = wanted - {t.name for t in tasks}
     if unknown:

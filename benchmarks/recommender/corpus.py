@@ -12,12 +12,16 @@ group of the target task from the knowledge base.
 :func:`extra` draws further tasks at random (a fixed seed) from the same generator families with
 parameters over wide ranges, each its own group: the ``--extended`` corpus of build_kb.py, to
 measure how seeds improve as the knowledge base grows.
+
+:func:`retrain` gives each task of :func:`corpus` a twin on a fresh sample of its data, as when
+a pipeline retrains: the ``--retrain`` corpus of build_kb.py, to measure the seeds for a task
+the knowledge base has seen before (not the new-task protocol of the benchmark).
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -378,3 +382,37 @@ def _additive(n: int, d: int, active: int, noise: float, seed: int) -> Callable[
         y = y + rng.normal(0, 1) * X[:, a] * X[:, b] + rng.normal(0, noise, n)
         return Dataset(X=X, y=(y - y.mean()) / y.std())
     return load
+
+
+#: share of a task's data in its retraining twin, and the seed of the draws
+RETRAIN_SHARE = 0.7
+RETRAIN_SEED = 2027
+
+
+def retrain(seed: int = RETRAIN_SEED, share: float = RETRAIN_SHARE) -> list[CorpusTask]:
+    """Each task of :func:`corpus` on a fresh sample of its data, as when a pipeline retrains:
+    a seeded ``share`` of the rows (stratified for classification) of a tabular or image task,
+    a contiguous ``share`` of a series at a seeded offset. Names ``<task>@retrain``; each twin
+    is its own group, so leave-one-task-out with the original as the target keeps its twin.
+    Declared before any twin was scored."""
+    return [CorpusTask(f"{t.name}@retrain", t.category, t.modality, f"{t.name}@retrain",
+                       _share_of(t.load, share, seed + i, t.category == "classification"),
+                       t.metric)
+            for i, t in enumerate(corpus())]
+
+
+def _share_of(load: Callable[[], Dataset], share: float, seed: int,
+              classes: bool) -> Callable[[], Dataset]:
+    def twin() -> Dataset:
+        ds = load()
+        rng = np.random.default_rng(seed)
+        if ds.series is not None:
+            assert ds.labels is not None
+            n = len(ds.series)
+            m = int(share * n)
+            at = int(rng.integers(0, n - m + 1))
+            return replace(ds, series=ds.series[at:at + m], labels=ds.labels[at:at + m])
+        assert ds.X is not None and ds.y is not None
+        X, y = _subsample(ds.X, ds.y, seed, classes, n=int(share * len(ds.X)))
+        return replace(ds, X=X, y=y)
+    return twin
