@@ -72,6 +72,35 @@ def test_extra_tasks_are_a_fixed_random_draw_apart_from_the_corpus() -> None:
     assert [t.name for t in corpus.extra(seed=1)] != [t.name for t in first]
 
 
+def test_retrain_twins_are_a_fixed_share_of_each_tasks_own_data() -> None:
+    import numpy as np
+
+    sys.path.insert(0, str(BENCH))
+    corpus = _load("corpus")
+    originals, twins = corpus.corpus(), corpus.retrain()
+    assert [t.name for t in twins] == [f"{t.name}@retrain" for t in originals]
+    assert [t.category for t in twins] == [t.category for t in originals]
+    groups = [t.group for t in twins]
+    assert len(set(groups)) == len(groups)  # each its own group: kept when the original is out
+    assert not set(groups) & {t.group for t in originals}
+    for task, twin in [(originals[i], twins[i]) for i in (0, 4, 24, 33)]:  # iris, telco, ts
+        a, b, again = task.load(), twin.load(), twin.load()
+        if a.series is not None:
+            m = len(b.series)
+            assert m == int(corpus.RETRAIN_SHARE * len(a.series))
+            at = next(i for i in range(len(a.series) - m + 1)
+                      if np.array_equal(a.series[i:i + m], b.series))  # a contiguous stretch
+            assert np.array_equal(a.labels[at:at + m], b.labels) and b.labels.any()
+            assert np.array_equal(b.series, again.series)
+            continue
+        assert abs(len(b.X) - corpus.RETRAIN_SHARE * len(a.X)) <= 3
+        rows = {r.tobytes() for r in np.nan_to_num(a.X, nan=-1e300)}
+        assert all(r.tobytes() in rows for r in np.nan_to_num(b.X, nan=-1e300))  # its own rows
+        assert np.array_equal(b.X, again.X, equal_nan=True)
+        if task.category == "classification":
+            assert set(np.unique(b.y)) == set(np.unique(a.y))
+
+
 @pytest.mark.slow
 def test_build_kb_extended_scores_an_extra_task(tmp_path: Path) -> None:
     build = _load("build_kb")
@@ -85,6 +114,13 @@ def test_build_kb_extended_scores_an_extra_task(tmp_path: Path) -> None:
     # without --extended the extra tasks are unknown
     with pytest.raises(SystemExit):
         build.main(["--smoke", "--tasks", "x01-mixed", "--no-store", "--out", str(out)])
+    # the same for the retraining twins
+    assert build.main(["--smoke", "--retrain", "--tasks", "iris@retrain", "--jobs", "1",
+                       "--cache", str(tmp_path / "cache"), "--no-store",
+                       "--out", str(out)]) == 0
+    assert [t.name for t in knowledge.load(out).tasks.values()] == ["iris@retrain"]
+    with pytest.raises(SystemExit):
+        build.main(["--smoke", "--tasks", "iris@retrain", "--no-store", "--out", str(out)])
 
 
 @pytest.mark.slow
