@@ -34,6 +34,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse
+import copy
 import json
 import math
 import sys
@@ -53,7 +54,12 @@ for path in (ROOT, HERE):
 from loto import bootstrap_ci, geo_mean, named  # noqa: E402
 
 from cmf_core.recommend import knowledge  # noqa: E402
-from cmf_core.recommend.adaptive import adaptive_order  # noqa: E402
+from cmf_core.recommend.adaptive import (  # noqa: E402
+    BETA,
+    COVERED_WEIGHT,
+    SIGMA,
+    adaptive_order,
+)
 from cmf_core.recommend.calibrate import (  # noqa: E402
     BUDGET,
     HIT,
@@ -110,6 +116,10 @@ def run_task(args: tuple[str, str, str, tuple[tuple[float, float, float], ...], 
     rest = kb.without(task_ids=[task_id], groups=[task.group] if task.group else [])
     if cal_mode == "recalibrate":
         rest.calibration = calibrate(rest)
+    elif cal_mode.startswith("of:"):  # another knowledge base's, as a store merged with it has
+        rest.calibration = copy.deepcopy(knowledge.load(cal_mode[3:]).calibration)
+        rest.calibration.setdefault("adaptive", {"beta": BETA, "covered_weight": COVERED_WEIGHT,
+                                                 "sigma": SIGMA})  # what rec.seeder() uses
     elif cal_mode != "shipped":
         rest.calibration = recorded_calibrations(Path(cal_mode))[task_id]
     if "adaptive" not in rest.calibration:
@@ -238,6 +248,10 @@ def main(argv: list[str] | None = None) -> int:
     cal = ap.add_mutually_exclusive_group()
     cal.add_argument("--recalibrate", action="store_true")
     cal.add_argument("--shipped-calibration", action="store_true")
+    cal.add_argument("--calibration-of", type=Path, metavar="KB",
+                     help="the calibration of another knowledge base file (e.g. the shipped "
+                          "one, as recommend() uses it on a store's runs merged with it), "
+                          "with the default adaptive knobs when it has none")
     ap.add_argument("--calibrations", type=Path, default=CALS)
     ap.add_argument("--tasks", nargs="*", help="target task names (default: every task)")
     ap.add_argument("--random-draws", type=int, default=10)
@@ -251,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
         print(compare_loto(*args.compare_loto))
         return 0
     mode = "recalibrate" if args.recalibrate else "shipped" if args.shipped_calibration \
-        else str(args.calibrations)
+        else f"of:{args.calibration_of}" if args.calibration_of else str(args.calibrations)
     kb = knowledge.load(args.kb)
     rules = tuple((b, m, sg) for b in args.betas for m in args.misses for sg in args.sigmas)
     ids = sorted(kb.tasks)

@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from cmf_core.errors import InvalidInputError
-from cmf_core.recommend.recommender import Scenarios, optuna_params
+from cmf_core.recommend.recommender import Scenarios, _ordinal, optuna_params
 from cmf_core.recommend.space import config_key, config_label, from_optuna_params
 
 #: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
@@ -187,9 +187,10 @@ def _next(scen: Scenarios, tried: Sequence[int], scores: Sequence[float], beta: 
 def _choose(scen: Scenarios, tried: Sequence[int], scores: Sequence[float], beta: float,
             covered_weight: float, sigma: float) -> tuple[int | None, np.ndarray]:
     """The next column and the posterior scenario weights it was chosen with."""
-    if not tried and scen.first is not None:
-        w = np.asarray(scen.weights, dtype=float)
-        return scen.first, w / w.sum()
+    for col in scen.prefix:  # the same task's best runs first, whatever the scores say
+        if col not in tried:
+            w = np.asarray(scen.weights, dtype=float)
+            return col, w / w.sum()
     w = posterior_weights(scen.normalised, scen.weights, tried, scores, beta, scen.scores,
                           sigma)
     return next_column(scen.normalised, w, scen.levels, tried, covered_weight), w
@@ -200,9 +201,12 @@ def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[
     """Why ``col`` was chosen after ``tried`` (``n_scores`` of them scored), in words: the
     share of the posterior ``weights`` not yet ruled out that it is a hit on, and the
     scenarios the scores point to (past tasks by name, meta-model trees together)."""
-    if not tried and scen.first is not None and col == scen.first:
+    if col in scen.prefix and all(c in scen.prefix for c in tried):
+        i = scen.prefix.index(col)
         return ("the recommendation's first seed: the best run of a past task taken for the "
-                "same data")
+                "same data" if i == 0 else
+                f"the recommendation's seed {i + 1}: the {_ordinal(i + 1)} best run of the "
+                "past task taken for the same data")
     w = np.asarray(weights, dtype=float)
     when = (f"after {n_scores} score{'s' if n_scores != 1 else ''}" if n_scores
             else "before any score")
@@ -332,7 +336,8 @@ class AdaptiveSeeder:
                 "weights": [float(sc.weights[i]) for i in keep],
                 "normalised": [_floats(sc.normalised[i]) for i in keep],
                 "levels": None if sc.levels is None else [float(sc.levels[i]) for i in keep],
-                "first": sc.first, "scores": scores, "given": [dict(c) for c in self.given],
+                "prefix": list(sc.prefix), "first": sc.prefix[0] if sc.prefix else None,
+                "scores": scores, "given": [dict(c) for c in self.given],
                 "reasons": list(self.reasons),
                 "names": None if sc.names is None else [sc.names[i] for i in keep]}
 
@@ -373,11 +378,17 @@ class AdaptiveSeeder:
                                         "rows (one per scenario)")
             scores = np.vstack([np.full(n, np.nan) if r is None else _matrix([r], n, "scores")
                                 for r in rows]) if rows else None
-        first = data.get("first")
-        if first is not None and (isinstance(first, bool) or not isinstance(first, int)
-                                  or not 0 <= first < n):
-            raise InvalidInputError(f"adaptive seeder state: first={first!r} is not a column "
-                                    f"of the {n} configurations")
+        # "prefix" (columns that go first); states written before it have "first" (one)
+        prefix = data.get("prefix")
+        if prefix is None:
+            prefix = [] if data.get("first") is None else [data["first"]]
+        elif not isinstance(prefix, list):
+            raise InvalidInputError(f"adaptive seeder state: prefix={prefix!r} is not a list")
+        for col in prefix:
+            if isinstance(col, bool) or not isinstance(col, int) or not 0 <= col < n:
+                key = "prefix" if "prefix" in data else "first"
+                raise InvalidInputError(f"adaptive seeder state: {key}={col!r} is not a column "
+                                        f"of the {n} configurations")
         knobs = {}
         for name, default in (("beta", BETA), ("covered_weight", COVERED_WEIGHT),
                               ("sigma", SIGMA)):
@@ -387,7 +398,7 @@ class AdaptiveSeeder:
                                         "number")
             knobs[name] = float(value)
         names = _strings(data.get("names"), len(U), "names", "scenario")
-        scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), first, scores,
+        scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), tuple(prefix), scores,
                          None if names is None else tuple(names))
         seeder = cls(scen, data["k"], **knobs)
         for config in data.get("given") or ():

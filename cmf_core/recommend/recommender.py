@@ -243,6 +243,10 @@ NEIGHBOUR_SHARE = 0.5
 #: different groups of the shipped knowledge base are more than 0.96 similar so; the full
 #: Telco CSV against its 1,500-row sample in the knowledge base: 0.986)
 SAME_TASK_SIMILARITY = 0.97
+#: the same task's runs that go first, best first: those at least this good on its own
+#: normalised scale (a fresh sample of the same data ranks the new task's best
+#: configurations early: benchmarks/RESULTS.md, "Retraining")
+SAME_TASK_LEVEL = 0.95
 #: how explanations name a meta-model scenario (``meta-model tree 7``)
 TREE_NAME = "meta-model tree"
 #: meta-features that change when the same data is subsampled (left out of the same-task test)
@@ -298,8 +302,8 @@ def greedy_portfolio(normalised: np.ndarray, weights: Sequence[float] | np.ndarr
 class Scenarios:
     """What seeds are chosen from: ``normalised`` (scenarios x the category's configurations,
     NaN = not run), the scenarios' ``weights``, their hit ``levels`` (None: the sum-of-best
-    rule), the table's ``configs`` (column order) and ``first``, a column that goes first
-    whatever the rule says (the same task run before), or None. ``scores``: the
+    rule), the table's ``configs`` (column order) and ``prefix``, columns that go first, in
+    order, whatever the rule says (the best runs of the same task, run before). ``scores``: the
     scenarios' recorded scores where they are on the new task's scale (a past task scored
     with the same metric), else NaN (meta-model trees, other metrics); None: none is. Only
     the adaptive seeder uses it (:mod:`cmf_core.recommend.adaptive`). ``names``: one per
@@ -309,7 +313,7 @@ class Scenarios:
     weights: np.ndarray
     levels: np.ndarray | None
     configs: tuple[Mapping[str, Any], ...]
-    first: int | None = None
+    prefix: tuple[int, ...] = ()
     scores: np.ndarray | None = None
     names: tuple[str, ...] | None = None
 
@@ -319,10 +323,19 @@ class Scenarios:
         return cls(np.zeros((1, 0)), np.ones(1), None, ())
 
     def order(self, k: int) -> list[int]:
-        """The static seed columns: the greedy rule's first ``k`` (``first`` moved first)."""
-        cols = greedy_portfolio(self.normalised, self.weights, k, level=self.levels)
-        if self.first is not None:
-            cols = [self.first, *[c for c in cols if c != self.first]][:max(k, 1)]
+        """The static seed columns: the ``prefix``, then the greedy rule's columns after it
+        (as if the prefix had been chosen by the rule), ``k`` in all."""
+        if not self.prefix:
+            return greedy_portfolio(self.normalised, self.weights, k, level=self.levels)
+        from cmf_core.recommend.adaptive import next_column  # it imports this module
+
+        cols = list(self.prefix[:max(k, 1)])
+        w = np.asarray(self.weights, dtype=float)
+        while len(cols) < k:
+            col = next_column(self.normalised, w / w.sum(), self.levels, cols)
+            if col is None:
+                break
+            cols.append(col)
         return cols
 
     def hits(self) -> np.ndarray:
@@ -482,12 +495,19 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
     same = _same_task(desc, [kb.tasks[t] for t, _ in neighbours], metric)
     same_task, same_why = same if same is not None else (None, "")
     if same_task is not None:
-        # this task (or a sample of it) was run before: its best configuration goes first,
-        # whatever the cover of the other scenarios prefers
-        best = int(np.nanargmax(table.scores[rows[same_task]]))  # it has runs (``same``)
-        scen = replace(scen, first=best)
-        same_why = f"the best run of {kb.tasks[neighbours[same_task][0]].name} ({same_why})"
+        # this task (or a sample of it) was run before: its best runs go first, whatever the
+        # cover of the other scenarios prefers
+        row = rows[same_task]
+        prefix = same_task_prefix(table.normalised[row], table.scores[row])
+        scen = replace(scen, prefix=prefix)
+        name = kb.tasks[neighbours[same_task][0]].name
+        same_why = f"the best run of {name} ({same_why})"
         message += f"; first {same_why}"
+        if len(prefix) > 1:
+            more = len(prefix) - 1
+            message += f", then its {more} next best run{'s' if more > 1 else ''}"
+        prefix_why = [same_why, *(f"the {_ordinal(i)} best run of {name}, the same task"
+                                  for i in range(2, len(prefix) + 1))]
     cols = scen.order(k)
     sim_of = dict(neighbours) if neighbours else {t.id: s for t, s in
                                                   ((kb.tasks[i], s) for i, s in sims)}
@@ -496,7 +516,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         mean = P.mean(axis=0)
         seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
                                                                               strict=True))
-    why = seed_reasons(scen, cols, same_why or None)
+    why = seed_reasons(scen, cols, prefix_why if same_task is not None else ())
     seeds = tuple(replace(sd, reason=r) for sd, r in zip(seeds, why, strict=True))
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
@@ -522,15 +542,33 @@ def _same_task(desc: TaskDescription, candidates: Sequence[TaskDescription],
                f"taken for the same data: {sim:.3f} similar over the size-free meta-features")
 
 
+def same_task_prefix(normalised: np.ndarray, scores: np.ndarray,
+                     level: float = SAME_TASK_LEVEL) -> tuple[int, ...]:
+    """The columns of the same task's runs that go first: its best, then every other at least
+    ``level`` on its normalised scale, best score first."""
+    best = int(np.nanargmax(scores))  # it has runs (``_same_task``)
+    good = [int(c) for c in np.flatnonzero(np.where(np.isfinite(normalised), normalised,
+                                                    -np.inf) >= level) if c != best]
+    return (best, *sorted(good, key=lambda c: (-float(scores[c]), c)))
+
+
+def _ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
 def seed_reasons(scen: Scenarios, cols: Sequence[int],
-                 first_reason: str | None = None) -> list[str]:
+                 prefix_reasons: Sequence[str] = ()) -> list[str]:
     """Why each of ``cols`` (the static seed order) was chosen: the scenarios (past tasks by
     name, meta-model trees by count; ``scen.names``) it is a hit on that no earlier seed
     hits, and their share of the scenario weight; or, under the sum rule, its gain in the
-    best normalised score. ``first_reason``: why ``scen.first`` goes first, in words."""
-    if scen.first is not None and cols and cols[0] == scen.first:
-        first = first_reason or "the best run of the same task, run before"
-        return [first, *seed_reasons(replace(scen, first=None), cols)[1:]]
+    best normalised score. ``prefix_reasons``: why each of ``scen.prefix`` goes first."""
+    n = len(scen.prefix)
+    if n and list(cols[:n]) == list(scen.prefix[:len(cols)]):
+        given = list(prefix_reasons)[:n]
+        given += [f"the {_ordinal(i)} best run of the same task, run before"
+                  for i in range(len(given) + 1, n + 1)]
+        return [*given[:len(cols)], *seed_reasons(replace(scen, prefix=()), cols)[n:]]
     U = np.asarray(scen.normalised, dtype=float)
     w = np.asarray(scen.weights, dtype=float)
     w = w / w.sum()

@@ -102,7 +102,7 @@ def test_one_score_moves_the_second_seed_when_scores_are_comparable() -> None:
     U = np.array([[1.0, 0.97, 0.0], [1.0, 0.0, 0.99]])
     recorded = np.array([[0.9, 0.88, 0.5], [0.7, 0.4, 0.69]])
     configs = ({"model": "a"}, {"model": "b"}, {"model": "c"})
-    scen = Scenarios(U, np.array([0.5, 0.5]), np.full(2, 1.01), configs, first=0,
+    scen = Scenarios(U, np.array([0.5, 0.5]), np.full(2, 1.01), configs, prefix=(0,),
                      scores=recorded)  # level above 1: no scenario is hit, the soft rule decides
     for y, expected in ((0.91, "b"), (0.71, "c")):
         seeder = AdaptiveSeeder(scen, 2, beta=0.0, sigma=0.05)
@@ -348,7 +348,9 @@ def test_a_step_without_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) 
      "normalised holds a non-number"),
     (lambda d: {**d, "weights": d["weights"][:-1]}, "weights must be a list of"),
     (lambda d: {**d, "weights": [0.0] * len(d["weights"])}, "weights must be finite and > 0"),
-    (lambda d: {**d, "first": 10_000}, "first=10000 is not a column"),
+    (lambda d: {**d, "prefix": [10_000]}, "prefix=10000 is not a column"),
+    (lambda d: {**{k: v for k, v in d.items() if k != "prefix"}, "first": 10_000},
+     "first=10000 is not a column"),
     (lambda d: {**d, "k": -1}, "k=-1 must be a whole number"),
     (lambda d: {**d, "given": [{"model": "nope"}]}, "given seed .* is not one of"),
     (lambda d: {**d, "given": ["hgb"]}, "given seed 'hgb' is not one of"),

@@ -189,10 +189,46 @@ def test_shipped_seeds_name_the_meta_model_trees_behind_them() -> None:
     rec = recommend(task, k=5)
     from cmf_core.recommend.surrogate import N_TREES
 
-    # the first is the best run of the shipped telco-churn (a sample of this CSV)
+    # first the best runs of the shipped telco-churn (a sample of this CSV: its 2 hits) ...
     assert rec.seeds[0].reason.startswith("the best run of telco-churn (taken for the same")
+    assert rec.seeds[1].reason == "the 2nd best run of telco-churn, the same task"
+    # ... then the trees
     assert all(f" of {N_TREES} meta-model trees that the seeds before it miss" in s.reason
-               for s in rec.seeds[1:]), [s.reason for s in rec.seeds]
+               for s in rec.seeds[2:]), [s.reason for s in rec.seeds]
+
+
+def test_the_same_tasks_near_best_runs_go_first_then_the_rule(toy_kb: KnowledgeBase) -> None:
+    # a0 re-run: its own runs peak at 7, and 3 and 5 are within 95% of the gap to the median;
+    # a fresh sample of the same data ranks its best configurations early, so those go first
+    from cmf_core.recommend.adaptive import AdaptiveSeeder
+
+    again = make_task("a0-again", (0.2, 0.2, 0.9))
+    score = {7: 0.9, 3: 0.89, 5: 0.885, 9: 0.85}
+    kb = KnowledgeBase([again], {again.id: [
+        Run(c, score.get(j, 0.5), f"r{j}", 0.1) for j, c in enumerate(CONFIGS)]}).merge(toy_kb)
+    rec = recommend(again, k=4, knowledge=kb, use_meta_model=False)
+    assert rec.configs() == [CONFIGS[7], CONFIGS[3], CONFIGS[5], CONFIGS[A_BEST]]
+    assert rec.message.endswith("; first the best run of a0-again (this task, run before), "
+                                "then its 2 next best runs")
+    assert [s.reason for s in rec.seeds[1:3]] == [
+        "the 2nd best run of a0-again, the same task",
+        "the 3rd best run of a0-again, the same task"]
+    assert rec.seeds[3].reason.startswith("raises the similar tasks'")  # the rule takes over
+    # the adaptive seeder gives the same prefix whatever the scores, and says so
+    seeder = rec.seeder()
+    seen: dict[str, float] = {}
+    for _ in range(3):
+        config = seeder.next_config(seen)
+        seen[config_key(config)] = 0.1  # poor scores do not cut the prefix short
+    assert seeder.given == rec.configs()[:3]
+    assert seeder.reasons[1] == ("the recommendation's seed 2: the 2nd best run of the past "
+                                 "task taken for the same data")
+    # the prefix travels with the state; a state written before it ("first") still loads
+    state = seeder.to_dict()
+    assert state["prefix"] == [CONFIGS.index(c) for c in rec.configs()[:3]]
+    assert AdaptiveSeeder.from_dict(state).next_config(seen) == seeder.next_config(seen)
+    old = {k: v for k, v in rec.seeder().to_dict().items() if k != "prefix"}
+    assert AdaptiveSeeder.from_dict(old).next_config({}) == CONFIGS[7]
 
 
 def test_a_sample_of_a_task_run_before_is_the_same_task(toy_kb: KnowledgeBase) -> None:
