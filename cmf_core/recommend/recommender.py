@@ -505,7 +505,8 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         message += f"; first {same_why}"
         if len(prefix) > 1:
             more = len(prefix) - 1
-            message += f", then its {more} next best run{'s' if more > 1 else ''}"
+            message += (", then its next best run" if more == 1 else
+                        f", then its next {more} best runs")
         prefix_why = [same_why, *(f"the {_ordinal(i)} best run of {name}, the same task"
                                   for i in range(2, len(prefix) + 1))]
     cols = scen.order(k)

@@ -209,7 +209,7 @@ def test_the_same_tasks_near_best_runs_go_first_then_the_rule(toy_kb: KnowledgeB
     rec = recommend(again, k=4, knowledge=kb, use_meta_model=False)
     assert rec.configs() == [CONFIGS[7], CONFIGS[3], CONFIGS[5], CONFIGS[A_BEST]]
     assert rec.message.endswith("; first the best run of a0-again (this task, run before), "
-                                "then its 2 next best runs")
+                                "then its next 2 best runs")
     assert [s.reason for s in rec.seeds[1:3]] == [
         "the 2nd best run of a0-again, the same task",
         "the 3rd best run of a0-again, the same task"]
