@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from cmf_core.errors import InvalidInputError
-from cmf_core.recommend.recommender import Scenarios, _ordinal, optuna_params
+from cmf_core.recommend.recommender import Scenarios, optuna_params, ordinal
 from cmf_core.recommend.space import config_key, config_label, from_optuna_params
 
 #: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
@@ -205,7 +205,7 @@ def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[
         i = scen.prefix.index(col)
         return ("the recommendation's first seed: the best run of a past task taken for the "
                 "same data" if i == 0 else
-                f"the recommendation's seed {i + 1}: the {_ordinal(i + 1)} best run of the "
+                f"the recommendation's seed {i + 1}: the {ordinal(i + 1)} best run of the "
                 "past task taken for the same data")
     w = np.asarray(weights, dtype=float)
     when = (f"after {n_scores} score{'s' if n_scores != 1 else ''}" if n_scores

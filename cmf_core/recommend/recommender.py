@@ -494,6 +494,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         extra["adaptive"] = dict(adaptive)
     same = _same_task(desc, [kb.tasks[t] for t, _ in neighbours], metric)
     same_task, same_why = same if same is not None else (None, "")
+    prefix_why: list[str] = []
     if same_task is not None:
         # this task (or a sample of it) was run before: its best runs go first, whatever the
         # cover of the other scenarios prefers
@@ -507,7 +508,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
             more = len(prefix) - 1
             message += (", then its next best run" if more == 1 else
                         f", then its next {more} best runs")
-        prefix_why = [same_why, *(f"the {_ordinal(i)} best run of {name}, the same task"
+        prefix_why = [same_why, *(f"the {ordinal(i)} best run of {name}, the same task"
                                   for i in range(2, len(prefix) + 1))]
     cols = scen.order(k)
     sim_of = dict(neighbours) if neighbours else {t.id: s for t, s in
@@ -517,7 +518,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         mean = P.mean(axis=0)
         seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
                                                                               strict=True))
-    why = seed_reasons(scen, cols, prefix_why if same_task is not None else ())
+    why = seed_reasons(scen, cols, prefix_why)
     seeds = tuple(replace(sd, reason=r) for sd, r in zip(seeds, why, strict=True))
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
@@ -553,7 +554,7 @@ def same_task_prefix(normalised: np.ndarray, scores: np.ndarray,
     return (best, *sorted(good, key=lambda c: (-float(scores[c]), c)))
 
 
-def _ordinal(n: int) -> str:
+def ordinal(n: int) -> str:
     suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
     return f"{n}{suffix}"
 
@@ -567,7 +568,7 @@ def seed_reasons(scen: Scenarios, cols: Sequence[int],
     n = len(scen.prefix)
     if n and list(cols[:n]) == list(scen.prefix[:len(cols)]):
         given = list(prefix_reasons)[:n]
-        given += [f"the {_ordinal(i)} best run of the same task, run before"
+        given += [f"the {ordinal(i)} best run of the same task, run before"
                   for i in range(len(given) + 1, n + 1)]
         return [*given[:len(cols)], *seed_reasons(replace(scen, prefix=()), cols)[n:]]
     U = np.asarray(scen.normalised, dtype=float)
