@@ -239,7 +239,7 @@ MODEL_LEVEL = 0.9
 #: weight of the neighbours' runs among the scenarios (the meta-model's trees get the rest)
 NEIGHBOUR_SHARE = 0.5
 #: a neighbour this similar, over the meta-features that do not depend on the data's size,
-#: is taken for (a sample of) the same data: its best run is the first seed (no two tasks of
+#: is taken for (a sample of) the same data: its best runs are the first seeds (no two tasks of
 #: different groups of the shipped knowledge base are more than 0.96 similar so; the full
 #: Telco CSV against its 1,500-row sample in the knowledge base: 0.986)
 SAME_TASK_SIMILARITY = 0.97
@@ -255,8 +255,10 @@ SIZE_FEATURES = frozenset({"n_rows", "dimensionality", "length", "vocabulary"})
 
 def greedy_portfolio(normalised: np.ndarray, weights: Sequence[float] | np.ndarray, k: int,
                      floor: float = 0.0,
-                     level: float | Sequence[float] | np.ndarray | None = None) -> list[int]:
+                     level: float | Sequence[float] | np.ndarray | None = None,
+                     start: Sequence[int] = ()) -> list[int]:
     """Columns (configurations) chosen greedily; ties go to the higher weighted mean.
+    ``start``: columns taken as already chosen, in order (the result begins with them).
 
     ``level=None``: maximise ``sum_t w_t * max(floor, best normalised score of the chosen set
     on task t)``. ``level=x`` (or one level per row): weighted greedy set cover of the "hits"
@@ -282,10 +284,11 @@ def greedy_portfolio(normalised: np.ndarray, weights: Sequence[float] | np.ndarr
     if level is not None:
         lv = np.asarray(level, dtype=float)
         hits = np.greater_equal(V, lv[:, None] if lv.ndim == 1 else lv)
-    current = np.full(len(w), floor)
-    covered = np.zeros(len(w), dtype=bool)
-    chosen: list[int] = []
-    for _ in range(min(k, n_configs)):
+    chosen = [int(c) for c in start][:k]
+    current = np.maximum(V[:, chosen].max(axis=1), floor) if chosen else np.full(len(w), floor)
+    covered = hits[:, chosen].any(axis=1) if hits is not None and chosen else \
+        np.zeros(len(w), dtype=bool)
+    for _ in range(min(k, n_configs) - len(chosen)):
         gain = (w[:, None] * np.maximum(current[:, None], V)).sum(0) + 1e-6 * mean
         if hits is not None:
             gain = (w[:, None] * (hits & ~covered[:, None])).sum(0) + _SOFT_TIE * gain
@@ -325,18 +328,8 @@ class Scenarios:
     def order(self, k: int) -> list[int]:
         """The static seed columns: the ``prefix``, then the greedy rule's columns after it
         (as if the prefix had been chosen by the rule), ``k`` in all."""
-        if not self.prefix:
-            return greedy_portfolio(self.normalised, self.weights, k, level=self.levels)
-        from cmf_core.recommend.adaptive import next_column  # it imports this module
-
-        cols = list(self.prefix[:max(k, 1)])
-        w = np.asarray(self.weights, dtype=float)
-        while len(cols) < k:
-            col = next_column(self.normalised, w / w.sum(), self.levels, cols)
-            if col is None:
-                break
-            cols.append(col)
-        return cols
+        return greedy_portfolio(self.normalised, self.weights, k, level=self.levels,
+                                start=self.prefix)
 
     def hits(self) -> np.ndarray:
         """Scenarios x configurations: True where the configuration reaches the scenario's
