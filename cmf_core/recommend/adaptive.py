@@ -50,7 +50,7 @@ from typing import Any
 import numpy as np
 
 from cmf_core.errors import InvalidInputError
-from cmf_core.recommend.recommender import Scenarios, optuna_params, ordinal
+from cmf_core.recommend.recommender import Scenarios, optuna_params, prefix_reason
 from cmf_core.recommend.space import config_key, config_label, from_optuna_params
 
 #: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
@@ -202,11 +202,7 @@ def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[
     share of the posterior ``weights`` not yet ruled out that it is a hit on, and the
     scenarios the scores point to (past tasks by name, meta-model trees together)."""
     if col in scen.prefix and all(c in scen.prefix for c in tried):
-        i = scen.prefix.index(col)
-        return ("the recommendation's first seed: the best run of a past task taken for the "
-                "same data" if i == 0 else
-                f"the recommendation's seed {i + 1}: the {ordinal(i + 1)} best run of the "
-                "past task taken for the same data")
+        return prefix_reason(scen, scen.prefix.index(col))
     w = np.asarray(weights, dtype=float)
     when = (f"after {n_scores} score{'s' if n_scores != 1 else ''}" if n_scores
             else "before any score")
@@ -337,6 +333,7 @@ class AdaptiveSeeder:
                 "normalised": [_floats(sc.normalised[i]) for i in keep],
                 "levels": None if sc.levels is None else [float(sc.levels[i]) for i in keep],
                 "prefix": list(sc.prefix), "first": sc.prefix[0] if sc.prefix else None,
+                "prefix_reasons": list(sc.prefix_reasons),
                 "scores": scores, "given": [dict(c) for c in self.given],
                 "reasons": list(self.reasons),
                 "names": None if sc.names is None else [sc.names[i] for i in keep]}
@@ -398,8 +395,10 @@ class AdaptiveSeeder:
                                         "number")
             knobs[name] = float(value)
         names = _strings(data.get("names"), len(U), "names", "scenario")
+        prefix_reasons = _strings(data.get("prefix_reasons") or None, len(prefix),
+                                  "prefix_reasons", "prefix column") or []
         scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), tuple(prefix), scores,
-                         None if names is None else tuple(names))
+                         None if names is None else tuple(names), tuple(prefix_reasons))
         seeder = cls(scen, data["k"], **knobs)
         for config in data.get("given") or ():
             col = seeder._column.get(config_key(config)) if isinstance(config, Mapping) \

@@ -310,7 +310,9 @@ class Scenarios:
     scenarios' recorded scores where they are on the new task's scale (a past task scored
     with the same metric), else NaN (meta-model trees, other metrics); None: none is. Only
     the adaptive seeder uses it (:mod:`cmf_core.recommend.adaptive`). ``names``: one per
-    scenario (a past task's name, ``meta-model tree N``) for explanations, or None."""
+    scenario (a past task's name, ``meta-model tree N``) for explanations, or None.
+    ``prefix_reasons``: why each of ``prefix`` goes first, in words (static and adaptive seeds
+    say the same)."""
 
     normalised: np.ndarray
     weights: np.ndarray
@@ -319,6 +321,7 @@ class Scenarios:
     prefix: tuple[int, ...] = ()
     scores: np.ndarray | None = None
     names: tuple[str, ...] | None = None
+    prefix_reasons: tuple[str, ...] = ()
 
     @classmethod
     def empty(cls) -> Scenarios:
@@ -487,13 +490,11 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         extra["adaptive"] = dict(adaptive)
     same = _same_task(desc, [kb.tasks[t] for t, _ in neighbours], metric)
     same_task, same_why = same if same is not None else (None, "")
-    prefix_why: list[str] = []
     if same_task is not None:
         # this task (or a sample of it) was run before: its best runs go first, whatever the
         # cover of the other scenarios prefers
         row = rows[same_task]
         prefix = same_task_prefix(table.normalised[row], table.scores[row])
-        scen = replace(scen, prefix=prefix)
         name = kb.tasks[neighbours[same_task][0]].name
         same_why = f"the best run of {name} ({same_why})"
         message += f"; first {same_why}"
@@ -501,8 +502,9 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
             more = len(prefix) - 1
             message += (", then its next best run" if more == 1 else
                         f", then its next {more} best runs")
-        prefix_why = [same_why, *(f"the {ordinal(i)} best run of {name}, the same task"
-                                  for i in range(2, len(prefix) + 1))]
+        scen = replace(scen, prefix=prefix, prefix_reasons=(
+            same_why, *(f"the {ordinal(i)} best run of {name}, the same task"
+                        for i in range(2, len(prefix) + 1))))
     cols = scen.order(k)
     sim_of = dict(neighbours) if neighbours else {t.id: s for t, s in
                                                   ((kb.tasks[i], s) for i, s in sims)}
@@ -511,7 +513,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         mean = P.mean(axis=0)
         seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
                                                                               strict=True))
-    why = seed_reasons(scen, cols, prefix_why)
+    why = seed_reasons(scen, cols)
     seeds = tuple(replace(sd, reason=r) for sd, r in zip(seeds, why, strict=True))
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
@@ -552,18 +554,23 @@ def ordinal(n: int) -> str:
     return f"{n}{suffix}"
 
 
-def seed_reasons(scen: Scenarios, cols: Sequence[int],
-                 prefix_reasons: Sequence[str] = ()) -> list[str]:
+def prefix_reason(scen: Scenarios, i: int) -> str:
+    """Why ``scen.prefix[i]`` goes first: ``scen.prefix_reasons[i]``, or a generic line."""
+    if i < len(scen.prefix_reasons):
+        return scen.prefix_reasons[i]
+    return ("the best run of the same task, run before" if i == 0 else
+            f"the {ordinal(i + 1)} best run of the same task, run before")
+
+
+def seed_reasons(scen: Scenarios, cols: Sequence[int]) -> list[str]:
     """Why each of ``cols`` (the static seed order) was chosen: the scenarios (past tasks by
     name, meta-model trees by count; ``scen.names``) it is a hit on that no earlier seed
     hits, and their share of the scenario weight; or, under the sum rule, its gain in the
-    best normalised score. ``prefix_reasons``: why each of ``scen.prefix`` goes first."""
+    best normalised score. The ``scen.prefix`` columns: :func:`prefix_reason`."""
     n = len(scen.prefix)
     if n and list(cols[:n]) == list(scen.prefix[:len(cols)]):
-        given = list(prefix_reasons)[:n]
-        given += [f"the {ordinal(i)} best run of the same task, run before"
-                  for i in range(len(given) + 1, n + 1)]
-        return [*given[:len(cols)], *seed_reasons(replace(scen, prefix=()), cols)[n:]]
+        given = [prefix_reason(scen, i) for i in range(min(n, len(cols)))]
+        return [*given, *seed_reasons(replace(scen, prefix=(), prefix_reasons=()), cols)[n:]]
     U = np.asarray(scen.normalised, dtype=float)
     w = np.asarray(scen.weights, dtype=float)
     w = w / w.sum()

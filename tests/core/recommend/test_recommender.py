@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -221,14 +222,22 @@ def test_the_same_tasks_near_best_runs_go_first_then_the_rule(toy_kb: KnowledgeB
         config = seeder.next_config(seen)
         seen[config_key(config)] = 0.1  # poor scores do not cut the prefix short
     assert seeder.given == rec.configs()[:3]
-    assert seeder.reasons[1] == ("the recommendation's seed 2: the 2nd best run of the past "
-                                 "task taken for the same data")
-    # the prefix travels with the state; a state written before it ("first") still loads
-    state = seeder.to_dict()
+    assert seeder.reasons == [s.reason for s in rec.seeds[:3]]  # worded as the static seeds
+    # the prefix and its reasons travel with the state
+    state = rec.seeder().to_dict()
     assert state["prefix"] == [CONFIGS.index(c) for c in rec.configs()[:3]]
-    assert AdaptiveSeeder.from_dict(state).next_config(seen) == seeder.next_config(seen)
-    old = {k: v for k, v in rec.seeder().to_dict().items() if k != "prefix"}
-    assert AdaptiveSeeder.from_dict(old).next_config({}) == CONFIGS[7]
+    assert state["prefix_reasons"] == [s.reason for s in rec.seeds[:3]]
+    again_seeder = AdaptiveSeeder.from_dict(json.loads(json.dumps(state)))
+    again_seeder.next_config({})
+    assert again_seeder.next_config({}) == CONFIGS[3]
+    assert again_seeder.reasons == [s.reason for s in rec.seeds[:2]]
+    # a state written before them ("first" only, no reasons) still loads, generically worded
+    old = {k: v for k, v in state.items() if k not in ("prefix", "prefix_reasons")}
+    old_seeder = AdaptiveSeeder.from_dict(old)
+    assert old_seeder.next_config({}) == CONFIGS[7]
+    assert old_seeder.reasons == ["the best run of the same task, run before"]
+    with pytest.raises(InvalidInputError, match="prefix_reasons must be a list of 3 strings"):
+        AdaptiveSeeder.from_dict({**state, "prefix_reasons": ["only one"]})
 
 
 def test_a_sample_of_a_task_run_before_is_the_same_task(toy_kb: KnowledgeBase) -> None:
@@ -248,8 +257,7 @@ def test_a_sample_of_a_task_run_before_is_the_same_task(toy_kb: KnowledgeBase) -
     assert rec.message.endswith(f"; first {why}") and rec.seeds[0].reason == why
     seeder = rec.seeder()  # the adaptive seeder starts there too, and says so
     assert seeder.next_config({}) == CONFIGS[7]
-    assert seeder.reasons == ["the recommendation's first seed: the best run of a past task "
-                              "taken for the same data"]
+    assert seeder.reasons == [why]
     # another class balance is other data, whatever the size
     other = recommend(make_task("d", (0.6, 0.5, 0.2)), k=1, knowledge=kb,
                       use_meta_model=False)
