@@ -9,6 +9,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tarfile
 import zipfile
 from collections.abc import Sequence
 from pathlib import Path
@@ -80,6 +81,22 @@ def test_the_wheel_holds_every_data_file_and_entry_point(wheel: Path) -> None:
                  "cmf = cmf_prefect.plugin", "kubeflow = cmf_kubeflow.cli:register",
                  "prefect = cmf_prefect.cli:register"):
         assert line in entry_points, entry_points
+
+
+def test_the_sdist_holds_the_tracked_files_but_not_the_recorded_benchmark_data(
+        tmp_path: Path) -> None:
+    _run([_uv(), "build", "--sdist", "--quiet", "-o", str(tmp_path)])
+    (sdist,) = tmp_path.glob("cmf_foundation-*.tar.gz")
+    with tarfile.open(sdist) as tar:
+        names = {n.split("/", 1)[1] for n in tar.getnames() if "/" in n}
+    tracked = _run(["git", "ls-files"]).stdout.split()
+    recorded = {p for p in tracked if "/results/" in p and p.endswith((".json", ".png"))}
+    assert recorded, "the benchmarks' recorded outputs moved: update pyproject's sdist exclude"
+    # everything else a user or a packager needs is there: the code, tests, the lock file, the
+    # benchmark scripts and their tables
+    assert [p for p in tracked if p not in recorded and p not in names] == []
+    assert names.isdisjoint(recorded)
+    assert sdist.stat().st_size < 4_000_000
 
 
 def test_a_base_install_records_recommends_and_names_missing_extras(base_install: Path,
