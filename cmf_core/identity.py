@@ -17,6 +17,7 @@ import os
 import random
 import re
 import secrets
+import stat
 import time
 import uuid
 from pathlib import Path
@@ -75,6 +76,11 @@ def file_digest(path: str | os.PathLike[str]) -> str:
     h = hashlib.sha256()
     p = Path(path)
     try:
+        mode = p.stat().st_mode
+        if stat.S_ISDIR(mode):
+            return dir_digest(p)
+        if not stat.S_ISREG(mode):  # reading a FIFO or a device would block or never end
+            raise InvalidInputError(f"artifact path {p} is not a regular file or a directory")
         with p.open("rb") as fh:
             while chunk := fh.read(CHUNK):
                 h.update(chunk)

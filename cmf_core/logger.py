@@ -224,7 +224,8 @@ class Cmf:
     """
 
     def __init__(self, filepath: str | os.PathLike[str] | None = None,
-                 pipeline_name: str | None = None, *, store: Store | str | None = None,
+                 pipeline_name: str | None = None, *,
+                 store: Store | str | os.PathLike[str] | None = None,
                  site: str | None = None, settings: Settings | None = None,
                  properties: Mapping[str, Any] | None = None,
                  custom_properties: Mapping[str, Any] | None = None,
@@ -236,6 +237,11 @@ class Cmf:
         if isinstance(store, Store):
             self.store, self._owns_store = store, False
         else:
+            if isinstance(store, os.PathLike):  # a path: the SQLite file there
+                filepath, store = store, None
+            elif store is not None and not isinstance(store, str):
+                raise InvalidInputError(f"store must be a Store, a store URL or a path to an "
+                                        f"SQLite file; got {type(store).__name__}")
             url = store if isinstance(store, str) else (
                 f"sqlite:///{Path(filepath).resolve()}" if filepath is not None else None)
             self.store, self._owns_store = open_store(url, self.site, self.settings), True
@@ -381,6 +387,7 @@ class Cmf:
                     execution: ExecutionHandle | str | None = None) -> list[Metric]:
         """Log stepped metrics (``step`` defaults to the next step for each name)."""
         pending = self._resolve(execution)
+        _mapping(values, "metrics")
         out = []
         for key, value in values.items():
             metric_name = f"{name}.{key}" if name else key
@@ -399,7 +406,7 @@ class Cmf:
         """Log final metrics as scalars and as a Metrics artifact output by the execution."""
         pending = self._resolve(execution)
         metrics = [Metric(execution_id=pending.execution.id, name=k, value=v)
-                   for k, v in values.items()]
+                   for k, v in _mapping(values, "metrics").items()]
         body = jsonutil.dumps({"execution": pending.execution.id, "name": name,
                                "values": {m.name: m.value for m in metrics}})
         digest = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
@@ -415,7 +422,7 @@ class Cmf:
                    execution: ExecutionHandle | str | None = None) -> None:
         """Add parameters to the current execution."""
         pending = self._resolve(execution)
-        merged = {**pending.execution.params, **params}
+        merged = {**pending.execution.params, **_mapping(params, "params")}
         from dataclasses import replace
 
         pending.execution = replace(pending.execution, params=merged)
@@ -463,3 +470,11 @@ class Cmf:
         from cmf_core.lineage import Query
 
         return Query(self.store)
+
+
+def _mapping(values: Any, what: str) -> Mapping[str, Any]:
+    """``values`` if it is a mapping (name -> value), else a clear error."""
+    if not isinstance(values, Mapping):
+        raise InvalidInputError(f"{what} must be a mapping of name to value, e.g. "
+                                f"{{'auc': 0.9}}; got {type(values).__name__}")
+    return values

@@ -54,11 +54,34 @@ def now() -> float:
     return time.time()
 
 
+#: the end of year 9999 in Unix seconds: later times cannot be stored or shown
+MAX_TIME = 253_402_300_800.0
+
+
+def check_time(value: Any, what: str) -> float:
+    """``value`` as Unix seconds (a real number from 0 to the end of year 9999)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"{what} {value!r} must be a number (Unix seconds)")
+    try:
+        t = float(value)
+    except OverflowError:
+        raise InvalidInputError(f"{what} {value!r} is not a time (Unix seconds)") from None
+    if not 0.0 <= t < MAX_TIME:  # NaN fails too
+        raise InvalidInputError(f"{what} {value!r} is not a time from 1970 to 9999 (Unix "
+                                "seconds)")
+    return t
+
+
 def check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > 512:
         raise InvalidInputError(f"{what} {value[:40]!r}... is longer than 512 characters")
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidInputError(f"{what} {value!r} is not valid text (a lone surrogate)") \
+            from None
     return value
 
 

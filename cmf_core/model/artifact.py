@@ -8,7 +8,7 @@ from typing import Any
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_digest
-from cmf_core.model._base import check_name, frozen_dict, now
+from cmf_core.model._base import check_name, check_time, frozen_dict, now
 
 ARTIFACT_TYPES: set[str] = {
     "Dataset",
@@ -55,6 +55,7 @@ class Artifact:
         check_digest(self.id)
         check_artifact_type(self.type)
         check_name(self.name, "artifact name")
+        object.__setattr__(self, "created_at", check_time(self.created_at, "created_at"))
         object.__setattr__(self, "properties", frozen_dict(self.properties))
         object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from cmf_core.identity import check_uuid, name_id, uuid7
-from cmf_core.model._base import check_name, frozen_dict, now
+from cmf_core.model._base import check_name, check_time, frozen_dict, now
 
 
 class ExecutionStatus(enum.StrEnum):
@@ -62,6 +62,9 @@ class Execution:
         check_name(self.pipeline, "pipeline name")
         check_name(self.stage, "stage name")
         object.__setattr__(self, "id", check_uuid(self.id, "execution id"))
+        object.__setattr__(self, "started_at", check_time(self.started_at, "started_at"))
+        if self.ended_at is not None:
+            object.__setattr__(self, "ended_at", check_time(self.ended_at, "ended_at"))
         object.__setattr__(self, "status", ExecutionStatus.parse(self.status))
         object.__setattr__(self, "params", frozen_dict(self.params, "params"))
         object.__setattr__(self, "properties", frozen_dict(self.properties))
@@ -91,5 +94,6 @@ class Execution:
             object.__setattr__(new, name, getattr(self, name))
         object.__setattr__(new, "status", ExecutionStatus.parse(status))
         object.__setattr__(new, "error", error)
-        object.__setattr__(new, "ended_at", ended_at if ended_at is not None else now())
+        object.__setattr__(new, "ended_at",
+                           check_time(ended_at, "ended_at") if ended_at is not None else now())
         return new

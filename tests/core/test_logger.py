@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -158,6 +159,44 @@ def test_bad_input_is_named(workdir: Path) -> None:
     with pytest.raises(InvalidInputError, match="pipeline_name"):
         Cmf(pipeline_name="")
     cmf.close()
+
+
+def test_values_a_store_cannot_hold_are_refused_at_the_call(workdir: Path) -> None:
+    # each of these once reached the store: a step >= 2**63 blocked every later read and
+    # write of the SQLite file, a text timestamp broke listing, export and sync
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)
+    with cmf.create_execution("s") as ex:
+        ex.log_metrics("train", {"loss": 0.5})
+        with pytest.raises(InvalidInputError, match=r"step 9223372036854775808 must be"):
+            ex.log_metrics("train", {"loss": 0.1}, step=2**63)
+        with pytest.raises(InvalidInputError, match=r"value .* is not a number"):
+            ex.log_metrics("train", {"loss": 10**400})
+        with pytest.raises(InvalidInputError, match="metrics must be a mapping"):
+            ex.log_metrics("train", [0.1, 0.2])  # type: ignore[arg-type]
+        with pytest.raises(InvalidInputError, match="params must be a mapping"):
+            cmf.log_params(["lr"])  # type: ignore[arg-type]
+        fifo = workdir / "fifo"
+        os.mkfifo(fifo)  # reading it would block forever
+        with pytest.raises(InvalidInputError, match="not a regular file or a directory"):
+            cmf.log_dataset(str(fifo), "input")
+    for bad in ("yesterday", float("nan"), 1e300, -1.0):
+        with pytest.raises(InvalidInputError, match="started_at"):
+            cmf.create_execution("s", started_at=bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="lone surrogate"):
+        Cmf(pipeline_name="bad\ud800", store=url, measure_energy=False)
+    cmf.close()
+    with open_store(url, site="hpc") as s:  # what was good is stored, and readable
+        (e,) = s.list_executions()
+        assert [(m.name, m.value) for m in s.metrics([e.id])] == [("train.loss", 0.5)]
+
+
+def test_store_may_be_a_path(workdir: Path) -> None:
+    with Cmf(pipeline_name="p", store=workdir / "here.db", measure_energy=False) as cmf:
+        cmf.create_execution("s")
+    assert (workdir / "here.db").is_file()
+    with pytest.raises(InvalidInputError, match="store must be a Store, a store URL or a path"):
+        Cmf(pipeline_name="p", store=123)  # type: ignore[arg-type]
 
 
 def test_filepath_spelling_like_cmflib(workdir: Path) -> None:
