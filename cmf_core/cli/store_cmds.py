@@ -36,11 +36,13 @@ def register(app: typer.Typer) -> None:
 
 def init(
     path: Annotated[Path, typer.Argument(help="Folder to create the .cmf home in.")] = Path("."),
-    site: Annotated[str | None, typer.Option(help="Site id of this store.")] = None,
+    site: Annotated[str | None, typer.Option(
+        help="Site id recorded as the store's creator (the records carry the configured "
+             "site: CMF_SITE or site in cmf.toml).")] = None,
 ) -> None:
     """Create a CMF home (.cmf/ with an embedded SQLite store) in PATH.
 
-    Example: cmf init --site hpc
+    Example: CMF_SITE=hpc cmf init
     """
     from cmf_core.config import load_settings
 
