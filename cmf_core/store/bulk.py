@@ -57,12 +57,22 @@ def prepare(conn: sqlite3.Connection) -> None:
     conn.create_function("cmf_merge", 2, json_merge, deterministic=True)
 
 
+def not_a_store(where: str, tables: Sequence[str]) -> str:
+    """The error for a database that holds other tables than a CMF store's."""
+    return (f"{where} is not a CMF store (it has tables {', '.join(sorted(tables)[:5])}); point "
+            "CMF_STORE_URL at a new file or an empty database")
+
+
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     """The writing connection to an SQLite store (autocommit; transactions are explicit)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,
                            timeout=BUSY_TIMEOUT_MS / 1000)
     try:
         prepare(conn)
+        tables = sorted(r[0] for r in conn.execute(
+            "SELECT name FROM sqlite_master WHERE type = 'table'"))
+        if tables and "cmf_store" not in tables:  # another application's file: leave it as is
+            raise StoreError(not_a_store(str(path), tables))
         mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
         if str(mode).lower() != "wal":
             raise StoreError(f"could not switch {path} to WAL mode (got {mode})")

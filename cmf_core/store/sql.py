@@ -440,11 +440,7 @@ class SqlStore(Store):
                 self._begin(cur)
                 tables = self._existing_tables(cur)
                 if tables and "cmf_store" not in tables:
-                    raise StoreError(
-                        f"{self.safe_url} is not a CMF store (it has tables "
-                        f"{', '.join(sorted(tables)[:5])}); point CMF_STORE_URL at a new file or "
-                        "an empty database"
-                    )
+                    raise StoreError(bulk.not_a_store(self.safe_url, tables))
                 applied: set[str] = set()
                 if tables:
                     cur.execute("SELECT key, value FROM cmf_store WHERE key = 'format'")

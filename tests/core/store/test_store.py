@@ -201,6 +201,8 @@ def test_foreign_sqlite_database_untouched(tmp_path: Path) -> None:
         open_store(f"sqlite:///{f}", site="a")
     with sqlite3.connect(f) as c:
         assert c.execute("SELECT name FROM sqlite_master").fetchall() == [("users",)]
+        # not even switched to WAL mode (that rewrites the file's header)
+        assert c.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 
 
 def test_newer_schema_refused(tmp_path: Path) -> None:
