@@ -86,8 +86,6 @@ def file_digest(path: str | os.PathLike[str]) -> str:
                 h.update(chunk)
     except FileNotFoundError:
         raise InvalidInputError(f"artifact path {p} does not exist") from None
-    except IsADirectoryError:
-        return dir_digest(p)
     except PermissionError:
         raise InvalidInputError(f"artifact path {p} is not readable (permission denied)") from None
     return "sha256:" + h.hexdigest()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import time
 from collections.abc import Mapping
 from types import MappingProxyType
@@ -60,7 +61,7 @@ MAX_TIME = 253_402_300_800.0
 
 def check_time(value: Any, what: str) -> float:
     """``value`` as Unix seconds (a real number from 0 to the end of year 9999)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy numbers too
         raise InvalidInputError(f"{what} {value!r} must be a number (Unix seconds)")
     try:
         t = float(value)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from cmf_core import Cmf
@@ -180,7 +181,7 @@ def test_values_a_store_cannot_hold_are_refused_at_the_call(workdir: Path) -> No
         os.mkfifo(fifo)  # reading it would block forever
         with pytest.raises(InvalidInputError, match="not a regular file or a directory"):
             cmf.log_dataset(str(fifo), "input")
-    for bad in ("yesterday", float("nan"), 1e300, -1.0):
+    for bad in ("yesterday", float("nan"), 1e300, -1.0, True):
         with pytest.raises(InvalidInputError, match="started_at"):
             cmf.create_execution("s", started_at=bad)  # type: ignore[arg-type]
     with pytest.raises(InvalidInputError, match="lone surrogate"):
@@ -193,7 +194,7 @@ def test_values_a_store_cannot_hold_are_refused_at_the_call(workdir: Path) -> No
 
 def test_store_may_be_a_path(workdir: Path) -> None:
     with Cmf(pipeline_name="p", store=workdir / "here.db", measure_energy=False) as cmf:
-        cmf.create_execution("s")
+        cmf.create_execution("s", started_at=np.int64(1_700_000_000))  # numpy times are fine
     assert (workdir / "here.db").is_file()
     with pytest.raises(InvalidInputError, match="store must be a Store, a store URL or a path"):
         Cmf(pipeline_name="p", store=123)  # type: ignore[arg-type]
