@@ -8,6 +8,8 @@ settings), so a companion process starts in a few tens of milliseconds.
 from __future__ import annotations
 
 import contextlib
+import json
+import logging
 import sqlite3
 import time
 from collections import defaultdict
@@ -20,6 +22,7 @@ from cmf_core.errors import StoreError
 from cmf_core.store.journal import journal_files, owner_alive, read_entries
 
 Rows = dict[str, list[list[Any]]]
+log = logging.getLogger("cmf")
 
 #: record kinds in the order their rows are written (parents first), and their column counts
 WRITE_ORDER = ("pipeline", "stage", "artifact", "location", "execution", "event", "metric",
@@ -107,57 +110,119 @@ def write_rows(cur: Any, rows: Mapping[str, Sequence[Sequence[Any]]], sql: Mappi
         seq += len(batch)
 
 
+class BadEntry(StoreError):
+    """A journal entry whose rows cannot be applied (an unknown kind, a malformed row)."""
+
+
+def entry_error(e: BaseException) -> bool:
+    """Whether ``e`` comes from one entry's own rows (a value SQLite cannot hold, a malformed
+    row, JSON ``cmf_merge`` cannot read): that entry is set aside and the rest applied. Any
+    other error (a locked, full or read-only disk) stops the apply, which is retried later."""
+    if isinstance(e, sqlite3.OperationalError):
+        return "user-defined function raised exception" in str(e)
+    return isinstance(e, (BadEntry, sqlite3.IntegrityError, sqlite3.InterfaceError,
+                          sqlite3.ProgrammingError, sqlite3.DataError, OverflowError,
+                          TypeError, ValueError, AttributeError))
+
+
+def merge_entries(entries: Sequence[Rows]) -> Rows:
+    """The rows of ``entries`` in one batch, each shared row (a dataset, the stage) once."""
+    merged: dict[str, list[Any]] = defaultdict(list)
+    seen: set[tuple[Any, ...]] = set()
+    for rows in entries:
+        for k, batch in rows.items():
+            if k not in NCOLS:
+                raise BadEntry(f"unknown record kind {k!r}")
+            if k not in SHARED_KINDS:
+                merged[k].extend(batch)
+                continue
+            for row in batch:  # the same dataset or stage in many puts: write it once
+                key = (k, *row)
+                if key not in seen:
+                    seen.add(key)
+                    merged[k].append(row)
+    return merged
+
+
+def _reject(cur: Any, where: str, body: str, error: str) -> None:
+    cur.execute("INSERT INTO cmf_journal_rejected (body, error, at) VALUES (?, ?, ?)",
+                (f"{where}: {body}", error, time.time()))
+
+
+def _write_each(cur: Any, sql: Mapping[str, str], entries: Sequence[tuple[str, Rows]]) -> int:
+    """Write entries one by one, each in a savepoint; set aside (in ``cmf_journal_rejected``,
+    with a warning) those whose rows fail. Returns how many were set aside."""
+    bad = 0
+    for where, rows in entries:
+        cur.execute("SAVEPOINT cmf_entry")
+        try:
+            if not isinstance(rows, dict):
+                raise BadEntry(f"an entry is a JSON object, not {type(rows).__name__}")
+            write_rows(cur, merge_entries([rows]), sql, sql["counter"])
+        except Exception as e:
+            cur.execute("ROLLBACK TO cmf_entry")
+            cur.execute("RELEASE cmf_entry")
+            if not entry_error(e):
+                raise
+            bad += 1
+            error = f"{type(e).__name__}: {e}"
+            log.warning("cmf: journal entry %s cannot be applied (%s); it is kept in the "
+                        "store's cmf_journal_rejected table and the other entries are "
+                        "applied", where, error)
+            _reject(cur, where, json.dumps(rows, default=repr), error)
+            continue
+        cur.execute("RELEASE cmf_entry")
+    return bad
+
+
 def apply_files(cur: Any, sql: Mapping[str, str], directory: Path, own: str | None = None,
                 own_entries: Sequence[tuple[int, tuple[int, Rows]]] | None = None
                 ) -> tuple[int, dict[str, int], list[tuple[str, bytes]]]:
     """Apply every journal file's unapplied entries (in the caller's transaction).
 
     ``own_entries`` are the entries of the caller's own file ``own`` (offset -> (end, rows)),
-    taken from memory instead of read back. Returns the number of entries, each file's applied
-    offset, and the unreadable tails of files whose writer is gone.
+    taken from memory instead of read back. All entries are written as one batch; when that
+    fails because of some entry's rows, they are written one by one and each that fails is
+    set aside in ``cmf_journal_rejected``, so one bad entry never blocks the store. Returns
+    the number of entries, each file's applied offset, and the unreadable tails of files whose
+    writer is gone.
     """
     cur.execute("SELECT name, applied FROM cmf_journal_files")
     applied = dict(cur.fetchall())
-    merged: dict[str, list[Any]] = defaultdict(list)
-    seen: set[tuple[Any, ...]] = set()
+    entries: list[tuple[str, Rows]] = []
     done: dict[str, int] = {}
     torn: list[tuple[str, bytes]] = []
-    count = 0
     for path in journal_files(directory):
         name, start = path.name, applied.get(path.name, 0)
         if name == own and own_entries is not None:
-            entries = [rows for offset, (_, rows) in own_entries if offset >= start]
-            end, tail = (own_entries[-1][1][0] if entries else start), b""
+            mine = [(offset, rows) for offset, (_, rows) in own_entries if offset >= start]
+            end, tail = (own_entries[-1][1][0] if mine else start), b""
         else:
-            entries, end, tail = read_entries(path, start)
-        for rows in entries:
-            for k, batch in rows.items():
-                if k not in NCOLS:
-                    raise StoreError(f"journal {path} holds unknown record kind {k!r}")
-                if k not in SHARED_KINDS:
-                    merged[k].extend(batch)
-                    continue
-                for row in batch:  # the same dataset or stage in many puts: write it once
-                    key = (k, *row)
-                    if key not in seen:
-                        seen.add(key)
-                        merged[k].append(row)
-        count += len(entries)
+            mine, end, tail = read_entries(path, start)
+        entries.extend((f"{name} @{offset}", rows) for offset, rows in mine)
         done[name] = end
         if tail and not owner_alive(path):
             torn.append((name, tail))
-    write_rows(cur, merged, sql, sql["counter"])
+    cur.execute("SAVEPOINT cmf_apply")
+    try:
+        write_rows(cur, merge_entries([rows for _, rows in entries]), sql, sql["counter"])
+    except Exception as e:
+        cur.execute("ROLLBACK TO cmf_apply")
+        if not entry_error(e):
+            cur.execute("RELEASE cmf_apply")
+            raise
+        _write_each(cur, sql, entries)
+    cur.execute("RELEASE cmf_apply")
     for name in applied.keys() - done.keys():  # files deleted once fully applied
         cur.execute("DELETE FROM cmf_journal_files WHERE name = ?", (name,))
     cur.executemany("INSERT INTO cmf_journal_files (name, applied) VALUES (?, ?) "
                     "ON CONFLICT (name) DO UPDATE SET applied = excluded.applied",
                     [(n, o) for n, o in done.items() if o != applied.get(n)])
     for name, tail in torn:  # bytes a killed writer left that are not a whole entry
-        cur.execute("INSERT INTO cmf_journal_rejected (body, error, at) VALUES (?, ?, ?)",
-                    (f"{name} @{done[name]}: {tail[:4096]!r}",
-                     "journal bytes that are not a whole entry (a writer killed during put, "
-                     "which therefore never returned)", time.time()))
-    return count, done, torn
+        _reject(cur, f"{name} @{done[name]}", repr(tail[:4096]),
+                "journal bytes that are not a whole entry (a writer killed during put, "
+                "which therefore never returned)")
+    return len(entries), done, torn
 
 
 ORPHAN_AGE_S = 60.0  # a journal file still under its ``.new`` name this long was abandoned

@@ -46,16 +46,18 @@ def journal_dir(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".journal")
 
 
-def read_entries(path: Path, offset: int) -> tuple[list[dict[str, list[list[Any]]]], int, bytes]:
-    """The rows of each complete entry of ``path`` from ``offset``; the offset after the last
-    one; and the bytes after it (an entry still being written, or a killed writer's torn tail)."""
+def read_entries(path: Path, offset: int
+                 ) -> tuple[list[tuple[int, dict[str, list[list[Any]]]]], int, bytes]:
+    """Each complete entry of ``path`` from ``offset`` as (its offset, its rows); the offset
+    after the last one; and the bytes after it (an entry still being written, or a killed
+    writer's torn tail)."""
     try:
         with open(path, "rb") as f:
             f.seek(offset)
             data = f.read()
     except FileNotFoundError:
         return [], offset, b""
-    out: list[dict[str, list[list[Any]]]] = []
+    out: list[tuple[int, dict[str, list[list[Any]]]]] = []
     pos = 0
     while pos + HEADER.size <= len(data):
         length, crc = HEADER.unpack_from(data, pos)
@@ -69,7 +71,7 @@ def read_entries(path: Path, offset: int) -> tuple[list[dict[str, list[list[Any]
             rows = _loads(payload)
         except ValueError:  # orjson.JSONDecodeError is one too
             break
-        out.append(rows)
+        out.append((offset + pos, rows))
         pos = end
     return out, offset + pos, data[pos:]
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cmf_core.model import Execution, Pipeline, Stage
+from cmf_core.model import Execution, Metric, Pipeline, Stage
 from cmf_core.store import open_store
 from cmf_core.store import sql as sql_module
 from cmf_core.store.journal import JournalWriter, journal_dir, read_entries
@@ -195,3 +195,76 @@ def test_an_abandoned_new_journal_file_is_deleted(tmp_path: Path) -> None:
         s.apply_journal()
     assert not old.exists()
     assert fresh.exists()  # it may be a live writer's, about to be renamed
+
+
+def _dead_writers_file(db: Path, entries: list[dict]) -> Path:
+    """A journal file holding ``entries``, as a writer that has since exited leaves it."""
+    w = JournalWriter(journal_dir(db), fsync=False)
+    path = None
+    for rows in entries:
+        path, _ = w.append(rows)
+    w.close()
+    assert path is not None
+    return path
+
+
+def test_an_entry_that_cannot_be_applied_is_set_aside_and_the_rest_applied(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    db = tmp_path / "cmf.db"
+    url = f"sqlite:///{db}"
+    with open_store(url, site="a") as s:
+        s.put([Pipeline("p", "a"), Stage("p", "s", "a")])
+        before = Execution("p", "s", "a", params={"k": 0}).ended()
+        after = Execution("p", "s", "a", params={"k": 2}).ended()
+        bad = Execution("p", "s", "a", params={"k": 1}).ended()
+        good_rows = [s._to_rows([e])[0] for e in (before, after)]
+        bad_rows, _ = s._to_rows([bad, Metric(bad.id, "loss", 0.5, step=1)])
+    # a value SQLite cannot hold (older code journalled metric steps >= 2**63): this entry
+    # alone fails, and it must not block the entries beside it nor any later write
+    bad_rows["metric"][0][2] = 2**63
+    path = _dead_writers_file(db, [good_rows[0], bad_rows, good_rows[1],
+                                   {"no such kind": [[1]]}])
+    with caplog.at_level("WARNING", logger="cmf"), open_store(url, site="check") as s:
+        assert sorted(e.id for e in s.list_executions()) == sorted([before.id, after.id])
+        later = Execution("p", "s", "check").ended()
+        s.put([later])
+        assert s.get_execution(later.id) == later
+    assert not path.exists()  # applied (two entries set aside) and its writer gone: deleted
+    with sqlite3.connect(db) as c:
+        rejected = c.execute("SELECT body, error FROM cmf_journal_rejected ORDER BY id").fetchall()
+    assert [e.split(":")[0] for _, e in rejected] == ["OverflowError", "BadEntry"]
+    assert "unknown record kind 'no such kind'" in rejected[1][1]
+    # the whole entry is kept, named by its file and offset, so nothing is lost
+    assert rejected[0][0].startswith(f"{path.name} @") and bad.id in rejected[0][0]
+    assert str(2**63) in rejected[0][0]
+    warned = [r.getMessage() for r in caplog.records if "cannot be applied" in r.getMessage()]
+    assert len(warned) == 2 and "cmf_journal_rejected" in warned[0]
+
+
+def test_an_error_of_the_disk_not_the_entry_stops_the_apply_and_keeps_the_journal(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full or failing disk cannot be made here: ``write_rows`` is made to raise what SQLite
+    raises then. Nothing may be set aside: the apply is retried later, all of it."""
+    from cmf_core.store import bulk
+
+    db = tmp_path / "cmf.db"
+    url = f"sqlite:///{db}"
+    with open_store(url, site="a") as s:
+        s.put([Pipeline("p", "a"), Stage("p", "s", "a")])
+        e = Execution("p", "s", "a").ended()
+        rows, _ = s._to_rows([e])
+    path = _dead_writers_file(db, [rows])
+    real = bulk.write_rows
+
+    def disk_full(*args: object, **kwargs: object) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(bulk, "write_rows", disk_full)
+    with pytest.raises(Exception, match="disk is full"), open_store(url, site="check") as s:
+        s.list_executions()
+    assert path.exists()
+    with sqlite3.connect(db) as c:
+        assert c.execute("SELECT count(*) FROM cmf_journal_rejected").fetchone()[0] == 0
+    monkeypatch.setattr(bulk, "write_rows", real)
+    with open_store(url, site="check") as s:
+        assert [x.id for x in s.list_executions()] == [e.id]
