@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from cmf_core.errors import ConfigError, StoreError
-from cmf_core.store.sql import SqlStore
+from cmf_core.store.sql import SqlStore, db_error_text
 
 _LOCK_KEY = 0x636D66  # "cmf"
 
@@ -52,7 +52,7 @@ class PostgresStore(SqlStore):
         return {r[0] for r in cur.fetchall()}
 
     def _translate_error(self, exc: Exception) -> Exception:
-        return StoreError(f"PostgreSQL store {self.safe_url} failed: {exc}".strip())
+        return StoreError(f"PostgreSQL store {self.safe_url} failed: {db_error_text(exc)}")
 
     def _rollback(self, conn: Any, cur: Any) -> None:
         conn.rollback()

@@ -310,6 +310,12 @@ def _close_at_exit() -> None:
 atexit.register(_close_at_exit)
 
 
+def db_error_text(exc: BaseException) -> str:
+    """The database's own message, without the SQL statement and parameters SQLAlchemy adds."""
+    orig = getattr(exc, "orig", None) if isinstance(exc, sa.exc.StatementError) else None
+    return str(orig if orig is not None else exc).strip()
+
+
 class SqlStore(Store):
     """Store over SQLAlchemy (reads) and a DB-API writer connection (writes).
 
@@ -380,7 +386,7 @@ class SqlStore(Store):
         conn.rollback()
 
     def _translate_error(self, exc: Exception) -> Exception:
-        return StoreError(f"store {self.safe_url} failed: {exc}")
+        return StoreError(f"store {self.safe_url} failed: {db_error_text(exc)}")
 
     def _existing_tables(self, cur: Any) -> set[str]:
         raise NotImplementedError

@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from cmf_core.errors import StoreError
 from cmf_core.store.bulk import connect, prepare
 from cmf_core.store.journal import JournalWriter, journal_dir
-from cmf_core.store.sql import SqlStore
+from cmf_core.store.sql import SqlStore, db_error_text
 
 
 class SqliteStore(SqlStore):
@@ -79,9 +79,12 @@ class SqliteStore(SqlStore):
         return {r[0] for r in cur.fetchall()}
 
     def _translate_error(self, exc: Exception) -> Exception:
-        text = str(exc)
-        if "file is not a database" in text or "malformed" in text:
+        text = db_error_text(exc)
+        if "file is not a database" in text:
             return StoreError(f"{self.path} is not a CMF store (not an SQLite database: {text})")
+        if "malformed" in text or "no such table" in text or "no such column" in text:
+            return StoreError(f"the CMF store {self.path} is damaged ({text}); restore it from "
+                              "a backup, or try `sqlite3 FILE .recover`")
         if "unable to open" in text or "readonly" in text:
             return StoreError(f"cannot write the store at {self.path}: {text}")
         return StoreError(f"store {self.path} failed: {text}")

@@ -205,6 +205,21 @@ def test_foreign_sqlite_database_untouched(tmp_path: Path) -> None:
         assert c.execute("PRAGMA journal_mode").fetchone()[0] == "delete"
 
 
+def test_a_damaged_store_is_named_so_without_sql(tmp_path: Path) -> None:
+    f = tmp_path / "cmf.db"
+    with open_store(f"sqlite:///{f}", site="a") as s:
+        s.put([Pipeline("keep", "a")])
+    with sqlite3.connect(f) as c:  # a table lost: another program, or a bad restore
+        c.execute("DROP TABLE executions")
+    with open_store(f"sqlite:///{f}", site="a") as s:
+        with pytest.raises(StoreError) as err:
+            s.list_executions()
+        assert [p.name for p in s.list_pipelines()] == ["keep"]  # the rest still reads
+    text = str(err.value)
+    assert "is damaged (no such table: executions)" in text and "backup" in text
+    assert "SELECT" not in text and "[SQL" not in text and "sqlalche.me" not in text
+
+
 def test_newer_schema_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cmf.db'}"
     s = open_store(url, site="a")
