@@ -713,8 +713,9 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
              id_like_unique: float = 0.95) -> Table:
     """Read a CSV with a header into a :class:`Table`.
 
-    A column is numeric when at least 95% of its non-missing cells parse as numbers (the rest
-    become missing); otherwise categorical. Text columns whose values are nearly all distinct
+    The delimiter (comma, semicolon, tab or bar) is detected from the first lines. A column is
+    numeric when at least 95% of its non-missing cells parse as numbers (the rest become
+    missing); otherwise categorical. Text columns whose values are nearly all distinct
     (identifiers, ``id_like_unique``) are dropped.
     """
     p = Path(path)
@@ -722,7 +723,8 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
         raise InvalidInputError(f"dataset {p} does not exist or is not a file")
     try:
         with p.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh)
+            reader = csv.reader(fh, delimiter=_delimiter(fh.read(SNIFF_CHARS)))
+            fh.seek(0)  # the utf-8-sig decoder skips a BOM again
             header = next(reader, None)
             rows = []
             for i, row in enumerate(reader):
@@ -767,6 +769,22 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
         keep_names.append(name)
     values = np.column_stack(cols) if cols else np.zeros((len(rows), 0))
     return Table(tuple(keep_names), values, tuple(cat), levels)
+
+
+SNIFF_CHARS = 65_536  # how much of a CSV file its delimiter is detected from
+
+
+def _delimiter(sample: str) -> str:
+    """The delimiter of a CSV sample: the one of ``,;\t|`` that splits its header into the
+    most fields (ignoring quoted text) and every other whole line into as many; a comma when
+    none does."""
+    lines = sample.splitlines()[:-1] or sample.splitlines()  # the last may be cut short
+    best, most = ",", 1
+    for d in ",;\t|":
+        widths = {len(row) for row in csv.reader(lines[:50], delimiter=d) if row}
+        if len(widths) == 1 and (n := widths.pop()) > most:
+            best, most = d, n
+    return best
 
 
 def _num(text: str) -> float | None:

@@ -52,6 +52,23 @@ def test_read_csv_types_and_identifier_dropped() -> None:
     assert table.levels["Churn"] == ("No", "Yes")
 
 
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_read_csv_detects_the_delimiter(tmp_path: Path, sep: str) -> None:
+    """Spreadsheets in many locales save ``;``-separated CSV; a comma inside a quoted cell or
+    a decimal comma must not win over the real delimiter."""
+    lines = TELCO.read_text(encoding="utf-8").splitlines()[:300]
+    rows = [line.split(",") for line in lines]
+    f = tmp_path / "telco.csv"
+    # utf-8-sig, as spreadsheet programs write it; one quoted cell holds the delimiter's rival
+    rows[1][1] = '"Female, retired"'
+    f.write_text("\n".join(sep.join(r) for r in rows) + "\n", encoding="utf-8-sig")
+    table = read_csv(f)
+    assert table.columns == read_csv(TELCO, max_rows=299).columns
+    assert table.levels["Churn"] == ("No", "Yes")
+    desc = describe_csv(f, category="classification", target="Churn")
+    assert desc.raw["n_rows"] == 299 and desc.raw["n_features"] == 19
+
+
 def test_landmarks_are_opt_in() -> None:
     rng = np.random.default_rng(0)
     X = rng.normal(size=(200, 4))
