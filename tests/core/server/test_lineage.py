@@ -285,6 +285,26 @@ def test_oversized_bodies_are_413(serve: Callable[..., Any]) -> None:
         assert len(live.store.lineage_events()) == 1
 
 
+def test_events_listing_too_many_datasets_are_400(client: httpx.Client, server: LiveServer,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One event may list at most MAX_DATASETS datasets (each makes lineage reads slower)."""
+    from cmf_core.openlineage import ingest
+
+    assert ingest.MAX_DATASETS == 10_000
+    monkeypatch.setattr(ingest, "MAX_DATASETS", 3)
+    event = _start()
+    event["inputs"] = [{"namespace": "s3://b", "name": f"part-{i}"} for i in range(3)]
+    event["outputs"] = [{"namespace": "s3://b", "name": "out"}]
+    r = client.post("/api/v1/lineage", json=event)
+    assert r.status_code == 400 and r.json()["message"] == (
+        "invalid OpenLineage event: inputs and outputs list 4 datasets, more than the 3 an "
+        "event may list; name a dataset as a whole (a table, a directory) rather than each of "
+        "its files")
+    assert nothing_stored(server.store)
+    event["outputs"] = []
+    assert client.post("/api/v1/lineage", json=event).status_code == 201
+
+
 # batches ------------------------------------------------------------------------------------
 def test_one_bad_event_in_a_batch_does_not_lose_the_good_ones(client: httpx.Client,
                                                               server: LiveServer) -> None:
