@@ -124,8 +124,11 @@ def decode_vector(text: str | None) -> dict[str, int] | None:
     out: dict[str, int] = {}
     for part in text.split(","):
         origin, sep, n = part.rpartition(":")
-        if not sep or not origin or not n.isdigit():
+        if not sep or not origin or not (n.isascii() and n.isdigit()):
             raise InvalidInputError(f"version vector {text!r} must be 'store:seq,store:seq'")
+        if len(n.lstrip("0")) > 19 or int(n) >= 2**63:  # a seq is a 64-bit SQL integer
+            raise InvalidInputError(f"version vector {text!r}: seq {n} is larger than "
+                                    f"{2**63 - 1}")
         out[origin] = int(n)
     return out
 

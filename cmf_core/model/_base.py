@@ -78,6 +78,12 @@ def check_name(value: str, what: str) -> str:
         raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
     if len(value) > 512:
         raise InvalidInputError(f"{what} {value[:40]!r}... is longer than 512 characters")
+    return check_text(value, what)
+
+
+def check_text(value: str, what: str) -> str:
+    """``value`` unless it holds a lone surrogate (``"\\ud800"`` in JSON), which is not text
+    UTF-8 can store."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError:

@@ -70,6 +70,7 @@ from cmf_core.model import (
     Record,
     Stage,
 )
+from cmf_core.model._base import check_text
 from cmf_core.openlineage.convert import (
     DATASET_PROPERTY,
     PROGRAMMING_LANGUAGE,
@@ -90,6 +91,11 @@ JOB_FACETS_PROPERTY = "openlineage.job_facets"
 INPUT_FACETS_PROPERTY = "openlineage.input_facets"
 OUTPUT_FACETS_PROPERTY = "openlineage.output_facets"
 DATASET_FACETS_PROPERTY = "openlineage.facets"
+
+MAX_DATASETS = 10_000
+"""Most datasets (inputs and outputs together) one event may list. A lineage read costs about a
+millisecond for each dataset around a job (:class:`~cmf_core.server.marquez.LineageGraph`):
+one event with 50,000 inputs made ``GET /api/v1/lineage`` of its job take 42 s."""
 
 _STATUS = {
     "START": ExecutionStatus.RUNNING,
@@ -128,8 +134,9 @@ merge_dicts = jsonutil.merge  # recursive union of two JSON objects, ``high`` wi
 
 
 class _at:  # noqa: N801 - used as a lower-case context manager, like contextlib's
-    """Re-raise a record's complaint as an event error naming the field it came from (a class,
-    not ``contextlib.contextmanager``: it wraps every record of every event)."""
+    """Re-raise a record's complaint (or a number too large for a float) as an event error
+    naming the field it came from (a class, not ``contextlib.contextmanager``: it wraps every
+    record of every event)."""
 
     __slots__ = ("path",)
 
@@ -143,10 +150,22 @@ class _at:  # noqa: N801 - used as a lower-case context manager, like contextlib
                  _tb: Any) -> bool:
         if isinstance(error, InvalidInputError) and not isinstance(error, InvalidEventError):
             raise InvalidEventError(f"invalid OpenLineage event: {self.path}: {error}") from None
+        if isinstance(error, OverflowError):  # float() of an integer past 1.8e308
+            raise InvalidEventError(f"invalid OpenLineage event: {self.path}: a number is too "
+                                    "large for a float (at most about 1.8e308)") from None
         return False
 
 
 # pieces ------------------------------------------------------------------------------------
+def _event_time(event: Mapping[str, Any]) -> float:
+    """Unix seconds of the event's ``eventTime`` (valid in form, it may still be out of range,
+    such as year 0)."""
+    try:
+        return parse_time(event["eventTime"])
+    except InvalidInputError as e:
+        raise InvalidEventError(f"invalid OpenLineage event: {e}") from None
+
+
 def _facets(container: Any) -> dict[str, Any]:
     facets = container.get("facets") if isinstance(container, Mapping) else None
     return facets if isinstance(facets, dict) else {}
@@ -239,7 +258,7 @@ class _RunRecords:
 
 
 def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
-    at = parse_time(event["eventTime"])
+    at = _event_time(event)
     run, job = event["run"], event["job"]
     with _at("run.runId"):
         run_id = check_uuid(run["runId"], "runId")
@@ -321,7 +340,7 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
 
 
 def _job_records(event: Mapping[str, Any], site: str) -> list[Record]:
-    at = parse_time(event["eventTime"])
+    at = _event_time(event)
     job = event["job"]
     pipeline, stage = _names(job["name"], None)
     job_facets = _facets(job)
@@ -343,7 +362,7 @@ def _records(event: Mapping[str, Any], kind: EventKind, site: str
         return run.records, run
     if kind is EventKind.JOB:
         return _job_records(event, site), None
-    artifact, _ = _artifact(event["dataset"], "dataset", parse_time(event["eventTime"]), site)
+    artifact, _ = _artifact(event["dataset"], "dataset", _event_time(event), site)
     return [artifact], None
 
 
@@ -354,18 +373,59 @@ def event_to_records(event: Any, site: str) -> list[Record]:
     else. ``site`` is the records' site unless the event's ``cmf_site`` facet names one.
     """
     data = event_to_dict(event)
+    _check_datasets(data)
     kind = validate_event(data)
+    _check_text(data)
     return _records(data, kind, site)[0]
 
 
+def _check_datasets(data: Any) -> None:
+    """:class:`InvalidEventError` if the event lists more than :data:`MAX_DATASETS` datasets
+    (checked first: validating them all would be wasted)."""
+    if not isinstance(data, Mapping):
+        return
+    count = sum(len(v) for v in (data.get("inputs"), data.get("outputs"))
+                if isinstance(v, list))
+    if count > MAX_DATASETS:
+        raise InvalidEventError(
+            f"invalid OpenLineage event: inputs and outputs list {count} datasets, more than "
+            f"the {MAX_DATASETS} an event may list; name a dataset as a whole (a table, a "
+            "directory) rather than each of its files")
+
+
+def _check_text(data: Any) -> None:
+    """:class:`InvalidEventError` naming a string (or key) of ``data`` that is not valid text:
+    a lone surrogate, which JSON's ``\\ud800`` escape can carry but no store can hold."""
+    stack: list[tuple[str, Any]] = [("", data)]
+    try:
+        while stack:
+            path, value = stack.pop()
+            if isinstance(value, str):
+                check_text(value, f"{path}:")
+            elif isinstance(value, Mapping):
+                for key, item in value.items():
+                    check_text(str(key), f"{path or 'event'}: the key")
+                    stack.append((f"{path}.{key}" if path else str(key), item))
+            elif isinstance(value, list):
+                stack.extend((f"{path}[{i}]", item) for i, item in enumerate(value))
+    except InvalidInputError as e:
+        raise InvalidEventError(f"invalid OpenLineage event: {e}") from None
+
+
 def lineage_event(event: Any) -> LineageEvent:
-    """The raw-event record of ``event`` (canonical JSON, keyed by :func:`canonical_event_id`)."""
+    """The raw-event record of ``event`` (canonical JSON, keyed by :func:`canonical_event_id`);
+    :class:`InvalidEventError` if it holds a lone surrogate."""
     data = event_to_dict(event)
     body = jsonutil.dumps(data)
+    try:
+        utf8 = body.encode()
+    except UnicodeEncodeError:
+        _check_text(data)  # raises, naming the field
+        raise
     run = data.get("run")
     run_id = run.get("runId") if isinstance(run, Mapping) else None
     return LineageEvent(
-        id=hashlib.sha256(body.encode()).hexdigest(),
+        id=hashlib.sha256(utf8).hexdigest(),
         body=body,
         run_id=str(run_id).lower() if run_id else None,
         event_type=data.get("eventType") if run_id else None,
@@ -381,9 +441,10 @@ def prepare(event: Any, site: str) -> tuple[list[Record], IngestResult]:
     one ``put``, in order, gives the same store as ingesting them one by one.
     """
     data = event_to_dict(event)
+    _check_datasets(data)
     kind = validate_event(data)
+    raw = lineage_event(data)  # first: it refuses text no store can hold (lone surrogates)
     records, run = _records(data, kind, site)
-    raw = lineage_event(data)
     records.append(raw)
     return records, IngestResult(
         kind=kind,

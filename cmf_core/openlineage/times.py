@@ -19,6 +19,8 @@ _RFC3339 = re.compile(
     r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
 )
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
+_FIRST = -62135596800  # 0001-01-01T00:00:00Z, the first second a datetime can hold
+_END = 253402300800  # 10000-01-01T00:00:00Z
 
 
 def _fields(text: str) -> tuple[int, ...] | None:
@@ -50,7 +52,8 @@ def is_date_time(text: str) -> bool:
 
 
 def parse_time(text: str, what: str = "eventTime") -> float:
-    """Unix seconds of an RFC 3339 date-time, or :class:`InvalidInputError` naming ``what``."""
+    """Unix seconds of an RFC 3339 date-time, or :class:`InvalidInputError` naming ``what``
+    (also for a time outside years 1 to 9999 in UTC, which :func:`is_date_time` accepts)."""
     f = _fields(text)
     if f is None:
         raise InvalidInputError(
@@ -58,9 +61,17 @@ def parse_time(text: str, what: str = "eventTime") -> float:
             "offset, e.g. '2024-05-01T12:00:00Z'"
         )
     year, month, day, hour, minute, second, micros, offset = f
-    days = dt.date(year, month, day).toordinal() - _EPOCH_ORDINAL
-    seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
-    return (seconds * 1_000_000 + micros) / 1_000_000
+    ts = float(_END)  # year 0: RFC 3339 allows it, datetime does not
+    if year >= 1:
+        days = dt.date(year, month, day).toordinal() - _EPOCH_ORDINAL
+        seconds = days * 86400 + hour * 3600 + minute * 60 + second - offset
+        ts = (seconds * 1_000_000 + micros) / 1_000_000
+    if not _FIRST <= ts < _END:
+        raise InvalidInputError(
+            f"{what}: {text!r} is out of range; a time must be from 0001-01-01T00:00:00Z to "
+            "9999-12-31T23:59:59Z"
+        )
+    return ts
 
 
 def format_time(ts: float) -> str:

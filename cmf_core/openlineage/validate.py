@@ -277,6 +277,8 @@ def _kind_of(event: Mapping[str, Any]) -> tuple[EventKind, bool]:
             return kind, True  # run + job present: neither other kind can also match
         others = [k for k in EventKind if k is not kind and ok(k)]
         return kind, not others
+    if "eventType" in event:  # only a RunEvent has one: judged as a RunEvent (run is missing
+        return kind, False  # or wrong), not taken for a JobEvent that ignores the field
     valid = [k for k in EventKind if ok(k)]
     if len(valid) == 1:
         return valid[0], True

@@ -2,13 +2,18 @@
 
 Each problem is a :class:`~cmf_core.errors.CmfError` naming what was wrong and what to send
 instead (415 for a content type or encoding we do not read, 413 for a body over the limit, 400
-for an empty body or bad JSON). Nothing here depends on a web framework: callers pass the
-headers and an async iterator over the body's chunks.
+for an empty body or bad JSON). JSON is read strictly: ``NaN``, ``Infinity`` and numbers too
+large for a float (``1e999``) are refused, as are integers longer than Python converts
+(``sys.get_int_max_str_digits()``, 4300 digits) and arrays and objects nested more than
+:data:`MAX_JSON_DEPTH` deep. Nothing here depends on a web framework: callers pass the headers
+and an async iterator over the body's chunks.
 """
 
 from __future__ import annotations
 
 import json
+import math
+import sys
 import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
@@ -18,6 +23,11 @@ from cmf_core.server.errors import PayloadTooLargeError, UnsupportedMediaTypeErr
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """Largest request body accepted (after decompression), 16 MiB."""
+MAX_JSON_DEPTH = 200
+"""Deepest nesting of JSON arrays and objects accepted in a request body (the body itself is
+level 1). Deeper data could not be served back: pydantic stops serialising a response at 255
+levels, and the read routes wrap what was posted in a few levels of their own (Python's
+recursion limit, 1000 frames, would be next)."""
 
 
 def _too_large(limit: int) -> PayloadTooLargeError:
@@ -89,6 +99,34 @@ async def read_body(chunks: AsyncIterator[bytes], *, encoding: str | None = None
     return b"".join(out)
 
 
+def _not_a_number(name: str) -> Any:
+    raise InvalidInputError(
+        f"request body is not valid JSON: {name} is not a JSON number (JSON has no NaN or "
+        "Infinity); send a finite number, or null")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if math.isinf(value):
+        shown = text if len(text) <= 40 else text[:40] + "..."
+        raise InvalidInputError(
+            f"request body has the number {shown}, too large for a JSON number (a float's "
+            "largest is about 1.8e308); send a finite number")
+    return value
+
+
+def _depth_over(value: Any, limit: int) -> bool:
+    """True if ``value`` nests arrays and objects more than ``limit`` deep (no recursion)."""
+    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        children = node.values() if isinstance(node, dict) else node
+        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
+    return False
+
+
 def parse_json(raw: bytes) -> Any:
     """Parse ``raw`` as JSON (UTF-8), or 400 saying where it broke."""
     if not raw.strip():
@@ -100,12 +138,26 @@ def parse_json(raw: bytes) -> Any:
     except UnicodeDecodeError as e:
         raise InvalidInputError(f"request body is not UTF-8 text (JSON must be UTF-8): {e}"
                                 ) from None
+    too_deep = InvalidInputError(
+        f"request body is nested too deeply (limit {MAX_JSON_DEPTH} levels of arrays and "
+        "objects)")
     try:
-        return json.loads(text)
+        value = json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
     except json.JSONDecodeError as e:
         raise InvalidInputError(
             f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
         ) from None
+    except RecursionError:
+        raise too_deep from None
+    except ValueError:  # int(): more digits than sys.get_int_max_str_digits()
+        raise InvalidInputError(
+            f"request body has a number too long (more than {sys.get_int_max_str_digits()} "
+            "digits); send a shorter number, or the digits as a JSON string") from None
+    # only a body with enough brackets can be too deep: most are not walked
+    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth_over(value,
+                                                                          MAX_JSON_DEPTH):
+        raise too_deep
+    return value
 
 
 async def read_json(headers: Mapping[str, str], chunks: AsyncIterator[bytes],

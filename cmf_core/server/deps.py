@@ -12,6 +12,8 @@ from cmf_core.store import Store
 
 DEFAULT_LIMIT = 100
 MAX_LIMIT = 1000
+MAX_OFFSET = 2**63 - 1
+"""Largest ``offset`` (and other counts passed to SQL): a 64-bit integer, all SQL stores take."""
 
 
 def get_store(request: Request) -> Store:
@@ -30,7 +32,7 @@ StoreDep = Annotated[Store, Depends(get_store)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 WriterDep = Annotated[IngestWriter, Depends(get_writer)]
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="Items per page.")]
-Offset = Annotated[int, Query(ge=0, description="Items to skip.")]
+Offset = Annotated[int, Query(ge=0, le=MAX_OFFSET, description="Items to skip.")]
 
 
 def page(items: list[Any], limit: int, offset: int, total: int | None,

@@ -39,7 +39,7 @@ from cmf_core.federation.export import DEFAULT_PAGE, Selector, load_vector, page
 from cmf_core.federation.merge import get_hwm, import_bundle
 from cmf_core.federation.peer import decode_vector, shared_pipelines
 from cmf_core.server.auth import bearer, require_write
-from cmf_core.server.deps import SettingsDep, StoreDep
+from cmf_core.server.deps import MAX_OFFSET, SettingsDep, StoreDep
 from cmf_core.server.errors import PayloadTooLargeError
 from cmf_core.store import ExecutionFilter, Store
 
@@ -98,7 +98,8 @@ def info(store: StoreDep, settings: SettingsDep, peer_name: Peer,
 
 @router.get("/bundle")
 def get_bundle(store: StoreDep, settings: SettingsDep, peer_name: Peer,
-               since: Annotated[int, Query(ge=0, description="This store's seq to start after.")]
+               since: Annotated[int, Query(ge=0, le=MAX_OFFSET,
+                                           description="This store's seq to start after.")]
                = 0,
                limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per record kind "
                                                                           "in this page.")]

@@ -22,7 +22,7 @@ from cmf_core.errors import CmfError, InvalidEventError, InvalidInputError
 from cmf_core.openlineage.ingest import IngestResult
 from cmf_core.server.auth import require_read, require_write
 from cmf_core.server.body import DEFAULT_MAX_BODY_BYTES, read_json
-from cmf_core.server.deps import MAX_LIMIT, StoreDep
+from cmf_core.server.deps import MAX_LIMIT, Offset, StoreDep
 from cmf_core.server.errors import status_for
 from cmf_core.server.marquez import DEFAULT_DEPTH, MAX_DEPTH, LineageGraph, events_page
 from cmf_core.server.writer import IngestWriter, Outcome
@@ -177,7 +177,7 @@ def list_lineage_events(
                                                    "RFC 3339 time.")] = None,
     sortDirection: Annotated[Literal["asc", "desc"], Query()] = "desc",
     limit: Annotated[int, Query(ge=1, le=MAX_LIMIT)] = 100,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    offset: Offset = 0,
 ) -> dict[str, Any]:
     """Raw OpenLineage events as received, by eventTime (Marquez's response shape)."""
     return events_page(store, before=before, after=after, sort_direction=sortDirection,

@@ -175,6 +175,26 @@ def test_empty_dataset_name_is_named(make_airflow_events: Any) -> None:
         event_to_records(event, "s")
 
 
+@pytest.mark.parametrize(("where", "field"), [
+    (("inputs", 0, "name"), r"inputs\[0\]\.name: 't\\ud800'"),
+    (("job", "namespace"), r"job\.namespace: 't\\ud800'"),
+    (("job", "name"), r"job\.name: 't\\ud800'"),
+])
+def test_lone_surrogate_is_named(make_airflow_events: Any, store: Store, where: tuple[Any, ...],
+                                 field: str) -> None:
+    """Text no store can hold (JSON's \\ud800 escape decodes to a lone surrogate)."""
+    event = make_airflow_events()[0]
+    inner = event
+    for key in where[:-1]:
+        inner = inner[key]
+    inner[where[-1]] = "t\ud800"
+    with pytest.raises(InvalidEventError, match=field + r" is not valid text \(a lone surr"):
+        event_to_records(event, "s")
+    with pytest.raises(InvalidEventError, match=field):
+        ingest(event, store, "s")
+    assert not store.lineage_events() and store.count_executions() == 0
+
+
 def test_run_facet_marked_deleted_is_still_checked(make_lineage: Any) -> None:
     event = to_event_dicts(make_lineage())[-1]
     event["run"]["facets"]["cmf_energy"] = {"_producer": "https://x.org",

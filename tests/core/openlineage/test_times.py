@@ -29,6 +29,21 @@ def test_rejects_what_rfc3339_rejects(text: str) -> None:
         parse_time(text)
 
 
+@pytest.mark.parametrize("text", [
+    "0000-01-01T00:00:00Z", "0000-02-29T12:00:00Z", "0001-01-01T00:00:00+00:01",
+    "9999-12-31T23:59:59-00:01", "9999-12-31T23:59:59.999999Z",
+])
+def test_times_outside_years_1_to_9999_are_named(text: str) -> None:
+    """RFC 3339 allows year 0 (and offsets past either end); a datetime does not, and
+    format_time could not write them back."""
+    assert is_date_time(text)
+    with pytest.raises(InvalidInputError, match=r"^after: .* is out of range; a time must be "
+                                                 "from 0001-01-01T00:00:00Z"):
+        parse_time(text, "after")
+    assert format_time(parse_time("0001-01-01T00:00:00Z")).startswith("0001-01-01T00:00:00")
+    assert format_time(parse_time("9999-12-31T23:59:59Z")).startswith("9999-12-31T23:59:59")
+
+
 @given(st.integers(min_value=0, max_value=4_102_444_800 * 1_000_000))
 def test_whole_microseconds_survive_a_round_trip(micros: int) -> None:
     ts = micros / 1_000_000

@@ -129,6 +129,18 @@ def test_event_shapes_that_are_not_events() -> None:
     assert validate_event(with_run) is EventKind.DATASET  # the spec's oneOf allows it
 
 
+def test_event_type_without_run_is_a_run_event_missing_run(
+        make_airflow_events: Any) -> None:
+    """Only a RunEvent has an eventType: without its run it is rejected, not taken for a
+    JobEvent (the spec's JobEvent schema would ignore the field)."""
+    event = make_airflow_events()[0]
+    del event["run"]
+    assert [str(p) for p in problems(event)] == ["run: required field is missing"]
+    assert "invalid OpenLineage RunEvent: run: required field is missing" in rejected(event)
+    del event["eventType"]
+    assert validate_event(event) is EventKind.JOB
+
+
 def test_deleted_facet_marker_is_not_checked_against_its_schema(
         make_airflow_events: Any) -> None:
     event = make_airflow_events()[0]

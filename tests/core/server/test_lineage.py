@@ -24,6 +24,7 @@ from cmf_core.openlineage.convert import (
     to_run_events,
 )
 from cmf_core.openlineage.validate import validate_event
+from cmf_core.server.body import MAX_JSON_DEPTH, _depth_over
 from cmf_core.store import Store
 from tests.core.openlineage.conftest import FOREIGN, airflow_events, build_lineage, facet
 from tests.core.server.conftest import LiveServer
@@ -134,6 +135,12 @@ def _start() -> dict[str, Any]:
     (lambda e: e.__setitem__("eventType", "DONE"), "eventType", "is not one of"),
     (lambda e: e["run"]["facets"].__setitem__("cmf_params", facet(params=[1])),
      "run.facets.cmf_params", ""),
+    (lambda e: e.__setitem__("eventTime", "0000-01-01T00:00:00Z"), "eventTime",
+     "is out of range; a time must be from 0001-01-01T00:00:00Z"),
+    (lambda e: e.pop("run"), "run", "required field is missing"),  # not taken for a JobEvent
+    (lambda e: e["run"]["facets"].__setitem__("cmf_energy", facet(energy_kwh=10**400,
+                                                                  co2e_kg=1.0)),
+     "run.facets.cmf_energy", "a number is too large for a float"),
 ])
 def test_invalid_event_is_rejected_naming_the_field(client: httpx.Client, server: LiveServer,
                                                     change: Callable[[dict[str, Any]], Any],
@@ -145,6 +152,30 @@ def test_invalid_event_is_rejected_naming_the_field(client: httpx.Client, server
     body = r.json()
     assert body["code"] == 400 and body["error"] == "InvalidEventError"
     assert f"{field}" in body["message"] and text in body["message"]
+    assert nothing_stored(server.store)
+
+
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda e: e["job"].__setitem__("namespace", "air\ud800"), "job.namespace"),
+    (lambda e: e["job"].__setitem__("name", "etl.\udfff"), "job.name"),
+    (lambda e: e["inputs"][0].__setitem__("name", "t\ud800"), "inputs[0].name"),
+    (lambda e: e["run"]["facets"].__setitem__("x", facet(v=["a\udc00"])), "run.facets.x.v[0]"),
+    (lambda e: e["run"]["facets"].__setitem__("x", facet(**{"k\ud800": 1})),
+     "run.facets.x: the key"),
+])
+def test_lone_surrogate_is_rejected_naming_the_field(client: httpx.Client, server: LiveServer,
+                                                     change: Callable[[dict[str, Any]], Any],
+                                                     field: str) -> None:
+    """JSON's \\ud800 escape decodes to a lone surrogate, which no store can hold as text."""
+    event = _start()
+    change(event)
+    for body in (event, [event]):
+        r = client.post("/api/v1/lineage", content=json.dumps(body).encode(),
+                        headers={"Content-Type": "application/json"})
+        answer = r.json()
+        message = answer["results"][0]["message"] if "results" in answer else answer["message"]
+        assert r.status_code == 400 and f"{field}" in message
+        assert "is not valid text (a lone surrogate)" in message
     assert nothing_stored(server.store)
 
 
@@ -173,12 +204,55 @@ def test_json_with_a_charset_or_suffix_is_accepted(client: httpx.Client) -> None
     (b"\xff\xfe{}", "not UTF-8"),
     (b"42", "not a JSON number"),
     (b'"START"', "not a JSON string"),
+    (b'{"eventTime": NaN}', "NaN is not a JSON number (JSON has no NaN or Infinity)"),
+    (b'[{"a": [-Infinity]}]', "-Infinity is not a JSON number"),
+    (b'{"size": 1e999}', "the number 1e999, too large for a JSON number"),
+    (b'{"size": ' + b"7" * 5000 + b"}", "number too long (more than 4300 digits)"),
+    (b"[" * 100_000 + b"]" * 100_000, f"nested too deeply (limit {MAX_JSON_DEPTH} levels"),
+    (b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1), "nested too deeply"),
+    (b'{"a":' * MAX_JSON_DEPTH + b"{}" + b"}" * MAX_JSON_DEPTH, "nested too deeply"),
 ])
-def test_malformed_bodies_are_400(client: httpx.Client, body: bytes, text: str) -> None:
-    r = client.post("/api/v1/lineage", content=body,
-                    headers={"Content-Type": "application/json"})
-    assert r.status_code == 400
-    assert text in r.json()["message"]
+def test_malformed_bodies_are_400(client: httpx.Client, server: LiveServer, body: bytes,
+                                  text: str) -> None:
+    for route in ("/api/v1/lineage", "/api/v1/lineage/batch"):
+        r = client.post(route, content=body, headers={"Content-Type": "application/json"})
+        assert r.status_code == 400
+        assert text in r.json()["message"]
+    assert nothing_stored(server.store)
+
+
+def _nested(levels: int) -> Any:
+    value: Any = 1
+    for i in range(levels):
+        value = [value] if i % 2 else {"k": value}
+    return value
+
+
+def test_nesting_limit_is_one_every_read_can_serve(client: httpx.Client,
+                                                   server: LiveServer) -> None:
+    """An event nested MAX_JSON_DEPTH deep is recorded, and every read that returns it works
+    (no RecursionError, no serialisation limit later); one level more is refused."""
+    event = _start()
+    # the body, run, facets and deep are four levels; _nested(n) is n more
+    event["run"]["facets"]["deep"] = facet(v=_nested(MAX_JSON_DEPTH - 3))
+    r = client.post("/api/v1/lineage", json=event)
+    assert r.status_code == 400 and "nested too deeply" in r.json()["message"]
+    assert nothing_stored(server.store)
+    event["run"]["facets"]["deep"] = facet(v=_nested(MAX_JSON_DEPTH - 4))
+    event["inputs"][0]["inputFacets"] = {"deep": facet(v=_nested(MAX_JSON_DEPTH - 5))}
+    assert _depth_over(event, MAX_JSON_DEPTH - 1) and not _depth_over(event, MAX_JSON_DEPTH)
+    r = client.post("/api/v1/lineage", json=event)
+    assert r.status_code == 201, r.text
+    run_id = event["run"]["runId"]
+    node = "job:" + event["job"]["namespace"] + ":" + event["job"]["name"]
+    for path, params in [(f"/api/v1/executions/{run_id}", {}),
+                         (f"/api/v1/executions/{run_id}/events", {}),
+                         ("/api/v1/executions", {}), ("/api/v1/events/lineage", {}),
+                         ("/api/v1/lineage", {"nodeId": node})]:
+        got = client.get(path, params=params)
+        assert got.status_code == 200, (path, got.text)
+    served = client.get(f"/api/v1/executions/{run_id}/events").json()["items"][0]
+    assert served["run"]["facets"]["deep"]["v"] == _nested(MAX_JSON_DEPTH - 4)
 
 
 def test_oversized_bodies_are_413(serve: Callable[..., Any]) -> None:
@@ -209,6 +283,26 @@ def test_oversized_bodies_are_413(serve: Callable[..., Any]) -> None:
                                  "Content-Encoding": "gzip"})
         assert broken.status_code == 400 and "not valid gzip" in broken.json()["message"]
         assert len(live.store.lineage_events()) == 1
+
+
+def test_events_listing_too_many_datasets_are_400(client: httpx.Client, server: LiveServer,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """One event may list at most MAX_DATASETS datasets (each makes lineage reads slower)."""
+    from cmf_core.openlineage import ingest
+
+    assert ingest.MAX_DATASETS == 10_000
+    monkeypatch.setattr(ingest, "MAX_DATASETS", 3)
+    event = _start()
+    event["inputs"] = [{"namespace": "s3://b", "name": f"part-{i}"} for i in range(3)]
+    event["outputs"] = [{"namespace": "s3://b", "name": "out"}]
+    r = client.post("/api/v1/lineage", json=event)
+    assert r.status_code == 400 and r.json()["message"] == (
+        "invalid OpenLineage event: inputs and outputs list 4 datasets, more than the 3 an "
+        "event may list; name a dataset as a whole (a table, a directory) rather than each of "
+        "its files")
+    assert nothing_stored(server.store)
+    event["outputs"] = []
+    assert client.post("/api/v1/lineage", json=event).status_code == 201
 
 
 # batches ------------------------------------------------------------------------------------
@@ -325,6 +419,14 @@ def test_events_list_in_marquez_shape(client: httpx.Client, pipeline: dict[str, 
     assert window["totalCount"] == 2  # RUNNING at 12:00:30.5 and COMPLETE at 14:01+02:00
     bad = client.get("/api/v1/events/lineage", params={"before": "yesterday"})
     assert bad.status_code == 400 and "before" in bad.json()["message"]
+
+
+@pytest.mark.parametrize("when", ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00"])
+def test_events_list_time_out_of_range_is_400(client: httpx.Client, when: str) -> None:
+    r = client.get("/api/v1/events/lineage", params={"after": when})
+    assert r.status_code == 400
+    assert r.json()["message"] == (f"after: {when!r} is out of range; a time must be from "
+                                   "0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z")
 
 
 def test_run_ids_are_canonical(client: httpx.Client, server: LiveServer) -> None:

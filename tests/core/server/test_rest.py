@@ -103,3 +103,40 @@ def test_energy_and_params_survive_the_api(api: httpx.Client) -> None:
                  ).json()["items"][0]
     assert ex["params"] == {"layers": [64, 32], "lr": 0.01, "opt": {"b1": 0.9, "name": "adam"}}
     assert ex["custom_properties"] == {"owner": "ana"}
+
+
+
+@pytest.mark.parametrize(("path", "name"), [
+    ("/api/v1/executions", "offset"), ("/api/v1/artifacts", "offset"),
+    ("/api/v1/pipelines", "offset"), ("/api/v1/events/lineage", "offset"),
+    ("/api/v1/federation/bundle", "since"),
+])
+def test_offsets_past_a_64_bit_integer_are_400(server: LiveServer, path: str,
+                                                name: str) -> None:
+    """SQL stores take 64-bit integers: one more is named (it was an OverflowError, 500)."""
+    r = httpx.get(server.url + path, params={name: 2**63})
+    assert r.status_code == 400 and r.json() == {
+        "code": 400, "error": "InvalidInputError",
+        "message": f"query parameter {name!r}: Input should be less than or equal to "
+                   f"{2**63 - 1} (got '{2**63}')"}
+    assert httpx.get(server.url + path, params={name: 2**63 - 1}).status_code == 200
+
+
+@pytest.mark.parametrize(("path", "params", "text"), [
+    ("/api/v1/federation/bundle", {"exclude": f"abc:{2**63}"}, "is larger than"),
+    ("/api/v1/federation/bundle", {"exclude": "abc:" + "9" * 5000}, "is larger than"),
+    ("/api/v1/federation/bundle", {"exclude": "abc:\u00b2"}, "must be 'store:seq"),
+    ("/api/v1/executions", {"since": "0000-01-01T00:00:00Z"}, "since: '0000-01-01T00:00:00Z' "
+                                                              "is out of range"),
+    ("/api/v1/carbon", {"until": "0000-01-01T00:00:00Z"}, "until: '0000-01-01T00:00:00Z' "
+                                                          "is out of range"),
+])
+def test_numbers_and_times_a_store_cannot_take_are_400(server: LiveServer, path: str,
+                                                       params: dict[str, object],
+                                                       text: str) -> None:
+    """A version vector's seq past a 64-bit integer (or not ASCII digits) and a time outside
+    years 1-9999 are named, not a 500."""
+    r = httpx.get(server.url + path, params=params)
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["error"] == "InvalidInputError" and text in body["message"]
