@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -22,9 +24,30 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 console = Console()
 
 
-def get_store(url: str | None) -> Store:
+def get_store(url: str | None, *, create: bool = False) -> Store:
+    """The store at ``url`` (default: the configured one). Only the commands that write into
+    it (init, import, sync) pass ``create``: a mistyped --store given to one that reads fails
+    instead of making an empty store there."""
     settings = load_settings(store_url=url)
-    return open_store(settings=settings)
+    return open_store(settings=settings, create=create)
+
+
+@contextlib.contextmanager
+def new_store_undone_on_error(url: str | None) -> Iterator[Store]:
+    """The store for a command that writes into it, created if missing; if the command fails,
+    a store it created is removed again, with the folders made for it."""
+    from cmf_core.store.sqlite import new_paths, remove_new
+
+    settings = load_settings(store_url=url)
+    made = new_paths(settings.resolved_store_url)
+    done = False
+    try:
+        with open_store(settings=settings) as store:
+            yield store
+        done = True
+    finally:
+        if not done:
+            remove_new(made)
 
 
 def print_json(data: Any) -> None:

@@ -14,6 +14,7 @@ from cmf_core.cli.common import (
     StoreOpt,
     console,
     get_store,
+    new_store_undone_on_error,
     parse_time,
     print_json,
     table,
@@ -136,7 +137,7 @@ def import_(
         raise InvalidInputError("nothing to import: give a bundle file, or --mlmd PATH_OR_URL")
     if pipeline:
         raise InvalidInputError("--pipeline only applies to --mlmd; bundles import whole")
-    with get_store(store) as s:
+    with new_store_undone_on_error(store) as s:
         report = import_file(s, src)
     if json_out:
         print_json(report.to_dict())
@@ -155,7 +156,7 @@ def _import_mlmd(source: str, pipelines: list[str] | None, json_out: bool,
                  store: str | None) -> None:
     from cmf_core.mlmd import import_mlmd
 
-    with get_store(store) as s:
+    with new_store_undone_on_error(store) as s:
         report = import_mlmd(s, source, pipelines)
     if json_out:
         print_json(report.to_dict())

@@ -26,9 +26,9 @@ def _open_store(url: str | None) -> Any:
     settings = load_settings(store_url=url)
     resolved = settings.resolved_store_url
     if url or settings.store_url:
-        return open_store(settings=settings)
+        return open_store(settings=settings, create=False)
     if resolved.startswith("sqlite:///") and Path(resolved[len("sqlite:///"):]).is_file():
-        return open_store(settings=settings)
+        return open_store(settings=settings, create=False)
     return None
 
 

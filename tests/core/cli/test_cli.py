@@ -196,3 +196,37 @@ def test_usage_errors_are_short(capsys: pytest.CaptureFixture[str]) -> None:
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "Invalid value for '--limit'" in err
+
+
+def test_reading_a_missing_store_fails_and_creates_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "typo" / "cmf.db"
+    for args in (["pipelines"], ["stages"], ["executions"], ["artifacts"], ["show", "x"],
+                 ["lineage", "x"], ["carbon"], ["export"], ["export", "out.jsonl"],
+                 ["conflicts"], ["artifact", "fetch", "sha256:00"]):
+        with pytest.raises(SystemExit) as e:
+            main([*args, "--store", f"sqlite:///{typo}"])
+        assert e.value.code == 1, args
+        assert capsys.readouterr().err.strip() == (
+            f"Error: no CMF store at {typo} (create one with `cmf init`, or check the store "
+            "URL: --store or CMF_STORE_URL)"), args
+        assert sorted(tmp_path.iterdir()) == [], args  # no store, no folder, no output
+
+
+def test_a_failed_import_leaves_no_new_store_behind(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "spaceship"}\n')
+    new = tmp_path / "new" / "deeper" / "cmf.db"
+    with pytest.raises(SystemExit):
+        main(["import", str(bad), "--store", f"sqlite:///{new}"])
+    assert "unknown record kind 'spaceship'" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    # a good bundle still creates the store (import writes)
+    good = tmp_path / "good.jsonl"
+    invoke("export", str(good), "--store", store_url)
+    invoke("import", str(good), "--store", f"sqlite:///{new}")
+    data = json.loads(invoke("pipelines", "--store", f"sqlite:///{new}", "--json"))
+    assert [p["name"] for p in data] == ["churn"]

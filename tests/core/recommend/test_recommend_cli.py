@@ -92,3 +92,16 @@ def test_errors_are_cmf_errors(tmp_path: Path) -> None:
                                     "--target", "Churn"])
     assert isinstance(result.exception, InvalidInputError)
     assert "unknown task category 'ranking'" in str(result.exception)
+
+
+def test_a_missing_store_is_an_error_not_a_new_store(tmp_path: Path) -> None:
+    from cmf_core.errors import StoreError
+
+    query = tmp_path / "task.json"
+    query.write_text(json.dumps(make_task("new", (0.2, 0.21, 0.9)).to_dict()))
+    typo = tmp_path / "typo" / "cmf.db"
+    result = CliRunner().invoke(_app(), ["recommend", "--task", str(query), "--store",
+                                         f"sqlite:///{typo}"])
+    assert isinstance(result.exception, StoreError)
+    assert str(result.exception).startswith(f"no CMF store at {typo}")
+    assert not typo.parent.exists()
