@@ -19,7 +19,7 @@ from cmf_core.cli.common import (
     table,
 )
 from cmf_core.config import HOME_DIRNAME
-from cmf_core.errors import NotFoundError
+from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.lineage import Query
 from cmf_core.lineage.query import artifact_dict, execution_dict
 from cmf_core.store import ExecutionFilter, Store, open_store
@@ -45,13 +45,22 @@ def init(
     Example: CMF_SITE=hpc cmf init
     """
     from cmf_core.config import load_settings
+    from cmf_core.store.sqlite import why_no_folder
 
     home = path / HOME_DIRNAME
-    home.mkdir(parents=True, exist_ok=True)
+    db = home / "cmf.db"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidInputError(f"cannot create the CMF home {home}: "
+                                f"{why_no_folder(home, e)}") from None
+    existed = db.is_file() and db.stat().st_size > 0
     settings = load_settings(home=home, site=site)
-    store = open_store(f"sqlite:///{home / 'cmf.db'}", settings.site, settings)
-    store.close()
-    typer.echo(f"Initialised CMF store at {home / 'cmf.db'} (site {settings.site})")
+    open_store(f"sqlite:///{db}", settings.site, settings).close()  # checks an existing one
+    if existed:
+        typer.echo(f"A CMF store already exists at {db}; left as it was")
+        return
+    typer.echo(f"Initialised CMF store at {db} (site {settings.site})")
 
 
 def pipelines(store: StoreOpt = None, json: JsonOpt = False) -> None:

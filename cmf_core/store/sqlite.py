@@ -56,7 +56,7 @@ class SqliteStore(SqlStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the folder {self.path.parent} for the store: "
-                             f"{e.strerror} ({e.filename})") from None
+                             f"{why_no_folder(self.path.parent, e)}") from None
         self.synchronous = {"normal": "NORMAL", "full": "FULL"}[durability]
         engine = sa.create_engine(f"sqlite:///{self.path}")
         sa.event.listen(engine, "connect", self._on_connect)
@@ -93,6 +93,14 @@ class SqliteStore(SqlStore):
         if "unable to open" in text or "readonly" in text:
             return StoreError(f"cannot write the store at {self.path}: {text}")
         return StoreError(f"store {self.path} failed: {text}")
+
+
+def why_no_folder(folder: Path, error: OSError) -> str:
+    """Why ``folder.mkdir(parents=True)`` failed, naming the file in the way if there is one."""
+    for p in (folder, *folder.parents):
+        if p.exists() and not p.is_dir():
+            return f"{p} is a file, not a folder"
+    return f"{error.strerror} ({error.filename})"
 
 
 def new_paths(url: str) -> list[Path]:

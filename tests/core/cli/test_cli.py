@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 
 from cmf_core import Cmf
 from cmf_core.cli import app, main
+from cmf_core.errors import CmfError
 
 runner = CliRunner()
 
@@ -158,6 +159,37 @@ def test_init_creates_home(tmp_path: Path) -> None:
     out = invoke("init", str(tmp_path / "proj"), "--site", "edge")
     assert "site edge" in out
     assert (tmp_path / "proj" / ".cmf" / "cmf.db").is_file()
+
+
+def test_init_on_a_bad_path_or_an_existing_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("x")
+    for where, blocker in ((tmp_path / "afile", tmp_path / "afile"),
+                           (tmp_path / "afile" / "sub", tmp_path / "afile")):
+        with pytest.raises(SystemExit) as e:
+            main(["init", str(where)])
+        assert e.value.code == 1
+        assert capsys.readouterr().err.strip() == (
+            f"Error: cannot create the CMF home {where / '.cmf'}: {blocker} is a file, "
+            "not a folder")
+    assert (tmp_path / "afile").read_text() == "x"
+    # a writer whose CMF_HOME is a file: a one-line error, not a traceback
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / "afile"))
+    monkeypatch.delenv("CMF_STORE_URL", raising=False)
+    with pytest.raises(CmfError, match=f"{tmp_path / 'afile'} is a file, not a folder"):
+        Cmf(pipeline_name="p", measure_energy=False)
+    # init over an existing store says so and keeps what it holds
+    monkeypatch.delenv("CMF_HOME")
+    db = tmp_path / "proj" / ".cmf" / "cmf.db"
+    invoke("init", str(tmp_path / "proj"))
+    with (Cmf(pipeline_name="kept", store=f"sqlite:///{db}", measure_energy=False) as cmf,
+          cmf.create_execution("s")):
+        pass
+    out = invoke("init", str(tmp_path / "proj"), "--site", "edge")
+    assert out == f"A CMF store already exists at {db}; left as it was\n"
+    data = json.loads(invoke("pipelines", "--store", f"sqlite:///{db}", "--json"))
+    assert [(p["name"], p["executions"]) for p in data] == [("kept", 1)]
 
 
 def test_every_command_has_help() -> None:
