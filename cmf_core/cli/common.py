@@ -19,6 +19,8 @@ from cmf_core.store import Store, open_store
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: CMF_STORE_URL "
                                               "or the embedded SQLite store).")]
+#: bounds of counts and positions (--limit, --offset, --since-seq, --depth): an SQL integer
+COUNT: dict[str, Any] = {"min": 0, "max": 2**63 - 1, "metavar": "<int>"}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 console = Console()

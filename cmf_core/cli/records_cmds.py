@@ -10,6 +10,7 @@ from typing import Annotated
 import typer
 
 from cmf_core.cli.common import (
+    COUNT,
     JsonOpt,
     StoreOpt,
     console,
@@ -34,7 +35,8 @@ def export(
                                                     "ending in .gz is gzip-compressed.")] = None,
     pipeline: Annotated[list[str] | None, typer.Option(
         help="Only this pipeline (repeat for several).")] = None,
-    since_seq: Annotated[int, typer.Option(help="Only changes after this store seq.")] = 0,
+    since_seq: Annotated[int, typer.Option(help="Only changes after this store seq.",
+                                                     **COUNT)] = 0,
     since: Annotated[str | None, typer.Option(
         help="Only executions started at or after this ISO time (with what they used).")]
     = None,

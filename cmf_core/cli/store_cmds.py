@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cmf_core.cli.common import (
+    COUNT,
     JsonOpt,
     StoreOpt,
     console,
@@ -102,8 +103,8 @@ def executions(
     status: Annotated[str | None, typer.Option(help="running, completed, failed, ...")] = None,
     since: Annotated[str | None, typer.Option(help="Started at or after (ISO time).")] = None,
     until: Annotated[str | None, typer.Option(help="Started before (ISO time).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
-    offset: Annotated[int, typer.Option(help="Skip this many rows.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many rows.", **COUNT)] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many rows.", **COUNT)] = 0,
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -145,7 +146,7 @@ def artifacts(
     digest: Annotated[str | None, typer.Option(help="Exact digest.")] = None,
     pipeline: Annotated[str | None, typer.Option(help="Used or made by this pipeline.")] = None,
     site: Annotated[str | None, typer.Option(help="First recorded at this site.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many rows.", **COUNT)] = 50,
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:

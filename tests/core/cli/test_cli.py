@@ -262,3 +262,28 @@ def test_a_failed_import_leaves_no_new_store_behind(
     invoke("import", str(good), "--store", f"sqlite:///{new}")
     data = json.loads(invoke("pipelines", "--store", f"sqlite:///{new}", "--json"))
     assert [p["name"] for p in data] == ["churn"]
+
+
+def test_counts_are_bounded_to_what_a_store_holds(store_url: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    top = str(2**63 - 1)
+    for args in (["executions", "--limit"], ["executions", "--offset"], ["artifacts", "--limit"],
+                 ["lineage", "model.pkl", "--depth"], ["export", "--since-seq"],
+                 ["spool", "retry", "--limit"]):
+        for value, bound in ((str(2**63), f"less than or equal to {top}"),
+                             ("-1", "greater than or equal to 0")):
+            with pytest.raises(SystemExit) as e:
+                main([*args, value, "--store", store_url])
+            assert e.value.code == 2, args
+            err = capsys.readouterr().err
+            assert "Traceback" not in err and f"Invalid value for '{args[-1]}'" in err, args
+            assert bound in err, args
+    # the largest value is accepted
+    assert json.loads(invoke("executions", "--limit", top, "--offset", top, "--json",
+                             "--store", store_url)) == []
+    assert len(json.loads(invoke("artifacts", "--limit", top, "--json", "--store",
+                                 store_url))) == 4  # 3 files, the metrics
+    tree = json.loads(invoke("lineage", "model.pkl", "--depth", top, "--json", "--store",
+                             store_url))
+    assert tree["children"][0]["children"][0]["name"] == "train.csv"
+    assert invoke("export", "--since-seq", top, "--store", store_url).count("\n") == 2
