@@ -4,6 +4,7 @@ ML-Metadata (MLMD) stores with --mlmd (cmflib and Kubeflow Pipelines)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
@@ -73,6 +74,8 @@ def export(
     selector = Selector(pipelines=tuple(pipeline) if pipeline else None, since_seq=since_seq,
                         since_time=parse_time(since), artifact=artifact)
     compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))
+    if out is not None:
+        _check_target(out)
     result = ExportResult()
     with get_store(store) as s:
         chunks = export_bundle(s, selector, compress=compress, result=result)
@@ -81,16 +84,33 @@ def export(
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             return
-        tmp = out.with_name(out.name + ".part")
-        with tmp.open("wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        tmp.replace(out)
+        _write_whole(out, chunks)
     if json_out:
         print_json({"path": str(out), "records": result.records, "since": result.since,
                     "end": result.end})
         return
     typer.echo(f"Exported {result.records} records (seq {result.since}..{result.end}) to {out}")
+
+
+def _check_target(out: Path) -> None:
+    if out.is_dir():
+        raise InvalidInputError(f"cannot export to {out}: it is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"cannot export to {out}: the folder {out.parent} does not exist")
+
+
+def _write_whole(out: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``out`` through a ``.part`` file renamed at the end: whole, or not at all."""
+    tmp = out.with_name(out.name + ".part")
+    try:
+        with tmp.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        tmp.replace(out)
+    except OSError as e:
+        raise InvalidInputError(f"cannot export to {out}: {e.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _export_mlmd(path: Path, pipelines: list[str] | None, force: bool, json_out: bool,

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -287,3 +288,42 @@ def test_counts_are_bounded_to_what_a_store_holds(store_url: str,
                              store_url))
     assert tree["children"][0]["children"][0]["name"] == "train.csv"
     assert invoke("export", "--since-seq", top, "--store", store_url).count("\n") == 2
+
+
+def test_export_to_a_folder_or_a_missing_folder(store_url: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for target, why in ((folder, "it is a folder; give a file name"),
+                        (tmp_path / "nope" / "x.jsonl",
+                         f"the folder {tmp_path / 'nope'} does not exist")):
+        with pytest.raises(SystemExit) as e:
+            main(["export", str(target), "--store", store_url])
+        assert e.value.code == 1
+        assert capsys.readouterr().err.strip() == f"Error: cannot export to {target}: {why}"
+    assert list(folder.iterdir()) == [] and not (tmp_path / "nope").exists()
+    assert not list(tmp_path.glob("*.part"))
+    with pytest.raises(SystemExit):
+        main(["export", "--mlmd", str(folder), "--store", store_url])
+    assert capsys.readouterr().err.strip() == (
+        f"Error: MLMD export target {folder} is a directory; give a file path such as "
+        f"{folder}/mlmd")
+
+
+def test_an_export_failing_midway_leaves_no_part_file(
+        store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from cmf_core.cli import records_cmds
+    from cmf_core.errors import StoreError
+
+    def failing(*_args: object, **_kwargs: object) -> Iterator[bytes]:
+        yield b'{"kind": "cmf-bundle"}\n'
+        raise StoreError("the store went away")
+
+    monkeypatch.setattr(records_cmds, "export_bundle", failing)
+    out = tmp_path / "dump.jsonl"
+    out.write_text("kept\n")
+    with pytest.raises(SystemExit):
+        main(["export", str(out), "--store", store_url])
+    assert capsys.readouterr().err.strip() == "Error: the store went away"
+    assert out.read_text() == "kept\n" and not list(tmp_path.glob("*.part"))
