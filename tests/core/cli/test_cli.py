@@ -327,3 +327,19 @@ def test_an_export_failing_midway_leaves_no_part_file(
         main(["export", str(out), "--store", store_url])
     assert capsys.readouterr().err.strip() == "Error: the store went away"
     assert out.read_text() == "kept\n" and not list(tmp_path.glob("*.part"))
+
+
+def test_import_of_a_deeply_nested_line_names_it(store_url: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "deep.jsonl"
+    bad.write_text('{"kind": "pipeline", "name": "x", "site": "a"}\n'
+                   '{"kind": "pipeline", "name": "y", "site": "a", "properties": {"a": '
+                   + "[" * 100_000 + "]" * 100_000 + "}}\n")
+    with pytest.raises(SystemExit) as e:
+        main(["import", str(bad), "--store", store_url])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "Error: deep.jsonl:2: nested 100002 levels deep; at most 200 levels of arrays and "
+        "objects are accepted")
+    data = json.loads(invoke("pipelines", "--store", store_url, "--json"))
+    assert [p["name"] for p in data] == ["churn"]
