@@ -105,3 +105,22 @@ def test_a_missing_store_is_an_error_not_a_new_store(tmp_path: Path) -> None:
     assert isinstance(result.exception, StoreError)
     assert str(result.exception).startswith(f"no CMF store at {typo}")
     assert not typo.parent.exists()
+
+
+def test_a_text_regression_target_or_huge_values_are_named(tmp_path: Path) -> None:
+    runner = CliRunner()
+    text = tmp_path / "text.csv"
+    text.write_text("a,b,y\n1,2,x\n2,3,y\n3,1,z\n4,5,x\n")
+    result = runner.invoke(_app(), ["recommend", str(text), "--category", "regression",
+                                    "--target", "y", "--no-shipped"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert str(result.exception) == ("target of 'text' holds the text 'x'; a regression target "
+                                     "must be numeric (or is this a classification task?)")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("a,b,y\n1,1e308,1\n2,-1.5e308,2\n3,1.7e308,3\n4,5,4\n5,7,5\n")
+    result = runner.invoke(_app(), ["recommend", str(huge), "--category", "regression",
+                                    "--target", "y", "--no-shipped"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert str(result.exception) == (
+        "input column 'b' of 'huge' holds values as large as 1.7e+308; the statistics need "
+        "values within +-1e+150: rescale it")
