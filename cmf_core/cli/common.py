@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -15,6 +15,7 @@ from rich.table import Table
 
 from cmf_core import jsonutil
 from cmf_core.config import load_settings
+from cmf_core.errors import NotFoundError
 from cmf_core.store import Store, open_store
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: CMF_STORE_URL "
@@ -50,6 +51,20 @@ def new_store_undone_on_error(url: str | None) -> Iterator[Store]:
     finally:
         if not done:
             remove_new(made)
+
+
+def some(names: list[str], n: int = 10) -> str:
+    """The first ``n`` of ``names``, and how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def check_pipelines(s: Store, names: Iterable[str] | None) -> None:
+    """Refuse a pipeline name the store does not know (a typo would select nothing)."""
+    for name in names or ():
+        if s.get_pipeline(name) is None:
+            known = sorted(p.name for p in s.list_pipelines())
+            raise NotFoundError(f"no pipeline named {name!r} in this store ("
+                                + (f"known: {some(known)})" if known else "it has none yet)"))
 
 
 def print_json(data: Any) -> None:

@@ -14,6 +14,7 @@ from cmf_core.cli.common import (
     COUNT,
     JsonOpt,
     StoreOpt,
+    check_pipelines,
     console,
     get_store,
     new_store_undone_on_error,
@@ -78,6 +79,7 @@ def export(
         _check_target(out)
     result = ExportResult()
     with get_store(store) as s:
+        check_pipelines(s, pipeline)
         chunks = export_bundle(s, selector, compress=compress, result=result)
         if out is None:
             for chunk in chunks:

@@ -17,12 +17,14 @@ from cmf_core.cli.common import (
     parse_time,
     print_json,
     short,
+    some,
     table,
 )
 from cmf_core.config import HOME_DIRNAME
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.lineage import Query
 from cmf_core.lineage.query import artifact_dict, execution_dict
+from cmf_core.model.artifact import ARTIFACT_TYPES
 from cmf_core.store import ExecutionFilter, Store, open_store
 
 
@@ -130,9 +132,8 @@ def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:
     if pipeline is None or s.get_pipeline(pipeline) is not None:
         return None
     known = sorted(p.name for p in s.list_pipelines())
-    names = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
     return (f"No pipeline named {pipeline!r} in this store; "
-            + (f"it has {names}." if known else "it has none yet."))
+            + (f"it has {some(known)}." if known else "it has none yet."))
 
 
 def _say(hint: str | None) -> None:
@@ -154,6 +155,11 @@ def artifacts(
     with get_store(store) as s:
         rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
                                   site=site, limit=limit)
+        if (not rows and type is not None and type not in ARTIFACT_TYPES
+                and not s.find_artifacts(type=type, limit=1)):
+            raise NotFoundError(f"no artifact type {type!r}: not a registered type, and no "
+                                f"artifact of this store has it (known: "
+                                f"{some(sorted(ARTIFACT_TYPES), 20)})")
         hint = _unknown_pipeline(s, pipeline) if not rows else None
     if json:
         print_json([artifact_dict(a) for a in rows])

@@ -343,3 +343,27 @@ def test_import_of_a_deeply_nested_line_names_it(store_url: str, tmp_path: Path,
         "objects are accepted")
     data = json.loads(invoke("pipelines", "--store", store_url, "--json"))
     assert [p["name"] for p in data] == ["churn"]
+
+
+def test_unknown_names_that_would_select_nothing_are_errors(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["carbon", "chrun"], ["export", "--pipeline", "chrun"],
+                 ["export", str(tmp_path / "out.jsonl"), "--pipeline", "churn", "--pipeline",
+                  "chrun"]):
+        with pytest.raises(SystemExit) as e:
+            main([*args, "--store", store_url])
+        assert e.value.code == 1, args
+        assert capsys.readouterr().err.strip() == (
+            "Error: no pipeline named 'chrun' in this store (known: churn)"), args
+    assert not (tmp_path / "out.jsonl").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["artifacts", "--type", "Bogus", "--store", store_url])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip().startswith(
+        "Error: no artifact type 'Bogus': not a registered type, and no artifact of this store "
+        "has it (known: Code, Dataset, ")
+    # known names with nothing to show are not errors
+    assert json.loads(invoke("artifacts", "--type", "Label", "--json", "--store", store_url)) == []
+    assert json.loads(invoke("artifacts", "--type", "Model", "--name", "x", "--json", "--store",
+                             store_url)) == []
+    assert "churn" in invoke("carbon", "churn", "--store", store_url)
