@@ -124,3 +124,18 @@ def test_a_text_regression_target_or_huge_values_are_named(tmp_path: Path) -> No
     assert str(result.exception) == (
         "input column 'b' of 'huge' holds values as large as 1.7e+308; the statistics need "
         "values within +-1e+150: rescale it")
+
+
+def test_threshold_is_a_similarity_from_0_to_1(tmp_path: Path) -> None:
+    from cmf_core.recommend.recommender import recommend
+
+    query = tmp_path / "task.json"
+    query.write_text(json.dumps(make_task("new", (0.2, 0.21, 0.9)).to_dict()))
+    for value in ("5", "nan", "-0.1"):
+        result = CliRunner().invoke(_app(), ["recommend", "--task", str(query), "--threshold",
+                                             value])
+        assert result.exit_code == 2, value
+        assert "Invalid value for '--threshold'" in result.output, value
+    for bad in (5.0, float("nan"), -0.1, True):
+        with pytest.raises(InvalidInputError, match=r"must be a similarity from 0 to 1"):
+            recommend(make_task("new", (0.2, 0.21, 0.9)), threshold=bad)
