@@ -170,7 +170,10 @@ def artifacts(
 
 
 def show(ref: Annotated[str, typer.Argument(help="Execution id, artifact digest or name.")],
-         store: StoreOpt = None, json: JsonOpt = False) -> None:
+         store: StoreOpt = None,
+         json: Annotated[bool, typer.Option(
+             "--json", help="Print plain JSON, for scripts (default: the same JSON, "
+                            "highlighted).")] = False) -> None:
     """Show one execution or artifact with its events, metrics and energy."""
     with get_store(store) as s:
         q = Query(s)

@@ -367,3 +367,11 @@ def test_unknown_names_that_would_select_nothing_are_errors(
     assert json.loads(invoke("artifacts", "--type", "Model", "--name", "x", "--json", "--store",
                              store_url)) == []
     assert "churn" in invoke("carbon", "churn", "--store", store_url)
+
+
+def test_show_json_help_says_what_it_changes() -> None:
+    result = runner.invoke(app, ["show", "--help"], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "instead of a table" not in text  # show has no table: it always prints JSON
+    assert "Print plain JSON, for scripts (default: the same JSON, highlighted)." in text
