@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import os
 import socket
+import tomllib
 from pathlib import Path
 from typing import Any, Literal
 
@@ -148,7 +149,7 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls, _config_file()))
+        return (init_settings, env_settings, _toml_source(settings_cls))
 
     # derived values -------------------------------------------------------------------------
     @property
@@ -175,6 +176,17 @@ def _config_file() -> Path | None:
         return path
     local = Path("cmf.toml")
     return local if local.is_file() else None
+
+
+def _toml_source(settings_cls: type[BaseSettings]) -> TomlConfigSettingsSource:
+    path = _config_file()
+    try:
+        return TomlConfigSettingsSource(settings_cls, path)
+    except tomllib.TOMLDecodeError as e:  # its message ends "(at line L, column C)"
+        raise ConfigError(f"config file {path} is not valid TOML: {e}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"config file {path} is not UTF-8 text (byte {e.start}); TOML files "
+                          "are UTF-8") from None
 
 
 def resolve_home(home: Path | None = None) -> Path:

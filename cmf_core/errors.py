@@ -31,6 +31,10 @@ class StoreError(CmfError):
     """The store cannot be opened or used (not a CMF store, newer schema, unreachable server)."""
 
 
+class ServiceError(CmfError):
+    """A service cmf-foundation reads from (an orchestrator's API) is unreachable or refused."""
+
+
 class MergeConflictError(CmfError):
     """Two records share an id but differ in content that must never change."""
 

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import itertools
 import json
 import math
+import re
 import uuid
 from collections.abc import Callable, Mapping
 from json.encoder import c_make_encoder, encode_basestring  # type: ignore[attr-defined]
@@ -34,6 +36,24 @@ def _default(value: Any) -> Any:
     if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays
         return value.tolist()
     return repr(value)
+
+
+#: levels of arrays and objects a stored value may nest: :func:`clean` recurses once per level,
+#: so far deeper values (which ``json.loads`` reads) would fail every read of them
+MAX_NESTING = 200
+_STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')  # a JSON string, escapes and all
+_BRACKET_STEP = bytes.maketrans(b"[{]}", b"\x01\x01\xff\xff")  # +1 / -1 as signed bytes
+_NOT_BRACKET = bytes(sorted(set(range(256)) - set(b"[{]}")))
+
+
+def nesting(text: bytes) -> int:
+    """How deep the JSON ``text`` nests arrays and objects, exactly when that is more than
+    :data:`MAX_NESTING` (else an upper bound, found without parsing: its opening brackets)."""
+    opened = text.count(b"[") + text.count(b"{")
+    if opened <= MAX_NESTING:
+        return opened
+    steps = _STRING.sub(b"", text).translate(_BRACKET_STEP, _NOT_BRACKET)
+    return max(itertools.accumulate(memoryview(steps).cast("b")), default=0)
 
 
 def clean(value: Any) -> Any:

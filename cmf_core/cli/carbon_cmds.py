@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 
 from cmf_core.carbon.rollup import Group, Rollup, plot, rollup
-from cmf_core.cli.common import JsonOpt, StoreOpt, get_store, parse_time, print_json, table
+from cmf_core.cli.common import (
+    JsonOpt,
+    StoreOpt,
+    check_pipelines,
+    get_store,
+    parse_time,
+    print_json,
+    table,
+)
 
 
 class By(enum.StrEnum):
@@ -43,6 +51,7 @@ def carbon(
     Example: cmf carbon churn --by site --plot carbon.png
     """
     with get_store(store) as s:
+        check_pipelines(s, [pipeline] if pipeline else None)
         result = rollup(s, pipeline=pipeline, site=site, since=parse_time(since),
                         until=parse_time(until), by=by.value)
     if plot_to is not None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -13,18 +15,56 @@ from rich.table import Table
 
 from cmf_core import jsonutil
 from cmf_core.config import load_settings
+from cmf_core.errors import NotFoundError
 from cmf_core.store import Store, open_store
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: CMF_STORE_URL "
                                               "or the embedded SQLite store).")]
+#: bounds of counts and positions (--limit, --offset, --since-seq, --depth): an SQL integer
+COUNT: dict[str, Any] = {"min": 0, "max": 2**63 - 1, "metavar": "<int>"}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 console = Console()
 
 
-def get_store(url: str | None) -> Store:
+def get_store(url: str | None, *, create: bool = False) -> Store:
+    """The store at ``url`` (default: the configured one). Only the commands that write into
+    it (init, import, sync) pass ``create``: a mistyped --store given to one that reads fails
+    instead of making an empty store there."""
     settings = load_settings(store_url=url)
-    return open_store(settings=settings)
+    return open_store(settings=settings, create=create)
+
+
+@contextlib.contextmanager
+def new_store_undone_on_error(url: str | None) -> Iterator[Store]:
+    """The store for a command that writes into it, created if missing; if the command fails,
+    a store it created is removed again, with the folders made for it."""
+    from cmf_core.store.sqlite import new_paths, remove_new
+
+    settings = load_settings(store_url=url)
+    made = new_paths(settings.resolved_store_url)
+    done = False
+    try:
+        with open_store(settings=settings) as store:
+            yield store
+        done = True
+    finally:
+        if not done:
+            remove_new(made)
+
+
+def some(names: list[str], n: int = 10) -> str:
+    """The first ``n`` of ``names``, and how many more."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
+def check_pipelines(s: Store, names: Iterable[str] | None) -> None:
+    """Refuse a pipeline name the store does not know (a typo would select nothing)."""
+    for name in names or ():
+        if s.get_pipeline(name) is None:
+            known = sorted(p.name for p in s.list_pipelines())
+            raise NotFoundError(f"no pipeline named {name!r} in this store ("
+                                + (f"known: {some(known)})" if known else "it has none yet)"))
 
 
 def print_json(data: Any) -> None:

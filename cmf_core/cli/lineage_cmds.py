@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.tree import Tree
 
-from cmf_core.cli.common import JsonOpt, StoreOpt, console, get_store, print_json, short
+from cmf_core.cli.common import COUNT, JsonOpt, StoreOpt, console, get_store, print_json, short
 from cmf_core.lineage import LineageNode, Query
 from cmf_core.model import Artifact
 
@@ -36,7 +36,8 @@ def to_rich(node: LineageNode, tree: Tree | None = None) -> Tree:
 
 def lineage(
     artifact: Annotated[str, typer.Argument(help="Artifact digest (or prefix) or name.")],
-    depth: Annotated[int | None, typer.Option(help="Stop after this many hops.")] = None,
+    depth: Annotated[int | None, typer.Option(help="Stop after this many hops.",
+                                                      **COUNT)] = None,
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:

@@ -4,16 +4,20 @@ ML-Metadata (MLMD) stores with --mlmd (cmflib and Kubeflow Pipelines)."""
 from __future__ import annotations
 
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cmf_core.cli.common import (
+    COUNT,
     JsonOpt,
     StoreOpt,
+    check_pipelines,
     console,
     get_store,
+    new_store_undone_on_error,
     parse_time,
     print_json,
     table,
@@ -33,7 +37,8 @@ def export(
                                                     "ending in .gz is gzip-compressed.")] = None,
     pipeline: Annotated[list[str] | None, typer.Option(
         help="Only this pipeline (repeat for several).")] = None,
-    since_seq: Annotated[int, typer.Option(help="Only changes after this store seq.")] = 0,
+    since_seq: Annotated[int, typer.Option(help="Only changes after this store seq.",
+                                                     **COUNT)] = 0,
     since: Annotated[str | None, typer.Option(
         help="Only executions started at or after this ISO time (with what they used).")]
     = None,
@@ -70,24 +75,44 @@ def export(
     selector = Selector(pipelines=tuple(pipeline) if pipeline else None, since_seq=since_seq,
                         since_time=parse_time(since), artifact=artifact)
     compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))
+    if out is not None:
+        _check_target(out)
     result = ExportResult()
     with get_store(store) as s:
+        check_pipelines(s, pipeline)
         chunks = export_bundle(s, selector, compress=compress, result=result)
         if out is None:
             for chunk in chunks:
                 sys.stdout.buffer.write(chunk)
             sys.stdout.buffer.flush()
             return
-        tmp = out.with_name(out.name + ".part")
-        with tmp.open("wb") as fh:
-            for chunk in chunks:
-                fh.write(chunk)
-        tmp.replace(out)
+        _write_whole(out, chunks)
     if json_out:
         print_json({"path": str(out), "records": result.records, "since": result.since,
                     "end": result.end})
         return
     typer.echo(f"Exported {result.records} records (seq {result.since}..{result.end}) to {out}")
+
+
+def _check_target(out: Path) -> None:
+    if out.is_dir():
+        raise InvalidInputError(f"cannot export to {out}: it is a folder; give a file name")
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"cannot export to {out}: the folder {out.parent} does not exist")
+
+
+def _write_whole(out: Path, chunks: Iterable[bytes]) -> None:
+    """Write ``out`` through a ``.part`` file renamed at the end: whole, or not at all."""
+    tmp = out.with_name(out.name + ".part")
+    try:
+        with tmp.open("wb") as fh:
+            for chunk in chunks:
+                fh.write(chunk)
+        tmp.replace(out)
+    except OSError as e:
+        raise InvalidInputError(f"cannot export to {out}: {e.strerror}") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _export_mlmd(path: Path, pipelines: list[str] | None, force: bool, json_out: bool,
@@ -136,7 +161,7 @@ def import_(
         raise InvalidInputError("nothing to import: give a bundle file, or --mlmd PATH_OR_URL")
     if pipeline:
         raise InvalidInputError("--pipeline only applies to --mlmd; bundles import whole")
-    with get_store(store) as s:
+    with new_store_undone_on_error(store) as s:
         report = import_file(s, src)
     if json_out:
         print_json(report.to_dict())
@@ -155,7 +180,7 @@ def _import_mlmd(source: str, pipelines: list[str] | None, json_out: bool,
                  store: str | None) -> None:
     from cmf_core.mlmd import import_mlmd
 
-    with get_store(store) as s:
+    with new_store_undone_on_error(store) as s:
         report = import_mlmd(s, source, pipelines)
     if json_out:
         print_json(report.to_dict())

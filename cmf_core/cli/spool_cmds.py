@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from cmf_core.cli.common import StoreOpt
+from cmf_core.cli.common import COUNT, StoreOpt
 from cmf_core.config import load_settings
 from cmf_core.openlineage.emit import Emitter
 
@@ -29,7 +29,8 @@ def status(store: StoreOpt = None) -> None:
 
 @spool_app.command("retry")
 def retry(
-    limit: Annotated[int | None, typer.Option(help="At most this many events.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many events.",
+                                                      **COUNT)] = None,
     store: StoreOpt = None,
 ) -> None:
     """Record spooled events now (oldest first); exit code 1 if some are still waiting."""

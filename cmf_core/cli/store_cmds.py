@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from cmf_core.cli.common import (
+    COUNT,
     JsonOpt,
     StoreOpt,
     console,
@@ -16,12 +17,14 @@ from cmf_core.cli.common import (
     parse_time,
     print_json,
     short,
+    some,
     table,
 )
 from cmf_core.config import HOME_DIRNAME
-from cmf_core.errors import NotFoundError
+from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.lineage import Query
 from cmf_core.lineage.query import artifact_dict, execution_dict
+from cmf_core.model.artifact import ARTIFACT_TYPES
 from cmf_core.store import ExecutionFilter, Store, open_store
 
 
@@ -45,13 +48,22 @@ def init(
     Example: CMF_SITE=hpc cmf init
     """
     from cmf_core.config import load_settings
+    from cmf_core.store.sqlite import why_no_folder
 
     home = path / HOME_DIRNAME
-    home.mkdir(parents=True, exist_ok=True)
+    db = home / "cmf.db"
+    try:
+        home.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InvalidInputError(f"cannot create the CMF home {home}: "
+                                f"{why_no_folder(home, e)}") from None
+    existed = db.is_file() and db.stat().st_size > 0
     settings = load_settings(home=home, site=site)
-    store = open_store(f"sqlite:///{home / 'cmf.db'}", settings.site, settings)
-    store.close()
-    typer.echo(f"Initialised CMF store at {home / 'cmf.db'} (site {settings.site})")
+    open_store(f"sqlite:///{db}", settings.site, settings).close()  # checks an existing one
+    if existed:
+        typer.echo(f"A CMF store already exists at {db}; left as it was")
+        return
+    typer.echo(f"Initialised CMF store at {db} (site {settings.site})")
 
 
 def pipelines(store: StoreOpt = None, json: JsonOpt = False) -> None:
@@ -93,8 +105,8 @@ def executions(
     status: Annotated[str | None, typer.Option(help="running, completed, failed, ...")] = None,
     since: Annotated[str | None, typer.Option(help="Started at or after (ISO time).")] = None,
     until: Annotated[str | None, typer.Option(help="Started before (ISO time).")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
-    offset: Annotated[int, typer.Option(help="Skip this many rows.")] = 0,
+    limit: Annotated[int, typer.Option(help="At most this many rows.", **COUNT)] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many rows.", **COUNT)] = 0,
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -120,9 +132,8 @@ def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:
     if pipeline is None or s.get_pipeline(pipeline) is not None:
         return None
     known = sorted(p.name for p in s.list_pipelines())
-    names = ", ".join(known[:10]) + (f" and {len(known) - 10} more" if len(known) > 10 else "")
     return (f"No pipeline named {pipeline!r} in this store; "
-            + (f"it has {names}." if known else "it has none yet."))
+            + (f"it has {some(known)}." if known else "it has none yet."))
 
 
 def _say(hint: str | None) -> None:
@@ -136,7 +147,7 @@ def artifacts(
     digest: Annotated[str | None, typer.Option(help="Exact digest.")] = None,
     pipeline: Annotated[str | None, typer.Option(help="Used or made by this pipeline.")] = None,
     site: Annotated[str | None, typer.Option(help="First recorded at this site.")] = None,
-    limit: Annotated[int, typer.Option(help="At most this many rows.")] = 50,
+    limit: Annotated[int, typer.Option(help="At most this many rows.", **COUNT)] = 50,
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -144,6 +155,11 @@ def artifacts(
     with get_store(store) as s:
         rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
                                   site=site, limit=limit)
+        if (not rows and type is not None and type not in ARTIFACT_TYPES
+                and not s.find_artifacts(type=type, limit=1)):
+            raise NotFoundError(f"no artifact type {type!r}: not a registered type, and no "
+                                f"artifact of this store has it (known: "
+                                f"{some(sorted(ARTIFACT_TYPES), 20)})")
         hint = _unknown_pipeline(s, pipeline) if not rows else None
     if json:
         print_json([artifact_dict(a) for a in rows])
@@ -154,7 +170,10 @@ def artifacts(
 
 
 def show(ref: Annotated[str, typer.Argument(help="Execution id, artifact digest or name.")],
-         store: StoreOpt = None, json: JsonOpt = False) -> None:
+         store: StoreOpt = None,
+         json: Annotated[bool, typer.Option(
+             "--json", help="Print plain JSON, for scripts (default: the same JSON, "
+                            "highlighted).")] = False) -> None:
     """Show one execution or artifact with its events, metrics and energy."""
     with get_store(store) as s:
         q = Query(s)

@@ -48,7 +48,7 @@ def sync(
                                 f"{' and '.join('--' + c for c in chosen)}")
     direction = chosen[0] if chosen else "both"
     settings = load_settings(store_url=store)
-    with get_store(store) as s:
+    with get_store(store, create=True) as s:
         report = do_sync(peer_url, token=token, direction=direction,  # type: ignore[arg-type]
                          pipeline=pipeline, store=s, settings=settings)
     if json_out:

@@ -38,6 +38,7 @@ from typing import Any, BinaryIO
 
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
+from cmf_core.jsonutil import MAX_NESTING
 
 FORMAT = 1  # what files are written in, and what every reader understands
 COMPACT = 2  # record lines are blocks of arrays (see cmf_core.federation.wire): peer sync
@@ -201,13 +202,26 @@ class Writer:
 
 
 def _parse(line: bytes, where: str) -> dict[str, Any]:
+    _check_nesting(line, where)
     try:
         data = json.loads(line, parse_constant=_no_constant)
     except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as e:
         raise BundleError(f"{where}: not valid JSON ({e})") from None
+    except RecursionError:  # deeper than even _check_nesting's count of brackets
+        raise BundleError(f"{where}: nested too deeply to read (at most {MAX_NESTING} levels "
+                          "of arrays and objects)") from None
     if not isinstance(data, dict):
         raise BundleError(f"{where}: a bundle line must be a JSON object")
     return data
+
+
+def _check_nesting(line: bytes, where: str) -> None:
+    """Refuse a line nesting arrays and objects deeper than :data:`~cmf_core.jsonutil.MAX_NESTING`
+    (stored, such a record would fail every read of the store)."""
+    depth = jsonutil.nesting(line)
+    if depth > MAX_NESTING:
+        raise BundleError(f"{where}: nested {depth} levels deep; at most {MAX_NESTING} levels "
+                          "of arrays and objects are accepted")
 
 
 def _no_constant(name: str) -> Any:
@@ -321,15 +335,18 @@ class Reader:
             raise BundleError(f"{self.name} ends in the middle of line "
                               f"{self.lineno + len(batch)}: the transfer was cut off; nothing "
                               "was imported")
+        compact = self.header is not None and self.header.format == COMPACT
+        if not compact:  # a record per line (a compact line is a block of flat arrays)
+            for i, raw in enumerate(batch):
+                _check_nesting(raw, f"{self.name}:{self.lineno + i + 1}")
         try:
             parsed = json.loads(b"[" + b",".join(batch) + b"]", parse_constant=_no_constant)
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError):
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
             parsed = [_parse(raw, f"{self.name}:{self.lineno + i + 1}")
                       for i, raw in enumerate(batch)]  # raises naming the bad line
         if self.trailer is not None:
             raise BundleError(f"{self.name}:{self.lineno + 1}: data after the bundle trailer; "
                               "nothing was imported")
-        compact = self.header is not None and self.header.format == COMPACT
         records = next((i for i, data in enumerate(parsed)
                         if type(data) is dict and data.get("kind") == TRAILER_KIND), len(parsed))
         want = list if compact else dict

@@ -168,7 +168,16 @@ class _Client:
         except self.httpx.HTTPError as e:
             raise PeerError(f"cannot reach {self.base}: {e}") from None
         self._fail(resp, f"GET {path}")
-        return resp.json()
+        try:
+            data = resp.json()
+        except ValueError:
+            data = None
+        if not isinstance(data, dict):
+            kind = resp.headers.get("content-type") or "no content type"
+            raise PeerError(f"{self.base}{API}{path} answered {resp.status_code} with "
+                            f"{resp.text[:80]!r} ({kind}), not a JSON object; is {self.base} a "
+                            "cmf serve of cmf-foundation?")
+        return data
 
 
 def is_loopback(url: str) -> bool:

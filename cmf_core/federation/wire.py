@@ -87,6 +87,8 @@ def _objects(col: Sequence[Any]) -> Sequence[str] | None:
     for text in distinct:
         if type(text) is not str:
             return None
+        if jsonutil.nesting(text.encode()) > jsonutil.MAX_NESTING:
+            return None  # the record-by-record read names it
         try:
             value = json.loads(text, parse_constant=_no_constant)
         except ValueError:
@@ -197,6 +199,11 @@ def row_dict(kind: str, row: Any) -> dict[str, Any]:
         if name in OBJECT_FIELDS:
             if type(value) is not str:
                 raise ValueError(f"{name} {value!r} must be the JSON text of an object")
+            depth = jsonutil.nesting(value.encode())
+            if depth > jsonutil.MAX_NESTING:
+                raise ValueError(f"{name} nests {depth} levels deep; at most "
+                                 f"{jsonutil.MAX_NESTING} levels of arrays and objects are "
+                                 "accepted")
             try:
                 value = json.loads(value, parse_constant=_no_constant)
             except ValueError as e:

@@ -160,7 +160,7 @@ def export_mlmd(store: Store, path: str | os.PathLike[str],
     target = Path(path).expanduser()
     if target.is_dir():
         raise InvalidInputError(f"MLMD export target {target} is a directory; give a file "
-                                "path such as {target}/mlmd")
+                                f"path such as {target}/mlmd")
     if target.exists() and not force:
         raise InvalidInputError(f"MLMD export target {target} already exists; give another "
                                 "path, or --force to replace it")

@@ -26,9 +26,9 @@ def _open_store(url: str | None) -> Any:
     settings = load_settings(store_url=url)
     resolved = settings.resolved_store_url
     if url or settings.store_url:
-        return open_store(settings=settings)
+        return open_store(settings=settings, create=False)
     if resolved.startswith("sqlite:///") and Path(resolved[len("sqlite:///"):]).is_file():
-        return open_store(settings=settings)
+        return open_store(settings=settings, create=False)
     return None
 
 
@@ -49,7 +49,9 @@ def recommend_command(
     ] = False,
     k: Annotated[int, typer.Option("-k", "--k", help="How many seeds.")] = 5,
     threshold: Annotated[float | None, typer.Option(
-        help="Similarity threshold (default: the knowledge base's calibrated one).")] = None,
+        min=0.0, max=1.0,
+        help="Similarity threshold, 0 to 1 (default: the knowledge base's calibrated one).")]
+    = None,
     store: Annotated[str | None, typer.Option(
         "--store", help="Store URL whose recorded runs join the knowledge base (default: the "
         "configured store, if any).")] = None,

@@ -404,6 +404,10 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                started: float, use_meta_model: bool = True) -> Recommendation:
     if isinstance(k, bool) or not isinstance(k, int) or k < 1:
         raise InvalidInputError(f"k={k!r} must be a whole number >= 1")
+    if threshold is not None and not (isinstance(threshold, (int, float))
+                                      and not isinstance(threshold, bool)
+                                      and 0.0 <= threshold <= 1.0):  # NaN fails this too
+        raise InvalidInputError(f"threshold={threshold!r} must be a similarity from 0 to 1")
     desc = TaskDescription.from_dict(task)
     kb = knowledge if knowledge is not None else (shipped() if include_shipped
                                                    else KnowledgeBase())

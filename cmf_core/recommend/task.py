@@ -346,16 +346,28 @@ def _target_codes(y: np.ndarray, category: Category) -> tuple[np.ndarray, bool]:
 
 
 # tabular --------------------------------------------------------------------------------------
+MAX_ABS = 1e150  # the largest input value: squared and summed over rows it stays finite
+
+
+def _is_number(value: Any) -> bool:
+    try:
+        float(value)
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
 def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
                     modality: Modality | str = Modality.TABULAR, name: str = "task",
                     categorical: Sequence[bool] | None = None,
                     groups: Sequence[str] = DEFAULT_GROUPS, metric: str | None = None,
                     group: str | None = None, max_rows: int = 20_000,
-                    seed: int = 0) -> TaskDescription:
+                    seed: int = 0, columns: Sequence[str] | None = None) -> TaskDescription:
     """Describe a tabular (or flattened image) dataset ``X`` (rows x columns) with target ``y``.
 
     ``categorical`` marks columns holding category codes; NaN marks missing cells. Rows beyond
     ``max_rows`` are subsampled (seeded) for the statistics; sizes use the full data.
+    ``columns`` names the columns in error messages.
     """
     cat = parse_category(category)
     mod = parse_modality(modality)
@@ -414,7 +426,14 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
             mf["n_classes"] = _clip01(math.log2(len(labels)) / math.log2(100))
             mf["class_balance"] = raw["class_balance"]
         else:
-            yf = np.asarray(ys, dtype=float)
+            try:
+                yf = np.asarray(ys, dtype=float)
+            except (TypeError, ValueError):
+                text = next(v for v in np.asarray(ys).ravel() if not _is_number(v))
+                raise InvalidInputError(
+                    f"target of {name!r} holds the text {str(text)[:40]!r}; a {cat.value} "
+                    "target must be numeric (or is this a classification task?)"
+                ) from None
             if not np.isfinite(yf).all():
                 raise InvalidInputError(
                     f"target of {name!r} has missing or non-numeric values; drop those rows"
@@ -429,6 +448,14 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
         col_med = np.nanmedian(np.where(np.isfinite(Xs), Xs, np.nan), axis=0)
     col_med = np.where(np.isfinite(col_med), col_med, 0.0)
     Xf = np.where(np.isfinite(Xs), Xs, col_med)
+    largest = np.abs(Xf).max(axis=0)
+    if (largest > MAX_ABS).any():  # their squares overflow: no variance, no SVD
+        j = int(np.argmax(largest))
+        column = repr(columns[j]) if columns and len(columns) == d else str(j + 1)
+        raise InvalidInputError(
+            f"input column {column} of {name!r} holds values as large as {largest[j]:.3g}; the "
+            f"statistics need values within +-{MAX_ABS:g}: rescale it"
+        )
     varying = Xf.std(axis=0) > 1e-12
     numeric = varying & ~cat_mask
 
@@ -855,6 +882,6 @@ def describe_csv(path: str | Path, *, category: Category | str,
         raise InvalidInputError(f"dataset {path} has no input columns besides the target")
     return describe_arrays(fvalues, y, category=cat, modality=mod, name=label,
                            categorical=features.categorical, groups=groups, metric=metric,
-                           group=group)
+                           group=group, columns=features.columns)
 
 

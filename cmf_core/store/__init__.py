@@ -17,7 +17,7 @@ from cmf_core.store.base import Closure, ExecutionFilter, Store
 if TYPE_CHECKING:
     from cmf_core.config import Settings
 
-StoreFactory = Callable[[str, str, str], Store]
+StoreFactory = Callable[[str, str, str, bool], Store]  # url, site, durability, create
 _REGISTRY: dict[str, StoreFactory] = {}
 
 
@@ -30,22 +30,25 @@ def register_store(kind: str) -> Callable[[StoreFactory], StoreFactory]:
 
 
 @register_store("sqlite")
-def _sqlite(url: str, site: str, durability: str) -> Store:
+def _sqlite(url: str, site: str, durability: str, create: bool) -> Store:
     from cmf_core.store.sqlite import SqliteStore
 
-    return SqliteStore(url, site, durability)
+    return SqliteStore(url, site, durability, create=create)
 
 
 @register_store("postgresql")
-def _postgres(url: str, site: str, durability: str) -> Store:
+def _postgres(url: str, site: str, durability: str, create: bool) -> Store:
     from cmf_core.store.postgres import PostgresStore
 
-    return PostgresStore(url, site, durability)
+    return PostgresStore(url, site, durability, create=create)
 
 
 def open_store(url: str | None = None, site: str | None = None,
-               settings: Settings | None = None) -> Store:
-    """Open (and create or migrate) the store at ``url``; defaults come from settings."""
+               settings: Settings | None = None, *, create: bool = True) -> Store:
+    """Open (and create or migrate) the store at ``url``; defaults come from settings.
+
+    With ``create=False`` (commands that only read) a store that does not exist yet is an
+    error, and nothing is created."""
     import sqlalchemy as sa  # here: the journal companion imports this package without it
 
     from cmf_core.config import load_settings
@@ -67,7 +70,7 @@ def open_store(url: str | None = None, site: str | None = None,
         raise ConfigError(
             f"unknown store kind {kind!r} in {url!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
         )
-    store = factory(url, site, durability)
+    store = factory(url, site, durability, create)
     if settings is not None and hasattr(store, "companion_enabled"):
         store.companion_enabled = settings.journal_companion
     return store

@@ -66,6 +66,12 @@ def not_a_store(where: str, tables: Sequence[str]) -> str:
             "CMF_STORE_URL at a new file or an empty database")
 
 
+def no_store(where: str) -> str:
+    """The error for a store that a command which only reads finds missing."""
+    return (f"no CMF store at {where} (create one with `cmf init`, or check the store URL: "
+            "--store or CMF_STORE_URL)")
+
+
 def connect(path: Path, synchronous: str) -> sqlite3.Connection:
     """The writing connection to an SQLite store (autocommit; transactions are explicit)."""
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False,

@@ -23,7 +23,8 @@ class PostgresStore(SqlStore):
     placeholder: ClassVar[str] = "%s"
     least: ClassVar[str] = "LEAST"
 
-    def __init__(self, url: str, site: str, durability: str = "normal") -> None:
+    def __init__(self, url: str, site: str, durability: str = "normal",
+                 create: bool = True) -> None:
         try:
             import psycopg  # noqa: F401
         except ImportError:
@@ -34,7 +35,7 @@ class PostgresStore(SqlStore):
         self._conninfo = parsed.render_as_string(hide_password=False).replace(
             "postgresql+psycopg://", "postgresql://")
         engine = sa.create_engine(parsed, pool_pre_ping=True)
-        super().__init__(url, site, engine)
+        super().__init__(url, site, engine, create=create)
 
     def _connect_writer(self) -> Any:
         import psycopg

@@ -341,8 +341,9 @@ class SqlStore(Store):
     journaled: ClassVar[bool] = False
     companion_enabled = True  # settings.journal_companion (see cmf_core.store.companion)
 
-    def __init__(self, url: str, site: str, engine: Engine) -> None:
+    def __init__(self, url: str, site: str, engine: Engine, create: bool = True) -> None:
         self.url = url
+        self.create = create
         self.site = site
         self.engine = engine
         self._lock = threading.RLock()
@@ -447,6 +448,8 @@ class SqlStore(Store):
                 tables = self._existing_tables(cur)
                 if tables and "cmf_store" not in tables:
                     raise StoreError(bulk.not_a_store(self.safe_url, tables))
+                if not tables and not self.create:
+                    raise StoreError(bulk.no_store(self.safe_url))
                 applied: set[str] = set()
                 if tables:
                     cur.execute("SELECT key, value FROM cmf_store WHERE key = 'format'")

@@ -15,6 +15,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import shutil
 import sqlite3
 from pathlib import Path
 from typing import Any, ClassVar
@@ -22,7 +24,7 @@ from typing import Any, ClassVar
 import sqlalchemy as sa
 
 from cmf_core.errors import StoreError
-from cmf_core.store.bulk import connect, prepare
+from cmf_core.store.bulk import connect, no_store, prepare
 from cmf_core.store.journal import JournalWriter, journal_dir
 from cmf_core.store.sql import SqlStore, db_error_text
 
@@ -39,20 +41,26 @@ class SqliteStore(SqlStore):
     event_order: ClassVar[tuple[str, str]] = ("ASC", "DESC")
     journaled: ClassVar[bool] = True
 
-    def __init__(self, url: str, site: str, durability: str = "normal") -> None:
-        parsed = sa.engine.make_url(url)
-        db = parsed.database or ""
+    def __init__(self, url: str, site: str, durability: str = "normal",
+                 create: bool = True) -> None:
+        db = sa.engine.make_url(url).database or ""
         if db in ("", ":memory:"):
             raise StoreError("an in-memory SQLite store cannot be shared; give a file path "
                              "(sqlite:///path/to/cmf.db)")
         self.path = Path(db).expanduser()
         if self.path.is_dir():
             raise StoreError(f"store path {self.path} is a directory; give a file path")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        if not create and (not self.path.is_file() or self.path.stat().st_size == 0):
+            raise StoreError(no_store(str(self.path)))
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise StoreError(f"cannot create the folder {self.path.parent} for the store: "
+                             f"{why_no_folder(self.path.parent, e)}") from None
         self.synchronous = {"normal": "NORMAL", "full": "FULL"}[durability]
         engine = sa.create_engine(f"sqlite:///{self.path}")
         sa.event.listen(engine, "connect", self._on_connect)
-        super().__init__(url, site, engine)
+        super().__init__(url, site, engine, create=create)
         self._journal = JournalWriter(journal_dir(self.path), fsync=durability == "full")
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
@@ -88,3 +96,38 @@ class SqliteStore(SqlStore):
         if "unable to open" in text or "readonly" in text:
             return StoreError(f"cannot write the store at {self.path}: {text}")
         return StoreError(f"store {self.path} failed: {text}")
+
+
+def why_no_folder(folder: Path, error: OSError) -> str:
+    """Why ``folder.mkdir(parents=True)`` failed, naming the file in the way if there is one."""
+    for p in (folder, *folder.parents):
+        if p.exists() and not p.is_dir():
+            return f"{p} is a file, not a folder"
+    return f"{error.strerror} ({error.filename})"
+
+
+def new_paths(url: str) -> list[Path]:
+    """What opening the SQLite store at ``url`` would create: its file and the missing folders
+    above it, nearest first (none for an existing store or another kind of URL)."""
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return []
+    if parsed.get_backend_name() != "sqlite" or parsed.database in (None, "", ":memory:"):
+        return []
+    path = Path(parsed.database).expanduser()
+    return [p for p in (path, *path.parents) if not p.exists() and not p.is_symlink()]
+
+
+def remove_new(paths: list[Path]) -> None:
+    """Undo :func:`new_paths` once the store is closed: the store's files, then each folder made
+    for it that is still empty."""
+    if not paths:
+        return
+    db = paths[0]
+    for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+        f.unlink(missing_ok=True)
+    shutil.rmtree(journal_dir(db), ignore_errors=True)
+    for folder in paths[1:]:
+        with contextlib.suppress(OSError):
+            folder.rmdir()

@@ -31,6 +31,20 @@ def test_explicit_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -
         load_settings()
 
 
+def test_a_config_file_that_is_not_toml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cmf.toml").write_text('site = "hpc"\nstore_url = \n')
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    assert str(e.value) == ("config file cmf.toml is not valid TOML: Invalid value "
+                            "(at line 2, column 13)")
+    f = tmp_path / "site.toml"
+    f.write_bytes(b'site = "\xff"\n')
+    monkeypatch.setenv("CMF_CONFIG", str(f))
+    with pytest.raises(ConfigError, match=rf"^config file {f} is not UTF-8 text \(byte 8\)"):
+        load_settings()
+
+
 def test_unknown_keys_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CMF_STORE", "x")

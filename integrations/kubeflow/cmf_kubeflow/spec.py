@@ -25,6 +25,13 @@ def load_documents(path: Path) -> tuple[dict[str, Any], dict[str, Any]]:
         docs = [d for d in yaml.safe_load_all(path.read_text(encoding="utf-8")) if d]
     except FileNotFoundError:
         raise InvalidInputError(f"pipeline file {path} does not exist") from None
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark else ""
+        raise InvalidInputError(f"pipeline file {path} is not valid YAML: "
+                                f"{getattr(e, 'problem', None) or e}{where}") from None
+    except (UnicodeDecodeError, IsADirectoryError) as e:
+        raise InvalidInputError(f"pipeline file {path} is not a YAML text file: {e}") from None
     if not docs:
         raise InvalidInputError(f"pipeline file {path} is empty")
     return docs[0], (docs[1] if len(docs) > 1 else {})

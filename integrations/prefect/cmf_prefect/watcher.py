@@ -40,6 +40,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from cmf_core.errors import ServiceError
 from cmf_prefect.adapter import (
     ROUTE_WATCHER,
     Recorder,
@@ -411,17 +412,23 @@ class Watcher:
     def catch_up(self) -> int:
         """Handle every stored event since the cursor (minus the look-back); returns how many
         were new."""
+        import httpx
+
         before = self.stats.handled
-        with self._client() as client:
-            page = client.read_events(filter=self._filter(self.cursor.since(self.lookback_s)),
-                                      limit=PAGE_SIZE)
-            while True:
-                for ev in page.events:
-                    self.handle(ev.model_dump(mode="json"))
-                self.save()
-                if not page.next_page:
-                    break
-                page = client.read_events_page(page.next_page)
+        try:
+            with self._client() as client:
+                page = client.read_events(
+                    filter=self._filter(self.cursor.since(self.lookback_s)), limit=PAGE_SIZE)
+                while True:
+                    for ev in page.events:
+                        self.handle(ev.model_dump(mode="json"))
+                    self.save()
+                    if not page.next_page:
+                        break
+                    page = client.read_events_page(page.next_page)
+        except httpx.HTTPError as e:  # unreachable, or an error status (a wrong URL: 404)
+            raise ServiceError(f"cannot read the events of the Prefect API at {self.api_url}: "
+                               f"{e}") from e
         return self.stats.handled - before
 
     async def _follow(self, stop: threading.Event) -> None:

@@ -108,7 +108,8 @@ def test_filters_and_grouping_options(store_url: str) -> None:
     day = json.loads(invoke("--store", store_url, "--json", "--since", "2000-01-01T00:00",
                             "--by", "day"))
     assert len(day["groups"]) >= 1 and day["total"]["executions"] == 8
-    assert json.loads(invoke("nope", "--store", store_url, "--json"))["groups"] == []
+    unknown = runner.invoke(app, ["carbon", "nope", "--store", store_url, "--json"])
+    assert str(unknown.exception) == "no pipeline named 'nope' in this store (known: churn)"
 
 
 def test_plot_writes_a_png(store_url: str, tmp_path: Path) -> None:

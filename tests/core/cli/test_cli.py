@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from typer.testing import CliRunner
 
 from cmf_core import Cmf
 from cmf_core.cli import app, main
+from cmf_core.errors import CmfError
 
 runner = CliRunner()
 
@@ -160,6 +162,37 @@ def test_init_creates_home(tmp_path: Path) -> None:
     assert (tmp_path / "proj" / ".cmf" / "cmf.db").is_file()
 
 
+def test_init_on_a_bad_path_or_an_existing_store(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "afile").write_text("x")
+    for where, blocker in ((tmp_path / "afile", tmp_path / "afile"),
+                           (tmp_path / "afile" / "sub", tmp_path / "afile")):
+        with pytest.raises(SystemExit) as e:
+            main(["init", str(where)])
+        assert e.value.code == 1
+        assert capsys.readouterr().err.strip() == (
+            f"Error: cannot create the CMF home {where / '.cmf'}: {blocker} is a file, "
+            "not a folder")
+    assert (tmp_path / "afile").read_text() == "x"
+    # a writer whose CMF_HOME is a file: a one-line error, not a traceback
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / "afile"))
+    monkeypatch.delenv("CMF_STORE_URL", raising=False)
+    with pytest.raises(CmfError, match=f"{tmp_path / 'afile'} is a file, not a folder"):
+        Cmf(pipeline_name="p", measure_energy=False)
+    # init over an existing store says so and keeps what it holds
+    monkeypatch.delenv("CMF_HOME")
+    db = tmp_path / "proj" / ".cmf" / "cmf.db"
+    invoke("init", str(tmp_path / "proj"))
+    with (Cmf(pipeline_name="kept", store=f"sqlite:///{db}", measure_energy=False) as cmf,
+          cmf.create_execution("s")):
+        pass
+    out = invoke("init", str(tmp_path / "proj"), "--site", "edge")
+    assert out == f"A CMF store already exists at {db}; left as it was\n"
+    data = json.loads(invoke("pipelines", "--store", f"sqlite:///{db}", "--json"))
+    assert [(p["name"], p["executions"]) for p in data] == [("kept", 1)]
+
+
 def test_every_command_has_help() -> None:
     import typer.main
 
@@ -196,3 +229,149 @@ def test_usage_errors_are_short(capsys: pytest.CaptureFixture[str]) -> None:
     assert e.value.code == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err and "Invalid value for '--limit'" in err
+
+
+def test_reading_a_missing_store_fails_and_creates_nothing(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "typo" / "cmf.db"
+    for args in (["pipelines"], ["stages"], ["executions"], ["artifacts"], ["show", "x"],
+                 ["lineage", "x"], ["carbon"], ["export"], ["export", "out.jsonl"],
+                 ["conflicts"], ["artifact", "fetch", "sha256:00"]):
+        with pytest.raises(SystemExit) as e:
+            main([*args, "--store", f"sqlite:///{typo}"])
+        assert e.value.code == 1, args
+        assert capsys.readouterr().err.strip() == (
+            f"Error: no CMF store at {typo} (create one with `cmf init`, or check the store "
+            "URL: --store or CMF_STORE_URL)"), args
+        assert sorted(tmp_path.iterdir()) == [], args  # no store, no folder, no output
+
+
+def test_a_failed_import_leaves_no_new_store_behind(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"kind": "spaceship"}\n')
+    new = tmp_path / "new" / "deeper" / "cmf.db"
+    with pytest.raises(SystemExit):
+        main(["import", str(bad), "--store", f"sqlite:///{new}"])
+    assert "unknown record kind 'spaceship'" in capsys.readouterr().err
+    assert not (tmp_path / "new").exists()
+    # a good bundle still creates the store (import writes)
+    good = tmp_path / "good.jsonl"
+    invoke("export", str(good), "--store", store_url)
+    invoke("import", str(good), "--store", f"sqlite:///{new}")
+    data = json.loads(invoke("pipelines", "--store", f"sqlite:///{new}", "--json"))
+    assert [p["name"] for p in data] == ["churn"]
+
+
+def test_counts_are_bounded_to_what_a_store_holds(store_url: str,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    top = str(2**63 - 1)
+    for args in (["executions", "--limit"], ["executions", "--offset"], ["artifacts", "--limit"],
+                 ["lineage", "model.pkl", "--depth"], ["export", "--since-seq"],
+                 ["spool", "retry", "--limit"]):
+        for value, bound in ((str(2**63), f"less than or equal to {top}"),
+                             ("-1", "greater than or equal to 0")):
+            with pytest.raises(SystemExit) as e:
+                main([*args, value, "--store", store_url])
+            assert e.value.code == 2, args
+            err = capsys.readouterr().err
+            assert "Traceback" not in err and f"Invalid value for '{args[-1]}'" in err, args
+            assert bound in err, args
+    # the largest value is accepted
+    assert json.loads(invoke("executions", "--limit", top, "--offset", top, "--json",
+                             "--store", store_url)) == []
+    assert len(json.loads(invoke("artifacts", "--limit", top, "--json", "--store",
+                                 store_url))) == 4  # 3 files, the metrics
+    tree = json.loads(invoke("lineage", "model.pkl", "--depth", top, "--json", "--store",
+                             store_url))
+    assert tree["children"][0]["children"][0]["name"] == "train.csv"
+    assert invoke("export", "--since-seq", top, "--store", store_url).count("\n") == 2
+
+
+def test_export_to_a_folder_or_a_missing_folder(store_url: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "out"
+    folder.mkdir()
+    for target, why in ((folder, "it is a folder; give a file name"),
+                        (tmp_path / "nope" / "x.jsonl",
+                         f"the folder {tmp_path / 'nope'} does not exist")):
+        with pytest.raises(SystemExit) as e:
+            main(["export", str(target), "--store", store_url])
+        assert e.value.code == 1
+        assert capsys.readouterr().err.strip() == f"Error: cannot export to {target}: {why}"
+    assert list(folder.iterdir()) == [] and not (tmp_path / "nope").exists()
+    assert not list(tmp_path.glob("*.part"))
+    with pytest.raises(SystemExit):
+        main(["export", "--mlmd", str(folder), "--store", store_url])
+    assert capsys.readouterr().err.strip() == (
+        f"Error: MLMD export target {folder} is a directory; give a file path such as "
+        f"{folder}/mlmd")
+
+
+def test_an_export_failing_midway_leaves_no_part_file(
+        store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from cmf_core.cli import records_cmds
+    from cmf_core.errors import StoreError
+
+    def failing(*_args: object, **_kwargs: object) -> Iterator[bytes]:
+        yield b'{"kind": "cmf-bundle"}\n'
+        raise StoreError("the store went away")
+
+    monkeypatch.setattr(records_cmds, "export_bundle", failing)
+    out = tmp_path / "dump.jsonl"
+    out.write_text("kept\n")
+    with pytest.raises(SystemExit):
+        main(["export", str(out), "--store", store_url])
+    assert capsys.readouterr().err.strip() == "Error: the store went away"
+    assert out.read_text() == "kept\n" and not list(tmp_path.glob("*.part"))
+
+
+def test_import_of_a_deeply_nested_line_names_it(store_url: str, tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "deep.jsonl"
+    bad.write_text('{"kind": "pipeline", "name": "x", "site": "a"}\n'
+                   '{"kind": "pipeline", "name": "y", "site": "a", "properties": {"a": '
+                   + "[" * 100_000 + "]" * 100_000 + "}}\n")
+    with pytest.raises(SystemExit) as e:
+        main(["import", str(bad), "--store", store_url])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        "Error: deep.jsonl:2: nested 100002 levels deep; at most 200 levels of arrays and "
+        "objects are accepted")
+    data = json.loads(invoke("pipelines", "--store", store_url, "--json"))
+    assert [p["name"] for p in data] == ["churn"]
+
+
+def test_unknown_names_that_would_select_nothing_are_errors(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    for args in (["carbon", "chrun"], ["export", "--pipeline", "chrun"],
+                 ["export", str(tmp_path / "out.jsonl"), "--pipeline", "churn", "--pipeline",
+                  "chrun"]):
+        with pytest.raises(SystemExit) as e:
+            main([*args, "--store", store_url])
+        assert e.value.code == 1, args
+        assert capsys.readouterr().err.strip() == (
+            "Error: no pipeline named 'chrun' in this store (known: churn)"), args
+    assert not (tmp_path / "out.jsonl").exists()
+    with pytest.raises(SystemExit) as e:
+        main(["artifacts", "--type", "Bogus", "--store", store_url])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip().startswith(
+        "Error: no artifact type 'Bogus': not a registered type, and no artifact of this store "
+        "has it (known: Code, Dataset, ")
+    # known names with nothing to show are not errors
+    assert json.loads(invoke("artifacts", "--type", "Label", "--json", "--store", store_url)) == []
+    assert json.loads(invoke("artifacts", "--type", "Model", "--name", "x", "--json", "--store",
+                             store_url)) == []
+    assert "churn" in invoke("carbon", "churn", "--store", store_url)
+
+
+def test_show_json_help_says_what_it_changes() -> None:
+    result = runner.invoke(app, ["show", "--help"], env={"COLUMNS": "240"})
+    assert result.exit_code == 0, result.output
+    text = result.output
+    assert "instead of a table" not in text  # show has no table: it always prints JSON
+    assert "Print plain JSON, for scripts (default: the same JSON, highlighted)." in text

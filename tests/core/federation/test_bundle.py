@@ -102,3 +102,21 @@ def test_unknown_format_and_bad_json() -> None:
         read(make().replace(b'"value":0.5', b'"value":NaN'))
     with pytest.raises(BundleError, match="empty"):
         read(b"")
+
+
+@pytest.mark.parametrize("depth", [201, 5000, 100_000])
+def test_a_line_nested_too_deeply_is_refused_naming_it(depth: int) -> None:
+    """Deeper than Python's recursion limit: a RecursionError; deeper than 200 levels: a record
+    that every later read of the store would fail on. Brackets inside strings do not count."""
+    inner = "[" * (depth - 2) + "]" * (depth - 2)  # in the object and its properties
+    deep = '{"kind":"pipeline","name":"q","properties":{"a":' + inner + '}}'
+    with pytest.raises(BundleError, match=rf":3: nested {depth} levels deep; at most 200 "):
+        read(make(lines=[LINES[0], deep, LINES[2]]))
+    with pytest.raises(BundleError, match=rf":2: nested {depth} levels deep"):
+        read(f'{{"kind":"stage"}}\n{deep}\n'.encode(), allow_plain=True)
+    with pytest.raises(BundleError, match=rf":1: nested {depth} levels deep"):
+        read(f"{deep}\n".encode())  # the first line: a header, or plain lines
+    at_most = '{"kind":"pipeline","name":"q","properties":{"a":' + "[" * 198 + "]" * 198 + "}}"
+    strings = '{"kind":"pipeline","name":"' + '[{\\"' * 500 + '"}'
+    _, records = read(make(lines=[at_most, strings]))
+    assert [r["name"] for r in records] == ["q", '[{"' * 500]

@@ -127,3 +127,39 @@ def test_every_federation_command_has_help(app: typer.Typer) -> None:
     for args in (["sync", "--help"], ["artifact", "fetch", "--help"], ["conflicts", "--help"],
                  ["export", "--help"], ["import", "--help"]):
         assert "Usage" in invoke(app, *args)
+
+
+def test_sync_with_a_server_answering_200_not_json(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A web server that is not cmf serve (a login page, a proxy's banner) answering 200."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cmf_core.cli import main
+
+    class Html(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body = b"<html>Welcome</html>"
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        store = f"sqlite:///{tmp_path / 'cmf.db'}"
+        with pytest.raises(SystemExit) as e:
+            main(["sync", url, "--store", store])
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        f"Error: {url}/api/v1/federation/info answered 200 with '<html>Welcome</html>' "
+        f"(text/html), not a JSON object; is {url} a cmf serve of cmf-foundation?")

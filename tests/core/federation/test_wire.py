@@ -156,6 +156,9 @@ BAD: list[tuple[str, str, Any]] = [
     ("execution", "pipeline", ""),
     ("execution", "params", "[1, 2]"),
     ("execution", "params", {"lr": 0.1}),  # an object, not its JSON text
+    # nested deeper than a store can read back (MAX_NESTING), or than json.loads can parse
+    ("execution", "params", '{"a":' + "[" * 300 + "]" * 300 + "}"),
+    ("execution", "params", '{"a":' + "[" * 100_000 + "]" * 100_000 + "}"),
     ("execution", "started_at", "yesterday"),
     ("artifact", "type", "Spaceship"),
     ("artifact", "id", "sha256:xyz"),

@@ -92,3 +92,50 @@ def test_errors_are_cmf_errors(tmp_path: Path) -> None:
                                     "--target", "Churn"])
     assert isinstance(result.exception, InvalidInputError)
     assert "unknown task category 'ranking'" in str(result.exception)
+
+
+def test_a_missing_store_is_an_error_not_a_new_store(tmp_path: Path) -> None:
+    from cmf_core.errors import StoreError
+
+    query = tmp_path / "task.json"
+    query.write_text(json.dumps(make_task("new", (0.2, 0.21, 0.9)).to_dict()))
+    typo = tmp_path / "typo" / "cmf.db"
+    result = CliRunner().invoke(_app(), ["recommend", "--task", str(query), "--store",
+                                         f"sqlite:///{typo}"])
+    assert isinstance(result.exception, StoreError)
+    assert str(result.exception).startswith(f"no CMF store at {typo}")
+    assert not typo.parent.exists()
+
+
+def test_a_text_regression_target_or_huge_values_are_named(tmp_path: Path) -> None:
+    runner = CliRunner()
+    text = tmp_path / "text.csv"
+    text.write_text("a,b,y\n1,2,x\n2,3,y\n3,1,z\n4,5,x\n")
+    result = runner.invoke(_app(), ["recommend", str(text), "--category", "regression",
+                                    "--target", "y", "--no-shipped"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert str(result.exception) == ("target of 'text' holds the text 'x'; a regression target "
+                                     "must be numeric (or is this a classification task?)")
+    huge = tmp_path / "huge.csv"
+    huge.write_text("a,b,y\n1,1e308,1\n2,-1.5e308,2\n3,1.7e308,3\n4,5,4\n5,7,5\n")
+    result = runner.invoke(_app(), ["recommend", str(huge), "--category", "regression",
+                                    "--target", "y", "--no-shipped"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert str(result.exception) == (
+        "input column 'b' of 'huge' holds values as large as 1.7e+308; the statistics need "
+        "values within +-1e+150: rescale it")
+
+
+def test_threshold_is_a_similarity_from_0_to_1(tmp_path: Path) -> None:
+    from cmf_core.recommend.recommender import recommend
+
+    query = tmp_path / "task.json"
+    query.write_text(json.dumps(make_task("new", (0.2, 0.21, 0.9)).to_dict()))
+    for value in ("5", "nan", "-0.1"):
+        result = CliRunner().invoke(_app(), ["recommend", "--task", str(query), "--threshold",
+                                             value])
+        assert result.exit_code == 2, value
+        assert "Invalid value for '--threshold'" in result.output, value
+    for bad in (5.0, float("nan"), -0.1, True):
+        with pytest.raises(InvalidInputError, match=r"must be a similarity from 0 to 1"):
+            recommend(make_task("new", (0.2, 0.21, 0.9)), threshold=bad)

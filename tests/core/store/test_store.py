@@ -220,6 +220,32 @@ def test_a_damaged_store_is_named_so_without_sql(tmp_path: Path) -> None:
     assert "SELECT" not in text and "[SQL" not in text and "sqlalche.me" not in text
 
 
+def test_create_false_opens_only_an_existing_store(tmp_path: Path) -> None:
+    missing = tmp_path / "typo" / "cmf.db"
+    with pytest.raises(StoreError) as e:
+        open_store(f"sqlite:///{missing}", site="a", create=False)
+    assert str(e.value).startswith(f"no CMF store at {missing} (create one with `cmf init`")
+    assert not (tmp_path / "typo").exists()  # neither the file nor its folder was made
+    empty = tmp_path / "empty.db"
+    empty.touch()  # an empty file is an empty SQLite database: no store in it either
+    with pytest.raises(StoreError, match="no CMF store at"):
+        open_store(f"sqlite:///{empty}", site="a", create=False)
+    assert empty.stat().st_size == 0
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    open_store(url, site="a").close()  # the default creates it
+    with open_store(url, site="a", create=False) as s:
+        assert s.list_pipelines() == []
+
+
+def test_store_folder_that_cannot_be_made(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(StoreError) as e:
+        open_store(f"sqlite:///{tmp_path / 'file' / 'sub' / 'cmf.db'}", site="a")
+    assert str(e.value).startswith(f"cannot create the folder {tmp_path / 'file' / 'sub'} "
+                                   "for the store: ")
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_newer_schema_refused(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cmf.db'}"
     s = open_store(url, site="a")

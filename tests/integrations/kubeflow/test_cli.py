@@ -49,6 +49,21 @@ def test_track_command(cli: typer.Typer, tmp_path: Path) -> None:
     assert isinstance(bad.exception, InvalidInputError)
 
 
+def test_track_a_file_that_is_not_yaml(cli: typer.Typer, tmp_path: Path) -> None:
+    bad, out = tmp_path / "bad.yaml", tmp_path / "tracked.yaml"
+    bad.write_text("pipelineInfo:\n  name: x\n root: [\n")
+    result = CliRunner().invoke(cli, ["kubeflow", "track", str(bad), str(out)])
+    assert isinstance(result.exception, InvalidInputError)
+    assert str(result.exception) == (
+        f"pipeline file {bad} is not valid YAML: expected <block end>, but found "
+        "'<block mapping start>' (line 3, column 2)")
+    bad.write_bytes(b"\xff\xfe")
+    result = CliRunner().invoke(cli, ["kubeflow", "track", str(bad), str(out)])
+    assert isinstance(result.exception, InvalidInputError)
+    assert str(result.exception).startswith(f"pipeline file {bad} is not a YAML text file: ")
+    assert not out.exists()
+
+
 def test_import_commands(cli: typer.Typer, tmp_path: Path, cmf_env: str) -> None:
     run = run_local(tmp_path / "run", pipelines.three_step, rows=12)
     spec = tmp_path / "three.yaml"

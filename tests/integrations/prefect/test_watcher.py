@@ -219,6 +219,27 @@ def test_cli_watch_needs_an_api_url(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "PREFECT_API_URL" in str(result.exception)
 
 
+def test_cli_watch_an_unreachable_api_names_it(tmp_path: Path) -> None:
+    import socket
+
+    import typer
+    from cmf_prefect.cli import register
+
+    from cmf_core.errors import ServiceError
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    api = f"http://127.0.0.1:{port}/api"
+    app = typer.Typer()
+    register(app)
+    result = CliRunner().invoke(app, ["prefect", "watch", "--api", api, "--once", "--store",
+                                      f"sqlite:///{tmp_path / 'cmf.db'}"])
+    assert isinstance(result.exception, ServiceError)
+    assert str(result.exception).startswith(
+        f"cannot read the events of the Prefect API at {api}: ")
+
+
 def test_two_routes_record_one_execution(auto_route: Any, prefect_api: str, cmf_settings: Any,
                                          cmf_store: Any, drain_events: Callable[[], None],
                                          wait_until: Callable[..., Any]) -> None:
