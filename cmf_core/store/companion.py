@@ -82,16 +82,18 @@ class Companion:
         if self.proc.stdin is not None:
             self.proc.stdin.close()  # nothing buffered: every signal is flushed
 
-    def stop(self) -> None:
-        """Close its pipe and wait for its last apply (killed after ``STOP_WAIT_S``)."""
+    def stop(self, wait_s: float = STOP_WAIT_S, kill: bool = True) -> None:
+        """Close its pipe and wait ``wait_s`` for its last apply; then kill it, or with
+        ``kill=False`` leave it to finish that apply on its own (its own session)."""
         with contextlib.suppress(OSError):
             if self.proc.stdin is not None:
                 self.proc.stdin.close()
         try:
-            self.proc.wait(STOP_WAIT_S)
+            self.proc.wait(wait_s)
         except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+            if kill:
+                self.proc.kill()
+                self.proc.wait()
 
 
 def main() -> int:

@@ -295,16 +295,18 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+#: the longest the interpreter's exit waits on each store (another process holding its write
+#: lock, the companion's last apply): what is not applied by then stays in the journal, durable,
+#: and the next process to open the store applies it
+EXIT_WAIT_S = 3.0
+
+
 def _close_at_exit() -> None:
-    """Apply what this process journaled before the interpreter exits (best effort: what is
-    not applied stays in the journal, and the next process to open the store applies it)."""
+    """Apply what this process journaled before the interpreter exits (best effort, at most
+    :data:`EXIT_WAIT_S` per store)."""
     for store in list(_STORES):
-        if store._companion is not None:
-            with contextlib.suppress(Exception):
-                store._companion.stop()  # its last apply takes what was handed over
-        if store.journaled and store._journal_pending:
-            with contextlib.suppress(Exception):
-                store.apply_journal()
+        with contextlib.suppress(Exception):
+            store._apply_at_exit(EXIT_WAIT_S)
 
 
 atexit.register(_close_at_exit)
@@ -756,6 +758,22 @@ class SqlStore(Store):
             self._journal_seen = dict(done)
             self._tidy_journal(done, {name for name, _ in torn})
             return count
+
+    def _apply_at_exit(self, wait_s: float) -> None:
+        """Apply this process's journal, waiting at most about ``wait_s`` for the companion,
+        for this store's lock (the applier thread may be waiting for the database) and for the
+        database's write lock; a store busy for longer keeps the rest journaled."""
+        if self._companion is not None:  # its last apply takes what was handed over
+            self._companion.stop(wait_s, kill=False)
+        if not (self.journaled and self._journal_pending):
+            return
+        if not self._lock.acquire(timeout=wait_s):
+            return
+        try:
+            self._writer_conn().execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
+            self.apply_journal()
+        finally:
+            self._lock.release()
 
     def _tidy_journal(self, done: dict[str, int], torn: set[str]) -> None:
         """Forget applied entries; delete fully applied files nobody writes any more."""

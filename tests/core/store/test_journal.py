@@ -268,3 +268,56 @@ def test_an_error_of_the_disk_not_the_entry_stops_the_apply_and_keeps_the_journa
     monkeypatch.setattr(bulk, "write_rows", real)
     with open_store(url, site="check") as s:
         assert [x.id for x in s.list_executions()] == [e.id]
+
+
+# puts n executions, waits until another process holds the database's write lock, gives the
+# background applier time to start waiting for that lock, and exits
+EXIT_WRITER = textwrap.dedent("""
+    import sys, time
+    from pathlib import Path
+    from cmf_core.model import Execution, Pipeline, Stage
+    from cmf_core.store import open_store
+    url, n, flag = sys.argv[1], int(sys.argv[2]), Path(sys.argv[3])
+    s = open_store(url, site="w")
+    s.put([Pipeline("p", "w"), Stage("p", "s", "w")])
+    s.apply_journal()
+    print("opened", flush=True)
+    while not flag.exists():
+        time.sleep(0.05)
+    for i in range(n):
+        s.put([Execution("p", "s", "w", params={"i": i}).ended()])
+    time.sleep(1.5)  # past JOURNAL_MAX_AGE_S: the applier thread now waits for the lock
+    print("exiting", time.monotonic(), flush=True)
+""")
+
+
+def test_exit_does_not_wait_long_for_a_store_another_process_holds(tmp_path: Path) -> None:
+    """At interpreter exit the journal is applied if the store is free within EXIT_WAIT_S;
+    else it stays journaled (durable) for the next process. Before, exit waited for the
+    database's 60 s busy timeout, twice (the applier thread, then the exit apply)."""
+    import time
+
+    db = tmp_path / "cmf.db"
+    url = f"sqlite:///{db}"
+    flag = tmp_path / "locked"
+    p = subprocess.Popen([sys.executable, "-c", EXIT_WRITER, url, "20", str(flag)],
+                         env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert p.stdout is not None
+    assert p.stdout.readline().strip() == "opened"
+    holder = sqlite3.connect(db, isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")  # another process's long write transaction
+    try:
+        flag.touch()
+        line = p.stdout.readline().split()
+        assert line and line[0] == "exiting", p.stderr.read() if p.stderr else ""
+        p.wait(timeout=60)
+        exit_s = time.monotonic() - float(line[1])
+    finally:
+        holder.execute("ROLLBACK")
+        holder.close()
+        if p.poll() is None:
+            p.kill()
+    assert p.returncode == 0
+    assert exit_s < 2 * sql_module.EXIT_WAIT_S + 3, exit_s
+    with open_store(url, site="check") as s:  # nothing lost: the next process applies it
+        assert sorted(e.params["i"] for e in s.list_executions()) == list(range(20))
