@@ -115,6 +115,10 @@ def _finite(text: str) -> float:
     return value
 
 
+#: made once: ``json.loads`` with these arguments would build a decoder (and its scanner) per call
+_DECODER = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
+
+
 def _depth_over(value: Any, limit: int) -> bool:
     """True if ``value`` nests arrays and objects more than ``limit`` deep (no recursion)."""
     stack = [(value, 1)] if isinstance(value, (dict, list)) else []
@@ -142,7 +146,7 @@ def parse_json(raw: bytes) -> Any:
         f"request body is nested too deeply (limit {MAX_JSON_DEPTH} levels of arrays and "
         "objects)")
     try:
-        value = json.loads(text, parse_constant=_not_a_number, parse_float=_finite)
+        value = _DECODER.decode(text)
     except json.JSONDecodeError as e:
         raise InvalidInputError(
             f"request body is not valid JSON: {e.msg} at line {e.lineno} column {e.colno}"
