@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
+from cmf_core.jsonutil import valid_text
+
 MAX_STR = 1000
 MAX_ITEMS = 50
 MAX_DEPTH = 4
@@ -51,6 +53,7 @@ def _jsonable(value: Any, depth: int, lossy: list[bool]) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
+        value = valid_text(value)  # lone surrogates (undecodable file names) as escapes
         if len(value) <= MAX_STR:
             return value
         lossy.append(True)

@@ -105,7 +105,7 @@ class Emitter:
     def emit(self, event: Any) -> bool:
         """Record ``event`` now if possible, else spool it. Never raises."""
         try:
-            data = event_to_dict(event)
+            data = jsonutil.valid_texts(event_to_dict(event))  # no store takes lone surrogates
         except Exception as e:
             report("converting an OpenLineage event", e)
             return False
@@ -128,10 +128,10 @@ class Emitter:
         folder = self.spool_dir / ("rejected" if rejected else "")
         try:
             folder.mkdir(parents=True, exist_ok=True)
-            body = jsonutil.dumps(data)
+            body = jsonutil.dumps(jsonutil.valid_texts(data))
             name = f"{time.time_ns()}-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
             tmp = folder / f".{name}.tmp"
-            tmp.write_text(body, encoding="utf-8")
+            tmp.write_text(body, encoding="utf-8", errors="backslashreplace")
             os.replace(tmp, folder / name)
             self.spooled += 1
             return folder / name

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import os
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -44,3 +45,9 @@ def test_objects_tagged_and_sizes_bounded() -> None:
     text = str(jsonable(deep))
     assert "<builtins.dict>" in text
     assert jsonable({3, 1, 2}) == [1, 2, 3]
+
+
+def test_lone_surrogates_become_escapes() -> None:
+    name = os.fsdecode(b"caf\xe9.csv")  # what os.listdir gives for a non-UTF-8 file name
+    assert jsonable({"path": name, "other": "\ud800", "ok": "héllo"}) == {
+        "path": "caf\\xe9.csv", "other": "\\ud800", "ok": "héllo"}

@@ -290,7 +290,7 @@ class Recorder:
         try:
             folder = Path(self.settings.spool_path)
             folder.mkdir(parents=True, exist_ok=True)
-            body = jsonutil.dumps(event)
+            body = jsonutil.dumps(jsonutil.valid_texts(event))
             name = f"{time.time_ns()}-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
             tmp = folder / f".{name}.tmp"
             tmp.write_text(body, encoding="utf-8")

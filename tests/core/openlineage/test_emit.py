@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from pathlib import Path
 
@@ -71,3 +72,36 @@ def test_invalid_event_is_rejected_not_lost(tmp_path: Path, caplog: pytest.LogCa
     rejected = list((tmp_path / "spool" / "rejected").glob("*.json"))
     assert len(rejected) == 1 and "not-a-uuid" in rejected[0].read_text()
     assert "no impact on the task" in caplog.text
+
+
+def failed_event(run_id: str, message: str) -> dict:
+    event = run_event(run_id, "FAIL")
+    event["run"]["facets"] = {"errorMessage": {
+        "_producer": "https://example.com/test",
+        "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json"
+                      "#/$defs/ErrorMessageRunFacet",
+        "message": message, "programmingLanguage": "python"}}
+    return event
+
+
+UNDECODABLE = os.fsdecode(b"caf\xe9.csv")  # what os.listdir gives for a non-UTF-8 file name
+
+
+def test_lone_surrogates_are_recorded_as_escapes(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    em = Emitter(settings)
+    rid = str(uuid.uuid4())
+    assert em.emit(failed_event(rid, f"cannot open {UNDECODABLE} \ud800")) is True
+    em.close()
+    with open_store(settings=settings) as s:
+        assert s.get_execution(rid).error == "cannot open caf\\xe9.csv \\ud800"
+
+
+def test_lone_surrogates_are_spooled(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    broken = Emitter(settings, sink=BrokenSink())
+    assert broken.emit(failed_event(str(uuid.uuid4()), UNDECODABLE)) is False
+    (spooled,) = broken.spooled_files()
+    assert "caf\\\\xe9.csv" in spooled.read_text(encoding="utf-8")
+    # the spool writes whatever it is given, even text no store takes
+    assert broken.spool({"text": "\udce9"}) is not None
