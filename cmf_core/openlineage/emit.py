@@ -2,9 +2,12 @@
 
 ``Emitter.emit(event)`` sends the event to its sink (the local store by default, or a CMF server
 when ``CMF_SERVER_URL`` is set) within ``CMF_HOOK_TIMEOUT_S``. If the sink fails or overruns,
-the event is written to the spool folder (atomically: temp file + rename) and retried later:
+the event is written to the spool folder (temp file, fsync, rename) and retried later:
 by the next emitter in any process (``retry_spool`` runs at start-up), or by
 ``cmf spool retry``. Ingest is idempotent, so a retry of an event that did land changes nothing.
+An event the sink refuses as invalid (a validation error, or HTTP 400/413/422 from a server) and
+a spool file that cannot be read (torn by a crash) go to ``rejected/``, with a ``.reason`` file
+when replayed; only failures of the sink itself (down, 5xx, too slow) keep events waiting.
 Nothing is lost and nothing raises into the caller: ``emit`` returns ``False`` instead.
 
 A sink has ``kind``, ``send(event_dict)`` (raise on failure) and ``close()``.
@@ -29,6 +32,25 @@ from cmf_core.guard import report, run_bounded
 from cmf_core.openlineage.convert import event_to_dict
 
 log = logging.getLogger("cmf")
+
+#: HTTP answers that refuse the event itself (bad request, too large, unprocessable)
+REFUSED = frozenset({400, 413, 422})
+
+
+def write_spool_file(folder: Path, data: dict[str, Any], durable: bool = True) -> Path:
+    """Write ``data`` into ``folder`` as a new spool file: temp file, fsync (``durable``),
+    rename, so a crash leaves either the whole file or none."""
+    folder.mkdir(parents=True, exist_ok=True)
+    body = jsonutil.dumps(jsonutil.valid_texts(data)).encode("utf-8", "backslashreplace")
+    name = f"{time.time_ns()}-{hashlib.sha256(body).hexdigest()[:16]}.json"
+    tmp = folder / f".{name}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(body)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, folder / name)
+    return folder / name
 
 
 class Sink(abc.ABC):
@@ -84,6 +106,9 @@ class HttpSink(Sink):
 
     def send(self, event: dict[str, Any]) -> None:
         r = self._client.post("/api/v1/lineage", content=jsonutil.dumps(event))
+        if r.status_code in REFUSED:  # the event itself is bad: a retry gets the same answer
+            raise InvalidEventError(f"{self.kind} sink refused the event ({r.status_code}): "
+                                    f"{r.text[:500]}")
         r.raise_for_status()
 
     def close(self) -> None:
@@ -127,14 +152,9 @@ class Emitter:
         """Write ``data`` to the spool folder for a later retry (atomic; never raises)."""
         folder = self.spool_dir / ("rejected" if rejected else "")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            body = jsonutil.dumps(jsonutil.valid_texts(data))
-            name = f"{time.time_ns()}-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
-            tmp = folder / f".{name}.tmp"
-            tmp.write_text(body, encoding="utf-8", errors="backslashreplace")
-            os.replace(tmp, folder / name)
+            path = write_spool_file(folder, data)
             self.spooled += 1
-            return folder / name
+            return path
         except Exception as e:  # last resort: the event goes to the log so it is not lost
             report("spooling an event", e)
             log.warning("cmf: unspooled event: %s", jsonutil.dumps(data))
@@ -146,17 +166,27 @@ class Emitter:
         return sorted(p for p in self.spool_dir.glob("*.json") if p.is_file())
 
     def retry_spool(self, limit: int | None = None) -> tuple[int, int]:
-        """Send spooled events again, oldest first; returns (sent, still spooled)."""
+        """Send spooled events again, oldest first; returns (sent, still spooled).
+
+        A file that is not a JSON object (torn by a crash) or that the sink refuses as invalid
+        moves to ``rejected/`` with a ``.reason`` file beside it; any other failure is the
+        sink's (down, overloaded, slow) and stops the replay, keeping the rest for later."""
         files = self.spooled_files()[:limit]
         sent = 0
         for path in files:
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(path.read_bytes())
+                if not isinstance(data, dict):
+                    raise InvalidEventError(f"a JSON {type(data).__name__}, not an object")
+            except FileNotFoundError:  # replayed meanwhile by another process
+                continue
+            except (ValueError, InvalidEventError) as e:  # torn, empty or not JSON
+                self._reject(path, InvalidEventError(f"{path.name} is unreadable: {e}"))
+                continue
+            try:
                 self.sink.send(data)
             except InvalidEventError as e:
-                report("replaying a spooled event", e)
-                (self.spool_dir / "rejected").mkdir(parents=True, exist_ok=True)
-                os.replace(path, self.spool_dir / "rejected" / path.name)
+                self._reject(path, e)
                 continue
             except Exception as e:
                 report("replaying a spooled event", e)
@@ -164,6 +194,15 @@ class Emitter:
             path.unlink(missing_ok=True)
             sent += 1
         return sent, len(self.spooled_files())
+
+    def _reject(self, path: Path, error: Exception) -> None:
+        """Move spool file ``path`` to ``rejected/``, with the reason in ``<name>.reason``."""
+        report("replaying a spooled event", error)
+        folder = self.spool_dir / "rejected"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{path.name}.reason").write_text(f"{type(error).__name__}: {error}\n",
+                                                    encoding="utf-8", errors="backslashreplace")
+        os.replace(path, folder / path.name)
 
     def close(self, timeout: float = 5.0) -> bool:
         """Release the sink; True if it closed in time."""

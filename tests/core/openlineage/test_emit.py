@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import http.server
 import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -105,3 +107,58 @@ def test_lone_surrogates_are_spooled(tmp_path: Path) -> None:
     assert "caf\\\\xe9.csv" in spooled.read_text(encoding="utf-8")
     # the spool writes whatever it is given, even text no store takes
     assert broken.spool({"text": "\udce9"}) is not None
+
+
+def test_torn_spool_files_are_set_aside_not_blocking(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    rid = str(uuid.uuid4())
+    broken = Emitter(settings, sink=BrokenSink())
+    broken.emit(run_event(rid))
+    spool = tmp_path / "spool"
+    (spool / "0-empty.json").write_text("")  # a crash before the data reached the disk
+    (spool / "1-torn.json").write_text('{"eventType": "COMP')
+    em = Emitter(settings)
+    assert em.retry_spool() == (1, 0)
+    em.close()
+    assert sorted(p.name for p in (spool / "rejected").iterdir()) == [
+        "0-empty.json", "0-empty.json.reason", "1-torn.json", "1-torn.json.reason"]
+    assert "unreadable" in (spool / "rejected" / "1-torn.json.reason").read_text()
+    with open_store(settings=settings) as s:
+        assert s.get_execution(rid) is not None
+
+
+class RefusingServer(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server standing in for a CMF server: answers 400 to events of job "bad"."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        code = 400 if b'"name":"bad"' in body else 200
+        self.send_response(code)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_server_refusal_is_rejected_not_retried_forever(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = load_settings(home=tmp_path, site="a", server_url=url)
+        bad = run_event(str(uuid.uuid4()))
+        bad["job"]["name"] = "bad"
+        broken = Emitter(settings, sink=BrokenSink())
+        broken.emit(bad)
+        broken.emit(run_event(str(uuid.uuid4())))
+        em = Emitter(settings)
+        assert em.retry_spool() == (1, 0)
+        assert em.emit(bad) is False  # refused now: rejected, not spooled for retry
+        em.close()
+        rejected = tmp_path / "spool" / "rejected"
+        assert len(list(rejected.glob("*.json"))) == 2
+        assert not em.spooled_files()
+    finally:
+        server.shutdown()
