@@ -22,6 +22,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,12 +38,38 @@ log = logging.getLogger("cmf")
 REFUSED = frozenset({400, 413, 422})
 
 
-def write_spool_file(folder: Path, data: dict[str, Any], durable: bool = True) -> Path:
-    """Write ``data`` into ``folder`` as a new spool file: temp file, fsync (``durable``),
-    rename, so a crash leaves either the whole file or none."""
+def spool_target(settings: Settings) -> str:
+    """Where the events of ``settings`` go: the server URL, else the store URL (no password)."""
+    url = settings.server_url or settings.resolved_store_url
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:  # not a URL: config validation reports it
+        return url
+
+
+def target_key(target: str) -> str:
+    """The short key of ``target`` that its spool files carry: ``<time>-<digest>.<key>.json``."""
+    return hashlib.sha256(target.encode("utf-8", "backslashreplace")).hexdigest()[:12]
+
+
+def write_spool_file(folder: Path, data: dict[str, Any], target: str,
+                     durable: bool = True) -> Path:
+    """Write ``data``, bound for ``target``, into ``folder`` as a new spool file: temp file,
+    fsync (``durable``), rename, so a crash leaves either the whole file or none. The target's
+    URL is kept in ``<spool>/targets/<key>`` for ``cmf spool status``."""
+    key = target_key(target)
+    root = folder.parent if folder.name == "rejected" else folder
+    named = root / "targets" / key
+    if not named.is_file():
+        named.parent.mkdir(parents=True, exist_ok=True)
+        named.write_text(target + "\n", encoding="utf-8", errors="backslashreplace")
     folder.mkdir(parents=True, exist_ok=True)
     body = jsonutil.dumps(jsonutil.valid_texts(data)).encode("utf-8", "backslashreplace")
-    name = f"{time.time_ns()}-{hashlib.sha256(body).hexdigest()[:16]}.json"
+    name = f"{time.time_ns()}-{hashlib.sha256(body).hexdigest()[:16]}.{key}.json"
     tmp = folder / f".{name}.tmp"
     with open(tmp, "wb") as f:
         f.write(body)
@@ -123,6 +150,8 @@ class Emitter:
         self.sink = sink or (HttpSink(self.settings) if self.settings.server_url
                              else StoreSink(self.settings))
         self.spool_dir = Path(self.settings.spool_path)
+        self.target = spool_target(self.settings)
+        self.key = target_key(self.target)
         self.sent = 0
         self.spooled = 0
 
@@ -152,7 +181,7 @@ class Emitter:
         """Write ``data`` to the spool folder for a later retry (atomic; never raises)."""
         folder = self.spool_dir / ("rejected" if rejected else "")
         try:
-            path = write_spool_file(folder, data)
+            path = write_spool_file(folder, data, self.target)
             self.spooled += 1
             return path
         except Exception as e:  # last resort: the event goes to the log so it is not lost
@@ -161,9 +190,13 @@ class Emitter:
             return None
 
     def spooled_files(self) -> list[Path]:
+        """Spool files waiting for this emitter's target (oldest first): its own, and those
+        written before spool files named their target (``<time>-<digest>.json``)."""
         if not self.spool_dir.is_dir():
             return []
-        return sorted(p for p in self.spool_dir.glob("*.json") if p.is_file())
+        return sorted(p for p in self.spool_dir.glob("*.json")
+                      if (p.name.endswith(f".{self.key}.json") or p.name.count(".") == 1)
+                      and p.is_file())
 
     def retry_spool(self, limit: int | None = None) -> tuple[int, int]:
         """Send spooled events again, oldest first; returns (sent, still spooled).
@@ -194,6 +227,20 @@ class Emitter:
             path.unlink(missing_ok=True)
             sent += 1
         return sent, len(self.spooled_files())
+
+    def spool_counts(self) -> list[tuple[str, int, int]]:
+        """(target, waiting, rejected) for every target with spool files; ``"(not named)"``
+        for files written before spool files named their target (replayed into any)."""
+        names = {p.name: p.read_text(encoding="utf-8").strip()
+                 for p in (self.spool_dir / "targets").glob("*") if p.is_file()}
+        counts: dict[str, list[int]] = {}
+        for i, folder in enumerate((self.spool_dir, self.spool_dir / "rejected")):
+            for p in folder.glob("*.json") if folder.is_dir() else ():
+                parts = p.name.split(".")
+                key = parts[-2] if len(parts) > 2 else ""
+                target = names.get(key, f"(unknown {key})") if key else "(not named)"
+                counts.setdefault(target, [0, 0])[i] += 1
+        return [(t, w, r) for t, (w, r) in sorted(counts.items())]
 
     def _reject(self, path: Path, error: Exception) -> None:
         """Move spool file ``path`` to ``rejected/``, with the reason in ``<name>.reason``."""

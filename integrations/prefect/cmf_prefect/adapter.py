@@ -285,10 +285,11 @@ class Recorder:
         folder when it starts (``cmf_core.openlineage.emit``). Written like the emitter's own
         spool files (temp file + rename), but not fsync-ed: this is every event's path, and a
         file torn by a power loss is moved aside to ``rejected/`` by the replay."""
-        from cmf_core.openlineage.emit import write_spool_file
+        from cmf_core.openlineage.emit import spool_target, write_spool_file
 
         try:
-            return write_spool_file(Path(self.settings.spool_path), event, durable=False)
+            return write_spool_file(Path(self.settings.spool_path), event,
+                                    spool_target(self.settings), durable=False)
         except Exception as e:  # no spool folder: the event is still queued
             log.debug("cmf: could not write an event ahead to the spool: %s", e)
             return None

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import http.server
+import json
 import os
 import threading
 import uuid
@@ -13,7 +14,7 @@ from typer.testing import CliRunner
 
 from cmf_core.cli import app
 from cmf_core.config import load_settings
-from cmf_core.openlineage.emit import Emitter, Sink
+from cmf_core.openlineage.emit import Emitter, Sink, spool_target
 from cmf_core.store import open_store
 
 
@@ -162,3 +163,31 @@ def test_server_refusal_is_rejected_not_retried_forever(tmp_path: Path) -> None:
         assert not em.spooled_files()
     finally:
         server.shutdown()
+
+
+def test_spool_replays_only_into_the_store_it_was_meant_for(tmp_path: Path) -> None:
+    """Two projects with different stores share one CMF home, so one spool folder."""
+    a = load_settings(home=tmp_path, site="a", store_url=f"sqlite:///{tmp_path / 'a.db'}")
+    b = load_settings(home=tmp_path, site="a", store_url=f"sqlite:///{tmp_path / 'b.db'}")
+    for_a, legacy = str(uuid.uuid4()), str(uuid.uuid4())
+    Emitter(a, sink=BrokenSink()).emit(run_event(for_a))  # store A is down
+    old = tmp_path / "spool" / "1-0123456789abcdef.json"  # written before files named a target
+    old.write_text(json.dumps(run_event(legacy)))
+    em_b = Emitter(b)
+    assert em_b.retry_spool() == (1, 0)  # the old file, as before; A's event stays
+    em_b.close()
+    result = CliRunner().invoke(app, ["spool", "status"], env={"CMF_HOME": str(tmp_path),
+                                                               "CMF_STORE_URL": b.store_url})
+    assert f"sqlite:///{tmp_path / 'a.db'}: 1 waiting, 0 rejected" in result.output
+    em_a = Emitter(a)
+    assert em_a.retry_spool() == (1, 0)
+    em_a.close()
+    with open_store(settings=b) as s:
+        assert s.get_execution(legacy) is not None and s.get_execution(for_a) is None
+    with open_store(settings=a) as s:
+        assert s.get_execution(for_a) is not None
+
+
+def test_spool_target_hides_passwords() -> None:
+    settings = load_settings(store_url="postgresql://u:secret@db:5432/cmf")
+    assert spool_target(settings) == "postgresql://u:***@db:5432/cmf"
