@@ -186,7 +186,11 @@ class Emitter:
             return path
         except Exception as e:  # last resort: the event goes to the log so it is not lost
             report("spooling an event", e)
-            log.warning("cmf: unspooled event: %s", jsonutil.dumps(data))
+            try:
+                text = jsonutil.dumps(data)
+            except Exception as e2:  # not serialisable (a reference loop): its type at least
+                text = f"<not serialisable: {type(e2).__name__}>"
+            log.warning("cmf: unspooled event: %s", text)
             return None
 
     def spooled_files(self) -> list[Path]:

@@ -191,3 +191,13 @@ def test_spool_replays_only_into_the_store_it_was_meant_for(tmp_path: Path) -> N
 def test_spool_target_hides_passwords() -> None:
     settings = load_settings(store_url="postgresql://u:secret@db:5432/cmf")
     assert spool_target(settings) == "postgresql://u:***@db:5432/cmf"
+
+
+def test_event_with_a_reference_loop_never_raises(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    event = run_event(str(uuid.uuid4()))
+    event["run"]["facets"] = {"loop": {}}
+    event["run"]["facets"]["loop"]["self"] = event["run"]["facets"]["loop"]
+    em = Emitter(load_settings(home=tmp_path, site="a"), sink=BrokenSink())
+    assert em.emit(event) is False
+    assert "unspooled event: <not serialisable: RecursionError>" in caplog.text
