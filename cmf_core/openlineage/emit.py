@@ -169,12 +169,14 @@ class Emitter:
             self.sent += 1
             return True
         except InvalidEventError as e:
-            report("validating an OpenLineage event", e)
-            self.spool(data, rejected=True)
+            kept = self.spool(data, rejected=True)
+            report("validating an OpenLineage event", e,
+                   f"the event is kept in {kept.parent}, not retried" if kept else "")
             return False
         except Exception as e:
-            report(f"recording to the {self.sink.kind} sink", e)
-            self.spool(data)
+            kept = self.spool(data)
+            report(f"recording to the {self.sink.kind} sink", e,
+                   "the event is spooled for retry" if kept else "")
             return False
 
     def spool(self, data: dict[str, Any], rejected: bool = False) -> Path | None:
@@ -226,7 +228,7 @@ class Emitter:
                 self._reject(path, e)
                 continue
             except Exception as e:
-                report("replaying a spooled event", e)
+                report("replaying a spooled event", e, "it and the rest stay spooled for retry")
                 break
             path.unlink(missing_ok=True)
             sent += 1
@@ -248,7 +250,8 @@ class Emitter:
 
     def _reject(self, path: Path, error: Exception) -> None:
         """Move spool file ``path`` to ``rejected/``, with the reason in ``<name>.reason``."""
-        report("replaying a spooled event", error)
+        report("replaying a spooled event", error,
+               f"{path.name} moves to {self.spool_dir / 'rejected'}, not retried")
         folder = self.spool_dir / "rejected"
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{path.name}.reason").write_text(f"{type(error).__name__}: {error}\n",

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from cmf_core.cli import app
 from cmf_core.config import load_settings
+from cmf_core.guard import report
 from cmf_core.openlineage.emit import Emitter, Sink, spool_target
 from cmf_core.store import open_store
 
@@ -74,7 +75,7 @@ def test_invalid_event_is_rejected_not_lost(tmp_path: Path, caplog: pytest.LogCa
     assert em.emit(bad) is False
     rejected = list((tmp_path / "spool" / "rejected").glob("*.json"))
     assert len(rejected) == 1 and "not-a-uuid" in rejected[0].read_text()
-    assert "no impact on the task" in caplog.text
+    assert "no impact on the task" in caplog.text and "not retried" in caplog.text
 
 
 def failed_event(run_id: str, message: str) -> dict:
@@ -201,3 +202,13 @@ def test_event_with_a_reference_loop_never_raises(tmp_path: Path,
     em = Emitter(load_settings(home=tmp_path, site="a"), sink=BrokenSink())
     assert em.emit(event) is False
     assert "unspooled event: <not serialisable: RecursionError>" in caplog.text
+
+
+def test_warning_says_what_became_of_the_event(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    Emitter(load_settings(home=tmp_path, site="a"), sink=BrokenSink()).emit(
+        run_event(str(uuid.uuid4())))
+    assert "the event is spooled for retry" in caplog.text
+    caplog.clear()
+    report("reading the configuration", ValueError("bad"))  # nothing kept: nothing claimed
+    assert "no impact on the task itself." in caplog.text and "retry" not in caplog.text
