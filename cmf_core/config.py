@@ -19,6 +19,7 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
+import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
@@ -99,7 +100,9 @@ class Settings(BaseSettings):
         0.375, ge=0, description="Modelled RAM power per GB in use (3 W per 8 GB)."
     )
     # server / remote
-    server_url: str | None = Field(None, description="URL of a CMF server to send events to.")
+    server_url: str | None = Field(
+        None, description="URL of a CMF server to send events to (http:// or https://)."
+    )
     server_token: str | None = Field(None, description="Bearer token for the CMF server.")
     serve_host: str = Field("127.0.0.1", description="Address `cmf serve` binds.")
     serve_port: int = Field(8080, ge=0, le=65535, description="Port `cmf serve` binds.")
@@ -128,7 +131,8 @@ class Settings(BaseSettings):
         description="Folders whose files this site serves by digest (empty: refuse).",
     )
     hook_timeout_s: float = Field(
-        5.0, gt=0, description="Longest time a tracking hook may take inside a user's task."
+        5.0, gt=0, le=3600,
+        description="Longest time a tracking hook may take inside a user's task (at most 3600 s).",
     )
 
     @field_validator("site")
@@ -138,6 +142,20 @@ class Settings(BaseSettings):
             raise ValueError(
                 f"site id {value!r} must be 1-128 characters without spaces or slashes"
             )
+        return value
+
+    @field_validator("server_url")
+    @classmethod
+    def _check_server_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        try:
+            parts = urllib.parse.urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError as e:
+            raise ValueError(f"server URL {value!r} is not a valid URL ({e})") from None
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError(f"server URL {value!r} must be http:// or https:// with a host")
         return value
 
     @classmethod

@@ -21,10 +21,12 @@ FAILURES: Counter[str] = Counter()
 T = TypeVar("T")
 
 
-def report(where: str, exc: BaseException) -> None:
+def report(where: str, exc: BaseException, outcome: str = "") -> None:
+    """Log and count a failure at ``where``; ``outcome`` says what became of the record (e.g.
+    "the event is spooled for retry"), and only then is anything said about it."""
     FAILURES[where] += 1
-    log.warning("cmf: %s failed (%s: %s). This has no impact on the task itself; the record "
-                "is kept for retry where possible.", where, type(exc).__name__, exc)
+    log.warning("cmf: %s failed (%s: %s). This has no impact on the task itself%s.", where,
+                type(exc).__name__, exc, f"; {outcome}" if outcome else "")
     log.debug("cmf: %s traceback", where, exc_info=exc)
 
 

@@ -105,6 +105,49 @@ def dumps(value: Any) -> str:
         return _ENCODER.encode(clean(value))
 
 
+def valid_text(text: str) -> str:
+    r"""``text`` with each lone surrogate (not UTF-8, so no store takes it) written out: one
+    that ``os.fsdecode`` made of an undecodable byte (U+DC80..U+DCFF) as that byte (``\udce9``
+    -> ``\xe9``), any other as ``\uXXXX``. Text without one is returned as is."""
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return "".join(_escape(c) if "\ud800" <= c <= "\udfff" else c for c in text)
+
+
+def _escape(c: str) -> str:
+    code = ord(c)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"\\u{code:04x}"
+
+
+def valid_texts(value: Any) -> Any:
+    """JSON data ``value`` with :func:`valid_text` applied to every string and key (the same
+    object when none holds a lone surrogate: checked in one pass of the C encoder)."""
+    try:
+        _encode(value).encode("utf-8")
+        return value
+    except UnicodeEncodeError:
+        return _valid_texts(value)
+    except (TypeError, ValueError):  # not plain JSON: walk it
+        return _valid_texts(value)
+    except RecursionError:  # a reference loop: left for the caller to fail on
+        return value
+
+
+def _valid_texts(value: Any) -> Any:
+    if isinstance(value, str):
+        return valid_text(value)
+    if isinstance(value, Mapping):
+        return {valid_text(k) if isinstance(k, str) else k: _valid_texts(v)
+                for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_valid_texts(v) for v in value]
+    return value
+
+
 def loads(text: str | bytes | None) -> Any:
     """Parse JSON text; ``None`` and empty text give an empty dict."""
     if not text:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from pathlib import PurePath
 from typing import Any
 
+from cmf_core.jsonutil import valid_text
+
 MAX_STR = 1000
 MAX_ITEMS = 50
 MAX_DEPTH = 4
@@ -32,6 +34,25 @@ def numpy_scalar(value: Any) -> bool:
     """Whether ``value`` is a NumPy scalar (or 0-d array), without importing NumPy."""
     return (type(value).__module__ == "numpy" and hasattr(value, "item")
             and getattr(value, "shape", ()) == ())
+
+
+_SORTABLE = (str, int, float, bytes)
+_SCALARS = (str, int, float, bool, type(None))
+
+
+def _members(value: set[Any] | frozenset[Any]) -> list[Any]:
+    """A set's members, sorted when all are of one plain type (``str``, ``int``, ``float``,
+    ``bytes``), else in iteration order: user ``__str__``/``__lt__`` are never called."""
+    seq = list(value)
+    kinds = {type(v) for v in seq}
+    if len(kinds) == 1 and kinds.pop() in _SORTABLE:
+        seq.sort()
+    return seq
+
+
+def _key(key: Any) -> str:
+    """A mapping key as text; only plain scalars are ``str``-ed, others are tagged."""
+    return valid_text(str(key)) if type(key) in _SCALARS else type_tag(key)
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
@@ -51,6 +72,7 @@ def _jsonable(value: Any, depth: int, lossy: list[bool]) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
+        value = valid_text(value)  # lone surrogates (undecodable file names) as escapes
         if len(value) <= MAX_STR:
             return value
         lossy.append(True)
@@ -70,13 +92,13 @@ def _jsonable(value: Any, depth: int, lossy: list[bool]) -> Any:
             pass
     elif depth < MAX_DEPTH and isinstance(value, Mapping):
         items = list(value.items())
-        out = {str(k): _jsonable(v, depth + 1, lossy) for k, v in items[:MAX_ITEMS]}
+        out = {_key(k): _jsonable(v, depth + 1, lossy) for k, v in items[:MAX_ITEMS]}
         if len(items) > MAX_ITEMS:
             lossy.append(True)
             out["..."] = f"{len(items) - MAX_ITEMS} more"
         return out
     elif depth < MAX_DEPTH and isinstance(value, (list, tuple, set, frozenset)):
-        seq = sorted(value, key=str) if isinstance(value, (set, frozenset)) else list(value)
+        seq = _members(value) if isinstance(value, (set, frozenset)) else list(value)
         out_list = [_jsonable(v, depth + 1, lossy) for v in seq[:MAX_ITEMS]]
         if len(seq) > MAX_ITEMS:
             lossy.append(True)

@@ -20,11 +20,15 @@ def register(app: typer.Typer) -> None:
 
 @spool_app.command("status")
 def status(store: StoreOpt = None) -> None:
-    """Show how many events wait in the spool (and how many were rejected as invalid)."""
+    """Show how many events wait in the spool (and how many were rejected as invalid), for the
+    current store or server and for each other target whose events share the spool folder."""
     emitter = Emitter(load_settings(store_url=store))
     waiting = emitter.spooled_files()
-    rejected = sorted((emitter.spool_dir / "rejected").glob("*.json"))
-    typer.echo(f"{len(waiting)} event(s) waiting, {len(rejected)} rejected, in {emitter.spool_dir}")
+    rejected = list((emitter.spool_dir / "rejected").glob(f"*.{emitter.key}.json"))
+    typer.echo(f"{len(waiting)} event(s) waiting, {len(rejected)} rejected, for {emitter.target}, "
+               f"in {emitter.spool_dir}")
+    for target, n_waiting, n_rejected in emitter.spool_counts():
+        typer.echo(f"  {target}: {n_waiting} waiting, {n_rejected} rejected")
 
 
 @spool_app.command("retry")

@@ -2,9 +2,12 @@
 
 ``Emitter.emit(event)`` sends the event to its sink (the local store by default, or a CMF server
 when ``CMF_SERVER_URL`` is set) within ``CMF_HOOK_TIMEOUT_S``. If the sink fails or overruns,
-the event is written to the spool folder (atomically: temp file + rename) and retried later:
+the event is written to the spool folder (temp file, fsync, rename) and retried later:
 by the next emitter in any process (``retry_spool`` runs at start-up), or by
 ``cmf spool retry``. Ingest is idempotent, so a retry of an event that did land changes nothing.
+An event the sink refuses as invalid (a validation error, or HTTP 400/413/422 from a server) and
+a spool file that cannot be read (torn by a crash) go to ``rejected/``, with a ``.reason`` file
+when replayed; only failures of the sink itself (down, 5xx, too slow) keep events waiting.
 Nothing is lost and nothing raises into the caller: ``emit`` returns ``False`` instead.
 
 A sink has ``kind``, ``send(event_dict)`` (raise on failure) and ``close()``.
@@ -19,6 +22,7 @@ import logging
 import os
 import threading
 import time
+import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -29,6 +33,51 @@ from cmf_core.guard import report, run_bounded
 from cmf_core.openlineage.convert import event_to_dict
 
 log = logging.getLogger("cmf")
+
+#: HTTP answers that refuse the event itself (bad request, too large, unprocessable)
+REFUSED = frozenset({400, 413, 422})
+
+
+def spool_target(settings: Settings) -> str:
+    """Where the events of ``settings`` go: the server URL, else the store URL (no password)."""
+    url = settings.server_url or settings.resolved_store_url
+    try:
+        parts = urllib.parse.urlsplit(url)
+        if parts.password is None:
+            return url
+        netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    except ValueError:  # not a URL: config validation reports it
+        return url
+
+
+def target_key(target: str) -> str:
+    """The short key of ``target`` that its spool files carry: ``<time>-<digest>.<key>.json``."""
+    return hashlib.sha256(target.encode("utf-8", "backslashreplace")).hexdigest()[:12]
+
+
+def write_spool_file(folder: Path, data: dict[str, Any], target: str,
+                     durable: bool = True) -> Path:
+    """Write ``data``, bound for ``target``, into ``folder`` as a new spool file: temp file,
+    fsync (``durable``), rename, so a crash leaves either the whole file or none. The target's
+    URL is kept in ``<spool>/targets/<key>`` for ``cmf spool status``."""
+    key = target_key(target)
+    root = folder.parent if folder.name == "rejected" else folder
+    named = root / "targets" / key
+    if not named.is_file():
+        named.parent.mkdir(parents=True, exist_ok=True)
+        named.write_text(target + "\n", encoding="utf-8", errors="backslashreplace")
+    folder.mkdir(parents=True, exist_ok=True)
+    body = jsonutil.dumps(jsonutil.valid_texts(data)).encode("utf-8", "backslashreplace")
+    name = f"{time.time_ns()}-{hashlib.sha256(body).hexdigest()[:16]}.{key}.json"
+    tmp = folder / f".{name}.tmp"
+    with open(tmp, "wb") as f:
+        f.write(body)
+        if durable:
+            f.flush()
+            os.fsync(f.fileno())
+    os.replace(tmp, folder / name)
+    return folder / name
 
 
 class Sink(abc.ABC):
@@ -84,6 +133,9 @@ class HttpSink(Sink):
 
     def send(self, event: dict[str, Any]) -> None:
         r = self._client.post("/api/v1/lineage", content=jsonutil.dumps(event))
+        if r.status_code in REFUSED:  # the event itself is bad: a retry gets the same answer
+            raise InvalidEventError(f"{self.kind} sink refused the event ({r.status_code}): "
+                                    f"{r.text[:500]}")
         r.raise_for_status()
 
     def close(self) -> None:
@@ -98,6 +150,8 @@ class Emitter:
         self.sink = sink or (HttpSink(self.settings) if self.settings.server_url
                              else StoreSink(self.settings))
         self.spool_dir = Path(self.settings.spool_path)
+        self.target = spool_target(self.settings)
+        self.key = target_key(self.target)
         self.sent = 0
         self.spooled = 0
 
@@ -105,7 +159,7 @@ class Emitter:
     def emit(self, event: Any) -> bool:
         """Record ``event`` now if possible, else spool it. Never raises."""
         try:
-            data = event_to_dict(event)
+            data = jsonutil.valid_texts(event_to_dict(event))  # no store takes lone surrogates
         except Exception as e:
             report("converting an OpenLineage event", e)
             return False
@@ -115,55 +169,94 @@ class Emitter:
             self.sent += 1
             return True
         except InvalidEventError as e:
-            report("validating an OpenLineage event", e)
-            self.spool(data, rejected=True)
+            kept = self.spool(data, rejected=True)
+            report("validating an OpenLineage event", e,
+                   f"the event is kept in {kept.parent}, not retried" if kept else "")
             return False
         except Exception as e:
-            report(f"recording to the {self.sink.kind} sink", e)
-            self.spool(data)
+            kept = self.spool(data)
+            report(f"recording to the {self.sink.kind} sink", e,
+                   "the event is spooled for retry" if kept else "")
             return False
 
     def spool(self, data: dict[str, Any], rejected: bool = False) -> Path | None:
         """Write ``data`` to the spool folder for a later retry (atomic; never raises)."""
         folder = self.spool_dir / ("rejected" if rejected else "")
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            body = jsonutil.dumps(data)
-            name = f"{time.time_ns()}-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
-            tmp = folder / f".{name}.tmp"
-            tmp.write_text(body, encoding="utf-8")
-            os.replace(tmp, folder / name)
+            path = write_spool_file(folder, data, self.target)
             self.spooled += 1
-            return folder / name
+            return path
         except Exception as e:  # last resort: the event goes to the log so it is not lost
             report("spooling an event", e)
-            log.warning("cmf: unspooled event: %s", jsonutil.dumps(data))
+            try:
+                text = jsonutil.dumps(data)
+            except Exception as e2:  # not serialisable (a reference loop): its type at least
+                text = f"<not serialisable: {type(e2).__name__}>"
+            log.warning("cmf: unspooled event: %s", text)
             return None
 
     def spooled_files(self) -> list[Path]:
+        """Spool files waiting for this emitter's target (oldest first): its own, and those
+        written before spool files named their target (``<time>-<digest>.json``)."""
         if not self.spool_dir.is_dir():
             return []
-        return sorted(p for p in self.spool_dir.glob("*.json") if p.is_file())
+        return sorted(p for p in self.spool_dir.glob("*.json")
+                      if (p.name.endswith(f".{self.key}.json") or p.name.count(".") == 1)
+                      and p.is_file())
 
     def retry_spool(self, limit: int | None = None) -> tuple[int, int]:
-        """Send spooled events again, oldest first; returns (sent, still spooled)."""
+        """Send spooled events again, oldest first; returns (sent, still spooled).
+
+        A file that is not a JSON object (torn by a crash) or that the sink refuses as invalid
+        moves to ``rejected/`` with a ``.reason`` file beside it; any other failure is the
+        sink's (down, overloaded, slow) and stops the replay, keeping the rest for later."""
         files = self.spooled_files()[:limit]
         sent = 0
         for path in files:
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
+                data = json.loads(path.read_bytes())
+                if not isinstance(data, dict):
+                    raise InvalidEventError(f"a JSON {type(data).__name__}, not an object")
+            except FileNotFoundError:  # replayed meanwhile by another process
+                continue
+            except (ValueError, InvalidEventError) as e:  # torn, empty or not JSON
+                self._reject(path, InvalidEventError(f"{path.name} is unreadable: {e}"))
+                continue
+            try:
                 self.sink.send(data)
             except InvalidEventError as e:
-                report("replaying a spooled event", e)
-                (self.spool_dir / "rejected").mkdir(parents=True, exist_ok=True)
-                os.replace(path, self.spool_dir / "rejected" / path.name)
+                self._reject(path, e)
                 continue
             except Exception as e:
-                report("replaying a spooled event", e)
+                report("replaying a spooled event", e, "it and the rest stay spooled for retry")
                 break
             path.unlink(missing_ok=True)
             sent += 1
         return sent, len(self.spooled_files())
+
+    def spool_counts(self) -> list[tuple[str, int, int]]:
+        """(target, waiting, rejected) for every target with spool files; ``"(not named)"``
+        for files written before spool files named their target (replayed into any)."""
+        names = {p.name: p.read_text(encoding="utf-8").strip()
+                 for p in (self.spool_dir / "targets").glob("*") if p.is_file()}
+        counts: dict[str, list[int]] = {}
+        for i, folder in enumerate((self.spool_dir, self.spool_dir / "rejected")):
+            for p in folder.glob("*.json") if folder.is_dir() else ():
+                parts = p.name.split(".")
+                key = parts[-2] if len(parts) > 2 else ""
+                target = names.get(key, f"(unknown {key})") if key else "(not named)"
+                counts.setdefault(target, [0, 0])[i] += 1
+        return [(t, w, r) for t, (w, r) in sorted(counts.items())]
+
+    def _reject(self, path: Path, error: Exception) -> None:
+        """Move spool file ``path`` to ``rejected/``, with the reason in ``<name>.reason``."""
+        report("replaying a spooled event", error,
+               f"{path.name} moves to {self.spool_dir / 'rejected'}, not retried")
+        folder = self.spool_dir / "rejected"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{path.name}.reason").write_text(f"{type(error).__name__}: {error}\n",
+                                                    encoding="utf-8", errors="backslashreplace")
+        os.replace(path, folder / path.name)
 
     def close(self, timeout: float = 5.0) -> bool:
         """Release the sink; True if it closed in time."""

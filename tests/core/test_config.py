@@ -78,3 +78,19 @@ def test_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     assert not is_disabled()
     monkeypatch.setenv("CMF_DISABLED", "true")
     assert is_disabled()
+
+
+@pytest.mark.parametrize("value", ["inf", "nan", "3601", "0"])
+def test_hook_timeout_is_finite_and_bounded(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMF_HOOK_TIMEOUT_S", value)
+    with pytest.raises(ConfigError, match="hook_timeout_s"):
+        load_settings()
+
+
+@pytest.mark.parametrize("value", ["http://[::1", "localhost:8080", "http://h:99999", "ftp://h"])
+def test_server_url_must_be_a_valid_http_url(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMF_SERVER_URL", value)
+    with pytest.raises(ConfigError, match=r"server_url: .*server URL"):
+        load_settings()
+    monkeypatch.setenv("CMF_SERVER_URL", "https://cmf.example.com:8443/base")
+    assert load_settings().server_url == "https://cmf.example.com:8443/base"

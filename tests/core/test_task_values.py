@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import os
 from pathlib import PurePosixPath
 
 import numpy as np
@@ -44,3 +45,26 @@ def test_objects_tagged_and_sizes_bounded() -> None:
     text = str(jsonable(deep))
     assert "<builtins.dict>" in text
     assert jsonable({3, 1, 2}) == [1, 2, 3]
+
+
+def test_lone_surrogates_become_escapes() -> None:
+    name = os.fsdecode(b"caf\xe9.csv")  # what os.listdir gives for a non-UTF-8 file name
+    assert jsonable({"path": name, "other": "\ud800", "ok": "héllo"}) == {
+        "path": "caf\\xe9.csv", "other": "\\ud800", "ok": "héllo"}
+
+
+class NoText:
+    """A set member whose ``__str__`` fails or would take long: it must never be called."""
+
+    def __str__(self) -> str:
+        raise AssertionError("str called")
+
+    __repr__ = __str__
+    __hash__ = object.__hash__
+
+
+def test_sets_and_keys_never_call_user_str() -> None:
+    assert jsonable({NoText(), NoText()}) == ["<tests.core.test_task_values.NoText>"] * 2
+    assert jsonable({3, 1, 2}) == [1, 2, 3] and jsonable(frozenset({"b", "a"})) == ["a", "b"]
+    assert sorted(jsonable({1, "a"}), key=str) == [1, "a"]  # mixed: iteration order
+    assert jsonable({NoText(): 1, 2: 2}) == {"<tests.core.test_task_values.NoText>": 1, "2": 2}

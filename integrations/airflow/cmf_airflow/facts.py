@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cmf_airflow.values import bind_callable_args, jsonable, redact
+from cmf_core.jsonutil import valid_text
 
 PRODUCER = "https://github.com/cmf-foundation/cmf-foundation/tree/main/integrations/airflow"
 """``_producer`` of the events and facets the integration builds."""
@@ -99,7 +100,7 @@ def _unrendered(value: Any) -> bool:
 def error_text(error: BaseException | str) -> tuple[str, str | None]:
     """``("Type: message", traceback)`` of a task's error."""
     if isinstance(error, BaseException):
-        message = f"{type(error).__name__}: {error}"
-        stack = "".join(traceback.format_exception(error))
+        message = valid_text(f"{type(error).__name__}: {error}")
+        stack = valid_text("".join(traceback.format_exception(error)))
         return message[:STACK_MAX], stack[-STACK_MAX:] or None
-    return str(error)[:STACK_MAX], None
+    return valid_text(str(error))[:STACK_MAX], None

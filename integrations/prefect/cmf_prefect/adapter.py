@@ -33,7 +33,6 @@ forward; every route's events stay in the store's raw OpenLineage events).
 from __future__ import annotations
 
 import atexit
-import hashlib
 import logging
 import os
 import queue
@@ -284,18 +283,13 @@ class Recorder:
         """A copy of ``event`` in the CMF spool folder until it is recorded, so a process killed
         before its recorder thread got to it loses nothing: every emitter replays the spool
         folder when it starts (``cmf_core.openlineage.emit``). Written like the emitter's own
-        spool files (temp file + rename; not fsync-ed)."""
-        from cmf_core import jsonutil
+        spool files (temp file + rename), but not fsync-ed: this is every event's path, and a
+        file torn by a power loss is moved aside to ``rejected/`` by the replay."""
+        from cmf_core.openlineage.emit import spool_target, write_spool_file
 
         try:
-            folder = Path(self.settings.spool_path)
-            folder.mkdir(parents=True, exist_ok=True)
-            body = jsonutil.dumps(event)
-            name = f"{time.time_ns()}-{hashlib.sha256(body.encode()).hexdigest()[:16]}.json"
-            tmp = folder / f".{name}.tmp"
-            tmp.write_text(body, encoding="utf-8")
-            os.replace(tmp, folder / name)
-            return folder / name
+            return write_spool_file(Path(self.settings.spool_path), event,
+                                    spool_target(self.settings), durable=False)
         except Exception as e:  # no spool folder: the event is still queued
             log.debug("cmf: could not write an event ahead to the spool: %s", e)
             return None

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import http.server
+import json
+import os
+import threading
 import uuid
 from pathlib import Path
 
@@ -10,7 +14,8 @@ from typer.testing import CliRunner
 
 from cmf_core.cli import app
 from cmf_core.config import load_settings
-from cmf_core.openlineage.emit import Emitter, Sink
+from cmf_core.guard import report
+from cmf_core.openlineage.emit import Emitter, Sink, spool_target
 from cmf_core.store import open_store
 
 
@@ -70,4 +75,140 @@ def test_invalid_event_is_rejected_not_lost(tmp_path: Path, caplog: pytest.LogCa
     assert em.emit(bad) is False
     rejected = list((tmp_path / "spool" / "rejected").glob("*.json"))
     assert len(rejected) == 1 and "not-a-uuid" in rejected[0].read_text()
-    assert "no impact on the task" in caplog.text
+    assert "no impact on the task" in caplog.text and "not retried" in caplog.text
+
+
+def failed_event(run_id: str, message: str) -> dict:
+    event = run_event(run_id, "FAIL")
+    event["run"]["facets"] = {"errorMessage": {
+        "_producer": "https://example.com/test",
+        "_schemaURL": "https://openlineage.io/spec/facets/1-0-1/ErrorMessageRunFacet.json"
+                      "#/$defs/ErrorMessageRunFacet",
+        "message": message, "programmingLanguage": "python"}}
+    return event
+
+
+UNDECODABLE = os.fsdecode(b"caf\xe9.csv")  # what os.listdir gives for a non-UTF-8 file name
+
+
+def test_lone_surrogates_are_recorded_as_escapes(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    em = Emitter(settings)
+    rid = str(uuid.uuid4())
+    assert em.emit(failed_event(rid, f"cannot open {UNDECODABLE} \ud800")) is True
+    em.close()
+    with open_store(settings=settings) as s:
+        assert s.get_execution(rid).error == "cannot open caf\\xe9.csv \\ud800"
+
+
+def test_lone_surrogates_are_spooled(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    broken = Emitter(settings, sink=BrokenSink())
+    assert broken.emit(failed_event(str(uuid.uuid4()), UNDECODABLE)) is False
+    (spooled,) = broken.spooled_files()
+    assert "caf\\\\xe9.csv" in spooled.read_text(encoding="utf-8")
+    # the spool writes whatever it is given, even text no store takes
+    assert broken.spool({"text": "\udce9"}) is not None
+
+
+def test_torn_spool_files_are_set_aside_not_blocking(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    rid = str(uuid.uuid4())
+    broken = Emitter(settings, sink=BrokenSink())
+    broken.emit(run_event(rid))
+    spool = tmp_path / "spool"
+    (spool / "0-empty.json").write_text("")  # a crash before the data reached the disk
+    (spool / "1-torn.json").write_text('{"eventType": "COMP')
+    em = Emitter(settings)
+    assert em.retry_spool() == (1, 0)
+    em.close()
+    assert sorted(p.name for p in (spool / "rejected").iterdir()) == [
+        "0-empty.json", "0-empty.json.reason", "1-torn.json", "1-torn.json.reason"]
+    assert "unreadable" in (spool / "rejected" / "1-torn.json.reason").read_text()
+    with open_store(settings=settings) as s:
+        assert s.get_execution(rid) is not None
+
+
+class RefusingServer(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server standing in for a CMF server: answers 400 to events of job "bad"."""
+
+    def do_POST(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        code = 400 if b'"name":"bad"' in body else 200
+        self.send_response(code)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def test_server_refusal_is_rejected_not_retried_forever(tmp_path: Path) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), RefusingServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = load_settings(home=tmp_path, site="a", server_url=url)
+        bad = run_event(str(uuid.uuid4()))
+        bad["job"]["name"] = "bad"
+        broken = Emitter(settings, sink=BrokenSink())
+        broken.emit(bad)
+        broken.emit(run_event(str(uuid.uuid4())))
+        em = Emitter(settings)
+        assert em.retry_spool() == (1, 0)
+        assert em.emit(bad) is False  # refused now: rejected, not spooled for retry
+        em.close()
+        rejected = tmp_path / "spool" / "rejected"
+        assert len(list(rejected.glob("*.json"))) == 2
+        assert not em.spooled_files()
+    finally:
+        server.shutdown()
+
+
+def test_spool_replays_only_into_the_store_it_was_meant_for(tmp_path: Path) -> None:
+    """Two projects with different stores share one CMF home, so one spool folder."""
+    a = load_settings(home=tmp_path, site="a", store_url=f"sqlite:///{tmp_path / 'a.db'}")
+    b = load_settings(home=tmp_path, site="a", store_url=f"sqlite:///{tmp_path / 'b.db'}")
+    for_a, legacy = str(uuid.uuid4()), str(uuid.uuid4())
+    Emitter(a, sink=BrokenSink()).emit(run_event(for_a))  # store A is down
+    old = tmp_path / "spool" / "1-0123456789abcdef.json"  # written before files named a target
+    old.write_text(json.dumps(run_event(legacy)))
+    em_b = Emitter(b)
+    assert em_b.retry_spool() == (1, 0)  # the old file, as before; A's event stays
+    em_b.close()
+    result = CliRunner().invoke(app, ["spool", "status"], env={"CMF_HOME": str(tmp_path),
+                                                               "CMF_STORE_URL": b.store_url})
+    assert f"sqlite:///{tmp_path / 'a.db'}: 1 waiting, 0 rejected" in result.output
+    em_a = Emitter(a)
+    assert em_a.retry_spool() == (1, 0)
+    em_a.close()
+    with open_store(settings=b) as s:
+        assert s.get_execution(legacy) is not None and s.get_execution(for_a) is None
+    with open_store(settings=a) as s:
+        assert s.get_execution(for_a) is not None
+
+
+def test_spool_target_hides_passwords() -> None:
+    settings = load_settings(store_url="postgresql://u:secret@db:5432/cmf")
+    assert spool_target(settings) == "postgresql://u:***@db:5432/cmf"
+
+
+def test_event_with_a_reference_loop_never_raises(tmp_path: Path,
+                                                  caplog: pytest.LogCaptureFixture) -> None:
+    event = run_event(str(uuid.uuid4()))
+    event["run"]["facets"] = {"loop": {}}
+    event["run"]["facets"]["loop"]["self"] = event["run"]["facets"]["loop"]
+    em = Emitter(load_settings(home=tmp_path, site="a"), sink=BrokenSink())
+    assert em.emit(event) is False
+    assert "unspooled event: <not serialisable: RecursionError>" in caplog.text
+
+
+def test_warning_says_what_became_of_the_event(tmp_path: Path,
+                                               caplog: pytest.LogCaptureFixture) -> None:
+    Emitter(load_settings(home=tmp_path, site="a"), sink=BrokenSink()).emit(
+        run_event(str(uuid.uuid4())))
+    assert "the event is spooled for retry" in caplog.text
+    caplog.clear()
+    report("reading the configuration", ValueError("bad"))  # nothing kept: nothing claimed
+    assert "no impact on the task itself." in caplog.text and "retry" not in caplog.text
