@@ -36,13 +36,18 @@ def retry(
     limit: Annotated[int | None, typer.Option(help="At most this many events.",
                                                       **COUNT)] = None,
     store: StoreOpt = None,
+    from_target: Annotated[str | None, typer.Option(
+        "--from", help="Replay the events spooled for this other store or server (its URL or "
+                       "key, as `cmf spool status` lists it) into the current one: a store that "
+                       "moved.")] = None,
 ) -> None:
     """Record spooled events now (oldest first); exit code 1 if some are still waiting."""
     emitter = Emitter(load_settings(store_url=store))
     try:
-        sent, left = emitter.retry_spool(limit=limit)
+        sent, left = emitter.retry_spool(limit=limit, from_target=from_target)
     finally:
         emitter.close()
-    typer.echo(f"recorded {sent} event(s); {left} still waiting in {emitter.spool_dir}")
+    typer.echo(f"recorded {sent} event(s); {left} still waiting in {emitter.spool_dir} "
+               f"(recorded into {emitter.target})")
     if left and limit is None:
         raise typer.Exit(1)

@@ -195,22 +195,37 @@ class Emitter:
             log.warning("cmf: unspooled event: %s", text)
             return None
 
-    def spooled_files(self) -> list[Path]:
+    def spooled_files(self, from_target: str | None = None) -> list[Path]:
         """Spool files waiting for this emitter's target (oldest first): its own, and those
-        written before spool files named their target (``<time>-<digest>.json``)."""
+        written before spool files named their target (``<time>-<digest>.json``). With
+        ``from_target`` (a store or server URL, or its key), that target's files instead."""
         if not self.spool_dir.is_dir():
             return []
-        return sorted(p for p in self.spool_dir.glob("*.json")
-                      if (p.name.endswith(f".{self.key}.json") or p.name.count(".") == 1)
-                      and p.is_file())
+        if from_target is None:
+            return sorted(p for p in self.spool_dir.glob("*.json")
+                          if (p.name.endswith(f".{self.key}.json") or p.name.count(".") == 1)
+                          and p.is_file())
+        key = self._key_of(from_target)
+        return sorted(p for p in self.spool_dir.glob(f"*.{key}.json") if p.is_file())
 
-    def retry_spool(self, limit: int | None = None) -> tuple[int, int]:
+    def _key_of(self, target: str) -> str:
+        """The key of a target given as its key or its URL (as ``cmf spool status`` shows it,
+        a password as ``***``, or with the password)."""
+        if (self.spool_dir / "targets" / target).is_file():
+            return target
+        settings = self.settings.model_copy(update={"server_url": None, "store_url": target})
+        return target_key(spool_target(settings) if "://" in target else target)
+
+    def retry_spool(self, limit: int | None = None,
+                    from_target: str | None = None) -> tuple[int, int]:
         """Send spooled events again, oldest first; returns (sent, still spooled).
 
+        ``from_target`` replays the events spooled for another store or server into this
+        emitter's (a store that moved, a server replaced by a local store).
         A file that is not a JSON object (torn by a crash) or that the sink refuses as invalid
         moves to ``rejected/`` with a ``.reason`` file beside it; any other failure is the
         sink's (down, overloaded, slow) and stops the replay, keeping the rest for later."""
-        files = self.spooled_files()[:limit]
+        files = self.spooled_files(from_target)[:limit]
         sent = 0
         for path in files:
             try:
@@ -232,7 +247,7 @@ class Emitter:
                 break
             path.unlink(missing_ok=True)
             sent += 1
-        return sent, len(self.spooled_files())
+        return sent, len(self.spooled_files(from_target))
 
     def spool_counts(self) -> list[tuple[str, int, int]]:
         """(target, waiting, rejected) for every target with spool files; ``"(not named)"``

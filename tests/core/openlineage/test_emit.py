@@ -189,6 +189,32 @@ def test_spool_replays_only_into_the_store_it_was_meant_for(tmp_path: Path) -> N
         assert s.get_execution(for_a) is not None
 
 
+def test_spool_of_a_store_that_moved_is_replayed_on_request(tmp_path: Path) -> None:
+    """Events spooled for a store URL that is gone for good (the store moved, or a server was
+    replaced by a local store) are replayed into the current store with ``--from``."""
+    gone = "postgresql://u:secret@old-host:5432/cmf"
+    old = load_settings(home=tmp_path, site="a", store_url=gone)
+    new = load_settings(home=tmp_path, site="a", store_url=f"sqlite:///{tmp_path / 'n.db'}")
+    runs = [str(uuid.uuid4()) for _ in range(3)]
+    em_old = Emitter(old, sink=BrokenSink())
+    for run in runs:
+        em_old.emit(run_event(run))
+    env = {"CMF_HOME": str(tmp_path), "CMF_STORE_URL": new.store_url}
+    # the masked URL, as `cmf spool status` shows it, names the target
+    result = CliRunner().invoke(app, ["spool", "retry", "--limit", "1", "--from",
+                                      "postgresql://u:***@old-host:5432/cmf"], env=env)
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("recorded 1 event(s); 2 still waiting")
+    assert f"(recorded into {new.store_url})" in result.output
+    em = Emitter(new)
+    assert em.retry_spool() == (0, 0)  # its own spool is empty: the moved store's stays apart
+    assert em.retry_spool(from_target=gone) == (2, 0)  # the URL with its password works too
+    em.close()
+    with open_store(settings=new) as s:
+        assert all(s.get_execution(run) is not None for run in runs)
+    assert not list((tmp_path / "spool").glob("*.json"))
+
+
 def test_spool_target_hides_passwords() -> None:
     settings = load_settings(store_url="postgresql://u:secret@db:5432/cmf")
     assert spool_target(settings) == "postgresql://u:***@db:5432/cmf"

@@ -154,7 +154,10 @@ def test_a_hung_store_neither_fails_nor_stalls_the_task(run_dag, cmf_store, monk
 
     from cmf_core.openlineage.emit import get_emitter
 
-    get_emitter(conf.settings()).retry_spool()  # (a new emitter also replays when created)
+    # the hung server stands in for a store that is down: once one is there (here another URL,
+    # so the events spooled for the first are replayed into it by name), nothing is lost
+    get_emitter(conf.settings()).retry_spool(
+        from_target=f"postgresql://cmf@127.0.0.1:{hung_server}/cmf?connect_timeout=30")
     assert not list(spool.glob("*.json"))
     runs = by_stage(cmf_store(), "hung_store")
     assert {s: e.status.value for s, e in runs.items()} == {
