@@ -331,3 +331,26 @@ def test_the_plugin_module_is_a_prefect_plugin() -> None:
     pm.add_hookspecs(HookSpec)
     pm.register(plugin, name="cmf")
     assert [impl.plugin_name for impl in pm.hook.setup_environment.get_hookimpls()] == ["cmf"]
+
+
+def test_a_folder_that_cannot_be_read_keeps_its_events(auto_route: Any, cmf_store: Any,
+                                                       tmp_path: Path) -> None:
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    (folder / "mem").symlink_to("/proc/self/mem")  # reading it fails (EIO), even as root
+
+    @task
+    def scan(path: str) -> str:
+        return path
+
+    @flow
+    def scanning(path: str) -> str:
+        return scan(path)
+
+    assert scanning(str(folder)) == str(folder)
+    stages = _by_stage(cmf_store, "scanning")
+    assert stages["scan"].status.value == "completed"
+    read = _artifacts(cmf_store, stages["scan"].id, "input")
+    assert read[str(folder)].id.startswith("version:")  # identified by path, size and time
+    assert str(folder) in _artifacts(cmf_store, stages["scan"].id, "output")
