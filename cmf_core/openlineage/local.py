@@ -15,10 +15,12 @@ What is digested: an input or output dataset in namespace ``file`` (a plain path
 exists here, and that has no live ``cmf_artifact`` facet (a producer's own digest wins).
 A local *output* named by a START or RUNNING event is left out: its bytes are not written
 yet (or are an older version's), and the run's end event names it with its digest.
-Up to ``max_bytes`` (all files of a directory together) the content is read; above it, or when
-it cannot be read, the id is a digest of the path, size and modification time, exactly as the
-Airflow listener computes it (``digest_method: "stat"``). Content digests are cached per
-process by (path, size, modification time).
+Up to ``max_bytes`` (all files of a directory together) and :data:`MAX_WALK_FILES` files the
+content is read; above them, or when it cannot be read, the id is a digest of the path, size
+and modification time, exactly as the Airflow listener computes it (``digest_method:
+"stat"``). Content digests are cached per process by (path, size, modification time). A file
+system root, the home or working directory (or a parent of them) is never read: ingest
+identifies it by its URI.
 """
 
 from __future__ import annotations
@@ -36,6 +38,8 @@ from cmf_core.openlineage.facets import ArtifactDatasetFacet
 
 DEFAULT_DIGEST_MAX_BYTES = 1024 * 2**20
 """Local datasets up to this size (1 GiB, the Airflow listener's default) are read."""
+MAX_WALK_FILES = 10_000
+"""A directory with more files is not walked further: its own size and mtime identify it."""
 
 _NOT_ENDED = ("START", "RUNNING")
 _CACHE: dict[tuple[str, int, int], str] = {}
@@ -50,40 +54,56 @@ def local_path(namespace: Any, name: Any) -> str | None:
     return None
 
 
-def _stat(path: str) -> tuple[int, int] | None:
-    """(size, newest modification time in ns) of a file, or of all files under a directory."""
+def too_broad(path: str) -> bool:
+    """True for a path never read as a dataset: a file system root, the home directory, the
+    working directory or one of their parents (ingest identifies those by URI)."""
+    try:
+        real = Path(os.path.realpath(path))
+        anchors = {Path(os.path.realpath(os.path.expanduser("~"))), Path(os.getcwd())}
+    except (OSError, ValueError):
+        return True
+    return real == Path(real.anchor) or any(a == real or real in a.parents for a in anchors)
+
+
+def _stat(path: str) -> tuple[int, int, bool] | None:
+    """(size, newest modification time in ns, complete) of a file, or of all files under a
+    directory; above :data:`MAX_WALK_FILES` files the directory's own stat, ``complete`` False."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if not os.path.isdir(path):
-        return st.st_size, st.st_mtime_ns
-    newest, size = st.st_mtime_ns, 0
+        return st.st_size, st.st_mtime_ns, True
+    newest, size, count = st.st_mtime_ns, 0, 0
     for root, _, files in os.walk(path):
         for f in files:
+            count += 1
+            if count > MAX_WALK_FILES:
+                return st.st_size, st.st_mtime_ns, False
             try:
                 s = os.stat(os.path.join(root, f))
             except OSError:
                 continue
             newest, size = max(newest, s.st_mtime_ns), size + s.st_size
-    return size, newest
+    return size, newest, True
 
 
 def local_identity(path: str, max_bytes: float = DEFAULT_DIGEST_MAX_BYTES
                    ) -> tuple[str, str] | None:
     """``(artifact id, digest method)`` of the local file or directory ``path``: its content
-    digest (``"sha256"``), or above ``max_bytes`` its stat digest (``"stat"``); None if it
-    does not exist."""
-    found = _stat(path)
+    digest (``"sha256"``), or above ``max_bytes`` or :data:`MAX_WALK_FILES` files, or when
+    it cannot be read, its stat digest (``"stat"``); None if it does not exist or is
+    :func:`too_broad`."""
+    found = None if too_broad(path) else _stat(path)
     if found is None:
         return None
-    size, mtime = found
+    size, mtime, complete = found
     key = (path, size, mtime)
     with _CACHE_LOCK:
         cached = _CACHE.get(key)
     if cached is not None:
         return cached, "sha256"
-    if size <= max_bytes:
+    if complete and size <= max_bytes:
         try:
             digest = path_digest(path)
         except (InvalidInputError, OSError):
@@ -105,8 +125,8 @@ def stat_identity(path: str, size: int, mtime_ns: int) -> str:
 
 def local_stat_identity(path: str) -> tuple[str, str] | None:
     """``(stat_identity, "stat")`` of an existing local file or directory, else None."""
-    found = _stat(path)
-    return None if found is None else (stat_identity(path, *found), "stat")
+    found = None if too_broad(path) else _stat(path)
+    return None if found is None else (stat_identity(path, *found[:2]), "stat")
 
 
 def _has_live_artifact_facet(ds: Mapping[str, Any]) -> bool:

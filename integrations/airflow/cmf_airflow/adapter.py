@@ -256,7 +256,8 @@ class CmfAdapter:
 
     # DAG runs (scheduler or dag.test process) ---------------------------------------------
     def dag_run(self, dag_run: Any, status: str, message: str | None = None) -> None:
-        """Queue the START / COMPLETE / FAIL event of a DAG run (never blocks the caller)."""
+        """Queue the START / COMPLETE / FAIL event of a DAG run (never blocks the caller: even
+        getting the emitter, which may replay the spool, happens in the background job)."""
         snap = conf.snapshot()
         if self.mode(snap) == "openlineage":  # the provider records DAG runs itself
             return
@@ -264,8 +265,7 @@ class CmfAdapter:
         from cmf_core.openlineage.emit import get_emitter
 
         event = build_dag_run_event(dag_run, status, message, settings.site, snap.namespace)
-        emitter = get_emitter(settings)
-        self.background.submit(lambda: emitter.emit(event))
+        self.background.submit(lambda: get_emitter(settings).emit(event))
 
     # the end --------------------------------------------------------------------------------
     def finish_task(self, ti: Any, status: str, error: BaseException | str | None = None

@@ -115,14 +115,15 @@ class RuntimeArtifact:
                                metadata={**self.metadata, **(update.get("metadata") or {})})
 
 
-Digester = Callable[[Path], str]
+Digester = Callable[[Path], str | None]
 
 
 def describe(art: RuntimeArtifact, site: str, *, digester: Digester = path_digest,
              reachable: bool = True, known_digest: str | None = None) -> Artifact:
     """The CMF artifact of a KFP runtime artifact (see the module docs for its identity).
 
-    ``digester`` computes the digest of local bytes (callers bound its time); ``reachable=False``
+    ``digester`` computes the digest of local bytes (callers bound its time; None: unknown,
+    the metadata identifies it); ``reachable=False``
     skips looking for bytes; ``known_digest`` is a digest computed elsewhere (a download).
     """
     props: dict[str, Any] = {f"{PROPERTY_PREFIX}schema_title": art.schema_title,

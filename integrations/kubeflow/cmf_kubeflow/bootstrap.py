@@ -61,34 +61,54 @@ DIGEST_BYTES_PER_S = 200e6
 """Bytes hashed per second of ``CMF_HOOK_TIMEOUT_S`` (larger artifacts are not hashed)."""
 
 
+MAX_WALK_FILES = 10_000
+"""An output folder with more files is identified by its own size and modification time."""
+
+
 def _size(path: Path) -> tuple[int, int]:
-    """Total bytes and latest modification time (ns) of a file or a folder tree."""
-    if path.is_file():
-        st = path.stat()
+    """Total bytes and latest modification time (ns) of a file or a folder tree (files that
+    vanish meanwhile are skipped; above :data:`MAX_WALK_FILES` files, the folder's own stat)."""
+    st = path.stat()
+    if not path.is_dir():
         return st.st_size, st.st_mtime_ns
-    stats = [p.stat() for p in path.rglob("*") if p.is_file()]
-    return sum(s.st_size for s in stats), max((s.st_mtime_ns for s in stats), default=0)
+    size, newest = 0, 0
+    for count, p in enumerate(path.rglob("*")):
+        if count >= MAX_WALK_FILES:
+            return st.st_size, st.st_mtime_ns
+        try:
+            if p.is_file():
+                s = p.stat()
+                size, newest = size + s.st_size, max(newest, s.st_mtime_ns)
+        except OSError:
+            continue
+    return size, newest
 
 
 def _digester(settings: Any) -> Any:
     """Digest local bytes within the hook's time budget, else identify them by size and time.
 
     Artifacts larger than ``hook_timeout_s`` x :data:`DIGEST_BYTES_PER_S` are not read at all;
-    a slower disk is cut off by the time cap. Either way the artifact gets a ``version:`` id
-    over its path, size and modification time.
+    a slower disk is cut off by the time cap, and bytes that cannot be read (not a regular
+    file, unreadable, gone meanwhile) are not either. Either way the artifact gets a
+    ``version:`` id over its path, size and modification time (None, its URI and metadata,
+    when even that cannot be read).
     """
+    from cmf_core.errors import InvalidInputError
     from cmf_core.guard import Timeout, run_bounded
     from cmf_core.identity import path_digest, remote_digest
 
-    def digest(path: Path) -> str:
-        size, mtime = _size(path)
+    def digest(path: Path) -> str | None:
+        try:
+            size, mtime = _size(path)
+        except OSError:
+            return None
         by_stat = remote_digest(str(path), f"stat:{size}:{mtime}")
         if size > settings.hook_timeout_s * DIGEST_BYTES_PER_S:
             return by_stat
         try:
             return run_bounded(lambda: path_digest(path), settings.hook_timeout_s,
                                f"digesting {path}")
-        except Timeout:
+        except (Timeout, InvalidInputError, OSError):
             return by_stat
 
     return digest

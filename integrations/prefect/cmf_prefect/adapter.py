@@ -60,6 +60,9 @@ QUIET_S = 0.005
 """The background recorder records once no run has started or ended for this long..."""
 MAX_DEFER_S = 0.25
 """...or once it has waited this long for such a moment."""
+FLUSH_BACKOFF_S = 60.0
+"""After a flush timed out (a slow or locked sink), flow ends do not wait again for this long:
+their events are in the spool and recorded in the background all the same."""
 
 ROUTE_IN_PROCESS = "in-process"
 ROUTE_WATCHER = "watcher"
@@ -234,10 +237,11 @@ class Recorder:
     ahead to the spool folder in the caller's thread (under a millisecond), then recorded into
     the store by one daemon thread, so a task never waits for the store's transactions; that
     thread records while runs are not starting or ending (see :meth:`_wait_for_quiet`).
-    :meth:`flush` waits for the queue to empty; the routes call it when a flow run ends, and it
-    runs at interpreter exit. A process killed outright (``SIGKILL``) loses no event: each is
-    in the spool until recorded (see :meth:`_write_ahead`). Settings are read on first use (not
-    at import: the in-process route is installed while ``prefect`` itself is being imported).
+    :meth:`flush` waits for the queue to empty; the routes call :meth:`flush_flow_end` when an
+    outermost flow run ends, and it runs at interpreter exit. A process killed outright
+    (``SIGKILL``) loses no event: each is in the spool until recorded (see
+    :meth:`_write_ahead`). Settings are read on first use (not at import: the in-process route
+    is installed while ``prefect`` itself is being imported).
     """
 
     def __init__(self, settings: Settings | None = None, *, background: bool = False) -> None:
@@ -248,6 +252,7 @@ class Recorder:
         self._worker: threading.Thread | None = None
         self._pid = os.getpid()
         self._flushing = 0
+        self._skip_flush_until = 0.0
         self.last_activity = 0.0
 
     @property
@@ -348,11 +353,19 @@ class Recorder:
         try:
             while self._queue.unfinished_tasks:
                 if time.monotonic() > deadline or not self._worker.is_alive():
+                    self._skip_flush_until = time.monotonic() + FLUSH_BACKOFF_S
                     return False
                 time.sleep(0.002)
             return True
         finally:
             self._flushing -= 1
+
+    def flush_flow_end(self) -> bool:
+        """:meth:`flush` within ``hook_timeout_s`` when a flow run ends, in the user's flow; no
+        wait at all for :data:`FLUSH_BACKOFF_S` after one timed out (a circuit breaker)."""
+        if time.monotonic() < self._skip_flush_until:
+            return False
+        return self.flush(timeout=self.settings.hook_timeout_s)
 
     def start_energy(self) -> EnergyMonitor | None:
         """A started energy monitor for this process, or None when energy is off."""

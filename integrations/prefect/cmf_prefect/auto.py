@@ -241,6 +241,26 @@ def _guarded(where: str, fn: Any, *args: Any) -> None:
         ROUTE.recorder.touch()
 
 
+def _flushed() -> bool:
+    try:
+        return ROUTE.recorder.flush_flow_end()
+    except Exception as e:
+        report("waiting for the events of a Prefect flow run", e)
+        return True
+
+
+def _outermost(run_id: str) -> bool:
+    """False for a subflow run (its parent flow's end waits for its records)."""
+    try:
+        from prefect.context import FlowRunContext
+
+        ctx = FlowRunContext.get()
+        run = ctx.flow_run if ctx is not None else None
+        return run is None or str(run.id) != run_id or run.parent_task_run_id is None
+    except Exception:
+        return True
+
+
 class CmfSpanProcessor:
     """OpenTelemetry span processor that records Prefect's flow-run and task-run spans.
 
@@ -278,9 +298,10 @@ class CmfSpanProcessor:
         if kind == "task":
             _guarded("recording a Prefect task run end", ROUTE.task_ended, run_id, at)
         elif kind == "flow":
+            outermost = _outermost(run_id)
             _guarded("recording a Prefect flow run end", ROUTE.flow_ended, run_id, at)
-            # the flow run's records are in the store when it returns (bounded wait)
-            if not ROUTE.recorder.flush(timeout=ROUTE._timeout()):
+            # an outermost flow run's records are in the store when it returns (bounded wait)
+            if outermost and not _flushed():
                 log.info("cmf: events of flow run %s are still being recorded in the "
                          "background (CMF_HOOK_TIMEOUT_S passed); no impact on the flow run",
                          run_id)

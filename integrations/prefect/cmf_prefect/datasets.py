@@ -19,7 +19,10 @@ path of an existing local file or folder   the content digest (``Model`` for mod
 Content digests of unchanged files are cached per process (path, size, mtime), so a file written
 by one task and read by the next is read once. A file above :data:`DIGEST_MAX_BYTES`, or one that
 is not hashed within :data:`HASH_BUDGET_S` inside a task's hook, is identified by its path, size
-and modification time instead (property ``digest_method = "stat"``).
+and modification time instead (property ``digest_method = "stat"``), and so is one that cannot
+be read (gone meanwhile, unreadable). A folder gets the same budget, with the size counted over
+all its files and at most ``cmf_core.openlineage.local.MAX_WALK_FILES`` of them; a file system
+root, the home or working directory (or a parent of them) is never read, only named.
 """
 
 from __future__ import annotations
@@ -101,6 +104,7 @@ def _file_digest(path: Path, st: os.stat_result, budget_s: float | None) -> tupl
     big file inside a task's hook), is identified by path, size and mtime instead; an overrun
     hash goes on in the background and is cached for the next reader.
     """
+    from cmf_core.errors import InvalidInputError
     from cmf_core.guard import Timeout, run_bounded
     from cmf_core.openlineage.local import stat_identity
 
@@ -113,13 +117,29 @@ def _file_digest(path: Path, st: os.stat_result, budget_s: float | None) -> tupl
         cached = _DIGESTS.get(key)
     if cached is not None:
         return cached, "sha256"
-    if budget_s is None or st.st_size <= INLINE_HASH_BYTES:
-        return _hash_and_cache(path, key), "sha256"
     try:
+        if budget_s is None or st.st_size <= INLINE_HASH_BYTES:
+            return _hash_and_cache(path, key), "sha256"
         return run_bounded(lambda: _hash_and_cache(path, key), budget_s,
                            f"hashing {path}"), "sha256"
-    except Timeout:
+    except (Timeout, InvalidInputError, OSError):  # slow, gone or unreadable meanwhile
         return stat_id
+
+
+def _dir_digest(path: Path, budget_s: float | None) -> tuple[str, str] | None:
+    """(digest, method) of a folder by the rules of ``cmf_core.openlineage.local.local_identity``
+    (content up to :data:`DIGEST_MAX_BYTES` and ``MAX_WALK_FILES`` files, else path, size and
+    mtime), within ``budget_s`` seconds; None for a root, home or working directory."""
+    from cmf_core.guard import Timeout, run_bounded
+    from cmf_core.openlineage.local import local_identity, local_stat_identity
+
+    if budget_s is None:
+        return local_identity(str(path), DIGEST_MAX_BYTES)
+    try:
+        return run_bounded(lambda: local_identity(str(path), DIGEST_MAX_BYTES), budget_s,
+                           f"hashing {path}")
+    except Timeout:  # goes on in the background and is cached for the next reader
+        return local_stat_identity(str(path))
 
 
 def artifact_type(path: Path) -> str:
@@ -143,9 +163,10 @@ def path_dataset(path: str | os.PathLike[str], kind: str | None = None,
                  budget_s: float | None = HASH_BUDGET_S) -> Dataset | None:
     """The dataset of an existing local file or folder, with its content digest; else None.
 
-    Hashing a file above :data:`INLINE_HASH_BYTES` gets ``budget_s`` seconds (None: no limit).
+    Hashing a file above :data:`INLINE_HASH_BYTES`, or a folder, gets ``budget_s`` seconds
+    (None: no limit). A file system root, the home or working directory (or a parent of them)
+    has no digest: it is identified by its path.
     """
-    from cmf_core.identity import dir_digest
     from cmf_core.openlineage.facets import ArtifactDatasetFacet
     from cmf_core.openlineage.naming import dataset_naming
 
@@ -154,13 +175,16 @@ def path_dataset(path: str | os.PathLike[str], kind: str | None = None,
         st = p.stat()
     except (OSError, ValueError, TypeError):
         return None
+    namespace, name = dataset_naming(str(p))
     if p.is_dir():
-        digest, method = dir_digest(p), "sha256"
+        found = _dir_digest(p, budget_s)
+        if found is None:
+            return Dataset(namespace, name)
+        digest, method = found
     elif p.is_file():
         digest, method = _file_digest(p, st, budget_s)
     else:
         return None
-    namespace, name = dataset_naming(str(p))
     props = {"digest_method": method} if method != "sha256" else {}
     facet = ArtifactDatasetFacet(digest=digest, type=kind or artifact_type(p), properties=props)
     return Dataset(namespace, name, {"cmf_artifact": facet})

@@ -140,23 +140,24 @@ def on_running(obj: Any, run: Any, state: Any) -> None:
     _guarded("the cmf on_running hook", _started, obj, run, state)
 
 
-def _flush_after_flow(obj: Any) -> None:
-    """A flow run's records are in the store when its final hook returns (bounded wait)."""
-    if _is_flow(obj):
-        _RECORDER.flush(timeout=_RECORDER.settings.hook_timeout_s)
+def _flush_after_flow(obj: Any, run: Any) -> None:
+    """An outermost flow run's records are in the store when its final hook returns (bounded
+    wait; none for a subflow run, nor after a recent timeout)."""
+    if _is_flow(obj) and getattr(run, "parent_task_run_id", None) is None:
+        _guarded("waiting for the cmf events of a flow run", _RECORDER.flush_flow_end)
 
 
 def on_completion(obj: Any, run: Any, state: Any) -> None:
     """Prefect ``on_completion`` hook for a task or a flow: records the run's outcome."""
     _guarded("the cmf on_completion hook", _ended, obj, run, state)
-    _flush_after_flow(obj)
+    _flush_after_flow(obj, run)
 
 
 def on_failure(obj: Any, run: Any, state: Any) -> None:
     """Prefect ``on_failure`` (also ``on_crashed``, ``on_cancellation``) hook: records the
     failure and its message."""
     _guarded("the cmf on_failure hook", _ended, obj, run, state)
-    _flush_after_flow(obj)
+    _flush_after_flow(obj, run)
 
 
 def _mark_tracked(flow: Any, flow_run: Any, state: Any) -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from cmf_core.identity import path_digest
 from cmf_core.openlineage.local import with_local_digests
 
@@ -33,3 +35,22 @@ def test_start_events_leave_local_outputs_to_the_end_event(tmp_path: Path) -> No
         got = with_local_digests(_event(kind, inp, out))
         assert got["outputs"][0]["facets"]["cmf_artifact"]["digest"] == path_digest(out)
         assert len(got["outputs"]) == 2
+
+
+def test_big_folders_are_not_walked_and_roots_not_read(tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmf_core.openlineage import local
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    for i in range(6):
+        (folder / f"f{i}").write_text(str(i))
+    assert local.local_identity(str(folder))[1] == "sha256"
+    monkeypatch.setattr(local, "MAX_WALK_FILES", 5)  # the walk stops: the folder's own stat
+    st = folder.stat()
+    expected = local.stat_identity(str(folder), st.st_size, st.st_mtime_ns), "stat"
+    assert local.local_identity(str(folder)) == expected
+    assert local.local_stat_identity(str(folder)) == expected
+    monkeypatch.chdir(folder)
+    assert local.local_identity(str(folder)) is None  # the working directory: named by URI
+    assert local.local_identity(str(tmp_path)) is None and local.local_identity("/") is None

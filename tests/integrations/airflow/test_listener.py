@@ -189,3 +189,52 @@ def test_each_try_and_each_mapped_instance_is_an_execution(run_dag, cmf_store,
     assert {i: e.params["n"] for i, e in shards.items()} == {0: 1, 1: 2, 2: 3}
     assert {i: e.properties["airflow.xcom_return"]["value"] for i, e in shards.items()} == {
         0: 1, 1: 4, 2: 9}
+
+
+def test_the_dag_run_hook_never_waits_for_the_store(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler's DAG-run hook with events waiting in the spool and the store locked (a
+    long transaction of another process, held here with sqlite3): it returns at once."""
+    import datetime as dt
+    import sqlite3
+    import time
+    import types
+
+    from cmf_airflow.adapter import CmfAdapter
+    from cmf_airflow.dagrun import build_dag_run_event
+
+    from cmf_core import jsonutil
+    from cmf_core.config import load_settings
+    from cmf_core.openlineage.convert import event_to_dict
+    from cmf_core.store import open_store
+
+    monkeypatch.setenv("CMF_HOOK_TIMEOUT_S", "2")
+    settings = load_settings()
+    db = Path(os.environ["CMF_HOME"]) / "cmf.db"
+    open_store(f"sqlite:///{db}").close()
+    now = dt.datetime.now(dt.UTC)
+    runs = [types.SimpleNamespace(dag_id=f"d_sched{i}", run_id="manual__1", run_type="manual",
+                                  clear_number=0, logical_date=now, start_date=now,
+                                  end_date=None, conf={}) for i in range(2)]
+    spool = Path(settings.spool_path)
+    spool.mkdir(parents=True, exist_ok=True)
+    old = build_dag_run_event(runs[0], "running", None, settings.site, "default")
+    (spool / "1-old.json").write_text(jsonutil.dumps(event_to_dict(old)))
+    adapter = CmfAdapter()
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        t = time.monotonic()
+        adapter.dag_run(runs[1], "running")
+        blocked = time.monotonic() - t
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert blocked < 0.5  # was the spool replay's hook timeout (2 s here)
+    assert adapter.flush(60)
+    from cmf_core.openlineage.emit import get_emitter
+
+    get_emitter(settings).retry_spool()
+    store = open_store(f"sqlite:///{db}")
+    assert {e.pipeline for e in store.list_executions()} == {"d_sched0", "d_sched1"}
+    store.close()

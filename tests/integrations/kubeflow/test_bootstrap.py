@@ -142,3 +142,48 @@ def test_a_cluster_executor_records_under_the_run_id(tmp_path: Path, epochs: int
         assert ex.status is ExecutionStatus.FAILED
         assert ex.error == "SystemExit: exit code 3"
         assert [t for t, _ in events] == [EventType.INPUT]
+
+
+FIFO_COMPONENT = textwrap.dedent("""
+    import os
+
+    from kfp.dsl import Dataset, Output
+
+    def produce(data: Output[Dataset], logs: Output[Dataset]) -> int:
+        os.mkfifo(data.path)  # not a regular file: reading it would block
+        os.makedirs(logs.path)
+        with open(os.path.join(logs.path, "ok.txt"), "w") as fh:
+            fh.write("ok")
+        os.symlink("/proc/self/mem", os.path.join(logs.path, "mem"))  # reading it fails (EIO)
+        return 1
+""")
+
+
+def test_outputs_that_cannot_be_read_still_end_the_execution(tmp_path: Path) -> None:
+    module = tmp_path / "component.py"
+    module.write_text(FIFO_COMPONENT)
+    store_url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env.update(UNRESOLVED, KFP_CMF_PIPELINE="fifo", KFP_CMF_TASK="produce", KFP_RUN_ID=RUN_ID,
+               CMF_STORE_URL=store_url, CMF_SITE="s", CMF_HOME=str(tmp_path / "home"),
+               _KFP_RUNTIME="true")
+    executor_input = {"inputs": {}, "outputs": {
+        "artifacts": {key: {"artifacts": [{
+            "name": key, "uri": str(tmp_path / "out" / key),
+            "type": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}]}
+            for key in ("data", "logs")},
+        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
+    (tmp_path / "out").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
+         "--component_module_path", str(module), "--executor_input",
+         json.dumps(executor_input), "--function_to_execute", "produce"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    store = open_store(store_url, "s")
+    (ex,) = store.list_executions()
+    assert ex.status is ExecutionStatus.COMPLETED, proc.stderr
+    outputs = [store.get_artifact(e.artifact_id) for e in store.events([ex.id])
+               if e.type is EventType.OUTPUT]
+    assert sorted(a.name for a in outputs) == ["data", "logs"]
+    assert {a.properties["kfp.identity"] for a in outputs} == {"size+mtime"}

@@ -184,3 +184,67 @@ def test_cursor_keeps_the_watermark_and_prunes_old_ids() -> None:
     cursor.prune(600)
     assert set(cursor.seen) == {"b", "c"}
     assert Cursor.loads(cursor.dumps()) == cursor
+
+
+def _unreadable_folder(tmp_path: Path) -> Path:
+    """A folder holding a file whose read fails (EIO): ``/proc/self/mem`` through a link, as
+    tests run as root, where permissions cannot make a file unreadable."""
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    (folder / "mem").symlink_to("/proc/self/mem")
+    return folder
+
+
+def test_a_folder_that_cannot_be_read_is_identified_by_stat(tmp_path: Path) -> None:
+    (ds,) = value_datasets(str(_unreadable_folder(tmp_path)))
+    facet = ds.facets["cmf_artifact"]
+    assert facet.digest.startswith("version:")
+    assert facet.properties == {"digest_method": "stat"}
+
+
+def test_folders_get_the_size_file_and_time_caps(tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmf_prefect import datasets
+
+    from cmf_core.openlineage import local
+
+    big = tmp_path / "big"
+    big.mkdir()
+    with open(big / "sparse.bin", "wb") as fh:
+        fh.truncate(4096)  # a sparse file: cheap, and above the cap lowered here
+    monkeypatch.setattr(datasets, "DIGEST_MAX_BYTES", 1024)
+    assert path_dataset(big).facets["cmf_artifact"].properties == {"digest_method": "stat"}
+    monkeypatch.setattr(datasets, "DIGEST_MAX_BYTES", 2 << 30)
+
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(6):
+        (many / f"f{i}").write_text(str(i))
+    monkeypatch.setattr(local, "MAX_WALK_FILES", 5)
+    assert path_dataset(many).facets["cmf_artifact"].properties == {"digest_method": "stat"}
+    monkeypatch.setattr(local, "MAX_WALK_FILES", 10_000)
+    assert "digest_method" not in path_dataset(many).facets["cmf_artifact"].properties
+
+    slow = tmp_path / "slow"
+    slow.mkdir()
+    (slow / "data").write_bytes(b"x" * (4 << 20))
+    found = path_dataset(slow, budget_s=1e-9)  # not hashed in time: its stat identity
+    assert found.facets["cmf_artifact"].properties == {"digest_method": "stat"}
+
+
+def test_roots_home_and_working_directory_are_only_named(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    from cmf_core.openlineage.local import too_broad
+
+    home, work = tmp_path / "home", tmp_path / "work" / "sub"
+    work.mkdir(parents=True)
+    home.mkdir()
+    (work / "f").write_text("x")
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.chdir(work)
+    for value in (".", "~", str(home), str(work), str(tmp_path / "work")):
+        ds = path_dataset(value)
+        assert ds is not None and ds.facets == {}, value  # ingest identifies it by its URI
+    assert too_broad("/") and too_broad(str(tmp_path)) and not too_broad(str(work / "f"))
+    assert path_dataset(work / "f").facets["cmf_artifact"].digest == file_digest(work / "f")

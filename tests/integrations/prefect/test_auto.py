@@ -331,3 +331,91 @@ def test_the_plugin_module_is_a_prefect_plugin() -> None:
     pm.add_hookspecs(HookSpec)
     pm.register(plugin, name="cmf")
     assert [impl.plugin_name for impl in pm.hook.setup_environment.get_hookimpls()] == ["cmf"]
+
+
+def test_a_folder_that_cannot_be_read_keeps_its_events(auto_route: Any, cmf_store: Any,
+                                                       tmp_path: Path) -> None:
+    folder = tmp_path / "scratch"
+    folder.mkdir()
+    (folder / "a.txt").write_text("a")
+    (folder / "mem").symlink_to("/proc/self/mem")  # reading it fails (EIO), even as root
+
+    @task
+    def scan(path: str) -> str:
+        return path
+
+    @flow
+    def scanning(path: str) -> str:
+        return scan(path)
+
+    assert scanning(str(folder)) == str(folder)
+    stages = _by_stage(cmf_store, "scanning")
+    assert stages["scan"].status.value == "completed"
+    read = _artifacts(cmf_store, stages["scan"].id, "input")
+    assert read[str(folder)].id.startswith("version:")  # identified by path, size and time
+    assert str(folder) in _artifacts(cmf_store, stages["scan"].id, "output")
+
+
+def test_subflows_do_not_wait_for_a_slow_store(prefect_api: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """A locked store (another process's long transaction, held here with sqlite3): only the
+    outermost flow run waits, once, up to the hook timeout, and a flow run right after does
+    not wait at all; every event is recorded once the store is free."""
+    import sqlite3
+
+    from cmf_prefect import adapter, auto
+
+    from cmf_core.config import load_settings
+    from cmf_core.openlineage.emit import get_emitter
+    from cmf_core.store import open_store
+
+    db = tmp_path / "cmf.db"
+    settings = load_settings(store_url=f"sqlite:///{db}", site="edge", home=tmp_path / ".cmf",
+                             hook_timeout_s=1.0)
+    open_store(settings=settings).close()
+    waits: list[float] = []
+    flush = adapter.Recorder.flush
+
+    def timed_flush(self: Any, timeout: float | None = None) -> bool:  # the real flush, timed
+        t = time.monotonic()
+        try:
+            return flush(self, timeout)
+        finally:
+            waits.append(time.monotonic() - t)
+
+    monkeypatch.setattr(adapter.Recorder, "flush", timed_flush)
+
+    @task
+    def tk(i: int) -> int:
+        return i
+
+    @flow
+    def child(i: int) -> int:
+        return tk(i)
+
+    @flow
+    def nesting(n: int = 3) -> list[int]:
+        return [child(i) for i in range(n)]
+
+    assert auto.install(settings)
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        assert nesting() == [0, 1, 2]
+        first, waits[:] = sum(waits), []
+        assert nesting() == [0, 1, 2]
+        second = sum(waits)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert 0.9 < first < 1.9  # one bounded wait, at the outermost flow's end (was 4 x 1 s)
+    assert second < 0.1  # the sink timed out just before: no wait
+    try:
+        assert auto.ROUTE.recorder.flush(timeout=120)
+        get_emitter(settings).retry_spool()
+        store = open_store(settings=settings)
+        assert len(store.list_executions()) == 2 * (1 + 3 * 2)  # nothing lost
+        store.close()
+    finally:
+        auto.uninstall()
+        get_emitter(settings).close()
