@@ -38,8 +38,10 @@ from cmf_core.openlineage.facets import ArtifactDatasetFacet
 
 DEFAULT_DIGEST_MAX_BYTES = 1024 * 2**20
 """Local datasets up to this size (1 GiB, the Airflow listener's default) are read."""
-MAX_WALK_FILES = 10_000
-"""A directory with more files is not walked further: its own size and mtime identify it."""
+MAX_WALK_FILES = 100_000
+"""A directory with more files is not walked further: its own size and mtime identify it (a
+walk of this many files takes about half a second on a local disk; a change deep inside such
+a directory may not change that id)."""
 
 _NOT_ENDED = ("START", "RUNNING")
 _CACHE: dict[tuple[str, int, int], str] = {}

@@ -61,7 +61,7 @@ DIGEST_BYTES_PER_S = 200e6
 """Bytes hashed per second of ``CMF_HOOK_TIMEOUT_S`` (larger artifacts are not hashed)."""
 
 
-MAX_WALK_FILES = 10_000
+MAX_WALK_FILES = 100_000
 """An output folder with more files is identified by its own size and modification time."""
 
 
