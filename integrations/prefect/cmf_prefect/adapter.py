@@ -386,9 +386,13 @@ _RECORDERS: weakref.WeakSet[Recorder] = weakref.WeakSet()
 
 @atexit.register
 def _flush_at_exit() -> None:
-    """Record what is still queued before the interpreter exits (bounded per recorder)."""
+    """Record what is still queued before the interpreter exits (bounded per recorder; only
+    ``hook_timeout_s`` when a flow end's wait just timed out: the sink is stuck, and what is
+    queued is written ahead in the spool, replayed by the next emitter)."""
     for recorder in list(_RECORDERS):
         try:
-            recorder.flush(timeout=max(30.0, recorder.settings.hook_timeout_s * 6))
+            stuck = time.monotonic() < recorder._skip_flush_until
+            timeout = recorder.settings.hook_timeout_s
+            recorder.flush(timeout=timeout if stuck else max(30.0, timeout * 6))
         except Exception as e:  # never fail an exit
             log.debug("cmf: flushing Prefect events at exit failed: %s", e)

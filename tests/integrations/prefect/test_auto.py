@@ -405,11 +405,15 @@ def test_subflows_do_not_wait_for_a_slow_store(prefect_api: str, tmp_path: Path,
         first, waits[:] = sum(waits), []
         assert nesting() == [0, 1, 2]
         second = sum(waits)
+        t = time.monotonic()
+        adapter._flush_at_exit()  # the interpreter's exit, the store still locked
+        at_exit = time.monotonic() - t
     finally:
         lock.execute("ROLLBACK")
         lock.close()
     assert 0.9 < first < 1.9  # one bounded wait, at the outermost flow's end (was 4 x 1 s)
     assert second < 0.1  # the sink timed out just before: no wait
+    assert at_exit < 2.5  # hook_timeout_s, not 30 s: the queued events are in the spool
     try:
         assert auto.ROUTE.recorder.flush(timeout=120)
         get_emitter(settings).retry_spool()
