@@ -8,6 +8,8 @@ by the next emitter in any process (``retry_spool`` runs at start-up), or by
 An event the sink refuses as invalid (a validation error, or HTTP 400/413/422 from a server) and
 a spool file that cannot be read (torn by a crash) go to ``rejected/``, with a ``.reason`` file
 when replayed; only failures of the sink itself (down, 5xx, too slow) keep events waiting.
+After the sink overran the timeout, the process's events go straight to the spool for
+:data:`SINK_BACKOFF_S`, so a stuck store costs a task one timeout, not one per event.
 Nothing is lost and nothing raises into the caller: ``emit`` returns ``False`` instead.
 
 A sink has ``kind``, ``send(event_dict)`` (raise on failure) and ``close()``.
@@ -29,13 +31,16 @@ from typing import Any, ClassVar
 from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidEventError
-from cmf_core.guard import report, run_bounded
+from cmf_core.guard import Timeout, report, run_bounded
 from cmf_core.openlineage.convert import event_to_dict
 
 log = logging.getLogger("cmf")
 
 #: HTTP answers that refuse the event itself (bad request, too large, unprocessable)
 REFUSED = frozenset({400, 413, 422})
+#: after the sink overran ``hook_timeout_s``, this process's events go straight to the spool for
+#: this long: a stuck store or server must not cost every later event the whole timeout again
+SINK_BACKOFF_S = 30.0
 
 
 def spool_target(settings: Settings) -> str:
@@ -154,6 +159,7 @@ class Emitter:
         self.key = target_key(self.target)
         self.sent = 0
         self.spooled = 0
+        self.stuck_until = 0.0  # monotonic time until which events skip the sink (see emit)
 
     # sending ---------------------------------------------------------------------------------
     def emit(self, event: Any) -> bool:
@@ -163,11 +169,21 @@ class Emitter:
         except Exception as e:
             report("converting an OpenLineage event", e)
             return False
+        if time.monotonic() < self.stuck_until:  # the sink just overran: spool, do not wait
+            self.spool(data)
+            return False
         try:
             run_bounded(lambda: self.sink.send(data), self.settings.hook_timeout_s,
                         f"recording to the {self.sink.kind} sink")
             self.sent += 1
             return True
+        except Timeout as e:
+            self.stuck_until = time.monotonic() + SINK_BACKOFF_S
+            kept = self.spool(data)
+            report(f"recording to the {self.sink.kind} sink", e,
+                   f"the event is spooled for retry, and so are this process's events of the "
+                   f"next {SINK_BACKOFF_S:.0f} s without waiting" if kept else "")
+            return False
         except InvalidEventError as e:
             kept = self.spool(data, rejected=True)
             report("validating an OpenLineage event", e,
@@ -301,5 +317,7 @@ def get_emitter(settings: Settings | None = None) -> Emitter:
                     run_bounded(lambda: em.retry_spool(limit=100), settings.hook_timeout_s,
                                 "replaying the spool")
                 except Exception as e:
+                    if isinstance(e, Timeout):
+                        em.stuck_until = time.monotonic() + SINK_BACKOFF_S
                     report("replaying the spool", e)
         return em

@@ -238,3 +238,40 @@ def test_warning_says_what_became_of_the_event(tmp_path: Path,
     caplog.clear()
     report("reading the configuration", ValueError("bad"))  # nothing kept: nothing claimed
     assert "no impact on the task itself." in caplog.text and "retry" not in caplog.text
+
+
+def test_a_stuck_store_costs_one_timeout_not_one_per_event(tmp_path: Path) -> None:
+    """Another process holds the store's write lock (a long transaction, held here with
+    sqlite3): the first event waits ``hook_timeout_s`` and is spooled; the next ones are spooled
+    without waiting; nothing is lost once the store is free."""
+    import sqlite3
+    import time
+
+    from cmf_core.openlineage import emit
+
+    settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
+    db = tmp_path / "cmf.db"
+    open_store(settings=settings).close()
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    runs = [str(uuid.uuid4()) for _ in range(5)]
+    em = Emitter(settings)
+    waits = []
+    try:
+        for run in runs:
+            t = time.monotonic()
+            assert em.emit(run_event(run)) is False
+            waits.append(time.monotonic() - t)
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    assert 0.4 < waits[0] < 1.5
+    assert max(waits[1:]) < 0.2, waits  # before: 0.5 s each
+    assert len(em.spooled_files()) == 5
+    em.stuck_until = 0.0  # as after emit.SINK_BACKOFF_S
+    assert emit.SINK_BACKOFF_S >= 10
+    fresh = Emitter(settings)
+    assert fresh.retry_spool() == (5, 0)
+    fresh.close()
+    with open_store(settings=settings) as s:
+        assert all(s.get_execution(run) is not None for run in runs)
