@@ -6,6 +6,7 @@ Each dict has a ``kind`` (``pipeline``, ``stage``, ``artifact``, ``location``, `
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 from cmf_core.errors import InvalidInputError
@@ -56,4 +57,19 @@ def record_from_dict(data: dict[str, Any]) -> Record:
     try:
         return cls(**fields)
     except TypeError as e:
-        raise InvalidInputError(f"bad {kind} record: {e}") from None
+        raise InvalidInputError(f"bad {kind} record: {_field_problem(cls, fields) or e}"
+                                ) from None
+
+
+def _field_problem(cls: type, fields: dict[str, Any]) -> str | None:
+    """What is wrong with the field names of ``fields`` for record class ``cls``, in the
+    record's terms (not Python's keyword-argument message)."""
+    known = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    unknown = sorted(set(fields) - known.keys())
+    missing = [name for name, f in known.items() if name not in fields
+               and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+    if not (unknown or missing):
+        return None
+    problems = ([f"unknown field(s) {', '.join(unknown)}"] if unknown else []) + (
+        [f"missing field(s) {', '.join(missing)}"] if missing else [])
+    return f"{'; '.join(problems)} (its fields: {', '.join(known)})"

@@ -430,7 +430,9 @@ def _advance(store: Store, header: Header, trailer: Trailer, before: dict[str, i
 def import_file(store: Store, path: Path, *, allow_plain: bool = True) -> MergeReport:
     """Merge a bundle file (``.jsonl`` or ``.jsonl.gz``; plain record lines also accepted)."""
     if not path.is_file():
-        raise InvalidInputError(f"import file {path} does not exist")
+        raise InvalidInputError(f"import file {path} "
+                                + ("is a folder; give a bundle file (.jsonl or .jsonl.gz)"
+                                   if path.is_dir() else "does not exist"))
     with path.open("rb") as fh:
         return import_bundle(store, file_chunks(fh), name=str(path.name),
                              allow_plain=allow_plain)

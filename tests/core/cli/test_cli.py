@@ -345,6 +345,33 @@ def test_import_of_a_deeply_nested_line_names_it(store_url: str, tmp_path: Path,
     assert [p["name"] for p in data] == ["churn"]
 
 
+def test_import_names_bad_fields_and_a_folder_in_the_records_terms(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cases = {
+        '{"kind": "pipeline", "name": "x", "site": "a", "colour": "red"}':
+            "bad pipeline record: unknown field(s) colour (its fields: name, site, created_at, "
+            "properties, custom_properties)",
+        '{"kind": "metric", "name": "loss"}':
+            "bad metric record: missing field(s) execution_id, value (its fields: "
+            "execution_id, name, value, step, timestamp)",
+    }
+    for line, message in cases.items():
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(line + "\n")
+        with pytest.raises(SystemExit) as e:
+            main(["import", str(bad), "--store", store_url])
+        assert e.value.code == 1
+        err = capsys.readouterr().err
+        assert f"bad.jsonl:1: {message}; nothing was imported" in err, err
+        assert "__init__" not in err and "keyword argument" not in err
+    with pytest.raises(SystemExit):
+        main(["import", str(tmp_path), "--store", store_url])
+    assert capsys.readouterr().err.strip() == (
+        f"Error: import file {tmp_path} is a folder; give a bundle file (.jsonl or .jsonl.gz)")
+    data = json.loads(invoke("pipelines", "--store", store_url, "--json"))
+    assert [p["name"] for p in data] == ["churn"]  # nothing stored was touched
+
+
 def test_unknown_names_that_would_select_nothing_are_errors(
         store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     for args in (["carbon", "chrun"], ["export", "--pipeline", "chrun"],
