@@ -32,6 +32,10 @@ def sync(
     token: Annotated[str | None, typer.Option(
         help="The peer's token for this site (default: the federation_tokens setting).")]
     = None,
+    timeout: Annotated[float, typer.Option(
+        min=0.1, max=86_400.0,
+        help="Seconds each request to the peer may take (connect, send a page, read one).")]
+    = 120.0,
     json_out: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
@@ -50,7 +54,7 @@ def sync(
     settings = load_settings(store_url=store)
     with get_store(store, create=True) as s:
         report = do_sync(peer_url, token=token, direction=direction,  # type: ignore[arg-type]
-                         pipeline=pipeline, store=s, settings=settings)
+                         pipeline=pipeline, store=s, settings=settings, timeout=timeout)
     if json_out:
         print_json(report.to_dict())
         return
@@ -73,6 +77,8 @@ def fetch(
     from_url: Annotated[str | None, typer.Option(
         "--from", help="The owning site's cmf serve (default: learned by cmf sync).")] = None,
     token: Annotated[str | None, typer.Option(help="That site's token for this site.")] = None,
+    timeout: Annotated[float, typer.Option(
+        min=0.1, max=86_400.0, help="Seconds each request to the site may take.")] = 300.0,
     store: StoreOpt = None,
 ) -> None:
     """Fetch an artifact's bytes from the site that holds them, verifying the digest.
@@ -84,7 +90,7 @@ def fetch(
     settings = load_settings(store_url=store)
     with get_store(store) as s:
         path = fetch_artifact(digest, out, peer_url=from_url, token=token, store=s,
-                              settings=settings)
+                              settings=settings, timeout=timeout)
     typer.echo(f"Fetched {digest} to {path} (digest verified)")
 
 

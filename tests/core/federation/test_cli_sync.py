@@ -163,3 +163,39 @@ def test_sync_with_a_server_answering_200_not_json(tmp_path: Path,
     assert capsys.readouterr().err.strip() == (
         f"Error: {url}/api/v1/federation/info answered 200 with '<html>Welcome</html>' "
         f"(text/html), not a JSON object; is {url} a cmf serve of cmf-foundation?")
+
+
+def test_sync_timeout_is_an_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A peer that accepts the connection but answers late (an overloaded site, a stuck proxy):
+    ``--timeout`` bounds each request (the default, 120 s, suits large pages on slow links)."""
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from cmf_core.cli import main
+
+    release = threading.Event()
+
+    class Late(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            release.wait(10)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Late)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        store = f"sqlite:///{tmp_path / 'cmf.db'}"
+        started = time.monotonic()
+        with pytest.raises(SystemExit) as e:
+            main(["sync", url, "--store", store, "--timeout", "0.5"])
+        took = time.monotonic() - started
+    finally:
+        release.set()
+        server.shutdown()
+        server.server_close()
+    assert e.value.code == 1 and took < 5, took
+    err = capsys.readouterr().err
+    assert err.startswith("Error: ") and url in err and "Traceback" not in err, err
