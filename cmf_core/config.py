@@ -7,7 +7,8 @@ Order (first wins):
    Airflow's ``[cmf]`` section, which each adapter's ``conf.py`` reads and passes in).
 3. ``CMF_*`` environment variables (``CMF_STORE_URL``, ``CMF_SITE``, ...).
 4. The TOML file named by ``CMF_CONFIG``, else ``./cmf.toml`` when present.
-5. Defaults: an embedded SQLite store under the CMF home.
+5. The CMF home's own ``cmf.toml`` (``cmf init --site`` writes the site there).
+6. Defaults: an embedded SQLite store under the CMF home.
 
 The CMF home is ``CMF_HOME`` when set, else the nearest ``.cmf/`` folder in the current directory or
 one of its parents (``cmf init`` creates one), else ``~/.cmf``. One spelling per key; unknown keys
@@ -167,7 +168,8 @@ class Settings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, env_settings, _toml_source(settings_cls))
+        home = getattr(init_settings, "init_kwargs", {}).get("home")
+        return (init_settings, env_settings, *_toml_sources(settings_cls, home))
 
     # derived values -------------------------------------------------------------------------
     @property
@@ -196,8 +198,23 @@ def _config_file() -> Path | None:
     return local if local.is_file() else None
 
 
-def _toml_source(settings_cls: type[BaseSettings]) -> TomlConfigSettingsSource:
-    path = _config_file()
+def home_config_file(home: Path | str | None = None) -> Path:
+    """The CMF home's own config file, ``<home>/cmf.toml`` (read after ``./cmf.toml``)."""
+    return resolve_home(Path(home) if home else None) / "cmf.toml"
+
+
+def _toml_sources(settings_cls: type[BaseSettings], home: Path | str | None
+                  ) -> list[TomlConfigSettingsSource]:
+    """The config file (``CMF_CONFIG`` or ``./cmf.toml``), then the home's ``cmf.toml``."""
+    home = home or os.environ.get(f"{ENV_PREFIX}HOME") or None
+    first, second = _config_file(), home_config_file(home)
+    same = first is not None and second.resolve() == first.resolve()
+    files = [first] + ([second] if second.is_file() and not same else [])
+    return [_toml_source(settings_cls, path) for path in files]
+
+
+def _toml_source(settings_cls: type[BaseSettings], path: Path | None
+                 ) -> TomlConfigSettingsSource:
     try:
         return TomlConfigSettingsSource(settings_cls, path)
     except tomllib.TOMLDecodeError as e:  # its message ends "(at line L, column C)"

@@ -40,14 +40,14 @@ def register(app: typer.Typer) -> None:
 def init(
     path: Annotated[Path, typer.Argument(help="Folder to create the .cmf home in.")] = Path("."),
     site: Annotated[str | None, typer.Option(
-        help="Site id recorded as the store's creator (the records carry the configured "
-             "site: CMF_SITE or site in cmf.toml).")] = None,
+        help="This site's id, written to the home's cmf.toml: every record made with this "
+             "home carries it (CMF_SITE and ./cmf.toml still override it).")] = None,
 ) -> None:
     """Create a CMF home (.cmf/ with an embedded SQLite store) in PATH.
 
-    Example: CMF_SITE=hpc cmf init
+    Example: cmf init --site hpc
     """
-    from cmf_core.config import load_settings
+    from cmf_core.config import home_config_file, load_settings
     from cmf_core.store.sqlite import why_no_folder
 
     home = path / HOME_DIRNAME
@@ -58,12 +58,40 @@ def init(
         raise InvalidInputError(f"cannot create the CMF home {home}: "
                                 f"{why_no_folder(home, e)}") from None
     existed = db.is_file() and db.stat().st_size > 0
-    settings = load_settings(home=home, site=site)
+    site_set = False
+    if site is not None:
+        load_settings(home=home, site=site)  # a valid site id, else a clear error
+        site_set = _write_site(home_config_file(home), site)
+    settings = load_settings(home=home)
     open_store(f"sqlite:///{db}", settings.site, settings).close()  # checks an existing one
     if existed:
-        typer.echo(f"A CMF store already exists at {db}; left as it was")
+        typer.echo(f"A CMF store already exists at {db}; left as it was"
+                   + (f" (its site is now {site}, in {home_config_file(home)})"
+                      if site_set else ""))
         return
     typer.echo(f"Initialised CMF store at {db} (site {settings.site})")
+
+
+def _write_site(config: Path, site: str) -> bool:
+    """Set ``site`` in the home's ``cmf.toml`` (created if missing); a different site already
+    there is an error, so a home never changes its site by accident."""
+    import tomllib
+
+    text = config.read_text(encoding="utf-8") if config.is_file() else ""
+    try:
+        current = tomllib.loads(text).get("site")
+    except tomllib.TOMLDecodeError as e:
+        raise InvalidInputError(f"{config} is not valid TOML: {e}") from None
+    if current == site:
+        return False
+    if current is not None:
+        raise InvalidInputError(f"this CMF home's site is {current!r} (in {config}); edit that "
+                                "file to change it")
+    import json  # a JSON string is a TOML basic string (same escapes)
+
+    config.write_text(f"site = {json.dumps(site, ensure_ascii=False)}\n" + text,
+                      encoding="utf-8")
+    return True
 
 
 def pipelines(store: StoreOpt = None, json: JsonOpt = False) -> None:

@@ -1,4 +1,5 @@
-"""Configuration order: explicit > CMF_* env > CMF_CONFIG/./cmf.toml > defaults."""
+"""Configuration order: explicit > CMF_* env > CMF_CONFIG/./cmf.toml > the home's cmf.toml >
+defaults."""
 
 from __future__ import annotations
 
@@ -18,6 +19,22 @@ def test_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CMF_SITE", "from-env")
     assert load_settings().site == "from-env"
     assert load_settings(site="explicit").site == "explicit"
+
+
+def test_the_homes_config_file_comes_after_the_local_one(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in ("CMF_HOME", "CMF_SITE", "CMF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    (tmp_path / ".cmf").mkdir()
+    (tmp_path / ".cmf" / "cmf.toml").write_text('site = "home-site"\npue = 1.3\n')
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    assert (load_settings().site, load_settings().pue) == ("home-site", 1.3)
+    (tmp_path / "work" / "cmf.toml").write_text('site = "local"\n')
+    assert (load_settings().site, load_settings().pue) == ("local", 1.3)  # key by key
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / "elsewhere"))  # another home: not read
+    assert (load_settings().site, load_settings().pue) == ("local", 1.0)
+    assert load_settings(home=tmp_path / ".cmf").pue == 1.3  # an explicit home's file is
 
 
 def test_explicit_config_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

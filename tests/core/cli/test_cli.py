@@ -162,6 +162,34 @@ def test_init_creates_home(tmp_path: Path) -> None:
     assert (tmp_path / "proj" / ".cmf" / "cmf.db").is_file()
 
 
+def test_init_site_is_the_site_of_every_record_made_under_it(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    for name in ("CMF_HOME", "CMF_SITE", "CMF_STORE_URL", "CMF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    proj = tmp_path / "proj"
+    assert "(site edge)" in invoke("init", str(proj), "--site", "edge")
+    config = proj / ".cmf" / "cmf.toml"
+    assert config.read_text() == 'site = "edge"\n'
+    (proj / "src").mkdir()
+    monkeypatch.chdir(proj / "src")  # the home is found upwards, as git finds .git
+    with Cmf(pipeline_name="p", measure_energy=False) as cmf, cmf.create_execution("s"):
+        pass
+    data = json.loads(invoke("executions", "--json"))
+    assert [e["site"] for e in data] == ["edge"]
+    monkeypatch.setenv("CMF_SITE", "laptop")  # the environment still wins
+    with Cmf(pipeline_name="p", measure_energy=False) as cmf, cmf.create_execution("s"):
+        pass
+    data = json.loads(invoke("executions", "--json"))
+    assert sorted(e["site"] for e in data) == ["edge", "laptop"]
+    with pytest.raises(SystemExit) as e:  # a home does not change its site by accident
+        main(["init", str(proj), "--site", "cloud"])
+    assert e.value.code == 1
+    assert capsys.readouterr().err.strip() == (
+        f"Error: this CMF home's site is 'edge' (in {config}); edit that file to change it")
+    assert config.read_text() == 'site = "edge"\n'
+
+
 def test_init_on_a_bad_path_or_an_existing_store(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
@@ -187,6 +215,9 @@ def test_init_on_a_bad_path_or_an_existing_store(
     with (Cmf(pipeline_name="kept", store=f"sqlite:///{db}", measure_energy=False) as cmf,
           cmf.create_execution("s")):
         pass
+    out = invoke("init", str(tmp_path / "proj"), "--site", "edge")
+    assert out == (f"A CMF store already exists at {db}; left as it was (its site is now edge, "
+                   f"in {db.parent / 'cmf.toml'})\n")
     out = invoke("init", str(tmp_path / "proj"), "--site", "edge")
     assert out == f"A CMF store already exists at {db}; left as it was\n"
     data = json.loads(invoke("pipelines", "--store", f"sqlite:///{db}", "--json"))
