@@ -161,9 +161,13 @@ def _event_time(event: Mapping[str, Any]) -> float:
     """Unix seconds of the event's ``eventTime`` (valid in form, it may still be out of range,
     such as year 0)."""
     try:
-        return parse_time(event["eventTime"])
+        at = parse_time(event["eventTime"])
     except InvalidInputError as e:
         raise InvalidEventError(f"invalid OpenLineage event: {e}") from None
+    if at < 0:  # valid OpenLineage, but a CMF record's times start at the Unix epoch
+        raise InvalidEventError(f"invalid OpenLineage event: eventTime {event['eventTime']!r} "
+                                "is before 1970-01-01T00:00:00Z, the earliest time CMF records")
+    return at
 
 
 def _facets(container: Any) -> dict[str, Any]:

@@ -137,6 +137,8 @@ def _start() -> dict[str, Any]:
      "run.facets.cmf_params", ""),
     (lambda e: e.__setitem__("eventTime", "0000-01-01T00:00:00Z"), "eventTime",
      "is out of range; a time must be from 0001-01-01T00:00:00Z"),
+    (lambda e: e.__setitem__("eventTime", "1969-12-31T23:59:59Z"), "eventTime",
+     "is before 1970-01-01T00:00:00Z, the earliest time CMF records"),
     (lambda e: e.pop("run"), "run", "required field is missing"),  # not taken for a JobEvent
     (lambda e: e["run"]["facets"].__setitem__("cmf_energy", facet(energy_kwh=10**400,
                                                                   co2e_kg=1.0)),
