@@ -3,8 +3,10 @@ cmf conflicts) through the CLI, on real stores and a real site server."""
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -129,11 +131,25 @@ def test_every_federation_command_has_help(app: typer.Typer) -> None:
         assert "Usage" in invoke(app, *args)
 
 
+@contextlib.contextmanager
+def _peer(handler: type) -> Iterator[str]:
+    """A web server on loopback answering with ``handler`` (not cmf serve); yields its URL."""
+    import threading
+    from http.server import ThreadingHTTPServer
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
 def test_sync_with_a_server_answering_200_not_json(tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """A web server that is not cmf serve (a login page, a proxy's banner) answering 200."""
-    import threading
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     from cmf_core.cli import main
 
@@ -149,16 +165,8 @@ def test_sync_with_a_server_answering_200_not_json(tmp_path: Path,
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Html)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        store = f"sqlite:///{tmp_path / 'cmf.db'}"
-        with pytest.raises(SystemExit) as e:
-            main(["sync", url, "--store", store])
-    finally:
-        server.shutdown()
-        server.server_close()
+    with _peer(Html) as url, pytest.raises(SystemExit) as e:
+        main(["sync", url, "--store", f"sqlite:///{tmp_path / 'cmf.db'}"])
     assert e.value.code == 1
     assert capsys.readouterr().err.strip() == (
         f"Error: {url}/api/v1/federation/info answered 200 with '<html>Welcome</html>' "
@@ -170,7 +178,7 @@ def test_sync_timeout_is_an_option(tmp_path: Path, capsys: pytest.CaptureFixture
     ``--timeout`` bounds each request (the default, 120 s, suits large pages on slow links)."""
     import threading
     import time
-    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from http.server import BaseHTTPRequestHandler
 
     from cmf_core.cli import main
 
@@ -183,19 +191,16 @@ def test_sync_timeout_is_an_option(tmp_path: Path, capsys: pytest.CaptureFixture
         def log_message(self, *_args: object) -> None:
             pass
 
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Late)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
     try:
-        url = f"http://127.0.0.1:{server.server_address[1]}"
-        store = f"sqlite:///{tmp_path / 'cmf.db'}"
-        started = time.monotonic()
-        with pytest.raises(SystemExit) as e:
-            main(["sync", url, "--store", store, "--timeout", "0.5"])
-        took = time.monotonic() - started
+        with _peer(Late) as url:
+            started = time.monotonic()
+            with pytest.raises(SystemExit) as e:
+                main(["sync", url, "--store", f"sqlite:///{tmp_path / 'cmf.db'}", "--timeout",
+                      "0.5"])
+            took = time.monotonic() - started
+            release.set()
     finally:
         release.set()
-        server.shutdown()
-        server.server_close()
     assert e.value.code == 1 and took < 5, took
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and url in err and "Traceback" not in err, err
