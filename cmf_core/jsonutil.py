@@ -56,17 +56,25 @@ def nesting(text: bytes) -> int:
     return max(itertools.accumulate(memoryview(steps).cast("b")), default=0)
 
 
-def clean(value: Any) -> Any:
-    """Return ``value`` as plain JSON data (non-finite floats become strings)."""
+class TooDeepError(ValueError):
+    """A value nests mappings and lists more than :data:`MAX_NESTING` levels deep."""
+
+
+def clean(value: Any, _depth: int = 0) -> Any:
+    """Return ``value`` as plain JSON data (non-finite floats become strings); a value nesting
+    mappings and lists more than :data:`MAX_NESTING` deep raises :class:`TooDeepError` (no
+    store could read it back)."""
     if isinstance(value, float) and not math.isfinite(value):
         return str(value)
+    if isinstance(value, (Mapping, list, tuple)) and _depth >= MAX_NESTING:
+        raise TooDeepError(f"it nests mappings and lists more than {MAX_NESTING} levels deep")
     if isinstance(value, Mapping):
-        return {str(k): clean(v) for k, v in value.items()}
+        return {str(k): clean(v, _depth + 1) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [clean(v) for v in value]
+        return [clean(v, _depth + 1) for v in value]
     if value is None or isinstance(value, (str, int, float, bool)):
         return value
-    return clean(_default(value))
+    return clean(_default(value), _depth)
 
 
 _ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,

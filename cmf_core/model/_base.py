@@ -28,7 +28,12 @@ def frozen_dict(value: Mapping[str, Any] | None, what: str = "properties") -> Ma
     if not value:
         return _EMPTY
     copy = _plain_copy(value)
-    return MappingProxyType(copy if copy is not None else jsonutil.clean(dict(value)))
+    if copy is None:
+        try:
+            copy = jsonutil.clean(dict(value))
+        except jsonutil.TooDeepError as e:
+            raise InvalidInputError(f"{what}: {e}") from None
+    return MappingProxyType(copy)
 
 
 def _plain_copy(value: Mapping[Any, Any], depth: int = 0) -> dict[str, Any] | None:

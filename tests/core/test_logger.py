@@ -208,3 +208,25 @@ def test_filepath_spelling_like_cmflib(workdir: Path) -> None:
     cmf.close()
     with open_store(f"sqlite:///{workdir / 'mlmd'}", site="s") as s:
         assert [p.name for p in s.list_pipelines()] == ["Test-env"]
+
+
+def _nested(levels: int) -> dict:
+    value: dict = {"leaf": 1}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def test_params_nested_too_deeply_are_refused_at_the_call(workdir: Path) -> None:
+    """500 levels were stored, and then this store's export was refused on import (and deeper
+    values failed every read of them)."""
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    with Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False) as cmf:
+        with pytest.raises(InvalidInputError, match="params: it nests mappings and lists more "
+                                                    "than 200 levels deep"):
+            cmf.create_execution("s", params={"deep": _nested(500)})
+        with cmf.create_execution("s", params={"ok": _nested(150)}) as ex:
+            run = ex.id
+    with open_store(url, site="hpc") as s:
+        got = s.get_execution(run).params["ok"]
+    assert got == _nested(150)
