@@ -290,7 +290,11 @@ class Emitter:
         os.replace(path, folder / path.name)
 
     def close(self, timeout: float = 5.0) -> bool:
-        """Release the sink; True if it closed in time."""
+        """Release the sink; True if it closed in time. Right after the sink overran (see
+        :meth:`emit`) it is left as is: closing would wait for the stuck send, and what it
+        holds is durable (the store's journal, the spool)."""
+        if time.monotonic() < self.stuck_until:
+            return False
         try:
             run_bounded(self.sink.close, timeout, "closing the sink")
             return True

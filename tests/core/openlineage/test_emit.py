@@ -268,6 +268,9 @@ def test_a_stuck_store_costs_one_timeout_not_one_per_event(tmp_path: Path) -> No
     assert 0.4 < waits[0] < 1.5
     assert max(waits[1:]) < 0.2, waits  # before: 0.5 s each
     assert len(em.spooled_files()) == 5
+    t = time.monotonic()
+    assert em.close(timeout=0.5) is False  # no wait for the stuck send to let go
+    assert time.monotonic() - t < 0.2
     em.stuck_until = 0.0  # as after emit.SINK_BACKOFF_S
     assert emit.SINK_BACKOFF_S >= 10
     fresh = Emitter(settings)
