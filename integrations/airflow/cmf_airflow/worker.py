@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import threading
 import time
 from collections.abc import Callable
 from typing import Any
+
+EXIT_FLUSH_S = 5.0
+"""How long a process's exit waits for the jobs still queued (each bounded and spooled by the
+emitter, which spools at once after a timeout)."""
 
 
 class Background:
@@ -24,6 +29,7 @@ class Background:
             queue.Queue(maxsize)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._at_exit = False
 
     def submit(self, job: Callable[[], Any]) -> threading.Event:
         import queue
@@ -34,6 +40,9 @@ class Background:
                 self._thread = threading.Thread(target=self._run, name="cmf-recorder",
                                                 daemon=True)
                 self._thread.start()
+                if not self._at_exit:  # a short-lived process (airflow dags test) would
+                    self._at_exit = True  # drop what is queued with the daemon thread
+                    atexit.register(self.flush, EXIT_FLUSH_S)
         try:
             self._queue.put_nowait((job, done))
         except queue.Full:

@@ -238,3 +238,32 @@ def test_the_dag_run_hook_never_waits_for_the_store(tmp_path: Path,
     store = open_store(f"sqlite:///{db}")
     assert {e.pipeline for e in store.list_executions()} == {"d_sched0", "d_sched1"}
     store.close()
+
+
+def test_a_short_lived_process_records_its_dag_run_before_exiting(tmp_path: Path) -> None:
+    """The DAG-run hook hands the event to a daemon thread; a process that ends right after
+    (``airflow dags test``, a script) must record it before the thread dies with it."""
+    import subprocess
+    import sys
+    import textwrap
+
+    from cmf_core.store import open_store
+
+    script = textwrap.dedent("""
+        import datetime as dt, types
+        from cmf_airflow.adapter import CmfAdapter
+        now = dt.datetime.now(dt.UTC)
+        run = types.SimpleNamespace(dag_id="d_short", run_id="manual__1", run_type="manual",
+                                    clear_number=0, logical_date=now, start_date=now,
+                                    end_date=None, conf={})
+        CmfAdapter().dag_run(run, "running")
+    """)
+    env = dict(os.environ)
+    env["CMF_HOME"] = str(tmp_path / "home")
+    env.pop("CMF_STORE_URL", None)
+    env.pop("AIRFLOW__CMF__STORE_URL", None)
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    with open_store(f"sqlite:///{tmp_path / 'home' / 'cmf.db'}", site="check") as store:
+        assert [e.pipeline for e in store.list_executions()] == ["d_short"]
