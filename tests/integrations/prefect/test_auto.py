@@ -358,7 +358,7 @@ def test_a_folder_that_cannot_be_read_keeps_its_events(auto_route: Any, cmf_stor
 
 def test_subflows_do_not_wait_for_a_slow_store(prefect_api: str, tmp_path: Path,
                                                monkeypatch: pytest.MonkeyPatch) -> None:
-    """A locked store (another process's long transaction, held here with sqlite3): only the
+    """A locked store (another process's long transaction, held here with sqlite3): at most the
     outermost flow run waits, once, up to the hook timeout, and a flow run right after does
     not wait at all; every event is recorded once the store is free."""
     import sqlite3
@@ -411,7 +411,9 @@ def test_subflows_do_not_wait_for_a_slow_store(prefect_api: str, tmp_path: Path,
     finally:
         lock.execute("ROLLBACK")
         lock.close()
-    assert 0.9 < first < 1.9  # one bounded wait, at the outermost flow's end (was 4 x 1 s)
+    # at most one bounded wait, at the outermost flow's end (was 4 x 1 s); none when the
+    # emitter's start-up spool replay already timed out (its breaker then spools at once)
+    assert first < 1.9
     assert second < 0.1  # the sink timed out just before: no wait
     assert at_exit < 2.5  # hook_timeout_s, not 30 s: the queued events are in the spool
     try:
