@@ -40,13 +40,23 @@ _SORTABLE = (str, int, float, bytes)
 _SCALARS = (str, int, float, bool, type(None))
 
 
+def _builtin(value: Any) -> bool:
+    """A plain scalar, bytes, or a tuple of them: ``repr`` runs no user code."""
+    t = type(value)
+    return t in _SCALARS or t is bytes or (t is tuple and all(map(_builtin, value)))
+
+
 def _members(value: set[Any] | frozenset[Any]) -> list[Any]:
-    """A set's members, sorted when all are of one plain type (``str``, ``int``, ``float``,
-    ``bytes``), else in iteration order: user ``__str__``/``__lt__`` are never called."""
+    """A set's members in a stable order (string hashes differ per process): sorted when all
+    are of one plain type (``str``, ``int``, ``float``, ``bytes``), by type and ``repr`` when
+    all are built-in values (mixed scalars, tuples), else in iteration order: user
+    ``__str__``/``__lt__``/``__repr__`` are never called."""
     seq = list(value)
     kinds = {type(v) for v in seq}
-    if len(kinds) == 1 and kinds.pop() in _SORTABLE:
+    if len(kinds) == 1 and next(iter(kinds)) in _SORTABLE:
         seq.sort()
+    elif all(map(_builtin, seq)):
+        seq.sort(key=lambda v: (type(v).__name__, repr(v)))
     return seq
 
 

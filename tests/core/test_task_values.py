@@ -63,8 +63,29 @@ class NoText:
     __hash__ = object.__hash__
 
 
+def test_a_set_of_strings_and_tuples_has_one_order_in_every_process() -> None:
+    """String hashes differ per process (PYTHONHASHSEED), so a set's iteration order does too:
+    the same parameters must be recorded the same way by every run."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    code = ("import json; from cmf_core.task_values import jsonable; "
+            "print(json.dumps(jsonable({('x', 1), ('y', 2), 'z', 3, ('w', 0)})))")
+    outs = set()
+    for seed in ("1", "2", "3", "4"):
+        env = {**os.environ, "PYTHONHASHSEED": seed}
+        done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                              text=True, check=True)
+        outs.add(done.stdout.strip())
+    assert len(outs) == 1, outs
+    assert json.loads(outs.pop()) == [3, "z", ["w", 0], ["x", 1], ["y", 2]]
+
+
 def test_sets_and_keys_never_call_user_str() -> None:
     assert jsonable({NoText(), NoText()}) == ["<tests.core.test_task_values.NoText>"] * 2
     assert jsonable({3, 1, 2}) == [1, 2, 3] and jsonable(frozenset({"b", "a"})) == ["a", "b"]
-    assert sorted(jsonable({1, "a"}), key=str) == [1, "a"]  # mixed: iteration order
+    # mixed built-in values: by type name, then repr (a stable order in every process)
+    assert jsonable({"a", 1, ("b", 2), ("a", 3)}) == [1, "a", ["a", 3], ["b", 2]]
     assert jsonable({NoText(): 1, 2: 2}) == {"<tests.core.test_task_values.NoText>": 1, "2": 2}
