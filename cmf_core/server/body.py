@@ -18,12 +18,13 @@ import zlib
 from collections.abc import AsyncIterator, Mapping
 from typing import Any
 
+from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
 from cmf_core.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 """Largest request body accepted (after decompression), 16 MiB."""
-MAX_JSON_DEPTH = 200
+MAX_JSON_DEPTH = jsonutil.MAX_NESTING  # 200
 """Deepest nesting of JSON arrays and objects accepted in a request body (the body itself is
 level 1). Deeper data could not be served back: pydantic stops serialising a response at 255
 levels, and the read routes wrap what was posted in a few levels of their own (Python's
@@ -119,18 +120,6 @@ def _finite(text: str) -> float:
 _DECODER = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
 
 
-def _depth_over(value: Any, limit: int) -> bool:
-    """True if ``value`` nests arrays and objects more than ``limit`` deep (no recursion)."""
-    stack = [(value, 1)] if isinstance(value, (dict, list)) else []
-    while stack:
-        node, depth = stack.pop()
-        if depth > limit:
-            return True
-        children = node.values() if isinstance(node, dict) else node
-        stack.extend((c, depth + 1) for c in children if isinstance(c, (dict, list)))
-    return False
-
-
 def parse_json(raw: bytes) -> Any:
     """Parse ``raw`` as JSON (UTF-8), or 400 saying where it broke."""
     if not raw.strip():
@@ -157,9 +146,7 @@ def parse_json(raw: bytes) -> Any:
         raise InvalidInputError(
             f"request body has a number too long (more than {sys.get_int_max_str_digits()} "
             "digits); send a shorter number, or the digits as a JSON string") from None
-    # only a body with enough brackets can be too deep: most are not walked
-    if raw.count(b"[") + raw.count(b"{") > MAX_JSON_DEPTH and _depth_over(value,
-                                                                          MAX_JSON_DEPTH):
+    if jsonutil.nesting(raw) > MAX_JSON_DEPTH:  # counts brackets; walks only a bracket-rich body
         raise too_deep
     return value
 

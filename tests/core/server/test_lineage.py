@@ -16,6 +16,7 @@ import pytest
 from openlineage.client import OpenLineageClient
 from openlineage.client.transport.http import HttpConfig, HttpTransport
 
+from cmf_core import jsonutil
 from cmf_core.model import ExecutionStatus
 from cmf_core.openlineage.convert import (
     RUN_FACETS_PROPERTY,
@@ -24,7 +25,7 @@ from cmf_core.openlineage.convert import (
     to_run_events,
 )
 from cmf_core.openlineage.validate import validate_event
-from cmf_core.server.body import MAX_JSON_DEPTH, _depth_over
+from cmf_core.server.body import MAX_JSON_DEPTH
 from cmf_core.store import Store
 from tests.core.openlineage.conftest import FOREIGN, airflow_events, build_lineage, facet
 from tests.core.server.conftest import LiveServer
@@ -242,7 +243,7 @@ def test_nesting_limit_is_one_every_read_can_serve(client: httpx.Client,
     assert nothing_stored(server.store)
     event["run"]["facets"]["deep"] = facet(v=_nested(MAX_JSON_DEPTH - 4))
     event["inputs"][0]["inputFacets"] = {"deep": facet(v=_nested(MAX_JSON_DEPTH - 5))}
-    assert _depth_over(event, MAX_JSON_DEPTH - 1) and not _depth_over(event, MAX_JSON_DEPTH)
+    assert jsonutil.nesting(json.dumps(event).encode()) == MAX_JSON_DEPTH  # exactly the limit
     r = client.post("/api/v1/lineage", json=event)
     assert r.status_code == 201, r.text
     run_id = event["run"]["runId"]
