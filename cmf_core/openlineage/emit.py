@@ -45,7 +45,11 @@ SINK_BACKOFF_S = 30.0
 
 def spool_target(settings: Settings) -> str:
     """Where the events of ``settings`` go: the server URL, else the store URL (no password)."""
-    url = settings.server_url or settings.resolved_store_url
+    return _masked(settings.server_url or settings.resolved_store_url)
+
+
+def _masked(url: str) -> str:
+    """``url`` with its password, if any, shown as ``***``."""
     try:
         parts = urllib.parse.urlsplit(url)
         if parts.password is None:
@@ -229,8 +233,7 @@ class Emitter:
         a password as ``***``, or with the password)."""
         if (self.spool_dir / "targets" / target).is_file():
             return target
-        settings = self.settings.model_copy(update={"server_url": None, "store_url": target})
-        return target_key(spool_target(settings) if "://" in target else target)
+        return target_key(_masked(target) if "://" in target else target)
 
     def retry_spool(self, limit: int | None = None,
                     from_target: str | None = None) -> tuple[int, int]:
