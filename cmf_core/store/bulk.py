@@ -155,11 +155,12 @@ def _reject(cur: Any, where: str, body: str, error: str) -> None:
                 (f"{where}: {body}", error, time.time()))
 
 
-def _write_each(cur: Any, sql: Mapping[str, str], entries: Sequence[tuple[str, Rows]]) -> int:
-    """Write entries one by one, each in a savepoint; set aside (in ``cmf_journal_rejected``,
-    with a warning) those whose rows fail. Returns how many were set aside."""
-    bad = 0
-    for where, rows in entries:
+def _write_each(cur: Any, sql: Mapping[str, str],
+                entries: Sequence[tuple[str, int, Rows]]) -> None:
+    """Write entries (file name, offset, rows) one by one, each in a savepoint; set aside (in
+    ``cmf_journal_rejected``, with a warning) those whose rows fail."""
+    for name, offset, rows in entries:
+        where = f"{name} @{offset}"
         cur.execute("SAVEPOINT cmf_entry")
         try:
             if not isinstance(rows, dict):
@@ -170,7 +171,6 @@ def _write_each(cur: Any, sql: Mapping[str, str], entries: Sequence[tuple[str, R
             cur.execute("RELEASE cmf_entry")
             if not entry_error(e):
                 raise
-            bad += 1
             error = f"{type(e).__name__}: {e}"
             log.warning("cmf: journal entry %s cannot be applied (%s); it is kept in the "
                         "store's cmf_journal_rejected table and the other entries are "
@@ -178,7 +178,6 @@ def _write_each(cur: Any, sql: Mapping[str, str], entries: Sequence[tuple[str, R
             _reject(cur, where, json.dumps(rows, default=repr), error)
             continue
         cur.execute("RELEASE cmf_entry")
-    return bad
 
 
 def apply_files(cur: Any, sql: Mapping[str, str], directory: Path, own: str | None = None,
@@ -195,7 +194,7 @@ def apply_files(cur: Any, sql: Mapping[str, str], directory: Path, own: str | No
     """
     cur.execute("SELECT name, applied FROM cmf_journal_files")
     applied = dict(cur.fetchall())
-    entries: list[tuple[str, Rows]] = []
+    entries: list[tuple[str, int, Rows]] = []  # file name, offset, rows
     done: dict[str, int] = {}
     torn: list[tuple[str, bytes]] = []
     for path in journal_files(directory):
@@ -205,13 +204,13 @@ def apply_files(cur: Any, sql: Mapping[str, str], directory: Path, own: str | No
             end, tail = (own_entries[-1][1][0] if mine else start), b""
         else:
             mine, end, tail = read_entries(path, start)
-        entries.extend((f"{name} @{offset}", rows) for offset, rows in mine)
+        entries.extend((name, offset, rows) for offset, rows in mine)
         done[name] = end
         if tail and not owner_alive(path):
             torn.append((name, tail))
     cur.execute("SAVEPOINT cmf_apply")
     try:
-        write_rows(cur, merge_entries([rows for _, rows in entries]), sql, sql["counter"])
+        write_rows(cur, merge_entries([rows for _, _, rows in entries]), sql, sql["counter"])
     except Exception as e:
         cur.execute("ROLLBACK TO cmf_apply")
         if not entry_error(e):
