@@ -61,13 +61,12 @@ DIGEST_BYTES_PER_S = 200e6
 """Bytes hashed per second of ``CMF_HOOK_TIMEOUT_S`` (larger artifacts are not hashed)."""
 
 
-MAX_WALK_FILES = 100_000
-"""An output folder with more files is identified by its own size and modification time."""
-
-
 def _size(path: Path) -> tuple[int, int]:
     """Total bytes and latest modification time (ns) of a file or a folder tree (files that
-    vanish meanwhile are skipped; above :data:`MAX_WALK_FILES` files, the folder's own stat)."""
+    vanish meanwhile are skipped; above ``cmf_core.openlineage.local.MAX_WALK_FILES`` entries,
+    the folder's own stat, as for every local dataset)."""
+    from cmf_core.openlineage.local import MAX_WALK_FILES
+
     st = path.stat()
     if not path.is_dir():
         return st.st_size, st.st_mtime_ns
