@@ -399,7 +399,13 @@ def _check_datasets(data: Any) -> None:
 
 def _check_text(data: Any) -> None:
     """:class:`InvalidEventError` naming a string (or key) of ``data`` that is not valid text:
-    a lone surrogate, which JSON's ``\\ud800`` escape can carry but no store can hold."""
+    a lone surrogate, which JSON's ``\\ud800`` escape can carry but no store can hold (one
+    pass of the C encoder; the event is walked only when it holds one)."""
+    try:
+        jsonutil.dumps(data).encode("utf-8")
+        return
+    except UnicodeEncodeError:
+        pass
     stack: list[tuple[str, Any]] = [("", data)]
     try:
         while stack:
