@@ -24,12 +24,21 @@ seed, and then, after each observed score:
    weight of scenarios. A scenario in which a tried configuration hits is *covered* (were the
    new task exactly that scenario, the search would have hit already); its weight counts
    ``covered_weight`` times (default 0: not at all, as in the static rule; the search goes
-   on only while no seed has hit, so a covered scenario is ruled out).
+   on only while no seed has hit, so a covered scenario is ruled out);
+3. once ``refine_after`` configurations were tried (and the same task's best runs, if any,
+   went first), each next seed is a *local step* instead: a grid neighbour
+   (:func:`~cmf_core.recommend.space.grid_neighbours`: the same family, one parameter one
+   step away) of the best-scoring configuration so far, the untried one with the highest
+   posterior-weighted mean normalised score. The past tasks point to a region; the needle
+   (the few configurations near a task's best score) is often a few steps from the best seed
+   in that region, where the scenarios alone rarely aim. When every neighbour was tried, the
+   set-cover step again.
 
-``beta`` and ``sigma`` are calibrated with the rest
+``beta``, ``sigma`` and ``refine_after`` are calibrated with the rest
 (:func:`cmf_core.recommend.calibrate.calibrate`, key ``adaptive``); a knowledge base whose
-calibration lacks them uses :data:`BETA` and :data:`SIGMA`. With ``beta = 0``, ``sigma = 0``
-(and ``covered_weight = 0``) the seeds are the static list.
+calibration lacks them uses :data:`BETA`, :data:`SIGMA` and :data:`REFINE_AFTER`. With
+``beta = 0``, ``sigma = 0``, ``refine_after = 0`` (and ``covered_weight = 0``) the seeds are
+the static list.
 
 Use it with any searcher (:meth:`AdaptiveSeeder.next_config`, scores: higher is better) or
 with Optuna (:meth:`AdaptiveSeeder.enqueue_first` and :meth:`AdaptiveSeeder.optuna_callback`,
@@ -51,7 +60,12 @@ import numpy as np
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.recommend.recommender import Scenarios, optuna_params, prefix_reason
-from cmf_core.recommend.space import config_key, config_label, from_optuna_params
+from cmf_core.recommend.space import (
+    config_key,
+    config_label,
+    from_optuna_params,
+    grid_neighbours,
+)
 
 #: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
 STATE_FORMAT = "cmf-adaptive-seeder/1"
@@ -65,6 +79,9 @@ COVERED_WEIGHT = 0.0
 #: task's score on a configuration (0: scores not compared); what calibration chooses on the
 #: shipped knowledge base, whose file predates the knob
 SIGMA = 0.1
+#: default number of configurations tried before the local steps start (0: no local steps);
+#: what calibration chooses on the shipped knowledge base, whose file predates the knob
+REFINE_AFTER = 3
 
 
 def posterior_weights(normalised: np.ndarray, weights: Sequence[float] | np.ndarray,
@@ -165,13 +182,15 @@ def next_column(normalised: np.ndarray, weights: np.ndarray, levels: np.ndarray 
 
 def adaptive_order(scenarios: Scenarios, observe: Callable[[int], float], k: int,
                    beta: float = BETA, covered_weight: float = COVERED_WEIGHT,
-                   sigma: float = SIGMA) -> list[int]:
+                   sigma: float = SIGMA, refine_after: int = 0) -> list[int]:
     """``k`` columns chosen one at a time; ``observe(column)`` returns the new task's score
     there (higher is better, NaN for a failed run). For simulations (calibration, proxy)."""
     tried: list[int] = []
     scores: list[float] = []
+    adjacent = grid_neighbours(scenarios.configs) if refine_after else None
     for _ in range(k):
-        col = _next(scenarios, tried, scores, beta, covered_weight, sigma)
+        col = _choose(scenarios, tried, scores, beta, covered_weight, sigma, refine_after,
+                      adjacent)[0]
         if col is None:
             break
         tried.append(col)
@@ -179,21 +198,44 @@ def adaptive_order(scenarios: Scenarios, observe: Callable[[int], float], k: int
     return tried
 
 
-def _next(scen: Scenarios, tried: Sequence[int], scores: Sequence[float], beta: float,
-          covered_weight: float, sigma: float) -> int | None:
-    return _choose(scen, tried, scores, beta, covered_weight, sigma)[0]
-
-
 def _choose(scen: Scenarios, tried: Sequence[int], scores: Sequence[float], beta: float,
-            covered_weight: float, sigma: float) -> tuple[int | None, np.ndarray]:
-    """The next column and the posterior scenario weights it was chosen with."""
+            covered_weight: float, sigma: float, refine_after: int = 0,
+            adjacent: Sequence[Sequence[int]] | None = None,
+            ) -> tuple[int | None, np.ndarray, int | None]:
+    """The next column, the posterior scenario weights it was chosen with, and the column it
+    refines (a grid neighbour of the best-scoring one so far; else None)."""
     for col in scen.prefix:  # the same task's best runs first, whatever the scores say
         if col not in tried:
             w = np.asarray(scen.weights, dtype=float)
-            return col, w / w.sum()
+            return col, w / w.sum(), None
     w = posterior_weights(scen.normalised, scen.weights, tried, scores, beta, scen.scores,
                           sigma)
-    return next_column(scen.normalised, w, scen.levels, tried, covered_weight), w
+    if refine_after and adjacent is not None and len(tried) >= refine_after:
+        col, best = refine(scen.normalised, w, tried, scores, adjacent)
+        if col is not None:
+            return col, w, best
+    return next_column(scen.normalised, w, scen.levels, tried, covered_weight), w, None
+
+
+def refine(normalised: np.ndarray, weights: np.ndarray, tried: Sequence[int],
+           scores: Sequence[float], adjacent: Sequence[Sequence[int]]
+           ) -> tuple[int | None, int | None]:
+    """A local step: the untried grid neighbour (``adjacent``, from
+    :func:`~cmf_core.recommend.space.grid_neighbours`) of the best-scoring tried column with
+    the highest posterior-weighted mean normalised score, and that best column; (None, None)
+    when nothing was scored or every neighbour was tried."""
+    y = np.asarray(scores, dtype=float)
+    if not np.isfinite(y).any():
+        return None, None
+    best = int(tried[int(np.nanargmax(y))])
+    seen = set(int(c) for c in tried)
+    options = [int(c) for c in adjacent[best] if int(c) not in seen]
+    if not options:
+        return None, best
+    U = np.asarray(normalised, dtype=float)[:, options]
+    value = (np.asarray(weights, dtype=float)[:, None] * np.where(np.isfinite(U), U, 0.0)
+             ).sum(axis=0)
+    return options[int(np.argmax(value))], best
 
 
 def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[int],
@@ -243,6 +285,14 @@ def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[
     return f"{when}: {what}; {where} {', '.join(top)}" if top else f"{when}: {what}"
 
 
+def refine_reason(scen: Scenarios, col: int, best: int, score: float, n_scores: int) -> str:
+    """Why the local step ``col`` was chosen: it is a grid neighbour of ``best``, the
+    best-scoring configuration so far (``score``)."""
+    return (f"after {n_scores} score{'s' if n_scores != 1 else ''}: a local step, one grid "
+            f"step from the best so far, {config_label(scen.configs[best])} (score "
+            f"{score:.4g}); of its untried neighbours, the one the scenarios rate best")
+
+
 class AdaptiveSeeder:
     """Up to ``k`` seeds, each chosen after the scores of the previous ones (module docs).
 
@@ -251,7 +301,8 @@ class AdaptiveSeeder:
     """
 
     def __init__(self, scenarios: Scenarios, k: int, beta: float = BETA,
-                 covered_weight: float = COVERED_WEIGHT, sigma: float = SIGMA) -> None:
+                 covered_weight: float = COVERED_WEIGHT, sigma: float = SIGMA,
+                 refine_after: int = REFINE_AFTER) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise InvalidInputError(f"k={k!r} must be a whole number >= 0")
         if not (math.isfinite(beta) and beta >= 0):
@@ -261,11 +312,17 @@ class AdaptiveSeeder:
                                     "compare scores with past tasks)")
         if not 0.0 <= covered_weight <= 1.0:
             raise InvalidInputError(f"covered_weight={covered_weight!r} must be in [0, 1]")
+        if isinstance(refine_after, bool) or not isinstance(refine_after, int) \
+                or refine_after < 0:
+            raise InvalidInputError(f"refine_after={refine_after!r} must be a whole number >= 0 "
+                                    "(0: no local steps)")
         self.scenarios = scenarios
         self.k = k
         self.beta = float(beta)
         self.covered_weight = float(covered_weight)
         self.sigma = float(sigma)
+        self.refine_after = refine_after
+        self._adjacent = grid_neighbours(scenarios.configs) if refine_after else None
         self._column = {config_key(c): j for j, c in enumerate(scenarios.configs)}
         self.given: list[dict[str, Any]] = []
         #: why each of :attr:`given` was chosen (:func:`seed_reason`), in the same order
@@ -299,14 +356,16 @@ class AdaptiveSeeder:
             else:
                 tried.append(col)
                 scores.append(value)
-        col, w = _choose(self.scenarios, tried, scores, self.beta, self.covered_weight,
-                         self.sigma)
+        col, w, best = _choose(self.scenarios, tried, scores, self.beta, self.covered_weight,
+                               self.sigma, self.refine_after, self._adjacent)
         if col is None:
             return None
         config = dict(self.scenarios.configs[col])
         self.given.append(config)
-        self.reasons.append(seed_reason(self.scenarios, col, w, tried,
-                                        sum(1 for v in scores if math.isfinite(v))))
+        n_scores = sum(1 for v in scores if math.isfinite(v))
+        self.reasons.append(
+            seed_reason(self.scenarios, col, w, tried, n_scores) if best is None else
+            refine_reason(self.scenarios, col, best, scores[tried.index(best)], n_scores))
         self._given_cols.append(col)
         return config
 
@@ -327,7 +386,7 @@ class AdaptiveSeeder:
             scores = [None if not np.isfinite(sc.scores[i]).any() else
                       _floats(sc.scores[i]) for i in keep]
         return {"format": STATE_FORMAT, "k": self.k, "beta": self.beta, "sigma": self.sigma,
-                "covered_weight": self.covered_weight,
+                "covered_weight": self.covered_weight, "refine_after": self.refine_after,
                 "configs": [dict(c) for c in sc.configs],
                 "weights": [float(sc.weights[i]) for i in keep],
                 "normalised": [_floats(sc.normalised[i]) for i in keep],
@@ -394,12 +453,17 @@ class AdaptiveSeeder:
                 raise InvalidInputError(f"adaptive seeder state: {name}={value!r} is not a "
                                         "number")
             knobs[name] = float(value)
+        refine_after = data.get("refine_after", 0)  # states written before it: no local steps
+        if isinstance(refine_after, bool) or not isinstance(refine_after, int) \
+                or refine_after < 0:
+            raise InvalidInputError(f"adaptive seeder state: refine_after={refine_after!r} is "
+                                    "not a whole number >= 0")
         names = _strings(data.get("names"), len(U), "names", "scenario")
         prefix_reasons = _strings(data.get("prefix_reasons") or None, len(prefix),
                                   "prefix_reasons", "prefix column") or []
         scen = Scenarios(U, w, levels, tuple(dict(c) for c in configs), tuple(prefix), scores,
                          None if names is None else tuple(names), tuple(prefix_reasons))
-        seeder = cls(scen, data["k"], **knobs)
+        seeder = cls(scen, data["k"], refine_after=refine_after, **knobs)
         for config in data.get("given") or ():
             col = seeder._column.get(config_key(config)) if isinstance(config, Mapping) \
                 else None

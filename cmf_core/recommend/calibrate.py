@@ -62,6 +62,9 @@ COVERED_WEIGHTS: tuple[float, ...] = (0.0,)
 #: (0: scores not compared); a factor ~3 apart, over the differences seen between tasks on a
 #: metric in [0, 1]
 SIGMAS: tuple[float, ...] = (0.0, 0.03, 0.1, 0.3)
+#: adaptive seeding: configurations tried before the local steps start (0: none); chosen
+#: after ``beta``, ``covered_weight`` and ``sigma``, with them fixed
+REFINE_AFTERS: tuple[int, ...] = (0, 2, 3, 4, 5)
 HIT = 0.95
 BUDGET = 50
 FEATURES = [m.name for m in META_FEATURES]
@@ -429,12 +432,12 @@ def _calibrate_adaptive(per_cat: list[tuple[str, ScoreTable, list[TaskDescriptio
     as ``recommend()`` builds them without the task's group, its observations the task's
     scores (a configuration the task did not run: its worst score). Returns the (``beta``,
     ``covered_weight``, ``sigma``) of :data:`BETAS` x :data:`COVERED_WEIGHTS` x
-    :data:`SIGMAS` with the best mean log-speedup proxy (ties: the smaller values), and every
-    rule's value."""
+    :data:`SIGMAS` with the best mean log-speedup proxy (ties: the smaller values), then,
+    with those fixed, the ``refine_after`` of :data:`REFINE_AFTERS` that does best (ties:
+    the first, i.e. 0 before any local step), and every rule's value."""
     from cmf_core.recommend.adaptive import adaptive_order
 
-    rules = [(b, c, s) for b in BETAS for c in COVERED_WEIGHTS for s in SIGMAS]
-    logs: dict[tuple[float, float, float], list[float]] = {r: [] for r in rules}
+    cases = []
     for _, table, tasks in per_cat:
         sim = similarity_matrix(tasks, metric)
         U, S = table.normalised, table.scores
@@ -443,24 +446,37 @@ def _calibrate_adaptive(per_cat: list[tuple[str, ScoreTable, list[TaskDescriptio
             if scen is None or not np.isfinite(S[t]).any():
                 continue
             worst = float(np.nanmin(S[t]))
-            y = np.where(np.isfinite(S[t]), S[t], worst)
-            cold = cold_trials(U[t])
-            for beta, cw, sigma in rules:
-                order = adaptive_order(scen, lambda c, y=y: float(y[c]), max(KS), beta, cw,
-                                       sigma)
-                hit_at = [i + 1 for i, c in enumerate(order)
-                          if np.isfinite(U[t, c]) and U[t, c] >= HIT]
-                for k in KS:
-                    hit = bool(hit_at) and hit_at[0] <= k
-                    trials = hit_at[0] if hit else min(k + cold, BUDGET + 1.0)
-                    logs[beta, cw, sigma].append(math.log(cold / trials))
-    if not logs[rules[0]]:
-        return {"beta": 0.0, "covered_weight": 0.0, "sigma": 0.0}, {}
-    mean = {r: float(np.mean(v)) for r, v in logs.items()}
+            cases.append((scen, np.where(np.isfinite(S[t]), S[t], worst), U[t]))
+    if not cases:
+        return {"beta": 0.0, "covered_weight": 0.0, "sigma": 0.0, "refine_after": 0}, {}
+
+    def quality(beta: float, cw: float, sigma: float, refine_after: int) -> float:
+        logs = []
+        for scen, y, u in cases:
+            order = adaptive_order(scen, lambda c, y=y: float(y[c]), max(KS), beta, cw, sigma,
+                                   refine_after)
+            hit_at = [i + 1 for i, c in enumerate(order) if np.isfinite(u[c]) and u[c] >= HIT]
+            cold = cold_trials(u)
+            for k in KS:
+                hit = bool(hit_at) and hit_at[0] <= k
+                trials = hit_at[0] if hit else min(k + cold, BUDGET + 1.0)
+                logs.append(math.log(cold / trials))
+        return float(np.mean(logs))
+
+    rules = [(b, c, s) for b in BETAS for c in COVERED_WEIGHTS for s in SIGMAS]
+    mean = {r: quality(*r, 0) for r in rules}
     best = max(rules, key=lambda r: (round(mean[r], 9), -r[0], -r[1], -r[2]))
-    curve = {f"beta={b:g},covered={c:g},sigma={s:g}": round(mean[b, c, s], 4)
-             for b, c, s in rules}
-    return {"beta": best[0], "covered_weight": best[1], "sigma": best[2]}, curve
+    curve = {_rule_text(r): round(mean[r], 4) for r in rules}
+    local = {m: mean[best] if m == 0 else quality(*best, m) for m in REFINE_AFTERS}
+    refine_after = max(REFINE_AFTERS, key=lambda m: (round(local[m], 9), -REFINE_AFTERS.index(m)))
+    curve.update({f"{_rule_text(best)},refine_after={m}": round(v, 4)
+                  for m, v in local.items() if m})
+    return {"beta": best[0], "covered_weight": best[1], "sigma": best[2],
+            "refine_after": refine_after}, curve
+
+
+def _rule_text(rule: tuple[float, float, float]) -> str:
+    return f"beta={rule[0]:g},covered={rule[1]:g},sigma={rule[2]:g}"
 
 
 def _validate(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]],

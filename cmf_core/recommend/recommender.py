@@ -141,24 +141,33 @@ class Recommendation:
         return len(self.seeds)
 
     def seeder(self, k: int | None = None, beta: float | None = None,
-               covered_weight: float | None = None,
-               sigma: float | None = None) -> AdaptiveSeeder:
+               covered_weight: float | None = None, sigma: float | None = None,
+               refine_after: int | None = None) -> AdaptiveSeeder:
         """Adaptive seeds (:mod:`cmf_core.recommend.adaptive`): up to ``k`` (default: as many
         as :attr:`seeds`), each chosen after the scores of the previous ones; the first is
-        ``seeds[0]``. ``beta``, ``covered_weight`` and ``sigma`` default to the knowledge
-        base's calibration. With no seeds, a seeder that gives none."""
-        from cmf_core.recommend.adaptive import BETA, COVERED_WEIGHT, SIGMA, AdaptiveSeeder
+        ``seeds[0]``. ``beta``, ``covered_weight``, ``sigma`` and ``refine_after`` default to
+        the knowledge base's calibration. With no seeds, a seeder that gives none."""
+        from cmf_core.recommend.adaptive import (
+            BETA,
+            COVERED_WEIGHT,
+            REFINE_AFTER,
+            SIGMA,
+            AdaptiveSeeder,
+        )
 
         cal = self.extra.get("adaptive") or {}
         beta = float(cal.get("beta", BETA)) if beta is None else beta
         cw = float(cal.get("covered_weight", COVERED_WEIGHT)) if covered_weight is None \
             else covered_weight
         sigma = float(cal.get("sigma", SIGMA)) if sigma is None else sigma
+        if refine_after is None:
+            refine_after = int(cal.get("refine_after", REFINE_AFTER))
         k = len(self.seeds) if k is None else k
         scen = self.scenarios
         if scen is None or not self.seeds:
             scen = Scenarios.empty()
-        return AdaptiveSeeder(scen, k, beta=beta, covered_weight=cw, sigma=sigma)
+        return AdaptiveSeeder(scen, k, beta=beta, covered_weight=cw, sigma=sigma,
+                              refine_after=refine_after)
 
     def seeder_state(self) -> dict[str, Any] | None:
         """The JSON state of :meth:`seeder` (``AdaptiveSeeder.from_dict`` rebuilds it), None

@@ -133,6 +133,41 @@ def grid(category: str) -> list[dict[str, Any]]:
     return out
 
 
+def grid_neighbours(configs: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], ...]:
+    """For each of ``configs``, the indices of its neighbours among them: the same family and
+    the same values but for one parameter, which is one step away on that parameter's values
+    (numeric values, in order) or any other value (categorical ones). The steps are the
+    values the family's configurations take here, so any set of configurations works."""
+    keys = {config_key(c): i for i, c in enumerate(configs)}
+    steps: dict[tuple[Any, str], list[Any]] = {}
+    for c in configs:
+        for name, value in c.items():
+            if name != "model":
+                steps.setdefault((c.get("model"), name), []).append(value)
+    for key, values in steps.items():
+        distinct = list(dict.fromkeys(values))
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct)
+        steps[key] = sorted(distinct) if numeric else distinct
+    out: list[tuple[int, ...]] = []
+    for c in configs:
+        found: list[int] = []
+        for name, value in c.items():
+            if name == "model":
+                continue
+            values = steps[c.get("model"), name]
+            at = values.index(value)
+            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                          for v in values)
+            near = [values[j] for j in (at - 1, at + 1) if 0 <= j < len(values)] if numeric \
+                else [v for v in values if v != value]
+            for v in near:
+                j = keys.get(config_key({**c, name: v}))
+                if j is not None:
+                    found.append(j)
+        out.append(tuple(found))
+    return tuple(out)
+
+
 def to_optuna_params(config: Mapping[str, Any]) -> dict[str, Any]:
     """Plain config -> Optuna parameter names (``family.param``), for ``Study.enqueue_trial``."""
     if "model" not in config:

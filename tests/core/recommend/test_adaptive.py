@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -23,7 +24,7 @@ from cmf_core.recommend.recommender import (
     greedy_portfolio,
     recommend,
 )
-from cmf_core.recommend.space import config_key, suggest_config
+from cmf_core.recommend.space import config_key, grid_neighbours, suggest_config
 from cmf_core.recommend.task import TaskDescription
 
 TARGET = "friedman1"
@@ -155,7 +156,7 @@ def test_next_column_continues_the_static_cover_and_skips_tried() -> None:
 def test_beta_zero_gives_the_static_seeds(case: tuple[Recommendation, dict[str, float], str]
                                           ) -> None:
     rec, scores, _ = case
-    seeder = rec.seeder(beta=0.0, sigma=0.0)
+    seeder = rec.seeder(beta=0.0, sigma=0.0, refine_after=0)
     obs: dict[str, float | None] = {}
     got = []
     while (cfg := seeder.next_config(obs)) is not None:
@@ -399,3 +400,85 @@ def test_each_adaptive_seed_says_why_and_the_reasons_travel_with_the_state() -> 
     bad["reasons"] = ["x"]
     with pytest.raises(CmfError, match="reasons must be a list of 3 strings"):
         AdaptiveSeeder.from_dict(bad)
+
+
+def test_grid_neighbours_are_one_step_on_one_parameter() -> None:
+    configs = [{"model": "svm", "C": c, "gamma": g} for c in (1.0, 10.0, 100.0)
+               for g in (0.01, 0.1)] + [{"model": "lr", "C": 1.0, "w": "none"},
+                                        {"model": "lr", "C": 1.0, "w": "balanced"}]
+    adj = grid_neighbours(configs)
+    label = [config_key(c) for c in configs]
+
+    def of(i: int) -> set[str]:
+        return {label[j] for j in adj[i]}
+
+    # svm(C=10, gamma=0.01): C one step down and up, gamma one step up; never another family
+    assert of(2) == {label[0], label[4], label[3]}
+    assert of(0) == {label[2], label[1]}  # an edge of the grid has fewer neighbours
+    assert of(6) == {label[7]} and of(7) == {label[6]}  # categorical: any other value
+    # a configuration missing from the set is skipped, not jumped over
+    assert grid_neighbours([configs[0], configs[4]]) == ((1,), (0,))
+
+
+def _local_case() -> tuple[Scenarios, dict[str, float]]:
+    """Past tasks A, B, C hit svm(C=1, gamma=0.1), svm(C=100, gamma=1) and svm(C=1, gamma=1);
+    the new task's needle sits one C step from A's, at svm(C=10, gamma=0.1), which no
+    scenario hits."""
+    configs = tuple({"model": "svm", "C": c, "gamma": g} for c in (1.0, 10.0, 100.0)
+                    for g in (0.01, 0.1, 1.0))
+    U = np.array([[0.2, 1.0, 0.1, 0.3, 0.6, 0.2, 0.1, 0.0, 0.0],
+                  [0.0, 0.1, 0.0, 0.0, 0.2, 0.1, 0.0, 0.0, 1.0],
+                  [0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0]])
+    scen = Scenarios(U, np.array([0.6, 0.4, 0.3]), np.full(3, 0.95), configs)
+    new = dict(zip((config_key(c) for c in configs),
+                   (0.60, 0.80, 0.55, 0.62, 0.95, 0.70, 0.50, 0.40, 0.45), strict=True))
+    return scen, new
+
+
+def _run(seeder: AdaptiveSeeder, scores: dict[str, float]) -> list[dict[str, Any]]:
+    obs: dict[str, float | None] = {}
+    while (config := seeder.next_config(obs)) is not None:
+        obs[config_key(config)] = scores[config_key(config)]
+    return seeder.given
+
+
+def test_local_steps_refine_around_the_best_configuration_so_far() -> None:
+    scen, scores = _local_case()
+    best = {"model": "svm", "C": 10.0, "gamma": 0.1}
+    cover = _run(AdaptiveSeeder(scen, 3, beta=0.0, sigma=0.0, refine_after=0), scores)
+    assert cover[2] == dict(scen.configs[2])  # the set cover aims at C's hit next
+    local = AdaptiveSeeder(scen, 3, beta=0.0, sigma=0.0, refine_after=2)
+    got = _run(local, scores)
+    assert got[:2] == cover[:2]  # the first refine_after seeds are the scenarios' choices
+    assert got[2] == best  # one C step from svm(C=1, gamma=0.1), the best so far (0.80)
+    assert local.reasons[2].startswith("after 2 scores: a local step, one grid step from the "
+                                       "best so far, svm(C=1.0, gamma=0.1) (score 0.8)")
+    # the state keeps the knob; a state written before it has no local steps
+    state = local.to_dict()
+    assert state["refine_after"] == 2
+    assert _run(AdaptiveSeeder.from_dict({**state, "given": [], "reasons": []}), scores) == got
+    old = {k: v for k, v in state.items() if k != "refine_after"}
+    assert _run(AdaptiveSeeder.from_dict({**old, "given": [], "reasons": []}), scores) == cover
+
+
+def test_local_steps_wait_for_the_same_tasks_best_runs_and_a_score() -> None:
+    scen, scores = _local_case()
+    prefixed = replace(scen, prefix=(8, 7))  # "the same task" ran before: its runs go first
+    got = _run(AdaptiveSeeder(prefixed, 3, beta=0.0, sigma=0.0, refine_after=1), scores)
+    assert got[:2] == [dict(scen.configs[8]), dict(scen.configs[7])]
+    assert got[2] == dict(scen.configs[5])  # then one step from the better of the two (0.45)
+    # nothing scored yet (failed runs): no local step, the scenarios decide
+    seeder = AdaptiveSeeder(scen, 2, beta=0.0, sigma=0.0, refine_after=1)
+    first = seeder.next_config({})
+    assert seeder.next_config({config_key(first): None}) is not None
+    assert "local step" not in seeder.reasons[1]
+
+
+@pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
+def test_refine_after_must_be_a_whole_number(bad: Any) -> None:
+    scen, _ = _local_case()
+    with pytest.raises(CmfError, match=r"refine_after=.* must be a whole number >= 0"):
+        AdaptiveSeeder(scen, 3, refine_after=bad)
+    state = AdaptiveSeeder(scen, 3).to_dict()
+    with pytest.raises(CmfError, match=r"refine_after=.* is not a whole number >= 0"):
+        AdaptiveSeeder.from_dict({**state, "refine_after": bad})

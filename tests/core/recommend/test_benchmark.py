@@ -167,7 +167,7 @@ def test_loto_smoke_adaptive(tmp_path: Path) -> None:
     assert report["config"]["adaptive"] is True and report["seeds_first_ok"] is True
     assert set(report["analysis"]["arms"]) == {"cold", "kg@5", "random@5", "portfolio@5"}
     for t in report["tasks"]:
-        assert set(t["adaptive"]) == {"beta", "covered_weight", "sigma"}
+        assert set(t["adaptive"]) == {"beta", "covered_weight", "sigma", "refine_after"}
         static, adaptive = t["seed_configs"]["kg"], t["seed_configs"]["kg_adaptive"]
         for given in adaptive:  # per TPE seed: 5 distinct configurations, the first static
             assert len(given) == len(set(given)) == 5 and given[0] == static[0]

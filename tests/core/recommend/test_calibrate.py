@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cmf_core.recommend.calibrate import (
+    REFINE_AFTERS,
     calibrate,
     cold_trials,
     inner_quality,
@@ -68,3 +69,16 @@ def test_transfer_is_high_within_a_family(toy_kb: KnowledgeBase) -> None:
 def test_cold_trials_is_the_random_searchers_expectation() -> None:
     assert cold_trials(np.array([1.0, 0.96, 0.5, 0.0])) == pytest.approx(2.0)
     assert cold_trials(np.array([0.5, np.nan, 0.0])) == 51.0  # nothing hits: budget + 1
+
+
+def test_calibration_chooses_when_local_steps_start(toy_kb: KnowledgeBase) -> None:
+    cal = calibrate(toy_kb)
+    chosen = cal["adaptive"]
+    assert chosen["refine_after"] in REFINE_AFTERS
+    curve = cal["validation"]["adaptive"]
+    rule = (f"beta={chosen['beta']:g},covered={chosen['covered_weight']:g},"
+            f"sigma={chosen['sigma']:g}")
+    local = {0: curve[rule], **{m: curve[f"{rule},refine_after={m}"]
+                                for m in REFINE_AFTERS if m}}
+    assert local[chosen["refine_after"]] == max(local.values())  # the best, the first on ties
+    assert chosen["refine_after"] == min(m for m, v in local.items() if v == max(local.values()))
