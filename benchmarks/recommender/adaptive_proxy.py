@@ -57,6 +57,7 @@ from cmf_core.recommend import knowledge  # noqa: E402
 from cmf_core.recommend.adaptive import (  # noqa: E402
     BETA,
     COVERED_WEIGHT,
+    REFINE_AFTER,
     SIGMA,
     adaptive_order,
 )
@@ -107,7 +108,7 @@ def evaluate(order: Sequence[int], hit_of: np.ndarray, cold: float) -> dict[str,
     return out
 
 
-def run_task(args: tuple[str, str, str, tuple[tuple[float, float, float], ...], int]
+def run_task(args: tuple[str, str, str, tuple[tuple[float, float, float, int], ...], int]
              ) -> dict[str, Any]:
     kb_path, task_id, cal_mode, rules, n_random = args
     kb = knowledge.load(kb_path)
@@ -119,14 +120,16 @@ def run_task(args: tuple[str, str, str, tuple[tuple[float, float, float], ...], 
     elif cal_mode.startswith("of:"):  # another knowledge base's, as a store merged with it has
         rest.calibration = copy.deepcopy(knowledge.load(cal_mode[3:]).calibration)
         rest.calibration.setdefault("adaptive", {"beta": BETA, "covered_weight": COVERED_WEIGHT,
-                                                 "sigma": SIGMA})  # what rec.seeder() uses
+                                                 "sigma": SIGMA, "refine_after": REFINE_AFTER}
+                                    )  # what rec.seeder() uses
     elif cal_mode != "shipped":
         rest.calibration = recorded_calibrations(Path(cal_mode))[task_id]
     if "adaptive" not in rest.calibration:
         rest.calibration["adaptive"], _ = calibrate_adaptive(rest, rest.calibration)
     chosen = (rest.calibration["adaptive"]["beta"],
               rest.calibration["adaptive"]["covered_weight"],
-              rest.calibration["adaptive"].get("sigma", 0.0))
+              rest.calibration["adaptive"].get("sigma", 0.0),
+              int(rest.calibration["adaptive"].get("refine_after", 0)))
     rec = recommend(task, k=max(KS), knowledge=rest)
     scen = rec.scenarios
     assert scen is not None
@@ -174,10 +177,11 @@ def run_task(args: tuple[str, str, str, tuple[tuple[float, float, float], ...], 
         res: dict[str, list[dict[str, Any]]] = {"static": []}
         for one in scs:
             res["static"].append(evaluate(one.order(kmax), hit_of, cold))
-            for name, (beta, miss, sigma) in [*((rule_name(*r), r) for r in rules),
-                                              ("calibrated", chosen)]:
+            for name, (beta, miss, sigma, refine) in [*((rule_name(*r), r) for r in rules),
+                                                      ("calibrated", chosen)]:
                 t0 = time.perf_counter()
-                order = adaptive_order(one, lambda c: float(y_of[c]), kmax, beta, miss, sigma)
+                order = adaptive_order(one, lambda c: float(y_of[c]), kmax, beta, miss, sigma,
+                                       refine)
                 r = evaluate(order, hit_of, cold)
                 r["seconds"] = time.perf_counter() - t0
                 res.setdefault(name, []).append(r)
@@ -185,12 +189,13 @@ def run_task(args: tuple[str, str, str, tuple[tuple[float, float, float], ...], 
     return out
 
 
-def rule_name(beta: float, miss: float, sigma: float = 0.0) -> str:
-    return f"beta={beta:g},miss={miss:g}" + (f",sigma={sigma:g}" if sigma else "")
+def rule_name(beta: float, miss: float, sigma: float = 0.0, refine: int = 0) -> str:
+    return (f"beta={beta:g},miss={miss:g}" + (f",sigma={sigma:g}" if sigma else "")
+            + (f",refine={refine}" if refine else ""))
 
 
 def summary(results: list[dict[str, Any]],
-            rules: Sequence[tuple[float, float, float]]) -> str:
+            rules: Sequence[tuple[float, float, float, int]]) -> str:
     lines = ["| arm | rule | hits k=1 | k=3 | k=5 | k=10 | proxy speedup k=1 | k=3 | k=5 | "
              "k=10 | mean (k=1,3,5,10) |", "|---|---|---|---|---|---|---|---|---|---|---|"]
     for arm in ("kg", "random", "portfolio"):
@@ -245,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="weight factor of covered scenarios in the cover term")
     ap.add_argument("--sigmas", type=float, nargs="+", default=[0.0],
                     help="spread of the score likelihood (0: order only)")
+    ap.add_argument("--refine-afters", type=int, nargs="+", default=[0],
+                    help="configurations tried before the local steps start (0: none)")
     cal = ap.add_mutually_exclusive_group()
     cal.add_argument("--recalibrate", action="store_true")
     cal.add_argument("--shipped-calibration", action="store_true")
@@ -267,7 +274,8 @@ def main(argv: list[str] | None = None) -> int:
     mode = "recalibrate" if args.recalibrate else "shipped" if args.shipped_calibration \
         else f"of:{args.calibration_of}" if args.calibration_of else str(args.calibrations)
     kb = knowledge.load(args.kb)
-    rules = tuple((b, m, sg) for b in args.betas for m in args.misses for sg in args.sigmas)
+    rules = tuple((b, m, sg, r) for b in args.betas for m in args.misses for sg in args.sigmas
+                  for r in args.refine_afters)
     ids = sorted(kb.tasks)
     if args.tasks:
         try:

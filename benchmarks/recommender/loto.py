@@ -22,8 +22,9 @@ For every target task of the knowledge base (KB):
 With ``--adaptive`` every seeded arm chooses its seeds adaptively
 (:mod:`cmf_core.recommend.adaptive`): the first as before, each next one after the target's
 scores on the previous ones, from the arm's scenarios (KG: the recommender's neighbours and
-meta-model trees; random: the random tasks; portfolio: every task), with ``beta`` and
-``sigma`` (the score likelihood against past tasks of the target's metric, in every arm alike)
+meta-model trees; random: the random tasks; portfolio: every task), with ``beta``,
+``sigma`` (the score likelihood against past tasks of the target's metric) and
+``refine_after`` (local steps around the best configuration so far), in every arm alike,
 re-calibrated without the target like the rest; the seeder runs as an Optuna callback, so its
 time is in the wall-clock. Outputs go to ``results/loto-adaptive.*`` (``--stem`` names them).
 
@@ -66,6 +67,7 @@ from cmf_core.recommend import knowledge  # noqa: E402
 from cmf_core.recommend.adaptive import (  # noqa: E402
     BETA,
     COVERED_WEIGHT,
+    REFINE_AFTER,
     SIGMA,
     AdaptiveSeeder,
 )
@@ -176,6 +178,7 @@ def seed_lists(kb: knowledge.KnowledgeBase, task_id: str, kmax: int, seeds: int,
             "beta": float(adaptive.get("beta", BETA)),
             "covered_weight": float(adaptive.get("covered_weight", COVERED_WEIGHT)),
             "sigma": float(adaptive.get("sigma", SIGMA)),
+            "refine_after": int(adaptive.get("refine_after", REFINE_AFTER)),
             "strategy": rec.strategy.value, "neighbours": [n.name for n in rec.neighbours],
             "metric": SimilarityMetric.from_dict(cal["metric"]).name if cal.get("metric")
             else "uniform", "threshold": cal.get("threshold"), "recommend_s": rec_s,
@@ -268,7 +271,8 @@ def run_task(args: tuple[str, str, int, int, tuple[int, ...], bool, str, bool]
                            "neighbour_share": prep["neighbour_share"],
                            "adaptive": {"beta": prep["beta"],
                                         "covered_weight": prep["covered_weight"],
-                                        "sigma": prep["sigma"]}
+                                        "sigma": prep["sigma"],
+                                        "refine_after": prep["refine_after"]}
                            if adaptive else None,
                            "seeds_first_ok": True, "runs": {}}
     seed_keys = {"kg": [config_key(c) for c in prep["kg"]],
@@ -284,7 +288,8 @@ def run_task(args: tuple[str, str, int, int, tuple[int, ...], bool, str, bool]
             if adaptive and arm != "cold":
                 scen = prep["scenarios"][arm]
                 seeder = AdaptiveSeeder(scen[s] if arm == "random" else scen, k,
-                                        prep["beta"], prep["covered_weight"], prep["sigma"])
+                                        prep["beta"], prep["covered_weight"], prep["sigma"],
+                                        prep["refine_after"])
             run = replay(category, lookup, secs, budget, s, [] if seeder else enq,
                          stop_at=None if full else tg["target"], seeder=seeder)
             if seeder is not None:
@@ -405,9 +410,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"{report['machine']['cpu']}; Python {report['machine']['python']}; "
         f"wall time {report['wall_s'] / 60:.1f} min.  ",
         *(["Seeds: **adaptive** in every seeded arm (each next seed chosen after the target's "
-            "scores on the previous ones; cmf_core.recommend.adaptive, beta and sigma "
-            "re-calibrated "
-            "without the target).  "] if cfg.get("adaptive") else []),
+            "scores on the previous ones; cmf_core.recommend.adaptive, beta, sigma and "
+            "refine_after re-calibrated without the target).  "] if cfg.get("adaptive") else []),
         f"{cfg['n_tasks']} target tasks x {cfg['seeds']} TPE seeds, budget {cfg['budget']} "
         f"trials, target = median random configuration + {GAP:.0%} of the gap to the best-known "
         "score; trials censored at budget + 1. Speedup = mean trials of cold TPE / mean trials "
