@@ -1,0 +1,133 @@
+"""Where an execution runs: its process's host, pid and start time, and whether it is still there.
+
+An execution started in this process records :func:`process_property` among its properties
+(``cmf.process``: host, pid, the process's start time and, on Linux, its pid namespace). The
+``Cmf`` API does so for every execution; the orchestrator adapters do so for the START events
+they build in the task's own process (never for events seen from outside, such as a watcher's
+or an importer's, whose process is not the task's). Events from other OpenLineage producers
+carry nothing of the kind.
+
+:func:`process_state` tells, later and on the same host, whether that process is still running:
+the pid alone is not enough, since the system hands a finished process's pid to a new one, so
+the process's start time must match too. A process recorded on another host (or in another
+pid namespace), or an execution without the property, is never judged: its state is
+``unknown``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+PROPERTY = "cmf.process"
+"""Execution property holding the :class:`ProcessInfo` of the process that ran it."""
+
+START_TIME_TOLERANCE_S = 1.0
+"""A live pid whose start time differs from the recorded one by more than this is another
+process (the pid was reused). Linux derives start times from the boot time, which clock
+adjustments can move by up to a second; a reused pid within that second counts as alive,
+the safe side (an execution is never marked failed while its process may still run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """One process, told apart from any later process that gets the same pid."""
+
+    host: str
+    pid: int
+    create_time: float  # Unix seconds the process started (psutil's ``create_time``)
+    pid_namespace: int | None = None  # Linux: inode of ``/proc/self/ns/pid``
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"host": self.host, "pid": self.pid,
+                                "create_time": self.create_time}
+        if self.pid_namespace is not None:
+            data["pid_namespace"] = self.pid_namespace
+        return data
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, Any]) -> ProcessInfo | None:
+        """The process recorded in execution ``properties``; None if absent or malformed."""
+        data = properties.get(PROPERTY)
+        if not isinstance(data, Mapping):
+            return None
+        host, pid, started = data.get("host"), data.get("pid"), data.get("create_time")
+        ns = data.get("pid_namespace")
+        if (not isinstance(host, str) or not host or not _is_int(pid) or pid <= 0
+                or not isinstance(started, (int, float)) or isinstance(started, bool)
+                or (ns is not None and not _is_int(ns))):
+            return None
+        return cls(host, pid, float(started), ns)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class ProcessState(enum.StrEnum):
+    """What is known, here, about a recorded process."""
+
+    ALIVE = "alive"
+    GONE = "gone"  # no such process (or a zombie), or its pid now belongs to another process
+    UNKNOWN = "unknown"  # another host or pid namespace, or nothing recorded: never judged
+
+
+def host_name() -> str:
+    """This machine's host name, as processes record it."""
+    return socket.gethostname()
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux, or /proc not mounted
+        return None
+
+
+@functools.lru_cache(maxsize=4)
+def _process_info(pid: int) -> ProcessInfo:
+    import psutil
+
+    return ProcessInfo(host_name(), pid, psutil.Process(pid).create_time(), _pid_namespace())
+
+
+def this_process() -> ProcessInfo:
+    """This process (looked up once per pid: a forked child gets its own)."""
+    return _process_info(os.getpid())
+
+
+def process_property() -> dict[str, Any]:
+    """``{"cmf.process": ...}`` for this process, to merge into an execution's properties;
+    empty if the process cannot be described (tracking never fails because of it)."""
+    try:
+        return {PROPERTY: this_process().to_dict()}
+    except Exception:  # psutil cannot read this process: the execution is just not judged
+        return {}
+
+
+def process_state(info: ProcessInfo | None) -> ProcessState:
+    """Whether the process ``info`` describes is still running, seen from here."""
+    import psutil
+
+    if info is None:
+        return ProcessState.UNKNOWN
+    here = this_process()
+    if info.host != here.host or info.pid_namespace != here.pid_namespace:
+        return ProcessState.UNKNOWN
+    try:
+        proc = psutil.Process(info.pid)
+        if proc.status() == psutil.STATUS_ZOMBIE:  # it has ended; its parent has not waited
+            return ProcessState.GONE
+        started = proc.create_time()
+    except psutil.NoSuchProcess:
+        return ProcessState.GONE
+    except psutil.Error:  # access denied: it exists, and may be it
+        return ProcessState.ALIVE
+    if abs(started - info.create_time) > START_TIME_TOLERANCE_S:
+        return ProcessState.GONE
+    return ProcessState.ALIVE
