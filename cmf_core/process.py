@@ -103,29 +103,46 @@ def _boot_time() -> float:
     raise OSError("/proc/stat has no btime line")
 
 
-def _proc_stat(pid: int) -> tuple[str, float] | None:
+def _proc_stat(pid: int) -> tuple[str, float | None] | None:
     """Linux: (state letter, start time in Unix seconds) of ``pid`` from ``/proc/<pid>/stat``,
-    computed as psutil computes ``create_time``; None if there is no such process."""
+    computed as psutil computes ``create_time``; None if there is no such process. A process
+    that ``/proc`` hides (another user's, under ``hidepid``) gives ``("?", None)``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             text = fh.read()
-    except FileNotFoundError:
-        return None
+    except (FileNotFoundError, PermissionError):
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the pid exists
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # it exists: another user's process
+            pass
+        return "?", None
     rest = text[text.rfind(b")") + 2:].split()  # fields from the 3rd (state) on
     return rest[0].decode(), _boot_time() + int(rest[19]) / _TICK
 
 
+def _psutil_stat(pid: int) -> tuple[str, float | None] | None:
+    """Elsewhere: the same through psutil (``"Z"`` for a zombie)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        zombie = proc.status() == psutil.STATUS_ZOMBIE
+        return ("Z" if zombie else "R"), proc.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:  # access denied: it exists
+        return "?", None
+
+
 @functools.lru_cache(maxsize=4)
 def _process_info(pid: int) -> ProcessInfo:
-    if _LINUX:  # /proc: psutil's import alone costs tens of milliseconds in a task's start
-        stat = _proc_stat(pid)
-        if stat is None:
-            raise OSError(f"/proc/{pid}/stat is missing")
-        started = stat[1]
-    else:
-        import psutil
-
-        started = psutil.Process(pid).create_time()
+    # /proc on Linux: psutil's import alone costs tens of milliseconds in a task's start
+    stat = _proc_stat(pid) if _LINUX else _psutil_stat(pid)
+    started = stat[1] if stat is not None else None
+    if started is None:
+        raise OSError(f"cannot read the start time of process {pid}")
     return ProcessInfo(host_name(), pid, started, _pid_namespace())
 
 
@@ -139,7 +156,7 @@ def process_property() -> dict[str, Any]:
     empty if the process cannot be described (tracking never fails because of it)."""
     try:
         return {PROPERTY: this_process().to_dict()}
-    except Exception:  # psutil cannot read this process: the execution is just not judged
+    except Exception:  # its start time cannot be read: the execution is just not judged
         return {}
 
 
@@ -147,24 +164,20 @@ def process_state(info: ProcessInfo | None) -> ProcessState:
     """Whether the process ``info`` describes is still running, seen from here."""
     if info is None:
         return ProcessState.UNKNOWN
-    here = this_process()
+    try:
+        here = this_process()
+    except Exception:  # this process cannot be described: nothing here can be compared
+        return ProcessState.UNKNOWN
     if info.host != here.host or info.pid_namespace != here.pid_namespace:
         return ProcessState.UNKNOWN
     found = _proc_stat(info.pid) if _LINUX else _psutil_stat(info.pid)
-    if found is None or found[0] in ("Z", "X"):  # gone, or ended and not yet waited for
+    if found is None:
         return ProcessState.GONE
-    if abs(found[1] - info.create_time) > START_TIME_TOLERANCE_S:
+    state, started = found
+    if state in ("Z", "X"):  # ended, and its parent has not waited for it yet
+        return ProcessState.GONE
+    if started is None:  # it exists, but its start time cannot be read: it may be the one
+        return ProcessState.ALIVE
+    if abs(started - info.create_time) > START_TIME_TOLERANCE_S:
         return ProcessState.GONE  # its pid now belongs to another process
     return ProcessState.ALIVE
-
-
-def _psutil_stat(pid: int) -> tuple[str, float] | None:
-    """(``"Z"`` for a zombie else ``"R"``, start time) of ``pid`` via psutil (not Linux)."""
-    import psutil
-
-    try:
-        proc = psutil.Process(pid)
-        zombie = proc.status() == psutil.STATUS_ZOMBIE
-        return ("Z" if zombie else "R"), proc.create_time()
-    except psutil.NoSuchProcess:
-        return None
