@@ -10,7 +10,9 @@ No git, DVC or remote is needed. An execution's records are buffered in memory a
 one transaction when it ends (``finalize`` or leaving the ``with`` block): once that returns they
 survive the process being killed. An execution still running after ``START_VISIBLE_AFTER_S`` is
 written as "running" by a background thread, so in-flight work is visible without costing a
-second transaction for the many short executions.
+second transaction for the many short executions. Each execution records the process that
+runs it (``cmf.process``, see :mod:`cmf_core.process`): if that process is killed before the
+execution ends, ``cmf reap`` can tell, and marks it failed.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ from cmf_core.model import (
     Stage,
 )
 from cmf_core.model.artifact import check_artifact_type
+from cmf_core.process import process_property
 from cmf_core.store import Store, open_store
 
 START_VISIBLE_AFTER_S = 0.5
@@ -304,7 +307,8 @@ class Cmf:
         if started_at is not None:
             kwargs["started_at"] = started_at
         execution = Execution(pipeline=self.pipeline.name, stage=name, site=self.site,
-                              params=params or {}, properties=properties or {},
+                              params=params or {},
+                              properties={**(properties or {}), **process_property()},
                               custom_properties=custom_properties or {}, **kwargs)
         if execution.id in self._pending:
             raise InvalidInputError(f"execution {execution.id} is already running")

@@ -46,6 +46,7 @@ def _register() -> None:
     from cmf_core.cli import (
         carbon_cmds,
         lineage_cmds,
+        reap_cmds,
         records_cmds,
         serve_cmds,
         spool_cmds,
@@ -54,6 +55,7 @@ def _register() -> None:
     )
 
     store_cmds.register(app)
+    reap_cmds.register(app)
     records_cmds.register(app)
     lineage_cmds.register(app)
     carbon_cmds.register(app)

@@ -20,10 +20,11 @@ from cmf_core.cli.common import (
     some,
     table,
 )
-from cmf_core.config import HOME_DIRNAME
+from cmf_core.config import HOME_DIRNAME, load_settings
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.lineage import Query
 from cmf_core.lineage.query import artifact_dict, execution_dict
+from cmf_core.model import Execution
 from cmf_core.model.artifact import ARTIFACT_TYPES
 from cmf_core.store import ExecutionFilter, Store, open_store
 
@@ -47,7 +48,7 @@ def init(
 
     Example: cmf init --site hpc
     """
-    from cmf_core.config import home_config_file, load_settings
+    from cmf_core.config import home_config_file
     from cmf_core.store.sqlite import why_no_folder
 
     home = path / HOME_DIRNAME
@@ -148,10 +149,27 @@ def executions(
     if json:
         print_json([execution_dict(e) for e in rows])
         return
+    lost = _lost_ids(rows, store)
     table("Executions", ["id", "pipeline", "stage", "site", "status", "started", "params"],
-          [[e.id, e.pipeline, e.stage, e.site, e.status.value, fmt_time(e.started_at),
+          [[e.id, e.pipeline, e.stage, e.site,
+            e.status.value + (" (lost)" if e.id in lost else ""), fmt_time(e.started_at),
             ", ".join(f"{k}={v}" for k, v in e.params.items())] for e in rows])
+    if lost:
+        _say(f"{len(lost)} running execution(s) listed are lost: their process on this host "
+             "has ended without reporting an end. `cmf reap` marks them failed.")
     _say(hint)
+
+
+def _lost_ids(rows: list[Execution], store: str | None) -> set[str]:
+    """Ids of the running executions of ``rows`` whose process on this host is gone, without
+    an event waiting in the spool (what ``cmf reap`` would mark)."""
+    from cmf_core.lost import judge, spooled_run_ids
+    from cmf_core.process import ProcessState
+
+    lost = {e.id for e in rows if judge(e)[0] is ProcessState.GONE}
+    if lost:
+        lost -= spooled_run_ids(load_settings(store_url=store).spool_path)
+    return lost
 
 
 def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:

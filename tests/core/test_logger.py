@@ -11,6 +11,7 @@ import pytest
 from cmf_core import Cmf
 from cmf_core.errors import InvalidInputError
 from cmf_core.model import ExecutionStatus
+from cmf_core.process import this_process
 from cmf_core.store import open_store
 
 
@@ -131,6 +132,8 @@ def test_running_execution_visible_before_end(workdir: Path) -> None:
             seen = other.get_execution(ex.id)
             time.sleep(0.05)
     assert seen is not None and seen.status is ExecutionStatus.RUNNING
+    # where it runs, so `cmf reap` can tell once this process is killed
+    assert seen.properties["cmf.process"] == this_process().to_dict()
     cmf.finalize()
     with open_store(url, site="reader") as other:
         assert other.get_execution(ex.id).status is ExecutionStatus.COMPLETED

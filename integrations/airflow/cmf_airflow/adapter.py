@@ -62,6 +62,7 @@ from cmf_airflow.facts import (
 from cmf_airflow.ids import TaskKey
 from cmf_airflow.values import jsonable, summarise
 from cmf_airflow.worker import Background
+from cmf_core.process import process_property
 
 if TYPE_CHECKING:
     from cmf_core.config import Settings
@@ -204,7 +205,8 @@ class CmfAdapter:
             emitter=None,  # got in the worker: a new emitter first replays the spool
             mode=self.mode(snap),
             started_at=ti.start_date or dt.datetime.now(dt.UTC),
-            properties=airflow_properties(ti, task),
+            # the task's own process: `cmf reap` can tell once it is killed (OOM, SIGKILL)
+            properties={**airflow_properties(ti, task), **process_property()},
             inputs=refs(getattr(task, "inlets", None)),
             input_ids={},
             # Airflow calls this hook once the templates are rendered: the values the task uses

@@ -141,6 +141,7 @@ def _begin(args: list[str], env: dict[str, str] | None) -> _Session:
     from cmf_core.config import load_settings
     from cmf_core.energy import EnergyMonitor
     from cmf_core.openlineage.emit import get_emitter
+    from cmf_core.process import process_property
     from cmf_kubeflow import adapter
     from cmf_kubeflow.conf import POD_NAME_ENV, task_identity
 
@@ -151,7 +152,8 @@ def _begin(args: list[str], env: dict[str, str] | None) -> _Session:
     settings = load_settings()
     emitter = get_emitter(settings)
     inputs_spec = executor_input.get("inputs") or {}
-    props: dict[str, Any] = {"kfp.function": function, "kfp.identity_source": ident.source}
+    props: dict[str, Any] = {"kfp.function": function, "kfp.identity_source": ident.source,
+                             **process_property()}  # the executor's process (`cmf reap`)
     if env.get(POD_NAME_ENV):
         props["kfp.pod_name"] = env[POD_NAME_ENV]
     run = adapter.TaskRun(

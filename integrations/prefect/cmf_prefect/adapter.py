@@ -193,6 +193,10 @@ def run_event(ref: RunRef, facts: RunFacts, route: str) -> dict[str, Any]:
     from cmf_core.openlineage.times import format_time
 
     properties = {**_plain(facts.properties), "prefect.route": route}
+    if route != ROUTE_WATCHER and facts.status == "running":
+        from cmf_core.process import process_property
+
+        properties.update(process_property())  # the run's own process (`cmf reap`)
     facets: dict[str, Any] = {
         "cmf_execution": ExecutionRunFacet(
             status=facts.status, pipeline=ref.pipeline, stage=ref.stage,

@@ -11,6 +11,7 @@ import pytest
 from cmf_core.identity import file_digest
 from cmf_core.model import EventType, ExecutionStatus
 from cmf_core.openlineage.ingest import unversioned_digest
+from cmf_core.process import this_process
 from tests.integrations.airflow.helpers import artifacts_of, by_stage, flush
 from tests.integrations.airflow.sources import CHURN, FLAKY, RETRIED, SKIPPING
 
@@ -33,6 +34,7 @@ def test_untouched_dag_gets_full_lineage(run_dag, cmf_store, tmp_path: Path) -> 
     dag_run = runs.pop("churn_lineage")  # the DAG run itself, as the provider records it
     assert dag_run.status is ExecutionStatus.COMPLETED
     assert dag_run.id == build_dag_run_ol_run_id("churn_lineage", dr.logical_date, 0)
+    assert "cmf.process" not in dag_run.properties  # a DAG run is no one process's
     for stage, ex in runs.items():
         assert ex.status is ExecutionStatus.COMPLETED, (stage, ex.error)
         # the same deterministic run id as Airflow's OpenLineage provider
@@ -42,6 +44,8 @@ def test_untouched_dag_gets_full_lineage(run_dag, cmf_store, tmp_path: Path) -> 
         assert ex.started_at <= ex.ended_at
         assert ex.properties["airflow"]["dag_id"] == "churn_lineage"
         assert ex.properties["airflow"]["try_number"] == 1
+        # the try's own process (dag.test runs tries in this one), for `cmf reap`
+        assert ex.properties["cmf.process"] == this_process().to_dict()
         parent = ex.properties["openlineage.run_facets"]["parent"]
         assert parent["run"]["runId"] == dag_run.id and parent["job"]["name"] == "churn_lineage"
 

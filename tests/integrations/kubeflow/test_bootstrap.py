@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
@@ -14,7 +15,9 @@ import pytest
 from cmf_kubeflow import adapter
 from cmf_kubeflow.conf import task_identity
 
+from cmf_core.lost import find_lost, mark_lost
 from cmf_core.model import EventType, ExecutionStatus
+from cmf_core.process import host_name
 from cmf_core.store import open_store
 
 RUN_ID = "3f6a9d2e-8c1b-4f5e-9a7d-2b4c6e8f0a13"
@@ -187,3 +190,41 @@ def test_outputs_that_cannot_be_read_still_end_the_execution(tmp_path: Path) -> 
                if e.type is EventType.OUTPUT]
     assert sorted(a.name for a in outputs) == ["data", "logs"]
     assert {a.properties["kfp.identity"] for a in outputs} == {"size+mtime"}
+
+
+KILLED_COMPONENT = textwrap.dedent("""
+    import os
+    import signal
+
+    def fit(epochs: int) -> float:
+        os.kill(os.getpid(), signal.SIGKILL)  # as the out-of-memory killer ends a task
+        return 0.5
+""")
+
+
+def test_an_executor_killed_outright_is_found_lost_and_marked_failed(tmp_path: Path) -> None:
+    module = tmp_path / "component.py"
+    module.write_text(KILLED_COMPONENT)
+    store_url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env.update(UNRESOLVED, KFP_CMF_PIPELINE="hep", KFP_CMF_TASK="fit", KFP_RUN_ID=RUN_ID,
+               CMF_STORE_URL=store_url, CMF_SITE="s", CMF_HOME=str(tmp_path / "home"),
+               _KFP_RUNTIME="true")
+    executor_input = {"inputs": {"parameterValues": {"epochs": 2}}, "outputs": {
+        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
+         "--component_module_path", str(module), "--executor_input",
+         json.dumps(executor_input), "--function_to_execute", "fit"], env=env)
+    assert proc.wait(timeout=300) == -signal.SIGKILL
+    with open_store(store_url, "s") as store:
+        (ex,) = store.list_executions()
+        assert ex.status is ExecutionStatus.RUNNING  # its end was never sent
+        assert ex.properties["cmf.process"]["pid"] == proc.pid
+        (lost,) = find_lost(store).lost
+        assert lost.execution.id == ex.id
+        mark_lost(store, [lost])
+        ex = store.get_execution(ex.id)
+        assert ex.status is ExecutionStatus.FAILED
+        assert ex.error == (f"process {proc.pid} on host {host_name()} ended without "
+                            "reporting an end (killed, e.g. out of memory?)")

@@ -20,6 +20,7 @@ from cmf_prefect.watcher import Cursor, run_events
 from cmf_core.identity import file_digest
 from cmf_core.openlineage.ingest import event_to_records
 from cmf_core.openlineage.validate import validate_event
+from cmf_core.process import this_process
 
 FLOW_RUN = "908d56ea-fbcf-4b75-956e-596388768f42"
 LOAD_RUN = "01a21ae7-ac39-7ca5-8462-65e147489433"
@@ -160,6 +161,20 @@ def test_run_event_carries_params_metrics_and_files(tmp_path: Path) -> None:
     art = next(o for o in event["outputs"] if o["name"] == str(model))
     assert art["facets"]["cmf_artifact"]["digest"] == file_digest(model)
     assert art["facets"]["cmf_artifact"]["type"] == "Model"
+
+
+@pytest.mark.parametrize(("route", "status", "recorded"), [
+    ("in-process", "running", True), ("hooks", "running", True),
+    ("watcher", "running", False),  # the watcher is not the run's process
+    ("in-process", "completed", False),  # only the start says where the run runs
+])
+def test_a_start_seen_in_the_run_s_own_process_records_that_process(
+        route: str, status: str, recorded: bool) -> None:
+    event = run_event(task_ref(TOTAL_RUN, "total", "demo", FLOW_RUN),
+                      RunFacts(status=status, at=1_800_000_000.0), route)
+    validate_event(event)
+    properties = event["run"]["facets"]["cmf_execution"]["properties"]
+    assert properties.get("cmf.process") == (this_process().to_dict() if recorded else None)
 
 
 def test_values_are_bounded_and_never_repr() -> None:

@@ -1,0 +1,183 @@
+"""Where an execution runs: its process's host, pid and start time, and whether it is still there.
+
+An execution started in this process records :func:`process_property` among its properties
+(``cmf.process``: host, pid, the process's start time and, on Linux, its pid namespace). The
+``Cmf`` API does so for every execution; the orchestrator adapters do so for the START events
+they build in the task's own process (never for events seen from outside, such as a watcher's
+or an importer's, whose process is not the task's). Events from other OpenLineage producers
+carry nothing of the kind.
+
+:func:`process_state` tells, later and on the same host, whether that process is still running:
+the pid alone is not enough, since the system hands a finished process's pid to a new one, so
+the process's start time must match too. A process recorded on another host (or in another
+pid namespace), or an execution without the property, is never judged: its state is
+``unknown``.
+"""
+
+from __future__ import annotations
+
+import enum
+import functools
+import os
+import socket
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+_LINUX = sys.platform.startswith("linux")
+_TICK = os.sysconf("SC_CLK_TCK") if _LINUX else 100
+
+PROPERTY = "cmf.process"
+"""Execution property holding the :class:`ProcessInfo` of the process that ran it."""
+
+START_TIME_TOLERANCE_S = 1.0
+"""A live pid whose start time differs from the recorded one by more than this is another
+process (the pid was reused). Linux derives start times from the boot time, which clock
+adjustments can move by up to a second; a reused pid within that second counts as alive,
+the safe side (an execution is never marked failed while its process may still run)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessInfo:
+    """One process, told apart from any later process that gets the same pid."""
+
+    host: str
+    pid: int
+    create_time: float  # Unix seconds the process started (psutil's ``create_time``)
+    pid_namespace: int | None = None  # Linux: inode of ``/proc/self/ns/pid``
+
+    def to_dict(self) -> dict[str, Any]:
+        data: dict[str, Any] = {"host": self.host, "pid": self.pid,
+                                "create_time": self.create_time}
+        if self.pid_namespace is not None:
+            data["pid_namespace"] = self.pid_namespace
+        return data
+
+    @classmethod
+    def from_properties(cls, properties: Mapping[str, Any]) -> ProcessInfo | None:
+        """The process recorded in execution ``properties``; None if absent or malformed."""
+        data = properties.get(PROPERTY)
+        if not isinstance(data, Mapping):
+            return None
+        host, pid, started = data.get("host"), data.get("pid"), data.get("create_time")
+        ns = data.get("pid_namespace")
+        if (not isinstance(host, str) or not host or not _is_int(pid) or pid <= 0
+                or not isinstance(started, (int, float)) or isinstance(started, bool)
+                or (ns is not None and not _is_int(ns))):
+            return None
+        return cls(host, pid, float(started), ns)
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+class ProcessState(enum.StrEnum):
+    """What is known, here, about a recorded process."""
+
+    ALIVE = "alive"
+    GONE = "gone"  # no such process (or a zombie), or its pid now belongs to another process
+    UNKNOWN = "unknown"  # another host or pid namespace, or nothing recorded: never judged
+
+
+def host_name() -> str:
+    """This machine's host name, as processes record it."""
+    return socket.gethostname()
+
+
+def _pid_namespace() -> int | None:
+    try:
+        return os.stat("/proc/self/ns/pid").st_ino
+    except OSError:  # not Linux, or /proc not mounted
+        return None
+
+
+@functools.cache
+def _boot_time() -> float:
+    """Linux: Unix seconds the machine booted (``btime`` of ``/proc/stat``, as psutil reads)."""
+    with open("/proc/stat", "rb") as fh:
+        for line in fh:
+            if line.startswith(b"btime "):
+                return float(line.split()[1])
+    raise OSError("/proc/stat has no btime line")
+
+
+def _proc_stat(pid: int) -> tuple[str, float | None] | None:
+    """Linux: (state letter, start time in Unix seconds) of ``pid`` from ``/proc/<pid>/stat``,
+    computed as psutil computes ``create_time``; None if there is no such process. A process
+    that ``/proc`` hides (another user's, under ``hidepid``) gives ``("?", None)``."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            text = fh.read()
+    except (FileNotFoundError, PermissionError):
+        try:
+            os.kill(pid, 0)  # signal 0: only asks whether the pid exists
+        except ProcessLookupError:
+            return None
+        except PermissionError:  # it exists: another user's process
+            pass
+        return "?", None
+    rest = text[text.rfind(b")") + 2:].split()  # fields from the 3rd (state) on
+    return rest[0].decode(), _boot_time() + int(rest[19]) / _TICK
+
+
+def _psutil_stat(pid: int) -> tuple[str, float | None] | None:
+    """Elsewhere: the same through psutil (``"Z"`` for a zombie)."""
+    import psutil
+
+    try:
+        proc = psutil.Process(pid)
+        zombie = proc.status() == psutil.STATUS_ZOMBIE
+        return ("Z" if zombie else "R"), proc.create_time()
+    except psutil.NoSuchProcess:
+        return None
+    except psutil.Error:  # access denied: it exists
+        return "?", None
+
+
+@functools.lru_cache(maxsize=4)
+def _process_info(pid: int) -> ProcessInfo:
+    # /proc on Linux: psutil's import alone costs tens of milliseconds in a task's start
+    stat = _proc_stat(pid) if _LINUX else _psutil_stat(pid)
+    started = stat[1] if stat is not None else None
+    if started is None:
+        raise OSError(f"cannot read the start time of process {pid}")
+    return ProcessInfo(host_name(), pid, started, _pid_namespace())
+
+
+def this_process() -> ProcessInfo:
+    """This process (looked up once per pid: a forked child gets its own)."""
+    return _process_info(os.getpid())
+
+
+def process_property() -> dict[str, Any]:
+    """``{"cmf.process": ...}`` for this process, to merge into an execution's properties;
+    empty if the process cannot be described (tracking never fails because of it)."""
+    try:
+        return {PROPERTY: this_process().to_dict()}
+    except Exception:  # its start time cannot be read: the execution is just not judged
+        return {}
+
+
+def process_state(info: ProcessInfo | None) -> ProcessState:
+    """Whether the process ``info`` describes is still running, seen from here."""
+    if info is None:
+        return ProcessState.UNKNOWN
+    try:
+        here = this_process()
+    except Exception:  # this process cannot be described: nothing here can be compared
+        return ProcessState.UNKNOWN
+    if info.host != here.host or info.pid_namespace != here.pid_namespace:
+        return ProcessState.UNKNOWN
+    found = _proc_stat(info.pid) if _LINUX else _psutil_stat(info.pid)
+    if found is None:
+        return ProcessState.GONE
+    state, started = found
+    if state in ("Z", "X"):  # ended, and its parent has not waited for it yet
+        return ProcessState.GONE
+    if started is None:  # it exists, but its start time cannot be read: it may be the one
+        return ProcessState.ALIVE
+    if abs(started - info.create_time) > START_TIME_TOLERANCE_S:
+        return ProcessState.GONE  # its pid now belongs to another process
+    return ProcessState.ALIVE

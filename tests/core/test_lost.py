@@ -1,0 +1,134 @@
+"""Lost executions: a process killed outright (as the OOM killer does) leaves its execution
+"running"; find_lost / mark_lost end it as failed, and nothing else (real processes, stores)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from cmf_core.lost import find_lost, mark_lost, spooled_run_ids
+from cmf_core.model import Execution, ExecutionStatus
+from cmf_core.openlineage.emit import write_spool_file
+from cmf_core.openlineage.ingest import ingest
+from cmf_core.process import PROPERTY, host_name, this_process
+from cmf_core.store import Store, open_store
+from tests.support.processes import start_execution
+
+
+def _ended_pid() -> int:
+    """The pid of a process that has run and ended."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def _running(store: Store, host: str, pid: int, create_time: float, stage: str = "s"
+             ) -> Execution:
+    ex = Execution(pipeline="p", stage=stage, site="hpc", properties={PROPERTY: {
+        "host": host, "pid": pid, "create_time": create_time,
+        "pid_namespace": this_process().pid_namespace}})
+    store.put([ex])
+    return ex
+
+
+def test_a_killed_process_s_execution_is_marked_failed_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    child = start_execution(url)
+    child.kill()
+    with open_store(url, "hpc") as store:
+        check = find_lost(store)
+        assert [x.execution.id for x in check.lost] == [child.execution_id]
+        assert (check.alive, check.unknown, check.waiting) == (0, 0, 0)
+        before = time.time()
+        assert mark_lost(store, check.lost) == list(check.lost)
+        ex = store.get_execution(child.execution_id)
+        assert ex is not None and ex.status is ExecutionStatus.FAILED
+        assert ex.error == (f"process {child.proc.pid} on host {host_name()} ended without "
+                            "reporting an end (killed, e.g. out of memory?)")
+        assert ex.ended_at is not None and before <= ex.ended_at <= time.time()
+        assert dict(ex.params) == {"lr": 0.1} and ex.properties[PROPERTY]["pid"] == child.proc.pid
+        # recorded as any end is: a FAIL event, kept raw for the lineage API and federation
+        (fail,) = store.lineage_events(child.execution_id)
+        assert (fail.event_type, json.loads(fail.body)["run"]["facets"]["errorMessage"][
+            "message"]) == ("FAIL", ex.error)
+        # idempotent: nothing is lost any more, and marking again changes nothing
+        assert find_lost(store).lost == ()
+        assert mark_lost(store, check.lost) == []
+        assert len(store.lineage_events(child.execution_id)) == 1
+
+
+def test_live_processes_other_hosts_and_foreign_events_are_left_alone(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    child = start_execution(url)
+    try:
+        with open_store(url, "hpc") as store:
+            elsewhere = _running(store, "another-host.example", _ended_pid(), 1.0)
+            foreign = {  # another OpenLineage producer's START: no process facts
+                "eventType": "START", "eventTime": "2026-01-01T00:00:00Z",
+                "producer": "https://example.com/spark",
+                "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+                "run": {"runId": "01a21ae7-ac47-75d1-9cf5-e37460dee77c"},
+                "job": {"namespace": "spark", "name": "etl.load"}}
+            ingest(foreign, store, "hpc")
+            check = find_lost(store)
+            assert (check.lost, check.alive, check.unknown) == ((), 1, 2)
+            assert mark_lost(store, check.lost) == []
+            for eid in (child.execution_id, elsewhere.id, foreign["run"]["runId"]):
+                ex = store.get_execution(eid)
+                assert ex is not None and ex.status is ExecutionStatus.RUNNING, eid
+            assert PROPERTY not in store.get_execution(foreign["run"]["runId"]).properties
+    finally:
+        child.stop()
+
+
+def test_a_reused_pid_does_not_keep_an_execution_running(store: Store) -> None:
+    # pid reuse, simulated: the recorded pid is this live process's, the start time is not
+    here = this_process()
+    ex = _running(store, here.host, here.pid, here.create_time - 3600)
+    (lost,) = find_lost(store).lost
+    assert lost.execution.id == ex.id
+    (marked,) = mark_lost(store, [lost])
+    got = store.get_execution(ex.id)
+    assert got.status is ExecutionStatus.FAILED and got.error == marked.error
+    assert f"process {here.pid} on host {here.host}" in got.error
+
+
+def test_an_execution_with_events_in_the_spool_waits_for_them(tmp_path: Path,
+                                                              sqlite_store: Store) -> None:
+    ex = _running(sqlite_store, host_name(), _ended_pid(), 1.0)
+    other = _running(sqlite_store, host_name(), _ended_pid(), 1.0, stage="t")
+    spool = tmp_path / "spool"
+    write_spool_file(spool, {"eventType": "COMPLETE", "run": {"runId": ex.id.upper()}}, "x")
+    write_spool_file(spool / "rejected", {"run": {"runId": other.id}}, "x")  # set aside
+    (spool / "torn.json").write_text('{"run": ')
+    assert spooled_run_ids(spool) == {ex.id}
+    check = find_lost(sqlite_store, waiting=spooled_run_ids(spool))
+    assert [x.execution.id for x in check.lost] == [other.id] and check.waiting == 1
+
+
+def test_only_the_pipeline_asked_for_is_judged(sqlite_store: Store) -> None:
+    _running(sqlite_store, host_name(), _ended_pid(), 1.0)
+    assert len(find_lost(sqlite_store).lost) == 1
+    assert find_lost(sqlite_store, pipeline="other").lost == ()
+
+
+def test_a_judged_execution_that_ended_meanwhile_keeps_its_end(sqlite_store: Store) -> None:
+    ex = _running(sqlite_store, host_name(), _ended_pid(), 1.0)
+    lost = find_lost(sqlite_store).lost
+    sqlite_store.put([ex.ended(ExecutionStatus.COMPLETED)])  # its spooled end, replayed
+    assert mark_lost(sqlite_store, lost) == []
+    assert sqlite_store.get_execution(ex.id).status is ExecutionStatus.COMPLETED
+
+
+def test_many_running_executions_are_read_page_by_page(sqlite_store: Store,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import cmf_core.lost
+
+    monkeypatch.setattr(cmf_core.lost, "PAGE", 2)
+    ids = {_running(sqlite_store, host_name(), _ended_pid(), 1.0, stage=f"s{i}").id
+           for i in range(5)}
+    assert {x.execution.id for x in find_lost(sqlite_store).lost} == ids
