@@ -5,10 +5,10 @@ a fresh store: a chain of ``--chain`` jobs (``bench.chain<k>``: ``chain/<k>`` ->
 ``chain/<k+1>``) whose last dataset one job, ``bench.wide``, reads together with ``n/2 - 1``
 other inputs while it writes ``n/2`` outputs (one event lists ``n`` datasets; the server takes
 at most ``MAX_DATASETS`` = 10,000). Then times ``LineageGraph(store).graph(node, depth)`` for
-the wide job and for the chain's first dataset (which reaches everything), medians of
-``--repeat``. With ``--before REV`` the ``cmf_core/server/marquez.py`` of git revision REV is
-loaded as a second module and timed in the same run against the same store, after checking
-that both give the same graph.
+the wide job and for the chain's first dataset (which reaches everything): medians of
+``--repeat`` of wall time and of this process's CPU time. With ``--before REV`` the
+``cmf_core/server/marquez.py`` of git revision REV is loaded as a second module and timed in
+the same run against the same store, after checking that both give the same graph.
 
     .venv/bin/python benchmarks/lineage_graph_bench.py --n 1000 10000 --before c6f1de0
     .venv/bin/python benchmarks/lineage_graph_bench.py --n 10000 --backend postgresql
@@ -101,14 +101,17 @@ def graph(cls: type, store: Store, node: str, depth: int) -> dict[str, Any]:
     return cls(store).graph(node, depth)
 
 
-def median_ms(fn: Callable[[], Any], repeat: int) -> float:
-    """Median wall time of ``fn()`` over ``repeat`` calls, in ms."""
-    times = []
+def medians_ms(fn: Callable[[], Any], repeat: int) -> tuple[float, float]:
+    """Median wall time and median CPU time of this process of ``fn()`` over ``repeat`` calls,
+    in ms (CPU time leaves out a PostgreSQL server's work; on a busy machine it is the steadier
+    number)."""
+    wall, cpu = [], []
     for _ in range(repeat):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times) * 1000
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+    return statistics.median(wall) * 1000, statistics.median(cpu) * 1000
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -140,9 +143,10 @@ def main(argv: list[str] | None = None) -> int:
                 if any(r != first for r in results.values()):
                     raise SystemExit(f"{label} {node}: the graphs differ between {list(impls)}")
                 for name, cls in impls.items():
-                    ms = median_ms(partial(graph, cls, store, node, args.depth), args.repeat)
-                    print(f"  {label:8s} {name:18s} median {ms:9.1f} ms "
-                          f"({len(first['graph'])} nodes)", flush=True)
+                    wall, cpu = medians_ms(partial(graph, cls, store, node, args.depth),
+                                           args.repeat)
+                    print(f"  {label:8s} {name:18s} median {wall:9.1f} ms (CPU {cpu:9.1f} ms)"
+                          f" {len(first['graph'])} nodes", flush=True)
             store.close()
     return 0
 

@@ -108,6 +108,8 @@ class LineageGraph:
         self.store = store
         self._nodes: dict[NodeRef, _Node] = {}
         self._index: dict[tuple[str, str], list[Artifact]] | None = None
+        self._artifacts: dict[str, Artifact] = {}  # every artifact read, by id
+        self._naming: dict[str, tuple[str, str]] = {}  # dataset_of of each, by id
 
     # resolving ids ---------------------------------------------------------------------------
     def resolve(self, node_id: str) -> NodeRef:
@@ -142,26 +144,34 @@ class LineageGraph:
             self._nodes[ref] = _Node(ref, executions=execs)
         return [self._nodes[r] for r in refs]
 
+    def _artifacts_by_id(self, ids: Sequence[str]) -> dict[str, Artifact]:
+        """The artifacts of ``ids`` (those the store holds), reading only ones not read yet."""
+        missing = sorted({i for i in ids if i not in self._artifacts})
+        for c in chunks(missing):
+            for a in self.store.find_artifacts(ids=c):
+                self._artifacts[a.id] = a
+                self._naming[a.id] = dataset_of(a)
+        return {i: self._artifacts[i] for i in ids if i in self._artifacts}
+
     def _dataset_artifacts(self, refs: Sequence[NodeRef]) -> list[list[Artifact]]:
         """Each dataset's artifacts: those named its name or its name's last part (one lookup
         for all), else (a name set by the producer) those of an index of all artifacts."""
         candidates = [[c for c in dict.fromkeys([r.name, posixpath.basename(r.name.rstrip("/"))])
                        if c] for r in refs]
-        named: dict[str, list[Artifact]] = {}
-        naming: dict[str, tuple[str, str]] = {}
-        if refs:
-            for a in self.store.artifacts_named(c for cs in candidates for c in cs):
-                named.setdefault(a.name, []).append(a)
-                naming[a.id] = dataset_of(a)
+        named = self.store.artifact_ids_named(c for cs in candidates for c in cs) if refs else {}
+        arts = self._artifacts_by_id([i for ids in named.values() for i in ids])
         out: list[list[Artifact]] = []
         for ref, names in zip(refs, candidates, strict=True):
             want = (ref.namespace, ref.name)
-            seen = {a.id: a for c in names for a in named.get(c, ()) if naming[a.id] == want}
+            seen = {i: arts[i] for c in names for i in named.get(c, ())
+                    if i in arts and self._naming[i] == want}
             if not seen:  # a name set by the producer: look through all artifacts (once)
                 if self._index is None:
                     self._index = {}
                     for a in self.store.find_artifacts():
-                        self._index.setdefault(dataset_of(a), []).append(a)
+                        a = self._artifacts.setdefault(a.id, a)
+                        self._naming[a.id] = naming = self._naming.get(a.id) or dataset_of(a)
+                        self._index.setdefault(naming, []).append(a)
                 seen = {a.id: a for a in self._index.get(want, [])}
             out.append(sorted(seen.values(), key=lambda a: (a.created_at, a.id)))
         return out
@@ -213,12 +223,11 @@ class LineageGraph:
                 (node.outputs if ev.type is EventType.INPUT else node.inputs).add(job)
         # a job's events name datasets: INPUT = it read them, OUTPUT = it wrote them
         events = [ev for c in chunks(exec_ids) for ev in self.store.events(execution_ids=c)]
-        wanted = sorted({ev.artifact_id for ev in events})
-        arts = {a.id: a for c in chunks(wanted) for a in self.store.find_artifacts(ids=c)}
+        arts = self._artifacts_by_id([ev.artifact_id for ev in events])
         for ev in events:
-            art = arts.get(ev.artifact_id)
-            if art is not None:
-                node, ds = of_execution[ev.execution_id], NodeRef(DATASET, *dataset_of(art))
+            if ev.artifact_id in arts:
+                node = of_execution[ev.execution_id]
+                ds = NodeRef(DATASET, *self._naming[ev.artifact_id])
                 (node.inputs if ev.type is EventType.INPUT else node.outputs).add(ds)
 
     def graph(self, node_id: str, depth: int = DEFAULT_DEPTH) -> dict[str, Any]:
@@ -250,8 +259,7 @@ class LineageGraph:
 
     # shapes ----------------------------------------------------------------------------------
     def _node_json(self, ref: NodeRef, included: Mapping[NodeRef, int]) -> dict[str, Any]:
-        node = self._load(ref)
-        self._expand(node)
+        node = self._nodes[ref]  # graph() read and expanded every included node
         in_edges = [{"origin": o.id, "destination": ref.id}
                     for o in sorted(node.inputs, key=lambda r: r.id) if o in included]
         out_edges = [{"origin": ref.id, "destination": d.id}

@@ -187,11 +187,16 @@ class Store(abc.ABC):
                        ids: Sequence[str] | None = None, limit: int | None = None,
                        offset: int = 0) -> list[Artifact]: ...
 
-    def artifacts_named(self, names: Iterable[str]) -> list[Artifact]:
-        """Every artifact whose name is one of ``names``, ordered by ``(created_at, id)``: one
-        lookup for many names (the SQL backends query them in chunks of ``IN`` lists)."""
-        found = {a.id: a for n in dict.fromkeys(names) for a in self.find_artifacts(name=n)}
-        return sorted(found.values(), key=lambda a: (a.created_at, a.id))
+    def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
+        """The ids (sorted) of the artifacts named each of ``names``; a name no artifact has is
+        left out. One lookup for many names: the SQL backends read only the name index's
+        rows, in chunks of ``IN`` lists."""
+        found: dict[str, list[str]] = {}
+        for n in dict.fromkeys(names):
+            ids = sorted(a.id for a in self.find_artifacts(name=n))
+            if ids:
+                found[n] = ids
+        return found
 
     @abc.abstractmethod
     def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:

@@ -984,11 +984,15 @@ class SqlStore(Store):
             stmt = stmt.offset(offset)
         return [self._artifact(r) for r in self._rows(stmt)]
 
-    def artifacts_named(self, names: Iterable[str]) -> list[Artifact]:
+    def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
         t = schema.artifacts
-        found = [self._artifact(r) for chunk in chunks(list(dict.fromkeys(names)))
-                 for r in self._rows(sa.select(t).where(t.c.name.in_(chunk)))]
-        return sorted(found, key=lambda a: (a.created_at, a.id))
+        found: dict[str, list[str]] = {}
+        for chunk in chunks(list(dict.fromkeys(names))):
+            for r in self._rows(sa.select(t.c.name, t.c.id).where(t.c.name.in_(chunk))):
+                found.setdefault(r.name, []).append(r.id)
+        for ids in found.values():
+            ids.sort()
+        return found
 
     def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:
         t = schema.artifact_locations
