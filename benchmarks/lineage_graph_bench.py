@@ -77,6 +77,7 @@ def load_before(rev: str) -> type:
     spec = importlib.util.spec_from_file_location("marquez_before", path)
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
     spec.loader.exec_module(module)
     return module.LineageGraph
 
