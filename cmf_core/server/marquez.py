@@ -170,7 +170,7 @@ class LineageGraph:
                     self._index = {}
                     for a in self.store.find_artifacts():
                         a = self._artifacts.setdefault(a.id, a)
-                        self._naming[a.id] = naming = self._naming.get(a.id) or dataset_of(a)
+                        naming = self._naming.setdefault(a.id, dataset_of(a))
                         self._index.setdefault(naming, []).append(a)
                 seen = {a.id: a for a in self._index.get(want, [])}
             out.append(sorted(seen.values(), key=lambda a: (a.created_at, a.id)))
