@@ -93,9 +93,10 @@ OUTPUT_FACETS_PROPERTY = "openlineage.output_facets"
 DATASET_FACETS_PROPERTY = "openlineage.facets"
 
 MAX_DATASETS = 10_000
-"""Most datasets (inputs and outputs together) one event may list. A lineage read costs about a
-millisecond for each dataset around a job (:class:`~cmf_core.server.marquez.LineageGraph`):
-one event with 50,000 inputs made ``GET /api/v1/lineage`` of its job take 42 s."""
+"""Most datasets (inputs and outputs together) one event may list. A lineage read
+(:class:`~cmf_core.server.marquez.LineageGraph`) builds every dataset around a job: 0.2 ms of
+CPU each (about 2 s for a job of 10,000 on the development machine; reading node by node, it
+was 1 ms each, and one event with 50,000 inputs made ``GET /api/v1/lineage`` take 42 s)."""
 
 _STATUS = {
     "START": ExecutionStatus.RUNNING,

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import posixpath
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -34,6 +34,7 @@ from cmf_core.openlineage.ingest import (
 from cmf_core.openlineage.naming import dataset_naming
 from cmf_core.openlineage.times import format_time, parse_time
 from cmf_core.store import ExecutionFilter, Store
+from cmf_core.store.base import chunks
 
 DATASET = "DATASET"
 JOB = "JOB"
@@ -107,6 +108,8 @@ class LineageGraph:
         self.store = store
         self._nodes: dict[NodeRef, _Node] = {}
         self._index: dict[tuple[str, str], list[Artifact]] | None = None
+        self._artifacts: dict[str, Artifact] = {}  # every artifact read, by id
+        self._naming: dict[str, tuple[str, str]] = {}  # dataset_of of each, by id
 
     # resolving ids ---------------------------------------------------------------------------
     def resolve(self, node_id: str) -> NodeRef:
@@ -128,95 +131,127 @@ class LineageGraph:
         raise NotFoundError(f"no {kind} {rest!r} in this store (nodeId {node_id!r})")
 
     def _load(self, ref: NodeRef) -> _Node:
-        node = self._nodes.get(ref)
-        if node is None:
-            node = self._nodes[ref] = _Node(ref)
-            if ref.type == DATASET:
-                node.artifacts = self._dataset_artifacts(ref.namespace, ref.name)
-            else:
-                node.executions = self._job_executions(ref.namespace, ref.name)
-        return node
+        return self._load_all([ref])[0]
 
-    def _dataset_artifacts(self, namespace: str, name: str) -> list[Artifact]:
-        want = (namespace, name)
-        seen: dict[str, Artifact] = {}
-        for candidate in dict.fromkeys([name, posixpath.basename(name.rstrip("/"))]):
-            if candidate:
-                for a in self.store.find_artifacts(name=candidate):
-                    if dataset_of(a) == want:
-                        seen[a.id] = a
-        if not seen:  # a name set by the producer: look through all artifacts (once)
-            if self._index is None:
-                self._index = {}
-                for a in self.store.find_artifacts():
-                    self._index.setdefault(dataset_of(a), []).append(a)
-            seen = {a.id: a for a in self._index.get(want, [])}
-        return sorted(seen.values(), key=lambda a: (a.created_at, a.id))
+    def _load_all(self, refs: Sequence[NodeRef]) -> list[_Node]:
+        """The nodes of ``refs``, reading the ones not read yet in a few queries."""
+        new = [r for r in dict.fromkeys(refs) if r not in self._nodes]
+        datasets = [r for r in new if r.type == DATASET]
+        jobs = [r for r in new if r.type != DATASET]
+        for ref, arts in zip(datasets, self._dataset_artifacts(datasets), strict=True):
+            self._nodes[ref] = _Node(ref, artifacts=arts)
+        for ref, execs in zip(jobs, self._job_executions(jobs), strict=True):
+            self._nodes[ref] = _Node(ref, executions=execs)
+        return [self._nodes[r] for r in refs]
 
-    def _job_executions(self, namespace: str, name: str) -> list[Execution]:
-        want = (namespace, name)
-        pairs = [(name[:i], name[i + 1:]) for i, c in enumerate(name) if c == "."]
-        pairs += [(name.split(".", 1)[0], name), (name, name)]
-        found: dict[str, Execution] = {}
-        for pipeline, stage in dict.fromkeys(pairs):
-            if not pipeline or not stage:
-                continue
-            where = ExecutionFilter(pipeline=pipeline, stage=stage)
-            total = self.store.count_executions(where)
-            if not total:
-                continue
-            skip = max(0, total - MAX_RUNS_PER_JOB)
-            for e in self.store.list_executions(where, limit=MAX_RUNS_PER_JOB, offset=skip):
-                if job_of(e) == want:
-                    found[e.id] = e
-        return sorted(found.values(), key=lambda e: (e.started_at, e.id))[-MAX_RUNS_PER_JOB:]
+    def _artifacts_by_id(self, ids: Sequence[str]) -> dict[str, Artifact]:
+        """The artifacts of ``ids`` (those the store holds), reading only ones not read yet."""
+        missing = sorted({i for i in ids if i not in self._artifacts})
+        for c in chunks(missing):
+            for a in self.store.find_artifacts(ids=c):
+                self._artifacts[a.id] = a
+                self._naming[a.id] = dataset_of(a)
+        return {i: self._artifacts[i] for i in ids if i in self._artifacts}
+
+    def _dataset_artifacts(self, refs: Sequence[NodeRef]) -> list[list[Artifact]]:
+        """Each dataset's artifacts: those named its name or its name's last part (one lookup
+        for all), else (a name set by the producer) those of an index of all artifacts."""
+        candidates = [[c for c in dict.fromkeys([r.name, posixpath.basename(r.name.rstrip("/"))])
+                       if c] for r in refs]
+        named = self.store.artifact_ids_named(c for cs in candidates for c in cs) if refs else {}
+        arts = self._artifacts_by_id([i for ids in named.values() for i in ids])
+        out: list[list[Artifact]] = []
+        for ref, names in zip(refs, candidates, strict=True):
+            want = (ref.namespace, ref.name)
+            seen = {i: arts[i] for c in names for i in named.get(c, ())
+                    if i in arts and self._naming[i] == want}
+            if not seen:  # a name set by the producer: look through all artifacts (once)
+                if self._index is None:
+                    self._index = {}
+                    for a in self.store.find_artifacts():
+                        a = self._artifacts.setdefault(a.id, a)
+                        naming = self._naming.setdefault(a.id, dataset_of(a))
+                        self._index.setdefault(naming, []).append(a)
+                seen = {a.id: a for a in self._index.get(want, [])}
+            out.append(sorted(seen.values(), key=lambda a: (a.created_at, a.id)))
+        return out
+
+    def _job_executions(self, refs: Sequence[NodeRef]) -> list[list[Execution]]:
+        """Each job's latest runs: those of every (pipeline, stage) its name can split into
+        that ran it (one query for all), at most :data:`MAX_RUNS_PER_JOB`."""
+        stages: list[list[tuple[str, str]]] = []
+        for ref in refs:
+            name = ref.name
+            pairs = [(name[:i], name[i + 1:]) for i, c in enumerate(name) if c == "."]
+            pairs += [(name.split(".", 1)[0], name), (name, name)]
+            stages.append([(p, s) for p, s in dict.fromkeys(pairs) if p and s])
+        runs: dict[tuple[str, str], list[Execution]] = {}
+        if refs:
+            for e in self.store.latest_executions((p for ps in stages for p in ps),
+                                                  MAX_RUNS_PER_JOB):
+                runs.setdefault((e.pipeline, e.stage), []).append(e)
+        out: list[list[Execution]] = []
+        for ref, pairs in zip(refs, stages, strict=True):
+            want = (ref.namespace, ref.name)
+            found = {e.id: e for pair in pairs for e in runs.get(pair, ()) if job_of(e) == want}
+            out.append(sorted(found.values(), key=lambda e: (e.started_at, e.id))
+                       [-MAX_RUNS_PER_JOB:])
+        return out
 
     # expanding -------------------------------------------------------------------------------
     def _expand(self, node: _Node) -> None:
-        if node.expanded:
-            return
-        node.expanded = True
-        if node.ref.type == DATASET:
-            ids = [a.id for a in node.artifacts]
-            events = self.store.events(artifact_ids=ids) if ids else []
-            exec_ids = sorted({e.execution_id for e in events})
-            execs = {e.id: e for e in self.store.list_executions(ExecutionFilter(ids=exec_ids))
-                     } if exec_ids else {}
-            for ev in events:
-                ex = execs.get(ev.execution_id)
-                if ex is None:
-                    continue
-                job = NodeRef(JOB, *job_of(ex))
+        self._expand_all([node])
+
+    def _expand_all(self, nodes: Sequence[_Node]) -> None:
+        """Find the neighbours of ``nodes``: one events query (per ``IN`` chunk) for all their
+        artifacts and one for all their executions, then the records those events name."""
+        todo = [n for n in nodes if not n.expanded]
+        for n in todo:
+            n.expanded = True
+        of_artifact = {a.id: n for n in todo for a in n.artifacts}  # id -> its dataset node
+        of_execution = {e.id: n for n in todo for e in n.executions}  # id -> its job node
+        art_ids, exec_ids = sorted(of_artifact), sorted(of_execution)
+        # a dataset's events name jobs: INPUT = the job reads it, OUTPUT = the job wrote it
+        events = [ev for c in chunks(art_ids) for ev in self.store.events(artifact_ids=c)]
+        wanted = sorted({ev.execution_id for ev in events})
+        execs = {e.id: e for c in chunks(wanted)
+                 for e in self.store.list_executions(ExecutionFilter(ids=c))}
+        for ev in events:
+            ex = execs.get(ev.execution_id)
+            if ex is not None:
+                node, job = of_artifact[ev.artifact_id], NodeRef(JOB, *job_of(ex))
                 (node.outputs if ev.type is EventType.INPUT else node.inputs).add(job)
-        else:
-            ids = [e.id for e in node.executions]
-            events = self.store.events(execution_ids=ids) if ids else []
-            art_ids = sorted({e.artifact_id for e in events})
-            arts = {a.id: a for a in self.store.find_artifacts(ids=art_ids)} if art_ids else {}
-            for ev in events:
-                art = arts.get(ev.artifact_id)
-                if art is None:
-                    continue
-                ds = NodeRef(DATASET, *dataset_of(art))
+        # a job's events name datasets: INPUT = it read them, OUTPUT = it wrote them
+        events = [ev for c in chunks(exec_ids) for ev in self.store.events(execution_ids=c)]
+        arts = self._artifacts_by_id([ev.artifact_id for ev in events])
+        for ev in events:
+            if ev.artifact_id in arts:
+                node = of_execution[ev.execution_id]
+                ds = NodeRef(DATASET, *self._naming[ev.artifact_id])
                 (node.inputs if ev.type is EventType.INPUT else node.outputs).add(ds)
 
     def graph(self, node_id: str, depth: int = DEFAULT_DEPTH) -> dict[str, Any]:
-        """Marquez's lineage response for ``node_id``: every node within ``depth`` edges."""
+        """Marquez's lineage response for ``node_id``: every node within ``depth`` edges.
+
+        Breadth first, one level at a time: the level's nodes are read and expanded together
+        (:meth:`_load_all`, :meth:`_expand_all`), so the queries grow with the depth, not with
+        the number of nodes."""
         if depth < 0 or depth > MAX_DEPTH:
             raise InvalidInputError(f"depth {depth} must be between 0 and {MAX_DEPTH}")
         start = self.resolve(node_id)
         included: dict[NodeRef, int] = {start: 0}
-        frontier = [start]
+        frontier, level = [start], 0
         while frontier:
+            nodes = self._load_all(frontier)
+            self._expand_all(nodes)  # the last level too: its edges and a job's datasets
+            if level >= depth:
+                break
+            level += 1
             nxt: list[NodeRef] = []
-            for ref in frontier:
-                node = self._load(ref)
-                self._expand(node)
-                if included[ref] >= depth:
-                    continue
+            for node in nodes:
                 for other in sorted(node.inputs | node.outputs):
                     if other not in included:
-                        included[other] = included[ref] + 1
+                        included[other] = level
                         nxt.append(other)
             frontier = nxt
         return {"graph": [self._node_json(ref, included) for ref in sorted(included,
@@ -224,8 +259,7 @@ class LineageGraph:
 
     # shapes ----------------------------------------------------------------------------------
     def _node_json(self, ref: NodeRef, included: Mapping[NodeRef, int]) -> dict[str, Any]:
-        node = self._load(ref)
-        self._expand(node)
+        node = self._nodes[ref]  # graph() read and expanded every included node
         in_edges = [{"origin": o.id, "destination": ref.id}
                     for o in sorted(node.inputs, key=lambda r: r.id) if o in included]
         out_edges = [{"origin": ref.id, "destination": d.id}

@@ -104,6 +104,17 @@ class ExecutionFilter:
     ids: Sequence[str] | None = None
 
 
+IN_CHUNK = 900
+"""Most values one query binds in an ``IN`` list: under the 999 bound variables of SQLite
+before 3.32 (and far under today's 32,766 and PostgreSQL's 65,535)."""
+
+
+def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
+    """``values`` in consecutive slices of at most ``size``: one ``IN`` list each."""
+    for i in range(0, len(values), size):
+        yield values[i:i + size]
+
+
 def _check_page(limit: int, offset: int) -> None:
     for name, value, least in (("limit", limit, 1), ("offset", offset, 0)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
@@ -152,6 +163,21 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_executions(self, where: ExecutionFilter | None = None) -> int: ...
 
+    def latest_executions(self, stages: Iterable[tuple[str, str]], limit: int
+                          ) -> list[Execution]:
+        """The ``limit`` latest executions of each ``(pipeline, stage)`` in ``stages`` (latest
+        by ``list_executions``' order, ``(started_at, id)``), all together ordered by
+        ``(started_at, id)``. The SQL backends answer many stages in one query."""
+        _check_page(limit, 0)
+        found: dict[str, Execution] = {}
+        for pipeline, stage in dict.fromkeys(stages):
+            where = ExecutionFilter(pipeline=pipeline, stage=stage)
+            total = self.count_executions(where)
+            if total:
+                for e in self.list_executions(where, limit=limit, offset=max(0, total - limit)):
+                    found[e.id] = e
+        return sorted(found.values(), key=lambda e: (e.started_at, e.id))
+
     @abc.abstractmethod
     def get_artifact(self, artifact_id: str) -> Artifact | None: ...
 
@@ -160,6 +186,17 @@ class Store(abc.ABC):
                        pipeline: str | None = None, site: str | None = None,
                        ids: Sequence[str] | None = None, limit: int | None = None,
                        offset: int = 0) -> list[Artifact]: ...
+
+    def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
+        """The ids (sorted) of the artifacts named each of ``names``; a name no artifact has is
+        left out. One lookup for many names: the SQL backends read only the name index's
+        rows, in chunks of ``IN`` lists."""
+        found: dict[str, list[str]] = {}
+        for n in dict.fromkeys(names):
+            ids = sorted(a.id for a in self.find_artifacts(name=n))
+            if ids:
+                found[n] = ids
+        return found
 
     @abc.abstractmethod
     def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:

@@ -53,6 +53,7 @@ from cmf_core.store.base import (
     ExportPage,
     Store,
     _check_page,
+    chunks,
 )
 from cmf_core.store.companion import COMPANION_BACKLOG, Companion
 from cmf_core.store.journal import (
@@ -936,6 +937,22 @@ class SqlStore(Store):
         stmt = self._exec_where(sa.select(sa.func.count()).select_from(t), where)
         return int(self._rows(stmt)[0][0])
 
+    def latest_executions(self, stages: Iterable[tuple[str, str]], limit: int
+                          ) -> list[Execution]:
+        _check_page(limit, 0)
+        t = schema.executions
+        wanted = {name_id("stage", p, s): (p, s) for p, s in stages}
+        latest = sa.func.row_number().over(
+            partition_by=(t.c.pipeline, t.c.stage),
+            order_by=(t.c.started_at.desc(), t.c.id.desc())).label("latest")
+        found: list[Execution] = []
+        for chunk in chunks(list(wanted)):  # stage_id: ix_executions_stage finds the rows
+            sub = sa.select(t, latest).where(t.c.stage_id.in_(chunk)).subquery()
+            found += [self._execution(r)
+                      for r in self._rows(sa.select(sub).where(sub.c.latest <= limit))
+                      if wanted.get(r.stage_id) == (r.pipeline, r.stage)]
+        return sorted(found, key=lambda e: (e.started_at, e.id))
+
     def get_artifact(self, artifact_id: str) -> Artifact | None:
         t = schema.artifacts
         rows = self._rows(sa.select(t).where(t.c.id == artifact_id))
@@ -966,6 +983,16 @@ class SqlStore(Store):
         if offset:
             stmt = stmt.offset(offset)
         return [self._artifact(r) for r in self._rows(stmt)]
+
+    def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
+        t = schema.artifacts
+        found: dict[str, list[str]] = {}
+        for chunk in chunks(list(dict.fromkeys(names))):
+            for r in self._rows(sa.select(t.c.name, t.c.id).where(t.c.name.in_(chunk))):
+                found.setdefault(r.name, []).append(r.id)
+        for ids in found.values():
+            ids.sort()
+        return found
 
     def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:
         t = schema.artifact_locations

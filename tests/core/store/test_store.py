@@ -338,3 +338,47 @@ def test_lineage_events_by_time_uses_the_index(tmp_path: Path) -> None:
     with sqlite3.connect(tmp_path / "cmf.db") as c:
         assert c.execute("SELECT count(*) FROM sqlite_master WHERE name = "
                          "'ix_ol_events_time'").fetchone() == (1,)
+
+
+def test_artifact_ids_named_answers_many_names_as_the_reference_does(store: Store) -> None:
+    from cmf_core.store.base import IN_CHUNK
+
+    n = IN_CHUNK * 2 + 5  # three IN lists
+    arts = [art(f"d{i:05d}") for i in range(n)]
+    twin = Artifact(id=remote_digest("s3://other/d00003", "v1"), type="Dataset",
+                    name="d00003", uri="s3://other/d00003", site="site-a", created_at=50.0)
+    store.put([*arts, twin])
+    names = [f"d{i:05d}" for i in range(0, n, 2)] + ["d00003", "missing", "d00000"]
+    got = store.artifact_ids_named(names)
+    assert got == Store.artifact_ids_named(store, names)  # find_artifacts(name=...) one by one
+    assert set(got) == set(names) - {"missing"}
+    assert got["d00002"] == [arts[2].id]
+    assert got["d00003"] == sorted([arts[3].id, twin.id])  # two artifacts of that name
+    assert store.artifact_ids_named(iter(["d00001", "d00001"])) == {"d00001": [arts[1].id]}
+    assert store.artifact_ids_named([]) == {}
+
+
+def test_latest_executions_takes_the_latest_of_each_stage(store: Store) -> None:
+    records: list = [Pipeline("p", "site-a"), Pipeline("q", "site-a")]
+    runs: dict[tuple[str, str], list[Execution]] = {}
+    for pipeline, stage, count in (("p", "train", 7), ("p", "eval", 2), ("q", "train", 4)):
+        records.append(Stage(pipeline, stage, "site-a"))
+        for i in range(count):  # pairs of runs start at the same time: the id breaks the tie
+            ex = Execution(pipeline=pipeline, stage=stage, site="site-a",
+                           started_at=1000.0 + i // 2)
+            runs.setdefault((pipeline, stage), []).append(ex)
+            records.append(ex)
+    store.put(records)
+    stages = [("p", "train"), ("q", "train"), ("p", "eval"), ("p", "train"), ("q", "none")]
+    got = store.latest_executions(stages, 3)
+    assert got == Store.latest_executions(store, stages, 3)  # count + list, stage by stage
+    order = store.list_executions(ExecutionFilter(pipeline="p", stage="train"))
+    assert [e for e in got if (e.pipeline, e.stage) == ("p", "train")] == order[-3:]
+    assert sorted(e.id for e in got) == sorted(
+        e.id for key in (("p", "train"), ("q", "train"), ("p", "eval"))
+        for e in store.list_executions(ExecutionFilter(pipeline=key[0], stage=key[1]))[-3:])
+    assert [(e.started_at, e.id) for e in got] == sorted((e.started_at, e.id) for e in got)
+    assert len(store.latest_executions([("p", "train")], 100)) == 7
+    assert store.latest_executions([], 5) == []
+    with pytest.raises(InvalidInputError, match="must be a whole number"):
+        store.latest_executions(stages, 0)
