@@ -162,14 +162,22 @@ FIFO_COMPONENT = textwrap.dedent("""
 """)
 
 
-def test_outputs_that_cannot_be_read_still_end_the_execution(tmp_path: Path) -> None:
+def _component(tmp_path: Path, source: str, pipeline: str, task: str
+               ) -> tuple[Path, str, dict[str, str]]:
+    """The component module written from ``source``, a store URL, and the environment of a
+    KFP executor run as ``pipeline``/``task`` (site ``s``) recording into that store."""
     module = tmp_path / "component.py"
-    module.write_text(FIFO_COMPONENT)
+    module.write_text(source)
     store_url = f"sqlite:///{tmp_path / 'cmf.db'}"
     env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
-    env.update(UNRESOLVED, KFP_CMF_PIPELINE="fifo", KFP_CMF_TASK="produce", KFP_RUN_ID=RUN_ID,
+    env.update(UNRESOLVED, KFP_CMF_PIPELINE=pipeline, KFP_CMF_TASK=task, KFP_RUN_ID=RUN_ID,
                CMF_STORE_URL=store_url, CMF_SITE="s", CMF_HOME=str(tmp_path / "home"),
                _KFP_RUNTIME="true")
+    return module, store_url, env
+
+
+def test_outputs_that_cannot_be_read_still_end_the_execution(tmp_path: Path) -> None:
+    module, store_url, env = _component(tmp_path, FIFO_COMPONENT, "fifo", "produce")
     executor_input = {"inputs": {}, "outputs": {
         "artifacts": {key: {"artifacts": [{
             "name": key, "uri": str(tmp_path / "out" / key),
@@ -203,13 +211,7 @@ KILLED_COMPONENT = textwrap.dedent("""
 
 
 def test_an_executor_killed_outright_is_found_lost_and_marked_failed(tmp_path: Path) -> None:
-    module = tmp_path / "component.py"
-    module.write_text(KILLED_COMPONENT)
-    store_url = f"sqlite:///{tmp_path / 'cmf.db'}"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
-    env.update(UNRESOLVED, KFP_CMF_PIPELINE="hep", KFP_CMF_TASK="fit", KFP_RUN_ID=RUN_ID,
-               CMF_STORE_URL=store_url, CMF_SITE="s", CMF_HOME=str(tmp_path / "home"),
-               _KFP_RUNTIME="true")
+    module, store_url, env = _component(tmp_path, KILLED_COMPONENT, "hep", "fit")
     executor_input = {"inputs": {"parameterValues": {"epochs": 2}}, "outputs": {
         "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
     proc = subprocess.Popen(
