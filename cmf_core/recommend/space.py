@@ -136,30 +136,34 @@ def grid(category: str) -> list[dict[str, Any]]:
 def grid_neighbours(configs: Sequence[Mapping[str, Any]]) -> tuple[tuple[int, ...], ...]:
     """For each of ``configs``, the indices of its neighbours among them: the same family and
     the same values but for one parameter, which is one step away on that parameter's values
-    (numeric values, in order) or any other value (categorical ones). The steps are the
-    values the family's configurations take here, so any set of configurations works."""
+    (when they are all numbers, in order) or any other value (otherwise, e.g. a choice, a
+    list, or numbers mixed with None). The steps are the values the family's configurations
+    take here, so any set of configurations works, from the grid or from a store."""
     keys = {config_key(c): i for i, c in enumerate(configs)}
-    steps: dict[tuple[Any, str], list[Any]] = {}
+    steps: dict[tuple[str, str], list[Any]] = {}
     for c in configs:
         for name, value in c.items():
             if name != "model":
-                steps.setdefault((c.get("model"), name), []).append(value)
+                steps.setdefault((config_key({"m": c.get("model")}), name), []).append(value)
+    ordered: dict[tuple[str, str], tuple[list[Any], dict[str, int], bool]] = {}
     for key, values in steps.items():
-        distinct = list(dict.fromkeys(values))
+        distinct = list({config_key({"v": v}): v for v in values}.values())  # any value kind
         numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in distinct)
-        steps[key] = sorted(distinct) if numeric else distinct
+        if numeric:
+            distinct.sort()
+        ordered[key] = (distinct, {config_key({"v": v}): i for i, v in enumerate(distinct)},
+                        numeric)
     out: list[tuple[int, ...]] = []
     for c in configs:
         found: list[int] = []
+        family = config_key({"m": c.get("model")})
         for name, value in c.items():
             if name == "model":
                 continue
-            values = steps[c.get("model"), name]
-            at = values.index(value)
-            numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool)
-                          for v in values)
+            values, index, numeric = ordered[family, name]
+            at = index[config_key({"v": value})]
             near = [values[j] for j in (at - 1, at + 1) if 0 <= j < len(values)] if numeric \
-                else [v for v in values if v != value]
+                else [v for j, v in enumerate(values) if j != at]
             for v in near:
                 j = keys.get(config_key({**c, name: v}))
                 if j is not None:

@@ -418,6 +418,12 @@ def test_grid_neighbours_are_one_step_on_one_parameter() -> None:
     assert of(6) == {label[7]} and of(7) == {label[6]}  # categorical: any other value
     # a configuration missing from the set is skipped, not jumped over
     assert grid_neighbours([configs[0], configs[4]]) == ((1,), (0,))
+    # values a store may hold (lists, dicts, None among numbers) are categorical choices
+    odd = [{"model": "mlp", "layers": [64, 64], "drop": None},
+           {"model": "mlp", "layers": [32], "drop": None},
+           {"model": "mlp", "layers": [32], "drop": 0.1},
+           {"model": "mlp", "layers": {"n": 2}, "drop": 0.1}]
+    assert grid_neighbours(odd) == ((1,), (0, 2), (3, 1), (2,))
 
 
 def _local_case() -> tuple[Scenarios, dict[str, float]]:
@@ -472,6 +478,17 @@ def test_local_steps_wait_for_the_same_tasks_best_runs_and_a_score() -> None:
     first = seeder.next_config({})
     assert seeder.next_config({config_key(first): None}) is not None
     assert "local step" not in seeder.reasons[1]
+
+
+def test_a_seeder_over_configurations_with_list_values_takes_local_steps() -> None:
+    configs = ({"model": "mlp", "layers": [64]}, {"model": "mlp", "layers": [64, 64]},
+               {"model": "mlp", "layers": [128]})
+    scen = Scenarios(np.array([[1.0, 0.0, 0.5]]), np.ones(1), np.full(1, 0.95), configs)
+    seeder = AdaptiveSeeder(scen, 3, beta=0.0, sigma=0.0, refine_after=1)  # raised TypeError
+    got = _run(seeder, {config_key(c): s for c, s in zip(configs, (0.5, 0.7, 0.9),
+                                                              strict=True)})
+    assert got[0] == configs[0] and "local step" in seeder.reasons[1]
+    assert sorted(map(config_key, got)) == sorted(map(config_key, configs))
 
 
 @pytest.mark.parametrize("bad", [-1, 1.5, True, "3"])
