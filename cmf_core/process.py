@@ -1,7 +1,8 @@
 """Where an execution runs: its process's host, pid and start time, and whether it is still there.
 
 An execution started in this process records :func:`process_property` among its properties
-(``cmf.process``: host, pid, the process's start time and, on Linux, its pid namespace). The
+(``cmf.process``: host, pid, the process's start time and, on Linux, the boot id, the start
+time in clock ticks since boot and the pid namespace). The
 ``Cmf`` API does so for every execution; the orchestrator adapters do so for the START events
 they build in the task's own process (never for events seen from outside, such as a watcher's
 or an importer's, whose process is not the task's). Events from other OpenLineage producers
@@ -9,9 +10,12 @@ carry nothing of the kind.
 
 :func:`process_state` tells, later and on the same host, whether that process is still running:
 the pid alone is not enough, since the system hands a finished process's pid to a new one, so
-the process's start time must match too. A process recorded on another host (or in another
-pid namespace), or an execution without the property, is never judged: its state is
-``unknown``.
+the process's start time must match too. On Linux the machine is known by its boot id (host
+names repeat across cloned machines, and the first pid namespace has the same inode on every
+machine) and the start is compared in clock ticks since boot, exactly, which no change of
+the wall clock moves. A process recorded on another host, another boot (another machine of
+the same name, or this one before a restart) or another pid namespace, or an execution
+without the property, is never judged: its state is ``unknown``.
 """
 
 from __future__ import annotations
@@ -32,10 +36,14 @@ PROPERTY = "cmf.process"
 """Execution property holding the :class:`ProcessInfo` of the process that ran it."""
 
 START_TIME_TOLERANCE_S = 1.0
-"""A live pid whose start time differs from the recorded one by more than this is another
-process (the pid was reused). Linux derives start times from the boot time, which clock
-adjustments can move by up to a second; a reused pid within that second counts as alive,
-the safe side (an execution is never marked failed while its process may still run)."""
+"""Where start times are compared in seconds (not on Linux, where clock ticks since boot are
+compared exactly): a live pid whose start time differs from the recorded one by more than
+this is another process (the pid was reused); a reused pid within that second counts as
+alive, the safe side (an execution is never marked failed while its process may still
+run)."""
+
+MAX_PID = 2**31 - 1
+"""Largest pid taken from recorded facts (a C ``int``; Linux allows at most 2**22)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,12 +54,15 @@ class ProcessInfo:
     pid: int
     create_time: float  # Unix seconds the process started (psutil's ``create_time``)
     pid_namespace: int | None = None  # Linux: inode of ``/proc/self/ns/pid``
+    boot_id: str | None = None  # Linux: ``/proc/sys/kernel/random/boot_id``
+    start_ticks: int | None = None  # Linux: start in clock ticks since boot (stat field 22)
 
     def to_dict(self) -> dict[str, Any]:
         data: dict[str, Any] = {"host": self.host, "pid": self.pid,
                                 "create_time": self.create_time}
-        if self.pid_namespace is not None:
-            data["pid_namespace"] = self.pid_namespace
+        for key in ("pid_namespace", "boot_id", "start_ticks"):
+            if getattr(self, key) is not None:
+                data[key] = getattr(self, key)
         return data
 
     @classmethod
@@ -61,12 +72,14 @@ class ProcessInfo:
         if not isinstance(data, Mapping):
             return None
         host, pid, started = data.get("host"), data.get("pid"), data.get("create_time")
-        ns = data.get("pid_namespace")
-        if (not isinstance(host, str) or not host or not _is_int(pid) or pid <= 0
+        ns, boot, ticks = data.get("pid_namespace"), data.get("boot_id"), data.get("start_ticks")
+        if (not isinstance(host, str) or not host or not _is_int(pid) or not 0 < pid <= MAX_PID
                 or not isinstance(started, (int, float)) or isinstance(started, bool)
-                or (ns is not None and not _is_int(ns))):
+                or (ns is not None and not _is_int(ns))
+                or (boot is not None and (not isinstance(boot, str) or not boot))
+                or (ticks is not None and (not _is_int(ticks) or ticks < 0))):
             return None
-        return cls(host, pid, float(started), ns)
+        return cls(host, pid, float(started), ns, boot, ticks)
 
 
 def _is_int(value: Any) -> bool:
@@ -94,6 +107,16 @@ def _pid_namespace() -> int | None:
 
 
 @functools.cache
+def _boot_id() -> str | None:
+    """Linux: this boot's id (a new one at every start of the machine)."""
+    try:
+        with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+            return fh.read().strip() or None
+    except OSError:
+        return None
+
+
+@functools.cache
 def _boot_time() -> float:
     """Linux: Unix seconds the machine booted (``btime`` of ``/proc/stat``, as psutil reads)."""
     with open("/proc/stat", "rb") as fh:
@@ -103,14 +126,16 @@ def _boot_time() -> float:
     raise OSError("/proc/stat has no btime line")
 
 
-def _proc_stat(pid: int) -> tuple[str, float | None] | None:
-    """Linux: (state letter, start time in Unix seconds) of ``pid`` from ``/proc/<pid>/stat``,
-    computed as psutil computes ``create_time``; None if there is no such process. A process
-    that ``/proc`` hides (another user's, under ``hidepid``) gives ``("?", None)``."""
+def _proc_stat(pid: int) -> tuple[str, int | None] | None:
+    """Linux: (state letter, start in clock ticks since boot) of ``pid`` from
+    ``/proc/<pid>/stat``; None if there is no such process (it may end while being read). A
+    process that ``/proc`` hides (another user's, under ``hidepid``) gives ``("?", None)``."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             text = fh.read()
-    except (FileNotFoundError, PermissionError):
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    except PermissionError:
         try:
             os.kill(pid, 0)  # signal 0: only asks whether the pid exists
         except ProcessLookupError:
@@ -119,11 +144,14 @@ def _proc_stat(pid: int) -> tuple[str, float | None] | None:
             pass
         return "?", None
     rest = text[text.rfind(b")") + 2:].split()  # fields from the 3rd (state) on
-    return rest[0].decode(), _boot_time() + int(rest[19]) / _TICK
+    if not rest:  # ended between open and read
+        return None
+    return rest[0].decode(), int(rest[19])
 
 
 def _psutil_stat(pid: int) -> tuple[str, float | None] | None:
-    """Elsewhere: the same through psutil (``"Z"`` for a zombie)."""
+    """Elsewhere: (state, start time in Unix seconds) through psutil (``"Z"`` for a
+    zombie)."""
     import psutil
 
     try:
@@ -136,19 +164,31 @@ def _psutil_stat(pid: int) -> tuple[str, float | None] | None:
         return "?", None
 
 
-@functools.lru_cache(maxsize=4)
-def _process_info(pid: int) -> ProcessInfo:
+def describe(pid: int) -> ProcessInfo:
+    """The facts that tell process ``pid`` of this machine apart; OSError if it cannot be
+    read (no such process, or its start time is hidden)."""
     # /proc on Linux: psutil's import alone costs tens of milliseconds in a task's start
-    stat = _proc_stat(pid) if _LINUX else _psutil_stat(pid)
-    started = stat[1] if stat is not None else None
-    if started is None:
+    if _LINUX:
+        stat = _proc_stat(pid)
+        ticks = stat[1] if stat is not None else None
+        if ticks is None:
+            raise OSError(f"cannot read the start time of process {pid}")
+        return ProcessInfo(host_name(), pid, _boot_time() + ticks / _TICK, _pid_namespace(),
+                           _boot_id(), ticks)
+    found = _psutil_stat(pid)
+    if found is None or found[1] is None:
         raise OSError(f"cannot read the start time of process {pid}")
-    return ProcessInfo(host_name(), pid, started, _pid_namespace())
+    return ProcessInfo(host_name(), pid, found[1])
+
+
+@functools.lru_cache(maxsize=4)
+def _described(pid: int) -> ProcessInfo:
+    return describe(pid)
 
 
 def this_process() -> ProcessInfo:
     """This process (looked up once per pid: a forked child gets its own)."""
-    return _process_info(os.getpid())
+    return _described(os.getpid())
 
 
 def process_property() -> dict[str, Any]:
@@ -161,15 +201,22 @@ def process_property() -> dict[str, Any]:
 
 
 def process_state(info: ProcessInfo | None) -> ProcessState:
-    """Whether the process ``info`` describes is still running, seen from here."""
+    """Whether the process ``info`` describes is still running, seen from here. Never raises:
+    what cannot be read is ``unknown``."""
     if info is None:
         return ProcessState.UNKNOWN
     try:
-        here = this_process()
-    except Exception:  # this process cannot be described: nothing here can be compared
+        return _state(info, this_process())
+    except Exception:  # this process cannot be described, or /proc answered oddly
         return ProcessState.UNKNOWN
-    if info.host != here.host or info.pid_namespace != here.pid_namespace:
+
+
+def _state(info: ProcessInfo, here: ProcessInfo) -> ProcessState:
+    if info.host != here.host or info.pid_namespace != here.pid_namespace \
+            or info.boot_id != here.boot_id:
         return ProcessState.UNKNOWN
+    if _LINUX and (here.boot_id is None or info.start_ticks is None):
+        return ProcessState.UNKNOWN  # the machine or the start cannot be told for sure
     found = _proc_stat(info.pid) if _LINUX else _psutil_stat(info.pid)
     if found is None:
         return ProcessState.GONE
@@ -178,6 +225,8 @@ def process_state(info: ProcessInfo | None) -> ProcessState:
         return ProcessState.GONE
     if started is None:  # it exists, but its start time cannot be read: it may be the one
         return ProcessState.ALIVE
-    if abs(started - info.create_time) > START_TIME_TOLERANCE_S:
-        return ProcessState.GONE  # its pid now belongs to another process
-    return ProcessState.ALIVE
+    if _LINUX:
+        same = started == info.start_ticks
+    else:
+        same = abs(started - info.create_time) <= START_TIME_TOLERANCE_S
+    return ProcessState.ALIVE if same else ProcessState.GONE  # else: the pid was reused

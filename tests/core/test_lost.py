@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -26,11 +27,14 @@ def _ended_pid() -> int:
     return proc.pid
 
 
-def _running(store: Store, host: str, pid: int, create_time: float, stage: str = "s"
+def _running(store: Store, host: str, pid: int, ticks_before: int = 0, stage: str = "s"
              ) -> Execution:
-    ex = Execution(pipeline="p", stage=stage, site="hpc", properties={PROPERTY: {
-        "host": host, "pid": pid, "create_time": create_time,
-        "pid_namespace": this_process().pid_namespace}})
+    """A running execution recorded by process ``pid`` on ``host``, started ``ticks_before``
+    clock ticks before this process (this machine's boot and pid namespace)."""
+    here = this_process()
+    info = replace(here, host=host, pid=pid, start_ticks=(here.start_ticks or 0) - ticks_before,
+                   create_time=here.create_time - ticks_before / 100)
+    ex = Execution(pipeline="p", stage=stage, site="hpc", properties={PROPERTY: info.to_dict()})
     store.put([ex])
     return ex
 
@@ -66,7 +70,7 @@ def test_live_processes_other_hosts_and_foreign_events_are_left_alone(tmp_path: 
     child = start_execution(url)
     try:
         with open_store(url, "hpc") as store:
-            elsewhere = _running(store, "another-host.example", _ended_pid(), 1.0)
+            elsewhere = _running(store, "another-host.example", _ended_pid())
             foreign = {  # another OpenLineage producer's START: no process facts
                 "eventType": "START", "eventTime": "2026-01-01T00:00:00Z",
                 "producer": "https://example.com/spark",
@@ -88,7 +92,7 @@ def test_live_processes_other_hosts_and_foreign_events_are_left_alone(tmp_path: 
 def test_a_reused_pid_does_not_keep_an_execution_running(store: Store) -> None:
     # pid reuse, simulated: the recorded pid is this live process's, the start time is not
     here = this_process()
-    ex = _running(store, here.host, here.pid, here.create_time - 3600)
+    ex = _running(store, here.host, here.pid, ticks_before=360_000)
     (lost,) = find_lost(store).lost
     assert lost.execution.id == ex.id
     (marked,) = mark_lost(store, [lost])
@@ -99,8 +103,8 @@ def test_a_reused_pid_does_not_keep_an_execution_running(store: Store) -> None:
 
 def test_an_execution_with_events_in_the_spool_waits_for_them(tmp_path: Path,
                                                               sqlite_store: Store) -> None:
-    ex = _running(sqlite_store, host_name(), _ended_pid(), 1.0)
-    other = _running(sqlite_store, host_name(), _ended_pid(), 1.0, stage="t")
+    ex = _running(sqlite_store, host_name(), _ended_pid())
+    other = _running(sqlite_store, host_name(), _ended_pid(), stage="t")
     spool = tmp_path / "spool"
     write_spool_file(spool, {"eventType": "COMPLETE", "run": {"runId": ex.id.upper()}}, "x")
     write_spool_file(spool / "rejected", {"run": {"runId": other.id}}, "x")  # set aside
@@ -111,13 +115,13 @@ def test_an_execution_with_events_in_the_spool_waits_for_them(tmp_path: Path,
 
 
 def test_only_the_pipeline_asked_for_is_judged(sqlite_store: Store) -> None:
-    _running(sqlite_store, host_name(), _ended_pid(), 1.0)
+    _running(sqlite_store, host_name(), _ended_pid())
     assert len(find_lost(sqlite_store).lost) == 1
     assert find_lost(sqlite_store, pipeline="other").lost == ()
 
 
 def test_a_judged_execution_that_ended_meanwhile_keeps_its_end(sqlite_store: Store) -> None:
-    ex = _running(sqlite_store, host_name(), _ended_pid(), 1.0)
+    ex = _running(sqlite_store, host_name(), _ended_pid())
     lost = find_lost(sqlite_store).lost
     sqlite_store.put([ex.ended(ExecutionStatus.COMPLETED)])  # its spooled end, replayed
     assert mark_lost(sqlite_store, lost) == []
@@ -129,6 +133,6 @@ def test_many_running_executions_are_read_page_by_page(sqlite_store: Store,
     import cmf_core.lost
 
     monkeypatch.setattr(cmf_core.lost, "PAGE", 2)
-    ids = {_running(sqlite_store, host_name(), _ended_pid(), 1.0, stage=f"s{i}").id
+    ids = {_running(sqlite_store, host_name(), _ended_pid(), stage=f"s{i}").id
            for i in range(5)}
     assert {x.execution.id for x in find_lost(sqlite_store).lost} == ids
