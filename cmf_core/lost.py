@@ -95,7 +95,11 @@ def find_lost(store: Store, *, pipeline: str | None = None,
     skip = {w.lower() for w in waiting}
     lost: list[LostExecution] = []
     counts = {ProcessState.ALIVE: 0, ProcessState.UNKNOWN: 0, "waiting": 0}
+    seen: set[str] = set()
     for execution in _running(store, pipeline):
+        if execution.id in seen:  # the pages moved under a concurrent write
+            continue
+        seen.add(execution.id)
         if execution.id in skip:
             counts["waiting"] += 1
             continue

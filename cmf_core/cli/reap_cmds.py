@@ -36,9 +36,11 @@ def reap(
     end).
 
     Each is recorded as failed, ended now, with the error "process PID on host HOST ended
-    without reporting an end". Executions recorded on another host or without process facts
-    are never judged, nor are those with events waiting in the spool folder (`cmf spool
-    retry` records them first). Running it again marks nothing new.
+    without reporting an end". Executions recorded on another host, another boot or another
+    pid namespace, or without process facts (runs that may wait without a process, such as
+    deferred Airflow tries and Prefect flow runs, record none) are never judged, nor are
+    those with events waiting in the spool folder (`cmf spool retry` records them first).
+    Running it again marks nothing new.
 
     Example: cmf reap --dry-run
     """
@@ -46,7 +48,10 @@ def reap(
     with open_store(settings=settings, create=False) as s:
         check_pipelines(s, [pipeline] if pipeline else None)
         check = find_lost(s, pipeline=pipeline, waiting=spooled_run_ids(settings.spool_path))
-        done = list(check.lost) if dry_run else mark_lost(s, check.lost)
+        # an end spooled while the executions were judged is left for `cmf spool retry`
+        later = spooled_run_ids(settings.spool_path) if check.lost else set()
+        lost = [x for x in check.lost if x.execution.id not in later]
+        done = lost if dry_run else mark_lost(s, lost)
     if json:
         print_json({"dry_run": dry_run, "marked": 0 if dry_run else len(done),
                     "lost": [_lost_dict(x) for x in done], "alive": check.alive,

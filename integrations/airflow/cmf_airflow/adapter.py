@@ -154,6 +154,16 @@ class TaskRun:
             self.custom_properties.update({str(k): jsonable(v) for k, v in props.items()})
 
 
+def may_wait(ti: Any, task: Any) -> bool:
+    """Whether a try can pause with no process while it stays running: a deferrable
+    operator, a sensor in ``reschedule`` mode, or a try resumed from its trigger. Its
+    process is then not recorded, so ``cmf reap`` never takes the wait for a kill (an
+    operator that defers without saying so is not caught: docs/airflow.md)."""
+    return bool(getattr(task, "deferrable", False) or getattr(task, "start_from_trigger", False)
+                or getattr(task, "mode", None) == "reschedule"
+                or getattr(ti, "next_method", None))
+
+
 class CmfAdapter:
     """Builds and emits the events of every task try that runs in this process."""
 
@@ -205,8 +215,10 @@ class CmfAdapter:
             emitter=None,  # got in the worker: a new emitter first replays the spool
             mode=self.mode(snap),
             started_at=ti.start_date or dt.datetime.now(dt.UTC),
-            # the task's own process: `cmf reap` can tell once it is killed (OOM, SIGKILL)
-            properties={**airflow_properties(ti, task), **process_property()},
+            # the task's own process: `cmf reap` can tell once it is killed (OOM, SIGKILL);
+            # not for a try that may wait without a process (deferred, rescheduled)
+            properties={**airflow_properties(ti, task),
+                        **({} if may_wait(ti, task) else process_property())},
             inputs=refs(getattr(task, "inlets", None)),
             input_ids={},
             # Airflow calls this hook once the templates are rendered: the values the task uses

@@ -193,7 +193,9 @@ def run_event(ref: RunRef, facts: RunFacts, route: str) -> dict[str, Any]:
     from cmf_core.openlineage.times import format_time
 
     properties = {**_plain(facts.properties), "prefect.route": route}
-    if route != ROUTE_WATCHER and facts.status == "running":
+    # the run's own process (`cmf reap`); not a flow run's, which may pause or suspend and
+    # end its process while it stays running
+    if route != ROUTE_WATCHER and facts.status == "running" and ref.kind == "task-run":
         from cmf_core.process import process_property
 
         properties.update(process_property())  # the run's own process (`cmf reap`)

@@ -7,7 +7,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from cmf_prefect.adapter import RunFacts, event_type_of, run_event, stage_of, status_of, task_ref
+from cmf_prefect.adapter import (
+    RunFacts,
+    event_type_of,
+    flow_ref,
+    run_event,
+    stage_of,
+    status_of,
+    task_ref,
+)
 from cmf_prefect.datasets import (
     path_dataset,
     result_dataset,
@@ -175,6 +183,14 @@ def test_a_start_seen_in_the_run_s_own_process_records_that_process(
     validate_event(event)
     properties = event["run"]["facets"]["cmf_execution"]["properties"]
     assert properties.get("cmf.process") == (this_process().to_dict() if recorded else None)
+
+
+def test_a_flow_run_s_start_records_no_process() -> None:
+    # a flow may pause or suspend: its process ends while the run stays running, which `cmf
+    # reap` must not take for a kill
+    event = run_event(flow_ref(FLOW_RUN, "demo"), RunFacts(status="running", at=1.8e9),
+                      "in-process")
+    assert "cmf.process" not in event["run"]["facets"]["cmf_execution"]["properties"]
 
 
 def test_values_are_bounded_and_never_repr() -> None:
