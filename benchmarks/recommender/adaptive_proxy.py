@@ -129,7 +129,7 @@ def run_task(args: tuple[str, str, str, tuple[tuple[float, float, float, int], .
     chosen = (rest.calibration["adaptive"]["beta"],
               rest.calibration["adaptive"]["covered_weight"],
               rest.calibration["adaptive"].get("sigma", 0.0),
-              int(rest.calibration["adaptive"].get("refine_after", 0)))
+              int(rest.calibration["adaptive"].get("refine_after", REFINE_AFTER)))
     rec = recommend(task, k=max(KS), knowledge=rest)
     scen = rec.scenarios
     assert scen is not None

@@ -182,7 +182,7 @@ def next_column(normalised: np.ndarray, weights: np.ndarray, levels: np.ndarray 
 
 def adaptive_order(scenarios: Scenarios, observe: Callable[[int], float], k: int,
                    beta: float = BETA, covered_weight: float = COVERED_WEIGHT,
-                   sigma: float = SIGMA, refine_after: int = 0) -> list[int]:
+                   sigma: float = SIGMA, refine_after: int = REFINE_AFTER) -> list[int]:
     """``k`` columns chosen one at a time; ``observe(column)`` returns the new task's score
     there (higher is better, NaN for a failed run). For simulations (calibration, proxy)."""
     tried: list[int] = []

@@ -252,7 +252,8 @@ def calibrate(kb: KnowledgeBase, thresholds: Sequence[float] = THRESHOLDS,
 
     Returns the calibration dict stored in a knowledge base file: ``metric``, ``threshold``,
     ``power``, ``level`` (None: sum-of-best seed rule; else the hit level of the set-cover
-    rule), ``neighbour_share``, ``adaptive`` (``beta``, ``covered_weight``, ``sigma``) and
+    rule), ``neighbour_share``, ``adaptive`` (``beta``, ``covered_weight``, ``sigma``,
+    ``refine_after``) and
     ``validation`` (per-candidate objective curve and the chosen setting's statistics).
     """
     cands = list(candidates) if candidates is not None else _candidates(kb)

@@ -189,8 +189,8 @@ class Store(abc.ABC):
 
     def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
         """The ids (sorted) of the artifacts named each of ``names``; a name no artifact has is
-        left out. One lookup for many names: the SQL backends read only the name index's
-        rows, in chunks of ``IN`` lists."""
+        left out. One lookup for many names: the SQL backends select only the ids, through
+        the name index, in chunks of ``IN`` lists (no artifact is built)."""
         found: dict[str, list[str]] = {}
         for n in dict.fromkeys(names):
             ids = sorted(a.id for a in self.find_artifacts(name=n))
