@@ -113,21 +113,27 @@ class LineageGraph:
 
     # resolving ids ---------------------------------------------------------------------------
     def resolve(self, node_id: str) -> NodeRef:
-        """The node a Marquez node id names; the namespace may itself hold ``:``."""
+        """The node a Marquez node id names; the namespace may itself hold ``:``
+        (``s3://bucket``, ``postgres://host:5432``). Every way to split namespace:name is
+        tried at once, shortest namespace first: first by the artifacts' names (one lookup),
+        and only when none matches, through the look at all artifacts (names set by the
+        producer), which reads the whole store once."""
         kind, sep, rest = node_id.partition(":")
         if not sep or kind not in _PREFIX or ":" not in rest:
             raise InvalidInputError(
                 f"nodeId {node_id!r} is not a Marquez node id; use 'dataset:<namespace>:<name>' "
                 "or 'job:<namespace>:<name>'")
         node_type = _PREFIX[kind]
-        splits = [i for i, c in enumerate(rest) if c == ":"]
-        for i in splits:  # every way to split namespace:name, shortest namespace first
-            ref = NodeRef(node_type, rest[:i], rest[i + 1:])
-            if not ref.name:
-                continue
-            node = self._load(ref)
+        refs = [NodeRef(node_type, rest[:i], rest[i + 1:]) for i, c in enumerate(rest)
+                if c == ":" and rest[i + 1:]]
+        if node_type == DATASET:
+            for ref, arts in zip(refs, self._dataset_artifacts(refs, scan=False), strict=True):
+                if arts:
+                    self._nodes.setdefault(ref, _Node(ref, artifacts=arts))
+                    return ref
+        for node in self._load_all(refs):
             if node.artifacts or node.executions:
-                return ref
+                return node.ref
         raise NotFoundError(f"no {kind} {rest!r} in this store (nodeId {node_id!r})")
 
     def _load(self, ref: NodeRef) -> _Node:
@@ -153,9 +159,11 @@ class LineageGraph:
                 self._naming[a.id] = dataset_of(a)
         return {i: self._artifacts[i] for i in ids if i in self._artifacts}
 
-    def _dataset_artifacts(self, refs: Sequence[NodeRef]) -> list[list[Artifact]]:
+    def _dataset_artifacts(self, refs: Sequence[NodeRef], scan: bool = True
+                           ) -> list[list[Artifact]]:
         """Each dataset's artifacts: those named its name or its name's last part (one lookup
-        for all), else (a name set by the producer) those of an index of all artifacts."""
+        for all), else (a name set by the producer) those of an index of all artifacts; with
+        ``scan=False`` not the index (empty instead)."""
         candidates = [[c for c in dict.fromkeys([r.name, posixpath.basename(r.name.rstrip("/"))])
                        if c] for r in refs]
         named = self.store.artifact_ids_named(c for cs in candidates for c in cs) if refs else {}
@@ -165,7 +173,7 @@ class LineageGraph:
             want = (ref.namespace, ref.name)
             seen = {i: arts[i] for c in names for i in named.get(c, ())
                     if i in arts and self._naming[i] == want}
-            if not seen:  # a name set by the producer: look through all artifacts (once)
+            if not seen and scan:  # a name set by the producer: look at all artifacts (once)
                 if self._index is None:
                     self._index = {}
                     for a in self.store.find_artifacts():

@@ -172,3 +172,19 @@ def test_every_level_reads_the_same_graph_as_one_node_at_a_time(store: Store,
         other = whole._nodes[node.ref]
         assert (node.artifacts, node.executions, node.inputs, node.outputs) == \
             (other.artifacts, other.executions, other.inputs, other.outputs), node_id
+
+
+def test_a_dataset_in_a_namespace_with_colons_is_found_by_name_without_a_scan(
+        store: Store, shop: dict[str, Any]) -> None:
+    # "s3://lake:clean/0000.parquet" splits as ("s3", "//lake:clean/...") first: that split
+    # matches no name, and must not send the lookup through every artifact of the store
+    graph = LineageGraph(store)
+    with counted(store) as statements:
+        ref = graph.resolve(CLEAN[0])
+    assert (ref.namespace, ref.name) == ("s3://lake", "clean/0000.parquet")
+    assert len(statements) <= 2, statements  # one name lookup for every split, the artifacts
+    # a name the producer set is still found, through the look at all artifacts
+    ref = LineageGraph(store).resolve(WEEKLY)
+    assert (ref.namespace, ref.name) == ("s3://lake", "reports/w.json")
+    ref = LineageGraph(store).resolve(ORDERS)
+    assert ref.namespace == "postgres://db:5432"
