@@ -101,6 +101,10 @@ class _Node:
     expanded: bool = False
 
 
+def _oldest_first(a: Artifact) -> tuple[float, str]:
+    return a.created_at, a.id
+
+
 class LineageGraph:
     """Builds Marquez's ``{"graph": [...]}`` for a node id, reading the store only."""
 
@@ -127,17 +131,18 @@ class LineageGraph:
         refs = [NodeRef(node_type, rest[:i], rest[i + 1:]) for i, c in enumerate(rest)
                 if c == ":" and rest[i + 1:]]
         if node_type == DATASET:
-            for ref, arts in zip(refs, self._dataset_artifacts(refs, scan=False), strict=True):
+            found = self._dataset_artifacts(refs, scan=False)
+            if not any(found):  # names set by the producer: the look at all artifacts
+                found = [self._scanned((r.namespace, r.name)) for r in refs]
+            for ref, arts in zip(refs, found, strict=True):
                 if arts:
                     self._nodes.setdefault(ref, _Node(ref, artifacts=arts))
                     return ref
-        for node in self._load_all(refs):
-            if node.artifacts or node.executions:
-                return node.ref
+        else:
+            for node in self._load_all(refs):
+                if node.executions:
+                    return node.ref
         raise NotFoundError(f"no {kind} {rest!r} in this store (nodeId {node_id!r})")
-
-    def _load(self, ref: NodeRef) -> _Node:
-        return self._load_all([ref])[0]
 
     def _load_all(self, refs: Sequence[NodeRef]) -> list[_Node]:
         """The nodes of ``refs``, reading the ones not read yet in a few queries."""
@@ -173,16 +178,21 @@ class LineageGraph:
             want = (ref.namespace, ref.name)
             seen = {i: arts[i] for c in names for i in named.get(c, ())
                     if i in arts and self._naming[i] == want}
-            if not seen and scan:  # a name set by the producer: look at all artifacts (once)
-                if self._index is None:
-                    self._index = {}
-                    for a in self.store.find_artifacts():
-                        a = self._artifacts.setdefault(a.id, a)
-                        naming = self._naming.setdefault(a.id, dataset_of(a))
-                        self._index.setdefault(naming, []).append(a)
-                seen = {a.id: a for a in self._index.get(want, [])}
-            out.append(sorted(seen.values(), key=lambda a: (a.created_at, a.id)))
+            if not seen and scan:  # a name set by the producer
+                seen = {a.id: a for a in self._scanned(want)}
+            out.append(sorted(seen.values(), key=_oldest_first))
         return out
+
+    def _scanned(self, want: tuple[str, str]) -> list[Artifact]:
+        """The artifacts of dataset ``want`` (namespace, name), oldest first, from an index of
+        all artifacts, built on first use (it reads the whole store once per graph)."""
+        if self._index is None:
+            self._index = {}
+            for a in self.store.find_artifacts():
+                a = self._artifacts.setdefault(a.id, a)
+                naming = self._naming.setdefault(a.id, dataset_of(a))
+                self._index.setdefault(naming, []).append(a)
+        return sorted(self._index.get(want, []), key=_oldest_first)
 
     def _job_executions(self, refs: Sequence[NodeRef]) -> list[list[Execution]]:
         """Each job's latest runs: those of every (pipeline, stage) its name can split into
@@ -207,9 +217,6 @@ class LineageGraph:
         return out
 
     # expanding -------------------------------------------------------------------------------
-    def _expand(self, node: _Node) -> None:
-        self._expand_all([node])
-
     def _expand_all(self, nodes: Sequence[_Node]) -> None:
         """Find the neighbours of ``nodes``: one events query (per ``IN`` chunk) for all their
         artifacts and one for all their executions, then the records those events name."""

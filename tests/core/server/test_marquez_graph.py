@@ -167,8 +167,8 @@ def test_every_level_reads_the_same_graph_as_one_node_at_a_time(store: Store,
     whole.graph(REPORT)
     for node_id in (WIDE, REPORT, PUBLISH, ORDERS, WEEKLY, RAW[0], RAW[1], CLEAN[0]):
         single = LineageGraph(store)
-        node = single._load(single.resolve(node_id))
-        single._expand(node)
+        (node,) = single._load_all([single.resolve(node_id)])
+        single._expand_all([node])
         other = whole._nodes[node.ref]
         assert (node.artifacts, node.executions, node.inputs, node.outputs) == \
             (other.artifacts, other.executions, other.inputs, other.outputs), node_id
