@@ -126,15 +126,23 @@ def _boot_time() -> float:
     raise OSError("/proc/stat has no btime line")
 
 
-def _proc_stat(pid: int) -> tuple[str, int | None] | None:
-    """Linux: (state letter, start in clock ticks since boot) of ``pid`` from
-    ``/proc/<pid>/stat``; None if there is no such process (it may end while being read). A
-    process that ``/proc`` hides (another user's, under ``hidepid``) gives ``("?", None)``."""
+def stat_fields(pid: int) -> list[bytes] | None:
+    """Linux: the fields of ``/proc/<pid>/stat`` from the 3rd (state) on, so field ``n`` of
+    proc(5) is item ``n - 3``; None if there is no such process (it may end while being
+    read). PermissionError when ``/proc`` hides the process (another user's, ``hidepid``)."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as fh:
             text = fh.read()
     except (FileNotFoundError, ProcessLookupError):
         return None
+    return text[text.rfind(b")") + 2:].split() or None  # the name may hold spaces and ")"
+
+
+def _proc_stat(pid: int) -> tuple[str, int | None] | None:
+    """Linux: (state letter, start in clock ticks since boot) of ``pid``; None if there is no
+    such process. A process that ``/proc`` hides gives ``("?", None)``."""
+    try:
+        rest = stat_fields(pid)
     except PermissionError:
         try:
             os.kill(pid, 0)  # signal 0: only asks whether the pid exists
@@ -143,10 +151,7 @@ def _proc_stat(pid: int) -> tuple[str, int | None] | None:
         except PermissionError:  # it exists: another user's process
             pass
         return "?", None
-    rest = text[text.rfind(b")") + 2:].split()  # fields from the 3rd (state) on
-    if not rest:  # ended between open and read
-        return None
-    return rest[0].decode(), int(rest[19])
+    return None if rest is None else (rest[0].decode(), int(rest[19]))
 
 
 def _psutil_stat(pid: int) -> tuple[str, float | None] | None:

@@ -23,6 +23,8 @@ import time
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from cmf_core.process import stat_fields
+
 _LINUX = sys.platform.startswith("linux")
 _TICK = os.sysconf("SC_CLK_TCK") if _LINUX else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if _LINUX else 4096
@@ -42,11 +44,11 @@ class TreeSample:
 def _read_stat(pid: int) -> tuple[float, int, int] | None:
     """(cpu seconds incl. reaped children, rss bytes, ppid) of ``pid``, or None if gone."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as fh:
-            text = fh.read()
+        rest = stat_fields(pid)
     except OSError:
         return None
-    rest = text[text.rfind(b")") + 2 :].split()
+    if rest is None:
+        return None
     cpu = (int(rest[11]) + int(rest[12]) + int(rest[13]) + int(rest[14])) / _TICK
     return cpu, int(rest[21]) * _PAGE, int(rest[1])
 
