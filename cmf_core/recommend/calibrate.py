@@ -176,6 +176,24 @@ def cold_trials(normalised_row: np.ndarray, budget: int = BUDGET) -> float:
     return min(1.0 / share, budget + 1.0) if share > 0 else budget + 1.0
 
 
+def first_hit(order: Sequence[int], row: np.ndarray) -> int | None:
+    """Position (from 1) of the first column of ``order`` where the normalised ``row`` reaches
+    :data:`HIT`; None if none does."""
+    return next((i + 1 for i, c in enumerate(order) if np.isfinite(row[c]) and row[c] >= HIT),
+                None)
+
+
+def proxy_log_speedups(order: Sequence[int], row: np.ndarray, ks: Sequence[int] = KS
+                       ) -> list[float]:
+    """Per ``k`` of ``ks``, ``log(cold_trials / trials)`` of seeding a task (normalised
+    ``row``) with the first ``k`` columns of ``order``: trials is the first hit's position,
+    else ``k`` + :func:`cold_trials` (a random searcher after the seeds), capped at the
+    budget + 1."""
+    hit_at, cold = first_hit(order, row), cold_trials(row)
+    return [math.log(cold / (hit_at if hit_at is not None and hit_at <= k
+                             else min(k + cold, BUDGET + 1.0))) for k in ks]
+
+
 def inner_quality(table: ScoreTable, tasks: Sequence[TaskDescription], sim: np.ndarray,
                   threshold: float, ks: Sequence[int] = KS, power: float = 1.0,
                   level: float | None = None,
@@ -213,16 +231,13 @@ def inner_quality(table: ScoreTable, tasks: Sequence[TaskDescription], sim: np.n
             if cache is not None:
                 cache[key] = order
         row = U[t]
-        cold = cold_trials(row)
-        hit_at = [i + 1 for i, c in enumerate(order) if np.isfinite(row[c]) and row[c] >= HIT]
+        hit_at = first_hit(order, row)
         for k in ks:
             vals = row[order[:k]]
             best = float(np.nanmax(vals)) if np.isfinite(vals).any() else 0.0
             quality.append(max(best, 0.0))
-            hit = bool(hit_at) and hit_at[0] <= k
-            hits.append(hit)
-            trials = hit_at[0] if hit else min(k + cold, BUDGET + 1.0)
-            logs.append(math.log(cold / trials))
+            hits.append(hit_at is not None and hit_at <= k)
+        logs += proxy_log_speedups(order, row, ks)
     if not quality:
         return {"quality": 0.0, "hit_rate": 0.0, "coverage": 0.0, "log_speedup": 0.0,
                 "objective": 0.0}
@@ -342,16 +357,10 @@ def _calibrate_share(per_cat: list[tuple[str, ScoreTable, list[TaskDescription]]
                 models[table.category, t] = P
             w = np.maximum(sim[t, nb], 1e-9) ** power
             lv = [HIT if level is None else level] * len(nb) + [MODEL_LEVEL] * len(P)
-            cold = cold_trials(U[t])
             for share in SHARES:
                 wa = np.concatenate([w / w.sum() * share, np.full(len(P), (1 - share) / len(P))])
                 order = greedy_portfolio(np.vstack([U[nb], P]), wa, max(KS), level=lv)
-                hit_at = [i + 1 for i, c in enumerate(order)
-                          if np.isfinite(U[t, c]) and U[t, c] >= HIT]
-                for k in KS:
-                    hit = bool(hit_at) and hit_at[0] <= k
-                    trials = hit_at[0] if hit else min(k + cold, BUDGET + 1.0)
-                    logs[share].append(math.log(cold / trials))
+                logs[share] += proxy_log_speedups(order, U[t])
     if not logs[SHARES[0]]:
         return None, {}
     curve = {f"{s:g}": round(float(np.mean(v)), 4) for s, v in logs.items()}
@@ -452,17 +461,9 @@ def _calibrate_adaptive(per_cat: list[tuple[str, ScoreTable, list[TaskDescriptio
         return {"beta": 0.0, "covered_weight": 0.0, "sigma": 0.0, "refine_after": 0}, {}
 
     def quality(beta: float, cw: float, sigma: float, refine_after: int) -> float:
-        logs = []
-        for scen, y, u in cases:
-            order = adaptive_order(scen, lambda c, y=y: float(y[c]), max(KS), beta, cw, sigma,
-                                   refine_after)
-            hit_at = [i + 1 for i, c in enumerate(order) if np.isfinite(u[c]) and u[c] >= HIT]
-            cold = cold_trials(u)
-            for k in KS:
-                hit = bool(hit_at) and hit_at[0] <= k
-                trials = hit_at[0] if hit else min(k + cold, BUDGET + 1.0)
-                logs.append(math.log(cold / trials))
-        return float(np.mean(logs))
+        return float(np.mean([x for scen, y, u in cases for x in proxy_log_speedups(
+            adaptive_order(scen, lambda c, y=y: float(y[c]), max(KS), beta, cw, sigma,
+                           refine_after), u)]))
 
     rules = [(b, c, s) for b in BETAS for c in COVERED_WEIGHTS for s in SIGMAS]
     mean = {r: quality(*r, 0) for r in rules}
