@@ -285,9 +285,9 @@ def seed_reason(scen: Scenarios, col: int, weights: np.ndarray, tried: Sequence[
     return f"{when}: {what}; {where} {', '.join(top)}" if top else f"{when}: {what}"
 
 
-def refine_reason(scen: Scenarios, col: int, best: int, score: float, n_scores: int) -> str:
-    """Why the local step ``col`` was chosen: it is a grid neighbour of ``best``, the
-    best-scoring configuration so far (``score``)."""
+def refine_reason(scen: Scenarios, best: int, score: float, n_scores: int) -> str:
+    """Why a local step was chosen: it is a grid neighbour of ``best``, the best-scoring
+    configuration so far (``score``)."""
     return (f"after {n_scores} score{'s' if n_scores != 1 else ''}: a local step, one grid "
             f"step from the best so far, {config_label(scen.configs[best])} (score "
             f"{score:.4g}); of its untried neighbours, the one the scenarios rate best")
@@ -365,7 +365,7 @@ class AdaptiveSeeder:
         n_scores = sum(1 for v in scores if math.isfinite(v))
         self.reasons.append(
             seed_reason(self.scenarios, col, w, tried, n_scores) if best is None else
-            refine_reason(self.scenarios, col, best, scores[tried.index(best)], n_scores))
+            refine_reason(self.scenarios, best, scores[tried.index(best)], n_scores))
         self._given_cols.append(col)
         return config
 
