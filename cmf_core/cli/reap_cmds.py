@@ -78,8 +78,8 @@ def _summary(check: RunningCheck, done: int, dry_run: bool) -> str:
             f"Marked {done} lost execution(s) failed." if done else "No lost executions.")
     kept = [f"{n} {what}" for n, what in (
         (check.alive, "whose process still runs"),
-        (check.unknown, "not judged (recorded on another host, or without process facts: "
-                        "unknown)"),
+        (check.unknown, "not judged (recorded on another host, boot or pid namespace, or "
+                        "without process facts: unknown)"),
         (check.waiting, "with events waiting in the spool (`cmf spool retry` records them)"),
     ) if n]
     return head + (f" Left running: {'; '.join(kept)}." if kept else "")
