@@ -8,13 +8,15 @@ without process facts (``unknown``), or one with an event still waiting in the s
 (its real end may be among them: ``cmf spool retry`` records them). :func:`mark_lost` records
 each lost execution's end as an OpenLineage FAIL event through ingest, like any other end: the
 raw event, the journal, federation and the lineage API all see it. A second pass marks nothing.
+:func:`lost_among` judges the same way the executions a listing shows (``cmf executions``,
+the server's ``lost`` field), without marking them.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -86,6 +88,34 @@ def judge(execution: Execution) -> tuple[ProcessState, ProcessInfo | None]:
     if execution.status is not ExecutionStatus.RUNNING:
         return ProcessState.UNKNOWN, info
     return process_state(info), info
+
+
+def lost_among(executions: Iterable[Execution],
+               spool_dir: Path | Callable[[], Path] | None = None) -> dict[str, ProcessInfo]:
+    """The lost executions among ``executions`` (``cmf executions`` and the server's listings
+    show them): running, recorded on this host, their process gone, and no event of theirs
+    waiting in ``spool_dir`` (or the folder it gives, asked and read only when one is found);
+    by id, with their process.
+
+    Never raises: an execution that cannot be judged, or a spool folder that cannot be found
+    or read, makes nothing lost (an execution is never guessed lost)."""
+    found: dict[str, ProcessInfo] = {}
+    for execution in executions:
+        if execution.status is not ExecutionStatus.RUNNING:
+            continue
+        try:
+            state, info = judge(execution)
+        except Exception:  # judge does not raise; a listing must not fail if it ever does
+            continue
+        if state is ProcessState.GONE and info is not None:
+            found[execution.id] = info
+    if found and spool_dir is not None:
+        try:
+            waiting = spooled_run_ids(spool_dir() if callable(spool_dir) else spool_dir)
+        except Exception:  # e.g. no home, or a folder above it unreadable: which wait is unknown
+            return {}
+        found = {k: v for k, v in found.items() if k not in waiting}
+    return found
 
 
 def find_lost(store: Store, *, pipeline: str | None = None,

@@ -163,13 +163,9 @@ def executions(
 def _lost_ids(rows: list[Execution], store: str | None) -> set[str]:
     """Ids of the running executions of ``rows`` whose process on this host is gone, without
     an event waiting in the spool (what ``cmf reap`` would mark)."""
-    from cmf_core.lost import judge, spooled_run_ids
-    from cmf_core.process import ProcessState
+    from cmf_core.lost import lost_among
 
-    lost = {e.id for e in rows if judge(e)[0] is ProcessState.GONE}
-    if lost:
-        lost -= spooled_run_ids(load_settings(store_url=store).spool_path)
-    return lost
+    return set(lost_among(rows, lambda: load_settings(store_url=store).spool_path))
 
 
 def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:

@@ -1,10 +1,13 @@
-"""JSON shapes of CMF records in the REST API (the same keys as ``cmf ... --json``)."""
+"""JSON shapes of CMF records in the REST API (the same keys as ``cmf ... --json``; the
+executions routes and the UI's graph add ``lost``, see :func:`executions_json`)."""
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
+from cmf_core.config import Settings
 from cmf_core.lineage.query import artifact_dict, execution_dict
 from cmf_core.model import (
     Artifact,
@@ -16,6 +19,14 @@ from cmf_core.model import (
     Pipeline,
     Stage,
 )
+
+LOST_DOC = ("Each execution has `lost`: true for a running execution recorded on the server's "
+            "host (`properties[\"cmf.process\"]`: host, pid) whose process has ended without "
+            "reporting an end (killed, e.g. out of memory) and has no event waiting in the "
+            "server's spool folder; `cmf reap` on that host marks it failed. Recorded on "
+            "another host, boot or pid namespace, or without process facts: false (never "
+            "guessed). Shown as `running (lost)` by `cmf executions`.")
+"""What ``lost`` means, in the route descriptions (OpenAPI)."""
 
 
 def _plain(value: Any) -> Any:
@@ -35,6 +46,18 @@ def stage_json(s: Stage) -> dict[str, Any]:
 
 def execution_json(e: Execution) -> dict[str, Any]:
     return _plain(execution_dict(e))
+
+
+def executions_json(executions: Sequence[Execution], settings: Settings
+                    ) -> list[dict[str, Any]]:
+    """``executions`` as :func:`execution_json`, each with ``lost``: true for a running one
+    whose process on the server's host is gone without an event waiting in the spool folder
+    of ``settings``, judged as ``cmf executions`` judges (:func:`cmf_core.lost.lost_among`;
+    never raises)."""
+    from cmf_core.lost import lost_among
+
+    lost = lost_among(executions, lambda: settings.spool_path)
+    return [{**execution_json(e), "lost": e.id in lost} for e in executions]
 
 
 def artifact_json(a: Artifact) -> dict[str, Any]:

@@ -1,4 +1,8 @@
-"""CMF REST API: executions, with their inputs, outputs, energy and raw OpenLineage events."""
+"""CMF REST API: executions, with their inputs, outputs, energy and raw OpenLineage events.
+
+Each execution carries ``lost`` (:data:`~cmf_core.server.shapes.LOST_DOC`), judged on the
+server's host as ``cmf executions`` judges it, for the running ones of the rows returned only.
+"""
 
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ from cmf_core.identity import check_uuid
 from cmf_core.model import EventType, Execution, ExecutionStatus
 from cmf_core.openlineage.times import parse_time
 from cmf_core.server.auth import require_read
-from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, StoreDep, page
-from cmf_core.server.shapes import artifact_json, energy_json, execution_json
+from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, SettingsDep, StoreDep, page
+from cmf_core.server.shapes import LOST_DOC, artifact_json, energy_json, executions_json
 from cmf_core.store import ExecutionFilter, Store
 
 router = APIRouter(prefix="/api/v1/executions", tags=["CMF: executions"],
@@ -28,9 +32,12 @@ def load_execution(store: Store, execution_id: str) -> Execution:
     return execution
 
 
-@router.get("")
+@router.get("", description=(
+    "Executions by start time, filtered, one page at a time (with the total count).\n\n"
+    + LOST_DOC))
 def list_executions(
     store: StoreDep,
+    settings: SettingsDep,
     pipeline: str | None = None,
     stage: str | None = None,
     site: str | None = None,
@@ -48,11 +55,14 @@ def list_executions(
         since=parse_time(since, "since") if since else None,
         until=parse_time(until, "until") if until else None)
     items = store.list_executions(where, limit=limit, offset=offset)
-    return page([execution_json(e) for e in items], limit, offset, store.count_executions(where))
+    return page(executions_json(items, settings), limit, offset,
+                store.count_executions(where))
 
 
-@router.get("/{execution_id}")
-def get_execution(execution_id: str, store: StoreDep) -> dict[str, Any]:
+@router.get("/{execution_id}", description=(
+    "An execution with its input and output artifacts, metrics count and energy record.\n\n"
+    + LOST_DOC))
+def get_execution(execution_id: str, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """An execution with its input and output artifacts, metrics count and energy record."""
     execution = load_execution(store, execution_id)
     events = store.events(execution_ids=[execution.id])
@@ -60,7 +70,7 @@ def get_execution(execution_id: str, store: StoreDep) -> dict[str, Any]:
     arts = {a.id: a for a in store.find_artifacts(ids=ids)} if ids else {}
     energy = store.energy([execution.id])
     return {
-        **execution_json(execution),
+        **executions_json([execution], settings)[0],
         "inputs": [artifact_json(arts[e.artifact_id]) for e in events
                    if e.type is EventType.INPUT and e.artifact_id in arts],
         "outputs": [artifact_json(arts[e.artifact_id]) for e in events

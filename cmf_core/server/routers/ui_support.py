@@ -1,10 +1,10 @@
 """Routes the web UI reads beyond the resource routers (the CLI and scripts may use them too).
 
 * ``GET /api/v1/graph?pipeline=NAME[&upstream=true][&limit=N]``: a pipeline's whole lineage
-  graph in one request: its executions (latest ``limit``, each with its energy), the artifacts
-  they read and wrote, the events between them and the sites involved. ``upstream=true`` adds
-  the executions of other pipelines (at any site) upstream of the pipeline's inputs, so a
-  provenance chain that started elsewhere is one graph.
+  graph in one request: its executions (latest ``limit``, each with its energy and ``lost``
+  as in the executions routes), the artifacts they read and wrote, the events between them and
+  the sites involved. ``upstream=true`` adds the executions of other pipelines (at any site)
+  upstream of the pipeline's inputs, so a provenance chain that started elsewhere is one graph.
 * ``GET /api/v1/recommend/tasks?category=&modality=``: the tasks of the recommender's
   knowledge base (the shipped one merged with the runs recorded in this store).
 * ``GET /api/v1/recommend?task=ID&k=5&leave_out=false`` (or ``?category=&modality=``): seed
@@ -24,8 +24,8 @@ from fastapi import APIRouter, Depends, Query
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.model import EventType
 from cmf_core.server.auth import require_read
-from cmf_core.server.deps import StoreDep
-from cmf_core.server.shapes import artifact_json, event_json, execution_json
+from cmf_core.server.deps import SettingsDep, StoreDep
+from cmf_core.server.shapes import LOST_DOC, artifact_json, event_json, executions_json
 from cmf_core.store import ExecutionFilter, Store
 
 if TYPE_CHECKING:
@@ -48,9 +48,14 @@ def _chunked(ids: Sequence[str], fetch: Callable[[list[str]], Iterable[T]]) -> l
 
 
 # lineage graph --------------------------------------------------------------------------------
-@router.get("/api/v1/graph")
+@router.get("/api/v1/graph", description=(
+    "The lineage graph of a pipeline: `executions` (with `energy_kwh`/`co2e_kg`, null when not "
+    "measured, and `lost`), `artifacts`, `edges` (`{execution_id, artifact_id, type}`: INPUT is "
+    "artifact -> execution, OUTPUT execution -> artifact), `sites`, `total_executions` and "
+    "`truncated` (more executions than `limit`).\n\n" + LOST_DOC))
 def pipeline_graph(
     store: StoreDep,
+    settings: SettingsDep,
     pipeline: Annotated[str, Query(description="Pipeline name.")],
     upstream: Annotated[bool, Query(
         description="Also the executions of other pipelines upstream of its inputs.")] = False,
@@ -58,10 +63,7 @@ def pipeline_graph(
                                 description="At most this many (latest) executions of the "
                                             "pipeline.")] = DEFAULT_GRAPH_LIMIT,
 ) -> dict[str, Any]:
-    """The lineage graph of a pipeline: ``executions`` (with ``energy_kwh``/``co2e_kg``, null
-    when not measured), ``artifacts``, ``edges`` (``{execution_id, artifact_id, type}``: INPUT
-    is artifact -> execution, OUTPUT execution -> artifact), ``sites``, ``total_executions`` and
-    ``truncated`` (more executions than ``limit``)."""
+    """The lineage graph of a pipeline (the route's ``description`` says what it holds)."""
     if store.get_pipeline(pipeline) is None:
         raise NotFoundError(f"no pipeline named {pipeline!r}; GET /api/v1/pipelines lists them")
     where = ExecutionFilter(pipeline=pipeline)
@@ -85,10 +87,10 @@ def pipeline_graph(
         "truncated": total > limit,
         "sites": sorted({e.site for e in execs} | {a.site for a in arts}),
         "executions": [
-            {**execution_json(e),
+            {**e_json,
              "energy_kwh": energy[e.id].energy_kwh if e.id in energy else None,
              "co2e_kg": energy[e.id].co2e_kg if e.id in energy else None}
-            for e in execs],
+            for e, e_json in zip(execs, executions_json(execs, settings), strict=True)],
         "artifacts": [artifact_json(a) for a in arts],
         "edges": [event_json(e) for e in edges],
     }

@@ -3,7 +3,7 @@
 // Plain ES modules, no build step; everything it loads comes from this server.
 
 import { hbars, vbars } from "./charts.js";
-import { clip, duration, g, h, kv, num, shortId, siteColours, status, text, time } from "./dom.js";
+import { clip, duration, g, h, kv, lostReason, num, shortId, siteColours, status, statusText, text, time } from "./dom.js";
 import { GraphView } from "./graph.js";
 
 const API = new URL("api/v1/", document.baseURI);
@@ -173,7 +173,7 @@ async function viewPipelines(out) {
       h("td", {}, (grp?.sites || []).map(siteChip)),
       h("td", { class: "n" }, String(total)),
       h("td", {}, last ? time(last.started_at) : "–"),
-      h("td", {}, last ? status(last.status) : "–"),
+      h("td", {}, last ? status(last) : "–"),
       h("td", { class: "n kwh" }, num(grp ? grp.energy_kwh : 0)),
       h("td", { class: "n co2" }, num(grp ? grp.co2e_kg : 0)));
   });
@@ -202,9 +202,9 @@ function executionNode(e, name, colours) {
     id: e.id, kind: "execution", order: `1 ${e.stage} ${e.started_at}`, w: 178, h: 56,
     lines: [e.pipeline === name ? e.stage : `${e.pipeline}/${e.stage}`,
       `${e.site} · ${shortId(e.id)}`,
-      e.energy_kwh === null || e.energy_kwh === undefined ? e.status : `${g(e.energy_kwh)} kWh`],
-    title: `${e.pipeline}/${e.stage} at ${e.site} (${e.status})\n${e.id}`,
-    cls: `execution status-${e.status}${e.pipeline === name ? "" : " foreign"}`,
+      e.energy_kwh === null || e.energy_kwh === undefined ? statusText(e) : `${g(e.energy_kwh)} kWh`],
+    title: `${e.pipeline}/${e.stage} at ${e.site} (${statusText(e)})\n${e.id}${e.lost ? `\n${lostReason(e)}` : ""}`,
+    cls: `execution status-${e.status}${e.lost ? " lost" : ""}${e.pipeline === name ? "" : " foreign"}`,
     colour: colours.get(e.site),
   };
 }
@@ -422,7 +422,7 @@ async function viewPipeline(out, [name], query) {
       graphHost.scrollIntoView({ block: "nearest" });
     } }, e.stage)),
     h("td", { class: "mono" }, shortId(e.id)),
-    h("td", {}, e.site), h("td", {}, status(e.status)), h("td", {}, time(e.started_at)),
+    h("td", {}, e.site), h("td", {}, status(e)), h("td", {}, time(e.started_at)),
     h("td", { class: "n" }, duration(e.ended_at !== null && e.ended_at !== undefined ? e.ended_at - e.started_at : null)),
     h("td", { class: "n" }, num(e.energy_kwh)), h("td", { class: "n" }, num(e.co2e_kg)),
     h("td", { class: "params" }, clip(Object.entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80))));
@@ -492,7 +492,7 @@ function metricsPart(metrics) {
 async function executionDetails(id, pick) {
   const [e, metrics] = await Promise.all([api(`executions/${enc(id)}`), all(`executions/${enc(id)}/metrics`)]);
   return [
-    h("h3", {}, `${e.stage} `, status(e.status)),
+    h("h3", {}, `${e.stage} `, status(e)),
     kv([["Execution", h("span", { class: "mono digest" }, e.id)], ["Pipeline", e.pipeline],
       ["Site", e.site], ["Started", `${time(e.started_at)} UTC`],
       ["Ended", e.ended_at ? `${time(e.ended_at)} UTC` : "–"],
@@ -561,7 +561,7 @@ async function viewCompare(out, _args, query) {
     row("Pipeline", runs.map((r) => h("a", { href: pipelineHref(r.pipeline, `node=${r.id}`) }, r.pipeline))),
     row("Stage", runs.map((r) => r.stage)),
     row("Site", runs.map((r) => r.site)),
-    row("Status", runs.map((r) => status(r.status))),
+    row("Status", runs.map((r) => status(r))),
     row("Started (UTC)", runs.map((r) => time(r.started_at))),
     row("Duration", runs.map((r) => duration(r.ended_at ? r.ended_at - r.started_at : null))),
     group("Parameters"),

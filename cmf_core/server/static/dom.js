@@ -123,9 +123,29 @@ export function siteColours(sites) {
   return out;
 }
 
-/** A status badge. */
+/**
+ * A status badge: status("completed"), or an execution record for its status, shown as
+ * "running (lost)" when the server judged it lost (`lost`: its process on the server's host has
+ * ended without reporting an end), with the process and what to do in the tooltip.
+ */
 export function status(value) {
+  if (value && typeof value === "object") {
+    if (!value.lost) return status(value.status);
+    return h("span", { class: "badge status-lost", title: lostReason(value) }, `${value.status} (lost)`);
+  }
   return h("span", { class: `badge status-${value || "unknown"}` }, value || "unknown");
+}
+
+/** Why an execution the server judged lost is lost, and what marks it failed. */
+export function lostReason(e) {
+  const p = e.properties?.["cmf.process"] || {};
+  return `Lost: the process on host ${p.host ?? "?"} (pid ${p.pid ?? "?"}) that ran it is gone ` +
+    "and never reported an end (killed, e.g. out of memory?). `cmf reap` on that host marks it failed.";
+}
+
+/** An execution's status as text: "running (lost)" for a lost one. */
+export function statusText(e) {
+  return e.lost ? `${e.status} (lost)` : e.status;
 }
 
 /** A key/value table from [key, value] pairs (values may be nodes). */
