@@ -146,10 +146,10 @@ def executions(
                             since=parse_time(since), until=parse_time(until), limit=limit,
                             offset=offset)
         hint = _unknown_pipeline(s, pipeline) if not rows else None
-    if json:
-        print_json([execution_dict(e) for e in rows])
-        return
     lost = _lost_ids(rows, store)
+    if json:  # the keys of the server's executions routes, ``lost`` included
+        print_json([{**execution_dict(e), "lost": e.id in lost} for e in rows])
+        return
     table("Executions", ["id", "pipeline", "stage", "site", "status", "started", "params"],
           [[e.id, e.pipeline, e.stage, e.site,
             e.status.value + (" (lost)" if e.id in lost else ""), fmt_time(e.started_at),
@@ -224,7 +224,7 @@ def show(ref: Annotated[str, typer.Argument(help="Execution id, artifact digest 
         except NotFoundError:
             ex = None
         if ex is not None:
-            data = execution_dict(ex)
+            data = {**execution_dict(ex), "lost": bool(_lost_ids([ex], store))}
             evs = s.events(execution_ids=[ex.id])
             data["inputs"] = [e.artifact_id for e in evs if e.type.value == "INPUT"]
             data["outputs"] = [e.artifact_id for e in evs if e.type.value == "OUTPUT"]

@@ -48,6 +48,9 @@ def test_reap_marks_the_killed_execution_failed_once(killed: tuple[str, RunningC
     listing = invoke("executions", "--store", url)
     assert "running (lost)" in listing and listing.count("(lost)") == 1
     assert "1 running execution(s) listed are lost" in listing
+    rows = json.loads(invoke("executions", "--store", url, "--json"))
+    assert {r["stage"]: r["lost"] for r in rows} == {"train": True, "serve": False}
+    assert json.loads(invoke("show", dead.execution_id, "--store", url, "--json"))["lost"] is True
 
     # --dry-run lists it and changes nothing
     text = invoke("reap", "--dry-run", "--store", url)
@@ -72,6 +75,8 @@ def test_reap_marks_the_killed_execution_failed_once(killed: tuple[str, RunningC
     assert (again["marked"], again["lost"], again["alive"]) == (0, [], 1)
     assert "No lost executions." in invoke("reap", "--store", url)
     assert "(lost)" not in invoke("executions", "--store", url)
+    assert not any(r["lost"] for r in json.loads(invoke("executions", "--store", url, "--json")))
+    assert json.loads(invoke("show", dead.execution_id, "--store", url, "--json"))["lost"] is False
 
 
 def test_an_unknown_pipeline_is_named(tmp_path: Path) -> None:
