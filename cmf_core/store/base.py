@@ -24,7 +24,8 @@ Every row carries ``seq``, a number from a store-local counter that grows with e
 "everything changed since seq N" is how incremental export and sync find their delta.
 
 Reading: ``get_*`` return one record or ``None``; ``list_*``/``find_*`` take filters and
-``limit``/``offset``; lineage closures are answered in SQL (recursive CTEs), not Python.
+``limit``/``offset``; lineage closures are answered in SQL (recursive CTEs), not Python. A
+list of ids to read may be of any length (the SQL backends bind a long one as one value).
 """
 
 from __future__ import annotations

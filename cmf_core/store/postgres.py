@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import ARRAY
 
 from cmf_core.errors import ConfigError, StoreError
 from cmf_core.store.sql import SqlStore, db_error_text
@@ -36,6 +37,11 @@ class PostgresStore(SqlStore):
             "postgresql+psycopg://", "postgresql://")
         engine = sa.create_engine(parsed, pool_pre_ping=True)
         super().__init__(url, site, engine, create=create)
+
+    def _among_many(self, column: sa.ColumnElement[Any], values: list[Any]
+                    ) -> sa.ColumnElement[bool]:
+        # ``column = ANY(:values)``: the ids as one text[] parameter (same index lookups)
+        return column == sa.any_(sa.bindparam(None, values, type_=ARRAY(sa.Text)))
 
     def _connect_writer(self) -> Any:
         import psycopg

@@ -48,6 +48,7 @@ from cmf_core.model.artifact import check_artifact_type
 from cmf_core.store import bulk, migrations, schema
 from cmf_core.store.base import (
     EXPORT_FIELDS,
+    IN_CHUNK,
     Closure,
     ExecutionFilter,
     ExportPage,
@@ -846,6 +847,27 @@ class SqlStore(Store):
             return [dict(r._mapping, detail=jsonutil.loads(r.detail)) for r in rows]
 
     # reading ---------------------------------------------------------------------------------
+    def _among(self, column: sa.ColumnElement[Any], ids: Iterable[Any]
+               ) -> sa.ColumnElement[bool]:
+        """``column IN ids`` for a caller's id list of any length.
+
+        Up to ``IN_CHUNK`` ids: a plain ``IN`` list (one bound value per id, the statement
+        small reads always had). More: :meth:`_among_many`, ONE bound value holding all the ids,
+        so no list reaches a statement's bound-value limit (PostgreSQL 65,535; SQLite 32,766 in
+        a default build). Not ``chunks`` of ``IN`` lists merged in Python: the read stays one
+        statement, so its ORDER BY (in the database's collation, which Python's sort need not
+        match), LIMIT/OFFSET, counts and other conditions stay exactly those of one ``IN``.
+        """
+        values = list(ids)
+        if len(values) <= IN_CHUNK:
+            return column.in_(values)
+        return self._among_many(column, values)
+
+    def _among_many(self, column: sa.ColumnElement[Any], values: list[Any]
+                    ) -> sa.ColumnElement[bool]:
+        """``column IN values`` with all of ``values`` in one bound value (per backend)."""
+        raise NotImplementedError
+
     def _rows(self, stmt: Any, params: dict[str, Any] | None = None) -> list[Any]:
         self._sync_reads()
         try:
@@ -901,8 +923,7 @@ class SqlStore(Store):
         rows = self._rows(sa.select(t).where(t.c.id == str(execution_id)))
         return self._execution(rows[0]) if rows else None
 
-    @staticmethod
-    def _exec_where(stmt: Any, where: ExecutionFilter | None) -> Any:
+    def _exec_where(self, stmt: Any, where: ExecutionFilter | None) -> Any:
         t = schema.executions
         if where is None:
             return stmt
@@ -919,7 +940,7 @@ class SqlStore(Store):
         if where.until is not None:
             stmt = stmt.where(t.c.started_at < where.until)
         if where.ids is not None:
-            stmt = stmt.where(t.c.id.in_(list(where.ids)))
+            stmt = stmt.where(self._among(t.c.id, where.ids))
         return stmt
 
     def list_executions(self, where: ExecutionFilter | None = None, limit: int | None = None,
@@ -971,7 +992,7 @@ class SqlStore(Store):
         if site is not None:
             stmt = stmt.where(t.c.site == site)
         if ids is not None:
-            stmt = stmt.where(t.c.id.in_(list(ids)))
+            stmt = stmt.where(self._among(t.c.id, ids))
         if pipeline is not None:
             ev, ex = schema.events, schema.executions
             sub = (sa.select(ev.c.artifact_id).join(ex, ex.c.id == ev.c.execution_id)
@@ -1005,16 +1026,16 @@ class SqlStore(Store):
         t = schema.events
         stmt = sa.select(t)
         if execution_ids is not None:
-            stmt = stmt.where(t.c.execution_id.in_(list(execution_ids)))
+            stmt = stmt.where(self._among(t.c.execution_id, execution_ids))
         if artifact_ids is not None:
-            stmt = stmt.where(t.c.artifact_id.in_(list(artifact_ids)))
+            stmt = stmt.where(self._among(t.c.artifact_id, artifact_ids))
         stmt = stmt.order_by(t.c.seq)
         return [Event(execution_id=r.execution_id, artifact_id=r.artifact_id, type=r.type)
                 for r in self._rows(stmt)]
 
     def metrics(self, execution_ids: Sequence[str]) -> list[Metric]:
         t = schema.metrics
-        stmt = (sa.select(t).where(t.c.execution_id.in_(list(execution_ids)))
+        stmt = (sa.select(t).where(self._among(t.c.execution_id, execution_ids))
                 .order_by(t.c.execution_id, t.c.name, t.c.step))
         return [Metric(execution_id=r.execution_id, name=r.name, value=r.value,
                        step=None if r.step == schema.STEP_SCALAR else r.step,
@@ -1024,7 +1045,7 @@ class SqlStore(Store):
         t = schema.energy
         stmt = sa.select(t).order_by(t.c.seq)
         if execution_ids is not None:
-            stmt = stmt.where(t.c.execution_id.in_(list(execution_ids)))
+            stmt = stmt.where(self._among(t.c.execution_id, execution_ids))
         return [EnergyRecord(execution_id=r.execution_id, site=r.site, energy_kwh=r.energy_kwh,
                              co2e_kg=r.co2e_kg, details=jsonutil.loads(r.details))
                 for r in self._rows(stmt)]

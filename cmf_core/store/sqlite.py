@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 import sqlite3
 from pathlib import Path
@@ -65,6 +66,13 @@ class SqliteStore(SqlStore):
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
         prepare(dbapi_conn)
+
+    def _among_many(self, column: sa.ColumnElement[Any], values: list[Any]
+                    ) -> sa.ColumnElement[bool]:
+        # ``column IN (SELECT value FROM json_each(:values))``: the ids as one JSON array
+        # parameter (JSON1: built into SQLite since 3.38 and into Python's builds before)
+        ids = sa.func.json_each(sa.bindparam(None, json.dumps(values), type_=sa.Text))
+        return column.in_(sa.select(ids.table_valued("value").c.value))
 
     def _connect_writer(self) -> Any:
         try:

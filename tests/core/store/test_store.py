@@ -382,3 +382,53 @@ def test_latest_executions_takes_the_latest_of_each_stage(store: Store) -> None:
     assert store.latest_executions([], 5) == []
     with pytest.raises(InvalidInputError, match="must be a whole number"):
         store.latest_executions(stages, 0)
+
+
+def _bind_as_default_sqlite(store: Store) -> None:
+    """Give a SQLite store's connections the bound-variable limit of SQLite's default build
+    (32,766): Debian compiles in 250,000, which would hide a statement that binds too many."""
+    import sqlalchemy as sa
+
+    engine = store.engine  # type: ignore[attr-defined]
+
+    @sa.event.listens_for(engine, "connect")
+    def _limit(dbapi_conn: sqlite3.Connection, _record: object) -> None:
+        dbapi_conn.setlimit(sqlite3.SQLITE_LIMIT_VARIABLE_NUMBER, 32_766)
+
+    engine.dispose()  # pooled connections were opened without the limit
+
+
+def test_reads_take_more_ids_than_a_statement_may_bind(store: Store) -> None:
+    """70,000 ids (over PostgreSQL's 65,535 bound values, SQLite's 32,766) in every read that
+    takes an id list: the same records, order and paging as the real ids alone."""
+    if store.kind == "sqlite":
+        _bind_as_default_sqlite(store)
+    arts = chain(store, "p", n=4) + chain(store, "q", n=3)
+    execs = store.list_executions()
+    store.put([EnergyRecord(e.id, "site-a", 0.5 + i, 0.1) for i, e in enumerate(execs)])
+    exec_ids = [e.id for e in execs][::-1][:5]  # some of them, not in store order
+    art_ids = [a.id for a in arts][::-1][:6]
+    unknown = [f"00000000-0000-4000-8000-{i:012d}" for i in range(70_000)]
+    many_e = unknown[:30_000] + exec_ids + unknown[30_000:] + exec_ids[:2]  # and repeated
+    many_a = unknown[:30_000] + art_ids + unknown[30_000:] + art_ids[:2]
+
+    assert store.events(execution_ids=many_e) == store.events(execution_ids=exec_ids) != []
+    assert store.events(artifact_ids=many_a) == store.events(artifact_ids=art_ids) != []
+    assert (store.events(execution_ids=many_e, artifact_ids=many_a)
+            == store.events(execution_ids=exec_ids, artifact_ids=art_ids) != [])
+    assert store.metrics(many_e) == store.metrics(exec_ids) != []
+    assert store.energy(many_e) == store.energy(exec_ids) != []
+    for where in (ExecutionFilter(ids=many_e), ExecutionFilter(pipeline="q", ids=many_e)):
+        few = ExecutionFilter(pipeline=where.pipeline, ids=exec_ids)
+        assert store.count_executions(where) == store.count_executions(few) > 0
+        for limit, offset in ((None, 0), (2, 1), (100, 4)):
+            assert (store.list_executions(where, limit, offset)
+                    == store.list_executions(few, limit, offset))
+    assert len(store.list_executions(ExecutionFilter(ids=many_e))) == 5
+    for kw in ({}, {"pipeline": "q"}, {"type": "Dataset", "limit": 2, "offset": 3}):
+        assert (store.find_artifacts(ids=many_a, **kw)
+                == store.find_artifacts(ids=art_ids, **kw) != [])
+    assert len(store.find_artifacts(ids=many_a)) == 6
+    assert store.existing_keys("execution", many_e) == set(exec_ids)
+    assert store.export_related(many_e, many_a).rows == store.export_related(
+        exec_ids, art_ids).rows
