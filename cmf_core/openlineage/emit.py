@@ -9,7 +9,9 @@ An event the sink refuses as invalid (a validation error, or HTTP 400/413/422 fr
 a spool file that cannot be read (torn by a crash) go to ``rejected/``, with a ``.reason`` file
 when replayed; only failures of the sink itself (down, 5xx, too slow) keep events waiting.
 After the sink overran the timeout, the process's events go straight to the spool for
-:data:`SINK_BACKOFF_S`, so a stuck store costs a task one timeout, not one per event.
+:data:`SINK_BACKOFF_S`, so a stuck store costs a task one timeout, not one per event; the
+overrun is also noted in the spool folder (``.backoff.<target key>``), so the tasks that start
+in other processes during that time spool at once too, instead of each paying the timeout.
 Nothing is lost and nothing raises into the caller: ``emit`` returns ``False`` instead.
 
 A sink has ``kind``, ``send(event_dict)`` (raise on failure) and ``close()``.
@@ -163,7 +165,9 @@ class Emitter:
         self.key = target_key(self.target)
         self.sent = 0
         self.spooled = 0
-        self.stuck_until = 0.0  # monotonic time until which events skip the sink (see emit)
+        # monotonic time until which events skip the sink (see emit); another process's recent
+        # overrun of the same sink counts too
+        self.stuck_until = self._shared_backoff()
 
     # sending ---------------------------------------------------------------------------------
     def emit(self, event: Any) -> bool:
@@ -182,11 +186,12 @@ class Emitter:
             self.sent += 1
             return True
         except Timeout as e:
-            self.stuck_until = time.monotonic() + SINK_BACKOFF_S
+            self.back_off()
             kept = self.spool(data)
             report(f"recording to the {self.sink.kind} sink", e,
-                   f"the event is spooled for retry, and so are this process's events of the "
-                   f"next {SINK_BACKOFF_S:.0f} s without waiting" if kept else "")
+                   f"the event is spooled for retry, and so are the events of the next "
+                   f"{SINK_BACKOFF_S:.0f} s (of any process with this spool folder) without "
+                   "waiting" if kept else "")
             return False
         except InvalidEventError as e:
             kept = self.spool(data, rejected=True)
@@ -198,6 +203,32 @@ class Emitter:
             report(f"recording to the {self.sink.kind} sink", e,
                    "the event is spooled for retry" if kept else "")
             return False
+
+    def back_off(self) -> None:
+        """The sink overran the timeout: skip it for :data:`SINK_BACKOFF_S` in this process, and
+        note it in the spool folder for the processes that start meanwhile (never raises)."""
+        self.stuck_until = time.monotonic() + SINK_BACKOFF_S
+        try:
+            self.spool_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.spool_dir / f".backoff.{self.key}.{os.getpid()}.tmp"
+            tmp.write_text(f"{time.time() + SINK_BACKOFF_S:.3f}\n", encoding="utf-8")
+            os.replace(tmp, self._backoff_path())
+        except Exception as e:
+            report("noting a stuck sink in the spool folder", e)
+
+    def _backoff_path(self) -> Path:
+        return self.spool_dir / f".backoff.{self.key}"
+
+    def _shared_backoff(self) -> float:
+        """The monotonic time until which another process's overrun of this sink holds (0: none
+        or expired). A note further ahead than :data:`SINK_BACKOFF_S` (the wall clock moved
+        back) is ignored."""
+        try:
+            until = float(self._backoff_path().read_text(encoding="utf-8").strip())
+        except (OSError, ValueError):
+            return 0.0
+        left = until - time.time()
+        return time.monotonic() + left if 0 < left <= SINK_BACKOFF_S else 0.0
 
     def spool(self, data: dict[str, Any], rejected: bool = False) -> Path | None:
         """Write ``data`` to the spool folder for a later retry (atomic; never raises)."""
@@ -319,12 +350,13 @@ def get_emitter(settings: Settings | None = None) -> Emitter:
         em = _EMITTERS.get(key)
         if em is None:
             em = _EMITTERS[key] = Emitter(settings)
-            if em.spooled_files():
+            # not while the sink is known to be stuck (by this emitter's note or another's)
+            if time.monotonic() >= em.stuck_until and em.spooled_files():
                 try:
                     run_bounded(lambda: em.retry_spool(limit=100), settings.hook_timeout_s,
                                 "replaying the spool")
                 except Exception as e:
                     if isinstance(e, Timeout):
-                        em.stuck_until = time.monotonic() + SINK_BACKOFF_S
+                        em.back_off()
                     report("replaying the spool", e)
         return em

@@ -278,3 +278,49 @@ def test_a_stuck_store_costs_one_timeout_not_one_per_event(tmp_path: Path) -> No
     fresh.close()
     with open_store(settings=settings) as s:
         assert all(s.get_execution(run) is not None for run in runs)
+
+
+def test_a_stuck_store_costs_the_next_processes_no_timeout(tmp_path: Path) -> None:
+    """The first process that finds the store stuck notes it in the spool folder; an emitter
+    made meanwhile (as in the next task's process) spools at once and does not replay the spool
+    into the stuck store; once the note has expired, the sink is used again."""
+    import sqlite3
+
+    from cmf_core.openlineage import emit
+
+    settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
+    open_store(settings=settings).close()
+    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        first = Emitter(settings)
+        assert first.emit(run_event(str(uuid.uuid4()))) is False  # waited 0.5 s, spooled
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    note = settings.spool_path / f".backoff.{first.key}"
+    assert note.is_file()
+
+    class Counting(Sink):
+        kind = "counting"
+        calls = 0
+
+        def send(self, event: dict) -> None:
+            Counting.calls += 1
+
+    later = Emitter(settings, sink=Counting())  # the store is free again, but it cannot know
+    assert later.emit(run_event(str(uuid.uuid4()))) is False
+    assert Counting.calls == 0 and len(later.spooled_files()) == 2
+    emit._EMITTERS.clear()
+    try:  # a process's first emitter does not replay into a sink noted as stuck
+        assert len(emit.get_emitter(settings).spooled_files()) == 2
+    finally:
+        emit._EMITTERS.clear()
+
+    note.write_text("not a time")  # unreadable or expired notes are ignored
+    assert Emitter(settings, sink=Counting()).emit(run_event(str(uuid.uuid4()))) is True
+    import time
+    note.write_text(f"{time.time() - 1}")
+    fresh = Emitter(settings)
+    assert fresh.retry_spool() == (2, 0)
+    fresh.close()
