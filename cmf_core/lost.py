@@ -4,8 +4,10 @@ A task killed outright (``SIGKILL``, the out-of-memory killer, a node going down
 its end, so its execution would stay "running" forever. :func:`find_lost` judges the running
 executions recorded on this host (see :mod:`cmf_core.process`): one whose process is gone is
 *lost*; one whose process still runs is left alone, and so is one recorded on another host or
-without process facts (``unknown``), or one with an event still waiting in the spool folder
-(its real end may be among them: ``cmf spool retry`` records them). :func:`mark_lost` records
+without process facts (``unknown``), or one whose process the orchestrator released while the
+run goes on (``cmf.process_released``: deferred, waiting for input; ``unknown`` too), or one
+with an event still waiting in the spool folder (its real end may be among them: ``cmf spool
+retry`` records them). :func:`mark_lost` records
 each lost execution's end as an OpenLineage FAIL event through ingest, like any other end: the
 raw event, the journal, federation and the lineage API all see it. A second pass marks nothing.
 :func:`lost_among` judges the same way the executions a listing shows (``cmf executions``,
@@ -22,7 +24,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmf_core.model import Execution, ExecutionStatus
-from cmf_core.process import ProcessInfo, ProcessState, process_state
+from cmf_core.process import ProcessInfo, ProcessState, is_released, process_state
 
 if TYPE_CHECKING:
     from cmf_core.store.base import Store
@@ -51,7 +53,7 @@ class RunningCheck:
 
     lost: tuple[LostExecution, ...] = ()
     alive: int = 0  # their process still runs
-    unknown: int = 0  # another host or pid namespace, or no process facts
+    unknown: int = 0  # another host or pid namespace, no process facts, or released
     waiting: int = 0  # an event of theirs waits in the spool folder
 
 
@@ -83,9 +85,10 @@ def _running(store: Store, pipeline: str | None) -> Iterator[Execution]:
 
 
 def judge(execution: Execution) -> tuple[ProcessState, ProcessInfo | None]:
-    """The state of ``execution``'s process, seen from here (``unknown`` if not running)."""
+    """The state of ``execution``'s process, seen from here: ``unknown`` if not running, or if
+    the orchestrator released its process while the run goes on (it waits without one)."""
     info = ProcessInfo.from_properties(execution.properties)
-    if execution.status is not ExecutionStatus.RUNNING:
+    if execution.status is not ExecutionStatus.RUNNING or is_released(execution.properties):
         return ProcessState.UNKNOWN, info
     return process_state(info), info
 

@@ -16,15 +16,22 @@ machine) and the start is compared in clock ticks since boot, exactly, which no 
 the wall clock moves. A process recorded on another host, another boot (another machine of
 the same name, or this one before a restart) or another pid namespace, or an execution
 without the property, is never judged: its state is ``unknown``.
+
+An orchestrator may release a run's process while the run goes on (an Airflow try deferred to
+its trigger, waiting for human input or rescheduled): the adapter that recorded the process
+then records :func:`released_property` too (``cmf.process_released``: when, and why), and the
+run, waiting without a process, is never judged either (see :func:`cmf_core.lost.judge`).
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import functools
 import os
 import socket
 import sys
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -34,6 +41,10 @@ _TICK = os.sysconf("SC_CLK_TCK") if _LINUX else 100
 
 PROPERTY = "cmf.process"
 """Execution property holding the :class:`ProcessInfo` of the process that ran it."""
+
+RELEASED = "cmf.process_released"
+"""Execution property recorded when the orchestrator released the run's process while the run
+goes on (it waits without a process): ``{"at": RFC 3339 time, "reason": text}``."""
 
 START_TIME_TOLERANCE_S = 1.0
 """Where start times are compared in seconds (not on Linux, where clock ticks since boot are
@@ -91,7 +102,7 @@ class ProcessState(enum.StrEnum):
 
     ALIVE = "alive"
     GONE = "gone"  # no such process (or a zombie), or its pid now belongs to another process
-    UNKNOWN = "unknown"  # another host or pid namespace, or nothing recorded: never judged
+    UNKNOWN = "unknown"  # another host or pid namespace, nothing recorded, or released
 
 
 def host_name() -> str:
@@ -203,6 +214,21 @@ def process_property() -> dict[str, Any]:
         return {PROPERTY: this_process().to_dict()}
     except Exception:  # its start time cannot be read: the execution is just not judged
         return {}
+
+
+def released_property(reason: str, at: float | None = None) -> dict[str, Any]:
+    """``{"cmf.process_released": ...}``: the run's process was released by the orchestrator
+    at ``at`` (Unix seconds, default now) for ``reason`` (e.g. ``deferred``), and the run waits
+    without a process; merged into its properties, it is never judged lost."""
+    when = time.time() if at is None else at
+    return {RELEASED: {"at": dt.datetime.fromtimestamp(when, dt.UTC).isoformat(
+        timespec="microseconds"), "reason": str(reason)}}
+
+
+def is_released(properties: Mapping[str, Any]) -> bool:
+    """Whether execution ``properties`` say the run's process was released (any recorded value
+    counts: a run is never guessed lost)."""
+    return properties.get(RELEASED) is not None
 
 
 def process_state(info: ProcessInfo | None) -> ProcessState:

@@ -38,7 +38,8 @@ def reap(
     Each is recorded as failed, ended now, with the error "process PID on host HOST ended
     without reporting an end". Executions recorded on another host, another boot or another
     pid namespace, or without process facts (runs that may wait without a process, such as
-    deferred Airflow tries and Prefect flow runs, record none) are never judged, nor are
+    deferrable Airflow tries and Prefect flow runs, record none), or whose process the
+    orchestrator released while they wait (a deferred Airflow try) are never judged, nor are
     those with events waiting in the spool folder (`cmf spool retry` records them first).
     Running it again marks nothing new.
 
@@ -78,8 +79,8 @@ def _summary(check: RunningCheck, done: int, dry_run: bool) -> str:
             f"Marked {done} lost execution(s) failed." if done else "No lost executions.")
     kept = [f"{n} {what}" for n, what in (
         (check.alive, "whose process still runs"),
-        (check.unknown, "not judged (recorded on another host, boot or pid namespace, or "
-                        "without process facts: unknown)"),
+        (check.unknown, "not judged (recorded on another host, boot or pid namespace, "
+                        "without process facts, or waiting without a process: unknown)"),
         (check.waiting, "with events waiting in the spool (`cmf spool retry` records them)"),
     ) if n]
     return head + (f" Left running: {'; '.join(kept)}." if kept else "")

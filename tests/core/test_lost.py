@@ -11,11 +11,18 @@ from pathlib import Path
 
 import pytest
 
-from cmf_core.lost import find_lost, mark_lost, spooled_run_ids
+from cmf_core.lost import find_lost, judge, lost_among, mark_lost, spooled_run_ids
 from cmf_core.model import Execution, ExecutionStatus
 from cmf_core.openlineage.emit import write_spool_file
 from cmf_core.openlineage.ingest import ingest
-from cmf_core.process import PROPERTY, host_name, this_process
+from cmf_core.process import (
+    PROPERTY,
+    RELEASED,
+    ProcessState,
+    host_name,
+    released_property,
+    this_process,
+)
 from cmf_core.store import Store, open_store
 from tests.support.processes import start_execution
 
@@ -139,3 +146,54 @@ def test_many_running_executions_are_read_page_by_page(sqlite_store: Store,
     ids = {_running(sqlite_store, host_name(), _ended_pid(), stage=f"s{i}").id
            for i in range(5)}
     assert {x.execution.id for x in find_lost(sqlite_store).lost} == ids
+
+
+def _event(execution_id: str, event_type: str, status: str, properties: dict | None = None
+           ) -> dict:
+    """An OpenLineage event of the ``oom.train`` run ``execution_id`` (a later event of it)."""
+    return {
+        "eventType": event_type, "eventTime": "2026-01-01T00:00:00Z",
+        "producer": "https://example.com/orchestrator",
+        "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+        "run": {"runId": execution_id, "facets": {"cmf_execution": {
+            "_producer": "https://example.com/orchestrator",
+            "_schemaURL": "https://example.com/schema.json",
+            "status": status, "pipeline": "oom", "stage": "train",
+            "properties": properties or {}}}},
+        "job": {"namespace": "default", "name": "oom.train"}}
+
+
+def test_a_run_whose_process_was_released_waits_and_is_never_lost(tmp_path: Path) -> None:
+    """The orchestrator released the run's process (a deferred task): the process is gone,
+    the run goes on without one. A later RUNNING event records it; nothing judges it lost."""
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    child = start_execution(url)
+    with open_store(url, "hpc") as store:
+        ingest(_event(child.execution_id, "RUNNING", "running",
+                      released_property("deferred")), store, "hpc")
+        child.kill()  # its process ends; the run waits for its trigger
+        ex = store.get_execution(child.execution_id)
+        assert ex is not None and ex.status is ExecutionStatus.RUNNING
+        # the first process's facts stay; the release is added beside them
+        assert ex.properties[PROPERTY]["pid"] == child.proc.pid
+        assert ex.properties[RELEASED]["reason"] == "deferred"
+        assert judge(ex)[0] is ProcessState.UNKNOWN
+        assert lost_among([ex], tmp_path / "spool") == {}
+        check = find_lost(store)
+        assert (check.lost, check.alive, check.unknown) == ((), 0, 1)
+        # resumed elsewhere and finished: its end is recorded as usual
+        ingest(_event(child.execution_id, "COMPLETE", "completed"), store, "hpc")
+        assert store.get_execution(child.execution_id).status is ExecutionStatus.COMPLETED
+
+
+def test_a_released_run_is_not_lost_whatever_the_release_says(sqlite_store: Store) -> None:
+    gone = _running(sqlite_store, host_name(), _ended_pid())
+    odd = replace(gone, id="01a21ae7-ac47-75d1-9cf5-e37460dee77d",
+                  properties={**gone.properties, RELEASED: "yes"})  # malformed: still counts
+    kept = replace(gone, id="01a21ae7-ac47-75d1-9cf5-e37460dee77e",
+                   properties={**gone.properties, **released_property("awaiting_input", 0.0)})
+    sqlite_store.put([odd, kept])
+    assert kept.properties[RELEASED] == {"at": "1970-01-01T00:00:00.000000+00:00",
+                                         "reason": "awaiting_input"}
+    assert [x.execution.id for x in find_lost(sqlite_store).lost] == [gone.id]
+    assert set(lost_among(sqlite_store.list_executions())) == {gone.id}

@@ -27,6 +27,11 @@ With ``[cmf] lineage_source = openlineage`` (or ``auto`` when the OpenLineage pr
 CMF), the provider's own events record the task and its datasets; this adapter then emits a
 single ``OTHER`` event for the same run with what the provider cannot know (energy, parameters,
 XCom summary, metrics, logged artifacts), which ingest merges without changing the status.
+
+A try that leaves its process without an end (deferred to its trigger without declaring it,
+awaiting input, rescheduled) gets no end hook, only ``before_stopping``: :meth:`CmfAdapter.stopping`
+then records, with a RUNNING event, that its process was released (``cmf.process_released``), so
+``cmf reap`` never takes the wait for a kill; the process that resumes it records its end.
 """
 
 from __future__ import annotations
@@ -62,7 +67,7 @@ from cmf_airflow.facts import (
 from cmf_airflow.ids import TaskKey
 from cmf_airflow.values import jsonable, summarise
 from cmf_airflow.worker import Background
-from cmf_core.process import process_property
+from cmf_core.process import PROPERTY, process_property, released_property
 
 if TYPE_CHECKING:
     from cmf_core.config import Settings
@@ -73,6 +78,10 @@ log = logging.getLogger("cmf")
 INLINE_DIGEST_BYTES = 4 * 2**20
 """Datasets up to this size in all are digested in the hook's own thread (a few ms at most)."""
 
+ENDED_STATES = frozenset({"success", "failed", "up_for_retry", "skipped", "upstream_failed",
+                          "removed"})
+"""Task instance states of a try that has ended (Airflow calls an end hook for it)."""
+
 
 # one running try ----------------------------------------------------------------------------
 @dataclass
@@ -80,6 +89,7 @@ class TaskRun:
     """State of one task try in this process, from START to its end."""
 
     key: TaskKey
+    ti: Any  # the try's task instance (its state tells, at the end, why it left)
     options: conf.Snapshot
     settings: Settings
     emitter: Emitter | None
@@ -155,13 +165,25 @@ class TaskRun:
 
 
 def may_wait(ti: Any, task: Any) -> bool:
-    """Whether a try can pause with no process while it stays running: a deferrable
-    operator, a sensor in ``reschedule`` mode, or a try resumed from its trigger. Its
-    process is then not recorded, so ``cmf reap`` never takes the wait for a kill (an
-    operator that defers without saying so is not caught: docs/airflow.md)."""
+    """Whether a try says beforehand that it can pause with no process while it stays running:
+    a deferrable operator, a sensor in ``reschedule`` mode, or a try resumed from its trigger.
+    Its process is then not recorded, so ``cmf reap`` never takes the wait for a kill. A try
+    that pauses without saying so (an operator calling ``self.defer()`` with no ``deferrable``
+    attribute, one awaiting input) is recorded, and released when it leaves its process
+    (:meth:`CmfAdapter.stopping`)."""
     return bool(getattr(task, "deferrable", False) or getattr(task, "start_from_trigger", False)
                 or getattr(task, "mode", None) == "reschedule"
                 or getattr(ti, "next_method", None))
+
+
+def left_waiting(ti: Any) -> str | None:
+    """Why a try whose process stops before its end was recorded goes on without a process:
+    the state it left its instance in (``deferred``, ``awaiting_input``,
+    ``up_for_reschedule``; ``unknown`` if unreadable). None if that state is an end (its end
+    hook was missed: it waits for nothing)."""
+    state = getattr(ti, "state", None)
+    name = str(getattr(state, "value", state) or "unknown")
+    return None if name in ENDED_STATES else name
 
 
 class CmfAdapter:
@@ -210,6 +232,7 @@ class CmfAdapter:
         task = ti.task
         run = TaskRun(
             key=key,
+            ti=ti,
             options=snap,
             settings=settings,
             emitter=None,  # got in the worker: a new emitter first replays the spool
@@ -326,6 +349,41 @@ class CmfAdapter:
             log.warning("cmf: the START event of %s is still being recorded; the terminal "
                         "event goes ahead (no impact on the task)", run.key.job_name)
 
+    def stopping(self) -> None:
+        """The process stops (Airflow's ``before_stopping``): each try started here that got
+        no end leaves its process while it stays un-finished (:func:`left_waiting`). Where its
+        process was recorded, record that the orchestrator released it (a RUNNING event with
+        ``cmf.process_released``), so ``cmf reap`` never takes the wait for a kill; the
+        process that resumes the try records its end. Never raises."""
+        with self._lock:
+            left = [(slot, run, reason) for slot, run in self._runs.items()
+                    if (reason := left_waiting(run.ti)) is not None]
+            for slot, _run, _ in left:
+                del self._runs[slot]
+        for _, run, reason in left:
+            try:
+                self._release(run, reason)
+            except Exception as e:
+                from cmf_core.guard import report
+
+                report("recording a task's wait without a process", e)
+
+    def _release(self, run: TaskRun, reason: str) -> None:
+        if run.monitor is not None:
+            run.monitor.stop()  # the wait is not the task's work (its resume measures anew)
+        run.release()
+        self._join_start(run)
+        if run.mode != "listener" or PROPERTY not in run.properties:
+            return  # its process was never recorded: nothing can take the wait for a kill
+        with run.lock:
+            run.properties.update(released_property(reason))
+        event = self.build_event(run, "RUNNING", "running", dt.datetime.now(dt.UTC))
+        if run.emitter is None:  # the worker did not get to it in time
+            from cmf_core.openlineage.emit import get_emitter
+
+            run.emitter = get_emitter(run.settings)
+        run.emitter.emit(event)  # recorded now, or spooled (`cmf reap` then waits for it)
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait (bounded) for events still being recorded: START events of running tries and
         queued DAG-run events. True if everything was recorded in time."""
@@ -354,7 +412,7 @@ class CmfAdapter:
             SiteRunFacet,
         )
 
-        key, terminal = run.key, event_type != "START"
+        key, terminal = run.key, event_type not in ("START", "RUNNING")
         with run.lock:
             properties = dict(run.properties)
             params = dict(run.params)

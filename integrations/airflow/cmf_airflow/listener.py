@@ -3,7 +3,10 @@
 Airflow 3 calls these hooks in the task's own process (the task runner), around the task's
 ``execute``: ``on_task_instance_running`` before it, then one of ``..._success``,
 ``..._failed`` (also for a try that will be retried) or ``..._skipped``, then
-``before_stopping``. No hook declares ``session`` (Airflow 3 rejects hookimpls that do).
+``before_stopping``. A try that leaves its process without an end (deferred, awaiting input,
+rescheduled) gets ``before_stopping`` only: the adapter then records that the try waits without
+a process (:meth:`~cmf_airflow.adapter.CmfAdapter.stopping`). No hook declares ``session``
+(Airflow 3 rejects hookimpls that do).
 
 Every hook body is guarded by :func:`cmf_core.guard.never_raise`: a failure is logged once at
 WARNING ("no impact on the task"), its traceback at DEBUG, and counted; the task goes on. The
@@ -84,6 +87,7 @@ class CmfListener:
 
     @hookimpl
     def before_stopping(self, component: Any) -> None:
+        self._stopping()
         self._flush()
 
     # guarded bodies ---------------------------------------------------------------------------
@@ -99,6 +103,10 @@ class CmfListener:
     def _dag_run(self, dag_run: Any, status: str, msg: str | None) -> None:
         if not conf.is_disabled():
             self.adapter.dag_run(dag_run, status, msg)
+
+    @never_raise("recording a task's wait without a process")
+    def _stopping(self) -> None:
+        self.adapter.stopping()
 
     @never_raise("flushing task records")
     def _flush(self) -> None:

@@ -18,7 +18,7 @@ import cmf_core.lost
 from cmf_core.config import load_settings
 from cmf_core.model import Execution, ExecutionStatus
 from cmf_core.openlineage.emit import write_spool_file
-from cmf_core.process import PROPERTY, describe, this_process
+from cmf_core.process import PROPERTY, describe, released_property, this_process
 from cmf_core.store import Store
 from tests.core.server.conftest import LiveServer
 from tests.support.processes import RunningChild, start_execution
@@ -48,6 +48,7 @@ class Recorded:
     bare: str  # no process facts: running
     odd: str  # a malformed cmf.process: running
     done: str  # completed, its process gone: not lost
+    released: str  # its process gone, released by the orchestrator (deferred): running
 
 
 @pytest.fixture
@@ -59,9 +60,9 @@ def recorded(sqlite_store: Store, tmp_path: Path) -> Iterator[Recorded]:
     here = this_process().to_dict()
 
     def put(stage: str, props: dict[str, Any] | None,
-            status: ExecutionStatus = ExecutionStatus.RUNNING) -> str:
+            status: ExecutionStatus = ExecutionStatus.RUNNING, **more: Any) -> str:
         ex = Execution(pipeline="p", stage=stage, site="site-a", status=status,
-                       properties={PROPERTY: props} if props is not None else {})
+                       properties={**({PROPERTY: props} if props is not None else {}), **more})
         sqlite_store.put([ex])
         return ex.id
 
@@ -72,7 +73,8 @@ def recorded(sqlite_store: Store, tmp_path: Path) -> Iterator[Recorded]:
         elsewhere=put("elsewhere", {**gone, "host": "another-host.example"}),
         bare=put("bare", None),
         odd=put("odd", {"host": here["host"], "pid": "1", "create_time": []}),
-        done=put("done", gone, ExecutionStatus.COMPLETED))
+        done=put("done", gone, ExecutionStatus.COMPLETED),
+        released=put("released", gone, **released_property("deferred")))
 
 
 def _lost_flags(c: httpx.Client, **params: Any) -> dict[str, bool]:

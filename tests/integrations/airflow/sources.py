@@ -108,3 +108,33 @@ def retried():
 
 retried()
 '''
+
+DEFERRING = '''
+import datetime as dt
+
+from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
+from airflow.sdk import BaseOperator, dag, task
+
+
+class Later(BaseOperator):
+    """Defers to a trigger without saying so: no ``deferrable`` attribute."""
+
+    def execute(self, context):
+        self.defer(trigger=TimeDeltaTrigger(dt.timedelta(milliseconds=50)),
+                   method_name="resume")
+
+    def resume(self, context, event=None):
+        return "resumed"
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def deferring():
+    @task
+    def after(value: str) -> str:
+        return value
+
+    after(Later(task_id="wait").output)
+
+
+deferring()
+'''
