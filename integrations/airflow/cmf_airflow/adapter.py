@@ -78,9 +78,9 @@ log = logging.getLogger("cmf")
 INLINE_DIGEST_BYTES = 4 * 2**20
 """Datasets up to this size in all are digested in the hook's own thread (a few ms at most)."""
 
-ENDED_STATES = frozenset({"success", "failed", "up_for_retry", "skipped", "upstream_failed",
-                          "removed"})
-"""Task instance states of a try that has ended (Airflow calls an end hook for it)."""
+WAITING_STATES = frozenset({"deferred", "awaiting_input", "up_for_reschedule"})
+"""Task instance states of a try that leaves its process without an end and goes on later in
+another process (its trigger fired, its input given, its next poke)."""
 
 
 # one running try ----------------------------------------------------------------------------
@@ -178,12 +178,12 @@ def may_wait(ti: Any, task: Any) -> bool:
 
 def left_waiting(ti: Any) -> str | None:
     """Why a try whose process stops before its end was recorded goes on without a process:
-    the state it left its instance in (``deferred``, ``awaiting_input``,
-    ``up_for_reschedule``; ``unknown`` if unreadable). None if that state is an end (its end
-    hook was missed: it waits for nothing)."""
+    the state it left its instance in, one of :data:`WAITING_STATES`. None for any other state
+    (an end whose hook was missed, a try still running as its process stops, an unreadable
+    state): such a try waits for nothing, and if its process is gone ``cmf reap`` may end it."""
     state = getattr(ti, "state", None)
-    name = str(getattr(state, "value", state) or "unknown")
-    return None if name in ENDED_STATES else name
+    name = str(getattr(state, "value", state) or "")
+    return name if name in WAITING_STATES else None
 
 
 class CmfAdapter:

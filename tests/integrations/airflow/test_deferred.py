@@ -77,7 +77,7 @@ def test_a_try_deferred_without_saying_so_resumes_and_completes(run_dag, cmf_sto
 
 @pytest.mark.parametrize(("state", "reason"), [
     ("deferred", "deferred"), ("awaiting_input", "awaiting_input"),
-    ("up_for_reschedule", "up_for_reschedule"), (None, "unknown"),
+    ("up_for_reschedule", "up_for_reschedule"), (None, None), ("running", None),
     ("success", None), ("failed", None), ("up_for_retry", None), ("skipped", None)])
 def test_which_tries_left_without_an_end_wait(state: str | None, reason: str | None) -> None:
     from airflow.utils.state import TaskInstanceState
