@@ -180,7 +180,8 @@ def fail_event(lost: LostExecution, at: float) -> dict[str, Any]:
 def mark_lost(store: Store, lost: Iterable[LostExecution], at: float | None = None
               ) -> list[LostExecution]:
     """Record the end (failed, :attr:`LostExecution.error`, ended ``at``, default now) of each
-    execution of ``lost`` still running in ``store``, in one write; returns those marked."""
+    execution of ``lost`` that is still lost as read again from ``store`` now (running, not
+    released meanwhile, its process still gone), in one write; returns those marked."""
     from cmf_core.openlineage.ingest import prepare
 
     when = time.time() if at is None else at
@@ -188,8 +189,8 @@ def mark_lost(store: Store, lost: Iterable[LostExecution], at: float | None = No
     records: list[Any] = []
     for item in lost:
         current = store.get_execution(item.execution.id)
-        if current is None or current.status is not ExecutionStatus.RUNNING:
-            continue  # ended meanwhile: its own end stands
+        if current is None or judge(current)[0] is not ProcessState.GONE:
+            continue  # ended or released meanwhile (e.g. deferred as its process stopped)
         records += prepare(fail_event(item, when), item.execution.site)[0]
         marked.append(item)
     if records:

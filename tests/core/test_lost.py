@@ -186,6 +186,22 @@ def test_a_run_whose_process_was_released_waits_and_is_never_lost(tmp_path: Path
         assert store.get_execution(child.execution_id).status is ExecutionStatus.COMPLETED
 
 
+def test_a_run_released_after_it_was_judged_is_not_marked(tmp_path: Path) -> None:
+    """`cmf reap` read the run while it ran; its process then recorded the release and exited
+    (a deferral). Marking re-judges the run as stored now, so it is not failed, and the end
+    its resume records stands (a failure recorded first would outrank it for good)."""
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    child = start_execution(url)
+    with open_store(url, "hpc") as store:
+        child.kill()
+        (lost,) = find_lost(store).lost  # judged before the release landed
+        ingest(_event(child.execution_id, "RUNNING", "running",
+                      released_property("deferred")), store, "hpc")
+        assert mark_lost(store, [lost]) == []
+        ingest(_event(child.execution_id, "COMPLETE", "completed"), store, "hpc")
+        assert store.get_execution(child.execution_id).status is ExecutionStatus.COMPLETED
+
+
 def test_a_released_run_is_not_lost_whatever_the_release_says(sqlite_store: Store) -> None:
     gone = _running(sqlite_store, host_name(), _ended_pid())
     odd = replace(gone, id="01a21ae7-ac47-75d1-9cf5-e37460dee77d",
