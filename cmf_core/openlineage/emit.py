@@ -20,6 +20,7 @@ A sink has ``kind``, ``send(event_dict)`` (raise on failure) and ``close()``.
 from __future__ import annotations
 
 import abc
+import contextlib
 import hashlib
 import json
 import logging
@@ -165,9 +166,15 @@ class Emitter:
         self.key = target_key(self.target)
         self.sent = 0
         self.spooled = 0
-        # monotonic time until which events skip the sink (see emit); another process's recent
-        # overrun of the same sink counts too
+        # monotonic time until which events skip the sink (see emit): this emitter's own overrun
+        # (``overran_until``, which ``close`` heeds) or another process's recent one (its note)
+        self.overran_until = 0.0
         self.stuck_until = self._shared_backoff()
+        self._noted = self.stuck_until > 0  # a note of this sink exists: remove it once it works
+        if self._noted:
+            log.info("cmf: the %s sink overran its timeout in another process moments ago; this "
+                     "process's events are spooled without waiting for %.0f s more",
+                     self.sink.kind, self.stuck_until - time.monotonic())
 
     # sending ---------------------------------------------------------------------------------
     def emit(self, event: Any) -> bool:
@@ -184,6 +191,7 @@ class Emitter:
             run_bounded(lambda: self.sink.send(data), self.settings.hook_timeout_s,
                         f"recording to the {self.sink.kind} sink")
             self.sent += 1
+            self._works()
             return True
         except Timeout as e:
             self.back_off()
@@ -207,14 +215,23 @@ class Emitter:
     def back_off(self) -> None:
         """The sink overran the timeout: skip it for :data:`SINK_BACKOFF_S` in this process, and
         note it in the spool folder for the processes that start meanwhile (never raises)."""
-        self.stuck_until = time.monotonic() + SINK_BACKOFF_S
+        self.stuck_until = self.overran_until = time.monotonic() + SINK_BACKOFF_S
         try:
             self.spool_dir.mkdir(parents=True, exist_ok=True)
-            tmp = self.spool_dir / f".backoff.{self.key}.{os.getpid()}.tmp"
+            tmp = (self.spool_dir
+                   / f".backoff.{self.key}.{os.getpid()}.{threading.get_ident()}.tmp")
             tmp.write_text(f"{time.time() + SINK_BACKOFF_S:.3f}\n", encoding="utf-8")
             os.replace(tmp, self._backoff_path())
+            self._noted = True
         except Exception as e:
             report("noting a stuck sink in the spool folder", e)
+
+    def _works(self) -> None:
+        """The sink took an event: a note of its overrun, if this emitter knows of one, goes."""
+        if self._noted:
+            self._noted = False
+            with contextlib.suppress(OSError):
+                self._backoff_path().unlink(missing_ok=True)
 
     def _backoff_path(self) -> Path:
         return self.spool_dir / f".backoff.{self.key}"
@@ -297,6 +314,8 @@ class Emitter:
                 break
             path.unlink(missing_ok=True)
             sent += 1
+        if sent and from_target is None:
+            self._works()
         return sent, len(self.spooled_files(from_target))
 
     def spool_counts(self) -> list[tuple[str, int, int]]:
@@ -327,7 +346,7 @@ class Emitter:
         """Release the sink; True if it closed in time. Right after the sink overran (see
         :meth:`emit`) it is left as is: closing would wait for the stuck send, and what it
         holds is durable (the store's journal, the spool)."""
-        if time.monotonic() < self.stuck_until:
+        if time.monotonic() < self.overran_until:
             return False
         try:
             run_bounded(self.sink.close, timeout, "closing the sink")

@@ -24,8 +24,10 @@ LOST_DOC = ("Each execution has `lost`: true for a running execution recorded on
             "host (`properties[\"cmf.process\"]`: host, pid) whose process has ended without "
             "reporting an end (killed, e.g. out of memory) and has no event waiting in the "
             "server's spool folder; `cmf reap` on that host marks it failed. Recorded on "
-            "another host, boot or pid namespace, or without process facts: false (never "
-            "guessed). Shown as `running (lost)` by `cmf executions`.")
+            "another host, boot or pid namespace, without process facts, or whose process "
+            "the orchestrator released while it waits (`cmf.process_released`, e.g. a "
+            "deferred task): false (never guessed). Shown as `running (lost)` by "
+            "`cmf executions`.")
 """What ``lost`` means, in the route descriptions (OpenAPI)."""
 
 

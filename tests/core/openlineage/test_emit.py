@@ -311,16 +311,22 @@ def test_a_stuck_store_costs_the_next_processes_no_timeout(tmp_path: Path) -> No
     later = Emitter(settings, sink=Counting())  # the store is free again, but it cannot know
     assert later.emit(run_event(str(uuid.uuid4()))) is False
     assert Counting.calls == 0 and len(later.spooled_files()) == 2
+    assert later.close() is True  # no send of its own is stuck: its sink closes
     emit._EMITTERS.clear()
     try:  # a process's first emitter does not replay into a sink noted as stuck
         assert len(emit.get_emitter(settings).spooled_files()) == 2
     finally:
         emit._EMITTERS.clear()
 
+    import time
     note.write_text("not a time")  # unreadable or expired notes are ignored
     assert Emitter(settings, sink=Counting()).emit(run_event(str(uuid.uuid4()))) is True
-    import time
     note.write_text(f"{time.time() - 1}")
+    assert Emitter(settings, sink=Counting()).emit(run_event(str(uuid.uuid4()))) is True
+    assert Counting.calls == 2
+
+    note.write_text(f"{time.time() + 20}")  # a replay that works (`cmf spool retry`) ends it
     fresh = Emitter(settings)
     assert fresh.retry_spool() == (2, 0)
     fresh.close()
+    assert not note.exists()
