@@ -5,7 +5,8 @@ when ``CMF_SERVER_URL`` is set) within ``CMF_HOOK_TIMEOUT_S``. If the sink fails
 the event is written to the spool folder (temp file, fsync, rename) and retried later:
 by the next emitter in any process (``retry_spool`` runs at start-up), or by
 ``cmf spool retry``. Ingest is idempotent, so a retry of an event that did land changes nothing.
-An event the sink refuses as invalid (a validation error, or HTTP 400/413/422 from a server) and
+An event the sink refuses as invalid (a validation error, or HTTP 400/413/422 from a server;
+the HTTP sink refuses a runId that is not a UUID itself, so even while the server is down) and
 a spool file that cannot be read (torn by a crash) go to ``rejected/``, with a ``.reason`` file
 when replayed; only failures of the sink itself (down, 5xx, too slow) keep events waiting.
 After the sink overran the timeout, the process's events go straight to the spool for
@@ -33,8 +34,9 @@ from typing import Any, ClassVar
 
 from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
-from cmf_core.errors import InvalidEventError
+from cmf_core.errors import InvalidEventError, InvalidInputError
 from cmf_core.guard import Timeout, report, run_bounded
+from cmf_core.identity import check_uuid
 from cmf_core.openlineage.convert import event_to_dict
 
 log = logging.getLogger("cmf")
@@ -144,6 +146,11 @@ class HttpSink(Sink):
                                     timeout=settings.hook_timeout_s)
 
     def send(self, event: dict[str, Any]) -> None:
+        run = event.get("run")
+        try:  # the server's first check, here: a bad id is refused even while it is down
+            check_uuid(run.get("runId") if isinstance(run, dict) else None, "run.runId")
+        except InvalidInputError as e:
+            raise InvalidEventError(f"{e}; a CMF server refuses it (HTTP 400)") from None
         r = self._client.post("/api/v1/lineage", content=jsonutil.dumps(event))
         if r.status_code in REFUSED:  # the event itself is bad: a retry gets the same answer
             raise InvalidEventError(f"{self.kind} sink refused the event ({r.status_code}): "

@@ -166,6 +166,25 @@ def test_server_refusal_is_rejected_not_retried_forever(tmp_path: Path) -> None:
         server.shutdown()
 
 
+def test_a_bad_run_id_is_rejected_while_the_server_is_down(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The server would refuse a runId that is not a UUID (400); the HTTP sink says so itself,
+    so the event is set aside at once instead of waiting in the spool for the server."""
+    import socket
+
+    with socket.socket() as probe:  # a port nothing listens on: the server is down
+        probe.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{probe.getsockname()[1]}"
+    em = Emitter(load_settings(home=tmp_path, site="a", server_url=url))
+    assert em.emit(run_event("run-42")) is False
+    assert em.emit(run_event(str(uuid.uuid4()))) is False  # a good one waits for the server
+    em.close()
+    rejected = list((tmp_path / "spool" / "rejected").glob("*.json"))
+    assert len(rejected) == 1 and len(em.spooled_files()) == 1
+    assert json.loads(rejected[0].read_text())["run"]["runId"] == "run-42"
+    assert "run.runId 'run-42' is not a UUID" in caplog.text
+
+
 def test_spool_replays_only_into_the_store_it_was_meant_for(tmp_path: Path) -> None:
     """Two projects with different stores share one CMF home, so one spool folder."""
     a = load_settings(home=tmp_path, site="a", store_url=f"sqlite:///{tmp_path / 'a.db'}")
