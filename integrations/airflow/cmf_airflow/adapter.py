@@ -334,14 +334,18 @@ class CmfAdapter:
         event_type = {"completed": "COMPLETE", "failed": "FAIL", "skipped": "COMPLETE"}[status]
         if run.mode == "openlineage":
             event_type = "OTHER"
-        event = self.build_event(run, event_type, status, ended, outputs=outputs,
-                                 output_ids=output_ids, energy=energy, error=error)
+        self._send(run, self.build_event(run, event_type, status, ended, outputs=outputs,
+                                         output_ids=output_ids, energy=energy, error=error))
+        return run
+
+    @staticmethod
+    def _send(run: TaskRun, event: Any) -> None:
+        """Emit a later event of ``run`` (recorded now, or spooled)."""
         if run.emitter is None:  # the worker did not get to it in time
             from cmf_core.openlineage.emit import get_emitter
 
             run.emitter = get_emitter(run.settings)
         run.emitter.emit(event)
-        return run
 
     def _join_start(self, run: TaskRun) -> None:
         done = run.start_done
@@ -377,12 +381,8 @@ class CmfAdapter:
             return  # its process was never recorded: nothing can take the wait for a kill
         with run.lock:
             run.properties.update(released_property(reason))
-        event = self.build_event(run, "RUNNING", "running", dt.datetime.now(dt.UTC))
-        if run.emitter is None:  # the worker did not get to it in time
-            from cmf_core.openlineage.emit import get_emitter
-
-            run.emitter = get_emitter(run.settings)
-        run.emitter.emit(event)  # recorded now, or spooled (`cmf reap` then waits for it)
+        # recorded now, or spooled (`cmf reap` then waits for it)
+        self._send(run, self.build_event(run, "RUNNING", "running", dt.datetime.now(dt.UTC)))
 
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait (bounded) for events still being recorded: START events of running tries and
