@@ -34,7 +34,6 @@ from cmf_core.openlineage.ingest import (
 from cmf_core.openlineage.naming import dataset_naming
 from cmf_core.openlineage.times import format_time, parse_time
 from cmf_core.store import ExecutionFilter, Store
-from cmf_core.store.base import chunks
 
 DATASET = "DATASET"
 JOB = "JOB"
@@ -158,10 +157,9 @@ class LineageGraph:
     def _artifacts_by_id(self, ids: Sequence[str]) -> dict[str, Artifact]:
         """The artifacts of ``ids`` (those the store holds), reading only ones not read yet."""
         missing = sorted({i for i in ids if i not in self._artifacts})
-        for c in chunks(missing):
-            for a in self.store.find_artifacts(ids=c):
-                self._artifacts[a.id] = a
-                self._naming[a.id] = dataset_of(a)
+        for a in self.store.find_artifacts(ids=missing) if missing else ():
+            self._artifacts[a.id] = a
+            self._naming[a.id] = dataset_of(a)
         return {i: self._artifacts[i] for i in ids if i in self._artifacts}
 
     def _dataset_artifacts(self, refs: Sequence[NodeRef], scan: bool = True
@@ -227,17 +225,17 @@ class LineageGraph:
         of_execution = {e.id: n for n in todo for e in n.executions}  # id -> its job node
         art_ids, exec_ids = sorted(of_artifact), sorted(of_execution)
         # a dataset's events name jobs: INPUT = the job reads it, OUTPUT = the job wrote it
-        events = [ev for c in chunks(art_ids) for ev in self.store.events(artifact_ids=c)]
+        events = self.store.events(artifact_ids=art_ids) if art_ids else []
         wanted = sorted({ev.execution_id for ev in events})
-        execs = {e.id: e for c in chunks(wanted)
-                 for e in self.store.list_executions(ExecutionFilter(ids=c))}
+        execs = {e.id: e for e in self.store.list_executions(ExecutionFilter(ids=wanted))
+                 } if wanted else {}
         for ev in events:
             ex = execs.get(ev.execution_id)
             if ex is not None:
                 node, job = of_artifact[ev.artifact_id], NodeRef(JOB, *job_of(ex))
                 (node.outputs if ev.type is EventType.INPUT else node.inputs).add(job)
         # a job's events name datasets: INPUT = it read them, OUTPUT = it wrote them
-        events = [ev for c in chunks(exec_ids) for ev in self.store.events(execution_ids=c)]
+        events = self.store.events(execution_ids=exec_ids) if exec_ids else []
         arts = self._artifacts_by_id([ev.artifact_id for ev in events])
         for ev in events:
             if ev.artifact_id in arts:

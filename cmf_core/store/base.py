@@ -106,14 +106,9 @@ class ExecutionFilter:
 
 
 IN_CHUNK = 900
-"""Most values one query binds in an ``IN`` list: under the 999 bound variables of SQLite
-before 3.32 (and far under today's 32,766 and PostgreSQL's 65,535)."""
-
-
-def chunks(values: Sequence[Any], size: int = IN_CHUNK) -> Iterator[Sequence[Any]]:
-    """``values`` in consecutive slices of at most ``size``: one ``IN`` list each."""
-    for i in range(0, len(values), size):
-        yield values[i:i + size]
+"""Most values one query binds as a plain ``IN`` list (one bound value each): under the 999
+bound variables of SQLite before 3.32. A longer list is bound as one value (the SQL
+backends' ``_among``)."""
 
 
 def _check_page(limit: int, offset: int) -> None:
@@ -191,7 +186,7 @@ class Store(abc.ABC):
     def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
         """The ids (sorted) of the artifacts named each of ``names``; a name no artifact has is
         left out. One lookup for many names: the SQL backends select only the ids, through
-        the name index, in chunks of ``IN`` lists (no artifact is built)."""
+        the name index, in one statement (no artifact is built)."""
         found: dict[str, list[str]] = {}
         for n in dict.fromkeys(names):
             ids = sorted(a.id for a in self.find_artifacts(name=n))

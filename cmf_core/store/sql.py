@@ -54,7 +54,6 @@ from cmf_core.store.base import (
     ExportPage,
     Store,
     _check_page,
-    chunks,
 )
 from cmf_core.store.companion import COMPANION_BACKLOG, Companion
 from cmf_core.store.journal import (
@@ -849,12 +848,13 @@ class SqlStore(Store):
     # reading ---------------------------------------------------------------------------------
     def _among(self, column: sa.ColumnElement[Any], ids: Iterable[Any]
                ) -> sa.ColumnElement[bool]:
-        """``column IN ids`` for a caller's id list of any length.
+        """``column IN ids`` for a caller's list of ids (or names) of any length; every read
+        that binds a caller's list goes through it.
 
         Up to ``IN_CHUNK`` ids: a plain ``IN`` list (one bound value per id, the statement
         small reads always had). More: :meth:`_among_many`, ONE bound value holding all the ids,
         so no list reaches a statement's bound-value limit (PostgreSQL 65,535; SQLite 32,766 in
-        a default build). Not ``chunks`` of ``IN`` lists merged in Python: the read stays one
+        a default build). Not chunks of ``IN`` lists merged in Python: the read stays one
         statement, so its ORDER BY (in the database's collation, which Python's sort need not
         match), LIMIT/OFFSET, counts and other conditions stay exactly those of one ``IN``.
         """
@@ -966,12 +966,13 @@ class SqlStore(Store):
         latest = sa.func.row_number().over(
             partition_by=(t.c.pipeline, t.c.stage),
             order_by=(t.c.started_at.desc(), t.c.id.desc())).label("latest")
-        found: list[Execution] = []
-        for chunk in chunks(list(wanted)):  # stage_id: ix_executions_stage finds the rows
-            sub = sa.select(t, latest).where(t.c.stage_id.in_(chunk)).subquery()
-            found += [self._execution(r)
-                      for r in self._rows(sa.select(sub).where(sub.c.latest <= limit))
-                      if wanted.get(r.stage_id) == (r.pipeline, r.stage)]
+        if not wanted:
+            return []
+        # stage_id: ix_executions_stage finds the rows
+        sub = sa.select(t, latest).where(self._among(t.c.stage_id, wanted)).subquery()
+        found = [self._execution(r)
+                 for r in self._rows(sa.select(sub).where(sub.c.latest <= limit))
+                 if wanted.get(r.stage_id) == (r.pipeline, r.stage)]
         return sorted(found, key=lambda e: (e.started_at, e.id))
 
     def get_artifact(self, artifact_id: str) -> Artifact | None:
@@ -1008,9 +1009,12 @@ class SqlStore(Store):
     def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
         t = schema.artifacts
         found: dict[str, list[str]] = {}
-        for chunk in chunks(list(dict.fromkeys(names))):
-            for r in self._rows(sa.select(t.c.name, t.c.id).where(t.c.name.in_(chunk))):
-                found.setdefault(r.name, []).append(r.id)
+        wanted = list(dict.fromkeys(names))
+        if not wanted:
+            return found
+        stmt = sa.select(t.c.name, t.c.id).where(self._among(t.c.name, wanted))
+        for r in self._rows(stmt):
+            found.setdefault(r.name, []).append(r.id)
         for ids in found.values():
             ids.sort()
         return found
