@@ -216,7 +216,7 @@ class LineageGraph:
 
     # expanding -------------------------------------------------------------------------------
     def _expand_all(self, nodes: Sequence[_Node]) -> None:
-        """Find the neighbours of ``nodes``: one events query (per ``IN`` chunk) for all their
+        """Find the neighbours of ``nodes``: one events query for all their
         artifacts and one for all their executions, then the records those events name."""
         todo = [n for n in nodes if not n.expanded]
         for n in todo:
