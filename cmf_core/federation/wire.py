@@ -102,7 +102,8 @@ def _objects(col: Sequence[Any]) -> Sequence[str] | None:
 
 
 def _finite(col: Sequence[Any]) -> bool:
-    return math.isfinite(sum(map(abs, col)))
+    # each value, not their sum: two large finite values (1e308 each) add up to inf
+    return all(map(math.isfinite, col))
 
 
 def wire_block(kind: str, rows: Any) -> WireBlock | None:

@@ -142,6 +142,14 @@ def test_unusual_values_take_the_record_path_with_the_same_result(kind: str, fie
         assert field != "params"
 
 
+def test_large_finite_values_take_the_block_path() -> None:
+    """Values near the float maximum are finite, however large their sum (hypothesis found two
+    1e308 metrics refused by the columns check, which summed them)."""
+    rows = [block_of(Metric(EX.id, f"m{i}", 1.7e308, step=i))[1] for i in range(2)]
+    block = wire_block("metric", rows)
+    assert block is not None and columns_as_rows(block) == one_by_one("metric", rows)
+
+
 BAD: list[tuple[str, str, Any]] = [
     ("event", "execution_id", "not-a-uuid"),
     ("event", "execution_id", EX.id + "\n" + EX.id),
