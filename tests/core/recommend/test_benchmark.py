@@ -13,8 +13,10 @@ from types import ModuleType
 import pytest
 
 from cmf_core.recommend import knowledge
+from cmf_core.recommend.knowledge import KnowledgeBase, Run, run_id
 from cmf_core.recommend.space import config_key
 from cmf_core.store import open_store
+from tests.core.recommend.conftest import CONFIGS, make_task
 
 ROOT = Path(__file__).resolve().parents[3]
 BENCH = ROOT / "benchmarks" / "recommender"
@@ -171,3 +173,32 @@ def test_loto_smoke_adaptive(tmp_path: Path) -> None:
         static, adaptive = t["seed_configs"]["kg"], t["seed_configs"]["kg_adaptive"]
         for given in adaptive:  # per TPE seed: 5 distinct configurations, the first static
             assert len(given) == len(set(given)) == 5 and given[0] == static[0]
+
+
+def test_family_bound_on_a_task_whose_family_medians_mislead(toy_kb: KnowledgeBase) -> None:
+    """Toy knowledge base (conftest) plus task ``c``: its only hit is the last kNN
+    configuration, while every logistic regression scores just below it, so the family
+    medians and the top configurations name logreg and only the oracle finds the kNN hit
+    (6th in the kNN order learned from the b tasks)."""
+    bound = _load("family_bound")
+    c = make_task("c", (0.5, 0.5, 0.5))
+    families = [cfg["model"] for cfg in CONFIGS]
+    assert families.count("logreg") == 14 and families.count("knn") == 6
+    scores = [0.79 if f == "logreg" else 0.5 for f in families]
+    scores[-1] = 0.8
+    runs = {t: toy_kb.runs[t] for t in toy_kb.tasks}
+    runs[c.id] = [Run(cfg, s, run_id(c.id, cfg), 0.1) for cfg, s in zip(CONFIGS, scores,
+                                                                          strict=True)]
+    kb = KnowledgeBase([*toy_kb.tasks.values(), c], runs)
+    rows = bound.family_bounds(kb)
+    assert rows["oracle"] == {"k=1": 6, "k=3": 6, "k=5": 6, "k=10": 7,
+                              "names the oracle family": 7}
+    for choice in ("family medians", "top configurations"):
+        assert rows[choice] == {"k=1": 6, "k=3": 6, "k=5": 6, "k=10": 6,
+                                "names the oracle family": 6}
+    rnd = rows["oracle family, random order"]
+    # a tasks: 1 hit among 14 logreg configurations; b tasks and c: 1 among 6 kNN ones
+    assert rnd["k=1"] == pytest.approx(3 / 14 + 4 / 6)
+    assert rnd["k=5"] == pytest.approx(3 * 5 / 14 + 4 * 5 / 6)
+    assert rnd["k=10"] == pytest.approx(3 * 10 / 14 + 4)
+    assert bound.main([]) == 0  # the shipped knowledge base, as in RESULTS.md
