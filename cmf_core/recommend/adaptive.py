@@ -63,8 +63,8 @@ from cmf_core.recommend.recommender import Scenarios, optuna_params, prefix_reas
 from cmf_core.recommend.space import (
     config_key,
     config_label,
-    from_optuna_params,
     grid_neighbours,
+    trial_config,
 )
 
 #: the ``format`` tag of :meth:`AdaptiveSeeder.to_dict`
@@ -519,9 +519,10 @@ class AdaptiveSeeder:
         out: dict[str, float | None] = {}
         for t in study.get_trials(deepcopy=False,
                                   states=(State.COMPLETE, State.FAIL, State.PRUNED)):
-            if "model" not in t.params:
+            config = trial_config(t)
+            if "model" not in config:
                 continue
-            key = config_key(from_optuna_params(t.params))
+            key = config_key(config)
             value = sign * float(t.value) if t.state == State.COMPLETE else None
             prev = out.get(key)
             if key not in out or (value is not None and (prev is None or value > prev)):

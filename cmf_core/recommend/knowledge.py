@@ -36,7 +36,7 @@ import numpy as np
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import name_id, uuid7
-from cmf_core.recommend.space import config_key, from_optuna_params
+from cmf_core.recommend.space import config_key, trial_config
 from cmf_core.recommend.task import TASK_PROPERTY, TaskDescription
 
 FORMAT = "cmf-recommender-kb"
@@ -335,16 +335,17 @@ def optuna_callback(store: Any, task: TaskDescription | Mapping[str, Any],
                     pipeline: str | None = None) -> Callable[[Any, Any], None]:
     """An Optuna callback that records every completed trial of a study into ``store``.
 
-    Trial params are turned back into a plain config (``family.param`` names unprefixed); the
-    trial value is the score (negated when the study minimises).
+    The configuration is the one the trial evaluated (:func:`~cmf_core.recommend.space.
+    trial_config`: as :func:`~cmf_core.recommend.space.suggest_config` snapped it, else the
+    params with ``family.param`` names unprefixed); the trial value is the score (negated when
+    the study minimises).
     """
     desc = TaskDescription.from_dict(task)
 
     def callback(study: Any, trial: Any) -> None:
         if trial.value is None or getattr(trial.state, "name", "") != "COMPLETE":
             return
-        params = dict(trial.params)
-        config = from_optuna_params(params) if "model" in params else params
+        config = trial_config(trial)
         minimise = getattr(study.direction, "name", "") == "MINIMIZE"
         seconds = trial.duration.total_seconds() if trial.duration else None
         record_trial(store, desc, config, -trial.value if minimise else trial.value,

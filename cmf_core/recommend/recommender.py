@@ -37,7 +37,6 @@ from cmf_core.recommend.graph import DEFAULT_THRESHOLD, KnowledgeGraph, Similari
 from cmf_core.recommend.knowledge import KnowledgeBase, ScoreTable, from_store, shipped
 from cmf_core.recommend.space import (
     SPACES,
-    check_config,
     config_key,
     config_label,
     to_optuna_params,
@@ -181,8 +180,10 @@ class Recommendation:
             lines.append(f"Similar tasks (similarity >= {self.threshold:.2f}, metric "
                          f"{self.metric}):")
             for n in self.neighbours[:8]:
+                differ = (f"differs most in {', '.join(n.differ)}" if n.differ else
+                          "no meta-feature differs")
                 lines.append(f"  {n.name}: {n.similarity:.3f} (alike in {', '.join(n.alike)}; "
-                             f"differs most in {', '.join(n.differ)})")
+                             f"{differ})")
             if len(self.neighbours) > 8:
                 lines.append(f"  ... and {len(self.neighbours) - 8} more")
         for i, s in enumerate(self.seeds, 1):
@@ -227,13 +228,14 @@ class Recommendation:
 
 
 def optuna_params(config: Mapping[str, Any]) -> dict[str, Any]:
-    """``family.param`` names for a configuration of the default space, else as recorded."""
-    for category in SPACES:
-        try:
-            check_config(config, category)
-        except InvalidInputError:
-            continue
-        return to_optuna_params(config)
+    """``family.param`` names for a configuration of a family of the default space (its values
+    on the grid or not: :func:`~cmf_core.recommend.space.suggest_config` snaps them), else as
+    recorded."""
+    family, names = config.get("model"), set(config) - {"model"}
+    for families in SPACES.values():
+        params = families.get(family) if isinstance(family, str) else None
+        if params is not None and names == set(params):
+            return to_optuna_params(config)
     return dict(config)
 
 
@@ -399,12 +401,17 @@ def recommend(task: TaskDescription | Mapping[str, Any], k: int = 5, store: Any 
     except CmfError as e:
         if strict:
             raise
-        desc = task if isinstance(task, TaskDescription) else None
-        placeholder = desc or TaskDescription(name="unknown", category="classification")
-        return Recommendation(
-            task=placeholder, seeds=(), strategy=Strategy.NONE, error=str(e),
-            message=f"no seeds, the search starts cold: {e}",
-            elapsed_s=time.perf_counter() - started)
+        return no_seeds(task, str(e), started)
+
+
+def no_seeds(task: Any, error: str, started: float | None = None) -> Recommendation:
+    """The recommendation of a step that could not recommend: no seeds, ``error`` says why."""
+    desc = task if isinstance(task, TaskDescription) else None
+    placeholder = desc or TaskDescription(name="unknown", category="classification")
+    return Recommendation(
+        task=placeholder, seeds=(), strategy=Strategy.NONE, error=error,
+        message=f"no seeds, the search starts cold: {error}",
+        elapsed_s=0.0 if started is None else time.perf_counter() - started)
 
 
 def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
@@ -420,6 +427,9 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
     desc = TaskDescription.from_dict(task)
     kb = knowledge if knowledge is not None else (shipped() if include_shipped
                                                    else KnowledgeBase())
+    if store is not None and not callable(getattr(store, "list_executions", None)):
+        raise InvalidInputError(
+            f"store={store!r} is not a CMF store (open one with cmf_core.store.open_store)")
     if store is not None:
         kb = from_store(store).merge(kb)
     cal = kb.calibration
@@ -459,9 +469,13 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         weights = [1.0] * len(rows)
         strategy = Strategy.PORTFOLIO
         best_t, best_s = sims[0] if sims else ("", 0.0)
-        closest = f" (closest: {kb.tasks[best_t].name} at {best_s:.2f})" if best_t else ""
+        # as many decimals as it takes to show the closest below the threshold (not "1.00, below
+        # threshold 1.00")
+        places = next((p for p in range(2, 7) if round(best_s, p) < round(threshold, p)), 6)
+        closest = (f" (closest: {kb.tasks[best_t].name} at {best_s:.{places}f})" if best_t
+                   else "")
         why = (f"no task in the knowledge base is similar enough{closest}, below threshold "
-               f"{threshold:.2f}" if desc.meta_features else
+               f"{threshold:.{places}f}" if desc.meta_features else
                "the task has no meta-features (describe its data to find similar tasks)")
         message = (f"{why}; seeds are a portfolio of configurations that do well "
                    f"across all {len(rows)} {category} tasks")
@@ -511,8 +525,8 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         name = kb.tasks[neighbours[same_task][0]].name
         same_why = f"the best run of {name} ({same_why})"
         message += f"; first {same_why}"
-        if len(prefix) > 1:
-            more = len(prefix) - 1
+        if min(len(prefix), k) > 1:
+            more = min(len(prefix), k) - 1
             message += (", then its next best run" if more == 1 else
                         f", then its next {more} best runs")
         scen = replace(scen, prefix=prefix, prefix_reasons=(
@@ -654,4 +668,4 @@ def _neighbour(kb: KnowledgeBase, query: TaskDescription, metric: SimilarityMetr
     diffs = metric.differences(query, other)
     return Neighbour(task_id=task_id, name=other.name, similarity=sim,
                      alike=tuple(k for k, _ in diffs[::-1][:3]),
-                     differ=tuple(k for k, _ in diffs[:3]))
+                     differ=tuple(k for k, d in diffs[:3] if d > 1e-12))

@@ -55,6 +55,10 @@ class Param:
         return min(self.values, key=lambda v: abs(v - x))
 
 
+#: the Optuna user attribute where :func:`suggest_config` keeps the configuration it evaluated
+CONFIG_ATTR = "cmf.config"
+
+
 def _p(*values: Any, log: bool = False) -> Param:
     return Param(tuple(values), log)
 
@@ -192,7 +196,10 @@ def suggest_config(trial: Any, category: str) -> dict[str, Any]:
     """Suggest one configuration of the default space in an Optuna trial (snapped to the grid).
 
     Use it in an objective so that enqueued recommendations (see
-    :meth:`cmf_core.recommend.Recommendation.enqueue`) are proposed exactly as given.
+    :meth:`cmf_core.recommend.Recommendation.enqueue`) are proposed exactly as given. The
+    snapped configuration, the one evaluated, is kept in the trial's user attribute
+    ``cmf.config`` (:data:`CONFIG_ATTR`): :func:`trial_config` reads it back, so recorded runs
+    and adaptive seeds see what ran, not the sampler's raw numbers.
     """
     families = space(category)
     family = trial.suggest_categorical("model", list(families))
@@ -207,7 +214,21 @@ def suggest_config(trial: Any, category: str) -> dict[str, Any]:
         else:
             lo, hi = min(param.values), max(param.values)
             config[name] = param.snap(trial.suggest_float(full, lo, hi, log=param.log))
+    set_attr = getattr(trial, "set_user_attr", None)
+    if callable(set_attr):
+        set_attr(CONFIG_ATTR, config)
     return config
+
+
+def trial_config(trial: Any) -> dict[str, Any]:
+    """The configuration an Optuna trial evaluated: the one :func:`suggest_config` recorded,
+    else its params (``family.param`` names unprefixed when a ``model`` param names the
+    family)."""
+    recorded = (getattr(trial, "user_attrs", None) or {}).get(CONFIG_ATTR)
+    if isinstance(recorded, Mapping) and "model" in recorded:
+        return dict(recorded)
+    params = dict(trial.params)
+    return from_optuna_params(params) if "model" in params else params
 
 
 def sample_config(rng: Any, category: str) -> dict[str, Any]:

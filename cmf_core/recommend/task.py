@@ -457,6 +457,12 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
             f"statistics need values within +-{MAX_ABS:g}: rescale it"
         )
     varying = Xf.std(axis=0) > 1e-12
+    if not varying.any():
+        raise InvalidInputError(
+            f"every input column of {name!r} is constant or missing"
+            f"{'' if n == len(idx) else f' (in the {len(idx)} rows sampled)'}; nothing to learn "
+            "from"
+        )
     numeric = varying & ~cat_mask
 
     if "statistical" in groups:
@@ -838,8 +844,9 @@ def describe_csv(path: str | Path, *, category: Category | str,
     mod = parse_modality(modality)
     table = read_csv(path, max_rows=max_rows)
     label = name or Path(path).stem
-    if target is not None:
-        table.index(target)
+    for named in (target, time_column, *(value_columns or ())):
+        if named is not None:
+            table.index(named)  # a misspelt column name is an error, not silently ignored
     if mod is Modality.TIME_SERIES:
         drop = {c for c in (time_column, target) if c}
         names = list(value_columns) if value_columns else [

@@ -55,7 +55,9 @@ class CmfRecommendSeedOperator(BaseOperator):
     :param k: how many configurations.
     :param use_store: also learn from the runs recorded in this site's CMF store.
     :param strict: raise on a bad description or an unreadable store; by default the step
-        succeeds with no seeds and says why (the search then starts cold).
+        succeeds (:mod:`cmf_core.recommend.step`): no seeds for a task it cannot describe (the
+        search then starts cold), the shipped knowledge base alone for a store it cannot read,
+        and the recommendation says why.
     """
 
     template_fields: Sequence[str] = ("category", "modality", "dataset_path", "target",
@@ -98,33 +100,15 @@ class CmfRecommendSeedOperator(BaseOperator):
                                           "meta_features": features})
 
     def execute(self, context: Any) -> list[dict[str, Any]]:
-        from cmf_core.recommend import recommend
+        from cmf_core.recommend.step import recommend_step
 
-        try:
-            task = self.describe()
-        except Exception as e:
-            if self.strict:
-                raise
-            self.log.warning("could not describe the task (%s); no seeds, the search starts "
-                             "cold", e)
-            task = {"name": self.task_name or self.task_id, "category": self.category,
-                    "modality": self.modality, "meta_features": {}}
-        store = None
-        if self.use_store:
+        def store() -> Any:
             from cmf_core.store import open_store
 
-            try:
-                store = open_store(settings=_settings())
-            except Exception as e:
-                if self.strict:
-                    raise
-                self.log.warning("the CMF store cannot be read (%s); recommending from the "
-                                 "shipped knowledge base only", e)
-        try:
-            rec = recommend(task, k=self.k, store=store, strict=self.strict)
-        finally:
-            if store is not None:
-                store.close()
+            return open_store(settings=_settings())
+
+        rec = recommend_step(self.describe, k=self.k, store=store if self.use_store else None,
+                             strict=self.strict, logger=self.log)
         self.log.info("%s", rec.explain())
         ti = context["ti"]
         ti.xcom_push(key="task", value=rec.task.to_dict())

@@ -56,12 +56,13 @@ def recommend_seed_component(base_image: str | None = None,
     from kfp import dsl
     from kfp.dsl import Artifact, Output
 
-    def recommend_seed(task: dict, seeds: Output[Artifact], k: int = 5, store_url: str = ""
-                       ) -> NamedTuple("Outputs", [("configs", list)]):
+    def recommend_seed(task: dict, seeds: Output[Artifact], k: int = 5, store_url: str = "",
+                       strict: bool = False) -> NamedTuple("Outputs", [("configs", list)]):
         """Top-k model + hyperparameter configurations of the most similar past tasks."""
         from cmf_kubeflow.steps import run_recommend_seed
 
-        configs, body = run_recommend_seed(task, k=k, store_url=store_url, path=seeds.path)
+        configs, body = run_recommend_seed(task, k=k, store_url=store_url, path=seeds.path,
+                                           strict=strict)
         seeds.metadata["strategy"] = body["strategy"]
         seeds.metadata["message"] = body["message"]
         seeds.metadata["k"] = len(configs)

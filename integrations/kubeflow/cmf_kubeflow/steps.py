@@ -19,29 +19,33 @@ DIRECTIONS = ("push", "pull", "both")
 
 
 def run_recommend_seed(task: Mapping[str, Any], k: int = 5, store_url: str = "",
-                       path: str | None = None) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+                       path: str | None = None, strict: bool = False
+                       ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Top-``k`` seed configurations for ``task`` and the JSON-ready recommendation.
 
     ``store_url``: the CMF store whose recorded runs join the shipped knowledge base; empty
     means ``$CMF_STORE_URL`` when set, else the shipped knowledge base alone; ``"none"`` means
     the shipped one alone. ``path``: where to write the recommendation as JSON, with the
     adaptive seeder's state under ``seeder`` (``AdaptiveSeeder.from_dict`` of the file's JSON).
+    By default nothing raises (:mod:`cmf_core.recommend.step`): a bad description gives no
+    seeds, a store that cannot be read the shipped knowledge base alone, and the
+    recommendation's ``message`` and ``error`` say why; ``strict=True`` raises instead.
     """
-    from cmf_core.recommend import recommend
+    import logging
 
-    if k < 1:
-        raise InvalidInputError(f"k must be at least 1, got {k}")
+    from cmf_core.recommend.step import recommend_step
+
     url = store_url or os.environ.get("CMF_STORE_URL", "")
     store = None
     if url and url.lower() != "none":
-        from cmf_core.store import open_store
+        def store() -> Any:
+            from cmf_core.store import open_store
 
-        store = open_store(url)
-    try:
-        rec = recommend(dict(task), k=k, store=store, strict=False)
-    finally:
-        if store is not None:
-            store.close()
+            return open_store(url)
+
+    logger = logging.getLogger("cmf_kubeflow.recommend_seed")
+    rec = recommend_step(dict(task) if isinstance(task, Mapping) else task, k=k, store=store,
+                         strict=strict, logger=logger)
     body = rec.to_dict(seeder=True)
     if path:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

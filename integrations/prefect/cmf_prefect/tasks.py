@@ -49,6 +49,7 @@ def recommend_seed(
     k: int = 5,
     use_store: bool = True,
     connection: CmfConnection | None = None,
+    strict: bool = False,
 ) -> dict[str, Any]:
     """Seed configurations for a search, from the runs of the most similar past tasks.
 
@@ -58,34 +59,35 @@ def recommend_seed(
     CMF store (``use_store``). Returns ``Recommendation.to_dict(seeder=True)`` with ``configs``
     and ``optuna_params`` (for ``Study.enqueue_trial``) added, best first; the search task can
     instead pass the whole result to ``AdaptiveSeeder.from_dict`` for adaptive seeds (each
-    chosen after the scores of the previous ones, :mod:`cmf_core.recommend.adaptive`). A
-    failure to recommend (unreadable store, unknown category) gives no seeds and a
-    ``message`` saying why: the search then starts cold; an unreadable ``data`` file raises.
+    chosen after the scores of the previous ones, :mod:`cmf_core.recommend.adaptive`). By
+    default the task never fails the flow (:mod:`cmf_core.recommend.step`): data that cannot
+    be described (a missing, empty or degenerate file) gives no seeds, a store that cannot be
+    read gives seeds from the shipped knowledge base alone, and ``message`` and ``error`` say
+    why; ``strict=True`` raises instead.
     """
     from cmf_core.errors import InvalidInputError
-    from cmf_core.recommend import describe_csv, recommend
+    from cmf_core.recommend import describe_csv
+    from cmf_core.recommend.step import recommend_step
 
     if (data is None) == (task_description is None):
         raise InvalidInputError(
             "recommend_seed needs either task_description or data (a CSV path), not both")
-    if data is not None:
-        if category is None:
-            raise InvalidInputError(
-                f"recommend_seed(data={data!r}) needs category= (classification, regression, "
-                "...)")
-        task_description = describe_csv(data, category=category, target=target,
-                                        modality=modality)
-    settings = _settings(connection)
-    store = None
-    if use_store:
+    if data is not None and category is None:
+        raise InvalidInputError(
+            f"recommend_seed(data={data!r}) needs category= (classification, regression, ...)")
+
+    def describe() -> Any:
+        if data is not None:
+            return describe_csv(data, category=str(category), target=target, modality=modality)
+        return task_description
+
+    def store() -> Any:
         from cmf_core.store import open_store
 
-        store = open_store(settings=settings)
-    try:
-        rec = recommend(task_description, k=k, store=store, strict=False)
-    finally:
-        if store is not None:
-            store.close()
+        return open_store(settings=_settings(connection))
+
+    rec = recommend_step(describe, k=k, store=store if use_store else None, strict=strict,
+                         logger=get_run_logger())
     get_run_logger().info("cmf recommend-seed: %s", rec.explain())
     out = rec.to_dict(seeder=True)
     out["configs"] = rec.configs()

@@ -12,8 +12,13 @@ from cmf_core.errors import InvalidInputError
 from cmf_core.model import Execution, Metric
 from cmf_core.recommend import knowledge
 from cmf_core.recommend.knowledge import KnowledgeBase, Run
-from cmf_core.recommend.recommender import recommend
-from cmf_core.recommend.space import config_key, suggest_config
+from cmf_core.recommend.recommender import optuna_params, recommend
+from cmf_core.recommend.space import (
+    check_config,
+    config_key,
+    from_optuna_params,
+    suggest_config,
+)
 from cmf_core.store import Store
 from tests.core.recommend.conftest import A_BEST, CONFIGS, make_task
 
@@ -94,3 +99,50 @@ def test_optuna_callback_records_trials(store: Store) -> None:
     assert len(runs) == 6
     assert {r.score for r in runs} <= {-1.0, -2.0}  # minimised values are negated
     assert all("model" in r.config and "." not in "".join(r.config) for r in runs)
+
+
+def test_recorded_trials_are_the_configurations_that_ran(store: Store) -> None:
+    """TPE samples raw numbers (C=3.7...) that suggest_config snaps to the grid: the store
+    gets the snapped configuration, which the next study's seeds then propose exactly."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    task = make_task("snapped", (0.5, 0.5, 0.5))
+    ran: list[dict] = []
+
+    def objective(trial: optuna.Trial) -> float:
+        config = suggest_config(trial, "classification")
+        ran.append(config)
+        return float(len(ran))  # later trials score higher: the last one is the best
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=3))
+    study.optimize(objective, n_trials=12, callbacks=[knowledge.optuna_callback(store, task)])
+    raw = [from_optuna_params(t.params) for t in study.trials]
+    assert any(r != c for r, c in zip(raw, ran, strict=True))  # the sampler's values are off-grid
+    runs = knowledge.from_store(store).runs[task.id]
+    assert sorted(config_key(r.config) for r in runs) == sorted(config_key(c) for c in ran)
+    for r in runs:
+        check_config(r.config, "classification")  # on the grid
+    rec = recommend(task, k=1, store=store, include_shipped=False)
+    assert rec.configs() == [ran[-1]]
+    nxt = optuna.create_study(direction="maximize")
+    rec.enqueue(nxt)
+    seen: list[dict] = []
+    nxt.optimize(lambda t: seen.append(suggest_config(t, "classification")) or 0.0, n_trials=1)
+    assert seen == [ran[-1]]  # the seed is proposed as given
+
+
+def test_an_off_grid_run_recorded_earlier_is_still_proposed() -> None:
+    """A run recorded with raw sampler values (before suggest_config kept the snapped one):
+    its seed keeps the ``family.param`` names, so Optuna proposes it (snapped), not a random
+    configuration."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    config = {"model": "rf", "max_features": 0.16023, "min_samples_leaf": 12}
+    assert optuna_params(config) == {"model": "rf", "rf.max_features": 0.16023,
+                                     "rf.min_samples_leaf": 12}
+    assert optuna_params({"model": "rf", "n_estimators": 5}) == {"model": "rf",
+                                                                 "n_estimators": 5}
+    study = optuna.create_study()
+    study.enqueue_trial(optuna_params(config))
+    seen: list[dict] = []
+    study.optimize(lambda t: seen.append(suggest_config(t, "classification")) or 0.0,
+                   n_trials=1)
+    assert seen == [{"model": "rf", "max_features": 0.25, "min_samples_leaf": 10}]  # log-snapped

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -159,6 +160,25 @@ def test_the_same_task_run_before_gives_the_first_seed(toy_kb: KnowledgeBase) ->
     assert other.configs() == [CONFIGS[B_BEST]] and "first the best run" not in other.message
 
 
+def test_explanations_agree_with_their_numbers(toy_kb: KnowledgeBase) -> None:
+    # a task described exactly like a0: nothing differs, and the text does not say otherwise
+    twin = make_task("a0-twin", (0.2, 0.2, 0.9))
+    rec = recommend(twin, k=1, knowledge=toy_kb, use_meta_model=False)
+    line = next(x for x in rec.explain().splitlines() if x.startswith("  a0:"))
+    assert line.endswith("; no meta-feature differs)"), line
+    near = next(n for n in rec.neighbours if n.name == "a1")
+    assert near.differ and "differs most in" in rec.explain()
+    # just below a threshold of 1: enough digits to show the closest task is below it
+    below = recommend(make_task("a0-near", (0.2, 0.2, 0.9005)), k=1, knowledge=toy_kb,
+                      threshold=1.0, use_meta_model=False)
+    closest, limit = re.search(r"closest: a0 at ([0-9.]+)\), below threshold ([0-9.]+)",
+                               below.message).groups()
+    assert float(closest) < float(limit) == 1.0 and len(closest) > 4, below.message
+    far = recommend(make_task("far", (0.5, 0.95, 0.55)), k=1, knowledge=toy_kb,
+                    threshold=0.99, use_meta_model=False)
+    assert "at 0.7" in far.message and "below threshold 0.99;" in far.message, far.message
+
+
 def test_each_seed_says_why_it_was_chosen(toy_kb: KnowledgeBase) -> None:
     # set cover at 0.95 over all six tasks (no task is similar): the first seed hits one
     # family, the second the other family, which the first misses
@@ -211,6 +231,11 @@ def test_the_same_tasks_near_best_runs_go_first_then_the_rule(toy_kb: KnowledgeB
     assert rec.configs() == [CONFIGS[7], CONFIGS[3], CONFIGS[5], CONFIGS[A_BEST]]
     assert rec.message.endswith("; first the best run of a0-again (this task, run before), "
                                 "then its next 2 best runs")
+    # the message counts only the runs among the k seeds
+    one = recommend(again, k=1, knowledge=kb, use_meta_model=False)
+    assert one.message.endswith("; first the best run of a0-again (this task, run before)")
+    two = recommend(again, k=2, knowledge=kb, use_meta_model=False)
+    assert two.message.endswith("(this task, run before), then its next best run")
     assert [s.reason for s in rec.seeds[1:3]] == [
         "the 2nd best run of a0-again, the same task",
         "the 3rd best run of a0-again, the same task"]

@@ -117,6 +117,15 @@ def test_empty_and_degenerate_csv(tmp_path: Path) -> None:
         describe_csv(ragged, category="regression", target="y")
     with pytest.raises(InvalidInputError, match="does not exist"):
         describe_csv(tmp_path / "missing.csv", category="regression", target="y")
+    flat = tmp_path / "flat.csv"  # a varying target, but nothing to learn it from
+    flat.write_text("a,b,y\n" + "".join(f"1,,{i % 2}\n" for i in range(30)))
+    with pytest.raises(InvalidInputError, match="every input column of 'flat' is constant or "
+                                                "missing"):
+        describe_csv(flat, category="classification", target="y")
+    with pytest.raises(InvalidInputError, match="every input column"):
+        describe_arrays(np.full((40, 3), np.nan), np.arange(40) % 2, category="classification")
+    with pytest.raises(InvalidInputError, match="every input column"):
+        describe_arrays(np.full((40, 3), np.inf), np.arange(40.0), category="regression")
 
 
 def test_constant_and_missing_columns_still_describe(tmp_path: Path) -> None:
@@ -152,6 +161,13 @@ def test_describe_time_series_csv(tmp_path: Path) -> None:
     desc = describe_csv(p, category="anomaly_detection", modality="time_series",
                         time_column="time")
     assert desc.raw["n_channels"] == 1 and desc.raw["length"] == 500
+    # a misspelt column is named, not silently taken for a value channel
+    for kwargs in ({"time_column": "tme"}, {"value_columns": ["valu"]}):
+        name = next(iter(kwargs.values()))
+        name = name[0] if isinstance(name, list) else name
+        with pytest.raises(InvalidInputError, match=f"column '{name}' is not in the table; "
+                                                    "columns are: time, value"):
+            describe_csv(p, category="anomaly_detection", modality="time_series", **kwargs)
 
 
 def test_describe_texts() -> None:

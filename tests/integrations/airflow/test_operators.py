@@ -75,6 +75,23 @@ def missing():
 missing()
 '''
 
+BAD_DATA = '''
+from airflow.sdk import dag
+
+from cmf_airflow.operators import CmfRecommendSeedOperator
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def bad_data():
+    CmfRecommendSeedOperator(task_id="lenient", category="classification",
+                             dataset_path="{data}/flat.csv", target="label")
+    CmfRecommendSeedOperator(task_id="strict", category="classification",
+                             dataset_path="{data}/flat.csv", target="label", strict=True)
+
+
+bad_data()
+'''
+
 
 @pytest.fixture
 def peer(tmp_path: Path) -> Iterator[tuple[str, Any]]:
@@ -156,3 +173,17 @@ def test_sync_without_a_peer_connection(run_dag, cmf_store) -> None:
     assert runs["required"].status is ExecutionStatus.FAILED
     assert "no_such_peer" in runs["required"].error
     assert runs["optional"].status is ExecutionStatus.SKIPPED
+
+
+def test_recommend_seed_on_data_it_cannot_describe(run_dag, cmf_store, tmp_path: Path) -> None:
+    """Every input column constant: by default the step succeeds with no seeds and says why
+    (the search starts cold); with strict=True the task fails, naming the problem."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "flat.csv").write_text("f1,f2,label\n" + "".join(f"1,2,{i % 2}\n" for i in range(40)))
+    dr = run_dag(BAD_DATA, "bad_data", data=data)
+    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    assert states == {"lenient": "success", "strict": "failed"}
+    runs = by_stage(cmf_store(), "bad_data")
+    assert runs["lenient"].properties["airflow.xcom_return"]["len"] == 0
+    assert "every input column of 'bad_data.strict' is constant" in runs["strict"].error

@@ -178,5 +178,13 @@ def test_component_functions_check_their_inputs(tmp_path: Path,
     assert json.loads((tmp_path / "out" / "seeds.json").read_text()) == body
     # the search downstream still runs: its seeder gives nothing, the search starts cold
     assert body["seeder"] is None and AdaptiveSeeder.from_dict(body).next_config({}) is None
-    with pytest.raises(InvalidInputError, match="k must be at least 1"):
-        run_recommend_seed({"category": "classification"}, k=0)
+    # bad k, a store URL that is no URL: the step still succeeds, unless strict
+    configs, body = run_recommend_seed({"category": "classification"}, k=0)
+    assert configs == [] and "k=0 must be a whole number >= 1" in body["error"]
+    with pytest.raises(InvalidInputError, match="k=0"):
+        run_recommend_seed({"category": "classification"}, k=0, strict=True)
+    task = {"name": "t", "category": "classification", "meta_features": {"n_rows": 0.4}}
+    configs, body = run_recommend_seed(task, k=2, store_url="garbage")
+    assert len(configs) == 2 and body["error"] is None
+    with pytest.raises(ConfigError, match="garbage"):
+        run_recommend_seed(task, k=2, store_url="garbage", strict=True)

@@ -11,6 +11,7 @@ from cmf_prefect.blocks import CmfConnection, CmfPeer
 from cmf_prefect.tasks import federated_sync, recommend_seed
 from prefect import flow, task
 
+from cmf_core.errors import InvalidInputError
 from cmf_core.identity import file_digest
 from cmf_core.recommend import AdaptiveSeeder
 from cmf_core.recommend.space import config_key
@@ -77,6 +78,32 @@ def test_recommend_seed_starts_cold_on_a_bad_description(prefect_api: str,
     assert rec["seeds"] == [] and "astrology" in rec["error"]
 
 
+def test_recommend_seed_never_fails_the_flow_unless_strict(prefect_api: str, tmp_path: Path,
+                                                           cmf_settings: Any) -> None:
+    """An empty CSV, data with every input column constant, a store URL that is no URL: the
+    task succeeds and says why; ``strict=True`` fails it."""
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    flat = tmp_path / "flat.csv"
+    flat.write_text("a,b,label\n" + "".join(f"1,2,{i % 2}\n" for i in range(40)))
+
+    @flow
+    def tune(data: str, store_url: str, target: str = "label", strict: bool = False
+             ) -> dict[str, Any]:
+        return recommend_seed(data=data, category="classification", target=target, k=3,
+                              connection=CmfConnection(store_url=store_url), strict=strict)
+
+    ok = cmf_settings.store_url
+    rec = tune(str(empty), ok)
+    assert rec["seeds"] == [] and "could not describe the task" in rec["error"]
+    rec = tune(str(flat), ok)
+    assert rec["seeds"] == [] and "every input column" in rec["error"]
+    rec = tune(str(CHURN), "garbage", target="Churn")
+    assert len(rec["configs"]) == 3 and rec["error"] is None
+    with pytest.raises(InvalidInputError, match="every input column"):
+        tune(str(flat), ok, strict=True)
+
+
 def test_federated_sync_pushes_the_flow_lineage_to_the_hpc_site(
         auto_route: Any, cmf_settings: Any, cmf_store: Any, peer: tuple[str, Any]) -> None:
     url, hpc = peer
@@ -105,7 +132,5 @@ def test_federated_sync_pushes_the_flow_lineage_to_the_hpc_site(
 
 
 def test_federated_sync_rejects_a_bad_direction(prefect_api: str) -> None:
-    from cmf_core.errors import InvalidInputError
-
     with pytest.raises(InvalidInputError, match="sideways"):
         federated_sync.fn("http://127.0.0.1:9", direction="sideways")
