@@ -155,7 +155,7 @@ def wire_block(kind: str, rows: Any) -> WireBlock | None:
         except TypeError:
             return None
         if not (types_ok and _matches(_DIGESTS, c["id"]) and _names(c["name"])
-                and _types(c["uri"], _STR) and _types(c["site"], _STR)
+                and _names(c["uri"]) and _types(c["site"], _STR)
                 and _types(c["created_at"], _NUM)):
             return None
         out = [c["id"], c["type"], c["name"], c["uri"], c["site"], c["created_at"],

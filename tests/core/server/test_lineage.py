@@ -141,6 +141,9 @@ def _start() -> dict[str, Any]:
     (lambda e: e.__setitem__("eventTime", "1969-12-31T23:59:59Z"), "eventTime",
      "is before 1970-01-01T00:00:00Z, the earliest time CMF records"),
     (lambda e: e.pop("run"), "run", "required field is missing"),  # not taken for a JobEvent
+    # a long namespace: the URI is what a location, and so every peer's import, must take
+    (lambda e: e["inputs"][0].__setitem__("namespace", "s3://" + "q" * 600), "inputs[0].name",
+     "artifact uri 's3://qqqq"),
     (lambda e: e["run"]["facets"].__setitem__("cmf_energy", facet(energy_kwh=10**400,
                                                                   co2e_kg=1.0)),
      "run.facets.cmf_energy", "a number is too large for a float"),

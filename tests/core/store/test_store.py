@@ -172,6 +172,19 @@ def test_non_record_rejected_and_nothing_written(store: Store) -> None:
     assert store.list_pipelines() == []
 
 
+def test_an_artifact_uri_is_held_to_a_locations_limit(store: Store) -> None:
+    """An artifact's URI becomes its location, which a peer's import checks: an artifact
+    with a longer one would be stored here and then stop every sync from this site."""
+    digest = remote_digest("s3://b/key", "1")
+    for uri in ("", "s3://" + "q" * 600):
+        with pytest.raises(InvalidInputError, match="artifact uri"):
+            Artifact(digest, "Dataset", "key", uri, "site-a")
+        with pytest.raises(InvalidInputError, match="artifact uri"):
+            ArtifactLocation(digest, "site-a", uri)
+    store.put([Artifact(digest, "Dataset", "key", "s3://" + "q" * 507, "site-a")])
+    assert len(store.get_artifact(digest).uri) == 512
+
+
 def test_failed_transaction_writes_nothing(store: Store) -> None:
     bad = Metric("0190a0a0-0000-7000-8000-000000000000", "m", 1.0)
     object.__setattr__(bad, "value", object())  # bypass validation: the driver cannot bind it
