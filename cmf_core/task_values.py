@@ -3,8 +3,9 @@
 Parameters and return values of orchestrated tasks (Airflow template fields and XComs, Prefect
 task arguments and results) can be anything: a number, a path, a DataFrame, a model.
 :func:`jsonable` keeps plain data up to a size and replaces every other object by a short
-``<module.Type>`` tag without calling its ``repr`` (which can be slow, huge or fail). The
-orchestrator adapters build on it.
+``<module.Type>`` tag without calling its ``repr`` (which can be slow, huge or fail). Values
+under a name that holds a secret (:func:`sensitive`: ``token``, ``password``, ``api_key``...)
+are recorded as ``***``, at any depth. The orchestrator adapters build on it.
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from __future__ import annotations
 import datetime as dt
 import enum
 import math
+import re
 import uuid
 from collections.abc import Mapping
+from itertools import pairwise
 from pathlib import PurePath
 from typing import Any
 
@@ -22,6 +25,43 @@ from cmf_core.jsonutil import valid_text
 MAX_STR = 1000
 MAX_ITEMS = 50
 MAX_DEPTH = 4
+#: what a secret's value is recorded as
+REDACTED = "***"
+#: words of a name that mark its value a secret (also as two words: api key, private key)
+SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "secrets", "token",
+                          "apikey", "authorization", "credential", "credentials",
+                          "privatekey", "signature"})
+_WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+
+
+def sensitive(name: str) -> bool:
+    """Whether a parameter (or mapping key) called ``name`` holds a secret: one of its words
+    (split at ``_ - .`` and camelCase) is a :data:`SECRET_WORDS` word (``token``,
+    ``auth_token``, ``GITHUB_TOKEN``, ``apiKey``, ``client_secret``; not ``max_tokens`` or
+    ``tokenizer``)."""
+    words = [w.lower() for w in _WORDS.findall(name)]
+    return any(w in SECRET_WORDS for w in words) or any(
+        a + b in SECRET_WORDS for a, b in pairwise(words))
+
+
+def params(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """Task parameters as bounded JSON (:func:`jsonable`), secrets redacted by name."""
+    return {_key(k): REDACTED if _secret(k, v) else jsonable(v)
+            for k, v in (parameters or {}).items()}
+
+
+def redact(value: Any) -> Any:
+    """``value`` (JSON data) with the values under secret names (:func:`sensitive`) replaced
+    by ``***`` at any depth, nothing else changed."""
+    if isinstance(value, Mapping):
+        return {k: REDACTED if _secret(k, v) else redact(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def _secret(key: Any, value: Any) -> bool:
+    return value is not None and type(key) is str and sensitive(key)
 
 
 def type_tag(value: Any) -> str:
@@ -102,7 +142,8 @@ def _jsonable(value: Any, depth: int, lossy: list[bool]) -> Any:
             pass
     elif depth < MAX_DEPTH and isinstance(value, Mapping):
         items = list(value.items())
-        out = {_key(k): _jsonable(v, depth + 1, lossy) for k, v in items[:MAX_ITEMS]}
+        out = {_key(k): REDACTED if _secret(k, v) else _jsonable(v, depth + 1, lossy)
+               for k, v in items[:MAX_ITEMS]}
         if len(items) > MAX_ITEMS:
             lossy.append(True)
             out["..."] = f"{len(items) - MAX_ITEMS} more"

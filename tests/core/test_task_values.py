@@ -8,8 +8,18 @@ import os
 from pathlib import PurePosixPath
 
 import numpy as np
+import pytest
 
-from cmf_core.task_values import MAX_DEPTH, MAX_ITEMS, MAX_STR, jsonable, jsonable_lossy
+from cmf_core.task_values import (
+    MAX_DEPTH,
+    MAX_ITEMS,
+    MAX_STR,
+    jsonable,
+    jsonable_lossy,
+    params,
+    redact,
+    sensitive,
+)
 
 
 class Colour(enum.Enum):
@@ -89,3 +99,24 @@ def test_sets_and_keys_never_call_user_str() -> None:
     # mixed built-in values: by type name, then repr (a stable order in every process)
     assert jsonable({"a", 1, ("b", 2), ("a", 3)}) == [1, "a", ["a", 3], ["b", 2]]
     assert jsonable({NoText(): 1, 2: 2}) == {"<tests.core.test_task_values.NoText>": 1, "2": 2}
+
+
+@pytest.mark.parametrize(("name", "secret"), [
+    ("token", True), ("auth_token", True), ("GITHUB_TOKEN", True), ("apiKey", True),
+    ("APIKey", True), ("api_key", True), ("client_secret", True), ("db_passwd", True),
+    ("Authorization", True), ("privateKey", True),
+    ("max_tokens", False), ("tokenizer", False), ("n_tokens", False), ("access_key", False),
+    ("lr", False), ("keyword", False),
+])
+def test_secret_names(name: str, secret: bool) -> None:
+    assert sensitive(name) is secret
+
+
+def test_secrets_are_redacted_at_any_depth() -> None:
+    got = params({"peer": "http://x", "token": "s3cret", "max_tokens": 5,
+                  "cfg": {"db": {"password": "p", "host": "h"}}, "api_key": None})
+    assert got == {"peer": "http://x", "token": "***", "max_tokens": 5,
+                   "cfg": {"db": {"password": "***", "host": "h"}}, "api_key": None}
+    assert jsonable({"x": [{"secret": object()}]}) == {"x": [{"secret": "***"}]}
+    assert redact({"a": [{"apiKey": "k"}], "token": "t", "n": 2}) == {
+        "a": [{"apiKey": "***"}], "token": "***", "n": 2}

@@ -31,6 +31,7 @@ from typing import Any
 from cmf_core import jsonutil
 from cmf_core.identity import NAMESPACE, kfp_task_id, path_digest, remote_digest
 from cmf_core.model import Artifact, EnergyRecord, Execution, ExecutionStatus, Metric
+from cmf_core.task_values import redact
 
 SCHEMA_TYPES: dict[str, str] = {
     "system.Dataset": "Dataset",
@@ -188,12 +189,12 @@ class TaskRun:
         if self.scope:
             props[f"{PROPERTY_PREFIX}scope"] = self.scope
         if self.output_params:
-            props[f"{PROPERTY_PREFIX}output_parameters"] = dict(self.output_params)
+            props[f"{PROPERTY_PREFIX}output_parameters"] = redact(dict(self.output_params))
         kwargs: dict[str, Any] = {}
         if self.started_at is not None:
             kwargs["started_at"] = self.started_at
         ex = Execution(pipeline=self.pipeline, stage=self.task, site=site, id=self.execution_id,
-                       params=self.params, properties=props, **kwargs)
+                       params=redact(self.params), properties=props, **kwargs)
         if self.status.is_terminal:
             ex = ex.ended(self.status, error=self.error, ended_at=self.ended_at)
         return ex

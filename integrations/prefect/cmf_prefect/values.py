@@ -12,7 +12,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from cmf_core.task_values import jsonable, numpy_scalar, type_tag
+from cmf_core.task_values import jsonable, numpy_scalar, params, type_tag
 
 MAX_METRICS = 100
 
@@ -20,8 +20,9 @@ __all__ = ["jsonable", "metrics_of", "params_of", "type_tag"]
 
 
 def params_of(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Task or flow parameters as bounded JSON (Prefect futures and states are tagged)."""
-    return {str(k): jsonable(v) for k, v in (parameters or {}).items()}
+    """Task or flow parameters as bounded JSON (Prefect futures and states are tagged;
+    secrets, e.g. ``federated_sync``'s ``token``, recorded as ``***``)."""
+    return params(parameters)
 
 
 def _number(value: Any) -> float | None:

@@ -119,6 +119,9 @@ def test_federated_sync_pushes_the_flow_lineage_to_the_hpc_site(
         metrics = fine_tune(epochs)
         summary = federated_sync(CmfPeer.load("hpc-site"), direction="push",
                                  connection=CmfConnection.load("edge"), wait_for=[metrics])
+        # the URL-and-token form: the token is a task parameter, recorded redacted
+        federated_sync(url, token="hpc-secret", direction="push",
+                       connection=CmfConnection.load("edge"), wait_for=[summary])
         return summary
 
     summary = edge_round()
@@ -129,6 +132,10 @@ def test_federated_sync_pushes_the_flow_lineage_to_the_hpc_site(
     copied = hpc.get_execution(tuned[0].id)
     assert copied is not None and copied.site == "edge"
     assert copied.status.value == "completed"
+    syncs = [e for e in cmf_store.list_executions() if e.stage == "federated-sync"]
+    assert len(syncs) == 2 and any(e.params.get("token") == "***" for e in syncs)
+    for store in (cmf_store, hpc):  # not in this site's store, nor in what was pushed
+        assert "hpc-secret" not in json.dumps([dict(e.params) for e in store.list_executions()])
 
 
 def test_federated_sync_rejects_a_bad_direction(prefect_api: str) -> None:
