@@ -56,6 +56,7 @@ class Artifact:
         check_artifact_type(self.type)
         check_name(self.name, "artifact name")
         check_name(self.uri, "artifact uri")  # as a location's: every store and peer takes it
+        check_name(self.site, "site")
         object.__setattr__(self, "created_at", check_time(self.created_at, "created_at"))
         object.__setattr__(self, "properties", frozen_dict(self.properties))
         object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))

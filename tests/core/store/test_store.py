@@ -181,6 +181,8 @@ def test_an_artifact_uri_is_held_to_a_locations_limit(store: Store) -> None:
             Artifact(digest, "Dataset", "key", uri, "site-a")
         with pytest.raises(InvalidInputError, match="artifact uri"):
             ArtifactLocation(digest, "site-a", uri)
+    with pytest.raises(InvalidInputError, match="site"):
+        Artifact(digest, "Dataset", "key", "s3://b/key", "s" * 2000)
     store.put([Artifact(digest, "Dataset", "key", "s3://" + "q" * 507, "site-a")])
     assert len(store.get_artifact(digest).uri) == 512
 
