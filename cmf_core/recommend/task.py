@@ -743,13 +743,13 @@ class Table:
 
 
 def read_csv(path: str | Path, *, max_rows: int | None = None,
-             id_like_unique: float = 0.95) -> Table:
+             id_like_unique: float = 0.95, keep: Sequence[str] = ()) -> Table:
     """Read a CSV with a header into a :class:`Table`.
 
     The delimiter (comma, semicolon, tab or bar) is detected from the first lines. A column is
     numeric when at least 95% of its non-missing cells parse as numbers (the rest become
     missing); otherwise categorical. Text columns whose values are nearly all distinct
-    (identifiers, ``id_like_unique``) are dropped.
+    (identifiers, ``id_like_unique``) are dropped, unless named in ``keep``.
     """
     p = Path(path)
     if not p.is_file():
@@ -793,7 +793,7 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
             cat.append(False)
         else:
             uniq = sorted(set(present))
-            if len(rows) >= 20 and len(uniq) >= id_like_unique * len(rows):
+            if len(rows) >= 20 and len(uniq) >= id_like_unique * len(rows) and name not in keep:
                 continue  # an identifier column carries no task information
             index = {u: i for i, u in enumerate(uniq)}
             cols.append(np.array([index.get(c, np.nan) for c in cells], dtype=float))
@@ -842,11 +842,11 @@ def describe_csv(path: str | Path, *, category: Category | str,
     """
     cat = parse_category(category)
     mod = parse_modality(modality)
-    table = read_csv(path, max_rows=max_rows)
+    named = [c for c in (target, time_column, *(value_columns or ())) if c is not None]
+    table = read_csv(path, max_rows=max_rows, keep=named)
     label = name or Path(path).stem
-    for named in (target, time_column, *(value_columns or ())):
-        if named is not None:
-            table.index(named)  # a misspelt column name is an error, not silently ignored
+    for column in named:
+        table.index(column)  # a misspelt column name is an error, not silently ignored
     if mod is Modality.TIME_SERIES:
         drop = {c for c in (time_column, target) if c}
         names = list(value_columns) if value_columns else [

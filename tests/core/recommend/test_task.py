@@ -124,6 +124,12 @@ def test_empty_and_degenerate_csv(tmp_path: Path) -> None:
         describe_csv(flat, category="classification", target="y")
     with pytest.raises(InvalidInputError, match="every input column"):
         describe_arrays(np.full((40, 3), np.nan), np.arange(40) % 2, category="classification")
+    # a text target whose values are all distinct is not dropped as an identifier column
+    named = tmp_path / "named.csv"
+    named.write_text("a,y\n" + "".join(f"{i},name{i}\n" for i in range(30)))
+    with pytest.raises(InvalidInputError, match="target of 'named' holds the text 'name0'"):
+        describe_csv(named, category="regression", target="y")
+    assert describe_csv(named, category="classification", target="y").raw["n_classes"] == 30
     with pytest.raises(InvalidInputError, match="every input column"):
         describe_arrays(np.full((40, 3), np.inf), np.arange(40.0), category="regression")
 
