@@ -20,15 +20,20 @@ from __future__ import annotations
 import os
 import socket
 import tomllib
+import types
+import typing
 import urllib.parse
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
+from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
     TomlConfigSettingsSource,
 )
 
@@ -169,7 +174,7 @@ class Settings(BaseSettings):
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
         home = getattr(init_settings, "init_kwargs", {}).get("home")
-        return (init_settings, env_settings, *_toml_sources(settings_cls, home))
+        return (init_settings, _EnvSource(settings_cls), *_toml_sources(settings_cls, home))
 
     # derived values -------------------------------------------------------------------------
     @property
@@ -185,6 +190,44 @@ class Settings(BaseSettings):
     @property
     def spool_path(self) -> Path:
         return self.spool_dir or (self.home_path / "spool")
+
+
+class _EnvSource(EnvSettingsSource):
+    """``CMF_*`` variables; a dict- or list-valued one that is not JSON is a :class:`ConfigError`
+    naming the variable, the JSON it must be and where parsing stopped."""
+
+    def decode_complex_value(self, field_name: str, field: FieldInfo, value: Any) -> Any:
+        try:
+            return super().decode_complex_value(field_name, field, value)
+        except ValueError as e:
+            if _admits_str(field.annotation):  # a plain string is valid too: leave it to pydantic
+                raise
+            # the value itself is not repeated: it may hold tokens (CMF_FEDERATION_TOKENS)
+            raise ConfigError(
+                f"{ENV_PREFIX}{field_name.upper()} must be {_json_kind(field.annotation)}, but "
+                f"it is not valid JSON ({e})") from None
+
+
+def _admits_str(annotation: Any) -> bool:
+    """Whether a value of type ``annotation`` may be a plain string."""
+    if annotation is str:
+        return True
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return any(_admits_str(a) for a in typing.get_args(annotation))
+    return False
+
+
+def _json_kind(annotation: Any) -> str:
+    """What JSON a complex setting takes, with an example."""
+    kinds = {typing.get_origin(a) or a for a in (typing.get_args(annotation)
+                                                  if typing.get_origin(annotation) in
+                                                  (typing.Union, types.UnionType)
+                                                  else (annotation,))}
+    if dict in kinds:
+        return 'a JSON object, e.g. {"name": "value"}'
+    if list in kinds:
+        return 'a JSON array, e.g. ["a", "b"]'
+    return "JSON"
 
 
 def _config_file() -> Path | None:
@@ -257,6 +300,9 @@ def load_settings(**overrides: Any) -> Settings:
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
         return Settings(**given)
+    except SettingsError as e:  # a source could not read a value (ours name it themselves)
+        cause = f" ({e.__cause__})" if e.__cause__ else ""
+        raise ConfigError(f"invalid cmf configuration: {e}{cause}") from e
     except ValidationError as e:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"

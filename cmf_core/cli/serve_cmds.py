@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cmf_core.cli.common import StoreOpt
-from cmf_core.config import load_settings
-from cmf_core.errors import ConfigError
+from cmf_core.config import Settings, load_settings
+from cmf_core.errors import ConfigError, StoreError
 
 
 def register(app: typer.Typer) -> None:
@@ -33,7 +34,9 @@ def serve(
     Marquez-compatible lineage reads, the CMF REST API, and OpenAPI docs at /docs.
 
     Writes need 'Authorization: Bearer <CMF_TOKEN>' when CMF_TOKEN is set; off loopback
-    the server refuses to start without a token unless --insecure is given.
+    the server refuses to start without a token unless --insecure is given. A missing SQLite
+    store is created, and said on stderr: in the CMF home, or at --store / CMF_STORE_URL when
+    its folder exists (else refused).
 
     Example: CMF_TOKEN=s3cret cmf serve --host 0.0.0.0 --port 8080
     """
@@ -51,7 +54,12 @@ def serve(
         raise ConfigError("--protect-reads needs a token: set CMF_TOKEN")
     from cmf_core.store import open_store
 
+    new = _new_store(settings)
     with open_store(settings=settings) as s:
+        if new is not None:
+            typer.echo(f"cmf serve: no CMF store was at {new.resolve()}; created a NEW, empty "
+                       "one there (to serve an existing store, check --store or CMF_STORE_URL)",
+                       err=True)
         app = create_app(s, settings, protect_reads=protect_reads)
         bind = settings.serve_host
         shown = f"[{bind}]" if ":" in bind else bind
@@ -60,3 +68,19 @@ def serve(
                    f"writes {'need the token' if settings.token else 'are open'})", err=True)
         uvicorn.run(app, host=bind, port=settings.serve_port, log_level=log_level,
                     access_log=access_log, server_header=False)
+
+
+def _new_store(settings: Settings) -> Path | None:
+    """The SQLite file serving would create (None: the store exists, or is not SQLite). A new
+    store at an explicit URL (--store, CMF_STORE_URL) must be in a folder that exists: a missing
+    one is more likely a typo than a fresh machine, whose default home serve does create."""
+    from cmf_core.store.bulk import no_store
+    from cmf_core.store.sqlite import new_paths
+
+    made = new_paths(settings.resolved_store_url)
+    if not made:
+        return None
+    if settings.store_url and len(made) > 1:
+        raise StoreError(f"{no_store(str(made[0]))}; cmf serve creates a new store only in a "
+                         f"folder that exists, and {made[-1].absolute()} does not")
+    return made[0]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -20,7 +21,7 @@ from cmf_core.cli.common import (
     some,
     table,
 )
-from cmf_core.config import HOME_DIRNAME, load_settings
+from cmf_core.config import HOME_DIRNAME, Settings, load_settings
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.lineage import Query
 from cmf_core.lineage.query import artifact_dict, execution_dict
@@ -39,19 +40,29 @@ def register(app: typer.Typer) -> None:
 
 
 def init(
-    path: Annotated[Path, typer.Argument(help="Folder to create the .cmf home in.")] = Path("."),
+    path: Annotated[Path | None, typer.Argument(
+        help="Folder to create the .cmf home in (default: the current folder; when CMF_HOME "
+             "is set, the home is CMF_HOME itself).", show_default=False)] = None,
     site: Annotated[str | None, typer.Option(
         help="This site's id, written to the home's cmf.toml: every record made with this "
              "home carries it (CMF_SITE and ./cmf.toml still override it).")] = None,
 ) -> None:
     """Create a CMF home (.cmf/ with an embedded SQLite store) in PATH.
 
+    Without PATH the home is the one later commands use: CMF_HOME itself when it is set (or
+    `home` in cmf.toml), else ./.cmf. Given PATH while CMF_HOME names another home, init makes
+    PATH/.cmf and warns that later commands still use CMF_HOME.
+
     Example: cmf init --site hpc
     """
-    from cmf_core.config import home_config_file
+    from cmf_core.config import home_config_file, resolve_home
     from cmf_core.store.sqlite import why_no_folder
 
-    home = path / HOME_DIRNAME
+    configured = load_settings()  # what later commands use (a bad setting fails here)
+    if path is None:
+        home = resolve_home(configured.home) if configured.home else Path(HOME_DIRNAME)
+    else:
+        home = path / HOME_DIRNAME
     db = home / "cmf.db"
     try:
         home.mkdir(parents=True, exist_ok=True)
@@ -65,12 +76,38 @@ def init(
         site_set = _write_site(home_config_file(home), site)
     settings = load_settings(home=home)
     open_store(f"sqlite:///{db}", settings.site, settings).close()  # checks an existing one
+    _warn_if_not_used(home, configured)
     if existed:
         typer.echo(f"A CMF store already exists at {db}; left as it was"
                    + (f" (its site is now {site}, in {home_config_file(home)})"
                       if site_set else ""))
         return
-    typer.echo(f"Initialised CMF store at {db} (site {settings.site})")
+    where = f", the home {_named('CMF_HOME', 'home')[0]} names" if path is None and \
+        configured.home else ""
+    typer.echo(f"Initialised CMF store at {db} (site {settings.site}){where}")
+
+
+def _named(variable: str, key: str) -> tuple[str, str]:
+    """Where a setting comes from (its ``CMF_*`` variable when set, else the config file), and
+    how to drop it."""
+    if os.environ.get(variable):
+        return variable, f"unset {variable}"
+    return f"`{key}` in cmf.toml", "remove it from cmf.toml"
+
+
+def _warn_if_not_used(home: Path, configured: Settings) -> None:
+    """Warn (on stderr) when the settings make later commands use another store than ``home``'s:
+    CMF_HOME naming another home, or a store URL."""
+    from cmf_core.config import resolve_home
+
+    if configured.store_url:
+        source, undo = _named("CMF_STORE_URL", "store_url")
+        typer.echo(f"Warning: {source} is set, so later commands use that store, not "
+                   f"{home / 'cmf.db'} ({undo} to use this one)", err=True)
+    elif configured.home and resolve_home(configured.home).resolve() != home.resolve():
+        source, undo = _named("CMF_HOME", "home")
+        typer.echo(f"Warning: {source} is {resolve_home(configured.home)}, so later commands use "
+                   f"the home there, not {home} ({undo} to use this one)", err=True)
 
 
 def _write_site(config: Path, site: str) -> bool:

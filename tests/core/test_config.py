@@ -111,3 +111,44 @@ def test_server_url_must_be_a_valid_http_url(value: str, monkeypatch: pytest.Mon
         load_settings()
     monkeypatch.setenv("CMF_SERVER_URL", "https://cmf.example.com:8443/base")
     assert load_settings().server_url == "https://cmf.example.com:8443/base"
+
+
+@pytest.mark.parametrize(("name", "value", "kind", "problem"), [
+    ("CMF_FEDERATION_TOKENS", "{bad", "a JSON object", "line 1 column 2"),
+    ("CMF_FEDERATION_PEER_PIPELINES", "", "a JSON object", "line 1 column 1"),
+    ("CMF_FEDERATION_ARTIFACT_ROOTS", "/tmp", "a JSON array", "line 1 column 1"),
+    ("CMF_FEDERATION_SHARE_PIPELINES", '["a"', "a JSON array", "line 1 column 5"),
+])
+def test_a_dict_or_list_variable_that_is_not_json_is_named(
+        name: str, value: str, kind: str, problem: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    assert str(e.value).startswith(f"{name} must be {kind}, e.g. ")
+    assert "not valid JSON" in str(e.value) and problem in str(e.value)
+
+
+def test_a_bad_json_variable_is_one_error_line_and_never_echoes_the_value(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from cmf_core.cli import main
+
+    monkeypatch.setenv("CMF_FEDERATION_TOKENS", '{"http://hpc:8080": s3cret}')
+    with pytest.raises(SystemExit) as e:
+        main(["pipelines"])
+    assert e.value.code == 1
+    err = capsys.readouterr().err
+    assert err.startswith("Error: CMF_FEDERATION_TOKENS must be a JSON object") and \
+        err.count("\n") == 1
+    assert "s3cret" not in err and "Traceback" not in err
+    # valid JSON of the wrong shape, and a wrong type in cmf.toml, name the key as before
+    monkeypatch.setenv("CMF_FEDERATION_TOKENS", '["x"]')
+    with pytest.raises(ConfigError, match="federation_tokens: Input should be a valid dict"):
+        load_settings()
+
+
+def test_a_wrong_type_in_the_file_names_the_key(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "cmf.toml").write_text('federation_artifact_roots = "/data"\n')
+    with pytest.raises(ConfigError, match="federation_artifact_roots: Input should be a valid"):
+        load_settings()

@@ -224,6 +224,53 @@ def test_init_on_a_bad_path_or_an_existing_store(
     assert [(p["name"], p["executions"]) for p in data] == [("kept", 1)]
 
 
+def test_init_without_a_path_makes_the_home_cmf_home_names(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "shared" / "home"  # CMF_HOME names the home itself, not its parent
+    monkeypatch.setenv("CMF_HOME", str(home))
+    (tmp_path / "work").mkdir()
+    monkeypatch.chdir(tmp_path / "work")
+    with pytest.raises(SystemExit):  # a reader finds no store and says to make one
+        main(["pipelines"])
+    assert capsys.readouterr().err.startswith(
+        f"Error: no CMF store at {home / 'cmf.db'} (create one with `cmf init`")
+    main(["init", "--site", "edge"])  # doing as it says makes the store it looked for
+    out, err = capsys.readouterr()
+    assert out == (f"Initialised CMF store at {home / 'cmf.db'} (site edge), the home CMF_HOME "
+                   "names\n") and err == ""
+    assert (home / "cmf.toml").read_text() == 'site = "edge"\n'
+    assert list((tmp_path / "work").iterdir()) == []  # nothing in the current folder
+    main(["pipelines", "--json"])
+    assert json.loads(capsys.readouterr().out) == []
+    main(["init"])
+    assert capsys.readouterr().out == (
+        f"A CMF store already exists at {home / 'cmf.db'}; left as it was\n")
+
+
+def test_init_with_a_path_cmf_home_overrides_warns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    home = tmp_path / "home"
+    monkeypatch.setenv("CMF_HOME", str(home))
+    main(["init", str(tmp_path / "proj")])
+    out, err = capsys.readouterr()
+    assert out.startswith(f"Initialised CMF store at {tmp_path / 'proj' / '.cmf' / 'cmf.db'} ")
+    assert err == (f"Warning: CMF_HOME is {home}, so later commands use the home there, not "
+                   f"{tmp_path / 'proj' / '.cmf'} (unset CMF_HOME to use this one)\n")
+    assert (tmp_path / "proj" / ".cmf" / "cmf.db").is_file() and not home.exists()
+    # PATH whose .cmf is CMF_HOME: no warning
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / "proj" / ".cmf"))
+    main(["init", str(tmp_path / "proj")])
+    assert capsys.readouterr().err == ""
+    # a store URL wins over any home: said too
+    monkeypatch.setenv("CMF_STORE_URL", f"sqlite:///{tmp_path / 'other.db'}")
+    main(["init", str(tmp_path / "proj")])
+    assert capsys.readouterr().err == (
+        "Warning: CMF_STORE_URL is set, so later commands use that store, not "
+        f"{tmp_path / 'proj' / '.cmf' / 'cmf.db'} (unset CMF_STORE_URL to use this one)\n")
+
+
 def test_every_command_has_help() -> None:
     import typer.main
 

@@ -16,7 +16,7 @@ from openlineage.client import OpenLineageClient
 from typer.testing import CliRunner
 
 from cmf_core.cli import serve_cmds
-from cmf_core.errors import ConfigError
+from cmf_core.errors import ConfigError, StoreError
 from cmf_core.model import ExecutionStatus
 from cmf_core.openlineage.convert import to_run_events
 from cmf_core.store import open_store
@@ -63,6 +63,7 @@ def test_cmf_serve_records_what_an_openlineage_client_posts(tmp_path: Path) -> N
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
     assert f"on http://127.0.0.1:{port}" in err and "writes need the token" in err
+    assert f"no CMF store was at {db.resolve()}; created a NEW, empty one there" in err
     with open_store(f"sqlite:///{db}", site="x") as store:
         ex = store.get_execution(lineage.execution.id)
     assert ex is not None and ex.status is ExecutionStatus.COMPLETED
@@ -78,6 +79,36 @@ def test_protect_reads_needs_a_token() -> None:
     result = CliRunner().invoke(cli(), ["--protect-reads", "--port", "1"])
     assert isinstance(result.exception, ConfigError)
     assert "--protect-reads needs a token" in str(result.exception)
+
+
+def test_a_missing_store_is_made_only_in_a_folder_that_exists_and_said(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import uvicorn
+
+    served: list[int] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw["port"]))
+    typo = tmp_path / "wrong" / "path" / "cmf.db"
+    result = CliRunner().invoke(cli(), ["--store", f"sqlite:///{typo}", "--port", "1"])
+    assert isinstance(result.exception, StoreError) and served == []
+    assert str(result.exception) == (
+        f"no CMF store at {typo} (create one with `cmf init`, or check the store URL: --store "
+        "or CMF_STORE_URL); cmf serve creates a new store only in a folder that exists, and "
+        f"{tmp_path / 'wrong'} does not")
+    assert not (tmp_path / "wrong").exists()  # no store, no folder
+    # a new file in a folder that exists (a fresh machine, a container's volume): made and said
+    new = tmp_path / "new.db"
+    for announced in (True, False):  # the second time the store is there: nothing to say
+        result = CliRunner().invoke(cli(), ["--store", f"sqlite:///{new}", "--port", "1"])
+        assert result.exit_code == 0, result.output
+        said = f"cmf serve: no CMF store was at {new.resolve()}; created a NEW, empty one there"
+        assert (said in result.stderr) is announced and new.is_file()
+    # the default store of a home that does not exist yet is made with its folder
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / "fresh" / "home"))
+    result = CliRunner().invoke(cli(), ["--port", "1"])
+    assert result.exit_code == 0, result.output
+    assert f"no CMF store was at {tmp_path / 'fresh' / 'home' / 'cmf.db'}; created" in \
+        result.stderr
+    assert served == [1, 1, 1]
 
 
 def test_help_shows_an_example() -> None:
