@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cmf_core import jsonutil
 from cmf_core.config import load_settings
@@ -78,16 +79,28 @@ def fmt_time(ts: float | None) -> str:
 
 
 def short(digest: str, n: int = 12) -> str:
+    """An artifact digest's first ``n`` hex characters (``cmf show`` and ``cmf lineage`` take
+    it back). Execution ids are always shown whole: a UUIDv7 begins with its time."""
     kind, _, hexpart = digest.partition(":")
     return f"{kind}:{hexpart[:n]}" if hexpart else digest[:n]
 
 
-def table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+def table(title: str, columns: list[str], rows: list[list[Any]], *,
+          whole: Iterable[str] = (), one_line: Iterable[str] = ()) -> None:
+    """Print a table. Columns in ``whole`` (ids, digests) are never broken, so they can be
+    copied; columns in ``one_line`` are cut to one line with an ellipsis; the others wrap and
+    give way first when the terminal is narrow."""
+    whole, one_line = set(whole), set(one_line)
     t = Table(title=title, show_lines=False)
-    for c in columns:
-        t.add_column(c, overflow="fold")
+    for i, c in enumerate(columns):
+        if c in whole:
+            t.add_column(c, no_wrap=True, min_width=max((len(str(r[i])) for r in rows),
+                                                        default=0))
+        else:
+            t.add_column(c, overflow="fold")
     for r in rows:
-        t.add_row(*[str(v) for v in r])
+        t.add_row(*[Text(str(v), no_wrap=True, overflow="ellipsis") if c in one_line
+                    else str(v) for c, v in zip(columns, r, strict=True)])
     console.print(t)
 
 

@@ -22,7 +22,7 @@ def label(node: LineageNode) -> str:
         text = f"[bold]{r.type}[/] {r.name} [dim]{short(r.id)} @{r.site}[/]"
     else:
         params = ", ".join(f"{k}={v}" for k, v in list(r.params.items())[:4])
-        text = (f"[cyan]{r.pipeline}/{r.stage}[/] [dim]{r.id[:8]} @{r.site}[/] "
+        text = (f"[cyan]{r.pipeline}/{r.stage}[/] [dim]{r.id} @{r.site}[/] "
                 f"{r.status.value}" + (f" ({params})" if params else ""))
     return text + (" [dim](see above)[/]" if node.seen else "")
 
@@ -35,13 +35,19 @@ def to_rich(node: LineageNode, tree: Tree | None = None) -> Tree:
 
 
 def lineage(
-    artifact: Annotated[str, typer.Argument(help="Artifact digest (or prefix) or name.")],
+    artifact: Annotated[str, typer.Argument(
+        help="Artifact digest or a unique prefix of it (at least 4 hex characters, sha256: "
+             "optional), name, or the last part of a recorded path name (model.pkl for "
+             "/tmp/run/model.pkl).")],
     depth: Annotated[int | None, typer.Option(help="Stop after this many hops.",
                                                       **COUNT)] = None,
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:
     """Print the upstream lineage tree of ARTIFACT: what produced it, from which inputs.
+
+    Executions are labelled with their whole id (cmf show takes it). A digest prefix or path
+    part that several artifacts match is an error that names them.
 
     Example: cmf lineage model.pkl
     """

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated
 
@@ -25,6 +26,7 @@ from cmf_core.cli.common import (
 from cmf_core.errors import InvalidInputError
 from cmf_core.federation.export import ExportResult, Selector, export_bundle
 from cmf_core.federation.merge import import_file
+from cmf_core.lineage import Query
 
 
 def register(app: typer.Typer) -> None:
@@ -43,7 +45,8 @@ def export(
         help="Only executions started at or after this ISO time (with what they used).")]
     = None,
     artifact: Annotated[str | None, typer.Option(
-        help="Only the provenance closure of this artifact digest (everything upstream).")]
+        help="Only the provenance closure of this artifact (everything upstream): its digest "
+             "or a unique prefix, name or path's last part, as cmf lineage takes it.")]
     = None,
     gzip: Annotated[bool | None, typer.Option(
         "--gzip/--no-gzip", help="Compress (default: when OUT ends in .gz).")] = None,
@@ -80,6 +83,8 @@ def export(
     result = ExportResult()
     with get_store(store) as s:
         check_pipelines(s, pipeline)
+        if artifact is not None:  # the forms cmf lineage and cmf show take, to its digest
+            selector = replace(selector, artifact=Query(s).resolve_artifact(artifact).id)
         chunks = export_bundle(s, selector, compress=compress, result=result)
         if out is None:
             for chunk in chunks:
@@ -148,6 +153,9 @@ def import_(
     and reported, never overwritten. With --mlmd, import an MLMD store (idempotent, all or
     nothing).
 
+    It reports how many of the bundle's records were new or updated here, and how many the
+    store already had (all of them, for a bundle imported before).
+
     Example: cmf import churn.jsonl.gz
 
     Example: cmf import --mlmd ./mlmd --pipeline churn
@@ -167,7 +175,13 @@ def import_(
         print_json(report.to_dict())
         return
     origin = f" from site {report.origin_site}" if report.origin_site else ""
-    typer.echo(f"Imported {report.records} records{origin} from {src}")
+    if report.written:
+        have = max(report.records - report.written, 0)
+        typer.echo(f"Imported {report.records} records{origin} from {src}: {report.written} "
+                   f"new or updated, {have} already in this store")
+    else:
+        typer.echo(f"Nothing new in {src}: this store already had all {report.records} "
+                   f"records{origin}")
     if report.conflicts:
         typer.echo(f"{len(report.conflicts)} conflict(s) recorded (cmf conflicts lists them):",
                    err=True)

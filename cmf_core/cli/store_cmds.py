@@ -24,8 +24,8 @@ from cmf_core.cli.common import (
 from cmf_core.config import HOME_DIRNAME, Settings, load_settings
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.lineage import Query
-from cmf_core.lineage.query import artifact_dict, execution_dict
-from cmf_core.model import Execution
+from cmf_core.lineage.query import ambiguous, artifact_dict, execution_dict, prefix_hint
+from cmf_core.model import Artifact, Execution
 from cmf_core.model.artifact import ARTIFACT_TYPES
 from cmf_core.store import ExecutionFilter, Store, open_store
 
@@ -176,7 +176,11 @@ def executions(
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """List executions, oldest first."""
+    """List executions, oldest first.
+
+    Ids are shown whole, on one line, for cmf show (which also takes a unique prefix); on a
+    narrow terminal the other columns give way and params are cut short (--json has all).
+    """
     with get_store(store) as s:
         q = Query(s)
         rows = q.executions(pipeline=pipeline, stage=stage, site=site, status=status,
@@ -190,11 +194,32 @@ def executions(
     table("Executions", ["id", "pipeline", "stage", "site", "status", "started", "params"],
           [[e.id, e.pipeline, e.stage, e.site,
             e.status.value + (" (lost)" if e.id in lost else ""), fmt_time(e.started_at),
-            ", ".join(f"{k}={v}" for k, v in e.params.items())] for e in rows])
+            ", ".join(f"{k}={v}" for k, v in e.params.items())] for e in rows],
+          whole=["id"], one_line=["params"])
     if lost:
         _say(f"{len(lost)} running execution(s) listed are lost: their process on this host "
              "has ended without reporting an end. `cmf reap` marks them failed.")
     _say(hint)
+
+
+def _resolve(q: Query, ref: str) -> tuple[Execution | None, Artifact | None]:
+    """The one execution or artifact ``ref`` names: an exact id, digest or name first, else
+    the one execution or artifact whose id or digest starts with it, else the one artifact
+    whose recorded path ends in it; an error naming the candidates when several do."""
+    executions = q.execution_matches(ref)
+    if len(executions) == 1 and executions[0].id == ref.strip().lower():
+        return executions[0], None
+    artifacts, exact = q.artifact_matches(ref)
+    if exact:
+        return None, artifacts[0]
+    if len(executions) + len(artifacts) > 1:
+        raise InvalidInputError(ambiguous(ref, executions, artifacts))
+    if executions:
+        return executions[0], None
+    if artifacts:
+        return None, artifacts[0]
+    raise NotFoundError(f"no execution with id {ref!r} and no artifact with digest or name "
+                        f"{ref!r}" + prefix_hint(ref))
 
 
 def _lost_ids(rows: list[Execution], store: str | None) -> set[str]:
@@ -244,22 +269,25 @@ def artifacts(
         print_json([artifact_dict(a) for a in rows])
         return
     table("Artifacts", ["digest", "type", "name", "site", "uri"],
-          [[short(a.id), a.type, a.name, a.site, a.uri] for a in rows])
+          [[short(a.id), a.type, a.name, a.site, a.uri] for a in rows], whole=["digest"])
     _say(hint)
 
 
-def show(ref: Annotated[str, typer.Argument(help="Execution id, artifact digest or name.")],
+def show(ref: Annotated[str, typer.Argument(
+             help="Execution id or a unique prefix of it, artifact digest or a unique prefix "
+                  "of it (at least 4 hex characters, sha256: optional), artifact name, or the "
+                  "last part of a recorded path name.")],
          store: StoreOpt = None,
          json: Annotated[bool, typer.Option(
              "--json", help="Print plain JSON, for scripts (default: the same JSON, "
                             "highlighted).")] = False) -> None:
-    """Show one execution or artifact with its events, metrics and energy."""
+    """Show one execution or artifact with its events, metrics and energy.
+
+    Example: cmf show 01a221c3-f185 (an id prefix; ambiguous ones list the candidates)
+    """
     with get_store(store) as s:
         q = Query(s)
-        try:
-            ex = q.execution(ref)
-        except NotFoundError:
-            ex = None
+        ex, art = _resolve(q, ref)
         if ex is not None:
             data = {**execution_dict(ex), "lost": bool(_lost_ids([ex], store))}
             evs = s.events(execution_ids=[ex.id])
@@ -271,11 +299,7 @@ def show(ref: Annotated[str, typer.Argument(help="Execution id, artifact digest 
                                "details": dict(r.details)} for r in s.energy([ex.id])]
             data["kind"] = "execution"
         else:
-            try:
-                art = q.resolve_artifact(ref)
-            except NotFoundError:
-                raise NotFoundError(f"no execution with id {ref!r} and no artifact with "
-                                    f"digest or name {ref!r}") from None
+            assert art is not None
             data = artifact_dict(art)
             data["kind"] = "artifact"
             data["locations"] = [{"site": loc.site, "uri": loc.uri}

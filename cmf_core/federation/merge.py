@@ -68,7 +68,8 @@ class MergeReport:
     origin_site: str | None = None
     origin_store: str | None = None
     selector: dict[str, Any] = field(default_factory=dict)
-    records: int = 0
+    records: int = 0  # records read from the bundle
+    written: int = 0  # rows they added to the store or changed (0: it had them all)
     kinds: dict[str, int] = field(default_factory=dict)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     since: int = 0
@@ -381,10 +382,12 @@ class _Import:
     def trailer(self) -> Trailer | None:
         return self.reader.trailer
 
-    def finish(self) -> MergeReport:
-        """After the write: note the conflicts and move the high-water mark."""
+    def finish(self, written: int) -> MergeReport:
+        """After the write (``written``: the rows it added or changed): note the conflicts
+        and move the high-water mark."""
         report, store = self.report, self.store
         report.records = sum(self.kinds.values())
+        report.written = written
         report.kinds = dict(self.kinds)
         report.conflicts = self.checker.found
         for c in self.checker.found:
@@ -401,8 +404,8 @@ def import_bundle(store: Store, chunks: Iterable[bytes], *, name: str = "bundle"
     """Merge one bundle (byte chunks, plain or gzip) into ``store``; see the module docs."""
     with bulk():
         imp = _Import(store, chunks, name, allow_plain)
-        store.put_versioned(imp.items())  # reads (and verifies) everything before writing
-    return imp.finish()
+        written = store.put_versioned(imp.items())  # reads, verifies all, then writes
+    return imp.finish(written)
 
 
 def _advance(store: Store, header: Header, trailer: Trailer, before: dict[str, int],

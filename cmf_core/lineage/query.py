@@ -6,12 +6,14 @@ provenance reports, stage DAGs).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Any
 
 import networkx as nx
 
 from cmf_core.errors import InvalidInputError, NotFoundError
+from cmf_core.identity import DIGEST_KINDS
 from cmf_core.model import Artifact, EnergyRecord, EventType, Execution, Metric, Pipeline, Stage
 from cmf_core.store import ExecutionFilter, Store
 
@@ -73,6 +75,42 @@ def _execution_dict(e: Execution) -> dict[str, Any]:
 artifact_dict = _artifact_dict
 execution_dict = _execution_dict
 
+#: the fewest characters of an id or digest that look it up (as git's abbreviations)
+MIN_PREFIX = 4
+#: candidates an ambiguous reference's error names
+CANDIDATES = 10
+_UUID_PREFIX = re.compile(r"^[0-9a-f][0-9a-f-]{0,35}$")
+_HEX = frozenset("0123456789abcdef")
+
+
+def digest_prefixes(ref: str) -> list[str]:
+    """The id prefixes an artifact reference stands for: ``sha256:89ab`` itself, ``89ab`` with
+    each digest kind; none when it is not hex or shorter than ``MIN_PREFIX``."""
+    kind, sep, hexpart = ref.strip().lower().rpartition(":")
+    if (len(hexpart) < MIN_PREFIX or not _HEX.issuperset(hexpart)
+            or (sep and kind not in DIGEST_KINDS)):
+        return []
+    return [f"{k}:{hexpart}" for k in ((kind,) if sep else DIGEST_KINDS)]
+
+
+def prefix_hint(ref: str) -> str:
+    """For a reference that found nothing: a note when it is too short to be a prefix."""
+    hexpart = ref.strip().lower().rpartition(":")[2].replace("-", "")
+    if hexpart and len(hexpart) < MIN_PREFIX and _HEX.issuperset(hexpart):
+        return f" (a prefix of an id or digest needs at least {MIN_PREFIX} hex characters)"
+    return ""
+
+
+def ambiguous(ref: str, executions: list[Execution], artifacts: list[Artifact]) -> str:
+    """The error of a reference that more than one execution or artifact answers."""
+    names = ([f"execution {e.id} ({e.pipeline}/{e.stage})" for e in executions]
+             + [f"artifact {a.id} ({a.name})" for a in artifacts])
+    more = (len(names) > CANDIDATES or len(executions) > CANDIDATES
+            or len(artifacts) > CANDIDATES)
+    listed = "; ".join(names[:CANDIDATES]) + ("; and more" if more else "")
+    return (f"{ref!r} is ambiguous: it matches {listed}; give more of the id "
+            "or digest, or the whole name")
+
 
 class Query:
     """Read-side API: ``Query(store).provenance(artifact_id)`` and friends."""
@@ -110,37 +148,59 @@ class Query:
         return self.store.energy(execution_ids)
 
     def resolve_artifact(self, ref: str) -> Artifact:
-        """An artifact by digest, digest prefix (>= 8 hex chars) or exact name (latest)."""
+        """An artifact by digest, unique digest prefix (at least ``MIN_PREFIX`` hex characters,
+        with or without ``sha256:``), exact name (the latest artifact of that name), or the
+        last part of a recorded path name (``model.pkl`` for ``/tmp/run/model.pkl``)."""
+        found, exact = self.artifact_matches(ref)
+        if exact or len(found) == 1:
+            return found[0]
+        if found:
+            raise InvalidInputError(ambiguous(ref, [], found))
+        raise NotFoundError(f"no artifact with digest or name {ref!r}" + prefix_hint(ref))
+
+    def artifact_matches(self, ref: str) -> tuple[list[Artifact], bool]:
+        """The artifacts ``ref`` may name, and whether it names one exactly (by digest or
+        name). Else those whose digest starts with it (at most ``CANDIDATES`` + 1 of a kind),
+        else the latest artifact of each path name whose last part it is."""
         art = self.store.get_artifact(ref)
         if art:
-            return art
+            return [art], True
         by_name = self.store.find_artifacts(name=ref)
         if by_name:
-            return by_name[-1]
-        by_uri = [a for a in self._prefix_matches(ref)]
-        if len(by_uri) == 1:
-            return by_uri[0]
-        if len(by_uri) > 1:
-            raise InvalidInputError(f"artifact reference {ref!r} is ambiguous ({len(by_uri)} "
-                                    "artifacts match); give more of the digest")
-        raise NotFoundError(f"no artifact with digest or name {ref!r}")
+            return [by_name[-1]], True
+        prefixes = digest_prefixes(ref)
+        if prefixes:
+            ids = [i for p in prefixes for i in self.store.ids_with_prefix(
+                "artifact", p, CANDIDATES + 1)]
+            if ids:
+                return self.store.find_artifacts(ids=ids), False
+        if "/" in ref or not ref:
+            return [], False
+        latest = {a.name: a for a in self.store.artifacts_by_basename(ref, CANDIDATES * 10)}
+        return sorted(latest.values(), key=lambda a: a.name), False
 
-    def _prefix_matches(self, ref: str) -> list[Artifact]:
-        hexpart = ref.split(":", 1)[-1]
-        if len(hexpart) < 8 or any(c not in "0123456789abcdef" for c in hexpart):
+    def execution_matches(self, ref: str) -> list[Execution]:
+        """The execution with id ``ref``, else those whose id starts with it (at least
+        ``MIN_PREFIX`` characters; at most ``CANDIDATES`` + 1)."""
+        key = ref.strip().lower()
+        if not _UUID_PREFIX.match(key):
             return []
-        return [a for a in self.store.find_artifacts()
-                if a.id.split(":", 1)[-1].startswith(hexpart)]
+        if len(key) == 36:
+            ex = self.store.get_execution(key)
+            return [ex] if ex else []
+        if len(key.replace("-", "")) < MIN_PREFIX:
+            return []
+        ids = self.store.ids_with_prefix("execution", key, CANDIDATES + 1)
+        return self.store.list_executions(ExecutionFilter(ids=ids)) if ids else []
 
     def execution(self, ref: str) -> Execution:
-        ex = None
-        try:
-            ex = self.store.get_execution(ref)
-        except Exception:  # not a UUID: fall through to the error below
-            ex = None
-        if ex is None:
-            raise NotFoundError(f"no execution with id {ref!r}")
-        return ex
+        """An execution by id or unique id prefix (at least ``MIN_PREFIX`` characters)."""
+        found = self.execution_matches(ref)
+        if len(found) == 1:
+            return found[0]
+        if found:
+            raise InvalidInputError(ambiguous(ref, found, []))
+        raise NotFoundError(f"no execution with id {ref!r}" + prefix_hint(ref))
 
     # one hop ---------------------------------------------------------------------------------
     def producers(self, artifact_id: str) -> list[Execution]:

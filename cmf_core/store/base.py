@@ -195,6 +195,16 @@ class Store(abc.ABC):
         return found
 
     @abc.abstractmethod
+    def ids_with_prefix(self, kind: str, prefix: str, limit: int) -> list[str]:
+        """The ids (sorted, at most ``limit``) of the executions (``kind`` ``execution``) or
+        artifacts (``artifact``) that start with ``prefix``: an indexed range on the id."""
+
+    @abc.abstractmethod
+    def artifacts_by_basename(self, basename: str, limit: int) -> list[Artifact]:
+        """Artifacts (at most ``limit``, oldest first) whose name is a path ending in
+        ``/basename``, as the orchestrator integrations name them (absolute paths)."""
+
+    @abc.abstractmethod
     def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:
         """Where the artifact's bytes live: one location per (site, uri)."""
 
@@ -277,12 +287,13 @@ class Store(abc.ABC):
         """This store's id: a random, permanent key of its versions (not the site name)."""
         raise StoreError(f"{self.kind} stores do not support federation")
 
-    def put_versioned(self, items: Iterable[tuple[Record, str, int]]) -> None:
+    def put_versioned(self, items: Iterable[tuple[Record, str, int]]) -> int:
         """Like :meth:`put` for ``(record, origin, origin_seq)``: a row this changes to the
         incoming record keeps that origin version; any other change is a version of this store.
         An artifact with an origin version brings no location row of its own (a versioned
         export carries its location rows). Backends may also take their own pre-validated row
-        form in place of an item (the SQL backends: ``sql.wire_row``)."""
+        form in place of an item (the SQL backends: ``sql.wire_row``). Returns how many rows
+        it inserted or changed (0: the store had every item already)."""
         raise StoreError(f"{self.kind} stores do not support federation")
 
     def export_page(self, since: int = 0, limit: int | None = None, *,

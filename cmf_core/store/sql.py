@@ -281,6 +281,19 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
 _STORES: weakref.WeakSet[SqlStore] = weakref.WeakSet()
 
 
+_ALNUM = "0123456789abcdefghijklmnopqrstuvwxyz"
+_NEXT = dict(itertools.pairwise(_ALNUM))  # "9" -> "a": every collation orders them so
+
+
+def _prefix_upper(prefix: str) -> str | None:
+    """A bound above every string that starts with ``prefix``, ending in a lowercase letter or
+    digit (``None`` when there is none such: no upper bound)."""
+    stem = prefix.rstrip("-:")
+    if not stem or stem[-1] not in _NEXT:
+        return None
+    return stem[:-1] + _NEXT[stem[-1]]
+
+
 def _lineage_event(r: Any) -> LineageEvent:
     """A raw OpenLineage event from an ``ol_events`` row."""
     return LineageEvent(id=r.id, body=r.body, run_id=r.run_id, event_type=r.event_type,
@@ -1019,6 +1032,28 @@ class SqlStore(Store):
             ids.sort()
         return found
 
+    def ids_with_prefix(self, kind: str, prefix: str, limit: int) -> list[str]:
+        t = {"execution": schema.executions, "artifact": schema.artifacts}[kind]
+        col = t.c.id
+        # ``id >= prefix AND id < upper`` finds the rows through the primary key's index in
+        # any collation (the bounds end in a letter or digit, which every collation orders as
+        # ASCII does among lowercase ids); ``substr`` then keeps exactly the ids with the prefix
+        cond = [col >= prefix, sa.func.substr(col, 1, len(prefix)) == prefix]
+        upper = _prefix_upper(prefix)
+        if upper is not None:
+            cond.append(col < upper)
+        stmt = sa.select(col).where(*cond).order_by(col).limit(limit)
+        return [r[0] for r in self._rows(stmt)]
+
+    def artifacts_by_basename(self, basename: str, limit: int) -> list[Artifact]:
+        t = schema.artifacts
+        stmt = (sa.select(t).where(t.c.name.endswith("/" + basename, autoescape=True))
+                .order_by(t.c.created_at, t.c.id))
+        # SQLite's LIKE ignores ASCII case: keep the exact matches
+        found = [self._artifact(r) for r in self._rows(stmt)
+                 if r.name.rsplit("/", 1)[-1] == basename]
+        return found[:limit]
+
     def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:
         t = schema.artifact_locations
         stmt = sa.select(t).where(t.c.artifact_id == artifact_id).order_by(t.c.site, t.c.uri)
@@ -1200,7 +1235,7 @@ class SqlStore(Store):
         return str(rows[0][0])
 
     def put_versioned(self, items: Iterable[tuple[Record, str, int] | WireRow | WireBlock]
-                      ) -> None:
+                      ) -> int:
         blocks: list[WireBlock] = []
 
         def singles() -> Iterator[Any]:
@@ -1213,7 +1248,7 @@ class SqlStore(Store):
         rows, written = self._to_rows(singles(), versioned=True)  # reads every item first
         total = sum(map(len, rows.values())) + sum(len(cols[0]) for _, cols in blocks)
         if not total:
-            return
+            return 0
         with self._lock:
             conn = self._writer_conn()
             cur = conn.cursor()
@@ -1223,13 +1258,26 @@ class SqlStore(Store):
                     # a bulk import touches index pages all over: a larger page cache for it
                     # (~3x fewer page loads into a store of a million rows)
                     cur.execute(f"PRAGMA cache_size = {BULK_CACHE_KIB}")
+                cur.execute("SELECT value FROM cmf_counter WHERE name = 'seq'")
+                before = int(cur.fetchone()[0])
                 self._write_rows(cur, rows, self._sql_v)
                 self._write_blocks(cur, blocks)
+                changed = self._rows_since(cur, before)
                 self._commit(conn, cur)
             except Exception as e:
                 self._safe_rollback(conn, cur)
                 raise self._translate_error(e) from e
             self._remember(written)
+        return changed
+
+    def _rows_since(self, cur: Any, seq: int) -> int:
+        """Rows of the replicated tables with ``seq`` above ``seq`` (through their seq index):
+        inside a write transaction, those it inserted or changed (a row is numbered anew only
+        when it changes)."""
+        parts = " + ".join(f"(SELECT count(*) FROM {t.name} WHERE seq > ?)"
+                           for t in schema.VERSIONED_TABLES)
+        cur.execute(self._q(f"SELECT {parts}"), (seq,) * len(schema.VERSIONED_TABLES))
+        return int(cur.fetchone()[0])
 
     def _write_blocks(self, cur: Any, blocks: list[WireBlock]) -> None:
         """Upsert the rows of ``blocks`` (parents first), numbered with ``seq`` by ``zip``."""

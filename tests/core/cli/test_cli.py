@@ -35,10 +35,19 @@ def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, list(args))
+def invoke(*args: str, columns: int | None = None) -> str:
+    result = runner.invoke(app, list(args),
+                           env={"COLUMNS": str(columns)} if columns is not None else None)
     assert result.exit_code == 0, result.output
     return result.output
+
+
+def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
+    """The one-line error of a command that must fail with exit code 1."""
+    with pytest.raises(SystemExit) as e:
+        main(list(args))
+    assert e.value.code == 1
+    return capsys.readouterr().err.strip()
 
 
 def test_pipelines_json(store_url: str) -> None:
@@ -50,8 +59,17 @@ def test_pipelines_json(store_url: str) -> None:
 def test_executions_and_filters(store_url: str) -> None:
     data = json.loads(invoke("executions", "--store", store_url, "--json", "--stage", "train"))
     assert [e["params"] for e in data] == [{"lr": 0.1}]
-    table = invoke("executions", "--store", store_url)
+    table = invoke("executions", "--store", store_url, columns=160)
     assert "prepare" in table and "split=0.2" in table
+
+
+def test_executions_table_keeps_ids_whole_at_80_columns(store_url: str) -> None:
+    ids = [e["id"] for e in json.loads(invoke("executions", "--store", store_url, "--json"))]
+    lines = invoke("executions", "--store", store_url, columns=80).splitlines()
+    assert max(len(line) for line in lines) <= 80
+    for i in ids:  # each on one line (copyable); the params give way instead, cut with "…"
+        assert sum(i in line for line in lines) == 1
+    assert any("…" in line for line in lines)
 
 
 def test_artifacts(store_url: str) -> None:
@@ -60,13 +78,98 @@ def test_artifacts(store_url: str) -> None:
 
 
 def test_lineage_tree_and_json(store_url: str) -> None:
-    text = invoke("lineage", "model.pkl", "--store", store_url)
+    text = invoke("lineage", "model.pkl", "--store", store_url, columns=200)
     lines = text.splitlines()
     assert "Model model.pkl" in lines[0]
     assert "churn/train" in lines[1] and "lr=0.1" in lines[1]
     assert "train.csv" in lines[2] and "churn/prepare" in lines[3] and "raw.csv" in lines[4]
     tree = json.loads(invoke("lineage", "model.pkl", "--store", store_url, "--json"))
     assert tree["children"][0]["children"][0]["name"] == "train.csv"
+
+
+def test_lineage_labels_executions_by_whole_id(store_url: str) -> None:
+    # a UUIDv7 begins with its time: a run's executions share their first characters, so the
+    # tree shows each id whole, and that is what cmf show takes
+    ids = {e["stage"]: e["id"] for e in json.loads(invoke("executions", "--store", store_url,
+                                                          "--json"))}
+    lines = invoke("lineage", "model.pkl", "--store", store_url, columns=200).splitlines()
+    assert f"churn/train {ids['train']} @hpc" in lines[1]
+    assert f"churn/prepare {ids['prepare']} @hpc" in lines[3]
+    shown = json.loads(invoke("show", ids["prepare"], "--store", store_url, "--json"))
+    assert shown["stage"] == "prepare"
+
+
+def test_show_takes_a_unique_id_prefix(store_url: str,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    ids = {e["stage"]: e["id"] for e in json.loads(invoke("executions", "--store", store_url,
+                                                          "--json"))}
+    a, b = ids.values()
+    common = a[:next(i for i, (x, y) in enumerate(zip(a, b, strict=True)) if x != y)]
+    assert len(common) >= 4  # the same run: the same time prefix
+    for stage, eid in ids.items():
+        shown = json.loads(invoke("show", eid[:len(common) + 1], "--store", store_url,
+                                  "--json"))
+        assert (shown["kind"], shown["id"], shown["stage"]) == ("execution", eid, stage)
+        assert json.loads(invoke("show", eid.upper()[:30], "--store", store_url,
+                                 "--json"))["id"] == eid
+    err = fails(capsys, "show", common, "--store", store_url)
+    assert err == (f"Error: {common!r} is ambiguous: it matches execution {ids['prepare']} "
+                   f"(churn/prepare); execution {ids['train']} (churn/train); give more of the "
+                   "id or digest, or the whole name")
+    assert fails(capsys, "show", common[:3], "--store", store_url) == (
+        f"Error: no execution with id {common[:3]!r} and no artifact with digest or name "
+        f"{common[:3]!r} (a prefix of an id or digest needs at least 4 hex characters)")
+
+
+def test_digest_prefixes_from_four_hex_characters_everywhere(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = json.loads(invoke("artifacts", "--store", store_url, "--json", "--type", "Model"))[0]
+    digest = model["id"]
+    hexpart = digest.split(":", 1)[1]
+    for ref in (f"sha256:{hexpart[:4]}", hexpart[:4], f"sha256:{hexpart[:12]}"):
+        tree = json.loads(invoke("lineage", ref, "--store", store_url, "--json"))
+        assert tree["id"] == digest
+        assert json.loads(invoke("show", ref, "--store", store_url, "--json"))["id"] == digest
+        # export takes the same forms (one resolver): the model's closure, whole digest
+        out = tmp_path / "a.jsonl"
+        invoke("export", str(out), "--artifact", ref, "--store", store_url)
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        assert lines[0]["selector"] == {"artifact": digest}
+        assert {r["name"] for r in lines if r.get("kind") == "artifact"} >= {
+            "model.pkl", "train.csv", "raw.csv"}
+    invoke("export", str(tmp_path / "b.jsonl"), "--artifact", "model.pkl", "--store", store_url)
+    assert fails(capsys, "lineage", f"sha256:{hexpart[:3]}", "--store", store_url) == (
+        f"Error: no artifact with digest or name 'sha256:{hexpart[:3]}' (a prefix of an id or "
+        "digest needs at least 4 hex characters)")
+
+
+def test_names_match_the_last_part_of_recorded_paths(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    # the orchestrator integrations name artifacts by their absolute path
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    for d in ("a", "b"):
+        (tmp_path / d).mkdir()
+        (tmp_path / d / "model.pkl").write_bytes(d.encode())
+    (tmp_path / "a" / "data.csv").write_text("x\n")
+    with (Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False) as cmf,
+          cmf.create_execution("train")):
+        cmf.log_dataset(str(tmp_path / "a" / "data.csv"), "input",
+                        name=str(tmp_path / "a" / "data.csv"))
+        for d in ("a", "b"):
+            cmf.log_model(str(tmp_path / d / "model.pkl"), "output",
+                          name=str(tmp_path / d / "model.pkl"))
+    tree = json.loads(invoke("lineage", "data.csv", "--store", url, "--json"))
+    assert tree["name"] == str(tmp_path / "a" / "data.csv")
+    shown = json.loads(invoke("show", "data.csv", "--store", url, "--json"))
+    assert shown["name"] == str(tmp_path / "a" / "data.csv")
+    err = fails(capsys, "lineage", "model.pkl", "--store", url)
+    assert err.startswith("Error: 'model.pkl' is ambiguous: it matches artifact sha256:")
+    assert f"({tmp_path / 'a' / 'model.pkl'})" in err and f"({tmp_path / 'b' / 'model.pkl'})" in err
+    tree = json.loads(invoke("lineage", str(tmp_path / "b" / "model.pkl"), "--store", url,
+                             "--json"))  # the whole path still names it exactly
+    assert tree["name"] == str(tmp_path / "b" / "model.pkl")
 
 
 def test_show_execution_and_artifact(store_url: str,
@@ -91,8 +194,12 @@ def test_export_import_roundtrip(store_url: str, tmp_path: Path) -> None:
     lines = out.read_text().splitlines()
     assert {json.loads(line)["kind"] for line in lines} >= {"pipeline", "execution", "event"}
     other = f"sqlite:///{tmp_path / 'other.db'}"
-    invoke("import", str(out), "--store", other)
-    invoke("import", str(out), "--store", other)  # idempotent
+    n = len(lines) - 2
+    first = invoke("import", str(out), "--store", other)
+    assert first.strip().endswith(f"from {out}: {n} new or updated, 0 already in this store")
+    second = invoke("import", str(out), "--store", other)  # idempotent: and says so
+    assert second.strip() == f"Nothing new in {out}: this store already had all {n} records " \
+                             f"from site {json.loads(lines[0])['origin_site']}"
     out2 = tmp_path / "dump2.jsonl"
     invoke("export", str(out2), "--store", other)
     lines2 = out2.read_text().splitlines()

@@ -353,3 +353,17 @@ def test_import_into_each_backend(store: Store, stores: Stores) -> None:
     assert len(store.export_page(0, vector=load_vector(a))) == 0  # every row is a's version
     again = import_bundle(store, [bundle(a)])
     assert again.conflicts == [] and canonical_lines(store) == canonical_lines(a)
+
+
+def test_import_counts_the_rows_it_added(stores: Stores, store: Store) -> None:
+    """The report says how many records were new: none when the same bundle comes again."""
+    a = stores("a")
+    run(a, "train", [art("data", "a")], [art("model", "a")])
+    first = import_bundle(store, [bundle(a)])
+    assert first.written == first.records > 0
+    again = import_bundle(store, [bundle(a)])
+    assert (again.records, again.written) == (first.records, 0)
+    run(a, "eval", [art("model", "a")], [art("report", "a")])
+    third = import_bundle(store, [bundle(a)])
+    # the eval stage, execution, two events, metric and energy; the report and its location
+    assert (third.records, third.written) == (first.records + 8, 8)

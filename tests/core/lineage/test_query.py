@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cmf_core.errors import NotFoundError
+from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.identity import remote_digest
 from cmf_core.lineage import Query
 from cmf_core.model import Artifact, Event, Execution, Pipeline, Stage
@@ -88,3 +88,47 @@ def test_resolve_artifact(store: Store, diamond: dict[str, Artifact]) -> None:
     assert q.resolve_artifact("raw").id == digest
     with pytest.raises(NotFoundError, match="no artifact"):
         q.resolve_artifact("zzz")
+
+
+def test_execution_by_unique_id_prefix(store: Store) -> None:
+    ids = ["01a221a9-3db5-7c33-aa7f-e87f33f5d528", "01a221a9-3db5-7c39-8000-000000000001",
+           "01a221a9-3db5-7c3a-8000-000000000002", "01a221b2-0000-7000-8000-000000000003"]
+    store.put([Pipeline("p", "site-a"), Stage("p", "s", "site-a"),
+               *[Execution(pipeline="p", stage="s", site="site-a", id=i) for i in ids]])
+    q = Query(store)
+    for i in ids:
+        assert q.execution(i).id == i
+        assert q.execution(i.upper()).id == i
+    assert q.execution("01a221a9-3db5-7c33").id == ids[0]
+    assert q.execution("01a221a9-3db5-7c39").id == ids[1]  # not 7c3a: "9" < ":" < "a"
+    assert q.execution("01a221b").id == ids[3]
+    assert [e.id for e in q.execution_matches("01a221a9-")] == ids[:3]
+    with pytest.raises(InvalidInputError, match=f"ambiguous: it matches execution {ids[0]} "
+                                                f"\\(p/s\\); execution {ids[1]}"):
+        q.execution("01a2")
+    with pytest.raises(NotFoundError, match="at least 4 hex characters"):
+        q.execution("01a")
+    with pytest.raises(NotFoundError, match="no execution with id '01a3'"):
+        q.execution("01a3")
+
+
+def test_resolve_artifact_by_short_prefix_and_path_basename(store: Store) -> None:
+    arts = [Artifact(id=remote_digest(f"s3://b/{n}", "1"), type="Model", name=n,
+                     uri=f"s3://b/{n}", site="site-a")
+            for n in ("/tmp/a/model.pkl", "/tmp/b/model.pkl", "/tmp/a/data_1.csv",
+                      "/tmp/a/data%1.csv")]
+    store.put(arts)
+    q = Query(store)
+    for a in arts:
+        hexpart = a.id.split(":", 1)[1]
+        assert q.resolve_artifact(f"version:{hexpart[:4]}").id == a.id
+        assert q.resolve_artifact(hexpart[:6].upper()).id == a.id
+    # an absolute path (as Airflow and Prefect record them) answers to its last part
+    assert q.resolve_artifact("data_1.csv").id == arts[2].id
+    assert q.resolve_artifact("data%1.csv").id == arts[3].id  # LIKE wildcards are literal
+    with pytest.raises(InvalidInputError, match=r"/tmp/a/model\.pkl.*/tmp/b/model\.pkl"):
+        q.resolve_artifact("model.pkl")
+    with pytest.raises(NotFoundError, match="no artifact"):
+        q.resolve_artifact("MODEL.PKL")
+    with pytest.raises(NotFoundError, match="at least 4 hex characters"):
+        q.resolve_artifact("version:" + arts[0].id.split(":", 1)[1][:3])
