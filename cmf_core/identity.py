@@ -26,8 +26,9 @@ from cmf_core.errors import InvalidInputError
 
 CHUNK = 1 << 20
 NAMESPACE = uuid.UUID("6b1d0a4e-4f3c-5c8e-9a57-0c3f7d6b2e11")
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
-_DIGEST_RE = re.compile(r"^(sha256|version):[0-9a-f]{64}$")
+# \Z, not $: "$" also matches before a trailing newline
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_DIGEST_RE = re.compile(r"^(sha256|version):[0-9a-f]{64}\Z")
 
 
 _rng = random.Random(secrets.token_bytes(32))  # seeded from the OS; reseeded after fork
