@@ -26,9 +26,10 @@ from cmf_core.errors import InvalidInputError
 
 CHUNK = 1 << 20
 NAMESPACE = uuid.UUID("6b1d0a4e-4f3c-5c8e-9a57-0c3f7d6b2e11")
-_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+# \Z, not $: "$" also matches before a trailing newline
+_UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 DIGEST_KINDS = ("sha256", "version")  # what an artifact id starts with, before the ':'
-_DIGEST_RE = re.compile(rf"^({'|'.join(DIGEST_KINDS)}):[0-9a-f]{{64}}$")
+_DIGEST_RE = re.compile(rf"^({'|'.join(DIGEST_KINDS)}):[0-9a-f]{{64}}\Z")
 
 
 _rng = random.Random(secrets.token_bytes(32))  # seeded from the OS; reseeded after fork

@@ -31,9 +31,13 @@ def _default(value: Any) -> Any:
         return str(value)
     if isinstance(value, (set, frozenset)):
         return sorted(value, key=str)
+    if getattr(value, "ndim", 0):  # arrays (not 0-d): NumPy's as bounded lists, others tagged
+        from cmf_core.task_values import array_items
+
+        return array_items(value)
     if hasattr(value, "item") and callable(value.item):  # numpy scalars
         return value.item()
-    if hasattr(value, "tolist") and callable(value.tolist):  # numpy arrays
+    if hasattr(value, "tolist") and callable(value.tolist):
         return value.tolist()
     return repr(value)
 
@@ -116,7 +120,10 @@ def dumps(value: Any) -> str:
 def valid_text(text: str) -> str:
     r"""``text`` with each lone surrogate (not UTF-8, so no store takes it) written out: one
     that ``os.fsdecode`` made of an undecodable byte (U+DC80..U+DCFF) as that byte (``\udce9``
-    -> ``\xe9``), any other as ``\uXXXX``. Text without one is returned as is."""
+    -> ``\xe9``), any other as ``\uXXXX``; and each NUL (which PostgreSQL text refuses) as
+    ``\x00``. Text without either is returned as is."""
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
     if text.isascii():
         return text
     try:
@@ -133,10 +140,11 @@ def _escape(c: str) -> str:
 
 def valid_texts(value: Any) -> Any:
     """JSON data ``value`` with :func:`valid_text` applied to every string and key (the same
-    object when none holds a lone surrogate: checked in one pass of the C encoder)."""
+    object when none holds a lone surrogate or NUL: checked in one pass of the C encoder)."""
     try:
-        _encode(value).encode("utf-8")
-        return value
+        if b"\\u0000" not in _encode(value).encode("utf-8"):  # NUL is written \u0000
+            return value
+        return _valid_texts(value)
     except UnicodeEncodeError:
         return _valid_texts(value)
     except (TypeError, ValueError):  # not plain JSON: walk it

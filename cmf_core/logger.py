@@ -76,6 +76,8 @@ def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None
                       custom_properties: Mapping[str, Any] | None = None) -> Artifact:
     """Build an Artifact, digesting local files/directories; remote URIs need a version."""
     check_artifact_type(type)
+    if not isinstance(uri, str) or not uri.strip():
+        raise InvalidInputError(f"artifact uri must be a non-empty path or URI, got {uri!r}")
     props = dict(properties or {})
     if digest is None:
         if _is_remote(uri):
@@ -245,6 +247,9 @@ class Cmf:
             elif store is not None and not isinstance(store, str):
                 raise InvalidInputError(f"store must be a Store, a store URL or a path to an "
                                         f"SQLite file; got {type(store).__name__}")
+            if filepath is not None and not isinstance(filepath, (str, os.PathLike)):
+                raise InvalidInputError(f"filepath must be a path to an SQLite store file; got "
+                                        f"{type(filepath).__name__}")
             url = store if isinstance(store, str) else (
                 f"sqlite:///{Path(filepath).resolve()}" if filepath is not None else None)
             self.store, self._owns_store = open_store(url, self.site, self.settings), True
@@ -353,6 +358,9 @@ class Cmf:
         """Log an input or output artifact of the current execution."""
         pending = self._resolve(execution)
         ev = EventType.parse(event)
+        if not isinstance(uri, (str, os.PathLike)):
+            raise InvalidInputError(f"artifact uri must be a path or URI, got "
+                                    f"{uri.__class__.__name__}")  # type: the parameter
         uri = str(uri)
         # a remote artifact named by URI and version (no properties) is the same record each
         # time: described once (a local path is digested every time: its bytes may change)

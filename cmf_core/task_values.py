@@ -100,6 +100,25 @@ def _members(value: set[Any] | frozenset[Any]) -> list[Any]:
     return seq
 
 
+def numpy_array(value: Any) -> bool:
+    """Whether ``value`` is a NumPy array of one or more dimensions, without importing NumPy."""
+    return type(value).__module__ == "numpy" and getattr(value, "ndim", 0) > 0
+
+
+def array_items(value: Any, depth: int = 0) -> Any:
+    """A NumPy array as nested lists, bounded as :func:`jsonable` bounds lists (the first
+    :data:`MAX_ITEMS` of each axis, :data:`MAX_DEPTH` axes): sliced, never copied whole.
+    Anything else is :func:`jsonable`."""
+    if not numpy_array(value):  # an item: NumPy's as the Python value (np.float64 -> float)
+        return jsonable(value.item() if numpy_scalar(value) else value, depth)
+    if depth >= MAX_DEPTH:
+        return type_tag(value)
+    out = [array_items(v, depth + 1) for v in value[:MAX_ITEMS]]
+    if len(value) > MAX_ITEMS:
+        out.append(f"... {len(value) - MAX_ITEMS} more")
+    return out
+
+
 def _key(key: Any) -> str:
     """A mapping key as text; only plain scalars are ``str``-ed, others are tagged."""
     return valid_text(str(key)) if type(key) in _SCALARS else type_tag(key)

@@ -112,8 +112,12 @@ def parse_time(value: str | None) -> float | None:
 
     try:
         d = datetime.fromisoformat(value)
-    except ValueError:
-        raise InvalidInputError(f"time {value!r} is not ISO 8601 (e.g. 2026-11-27T10:00)") from None
-    if d.tzinfo is None:
-        d = d.replace(tzinfo=UTC)
-    return d.timestamp()
+        if d.tzinfo is None:
+            d = d.replace(tzinfo=UTC)
+        return d.timestamp()
+    except (ValueError, OverflowError) as e:
+        if str(e).startswith("Invalid isoformat string"):  # the text's shape, not a field
+            raise InvalidInputError(
+                f"time {value!r} is not ISO 8601 (e.g. 2026-11-27T10:00)") from None
+        raise InvalidInputError(f"time {value!r} is ISO 8601 but out of range: {e} (a valid "
+                                "date from 0001-01-01 to 9999-12-31 is needed)") from None

@@ -140,7 +140,12 @@ class _Client:
 
         self.base = base.rstrip("/")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
-        self.http = httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
+        try:
+            self.http = httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
+        except httpx.InvalidURL as e:  # e.g. "http://[::1": an unclosed IPv6 bracket
+            raise InvalidInputError(f"peer URL {base!r} is not a valid URL ({e}); give the "
+                                    "peer's cmf serve, e.g. https://hpc.example.org:8080") \
+                from None
         self.httpx = httpx
 
     def close(self) -> None:

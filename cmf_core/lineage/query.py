@@ -59,6 +59,12 @@ class Provenance:
         }
 
 
+def _check_ref(value: Any, what: str) -> None:
+    """InvalidInputError naming ``what`` unless ``value`` is a non-empty string."""
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
+
+
 def _artifact_dict(a: Artifact) -> dict[str, Any]:
     return {"id": a.id, "type": a.type, "name": a.name, "uri": a.uri, "site": a.site,
             "created_at": a.created_at, "properties": dict(a.properties),
@@ -151,6 +157,7 @@ class Query:
         """An artifact by digest, unique digest prefix (at least ``MIN_PREFIX`` hex characters,
         with or without ``sha256:``), exact name (the latest artifact of that name), or the
         last part of a recorded path name (``model.pkl`` for ``/tmp/run/model.pkl``)."""
+        _check_ref(ref, "artifact reference")
         found, exact = self.artifact_matches(ref)
         if exact or len(found) == 1:
             return found[0]
@@ -195,6 +202,7 @@ class Query:
 
     def execution(self, ref: str) -> Execution:
         """An execution by id or unique id prefix (at least ``MIN_PREFIX`` characters)."""
+        _check_ref(ref, "execution id")
         found = self.execution_matches(ref)
         if len(found) == 1:
             return found[0]
@@ -204,33 +212,39 @@ class Query:
 
     # one hop ---------------------------------------------------------------------------------
     def producers(self, artifact_id: str) -> list[Execution]:
+        _check_ref(artifact_id, "artifact id")
         ids = [e.execution_id for e in self.store.events(artifact_ids=[artifact_id])
                if e.type is EventType.OUTPUT]
         return self.store.list_executions(ExecutionFilter(ids=ids)) if ids else []
 
     def consumers(self, artifact_id: str) -> list[Execution]:
+        _check_ref(artifact_id, "artifact id")
         ids = [e.execution_id for e in self.store.events(artifact_ids=[artifact_id])
                if e.type is EventType.INPUT]
         return self.store.list_executions(ExecutionFilter(ids=ids)) if ids else []
 
     def parents(self, artifact_id: str) -> list[Artifact]:
         """Artifacts one hop upstream (inputs of the executions that produced it)."""
+        _check_ref(artifact_id, "artifact id")
         closure = self.store.upstream(artifact_id, max_depth=1)
         ids = sorted(closure.artifacts - {artifact_id})
         return self.store.find_artifacts(ids=ids) if ids else []
 
     def children(self, artifact_id: str) -> list[Artifact]:
+        _check_ref(artifact_id, "artifact id")
         closure = self.store.downstream(artifact_id, max_depth=1)
         ids = sorted(closure.artifacts - {artifact_id})
         return self.store.find_artifacts(ids=ids) if ids else []
 
     # transitive ------------------------------------------------------------------------------
     def ancestors(self, artifact_id: str, max_depth: int | None = None) -> list[Artifact]:
+        _check_ref(artifact_id, "artifact id")
         closure = self.store.upstream(artifact_id, max_depth)
         ids = sorted(closure.artifacts - {artifact_id})
         return self.store.find_artifacts(ids=ids) if ids else []
 
     def descendants(self, artifact_id: str, max_depth: int | None = None) -> list[Artifact]:
+        _check_ref(artifact_id, "artifact id")
         closure = self.store.downstream(artifact_id, max_depth)
         ids = sorted(closure.artifacts - {artifact_id})
         return self.store.find_artifacts(ids=ids) if ids else []

@@ -33,18 +33,54 @@ def frozen_dict(value: Mapping[str, Any] | None, what: str = "properties") -> Ma
             copy = jsonutil.clean(dict(value))
         except jsonutil.TooDeepError as e:
             raise InvalidInputError(f"{what}: {e}") from None
+        _check_json(copy, what)
     return MappingProxyType(copy)
 
 
+#: integers of more digits than this are refused: Python's ``json`` reads no longer ones back
+#: (``sys.int_info.default_max_str_digits``), so no reader of the store could
+MAX_INT_DIGITS = 4300
+_BIG = 10 ** MAX_INT_DIGITS
+
+
+def _check_json(value: Any, what: str) -> None:
+    """InvalidInputError naming the first string or key of plain JSON ``value`` that is not
+    storable text (:func:`text_problem`), or integer of more than :data:`MAX_INT_DIGITS`
+    digits."""
+    stack: list[tuple[str, Any]] = [(what, value)]
+    while stack:
+        path, v = stack.pop()
+        if isinstance(v, str):
+            check_text(v, f"{path}:")
+        elif isinstance(v, int) and not isinstance(v, bool) and not -_BIG < v < _BIG:
+            raise InvalidInputError(
+                f"{path}: an integer of about {int(v.bit_length() * 0.30103)} digits is too "
+                f"large to store (at most {MAX_INT_DIGITS} digits; record it as a string)")
+        elif isinstance(v, dict):
+            for key, item in v.items():
+                check_text(key, f"{path}: the key")
+                stack.append((f"{path}.{key}", item))
+        elif isinstance(v, list):
+            stack.extend((f"{path}[{i}]", item) for i, item in enumerate(v))
+
+
 def _plain_copy(value: Mapping[Any, Any], depth: int = 0) -> dict[str, Any] | None:
-    """A copy of ``value`` if it is already plain JSON (str keys; str, int, finite float, bool,
-    None or such dicts as values), else None: the common case skips :func:`jsonutil.clean`."""
+    """A copy of ``value`` if it is already plain, storable JSON (str keys; str, int, finite
+    float, bool, None or such dicts as values; text without NUL or lone surrogates, integers of
+    at most :data:`MAX_INT_DIGITS` digits), else None: the common case skips
+    :func:`jsonutil.clean` and :func:`_check_json`."""
     out = dict(value)
     for k, v in out.items():
-        if type(k) is not str:
+        if type(k) is not str or "\x00" in k or (not k.isascii() and text_problem(k)):
             return None
         t = type(v)
-        if t is dict:
+        if t is str:
+            if "\x00" in v or (not v.isascii() and text_problem(v)):
+                return None
+        elif t is int:
+            if not -_BIG < v < _BIG:
+                return None
+        elif t is dict:
             if depth > 2:
                 return None
             inner = _plain_copy(v, depth + 1)
@@ -86,14 +122,26 @@ def check_name(value: str, what: str) -> str:
     return check_text(value, what)
 
 
+def text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be stored as text, or None: it holds a lone surrogate
+    (``"\\ud800"`` in JSON; not UTF-8) or a NUL character (which PostgreSQL text refuses, so
+    data holding one could not be synced to a PostgreSQL site)."""
+    if "\x00" in value:
+        return "a NUL character"
+    if not value.isascii():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return "a lone surrogate"
+    return None
+
+
 def check_text(value: str, what: str) -> str:
-    """``value`` unless it holds a lone surrogate (``"\\ud800"`` in JSON), which is not text
-    UTF-8 can store."""
-    try:
-        value.encode("utf-8")
-    except UnicodeEncodeError:
-        raise InvalidInputError(f"{what} {value!r} is not valid text (a lone surrogate)") \
-            from None
+    """``value`` unless it is not storable text (:func:`text_problem`)."""
+    problem = text_problem(value)
+    if problem:
+        shown = repr(value) if len(value) <= 100 else f"{value[:100]!r}..."
+        raise InvalidInputError(f"{what} {shown} is not valid text ({problem})")
     return value
 
 

@@ -7,7 +7,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_uuid, name_id, uuid7
+from cmf_core.jsonutil import valid_text
 from cmf_core.model._base import check_name, check_time, frozen_dict, now
 
 
@@ -69,6 +71,7 @@ class Execution:
         object.__setattr__(self, "params", frozen_dict(self.params, "params"))
         object.__setattr__(self, "properties", frozen_dict(self.properties))
         object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))
+        object.__setattr__(self, "error", _error_text(self.error))
 
     @property
     def stage_id(self) -> str:
@@ -93,7 +96,18 @@ class Execution:
         for name in Execution.__slots__:
             object.__setattr__(new, name, getattr(self, name))
         object.__setattr__(new, "status", ExecutionStatus.parse(status))
-        object.__setattr__(new, "error", error)
+        object.__setattr__(new, "error", _error_text(error))
         object.__setattr__(new, "ended_at",
                            check_time(ended_at, "ended_at") if ended_at is not None else now())
         return new
+
+
+def _error_text(error: Any) -> str | None:
+    """An execution's error message as storable text: often an exception's message (arbitrary
+    text: a file name, a value), so lone surrogates and NUL are written out
+    (:func:`~cmf_core.jsonutil.valid_text`) rather than refused, which would lose the record."""
+    if error is None:
+        return None
+    if not isinstance(error, str):
+        raise InvalidInputError(f"error must be a string or None, got {type(error).__name__}")
+    return valid_text(error)

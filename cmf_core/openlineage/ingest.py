@@ -398,13 +398,17 @@ def _check_datasets(data: Any) -> None:
             "directory) rather than each of its files")
 
 
+_NUL = b"\\u0000"  # how canonical JSON writes a NUL character
+
+
 def _check_text(data: Any) -> None:
     """:class:`InvalidEventError` naming a string (or key) of ``data`` that is not valid text:
-    a lone surrogate, which JSON's ``\\ud800`` escape can carry but no store can hold (one
-    pass of the C encoder; the event is walked only when it holds one)."""
+    a lone surrogate or a NUL, which JSON's ``\\ud800`` and ``\\u0000`` escapes can carry but
+    no store can hold (NUL: not PostgreSQL; see :func:`~cmf_core.model._base.text_problem`).
+    One pass of the C encoder; the event is walked only when it may hold one."""
     try:
-        jsonutil.dumps(data).encode("utf-8")
-        return
+        if _NUL not in jsonutil.dumps(data).encode("utf-8"):
+            return
     except UnicodeEncodeError:
         pass
     stack: list[tuple[str, Any]] = [("", data)]
@@ -425,7 +429,7 @@ def _check_text(data: Any) -> None:
 
 def lineage_event(event: Any) -> LineageEvent:
     """The raw-event record of ``event`` (canonical JSON, keyed by :func:`canonical_event_id`);
-    :class:`InvalidEventError` if it holds a lone surrogate."""
+    :class:`InvalidEventError` if it holds a lone surrogate or a NUL."""
     data = event_to_dict(event)
     body = jsonutil.dumps(data)
     try:
@@ -433,6 +437,8 @@ def lineage_event(event: Any) -> LineageEvent:
     except UnicodeEncodeError:
         _check_text(data)  # raises, naming the field
         raise
+    if _NUL in utf8:  # or the text "\u0000" (written "\\u0000"): walked to tell
+        _check_text(data)
     run = data.get("run")
     run_id = run.get("runId") if isinstance(run, Mapping) else None
     return LineageEvent(
@@ -454,7 +460,7 @@ def prepare(event: Any, site: str) -> tuple[list[Record], IngestResult]:
     data = event_to_dict(event)
     _check_datasets(data)
     kind = validate_event(data)
-    raw = lineage_event(data)  # first: it refuses text no store can hold (lone surrogates)
+    raw = lineage_event(data)  # first: it refuses text no store can hold (NUL, lone surrogates)
     records, run = _records(data, kind, site)
     records.append(raw)
     return records, IngestResult(

@@ -15,8 +15,8 @@ import re
 from cmf_core.errors import InvalidInputError
 
 _RFC3339 = re.compile(
-    r"^(\d{4})-(\d{2})-(\d{2})[Tt](\d{2}):(\d{2}):(\d{2})(?:\.(\d+))?"
-    r"(?:([Zz])|([+-])(\d{2}):(\d{2}))$"
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.([0-9]+))?"
+    r"(?:([Zz])|([+-])([0-9]{2}):([0-9]{2}))\Z"  # ASCII digits only; \Z: no trailing newline
 )
 _EPOCH_ORDINAL = dt.date(1970, 1, 1).toordinal()
 _FIRST = -62135596800  # 0001-01-01T00:00:00Z, the first second a datetime can hold

@@ -45,8 +45,10 @@ from cmf_core.openlineage.times import is_date_time
 SPEC_VERSION = "2-0-2"
 SPEC_URL = f"https://openlineage.io/spec/{SPEC_VERSION}/OpenLineage.json"
 
-_UUID = re.compile(r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$")
-_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S*$")
+# \Z, not $: "$" also matches before a trailing newline
+_UUID = re.compile(
+    r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}\Z")
+_URI = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*:\S*\Z")
 
 
 class EventKind(enum.StrEnum):

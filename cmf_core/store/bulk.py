@@ -93,6 +93,10 @@ def connect(path: Path, synchronous: str) -> sqlite3.Connection:
         # 2 MiB cache most of those pages are read back on every apply (an execution costs ~1/3
         # less SQLite time with 16 MiB, allocated as pages are used)
         conn.execute(f"PRAGMA cache_size = -{WRITER_CACHE_KIB}")
+    except UnicodeDecodeError as e:  # SQLite's error message quotes the damaged bytes
+        conn.close()
+        raise sqlite3.DatabaseError("malformed database schema (bytes that are not UTF-8)") \
+            from e
     except BaseException:
         conn.close()
         raise

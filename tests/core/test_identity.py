@@ -76,6 +76,11 @@ def test_invalid_ids() -> None:
         check_uuid("run-1")
     with pytest.raises(InvalidInputError, match="not a digest"):
         check_digest("md5:abc")
+    # "$" matched before a trailing newline: such ids were taken as they were
+    with pytest.raises(InvalidInputError, match="not a UUID"):
+        check_uuid("0190a000-0000-7000-8000-000000000001\n")
+    with pytest.raises(InvalidInputError, match="not a digest"):
+        check_digest("sha256:" + "a" * 64 + "\n")
 
 
 @settings(max_examples=50)

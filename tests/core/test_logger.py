@@ -12,7 +12,7 @@ from cmf_core import Cmf
 from cmf_core.errors import InvalidInputError
 from cmf_core.model import ExecutionStatus
 from cmf_core.process import this_process
-from cmf_core.store import open_store
+from cmf_core.store import Store, open_store
 
 
 @pytest.fixture
@@ -233,3 +233,85 @@ def test_params_nested_too_deeply_are_refused_at_the_call(workdir: Path) -> None
     with open_store(url, site="hpc") as s:
         got = s.get_execution(run).params["ok"]
     assert got == _nested(150)
+
+
+# bad input on both backends: a clear InvalidInputError at the call, nothing stored lost ----------
+def test_text_a_store_cannot_hold_is_refused_at_the_call(store: Store) -> None:
+    """NUL (PostgreSQL text refuses it: a StoreError there, and SQLite data holding one could
+    not be synced to a PostgreSQL site), lone surrogates, and integers no JSON reader takes
+    back: an InvalidInputError naming the field, on either backend."""
+    with pytest.raises(InvalidInputError, match=r"pipeline name 'a\\x00b' is not valid text "
+                                                r"\(a NUL character\)"):
+        Cmf(pipeline_name="a\x00b", store=store, measure_energy=False)
+    cmf = Cmf(pipeline_name="p", store=store, measure_energy=False)
+    for params, message in [
+        ({"a": "x\x00"}, r"params.a: 'x\\x00' is not valid text \(a NUL character\)"),
+        ({"k\x00": 1}, r"params: the key 'k\\x00' is not valid text \(a NUL character\)"),
+        ({"a": {"b": ["ok", "y\x00"]}}, r"params.a.b\[1\]: 'y\\x00' is not valid text"),
+        ({"a": "\ud800"}, r"params.a: '\\ud800' is not valid text \(a lone surrogate\)"),
+        ({"a": 10**5000}, r"params.a: an integer of about 5000 digits is too large to store"),
+        ({"a": [-(10**4400)]}, r"params.a\[0\]: an integer of about 4400 digits"),
+    ]:
+        with pytest.raises(InvalidInputError, match=message):
+            cmf.create_execution("s", params=params)
+    with pytest.raises(InvalidInputError, match=r"properties.c: 'x\\x00' is not valid text"):
+        cmf.create_execution("s", custom_properties={"c": "x\x00"})
+    with cmf.create_execution("s", params={"ok": 10**4299}) as ex:
+        with pytest.raises(InvalidInputError, match=r"params.b: '\\x00' is not valid text"):
+            cmf.log_params({"b": "\x00"})
+        with pytest.raises(InvalidInputError, match=r"stage name 't\\x00' is not valid text"):
+            cmf.create_stage("t\x00")
+    cmf.close()
+    assert [p.name for p in store.list_pipelines()] == ["p"]
+    (got,) = store.list_executions()
+    assert got.id == ex.id and got.params == {"ok": 10**4299}
+
+
+def test_an_error_message_is_kept_with_nul_and_surrogates_written_out(store: Store) -> None:
+    """An exception's message is arbitrary text (a file name from os.listdir, a value): it is
+    recorded written out rather than refused, which lost the failed execution."""
+    name = os.fsdecode(b"caf\xe9.csv")
+    cmf = Cmf(pipeline_name="p", store=store, measure_energy=False)
+    with pytest.raises(FileNotFoundError), cmf.create_execution("s"):
+        raise FileNotFoundError(f"no {name}\x00")
+    cmf.close()
+    (got,) = store.list_executions()
+    assert got.status is ExecutionStatus.FAILED
+    assert got.error == "FileNotFoundError: no caf\\xe9.csv\\x00"
+
+
+def test_numpy_arrays_are_recorded_as_bounded_lists(store: Store) -> None:
+    params = {"a": np.arange(3), "eye": np.eye(2), "long": np.arange(60), "one": np.array([7]),
+              "x": np.float32(0.5), "n": {"w": np.array([0.5, 1.5])}, "nan": np.array([np.nan])}
+    with Cmf(pipeline_name="p", store=store, measure_energy=False) as cmf:
+        ex = cmf.create_execution("s", params=params)
+    assert store.get_execution(ex.id).params == {
+        "a": [0, 1, 2], "eye": [[1.0, 0.0], [0.0, 1.0]], "long": [*range(50), "... 10 more"],
+        "one": [7], "x": 0.5, "n": {"w": [0.5, 1.5]}, "nan": ["nan"]}
+
+
+def test_bad_arguments_are_invalid_input_naming_them(workdir: Path) -> None:
+    with pytest.raises(InvalidInputError, match="filepath must be a path to an SQLite store "
+                                                "file; got int"):
+        Cmf(5, pipeline_name="p")  # type: ignore[arg-type]
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=url, measure_energy=False)
+    for bad in (5, None, "", " "):
+        with pytest.raises(InvalidInputError, match="artifact reference must be a non-empty "
+                                                    "string, got"):
+            cmf.query.provenance(bad)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="artifact id must be a non-empty string"):
+        cmf.query.ancestors(5)  # type: ignore[arg-type]
+    with pytest.raises(InvalidInputError, match="execution id must be a non-empty string"):
+        cmf.query.execution(5)  # type: ignore[arg-type]
+    with cmf.create_execution("s"):
+        for empty in ("", "  "):  # was: the current folder, all of it hashed
+            with pytest.raises(InvalidInputError, match="artifact uri must be a non-empty path "
+                                                        "or URI, got"):
+                cmf.log_dataset(empty, "input")
+        with pytest.raises(InvalidInputError, match="artifact uri must be a path or URI, got "
+                                                    "int"):
+            cmf.log_dataset(5, "input")  # type: ignore[arg-type]
+    cmf.close()
+    with open_store(url, site="x") as s:
+        assert s.find_artifacts() == [] and s.count_executions() == 1

@@ -63,6 +63,13 @@ def test_lone_surrogates_become_escapes() -> None:
         "path": "caf\\xe9.csv", "other": "\\ud800", "ok": "héllo"}
 
 
+
+def test_nul_becomes_an_escape() -> None:
+    """PostgreSQL text refuses NUL: a recorded task value writes it out, as it does a lone
+    surrogate, rather than the record being refused."""
+    assert jsonable({"a\x00": "b\x00\ud800"}) == {"a\\x00": "b\\x00\\ud800"}
+
+
 class NoText:
     """A set member whose ``__str__`` fails or would take long: it must never be called."""
 

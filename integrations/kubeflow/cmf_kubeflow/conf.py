@@ -40,7 +40,8 @@ POD_NAME_ENV = "KFP_POD_NAME"
 RUN_ID_FIELD_PATH = "metadata.labels['pipeline/runid']"
 """The pod label holding the KFP run id (exposed as ``KFP_RUN_ID`` via the downward API)."""
 
-_LOCAL_RUN = re.compile(r"^(?P<pipeline>.+)-\d{4}-\d{2}-\d{2}-\d{2}-\d{2}-\d{2}-\d{6}$")
+_LOCAL_RUN = re.compile(
+    r"^(?P<pipeline>.+)-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{2}-[0-9]{6}\Z")
 """``kfp.local`` run folder: ``<pipeline name>-%Y-%m-%d-%H-%M-%S-%f``."""
 
 

@@ -587,3 +587,38 @@ def test_show_json_help_says_what_it_changes() -> None:
     text = result.output
     assert "instead of a table" not in text  # show has no table: it always prints JSON
     assert "Print plain JSON, for scripts (default: the same JSON, highlighted)." in text
+
+
+def test_a_damaged_store_and_bad_arguments_are_one_line_errors(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A store whose schema text is not UTF-8, a peer URL httpx cannot parse and a time out of
+    range: an error naming the problem, never a traceback."""
+    from tests.core.store.test_store import undecodable_schema
+
+    f = tmp_path / "cmf.db"
+    with Cmf(pipeline_name="p", store=f"sqlite:///{f}", measure_energy=False):
+        pass
+    undecodable_schema(f)
+    bundle = tmp_path / "b.jsonl"
+    bundle.write_text("")
+    for args in (["executions"], ["import", str(bundle)]):
+        with pytest.raises(SystemExit) as e:
+            main([*args, "--store", f"sqlite:///{f}"])
+        assert e.value.code == 1
+        err = capsys.readouterr().err
+        assert err.startswith(f"Error: the CMF store {f} is damaged (malformed database schema")
+    with pytest.raises(SystemExit):
+        main(["sync", "http://[::1", "--store", f"sqlite:///{tmp_path / 'other.db'}"])
+    assert capsys.readouterr().err.strip() == (
+        "Error: peer URL 'http://[::1' is not a valid URL (Invalid port: ':1'); give the peer's "
+        "cmf serve, e.g. https://hpc.example.org:8080")
+    good = f"sqlite:///{tmp_path / 'good.db'}"
+    Cmf(pipeline_name="p", store=good, measure_energy=False).close()
+    with pytest.raises(SystemExit):
+        main(["executions", "--since", "0000-01-01T00:00:00Z", "--store", good])
+    assert capsys.readouterr().err.strip() == (
+        "Error: time '0000-01-01T00:00:00Z' is ISO 8601 but out of range: year 0 is out of "
+        "range (a valid date from 0001-01-01 to 9999-12-31 is needed)")
+    with pytest.raises(SystemExit):
+        main(["executions", "--since", "soon", "--store", good])
+    assert "time 'soon' is not ISO 8601" in capsys.readouterr().err

@@ -131,17 +131,19 @@ def test_from_records_pairs_events_with_artifacts(make_lineage: Any) -> None:
         ExecutionLineage.from_records(ex, arts[:1], events)
 
 
-JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(max_size=5)
+# text a store can hold: no lone surrogates (not UTF-8), no NUL (not PostgreSQL)
+CHARS = st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\x00")
+JSON = st.recursive(st.none() | st.booleans() | st.integers() | st.text(CHARS, max_size=5)
                     | st.floats(allow_nan=False, allow_infinity=False),
                     lambda inner: st.lists(inner, max_size=3)
-                    | st.dictionaries(st.text(max_size=4), inner, max_size=3), max_leaves=6)
-NAMES = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), min_size=1,
-                max_size=12).filter(str.strip)
+                    | st.dictionaries(st.text(CHARS, max_size=4), inner, max_size=3),
+                    max_leaves=6)
+NAMES = st.text(CHARS, min_size=1, max_size=12).filter(str.strip)
 
 
 @settings(max_examples=60, deadline=None)
-@given(pipeline=NAMES, stage=NAMES, params=st.dictionaries(st.text(max_size=6), JSON),
-       props=st.dictionaries(st.text(max_size=6), JSON), uri=NAMES,
+@given(pipeline=NAMES, stage=NAMES, params=st.dictionaries(st.text(CHARS, max_size=6), JSON),
+       props=st.dictionaries(st.text(CHARS, max_size=6), JSON), uri=NAMES,
        status=st.sampled_from(["running", *STATES]),
        metrics=st.lists(st.tuples(NAMES, st.floats(allow_nan=False, allow_infinity=False),
                                   st.none() | st.integers(0, 10**6)), max_size=4))

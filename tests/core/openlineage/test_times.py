@@ -22,6 +22,9 @@ def test_parse_time(text: str, expected: float) -> None:
 @pytest.mark.parametrize("text", [
     "2024-05-01", "2024-05-01T12:00:00", "2024-05-01T12:00Z", "2024-02-30T12:00:00Z",
     "2024-05-01T24:00:00Z", "2024-05-01 12:00:00Z", "yesterday", "",
+    # only ASCII digits, and nothing after the offset (not even the newline "$" allowed)
+    "\u0662\u0660\u0662\u0664-01-01T00:00:00Z", "\uff12\uff10\uff12\uff14-01-01T00:00:00Z",
+    "2024-01-01T00:00:00Z\n", "2024-01-01T00:00:00+01:00\n",
 ])
 def test_rejects_what_rfc3339_rejects(text: str) -> None:
     assert not is_date_time(text)

@@ -185,6 +185,42 @@ def test_lone_surrogate_is_rejected_naming_the_field(client: httpx.Client, serve
     assert nothing_stored(server.store)
 
 
+@pytest.mark.parametrize(("change", "field"), [
+    (lambda e: e["job"].__setitem__("namespace", "air\x00"), "job.namespace"),
+    (lambda e: e["job"].__setitem__("name", "a\x00b"), "job.name"),
+    (lambda e: e["inputs"][0].__setitem__("name", "t\x00"), "inputs[0].name"),
+    (lambda e: e["run"]["facets"].__setitem__("x", facet(v=["a\x00"])), "run.facets.x.v[0]"),
+    (lambda e: e["run"]["facets"].__setitem__("x", facet(**{"k\x00": 1})),
+     "run.facets.x: the key"),
+])
+def test_nul_is_rejected_naming_the_field(client: httpx.Client, server: LiveServer,
+                                          change: Callable[[dict[str, Any]], Any],
+                                          field: str) -> None:
+    """JSON's \\u0000 escape decodes to NUL, which PostgreSQL text refuses: a 400 on either
+    backend (a 503 told clients to retry what can never succeed; SQLite took it, and then its
+    data could not be synced to a PostgreSQL site)."""
+    event = _start()
+    change(event)
+    for body in (event, [event]):
+        r = client.post("/api/v1/lineage", content=json.dumps(body).encode(),
+                        headers={"Content-Type": "application/json"})
+        answer = r.json()
+        message = answer["results"][0]["message"] if "results" in answer else answer["message"]
+        assert r.status_code == 400 and f"{field}" in message
+        assert "is not valid text (a NUL character)" in message
+    assert nothing_stored(server.store)
+
+
+def test_the_text_backslash_u0000_is_not_a_nul(client: httpx.Client, server: LiveServer) -> None:
+    event = _start()
+    event["run"]["facets"]["x"] = facet(v="a\\u0000")  # a backslash, then u0000: no NUL
+    r = client.post("/api/v1/lineage", content=json.dumps(event).encode(),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    (stored,) = server.store.lineage_events()
+    assert json.loads(stored.body)["run"]["facets"]["x"]["v"] == "a\\u0000"
+
+
 def test_wrong_content_type_is_415(client: httpx.Client, server: LiveServer) -> None:
     r = client.post("/api/v1/lineage", content=json.dumps(_start()),
                     headers={"Content-Type": "application/x-www-form-urlencoded"})

@@ -235,6 +235,29 @@ def test_a_damaged_store_is_named_so_without_sql(tmp_path: Path) -> None:
     assert "SELECT" not in text and "[SQL" not in text and "sqlalche.me" not in text
 
 
+def undecodable_schema(path: Path) -> None:
+    """Overwrite a byte of a table's name in ``path``'s schema (the ``name`` column of
+    ``sqlite_master``) with 0xff, not UTF-8: SQLite's "malformed database schema" message
+    then quotes it, which Python cannot decode."""
+    data = bytearray(path.read_bytes())
+    i = data.index(b"tableexecutionsexecutions") + len(b"table")  # type, name, tbl_name
+    data[i] = 0xFF
+    path.write_bytes(bytes(data))
+
+
+def test_a_store_whose_schema_text_is_not_utf8_is_named_damaged(tmp_path: Path) -> None:
+    """A raw UnicodeDecodeError, as a truncated file gets "damaged"."""
+    f = tmp_path / "cmf.db"
+    with open_store(f"sqlite:///{f}", site="a") as s:
+        s.put([Pipeline("keep", "a")])
+    undecodable_schema(f)
+    with pytest.raises(StoreError) as err, open_store(f"sqlite:///{f}", site="a") as s:
+        s.put([Pipeline("more", "a")])
+    text = str(err.value)
+    assert f"the CMF store {f} is damaged (malformed database schema" in text
+    assert "backup" in text and ".recover" in text
+
+
 def test_create_false_opens_only_an_existing_store(tmp_path: Path) -> None:
     missing = tmp_path / "typo" / "cmf.db"
     with pytest.raises(StoreError) as e:
