@@ -30,6 +30,7 @@ import contextlib
 import gc
 import hashlib
 import json
+import math
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
@@ -121,7 +122,72 @@ class Header:
         if (fmt == COMPACT) != isinstance(header.columns, dict):
             raise BundleError("bad bundle header: a format 2 header (and only that) lists the "
                               "columns of each record kind")
+        problem = header._problem()
+        if problem:
+            raise BundleError(f"bad bundle header: {problem}")
         return header
+
+    def _problem(self) -> str | None:
+        """What is wrong with a header's field values (as read), or ``None``."""
+        if not _is_text(self.origin_store) or not self.origin_store:
+            return "origin_store must be a non-empty string"
+        if not _is_text(self.origin_site):
+            return f"origin_site {self.origin_site!r} must be a string"
+        for name in ("since", "snapshot"):
+            if not _is_seq(getattr(self, name)):
+                return f"{name} {getattr(self, name)!r} must be a whole number from 0 to 2**63 - 1"
+        for name in ("exclude", "vector"):
+            value = getattr(self, name)
+            if value is not None and not (type(value) is dict and all(
+                    _is_text(k) and _is_seq(n) for k, n in value.items())):
+                return (f"{name} {_short(value)} must be an object of store ids to whole numbers "
+                        "from 0 to 2**63 - 1")
+        sel = self.selector
+        pipelines, since_time, artifact = (sel.get("pipelines"), sel.get("since_time"),
+                                           sel.get("artifact"))
+        if pipelines is not None and not (type(pipelines) is list
+                                          and all(map(_is_text, pipelines))):
+            return f"selector pipelines {_short(pipelines)} must be a list of pipeline names"
+        if since_time is not None and not _is_number(since_time):
+            return f"selector since_time {_short(since_time)} must be a number (Unix seconds)"
+        if artifact is not None and not _is_text(artifact):
+            return f"selector artifact {_short(artifact)} must be an artifact id"
+        if not _is_number(self.created_at):
+            return f"created_at {_short(self.created_at)} must be a number (Unix seconds)"
+        if self.columns is not None and not all(
+                _is_text(k) and type(v) is list and all(map(_is_text, v))
+                for k, v in self.columns.items()):
+            return "columns must be an object of record kinds to lists of field names"
+        return None
+
+
+_INT64_END = 2**63
+
+
+def _is_seq(value: Any) -> bool:
+    """A store seq: a whole number (not a bool) a 64-bit SQL integer holds, from 0."""
+    return type(value) is int and 0 <= value < _INT64_END
+
+
+def _is_number(value: Any) -> bool:
+    """A finite number (not a bool)."""
+    return type(value) is int or (type(value) is float and math.isfinite(value))
+
+
+def _is_text(value: Any) -> bool:
+    """A string UTF-8 can hold (no lone surrogate)."""
+    if type(value) is not str:
+        return False
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _short(value: Any) -> str:
+    text = repr(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -374,11 +440,22 @@ class Reader:
         return self.lineno
 
     def _check_trailer(self, data: dict[str, Any], where: str) -> None:
-        try:
-            trailer = Trailer(records=int(data["records"]), end=int(data["end"]),
-                              complete=bool(data["complete"]), sha256=str(data["sha256"]))
-        except (KeyError, TypeError, ValueError):
-            raise BundleError(f"{where}: bad bundle trailer") from None
+        missing = [f for f in ("records", "end", "complete", "sha256") if f not in data]
+        if missing:
+            raise BundleError(f"{where}: bad bundle trailer: missing field(s) "
+                              f"{', '.join(missing)}")
+        for name in ("records", "end"):
+            if not _is_seq(data[name]):
+                raise BundleError(f"{where}: bad bundle trailer: {name} {_short(data[name])} "
+                                  "must be a whole number from 0 to 2**63 - 1")
+        if type(data["complete"]) is not bool:
+            raise BundleError(f"{where}: bad bundle trailer: complete "
+                              f"{_short(data['complete'])} must be true or false")
+        if type(data["sha256"]) is not str:
+            raise BundleError(f"{where}: bad bundle trailer: sha256 {_short(data['sha256'])} "
+                              "must be a string")
+        trailer = Trailer(records=data["records"], end=data["end"], complete=data["complete"],
+                          sha256=data["sha256"])
         self._hash.update(trailer.body().encode())
         if self._hash.hexdigest() != trailer.sha256:
             raise BundleError(f"{self.name} fails its checksum (sha256 {trailer.sha256[:16]}... "

@@ -51,6 +51,7 @@ from cmf_core.model import (
     Record,
     Stage,
 )
+from cmf_core.model._base import INT64_END, check_text
 from cmf_core.records import record_from_dict, record_to_dict
 from cmf_core.store import ExecutionFilter, Store
 from cmf_core.store.base import EXPORT_FIELDS
@@ -281,9 +282,15 @@ def _to_item(data: dict[str, Any], fast: bool = True) -> Any:
     oseq: int | None = None
     if version is not None:
         if (type(version) is not list or len(version) != 2 or type(version[0]) is not str
-                or type(version[1]) is not int or version[1] < 0 or not version[0]):
-            raise BundleError(f"'{VERSION_KEY}' must be [origin store id, seq >= 0]")
+                or type(version[1]) is not int or not 0 <= version[1] < INT64_END
+                or not version[0]):
+            raise BundleError(f"'{VERSION_KEY}' must be [origin store id, seq from 0 to "
+                              "2**63 - 1]")
         origin, oseq = version
+        check_text(origin, f"'{VERSION_KEY}' origin store id")
+    if data.get("kind") == "execution" and "id" not in data:
+        # a fresh id would orphan the events, metrics and energy sent under the missing one
+        raise BundleError("execution record has no id")
     if origin is not None and fast:
         row = wire_row(data, origin, oseq)  # type: ignore[arg-type]
         if row is not None:

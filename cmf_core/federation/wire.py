@@ -27,6 +27,7 @@ from typing import Any
 from cmf_core import jsonutil
 from cmf_core.identity import name_id
 from cmf_core.model import EventType, ExecutionStatus
+from cmf_core.model._base import INT64_END, MAX_TIME
 from cmf_core.model.artifact import ARTIFACT_TYPES
 from cmf_core.store import schema
 from cmf_core.store.base import EXPORT_FIELDS
@@ -42,9 +43,7 @@ _DIGESTS = re.compile(r"(?:(?:sha256|version):[0-9a-f]{64}\n)*")
 _RANK = {s.value: s.rank for s in ExecutionStatus}
 _EVENT_TYPES = frozenset(t.value for t in EventType)
 _NUM = frozenset({int, float})
-_NUM_OR_NONE = frozenset({int, float, type(None)})
 _STR = frozenset({str})
-_STR_OR_NONE = frozenset({str, type(None)})
 _INT_OR_NONE = frozenset({int, type(None)})
 _LIST = frozenset({list})
 
@@ -59,7 +58,10 @@ def _matches(pattern: re.Pattern[str], col: Sequence[Any]) -> bool:
         return False
     text = "\n".join(col) + "\n"
     if pattern is _UUIDS:  # fixed width: the same check by slices, several times faster
-        n, raw = len(col), text.encode("utf-8")
+        try:
+            n, raw = len(col), text.encode("utf-8")
+        except UnicodeEncodeError:  # a lone surrogate: not an id
+            return False
         dashes = b"-" * n
         return (len(raw) == 37 * n and raw[8::37] == raw[13::37] == raw[18::37] == raw[23::37]
                 == dashes and raw[36::37] == b"\n" * n and not raw.translate(None, _UUID_CHARS)
@@ -71,10 +73,32 @@ def _types(col: Sequence[Any], allowed: frozenset[type]) -> bool:
     return set(map(type, col)) <= allowed
 
 
+def _texts(col: Sequence[Any], optional: bool = False) -> bool:
+    """Strings (or ``None`` where ``optional``) UTF-8 can store: no lone surrogate (as
+    ``check_text``; one encoding of the whole column)."""
+    strings = [v for v in col if v is not None] if optional and None in col else col
+    if not set(map(type, strings)) <= _STR:
+        return False
+    try:
+        "".join(strings).encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _names(col: Sequence[Any]) -> bool:
-    """As ``check_name``: non-blank strings of at most 512 characters."""
+    """As ``check_name``: non-blank strings of at most 512 characters, no lone surrogate."""
     return (set(map(type, col)) == _STR and all(map(str.strip, col))
-            and max(map(len, col)) <= 512)
+            and max(map(len, col)) <= 512 and _texts(col))
+
+
+def _times(col: Sequence[Any], optional: bool = False) -> bool:
+    """As ``check_time``: numbers (not bools) from 0 to the end of year 9999, or ``None`` where
+    ``optional``; the column's least and greatest value are compared, not each."""
+    values = [v for v in col if v is not None] if optional and None in col else col
+    if not values:
+        return True
+    return set(map(type, values)) <= _NUM and min(values) >= 0 and max(values) < MAX_TIME
 
 
 def _objects(col: Sequence[Any]) -> Sequence[str] | None:
@@ -103,7 +127,10 @@ def _objects(col: Sequence[Any]) -> Sequence[str] | None:
 
 def _finite(col: Sequence[Any]) -> bool:
     # each value, not their sum: two large finite values (1e308 each) add up to inf
-    return all(map(math.isfinite, col))
+    try:
+        return all(map(math.isfinite, col))
+    except OverflowError:  # an integer beyond the float range
+        return False
 
 
 def wire_block(kind: str, rows: Any) -> WireBlock | None:
@@ -117,8 +144,8 @@ def wire_block(kind: str, rows: Any) -> WireBlock | None:
         return None
     cols = list(zip(*rows, strict=True))
     origin, oseq = cols[-2], cols[-1]
-    if set(map(type, origin)) != _STR or not all(origin) or set(map(type, oseq)) != {int} \
-            or min(oseq) < 0:
+    if set(map(type, origin)) != _STR or not all(origin) or not _texts(origin) \
+            or set(map(type, oseq)) != {int} or min(oseq) < 0 or max(oseq) >= INT64_END:
         return None
     c = dict(zip(fields, cols, strict=False))
     objects: dict[str, Sequence[str]] = {}
@@ -137,9 +164,10 @@ def wire_block(kind: str, rows: Any) -> WireBlock | None:
         step, value = c["step"], c["value"]
         if not (_matches(_UUIDS, c["execution_id"]) and _names(c["name"])
                 and _types(step, _INT_OR_NONE) and _types(value, _NUM) and _finite(value)
-                and _types(c["timestamp"], _NUM)):
+                and _times(c["timestamp"])):
             return None
-        if min((s for s in step if s is not None), default=0) < 0:
+        steps = [s for s in step if s is not None] if None in step else step
+        if steps and (min(steps) < 0 or max(steps) >= INT64_END):
             return None
         if None in step:
             step = [schema.STEP_SCALAR if s is None else s for s in step]
@@ -155,16 +183,18 @@ def wire_block(kind: str, rows: Any) -> WireBlock | None:
         except TypeError:
             return None
         if not (types_ok and _matches(_DIGESTS, c["id"]) and _names(c["name"])
-                and _names(c["uri"]) and _types(c["site"], _STR)
-                and _types(c["created_at"], _NUM)):
+                and _names(c["uri"]) and _names(c["site"]) and _times(c["created_at"])):
             return None
         out = [c["id"], c["type"], c["name"], c["uri"], c["site"], c["created_at"],
                objects["properties"], objects["custom_properties"]]
     elif kind == "energy":
-        if not (_matches(_UUIDS, c["execution_id"]) and _types(c["site"], _STR)
-                and _types(c["energy_kwh"], _NUM) and _types(c["co2e_kg"], _NUM)):
+        kwh, co2e = c["energy_kwh"], c["co2e_kg"]
+        if not (_matches(_UUIDS, c["execution_id"]) and _texts(c["site"])
+                and _types(kwh, _NUM) and _types(co2e, _NUM) and _finite(kwh)
+                and _finite(co2e)):
             return None
-        out = [c["execution_id"], c["site"], c["energy_kwh"], c["co2e_kg"], objects["details"]]
+        out = [c["execution_id"], c["site"], list(map(float, kwh)), list(map(float, co2e)),
+               objects["details"]]
     else:  # execution
         pipeline, stage, status = c["pipeline"], c["stage"], c["status"]
         try:
@@ -172,8 +202,8 @@ def wire_block(kind: str, rows: Any) -> WireBlock | None:
         except TypeError:
             return None
         if not (status_ok and _matches(_UUIDS, c["id"]) and _names(pipeline) and _names(stage)
-                and _types(c["site"], _STR) and _types(c["started_at"], _NUM)
-                and _types(c["ended_at"], _NUM_OR_NONE) and _types(c["error"], _STR_OR_NONE)):
+                and _texts(c["site"]) and _times(c["started_at"])
+                and _times(c["ended_at"], optional=True) and _texts(c["error"], optional=True)):
             return None
         pids = {p: name_id("pipeline", p) for p in set(pipeline)}
         pairs = list(zip(pipeline, stage, strict=True))

@@ -98,16 +98,24 @@ def now() -> float:
 
 #: the end of year 9999 in Unix seconds: later times cannot be stored or shown
 MAX_TIME = 253_402_300_800.0
+#: whole numbers a store holds (a 64-bit SQL integer) are below this
+INT64_END = 2**63
+
+
+def brief(value: Any, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a 400-digit number in an error message)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
 def check_time(value: Any, what: str) -> float:
     """``value`` as Unix seconds (a real number from 0 to the end of year 9999)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy numbers too
-        raise InvalidInputError(f"{what} {value!r} must be a number (Unix seconds)")
+        raise InvalidInputError(f"{what} {brief(value)} must be a number (Unix seconds)")
     try:
         t = float(value)
     except OverflowError:
-        raise InvalidInputError(f"{what} {value!r} is not a time (Unix seconds)") from None
+        raise InvalidInputError(f"{what} {brief(value)} is not a time (Unix seconds)") from None
     if not 0.0 <= t < MAX_TIME:  # NaN fails too
         raise InvalidInputError(f"{what} {value!r} is not a time from 1970 to 9999 (Unix "
                                 "seconds)")

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_uuid
-from cmf_core.model._base import check_name, check_time, now
+from cmf_core.model._base import INT64_END, check_name, check_time, now
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,7 +31,7 @@ class Metric:
             raise InvalidInputError(f"metric {self.name!r} value {value} is not finite")
         object.__setattr__(self, "value", value)
         if self.step is not None and (isinstance(self.step, bool) or not isinstance(self.step, int)
-                                      or not 0 <= self.step < 2**63):
+                                      or not 0 <= self.step < INT64_END):
             raise InvalidInputError(f"metric {self.name!r} step {self.step!r} must be a whole "
                                     "number from 0 to 2**63 - 1")
         object.__setattr__(self, "timestamp", check_time(self.timestamp, "metric timestamp"))

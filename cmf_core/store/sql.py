@@ -43,7 +43,7 @@ from cmf_core.model import (
     Record,
     Stage,
 )
-from cmf_core.model._base import check_name
+from cmf_core.model._base import INT64_END, brief, check_name, check_text, check_time
 from cmf_core.model.artifact import check_artifact_type
 from cmf_core.store import bulk, migrations, schema
 from cmf_core.store.base import (
@@ -211,9 +211,25 @@ def _wire_num(data: dict[str, Any], name: str, kind: str, optional: bool = False
     raise InvalidInputError(f"bad {kind} record: {name} {value!r} is not a number")
 
 
+def _wire_float(data: dict[str, Any], name: str, kind: str) -> float:
+    """A finite number as the float the store holds (an integer beyond 64 bits or a float
+    beyond the float range would fail the write, or be exported as a string no peer takes)."""
+    value = _wire_num(data, name, kind)
+    try:
+        value = float(value)
+    except OverflowError:
+        raise InvalidInputError(f"bad {kind} record: {name} {brief(value)} is too large") \
+            from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise InvalidInputError(f"bad {kind} record: {name} {value} is not finite")
+    return value
+
+
 def _wire_str(data: dict[str, Any], name: str, kind: str, optional: bool = False) -> Any:
     value = data[name]
-    if isinstance(value, str) or (value is None and optional):
+    if isinstance(value, str):
+        return check_text(value, name)  # a lone surrogate would fail the store's write
+    if value is None and optional:
         return value
     raise InvalidInputError(f"bad {kind} record: {name} {value!r} is not a string")
 
@@ -237,17 +253,19 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
         name = check_name(data["name"], "metric name")
         try:
             value = float(data["value"])
-        except (TypeError, ValueError):
-            raise InvalidInputError(f"metric {name!r} value {data['value']!r} is not a "
+        except (TypeError, ValueError, OverflowError):
+            raise InvalidInputError(f"metric {name!r} value {brief(data['value'])} is not a "
                                     "number") from None
         if value != value or value in (float("inf"), float("-inf")):
             raise InvalidInputError(f"metric {name!r} value {value} is not finite")
         step = data["step"]
-        if step is not None and (not isinstance(step, int) or step < 0):
-            raise InvalidInputError(f"metric {name!r} step {step!r} must be an int >= 0")
+        if step is not None and (type(step) is not int or not 0 <= step < INT64_END):
+            raise InvalidInputError(f"metric {name!r} step {brief(step)} must be a whole number "
+                                    "from 0 to 2**63 - 1")
         return WireRow(("metric", [check_uuid(data["execution_id"], "execution id"), name,
                                    schema.STEP_SCALAR if step is None else step, value,
-                                   _wire_num(data, "timestamp", "metric"), origin, origin_seq]))
+                                   check_time(data["timestamp"], "metric timestamp"), origin,
+                                   origin_seq]))
     if kind == "location":
         return WireRow(("location", [check_digest(data["artifact_id"]),
                                      check_name(data["site"], "site"),
@@ -256,14 +274,14 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
     if kind == "artifact":
         return WireRow(("artifact", [
             check_digest(data["id"]), check_artifact_type(data["type"]),
-            check_name(data["name"], "artifact name"), _wire_str(data, "uri", kind),
-            _wire_str(data, "site", kind), _wire_num(data, "created_at", kind),
+            check_name(data["name"], "artifact name"), check_name(data["uri"], "artifact uri"),
+            check_name(data["site"], "site"), check_time(data["created_at"], "created_at"),
             _wire_obj(data, "properties", "properties"),
             _wire_obj(data, "custom_properties", "properties"), origin, origin_seq]))
     if kind == "energy":
         return WireRow(("energy", [
             check_uuid(data["execution_id"], "execution id"), _wire_str(data, "site", kind),
-            _wire_num(data, "energy_kwh", kind), _wire_num(data, "co2e_kg", kind),
+            _wire_float(data, "energy_kwh", kind), _wire_float(data, "co2e_kg", kind),
             _wire_obj(data, "details", "energy details"), origin, origin_seq]))
     pipeline = check_name(data["pipeline"], "pipeline name")
     stage = check_name(data["stage"], "stage name")
@@ -271,8 +289,9 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
     return WireRow(("execution", [
         check_uuid(data["id"], "execution id"), name_id("pipeline", pipeline),
         name_id("stage", pipeline, stage), pipeline, stage, _wire_str(data, "site", kind),
-        status.value, status.rank, _wire_num(data, "started_at", kind),
-        _wire_num(data, "ended_at", kind, optional=True), _wire_obj(data, "params", "params"),
+        status.value, status.rank, check_time(data["started_at"], "started_at"),
+        None if data["ended_at"] is None else check_time(data["ended_at"], "ended_at"),
+        _wire_obj(data, "params", "params"),
         _wire_obj(data, "properties", "properties"),
         _wire_obj(data, "custom_properties", "properties"),
         _wire_str(data, "error", kind, optional=True), origin, origin_seq]))

@@ -122,7 +122,6 @@ UNUSUAL: list[tuple[str, str, Any]] = [
     ("event", "execution_id", EX.id.upper()),
     ("event", "type", "input"),
     ("metric", "value", 1),
-    ("metric", "step", True),
     ("execution", "status", "COMPLETED"),
     ("execution", "params", '{ "lr" : 0.1 }'),
     ("energy", "details", '{"cpu":{"method":"rapl"},"a":1}'),
@@ -158,6 +157,7 @@ BAD: list[tuple[str, str, Any]] = [
     ("metric", "value", "__inf__"),  # 1e999 in the line: parsed as an infinite float
     ("metric", "value", "NaN"),
     ("metric", "step", -1),
+    ("metric", "step", True),  # Metric refuses a bool step, so the wire does too
     ("metric", "name", "  "),
     ("metric", "name", "x" * 513),
     ("execution", "status", "exploded"),
