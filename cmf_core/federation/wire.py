@@ -74,13 +74,16 @@ def _types(col: Sequence[Any], allowed: frozenset[type]) -> bool:
 
 
 def _texts(col: Sequence[Any], optional: bool = False) -> bool:
-    """Strings (or ``None`` where ``optional``) UTF-8 can store: no lone surrogate (as
-    ``check_text``; one encoding of the whole column)."""
+    """Strings (or ``None`` where ``optional``) every store can hold: no lone surrogate and no
+    NUL (as ``check_text``; one pass over the whole column)."""
     strings = [v for v in col if v is not None] if optional and None in col else col
     if not set(map(type, strings)) <= _STR:
         return False
+    joined = "".join(strings)
+    if "\x00" in joined:
+        return False
     try:
-        "".join(strings).encode("utf-8")
+        joined.encode("utf-8")
     except UnicodeEncodeError:
         return False
     return True

@@ -162,6 +162,10 @@ BAD: list[tuple[str, str, Any]] = [
     ("metric", "name", "x" * 513),
     ("execution", "status", "exploded"),
     ("execution", "pipeline", ""),
+    # NUL, refused by the model (PostgreSQL text cannot hold it): the block checks agree
+    ("execution", "pipeline", "a\x00b"),
+    ("metric", "name", "m\x00"),
+    ("artifact", "uri", "s3://b/\x00"),
     ("execution", "params", "[1, 2]"),
     ("execution", "params", {"lr": 0.1}),  # an object, not its JSON text
     # nested deeper than a store can read back (MAX_NESTING), or than json.loads can parse
