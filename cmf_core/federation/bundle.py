@@ -40,6 +40,7 @@ from typing import Any, BinaryIO
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
 from cmf_core.jsonutil import MAX_NESTING
+from cmf_core.model._base import INT64_END, brief
 
 FORMAT = 1  # what files are written in, and what every reader understands
 COMPACT = 2  # record lines are blocks of arrays (see cmf_core.federation.wire): peer sync
@@ -140,20 +141,20 @@ class Header:
             value = getattr(self, name)
             if value is not None and not (type(value) is dict and all(
                     _is_text(k) and _is_seq(n) for k, n in value.items())):
-                return (f"{name} {_short(value)} must be an object of store ids to whole numbers "
+                return (f"{name} {brief(value)} must be an object of store ids to whole numbers "
                         "from 0 to 2**63 - 1")
         sel = self.selector
         pipelines, since_time, artifact = (sel.get("pipelines"), sel.get("since_time"),
                                            sel.get("artifact"))
         if pipelines is not None and not (type(pipelines) is list
                                           and all(map(_is_text, pipelines))):
-            return f"selector pipelines {_short(pipelines)} must be a list of pipeline names"
+            return f"selector pipelines {brief(pipelines)} must be a list of pipeline names"
         if since_time is not None and not _is_number(since_time):
-            return f"selector since_time {_short(since_time)} must be a number (Unix seconds)"
+            return f"selector since_time {brief(since_time)} must be a number (Unix seconds)"
         if artifact is not None and not _is_text(artifact):
-            return f"selector artifact {_short(artifact)} must be an artifact id"
+            return f"selector artifact {brief(artifact)} must be an artifact id"
         if not _is_number(self.created_at):
-            return f"created_at {_short(self.created_at)} must be a number (Unix seconds)"
+            return f"created_at {brief(self.created_at)} must be a number (Unix seconds)"
         if self.columns is not None and not all(
                 _is_text(k) and type(v) is list and all(map(_is_text, v))
                 for k, v in self.columns.items()):
@@ -161,12 +162,9 @@ class Header:
         return None
 
 
-_INT64_END = 2**63
-
-
 def _is_seq(value: Any) -> bool:
     """A store seq: a whole number (not a bool) a 64-bit SQL integer holds, from 0."""
-    return type(value) is int and 0 <= value < _INT64_END
+    return type(value) is int and 0 <= value < INT64_END
 
 
 def _is_number(value: Any) -> bool:
@@ -183,11 +181,6 @@ def _is_text(value: Any) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
 
 
 @dataclass
@@ -446,13 +439,13 @@ class Reader:
                               f"{', '.join(missing)}")
         for name in ("records", "end"):
             if not _is_seq(data[name]):
-                raise BundleError(f"{where}: bad bundle trailer: {name} {_short(data[name])} "
+                raise BundleError(f"{where}: bad bundle trailer: {name} {brief(data[name])} "
                                   "must be a whole number from 0 to 2**63 - 1")
         if type(data["complete"]) is not bool:
             raise BundleError(f"{where}: bad bundle trailer: complete "
-                              f"{_short(data['complete'])} must be true or false")
+                              f"{brief(data['complete'])} must be true or false")
         if type(data["sha256"]) is not str:
-            raise BundleError(f"{where}: bad bundle trailer: sha256 {_short(data['sha256'])} "
+            raise BundleError(f"{where}: bad bundle trailer: sha256 {brief(data['sha256'])} "
                               "must be a string")
         trailer = Trailer(records=data["records"], end=data["end"], complete=data["complete"],
                           sha256=data["sha256"])
