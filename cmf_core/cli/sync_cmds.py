@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cmf_core.cli.common import JsonOpt, StoreOpt, fmt_time, get_store, print_json, table
 from cmf_core.config import load_settings
 from cmf_core.errors import InvalidInputError
+
+if TYPE_CHECKING:
+    from cmf_core.federation.peer import Transfer
 
 artifact_app = typer.Typer(help="Artifact bytes: fetch them from the site that holds them.",
                            no_args_is_help=True)
@@ -60,14 +63,20 @@ def sync(
         return
     parts = []
     if direction in ("both", "pull"):
-        parts.append(f"pulled {report.pulled.records} records ({report.pulled.bytes} bytes)")
+        parts.append(_moved("pulled", report.pulled))
     if direction in ("both", "push"):
-        parts.append(f"pushed {report.pushed.records} records ({report.pushed.bytes} bytes)")
+        parts.append(_moved("pushed", report.pushed))
     scope = "" if report.scope == "all" else f" [{report.scope}]"
     typer.echo(f"Synced with {report.peer_site} at {report.peer_url}{scope}: {', '.join(parts)}")
     if report.conflicts:
         typer.echo(f"{len(report.conflicts)} conflict(s) recorded (cmf conflicts lists them)",
                    err=True)
+
+
+def _moved(verb: str, t: Transfer) -> str:
+    """``pulled 120 records (35 new or changed, 4,096 bytes)``."""
+    new = "" if t.written is None else f"{t.written:,} new or changed, "
+    return f"{verb} {t.records:,} records ({new}{t.bytes:,} bytes)"
 
 
 def fetch(

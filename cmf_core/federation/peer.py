@@ -68,11 +68,17 @@ class Transfer:
     """One direction of a sync."""
 
     pages: int = 0
-    records: int = 0
+    records: int = 0  # records sent or received
+    written: int | None = 0  # rows they added or changed at the receiver (None: not reported)
     bytes: int = 0
     since: int = 0
     end: int = 0
     conflicts: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _add(total: int | None, more: Any) -> int | None:
+    """A running count of rows written, unknown (``None``) once a peer did not report it."""
+    return None if total is None or type(more) is not int else total + more
 
 
 @dataclass
@@ -289,6 +295,7 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
             rep = import_bundle(store, [body], name=f"{client.base} page since {since}")
             out.pages += 1
             out.records += rep.records
+            out.written = _add(out.written, rep.written)
             out.bytes += len(body)
             out.conflicts += rep.conflicts
             out.end = rep.end
@@ -378,6 +385,7 @@ def _push(client: _Client, store: Store, info: Any, selector: Selector, page_siz
             rep = resp.json()
             out.pages += 1
             out.records += int(rep.get("records", 0))
+            out.written = _add(out.written, rep.get("written"))  # None: the peer did not say
             out.bytes += len(body)
             out.conflicts += rep.get("conflicts", [])
             out.end = since = end

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import gzip
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -109,9 +110,22 @@ def test_sync_and_fetch_commands(app: typer.Typer, tmp_path: Path) -> None:
     try:
         out = invoke(app, "sync", b.url, "--pull", "--token", "s3cret", "--store", local)
         assert out.startswith(f"Synced with b at {b.url}: pulled ") and "pushed" not in out
+        moved = re.search(r"pulled ([\d,]+) records \(([\d,]+) new or changed, ", out)
+        assert moved, out
+        with open_store(local, site="a") as a:  # a new store: every record pulled is new
+            assert int(moved[2].replace(",", "")) == int(moved[1].replace(",", "")) \
+                == len(dump(a)) > 0
         again = json.loads(invoke(app, "sync", b.url, "--token", "s3cret", "--json",
                                   "--store", local))
         assert again["pulled"]["records"] == 0 and again["pushed"]["records"] == 0
+        assert again["pulled"]["written"] == again["pushed"]["written"] == 0
+        cmf = Cmf(pipeline_name="mine", store=local, site="a", measure_energy=False)
+        with cmf.create_execution("s") as ex:
+            ex.log_execution_metrics("m", {"acc": 0.5})
+        cmf.close()
+        pushed = json.loads(invoke(app, "sync", b.url, "--push", "--token", "s3cret", "--json",
+                                   "--store", local))["pushed"]
+        assert pushed["written"] == pushed["records"] > 0  # as the peer's reply counts them
         with open_store(local, site="a") as a, b.open() as sb:
             assert dump(a) == dump(sb)
         got = tmp_path / "fetched.bin"
