@@ -122,11 +122,14 @@ def check_time(value: Any, what: str) -> float:
     return t
 
 
+MAX_NAME = 512  # characters in a name, site or URI (they are indexed)
+
+
 def check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")
-    if len(value) > 512:
-        raise InvalidInputError(f"{what} {value[:40]!r}... is longer than 512 characters")
+    if len(value) > MAX_NAME:
+        raise InvalidInputError(f"{what} {value[:40]!r}... is longer than {MAX_NAME} characters")
     return check_text(value, what)
 
 

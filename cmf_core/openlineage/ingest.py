@@ -70,7 +70,7 @@ from cmf_core.model import (
     Record,
     Stage,
 )
-from cmf_core.model._base import check_text
+from cmf_core.model._base import MAX_NAME, check_text
 from cmf_core.openlineage.convert import (
     DATASET_PROPERTY,
     PROGRAMMING_LANGUAGE,
@@ -212,6 +212,17 @@ def _derived(key: str, facet: Any, namespace: str, pipeline: str, error: str | N
     return False
 
 
+def _fit(text: Any) -> Any:
+    """A dataset name or URI longer than a stored name may be (a presigned URL, say) cut to
+    :data:`MAX_NAME` characters, ending in a hash of the whole, so that the run is still
+    recorded; the artifact's id is the digest of the whole URI and its properties keep the
+    dataset's whole namespace and name."""
+    if not isinstance(text, str) or len(text) <= MAX_NAME:
+        return text
+    tail = "…" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
+    return text[:MAX_NAME - len(tail)] + tail
+
+
 def _artifact(ds: Mapping[str, Any], path: str, at: float, site: str
               ) -> tuple[Artifact, str]:
     namespace, name = ds["namespace"], ds["name"]
@@ -230,13 +241,14 @@ def _artifact(ds: Mapping[str, Any], path: str, at: float, site: str
     if other:
         props = merge_dicts(props, {DATASET_FACETS_PROPERTY: other})
     with _at(f"{path}.facets.cmf_artifact" if ca else f"{path}.name"):
-        if DATASET_PROPERTY not in props and dataset_naming(uri) != (namespace, name):
+        if DATASET_PROPERTY not in props and (dataset_naming(uri) != (namespace, name)
+                                               or _fit(uri) is not uri):
             props[DATASET_PROPERTY] = {"namespace": namespace, "name": name}
         artifact = Artifact(
             id=digest,
             type=(ca or {}).get("type", "Dataset"),
-            name=(ca or {}).get("name") or name,
-            uri=uri,
+            name=_fit((ca or {}).get("name") or name),
+            uri=_fit(uri),
             site=(ca or {}).get("site") or site,
             created_at=float((ca or {}).get("created_at", at)),
             properties=props,

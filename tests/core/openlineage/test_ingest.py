@@ -175,6 +175,31 @@ def test_empty_dataset_name_is_named(make_airflow_events: Any) -> None:
         event_to_records(event, "s")
 
 
+def test_dataset_longer_than_a_name_is_kept_cut_to_fit(make_airflow_events: Any,
+                                                        store: Store) -> None:
+    """A presigned URL longer than a stored URI may be: the run and the dataset are recorded,
+    the URI is cut with a hash of the whole, and the whole name comes back in OpenLineage."""
+    start, _, complete = make_airflow_events()
+    name = "lake/orders.parquet?X-Amz-Signature=" + "ab" * 400
+    for event in (start, complete):
+        event["inputs"][0].update(namespace="s3://bucket", name=name)
+    for event in (start, complete):
+        ingest(event, store, "s")
+    (ex,) = store.list_executions()
+    assert ex.status is ExecutionStatus.COMPLETED
+    (inp,) = [store.get_artifact(e.artifact_id) for e in store.events(execution_ids=[ex.id])
+              if e.type.name == "INPUT"]
+    assert inp is not None and inp.id == unversioned_digest("s3://bucket/" + name)
+    assert len(inp.uri) == len(inp.name) == 512 and inp.uri.startswith("s3://bucket/lake/")
+    other = make_airflow_events()[0]  # the same first 499 characters: another cut URI
+    other["inputs"][0].update(namespace="s3://bucket", name=name[:-2] + "cd")
+    (cut,) = [a for a in of(event_to_records(other, "s"), Artifact) if a.id != inp.id
+              and a.name.startswith("lake/")]
+    assert cut.uri[:499] == inp.uri[:499] and cut.uri != inp.uri
+    back = to_event_dicts(ExecutionLineage.from_store(store, ex.id))[-1]
+    assert {(d["namespace"], d["name"]) for d in back["inputs"]} == {("s3://bucket", name)}
+
+
 @pytest.mark.parametrize(("where", "field"), [
     (("inputs", 0, "name"), r"inputs\[0\]\.name: 't\\ud800'"),
     (("job", "namespace"), r"job\.namespace: 't\\ud800'"),
