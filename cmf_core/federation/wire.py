@@ -112,8 +112,8 @@ def _objects(col: Sequence[Any]) -> Sequence[str] | None:
         return None
     canon: dict[str, str] = {}
     for text in distinct:
-        if type(text) is not str:
-            return None
+        if type(text) is not str or "\\u0000" in text:
+            return None  # a NUL in the object: the record-by-record read names it
         if jsonutil.nesting(text.encode()) > jsonutil.MAX_NESTING:
             return None  # the record-by-record read names it
         try:

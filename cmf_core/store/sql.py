@@ -43,7 +43,7 @@ from cmf_core.model import (
     Record,
     Stage,
 )
-from cmf_core.model._base import INT64_END, brief, check_name, check_text, check_time
+from cmf_core.model._base import INT64_END, brief, check_name, check_text, check_time, frozen_dict
 from cmf_core.model.artifact import check_artifact_type
 from cmf_core.store import bulk, migrations, schema
 from cmf_core.store.base import (
@@ -200,7 +200,7 @@ def _wire_obj(data: dict[str, Any], name: str, what: str) -> str:
         return "{}"
     if not isinstance(value, dict):
         raise InvalidInputError(f"{what} must be a mapping, got {type(value).__name__}")
-    return _J(value)
+    return _J(dict(frozen_dict(value, what)))  # checked as the model checks it: no NUL, ...
 
 
 def _wire_num(data: dict[str, Any], name: str, kind: str, optional: bool = False) -> Any:
