@@ -24,6 +24,7 @@ a plain dict (:meth:`TaskDescription.to_dict`), e.g. as the ``cmf.task`` propert
 from __future__ import annotations
 
 import csv
+import difflib
 import enum
 import hashlib
 import math
@@ -716,9 +717,12 @@ class Table:
         try:
             return self.columns.index(name)
         except ValueError:
+            near = difflib.get_close_matches(name, self.columns, n=1, cutoff=0.6) or [
+                c for c in self.columns if c.casefold() == str(name).casefold()]
+            hint = f" (did you mean {near[0]!r}?)" if near else ""
             raise InvalidInputError(
-                f"column {name!r} is not in the table; columns are: {', '.join(self.columns)}"
-            ) from None
+                f"column {name!r} is not in the table{hint}; columns are: "
+                f"{', '.join(self.columns)}") from None
 
     def without(self, *names: str) -> Table:
         keep = [i for i, c in enumerate(self.columns) if c not in names]

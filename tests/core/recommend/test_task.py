@@ -107,8 +107,11 @@ def test_empty_and_degenerate_csv(tmp_path: Path) -> None:
     one_class.write_text("a,y\n1,x\n2,x\n3,x\n")
     with pytest.raises(InvalidInputError, match="single class 'x'"):
         describe_csv(one_class, category="classification", target="y")
-    with pytest.raises(InvalidInputError, match="column 'label' is not in the table"):
-        describe_csv(one_class, category="classification", target="label")
+    with pytest.raises(InvalidInputError, match="column 'label' is not in the table; "):
+        describe_csv(one_class, category="classification", target="label")  # nothing near
+    with pytest.raises(InvalidInputError, match=r"column 'Y' is not in the table \(did you "
+                                                r"mean 'y'\?\)"):
+        describe_csv(one_class, category="classification", target="Y")
     with pytest.raises(InvalidInputError, match="needs target="):
         describe_csv(one_class, category="regression")
     ragged = tmp_path / "ragged.csv"
@@ -171,7 +174,9 @@ def test_describe_time_series_csv(tmp_path: Path) -> None:
     for kwargs in ({"time_column": "tme"}, {"value_columns": ["valu"]}):
         name = next(iter(kwargs.values()))
         name = name[0] if isinstance(name, list) else name
-        with pytest.raises(InvalidInputError, match=f"column '{name}' is not in the table; "
+        near = "time" if name == "tme" else "value"
+        with pytest.raises(InvalidInputError, match=f"column '{name}' is not in the table "
+                                                    f"\\(did you mean '{near}'\\?\\); "
                                                     "columns are: time, value"):
             describe_csv(p, category="anomaly_detection", modality="time_series", **kwargs)
 
