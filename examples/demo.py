@@ -99,8 +99,17 @@ def curve_table(results: dict[str, list[Any]], n_trials: int, metric: str) -> st
     head = f"  {'search':<8}" + "".join(f"{'after ' + str(n):>11}" for n in marks)
     lines = [f"  best {metric} so far (mean of {len(next(iter(results.values())))} "
              "sampler seed(s)):", head]
-    for kind, values in summary(results, marks):
+    rows = dict(summary(results, marks))
+    for kind, values in rows.items():
         lines.append(f"  {kind:<8}" + "".join(f"{v:>11.4f}" for v in values))
+    if {"seeded", "cold"} <= rows.keys():
+        ahead = [n for n, s, c in zip(marks, rows["seeded"], rows["cold"], strict=True) if s > c]
+        behind = [n for n, s, c in zip(marks, rows["seeded"], rows["cold"], strict=True) if s < c]
+        said = [f"seeded ahead after {', '.join(map(str, ahead))}" if ahead else "",
+                f"cold ahead after {', '.join(map(str, behind))}" if behind else ""]
+        lines.append("  reading: " + ("; ".join(x for x in said if x) or "level throughout")
+                     + (" (benchmarks/RESULTS.md compares over 40 tasks, slowdowns included)"
+                        if behind else ""))
     return "\n".join(lines)
 
 

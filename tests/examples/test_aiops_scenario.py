@@ -44,6 +44,13 @@ def test_aiops_recommender_seeds_from_past_tasks(tmp_path: Path) -> None:
     assert [line.split("why: ")[1] for line in printed.splitlines() if "why: " in line] == \
         seeded.seed_reasons
     assert len(seeded.scores) == len(result.results["cold"][0].scores) == 4
+    table = demo.curve_table(result.results, 4, "ROC AUC").splitlines()
+    means = {row.split()[0]: [float(v) for v in row.split()[1:]] for row in table[2:4]}
+    ahead = [n for n, s, c in zip((1, 3, 4), means["seeded"], means["cold"], strict=True)
+             if s > c]
+    reading = table[-1]
+    assert reading.startswith("  reading: ")
+    assert (f"seeded ahead after {', '.join(map(str, ahead))}" in reading) == bool(ahead)
 
     with open_store(result.store_url) as store:
         # lineage: the best configuration <- seeded search <- seeds <- recommend <- describe
