@@ -24,9 +24,6 @@ from cmf_core.cli.common import (
     table,
 )
 from cmf_core.errors import InvalidInputError
-from cmf_core.federation.export import ExportResult, Selector, export_bundle
-from cmf_core.federation.merge import import_file
-from cmf_core.lineage import Query
 
 
 def register(app: typer.Typer) -> None:
@@ -75,6 +72,9 @@ def export(
         return
     if force:
         raise InvalidInputError("--force only applies to --mlmd")
+    from cmf_core.federation.export import ExportResult, Selector, export_bundle
+    from cmf_core.lineage import Query
+
     selector = Selector(pipelines=tuple(pipeline) if pipeline else None, since_seq=since_seq,
                         since_time=parse_time(since), artifact=artifact)
     compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))
@@ -169,6 +169,8 @@ def import_(
         raise InvalidInputError("nothing to import: give a bundle file, or --mlmd PATH_OR_URL")
     if pipeline:
         raise InvalidInputError("--pipeline only applies to --mlmd; bundles import whole")
+    from cmf_core.federation.merge import import_file
+
     with new_store_undone_on_error(store) as s:
         report = import_file(s, src)
     if json_out:

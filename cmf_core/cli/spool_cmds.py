@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from cmf_core.cli.common import COUNT, StoreOpt
 from cmf_core.config import load_settings
-from cmf_core.openlineage.emit import Emitter
+
+if TYPE_CHECKING:
+    from cmf_core.openlineage.emit import Emitter
 
 spool_app = typer.Typer(help="Events waiting in the spool folder for a retry.",
                         no_args_is_help=True)
+
+
+def _emitter(store: str | None) -> Emitter:
+    from cmf_core.openlineage.emit import Emitter  # the OpenLineage client: slow to import
+
+    return Emitter(load_settings(store_url=store))
 
 
 def register(app: typer.Typer) -> None:
@@ -22,7 +30,7 @@ def register(app: typer.Typer) -> None:
 def status(store: StoreOpt = None) -> None:
     """Show how many events wait in the spool (and how many were rejected as invalid), for the
     current store or server and for each other target whose events share the spool folder."""
-    emitter = Emitter(load_settings(store_url=store))
+    emitter = _emitter(store)
     waiting = emitter.spooled_files()
     rejected = list((emitter.spool_dir / "rejected").glob(f"*.{emitter.key}.json"))
     typer.echo(f"{len(waiting)} event(s) waiting, {len(rejected)} rejected, for {emitter.target}, "
@@ -42,7 +50,7 @@ def retry(
                        "moved.")] = None,
 ) -> None:
     """Record spooled events now (oldest first); exit code 1 if some are still waiting."""
-    emitter = Emitter(load_settings(store_url=store))
+    emitter = _emitter(store)
     try:
         sent, left = emitter.retry_spool(limit=limit, from_target=from_target)
     finally:

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Any
-
-import networkx as nx
+from typing import TYPE_CHECKING, Any
 
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.identity import DIGEST_KINDS
 from cmf_core.model import Artifact, EnergyRecord, EventType, Execution, Metric, Pipeline, Stage
 from cmf_core.store import ExecutionFilter, Store
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 
 @dataclass
@@ -303,6 +304,8 @@ class Query:
         """Stages as nodes; an edge when one stage's output is read by another."""
         if self.store.get_pipeline(pipeline) is None:
             raise NotFoundError(f"no pipeline named {pipeline!r}")
+        import networkx as nx  # here, not at import: it takes half a second to load
+
         g = nx.DiGraph()
         for s in self.store.list_stages(pipeline):
             g.add_node(s.name)

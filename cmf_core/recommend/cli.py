@@ -13,8 +13,6 @@ from typing import Annotated, Any
 import typer
 
 from cmf_core.errors import InvalidInputError
-from cmf_core.recommend.recommender import recommend
-from cmf_core.recommend.task import ALL_GROUPS, DEFAULT_GROUPS, TaskDescription, describe_csv
 
 
 def _open_store(url: str | None) -> Any:
@@ -68,6 +66,10 @@ def recommend_command(
     """
     if (dataset is None) == (task is None):
         raise InvalidInputError("give either a dataset CSV path or --task FILE.json (one of them)")
+    # here, not at import: NumPy and the recommender would slow every other cmf command
+    from cmf_core.recommend.recommender import recommend
+    from cmf_core.recommend.task import ALL_GROUPS, DEFAULT_GROUPS, TaskDescription, describe_csv
+
     if task is not None:
         try:
             desc = TaskDescription.from_dict(jsonlib.loads(Path(task).read_text()))

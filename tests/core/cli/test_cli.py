@@ -498,14 +498,14 @@ def test_export_to_a_folder_or_a_missing_folder(store_url: str, tmp_path: Path,
 def test_an_export_failing_midway_leaves_no_part_file(
         store_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
         capsys: pytest.CaptureFixture[str]) -> None:
-    from cmf_core.cli import records_cmds
     from cmf_core.errors import StoreError
+    from cmf_core.federation import export
 
     def failing(*_args: object, **_kwargs: object) -> Iterator[bytes]:
         yield b'{"kind": "cmf-bundle"}\n'
         raise StoreError("the store went away")
 
-    monkeypatch.setattr(records_cmds, "export_bundle", failing)
+    monkeypatch.setattr(export, "export_bundle", failing)
     out = tmp_path / "dump.jsonl"
     out.write_text("kept\n")
     with pytest.raises(SystemExit):
@@ -622,3 +622,19 @@ def test_a_damaged_store_and_bad_arguments_are_one_line_errors(
     with pytest.raises(SystemExit):
         main(["executions", "--since", "soon", "--store", good])
     assert "time 'soon' is not ISO 8601" in capsys.readouterr().err
+
+
+def test_help_loads_no_heavy_library() -> None:
+    """`cmf --help` (and every command's start) pays only for what it uses: NumPy, networkx,
+    SQLAlchemy and the OpenLineage client load when a command needs them (each takes about
+    half a second on these machines). A fresh interpreter, as the `cmf` script runs."""
+    import subprocess
+
+    heavy = ("numpy", "networkx", "sqlalchemy", "openlineage.client", "sklearn", "fastapi")
+    code = ("import sys\nfrom cmf_core.cli import main\ntry:\n    main(['--help'])\n"
+            "except SystemExit:\n    pass\n"
+            f"print([m for m in {heavy!r} if m in sys.modules], file=sys.stderr)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert "Usage: " in done.stdout and "recommend" in done.stdout
+    assert done.stderr.strip().splitlines()[-1] == "[]"
