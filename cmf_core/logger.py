@@ -12,7 +12,8 @@ survive the process being killed. An execution still running after ``START_VISIB
 written as "running" by a background thread, so in-flight work is visible without costing a
 second transaction for the many short executions. Each execution records the process that
 runs it (``cmf.process``, see :mod:`cmf_core.process`): if that process is killed before the
-execution ends, ``cmf reap`` can tell, and marks it failed.
+execution ends, ``cmf reap`` can tell, and marks it failed. If the store fails that final write,
+the execution is spooled (never raised into the step) and recorded later (docs/architecture.md).
 """
 
 from __future__ import annotations
@@ -263,6 +264,7 @@ class Cmf:
         self.measure_energy = self.settings.energy if measure_energy is None else measure_energy
         self.store.put([self.pipeline])
         self._starts = _DeferredStarts(self.store, START_VISIBLE_AFTER_S)
+        self._replay_spool()
 
     # context ---------------------------------------------------------------------------------
     def __enter__(self) -> Cmf:
@@ -458,11 +460,57 @@ class Cmf:
             records.extend(self._stop_monitor(pending.monitor, ended.id))
         records.append(ended)
         self._starts.cancel(ended.id)
-        self.store.put(records)
+        try:
+            self.store.put(records)
+        except Exception as e:  # the store is down, locked or full: spool, never raise
+            self._spool(ended, records, e)
         del self._pending[ended.id]
         if self._current == ended.id:
             self._current = next(reversed(self._pending), None) if self._pending else None
         return ended
+
+    def _spool_settings(self) -> Settings:
+        """Settings whose emitter records into this logger's store (whatever CMF_SERVER_URL
+        says): the spool folder is keyed by that target."""
+        return self.settings.model_copy(update={"store_url": self.store.url, "server_url": None})
+
+    def _spool(self, ended: Execution, records: list[Record], error: Exception) -> None:
+        """The store refused the write: keep the execution as OpenLineage events in the spool
+        folder, replayed into this store by the next ``Cmf`` or emitter of it or by ``cmf spool
+        retry`` (ingest is idempotent). Pipeline and stage properties are not carried."""
+        from cmf_core.guard import report
+        from cmf_core.openlineage.convert import ExecutionLineage, to_event_dicts
+        from cmf_core.openlineage.emit import Emitter
+
+        try:
+            lineage = ExecutionLineage.from_records(
+                ended, [r for r in records if isinstance(r, Artifact)],
+                [r for r in records if isinstance(r, Event)],
+                [r for r in records if isinstance(r, Metric)],
+                next((r for r in records if isinstance(r, EnergyRecord)), None))
+            emitter = Emitter(self._spool_settings())
+            kept = [emitter.spool(event) for event in to_event_dicts(lineage)]
+            where = f"spooled in {emitter.spool_dir} for retry (cmf spool retry)" \
+                if all(kept) else "written to the log (the spool folder failed too)"
+        except Exception as e2:  # not even convertible: the log keeps the error at least
+            report("spooling an execution the store refused", e2)
+            where = "LOST"
+        report(f"recording execution {ended.id} ({ended.pipeline}/{ended.stage})", error,
+               f"its records are {where}")
+
+    def _replay_spool(self) -> None:
+        """Record what earlier runs spooled for this store when it failed them (bounded)."""
+        from cmf_core.openlineage.emit import get_emitter, spool_target, target_key
+
+        try:
+            settings = self._spool_settings()
+            key = target_key(spool_target(settings))
+            if any(Path(settings.spool_path).glob(f"*.{key}.json")):
+                get_emitter(settings)  # replays up to 100 events, within CMF_HOOK_TIMEOUT_S
+        except Exception as e:
+            from cmf_core.guard import report
+
+            report("replaying the spool", e)
 
     def _stop_monitor(self, monitor: Any, execution_id: str) -> list[Record]:
         try:

@@ -13,6 +13,7 @@ from cmf_core.errors import InvalidInputError
 from cmf_core.model import ExecutionStatus
 from cmf_core.process import this_process
 from cmf_core.store import Store, open_store
+from tests.support.postgres import TempPostgres
 
 
 @pytest.fixture
@@ -315,3 +316,37 @@ def test_bad_arguments_are_invalid_input_naming_them(workdir: Path) -> None:
     cmf.close()
     with open_store(url, site="x") as s:
         assert s.find_artifacts() == [] and s.count_executions() == 1
+
+
+@pytest.mark.postgres
+def test_a_store_that_fails_at_the_end_loses_nothing(postgres: TempPostgres, tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    """The database turns read-only while a step runs (a real PostgreSQL: its sessions are
+    ended and it refuses writes, as a failed-over primary does): the step's code goes on, its
+    execution waits in the spool, and the next Cmf of that store records it whole."""
+    import psycopg
+
+    url = postgres.create_database()
+    db = url.rsplit("/", 1)[1]
+    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)
+    with cmf.create_execution("train", params={"lr": 0.1}) as ex:
+        ex.log_execution_metrics("eval", {"auc": 0.9})
+        with psycopg.connect(postgres.url("postgres"), autocommit=True) as c:
+            c.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = on')
+            c.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = %s AND pid <> pg_backend_pid()", (db,))
+    # no exception reached this code; the log says where the records are
+    assert f"recording execution {ex.id} (p/train) failed" in caplog.text
+    assert "spooled in" in caplog.text
+    cmf.close()
+    spooled = list((tmp_path / ".cmf-home" / "spool").glob("*.json"))
+    assert len(spooled) == 2  # START and COMPLETE
+    with psycopg.connect(postgres.url("postgres"), autocommit=True) as c:
+        c.execute(f'ALTER DATABASE "{db}" SET default_transaction_read_only = off')
+    Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False).close()
+    assert not list((tmp_path / ".cmf-home" / "spool").glob("*.json"))
+    with open_store(url) as s:
+        (got,) = s.list_executions()
+        assert (got.id, got.status, dict(got.params)) == (ex.id, ExecutionStatus.COMPLETED,
+                                                          {"lr": 0.1})
+        assert [(m.name, m.value) for m in s.metrics([ex.id])] == [("auc", 0.9)]
