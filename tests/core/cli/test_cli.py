@@ -622,3 +622,21 @@ def test_a_damaged_store_and_bad_arguments_are_one_line_errors(
     with pytest.raises(SystemExit):
         main(["executions", "--since", "soon", "--store", good])
     assert "time 'soon' is not ISO 8601" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("url", ["hpc.example.org:8080", "localhost:8080", "ftp://hpc.example.org"])
+def test_a_peer_url_without_http_names_the_scheme(url: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf sync hpc:8080` (the scheme forgotten) said "cannot reach hpc:8080: Request URL has
+    an unsupported protocol 'hpc://'", as if the network were at fault; sync and artifact fetch
+    now say the URL must start with http:// or https://."""
+    store = f"sqlite:///{tmp_path / 'cmf.db'}"
+    (tmp_path / "d.csv").write_text("x\n1\n")
+    with Cmf(pipeline_name="p", store=store, measure_energy=False) as cmf, \
+            cmf.create_execution("s") as run:
+        digest = run.log_dataset(str(tmp_path / "d.csv"), "input").id
+    want = (f"Error: peer URL '{url}' must start with http:// or https://; give the peer's cmf "
+            "serve, e.g. https://hpc.example.org:8080")
+    assert fails(capsys, "sync", url, "--store", store) == want
+    assert fails(capsys, "artifact", "fetch", digest, "--from", url, "--store", store,
+                 "--out", str(tmp_path / "got")) == want
