@@ -640,3 +640,15 @@ def test_a_peer_url_without_http_names_the_scheme(url: str, tmp_path: Path,
     assert fails(capsys, "sync", url, "--store", store) == want
     assert fails(capsys, "artifact", "fetch", digest, "--from", url, "--store", store,
                  "--out", str(tmp_path / "got")) == want
+
+
+def test_serve_names_a_bad_log_level_before_making_a_store(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf serve --log-level verbose` created the store, then uvicorn raised a KeyError
+    traceback; now a one-line error lists the levels and nothing is created."""
+    db = tmp_path / "new.db"
+    assert fails(capsys, "serve", "--log-level", "verbose", "--port", "0",
+                 "--store", f"sqlite:///{db}") == (
+        "Error: unknown --log-level 'verbose'; use one of critical, error, warning, info, "
+        "debug, trace")
+    assert not db.exists()
