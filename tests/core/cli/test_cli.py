@@ -652,3 +652,16 @@ def test_serve_names_a_bad_log_level_before_making_a_store(
         "Error: unknown --log-level 'verbose'; use one of critical, error, warning, info, "
         "debug, trace")
     assert not db.exists()
+
+
+def test_export_to_dash_writes_stdout(store_url: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cmf export -` wrote a file named "-" in the current folder; "-" is stdout, as the
+    default and as Unix tools take it."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["export", "-", "--store", store_url])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert json.loads(lines[0])["kind"] == "cmf-bundle"
+    assert json.loads(lines[-1])["kind"] == "cmf-bundle-end"
+    assert not (tmp_path / "-").exists()
