@@ -246,14 +246,19 @@ def home_config_file(home: Path | str | None = None) -> Path:
     return resolve_home(Path(home) if home else None) / "cmf.toml"
 
 
-def _toml_sources(settings_cls: type[BaseSettings], home: Path | str | None
-                  ) -> list[TomlConfigSettingsSource]:
-    """The config file (``CMF_CONFIG`` or ``./cmf.toml``), then the home's ``cmf.toml``."""
+def _config_files(home: Path | str | None) -> list[Path | None]:
+    """The config file (``CMF_CONFIG`` or ``./cmf.toml``, None if neither), then the home's
+    ``cmf.toml`` when it exists and is another file."""
     home = home or os.environ.get(f"{ENV_PREFIX}HOME") or None
     first, second = _config_file(), home_config_file(home)
     same = first is not None and second.resolve() == first.resolve()
-    files = [first] + ([second] if second.is_file() and not same else [])
-    return [_toml_source(settings_cls, path) for path in files]
+    return [first] + ([second] if second.is_file() and not same else [])
+
+
+def _toml_sources(settings_cls: type[BaseSettings], home: Path | str | None
+                  ) -> list[TomlConfigSettingsSource]:
+    """The config file (``CMF_CONFIG`` or ``./cmf.toml``), then the home's ``cmf.toml``."""
+    return [_toml_source(settings_cls, path) for path in _config_files(home)]
 
 
 def _toml_source(settings_cls: type[BaseSettings], path: Path | None
@@ -304,8 +309,22 @@ def load_settings(**overrides: Any) -> Settings:
         cause = f" ({e.__cause__})" if e.__cause__ else ""
         raise ConfigError(f"invalid cmf configuration: {e}{cause}") from e
     except ValidationError as e:
-        problems = "; ".join(
-            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}"
-            for err in e.errors()
-        )
+        problems = "; ".join(_problem(err, given) for err in e.errors())
+        if any(err["type"] == "extra_forbidden" for err in e.errors()):
+            problems += f"; known keys are: {', '.join(sorted(Settings.model_fields))}"
         raise ConfigError(f"invalid cmf configuration: {problems}") from e
+
+
+def _problem(err: Any, given: dict[str, Any]) -> str:
+    """One validation error as ``key: what is wrong``; an unknown key says where it came from
+    (pydantic only said "Extra inputs are not permitted")."""
+    key = ".".join(str(p) for p in err["loc"]) or "config"
+    if err["type"] != "extra_forbidden":
+        return f"{key}: {err['msg']}"
+    if key in given:
+        where = " (an argument)"
+    else:
+        files = [str(p) for p in _config_files(given.get("home")) if p is not None]
+        where = (f" in {files[0]}" if len(files) == 1
+                 else f" in one of {', '.join(files)}" if files else "")
+    return f"{key}: unknown key{where}"

@@ -37,7 +37,8 @@ def to_rich(node: LineageNode, tree: Tree | None = None) -> Tree:
 def lineage(
     artifact: Annotated[str, typer.Argument(
         help="Artifact digest or a unique prefix of it (at least 4 hex characters, sha256: "
-             "optional), name, or the last part of a recorded path name (model.pkl for "
+             "optional), name (the latest artifact of that name: a retrained model.pkl is "
+             "the newest one), or the last part of a recorded path name (model.pkl for "
              "/tmp/run/model.pkl).")],
     depth: Annotated[int | None, typer.Option(help="Stop after this many hops.",
                                                       **COUNT)] = None,

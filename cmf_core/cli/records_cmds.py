@@ -32,8 +32,9 @@ def register(app: typer.Typer) -> None:
 
 
 def export(
-    out: Annotated[Path | None, typer.Argument(help="Output file (default: stdout); a name "
-                                                    "ending in .gz is gzip-compressed.")] = None,
+    out: Annotated[Path | None, typer.Argument(help="Output file, or - for stdout (the "
+                                                    "default); a name ending in .gz is "
+                                                    "gzip-compressed.")] = None,
     pipeline: Annotated[list[str] | None, typer.Option(
         help="Only this pipeline (repeat for several).")] = None,
     since_seq: Annotated[int, typer.Option(help="Only changes after this store seq.",
@@ -77,6 +78,8 @@ def export(
 
     selector = Selector(pipelines=tuple(pipeline) if pipeline else None, since_seq=since_seq,
                         since_time=parse_time(since), artifact=artifact)
+    if out is not None and str(out) == "-":  # the Unix convention; it wrote a file named "-"
+        out = None
     compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))
     if out is not None:
         _check_target(out)

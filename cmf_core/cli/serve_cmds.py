@@ -9,7 +9,9 @@ import typer
 
 from cmf_core.cli.common import StoreOpt
 from cmf_core.config import Settings, load_settings
-from cmf_core.errors import ConfigError, StoreError
+from cmf_core.errors import ConfigError, InvalidInputError, StoreError
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
 
 
 def register(app: typer.Typer) -> None:
@@ -28,7 +30,8 @@ def serve(
         "--protect-reads", help="Require the token for reads too.")] = False,
     access_log: Annotated[bool, typer.Option(
         "--access-log/--no-access-log", help="Log every request.")] = False,
-    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    log_level: Annotated[str, typer.Option(
+        help=f"uvicorn log level: {', '.join(LOG_LEVELS)}.")] = "info",
 ) -> None:
     """Serve the store over HTTP: POST /api/v1/lineage for any OpenLineage producer,
     Marquez-compatible lineage reads, the CMF REST API, and OpenAPI docs at /docs.
@@ -40,6 +43,10 @@ def serve(
 
     Example: CMF_TOKEN=s3cret cmf serve --host 0.0.0.0 --port 8080
     """
+    # checked first: uvicorn raised a KeyError traceback, after the store was opened or created
+    if log_level.lower() not in LOG_LEVELS:
+        raise InvalidInputError(f"unknown --log-level {log_level!r}; use one of "
+                                f"{', '.join(LOG_LEVELS)}")
     settings = load_settings(store_url=store, serve_host=host, serve_port=port)
     try:
         import uvicorn
@@ -66,7 +73,7 @@ def serve(
         typer.echo(f"cmf serve: store {s.kind} (site {s.site}) on http://{shown}:"
                    f"{settings.serve_port} (OpenLineage: POST /api/v1/lineage, docs: /docs, "
                    f"writes {'need the token' if settings.token else 'are open'})", err=True)
-        uvicorn.run(app, host=bind, port=settings.serve_port, log_level=log_level,
+        uvicorn.run(app, host=bind, port=settings.serve_port, log_level=log_level.lower(),
                     access_log=access_log, server_header=False)
 
 

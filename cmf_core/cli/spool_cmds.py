@@ -8,6 +8,7 @@ import typer
 
 from cmf_core.cli.common import COUNT, StoreOpt
 from cmf_core.config import load_settings
+from cmf_core.errors import InvalidInputError
 
 if TYPE_CHECKING:
     from cmf_core.openlineage.emit import Emitter
@@ -52,6 +53,13 @@ def retry(
     """Record spooled events now (oldest first); exit code 1 if some are still waiting."""
     emitter = _emitter(store)
     try:
+        if from_target is not None and not emitter.knows_target(from_target):
+            # a mistyped URL replayed nothing and said "recorded 0 event(s)", exit code 0
+            known = sorted(emitter.spool_targets().values())
+            raise InvalidInputError(
+                f"no events were ever spooled in {emitter.spool_dir} for {from_target!r}; "
+                + (f"give one of: {', '.join(known)} (cmf spool status lists them)" if known
+                   else "that spool folder has none for any target"))
         sent, left = emitter.retry_spool(limit=limit, from_target=from_target)
     finally:
         emitter.close()

@@ -275,8 +275,8 @@ def artifacts(
 
 def show(ref: Annotated[str, typer.Argument(
              help="Execution id or a unique prefix of it, artifact digest or a unique prefix "
-                  "of it (at least 4 hex characters, sha256: optional), artifact name, or the "
-                  "last part of a recorded path name.")],
+                  "of it (at least 4 hex characters, sha256: optional), artifact name (the latest "
+                  "artifact of that name), or the last part of a recorded path name.")],
          store: StoreOpt = None,
          json: Annotated[bool, typer.Option(
              "--json", help="Print plain JSON, for scripts (default: the same JSON, "

@@ -145,6 +145,10 @@ class _Client:
         import httpx
 
         self.base = base.rstrip("/")
+        if base.partition("://")[0].lower() not in ("http", "https"):  # "hpc:8080", "ftp://h"
+            raise InvalidInputError(f"peer URL {base!r} must start with http:// or https://; "
+                                    "give the peer's cmf serve, e.g. "
+                                    "https://hpc.example.org:8080")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             self.http = httpx.Client(base_url=self.base, headers=headers, timeout=timeout)

@@ -290,6 +290,19 @@ class Emitter:
             return target
         return target_key(_masked(target) if "://" in target else target)
 
+    def spool_targets(self) -> dict[str, str]:
+        """Key -> URL of every target this spool folder has held events for."""
+        folder = self.spool_dir / "targets"
+        return {p.name: p.read_text(encoding="utf-8").strip()
+                for p in (folder.glob("*") if folder.is_dir() else ()) if p.is_file()}
+
+    def knows_target(self, target: str) -> bool:
+        """Whether events were ever spooled here for ``target`` (its URL or key)."""
+        key = self._key_of(target)
+        return key in self.spool_targets() or any(
+            folder.is_dir() and any(folder.glob(f"*.{key}.json"))
+            for folder in (self.spool_dir, self.spool_dir / "rejected"))
+
     def retry_spool(self, limit: int | None = None,
                     from_target: str | None = None) -> tuple[int, int]:
         """Send spooled events again, oldest first; returns (sent, still spooled).
@@ -328,8 +341,7 @@ class Emitter:
     def spool_counts(self) -> list[tuple[str, int, int]]:
         """(target, waiting, rejected) for every target with spool files; ``"(not named)"``
         for files written before spool files named their target (replayed into any)."""
-        names = {p.name: p.read_text(encoding="utf-8").strip()
-                 for p in (self.spool_dir / "targets").glob("*") if p.is_file()}
+        names = self.spool_targets()
         counts: dict[str, list[int]] = {}
         for i, folder in enumerate((self.spool_dir, self.spool_dir / "rejected")):
             for p in folder.glob("*.json") if folder.is_dir() else ():

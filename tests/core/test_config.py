@@ -69,8 +69,17 @@ def test_unknown_keys_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         load_settings()
     monkeypatch.delenv("CMF_STORE")
     (tmp_path / "cmf.toml").write_text('sitee = "typo"\n')
-    with pytest.raises(ConfigError, match="sitee"):
+    with pytest.raises(ConfigError) as e:
         load_settings()
+    # the file and the known keys are named (it was "sitee: Extra inputs are not permitted")
+    assert str(e.value).startswith(
+        "invalid cmf configuration: sitee: unknown key in cmf.toml; known keys are: "
+        "carbon_intensity, carbon_region, config, ")
+    assert str(e.value).endswith(", site, spool_dir, store_url, token")
+    (tmp_path / "cmf.toml").unlink()
+    with pytest.raises(ConfigError, match=r"^invalid cmf configuration: bogus: unknown key \(an "
+                                          r"argument\); known keys are: carbon_intensity, "):
+        load_settings(bogus=1)
 
 
 def test_bad_values_named(monkeypatch: pytest.MonkeyPatch) -> None:

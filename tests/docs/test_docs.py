@@ -136,3 +136,17 @@ def test_python_examples_in_docs_import() -> None:
                           and importlib.util.find_spec(f"{node.module}.{a.name}") is None]
     assert blocks >= 10, blocks
     assert not wrong, "\n".join(wrong)
+
+
+def test_cli_reference_is_up_to_date() -> None:
+    """docs/cli.md is what scripts/gen_cli_docs.py writes from today's --help (the script said
+    this test existed; without it the reference could drift from the commands)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gen_cli_docs",
+                                                  ROOT / "scripts" / "gen_cli_docs.py")
+    assert spec and spec.loader
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    assert (ROOT / "docs" / "cli.md").read_text() == gen.render(), (
+        "docs/cli.md is out of date: run python scripts/gen_cli_docs.py")

@@ -220,7 +220,9 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
 
     folder = Path(run_dir)
     if not folder.is_dir():
-        raise InvalidInputError(f"kfp.local run folder {folder} does not exist")
+        raise InvalidInputError(f"kfp.local run folder {folder} "
+                                + ("is a file, not a folder" if folder.exists()
+                                   else "does not exist"))
     settings = settings or load_settings(site=site)
     site = site or settings.site
     spec = load_spec(pipeline)

@@ -638,3 +638,46 @@ def test_help_loads_no_heavy_library() -> None:
                           timeout=120, check=True)
     assert "Usage: " in done.stdout and "recommend" in done.stdout
     assert done.stderr.strip().splitlines()[-1] == "[]"
+
+
+@pytest.mark.parametrize("url", ["hpc.example.org:8080", "localhost:8080", "ftp://hpc.example.org"])
+def test_a_peer_url_without_http_names_the_scheme(url: str, tmp_path: Path,
+                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf sync hpc:8080` (the scheme forgotten) said "cannot reach hpc:8080: Request URL has
+    an unsupported protocol 'hpc://'", as if the network were at fault; sync and artifact fetch
+    now say the URL must start with http:// or https://."""
+    store = f"sqlite:///{tmp_path / 'cmf.db'}"
+    (tmp_path / "d.csv").write_text("x\n1\n")
+    with Cmf(pipeline_name="p", store=store, measure_energy=False) as cmf, \
+            cmf.create_execution("s") as run:
+        digest = run.log_dataset(str(tmp_path / "d.csv"), "input").id
+    want = (f"Error: peer URL '{url}' must start with http:// or https://; give the peer's cmf "
+            "serve, e.g. https://hpc.example.org:8080")
+    assert fails(capsys, "sync", url, "--store", store) == want
+    assert fails(capsys, "artifact", "fetch", digest, "--from", url, "--store", store,
+                 "--out", str(tmp_path / "got")) == want
+
+
+def test_serve_names_a_bad_log_level_before_making_a_store(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf serve --log-level verbose` created the store, then uvicorn raised a KeyError
+    traceback; now a one-line error lists the levels and nothing is created."""
+    db = tmp_path / "new.db"
+    assert fails(capsys, "serve", "--log-level", "verbose", "--port", "0",
+                 "--store", f"sqlite:///{db}") == (
+        "Error: unknown --log-level 'verbose'; use one of critical, error, warning, info, "
+        "debug, trace")
+    assert not db.exists()
+
+
+def test_export_to_dash_writes_stdout(store_url: str, tmp_path: Path,
+                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    """`cmf export -` wrote a file named "-" in the current folder; "-" is stdout, as the
+    default and as Unix tools take it."""
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(app, ["export", "-", "--store", store_url])
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.splitlines()
+    assert json.loads(lines[0])["kind"] == "cmf-bundle"
+    assert json.loads(lines[-1])["kind"] == "cmf-bundle-end"
+    assert not (tmp_path / "-").exists()

@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from cmf_core.cli import app
 from cmf_core.config import load_settings
+from cmf_core.errors import InvalidInputError
 from cmf_core.guard import report
 from cmf_core.openlineage.emit import Emitter, Sink, spool_target
 from cmf_core.store import open_store
@@ -232,6 +233,17 @@ def test_spool_of_a_store_that_moved_is_replayed_on_request(tmp_path: Path) -> N
     with open_store(settings=new) as s:
         assert all(s.get_execution(run) is not None for run in runs)
     assert not list((tmp_path / "spool").glob("*.json"))
+    # a mistyped --from replayed nothing and exited 0 ("recorded 0 event(s)"): now an error
+    # naming the targets; the real one, all replayed, is still known (exit 0, nothing left)
+    typo = CliRunner().invoke(app, ["spool", "retry", "--from",
+                                    "postgresql://u:***@old-hots:5432/cmf"], env=env)
+    assert typo.exit_code == 1 and isinstance(typo.exception, InvalidInputError)
+    assert str(typo.exception) == (
+        f"no events were ever spooled in {tmp_path / 'spool'} for "
+        "'postgresql://u:***@old-hots:5432/cmf'; give one of: "
+        "postgresql://u:***@old-host:5432/cmf (cmf spool status lists them)")
+    again = CliRunner().invoke(app, ["spool", "retry", "--from", gone], env=env)
+    assert again.exit_code == 0 and again.output.startswith("recorded 0 event(s); 0 still")
 
 
 def test_spool_target_hides_passwords() -> None:

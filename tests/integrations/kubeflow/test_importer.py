@@ -136,6 +136,9 @@ def test_a_local_task_without_output_is_failed(plain_run: LocalRun, tmp_path: Pa
 def test_local_import_rejects_what_is_not_a_run(tmp_path: Path, cmf_env: str) -> None:
     with pytest.raises(InvalidInputError, match="does not exist"):
         import_local_run(tmp_path / "nope")
+    (tmp_path / "run.json").write_text("{}")  # a file was said not to exist
+    with pytest.raises(InvalidInputError, match=r"run\.json is a file, not a folder"):
+        import_local_run(tmp_path / "run.json")
     with pytest.raises(NotFoundError, match="no task folders"):
         import_local_run(tmp_path)
 
