@@ -7,8 +7,9 @@ pay for SQLAlchemy, pydantic or networkx.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cmf_core.lazy import lazy_exports
 
 __version__ = "0.1.0"
 
@@ -30,11 +31,7 @@ if TYPE_CHECKING:
     from cmf_core.store import Store, open_store
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cmf_core' has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = ["Cmf", "CmfError", "Query", "Settings", "Store", "load_settings", "open_store"]

@@ -14,8 +14,7 @@ function: import the function as ``from cmf_core.openlineage.ingest import inges
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cmf_core.lazy import lazy_exports
 
 _EXPORTS = {
     "PRODUCER": "cmf_core.openlineage.facets",
@@ -37,15 +36,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)

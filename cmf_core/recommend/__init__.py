@@ -16,7 +16,9 @@ Modules: :mod:`~cmf_core.recommend.task` (task descriptions, meta-features),
 :mod:`~cmf_core.recommend.cli`.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from cmf_core.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from cmf_core.recommend.adaptive import AdaptiveSeeder
@@ -78,19 +80,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted({*globals(), *_LAZY})
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY)
 
 
 __all__ = [

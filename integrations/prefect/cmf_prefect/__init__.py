@@ -17,8 +17,7 @@ being imported (by the plugin), so it must not import Prefect's modules eagerly.
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from cmf_core.lazy import lazy_exports
 
 _EXPORTS = {
     "install": "cmf_prefect.auto",
@@ -35,15 +34,7 @@ _EXPORTS = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(module), name)
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
 
 
 __all__ = sorted(_EXPORTS)
