@@ -37,7 +37,6 @@ from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidEventError, InvalidInputError
 from cmf_core.guard import Timeout, report, run_bounded
 from cmf_core.identity import check_uuid
-from cmf_core.openlineage.convert import event_to_dict
 
 log = logging.getLogger("cmf")
 
@@ -187,6 +186,10 @@ class Emitter:
     def emit(self, event: Any) -> bool:
         """Record ``event`` now if possible, else spool it. Never raises."""
         try:
+            # here, not at import: the OpenLineage client it needs takes half a second to load,
+            # which a Cmf that only checks its spool folder (most) must not pay
+            from cmf_core.openlineage.convert import event_to_dict
+
             data = jsonutil.valid_texts(event_to_dict(event))  # no store takes lone surrogates
         except Exception as e:
             report("converting an OpenLineage event", e)

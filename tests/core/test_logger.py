@@ -350,3 +350,19 @@ def test_a_store_that_fails_at_the_end_loses_nothing(postgres: TempPostgres, tmp
         assert (got.id, got.status, dict(got.params)) == (ex.id, ExecutionStatus.COMPLETED,
                                                           {"lr": 0.1})
         assert [(m.name, m.value) for m in s.metrics([ex.id])] == [("auc", 0.9)]
+
+
+def test_a_cmf_with_nothing_spooled_does_not_load_the_openlineage_client(tmp_path: Path) -> None:
+    """The spool check at start (for executions a failed store left behind) must not make every
+    Cmf pay for importing the OpenLineage client (about half a second). A fresh interpreter."""
+    import subprocess
+    import sys
+
+    url = f"sqlite:///{tmp_path / 'c.db'}"
+    code = ("import sys\nfrom cmf_core import Cmf\n"
+            f"c = Cmf(pipeline_name='p', store={url!r}, site='a', "
+            "measure_energy=False)\nwith c.create_execution('s'):\n    pass\nc.close()\n"
+            "print('openlineage.client' in sys.modules)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, check=True)
+    assert done.stdout.strip() == "False", done.stderr
