@@ -242,7 +242,7 @@ def _artifact(ds: Mapping[str, Any], path: str, at: float, site: str
         props = merge_dicts(props, {DATASET_FACETS_PROPERTY: other})
     with _at(f"{path}.facets.cmf_artifact" if ca else f"{path}.name"):
         if DATASET_PROPERTY not in props and (dataset_naming(uri) != (namespace, name)
-                                               or _fit(uri) is not uri):
+                                               or _fit(uri) != uri):
             props[DATASET_PROPERTY] = {"namespace": namespace, "name": name}
         artifact = Artifact(
             id=digest,
