@@ -360,3 +360,15 @@ def test_an_empty_store_behind_a_token(browser: Browser, tmp_path: Path, shots: 
         pg.goto("/#/compare")
         wait_view(pg, "/compare")
         expect(pg.locator("#view .empty")).to_contain_text("Pick runs")
+
+
+def test_durations_round_once(page: Page) -> None:
+    """dom.js ``duration`` in the browser: the minute and second parts come from one rounding
+    (119.7 s used to print "1 min 60 s")."""
+    page.goto("/")
+    wait_view(page, "/pipelines")
+    shown = page.evaluate("""async () => {
+        const { duration } = await import("./dom.js");
+        return [0.25, 59.96, 119.7, 3599.6, 7199.9, -1, null].map(duration);
+    }""")
+    assert shown == ["250 ms", "1 min 00 s", "2 min 00 s", "1 h 00 min", "2 h 00 min", "–", "–"]
