@@ -99,6 +99,10 @@ def export(
         print_json({"path": str(out), "records": result.records, "since": result.since,
                     "end": result.end})
         return
+    if result.records == 0 and since_seq and since_seq >= result.snapshot:
+        typer.echo(f"Exported 0 records to {out}: nothing after seq {since_seq} (this store's "
+                   f"last seq is {result.snapshot})")
+        return
     typer.echo(f"Exported {result.records} records (seq {result.since}..{result.end}) to {out}")
 
 

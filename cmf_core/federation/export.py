@@ -223,6 +223,7 @@ class ExportResult:
     bytes: int = 0
     since: int = 0
     end: int = 0
+    snapshot: int = 0  # the store's seq counter when the export read it
     complete: bool = True
 
 
@@ -284,13 +285,13 @@ def export_bundle(store: Store, selector: Selector, *, compress: bool = False,
                     page = store.export_page(page.end, page_size,
                                              pipelines=selector.pipelines, vector=exclude)
 
-        res.since = selector.since_seq
+        res.since, res.snapshot = selector.since_seq, first.snapshot
         chunks = _with_end(header, lines(), res, compress)
     else:
         page = related_page(store, selector)
         header = header_for(store, selector, since=0, snapshot=page.snapshot, exclude=None,
                             vector=None, fmt=fmt)
-        res.end = page.end
+        res.end, res.snapshot = page.end, page.snapshot
         res.records = len(page)
         chunks = bundle_bytes(header, _page_items(page, fmt), page.end, True, compress)
     for chunk in chunks:

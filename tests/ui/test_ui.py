@@ -371,4 +371,5 @@ def test_durations_round_once(page: Page) -> None:
         const { duration } = await import("./dom.js");
         return [0.25, 59.96, 119.7, 3599.6, 7199.9, -1, null].map(duration);
     }""")
-    assert shown == ["250 ms", "1 min 00 s", "2 min 00 s", "1 h 00 min", "2 h 00 min", "–", "–"]
+    none = "\u2013"  # an en dash: no duration
+    assert shown == ["250 ms", "1 min 00 s", "2 min 00 s", "1 h 00 min", "2 h 00 min", none, none]

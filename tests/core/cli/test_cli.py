@@ -681,3 +681,16 @@ def test_export_to_dash_writes_stdout(store_url: str, tmp_path: Path,
     assert json.loads(lines[0])["kind"] == "cmf-bundle"
     assert json.loads(lines[-1])["kind"] == "cmf-bundle-end"
     assert not (tmp_path / "-").exists()
+
+
+def test_export_since_a_seq_past_the_end_says_so(store_url: str, tmp_path: Path) -> None:
+    out = tmp_path / "b.jsonl"
+    whole = invoke("export", str(out), "--json", "--store", store_url)
+    last = json.loads(whole)["end"]
+    assert last > 0
+    said = invoke("export", str(out), "--since-seq", str(last + 1000), "--store", store_url)
+    assert said.strip() == (f"Exported 0 records to {out}: nothing after seq {last + 1000} "
+                            f"(this store's last seq is {last})")
+    # an export of the later changes still reports its seq range
+    said = invoke("export", str(out), "--since-seq", str(last - 2), "--store", store_url)
+    assert said.startswith(f"Exported 2 records (seq {last - 2}..{last})"), said
