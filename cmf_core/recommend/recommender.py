@@ -186,6 +186,11 @@ class Recommendation:
                              f"{differ})")
             if len(self.neighbours) > 8:
                 lines.append(f"  ... and {len(self.neighbours) - 8} more")
+        if self.seeds:
+            lines.append("Seeds (expected: the weighted mean score of the configuration on "
+                         "the past tasks behind the seeds; meta-model: the score predicted for "
+                         "this task; both on the scale 1 = a task's best run, 0 = its median "
+                         "run):")
         for i, s in enumerate(self.seeds, 1):
             pred = "" if s.predicted is None else f", meta-model {s.predicted:.2f}"
             lines.append(f"{i}. {config_label(s.config)} expected {s.expected:.2f}{pred}")

@@ -36,6 +36,9 @@ def test_seeds_come_from_similar_tasks(toy_kb: KnowledgeBase) -> None:
     text = rec.explain()
     assert "3 similar classification task(s)" in text and "a0" in text
     assert str(top.evidence[0].run_id) in text
+    lines = text.splitlines()  # the scale of "expected" is said once, before the first seed
+    first = next(i for i, x in enumerate(lines) if x.startswith("1. "))
+    assert "1 = a task's best run, 0 = its median run" in lines[first - 1]
     assert rec.to_dict()["seeds"][0]["config"] == CONFIGS[A_BEST]
 
 
