@@ -56,7 +56,7 @@ demo: env
 	$(PY) examples/demo.py
 
 test: env env-mlmd system-deps
-	$(PY) -m pytest -q --ignore=tests/mlmd
+	$(PY) -m pytest -q --durations=20 --ignore=tests/mlmd
 	$(MLMD_VENV)/bin/python -m pytest -q tests/mlmd
 
 test-fast: env
