@@ -91,7 +91,7 @@ class ProcessTree:
     def sample(self) -> TreeSample:
         current = self._read_procfs() if self._procfs else self._read_psutil()
         for pid, (cpu, _rss, ppid) in self._last.items():
-            if pid not in current and ppid not in current:
+            if pid not in current and not self._reaped_in_tree(pid, ppid, current):
                 self._lost += cpu  # exited and not reaped inside the tree: keep its last time
         self._last = current
         return TreeSample(
@@ -103,6 +103,26 @@ class ProcessTree:
             pids=frozenset(current),
             alive=self.pid in current,
         )
+
+    def _reaped_in_tree(
+        self, pid: int, ppid: int, current: dict[int, tuple[float, int, int]]
+    ) -> bool:
+        """Whether the time of ``pid`` (gone since the last sample) now shows in the reaped-children
+        time of a process still in the tree: its parent is in the tree, or it is gone from the
+        system and its parent, gone too, was reaped in the tree in turn (a shell that waited for
+        its command, then exited). A process still running elsewhere (re-parented) was not."""
+        seen = {pid}
+        while ppid not in current:
+            if ppid not in self._last or ppid in seen or self._exists(pid):
+                return False
+            seen.add(ppid)
+            pid, ppid = ppid, self._last[ppid][2]
+        return True
+
+    def _exists(self, pid: int) -> bool:
+        if self._procfs:
+            return os.path.exists(f"/proc/{pid}")
+        return bool(self._psutil.pid_exists(pid))
 
     def _read_procfs(self) -> dict[int, tuple[float, int, int]]:
         current: dict[int, tuple[float, int, int]] = {}
