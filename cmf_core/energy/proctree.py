@@ -7,8 +7,10 @@ when the kernel lacks ``CONFIG_PROC_CHILDREN``, psutil is imported (lazily) and 
 
 Counting rule: a process's CPU time includes its reaped children (``cutime``/``cstime``), so a
 child that exits and is reaped by a parent in the tree moves its time into that parent and is
-counted once. A process that vanishes while its parent is not in the tree (the monitored process
-itself exiting, or an orphan) keeps its last seen time, so the total never goes backwards.
+counted once; so does a grandchild that its parent waited for before being reaped in the tree
+(a shell running a command). A process that vanishes while its parent is not in the tree (the
+monitored process itself exiting, or an orphan) keeps its last seen time, so the total never
+goes backwards.
 Limitation: a grandchild re-parented to init after its parent exits leaves the tree; its later
 CPU time is not counted.
 """
@@ -122,7 +124,7 @@ class ProcessTree:
     def _exists(self, pid: int) -> bool:
         if self._procfs:
             return os.path.exists(f"/proc/{pid}")
-        return bool(self._psutil.pid_exists(pid))
+        return self._psutil is not None and bool(self._psutil.pid_exists(pid))
 
     def _read_procfs(self) -> dict[int, tuple[float, int, int]]:
         current: dict[int, tuple[float, int, int]] = {}
