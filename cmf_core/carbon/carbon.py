@@ -20,6 +20,7 @@ grid average, renewables included.
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -73,10 +74,17 @@ def resolve_intensity(
     elif provider is not None:
         try:
             live = provider(grid.grid)
+            if not 0 <= live.g_per_kwh < math.inf:  # also False for NaN
+                raise ValueError(f"{live.source} gave {live.g_per_kwh!r} gCO2e/kWh")
             grid = dataclasses.replace(
                 grid, g_per_kwh=live.g_per_kwh, source=live.source, year=None
             )
-            if live.renewable_share is not None:
+            if live.renewable_share is not None and not 0 <= live.renewable_share <= 1:
+                notes.append(
+                    f"live renewable share {live.renewable_share!r} is not in 0..1; "
+                    "used the table's"
+                )
+            elif live.renewable_share is not None:
                 grid = dataclasses.replace(
                     grid, renewable_share=live.renewable_share, renewable_source=live.source
                 )

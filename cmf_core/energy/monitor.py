@@ -254,6 +254,7 @@ class EnergyMonitor:
                     self._tick()
         except BaseException as e:  # the sampler must never raise into the task
             self._note(f"energy sampler stopped ({e!r}); totals come from counters read at stop")
+            self._halt.wait()  # keep the meters open (NVML) for that read; close after stop
         finally:
             with self._lock:
                 for name, meter in list(self._meters.items()):
@@ -286,10 +287,10 @@ class EnergyMonitor:
             if self._state == "new":
                 self._note("stop() called without start(); nothing measured")
             return self._empty()
-        self._halt.set()
         assert self._tree is not None and self._first is not None
         readings: dict[str, Reading] = {}
-        with self._lock:
+        with self._lock:  # halt under the lock: the sampler closes the meters after this read
+            self._halt.set()
             snap = self._tree.sample()
             if self._last is not None and self._last.alive and not snap.alive:
                 self._note(f"process {self.pid} exited before stop; counted up to its exit")

@@ -7,8 +7,10 @@ when the kernel lacks ``CONFIG_PROC_CHILDREN``, psutil is imported (lazily) and 
 
 Counting rule: a process's CPU time includes its reaped children (``cutime``/``cstime``), so a
 child that exits and is reaped by a parent in the tree moves its time into that parent and is
-counted once. A process that vanishes while its parent is not in the tree (the monitored process
-itself exiting, or an orphan) keeps its last seen time, so the total never goes backwards.
+counted once; so does a grandchild that its parent waited for before being reaped in the tree
+(a shell running a command). A process that vanishes while its parent is not in the tree (the
+monitored process itself exiting, or an orphan) keeps its last seen time, so the total never
+goes backwards.
 Limitation: a grandchild re-parented to init after its parent exits leaves the tree; its later
 CPU time is not counted.
 """
@@ -91,7 +93,7 @@ class ProcessTree:
     def sample(self) -> TreeSample:
         current = self._read_procfs() if self._procfs else self._read_psutil()
         for pid, (cpu, _rss, ppid) in self._last.items():
-            if pid not in current and ppid not in current:
+            if pid not in current and not self._reaped_in_tree(pid, ppid, current):
                 self._lost += cpu  # exited and not reaped inside the tree: keep its last time
         self._last = current
         return TreeSample(
@@ -103,6 +105,26 @@ class ProcessTree:
             pids=frozenset(current),
             alive=self.pid in current,
         )
+
+    def _reaped_in_tree(
+        self, pid: int, ppid: int, current: dict[int, tuple[float, int, int]]
+    ) -> bool:
+        """Whether the time of ``pid`` (gone since the last sample) now shows in the reaped-children
+        time of a process still in the tree: its parent is in the tree, or it is gone from the
+        system and its parent, gone too, was reaped in the tree in turn (a shell that waited for
+        its command, then exited). A process still running elsewhere (re-parented) was not."""
+        seen = {pid}
+        while ppid not in current:
+            if ppid not in self._last or ppid in seen or self._exists(pid):
+                return False
+            seen.add(ppid)
+            pid, ppid = ppid, self._last[ppid][2]
+        return True
+
+    def _exists(self, pid: int) -> bool:
+        if self._procfs:
+            return os.path.exists(f"/proc/{pid}")
+        return self._psutil is not None and bool(self._psutil.pid_exists(pid))
 
     def _read_procfs(self) -> dict[int, tuple[float, int, int]]:
         current: dict[int, tuple[float, int, int]] = {}

@@ -86,6 +86,8 @@ class RaplReader:
             cur = _read_int(z.counter)
             if cur >= z.last_uj:
                 delta = cur - z.last_uj
+            elif z.last_uj > z.max_uj:  # no wrap gives this drop: a reset; count from 0
+                delta = cur
             else:
                 delta = cur + z.max_uj - z.last_uj
                 z.wraps += 1

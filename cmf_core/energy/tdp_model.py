@@ -61,7 +61,8 @@ def _table() -> tuple[tuple[str, float, int], ...]:
 def lookup_tdp(model_name: str) -> tuple[float, int, str] | None:
     """(tdp_w, cores, matched model) for a CPU model name, or None when not in the table."""
     name = _normalise(model_name)
-    best = max((row for row in _table() if row[0] in name), key=lambda r: len(r[0]), default=None)
+    rows = (r for r in _table() if re.search(re.escape(r[0]) + r"(?! v\d)", name))  # v3 != v1
+    best = max(rows, key=lambda r: len(r[0]), default=None)
     return None if best is None else (best[1], best[2], best[0])
 
 

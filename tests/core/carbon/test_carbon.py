@@ -56,3 +56,23 @@ def test_unknown_region_falls_back_to_world_with_a_note() -> None:
     grid, notes = resolve_intensity(load_settings(carbon_region="Atlantis"))
     assert grid.grid == "WORLD"
     assert "'Atlantis'" in notes[0] and "used WORLD" in notes[0]
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -50.0])
+def test_unusable_live_value_falls_back_to_the_table(value: float) -> None:
+    def live(zone: str) -> LiveIntensity:
+        return LiveIntensity(value, "live: test", 1.5)
+
+    grid, notes = resolve_intensity(load_settings(carbon_region="FR"), live)
+    assert (grid.g_per_kwh, grid.renewable_share) == (56.0, pytest.approx(0.263))
+    assert grid.source.startswith("table") and "live carbon intensity unavailable" in notes[0]
+
+
+def test_live_renewable_share_outside_0_1_is_not_used() -> None:
+    def live(zone: str) -> LiveIntensity:
+        return LiveIntensity(321.0, "live: test", float("nan"))
+
+    grid, notes = resolve_intensity(load_settings(carbon_region="FR"), live)
+    assert grid.g_per_kwh == 321.0
+    assert grid.renewable_share == pytest.approx(0.263) and grid.renewable_source == "table"
+    assert any("renewable share" in n for n in notes)

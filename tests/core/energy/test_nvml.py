@@ -216,3 +216,60 @@ def test_sampler_thread_catches_base_exceptions_and_the_task_goes_on() -> None:
     m, _ = _run(ExitsInSampler(FakeGpu("A10", 150.0, holders=[ME])), 0.5)
     assert any("energy sampler stopped" in n and "SystemExit" in n for n in m.notes)
     assert m.components["cpu"].method == "model" and m.duration_s >= 0.5
+
+
+class ShutsDownForReal(FakeNvml):
+    """Like pynvml after ``nvmlShutdown``: every device call raises NVML_ERROR_UNINITIALIZED.
+
+    ``stall_once``: the next process-utilisation query in the sampler thread takes 0.3 s (a slow
+    NVML call), so stop() is called while the sampler is in the middle of a tick.
+    """
+
+    stall_once = False
+
+    def __getattribute__(self, name: str) -> object:
+        if name.startswith("nvmlDevice") and object.__getattribute__(self, "shut_down"):
+
+            def uninitialised(*args: object) -> None:
+                raise NVMLError(1)  # NVML_ERROR_UNINITIALIZED
+
+            return uninitialised
+        return object.__getattribute__(self, name)
+
+    def nvmlDeviceGetProcessUtilization(self, gpu: FakeGpu, since_us: int) -> list[Sample]:
+        if self.stall_once and threading.current_thread().name == "cmf-energy-sampler":
+            self.stall_once = False
+            time.sleep(0.3)
+        return super().nvmlDeviceGetProcessUtilization(gpu, since_us)
+
+
+def test_stop_during_a_sampler_tick_reads_the_gpu_before_nvml_is_shut_down() -> None:
+    nvml = ShutsDownForReal(FakeGpu("A100", 200.0, utilisation={ME: 100}))
+    monitor = EnergyMonitor(load_settings(energy_sample_hz=20), nvml=nvml).start()
+    t0 = time.monotonic()
+    time.sleep(0.2)
+    nvml.stall_once = True
+    time.sleep(0.1)  # the sampler is now inside its slow NVML call, holding the lock
+    m = monitor.stop()
+    duration = time.monotonic() - t0
+    gpu = m.components["gpu"]
+    assert gpu.details["gpus"][0]["error"] is None, m.notes
+    assert gpu.method == "nvml-counter"
+    assert gpu.joules == pytest.approx(200.0 * duration, rel=0.05)
+
+
+def test_after_the_sampler_dies_the_gpu_counter_is_still_read_at_stop() -> None:
+    class ExitsLater(ShutsDownForReal):
+        exit_now = False
+
+        def nvmlDeviceGetTotalEnergyConsumption(self, gpu: FakeGpu) -> int:
+            if self.exit_now and threading.current_thread().name == "cmf-energy-sampler":
+                raise SystemExit("NVML binding called sys.exit")
+            return super().nvmlDeviceGetTotalEnergyConsumption(gpu)
+
+    nvml = ExitsLater(FakeGpu("A100", 200.0, utilisation={ME: 100}))
+    m, duration = _run(nvml, 0.6, during=lambda: setattr(nvml, "exit_now", True))
+    gpu = m.components["gpu"]
+    assert any("energy sampler stopped" in n for n in m.notes)
+    assert gpu.details["gpus"][0]["error"] is None, m.notes
+    assert gpu.joules == pytest.approx(200.0 * duration, rel=0.05)

@@ -53,3 +53,52 @@ def test_reaped_child_time_never_reads_as_a_decrease() -> None:
     during, after = tree.sample(), tree.sample()
     assert during.pids == {1, 2} and after.pids == {1}
     assert after.cpu_s >= during.cpu_s == 0.3
+
+
+def _rusage_cpu() -> float:
+    import resource
+
+    me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
+    return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def test_grandchild_reaped_by_a_child_that_the_tree_reaped_is_counted_once() -> None:
+    # sh runs python (the grandchild), waits for it, then exits and is reaped by us, all between
+    # two samples: the grandchild's time reaches our reaped-children time through sh's, so its
+    # last seen time must not be kept as well.
+    tree = ProcessTree()
+    cpu0, first = _rusage_cpu(), tree.sample()
+    busy = "import time\nwhile time.process_time() < 0.6: pass\nprint(flush=True)\ntime.sleep(0.3)"
+    shell = subprocess.Popen(
+        ["sh", "-c", f"{sys.executable} -c '{busy}'; true"], stdout=subprocess.PIPE
+    )
+    assert shell.stdout is not None
+    shell.stdout.readline()  # the grandchild has burned its 0.6 s
+    during = tree.sample()
+    assert len(during.pids) == 3
+    shell.wait()
+    after, cpu1 = tree.sample(), _rusage_cpu()
+    assert during.cpu_s - first.cpu_s >= 0.55
+    assert after.cpu_s - first.cpu_s == pytest.approx(cpu1 - cpu0, abs=0.05)
+
+
+def test_grandchild_left_running_after_its_parent_exits_keeps_its_time() -> None:
+    tree = ProcessTree()
+    first = tree.sample()
+    busy = "import time\nwhile time.process_time() < 0.4: pass\nprint(flush=True)\ntime.sleep(30)"
+    shell = subprocess.Popen(
+        ["sh", "-c", f"{sys.executable} -c '{busy}' & echo $!; wait"], stdout=subprocess.PIPE
+    )
+    assert shell.stdout is not None
+    grandchild = int(shell.stdout.readline())
+    try:
+        shell.stdout.readline()  # the grandchild has burned its 0.4 s
+        during = tree.sample()
+        assert grandchild in during.pids
+        shell.kill()  # the grandchild is re-parented out of the tree, still running
+        shell.wait()
+        after = tree.sample()
+        assert grandchild not in after.pids
+        assert after.cpu_s >= during.cpu_s >= first.cpu_s + 0.35
+    finally:
+        os.kill(grandchild, 9)

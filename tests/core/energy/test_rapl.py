@@ -147,3 +147,17 @@ def test_rapl_failing_mid_run_falls_back_to_the_model(tmp_path: Path) -> None:
 
 def test_busy_cpu_reads_this_machines_proc_stat() -> None:
     assert busy_cpu_s() > 0
+
+
+def test_a_drop_that_a_wrap_cannot_explain_is_a_reset_never_negative_energy(
+    tmp_path: Path,
+) -> None:
+    # fake powercap folder: the counter (900,000 uJ) is above the range the zone reports
+    # (500,000 uJ), then reads 100,000: no wrap gives that, the counter was reset
+    pkg = _zone(tmp_path, 0, "package-0", 900_000, max_uj=500_000)
+    reader = RaplReader(tmp_path)
+    _write(pkg / "energy_uj", 100_000)
+    assert reader.read() == pytest.approx(0.1)  # counted from the reset
+    _write(pkg / "energy_uj", 300_000)
+    assert reader.read() == pytest.approx(0.3)
+    assert reader.zones[0].wraps == 0

@@ -46,3 +46,14 @@ def test_this_machine_has_a_model_name_and_the_table_names_its_sources() -> None
     assert cpu_model_name()
     header = TABLE.read_text().split("model,tdp_w")[0]
     assert "Intel ARK" in header and "CC BY 4.0" in header
+
+
+def test_a_version_suffix_is_a_different_cpu() -> None:
+    # the table has the E5-2670 (v1: 8 cores, 115 W) but not the E5-2670 v3 (12 cores, 120 W)
+    assert lookup_tdp("Intel(R) Xeon(R) CPU E5-2670 0 @ 2.60GHz") == (115.0, 8, "xeon e5-2670")
+    assert lookup_tdp("Intel(R) Xeon(R) CPU E5-2670 v3 @ 2.30GHz") is None
+    assert lookup_tdp("Intel(R) Xeon(R) CPU E5-2670 v2 @ 2.50GHz") == (
+        115.0,
+        10,
+        "xeon e5-2670 v2",
+    )
