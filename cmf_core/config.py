@@ -50,7 +50,8 @@ def _default_site() -> str:
 class Settings(BaseSettings):
     """All cmf-foundation settings. Each field is ``CMF_<NAME>`` in the environment."""
 
-    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True)
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, extra="forbid", frozen=True,
+                                      allow_inf_nan=False)
 
     disabled: bool = Field(False, description="Record nothing (kill switch for integrations).")
     config: Path | None = Field(

@@ -106,6 +106,17 @@ def test_disabled(monkeypatch: pytest.MonkeyPatch) -> None:
     assert is_disabled()
 
 
+@pytest.mark.parametrize("name", ["CPU_WATTS_PER_CORE", "RAM_WATTS_PER_GB", "CARBON_INTENSITY",
+                                  "ENERGY_SAMPLE_HZ"])
+@pytest.mark.parametrize("value", ["inf", "nan"])
+def test_energy_numbers_must_be_finite(name: str, value: str,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """An infinite watts-per-core override made every footprint infinite (and unstorable)."""
+    monkeypatch.setenv(f"CMF_{name}", value)
+    with pytest.raises(ConfigError, match=rf"{name.lower()}: Input should be a finite number"):
+        load_settings()
+
+
 @pytest.mark.parametrize("value", ["inf", "nan", "3601", "0"])
 def test_hook_timeout_is_finite_and_bounded(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CMF_HOOK_TIMEOUT_S", value)
