@@ -230,3 +230,35 @@ def test_an_executor_killed_outright_is_found_lost_and_marked_failed(tmp_path: P
         assert ex.status is ExecutionStatus.FAILED
         assert ex.error == (f"process {proc.pid} on host {host_name()} ended without "
                             "reporting an end (killed, e.g. out of memory?)")
+
+
+NAN_METRIC_COMPONENT = textwrap.dedent("""
+    from kfp.dsl import Metrics, Output
+
+    def fit(metrics: Output[Metrics]) -> float:
+        metrics.log_metric("loss", float("nan"))  # a diverged training run
+        metrics.log_metric("acc", 0.9)
+        return 0.5
+""")
+
+
+def test_a_metric_that_is_not_finite_does_not_cost_the_run_its_end(tmp_path: Path) -> None:
+    """A NaN metric (KFP writes it as JSON NaN) is no CMF Metric: it was the terminal event's
+    undoing, and the execution stayed running though the task completed."""
+    module, store_url, env = _component(tmp_path, NAN_METRIC_COMPONENT, "hep", "fit")
+    executor_input = {"inputs": {}, "outputs": {
+        "artifacts": {"metrics": {"artifacts": [{
+            "name": "metrics", "uri": str(tmp_path / "out" / "metrics"),
+            "type": {"schemaTitle": "system.Metrics", "schemaVersion": "0.0.1"}}]}},
+        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
+    (tmp_path / "out").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
+         "--component_module_path", str(module), "--executor_input",
+         json.dumps(executor_input), "--function_to_execute", "fit"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open_store(store_url, "s") as store:
+        (ex,) = store.list_executions()
+        assert ex.status is ExecutionStatus.COMPLETED, proc.stdout
+        assert [(m.name, m.value) for m in store.metrics([ex.id])] == [("acc", 0.9)]
