@@ -100,7 +100,11 @@ def _unrendered(value: Any) -> bool:
 def error_text(error: BaseException | str) -> tuple[str, str | None]:
     """``("Type: message", traceback)`` of a task's error."""
     if isinstance(error, BaseException):
-        message = valid_text(f"{type(error).__name__}: {error}")
+        try:
+            text = str(error)
+        except Exception:  # its __str__ raises: say so, as Python's own traceback does
+            text = "<exception str() failed>"
+        message = valid_text(f"{type(error).__name__}: {text}")
         stack = valid_text("".join(traceback.format_exception(error)))
         return message[:STACK_MAX], stack[-STACK_MAX:] or None
     return valid_text(str(error))[:STACK_MAX], None

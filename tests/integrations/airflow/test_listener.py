@@ -271,3 +271,34 @@ def test_a_short_lived_process_records_its_dag_run_before_exiting(tmp_path: Path
     assert done.returncode == 0, done.stderr
     with open_store(f"sqlite:///{tmp_path / 'home' / 'cmf.db'}", site="check") as store:
         assert [e.pipeline for e in store.list_executions()] == ["d_short"]
+
+
+UNPRINTABLE = '''
+from airflow.sdk import dag, task
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no text for this error")
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def unprintable():
+    @task(retries=0)
+    def boom() -> None:
+        raise Unprintable()
+
+    boom()
+
+
+unprintable()
+'''
+
+
+def test_an_error_that_cannot_be_printed_is_still_recorded(run_dag, cmf_store) -> None:
+    """The failed try's end is recorded even when str() of its error raises."""
+    dr = run_dag(UNPRINTABLE, "unprintable")
+    assert dr.state == "failed"
+    boom = by_stage(cmf_store(), "unprintable")["boom"]
+    assert boom.status is ExecutionStatus.FAILED
+    assert boom.error is not None and boom.error.startswith("Unprintable")
