@@ -262,3 +262,34 @@ def test_a_metric_that_is_not_finite_does_not_cost_the_run_its_end(tmp_path: Pat
         (ex,) = store.list_executions()
         assert ex.status is ExecutionStatus.COMPLETED, proc.stdout
         assert [(m.name, m.value) for m in store.metrics([ex.id])] == [("acc", 0.9)]
+
+
+UNPRINTABLE_COMPONENT = textwrap.dedent("""
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no text for this error")
+
+    def fit(epochs: int) -> float:
+        raise Unprintable()
+""")
+
+
+def test_an_error_that_cannot_be_printed_fails_the_task_as_it_would_untracked(
+        tmp_path: Path) -> None:
+    """str() of the component's error raises: the task still fails with that error alone (not
+    with the hook's own exception raised while handling it), and is recorded as failed."""
+    module, store_url, env = _component(tmp_path, UNPRINTABLE_COMPONENT, "hep", "fit")
+    executor_input = {"inputs": {"parameterValues": {"epochs": 2}}, "outputs": {
+        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
+         "--component_module_path", str(module), "--executor_input",
+         json.dumps(executor_input), "--function_to_execute", "fit"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Unprintable" in proc.stderr
+    assert "During handling of the above exception" not in proc.stderr, proc.stderr
+    with open_store(store_url, "s") as store:
+        (ex,) = store.list_executions()
+        assert ex.status is ExecutionStatus.FAILED
+        assert ex.error == "Unprintable: <exception str() failed>"
