@@ -77,10 +77,18 @@ def task_params(task: Any) -> dict[str, Any]:
         if name in CALLABLE_FIELDS:
             continue
         value = getattr(task, name, None)
-        if value is None or value == "" or value == {} or value == []:
+        if _empty(value):
             continue
         out[name] = value
     return {k: jsonable(redact(v, k)) for k, v in out.items() if not _unrendered(v)}
+
+
+def _empty(value: Any) -> bool:
+    """None, "", {} or []; an array (whose ``==`` is element-wise and has no truth) is not."""
+    try:
+        return bool(value is None or value == "" or value == {} or value == [])
+    except Exception:
+        return False
 
 
 def _context_keys() -> frozenset[str]:

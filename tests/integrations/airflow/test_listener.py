@@ -302,3 +302,38 @@ def test_an_error_that_cannot_be_printed_is_still_recorded(run_dag, cmf_store) -
     boom = by_stage(cmf_store(), "unprintable")["boom"]
     assert boom.status is ExecutionStatus.FAILED
     assert boom.error is not None and boom.error.startswith("Unprintable")
+
+
+ARRAY_FIELD = '''
+import numpy as np
+from airflow.sdk import BaseOperator, dag
+
+
+class Scale(BaseOperator):
+    template_fields = ("factors", "tag")
+
+    def __init__(self, factors, tag, **kwargs):
+        super().__init__(**kwargs)
+        self.factors, self.tag = factors, tag
+
+    def execute(self, context):
+        return float(self.factors.sum())
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def array_field():
+    Scale(task_id="scale", factors=np.array([[1.0, 2.0], [3.0, 4.0]]), tag="x2")
+
+
+array_field()
+'''
+
+
+def test_a_template_field_that_is_an_array_is_recorded(run_dag, cmf_store) -> None:
+    """Reading the task's parameters compared each template field with "", {} and [], which
+    raises for an array: the try was not recorded at all."""
+    dr = run_dag(ARRAY_FIELD, "array_field")
+    assert dr.state == "success"
+    scale = by_stage(cmf_store(), "array_field")["scale"]
+    assert scale.status is ExecutionStatus.COMPLETED
+    assert scale.params["tag"] == "x2" and "factors" in scale.params
