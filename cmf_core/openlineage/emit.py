@@ -313,7 +313,8 @@ class Emitter:
         ``from_target`` replays the events spooled for another store or server into this
         emitter's (a store that moved, a server replaced by a local store).
         A file that is not a JSON object (torn by a crash) or that the sink refuses as invalid
-        moves to ``rejected/`` with a ``.reason`` file beside it; any other failure is the
+        moves to ``rejected/`` with a ``.reason`` file beside it; one this process cannot
+        read (another user's, an I/O error) stays and is passed over; any other failure is the
         sink's (down, overloaded, slow) and stops the replay, keeping the rest for later."""
         files = self.spooled_files(from_target)[:limit]
         sent = 0
@@ -323,6 +324,10 @@ class Emitter:
                 if not isinstance(data, dict):
                     raise InvalidEventError(f"a JSON {type(data).__name__}, not an object")
             except FileNotFoundError:  # replayed meanwhile by another process
+                continue
+            except OSError as e:  # another user's, or an I/O error: kept, the rest go on
+                report("replaying a spooled event", e,
+                       f"{path.name} stays in {self.spool_dir} for a process that can read it")
                 continue
             except (ValueError, InvalidEventError) as e:  # torn, empty or not JSON
                 self._reject(path, InvalidEventError(f"{path.name} is unreadable: {e}"))

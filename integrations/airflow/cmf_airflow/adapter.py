@@ -145,8 +145,13 @@ class TaskRun:
 
     # used by cmf_airflow.decorators ---------------------------------------------------------
     def log_metric(self, name: str, value: float, step: int | None = None) -> None:
+        from cmf_core.model import Metric
+
+        # checked here (raises, naming the problem): a metric the store refuses (NaN, no name)
+        # would make ingest refuse the whole terminal event, and the try would stay running
+        m = Metric(self.key.run_id, str(name), value, step, time.time())
         with self.lock:
-            self.metrics.append((str(name), float(value), step, time.time()))
+            self.metrics.append((m.name, m.value, m.step, m.timestamp))
 
     def log_artifact(self, ref: DatasetRef) -> None:
         ident = identify(ref, digests([ref], self.options.digest_max_bytes))

@@ -77,10 +77,18 @@ def task_params(task: Any) -> dict[str, Any]:
         if name in CALLABLE_FIELDS:
             continue
         value = getattr(task, name, None)
-        if value is None or value == "" or value == {} or value == []:
+        if _empty(value):
             continue
         out[name] = value
     return {k: jsonable(redact(v, k)) for k, v in out.items() if not _unrendered(v)}
+
+
+def _empty(value: Any) -> bool:
+    """None, "", {} or []; an array (whose ``==`` is element-wise and has no truth) is not."""
+    try:
+        return bool(value is None or value == "" or value == {} or value == [])
+    except Exception:
+        return False
 
 
 def _context_keys() -> frozenset[str]:
@@ -100,7 +108,11 @@ def _unrendered(value: Any) -> bool:
 def error_text(error: BaseException | str) -> tuple[str, str | None]:
     """``("Type: message", traceback)`` of a task's error."""
     if isinstance(error, BaseException):
-        message = valid_text(f"{type(error).__name__}: {error}")
+        try:
+            text = str(error)
+        except Exception:  # its __str__ raises: say so, as Python's own traceback does
+            text = "<exception str() failed>"
+        message = valid_text(f"{type(error).__name__}: {text}")
         stack = valid_text("".join(traceback.format_exception(error)))
         return message[:STACK_MAX], stack[-STACK_MAX:] or None
     return valid_text(str(error))[:STACK_MAX], None

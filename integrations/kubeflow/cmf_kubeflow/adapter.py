@@ -22,6 +22,7 @@ Nothing here swallows errors: callers at a hook boundary wrap it with :mod:`cmf_
 from __future__ import annotations
 
 import hashlib
+import math
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -149,11 +150,21 @@ def describe(art: RuntimeArtifact, site: str, *, digester: Digester = path_diges
 
 
 def scalar_metrics(art: RuntimeArtifact) -> dict[str, float]:
-    """Numeric metadata of a ``system.Metrics`` artifact (``Metrics.log_metric`` values)."""
+    """Numeric metadata of a ``system.Metrics`` artifact (``Metrics.log_metric`` values); a
+    value that is not finite (a NaN loss) stays in the artifact's metadata only, as a Metric
+    refuses it (and would cost the run its terminal event)."""
     if art.schema_title != "system.Metrics":
         return {}
     return {k: float(v) for k, v in art.metadata.items()
-            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "display_name"}
+            if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "display_name"
+            and _finite(v)}
+
+
+def _finite(value: float) -> bool:
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond any float
+        return False
 
 
 def component_params(values: Mapping[str, Any]) -> dict[str, Any]:

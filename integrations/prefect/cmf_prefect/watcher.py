@@ -53,6 +53,7 @@ from cmf_prefect.adapter import (
     task_ref,
 )
 from cmf_prefect.datasets import Dataset, asset_dataset, result_dataset, upstream_run_ids
+from cmf_prefect.values import params_of
 
 if TYPE_CHECKING:
     from cmf_core.config import Settings
@@ -251,7 +252,9 @@ def _flow_run_events(event: Mapping[str, Any], resolver: Resolver) -> list[dict[
         error = resource.get("prefect.state-message") or \
             f"flow run ended in state {resource.get('prefect.state-name')}"
     facts = RunFacts(status=status, at=_time(event), event_type=event_type,
-                     params=flow_run.get("parameters") if "parameters" in flow_run else None,
+                     # bounded, secrets redacted, as the in-process routes record them
+                     params=params_of(flow_run["parameters"]) if "parameters" in flow_run
+                     else None,
                      properties=props, error=error)
     return [run_event(flow_ref(run_id, flow_name), facts, ROUTE_WATCHER)]
 

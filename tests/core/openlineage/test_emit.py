@@ -361,3 +361,24 @@ def test_a_stuck_store_costs_the_next_processes_no_timeout(tmp_path: Path) -> No
     assert fresh.retry_spool() == (2, 0)
     fresh.close()
     assert not note.exists()
+
+
+def test_a_spool_file_that_cannot_be_read_is_kept_and_does_not_block_the_rest(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A spool file this process cannot read (another user's, an I/O error) stays where it is,
+    named in a warning; the replay goes on with the others instead of raising at the oldest."""
+    settings = load_settings(home=tmp_path, site="a")
+    rids = [str(uuid.uuid4()) for _ in range(2)]
+    broken = Emitter(settings, sink=BrokenSink())
+    for rid in rids:
+        broken.emit(run_event(rid))
+    spool = tmp_path / "spool"
+    unreadable = spool / f"0-unreadable.{broken.key}.json"
+    unreadable.symlink_to("/proc/self/mem")  # a regular file whose read fails (EIO)
+    em = Emitter(settings)
+    assert em.retry_spool() == (2, 1)
+    em.close()
+    assert unreadable.is_symlink()  # kept for a process that can read it
+    assert unreadable.name in caplog.text
+    with open_store(settings=settings) as s:
+        assert all(s.get_execution(rid) is not None for rid in rids)

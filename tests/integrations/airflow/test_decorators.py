@@ -66,3 +66,35 @@ def test_cmf_task_and_helpers_record_metrics_models_and_properties(run_dag, cmf_
 def test_helpers_outside_a_task_do_nothing_and_never_raise() -> None:
     assert log_metric("acc", 0.9) is False
     assert log_model("/nonexistent/model.pkl") is False
+
+
+NOT_FINITE = '''
+from airflow.sdk import dag, task
+
+from cmf_airflow.decorators import log_metric
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def diverged():
+    @task(retries=0)
+    def train() -> None:
+        log_metric("loss", float("nan"))  # a diverged run
+        log_metric("", 1.0)
+        log_metric("acc", 0.9)
+
+    train()
+
+
+diverged()
+'''
+
+
+def test_a_metric_the_store_refuses_does_not_cost_the_task_its_end(run_dag, cmf_store) -> None:
+    """log_metric of NaN (or with no name) used to go into the terminal event, which ingest
+    then refused as a whole: the task stayed running in CMF."""
+    dr = run_dag(NOT_FINITE, "diverged")
+    assert dr.state == "success"
+    store = cmf_store()
+    ex = by_stage(store, "diverged")["train"]
+    assert ex.status is ExecutionStatus.COMPLETED
+    assert [(m.name, m.value) for m in store.metrics([ex.id])] == [("acc", 0.9)]

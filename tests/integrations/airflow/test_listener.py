@@ -271,3 +271,69 @@ def test_a_short_lived_process_records_its_dag_run_before_exiting(tmp_path: Path
     assert done.returncode == 0, done.stderr
     with open_store(f"sqlite:///{tmp_path / 'home' / 'cmf.db'}", site="check") as store:
         assert [e.pipeline for e in store.list_executions()] == ["d_short"]
+
+
+UNPRINTABLE = '''
+from airflow.sdk import dag, task
+
+
+class Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError("no text for this error")
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def unprintable():
+    @task(retries=0)
+    def boom() -> None:
+        raise Unprintable()
+
+    boom()
+
+
+unprintable()
+'''
+
+
+def test_an_error_that_cannot_be_printed_is_still_recorded(run_dag, cmf_store) -> None:
+    """The failed try's end is recorded even when str() of its error raises."""
+    dr = run_dag(UNPRINTABLE, "unprintable")
+    assert dr.state == "failed"
+    boom = by_stage(cmf_store(), "unprintable")["boom"]
+    assert boom.status is ExecutionStatus.FAILED
+    assert boom.error is not None and boom.error.startswith("Unprintable")
+
+
+ARRAY_FIELD = '''
+import numpy as np
+from airflow.sdk import BaseOperator, dag
+
+
+class Scale(BaseOperator):
+    template_fields = ("factors", "tag")
+
+    def __init__(self, factors, tag, **kwargs):
+        super().__init__(**kwargs)
+        self.factors, self.tag = factors, tag
+
+    def execute(self, context):
+        return float(self.factors.sum())
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def array_field():
+    Scale(task_id="scale", factors=np.array([[1.0, 2.0], [3.0, 4.0]]), tag="x2")
+
+
+array_field()
+'''
+
+
+def test_a_template_field_that_is_an_array_is_recorded(run_dag, cmf_store) -> None:
+    """Reading the task's parameters compared each template field with "", {} and [], which
+    raises for an array: the try was not recorded at all."""
+    dr = run_dag(ARRAY_FIELD, "array_field")
+    assert dr.state == "success"
+    scale = by_stage(cmf_store(), "array_field")["scale"]
+    assert scale.status is ExecutionStatus.COMPLETED
+    assert scale.params["tag"] == "x2" and "factors" in scale.params

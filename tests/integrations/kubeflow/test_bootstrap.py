@@ -230,3 +230,66 @@ def test_an_executor_killed_outright_is_found_lost_and_marked_failed(tmp_path: P
         assert ex.status is ExecutionStatus.FAILED
         assert ex.error == (f"process {proc.pid} on host {host_name()} ended without "
                             "reporting an end (killed, e.g. out of memory?)")
+
+
+NAN_METRIC_COMPONENT = textwrap.dedent("""
+    from kfp.dsl import Metrics, Output
+
+    def fit(metrics: Output[Metrics]) -> float:
+        metrics.log_metric("loss", float("nan"))  # a diverged training run
+        metrics.log_metric("acc", 0.9)
+        return 0.5
+""")
+
+
+def test_a_metric_that_is_not_finite_does_not_cost_the_run_its_end(tmp_path: Path) -> None:
+    """A NaN metric (KFP writes it as JSON NaN) is no CMF Metric: it was the terminal event's
+    undoing, and the execution stayed running though the task completed."""
+    module, store_url, env = _component(tmp_path, NAN_METRIC_COMPONENT, "hep", "fit")
+    executor_input = {"inputs": {}, "outputs": {
+        "artifacts": {"metrics": {"artifacts": [{
+            "name": "metrics", "uri": str(tmp_path / "out" / "metrics"),
+            "type": {"schemaTitle": "system.Metrics", "schemaVersion": "0.0.1"}}]}},
+        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
+    (tmp_path / "out").mkdir()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
+         "--component_module_path", str(module), "--executor_input",
+         json.dumps(executor_input), "--function_to_execute", "fit"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open_store(store_url, "s") as store:
+        (ex,) = store.list_executions()
+        assert ex.status is ExecutionStatus.COMPLETED, proc.stdout
+        assert [(m.name, m.value) for m in store.metrics([ex.id])] == [("acc", 0.9)]
+
+
+UNPRINTABLE_COMPONENT = textwrap.dedent("""
+    class Unprintable(Exception):
+        def __str__(self):
+            raise RuntimeError("no text for this error")
+
+    def fit(epochs: int) -> float:
+        raise Unprintable()
+""")
+
+
+def test_an_error_that_cannot_be_printed_fails_the_task_as_it_would_untracked(
+        tmp_path: Path) -> None:
+    """str() of the component's error raises: the task still fails with that error alone (not
+    with the hook's own exception raised while handling it), and is recorded as failed."""
+    module, store_url, env = _component(tmp_path, UNPRINTABLE_COMPONENT, "hep", "fit")
+    executor_input = {"inputs": {"parameterValues": {"epochs": 2}}, "outputs": {
+        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
+    proc = subprocess.run(
+        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
+         "--component_module_path", str(module), "--executor_input",
+         json.dumps(executor_input), "--function_to_execute", "fit"],
+        env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 1
+    assert "Unprintable" in proc.stderr
+    assert "During handling of the above exception" not in proc.stderr, proc.stderr
+    with open_store(store_url, "s") as store:
+        (ex,) = store.list_executions()
+        assert ex.status is ExecutionStatus.FAILED
+        assert ex.error == "Unprintable: <exception str() failed>"

@@ -268,3 +268,27 @@ def test_two_routes_record_one_execution(auto_route: Any, prefect_api: str, cmf_
     assert fit.params == {"rows": [0, 1, 2]}
     assert fit.properties["prefect.route"] == "in-process"
     assert len(cmf_store.energy([fit.id])) == 1
+
+
+@flow
+def pushed(url: str, token: str) -> str:
+    return url
+
+
+def test_watcher_records_flow_parameters_with_secrets_redacted(
+        prefect_api: str, cmf_settings: Any, cmf_store: Any,
+        drain_events: Callable[[], None], wait_until: Callable[..., Any]) -> None:
+    """The in-process route and the hooks record a ``token`` parameter as ``***``; the watcher
+    wrote the flow run's parameters as the server gave them, the secret in plain."""
+    state = pushed("https://hpc.example.org", "hpc-secret", return_state=True)
+    flow_run_id = str(state.state_details.flow_run_id)
+    drain_events()
+    watcher = Watcher(prefect_api, settings=cmf_settings)
+
+    def caught_up() -> bool:
+        watcher.run(once=True)
+        return _recorded(cmf_store, [flow_run_id])
+
+    assert wait_until(caught_up), f"not recorded after catch-up: {watcher.stats}"
+    run = cmf_store.get_execution(flow_run_id)
+    assert run.params == {"url": "https://hpc.example.org", "token": "***"}
