@@ -29,7 +29,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from cmf_airflow.datasets import ref_from_uri
-from cmf_core.guard import never_raise
+from cmf_core.guard import never_raise, report
 
 log = logging.getLogger("cmf")
 _warned: set[str] = set()
@@ -72,7 +72,10 @@ def log_metrics(metrics: Mapping[str, float], step: int | None = None) -> bool:
         return False
     for name, value in metrics.items():
         if _is_number(value):
-            run.log_metric(str(name), float(value), None if step is None else int(step))
+            try:  # one bad name is reported; the other metrics are still recorded
+                run.log_metric(str(name), float(value), None if step is None else int(step))
+            except Exception as e:
+                report(f"logging metric {str(name)!r}", e)
     return True
 
 

@@ -71,7 +71,7 @@ def test_helpers_outside_a_task_do_nothing_and_never_raise() -> None:
 NOT_FINITE = '''
 from airflow.sdk import dag, task
 
-from cmf_airflow.decorators import log_metric
+from cmf_airflow.decorators import log_metric, log_metrics
 
 
 @dag(dag_id="{dag_id}", schedule=None)
@@ -81,6 +81,7 @@ def diverged():
         log_metric("loss", float("nan"))  # a diverged run
         log_metric("", 1.0)
         log_metric("acc", 0.9)
+        log_metrics({" ": 1.0, "f1": 0.8})  # a bad name does not cost the others
 
     train()
 
@@ -97,4 +98,5 @@ def test_a_metric_the_store_refuses_does_not_cost_the_task_its_end(run_dag, cmf_
     store = cmf_store()
     ex = by_stage(store, "diverged")["train"]
     assert ex.status is ExecutionStatus.COMPLETED
-    assert [(m.name, m.value) for m in store.metrics([ex.id])] == [("acc", 0.9)]
+    assert sorted((m.name, m.value) for m in store.metrics([ex.id])) == [("acc", 0.9),
+                                                                         ("f1", 0.8)]
