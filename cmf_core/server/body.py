@@ -85,14 +85,23 @@ async def read_body(chunks: AsyncIterator[bytes], *, encoding: str | None = None
     total = 0
     try:
         async for chunk in chunks:
-            piece = inflater.decompress(chunk, limit + 1 - total)
-            total += len(piece)
-            if total > limit or inflater.unconsumed_tail:
-                raise _too_large(limit)
-            out.append(piece)
+            while chunk:
+                piece = inflater.decompress(chunk, limit + 1 - total)
+                total += len(piece)
+                if total > limit or inflater.unconsumed_tail:
+                    raise _too_large(limit)
+                out.append(piece)
+                # bytes after the end of a stream: the next member of a multi-member gzip
+                # body (RFC 1952), read as gzip.decompress reads it; anything else fails
+                chunk = inflater.unused_data if inflater.eof else b""
+                if chunk:
+                    inflater = zlib.decompressobj(wbits)
         piece = inflater.flush()
     except zlib.error as e:
         raise InvalidInputError(f"request body is not valid {encoding} data: {e}") from None
+    if not inflater.eof:  # cut short: its end (and gzip's CRC) never came
+        raise InvalidInputError(f"request body is not valid {encoding} data: it ends before "
+                                "the compressed stream does (truncated); send the whole body")
     total += len(piece)
     if total > limit:
         raise _too_large(limit)
