@@ -82,9 +82,12 @@ async def read_body(chunks: AsyncIterator[bytes], *, encoding: str | None = None
     wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
     inflater = zlib.decompressobj(wbits)
     out = []
-    total = 0
+    total = sent = 0
     try:
         async for chunk in chunks:
+            sent += len(chunk)
+            if sent > limit:  # JSON shrinks when compressed: more sent than the limit is not
+                raise _too_large(limit)  # a JSON body (but, e.g., endless empty gzip members)
             while chunk:
                 piece = inflater.decompress(chunk, limit + 1 - total)
                 total += len(piece)

@@ -92,6 +92,23 @@ def test_gzip_bodies_cut_short_or_in_several_members(client: httpx.Client,
                        content=gzip.compress(text[:half]) + gzip.compress(text[half:]))
     assert both.status_code == 201, both.text
     assert both.json()["accepted"] == 2 and len(server.store.lineage_events()) == 2
+    junk = client.post("/api/v1/lineage", headers=gz,
+                       content=gzip.compress(json.dumps(first).encode()) + b"\0" * 64)
+    assert junk.status_code == 400 and "not valid gzip" in junk.json()["message"]
+    assert len(server.store.lineage_events()) == 2
+
+
+def test_gzip_bytes_past_the_limit_are_413_even_when_they_inflate_to_nothing(
+        serve: Callable[..., Any]) -> None:
+    """Bytes sent after a gzip body's end were kept in memory without limit; empty gzip
+    members inflate to nothing: either way the bytes sent are bounded by the limit."""
+    event = gzip.compress(json.dumps(airflow_events()[0]).encode())
+    gz = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with serve(max_body_bytes=10_000) as live, live.client() as c:
+        for tail in (gzip.compress(b"") * 1000, b"\0" * 20_000):
+            r = c.post("/api/v1/lineage", content=event + tail, headers=gz)
+            assert r.status_code == 413, r.text
+        assert not live.store.lineage_events()
 
 
 def test_response_names_what_was_recorded(client: httpx.Client) -> None:
