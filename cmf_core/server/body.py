@@ -134,6 +134,8 @@ _DECODER = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
 
 def parse_json(raw: bytes) -> Any:
     """Parse ``raw`` as JSON (UTF-8), or 400 saying where it broke."""
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark, ignored as json.loads does
+        raw = raw[3:]
     if not raw.strip():
         raise InvalidInputError(
             "request body is empty; send an OpenLineage event (a JSON object) or a JSON array "

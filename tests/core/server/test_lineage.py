@@ -265,6 +265,19 @@ def test_json_with_a_charset_or_suffix_is_accepted(client: httpx.Client) -> None
         assert r.status_code == 201, r.text
 
 
+def test_a_utf8_byte_order_mark_is_ignored(client: httpx.Client, server: LiveServer) -> None:
+    """A file saved with a BOM (Notepad, PowerShell) and posted with curl --data-binary: read
+    as json.loads reads bytes, not 'not valid JSON ... at line 1 column 1'."""
+    bom = b"\xef\xbb\xbf"
+    r = client.post("/api/v1/lineage", content=bom + json.dumps(_start()).encode(),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert len(server.store.lineage_events()) == 1
+    empty = client.post("/api/v1/lineage", content=bom,
+                        headers={"Content-Type": "application/json"})
+    assert empty.status_code == 400 and "request body is empty" in empty.json()["message"]
+
+
 @pytest.mark.parametrize(("body", "text"), [
     (b"", "request body is empty"),
     (b"   ", "request body is empty"),
