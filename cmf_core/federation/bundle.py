@@ -291,7 +291,9 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     """Lines (with their newline) of a byte stream that may be gzip; detected from its start."""
     inflater: Any = None
     first = True
-    rest = b""
+    # the line being read, in pieces, joined once when it ends (re-joining it at every chunk
+    # took time quadratic in its length: minutes for one line of 100 MB)
+    parts: list[bytes] = []
     for chunk in chunks:
         if not chunk:
             continue
@@ -304,16 +306,22 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
                 chunk = inflater.decompress(chunk)
             except zlib.error as e:
                 raise BundleError(f"bundle is not valid gzip data: {e}") from None
-        data = rest + chunk
-        lines = data.split(b"\n")
-        rest = lines.pop()
+        if b"\n" not in chunk:
+            if chunk:
+                parts.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        parts.append(lines[0])
+        lines[0] = b"".join(parts)
+        parts = [lines.pop()]
         for line in lines:
             yield line + b"\n"
     if inflater is not None:
         if not inflater.eof:
             raise BundleError("bundle gzip stream ended early: the transfer was cut off; nothing "
                               "was imported")
-        rest += inflater.flush()
+        parts.append(inflater.flush())
+    rest = b"".join(parts)
     if rest:
         yield rest
 

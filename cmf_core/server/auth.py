@@ -42,8 +42,12 @@ def check_token(expected: str, header: str | None, method: str, path: str) -> No
     given = bearer_token(header)
     if given is None:
         if header:
-            raise AuthError("the Authorization header must be 'Bearer <token>'; got a "
-                            f"{header.split(' ', 1)[0]!r} credential")
+            scheme, sep, _ = header.strip().partition(" ")
+            # no scheme (the bare token) or a bare scheme: name neither, never echo a token
+            got = (f"a {scheme!r} credential" if sep and scheme.lower() != "bearer"
+                   else "'Bearer' without a token" if scheme.lower() == "bearer"
+                   else "a value without a scheme (send 'Bearer ' before the token)")
+            raise AuthError(f"the Authorization header must be 'Bearer <token>'; got {got}")
         raise AuthError(f"{method} {path} needs the server's token: send "
                         "'Authorization: Bearer <token>' (the value of CMF_TOKEN on the server)")
     if not hmac.compare_digest(given.encode(), expected.encode()):

@@ -82,17 +82,29 @@ async def read_body(chunks: AsyncIterator[bytes], *, encoding: str | None = None
     wbits = 16 + zlib.MAX_WBITS if encoding in ("gzip", "x-gzip") else zlib.MAX_WBITS
     inflater = zlib.decompressobj(wbits)
     out = []
-    total = 0
+    total = sent = 0
     try:
         async for chunk in chunks:
-            piece = inflater.decompress(chunk, limit + 1 - total)
-            total += len(piece)
-            if total > limit or inflater.unconsumed_tail:
-                raise _too_large(limit)
-            out.append(piece)
+            sent += len(chunk)
+            if sent > limit:  # JSON shrinks when compressed: more sent than the limit is not
+                raise _too_large(limit)  # a JSON body (but, e.g., endless empty gzip members)
+            while chunk:
+                piece = inflater.decompress(chunk, limit + 1 - total)
+                total += len(piece)
+                if total > limit or inflater.unconsumed_tail:
+                    raise _too_large(limit)
+                out.append(piece)
+                # bytes after the end of a stream: the next member of a multi-member gzip
+                # body (RFC 1952), read as gzip.decompress reads it; anything else fails
+                chunk = inflater.unused_data if inflater.eof else b""
+                if chunk:
+                    inflater = zlib.decompressobj(wbits)
         piece = inflater.flush()
     except zlib.error as e:
         raise InvalidInputError(f"request body is not valid {encoding} data: {e}") from None
+    if not inflater.eof:  # cut short: its end (and gzip's CRC) never came
+        raise InvalidInputError(f"request body is not valid {encoding} data: it ends before "
+                                "the compressed stream does (truncated); send the whole body")
     total += len(piece)
     if total > limit:
         raise _too_large(limit)
@@ -122,6 +134,8 @@ _DECODER = json.JSONDecoder(parse_constant=_not_a_number, parse_float=_finite)
 
 def parse_json(raw: bytes) -> Any:
     """Parse ``raw`` as JSON (UTF-8), or 400 saying where it broke."""
+    if raw.startswith(b"\xef\xbb\xbf"):  # a UTF-8 byte order mark, ignored as json.loads does
+        raw = raw[3:]
     if not raw.strip():
         raise InvalidInputError(
             "request body is empty; send an OpenLineage event (a JSON object) or a JSON array "

@@ -239,3 +239,32 @@ def test_compact_bundles_refuse_the_same_values(store: Store) -> None:
                                                     rf".*{message}"):
             import_bundle(store, [bundle2([(json.dumps([k, [row]]), 1)])])
         assert snapshot(store) == before
+
+
+
+@pytest.mark.parametrize("pushed", [True, False])
+def test_one_long_line_is_read_in_linear_time(sqlite_store: Store, tmp_path: Path,
+                                              pushed: bool) -> None:
+    """A bundle of one 100 MB line (no newline), pushed to a server or imported from a file
+    (64 KiB chunks), is refused in seconds: each chunk re-copied the whole line read so far,
+    in time quadratic in its length (~20 s pushed, ~90 s from a file, and hours for the 1 GiB
+    a push may be), holding the server's worker meanwhile."""
+    import time
+
+    from cmf_core.federation.bundle import file_chunks
+
+    body = b'{"kind":"' + b"a" * 100_000_000
+    started = time.monotonic()
+    if pushed:
+        with live_server(sqlite_store) as server:
+            started = time.monotonic()
+            r = httpx.post(server.url + "/api/v1/federation/bundle", content=body,
+                           headers={"Content-Type": "application/x-ndjson"}, timeout=300)
+        assert r.status_code == 400 and "not valid JSON" in r.json()["message"], r.text
+    else:
+        path = tmp_path / "long.cmfb"
+        path.write_bytes(body)
+        with path.open("rb") as fh, pytest.raises(BundleError, match="not valid JSON"):
+            import_bundle(sqlite_store, file_chunks(fh))
+    elapsed = time.monotonic() - started
+    assert elapsed < 10, f"{elapsed:.1f} s"

@@ -76,3 +76,18 @@ def test_refuses_non_loopback_without_a_token() -> None:
     check_bind("0.0.0.0", TOKEN)
     check_bind("0.0.0.0", None, insecure=True)
     check_bind("127.0.0.1", None)
+
+
+@pytest.mark.parametrize("header", [TOKEN, f"Token{TOKEN}", "Bearer"])
+def test_a_malformed_authorization_header_is_not_echoed(serve: Callable[..., Any],
+                                                        header: str) -> None:
+    """A client sending its token without 'Bearer ' gets a 401 that says so, and the answer
+    (which clients and proxies log) does not repeat the token."""
+    event = airflow_events()[0]
+    with serve(token=TOKEN, protect_reads=True) as live, live.client() as c:
+        for r in (c.post("/api/v1/lineage", json=event, headers={"Authorization": header}),
+                  c.get("/api/v1/pipelines", headers={"Authorization": header})):
+            assert r.status_code == 401, r.text
+            message = r.json()["message"]
+            assert "must be 'Bearer <token>'" in message and TOKEN not in message
+        assert not live.store.lineage_events()

@@ -76,6 +76,41 @@ def test_gzip_compressed_events_are_accepted(serve: Callable[..., Any]) -> None:
             ExecutionStatus.COMPLETED
 
 
+def test_gzip_bodies_cut_short_or_in_several_members(client: httpx.Client,
+                                                   server: LiveServer) -> None:
+    """A gzip body whose end (its CRC) never came is 400, not taken unchecked; a body of
+    several gzip members (RFC 1952; what gzip.decompress reads) is read whole."""
+    gz = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    first, second = airflow_events()[:2]
+    cut = client.post("/api/v1/lineage", content=gzip.compress(json.dumps(first).encode())[:-8],
+                      headers=gz)
+    assert cut.status_code == 400 and "truncated" in cut.json()["message"]
+    assert nothing_stored(server.store)
+    text = json.dumps([first, second]).encode()
+    half = len(text) // 2
+    both = client.post("/api/v1/lineage/batch", headers=gz,
+                       content=gzip.compress(text[:half]) + gzip.compress(text[half:]))
+    assert both.status_code == 201, both.text
+    assert both.json()["accepted"] == 2 and len(server.store.lineage_events()) == 2
+    junk = client.post("/api/v1/lineage", headers=gz,
+                       content=gzip.compress(json.dumps(first).encode()) + b"\0" * 64)
+    assert junk.status_code == 400 and "not valid gzip" in junk.json()["message"]
+    assert len(server.store.lineage_events()) == 2
+
+
+def test_gzip_bytes_past_the_limit_are_413_even_when_they_inflate_to_nothing(
+        serve: Callable[..., Any]) -> None:
+    """Bytes sent after a gzip body's end were kept in memory without limit; empty gzip
+    members inflate to nothing: either way the bytes sent are bounded by the limit."""
+    event = gzip.compress(json.dumps(airflow_events()[0]).encode())
+    gz = {"Content-Type": "application/json", "Content-Encoding": "gzip"}
+    with serve(max_body_bytes=10_000) as live, live.client() as c:
+        for tail in (gzip.compress(b"") * 1000, b"\0" * 20_000):
+            r = c.post("/api/v1/lineage", content=event + tail, headers=gz)
+            assert r.status_code == 413, r.text
+        assert not live.store.lineage_events()
+
+
 def test_response_names_what_was_recorded(client: httpx.Client) -> None:
     start, _, complete = airflow_events()
     r = client.post("/api/v1/lineage", json=start)
@@ -228,6 +263,19 @@ def test_json_with_a_charset_or_suffix_is_accepted(client: httpx.Client) -> None
         r = client.post("/api/v1/lineage", content=json.dumps(_start()),
                         headers={"Content-Type": ctype})
         assert r.status_code == 201, r.text
+
+
+def test_a_utf8_byte_order_mark_is_ignored(client: httpx.Client, server: LiveServer) -> None:
+    """A file saved with a BOM (Notepad, PowerShell) and posted with curl --data-binary: read
+    as json.loads reads bytes, not 'not valid JSON ... at line 1 column 1'."""
+    bom = b"\xef\xbb\xbf"
+    r = client.post("/api/v1/lineage", content=bom + json.dumps(_start()).encode(),
+                    headers={"Content-Type": "application/json"})
+    assert r.status_code == 201, r.text
+    assert len(server.store.lineage_events()) == 1
+    empty = client.post("/api/v1/lineage", content=bom,
+                        headers={"Content-Type": "application/json"})
+    assert empty.status_code == 400 and "request body is empty" in empty.json()["message"]
 
 
 @pytest.mark.parametrize(("body", "text"), [

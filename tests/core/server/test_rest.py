@@ -140,3 +140,28 @@ def test_numbers_and_times_a_store_cannot_take_are_400(server: LiveServer, path:
     assert r.status_code == 400, r.text
     body = r.json()
     assert body["error"] == "InvalidInputError" and text in body["message"]
+
+
+def test_pipeline_names_with_a_slash_are_reachable(server: LiveServer) -> None:
+    """An OpenLineage job "team/dag.task" is pipeline "team/dag"; its routes (name sent as
+    %2F, as the web UI sends it) answer it rather than a bare 'Not Found'."""
+    def event(job: str) -> dict[str, object]:
+        return {"eventType": "COMPLETE", "eventTime": "2024-05-01T12:00:00Z",
+                "producer": "https://example.com/producer",
+                "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+                "run": {"runId": "0190f0a0-0000-7000-8000-00000000000" + str(len(job) % 10)},
+                "job": {"namespace": "ns", "name": job}, "inputs": [], "outputs": []}
+
+    with server.client() as c:
+        for job in ("team/dag.task", "x/stages.y"):
+            assert c.post("/api/v1/lineage", json=event(job)).status_code == 201, job
+        team = c.get("/api/v1/pipelines/team%2Fdag")
+        assert team.status_code == 200, team.text
+        assert team.json()["name"] == "team/dag" and team.json()["executions"] == 1
+        stages = c.get("/api/v1/pipelines/team%2Fdag/stages").json()
+        assert [s["name"] for s in stages["items"]] == ["team/dag.task"]
+        assert c.get("/api/v1/pipelines/x%2Fstages").json()["name"] == "x/stages"
+        assert c.get("/api/v1/pipelines/x%2Fstages/stages").json()["total"] == 1
+        missing = c.get("/api/v1/pipelines/team%2Fnope")
+        assert missing.status_code == 404
+        assert "no pipeline named 'team/nope'" in missing.json()["message"]
