@@ -294,11 +294,15 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
     # the line being read, in pieces, joined once when it ends (re-joining it at every chunk
     # took time quadratic in its length: minutes for one line of 100 MB)
     parts: list[bytes] = []
+    head = b""  # the stream's first bytes, until there are enough to tell gzip by
     for chunk in chunks:
         if not chunk:
             continue
         if first:
-            first = False
+            head += chunk
+            if len(head) < len(GZIP_MAGIC):
+                continue  # a first chunk of one byte (a slow sender) says nothing yet
+            first, chunk = False, head
             if chunk[:2] == GZIP_MAGIC:
                 inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
         if inflater is not None:
@@ -316,6 +320,8 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         parts = [lines.pop()]
         for line in lines:
             yield line + b"\n"
+    if first and head:  # the whole stream was one byte
+        parts.append(head)
     if inflater is not None:
         if not inflater.eof:
             raise BundleError("bundle gzip stream ended early: the transfer was cut off; nothing "
