@@ -50,6 +50,8 @@ TRAILER_KIND = "cmf-bundle-end"
 MEDIA_TYPE = "application/x-ndjson"
 GZIP_MAGIC = b"\x1f\x8b"
 CHUNK = 1 << 16
+MAX_LINE = 256 << 20  # bytes in one line, as read (after gzip): a writer's are far shorter
+INFLATE_STEP = 1 << 20  # gzip is inflated at most this much at a time
 BATCH = 2000  # lines parsed together
 
 
@@ -288,12 +290,16 @@ def _no_constant(name: str) -> Any:
 
 
 def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
-    """Lines (with their newline) of a byte stream that may be gzip; detected from its start."""
+    """Lines (with their newline) of a byte stream that may be gzip; detected from its start.
+    A line longer than ``MAX_LINE`` is refused before it is held whole (a few kilobytes of gzip
+    can inflate to gigabytes of one line), and gzip is inflated in bounded steps."""
     inflater: Any = None
     first = True
     # the line being read, in pieces, joined once when it ends (re-joining it at every chunk
     # took time quadratic in its length: minutes for one line of 100 MB)
     parts: list[bytes] = []
+    size = 0  # bytes in parts
+    lineno = 1
     head = b""  # the stream's first bytes, until there are enough to tell gzip by
     for chunk in chunks:
         if not chunk:
@@ -305,21 +311,19 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
             first, chunk = False, head
             if chunk[:2] == GZIP_MAGIC:
                 inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
-        if inflater is not None:
-            try:
-                chunk = inflater.decompress(chunk)
-            except zlib.error as e:
-                raise BundleError(f"bundle is not valid gzip data: {e}") from None
-        if b"\n" not in chunk:
-            if chunk:
-                parts.append(chunk)
-            continue
-        lines = chunk.split(b"\n")
-        parts.append(lines[0])
-        lines[0] = b"".join(parts)
-        parts = [lines.pop()]
-        for line in lines:
-            yield line + b"\n"
+        for piece in (chunk,) if inflater is None else _inflate(inflater, chunk):
+            if b"\n" not in piece:
+                size += len(piece)
+                if size > MAX_LINE:
+                    raise BundleError(f"bundle line {lineno} is longer than {MAX_LINE >> 20} "
+                                      "MiB (no CMF writer makes one); nothing was imported")
+                if piece:
+                    parts.append(piece)
+                continue
+            for line in _split(piece, parts):
+                lineno += 1
+                yield line
+            size = len(parts[0])
     if first and head:  # the whole stream was one byte
         parts.append(head)
     if inflater is not None:
@@ -328,8 +332,32 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
                               "was imported")
         parts.append(inflater.flush())
     rest = b"".join(parts)
+    if len(rest) > MAX_LINE:
+        raise BundleError(f"bundle line {lineno} is longer than {MAX_LINE >> 20} MiB (no CMF "
+                          "writer makes one); nothing was imported")
     if rest:
         yield rest
+
+
+def _inflate(inflater: Any, chunk: bytes) -> Iterator[bytes]:
+    """``chunk`` inflated, at most ``INFLATE_STEP`` bytes at a time."""
+    try:
+        yield inflater.decompress(chunk, INFLATE_STEP)
+        while inflater.unconsumed_tail:
+            yield inflater.decompress(inflater.unconsumed_tail, INFLATE_STEP)
+    except zlib.error as e:
+        raise BundleError(f"bundle is not valid gzip data: {e}") from None
+
+
+def _split(chunk: bytes, parts: list[bytes]) -> Iterator[bytes]:
+    """The lines ``chunk`` ends (the first joined to ``parts``, the line so far); ``parts`` is
+    left holding the start of the next line. ``chunk`` holds a newline."""
+    lines = chunk.split(b"\n")
+    parts.append(lines[0])
+    lines[0] = b"".join(parts)
+    parts[:] = [lines.pop()]
+    for line in lines:
+        yield line + b"\n"
 
 
 def file_chunks(fh: BinaryIO) -> Iterator[bytes]:

@@ -32,7 +32,7 @@ from typing import Any
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.federation.bundle import COMPACT, FORMAT, FORMATS, Header, Writer, bulk, bundle_bytes
-from cmf_core.federation.wire import BLOCK, block_lines
+from cmf_core.federation.wire import block_lines
 from cmf_core.model import Record
 from cmf_core.records import record_to_dict
 from cmf_core.store import ExecutionFilter, Store
@@ -188,9 +188,7 @@ def page_lines(page: ExportPage) -> Iterator[str]:
 def page_blocks(page: ExportPage) -> Iterator[tuple[str, int]]:
     """Format-2 record lines of a page, with the number of records in each."""
     for kind in EXPORT_FIELDS:
-        rows = page.rows.get(kind, ())
-        for i, line in enumerate(block_lines(kind, rows)):
-            yield line, min(len(rows) - i * BLOCK, BLOCK)
+        yield from block_lines(kind, page.rows.get(kind, ()))
 
 
 def _page_items(page: ExportPage, fmt: int) -> Iterator[str | tuple[str, int]]:

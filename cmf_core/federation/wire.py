@@ -34,6 +34,7 @@ from cmf_core.store.base import EXPORT_FIELDS
 from cmf_core.store.sql import WireBlock
 
 BLOCK = 1000  # records per block line
+BLOCK_CHARS = 8 << 20  # a longer block line is sent as two (at most 32 MiB of UTF-8)
 OBJECT_FIELDS = frozenset({"params", "properties", "custom_properties", "details"})
 FAST_KINDS = frozenset({"artifact", "location", "execution", "event", "metric", "energy"})
 
@@ -258,8 +259,11 @@ def record_key(kind: str, cols: Sequence[Sequence[Any]]) -> list[Any] | None:
     return None
 
 
-def block_lines(kind: str, rows: Sequence[Sequence[Any]]) -> Iterator[str]:
-    """Format-2 lines of export rows (``EXPORT_FIELDS`` values, origin, origin seq, local seq)."""
+def block_lines(kind: str, rows: Sequence[Sequence[Any]]) -> Iterator[tuple[str, int]]:
+    """Format-2 lines of export rows (``EXPORT_FIELDS`` values, origin, origin seq, local seq),
+    each with its number of records: ``BLOCK`` records a line, fewer where the line would be
+    longer than ``BLOCK_CHARS`` (large params), so that every line stays well within the
+    longest line a reader takes (``bundle.MAX_LINE``)."""
     fields = EXPORT_FIELDS[kind]
     objects = [i for i, f in enumerate(fields) if f in OBJECT_FIELDS]
     for start in range(0, len(rows), BLOCK):
@@ -268,10 +272,20 @@ def block_lines(kind: str, rows: Sequence[Sequence[Any]]) -> Iterator[str]:
             col = {r[i] for r in chunk}
             if not all(type(t) is str and t[:1] == "{" for t in col):
                 chunk = [_mend(r, i) for r in chunk]
-        try:
-            yield _ENCODE([kind, chunk])
-        except ValueError:  # a non-finite float: as format 1 writes it, a string
-            yield _ENCODE([kind, [[_finite_or_str(v) for v in r] for r in chunk]])
+        yield from _blocks(kind, chunk)
+
+
+def _blocks(kind: str, chunk: list[Sequence[Any]]) -> Iterator[tuple[str, int]]:
+    try:
+        line = _ENCODE([kind, chunk])
+    except ValueError:  # a non-finite float: as format 1 writes it, a string
+        line = _ENCODE([kind, [[_finite_or_str(v) for v in r] for r in chunk]])
+    if len(line) > BLOCK_CHARS and len(chunk) > 1:
+        half = len(chunk) // 2
+        yield from _blocks(kind, chunk[:half])
+        yield from _blocks(kind, chunk[half:])
+    else:
+        yield line, len(chunk)
 
 
 def _mend(row: Sequence[Any], i: int) -> Sequence[Any]:

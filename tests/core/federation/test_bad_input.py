@@ -268,6 +268,43 @@ def test_one_long_line_is_refused_naming_it(sqlite_store: Store, tmp_path: Path,
     assert snapshot(sqlite_store) == before
 
 
+def gzip_bomb(size: int) -> bytes:
+    """A gzip stream of one line of ``size`` bytes (about 1,000 times smaller)."""
+    import zlib
+
+    z = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    out = [z.compress(b'{"kind":"')]
+    block = b"a" * (1 << 20)
+    for _ in range(size >> 20):
+        out.append(z.compress(block))
+    return b"".join([*out, z.flush()])
+
+
+@pytest.mark.parametrize("pushed", [True, False])
+def test_a_gzip_bomb_is_refused_before_its_line_is_held(sqlite_store: Store, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        pushed: bool) -> None:
+    """A few kilobytes of gzip inflating to one line past MAX_LINE (256 MiB, lowered to 4 MiB
+    for the test) is refused naming the line, pushed or imported; it used to be inflated and
+    held whole (a 194 KB push took 400 MB of memory)."""
+    from cmf_core.federation import bundle
+
+    monkeypatch.setattr(bundle, "MAX_LINE", 4 << 20)
+    body = gzip_bomb(32 << 20)
+    assert len(body) < 64_000
+    before = snapshot(sqlite_store)
+    message = "bundle line 1 is longer than 4 MiB"
+    if pushed:
+        with live_server(sqlite_store) as server:
+            r = httpx.post(server.url + "/api/v1/federation/bundle", content=body,
+                           headers={"Content-Type": "application/x-ndjson"}, timeout=60)
+        assert r.status_code == 400 and message in r.json()["message"], r.text
+    else:
+        with pytest.raises(BundleError, match=message):
+            import_bundle(sqlite_store, [body])
+    assert snapshot(sqlite_store) == before
+
+
 @settings(max_examples=150, deadline=None)
 @given(st.lists(st.binary(max_size=40).map(lambda b: b.replace(b"\n", b"")), max_size=8),
        st.booleans(), st.booleans(), st.lists(st.integers(1, 50), min_size=1, max_size=20))

@@ -83,7 +83,7 @@ def test_blocks_give_the_rows_of_the_record_path(store: Store, records: list[Rec
         rows = page.rows.get(kind, [])
         if not rows:
             continue
-        blocks = [json.loads(line) for line in block_lines(kind, rows)]
+        blocks = [json.loads(line) for line, _ in block_lines(kind, rows)]
         assert [len(b[1]) for b in blocks] == [min(BLOCK, len(rows))] * len(blocks)
         sent = [row for b in blocks for row in b[1]]
         expected = one_by_one(kind, sent)
@@ -312,3 +312,27 @@ def test_column_checks_are_the_per_value_pattern(cuts: list[tuple[int, str, bool
     assert _matches(_UUIDS, col) == all(UUID.fullmatch(v) for v in col)
     assert _matches(_DIGESTS, digests) == all(
         re.fullmatch(r"(sha256|version):[0-9a-f]{64}", v) for v in digests)
+
+
+def test_a_block_of_large_records_is_sent_as_shorter_lines(sqlite_store: Store, tmp_path: Path,
+                                                           monkeypatch: pytest.MonkeyPatch
+                                                           ) -> None:
+    """Executions with large params (here: more than BLOCK_CHARS, lowered to 20,000 for the
+    test, per 1,000) are sent in lines of fewer records, each counted right, and arrive whole."""
+    from cmf_core.federation import wire
+
+    monkeypatch.setattr(wire, "BLOCK_CHARS", 20_000)
+    src = open_store(f"sqlite:///{tmp_path / 'src.db'}", site="src")
+    try:
+        src.put(site_records("src", 300))
+        body = b"".join(export_bundle(src, Selector(), fmt=COMPACT))
+        lines = [json.loads(line) for line in body.splitlines()[1:-1]]
+        executions = [len(rows) for kind, rows in lines if kind == "execution"]
+        assert len(executions) > 1 and sum(executions) == 300
+        assert all(len(json.dumps(x, ensure_ascii=False, separators=(",", ":"))) <= 20_000
+                   for x in lines if len(x[1]) > 1)
+        rep = import_bundle(sqlite_store, [body])
+        assert rep.records == sum(len(rows) for _, rows in lines)
+        assert canonical_lines(sqlite_store) == canonical_lines(src)
+    finally:
+        src.close()
