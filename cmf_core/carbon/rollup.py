@@ -376,7 +376,10 @@ def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None
 
     check_by(by)
     if since is not None and until is not None and until <= since:
-        raise InvalidInputError(f"until ({until}) must be after since ({since})")
+        from cmf_core.openlineage.times import format_time
+
+        raise InvalidInputError(f"until ({format_time(until)}) must be after since "
+                                f"({format_time(since)})")
     executions = store.list_executions(ExecutionFilter(pipeline=pipeline, site=site,
                                                        since=since, until=until))
     ids = [e.id for e in executions]

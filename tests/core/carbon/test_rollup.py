@@ -294,8 +294,11 @@ def test_filters_select_executions(store: Store, recorded: Sites) -> None:
 def test_bad_arguments_name_the_value_and_the_choices(store: Store) -> None:
     with pytest.raises(InvalidInputError, match=r"'week'.*stage, pipeline, site, phase, day"):
         rollup(store, by="week")
-    with pytest.raises(InvalidInputError, match="until"):
+    with pytest.raises(InvalidInputError, match=r"until \((\S+)\) must be after since") as e:
         rollup(store, since=DAY2, until=DAY1)
+    # the times as a reader writes them, not Unix seconds
+    assert datetime.fromisoformat(e.value.args[0].split("(")[1].split(")")[0]) == \
+        datetime.fromtimestamp(DAY1, UTC)
 
 
 def test_json_form_is_plain_data(store: Store, recorded: Sites) -> None:
