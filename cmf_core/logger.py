@@ -292,10 +292,23 @@ class Cmf:
             stage = Stage(pipeline=self.pipeline.name, name=name, site=self.site,
                           properties=properties or {}, custom_properties=custom_properties or {})
             self._stages[name] = stage
+            if properties or custom_properties:
+                self._put_stage(stage)
         self._current_stage = name
         return stage
 
     create_context = create_stage  # cmflib spelling
+
+    def _put_stage(self, stage: Stage) -> None:
+        """Write a stage with properties now: a spooled execution (the store failed at its end)
+        carries none. On failure it is written with the stage's first execution instead."""
+        try:
+            self.store.put([self.pipeline, stage])
+        except Exception as e:
+            from cmf_core.guard import report
+
+            report(f"recording stage {stage.pipeline}/{stage.name}", e,
+                   "it is written with its first execution")
 
     def create_execution(self, stage: str | None = None,
                          params: Mapping[str, Any] | None = None, *,
@@ -477,7 +490,8 @@ class Cmf:
     def _spool(self, ended: Execution, records: list[Record], error: Exception) -> None:
         """The store refused the write: keep the execution as OpenLineage events in the spool
         folder, replayed into this store by the next ``Cmf`` or emitter of it or by ``cmf spool
-        retry`` (ingest is idempotent). Pipeline and stage properties are not carried."""
+        retry`` (ingest is idempotent). The pipeline and any stage with properties were written
+        when created."""
         from cmf_core.guard import report
         from cmf_core.openlineage.convert import ExecutionLineage, to_event_dicts
         from cmf_core.openlineage.emit import Emitter

@@ -328,7 +328,9 @@ def test_a_store_that_fails_at_the_end_loses_nothing(postgres: TempPostgres, tmp
 
     url = postgres.create_database()
     db = url.rsplit("/", 1)[1]
-    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)
+    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False,
+              custom_properties={"owner": "ml"})
+    cmf.create_stage("train", custom_properties={"gpu": "a100"})
     with cmf.create_execution("train", params={"lr": 0.1}) as ex:
         ex.log_execution_metrics("eval", {"auc": 0.9})
         with psycopg.connect(postgres.url("postgres"), autocommit=True) as c:
@@ -350,6 +352,10 @@ def test_a_store_that_fails_at_the_end_loses_nothing(postgres: TempPostgres, tmp
         assert (got.id, got.status, dict(got.params)) == (ex.id, ExecutionStatus.COMPLETED,
                                                           {"lr": 0.1})
         assert [(m.name, m.value) for m in s.metrics([ex.id])] == [("auc", 0.9)]
+        # the properties of the pipeline and stage, which the spooled events do not carry
+        assert dict(s.get_pipeline("p").custom_properties) == {"owner": "ml"}
+        (stage,) = s.list_stages("p")
+        assert dict(stage.custom_properties) == {"gpu": "a100"}
 
 
 def test_a_cmf_with_nothing_spooled_does_not_load_the_openlineage_client(tmp_path: Path) -> None:
