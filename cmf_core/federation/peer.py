@@ -4,9 +4,9 @@
 Both directions are the same protocol seen from the two ends (routes under
 ``/api/v1/federation``, see :mod:`cmf_core.server.routers.federation`):
 
-1. ``GET /info?peer=<my store id>&scope=<my scope>``: the peer's site, store id, version vector,
-   the scope it will share with this caller, and how far it has this store (its high-water mark
-   on this store's seq, for pushes).
+1. ``GET /info?peer=<my store id>&peer_scope=<my scope>``: the peer's site, store id, version
+   vector, the scope it will share with this caller, and how far it has this store in that scope
+   (its high-water mark on this store's seq, for pushes).
 2. Pull: ``GET /bundle?since=<hwm>&exclude=<my vector>&limit=N``: one page of the peer's changes
    after the seq this store has it up to, less every version this store already has (whoever it
    came from); imported in one transaction, after which the high-water mark moves to the page's
@@ -210,7 +210,7 @@ def is_loopback(url: str) -> bool:
 
 def _info(client: _Client, store: Store, scope: str, pipelines: list[str] | None) -> Any:
     """The peer's ``/info``, with ``format`` set to the best bundle format both sides read."""
-    params: dict[str, Any] = {"peer": store.store_id, "scope": scope}
+    params: dict[str, Any] = {"peer": store.store_id, "peer_scope": scope}
     if pipelines is not None:
         params["pipeline"] = pipelines
     info = client.get_json("/info", params)

@@ -225,7 +225,8 @@ def test_tampered_bundle_is_rejected(sites: dict[str, Site], tmp_path: Path) -> 
 def test_incremental_sync_moves_only_the_delta(sites: dict[str, Site], tmp_path: Path) -> None:
     b = sites["b"] = Site("b", tmp_path / "b").start()
     assert start_recorder(b, 50).wait() == 0
-    a = Site("a", tmp_path / "a").open()
+    a_site = Site("a", tmp_path / "a")
+    a = a_site.open()
     try:
         full = sync(b.url, store=a)
         again = sync(b.url, store=a)
@@ -237,6 +238,13 @@ def test_incremental_sync_moves_only_the_delta(sites: dict[str, Site], tmp_path:
         assert delta.pulled.bytes < full.pulled.bytes / 5
         with b.open() as sb:
             assert dump(sb) == dump(a)
+        # a push of one pipeline (the sync step's pipeline=) resumes where the last one ended:
+        # the peer is asked how far it has this store in that scope, not in "all"
+        record(a_site, "mine", "s3://mine/x.csv")
+        first = sync(b.url, store=a, direction="push", pipeline="mine")
+        assert first.pushed.records > 0 and first.scope == "pipelines=mine"
+        again = sync(b.url, store=a, direction="push", pipeline="mine")
+        assert again.pushed.since == first.pushed.end and again.pushed.records == 0
     finally:
         a.close()
 
