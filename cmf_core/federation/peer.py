@@ -256,6 +256,15 @@ def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
         store.set_state(PEER_URL_KEY + report.peer_site, client.base)
         if direction in ("both", "pull"):
             _pull(client, store, info, wanted, page_size, compress, report.pulled)
+        if pipeline is not None and store.get_pipeline(pipeline) is None:
+            # nothing to push, and (after a pull) the peer has none to give: a typo, not a sync
+            known = [p.name for p in store.list_pipelines()]
+            shown = ", ".join(known[:10]) + (f" and {len(known) - 10} more"
+                                             if len(known) > 10 else "")
+            where = "this store" if direction == "push" else \
+                f"this store nor at {report.peer_site} (or it does not share it with this site)"
+            raise NotFoundError(f"no pipeline named {pipeline!r} in {where}; pipelines here: "
+                                f"{shown or 'none'}")
         if direction in ("both", "push"):
             _push(client, store, info, push_sel, page_size, compress, report.pushed)
     finally:

@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from cmf_core import Cmf
-from cmf_core.errors import AuthError, CmfError
+from cmf_core.errors import AuthError, CmfError, NotFoundError
 from cmf_core.federation.bundle import COMPACT, FORMAT, FORMATS, Reader, bundle_bytes
 from cmf_core.federation.export import (
     Selector,
@@ -312,6 +312,18 @@ def test_sync_with_itself_and_unreachable_peer(tmp_path: Path, sites: dict[str, 
             sync(b.url, store=sb)
         with pytest.raises(PeerError, match="cannot reach"):
             sync("http://127.0.0.1:9", store=sb)
+        # a pipeline neither site has (a typo in the sync step's pipeline=) is named, not
+        # "synced" with nothing moved
+        record(b, "churn", "s3://b/churn.csv")
+        a = Site("a", tmp_path / "a")
+        record(a, "mine", "s3://a/x.csv")
+        with a.open() as sa:
+            with pytest.raises(NotFoundError, match=r"no pipeline named 'chrun' in this store "
+                               r"nor at b .*pipelines here: mine"):
+                sync(b.url, store=sa, pipeline="chrun")
+            with pytest.raises(NotFoundError, match="'churn' in this store; pipelines here"):
+                sync(b.url, store=sa, pipeline="churn", direction="push")
+            assert sync(b.url, store=sa, pipeline="churn", direction="pull").pulled.records
     finally:
         sb.close()
 
