@@ -36,6 +36,8 @@ def connection_url(conn: Any) -> str:
     if scheme not in ("http", "https"):
         raise ConfigError(f"connection {conn.conn_id!r} scheme {scheme!r} must be http or https")
     port = f":{conn.port}" if conn.port else ""
+    if ":" in host and not host.startswith("["):  # an IPv6 address: "::1" -> "[::1]"
+        host = f"[{host}]"
     return f"{scheme}://{host}{port}"
 
 

@@ -14,6 +14,8 @@ from cmf_core.errors import ConfigError
     ({"host": "peer.example.org", "port": 8080}, "https://peer.example.org:8080"),
     ({"host": "127.0.0.1", "port": 8080}, "http://127.0.0.1:8080"),
     ({"host": "peer", "schema": "http"}, "http://peer"),
+    ({"host": "::1", "port": 8080}, "http://[::1]:8080"),  # Airflow parses cmf://[::1]:8080 so
+    ({"host": "fd00::7", "port": 8080, "schema": "http"}, "http://[fd00::7]:8080"),
     ({"host": "ignored", "extra": json.dumps({"url": "https://cmf.example.org/site-b/"})},
      "https://cmf.example.org/site-b"),
 ])
