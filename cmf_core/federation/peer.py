@@ -233,9 +233,10 @@ def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
 
     ``compress``: gzip the pages (``None``, the default: unless the peer is a loopback address).
 
-    ``pipeline`` limits the exchange to one pipeline. Raises :class:`PeerError` when the peer
-    cannot be reached or a transfer is cut off (what was imported stays; run it again to
-    resume), :class:`~cmf_core.errors.AuthError` when it refuses the token.
+    ``pipeline`` limits the exchange to one pipeline (:class:`~cmf_core.errors.NotFoundError`
+    when neither this store nor, after a pull, the peer has it). Raises :class:`PeerError`
+    when the peer cannot be reached or a transfer is cut off (what was imported stays; run it
+    again to resume), :class:`~cmf_core.errors.AuthError` when it refuses the token.
     """
     if direction not in ("both", "push", "pull"):
         raise InvalidInputError(f"direction {direction!r} must be 'both', 'push' or 'pull'")
