@@ -149,6 +149,12 @@ class _Client:
             raise InvalidInputError(f"peer URL {base!r} must start with http:// or https://; "
                                     "give the peer's cmf serve, e.g. "
                                     "https://hpc.example.org:8080")
+        # a token read from a file or a Kubernetes secret often ends in a newline; inside a
+        # header that fails the request with the token in the message (then logged)
+        token = token.strip() if token else token
+        if token and any(ord(c) < 0x20 or ord(c) == 0x7f for c in token):
+            raise InvalidInputError(f"the token for {base} holds a control character (a line "
+                                    "break?), which a header cannot carry; check the token")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             self.http = httpx.Client(base_url=self.base, headers=headers, timeout=timeout)

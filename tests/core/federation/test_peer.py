@@ -12,7 +12,7 @@ import httpx
 import pytest
 
 from cmf_core import Cmf
-from cmf_core.errors import AuthError, CmfError, NotFoundError
+from cmf_core.errors import AuthError, CmfError, InvalidInputError, NotFoundError
 from cmf_core.federation.bundle import COMPACT, FORMAT, FORMATS, Reader, bundle_bytes
 from cmf_core.federation.export import (
     Selector,
@@ -196,6 +196,11 @@ def test_tokens(sites: dict[str, Site], tmp_path: Path) -> None:
                                  headers={"Authorization": "Bearer wrong"})
                 assert r.status_code == 401, (path, r.text)
         assert sync(b.url, token="a-secret", store=a).peer_site == "b"  # the peer's own token
+        # read from a file or a Kubernetes secret: the line break is not part of the token
+        assert sync(b.url, token="a-secret\n", store=a).peer_site == "b"
+        with pytest.raises(InvalidInputError, match="control character") as bad:
+            sync(b.url, token="a-sec\nret", store=a)
+        assert "a-sec" not in str(bad.value)  # a token never shows in an error (or a log)
         assert sync(b.url, token="admin", store=a).peer_site == "b"  # the site's token
     finally:
         a.close()
