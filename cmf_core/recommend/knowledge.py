@@ -37,7 +37,7 @@ from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import name_id, uuid7
 from cmf_core.recommend.space import config_key, trial_config
-from cmf_core.recommend.task import TASK_PROPERTY, TaskDescription
+from cmf_core.recommend.task import TASK_PROPERTY, UNDESCRIBED, TaskDescription
 
 FORMAT = "cmf-recommender-kb"
 VERSION = 1
@@ -289,7 +289,13 @@ def shipped() -> KnowledgeBase:
 # CMF store ------------------------------------------------------------------------------------
 def task_properties(task: TaskDescription | Mapping[str, Any]) -> dict[str, Any]:
     """The execution properties that make a run count in the knowledge base."""
-    return {TASK_PROPERTY: TaskDescription.from_dict(task).to_dict()}
+    desc = TaskDescription.from_dict(task)
+    if desc.name == UNDESCRIBED:  # its category is a guess: its runs would mislead the graph
+        raise InvalidInputError(
+            "this task description is the placeholder of a recommend-seed step that could not "
+            "describe its task (see that step's error); describe the task (describe_csv) to "
+            "make its runs knowledge")
+    return {TASK_PROPERTY: desc.to_dict()}
 
 
 def trial_records(task: TaskDescription, config: Mapping[str, Any], score: float, *, site: str,

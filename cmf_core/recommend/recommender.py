@@ -42,7 +42,7 @@ from cmf_core.recommend.space import (
     to_optuna_params,
 )
 from cmf_core.recommend.surrogate import meta_model, sklearn_missing
-from cmf_core.recommend.task import TaskDescription
+from cmf_core.recommend.task import UNDESCRIBED, TaskDescription
 
 if TYPE_CHECKING:
     from cmf_core.recommend.adaptive import AdaptiveSeeder
@@ -412,7 +412,7 @@ def recommend(task: TaskDescription | Mapping[str, Any], k: int = 5, store: Any 
 def no_seeds(task: Any, error: str, started: float | None = None) -> Recommendation:
     """The recommendation of a step that could not recommend: no seeds, ``error`` says why."""
     desc = task if isinstance(task, TaskDescription) else None
-    placeholder = desc or TaskDescription(name="unknown", category="classification")
+    placeholder = desc or TaskDescription(name=UNDESCRIBED, category="classification")
     return Recommendation(
         task=placeholder, seeds=(), strategy=Strategy.NONE, error=error,
         message=f"no seeds, the search starts cold: {error}",

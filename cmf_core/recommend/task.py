@@ -44,6 +44,9 @@ SCHEMA_VERSION = 1
 DEFAULT_GROUPS: tuple[str, ...] = ("simple", "statistical", "info")
 ALL_GROUPS: tuple[str, ...] = (*DEFAULT_GROUPS, "landmark")
 TASK_PROPERTY = "cmf.task"
+#: the name of the placeholder task a recommend-seed step that could not describe its task
+#: returns; such a description is not knowledge (``knowledge.task_properties`` refuses it)
+UNDESCRIBED = "(task not described)"
 
 
 class Category(enum.StrEnum):

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from cmf_core.errors import ConfigError, InvalidInputError
-from cmf_core.recommend import describe_csv, record_trial
+from cmf_core.recommend import describe_csv, record_trial, task_properties
 from cmf_core.recommend.step import recommend_step
 from cmf_core.store import Store, open_store
 from tests.core.recommend.conftest import CONFIGS, make_task
@@ -36,6 +36,11 @@ def test_a_task_that_cannot_be_described_gives_no_seeds(tmp_path: Path,
     assert rec.seeder().next_config({}) is None  # the search downstream starts cold
     with pytest.raises(InvalidInputError, match="is empty"):
         recommend_step(describe, k=3, strict=True)
+    # the step's task output (an XCom, a flow result, a KFP artifact) is a placeholder whose
+    # category is a guess: logged with a training run it would join a bogus task in the graph
+    for placeholder in (rec.task, rec.to_dict()["task"]):
+        with pytest.raises(InvalidInputError, match="could not describe its task"):
+            task_properties(placeholder)
 
 
 @pytest.mark.parametrize("task, k, says", [
