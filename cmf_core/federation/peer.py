@@ -402,7 +402,15 @@ def _push(client: _Client, store: Store, info: Any, selector: Selector, page_siz
                     f"({out.records} records; the peer has everything up to this store's seq "
                     f"{since}): {e}; run the sync again to resume") from None
             client._fail(resp, "POST /bundle")
-            rep = resp.json()
+            try:
+                rep = resp.json()
+            except ValueError:
+                rep = None
+            if not isinstance(rep, dict):
+                raise PeerError(
+                    f"{client.base}{API}/bundle answered the push with {resp.text[:80]!r}, not "
+                    f"a JSON report; is {client.base} a cmf serve of cmf-foundation? (pushed "
+                    f"{out.pages} page(s) before; run the sync again to resume)")
             out.pages += 1
             out.records += int(rep.get("records", 0))
             out.written = _add(out.written, rep.get("written"))  # None: the peer did not say

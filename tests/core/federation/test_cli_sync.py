@@ -218,3 +218,48 @@ def test_sync_timeout_is_an_option(tmp_path: Path, capsys: pytest.CaptureFixture
     assert e.value.code == 1 and took < 5, took
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and url in err and "Traceback" not in err, err
+
+
+def test_a_push_answered_200_with_a_page_not_a_report(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A proxy in front of the peer that passes reads through but answers a push with its own
+    page (200, HTML): the push names the reply instead of a raw JSONDecodeError."""
+    import json
+    from http.server import BaseHTTPRequestHandler
+
+    from cmf_core import Cmf
+    from cmf_core.cli import main
+
+    store = f"sqlite:///{tmp_path / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=store, site="a", measure_energy=False)
+    with cmf.create_execution("s"):
+        pass
+    cmf.close()
+    info = json.dumps({"format": 1, "formats": [1, 2], "site": "b", "store_id": "peer-store",
+                       "vector": {}, "scope": "all", "pipelines": None, "high_water": 0,
+                       "serves_artifacts": False}).encode()  # as cmf serve's /info
+
+    class Proxy(BaseHTTPRequestHandler):
+        def _answer(self, body: bytes, kind: str) -> None:
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            self._answer(info, "application/json")
+
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            self._answer(b"<html>Upload accepted</html>", "text/html")
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    with _peer(Proxy) as url, pytest.raises(SystemExit) as e:
+        main(["sync", url, "--push", "--store", store])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith(f"Error: {url}/api/v1/federation/bundle answered the push with "
+                          "'<html>Upload accepted</html>', not a JSON report; is"), err
