@@ -410,7 +410,13 @@ class AdaptiveSeeder:
         if not isinstance(data, Mapping):
             raise InvalidInputError(f"an adaptive seeder state must be a dict (from "
                                     f"AdaptiveSeeder.to_dict()); got {type(data).__name__}")
-        if data.get("format") != STATE_FORMAT:
+        fmt = data.get("format")
+        if isinstance(fmt, str) and fmt != STATE_FORMAT \
+                and fmt.startswith(STATE_FORMAT.rsplit("/", 1)[0] + "/"):
+            raise InvalidInputError(f"adaptive seeder state format {fmt!r} is from another "
+                                    f"cmf-foundation version; this one reads {STATE_FORMAT!r}: "
+                                    "recommend again with this version to make a new state")
+        if fmt != STATE_FORMAT:
             raise InvalidInputError(f"not an adaptive seeder state: format is "
                                     f"{data.get('format')!r}, expected {STATE_FORMAT!r}")
         missing = [key for key in ("k", "configs", "weights", "normalised") if key not in data]

@@ -342,6 +342,8 @@ def test_a_step_without_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) 
 @pytest.mark.parametrize(("edit", "match"), [
     (lambda d: "not a dict", "must be a dict"),
     (lambda d: {**d, "format": "v0"}, "format is 'v0'"),
+    (lambda d: {**d, "format": "cmf-adaptive-seeder/2"},
+     "format 'cmf-adaptive-seeder/2' is from another cmf-foundation version"),
     (lambda d: {k: v for k, v in d.items() if k != "normalised"}, "lacks normalised"),
     (lambda d: {**d, "normalised": [r[:-1] for r in d["normalised"]]},
      "normalised must be a non-empty list of rows of"),
