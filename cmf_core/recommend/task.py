@@ -790,8 +790,7 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
     for j, name in enumerate(header):
         cells = [r[j].strip() for r in rows]
         present = [c for c in cells if c.lower() not in MISSING]
-        parsed = [_num(c) for c in present]
-        n_ok = sum(v is not None for v in parsed)
+        n_ok = sum(_is_number(c) for c in present)  # inf and -inf count, as missing cells
         if present and n_ok >= 0.95 * len(present):
             cols.append(np.array([v if (v := _num(c)) is not None else np.nan for c in cells]))
             cat.append(False)

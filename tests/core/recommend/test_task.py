@@ -137,6 +137,18 @@ def test_empty_and_degenerate_csv(tmp_path: Path) -> None:
         describe_arrays(np.full((40, 3), np.inf), np.arange(40.0), category="regression")
 
 
+def test_infinite_cells_are_missing_not_text(tmp_path: Path) -> None:
+    # pandas writes x / 0 as inf: the column stays numeric, its inf cells are missing
+    p = tmp_path / "inf.csv"
+    p.write_text("a,b,y\n" + "".join(f"{'inf' if i % 5 == 0 else i * 0.37 % 3},"
+                                      f"{'-inf' if i % 7 == 0 else i % 4},{i % 2}\n"
+                                      for i in range(60)))
+    assert read_csv(p).categorical == (False, False, False)
+    desc = describe_csv(p, category="classification", target="y")
+    assert desc.meta_features["frac_categorical"] == 0.0
+    assert desc.raw["frac_missing"] == pytest.approx((12 + 9) / 120)
+
+
 def test_constant_and_missing_columns_still_describe(tmp_path: Path) -> None:
     p = tmp_path / "const.csv"
     rows = ["c,m,x,y"] + [f"1,,{i % 7},{i % 2}" for i in range(50)]
