@@ -760,7 +760,8 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
         raise InvalidInputError(f"dataset {p} does not exist or is not a file")
     try:
         with p.open(newline="", encoding="utf-8-sig") as fh:
-            reader = csv.reader(fh, delimiter=_delimiter(fh.read(SNIFF_CHARS)))
+            delimiter = _delimiter(fh.read(SNIFF_CHARS))
+            reader = csv.reader(fh, delimiter=delimiter)
             fh.seek(0)  # the utf-8-sig decoder skips a BOM again
             header = next(reader, None)
             rows = []
@@ -777,7 +778,9 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
         raise InvalidInputError(f"dataset {p} is empty; give a CSV with a header row and data")
     header = [h.strip() for h in header]
     if len(set(header)) != len(header):
-        raise InvalidInputError(f"dataset {p} has duplicate column names in its header")
+        twice = sorted({h for h in header if header.count(h) > 1})
+        raise InvalidInputError(f"dataset {p} has duplicate column names in its header: "
+                                f"{', '.join(map(repr, twice))}")
     if not rows:
         raise InvalidInputError(f"dataset {p} has a header but no data rows")
     width = len(header)
@@ -791,6 +794,13 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
         cells = [r[j].strip() for r in rows]
         present = [c for c in cells if c.lower() not in MISSING]
         n_ok = sum(_is_number(c) for c in present)  # inf and -inf count, as missing cells
+        if present and n_ok < 0.95 * len(present) and delimiter != ",":
+            # decimal commas (a ';'-separated export in a European locale): 0,5 is 0.5
+            commas = [c.replace(",", ".") if c.count(",") == 1 and "." not in c else c
+                      for c in cells]
+            present_c = [c for c in commas if c.lower() not in MISSING]
+            if sum(_is_number(c) for c in present_c) >= 0.95 * len(present_c):
+                cells, present, n_ok = commas, present_c, len(present_c)
         if present and n_ok >= 0.95 * len(present):
             cols.append(np.array([v if (v := _num(c)) is not None else np.nan for c in cells]))
             cat.append(False)

@@ -137,6 +137,24 @@ def test_empty_and_degenerate_csv(tmp_path: Path) -> None:
         describe_arrays(np.full((40, 3), np.inf), np.arange(40.0), category="regression")
 
 
+def test_decimal_commas_of_a_semicolon_csv_are_numbers(tmp_path: Path) -> None:
+    # a European-locale export: without this the columns were dropped as identifiers
+    p = tmp_path / "eu.csv"
+    p.write_text("a;b;y\n" + "".join(f"{i * 0.37 % 3:.3f};{i % 4},5;{i % 2}\n".replace(
+        ".", ",") for i in range(60)))
+    table = read_csv(p)
+    assert table.columns == ("a", "b", "y") and table.categorical == (False, False, False)
+    assert table.column("b")[:2].tolist() == [0.5, 1.5]
+    assert describe_csv(p, category="classification", target="y").raw["n_features"] == 2
+
+
+def test_duplicate_column_names_are_named(tmp_path: Path) -> None:
+    p = tmp_path / "dup.csv"
+    p.write_text("a,b,a,y\n1,2,3,0\n4,5,6,1\n")
+    with pytest.raises(InvalidInputError, match="duplicate column names in its header: 'a'"):
+        read_csv(p)
+
+
 def test_infinite_cells_are_missing_not_text(tmp_path: Path) -> None:
     # pandas writes x / 0 as inf: the column stays numeric, its inf cells are missing
     p = tmp_path / "inf.csv"
