@@ -26,6 +26,7 @@ from __future__ import annotations
 import csv
 import difflib
 import enum
+import gzip
 import hashlib
 import math
 import warnings
@@ -750,7 +751,8 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
              id_like_unique: float = 0.95, keep: Sequence[str] = ()) -> Table:
     """Read a CSV with a header into a :class:`Table`.
 
-    The delimiter (comma, semicolon, tab or bar) is detected from the first lines. A column is
+    The file may be gzip-compressed. The delimiter (comma, semicolon, tab or bar) is detected
+    from the first lines; with another than a comma, decimal commas are read. A column is
     numeric when at least 95% of its non-missing cells parse as numbers (the rest become
     missing); otherwise categorical. Text columns whose values are nearly all distinct
     (identifiers, ``id_like_unique``) are dropped, unless named in ``keep``.
@@ -759,7 +761,10 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
     if not p.is_file():
         raise InvalidInputError(f"dataset {p} does not exist or is not a file")
     try:
-        with p.open(newline="", encoding="utf-8-sig") as fh:
+        with p.open("rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        opener = gzip.open if gzipped else open
+        with opener(p, "rt", newline="", encoding="utf-8-sig") as fh:
             delimiter = _delimiter(fh.read(SNIFF_CHARS))
             reader = csv.reader(fh, delimiter=delimiter)
             fh.seek(0)  # the utf-8-sig decoder skips a BOM again
@@ -774,6 +779,8 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
         raise InvalidInputError(f"dataset {p} is not UTF-8 text; give a CSV file") from None
     except csv.Error as e:
         raise InvalidInputError(f"dataset {p} is not a readable CSV: {e}") from None
+    except (OSError, EOFError) as e:  # a corrupt or truncated gzip file
+        raise InvalidInputError(f"dataset {p} cannot be read: {e}") from None
     if not header:
         raise InvalidInputError(f"dataset {p} is empty; give a CSV with a header row and data")
     header = [h.strip() for h in header]

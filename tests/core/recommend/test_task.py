@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gzip
 import math
 import re
 from pathlib import Path
@@ -146,6 +147,19 @@ def test_decimal_commas_of_a_semicolon_csv_are_numbers(tmp_path: Path) -> None:
     assert table.columns == ("a", "b", "y") and table.categorical == (False, False, False)
     assert table.column("b")[:2].tolist() == [0.5, 1.5]
     assert describe_csv(p, category="classification", target="y").raw["n_features"] == 2
+
+
+def test_a_gzip_csv_is_read_and_a_truncated_one_named(tmp_path: Path) -> None:
+    text = "a;b;y\n" + "".join(f"{i * 0.37 % 3:.3f};{i % 4};{i % 2}\n" for i in range(60))
+    plain, packed = tmp_path / "d.csv", tmp_path / "d.csv.gz"
+    plain.write_text(text)
+    packed.write_bytes(gzip.compress(text.encode("utf-8-sig")))
+    assert describe_csv(packed, category="classification", target="y").meta_features == \
+        describe_csv(plain, category="classification", target="y").meta_features
+    cut = tmp_path / "cut.csv.gz"
+    cut.write_bytes(packed.read_bytes()[:40])
+    with pytest.raises(InvalidInputError, match=r"cut\.csv\.gz cannot be read"):
+        read_csv(cut)
 
 
 def test_duplicate_column_names_are_named(tmp_path: Path) -> None:
