@@ -190,6 +190,10 @@ class TaskDescription:
         object.__setattr__(self, "category", parse_category(self.category))
         object.__setattr__(self, "modality", parse_modality(self.modality))
         mf: dict[str, float] = {}
+        for what, value in (("meta_features", self.meta_features), ("raw", self.raw)):
+            if value is not None and not isinstance(value, Mapping):
+                raise InvalidInputError(f"{what} of task {self.name!r} must be a mapping of "
+                                        f"names to numbers, got {type(value).__name__}")
         for key, value in dict(self.meta_features or {}).items():
             if key not in META_FEATURE_NAMES:
                 raise InvalidInputError(
@@ -557,6 +561,8 @@ def _landmarks(X: np.ndarray, y: np.ndarray, cat: Category, seed: int) -> dict[s
                   "landmark_linear": LogisticRegression(max_iter=200)}
         scoring, target = "balanced_accuracy", yc
     elif cat is Category.REGRESSION:
+        if len(X) < 6:  # 3 folds of at least 2 rows each, for an r2 score per fold
+            return {}
         cv = KFold(3, shuffle=True, random_state=seed)
         models = {"landmark_1nn": KNeighborsRegressor(1),
                   "landmark_stump": DecisionTreeRegressor(max_depth=1, random_state=seed),
