@@ -430,6 +430,12 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                                       and 0.0 <= threshold <= 1.0):  # NaN fails this too
         raise InvalidInputError(f"threshold={threshold!r} must be a similarity from 0 to 1")
     desc = TaskDescription.from_dict(task)
+    if knowledge is not None and not isinstance(knowledge, KnowledgeBase):
+        raise InvalidInputError(
+            f"knowledge={knowledge!r} is not a KnowledgeBase (read a file with "
+            "cmf_core.recommend.knowledge.load(path))")
+    if metric is not None and not isinstance(metric, SimilarityMetric):
+        raise InvalidInputError(f"metric={metric!r} is not a SimilarityMetric")
     kb = knowledge if knowledge is not None else (shipped() if include_shipped
                                                    else KnowledgeBase())
     if store is not None and not callable(getattr(store, "list_executions", None)):

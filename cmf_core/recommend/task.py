@@ -342,6 +342,18 @@ def _check_rows(n: int, what: str) -> None:
         )
 
 
+def _target_array(y: Any, n: int, what: str) -> np.ndarray:
+    """``y`` as a 1-D array of ``n`` values (a column vector is flattened)."""
+    ya = np.asarray(y)
+    if ya.ndim == 2 and ya.shape[1] == 1:
+        ya = ya[:, 0]
+    if ya.ndim != 1:
+        raise InvalidInputError(f"y must be one value per row (1-D), got shape {ya.shape}")
+    if ya.shape[0] != n:
+        raise InvalidInputError(f"y has {ya.shape[0]} rows but {what}")
+    return ya
+
+
 def _target_codes(y: np.ndarray, category: Category) -> tuple[np.ndarray, bool]:
     """Integer codes of the target and whether it is treated as classes."""
     if category is Category.CLASSIFICATION:
@@ -400,9 +412,7 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
         )
     ya = None
     if y is not None:
-        ya = np.asarray(y)
-        if ya.shape[0] != n:
-            raise InvalidInputError(f"y has {ya.shape[0]} rows but X has {n}")
+        ya = _target_array(y, n, f"X has {n}")
     if cat in (Category.CLASSIFICATION, Category.REGRESSION) and ya is None:
         raise InvalidInputError(f"a {cat.value} task needs a target y (column)")
 
@@ -414,6 +424,8 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
     raw["frac_missing"] = float(missing.mean())
     mf["frac_missing"] = math.sqrt(raw["frac_missing"])
 
+    if isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer)) or max_rows < 2:
+        raise InvalidInputError(f"max_rows={max_rows!r} must be a whole number >= 2")
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, max_rows, replace=False)) if n > max_rows else np.arange(n)
     Xs = Xa[idx]
@@ -685,9 +697,17 @@ def describe_texts(texts: Sequence[str], y: Any = None, *, category: Category | 
     mf = {"n_rows": _logscale(len(docs), 6), "mean_tokens": _logscale(total / len(docs), 4),
           "vocabulary": _logscale(vocab, 7), "type_token_ratio": vocab / total}
     if y is not None:
-        ya = np.asarray(y)
-        if len(ya) != len(docs):
-            raise InvalidInputError(f"y has {len(ya)} rows but there are {len(docs)} texts")
+        ya = _target_array(y, len(docs), f"there are {len(docs)} texts")
+        if cat is not Category.CLASSIFICATION:
+            try:
+                yf = ya.astype(float)
+            except (TypeError, ValueError):
+                raise InvalidInputError(
+                    f"target of {name!r} holds text; a {cat.value} target must be numeric (or "
+                    "is this a classification task?)") from None
+            if not np.isfinite(yf).all():
+                raise InvalidInputError(
+                    f"target of {name!r} has missing or non-numeric values; drop those rows")
         codes, _ = _target_codes(ya, cat)
         counts = np.bincount(codes)
         counts = counts[counts > 0]

@@ -81,6 +81,18 @@ def test_bad_input_raises_or_reports(toy_kb: KnowledgeBase) -> None:
         recommend(make_task("n", (0.2, 0.2, 0.9)), k=0, knowledge=toy_kb)
 
 
+def test_a_knowledge_file_path_or_a_metric_name_is_a_clear_error(
+        toy_kb: KnowledgeBase, tmp_path: Path) -> None:
+    task = make_task("n", (0.2, 0.2, 0.9))
+    path = knowledge.save(toy_kb, tmp_path / "kb.json.gz")
+    with pytest.raises(InvalidInputError, match="is not a KnowledgeBase"):
+        recommend(task, knowledge=str(path))  # was AttributeError, even with strict=False
+    rec = recommend(task, knowledge=str(path), strict=False)
+    assert rec.seeds == () and "knowledge.load(path)" in rec.message
+    with pytest.raises(InvalidInputError, match="metric='cosine' is not a SimilarityMetric"):
+        recommend(task, knowledge=toy_kb, metric="cosine")  # type: ignore[arg-type]
+
+
 def test_greedy_portfolio_covers_different_winners() -> None:
     U = np.array([[1.0, 0.0, 0.6], [0.0, 1.0, 0.6], [0.0, 1.0, 0.6]])
     assert greedy_portfolio(U, [1, 1, 1], 1) == [1]  # best on two of three tasks

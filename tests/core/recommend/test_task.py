@@ -181,6 +181,25 @@ def test_infinite_cells_are_missing_not_text(tmp_path: Path) -> None:
     assert desc.raw["frac_missing"] == pytest.approx((12 + 9) / 120)
 
 
+def test_a_target_that_is_not_one_value_per_row_is_named() -> None:
+    X = np.arange(20.0).reshape(10, 2) % 7
+    with pytest.raises(InvalidInputError, match=r"got shape \(10, 3\)"):
+        describe_arrays(X, np.ones((10, 3)), category="regression")
+    with pytest.raises(InvalidInputError, match=r"got shape \(\)"):
+        describe_arrays(X, 5, category="regression")
+    column = describe_arrays(X, (np.arange(10.0) % 3)[:, None], category="regression")
+    assert column == describe_arrays(X, np.arange(10.0) % 3, category="regression")
+    with pytest.raises(InvalidInputError, match="max_rows=0"):
+        describe_arrays(X, np.arange(10) % 2, category="classification", max_rows=0)
+    docs = ["a b", "c d", "e"]
+    with pytest.raises(InvalidInputError, match="a regression target must be numeric"):
+        describe_texts(docs, ["x", "y", "z"], category="regression")
+    with pytest.raises(InvalidInputError, match="missing or non-numeric"):
+        describe_texts(docs, [1.0, np.nan, 2.0], category="regression")
+    with pytest.raises(InvalidInputError, match=r"got shape \(3, 2\)"):
+        describe_texts(docs, [[1, 2], [2, 3], [3, 4]], category="classification")
+
+
 def test_constant_and_missing_columns_still_describe(tmp_path: Path) -> None:
     p = tmp_path / "const.csv"
     rows = ["c,m,x,y"] + [f"1,,{i % 7},{i % 2}" for i in range(50)]
