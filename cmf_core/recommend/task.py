@@ -535,8 +535,10 @@ def _association(col: np.ndarray, y: np.ndarray, codes: np.ndarray, classes: boo
         total = ((col - col.mean()) ** 2).sum()
         if total <= 0:
             return 0.0
-        between = sum(((col[codes == c].mean() - col.mean()) ** 2) * (codes == c).sum()
-                      for c in np.unique(codes))
+        counts = np.bincount(codes)  # per-class means in one pass: 1,000 classes x 2,000
+        ok = counts > 0               # columns looped over in Python took minutes
+        means = np.bincount(codes, weights=col)[ok] / counts[ok]
+        between = float((((means - col.mean()) ** 2) * counts[ok]).sum())
         return math.sqrt(between / total)
     yf = np.asarray(y, dtype=float)
     if yf.std() <= 0:
