@@ -305,6 +305,10 @@ class AdaptiveSeeder:
                  refine_after: int = REFINE_AFTER) -> None:
         if isinstance(k, bool) or not isinstance(k, int) or k < 0:
             raise InvalidInputError(f"k={k!r} must be a whole number >= 0")
+        for knob, value in (("beta", beta), ("covered_weight", covered_weight),
+                            ("sigma", sigma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise InvalidInputError(f"{knob}={value!r} must be a number")
         if not (math.isfinite(beta) and beta >= 0):
             raise InvalidInputError(f"beta={beta!r} must be a finite number >= 0")
         if not (math.isfinite(sigma) and sigma >= 0):

@@ -331,6 +331,13 @@ def test_json_state_gives_the_same_seeds_in_another_process(
     assert _configs(study)[:5] == rebuilt.given == local.given
 
 
+def test_a_knob_that_is_not_a_number_is_named(
+        case: tuple[Recommendation, dict[str, float], str]) -> None:
+    for knob in ("beta", "covered_weight", "sigma"):
+        with pytest.raises(CmfError, match=f"{knob}='x' must be a number"):
+            case[0].seeder(**{knob: "x"})
+
+
 def test_a_step_without_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) -> None:
     rec = recommend({"name": "x", "category": "astrology"}, strict=False)
     body = rec.to_dict(seeder=True)
