@@ -229,7 +229,8 @@ def from_dict(data: Mapping[str, Any], source: str = "knowledge base") -> Knowle
     try:
         return _from_dict(data, source)
     except (TypeError, AttributeError, ValueError, IndexError, KeyError) as e:
-        raise InvalidInputError(f"{source} is a corrupt knowledge base file: {e}") from None
+        why = f"a key {e} is missing" if isinstance(e, KeyError) else str(e)
+        raise InvalidInputError(f"{source} is a corrupt knowledge base file: {why}") from None
 
 
 def _from_dict(data: Mapping[str, Any], source: str) -> KnowledgeBase:
@@ -257,7 +258,15 @@ def _from_dict(data: Mapping[str, Any], source: str) -> KnowledgeBase:
             task_runs.append(Run(cfg, float(s), rid, seconds[j]))
         tasks.append(task)
         runs[task.id] = task_runs
-    return KnowledgeBase(tasks, runs, data.get("calibration"), data.get("build"))
+    calibration = dict(data.get("calibration") or {})
+    if calibration.get("metric"):  # checked here, not when a recommendation reads it
+        from cmf_core.recommend.graph import SimilarityMetric
+
+        SimilarityMetric.from_dict(calibration["metric"])
+    for key in ("threshold", "power", "level", "neighbour_share"):
+        if calibration.get(key) is not None and not math.isfinite(float(calibration[key])):
+            raise ValueError(f"calibration {key} is {calibration[key]!r}")
+    return KnowledgeBase(tasks, runs, calibration, data.get("build"))
 
 
 def save(kb: KnowledgeBase, path: str | Path) -> Path:

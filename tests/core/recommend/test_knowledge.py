@@ -61,7 +61,9 @@ def test_load_rejects_a_truncated_or_corrupt_file(toy_kb: KnowledgeBase, tmp_pat
     for bad in ({**data, "tasks": 5}, {**data, "tasks": [1]}, {**data, "configs": [1]},
                 {**data, "tasks": [{**entry, "scores": ["x"] * len(entry["scores"])}]},
                 {**data, "tasks": [{**entry, "run_ids": ["a"]}]},
-                {**data, "tasks": [{**entry, "scores": [float("nan")] * len(entry["scores"])}]}):
+                {**data, "tasks": [{**entry, "scores": [float("nan")] * len(entry["scores"])}]},
+                {**data, "calibration": {"metric": {"name": "no weights"}}},
+                {**data, "calibration": {"threshold": "high"}}):
         p = tmp_path / "bad.json"
         p.write_text(json.dumps(bad))
         with pytest.raises(InvalidInputError, match="corrupt knowledge base"):
