@@ -824,7 +824,7 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
         raise InvalidInputError(
             f"dataset {p} row {bad + 2} has {len(rows[bad])} fields but the header has {width}"
         )
-    cols, cat, levels, keep_names = [], [], {}, []
+    cols, cat, levels, keep_names, dropped = [], [], {}, [], []
     for j, name in enumerate(header):
         cells = [r[j].strip() for r in rows]
         present = [c for c in cells if c.lower() not in MISSING]
@@ -842,12 +842,18 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
         else:
             uniq = sorted(set(present))
             if len(rows) >= 20 and len(uniq) >= id_like_unique * len(rows) and name not in keep:
+                dropped.append(name)
                 continue  # an identifier column carries no task information
             index = {u: i for i, u in enumerate(uniq)}
             cols.append(np.array([index.get(c, np.nan) for c in cells], dtype=float))
             cat.append(True)
             levels[name] = tuple(uniq)
         keep_names.append(name)
+    if not keep_names:
+        raise InvalidInputError(
+            f"dataset {p} has no usable column: {', '.join(map(repr, dropped))} hold(s) a "
+            "different text in nearly every row, so is dropped as an identifier; is the file "
+            "separated by a comma, semicolon, tab or bar?")
     values = np.column_stack(cols) if cols else np.zeros((len(rows), 0))
     return Table(tuple(keep_names), values, tuple(cat), levels)
 

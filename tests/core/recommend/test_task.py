@@ -162,6 +162,14 @@ def test_a_gzip_csv_is_read_and_a_truncated_one_named(tmp_path: Path) -> None:
         read_csv(cut)
 
 
+def test_an_unknown_delimiter_is_hinted_not_an_empty_column_list(tmp_path: Path) -> None:
+    p = tmp_path / "colon.csv"  # ':' is no delimiter: one text column, distinct in every row
+    p.write_text("a:b:y\n" + "".join(f"{i * 0.37:.3f}:{i % 4}:{i % 2}\n" for i in range(30)))
+    with pytest.raises(InvalidInputError, match=r"no usable column: 'a:b:y' .* is the file "
+                                                r"separated by a comma, semicolon, tab or bar"):
+        describe_csv(p, category="classification", target="y")
+
+
 def test_duplicate_column_names_are_named(tmp_path: Path) -> None:
     p = tmp_path / "dup.csv"
     p.write_text("a,b,a,y\n1,2,3,0\n4,5,6,1\n")
