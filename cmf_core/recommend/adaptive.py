@@ -303,8 +303,9 @@ class AdaptiveSeeder:
     def __init__(self, scenarios: Scenarios, k: int, beta: float = BETA,
                  covered_weight: float = COVERED_WEIGHT, sigma: float = SIGMA,
                  refine_after: int = REFINE_AFTER) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise InvalidInputError(f"k={k!r} must be a whole number >= 0")
+        k = int(k)  # numpy's int64 too
         for knob, value in (("beta", beta), ("covered_weight", covered_weight),
                             ("sigma", sigma)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):

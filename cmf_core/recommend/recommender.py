@@ -423,8 +423,9 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                knowledge: KnowledgeBase | None, include_shipped: bool,
                threshold: float | None, metric: SimilarityMetric | None,
                started: float, use_meta_model: bool = True) -> Recommendation:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidInputError(f"k={k!r} must be a whole number >= 1")
+    k = int(k)  # numpy's int64 too
     if threshold is not None and not (isinstance(threshold, (int, float))
                                       and not isinstance(threshold, bool)
                                       and 0.0 <= threshold <= 1.0):  # NaN fails this too
