@@ -354,6 +354,16 @@ def _target_array(y: Any, n: int, what: str) -> np.ndarray:
     return ya
 
 
+def _missing(y: np.ndarray) -> np.ndarray:
+    """Which of the target's values are NaN or None."""
+    if y.dtype.kind in "fc":
+        return np.isnan(y)
+    if y.dtype.kind == "O":
+        return np.array([v is None or (isinstance(v, (float, np.floating)) and math.isnan(v))
+                         for v in y], dtype=bool)
+    return np.zeros(len(y), dtype=bool)
+
+
 def _target_codes(y: np.ndarray, category: Category) -> tuple[np.ndarray, bool]:
     """Integer codes of the target and whether it is treated as classes."""
     if category is Category.CLASSIFICATION:
@@ -433,6 +443,11 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
     codes = is_classes = None
     if ys is not None:
         if cat is Category.CLASSIFICATION:
+            lost = int(_missing(ya).sum())
+            if lost:  # else NaN or None would be one more class
+                raise InvalidInputError(
+                    f"target of {name!r} has {lost} missing value(s) (NaN or None); drop "
+                    "those rows")
             labels, counts = np.unique(np.asarray(ya).astype(str), return_counts=True)
             if len(labels) < 2:
                 raise InvalidInputError(

@@ -197,6 +197,9 @@ def test_a_target_that_is_not_one_value_per_row_is_named() -> None:
         describe_arrays(X, 5, category="regression")
     column = describe_arrays(X, (np.arange(10.0) % 3)[:, None], category="regression")
     assert column == describe_arrays(X, np.arange(10.0) % 3, category="regression")
+    for labels in ([0, 1, np.nan, 0, 1, 0, 1, 0, 1, 0], [0, 1, None, 0, 1, 0, 1, 0, 1, 0]):
+        with pytest.raises(InvalidInputError, match=r"has 1 missing value\(s\)"):
+            describe_arrays(X, labels, category="classification")  # was one more class
     with pytest.raises(InvalidInputError, match="max_rows=0"):
         describe_arrays(X, np.arange(10) % 2, category="classification", max_rows=0)
     docs = ["a b", "c d", "e"]
