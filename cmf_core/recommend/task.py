@@ -913,7 +913,7 @@ def describe_csv(path: str | Path, *, category: Category | str,
     mod = parse_modality(modality)
     named = [c for c in (target, time_column, *(value_columns or ())) if c is not None]
     table = read_csv(path, max_rows=max_rows, keep=named)
-    label = name or Path(path).stem
+    label = name or Path(Path(path).name.removesuffix(".gz")).stem  # churn.csv.gz: churn
     for column in named:
         table.index(column)  # a misspelt column name is an error, not silently ignored
     if mod is Modality.TIME_SERIES:

@@ -154,8 +154,10 @@ def test_a_gzip_csv_is_read_and_a_truncated_one_named(tmp_path: Path) -> None:
     plain, packed = tmp_path / "d.csv", tmp_path / "d.csv.gz"
     plain.write_text(text)
     packed.write_bytes(gzip.compress(text.encode("utf-8-sig")))
-    assert describe_csv(packed, category="classification", target="y").meta_features == \
+    from_gzip = describe_csv(packed, category="classification", target="y")
+    assert from_gzip.meta_features == \
         describe_csv(plain, category="classification", target="y").meta_features
+    assert from_gzip.name == "d"
     cut = tmp_path / "cut.csv.gz"
     cut.write_bytes(packed.read_bytes()[:40])
     with pytest.raises(InvalidInputError, match=r"cut\.csv\.gz cannot be read"):
