@@ -303,8 +303,13 @@ class AdaptiveSeeder:
     def __init__(self, scenarios: Scenarios, k: int, beta: float = BETA,
                  covered_weight: float = COVERED_WEIGHT, sigma: float = SIGMA,
                  refine_after: int = REFINE_AFTER) -> None:
-        if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
             raise InvalidInputError(f"k={k!r} must be a whole number >= 0")
+        k = int(k)  # numpy's int64 too
+        for knob, value in (("beta", beta), ("covered_weight", covered_weight),
+                            ("sigma", sigma)):
+            if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
+                raise InvalidInputError(f"{knob}={value!r} must be a number")
         if not (math.isfinite(beta) and beta >= 0):
             raise InvalidInputError(f"beta={beta!r} must be a finite number >= 0")
         if not (math.isfinite(sigma) and sigma >= 0):
@@ -410,7 +415,13 @@ class AdaptiveSeeder:
         if not isinstance(data, Mapping):
             raise InvalidInputError(f"an adaptive seeder state must be a dict (from "
                                     f"AdaptiveSeeder.to_dict()); got {type(data).__name__}")
-        if data.get("format") != STATE_FORMAT:
+        fmt = data.get("format")
+        if isinstance(fmt, str) and fmt != STATE_FORMAT \
+                and fmt.startswith(STATE_FORMAT.rsplit("/", 1)[0] + "/"):
+            raise InvalidInputError(f"adaptive seeder state format {fmt!r} is from another "
+                                    f"cmf-foundation version; this one reads {STATE_FORMAT!r}: "
+                                    "recommend again with this version to make a new state")
+        if fmt != STATE_FORMAT:
             raise InvalidInputError(f"not an adaptive seeder state: format is "
                                     f"{data.get('format')!r}, expected {STATE_FORMAT!r}")
         missing = [key for key in ("k", "configs", "weights", "normalised") if key not in data]

@@ -75,6 +75,8 @@ def recommend_command(
             desc = TaskDescription.from_dict(jsonlib.loads(Path(task).read_text()))
         except FileNotFoundError:
             raise InvalidInputError(f"task file {task} does not exist") from None
+        except OSError as e:  # a directory, no permission
+            raise InvalidInputError(f"task file {task} cannot be read: {e}") from None
         except ValueError as e:
             raise InvalidInputError(f"task file {task} is not valid JSON: {e}") from None
     else:

@@ -226,6 +226,14 @@ def from_dict(data: Mapping[str, Any], source: str = "knowledge base") -> Knowle
             f"{source} has knowledge base version {data.get('version')!r}; this cmf-foundation "
             f"reads version {VERSION} (rebuild it with benchmarks/recommender/build_kb.py)"
         )
+    try:
+        return _from_dict(data, source)
+    except (TypeError, AttributeError, ValueError, IndexError, KeyError) as e:
+        why = f"a key {e} is missing" if isinstance(e, KeyError) else str(e)
+        raise InvalidInputError(f"{source} is a corrupt knowledge base file: {why}") from None
+
+
+def _from_dict(data: Mapping[str, Any], source: str) -> KnowledgeBase:
     configs = data.get("configs") or {}
     tasks, runs = [], {}
     for entry in data.get("tasks") or []:
@@ -244,11 +252,21 @@ def from_dict(data: Mapping[str, Any], source: str = "knowledge base") -> Knowle
         for j, (cfg, s) in enumerate(zip(cat_configs, scores, strict=True)):
             if s is None:
                 continue
+            if not math.isfinite(float(s)):
+                raise ValueError(f"task {task.name!r} has the score {s!r}")
             rid = ids[j] if ids else run_id(task.id, cfg)
             task_runs.append(Run(cfg, float(s), rid, seconds[j]))
         tasks.append(task)
         runs[task.id] = task_runs
-    return KnowledgeBase(tasks, runs, data.get("calibration"), data.get("build"))
+    calibration = dict(data.get("calibration") or {})
+    if calibration.get("metric"):  # checked here, not when a recommendation reads it
+        from cmf_core.recommend.graph import SimilarityMetric
+
+        SimilarityMetric.from_dict(calibration["metric"])
+    for key in ("threshold", "power", "level", "neighbour_share"):
+        if calibration.get(key) is not None and not math.isfinite(float(calibration[key])):
+            raise ValueError(f"calibration {key} is {calibration[key]!r}")
+    return KnowledgeBase(tasks, runs, calibration, data.get("build"))
 
 
 def save(kb: KnowledgeBase, path: str | Path) -> Path:
@@ -271,7 +289,7 @@ def load(path: str | Path) -> KnowledgeBase:
         raise InvalidInputError(f"knowledge base file {p} does not exist") from None
     try:
         data = json.loads(gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw)
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError, EOFError) as e:  # EOFError: a truncated gzip file
         raise InvalidInputError(f"knowledge base file {p} is not readable JSON: {e}") from None
     return from_dict(data, str(p))
 

@@ -423,13 +423,20 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                knowledge: KnowledgeBase | None, include_shipped: bool,
                threshold: float | None, metric: SimilarityMetric | None,
                started: float, use_meta_model: bool = True) -> Recommendation:
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
         raise InvalidInputError(f"k={k!r} must be a whole number >= 1")
+    k = int(k)  # numpy's int64 too
     if threshold is not None and not (isinstance(threshold, (int, float))
                                       and not isinstance(threshold, bool)
                                       and 0.0 <= threshold <= 1.0):  # NaN fails this too
         raise InvalidInputError(f"threshold={threshold!r} must be a similarity from 0 to 1")
     desc = TaskDescription.from_dict(task)
+    if knowledge is not None and not isinstance(knowledge, KnowledgeBase):
+        raise InvalidInputError(
+            f"knowledge={knowledge!r} is not a KnowledgeBase (read a file with "
+            "cmf_core.recommend.knowledge.load(path))")
+    if metric is not None and not isinstance(metric, SimilarityMetric):
+        raise InvalidInputError(f"metric={metric!r} is not a SimilarityMetric")
     kb = knowledge if knowledge is not None else (shipped() if include_shipped
                                                    else KnowledgeBase())
     if store is not None and not callable(getattr(store, "list_executions", None)):

@@ -45,6 +45,7 @@ def recommend_step(task: TaskSource, *, k: int = 5, store: Callable[[], Any] | N
                     "search starts cold", e)
         return no_seeds(None, f"could not describe the task: {e}", started)
     opened = None
+    unopened = None
     if store is not None:
         try:
             opened = store()
@@ -53,8 +54,13 @@ def recommend_step(task: TaskSource, *, k: int = 5, store: Callable[[], Any] | N
                 raise
             say.warning("cmf recommend-seed: the CMF store cannot be opened (%s); "
                         "recommending from the shipped knowledge base only", e)
+            unopened = e
     try:
-        return _recommend(desc, k, opened, strict, say, started)
+        rec = _recommend(desc, k, opened, strict, say, started)
+        if unopened is not None and not rec.error:  # say so, as for a store that can't be read
+            rec = replace(rec, message=f"{rec.message}; the CMF store's runs were left out: it "
+                                       f"cannot be opened: {unopened}")
+        return rec
     finally:
         if opened is not None:
             try:

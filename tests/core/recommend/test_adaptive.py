@@ -331,6 +331,13 @@ def test_json_state_gives_the_same_seeds_in_another_process(
     assert _configs(study)[:5] == rebuilt.given == local.given
 
 
+def test_a_knob_that_is_not_a_number_is_named(
+        case: tuple[Recommendation, dict[str, float], str]) -> None:
+    for knob in ("beta", "covered_weight", "sigma"):
+        with pytest.raises(CmfError, match=f"{knob}='x' must be a number"):
+            case[0].seeder(**{knob: "x"})
+
+
 def test_a_step_without_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) -> None:
     rec = recommend({"name": "x", "category": "astrology"}, strict=False)
     body = rec.to_dict(seeder=True)
@@ -342,6 +349,8 @@ def test_a_step_without_seeds_gives_a_seeder_that_gives_none(kb: KnowledgeBase) 
 @pytest.mark.parametrize(("edit", "match"), [
     (lambda d: "not a dict", "must be a dict"),
     (lambda d: {**d, "format": "v0"}, "format is 'v0'"),
+    (lambda d: {**d, "format": "cmf-adaptive-seeder/2"},
+     "format 'cmf-adaptive-seeder/2' is from another cmf-foundation version"),
     (lambda d: {k: v for k, v in d.items() if k != "normalised"}, "lacks normalised"),
     (lambda d: {**d, "normalised": [r[:-1] for r in d["normalised"]]},
      "normalised must be a non-empty list of rows of"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
 import optuna
@@ -47,6 +48,26 @@ def test_load_rejects_other_files(tmp_path: Path) -> None:
         knowledge.load(p)
     with pytest.raises(InvalidInputError, match="does not exist"):
         knowledge.load(tmp_path / "nope.json")
+
+
+def test_load_rejects_a_truncated_or_corrupt_file(toy_kb: KnowledgeBase, tmp_path: Path) -> None:
+    whole = knowledge.save(toy_kb, tmp_path / "kb.json.gz").read_bytes()
+    cut = tmp_path / "cut.json.gz"
+    cut.write_bytes(whole[: len(whole) // 2])  # a download cut short: EOFError from gzip
+    with pytest.raises(InvalidInputError, match="not readable JSON"):
+        knowledge.load(cut)
+    data = json.loads(gzip.decompress(whole))
+    entry = data["tasks"][0]
+    for bad in ({**data, "tasks": 5}, {**data, "tasks": [1]}, {**data, "configs": [1]},
+                {**data, "tasks": [{**entry, "scores": ["x"] * len(entry["scores"])}]},
+                {**data, "tasks": [{**entry, "run_ids": ["a"]}]},
+                {**data, "tasks": [{**entry, "scores": [float("nan")] * len(entry["scores"])}]},
+                {**data, "calibration": {"metric": {"name": "no weights"}}},
+                {**data, "calibration": {"threshold": "high"}}):
+        p = tmp_path / "bad.json"
+        p.write_text(json.dumps(bad))
+        with pytest.raises(InvalidInputError, match="corrupt knowledge base"):
+            knowledge.load(p)
 
 
 def test_merge_and_without(toy_kb: KnowledgeBase) -> None:

@@ -139,3 +139,24 @@ def test_threshold_is_a_similarity_from_0_to_1(tmp_path: Path) -> None:
     for bad in (5.0, float("nan"), -0.1, True):
         with pytest.raises(InvalidInputError, match=r"must be a similarity from 0 to 1"):
             recommend(make_task("new", (0.2, 0.21, 0.9)), threshold=bad)
+
+
+def test_a_bad_task_file_or_a_tiny_landmark_dataset_is_a_clear_error(tmp_path: Path) -> None:
+    runner = CliRunner()
+    folder = tmp_path / "task.json"
+    folder.mkdir()  # a directory where the task file should be
+    result = runner.invoke(_app(), ["recommend", "--task", str(folder)])
+    assert isinstance(result.exception, InvalidInputError)
+    assert f"task file {folder} cannot be read" in str(result.exception)
+    listed = tmp_path / "listed.json"
+    listed.write_text('{"category": "classification", "meta_features": [1]}')
+    result = runner.invoke(_app(), ["recommend", "--task", str(listed)])
+    assert isinstance(result.exception, InvalidInputError)
+    assert "meta_features of task 'task' must be a mapping" in str(result.exception)
+    # landmarks on two rows: no 3-fold scores (was sklearn's ValueError), still seeds
+    tiny = tmp_path / "tiny.csv"
+    tiny.write_text("a,b,y\n1,2,0.5\n3,5,1.5\n")
+    result = runner.invoke(_app(), ["recommend", str(tiny), "--category", "regression",
+                                    "--target", "y", "--landmarks", "--no-shipped"])
+    assert result.exit_code == 0, result.output
+    assert "regression" in result.output

@@ -79,6 +79,21 @@ def test_bad_input_raises_or_reports(toy_kb: KnowledgeBase) -> None:
     assert rec.seeds == () and rec.error and "segmentation" in rec.message
     with pytest.raises(InvalidInputError, match="k=0"):
         recommend(make_task("n", (0.2, 0.2, 0.9)), k=0, knowledge=toy_kb)
+    # a k computed with numpy is a whole number too (was "k=np.int64(2) must be a whole number")
+    rec = recommend(make_task("n", (0.2, 0.2, 0.9)), k=np.int64(2), knowledge=toy_kb)
+    assert len(rec.seeds) == 2 and len(rec.seeder(k=np.int64(2)).to_dict()["configs"]) > 0
+
+
+def test_a_knowledge_file_path_or_a_metric_name_is_a_clear_error(
+        toy_kb: KnowledgeBase, tmp_path: Path) -> None:
+    task = make_task("n", (0.2, 0.2, 0.9))
+    path = knowledge.save(toy_kb, tmp_path / "kb.json.gz")
+    with pytest.raises(InvalidInputError, match="is not a KnowledgeBase"):
+        recommend(task, knowledge=str(path))  # was AttributeError, even with strict=False
+    rec = recommend(task, knowledge=str(path), strict=False)
+    assert rec.seeds == () and "knowledge.load(path)" in rec.message
+    with pytest.raises(InvalidInputError, match="metric='cosine' is not a SimilarityMetric"):
+        recommend(task, knowledge=toy_kb, metric="cosine")  # type: ignore[arg-type]
 
 
 def test_greedy_portfolio_covers_different_winners() -> None:

@@ -61,6 +61,9 @@ def test_a_store_that_cannot_be_opened_leaves_the_shipped_knowledge_base(
         rec = recommend_step(task, k=2, store=lambda: open_store("garbage"))
     assert len(rec.seeds) == 2 and rec.error is None
     assert "cannot be opened" in caplog.text and "garbage" in caplog.text
+    # and said in the message, as for a store that cannot be read
+    assert "the CMF store's runs were left out: it cannot be opened: " in rec.message
+    assert "garbage" in rec.message
     with pytest.raises(ConfigError, match="garbage"):
         recommend_step(task, k=2, store=lambda: open_store("garbage"), strict=True)
 
