@@ -10,6 +10,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 from cmf_kubeflow import adapter
@@ -176,20 +177,35 @@ def _component(tmp_path: Path, source: str, pipeline: str, task: str
     return module, store_url, env
 
 
-def test_outputs_that_cannot_be_read_still_end_the_execution(tmp_path: Path) -> None:
-    module, store_url, env = _component(tmp_path, FIFO_COMPONENT, "fifo", "produce")
-    executor_input = {"inputs": {}, "outputs": {
-        "artifacts": {key: {"artifacts": [{
+def _executor(tmp_path: Path, outputs: dict[str, str] | None = None,
+              epochs: int | None = None) -> dict[str, Any]:
+    """The ``--executor_input`` of a component: output artifacts ``name -> schema title``
+    under tmp_path/out (created), parameter ``epochs`` when given."""
+    out: dict[str, Any] = {"outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}
+    if outputs:
+        (tmp_path / "out").mkdir()
+        out["artifacts"] = {key: {"artifacts": [{
             "name": key, "uri": str(tmp_path / "out" / key),
-            "type": {"schemaTitle": "system.Dataset", "schemaVersion": "0.0.1"}}]}
-            for key in ("data", "logs")},
-        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
-    (tmp_path / "out").mkdir()
-    proc = subprocess.run(
+            "type": {"schemaTitle": title, "schemaVersion": "0.0.1"}}]}
+            for key, title in outputs.items()}
+    inputs = {} if epochs is None else {"parameterValues": {"epochs": epochs}}
+    return {"inputs": inputs, "outputs": out}
+
+
+def _run(module: Path, executor_input: dict[str, Any], function: str, env: dict[str, str]
+         ) -> subprocess.CompletedProcess[str]:
+    """The component run as a KFP executor under cmf_kubeflow.bootstrap."""
+    return subprocess.run(
         [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
          "--component_module_path", str(module), "--executor_input",
-         json.dumps(executor_input), "--function_to_execute", "produce"],
+         json.dumps(executor_input), "--function_to_execute", function],
         env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_outputs_that_cannot_be_read_still_end_the_execution(tmp_path: Path) -> None:
+    module, store_url, env = _component(tmp_path, FIFO_COMPONENT, "fifo", "produce")
+    executor_input = _executor(tmp_path, {"data": "system.Dataset", "logs": "system.Dataset"})
+    proc = _run(module, executor_input, "produce", env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     store = open_store(store_url, "s")
     (ex,) = store.list_executions()
@@ -212,8 +228,7 @@ KILLED_COMPONENT = textwrap.dedent("""
 
 def test_an_executor_killed_outright_is_found_lost_and_marked_failed(tmp_path: Path) -> None:
     module, store_url, env = _component(tmp_path, KILLED_COMPONENT, "hep", "fit")
-    executor_input = {"inputs": {"parameterValues": {"epochs": 2}}, "outputs": {
-        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
+    executor_input = _executor(tmp_path, epochs=2)
     proc = subprocess.Popen(
         [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
          "--component_module_path", str(module), "--executor_input",
@@ -246,17 +261,7 @@ def test_a_metric_that_is_not_finite_does_not_cost_the_run_its_end(tmp_path: Pat
     """A NaN metric (KFP writes it as JSON NaN) is no CMF Metric: it was the terminal event's
     undoing, and the execution stayed running though the task completed."""
     module, store_url, env = _component(tmp_path, NAN_METRIC_COMPONENT, "hep", "fit")
-    executor_input = {"inputs": {}, "outputs": {
-        "artifacts": {"metrics": {"artifacts": [{
-            "name": "metrics", "uri": str(tmp_path / "out" / "metrics"),
-            "type": {"schemaTitle": "system.Metrics", "schemaVersion": "0.0.1"}}]}},
-        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
-    (tmp_path / "out").mkdir()
-    proc = subprocess.run(
-        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
-         "--component_module_path", str(module), "--executor_input",
-         json.dumps(executor_input), "--function_to_execute", "fit"],
-        env=env, capture_output=True, text=True, timeout=300)
+    proc = _run(module, _executor(tmp_path, {"metrics": "system.Metrics"}), "fit", env)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     with open_store(store_url, "s") as store:
         (ex,) = store.list_executions()
@@ -279,13 +284,7 @@ def test_an_error_that_cannot_be_printed_fails_the_task_as_it_would_untracked(
     """str() of the component's error raises: the task still fails with that error alone (not
     with the hook's own exception raised while handling it), and is recorded as failed."""
     module, store_url, env = _component(tmp_path, UNPRINTABLE_COMPONENT, "hep", "fit")
-    executor_input = {"inputs": {"parameterValues": {"epochs": 2}}, "outputs": {
-        "outputFile": str(tmp_path / "kfp_outputs" / "output_metadata.json")}}
-    proc = subprocess.run(
-        [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
-         "--component_module_path", str(module), "--executor_input",
-         json.dumps(executor_input), "--function_to_execute", "fit"],
-        env=env, capture_output=True, text=True, timeout=300)
+    proc = _run(module, _executor(tmp_path, epochs=2), "fit", env)
     assert proc.returncode == 1
     assert "Unprintable" in proc.stderr
     assert "During handling of the above exception" not in proc.stderr, proc.stderr
