@@ -402,7 +402,7 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
     """
     cat = parse_category(category)
     mod = parse_modality(modality)
-    _check_groups(groups)
+    groups = _check_groups(groups)
     try:
         Xa = np.asarray(X, dtype=float)
     except (TypeError, ValueError):
@@ -467,8 +467,8 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
             except (TypeError, ValueError):
                 text = next(v for v in np.asarray(ys).ravel() if not _is_number(v))
                 raise InvalidInputError(
-                    f"target of {name!r} holds the text {str(text)[:40]!r}; a {cat.value} "
-                    "target must be numeric (or is this a classification task?)"
+                    f"target of {name!r} holds the text {str(text)[:40]!r}; "
+                    f"{_numeric_target(cat)}"
                 ) from None
             if not np.isfinite(yf).all():
                 raise InvalidInputError(
@@ -610,13 +610,24 @@ def _landmarks(X: np.ndarray, y: np.ndarray, cat: Category, seed: int) -> dict[s
     return out
 
 
-def _check_groups(groups: Sequence[str]) -> None:
+def _check_groups(groups: Sequence[str] | str) -> tuple[str, ...]:
+    """The groups as a tuple (one name alone is one group, not its letters), all known."""
+    groups = (groups,) if isinstance(groups, str) else tuple(groups)
     bad = [g for g in groups if g not in ALL_GROUPS]
     if bad:
         raise InvalidInputError(
             f"unknown meta-feature group(s) {', '.join(map(repr, bad))}; known: "
             f"{', '.join(ALL_GROUPS)}"
         )
+    return groups
+
+
+def _numeric_target(cat: Category) -> str:
+    """'a regression target must be numeric (...)', with the right article and hint."""
+    hint = ("1 = anomaly, 0 = normal" if cat is Category.ANOMALY_DETECTION
+            else "or is this a classification task?")
+    article = "an" if cat.value[0] in "aeiou" else "a"
+    return f"{article} {cat.value} target must be numeric ({hint})"
 
 
 # time series ----------------------------------------------------------------------------------
@@ -634,7 +645,7 @@ def describe_series(values: Any, *, category: Category | str = Category.ANOMALY_
     """Describe a time series: a 1-D array, or 2-D (time x channels; features use the mean of
     the standardised channels). NaN steps are dropped."""
     cat = parse_category(category)
-    _check_groups(groups)
+    groups = _check_groups(groups)
     try:
         arr = np.asarray(values, dtype=float)
     except (TypeError, ValueError):
@@ -723,8 +734,7 @@ def describe_texts(texts: Sequence[str], y: Any = None, *, category: Category | 
                 yf = ya.astype(float)
             except (TypeError, ValueError):
                 raise InvalidInputError(
-                    f"target of {name!r} holds text; a {cat.value} target must be numeric (or "
-                    "is this a classification task?)") from None
+                    f"target of {name!r} holds text; {_numeric_target(cat)}") from None
             if not np.isfinite(yf).all():
                 raise InvalidInputError(
                     f"target of {name!r} has missing or non-numeric values; drop those rows")

@@ -205,6 +205,12 @@ def test_a_target_that_is_not_one_value_per_row_is_named() -> None:
     with pytest.raises(InvalidInputError, match="max_rows=0"):
         describe_arrays(X, np.arange(10) % 2, category="classification", max_rows=0)
     docs = ["a b", "c d", "e"]
+    with pytest.raises(InvalidInputError, match=r"an anomaly_detection target must be numeric "
+                                                r"\(1 = anomaly, 0 = normal\)"):
+        describe_arrays(X, ["normal"] * 9 + ["anomaly"], category="anomaly_detection")
+    # one group named alone is that group, not its letters
+    assert describe_arrays(X, np.arange(10.0), category="regression", groups="simple") == \
+        describe_arrays(X, np.arange(10.0), category="regression", groups=("simple",))
     with pytest.raises(InvalidInputError, match="a regression target must be numeric"):
         describe_texts(docs, ["x", "y", "z"], category="regression")
     with pytest.raises(InvalidInputError, match="missing or non-numeric"):
