@@ -489,6 +489,10 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         why = (f"no task in the knowledge base is similar enough{closest}, below threshold "
                f"{threshold:.{places}f}" if desc.meta_features else
                "the task has no meta-features (describe its data to find similar tasks)")
+        if not any(t.modality == desc.modality for t in same):  # say why nothing is close
+            kinds = sorted({t.modality.value for t in same})
+            why += (f" (the knowledge base has no {desc.modality.value} {category} task, only "
+                    f"{', '.join(kinds)} ones)")
         message = (f"{why}; seeds are a portfolio of configurations that do well "
                    f"across all {len(rows)} {category} tasks")
     share = float(cal.get("neighbour_share", NEIGHBOUR_SHARE))

@@ -52,6 +52,13 @@ def test_no_similar_task_falls_back_to_portfolio_and_says_so(toy_kb: KnowledgeBa
     assert rec.strategy is Strategy.PORTFOLIO and rec.fallback
     assert "no task in the knowledge base is similar enough" in rec.message
     assert rec.neighbours == ()
+    assert "the knowledge base has no" not in rec.message  # tabular tasks are there
+    # data of a kind no task has (the toy tasks are all tabular): the message says so
+    image = recommend(make_task("pics", (0.2, 0.2, 0.9), modality="image"), k=2,
+                      knowledge=toy_kb, threshold=0.99)
+    assert image.strategy is Strategy.PORTFOLIO
+    assert ("(the knowledge base has no image classification task, only tabular ones)"
+            in image.message), image.message
     # a portfolio of 2 covers both families' winners
     assert {config_key(c) for c in rec.configs()} == {config_key(CONFIGS[A_BEST]),
                                                      config_key(CONFIGS[B_BEST])}
