@@ -21,6 +21,16 @@ FAILURES: Counter[str] = Counter()
 T = TypeVar("T")
 
 
+def exception_text(exc: BaseException) -> str:
+    """``"Type: message"`` of a user's exception; never raises, though its ``__str__`` may (the
+    message is then ``<exception str() failed>``, as Python's own traceback says)."""
+    try:
+        text = str(exc)
+    except Exception:
+        text = "<exception str() failed>"
+    return f"{type(exc).__name__}: {text}"
+
+
 def report(where: str, exc: BaseException, outcome: str = "") -> None:
     """Log and count a failure at ``where``; ``outcome`` says what became of the record (e.g.
     "the event is spooled for retry"), and only then is anything said about it."""

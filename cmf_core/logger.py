@@ -30,6 +30,7 @@ from typing import Any
 from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidInputError
+from cmf_core.guard import exception_text
 from cmf_core.identity import path_digest, remote_digest
 from cmf_core.model import (
     Artifact,
@@ -162,8 +163,8 @@ class ExecutionHandle:
         if exc is None:
             self._cmf.finalize(execution=self)
         else:
-            self._cmf.finalize(status=ExecutionStatus.FAILED,
-                               error=f"{type(exc).__name__}: {exc}", execution=self)
+            self._cmf.finalize(status=ExecutionStatus.FAILED, error=exception_text(exc),
+                               execution=self)
 
 
 class _DeferredStarts:
@@ -272,8 +273,7 @@ class Cmf:
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        self.close(failed=exc is not None, error=None if exc is None else
-                   f"{type(exc).__name__}: {exc}")
+        self.close(failed=exc is not None, error=None if exc is None else exception_text(exc))
 
     def close(self, failed: bool = False, error: str | None = None) -> None:
         """End every open execution and release the store."""

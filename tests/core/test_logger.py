@@ -120,6 +120,26 @@ def test_exception_marks_execution_failed(workdir: Path) -> None:
     cmf.close()
 
 
+class Unprintable(Exception):
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this error")
+
+
+def test_an_error_that_cannot_be_printed_still_fails_the_execution(workdir: Path) -> None:
+    """The step's own exception leaves the ``with`` blocks unchanged (building the error text
+    raised inside ``__exit__``, replacing it), and the execution is recorded as failed."""
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    with pytest.raises(Unprintable) as e, Cmf(pipeline_name="p", store=url, site="hpc",
+                                              measure_energy=False) as cmf, \
+            cmf.create_execution("train"):
+        raise Unprintable()
+    assert e.value.__context__ is None
+    with open_store(url) as store:
+        [ex] = store.list_executions()
+    assert (ex.status, ex.error) == (ExecutionStatus.FAILED,
+                                     "Unprintable: <exception str() failed>")
+
+
 def test_running_execution_visible_before_end(workdir: Path) -> None:
     url = f"sqlite:///{workdir / 'cmf.db'}"
     cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)

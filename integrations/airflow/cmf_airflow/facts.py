@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 from cmf_airflow.values import bind_callable_args, jsonable, redact
+from cmf_core.guard import exception_text
 from cmf_core.jsonutil import valid_text
 
 PRODUCER = "https://github.com/cmf-foundation/cmf-foundation/tree/main/integrations/airflow"
@@ -108,11 +109,7 @@ def _unrendered(value: Any) -> bool:
 def error_text(error: BaseException | str) -> tuple[str, str | None]:
     """``("Type: message", traceback)`` of a task's error."""
     if isinstance(error, BaseException):
-        try:
-            text = str(error)
-        except Exception:  # its __str__ raises: say so, as Python's own traceback does
-            text = "<exception str() failed>"
-        message = valid_text(f"{type(error).__name__}: {text}")
+        message = valid_text(exception_text(error))  # its __str__ may raise
         stack = valid_text("".join(traceback.format_exception(error)))
         return message[:STACK_MAX], stack[-STACK_MAX:] or None
     return valid_text(str(error))[:STACK_MAX], None

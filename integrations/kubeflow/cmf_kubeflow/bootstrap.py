@@ -236,15 +236,6 @@ def _end(session: _Session, error: str | None) -> None:
         session.emitter.emit(event)
 
 
-def _error_text(error: BaseException) -> str:
-    """``"Type: message"`` of the module's error; never raises (its ``__str__`` may)."""
-    try:
-        text = str(error)
-    except Exception:  # as Python's own traceback says it
-        text = "<exception str() failed>"
-    return f"{type(error).__name__}: {text}"
-
-
 def main(argv: list[str] | None = None) -> None:
     """Run ``-m MODULE ARGS`` as ``__main__`` between the START and the terminal event."""
     args = list(sys.argv[1:] if argv is None else argv)
@@ -261,7 +252,9 @@ def main(argv: list[str] | None = None) -> None:
         end(session, None if code in (None, 0) else f"SystemExit: exit code {code}")
         raise
     except BaseException as e:
-        end(session, _error_text(e))
+        from cmf_core.guard import exception_text  # never raises, though e's __str__ may
+
+        end(session, exception_text(e))
         raise
     end(session, None)
 

@@ -11,6 +11,7 @@ import traceback
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from cmf_core.guard import exception_text
 from cmf_core.jsonutil import valid_text
 from cmf_prefect.adapter import RunFacts, RunRef, flow_ref, status_of, task_ref
 from cmf_prefect.datasets import (
@@ -60,7 +61,7 @@ def state_error(state: Any) -> tuple[str | None, str | None]:
     trace = None
     if isinstance(value, BaseException):
         trace = "".join(traceback.format_exception(value))[-MAX_TRACE:]
-        message = message or f"{type(value).__name__}: {value}"
+        message = message or exception_text(value)  # its __str__ may raise
     # lone surrogates (an undecodable file name in the message) as escapes: no store takes them
     return (valid_text(message) if message else None), (valid_text(trace) if trace else None)
 

@@ -123,6 +123,20 @@ def test_a_failed_task_run_carries_the_state_message() -> None:
     assert event["outputs"] == []
 
 
+def test_a_failed_state_whose_error_cannot_be_printed_still_has_a_message() -> None:
+    """The exception's __str__ raises: building the failed run's message raised with it."""
+    from cmf_prefect.runs import state_error
+    from prefect.states import Failed
+
+    class Unprintable(Exception):
+        def __str__(self) -> str:
+            raise RuntimeError("no text for this error")
+
+    message, trace = state_error(Failed(data=Unprintable()))
+    assert message == "Unprintable: <exception str() failed>"
+    assert trace is not None and "Unprintable" in trace
+
+
 def test_states_cmf_does_not_record_give_no_event() -> None:
     pending = copy.deepcopy(COMPLETED)
     pending["resource"].update({"prefect.state-type": "SCHEDULED",
