@@ -17,6 +17,7 @@ from rich.text import Text
 from cmf_core import jsonutil
 from cmf_core.config import load_settings
 from cmf_core.errors import NotFoundError
+from cmf_core.model._base import some
 from cmf_core.store import Store, open_store
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: CMF_STORE_URL "
@@ -52,11 +53,6 @@ def new_store_undone_on_error(url: str | None) -> Iterator[Store]:
     finally:
         if not done:
             remove_new(made)
-
-
-def some(names: list[str], n: int = 10) -> str:
-    """The first ``n`` of ``names``, and how many more."""
-    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
 
 
 def check_pipelines(s: Store, names: Iterable[str] | None) -> None:

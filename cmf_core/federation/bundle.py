@@ -315,8 +315,7 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
             if b"\n" not in piece:
                 size += len(piece)
                 if size > MAX_LINE:
-                    raise BundleError(f"bundle line {lineno} is longer than {MAX_LINE >> 20} "
-                                      "MiB (no CMF writer makes one); nothing was imported")
+                    raise _too_long(lineno)
                 if piece:
                     parts.append(piece)
                 continue
@@ -333,10 +332,14 @@ def _lines(chunks: Iterable[bytes]) -> Iterator[bytes]:
         parts.append(inflater.flush())
     rest = b"".join(parts)
     if len(rest) > MAX_LINE:
-        raise BundleError(f"bundle line {lineno} is longer than {MAX_LINE >> 20} MiB (no CMF "
-                          "writer makes one); nothing was imported")
+        raise _too_long(lineno)
     if rest:
         yield rest
+
+
+def _too_long(lineno: int) -> BundleError:
+    return BundleError(f"bundle line {lineno} is longer than {MAX_LINE >> 20} MiB (no CMF "
+                       "writer makes one); nothing was imported")
 
 
 def _inflate(inflater: Any, chunk: bytes) -> Iterator[bytes]:

@@ -52,6 +52,7 @@ from cmf_core.federation.export import (
     page_bundle,
 )
 from cmf_core.federation.merge import get_hwm, import_bundle
+from cmf_core.model._base import some
 from cmf_core.store import Store, open_store
 
 API = "/api/v1/federation"
@@ -265,9 +266,7 @@ def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
             _pull(client, store, info, wanted, page_size, compress, report.pulled)
         if pipeline is not None and store.get_pipeline(pipeline) is None:
             # nothing to push, and (after a pull) the peer has none to give: a typo, not a sync
-            known = [p.name for p in store.list_pipelines()]
-            shown = ", ".join(known[:10]) + (f" and {len(known) - 10} more"
-                                             if len(known) > 10 else "")
+            shown = some([p.name for p in store.list_pipelines()])
             where = "this store" if direction == "push" else \
                 f"this store nor at {report.peer_site} (or it does not share it with this site)"
             raise NotFoundError(f"no pipeline named {pipeline!r} in {where}; pipelines here: "

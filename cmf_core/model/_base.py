@@ -108,6 +108,11 @@ def brief(value: Any, limit: int = 60) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def some(names: list[str], n: int = 10) -> str:
+    """The first ``n`` of ``names``, and how many more (a list in an error message)."""
+    return ", ".join(names[:n]) + (f" and {len(names) - n} more" if len(names) > n else "")
+
+
 def check_time(value: Any, what: str) -> float:
     """``value`` as Unix seconds (a real number from 0 to the end of year 9999)."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):  # numpy numbers too
