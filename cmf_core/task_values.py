@@ -5,7 +5,8 @@ task arguments and results) can be anything: a number, a path, a DataFrame, a mo
 :func:`jsonable` keeps plain data up to a size and replaces every other object by a short
 ``<module.Type>`` tag without calling its ``repr`` (which can be slow, huge or fail). Values
 under a name that holds a secret (:func:`sensitive`: ``token``, ``password``, ``api_key``...)
-are recorded as ``***``, at any depth. The orchestrator adapters build on it.
+are recorded as ``***``, at any depth, and so is the password of a URL in any string
+(``postgresql://user:***@db/x``). The orchestrator adapters build on it.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "secrets
                           "apikey", "authorization", "credential", "credentials",
                           "privatekey", "signature"})
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
+#: the password of a ``scheme://user:password@host`` URL anywhere in a text
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")
+
+
+def hide_password(text: str) -> str:
+    """``text`` with the password of every ``scheme://user:password@host`` URL in it replaced
+    by ``***`` (a database URL given as a task parameter, a peer URL in a message)."""
+    if "://" not in text or "@" not in text:
+        return text
+    return _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", text)
 
 
 def sensitive(name: str) -> bool:
@@ -52,11 +63,14 @@ def params(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
 
 def redact(value: Any) -> Any:
     """``value`` (JSON data) with the values under secret names (:func:`sensitive`) replaced
-    by ``***`` at any depth, nothing else changed."""
+    by ``***`` at any depth and URL passwords hidden (:func:`hide_password`), nothing else
+    changed."""
     if isinstance(value, Mapping):
         return {k: REDACTED if _secret(k, v) else redact(v) for k, v in value.items()}
     if isinstance(value, list):
         return [redact(v) for v in value]
+    if isinstance(value, str):
+        return hide_password(value)
     return value
 
 
@@ -125,7 +139,8 @@ def _key(key: Any) -> str:
 
 
 def jsonable(value: Any, depth: int = 0) -> Any:
-    """``value`` as bounded JSON data: long strings and collections cut, objects tagged."""
+    """``value`` as bounded JSON data: long strings and collections cut, objects tagged, URL
+    passwords hidden."""
     return _jsonable(value, depth, [])
 
 
@@ -141,7 +156,7 @@ def _jsonable(value: Any, depth: int, lossy: list[bool]) -> Any:
     if isinstance(value, float):
         return value if math.isfinite(value) else str(value)
     if isinstance(value, str):
-        value = valid_text(value)  # lone surrogates (undecodable file names) as escapes
+        value = hide_password(valid_text(value))  # lone surrogates as escapes
         if len(value) <= MAX_STR:
             return value
         lossy.append(True)

@@ -54,6 +54,7 @@ from cmf_core.federation.export import (
 from cmf_core.federation.merge import get_hwm, import_bundle
 from cmf_core.model._base import some
 from cmf_core.store import Store, open_store
+from cmf_core.task_values import hide_password
 
 API = "/api/v1/federation"
 PEER_URL_KEY = "federation:peer-url:"
@@ -146,21 +147,23 @@ class _Client:
         import httpx
 
         self.base = base.rstrip("/")
+        self.shown = hide_password(self.base)
+        shown = hide_password(base)
         if base.partition("://")[0].lower() not in ("http", "https"):  # "hpc:8080", "ftp://h"
-            raise InvalidInputError(f"peer URL {base!r} must start with http:// or https://; "
+            raise InvalidInputError(f"peer URL {shown!r} must start with http:// or https://; "
                                     "give the peer's cmf serve, e.g. "
                                     "https://hpc.example.org:8080")
         # a token read from a file or a Kubernetes secret often ends in a newline; inside a
         # header that fails the request with the token in the message (then logged)
         token = token.strip() if token else token
         if token and any(ord(c) < 0x20 or ord(c) == 0x7f for c in token):
-            raise InvalidInputError(f"the token for {base} holds a control character (a line "
+            raise InvalidInputError(f"the token for {shown} holds a control character (a line "
                                     "break?), which a header cannot carry; check the token")
         headers = {"Authorization": f"Bearer {token}"} if token else {}
         try:
             self.http = httpx.Client(base_url=self.base, headers=headers, timeout=timeout)
         except httpx.InvalidURL as e:  # e.g. "http://[::1": an unclosed IPv6 bracket
-            raise InvalidInputError(f"peer URL {base!r} is not a valid URL ({e}); give the "
+            raise InvalidInputError(f"peer URL {shown!r} is not a valid URL ({e}); give the "
                                     "peer's cmf serve, e.g. https://hpc.example.org:8080") \
                 from None
         self.httpx = httpx
@@ -177,18 +180,18 @@ class _Client:
         except Exception:
             message = resp.text[:300] if hasattr(resp, "text") else ""
         if resp.status_code == 401:
-            raise AuthError(f"{self.base} refused {what}: {message}")
+            raise AuthError(f"{self.shown} refused {what}: {message}")
         if resp.status_code == 404 and what.startswith("GET /info"):
-            raise PeerError(f"{self.base} has no federation API (404 on {API}/info); is it a "
+            raise PeerError(f"{self.shown} has no federation API (404 on {API}/info); is it a "
                             "cmf serve of cmf-foundation?")
         exc = NotFoundError if resp.status_code == 404 else PeerError
-        raise exc(f"{self.base} answered {resp.status_code} to {what}: {message}")
+        raise exc(f"{self.shown} answered {resp.status_code} to {what}: {message}")
 
     def get_json(self, path: str, params: dict[str, Any]) -> Any:
         try:
             resp = self.http.get(API + path, params=params)
         except self.httpx.HTTPError as e:
-            raise PeerError(f"cannot reach {self.base}: {e}") from None
+            raise PeerError(f"cannot reach {self.shown}: {e}") from None
         self._fail(resp, f"GET {path}")
         try:
             data = resp.json()
@@ -196,8 +199,8 @@ class _Client:
             data = None
         if not isinstance(data, dict):
             kind = resp.headers.get("content-type") or "no content type"
-            raise PeerError(f"{self.base}{API}{path} answered {resp.status_code} with "
-                            f"{resp.text[:80]!r} ({kind}), not a JSON object; is {self.base} a "
+            raise PeerError(f"{self.shown}{API}{path} answered {resp.status_code} with "
+                            f"{resp.text[:80]!r} ({kind}), not a JSON object; is {self.shown} a "
                             "cmf serve of cmf-foundation?")
         return data
 
@@ -224,10 +227,10 @@ def _info(client: _Client, store: Store, scope: str, pipelines: list[str] | None
     theirs = info.get("formats") or [info.get("format")]
     common = set(FORMATS).intersection(f for f in theirs if type(f) is int)
     if not common:
-        raise PeerError(f"{client.base} speaks bundle format(s) {theirs!r}, this site "
+        raise PeerError(f"{client.shown} speaks bundle format(s) {theirs!r}, this site "
                         f"{', '.join(map(str, FORMATS))}; upgrade the older side")
     if info.get("store_id") == store.store_id:
-        raise InvalidInputError(f"{client.base} is this very store; sync with another site")
+        raise InvalidInputError(f"{client.shown} is this very store; sync with another site")
     info["format"] = max(common)
     return info
 
@@ -252,7 +255,7 @@ def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
     store = store or open_store(settings=settings)
     token = token or token_for(peer_url, settings)
     client = _Client(peer_url, token, timeout)
-    report = SyncReport(peer_url=client.base, direction=direction)
+    report = SyncReport(peer_url=client.shown, direction=direction)
     if compress is None:
         compress = not is_loopback(client.base)
     try:
@@ -308,10 +311,10 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
                 body, end, complete = pages.next()
             except client.httpx.HTTPError as e:
                 raise PeerError(
-                    f"pull from {client.base} was cut off after {out.pages} page(s) "
+                    f"pull from {client.shown} was cut off after {out.pages} page(s) "
                     f"({out.records} records; everything up to its seq {since} is imported): "
                     f"{e}; run the sync again to resume") from None
-            rep = import_bundle(store, [body], name=f"{client.base} page since {since}")
+            rep = import_bundle(store, [body], name=f"{client.shown} page since {since}")
             out.pages += 1
             out.records += rep.records
             out.written = _add(out.written, rep.written)
@@ -397,7 +400,7 @@ def _push(client: _Client, store: Store, info: Any, selector: Selector, page_siz
                                         headers={"Content-Type": MEDIA_TYPE})
             except client.httpx.HTTPError as e:
                 raise PeerError(
-                    f"push to {client.base} was cut off after {out.pages} page(s) "
+                    f"push to {client.shown} was cut off after {out.pages} page(s) "
                     f"({out.records} records; the peer has everything up to this store's seq "
                     f"{since}): {e}; run the sync again to resume") from None
             client._fail(resp, "POST /bundle")
@@ -407,8 +410,8 @@ def _push(client: _Client, store: Store, info: Any, selector: Selector, page_siz
                 rep = None
             if not isinstance(rep, dict):
                 raise PeerError(
-                    f"{client.base}{API}/bundle answered the push with {resp.text[:80]!r}, not "
-                    f"a JSON report; is {client.base} a cmf serve of cmf-foundation? (pushed "
+                    f"{client.shown}{API}/bundle answered the push with {resp.text[:80]!r}, not "
+                    f"a JSON report; is {client.shown} a cmf serve of cmf-foundation? (pushed "
                     f"{out.pages} page(s) before; run the sync again to resume)")
             out.pages += 1
             out.records += int(rep.get("records", 0))
@@ -481,11 +484,11 @@ def _download(url: str, digest: str, target: Path, token: str | None, timeout: f
                         h.update(chunk)
                         fh.write(chunk)
             except client.httpx.HTTPError as e:
-                raise PeerError(f"download from {url} was cut off: {e}") from None
+                raise PeerError(f"download from {client.shown} was cut off: {e}") from None
         got = "sha256:" + h.hexdigest()
         if got != digest:
-            raise PeerError(f"{url} sent bytes with digest {got[:20]}..., not {digest[:20]}...; "
-                            "they were discarded")
+            raise PeerError(f"{client.shown} sent bytes with digest {got[:20]}..., not "
+                            f"{digest[:20]}...; they were discarded")
         os.replace(tmp, target)
         return target
     finally:

@@ -14,6 +14,7 @@ from cmf_core.task_values import (
     MAX_DEPTH,
     MAX_ITEMS,
     MAX_STR,
+    hide_password,
     jsonable,
     jsonable_lossy,
     params,
@@ -127,3 +128,19 @@ def test_secrets_are_redacted_at_any_depth() -> None:
     assert jsonable({"x": [{"secret": object()}]}) == {"x": [{"secret": "***"}]}
     assert redact({"a": [{"apiKey": "k"}], "token": "t", "n": 2}) == {
         "a": [{"apiKey": "***"}], "token": "***", "n": 2}
+
+
+@pytest.mark.parametrize(("text", "shown"), [
+    ("postgresql://etl:p%40ss@db:5432/x", "postgresql://etl:***@db:5432/x"),
+    ("copy http://ops:a:b@h/x to s3://key:sec@bucket/k", "copy http://ops:***@h/x to s3://key:***@bucket/k"),
+    ("http://ops@h/x", "http://ops@h/x"),  # a user without a password
+    ("mailto:a@b.org", "mailto:a@b.org"),
+    ("http://h/p?who=u:p@q", "http://h/p?who=u:p@q"),  # not the URL's userinfo
+])
+def test_url_passwords_are_hidden(text: str, shown: str) -> None:
+    """A database or peer URL given as a task parameter keeps its password out of the store
+    (and out of every peer it is synced to)."""
+    assert hide_password(text) == shown
+    assert params({"db_url": text}) == {"db_url": shown}
+    assert jsonable([{"cmd": text}]) == [{"cmd": shown}]
+    assert redact({"args": [text]}) == {"args": [shown]}

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from cmf_core.errors import ConfigError, InvalidInputError
+from cmf_core.task_values import hide_password
 
 DIRECTIONS = ("push", "pull", "both")
 
@@ -71,7 +72,7 @@ def run_federated_sync(peer_url: str = "", direction: str = "both", pipeline: st
             "no peer to sync with: pass peer_url= or set CMF_SERVER_URL in the component's "
             "environment (e.g. with use_cmf_secret)")
     token = os.environ.get(token_env) or None
-    summary: dict[str, Any] = {"peer": peer, "direction": direction,
+    summary: dict[str, Any] = {"peer": hide_password(peer), "direction": direction,
                                "pipeline": pipeline or None}
     try:
         from cmf_core.federation.peer import sync

@@ -123,6 +123,7 @@ def federated_sync(
     """
     from cmf_core.errors import InvalidInputError
     from cmf_core.federation.peer import sync
+    from cmf_core.task_values import hide_password
 
     if direction not in DIRECTIONS:
         raise InvalidInputError(
@@ -141,5 +142,6 @@ def federated_sync(
     finally:
         store.close()
     summary = _plain(result)
-    get_run_logger().info("cmf federated-sync with %s (%s): %s", url, direction, summary)
+    get_run_logger().info("cmf federated-sync with %s (%s): %s", hide_password(url), direction,
+                          summary)
     return summary if isinstance(summary, dict) else {"result": summary}

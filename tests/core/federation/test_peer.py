@@ -303,6 +303,11 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
         (shared / "model.bin").write_bytes(b"changed since it was logged")
         with pytest.raises(CmfError, match="discarded"):
             fetch_artifact(model.id, tmp_path / "bad.bin", token="t", store=a)
+        for url in (b.url, "http://127.0.0.1:9"):  # a URL's password never shows
+            with pytest.raises(CmfError) as failed:
+                fetch_artifact(model.id, tmp_path / "bad.bin", token="t", store=a,
+                               peer_url=url.replace("://", "://ops:hunter2@"))
+            assert "hunter2" not in str(failed.value) and "ops:***@" in str(failed.value)
         assert not (tmp_path / "bad.bin").exists() and not (tmp_path / "p.bin").exists()
         assert list(tmp_path.glob(".cmf-fetch-*")) == []
     finally:
@@ -317,6 +322,12 @@ def test_sync_with_itself_and_unreachable_peer(tmp_path: Path, sites: dict[str, 
             sync(b.url, store=sb)
         with pytest.raises(PeerError, match="cannot reach"):
             sync("http://127.0.0.1:9", store=sb)
+        # a password in the URL (basic auth to a proxy in front) never shows in a message
+        for url in ("http://ops:hunter2@127.0.0.1:9", b.url.replace("://", "://ops:hunter2@"),
+                    "ftp://ops:hunter2@h", "http://ops:hunter2@[::1"):
+            with pytest.raises(CmfError) as failed:
+                sync(url, store=sb)
+            assert "hunter2" not in str(failed.value) and "ops:***@" in str(failed.value)
         # a pipeline neither site has (a typo in the sync step's pipeline=) is named, not
         # "synced" with nothing moved
         record(b, "churn", "s3://b/churn.csv")

@@ -169,6 +169,8 @@ def test_component_functions_check_their_inputs(tmp_path: Path,
     down = f"http://127.0.0.1:{free_port()}"
     summary = run_federated_sync(down, strict=False)
     assert summary["peer"] == down and "Error" in summary["error"]
+    summary = run_federated_sync(down.replace("://", "://ops:hunter2@"), strict=False)
+    assert "hunter2" not in json.dumps(summary) and summary["peer"].startswith("http://ops:***@")
     with pytest.raises(ConfigError, match="CMF_\\* names are reserved"):
         use_cmf_secret(object(), "s", {"token": "CMF_PEER_TOKEN"})
     monkeypatch.setenv("CMF_STORE_URL", f"sqlite:///{tmp_path / 'empty.db'}")
