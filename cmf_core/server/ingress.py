@@ -75,7 +75,8 @@ class LineageIngress:
         root = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root):]
-        batch_route = ROUTES.get(path)
+        # "api/v1/lineage/" is a common endpoint setting of OpenLineage clients: the same route
+        batch_route = ROUTES.get(path[:-1] if path.endswith("/") else path)
         if batch_route is None:
             await self.app(scope, receive, send)
             return

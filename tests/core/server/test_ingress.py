@@ -100,6 +100,9 @@ def test_other_methods_and_routes_go_on_to_fastapi(server: Any) -> None:
         assert r.status_code == 400 and "nodeId" in r.json()["message"]
         assert client.put("/api/v1/lineage", json={}).status_code == 405
         assert client.post("/api/v1/lineage/other", json={}).status_code in (404, 405)
+        # a trailing slash (an OpenLineage client's endpoint "api/v1/lineage/") is the route
+        assert client.post("/api/v1/lineage/", json=airflow_events()[0]).status_code == 201
+        assert client.post("/api/v1/lineage/batch/", json=[]).status_code == 400
         assert client.get("/api/v1/health").json()["status"] == "ok"
 
 
