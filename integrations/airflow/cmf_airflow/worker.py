@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import atexit
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from typing import Any
 
@@ -23,20 +25,30 @@ class Background:
     """
 
     def __init__(self, maxsize: int = 10_000) -> None:
+        self._maxsize = maxsize
+        self._fresh()
+        self._at_exit = False
+        me = weakref.ref(self)  # a forked child starts empty (see _fresh)
+        os.register_at_fork(after_in_child=lambda: (b := me()) is not None and b._fresh())
+
+    def _fresh(self) -> None:
+        """A new queue, lock and no thread: in a forked child (a scheduler's or worker's task
+        process), the parent's queued jobs are the parent's to run (run here too, they would
+        be recorded twice), and a lock the parent's worker held at the fork would never be
+        released."""
         import queue
 
         self._queue: queue.Queue[tuple[Callable[[], Any], threading.Event]] = \
-            queue.Queue(maxsize)
+            queue.Queue(self._maxsize)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
-        self._at_exit = False
 
     def submit(self, job: Callable[[], Any]) -> threading.Event:
         import queue
 
         done = threading.Event()
         with self._lock:
-            if self._thread is None or not self._thread.is_alive():  # first use, or a fork
+            if self._thread is None or not self._thread.is_alive():  # first use
                 self._thread = threading.Thread(target=self._run, name="cmf-recorder",
                                                 daemon=True)
                 self._thread.start()
