@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 import threading
+import weakref
 from collections import Counter
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -84,3 +86,17 @@ def run_bounded(fn: Callable[[], T], timeout: float, where: str) -> T:
     if error:
         raise error[0]
     return result[0]
+
+
+def renew_after_fork(obj: Any, renew: Callable[[Any], None]) -> None:
+    """Call ``renew(obj)`` in every child forked from this process while ``obj`` lives: a
+    background worker's thread does not follow a fork, a lock its thread held then is never
+    released, and jobs queued for the parent are the parent's to run."""
+    ref = weakref.ref(obj)
+
+    def after() -> None:
+        alive = ref()
+        if alive is not None:
+            renew(alive)
+
+    os.register_at_fork(after_in_child=after)

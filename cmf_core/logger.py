@@ -30,7 +30,7 @@ from typing import Any
 from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidInputError
-from cmf_core.guard import exception_text
+from cmf_core.guard import exception_text, renew_after_fork
 from cmf_core.identity import path_digest, remote_digest
 from cmf_core.model import (
     Artifact,
@@ -173,6 +173,12 @@ class _DeferredStarts:
     def __init__(self, store: Store, delay: float) -> None:
         self.store = store
         self.delay = delay
+        self._fresh()
+        renew_after_fork(self, _DeferredStarts._fresh)
+
+    def _fresh(self) -> None:
+        """Nothing due and no thread (again in a forked child: the parent's starts are the
+        parent's to write, and the child's need a thread of their own)."""
         self._due: dict[str, tuple[float, list[Record]]] = {}
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None

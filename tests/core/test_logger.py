@@ -161,6 +161,39 @@ def test_running_execution_visible_before_end(workdir: Path) -> None:
     cmf.close()
 
 
+def _visible(url: str, execution_id: str, timeout: float = 10) -> bool:
+    import time
+
+    deadline = time.monotonic() + timeout
+    with open_store(url, site="reader") as other:
+        while time.monotonic() < deadline:
+            if other.get_execution(execution_id) is not None:
+                return True
+            time.sleep(0.05)
+    return False
+
+
+def test_running_execution_visible_in_a_forked_child(workdir: Path) -> None:
+    """A ``Cmf`` made before a fork (a multiprocessing pool's workers): the child's running
+    execution is written too, though the parent's background thread did not follow."""
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False)
+    first = cmf.create_execution("parent")
+    assert _visible(url, first.id)  # the parent's thread has started
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            ex = cmf.create_execution("child")
+            code = 0 if _visible(url, ex.id) else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    cmf.finalize(execution=first)
+    cmf.close()
+
+
 def test_bad_input_is_named(workdir: Path) -> None:
     cmf = Cmf(pipeline_name="p", store=f"sqlite:///{workdir / 'cmf.db'}", site="hpc",
               measure_energy=False)

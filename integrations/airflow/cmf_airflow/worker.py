@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import atexit
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Any
+
+from cmf_core.guard import renew_after_fork
 
 EXIT_FLUSH_S = 5.0
 """How long a process's exit waits for the jobs still queued (each bounded and spooled by the
@@ -28,8 +28,7 @@ class Background:
         self._maxsize = maxsize
         self._fresh()
         self._at_exit = False
-        me = weakref.ref(self)  # a forked child starts empty (see _fresh)
-        os.register_at_fork(after_in_child=lambda: (b := me()) is not None and b._fresh())
+        renew_after_fork(self, Background._fresh)
 
     def _fresh(self) -> None:
         """A new queue, lock and no thread: in a forked child (a scheduler's or worker's task
