@@ -38,6 +38,7 @@ from pydantic_settings import (
 )
 
 from cmf_core.errors import ConfigError
+from cmf_core.task_values import hide_password
 
 ENV_PREFIX = "CMF_"
 HOME_DIRNAME = ".cmf"
@@ -160,9 +161,11 @@ class Settings(BaseSettings):
             parts = urllib.parse.urlsplit(value)
             parts.port  # noqa: B018 - raises ValueError for a bad port
         except ValueError as e:
-            raise ValueError(f"server URL {value!r} is not a valid URL ({e})") from None
+            raise ValueError(f"server URL {hide_password(value)!r} is not a valid URL ({e})") \
+                from None
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"server URL {value!r} must be http:// or https:// with a host")
+            raise ValueError(f"server URL {hide_password(value)!r} must be http:// or https:// "
+                             "with a host")
         return value
 
     @classmethod

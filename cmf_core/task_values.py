@@ -34,7 +34,7 @@ SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "secrets
                           "privatekey", "signature"})
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 #: the password of a ``scheme://user:password@host`` URL anywhere in a text
-_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/@]+@")
+_URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/]+@")
 
 
 def hide_password(text: str) -> str:

@@ -28,7 +28,6 @@ import logging
 import os
 import threading
 import time
-import urllib.parse
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -37,6 +36,7 @@ from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidEventError, InvalidInputError
 from cmf_core.guard import Timeout, report, run_bounded
 from cmf_core.identity import check_uuid
+from cmf_core.task_values import hide_password
 
 log = logging.getLogger("cmf")
 
@@ -49,19 +49,7 @@ SINK_BACKOFF_S = 30.0
 
 def spool_target(settings: Settings) -> str:
     """Where the events of ``settings`` go: the server URL, else the store URL (no password)."""
-    return _masked(settings.server_url or settings.resolved_store_url)
-
-
-def _masked(url: str) -> str:
-    """``url`` with its password, if any, shown as ``***``."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        if parts.password is None:
-            return url
-        netloc = f"{parts.username or ''}:***@{parts.netloc.rpartition('@')[2]}"
-        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
-    except ValueError:  # not a URL: config validation reports it
-        return url
+    return hide_password(settings.server_url or settings.resolved_store_url)
 
 
 def target_key(target: str) -> str:
@@ -291,7 +279,7 @@ class Emitter:
         a password as ``***``, or with the password)."""
         if (self.spool_dir / "targets" / target).is_file():
             return target
-        return target_key(_masked(target) if "://" in target else target)
+        return target_key(hide_password(target))
 
     def spool_targets(self) -> dict[str, str]:
         """Key -> URL of every target this spool folder has held events for."""

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from cmf_core.errors import ConfigError
 from cmf_core.store.base import Closure, ExecutionFilter, Store
+from cmf_core.task_values import hide_password
 
 if TYPE_CHECKING:
     from cmf_core.config import Settings
@@ -68,7 +69,8 @@ def open_store(url: str | None = None, site: str | None = None,
     factory = _REGISTRY.get(kind)
     if factory is None:
         raise ConfigError(
-            f"unknown store kind {kind!r} in {url!r}; known kinds: {', '.join(sorted(_REGISTRY))}"
+            f"unknown store kind {kind!r} in {hide_password(url)!r}; known kinds: "
+            f"{', '.join(sorted(_REGISTRY))}"
         )
     store = factory(url, site, durability, create)
     if settings is not None and hasattr(store, "companion_enabled"):

@@ -124,11 +124,13 @@ def test_hook_timeout_is_finite_and_bounded(value: str, monkeypatch: pytest.Monk
         load_settings()
 
 
-@pytest.mark.parametrize("value", ["http://[::1", "localhost:8080", "http://h:99999", "ftp://h"])
+@pytest.mark.parametrize("value", ["http://[::1", "localhost:8080", "http://h:99999", "ftp://h",
+                                   "ftp://ops:hunter2@h", "http://ops:hunter2@h:x"])
 def test_server_url_must_be_a_valid_http_url(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("CMF_SERVER_URL", value)
-    with pytest.raises(ConfigError, match=r"server_url: .*server URL"):
+    with pytest.raises(ConfigError, match=r"server_url: .*server URL") as bad:
         load_settings()
+    assert "hunter2" not in str(bad.value)  # a URL's password never shows
     monkeypatch.setenv("CMF_SERVER_URL", "https://cmf.example.com:8443/base")
     assert load_settings().server_url == "https://cmf.example.com:8443/base"
 

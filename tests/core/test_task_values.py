@@ -133,6 +133,7 @@ def test_secrets_are_redacted_at_any_depth() -> None:
 @pytest.mark.parametrize(("text", "shown"), [
     ("postgresql://etl:p%40ss@db:5432/x", "postgresql://etl:***@db:5432/x"),
     ("copy http://ops:a:b@h/x to s3://key:sec@bucket/k", "copy http://ops:***@h/x to s3://key:***@bucket/k"),
+    ("postgresql://etl:p@ss@db/x", "postgresql://etl:***@db/x"),  # "@" in the password
     ("http://ops@h/x", "http://ops@h/x"),  # a user without a password
     ("mailto:a@b.org", "mailto:a@b.org"),
     ("http://h/p?who=u:p@q", "http://h/p?who=u:p@q"),  # not the URL's userinfo

@@ -312,6 +312,8 @@ def test_bad_urls(tmp_path: Path) -> None:
 
     with pytest.raises(ConfigError, match="unknown store kind"):
         open_store("mysql://x/y", site="a")
+    with pytest.raises(ConfigError, match=r"'mysql://ops:\*\*\*@x/y'"):  # no password shown
+        open_store("mysql://ops:hunter2@x/y", site="a")
     with pytest.raises(ConfigError, match="not a URL"):
         open_store("not a url", site="a")
     with pytest.raises(StoreError, match="directory"):
