@@ -355,7 +355,8 @@ class Emitter:
         folder.mkdir(parents=True, exist_ok=True)
         (folder / f"{path.name}.reason").write_text(f"{type(error).__name__}: {error}\n",
                                                     encoding="utf-8", errors="backslashreplace")
-        os.replace(path, folder / path.name)
+        with contextlib.suppress(FileNotFoundError):  # another replay moved it first
+            os.replace(path, folder / path.name)
 
     def close(self, timeout: float = 5.0) -> bool:
         """Release the sink; True if it closed in time. Right after the sink overran (see

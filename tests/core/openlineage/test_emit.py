@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from cmf_core.cli import app
 from cmf_core.config import load_settings
-from cmf_core.errors import InvalidInputError
+from cmf_core.errors import InvalidEventError, InvalidInputError
 from cmf_core.guard import report
 from cmf_core.openlineage.emit import Emitter, Sink, spool_target
 from cmf_core.store import open_store
@@ -128,6 +128,32 @@ def test_torn_spool_files_are_set_aside_not_blocking(tmp_path: Path) -> None:
     assert "unreadable" in (spool / "rejected" / "1-torn.json.reason").read_text()
     with open_store(settings=settings) as s:
         assert s.get_execution(rid) is not None
+
+
+class RacedSink(Sink):
+    """Refuses every event as invalid, after another replaying process (played here by the
+    sink) has already moved the same spool file to rejected/."""
+
+    kind = "raced"
+
+    def __init__(self, spool: Path) -> None:
+        self.spool = spool
+
+    def send(self, event: dict) -> None:
+        for path in self.spool.glob("*.json"):
+            (self.spool / "rejected").mkdir(exist_ok=True)
+            os.replace(path, self.spool / "rejected" / path.name)
+        raise InvalidEventError("refused")
+
+
+def test_a_file_another_replay_rejected_first_is_passed_over(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    Emitter(settings, sink=BrokenSink()).emit(run_event(str(uuid.uuid4())))
+    spool = tmp_path / "spool"
+    (waiting,) = Emitter(settings, sink=BrokenSink()).spooled_files()
+    em = Emitter(settings, sink=RacedSink(spool))
+    assert em.retry_spool() == (0, 0)  # not FileNotFoundError
+    assert [p.name for p in (spool / "rejected").glob("*.json")] == [waiting.name]
 
 
 class RefusingServer(http.server.BaseHTTPRequestHandler):
