@@ -171,8 +171,13 @@ class Emitter:
                      self.sink.kind, self.stuck_until - time.monotonic())
 
     # sending ---------------------------------------------------------------------------------
-    def emit(self, event: Any) -> bool:
-        """Record ``event`` now if possible, else spool it. Never raises."""
+    def emit(self, event: Any, ahead: Path | None = None) -> bool:
+        """Record ``event`` now if possible, else spool it. Never raises.
+
+        ``ahead``: a spool file the caller already wrote with this event (a write-ahead copy,
+        for a process killed before the event is sent). It is deleted once the event is
+        recorded or set aside in ``rejected/``, and it is the spooled copy when the event
+        is spooled (no second one, and none lost if a second write would fail)."""
         try:
             # here, not at import: the OpenLineage client it needs takes half a second to load,
             # which a Cmf that only checks its spool folder (most) must not pay
@@ -183,29 +188,31 @@ class Emitter:
             report("converting an OpenLineage event", e)
             return False
         if time.monotonic() < self.stuck_until:  # the sink just overran: spool, do not wait
-            self.spool(data)
+            self._keep(data, ahead)
             return False
         try:
             run_bounded(lambda: self.sink.send(data), self.settings.hook_timeout_s,
                         f"recording to the {self.sink.kind} sink")
             self.sent += 1
             self._works()
+            if ahead is not None:
+                ahead.unlink(missing_ok=True)
             return True
         except Timeout as e:
             self.back_off()
-            kept = self.spool(data)
+            kept = self._keep(data, ahead)
             report(f"recording to the {self.sink.kind} sink", e,
                    f"the event is spooled for retry, and so are the events of the next "
                    f"{SINK_BACKOFF_S:.0f} s (of any process with this spool folder) without "
                    "waiting" if kept else "")
             return False
         except InvalidEventError as e:
-            kept = self.spool(data, rejected=True)
+            kept = self._keep(data, ahead, rejected=True)
             report("validating an OpenLineage event", e,
                    f"the event is kept in {kept.parent}, not retried" if kept else "")
             return False
         except Exception as e:
-            kept = self.spool(data)
+            kept = self._keep(data, ahead)
             report(f"recording to the {self.sink.kind} sink", e,
                    "the event is spooled for retry" if kept else "")
             return False
@@ -260,6 +267,25 @@ class Emitter:
                 text = f"<not serialisable: {type(e2).__name__}>"
             log.warning("cmf: unspooled event: %s", text)
             return None
+
+    def _keep(self, data: dict[str, Any], ahead: Path | None,
+              rejected: bool = False) -> Path | None:
+        """Spool ``data`` (see :meth:`emit`): the write-ahead copy ``ahead`` when it is still
+        there (made durable now), else a new spool file; one in ``rejected/`` replaces it."""
+        if ahead is not None and not rejected:
+            try:
+                with open(ahead, "rb+") as f:
+                    os.fsync(f.fileno())
+                self.spooled += 1
+                return ahead
+            except FileNotFoundError:  # another process replayed it meanwhile: handled
+                return None
+            except OSError:  # unreadable: a new copy
+                pass
+        kept = self.spool(data, rejected)
+        if kept is not None and ahead is not None:
+            ahead.unlink(missing_ok=True)
+        return kept
 
     def spooled_files(self, from_target: str | None = None) -> list[Path]:
         """Spool files waiting for this emitter's target (oldest first): its own, and those

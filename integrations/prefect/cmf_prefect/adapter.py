@@ -271,10 +271,10 @@ class Recorder:
                     self._settings = load_settings()
         return self._settings
 
-    def _send(self, event: dict[str, Any]) -> bool:
+    def _send(self, event: dict[str, Any], ahead: Path | None = None) -> bool:
         from cmf_core.openlineage.emit import get_emitter
 
-        return get_emitter(self.settings).emit(event)
+        return get_emitter(self.settings).emit(event, ahead)
 
     def emit(self, event: Mapping[str, Any]) -> bool:
         """Record ``event`` (or spool it for retry); never raises. In the background mode,
@@ -324,9 +324,7 @@ class Recorder:
             ahead, event = self._queue.get()
             self._wait_for_quiet()
             try:
-                self._send(event)  # recorded, or spooled by the emitter itself
-                if ahead is not None:
-                    ahead.unlink(missing_ok=True)
+                self._send(event, ahead)  # recorded (ahead deleted), or ahead stays spooled
             except BaseException as e:  # our own worker thread: nothing escapes
                 report("recording a Prefect event", e)
             finally:

@@ -16,7 +16,7 @@ from cmf_core.cli import app
 from cmf_core.config import load_settings
 from cmf_core.errors import InvalidEventError, InvalidInputError
 from cmf_core.guard import report
-from cmf_core.openlineage.emit import Emitter, Sink, spool_target
+from cmf_core.openlineage.emit import Emitter, Sink, spool_target, write_spool_file
 from cmf_core.store import open_store
 
 
@@ -128,6 +128,29 @@ def test_torn_spool_files_are_set_aside_not_blocking(tmp_path: Path) -> None:
     assert "unreadable" in (spool / "rejected" / "1-torn.json.reason").read_text()
     with open_store(settings=settings) as s:
         assert s.get_execution(rid) is not None
+
+
+def test_a_copy_written_ahead_is_the_spooled_copy(tmp_path: Path) -> None:
+    """A caller's write-ahead copy (Prefect's recorder) is deleted once recorded, is the one
+    spooled copy when the sink fails, and moves to rejected/ with a refused event."""
+    settings = load_settings(home=tmp_path, site="a")
+    spool = tmp_path / "spool"
+    events = [run_event(str(uuid.uuid4())) for _ in range(3)]
+    ahead = [write_spool_file(spool, e, spool_target(settings), durable=False) for e in events]
+    assert Emitter(settings, sink=BrokenSink()).emit(events[0], ahead[0]) is False
+    assert sorted(spool.glob("*.json")) == sorted(ahead)  # no second copy
+    refused = Emitter(settings, sink=RacedSink(tmp_path / "elsewhere"))
+    assert refused.emit(events[1], ahead[1]) is False
+    assert sorted(spool.glob("*.json")) == [ahead[0], ahead[2]]
+    assert len(list((spool / "rejected").glob("*.json"))) == 1
+    em = Emitter(settings)
+    assert em.emit(events[2], ahead[2]) is True
+    assert sorted(spool.glob("*.json")) == [ahead[0]]
+    assert em.retry_spool() == (1, 0)
+    em.close()
+    with open_store(settings=settings) as s:
+        assert [s.get_execution(e["run"]["runId"]) is not None for e in events] == [
+            True, False, True]
 
 
 class RacedSink(Sink):

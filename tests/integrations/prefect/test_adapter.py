@@ -293,3 +293,33 @@ def test_roots_home_and_working_directory_are_only_named(tmp_path: Path,
         assert ds is not None and ds.facets == {}, value  # ingest identifies it by its URI
     assert too_broad("/") and too_broad(str(tmp_path)) and not too_broad(str(work / "f"))
     assert path_dataset(work / "f").facets["cmf_artifact"].digest == file_digest(work / "f")
+
+
+def test_an_event_written_ahead_is_not_lost_when_the_spool_cannot_take_a_copy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The recorder's write-ahead copy stays in the spool when the server is down and the
+    emitter could not have written a copy of its own (a full disk, which cannot be made on
+    cue here: the emitter's spool writes are made to fail as a full disk fails them)."""
+    from cmf_prefect.adapter import Recorder
+
+    from cmf_core.config import load_settings
+    from cmf_core.openlineage.emit import Emitter
+    from cmf_core.store import open_store
+    from tests.support.postgres import free_port
+
+    down = f"http://127.0.0.1:{free_port()}"
+    settings = load_settings(home=tmp_path, site="edge", server_url=down)
+    monkeypatch.setattr(Emitter, "spool", lambda self, data, rejected=False: None)
+    recorder = Recorder(settings, background=True)
+    event = run_event(task_ref("01a21ae7-ac47-75d1-9cf5-e37460dee77c", "train", "fl", None),
+                      RunFacts(status="completed", at=1e9), "hooks")
+    assert recorder.emit(event) is True
+    assert recorder.flush(60)
+    assert len(list((tmp_path / "spool").glob("*.json"))) == 1  # the only copy, spooled
+    monkeypatch.undo()
+    local = load_settings(home=tmp_path, site="edge")  # replayed into a working store
+    em = Emitter(local)
+    assert em.retry_spool(from_target=down) == (1, 0)
+    em.close()
+    with open_store(settings=local) as s:
+        assert s.get_execution(event["run"]["runId"]) is not None
