@@ -7,7 +7,9 @@ added: core and uncore are inside the package, and RAM has its own model.
 Counters: ``energy_uj`` counts microjoules and wraps to 0 after ``max_energy_range_uj``, so a
 delta is ``cur - prev`` or, when ``cur < prev``, ``cur + max - prev``. The monitor's sampler
 thread reads the counters at least once a minute (a wrap takes ``max / power``, about 15 minutes
-for 262 kJ at 300 W), so at most one wrap happens between two reads.
+for 262 kJ at 300 W), so at most one wrap happens between two reads. A drop that a wrap
+explains only at more than :data:`MAX_PACKAGE_W` over the time since the last read (plus
+:data:`SLACK_J`) is a reset of the counter (a driver reload): counted from 0, not as a wrap.
 
 Attribution: the task gets ``package_joules x share`` with ``share = task_cpu_s / busy_cpu_s``,
 where ``busy_cpu_s`` is the whole machine's non-idle CPU time (user, nice, system, irq, softirq
@@ -23,6 +25,8 @@ from __future__ import annotations
 
 import os
 import re
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +37,10 @@ POWERCAP = Path("/sys/class/powercap")
 PROC_STAT = Path("/proc/stat")
 _ZONE = re.compile(r"^intel-rapl:\d+$")
 _TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+#: more than any CPU package draws (the largest server parts peak well under 1 kW)
+MAX_PACKAGE_W = 2000.0
+#: energy a wrap may add beyond MAX_PACKAGE_W x interval (reads late by scheduling)
+SLACK_J = 1000.0
 
 
 @dataclass(slots=True)
@@ -41,8 +49,10 @@ class _Zone:
     counter: Path
     max_uj: int
     last_uj: int
+    read_at: float
     joules: float = 0.0
     wraps: int = 0
+    resets: int = 0
 
 
 def _read_int(path: Path) -> int:
@@ -60,7 +70,9 @@ def _read_int(path: Path) -> int:
 class RaplReader:
     """Accumulates joules of every package zone, handling wrap-around."""
 
-    def __init__(self, root: Path = POWERCAP) -> None:
+    def __init__(self, root: Path = POWERCAP,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.clock = clock
         if not root.is_dir():
             raise MeterUnavailable(f"no RAPL: {root} does not exist (no powercap on this system)")
         self.zones: list[_Zone] = []
@@ -75,7 +87,8 @@ class RaplReader:
                 counter = zone / "energy_uj"
                 first = _read_int(counter)
                 self.zones.append(
-                    _Zone(name, counter, _read_int(zone / "max_energy_range_uj"), first)
+                    _Zone(name, counter, _read_int(zone / "max_energy_range_uj"), first,
+                          clock())
                 )
         if not self.zones:
             raise MeterUnavailable(f"no RAPL package zone (intel-rapl:N named package-*) in {root}")
@@ -83,15 +96,18 @@ class RaplReader:
     def read(self) -> float:
         """Joules consumed by all packages since this reader was opened."""
         for z in self.zones:
-            cur = _read_int(z.counter)
+            cur, now = _read_int(z.counter), self.clock()
+            wrapped = cur + z.max_uj - z.last_uj
             if cur >= z.last_uj:
                 delta = cur - z.last_uj
-            elif z.last_uj > z.max_uj:  # no wrap gives this drop: a reset; count from 0
-                delta = cur
+            elif (z.last_uj > z.max_uj  # no wrap gives this drop, or only an impossible power
+                  or wrapped / 1e6 > MAX_PACKAGE_W * (now - z.read_at) + SLACK_J):
+                delta = cur  # a reset: count from 0
+                z.resets += 1
             else:
-                delta = cur + z.max_uj - z.last_uj
+                delta = wrapped
                 z.wraps += 1
-            z.last_uj = cur
+            z.last_uj, z.read_at = cur, now
             z.joules += delta / 1e6
         return sum(z.joules for z in self.zones)
 
@@ -145,5 +161,6 @@ class RaplMeter(Meter):
                 "cpu_time_s": task,
                 "zones": [z.name for z in self.reader.zones],
                 "wraps": sum(z.wraps for z in self.reader.zones),
+                "resets": sum(z.resets for z in self.reader.zones),
             },
         )

@@ -161,3 +161,24 @@ def test_a_drop_that_a_wrap_cannot_explain_is_a_reset_never_negative_energy(
     _write(pkg / "energy_uj", 300_000)
     assert reader.read() == pytest.approx(0.3)
     assert reader.zones[0].wraps == 0
+
+
+def test_a_drop_that_only_an_impossible_power_could_wrap_is_a_reset(tmp_path: Path) -> None:
+    """A real-sized counter (262 kJ range) read once a second: a drop from 100 kJ to 5 J would
+    be a wrap only at 162 kW, so it is a reset (a driver reload); from 100 J below the top to
+    50 J it is a wrap (150 W)."""
+    real_max = 262_143_328_850
+    now = [0.0]
+
+    def clock() -> float:
+        now[0] += 1.0
+        return now[0]
+
+    for n, (first, then, joules, resets, wraps) in enumerate([
+            (100_000_000_000, 5_000_000, 5.0, 1, 0),
+            (real_max - 100_000_000, 50_000_000, 150.0, 0, 1)]):
+        pkg = _zone(tmp_path / str(n), 0, "package-0", first, max_uj=real_max)
+        reader = RaplReader(tmp_path / str(n), clock=clock)
+        _write(pkg / "energy_uj", then)
+        assert reader.read() == pytest.approx(joules)
+        assert (reader.zones[0].resets, reader.zones[0].wraps) == (resets, wraps)
