@@ -130,6 +130,15 @@ def check_time(value: Any, what: str) -> float:
 MAX_NAME = 512  # characters in a name, site or URI (they are indexed)
 
 
+def whole_number(value: Any, name: str, least: int, hint: str = "") -> int:
+    """``value`` as an ``int`` (NumPy's integers too) if it is a whole number >= ``least``;
+    else an :class:`InvalidInputError` naming ``name`` (``hint`` added in brackets)."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < least:
+        raise InvalidInputError(f"{name}={value!r} must be a whole number >= {least}"
+                                + (f" ({hint})" if hint else ""))
+    return int(value)
+
+
 def check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")

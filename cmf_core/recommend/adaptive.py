@@ -59,6 +59,7 @@ from typing import Any
 import numpy as np
 
 from cmf_core.errors import InvalidInputError
+from cmf_core.model._base import whole_number
 from cmf_core.recommend.recommender import Scenarios, optuna_params, prefix_reason
 from cmf_core.recommend.space import (
     config_key,
@@ -303,9 +304,7 @@ class AdaptiveSeeder:
     def __init__(self, scenarios: Scenarios, k: int, beta: float = BETA,
                  covered_weight: float = COVERED_WEIGHT, sigma: float = SIGMA,
                  refine_after: int = REFINE_AFTER) -> None:
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
-            raise InvalidInputError(f"k={k!r} must be a whole number >= 0")
-        k = int(k)  # numpy's int64 too
+        k = whole_number(k, "k", 0)
         for knob, value in (("beta", beta), ("covered_weight", covered_weight),
                             ("sigma", sigma)):
             if isinstance(value, bool) or not isinstance(value, (int, float, np.number)):
@@ -317,10 +316,7 @@ class AdaptiveSeeder:
                                     "compare scores with past tasks)")
         if not 0.0 <= covered_weight <= 1.0:
             raise InvalidInputError(f"covered_weight={covered_weight!r} must be in [0, 1]")
-        if isinstance(refine_after, bool) or not isinstance(refine_after, int) \
-                or refine_after < 0:
-            raise InvalidInputError(f"refine_after={refine_after!r} must be a whole number >= 0 "
-                                    "(0: no local steps)")
+        refine_after = whole_number(refine_after, "refine_after", 0, "0: no local steps")
         self.scenarios = scenarios
         self.k = k
         self.beta = float(beta)

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from cmf_core.errors import CmfError, InvalidInputError
+from cmf_core.model._base import whole_number
 from cmf_core.recommend.graph import DEFAULT_THRESHOLD, KnowledgeGraph, SimilarityMetric
 from cmf_core.recommend.knowledge import KnowledgeBase, ScoreTable, from_store, shipped
 from cmf_core.recommend.space import (
@@ -423,9 +424,7 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                knowledge: KnowledgeBase | None, include_shipped: bool,
                threshold: float | None, metric: SimilarityMetric | None,
                started: float, use_meta_model: bool = True) -> Recommendation:
-    if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InvalidInputError(f"k={k!r} must be a whole number >= 1")
-    k = int(k)  # numpy's int64 too
+    k = whole_number(k, "k", 1)
     if threshold is not None and not (isinstance(threshold, (int, float))
                                       and not isinstance(threshold, bool)
                                       and 0.0 <= threshold <= 1.0):  # NaN fails this too

@@ -40,6 +40,7 @@ import numpy as np
 
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
+from cmf_core.model._base import whole_number
 
 SCHEMA_VERSION = 1
 DEFAULT_GROUPS: tuple[str, ...] = ("simple", "statistical", "info")
@@ -437,8 +438,7 @@ def describe_arrays(X: Any, y: Any = None, *, category: Category | str,
     raw["frac_missing"] = float(missing.mean())
     mf["frac_missing"] = math.sqrt(raw["frac_missing"])
 
-    if isinstance(max_rows, bool) or not isinstance(max_rows, (int, np.integer)) or max_rows < 2:
-        raise InvalidInputError(f"max_rows={max_rows!r} must be a whole number >= 2")
+    max_rows = whole_number(max_rows, "max_rows", 2)
     rng = np.random.default_rng(seed)
     idx = np.sort(rng.choice(n, max_rows, replace=False)) if n > max_rows else np.arange(n)
     Xs = Xa[idx]

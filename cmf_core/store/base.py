@@ -36,7 +36,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
-from cmf_core.errors import CmfError, InvalidInputError, StoreError
+from cmf_core.errors import CmfError, StoreError
 from cmf_core.model import (
     Artifact,
     ArtifactLocation,
@@ -49,6 +49,7 @@ from cmf_core.model import (
     Record,
     Stage,
 )
+from cmf_core.model._base import whole_number
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,9 +113,8 @@ backends' ``_among``)."""
 
 
 def _check_page(limit: int, offset: int) -> None:
-    for name, value, least in (("limit", limit, 1), ("offset", offset, 0)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < least:
-            raise InvalidInputError(f"{name}={value!r} must be a whole number >= {least}")
+    whole_number(limit, "limit", 1)
+    whole_number(offset, "offset", 0)
 
 
 class Store(abc.ABC):

@@ -508,3 +508,10 @@ def test_refine_after_must_be_a_whole_number(bad: Any) -> None:
     state = AdaptiveSeeder(scen, 3).to_dict()
     with pytest.raises(CmfError, match=r"refine_after=.* is not a whole number >= 0"):
         AdaptiveSeeder.from_dict({**state, "refine_after": bad})
+
+
+def test_refine_after_may_be_a_numpy_integer() -> None:
+    """A number computed with NumPy is a whole number (k already took one; refine_after
+    refused it)."""
+    scen, _ = _local_case()
+    assert AdaptiveSeeder(scen, np.int64(3), refine_after=np.int64(2)).refine_after == 2
