@@ -138,6 +138,17 @@ def test_export_refuses_existing_file_unless_forced(exported: tuple[Path, Store]
     assert not list(path.parent.glob("*.part"))
 
 
+def test_export_never_replaces_the_store_it_reads(cmf_source: str) -> None:
+    """--force onto the CMF store's own file would replace the store with the export."""
+    source = open_store(cmf_source, site="hpc")
+    own = Path(cmf_source.removeprefix("sqlite:///"))
+    with pytest.raises(CmfError, match="is the CMF store being exported; give another path"):
+        export_mlmd(source, own, ["churn"], force=True)
+    source.close()
+    with open_store(cmf_source, site="hpc") as again:
+        assert sorted(p.name for p in again.list_pipelines()) == ["churn", "other"]
+
+
 def test_export_unknown_pipeline(cmf_source: str, tmp_path: Path) -> None:
     source = open_store(cmf_source, site="hpc")
     with pytest.raises(NotFoundError, match="'nope' not in the store; it holds: churn, other"):
