@@ -265,7 +265,11 @@ class _Mapper:
 
     # executions ------------------------------------------------------------------------------
     def map_execution(self, node: Node) -> Execution | None:
-        ctx_ids = self.snap.associations.get(node.id, [])
+        associated = self.snap.associations.get(node.id, [])
+        ctx_ids = [c for c in associated if c in self.snap.contexts]
+        if len(ctx_ids) < len(associated):
+            self.plan.skipped["association to a missing context"] += len(associated) - len(
+                ctx_ids)
         pipeline = stage = None
         run: Node | None = None
         for c in ctx_ids:

@@ -201,3 +201,15 @@ def test_corrupt_file_is_refused_and_nothing_stored(
     with pytest.raises(CmfError, match=r"corrupt"):
         import_mlmd(store, path)
     assert store.list_pipelines() == [] and store.list_executions() == []
+
+
+def test_association_to_a_missing_context_is_skipped(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """MLMD's SQLite tables have no foreign keys: a context may be gone, its rows not."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute("INSERT INTO Association (context_id, execution_id) "
+                  "SELECT 999, MIN(id) FROM Execution")
+    report = import_mlmd(store, path)
+    assert report.counts["executions"] == 3
+    assert report.skipped == {"association to a missing context": 1}
