@@ -262,6 +262,9 @@ def read_snapshot(source: str | os.PathLike[str]) -> Snapshot:
                 "corrupt or not an MLMD store"
             ) from None
         raise StoreError(f"cannot read the MLMD database {label}: {reason}") from None
+    except (TypeError, ValueError) as e:  # a column holding what ml-metadata never writes
+        raise InvalidInputError(f"{label} holds a value of the wrong type ({e}); the store is "
+                                "corrupt or was not written by ml-metadata") from None
     finally:
         engine.dispose()
 

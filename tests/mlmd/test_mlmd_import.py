@@ -213,3 +213,20 @@ def test_association_to_a_missing_context_is_skipped(
     report = import_mlmd(store, path)
     assert report.counts["executions"] == 3
     assert report.skipped == {"association to a missing context": 1}
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE Execution SET create_time_since_epoch = 'yesterday'",
+    "UPDATE ExecutionProperty SET int_value = 'x' WHERE name = 'Context_ID'",
+    "UPDATE EventPath SET is_index_step = 1, step_index = NULL",
+])
+def test_wrongly_typed_column_is_refused_and_nothing_stored(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]], sql: str) -> None:
+    """SQLite keeps any value in any column: one MLMD never writes is a clear error."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute(sql)
+    with pytest.raises(CmfError, match=r"holds a value of the wrong type \(.+\); the store is "
+                                       r"corrupt"):
+        import_mlmd(store, path)
+    assert store.list_pipelines() == []
