@@ -256,6 +256,9 @@ def read_snapshot(source: str | os.PathLike[str]) -> Snapshot:
             return _read(conn, label)
     except sa.exc.DBAPIError as e:
         reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
+        if isinstance(e.orig, sqlite3.OperationalError) and "locked" in reason:
+            raise StoreError(f"MLMD store {label} is locked by another process (a pipeline "
+                             "still logging to it?); import again once it is done") from None
         if isinstance(e.orig, sqlite3.DatabaseError):
             raise InvalidInputError(
                 f"{label} cannot be read as an MLMD SQLite store ({reason}); the file is "

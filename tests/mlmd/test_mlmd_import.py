@@ -230,3 +230,19 @@ def test_wrongly_typed_column_is_refused_and_nothing_stored(
                                        r"corrupt"):
         import_mlmd(store, path)
     assert store.list_pipelines() == []
+
+
+def test_locked_file_is_not_called_corrupt(
+        sqlite_store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """cmflib may still be writing the file: say it is locked, not that it is corrupt."""
+    path, _ = cmflib_mlmd
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(CmfError, match=r"is locked by another process") as err:
+            import_mlmd(sqlite_store, path)
+        assert "corrupt" not in str(err.value)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert sqlite_store.list_pipelines() == []
