@@ -180,7 +180,8 @@ class _Mapper:
         self.cmflib = CMFLIB_PIPELINE in types
         self.kfp = KFP_PIPELINE in types or KFP_RUN in types
         shapes = [n for n, on in (("cmflib", self.cmflib), ("kfp", self.kfp)) if on]
-        self.plan = ImportPlan(snap.source, snap.schema_version, "+".join(shapes) or "mlmd")
+        self.plan = ImportPlan(snap.source, snap.schema_version, "+".join(shapes) or "mlmd",
+                               notes=list(snap.notes))
         ctx = snap.contexts
         self.pipeline_ctx = {i: c.name or "" for i, c in ctx.items()
                              if c.type in PIPELINE_CONTEXT_TYPES and c.name}

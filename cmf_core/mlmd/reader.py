@@ -99,9 +99,24 @@ class Snapshot:
     """artifact id -> ids of its contexts"""
     parents: dict[int, list[int]] = field(default_factory=dict)
     """context id -> ids of its parent contexts"""
+    notes: list[str] = field(default_factory=list)
 
     def context_types(self) -> set[str]:
         return {c.type for c in self.contexts.values()}
+
+
+class _Utf8:
+    """sqlite3 text factory: UTF-8, with U+FFFD for bytes that are not (counted in ``bad``)."""
+
+    def __init__(self) -> None:
+        self.bad = 0
+
+    def __call__(self, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.bad += 1
+            return data.decode("utf-8", "replace")
 
 
 def _sqlite_engine(path: Path, label: str) -> sa.Engine:
@@ -253,7 +268,15 @@ def read_snapshot(source: str | os.PathLike[str]) -> Snapshot:
     engine, label = open_engine(source)
     try:
         with engine.connect() as conn:
-            return _read(conn, label)
+            text = _Utf8()
+            raw = conn.connection.dbapi_connection
+            if isinstance(raw, sqlite3.Connection):
+                raw.text_factory = text
+            snap = _read(conn, label)
+            if text.bad:
+                snap.notes.append(f"{text.bad} text value(s) are not valid UTF-8; their bad "
+                                  "bytes were read as U+FFFD")
+            return snap
     except sa.exc.DBAPIError as e:
         reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
         if isinstance(e.orig, sqlite3.OperationalError) and "locked" in reason:

@@ -246,3 +246,17 @@ def test_locked_file_is_not_called_corrupt(
         writer.execute("ROLLBACK")
         writer.close()
     assert sqlite_store.list_pipelines() == []
+
+
+def test_text_that_is_not_utf8_is_read_with_replacement(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """One bad byte in a property must not make the whole file unreadable."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE ExecutionProperty SET string_value = CAST(X'FF61' AS TEXT) "
+                  "WHERE name = 'Execution'")
+    report = import_mlmd(store, path)
+    assert report.counts["executions"] == 3
+    assert report.notes == ["3 text value(s) are not valid UTF-8; their bad bytes were read "
+                            "as U+FFFD"]
+    assert {e.properties["Execution"] for e in store.list_executions()} == {"\ufffda"}
