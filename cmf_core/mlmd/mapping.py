@@ -31,15 +31,16 @@ nothing).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from cmf_core import jsonutil
-from cmf_core.errors import CmfError
+from cmf_core.errors import CmfError, InvalidInputError
 from cmf_core.identity import NAMESPACE, check_digest, kfp_task_id, remote_digest
 from cmf_core.mlmd.reader import EVENT_TYPES, EXECUTION_STATES, Node, Snapshot
 from cmf_core.model import (
@@ -457,15 +458,28 @@ class _Mapper:
         return out
 
     # all -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _about(self, kind: str, node: Node) -> Iterator[None]:
+        """Name the MLMD record in a value error raised while mapping it."""
+        try:
+            yield
+        except InvalidInputError as e:
+            what = f"{node.type} {node.name!r}" if node.name else node.type
+            raise InvalidInputError(f"{self.snap.source}: MLMD {kind} {node.id} ({what}): "
+                                    f"{e}") from None
+
     def run(self) -> ImportPlan:
         snap = self.snap
         for cid, c in sorted(snap.contexts.items()):
             if cid in self.pipeline_ctx:
-                self.add_pipeline(self.pipeline_ctx[cid], c, 0.0)
+                with self._about("context", c):
+                    self.add_pipeline(self.pipeline_ctx[cid], c, 0.0)
         for cid, (pipeline, stage) in sorted(self.stage_ctx.items()):
-            self.add_stage(pipeline, stage, snap.contexts[cid], 0.0)
+            with self._about("context", snap.contexts[cid]):
+                self.add_stage(pipeline, stage, snap.contexts[cid], 0.0)
         for _, node in sorted(snap.executions.items()):
-            self.map_execution(node)
+            with self._about("execution", node):
+                self.map_execution(node)
 
         keys: dict[int, list[str]] = {}
         for ev in snap.events:
@@ -483,7 +497,8 @@ class _Mapper:
             if CMF_METRICS in node.custom_properties:
                 carriers.add(aid)
                 continue
-            art, locs = self.map_artifact(node, keys.get(aid, []))
+            with self._about("artifact", node):
+                art, locs = self.map_artifact(node, keys.get(aid, []))
             digest_of[aid] = art.id
             artifacts.setdefault(art.id, art)
             for loc in locs:

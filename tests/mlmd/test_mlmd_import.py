@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import uuid
 from pathlib import Path
@@ -260,3 +261,19 @@ def test_text_that_is_not_utf8_is_read_with_replacement(
     assert report.notes == ["3 text value(s) are not valid UTF-8; their bad bytes were read "
                             "as U+FFFD"]
     assert {e.properties["Execution"] for e in store.list_executions()} == {"\ufffda"}
+
+
+@pytest.mark.parametrize(("sql", "record"), [
+    ("UPDATE Execution SET create_time_since_epoch = -5 WHERE id = 2",
+     r"MLMD execution 2 \(Featurize\): started_at -0.005 is not a time"),
+    ("UPDATE Artifact SET uri = printf('%.600c', 'x') WHERE id = 1",
+     r"MLMD artifact 1 \(Environment '.+'\): artifact uri 'x+'... is longer than 512"),
+])
+def test_value_error_names_the_mlmd_record(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]], sql: str, record: str) -> None:
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute(sql)
+    with pytest.raises(CmfError, match=rf"^{re.escape(str(path))}: {record}"):
+        import_mlmd(store, path)
+    assert store.list_pipelines() == []
