@@ -37,7 +37,7 @@ import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cmf_core import jsonutil
 from cmf_core.errors import CmfError, InvalidInputError
@@ -56,6 +56,7 @@ from cmf_core.model import (
     Record,
     Stage,
 )
+from cmf_core.model._base import check_name
 
 # cmflib (cmflib/metadata_helper.py)
 CMFLIB_PIPELINE = "Parent_Context"
@@ -139,6 +140,16 @@ def _record_of(node: Node) -> dict[str, Any] | None:
     except ValueError:
         return None
     return data if isinstance(data, dict) else None
+
+
+R = TypeVar("R", Pipeline, Stage, Execution)
+
+
+def _build(cls: type[R], rec: dict[str, Any]) -> R:
+    """``cls(**rec)``, checking ``site`` first: these models leave it to the store, whose
+    NOT NULL would refuse the whole import's write after the import has reported success."""
+    check_name(rec.get("site"), "site")
+    return cls(**rec)
 
 
 def _origin(node: Node, **extra: Any) -> dict[str, Any]:
@@ -233,7 +244,7 @@ class _Mapper:
         rec = _record_of(node) if node is not None else None
         if rec is not None:
             try:
-                self.pipelines[name] = Pipeline(**rec)
+                self.pipelines[name] = _build(Pipeline, rec)
                 return
             except (CmfError, TypeError):
                 self.plan.notes.append(f"pipeline {name!r}: its cmf.record is unreadable; "
@@ -252,7 +263,7 @@ class _Mapper:
         rec = _record_of(node) if node is not None else None
         if rec is not None:
             try:
-                self.stages[key] = Stage(**rec)
+                self.stages[key] = _build(Stage, rec)
                 return
             except (CmfError, TypeError):
                 self.plan.notes.append(f"stage {pipeline}/{name}: its cmf.record is "
@@ -304,7 +315,7 @@ class _Mapper:
         rec = _record_of(node)
         if rec is not None:
             try:
-                ex = Execution(**rec)
+                ex = _build(Execution, rec)
                 self._register(ex, node)
                 return ex
             except (CmfError, TypeError):

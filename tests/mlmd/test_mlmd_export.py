@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -93,6 +94,21 @@ def test_round_trip_preserves_every_record(exported: tuple[Path, Store],
     assert [p.name for p in target.list_pipelines()] == ["churn"]  # only what was exported
     model = source.find_artifacts(type="Model")[0]
     assert target.upstream(model.id) == source.upstream(model.id)
+
+
+def test_cmf_record_without_site_is_mapped_from_mlmd(exported: tuple[Path, Store],
+                                                   tmp_path: Path) -> None:
+    """A cmf.record the store would refuse must not be written (and then dropped)."""
+    path, _ = exported
+    with sqlite3.connect(path) as c:
+        for table in ("ContextProperty", "ExecutionProperty"):
+            c.execute(f"UPDATE {table} SET string_value = json_set(string_value, '$.site', "
+                      "json('null')) WHERE name = 'cmf.record'")
+    with open_store(f"sqlite:///{tmp_path / 'target.db'}", site="here") as target:
+        report = import_mlmd(target, path)
+        assert any("pipeline 'churn': its cmf.record is unreadable" in n for n in report.notes)
+        assert [(p.name, p.site) for p in target.list_pipelines()] == [("churn", "here")]
+        assert {e.site for e in target.list_executions()} == {"here"}
 
 
 def test_round_trip_into_postgresql(exported: tuple[Path, Store], store: Store) -> None:
