@@ -249,6 +249,15 @@ def _schema_version(conn: sa.Connection, tables: _Tables, label: str) -> int:
     return version
 
 
+def _text(value: Any) -> str | None:
+    """The value of a text column; a BLOB stored in it is read as UTF-8 (U+FFFD for bad bytes)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"text expected, got {type(value).__name__} {value!r:.40}")
+
+
 def _read_properties(conn: sa.Connection, tables: _Tables, logical: str, key: str,
                      nodes: dict[int, Node]) -> None:
     stmt = tables.select(logical, (key, "name", "is_custom_property", *_VALUE_COLUMNS))
@@ -260,7 +269,7 @@ def _read_properties(conn: sa.Connection, tables: _Tables, logical: str, key: st
         if value is None:
             continue
         target = node.custom_properties if row[2] else node.properties
-        target[row[1]] = value
+        target[_text(row[1])] = value
 
 
 def read_snapshot(source: str | os.PathLike[str]) -> Snapshot:
@@ -299,7 +308,7 @@ def _read(conn: sa.Connection, label: str) -> Snapshot:
     tables = _Tables(conn, label)
     snap = Snapshot(source=label, schema_version=_schema_version(conn, tables, label))
     types: dict[int, tuple[str, int]] = {
-        int(r[0]): (r[1], int(r[2]))
+        int(r[0]): (_text(r[1]), int(r[2]))
         for r in conn.execute(tables.select("Type", ("id", "name", "type_kind")))
     }
 
@@ -314,16 +323,16 @@ def _read(conn: sa.Connection, label: str) -> Snapshot:
 
     times = ("create_time_since_epoch", "last_update_time_since_epoch")
     for r in conn.execute(tables.select("Context", ("id", "type_id", "name", *times))):
-        snap.contexts[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 2), r[2],
+        snap.contexts[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 2), _text(r[2]),
                                         int(r[3] or 0), int(r[4] or 0))
     stmt = tables.select("Execution", ("id", "type_id", "name", *times, "last_known_state"))
     for r in conn.execute(stmt):
-        snap.executions[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 0), r[2],
+        snap.executions[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 0), _text(r[2]),
                                           int(r[3] or 0), int(r[4] or 0), state=r[5])
     stmt = tables.select("Artifact", ("id", "type_id", "name", *times, "uri", "state"))
     for r in conn.execute(stmt):
-        snap.artifacts[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 1), r[2],
-                                         int(r[3] or 0), int(r[4] or 0), uri=r[5] or "",
+        snap.artifacts[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 1), _text(r[2]),
+                                         int(r[3] or 0), int(r[4] or 0), uri=_text(r[5]) or "",
                                          state=r[6])
     _read_properties(conn, tables, "ContextProperty", "context_id", snap.contexts)
     _read_properties(conn, tables, "ExecutionProperty", "execution_id", snap.executions)
@@ -334,7 +343,7 @@ def _read(conn: sa.Connection, label: str) -> Snapshot:
         stmt = tables.select("EventPath", ("event_id", "is_index_step", "step_index",
                                            "step_key"))
         for order, r in enumerate(conn.execute(stmt)):
-            step = int(r[2]) if r[1] else (r[3] or "")
+            step = int(r[2]) if r[1] else (_text(r[3]) or "")
             paths[int(r[0])].append((order, step))
     stmt = tables.select("Event", ("id", "artifact_id", "execution_id", "type",
                                    "milliseconds_since_epoch"))

@@ -277,3 +277,16 @@ def test_value_error_names_the_mlmd_record(
     with pytest.raises(CmfError, match=rf"^{re.escape(str(path))}: {record}"):
         import_mlmd(store, path)
     assert store.list_pipelines() == []
+
+
+def test_text_stored_as_blob_is_read_as_text(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """SQLite keeps a BLOB in a VARCHAR column; names and URIs are read as text all the same."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE Context SET name = CAST(name AS BLOB)")
+        c.execute("UPDATE Artifact SET uri = CAST(uri AS BLOB), name = CAST(name AS BLOB)")
+    report = import_mlmd(store, path)
+    assert report.pipelines == ["churn"] and report.counts["executions"] == 3
+    assert sorted(s.name for s in store.list_stages("churn")) == ["featurize", "prepare",
+                                                                  "train"]
