@@ -89,6 +89,8 @@ PIPELINE_CONTEXT_TYPES = (CMFLIB_PIPELINE, KFP_PIPELINE, TFX_PIPELINE)
 CMF_RECORD = "cmf.record"
 CMF_METRICS = "cmf.metrics"
 CMF_PREFIX = "cmf."
+CMF_CARRIERS = frozenset({CMF_RECORD, CMF_METRICS})
+"""The custom properties export writes for import; other ``cmf.*`` keys are the user's."""
 
 _STATES: dict[int, ExecutionStatus] = {
     0: ExecutionStatus.COMPLETED,  # UNKNOWN: cmflib never sets a state; it logs finished work
@@ -153,7 +155,7 @@ def _build(cls: type[R], rec: dict[str, Any]) -> R:
 
 
 def _origin(node: Node, **extra: Any) -> dict[str, Any]:
-    out = {k: v for k, v in node.custom_properties.items() if not k.startswith(CMF_PREFIX)}
+    out = {k: v for k, v in node.custom_properties.items() if k not in CMF_CARRIERS}
     out["mlmd_id"] = node.id
     out["mlmd_type"] = node.type
     for key, value in extra.items():
@@ -345,7 +347,7 @@ class _Mapper:
         elif any(c in self.stage_ctx and self.snap.contexts[c].type == CMFLIB_STAGE
                  for c in ctx_ids):
             params = {k: v for k, v in custom.items()
-                      if k not in CMFLIB_BOOKKEEPING and not k.startswith(CMF_PREFIX)}
+                      if k not in CMFLIB_BOOKKEEPING and k not in CMF_CARRIERS}
         others = [f"{self.snap.contexts[c].type}:{self.snap.contexts[c].name}" for c in ctx_ids
                   if c not in self.stage_ctx and c not in self.pipeline_ctx]
         if others:

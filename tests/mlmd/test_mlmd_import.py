@@ -290,3 +290,20 @@ def test_text_stored_as_blob_is_read_as_text(
     assert report.pipelines == ["churn"] and report.counts["executions"] == 3
     assert sorted(s.name for s in store.list_stages("churn")) == ["featurize", "prepare",
                                                                   "train"]
+
+
+def test_user_properties_named_cmf_dot_are_kept(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """Only cmf.record / cmf.metrics are export's own; a user's 'cmf.run' is data."""
+    path, built = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute("INSERT INTO ExecutionProperty (execution_id, name, is_custom_property, "
+                  "string_value) VALUES (?, 'cmf.run', 1, 'r7')", (built["train"].id,))
+        c.execute("INSERT INTO ContextProperty (context_id, name, is_custom_property, "
+                  "string_value) SELECT id, 'cmf.owner', 1, 'ana' FROM Context "
+                  "WHERE name = 'churn'")
+    import_mlmd(store, path)
+    train = _by_stage(store, "churn")["train"]
+    assert train.params["cmf.run"] == "r7" and train.custom_properties["cmf.run"] == "r7"
+    pipeline = store.get_pipeline("churn")
+    assert pipeline is not None and pipeline.custom_properties["cmf.owner"] == "ana"
