@@ -31,15 +31,16 @@ nothing).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import uuid
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from cmf_core import jsonutil
-from cmf_core.errors import CmfError
+from cmf_core.errors import CmfError, InvalidInputError
 from cmf_core.identity import NAMESPACE, check_digest, kfp_task_id, remote_digest
 from cmf_core.mlmd.reader import EVENT_TYPES, EXECUTION_STATES, Node, Snapshot
 from cmf_core.model import (
@@ -55,6 +56,7 @@ from cmf_core.model import (
     Record,
     Stage,
 )
+from cmf_core.model._base import check_name
 
 # cmflib (cmflib/metadata_helper.py)
 CMFLIB_PIPELINE = "Parent_Context"
@@ -87,6 +89,8 @@ PIPELINE_CONTEXT_TYPES = (CMFLIB_PIPELINE, KFP_PIPELINE, TFX_PIPELINE)
 CMF_RECORD = "cmf.record"
 CMF_METRICS = "cmf.metrics"
 CMF_PREFIX = "cmf."
+CMF_CARRIERS = frozenset({CMF_RECORD, CMF_METRICS})
+"""The custom properties export writes for import; other ``cmf.*`` keys are the user's."""
 
 _STATES: dict[int, ExecutionStatus] = {
     0: ExecutionStatus.COMPLETED,  # UNKNOWN: cmflib never sets a state; it logs finished work
@@ -140,8 +144,18 @@ def _record_of(node: Node) -> dict[str, Any] | None:
     return data if isinstance(data, dict) else None
 
 
+R = TypeVar("R", Pipeline, Stage, Execution)
+
+
+def _build(cls: type[R], rec: dict[str, Any]) -> R:
+    """``cls(**rec)``, checking ``site`` first: these models leave it to the store, whose
+    NOT NULL would refuse the whole import's write after the import has reported success."""
+    check_name(rec.get("site"), "site")
+    return cls(**rec)
+
+
 def _origin(node: Node, **extra: Any) -> dict[str, Any]:
-    out = {k: v for k, v in node.custom_properties.items() if not k.startswith(CMF_PREFIX)}
+    out = {k: v for k, v in node.custom_properties.items() if k not in CMF_CARRIERS}
     out["mlmd_id"] = node.id
     out["mlmd_type"] = node.type
     for key, value in extra.items():
@@ -180,7 +194,8 @@ class _Mapper:
         self.cmflib = CMFLIB_PIPELINE in types
         self.kfp = KFP_PIPELINE in types or KFP_RUN in types
         shapes = [n for n, on in (("cmflib", self.cmflib), ("kfp", self.kfp)) if on]
-        self.plan = ImportPlan(snap.source, snap.schema_version, "+".join(shapes) or "mlmd")
+        self.plan = ImportPlan(snap.source, snap.schema_version, "+".join(shapes) or "mlmd",
+                               notes=list(snap.notes))
         ctx = snap.contexts
         self.pipeline_ctx = {i: c.name or "" for i, c in ctx.items()
                              if c.type in PIPELINE_CONTEXT_TYPES and c.name}
@@ -231,7 +246,7 @@ class _Mapper:
         rec = _record_of(node) if node is not None else None
         if rec is not None:
             try:
-                self.pipelines[name] = Pipeline(**rec)
+                self.pipelines[name] = _build(Pipeline, rec)
                 return
             except (CmfError, TypeError):
                 self.plan.notes.append(f"pipeline {name!r}: its cmf.record is unreadable; "
@@ -250,7 +265,7 @@ class _Mapper:
         rec = _record_of(node) if node is not None else None
         if rec is not None:
             try:
-                self.stages[key] = Stage(**rec)
+                self.stages[key] = _build(Stage, rec)
                 return
             except (CmfError, TypeError):
                 self.plan.notes.append(f"stage {pipeline}/{name}: its cmf.record is "
@@ -265,7 +280,11 @@ class _Mapper:
 
     # executions ------------------------------------------------------------------------------
     def map_execution(self, node: Node) -> Execution | None:
-        ctx_ids = self.snap.associations.get(node.id, [])
+        associated = self.snap.associations.get(node.id, [])
+        ctx_ids = [c for c in associated if c in self.snap.contexts]
+        if len(ctx_ids) < len(associated):
+            self.plan.skipped["association to a missing context"] += len(associated) - len(
+                ctx_ids)
         pipeline = stage = None
         run: Node | None = None
         for c in ctx_ids:
@@ -298,7 +317,7 @@ class _Mapper:
         rec = _record_of(node)
         if rec is not None:
             try:
-                ex = Execution(**rec)
+                ex = _build(Execution, rec)
                 self._register(ex, node)
                 return ex
             except (CmfError, TypeError):
@@ -328,7 +347,7 @@ class _Mapper:
         elif any(c in self.stage_ctx and self.snap.contexts[c].type == CMFLIB_STAGE
                  for c in ctx_ids):
             params = {k: v for k, v in custom.items()
-                      if k not in CMFLIB_BOOKKEEPING and not k.startswith(CMF_PREFIX)}
+                      if k not in CMFLIB_BOOKKEEPING and k not in CMF_CARRIERS}
         others = [f"{self.snap.contexts[c].type}:{self.snap.contexts[c].name}" for c in ctx_ids
                   if c not in self.stage_ctx and c not in self.pipeline_ctx]
         if others:
@@ -452,15 +471,28 @@ class _Mapper:
         return out
 
     # all -------------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def _about(self, kind: str, node: Node) -> Iterator[None]:
+        """Name the MLMD record in a value error raised while mapping it."""
+        try:
+            yield
+        except InvalidInputError as e:
+            what = f"{node.type} {node.name!r}" if node.name else node.type
+            raise InvalidInputError(f"{self.snap.source}: MLMD {kind} {node.id} ({what}): "
+                                    f"{e}") from None
+
     def run(self) -> ImportPlan:
         snap = self.snap
         for cid, c in sorted(snap.contexts.items()):
             if cid in self.pipeline_ctx:
-                self.add_pipeline(self.pipeline_ctx[cid], c, 0.0)
+                with self._about("context", c):
+                    self.add_pipeline(self.pipeline_ctx[cid], c, 0.0)
         for cid, (pipeline, stage) in sorted(self.stage_ctx.items()):
-            self.add_stage(pipeline, stage, snap.contexts[cid], 0.0)
+            with self._about("context", snap.contexts[cid]):
+                self.add_stage(pipeline, stage, snap.contexts[cid], 0.0)
         for _, node in sorted(snap.executions.items()):
-            self.map_execution(node)
+            with self._about("execution", node):
+                self.map_execution(node)
 
         keys: dict[int, list[str]] = {}
         for ev in snap.events:
@@ -478,7 +510,8 @@ class _Mapper:
             if CMF_METRICS in node.custom_properties:
                 carriers.add(aid)
                 continue
-            art, locs = self.map_artifact(node, keys.get(aid, []))
+            with self._about("artifact", node):
+                art, locs = self.map_artifact(node, keys.get(aid, []))
             digest_of[aid] = art.id
             artifacts.setdefault(art.id, art)
             for loc in locs:

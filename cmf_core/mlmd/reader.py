@@ -99,9 +99,24 @@ class Snapshot:
     """artifact id -> ids of its contexts"""
     parents: dict[int, list[int]] = field(default_factory=dict)
     """context id -> ids of its parent contexts"""
+    notes: list[str] = field(default_factory=list)
 
     def context_types(self) -> set[str]:
         return {c.type for c in self.contexts.values()}
+
+
+class _Utf8:
+    """sqlite3 text factory: UTF-8, with U+FFFD for bytes that are not (counted in ``bad``)."""
+
+    def __init__(self) -> None:
+        self.bad = 0
+
+    def __call__(self, data: bytes) -> str:
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError:
+            self.bad += 1
+            return data.decode("utf-8", "replace")
 
 
 def _sqlite_engine(path: Path, label: str) -> sa.Engine:
@@ -234,6 +249,15 @@ def _schema_version(conn: sa.Connection, tables: _Tables, label: str) -> int:
     return version
 
 
+def _text(value: Any) -> str | None:
+    """The value of a text column; a BLOB stored in it is read as UTF-8 (U+FFFD for bad bytes)."""
+    if isinstance(value, (bytes, bytearray, memoryview)):
+        return bytes(value).decode("utf-8", "replace")
+    if value is None or isinstance(value, str):
+        return value
+    raise TypeError(f"text expected, got {type(value).__name__} {value!r:.40}")
+
+
 def _read_properties(conn: sa.Connection, tables: _Tables, logical: str, key: str,
                      nodes: dict[int, Node]) -> None:
     stmt = tables.select(logical, (key, "name", "is_custom_property", *_VALUE_COLUMNS))
@@ -245,7 +269,7 @@ def _read_properties(conn: sa.Connection, tables: _Tables, logical: str, key: st
         if value is None:
             continue
         target = node.custom_properties if row[2] else node.properties
-        target[row[1]] = value
+        target[_text(row[1])] = value
 
 
 def read_snapshot(source: str | os.PathLike[str]) -> Snapshot:
@@ -253,15 +277,29 @@ def read_snapshot(source: str | os.PathLike[str]) -> Snapshot:
     engine, label = open_engine(source)
     try:
         with engine.connect() as conn:
-            return _read(conn, label)
+            text = _Utf8()
+            raw = conn.connection.dbapi_connection
+            if isinstance(raw, sqlite3.Connection):
+                raw.text_factory = text
+            snap = _read(conn, label)
+            if text.bad:
+                snap.notes.append(f"{text.bad} text value(s) are not valid UTF-8; their bad "
+                                  "bytes were read as U+FFFD")
+            return snap
     except sa.exc.DBAPIError as e:
         reason = str(getattr(e, "orig", e)).strip().splitlines()[0]
+        if isinstance(e.orig, sqlite3.OperationalError) and "locked" in reason:
+            raise StoreError(f"MLMD store {label} is locked by another process (a pipeline "
+                             "still logging to it?); import again once it is done") from None
         if isinstance(e.orig, sqlite3.DatabaseError):
             raise InvalidInputError(
                 f"{label} cannot be read as an MLMD SQLite store ({reason}); the file is "
                 "corrupt or not an MLMD store"
             ) from None
         raise StoreError(f"cannot read the MLMD database {label}: {reason}") from None
+    except (TypeError, ValueError) as e:  # a column holding what ml-metadata never writes
+        raise InvalidInputError(f"{label} holds a value of the wrong type ({e}); the store is "
+                                "corrupt or was not written by ml-metadata") from None
     finally:
         engine.dispose()
 
@@ -270,7 +308,7 @@ def _read(conn: sa.Connection, label: str) -> Snapshot:
     tables = _Tables(conn, label)
     snap = Snapshot(source=label, schema_version=_schema_version(conn, tables, label))
     types: dict[int, tuple[str, int]] = {
-        int(r[0]): (r[1], int(r[2]))
+        int(r[0]): (_text(r[1]), int(r[2]))
         for r in conn.execute(tables.select("Type", ("id", "name", "type_kind")))
     }
 
@@ -285,16 +323,16 @@ def _read(conn: sa.Connection, label: str) -> Snapshot:
 
     times = ("create_time_since_epoch", "last_update_time_since_epoch")
     for r in conn.execute(tables.select("Context", ("id", "type_id", "name", *times))):
-        snap.contexts[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 2), r[2],
+        snap.contexts[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 2), _text(r[2]),
                                         int(r[3] or 0), int(r[4] or 0))
     stmt = tables.select("Execution", ("id", "type_id", "name", *times, "last_known_state"))
     for r in conn.execute(stmt):
-        snap.executions[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 0), r[2],
+        snap.executions[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 0), _text(r[2]),
                                           int(r[3] or 0), int(r[4] or 0), state=r[5])
     stmt = tables.select("Artifact", ("id", "type_id", "name", *times, "uri", "state"))
     for r in conn.execute(stmt):
-        snap.artifacts[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 1), r[2],
-                                         int(r[3] or 0), int(r[4] or 0), uri=r[5] or "",
+        snap.artifacts[int(r[0])] = Node(int(r[0]), type_name(int(r[1]), 1), _text(r[2]),
+                                         int(r[3] or 0), int(r[4] or 0), uri=_text(r[5]) or "",
                                          state=r[6])
     _read_properties(conn, tables, "ContextProperty", "context_id", snap.contexts)
     _read_properties(conn, tables, "ExecutionProperty", "execution_id", snap.executions)
@@ -305,7 +343,7 @@ def _read(conn: sa.Connection, label: str) -> Snapshot:
         stmt = tables.select("EventPath", ("event_id", "is_index_step", "step_index",
                                            "step_key"))
         for order, r in enumerate(conn.execute(stmt)):
-            step = int(r[2]) if r[1] else (r[3] or "")
+            step = int(r[2]) if r[1] else (_text(r[3]) or "")
             paths[int(r[0])].append((order, step))
     stmt = tables.select("Event", ("id", "artifact_id", "execution_id", "type",
                                    "milliseconds_since_epoch"))

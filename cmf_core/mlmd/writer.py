@@ -161,6 +161,11 @@ def export_mlmd(store: Store, path: str | os.PathLike[str],
     if target.is_dir():
         raise InvalidInputError(f"MLMD export target {target} is a directory; give a file "
                                 f"path such as {target}/mlmd")
+    own = getattr(store, "path", None)  # the SQLite backend's file
+    if isinstance(own, Path) and target.exists() and own.exists() \
+            and os.path.samefile(target, own):
+        raise InvalidInputError(f"MLMD export target {target} is the CMF store being exported; "
+                                "give another path (--force would replace the store)")
     if target.exists() and not force:
         raise InvalidInputError(f"MLMD export target {target} already exists; give another "
                                 "path, or --force to replace it")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -95,6 +96,21 @@ def test_round_trip_preserves_every_record(exported: tuple[Path, Store],
     assert target.upstream(model.id) == source.upstream(model.id)
 
 
+def test_cmf_record_without_site_is_mapped_from_mlmd(exported: tuple[Path, Store],
+                                                   tmp_path: Path) -> None:
+    """A cmf.record the store would refuse must not be written (and then dropped)."""
+    path, _ = exported
+    with sqlite3.connect(path) as c:
+        for table in ("ContextProperty", "ExecutionProperty"):
+            c.execute(f"UPDATE {table} SET string_value = json_set(string_value, '$.site', "
+                      "json('null')) WHERE name = 'cmf.record'")
+    with open_store(f"sqlite:///{tmp_path / 'target.db'}", site="here") as target:
+        report = import_mlmd(target, path)
+        assert any("pipeline 'churn': its cmf.record is unreadable" in n for n in report.notes)
+        assert [(p.name, p.site) for p in target.list_pipelines()] == [("churn", "here")]
+        assert {e.site for e in target.list_executions()} == {"here"}
+
+
 def test_round_trip_into_postgresql(exported: tuple[Path, Store], store: Store) -> None:
     path, source = exported
     import_mlmd(store, path)
@@ -136,6 +152,17 @@ def test_export_refuses_existing_file_unless_forced(exported: tuple[Path, Store]
     assert report.pipelines == ["other"]
     assert CmfQuery(str(path)).get_pipeline_names() == ["other"]
     assert not list(path.parent.glob("*.part"))
+
+
+def test_export_never_replaces_the_store_it_reads(cmf_source: str) -> None:
+    """--force onto the CMF store's own file would replace the store with the export."""
+    source = open_store(cmf_source, site="hpc")
+    own = Path(cmf_source.removeprefix("sqlite:///"))
+    with pytest.raises(CmfError, match="is the CMF store being exported; give another path"):
+        export_mlmd(source, own, ["churn"], force=True)
+    source.close()
+    with open_store(cmf_source, site="hpc") as again:
+        assert sorted(p.name for p in again.list_pipelines()) == ["churn", "other"]
 
 
 def test_export_unknown_pipeline(cmf_source: str, tmp_path: Path) -> None:

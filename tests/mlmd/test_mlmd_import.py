@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import uuid
 from pathlib import Path
@@ -201,3 +202,108 @@ def test_corrupt_file_is_refused_and_nothing_stored(
     with pytest.raises(CmfError, match=r"corrupt"):
         import_mlmd(store, path)
     assert store.list_pipelines() == [] and store.list_executions() == []
+
+
+def test_association_to_a_missing_context_is_skipped(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """MLMD's SQLite tables have no foreign keys: a context may be gone, its rows not."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute("INSERT INTO Association (context_id, execution_id) "
+                  "SELECT 999, MIN(id) FROM Execution")
+    report = import_mlmd(store, path)
+    assert report.counts["executions"] == 3
+    assert report.skipped == {"association to a missing context": 1}
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE Execution SET create_time_since_epoch = 'yesterday'",
+    "UPDATE ExecutionProperty SET int_value = 'x' WHERE name = 'Context_ID'",
+    "UPDATE EventPath SET is_index_step = 1, step_index = NULL",
+])
+def test_wrongly_typed_column_is_refused_and_nothing_stored(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]], sql: str) -> None:
+    """SQLite keeps any value in any column: one MLMD never writes is a clear error."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute(sql)
+    with pytest.raises(CmfError, match=r"holds a value of the wrong type \(.+\); the store is "
+                                       r"corrupt"):
+        import_mlmd(store, path)
+    assert store.list_pipelines() == []
+
+
+def test_locked_file_is_not_called_corrupt(
+        sqlite_store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """cmflib may still be writing the file: say it is locked, not that it is corrupt."""
+    path, _ = cmflib_mlmd
+    writer = sqlite3.connect(path, isolation_level=None)
+    try:
+        writer.execute("BEGIN EXCLUSIVE")
+        with pytest.raises(CmfError, match=r"is locked by another process") as err:
+            import_mlmd(sqlite_store, path)
+        assert "corrupt" not in str(err.value)
+    finally:
+        writer.execute("ROLLBACK")
+        writer.close()
+    assert sqlite_store.list_pipelines() == []
+
+
+def test_text_that_is_not_utf8_is_read_with_replacement(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """One bad byte in a property must not make the whole file unreadable."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE ExecutionProperty SET string_value = CAST(X'FF61' AS TEXT) "
+                  "WHERE name = 'Execution'")
+    report = import_mlmd(store, path)
+    assert report.counts["executions"] == 3
+    assert report.notes == ["3 text value(s) are not valid UTF-8; their bad bytes were read "
+                            "as U+FFFD"]
+    assert {e.properties["Execution"] for e in store.list_executions()} == {"\ufffda"}
+
+
+@pytest.mark.parametrize(("sql", "record"), [
+    ("UPDATE Execution SET create_time_since_epoch = -5 WHERE id = 2",
+     r"MLMD execution 2 \(Featurize\): started_at -0.005 is not a time"),
+    ("UPDATE Artifact SET uri = printf('%.600c', 'x') WHERE id = 1",
+     r"MLMD artifact 1 \(Environment '.+'\): artifact uri 'x+'... is longer than 512"),
+])
+def test_value_error_names_the_mlmd_record(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]], sql: str, record: str) -> None:
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute(sql)
+    with pytest.raises(CmfError, match=rf"^{re.escape(str(path))}: {record}"):
+        import_mlmd(store, path)
+    assert store.list_pipelines() == []
+
+
+def test_text_stored_as_blob_is_read_as_text(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """SQLite keeps a BLOB in a VARCHAR column; names and URIs are read as text all the same."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute("UPDATE Context SET name = CAST(name AS BLOB)")
+        c.execute("UPDATE Artifact SET uri = CAST(uri AS BLOB), name = CAST(name AS BLOB)")
+    report = import_mlmd(store, path)
+    assert report.pipelines == ["churn"] and report.counts["executions"] == 3
+    assert sorted(s.name for s in store.list_stages("churn")) == ["featurize", "prepare",
+                                                                  "train"]
+
+
+def test_user_properties_named_cmf_dot_are_kept(
+        store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
+    """Only cmf.record / cmf.metrics are export's own; a user's 'cmf.run' is data."""
+    path, built = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute("INSERT INTO ExecutionProperty (execution_id, name, is_custom_property, "
+                  "string_value) VALUES (?, 'cmf.run', 1, 'r7')", (built["train"].id,))
+        c.execute("INSERT INTO ContextProperty (context_id, name, is_custom_property, "
+                  "string_value) SELECT id, 'cmf.owner', 1, 'ana' FROM Context "
+                  "WHERE name = 'churn'")
+    import_mlmd(store, path)
+    train = _by_stage(store, "churn")["train"]
+    assert train.params["cmf.run"] == "r7" and train.custom_properties["cmf.run"] == "r7"
+    pipeline = store.get_pipeline("churn")
+    assert pipeline is not None and pipeline.custom_properties["cmf.owner"] == "ana"
