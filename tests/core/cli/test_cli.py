@@ -132,7 +132,7 @@ def test_digest_prefixes_from_four_hex_characters_everywhere(
         assert json.loads(invoke("show", ref, "--store", store_url, "--json"))["id"] == digest
         # export takes the same forms (one resolver): the model's closure, whole digest
         out = tmp_path / "a.jsonl"
-        invoke("export", str(out), "--artifact", ref, "--store", store_url)
+        invoke("export", str(out), "--artifact", ref, "--force", "--store", store_url)
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         assert lines[0]["selector"] == {"artifact": digest}
         assert {r["name"] for r in lines if r.get("kind") == "artifact"} >= {
@@ -509,7 +509,7 @@ def test_an_export_failing_midway_leaves_no_part_file(
     out = tmp_path / "dump.jsonl"
     out.write_text("kept\n")
     with pytest.raises(SystemExit):
-        main(["export", str(out), "--store", store_url])
+        main(["export", str(out), "--force", "--store", store_url])
     assert capsys.readouterr().err.strip() == "Error: the store went away"
     assert out.read_text() == "kept\n" and not list(tmp_path.glob("*.part"))
 
@@ -688,9 +688,28 @@ def test_export_since_a_seq_past_the_end_says_so(store_url: str, tmp_path: Path)
     whole = invoke("export", str(out), "--json", "--store", store_url)
     last = json.loads(whole)["end"]
     assert last > 0
-    said = invoke("export", str(out), "--since-seq", str(last + 1000), "--store", store_url)
+    said = invoke("export", str(out), "--since-seq", str(last + 1000), "--force",
+                  "--store", store_url)
     assert said.strip() == (f"Exported 0 records to {out}: nothing after seq {last + 1000} "
                             f"(this store's last seq is {last})")
     # an export of the later changes still reports its seq range
-    said = invoke("export", str(out), "--since-seq", str(last - 2), "--store", store_url)
+    said = invoke("export", str(out), "--since-seq", str(last - 2), "--force",
+                  "--store", store_url)
     assert said.startswith(f"Exported 2 records (seq {last - 2}..{last})"), said
+
+
+def test_export_refuses_to_overwrite_a_file_without_force(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf export out.jsonl` replaced an existing out.jsonl without a word; now it refuses,
+    naming the file, unless --force (as --mlmd already did)."""
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n")
+    assert fails(capsys, "export", str(out), "--store", store_url) == (
+        f"Error: cannot export to {out}: it already exists; give another name, or --force "
+        "to replace it")
+    assert out.read_text() == "precious\n"
+    invoke("export", str(out), "--force", "--store", store_url)
+    assert json.loads(out.read_text().splitlines()[0])["kind"] == "cmf-bundle"
+    assert fails(capsys, "export", "--force", "--store", store_url) == (
+        "Error: --force only applies to an output file, not stdout")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []

@@ -90,7 +90,7 @@ def test_conflicts_are_listed(app: typer.Typer, tmp_path: Path) -> None:
         ex = a.list_executions()[0]
         b.put([Metric(ex.id, "acc", 0.1, timestamp=1.0)])
         a.put([Metric(ex.id, "acc", 0.9, timestamp=1.0)])
-    invoke(app, "export", str(bundle), "--store", src)
+    invoke(app, "export", str(bundle), "--force", "--store", src)
     result = runner.invoke(app, ["import", str(bundle), "--store", dst])
     assert result.exit_code == 0
     assert "1 conflict(s) recorded" in result.output
