@@ -64,12 +64,31 @@ def test_executions_and_filters(store_url: str) -> None:
 
 
 def test_executions_table_keeps_ids_whole_at_80_columns(store_url: str) -> None:
+    """At 80 columns the seven columns left 4-5 characters to each name (folded a letter
+    column at a time) and cut params with "…"; now a row that does not fit takes several
+    lines (id over pipeline / stage @site, status over time, one param a line), nothing cut."""
+    from rich.cells import cell_len
+
+    with Cmf(pipeline_name="customer-churn-prediction-2026", store=store_url, site="hpc",
+             measure_energy=False) as cmf, \
+            cmf.create_execution("évaluation-модель-評価", params={
+                "learning_rate": 0.001, "n_estimators": 500, "名前": "值"}):
+        pass
     ids = [e["id"] for e in json.loads(invoke("executions", "--store", store_url, "--json"))]
     lines = invoke("executions", "--store", store_url, columns=80).splitlines()
-    assert max(len(line) for line in lines) <= 80
-    for i in ids:  # each on one line (copyable); the params give way instead, cut with "…"
+    assert max(cell_len(line) for line in lines) <= 80
+    for i in ids:  # each on one line (copyable)
         assert sum(i in line for line in lines) == 1
-    assert any("…" in line for line in lines)
+    assert not any("…" in line for line in lines)
+    words = " ".join(lines).split()
+    for shown in ("split=0.2", "lr=0.1", "learning_rate=0.001", "n_estimators=500", "名前=值",
+                  "churn", "prepare", "train", "@hpc", "customer-churn-prediction-2026",
+                  "évaluation-модель-評価", "completed", "2026-", "churn"):
+        assert any(shown in w for w in words), shown
+    # a wide terminal keeps one line per execution
+    wide = invoke("executions", "--store", store_url, columns=200).splitlines()
+    assert sum(any(i in line for i in ids) for line in wide) == len(ids) == 3
+    assert any("learning_rate=0.001, n_estimators=500, 名前=值" in line for line in wide)
 
 
 def test_artifacts(store_url: str) -> None:
