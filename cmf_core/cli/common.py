@@ -12,6 +12,7 @@ from typing import Annotated, Any
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from cmf_core import jsonutil
 from cmf_core.config import load_settings
@@ -92,8 +93,8 @@ def table(title: str, columns: list[str], rows: list[list[Any]], *,
                                                         default=0))
         else:
             t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*[str(v) for v in r])
+    for r in rows:  # Text, not str: a name such as "model[red].pkl" is not rich markup
+        t.add_row(*[Text(str(v)) for v in r])
     console.print(t)
 
 

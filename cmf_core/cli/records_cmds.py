@@ -148,7 +148,7 @@ def _export_mlmd(path: Path, pipelines: list[str] | None, force: bool, json_out:
                   f"({', '.join(report.pipelines) or 'none'}) to MLMD file {report.path}: "
                   f"{c['stages']} stages, {c['executions']} executions, {c['artifacts']} "
                   f"artifacts, {c['events']} events, {c['metrics']} metrics",
-                  highlight=False, soft_wrap=True)
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def import_(

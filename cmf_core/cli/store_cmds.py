@@ -212,8 +212,8 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     for c in ("id", "pipeline", "stage", "site", "status", "started", "params"):
         wide.add_column(c, no_wrap=True)
     for e in rows:
-        wide.add_row(e.id, e.pipeline, e.stage, e.site, status[e.id], fmt_time(e.started_at),
-                     ", ".join(params[e.id]))
+        wide.add_row(*map(Text, (e.id, e.pipeline, e.stage, e.site, status[e.id],
+                                 fmt_time(e.started_at), ", ".join(params[e.id]))))
     if not rows or console.measure(wide, options=console.options.update_width(10**6)).maximum \
             <= console.width:
         console.print(wide)

@@ -732,3 +732,27 @@ def test_export_refuses_to_overwrite_a_file_without_force(
     assert fails(capsys, "export", "--force", "--store", store_url) == (
         "Error: --force only applies to an output file, not stdout")
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_names_with_brackets_are_shown_as_recorded(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded names went through rich markup: "model[red].pkl" was listed as "model.pkl",
+    "p[bold]x" as "px", and a stage named "fit[/]" crashed every listing with a MarkupError
+    traceback. Tables and the lineage tree now show names as recorded."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    (tmp_path / "in[b].csv").write_text("x\n")
+    (tmp_path / "model[red].pkl").write_text("m\n")
+    with Cmf(pipeline_name="p[bold]x", store=url, site="hpc", measure_energy=False) as cmf, \
+            cmf.create_execution("fit[/]", params={"a[b]": "[red]z"}) as ex:
+        ex.log_dataset(str(tmp_path / "in[b].csv"), "input")
+        ex.log_model(str(tmp_path / "model[red].pkl"), "output")
+    for args, shown in ((["pipelines"], ["p[bold]x", "fit[/]"]), (["stages"], ["fit[/]"]),
+                        (["artifacts"], ["model[red].pkl", "in[b].csv"]),
+                        (["executions"], ["p[bold]x", "fit[/]", "a[b]=[red]z"]),
+                        (["lineage", "model[red].pkl"],
+                         ["model[red].pkl", "p[bold]x/fit[/]", "a[b]=[red]z", "in[b].csv"])):
+        for columns in (80, 200):
+            out = " ".join(invoke(*args, "--store", url, columns=columns).split())
+            for name in shown:
+                assert name in out, (args, columns, name, out)
