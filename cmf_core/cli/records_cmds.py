@@ -82,8 +82,9 @@ def export(
     compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))
     if out is not None:
         _check_target(out, force)
-    elif force:
-        raise InvalidInputError("--force only applies to an output file, not stdout")
+    elif force or json_out:
+        raise InvalidInputError(f"{'--force' if force else '--json'} only applies to an "
+                                "output file: give OUT (stdout carries the bundle itself)")
     result = ExportResult()
     with get_store(store) as s:
         check_pipelines(s, pipeline)

@@ -730,7 +730,8 @@ def test_export_refuses_to_overwrite_a_file_without_force(
     invoke("export", str(out), "--force", "--store", store_url)
     assert json.loads(out.read_text().splitlines()[0])["kind"] == "cmf-bundle"
     assert fails(capsys, "export", "--force", "--store", store_url) == (
-        "Error: --force only applies to an output file, not stdout")
+        "Error: --force only applies to an output file: give OUT (stdout carries the bundle "
+        "itself)")
     assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
 
 
@@ -756,3 +757,14 @@ def test_names_with_brackets_are_shown_as_recorded(tmp_path: Path,
             out = " ".join(invoke(*args, "--store", url, columns=columns).split())
             for name in shown:
                 assert name in out, (args, columns, name, out)
+
+
+def test_export_json_to_stdout_is_refused(store_url: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf export --json` without OUT printed the bundle lines, not the JSON report a script
+    asked for (json.loads failed on the second line); now it is an error saying to give OUT."""
+    assert fails(capsys, "export", "--json", "--store", store_url) == (
+        "Error: --json only applies to an output file: give OUT (stdout carries the bundle "
+        "itself)")
+    assert fails(capsys, "export", "-", "--json", "--store", store_url).startswith(
+        "Error: --json only applies")
