@@ -768,3 +768,26 @@ def test_export_json_to_stdout_is_refused(store_url: str,
         "itself)")
     assert fails(capsys, "export", "-", "--json", "--store", store_url).startswith(
         "Error: --json only applies")
+
+
+def test_a_failed_import_keeps_a_new_store_another_process_recorded_into(
+        tmp_path: Path) -> None:
+    """`cmf import` into a store it creates removes the store again when it fails; when a
+    pipeline (another process) started recording into the same new store meanwhile, that
+    removal deleted the pipeline's records. Now a store someone else wrote to is kept."""
+    import subprocess
+
+    from cmf_core.cli.common import new_store_undone_on_error
+    from cmf_core.store import open_store
+
+    db = tmp_path / "new" / "cmf.db"
+    url = f"sqlite:///{db}"
+    writer = ("import sys\nfrom cmf_core import Cmf\n"
+              "with Cmf(pipeline_name='theirs', store=sys.argv[1], site='hpc', "
+              "measure_energy=False) as cmf, cmf.create_execution('s'):\n    pass\n")
+    with pytest.raises(CmfError, match="the bundle was bad"), new_store_undone_on_error(url):
+        subprocess.run([sys.executable, "-c", writer, url], check=True)
+        raise CmfError("the bundle was bad")
+    with open_store(url, site="hpc", create=False) as s:
+        assert [p.name for p in s.list_pipelines()] == ["theirs"]
+        assert len(s.list_executions()) == 1
