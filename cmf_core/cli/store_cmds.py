@@ -184,11 +184,11 @@ def executions(
     pipeline / stage @site, status over start time, one param a line (--json has all).
     """
     with get_store(store) as s:
-        q = Query(s)
-        rows = q.executions(pipeline=pipeline, stage=stage, site=site, status=status,
-                            since=parse_time(since), until=parse_time(until), limit=limit,
-                            offset=offset)
+        where = ExecutionFilter(pipeline=pipeline, stage=stage, site=site, status=status,
+                                since=parse_time(since), until=parse_time(until))
+        rows = s.list_executions(where, limit=limit, offset=offset)
         hint = _unknown_pipeline(s, pipeline) if not rows else None
+        total = s.count_executions(where) if rows and len(rows) == limit else None
     lost = _lost_ids(rows, store)
     if json:  # the keys of the server's executions routes, ``lost`` included
         print_json([{**execution_dict(e), "lost": e.id in lost} for e in rows])
@@ -197,6 +197,9 @@ def executions(
     if lost:
         _say(f"{len(lost)} running execution(s) listed are lost: their process on this host "
              "has ended without reporting an end. `cmf reap` marks them failed.")
+    if total is not None and total > offset + len(rows):
+        _say(f"Showing {offset + 1}-{offset + len(rows)} of {total} executions, oldest first: "
+             f"--offset {offset + len(rows)} shows the next ones, --limit how many.")
     _say(hint)
 
 
@@ -301,7 +304,9 @@ def artifacts(
     """List artifacts."""
     with get_store(store) as s:
         rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
-                                  site=site, limit=limit)
+                                  site=site, limit=min(limit, COUNT["max"] - 1) + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
         if (not rows and type is not None and type not in ARTIFACT_TYPES
                 and not s.find_artifacts(type=type, limit=1)):
             raise NotFoundError(f"no artifact type {type!r}: not a registered type, and no "
@@ -313,6 +318,8 @@ def artifacts(
         return
     table("Artifacts", ["digest", "type", "name", "site", "uri"],
           [[short(a.id), a.type, a.name, a.site, a.uri] for a in rows], whole=["digest"])
+    if more:
+        _say(f"Showing the first {limit} artifacts; more match (--limit shows more).")
     _say(hint)
 
 

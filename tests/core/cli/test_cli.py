@@ -791,3 +791,29 @@ def test_a_failed_import_keeps_a_new_store_another_process_recorded_into(
     with open_store(url, site="hpc", create=False) as s:
         assert [p.name for p in s.list_pipelines()] == ["theirs"]
         assert len(s.list_executions()) == 1
+
+
+def test_listings_cut_at_the_limit_say_so(store_url: str) -> None:
+    """`cmf executions` shows 50 rows by default, oldest first: with more in the store the
+    newest never showed, and nothing said the list was cut. Now a line says how many there are
+    and how to page; `cmf artifacts` says more match."""
+    with Cmf(pipeline_name="churn", store=store_url, site="hpc", measure_energy=False) as cmf:
+        for i in range(3):
+            with cmf.create_execution("score", params={"i": i}):
+                pass
+    out = " ".join(invoke("executions", "--limit", "2", "--store", store_url,
+                          columns=200).split())
+    assert ("Showing 1-2 of 5 executions, oldest first: --offset 2 shows the next ones, "
+            "--limit how many.") in out
+    out = " ".join(invoke("executions", "--limit", "2", "--offset", "2", "--store", store_url,
+                          columns=200).split())
+    assert "Showing 3-4 of 5 executions" in out
+    for args in (["--limit", "5"], ["--offset", "3"], ["--limit", "2", "--offset", "3"]):
+        assert "Showing" not in invoke("executions", *args, "--store", store_url)
+    assert len(json.loads(invoke("executions", "--limit", "2", "--json",
+                                 "--store", store_url))) == 2  # --json: the rows only
+    out = " ".join(invoke("artifacts", "--limit", "1", "--store", store_url).split())
+    assert "Showing the first 1 artifacts; more match (--limit shows more)." in out
+    assert "more match" not in invoke("artifacts", "--store", store_url)
+    assert len(json.loads(invoke("artifacts", "--limit", "1", "--json",
+                                 "--store", store_url))) == 1
