@@ -187,7 +187,8 @@ def executions(
         where = ExecutionFilter(pipeline=pipeline, stage=stage, site=site, status=status,
                                 since=parse_time(since), until=parse_time(until))
         rows = s.list_executions(where, limit=limit, offset=offset)
-        hint = _unknown_pipeline(s, pipeline) if not rows else None
+        hint = (_unknown_pipeline(s, pipeline) or _unknown_stage(s, pipeline, stage)
+                if not rows else None)
         total = s.count_executions(where) if rows and len(rows) == limit else None
     lost = _lost_ids(rows, store)
     if json:  # the keys of the server's executions routes, ``lost`` included
@@ -283,6 +284,19 @@ def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:
         return None
     known = sorted(p.name for p in s.list_pipelines())
     return (f"No pipeline named {pipeline!r} in this store; "
+            + (f"it has {some(known)}." if known else "it has none yet."))
+
+
+def _unknown_stage(s: Store, pipeline: str | None, stage: str | None) -> str | None:
+    """For an empty listing filtered by a stage that no pipeline (or not ``pipeline``) has: a
+    line saying so, with the stage names there are."""
+    if stage is None:
+        return None
+    known = sorted({st.name for st in s.list_stages(pipeline)})
+    if stage in known:
+        return None
+    where = f"pipeline {pipeline!r}" if pipeline else "this store"
+    return (f"No stage named {stage!r} in {where}; "
             + (f"it has {some(known)}." if known else "it has none yet."))
 
 

@@ -817,3 +817,17 @@ def test_listings_cut_at_the_limit_say_so(store_url: str) -> None:
     assert "more match" not in invoke("artifacts", "--store", store_url)
     assert len(json.loads(invoke("artifacts", "--limit", "1", "--json",
                                  "--store", store_url))) == 1
+
+
+def test_executions_of_an_unknown_stage_say_so(store_url: str) -> None:
+    """`cmf executions --stage trian` (a typo) printed an empty table; like an unknown
+    --pipeline, it now says no stage has that name and lists the ones there are."""
+    out = " ".join(invoke("executions", "--stage", "trian", "--store", store_url).split())
+    assert "No stage named 'trian' in this store; it has prepare, train." in out
+    out = " ".join(invoke("executions", "--pipeline", "churn", "--stage", "trian",
+                          "--store", store_url).split())
+    assert "No stage named 'trian' in pipeline 'churn'; it has prepare, train." in out
+    assert json.loads(invoke("executions", "--stage", "trian", "--json",
+                             "--store", store_url)) == []
+    out = invoke("executions", "--stage", "train", "--status", "failed", "--store", store_url)
+    assert "No stage named" not in out
