@@ -82,11 +82,10 @@ def short(digest: str, n: int = 12) -> str:
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]], *,
-          whole: Iterable[str] = (), one_line: Iterable[str] = ()) -> None:
+          whole: Iterable[str] = ()) -> None:
     """Print a table. Columns in ``whole`` (ids, digests) are never broken, so they can be
-    copied; columns in ``one_line`` are cut to one line with an ellipsis; the others wrap and
-    give way first when the terminal is narrow."""
-    whole, one_line = set(whole), set(one_line)
+    copied; the others wrap and give way first when the terminal is narrow."""
+    whole = set(whole)
     t = Table(title=title, show_lines=False)
     for i, c in enumerate(columns):
         if c in whole:
@@ -94,9 +93,8 @@ def table(title: str, columns: list[str], rows: list[list[Any]], *,
                                                         default=0))
         else:
             t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*[Text(str(v), no_wrap=True, overflow="ellipsis") if c in one_line
-                    else str(v) for c, v in zip(columns, r, strict=True)])
+    for r in rows:  # Text, not str: a name such as "model[red].pkl" is not rich markup
+        t.add_row(*[Text(str(v)) for v in r])
     console.print(t)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.tree import Tree
 
 from cmf_core.cli.common import COUNT, JsonOpt, StoreOpt, console, get_store, print_json, short
@@ -17,13 +18,16 @@ def register(app: typer.Typer) -> None:
 
 
 def label(node: LineageNode) -> str:
+    """The node's line in rich markup, the recorded names escaped (``model[red].pkl`` stays)."""
     r = node.record
     if isinstance(r, Artifact):
-        text = f"[bold]{r.type}[/] {r.name} [dim]{short(r.id)} @{r.site}[/]"
+        text = (f"[bold]{escape(r.type)}[/] {escape(r.name)} "
+                f"[dim]{short(r.id)} @{escape(r.site)}[/]")
     else:
         params = ", ".join(f"{k}={v}" for k, v in list(r.params.items())[:4])
-        text = (f"[cyan]{r.pipeline}/{r.stage}[/] [dim]{r.id} @{r.site}[/] "
-                f"{r.status.value}" + (f" ({params})" if params else ""))
+        text = (f"[cyan]{escape(r.pipeline)}/{escape(r.stage)}[/] [dim]{r.id} "
+                f"@{escape(r.site)}[/] {r.status.value}"
+                + (f" ({escape(params)})" if params else ""))
     return text + (" [dim](see above)[/]" if node.seen else "")
 
 

@@ -3,6 +3,7 @@ ML-Metadata (MLMD) stores with --mlmd (cmflib and Kubeflow Pipelines)."""
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterable
 from dataclasses import replace
@@ -52,7 +53,7 @@ def export(
         "--mlmd", help="Write an ML-Metadata SQLite file laid out as cmflib writes it "
                        "(needs the mlmd extra) instead of a bundle.")] = None,
     force: Annotated[bool, typer.Option(
-        "--force", help="With --mlmd: replace an existing file.")] = False,
+        "--force", help="Replace an existing output file (OUT or --mlmd's).")] = False,
     json_out: JsonOpt = False,
     store: StoreOpt = None,
 ) -> None:
@@ -71,8 +72,6 @@ def export(
                                     "or --gzip")
         _export_mlmd(mlmd, pipeline, force, json_out, store)
         return
-    if force:
-        raise InvalidInputError("--force only applies to --mlmd")
     from cmf_core.federation.export import ExportResult, Selector, export_bundle
     from cmf_core.lineage import Query
 
@@ -82,7 +81,10 @@ def export(
         out = None
     compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))
     if out is not None:
-        _check_target(out)
+        _check_target(out, force)
+    elif force or json_out:
+        raise InvalidInputError(f"{'--force' if force else '--json'} only applies to an "
+                                "output file: give OUT (stdout carries the bundle itself)")
     result = ExportResult()
     with get_store(store) as s:
         check_pipelines(s, pipeline)
@@ -106,16 +108,22 @@ def export(
     typer.echo(f"Exported {result.records} records (seq {result.since}..{result.end}) to {out}")
 
 
-def _check_target(out: Path) -> None:
+def _check_target(out: Path, force: bool) -> None:
+    """Refuse a folder, a missing folder, or (without ``force``) an existing file."""
     if out.is_dir():
         raise InvalidInputError(f"cannot export to {out}: it is a folder; give a file name")
+    if out.exists() and not force:
+        raise InvalidInputError(f"cannot export to {out}: it already exists; give another "
+                                "name, or --force to replace it")
     if not out.parent.is_dir():
         raise InvalidInputError(f"cannot export to {out}: the folder {out.parent} does not exist")
 
 
 def _write_whole(out: Path, chunks: Iterable[bytes]) -> None:
-    """Write ``out`` through a ``.part`` file renamed at the end: whole, or not at all."""
-    tmp = out.with_name(out.name + ".part")
+    """Write ``out`` through a ``.part`` file beside it, renamed at the end: whole, or not at
+    all (an existing ``out`` stays as it was). The name is this process's own, so neither a
+    user's ``out.part`` nor a concurrent export's file is clobbered."""
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.part")
     try:
         with tmp.open("wb") as fh:
             for chunk in chunks:
@@ -141,7 +149,7 @@ def _export_mlmd(path: Path, pipelines: list[str] | None, force: bool, json_out:
                   f"({', '.join(report.pipelines) or 'none'}) to MLMD file {report.path}: "
                   f"{c['stages']} stages, {c['executions']} executions, {c['artifacts']} "
                   f"artifacts, {c['events']} events, {c['metrics']} metrics",
-                  highlight=False, soft_wrap=True)
+                  markup=False, highlight=False, soft_wrap=True)
 
 
 def import_(

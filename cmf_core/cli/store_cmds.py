@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from cmf_core.cli.common import (
     COUNT,
@@ -178,28 +179,74 @@ def executions(
 ) -> None:
     """List executions, oldest first.
 
-    Ids are shown whole, on one line, for cmf show (which also takes a unique prefix); on a
-    narrow terminal the other columns give way and params are cut short (--json has all).
+    Ids are shown whole, on one line, for cmf show (which also takes a unique prefix). When a
+    row does not fit the terminal, each cell takes several lines instead: id over
+    pipeline / stage @site, status over start time, one param a line (--json has all).
     """
     with get_store(store) as s:
-        q = Query(s)
-        rows = q.executions(pipeline=pipeline, stage=stage, site=site, status=status,
-                            since=parse_time(since), until=parse_time(until), limit=limit,
-                            offset=offset)
-        hint = _unknown_pipeline(s, pipeline) if not rows else None
+        where = ExecutionFilter(pipeline=pipeline, stage=stage, site=site, status=status,
+                                since=parse_time(since), until=parse_time(until))
+        rows = s.list_executions(where, limit=limit, offset=offset)
+        hint = (_unknown_pipeline(s, pipeline) or _unknown_stage(s, pipeline, stage)
+                if not rows else None)
+        total = s.count_executions(where) if rows and len(rows) == limit else None
     lost = _lost_ids(rows, store)
     if json:  # the keys of the server's executions routes, ``lost`` included
         print_json([{**execution_dict(e), "lost": e.id in lost} for e in rows])
         return
-    table("Executions", ["id", "pipeline", "stage", "site", "status", "started", "params"],
-          [[e.id, e.pipeline, e.stage, e.site,
-            e.status.value + (" (lost)" if e.id in lost else ""), fmt_time(e.started_at),
-            ", ".join(f"{k}={v}" for k, v in e.params.items())] for e in rows],
-          whole=["id"], one_line=["params"])
+    _executions_table(rows, lost)
     if lost:
         _say(f"{len(lost)} running execution(s) listed are lost: their process on this host "
              "has ended without reporting an end. `cmf reap` marks them failed.")
+    if total is not None and total > offset + len(rows):
+        _say(f"Showing {offset + 1}-{offset + len(rows)} of {total} executions, oldest first: "
+             f"--offset {offset + len(rows)} shows the next ones, --limit how many.")
     _say(hint)
+
+
+def _executions_table(rows: list[Execution], lost: set[str]) -> None:
+    """One line per execution when that fits the terminal; else three columns, each cell on
+    several lines: the whole id over pipeline / stage @site, the status over the start time, one
+    param a line (folded, never cut: --json has the same)."""
+    from rich.table import Table
+
+    status = {e.id: e.status.value + (" (lost)" if e.id in lost else "") for e in rows}
+    params = {e.id: [f"{k}={v}" for k, v in e.params.items()] for e in rows}
+    wide = Table(title="Executions")
+    for c in ("id", "pipeline", "stage", "site", "status", "started", "params"):
+        wide.add_column(c, no_wrap=True)
+    for e in rows:
+        wide.add_row(*map(Text, (e.id, e.pipeline, e.stage, e.site, status[e.id],
+                                 fmt_time(e.started_at), ", ".join(params[e.id]))))
+    if not rows or console.measure(wide, options=console.options.update_width(10**6)).maximum \
+            <= console.width:
+        console.print(wide)
+        return
+    cells = [(f"{e.id}\n{e.pipeline} / {e.stage} @{e.site}",
+              f"{status[e.id]}\n{fmt_time(e.started_at)}", "\n".join(params[e.id])) for e in rows]
+    widths = _fit(cells, max((len(e.id) for e in rows), default=0), console.width - 10)
+    narrow = Table(title="Executions")
+    for head, width in zip(("id\npipeline / stage @site", "status\nstarted", "params"), widths,
+                           strict=True):
+        narrow.add_column(head, overflow="fold", width=width)
+    for row in cells:
+        narrow.add_row(*map(Text, row))
+    console.print(narrow)
+
+
+def _fit(cells: list[tuple[str, str, str]], id_len: int, room: int) -> list[int]:
+    """Widths of the narrow executions table's three columns in ``room`` characters: the
+    first never below an id's length, the time below the status only when short of room
+    (rich's own sharing could squeeze the table past the terminal or fold the ids)."""
+    from rich.cells import cell_len
+
+    want = [max([cell_len(line) for c in cells for line in c[i].split("\n")] + [6])
+            for i in range(3)]
+    status = max((cell_len(c[1].split("\n")[0]) for c in cells), default=6)
+    params = min(want[2], 24)
+    second = want[1] if id_len + want[1] + params <= room else max(status, 10)
+    first = max(id_len, min(want[0], room - second - params))
+    return [first, second, max(min(want[2], room - first - second), 6)]
 
 
 def _resolve(q: Query, ref: str) -> tuple[Execution | None, Artifact | None]:
@@ -240,6 +287,19 @@ def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:
             + (f"it has {some(known)}." if known else "it has none yet."))
 
 
+def _unknown_stage(s: Store, pipeline: str | None, stage: str | None) -> str | None:
+    """For an empty listing filtered by a stage that no pipeline (or not ``pipeline``) has: a
+    line saying so, with the stage names there are."""
+    if stage is None:
+        return None
+    known = sorted({st.name for st in s.list_stages(pipeline)})
+    if stage in known:
+        return None
+    where = f"pipeline {pipeline!r}" if pipeline else "this store"
+    return (f"No stage named {stage!r} in {where}; "
+            + (f"it has {some(known)}." if known else "it has none yet."))
+
+
 def _say(hint: str | None) -> None:
     if hint:
         console.print(hint, markup=False, highlight=False)
@@ -258,7 +318,9 @@ def artifacts(
     """List artifacts."""
     with get_store(store) as s:
         rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
-                                  site=site, limit=limit)
+                                  site=site, limit=min(limit, COUNT["max"] - 1) + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
         if (not rows and type is not None and type not in ARTIFACT_TYPES
                 and not s.find_artifacts(type=type, limit=1)):
             raise NotFoundError(f"no artifact type {type!r}: not a registered type, and no "
@@ -270,6 +332,8 @@ def artifacts(
         return
     table("Artifacts", ["digest", "type", "name", "site", "uri"],
           [[short(a.id), a.type, a.name, a.site, a.uri] for a in rows], whole=["digest"])
+    if more:
+        _say(f"Showing the first {limit} artifacts; more match (--limit shows more).")
     _say(hint)
 
 

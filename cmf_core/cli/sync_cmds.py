@@ -81,8 +81,11 @@ def _moved(verb: str, t: Transfer) -> str:
 
 def fetch(
     digest: Annotated[str, typer.Argument(help="The artifact's digest (sha256:...).")],
-    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the bytes "
-                                                                 "(default: ./<name>).")] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the bytes: "
+                                             "a file, or a folder for <folder>/<name> "
+                                             "(default: ./<name>).")] = None,
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace an existing file.")] = False,
     from_url: Annotated[str | None, typer.Option(
         "--from", help="The owning site's cmf serve (default: learned by cmf sync).")] = None,
     token: Annotated[str | None, typer.Option(help="That site's token for this site.")] = None,
@@ -99,7 +102,7 @@ def fetch(
     settings = load_settings(store_url=store)
     with get_store(store) as s:
         path = fetch_artifact(digest, out, peer_url=from_url, token=token, store=s,
-                              settings=settings, timeout=timeout)
+                              settings=settings, timeout=timeout, force=force)
     typer.echo(f"Fetched {digest} to {path} (digest verified)")
 
 

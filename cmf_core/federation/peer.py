@@ -426,12 +426,14 @@ def _push(client: _Client, store: Store, info: Any, selector: Selector, page_siz
 # data on demand -------------------------------------------------------------------------------
 def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None = None,
                    token: str | None = None, store: Store | None = None,
-                   settings: Settings | None = None, timeout: float = 300.0) -> Path:
+                   settings: Settings | None = None, timeout: float = 300.0,
+                   force: bool = False) -> Path:
     """Get an artifact's bytes from a site that holds them, verifying the digest.
 
     Tries ``peer_url``, else every site with a location of the artifact whose URL this store
     learned by syncing with it. Writes ``out`` (default: the artifact's name in the current
-    directory) only once the bytes match the digest.
+    directory; into it when ``out`` is a folder) only once the bytes match the digest; an
+    existing file is an error unless ``force``.
     """
     own = store is None
     settings = settings or (load_settings() if own else None)
@@ -456,7 +458,14 @@ def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None
             raise InvalidInputError(
                 f"no known URL for the site(s) holding {digest[:20]}... ({', '.join(sites)}); "
                 "pass the owning site's URL (cmf artifact fetch DIGEST --from URL)")
-        target = Path(out) if out is not None else Path.cwd() / Path(artifact.name).name
+        target = Path(out) if out is not None else Path.cwd()
+        if target.is_dir():
+            target = target / Path(artifact.name).name
+        if target.is_dir():
+            raise InvalidInputError(f"cannot fetch to {target}: it is a folder")
+        if target.exists() and not force:
+            raise InvalidInputError(f"cannot fetch to {target}: it already exists; give "
+                                    "another --out, or --force to replace it")
         errors: list[str] = []
         for url in urls:
             try:
@@ -472,8 +481,12 @@ def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None
 
 def _download(url: str, digest: str, target: Path, token: str | None, timeout: float) -> Path:
     client = _Client(url, token, timeout)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=".cmf-fetch-", dir=target.parent)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=".cmf-fetch-", dir=target.parent)
+    except OSError as e:
+        client.close()
+        raise InvalidInputError(f"cannot write {target}: {e.strerror}") from None
     try:
         h = hashlib.sha256()
         with os.fdopen(fd, "wb") as fh:

@@ -129,8 +129,9 @@ def new_paths(url: str) -> list[Path]:
 
 def remove_new(paths: list[Path]) -> None:
     """Undo :func:`new_paths` once the store is closed: the store's files, then each folder made
-    for it that is still empty."""
-    if not paths:
+    for it that is still empty; nothing when another process has recorded into the store in
+    the meantime (it was made new, but is no longer only ours to remove)."""
+    if not paths or _written_by_others(paths[0]):
         return
     db = paths[0]
     for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
@@ -139,3 +140,21 @@ def remove_new(paths: list[Path]) -> None:
     for folder in paths[1:]:
         with contextlib.suppress(OSError):
             folder.rmdir()
+
+
+def _written_by_others(db: Path) -> bool:
+    """Whether the store at ``db`` holds records (seq above 0) or a journal file with entries
+    not yet applied, or a live process's journal: writes that are not this failed command's."""
+    from cmf_core.store.journal import journal_files, owner_alive
+
+    for f in journal_files(journal_dir(db)):
+        with contextlib.suppress(FileNotFoundError):  # applied and deleted meanwhile
+            if owner_alive(f) or f.stat().st_size > 0:
+                return True
+    try:
+        uri = db.resolve().as_uri() + "?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True)) as c:
+            row = c.execute("SELECT value FROM cmf_counter WHERE name = 'seq'").fetchone()
+    except sqlite3.Error:  # no file, or no tables yet: nothing recorded
+        return False
+    return bool(row and row[0])

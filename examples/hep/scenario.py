@@ -268,7 +268,7 @@ def _fetch(site: Site, digest: str, out: Path, owner: Site, result: HepResult) -
     try:
         with site.open_store() as store:
             fetch_artifact(digest, out, peer_url=owner.url, store=store,
-                           settings=site.settings())
+                           settings=site.settings(), force=True)
         result.fetched[key] = (f"cmf artifact fetch {digest[:19]}... --from {owner.name} "
                                "(digest verified)")
         return

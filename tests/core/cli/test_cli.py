@@ -64,12 +64,31 @@ def test_executions_and_filters(store_url: str) -> None:
 
 
 def test_executions_table_keeps_ids_whole_at_80_columns(store_url: str) -> None:
+    """At 80 columns the seven columns left 4-5 characters to each name (folded a letter
+    column at a time) and cut params with "…"; now a row that does not fit takes several
+    lines (id over pipeline / stage @site, status over time, one param a line), nothing cut."""
+    from rich.cells import cell_len
+
+    with Cmf(pipeline_name="customer-churn-prediction-2026", store=store_url, site="hpc",
+             measure_energy=False) as cmf, \
+            cmf.create_execution("évaluation-модель-評価", params={
+                "learning_rate": 0.001, "n_estimators": 500, "名前": "值"}):
+        pass
     ids = [e["id"] for e in json.loads(invoke("executions", "--store", store_url, "--json"))]
     lines = invoke("executions", "--store", store_url, columns=80).splitlines()
-    assert max(len(line) for line in lines) <= 80
-    for i in ids:  # each on one line (copyable); the params give way instead, cut with "…"
+    assert max(cell_len(line) for line in lines) <= 80
+    for i in ids:  # each on one line (copyable)
         assert sum(i in line for line in lines) == 1
-    assert any("…" in line for line in lines)
+    assert not any("…" in line for line in lines)
+    words = " ".join(lines).split()
+    for shown in ("split=0.2", "lr=0.1", "learning_rate=0.001", "n_estimators=500", "名前=值",
+                  "churn", "prepare", "train", "@hpc", "customer-churn-prediction-2026",
+                  "évaluation-модель-評価", "completed", "2026-", "churn"):
+        assert any(shown in w for w in words), shown
+    # a wide terminal keeps one line per execution
+    wide = invoke("executions", "--store", store_url, columns=200).splitlines()
+    assert sum(any(i in line for i in ids) for line in wide) == len(ids) == 3
+    assert any("learning_rate=0.001, n_estimators=500, 名前=值" in line for line in wide)
 
 
 def test_artifacts(store_url: str) -> None:
@@ -132,7 +151,7 @@ def test_digest_prefixes_from_four_hex_characters_everywhere(
         assert json.loads(invoke("show", ref, "--store", store_url, "--json"))["id"] == digest
         # export takes the same forms (one resolver): the model's closure, whole digest
         out = tmp_path / "a.jsonl"
-        invoke("export", str(out), "--artifact", ref, "--store", store_url)
+        invoke("export", str(out), "--artifact", ref, "--force", "--store", store_url)
         lines = [json.loads(line) for line in out.read_text().splitlines()]
         assert lines[0]["selector"] == {"artifact": digest}
         assert {r["name"] for r in lines if r.get("kind") == "artifact"} >= {
@@ -509,7 +528,7 @@ def test_an_export_failing_midway_leaves_no_part_file(
     out = tmp_path / "dump.jsonl"
     out.write_text("kept\n")
     with pytest.raises(SystemExit):
-        main(["export", str(out), "--store", store_url])
+        main(["export", str(out), "--force", "--store", store_url])
     assert capsys.readouterr().err.strip() == "Error: the store went away"
     assert out.read_text() == "kept\n" and not list(tmp_path.glob("*.part"))
 
@@ -688,9 +707,127 @@ def test_export_since_a_seq_past_the_end_says_so(store_url: str, tmp_path: Path)
     whole = invoke("export", str(out), "--json", "--store", store_url)
     last = json.loads(whole)["end"]
     assert last > 0
-    said = invoke("export", str(out), "--since-seq", str(last + 1000), "--store", store_url)
+    said = invoke("export", str(out), "--since-seq", str(last + 1000), "--force",
+                  "--store", store_url)
     assert said.strip() == (f"Exported 0 records to {out}: nothing after seq {last + 1000} "
                             f"(this store's last seq is {last})")
     # an export of the later changes still reports its seq range
-    said = invoke("export", str(out), "--since-seq", str(last - 2), "--store", store_url)
+    said = invoke("export", str(out), "--since-seq", str(last - 2), "--force",
+                  "--store", store_url)
     assert said.startswith(f"Exported 2 records (seq {last - 2}..{last})"), said
+
+
+def test_export_refuses_to_overwrite_a_file_without_force(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf export out.jsonl` replaced an existing out.jsonl without a word; now it refuses,
+    naming the file, unless --force (as --mlmd already did)."""
+    out = tmp_path / "out.jsonl"
+    out.write_text("precious\n")
+    assert fails(capsys, "export", str(out), "--store", store_url) == (
+        f"Error: cannot export to {out}: it already exists; give another name, or --force "
+        "to replace it")
+    assert out.read_text() == "precious\n"
+    invoke("export", str(out), "--force", "--store", store_url)
+    assert json.loads(out.read_text().splitlines()[0])["kind"] == "cmf-bundle"
+    assert fails(capsys, "export", "--force", "--store", store_url) == (
+        "Error: --force only applies to an output file: give OUT (stdout carries the bundle "
+        "itself)")
+    assert [p.name for p in tmp_path.iterdir() if p.name.endswith(".part")] == []
+
+
+def test_names_with_brackets_are_shown_as_recorded(tmp_path: Path,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded names went through rich markup: "model[red].pkl" was listed as "model.pkl",
+    "p[bold]x" as "px", and a stage named "fit[/]" crashed every listing with a MarkupError
+    traceback. Tables and the lineage tree now show names as recorded."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    (tmp_path / "in[b].csv").write_text("x\n")
+    (tmp_path / "model[red].pkl").write_text("m\n")
+    with Cmf(pipeline_name="p[bold]x", store=url, site="hpc", measure_energy=False) as cmf, \
+            cmf.create_execution("fit[/]", params={"a[b]": "[red]z"}) as ex:
+        ex.log_dataset(str(tmp_path / "in[b].csv"), "input")
+        ex.log_model(str(tmp_path / "model[red].pkl"), "output")
+    for args, shown in ((["pipelines"], ["p[bold]x", "fit[/]"]), (["stages"], ["fit[/]"]),
+                        (["artifacts"], ["model[red].pkl", "in[b].csv"]),
+                        (["executions"], ["p[bold]x", "fit[/]", "a[b]=[red]z"]),
+                        (["lineage", "model[red].pkl"],
+                         ["model[red].pkl", "p[bold]x/fit[/]", "a[b]=[red]z", "in[b].csv"])):
+        for columns in (80, 200):
+            out = " ".join(invoke(*args, "--store", url, columns=columns).split())
+            for name in shown:
+                assert name in out, (args, columns, name, out)
+
+
+def test_export_json_to_stdout_is_refused(store_url: str,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf export --json` without OUT printed the bundle lines, not the JSON report a script
+    asked for (json.loads failed on the second line); now it is an error saying to give OUT."""
+    assert fails(capsys, "export", "--json", "--store", store_url) == (
+        "Error: --json only applies to an output file: give OUT (stdout carries the bundle "
+        "itself)")
+    assert fails(capsys, "export", "-", "--json", "--store", store_url).startswith(
+        "Error: --json only applies")
+
+
+def test_a_failed_import_keeps_a_new_store_another_process_recorded_into(
+        tmp_path: Path) -> None:
+    """`cmf import` into a store it creates removes the store again when it fails; when a
+    pipeline (another process) started recording into the same new store meanwhile, that
+    removal deleted the pipeline's records. Now a store someone else wrote to is kept."""
+    import subprocess
+
+    from cmf_core.cli.common import new_store_undone_on_error
+    from cmf_core.store import open_store
+
+    db = tmp_path / "new" / "cmf.db"
+    url = f"sqlite:///{db}"
+    writer = ("import sys\nfrom cmf_core import Cmf\n"
+              "with Cmf(pipeline_name='theirs', store=sys.argv[1], site='hpc', "
+              "measure_energy=False) as cmf, cmf.create_execution('s'):\n    pass\n")
+    with pytest.raises(CmfError, match="the bundle was bad"), new_store_undone_on_error(url):
+        subprocess.run([sys.executable, "-c", writer, url], check=True)
+        raise CmfError("the bundle was bad")
+    with open_store(url, site="hpc", create=False) as s:
+        assert [p.name for p in s.list_pipelines()] == ["theirs"]
+        assert len(s.list_executions()) == 1
+
+
+def test_listings_cut_at_the_limit_say_so(store_url: str) -> None:
+    """`cmf executions` shows 50 rows by default, oldest first: with more in the store the
+    newest never showed, and nothing said the list was cut. Now a line says how many there are
+    and how to page; `cmf artifacts` says more match."""
+    with Cmf(pipeline_name="churn", store=store_url, site="hpc", measure_energy=False) as cmf:
+        for i in range(3):
+            with cmf.create_execution("score", params={"i": i}):
+                pass
+    out = " ".join(invoke("executions", "--limit", "2", "--store", store_url,
+                          columns=200).split())
+    assert ("Showing 1-2 of 5 executions, oldest first: --offset 2 shows the next ones, "
+            "--limit how many.") in out
+    out = " ".join(invoke("executions", "--limit", "2", "--offset", "2", "--store", store_url,
+                          columns=200).split())
+    assert "Showing 3-4 of 5 executions" in out
+    for args in (["--limit", "5"], ["--offset", "3"], ["--limit", "2", "--offset", "3"]):
+        assert "Showing" not in invoke("executions", *args, "--store", store_url)
+    assert len(json.loads(invoke("executions", "--limit", "2", "--json",
+                                 "--store", store_url))) == 2  # --json: the rows only
+    out = " ".join(invoke("artifacts", "--limit", "1", "--store", store_url).split())
+    assert "Showing the first 1 artifacts; more match (--limit shows more)." in out
+    assert "more match" not in invoke("artifacts", "--store", store_url)
+    assert len(json.loads(invoke("artifacts", "--limit", "1", "--json",
+                                 "--store", store_url))) == 1
+
+
+def test_executions_of_an_unknown_stage_say_so(store_url: str) -> None:
+    """`cmf executions --stage trian` (a typo) printed an empty table; like an unknown
+    --pipeline, it now says no stage has that name and lists the ones there are."""
+    out = " ".join(invoke("executions", "--stage", "trian", "--store", store_url).split())
+    assert "No stage named 'trian' in this store; it has prepare, train." in out
+    out = " ".join(invoke("executions", "--pipeline", "churn", "--stage", "trian",
+                          "--store", store_url).split())
+    assert "No stage named 'trian' in pipeline 'churn'; it has prepare, train." in out
+    assert json.loads(invoke("executions", "--stage", "trian", "--json",
+                             "--store", store_url)) == []
+    out = invoke("executions", "--stage", "train", "--status", "failed", "--store", store_url)
+    assert "No stage named" not in out

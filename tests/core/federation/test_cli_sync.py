@@ -90,7 +90,7 @@ def test_conflicts_are_listed(app: typer.Typer, tmp_path: Path) -> None:
         ex = a.list_executions()[0]
         b.put([Metric(ex.id, "acc", 0.1, timestamp=1.0)])
         a.put([Metric(ex.id, "acc", 0.9, timestamp=1.0)])
-    invoke(app, "export", str(bundle), "--store", src)
+    invoke(app, "export", str(bundle), "--force", "--store", src)
     result = runner.invoke(app, ["import", str(bundle), "--store", dst])
     assert result.exit_code == 0
     assert "1 conflict(s) recorded" in result.output
@@ -132,6 +132,28 @@ def test_sync_and_fetch_commands(app: typer.Typer, tmp_path: Path) -> None:
         out = invoke(app, "artifact", "fetch", ids["model"], "-o", str(got), "--token",
                      "s3cret", "--store", local)
         assert "digest verified" in out and got.read_bytes() == b"m" * 100
+        # an existing file is refused, naming it, and kept; --force replaces it
+        got.write_bytes(b"mine")
+        with pytest.raises(InvalidInputError, match=re.escape(
+                f"cannot fetch to {got}: it already exists; give another --out, or --force")):
+            runner.invoke(app, ["artifact", "fetch", ids["model"], "-o", str(got), "--token",
+                                "s3cret", "--store", local], catch_exceptions=False)
+        assert got.read_bytes() == b"mine"
+        invoke(app, "artifact", "fetch", ids["model"], "-o", str(got), "--force", "--token",
+               "s3cret", "--store", local)
+        assert got.read_bytes() == b"m" * 100
+        # a folder as --out: the artifact's name in it (os.replace onto a folder failed)
+        folder = tmp_path / "into"
+        folder.mkdir()
+        invoke(app, "artifact", "fetch", ids["model"], "-o", str(folder), "--token", "s3cret",
+               "--store", local)
+        assert (folder / "model.bin").read_bytes() == b"m" * 100
+        # a file where a folder should be: an error naming the target, not a traceback
+        with pytest.raises(InvalidInputError, match=re.escape(
+                f"cannot write {got / 'x.bin'}: ")):
+            runner.invoke(app, ["artifact", "fetch", ids["model"], "-o", str(got / "x.bin"),
+                                "--token", "s3cret", "--store", local], catch_exceptions=False)
+        assert not list(tmp_path.rglob(".cmf-fetch-*"))
         with pytest.raises(InvalidInputError, match="choose one of"):
             runner.invoke(app, ["sync", b.url, "--push", "--pull", "--store", local],
                           catch_exceptions=False)
