@@ -479,6 +479,17 @@ def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None
             store.close()
 
 
+def _umask() -> int:
+    """This process's umask, read without changing it (Linux); else the usual 022."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
 def _download(url: str, digest: str, target: Path, token: str | None, timeout: float) -> Path:
     client = _Client(url, token, timeout)
     try:
@@ -502,6 +513,7 @@ def _download(url: str, digest: str, target: Path, token: str | None, timeout: f
         if got != digest:
             raise PeerError(f"{client.shown} sent bytes with digest {got[:20]}..., not "
                             f"{digest[:20]}...; they were discarded")
+        os.chmod(tmp, 0o666 & ~_umask())  # as an ordinary new file (mkstemp's is 0600)
         os.replace(tmp, target)
         return target
     finally:

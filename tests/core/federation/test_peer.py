@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import random
 import threading
 import time
@@ -294,8 +295,13 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
         with pytest.raises(CmfError, match="sync with the site"):
             fetch_artifact(model.id, tmp_path / "x.bin", store=a)
         sync(b.url, token="t", store=a, direction="pull")  # a learns where b is
-        out = fetch_artifact(model.id, tmp_path / "got" / "model.bin", token="t", store=a)
+        old_mask = os.umask(0o027)
+        try:
+            out = fetch_artifact(model.id, tmp_path / "got" / "model.bin", token="t", store=a)
+        finally:
+            os.umask(old_mask)
         assert out.read_bytes() == b"weights" * 1000
+        assert out.stat().st_mode & 0o777 == 0o640  # an ordinary file under the umask
         with pytest.raises(CmfError, match="outside the folders"):
             fetch_artifact(private.id, tmp_path / "p.bin", token="t", store=a)
         with pytest.raises(CmfError, match="does not serve artifact bytes"):
