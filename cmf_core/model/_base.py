@@ -139,6 +139,14 @@ def whole_number(value: Any, name: str, least: int, hint: str = "") -> int:
     return int(value)
 
 
+def check_site(value: Any, what: str) -> str:
+    """A record's site: a string (empty in records written before sites were checked, which
+    stay readable and syncable)."""
+    if not isinstance(value, str):
+        raise InvalidInputError(f"{what} must be a string, got {brief(value)}")
+    return value
+
+
 def check_name(value: str, what: str) -> str:
     if not isinstance(value, str) or not value.strip():
         raise InvalidInputError(f"{what} must be a non-empty string, got {value!r}")

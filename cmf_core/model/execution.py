@@ -10,7 +10,7 @@ from typing import Any
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_uuid, name_id, uuid7
 from cmf_core.jsonutil import valid_text
-from cmf_core.model._base import check_name, check_time, frozen_dict, now
+from cmf_core.model._base import check_name, check_site, check_time, frozen_dict, now
 
 
 class ExecutionStatus(enum.StrEnum):
@@ -63,6 +63,7 @@ class Execution:
     def __post_init__(self) -> None:
         check_name(self.pipeline, "pipeline name")
         check_name(self.stage, "stage name")
+        check_site(self.site, "execution site")
         object.__setattr__(self, "id", check_uuid(self.id, "execution id"))
         object.__setattr__(self, "started_at", check_time(self.started_at, "started_at"))
         if self.ended_at is not None:

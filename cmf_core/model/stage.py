@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cmf_core.identity import name_id
-from cmf_core.model._base import check_name, check_time, frozen_dict, now
+from cmf_core.model._base import check_name, check_site, check_time, frozen_dict, now
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +24,7 @@ class Stage:
     def __post_init__(self) -> None:
         check_name(self.pipeline, "pipeline name")
         check_name(self.name, "stage name")
+        check_site(self.site, "stage site")
         object.__setattr__(self, "created_at", check_time(self.created_at, "created_at"))
         object.__setattr__(self, "properties", frozen_dict(self.properties))
         object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -472,3 +473,15 @@ def test_reads_take_more_ids_than_a_statement_may_bind(store: Store) -> None:
     assert store.existing_keys("execution", many_e) == set(exec_ids)
     assert store.export_related(many_e, many_a).rows == store.export_related(
         exec_ids, art_ids).rows
+
+
+@pytest.mark.parametrize("make", [
+    lambda: Pipeline(name="p", site=None),  # type: ignore[arg-type]
+    lambda: Stage(pipeline="p", name="s", site=5),  # type: ignore[arg-type]
+    lambda: Execution(pipeline="p", stage="s", site=None),  # type: ignore[arg-type]
+])
+def test_a_site_that_is_not_a_string_is_refused_at_the_record(make: Any) -> None:
+    """Not at the store's write: a journal applied later would set the whole write aside."""
+    with pytest.raises(InvalidInputError, match=r"(pipeline|stage|execution) site must be a "
+                                                r"string, got (None|5)"):
+        make()
