@@ -225,7 +225,7 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     cells = [(f"{e.id}\n{e.pipeline} / {e.stage} @{e.site}",
               f"{status[e.id]}\n{fmt_time(e.started_at)}", "\n".join(params[e.id])) for e in rows]
     widths = _fit(cells, max((len(e.id) for e in rows), default=0), console.width - 10)
-    narrow = Table(title="Executions")
+    narrow = Table(title="Executions", show_lines=True)  # rows of several lines
     for head, width in zip(("id\npipeline / stage @site", "status\nstarted", "params"), widths,
                            strict=True):
         narrow.add_column(head, overflow="fold", width=width)
