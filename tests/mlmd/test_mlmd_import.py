@@ -204,14 +204,20 @@ def test_corrupt_file_is_refused_and_nothing_stored(
     assert store.list_pipelines() == [] and store.list_executions() == []
 
 
+def altered(cmflib_mlmd: tuple[Path, dict[str, Any]], sql: str) -> Path:
+    """The cmflib MLMD file after ``sql`` (as a tool or a damaged disk could leave it)."""
+    path, _ = cmflib_mlmd
+    with sqlite3.connect(path) as c:
+        c.execute(sql)
+    return path
+
+
 def test_association_to_a_missing_context_is_skipped(
         store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
     """MLMD's SQLite tables have no foreign keys: a context may be gone, its rows not."""
-    path, _ = cmflib_mlmd
-    with sqlite3.connect(path) as c:
-        c.execute("INSERT INTO Association (context_id, execution_id) "
-                  "SELECT 999, MIN(id) FROM Execution")
-    report = import_mlmd(store, path)
+    report = import_mlmd(store, altered(cmflib_mlmd, "INSERT INTO Association (context_id, "
+                                                     "execution_id) SELECT 999, MIN(id) "
+                                                     "FROM Execution"))
     assert report.counts["executions"] == 3
     assert report.skipped == {"association to a missing context": 1}
 
@@ -224,9 +230,7 @@ def test_association_to_a_missing_context_is_skipped(
 def test_wrongly_typed_column_is_refused_and_nothing_stored(
         store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]], sql: str) -> None:
     """SQLite keeps any value in any column: one MLMD never writes is a clear error."""
-    path, _ = cmflib_mlmd
-    with sqlite3.connect(path) as c:
-        c.execute(sql)
+    path = altered(cmflib_mlmd, sql)
     with pytest.raises(CmfError, match=r"holds a value of the wrong type \(.+\); the store is "
                                        r"corrupt"):
         import_mlmd(store, path)
@@ -252,11 +256,9 @@ def test_locked_file_is_not_called_corrupt(
 def test_text_that_is_not_utf8_is_read_with_replacement(
         store: Store, cmflib_mlmd: tuple[Path, dict[str, Any]]) -> None:
     """One bad byte in a property must not make the whole file unreadable."""
-    path, _ = cmflib_mlmd
-    with sqlite3.connect(path) as c:
-        c.execute("UPDATE ExecutionProperty SET string_value = CAST(X'FF61' AS TEXT) "
-                  "WHERE name = 'Execution'")
-    report = import_mlmd(store, path)
+    report = import_mlmd(store, altered(cmflib_mlmd, "UPDATE ExecutionProperty SET "
+                                                     "string_value = CAST(X'FF61' AS TEXT) "
+                                                     "WHERE name = 'Execution'"))
     assert report.counts["executions"] == 3
     assert report.notes == ["3 text value(s) are not valid UTF-8; their bad bytes were read "
                             "as U+FFFD"]
