@@ -78,14 +78,26 @@ def _register() -> None:
 
 def _one_line_summaries(group: typer.Typer) -> None:
     """Give every command without a ``short_help`` its docstring's first paragraph on one
-    line: in command listings typer's rich mode keeps the docstring's line breaks."""
+    line, and its help the docstring's paragraphs each on one line: typer's rich mode keeps a
+    docstring's line breaks, which the terminal then breaks again (ragged lines). Paragraphs
+    with indented or bulleted lines (examples, lists) stay as written."""
     for info in group.registered_commands:
         text = info.help or (info.callback.__doc__ if info.callback else None)
-        if info.short_help is None and text:
-            info.short_help = " ".join(inspect.cleandoc(text).split("\n\n")[0].split())
+        if not text:
+            continue
+        paragraphs = inspect.cleandoc(text).split("\n\n")
+        if info.short_help is None:
+            info.short_help = " ".join(paragraphs[0].split())
+        info.help = "\n\n".join(p if _preformatted(p) else " ".join(p.split())
+                                 for p in paragraphs)
     for sub in group.registered_groups:
         if sub.typer_instance is not None:
             _one_line_summaries(sub.typer_instance)
+
+
+def _preformatted(paragraph: str) -> bool:
+    return paragraph.startswith("\b") or any(
+        line.startswith((" ", "-", "*", "$", ">")) for line in paragraph.splitlines()[1:])
 
 
 _register()

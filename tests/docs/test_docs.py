@@ -150,3 +150,21 @@ def test_cli_reference_is_up_to_date() -> None:
     spec.loader.exec_module(gen)
     assert (ROOT / "docs" / "cli.md").read_text() == gen.render(), (
         "docs/cli.md is out of date: run python scripts/gen_cli_docs.py")
+
+
+def test_help_paragraphs_are_wrapped_by_the_terminal_only() -> None:
+    """typer's rich mode keeps a docstring's line breaks, and a terminal narrower than the
+    source lines breaks them again: every prose paragraph of a command's help is one line."""
+    ragged: list[str] = []
+
+    def walk(name: str, cmd: object) -> None:
+        for sub_name, sub in getattr(cmd, "commands", {}).items():
+            walk(f"{name} {sub_name}", sub)
+        for paragraph in (getattr(cmd, "help", None) or "").split("\n\n"):
+            lines = paragraph.splitlines()
+            if len(lines) > 1 and not any(line.startswith((" ", "-", "*", "$", ">"))
+                                          for line in lines[1:]):
+                ragged.append(f"{name}: {lines[0][:50]}...")
+
+    walk("cmf", typer.main.get_command(app))
+    assert not ragged, ragged
