@@ -327,6 +327,7 @@ class CmfAdapter:
         task = ti.task
         run.release()
         self._join_start(run)
+        self._late_params(run, task)
         outputs: list[DatasetRef] = []
         if run.mode == "listener":
             outlets = list(getattr(task, "outlets", None) or [])
@@ -342,6 +343,21 @@ class CmfAdapter:
         self._send(run, self.build_event(run, event_type, status, ended, outputs=outputs,
                                          output_ids=output_ids, energy=energy, error=error))
         return run
+
+    @staticmethod
+    def _late_params(run: TaskRun, task: Any) -> None:
+        """Add the template fields set during ``execute`` (``@task.bash``'s command), as the
+        task used them; the values read at START are kept."""
+        try:
+            late = task_params(task)
+        except Exception as e:
+            from cmf_core.guard import report
+
+            report("reading the task's parameters at its end", e)
+            return
+        with run.lock:
+            for name, value in late.items():
+                run.params.setdefault(name, value)
 
     @staticmethod
     def _send(run: TaskRun, event: Any) -> None:

@@ -138,3 +138,55 @@ def deferring():
 
 deferring()
 '''
+
+CONSTRUCTS = '''
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import TaskGroup, dag, task, task_group
+
+
+@dag(dag_id="{dag_id}", schedule=None, params={"name": "world"})
+def constructs():
+    @task.bash
+    def greet() -> str:
+        return "echo hello-{{ params.name }}"
+
+    @task_group(group_id="shards")
+    def shards(v: int):
+        @task
+        def double(v: int) -> int:
+            return v * 2
+
+        return double(v)
+
+    @task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @task
+    def label(a: int, b: str) -> str:
+        return f"{a}{b}"
+
+    with TaskGroup("report"):
+        @task.branch
+        def choose() -> str:
+            return "report.left"
+
+        choose() >> [EmptyOperator(task_id="left"), EmptyOperator(task_id="right")]
+
+    @task.short_circuit
+    def gate() -> bool:
+        return False
+
+    @task
+    def gated() -> int:
+        return 1
+
+    greet()
+    shards.expand(v=[5, 6])
+    add.partial(y=10).expand(x=[1, 2])
+    label.expand_kwargs([{"a": 1, "b": "p"}, {"a": 2, "b": "q"}])
+    gate() >> gated()
+
+
+constructs()
+'''

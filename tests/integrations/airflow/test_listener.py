@@ -13,7 +13,7 @@ from cmf_core.model import EventType, ExecutionStatus
 from cmf_core.openlineage.ingest import unversioned_digest
 from cmf_core.process import this_process
 from tests.integrations.airflow.helpers import artifacts_of, by_stage, flush
-from tests.integrations.airflow.sources import CHURN, FLAKY, RETRIED, SKIPPING
+from tests.integrations.airflow.sources import CHURN, CONSTRUCTS, FLAKY, RETRIED, SKIPPING
 
 
 def test_untouched_dag_gets_full_lineage(run_dag, cmf_store, tmp_path: Path) -> None:
@@ -337,3 +337,30 @@ def test_a_template_field_that_is_an_array_is_recorded(run_dag, cmf_store) -> No
     scale = by_stage(cmf_store(), "array_field")["scale"]
     assert scale.status is ExecutionStatus.COMPLETED
     assert scale.params["tag"] == "x2" and "factors" in scale.params
+
+
+def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
+    """@task.bash, task groups (mapped too), partial/expand, expand_kwargs, branching and
+    short-circuiting: one execution per try that ran, stage = task id with its group."""
+    from cmf_core.store.base import ExecutionFilter
+
+    dr = run_dag(CONSTRUCTS, "constructs")
+    assert dr.state == "success"
+    store = cmf_store()
+    runs = store.list_executions(ExecutionFilter(pipeline="constructs"))
+    mapped: dict[str, dict[int, Any]] = {}
+    for ex in runs:
+        mapped.setdefault(ex.stage, {})[ex.properties["airflow"].get("map_index", -1)] = ex
+    # the branch not taken and the short-circuited task never ran: no execution
+    assert set(mapped) == {"constructs", "greet", "shards.double", "add", "label",
+                           "report.choose", "report.left", "gate"}
+    assert all(ex.status is ExecutionStatus.COMPLETED for ex in runs)
+    # the command @task.bash builds during execute, rendered, not Airflow's "set later" tag
+    (greet,) = mapped["greet"].values()
+    assert greet.params["bash_command"] == "echo hello-world"
+    assert greet.properties["airflow.xcom_return"]["value"] == "hello-world"
+    assert {i: e.params["v"] for i, e in mapped["shards.double"].items()} == {0: 5, 1: 6}
+    assert {i: (e.params["x"], e.params["y"]) for i, e in mapped["add"].items()} == {
+        0: (1, 10), 1: (2, 10)}
+    assert {i: e.properties["airflow.xcom_return"]["value"]
+            for i, e in mapped["label"].items()} == {0: "1p", 1: "2q"}
