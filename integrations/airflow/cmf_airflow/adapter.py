@@ -14,8 +14,9 @@ the two views join:
   argument name), and on the terminal event ``cmf_energy`` (measured in the task's own process
   from START to the end), ``cmf_metrics`` (logged with :mod:`cmf_airflow.decorators`) and
   ``errorMessage``.
-* inputs (inlets) on both events, outputs (outlets, assets attached to aliases, logged
-  artifacts) on the terminal one; see :mod:`cmf_airflow.datasets` for their identity.
+* inputs (inlets) on both events, outputs on the terminal one: outlets and assets attached
+  to aliases of a try that succeeded (Airflow emits no asset event for another), logged
+  artifacts of any try; see :mod:`cmf_airflow.datasets` for their identity.
 
 START is recorded by one background worker thread per process (:class:`Background`), so
 recording overlaps the task's own work; the terminal event waits for it (bounded) and is
@@ -329,7 +330,7 @@ class CmfAdapter:
         self._join_start(run)
         self._late_params(run, task)
         outputs: list[DatasetRef] = []
-        if run.mode == "listener":
+        if run.mode == "listener" and status == "completed":  # as Airflow: no asset events else
             outlets = list(getattr(task, "outlets", None) or [])
             outputs = refs(outlets)
             if any(type(o).__name__ == "AssetAlias" for o in outlets):

@@ -39,7 +39,7 @@ churn()
 
 
 FLAKY = '''
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
 
 @dag(dag_id="{dag_id}", schedule=None)
@@ -48,7 +48,7 @@ def flaky():
     def ok() -> int:
         return 1
 
-    @task
+    @task(outlets=[Asset("s3://bucket/boom/out.csv")])
     def boom(x: int) -> int:
         raise ValueError(f"bad input: {x}")
 
@@ -64,13 +64,13 @@ flaky()
 
 
 SKIPPING = '''
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 
 @dag(dag_id="{dag_id}", schedule=None)
 def skipping():
-    @task
+    @task(outlets=[Asset("s3://bucket/skipped/out.csv")])
     def nothing_to_do() -> None:
         raise AirflowSkipException("no new data")
 
@@ -141,7 +141,7 @@ deferring()
 
 CONSTRUCTS = '''
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import TaskGroup, dag, task, task_group
+from airflow.sdk import Asset, TaskGroup, dag, task, task_group
 
 
 @dag(dag_id="{dag_id}", schedule=None, params={"name": "world"})
@@ -181,6 +181,24 @@ def constructs():
     def gated() -> int:
         return 1
 
+    @task(retries=0, outlets=[Asset("s3://registry/models/latest")])
+    def publish() -> None:
+        raise RuntimeError("registry down")
+
+    @task
+    def announce() -> None:
+        pass
+
+    @task(trigger_rule="one_failed")
+    def alert() -> str:
+        return "alerted"
+
+    @task(trigger_rule="all_done")
+    def cleanup() -> str:
+        return "cleaned"
+
+    published = publish()
+    published >> [announce(), alert(), cleanup()]
     greet()
     shards.expand(v=[5, 6])
     add.partial(y=10).expand(x=[1, 2])
