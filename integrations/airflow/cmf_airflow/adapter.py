@@ -329,6 +329,11 @@ class CmfAdapter:
         run.release()
         self._join_start(run)
         self._late_params(run, task)
+        label = getattr(ti, "rendered_map_index", None)  # rendered map_index_template
+        if label:
+            with run.lock:
+                run.properties["airflow"] = {**run.properties.get("airflow", {}),
+                                             "rendered_map_index": str(label)}
         outputs: list[DatasetRef] = []
         if run.mode == "listener" and status == "completed":  # as Airflow: no asset events else
             outlets = list(getattr(task, "outlets", None) or [])

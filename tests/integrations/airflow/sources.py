@@ -162,7 +162,7 @@ def constructs():
     def add(x: int, y: int) -> int:
         return x + y
 
-    @task
+    @task(map_index_template="{{ task.op_kwargs['b'] }}")
     def label(a: int, b: str) -> str:
         return f"{a}{b}"
 

@@ -372,6 +372,9 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
         0: (1, 10), 1: (2, 10)}
     assert {i: e.properties["airflow.xcom_return"]["value"]
             for i, e in mapped["label"].items()} == {0: "1p", 1: "2q"}
+    # the name map_index_template gives each instance (Airflow's UI shows it)
+    assert {i: e.properties["airflow"]["rendered_map_index"]
+            for i, e in mapped["label"].items()} == {0: "p", 1: "q"}
     # one_failed and all_done ran after the failure; the failed try wrote no outlet (Airflow
     # emits no asset event for it): no output lineage
     assert mapped["alert"][-1].properties["airflow.xcom_return"]["value"] == "alerted"
