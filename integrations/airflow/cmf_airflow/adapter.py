@@ -51,11 +51,13 @@ from cmf_airflow.dagrun import build_dag_run_event
 from cmf_airflow.datasets import (
     DatasetRef,
     digests,
+    event_extras,
     identify,
     refs,
     runtime_outlets,
     stat_digests,
     to_openlineage,
+    with_event_extra,
 )
 from cmf_airflow.facts import (
     PRODUCER,
@@ -337,10 +339,13 @@ class CmfAdapter:
         outputs: list[DatasetRef] = []
         if run.mode == "listener" and status == "completed":  # as Airflow: no asset events else
             outlets = list(getattr(task, "outlets", None) or [])
-            outputs = refs(outlets)
+            context = template_context(ti)
+            extras = event_extras(context)
+            outputs = [with_event_extra(r, extras.get((r.namespace, r.name)))
+                       for r in refs(outlets)]
             if any(type(o).__name__ == "AssetAlias" for o in outlets):
                 seen = {(r.namespace, r.name) for r in outputs}
-                outputs += [r for r in runtime_outlets(template_context(ti))
+                outputs += [r for r in runtime_outlets(context)
                             if (r.namespace, r.name) not in seen]
         output_ids = self._identify(run, outputs)
         event_type = {"completed": "COMPLETE", "failed": "FAIL", "skipped": "COMPLETE"}[status]

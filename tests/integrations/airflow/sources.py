@@ -141,11 +141,20 @@ deferring()
 
 CONSTRUCTS = '''
 from airflow.providers.standard.operators.empty import EmptyOperator
-from airflow.sdk import Asset, TaskGroup, dag, task, task_group
+from airflow.sdk import Asset, AssetAlias, TaskGroup, dag, task, task_group
+
+MODEL = Asset("s3://registry/churn/model.pkl", extra={"cmf_type": "Model"})
+CARDS = AssetAlias("model_cards")
 
 
 @dag(dag_id="{dag_id}", schedule=None, params={"name": "world"})
 def constructs():
+    @task(outlets=[MODEL, CARDS])
+    def register(*, outlet_events=None) -> None:
+        # this run's versions, given to the asset events as Airflow 3 users give them
+        outlet_events[MODEL].extra["etag"] = "e7"
+        outlet_events[CARDS].add(Asset("s3://registry/churn/card.json"), extra={"version": "2"})
+
     @task.bash
     def greet() -> str:
         return "echo hello-{{ params.name }}"
@@ -197,6 +206,7 @@ def constructs():
     def cleanup() -> str:
         return "cleaned"
 
+    register()
     published = publish()
     published >> [announce(), alert(), cleanup()]
     greet()

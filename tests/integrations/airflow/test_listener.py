@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from cmf_core.identity import file_digest
+from cmf_core.identity import file_digest, remote_digest
 from cmf_core.model import EventType, ExecutionStatus
 from cmf_core.openlineage.ingest import unversioned_digest
 from cmf_core.process import this_process
@@ -360,7 +360,7 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
     # the branch not taken, the short-circuited task, the upstream-failed one never ran
     assert set(mapped) == {"constructs", "greet", "shards.double", "add", "label",
                            "report.choose", "report.left", "gate", "publish", "alert",
-                           "cleanup"}
+                           "cleanup", "register"}
     assert {ex.stage for ex in runs if ex.status is not ExecutionStatus.COMPLETED} == {
         "constructs", "publish"}
     # the command @task.bash builds during execute, rendered, not Airflow's "set later" tag
@@ -382,3 +382,11 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
     (publish,) = mapped["publish"].values()
     assert publish.error == "RuntimeError: registry down"
     assert artifacts_of(store, publish.id, EventType.OUTPUT) == []
+    # remote outputs versioned by the extra the task gave their asset events
+    (register,) = mapped["register"].values()
+    outputs = {a.uri: a for a in artifacts_of(store, register.id, EventType.OUTPUT)}
+    assert {uri: (a.id, a.type) for uri, a in outputs.items()} == {
+        "s3://registry/churn/model.pkl": (
+            remote_digest("s3://registry/churn/model.pkl", "e7"), "Model"),
+        "s3://registry/churn/card.json": (
+            remote_digest("s3://registry/churn/card.json", "2"), "Dataset")}
