@@ -14,8 +14,9 @@ the two views join:
   argument name), and on the terminal event ``cmf_energy`` (measured in the task's own process
   from START to the end), ``cmf_metrics`` (logged with :mod:`cmf_airflow.decorators`) and
   ``errorMessage``.
-* inputs (inlets) on both events, outputs (outlets, assets attached to aliases, logged
-  artifacts) on the terminal one; see :mod:`cmf_airflow.datasets` for their identity.
+* inputs (inlets) on both events, outputs on the terminal one: outlets and assets attached
+  to aliases of a try that succeeded (Airflow emits no asset event for another), logged
+  artifacts of any try; see :mod:`cmf_airflow.datasets` for their identity.
 
 START is recorded by one background worker thread per process (:class:`Background`), so
 recording overlaps the task's own work; the terminal event waits for it (bounded) and is
@@ -50,11 +51,13 @@ from cmf_airflow.dagrun import build_dag_run_event
 from cmf_airflow.datasets import (
     DatasetRef,
     digests,
+    event_extras,
     identify,
     refs,
     runtime_outlets,
     stat_digests,
     to_openlineage,
+    with_event_extra,
 )
 from cmf_airflow.facts import (
     PRODUCER,
@@ -327,13 +330,22 @@ class CmfAdapter:
         task = ti.task
         run.release()
         self._join_start(run)
+        self._late_params(run, task)
+        label = getattr(ti, "rendered_map_index", None)  # rendered map_index_template
+        if label:
+            with run.lock:
+                run.properties["airflow"] = {**run.properties.get("airflow", {}),
+                                             "rendered_map_index": str(label)}
         outputs: list[DatasetRef] = []
-        if run.mode == "listener":
+        if run.mode == "listener" and status == "completed":  # as Airflow: no asset events else
             outlets = list(getattr(task, "outlets", None) or [])
-            outputs = refs(outlets)
+            context = template_context(ti)
+            extras = event_extras(context)
+            outputs = [with_event_extra(r, extras.get((r.namespace, r.name)))
+                       for r in refs(outlets)]
             if any(type(o).__name__ == "AssetAlias" for o in outlets):
                 seen = {(r.namespace, r.name) for r in outputs}
-                outputs += [r for r in runtime_outlets(template_context(ti))
+                outputs += [r for r in runtime_outlets(context)
                             if (r.namespace, r.name) not in seen]
         output_ids = self._identify(run, outputs)
         event_type = {"completed": "COMPLETE", "failed": "FAIL", "skipped": "COMPLETE"}[status]
@@ -342,6 +354,21 @@ class CmfAdapter:
         self._send(run, self.build_event(run, event_type, status, ended, outputs=outputs,
                                          output_ids=output_ids, energy=energy, error=error))
         return run
+
+    @staticmethod
+    def _late_params(run: TaskRun, task: Any) -> None:
+        """Add the template fields set during ``execute`` (``@task.bash``'s command), as the
+        task used them; the values read at START are kept."""
+        try:
+            late = task_params(task)
+        except Exception as e:
+            from cmf_core.guard import report
+
+            report("reading the task's parameters at its end", e)
+            return
+        with run.lock:
+            for name, value in late.items():
+                run.params.setdefault(name, value)
 
     @staticmethod
     def _send(run: TaskRun, event: Any) -> None:

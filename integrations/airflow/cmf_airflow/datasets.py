@@ -9,8 +9,9 @@ Any URI scheme is accepted and named as :mod:`cmf_core.openlineage.naming` says
   content (:func:`cmf_core.identity.path_digest`), or, above ``[cmf] digest_max_mb`` or when
   reading takes longer than the hook's time budget, a digest of its path, size and modification
   time (property ``digest_method = "stat"``);
-* a remote object whose asset ``extra`` names a ``version``, ``etag``, ``digest`` or
-  ``checksum``: the OpenLineage ``version`` facet (ingest turns it into
+* a remote object whose asset ``extra``, or the ``extra`` the task gave the asset's event (an
+  output), names a ``version``, ``etag``, ``digest`` or ``checksum``: the OpenLineage
+  ``version`` facet (ingest turns it into
   :func:`cmf_core.identity.remote_digest`);
 * anything else: no digest here; ingest identifies it by its URI (an *unversioned* artifact).
 
@@ -23,7 +24,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePath
 from typing import Any
 
@@ -102,20 +103,49 @@ def refs(objects: Iterable[Any] | None) -> list[DatasetRef]:
     return out
 
 
+def event_extras(context: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """The ``extra`` the task gave its outlets' asset events while it ran
+    (``outlet_events[asset].extra[...] = ...``, ``yield Metadata(asset, extra)``), by dataset
+    (namespace, name): where a run's version of an asset (``version``, ``etag``...) is given."""
+    outlet_events = context.get("outlet_events") if context is not None else None
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    for key in outlet_events or ():
+        ref = ref_from_object(key)
+        extra = getattr(outlet_events[key], "extra", None) if ref is not None else None
+        if ref is not None and isinstance(extra, dict) and extra:
+            out[(ref.namespace, ref.name)] = extra
+    return out
+
+
+def with_event_extra(ref: DatasetRef, extra: dict[str, Any] | None) -> DatasetRef:
+    """``ref`` with the version and type its asset event's ``extra`` gives, if any."""
+    if not extra:
+        return ref
+    version = next((str(extra[k]) for k in VERSION_KEYS if extra.get(k)), ref.version)
+    kind = str(extra.get(TYPE_KEY) or ref.artifact_type)
+    return replace(ref, version=version, artifact_type=kind)
+
+
 def runtime_outlets(context: Any) -> list[DatasetRef]:
     """Assets a task attached to an ``AssetAlias`` while it ran (``outlet_events[alias].add``)."""
     outlet_events = context.get("outlet_events") if context is not None else None
     if outlet_events is None:
         return []
-    found: list[Any] = []
+    found: list[DatasetRef] = []
     for key in outlet_events:
         if type(key).__name__ != "AssetAlias":
             continue
         for event in getattr(outlet_events[key], "asset_alias_events", None) or []:
             dest = getattr(event, "dest_asset_key", None)
-            if dest is not None and getattr(dest, "uri", None):
-                found.append(dest)
-    return refs(found)
+            ref = ref_from_object(dest) if getattr(dest, "uri", None) else None
+            if ref is not None:  # the asset's extra, then the event's (a version, a type)
+                extra = {**(getattr(event, "dest_asset_extra", None) or {}),
+                         **(getattr(event, "extra", None) or {})}
+                found.append(with_event_extra(ref, extra))
+    unique: dict[tuple[str, str], DatasetRef] = {}
+    for r in found:
+        unique.setdefault((r.namespace, r.name), r)
+    return list(unique.values())
 
 
 # digests (the same rules as CmfTransport's, in cmf_core.openlineage.local) -------------------

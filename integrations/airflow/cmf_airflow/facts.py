@@ -101,9 +101,10 @@ def _context_keys() -> frozenset[str]:
 
 
 def _unrendered(value: Any) -> bool:
-    """XComArgs and other lazy values that were not resolved (the task failed before)."""
+    """XComArgs and other lazy values that were not resolved (the task failed before), and
+    Airflow's "not set" sentinels (``@task.bash`` sets ``bash_command`` during ``execute``)."""
     return type(value).__name__ in {"PlainXComArg", "MapXComArg", "ZipXComArg", "XComArg",
-                                    "ConcatXComArg"}
+                                    "ConcatXComArg", "ArgNotSet", "SetDuringExecution"}
 
 
 def error_text(error: BaseException | str) -> tuple[str, str | None]:

@@ -23,8 +23,8 @@ __all__ = ["MAX_ITEMS", "MAX_STR", "bind_callable_args", "jsonable", "redact", "
 
 
 def summarise(value: Any) -> dict[str, Any]:
-    """A small description of an XCom value: type, length, keys, and the value itself when it
-    is small and plain (nothing cut, no object tagged)."""
+    """A small description of an XCom value: type, length (of a string too large to keep),
+    keys, and the value itself when it is small and plain (nothing cut, no object tagged)."""
     out: dict[str, Any] = {"type": type_tag(value)[1:-1]}
     if isinstance(value, (Mapping, Sequence, set, frozenset)) and not isinstance(value, str):
         with contextlib.suppress(TypeError):
@@ -38,7 +38,9 @@ def summarise(value: Any) -> dict[str, Any]:
     if not lossy and len(text) <= SMALL_JSON:
         out["value"] = data
     else:
-        out["json_len"] = len(text)
+        out["json_len"] = len(text)  # of the bounded value
+        if isinstance(value, str):  # the only size a cut string has
+            out["len"] = len(value)
     return out
 
 

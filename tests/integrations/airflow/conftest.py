@@ -45,6 +45,10 @@ def airflow_db() -> Iterator[Path]:
 
     settings.configure_orm()
     db.initdb()
+    # the plugin decides once, when first imported, whether to register the listener: import it
+    # now, enabled, so a test that disables tracking first does not disable the whole session
+    import cmf_airflow.plugin  # noqa: F401
+
     yield AIRFLOW_HOME
     shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
 

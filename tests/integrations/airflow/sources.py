@@ -39,7 +39,7 @@ churn()
 
 
 FLAKY = '''
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 
 
 @dag(dag_id="{dag_id}", schedule=None)
@@ -48,7 +48,7 @@ def flaky():
     def ok() -> int:
         return 1
 
-    @task
+    @task(outlets=[Asset("s3://bucket/boom/out.csv")])
     def boom(x: int) -> int:
         raise ValueError(f"bad input: {x}")
 
@@ -64,13 +64,13 @@ flaky()
 
 
 SKIPPING = '''
-from airflow.sdk import dag, task
+from airflow.sdk import Asset, dag, task
 from airflow.sdk.exceptions import AirflowSkipException
 
 
 @dag(dag_id="{dag_id}", schedule=None)
 def skipping():
-    @task
+    @task(outlets=[Asset("s3://bucket/skipped/out.csv")])
     def nothing_to_do() -> None:
         raise AirflowSkipException("no new data")
 
@@ -137,4 +137,84 @@ def deferring():
 
 
 deferring()
+'''
+
+CONSTRUCTS = '''
+from airflow.providers.standard.operators.empty import EmptyOperator
+from airflow.sdk import Asset, AssetAlias, TaskGroup, dag, task, task_group
+
+MODEL = Asset("s3://registry/churn/model.pkl", extra={"cmf_type": "Model"})
+CARDS = AssetAlias("model_cards")
+
+
+@dag(dag_id="{dag_id}", schedule=None, params={"name": "world"})
+def constructs():
+    @task(outlets=[MODEL, CARDS])
+    def register(*, outlet_events=None) -> None:
+        # this run's versions, given to the asset events as Airflow 3 users give them
+        outlet_events[MODEL].extra["etag"] = "e7"
+        outlet_events[CARDS].add(Asset("s3://registry/churn/card.json"), extra={"version": "2"})
+
+    @task.bash
+    def greet() -> str:
+        return "echo hello-{{ params.name }}"
+
+    @task_group(group_id="shards")
+    def shards(v: int):
+        @task
+        def double(v: int) -> int:
+            return v * 2
+
+        return double(v)
+
+    @task
+    def add(x: int, y: int) -> int:
+        return x + y
+
+    @task(map_index_template="{{ task.op_kwargs['b'] }}")
+    def label(a: int, b: str) -> str:
+        return f"{a}{b}"
+
+    with TaskGroup("report"):
+        @task.branch
+        def choose() -> str:
+            return "report.left"
+
+        choose() >> [EmptyOperator(task_id="left"), EmptyOperator(task_id="right")]
+
+    @task.short_circuit
+    def gate() -> bool:
+        return False
+
+    @task
+    def gated() -> int:
+        return 1
+
+    @task(retries=0, outlets=[Asset("s3://registry/models/latest")])
+    def publish() -> None:
+        raise RuntimeError("registry down")
+
+    @task
+    def announce() -> None:
+        pass
+
+    @task(trigger_rule="one_failed")
+    def alert() -> str:
+        return "alerted"
+
+    @task(trigger_rule="all_done")
+    def cleanup() -> str:
+        return "cleaned"
+
+    register()
+    published = publish()
+    published >> [announce(), alert(), cleanup()]
+    greet()
+    shards.expand(v=[5, 6])
+    add.partial(y=10).expand(x=[1, 2])
+    label.expand_kwargs([{"a": 1, "b": "p"}, {"a": 2, "b": "q"}])
+    gate() >> gated()
+
+
+constructs()
 '''

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 
-from cmf_core.identity import file_digest
+from cmf_core.identity import file_digest, remote_digest
 from cmf_core.model import EventType, ExecutionStatus
 from cmf_core.openlineage.ingest import unversioned_digest
 from cmf_core.process import this_process
 from tests.integrations.airflow.helpers import artifacts_of, by_stage, flush
-from tests.integrations.airflow.sources import CHURN, FLAKY, RETRIED, SKIPPING
+from tests.integrations.airflow.sources import CHURN, CONSTRUCTS, FLAKY, RETRIED, SKIPPING
 
 
 def test_untouched_dag_gets_full_lineage(run_dag, cmf_store, tmp_path: Path) -> None:
@@ -105,13 +105,17 @@ def test_failed_task_is_recorded_and_dag_result_unchanged(run_dag, cmf_store, mo
     assert boom.error == "ValueError: bad input: 1"
     assert boom.params == {"x": 1}
     assert store.energy([boom.id])  # a failed try is measured too
+    # a failed try wrote no outlet (Airflow emits no asset event for it): no output lineage
+    assert artifacts_of(store, boom.id, EventType.OUTPUT) == []
 
 
 def test_skipped_task_is_recorded_as_skipped(run_dag, cmf_store) -> None:
     dr = run_dag(SKIPPING, "skipping")
     assert states(dr) == {"nothing_to_do": "skipped"}
-    runs = by_stage(cmf_store(), "skipping")
+    store = cmf_store()
+    runs = by_stage(store, "skipping")
     assert runs["nothing_to_do"].status is ExecutionStatus.SKIPPED
+    assert artifacts_of(store, runs["nothing_to_do"].id, EventType.OUTPUT) == []
     assert runs["skipping"].status is ExecutionStatus.COMPLETED
 
 
@@ -337,3 +341,52 @@ def test_a_template_field_that_is_an_array_is_recorded(run_dag, cmf_store) -> No
     scale = by_stage(cmf_store(), "array_field")["scale"]
     assert scale.status is ExecutionStatus.COMPLETED
     assert scale.params["tag"] == "x2" and "factors" in scale.params
+
+
+def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
+    """@task.bash, task groups (mapped too), partial/expand, expand_kwargs, branching,
+    short-circuiting, trigger rules: one execution per try that ran, stage = task id with its
+    group."""
+    from cmf_core.store.base import ExecutionFilter
+
+    dr = run_dag(CONSTRUCTS, "constructs")
+    assert dr.state == "failed"  # publish
+    assert states(dr)["announce"] == "upstream_failed"
+    store = cmf_store()
+    runs = store.list_executions(ExecutionFilter(pipeline="constructs"))
+    mapped: dict[str, dict[int, Any]] = {}
+    for ex in runs:
+        mapped.setdefault(ex.stage, {})[ex.properties["airflow"].get("map_index", -1)] = ex
+    # the branch not taken, the short-circuited task, the upstream-failed one never ran
+    assert set(mapped) == {"constructs", "greet", "shards.double", "add", "label",
+                           "report.choose", "report.left", "gate", "publish", "alert",
+                           "cleanup", "register"}
+    assert {ex.stage for ex in runs if ex.status is not ExecutionStatus.COMPLETED} == {
+        "constructs", "publish"}
+    # the command @task.bash builds during execute, rendered, not Airflow's "set later" tag
+    (greet,) = mapped["greet"].values()
+    assert greet.params["bash_command"] == "echo hello-world"
+    assert greet.properties["airflow.xcom_return"]["value"] == "hello-world"
+    assert {i: e.params["v"] for i, e in mapped["shards.double"].items()} == {0: 5, 1: 6}
+    assert {i: (e.params["x"], e.params["y"]) for i, e in mapped["add"].items()} == {
+        0: (1, 10), 1: (2, 10)}
+    assert {i: e.properties["airflow.xcom_return"]["value"]
+            for i, e in mapped["label"].items()} == {0: "1p", 1: "2q"}
+    # the name map_index_template gives each instance (Airflow's UI shows it)
+    assert {i: e.properties["airflow"]["rendered_map_index"]
+            for i, e in mapped["label"].items()} == {0: "p", 1: "q"}
+    # one_failed and all_done ran after the failure; the failed try wrote no outlet (Airflow
+    # emits no asset event for it): no output lineage
+    assert mapped["alert"][-1].properties["airflow.xcom_return"]["value"] == "alerted"
+    assert mapped["cleanup"][-1].properties["airflow.xcom_return"]["value"] == "cleaned"
+    (publish,) = mapped["publish"].values()
+    assert publish.error == "RuntimeError: registry down"
+    assert artifacts_of(store, publish.id, EventType.OUTPUT) == []
+    # remote outputs versioned by the extra the task gave their asset events
+    (register,) = mapped["register"].values()
+    outputs = {a.uri: a for a in artifacts_of(store, register.id, EventType.OUTPUT)}
+    assert {uri: (a.id, a.type) for uri, a in outputs.items()} == {
+        "s3://registry/churn/model.pkl": (
+            remote_digest("s3://registry/churn/model.pkl", "e7"), "Model"),
+        "s3://registry/churn/card.json": (
+            remote_digest("s3://registry/churn/card.json", "2"), "Dataset")}

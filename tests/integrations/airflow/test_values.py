@@ -34,6 +34,10 @@ def test_summarise_small_and_large_values() -> None:
                                       "value": {"rows": 3}}
     big = summarise(list(range(5000)))
     assert big["len"] == 5000 and "value" not in big and big["json_len"] > 0
+    # a large string (a CSV or JSON payload): its size, not only that of the cut copy
+    text = summarise("x" * 200_000)
+    assert text["type"] == "builtins.str" and text["len"] == 200_000 and "value" not in text
+    assert summarise("small") == {"type": "builtins.str", "value": "small"}
 
 
 def test_arguments_are_named_by_the_callable() -> None:
