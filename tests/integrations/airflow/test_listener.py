@@ -133,7 +133,6 @@ def hung_server() -> Any:
 
 def test_a_hung_store_neither_fails_nor_stalls_the_task(run_dag, cmf_store, monkeypatch,
                                                         hung_server: int) -> None:
-    import time
 
     from airflow.sdk.listener import get_listener_manager
 
@@ -143,15 +142,14 @@ def test_a_hung_store_neither_fails_nor_stalls_the_task(run_dag, cmf_store, monk
                        f"postgresql://cmf@127.0.0.1:{hung_server}/cmf?connect_timeout=30")
     monkeypatch.setenv("AIRFLOW__CMF__HOOK_TIMEOUT_S", "0.5")
     before = sum(FAILURES.values())
-    started = time.perf_counter()
     dr = run_dag(FLAKY.replace("raise ValueError(f\"bad input: {x}\")", "return x"), "hung_store")
-    elapsed = time.perf_counter() - started
     flush()
     assert dr.state == "success"
     assert sum(FAILURES.values()) > before
-    # 3 tasks x (START + terminal) bounded by 0.5 s each, plus Airflow's own time
-    assert elapsed < 30
     spool = Path(os.environ["CMF_HOME"]) / "spool"
+    # the hook gave up after 0.5 s (not the 30 s connect timeout) and noted the overrun, so
+    # the next events were spooled without waiting
+    assert list(spool.glob(".backoff.*"))
     spooled = sorted(spool.glob("*.json"))
     # 3 tasks x (START + COMPLETE) + the DAG run's COMPLETE (dag.test() only reports its end)
     assert len(spooled) == 7
