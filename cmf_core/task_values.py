@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import heapq
+import itertools
 import math
 import re
 import uuid
@@ -100,18 +102,18 @@ def _builtin(value: Any) -> bool:
     return t in _SCALARS or t is bytes or (t is tuple and all(map(_builtin, value)))
 
 
-def _members(value: set[Any] | frozenset[Any]) -> list[Any]:
-    """A set's members in a stable order (string hashes differ per process): sorted when all
-    are of one plain type (``str``, ``int``, ``float``, ``bytes``), by type and ``repr`` when
-    all are built-in values (mixed scalars, tuples), else in iteration order: user
-    ``__str__``/``__lt__``/``__repr__`` are never called."""
-    seq = list(value)
-    kinds = {type(v) for v in seq}
+def _members(value: set[Any] | frozenset[Any], n: int) -> list[Any]:
+    """The first ``n`` of a set's members in a stable order (string hashes differ per
+    process): the smallest when all are of one plain type (``str``, ``int``, ``float``,
+    ``bytes``), by type and ``repr`` when all are built-in values (mixed scalars, tuples), else
+    in iteration order: user ``__str__``/``__lt__``/``__repr__`` are never called. Only ``n``
+    are ever sorted in full (a set of millions is not)."""
+    kinds = {type(v) for v in value}
     if len(kinds) == 1 and next(iter(kinds)) in _SORTABLE:
-        seq.sort()
-    elif all(map(_builtin, seq)):
-        seq.sort(key=lambda v: (type(v).__name__, repr(v)))
-    return seq
+        return heapq.nsmallest(n, value)
+    if all(map(_builtin, value)):
+        return heapq.nsmallest(n, value, key=lambda v: (type(v).__name__, repr(v)))
+    return list(itertools.islice(value, n))
 
 
 def numpy_array(value: Any) -> bool:
@@ -174,20 +176,20 @@ def _jsonable(value: Any, depth: int, lossy: list[bool]) -> Any:
             return _jsonable(value.item(), depth, lossy)
         except (TypeError, ValueError):
             pass
-    elif depth < MAX_DEPTH and isinstance(value, Mapping):
-        items = list(value.items())
+    elif depth < MAX_DEPTH and isinstance(value, Mapping):  # only the kept items are copied
         out = {_key(k): REDACTED if _secret(k, v) else _jsonable(v, depth + 1, lossy)
-               for k, v in items[:MAX_ITEMS]}
-        if len(items) > MAX_ITEMS:
+               for k, v in itertools.islice(value.items(), MAX_ITEMS)}
+        if len(value) > MAX_ITEMS:
             lossy.append(True)
-            out["..."] = f"{len(items) - MAX_ITEMS} more"
+            out["..."] = f"{len(value) - MAX_ITEMS} more"
         return out
     elif depth < MAX_DEPTH and isinstance(value, (list, tuple, set, frozenset)):
-        seq = _members(value) if isinstance(value, (set, frozenset)) else list(value)
-        out_list = [_jsonable(v, depth + 1, lossy) for v in seq[:MAX_ITEMS]]
-        if len(seq) > MAX_ITEMS:
+        seq = (_members(value, MAX_ITEMS) if isinstance(value, (set, frozenset))
+               else value[:MAX_ITEMS])
+        out_list = [_jsonable(v, depth + 1, lossy) for v in seq]
+        if len(value) > MAX_ITEMS:
             lossy.append(True)
-            out_list.append(f"... {len(seq) - MAX_ITEMS} more")
+            out_list.append(f"... {len(value) - MAX_ITEMS} more")
         return out_list
     lossy.append(True)
     return type_tag(value)

@@ -145,3 +145,27 @@ def test_url_passwords_are_hidden(text: str, shown: str) -> None:
     assert params({"db_url": text}) == {"db_url": shown}
     assert jsonable([{"cmd": text}]) == [{"cmd": shown}]
     assert redact({"args": [text]}) == {"args": [shown]}
+
+
+def test_a_huge_mapping_is_read_only_as_far_as_it_is_kept() -> None:
+    """A task returning a dict of millions of keys: the items past MAX_ITEMS are never read
+    (they were all copied first, 0.6 s for 3 million)."""
+    from collections.abc import Iterator, Mapping
+
+    read: list[int] = []
+
+    class Huge(Mapping[int, int]):
+        def __len__(self) -> int:
+            return 3_000_000
+
+        def __iter__(self) -> Iterator[int]:
+            for i in range(3_000_000):
+                read.append(i)
+                yield i
+
+        def __getitem__(self, key: int) -> int:
+            return key
+
+    out = jsonable(Huge())
+    assert len(out) == MAX_ITEMS + 1 and out["..."] == f"{3_000_000 - MAX_ITEMS} more"
+    assert len(read) <= MAX_ITEMS + 1
