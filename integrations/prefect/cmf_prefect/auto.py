@@ -37,6 +37,7 @@ from cmf_prefect.runs import (
     flow_end_facts,
     flow_run_ref,
     flow_start_facts,
+    from_cache,
     state_status,
     task_end_facts,
     task_inputs,
@@ -214,6 +215,8 @@ class InProcessRoute:
         if sweep and status is None:
             status = "aborted"
         energy = self.recorder.stop_energy(record.monitor, record.ref.run_id)
+        if from_cache(state):  # a cache lookup: no energy of its own to record
+            energy = None
         facts = task_end_facts(record.task, record.task_run, state, record.parameters, at,
                                inputs=record.inputs, status=status, assets=not sweep)
         facts.energy = energy

@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 from prefect import flow, task
@@ -425,3 +425,35 @@ def test_subflows_do_not_wait_for_a_slow_store(prefect_api: str, tmp_path: Path,
     finally:
         auto.uninstall()
         get_emitter(settings).close()
+
+
+def test_a_cached_task_run_is_completed_with_no_energy_of_its_own(auto_route: Any,
+                                                                  cmf_store: Any) -> None:
+    from prefect.cache_policies import INPUTS
+
+    calls: list[int] = []
+
+    @task(cache_policy=INPUTS)
+    def costly(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    @task(cache_key_fn=lambda context, parameters: f"cmf-test-{parameters['x']}")
+    def keyed(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    @flow
+    def caching(x: int) -> int:
+        return costly(x) + costly(x) + keyed(x) + keyed(x)
+
+    x = uuid4().int  # Prefect keeps cached results across sessions: a key of this test's own
+    assert caching(x) == 2 * 10 * x + 2 * (x + 1)
+    assert len(calls) == 2  # each computed once
+    runs = [e for e in cmf_store.list_executions() if e.stage in ("costly", "keyed")]
+    assert len(runs) == 4 and all(e.status.value == "completed" for e in runs)
+    cached = {e.id for e in runs if e.properties["prefect.state"] == "Cached"}
+    assert len(cached) == 2
+    measured = {r.execution_id for r in cmf_store.energy()}
+    assert measured == {e.id for e in runs} - cached  # a cache lookup measures nothing
+
