@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.metadata
 import os
 import subprocess
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Any
 from uuid import UUID, uuid4
 
+import pydantic
 import pytest
 from prefect import flow, task
 from prefect.assets import materialize
@@ -457,3 +459,34 @@ def test_a_cached_task_run_is_completed_with_no_energy_of_its_own(auto_route: An
     measured = {r.execution_id for r in cmf_store.energy()}
     assert measured == {e.id for e in runs} - cached  # a cache lookup measures nothing
 
+
+class TrainConfig(pydantic.BaseModel):
+    lr: float = 0.01
+    layers: list[int] = [64, 32]
+    api_key: str = "sk-not-recorded"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    path: str = "data.csv"
+    split: float = 0.2
+    model: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+def test_pydantic_and_dataclass_parameters_are_recorded_by_their_fields(
+        auto_route: Any, cmf_store: Any) -> None:
+    @task
+    def fit(cfg: TrainConfig, data: DataConfig) -> float:
+        return cfg.lr * data.split
+
+    @flow
+    def configured(cfg: TrainConfig, data: DataConfig) -> float:
+        return fit(cfg, data)
+
+    configured(TrainConfig(lr=0.1), DataConfig())
+    stages = _by_stage(cmf_store, "configured")
+    train = {"lr": 0.1, "layers": [64, 32], "api_key": "***"}
+    data = {"path": "data.csv", "split": 0.2,
+            "model": {"lr": 0.01, "layers": [64, 32], "api_key": "***"}}
+    assert stages["configured"].params == {"cfg": train, "data": data}
+    assert stages["fit"].params == {"cfg": train, "data": data}
