@@ -15,9 +15,10 @@ when ``PREFECT_PLUGINS_ENABLED=true``, as Prefect is imported. ``CMF_DISABLED=tr
 off. :func:`uninstall` stops recording (the processor stays registered and idle; OpenTelemetry
 cannot remove one).
 
-Cases the spans leave open are closed here: a task that times out (Prefect 3.7 ends no span for
-``TimedOut``) or never runs because an upstream failed (``NotReady``) is recorded, failed or
-skipped, when its flow run ends. A flow run's START is sent with its first task (the flow's
+Cases the spans leave open are closed here: a sync task that times out (Prefect 3.7 ends no span
+for its ``TimedOut``) is recorded failed at the next task run start or end of its flow run (or
+the flow run's end); one that never runs because an upstream failed (``NotReady``) is recorded
+skipped when its flow run ends. A flow run's START is sent with its first task (the flow's
 name is not known when its span starts) or when it ends. Every callback is guarded: a failure is
 logged once, counted, and never reaches the run.
 """
@@ -188,6 +189,7 @@ class InProcessRoute:
                 flow.open_tasks.add(run_id)
         if flow is not None:
             self._send_flow_start(flow)
+            self._close_timed_out(flow, at)
         record.monitor = self.recorder.start_energy()
         self._emit(ref, task_start_facts(ctx.task, task_run, ctx.parameters, at, record.inputs))
 
@@ -201,6 +203,8 @@ class InProcessRoute:
                 flow.open_tasks.discard(run_id)
         if record is None:
             return
+        if flow is not None:
+            self._close_timed_out(flow, at)
         ctx = TaskRunContext.get()
         if ctx is not None and str(ctx.task_run.id) == run_id:
             record.parameters = ctx.parameters  # resolved by now (futures -> values)
@@ -208,6 +212,17 @@ class InProcessRoute:
             record.inputs += value_datasets(list((ctx.parameters or {}).values()),
                                             unchanged_since=record.started_at)
         self._finish_task(record, at)
+
+    def _close_timed_out(self, flow: _Flow, at: float) -> None:
+        """Record now the sync task runs of ``flow`` that timed out (Prefect ends no span for
+        them), so that their energy stops at the next task run's start or end, not at the flow
+        run's end. Async ones end their span themselves."""
+        with self.lock:
+            done = [t for t in flow.open_tasks if t in self.tasks and _timed_out(self.tasks[t])]
+            records = [self.tasks.pop(t) for t in done]
+            flow.open_tasks.difference_update(done)
+        for record in records:
+            self._finish_task(record, at, sweep=True)
 
     def _finish_task(self, record: _Task, at: float, sweep: bool = False) -> None:
         state = record.task_run.state
@@ -224,6 +239,12 @@ class InProcessRoute:
 
 
 ROUTE = InProcessRoute()
+
+
+def _timed_out(record: _Task) -> bool:
+    """A sync task run that ended in Prefect's ``TimedOut`` state (after its retries)."""
+    return not getattr(record.task, "isasync", False) \
+        and getattr(record.task_run.state, "name", None) == "TimedOut"
 
 
 def _guarded(where: str, fn: Any, *args: Any) -> None:

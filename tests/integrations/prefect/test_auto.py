@@ -233,6 +233,31 @@ def test_failures_retries_and_tasks_that_never_ran(auto_route: Any, cmf_store: A
     assert len(cmf_store.list_executions()) == 4
 
 
+def test_a_timed_out_task_run_ends_before_the_next_task_run(auto_route: Any,
+                                                            cmf_store: Any) -> None:
+    @task(timeout_seconds=0.3)
+    def stuck() -> None:
+        time.sleep(1.5)
+
+    @task
+    def after_it() -> int:
+        return 1
+
+    @flow
+    def timing_out() -> int:
+        stuck(return_state=True)
+        return after_it()
+
+    assert timing_out() == 1
+    stages = _by_stage(cmf_store, "timing-out")
+    assert stages["stuck"].status.value == "failed"
+    assert stages["stuck"].properties["prefect.state"] == "TimedOut"
+    # measured until the next task run starts (Prefect ends no span for it), not until the
+    # flow run ends: the next task's energy is not counted twice
+    assert stages["stuck"].ended_at <= stages["after_it"].started_at
+    assert {r.execution_id for r in cmf_store.energy()} == {stages["stuck"].id,
+                                                            stages["after_it"].id}
+
 def test_materialized_assets_become_artifacts(auto_route: Any, cmf_store: Any,
                                               tmp_path: Path) -> None:
     raw = f"file://{tmp_path}/raw.csv"
