@@ -154,8 +154,11 @@ class InProcessRoute:
             return
         with self.lock:
             self.flows.pop(run_id, None)
-            leftovers = [self.tasks.pop(t) for t in list(flow.open_tasks) if t in self.tasks]
-        for task in leftovers:  # timed out or never ran: no span end for them
+            # timed out or never ran: no span end for them; a task run still pending or running
+            # (submitted, never waited for: it runs on after its flow) ends its own span
+            leftovers = [self.tasks.pop(t) for t in list(flow.open_tasks) if t in self.tasks
+                         and state_status(self.tasks[t].task_run.state) is not None]
+        for task in leftovers:
             self._finish_task(task, at, sweep=True)
         try:
             if flow.flow is None or not self._wanted(run_id):

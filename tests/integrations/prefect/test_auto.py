@@ -258,6 +258,39 @@ def test_a_timed_out_task_run_ends_before_the_next_task_run(auto_route: Any,
     assert {r.execution_id for r in cmf_store.energy()} == {stages["stuck"].id,
                                                             stages["after_it"].id}
 
+def test_a_task_run_not_waited_for_is_recorded_when_it_ends(auto_route: Any, cmf_store: Any,
+                                                            wait_until: Any) -> None:
+    import threading
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    flow_ended = threading.Event()
+
+    class FlowEnd(SpanProcessor):  # runs after cmf's processor: the flow run's span has ended
+        def on_end(self, span: Any) -> None:
+            if (span.attributes or {}).get("prefect.run.type") == "flow":
+                flow_ended.set()
+
+    trace.get_tracer_provider().add_span_processor(FlowEnd())  # type: ignore[attr-defined]
+
+    @task
+    def background(x: int) -> int:
+        flow_ended.wait(30)
+        return x
+
+    @flow
+    def fire_and_forget() -> None:
+        background.submit(1)  # never waited for: Prefect runs it on after the flow run ends
+
+    fire_and_forget()
+
+    def recorded() -> list[str]:
+        auto_route.recorder.flush()
+        return [e.status.value for e in cmf_store.list_executions() if e.stage == "background"]
+
+    assert wait_until(lambda: recorded() == ["completed"])  # was: aborted, "state Pending"
+
 def test_materialized_assets_become_artifacts(auto_route: Any, cmf_store: Any,
                                               tmp_path: Path) -> None:
     raw = f"file://{tmp_path}/raw.csv"
