@@ -16,11 +16,11 @@ off. :func:`uninstall` stops recording (the processor stays registered and idle;
 cannot remove one).
 
 Cases the spans leave open are closed here: a sync task that times out (Prefect 3.7 ends no span
-for its ``TimedOut``) is recorded failed at the next task run start or end of its flow run (or
-the flow run's end); one that never runs because an upstream failed (``NotReady``) is recorded
-skipped when its flow run ends. A flow run's START is sent with its first task (the flow's
-name is not known when its span starts) or when it ends. Every callback is guarded: a failure is
-logged once, counted, and never reaches the run.
+for its ``TimedOut``) is recorded failed when that state is added to its span (else at the next
+task run start or end of its flow run, or the flow run's end); one that never runs because an
+upstream failed (``NotReady``) is recorded skipped when its flow run ends. A flow run's START is
+sent with its first task (the flow's name is not known when its span starts) or when it ends.
+Every callback is guarded: a failure is logged once, counted, and never reaches the run.
 """
 
 from __future__ import annotations
@@ -216,6 +216,13 @@ class InProcessRoute:
                                             unchanged_since=record.started_at)
         self._finish_task(record, at)
 
+    def task_timed_out(self, run_id: str, at: float) -> None:
+        """A task run entered ``TimedOut``: a sync one ends here (an async one ends its span)."""
+        with self.lock:
+            record = self.tasks.get(run_id)
+        if record is not None and _timed_out(record):
+            self.task_ended(run_id, at)
+
     def _close_timed_out(self, flow: _Flow, at: float) -> None:
         """Record now the sync task runs of ``flow`` that timed out (Prefect ends no span for
         them), so that their energy stops at the next task run's start or end, not at the flow
@@ -288,6 +295,30 @@ def _outermost(run_id: str) -> bool:
         return True
 
 
+def _watch_timeout(span: Any, run_id: str) -> None:
+    """Record a sync task run when it times out, as it happens.
+
+    Prefect ends no span for a sync task's ``TimedOut`` state (``timeout_seconds``, or any
+    ``TimeoutError`` the task raised, e.g. a network call's), but adds the state to the span as
+    an event, in the run's thread and context: the run ends there.
+    """
+    add_event = getattr(span, "add_event", None)
+    if add_event is None:
+        return
+
+    def add_event_and_watch(name: str, *args: Any, **kwargs: Any) -> Any:
+        added = add_event(name, *args, **kwargs)
+        if name == "TimedOut":
+            _guarded("recording a Prefect task run timeout", ROUTE.task_timed_out, run_id,
+                     time.time())
+        return added
+
+    try:
+        span.add_event = add_event_and_watch
+    except Exception as e:  # a span that takes no attribute: closed later (_close_timed_out)
+        report("watching a Prefect task run span", e)
+
+
 class CmfSpanProcessor:
     """OpenTelemetry span processor that records Prefect's flow-run and task-run spans.
 
@@ -308,6 +339,7 @@ class CmfSpanProcessor:
             return
         if kind == "task":
             _guarded("recording a Prefect task run start", ROUTE.task_started, run_id, at)
+            _watch_timeout(span, run_id)
         elif kind == "flow":
             _guarded("recording a Prefect flow run start", ROUTE.flow_started, run_id, at)
 

@@ -258,6 +258,22 @@ def test_a_timed_out_task_run_ends_before_the_next_task_run(auto_route: Any,
     assert {r.execution_id for r in cmf_store.energy()} == {stages["stuck"].id,
                                                             stages["after_it"].id}
 
+@pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted to send logs")
+def test_a_task_run_that_raises_a_timeout_outside_a_flow_is_recorded_failed(
+        auto_route: Any, cmf_store: Any) -> None:
+    @task
+    def fetch(url: str) -> None:
+        raise TimeoutError(f"{url} did not answer")  # socket.timeout is a TimeoutError
+
+    state = fetch("http://10.0.0.1/weights", return_state=True)
+    assert state.name == "TimedOut"  # Prefect ends no span for it
+    auto_route.recorder.flush()
+    [run] = cmf_store.list_executions()
+    assert run.status.value == "failed"  # was: running forever, its energy monitor never stopped
+    assert "did not answer" in run.error
+    assert [r.execution_id for r in cmf_store.energy()] == [run.id]
+    assert not auto_route.tasks
+
 def test_a_task_run_not_waited_for_is_recorded_when_it_ends(auto_route: Any, cmf_store: Any,
                                                             wait_until: Any) -> None:
     import threading
