@@ -15,11 +15,12 @@ when ``PREFECT_PLUGINS_ENABLED=true``, as Prefect is imported. ``CMF_DISABLED=tr
 off. :func:`uninstall` stops recording (the processor stays registered and idle; OpenTelemetry
 cannot remove one).
 
-Cases the spans leave open are closed here: a task that times out (Prefect 3.7 ends no span for
-``TimedOut``) or never runs because an upstream failed (``NotReady``) is recorded, failed or
-skipped, when its flow run ends. A flow run's START is sent with its first task (the flow's
-name is not known when its span starts) or when it ends. Every callback is guarded: a failure is
-logged once, counted, and never reaches the run.
+Cases the spans leave open are closed here: a sync task that times out (Prefect 3.7 ends no span
+for its ``TimedOut``) is recorded failed when that state is added to its span (else at the next
+task run start or end of its flow run, or the flow run's end); one that never runs because an
+upstream failed (``NotReady``) is recorded skipped when its flow run ends. A flow run's START is
+sent with its first task (the flow's name is not known when its span starts) or when it ends.
+Every callback is guarded: a failure is logged once, counted, and never reaches the run.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from cmf_prefect.runs import (
     flow_end_facts,
     flow_run_ref,
     flow_start_facts,
+    from_cache,
     state_status,
     task_end_facts,
     task_inputs,
@@ -152,8 +154,11 @@ class InProcessRoute:
             return
         with self.lock:
             self.flows.pop(run_id, None)
-            leftovers = [self.tasks.pop(t) for t in list(flow.open_tasks) if t in self.tasks]
-        for task in leftovers:  # timed out or never ran: no span end for them
+            # timed out or never ran: no span end for them; a task run still pending or running
+            # (submitted, never waited for: it runs on after its flow) ends its own span
+            leftovers = [self.tasks.pop(t) for t in list(flow.open_tasks) if t in self.tasks
+                         and state_status(self.tasks[t].task_run.state) is not None]
+        for task in leftovers:
             self._finish_task(task, at, sweep=True)
         try:
             if flow.flow is None or not self._wanted(run_id):
@@ -187,6 +192,7 @@ class InProcessRoute:
                 flow.open_tasks.add(run_id)
         if flow is not None:
             self._send_flow_start(flow)
+            self._close_timed_out(flow, at)
         record.monitor = self.recorder.start_energy()
         self._emit(ref, task_start_facts(ctx.task, task_run, ctx.parameters, at, record.inputs))
 
@@ -200,6 +206,8 @@ class InProcessRoute:
                 flow.open_tasks.discard(run_id)
         if record is None:
             return
+        if flow is not None:
+            self._close_timed_out(flow, at)
         ctx = TaskRunContext.get()
         if ctx is not None and str(ctx.task_run.id) == run_id:
             record.parameters = ctx.parameters  # resolved by now (futures -> values)
@@ -208,12 +216,32 @@ class InProcessRoute:
                                             unchanged_since=record.started_at)
         self._finish_task(record, at)
 
+    def task_timed_out(self, run_id: str, at: float) -> None:
+        """A task run entered ``TimedOut``: a sync one ends here (an async one ends its span)."""
+        with self.lock:
+            record = self.tasks.get(run_id)
+        if record is not None and _timed_out(record):
+            self.task_ended(run_id, at)
+
+    def _close_timed_out(self, flow: _Flow, at: float) -> None:
+        """Record now the sync task runs of ``flow`` that timed out (Prefect ends no span for
+        them), so that their energy stops at the next task run's start or end, not at the flow
+        run's end. Async ones end their span themselves."""
+        with self.lock:
+            done = [t for t in flow.open_tasks if t in self.tasks and _timed_out(self.tasks[t])]
+            records = [self.tasks.pop(t) for t in done]
+            flow.open_tasks.difference_update(done)
+        for record in records:
+            self._finish_task(record, at, sweep=True)
+
     def _finish_task(self, record: _Task, at: float, sweep: bool = False) -> None:
         state = record.task_run.state
         status = state_status(state)
         if sweep and status is None:
             status = "aborted"
         energy = self.recorder.stop_energy(record.monitor, record.ref.run_id)
+        if from_cache(state):  # a cache lookup: no energy of its own to record
+            energy = None
         facts = task_end_facts(record.task, record.task_run, state, record.parameters, at,
                                inputs=record.inputs, status=status, assets=not sweep)
         facts.energy = energy
@@ -221,6 +249,12 @@ class InProcessRoute:
 
 
 ROUTE = InProcessRoute()
+
+
+def _timed_out(record: _Task) -> bool:
+    """A sync task run that ended in Prefect's ``TimedOut`` state (after its retries)."""
+    return not getattr(record.task, "isasync", False) \
+        and getattr(record.task_run.state, "name", None) == "TimedOut"
 
 
 def _guarded(where: str, fn: Any, *args: Any) -> None:
@@ -261,6 +295,30 @@ def _outermost(run_id: str) -> bool:
         return True
 
 
+def _watch_timeout(span: Any, run_id: str) -> None:
+    """Record a sync task run when it times out, as it happens.
+
+    Prefect ends no span for a sync task's ``TimedOut`` state (``timeout_seconds``, or any
+    ``TimeoutError`` the task raised, e.g. a network call's), but adds the state to the span as
+    an event, in the run's thread and context: the run ends there.
+    """
+    add_event = getattr(span, "add_event", None)
+    if add_event is None:
+        return
+
+    def add_event_and_watch(name: str, *args: Any, **kwargs: Any) -> Any:
+        added = add_event(name, *args, **kwargs)
+        if name == "TimedOut":
+            _guarded("recording a Prefect task run timeout", ROUTE.task_timed_out, run_id,
+                     time.time())
+        return added
+
+    try:
+        span.add_event = add_event_and_watch
+    except Exception as e:  # a span that takes no attribute: closed later (_close_timed_out)
+        report("watching a Prefect task run span", e)
+
+
 class CmfSpanProcessor:
     """OpenTelemetry span processor that records Prefect's flow-run and task-run spans.
 
@@ -281,6 +339,7 @@ class CmfSpanProcessor:
             return
         if kind == "task":
             _guarded("recording a Prefect task run start", ROUTE.task_started, run_id, at)
+            _watch_timeout(span, run_id)
         elif kind == "flow":
             _guarded("recording a Prefect flow run start", ROUTE.flow_started, run_id, at)
 

@@ -42,6 +42,11 @@ def state_status(state: Any) -> str | None:
     return status
 
 
+def from_cache(state: Any) -> bool:
+    """Whether a task run's final state is Prefect's ``Cached``: a result reused, not computed."""
+    return getattr(state, "name", None) == "Cached" and state_status(state) == "completed"
+
+
 def state_value(state: Any) -> Any:
     """The value a final state holds in memory (the return value or the exception)."""
     from prefect.results import ResultRecord

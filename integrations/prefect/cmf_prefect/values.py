@@ -8,21 +8,44 @@ plain data up to a size and tags every other object; :func:`metrics_of` reads a
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping
 from typing import Any
 
-from cmf_core.task_values import jsonable, numpy_scalar, params, type_tag
+from cmf_core.task_values import MAX_DEPTH, jsonable, numpy_scalar, params, type_tag
 
 MAX_METRICS = 100
 
 __all__ = ["jsonable", "metrics_of", "params_of", "type_tag"]
 
 
+def fields_of(value: Any, depth: int = 0) -> Any:
+    """A pydantic model or dataclass instance as the mapping of its fields (read, never copied
+    or ``repr``-ed; nested ones too, up to ``MAX_DEPTH``), so a config object given as a
+    parameter is recorded by its values, as Prefect itself serializes a flow run's parameters;
+    anything else as it is."""
+    if depth >= MAX_DEPTH or isinstance(value, type):
+        return value
+    names: Any = None
+    if dataclasses.is_dataclass(value):
+        names = [f.name for f in dataclasses.fields(value)]
+    elif isinstance(getattr(type(value), "model_fields", None), Mapping) \
+            and hasattr(value, "__pydantic_fields_set__"):
+        names = list(type(value).model_fields)
+    if names is None:
+        return value
+    try:
+        return {n: fields_of(getattr(value, n), depth + 1) for n in names}
+    except Exception:  # a field that cannot be read: the object is tagged
+        return value
+
+
 def params_of(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
-    """Task or flow parameters as bounded JSON (Prefect futures and states are tagged;
-    secrets, e.g. ``federated_sync``'s ``token``, recorded as ``***``)."""
-    return params(parameters)
+    """Task or flow parameters as bounded JSON (pydantic models and dataclasses by their fields;
+    Prefect futures and states are tagged; secrets, e.g. ``federated_sync``'s ``token``,
+    recorded as ``***``)."""
+    return params({k: fields_of(v) for k, v in (parameters or {}).items()})
 
 
 def _number(value: Any) -> float | None:

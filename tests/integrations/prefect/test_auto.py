@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import importlib.metadata
 import os
 import subprocess
@@ -10,8 +11,9 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
+import pydantic
 import pytest
 from prefect import flow, task
 from prefect.assets import materialize
@@ -231,6 +233,80 @@ def test_failures_retries_and_tasks_that_never_ran(auto_route: Any, cmf_store: A
     assert len(cmf_store.list_executions()) == 4
 
 
+def test_a_timed_out_task_run_ends_before_the_next_task_run(auto_route: Any,
+                                                            cmf_store: Any) -> None:
+    @task(timeout_seconds=0.3)
+    def stuck() -> None:
+        time.sleep(1.5)
+
+    @task
+    def after_it() -> int:
+        return 1
+
+    @flow
+    def timing_out() -> int:
+        stuck(return_state=True)
+        return after_it()
+
+    assert timing_out() == 1
+    stages = _by_stage(cmf_store, "timing-out")
+    assert stages["stuck"].status.value == "failed"
+    assert stages["stuck"].properties["prefect.state"] == "TimedOut"
+    # measured until the next task run starts (Prefect ends no span for it), not until the
+    # flow run ends: the next task's energy is not counted twice
+    assert stages["stuck"].ended_at <= stages["after_it"].started_at
+    assert {r.execution_id for r in cmf_store.energy()} == {stages["stuck"].id,
+                                                            stages["after_it"].id}
+
+@pytest.mark.filterwarnings("ignore:Logger 'prefect.task_runs' attempted to send logs")
+def test_a_task_run_that_raises_a_timeout_outside_a_flow_is_recorded_failed(
+        auto_route: Any, cmf_store: Any) -> None:
+    @task
+    def fetch(url: str) -> None:
+        raise TimeoutError(f"{url} did not answer")  # socket.timeout is a TimeoutError
+
+    state = fetch("http://10.0.0.1/weights", return_state=True)
+    assert state.name == "TimedOut"  # Prefect ends no span for it
+    auto_route.recorder.flush()
+    [run] = cmf_store.list_executions()
+    assert run.status.value == "failed"  # was: running forever, its energy monitor never stopped
+    assert "did not answer" in run.error
+    assert [r.execution_id for r in cmf_store.energy()] == [run.id]
+    assert not auto_route.tasks
+
+def test_a_task_run_not_waited_for_is_recorded_when_it_ends(auto_route: Any, cmf_store: Any,
+                                                            wait_until: Any) -> None:
+    import threading
+
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import SpanProcessor
+
+    flow_ended = threading.Event()
+
+    class FlowEnd(SpanProcessor):  # runs after cmf's processor: the flow run's span has ended
+        def on_end(self, span: Any) -> None:
+            if (span.attributes or {}).get("prefect.run.type") == "flow":
+                flow_ended.set()
+
+    trace.get_tracer_provider().add_span_processor(FlowEnd())  # type: ignore[attr-defined]
+
+    @task
+    def background(x: int) -> int:
+        flow_ended.wait(30)
+        return x
+
+    @flow
+    def fire_and_forget() -> None:
+        background.submit(1)  # never waited for: Prefect runs it on after the flow run ends
+
+    fire_and_forget()
+
+    def recorded() -> list[str]:
+        auto_route.recorder.flush()
+        return [e.status.value for e in cmf_store.list_executions() if e.stage == "background"]
+
+    assert wait_until(lambda: recorded() == ["completed"])  # was: aborted, "state Pending"
+
 def test_materialized_assets_become_artifacts(auto_route: Any, cmf_store: Any,
                                               tmp_path: Path) -> None:
     raw = f"file://{tmp_path}/raw.csv"
@@ -425,3 +501,66 @@ def test_subflows_do_not_wait_for_a_slow_store(prefect_api: str, tmp_path: Path,
     finally:
         auto.uninstall()
         get_emitter(settings).close()
+
+
+def test_a_cached_task_run_is_completed_with_no_energy_of_its_own(auto_route: Any,
+                                                                  cmf_store: Any) -> None:
+    from prefect.cache_policies import INPUTS
+
+    calls: list[int] = []
+
+    @task(cache_policy=INPUTS)
+    def costly(x: int) -> int:
+        calls.append(x)
+        return x * 10
+
+    @task(cache_key_fn=lambda context, parameters: f"cmf-test-{parameters['x']}")
+    def keyed(x: int) -> int:
+        calls.append(x)
+        return x + 1
+
+    @flow
+    def caching(x: int) -> int:
+        return costly(x) + costly(x) + keyed(x) + keyed(x)
+
+    x = uuid4().int  # Prefect keeps cached results across sessions: a key of this test's own
+    assert caching(x) == 2 * 10 * x + 2 * (x + 1)
+    assert len(calls) == 2  # each computed once
+    runs = [e for e in cmf_store.list_executions() if e.stage in ("costly", "keyed")]
+    assert len(runs) == 4 and all(e.status.value == "completed" for e in runs)
+    cached = {e.id for e in runs if e.properties["prefect.state"] == "Cached"}
+    assert len(cached) == 2
+    measured = {r.execution_id for r in cmf_store.energy()}
+    assert measured == {e.id for e in runs} - cached  # a cache lookup measures nothing
+
+
+class TrainConfig(pydantic.BaseModel):
+    lr: float = 0.01
+    layers: list[int] = [64, 32]
+    api_key: str = "sk-not-recorded"
+
+
+@dataclasses.dataclass
+class DataConfig:
+    path: str = "data.csv"
+    split: float = 0.2
+    model: TrainConfig = dataclasses.field(default_factory=TrainConfig)
+
+
+def test_pydantic_and_dataclass_parameters_are_recorded_by_their_fields(
+        auto_route: Any, cmf_store: Any) -> None:
+    @task
+    def fit(cfg: TrainConfig, data: DataConfig) -> float:
+        return cfg.lr * data.split
+
+    @flow
+    def configured(cfg: TrainConfig, data: DataConfig) -> float:
+        return fit(cfg, data)
+
+    configured(TrainConfig(lr=0.1), DataConfig())
+    stages = _by_stage(cmf_store, "configured")
+    train = {"lr": 0.1, "layers": [64, 32], "api_key": "***"}
+    data = {"path": "data.csv", "split": 0.2,
+            "model": {"lr": 0.01, "layers": [64, 32], "api_key": "***"}}
+    assert stages["configured"].params == {"cfg": train, "data": data}
+    assert stages["fit"].params == {"cfg": train, "data": data}
