@@ -206,6 +206,17 @@ class LineageGraph:
             for e in self.store.latest_executions((p for ps in stages for p in ps),
                                                   MAX_RUNS_PER_JOB):
                 runs.setdefault((e.pipeline, e.stage), []).append(e)
+        # a job with a parent not named in its own name (a Spark job under an Airflow task):
+        # ingest made it stage <job name> of pipeline <parent job name>
+        unfound = {ref.name: i for i, ref in enumerate(refs)
+                   if not any(runs.get(pair) for pair in stages[i])}
+        if unfound:
+            more = [(st.pipeline, st.name) for st in self.store.list_stages()
+                    if st.name in unfound]
+            for pipeline, stage in more:
+                stages[unfound[stage]].append((pipeline, stage))
+            for e in self.store.latest_executions(more, MAX_RUNS_PER_JOB) if more else ():
+                runs.setdefault((e.pipeline, e.stage), []).append(e)
         out: list[list[Execution]] = []
         for ref, pairs in zip(refs, stages, strict=True):
             want = (ref.namespace, ref.name)
