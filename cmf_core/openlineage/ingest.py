@@ -312,6 +312,13 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
     if _facets(job):
         extras[JOB_FACETS_PROPERTY] = _facets(job)
 
+    # first: a name too long for the store is the job's (or parent's) field, not the run's
+    named_by = "run.facets.cmf_execution" if isinstance(cmf_exec, dict) else None
+    with _at(named_by or ("run.facets.parent.job.name" if parent is not None else "job.name")):
+        head: list[Record] = [Pipeline(name=pipeline, site=record_site, created_at=at)]
+    with _at(named_by or "job.name"):
+        head.append(Stage(pipeline=pipeline, name=stage, site=record_site, created_at=at))
+
     records: list[Record] = []
     links: list[tuple[EventType, str]] = []
     for etype, artifact, uri, io_facets in _datasets(event, at, record_site):
@@ -332,10 +339,6 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
             else {},
             properties=properties, custom_properties=custom, error=error,
         )
-    with _at("run.facets.cmf_execution" if isinstance(cmf_exec, dict) else "job.name"):
-        head: list[Record] = [Pipeline(name=pipeline, site=record_site, created_at=at),
-                              Stage(pipeline=pipeline, name=stage, site=record_site,
-                                    created_at=at)]
     records = [*head, *records, execution]
     records += [Event(execution_id=run_id, artifact_id=a, type=t) for t, a in links]
     metrics_facet = rf.get("cmf_metrics")
