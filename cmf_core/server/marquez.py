@@ -194,7 +194,8 @@ class LineageGraph:
 
     def _job_executions(self, refs: Sequence[NodeRef]) -> list[list[Execution]]:
         """Each job's latest runs: those of every (pipeline, stage) its name can split into
-        that ran it (one query for all), at most :data:`MAX_RUNS_PER_JOB`."""
+        that ran it (one query for all), else of the stages named the whole job name in any
+        pipeline (one more read of all stages), at most :data:`MAX_RUNS_PER_JOB`."""
         stages: list[list[tuple[str, str]]] = []
         for ref in refs:
             name = ref.name
@@ -208,14 +209,19 @@ class LineageGraph:
                 runs.setdefault((e.pipeline, e.stage), []).append(e)
         # a job with a parent not named in its own name (a Spark job under an Airflow task):
         # ingest made it stage <job name> of pipeline <parent job name>
-        unfound = {ref.name: i for i, ref in enumerate(refs)
-                   if not any(runs.get(pair) for pair in stages[i])}
+        unfound: dict[str, list[int]] = {}
+        for i, ref in enumerate(refs):
+            want = (ref.namespace, ref.name)
+            if not any(job_of(e) == want for pair in stages[i] for e in runs.get(pair, ())):
+                unfound.setdefault(ref.name, []).append(i)
         if unfound:
             more = [(st.pipeline, st.name) for st in self.store.list_stages()
                     if st.name in unfound]
             for pipeline, stage in more:
-                stages[unfound[stage]].append((pipeline, stage))
-            for e in self.store.latest_executions(more, MAX_RUNS_PER_JOB) if more else ():
+                for i in unfound[stage]:
+                    stages[i].append((pipeline, stage))
+            unread = [pair for pair in more if pair not in runs]
+            for e in self.store.latest_executions(unread, MAX_RUNS_PER_JOB) if unread else ():
                 runs.setdefault((e.pipeline, e.stage), []).append(e)
         out: list[list[Execution]] = []
         for ref, pairs in zip(refs, stages, strict=True):

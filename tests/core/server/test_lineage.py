@@ -495,6 +495,10 @@ def test_graph_around_a_job_whose_parent_is_not_in_its_name(
     task_run = pipeline["events"][0]["run"]["runId"]
     event = spark_under_airflow(task_run)
     assert client.post("/api/v1/lineage", json=event).status_code == 201
+    other = copy.deepcopy(event)  # the same job name in another namespace, with no parent:
+    other["job"]["namespace"] = "other"  # (etl_app, <job name>), a pair the name gives
+    other["run"] = {"runId": str(uuid.uuid4())}
+    assert client.post("/api/v1/lineage", json=other).status_code == 201
     job = "job:spark:etl_app.execute_insert_into_hadoop_fs_relation"
     r = client.get("/api/v1/lineage", params={"nodeId": job, "depth": 1})
     assert r.status_code == 200, r.text
