@@ -347,16 +347,19 @@ class LineageGraph:
 
 
 def run_json(e: Execution) -> dict[str, Any]:
-    """A Marquez-style run of an execution."""
+    """A Marquez-style run of an execution (nominal times from its ``nominalTime`` facet)."""
     duration = e.duration_s
+    facets = _plain(e.properties.get(RUN_FACETS_PROPERTY) or {})
+    nominal = facets.get("nominalTime") if isinstance(facets.get("nominalTime"), dict) else {}
     return {
         "id": e.id, "createdAt": _iso(e.started_at),
         "updatedAt": _iso(e.ended_at or e.started_at),
-        "nominalStartTime": None, "nominalEndTime": None,
+        "nominalStartTime": nominal.get("nominalStartTime"),
+        "nominalEndTime": nominal.get("nominalEndTime"),
         "state": _RUN_STATE[e.status], "startedAt": _iso(e.started_at),
         "endedAt": _iso(e.ended_at),
         "durationMs": None if duration is None else round(duration * 1000),
-        "args": {}, "facets": _plain(e.properties.get(RUN_FACETS_PROPERTY) or {}),
+        "args": {}, "facets": facets,
     }
 
 

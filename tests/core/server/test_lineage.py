@@ -448,6 +448,9 @@ def test_graph_around_a_dataset(client: httpx.Client, pipeline: dict[str, Any]) 
     assert data["id"] == {"namespace": "airflow", "name": "etl.extract"}
     assert data["latestRun"]["state"] == "COMPLETED"
     assert data["latestRun"]["id"] == pipeline["events"][0]["run"]["runId"]
+    # Marquez's nominal times, from the START's nominalTime facet
+    assert data["latestRun"]["nominalStartTime"] == "2024-05-01T00:00:00Z"
+    assert data["latestRun"]["nominalEndTime"] is None
     assert data["parentJobName"] == "etl" and data["simpleName"] == "extract"
     assert data["inputs"] == [{"namespace": "postgres://db:5432", "name": "shop.public.orders"}]
     assert by_id[node]["data"]["fields"][0]["name"] == "id"
