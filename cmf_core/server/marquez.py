@@ -330,8 +330,10 @@ class LineageGraph:
                 and ref.name != latest.pipeline:
             parent = latest.pipeline
         facets = _plain(latest.properties.get(JOB_FACETS_PROPERTY) or {}) if latest else {}
-        return {
-            "id": ref.ref, "type": "BATCH", "name": ref.name,
+        job_type = facets.get("jobType") if isinstance(facets.get("jobType"), dict) else {}
+        return {  # Marquez's job types: BATCH, STREAM, SERVICE
+            "id": ref.ref, "name": ref.name,
+            "type": "STREAM" if job_type.get("processingType") == "STREAMING" else "BATCH",
             "simpleName": ref.name[len(parent) + 1:] if parent else ref.name,
             "parentJobName": parent, "namespace": ref.namespace,
             "createdAt": _iso(runs[0].started_at) if runs else None,

@@ -512,11 +512,34 @@ def test_graph_around_a_job_whose_parent_is_not_in_its_name(
     assert data["latestRun"]["id"] == event["run"]["runId"]
     assert data["latestRun"]["state"] == "COMPLETED"
     assert data["cmf"] == {"pipeline": "etl.extract", "stage": event["job"]["name"], "runs": 1}
+    assert data["type"] == "BATCH"
     assert data["outputs"] == [{"namespace": "hdfs://nn:8020", "name": "/warehouse/orders"}]
     # from the Airflow task's input, through the task and the Spark job, to Spark's output
     node = "dataset:postgres://db:5432:shop.public.orders"
     graph = client.get("/api/v1/lineage", params={"nodeId": node, "depth": 4}).json()["graph"]
     assert out in {n["id"] for n in graph}
+
+
+def test_a_streaming_job_is_a_marquez_stream(client: httpx.Client) -> None:
+    """A Flink job (jobType processingType STREAMING, only RUNNING events so far) is Marquez's
+    STREAM job type, not BATCH."""
+    event = {
+        "eventType": "RUNNING", "eventTime": "2024-05-01T12:00:00.123456789Z",
+        "producer": "https://github.com/OpenLineage/OpenLineage/tree/1.23.0/integration/flink",
+        "schemaURL": f"{SPEC}#/$defs/RunEvent", "run": {"runId": str(uuid.uuid4())},
+        "job": {"namespace": "flink-jobs", "name": "orders_stream",
+                "facets": {"jobType": facet(processingType="STREAMING", integration="FLINK",
+                                            jobType="JOB")}},
+        "inputs": [{"namespace": "kafka://broker:9092", "name": "orders"}],
+        "outputs": [{"namespace": "kafka://broker:9092", "name": "orders_clean"}],
+    }
+    assert client.post("/api/v1/lineage", json=event).status_code == 201
+    graph = client.get("/api/v1/lineage",
+                       params={"nodeId": "job:flink-jobs:orders_stream", "depth": 1}).json()
+    job = next(n for n in graph["graph"] if n["type"] == "JOB")
+    assert job["data"]["type"] == "STREAM"
+    assert job["data"]["latestRun"]["state"] == "RUNNING"
+    assert job["data"]["outputs"] == [{"namespace": "kafka://broker:9092", "name": "orders_clean"}]
 
 
 @pytest.mark.parametrize(("params", "status", "text"), [
