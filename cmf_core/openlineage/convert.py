@@ -4,7 +4,8 @@ An execution becomes a START event at ``started_at`` and, once it has ended, one
 at ``ended_at`` (``completed`` -> COMPLETE, ``failed`` -> FAIL, ``aborted`` -> ABORT,
 ``skipped`` -> COMPLETE with ``cmf_execution.status = "skipped"``):
 
-* job: namespace ``namespace`` (default ``"cmf"``), name ``"<pipeline>.<stage>"``;
+* job: namespace ``namespace`` (default ``"cmf"``), name ``"<pipeline>.<stage>"``; for an
+  execution ingested from a foreign event, the job that event named, with its job facets;
 * run: ``runId`` = the execution id, with the run facets ``parent`` (the pipeline-level job
   ``"<pipeline>"``), ``cmf_execution``, ``cmf_site``, ``cmf_params`` and, on the last event,
   ``cmf_metrics``, ``cmf_energy`` and ``errorMessage``;
@@ -64,6 +65,10 @@ if TYPE_CHECKING:
 DEFAULT_NAMESPACE = "cmf"
 RUN_FACETS_PROPERTY = "openlineage.run_facets"
 """Execution property holding run facets that CMF records cannot derive (see ingest)."""
+JOB_PROPERTY = "openlineage.job"
+"""Execution property holding the OpenLineage job (namespace, name) of a foreign event."""
+JOB_FACETS_PROPERTY = "openlineage.job_facets"
+"""Execution property holding the job facets of a foreign event."""
 DATASET_PROPERTY = "openlineage.dataset"
 """Artifact property holding the dataset's namespace and name when its URI does not give them."""
 PROGRAMMING_LANGUAGE = "python"
@@ -215,6 +220,19 @@ def _run_facets(lineage: ExecutionLineage, status: ExecutionStatus, last: bool, 
     return facets
 
 
+def _job(execution: Execution, namespace: str) -> Job:
+    """The job an execution ran: the one its foreign event named (with its job facets), as
+    :mod:`cmf_core.server.marquez` and ``cmf reap`` name it; else ``namespace`` and
+    ``<pipeline>.<stage>``."""
+    stored = execution.properties.get(JOB_PROPERTY)
+    if isinstance(stored, Mapping) and all(isinstance(stored.get(k), str) and stored[k]
+                                           for k in ("namespace", "name")):
+        facets = execution.properties.get(JOB_FACETS_PROPERTY)
+        return Job(namespace=stored["namespace"], name=stored["name"],
+                   facets=_plain(facets) if isinstance(facets, Mapping) else {})
+    return Job(namespace=namespace, name=job_name(execution.pipeline, execution.stage))
+
+
 # events ------------------------------------------------------------------------------------
 def to_run_events(lineage: ExecutionLineage, *, namespace: str = DEFAULT_NAMESPACE,
                   producer: str = PRODUCER, parent_run_id: str | None = None) -> list[RunEvent]:
@@ -223,7 +241,8 @@ def to_run_events(lineage: ExecutionLineage, *, namespace: str = DEFAULT_NAMESPA
         raise InvalidInputError("OpenLineage job namespace must be non-empty (default 'cmf')")
     ex = lineage.execution
     ended = ex.status.is_terminal
-    job = Job(namespace=namespace, name=job_name(ex.pipeline, ex.stage))
+    job = _job(ex, namespace)
+    namespace = job.namespace  # the parent job's too, as ingest reads it back
     inputs = [_artifact_dataset(a, producer, output=False) for a in lineage.inputs]
     outputs = [_artifact_dataset(a, producer, output=True) for a in lineage.outputs]
     events = [RunEvent(

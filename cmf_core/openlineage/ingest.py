@@ -73,6 +73,8 @@ from cmf_core.model import (
 from cmf_core.model._base import MAX_NAME, check_text
 from cmf_core.openlineage.convert import (
     DATASET_PROPERTY,
+    JOB_FACETS_PROPERTY,
+    JOB_PROPERTY,
     PROGRAMMING_LANGUAGE,
     RUN_FACETS_PROPERTY,
     default_parent_run_id,
@@ -86,8 +88,6 @@ from cmf_core.openlineage.validate import EventKind, validate_event
 if TYPE_CHECKING:
     from cmf_core.store.base import Store
 
-JOB_PROPERTY = "openlineage.job"
-JOB_FACETS_PROPERTY = "openlineage.job_facets"
 INPUT_FACETS_PROPERTY = "openlineage.input_facets"
 OUTPUT_FACETS_PROPERTY = "openlineage.output_facets"
 DATASET_FACETS_PROPERTY = "openlineage.facets"

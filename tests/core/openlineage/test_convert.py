@@ -159,3 +159,33 @@ def test_any_execution_gives_valid_events(pipeline: str, stage: str, params: dic
         [Metric(ex.id, n, v, step=s) for n, v, s in metrics])
     for event in to_event_dicts(lineage):
         assert validate_event(event)
+
+
+@pytest.mark.parametrize("parent", [True, False])
+def test_a_foreign_run_is_emitted_as_the_job_its_producer_named(
+        make_airflow_events: Any, sqlite_store: Store, tmp_path: Path, parent: bool) -> None:
+    """An Airflow task run read from the store is emitted as Airflow's job (namespace, name,
+    job facets), as the Marquez API and ``cmf reap`` name it, not ``cmf:<pipeline>.<stage>``;
+    another store reading the events back records the same execution."""
+    from cmf_core.store import open_store
+
+    events = make_airflow_events()
+    if not parent:  # the parent CMF derives is then in the job's namespace, and not kept
+        for e in events:
+            del e["run"]["facets"]["parent"]
+    for e in events:
+        ingest(e, sqlite_store, "site-a")
+    run_id = events[0]["run"]["runId"]
+    out = to_event_dicts(ExecutionLineage.from_store(sqlite_store, run_id), namespace="hpc-a")
+    assert [e["eventType"] for e in out] == ["START", "COMPLETE"]
+    for e in out:
+        validate_event(e)
+        assert e["job"] == {"namespace": "airflow", "name": "etl.extract",
+                            "facets": events[0]["job"]["facets"]}
+        assert e["run"]["facets"]["parent"]["job"] == (
+            events[0]["run"]["facets"]["parent"]["job"] if parent
+            else {"namespace": "airflow", "name": "etl", "facets": {}})
+    with open_store(f"sqlite:///{tmp_path / 'other.db'}", site="site-b") as other:
+        for e in out:
+            ingest(e, other, "site-b")
+        assert other.get_execution(run_id) == sqlite_store.get_execution(run_id)
