@@ -72,9 +72,12 @@ from cmf_core.model import (
 )
 from cmf_core.model._base import MAX_NAME, check_text
 from cmf_core.openlineage.convert import (
+    DATASET_FACETS_PROPERTY,
     DATASET_PROPERTY,
+    INPUT_FACETS_PROPERTY,
     JOB_FACETS_PROPERTY,
     JOB_PROPERTY,
+    OUTPUT_FACETS_PROPERTY,
     PROGRAMMING_LANGUAGE,
     RUN_FACETS_PROPERTY,
     default_parent_run_id,
@@ -88,9 +91,6 @@ from cmf_core.openlineage.validate import EventKind, validate_event
 if TYPE_CHECKING:
     from cmf_core.store.base import Store
 
-INPUT_FACETS_PROPERTY = "openlineage.input_facets"
-OUTPUT_FACETS_PROPERTY = "openlineage.output_facets"
-DATASET_FACETS_PROPERTY = "openlineage.facets"
 
 MAX_DATASETS = 10_000
 """Most datasets (inputs and outputs together) one event may list. A lineage read
