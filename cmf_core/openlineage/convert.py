@@ -4,12 +4,16 @@ An execution becomes a START event at ``started_at`` and, once it has ended, one
 at ``ended_at`` (``completed`` -> COMPLETE, ``failed`` -> FAIL, ``aborted`` -> ABORT,
 ``skipped`` -> COMPLETE with ``cmf_execution.status = "skipped"``):
 
-* job: namespace ``namespace`` (default ``"cmf"``), name ``"<pipeline>.<stage>"``;
+* job: namespace ``namespace`` (default ``"cmf"``), name ``"<pipeline>.<stage>"``; for an
+  execution ingested from a foreign event, the job that event named, with its job facets;
 * run: ``runId`` = the execution id, with the run facets ``parent`` (the pipeline-level job
   ``"<pipeline>"``), ``cmf_execution``, ``cmf_site``, ``cmf_params`` and, on the last event,
   ``cmf_metrics``, ``cmf_energy`` and ``errorMessage``;
 * inputs on every event, outputs on the last one, named per :mod:`cmf_core.openlineage.naming`
-  and carrying the ``cmf_artifact`` facet (digest, type, properties).
+  and carrying the ``cmf_artifact`` facet (digest, type, properties);
+* the run, dataset, input and output facets a foreign event gave the execution and its
+  artifacts (kept by ingest in ``openlineage.*`` properties), as received, so that any
+  OpenLineage backend reads them (not only CMF, from ``cmf_execution``).
 
 The parent run id is ``parent_run_id`` when given (an adapter passes its orchestrator's pipeline
 run id); else the ``parent`` facet an ingested event carried; else :func:`default_parent_run_id`,
@@ -64,6 +68,15 @@ if TYPE_CHECKING:
 DEFAULT_NAMESPACE = "cmf"
 RUN_FACETS_PROPERTY = "openlineage.run_facets"
 """Execution property holding run facets that CMF records cannot derive (see ingest)."""
+JOB_PROPERTY = "openlineage.job"
+"""Execution property holding the OpenLineage job (namespace, name) of a foreign event."""
+JOB_FACETS_PROPERTY = "openlineage.job_facets"
+"""Execution property holding the job facets of a foreign event."""
+INPUT_FACETS_PROPERTY = "openlineage.input_facets"
+OUTPUT_FACETS_PROPERTY = "openlineage.output_facets"
+"""Execution properties holding a foreign event's input / output facets, by dataset URI."""
+DATASET_FACETS_PROPERTY = "openlineage.facets"
+"""Artifact property holding a foreign event's dataset facets (``schema``, ...)."""
 DATASET_PROPERTY = "openlineage.dataset"
 """Artifact property holding the dataset's namespace and name when its URI does not give them."""
 PROGRAMMING_LANGUAGE = "python"
@@ -143,13 +156,36 @@ class ExecutionLineage:
 
 
 # facets ------------------------------------------------------------------------------------
-def _artifact_dataset(artifact: Artifact, producer: str, output: bool
-                      ) -> InputDataset | OutputDataset:
+def _stored(properties: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """The facets (objects with ``_producer`` and ``_schemaURL``) of property ``key``, which
+    ingest keeps from a foreign event, as plain dicts; ``{}`` if none."""
+    value = properties.get(key)
+    return _facet_map(_plain(value)) if isinstance(value, Mapping) else {}
+
+
+def _stored_by_uri(value: Any) -> dict[str, Any]:
+    """An execution's input or output facets property (by dataset URI) as plain dicts."""
+    return _plain(value) if isinstance(value, Mapping) else {}
+
+
+def _facet_map(value: Any) -> dict[str, Any]:
+    """The entries of ``value`` that are facets (a value a user set by hand may not be)."""
+    if not isinstance(value, dict):
+        return {}
+    return {k: v for k, v in value.items() if isinstance(v, dict)
+            and isinstance(v.get("_producer"), str) and isinstance(v.get("_schemaURL"), str)}
+
+
+def _artifact_dataset(artifact: Artifact, producer: str, output: bool,
+                      io_facets: Mapping[str, Any]) -> InputDataset | OutputDataset:
+    """The dataset of ``artifact``, with the dataset facets a foreign event gave it and its
+    input / output facets (``io_facets``: the execution's, by dataset URI)."""
     stored = artifact.properties.get(DATASET_PROPERTY)
     if isinstance(stored, Mapping) and {"namespace", "name"} <= stored.keys():
         namespace, name = str(stored["namespace"]), str(stored["name"])
     else:
         namespace, name = dataset_naming(artifact.uri)
+    io = _facet_map(io_facets.get(dataset_uri(namespace, name)) or io_facets.get(artifact.uri))
     facet = ArtifactDatasetFacet(
         digest=artifact.id,
         type=artifact.type,
@@ -161,8 +197,11 @@ def _artifact_dataset(artifact: Artifact, producer: str, output: bool
         custom_properties=_plain(artifact.custom_properties),
         producer=producer,
     )
-    cls = OutputDataset if output else InputDataset
-    return cls(namespace=namespace, name=name, facets={"cmf_artifact": facet})
+    facets = {**_stored(artifact.properties, DATASET_FACETS_PROPERTY), "cmf_artifact": facet}
+    extra = io or None
+    if output:
+        return OutputDataset(namespace=namespace, name=name, facets=facets, outputFacets=extra)
+    return InputDataset(namespace=namespace, name=name, facets=facets, inputFacets=extra)
 
 
 def _plain(mapping: Mapping[str, Any]) -> dict[str, Any]:
@@ -187,7 +226,11 @@ def _parent_facet(execution: Execution, namespace: str, producer: str,
 def _run_facets(lineage: ExecutionLineage, status: ExecutionStatus, last: bool, namespace: str,
                 producer: str, parent_run_id: str | None) -> dict[str, Any]:
     ex = lineage.execution
+    kept = _stored(ex.properties, RUN_FACETS_PROPERTY)  # a foreign event's, as received
+    error = kept.pop("errorMessage", None)
+    kept.pop("parent", None)
     facets: dict[str, Any] = {
+        **kept,
         "parent": _parent_facet(ex, namespace, producer, parent_run_id),
         "cmf_execution": ExecutionRunFacet(
             status=status.value, pipeline=ex.pipeline, stage=ex.stage,
@@ -210,9 +253,24 @@ def _run_facets(lineage: ExecutionLineage, status: ExecutionStatus, last: bool, 
                 energy_kwh=e.energy_kwh, co2e_kg=e.co2e_kg, details=_plain(e.details),
                 producer=producer)
         if ex.error is not None and status.is_terminal:
-            facets["errorMessage"] = error_message_run.ErrorMessageRunFacet(
-                message=ex.error, programmingLanguage=PROGRAMMING_LANGUAGE, producer=producer)
+            facets["errorMessage"] = error if isinstance(error, dict) and \
+                error.get("message") == ex.error else error_message_run.ErrorMessageRunFacet(
+                    message=ex.error, programmingLanguage=PROGRAMMING_LANGUAGE,
+                    producer=producer)
     return facets
+
+
+def _job(execution: Execution, namespace: str) -> Job:
+    """The job an execution ran: the one its foreign event named (with its job facets), as
+    :mod:`cmf_core.server.marquez` and ``cmf reap`` name it; else ``namespace`` and
+    ``<pipeline>.<stage>``."""
+    stored = execution.properties.get(JOB_PROPERTY)
+    if isinstance(stored, Mapping) and all(isinstance(stored.get(k), str) and stored[k]
+                                           for k in ("namespace", "name")):
+        facets = execution.properties.get(JOB_FACETS_PROPERTY)
+        return Job(namespace=stored["namespace"], name=stored["name"],
+                   facets=_plain(facets) if isinstance(facets, Mapping) else {})
+    return Job(namespace=namespace, name=job_name(execution.pipeline, execution.stage))
 
 
 # events ------------------------------------------------------------------------------------
@@ -223,9 +281,12 @@ def to_run_events(lineage: ExecutionLineage, *, namespace: str = DEFAULT_NAMESPA
         raise InvalidInputError("OpenLineage job namespace must be non-empty (default 'cmf')")
     ex = lineage.execution
     ended = ex.status.is_terminal
-    job = Job(namespace=namespace, name=job_name(ex.pipeline, ex.stage))
-    inputs = [_artifact_dataset(a, producer, output=False) for a in lineage.inputs]
-    outputs = [_artifact_dataset(a, producer, output=True) for a in lineage.outputs]
+    job = _job(ex, namespace)
+    namespace = job.namespace  # the parent job's too, as ingest reads it back
+    in_facets, out_facets = (_stored_by_uri(ex.properties.get(k))
+                             for k in (INPUT_FACETS_PROPERTY, OUTPUT_FACETS_PROPERTY))
+    inputs = [_artifact_dataset(a, producer, False, in_facets) for a in lineage.inputs]
+    outputs = [_artifact_dataset(a, producer, True, out_facets) for a in lineage.outputs]
     events = [RunEvent(
         eventType=RunState.START,
         eventTime=format_time(ex.started_at),

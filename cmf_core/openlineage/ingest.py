@@ -72,7 +72,12 @@ from cmf_core.model import (
 )
 from cmf_core.model._base import MAX_NAME, check_text
 from cmf_core.openlineage.convert import (
+    DATASET_FACETS_PROPERTY,
     DATASET_PROPERTY,
+    INPUT_FACETS_PROPERTY,
+    JOB_FACETS_PROPERTY,
+    JOB_PROPERTY,
+    OUTPUT_FACETS_PROPERTY,
     PROGRAMMING_LANGUAGE,
     RUN_FACETS_PROPERTY,
     default_parent_run_id,
@@ -86,11 +91,6 @@ from cmf_core.openlineage.validate import EventKind, validate_event
 if TYPE_CHECKING:
     from cmf_core.store.base import Store
 
-JOB_PROPERTY = "openlineage.job"
-JOB_FACETS_PROPERTY = "openlineage.job_facets"
-INPUT_FACETS_PROPERTY = "openlineage.input_facets"
-OUTPUT_FACETS_PROPERTY = "openlineage.output_facets"
-DATASET_FACETS_PROPERTY = "openlineage.facets"
 
 MAX_DATASETS = 10_000
 """Most datasets (inputs and outputs together) one event may list. A lineage read
@@ -312,6 +312,13 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
     if _facets(job):
         extras[JOB_FACETS_PROPERTY] = _facets(job)
 
+    # first: a name too long for the store is the job's (or parent's) field, not the run's
+    named_by = "run.facets.cmf_execution" if isinstance(cmf_exec, dict) else None
+    with _at(named_by or ("run.facets.parent.job.name" if parent is not None else "job.name")):
+        head: list[Record] = [Pipeline(name=pipeline, site=record_site, created_at=at)]
+    with _at(named_by or "job.name"):
+        head.append(Stage(pipeline=pipeline, name=stage, site=record_site, created_at=at))
+
     records: list[Record] = []
     links: list[tuple[EventType, str]] = []
     for etype, artifact, uri, io_facets in _datasets(event, at, record_site):
@@ -332,10 +339,6 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
             else {},
             properties=properties, custom_properties=custom, error=error,
         )
-    with _at("run.facets.cmf_execution" if isinstance(cmf_exec, dict) else "job.name"):
-        head: list[Record] = [Pipeline(name=pipeline, site=record_site, created_at=at),
-                              Stage(pipeline=pipeline, name=stage, site=record_site,
-                                    created_at=at)]
     records = [*head, *records, execution]
     records += [Event(execution_id=run_id, artifact_id=a, type=t) for t, a in links]
     metrics_facet = rf.get("cmf_metrics")

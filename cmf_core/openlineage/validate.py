@@ -306,6 +306,17 @@ def _join_path(prefix: str, parts: Any) -> str:
     return out
 
 
+def _leaves(error: ValidationError) -> Iterator[ValidationError]:
+    """The errors under an ``anyOf``/``oneOf`` that has one branch (the spec wraps every facet
+    map in one), each on its own; any other error as it is."""
+    if error.validator in ("anyOf", "oneOf") and error.context and \
+            len({e.relative_schema_path[0] for e in error.context}) == 1:
+        for sub in error.context:
+            yield from _leaves(sub)
+    else:
+        yield error
+
+
 def _problem(error: ValidationError, prefix: str) -> Problem:
     error = best_match([error])
     path = _join_path(prefix, error.absolute_path)
@@ -328,6 +339,8 @@ def _problem(error: ValidationError, prefix: str) -> Problem:
         return Problem(path, f"must not have {names} together")
     if kw == "oneOf" and not error.context:
         return Problem(path, "matches more than one of the allowed shapes")
+    if kw in ("anyOf", "oneOf"):  # jsonschema's message repeats the whole value
+        return Problem(path, "matches none of the allowed shapes")
     return Problem(path, error.message)
 
 
@@ -357,16 +370,17 @@ def problems(event: Any) -> list[Problem]:
     found: list[Problem] = []
     if not ok:
         _, validator = _schemas().events[kind]
-        found += sorted((_problem(e, "") for e in validator.iter_errors(event)), key=_sort_key)
+        found += sorted((_problem(leaf, "") for e in validator.iter_errors(event)
+                         for leaf in _leaves(e)), key=_sort_key)
         if not found:
             other = [k.value for k in EventKind if k is not kind
                      and _schemas().events[k][1].is_valid(event)]
             found.append(Problem("", f"the event is both a {kind.value} and a "
                                      f"{' and a '.join(other)}; it must be exactly one"))
     for path, schema, facet in _facets_to_check(event, kind):
-        found += sorted((_problem(e, path) for e in schema.validator.iter_errors(facet)),
-                        key=_sort_key)
-    return found
+        found += sorted((_problem(leaf, path) for e in schema.validator.iter_errors(facet)
+                         for leaf in _leaves(e)), key=_sort_key)
+    return list(dict.fromkeys(found))  # one problem, reached through two schema branches
 
 
 def validate_event(event: Any) -> EventKind:

@@ -159,3 +159,81 @@ def test_any_execution_gives_valid_events(pipeline: str, stage: str, params: dic
         [Metric(ex.id, n, v, step=s) for n, v, s in metrics])
     for event in to_event_dicts(lineage):
         assert validate_event(event)
+
+
+@pytest.mark.parametrize("parent", [True, False])
+def test_a_foreign_run_is_emitted_as_the_job_its_producer_named(
+        make_airflow_events: Any, sqlite_store: Store, tmp_path: Path, parent: bool) -> None:
+    """An Airflow task run read from the store is emitted as Airflow's job (namespace, name,
+    job facets), as the Marquez API and ``cmf reap`` name it, not ``cmf:<pipeline>.<stage>``;
+    another store reading the events back records the same execution."""
+    from cmf_core.store import open_store
+
+    events = make_airflow_events()
+    if not parent:  # the parent CMF derives is then in the job's namespace, and not kept
+        for e in events:
+            del e["run"]["facets"]["parent"]
+    for e in events:
+        ingest(e, sqlite_store, "site-a")
+    run_id = events[0]["run"]["runId"]
+    out = to_event_dicts(ExecutionLineage.from_store(sqlite_store, run_id), namespace="hpc-a")
+    assert [e["eventType"] for e in out] == ["START", "COMPLETE"]
+    for e in out:
+        validate_event(e)
+        assert e["job"] == {"namespace": "airflow", "name": "etl.extract",
+                            "facets": events[0]["job"]["facets"]}
+        assert e["run"]["facets"]["parent"]["job"] == (
+            events[0]["run"]["facets"]["parent"]["job"] if parent
+            else {"namespace": "airflow", "name": "etl", "facets": {}})
+    # the producer's facets travel as facets an OpenLineage backend reads, not only inside
+    # cmf_execution: run facets, dataset facets, output facets, the error with its stack
+    start, end = out
+    assert start["run"]["facets"]["nominalTime"] == events[0]["run"]["facets"]["nominalTime"]
+    assert end["run"]["facets"]["processing_engine"] == \
+        events[2]["run"]["facets"]["processing_engine"]
+    assert start["inputs"][0]["facets"]["schema"] == events[0]["inputs"][0]["facets"]["schema"]
+    assert end["outputs"][0]["facets"]["version"] == events[2]["outputs"][0]["facets"]["version"]
+    assert end["outputs"][0]["outputFacets"] == events[2]["outputs"][0]["outputFacets"]
+    with open_store(f"sqlite:///{tmp_path / 'other.db'}", site="site-b") as other:
+        for e in out:
+            ingest(e, other, "site-b")
+        assert other.get_execution(run_id) == sqlite_store.get_execution(run_id)
+        ids = sorted(a.id for a in sqlite_store.find_artifacts())
+        assert ids == sorted(a.id for a in other.find_artifacts())
+        assert other.find_artifacts(ids=ids) == sqlite_store.find_artifacts(ids=ids)
+
+
+def test_a_foreign_error_is_emitted_with_its_stack_trace(
+        make_airflow_events: Any, make_facet: Any, sqlite_store: Store, tmp_path: Path) -> None:
+    """The producer's errorMessage facet (stack trace and language included) is what the FAIL
+    event carries, and reading it back gives the same execution."""
+    from cmf_core.store import open_store
+
+    events = make_airflow_events()
+    events[2]["eventType"] = "FAIL"
+    error = make_facet(message="division by zero", programmingLanguage="JAVA",
+                       stackTrace="java.lang.ArithmeticException: / by zero")
+    events[2]["run"]["facets"]["errorMessage"] = error
+    for e in events:
+        ingest(e, sqlite_store, "site-a")
+    run_id = events[0]["run"]["runId"]
+    start, end = to_event_dicts(ExecutionLineage.from_store(sqlite_store, run_id))
+    assert "errorMessage" not in start["run"]["facets"]
+    assert end["eventType"] == "FAIL" and end["run"]["facets"]["errorMessage"] == error
+    with open_store(f"sqlite:///{tmp_path / 'other.db'}", site="site-b") as other:
+        for e in (start, end):
+            ingest(e, other, "site-b")
+        assert other.get_execution(run_id) == sqlite_store.get_execution(run_id)
+
+
+def test_openlineage_properties_set_by_hand_never_make_an_invalid_event(
+        make_lineage: Any) -> None:
+    """Only real facets (``_producer`` and ``_schemaURL``) of the ``openlineage.*`` properties
+    become facets; anything else a user put there stays in ``cmf_execution`` only."""
+    lineage = make_lineage()
+    ex = replace(lineage.execution, properties={
+        "openlineage.run_facets": {"x": 1, "y": {"no": "producer"}},
+        "openlineage.output_facets": "junk", "openlineage.input_facets": {"/data": 3}})
+    for e in to_event_dicts(replace(lineage, execution=ex)):
+        validate_event(e)
+        assert not {"x", "y"} & set(e["run"]["facets"])

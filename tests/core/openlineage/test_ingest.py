@@ -175,6 +175,25 @@ def test_empty_dataset_name_is_named(make_airflow_events: Any) -> None:
         event_to_records(event, "s")
 
 
+@pytest.mark.parametrize(("where", "path", "what"), [
+    ("job", r"job\.name: stage name", "stage"),  # etl.<long>: pipeline etl, stage too long
+    ("parent", r"run\.facets\.parent\.job\.name: pipeline name", "pipeline"),
+])
+def test_job_name_longer_than_a_name_is_named(make_airflow_events: Any, where: str, path: str,
+                                              what: str) -> None:
+    """A job (or parent job) name too long to be a stage (or pipeline) name is that field's
+    problem, not the run's."""
+    event = make_airflow_events()[0]
+    long = "x" * 600
+    if where == "job":
+        event["job"]["name"] = f"etl.{long}"
+    else:
+        event["run"]["facets"]["parent"]["job"]["name"] = long
+    with pytest.raises(InvalidEventError, match=path) as info:
+        event_to_records(event, "s")
+    assert f"{what} name 'x" in str(info.value)
+
+
 def test_dataset_longer_than_a_name_is_kept_cut_to_fit(make_airflow_events: Any,
                                                         store: Store) -> None:
     """A presigned URL longer than a stored URI may be: the run and the dataset are recorded,

@@ -104,6 +104,19 @@ def test_facet_without_producer_is_named(run_event: dict[str, Any]) -> None:
     assert "job.facets.custom._producer: required field is missing" in message
 
 
+def test_custom_facet_missing_both_base_fields_is_named_not_dumped(
+        run_event: dict[str, Any]) -> None:
+    """A facet lacking ``_producer`` and ``_schemaURL`` (two equally good errors under the
+    spec's one-branch ``anyOf``) is named field by field, not as the whole facet map."""
+    run_event["run"]["facets"]["spark_properties"] = {"properties": {"spark.master": "local"}}
+    run_event["outputs"][0]["outputFacets"] = {"custom": "text"}
+    message = rejected(run_event)
+    assert message == (
+        "invalid OpenLineage RunEvent: outputs[0].outputFacets.custom: 'text' is not of type "
+        "'object'; run.facets.spark_properties._producer: required field is missing; "
+        "run.facets.spark_properties._schemaURL: required field is missing")
+
+
 def test_all_problems_are_listed_sorted(run_event: dict[str, Any]) -> None:
     run_event["eventType"] = "DONE"
     run_event["producer"] = "not a uri"

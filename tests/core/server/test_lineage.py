@@ -448,6 +448,9 @@ def test_graph_around_a_dataset(client: httpx.Client, pipeline: dict[str, Any]) 
     assert data["id"] == {"namespace": "airflow", "name": "etl.extract"}
     assert data["latestRun"]["state"] == "COMPLETED"
     assert data["latestRun"]["id"] == pipeline["events"][0]["run"]["runId"]
+    # Marquez's nominal times, from the START's nominalTime facet
+    assert data["latestRun"]["nominalStartTime"] == "2024-05-01T00:00:00Z"
+    assert data["latestRun"]["nominalEndTime"] is None
     assert data["parentJobName"] == "etl" and data["simpleName"] == "extract"
     assert data["inputs"] == [{"namespace": "postgres://db:5432", "name": "shop.public.orders"}]
     assert by_id[node]["data"]["fields"][0]["name"] == "id"
@@ -468,6 +471,75 @@ def test_graph_around_a_cmf_job(client: httpx.Client, pipeline: dict[str, Any]) 
                    "dataset:s3://models:churn/model.pkl", "dataset:file:/reports/churn.json"}
     job = next(n for n in graph["graph"] if n["type"] == "JOB")
     assert job["data"]["cmf"] == {"pipeline": "churn.v2", "stage": "train", "runs": 1}
+
+
+def spark_under_airflow(task_run: str) -> dict[str, Any]:
+    """openlineage-spark's COMPLETE of a Spark job run by Airflow task ``etl.extract``: its
+    ``parent`` is the task, whose name its own job name does not start with."""
+    return {
+        "eventType": "COMPLETE", "eventTime": "2024-05-01T12:05:23.456Z",
+        "producer": "https://github.com/OpenLineage/OpenLineage/tree/1.23.0/integration/spark",
+        "schemaURL": f"{SPEC}#/$defs/RunEvent",
+        "run": {"runId": str(uuid.uuid4()), "facets": {"parent": facet(
+            run={"runId": task_run}, job={"namespace": "airflow", "name": "etl.extract"})}},
+        "job": {"namespace": "spark", "name": "etl_app.execute_insert_into_hadoop_fs_relation",
+                "facets": {"jobType": facet(processingType="BATCH", integration="SPARK",
+                                            jobType="SQL_JOB")}},
+        "inputs": [{"namespace": "s3://lake", "name": "orders/2024-05-01.parquet"}],
+        "outputs": [{"namespace": "hdfs://nn:8020", "name": "/warehouse/orders"}],
+    }
+
+
+def test_graph_around_a_job_whose_parent_is_not_in_its_name(
+        client: httpx.Client, pipeline: dict[str, Any]) -> None:
+    """Ingest files the Spark job as stage <job name> of pipeline ``etl.extract``; the graph
+    finds it by its own OpenLineage name, with its runs and datasets (it was a 404, and an
+    empty node when reached from a dataset)."""
+    task_run = pipeline["events"][0]["run"]["runId"]
+    event = spark_under_airflow(task_run)
+    assert client.post("/api/v1/lineage", json=event).status_code == 201
+    other = copy.deepcopy(event)  # the same job name in another namespace, with no parent:
+    other["job"]["namespace"] = "other"  # (etl_app, <job name>), a pair the name gives
+    other["run"] = {"runId": str(uuid.uuid4())}
+    assert client.post("/api/v1/lineage", json=other).status_code == 201
+    job = "job:spark:etl_app.execute_insert_into_hadoop_fs_relation"
+    r = client.get("/api/v1/lineage", params={"nodeId": job, "depth": 1})
+    assert r.status_code == 200, r.text
+    by_id = {n["id"]: n for n in r.json()["graph"]}
+    out = "dataset:hdfs://nn:8020:/warehouse/orders"
+    assert set(by_id) == {job, "dataset:s3://lake:orders/2024-05-01.parquet", out}
+    data = by_id[job]["data"]
+    assert data["latestRun"]["id"] == event["run"]["runId"]
+    assert data["latestRun"]["state"] == "COMPLETED"
+    assert data["cmf"] == {"pipeline": "etl.extract", "stage": event["job"]["name"], "runs": 1}
+    assert data["type"] == "BATCH"
+    assert data["outputs"] == [{"namespace": "hdfs://nn:8020", "name": "/warehouse/orders"}]
+    # from the Airflow task's input, through the task and the Spark job, to Spark's output
+    node = "dataset:postgres://db:5432:shop.public.orders"
+    graph = client.get("/api/v1/lineage", params={"nodeId": node, "depth": 4}).json()["graph"]
+    assert out in {n["id"] for n in graph}
+
+
+def test_a_streaming_job_is_a_marquez_stream(client: httpx.Client) -> None:
+    """A Flink job (jobType processingType STREAMING, only RUNNING events so far) is Marquez's
+    STREAM job type, not BATCH."""
+    event = {
+        "eventType": "RUNNING", "eventTime": "2024-05-01T12:00:00.123456789Z",
+        "producer": "https://github.com/OpenLineage/OpenLineage/tree/1.23.0/integration/flink",
+        "schemaURL": f"{SPEC}#/$defs/RunEvent", "run": {"runId": str(uuid.uuid4())},
+        "job": {"namespace": "flink-jobs", "name": "orders_stream",
+                "facets": {"jobType": facet(processingType="STREAMING", integration="FLINK",
+                                            jobType="JOB")}},
+        "inputs": [{"namespace": "kafka://broker:9092", "name": "orders"}],
+        "outputs": [{"namespace": "kafka://broker:9092", "name": "orders_clean"}],
+    }
+    assert client.post("/api/v1/lineage", json=event).status_code == 201
+    graph = client.get("/api/v1/lineage",
+                       params={"nodeId": "job:flink-jobs:orders_stream", "depth": 1}).json()
+    job = next(n for n in graph["graph"] if n["type"] == "JOB")
+    assert job["data"]["type"] == "STREAM"
+    assert job["data"]["latestRun"]["state"] == "RUNNING"
+    assert job["data"]["outputs"] == [{"namespace": "kafka://broker:9092", "name": "orders_clean"}]
 
 
 @pytest.mark.parametrize(("params", "status", "text"), [
