@@ -47,6 +47,9 @@ _NUM = frozenset({int, float})
 _STR = frozenset({str})
 _INT_OR_NONE = frozenset({int, type(None)})
 _LIST = frozenset({list})
+#: JSON's escape of a NUL character: ``\u0000`` after an even number of backslashes (after an
+#: odd number, it is the text ``\u0000`` with its backslash escaped)
+_NUL_ESCAPE = re.compile(r"(?<!\\)(?:\\\\)*\\u0000")
 
 
 def _no_constant(name: str) -> Any:
@@ -113,7 +116,7 @@ def _objects(col: Sequence[Any]) -> Sequence[str] | None:
         return None
     canon: dict[str, str] = {}
     for text in distinct:
-        if type(text) is not str or "\\u0000" in text:
+        if type(text) is not str or ("\\u0000" in text and _NUL_ESCAPE.search(text)):
             return None  # a NUL in the object: the record-by-record read names it
         if jsonutil.nesting(text.encode()) > jsonutil.MAX_NESTING:
             return None  # the record-by-record read names it
