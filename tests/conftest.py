@@ -7,9 +7,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from cmf_core.store import Store, open_store
 from tests.support.postgres import TempPostgres
+
+# CI (.ci/run) draws the property tests' examples from a fixed seed, so that a landing depends on
+# the code, not on the draw; `make test` elsewhere draws new examples each run, and a case it
+# finds is kept as an @example.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 
 @pytest.fixture(autouse=True)
