@@ -83,8 +83,12 @@ def short(digest: str, n: int = 12) -> str:
 
 def table(title: str, columns: list[str], rows: list[list[Any]], *,
           whole: Iterable[str] = ()) -> None:
-    """Print a table. Columns in ``whole`` (ids, digests) are never broken, so they can be
-    copied; the others wrap and give way first when the terminal is narrow."""
+    """Print a table ("TITLE: none." without rows). Columns in ``whole`` (ids, digests) are
+    never broken, so they can be copied; the others wrap and give way first when the terminal
+    is narrow."""
+    if not rows:  # not an empty frame
+        console.print(f"{title}: none.", markup=False, highlight=False)
+        return
     whole = set(whole)
     t = Table(title=title, show_lines=False)
     for i, c in enumerate(columns):

@@ -148,6 +148,8 @@ def pipelines(store: StoreOpt = None, json: JsonOpt = False) -> None:
     table("Pipelines", ["name", "site", "created", "stages", "executions"],
           [[r["name"], r["site"], fmt_time(r["created_at"]), ", ".join(r["stages"]),
             r["executions"]] for r in rows])
+    if not rows:
+        _say(_nothing_yet(s))
 
 
 def stages(pipeline: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None,
@@ -188,6 +190,7 @@ def executions(
                                 since=parse_time(since), until=parse_time(until))
         rows = s.list_executions(where, limit=limit, offset=offset)
         hint = (_unknown_pipeline(s, pipeline) or _unknown_stage(s, pipeline, stage)
+                or (_nothing_yet(s) if not s.count_executions() else None)
                 if not rows else None)
         total = s.count_executions(where) if rows and len(rows) == limit else None
     lost = _lost_ids(rows, store)
@@ -218,7 +221,10 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     for e in rows:
         wide.add_row(*map(Text, (e.id, e.pipeline, e.stage, e.site, status[e.id],
                                  fmt_time(e.started_at), ", ".join(params[e.id]))))
-    if not rows or console.measure(wide, options=console.options.update_width(10**6)).maximum \
+    if not rows:  # not an empty frame
+        console.print("Executions: none.", markup=False, highlight=False)
+        return
+    if console.measure(wide, options=console.options.update_width(10**6)).maximum \
             <= console.width:
         console.print(wide)
         return
@@ -298,6 +304,14 @@ def _unknown_stage(s: Store, pipeline: str | None, stage: str | None) -> str | N
     where = f"pipeline {pipeline!r}" if pipeline else "this store"
     return (f"No stage named {stage!r} in {where}; "
             + (f"it has {some(known)}." if known else "it has none yet."))
+
+
+def _nothing_yet(s: Store) -> str:
+    """What an empty store says: which store it is, since a run recorded into another one
+    (another CMF_HOME or --store) is the usual reason."""
+    return (f"Nothing is recorded in {getattr(s, 'safe_url', 'this store')} yet. Run a tracked "
+            "pipeline (see the README), or give --store or CMF_STORE_URL if the runs went to "
+            "another store.")
 
 
 def _say(hint: str | None) -> None:

@@ -831,3 +831,16 @@ def test_executions_of_an_unknown_stage_say_so(store_url: str) -> None:
                              "--store", store_url)) == []
     out = invoke("executions", "--stage", "train", "--status", "failed", "--store", store_url)
     assert "No stage named" not in out
+
+
+def test_an_empty_store_says_so_and_which_store_it_is(tmp_path: Path) -> None:
+    """Not an empty table frame: the usual reason is runs recorded into another store."""
+    from cmf_core.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'empty.db'}"
+    open_store(url).close()
+    out = invoke("pipelines", "--store", url, columns=200)
+    assert out.startswith("Pipelines: none.\n") and f"Nothing is recorded in {url} yet" in out
+    assert "┏" not in out
+    assert invoke("executions", "--store", url, columns=200).startswith("Executions: none.\n")
+    assert invoke("artifacts", "--store", url, columns=200) == "Artifacts: none.\n"
