@@ -89,23 +89,30 @@ def _walk(spec: Mapping[str, Any], comp: Mapping[str, Any], in_loop: bool
             yield from _walk(spec, child, looped)
 
 
-def spec_tasks(spec: Mapping[str, Any]) -> dict[str, SpecTask]:
-    """Task name -> :class:`SpecTask` for every task that runs an executor, in every DAG."""
+def all_tasks(spec: Mapping[str, Any]) -> list[SpecTask]:
+    """Every task that runs an executor, in every DAG (names repeat across DAGs: a nested
+    pipeline's ``train`` and a loop's ``train`` are two tasks)."""
     components = spec.get("components") or {}
-    out: dict[str, SpecTask] = {}
+    out: list[SpecTask] = []
     for key, task, looped in _walk(spec, spec.get("root") or {}, False):
         ref = (task.get("componentRef") or {}).get("name") or ""
         cspec = components.get(ref) or {}
         if "executorLabel" in cspec:
             name = (task.get("taskInfo") or {}).get("name") or key
-            out[name] = SpecTask(name, ref, cspec, task.get("inputs") or {}, looped)
+            out.append(SpecTask(name, ref, cspec, task.get("inputs") or {}, looped))
     return out
+
+
+def spec_tasks(spec: Mapping[str, Any]) -> dict[str, SpecTask]:
+    """Task name -> :class:`SpecTask` for every task that runs an executor, in every DAG (of
+    tasks with the same name in several DAGs, the last one)."""
+    return {task.name: task for task in all_tasks(spec)}
 
 
 def executor_tasks(spec: Mapping[str, Any]) -> dict[str, list[SpecTask]]:
     """Executor label -> the tasks that run it."""
     out: dict[str, list[SpecTask]] = {}
-    for task in spec_tasks(spec).values():
+    for task in all_tasks(spec):
         if task.executor:
             out.setdefault(task.executor, []).append(task)
     return out

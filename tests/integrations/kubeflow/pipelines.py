@@ -127,3 +127,24 @@ def square(x: int, out: Output[Dataset]) -> int:
 def looped():
     with dsl.ParallelFor([1, 2, 3]) as item:
         square(x=item)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def read_square(data: Input[Dataset]) -> int:
+    with open(data.path) as fh:
+        return int(fh.read())
+
+
+@dsl.pipeline(name="squared")
+def squared(x: int) -> int:
+    """A pipeline used as a component: its tasks share their names with the loop's below."""
+    produced = square(x=x)
+    return read_square(data=produced.outputs["out"]).output
+
+
+@dsl.pipeline(name="nested-loop")
+def nested_loop():
+    with dsl.ParallelFor([1, 2], parallelism=1) as item:
+        produced = square(x=item)
+        read_square(data=produced.outputs["out"])
+    squared(x=3)

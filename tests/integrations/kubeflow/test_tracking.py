@@ -214,6 +214,15 @@ def test_loop_iterations_are_separate_executions(tmp_path: Path) -> None:
     assert "KFP_CMF_LOOP=1" in script
 
 
+def test_a_loop_task_named_like_a_nested_one_is_marked_as_looped() -> None:
+    """``square`` runs in a loop and in a nested pipeline: each executor keeps its own marks,
+    so on a cluster (pod name as scope) the loop's iterations are separate executions."""
+    scripts = {k: v[-2] for k, v in commands(track(pipelines.nested_loop)).items()}
+    loop = {k for k, s in scripts.items() if "KFP_CMF_LOOP=1" in s}
+    assert loop == {"exec-square-2", "exec-read-square-2"}
+    assert all("KFP_CMF_TASK=''" not in s for s in scripts.values())
+
+
 def test_settings_are_shell_safe_defaults(tmp_path: Path) -> None:
     """The preamble gives any value exactly, and a value already in the environment wins."""
     url = "postgresql://cmf@db.example/cmf?sslmode=require&x='y' $HOME"
