@@ -41,7 +41,7 @@ from cmf_core.errors import CmfError, InvalidInputError, NotFoundError
 from cmf_core.model import Artifact, ExecutionStatus
 from cmf_kubeflow import adapter
 from cmf_kubeflow.conf import local_run_pipeline
-from cmf_kubeflow.spec import SpecTask, load_spec, spec_tasks
+from cmf_kubeflow.spec import SpecTask, all_tasks, load_spec, spec_tasks
 
 EXECUTOR_OUTPUT = "executor_output.json"
 
@@ -227,7 +227,7 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
     site = site or settings.site
     spec = load_spec(pipeline)
     tasks = spec_tasks(spec)
-    by_component = {t.component: t for t in tasks.values()}
+    by_component = {t.component: t for t in all_tasks(spec)}
     pipeline_name = ((spec.get("pipelineInfo") or {}).get("name")
                      or local_run_pipeline(folder.name) or folder.name)
     result = ImportResult(run_key=folder.name, pipeline=pipeline_name)
@@ -239,9 +239,11 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
         found[task_dir.relative_to(folder).as_posix()] = (task_dir, stask)
     if not found:
         raise NotFoundError(f"no task folders in kfp.local run folder {folder}")
-    # producers first, so their outputs are known when wiring consumers
-    order = _topological([(key, _producers(s)) for key, (_, s) in found.items()],
-                         {key: (s.name if s else key) for key, (_, s) in found.items()})
+    # producers first, so their outputs are known when wiring consumers; a producer is in the
+    # consumer's DAG, so in its folder (a loop iteration, a nested pipeline)
+    order = _topological(
+        [(key, {_scoped(key, p) for p in _producers(s)}) for key, (_, s) in found.items()],
+        {key: _scoped(key, s.name if s else d.name) for key, (d, s) in found.items()})
     outputs: dict[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]] = {}
     runs = []
     for key in order:
@@ -249,11 +251,13 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
         name, scope = task_dir.name, key.rpartition("/")[0]
         cspec = stask.component_spec if stask else {}
         status, out_params, out_arts = _read_local_task(task_dir, cspec)
-        outputs[stask.name if stask else name] = (out_params, out_arts)
+        outputs[_scoped(key, stask.name if stask else name)] = (out_params, out_arts)
         params: dict[str, Any] = {}
         inputs: list[adapter.RuntimeArtifact] = []
         if stask is not None:
-            params, inputs, notes = wire_inputs(spec, stask, arguments or {}, outputs)
+            siblings = {k.rpartition("/")[2]: v for k, v in outputs.items()
+                        if k.rpartition("/")[0] == scope}
+            params, inputs, notes = wire_inputs(spec, stask, arguments or {}, siblings)
             result.notes.extend(notes)
         started, ended = _mtimes(task_dir)
         run = adapter.TaskRun(
@@ -268,6 +272,11 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
                      [adapter.describe(a, site) for a in run.outputs]))
     _emit(runs, site, settings, result)
     return result
+
+
+def _scoped(key: str, task: str) -> str:
+    """``task`` in the group folder of task folder ``key`` (``<scope>/<task>``)."""
+    return f"{key.rpartition('/')[0]}/{task}"
 
 
 def _producers(task: SpecTask | None) -> set[str]:

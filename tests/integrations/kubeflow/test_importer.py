@@ -72,6 +72,22 @@ def test_local_run_import_recovers_the_lineage(plain_run: LocalRun, cmf_env: str
     assert values["rows"] == 30.0
 
 
+def test_loop_iterations_and_nested_pipelines_are_linked_within_their_dag(
+        tmp_path: Path, cmf_env: str) -> None:
+    """Each ``read-square`` reads the ``square`` of its own iteration or nested pipeline,
+    although the loop's and the nested pipeline's tasks share their names in the spec."""
+    run = run_local(tmp_path, pipelines.nested_loop)
+    import_local_run(run.run_dir, pipeline=pipelines.nested_loop)
+    store = open_store(cmf_env, SITE)
+    readers = [e for e in store.list_executions() if e.stage.startswith("read-square")]
+    assert len(readers) == 3
+    for ex in readers:
+        folder = run.run_dir / ex.properties.get("kfp.scope", "")
+        (produced,) = [p for p in folder.iterdir() if p.name.startswith("square")]
+        inputs = {e.artifact_id for e in store.events([ex.id]) if e.type is EventType.INPUT}
+        assert inputs == {sha256((produced / "out").read_bytes())}, folder
+
+
 def test_local_import_is_idempotent(plain_run: LocalRun, cmf_env: str) -> None:
     first = import_local_run(plain_run.run_dir, pipeline=pipelines.three_step)
     store = open_store(cmf_env, SITE)
