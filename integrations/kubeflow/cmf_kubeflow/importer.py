@@ -78,6 +78,19 @@ def _artifact_types(cspec: Mapping[str, Any], side: str) -> dict[str, str]:
             for k, v in defs.items()}
 
 
+def _through_parents(src: Mapping[str, Any], parents: tuple[Mapping[str, Any], ...]
+                     ) -> tuple[Mapping[str, Any], tuple[Mapping[str, Any], ...]]:
+    """Follow a ``componentInputParameter`` up the enclosing DAG tasks' inputs: the source
+    it comes from, and the DAG tasks still above it (none: a pipeline parameter). A loop item
+    is no input of the loop's task: it stays where it is."""
+    while parents and "componentInputParameter" in src:
+        given = (parents[-1].get("parameters") or {}).get(src["componentInputParameter"])
+        if given is None or "parameterExpressionSelector" in given:
+            break
+        src, parents = given, parents[:-1]
+    return src, parents
+
+
 def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str, Any],
                 outputs: Mapping[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]]
                 ) -> tuple[dict[str, Any], list[adapter.RuntimeArtifact], list[str]]:
@@ -96,6 +109,13 @@ def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str,
         if "runtimeValue" in src:
             params[key] = _typed((src["runtimeValue"] or {}).get("constant"), types.get(key))
         elif "componentInputParameter" in src:
+            src, parents = _through_parents(src, task.parents)
+            if "runtimeValue" in src:
+                params[key] = _typed((src["runtimeValue"] or {}).get("constant"), types.get(key))
+                continue
+            if "componentInputParameter" not in src or parents:
+                notes.append(f"{task.name}.{key}: not resolved in its enclosing DAG ({src})")
+                continue
             # inside a sub-DAG the root's parameter ``x`` arrives as ``pipelinechannel--x``
             name = src["componentInputParameter"].removeprefix(adapter.INTERNAL_PARAM_PREFIX)
             if name in arguments:

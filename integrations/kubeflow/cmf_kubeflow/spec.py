@@ -71,22 +71,26 @@ class SpecTask:
     inputs: Mapping[str, Any]
     in_loop: bool
     """Inside a ``ParallelFor`` (its DAG, or one above it, is iterated)."""
+    parents: tuple[Mapping[str, Any], ...] = ()
+    """The inputs of the DAG tasks (nested pipelines, loops, conditions) it runs in, outermost
+    first: what its ``componentInputParameter`` refers to."""
 
     @property
     def executor(self) -> str | None:
         return self.component_spec.get("executorLabel")
 
 
-def _walk(spec: Mapping[str, Any], comp: Mapping[str, Any], in_loop: bool
-          ) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
+def _walk(spec: Mapping[str, Any], comp: Mapping[str, Any], in_loop: bool,
+          parents: tuple[Mapping[str, Any], ...] = ()
+          ) -> Iterator[tuple[str, Mapping[str, Any], bool, tuple[Mapping[str, Any], ...]]]:
     components = spec.get("components") or {}
     for key, task in ((comp.get("dag") or {}).get("tasks") or {}).items():
         looped = in_loop or any(k in task for k in ITERATORS)
         ref = (task.get("componentRef") or {}).get("name") or ""
         child = components.get(ref) or {}
-        yield key, task, looped
+        yield key, task, looped, parents
         if "dag" in child:
-            yield from _walk(spec, child, looped)
+            yield from _walk(spec, child, looped, (*parents, task.get("inputs") or {}))
 
 
 def all_tasks(spec: Mapping[str, Any]) -> list[SpecTask]:
@@ -94,12 +98,12 @@ def all_tasks(spec: Mapping[str, Any]) -> list[SpecTask]:
     pipeline's ``train`` and a loop's ``train`` are two tasks)."""
     components = spec.get("components") or {}
     out: list[SpecTask] = []
-    for key, task, looped in _walk(spec, spec.get("root") or {}, False):
+    for key, task, looped, parents in _walk(spec, spec.get("root") or {}, False):
         ref = (task.get("componentRef") or {}).get("name") or ""
         cspec = components.get(ref) or {}
         if "executorLabel" in cspec:
             name = (task.get("taskInfo") or {}).get("name") or key
-            out.append(SpecTask(name, ref, cspec, task.get("inputs") or {}, looped))
+            out.append(SpecTask(name, ref, cspec, task.get("inputs") or {}, looped, parents))
     return out
 
 

@@ -86,6 +86,10 @@ def test_loop_iterations_and_nested_pipelines_are_linked_within_their_dag(
         (produced,) = [p for p in folder.iterdir() if p.name.startswith("square")]
         inputs = {e.artifact_id for e in store.events([ex.id]) if e.type is EventType.INPUT}
         assert inputs == {sha256((produced / "out").read_bytes())}, folder
+    # the nested pipeline's x comes from its caller (x=3), not from a pipeline parameter
+    (nested,) = [e for e in store.list_executions() if e.properties.get("kfp.scope") == "squared"
+                 and e.stage.startswith("square")]
+    assert dict(nested.params) == {"x": 3}
 
 
 def test_local_import_is_idempotent(plain_run: LocalRun, cmf_env: str) -> None:
