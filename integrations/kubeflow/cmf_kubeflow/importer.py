@@ -147,6 +147,28 @@ def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str,
     return params, arts, notes
 
 
+def imported_artifacts(spec: Mapping[str, Any], arguments: Mapping[str, Any]
+                       ) -> dict[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]]:
+    """Output of each ``dsl.importer`` task by task name, from the spec: its URI (a constant
+    or a parameter) and metadata (``kfp.local`` keeps no folder for importers)."""
+    executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
+    out: dict[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]] = {}
+    for task in all_tasks(spec):
+        imp = (executors.get(task.executor or "") or {}).get("importer")
+        if not imp:
+            continue
+        where = imp.get("artifactUri") or {}
+        uri = where.get("constant")
+        if uri is None:
+            uri = wire_inputs(spec, task, arguments, {})[0].get(where.get("runtimeParameter"))
+        if isinstance(uri, str) and uri:
+            title = (imp.get("typeSchema") or {}).get("schemaTitle") or "system.Artifact"
+            out[task.name] = ({}, {"artifact": adapter.RuntimeArtifact(
+                key="artifact", uri=uri, schema_title=title,
+                metadata=dict(imp.get("metadata") or {}))})
+    return out
+
+
 def _emit(runs: list[tuple[adapter.TaskRun, list[Artifact], list[Artifact]]], site: str,
           settings: Any, result: ImportResult) -> None:
     from cmf_core.openlineage.emit import get_emitter
@@ -265,6 +287,7 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
         [(key, {_scoped(key, p) for p in _producers(s)}) for key, (_, s) in found.items()],
         {key: _scoped(key, s.name if s else d.name) for key, (d, s) in found.items()})
     outputs: dict[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]] = {}
+    imported = imported_artifacts(spec, arguments or {})
     runs = []
     for key in order:
         task_dir, stask = found[key]
@@ -275,8 +298,8 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
         params: dict[str, Any] = {}
         inputs: list[adapter.RuntimeArtifact] = []
         if stask is not None:
-            siblings = {k.rpartition("/")[2]: v for k, v in outputs.items()
-                        if k.rpartition("/")[0] == scope}
+            siblings = {**imported, **{k.rpartition("/")[2]: v for k, v in outputs.items()
+                                       if k.rpartition("/")[0] == scope}}
             params, inputs, notes = wire_inputs(spec, stask, arguments or {}, siblings)
             result.notes.extend(notes)
         started, ended = _mtimes(task_dir)

@@ -143,8 +143,11 @@ def squared(x: int) -> int:
 
 
 @dsl.pipeline(name="nested-loop")
-def nested_loop():
+def nested_loop(square_uri: str):
     with dsl.ParallelFor([1, 2], parallelism=1) as item:
         produced = square(x=item)
         read_square(data=produced.outputs["out"])
     squared(x=3)
+    imported = dsl.importer(artifact_uri=square_uri, artifact_class=Dataset,
+                            metadata={"source": "elsewhere"})
+    read_square(data=imported.output)
