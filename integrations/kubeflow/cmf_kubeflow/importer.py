@@ -41,7 +41,7 @@ from cmf_core.errors import CmfError, InvalidInputError, NotFoundError
 from cmf_core.model import Artifact, ExecutionStatus
 from cmf_kubeflow import adapter
 from cmf_kubeflow.conf import local_run_pipeline
-from cmf_kubeflow.spec import SpecTask, all_tasks, load_spec, spec_tasks
+from cmf_kubeflow.spec import SpecTask, all_tasks, load_spec, repeated_names, spec_tasks
 
 EXECUTOR_OUTPUT = "executor_output.json"
 
@@ -543,6 +543,7 @@ class KfpRunReader:
         run_key = _get(run, "run_id") or run_id
         spec = self.pipeline_spec(run)
         tasks = spec_tasks(spec)
+        repeated = repeated_names(spec)
         pipeline_name = ((spec.get("pipelineInfo") or {}).get("name")
                          or _get(run, "display_name") or "kfp")
         result = ImportResult(run_key=run_key, pipeline=pipeline_name)
@@ -555,7 +556,7 @@ class KfpRunReader:
             if not name or name == "root" or (tasks and name not in tasks):
                 continue  # DAG drivers and sub-DAGs: only executor tasks are executions
             scope = ""
-            if (tasks[name].in_loop if name in tasks else names.count(name) > 1):
+            if (name in repeated if name in tasks else names.count(name) > 1):
                 pod = _get(detail, "pod_name")
                 scope = f"pod:{pod}" if pod else f"task:{_get(detail, 'task_id')}"
             state = str(_get(detail, "state") or "")

@@ -113,6 +113,15 @@ def spec_tasks(spec: Mapping[str, Any]) -> dict[str, SpecTask]:
     return {task.name: task for task in all_tasks(spec)}
 
 
+def repeated_names(spec: Mapping[str, Any]) -> set[str]:
+    """Names of tasks that run more than once per pipeline run under one name: inside a
+    ``ParallelFor``, or a name several DAGs use (a nested pipeline called twice, or whose task
+    is named like one outside it). On a cluster their executions are told apart by pod name."""
+    tasks = all_tasks(spec)
+    names = [t.name for t in tasks]
+    return {t.name for t in tasks if t.in_loop or names.count(t.name) > 1}
+
+
 def executor_tasks(spec: Mapping[str, Any]) -> dict[str, list[SpecTask]]:
     """Executor label -> the tasks that run it."""
     out: dict[str, list[SpecTask]] = {}

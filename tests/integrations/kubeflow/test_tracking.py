@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 from cmf_kubeflow import adapter, import_local_run, track, track_file
+from cmf_kubeflow.conf import task_identity
 from cmf_kubeflow.tracking import BEGIN_MARK, END_MARK, HOOK_MODULE, track_spec
 from google.protobuf import json_format
 from kfp import compiler, components
@@ -216,12 +217,21 @@ def test_loop_iterations_are_separate_executions(tmp_path: Path) -> None:
 
 def test_a_loop_task_named_like_a_nested_one_is_marked_as_looped() -> None:
     """``square`` runs in a loop and in a nested pipeline: each executor keeps its own marks,
-    so on a cluster (pod name as scope) the loop's iterations are separate executions."""
+    so on a cluster (pod name as scope) the loop's iterations are separate executions, and so
+    are the two ``square`` tasks (the same ``taskInfo.name`` in two DAGs)."""
     scripts = {k: v[-2] for k, v in commands(track(pipelines.nested_loop)).items()}
     loop = {k for k, s in scripts.items() if "KFP_CMF_LOOP=1" in s}
     assert sorted(label.rstrip("-0123456789") for label in loop) == [
-        "exec-read-square", "exec-square"]
+        "exec-read-square", "exec-read-square", "exec-square", "exec-square"]
     assert all("KFP_CMF_TASK=''" not in s for s in scripts.values())
+    ids = set()
+    for label, script in scripts.items():  # as on a cluster: run id, pod name, no job folder
+        task = script.split("KFP_CMF_TASK=", 1)[1].split("\n", 1)[0]
+        env = {"KFP_CMF_TASK": task, "KFP_CMF_LOOP": "1" if label in loop else "",
+               "KFP_RUN_ID": "run-1", "KFP_POD_NAME": f"pod-{label}"}
+        ident = task_identity(env)
+        ids.add(adapter.execution_id(ident.run_key, ident.task, ident.scope))
+    assert len(ids) == len(scripts)
 
 
 def test_settings_are_shell_safe_defaults(tmp_path: Path) -> None:
