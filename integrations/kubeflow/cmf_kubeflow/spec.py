@@ -74,6 +74,8 @@ class SpecTask:
     parents: tuple[Mapping[str, Any], ...] = ()
     """The inputs of the DAG tasks (nested pipelines, loops, conditions) it runs in, outermost
     first: what its ``componentInputParameter`` refers to."""
+    retries: int = 0
+    """``set_retry``'s ``num_retries`` (``retryPolicy.maxRetryCount``)."""
 
     @property
     def executor(self) -> str | None:
@@ -103,7 +105,9 @@ def all_tasks(spec: Mapping[str, Any]) -> list[SpecTask]:
         cspec = components.get(ref) or {}
         if "executorLabel" in cspec:
             name = (task.get("taskInfo") or {}).get("name") or key
-            out.append(SpecTask(name, ref, cspec, task.get("inputs") or {}, looped, parents))
+            retries = int((task.get("retryPolicy") or {}).get("maxRetryCount") or 0)
+            out.append(SpecTask(name, ref, cspec, task.get("inputs") or {}, looped, parents,
+                                retries))
     return out
 
 
@@ -115,11 +119,12 @@ def spec_tasks(spec: Mapping[str, Any]) -> dict[str, SpecTask]:
 
 def repeated_names(spec: Mapping[str, Any]) -> set[str]:
     """Names of tasks that run more than once per pipeline run under one name: inside a
-    ``ParallelFor``, or a name several DAGs use (a nested pipeline called twice, or whose task
-    is named like one outside it). On a cluster their executions are told apart by pod name."""
+    ``ParallelFor``, with retries (``set_retry``: one execution per attempt), or a name several
+    DAGs use (a nested pipeline called twice, or whose task is named like one outside it). On a
+    cluster their executions are told apart by pod name."""
     tasks = all_tasks(spec)
     names = [t.name for t in tasks]
-    return {t.name for t in tasks if t.in_loop or names.count(t.name) > 1}
+    return {t.name for t in tasks if t.in_loop or t.retries or names.count(t.name) > 1}
 
 
 def executor_tasks(spec: Mapping[str, Any]) -> dict[str, list[SpecTask]]:

@@ -218,11 +218,13 @@ def test_loop_iterations_are_separate_executions(tmp_path: Path) -> None:
 def test_a_loop_task_named_like_a_nested_one_is_marked_as_looped() -> None:
     """``square`` runs in a loop and in a nested pipeline: each executor keeps its own marks,
     so on a cluster (pod name as scope) the loop's iterations are separate executions, and so
-    are the two ``square`` tasks (the same ``taskInfo.name`` in two DAGs)."""
+    are the two ``square`` tasks (the same ``taskInfo.name`` in two DAGs) and the attempts of
+    the ``read-square`` with ``set_retry``."""
     scripts = {k: v[-2] for k, v in commands(track(pipelines.nested_loop)).items()}
     loop = {k for k, s in scripts.items() if "KFP_CMF_LOOP=1" in s}
     assert sorted(label.rstrip("-0123456789") for label in loop) == [
-        "exec-read-square", "exec-read-square", "exec-square", "exec-square"]
+        "exec-read-square", "exec-read-square", "exec-read-square", "exec-square",
+        "exec-square"]
     assert all("KFP_CMF_TASK=''" not in s for s in scripts.values())
     ids = set()
     for label, script in scripts.items():  # as on a cluster: run id, pod name, no job folder
