@@ -233,6 +233,8 @@ def _read_local_task(folder: Path, cspec: Mapping[str, Any]
                 metadata=dict(art.get("metadata") or {}))
     params = {k: _typed(v, ptypes.get(k))
               for k, v in (written.get("parameterValues") or {}).items()}
+    if status is ExecutionStatus.FAILED:  # KFP publishes nothing of a failed task
+        return status, params, artifacts
     # OutputPath parameters are plain files named after the output; artifacts are listed above
     wanted = set(ptypes) if ptypes else None
     for path in sorted(folder.iterdir()):

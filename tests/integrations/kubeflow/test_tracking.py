@@ -11,6 +11,7 @@ import pytest
 import yaml
 from cmf_kubeflow import adapter, import_local_run, track, track_file
 from cmf_kubeflow.conf import task_identity
+from cmf_kubeflow.importer import list_local_runs
 from cmf_kubeflow.tracking import BEGIN_MARK, END_MARK, HOOK_MODULE, track_spec
 from google.protobuf import json_format
 from kfp import compiler, components
@@ -118,8 +119,18 @@ def test_a_failing_component_is_recorded_as_failed(tmp_path: Path) -> None:
     failed = executions["explode"]
     assert failed.status is ExecutionStatus.FAILED
     assert failed.error is not None and failed.error.startswith("ValueError: boom")
+    assert "kfp.output_parameters" not in failed.properties  # nor its OutputPath file
     inputs = store.events([failed.id])
     assert [e.type for e in inputs] == [EventType.INPUT]
+    with pytest.MonkeyPatch.context() as mp:  # an import of the run agrees
+        mp.setenv("CMF_STORE_URL", f"sqlite:///{tmp_path / 'imported.db'}")
+        mp.setenv("CMF_SITE", SITE)
+        import_local_run(list_local_runs(tmp_path / "pipeline-root")[-1],
+                         pipeline=pipelines.failing)
+    imported = LocalRun(tmp_path, tmp_path, f"sqlite:///{tmp_path / 'imported.db'}", None)
+    (again,) = [e for e in imported.store().list_executions() if e.stage == "explode"]
+    assert again.status is ExecutionStatus.FAILED
+    assert "kfp.output_parameters" not in again.properties
 
 
 def test_a_tracking_failure_never_breaks_the_task(tmp_path: Path,
