@@ -12,7 +12,7 @@ kfp.dsl.executor_main ARGS`` (when this module is importable in the image). The 
 4. reads the executor output file (output artifacts with the metadata the code set, output
    parameters), stops the monitor and emits the terminal event: COMPLETE, or FAIL with the
    error when the module raised or exited non-zero (a failed task publishes no outputs in KFP,
-   so none are recorded).
+   artifacts or parameters, so none are recorded).
 
 Steps 1-2 and 4 are guarded: a tracking failure logs one warning and the task runs and exits
 exactly as it would untracked. ``CMF_DISABLED=1`` turns the hook into a plain ``-m MODULE``.
@@ -222,7 +222,8 @@ def _end(session: _Session, error: str | None) -> None:
         adapter.RuntimeArtifact.from_executor(key, art).merged(updates.get(key, {}))
         for key, lst in sorted((outputs.get("artifacts") or {}).items())
         for art in (lst.get("artifacts") or [])]
-    run.output_params = _read_output_parameters(outputs, written.get("parameterValues") or {})
+    run.output_params = {} if error else _read_output_parameters(
+        outputs, written.get("parameterValues") or {})
     run.ended_at = time.time()
     run.status = ExecutionStatus.FAILED if error else ExecutionStatus.COMPLETED
     run.error = error

@@ -12,7 +12,9 @@ variable                    meaning
 ==========================  ==================================================================
 ``KFP_CMF_PIPELINE``        pipeline name (``pipelineInfo.name``), fixed when tracking
 ``KFP_CMF_TASK``            task name, fixed when tracking (empty if the executor is shared)
-``KFP_CMF_LOOP``            ``1`` when the task runs inside a ``ParallelFor``
+``KFP_CMF_LOOP``            ``1`` when the task runs more than once per run under its name:
+                            inside a ``ParallelFor``, with retries, or under a name tasks of
+                            several DAGs share (:func:`~cmf_kubeflow.spec.repeated_names`)
 ``KFP_CMF_JOB``             ``{{$.pipeline_job_name}}``: resolved by ``kfp.local`` to the run
                             folder name; left as written by a cluster's launcher
 ``KFP_CMF_JOB_TASK``        ``{{$.pipeline_task_name}}``: resolved by ``kfp.local`` only

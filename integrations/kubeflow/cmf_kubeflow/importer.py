@@ -41,7 +41,7 @@ from cmf_core.errors import CmfError, InvalidInputError, NotFoundError
 from cmf_core.model import Artifact, ExecutionStatus
 from cmf_kubeflow import adapter
 from cmf_kubeflow.conf import local_run_pipeline
-from cmf_kubeflow.spec import SpecTask, load_spec, spec_tasks
+from cmf_kubeflow.spec import SpecTask, all_tasks, load_spec, repeated_names, spec_tasks
 
 EXECUTOR_OUTPUT = "executor_output.json"
 
@@ -78,6 +78,19 @@ def _artifact_types(cspec: Mapping[str, Any], side: str) -> dict[str, str]:
             for k, v in defs.items()}
 
 
+def _through_parents(src: Mapping[str, Any], parents: tuple[Mapping[str, Any], ...]
+                     ) -> tuple[Mapping[str, Any], tuple[Mapping[str, Any], ...]]:
+    """Follow a ``componentInputParameter`` up the enclosing DAG tasks' inputs: the source
+    it comes from, and the DAG tasks still above it (none: a pipeline parameter). A loop item
+    is no input of the loop's task: it stays where it is."""
+    while parents and "componentInputParameter" in src:
+        given = (parents[-1].get("parameters") or {}).get(src["componentInputParameter"])
+        if given is None or "parameterExpressionSelector" in given:
+            break
+        src, parents = given, parents[:-1]
+    return src, parents
+
+
 def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str, Any],
                 outputs: Mapping[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]]
                 ) -> tuple[dict[str, Any], list[adapter.RuntimeArtifact], list[str]]:
@@ -96,6 +109,13 @@ def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str,
         if "runtimeValue" in src:
             params[key] = _typed((src["runtimeValue"] or {}).get("constant"), types.get(key))
         elif "componentInputParameter" in src:
+            src, parents = _through_parents(src, task.parents)
+            if "runtimeValue" in src:
+                params[key] = _typed((src["runtimeValue"] or {}).get("constant"), types.get(key))
+                continue
+            if "componentInputParameter" not in src or parents:
+                notes.append(f"{task.name}.{key}: not resolved in its enclosing DAG ({src})")
+                continue
             # inside a sub-DAG the root's parameter ``x`` arrives as ``pipelinechannel--x``
             name = src["componentInputParameter"].removeprefix(adapter.INTERNAL_PARAM_PREFIX)
             if name in arguments:
@@ -125,6 +145,28 @@ def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str,
         arts.append(adapter.RuntimeArtifact(key=key, uri=art.uri, schema_title=art.schema_title,
                                             metadata=dict(art.metadata)))
     return params, arts, notes
+
+
+def imported_artifacts(spec: Mapping[str, Any], arguments: Mapping[str, Any]
+                       ) -> dict[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]]:
+    """Output of each ``dsl.importer`` task by task name, from the spec: its URI (a constant
+    or a parameter) and metadata (``kfp.local`` keeps no folder for importers)."""
+    executors = (spec.get("deploymentSpec") or {}).get("executors") or {}
+    out: dict[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]] = {}
+    for task in all_tasks(spec):
+        imp = (executors.get(task.executor or "") or {}).get("importer")
+        if not imp:
+            continue
+        where = imp.get("artifactUri") or {}
+        uri = where.get("constant")
+        if uri is None:
+            uri = wire_inputs(spec, task, arguments, {})[0].get(where.get("runtimeParameter"))
+        if isinstance(uri, str) and uri:
+            title = (imp.get("typeSchema") or {}).get("schemaTitle") or "system.Artifact"
+            out[task.name] = ({}, {"artifact": adapter.RuntimeArtifact(
+                key="artifact", uri=uri, schema_title=title,
+                metadata=dict(imp.get("metadata") or {}))})
+    return out
 
 
 def _emit(runs: list[tuple[adapter.TaskRun, list[Artifact], list[Artifact]]], site: str,
@@ -191,6 +233,8 @@ def _read_local_task(folder: Path, cspec: Mapping[str, Any]
                 metadata=dict(art.get("metadata") or {}))
     params = {k: _typed(v, ptypes.get(k))
               for k, v in (written.get("parameterValues") or {}).items()}
+    if status is ExecutionStatus.FAILED:  # KFP publishes nothing of a failed task
+        return status, params, artifacts
     # OutputPath parameters are plain files named after the output; artifacts are listed above
     wanted = set(ptypes) if ptypes else None
     for path in sorted(folder.iterdir()):
@@ -227,7 +271,7 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
     site = site or settings.site
     spec = load_spec(pipeline)
     tasks = spec_tasks(spec)
-    by_component = {t.component: t for t in tasks.values()}
+    by_component = {t.component: t for t in all_tasks(spec)}
     pipeline_name = ((spec.get("pipelineInfo") or {}).get("name")
                      or local_run_pipeline(folder.name) or folder.name)
     result = ImportResult(run_key=folder.name, pipeline=pipeline_name)
@@ -239,21 +283,26 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
         found[task_dir.relative_to(folder).as_posix()] = (task_dir, stask)
     if not found:
         raise NotFoundError(f"no task folders in kfp.local run folder {folder}")
-    # producers first, so their outputs are known when wiring consumers
-    order = _topological([(key, _producers(s)) for key, (_, s) in found.items()],
-                         {key: (s.name if s else key) for key, (_, s) in found.items()})
+    # producers first, so their outputs are known when wiring consumers; a producer is in the
+    # consumer's DAG, so in its folder (a loop iteration, a nested pipeline)
+    order = _topological(
+        [(key, {_scoped(key, p) for p in _producers(s)}) for key, (_, s) in found.items()],
+        {key: _scoped(key, s.name if s else d.name) for key, (d, s) in found.items()})
     outputs: dict[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]] = {}
+    imported = imported_artifacts(spec, arguments or {})
     runs = []
     for key in order:
         task_dir, stask = found[key]
         name, scope = task_dir.name, key.rpartition("/")[0]
         cspec = stask.component_spec if stask else {}
         status, out_params, out_arts = _read_local_task(task_dir, cspec)
-        outputs[stask.name if stask else name] = (out_params, out_arts)
+        outputs[_scoped(key, stask.name if stask else name)] = (out_params, out_arts)
         params: dict[str, Any] = {}
         inputs: list[adapter.RuntimeArtifact] = []
         if stask is not None:
-            params, inputs, notes = wire_inputs(spec, stask, arguments or {}, outputs)
+            siblings = {**imported, **{k.rpartition("/")[2]: v for k, v in outputs.items()
+                                       if k.rpartition("/")[0] == scope}}
+            params, inputs, notes = wire_inputs(spec, stask, arguments or {}, siblings)
             result.notes.extend(notes)
         started, ended = _mtimes(task_dir)
         run = adapter.TaskRun(
@@ -268,6 +317,11 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
                      [adapter.describe(a, site) for a in run.outputs]))
     _emit(runs, site, settings, result)
     return result
+
+
+def _scoped(key: str, task: str) -> str:
+    """``task`` in the group folder of task folder ``key`` (``<scope>/<task>``)."""
+    return f"{key.rpartition('/')[0]}/{task}"
 
 
 def _producers(task: SpecTask | None) -> set[str]:
@@ -491,6 +545,7 @@ class KfpRunReader:
         run_key = _get(run, "run_id") or run_id
         spec = self.pipeline_spec(run)
         tasks = spec_tasks(spec)
+        repeated = repeated_names(spec)
         pipeline_name = ((spec.get("pipelineInfo") or {}).get("name")
                          or _get(run, "display_name") or "kfp")
         result = ImportResult(run_key=run_key, pipeline=pipeline_name)
@@ -503,7 +558,7 @@ class KfpRunReader:
             if not name or name == "root" or (tasks and name not in tasks):
                 continue  # DAG drivers and sub-DAGs: only executor tasks are executions
             scope = ""
-            if (tasks[name].in_loop if name in tasks else names.count(name) > 1):
+            if (name in repeated if name in tasks else names.count(name) > 1):
                 pod = _get(detail, "pod_name")
                 scope = f"pod:{pod}" if pod else f"task:{_get(detail, 'task_id')}"
             state = str(_get(detail, "state") or "")

@@ -71,41 +71,66 @@ class SpecTask:
     inputs: Mapping[str, Any]
     in_loop: bool
     """Inside a ``ParallelFor`` (its DAG, or one above it, is iterated)."""
+    parents: tuple[Mapping[str, Any], ...] = ()
+    """The inputs of the DAG tasks (nested pipelines, loops, conditions) it runs in, outermost
+    first: what its ``componentInputParameter`` refers to."""
+    retries: int = 0
+    """``set_retry``'s ``num_retries`` (``retryPolicy.maxRetryCount``)."""
 
     @property
     def executor(self) -> str | None:
         return self.component_spec.get("executorLabel")
 
 
-def _walk(spec: Mapping[str, Any], comp: Mapping[str, Any], in_loop: bool
-          ) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
+def _walk(spec: Mapping[str, Any], comp: Mapping[str, Any], in_loop: bool,
+          parents: tuple[Mapping[str, Any], ...] = ()
+          ) -> Iterator[tuple[str, Mapping[str, Any], bool, tuple[Mapping[str, Any], ...]]]:
     components = spec.get("components") or {}
     for key, task in ((comp.get("dag") or {}).get("tasks") or {}).items():
         looped = in_loop or any(k in task for k in ITERATORS)
         ref = (task.get("componentRef") or {}).get("name") or ""
         child = components.get(ref) or {}
-        yield key, task, looped
+        yield key, task, looped, parents
         if "dag" in child:
-            yield from _walk(spec, child, looped)
+            yield from _walk(spec, child, looped, (*parents, task.get("inputs") or {}))
 
 
-def spec_tasks(spec: Mapping[str, Any]) -> dict[str, SpecTask]:
-    """Task name -> :class:`SpecTask` for every task that runs an executor, in every DAG."""
+def all_tasks(spec: Mapping[str, Any]) -> list[SpecTask]:
+    """Every task that runs an executor, in every DAG (names repeat across DAGs: a nested
+    pipeline's ``train`` and a loop's ``train`` are two tasks)."""
     components = spec.get("components") or {}
-    out: dict[str, SpecTask] = {}
-    for key, task, looped in _walk(spec, spec.get("root") or {}, False):
+    out: list[SpecTask] = []
+    for key, task, looped, parents in _walk(spec, spec.get("root") or {}, False):
         ref = (task.get("componentRef") or {}).get("name") or ""
         cspec = components.get(ref) or {}
         if "executorLabel" in cspec:
             name = (task.get("taskInfo") or {}).get("name") or key
-            out[name] = SpecTask(name, ref, cspec, task.get("inputs") or {}, looped)
+            retries = int((task.get("retryPolicy") or {}).get("maxRetryCount") or 0)
+            out.append(SpecTask(name, ref, cspec, task.get("inputs") or {}, looped, parents,
+                                retries))
     return out
+
+
+def spec_tasks(spec: Mapping[str, Any]) -> dict[str, SpecTask]:
+    """Task name -> :class:`SpecTask` for every task that runs an executor, in every DAG (of
+    tasks with the same name in several DAGs, the last one)."""
+    return {task.name: task for task in all_tasks(spec)}
+
+
+def repeated_names(spec: Mapping[str, Any]) -> set[str]:
+    """Names of tasks that run more than once per pipeline run under one name: inside a
+    ``ParallelFor``, with retries (``set_retry``: one execution per attempt), or a name several
+    DAGs use (a nested pipeline called twice, or whose task is named like one outside it). On a
+    cluster their executions are told apart by pod name."""
+    tasks = all_tasks(spec)
+    names = [t.name for t in tasks]
+    return {t.name for t in tasks if t.in_loop or t.retries or names.count(t.name) > 1}
 
 
 def executor_tasks(spec: Mapping[str, Any]) -> dict[str, list[SpecTask]]:
     """Executor label -> the tasks that run it."""
     out: dict[str, list[SpecTask]] = {}
-    for task in spec_tasks(spec).values():
+    for task in all_tasks(spec):
         if task.executor:
             out.setdefault(task.executor, []).append(task)
     return out

@@ -49,7 +49,7 @@ from cmf_kubeflow.conf import (
     RUN_ID_FIELD_PATH,
     TASK_ENV,
 )
-from cmf_kubeflow.spec import executor_tasks, load_documents
+from cmf_kubeflow.spec import executor_tasks, load_documents, repeated_names
 
 log = logging.getLogger("cmf")
 
@@ -198,6 +198,7 @@ def track_spec(spec: Mapping[str, Any], platform: Mapping[str, Any] | None = Non
         )
     pipeline = (spec.get("pipelineInfo") or {}).get("name") or "kfp"
     tasks = executor_tasks(spec)
+    repeated = repeated_names(spec)
     report = TrackingReport()
     for label, executor in sorted((spec["deploymentSpec"].get("executors") or {}).items()):
         container = executor.get("container")
@@ -206,7 +207,7 @@ def track_spec(spec: Mapping[str, Any], platform: Mapping[str, Any] | None = Non
             continue
         runs = tasks.get(label, [])
         task = runs[0].name if len({t.name for t in runs}) == 1 else ""
-        in_loop = any(t.in_loop for t in runs)
+        in_loop = any(t.name in repeated for t in runs)
         tracked = _rewrite_command(list(container.get("command") or []),
                                    _preamble(pipeline, task, in_loop, options))
         if tracked is None:

@@ -53,7 +53,9 @@ def three_step(rows: int = 50, threshold: float = 0.5):
 
 
 @dsl.component(base_image="python:3.11", install_kfp_package=False)
-def explode(data: Input[Dataset]):
+def explode(data: Input[Dataset], note: dsl.OutputPath(str)):
+    with open(note, "w") as fh:  # written, then the task fails: KFP publishes no output
+        fh.write("partial")
     with open(data.path) as fh:
         raise ValueError("boom: " + str(len(fh.read())))
 
@@ -127,3 +129,27 @@ def square(x: int, out: Output[Dataset]) -> int:
 def looped():
     with dsl.ParallelFor([1, 2, 3]) as item:
         square(x=item)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def read_square(data: Input[Dataset]) -> int:
+    with open(data.path) as fh:
+        return int(fh.read())
+
+
+@dsl.pipeline(name="squared")
+def squared(x: int) -> int:
+    """A pipeline used as a component: its tasks share their names with the loop's below."""
+    produced = square(x=x)
+    return read_square(data=produced.outputs["out"]).output
+
+
+@dsl.pipeline(name="nested-loop")
+def nested_loop(square_uri: str):
+    with dsl.ParallelFor([1, 2], parallelism=1) as item:
+        produced = square(x=item)
+        read_square(data=produced.outputs["out"])
+    squared(x=3)
+    imported = dsl.importer(artifact_uri=square_uri, artifact_class=Dataset,
+                            metadata={"source": "elsewhere"})
+    read_square(data=imported.output).set_retry(num_retries=1)  # kfp.local does not retry

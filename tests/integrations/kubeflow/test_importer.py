@@ -72,6 +72,36 @@ def test_local_run_import_recovers_the_lineage(plain_run: LocalRun, cmf_env: str
     assert values["rows"] == 30.0
 
 
+def test_loop_iterations_and_nested_pipelines_are_linked_within_their_dag(
+        tmp_path: Path, cmf_env: str) -> None:
+    """Each ``read-square`` reads the ``square`` of its own iteration or nested pipeline,
+    although the loop's and the nested pipeline's tasks share their names in the spec."""
+    (tmp_path / "imported").write_text("25")
+    arguments = {"square_uri": str(tmp_path / "imported")}
+    run = run_local(tmp_path, pipelines.nested_loop, **arguments)
+    import_local_run(run.run_dir, pipeline=pipelines.nested_loop, arguments=arguments)
+    store = open_store(cmf_env, SITE)
+    readers = [e for e in store.list_executions() if e.stage.startswith("read-square")]
+    assert len(readers) == 4
+    # the dsl.importer's artifact (kfp.local keeps no folder for it) is linked by its bytes
+    (top,) = [e for e in readers if "kfp.scope" not in e.properties]
+    (imported,) = [e for e in store.events([top.id]) if e.type is EventType.INPUT]
+    assert imported.artifact_id == sha256(b"25")
+    artifact = store.get_artifact(imported.artifact_id)
+    assert artifact is not None and dict(artifact.custom_properties) == {"source": "elsewhere"}
+    for ex in readers:
+        if ex is top:
+            continue
+        folder = run.run_dir / ex.properties.get("kfp.scope", "")
+        (produced,) = [p for p in folder.iterdir() if p.name.startswith("square")]
+        inputs = {e.artifact_id for e in store.events([ex.id]) if e.type is EventType.INPUT}
+        assert inputs == {sha256((produced / "out").read_bytes())}, folder
+    # the nested pipeline's x comes from its caller (x=3), not from a pipeline parameter
+    (nested,) = [e for e in store.list_executions() if e.properties.get("kfp.scope") == "squared"
+                 and e.stage.startswith("square")]
+    assert dict(nested.params) == {"x": 3}
+
+
 def test_local_import_is_idempotent(plain_run: LocalRun, cmf_env: str) -> None:
     first = import_local_run(plain_run.run_dir, pipeline=pipelines.three_step)
     store = open_store(cmf_env, SITE)

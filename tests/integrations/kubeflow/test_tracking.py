@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 import yaml
 from cmf_kubeflow import adapter, import_local_run, track, track_file
+from cmf_kubeflow.conf import task_identity
+from cmf_kubeflow.importer import list_local_runs
 from cmf_kubeflow.tracking import BEGIN_MARK, END_MARK, HOOK_MODULE, track_spec
 from google.protobuf import json_format
 from kfp import compiler, components
@@ -27,7 +29,7 @@ def sha256(path: Path) -> str:
 def commands(component: object) -> dict[str, list[str]]:
     spec = json_format.MessageToDict(component.pipeline_spec)  # type: ignore[attr-defined]
     return {k: v["container"]["command"]
-            for k, v in spec["deploymentSpec"]["executors"].items()}
+            for k, v in spec["deploymentSpec"]["executors"].items() if "container" in v}
 
 
 @pytest.fixture(scope="module")
@@ -117,8 +119,18 @@ def test_a_failing_component_is_recorded_as_failed(tmp_path: Path) -> None:
     failed = executions["explode"]
     assert failed.status is ExecutionStatus.FAILED
     assert failed.error is not None and failed.error.startswith("ValueError: boom")
+    assert "kfp.output_parameters" not in failed.properties  # nor its OutputPath file
     inputs = store.events([failed.id])
     assert [e.type for e in inputs] == [EventType.INPUT]
+    with pytest.MonkeyPatch.context() as mp:  # an import of the run agrees
+        mp.setenv("CMF_STORE_URL", f"sqlite:///{tmp_path / 'imported.db'}")
+        mp.setenv("CMF_SITE", SITE)
+        import_local_run(list_local_runs(tmp_path / "pipeline-root")[-1],
+                         pipeline=pipelines.failing)
+    imported = LocalRun(tmp_path, tmp_path, f"sqlite:///{tmp_path / 'imported.db'}", None)
+    (again,) = [e for e in imported.store().list_executions() if e.stage == "explode"]
+    assert again.status is ExecutionStatus.FAILED
+    assert "kfp.output_parameters" not in again.properties
 
 
 def test_a_tracking_failure_never_breaks_the_task(tmp_path: Path,
@@ -212,6 +224,27 @@ def test_loop_iterations_are_separate_executions(tmp_path: Path) -> None:
     assert store.count_executions() == 3
     script = commands(track(pipelines.looped))["exec-square"][-2]
     assert "KFP_CMF_LOOP=1" in script
+
+
+def test_a_loop_task_named_like_a_nested_one_is_marked_as_looped() -> None:
+    """``square`` runs in a loop and in a nested pipeline: each executor keeps its own marks,
+    so on a cluster (pod name as scope) the loop's iterations are separate executions, and so
+    are the two ``square`` tasks (the same ``taskInfo.name`` in two DAGs) and the attempts of
+    the ``read-square`` with ``set_retry``."""
+    scripts = {k: v[-2] for k, v in commands(track(pipelines.nested_loop)).items()}
+    loop = {k for k, s in scripts.items() if "KFP_CMF_LOOP=1" in s}
+    assert sorted(label.rstrip("-0123456789") for label in loop) == [
+        "exec-read-square", "exec-read-square", "exec-read-square", "exec-square",
+        "exec-square"]
+    assert all("KFP_CMF_TASK=''" not in s for s in scripts.values())
+    ids = set()
+    for label, script in scripts.items():  # as on a cluster: run id, pod name, no job folder
+        task = script.split("KFP_CMF_TASK=", 1)[1].split("\n", 1)[0]
+        env = {"KFP_CMF_TASK": task, "KFP_CMF_LOOP": "1" if label in loop else "",
+               "KFP_RUN_ID": "run-1", "KFP_POD_NAME": f"pod-{label}"}
+        ident = task_identity(env)
+        ids.add(adapter.execution_id(ident.run_key, ident.task, ident.scope))
+    assert len(ids) == len(scripts)
 
 
 def test_settings_are_shell_safe_defaults(tmp_path: Path) -> None:
