@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from playwright.sync_api import Browser, Page, expect
 
+from cmf_core.model import Execution, ExecutionStatus, Pipeline, Stage
 from cmf_core.store import ExecutionFilter, open_store
 from tests.ui.conftest import UiServer, cmf_serve, watched_page
 from tests.ui.scenario import Scenario
@@ -373,3 +376,46 @@ def test_durations_round_once(page: Page) -> None:
     }""")
     none = "\u2013"  # an en dash: no duration
     assert shown == ["250 ms", "1 min 00 s", "2 min 00 s", "1 h 00 min", "2 h 00 min", none, none]
+
+
+AWKWARD = ['<script>alert(1)</script> & "q" \'x\'', "Ünïcødé-模型-🚀", "a/b?c#d%e", "x" * 150]
+
+
+def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
+        browser: Browser, tmp_path: Path) -> None:
+    """Names with HTML, quotes, non-ASCII, URL characters and no spaces are shown exactly and
+    route; a phone-wide window does not scroll sideways (wide tables scroll in their panel);
+    a pipeline without executions says so; a stopped server is named on the page."""
+    url = f"sqlite:///{tmp_path / 'names.db'}"
+    with open_store(url, site="lab") as store:
+        execs = [Execution(pipeline=n, stage="st<b>1</b>", site="lab", params={"<i>p</i>": "&amp;"},
+                           status=ExecutionStatus.COMPLETED, ended_at=time.time())
+                 for n in AWKWARD]
+        store.put([*(Pipeline(n, "lab") for n in [*AWKWARD, "idle"]),
+                   *(Stage(n, "st<b>1</b>", "lab") for n in AWKWARD), *execs])
+    with cmf_serve(url, tmp_path) as base, watched_page(browser, base) as pg:
+        dialogs: list[str] = []
+        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+        pg.goto("/")
+        wait_view(pg, "/pipelines")
+        for name in AWKWARD:
+            link = pg.locator("#pipelines tbody tr td:first-child a").filter(
+                has_text=re.compile(f"^{re.escape(name)}$"))
+            expect(link).to_have_count(1)
+        expect(pg.locator("#view script, #view b, #view i")).to_have_count(0)
+        pg.locator("#pipelines a", has_text="a/b?c#d%e").click()
+        wait_view(pg, "/pipeline/")
+        expect(pg.locator("h1")).to_have_text("Pipelines / a/b?c#d%e")
+        expect(pg.locator("#executions tbody tr")).to_have_count(1)
+        expect(pg.locator("#executions td.params")).to_have_text("<i>p</i>=&amp;")
+        assert not dialogs
+
+        pg.set_viewport_size({"width": 390, "height": 844})
+        for hash_ in ("#/pipelines", "#/pipeline/" + quote(AWKWARD[3]), "#/carbon"):
+            pg.goto("/" + hash_)
+            wait_view(pg, hash_[1:9])
+            sideways = pg.evaluate("document.documentElement.scrollWidth - innerWidth")
+            assert sideways <= 0, f"{hash_} scrolls {sideways} px sideways at 390 px"
+            for a in pg.locator("header nav a").all():
+                box = a.bounding_box()
+                assert box and box["x"] + box["width"] <= 390, a.inner_text()

@@ -168,7 +168,7 @@ async function viewPipelines(out) {
     const grp = byName.get(p.name);
     const { total, last } = runs[i];
     return h("tr", { dataset: { pipeline: p.name } },
-      h("td", {}, h("a", { href: pipelineHref(p.name) }, p.name)),
+      h("td", { class: "name" }, h("a", { href: pipelineHref(p.name) }, p.name)),
       h("td", {}, siteChip(p.site)),
       h("td", {}, (grp?.sites || []).map(siteChip)),
       h("td", { class: "n" }, String(total)),
@@ -411,7 +411,7 @@ async function viewPipeline(out, [name], query) {
       compareBtn.disabled = picked.size < 2;
       compareBtn.textContent = `Compare selected (${picked.size})`;
     } })),
-    h("td", {}, h("a", { href: "#", onclick: (ev) => {
+    h("td", { class: "name" }, h("a", { href: "#", onclick: (ev) => {
       ev.preventDefault();
       if (!shown.has(e.site)) {
         shown.add(e.site);
@@ -628,7 +628,7 @@ async function viewCarbon(out, _args, query) {
   }, `by ${grp}`)));
   const barColour = (grp) => (by === "site" ? colours.get(grp.site) : by === "phase" ? PHASE_COLOURS[grp.phase] : "#0f766e");
   const groupRows = result.groups.map((grp) => h("tr", { dataset: { key: grp.key } },
-    h("td", {}, by === "pipeline" ? h("a", { href: pipelineHref(grp.pipeline) }, grp.key) : grp.key),
+    h("td", { class: "name" }, by === "pipeline" ? h("a", { href: pipelineHref(grp.pipeline) }, grp.key) : grp.key),
     h("td", { class: "n" }, String(grp.executions)), h("td", { class: "n" }, String(grp.with_energy)),
     h("td", { class: "n kwh" }, num(grp.energy_kwh)), h("td", { class: "n co2" }, num(grp.co2e_kg)),
     h("td", { class: "n" }, t.co2e_kg > 0 ? `${((100 * grp.co2e_kg) / t.co2e_kg).toFixed(1)}%` : "–"),
