@@ -408,6 +408,9 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
         expect(pg.locator("h1")).to_have_text("Pipelines / a/b?c#d%e")
         expect(pg.locator("#executions tbody tr")).to_have_count(1)
         expect(pg.locator("#executions td.params")).to_have_text("<i>p</i>=&amp;")
+        pg.goto("/#/pipeline/idle")
+        wait_view(pg, "/pipeline/idle")
+        expect(pg.locator("#view .empty")).to_contain_text("No executions")
         assert not dialogs
 
         pg.set_viewport_size({"width": 390, "height": 844})

@@ -434,7 +434,8 @@ async function viewPipeline(out, [name], query) {
     section("Executions", h("div", { class: "toolbar" }, compareBtn,
       h("span", { class: "muted" }, "Pick two or more runs to compare their parameters and metrics.")),
     table(["", "Stage", "Run", "Site", "Status", "Started (UTC)", ["Duration", "n"], ["kWh", "n"], ["kgCO2e", "n"], "Parameters"],
-      execRows, { id: "executions" })));
+      execRows, { id: "executions" }),
+    own.length ? null : h("p", { class: "empty" }, "No executions of this pipeline are recorded yet.")));
 
   // draw once the page is in the document (fit needs sizes)
   requestAnimationFrame(() => {
