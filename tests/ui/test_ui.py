@@ -393,32 +393,44 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
                  for n in AWKWARD]
         store.put([*(Pipeline(n, "lab") for n in [*AWKWARD, "idle"]),
                    *(Stage(n, "st<b>1</b>", "lab") for n in AWKWARD), *execs])
-    with cmf_serve(url, tmp_path) as base, watched_page(browser, base) as pg:
-        dialogs: list[str] = []
-        pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    with cmf_serve(url, tmp_path) as base:
+        with watched_page(browser, base) as pg:
+            dialogs: list[str] = []
+            pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            pg.goto("/")
+            wait_view(pg, "/pipelines")
+            for name in AWKWARD:
+                link = pg.locator("#pipelines tbody tr td:first-child a").filter(
+                    has_text=re.compile(f"^{re.escape(name)}$"))
+                expect(link).to_have_count(1)
+            expect(pg.locator("#view script, #view b, #view i")).to_have_count(0)
+            pg.locator("#pipelines a", has_text="a/b?c#d%e").click()
+            wait_view(pg, "/pipeline/")
+            expect(pg.locator("h1")).to_have_text("Pipelines / a/b?c#d%e")
+            expect(pg.locator("#executions tbody tr")).to_have_count(1)
+            expect(pg.locator("#executions td.params")).to_have_text("<i>p</i>=&amp;")
+            pg.goto("/#/pipeline/idle")
+            wait_view(pg, "/pipeline/idle")
+            expect(pg.locator("#view .empty")).to_contain_text("No executions")
+            assert not dialogs
+
+            pg.set_viewport_size({"width": 390, "height": 844})
+            for hash_ in ("#/pipelines", "#/pipeline/" + quote(AWKWARD[3]), "#/carbon"):
+                pg.goto("/" + hash_)
+                wait_view(pg, hash_[1:9])
+                sideways = pg.evaluate("document.documentElement.scrollWidth - innerWidth")
+                assert sideways <= 0, f"{hash_} scrolls {sideways} px sideways at 390 px"
+                for a in pg.locator("header nav a").all():
+                    box = a.bounding_box()
+                    assert box and box["x"] + box["width"] <= 390, a.inner_text()
+        # a page left open while the server stops
+        context = browser.new_context(base_url=base)
+        pg = context.new_page()
         pg.goto("/")
         wait_view(pg, "/pipelines")
-        for name in AWKWARD:
-            link = pg.locator("#pipelines tbody tr td:first-child a").filter(
-                has_text=re.compile(f"^{re.escape(name)}$"))
-            expect(link).to_have_count(1)
-        expect(pg.locator("#view script, #view b, #view i")).to_have_count(0)
-        pg.locator("#pipelines a", has_text="a/b?c#d%e").click()
-        wait_view(pg, "/pipeline/")
-        expect(pg.locator("h1")).to_have_text("Pipelines / a/b?c#d%e")
-        expect(pg.locator("#executions tbody tr")).to_have_count(1)
-        expect(pg.locator("#executions td.params")).to_have_text("<i>p</i>=&amp;")
-        pg.goto("/#/pipeline/idle")
-        wait_view(pg, "/pipeline/idle")
-        expect(pg.locator("#view .empty")).to_contain_text("No executions")
-        assert not dialogs
-
-        pg.set_viewport_size({"width": 390, "height": 844})
-        for hash_ in ("#/pipelines", "#/pipeline/" + quote(AWKWARD[3]), "#/carbon"):
-            pg.goto("/" + hash_)
-            wait_view(pg, hash_[1:9])
-            sideways = pg.evaluate("document.documentElement.scrollWidth - innerWidth")
-            assert sideways <= 0, f"{hash_} scrolls {sideways} px sideways at 390 px"
-            for a in pg.locator("header nav a").all():
-                box = a.bounding_box()
-                assert box and box["x"] + box["width"] <= 390, a.inner_text()
+    try:
+        pg.click('header nav a[data-nav="carbon"]')
+        expect(pg.locator("#view .error")).to_contain_text(
+            f"The server at {base} does not answer")
+    finally:
+        context.close()

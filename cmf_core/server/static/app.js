@@ -29,7 +29,14 @@ export async function api(path, params = {}) {
   const headers = { Accept: "application/json" };
   const token = sessionStorage.getItem("cmf-token");
   if (token) headers.Authorization = `Bearer ${token}`;
-  const r = await fetch(url, { headers });
+  let r;
+  try {
+    r = await fetch(url, { headers });
+  } catch {
+    // no answer at all (the browser only says "Failed to fetch"): say which server and what to do
+    throw new ApiError(0, `The server at ${API.origin} does not answer (is \`cmf serve\` still running?). ` +
+      "Reload the page once it is back.");
+  }
   let body = null;
   try {
     body = await r.json();
