@@ -277,6 +277,14 @@ def test_carbon_dashboard_equals_the_store(
     wait_view(page, "/carbon?by=stage&site=hpc")
     hpc = [r for r in records if site_of[r.execution_id] == "hpc"]
     assert page.locator("#carbon-co2").inner_text() == g4(math.fsum(r.co2e_kg for r in hpc))
+    # from the first to the last day of the runs, both included: every record
+    days = sorted({page.evaluate("(t) => new Date(t * 1000).toISOString().slice(0, 10)",
+                                 e.started_at) for e in store.list_executions()})
+    page.goto(f"/#/carbon?since={days[0]}&until={days[-1]}")
+    wait_view(page, f"/carbon?since={days[0]}")
+    assert float(page.locator("#carbon-co2").get_attribute("data-value") or "nan") == \
+        math.fsum(r.co2e_kg for r in records)
+    expect(page.locator('input[name="until"]')).to_have_value(days[-1])
 
 
 def test_recommendations_show_seeds_and_the_tasks_they_came_from(

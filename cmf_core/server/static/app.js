@@ -602,12 +602,18 @@ function inputsText(inputs) {
   return parts.join(" · ") || "–";
 }
 
+/** The end of the UTC day YYYY-MM-DD (the next midnight): "until" a date includes that day. */
+function dayAfter(day) {
+  const t = Date.parse(`${day}T00:00:00Z`);
+  return Number.isNaN(t) ? `${day}T00:00:00Z` : new Date(t + 86400000).toISOString().replace(".000Z", "Z");
+}
+
 async function viewCarbon(out, _args, query) {
   const by = GROUPS.includes(query.get("by")) ? query.get("by") : "stage";
   const filters = {
     pipeline: query.get("pipeline") || undefined, site: query.get("site") || undefined,
     since: query.get("since") ? `${query.get("since")}T00:00:00Z` : undefined,
-    until: query.get("until") ? `${query.get("until")}T00:00:00Z` : undefined,
+    until: query.get("until") ? dayAfter(query.get("until")) : undefined,
   };
   const [result, days, sites, pipelines] = await Promise.all([
     api("carbon", { ...filters, group_by: by }),
