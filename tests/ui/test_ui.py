@@ -340,11 +340,21 @@ def test_recommendations_show_seeds_and_the_tasks_they_came_from(
     expect(page.locator("#compare-table")).to_contain_text("trial")
 
 
-def test_unknown_pipeline_is_reported_on_the_page(browser: Browser, ui_server: UiServer) -> None:
-    with watched_page(browser, ui_server.url, allow={404}) as pg:
+def test_unknown_pipeline_and_runs_are_reported_on_the_page(
+        browser: Browser, ui_server: UiServer, scenario: Scenario) -> None:
+    with watched_page(browser, ui_server.url, allow={400, 404}) as pg:
         pg.goto("/#/pipeline/no-such-pipeline")
         expect(pg.locator("#view .error")).to_contain_text(
             "no pipeline named 'no-such-pipeline'")
+        # runs not in the store are named; the others are still compared
+        known = [scenario.executions["train-1"], scenario.executions["train-2"]]
+        unknown = "01a225cc-caa7-735c-a239-000000000000"
+        pg.goto(f"/#/compare?ids={known[0]},{unknown},{known[1]},nonsense")
+        wait_view(pg, "/compare")
+        expect(pg.locator("#compare-missing")).to_contain_text(unknown)
+        expect(pg.locator("#compare-missing")).to_contain_text("'nonsense'")
+        cols = pg.locator("#compare-table thead th[data-id]")
+        assert cols.evaluate_all("(ths) => ths.map((t) => t.dataset.id)") == known
 
 
 def test_an_empty_store_behind_a_token(browser: Browser, tmp_path: Path, shots: Shots) -> None:
@@ -399,8 +409,13 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
         execs = [Execution(pipeline=n, stage="st<b>1</b>", site="lab", params={"<i>p</i>": "&amp;"},
                            status=ExecutionStatus.COMPLETED, ended_at=time.time())
                  for n in AWKWARD]
-        store.put([*(Pipeline(n, "lab") for n in [*AWKWARD, "idle"]),
-                   *(Stage(n, "st<b>1</b>", "lab") for n in AWKWARD), *execs])
+        ok, failed = (Execution(pipeline="runs", stage="fit", site="lab", status=status,
+                                params={"p_2": 2, "p_10": i}, ended_at=time.time(), error=err)
+                      for i, (status, err) in enumerate([(ExecutionStatus.COMPLETED, None),
+                                                         (ExecutionStatus.FAILED, "<b>boom</b>")]))
+        store.put([*(Pipeline(n, "lab") for n in [*AWKWARD, "idle", "runs"]),
+                   *(Stage(n, "st<b>1</b>", "lab") for n in AWKWARD), *execs,
+                   Stage("runs", "fit", "lab"), ok, failed])
     with cmf_serve(url, tmp_path) as base:
         with watched_page(browser, base) as pg:
             dialogs: list[str] = []

@@ -543,11 +543,20 @@ async function viewCompare(out, _args, query) {
       h("a", { href: "#/pipelines" }, "pipeline"), " and press Compare."));
     return;
   }
-  const [runs, metrics] = await Promise.all([
-    Promise.all(ids.map((id) => api(`executions/${enc(id)}`))),
-    all("metrics", { execution_id: ids }),
-  ]);
-  const metricOf = new Map(ids.map((id) => [id, new Map()]));
+  // an id that is not in this store (or not an id) is named, and the other runs still compared
+  const found = await Promise.all(ids.map((id) => api(`executions/${enc(id)}`).catch((e) => {
+    if (e.status === 404 || e.status === 400) return { missing: id, why: e.message };
+    throw e;
+  })));
+  const missing = found.filter((r) => r.missing);
+  const runs = found.filter((r) => !r.missing);
+  if (missing.length) {
+    put(out, h("div", { class: "error", role: "alert", id: "compare-missing" },
+      `Not compared: ${missing.map((m) => m.why).join("; ")}.`));
+  }
+  if (!runs.length) return;
+  const metrics = await all("metrics", { execution_id: runs.map((r) => r.id) });
+  const metricOf = new Map(runs.map((r) => [r.id, new Map()]));
   for (const m of metrics) {
     const mine = metricOf.get(m.execution_id);
     const prev = mine.get(m.name);
