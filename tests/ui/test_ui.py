@@ -435,6 +435,11 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
             pg.goto("/#/pipeline/idle")
             wait_view(pg, "/pipeline/idle")
             expect(pg.locator("#view .empty")).to_contain_text("No executions")
+            # the comparison: keys in natural order, a failed run's error
+            pg.goto(f"/#/compare?ids={ok.id},{failed.id}")
+            wait_view(pg, "/compare")
+            heads = pg.locator("#compare-table tr.param th").all_inner_texts()
+            assert [x.rstrip(" ≠") for x in heads] == ["p_2", "p_10"]
             assert not dialogs
 
             pg.set_viewport_size({"width": 390, "height": 844})

@@ -563,7 +563,8 @@ async function viewCompare(out, _args, query) {
     // a scalar wins; else the latest step
     if (!prev || (prev.step !== null && (m.step === null || m.step > prev.step))) mine.set(m.name, m);
   }
-  const union = (lists) => [...new Set(lists.flat())].sort();
+  // natural order: param_2 before param_10
+  const union = (lists) => [...new Set(lists.flat())].sort((x, y) => x.localeCompare(y, "en", { numeric: true }));
   const paramKeys = union(runs.map((r) => Object.keys(r.params)));
   const metricKeys = union(runs.map((r) => [...metricOf.get(r.id).keys()]));
   const row = (label, cells, cls = "") => {
