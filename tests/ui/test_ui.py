@@ -440,6 +440,9 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
             wait_view(pg, "/compare")
             heads = pg.locator("#compare-table tr.param th").all_inner_texts()
             assert [x.rstrip(" ≠") for x in heads] == ["p_2", "p_10"]
+            error_row = pg.locator("#compare-table tr.error-row")
+            expect(error_row.locator("td")).to_have_text(["\u2013", "<b>boom</b>"])
+            expect(error_row).to_have_class(re.compile(r"\bdiffers\b"))
             assert not dialogs
 
             pg.set_viewport_size({"width": 390, "height": 844})

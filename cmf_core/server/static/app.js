@@ -582,6 +582,7 @@ async function viewCompare(out, _args, query) {
     row("Status", runs.map((r) => status(r))),
     row("Started (UTC)", runs.map((r) => time(r.started_at))),
     row("Duration", runs.map((r) => duration(r.ended_at ? r.ended_at - r.started_at : null))),
+    runs.some((r) => r.error) ? row("Error", runs.map((r) => r.error || "–"), "error-row") : null,
     group("Parameters"),
     ...paramKeys.map((k) => row(k, runs.map((r) => (k in r.params ? r.params[k] : "–")), "param")),
     group("Metrics"),
