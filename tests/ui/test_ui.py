@@ -143,6 +143,23 @@ def test_clicking_nodes_shows_digests_params_metrics_and_energy(
     page.click(node(train))
     shots(page, "node-details")
 
+    # the keyboard: one Tab stop per graph (the selected node), arrows move, Enter selects,
+    # and Tab leaves the graph
+    stop = page.locator('#lineage g.node[tabindex="0"]')
+    expect(stop).to_have_count(1)
+    expect(stop).to_have_attribute("data-id", train)
+    stop.focus()
+    page.keyboard.press("Home")
+    first = page.locator("#lineage g.node").first.get_attribute("data-id")
+    assert page.evaluate("document.activeElement.dataset.id") == first
+    page.keyboard.press("ArrowRight")
+    second = page.locator("#lineage g.node").nth(1).get_attribute("data-id")
+    assert page.evaluate("document.activeElement.dataset.id") == second
+    page.keyboard.press("Enter")
+    expect(page.locator(node(second or ""))).to_have_class(re.compile(r"\bselected\b"))
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('#lineage g.node') === null")
+
 
 def test_site_filter_zoom_and_pan(page: Page, scenario: Scenario) -> None:
     page.goto("/#/pipeline/churn")
