@@ -444,6 +444,11 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
                     has_text=re.compile(f"^{re.escape(name)}$"))
                 expect(link).to_have_count(1)
             expect(pg.locator("#view script, #view b, #view i")).to_have_count(0)
+            # no energy recorded: a dash (not measured), not 0
+            for name in ("runs", "idle"):
+                cells = pg.locator(f'#pipelines tr[data-pipeline="{name}"] td')
+                expect(cells.nth(6)).to_have_text("\u2013")
+                expect(cells.nth(7).locator(".unmeasured")).to_have_text("\u2013")
             pg.locator("#pipelines a", has_text="a/b?c#d%e").click()
             wait_view(pg, "/pipeline/")
             expect(pg.locator("h1")).to_have_text("Pipelines / a/b?c#d%e")
@@ -452,6 +457,7 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
             pg.goto("/#/pipeline/idle")
             wait_view(pg, "/pipeline/idle")
             expect(pg.locator("#view .empty")).to_contain_text("No executions")
+            expect(pg.locator(".card .unmeasured")).to_have_count(2)
             # the comparison: keys in natural order, a failed run's error
             pg.goto(f"/#/compare?ids={ok.id},{failed.id}")
             wait_view(pg, "/compare")

@@ -82,6 +82,11 @@ function section(title, ...children) {
   return h("section", { class: "panel" }, title ? h("h2", {}, title) : null, ...children);
 }
 
+/** No energy record behind a total: "–" (not measured), not a "0" that reads as no energy used. */
+function unmeasured() {
+  return h("span", { class: "unmeasured", title: "not measured: no energy record for these executions" }, "–");
+}
+
 function card(label, value, sub) {
   return h("div", { class: "card" }, h("div", { class: "card-label" }, label),
     h("div", { class: "card-value" }, value), sub ? h("div", { class: "card-sub" }, sub) : null);
@@ -181,8 +186,8 @@ async function viewPipelines(out) {
       h("td", { class: "n" }, String(total)),
       h("td", {}, last ? time(last.started_at) : "–"),
       h("td", {}, last ? status(last) : "–"),
-      h("td", { class: "n kwh" }, num(grp ? grp.energy_kwh : 0)),
-      h("td", { class: "n co2" }, num(grp ? grp.co2e_kg : 0)));
+      h("td", { class: "n kwh" }, grp?.with_energy ? num(grp.energy_kwh) : unmeasured()),
+      h("td", { class: "n co2" }, grp?.with_energy ? num(grp.co2e_kg) : unmeasured()));
   });
   const total = carbon?.total;
   put(out, h("h1", {}, "Pipelines"),
@@ -248,8 +253,8 @@ async function viewPipeline(out, [name], query) {
       card("Sites", String(new Set(own.map((e) => e.site)).size),
         [...new Set(own.map((e) => e.site))].sort().join(", ")),
       card("Stages", String(pipeline.stages.length)),
-      card("Energy", total ? num(total.energy_kwh, { id: "pipeline-kwh" }) : "–", "kWh"),
-      card("Emissions", total ? num(total.co2e_kg, { id: "pipeline-co2" }) : "–", "kgCO2e"),
+      card("Energy", total?.with_energy ? num(total.energy_kwh, { id: "pipeline-kwh" }) : unmeasured(), "kWh"),
+      card("Emissions", total?.with_energy ? num(total.co2e_kg, { id: "pipeline-co2" }) : unmeasured(), "kgCO2e"),
       card("Created", time(pipeline.created_at).slice(0, 10),
         `${time(pipeline.created_at).slice(11)} UTC at ${pipeline.site}`)));
 
