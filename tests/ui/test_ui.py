@@ -363,6 +363,9 @@ def test_unknown_pipeline_and_runs_are_reported_on_the_page(
         pg.goto("/#/pipeline/no-such-pipeline")
         expect(pg.locator("#view .error")).to_contain_text(
             "no pipeline named 'no-such-pipeline'")
+        pg.goto("/#/pipeline/100%")  # typed, not encoded
+        wait_view(pg, "/pipeline/100%")
+        expect(pg.locator("#view .error")).to_contain_text("no pipeline named '100%'")
         # runs not in the store are named; the others are still compared
         known = [scenario.executions["train-1"], scenario.executions["train-2"]]
         unknown = "01a225cc-caa7-735c-a239-000000000000"

@@ -135,7 +135,14 @@ async function route() {
   const live = () => seq === renderSeq;
   try {
     if (!found) throw new Error(`No page ${path}; try #/pipelines`);
-    const args = path.match(found[0]).slice(1).map(decodeURIComponent);
+    // a name typed into the address may hold a bare "%": taken as it is, not "URI malformed"
+    const args = path.match(found[0]).slice(1).map((x) => {
+      try {
+        return decodeURIComponent(x);
+      } catch {
+        return x;
+      }
+    });
     await found[1](out, args, query, live);
     if (live()) view.replaceChildren(out);
   } catch (e) {
