@@ -469,6 +469,13 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
             error_row = pg.locator("#compare-table tr.error-row")
             expect(error_row.locator("td")).to_have_text(["\u2013", "<b>boom</b>"])
             expect(error_row).to_have_class(re.compile(r"\bdiffers\b"))
+            # and in a run's row and details
+            pg.goto("/#/pipeline/runs")
+            wait_view(pg, "/pipeline/runs")
+            row = pg.locator(f'#executions tr[data-id="{failed.id}"]')
+            expect(row.locator("td.params")).to_have_text("p_2=2, p_10=1")
+            row.locator("td.name a").click()
+            expect(pg.locator("#details table.params th")).to_have_text(["p_2", "p_10"])
             assert not dialogs
 
             pg.set_viewport_size({"width": 390, "height": 844})

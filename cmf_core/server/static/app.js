@@ -70,6 +70,10 @@ async function optional(path, params) {
 }
 
 const enc = encodeURIComponent;
+/** Natural order of names: param_2 before param_10. */
+const natural = (x, y) => x.localeCompare(y, "en", { numeric: true });
+/** An object's entries in natural order of their keys. */
+const entries = (obj) => Object.entries(obj || {}).sort(([a], [b]) => natural(a, b));
 const pipelineHref = (name, q = "") => `#/pipeline/${enc(name)}${q ? `?${q}` : ""}`;
 
 // shell -----------------------------------------------------------------------------------------
@@ -444,7 +448,7 @@ async function viewPipeline(out, [name], query) {
     h("td", {}, e.site), h("td", {}, status(e)), h("td", {}, time(e.started_at)),
     h("td", { class: "n" }, duration(e.ended_at !== null && e.ended_at !== undefined ? e.ended_at - e.started_at : null)),
     h("td", { class: "n" }, num(e.energy_kwh)), h("td", { class: "n" }, num(e.co2e_kg)),
-    h("td", { class: "params" }, clip(Object.entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80))));
+    h("td", { class: "params" }, clip(entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80))));
 
   put(out, 
     section("Stages", dagHost),
@@ -519,7 +523,7 @@ async function executionDetails(id, pick) {
       ["Duration", duration(e.ended_at ? e.ended_at - e.started_at : null)],
       ["Error", e.error || undefined]]),
     h("h4", {}, "Parameters"),
-    Object.keys(e.params).length ? kv(Object.entries(e.params).map(([k, v]) => [k, h("span", { class: "mono" }, text(v))]), { class: "kv params" })
+    Object.keys(e.params).length ? kv(entries(e.params).map(([k, v]) => [k, h("span", { class: "mono" }, text(v))]), { class: "kv params" })
       : h("p", { class: "muted" }, "none"),
     ...metricsPart(metrics),
     ...energyPart(e.energy),
@@ -575,8 +579,7 @@ async function viewCompare(out, _args, query) {
     // a scalar wins; else the latest step
     if (!prev || (prev.step !== null && (m.step === null || m.step > prev.step))) mine.set(m.name, m);
   }
-  // natural order: param_2 before param_10
-  const union = (lists) => [...new Set(lists.flat())].sort((x, y) => x.localeCompare(y, "en", { numeric: true }));
+  const union = (lists) => [...new Set(lists.flat())].sort(natural);
   const paramKeys = union(runs.map((r) => Object.keys(r.params)));
   const metricKeys = union(runs.map((r) => [...metricOf.get(r.id).keys()]));
   const row = (label, cells, cls = "") => {
