@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import math
 import re
+import time
 from collections.abc import Callable
 from pathlib import Path
+from urllib.parse import quote
 
 from playwright.sync_api import Browser, Page, expect
 
+from cmf_core.model import Execution, ExecutionStatus, Pipeline, Stage
 from cmf_core.store import ExecutionFilter, open_store
 from tests.ui.conftest import UiServer, cmf_serve, watched_page
 from tests.ui.scenario import Scenario
@@ -139,6 +142,23 @@ def test_clicking_nodes_shows_digests_params_metrics_and_energy(
     expect(details.locator(".digest")).to_have_text(scenario.digests["train.csv"])
     page.click(node(train))
     shots(page, "node-details")
+
+    # the keyboard: one Tab stop per graph (the selected node), arrows move, Enter selects,
+    # and Tab leaves the graph
+    stop = page.locator('#lineage g.node[tabindex="0"]')
+    expect(stop).to_have_count(1)
+    expect(stop).to_have_attribute("data-id", train)
+    stop.focus()
+    page.keyboard.press("Home")
+    first = page.locator("#lineage g.node").first.get_attribute("data-id")
+    assert page.evaluate("document.activeElement.dataset.id") == first
+    page.keyboard.press("ArrowRight")
+    second = page.locator("#lineage g.node").nth(1).get_attribute("data-id")
+    assert page.evaluate("document.activeElement.dataset.id") == second
+    page.keyboard.press("Enter")
+    expect(page.locator(node(second or ""))).to_have_class(re.compile(r"\bselected\b"))
+    page.keyboard.press("Tab")
+    assert page.evaluate("document.activeElement.closest('#lineage g.node') === null")
 
 
 def test_site_filter_zoom_and_pan(page: Page, scenario: Scenario) -> None:
@@ -274,6 +294,14 @@ def test_carbon_dashboard_equals_the_store(
     wait_view(page, "/carbon?by=stage&site=hpc")
     hpc = [r for r in records if site_of[r.execution_id] == "hpc"]
     assert page.locator("#carbon-co2").inner_text() == g4(math.fsum(r.co2e_kg for r in hpc))
+    # from the first to the last day of the runs, both included: every record
+    days = sorted({page.evaluate("(t) => new Date(t * 1000).toISOString().slice(0, 10)",
+                                 e.started_at) for e in store.list_executions()})
+    page.goto(f"/#/carbon?since={days[0]}&until={days[-1]}")
+    wait_view(page, f"/carbon?since={days[0]}")
+    assert float(page.locator("#carbon-co2").get_attribute("data-value") or "nan") == \
+        math.fsum(r.co2e_kg for r in records)
+    expect(page.locator('input[name="until"]')).to_have_value(days[-1])
 
 
 def test_recommendations_show_seeds_and_the_tasks_they_came_from(
@@ -329,11 +357,24 @@ def test_recommendations_show_seeds_and_the_tasks_they_came_from(
     expect(page.locator("#compare-table")).to_contain_text("trial")
 
 
-def test_unknown_pipeline_is_reported_on_the_page(browser: Browser, ui_server: UiServer) -> None:
-    with watched_page(browser, ui_server.url, allow={404}) as pg:
+def test_unknown_pipeline_and_runs_are_reported_on_the_page(
+        browser: Browser, ui_server: UiServer, scenario: Scenario) -> None:
+    with watched_page(browser, ui_server.url, allow={400, 404}) as pg:
         pg.goto("/#/pipeline/no-such-pipeline")
         expect(pg.locator("#view .error")).to_contain_text(
             "no pipeline named 'no-such-pipeline'")
+        pg.goto("/#/pipeline/100%")  # typed, not encoded
+        wait_view(pg, "/pipeline/100%")
+        expect(pg.locator("#view .error")).to_contain_text("no pipeline named '100%'")
+        # runs not in the store are named; the others are still compared
+        known = [scenario.executions["train-1"], scenario.executions["train-2"]]
+        unknown = "01a225cc-caa7-735c-a239-000000000000"
+        pg.goto(f"/#/compare?ids={known[0]},{unknown},{known[1]},nonsense")
+        wait_view(pg, "/compare")
+        expect(pg.locator("#compare-missing")).to_contain_text(unknown)
+        expect(pg.locator("#compare-missing")).to_contain_text("'nonsense'")
+        cols = pg.locator("#compare-table thead th[data-id]")
+        assert cols.evaluate_all("(ths) => ths.map((t) => t.dataset.id)") == known
 
 
 def test_an_empty_store_behind_a_token(browser: Browser, tmp_path: Path, shots: Shots) -> None:
@@ -373,3 +414,87 @@ def test_durations_round_once(page: Page) -> None:
     }""")
     none = "\u2013"  # an en dash: no duration
     assert shown == ["250 ms", "1 min 00 s", "2 min 00 s", "1 h 00 min", "2 h 00 min", none, none]
+
+
+AWKWARD = ['<script>alert(1)</script> & "q" \'x\'', "Ünïcødé-模型-🚀", "a/b?c#d%e", "x" * 150]
+
+
+def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
+        browser: Browser, tmp_path: Path) -> None:
+    """Names with HTML, quotes, non-ASCII, URL characters and no spaces are shown exactly and
+    route; a phone-wide window does not scroll sideways (wide tables scroll in their panel);
+    a pipeline without executions says so; a stopped server is named on the page."""
+    url = f"sqlite:///{tmp_path / 'names.db'}"
+    with open_store(url, site="lab") as store:
+        execs = [Execution(pipeline=n, stage="st<b>1</b>", site="lab", params={"<i>p</i>": "&amp;"},
+                           status=ExecutionStatus.COMPLETED, ended_at=time.time())
+                 for n in AWKWARD]
+        ok, failed = (Execution(pipeline="runs", stage="fit", site="lab", status=status,
+                                params={"p_2": 2, "p_10": i}, ended_at=time.time(), error=err)
+                      for i, (status, err) in enumerate([(ExecutionStatus.COMPLETED, None),
+                                                         (ExecutionStatus.FAILED, "<b>boom</b>")]))
+        store.put([*(Pipeline(n, "lab") for n in [*AWKWARD, "idle", "runs"]),
+                   *(Stage(n, "st<b>1</b>", "lab") for n in AWKWARD), *execs,
+                   Stage("runs", "fit", "lab"), ok, failed])
+    with cmf_serve(url, tmp_path) as base:
+        with watched_page(browser, base) as pg:
+            dialogs: list[str] = []
+            pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            pg.goto("/")
+            wait_view(pg, "/pipelines")
+            for name in AWKWARD:
+                link = pg.locator("#pipelines tbody tr td:first-child a").filter(
+                    has_text=re.compile(f"^{re.escape(name)}$"))
+                expect(link).to_have_count(1)
+            expect(pg.locator("#view script, #view b, #view i")).to_have_count(0)
+            # no energy recorded: a dash (not measured), not 0
+            for name in ("runs", "idle"):
+                cells = pg.locator(f'#pipelines tr[data-pipeline="{name}"] td')
+                expect(cells.nth(6)).to_have_text("\u2013")
+                expect(cells.nth(7).locator(".unmeasured")).to_have_text("\u2013")
+            pg.locator("#pipelines a", has_text="a/b?c#d%e").click()
+            wait_view(pg, "/pipeline/")
+            expect(pg.locator("h1")).to_have_text("Pipelines / a/b?c#d%e")
+            expect(pg.locator("#executions tbody tr")).to_have_count(1)
+            expect(pg.locator("#executions td.params")).to_have_text("<i>p</i>=&amp;")
+            pg.goto("/#/pipeline/idle")
+            wait_view(pg, "/pipeline/idle")
+            expect(pg.locator("#view .empty")).to_contain_text("No executions")
+            expect(pg.locator(".card .unmeasured")).to_have_count(2)
+            # the comparison: keys in natural order, a failed run's error
+            pg.goto(f"/#/compare?ids={ok.id},{failed.id}")
+            wait_view(pg, "/compare")
+            heads = pg.locator("#compare-table tr.param th").all_inner_texts()
+            assert [x.rstrip(" ≠") for x in heads] == ["p_2", "p_10"]
+            error_row = pg.locator("#compare-table tr.error-row")
+            expect(error_row.locator("td")).to_have_text(["\u2013", "<b>boom</b>"])
+            expect(error_row).to_have_class(re.compile(r"\bdiffers\b"))
+            # and in a run's row and details
+            pg.goto("/#/pipeline/runs")
+            wait_view(pg, "/pipeline/runs")
+            row = pg.locator(f'#executions tr[data-id="{failed.id}"]')
+            expect(row.locator("td.params")).to_have_text("p_2=2, p_10=1")
+            row.locator("td.name a").click()
+            expect(pg.locator("#details table.params th")).to_have_text(["p_2", "p_10"])
+            assert not dialogs
+
+            pg.set_viewport_size({"width": 390, "height": 844})
+            for hash_ in ("#/pipelines", "#/pipeline/" + quote(AWKWARD[3]), "#/carbon"):
+                pg.goto("/" + hash_)
+                wait_view(pg, hash_[1:9])
+                sideways = pg.evaluate("document.documentElement.scrollWidth - innerWidth")
+                assert sideways <= 0, f"{hash_} scrolls {sideways} px sideways at 390 px"
+                for a in pg.locator("header nav a").all():
+                    box = a.bounding_box()
+                    assert box and box["x"] + box["width"] <= 390, a.inner_text()
+        # a page left open while the server stops
+        context = browser.new_context(base_url=base)
+        pg = context.new_page()
+        pg.goto("/")
+        wait_view(pg, "/pipelines")
+    try:
+        pg.click('header nav a[data-nav="carbon"]')
+        expect(pg.locator("#view .error")).to_contain_text(
+            f"The server at {base} does not answer")
+    finally:
+        context.close()

@@ -29,7 +29,14 @@ export async function api(path, params = {}) {
   const headers = { Accept: "application/json" };
   const token = sessionStorage.getItem("cmf-token");
   if (token) headers.Authorization = `Bearer ${token}`;
-  const r = await fetch(url, { headers });
+  let r;
+  try {
+    r = await fetch(url, { headers });
+  } catch {
+    // no answer at all (the browser only says "Failed to fetch"): say which server and what to do
+    throw new ApiError(0, `The server at ${API.origin} does not answer (is \`cmf serve\` still running?). ` +
+      "Reload the page once it is back.");
+  }
   let body = null;
   try {
     body = await r.json();
@@ -63,6 +70,10 @@ async function optional(path, params) {
 }
 
 const enc = encodeURIComponent;
+/** Natural order of names: param_2 before param_10. */
+const natural = (x, y) => x.localeCompare(y, "en", { numeric: true });
+/** An object's entries in natural order of their keys. */
+const entries = (obj) => Object.entries(obj || {}).sort(([a], [b]) => natural(a, b));
 const pipelineHref = (name, q = "") => `#/pipeline/${enc(name)}${q ? `?${q}` : ""}`;
 
 // shell -----------------------------------------------------------------------------------------
@@ -73,6 +84,11 @@ function put(parent, ...children) {
 
 function section(title, ...children) {
   return h("section", { class: "panel" }, title ? h("h2", {}, title) : null, ...children);
+}
+
+/** No energy record behind a total: "–" (not measured), not a "0" that reads as no energy used. */
+function unmeasured() {
+  return h("span", { class: "unmeasured", title: "not measured: no energy record for these executions" }, "–");
 }
 
 function card(label, value, sub) {
@@ -123,7 +139,14 @@ async function route() {
   const live = () => seq === renderSeq;
   try {
     if (!found) throw new Error(`No page ${path}; try #/pipelines`);
-    const args = path.match(found[0]).slice(1).map(decodeURIComponent);
+    // a name typed into the address may hold a bare "%": taken as it is, not "URI malformed"
+    const args = path.match(found[0]).slice(1).map((x) => {
+      try {
+        return decodeURIComponent(x);
+      } catch {
+        return x;
+      }
+    });
     await found[1](out, args, query, live);
     if (live()) view.replaceChildren(out);
   } catch (e) {
@@ -168,14 +191,14 @@ async function viewPipelines(out) {
     const grp = byName.get(p.name);
     const { total, last } = runs[i];
     return h("tr", { dataset: { pipeline: p.name } },
-      h("td", {}, h("a", { href: pipelineHref(p.name) }, p.name)),
+      h("td", { class: "name" }, h("a", { href: pipelineHref(p.name) }, p.name)),
       h("td", {}, siteChip(p.site)),
       h("td", {}, (grp?.sites || []).map(siteChip)),
       h("td", { class: "n" }, String(total)),
       h("td", {}, last ? time(last.started_at) : "–"),
       h("td", {}, last ? status(last) : "–"),
-      h("td", { class: "n kwh" }, num(grp ? grp.energy_kwh : 0)),
-      h("td", { class: "n co2" }, num(grp ? grp.co2e_kg : 0)));
+      h("td", { class: "n kwh" }, grp?.with_energy ? num(grp.energy_kwh) : unmeasured()),
+      h("td", { class: "n co2" }, grp?.with_energy ? num(grp.co2e_kg) : unmeasured()));
   });
   const total = carbon?.total;
   put(out, h("h1", {}, "Pipelines"),
@@ -241,8 +264,8 @@ async function viewPipeline(out, [name], query) {
       card("Sites", String(new Set(own.map((e) => e.site)).size),
         [...new Set(own.map((e) => e.site))].sort().join(", ")),
       card("Stages", String(pipeline.stages.length)),
-      card("Energy", total ? num(total.energy_kwh, { id: "pipeline-kwh" }) : "–", "kWh"),
-      card("Emissions", total ? num(total.co2e_kg, { id: "pipeline-co2" }) : "–", "kgCO2e"),
+      card("Energy", total?.with_energy ? num(total.energy_kwh, { id: "pipeline-kwh" }) : unmeasured(), "kWh"),
+      card("Emissions", total?.with_energy ? num(total.co2e_kg, { id: "pipeline-co2" }) : unmeasured(), "kgCO2e"),
       card("Created", time(pipeline.created_at).slice(0, 10),
         `${time(pipeline.created_at).slice(11)} UTC at ${pipeline.site}`)));
 
@@ -411,7 +434,7 @@ async function viewPipeline(out, [name], query) {
       compareBtn.disabled = picked.size < 2;
       compareBtn.textContent = `Compare selected (${picked.size})`;
     } })),
-    h("td", {}, h("a", { href: "#", onclick: (ev) => {
+    h("td", { class: "name" }, h("a", { href: "#", onclick: (ev) => {
       ev.preventDefault();
       if (!shown.has(e.site)) {
         shown.add(e.site);
@@ -425,7 +448,7 @@ async function viewPipeline(out, [name], query) {
     h("td", {}, e.site), h("td", {}, status(e)), h("td", {}, time(e.started_at)),
     h("td", { class: "n" }, duration(e.ended_at !== null && e.ended_at !== undefined ? e.ended_at - e.started_at : null)),
     h("td", { class: "n" }, num(e.energy_kwh)), h("td", { class: "n" }, num(e.co2e_kg)),
-    h("td", { class: "params" }, clip(Object.entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80))));
+    h("td", { class: "params" }, clip(entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80))));
 
   put(out, 
     section("Stages", dagHost),
@@ -434,7 +457,8 @@ async function viewPipeline(out, [name], query) {
     section("Executions", h("div", { class: "toolbar" }, compareBtn,
       h("span", { class: "muted" }, "Pick two or more runs to compare their parameters and metrics.")),
     table(["", "Stage", "Run", "Site", "Status", "Started (UTC)", ["Duration", "n"], ["kWh", "n"], ["kgCO2e", "n"], "Parameters"],
-      execRows, { id: "executions" })));
+      execRows, { id: "executions" }),
+    own.length ? null : h("p", { class: "empty" }, "No executions of this pipeline are recorded yet.")));
 
   // draw once the page is in the document (fit needs sizes)
   requestAnimationFrame(() => {
@@ -499,7 +523,7 @@ async function executionDetails(id, pick) {
       ["Duration", duration(e.ended_at ? e.ended_at - e.started_at : null)],
       ["Error", e.error || undefined]]),
     h("h4", {}, "Parameters"),
-    Object.keys(e.params).length ? kv(Object.entries(e.params).map(([k, v]) => [k, h("span", { class: "mono" }, text(v))]), { class: "kv params" })
+    Object.keys(e.params).length ? kv(entries(e.params).map(([k, v]) => [k, h("span", { class: "mono" }, text(v))]), { class: "kv params" })
       : h("p", { class: "muted" }, "none"),
     ...metricsPart(metrics),
     ...energyPart(e.energy),
@@ -535,18 +559,27 @@ async function viewCompare(out, _args, query) {
       h("a", { href: "#/pipelines" }, "pipeline"), " and press Compare."));
     return;
   }
-  const [runs, metrics] = await Promise.all([
-    Promise.all(ids.map((id) => api(`executions/${enc(id)}`))),
-    all("metrics", { execution_id: ids }),
-  ]);
-  const metricOf = new Map(ids.map((id) => [id, new Map()]));
+  // an id that is not in this store (or not an id) is named, and the other runs still compared
+  const found = await Promise.all(ids.map((id) => api(`executions/${enc(id)}`).catch((e) => {
+    if (e.status === 404 || e.status === 400) return { missing: id, why: e.message };
+    throw e;
+  })));
+  const missing = found.filter((r) => r.missing);
+  const runs = found.filter((r) => !r.missing);
+  if (missing.length) {
+    put(out, h("div", { class: "error", role: "alert", id: "compare-missing" },
+      `Not compared: ${missing.map((m) => m.why).join("; ")}.`));
+  }
+  if (!runs.length) return;
+  const metrics = await all("metrics", { execution_id: runs.map((r) => r.id) });
+  const metricOf = new Map(runs.map((r) => [r.id, new Map()]));
   for (const m of metrics) {
     const mine = metricOf.get(m.execution_id);
     const prev = mine.get(m.name);
     // a scalar wins; else the latest step
     if (!prev || (prev.step !== null && (m.step === null || m.step > prev.step))) mine.set(m.name, m);
   }
-  const union = (lists) => [...new Set(lists.flat())].sort();
+  const union = (lists) => [...new Set(lists.flat())].sort(natural);
   const paramKeys = union(runs.map((r) => Object.keys(r.params)));
   const metricKeys = union(runs.map((r) => [...metricOf.get(r.id).keys()]));
   const row = (label, cells, cls = "") => {
@@ -564,6 +597,7 @@ async function viewCompare(out, _args, query) {
     row("Status", runs.map((r) => status(r))),
     row("Started (UTC)", runs.map((r) => time(r.started_at))),
     row("Duration", runs.map((r) => duration(r.ended_at ? r.ended_at - r.started_at : null))),
+    runs.some((r) => r.error) ? row("Error", runs.map((r) => r.error || "–"), "error-row") : null,
     group("Parameters"),
     ...paramKeys.map((k) => row(k, runs.map((r) => (k in r.params ? r.params[k] : "–")), "param")),
     group("Metrics"),
@@ -594,12 +628,18 @@ function inputsText(inputs) {
   return parts.join(" · ") || "–";
 }
 
+/** The end of the UTC day YYYY-MM-DD (the next midnight): "until" a date includes that day. */
+function dayAfter(day) {
+  const t = Date.parse(`${day}T00:00:00Z`);
+  return Number.isNaN(t) ? `${day}T00:00:00Z` : new Date(t + 86400000).toISOString().replace(".000Z", "Z");
+}
+
 async function viewCarbon(out, _args, query) {
   const by = GROUPS.includes(query.get("by")) ? query.get("by") : "stage";
   const filters = {
     pipeline: query.get("pipeline") || undefined, site: query.get("site") || undefined,
     since: query.get("since") ? `${query.get("since")}T00:00:00Z` : undefined,
-    until: query.get("until") ? `${query.get("until")}T00:00:00Z` : undefined,
+    until: query.get("until") ? dayAfter(query.get("until")) : undefined,
   };
   const [result, days, sites, pipelines] = await Promise.all([
     api("carbon", { ...filters, group_by: by }),
@@ -628,7 +668,7 @@ async function viewCarbon(out, _args, query) {
   }, `by ${grp}`)));
   const barColour = (grp) => (by === "site" ? colours.get(grp.site) : by === "phase" ? PHASE_COLOURS[grp.phase] : "#0f766e");
   const groupRows = result.groups.map((grp) => h("tr", { dataset: { key: grp.key } },
-    h("td", {}, by === "pipeline" ? h("a", { href: pipelineHref(grp.pipeline) }, grp.key) : grp.key),
+    h("td", { class: "name" }, by === "pipeline" ? h("a", { href: pipelineHref(grp.pipeline) }, grp.key) : grp.key),
     h("td", { class: "n" }, String(grp.executions)), h("td", { class: "n" }, String(grp.with_energy)),
     h("td", { class: "n kwh" }, num(grp.energy_kwh)), h("td", { class: "n co2" }, num(grp.co2e_kg)),
     h("td", { class: "n" }, t.co2e_kg > 0 ? `${((100 * grp.co2e_kg) / t.co2e_kg).toFixed(1)}%` : "–"),

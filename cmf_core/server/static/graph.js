@@ -128,7 +128,7 @@ export function edgePath(a, b) {
 export function drawNode(n, p) {
   const lines = n.lines.slice(0, 3);
   return s("g", { class: `node ${n.cls || ""}`, transform: `translate(${p.x},${p.y})`,
-    dataset: { id: n.id, kind: n.kind || "", label: lines[0] }, tabindex: 0, role: "button",
+    dataset: { id: n.id, kind: n.kind || "", label: lines[0] }, tabindex: -1, role: "button",
     "aria-label": n.title || lines[0] },
   s("title", {}, n.title || lines.join("\n")),
   s("rect", { class: "box", width: p.w, height: p.h, rx: n.rx ?? 6 }),
@@ -188,10 +188,24 @@ export class GraphView {
     this.svg.addEventListener("pointerup", (e) => this.#up(e));
     this.svg.addEventListener("keydown", (e) => {
       const node = e.target.closest?.("g.node");
-      if (node && (e.key === "Enter" || e.key === " ")) {
+      if (!node) return;
+      if (e.key === "Enter" || e.key === " ") {
         e.preventDefault();
         this.select(node.dataset.id);
+        return;
       }
+      // one Tab stop per graph (a graph of 1,000 nodes is not 1,000 Tabs): arrows move along it
+      const all = [...this.nodeLayer.querySelectorAll("g.node")];
+      const at = all.indexOf(node);
+      const to = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1,
+        Home: 0, End: all.length - 1 }[e.key];
+      if (to === undefined) return;
+      e.preventDefault();
+      this.#focus(all[Math.max(0, Math.min(all.length - 1, to))]);
+    });
+    this.svg.addEventListener("focusin", (e) => {
+      const node = e.target.closest?.("g.node");
+      if (node) this.#rove(node);
     });
   }
 
@@ -226,10 +240,26 @@ export class GraphView {
     }
   }
 
+  /** Make `node` the graph's one Tab stop (the others are reached with the arrow keys). */
+  #rove(node) {
+    for (const el of this.nodeLayer.querySelectorAll('g.node[tabindex="0"]')) {
+      if (el !== node) el.setAttribute("tabindex", "-1");
+    }
+    node?.setAttribute("tabindex", "0");
+  }
+
+  #focus(node) {
+    this.#rove(node);
+    node.focus();
+  }
+
   #mark() {
     for (const el of this.nodeLayer.querySelectorAll("g.node")) {
       el.classList.toggle("selected", el.dataset.id === this.selected);
     }
+    const stop = [...this.nodeLayer.querySelectorAll("g.node")].find((el) => el.dataset.id === this.selected)
+      || this.nodeLayer.querySelector('g.node[tabindex="0"]') || this.nodeLayer.querySelector("g.node");
+    this.#rove(stop);
     for (const el of this.edgeLayer.querySelectorAll("path.edge")) {
       el.classList.toggle("active", Boolean(this.selected) &&
         (el.dataset.from === this.selected || el.dataset.to === this.selected));
