@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Query
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from cmf_core.errors import NotFoundError
 from cmf_core.server.auth import require_read
-from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, StoreDep, page
-from cmf_core.server.shapes import pipeline_json, stage_json
+from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, SettingsDep, StoreDep, page
+from cmf_core.server.shapes import executions_json, pipeline_json, stage_json
 from cmf_core.store import ExecutionFilter
 
 
@@ -30,12 +30,25 @@ router = APIRouter(prefix="/api/v1/pipelines", tags=["CMF: pipelines"],
 
 
 @router.get("")
-def list_pipelines(store: StoreDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
+def list_pipelines(store: StoreDep, settings: SettingsDep, limit: Limit = DEFAULT_LIMIT,
+                   offset: Offset = 0,
+                   summary: Annotated[bool, Query(description=(
+                       "Add each pipeline's number of `executions` and its `last_execution` "
+                       "(the latest started, with `lost`), as the web UI's list shows them: "
+                       "one request instead of two per pipeline."))] = False,
                    ) -> dict[str, Any]:
     """Pipelines by name, one page at a time."""
-    pipelines = store.list_pipelines()
-    return page([pipeline_json(p) for p in pipelines[offset:offset + limit]], limit, offset,
-                len(pipelines))
+    every = store.list_pipelines()
+    pipelines = every[offset:offset + limit]
+    items = [pipeline_json(p) for p in pipelines]
+    if summary:
+        for item, p in zip(items, pipelines, strict=True):
+            where = ExecutionFilter(pipeline=p.name)
+            n = store.count_executions(where)
+            last = store.list_executions(where, limit=1, offset=n - 1) if n else []
+            item["executions"] = n
+            item["last_execution"] = executions_json(last, settings)[0] if last else None
+    return page(items, limit, offset, len(every))
 
 
 # first: "<name>/stages" would also match "/{name:cmf_pipeline}"

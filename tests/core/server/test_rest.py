@@ -36,6 +36,17 @@ def test_pipelines_and_stages(api: httpx.Client) -> None:
     assert missing.status_code == 404 and "no pipeline named 'nope'" in missing.json()["message"]
 
 
+
+def test_pipelines_summary_has_each_run_count_and_latest_run(api: httpx.Client) -> None:
+    """What the UI's pipelines page shows, in one request (it made two per pipeline)."""
+    page = api.get("/api/v1/pipelines", params={"summary": "true"}).json()
+    assert "executions" not in api.get("/api/v1/pipelines").json()["items"][0]
+    for p in page["items"]:
+        runs = api.get("/api/v1/executions", params={"pipeline": p["name"], "limit": 500}).json()
+        assert p["executions"] == runs["total"] > 0
+        assert p["last_execution"] == runs["items"][-1]  # the latest started, with "lost"
+
+
 def test_executions_filter_and_page(api: httpx.Client) -> None:
     first = api.get("/api/v1/executions", params={"pipeline": "churn.v2", "limit": 2}).json()
     assert first["total"] == 3 and len(first["items"]) == 2 and first["next_offset"] == 2
