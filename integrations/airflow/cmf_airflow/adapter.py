@@ -86,6 +86,17 @@ WAITING_STATES = frozenset({"deferred", "awaiting_input", "up_for_reschedule"})
 another process (its trigger fired, its input given, its next poke)."""
 
 
+def own_inputs(task: Any) -> list[Any]:
+    """The files an operator reads by its own parameters, not its inlets (``cmf_inputs()``:
+    the recommend-seed operator's ``dataset_path``); none when it has no such method or the
+    method fails."""
+    own = getattr(task, "cmf_inputs", None)
+    try:
+        return [p for p in own() if p] if callable(own) else []
+    except Exception:
+        return []
+
+
 # one running try ----------------------------------------------------------------------------
 @dataclass
 class TaskRun:
@@ -250,7 +261,7 @@ class CmfAdapter:
             # not for a try that may wait without a process (deferred, rescheduled)
             properties={**airflow_properties(ti, task),
                         **({} if may_wait(ti, task) else process_property())},
-            inputs=refs(getattr(task, "inlets", None)),
+            inputs=refs([*(getattr(task, "inlets", None) or ()), *own_inputs(task)]),
             input_ids={},
             # Airflow calls this hook once the templates are rendered: the values the task uses
             params={**dag_params(context), **task_params(task)},

@@ -99,6 +99,10 @@ class CmfRecommendSeedOperator(BaseOperator):
                                           "modality": self.modality,
                                           "meta_features": features})
 
+    def cmf_inputs(self) -> list[str]:
+        """The data file this step describes: recorded as its execution's input."""
+        return [self.dataset_path] if self.dataset_path else []
+
     def execute(self, context: Any) -> list[dict[str, Any]]:
         from cmf_core.recommend.step import recommend_step
 

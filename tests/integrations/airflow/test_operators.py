@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from cmf_core.identity import file_digest
 from cmf_core.model import ExecutionStatus
 from tests.integrations.airflow.helpers import by_stage
 from tests.support.postgres import free_port
@@ -147,6 +148,10 @@ def test_operators_in_a_dag(run_dag, cmf_store, peer, tmp_path: Path, monkeypatc
                                       target="label", name="with_operators.recommend"),
                          k=3, store=store)
     assert runs["recommend"].properties["airflow.xcom_return"]["len"] == len(expected.seeds)
+    # the data file the step described is its input, by content digest
+    (used,) = [e.artifact_id for e in store.events(execution_ids=[runs["recommend"].id])
+               if e.type.value == "INPUT"]
+    assert used == file_digest(data / "train.csv")
     assert runs["search"].params["configs"] == expected.configs()
     # the search task rebuilt the adaptive seeder from XCom: the seeds it gave are those the
     # in-process seeder gives for the same scores (the first is the static list's first)
