@@ -30,7 +30,7 @@ from typing import Any
 from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidInputError
-from cmf_core.guard import exception_text, renew_after_fork
+from cmf_core.guard import exception_text, renew_after_fork, report
 from cmf_core.identity import path_digest, remote_digest
 from cmf_core.model import (
     Artifact,
@@ -214,8 +214,6 @@ class _DeferredStarts:
             try:
                 self.store.put(batch)
             except BaseException as e:  # our own thread: log, never die
-                from cmf_core.guard import report
-
                 report("recording a running execution", e)
 
 
@@ -311,8 +309,6 @@ class Cmf:
         try:
             self.store.put([self.pipeline, stage])
         except Exception as e:
-            from cmf_core.guard import report
-
             report(f"recording stage {stage.pipeline}/{stage.name}", e,
                    "it is written with its first execution")
 
@@ -498,7 +494,6 @@ class Cmf:
         folder, replayed into this store by the next ``Cmf`` or emitter of it or by ``cmf spool
         retry`` (ingest is idempotent). The pipeline and any stage with properties were written
         when created."""
-        from cmf_core.guard import report
         from cmf_core.openlineage.convert import ExecutionLineage, to_event_dicts
         from cmf_core.openlineage.emit import Emitter
 
@@ -528,8 +523,6 @@ class Cmf:
             if any(Path(settings.spool_path).glob(f"*.{key}.json")):
                 get_emitter(settings)  # replays up to 100 events, within CMF_HOOK_TIMEOUT_S
         except Exception as e:
-            from cmf_core.guard import report
-
             report("replaying the spool", e)
 
     def _stop_monitor(self, monitor: Any, execution_id: str) -> list[Record]:
