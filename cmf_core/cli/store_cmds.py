@@ -213,6 +213,9 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     param a line (folded, never cut: --json has the same)."""
     from rich.table import Table
 
+    if not rows:  # not an empty frame
+        console.print("Executions: none.", markup=False, highlight=False)
+        return
     status = {e.id: e.status.value + (" (lost)" if e.id in lost else "") for e in rows}
     params = {e.id: [f"{k}={v}" for k, v in e.params.items()] for e in rows}
     wide = Table(title="Executions")
@@ -221,9 +224,6 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     for e in rows:
         wide.add_row(*map(Text, (e.id, e.pipeline, e.stage, e.site, status[e.id],
                                  fmt_time(e.started_at), ", ".join(params[e.id]))))
-    if not rows:  # not an empty frame
-        console.print("Executions: none.", markup=False, highlight=False)
-        return
     if console.measure(wide, options=console.options.update_width(10**6)).maximum \
             <= console.width:
         console.print(wide)
@@ -288,9 +288,8 @@ def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:
     so, with the names it knows (a typo is the usual cause)."""
     if pipeline is None or s.get_pipeline(pipeline) is not None:
         return None
-    known = sorted(p.name for p in s.list_pipelines())
-    return (f"No pipeline named {pipeline!r} in this store; "
-            + (f"it has {some(known)}." if known else "it has none yet."))
+    return _none_named("pipeline", pipeline, "this store",
+                       sorted(p.name for p in s.list_pipelines()))
 
 
 def _unknown_stage(s: Store, pipeline: str | None, stage: str | None) -> str | None:
@@ -301,8 +300,13 @@ def _unknown_stage(s: Store, pipeline: str | None, stage: str | None) -> str | N
     known = sorted({st.name for st in s.list_stages(pipeline)})
     if stage in known:
         return None
-    where = f"pipeline {pipeline!r}" if pipeline else "this store"
-    return (f"No stage named {stage!r} in {where}; "
+    return _none_named("stage", stage, f"pipeline {pipeline!r}" if pipeline else "this store",
+                       known)
+
+
+def _none_named(kind: str, name: str, where: str, known: list[str]) -> str:
+    """"No KIND named NAME in WHERE", with the names WHERE has (a typo is the usual cause)."""
+    return (f"No {kind} named {name!r} in {where}; "
             + (f"it has {some(known)}." if known else "it has none yet."))
 
 
