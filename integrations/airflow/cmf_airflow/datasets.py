@@ -93,14 +93,16 @@ def ref_from_object(obj: Any) -> DatasetRef | None:
 
 
 def refs(objects: Iterable[Any] | None) -> list[DatasetRef]:
-    out: list[DatasetRef] = []
-    seen: set[tuple[str, str]] = set()
-    for obj in objects or ():
-        ref = ref_from_object(obj)
-        if ref is not None and (ref.namespace, ref.name) not in seen:
-            seen.add((ref.namespace, ref.name))
-            out.append(ref)
-    return out
+    return _unique(ref_from_object(obj) for obj in objects or ())
+
+
+def _unique(found: Iterable[DatasetRef | None]) -> list[DatasetRef]:
+    """The first ref of each dataset (namespace, name), in order; ``None`` left out."""
+    out: dict[tuple[str, str], DatasetRef] = {}
+    for ref in found:
+        if ref is not None:
+            out.setdefault((ref.namespace, ref.name), ref)
+    return list(out.values())
 
 
 def event_extras(context: Any) -> dict[tuple[str, str], dict[str, Any]]:
@@ -142,10 +144,7 @@ def runtime_outlets(context: Any) -> list[DatasetRef]:
                 extra = {**(getattr(event, "dest_asset_extra", None) or {}),
                          **(getattr(event, "extra", None) or {})}
                 found.append(with_event_extra(ref, extra))
-    unique: dict[tuple[str, str], DatasetRef] = {}
-    for r in found:
-        unique.setdefault((r.namespace, r.name), r)
-    return list(unique.values())
+    return _unique(found)
 
 
 # digests (the same rules as CmfTransport's, in cmf_core.openlineage.local) -------------------
