@@ -148,8 +148,10 @@ R = TypeVar("R", Pipeline, Stage, Execution)
 
 
 def _build(cls: type[R], rec: dict[str, Any]) -> R:
-    """``cls(**rec)``, checking ``site`` first: these models leave it to the store, whose
-    NOT NULL would refuse the whole import's write after the import has reported success."""
+    """``cls(**rec)``, its ``site`` checked as a name first (non-empty, storable text, at most
+    512 characters). The models take any string there, so that records already stored stay
+    readable; a site the store refuses would make it set the whole import's write aside after
+    the import has reported success."""
     check_name(rec.get("site"), "site")
     return cls(**rec)
 
