@@ -7,6 +7,7 @@ loop) and :mod:`cmf_kubeflow.importer` (how each task's inputs are wired).
 from __future__ import annotations
 
 import os
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -123,8 +124,8 @@ def repeated_names(spec: Mapping[str, Any]) -> set[str]:
     DAGs use (a nested pipeline called twice, or whose task is named like one outside it). On a
     cluster their executions are told apart by pod name."""
     tasks = all_tasks(spec)
-    names = [t.name for t in tasks]
-    return {t.name for t in tasks if t.in_loop or t.retries or names.count(t.name) > 1}
+    uses = Counter(t.name for t in tasks)
+    return {t.name for t in tasks if t.in_loop or t.retries or uses[t.name] > 1}
 
 
 def executor_tasks(spec: Mapping[str, Any]) -> dict[str, list[SpecTask]]:
