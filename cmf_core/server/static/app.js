@@ -176,14 +176,13 @@ async function viewPipelines(out) {
   const [pipelines, carbon] = await Promise.all([all("pipelines", { summary: true }),
     optional("carbon", { group_by: "pipeline" })]);
   const byName = new Map((carbon?.groups || []).map((grp) => [grp.pipeline, grp]));
-  const runs = pipelines.map((p) => ({ total: p.executions, last: p.last_execution }));
   const allSites = [...new Set([...pipelines.map((p) => p.site),
     ...(carbon?.groups || []).flatMap((grp) => grp.sites)])];
   const colours = siteColours(allSites);
   const siteChip = (site) => h("span", { class: "chip", style: `--c:${colours.get(site)}` }, site);
-  const rows = pipelines.map((p, i) => {
+  const rows = pipelines.map((p) => {
     const grp = byName.get(p.name);
-    const { total, last } = runs[i];
+    const { executions: total, last_execution: last } = p;
     return h("tr", { dataset: { pipeline: p.name } },
       h("td", { class: "name" }, h("a", { href: pipelineHref(p.name) }, p.name)),
       h("td", {}, siteChip(p.site)),
@@ -198,7 +197,7 @@ async function viewPipelines(out) {
   put(out, h("h1", {}, "Pipelines"),
     h("div", { class: "cards" },
       card("Pipelines", String(pipelines.length)),
-      card("Executions", String(runs.reduce((a, r) => a + r.total, 0))),
+      card("Executions", String(pipelines.reduce((a, p) => a + p.executions, 0))),
       card("Sites", String(allSites.length), allSites.sort().join(", ")),
       card("Energy", total ? num(total.energy_kwh, { id: "total-kwh" }) : "–", "kWh"),
       card("Emissions", total ? num(total.co2e_kg, { id: "total-co2" }) : "–", "kgCO2e")),
