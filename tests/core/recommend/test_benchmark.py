@@ -3,12 +3,14 @@ leave-one-task-out replay."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 
@@ -20,6 +22,31 @@ from tests.core.recommend.conftest import CONFIGS, make_task
 
 ROOT = Path(__file__).resolve().parents[3]
 BENCH = ROOT / "benchmarks" / "recommender"
+
+
+#: Leave-one-task-out calibrations by the task ids of the knowledge base calibrated: both smoke
+#: runs below calibrate the same three leave-one-out bases (calibrate() is deterministic), so the
+#: second run reuses the first's; test_loto_smoke_report checks one of them against a fresh one.
+_CALIBRATIONS: dict[tuple[str, ...], dict[str, Any]] = {}
+
+
+def _load_loto() -> ModuleType:
+    """benchmarks/recommender/loto.py with its calibrate() remembering its results."""
+    loto = _load("loto")
+    calibrate = loto.calibrate
+
+    def remembered(kb: KnowledgeBase) -> dict[str, Any]:
+        key = tuple(sorted(kb.tasks))
+        if key not in _CALIBRATIONS:
+            _CALIBRATIONS[key] = calibrate(kb)
+        return copy.deepcopy(_CALIBRATIONS[key])
+
+    loto.calibrate = remembered
+    return loto
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=float)
 
 
 def _load(name: str) -> ModuleType:
@@ -128,7 +155,7 @@ def test_build_kb_extended_scores_an_extra_task(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
 def test_loto_smoke_report(tmp_path: Path) -> None:
-    loto = _load("loto")
+    loto = _load_loto()
     assert loto.main(["--smoke", "--jobs", "1", "--out", str(tmp_path), "--no-plots"]) == 0
     report = json.loads((tmp_path / "loto-smoke.json").read_text())
     cfg = report["config"]
@@ -147,14 +174,20 @@ def test_loto_smoke_report(tmp_path: Path) -> None:
     assert report["seeds_first_ok"] is True
     table = (tmp_path / "loto-smoke.md").read_text()
     assert len(re.findall(r"^\| kg \| \d+ \|", table, flags=re.M)) == 4
-    # seeded arms start exactly with the recommended configurations
-    for t in report["tasks"]:
-        assert len(t["seed_configs"]["kg"]) == 10
-        kb = knowledge.shipped()
-        rest = kb.without(task_ids=[t["task_id"]], groups=[kb.tasks[t["task_id"]].group])
-        rest.calibration = loto.calibrate(rest)
-        from cmf_core.recommend import recommend
+    # seeded arms start exactly with the recommended configurations, from a knowledge base
+    # calibrated without the target and its group
+    from cmf_core.recommend import recommend
+    from cmf_core.recommend.calibrate import calibrate
 
+    kb = knowledge.shipped()
+    for i, t in enumerate(report["tasks"]):
+        assert len(t["seed_configs"]["kg"]) == 10
+        rest = kb.without(task_ids=[t["task_id"]], groups=[kb.tasks[t["task_id"]].group])
+        used = _CALIBRATIONS[tuple(sorted(rest.tasks))]  # what the run calibrated
+        assert t["task_id"] not in rest.tasks and t["threshold"] == used["threshold"]
+        if i == 0:  # one afresh (each takes ~12 s): the run's is the same
+            assert _json(calibrate(rest)) == _json(used)
+        rest.calibration = copy.deepcopy(used)
         rec = recommend(kb.tasks[t["task_id"]], k=10, knowledge=rest)
         assert [config_key(c) for c in rec.configs()] == t["seed_configs"]["kg"]
 
@@ -162,7 +195,7 @@ def test_loto_smoke_report(tmp_path: Path) -> None:
 @pytest.mark.slow
 @pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")
 def test_loto_smoke_adaptive(tmp_path: Path) -> None:
-    loto = _load("loto")
+    loto = _load_loto()
     assert loto.main(["--smoke", "--jobs", "1", "--out", str(tmp_path), "--no-plots",
                       "--adaptive", "--ks", "5"]) == 0
     report = json.loads((tmp_path / "loto-smoke-adaptive.json").read_text())
