@@ -12,8 +12,10 @@
 
 Each site is a folder ``<out>/<site>/`` with its own CMF home (``.cmf/cmf.db``), its own data
 (``data/``, never copied elsewhere except the model files fetched by digest) and its own
-``cmf serve`` on a free loopback port. :func:`run` returns a :class:`HepResult`;
-``examples/demo.py`` prints its report, ``tests/examples/test_hep.py`` checks it.
+``cmf serve`` on a free loopback port; the edge also runs its own Prefect server (API only),
+started at the outset so that it is ready by the time the flow runs. :func:`run` returns a
+:class:`HepResult`; ``examples/demo.py`` prints its report, ``tests/examples/test_hep_scenario.py``
+checks it.
 """
 
 from __future__ import annotations
@@ -87,6 +89,25 @@ def _tail(path: Path, lines: int = 25) -> str:
         return "(no log)"
 
 
+def _wait_answers(proc: subprocess.Popen[bytes] | None, url: str, what: str, log: Path,
+                  timeout: float) -> None:
+    """Wait until ``url`` answers 200; raise :class:`ScenarioError` if ``proc`` exits first or
+    the time runs out."""
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is None or proc.poll() is not None:
+            raise ScenarioError(f"{what} exited; see {log}:\n{_tail(log)}")
+        try:
+            if httpx.get(url, timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise ScenarioError(f"{what} did not answer on {url} within {timeout:.0f} s; see {log}")
+
+
 @dataclass
 class Site:
     """One site: its folder, CMF home, data folder and server."""
@@ -95,6 +116,8 @@ class Site:
     root: Path
     port: int = 0
     server: subprocess.Popen[bytes] | None = None
+    prefect: subprocess.Popen[bytes] | None = None  # the edge's Prefect server
+    prefect_port: int = 0
 
     @property
     def home(self) -> Path:
@@ -159,32 +182,41 @@ class Site:
         fh.close()
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        import httpx
+        _wait_answers(self.server, self.url + "/api/v1/federation/info", f"{self.name}: "
+                      "`cmf serve`", self.root / "logs" / "serve.log", timeout)
 
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.server is None or self.server.poll() is not None:
-                raise ScenarioError(f"{self.name}: `cmf serve` exited; see "
-                                    f"{self.root / 'logs' / 'serve.log'}:\n"
-                                    f"{_tail(self.root / 'logs' / 'serve.log')}")
-            try:
-                if httpx.get(self.url + "/api/v1/federation/info", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise ScenarioError(f"{self.name}: `cmf serve` did not answer on {self.url} within "
-                            f"{timeout:.0f} s; see {self.root / 'logs' / 'serve.log'}")
+    def start_prefect(self) -> None:
+        """Start this site's Prefect server (API only): it sets itself up while the other
+        sites work, instead of a temporary one starting when the flow runs."""
+        self.prefect_port = free_port()
+        log = self.root / "logs" / "prefect-server.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        with log.open("wb") as fh:
+            self.prefect = subprocess.Popen(
+                [PY, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
+                 str(self.prefect_port), "--no-services", "--no-ui"],
+                stdout=fh, stderr=subprocess.STDOUT, env=self.env(**_prefect_env(self)),
+                cwd=self.root, start_new_session=True)
+
+    @property
+    def prefect_api(self) -> str:
+        return f"http://127.0.0.1:{self.prefect_port}/api"
+
+    def wait_prefect(self, timeout: float = 180.0) -> None:
+        _wait_answers(self.prefect, self.prefect_api + "/health", f"{self.name}: the Prefect "
+                      "server", self.root / "logs" / "prefect-server.log", timeout)
 
     def stop_server(self) -> None:
-        if self.server is not None and self.server.poll() is None:
-            self.server.terminate()
-            try:
-                self.server.wait(10)
-            except subprocess.TimeoutExpired:
-                self.server.kill()
-                self.server.wait(5)
-        self.server = None
+        """Stop this site's servers (`cmf serve`, and Prefect's where it runs one)."""
+        for proc in (self.server, self.prefect):
+            if proc is not None and proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait(5)
+        self.server = self.prefect = None
 
     def settings(self) -> Any:
         from cmf_core.config import load_settings
@@ -362,13 +394,15 @@ def run(out: str | Path, *, events: int = 16, edge_events: int = 12, test_events
     step = steps or Steps(5, progress, {})
     result.timings = step.timings
     try:
-        with step("all", "one CMF home, data folder and `cmf serve` per site"):
+        with step("all", "one CMF home, data folder and `cmf serve` per site; the edge's "
+                         "Prefect server"):
             migrate = _airflow(hpc, events, seed=1)  # runs while the rest starts
             for s in sites.values():
                 s.data.mkdir(parents=True)
                 s.home.mkdir(parents=True)
                 s.open_store().close()  # what `cmf init --site NAME` does
                 s.start_server()
+            edge.start_prefect()  # sets itself up while hpc trains
             for s in sites.values():
                 s.wait_ready()
                 step.progress(f"      {s.name:<5} store {s.store_url}  server {s.url}")
@@ -394,11 +428,13 @@ def run(out: str | Path, *, events: int = 16, edge_events: int = 12, test_events
             base = edge.data / "hit-classifier.pkl"
             _fetch(edge, result.base_model, base, hpc, result)
             st.note(result.fetched[f"edge:{base.name}"])
+            edge.wait_prefect()
             output = edge.run(
                 [PY, "-c", PREFECT_LAUNCH, str(HERE / "edge_finetune_flow.py"),
                  "--base-model", str(base), "--data-dir", str(edge.data),
                  "--events", str(edge_events), "--hpc-url", hpc.url],
-                "the Prefect flow", "prefect-flow.log", **_prefect_env(edge))
+                "the Prefect flow", "prefect-flow.log", **_prefect_env(edge),
+                PREFECT_API_URL=edge.prefect_api)
             _check_completed(edge, PIPELINES["edge"], "the Prefect flow", "prefect-flow.log")
             result.edge_scores = _result_line(output) or {}
             result.final_model = _latest_artifact(edge, "hit-classifier-edge.pkl", "edge")

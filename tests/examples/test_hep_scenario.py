@@ -21,7 +21,7 @@ def test_hep_across_three_sites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
     result = scenario.run(tmp_path / "hep", events=6, edge_events=4, test_events=3,
                           progress=lines.append)
     assert next(line for line in lines if line.startswith("[")).startswith("[1/5] all:")
-    assert all(s.server is None for s in result.sites.values())  # servers stopped
+    assert all(s.server is None and s.prefect is None for s in result.sites.values())  # stopped
 
     # every site's tasks completed and were recorded by its own orchestrator's integration
     for site, pipeline in scenario.PIPELINES.items():
