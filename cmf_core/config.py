@@ -193,7 +193,7 @@ class Settings(BaseSettings):
 
     @property
     def spool_path(self) -> Path:
-        return self.spool_dir or (self.home_path / "spool")
+        return self.spool_dir.expanduser() if self.spool_dir else self.home_path / "spool"
 
 
 class _EnvSource(EnvSettingsSource):

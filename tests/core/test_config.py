@@ -193,3 +193,9 @@ def test_the_home_named_in_the_config_file_brings_its_own_cmf_toml(
     monkeypatch.setenv("CMF_HOME", str(tmp_path / "other"))  # CMF_HOME beats the file's home
     assert load_settings().site != "hpc"
 
+
+def test_a_tilde_in_the_spool_folder_is_the_users_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CMF_SPOOL_DIR='~/spool' (a quoted shell value, a TOML string, a unit file) spooled into
+    a folder named '~' under the current directory."""
+    monkeypatch.setenv("CMF_SPOOL_DIR", "~/cmf-spool")
+    assert load_settings().spool_path == Path.home() / "cmf-spool"
