@@ -193,7 +193,7 @@ class Settings(BaseSettings):
 
     @property
     def spool_path(self) -> Path:
-        return self.spool_dir or (self.home_path / "spool")
+        return self.spool_dir.expanduser() if self.spool_dir else self.home_path / "spool"
 
 
 class _EnvSource(EnvSettingsSource):
@@ -252,11 +252,26 @@ def home_config_file(home: Path | str | None = None) -> Path:
 
 def _config_files(home: Path | str | None) -> list[Path | None]:
     """The config file (``CMF_CONFIG`` or ``./cmf.toml``, None if neither), then the home's
-    ``cmf.toml`` when it exists and is another file."""
+    ``cmf.toml`` when it exists and is another file. The home is ``home``, else ``CMF_HOME``,
+    else ``home`` in the config file (the home the settings name: its ``cmf.toml`` holds the
+    site ``cmf init --site`` wrote), else the home found from the current folder."""
     home = home or os.environ.get(f"{ENV_PREFIX}HOME") or None
-    first, second = _config_file(), home_config_file(home)
+    first = _config_file()
+    if home is None and first is not None:
+        home = _home_in(first)
+    second = home_config_file(home)
     same = first is not None and second.resolve() == first.resolve()
     return [first] + ([second] if second.is_file() and not same else [])
+
+
+def _home_in(path: Path) -> str | None:
+    """The ``home`` key of the config file ``path`` (None: not set, or not a string; a file
+    that cannot be read is reported when it is read as a source)."""
+    try:
+        home = tomllib.loads(path.read_text(encoding="utf-8")).get("home")
+    except (OSError, ValueError):  # TOMLDecodeError and UnicodeDecodeError are ValueErrors
+        return None
+    return home if isinstance(home, str) and home else None
 
 
 def _toml_sources(settings_cls: type[BaseSettings], home: Path | str | None

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -61,6 +64,9 @@ def serve(
         raise ConfigError("--protect-reads needs a token: set CMF_TOKEN")
     from cmf_core.store import open_store
 
+    # bound first: a port in use was found by uvicorn after the store was opened (or created)
+    # and after the line saying it served there
+    sock = _listen(settings.serve_host, settings.serve_port)
     new = _new_store(settings)
     with open_store(settings=settings) as s:
         if new is not None:
@@ -70,11 +76,35 @@ def serve(
         app = create_app(s, settings, protect_reads=protect_reads)
         bind = settings.serve_host
         shown = f"[{bind}]" if ":" in bind else bind
+        port = sock.getsockname()[1]  # the one the system chose for --port 0
         typer.echo(f"cmf serve: store {s.kind} (site {s.site}) on http://{shown}:"
-                   f"{settings.serve_port} (OpenLineage: POST /api/v1/lineage, docs: /docs, "
+                   f"{port} (OpenLineage: POST /api/v1/lineage, docs: /docs, "
                    f"writes {'need the token' if settings.token else 'are open'})", err=True)
-        uvicorn.run(app, host=bind, port=settings.serve_port, log_level=log_level.lower(),
-                    access_log=access_log, server_header=False)
+        server = uvicorn.Server(uvicorn.Config(
+            app, host=bind, port=port, log_level=log_level.lower(), access_log=access_log,
+            server_header=False))
+        with sock, contextlib.suppress(KeyboardInterrupt):  # Ctrl+C: a normal stop (as uvicorn.run)
+            server.run(sockets=[sock])
+        if not server.started:  # as uvicorn.run: the app failed to start
+            raise typer.Exit(3)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host``:``port`` (as uvicorn binds one), or a ConfigError naming the
+    address and why (in use, not an address of this machine, a privileged port)."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as e:
+        sock.close()
+        shown = f"[{host}]" if ":" in host else host
+        hint = ("; another server holds that port: stop it, or give another --port or "
+                "CMF_SERVE_PORT" if e.errno == errno.EADDRINUSE else
+                "; ports below 1024 need privileges" if e.errno == errno.EACCES else "")
+        raise ConfigError(f"cmf serve cannot listen on {shown}:{port}: "
+                          f"{e.strerror or e}{hint}") from None
+    return sock
 
 
 def _new_store(settings: Settings) -> Path | None:

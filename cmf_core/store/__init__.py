@@ -60,12 +60,21 @@ def open_store(url: str | None = None, site: str | None = None,
     site = site or settings.site
     durability = settings.durability if settings else "normal"
     try:
-        kind = sa.engine.make_url(url).get_backend_name()
+        parsed = sa.engine.make_url(url)
+        kind = parsed.get_backend_name()
     except sa.exc.ArgumentError:
         raise ConfigError(
             f"store URL {url!r} is not a URL; use sqlite:///path/cmf.db or "
             "postgresql://user@host/db"
         ) from None
+    if "@" in (parsed.host or ""):
+        # the URL is cut at its first '@': the rest of the password became the host name, and
+        # showed in "failed to resolve host" (the URL is not repeated: it holds the password)
+        raise ConfigError(
+            f"the {kind} store URL has more than one '@': a user name or password holding '@' "
+            "(or ':', '/', '?', '#', '%') must be percent-encoded in the URL, '@' as %40 "
+            "(urllib.parse.quote(password, safe=''))"
+        )
     factory = _REGISTRY.get(kind)
     if factory is None:
         raise ConfigError(

@@ -174,3 +174,28 @@ def test_a_wrong_type_in_the_file_names_the_key(tmp_path: Path,
     (tmp_path / "cmf.toml").write_text('federation_artifact_roots = "/data"\n')
     with pytest.raises(ConfigError, match="federation_artifact_roots: Input should be a valid"):
         load_settings()
+
+
+def test_the_home_named_in_the_config_file_brings_its_own_cmf_toml(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`home` in ./cmf.toml chose the store, but that home's cmf.toml (the site `cmf init
+    --site` writes there) was not read: records carried the host name as their site."""
+    for name in ("CMF_HOME", "CMF_SITE", "CMF_CONFIG"):
+        monkeypatch.delenv(name, raising=False)
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "cmf.toml").write_text('site = "hpc"\npue = 1.4\n')
+    (tmp_path / "proj").mkdir()
+    monkeypatch.chdir(tmp_path / "proj")
+    (tmp_path / "proj" / "cmf.toml").write_text(f'home = "{data}"\npue = 1.2\n')
+    s = load_settings()
+    assert (s.home_path, s.site, s.pue) == (data, "hpc", 1.2)  # the local file still wins
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / "other"))  # CMF_HOME beats the file's home
+    assert load_settings().site != "hpc"
+
+
+def test_a_tilde_in_the_spool_folder_is_the_users_home(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CMF_SPOOL_DIR='~/spool' (a quoted shell value, a TOML string, a unit file) spooled into
+    a folder named '~' under the current directory."""
+    monkeypatch.setenv("CMF_SPOOL_DIR", "~/cmf-spool")
+    assert load_settings().spool_path == Path.home() / "cmf-spool"

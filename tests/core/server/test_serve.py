@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -86,9 +87,14 @@ def test_a_missing_store_is_made_only_in_a_folder_that_exists_and_said(
     import uvicorn
 
     served: list[int] = []
-    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: served.append(kw["port"]))
+
+    def run(self: uvicorn.Server, sockets: list[socket.socket]) -> None:  # serves nothing
+        served.append(self.config.port)
+        self.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
     typo = tmp_path / "wrong" / "path" / "cmf.db"
-    result = CliRunner().invoke(cli(), ["--store", f"sqlite:///{typo}", "--port", "1"])
+    result = CliRunner().invoke(cli(), ["--store", f"sqlite:///{typo}", "--port", "0"])
     assert isinstance(result.exception, StoreError) and served == []
     assert str(result.exception) == (
         f"no CMF store at {typo} (create one with `cmf init`, or check the store URL: --store "
@@ -98,17 +104,35 @@ def test_a_missing_store_is_made_only_in_a_folder_that_exists_and_said(
     # a new file in a folder that exists (a fresh machine, a container's volume): made and said
     new = tmp_path / "new.db"
     for announced in (True, False):  # the second time the store is there: nothing to say
-        result = CliRunner().invoke(cli(), ["--store", f"sqlite:///{new}", "--port", "1"])
+        result = CliRunner().invoke(cli(), ["--store", f"sqlite:///{new}", "--port", "0"])
         assert result.exit_code == 0, result.output
         said = f"cmf serve: no CMF store was at {new.resolve()}; created a NEW, empty one there"
         assert (said in result.stderr) is announced and new.is_file()
     # the default store of a home that does not exist yet is made with its folder
     monkeypatch.setenv("CMF_HOME", str(tmp_path / "fresh" / "home"))
-    result = CliRunner().invoke(cli(), ["--port", "1"])
+    result = CliRunner().invoke(cli(), ["--port", "0"])
     assert result.exit_code == 0, result.output
     assert f"no CMF store was at {tmp_path / 'fresh' / 'home' / 'cmf.db'}; created" in \
         result.stderr
-    assert served == [1, 1, 1]
+    assert len(served) == 3 and 0 not in served  # the port the system chose is served, said
+    assert f"on http://127.0.0.1:{served[-1]} " in result.stderr
+
+
+def test_a_port_in_use_is_named_before_the_store_is_made(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A port in use: uvicorn said so after the store was opened (a missing one created) and
+    after the line announcing the server there, and cmf serve exited 3 without an Error line."""
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / "home"))
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        result = CliRunner().invoke(cli(), ["--port", str(port)])
+    assert isinstance(result.exception, ConfigError)
+    assert str(result.exception) == (
+        f"cmf serve cannot listen on 127.0.0.1:{port}: Address already in use; another server "
+        "holds that port: stop it, or give another --port or CMF_SERVE_PORT")
+    assert "cmf serve: store" not in result.stderr and not (tmp_path / "home").exists()
 
 
 def test_help_shows_an_example() -> None:

@@ -321,6 +321,20 @@ def test_bad_urls(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path}", site="a")
 
 
+def test_an_unencoded_at_sign_in_a_store_password_is_named() -> None:
+    """A raw '@' in the password cut the URL at the first one: the rest of the password was
+    the host, shown in "failed to resolve host 'ter2@127.0.0.1'"."""
+    from cmf_core.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"more than one '@'.*percent-encoded.*%40") as e:
+        open_store("postgresql://ops:hun@ter2@127.0.0.1:1/cmf", site="a")
+    assert "ter2" not in str(e.value)
+    # percent-encoded, it is a good URL: the host is reached (nothing listens on port 1)
+    with pytest.raises(StoreError, match=r"127\.0\.0\.1") as refused:
+        open_store("postgresql://ops:hun%40ter2@127.0.0.1:1/cmf", site="a")
+    assert "ter2" not in str(refused.value)
+
+
 # raw OpenLineage events by eventTime (the /api/v1/events/lineage page) ---------------------------
 def _raw_events() -> list[LineageEvent]:
     """Events whose arrival order is not their time order: offsets, fractions, a tie, none."""
