@@ -66,7 +66,8 @@ def resolve_intensity(
         grid = lookup(settings.carbon_region)
     except ConfigError as e:
         notes.append(f"{e}; used WORLD")
-        grid = lookup("WORLD")
+        # the record keeps the region asked for (a roll-up shows the typo), grid says WORLD
+        grid = dataclasses.replace(lookup("WORLD"), region=str(settings.carbon_region).strip())
     if settings.carbon_intensity is not None:
         grid = dataclasses.replace(
             grid, g_per_kwh=settings.carbon_intensity, source="setting carbon_intensity", year=None

@@ -9,8 +9,14 @@ from rich.markup import escape
 from rich.tree import Tree
 
 from cmf_core.cli.common import COUNT, JsonOpt, StoreOpt, console, get_store, print_json, short
+from cmf_core.errors import InvalidInputError
+from cmf_core.jsonutil import MAX_NESTING, TooDeepError
 from cmf_core.lineage import LineageNode, Query
 from cmf_core.model import Artifact
+
+#: the most steps (execution hops) whose nested tree ``--json`` prints: JSON data nests at
+#: most :data:`cmf_core.jsonutil.MAX_NESTING` levels, and each step takes four
+JSON_HOPS = (MAX_NESTING - 4) // 4
 
 
 def register(app: typer.Typer) -> None:
@@ -31,11 +37,48 @@ def label(node: LineageNode) -> str:
     return text + (" [dim](see above)[/]" if node.seen else "")
 
 
-def to_rich(node: LineageNode, tree: Tree | None = None) -> Tree:
-    branch = Tree(label(node)) if tree is None else tree.add(label(node))
-    for child in node.children:
-        to_rich(child, branch)
-    return branch
+def to_rich(node: LineageNode, *, levels: int | None = None,
+            first: int = 2) -> tuple[Tree, list[LineageNode]]:
+    """The rich tree of ``node``, built without recursion (a lineage may be deep), and the
+    nodes, in the order shown, whose children it leaves out because they are ``levels`` below
+    ``node``: each is labelled ``(continued in #n)``, numbered from ``first``."""
+    root = Tree(label(node))
+    cut: list[LineageNode] = []
+    stack = [(node, root, 0)]
+    while stack:
+        n, branch, level = stack.pop()
+        if levels is not None and level >= levels and n.children:
+            branch.label = f"{branch.label} [dim](continued in #{first + len(cut)})[/]"
+            cut.append(n)
+            continue
+        kids = [(child, branch.add(label(child)), level + 1) for child in n.children]
+        stack.extend(reversed(kids))  # popped in the order shown
+    return root, cut
+
+
+def print_tree(node: LineageNode, width: int) -> None:
+    """Print the tree of ``node`` in ``width`` columns. Every level indents four columns and
+    rich drops what no longer fits, so a deeper tree goes on in more trees below: its deepest
+    shown nodes say ``(continued in #n)`` and tree ``#n`` starts from that node."""
+    levels = max(2, (width - 40) // 4)  # leave a label at least 40 columns
+    parts: list[LineageNode] = [node]
+    for number, top in enumerate(parts, start=1):
+        tree, cut = to_rich(top, levels=levels, first=len(parts) + 1)
+        if number > 1:
+            tree.label = f"[bold]#{number}[/] {tree.label}"
+        parts += cut
+        console.print(tree)
+
+
+def _hops(node: LineageNode) -> int:
+    """Execution levels of the tree under ``node``."""
+    deepest, stack = 0, [(node, 0)]
+    while stack:
+        n, hops = stack.pop()
+        hops += n.kind == "execution"
+        deepest = max(deepest, hops)
+        stack += [(c, hops) for c in n.children]
+    return deepest
 
 
 def lineage(
@@ -52,13 +95,22 @@ def lineage(
     """Print the upstream lineage tree of ARTIFACT: what produced it, from which inputs.
 
     Executions are labelled with their whole id (cmf show takes it). A digest prefix or path
-    part that several artifacts match is an error that names them.
+    part that several artifacts match is an error that names them. A tree deeper than the
+    terminal is wide goes on in numbered trees below ("continued in #2"); --json nests at most
+    49 steps.
 
     Example: cmf lineage model.pkl
     """
     with get_store(store) as s:
         tree = Query(s).lineage_tree(artifact, max_depth=depth)
     if json:
-        print_json(tree.to_dict())
+        try:
+            print_json(tree.to_dict())
+        except TooDeepError:
+            raise InvalidInputError(
+                f"the lineage of {artifact!r} is {_hops(tree)} steps deep, more than --json "
+                f"nests (at most {JSON_HOPS}): add --depth {JSON_HOPS} and ask again from the "
+                "deepest artifact, leave out --json, or read the flat graph: GET "
+                "/api/v1/artifacts/<digest>/lineage (cmf serve)") from None
     else:
-        console.print(to_rich(tree))
+        print_tree(tree, console.width)

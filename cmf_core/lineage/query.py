@@ -7,6 +7,7 @@ provenance reports, stage DAGs).
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +30,18 @@ class LineageNode:
     seen: bool = False  # already shown elsewhere in the tree (shared upstream)
 
     def to_dict(self) -> dict[str, Any]:
+        """Plain JSON data, children nested (built without recursion: trees may be deep)."""
+        root = self._own_dict()
+        stack = [(self, root)]
+        while stack:
+            node, out = stack.pop()
+            for child in node.children:
+                d = child._own_dict()
+                out["children"].append(d)
+                stack.append((child, d))
+        return root
+
+    def _own_dict(self) -> dict[str, Any]:
         r = self.record
         base: dict[str, Any] = {"kind": self.kind, "id": r.id}
         if isinstance(r, Artifact):
@@ -38,7 +51,7 @@ class LineageNode:
                         params=dict(r.params))
         if self.seen:
             base["seen"] = True
-        base["children"] = [c.to_dict() for c in self.children]
+        base["children"] = []
         return base
 
 
@@ -281,24 +294,43 @@ class Query:
                 inputs_of.setdefault(ev.execution_id, []).append(ev.artifact_id)
         shown: set[str] = set()
 
-        def build_artifact(aid: str) -> LineageNode:
+        # Depth first with an explicit stack, not recursion: a chain of a thousand steps is
+        # an ordinary pipeline history and must not hit Python's recursion limit.
+        def artifact_node(aid: str) -> LineageNode:
             node = LineageNode("artifact", arts[aid], seen=aid in shown)
-            if node.seen:
-                return node
             shown.add(aid)
+            return node
+
+        def expand(node: LineageNode) -> Iterator[tuple[LineageNode, str]]:
+            """Add ``node``'s producing executions; yield (execution node, input id) pairs,
+            each of which the caller builds completely before asking for the next."""
+            aid = node.record.id
             for eid in sorted(produced_by.get(aid, []), key=lambda i: execs[i].started_at
                               if i in execs else 0):
                 if eid not in execs:
                     continue
                 enode = LineageNode("execution", execs[eid], seen=eid in shown)
-                if not enode.seen:
-                    shown.add(eid)
-                    enode.children = [build_artifact(i) for i in sorted(inputs_of.get(eid, []))
-                                      if i != aid]
                 node.children.append(enode)
-            return node
+                if enode.seen:
+                    continue
+                shown.add(eid)
+                for i in sorted(inputs_of.get(eid, [])):
+                    if i != aid:
+                        yield enode, i
 
-        return build_artifact(art.id)
+        root = artifact_node(art.id)
+        stack = [expand(root)]
+        while stack:
+            step = next(stack[-1], None)
+            if step is None:
+                stack.pop()
+                continue
+            enode, aid = step
+            child = artifact_node(aid)
+            enode.children.append(child)
+            if not child.seen:
+                stack.append(expand(child))
+        return root
 
     def stage_dag(self, pipeline: str) -> nx.DiGraph:
         """Stages as nodes; an edge when one stage's output is read by another."""

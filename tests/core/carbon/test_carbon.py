@@ -6,6 +6,7 @@ import pytest
 
 from cmf_core.carbon import LiveIntensity, footprint, resolve_intensity
 from cmf_core.config import load_settings
+from cmf_core.energy import Measurement, Reading
 
 
 def test_gpt3_training_footprint_matches_patterson_et_al_2021() -> None:
@@ -56,6 +57,14 @@ def test_unknown_region_falls_back_to_world_with_a_note() -> None:
     grid, notes = resolve_intensity(load_settings(carbon_region="Atlantis"))
     assert grid.grid == "WORLD"
     assert "'Atlantis'" in notes[0] and "used WORLD" in notes[0]
+    # the record's region is the one asked for (docs/energy.md), so a roll-up's regions show
+    # the typo next to the grid actually used, not a WORLD the site never configured
+    assert grid.region == "Atlantis"
+    record = Measurement(pid=1, started_at=0.0, duration_s=1.0, cpu_time_s=1.0, components={
+        "cpu": Reading("cpu", 3.6e6, "model", {})}).to_record(
+            "01a22698-7a8e-7c27-9dcf-a5e3f02e279d", load_settings(carbon_region=" aws:eu-west-9 "))
+    assert (record.details["region"], record.details["grid"]) == ("aws:eu-west-9", "WORLD")
+    assert record.co2e_kg == pytest.approx(0.4806)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -50.0])

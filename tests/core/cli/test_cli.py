@@ -844,3 +844,41 @@ def test_an_empty_store_says_so_and_which_store_it_is(tmp_path: Path) -> None:
     assert "┏" not in out
     assert invoke("executions", "--store", url, columns=200).startswith("Executions: none.\n")
     assert invoke("artifacts", "--store", url, columns=200) == "Artifacts: none.\n"
+
+
+def _chain_store(tmp_path: Path, steps: int) -> str:
+    """A store holding a0 -> step -> a1 -> ... -> a<steps> (a model retrained from the last)."""
+    from cmf_core.identity import remote_digest
+    from cmf_core.model import Artifact, Event, Execution, Pipeline, Stage
+    from cmf_core.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'chain.db'}"
+    arts = [Artifact(id=remote_digest(f"s3://b/a{i}", "1"), type="Model", name=f"a{i}",
+                     uri=f"s3://b/a{i}", site="hpc") for i in range(steps + 1)]
+    records: list[object] = [Pipeline("p", "hpc"), Stage("p", "retrain", "hpc"), *arts]
+    for i in range(steps):
+        ex = Execution(pipeline="p", stage="retrain", site="hpc").ended()
+        records += [ex, Event(ex.id, arts[i].id, "INPUT"), Event(ex.id, arts[i + 1].id, "OUTPUT")]
+    with open_store(url) as s:
+        s.put(records)
+    return url
+
+
+def test_deep_lineage_is_printed_whole_in_80_columns(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # every tree level indents four columns: past the width rich silently drops the rest, so
+    # a 60-step chain used to end at about a50, with nothing saying more was left out
+    url = _chain_store(tmp_path, 60)
+    text = invoke("lineage", "a60", "--store", url, columns=80)
+    lines = text.splitlines()
+    assert max(len(line) for line in lines) <= 80
+    shown = [w for line in lines for w in line.split() if w[:1] == "a" and w[1:].isdigit()]
+    assert set(shown) == {f"a{i}" for i in range(61)}
+    marks = [line.strip() for line in lines if "(continued in #" in line]
+    assert marks and marks[0].endswith("(continued in #2)")
+    assert any(line.startswith("#2 Model ") for line in lines)
+    err = fails(capsys, "lineage", "a60", "--store", url, "--json")
+    assert err.startswith("Error: the lineage of 'a60' is 60 steps deep, more than --json "
+                          "nests (at most 49): add --depth 49")
+    tree = json.loads(invoke("lineage", "a60", "--store", url, "--json", "--depth", "49"))
+    assert tree["name"] == "a60"

@@ -132,3 +132,34 @@ def test_resolve_artifact_by_short_prefix_and_path_basename(store: Store) -> Non
         q.resolve_artifact("MODEL.PKL")
     with pytest.raises(NotFoundError, match="at least 4 hex characters"):
         q.resolve_artifact("version:" + arts[0].id.split(":", 1)[1][:3])
+
+
+def chain(store: Store, steps: int) -> list[Artifact]:
+    """a0 -> step -> a1 -> step -> ... -> a<steps>, written in one put."""
+    arts = [A(f"a{i}") for i in range(steps + 1)]
+    records: list[object] = [Pipeline("p", "site-a"), Stage("p", "step", "site-a"), *arts]
+    for i in range(steps):
+        ex = Execution(pipeline="p", stage="step", site="site-a").ended()
+        records += [ex, Event(ex.id, arts[i].id, "INPUT"), Event(ex.id, arts[i + 1].id, "OUTPUT")]
+    store.put(records)
+    return arts
+
+
+def test_tree_of_a_chain_deeper_than_the_recursion_limit(store: Store) -> None:
+    """A long history (a model retrained from the previous one, 1200 times) is a tree 2400
+    nodes deep: built and turned into JSON data without Python's recursion limit (1000)."""
+    arts = chain(store, 1200)
+    node = Query(store).lineage_tree(arts[-1].id)
+    data = node.to_dict()
+    names = []
+    while True:
+        names.append(node.record.name)
+        assert data["id"] == node.record.id
+        if not node.children:
+            break
+        [ex] = node.children
+        [data] = data["children"]
+        assert data["kind"] == "execution"
+        [node] = ex.children
+        [data] = data["children"]
+    assert names == [f"a{i}" for i in range(1200, -1, -1)]
