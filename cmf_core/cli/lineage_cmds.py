@@ -19,6 +19,10 @@ from cmf_core.model import Artifact
 JSON_HOPS = (MAX_NESTING - 4) // 4
 
 
+#: Parameters shown on an execution's line of a lineage tree (``cmf executions`` shows all).
+PARAMS_SHOWN = 4
+
+
 def register(app: typer.Typer) -> None:
     app.command("lineage")(lineage)
 
@@ -30,7 +34,10 @@ def label(node: LineageNode) -> str:
         text = (f"[bold]{escape(r.type)}[/] {escape(r.name)} "
                 f"[dim]{short(r.id)} @{escape(r.site)}[/]")
     else:
-        params = ", ".join(f"{k}={v}" for k, v in list(r.params.items())[:4])
+        shown = list(r.params.items())[:PARAMS_SHOWN]
+        params = ", ".join(f"{k}={v}" for k, v in shown)
+        if len(r.params) > len(shown):  # say so: a missing parameter reads as never set
+            params += f", ... {len(r.params) - len(shown)} more"
         text = (f"[cyan]{escape(r.pipeline)}/{escape(r.stage)}[/] [dim]{r.id} "
                 f"@{escape(r.site)}[/] {r.status.value}"
                 + (f" ({escape(params)})" if params else ""))

@@ -106,6 +106,22 @@ def test_lineage_tree_and_json(store_url: str) -> None:
     assert tree["children"][0]["children"][0]["name"] == "train.csv"
 
 
+def test_lineage_says_how_many_parameters_it_leaves_out(tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A tree line shows four parameters; the rest were dropped without a sign, so a missing
+    ``lr`` read as never set."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    params = {"alpha": 1, "batch": 32, "depth": 6, "epochs": 3, "lr": 0.1, "seed": 7}
+    with Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False) as cmf, \
+            cmf.create_execution("fit", params=params):
+        (tmp_path / "m.pkl").write_bytes(b"m")
+        cmf.log_model("m.pkl", "output")
+    line = invoke("lineage", "m.pkl", "--store", url, columns=200).splitlines()[1]
+    assert "alpha=1, batch=32, depth=6, epochs=3, ... 2 more" in line
+    assert "lr=" not in line
+
+
 def test_lineage_labels_executions_by_whole_id(store_url: str) -> None:
     # a UUIDv7 begins with its time: a run's executions share their first characters, so the
     # tree shows each id whole, and that is what cmf show takes
