@@ -35,6 +35,7 @@ import numpy as np
 
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
+from cmf_core.guard import report
 from cmf_core.identity import name_id, uuid7
 from cmf_core.recommend.space import config_key, trial_config
 from cmf_core.recommend.task import TASK_PROPERTY, UNDESCRIBED, TaskDescription
@@ -363,17 +364,28 @@ def optuna_callback(store: Any, task: TaskDescription | Mapping[str, Any],
     trial_config`: as :func:`~cmf_core.recommend.space.suggest_config` snapped it, else the
     params with ``family.param`` names unprefixed); the trial value is the score (negated when
     the study minimises).
+
+    Recording never stops the study: a trial that cannot be recorded (no ``model`` parameter,
+    a multi-objective study, a store that fails) is logged as a warning and counted
+    (:mod:`cmf_core.guard`), and the search goes on.
     """
     desc = TaskDescription.from_dict(task)
 
     def callback(study: Any, trial: Any) -> None:
-        if trial.value is None or getattr(trial.state, "name", "") != "COMPLETE":
+        if getattr(trial.state, "name", "") != "COMPLETE":
             return
-        config = trial_config(trial)
-        minimise = getattr(study.direction, "name", "") == "MINIMIZE"
-        seconds = trial.duration.total_seconds() if trial.duration else None
-        record_trial(store, desc, config, -trial.value if minimise else trial.value,
-                     seconds=seconds, pipeline=pipeline, execution_id=uuid7())
+        try:
+            if len(getattr(study, "directions", ())) > 1:
+                raise InvalidInputError(
+                    "the study has several objectives; the knowledge base takes one score")
+            config = trial_config(trial)
+            minimise = getattr(study.direction, "name", "") == "MINIMIZE"
+            seconds = trial.duration.total_seconds() if trial.duration else None
+            record_trial(store, desc, config, -trial.value if minimise else trial.value,
+                         seconds=seconds, pipeline=pipeline, execution_id=uuid7())
+        except Exception as e:  # tracking must never break the user's search
+            report(f"recording Optuna trial {trial.number} into the recommender's knowledge "
+                   "base", e, "the study goes on without this run")
     return callback
 
 

@@ -29,6 +29,7 @@ import enum
 import gzip
 import hashlib
 import math
+import random
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -804,8 +805,13 @@ class Table:
 
 
 def read_csv(path: str | Path, *, max_rows: int | None = None,
-             id_like_unique: float = 0.95, keep: Sequence[str] = ()) -> Table:
+             id_like_unique: float = 0.95, keep: Sequence[str] = (),
+             sample: bool = False) -> Table:
     """Read a CSV with a header into a :class:`Table`.
+
+    A file of more than ``max_rows`` data rows gives its first ``max_rows`` rows, or with
+    ``sample`` a uniform sample of that many rows (seeded, in file order), so that a file
+    sorted by its label or by time is still described as a whole.
 
     The file may be gzip-compressed. The delimiter (comma, semicolon, tab or bar) is detected
     from the first lines; with another than a comma, decimal commas are read. A column is
@@ -825,12 +831,29 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
             reader = csv.reader(fh, delimiter=delimiter)
             fh.seek(0)  # the utf-8-sig decoder skips a BOM again
             header = next(reader, None)
-            rows = []
-            for i, row in enumerate(reader):
-                if max_rows is not None and i >= max_rows:
-                    break
-                if row:
+            width = len(header or ())
+            rows: list[list[str]] = []
+            lines: list[int] = []  # each kept row's line, for messages and the file order
+            rng = random.Random(0)
+            seen = 0
+            for row in reader if header else ():
+                if not row:
+                    continue
+                if len(row) != width:
+                    raise InvalidInputError(
+                        f"dataset {p} row {reader.line_num} has {len(row)} fields but the "
+                        f"header has {width}")
+                seen += 1
+                if max_rows is None or seen <= max_rows:
                     rows.append(row)
+                    lines.append(reader.line_num)
+                elif not sample:
+                    break
+                elif (j := rng.randrange(seen)) < max_rows:  # reservoir sampling
+                    rows[j], lines[j] = row, reader.line_num
+            if sample and max_rows is not None and seen > max_rows:
+                rows = [r for _, r in sorted(zip(lines, rows, strict=True),
+                                             key=lambda lr: lr[0])]
     except UnicodeDecodeError:
         raise InvalidInputError(f"dataset {p} is not UTF-8 text; give a CSV file") from None
     except csv.Error as e:
@@ -846,12 +869,6 @@ def read_csv(path: str | Path, *, max_rows: int | None = None,
                                 f"{', '.join(map(repr, twice))}")
     if not rows:
         raise InvalidInputError(f"dataset {p} has a header but no data rows")
-    width = len(header)
-    bad = next((i for i, r in enumerate(rows) if len(r) != width), None)
-    if bad is not None:
-        raise InvalidInputError(
-            f"dataset {p} row {bad + 2} has {len(rows[bad])} fields but the header has {width}"
-        )
     cols, cat, levels, keep_names, dropped = [], [], {}, [], []
     for j, name in enumerate(header):
         cells = [r[j].strip() for r in rows]
@@ -918,6 +935,9 @@ def describe_csv(path: str | Path, *, category: Category | str,
                  max_rows: int | None = 1_000_000) -> TaskDescription:
     """Describe the dataset in a CSV file (see :func:`read_csv` for how columns are typed).
 
+    A file of more than ``max_rows`` data rows is described from a uniform sample of
+    ``max_rows`` rows (a time series from its first ``max_rows`` steps).
+
     Tabular: ``target`` names the label column (required for classification/regression).
     Time series: the numeric ``value_columns`` (default: every numeric column except
     ``time_column`` and ``target``) in file order.
@@ -925,7 +945,8 @@ def describe_csv(path: str | Path, *, category: Category | str,
     cat = parse_category(category)
     mod = parse_modality(modality)
     named = [c for c in (target, time_column, *(value_columns or ())) if c is not None]
-    table = read_csv(path, max_rows=max_rows, keep=named)
+    # a time series needs consecutive steps (its first max_rows); a table a fair sample
+    table = read_csv(path, max_rows=max_rows, keep=named, sample=mod is not Modality.TIME_SERIES)
     label = name or Path(Path(path).name.removesuffix(".gz")).stem  # churn.csv.gz: churn
     for column in named:
         table.index(column)  # a misspelt column name is an error, not silently ignored

@@ -122,6 +122,28 @@ def test_optuna_callback_records_trials(store: Store) -> None:
     assert all("model" in r.config and "." not in "".join(r.config) for r in runs)
 
 
+def test_a_trial_that_cannot_be_recorded_never_stops_the_study(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """The callback is tracking: an objective without a ``model`` parameter (or a
+    multi-objective study) is a warning per trial, and the search runs to its end."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    task = make_task("own-names", (0.5, 0.5, 0.5))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(0))
+    with caplog.at_level("WARNING", logger="cmf"):
+        study.optimize(lambda t: t.suggest_float("lr", 1e-3, 1.0, log=True), n_trials=3,
+                       callbacks=[knowledge.optuna_callback(store, task)])
+    assert len(study.trials) == 3
+    assert sum("needs a 'model' key" in r.getMessage() for r in caplog.records) == 3
+    multi = optuna.create_study(directions=["maximize", "minimize"],
+                                sampler=optuna.samplers.RandomSampler(0))
+    with caplog.at_level("WARNING", logger="cmf"):
+        multi.optimize(lambda t: (suggest_config(t, "classification") and 1.0, 2.0),
+                       n_trials=2, callbacks=[knowledge.optuna_callback(store, task)])
+    assert len(multi.trials) == 2
+    assert any("several objectives" in r.getMessage() for r in caplog.records)
+    assert task.id not in knowledge.from_store(store).runs  # nothing half-recorded
+
+
 def test_recorded_trials_are_the_configurations_that_ran(store: Store) -> None:
     """TPE samples raw numbers (C=3.7...) that suggest_config snaps to the grid: the store
     gets the snapped configuration, which the next study's seeds then propose exactly."""

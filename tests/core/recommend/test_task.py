@@ -280,6 +280,36 @@ def test_describe_time_series_csv(tmp_path: Path) -> None:
             describe_csv(p, category="anomaly_detection", modality="time_series", **kwargs)
 
 
+def test_a_file_over_max_rows_is_sampled_not_cut(tmp_path: Path) -> None:
+    """A table longer than ``max_rows`` sorted by its label (or by time) is described from a
+    sample of the whole file, not from its head (which holds a single class); a time series
+    keeps its first steps in order."""
+    p = tmp_path / "sorted.csv"
+    p.write_text("a,b,y\n" + "".join(f"{i % 17},{(i * 7) % 13},{'no' if i < 2400 else 'yes'}\n"
+                                      for i in range(3000)))
+    desc = describe_csv(p, category="classification", target="y", max_rows=1000)
+    assert desc.raw["n_rows"] == 1000 and desc.raw["n_classes"] == 2
+    assert 0.15 < desc.raw["class_balance"] < 0.35  # the file's 600 / 2400
+    assert describe_csv(p, category="classification", target="y", max_rows=1000) == desc
+    numbered = tmp_path / "numbered.csv"
+    numbered.write_text("i,y\n" + "".join(f"{i},{i % 2}\n" for i in range(3000)))
+    rows = read_csv(numbered, max_rows=1000, sample=True).column("i")
+    assert len(rows) == 1000 and np.all(np.diff(rows) > 0)  # in file order
+    assert rows.max() > 2500  # from the whole file
+    ts = tmp_path / "ts.csv"
+    ts.write_text("time,value\n" + "".join(f"{i},{math.sin(i / 5) + i / 100:.5f}\n"
+                                            for i in range(3000)))
+    head = read_csv(ts, max_rows=500)
+    assert list(head.column("time")) == list(range(500))
+    series = describe_csv(ts, category="anomaly_detection", modality="time_series",
+                          time_column="time", max_rows=500)
+    assert series.raw["length"] == 500
+    ragged = tmp_path / "ragged.csv"  # a broken row past max_rows is still found
+    ragged.write_text("a,y\n" + "".join(f"{i},{i % 2}\n" for i in range(50)) + "\n1\n")
+    with pytest.raises(InvalidInputError, match="row 53 has 1 fields"):
+        describe_csv(ragged, category="classification", target="y", max_rows=10)
+
+
 def test_describe_texts() -> None:
     desc = describe_texts(["good movie", "bad plot, bad acting", "great"] * 5,
                           [1, 0, 1] * 5, category="classification")
