@@ -117,9 +117,24 @@ def shared_pipelines(settings: Settings | None, peer: str | None = None) -> list
     return None if allowed is None else list(allowed)
 
 
+def _url_key(url: str) -> str:
+    """``url`` as compared with the keys of ``federation_tokens``: no trailing slash, scheme and
+    host in lower case (``HTTPS://Hpc:8080/`` is ``https://hpc:8080``)."""
+    scheme, sep, rest = url.strip().rstrip("/").partition("://")
+    if not sep:
+        return scheme
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
+
+
 def token_for(peer_url: str, settings: Settings | None) -> str | None:
+    """The token ``federation_tokens`` gives for ``peer_url``, however either spells the
+    trailing slash or the case of the scheme and host."""
     tokens = getattr(settings, "federation_tokens", None) or {}
-    return tokens.get(peer_url.rstrip("/")) or tokens.get(peer_url)
+    if peer_url in tokens:
+        return tokens[peer_url]
+    wanted = _url_key(peer_url)
+    return next((t for url, t in tokens.items() if _url_key(url) == wanted), None)
 
 
 def encode_vector(vector: dict[str, int] | None) -> str:

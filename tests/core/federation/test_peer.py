@@ -207,6 +207,26 @@ def test_tokens(sites: dict[str, Site], tmp_path: Path) -> None:
         a.close()
 
 
+def test_token_from_settings_whatever_the_url_spelling(sites: dict[str, Site],
+                                                      tmp_path: Path) -> None:
+    """federation_tokens is found for the peer however the setting and the command spell the
+    trailing slash and the case of the scheme and host (a key written 'http://h:8080/' was
+    never found for 'cmf sync http://h:8080': the sync failed with 401)."""
+    b = sites["b"] = Site("b", tmp_path / "b", token="admin").start()
+    a = Site("a", tmp_path / "a").open()
+    shout = b.url.replace("http://", "HTTP://")
+    try:
+        for key, url in ((b.url + "/", b.url), (b.url, b.url + "/"), (b.url, shout),
+                         (shout + "/", b.url)):
+            settings = site_settings(site="a", federation_tokens={key: "admin"})
+            assert sync(url, store=a, settings=settings).peer_site == "b", (key, url)
+        with pytest.raises(AuthError):  # another port is another peer
+            sync(b.url, store=a,
+                 settings=site_settings(site="a", federation_tokens={b.url + "1": "admin"}))
+    finally:
+        a.close()
+
+
 def test_tampered_bundle_is_rejected(sites: dict[str, Site], tmp_path: Path) -> None:
     b = sites["b"] = Site("b", tmp_path / "b", token="t").start()
     a = Site("a", tmp_path / "a")
