@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import AuthError, CmfError, InvalidInputError, NotFoundError
-from cmf_core.federation.bundle import FORMAT, FORMATS, MEDIA_TYPE
+from cmf_core.federation.bundle import FORMAT, FORMATS, GZIP_MAGIC, MEDIA_TYPE
 from cmf_core.federation.export import (
     DEFAULT_PAGE,
     Selector,
@@ -316,6 +316,12 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
             params["pipeline"] = wanted
         resp = client.http.get(API + "/bundle", params=params)
         client._fail(resp, "GET /bundle")
+        if resp.content and resp.content[:1] != b"{" and resp.content[:2] != GZIP_MAGIC:
+            # a proxy's login or error page, or another service on that path: not a bundle
+            kind = resp.headers.get("content-type") or "no content type"
+            raise PeerError(f"{client.shown}{API}/bundle answered {resp.status_code} with "
+                            f"{resp.text[:80]!r} ({kind}), not a bundle; is {client.shown} a "
+                            "cmf serve of cmf-foundation?")
         return (resp.content, int(resp.headers.get("x-cmf-seq-end", -1)),
                 resp.headers.get("x-cmf-complete") == "true")
 
