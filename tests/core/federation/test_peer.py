@@ -309,6 +309,9 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
     with cmf.create_execution("train") as ex:
         model = ex.log_model(str(shared / "model.bin"), "output")
         private = ex.log_dataset(str(tmp_path / "elsewhere.bin"), "output")
+        (shared / "images").mkdir()
+        (shared / "images" / "1.png").write_bytes(b"png")
+        folder = ex.log_dataset(str(shared / "images"), "output")
     cmf.close()
     a = Site("a", tmp_path / "a").open()
     try:
@@ -324,6 +327,9 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
         assert out.stat().st_mode & 0o777 == 0o640  # an ordinary file under the umask
         with pytest.raises(CmfError, match="outside the folders"):
             fetch_artifact(private.id, tmp_path / "p.bin", token="t", store=a)
+        with pytest.raises(PeerError, match=r"is a folder at this site \(site b\); cmf "
+                                            r"serves files only"):  # not "no local file"
+            fetch_artifact(folder.id, tmp_path / "images", token="t", store=a)
         with pytest.raises(CmfError, match="does not serve artifact bytes"):
             fetch_artifact(model.id, tmp_path / "c.bin", peer_url=c.url, token="t", store=a)
         (shared / "model.bin").write_bytes(b"changed since it was logged")
