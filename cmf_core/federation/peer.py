@@ -44,7 +44,7 @@ from typing import Any, Literal
 
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import AuthError, CmfError, InvalidInputError, NotFoundError
-from cmf_core.federation.bundle import FORMAT, FORMATS, MEDIA_TYPE
+from cmf_core.federation.bundle import FORMAT, FORMATS, GZIP_MAGIC, MEDIA_TYPE
 from cmf_core.federation.export import (
     DEFAULT_PAGE,
     Selector,
@@ -117,9 +117,24 @@ def shared_pipelines(settings: Settings | None, peer: str | None = None) -> list
     return None if allowed is None else list(allowed)
 
 
+def _url_key(url: str) -> str:
+    """``url`` as compared with the keys of ``federation_tokens``: no trailing slash, scheme and
+    host in lower case (``HTTPS://Hpc:8080/`` is ``https://hpc:8080``)."""
+    scheme, sep, rest = url.strip().rstrip("/").partition("://")
+    if not sep:
+        return scheme
+    host, slash, path = rest.partition("/")
+    return f"{scheme.lower()}://{host.lower()}{slash}{path}"
+
+
 def token_for(peer_url: str, settings: Settings | None) -> str | None:
+    """The token ``federation_tokens`` gives for ``peer_url``, however either spells the
+    trailing slash or the case of the scheme and host."""
     tokens = getattr(settings, "federation_tokens", None) or {}
-    return tokens.get(peer_url.rstrip("/")) or tokens.get(peer_url)
+    if peer_url in tokens:
+        return tokens[peer_url]
+    wanted = _url_key(peer_url)
+    return next((t for url, t in tokens.items() if _url_key(url) == wanted), None)
 
 
 def encode_vector(vector: dict[str, int] | None) -> str:
@@ -301,6 +316,12 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
             params["pipeline"] = wanted
         resp = client.http.get(API + "/bundle", params=params)
         client._fail(resp, "GET /bundle")
+        if resp.content and resp.content[:1] != b"{" and resp.content[:2] != GZIP_MAGIC:
+            # a proxy's login or error page, or another service on that path: not a bundle
+            kind = resp.headers.get("content-type") or "no content type"
+            raise PeerError(f"{client.shown}{API}/bundle answered {resp.status_code} with "
+                            f"{resp.text[:80]!r} ({kind}), not a bundle; is {client.shown} a "
+                            "cmf serve of cmf-foundation?")
         return (resp.content, int(resp.headers.get("x-cmf-seq-end", -1)),
                 resp.headers.get("x-cmf-complete") == "true")
 

@@ -160,7 +160,7 @@ def get_artifact_bytes(digest: str, store: StoreDep, settings: SettingsDep,
     if not _shared(store, digest, shared_pipelines(settings, peer_name)):
         raise HTTPException(403, f"artifact {digest[:20]}... belongs to no pipeline this site "
                                  "shares with you")
-    refused = False
+    refused = folder = False
     for loc in store.artifact_locations(digest):
         if loc.site != store.site or ("://" in loc.uri and not loc.uri.startswith("file://")):
             continue
@@ -174,6 +174,11 @@ def get_artifact_bytes(digest: str, store: StoreDep, settings: SettingsDep,
         if path.is_file():
             return FileResponse(path, media_type="application/octet-stream",
                                 headers={"X-Cmf-Digest": digest})
+        folder = folder or path.is_dir()
+    if folder:  # there, but a folder: "no local file ... may live elsewhere" sent users away
+        raise HTTPException(409, f"artifact {digest[:20]}... is a folder at this site (site "
+                                 f"{store.site}); cmf serves files only, not folders: copy "
+                                 "it with your own tools")
     if refused:
         raise HTTPException(403, f"artifact {digest[:20]}... lies outside the folders this site "
                                  "serves (federation_artifact_roots)")

@@ -285,3 +285,40 @@ def test_a_push_answered_200_with_a_page_not_a_report(tmp_path: Path,
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"Error: {url}/api/v1/federation/bundle answered the push with "
                           "'<html>Upload accepted</html>', not a JSON report; is"), err
+
+
+def test_a_pull_answered_200_with_a_page_not_a_bundle(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    """A proxy in front of the peer that passes /info through but answers the page request with
+    its own page (200, HTML, e.g. a login page): the pull names the reply, not a JSON parse
+    error at 'page since 0:1'."""
+    import json
+    from http.server import BaseHTTPRequestHandler
+
+    from cmf_core.cli import main
+
+    store = f"sqlite:///{tmp_path / 'cmf.db'}"
+    info = json.dumps({"format": 1, "formats": [1, 2], "site": "b", "store_id": "peer-store",
+                       "vector": {}, "scope": "all", "pipelines": None, "high_water": 0,
+                       "serves_artifacts": False}).encode()  # as cmf serve's /info
+
+    class Proxy(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            body, kind = ((info, "application/json") if "/info" in self.path else
+                          (b"<html>Please log in</html>", "text/html"))
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args: object) -> None:
+            pass
+
+    with _peer(Proxy) as url, pytest.raises(SystemExit) as e:
+        main(["sync", url, "--pull", "--store", store])
+    assert e.value.code == 1
+    err = capsys.readouterr().err.strip()
+    assert err == (f"Error: {url}/api/v1/federation/bundle answered 200 with "
+                   "'<html>Please log in</html>' (text/html), not a bundle; is "
+                   f"{url} a cmf serve of cmf-foundation?"), err

@@ -207,6 +207,26 @@ def test_tokens(sites: dict[str, Site], tmp_path: Path) -> None:
         a.close()
 
 
+def test_token_from_settings_whatever_the_url_spelling(sites: dict[str, Site],
+                                                      tmp_path: Path) -> None:
+    """federation_tokens is found for the peer however the setting and the command spell the
+    trailing slash and the case of the scheme and host (a key written 'http://h:8080/' was
+    never found for 'cmf sync http://h:8080': the sync failed with 401)."""
+    b = sites["b"] = Site("b", tmp_path / "b", token="admin").start()
+    a = Site("a", tmp_path / "a").open()
+    shout = b.url.replace("http://", "HTTP://")
+    try:
+        for key, url in ((b.url + "/", b.url), (b.url, b.url + "/"), (b.url, shout),
+                         (shout + "/", b.url)):
+            settings = site_settings(site="a", federation_tokens={key: "admin"})
+            assert sync(url, store=a, settings=settings).peer_site == "b", (key, url)
+        with pytest.raises(AuthError):  # another port is another peer
+            sync(b.url, store=a,
+                 settings=site_settings(site="a", federation_tokens={b.url + "1": "admin"}))
+    finally:
+        a.close()
+
+
 def test_tampered_bundle_is_rejected(sites: dict[str, Site], tmp_path: Path) -> None:
     b = sites["b"] = Site("b", tmp_path / "b", token="t").start()
     a = Site("a", tmp_path / "a")
@@ -289,6 +309,9 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
     with cmf.create_execution("train") as ex:
         model = ex.log_model(str(shared / "model.bin"), "output")
         private = ex.log_dataset(str(tmp_path / "elsewhere.bin"), "output")
+        (shared / "images").mkdir()
+        (shared / "images" / "1.png").write_bytes(b"png")
+        folder = ex.log_dataset(str(shared / "images"), "output")
     cmf.close()
     a = Site("a", tmp_path / "a").open()
     try:
@@ -304,6 +327,9 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
         assert out.stat().st_mode & 0o777 == 0o640  # an ordinary file under the umask
         with pytest.raises(CmfError, match="outside the folders"):
             fetch_artifact(private.id, tmp_path / "p.bin", token="t", store=a)
+        with pytest.raises(PeerError, match=r"is a folder at this site \(site b\); cmf "
+                                            r"serves files only"):  # not "no local file"
+            fetch_artifact(folder.id, tmp_path / "images", token="t", store=a)
         with pytest.raises(CmfError, match="does not serve artifact bytes"):
             fetch_artifact(model.id, tmp_path / "c.bin", peer_url=c.url, token="t", store=a)
         (shared / "model.bin").write_bytes(b"changed since it was logged")
