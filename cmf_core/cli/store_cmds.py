@@ -258,7 +258,8 @@ def _fit(cells: list[tuple[str, str, str]], id_len: int, room: int) -> list[int]
 def _resolve(q: Query, ref: str) -> tuple[Execution | None, Artifact | None]:
     """The one execution or artifact ``ref`` names: an exact id, digest or name first, else
     the one execution or artifact whose id or digest starts with it, else the one artifact
-    whose recorded path ends in it; an error naming the candidates when several do."""
+    whose recorded path or location ends in it; an error naming the candidates when several
+    do."""
     executions = q.execution_matches(ref)
     if len(executions) == 1 and executions[0].id == ref.strip().lower():
         return executions[0], None
@@ -271,8 +272,8 @@ def _resolve(q: Query, ref: str) -> tuple[Execution | None, Artifact | None]:
         return executions[0], None
     if artifacts:
         return None, artifacts[0]
-    raise NotFoundError(f"no execution with id {ref!r} and no artifact with digest or name "
-                        f"{ref!r}" + prefix_hint(ref))
+    raise NotFoundError(f"no execution with id {ref!r} and no artifact with digest, name or "
+                        f"location {ref!r}" + prefix_hint(ref))
 
 
 def _lost_ids(rows: list[Execution], store: str | None) -> set[str]:
@@ -358,7 +359,8 @@ def artifacts(
 def show(ref: Annotated[str, typer.Argument(
              help="Execution id or a unique prefix of it, artifact digest or a unique prefix "
                   "of it (at least 4 hex characters, sha256: optional), artifact name (the latest "
-                  "artifact of that name), or the last part of a recorded path name.")],
+                  "artifact of that name), the last part of a recorded path name, or a path "
+                  "it was recorded at (whole or its last parts: out/copy.csv).")],
          store: StoreOpt = None,
          json: Annotated[bool, typer.Option(
              "--json", help="Print plain JSON, for scripts (default: the same JSON, "

@@ -169,20 +169,25 @@ class Query:
 
     def resolve_artifact(self, ref: str) -> Artifact:
         """An artifact by digest, unique digest prefix (at least ``MIN_PREFIX`` hex characters,
-        with or without ``sha256:``), exact name (the latest artifact of that name), or the
-        last part of a recorded path name (``model.pkl`` for ``/tmp/run/model.pkl``)."""
+        with or without ``sha256:``), exact name (the latest artifact of that name), the
+        last part of a recorded path name (``model.pkl`` for ``/tmp/run/model.pkl``), or a
+        location it was recorded at, whole or its last parts (``data/copy.csv``: the latest
+        artifact recorded there, also when its content was first recorded under another
+        name)."""
         _check_ref(ref, "artifact reference")
         found, exact = self.artifact_matches(ref)
         if exact or len(found) == 1:
             return found[0]
         if found:
             raise InvalidInputError(ambiguous(ref, [], found))
-        raise NotFoundError(f"no artifact with digest or name {ref!r}" + prefix_hint(ref))
+        raise NotFoundError(f"no artifact with digest, name or location {ref!r}"
+                            + prefix_hint(ref))
 
     def artifact_matches(self, ref: str) -> tuple[list[Artifact], bool]:
         """The artifacts ``ref`` may name, and whether it names one exactly (by digest or
         name). Else those whose digest starts with it (at most ``CANDIDATES`` + 1 of a kind),
-        else the latest artifact of each path name whose last part it is."""
+        else the latest artifact of each path name whose last part it is, else the latest
+        artifact recorded at each location that is ``ref`` or ends in ``/ref``."""
         art = self.store.get_artifact(ref)
         if art:
             return [art], True
@@ -195,10 +200,14 @@ class Query:
                 "artifact", p, CANDIDATES + 1)]
             if ids:
                 return self.store.find_artifacts(ids=ids), False
-        if "/" in ref or not ref:
+        if not ref:
             return [], False
-        latest = {a.name: a for a in self.store.artifacts_by_basename(ref, CANDIDATES * 10)}
-        return sorted(latest.values(), key=lambda a: a.name), False
+        if "/" not in ref:
+            latest = {a.name: a for a in self.store.artifacts_by_basename(ref,
+                                                                          CANDIDATES * 10)}
+            if latest:
+                return sorted(latest.values(), key=lambda a: a.name), False
+        return self.store.artifacts_at(ref, CANDIDATES + 1), False
 
     def execution_matches(self, ref: str) -> list[Execution]:
         """The execution with id ``ref``, else those whose id starts with it (at least

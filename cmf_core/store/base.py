@@ -205,6 +205,12 @@ class Store(abc.ABC):
         ``/basename``, as the orchestrator integrations name them (absolute paths)."""
 
     @abc.abstractmethod
+    def artifacts_at(self, path: str, limit: int) -> list[Artifact]:
+        """The latest artifact recorded at each location (site, uri) that is ``path`` or ends
+        in ``/path`` (whole path parts), at most ``limit``: how a file is found under a name
+        other than the one its content was first recorded with (a copy, a relative path)."""
+
+    @abc.abstractmethod
     def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:
         """Where the artifact's bytes live: one location per (site, uri)."""
 

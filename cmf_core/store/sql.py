@@ -1073,6 +1073,19 @@ class SqlStore(Store):
                  if r.name.rsplit("/", 1)[-1] == basename]
         return found[:limit]
 
+    def artifacts_at(self, path: str, limit: int) -> list[Artifact]:
+        t = schema.artifact_locations
+        stmt = (sa.select(t.c.artifact_id, t.c.site, t.c.uri)
+                .where(sa.or_(t.c.uri == path, t.c.uri.endswith("/" + path, autoescape=True)))
+                .order_by(t.c.seq))
+        latest: dict[tuple[str, str], str] = {}  # the last recorded at each location wins
+        for r in self._rows(stmt):
+            if r.uri == path or r.uri.endswith("/" + path):  # SQLite's LIKE ignores case
+                latest[(r.site, r.uri)] = r.artifact_id
+        ids = list(dict.fromkeys(latest[k] for k in sorted(latest)))[:limit]
+        order = {i: n for n, i in enumerate(ids)}
+        return sorted(self.find_artifacts(ids=ids), key=lambda a: order[a.id])
+
     def artifact_locations(self, artifact_id: str) -> list[ArtifactLocation]:
         t = schema.artifact_locations
         stmt = sa.select(t).where(t.c.artifact_id == artifact_id).order_by(t.c.site, t.c.uri)

@@ -122,6 +122,20 @@ def test_lineage_says_how_many_parameters_it_leaves_out(tmp_path: Path,
     assert "lr=" not in line
 
 
+def test_lineage_of_a_copy_by_its_own_path(store_url: str, tmp_path: Path) -> None:
+    """A copy of raw.csv is one artifact, named raw.csv; its own path (or the relative one)
+    finds it, where "no artifact" was said."""
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "copy.csv").write_bytes((tmp_path / "raw.csv").read_bytes())
+    with Cmf(pipeline_name="churn", store=store_url, site="hpc", measure_energy=False) as cmf, \
+            cmf.create_execution("copy"):
+        cmf.log_dataset("raw.csv", "input")
+        cmf.log_dataset("out/copy.csv", "output")
+    for ref in ("copy.csv", "out/copy.csv", str(tmp_path / "out" / "copy.csv")):
+        lines = invoke("lineage", ref, "--store", store_url, columns=200).splitlines()
+        assert "Dataset raw.csv" in lines[0] and "churn/copy" in lines[1], ref
+
+
 def test_lineage_labels_executions_by_whole_id(store_url: str) -> None:
     # a UUIDv7 begins with its time: a run's executions share their first characters, so the
     # tree shows each id whole, and that is what cmf show takes
@@ -152,8 +166,8 @@ def test_show_takes_a_unique_id_prefix(store_url: str,
                    f"(churn/prepare); execution {ids['train']} (churn/train); give more of the "
                    "id or digest, or the whole name")
     assert fails(capsys, "show", common[:3], "--store", store_url) == (
-        f"Error: no execution with id {common[:3]!r} and no artifact with digest or name "
-        f"{common[:3]!r} (a prefix of an id or digest needs at least 4 hex characters)")
+        f"Error: no execution with id {common[:3]!r} and no artifact with digest, name or "
+        f"location {common[:3]!r} (a prefix of an id or digest needs at least 4 hex characters)")
 
 
 def test_digest_prefixes_from_four_hex_characters_everywhere(
@@ -174,8 +188,8 @@ def test_digest_prefixes_from_four_hex_characters_everywhere(
             "model.pkl", "train.csv", "raw.csv"}
     invoke("export", str(tmp_path / "b.jsonl"), "--artifact", "model.pkl", "--store", store_url)
     assert fails(capsys, "lineage", f"sha256:{hexpart[:3]}", "--store", store_url) == (
-        f"Error: no artifact with digest or name 'sha256:{hexpart[:3]}' (a prefix of an id or "
-        "digest needs at least 4 hex characters)")
+        f"Error: no artifact with digest, name or location 'sha256:{hexpart[:3]}' (a prefix of "
+        "an id or digest needs at least 4 hex characters)")
 
 
 def test_names_match_the_last_part_of_recorded_paths(
@@ -220,7 +234,7 @@ def test_show_execution_and_artifact(store_url: str,
         main(["show", "nope", "--store", store_url])
     assert e.value.code == 1
     assert capsys.readouterr().err.strip() == ("Error: no execution with id 'nope' and no "
-                                               "artifact with digest or name 'nope'")
+                                               "artifact with digest, name or location 'nope'")
 
 
 def test_export_import_roundtrip(store_url: str, tmp_path: Path) -> None:
@@ -253,7 +267,7 @@ def test_errors_are_one_line_exit_1(store_url: str, tmp_path: Path,
         main(["lineage", "nope", "--store", store_url])
     assert e.value.code == 1
     err = capsys.readouterr().err
-    assert err.strip() == "Error: no artifact with digest or name 'nope'"
+    assert err.strip() == "Error: no artifact with digest, name or location 'nope'"
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"kind": "pipeline", "name": "x", "site": "a"}\n{"kind": "spaceship"}\n')
     with pytest.raises(SystemExit):

@@ -123,6 +123,32 @@ def test_rewriting_a_known_artifact_keeps_the_earliest_row_and_every_location(
     assert len(store.find_artifacts()) == 1
 
 
+def test_artifacts_at_a_location_whole_or_by_its_last_parts(store: Store) -> None:
+    """A copy of known bytes adds only a location: it is found there, and the latest artifact
+    recorded at a location wins (the file was rewritten)."""
+    def at(digest_of: str, uri: str, site: str = "site-a", t: float = 1.0) -> Artifact:
+        return Artifact(id=remote_digest(f"s3://b/{digest_of}", "v1"), type="Dataset",
+                        name=uri.rsplit("/", 1)[-1], uri=uri, site=site, created_at=t)
+
+    y = at("y", "/w/data/y.csv")
+    copy = at("y", "/w/data/y2.csv", t=2.0)  # the same bytes: one artifact named y.csv
+    store.put([y])
+    store.put([copy])
+    assert store.artifacts_at("y2.csv", 5) == store.artifacts_at("data/y2.csv", 5) == [
+        store.get_artifact(y.id)]
+    assert store.artifacts_at("/w/data/y2.csv", 5)[0].name == "y.csv"
+    assert store.artifacts_at("a/y2.csv", 5) == store.artifacts_at("Y2.CSV", 5) == []
+    assert store.artifacts_at("2.csv", 5) == []  # whole path parts only
+    assert store.artifacts_at("%2.csv", 5) == store.artifacts_at("_2.csv", 5) == []
+    newer = at("y-v2", "/w/data/y2.csv", t=3.0)  # rewritten in place
+    store.put([newer])
+    assert [a.id for a in store.artifacts_at("y2.csv", 5)] == [newer.id]
+    elsewhere = at("z", "/other/y2.csv", site="site-b", t=4.0)
+    store.put([elsewhere])
+    assert {a.id for a in store.artifacts_at("y2.csv", 5)} == {newer.id, elsewhere.id}
+    assert len(store.artifacts_at("y2.csv", 1)) == 1
+
+
 def test_lineage_closures(store: Store) -> None:
     arts = chain(store, n=4)
     up = store.upstream(arts[-1].id)
