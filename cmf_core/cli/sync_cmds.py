@@ -88,7 +88,9 @@ def fetch(
         "--force", help="Replace an existing file.")] = False,
     from_url: Annotated[str | None, typer.Option(
         "--from", help="The owning site's cmf serve (default: learned by cmf sync).")] = None,
-    token: Annotated[str | None, typer.Option(help="That site's token for this site.")] = None,
+    token: Annotated[str | None, typer.Option(
+        help="That site's token for this site (default: the federation_tokens setting); one "
+             "site's, so with several sites to try it needs --from.")] = None,
     timeout: Annotated[float, typer.Option(
         min=0.1, max=86_400.0, help="Seconds each request to the site may take.")] = 300.0,
     store: StoreOpt = None,

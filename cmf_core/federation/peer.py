@@ -452,9 +452,11 @@ def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None
     """Get an artifact's bytes from a site that holds them, verifying the digest.
 
     Tries ``peer_url``, else every site with a location of the artifact whose URL this store
-    learned by syncing with it. Writes ``out`` (default: the artifact's name in the current
-    directory; into it when ``out`` is a folder) only once the bytes match the digest; an
-    existing file is an error unless ``force``.
+    learned by syncing with it (each with its ``federation_tokens`` entry; an explicit
+    ``token`` is one site's, so it needs ``peer_url`` when several sites may hold the bytes).
+    Writes ``out`` (default: the artifact's name in the current directory; into it when
+    ``out`` is a folder) only once the bytes match the digest; an existing file is an error
+    unless ``force``.
     """
     own = store is None
     settings = settings or (load_settings() if own else None)
@@ -479,6 +481,11 @@ def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None
             raise InvalidInputError(
                 f"no known URL for the site(s) holding {digest[:20]}... ({', '.join(sites)}); "
                 "pass the owning site's URL (cmf artifact fetch DIGEST --from URL)")
+        if token and len(urls) > 1:  # one site's token, not to be shown to the others
+            raise InvalidInputError(
+                f"{len(urls)} sites may hold {digest[:20]}... "
+                f"({', '.join(hide_password(u) for u in urls)}); a token is one site's: name "
+                "that site with --from (peer_url), or set federation_tokens for each")
         target = Path(out) if out is not None else Path.cwd()
         if target.is_dir():
             target = target / Path(artifact.name).name

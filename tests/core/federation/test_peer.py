@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import random
 import threading
@@ -22,7 +23,13 @@ from cmf_core.federation.export import (
     page_lines,
 )
 from cmf_core.federation.merge import get_hwm, hwm_key, import_bundle
-from cmf_core.federation.peer import PeerError, fetch_artifact, is_loopback, sync
+from cmf_core.federation.peer import (
+    PEER_URL_KEY,
+    PeerError,
+    fetch_artifact,
+    is_loopback,
+    sync,
+)
 from cmf_core.store import ExecutionFilter, Store, open_store
 from cmf_core.store.base import ExportPage
 from tests.core.federation.sites import (
@@ -342,6 +349,17 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
             assert "hunter2" not in str(failed.value) and "ops:***@" in str(failed.value)
         assert not (tmp_path / "bad.bin").exists() and not (tmp_path / "p.bin").exists()
         assert list(tmp_path.glob(".cmf-fetch-*")) == []
+        # once c is known to hold the same bytes, a token given for one site is not sent to
+        # every site that may hold them
+        a.put([dataclasses.replace(model, site="c", uri="/c/data/model.bin")])
+        a.set_state(PEER_URL_KEY + "c", c.url)
+        with pytest.raises(InvalidInputError, match=r"2 sites may hold .*a token is one "
+                                                     r"site's: name that site with --from"):
+            fetch_artifact(model.id, tmp_path / "two.bin", token="t", store=a)
+        (shared / "model.bin").write_bytes(b"weights" * 1000)  # as logged again
+        out = fetch_artifact(model.id, tmp_path / "two.bin", token="t", store=a,
+                             peer_url=b.url)
+        assert out.read_bytes() == b"weights" * 1000
     finally:
         a.close()
 
