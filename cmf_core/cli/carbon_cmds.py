@@ -7,12 +7,15 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.text import Text
 
 from cmf_core.carbon.rollup import Group, Rollup, plot, rollup
 from cmf_core.cli.common import (
     JsonOpt,
     StoreOpt,
     check_pipelines,
+    console,
+    fits,
     get_store,
     parse_time,
     print_json,
@@ -87,20 +90,43 @@ def _inputs(g: Group) -> str:
     return "\n".join(parts) or "-"
 
 
+def _blocks(title: str, groups: tuple[Group, ...], show_sites: bool) -> None:
+    """Each group as a few lines under its whole name, for a terminal the table does not fit."""
+    console.print(title, markup=False, highlight=False)
+    for g in groups:
+        n = f"{g.executions} execution{'s' if g.executions != 1 else ''}"
+        lines = [f"{n}, {g.with_energy} with energy: {_num(g.energy_kwh)} kWh, "
+                 f"{_num(g.co2e_kg)} kgCO2e"]
+        if show_sites:
+            lines.append("sites: " + ", ".join(g.sites))
+        if g.phases:
+            lines.append("by phase: " + "; ".join(_phases(g).split("\n")))
+        lines.append("inputs: " + "; ".join(_inputs(g).split("\n")))
+        console.print(Text(g.key, style="bold"))
+        for line in lines:
+            console.print(Text("  " + line))
+
+
 def _print(result: Rollup) -> None:
     filters = ", ".join(f"{k} {v}" for k, v in result.filters.items()
                         if v is not None and k in ("pipeline", "site"))
     show_sites = result.by != "site" and len(result.total.sites) > 1
+    groups = (*result.groups, result.total)
     rows = [[g.key, *([", ".join(g.sites)] if show_sites else []), g.executions, g.with_energy,
              _num(g.energy_kwh), _num(g.co2e_kg), _phases(g), _inputs(g)]
-            for g in (*result.groups, result.total)]
-    table(f"Carbon by {result.by}" + (f" ({filters})" if filters else ""),
-          [result.by, *(["sites"] if show_sites else []), "execs", "w/ energy", "kWh",
-           "kgCO2e", "kgCO2e by phase", "inputs"], rows)
+            for g in groups]
+    title = f"Carbon by {result.by}" + (f" ({filters})" if filters else "")
+    columns = [result.by, *(["sites"] if show_sites else []), "execs", "w/ energy", "kWh",
+               "kgCO2e", "kgCO2e by phase", "inputs"]
+    if not result.groups or fits(columns, rows):
+        table(title, columns, rows)
+    else:  # a table folded a letter column at a time at 80 columns: one block per group
+        _blocks(title, groups, show_sites)
     inferred = result.inferred
-    if inferred:
-        typer.echo("* phase inferred from the stage name (set cmf.phase on the stage or "
-                   "execution to label it): "
-                   + ", ".join(f"{s.pipeline}/{s.stage} -> {s.phase}" for s in inferred))
+    if inferred:  # rich wraps them at words, within the terminal
+        console.print("* phase inferred from the stage name (set cmf.phase on the stage or "
+                      "execution to label it): "
+                      + ", ".join(f"{s.pipeline}/{s.stage} -> {s.phase}" for s in inferred),
+                      markup=False, highlight=False)
     for note in result.notes:
-        typer.echo(f"note: {note}")
+        console.print(f"note: {note}", markup=False, highlight=False)

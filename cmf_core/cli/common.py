@@ -81,6 +81,15 @@ def short(digest: str, n: int = 12) -> str:
     return f"{kind}:{hexpart[:n]}" if hexpart else digest[:n]
 
 
+def fits(columns: list[str], rows: list[list[Any]]) -> bool:
+    """Whether a table of ``rows`` fits the terminal without breaking a cell's lines."""
+    t = Table(*columns)
+    for r in rows:
+        t.add_row(*[Text(str(v)) for v in r])
+    return console.measure(t, options=console.options.update_width(10**6)).maximum \
+        <= console.width
+
+
 def table(title: str, columns: list[str], rows: list[list[Any]], *,
           whole: Iterable[str] = ()) -> None:
     """Print a table ("TITLE: none." without rows). Columns in ``whole`` (ids, digests) are

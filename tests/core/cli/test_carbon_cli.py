@@ -53,8 +53,8 @@ def store_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
     return url
 
 
-def invoke(*args: str) -> str:
-    result = runner.invoke(app, ["carbon", *args])
+def invoke(*args: str, columns: int = 200) -> str:
+    result = runner.invoke(app, ["carbon", *args], env={"COLUMNS": str(columns)})
     assert result.exit_code == 0, result.output
     return result.stdout
 
@@ -93,6 +93,26 @@ def test_table_shows_groups_total_and_inferred_phases(store_url: str) -> None:
     assert {"PUE 1.2", "PUE 1.5", "FR"} <= set(cells)  # the inputs column
     assert ("* phase inferred from the stage name (set cmf.phase on the stage or execution to "
             "label it): churn/train_model -> training") in out
+
+
+def test_a_narrow_terminal_gets_a_block_per_group(store_url: str) -> None:
+    """At 80 columns the table folded names and numbers a few letters a line
+    ("churn/t", "rain_mo", "del"); each group is now a few lines under its whole name."""
+    from rich.cells import cell_len
+
+    out = invoke("--store", store_url, columns=80)
+    lines = out.splitlines()
+    assert "│" not in out and max(cell_len(line) for line in lines) <= 80
+    data = json.loads(invoke("--store", store_url, "--json"))
+    for g in (*data["groups"], data["total"]):
+        head = lines.index(g["key"])  # the whole name on a line of its own
+        assert lines[head + 1] == (
+            f"  {g['executions']} executions, {g['with_energy']} with energy: "
+            f"{g['energy_kwh']:.4g} kWh, {g['co2e_kg']:.4g} kgCO2e")
+        assert lines[head + 2] == "  sites: " + ", ".join(g["sites"])
+        assert lines[head + 3].startswith("  by phase: ")
+        assert lines[head + 4].startswith("  inputs: PUE 1.2/1.5; ")
+    assert invoke("--store", store_url, columns=200).count("│ churn/train_model ") == 1
 
 
 def test_filters_and_grouping_options(store_url: str) -> None:
