@@ -94,9 +94,13 @@ def table(title: str, columns: list[str], rows: list[list[Any]], *,
           whole: Iterable[str] = ()) -> None:
     """Print a table ("TITLE: none." without rows). Columns in ``whole`` (ids, digests) are
     never broken, so they can be copied; the others wrap and give way first when the terminal
-    is narrow."""
+    is narrow. Where the table does not fit the terminal, each row is a block instead (see
+    :func:`blocks`): a table folded paths and names a few letters a line at 80 columns."""
     if not rows:  # not an empty frame
         console.print(f"{title}: none.", markup=False, highlight=False)
+        return
+    if not fits(columns, rows):
+        blocks(title, columns, rows)
         return
     whole = set(whole)
     t = Table(title=title, show_lines=False)
@@ -109,6 +113,19 @@ def table(title: str, columns: list[str], rows: list[list[Any]], *,
     for r in rows:  # Text, not str: a name such as "model[red].pkl" is not rich markup
         t.add_row(*[Text(str(v)) for v in r])
     console.print(t)
+
+
+def blocks(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    """Print each row as its first cell, whole, on a line of its own, then one indented
+    ``column: value`` line per other cell (a cell's lines joined with "; "), for a terminal
+    too narrow for the table; long lines wrap at words."""
+    console.print(title, markup=False, highlight=False)
+    for r in rows:
+        console.print(Text(str(r[0]), style="bold"))
+        for name, value in zip(columns[1:], r[1:], strict=True):
+            text = "; ".join(line for line in str(value).split("\n") if line)
+            if text:
+                console.print(Text(f"  {name}: {text}"))
 
 
 def parse_time(value: str | None) -> float | None:

@@ -91,6 +91,37 @@ def test_executions_table_keeps_ids_whole_at_80_columns(store_url: str) -> None:
     assert any("learning_rate=0.001, n_estimators=500, 名前=值" in line for line in wide)
 
 
+def test_a_table_too_wide_for_the_terminal_is_a_block_per_row(tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch
+                                                              ) -> None:
+    """At 80 columns a listing of absolute paths folded them a dozen letters a line
+    ("/tmp/cb/proje", "ct/data/proce", ...); each row is now its first cell on a line, then one
+    line per other cell, paths whole."""
+    from rich.cells import cell_len
+
+    monkeypatch.chdir(tmp_path)
+    data = tmp_path / "project" / "data" / "processed"
+    data.mkdir(parents=True)
+    (data / "customer_features_2026.csv").write_text("a\n1\n")
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    with Cmf(pipeline_name="customer-churn-prediction", store=url, site="hpc-cluster-eu",
+             measure_energy=False) as cmf, cmf.create_execution("featurize"):
+        art = cmf.log_dataset(str(data / "customer_features_2026.csv"), "output")
+    out = invoke("artifacts", "--store", url, columns=80)
+    lines = out.splitlines()
+    assert "│" not in out and max(cell_len(line) for line in lines) <= 80
+    assert lines[:5] == ["Artifacts", art.id[:19], "  type: Dataset",
+                         "  name: customer_features_2026.csv", "  site: hpc-cluster-eu"]
+    # a path longer than the line (pytest's tmp_path) wraps as a terminal would, nothing cut
+    assert "".join(line.strip() for line in lines[5:]) == \
+        f"uri:{data / 'customer_features_2026.csv'}"
+    pipelines = invoke("pipelines", "--store", url, columns=80).splitlines()
+    assert pipelines[:3] == ["Pipelines", "customer-churn-prediction", "  site: hpc-cluster-eu"]
+    assert "  stages: featurize" in pipelines
+    wide = invoke("artifacts", "--store", url, columns=300)  # a terminal it fits: the table
+    assert f"│ {data / 'customer_features_2026.csv'} │" in wide
+
+
 def test_artifacts(store_url: str) -> None:
     data = json.loads(invoke("artifacts", "--store", store_url, "--json", "--type", "Dataset"))
     assert sorted(a["name"] for a in data) == ["raw.csv", "train.csv"]
