@@ -80,7 +80,9 @@ def _moved(verb: str, t: Transfer) -> str:
 
 
 def fetch(
-    digest: Annotated[str, typer.Argument(help="The artifact's digest (sha256:...).")],
+    digest: Annotated[str, typer.Argument(
+        help="The artifact's digest (sha256:...), or a unique prefix of it as cmf lineage "
+             "prints it (sha256:3f2a9c0d1e2b).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Where to write the bytes: "
                                              "a file, or a folder for <folder>/<name> "
                                              "(default: ./<name>).")] = None,

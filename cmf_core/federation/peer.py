@@ -451,21 +451,31 @@ def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None
                    force: bool = False) -> Path:
     """Get an artifact's bytes from a site that holds them, verifying the digest.
 
-    Tries ``peer_url``, else every site with a location of the artifact whose URL this store
-    learned by syncing with it (each with its ``federation_tokens`` entry; an explicit
-    ``token`` is one site's, so it needs ``peer_url`` when several sites may hold the bytes).
-    Writes ``out`` (default: the artifact's name in the current directory; into it when
-    ``out`` is a folder) only once the bytes match the digest; an existing file is an error
-    unless ``force``.
+    ``digest`` is the whole digest or a unique prefix of it (``sha256:3f2a9c0d1e2b``, as
+    ``cmf lineage`` prints it; at least 4 hex characters). Tries ``peer_url``, else every
+    site with a location of the artifact whose URL this store learned by syncing with it
+    (each with its ``federation_tokens`` entry; an explicit ``token`` is one site's, so it
+    needs ``peer_url`` when several sites may hold the bytes). Writes ``out`` (default: the
+    artifact's name in the current directory; into it when ``out`` is a folder) only once the
+    bytes match the digest; an existing file is an error unless ``force``.
     """
     own = store is None
     settings = settings or (load_settings() if own else None)
     store = store or open_store(settings=settings)
     try:
         artifact = store.get_artifact(digest)
+        if artifact is None:  # a unique prefix, as `cmf lineage` and `cmf show` print digests
+            from cmf_core.lineage.query import CANDIDATES, ambiguous, digest_prefixes
+
+            ids = [i for p in digest_prefixes(digest)
+                   for i in store.ids_with_prefix("artifact", p, CANDIDATES + 1)]
+            if len(ids) > 1:
+                raise InvalidInputError(ambiguous(digest, [], store.find_artifacts(ids=ids)))
+            artifact = store.get_artifact(ids[0]) if ids else None
         if artifact is None:
             raise NotFoundError(f"no artifact {digest!r} in this store; sync with the site that "
                                 "has it first (cmf sync PEER_URL)")
+        digest = artifact.id
         if not digest.startswith("sha256:"):
             raise InvalidInputError(
                 f"artifact {digest[:20]}... is a remote object (digest of its URI and version): "
