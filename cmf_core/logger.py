@@ -285,7 +285,12 @@ class Cmf:
             self.finalize(status=ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED,
                           error=error, execution=eid)
         if self._owns_store:
-            self.store.close()
+            try:
+                self.store.close()
+            except Exception as e:  # the disk is full or the store locked: never raise
+                report(f"closing the store {getattr(self.store, 'safe_url', '')}", e,
+                       "what it could not write stays in its journal beside the database "
+                       "and is applied by the next process that opens the store")
 
     # stages and executions -------------------------------------------------------------------
     def create_stage(self, name: str, properties: Mapping[str, Any] | None = None,

@@ -159,6 +159,18 @@ def _reject(cur: Any, where: str, body: str, error: str) -> None:
                 (f"{where}: {body}", error, time.time()))
 
 
+def _undo(cur: Any, savepoint: str, error: Exception) -> None:
+    """Roll back to ``savepoint`` and release it after ``error``. SQLite itself rolls the whole
+    transaction back on some errors (a full disk: "database or disk is full"), taking the
+    savepoint with it: then ``error`` is raised, not the "no such savepoint" that would hide
+    it."""
+    try:
+        cur.execute(f"ROLLBACK TO {savepoint}")
+        cur.execute(f"RELEASE {savepoint}")
+    except Exception:
+        raise error from None
+
+
 def _write_each(cur: Any, sql: Mapping[str, str],
                 entries: Sequence[tuple[str, int, Rows]]) -> None:
     """Write entries (file name, offset, rows) one by one, each in a savepoint; set aside (in
@@ -171,8 +183,7 @@ def _write_each(cur: Any, sql: Mapping[str, str],
                 raise BadEntry(f"an entry is a JSON object, not {type(rows).__name__}")
             write_rows(cur, merge_entries([rows]), sql, sql["counter"])
         except Exception as e:
-            cur.execute("ROLLBACK TO cmf_entry")
-            cur.execute("RELEASE cmf_entry")
+            _undo(cur, "cmf_entry", e)
             if not entry_error(e):
                 raise
             error = f"{type(e).__name__}: {e}"
@@ -216,10 +227,10 @@ def apply_files(cur: Any, sql: Mapping[str, str], directory: Path, own: str | No
     try:
         write_rows(cur, merge_entries([rows for _, _, rows in entries]), sql, sql["counter"])
     except Exception as e:
-        cur.execute("ROLLBACK TO cmf_apply")
+        _undo(cur, "cmf_apply", e)
         if not entry_error(e):
-            cur.execute("RELEASE cmf_apply")
             raise
+        cur.execute("SAVEPOINT cmf_apply")
         _write_each(cur, sql, entries)
     cur.execute("RELEASE cmf_apply")
     for name in applied.keys() - done.keys():  # files deleted once fully applied

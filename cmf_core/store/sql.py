@@ -1490,20 +1490,30 @@ class SqlStore(Store):
         return ExportPage(rows=rows, since=0, end=snapshot, snapshot=snapshot)
 
     def close(self) -> None:
-        with self._lock:
-            if self.journaled:
-                self._closing = True
-                with self._apply_cv:
-                    self._apply_cv.notify_all()
-                assert self._journal is not None
-                if self._companion is not None:
-                    self._companion.stop()  # it applies what it was last asked to, and exits
-                if self._journal_pending or self._journal.path is not None:
-                    self.apply_journal()  # and delete this process's file (``_closing``)
-                self._journal.close()
-            if self._writer is not None:
-                try:
-                    self._writer.close()
-                finally:
-                    self._writer = None
-        self.engine.dispose()
+        try:
+            with self._lock:
+                if self.journaled:
+                    self._closing = True
+                    with self._apply_cv:
+                        self._apply_cv.notify_all()
+                    assert self._journal is not None
+                    if self._companion is not None:
+                        self._companion.stop()  # it applies what it was last asked to, exits
+                    try:
+                        if self._journal_pending or self._journal.path is not None:
+                            self.apply_journal()  # and delete this process's file (_closing)
+                    finally:
+                        # also when the apply failed (disk full, store locked): the file
+                        # keeps what is not applied, and releasing its lock lets the next
+                        # process apply it
+                        self._journal.close()
+                self._close_writer()
+        finally:
+            self.engine.dispose()
+
+    def _close_writer(self) -> None:
+        if self._writer is not None:
+            try:
+                self._writer.close()
+            finally:
+                self._writer = None

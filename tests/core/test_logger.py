@@ -425,3 +425,26 @@ def test_a_cmf_with_nothing_spooled_does_not_load_the_openlineage_client(tmp_pat
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, check=True)
     assert done.stdout.strip() == "False", done.stderr
+
+
+def test_a_store_that_fills_up_before_close_raises_nothing_and_loses_nothing(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The disk fills while a pipeline records into the embedded store, so the journal cannot
+    be applied at close: closing (leaving the ``with`` block) does not raise into the user's
+    code, and the next process that opens the store applies the journal whole. The full disk is
+    SQLite's own "database or disk is full", made by capping the writer's page count."""
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    ids = []
+    with Cmf(pipeline_name="p", store=url, measure_energy=False) as cmf:
+        writer = cmf.store._writer_conn()  # type: ignore[attr-defined]
+        (pages,) = writer.execute("PRAGMA page_count").fetchone()
+        writer.execute(f"PRAGMA max_page_count = {pages}")
+        for i in range(5):  # each row needs pages the capped database cannot grow
+            with cmf.create_execution("train", params={"i": i, "note": "x" * 5000}) as ex:
+                ex.log_execution_metrics("eval", {"auc": i / 10})
+                ids.append(ex.id)
+    assert "closing the store" in caplog.text
+    with open_store(url, site="x") as s:
+        got = sorted((e.id, e.status) for e in s.list_executions())
+        assert got == sorted((i, ExecutionStatus.COMPLETED) for i in ids)
+        assert sorted(m.value for m in s.metrics(ids)) == [0.0, 0.1, 0.2, 0.3, 0.4]

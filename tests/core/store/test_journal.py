@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from cmf_core.errors import StoreError
 from cmf_core.model import Execution, Metric, Pipeline, Stage
 from cmf_core.store import open_store
 from cmf_core.store import sql as sql_module
@@ -268,6 +269,28 @@ def test_an_error_of_the_disk_not_the_entry_stops_the_apply_and_keeps_the_journa
     monkeypatch.setattr(bulk, "write_rows", real)
     with open_store(url, site="check") as s:
         assert [x.id for x in s.list_executions()] == [e.id]
+
+
+def test_a_real_full_disk_is_named_and_keeps_the_journal(tmp_path: Path) -> None:
+    """SQLite rolls the whole transaction back itself on a full disk, taking the apply's
+    savepoint with it: the error says the disk is full (not "no such savepoint"), and nothing
+    is lost. The full disk is SQLite's own, made by capping the writer's page count."""
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    with open_store(url, site="a") as s:
+        s.put([Pipeline("p", "a"), Stage("p", "s", "a")])
+        s.apply_journal()
+        writer = s._writer_conn()
+        (pages,) = writer.execute("PRAGMA page_count").fetchone()
+        writer.execute(f"PRAGMA max_page_count = {pages}")
+        ids = []
+        for i in range(5):  # each row needs pages the capped database cannot grow
+            e = Execution("p", "s", "a", params={"i": i, "note": "x" * 5000}).ended()
+            s.put([e])
+            ids.append(e.id)
+        with pytest.raises(StoreError, match="database or disk is full"):
+            s.apply_journal()
+        writer.execute(f"PRAGMA max_page_count = {pages * 1000}")
+        assert sorted(x.id for x in s.list_executions()) == sorted(ids)
 
 
 # puts n executions, waits until another process holds the database's write lock, gives the
