@@ -9,8 +9,8 @@ Routes (all under ``/api/v1/federation``; protocol in :mod:`cmf_core.federation.
   changes after this store's seq ``N`` as a bundle (``application/x-ndjson``, gzip-compressed
   bytes when ``gzip``; bundle format 1 unless ``format=2`` is asked for), less the versions the
   ``exclude`` vector (``store:seq,...``) covers.
-* ``POST /bundle``: import a bundle (plain or gzip), one transaction; answers the merge report
-  (records, conflicts, high-water mark).
+* ``POST /bundle``: import a bundle (plain or gzip; ``Content-Type: application/x-ndjson``),
+  one transaction; answers the merge report (records, conflicts, high-water mark).
 * ``GET /artifacts/{digest}``: the bytes of an artifact whose location at this site is a local
   file under an allowed root (``federation_artifact_roots``; none by default: every request is
   refused with 403) and whose bytes still hash to the digest (checked before sending: a
@@ -42,11 +42,25 @@ from cmf_core.federation.peer import decode_vector, shared_pipelines
 from cmf_core.identity import file_digest
 from cmf_core.server.auth import bearer, require_write
 from cmf_core.server.deps import MAX_OFFSET, SettingsDep, StoreDep
-from cmf_core.server.errors import PayloadTooLargeError
+from cmf_core.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from cmf_core.store import ExecutionFilter, Store
 
 MAX_PAGE = 200_000
 MAX_BUNDLE_BYTES = 1 << 30  # one pushed page, as sent (gzip or not)
+BUNDLE_TYPES = (MEDIA_TYPE, "application/jsonl", "application/json", "application/gzip",
+                "application/x-gzip", "application/octet-stream")
+"""Content types a pushed bundle may have. Not the ones a web page may send to another site
+without asking it first (text/plain, form data, none): with those, any page a user of a
+token-less loopback server opened could push records into that user's store."""
+
+
+def _check_bundle_type(given: str | None) -> None:
+    media = (given or "").split(";", 1)[0].strip().lower()
+    if media not in BUNDLE_TYPES:
+        shown = repr(given) if given else "none"
+        raise UnsupportedMediaTypeError(
+            f"Content-Type of a pushed bundle must be {MEDIA_TYPE} (got {shown}); send the "
+            f"bundle (plain or gzip) with the header 'Content-Type: {MEDIA_TYPE}'")
 
 
 async def federation_peer(request: Request,
@@ -124,6 +138,7 @@ def get_bundle(store: StoreDep, settings: SettingsDep, peer_name: Peer,
 @router.post("/bundle")
 async def post_bundle(request: Request, store: StoreDep, _peer: Peer) -> dict[str, Any]:
     """Import a bundle (one transaction); true conflicts are recorded and reported."""
+    _check_bundle_type(request.headers.get("content-type"))
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():

@@ -235,7 +235,8 @@ def test_tampered_bundle_is_rejected(sites: dict[str, Site], tmp_path: Path) -> 
         good = b"".join(export_bundle(sa, Selector()))
     bad = good.replace(b'"score":0.1', b'"score":0.9', 1)
     assert bad != good
-    with httpx.Client(base_url=b.url, headers={"Authorization": "Bearer t"}) as http:
+    with httpx.Client(base_url=b.url, headers={"Authorization": "Bearer t",
+                                               "Content-Type": "application/x-ndjson"}) as http:
         r = http.post("/api/v1/federation/bundle", content=bad)
         assert r.status_code == 400 and "checksum" in r.json()["message"]
         r = http.post("/api/v1/federation/bundle", content=good[:-50])
