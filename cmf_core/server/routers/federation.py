@@ -9,11 +9,12 @@ Routes (all under ``/api/v1/federation``; protocol in :mod:`cmf_core.federation.
   changes after this store's seq ``N`` as a bundle (``application/x-ndjson``, gzip-compressed
   bytes when ``gzip``; bundle format 1 unless ``format=2`` is asked for), less the versions the
   ``exclude`` vector (``store:seq,...``) covers.
-* ``POST /bundle``: import a bundle (plain or gzip), one transaction; answers the merge report
-  (records, conflicts, high-water mark).
+* ``POST /bundle``: import a bundle (plain or gzip; ``Content-Type: application/x-ndjson``),
+  one transaction; answers the merge report (records, conflicts, high-water mark).
 * ``GET /artifacts/{digest}``: the bytes of an artifact whose location at this site is a local
   file under an allowed root (``federation_artifact_roots``; none by default: every request is
-  refused with 403). The receiver verifies the digest.
+  refused with 403) and whose bytes still hash to the digest (checked before sending: a
+  location may come from a peer's bundle). The receiver verifies the digest too.
 
 Access: when the server has a token (``CMF_TOKEN``) or per-peer tokens
 (``federation_peer_tokens``: peer name -> token), every federation route needs one of them, reads
@@ -33,18 +34,33 @@ from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
-from cmf_core.errors import AuthError, NotFoundError
+from cmf_core.errors import AuthError, InvalidInputError, NotFoundError
 from cmf_core.federation.bundle import FORMAT, FORMATS, MEDIA_TYPE
 from cmf_core.federation.export import DEFAULT_PAGE, Selector, load_vector, page_bundle
 from cmf_core.federation.merge import get_hwm, import_bundle
 from cmf_core.federation.peer import decode_vector, shared_pipelines
+from cmf_core.identity import file_digest
 from cmf_core.server.auth import bearer, require_write
 from cmf_core.server.deps import MAX_OFFSET, SettingsDep, StoreDep
-from cmf_core.server.errors import PayloadTooLargeError
+from cmf_core.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError
 from cmf_core.store import ExecutionFilter, Store
 
 MAX_PAGE = 200_000
 MAX_BUNDLE_BYTES = 1 << 30  # one pushed page, as sent (gzip or not)
+BUNDLE_TYPES = (MEDIA_TYPE, "application/jsonl", "application/json", "application/gzip",
+                "application/x-gzip", "application/octet-stream")
+"""Content types a pushed bundle may have. Not the ones a web page may send to another site
+without asking it first (text/plain, form data, none): with those, any page a user of a
+token-less loopback server opened could push records into that user's store."""
+
+
+def _check_bundle_type(given: str | None) -> None:
+    media = (given or "").split(";", 1)[0].strip().lower()
+    if media not in BUNDLE_TYPES:
+        shown = repr(given) if given else "none"
+        raise UnsupportedMediaTypeError(
+            f"Content-Type of a pushed bundle must be {MEDIA_TYPE} (got {shown}); send the "
+            f"bundle (plain or gzip) with the header 'Content-Type: {MEDIA_TYPE}'")
 
 
 async def federation_peer(request: Request,
@@ -122,6 +138,7 @@ def get_bundle(store: StoreDep, settings: SettingsDep, peer_name: Peer,
 @router.post("/bundle")
 async def post_bundle(request: Request, store: StoreDep, _peer: Peer) -> dict[str, Any]:
     """Import a bundle (one transaction); true conflicts are recorded and reported."""
+    _check_bundle_type(request.headers.get("content-type"))
     chunks: list[bytes] = []
     total = 0
     async for chunk in request.stream():
@@ -160,7 +177,11 @@ def get_artifact_bytes(digest: str, store: StoreDep, settings: SettingsDep,
     if not _shared(store, digest, shared_pipelines(settings, peer_name)):
         raise HTTPException(403, f"artifact {digest[:20]}... belongs to no pipeline this site "
                                  "shares with you")
-    refused = folder = False
+    if not digest.startswith("sha256:"):  # a remote object's id says nothing of any bytes here
+        raise HTTPException(409, f"artifact {digest[:20]}... is a remote object (digest of its "
+                                 "URI and version), not a file this site serves: fetch it from "
+                                 "its own system")
+    refused = folder = changed = False
     for loc in store.artifact_locations(digest):
         if loc.site != store.site or ("://" in loc.uri and not loc.uri.startswith("file://")):
             continue
@@ -172,13 +193,28 @@ def get_artifact_bytes(digest: str, store: StoreDep, settings: SettingsDep,
             refused = True
             continue
         if path.is_file():
-            return FileResponse(path, media_type="application/octet-stream",
-                                headers={"X-Cmf-Digest": digest})
+            # Served only when the file still is the artifact: a location may have come from a
+            # peer (a pushed bundle names any path at any site), and a peer that could name a
+            # file under a root by a digest of its own would read bytes the sharing policy
+            # keeps from it (or a file changed since it was logged would be sent for nothing).
+            try:
+                same = file_digest(path) == digest
+            except InvalidInputError:  # unreadable, or gone since is_file()
+                same = False
+            if same:
+                return FileResponse(path, media_type="application/octet-stream",
+                                    headers={"X-Cmf-Digest": digest})
+            changed = True
+            continue
         folder = folder or path.is_dir()
     if folder:  # there, but a folder: "no local file ... may live elsewhere" sent users away
         raise HTTPException(409, f"artifact {digest[:20]}... is a folder at this site (site "
                                  f"{store.site}); cmf serves files only, not folders: copy "
                                  "it with your own tools")
+    if changed:
+        raise HTTPException(409, f"artifact {digest[:20]}...: the file at this site (site "
+                                 f"{store.site}) no longer has the artifact's bytes (its digest "
+                                 "differs: changed since it was logged); nothing was sent")
     if refused:
         raise HTTPException(403, f"artifact {digest[:20]}... lies outside the folders this site "
                                  "serves (federation_artifact_roots)")

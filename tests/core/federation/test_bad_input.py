@@ -229,6 +229,28 @@ def test_server_answers_400_and_writes_nothing(store: Store) -> None:
     assert snapshot(store) == before
 
 
+def test_a_push_a_web_page_could_send_is_refused(store: Store) -> None:
+    """A token-less loopback server (the default) took a bundle sent as text/plain, or with no
+    content type: what any web page its user opens may POST to 127.0.0.1 without asking the
+    server first (no CORS preflight), so such a page could write records into the store."""
+    before = snapshot(store)
+    body = signed(HEADER, record_dicts())
+    with live_server(store) as server:
+        for headers in ({"Content-Type": "text/plain"}, {},
+                        {"Content-Type": "application/x-www-form-urlencoded"},
+                        {"Content-Type": "multipart/form-data; boundary=x"}):
+            r = httpx.post(server.url + "/api/v1/federation/bundle", content=body,
+                           headers=headers, timeout=30)
+            assert r.status_code == 415, (headers, r.text)
+            assert "Content-Type: application/x-ndjson" in r.json()["message"]
+        assert snapshot(store) == before
+        r = httpx.post(server.url + "/api/v1/federation/bundle", content=body,
+                       headers={"Content-Type": "application/x-ndjson; charset=utf-8"},
+                       timeout=30)
+        assert r.status_code == 200, r.text
+    assert snapshot(store) != before
+
+
 def test_compact_bundles_refuse_the_same_values(store: Store) -> None:
     """Format 2 (columns checked by block) refuses what format 1 refuses."""
     for kind, field, value, message in BAD_RECORDS:

@@ -242,7 +242,8 @@ def test_tampered_bundle_is_rejected(sites: dict[str, Site], tmp_path: Path) -> 
         good = b"".join(export_bundle(sa, Selector()))
     bad = good.replace(b'"score":0.1', b'"score":0.9', 1)
     assert bad != good
-    with httpx.Client(base_url=b.url, headers={"Authorization": "Bearer t"}) as http:
+    with httpx.Client(base_url=b.url, headers={"Authorization": "Bearer t",
+                                               "Content-Type": "application/x-ndjson"}) as http:
         r = http.post("/api/v1/federation/bundle", content=bad)
         assert r.status_code == 400 and "checksum" in r.json()["message"]
         r = http.post("/api/v1/federation/bundle", content=good[:-50])
@@ -340,7 +341,7 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
         with pytest.raises(CmfError, match="does not serve artifact bytes"):
             fetch_artifact(model.id, tmp_path / "c.bin", peer_url=c.url, token="t", store=a)
         (shared / "model.bin").write_bytes(b"changed since it was logged")
-        with pytest.raises(CmfError, match="discarded"):
+        with pytest.raises(CmfError, match="no longer has the artifact's bytes"):
             fetch_artifact(model.id, tmp_path / "bad.bin", token="t", store=a)
         for url in (b.url, "http://127.0.0.1:9"):  # a URL's password never shows
             with pytest.raises(CmfError) as failed:
@@ -362,6 +363,36 @@ def test_artifact_bytes_on_demand(sites: dict[str, Site], tmp_path: Path) -> Non
         assert out.read_bytes() == b"weights" * 1000
     finally:
         a.close()
+
+
+def test_a_pushed_location_does_not_open_files_to_a_peer(sites: dict[str, Site],
+                                                          tmp_path: Path) -> None:
+    """A peer allowed only pipeline 'public' pushes an artifact of 'public' with a digest of
+    its own and, as its location at this site, the path of a 'secret' pipeline's file under the
+    served root: the site must not send that file's bytes (it served them, under the false
+    digest)."""
+    shared = tmp_path / "b" / "data"
+    shared.mkdir(parents=True)
+    (shared / "secret.bin").write_bytes(b"secret weights")
+    b = sites["b"] = Site("b", tmp_path / "b", token="admin", settings={
+        "federation_artifact_roots": [str(shared)],
+        "federation_peer_tokens": {"mallory": "m-tok"},
+        "federation_peer_pipelines": {"mallory": ["public"]}}).start()
+    record(b, "secret", str(shared / "secret.bin"))
+    mallory = Site("b", tmp_path / "mallory")  # names itself after the site it pushes to
+    cmf = Cmf(pipeline_name="public", store=mallory.store_url, site="b", measure_energy=False)
+    with cmf.create_execution("s") as ex:  # she has no such file: she names a digest
+        fake = ex.log_dataset(str(shared / "secret.bin"), "output", digest="sha256:" + "ab" * 32)
+    cmf.close()
+    with mallory.open() as sm:
+        body = b"".join(export_bundle(sm, Selector()))
+    with httpx.Client(base_url=b.url, headers={"Authorization": "Bearer m-tok"}) as http:
+        r = http.post("/api/v1/federation/bundle", content=body,
+                      headers={"Content-Type": "application/x-ndjson"})
+        assert r.status_code == 200 and r.json()["kinds"]["location"] == 1
+        r = http.get(f"/api/v1/federation/artifacts/{fake.id}")
+        assert b"secret weights" not in r.content
+        assert r.status_code == 409 and "no longer has the artifact's bytes" in r.text
 
 
 def test_sync_with_itself_and_unreachable_peer(tmp_path: Path, sites: dict[str, Site]) -> None:
