@@ -114,6 +114,11 @@ class Settings(BaseSettings):
     server_token: str | None = Field(None, description="Bearer token for the CMF server.")
     serve_host: str = Field("127.0.0.1", description="Address `cmf serve` binds.")
     serve_port: int = Field(8080, ge=0, le=65535, description="Port `cmf serve` binds.")
+    serve_allowed_hosts: list[str] = Field(
+        default_factory=list,
+        description="Host names `cmf serve` answers to besides loopback ones (a reverse proxy's "
+        "name; `*`: any). Checked when it binds a loopback address or this is set.",
+    )
     token: str | None = Field(
         None, description="Bearer token `cmf serve` requires for writes (required off loopback)."
     )

@@ -55,7 +55,7 @@ def serve(
         import uvicorn
 
         from cmf_core.server.app import create_app
-        from cmf_core.server.auth import check_bind
+        from cmf_core.server.auth import check_bind, is_loopback
     except ImportError as e:
         raise ConfigError(f"cmf serve needs the server extra ({e.name} is missing): "
                           "pip install 'cmf-foundation[server]'") from None
@@ -73,8 +73,10 @@ def serve(
             typer.echo(f"cmf serve: no CMF store was at {new.resolve()}; created a NEW, empty "
                        "one there (to serve an existing store, check --store or CMF_STORE_URL)",
                        err=True)
-        app = create_app(s, settings, protect_reads=protect_reads)
         bind = settings.serve_host
+        extra = settings.serve_allowed_hosts
+        app = create_app(s, settings, protect_reads=protect_reads, allowed_hosts=None
+                         if "*" in extra or not (extra or is_loopback(bind)) else [bind, *extra])
         shown = f"[{bind}]" if ":" in bind else bind
         port = sock.getsockname()[1]  # the one the system chose for --port 0
         typer.echo(f"cmf serve: store {s.kind} (site {s.site}) on http://{shown}:"

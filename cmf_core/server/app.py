@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 from cmf_core import __version__
 from cmf_core.config import Settings, load_settings
 from cmf_core.server import errors
-from cmf_core.server.auth import require_read
+from cmf_core.server.auth import HostCheck, require_read
 from cmf_core.server.body import DEFAULT_MAX_BODY_BYTES
 from cmf_core.server.ingress import LineageIngress
 from cmf_core.server.routers import artifacts, executions, lineage, metrics, pipelines
@@ -63,12 +63,14 @@ Writes need `Authorization: Bearer <token>` when the server has a token (`CMF_TO
 
 def create_app(store: Store, settings: Settings | None = None, *, protect_reads: bool = False,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-               max_batch: int = DEFAULT_MAX_BATCH) -> FastAPI:
+               max_batch: int = DEFAULT_MAX_BATCH,
+               allowed_hosts: list[str] | None = None) -> FastAPI:
     """The FastAPI app serving ``store``.
 
     ``settings.token`` (``CMF_TOKEN``) protects writes (and reads with ``protect_reads``);
     records are created with the store's site. ``max_body_bytes`` caps a request body,
-    ``max_batch`` the events written in one transaction.
+    ``max_batch`` the events written in one transaction. With ``allowed_hosts`` a request's
+    ``Host`` must be a loopback name or one of them (:class:`~cmf_core.server.auth.HostCheck`).
     """
     settings = settings or load_settings()
     writer = IngestWriter(store, store.site, max_batch=max_batch)
@@ -90,6 +92,8 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
     app.state.max_body_bytes = max_body_bytes
     errors.install(app)
     app.add_middleware(LineageIngress, state=app.state)
+    if allowed_hosts is not None:
+        app.add_middleware(HostCheck, allowed=allowed_hosts)  # added last: runs first
 
     for module in (lineage, pipelines, executions, artifacts, metrics):
         app.include_router(module.router)

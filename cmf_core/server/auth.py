@@ -107,3 +107,37 @@ def check_bind(host: str, token: str | None, insecure: bool = False) -> None:
         f"refusing to serve on {host} without a token: anyone who can reach it could write "
         "to the store. Set CMF_TOKEN (clients then send 'Authorization: Bearer <token>'), bind "
         "127.0.0.1, or pass --insecure to accept unauthenticated writes")
+
+
+def host_name(header: str) -> str:
+    """The host of a ``Host`` header, lower case, without its port (``[::1]:8080``: ``::1``)."""
+    h = header.strip().lower()
+    if h.startswith("["):
+        return h[1:h.index("]")] if "]" in h else h
+    return h.rsplit(":", 1)[0] if h.count(":") == 1 else h
+
+
+class HostCheck:
+    """ASGI middleware: a request whose ``Host`` names neither a loopback address nor one of
+    ``allowed`` gets 400, before any route runs. A server on loopback without a token is
+    otherwise open to any web page whose name its owner's DNS points at 127.0.0.1 (DNS
+    rebinding): the browser sends that page's name as the Host."""
+
+    def __init__(self, app: Any, allowed: list[str]) -> None:
+        self.app = app
+        self.allowed = {host_name(h) for h in allowed}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] in ("http", "websocket"):
+            raw = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
+            name = host_name(raw.decode("latin-1")) if raw is not None else ""
+            if raw is not None and name not in self.allowed and not is_loopback(name):
+                from fastapi.responses import JSONResponse
+
+                response = JSONResponse(status_code=400, content={"detail": (
+                    f"this server does not answer to the host name {name!r}; it answers to "
+                    "loopback names and serve_allowed_hosts (CMF_SERVE_ALLOWED_HOSTS: add a "
+                    "reverse proxy's name there)")})
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)

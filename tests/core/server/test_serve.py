@@ -70,6 +70,51 @@ def test_cmf_serve_records_what_an_openlineage_client_posts(tmp_path: Path) -> N
     assert ex is not None and ex.status is ExecutionStatus.COMPLETED
 
 
+def test_a_web_page_under_another_host_name_is_refused(tmp_path: Path) -> None:
+    """DNS rebinding: a page at http://evil.example:PORT/ whose name resolves to 127.0.0.1
+    could read and write a token-less server on loopback (the browser sends its own name as
+    the Host). Only loopback names and serve_allowed_hosts are answered now."""
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env.update(CMF_HOME=str(tmp_path / "home"), PYTHONPATH=str(ROOT),
+               CMF_SERVE_ALLOWED_HOSTS='["cmf.example.org"]')
+    proc = subprocess.Popen([sys.executable, "-c", APP, "--port", str(port)], env=env,
+                            cwd=ROOT, stderr=subprocess.PIPE, text=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None and time.monotonic() < deadline, "cmf serve did not start"
+            time.sleep(0.2)
+        event = {"eventType": "START", "eventTime": "2026-11-29T10:00:00Z",
+                 "run": {"runId": "01936c1e-8f4a-7000-8000-000000000001"},
+                 "job": {"namespace": "x", "name": "planted"}, "producer": "https://x",
+                 "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent"}
+        for host in ("evil.example", f"evil.example:{port}", "127.0.0.1.nip.io"):
+            for r in (httpx.get(url + "/api/v1/pipelines", headers={"Host": host}),
+                      httpx.post(url + "/api/v1/lineage", json=event, headers={"Host": host}),
+                      httpx.get(url + "/", headers={"Host": host})):
+                assert r.status_code == 400, (host, r.request.url, r.status_code)
+                assert f"does not answer to the host name {host.split(':')[0]!r}" in r.text
+        assert httpx.get(url + "/api/v1/pipelines").json()["items"] == []  # nothing planted
+        for host in (f"localhost:{port}", f"127.0.0.1:{port}", f"[::1]:{port}",
+                     "cmf.example.org", f"CMF.example.org:{port}"):
+            assert httpx.get(url + "/api/v1/health", headers={"Host": host}).status_code == 200
+        # the same event under a name the server answers to is written
+        assert httpx.post(url + "/api/v1/lineage", json=event).status_code < 300
+        assert [p["name"] for p in httpx.get(url + "/api/v1/pipelines").json()["items"]] == [
+            "planted"]
+    finally:
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+
+
 def test_refuses_a_public_address_without_a_token() -> None:
     result = CliRunner().invoke(cli(), ["--host", "0.0.0.0", "--port", "1"])
     assert isinstance(result.exception, ConfigError)
