@@ -48,7 +48,8 @@ class SqliteStore(SqlStore):
         if db in ("", ":memory:"):
             raise StoreError("an in-memory SQLite store cannot be shared; give a file path "
                              "(sqlite:///path/to/cmf.db)")
-        self.path = Path(db).expanduser()
+        # absolute: a relative path would follow the process into every folder it changes to
+        self.path = Path(db).expanduser().absolute()
         if self.path.is_dir():
             raise StoreError(f"store path {self.path} is a directory; give a file path")
         if not create and (not self.path.is_file() or self.path.stat().st_size == 0):

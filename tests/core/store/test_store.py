@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -300,6 +303,38 @@ def test_create_false_opens_only_an_existing_store(tmp_path: Path) -> None:
     open_store(url, site="a").close()  # the default creates it
     with open_store(url, site="a", create=False) as s:
         assert s.list_pipelines() == []
+
+
+_RELATIVE = """
+import os
+from cmf_core import Cmf
+os.chdir("a")
+with Cmf(pipeline_name="p", store="sqlite:///cmf.db", site="s", measure_energy=False) as cmf:
+    with cmf.create_execution("before"):
+        pass
+    os.chdir("../b")
+    for i in range(3):
+        with cmf.create_execution(f"after{i}"):
+            pass
+"""
+
+
+def test_a_relative_store_path_stays_where_it_was_opened(tmp_path: Path) -> None:
+    """sqlite:///cmf.db, then the task changes folder: the store applied its journal at exit
+    through a connection opened there, making an empty cmf.db in the new folder and leaving
+    the records to the next process that opened the real store."""
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    env.update(CMF_HOME=str(tmp_path / "home"),
+               PYTHONPATH=str(Path(__file__).resolve().parents[3]))
+    subprocess.run([sys.executable, "-c", _RELATIVE], cwd=tmp_path, env=env, check=True,
+                   timeout=120)
+    assert list((tmp_path / "b").iterdir()) == []
+    assert list((tmp_path / "a" / "cmf.db.journal").glob("*.log")) == []  # all applied
+    with open_store(f"sqlite:///{tmp_path / 'a' / 'cmf.db'}", "s") as store:
+        assert sorted(e.stage for e in store.list_executions()) == [
+            "after0", "after1", "after2", "before"]
 
 
 def test_store_folder_that_cannot_be_made(tmp_path: Path) -> None:
