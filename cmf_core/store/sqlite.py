@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
 import sqlite3
 from pathlib import Path
@@ -64,6 +65,28 @@ class SqliteStore(SqlStore):
         sa.event.listen(engine, "connect", self._on_connect)
         super().__init__(url, site, engine, create=create)
         self._journal = JournalWriter(journal_dir(self.path), fsync=durability == "full")
+        self._file = _identity(self.path)
+
+    def _check_file(self) -> None:
+        """Raise unless the file at the store's path is the one opened. Once it is deleted or
+        replaced, this process's connections would go on writing into the old, unlinked file,
+        and the records would be lost with it; raised instead, the caller spools them
+        (``Cmf``, the emitter), and they are replayed into the file now there."""
+        now = _identity(self.path)
+        if now != self._file:
+            raise StoreError(
+                f"the store file {self.path} was {'deleted' if now is None else 'replaced'} "
+                "while this process had it open; nothing more is written to the old file: "
+                "records are spooled and replayed into the store now at that path by the next "
+                "run or `cmf spool retry` (restart a long-running process such as cmf serve)")
+
+    def _append(self, rows: dict[str, list[list[Any]]], written: Any) -> None:
+        self._check_file()
+        super()._append(rows, written)
+
+    def apply_journal(self) -> int:
+        self._check_file()  # the journal left is applied by the next process, to the new file
+        return super().apply_journal()
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
         prepare(dbapi_conn)
@@ -105,6 +128,15 @@ class SqliteStore(SqlStore):
         if "unable to open" in text or "readonly" in text:
             return StoreError(f"cannot write the store at {self.path}: {text}")
         return StoreError(f"store {self.path} failed: {text}")
+
+
+def _identity(path: Path) -> tuple[int, int] | None:
+    """The (device, inode) of the file at ``path``; None when there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return st.st_dev, st.st_ino
 
 
 def why_no_folder(folder: Path, error: OSError) -> str:

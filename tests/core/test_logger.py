@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -448,3 +449,38 @@ def test_a_store_that_fills_up_before_close_raises_nothing_and_loses_nothing(
         got = sorted((e.id, e.status) for e in s.list_executions())
         assert got == sorted((i, ExecutionStatus.COMPLETED) for i in ids)
         assert sorted(m.value for m in s.metrics(ids)) == [0.0, 0.1, 0.2, 0.3, 0.4]
+
+
+@pytest.mark.parametrize("how", ["deleted", "replaced"])
+def test_records_made_after_the_store_file_went_away_are_spooled_not_lost(
+        tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture) -> None:
+    """The store's folder is deleted (or the file replaced by a restored copy) while a
+    pipeline records: its connections and journal went on writing into the unlinked file, and
+    every later execution was lost without a trace. They are spooled now, and the next run
+    replays them into the store at that path."""
+    folder = tmp_path / "store"
+    url = f"sqlite:///{folder / 'cmf.db'}"
+    with Cmf(pipeline_name="p", store=url, measure_energy=False) as cmf:
+        with cmf.create_execution("before"):
+            pass
+        cmf.store.apply_journal()  # type: ignore[attr-defined]
+        if how == "deleted":
+            shutil.rmtree(folder)
+        else:
+            (folder / "cmf.db").rename(tmp_path / "old.db")
+            open_store(url, site="x").close()  # a fresh store at the path
+        after = []
+        for i in range(3):
+            with cmf.create_execution("after", params={"i": i}) as ex:
+                after.append(ex.id)
+    assert f"the store file {folder / 'cmf.db'} was {how}" in caplog.text
+    assert "spooled in" in caplog.text
+    if how == "deleted":
+        assert not folder.exists()  # not made again behind the user's back
+    with Cmf(pipeline_name="p", store=url, measure_energy=False) as again:  # replays the spool
+        got = {e.id: e.stage for e in again.store.list_executions()}
+    assert {i: "after" for i in after}.items() <= got.items()
+    if how == "deleted":
+        assert "before" not in got.values()  # it was in the folder that went away
+    else:  # the journal beside the file is applied to the new one too (upserts: harmless)
+        assert "damaged" not in caplog.text
