@@ -20,6 +20,7 @@ artifact_app = typer.Typer(help="Artifact bytes: fetch them from the site that h
 
 def register(app: typer.Typer) -> None:
     app.command("sync")(sync)
+    app.command("peers")(peers)
     app.command("conflicts")(conflicts)
     artifact_app.command("fetch")(fetch)
     app.add_typer(artifact_app, name="artifact")
@@ -108,6 +109,28 @@ def fetch(
         path = fetch_artifact(digest, out, peer_url=from_url, token=token, store=s,
                               settings=settings, timeout=timeout, force=force)
     typer.echo(f"Fetched {digest} to {path} (digest verified)")
+
+
+def peers(json_out: JsonOpt = False, store: StoreOpt = None) -> None:
+    """List the sites this store has synced with: each site's URL (as cmf artifact fetch
+    uses it), and when it was last synced, which way and what moved.
+
+    Example: cmf peers
+    """
+    from cmf_core.federation.peer import peers as known
+
+    with get_store(store) as s:
+        found = known(s)
+    if json_out:
+        print_json([p.to_dict() for p in found])
+        return
+    if not found:
+        typer.echo("Peers: none (cmf sync PEER_URL adds one).")
+        return
+    table("Peers", ["site", "url", "last sync", "direction", "pulled", "pushed", "conflicts"],
+          [[p.site, p.url, fmt_time(p.synced_at) if p.synced_at else "not finished",
+            (p.direction or "-") + (f" (pipeline {p.pipeline})" if p.pipeline else ""),
+            p.pulled, p.pushed, p.conflicts] for p in found])
 
 
 def conflicts(json_out: JsonOpt = False, store: StoreOpt = None) -> None:

@@ -32,10 +32,12 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import json
 import os
 import queue
 import tempfile
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -58,6 +60,7 @@ from cmf_core.task_values import hide_password
 
 API = "/api/v1/federation"
 PEER_URL_KEY = "federation:peer-url:"
+PEER_SYNC_KEY = "federation:peer-sync:"  # the last sync with a site: when, how, what moved
 Direction = Literal["both", "push", "pull"]
 
 
@@ -291,6 +294,10 @@ def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
                                 f"{shown or 'none'}")
         if direction in ("both", "push"):
             _push(client, store, info, push_sel, page_size, compress, report.pushed)
+        store.set_state(PEER_SYNC_KEY + report.peer_site, json.dumps({
+            "at": time.time(), "direction": direction, "pipeline": pipeline,
+            "store_id": report.peer_store, "pulled": report.pulled.records,
+            "pushed": report.pushed.records, "conflicts": len(report.conflicts)}))
     finally:
         client.close()
         if own:
@@ -442,6 +449,42 @@ def _push(client: _Client, store: Store, info: Any, selector: Selector, page_siz
             out.end = since = end
             if not more:
                 return
+
+
+@dataclass
+class Peer:
+    """A site this store synced with: its URL (password hidden) and its last whole sync."""
+
+    site: str
+    url: str
+    synced_at: float | None = None  # None: a sync began but did not finish
+    direction: str | None = None
+    pipeline: str | None = None
+    pulled: int = 0
+    pushed: int = 0
+    conflicts: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def peers(store: Store) -> list[Peer]:
+    """The sites this store learned by syncing with them (``cmf sync``), by site name."""
+    urls = store.states(PEER_URL_KEY)
+    syncs = store.states(PEER_SYNC_KEY)
+    out = []
+    for key, url in urls.items():
+        site = key[len(PEER_URL_KEY):]
+        try:
+            last = json.loads(syncs.get(PEER_SYNC_KEY + site) or "{}")
+        except ValueError:
+            last = {}
+        out.append(Peer(site, hide_password(url), last.get("at"), last.get("direction"),
+                        last.get("pipeline"), int(last.get("pulled") or 0),
+                        int(last.get("pushed") or 0), int(last.get("conflicts") or 0)))
+    return out
 
 
 # data on demand -------------------------------------------------------------------------------

@@ -283,6 +283,10 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def set_state(self, key: str, value: str) -> None: ...
 
+    @abc.abstractmethod
+    def states(self, prefix: str) -> dict[str, str]:
+        """The state entries whose key starts with ``prefix``, by key."""
+
     # federation: versions (optional; the SQL backends implement them) -------------------------
     # A row written by :meth:`put` is a version of this store: (``store_id``, its ``seq``). A row
     # that :meth:`put_versioned` changed keeps the version it had at its origin store. A store

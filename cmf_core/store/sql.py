@@ -857,6 +857,14 @@ class SqlStore(Store):
             return c.execute(sa.select(schema.state.c.value).where(schema.state.c.key == key)
                              ).scalar_one_or_none()
 
+    def states(self, prefix: str) -> dict[str, str]:
+        t = schema.state
+        with self.engine.connect() as c:
+            rows = c.execute(sa.select(t.c.key, t.c.value)
+                             .where(t.c.key.startswith(prefix, autoescape=True))
+                             .order_by(t.c.key)).all()
+        return {k: v for k, v in rows if k.startswith(prefix)}  # SQLite's LIKE ignores case
+
     def record_conflict(self, kind: str, record_id: str, site: str, detail: dict[str, Any]
                         ) -> None:
         """Keep a note of a true conflict (same id, different immutable content)."""

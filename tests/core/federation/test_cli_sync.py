@@ -7,6 +7,7 @@ import contextlib
 import gzip
 import json
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -108,10 +109,20 @@ def test_sync_and_fetch_commands(app: typer.Typer, tmp_path: Path) -> None:
     b.start()
     local = f"sqlite:///{tmp_path / 'a.db'}"
     try:
+        open_store(local, site="a").close()
+        assert invoke(app, "peers", "--store", local) == \
+            "Peers: none (cmf sync PEER_URL adds one).\n"
+        before = time.time()
         out = invoke(app, "sync", b.url, "--pull", "--token", "s3cret", "--store", local)
         assert out.startswith(f"Synced with b at {b.url}: pulled ") and "pushed" not in out
         moved = re.search(r"pulled ([\d,]+) records \(([\d,]+) new or changed, ", out)
         assert moved, out
+        [peer] = json.loads(invoke(app, "peers", "--json", "--store", local))
+        assert before <= peer.pop("synced_at") <= time.time()
+        assert peer == {"site": "b", "url": b.url, "direction": "pull", "pipeline": None,
+                        "pulled": int(moved[1].replace(",", "")), "pushed": 0, "conflicts": 0}
+        listed = invoke(app, "peers", "--store", local)
+        assert "b" in listed and b.url in listed and "pull" in listed
         with open_store(local, site="a") as a:  # a new store: every record pulled is new
             assert int(moved[2].replace(",", "")) == int(moved[1].replace(",", "")) \
                 == len(dump(a)) > 0

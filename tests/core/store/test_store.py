@@ -194,6 +194,11 @@ def test_state(store: Store) -> None:
     store.set_state("k", "1")
     store.set_state("k", "2")
     assert store.get_state("k") == "2"
+    for key in ("peer:a", "peer:b", "Peer:c", "peer_x", "peers", "other"):
+        store.set_state(key, key.upper())
+    assert store.states("peer:") == {"peer:a": "PEER:A", "peer:b": "PEER:B"}
+    assert store.states("peer_") == {"peer_x": "PEER_X"}  # _ and % are no wildcards
+    assert store.states("%") == {} and store.states("nope") == {}
 
 
 def test_non_record_rejected_and_nothing_written(store: Store) -> None:
