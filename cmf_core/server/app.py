@@ -104,7 +104,9 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
             continue
         app.include_router(module.router)
 
-    @app.get("/api/v1/health", tags=["server"], dependencies=[Depends(require_read)])
+    # HEAD too: monitors and load balancers probe with it (it fell through to the UI's 404)
+    @app.api_route("/api/v1/health", methods=["GET", "HEAD"], tags=["server"],
+                   dependencies=[Depends(require_read)])
     def health() -> dict[str, Any]:
         """Liveness, the store behind the server, and the writer's counters."""
         return {

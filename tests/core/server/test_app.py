@@ -43,6 +43,8 @@ def test_health_reports_the_store_and_the_writer(server: LiveServer) -> None:
     assert body["status"] == "ok" and body["store"] == server.store.kind
     assert body["site"] == "site-a" and body["auth"] is False
     assert set(body["writer"]) == {"queued", "batches", "events", "largest_batch"}
+    head = httpx.head(server.url + "/api/v1/health")  # as monitors probe it
+    assert head.status_code == 200 and head.content == b""
 
 
 def test_app_state_is_shared_with_routers(server: LiveServer) -> None:
