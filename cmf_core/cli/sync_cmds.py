@@ -147,3 +147,8 @@ def conflicts(json_out: JsonOpt = False, store: StoreOpt = None) -> None:
     table("Conflicts", ["detected", "kind", "record", "site", "fields"],
           [[fmt_time(c["detected_at"]), c["kind"], c["record_id"], c["site"],
             ", ".join(c["detail"].get("fields", []))] for c in found])
+    if any(c["kind"] == "execution" and "site" in c["detail"].get("fields", []) for c in found):
+        typer.echo("An execution id recorded at two sites is most often one Airflow DAG run at "
+                   "both: Airflow task ids derive from the OpenLineage namespace, so give each "
+                   "site its own [openlineage] namespace (docs/federation.md, 'Design choices "
+                   "and limits').")

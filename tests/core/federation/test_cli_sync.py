@@ -4,6 +4,7 @@ cmf conflicts) through the CLI, on real stores and a real site server."""
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import gzip
 import json
 import re
@@ -18,7 +19,7 @@ from typer.testing import CliRunner
 from cmf_core import Cmf
 from cmf_core.cli import records_cmds, sync_cmds
 from cmf_core.errors import InvalidInputError
-from cmf_core.model import Metric
+from cmf_core.model import Execution, Metric, Pipeline, Stage
 from cmf_core.store import open_store
 from tests.core.federation.sites import Site, dump
 
@@ -98,6 +99,22 @@ def test_conflicts_are_listed(app: typer.Typer, tmp_path: Path) -> None:
     found = json.loads(invoke(app, "conflicts", "--json", "--store", dst))
     assert [(c["kind"], c["detail"]["fields"]) for c in found] == [("metric", ["value"])]
     assert "acc" in invoke(app, "conflicts", "--store", dst)
+
+
+def test_an_execution_id_at_two_sites_gets_a_hint(app: typer.Typer, tmp_path: Path) -> None:
+    """The same Airflow DAG run at two sites under one OpenLineage namespace makes the same
+    execution ids; the conflict listing says so and what to do."""
+    src, dst = f"sqlite:///{tmp_path / 'a.db'}", f"sqlite:///{tmp_path / 'b.db'}"
+    same = Execution(pipeline="etl", stage="extract", site="a").ended()
+    with open_store(src, site="a") as a, open_store(dst, site="b") as b:
+        a.put([Pipeline("etl", "a"), Stage("etl", "extract", "a"), same])
+        b.put([Pipeline("etl", "b"), Stage("etl", "extract", "b"),
+               dataclasses.replace(same, site="b")])
+    invoke(app, "export", str(tmp_path / "a.jsonl"), "--store", src)
+    assert "1 conflict(s) recorded" in invoke(app, "import", str(tmp_path / "a.jsonl"),
+                                              "--store", dst)
+    listed = invoke(app, "conflicts", "--store", dst)
+    assert "give each site its own [openlineage] namespace" in listed
 
 
 def test_sync_and_fetch_commands(app: typer.Typer, tmp_path: Path) -> None:
