@@ -21,6 +21,33 @@ def test_every_setting_documented() -> None:
     assert not missing, f"settings missing from docs/configuration.md: {missing}"
 
 
+def test_settings_table_gives_the_codes_defaults_and_meanings() -> None:
+    """Each row of docs/configuration.md's settings table has the field's default and
+    description as config.py has them (the table was written from them; a changed default
+    would otherwise leave the page stating the old one)."""
+    from pydantic_core import PydanticUndefined
+
+    text = (ROOT / "docs" / "configuration.md").read_text()
+    rows = {m[1]: (m[2], m[3], m[4]) for m in re.finditer(
+        r"^\| `(\w+)` \| `(\w+)` \| `([^`]*)` \| (.*) \|$", text, re.M)}
+    wrong = []
+    for name, field in Settings.model_fields.items():
+        if name not in rows:
+            wrong.append(f"{name}: no row")
+            continue
+        env, default, meaning = rows[name]
+        if name == "site":  # a default_factory: the host name
+            want = "(hostname)"
+        elif field.default is PydanticUndefined:
+            want = str(field.default_factory())  # type: ignore[call-arg,misc]
+        else:
+            want = str(field.default)
+        if env != f"CMF_{name.upper()}" or default != want or meaning != field.description:
+            wrong.append(f"{name}: docs say `{env}` `{default}` {meaning!r}; code: "
+                         f"`CMF_{name.upper()}` `{want}` {field.description!r}")
+    assert not wrong, "\n".join(wrong)
+
+
 def test_every_command_in_cli_reference() -> None:
     text = (ROOT / "docs" / "cli.md").read_text()
     group = typer.main.get_command(app)
@@ -57,6 +84,36 @@ def _doc_commands(text: str) -> Iterator[str]:
                 if (all(re.fullmatch(r"\$|[A-Z_][A-Z0-9_]*=\S*", t) for t in toks[:i])
                         and rest and rest[0] not in ("=", "...")):
                     yield " ".join(toks[i:])
+
+
+def _anchors(path: Path) -> set[str]:
+    """GitHub's anchors of a Markdown file's headings (lower case, punctuation dropped,
+    spaces to hyphens); headings inside fenced blocks are not headings."""
+    out, fence = set(), False
+    for line in path.read_text().splitlines():
+        if line.startswith("```"):
+            fence = not fence
+        elif not fence and re.match(r"#{1,6} ", line):
+            out.add(re.sub(r"[^\w\- ]", "", line.lstrip("#").strip().lower()).replace(" ", "-"))
+    return out
+
+
+def test_relative_links_and_anchors_resolve() -> None:
+    """Every relative link of the README, docs/, examples/ and benchmarks/RESULTS.md names a
+    file of the repository, and an anchor in it names one of that file's headings."""
+    wrong = []
+    for path in [*_markdown_files(), ROOT / "benchmarks" / "RESULTS.md"]:
+        text = re.sub(r"```.*?```", "", path.read_text(), flags=re.S)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):
+                continue
+            file, _, anchor = target.partition("#")
+            dest = (path.parent / file).resolve() if file else path
+            if not dest.exists():
+                wrong.append(f"{path.name}: ({target}): no such file")
+            elif anchor and dest.suffix == ".md" and anchor not in _anchors(dest):
+                wrong.append(f"{path.name}: ({target}): no heading #{anchor} in {dest.name}")
+    assert not wrong, "\n".join(wrong)
 
 
 def test_commands_in_docs_exist() -> None:
