@@ -15,6 +15,10 @@ import typer
 
 from cmf_core.errors import InvalidInputError
 
+# as cmf_core.cli.common's (imported from there, cmf_core.cli would load this plugin half-made)
+StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: CMF_STORE_URL "
+                                              "or the embedded SQLite store).")]
+
 kubeflow = typer.Typer(name="kubeflow", help="Kubeflow Pipelines: track pipelines, import runs.",
                        no_args_is_help=True)
 
@@ -80,6 +84,7 @@ def import_local_cmd(
         help="Compiled pipeline that ran (for inputs, parameters and artifact types).")] = None,
     arg: Annotated[list[str] | None, typer.Option(
         "--arg", help="A pipeline argument of that run, e.g. --arg rows=40.")] = None,
+    store: StoreOpt = None,
 ) -> None:
     """Record a finished kfp.local run into the CMF store (safe to repeat).
 
@@ -87,7 +92,8 @@ def import_local_cmd(
     """
     from cmf_kubeflow.importer import import_local_run
 
-    _echo(import_local_run(run_dir, pipeline=pipeline, arguments=_pairs(arg, "--arg")))
+    _echo(import_local_run(run_dir, pipeline=pipeline, arguments=_pairs(arg, "--arg"),
+                           settings=_settings(store)))
 
 
 @kubeflow.command("import-run")
@@ -99,6 +105,7 @@ def import_run_cmd(
     download_max_bytes: Annotated[int, typer.Option(
         help="Download artifacts up to this size to digest their bytes (0: never).")]
     = 64 << 20,
+    store: StoreOpt = None,
 ) -> None:
     """Record a run of a KFP cluster into the CMF store, via the v2beta1 REST API.
 
@@ -108,4 +115,12 @@ def import_run_cmd(
 
     with KfpRunReader(host, token=os.environ.get(token_env) or None,
                       download_max_bytes=download_max_bytes) as reader:
-        _echo(reader.import_run(run_id))
+        _echo(reader.import_run(run_id, settings=_settings(store)))
+
+
+def _settings(store: str | None) -> Any:
+    """The settings to record with: with --store, into that store (not CMF_SERVER_URL)."""
+    from cmf_core.config import load_settings
+
+    settings = load_settings(store_url=store)
+    return settings.model_copy(update={"server_url": None}) if store else settings

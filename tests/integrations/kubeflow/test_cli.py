@@ -85,3 +85,10 @@ def test_import_commands(cli: typer.Typer, tmp_path: Path, cmf_env: str) -> None
               if e.properties.get("kfp.run") == run.run_dir.name}
     assert params["make-data"] == {"rows": 12, "seed": 7}
     assert store.get_execution(adapter.execution_id(RUN_ID, "evaluate-model")) is not None
+    # --store, as every cmf command that records takes it
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    again = CliRunner().invoke(cli, ["kubeflow", "import-local", str(run.run_dir), "--pipeline",
+                                     str(spec), "--arg", "rows=12", "--store", other])
+    assert again.exit_code == 0, again.output
+    with open_store(other, SITE) as s:
+        assert {e.stage for e in s.list_executions()} >= {"make-data", "evaluate-model"}
