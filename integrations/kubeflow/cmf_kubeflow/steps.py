@@ -75,9 +75,21 @@ def run_federated_sync(peer_url: str = "", direction: str = "both", pipeline: st
     summary: dict[str, Any] = {"peer": hide_password(peer), "direction": direction,
                                "pipeline": pipeline or None}
     try:
+        from cmf_core.errors import AuthError
         from cmf_core.federation.peer import sync
 
-        result = sync(peer, token, direction, pipeline or None)
+        try:
+            result = sync(peer, token, direction, pipeline or None)
+        except AuthError as e:  # say where this step's token came from: $token_env
+            from cmf_core.config import load_settings
+            from cmf_core.federation.peer import token_for
+
+            where = (f"${token_env}" if token else
+                     "the federation_tokens setting for this URL"
+                     if token_for(peer, load_settings()) else
+                     f"none, ${token_env} is not set in the component's environment (e.g. "
+                     "use_cmf_secret)")
+            raise AuthError(f"{e} (this step's token: {where})") from None
     except Exception as e:
         if strict:
             raise

@@ -76,6 +76,20 @@ def missing():
 missing()
 '''
 
+WRONG_TOKEN = '''
+from airflow.sdk import dag
+
+from cmf_airflow.operators import CmfFederatedSyncOperator
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def wrong_token():
+    CmfFederatedSyncOperator(task_id="share", cmf_conn_id="cmf_peer")
+
+
+wrong_token()
+'''
+
 BAD_DATA = '''
 from airflow.sdk import dag
 
@@ -178,6 +192,25 @@ def test_sync_without_a_peer_connection(run_dag, cmf_store) -> None:
     assert runs["required"].status is ExecutionStatus.FAILED
     assert "no_such_peer" in runs["required"].error
     assert runs["optional"].status is ExecutionStatus.SKIPPED
+
+
+def test_sync_with_a_token_the_peer_refuses(run_dag, cmf_store, peer, monkeypatch,
+                                            capfd) -> None:
+    """The task fails saying the peer refused the token and where the token came from (the
+    connection's password), and the token is in neither the task's log nor its record."""
+    url, _ = peer
+    host, port = url.removeprefix("http://").split(":")
+    monkeypatch.setenv("AIRFLOW_CONN_CMF_PEER", json.dumps(
+        {"conn_type": "cmf", "host": host, "port": int(port), "schema": "http",
+         "password": "stale-token-3f9a"}))
+    dr = run_dag(WRONG_TOKEN, "wrong_token")
+    assert dr.state == "failed"
+    run = by_stage(cmf_store(), "wrong_token")["share"]
+    assert run.status is ExecutionStatus.FAILED
+    assert "refused GET /info" in run.error
+    assert "this step's token: the password of connection 'cmf_peer'" in run.error
+    logged = capfd.readouterr()
+    assert "stale-token-3f9a" not in logged.out + logged.err + run.error
 
 
 def test_recommend_seed_on_data_it_cannot_describe(run_dag, cmf_store, tmp_path: Path) -> None:

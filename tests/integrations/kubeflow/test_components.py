@@ -24,7 +24,7 @@ from cmf_kubeflow.components import use_cmf_secret
 from cmf_kubeflow.steps import run_federated_sync, run_recommend_seed
 from kfp import compiler, components
 
-from cmf_core.errors import ConfigError, InvalidInputError
+from cmf_core.errors import AuthError, ConfigError, InvalidInputError
 from cmf_core.model import ExecutionStatus
 from cmf_core.recommend import AdaptiveSeeder, TaskDescription, recommend, record_trial
 from cmf_core.store import open_store
@@ -142,6 +142,18 @@ def test_federated_sync_pushes_to_the_peer(seeded_run: LocalRun, peer: Peer) -> 
     # everything that had finished before the sync step started
     assert {"make-data", "train-model", "evaluate-model", "recommend-seed", "tune"} <= pushed
     assert any(e.pipeline == "hpo-past-churn" for e in peer_store.list_executions())
+
+
+def test_federated_sync_names_where_a_refused_token_came_from(
+        tmp_path: Path, peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CMF_STORE_URL", f"sqlite:///{tmp_path / 'site.db'}")
+    monkeypatch.delenv("CMF_SERVER_TOKEN", raising=False)
+    summary = run_federated_sync(peer.url, strict=False)
+    assert "refused GET /info" in summary["error"]
+    assert "this step's token: none, $CMF_SERVER_TOKEN is not set" in summary["error"]
+    monkeypatch.setenv("PEER_TOKEN", "stale-token")
+    with pytest.raises(AuthError, match=r"this step's token: \$PEER_TOKEN\)"):
+        run_federated_sync(peer.url, token_env="PEER_TOKEN")
 
 
 def test_components_compile_with_a_secret(tmp_path: Path) -> None:

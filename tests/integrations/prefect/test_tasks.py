@@ -138,6 +138,30 @@ def test_federated_sync_pushes_the_flow_lineage_to_the_hpc_site(
         assert "hpc-secret" not in json.dumps([dict(e.params) for e in store.list_executions()])
 
 
+def test_federated_sync_names_where_a_refused_token_came_from(
+        auto_route: Any, cmf_settings: Any, cmf_store: Any, peer: tuple[str, Any]) -> None:
+    from cmf_core.errors import AuthError
+
+    url, _ = peer
+    CmfPeer(url=url, token="stale-token").save("hpc-stale", overwrite=True)
+    connection = CmfConnection(store_url=cmf_settings.store_url, site="edge")
+
+    @flow
+    def with_block() -> dict[str, Any]:
+        return federated_sync(CmfPeer.load("hpc-stale"), connection=connection)
+
+    @flow
+    def without_token() -> dict[str, Any]:
+        return federated_sync(url, connection=connection)
+
+    with pytest.raises(AuthError, match="this task's token: the token of the CmfPeer block"):
+        with_block()
+    with pytest.raises(AuthError, match="this task's token: none; give the CmfPeer block a"):
+        without_token()
+    failed = [e for e in cmf_store.list_executions() if e.stage == "federated-sync"]
+    assert len(failed) == 2 and all("refused GET /info" in e.error for e in failed)
+
+
 def test_federated_sync_rejects_a_bad_direction(prefect_api: str) -> None:
     with pytest.raises(InvalidInputError, match="sideways"):
         federated_sync.fn("http://127.0.0.1:9", direction="sideways")
