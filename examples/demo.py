@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -225,6 +226,19 @@ def _indent(text: str, prefix: str = "  ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal, a CI timeout) leave like Ctrl-C does,
+    through the ``finally`` that stops each site's servers: they run in their own sessions, and
+    Python's default for these signals (die at once) left them running, holding their ports."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
@@ -232,6 +246,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave each site's `cmf serve` running after the report")
     parser.add_argument("--small", action="store_true", help="the smallest sizes (a smoke run)")
     args = parser.parse_args(argv)
+    stop_on_signals()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
     started = time.perf_counter()
