@@ -1,4 +1,4 @@
-"""`make demo` leaves no server behind when it is killed.
+"""`make demo` leaves no server behind when it is killed, and its report's small readings.
 
 The servers are real `cmf serve` processes on loopback, started by a real child process that is
 then killed (SIGTERM as by `kill` or a CI timeout, SIGKILL as by the OOM killer).
@@ -60,7 +60,7 @@ def _gone_within(pid: int, seconds: float) -> bool:
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="signals and /proc: Linux")
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGKILL], ids=lambda s: s.name)
 def test_killed_demo_leaves_no_server(tmp_path: Path, sig: signal.Signals) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
     child = subprocess.Popen([sys.executable, "-c", CHILD, str(EXAMPLES), str(tmp_path / "hpc")],
@@ -84,3 +84,24 @@ def test_killed_demo_leaves_no_server(tmp_path: Path, sig: signal.Signals) -> No
             child.wait()
         if server and _alive(server):
             os.kill(server, signal.SIGKILL)
+
+
+def test_finetune_reading_says_when_it_did_not_help() -> None:
+    import demo
+
+    worse = demo.finetune_reading({"auc_base": 0.9732, "auc_finetuned": 0.9669})
+    assert "0.9732 (hpc model) -> 0.9669 (fine-tuned)" in worse
+    assert "did not help" in worse
+    better = demo.finetune_reading({"auc_base": 0.90, "auc_finetuned": 0.95})
+    assert "did not help" not in better and "0.9000 (hpc model) -> 0.9500" in better
+
+
+def test_cmf_command_is_one_that_runs(tmp_path: Path) -> None:
+    import demo
+
+    cmd = demo.cmf_command()
+    # the printed command works from where the demo was run (after `make demo`, `cmf` is
+    # .venv/bin/cmf, which is not on PATH unless the environment is activated)
+    proc = subprocess.run([*cmd.split(), "--help"], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lineage" in proc.stdout
