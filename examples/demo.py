@@ -19,6 +19,8 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -71,25 +73,61 @@ def cmf_cli(store_url: str, *args: str) -> str:
     return proc.stdout + proc.stderr
 
 
+def _milli(kilo: float) -> str:
+    """A kWh or kgCO2e amount in mWh or mgCO2e (x 1e6): the demo's tasks use milliwatt-hours,
+    which in kWh read as 3.7e-06."""
+    return f"{kilo * 1e6:.3f}"
+
+
 def stage_table(site: Any, chart: Path) -> str:
-    """Energy and carbon per stage (the roll-up of `cmf carbon --by stage`, compact), and its
-    chart (`cmf carbon --by stage --plot`: kgCO2e per stage, coloured by site)."""
+    """Energy and carbon per stage (the roll-up of `cmf carbon --by stage`, compact, in mWh and
+    mgCO2e), and its chart (`cmf carbon --by stage --plot`: kgCO2e per stage, coloured by
+    site)."""
     from cmf_core.carbon.rollup import plot, rollup
 
     with site.open_store() as store:
         r = rollup(store, by="stage")
     plot(r, chart, title="Emissions per stage and site (kgCO2e), HEP scenario")
-    lines = ["Per stage (all sites, largest first; `cmf carbon --by stage` has the inputs "
-             "behind each number):", f"  {'stage':<46} {'site':<6} {'execs':>5} {'kWh':>11} "
-             f"{'kgCO2e':>11}  phase"]
-    for g in sorted(r.groups, key=lambda g: -g.co2e_kg):
+    lines = ["Per stage (all sites, largest first; in mWh and mgCO2e: 1 mWh = 1e-6 kWh; "
+             "`cmf carbon --by stage` has the inputs behind each number):",
+             f"  {'stage':<46} {'site':<6} {'execs':>5} {'mWh':>9} {'mgCO2e':>9}  phase"]
+    unrecorded = False
+    for g in sorted(r.groups, key=lambda g: (-g.co2e_kg, g.key)):
         phases = ", ".join(f"{p}{'*' if s.inferred else ''}" for p, s in g.phases.items())
-        lines.append(f"  {g.key:<46} {', '.join(g.sites):<6} {g.executions:>5} "
-                     f"{g.energy_kwh:>11.3e} {g.co2e_kg:>11.3e}  {phases}")
-    lines.append(f"  {'total':<46} {'':<6} {r.total.executions:>5} {r.total.energy_kwh:>11.3e} "
-                 f"{r.total.co2e_kg:>11.3e}")
-    lines.append("  (* phase inferred from the stage name)")
+        if g.with_energy:
+            amounts = f"{_milli(g.energy_kwh):>9} {_milli(g.co2e_kg):>9}"
+        else:  # not a measured zero: nothing was recorded
+            amounts, unrecorded = f"{'-':>9} {'-':>9}", True
+        lines.append(f"  {g.key:<46} {', '.join(g.sites):<6} {g.executions:>5} {amounts}  "
+                     f"{phases}")
+    lines.append(f"  {'total':<46} {'':<6} {r.total.executions:>5} "
+                 f"{_milli(r.total.energy_kwh):>9} {_milli(r.total.co2e_kg):>9}")
+    lines.append("  (* phase inferred from the stage name" + (
+        "; - no energy record: the run of a whole DAG or flow, whose tasks have theirs)"
+        if unrecorded else ")"))
     return "\n".join(lines)
+
+
+def energy_context(site: Any) -> str:
+    """What the energy and carbon numbers rest on (measured or modelled, which grid), and their
+    scale, from the records themselves."""
+    from cmf_core.carbon.rollup import rollup
+
+    with site.open_store() as store:
+        total = rollup(store, by="site").total
+    inputs = total.inputs
+    methods = {m for ms in inputs.methods.values() for m in ms}
+    how = ("estimated, not measured: no power counter (RAPL, NVML) could be read here, so each "
+           "task's energy is modelled from its CPU time and memory (docs/energy.md)"
+           if methods <= {"model"} else f"from {inputs.methods_text()}")
+    grid = " / ".join(f"{g:g}" for g in inputs.intensity_g_per_kwh) or "?"
+    regions = ", ".join(inputs.regions) or "?"
+    seconds_at_10w = total.energy_kwh * 3.6e6 / 10.0
+    return (f"Energy is {how}; carbon = energy x PUE {', '.join(f'{p:g}' for p in inputs.pue)}"
+            f" x {grid} gCO2e/kWh (the {regions} grid average; set CMF_CARBON_REGION or "
+            f"CMF_CARBON_INTENSITY for your own).\nFor scale: {_milli(total.energy_kwh)} mWh "
+            f"is what a 10 W laptop draws in {seconds_at_10w:.0f} s; these tasks are small "
+            "on purpose.")
 
 
 def curve_table(results: dict[str, list[Any]], n_trials: int, metric: str) -> str:
@@ -152,9 +190,7 @@ def report(hep: Any, aiops: Any, telco: Any, sizes: dict[str, Any], out: Path,
           f"{ev.get('fake_rate', float('nan')):.3f}, "
           f"{int(ev.get('track_candidates', 0))} track candidates for "
           f"{int(ev.get('reconstructable_particles', 0))} reconstructable particles")
-    print(f"Fine-tuning at edge: local validation ROC AUC "
-          f"{hep.edge_scores.get('auc_base', float('nan')):.4f} (hpc model) -> "
-          f"{hep.edge_scores.get('auc_finetuned', float('nan')):.4f} (fine-tuned)")
+    print(finetune_reading(hep.edge_scores))
 
     section("2. Energy and carbon per site and per stage (all sites, from the merged hpc store)")
     chart = out / "carbon.png"
@@ -163,9 +199,12 @@ def report(hep: Any, aiops: Any, telco: Any, sizes: dict[str, Any], out: Path,
     kwh, kwh_sum, co2, co2_sum = scenario.energy_check(site)
     with site.open_store() as store:
         n_records = len(store.energy())
-    print(f"\nTotal {kwh:.6g} kWh, {co2:.6g} kgCO2e = the sum of the {n_records} per-execution "
-          f"energy records ({kwh_sum:.6g} kWh, {co2_sum:.6g} kgCO2e): "
-          f"{'equal' if (kwh, co2) == (kwh_sum, co2_sum) else 'NOT EQUAL'}")
+    same = (kwh, co2) == (kwh_sum, co2_sum)
+    print(f"\nTotal {_milli(kwh)} mWh, {_milli(co2)} mgCO2e ({kwh:.4g} kWh, {co2:.4g} kgCO2e): "
+          + (f"equal to the sum of the {n_records} per-execution energy records" if same else
+             f"NOT EQUAL to the sum of the {n_records} per-execution energy records "
+             f"({kwh_sum!r} kWh, {co2_sum!r} kgCO2e)"))
+    print(energy_context(site))
     print(f"Chart (kgCO2e per stage, coloured by site): {chart}")
 
     section("3. Recommendations with their reasons")
@@ -173,8 +212,10 @@ def report(hep: Any, aiops: Any, telco: Any, sizes: dict[str, Any], out: Path,
     print("HEP hit classifier (hpc, CmfRecommendSeedOperator in the Airflow DAG):")
     print(_indent(rec.get("explain", "")))
     if rec.get("recorded_configs") is not None:
-        print(f"  (the DAG's recommend_seed step returned the same configurations: "
-              f"{rec.get('matches_recorded')})")
+        print("  (the same configurations as the DAG's recommend_seed step returned)"
+              if rec.get("matches_recorded") else
+              "  (NOT the configurations the DAG's recommend_seed step returned: "
+              f"{rec['recorded_configs']})")
     print(f"\nAIOps anomaly detection on a new series '{aiops.task.get('name')}' "
           f"(site {aiops_site()}, {aiops.past_trials} past trials in its store):")
     print(_indent(aiops.explain))
@@ -186,21 +227,53 @@ def report(hep: Any, aiops: Any, telco: Any, sizes: dict[str, Any], out: Path,
     print(_indent(adaptive_seeds(telco.results)))
     print(curve_table(telco.results, sizes["telco_trials"], "ROC AUC (3-fold CV)"))
 
-    section("4. The web page")
+    section("4. The web page, and what to look at next")
+    cmf = cmf_command()
     if keep_serving:
         for name, s in hep.sites.items():
             print(f"  {name:<6} {s.url}/   (API docs: {s.url}/docs)")
         print("  The servers keep running until you press Ctrl-C.")
     else:
-        print(f"  cmf serve --store {site.store_url} --port 8080\n"
+        print(f"  {cmf} serve --store {site.store_url} --port 8080\n"
               "  then open http://127.0.0.1:8080/ (lineage, runs, energy and carbon of all three "
               "sites).\n  Or rerun with --keep-serving to keep each site's server up.")
+    print(f"\n  Every store answers the `cmf` commands (docs/cli.md), e.g.:\n"
+          f"  {cmf} lineage hit-classifier-edge.pkl --store {site.store_url}\n"
+          f"  {cmf} carbon --by stage --store {site.store_url}\n"
+          f"  {cmf} executions --store {aiops.store_url}     (AIOps, site {aiops_site()})\n"
+          f"  {cmf} executions --store {telco.store_url}     (Telco, site crm)")
     notes = list(hep.notes)
     if notes:
         print("\nNotes:")
         for n in notes:
             print(f"  - {n}")
     print(f"\nDemo finished in {time.perf_counter() - started:.0f} s.")
+
+
+def finetune_reading(scores: dict[str, float]) -> str:
+    """The edge's before/after validation AUC, saying so when fine-tuning did not help."""
+    base = scores.get("auc_base", float("nan"))
+    tuned = scores.get("auc_finetuned", float("nan"))
+    line = (f"Fine-tuning at edge: local validation ROC AUC {base:.4f} (hpc model) -> "
+            f"{tuned:.4f} (fine-tuned)")
+    if tuned < base:
+        line += ("\n  lower: on these few noisy local events fine-tuning did not help; the demo "
+                 "evaluates the fine-tuned model at cloud anyway, to show its lineage (a real "
+                 "pipeline would keep the better model)")
+    return line
+
+
+def cmf_command() -> str:
+    """How to type `cmf` here: plain ``cmf`` when it is on PATH, else the script beside this
+    interpreter (``.venv/bin/cmf`` after `make demo`), else ``python -m cmf_core``."""
+    here = Path(sys.executable).parent / "cmf"
+    found = shutil.which("cmf")
+    if found and here.is_file() and Path(found).resolve() == here.resolve():
+        return "cmf"
+    if here.is_file():
+        rel = os.path.relpath(here)
+        return rel if not rel.startswith("..") else str(here)
+    return f"{sys.executable} -m cmf_core"
 
 
 def aiops_site() -> str:
@@ -225,6 +298,19 @@ def _indent(text: str, prefix: str = "  ") -> str:
     return "\n".join(prefix + line for line in text.splitlines())
 
 
+def stop_on_signals() -> None:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal, a CI timeout) leave like Ctrl-C does,
+    through the ``finally`` that stops each site's servers: they run in their own sessions, and
+    Python's default for these signals (die at once) left them running, holding their ports."""
+    for name in ("SIGTERM", "SIGHUP"):
+        if hasattr(signal, name):
+            signal.signal(getattr(signal, name), _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("demo-output"))
@@ -232,6 +318,7 @@ def main(argv: list[str] | None = None) -> int:
                         help="leave each site's `cmf serve` running after the report")
     parser.add_argument("--small", action="store_true", help="the smallest sizes (a smoke run)")
     args = parser.parse_args(argv)
+    stop_on_signals()
     sys.stdout.reconfigure(line_buffering=True)  # type: ignore[union-attr]  # progress shows
     os.environ.setdefault("OMP_NUM_THREADS", "1")  # 2 shared cores: no thread oversubscription
     started = time.perf_counter()

@@ -76,6 +76,24 @@ def cli_notes() -> list[str]:
         "cmf_core.cli.serve_cmds itself"]
 
 
+def _die_with_parent() -> None:
+    """In a server's child process, before it runs: on Linux, ask the kernel to send it
+    SIGTERM when the process that started it dies, however it dies (SIGKILL, a crash), so that
+    a killed demo or test leaves no `cmf serve` or Prefect server running (they are in their
+    own session, out of reach of the terminal's Ctrl-C). Elsewhere a no-op: there the
+    demo's own signal handlers and :func:`stop` are all there is."""
+    if not sys.platform.startswith("linux"):
+        return
+    import ctypes
+    import signal
+
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -106,6 +124,16 @@ def _wait_answers(proc: subprocess.Popen[bytes] | None, url: str, what: str, log
             pass
         time.sleep(0.3)
     raise ScenarioError(f"{what} did not answer on {url} within {timeout:.0f} s; see {log}")
+
+
+def _terminate(proc: subprocess.Popen[bytes] | None) -> None:
+    if proc is not None and proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
 
 
 @dataclass
@@ -178,7 +206,7 @@ class Site:
         self.server = subprocess.Popen(
             [PY, "-c", CLI, "serve", "--port", str(self.port), "--log-level", "warning"],
             stdout=fh, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root,
-            start_new_session=True)
+            start_new_session=True, preexec_fn=_die_with_parent)
         fh.close()
 
     def wait_ready(self, timeout: float = 90.0) -> None:
@@ -196,7 +224,7 @@ class Site:
                 [PY, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
                  str(self.prefect_port), "--no-services", "--no-ui"],
                 stdout=fh, stderr=subprocess.STDOUT, env=self.env(**_prefect_env(self)),
-                cwd=self.root, start_new_session=True)
+                cwd=self.root, start_new_session=True, preexec_fn=_die_with_parent)
 
     @property
     def prefect_api(self) -> str:
@@ -208,15 +236,14 @@ class Site:
 
     def stop_server(self) -> None:
         """Stop this site's servers (`cmf serve`, and Prefect's where it runs one)."""
-        for proc in (self.server, self.prefect):
-            if proc is not None and proc.poll() is None:
-                proc.terminate()
-                try:
-                    proc.wait(10)
-                except subprocess.TimeoutExpired:
-                    proc.kill()
-                    proc.wait(5)
-        self.server = self.prefect = None
+        _terminate(self.server)
+        self.server = None
+        self.stop_prefect()
+
+    def stop_prefect(self) -> None:
+        """Stop this site's Prefect server (once its flow has run, nothing else uses it)."""
+        _terminate(self.prefect)
+        self.prefect = None
 
     def settings(self) -> Any:
         from cmf_core.config import load_settings
@@ -436,6 +463,7 @@ def run(out: str | Path, *, events: int = 16, edge_events: int = 12, test_events
                 "the Prefect flow", "prefect-flow.log", **_prefect_env(edge),
                 PREFECT_API_URL=edge.prefect_api)
             _check_completed(edge, PIPELINES["edge"], "the Prefect flow", "prefect-flow.log")
+            edge.stop_prefect()  # its flow has run (with --keep-serving only `cmf serve` stays)
             result.edge_scores = _result_line(output) or {}
             result.final_model = _latest_artifact(edge, "hit-classifier-edge.pkl", "edge")
             st.note(f"fine-tuned classifier {result.final_model[:19]}...; local validation "

@@ -65,6 +65,20 @@ def test_hep_across_three_sites(tmp_path: Path, monkeypatch: pytest.MonkeyPatch)
             ids = [e.id for e in store.list_executions(ExecutionFilter(site=name))]
             assert per_site[name] == math.fsum(r.energy_kwh for r in store.energy(ids))
 
+    # what `make demo` prints of them: readable units (mWh, mgCO2e, not 3.7e-06 kWh), and no
+    # made-up zero for the runs of a whole DAG or flow, which have no energy record
+    import demo
+
+    table = demo.stage_table(result.report_site, tmp_path / "carbon.png").splitlines()
+    rows = {line.split()[0]: line.split() for line in table[2:-2]}
+    assert rows["hep-hpc-training/hep-hpc-training"][3:5] == ["-", "-"]
+    assert rows["hep-hpc-training/train_classifier"][3] not in ("-", "0.000")
+    assert "e-0" not in "\n".join(table) and "no energy record" in table[-1]
+    assert float(table[-2].split()[2]) == pytest.approx(by_site.total.energy_kwh * 1e6,
+                                                        abs=1e-3)
+    context = demo.energy_context(result.report_site)
+    assert "gCO2e/kWh" in context and "mWh" in context
+
     # the recommendation that seeded the classifier, with its reasons
     rec = result.recommendation
     assert rec["seeds"] and rec["message"]
