@@ -76,22 +76,29 @@ def cli_notes() -> list[str]:
         "cmf_core.cli.serve_cmds itself"]
 
 
-def _die_with_parent() -> None:
-    """In a server's child process, before it runs: on Linux, ask the kernel to send it
-    SIGTERM when the process that started it dies, however it dies (SIGKILL, a crash), so that
-    a killed demo or test leaves no `cmf serve` or Prefect server running (they are in their
-    own session, out of reach of the terminal's Ctrl-C). Elsewhere a no-op: there the
-    demo's own signal handlers and :func:`stop` are all there is."""
+def _die_with_parent() -> Callable[[], None] | None:
+    """For a server's ``preexec_fn``: on Linux, ask the kernel to send the child SIGTERM when
+    the process that started it dies, however it dies (SIGKILL, a crash), so that a killed demo
+    or test leaves no `cmf serve` or Prefect server running (they are in their own session, out
+    of reach of the terminal's Ctrl-C). Elsewhere None: there the demo's own signal handlers
+    and :func:`stop` are all there is. ``prctl`` is looked up here, in the parent: the child
+    of a process with threads must not load anything between fork and exec. (Strictly, the
+    kernel watches the thread that started the child: the scenario starts them from its own.)"""
     if not sys.platform.startswith("linux"):
-        return
+        return None
     import ctypes
     import signal
 
     try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, int(signal.SIGTERM), 0, 0, 0)  # PR_SET_PDEATHSIG
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
     except (OSError, AttributeError):
-        pass
+        return None
+    term = int(signal.SIGTERM)
+
+    def preexec() -> None:
+        prctl(1, term, 0, 0, 0)  # PR_SET_PDEATHSIG
+
+    return preexec
 
 
 def free_port() -> int:
@@ -206,7 +213,7 @@ class Site:
         self.server = subprocess.Popen(
             [PY, "-c", CLI, "serve", "--port", str(self.port), "--log-level", "warning"],
             stdout=fh, stderr=subprocess.STDOUT, env=self.env(), cwd=self.root,
-            start_new_session=True, preexec_fn=_die_with_parent)
+            start_new_session=True, preexec_fn=_die_with_parent())
         fh.close()
 
     def wait_ready(self, timeout: float = 90.0) -> None:
@@ -224,7 +231,7 @@ class Site:
                 [PY, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port",
                  str(self.prefect_port), "--no-services", "--no-ui"],
                 stdout=fh, stderr=subprocess.STDOUT, env=self.env(**_prefect_env(self)),
-                cwd=self.root, start_new_session=True, preexec_fn=_die_with_parent)
+                cwd=self.root, start_new_session=True, preexec_fn=_die_with_parent())
 
     @property
     def prefect_api(self) -> str:
