@@ -54,6 +54,11 @@ def _resolved(value: str | None) -> str | None:
     return value
 
 
+def in_cluster_pod(env: dict[str, str] | None = None) -> bool:
+    """True inside an executor pod of a KFP cluster (the backend sets ``KFP_POD_NAME``)."""
+    return _resolved((os.environ if env is None else env).get(POD_NAME_ENV)) is not None
+
+
 def local_run_pipeline(run_folder: str) -> str | None:
     """Pipeline name of a ``kfp.local`` run folder name, if it has that shape."""
     m = _LOCAL_RUN.match(run_folder)

@@ -75,6 +75,15 @@ def run_federated_sync(peer_url: str = "", direction: str = "both", pipeline: st
     summary: dict[str, Any] = {"peer": hide_password(peer), "direction": direction,
                                "pipeline": pipeline or None}
     try:
+        from cmf_kubeflow.conf import in_cluster_pod
+
+        if in_cluster_pod() and not os.environ.get("CMF_STORE_URL"):
+            # the pod's default store is a new, empty SQLite file that goes with the pod: a
+            # sync of it "succeeds" and shares nothing of the site's
+            raise ConfigError(
+                "federated_sync runs in a KFP pod without CMF_STORE_URL: it would sync the "
+                "pod's own empty store, thrown away with it; set CMF_STORE_URL to this site's "
+                "store (its PostgreSQL) in the component's environment")
         from cmf_core.errors import AuthError
         from cmf_core.federation.peer import sync
 

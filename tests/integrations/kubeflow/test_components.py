@@ -156,6 +156,24 @@ def test_federated_sync_names_where_a_refused_token_came_from(
         run_federated_sync(peer.url, token_env="PEER_TOKEN")
 
 
+def test_federated_sync_in_a_pod_needs_the_sites_store(
+        tmp_path: Path, peer: Peer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a cluster (simulated: KFP_POD_NAME, as the KFP backend sets it on every executor pod;
+    no cluster here) a component without CMF_STORE_URL synced the pod's own new, empty store
+    and said it succeeded."""
+    monkeypatch.setenv("CMF_HOME", str(tmp_path / "pod-home"))
+    monkeypatch.delenv("CMF_STORE_URL", raising=False)
+    monkeypatch.setenv("KFP_POD_NAME", "sync-only-abc12-federated-sync")
+    summary = run_federated_sync(peer.url, strict=False)
+    assert "without CMF_STORE_URL: it would sync the pod's own empty store" in summary["error"]
+    assert "result" not in summary
+    with pytest.raises(ConfigError, match="set CMF_STORE_URL to this site's store"):
+        run_federated_sync(peer.url)
+    monkeypatch.setenv("KFP_POD_NAME", "{{$.pod_name}}")  # not a pod: the placeholder as written
+    monkeypatch.setenv("CMF_SERVER_TOKEN", PEER_TOKEN)
+    assert run_federated_sync(peer.url, direction="pull", strict=False).get("result")
+
+
 def test_components_compile_with_a_secret(tmp_path: Path) -> None:
     path = tmp_path / "sync.yaml"
     compiler.Compiler().compile(track(pipelines.sync_only), str(path))
