@@ -71,8 +71,18 @@ def _num(v: float) -> str:
     return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
 
 
-def _phases(g: Group) -> str:
-    return "\n".join(f"{p}{'*' if s.inferred else ''} {_num(s.co2e_kg)}"
+ENERGY_UNITS = (("kWh", 1.0), ("Wh", 1e3), ("mWh", 1e6), ("µWh", 1e9))
+CO2_UNITS = (("kgCO2e", 1.0), ("gCO2e", 1e3), ("mgCO2e", 1e6), ("µgCO2e", 1e9))
+
+
+def unit(total: float, units: tuple[tuple[str, float], ...]) -> tuple[str, float]:
+    """The unit (name, factor from kWh or kg) in which ``total`` reads as 1 or more, the
+    smallest one for less: a table of seconds-long tasks read 7.773e-09 kWh."""
+    return next((u for u in units if abs(total) * u[1] >= 1), units[-1] if total else units[0])
+
+
+def _phases(g: Group, co2: tuple[str, float]) -> str:
+    return "\n".join(f"{p}{'*' if s.inferred else ''} {_num(s.co2e_kg * co2[1])}"
                      for p, s in g.phases.items())
 
 
@@ -90,21 +100,27 @@ def _inputs(g: Group) -> str:
     return "\n".join(parts) or "-"
 
 
-def _blocks(title: str, groups: tuple[Group, ...], show_sites: bool) -> None:
+def _blocks(title: str, groups: tuple[Group, ...], show_sites: bool,
+            energy: tuple[str, float], co2: tuple[str, float]) -> None:
     """Each group as a few lines under its whole name, for a terminal the table does not fit."""
     console.print(title, markup=False, highlight=False)
     for g in groups:
         n = f"{g.executions} execution{'s' if g.executions != 1 else ''}"
-        lines = [f"{n}, {g.with_energy} with energy: {_num(g.energy_kwh)} kWh, "
-                 f"{_num(g.co2e_kg)} kgCO2e"]
+        lines = [f"{n}, {g.with_energy} with energy: {_num(g.energy_kwh * energy[1])} "
+                 f"{energy[0]}, {_num(g.co2e_kg * co2[1])} {co2[0]}" if g.with_energy else
+                 f"{n}, none with an energy record (not measured)"]
         if show_sites:
             lines.append("sites: " + ", ".join(g.sites))
-        if g.phases:
-            lines.append("by phase: " + "; ".join(_phases(g).split("\n")))
+        if g.phases and g.with_energy:
+            lines.append(f"by phase ({co2[0]}): " + "; ".join(_phases(g, co2).split("\n")))
         lines.append("inputs: " + "; ".join(_inputs(g).split("\n")))
         console.print(Text(g.key, style="bold"))
         for line in lines:
             console.print(Text("  " + line))
+
+
+#: stages whose inferred phase the table's footnote names (the rest: --json)
+INFERRED_SHOWN = 5
 
 
 def _print(result: Rollup) -> None:
@@ -112,21 +128,26 @@ def _print(result: Rollup) -> None:
                         if v is not None and k in ("pipeline", "site"))
     show_sites = result.by != "site" and len(result.total.sites) > 1
     groups = (*result.groups, result.total)
+    energy = unit(result.total.energy_kwh, ENERGY_UNITS)  # one unit per column, from the total
+    co2 = unit(result.total.co2e_kg, CO2_UNITS)
     rows = [[g.key, *([", ".join(g.sites)] if show_sites else []), g.executions, g.with_energy,
-             _num(g.energy_kwh), _num(g.co2e_kg), _phases(g), _inputs(g)]
-            for g in groups]
+             *([_num(g.energy_kwh * energy[1]), _num(g.co2e_kg * co2[1]), _phases(g, co2)]
+               if g.with_energy else ["-", "-", "-"]),  # not measured, not 0
+             _inputs(g)] for g in groups]
     title = f"Carbon by {result.by}" + (f" ({filters})" if filters else "")
-    columns = [result.by, *(["sites"] if show_sites else []), "execs", "w/ energy", "kWh",
-               "kgCO2e", "kgCO2e by phase", "inputs"]
+    columns = [result.by, *(["sites"] if show_sites else []), "execs", "w/ energy", energy[0],
+               co2[0], f"{co2[0]} by phase", "inputs"]
     if not result.groups or fits(columns, rows):
         table(title, columns, rows)
     else:  # a table folded a letter column at a time at 80 columns: one block per group
-        _blocks(title, groups, show_sites)
+        _blocks(title, groups, show_sites, energy, co2)
     inferred = result.inferred
     if inferred:  # rich wraps them at words, within the terminal
+        shown = ", ".join(f"{s.pipeline}/{s.stage} -> {s.phase}" for s in inferred[:INFERRED_SHOWN])
+        more = len(inferred) - INFERRED_SHOWN
         console.print("* phase inferred from the stage name (set cmf.phase on the stage or "
-                      "execution to label it): "
-                      + ", ".join(f"{s.pipeline}/{s.stage} -> {s.phase}" for s in inferred),
+                      "execution to label it): " + shown
+                      + (f", and {more} more (--json lists them)" if more > 0 else ""),
                       markup=False, highlight=False)
     for note in result.notes:
         console.print(f"note: {note}", markup=False, highlight=False)

@@ -16,6 +16,7 @@ from cmf_core.carbon.rollup import PlotUnavailableError
 from cmf_core.cli import carbon_cmds
 from cmf_core.config import load_settings
 from cmf_core.errors import InvalidInputError
+from cmf_core.model import Execution
 from cmf_core.store import open_store
 
 runner = CliRunner()
@@ -104,15 +105,39 @@ def test_a_narrow_terminal_gets_a_block_per_group(store_url: str) -> None:
     lines = out.splitlines()
     assert "│" not in out and max(cell_len(line) for line in lines) <= 80
     data = json.loads(invoke("--store", store_url, "--json"))
+    energy = carbon_cmds.unit(data["total"]["energy_kwh"], carbon_cmds.ENERGY_UNITS)
+    co2 = carbon_cmds.unit(data["total"]["co2e_kg"], carbon_cmds.CO2_UNITS)
     for g in (*data["groups"], data["total"]):
         head = lines.index(g["key"])  # the whole name on a line of its own
         assert lines[head + 1] == (
             f"  {g['executions']} executions, {g['with_energy']} with energy: "
-            f"{g['energy_kwh']:.4g} kWh, {g['co2e_kg']:.4g} kgCO2e")
+            f"{carbon_cmds._num(g['energy_kwh'] * energy[1])} {energy[0]}, "
+            f"{carbon_cmds._num(g['co2e_kg'] * co2[1])} {co2[0]}")
         assert lines[head + 2] == "  sites: " + ", ".join(g["sites"])
-        assert lines[head + 3].startswith("  by phase: ")
+        assert lines[head + 3].startswith(f"  by phase ({co2[0]}): ")
         assert lines[head + 4].startswith("  inputs: PUE 1.2/1.5; ")
     assert invoke("--store", store_url, columns=200).count("│ churn/train_model ") == 1
+
+
+def test_units_fit_the_amounts_and_unmeasured_groups_say_so(store_url: str) -> None:
+    """Seconds-long tasks read 7.773e-09 kWh; each column now takes the unit its total reads
+    1 or more in, and a group without energy records shows "-", not a measured 0."""
+    from cmf_core.cli.carbon_cmds import CO2_UNITS, ENERGY_UNITS, unit
+
+    assert unit(2.5, ENERGY_UNITS) == ("kWh", 1.0) and unit(0.0025, ENERGY_UNITS)[0] == "Wh"
+    assert unit(7.7e-9, ENERGY_UNITS)[0] == "µWh" and unit(1e-15, CO2_UNITS)[0] == "µgCO2e"
+    assert unit(0.0, ENERGY_UNITS)[0] == "kWh"
+    data = json.loads(invoke("--store", store_url, "--json"))
+    energy = unit(data["total"]["energy_kwh"], ENERGY_UNITS)
+    out = invoke("--store", store_url)
+    assert f"┃ {energy[0]} " in out and "e-0" not in out
+    total = next(line for line in out.splitlines() if line.startswith("│ total "))
+    assert carbon_cmds._num(data["total"]["energy_kwh"] * energy[1]) in total
+    with open_store(store_url, site="hpc") as s:  # a stage that ran without a monitor
+        s.put([Execution(pipeline="churn", stage="unmeasured", site="hpc").ended()])
+    row = next(line for line in invoke("--store", store_url).splitlines()
+               if line.startswith("│ churn/unmeasured "))
+    assert [c.strip() for c in row.split("│")[2:8]] == ["hpc", "1", "0", "-", "-", "-"]
 
 
 def test_filters_and_grouping_options(store_url: str) -> None:
