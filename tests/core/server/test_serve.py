@@ -35,6 +35,19 @@ def cli() -> typer.Typer:
     return app
 
 
+def _wait_ready(proc: subprocess.Popen[str], url: str) -> None:
+    """Until the `cmf serve` process ``proc`` answers its health route at ``url``."""
+    deadline = time.monotonic() + 120
+    while True:
+        try:
+            if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, "cmf serve did not start"
+        time.sleep(0.2)
+
+
 def test_cmf_serve_records_what_an_openlineage_client_posts(tmp_path: Path) -> None:
     db, port = tmp_path / "served.db", free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
@@ -45,15 +58,7 @@ def test_cmf_serve_records_what_an_openlineage_client_posts(tmp_path: Path) -> N
     lineage = build_lineage()
     try:
         url = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "cmf serve did not start"
-            time.sleep(0.2)
+        _wait_ready(proc, url)
         client = OpenLineageClient(config={"transport": {
             "type": "http", "url": url, "auth": {"type": "api_key", "apiKey": "tok"}}})
         for event in to_run_events(lineage):
@@ -82,15 +87,7 @@ def test_a_web_page_under_another_host_name_is_refused(tmp_path: Path) -> None:
                             cwd=ROOT, stderr=subprocess.PIPE, text=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(url + "/api/v1/health", timeout=2).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None and time.monotonic() < deadline, "cmf serve did not start"
-            time.sleep(0.2)
+        _wait_ready(proc, url)
         event = {"eventType": "START", "eventTime": "2026-11-29T10:00:00Z",
                  "run": {"runId": "01936c1e-8f4a-7000-8000-000000000001"},
                  "job": {"namespace": "x", "name": "planted"}, "producer": "https://x",
