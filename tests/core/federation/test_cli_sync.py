@@ -9,7 +9,7 @@ import gzip
 import json
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -215,18 +215,15 @@ def _peer(handler: type) -> Iterator[str]:
         server.server_close()
 
 
-def test_sync_with_a_server_answering_200_not_json(tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str]) -> None:
-    """A web server that is not cmf serve (a login page, a proxy's banner) answering 200."""
+def _pages(answer: Callable[[str], tuple[bytes, str]]) -> type:
+    """A request handler answering every GET 200 with ``answer(path)``: (body, content type)."""
     from http.server import BaseHTTPRequestHandler
 
-    from cmf_core.cli import main
-
-    class Html(BaseHTTPRequestHandler):
+    class Pages(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            body = b"<html>Welcome</html>"
+            body, kind = answer(self.path)
             self.send_response(200)
-            self.send_header("Content-Type", "text/html")
+            self.send_header("Content-Type", kind)
             self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             self.wfile.write(body)
@@ -234,7 +231,17 @@ def test_sync_with_a_server_answering_200_not_json(tmp_path: Path,
         def log_message(self, *_args: object) -> None:
             pass
 
-    with _peer(Html) as url, pytest.raises(SystemExit) as e:
+    return Pages
+
+
+def test_sync_with_a_server_answering_200_not_json(tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """A web server that is not cmf serve (a login page, a proxy's banner) answering 200."""
+
+    from cmf_core.cli import main
+
+    html = _pages(lambda _path: (b"<html>Welcome</html>", "text/html"))
+    with _peer(html) as url, pytest.raises(SystemExit) as e:
         main(["sync", url, "--store", f"sqlite:///{tmp_path / 'cmf.db'}"])
     assert e.value.code == 1
     assert capsys.readouterr().err.strip() == (
@@ -326,7 +333,6 @@ def test_a_pull_answered_200_with_a_page_not_a_bundle(tmp_path: Path,
     its own page (200, HTML, e.g. a login page): the pull names the reply, not a JSON parse
     error at 'page since 0:1'."""
     import json
-    from http.server import BaseHTTPRequestHandler
 
     from cmf_core.cli import main
 
@@ -335,20 +341,9 @@ def test_a_pull_answered_200_with_a_page_not_a_bundle(tmp_path: Path,
                        "vector": {}, "scope": "all", "pipelines": None, "high_water": 0,
                        "serves_artifacts": False}).encode()  # as cmf serve's /info
 
-    class Proxy(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            body, kind = ((info, "application/json") if "/info" in self.path else
-                          (b"<html>Please log in</html>", "text/html"))
-            self.send_response(200)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *_args: object) -> None:
-            pass
-
-    with _peer(Proxy) as url, pytest.raises(SystemExit) as e:
+    proxy = _pages(lambda path: (info, "application/json") if "/info" in path else
+                   (b"<html>Please log in</html>", "text/html"))
+    with _peer(proxy) as url, pytest.raises(SystemExit) as e:
         main(["sync", url, "--pull", "--store", store])
     assert e.value.code == 1
     err = capsys.readouterr().err.strip()
