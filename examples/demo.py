@@ -81,7 +81,7 @@ def _milli(kilo: float) -> str:
 
 def stage_table(site: Any, chart: Path) -> str:
     """Energy and carbon per stage (the roll-up of `cmf carbon --by stage`, compact, in mWh and
-    mgCO2e), and its chart (`cmf carbon --by stage --plot`: kgCO2e per stage, coloured by
+    mgCO2e), and its chart (`cmf carbon --by stage --plot`: CO2e per stage, coloured by
     site)."""
     from cmf_core.carbon.rollup import plot, rollup
 
@@ -205,7 +205,7 @@ def report(hep: Any, aiops: Any, telco: Any, sizes: dict[str, Any], out: Path,
              f"NOT EQUAL to the sum of the {n_records} per-execution energy records "
              f"({kwh_sum!r} kWh, {co2_sum!r} kgCO2e)"))
     print(energy_context(site))
-    print(f"Chart (kgCO2e per stage, coloured by site): {chart}")
+    print(f"Chart (CO2e per stage, coloured by site): {chart}")
 
     section("3. Recommendations with their reasons")
     rec = hep.recommendation

@@ -392,11 +392,31 @@ def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None
 
 
 # plot ----------------------------------------------------------------------------------------
+ENERGY_UNITS = (("kWh", 1.0), ("Wh", 1e3), ("mWh", 1e6), ("µWh", 1e9))
+CO2_UNITS = (("kgCO2e", 1.0), ("gCO2e", 1e3), ("mgCO2e", 1e6), ("µgCO2e", 1e9))
+
+
+def unit(total: float, units: tuple[tuple[str, float], ...]) -> tuple[str, float]:
+    """The unit (name, factor from kWh or kg) in which ``total`` reads as 1 or more, the
+    smallest one for less: a table of seconds-long tasks read 7.773e-09 kWh."""
+    return next((u for u in units if abs(total) * u[1] >= 1), units[-1] if total else units[0])
+
+
+def plotted(result: Rollup, max_groups: int = 30) -> tuple[list[Group], tuple[str, float]]:
+    """The groups :func:`plot` draws, in ``result``'s order (the ``max_groups`` largest of
+    those with an energy record: a group without any has nothing measured to draw), and the
+    CO2e unit of its axis."""
+    measured = [g for g in result.groups if g.with_energy]
+    shown = sorted(measured, key=lambda g: -g.co2e_kg)[:max_groups]
+    return [g for g in measured if g in shown], unit(result.total.co2e_kg, CO2_UNITS)
+
+
 def plot(result: Rollup, path: str | Path, *, title: str | None = None,
          max_groups: int = 30) -> Path:
-    """Write a PNG bar chart of kgCO2e per group of ``result`` (by its ``by``; at most the
-    ``max_groups`` largest), the sites of each group side by side, coloured by site, values on
-    the bars when there are at most 16. Drawn on matplotlib's Agg canvas (no pyplot, no global
+    """Write a PNG bar chart of CO2e per group of ``result`` (by its ``by``; at most the
+    ``max_groups`` largest of those with energy records, the unit from the total, see
+    :func:`plotted`), the sites of each group side by side, coloured by site, values on the
+    bars when there are at most 16. Drawn on matplotlib's Agg canvas (no pyplot, no global
     backend change); needs the ``plot`` extra."""
     try:
         from matplotlib import colormaps
@@ -411,8 +431,11 @@ def plot(result: Rollup, path: str | Path, *, title: str | None = None,
         raise InvalidInputError(f"cannot write {path}: folder {path.parent} does not exist")
     if not result.groups:
         raise NotFoundError("no executions match the filters; nothing to plot")
-    shown = sorted(result.groups, key=lambda g: -g.co2e_kg)[:max_groups]
-    keys = [g.key for g in result.groups if g in shown]
+    groups, (co2, factor) = plotted(result, max_groups)
+    if not groups:
+        raise NotFoundError("none of the matching executions has an energy record; nothing "
+                            "to plot")
+    keys = [g.key for g in groups]
     sites = sorted({i.execution.site for i in result.items})
     cells = group_items(result.items, lambda i: (_key(i, result.by)[0], i.execution.site))
     present = {k: [site for site in sites if (k, site) in cells] for k in keys}
@@ -428,7 +451,7 @@ def plot(result: Rollup, path: str | Path, *, title: str | None = None,
             if site in present[k]:  # the sites of each group side by side, centred on it
                 width = 0.8 / len(present[k])
                 xs.append(x + (present[k].index(site) - (len(present[k]) - 1) / 2) * width)
-                ys.append(cells[k, site].co2e_kg)
+                ys.append(cells[k, site].co2e_kg * factor)
                 widths.append(width)
         bars = ax.bar(xs, ys, widths, label=site, color=colours(n % 10))
         if bars_n <= 16:  # more values would overlap
@@ -436,15 +459,19 @@ def plot(result: Rollup, path: str | Path, *, title: str | None = None,
     slanted = sum(len(k) + 2 for k in keys) * 0.09 > 0.85 * width_in  # labels would touch
     ax.set_xticks(range(len(keys)), keys, rotation=30 if slanted else 0,
                   ha="right" if slanted else "center")
-    ax.set_ylabel("kgCO2e")
+    ax.set_ylabel(co2)
     ax.set_xlabel(result.by)
     ax.margins(y=0.15)
     what = ", ".join(f"{k} {v}" for k, v in result.filters.items()
                      if v is not None and k in ("pipeline", "site"))
-    if len(keys) < len(result.groups):
-        what += f"{', ' if what else ''}{len(keys)} largest of {len(result.groups)}"
+    measured = sum(1 for g in result.groups if g.with_energy)
+    if len(keys) < measured:
+        what += f"{', ' if what else ''}{len(keys)} largest of {measured}"
+    if measured < len(result.groups):
+        what += f"{', ' if what else ''}{len(result.groups) - measured} without energy " \
+                "records left out"
     ax.set_title(title or f"Emissions by {result.by}" + (f" ({what})" if what else "")
-                 + f": {result.total.co2e_kg:.3g} kgCO2e in all")
+                 + f": {result.total.co2e_kg * factor:.3g} {co2} in all")
     ax.legend(title="site")
     fig.savefig(path, dpi=120)
     return path

@@ -9,7 +9,15 @@ from typing import Annotated
 import typer
 from rich.text import Text
 
-from cmf_core.carbon.rollup import Group, Rollup, plot, rollup
+from cmf_core.carbon.rollup import (
+    CO2_UNITS,
+    ENERGY_UNITS,
+    Group,
+    Rollup,
+    plot,
+    rollup,
+    unit,
+)
 from cmf_core.cli.common import (
     JsonOpt,
     StoreOpt,
@@ -42,7 +50,7 @@ def carbon(
     until: Annotated[str | None, typer.Option(help="Started before (ISO time).")] = None,
     by: Annotated[By, typer.Option("--by", help="Group by this.")] = By.STAGE,
     plot_to: Annotated[Path | None, typer.Option(
-        "--plot", help="Also write a PNG bar chart of kgCO2e per group, bars by site "
+        "--plot", help="Also write a PNG bar chart of CO2e per group, bars by site "
                        "(needs the plot extra).")] = None,
     store: StoreOpt = None,
     json: JsonOpt = False,
@@ -69,16 +77,6 @@ def carbon(
 
 def _num(v: float) -> str:
     return f"{v:,.2f}" if abs(v) >= 100 else f"{v:.4g}"
-
-
-ENERGY_UNITS = (("kWh", 1.0), ("Wh", 1e3), ("mWh", 1e6), ("µWh", 1e9))
-CO2_UNITS = (("kgCO2e", 1.0), ("gCO2e", 1e3), ("mgCO2e", 1e6), ("µgCO2e", 1e9))
-
-
-def unit(total: float, units: tuple[tuple[str, float], ...]) -> tuple[str, float]:
-    """The unit (name, factor from kWh or kg) in which ``total`` reads as 1 or more, the
-    smallest one for less: a table of seconds-long tasks read 7.773e-09 kWh."""
-    return next((u for u in units if abs(total) * u[1] >= 1), units[-1] if total else units[0])
 
 
 def _phases(g: Group, co2: tuple[str, float]) -> str:

@@ -408,6 +408,26 @@ def test_plot_draws_bars_coloured_by_site(tmp_path: Path, store: Store,
     assert (255, 127, 14) not in _pixels(one_site)
 
 
+def test_plot_leaves_out_groups_without_energy_records(tmp_path: Path, store: Store,
+                                                      recorded: Sites) -> None:
+    """A stage that ran without a monitor (a DAG or flow run) was drawn as an empty bar, as if
+    it had been measured at 0; it is left out now (the title says so), and the axis takes the
+    unit its total reads 1 or more in."""
+    from cmf_core.carbon.rollup import CO2_UNITS, plotted, unit
+
+    store.put([Execution(pipeline="churn", stage="whole-dag", site="hpc").ended()])
+    r = rollup(store)
+    assert "churn/whole-dag" in [g.key for g in r.groups]
+    groups, co2 = plotted(r)
+    assert [g.key for g in groups] == [g.key for g in r.groups if g.key != "churn/whole-dag"]
+    assert co2 == unit(r.total.co2e_kg, CO2_UNITS)
+    assert r.total.co2e_kg * co2[1] >= 1 or co2[0] == "µgCO2e"
+    assert plot(r, tmp_path / "c.png").read_bytes()[:4] == b"\x89PNG"
+    store.put([Pipeline("bare", "hpc"), Execution(pipeline="bare", stage="s", site="hpc").ended()])
+    with pytest.raises(NotFoundError, match="none of the matching executions has an energy"):
+        plot(rollup(store, pipeline="bare"), tmp_path / "none.png")
+
+
 def test_plot_errors_name_the_fix(tmp_path: Path, store: Store, recorded: Sites,
                                   monkeypatch: pytest.MonkeyPatch) -> None:
     r = rollup(store)

@@ -122,7 +122,7 @@ def test_a_narrow_terminal_gets_a_block_per_group(store_url: str) -> None:
 def test_units_fit_the_amounts_and_unmeasured_groups_say_so(store_url: str) -> None:
     """Seconds-long tasks read 7.773e-09 kWh; each column now takes the unit its total reads
     1 or more in, and a group without energy records shows "-", not a measured 0."""
-    from cmf_core.cli.carbon_cmds import CO2_UNITS, ENERGY_UNITS, unit
+    from cmf_core.carbon.rollup import CO2_UNITS, ENERGY_UNITS, unit
 
     assert unit(2.5, ENERGY_UNITS) == ("kWh", 1.0) and unit(0.0025, ENERGY_UNITS)[0] == "Wh"
     assert unit(7.7e-9, ENERGY_UNITS)[0] == "µWh" and unit(1e-15, CO2_UNITS)[0] == "µgCO2e"
