@@ -178,9 +178,10 @@ def test_sync_and_fetch_commands(app: typer.Typer, tmp_path: Path) -> None:
         assert (folder / "model.bin").read_bytes() == b"m" * 100
         # the short digest `cmf lineage` prints (sha256: + 12 hex) names the artifact too
         short = tmp_path / "short.bin"
-        invoke(app, "artifact", "fetch", ids["model"][:19], "-o", str(short), "--token",
-               "s3cret", "--store", local)
+        said = invoke(app, "artifact", "fetch", ids["model"][:19], "-o", str(short), "--token",
+                      "s3cret", "--store", local)
         assert short.read_bytes() == b"m" * 100
+        assert said == f"Fetched {ids['model']} to {short} (digest verified)\n"  # whole
         # a file where a folder should be: an error naming the target, not a traceback
         with pytest.raises(InvalidInputError, match=re.escape(
                 f"cannot write {got / 'x.bin'}: ")):
