@@ -340,15 +340,29 @@ def load_settings(**overrides: Any) -> Settings:
 
 
 def _problem(err: Any, given: dict[str, Any]) -> str:
-    """One validation error as ``key: what is wrong``; an unknown key says where it came from
-    (pydantic only said "Extra inputs are not permitted")."""
+    """One validation error as ``key: what is wrong (where it came from)``: an argument, a
+    ``CMF_*`` variable or the config file that has it (pydantic said neither, and only "Extra
+    inputs are not permitted" for an unknown key)."""
     key = ".".join(str(p) for p in err["loc"]) or "config"
-    if err["type"] != "extra_forbidden":
-        return f"{key}: {err['msg']}"
-    if key in given:
+    top = str(err["loc"][0]) if err["loc"] else ""
+    files = [p for p in _config_files(given.get("home")) if p is not None]
+    if top in given:
         where = " (an argument)"
+    elif err["type"] != "extra_forbidden" and f"{ENV_PREFIX}{top.upper()}" in os.environ:
+        where = f" (from {ENV_PREFIX}{top.upper()})"
     else:
-        files = [str(p) for p in _config_files(given.get("home")) if p is not None]
-        where = (f" in {files[0]}" if len(files) == 1
-                 else f" in one of {', '.join(files)}" if files else "")
+        having = [f for f in files if top in _keys_of(f)]
+        shown = having or files
+        where = (f" in {shown[0]}" if len(shown) == 1
+                 else f" in one of {', '.join(map(str, shown))}" if shown else "")
+    if err["type"] != "extra_forbidden":
+        return f"{key}: {err['msg']}{where}"
     return f"{key}: unknown key{where}"
+
+
+def _keys_of(path: Path) -> set[str]:
+    """The top-level keys of the TOML file ``path`` (none if it cannot be read)."""
+    try:
+        return set(tomllib.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError):
+        return set()

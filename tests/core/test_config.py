@@ -168,6 +168,30 @@ def test_a_bad_json_variable_is_one_error_line_and_never_echoes_the_value(
         load_settings()
 
 
+def test_a_bad_value_says_where_it_came_from(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """"serve_port: Input should be less than or equal to 65535" said neither the variable nor
+    the file; and an unknown key in one of two config files named both."""
+    monkeypatch.chdir(tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("CMF_HOME", str(home))
+    (home / "cmf.toml").write_text('site = "hpc"\npue = 0.5\n')
+    monkeypatch.setenv("CMF_SERVE_PORT", "99999")
+    with pytest.raises(ConfigError) as e:
+        load_settings()
+    problems = str(e.value).removeprefix("invalid cmf configuration: ").split("; ")
+    assert sorted(problems) == [
+        f"pue: Input should be greater than or equal to 1 in {home / 'cmf.toml'}",
+        "serve_port: Input should be less than or equal to 65535 (from CMF_SERVE_PORT)"]
+    monkeypatch.delenv("CMF_SERVE_PORT")
+    (home / "cmf.toml").write_text('site = "hpc"\n')
+    (tmp_path / "cmf.toml").write_text('sitee = "typo"\n')  # the local file, not the home's
+    with pytest.raises(ConfigError, match=r"^invalid cmf configuration: sitee: unknown key in "
+                                          r"cmf.toml; known keys"):
+        load_settings()
+
+
 def test_a_wrong_type_in_the_file_names_the_key(tmp_path: Path,
                                                 monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.chdir(tmp_path)
