@@ -23,7 +23,6 @@ from cmf_core.cli.common import (
     StoreOpt,
     check_pipelines,
     console,
-    fits,
     get_store,
     parse_time,
     print_json,
@@ -135,10 +134,8 @@ def _print(result: Rollup) -> None:
     title = f"Carbon by {result.by}" + (f" ({filters})" if filters else "")
     columns = [result.by, *(["sites"] if show_sites else []), "execs", "w/ energy", energy[0],
                co2[0], f"{co2[0]} by phase", "inputs"]
-    if not result.groups or fits(columns, rows):
-        table(title, columns, rows)
-    else:  # a table folded a letter column at a time at 80 columns: one block per group
-        _blocks(title, groups, show_sites, energy, co2)
+    # a table folded a letter column at a time at 80 columns: one block per group then
+    table(title, columns, rows, narrow=lambda: _blocks(title, groups, show_sites, energy, co2))
     inferred = result.inferred
     if inferred:  # rich wraps them at words, within the terminal
         shown = ", ".join(f"{s.pipeline}/{s.stage} -> {s.phase}" for s in inferred[:INFERRED_SHOWN])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -81,26 +81,27 @@ def short(digest: str, n: int = 12) -> str:
     return f"{kind}:{hexpart[:n]}" if hexpart else digest[:n]
 
 
-def fits(columns: list[str], rows: list[list[Any]]) -> bool:
-    """Whether a table of ``rows`` fits the terminal without breaking a cell's lines."""
-    t = Table(*columns)
-    for r in rows:
-        t.add_row(*[Text(str(v)) for v in r])
+def fits(t: Table) -> bool:
+    """Whether the table ``t`` fits the terminal without breaking a cell's lines."""
     return console.measure(t, options=console.options.update_width(10**6)).maximum \
         <= console.width
 
 
 def table(title: str, columns: list[str], rows: list[list[Any]], *,
-          whole: Iterable[str] = ()) -> None:
+          whole: Iterable[str] = (), narrow: Callable[[], None] | None = None) -> None:
     """Print a table ("TITLE: none." without rows). Columns in ``whole`` (ids, digests) are
     never broken, so they can be copied; the others wrap and give way first when the terminal
-    is narrow. Where the table does not fit the terminal, each row is a block instead (see
-    :func:`blocks`): a table folded paths and names a few letters a line at 80 columns."""
+    is narrow. Where the table does not fit the terminal, ``narrow()`` prints the rows instead,
+    by default a block each (:func:`blocks`): a table folded paths and names a few letters a
+    line at 80 columns."""
     if not rows:  # not an empty frame
         console.print(f"{title}: none.", markup=False, highlight=False)
         return
-    if not fits(columns, rows):
-        blocks(title, columns, rows)
+    natural = Table(*columns)
+    for r in rows:
+        natural.add_row(*[Text(str(v)) for v in r])
+    if not fits(natural):
+        (narrow or (lambda: blocks(title, columns, rows)))()
         return
     whole = set(whole)
     t = Table(title=title, show_lines=False)

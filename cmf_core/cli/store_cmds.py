@@ -14,6 +14,7 @@ from cmf_core.cli.common import (
     JsonOpt,
     StoreOpt,
     console,
+    fits,
     fmt_time,
     get_store,
     parse_time,
@@ -224,8 +225,7 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     for e in rows:
         wide.add_row(*map(Text, (e.id, e.pipeline, e.stage, e.site, status[e.id],
                                  fmt_time(e.started_at), ", ".join(params[e.id]))))
-    if console.measure(wide, options=console.options.update_width(10**6)).maximum \
-            <= console.width:
+    if fits(wide):
         console.print(wide)
         return
     cells = [(f"{e.id}\n{e.pipeline} / {e.stage} @{e.site}",
