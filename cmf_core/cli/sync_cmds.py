@@ -102,17 +102,14 @@ def fetch(
 
     Example: cmf artifact fetch sha256:3f2a... --out model.pkl
     """
-    from cmf_core.federation.peer import fetch_artifact
-    from cmf_core.lineage.query import digest_prefixes
+    from cmf_core.federation.peer import fetch_artifact, find_artifact
 
     settings = load_settings(store_url=store)
     with get_store(store) as s:
-        path = fetch_artifact(digest, out, peer_url=from_url, token=token, store=s,
+        whole = find_artifact(s, digest).id  # a prefix given: say which artifact it named
+        path = fetch_artifact(whole, out, peer_url=from_url, token=token, store=s,
                               settings=settings, timeout=timeout, force=force)
-        whole = s.get_artifact(digest) or next(iter(s.find_artifacts(ids=[
-            i for p in digest_prefixes(digest) for i in s.ids_with_prefix("artifact", p, 2)])),
-            None)  # a prefix was given: say which artifact it named
-    typer.echo(f"Fetched {whole.id if whole else digest} to {path} (digest verified)")
+    typer.echo(f"Fetched {whole} to {path} (digest verified)")
 
 
 def peers(json_out: JsonOpt = False, store: StoreOpt = None) -> None:

@@ -54,6 +54,7 @@ from cmf_core.federation.export import (
     page_bundle,
 )
 from cmf_core.federation.merge import get_hwm, import_bundle
+from cmf_core.model import Artifact
 from cmf_core.model._base import some
 from cmf_core.store import Store, open_store
 from cmf_core.task_values import hide_password
@@ -488,6 +489,23 @@ def peers(store: Store) -> list[Peer]:
 
 
 # data on demand -------------------------------------------------------------------------------
+def find_artifact(store: Store, digest: str) -> Artifact:
+    """The artifact of ``digest``, whole or a unique prefix (as `cmf lineage` and `cmf show`
+    print digests); an error naming the candidates, or saying to sync first."""
+    artifact = store.get_artifact(digest)
+    if artifact is None:
+        from cmf_core.lineage.query import Query, ambiguous
+
+        found = Query(store).digest_prefix_matches(digest)
+        if len(found) > 1:
+            raise InvalidInputError(ambiguous(digest, [], found))
+        artifact = found[0] if found else None
+    if artifact is None:
+        raise NotFoundError(f"no artifact {digest!r} in this store; sync with the site that "
+                            "has it first (cmf sync PEER_URL)")
+    return artifact
+
+
 def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None = None,
                    token: str | None = None, store: Store | None = None,
                    settings: Settings | None = None, timeout: float = 300.0,
@@ -506,18 +524,7 @@ def fetch_artifact(digest: str, out: Path | None = None, *, peer_url: str | None
     settings = settings or (load_settings() if own else None)
     store = store or open_store(settings=settings)
     try:
-        artifact = store.get_artifact(digest)
-        if artifact is None:  # a unique prefix, as `cmf lineage` and `cmf show` print digests
-            from cmf_core.lineage.query import CANDIDATES, ambiguous, digest_prefixes
-
-            ids = [i for p in digest_prefixes(digest)
-                   for i in store.ids_with_prefix("artifact", p, CANDIDATES + 1)]
-            if len(ids) > 1:
-                raise InvalidInputError(ambiguous(digest, [], store.find_artifacts(ids=ids)))
-            artifact = store.get_artifact(ids[0]) if ids else None
-        if artifact is None:
-            raise NotFoundError(f"no artifact {digest!r} in this store; sync with the site that "
-                                "has it first (cmf sync PEER_URL)")
+        artifact = find_artifact(store, digest)
         digest = artifact.id
         if not digest.startswith("sha256:"):
             raise InvalidInputError(

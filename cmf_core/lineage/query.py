@@ -194,12 +194,9 @@ class Query:
         by_name = self.store.find_artifacts(name=ref)
         if by_name:
             return [by_name[-1]], True
-        prefixes = digest_prefixes(ref)
-        if prefixes:
-            ids = [i for p in prefixes for i in self.store.ids_with_prefix(
-                "artifact", p, CANDIDATES + 1)]
-            if ids:
-                return self.store.find_artifacts(ids=ids), False
+        found = self.digest_prefix_matches(ref)
+        if found:
+            return found, False
         if not ref:
             return [], False
         if "/" not in ref:
@@ -208,6 +205,13 @@ class Query:
             if latest:
                 return sorted(latest.values(), key=lambda a: a.name), False
         return self.store.artifacts_at(ref, CANDIDATES + 1), False
+
+    def digest_prefix_matches(self, ref: str) -> list[Artifact]:
+        """The artifacts whose digest starts with ``ref`` (at least ``MIN_PREFIX`` hex
+        characters, with or without ``sha256:``; at most ``CANDIDATES`` + 1 of a kind)."""
+        ids = [i for p in digest_prefixes(ref)
+               for i in self.store.ids_with_prefix("artifact", p, CANDIDATES + 1)]
+        return self.store.find_artifacts(ids=ids) if ids else []
 
     def execution_matches(self, ref: str) -> list[Execution]:
         """The execution with id ``ref``, else those whose id starts with it (at least
