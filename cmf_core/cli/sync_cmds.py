@@ -48,6 +48,7 @@ def sync(
 
     Example: cmf sync http://cloud.example.org:8080 --pull --token s3cret
     """
+    from cmf_core.federation.peer import TokenSource
     from cmf_core.federation.peer import sync as do_sync
 
     chosen = [name for name, flag in (("push", push), ("pull", pull), ("both", both)) if flag]
@@ -58,7 +59,10 @@ def sync(
     settings = load_settings(store_url=store)
     with get_store(store, create=True) as s:
         report = do_sync(peer_url, token=token, direction=direction,  # type: ignore[arg-type]
-                         pipeline=pipeline, store=s, settings=settings, timeout=timeout)
+                         pipeline=pipeline, store=s, settings=settings, timeout=timeout,
+                         token_source=TokenSource("--token", "pass --token, or add the peer's "
+                                                  "URL to the federation_tokens setting",
+                                                  who="command"))
     if json_out:
         print_json(report.to_dict())
         return

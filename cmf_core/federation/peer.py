@@ -141,6 +141,27 @@ def token_for(peer_url: str, settings: Settings | None) -> str | None:
     return next((t for url, t in tokens.items() if _url_key(url) == wanted), None)
 
 
+@dataclass(frozen=True)
+class TokenSource:
+    """Where a sync step's token comes from, named when the peer refuses it.
+
+    ``given``: where a token passed to :func:`sync` came from (``"$PEER_TOKEN"``);
+    ``missing``: how to give one when there is none (``"$PEER_TOKEN is not set"``);
+    ``who``: what the caller is (``"step"``, ``"task"``, ``"command"``).
+    """
+
+    given: str
+    missing: str
+    who: str = "step"
+
+    def explain(self, passed: str | None, used: str | None) -> str:
+        """``this step's token: ...`` for a token ``passed`` in and the one ``used``."""
+        where = (self.given if passed else
+                 "the federation_tokens setting for this URL" if used else
+                 f"none; {self.missing}")
+        return f"this {self.who}'s token: {where}"
+
+
 def encode_vector(vector: dict[str, int] | None) -> str:
     return ",".join(f"{k}:{int(v)}" for k, v in sorted((vector or {}).items()))
 
@@ -257,10 +278,12 @@ def _info(client: _Client, store: Store, scope: str, pipelines: list[str] | None
 def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
          pipeline: str | None = None, store: Store | None = None,
          settings: Settings | None = None, *, page_size: int = DEFAULT_PAGE,
-         compress: bool | None = None, timeout: float = 120.0) -> SyncReport:
+         compress: bool | None = None, timeout: float = 120.0,
+         token_source: TokenSource | None = None) -> SyncReport:
     """Exchange metadata with the ``cmf serve`` at ``peer_url``; see the module docs.
 
     ``compress``: gzip the pages (``None``, the default: unless the peer is a loopback address).
+    ``token_source``: where ``token`` came from, named in the error when the peer refuses it.
 
     ``pipeline`` limits the exchange to one pipeline (:class:`~cmf_core.errors.NotFoundError`
     when neither this store nor, after a pull, the peer has it). Raises :class:`PeerError`
@@ -272,6 +295,22 @@ def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
     own = store is None
     settings = settings or (load_settings() if own else None)
     store = store or open_store(settings=settings)
+    try:
+        return _sync(peer_url, token, direction, pipeline, store, settings,
+                     page_size=page_size, compress=compress, timeout=timeout)
+    except AuthError as e:
+        if token_source is None:
+            raise
+        used = token or token_for(peer_url, settings)
+        raise AuthError(f"{e} ({token_source.explain(token, used)})") from None
+    finally:
+        if own:
+            store.close()
+
+
+def _sync(peer_url: str, token: str | None, direction: Direction, pipeline: str | None,
+          store: Store, settings: Settings | None, *, page_size: int, compress: bool | None,
+          timeout: float) -> SyncReport:
     token = token or token_for(peer_url, settings)
     client = _Client(peer_url, token, timeout)
     report = SyncReport(peer_url=client.shown, direction=direction)
@@ -301,8 +340,6 @@ def sync(peer_url: str, token: str | None = None, direction: Direction = "both",
             "pushed": report.pushed.records, "conflicts": len(report.conflicts)}))
     finally:
         client.close()
-        if own:
-            store.close()
     return report
 
 

@@ -171,17 +171,13 @@ class CmfFederatedSyncOperator(BaseOperator):
                     f"AIRFLOW_CONN_{self.cmf_conn_id.upper()}='cmf://:TOKEN@peer:8080') to "
                     "sync") from e
             raise
-        from cmf_core.errors import AuthError
-        from cmf_core.federation.peer import sync
+        from cmf_core.federation.peer import TokenSource, sync
 
-        try:
-            report = sync(url, token, self.direction, self.pipeline or None,
-                          settings=_settings(), timeout=self.timeout)  # type: ignore[arg-type]
-        except AuthError as e:  # say where this step's token comes from: the connection
-            where = (f"the password of connection {self.cmf_conn_id!r}" if token else
-                     f"none, connection {self.cmf_conn_id!r} has no password; set the peer's "
-                     "token as its password")
-            raise AuthError(f"{e} (this step's token: {where})") from None
+        source = TokenSource(f"the password of connection {self.cmf_conn_id!r}",
+                             f"connection {self.cmf_conn_id!r} has no password; set the "
+                             "peer's token as its password")
+        report = sync(url, token, self.direction, self.pipeline or None,  # type: ignore[arg-type]
+                      settings=_settings(), timeout=self.timeout, token_source=source)
         self.log.info("synced with %s (%s): pulled %d records, pushed %d records, %d bytes, "
                       "%d conflict(s)", report.peer_url, report.peer_site,
                       report.pulled.records, report.pushed.records, report.bytes,

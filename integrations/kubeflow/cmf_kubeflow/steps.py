@@ -84,21 +84,11 @@ def run_federated_sync(peer_url: str = "", direction: str = "both", pipeline: st
                 "federated_sync runs in a KFP pod without CMF_STORE_URL: it would sync the "
                 "pod's own empty store, thrown away with it; set CMF_STORE_URL to this site's "
                 "store (its PostgreSQL) in the component's environment")
-        from cmf_core.errors import AuthError
-        from cmf_core.federation.peer import sync
+        from cmf_core.federation.peer import TokenSource, sync
 
-        try:
-            result = sync(peer, token, direction, pipeline or None)
-        except AuthError as e:  # say where this step's token came from: $token_env
-            from cmf_core.config import load_settings
-            from cmf_core.federation.peer import token_for
-
-            where = (f"${token_env}" if token else
-                     "the federation_tokens setting for this URL"
-                     if token_for(peer, load_settings()) else
-                     f"none, ${token_env} is not set in the component's environment (e.g. "
-                     "use_cmf_secret)")
-            raise AuthError(f"{e} (this step's token: {where})") from None
+        source = TokenSource(f"${token_env}", f"${token_env} is not set in the component's "
+                             "environment (e.g. use_cmf_secret)")
+        result = sync(peer, token, direction, pipeline or None, token_source=source)
     except Exception as e:
         if strict:
             raise

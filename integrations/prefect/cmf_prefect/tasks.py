@@ -128,27 +128,23 @@ def federated_sync(
     if direction not in DIRECTIONS:
         raise InvalidInputError(
             f"federated_sync direction {direction!r} is not one of {', '.join(DIRECTIONS)}")
-    from cmf_core.errors import AuthError
-    from cmf_core.federation.peer import token_for
+    from cmf_core.federation.peer import TokenSource
 
-    where = "the token= argument"
+    given = "the token= argument"
     if isinstance(peer, CmfPeer):
         url = peer.url
         if not token and peer.token:
-            token, where = peer.token.get_secret_value(), "the token of the CmfPeer block"
+            token, given = peer.token.get_secret_value(), "the token of the CmfPeer block"
     else:
         url = str(peer)
     settings = _settings(connection)
-    if not token:
-        where = ("the federation_tokens setting for this URL" if token_for(url, settings) else
-                 "none; give the CmfPeer block a token, or pass token=")
+    source = TokenSource(given, "give the CmfPeer block a token, or pass token=", who="task")
     from cmf_core.store import open_store
 
     store = open_store(settings=settings)
     try:
-        result = sync(url, token, direction, pipeline, store=store, settings=settings)
-    except AuthError as e:  # say where this task's token came from
-        raise AuthError(f"{e} (this task's token: {where})") from None
+        result = sync(url, token, direction, pipeline, store=store, settings=settings,
+                      token_source=source)
     finally:
         store.close()
     summary = _plain(result)

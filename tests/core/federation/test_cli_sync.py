@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 
 from cmf_core import Cmf
 from cmf_core.cli import records_cmds, sync_cmds
-from cmf_core.errors import InvalidInputError
+from cmf_core.errors import AuthError, InvalidInputError
 from cmf_core.model import Execution, Metric, Pipeline, Stage
 from cmf_core.store import open_store
 from tests.core.federation.sites import Site, dump
@@ -190,6 +190,9 @@ def test_sync_and_fetch_commands(app: typer.Typer, tmp_path: Path) -> None:
         assert not list(tmp_path.rglob(".cmf-fetch-*"))
         with pytest.raises(InvalidInputError, match="choose one of"):
             runner.invoke(app, ["sync", b.url, "--push", "--pull", "--store", local],
+                          catch_exceptions=False)
+        with pytest.raises(AuthError, match=r"\(this command's token: --token\)"):
+            runner.invoke(app, ["sync", b.url, "--token", "wrong", "--store", local],
                           catch_exceptions=False)
     finally:
         b.stop()

@@ -26,6 +26,7 @@ from cmf_core.federation.merge import get_hwm, hwm_key, import_bundle
 from cmf_core.federation.peer import (
     PEER_URL_KEY,
     PeerError,
+    TokenSource,
     fetch_artifact,
     is_loopback,
     sync,
@@ -230,6 +231,29 @@ def test_token_from_settings_whatever_the_url_spelling(sites: dict[str, Site],
         with pytest.raises(AuthError):  # another port is another peer
             sync(b.url, store=a,
                  settings=site_settings(site="a", federation_tokens={b.url + "1": "admin"}))
+    finally:
+        a.close()
+
+
+def test_a_refused_token_names_where_it_came_from(sites: dict[str, Site],
+                                                  tmp_path: Path) -> None:
+    """With a TokenSource (every sync step and cmf sync pass one), the AuthError names the
+    token's source: the one passed in, the federation_tokens setting, or none and how to give
+    one. (The Airflow step said 'connection has no password' when the setting gave the token.)"""
+    b = sites["b"] = Site("b", tmp_path / "b", token="admin").start()
+    a = Site("a", tmp_path / "a").open()
+    source = TokenSource("$PEER_TOKEN", "$PEER_TOKEN is not set", who="step")
+    try:
+        with pytest.raises(AuthError, match=r"\(this step's token: \$PEER_TOKEN\)$"):
+            sync(b.url, token="wrong", store=a, token_source=source)
+        with pytest.raises(AuthError, match=r"token: none; \$PEER_TOKEN is not set\)$"):
+            sync(b.url, store=a, settings=site_settings(site="a"), token_source=source)
+        wrong = site_settings(site="a", federation_tokens={b.url + "/": "wrong"})
+        with pytest.raises(AuthError, match="token: the federation_tokens setting for this URL"):
+            sync(b.url, store=a, settings=wrong, token_source=source)
+        with pytest.raises(AuthError) as plain:  # no source: the peer's message alone
+            sync(b.url, token="wrong", store=a)
+        assert "this step's token" not in str(plain.value)
     finally:
         a.close()
 

@@ -150,7 +150,7 @@ def test_federated_sync_names_where_a_refused_token_came_from(
     monkeypatch.delenv("CMF_SERVER_TOKEN", raising=False)
     summary = run_federated_sync(peer.url, strict=False)
     assert "refused GET /info" in summary["error"]
-    assert "this step's token: none, $CMF_SERVER_TOKEN is not set" in summary["error"]
+    assert "this step's token: none; $CMF_SERVER_TOKEN is not set" in summary["error"]
     monkeypatch.setenv("PEER_TOKEN", "stale-token")
     with pytest.raises(AuthError, match=r"this step's token: \$PEER_TOKEN\)"):
         run_federated_sync(peer.url, token_env="PEER_TOKEN")
