@@ -212,11 +212,12 @@ def _derived(key: str, facet: Any, namespace: str, pipeline: str, error: str | N
     return False
 
 
-def _fit(text: Any) -> Any:
-    """A dataset name or URI longer than a stored name may be (a presigned URL, say) cut to
-    :data:`MAX_NAME` characters, ending in a hash of the whole, so that the run is still
-    recorded; the artifact's id is the digest of the whole URI and its properties keep the
-    dataset's whole namespace and name."""
+def fit_name(text: Any) -> Any:
+    """A dataset name or URI (a presigned URL, say), or a job name (Spark's names end in the
+    output dataset's), longer than a stored name may be, cut to :data:`MAX_NAME` characters,
+    ending in a hash of the whole, so that the run is still recorded. The artifact's id is the
+    digest of the whole URI and its properties keep the dataset's whole namespace and name; an
+    execution keeps its job's whole name in ``openlineage.job`` (a stage of a JobEvent too)."""
     if not isinstance(text, str) or len(text) <= MAX_NAME:
         return text
     tail = "…" + hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:12]
@@ -242,13 +243,13 @@ def _artifact(ds: Mapping[str, Any], path: str, at: float, site: str
         props = merge_dicts(props, {DATASET_FACETS_PROPERTY: other})
     with _at(f"{path}.facets.cmf_artifact" if ca else f"{path}.name"):
         if DATASET_PROPERTY not in props and (dataset_naming(uri) != (namespace, name)
-                                               or _fit(uri) != uri):
+                                               or fit_name(uri) != uri):
             props[DATASET_PROPERTY] = {"namespace": namespace, "name": name}
         artifact = Artifact(
             id=digest,
             type=(ca or {}).get("type", "Dataset"),
-            name=_fit((ca or {}).get("name") or name),
-            uri=_fit(uri),
+            name=fit_name((ca or {}).get("name") or name),
+            uri=fit_name(uri),
             site=(ca or {}).get("site") or site,
             created_at=float((ca or {}).get("created_at", at)),
             properties=props,
@@ -286,8 +287,8 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
     parent = rf.get("parent") if isinstance(rf.get("parent"), dict) else None
     if isinstance(cmf_exec, dict):
         pipeline, stage = cmf_exec["pipeline"], cmf_exec["stage"]
-    else:
-        pipeline, stage = _names(job["name"], parent)
+    else:  # the whole job name is kept in openlineage.job
+        pipeline, stage = map(fit_name, _names(job["name"], parent))
 
     event_type = event.get("eventType")
     status = _STATUS.get(event_type) if isinstance(event_type, str) else None
@@ -362,7 +363,7 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
 def _job_records(event: Mapping[str, Any], site: str) -> list[Record]:
     at = _event_time(event)
     job = event["job"]
-    pipeline, stage = _names(job["name"], None)
+    pipeline, stage = map(fit_name, _names(job["name"], None))
     job_facets = _facets(job)
     with _at("job"):
         records: list[Record] = [

@@ -30,6 +30,7 @@ from cmf_core.openlineage.ingest import (
     JOB_FACETS_PROPERTY,
     JOB_PROPERTY,
     RUN_FACETS_PROPERTY,
+    fit_name,
 )
 from cmf_core.openlineage.naming import dataset_naming
 from cmf_core.openlineage.times import format_time, parse_time
@@ -201,7 +202,9 @@ class LineageGraph:
             name = ref.name
             pairs = [(name[:i], name[i + 1:]) for i, c in enumerate(name) if c == "."]
             pairs += [(name.split(".", 1)[0], name), (name, name)]
-            stages.append([(p, s) for p, s in dict.fromkeys(pairs) if p and s])
+            # names too long for the store were stored cut (ingest's fit_name)
+            stages.append([(fit_name(p), fit_name(s)) for p, s in dict.fromkeys(pairs)
+                           if p and s])
         runs: dict[tuple[str, str], list[Execution]] = {}
         if refs:
             for e in self.store.latest_executions((p for ps in stages for p in ps),
@@ -213,7 +216,7 @@ class LineageGraph:
         for i, ref in enumerate(refs):
             want = (ref.namespace, ref.name)
             if not any(job_of(e) == want for pair in stages[i] for e in runs.get(pair, ())):
-                unfound.setdefault(ref.name, []).append(i)
+                unfound.setdefault(fit_name(ref.name), []).append(i)
         if unfound:
             more = [(st.pipeline, st.name) for st in self.store.list_stages()
                     if st.name in unfound]
