@@ -198,7 +198,7 @@ def wire_block(kind: str, rows: Any) -> WireBlock | None:
         kwh, co2e = c["energy_kwh"], c["co2e_kg"]
         if not (_matches(_UUIDS, c["execution_id"]) and _texts(c["site"])
                 and _types(kwh, _NUM) and _types(co2e, _NUM) and _finite(kwh)
-                and _finite(co2e)):
+                and _finite(co2e) and min(kwh) >= 0 and min(co2e) >= 0):
             return None
         out = [c["execution_id"], c["site"], list(map(float, kwh)), list(map(float, co2e)),
                objects["details"]]
@@ -210,8 +210,10 @@ def wire_block(kind: str, rows: Any) -> WireBlock | None:
             return None
         if not (status_ok and _matches(_UUIDS, c["id"]) and _names(pipeline) and _names(stage)
                 and _texts(c["site"]) and _times(c["started_at"])
-                and _times(c["ended_at"], optional=True) and _texts(c["error"], optional=True)):
-            return None
+                and _times(c["ended_at"], optional=True) and _texts(c["error"], optional=True)
+                and all(e is None or e >= s for s, e in zip(c["started_at"], c["ended_at"],
+                                                            strict=True))):
+            return None  # the record-by-record check names what is wrong
         pids = {p: name_id("pipeline", p) for p in set(pipeline)}
         pairs = list(zip(pipeline, stage, strict=True))
         sids = {pair: name_id("stage", *pair) for pair in set(pairs)}
