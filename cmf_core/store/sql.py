@@ -46,7 +46,6 @@ from cmf_core.model import (
 from cmf_core.model._base import INT64_END, brief, check_name, check_text, check_time, frozen_dict
 from cmf_core.model.artifact import check_artifact_type
 from cmf_core.model.energy import check_amount
-from cmf_core.model.execution import check_span
 from cmf_core.store import bulk, migrations, schema
 from cmf_core.store.base import (
     EXPORT_FIELDS,
@@ -296,7 +295,7 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
         eid, name_id("pipeline", pipeline),
         name_id("stage", pipeline, stage), pipeline, stage, _wire_str(data, "site", kind),
         status.value, status.rank, started,
-        None if data["ended_at"] is None else check_span(eid, started, data["ended_at"]),
+        None if data["ended_at"] is None else check_time(data["ended_at"], "ended_at"),
         _wire_obj(data, "params", "params"),
         _wire_obj(data, "properties", "properties"),
         _wire_obj(data, "custom_properties", "properties"),
@@ -946,13 +945,11 @@ class SqlStore(Store):
 
     @staticmethod
     def _execution(r: Any) -> Execution:
-        e = Execution(pipeline=r.pipeline, stage=r.stage, site=r.site, id=r.id,
-                      status=ExecutionStatus(r.status), started_at=r.started_at,
-                      params=jsonutil.loads(r.params), properties=jsonutil.loads(r.properties),
-                      custom_properties=jsonutil.loads(r.custom_properties), error=r.error)
-        # as stored: a row from before ends were checked against starts stays readable
-        object.__setattr__(e, "ended_at", r.ended_at)
-        return e
+        return Execution(pipeline=r.pipeline, stage=r.stage, site=r.site, id=r.id,
+                         status=ExecutionStatus(r.status), started_at=r.started_at,
+                         ended_at=r.ended_at, params=jsonutil.loads(r.params),
+                         properties=jsonutil.loads(r.properties),
+                         custom_properties=jsonutil.loads(r.custom_properties), error=r.error)
 
     @staticmethod
     def _artifact(r: Any) -> Artifact:

@@ -69,7 +69,6 @@ BAD: list[tuple[str, str, Any]] = [
     ("energy", "details", "hot"),
     ("energy", "energy_kwh", -2.0),
     ("energy", "co2e_kg", float("nan")),
-    ("execution", "ended_at", 0.0),
 ]
 
 
