@@ -473,7 +473,9 @@ class Cmf:
                  execution: ExecutionHandle | str | None = None) -> Execution:
         """End an execution and write its records in one durable transaction."""
         pending = self._resolve(execution)
-        ended = pending.execution.ended(status, error=error, ended_at=time.time())
+        # the clock may have stepped back since the start (NTP): end no earlier than the start
+        ended = pending.execution.ended(status, error=error, ended_at=max(
+            time.time(), pending.execution.started_at))
         records: list[Record] = [self.pipeline, self.create_stage(ended.stage),
                                  *pending.records]
         if pending.monitor is not None:

@@ -354,6 +354,7 @@ def rollup_records(executions: Iterable[Execution], records: Iterable[EnergyReco
                      "once")
     stage_map = {(s.pipeline, s.name): s for s in stages}
     items: list[Item] = []
+    unmeasured: list[EnergyRecord] = []
     seen: set[str] = set()
     for e in executions:
         if e.id in seen:
@@ -362,7 +363,17 @@ def rollup_records(executions: Iterable[Execution], records: Iterable[EnergyReco
         phase, source, note = phase_of(e, stage_map.get((e.pipeline, e.stage)))
         if note:
             notes.append(note)
-        items.append(Item(e, phase, source, by_id.get(e.id)))
+        record = by_id.get(e.id)
+        if record is not None and not record.measured:  # says nothing was measured: no record
+            unmeasured.append(record)
+            record = None
+        items.append(Item(e, phase, source, record))
+    if unmeasured:
+        why = unmeasured[0].details.get("notes")
+        why = why[0] if isinstance(why, (list, tuple)) and why else "no reason given"
+        notes.append(f"{len(unmeasured)} execution(s) have an energy record saying nothing was "
+                     f"measured, counted as not measured (execution {unmeasured[0].execution_id}"
+                     f": {why})")
     return _build(items, by, dict(filters or {}), notes)
 
 

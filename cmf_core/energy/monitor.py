@@ -96,7 +96,7 @@ class Measurement:
     ) -> EnergyRecord:
         """Apply PUE and grid intensity (see :mod:`cmf_core.carbon.carbon`) into a record."""
         from cmf_core.carbon import footprint, resolve_intensity
-        from cmf_core.model.energy import EnergyRecord
+        from cmf_core.model.energy import MEASURED_KEY, EnergyRecord
 
         if settings is None:
             from cmf_core.config import load_settings
@@ -106,6 +106,8 @@ class Measurement:
         fp = footprint(self.it_kwh, settings.pue, grid.g_per_kwh)
         details = self.details()
         details["notes"] = [*details["notes"], *carbon_notes]
+        if not self.components:  # the monitor read nothing: 0 kWh would be a false measurement
+            details[MEASURED_KEY] = False
         details.update(
             pue=settings.pue,
             intensity_g_per_kwh=grid.g_per_kwh,

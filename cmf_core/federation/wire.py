@@ -198,7 +198,7 @@ def wire_block(kind: str, rows: Any) -> WireBlock | None:
         kwh, co2e = c["energy_kwh"], c["co2e_kg"]
         if not (_matches(_UUIDS, c["execution_id"]) and _texts(c["site"])
                 and _types(kwh, _NUM) and _types(co2e, _NUM) and _finite(kwh)
-                and _finite(co2e)):
+                and _finite(co2e) and min(kwh) >= 0 and min(co2e) >= 0):
             return None
         out = [c["execution_id"], c["site"], list(map(float, kwh)), list(map(float, co2e)),
                objects["details"]]

@@ -90,16 +90,17 @@ class Execution:
               error: str | None = None, ended_at: float | None = None,
               **changes: Any) -> Execution:
         """A copy of this execution in a terminal state."""
+        if ended_at is None:  # the clock: never before the start, should it have stepped back
+            ended_at = max(now(), self.started_at)
         if changes:
             return replace(self, status=ExecutionStatus.parse(status), error=error,
-                           ended_at=ended_at if ended_at is not None else now(), **changes)
+                           ended_at=ended_at, **changes)
         new = object.__new__(Execution)  # the rest is already validated: copy it as it is
         for name in Execution.__slots__:
             object.__setattr__(new, name, getattr(self, name))
         object.__setattr__(new, "status", ExecutionStatus.parse(status))
         object.__setattr__(new, "error", _error_text(error))
-        object.__setattr__(new, "ended_at",
-                           check_time(ended_at, "ended_at") if ended_at is not None else now())
+        object.__setattr__(new, "ended_at", check_time(ended_at, "ended_at"))
         return new
 
 

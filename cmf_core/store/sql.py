@@ -45,6 +45,7 @@ from cmf_core.model import (
 )
 from cmf_core.model._base import INT64_END, brief, check_name, check_text, check_time, frozen_dict
 from cmf_core.model.artifact import check_artifact_type
+from cmf_core.model.energy import check_amount
 from cmf_core.store import bulk, migrations, schema
 from cmf_core.store.base import (
     EXPORT_FIELDS,
@@ -279,22 +280,36 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
             _wire_obj(data, "properties", "properties"),
             _wire_obj(data, "custom_properties", "properties"), origin, origin_seq]))
     if kind == "energy":
+        eid = check_uuid(data["execution_id"], "execution id")
         return WireRow(("energy", [
-            check_uuid(data["execution_id"], "execution id"), _wire_str(data, "site", kind),
-            _wire_float(data, "energy_kwh", kind), _wire_float(data, "co2e_kg", kind),
+            eid, _wire_str(data, "site", kind),
+            check_amount(_wire_float(data, "energy_kwh", kind), "energy_kwh", eid),
+            check_amount(_wire_float(data, "co2e_kg", kind), "co2e_kg", eid),
             _wire_obj(data, "details", "energy details"), origin, origin_seq]))
     pipeline = check_name(data["pipeline"], "pipeline name")
     stage = check_name(data["stage"], "stage name")
     status = ExecutionStatus.parse(data["status"])
+    eid = check_uuid(data["id"], "execution id")
+    started = check_time(data["started_at"], "started_at")
     return WireRow(("execution", [
-        check_uuid(data["id"], "execution id"), name_id("pipeline", pipeline),
+        eid, name_id("pipeline", pipeline),
         name_id("stage", pipeline, stage), pipeline, stage, _wire_str(data, "site", kind),
-        status.value, status.rank, check_time(data["started_at"], "started_at"),
+        status.value, status.rank, started,
         None if data["ended_at"] is None else check_time(data["ended_at"], "ended_at"),
         _wire_obj(data, "params", "params"),
         _wire_obj(data, "properties", "properties"),
         _wire_obj(data, "custom_properties", "properties"),
         _wire_str(data, "error", kind, optional=True), origin, origin_seq]))
+
+
+def _energy(r: Any) -> EnergyRecord:
+    """An energy record as its row holds it: amounts stored before they were checked (a
+    negative or NaN from an old import) stay readable rather than failing every read."""
+    record = EnergyRecord(execution_id=r.execution_id, site=r.site, energy_kwh=0.0,
+                          co2e_kg=0.0, details=jsonutil.loads(r.details))
+    object.__setattr__(record, "energy_kwh", r.energy_kwh)
+    object.__setattr__(record, "co2e_kg", r.co2e_kg)
+    return record
 
 
 _STORES: weakref.WeakSet[SqlStore] = weakref.WeakSet()
@@ -1125,9 +1140,7 @@ class SqlStore(Store):
         stmt = sa.select(t).order_by(t.c.seq)
         if execution_ids is not None:
             stmt = stmt.where(self._among(t.c.execution_id, execution_ids))
-        return [EnergyRecord(execution_id=r.execution_id, site=r.site, energy_kwh=r.energy_kwh,
-                             co2e_kg=r.co2e_kg, details=jsonutil.loads(r.details))
-                for r in self._rows(stmt)]
+        return [_energy(r) for r in self._rows(stmt)]
 
     def lineage_events(self, run_id: str | None = None, since_seq: int = 0,
                        limit: int | None = None) -> list[LineageEvent]:
@@ -1261,8 +1274,7 @@ class SqlStore(Store):
                          step=None if r.step == schema.STEP_SCALAR else r.step,
                          timestamp=r.timestamp)
         for r in page(t.energy, ncond):
-            yield EnergyRecord(execution_id=r.execution_id, site=r.site, energy_kwh=r.energy_kwh,
-                               co2e_kg=r.co2e_kg, details=jsonutil.loads(r.details))
+            yield _energy(r)
 
     # federation: versions and versioned export ----------------------------------------------
     @functools.cached_property

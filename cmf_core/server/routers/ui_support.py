@@ -80,6 +80,7 @@ def pipeline_graph(
     art_ids = sorted({e.artifact_id for e in edges})
     arts = _chunked(art_ids, lambda c: store.find_artifacts(ids=c))
     energy = {r.execution_id: r for r in _chunked(ids, store.energy)}
+    measured = {k for k, r in energy.items() if r.measured}  # else null: not measured, not 0
     return {
         "pipeline": pipeline,
         "upstream": upstream,
@@ -88,8 +89,8 @@ def pipeline_graph(
         "sites": sorted({e.site for e in execs} | {a.site for a in arts}),
         "executions": [
             {**e_json,
-             "energy_kwh": energy[e.id].energy_kwh if e.id in energy else None,
-             "co2e_kg": energy[e.id].co2e_kg if e.id in energy else None}
+             "energy_kwh": energy[e.id].energy_kwh if e.id in measured else None,
+             "co2e_kg": energy[e.id].co2e_kg if e.id in measured else None}
             for e, e_json in zip(execs, executions_json(execs, settings), strict=True)],
         "artifacts": [artifact_json(a) for a in arts],
         "edges": [event_json(e) for e in edges],

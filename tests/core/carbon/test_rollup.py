@@ -470,3 +470,28 @@ def test_http_route_returns_the_rollup(store: Store, recorded: Sites, tmp_path: 
         bad = client.get("/api/v1/carbon", params={"since": "yesterday"})
         assert bad.status_code == 400 and "since" in bad.json()["message"]
 
+
+
+def test_a_monitor_that_measured_nothing_counts_as_not_measured(tmp_path: Path) -> None:
+    """A monitor that could read nothing (here: stopped without being started; also a monitor
+    that breaks at start or stop) gives a record saying so, not a measured 0 kWh: roll-ups
+    leave it out of the sums and the counts with energy, and a note keeps the reason."""
+    settings = load_settings(site="hpc", pue=1.0, carbon_intensity=100.0)
+    store = open_store(f"sqlite:///{tmp_path / 'u.db'}", site="hpc")
+    try:
+        measured = Execution("p", "train", "hpc", started_at=ts(0), ended_at=ts(0, 5))
+        broken = Execution("p", "train", "hpc", started_at=ts(0, 1), ended_at=ts(0, 6))
+        good = Measurement(pid=1, started_at=ts(0), duration_s=300.0, cpu_time_s=300.0,
+                           components={"cpu": Reading("cpu", 3.6e6, "model")})
+        failed = EnergyMonitor(settings).stop().to_record(broken.id, settings)
+        assert failed.energy_kwh == 0.0 and not failed.measured
+        assert any("without start" in n for n in failed.details["notes"])
+        store.put([Pipeline("p", "hpc", 1.0), Stage("p", "train", "hpc", 1.0), measured,
+                   broken, good.to_record(measured.id, settings), failed])
+        r = rollup(store, pipeline="p")
+        assert (r.total.executions, r.total.with_energy, r.total.energy_kwh) == (2, 1, 1.0)
+        assert any(broken.id in n and "without start" in n for n in r.notes)
+        only_broken = rollup_records([broken], [failed])
+        assert only_broken.total.with_energy == 0 and only_broken.total.energy_kwh == 0.0
+    finally:
+        store.close()

@@ -44,13 +44,15 @@ def record_sets(draw: st.DrawFn) -> list[Record]:
             for i in range(draw(st.integers(1, 3)))]
     ex = Execution(pipe.name, stage.name, site, id=uuid7(),
                    status=draw(st.sampled_from(["running", "completed", "failed"])),
-                   started_at=draw(times), ended_at=draw(st.none() | times),
+                   started_at=(start := draw(times)),
+                   ended_at=draw(st.none() | st.floats(start, 2e9, allow_nan=False)),
                    params=draw(props), properties=draw(props), custom_properties=draw(props),
                    error=draw(st.none() | text))
     events = [Event(ex.id, a.id, draw(st.sampled_from(["INPUT", "OUTPUT"]))) for a in arts]
     metrics = [Metric(ex.id, f"m{i}", draw(floats), step=draw(st.none() | st.integers(0, 99)),
                       timestamp=draw(times)) for i in range(draw(st.integers(0, 3)))]
-    energy = [EnergyRecord(ex.id, site, draw(floats), draw(floats), draw(props))]
+    amounts = st.floats(0, allow_infinity=False, allow_nan=False)
+    energy = [EnergyRecord(ex.id, site, draw(amounts), draw(amounts), draw(props))]
     return [pipe, stage, *arts, ex, *events, *metrics, *energy]
 
 

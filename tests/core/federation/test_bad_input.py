@@ -106,6 +106,10 @@ BAD_RECORDS: list[tuple[str, str, Any, str]] = [
     ("metric", "step", 2**70, "step 1180591620717411303424 must be a whole number from 0 to"),
     ("metric", "step", True, "step True must be a whole number"),
     ("energy", "energy_kwh", 10**400, "energy_kwh 1000.*\\.\\.\\. is too large"),
+    # amounts a measurement cannot have: named with the record
+    ("energy", "energy_kwh", -0.5, f"energy record of execution {EX.id}: energy_kwh -0.5 must "
+                                   "be a finite number >= 0 \\(kWh\\)"),
+    ("energy", "co2e_kg", -1e-9, f"energy record of execution {EX.id}: co2e_kg -1e-09 must be"),
     # NUL inside an object: stored, no record of it could be read back
     ("execution", "params", {"k": "a\x00b"}, "params.k: 'a\\\\x00b' is not valid text"),
     ("execution", "custom_properties", {"k\x00": 1}, "the key 'k\\\\x00' is not valid text"),

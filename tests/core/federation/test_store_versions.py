@@ -67,6 +67,8 @@ BAD: list[tuple[str, str, Any]] = [
     ("artifact", "id", "sha256:xyz"),
     ("location", "uri", ""),
     ("energy", "details", "hot"),
+    ("energy", "energy_kwh", -2.0),
+    ("energy", "co2e_kg", float("nan")),
 ]
 
 

@@ -118,7 +118,7 @@ def block_of(record: Record, **changes: Any) -> tuple[str, list[Any]]:
     return data["kind"], [*(data[f] for f in EXPORT_FIELDS[data["kind"]]), "origin-x", 7]
 
 
-EX = Execution("p", "s", "a", id=uuid7(), status="completed", ended_at=5.0,
+EX = Execution("p", "s", "a", id=uuid7(), status="completed", started_at=1.0, ended_at=5.0,
                params={"lr": 0.1})
 DIGEST = remote_digest("s3://x", "1")
 GOOD: dict[str, Record] = {
@@ -188,6 +188,8 @@ BAD: list[tuple[str, str, Any]] = [
     ("artifact", "id", "sha256:xyz"),
     ("energy", "details", "hot"),
     ("energy", "energy_kwh", None),
+    ("energy", "energy_kwh", -1.0),
+    ("energy", "co2e_kg", -0.0001),
 ]
 
 
