@@ -123,6 +123,16 @@ def _event_time_index(dialect: Dialect) -> list[str]:
                 "(cmf_event_time(event_time) NULLS FIRST, seq)"]
     return ["CREATE INDEX ix_ol_events_time ON ol_events (julianday(event_time), seq)"]
 
+
+def missing_tables(existing: set[str], dialect: Dialect) -> list[str]:
+    """Statements creating the tables of the initial schema that a store made by older code
+    lacks although its ``0001_initial`` is recorded: the first release (757eab7) made stores
+    without ``cmf_journal_rejected``, which the next added to ``0001_initial`` in place. Without
+    it one journal entry that cannot be applied makes every read of the store fail."""
+    return [str(CreateTable(table).compile(dialect=dialect)).strip()
+            for table in (schema.journal_rejected,) if table.name not in existing]
+
+
 MIGRATIONS: list[Migration] = [
     Migration("0001_initial", _initial),
     Migration(schema.ORIGIN_MIGRATION, _record_origin),

@@ -524,6 +524,9 @@ class SqlStore(Store):
                                         "VALUES (?, ?)"), (m.name, migrations.now()))
                     if m.name == migrations.JOURNAL_FILES and "cmf_journal" in tables:
                         self._apply_table(cur)  # what older code left in its journal table
+                if tables:
+                    for statement in migrations.missing_tables(tables, self.engine.dialect):
+                        cur.execute(statement)
                 if not tables:
                     cur.execute(
                         self._q("INSERT INTO cmf_store (key, value) VALUES (?, ?), (?, ?)"),
