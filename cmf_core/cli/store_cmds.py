@@ -380,7 +380,8 @@ def show(ref: Annotated[str, typer.Argument(
             data["metrics"] = [{"name": m.name, "value": m.value, "step": m.step}
                                for m in s.metrics([ex.id])]
             data["energy"] = [{"energy_kwh": r.energy_kwh, "co2e_kg": r.co2e_kg,
-                               "details": dict(r.details)} for r in s.energy([ex.id])]
+                               "measured": r.measured, "details": dict(r.details)}
+                              for r in s.energy([ex.id])]
             data["kind"] = "execution"
         else:
             assert art is not None

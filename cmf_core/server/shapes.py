@@ -81,5 +81,7 @@ def metric_json(m: Metric) -> dict[str, Any]:
 
 
 def energy_json(r: EnergyRecord) -> dict[str, Any]:
+    """An energy record; ``measured`` false: the monitor read nothing (its 0 is no
+    measurement, the notes say why)."""
     return {"execution_id": r.execution_id, "site": r.site, "energy_kwh": r.energy_kwh,
-            "co2e_kg": r.co2e_kg, "details": _plain(r.details)}
+            "co2e_kg": r.co2e_kg, "measured": r.measured, "details": _plain(r.details)}

@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 from playwright.sync_api import Browser, Page, expect
 
-from cmf_core.model import Execution, ExecutionStatus, Pipeline, Stage
+from cmf_core.model import EnergyRecord, Execution, ExecutionStatus, Pipeline, Stage
 from cmf_core.store import ExecutionFilter, open_store
 from tests.ui.conftest import UiServer, cmf_serve, watched_page
 from tests.ui.scenario import Scenario
@@ -439,7 +439,10 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
                                                          (ExecutionStatus.FAILED, "<b>boom</b>")]))
         store.put([*(Pipeline(n, "lab") for n in [*AWKWARD, "idle", "runs"]),
                    *(Stage(n, "st<b>1</b>", "lab") for n in AWKWARD), *execs,
-                   Stage("runs", "fit", "lab"), ok, failed])
+                   Stage("runs", "fit", "lab"), ok, failed,
+                   # a monitor that read nothing: its 0 kWh is no measurement
+                   EnergyRecord(failed.id, "lab", 0.0, 0.0, {
+                       "measured": False, "notes": ["monitor failed: no sensor could be read"]})])
     with cmf_serve(url, tmp_path) as base:
         with watched_page(browser, base) as pg:
             dialogs: list[str] = []
@@ -473,6 +476,11 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
             error_row = pg.locator("#compare-table tr.error-row")
             expect(error_row.locator("td")).to_have_text(["\u2013", "<b>boom</b>"])
             expect(error_row).to_have_class(re.compile(r"\bdiffers\b"))
+            # neither run has a measurement (no record; a record saying nothing was measured)
+            for label in ("Energy (kWh)", "Emissions (kgCO2e)"):
+                energy_row = pg.locator("#compare-table tr").filter(
+                    has=pg.get_by_role("rowheader", name=label, exact=True))
+                expect(energy_row.locator("td")).to_have_text(["\u2013", "\u2013"])
             # and in a run's row and details
             pg.goto("/#/pipeline/runs")
             wait_view(pg, "/pipeline/runs")
@@ -480,6 +488,10 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
             expect(row.locator("td.params")).to_have_text("p_2=2, p_10=1")
             row.locator("td.name a").click()
             expect(pg.locator("#details table.params th")).to_have_text(["p_2", "p_10"])
+            expect(pg.locator("#details .energy-unmeasured")).to_have_text("not measured")
+            expect(pg.locator("#details ul.notes")).to_have_text(
+                "monitor failed: no sensor could be read")
+            expect(pg.locator("#details .energy-kwh")).to_have_count(0)
             assert not dialogs
 
             pg.set_viewport_size({"width": 390, "height": 844})

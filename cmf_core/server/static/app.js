@@ -478,9 +478,18 @@ function linkList(items, label, onPick) {
     } }, label(x)))));
 }
 
+/** A run's energy record, unless it says nothing was measured (then its 0 is no value). */
+function measuredEnergy(run) {
+  return run.energy && run.energy.measured !== false ? run.energy : null;
+}
+
 function energyPart(energy) {
   if (!energy) return [h("h4", {}, "Energy"), h("p", { class: "muted" }, "not measured")];
   const d = energy.details || {};
+  if (energy.measured === false) { // the monitor read nothing: its 0 kWh is no measurement
+    return [h("h4", {}, "Energy"), h("p", { class: "muted energy-unmeasured" }, "not measured"),
+      d.notes?.length ? h("ul", { class: "notes" }, d.notes.map((n) => h("li", {}, n))) : null];
+  }
   const comps = Object.entries(d.components || {}).map(([c, v]) => [c,
     h("span", {}, num(v.kwh), ` kWh (${v.method || "?"})`)]);
   return [h("h4", {}, "Energy"), kv([
@@ -599,8 +608,8 @@ async function viewCompare(out, _args, query) {
       return m ? num(m.value) : "–";
     }), "metric")),
     group("Energy"),
-    row("Energy (kWh)", runs.map((r) => num(r.energy?.energy_kwh ?? null))),
-    row("Emissions (kgCO2e)", runs.map((r) => num(r.energy?.co2e_kg ?? null))),
+    row("Energy (kWh)", runs.map((r) => num(measuredEnergy(r)?.energy_kwh ?? null))),
+    row("Emissions (kgCO2e)", runs.map((r) => num(measuredEnergy(r)?.co2e_kg ?? null))),
     row("PUE", runs.map((r) => r.energy?.details?.pue ?? "–")),
     row("Intensity (gCO2e/kWh)", runs.map((r) => r.energy?.details?.intensity_g_per_kwh ?? "–")),
   ];
