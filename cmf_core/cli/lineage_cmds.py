@@ -11,8 +11,8 @@ from rich.tree import Tree
 from cmf_core.cli.common import COUNT, JsonOpt, StoreOpt, console, get_store, print_json, short
 from cmf_core.errors import InvalidInputError
 from cmf_core.jsonutil import MAX_NESTING, TooDeepError
-from cmf_core.lineage import LineageNode, Query
-from cmf_core.model import Artifact
+from cmf_core.lineage import LineageNode, Query, fold_task_values
+from cmf_core.model import Artifact, is_task_value
 
 #: the most steps (execution hops) whose nested tree ``--json`` prints: JSON data nests at
 #: most :data:`cmf_core.jsonutil.MAX_NESTING` levels, and each step takes four
@@ -33,6 +33,8 @@ def label(node: LineageNode) -> str:
     if isinstance(r, Artifact):
         text = (f"[bold]{escape(r.type)}[/] {escape(r.name)} "
                 f"[dim]{short(r.id)} @{escape(r.site)}[/]")
+        if is_task_value(r):
+            text += " [dim](task result: a value passed between tasks in memory)[/]"
     else:
         shown = list(r.params.items())[:PARAMS_SHOWN]
         params = ", ".join(f"{k}={v}" for k, v in shown)
@@ -41,6 +43,8 @@ def label(node: LineageNode) -> str:
         text = (f"[cyan]{escape(r.pipeline)}/{escape(r.stage)}[/] [dim]{r.id} "
                 f"@{escape(r.site)}[/] {r.status.value}"
                 + (f" ({escape(params)})" if params else ""))
+        if node.via is not None:  # its result, folded: the line reads "<- via task result"
+            text = f"[dim]via task result:[/] {text}"
     return text + (" [dim](see above)[/]" if node.seen else "")
 
 
@@ -98,6 +102,10 @@ def lineage(
              "name).")],
     depth: Annotated[int | None, typer.Option(help="Stop after this many hops.",
                                                       **COUNT)] = None,
+    all_: Annotated[bool, typer.Option(
+        "--all", help="Show task results (values passed between tasks in memory, such as "
+                      "Prefect's) as artifacts of their own, not folded into 'via task "
+                      "result'. --json always has them.")] = False,
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:
@@ -106,7 +114,9 @@ def lineage(
     Executions are labelled with their whole id (cmf show takes it). A digest prefix or path
     part that several artifacts match is an error that names them. A tree deeper than the
     terminal is wide goes on in numbered trees below ("continued in #2"); --json nests at most
-    49 steps.
+    49 steps. A task result (a value one task passed to the next in memory) is folded: the
+    task that produced it is shown right under the one that read it, as "via task result: ..."
+    (--all shows the result itself).
 
     Example: cmf lineage model.pkl
     """
@@ -121,5 +131,12 @@ def lineage(
                 f"nests (at most {JSON_HOPS}): add --depth {JSON_HOPS} and ask again from the "
                 "deepest artifact, leave out --json, or read the flat graph: GET "
                 "/api/v1/artifacts/<digest>/lineage (cmf serve)") from None
-    else:
+    elif all_:
         print_tree(tree, console.width)
+    else:
+        shown, folded = fold_task_values(tree)
+        print_tree(shown, console.width)
+        if folded:
+            console.print(f"[dim]{folded} task result{'s' if folded > 1 else ''} (values "
+                          "passed between tasks in memory) folded into 'via task result'; "
+                          "--all shows them[/]")

@@ -1,5 +1,5 @@
 """Lineage queries over the store API: parents/children, closures, provenance, stage DAGs."""
 
-from cmf_core.lineage.query import LineageNode, Provenance, Query
+from cmf_core.lineage.query import LineageNode, Provenance, Query, fold_task_values
 
-__all__ = ["LineageNode", "Provenance", "Query"]
+__all__ = ["LineageNode", "Provenance", "Query", "fold_task_values"]

@@ -13,7 +13,17 @@ from typing import TYPE_CHECKING, Any
 
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.identity import DIGEST_KINDS
-from cmf_core.model import Artifact, EnergyRecord, EventType, Execution, Metric, Pipeline, Stage
+from cmf_core.model import (
+    ROLE_PROPERTY,
+    Artifact,
+    EnergyRecord,
+    EventType,
+    Execution,
+    Metric,
+    Pipeline,
+    Stage,
+    is_task_value,
+)
 from cmf_core.store import ExecutionFilter, Store
 
 if TYPE_CHECKING:
@@ -28,6 +38,9 @@ class LineageNode:
     record: Artifact | Execution
     children: list[LineageNode] = field(default_factory=list)
     seen: bool = False  # already shown elsewhere in the tree (shared upstream)
+    #: set by :func:`fold_task_values` on an execution shown in place of the task value
+    #: (an artifact) it produced and its consumer read
+    via: Artifact | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON data, children nested (built without recursion: trees may be deep)."""
@@ -46,6 +59,8 @@ class LineageNode:
         base: dict[str, Any] = {"kind": self.kind, "id": r.id}
         if isinstance(r, Artifact):
             base.update(type=r.type, name=r.name, uri=r.uri, site=r.site)
+            if ROLE_PROPERTY in r.properties:
+                base["role"] = r.properties[ROLE_PROPERTY]
         else:
             base.update(pipeline=r.pipeline, stage=r.stage, site=r.site, status=r.status.value,
                         params=dict(r.params))
@@ -53,6 +68,41 @@ class LineageNode:
             base["seen"] = True
         base["children"] = []
         return base
+
+
+def fold_task_values(root: LineageNode) -> tuple[LineageNode, int]:
+    """A copy of the tree of ``root`` for display, with every task value (an artifact that
+    :func:`~cmf_core.model.is_task_value`: a value passed between tasks in memory) an input of
+    an execution replaced by the executions that produced it, each marked ``via`` it; and how
+    many task values it folded. A task value whose producer is not in the tree (beyond
+    ``max_depth``, or never recorded) stays. Built without recursion (trees may be deep)."""
+    producers: dict[str, list[LineageNode]] = {}
+    stack = [root]
+    while stack:
+        n = stack.pop()
+        if isinstance(n.record, Artifact) and not n.seen and is_task_value(n.record):
+            producers[n.record.id] = n.children
+        stack += n.children
+    folded: set[str] = set()
+    top = LineageNode(root.kind, root.record, seen=root.seen, via=root.via)
+    pairs = [(root, top)]
+    while pairs:
+        old, new = pairs.pop()
+        for child in old.children:
+            art = child.record
+            if old.kind == "execution" and isinstance(art, Artifact) and producers.get(art.id):
+                folded.add(art.id)
+                for e in producers[art.id]:  # a task value shown again: producers shown above
+                    seen = e.seen or child.seen
+                    copy = LineageNode(e.kind, e.record, seen=seen, via=art)
+                    new.children.append(copy)
+                    if not seen:
+                        pairs.append((e, copy))
+                continue
+            copy = LineageNode(child.kind, child.record, seen=child.seen, via=child.via)
+            new.children.append(copy)
+            pairs.append((child, copy))
+    return top, len(folded)
 
 
 @dataclass

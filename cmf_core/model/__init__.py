@@ -3,8 +3,11 @@ metrics and energy. One module per noun; all records carry the site that created
 
 from cmf_core.model.artifact import (
     ARTIFACT_TYPES,
+    ROLE_PROPERTY,
+    TASK_VALUE,
     Artifact,
     ArtifactLocation,
+    is_task_value,
     register_artifact_type,
 )
 from cmf_core.model.energy import EnergyRecord
@@ -22,6 +25,8 @@ Record = (
 
 __all__ = [
     "ARTIFACT_TYPES",
+    "ROLE_PROPERTY",
+    "TASK_VALUE",
     "Artifact",
     "ArtifactLocation",
     "EnergyRecord",
@@ -34,5 +39,6 @@ __all__ = [
     "Pipeline",
     "Record",
     "Stage",
+    "is_task_value",
     "register_artifact_type",
 ]

@@ -22,6 +22,19 @@ ARTIFACT_TYPES: set[str] = {
 }
 
 
+#: artifact property that says what part an artifact plays beyond its type
+ROLE_PROPERTY = "cmf.role"
+#: the role of a value one task handed to the next in memory (an orchestrator's task result):
+#: recorded for the lineage edge between the two executions, not a dataset or model of the
+#: user's; ``cmf lineage`` folds it into that edge ("via task result")
+TASK_VALUE = "task_value"
+
+
+def is_task_value(artifact: Artifact) -> bool:
+    """Whether ``artifact`` is a value passed between tasks in memory (:data:`TASK_VALUE`)."""
+    return artifact.properties.get(ROLE_PROPERTY) == TASK_VALUE
+
+
 def register_artifact_type(name: str) -> str:
     """Make ``name`` a known artifact type (types are open for more)."""
     check_name(name, "artifact type")

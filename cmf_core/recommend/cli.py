@@ -62,6 +62,11 @@ def recommend_command(
 ) -> None:
     """Recommend model + hyperparameter seeds for a new task from the most similar past tasks.
 
+    Each seed is scored against past runs: +1 = as good as a task's best run, 0 = its median
+    run, below 0 = worse than its median run ("past tasks": its weighted mean on the past tasks
+    behind it; "meta-model": predicted for this task). --json gives the same numbers as
+    "expected" and "predicted", and the scale as "score_scale".
+
     Example: cmf recommend churn.csv --category classification --target Churn -k 5
     """
     if (dataset is None) == (task is None):

@@ -188,13 +188,14 @@ class Recommendation:
             if len(self.neighbours) > 8:
                 lines.append(f"  ... and {len(self.neighbours) - 8} more")
         if self.seeds:
-            lines.append("Seeds (expected: the weighted mean score of the configuration on "
-                         "the past tasks behind the seeds; meta-model: the score predicted for "
-                         "this task; both on the scale 1 = a task's best run, 0 = its median "
-                         "run):")
+            lines.append(f"Seeds, each scored {SCORE_SCALE} (past tasks: the configuration's "
+                         "weighted mean on the past tasks behind it; meta-model: "
+                         "predicted for this task):")
         for i, s in enumerate(self.seeds, 1):
-            pred = "" if s.predicted is None else f", meta-model {s.predicted:.2f}"
-            lines.append(f"{i}. {config_label(s.config)} expected {s.expected:.2f}{pred}")
+            pred = ("" if s.predicted is None
+                    else f", meta-model {s.predicted:+.2f} {standing(s.predicted)}")
+            lines.append(f"{i}. {config_label(s.config)}: past tasks {s.expected:+.2f} "
+                         f"{standing(s.expected)}{pred}")
             if s.reason:
                 lines.append(f"     why: {s.reason}")
             for e in s.evidence[:3]:
@@ -216,6 +217,7 @@ class Recommendation:
             "metric": self.metric,
             "knowledge_tasks": self.knowledge_tasks,
             "elapsed_s": round(self.elapsed_s, 6),
+            "score_scale": SCORE_SCALE,
             "neighbours": [{"task_id": n.task_id, "name": n.name,
                             "similarity": round(n.similarity, 4), "alike": list(n.alike),
                             "differ": list(n.differ)} for n in self.neighbours],
@@ -231,6 +233,21 @@ class Recommendation:
         if seeder:
             out["seeder"] = self.seeder_state()
         return out
+
+
+#: what a seed's ``expected`` and ``predicted`` scores mean (said by ``explain`` and ``--json``)
+SCORE_SCALE = ("against past runs: +1 = as good as a task's best run, 0 = its median run, "
+               "below 0 = worse than its median run")
+
+
+def standing(score: float) -> str:
+    """Where a normalised score stands, in words: ``(best)``, ``(above median)``, ``(median)``
+    or ``(below median)`` (a negative score puzzles without it)."""
+    if score >= 0.995:
+        return "(best)"
+    if score >= 0.005:
+        return "(above median)"
+    return "(median)" if score > -0.005 else "(below median)"
 
 
 def optuna_params(config: Mapping[str, Any]) -> dict[str, Any]:

@@ -5,7 +5,8 @@ Prefect                                    dataset (namespace, name) and identit
 =========================================  ================================================
 task run ``R`` completed (its result)      ``prefect``, ``task-run/<R>/result``; identified by
                                            its name (ingest's unversioned digest), so every
-                                           route computes the same artifact from the id alone
+                                           route computes the same artifact from the id alone;
+                                           role ``task_value`` (folded by ``cmf lineage``)
 ``task_inputs`` naming upstream run ``U``  input ``prefect``, ``task-run/<U>/result``: the
                                            lineage edge between the two executions
 a parameter or return value that is the    ``file``, the absolute path; ``cmf_artifact`` with
@@ -57,8 +58,21 @@ class Dataset:
 
 
 def result_dataset(task_run_id: Any) -> Dataset:
-    """The result of task run ``task_run_id``: an output of that run, an input of its children."""
-    return Dataset(RESULT_NAMESPACE, f"task-run/{task_run_id}/result")
+    """The result of task run ``task_run_id``: an output of that run, an input of its children.
+
+    Its ``cmf_artifact`` facet gives the id ingest would give it anyway (the unversioned digest
+    of its URI) and the role ``task_value`` (``cmf_core.model.TASK_VALUE``): a value passed
+    between tasks in memory, which ``cmf lineage`` folds into the edge between the two runs.
+    """
+    from cmf_core.model.artifact import ROLE_PROPERTY, TASK_VALUE
+    from cmf_core.openlineage.facets import ArtifactDatasetFacet
+    from cmf_core.openlineage.ingest import unversioned_digest
+    from cmf_core.openlineage.naming import dataset_uri
+
+    name = f"task-run/{task_run_id}/result"
+    facet = ArtifactDatasetFacet(digest=unversioned_digest(dataset_uri(RESULT_NAMESPACE, name)),
+                                 type="Dataset", properties={ROLE_PROPERTY: TASK_VALUE})
+    return Dataset(RESULT_NAMESPACE, name, {"cmf_artifact": facet})
 
 
 def upstream_run_ids(task_inputs: Mapping[str, Iterable[Any]] | None) -> list[str]:

@@ -943,3 +943,56 @@ def test_deep_lineage_is_printed_whole_in_80_columns(
                           "nests (at most 49): add --depth 49")
     tree = json.loads(invoke("lineage", "a60", "--store", url, "--json", "--depth", "49"))
     assert tree["name"] == "a60"
+
+
+def _task_value_store(tmp_path: Path) -> str:
+    """a -> value (a task value, passed in memory) -> b -> x; value and x -> c -> m.pkl."""
+    from cmf_core.model import ROLE_PROPERTY, TASK_VALUE
+
+    url = f"sqlite:///{tmp_path / 'tv.db'}"
+    role = {ROLE_PROPERTY: TASK_VALUE}
+    with Cmf(pipeline_name="flow", store=url, site="edge", measure_energy=False) as cmf:
+        with cmf.create_execution("a"):
+            cmf.log_artifact("s3://flow/a/result", "output", version="1", name="a-result",
+                             properties=role)
+        with cmf.create_execution("b"):
+            cmf.log_artifact("s3://flow/a/result", "input", version="1", name="a-result",
+                             properties=role)
+            (tmp_path / "x.csv").write_text("x\n")
+            cmf.log_dataset(str(tmp_path / "x.csv"), "output")
+        with cmf.create_execution("c"):
+            cmf.log_artifact("s3://flow/a/result", "input", version="1", name="a-result",
+                             properties=role)
+            cmf.log_dataset(str(tmp_path / "x.csv"), "input")
+            (tmp_path / "m.pkl").write_bytes(b"m")
+            cmf.log_model(str(tmp_path / "m.pkl"), "output")
+    return url
+
+
+def test_lineage_folds_task_values_into_the_edge_they_make(tmp_path: Path) -> None:
+    """A value one task hands the next in memory (a Prefect task result) took a line of its
+    own between the two runs; now the producer is shown under the consumer, 'via task
+    result', also where the value is read twice; --all and --json keep it."""
+    url = _task_value_store(tmp_path)
+    ids = {e["stage"]: e["id"] for e in json.loads(invoke("executions", "--store", url,
+                                                               "--json"))}
+    lines = [line.split(" @")[0] for line in
+             invoke("lineage", "m.pkl", "--store", url, columns=200).splitlines()]
+    assert "a-result" not in "\n".join(lines)
+    assert lines[1] == f"└── flow/c {ids['c']}"
+    via_a = f"via task result: flow/a {ids['a']}"
+    assert sum(via_a in line for line in lines) == 2  # read by c and by b
+    assert lines[-1] == ("1 task result (values passed between tasks in memory) folded into "
+                         "'via task result'; --all shows them")
+    full = invoke("lineage", "m.pkl", "--store", url, "--all", columns=200)
+    assert full.count("a-result") == 2 and "via task result" not in full
+    tree = json.loads(invoke("lineage", "m.pkl", "--store", url, "--json"))
+    roles = {c["name"]: c.get("role") for c in tree["children"][0]["children"]}
+    assert roles == {"a-result": "task_value", "x.csv": None}
+
+
+def test_lineage_keeps_a_task_value_whose_producer_is_beyond_depth(tmp_path: Path) -> None:
+    url = _task_value_store(tmp_path)
+    text = invoke("lineage", "m.pkl", "--store", url, "--depth", "1", columns=200)
+    assert "a-result" in text and "via task result" not in text
+    assert "folded" not in text

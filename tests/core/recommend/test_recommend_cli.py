@@ -43,6 +43,8 @@ def test_task_file_and_store(tmp_path: Path) -> None:
     assert out["seeds"][0]["config"] == CONFIGS[A_BEST]
     assert out["seeds"][0]["optuna_params"]["model"] == CONFIGS[A_BEST]["model"]
     assert out["neighbours"][0]["name"] == "stored"
+    assert out["seeds"][0]["expected"] == pytest.approx(1.0, abs=0.02)  # numbers as they are
+    assert "0 = its median run, below 0 = worse than its median run" in out["score_scale"]
 
 
 @pytest.mark.skipif(not knowledge.shipped().tasks, reason="shipped knowledge base not built")

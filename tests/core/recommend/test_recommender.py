@@ -36,10 +36,33 @@ def test_seeds_come_from_similar_tasks(toy_kb: KnowledgeBase) -> None:
     text = rec.explain()
     assert "3 similar classification task(s)" in text and "a0" in text
     assert str(top.evidence[0].run_id) in text
-    lines = text.splitlines()  # the scale of "expected" is said once, before the first seed
+    lines = text.splitlines()  # the scale of the scores is said once, before the first seed
     first = next(i for i, x in enumerate(lines) if x.startswith("1. "))
-    assert "1 = a task's best run, 0 = its median run" in lines[first - 1]
+    assert ("+1 = as good as a task's best run, 0 = its median run, below 0 = worse than its "
+            "median run") in lines[first - 1]
     assert rec.to_dict()["seeds"][0]["config"] == CONFIGS[A_BEST]
+
+
+def test_seed_scores_say_whether_they_are_above_or_below_the_median(toy_kb: KnowledgeBase
+                                                                   ) -> None:
+    """A seed's score read "expected -0.79": a newcomer took it for a broken metric. Each
+    score now has its sign and says where it stands against the median past run; --json keeps
+    the numbers and says the scale."""
+    rec = recommend(make_task("new", (0.2, 0.21, 0.9)), k=len(CONFIGS), knowledge=toy_kb)
+    lines = {x.split(". ", 1)[0]: x for x in rec.explain().splitlines() if x[:1].isdigit()}
+    below = [i for i, s in enumerate(rec.seeds, 1) if s.expected < -0.005]
+    above = [i for i, s in enumerate(rec.seeds, 1) if 0.005 <= s.expected < 0.995]
+    assert below and above and rec.seeds[0].expected >= 0.995
+    assert f": past tasks {rec.seeds[0].expected:+.2f} (best)" in lines["1"]
+    for i in below:
+        assert f": past tasks {rec.seeds[i - 1].expected:+.2f} (below median)" in lines[str(i)]
+        assert f"{rec.seeds[i - 1].expected:+.2f}".startswith("-")
+    for i in above:
+        assert f": past tasks +{rec.seeds[i - 1].expected:.2f} (above median)" in lines[str(i)]
+    data = rec.to_dict()
+    assert data["score_scale"] == ("against past runs: +1 = as good as a task's best run, "
+                                   "0 = its median run, below 0 = worse than its median run")
+    assert [d["expected"] for d in data["seeds"]] == [round(s.expected, 4) for s in rec.seeds]
 
 
 def test_dict_description_is_accepted(toy_kb: KnowledgeBase) -> None:
