@@ -311,6 +311,7 @@ def test_carbon_dashboard_equals_the_store(
 def test_recommendations_show_seeds_and_the_tasks_they_came_from(
         page: Page, ui_server: UiServer, scenario: Scenario, shots: Shots) -> None:
     from cmf_core.recommend import from_store, recommend, shipped
+    from cmf_core.recommend.recommender import SCORE_SCALE, standing
 
     lab_task = scenario.task_ids["telco-churn-lab"]
     page.goto("/#/recommend")
@@ -332,12 +333,17 @@ def test_recommendations_show_seeds_and_the_tasks_they_came_from(
     assert page.locator("#neighbours tbody tr").evaluate_all(
         "(rows) => rows.map((r) => r.dataset.task)") == [n.task_id for n in expected.neighbours]
     expect(page.locator("#neighbours")).to_contain_text("telco-churn-hpc")
+    expect(page.locator("#score-scale")).to_contain_text(SCORE_SCALE)
     seeds = page.locator("#seeds > li")
     expect(seeds).to_have_count(len(expected.seeds))
     for i, seed in enumerate(expected.seeds):
         item = seeds.nth(i)
         expect(item.locator("strong")).to_have_text(str(seed.config["model"]))
         expect(item.locator(".why")).to_have_text(f"Why: {seed.reason}")
+        pred = ("" if seed.predicted is None else
+                f", meta-model {seed.predicted:+.2f} {standing(seed.predicted)}")
+        expect(item.locator(".score")).to_have_text(
+            f"past tasks {seed.expected:+.2f} {standing(seed.expected)}{pred}")
         runs = item.locator("a.run").evaluate_all(
             "(links) => links.map((a) => a.getAttribute('href'))")
         assert runs == [f"#/compare?ids={e.run_id}" for e in seed.evidence

@@ -478,6 +478,16 @@ function linkList(items, label, onPick) {
     } }, label(x)))));
 }
 
+/** A normalised seed score with its sign: "+0.42". */
+const signed = (x) => `${x >= 0 ? "+" : ""}${x.toFixed(2)}`;
+
+/** Where a normalised score stands, as cmf recommend says it (recommender.standing). */
+function standing(x) {
+  if (x >= 0.995) return "(best)";
+  if (x >= 0.005) return "(above median)";
+  return x > -0.005 ? "(median)" : "(below median)";
+}
+
 /** A run's energy record, unless it says nothing was measured (then its 0 is no value). */
 function measuredEnergy(run) {
   return run.energy && run.energy.measured !== false ? run.energy : null;
@@ -778,7 +788,7 @@ async function viewRecommend(out, _args, query) {
     ...[...evidenceTasks].map(([id, t]) => ({ id: `t:${id}`, kind: "task", order: String(1 - t.similarity),
       lines: [t.name, `similarity ${t.similarity.toFixed(3)}`], w: 190, h: 44, cls: "task", colour: "#1f6fb4" })),
     ...rec.seeds.map((seed, i) => ({ id: `s:${i}`, kind: "seed", order: String(i).padStart(3, "0"),
-      lines: [`${i + 1}. ${seed.config.model}`, seedLabel(seed), `expected ${seed.expected.toFixed(2)}`], w: 210, h: 58, cls: "seed", colour: "#c2410c" }))];
+      lines: [`${i + 1}. ${seed.config.model}`, seedLabel(seed), `${signed(seed.expected)} ${standing(seed.expected)}`], w: 210, h: 58, cls: "seed", colour: "#c2410c" }))];
   const edges = [...[...evidenceTasks.keys()].map((id) => ({ from: "q", to: `t:${id}` })),
     ...rec.seeds.flatMap((seed, i) => seed.evidence.map((ev) => ({ from: `t:${ev.task_id}`, to: `s:${i}` })))];
   put(out, section("Similar tasks", rec.neighbours.length ? table(["Task", ["Similarity", "n"], "Alike in", "Differs most in"],
@@ -787,9 +797,11 @@ async function viewRecommend(out, _args, query) {
       h("td", {}, n.alike.join(", ")), h("td", {}, n.differ.join(", ")))), { id: "neighbours" })
     : h("p", { class: "muted" }, "No task is similar enough; the seeds below do well across the category.")),
   section("Seeds and where they come from", host,
+    h("p", { class: "muted", id: "score-scale" }, `Each seed is scored ${rec.score_scale} (past tasks: its weighted mean on the past tasks behind it; meta-model: predicted for this task).`),
     rec.seeds.length ? h("ol", { class: "seeds", id: "seeds" }, rec.seeds.map((seed) => h("li", {},
       h("div", {}, h("strong", {}, seed.config.model), ` ${seedLabel(seed)} `,
-        h("span", { class: "muted" }, `expected ${seed.expected.toFixed(2)} (1: as good as the similar tasks' best runs, 0: their median run)`)),
+        h("span", { class: "muted score" }, `past tasks ${signed(seed.expected)} ${standing(seed.expected)}`
+          + (seed.predicted === null || seed.predicted === undefined ? "" : `, meta-model ${signed(seed.predicted)} ${standing(seed.predicted)}`))),
       seed.reason ? h("div", { class: "muted why" }, `Why: ${seed.reason}`) : null,
       table(["From task", ["Similarity", "n"], ["Score there", "n"], ["Rank", "n"], "Run"], seed.evidence.map((ev) => h("tr", {},
         h("td", {}, ev.task), h("td", { class: "n" }, ev.similarity.toFixed(3)), h("td", { class: "n" }, g(ev.score)),
