@@ -9,6 +9,11 @@ Node ids follow Marquez: ``dataset:<namespace>:<name>`` and ``job:<namespace>:<n
 * A **job** is every execution with that OpenLineage job: the ``openlineage.job`` property
   ingest keeps for foreign events, else namespace ``cmf`` and name ``<pipeline>.<stage>``
   (what CMF emits). At most :data:`MAX_RUNS_PER_JOB` latest runs are read per job.
+* **Static lineage**: the latest JobEvent of a job (by ``eventTime``, then arrival) is its
+  current design: its inputs are ``dataset -> job`` edges and its outputs ``job -> dataset``
+  edges, added to those its runs give (the runs' edges are all shown; a declared edge is added
+  when no run gave it). A job with declared lineage and no run is a node of its own. JobEvents
+  are read from the raw events (:meth:`Store.static_lineage_events`), once per graph.
 * Edges: an INPUT event is ``dataset -> job``, an OUTPUT event ``job -> dataset``. ``depth``
   is the number of edges from the requested node; ``inEdges``/``outEdges`` list only edges
   between returned nodes, while a job's ``inputs``/``outputs`` list all its datasets.
@@ -22,7 +27,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from cmf_core.errors import InvalidInputError, NotFoundError
+from cmf_core.errors import CmfError, InvalidInputError, NotFoundError
 from cmf_core.model import Artifact, EventType, Execution, ExecutionStatus
 from cmf_core.openlineage.convert import DATASET_PROPERTY, DEFAULT_NAMESPACE, job_name
 from cmf_core.openlineage.ingest import (
@@ -30,6 +35,7 @@ from cmf_core.openlineage.ingest import (
     JOB_FACETS_PROPERTY,
     JOB_PROPERTY,
     RUN_FACETS_PROPERTY,
+    _names,
     fit_name,
 )
 from cmf_core.openlineage.naming import dataset_naming
@@ -91,6 +97,43 @@ def _plain(value: Any) -> Any:
     return json.loads(json.dumps(value, default=dict))
 
 
+@dataclass(frozen=True)
+class Declared:
+    """A job's static lineage: what its latest JobEvent declares."""
+
+    at: float  # the JobEvent's eventTime
+    facets: Mapping[str, Any]  # its job facets
+    inputs: frozenset[NodeRef]
+    outputs: frozenset[NodeRef]
+
+
+def declared_lineage(store: Store) -> dict[tuple[str, str], Declared]:
+    """Each job's static lineage, by OpenLineage (namespace, name): its latest JobEvent (the
+    greatest ``eventTime``; between equal times, the later arrival) replaces earlier ones."""
+    out: dict[tuple[str, str], Declared] = {}
+    for ev in store.static_lineage_events():
+        try:
+            body = json.loads(ev.body)
+            job = body.get("job") if "run" not in body else None
+            if not isinstance(job, dict):
+                continue  # a DatasetEvent
+            key = (str(job["namespace"]), str(job["name"]))
+            at = parse_time(body["eventTime"])
+        except (ValueError, KeyError, TypeError, AttributeError, CmfError):
+            continue  # stored events were validated on ingest; anything else is not a design
+        if key in out and at < out[key].at:
+            continue
+        sides = []
+        for side in ("inputs", "outputs"):
+            sides.append(frozenset(
+                NodeRef(DATASET, str(d["namespace"]), str(d["name"]))
+                for d in body.get(side) or () if isinstance(d, dict)
+                and "namespace" in d and "name" in d))
+        facets = job.get("facets")
+        out[key] = Declared(at, facets if isinstance(facets, dict) else {}, *sides)
+    return out
+
+
 @dataclass
 class _Node:
     ref: NodeRef
@@ -98,6 +141,7 @@ class _Node:
     executions: list[Execution] = field(default_factory=list)
     inputs: set[NodeRef] = field(default_factory=set)  # datasets read (job) / jobs writing (ds)
     outputs: set[NodeRef] = field(default_factory=set)  # datasets written / jobs reading
+    declared: Declared | None = None  # a job's static lineage (its latest JobEvent)
     expanded: bool = False
 
 
@@ -114,6 +158,21 @@ class LineageGraph:
         self._index: dict[tuple[str, str], list[Artifact]] | None = None
         self._artifacts: dict[str, Artifact] = {}  # every artifact read, by id
         self._naming: dict[str, tuple[str, str]] = {}  # dataset_of of each, by id
+        self._declared: dict[tuple[str, str], Declared] | None = None
+        self._declaring: dict[NodeRef, list[tuple[NodeRef, bool]]] = {}  # dataset -> (job, reads)
+
+    def _static(self) -> dict[tuple[str, str], Declared]:
+        """Every job's static lineage (:func:`declared_lineage`), read on first use, and which
+        jobs declare each dataset."""
+        if self._declared is None:
+            self._declared = declared_lineage(self.store)
+            for (namespace, name), d in sorted(self._declared.items()):
+                job = NodeRef(JOB, namespace, name)
+                for ds in d.inputs:
+                    self._declaring.setdefault(ds, []).append((job, True))
+                for ds in d.outputs:
+                    self._declaring.setdefault(ds, []).append((job, False))
+        return self._declared
 
     # resolving ids ---------------------------------------------------------------------------
     def resolve(self, node_id: str) -> NodeRef:
@@ -139,8 +198,12 @@ class LineageGraph:
                     self._nodes.setdefault(ref, _Node(ref, artifacts=arts))
                     return ref
         else:
-            for node in self._load_all(refs):
+            nodes = self._load_all(refs)
+            for node in nodes:  # a job that ran first, then one only declared (JobEvents)
                 if node.executions:
+                    return node.ref
+            for node in nodes:
+                if node.declared is not None:
                     return node.ref
         raise NotFoundError(f"no {kind} {rest!r} in this store (nodeId {node_id!r})")
 
@@ -151,8 +214,10 @@ class LineageGraph:
         jobs = [r for r in new if r.type != DATASET]
         for ref, arts in zip(datasets, self._dataset_artifacts(datasets), strict=True):
             self._nodes[ref] = _Node(ref, artifacts=arts)
+        declared = self._static() if jobs else {}
         for ref, execs in zip(jobs, self._job_executions(jobs), strict=True):
-            self._nodes[ref] = _Node(ref, executions=execs)
+            self._nodes[ref] = _Node(ref, executions=execs,
+                                     declared=declared.get((ref.namespace, ref.name)))
         return [self._nodes[r] for r in refs]
 
     def _artifacts_by_id(self, ids: Sequence[str]) -> dict[str, Artifact]:
@@ -241,6 +306,14 @@ class LineageGraph:
         todo = [n for n in nodes if not n.expanded]
         for n in todo:
             n.expanded = True
+        for n in todo:  # static lineage: what the job's latest JobEvent declares
+            if n.declared is not None:
+                n.inputs |= n.declared.inputs
+                n.outputs |= n.declared.outputs
+            elif n.ref.type == DATASET:
+                self._static()
+                for job, reads in self._declaring.get(n.ref, ()):
+                    (n.outputs if reads else n.inputs).add(job)
         of_artifact = {a.id: n for n in todo for a in n.artifacts}  # id -> its dataset node
         of_execution = {e.id: n for n in todo for e in n.executions}  # id -> its job node
         art_ids, exec_ids = sorted(of_artifact), sorted(of_execution)
@@ -326,28 +399,36 @@ class LineageGraph:
 
     @staticmethod
     def _job_data(node: _Node) -> dict[str, Any]:
-        ref, runs = node.ref, node.executions
+        ref, runs, declared = node.ref, node.executions, node.declared
         latest = runs[-1] if runs else None
+        # a job that never ran: the pipeline and stage ingest filed its JobEvent under
+        pipeline, stage = ((latest.pipeline, latest.stage) if latest is not None
+                           else tuple(map(fit_name, _names(ref.name, None)))
+                           if declared is not None else (None, None))
         parent = None
-        if latest is not None and ref.name.startswith(latest.pipeline + ".") \
-                and ref.name != latest.pipeline:
-            parent = latest.pipeline
+        if pipeline is not None and ref.name.startswith(pipeline + ".") and ref.name != pipeline:
+            parent = pipeline
         facets = _plain(latest.properties.get(JOB_FACETS_PROPERTY) or {}) if latest else {}
+        if not facets and declared is not None:
+            facets = _plain(declared.facets)
+        times = [t for r in runs for t in (r.started_at, r.ended_at) if t is not None]
+        if declared is not None:
+            times.append(declared.at)
         job_type = facets.get("jobType") if isinstance(facets.get("jobType"), dict) else {}
         return {  # Marquez's job types: BATCH, STREAM, SERVICE
             "id": ref.ref, "name": ref.name,
             "type": "STREAM" if job_type.get("processingType") == "STREAMING" else "BATCH",
             "simpleName": ref.name[len(parent) + 1:] if parent else ref.name,
             "parentJobName": parent, "namespace": ref.namespace,
-            "createdAt": _iso(runs[0].started_at) if runs else None,
-            "updatedAt": _iso(max((r.ended_at or r.started_at) for r in runs)) if runs
-            else None,
+            "createdAt": _iso(min(times, default=None)),
+            "updatedAt": _iso(max(times, default=None)),
             "inputs": [d.ref for d in sorted(node.inputs, key=lambda r: r.id)],
             "outputs": [d.ref for d in sorted(node.outputs, key=lambda r: r.id)],
             "location": None, "description": None, "facets": facets,
             "latestRun": run_json(latest) if latest else None,
-            "cmf": {"pipeline": latest.pipeline if latest else None,
-                    "stage": latest.stage if latest else None, "runs": len(runs)},
+            "cmf": {"pipeline": pipeline, "stage": stage, "runs": len(runs),
+                    # the eventTime of the JobEvent whose inputs and outputs are shown
+                    **({"declaredAt": _iso(declared.at)} if declared is not None else {})},
         }
 
 

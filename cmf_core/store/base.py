@@ -229,6 +229,11 @@ class Store(abc.ABC):
                        limit: int | None = None) -> list[LineageEvent]:
         """Raw OpenLineage events as received, in arrival order."""
 
+    def static_lineage_events(self) -> list[LineageEvent]:
+        """The raw events without a run (JobEvents, DatasetEvents), in arrival order. The SQL
+        backends read them from the index on ``run_id``; this reads every event."""
+        return [ev for ev in self.lineage_events() if ev.run_id is None]
+
     def lineage_events_by_time(self, *, after: float | None = None,
                                before: float | None = None, descending: bool = True,
                                limit: int = 100, offset: int = 0

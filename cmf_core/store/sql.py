@@ -1155,6 +1155,11 @@ class SqlStore(Store):
             stmt = stmt.limit(limit)
         return [_lineage_event(r) for r in self._rows(stmt)]
 
+    def static_lineage_events(self) -> list[LineageEvent]:
+        t = schema.ol_events  # ix_ol_events_run finds the rows without a run
+        stmt = sa.select(t).where(t.c.run_id.is_(None)).order_by(t.c.seq)
+        return [_lineage_event(r) for r in self._rows(stmt)]
+
     def lineage_events_by_time(self, *, after: float | None = None,
                                before: float | None = None, descending: bool = True,
                                limit: int = 100, offset: int = 0

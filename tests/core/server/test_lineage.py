@@ -588,3 +588,23 @@ def test_run_ids_are_canonical(client: httpx.Client, server: LiveServer) -> None
     for e in events:
         assert client.post("/api/v1/lineage", json=e).status_code == 201
     assert server.store.get_execution(run_id) is not None
+
+
+def test_graph_around_a_job_known_only_from_a_job_event(client: httpx.Client) -> None:
+    """Static lineage (a dbt model's JobEvent, no run): the job and its datasets are linked."""
+    job_event = {"eventTime": "2024-05-01T12:00:00Z", "producer": FOREIGN,
+                 "schemaURL": f"{SPEC}#/$defs/JobEvent",
+                 "job": {"namespace": "dbt", "name": "shop.orders_model"},
+                 "inputs": [{"namespace": "postgres://db:5432", "name": "shop.public.orders"}],
+                 "outputs": [{"namespace": "postgres://db:5432", "name": "shop.daily"}]}
+    assert client.post("/api/v1/lineage", json=job_event).status_code == 201
+    job, src = "job:dbt:shop.orders_model", "dataset:postgres://db:5432:shop.public.orders"
+    r = client.get("/api/v1/lineage", params={"nodeId": job})
+    assert r.status_code == 200, r.text
+    nodes = {n["id"]: n for n in r.json()["graph"]}
+    assert nodes[job]["inEdges"] == [{"origin": src, "destination": job}]
+    assert nodes[job]["outEdges"] == [
+        {"origin": job, "destination": "dataset:postgres://db:5432:shop.daily"}]
+    r = client.get("/api/v1/lineage", params={"nodeId": src})
+    assert {n["id"]: n for n in r.json()["graph"]}[src]["outEdges"] == [
+        {"origin": src, "destination": job}]

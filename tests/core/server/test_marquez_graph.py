@@ -188,3 +188,77 @@ def test_a_dataset_in_a_namespace_with_colons_is_found_by_name_without_a_scan(
     assert (ref.namespace, ref.name) == ("s3://lake", "reports/w.json")
     ref = LineageGraph(store).resolve(ORDERS)
     assert ref.namespace == "postgres://db:5432"
+
+
+# static lineage: JobEvents (a job with its datasets, no run) ---------------------------------
+SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
+PRODUCER = "https://github.com/dbt-labs/dbt-core"
+MODEL = "job:dbt:shop.orders_model"
+SRC = "dataset:postgres://db:5432:shop.public.orders"
+DST = "dataset:postgres://db:5432:shop.analytics.daily"
+OLD = "dataset:postgres://db:5432:shop.analytics.old"
+
+
+def _job_event(at: str, inputs: list[str], outputs: list[str], **facets: Any) -> dict[str, Any]:
+    def ds(node_id: str) -> dict[str, str]:
+        return _ref(node_id)
+
+    return {"eventTime": at, "producer": PRODUCER, "schemaURL": f"{SPEC}#/$defs/JobEvent",
+            "job": {"namespace": "dbt", "name": "shop.orders_model",
+                    **({"facets": facets} if facets else {})},
+            "inputs": [ds(i) for i in inputs], "outputs": [ds(o) for o in outputs]}
+
+
+def test_a_job_known_only_from_job_events_is_in_the_graph(store: Store) -> None:
+    from cmf_core.openlineage.ingest import ingest
+
+    sql = {"_producer": PRODUCER, "_schemaURL": "https://openlineage.io/spec/facets/1-1-0/"
+           "SQLJobFacet.json#/$defs/SQLJobFacet", "query": "select * from orders"}
+    ingest(_job_event("2024-05-01T12:00:00Z", [SRC], [OLD]), store, "site-a")
+    # a later JobEvent is the job's current design: it replaces what the first declared
+    ingest(_job_event("2024-05-02T12:00:00Z", [SRC], [DST], sql=sql), store, "site-a")
+    # arriving late, an older design changes nothing
+    ingest(_job_event("2024-04-30T12:00:00Z", [OLD], [SRC]), store, "site-a")
+    graph = LineageGraph(store).graph(MODEL)["graph"]
+    assert _edges(graph) == {MODEL: ({SRC}, {DST}), SRC: (set(), {MODEL}),
+                             DST: ({MODEL}, set())}
+    job = {n["id"]: n for n in graph}[MODEL]
+    assert job["type"] == "JOB" and job["data"]["id"] == {"namespace": "dbt",
+                                                          "name": "shop.orders_model"}
+    assert job["data"]["inputs"] == [_ref(SRC)] and job["data"]["outputs"] == [_ref(DST)]
+    assert job["data"]["latestRun"] is None and job["data"]["facets"]["sql"] == sql
+    assert job["data"]["createdAt"] == job["data"]["updatedAt"] == "2024-05-02T12:00:00.000000Z"
+    assert job["data"]["cmf"] == {"pipeline": "shop", "stage": "shop.orders_model", "runs": 0,
+                                  "declaredAt": "2024-05-02T12:00:00.000000Z"}
+    # each dataset's graph includes the job that declares it
+    assert _edges(LineageGraph(store).graph(DST)["graph"]) == {
+        MODEL: ({SRC}, {DST}), SRC: (set(), {MODEL}), DST: ({MODEL}, set())}
+    assert _edges(LineageGraph(store).graph(OLD)["graph"]) == {OLD: (set(), set())}
+
+
+def test_declared_lineage_adds_to_what_runs_show(store: Store, shop: dict[str, Any]) -> None:
+    from cmf_core.openlineage.ingest import ingest
+
+    # shop.report ran reading clean/0000 and writing the weekly report; its design also reads
+    # clean/0001, which no run of it has read yet
+    event = _job_event("2024-05-01T12:00:00Z", [CLEAN[0], CLEAN[1]], [WEEKLY])
+    event["job"] = {"namespace": "cmf", "name": "shop.report"}
+    ingest(event, store, "site-a")
+    graph = LineageGraph(store).graph(REPORT, depth=1)["graph"]
+    assert _edges(graph)[REPORT] == ({CLEAN[0], CLEAN[1]}, {WEEKLY})
+    report = {n["id"]: n for n in graph}[REPORT]["data"]
+    assert report["cmf"]["runs"] == MAX_RUNS_PER_JOB  # the runs are still there
+    assert report["latestRun"]["id"] == shop["report_runs"][-1].id
+    assert _edges(LineageGraph(store).graph(CLEAN[1], depth=1)["graph"])[CLEAN[1]] == \
+        ({WIDE}, {REPORT})
+
+
+def test_a_graph_reads_job_events_once(store: Store, shop: dict[str, Any]) -> None:
+    from cmf_core.openlineage.ingest import ingest
+
+    ingest(_job_event("2024-05-01T12:00:00Z", [RAW[1]], [DST]), store, "site-a")
+    with counted(store) as statements:
+        graph = LineageGraph(store).graph(WIDE)["graph"]
+    assert _edges(graph)[RAW[1]] == (set(), {WIDE, MODEL})
+    assert _edges(graph)[MODEL] == ({RAW[1]}, {DST})
+    assert sum("ol_events" in s for s in statements) == 1
