@@ -183,6 +183,12 @@ def _live(facet: Any) -> dict[str, Any] | None:
     return None
 
 
+def stage_of_job(job_name: str, parent: Mapping[str, Any] | None = None) -> tuple[str, str]:
+    """The (pipeline, stage) an OpenLineage job is filed under (names cut to fit the store)."""
+    pipeline, stage = _names(job_name, parent)
+    return fit_name(pipeline), fit_name(stage)
+
+
 def _names(job_name: str, parent: Mapping[str, Any] | None) -> tuple[str, str]:
     if parent is not None:
         pipeline = parent["job"]["name"]
@@ -288,7 +294,7 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
     if isinstance(cmf_exec, dict):
         pipeline, stage = cmf_exec["pipeline"], cmf_exec["stage"]
     else:  # the whole job name is kept in openlineage.job
-        pipeline, stage = map(fit_name, _names(job["name"], parent))
+        pipeline, stage = stage_of_job(job["name"], parent)
 
     event_type = event.get("eventType")
     status = _STATUS.get(event_type) if isinstance(event_type, str) else None
@@ -363,7 +369,7 @@ def _run_records(event: Mapping[str, Any], site: str) -> _RunRecords:
 def _job_records(event: Mapping[str, Any], site: str) -> list[Record]:
     at = _event_time(event)
     job = event["job"]
-    pipeline, stage = map(fit_name, _names(job["name"], None))
+    pipeline, stage = stage_of_job(job["name"])
     job_facets = _facets(job)
     with _at("job"):
         records: list[Record] = [

@@ -35,8 +35,8 @@ from cmf_core.openlineage.ingest import (
     JOB_FACETS_PROPERTY,
     JOB_PROPERTY,
     RUN_FACETS_PROPERTY,
-    _names,
     fit_name,
+    stage_of_job,
 )
 from cmf_core.openlineage.naming import dataset_naming
 from cmf_core.openlineage.times import format_time, parse_time
@@ -403,7 +403,7 @@ class LineageGraph:
         latest = runs[-1] if runs else None
         # a job that never ran: the pipeline and stage ingest filed its JobEvent under
         pipeline, stage = ((latest.pipeline, latest.stage) if latest is not None
-                           else tuple(map(fit_name, _names(ref.name, None)))
+                           else stage_of_job(ref.name)
                            if declared is not None else (None, None))
         parent = None
         if pipeline is not None and ref.name.startswith(pipeline + ".") and ref.name != pipeline:
