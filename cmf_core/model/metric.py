@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import operator
 from dataclasses import dataclass, field
 
 from cmf_core.errors import InvalidInputError
@@ -30,8 +31,19 @@ class Metric:
         if not math.isfinite(value):
             raise InvalidInputError(f"metric {self.name!r} value {value} is not finite")
         object.__setattr__(self, "value", value)
-        if self.step is not None and (isinstance(self.step, bool) or not isinstance(self.step, int)
-                                      or not 0 <= self.step < INT64_END):
-            raise InvalidInputError(f"metric {self.name!r} step {self.step!r} must be a whole "
-                                    "number from 0 to 2**63 - 1")
+        if self.step is not None:
+            object.__setattr__(self, "step", _step(self.step, self.name))
         object.__setattr__(self, "timestamp", check_time(self.timestamp, "metric timestamp"))
+
+
+def _step(step: object, name: str) -> int:
+    """``step`` as a plain int: any whole number (a NumPy integer from ``np.arange`` or a
+    DataFrame too), not a bool, from 0 to 2**63 - 1."""
+    try:
+        value = operator.index(step)  # type: ignore[arg-type]
+    except TypeError:
+        value = None
+    if isinstance(step, bool) or value is None or not 0 <= value < INT64_END:
+        raise InvalidInputError(f"metric {name!r} step {step!r} must be a whole "
+                                "number from 0 to 2**63 - 1")
+    return value

@@ -484,3 +484,19 @@ def test_records_made_after_the_store_file_went_away_are_spooled_not_lost(
         assert "before" not in got.values()  # it was in the folder that went away
     else:  # the journal beside the file is applied to the new one too (upserts: harmless)
         assert "damaged" not in caplog.text
+
+
+def test_numpy_integer_steps_are_steps(store: Store) -> None:
+    # a training loop's step often comes from np.arange or a DataFrame: a whole number all the
+    # same; once refused as "must be a whole number"
+    cmf = Cmf(pipeline_name="p", store=store, measure_energy=False)
+    with cmf.create_execution("train") as ex:
+        for step in np.arange(3, dtype=np.int64):
+            ex.log_metrics("train", {"loss": 1.0 / (int(step) + 1)}, step=step)
+        ex.log_metrics("train", {"loss": 0.1}, step=np.uint8(7))
+        for bad in (np.True_, 1.5, np.int64(-1)):
+            with pytest.raises(InvalidInputError, match="must be a whole number"):
+                ex.log_metrics("train", {"loss": 0.1}, step=bad)
+    cmf.close()
+    steps = [(m.step, type(m.step)) for m in store.metrics([ex.id])]
+    assert steps == [(0, int), (1, int), (2, int), (7, int)]
