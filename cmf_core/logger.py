@@ -218,12 +218,21 @@ class _DeferredStarts:
 
 
 class _Pending:
-    __slots__ = ("execution", "monitor", "records")
+    __slots__ = ("execution", "metric_counts", "monitor", "records")
 
     def __init__(self, execution: Execution, monitor: Any = None) -> None:
         self.execution = execution
         self.records: list[Record] = []
         self.monitor = monitor
+        # metrics logged so far per name: the next default step (counting the records at each
+        # call made 10,000 steps of a training loop take seconds)
+        self.metric_counts: dict[str, int] = {}
+
+    def add_metrics(self, metrics: list[Metric]) -> None:
+        counts = self.metric_counts
+        for m in metrics:
+            counts[m.name] = counts.get(m.name, 0) + 1
+        self.records.extend(metrics)
 
 
 class Cmf:
@@ -425,11 +434,10 @@ class Cmf:
         out = []
         for key, value in values.items():
             metric_name = f"{name}.{key}" if name else key
-            s = step if step is not None else sum(
-                1 for r in pending.records if isinstance(r, Metric) and r.name == metric_name)
+            s = step if step is not None else pending.metric_counts.get(metric_name, 0)
             out.append(Metric(execution_id=pending.execution.id, name=metric_name, value=value,
                               step=s))
-        pending.records.extend(out)
+        pending.add_metrics(out)
         return out
 
     def commit_metrics(self, name: str) -> None:
@@ -447,7 +455,7 @@ class Cmf:
         art = Artifact(id=digest, type="Metrics", name=name,
                        uri=f"cmf://metrics/{pending.execution.id}/{name}", site=self.site,
                        properties={"values": {m.name: m.value for m in metrics}})
-        pending.records.extend(metrics)
+        pending.add_metrics(metrics)
         pending.records.append(art)
         pending.records.append(_event(pending.execution.id, art.id, EventType.OUTPUT))
         return art

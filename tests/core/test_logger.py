@@ -500,3 +500,40 @@ def test_numpy_integer_steps_are_steps(store: Store) -> None:
     cmf.close()
     steps = [(m.step, type(m.step)) for m in store.metrics([ex.id])]
     assert steps == [(0, int), (1, int), (2, int), (7, int)]
+
+
+class _CountedScans(list):
+    """A list that counts the times it is walked."""
+
+    scans = 0
+
+    def __iter__(self):  # type: ignore[no-untyped-def]
+        _CountedScans.scans += 1
+        return super().__iter__()
+
+
+def test_default_steps_do_not_rescan_what_was_logged(workdir: Path) -> None:
+    # each log_metrics without step= counted the metrics logged so far by walking every record
+    # of the execution: 10,000 steps of a training loop took seconds, 100,000 many minutes
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=url, measure_energy=False)
+    with cmf.create_execution("train") as ex:
+        pending = cmf._pending[ex.id]
+        pending.records = _CountedScans(pending.records)
+        ex.log_dataset("raw.csv", "input")
+        ex.log_execution_metrics("eval", {"loss": 0.9})  # a scalar "loss": counted as before
+        for i in range(2000):
+            ex.log_metrics("", {"loss": 1.0 / (i + 1)})
+            ex.log_metrics("val", {"acc": i / 2000, "f1": 0.5})
+        ex.log_metrics("val", {"acc": 1.0}, step=5000)  # explicit steps count too
+        ex.log_metrics("val", {"acc": 1.0})
+        assert _CountedScans.scans == 0
+    cmf.close()
+    with open_store(url, site="x") as s:
+        steps: dict[str, list[int | None]] = {}
+        for m in s.metrics([ex.id]):
+            steps.setdefault(m.name, []).append(m.step)
+    assert sorted(steps["loss"], key=lambda v: -1 if v is None else v) == [None,
+                                                                          *range(1, 2001)]
+    assert sorted(steps["val.acc"]) == [*range(2000), 2001, 5000]
+    assert sorted(steps["val.f1"]) == list(range(2000))
