@@ -198,13 +198,22 @@ class _DeferredStarts:
         with self._cv:
             self._due.pop(execution_id, None)
 
+    def stop(self) -> None:
+        """End the thread (the logger closes; a later ``add`` starts a new one)."""
+        with self._cv:
+            self._thread = None
+            self._cv.notify_all()
+
     def _run(self) -> None:
+        me = threading.current_thread()
         while True:
             with self._cv:
-                while not self._due:
+                while not self._due and self._thread is me:
                     self._idle = True
                     self._cv.wait()
                     self._idle = False
+                if self._thread is not me:  # stopped
+                    return
                 now = time.monotonic()
                 ready = [k for k, (t, _) in self._due.items() if t <= now]
                 if not ready:
@@ -293,6 +302,7 @@ class Cmf:
         for eid in list(self._pending):
             self.finalize(status=ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED,
                           error=error, execution=eid)
+        self._starts.stop()  # else each closed logger leaves its thread behind
         if self._owns_store:
             try:
                 self.store.close()

@@ -537,3 +537,29 @@ def test_default_steps_do_not_rescan_what_was_logged(workdir: Path) -> None:
                                                                           *range(1, 2001)]
     assert sorted(steps["val.acc"]) == [*range(2000), 2001, 5000]
     assert sorted(steps["val.f1"]) == list(range(2000))
+
+
+def test_a_closed_logger_leaves_no_thread_behind(workdir: Path) -> None:
+    # a notebook that re-runs `with Cmf(...) as cmf:` cells: each closed logger left its
+    # "cmf-starts" thread waiting forever (200 cells, 200 threads)
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    threads = []
+    for i in range(3):
+        with Cmf(pipeline_name="p", store=url, measure_energy=False) as cmf:
+            with cmf.create_execution("s", params={"i": i}):
+                threads.append(cmf._starts._thread)
+            cmf.create_execution("s")  # still running at close: ended by it
+    for t in threads:
+        assert t is not None
+        t.join(timeout=10)
+    assert [t.name for t in threads if t.is_alive()] == []
+    with open_store(url, site="x") as s:
+        assert sorted(e.status for e in s.list_executions()) == ["completed"] * 6
+    # a logger of the caller's store, used again after close: its running executions are
+    # written as before
+    with open_store(url, site="x") as store:
+        cmf = Cmf(pipeline_name="p", store=store, measure_energy=False)
+        cmf.close()
+        with cmf.create_execution("s") as ex:
+            assert _visible(url, ex.id)
+        cmf.close()
