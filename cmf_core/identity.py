@@ -25,6 +25,8 @@ from pathlib import Path
 from cmf_core.errors import InvalidInputError
 
 CHUNK = 1 << 20
+SIZELESS_MAX = 64 << 20
+"""Most bytes read of a file that reports size 0 (a /proc or /sys file)."""
 NAMESPACE = uuid.UUID("6b1d0a4e-4f3c-5c8e-9a57-0c3f7d6b2e11")
 # \Z, not $: "$" also matches before a trailing newline
 _UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
@@ -74,7 +76,12 @@ def kfp_task_id(run_key: str, task: str, scope: str = "") -> str:
 
 
 def file_digest(path: str | os.PathLike[str]) -> str:
-    """``sha256:<hex>`` of a file's bytes, read in 1 MiB chunks."""
+    """``sha256:<hex>`` of a file's bytes, read in 1 MiB chunks.
+
+    The bytes read are the file's size when it is opened: a file that grows meanwhile (a log
+    being appended to) is digested as it was then, not chased. A file that reports size 0 but
+    has bytes (``/proc``, ``/sys``) is read to its end, up to :data:`SIZELESS_MAX` bytes.
+    """
     h = hashlib.sha256()
     p = Path(path)
     try:
@@ -84,25 +91,54 @@ def file_digest(path: str | os.PathLike[str]) -> str:
         if not stat.S_ISREG(mode):  # reading a FIFO or a device would block or never end
             raise InvalidInputError(f"artifact path {p} is not a regular file or a directory")
         with p.open("rb") as fh:
-            while chunk := fh.read(CHUNK):
+            size = os.fstat(fh.fileno()).st_size
+            left = size if size else SIZELESS_MAX + 1
+            while left > 0 and (chunk := fh.read(min(CHUNK, left))):
                 h.update(chunk)
+                left -= len(chunk)
+            if not size and left <= 0:
+                raise InvalidInputError(
+                    f"artifact path {p} reports size 0 but holds more than "
+                    f"{SIZELESS_MAX >> 20} MiB (a /proc or /sys file?): it is not digested")
     except FileNotFoundError:
         raise InvalidInputError(f"artifact path {p} does not exist") from None
     except PermissionError:
         raise InvalidInputError(f"artifact path {p} is not readable (permission denied)") from None
+    except OSError as e:
+        raise InvalidInputError(f"artifact path {p} cannot be read: {e.strerror or e}") from None
     return "sha256:" + h.hexdigest()
 
 
+def _raise(error: OSError) -> None:
+    raise error
+
+
 def dir_digest(path: str | os.PathLike[str]) -> str:
-    """``sha256:<hex>`` over the sorted relative paths and file digests of a directory tree."""
+    """``sha256:<hex>`` over the sorted relative paths and file digests of a directory tree.
+
+    Files are the regular files under it, and symbolic links to files (their target's bytes);
+    links to folders are not followed, and FIFOs, sockets, devices and dangling links are left
+    out. A name is hashed as its bytes on disk (not UTF-8 text: any name has a digest). A
+    subfolder or file that cannot be read is an error, never left out: a digest covers all of
+    the folder's content or is not given.
+    """
     root = Path(path)
     if not root.is_dir():
         raise InvalidInputError(f"artifact path {root} is not a directory")
     h = hashlib.sha256(b"cmf-dir-v1\n")
-    files = sorted(p for p in root.rglob("*") if p.is_file())
-    for f in files:
+    files: list[Path] = []
+    try:
+        for dirpath, _, names in os.walk(root, onerror=_raise):
+            files.extend(f for name in names if (f := Path(dirpath, name)).is_file())
+    except PermissionError as e:
+        raise InvalidInputError(f"artifact path {e.filename} is not readable (permission "
+                                "denied)") from None
+    except OSError as e:
+        raise InvalidInputError(f"artifact path {e.filename or root} cannot be read: "
+                                f"{e.strerror or e}") from None
+    for f in sorted(files):
         rel = f.relative_to(root).as_posix()
-        h.update(f"{rel}\0{file_digest(f)}\n".encode())
+        h.update(f"{rel}\0{file_digest(f)}\n".encode("utf-8", "surrogateescape"))
     return "sha256:" + h.hexdigest()
 
 

@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import Any
+from urllib.parse import unquote
 
 from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
@@ -60,7 +61,20 @@ def _is_remote(uri: str) -> bool:
 
 
 def _local_path(uri: str) -> Path:
-    return Path(uri[len("file://"):]) if uri.startswith("file://") else Path(uri)
+    """The path a local artifact URI names: a path as given, or a ``file://`` URI (RFC 8089:
+    ``file:///abs/path`` or ``file://localhost/abs/path``, percent-encoded as
+    ``Path.as_uri()`` writes it)."""
+    if uri[:7].lower() != "file://":
+        return Path(uri)
+    authority, _, rest = uri[7:].partition("/")
+    if authority not in ("", "localhost"):
+        raise InvalidInputError(
+            f"artifact uri {uri!r} names a file on host {authority!r}, which cannot be read "
+            "here: give digest= (its sha256) or a file:///path on this host")
+    raw = Path("/" + rest)
+    decoded = Path(unquote("/" + rest, errors="surrogateescape"))
+    # a name with a literal '%' given unencoded ("file:///data/50%25.csv" is the URI) is kept
+    return raw if decoded != raw and not decoded.exists() and raw.exists() else decoded
 
 
 def _event(execution_id: str, artifact_id: str, type: EventType) -> Event:
@@ -94,10 +108,11 @@ def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None
             path = _local_path(uri)
             if not path.exists():
                 raise InvalidInputError(f"artifact path {path} does not exist")
-            digest = path_digest(path)
+            size = path.stat().st_size if path.is_file() else None
+            digest = path_digest(path)  # a file's bytes up to its size now (it may grow)
             uri = str(path.resolve())
-            if path.is_file():
-                props.setdefault("size_bytes", path.stat().st_size)
+            if size is not None:
+                props.setdefault("size_bytes", size)
     return Artifact(id=digest, type=type, name=name or uri.rstrip("/").rsplit("/", 1)[-1] or uri,
                     uri=uri, site=site, properties=props,
                     custom_properties=custom_properties or {})

@@ -102,3 +102,86 @@ def test_name_ids_are_deterministic_and_injective(a: str, b: str) -> None:
     assert name_id("stage", a, b) == name_id("stage", a, b)
     if a != b:
         assert name_id("pipeline", a) != name_id("pipeline", b)
+
+
+def test_folder_with_names_that_are_not_utf8_has_a_digest_of_their_bytes(tmp_path: Path) -> None:
+    # POSIX file names are bytes; such a folder raised a raw UnicodeEncodeError (into the
+    # user's task through log_dataset, and through CmfTransport's digests)
+    d = tmp_path / "d"
+    d.mkdir()
+    (d / "ok.txt").write_bytes(b"1")
+    with open(os.path.join(os.fsencode(d), b"bad\xff.txt"), "wb") as fh:
+        fh.write(b"2")
+    expected = hashlib.sha256(b"cmf-dir-v1\n")
+    for name, data in sorted([(b"bad\xff.txt", b"2"), (b"ok.txt", b"1")]):
+        expected.update(name + b"\0sha256:" + hashlib.sha256(data).hexdigest().encode() + b"\n")
+    assert dir_digest(d) == path_digest(d) == "sha256:" + expected.hexdigest()
+
+
+def _as_nobody(fn):  # type: ignore[no-untyped-def]
+    """Run ``fn()`` in a child process without root's right to read anything; its result or
+    ``(exception type name, message)``."""
+    import pickle
+
+    r, w = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child
+        try:
+            os.close(r)
+            if os.geteuid() == 0:
+                os.setgid(65534)
+                os.setuid(65534)
+            try:
+                out = fn()
+            except Exception as e:  # reported to the parent
+                out = (type(e).__name__, str(e))
+            os.write(w, pickle.dumps(out))
+        finally:
+            os._exit(0)
+    os.close(w)
+    with os.fdopen(r, "rb") as fh:
+        data = fh.read()
+    os.waitpid(pid, 0)
+    return pickle.loads(data)
+
+
+def test_an_unreadable_subfolder_is_an_error_not_left_out(tmp_path: Path) -> None:
+    import tempfile
+
+    from cmf_core.openlineage.local import local_identity
+
+    root = Path(tempfile.mkdtemp(dir="/tmp"))  # tmp_path's parents are root's own (mode 700)
+    try:
+        root.chmod(0o755)
+        d = root / "d"
+        (d / "open").mkdir(parents=True)
+        (d / "open" / "a").write_bytes(b"a")
+        (d / "locked").mkdir()
+        (d / "locked" / "secret").write_bytes(b"s")
+        os.chmod(d, 0o755)
+        os.chmod(d / "open", 0o755)
+        os.chmod(d / "open" / "a", 0o644)
+        (d / "locked").chmod(0o700)
+        # the digest left the folder out, as if it were not there, and said "sha256"
+        got = _as_nobody(lambda: dir_digest(d))
+        assert got == ("InvalidInputError",
+                       f"artifact path {d / 'locked'} is not readable (permission denied)")
+        # CmfTransport / the Airflow listener fall back to path, size and mtime, as documented
+        assert _as_nobody(lambda: local_identity(str(d)))[1] == "stat"
+    finally:
+        (root / "d" / "locked").chmod(0o700)
+        import shutil
+
+        shutil.rmtree(root)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/pagemap"), reason="needs Linux /proc")
+def test_a_file_that_says_size_0_is_read_only_so_far() -> None:
+    # /proc/self/pagemap reports size 0 and reads hundreds of GiB: the digest never ended
+    with pytest.raises(InvalidInputError, match="reports size 0 but holds more than 64 MiB"):
+        file_digest("/proc/self/pagemap")
+    from cmf_core.openlineage.local import local_identity
+
+    assert local_identity("/proc/self/pagemap")[1] == "stat"
+    # a small /proc file is still digested (its bytes now)
+    assert file_digest("/proc/self/cmdline").startswith("sha256:")

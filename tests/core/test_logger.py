@@ -563,3 +563,24 @@ def test_a_closed_logger_leaves_no_thread_behind(workdir: Path) -> None:
         with cmf.create_execution("s") as ex:
             assert _visible(url, ex.id)
         cmf.close()
+
+
+def test_file_uris_are_decoded_as_rfc_8089_says(workdir: Path) -> None:
+    # "file:///x/my%20data.csv" (what Path.as_uri() writes) was looked up as a file named
+    # "my%20data.csv", and "file://localhost/x" as the relative path "localhost/x"
+    data = workdir / "my data #1.csv"
+    data.write_text("a\n")
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    with (Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=False) as cmf,
+          cmf.create_execution("a") as ex):
+        by_path = ex.log_dataset(str(data), "input")
+        by_uri = ex.log_dataset(data.as_uri(), "input")
+        by_host = ex.log_dataset("file://localhost" + data.as_uri()[7:], "input")
+        assert by_path.id == by_uri.id == by_host.id
+        assert by_uri.uri == by_host.uri == str(data)
+        # a name with a literal '%' given unencoded still names that file
+        pct = workdir / "50%25.csv"
+        pct.write_text("b\n")
+        assert ex.log_dataset(f"file://{pct}", "input").uri == str(pct)
+        with pytest.raises(InvalidInputError, match=r"on host 'nas'.*digest="):
+            ex.log_dataset("file://nas/share/x.csv", "input")
