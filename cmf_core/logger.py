@@ -19,6 +19,8 @@ the execution is spooled (never raised into the step) and recorded later (docs/a
 from __future__ import annotations
 
 import hashlib
+import logging
+import math
 import os
 import threading
 import time
@@ -46,6 +48,7 @@ from cmf_core.model import (
     Stage,
 )
 from cmf_core.model.artifact import check_artifact_type
+from cmf_core.model.metric import check_step
 from cmf_core.process import process_property
 from cmf_core.store import Store, open_store
 
@@ -456,14 +459,42 @@ class Cmf:
         """Log stepped metrics (``step`` defaults to the next step for each name)."""
         pending = self._resolve(execution)
         _mapping(values, "metrics")
-        out = []
+        out, skipped = [], []
         for key, value in values.items():
             metric_name = f"{name}.{key}" if name else key
             s = step if step is not None else pending.metric_counts.get(metric_name, 0)
+            if _non_finite(value):  # a diverging loss: noted, never raised into the loop
+                skipped.append((metric_name, value, check_step(s, metric_name)))
+                continue
             out.append(Metric(execution_id=pending.execution.id, name=metric_name, value=value,
                               step=s))
+        self._note_non_finite(pending, skipped)
         pending.add_metrics(out)
         return out
+
+    def _note_non_finite(self, pending: _Pending, skipped: list[tuple[str, Any, int | None]]
+                         ) -> None:
+        """Count metric values a store cannot hold (NaN, +-inf) in the execution's
+        ``cmf.non_finite_metrics`` property (per name: how many, the first step and value),
+        with one WARNING per name: a run whose loss diverged says so, and keeps running."""
+        if not skipped:
+            return
+        noted = dict(pending.execution.properties.get(NON_FINITE_PROPERTY) or {})
+        for metric_name, value, step in skipped:
+            seen = noted.get(metric_name)
+            if seen is None:
+                logging.getLogger(__name__).warning(
+                    "cmf: metric %r of execution %s is %s (step %s): not stored, a store holds "
+                    "finite numbers only; counted in its %s property", metric_name,
+                    pending.execution.id, value, step, NON_FINITE_PROPERTY)
+                seen = {"count": 0, "first_step": step, "first_value": str(float(value))}
+            noted[metric_name] = {**seen, "count": seen["count"] + 1}
+        from dataclasses import replace
+
+        pending.execution = replace(pending.execution, properties={
+            **pending.execution.properties, NON_FINITE_PROPERTY: noted})
+        for metric_name, _, _ in skipped:  # the next default step follows the user's loop
+            pending.metric_counts[metric_name] = pending.metric_counts.get(metric_name, 0) + 1
 
     def commit_metrics(self, name: str) -> None:
         """cmflib compatibility: stepped metrics are committed with their execution."""
@@ -472,8 +503,10 @@ class Cmf:
                               execution: ExecutionHandle | str | None = None) -> Artifact:
         """Log final metrics as scalars and as a Metrics artifact output by the execution."""
         pending = self._resolve(execution)
+        given = _mapping(values, "metrics")
+        self._note_non_finite(pending, [(k, v, None) for k, v in given.items() if _non_finite(v)])
         metrics = [Metric(execution_id=pending.execution.id, name=k, value=v)
-                   for k, v in _mapping(values, "metrics").items()]
+                   for k, v in given.items() if not _non_finite(v)]
         body = jsonutil.dumps({"execution": pending.execution.id, "name": name,
                                "values": {m.name: m.value for m in metrics}})
         digest = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
@@ -583,6 +616,19 @@ class Cmf:
         from cmf_core.lineage import Query
 
         return Query(self.store)
+
+
+#: execution property counting metric values not stored because they were NaN or infinite
+NON_FINITE_PROPERTY = "cmf.non_finite_metrics"
+
+
+def _non_finite(value: Any) -> bool:
+    """Whether ``value`` is a number a store cannot hold (NaN, +-inf); other values are left
+    to :class:`~cmf_core.model.Metric` to accept or refuse."""
+    try:
+        return not isinstance(value, (str, bytes)) and not math.isfinite(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return False
 
 
 def _mapping(values: Any, what: str) -> Mapping[str, Any]:

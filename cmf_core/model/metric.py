@@ -32,11 +32,11 @@ class Metric:
             raise InvalidInputError(f"metric {self.name!r} value {value} is not finite")
         object.__setattr__(self, "value", value)
         if self.step is not None:
-            object.__setattr__(self, "step", _step(self.step, self.name))
+            object.__setattr__(self, "step", check_step(self.step, self.name))
         object.__setattr__(self, "timestamp", check_time(self.timestamp, "metric timestamp"))
 
 
-def _step(step: object, name: str) -> int:
+def check_step(step: object, name: str) -> int:
     """``step`` as a plain int: any whole number (a NumPy integer from ``np.arange`` or a
     DataFrame too), not a bool, from 0 to 2**63 - 1."""
     try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 from pathlib import Path
@@ -500,6 +501,36 @@ def test_numpy_integer_steps_are_steps(store: Store) -> None:
     cmf.close()
     steps = [(m.step, type(m.step)) for m in store.metrics([ex.id])]
     assert steps == [(0, int), (1, int), (2, int), (7, int)]
+
+
+def test_a_diverging_loss_is_noted_not_raised_into_the_loop(
+        store: Store, caplog: pytest.LogCaptureFixture) -> None:
+    """A NaN or infinite metric (a diverging loss) once raised InvalidInputError inside the
+    user's training loop and stopped it. A store holds finite numbers only, so it is not stored,
+    but counted in the execution's cmf.non_finite_metrics property with one WARNING per name;
+    the steps of the other values still follow the loop."""
+    cmf = Cmf(pipeline_name="p", store=store, measure_energy=False)
+    with caplog.at_level(logging.WARNING, logger="cmf_core.logger"), \
+            cmf.create_execution("train") as ex:
+        for i in range(5):
+            ex.log_metrics("train", {"loss": np.float32("nan") if i >= 2 else 1.0 / (i + 1),
+                                     "acc": 0.5 + i / 10})
+        ex.log_execution_metrics("final", {"auc": float("-inf"), "f1": 0.7})
+        with pytest.raises(InvalidInputError, match="is not a number"):
+            ex.log_metrics("train", {"loss": "high"})  # not a number at all: still an error
+    cmf.close()
+    stored = [(m.name, m.step, m.value) for m in store.metrics([ex.id])]
+    assert sorted(stored) == sorted([
+        ("f1", None, 0.7), ("train.loss", 0, 1.0), ("train.loss", 1, 0.5),
+        *(("train.acc", i, 0.5 + i / 10) for i in range(5))])
+    done = store.get_execution(ex.id)
+    assert done is not None
+    assert done.status.value == "completed"
+    assert done.properties["cmf.non_finite_metrics"] == {
+        "train.loss": {"count": 3, "first_step": 2, "first_value": "nan"},
+        "auc": {"count": 1, "first_step": None, "first_value": "-inf"}}
+    warnings = [r.getMessage() for r in caplog.records if "not stored" in r.getMessage()]
+    assert len(warnings) == 2 and "'train.loss'" in warnings[0] and "(step 2)" in warnings[0]
 
 
 class _CountedScans(list):
