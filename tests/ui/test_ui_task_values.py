@@ -7,18 +7,22 @@ read by the next task, fit's read by none), a real ``cmf serve`` process and Chr
 
 from __future__ import annotations
 
+import re
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import httpx
 import pytest
+from playwright.sync_api import Browser, Page, expect
 
 from cmf_core.logger import Cmf, ExecutionHandle
 from cmf_core.model import ROLE_PROPERTY, TASK_VALUE
 from cmf_core.openlineage.ingest import unversioned_digest
-from tests.ui.conftest import cmf_serve
+from tests.ui.conftest import cmf_serve, watched_page
 
+Shots = Callable[[Page, str], Path]
 ROLE = {ROLE_PROPERTY: TASK_VALUE}
 
 
@@ -81,3 +85,88 @@ def test_the_api_gives_each_task_result_its_role(flow: Flow) -> None:
     assert "role" not in httpx.get(f"{flow.url}/api/v1/artifacts/{flow.files['raw.csv']}").json()
     scale = httpx.get(f"{flow.url}/api/v1/executions/{flow.runs['scale']}").json()
     assert [a.get("role") for a in scale["inputs"]] == ["task_value"]
+
+
+def wait_graph(page: Page, prefix: str) -> None:
+    page.wait_for_selector(f'#view[data-ready^="{prefix}"]:not([aria-busy])')
+    page.wait_for_selector("#lineage g.node")
+
+
+def node_ids(page: Page, kind: str) -> set[str]:
+    return set(page.locator(f'#lineage g.node[data-kind="{kind}"]').evaluate_all(
+        "(ns) => ns.map((n) => n.dataset.id)"))
+
+
+def test_task_results_are_folded_into_edges_and_the_toggle_shows_them(
+        browser: Browser, flow: Flow, shots: Shots) -> None:
+    runs, results = flow.runs, flow.results
+    with watched_page(browser, flow.url) as pg:
+        pg.goto("/#/pipeline/churn-flow")
+        wait_graph(pg, "/pipeline/churn-flow")
+        # folded: no task result is a node; load -> scale -> fit are joined directly
+        assert node_ids(pg, "artifact") == set(flow.files.values())
+        assert node_ids(pg, "execution") == set(runs.values())
+        via = pg.locator("#lineage path.edge.task-value")
+        expect(via).to_have_count(2)
+        pairs = via.evaluate_all("(es) => es.map((e) => [e.dataset.from, e.dataset.to])")
+        assert sorted(map(tuple, pairs)) == sorted([(runs["load"], runs["scale"]),
+                                                    (runs["scale"], runs["fit"])])
+        edge = pg.locator(f'#lineage path.edge.task-value[data-from="{runs["load"]}"]')
+        tip = edge.locator("title").text_content() or ""
+        assert tip.startswith("via task result: load → scale") and results["load"] in tip
+        # the other edges are the user's files: raw.csv in twice, model.pkl out
+        expect(pg.locator("#lineage path.edge:not(.task-value)")).to_have_count(3)
+        expect(pg.locator("#graph-count")).to_have_text(
+            "3 executions, 2 artifacts (3 task results folded)")
+        expect(pg.locator(".legend .lg-task-value")).to_have_text("via task result")
+        toggle = pg.get_by_label("show task results")
+        expect(toggle).not_to_be_checked()
+        shots(pg, "task-values-folded")
+
+        # a click on the edge: its details name the value and its digest
+        # (at the middle of the curve, in page coordinates: a straight edge has an empty box)
+        x, y = edge.evaluate("""(e) => {
+          const p = e.getPointAtLength(e.getTotalLength() / 2);
+          const at = new DOMPoint(p.x, p.y).matrixTransform(e.getScreenCTM());
+          return [at.x, at.y];
+        }""")
+        pg.mouse.click(x, y + 3)  # 3 px off the line: on the wider hit stroke
+        details = pg.locator("#details")
+        expect(details.locator("h3")).to_have_text("Via task result")
+        expect(details.locator(".task-value .digest")).to_have_text(results["load"])
+        expect(edge).to_have_class(re.compile(r"\bactive\b"))
+        # "Show it as a node" turns the toggle on and selects the value
+        details.get_by_text("Show it as a node").click()
+        expect(toggle).to_be_checked()
+        expect(pg.locator(f'#lineage g.node.selected[data-id="{results["load"]}"]')
+               ).to_have_count(1)
+        expect(details.locator(".digest")).to_have_text(results["load"])
+        assert "task_results=1" in pg.url
+
+        # shown: every task result is a node, every event an edge, none folded
+        assert node_ids(pg, "artifact") == set(flow.files.values()) | set(results.values())
+        expect(pg.locator("#lineage path.edge.task-value")).to_have_count(0)
+        expect(pg.locator("#lineage path.edge")).to_have_count(8)
+        expect(pg.locator("#graph-count")).to_have_text(
+            "3 executions, 2 artifacts, 3 task results")
+        expect(pg.locator(f'#lineage g.node[data-id="{results["fit"]}"]')).to_have_class(
+            re.compile(r"\btask-value\b"))
+
+        # and off again
+        toggle.uncheck()
+        assert node_ids(pg, "artifact") == set(flow.files.values())
+        expect(pg.locator("#lineage path.edge.task-value")).to_have_count(2)
+        assert "task_results=1" not in pg.url
+
+        # an address naming a task result draws it as a node
+        pg.goto(f"/#/pipeline/churn-flow?node={results['scale']}")
+        wait_graph(pg, "/pipeline/churn-flow")
+        expect(pg.locator(f'#lineage g.node.selected[data-id="{results["scale"]}"]')
+               ).to_have_count(1)
+        expect(toggle).to_be_checked()
+
+        # a pipeline without task results has no toggle and nothing folded
+        pg.goto("/#/pipeline/plain")
+        wait_graph(pg, "/pipeline/plain")
+        expect(pg.get_by_label("show task results")).to_have_count(0)
+        expect(pg.locator("#graph-count")).to_have_text("1 executions, 1 artifacts")
