@@ -10,6 +10,7 @@ from typing import Any
 from cmf_core.config import Settings
 from cmf_core.lineage.query import artifact_dict, execution_dict
 from cmf_core.model import (
+    ROLE_PROPERTY,
     Artifact,
     ArtifactLocation,
     EnergyRecord,
@@ -63,7 +64,13 @@ def executions_json(executions: Sequence[Execution], settings: Settings
 
 
 def artifact_json(a: Artifact) -> dict[str, Any]:
-    return _plain(artifact_dict(a))
+    """An artifact; with ``role`` when it has one (``properties["cmf.role"]``, e.g.
+    ``task_value``: a value one task handed the next in memory), as ``cmf lineage --json``
+    gives it, so a client need not know the property's name."""
+    out = _plain(artifact_dict(a))
+    if ROLE_PROPERTY in a.properties:
+        out["role"] = out["properties"][ROLE_PROPERTY]
+    return out
 
 
 def location_json(loc: ArtifactLocation) -> dict[str, Any]:

@@ -50,7 +50,8 @@ def _chunked(ids: Sequence[str], fetch: Callable[[list[str]], Iterable[T]]) -> l
 # lineage graph --------------------------------------------------------------------------------
 @router.get("/api/v1/graph", description=(
     "The lineage graph of a pipeline: `executions` (with `energy_kwh`/`co2e_kg`, null when not "
-    "measured, and `lost`), `artifacts`, `edges` (`{execution_id, artifact_id, type}`: INPUT is "
+    "measured, and `lost`), `artifacts` (with `role` when one has it: `task_value` for a value "
+    "one task handed the next in memory), `edges` (`{execution_id, artifact_id, type}`: INPUT is "
     "artifact -> execution, OUTPUT execution -> artifact), `sites`, `total_executions` and "
     "`truncated` (more executions than `limit`).\n\n" + LOST_DOC))
 def pipeline_graph(

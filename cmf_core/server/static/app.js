@@ -225,17 +225,36 @@ function executionNode(e, name, colours) {
   };
 }
 
+/** A value one task handed the next in memory (an orchestrator's task result, `role`
+ *  task_value): drawn as a "via task result" edge between the two executions unless the page
+ *  is asked to show task results, as `cmf lineage` folds it unless given --all. */
+const isTaskValue = (a) => a?.role === "task_value";
+const TASK_VALUE_TEXT = "task result: a value one task passed to the next in memory";
+
 function artifactNode(a, colours) {
+  const value = isTaskValue(a);
   return {
     id: a.id, kind: "artifact", order: `0 ${a.type} ${a.name}`, w: 178, h: 42, rx: 18,
-    lines: [a.name, `${a.type} · ${shortId(a.id)}`],
-    title: `${a.type} ${a.name} (first seen at ${a.site})\n${a.id}\n${a.uri}`,
-    cls: `artifact type-${String(a.type).toLowerCase()}`, colour: colours.get(a.site),
+    lines: [a.name, `${value ? "task result" : a.type} · ${shortId(a.id)}`],
+    title: `${value ? `${TASK_VALUE_TEXT} (${a.type})` : a.type} ${a.name} (first seen at ${a.site})\n${a.id}\n${a.uri}`,
+    cls: `artifact type-${String(a.type).toLowerCase()}${value ? " task-value" : ""}`, colour: colours.get(a.site),
   };
+}
+
+/** The "via task result" edges of task values, one per (producer, consumer) pair. */
+function taskValueEdges(links, execs) {
+  return [...links.values()].map(({ from, to, values }) => {
+    const a = execs.get(from);
+    const b = execs.get(to);
+    const cross = a.site !== b.site ? " cross-site" : "";
+    return { from, to, values, cls: `task-value${cross}`,
+      title: `via task result: ${a.stage} → ${b.stage}\n${values.map((v) => `${v.name}\n${v.id}`).join("\n")}` };
+  });
 }
 
 async function viewPipeline(out, [name], query) {
   const upstream = query.get("upstream") === "1";
+  let showValues = query.get("task_results") === "1";
   const [pipeline, graph, carbon] = await Promise.all([
     api(`pipelines/${enc(name)}`),
     api("graph", { pipeline: name, upstream: upstream ? "true" : undefined }),
@@ -277,6 +296,7 @@ async function viewPipeline(out, [name], query) {
   const setUrl = (node) => {
     const q = new URLSearchParams();
     if (upstream) q.set("upstream", "1");
+    if (showValues) q.set("task_results", "1");
     if (shown.size !== graph.sites.length) q.set("sites", [...shown].join(","));
     if (node) q.set("node", node);
     history.replaceState(null, "", pipelineHref(name, q.toString()));
@@ -338,15 +358,23 @@ async function viewPipeline(out, [name], query) {
     setUrl(id);
     showNode(id);
     if (id) lineage.reveal(id, PANEL);
+  }, onEdge: (edge) => {
+    if (!edge.values) return false;
+    dag.select(null, { notify: false });
+    lineage.highlight(null);
+    setUrl(null);
+    detailSeq += 1;
+    showDetails(viaDetails(edge));
+    return true;
   } });
 
+  /** The nodes and edges drawn, and how many task values are folded into edges. */
   function lineageData() {
     const visibleExecs = graph.executions.filter((e) => shown.has(e.site));
     const ids = new Set(visibleExecs.map((e) => e.id));
     const edges = [];
     const used = new Set();
-    for (const ev of graph.edges) {
-      if (!ids.has(ev.execution_id) || !arts.has(ev.artifact_id)) continue;
+    const draw = (ev) => {
       used.add(ev.artifact_id);
       const e = execs.get(ev.execution_id);
       const a = arts.get(ev.artifact_id);
@@ -354,10 +382,71 @@ async function viewPipeline(out, [name], query) {
       edges.push(ev.type === "INPUT"
         ? { from: a.id, to: e.id, cls: `input${cross}` }
         : { from: e.id, to: a.id, cls: `output${cross}` });
+    };
+    const values = new Map(); // task value id -> its events with drawn executions
+    for (const ev of graph.edges) {
+      if (!ids.has(ev.execution_id) || !arts.has(ev.artifact_id)) continue;
+      if (!showValues && isTaskValue(arts.get(ev.artifact_id))) {
+        (values.get(ev.artifact_id) || values.set(ev.artifact_id, []).get(ev.artifact_id)).push(ev);
+      } else {
+        draw(ev);
+      }
     }
+    // folded: an edge from each execution that wrote the value to each that read it; a value
+    // whose producer is not drawn stays a node (as in cmf lineage), one nobody drawn read
+    // (the last task's result) is left out
+    const links = new Map();
+    let folded = 0;
+    for (const [aid, evs] of values) {
+      const writers = [...new Set(evs.filter((ev) => ev.type === "OUTPUT").map((ev) => ev.execution_id))];
+      const readers = [...new Set(evs.filter((ev) => ev.type === "INPUT").map((ev) => ev.execution_id))];
+      if (!writers.length) {
+        evs.forEach(draw);
+        continue;
+      }
+      folded += 1;
+      for (const from of writers) {
+        for (const to of readers) {
+          if (from === to) continue;
+          const k = `${from} ${to}`;
+          (links.get(k) || links.set(k, { from, to, values: [] }).get(k)).values.push(arts.get(aid));
+        }
+      }
+    }
+    edges.push(...taskValueEdges(links, execs));
     const nodes = [...graph.artifacts.filter((a) => used.has(a.id)).map((a) => artifactNode(a, colours)),
       ...visibleExecs.map((e) => executionNode(e, name, colours))];
-    return [nodes, edges];
+    return [nodes, edges, folded];
+  }
+
+  /** Select node `id`; a task value folded into an edge is drawn as a node first. */
+  function pick(id) {
+    if (!showValues && !lineage.nodes?.has(id) && isTaskValue(arts.get(id))) {
+      showValues = true;
+      valuesBox.checked = true;
+      redraw();
+    }
+    lineage.select(id);
+  }
+
+  function viaDetails(edge) {
+    const a = execs.get(edge.from);
+    const b = execs.get(edge.to);
+    const run = (e) => h("a", { href: "#", onclick: (ev) => {
+      ev.preventDefault();
+      pick(e.id);
+    } }, `${e.stage} at ${e.site} (${shortId(e.id)})`);
+    return [h("h3", {}, "Via task result"),
+      h("p", { class: "muted" }, `${edge.values.length === 1 ? "A value" : "Values"} ${a.stage} returned and ${b.stage} ` +
+        "took as input, passed in memory by the orchestrator (not a file of yours)."),
+      kv([["From", run(a)], ["To", run(b)]]),
+      edge.values.map((v) => [h("h4", {}, "Task result"),
+        kv([["Name", h("span", { class: "mono" }, v.name)], ["Digest", h("span", { class: "mono digest" }, v.id)],
+          ["Type", v.type], ["URI", h("span", { class: "mono" }, v.uri)]], { class: "kv task-value" }),
+        h("p", { class: "actions" }, h("a", { href: "#", onclick: (ev) => {
+          ev.preventDefault();
+          pick(v.id);
+        } }, "Show it as a node"))])];
   }
 
   async function showNode(id) {
@@ -368,8 +457,7 @@ async function viewPipeline(out, [name], query) {
     }
     showDetails(h("p", { class: "loading" }, "Loading…"));
     try {
-      const body = execs.has(id) ? await executionDetails(id, (x) => lineage.select(x))
-        : await artifactDetails(id, (x) => lineage.select(x));
+      const body = execs.has(id) ? await executionDetails(id, pick) : await artifactDetails(id, pick);
       if (seq === detailSeq) showDetails(body);
     } catch (e) {
       if (seq === detailSeq) showDetails(errorBox(e));
@@ -377,8 +465,14 @@ async function viewPipeline(out, [name], query) {
   }
 
   const counter = h("span", { class: "muted", id: "graph-count" });
+  const anyValues = graph.artifacts.some(isTaskValue);
+  const valuesBox = h("input", { type: "checkbox", name: "task_results", checked: showValues, onchange: (ev) => {
+    showValues = ev.target.checked;
+    redraw();
+    setUrl(lineage.selected);
+  } });
   const redraw = () => {
-    const [nodes, edges] = lineageData();
+    const [nodes, edges, folded] = lineageData();
     lineage.setGraph(nodes, edges);
     // as tall as the graph needs at the width of the view (within limits), then fit
     const { width, height } = lineage.layout;
@@ -386,7 +480,14 @@ async function viewPipeline(out, [name], query) {
     graphHost.style.height = `${Math.round(Math.max(380, Math.min(680, height * k + 56)))}px`;
     lineage.fit();
     const nExec = nodes.filter((n) => n.kind === "execution").length;
-    counter.textContent = `${nExec} executions, ${nodes.length - nExec} artifacts`;
+    const nValues = nodes.filter((n) => isTaskValue(arts.get(n.id))).length;
+    // task results are not counted as the user's artifacts: folded, or counted apart
+    counter.textContent = `${nExec} executions, ${nodes.length - nExec - nValues} artifacts` +
+      (nValues ? `, ${nValues} task result${nValues === 1 ? "" : "s"}` : "") +
+      (folded ? ` (${folded} task result${folded === 1 ? "" : "s"} folded)` : "");
+    counter.title = folded ? "Values passed between tasks in memory are drawn as dashed 'via task result' " +
+      "edges between the two executions (a result no drawn execution read is left out); " +
+      "'show task results' draws them as nodes." : "";
   };
   const siteBoxes = graph.sites.map((site) => h("label", { class: "chip check", style: `--c:${colours.get(site)}` },
     h("input", { type: "checkbox", name: "site", value: site, checked: shown.has(site), onchange: (ev) => {
@@ -401,8 +502,11 @@ async function viewPipeline(out, [name], query) {
       onchange: (ev) => {
         const q = new URLSearchParams();
         if (ev.target.checked) q.set("upstream", "1");
+        if (showValues) q.set("task_results", "1");
         location.hash = pipelineHref(name, q.toString());
       } }), " upstream pipelines"),
+    anyValues ? h("label", { class: "check", title: "Draw each value passed between tasks in memory " +
+      "(an orchestrator's task result) as a node, not as a 'via task result' edge" }, valuesBox, " show task results") : null,
     h("span", { class: "spacer" }),
     counter,
     h("button", { type: "button", title: "Zoom in", "aria-label": "Zoom in", onclick: () => lineage.zoomBy(1.25) }, "+"),
@@ -412,6 +516,7 @@ async function viewPipeline(out, [name], query) {
     h("span", { class: "lg lg-execution" }, "execution"), h("span", { class: "lg lg-dataset" }, "dataset"),
     h("span", { class: "lg lg-model" }, "model"), h("span", { class: "lg lg-metrics" }, "metrics"),
     h("span", { class: "lg lg-cross" }, "crosses sites"),
+    anyValues ? h("span", { class: "lg lg-task-value", title: TASK_VALUE_TEXT }, "via task result") : null,
     h("span", { class: "muted" }, "The band on each node is the colour of its site. " +
       "Click a node for its details; wheel to zoom, drag to pan."));
 
@@ -459,7 +564,7 @@ async function viewPipeline(out, [name], query) {
     dag.fit();
     redraw();
     const node = query.get("node");
-    if (node) lineage.select(node);
+    if (node) pick(node);
   });
 }
 
@@ -539,20 +644,22 @@ async function executionDetails(id, pick) {
       : h("p", { class: "muted" }, "none"),
     ...metricsPart(metrics),
     ...energyPart(e.energy),
-    h("h4", {}, "Inputs"), linkList(e.inputs, (a) => `${a.name} (${a.type}, ${shortId(a.id)})`, pick),
-    h("h4", {}, "Outputs"), linkList(e.outputs, (a) => `${a.name} (${a.type}, ${shortId(a.id)})`, pick),
+    h("h4", {}, "Inputs"), linkList(e.inputs, artifactLabel, pick),
+    h("h4", {}, "Outputs"), linkList(e.outputs, artifactLabel, pick),
     propsTable("Properties", e.properties), propsTable("Custom properties", e.custom_properties),
     h("p", { class: "actions" }, h("a", { href: new URL(`executions/${enc(id)}/events`, API).href,
       target: "_blank", rel: "noopener" }, "Raw OpenLineage events")),
   ];
 }
 
+const artifactLabel = (a) => `${a.name} (${isTaskValue(a) ? "task result" : a.type}, ${shortId(a.id)})`;
+
 async function artifactDetails(id, pick) {
   const a = await api(`artifacts/${enc(id)}`);
   return [
     h("h3", {}, `${a.name} `, h("span", { class: "badge" }, a.type)),
     kv([["Digest", h("span", { class: "mono digest" }, a.id)], ["URI", h("span", { class: "mono" }, a.uri)],
-      ["First seen at", a.site], ["Created", `${time(a.created_at)} UTC`]]),
+      ["Role", isTaskValue(a) ? TASK_VALUE_TEXT : a.role], ["First seen at", a.site], ["Created", `${time(a.created_at)} UTC`]]),
     h("h4", {}, "Locations"),
     table(["Site", "URI"], a.locations.map((l) => h("tr", {}, h("td", {}, l.site), h("td", { class: "mono" }, l.uri))),
       { class: "grid compact" }),

@@ -161,11 +161,14 @@ const MAX_ZOOM = 4;
 
 /**
  * An interactive graph in `host`: wheel zooms about the pointer, dragging the background pans,
- * clicking a node selects it (onSelect(id), or onSelect(null) on the background).
+ * clicking a node selects it (onSelect(id), or onSelect(null) on the background). Clicking an
+ * edge calls onEdge(edge); when it returns true the click is the edge's (no node selected),
+ * else it counts as a click on the background.
  */
 export class GraphView {
-  constructor(host, { onSelect = () => {}, label = "graph", spacing = {} } = {}) {
+  constructor(host, { onSelect = () => {}, onEdge = () => false, label = "graph", spacing = {} } = {}) {
     this.onSelect = onSelect;
+    this.onEdge = onEdge;
     this.spacing = spacing;
     this.k = 1;
     this.tx = 0;
@@ -210,16 +213,23 @@ export class GraphView {
   }
 
   /** Draw nodes ({id, kind, lines, title, cls, colour, w, h, order}) and edges
-   *  ({from, to, cls}); keeps the selection if its node is still there. */
+   *  ({from, to, cls, title}; an edge with a title has it as its tooltip, over a wider
+   *  invisible stroke that is easier to point at); keeps the selection if its node is still
+   *  there. */
   setGraph(nodes, edges) {
     this.nodes = new Map(nodes.map((n) => [n.id, n]));
     this.edges = edges.filter((e) => this.nodes.has(e.from) && this.nodes.has(e.to));
     this.layout = layout(nodes, this.edges, this.spacing);
-    this.edgeLayer.replaceChildren(...this.edges.map((e) => s("path", {
-      class: `edge ${e.cls || ""}`, d: edgePath(this.layout.pos.get(e.from), this.layout.pos.get(e.to)),
-      "marker-end": `url(#arrow-${(e.cls || "").includes("cross-site") ? "accent" : "plain"})`,
-      dataset: { from: e.from, to: e.to },
-    })));
+    this.edgeLayer.replaceChildren(...this.edges.flatMap((e, i) => {
+      const d = edgePath(this.layout.pos.get(e.from), this.layout.pos.get(e.to));
+      const path = s("path", {
+        class: `edge ${e.cls || ""}`, d,
+        "marker-end": `url(#arrow-${(e.cls || "").includes("cross-site") ? "accent" : "plain"})`,
+        dataset: { from: e.from, to: e.to, edge: i },
+      }, e.title ? s("title", {}, e.title) : null);
+      return e.title ? [path, s("path", { class: "edge-hit", d, dataset: { edge: i } },
+        s("title", {}, e.title))] : [path];
+    }));
     this.nodeLayer.replaceChildren(...nodes.map((n) => drawNode(n, this.layout.pos.get(n.id))));
     fitTexts(this.nodeLayer);
     if (this.selected && !this.nodes.has(this.selected)) this.selected = null;
@@ -328,7 +338,8 @@ export class GraphView {
   #down(e) {
     if (e.button !== 0) return;
     this.drag = { x: e.clientX, y: e.clientY, tx: this.tx, ty: this.ty, moved: false,
-      node: e.target.closest("g.node")?.dataset.id ?? null };
+      node: e.target.closest("g.node")?.dataset.id ?? null,
+      edge: e.target.closest("[data-edge]")?.dataset.edge ?? null };
     this.svg.setPointerCapture?.(e.pointerId);
   }
 
@@ -349,6 +360,13 @@ export class GraphView {
     this.drag = null;
     this.svg.classList.remove("panning");
     this.svg.releasePointerCapture?.(e.pointerId);
-    if (drag && !drag.moved) this.select(drag.node);
+    if (!drag || drag.moved) return;
+    const edge = drag.node === null && drag.edge !== null ? this.edges[Number(drag.edge)] : null;
+    if (edge && this.onEdge(edge)) {
+      this.select(null, { notify: false });
+      this.edgeLayer.querySelector(`path.edge[data-edge="${drag.edge}"]`)?.classList.add("active");
+    } else {
+      this.select(drag.node);
+    }
   }
 }
