@@ -490,6 +490,9 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
             # and in a run's row and details
             pg.goto("/#/pipeline/runs")
             wait_view(pg, "/pipeline/runs")
+            # its stage: no measurement, said so (it read "0 kWh": a record said nothing was)
+            expect(pg.locator('#stage-dag g.node[data-id="stage:fit"]')).to_contain_text(
+                "energy not measured")
             row = pg.locator(f'#executions tr[data-id="{failed.id}"]')
             expect(row.locator("td.params")).to_have_text("p_2=2, p_10=1")
             row.locator("td.name a").click()

@@ -329,7 +329,7 @@ async function viewPipeline(out, [name], query) {
     const grp = stageCarbon.get(stage);
     return { id: `stage:${stage}`, kind: "stage", order: stage, w: 188, h: 58, lines: [stage,
       `${st.runs} run${st.runs === 1 ? "" : "s"} · ${phase}`,
-      grp ? `${g(grp.energy_kwh)} kWh` : "no energy"], title: `stage ${stage} (${phase})`,
+      grp?.with_energy ? `${g(grp.energy_kwh)} kWh` : "energy not measured"], title: `stage ${stage} (${phase})`,
     cls: "stage", colour: PHASE_COLOURS[phase] || PHASE_COLOURS.other };
   });
   const dagEdges = pipeline.stage_edges.map(([a, b]) => ({ from: `stage:${a}`, to: `stage:${b}` }));
@@ -343,8 +343,8 @@ async function viewPipeline(out, [name], query) {
       kv([["Pipeline", name], ["Runs", String(st?.runs ?? 0)],
         ["Sites", [...(st?.sites || [])].sort().join(", ") || "–"],
         ["Phase", ph ? `${ph.phase} (${ph.source})` : "–"],
-        ["Energy (kWh)", grp ? num(grp.energy_kwh) : "–"],
-        ["Emissions (kgCO2e)", grp ? num(grp.co2e_kg) : "–"],
+        ["Energy (kWh)", grp?.with_energy ? num(grp.energy_kwh) : unmeasured()],
+        ["Emissions (kgCO2e)", grp?.with_energy ? num(grp.co2e_kg) : unmeasured()],
         ["Created", record ? `${time(record.created_at)} UTC at ${record.site}` : undefined]]),
       propsTable("Properties", record?.properties), propsTable("Custom properties", record?.custom_properties),
       h("p", { class: "hint" }, "Its executions are highlighted in the lineage graph."));
