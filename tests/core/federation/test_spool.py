@@ -19,8 +19,10 @@ import httpx
 import pytest
 
 from cmf_core.federation import bundle
+from cmf_core.federation.bundle import spool
+from cmf_core.federation.peer import _Ahead, sync
 from cmf_core.server.routers import federation as route
-from cmf_core.store import Store
+from cmf_core.store import Store, open_store
 from tests.core.federation.test_bad_input import EX, HEADER, RECORDS, record_dicts, signed, snapshot
 from tests.core.server.conftest import live_server
 
@@ -146,3 +148,40 @@ def test_client_gone_mid_body_closes_the_spool(sqlite_store: Store, spools: Spoo
         assert len(spools.files) == 1
         assert spools.wait_closed()
     assert snapshot(sqlite_store) == before
+
+
+def test_pull_pages_go_through_spools(sqlite_store: Store, spools: Spools,
+                                      tmp_path: Path) -> None:
+    """``sync`` pulls each page into a spool, imports it from there and closes it."""
+    peer = open_store(f"sqlite:///{tmp_path / 'peer.db'}", site="peer-b")
+    try:
+        with live_server(peer) as server:
+            assert httpx.post(server.url + PUSH, content=signed(HEADER, record_dicts()),
+                              headers=NDJSON, timeout=60).status_code == 200
+            pushed = len(spools.files)
+            report = sync(server.url, store=sqlite_store, direction="pull")
+        assert report.pulled.records == len(RECORDS) and report.pulled.bytes > 4 * 256
+        assert len(spools.files) - pushed >= 1  # pages over the threshold went to files
+        assert spools.wait_closed()
+        assert sqlite_store.get_execution(EX.id) is not None
+    finally:
+        peer.close()
+
+
+def test_pages_downloaded_ahead_are_closed_when_the_pull_stops() -> None:
+    made: list[Any] = []
+
+    def fetch(start: int) -> tuple[Any, int, int, bool]:
+        body = spool()
+        body.write(b"x" * 10)
+        made.append(body)
+        return body, 10, start + 1, start >= 5
+
+    ahead = _Ahead(fetch, 0)
+    first = ahead.next()
+    first[0].close()  # the importer's to close
+    deadline = time.monotonic() + 30
+    while len(made) < 2 and time.monotonic() < deadline:  # the next one downloaded meanwhile
+        time.sleep(0.01)
+    ahead.close()  # the pull stopped (an import failed, say)
+    assert len(made) >= 2 and all(f.closed for f in made)
