@@ -31,6 +31,7 @@ import gc
 import hashlib
 import json
 import math
+import tempfile
 import threading
 import zlib
 from collections.abc import Iterable, Iterator
@@ -53,6 +54,7 @@ CHUNK = 1 << 16
 MAX_LINE = 256 << 20  # bytes in one line, as read (after gzip): a writer's are far shorter
 INFLATE_STEP = 1 << 20  # gzip is inflated at most this much at a time
 BATCH = 2000  # lines parsed together
+SPOOL_BYTES = 8 << 20  # bundle bytes received (pushed, pulled) held in memory; more go to disk
 
 
 _gc_lock = threading.Lock()
@@ -366,6 +368,14 @@ def _split(chunk: bytes, parts: list[bytes]) -> Iterator[bytes]:
 def file_chunks(fh: BinaryIO) -> Iterator[bytes]:
     while chunk := fh.read(CHUNK):
         yield chunk
+
+
+def spool() -> tempfile.SpooledTemporaryFile[bytes]:
+    """A file to receive a bundle in (an HTTP body, pushed or pulled): in memory up to
+    :data:`SPOOL_BYTES`, then an anonymous temporary file (in ``TMPDIR``; removed from the
+    folder when made, so nothing stays behind even if the process is killed). The caller
+    closes it; read it back with ``seek(0)`` and :func:`file_chunks`."""
+    return tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES, prefix="cmf-bundle-")
 
 
 class Reader:

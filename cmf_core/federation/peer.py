@@ -46,7 +46,14 @@ from typing import Any, Literal
 
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import AuthError, CmfError, InvalidInputError, NotFoundError
-from cmf_core.federation.bundle import FORMAT, FORMATS, GZIP_MAGIC, MEDIA_TYPE
+from cmf_core.federation.bundle import (
+    FORMAT,
+    FORMATS,
+    GZIP_MAGIC,
+    MEDIA_TYPE,
+    file_chunks,
+    spool,
+)
 from cmf_core.federation.export import (
     DEFAULT_PAGE,
     Selector,
@@ -352,39 +359,55 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
     peer_store, scope = info["store_id"], info["scope"]
     since = out.since = get_hwm(store, peer_store, scope)
 
-    def fetch(start: int) -> tuple[bytes, int, bool]:
+    def fetch(start: int) -> Page:
         params: dict[str, Any] = {"since": start, "limit": page_size,
                                   "exclude": encode_vector(load_vector(store)), "gzip": compress}
         if info["format"] != FORMAT:
             params["format"] = info["format"]
         if wanted is not None:
             params["pipeline"] = wanted
-        resp = client.http.get(API + "/bundle", params=params)
-        client._fail(resp, "GET /bundle")
-        if resp.content and resp.content[:1] != b"{" and resp.content[:2] != GZIP_MAGIC:
-            # a proxy's login or error page, or another service on that path: not a bundle
-            kind = resp.headers.get("content-type") or "no content type"
-            raise PeerError(f"{client.shown}{API}/bundle answered {resp.status_code} with "
-                            f"{resp.text[:80]!r} ({kind}), not a bundle; is {client.shown} a "
-                            "cmf serve of cmf-foundation?")
-        return (resp.content, int(resp.headers.get("x-cmf-seq-end", -1)),
+        # into a spool (memory up to a few MiB, then an anonymous temporary file), not memory:
+        # a page is held while it is imported, the next one meanwhile, and one more downloads
+        body = spool()
+        try:
+            size = 0
+            with client.http.stream("GET", API + "/bundle", params=params) as resp:
+                client._fail(resp, "GET /bundle")
+                for chunk in resp.iter_bytes():
+                    body.write(chunk)
+                    size += len(chunk)
+            body.seek(0)
+            head = body.read(80)
+            body.seek(0)
+            if head and head[:1] != b"{" and head[:2] != GZIP_MAGIC:
+                # a proxy's login or error page, or another service on that path: not a bundle
+                kind = resp.headers.get("content-type") or "no content type"
+                raise PeerError(f"{client.shown}{API}/bundle answered {resp.status_code} with "
+                                f"{head.decode('utf-8', 'replace')!r} ({kind}), not a bundle; "
+                                f"is {client.shown} a cmf serve of cmf-foundation?")
+        except BaseException:
+            body.close()
+            raise
+        return (body, size, int(resp.headers.get("x-cmf-seq-end", -1)),
                 resp.headers.get("x-cmf-complete") == "true")
 
     pages = _Ahead(fetch, since)
     try:
         while True:
             try:
-                body, end, complete = pages.next()
+                body, size, end, complete = pages.next()
             except client.httpx.HTTPError as e:
                 raise PeerError(
                     f"pull from {client.shown} was cut off after {out.pages} page(s) "
                     f"({out.records} records; everything up to its seq {since} is imported): "
                     f"{e}; run the sync again to resume") from None
-            rep = import_bundle(store, [body], name=f"{client.shown} page since {since}")
+            with body:
+                rep = import_bundle(store, file_chunks(body),
+                                    name=f"{client.shown} page since {since}")
             out.pages += 1
             out.records += rep.records
             out.written = _add(out.written, rep.written)
-            out.bytes += len(body)
+            out.bytes += size
             out.conflicts += rep.conflicts
             out.end = rep.end
             if rep.complete:
@@ -396,12 +419,18 @@ def _pull(client: _Client, store: Store, info: Any, wanted: list[str] | None, pa
         pages.close()
 
 
+Page = tuple[Any, int, int, bool]
+"""A downloaded page: its bytes (a :func:`~cmf_core.federation.bundle.spool`, the reader's to
+close), their number, and the page's ``X-Cmf-Seq-End`` and ``X-Cmf-Complete``."""
+
+
 class _Ahead:
     """Downloads pages in order in one thread, ahead of their import: the next page waits,
     imported or not, while the one after it downloads. The importing thread gets the pages,
-    or the error that stopped the downloads, in order; a page is never skipped."""
+    or the error that stopped the downloads, in order; a page is never skipped. Pages not
+    handed out when it is closed are closed (their spools removed) here."""
 
-    def __init__(self, fetch: Callable[[int], tuple[bytes, int, bool]], start: int) -> None:
+    def __init__(self, fetch: Callable[[int], Page], start: int) -> None:
         self._fetch = fetch
         self._begin(start)
 
@@ -424,11 +453,14 @@ class _Ahead:
                     break
                 except queue.Full:
                     continue
-            if isinstance(item, BaseException) or item[2] or item[1] < start:
+            else:  # stopped: nobody will take it
+                _discard(item)
+                return
+            if isinstance(item, BaseException) or item[3] or item[2] < start:
                 return  # an error, the last page, or headers that do not say where to go on
-            start = item[1]
+            start = item[2]
 
-    def next(self) -> tuple[bytes, int, bool]:
+    def next(self) -> Page:
         item = self._queue.get()
         if isinstance(item, BaseException):
             raise item
@@ -441,6 +473,13 @@ class _Ahead:
     def close(self) -> None:
         self._stop.set()
         self._thread.join()
+        while not self._queue.empty():  # a page downloaded ahead, never imported
+            _discard(self._queue.get_nowait())
+
+
+def _discard(item: Any) -> None:
+    if not isinstance(item, BaseException):
+        item[0].close()
 
 
 def _push(client: _Client, store: Store, info: Any, selector: Selector, page_size: int,

@@ -10,7 +10,9 @@ Routes (all under ``/api/v1/federation``; protocol in :mod:`cmf_core.federation.
   bytes when ``gzip``; bundle format 1 unless ``format=2`` is asked for), less the versions the
   ``exclude`` vector (``store:seq,...``) covers.
 * ``POST /bundle``: import a bundle (plain or gzip; ``Content-Type: application/x-ndjson``),
-  one transaction; answers the merge report (records, conflicts, high-water mark).
+  one transaction; answers the merge report (records, conflicts, high-water mark). The body is
+  received into a spool (:func:`cmf_core.federation.bundle.spool`: memory up to a few MiB, then
+  an anonymous temporary file), at most ``MAX_BUNDLE_BYTES``, and imported from there.
 * ``GET /artifacts/{digest}``: the bytes of an artifact whose location at this site is a local
   file under an allowed root (``federation_artifact_roots``; none by default: every request is
   refused with 403) and whose bytes still hash to the digest (checked before sending: a
@@ -35,9 +37,9 @@ from fastapi.responses import FileResponse, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 
 from cmf_core.errors import AuthError, InvalidInputError, NotFoundError
-from cmf_core.federation.bundle import FORMAT, FORMATS, MEDIA_TYPE
+from cmf_core.federation.bundle import FORMAT, FORMATS, MEDIA_TYPE, file_chunks, spool
 from cmf_core.federation.export import DEFAULT_PAGE, Selector, load_vector, page_bundle
-from cmf_core.federation.merge import get_hwm, import_bundle
+from cmf_core.federation.merge import MergeReport, get_hwm, import_bundle
 from cmf_core.federation.peer import decode_vector, shared_pipelines
 from cmf_core.identity import file_digest
 from cmf_core.server.auth import bearer, require_write
@@ -139,16 +141,37 @@ def get_bundle(store: StoreDep, settings: SettingsDep, peer_name: Peer,
 async def post_bundle(request: Request, store: StoreDep, _peer: Peer) -> dict[str, Any]:
     """Import a bundle (one transaction); true conflicts are recorded and reported."""
     _check_bundle_type(request.headers.get("content-type"))
-    chunks: list[bytes] = []
-    total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > MAX_BUNDLE_BYTES:
-            raise PayloadTooLargeError(f"a pushed bundle may be at most {MAX_BUNDLE_BYTES} bytes; "
-                                       "push smaller pages (cmf sync pages by itself)")
-        chunks.append(chunk)
-    report = await asyncio.to_thread(import_bundle, store, chunks, name="pushed bundle")
+    declared = request.headers.get("content-length", "")
+    if declared.isascii() and declared.isdigit() and int(declared) > MAX_BUNDLE_BYTES:
+        raise _too_large()  # refused before a byte of it is read
+    # The body goes to a spool (memory up to bundle.SPOOL_BYTES, then an anonymous temporary
+    # file), not a list in memory: N peers pushing at once held N bodies of up to 1 GiB each.
+    body = spool()
+    try:
+        total = 0
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > MAX_BUNDLE_BYTES:
+                raise _too_large()
+            body.write(chunk)
+        body.seek(0)
+    except BaseException:  # 413, the client gone (ClientDisconnect), a cancelled request
+        body.close()
+        raise
+    # the import thread closes the spool: a request cancelled while it runs must not close
+    # the file under it
+    report = await asyncio.to_thread(_import_spooled, store, body)
     return report.to_dict()
+
+
+def _too_large() -> PayloadTooLargeError:
+    return PayloadTooLargeError(f"a pushed bundle may be at most {MAX_BUNDLE_BYTES} bytes; "
+                                "push smaller pages (cmf sync pages by itself)")
+
+
+def _import_spooled(store: Store, body: Any) -> MergeReport:
+    with body:
+        return import_bundle(store, file_chunks(body), name="pushed bundle")
 
 
 def _roots(settings: Any) -> list[Path]:
