@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import threading
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -169,8 +170,14 @@ def _too_large() -> PayloadTooLargeError:
                                 "push smaller pages (cmf sync pages by itself)")
 
 
+#: one pushed bundle imported at a time: an import parses every record before its one
+#: transaction (about 0.7 KiB each), so N peers pushing at once held N parsed bundles, and
+#: gained nothing (parsing holds the GIL, writes take the store's lock one at a time)
+_IMPORTING = threading.Lock()
+
+
 def _import_spooled(store: Store, body: Any) -> MergeReport:
-    with body:
+    with body, _IMPORTING:
         return import_bundle(store, file_chunks(body), name="pushed bundle")
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import gzip
 import socket
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -185,3 +187,38 @@ def test_pages_downloaded_ahead_are_closed_when_the_pull_stops() -> None:
         time.sleep(0.01)
     ahead.close()  # the pull stopped (an import failed, say)
     assert len(made) >= 2 and all(f.closed for f in made)
+
+
+def test_pushes_are_imported_one_at_a_time(sqlite_store: Store, spools: Spools,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """An import parses every record before its transaction: two pushes at once held two parsed
+    bundles (N peers, N of them) for no gain. The first import here waits until the second body
+    has arrived and then up to 3 s for a second import to start beside it; none may."""
+    real = route.import_bundle
+    state = {"active": 0, "peak": 0}
+    lock, second = threading.Lock(), threading.Event()
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        with lock:
+            state["active"] += 1
+            state["peak"] = max(state["peak"], state["active"])
+            if state["active"] > 1:
+                second.set()
+        try:
+            if state["peak"] == 1 and spools.wait_for(2):
+                second.wait(3)  # set only if a second import started meanwhile
+            return real(*args, **kwargs)
+        finally:
+            with lock:
+                state["active"] -= 1
+
+    monkeypatch.setattr(route, "import_bundle", watched)
+    body = signed(HEADER, record_dicts())
+    with live_server(sqlite_store) as server:
+        with ThreadPoolExecutor(2) as pool:
+            answers = list(pool.map(lambda _: httpx.post(server.url + PUSH, content=body,
+                                                         headers=NDJSON, timeout=60), range(2)))
+        assert [r.status_code for r in answers] == [200, 200], [r.text for r in answers]
+        assert spools.wait_closed()
+    assert state["peak"] == 1
+    assert sorted(r.json()["written"] for r in answers)[0] == 0  # the second found it all
