@@ -16,7 +16,8 @@ It is an ASGI app (uvicorn on a free loopback port, in a thread) that forwards w
 streaming bodies both ways: requests outside the prefix get the "other application"'s 404, the
 prefix alone is redirected to ``prefix/``, a body over ``max_body`` is 413 with an HTML page,
 as nginx answers. (The same behaviour was checked against nginx 1.22 by hand.) It records the
-path and headers of every request it forwarded in ``forwarded``.
+path and headers of every request it forwarded in ``forwarded``, the paths it refused as too
+large in ``too_large``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ class ReverseProxy:
     strip: bool = True
     max_body: int | None = None
     forwarded: list[tuple[str, dict[str, str]]] = field(default_factory=list)
+    too_large: list[str] = field(default_factory=list)  # paths refused with 413
 
     async def _reply(self, send: Any, status: int, body: bytes, headers: list[Any]) -> None:
         await send({"type": "http.response.start", "status": status,
@@ -76,6 +78,7 @@ class ReverseProxy:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if self.max_body is not None and size > self.max_body:
+                self.too_large.append(target.decode())
                 await self._reply(send, 413, b"<html><head><title>413 Request Entity Too Large"
                                   b"</title></head></html>", [(b"content-type", b"text/html")])
                 return

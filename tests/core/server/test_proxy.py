@@ -144,3 +144,34 @@ def test_cmf_serve_root_path_option(tmp_path: Path) -> None:
         _, err = proc.communicate(timeout=60)
     assert proc.returncode == 0, err[-2000:]
     assert f"on http://127.0.0.1:{port}, published under /cmf/ " in err
+
+
+def test_a_push_larger_than_the_proxys_body_limit_is_sent_in_smaller_pages(
+        sqlite_store: Store, tmp_path: Path) -> None:
+    """nginx refuses a body over ``client_max_body_size`` (1 MiB by default) with a 413 HTML
+    page; a push page over it failed the sync with that page as its message. The page is now
+    made again smaller until the proxy takes it; what a page cannot be made small enough for
+    says what to raise."""
+    from cmf_core import Cmf
+    from cmf_core.federation.peer import PeerError, sync
+
+    settings = load_settings(store_url=f"sqlite:///{tmp_path / 'other.db'}", site="other",
+                             energy=False, home=str(tmp_path / "home"))
+    with open_store(settings=settings) as other:
+        with Cmf(pipeline_name="big", store=other, settings=settings) as cmf:
+            for i in range(300):
+                with cmf.create_execution("train", params={"i": i, "note": "x" * 400}):
+                    pass
+        with live_server(sqlite_store, allowed_hosts=[HOST]) as live:
+            with reverse_proxy(live.url, max_body=1 << 16) as (proxy_url, proxy):
+                report = sync(proxy_url + "/cmf", store=other, settings=settings,
+                              direction="push")
+                assert report.pushed.pages > 1
+                assert len(sqlite_store.list_executions()) == 300
+                assert proxy.too_large  # the first pages were refused, and made again
+            with reverse_proxy(live.url, max_body=64) as (proxy_url, _), \
+                    Cmf(pipeline_name="big", store=other, settings=settings) as cmf:
+                with cmf.create_execution("train", params={"i": -1}):
+                    pass
+                with pytest.raises(PeerError, match=r"413.*body limit.*client_max_body_size"):
+                    sync(proxy_url + "/cmf", store=other, settings=settings, direction="push")
