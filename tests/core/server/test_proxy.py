@@ -175,3 +175,16 @@ def test_a_push_larger_than_the_proxys_body_limit_is_sent_in_smaller_pages(
                     pass
                 with pytest.raises(PeerError, match=r"413.*body limit.*client_max_body_size"):
                     sync(proxy_url + "/cmf", store=other, settings=settings, direction="push")
+
+
+def test_a_proxy_name_not_allowed_is_told_what_to_set(sqlite_store: Store) -> None:
+    """Without serve_allowed_hosts the proxy's Host is refused (DNS rebinding check), with the
+    API's error shape and the exact setting that lets it through."""
+    with live_server(sqlite_store, root_path="/cmf", allowed_hosts=["127.0.0.1"]) as live, \
+            reverse_proxy(live.url) as (proxy_url, _):
+        r = httpx.get(proxy_url + "/cmf/api/v1/pipelines")
+    assert r.status_code == 400
+    body = r.json()
+    assert body["code"] == 400 and body["error"] == "InvalidInputError"
+    assert "does not answer to the host name 'portal.example.org'" in body["message"]
+    assert """CMF_SERVE_ALLOWED_HOSTS='["portal.example.org"]'""" in body["message"]
