@@ -119,6 +119,10 @@ class Settings(BaseSettings):
         description="Host names `cmf serve` answers to besides loopback ones (a reverse proxy's "
         "name; `*`: any). Checked when it binds a loopback address or this is set.",
     )
+    serve_root_path: str = Field(
+        "", description="Path prefix under which a reverse proxy publishes `cmf serve` "
+        "(`/cmf` for https://portal.example.org/cmf/), whether the proxy strips it or not.",
+    )
     token: str | None = Field(
         None, description="Bearer token `cmf serve` requires for writes (required off loopback)."
     )
@@ -156,6 +160,17 @@ class Settings(BaseSettings):
                 f"site id {value!r} must be 1-128 characters without spaces or slashes"
             )
         return value
+
+    @field_validator("serve_root_path")
+    @classmethod
+    def _check_root_path(cls, value: str) -> str:
+        value = value.strip()
+        if value in ("", "/"):
+            return ""
+        if "://" in value or not value.startswith("/") or any(c in value for c in "?#\\ "):
+            raise ValueError(f"root path {value!r} must be the path part of the public URL, "
+                             "starting with '/' (e.g. '/cmf' for https://portal.example.org/cmf/)")
+        return value.rstrip("/")
 
     @field_validator("server_url")
     @classmethod

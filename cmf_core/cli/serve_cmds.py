@@ -35,6 +35,9 @@ def serve(
         "--access-log/--no-access-log", help="Log every request.")] = False,
     log_level: Annotated[str, typer.Option(
         help=f"uvicorn log level: {', '.join(LOG_LEVELS)}.")] = "info",
+    root_path: Annotated[str | None, typer.Option(
+        help="Path prefix a reverse proxy publishes the server under, e.g. /cmf for "
+             "https://portal.example.org/cmf/ (default: CMF_SERVE_ROOT_PATH).")] = None,
 ) -> None:
     """Serve the store over HTTP: POST /api/v1/lineage for any OpenLineage producer,
     Marquez-compatible lineage reads, the CMF REST API, and OpenAPI docs at /docs.
@@ -50,7 +53,8 @@ def serve(
     if log_level.lower() not in LOG_LEVELS:
         raise InvalidInputError(f"unknown --log-level {log_level!r}; use one of "
                                 f"{', '.join(LOG_LEVELS)}")
-    settings = load_settings(store_url=store, serve_host=host, serve_port=port)
+    settings = load_settings(store_url=store, serve_host=host, serve_port=port,
+                             serve_root_path=root_path)
     try:
         import uvicorn
 
@@ -79,8 +83,10 @@ def serve(
                          if "*" in extra or not (extra or is_loopback(bind)) else [bind, *extra])
         shown = f"[{bind}]" if ":" in bind else bind
         port = sock.getsockname()[1]  # the one the system chose for --port 0
+        under = f", published under {settings.serve_root_path}/" if settings.serve_root_path \
+            else ""
         typer.echo(f"cmf serve: store {s.kind} (site {s.site}) on http://{shown}:"
-                   f"{port} (OpenLineage: POST /api/v1/lineage, docs: /docs, "
+                   f"{port}{under} (OpenLineage: POST /api/v1/lineage, docs: /docs, "
                    f"writes {'need the token' if settings.token else 'are open'})", err=True)
         server = uvicorn.Server(uvicorn.Config(
             app, host=bind, port=port, log_level=log_level.lower(), access_log=access_log,

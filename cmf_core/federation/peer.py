@@ -485,21 +485,23 @@ def _discard(item: Any) -> None:
 def _push(client: _Client, store: Store, info: Any, selector: Selector, page_size: int,
           compress: bool, out: Transfer) -> None:
     """Pages in order, each imported by the peer in one transaction; the next page is made
-    here while the peer imports the last one."""
+    here while the peer imports the last one. A page refused as too large (413: a reverse
+    proxy's body limit, nginx's ``client_max_body_size`` is 1 MiB by default) is made again
+    with half the rows, and later pages keep the smaller size."""
     since = out.since = int(info.get("high_water") or 0)
     exclude = {str(k): int(v) for k, v in (info.get("vector") or {}).items()}
 
-    def make(start: int) -> tuple[bytes, int, bool]:
-        page, chunks = page_bundle(store, selector, since=start, limit=page_size,
+    def make(start: int, size: int) -> tuple[bytes, int, bool]:
+        page, chunks = page_bundle(store, selector, since=start, limit=size,
                                    exclude=exclude, compress=compress, fmt=info["format"])
         return b"".join(chunks), page.end, page.more
 
     with ThreadPoolExecutor(1, thread_name_prefix="cmf-sync-make") as pool:
-        ahead = pool.submit(make, since)
+        ahead = pool.submit(make, since, page_size)
         while True:
             body, end, more = ahead.result()
             if more:
-                ahead = pool.submit(make, end)
+                ahead = pool.submit(make, end, page_size)
             try:
                 resp = client.http.post(API + "/bundle", content=body,
                                         headers={"Content-Type": MEDIA_TYPE})
@@ -508,6 +510,16 @@ def _push(client: _Client, store: Store, info: Any, selector: Selector, page_siz
                     f"push to {client.shown} was cut off after {out.pages} page(s) "
                     f"({out.records} records; the peer has everything up to this store's seq "
                     f"{since}): {e}; run the sync again to resume") from None
+            if resp.status_code == 413:
+                if page_size > 1:
+                    page_size //= 2
+                    ahead.cancel()  # made with the old size (if not begun); its result unused
+                    ahead = pool.submit(make, since, page_size)
+                    continue
+                raise PeerError(
+                    f"{client.shown} (or a reverse proxy in front of it) refused a push page of "
+                    f"{len(body):,} bytes as too large (413), even of one row per record kind; "
+                    "raise its body limit (nginx: client_max_body_size) above that")
             client._fail(resp, "POST /bundle")
             try:
                 rep = resp.json()

@@ -64,15 +64,19 @@ Writes need `Authorization: Bearer <token>` when the server has a token (`CMF_TO
 def create_app(store: Store, settings: Settings | None = None, *, protect_reads: bool = False,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                max_batch: int = DEFAULT_MAX_BATCH,
-               allowed_hosts: list[str] | None = None) -> FastAPI:
+               allowed_hosts: list[str] | None = None, root_path: str | None = None
+               ) -> FastAPI:
     """The FastAPI app serving ``store``.
 
     ``settings.token`` (``CMF_TOKEN``) protects writes (and reads with ``protect_reads``);
     records are created with the store's site. ``max_body_bytes`` caps a request body,
     ``max_batch`` the events written in one transaction. With ``allowed_hosts`` a request's
     ``Host`` must be a loopback name or one of them (:class:`~cmf_core.server.auth.HostCheck`).
+    ``root_path`` (default: ``settings.serve_root_path``) is the path prefix a reverse proxy
+    publishes the server under (:class:`RootPath`).
     """
     settings = settings or load_settings()
+    root_path = settings.serve_root_path if root_path is None else root_path.rstrip("/")
     writer = IngestWriter(store, store.site, max_batch=max_batch)
 
     @contextlib.asynccontextmanager
@@ -92,6 +96,8 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
     app.state.max_body_bytes = max_body_bytes
     errors.install(app)
     app.add_middleware(LineageIngress, state=app.state)
+    if root_path:
+        app.add_middleware(RootPath, root_path=root_path)
     if allowed_hosts is not None:
         app.add_middleware(HostCheck, allowed=allowed_hosts)  # added last: runs first
 
@@ -130,3 +136,39 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
                                  "docs": "/docs", "openapi": "/openapi.json"})
 
     return app
+
+
+class RootPath:
+    """ASGI middleware for a server published under a path prefix by a reverse proxy
+    (``https://portal.example.org/cmf/`` -> ``http://127.0.0.1:8080/``).
+
+    Every request gets ``root_path`` in its scope and a ``path`` that starts with it, as ASGI
+    wants, whether the proxy stripped the prefix (nginx ``proxy_pass http://127.0.0.1:8080/;``)
+    or passed it on (Traefik without StripPrefix): routing takes the prefix off again, and
+    what the server writes for the browser (the docs page's ``openapi.json``, the OpenAPI
+    ``servers``) carries it. The prefix alone (``/cmf``) is redirected to ``/cmf/``, where the
+    web UI's relative links resolve."""
+
+    def __init__(self, app: Any, root_path: str) -> None:
+        self.app = app
+        self.root = root_path.rstrip("/")
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        raw: bytes = scope.get("raw_path") or path.encode()
+        root_raw = self.root.encode()
+        if path == self.root and scope["type"] == "http":  # the prefix without its slash
+            query = scope.get("query_string", b"")
+            location = self.root + "/" + ("?" + query.decode("latin-1") if query else "")
+            from fastapi.responses import RedirectResponse
+
+            await RedirectResponse(location, status_code=307)(scope, receive, send)
+            return
+        scope = dict(scope, root_path=self.root)
+        if not path.startswith(self.root + "/"):  # the proxy stripped the prefix
+            scope["path"] = self.root + path
+            scope["raw_path"] = root_raw + raw
+        await self.app(scope, receive, send)

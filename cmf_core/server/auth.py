@@ -13,12 +13,13 @@ Use them as ``dependencies=[Depends(require_write)]`` on a route or router.
 from __future__ import annotations
 
 import hmac
+import json
 from typing import Any
 
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from cmf_core.errors import AuthError
+from cmf_core.errors import AuthError, InvalidInputError
 
 bearer = HTTPBearer(auto_error=False, description="The server's token (CMF_TOKEN).")
 
@@ -132,12 +133,14 @@ class HostCheck:
             raw = next((v for k, v in scope.get("headers", ()) if k == b"host"), None)
             name = host_name(raw.decode("latin-1")) if raw is not None else ""
             if raw is not None and name not in self.allowed and not is_loopback(name):
-                from fastapi.responses import JSONResponse
+                from cmf_core.server.errors import error_response
 
-                response = JSONResponse(status_code=400, content={"detail": (
+                # the API's error shape (the web UI and cmf sync show its message)
+                shown = json.dumps([name])
+                await error_response(InvalidInputError(
                     f"this server does not answer to the host name {name!r}; it answers to "
-                    "loopback names and serve_allowed_hosts (CMF_SERVE_ALLOWED_HOSTS: add a "
-                    "reverse proxy's name there)")})
-                await response(scope, receive, send)
+                    "loopback names and serve_allowed_hosts. Behind a reverse proxy that passes "
+                    f"this name, start it with CMF_SERVE_ALLOWED_HOSTS='{shown}' (or "
+                    f"serve_allowed_hosts = {shown} in cmf.toml)"))(scope, receive, send)
                 return
         await self.app(scope, receive, send)

@@ -8,6 +8,7 @@ A connection ``cmf://host:port`` with ``schema`` ``http`` or ``https`` (default 
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from airflow.sdk import BaseHook
@@ -34,7 +35,14 @@ def connection_url(conn: Any) -> str:
     if not scheme:
         scheme = "http" if host in LOCAL_HOSTS else "https"
     if scheme not in ("http", "https"):
-        raise ConfigError(f"connection {conn.conn_id!r} scheme {scheme!r} must be http or https")
+        # Airflow reads the path of a connection URI (cmf://host/cmf) as its schema
+        example = json.dumps({"conn_type": "cmf", "password": "<token>",
+                              "extra": {"url": f"https://{host}/{scheme}"}})
+        raise ConfigError(
+            f"connection {conn.conn_id!r} scheme {scheme!r} must be http or https (Airflow takes "
+            "the path of a connection URI, cmf://host/PATH, for its schema, the scheme here); "
+            "for a server under a path prefix give the whole URL in the connection's url "
+            f"extra, e.g. AIRFLOW_CONN_{conn.conn_id.upper()}='{example}'")
     port = f":{conn.port}" if conn.port else ""
     if ":" in host and not host.startswith("["):  # an IPv6 address: "::1" -> "[::1]"
         host = f"[{host}]"

@@ -41,3 +41,19 @@ def test_the_listener_sends_to_the_server_of_conn_id(monkeypatch) -> None:
     settings = CmfAdapter().settings(conf.snapshot())
     assert settings.server_url == "https://cmf.example.org"
     assert settings.server_token == "s3cret"
+
+
+def test_a_connection_uri_with_a_path_says_to_use_the_url_extra(monkeypatch) -> None:
+    """cmf://:TOKEN@portal.example.org/cmf (a server published under a prefix): Airflow makes
+    the path the connection's schema, which was refused as "scheme 'cmf' must be http or
+    https" with nothing on how to give a path; the message now names the url extra, and that
+    form works."""
+    monkeypatch.setenv("AIRFLOW_CONN_CMF_TEST", "cmf://:tok@portal.example.org/cmf?scheme=https")
+    with pytest.raises(ConfigError) as info:
+        CmfHook("cmf_test").get_peer()
+    message = str(info.value)
+    assert "scheme 'cmf' must be http or https" in message
+    example = message.split("AIRFLOW_CONN_CMF_TEST='", 1)[1].rstrip("'")
+    assert json.loads(example)["extra"] == {"url": "https://portal.example.org/cmf"}
+    monkeypatch.setenv("AIRFLOW_CONN_CMF_TEST", example.replace("<token>", "tok"))
+    assert CmfHook("cmf_test").get_peer() == ("https://portal.example.org/cmf", "tok")
