@@ -27,7 +27,7 @@ from cmf_core.config import HOME_DIRNAME, Settings, load_settings
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.lineage import Query
 from cmf_core.lineage.query import ambiguous, artifact_dict, execution_dict, prefix_hint
-from cmf_core.model import Artifact, Execution
+from cmf_core.model import Artifact, Execution, run_url
 from cmf_core.model.artifact import ARTIFACT_TYPES
 from cmf_core.store import ExecutionFilter, Store, open_store
 
@@ -365,7 +365,8 @@ def show(ref: Annotated[str, typer.Argument(
          json: Annotated[bool, typer.Option(
              "--json", help="Print plain JSON, for scripts (default: the same JSON, "
                             "highlighted).")] = False) -> None:
-    """Show one execution or artifact with its events, metrics and energy.
+    """Show one execution or artifact with its events, metrics and energy; an execution's
+    run_url is its run's page in the orchestrator's UI (its logs), when recorded.
 
     Example: cmf show 01a221c3-f185 (an id prefix; ambiguous ones list the candidates)
     """
@@ -383,6 +384,8 @@ def show(ref: Annotated[str, typer.Argument(
                                "measured": r.measured, "details": dict(r.details)}
                               for r in s.energy([ex.id])]
             data["kind"] = "execution"
+            if link := run_url(ex.properties):  # the run's page in the orchestrator's UI
+                data["run_url"] = link
         else:
             assert art is not None
             data = artifact_dict(art)

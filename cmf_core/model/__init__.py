@@ -12,7 +12,7 @@ from cmf_core.model.artifact import (
 )
 from cmf_core.model.energy import EnergyRecord
 from cmf_core.model.event import Event, EventType
-from cmf_core.model.execution import Execution, ExecutionStatus
+from cmf_core.model.execution import RUN_URL_PROPERTY, Execution, ExecutionStatus, run_url, web_url
 from cmf_core.model.lineage_event import LineageEvent
 from cmf_core.model.metric import Metric
 from cmf_core.model.pipeline import Pipeline
@@ -26,6 +26,7 @@ Record = (
 __all__ = [
     "ARTIFACT_TYPES",
     "ROLE_PROPERTY",
+    "RUN_URL_PROPERTY",
     "TASK_VALUE",
     "Artifact",
     "ArtifactLocation",
@@ -41,4 +42,6 @@ __all__ = [
     "Stage",
     "is_task_value",
     "register_artifact_type",
+    "run_url",
+    "web_url",
 ]

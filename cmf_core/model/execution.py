@@ -12,6 +12,12 @@ from cmf_core.identity import check_uuid, name_id, uuid7
 from cmf_core.jsonutil import valid_text
 from cmf_core.model._base import check_name, check_site, check_time, frozen_dict, now
 
+RUN_URL_PROPERTY = "cmf.run_url"
+"""Execution property: the page of the same run in the orchestrator's own UI (an Airflow task
+instance, a Prefect task or flow run, a KFP run), set by the adapter when it knows that UI's base
+URL from the orchestrator's configuration; never guessed. Shown by :func:`run_url`."""
+MAX_URL = 4096
+
 
 class ExecutionStatus(enum.StrEnum):
     """Status only moves forward: running -> one terminal state."""
@@ -113,3 +119,28 @@ def _error_text(error: Any) -> str | None:
     if not isinstance(error, str):
         raise InvalidInputError(f"error must be a string or None, got {type(error).__name__}")
     return valid_text(error)
+
+
+def web_url(value: Any) -> str | None:
+    """``value`` if it is an absolute ``http``/``https`` URL with a host and nothing that can
+    break out of a link (whitespace, control characters, quotes, angle brackets); else None.
+    ``javascript:``, ``data:``, relative and schemeless values are never links."""
+    from urllib.parse import urlsplit
+
+    if not isinstance(value, str) or not value or len(value) > MAX_URL:
+        return None
+    if any(c.isspace() or ord(c) < 32 or ord(c) == 127 or c in "\"'<>\\`" for c in value):
+        return None
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return None
+    if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+        return None
+    return value
+
+
+def run_url(properties: Mapping[str, Any]) -> str | None:
+    """The execution's link to its run in the orchestrator's UI
+    (``properties["cmf.run_url"]``) when it is a safe web URL (:func:`web_url`), else None."""
+    return web_url(properties.get(RUN_URL_PROPERTY))

@@ -523,3 +523,58 @@ def test_awkward_names_a_narrow_window_and_a_server_that_goes_away(
             f"The server at {base} does not answer")
     finally:
         context.close()
+
+
+def test_an_execution_links_to_its_run_in_the_orchestrator(browser: Browser,
+                                                           tmp_path: Path) -> None:
+    """``cmf.run_url`` (recorded by an adapter that knew the orchestrator's UI address) is a
+    link in the run's details and ``run_url`` in the API; a value that is no http(s) URL
+    (``javascript:``, recorded by anyone who can post an OpenLineage event) is never a link."""
+    import httpx
+
+    url = f"sqlite:///{tmp_path / 'links.db'}"
+    airflow_url = ("https://airflow.example.org/dags/etl/runs/manual__2025-01-01T00%3A00%3A00"
+                   "%2B00%3A00/tasks/fit/mapped/2?try_number=1")
+    runs = {
+        "airflow": Execution(pipeline="linked", stage="fit", site="lab", properties={
+            "airflow": {"dag_id": "etl", "task_id": "fit"}, "cmf.run_url": airflow_url}),
+        "hostile": Execution(pipeline="linked", stage="fit", site="lab", properties={
+            "prefect.route": "watcher", "cmf.run_url": "javascript:alert(document.domain)"}),
+        "none": Execution(pipeline="linked", stage="fit", site="lab"),
+    }
+    with open_store(url, site="lab") as store:
+        store.put([Pipeline("linked", "lab"), Stage("linked", "fit", "lab"), *runs.values()])
+    with cmf_serve(url, tmp_path) as base:
+        api = {k: httpx.get(f"{base}/api/v1/executions/{e.id}", timeout=10).json()["run_url"]
+               for k, e in runs.items()}
+        assert api == {"airflow": airflow_url, "hostile": None, "none": None}
+        with watched_page(browser, base) as pg:
+            dialogs: list[str] = []
+            pg.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+            pg.goto("/#/pipeline/linked")
+            wait_view(pg, "/pipeline/linked")
+            details = pg.locator("#details")
+            pg.locator(f'#executions tr[data-id="{runs["airflow"].id}"] td.name a').click()
+            expect(details.locator(".digest")).to_have_text(runs["airflow"].id)
+            link = details.get_by_role("link", name="Open this run in Airflow")
+            expect(link).to_have_attribute("href", airflow_url)
+            expect(link).to_have_attribute("target", "_blank")
+            expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
+            for key in ("hostile", "none"):
+                pg.locator(f'#executions tr[data-id="{runs[key].id}"] td.name a').click()
+                expect(details.locator(".digest")).to_have_text(runs[key].id)
+                expect(details.get_by_role("rowheader", name="Orchestrator")).to_have_count(0)
+                expect(details.locator('a[href^="javascript"]')).to_have_count(0)
+            # the raw property is still shown, as text only
+            pg.locator(f'#executions tr[data-id="{runs["hostile"].id}"] td.name a').click()
+            expect(details.locator(".digest")).to_have_text(runs["hostile"].id)
+            expect(details).to_contain_text("javascript:alert(document.domain)")
+            expect(details.locator('a[href^="javascript"]')).to_have_count(0)
+            # and the page's own link helper refuses it too, whatever the server says
+            refused = pg.evaluate("""async () => {
+                const { webLink } = await import("./dom.js");
+                return ["javascript:alert(1)", " JavaScript:alert(1)", "data:text/html,x",
+                        "/relative", "", null].map((u) => webLink(u) === null);
+            }""")
+            assert refused == [True] * 6
+            assert not dialogs

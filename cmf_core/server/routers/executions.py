@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query
 
 from cmf_core.errors import NotFoundError
 from cmf_core.identity import check_uuid
-from cmf_core.model import EventType, Execution, ExecutionStatus
+from cmf_core.model import EventType, Execution, ExecutionStatus, run_url
 from cmf_core.openlineage.times import parse_time
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, SettingsDep, StoreDep, page
@@ -60,8 +60,10 @@ def list_executions(
 
 
 @router.get("/{execution_id}", description=(
-    "An execution with its input and output artifacts, metrics count and energy record.\n\n"
-    + LOST_DOC))
+    "An execution with its input and output artifacts, metrics count and energy record, and "
+    "`run_url`: the page of the same run in the orchestrator's UI (Airflow, Prefect, Kubeflow "
+    "Pipelines) when the adapter that recorded it knew that UI's address "
+    "(`properties[\"cmf.run_url\"]`, an http/https URL only; else null).\n\n" + LOST_DOC))
 def get_execution(execution_id: str, store: StoreDep, settings: SettingsDep) -> dict[str, Any]:
     """An execution with its input and output artifacts, metrics count and energy record."""
     execution = load_execution(store, execution_id)
@@ -77,6 +79,7 @@ def get_execution(execution_id: str, store: StoreDep, settings: SettingsDep) -> 
                     if e.type is EventType.OUTPUT and e.artifact_id in arts],
         "metrics": len(store.metrics([execution.id])),
         "energy": energy_json(energy[0]) if energy else None,
+        "run_url": run_url(execution.properties),
     }
 
 

@@ -3,7 +3,7 @@
 // Plain ES modules, no build step; everything it loads comes from this server.
 
 import { hbars, vbars } from "./charts.js";
-import { clip, duration, g, h, kv, lostReason, num, shortId, siteColours, status, statusText, text, time } from "./dom.js";
+import { clip, duration, g, h, kv, lostReason, num, shortId, siteColours, status, statusText, text, time, webLink } from "./dom.js";
 import { GraphView } from "./graph.js";
 
 const API = new URL("api/v1/", document.baseURI);
@@ -630,6 +630,15 @@ function metricsPart(metrics) {
   }), { class: "kv metrics" })];
 }
 
+/** Which orchestrator recorded an execution, from its adapter's property names. */
+function orchestratorOf(e) {
+  const keys = Object.keys(e.properties || {});
+  if (keys.includes("airflow")) return "Airflow";
+  if (keys.some((k) => k.startsWith("prefect."))) return "Prefect";
+  if (keys.some((k) => k.startsWith("kfp."))) return "Kubeflow Pipelines";
+  return "the orchestrator";
+}
+
 async function executionDetails(id, pick) {
   const [e, metrics] = await Promise.all([api(`executions/${enc(id)}`), all(`executions/${enc(id)}/metrics`)]);
   return [
@@ -638,7 +647,9 @@ async function executionDetails(id, pick) {
       ["Site", e.site], ["Started", `${time(e.started_at)} UTC`],
       ["Ended", e.ended_at ? `${time(e.ended_at)} UTC` : "–"],
       ["Duration", duration(e.ended_at ? e.ended_at - e.started_at : null)],
-      ["Error", e.error || undefined]]),
+      ["Error", e.error || undefined],
+      // the same run in the orchestrator's UI (its logs), when its adapter knew that UI's address
+      ["Orchestrator", (e.run_url && webLink(e.run_url, `Open this run in ${orchestratorOf(e)}`)) || undefined]]),
     h("h4", {}, "Parameters"),
     Object.keys(e.params).length ? kv(entries(e.params).map(([k, v]) => [k, h("span", { class: "mono" }, text(v))]), { class: "kv params" })
       : h("p", { class: "muted" }, "none"),

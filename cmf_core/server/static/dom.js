@@ -144,6 +144,15 @@ export function lostReason(e) {
     "and never reported an end (killed, e.g. out of memory?). `cmf reap` on that host marks it failed.";
 }
 
+/** An http(s) URL as a link opening in a new tab; any other value (javascript:, data:, relative)
+ * is no link: null. */
+export function webLink(url, label) {
+  let parsed;
+  try { parsed = new URL(String(url)); } catch { return null; }
+  if ((parsed.protocol !== "http:" && parsed.protocol !== "https:") || !parsed.host) return null;
+  return h("a", { href: parsed.href, target: "_blank", rel: "noopener noreferrer" }, label ?? parsed.href);
+}
+
 /** An execution's status as text: "running (lost)" for a lost one. */
 export function statusText(e) {
   return e.lost ? `${e.status} (lost)` : e.status;

@@ -64,6 +64,7 @@ from cmf_airflow.facts import (
     airflow_properties,
     dag_params,
     error_text,
+    run_url,
     task_params,
     template_context,
 )
@@ -259,7 +260,7 @@ class CmfAdapter:
             started_at=ti.start_date or dt.datetime.now(dt.UTC),
             # the task's own process: `cmf reap` can tell once it is killed (OOM, SIGKILL);
             # not for a try that may wait without a process (deferred, rescheduled)
-            properties={**airflow_properties(ti, task),
+            properties={**airflow_properties(ti, task), **run_url(ti, snap.ui_base_url),
                         **({} if may_wait(ti, task) else process_property())},
             inputs=refs([*(getattr(task, "inlets", None) or ()), *own_inputs(task)]),
             input_ids={},

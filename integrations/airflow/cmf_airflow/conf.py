@@ -166,6 +166,15 @@ def openlineage_namespace() -> str:
     return _get("namespace", "openlineage") or os.getenv("OPENLINEAGE_NAMESPACE", "default")
 
 
+def ui_base_url() -> str | None:
+    """Airflow's ``[api] base_url`` (``AIRFLOW__API__BASE_URL``): where its UI is served, read as
+    Airflow reads it for its own log links. None when unset or not an http(s) URL (Airflow then
+    assumes localhost; CMF records no link rather than guess one)."""
+    from cmf_core.model import web_url
+
+    return web_url(_get("base_url", "api"))
+
+
 # the other route ------------------------------------------------------------------------------
 def openlineage_sends_to_cmf() -> bool:
     """True when Airflow's OpenLineage provider is enabled with a transport into CMF.
@@ -221,15 +230,18 @@ class Snapshot:
     digest_max_bytes: float
     xcom_summary: bool
     namespace: str
+    ui_base_url: str | None = None
 
 
 _SNAPSHOTS: dict[tuple[tuple[str, str], ...], Snapshot] = {}
-_ENV_PREFIXES = ("AIRFLOW__CMF__", "AIRFLOW__OPENLINEAGE__", "OPENLINEAGE", "CMF_")
+_ENV_PREFIXES = ("AIRFLOW__CMF__", "AIRFLOW__OPENLINEAGE__", "OPENLINEAGE", "CMF_",
+                 "AIRFLOW__API__BASE_URL")
 
 
 def snapshot() -> Snapshot:
-    """The ``[cmf]`` options (and the OpenLineage namespace), read once per process and again
-    whenever a variable that can change them (``AIRFLOW__CMF__*``, ``CMF_*``, ...) changes."""
+    """The ``[cmf]`` options (and the OpenLineage namespace, ``[api] base_url``), read once per
+    process and again whenever a variable that can change them (``AIRFLOW__CMF__*``,
+    ``CMF_*``, ...) changes."""
     key = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith(_ENV_PREFIXES)))
     found = _SNAPSHOTS.get(key)
     if found is None:
@@ -248,6 +260,7 @@ def read_snapshot() -> Snapshot:
         digest_max_bytes=digest_max_mb() * 2**20,
         xcom_summary=xcom_summary(),
         namespace=openlineage_namespace(),
+        ui_base_url=ui_base_url(),
     )
 
 

@@ -6,6 +6,7 @@ import os
 import traceback
 from collections.abc import Callable
 from typing import Any
+from urllib.parse import quote, urlencode
 
 from cmf_airflow.values import bind_callable_args, jsonable, redact
 from cmf_core.guard import exception_text
@@ -41,6 +42,27 @@ def airflow_properties(ti: Any, task: Any) -> dict[str, Any]:
     if owner:
         props["owner"] = str(owner)
     return {"airflow": props}
+
+
+def run_url(ti: Any, base_url: str | None) -> dict[str, Any]:
+    """``{"cmf.run_url": ...}``: the try's page in Airflow's UI, the route Airflow 3's own
+    ``TaskInstance.log_url`` builds (``<base_url>/dags/<dag>/runs/<run>/tasks/<task>``, then
+    ``/mapped/<map_index>`` for a mapped task and ``?try_number=<n>``). Nothing without
+    ``[api] base_url``: Airflow would assume localhost, which is no link to give a reader."""
+    if not base_url:
+        return {}
+    from cmf_core.model import RUN_URL_PROPERTY
+
+    def part(value: Any) -> str:
+        return quote(str(value), safe="")
+
+    url = (f"{base_url.rstrip('/')}/dags/{part(ti.dag_id)}/runs/{part(ti.run_id)}"
+           f"/tasks/{part(ti.task_id)}")
+    if ti.map_index is not None and int(ti.map_index) >= 0:
+        url += f"/mapped/{int(ti.map_index)}"
+    if ti.try_number:
+        url += "?" + urlencode({"try_number": int(ti.try_number)})
+    return {RUN_URL_PROPERTY: url}
 
 
 def dag_params(context: Any) -> dict[str, Any]:

@@ -143,7 +143,7 @@ def _begin(args: list[str], env: dict[str, str] | None) -> _Session:
     from cmf_core.openlineage.emit import get_emitter
     from cmf_core.process import process_property
     from cmf_kubeflow import adapter
-    from cmf_kubeflow.conf import POD_NAME_ENV, task_identity
+    from cmf_kubeflow.conf import POD_NAME_ENV, run_link, task_identity, ui_endpoint
 
     env = dict(os.environ if env is None else env)
     executor_input, function = _parse(args)
@@ -156,6 +156,8 @@ def _begin(args: list[str], env: dict[str, str] | None) -> _Session:
                              **process_property()}  # the executor's process (`cmf reap`)
     if env.get(POD_NAME_ENV):
         props["kfp.pod_name"] = env[POD_NAME_ENV]
+    if ident.source == "cluster":  # the KFP run id is known: link to its page in the KFP UI
+        props.update(run_link(ui_endpoint(env=env), ident.run_key))
     run = adapter.TaskRun(
         pipeline=ident.pipeline, run_key=ident.run_key, task=ident.task, scope=ident.scope,
         started_at=time.time(),

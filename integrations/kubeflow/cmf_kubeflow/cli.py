@@ -105,6 +105,9 @@ def import_run_cmd(
     download_max_bytes: Annotated[int, typer.Option(
         help="Download artifacts up to this size to digest their bytes (0: never).")]
     = 64 << 20,
+    ui_host: Annotated[str | None, typer.Option(
+        help="Where the KFP UI is served, for each execution's link to the run "
+             "(default: $KF_PIPELINES_UI_ENDPOINT, else --host).")] = None,
     store: StoreOpt = None,
 ) -> None:
     """Record a run of a KFP cluster into the CMF store, via the v2beta1 REST API.
@@ -114,7 +117,7 @@ def import_run_cmd(
     from cmf_kubeflow.importer import KfpRunReader
 
     with KfpRunReader(host, token=os.environ.get(token_env) or None,
-                      download_max_bytes=download_max_bytes) as reader:
+                      download_max_bytes=download_max_bytes, ui_host=ui_host) as reader:
         _echo(reader.import_run(run_id, settings=_settings(store)))
 
 

@@ -22,6 +22,10 @@ variable                    meaning
                             (``fieldPathAsEnv`` in the Kubernetes platform spec)
 ``KFP_POD_NAME``            set by the KFP backend on every executor pod
 ==========================  ==================================================================
+
+``KF_PIPELINES_UI_ENDPOINT`` (``kfp.Client``'s own variable) says where the KFP UI is served:
+with ``KFP_RUN_ID``, each execution links to its run's page there (``cmf.run_url``); unset, no
+link is recorded.
 """
 
 from __future__ import annotations
@@ -38,6 +42,8 @@ JOB_ENV = "KFP_CMF_JOB"
 JOB_TASK_ENV = "KFP_CMF_JOB_TASK"
 RUN_ID_ENV = "KFP_RUN_ID"
 POD_NAME_ENV = "KFP_POD_NAME"
+
+UI_ENDPOINT_ENV = "KF_PIPELINES_UI_ENDPOINT"
 
 RUN_ID_FIELD_PATH = "metadata.labels['pipeline/runid']"
 """The pod label holding the KFP run id (exposed as ``KFP_RUN_ID`` via the downward API)."""
@@ -57,6 +63,28 @@ def _resolved(value: str | None) -> str | None:
 def in_cluster_pod(env: dict[str, str] | None = None) -> bool:
     """True inside an executor pod of a KFP cluster (the backend sets ``KFP_POD_NAME``)."""
     return _resolved((os.environ if env is None else env).get(POD_NAME_ENV)) is not None
+
+
+def ui_endpoint(explicit: str | None = None, env: Mapping[str, str] | None = None
+                ) -> str | None:
+    """Where the KFP UI is served: ``explicit``, else ``KF_PIPELINES_UI_ENDPOINT`` (the variable
+    ``kfp.Client`` reads to link its runs); None when neither is an http(s) URL."""
+    from cmf_core.model import web_url
+
+    env = os.environ if env is None else env
+    return web_url((explicit or env.get(UI_ENDPOINT_ENV) or "").strip().rstrip("/"))
+
+
+def run_link(ui_host: str | None, run_id: str | None) -> dict[str, str]:
+    """``{"cmf.run_url": "<ui_host>/#/runs/details/<run id>"}``, the page ``kfp.Client`` links a
+    run to; nothing without a UI host or a KFP run id (``kfp.local`` has neither)."""
+    from urllib.parse import quote
+
+    from cmf_core.model import RUN_URL_PROPERTY
+
+    if not ui_host or not run_id:
+        return {}
+    return {RUN_URL_PROPERTY: f"{ui_host.rstrip('/')}/#/runs/details/{quote(run_id, safe='')}"}
 
 
 def local_run_pipeline(run_folder: str) -> str | None:

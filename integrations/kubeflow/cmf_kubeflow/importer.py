@@ -40,7 +40,7 @@ from typing import Any
 from cmf_core.errors import CmfError, InvalidInputError, NotFoundError
 from cmf_core.model import Artifact, ExecutionStatus
 from cmf_kubeflow import adapter
-from cmf_kubeflow.conf import local_run_pipeline
+from cmf_kubeflow.conf import local_run_pipeline, run_link
 from cmf_kubeflow.spec import SpecTask, all_tasks, load_spec, repeated_names, spec_tasks
 
 EXECUTOR_OUTPUT = "executor_output.json"
@@ -380,14 +380,20 @@ class KfpRunReader:
 
     ``host`` is the API endpoint (e.g. ``http://ml-pipeline-ui.kubeflow`` or
     ``https://<host>/pipeline``); ``token`` a bearer token (e.g. a service-account token; default
-    ``$KFP_API_TOKEN``). ``download_max_bytes`` bounds the artifacts downloaded to be digested
-    (0 disables downloads). ``client`` replaces the ``httpx.Client``.
+    ``$KFP_API_TOKEN``). ``ui_host`` is where the KFP UI is served (default
+    ``$KF_PIPELINES_UI_ENDPOINT``, else ``host``, as ``kfp.Client`` links its runs): each imported
+    execution gets ``cmf.run_url`` = ``<ui_host>/#/runs/details/<run id>``.
+    ``download_max_bytes`` bounds the artifacts downloaded to be digested (0 disables downloads).
+    ``client`` replaces the ``httpx.Client``.
     """
 
     def __init__(self, host: str, token: str | None = None, *, timeout: float = 30.0,
                  download_max_bytes: int = 64 << 20, verify: bool = True,
-                 headers: Mapping[str, str] | None = None, client: Any = None) -> None:
+                 headers: Mapping[str, str] | None = None, client: Any = None,
+                 ui_host: str | None = None) -> None:
         import httpx
+
+        from cmf_kubeflow.conf import ui_endpoint
 
         if not host or "://" not in host:
             raise InvalidInputError(
@@ -397,6 +403,7 @@ class KfpRunReader:
         if token:
             hdrs["Authorization"] = f"Bearer {token}"
         self.host = host.rstrip("/")
+        self.ui_host = ui_endpoint(ui_host) or ui_endpoint(self.host)
         self.download_max_bytes = download_max_bytes
         self._client = client or httpx.Client(base_url=self.host, headers=hdrs, timeout=timeout,
                                               verify=verify, follow_redirects=True)
@@ -578,6 +585,7 @@ class KfpRunReader:
                                      "kfp.task_id": str(_get(detail, "task_id") or "")}
             if _get(detail, "pod_name"):
                 props["kfp.pod_name"] = _get(detail, "pod_name")
+            props.update(run_link(self.ui_host, run_key))
             runs.append((adapter.TaskRun(
                 pipeline=pipeline_name, run_key=run_key, task=name, scope=scope, status=status,
                 started_at=started, ended_at=ended or started, params=params,

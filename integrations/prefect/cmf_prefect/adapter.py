@@ -25,9 +25,10 @@ energy              ``cmf_energy``, measured around each task run in the in-proc
 ==================  =========================================================================
 
 Properties (``cmf_execution.properties``) carry ``prefect.*`` facts (run name, task key, flow
-run id, tags, state name) and ``prefect.route``, the route whose event set the execution's
-current state (the store keeps an execution's row from the first event that moves its status
-forward; every route's events stay in the store's raw OpenLineage events).
+run id, tags, state name), ``cmf.run_url`` (the run's page in Prefect's UI, when
+``PREFECT_UI_URL`` is known: :func:`ui_link`) and ``prefect.route``, the route whose event set
+the execution's current state (the store keeps an execution's row from the first event that
+moves its status forward; every route's events stay in the store's raw OpenLineage events).
 """
 
 from __future__ import annotations
@@ -175,6 +176,23 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def ui_link(ref: RunRef) -> dict[str, str]:
+    """``{"cmf.run_url": ...}``: the run's page in Prefect's UI, as Prefect itself links it
+    (``prefect.utilities.urls.url_for``: ``<PREFECT_UI_URL>/runs/task-run/<id>`` or
+    ``/runs/flow-run/<id>``). Nothing when ``PREFECT_UI_URL`` is unknown (no ``PREFECT_API_URL``
+    either: a temporary server, whose pages go with it) or not an http(s) URL. No network call:
+    settings only."""
+    from cmf_core.model import RUN_URL_PROPERTY, web_url
+
+    try:
+        from prefect.utilities.urls import url_for
+
+        url = web_url(url_for(ref.kind, obj_id=ref.run_id))
+    except Exception:  # a link is a convenience: never a reason to lose the record
+        return {}
+    return {RUN_URL_PROPERTY: url} if url else {}
+
+
 def run_event(ref: RunRef, facts: RunFacts, route: str) -> dict[str, Any]:
     """The OpenLineage RunEvent (a plain JSON dict) for ``facts`` about run ``ref``."""
     from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
@@ -192,7 +210,7 @@ def run_event(ref: RunRef, facts: RunFacts, route: str) -> dict[str, Any]:
     )
     from cmf_core.openlineage.times import format_time
 
-    properties = {**_plain(facts.properties), "prefect.route": route}
+    properties = {**_plain(facts.properties), "prefect.route": route, **ui_link(ref)}
     # the run's own process (`cmf reap`); not a flow run's, which may pause or suspend and
     # end its process while it stays running
     if route != ROUTE_WATCHER and facts.status == "running" and ref.kind == "task-run":

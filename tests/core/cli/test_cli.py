@@ -201,6 +201,24 @@ def test_show_takes_a_unique_id_prefix(store_url: str,
         f"location {common[:3]!r} (a prefix of an id or digest needs at least 4 hex characters)")
 
 
+def test_show_gives_the_link_to_the_run_in_its_orchestrator(tmp_path: Path) -> None:
+    """``cmf.run_url`` (set by an orchestrator adapter) is shown as ``run_url``, in the
+    highlighted output too; a value that is no http(s) URL is no link, and a run without one
+    has no ``run_url``."""
+    from cmf_core.model import Execution, Pipeline, Stage
+    from cmf_core.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    link = "https://prefect.example.org/runs/task-run/0196d1a2-0000-7000-8000-000000000001"
+    runs = [Execution(pipeline="p", stage="s", site="lab", properties={"cmf.run_url": value})
+            for value in (link, "javascript:alert(1)")] + [Execution("p", "s", "lab")]
+    with open_store(url, site="lab") as store:
+        store.put([Pipeline("p", "lab"), Stage("p", "s", "lab"), *runs])
+    shown = [json.loads(invoke("show", e.id, "--store", url, "--json")) for e in runs]
+    assert [x.get("run_url") for x in shown] == [link, None, None]
+    assert f'"run_url": "{link}"' in invoke("show", runs[0].id, "--store", url, columns=300)
+
+
 def test_digest_prefixes_from_four_hex_characters_everywhere(
         store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = json.loads(invoke("artifacts", "--store", store_url, "--json", "--type", "Model"))[0]

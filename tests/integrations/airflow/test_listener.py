@@ -46,6 +46,8 @@ def test_untouched_dag_gets_full_lineage(run_dag, cmf_store, tmp_path: Path) -> 
         assert ex.properties["airflow"]["try_number"] == 1
         # the try's own process (dag.test runs tries in this one), for `cmf reap`
         assert ex.properties["cmf.process"] == this_process().to_dict()
+        # no [api] base_url: no link to Airflow's UI (never a guessed localhost one)
+        assert "cmf.run_url" not in ex.properties
         parent = ex.properties["openlineage.run_facets"]["parent"]
         assert parent["run"]["runId"] == dag_run.id and parent["job"]["name"] == "churn_lineage"
 
@@ -171,12 +173,16 @@ def test_a_hung_store_neither_fails_nor_stalls_the_task(run_dag, cmf_store, monk
     assert get_listener_manager().has_listeners
 
 
-def test_each_try_and_each_mapped_instance_is_an_execution(run_dag, cmf_store,
+def test_each_try_and_each_mapped_instance_is_an_execution(run_dag, cmf_store, monkeypatch,
                                                            tmp_path: Path) -> None:
+    from urllib.parse import quote
+
     from airflow.providers.openlineage.utils.utils import build_task_instance_ol_run_id
 
     from cmf_core.store.base import ExecutionFilter
 
+    # Airflow's UI behind a path prefix: each try links to its task instance page there
+    monkeypatch.setenv("AIRFLOW__API__BASE_URL", "https://airflow.example.org/prod/")
     dr = run_dag(RETRIED, "retried", data=tmp_path)
     assert dr.state == "success"
     store = cmf_store()
@@ -195,6 +201,13 @@ def test_each_try_and_each_mapped_instance_is_an_execution(run_dag, cmf_store,
     assert {i: e.params["n"] for i, e in shards.items()} == {0: 1, 1: 2, 2: 3}
     assert {i: e.properties["airflow.xcom_return"]["value"] for i, e in shards.items()} == {
         0: 1, 1: 4, 2: 9}
+    # the link back to each try in Airflow's UI (Airflow 3's task instance route)
+    runs = f"https://airflow.example.org/prod/dags/retried/runs/{quote(dr.run_id, safe='')}"
+    assert "+" not in runs and ":" not in runs.removeprefix("https:")
+    assert {n: e.properties["cmf.run_url"] for n, e in tries.items()} == {
+        n: f"{runs}/tasks/flaky_io?try_number={n}" for n in (1, 2)}
+    assert {i: e.properties["cmf.run_url"] for i, e in shards.items()} == {
+        i: f"{runs}/tasks/shard/mapped/{i}?try_number=1" for i in (0, 1, 2)}
 
 
 def test_the_dag_run_hook_never_waits_for_the_store(tmp_path: Path,

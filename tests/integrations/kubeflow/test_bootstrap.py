@@ -118,6 +118,9 @@ def test_a_cluster_executor_records_under_the_run_id(tmp_path: Path, epochs: int
     env.update(UNRESOLVED, KFP_CMF_PIPELINE="hep", KFP_CMF_TASK="fit", KFP_RUN_ID=RUN_ID,
                KFP_POD_NAME="hep-x-system-container-impl-1", CMF_STORE_URL=store_url,
                CMF_SITE="cluster-a", CMF_HOME=str(tmp_path / "home"), _KFP_RUNTIME="true")
+    env.pop("KF_PIPELINES_UI_ENDPOINT", None)
+    if epochs > 0:  # the KFP UI's address known (kfp.Client's variable): a link to the run
+        env["KF_PIPELINES_UI_ENDPOINT"] = "https://kubeflow.example.org/pipeline/"
     proc = subprocess.run(
         [sys.executable, "-m", "cmf_kubeflow.bootstrap", "-m", "kfp.dsl.executor_main",
          "--component_module_path", str(module), "--executor_input",
@@ -131,6 +134,11 @@ def test_a_cluster_executor_records_under_the_run_id(tmp_path: Path, epochs: int
     assert ex.properties["kfp.identity_source"] == "cluster"
     assert ex.properties["kfp.pod_name"] == "hep-x-system-container-impl-1"
     assert dict(ex.params) == {"epochs": epochs}
+    if epochs > 0:
+        assert ex.properties["cmf.run_url"] == \
+            f"https://kubeflow.example.org/pipeline/#/runs/details/{RUN_ID}"
+    else:  # no UI address: no link (never a guessed one)
+        assert "cmf.run_url" not in ex.properties
     events = {(e.type, e.artifact_id) for e in store.events([ex.id])}
     data_id = "sha256:" + hashlib.sha256(b"hits\n").hexdigest()
     assert (EventType.INPUT, data_id) in events

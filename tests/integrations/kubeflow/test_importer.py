@@ -180,7 +180,9 @@ def kfp_api() -> Iterator[RecordedKfpApi]:
         yield server
 
 
-def test_cluster_run_import(kfp_api: RecordedKfpApi, cmf_env: str) -> None:
+def test_cluster_run_import(kfp_api: RecordedKfpApi, cmf_env: str,
+                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("KF_PIPELINES_UI_ENDPOINT", raising=False)
     with KfpRunReader(kfp_api.url, token=TOKEN) as reader:
         result = reader.import_run(RUN_ID)
     assert result.run_key == RUN_ID and result.pipeline == "three-step"
@@ -190,6 +192,8 @@ def test_cluster_run_import(kfp_api: RecordedKfpApi, cmf_env: str) -> None:
     for task, ex in executions.items():
         assert ex.id == adapter.execution_id(RUN_ID, task)
         assert ex.properties["kfp.imported_from"] == "kfp-api"
+        # the run's page in the KFP UI, served by the host read from (as kfp.Client links)
+        assert ex.properties["cmf.run_url"] == f"{kfp_api.url}/#/runs/details/{RUN_ID}"
     make, train, evaluate = (executions[t] for t in ("make-data", "train-model",
                                                      "evaluate-model"))
     assert make.status is ExecutionStatus.COMPLETED
@@ -214,6 +218,23 @@ def test_cluster_run_import(kfp_api: RecordedKfpApi, cmf_env: str) -> None:
                if path.startswith("/apis/"))
     downloads = [auth for path, auth in kfp_api.requests if path.startswith("/signed/")]
     assert downloads and not any(downloads)  # the object store never sees the KFP token
+
+
+def test_the_run_link_names_the_kfp_ui_where_it_is_served(kfp_api: RecordedKfpApi,
+                                                          cmf_env: str,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """KF_PIPELINES_UI_ENDPOINT (kfp.Client's variable) names the UI when the API host is not
+    it; an explicit ui_host wins; a value that is no http(s) URL is never a link."""
+    monkeypatch.setenv("KF_PIPELINES_UI_ENDPOINT", "https://kubeflow.example.org/pipeline/")
+    KfpRunReader(kfp_api.url, token=TOKEN).import_run(RUN_ID)
+    store = open_store(cmf_env, SITE)
+    assert {e.properties["cmf.run_url"] for e in store.list_executions()} == {
+        f"https://kubeflow.example.org/pipeline/#/runs/details/{RUN_ID}"}
+    reader = KfpRunReader(kfp_api.url, token=TOKEN, ui_host="https://kfp.example.org")
+    assert reader.ui_host == "https://kfp.example.org"
+    monkeypatch.setenv("KF_PIPELINES_UI_ENDPOINT", "javascript:alert(1)")
+    assert KfpRunReader(kfp_api.url, token=TOKEN).ui_host == kfp_api.url  # ignored
 
 
 def test_cluster_import_is_idempotent(kfp_api: RecordedKfpApi, cmf_env: str) -> None:

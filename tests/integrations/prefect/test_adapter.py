@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 from cmf_prefect.adapter import (
+    ROUTE_WATCHER,
     RunFacts,
     event_type_of,
     flow_ref,
@@ -15,6 +16,7 @@ from cmf_prefect.adapter import (
     stage_of,
     status_of,
     task_ref,
+    ui_link,
 )
 from cmf_prefect.datasets import (
     path_dataset,
@@ -323,3 +325,32 @@ def test_an_event_written_ahead_is_not_lost_when_the_spool_cannot_take_a_copy(
     em.close()
     with open_store(settings=local) as s:
         assert s.get_execution(event["run"]["runId"]) is not None
+
+
+def test_a_run_links_to_prefect_s_ui_only_when_its_url_is_known() -> None:
+    """``cmf.run_url`` comes from Prefect's own settings (``PREFECT_UI_URL``, else derived from
+    ``PREFECT_API_URL``), as Prefect links its runs; none is guessed without them, and a value
+    that is no http(s) URL is never recorded as a link."""
+    from prefect.settings import PREFECT_API_URL, PREFECT_UI_URL, temporary_settings
+
+    ref = task_ref("0196d1a2-0000-7000-8000-000000000001", "fit", "train", None)
+    flow = flow_ref("0196d1a2-0000-7000-8000-000000000002", "train")
+    with temporary_settings(updates={PREFECT_UI_URL: "https://prefect.example.org/ui/"}):
+        assert ui_link(ref) == {"cmf.run_url": "https://prefect.example.org/ui/runs/task-run/"
+                                               "0196d1a2-0000-7000-8000-000000000001"}
+        props = run_event(flow, RunFacts(status="running", at=1.7e9), ROUTE_WATCHER)[
+            "run"]["facets"]["cmf_execution"]["properties"]
+        assert props["cmf.run_url"] == ("https://prefect.example.org/ui/runs/flow-run/"
+                                        "0196d1a2-0000-7000-8000-000000000002")
+    with temporary_settings(updates={PREFECT_API_URL: "https://prefect.example.org/api"},
+                            restore_defaults={PREFECT_UI_URL}):
+        assert ui_link(flow) == {"cmf.run_url": "https://prefect.example.org/runs/flow-run/"
+                                                "0196d1a2-0000-7000-8000-000000000002"}
+    with temporary_settings(restore_defaults={PREFECT_API_URL, PREFECT_UI_URL}):
+        assert PREFECT_UI_URL.value() is None
+        assert ui_link(ref) == {}
+        props = run_event(ref, RunFacts(status="running", at=1.7e9), ROUTE_WATCHER)[
+            "run"]["facets"]["cmf_execution"]["properties"]
+        assert "cmf.run_url" not in props
+    with temporary_settings(updates={PREFECT_UI_URL: "javascript:alert(1)//"}):
+        assert ui_link(ref) == {}

@@ -193,7 +193,8 @@ def test_a_killed_process_loses_no_recorded_event(prefect_api: str, cmf_settings
         cmf_store, stages["crash"].id, "input")
 
 
-def test_failures_retries_and_tasks_that_never_ran(auto_route: Any, cmf_store: Any) -> None:
+def test_failures_retries_and_tasks_that_never_ran(auto_route: Any, cmf_store: Any,
+                                                   prefect_api: str) -> None:
     attempts: list[int] = []
 
     @task(retries=2)
@@ -231,6 +232,14 @@ def test_failures_retries_and_tasks_that_never_ran(auto_route: Any, cmf_store: A
     stack = flaky_run.properties["openlineage.run_facets"]["errorMessage"]["stackTrace"]
     assert "ValueError: bad input 3" in stack
     assert len(cmf_store.list_executions()) == 4
+    # each run links to its page in Prefect's UI (PREFECT_UI_URL, from the API URL), so its
+    # logs are one click away
+    ui = prefect_api.removesuffix("/").removesuffix("/api")
+    assert ui.startswith("http://127.0.0.1:")
+    assert stages["failing"].properties["cmf.run_url"] == \
+        f"{ui}/runs/flow-run/{stages['failing'].id}"
+    assert {s: e.properties["cmf.run_url"] for s, e in stages.items() if s != "failing"} == {
+        s: f"{ui}/runs/task-run/{e.id}" for s, e in stages.items() if s != "failing"}
 
 
 def test_a_timed_out_task_run_ends_before_the_next_task_run(auto_route: Any,

@@ -104,6 +104,11 @@ def test_watcher_records_an_unmodified_flow(prefect_api: str, cmf_settings: Any,
     assert by_stage["fit"].properties["prefect.route"] == "watcher"
     run = cmf_store.get_execution(flow_run_id)
     assert (run.pipeline, run.stage, run.status.value) == ("watched", "watched", "completed")
+    # links back to the runs in the watched server's UI (PREFECT_UI_URL, from its API URL)
+    ui = prefect_api.removesuffix("/").removesuffix("/api")
+    assert run.properties["cmf.run_url"] == f"{ui}/runs/flow-run/{flow_run_id}"
+    assert by_stage["fit"].properties["cmf.run_url"] == \
+        f"{ui}/runs/task-run/{by_stage['fit'].id}"
     assert run.params == {"n": 4}  # read from the flow run on the server
     assert {("extract", "fit"), ("fit", "publish")} <= set(cmf_store.stage_edges("watched"))
 
