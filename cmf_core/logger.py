@@ -14,6 +14,8 @@ second transaction for the many short executions. Each execution records the pro
 runs it (``cmf.process``, see :mod:`cmf_core.process`): if that process is killed before the
 execution ends, ``cmf reap`` can tell, and marks it failed. If the store fails that final write,
 the execution is spooled (never raised into the step) and recorded later (docs/architecture.md).
+The loggers of one process that open the same SQLite store share it (a notebook cell re-run
+without ``close()`` reuses the open store); the last to close closes it.
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ from cmf_core.model import (
 from cmf_core.model.artifact import check_artifact_type
 from cmf_core.model.metric import check_step
 from cmf_core.process import process_property
-from cmf_core.store import Store, open_store
+from cmf_core.store import Store, shared_store
 
 START_VISIBLE_AFTER_S = 0.5
 ARTIFACT_MEMO = 4096  # remote artifacts a logger remembers having described
@@ -200,17 +202,14 @@ class _DeferredStarts:
         self._due: dict[str, tuple[float, list[Record]]] = {}
         self._cv = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._idle = False
 
     def add(self, execution_id: str, records: list[Record]) -> None:
         with self._cv:
             self._due[execution_id] = (time.monotonic() + self.delay, records)
-            if self._thread is None:
+            if self._thread is None:  # else it wakes at an earlier deadline, sees this one then
                 self._thread = threading.Thread(target=self._run, name="cmf-starts",
                                                 daemon=True)
                 self._thread.start()
-            if self._idle:  # else it wakes at an earlier deadline and sees this one then
-                self._cv.notify()
 
     def cancel(self, execution_id: str) -> None:
         with self._cv:
@@ -223,14 +222,16 @@ class _DeferredStarts:
             self._cv.notify_all()
 
     def _run(self) -> None:
+        """Write what is due until nothing is: the thread ends then (a later ``add`` starts
+        another), so a logger dropped without ``close()`` leaves no thread behind, nor its
+        store held open by one."""
         me = threading.current_thread()
         while True:
             with self._cv:
-                while not self._due and self._thread is me:
-                    self._idle = True
-                    self._cv.wait()
-                    self._idle = False
                 if self._thread is not me:  # stopped
+                    return
+                if not self._due:
+                    self._thread = None
                     return
                 now = time.monotonic()
                 ready = [k for k, (t, _) in self._due.items() if t <= now]
@@ -281,6 +282,7 @@ class Cmf:
             raise InvalidInputError("pipeline_name is required, e.g. Cmf(pipeline_name='churn')")
         self.settings = settings or load_settings(site=site)
         self.site = site or self.settings.site
+        self._release: Any = None
         if isinstance(store, Store):
             self.store, self._owns_store = store, False
         else:
@@ -294,7 +296,19 @@ class Cmf:
                                         f"{type(filepath).__name__}")
             url = store if isinstance(store, str) else (
                 f"sqlite:///{Path(filepath).resolve()}" if filepath is not None else None)
-            self.store, self._owns_store = open_store(url, self.site, self.settings), True
+            # shared with this process's other loggers of the same embedded store (a notebook
+            # cell re-run without close() reuses it), released by close()
+            self.store, self._release = shared_store(url, self.site, self.settings, self)
+            self._owns_store = True
+        try:
+            self._start(pipeline_name, properties, custom_properties, measure_energy)
+        except BaseException:
+            self._release_store()
+            raise
+
+    def _start(self, pipeline_name: str, properties: Mapping[str, Any] | None,
+               custom_properties: Mapping[str, Any] | None, measure_energy: bool | None
+               ) -> None:
         self.pipeline = Pipeline(name=pipeline_name, site=self.site, properties=properties or {},
                                  custom_properties=custom_properties or {})
         self._stages: dict[str, Stage] = {}
@@ -321,13 +335,19 @@ class Cmf:
             self.finalize(status=ExecutionStatus.FAILED if failed else ExecutionStatus.COMPLETED,
                           error=error, execution=eid)
         self._starts.stop()  # else each closed logger leaves its thread behind
-        if self._owns_store:
-            try:
-                self.store.close()
-            except Exception as e:  # the disk is full or the store locked: never raise
-                report(f"closing the store {getattr(self.store, 'safe_url', '')}", e,
-                       "what it could not write stays in its journal beside the database "
-                       "and is applied by the next process that opens the store")
+        self._release_store()
+
+    def _release_store(self) -> None:
+        """Release the store this logger opened (once; the last logger of it closes it)."""
+        release, self._release = self._release, None
+        if release is None:
+            return
+        try:
+            release()
+        except Exception as e:  # the disk is full or the store locked: never raise
+            report(f"closing the store {getattr(self.store, 'safe_url', '')}", e,
+                   "what it could not write stays in its journal beside the database "
+                   "and is applied by the next process that opens the store")
 
     # stages and executions -------------------------------------------------------------------
     def create_stage(self, name: str, properties: Mapping[str, Any] | None = None,
@@ -615,7 +635,9 @@ class Cmf:
     def query(self) -> Any:
         from cmf_core.lineage import Query
 
-        return Query(self.store)
+        query = Query(self.store)
+        query._logger = self  # type: ignore[attr-defined]  # its store stays this logger's
+        return query
 
 
 #: execution property counting metric values not stored because they were NaN or infinite

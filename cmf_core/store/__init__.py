@@ -8,8 +8,12 @@ URL's place is not supported on purpose: a store URL names a database, not code.
 
 from __future__ import annotations
 
+import os
+import threading
+import weakref
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from cmf_core.errors import ConfigError
 from cmf_core.store.base import Closure, ExecutionFilter, Store
@@ -87,4 +91,104 @@ def open_store(url: str | None = None, site: str | None = None,
     return store
 
 
-__all__ = ["Closure", "ExecutionFilter", "Store", "open_store", "register_store"]
+class _Shared:
+    """One open store and the loggers using it (held weakly: a dropped logger stops using it
+    without anything having to run when it is collected)."""
+
+    __slots__ = ("store", "users")
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.users: weakref.WeakSet[Any] = weakref.WeakSet()
+
+
+#: embedded (SQLite) stores opened by ``Cmf`` loggers in this process, by what makes them behave
+#: differently: see :func:`shared_store`
+_SHARED: dict[tuple[Any, ...], _Shared] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def _forget_shared() -> None:
+    """In a forked child: the parent's stores are its loggers' (each went on with a store reset
+    for the child); a logger made in the child opens a store of its own, which closes when it
+    does. The lock is new: a thread of the parent may have held it at the fork."""
+    global _SHARED_LOCK
+    _SHARED_LOCK = threading.Lock()
+    _SHARED.clear()
+
+
+os.register_at_fork(after_in_child=_forget_shared)
+
+
+def _shared_key(url: str, site: str, settings: Settings) -> tuple[Any, ...] | None:
+    """The key a store at ``url`` is shared under; None for a store that is not shared (not
+    SQLite, or a URL :func:`open_store` is left to refuse)."""
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except sa.exc.ArgumentError:
+        return None
+    db = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or db in ("", ":memory:") or parsed.query:
+        return None
+    # the file as SqliteStore opens it (a relative path names a file in the folder of now)
+    return ("sqlite", str(Path(db).expanduser().absolute()), site, settings.durability,
+            settings.journal_companion)
+
+
+def shared_store(url: str | None, site: str, settings: Settings, user: object
+                 ) -> tuple[Store, Callable[[], None]]:
+    """Open the store at ``url`` for ``user`` (a ``Cmf`` logger); return it and the function
+    that releases it (call it once).
+
+    An embedded (SQLite) store is shared by the loggers of this process that open the same file
+    with the same site, durability and journal companion setting: a notebook cell that makes a
+    new ``Cmf`` each time it runs, and never closes the last, reuses the one store (its journal
+    file, connections and applier thread) instead of leaving one more open each run. The store
+    is closed when its last user releases it; one whose users were all dropped unclosed stays
+    open for the next logger (and is applied at exit). A store whose file was deleted or
+    replaced since is not reused. Other stores are opened for ``user`` alone and closed by the
+    release."""
+    url = url or settings.resolved_store_url
+    key = _shared_key(url, site, settings)
+    if key is None:
+        store = open_store(url, site, settings)
+        return store, store.close
+    stale: Store | None = None
+    with _SHARED_LOCK:
+        shared = _SHARED.get(key)
+        if shared is not None and not shared.store.reusable():  # type: ignore[attr-defined]
+            del _SHARED[key]
+            if not shared.users:
+                stale = shared.store
+            shared = None
+        if shared is None:
+            shared = _SHARED[key] = _Shared(open_store(url, site, settings))
+        shared.users.add(user)
+    if stale is not None:
+        _close_quietly(stale)
+
+    def release() -> None:
+        with _SHARED_LOCK:
+            shared.users.discard(user)
+            if shared.users:
+                return
+            if _SHARED.get(key) is shared:
+                del _SHARED[key]
+        shared.store.close()
+
+    return shared.store, release
+
+
+def _close_quietly(store: Store) -> None:
+    """Close a store no logger uses any more (its file went away): never raise."""
+    from cmf_core.guard import report
+
+    try:
+        store.close()
+    except Exception as e:
+        report(f"closing the store {getattr(store, 'safe_url', '')}", e)
+
+
+__all__ = ["Closure", "ExecutionFilter", "Store", "open_store", "register_store", "shared_store"]

@@ -80,6 +80,12 @@ class SqliteStore(SqlStore):
                 "records are spooled and replayed into the store now at that path by the next "
                 "run or `cmf spool retry` (restart a long-running process such as cmf serve)")
 
+    def reusable(self) -> bool:
+        """Whether this store may serve one more ``Cmf`` logger of this process
+        (:func:`cmf_core.store.shared_store`): it is not closed, and the file at its path is
+        still the one it opened."""
+        return not self._closing and _identity(self.path) == self._file
+
     def _append(self, rows: dict[str, list[list[Any]]], written: Any) -> None:
         self._check_file()
         super()._append(rows, written)
