@@ -194,6 +194,22 @@ class Store(abc.ABC):
                 found[n] = ids
         return found
 
+    def artifact_ids_at(self, names: Iterable[str], uris: Iterable[str]) -> list[str]:
+        """The ids (sorted) of the artifacts named one of ``names`` or whose ``uri`` is one of
+        ``uris``. One statement in the SQL backends, ids only: the names go through the name
+        index; ``uri`` has no index, so that part reads the table in the database (no
+        artifact is built)."""
+        names, uris = set(names), set(uris)
+        if not names and not uris:
+            return []
+        return sorted(a.id for a in self.find_artifacts() if a.name in names or a.uri in uris)
+
+    def artifact_ids_with_property(self, key: str) -> list[str]:
+        """The ids (sorted) of the artifacts whose properties may hold ``key``: at least every
+        artifact with that top-level key (the SQL backends match the quoted key in the stored
+        JSON text, so a nested key or a value may match too). One statement, ids only."""
+        return sorted(a.id for a in self.find_artifacts() if key in a.properties)
+
     @abc.abstractmethod
     def ids_with_prefix(self, kind: str, prefix: str, limit: int) -> list[str]:
         """The ids (sorted, at most ``limit``) of the executions (``kind`` ``execution``) or

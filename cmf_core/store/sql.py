@@ -1077,6 +1077,20 @@ class SqlStore(Store):
             ids.sort()
         return found
 
+    def artifact_ids_at(self, names: Iterable[str], uris: Iterable[str]) -> list[str]:
+        t = schema.artifacts
+        names, uris = list(dict.fromkeys(names)), list(dict.fromkeys(uris))
+        if not names and not uris:
+            return []
+        conds = [self._among(c, vs) for c, vs in ((t.c.name, names), (t.c.uri, uris)) if vs]
+        return sorted({r.id for r in self._rows(sa.select(t.c.id).where(sa.or_(*conds)))})
+
+    def artifact_ids_with_property(self, key: str) -> list[str]:
+        t = schema.artifacts
+        quoted = jsonutil.dumps(key)  # as the key is stored in the canonical JSON text
+        stmt = sa.select(t.c.id).where(t.c.properties.contains(quoted, autoescape=True))
+        return sorted(r.id for r in self._rows(stmt))
+
     def ids_with_prefix(self, kind: str, prefix: str, limit: int) -> list[str]:
         t = {"execution": schema.executions, "artifact": schema.artifacts}[kind]
         col = t.c.id

@@ -479,6 +479,36 @@ def test_artifact_ids_named_answers_many_names_as_the_reference_does(store: Stor
     assert store.artifact_ids_named([]) == {}
 
 
+def test_artifact_ids_at_names_and_uris_answers_as_the_reference_does(store: Store) -> None:
+    from cmf_core.store.base import IN_CHUNK
+
+    n = IN_CHUNK + 5  # a list longer than one IN list
+    arts = [art(f"d{i:05d}") for i in range(n)]
+    # another name at d00003's URI; d00004's name at another URI; a key in a nested property
+    other = Artifact(id=remote_digest(arts[3].uri, "v2"), type="Dataset", name="other",
+                     uri=arts[3].uri, site="site-a", created_at=50.0,
+                     properties={"openlineage.dataset": {"namespace": "s3://b", "name": "x"}})
+    twin = Artifact(id=remote_digest("s3://other/d00004", "v1"), type="Dataset",
+                    name="d00004", uri="s3://other/d00004", site="site-a", created_at=50.0,
+                    properties={"facets": {"openlineage.dataset": 1}})
+    store.put([*arts, other, twin])
+    names = [f"d{i:05d}" for i in range(0, n, 2)] + ["missing"]
+    uris = [a.uri for a in arts[1::2]] + ["s3://missing"]
+    got = store.artifact_ids_at(names, uris)
+    assert got == Store.artifact_ids_at(store, names, uris)  # the reading of every artifact
+    assert got == sorted([a.id for a in arts] + [other.id, twin.id])
+    assert store.artifact_ids_at(["other"], []) == [other.id]
+    assert store.artifact_ids_at([], [arts[3].uri]) == sorted([arts[3].id, other.id])
+    assert store.artifact_ids_at(iter(["d00004"]), iter(["s3://missing"])) == sorted(
+        [arts[4].id, twin.id])
+    assert store.artifact_ids_at([], []) == []
+    # the key at the top: the reference's answer; the stored text also matches a nested one
+    assert Store.artifact_ids_with_property(store, "openlineage.dataset") == [other.id]
+    assert store.artifact_ids_with_property("openlineage.dataset") == sorted([other.id,
+                                                                              twin.id])
+    assert store.artifact_ids_with_property("openlineage%dataset") == []  # % is no wildcard
+
+
 def test_latest_executions_takes_the_latest_of_each_stage(store: Store) -> None:
     records: list = [Pipeline("p", "site-a"), Pipeline("q", "site-a")]
     runs: dict[tuple[str, str], list[Execution]] = {}
