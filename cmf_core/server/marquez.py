@@ -169,7 +169,6 @@ class LineageGraph:
         self.store = store
         self._nodes: dict[NodeRef, _Node] = {}
         self._index: dict[tuple[str, str], list[Artifact]] | None = None
-        self._by_property: dict[tuple[str, str], list[str]] | None = None  # see _property_named
         self._artifacts: dict[str, Artifact] = {}  # every artifact read, by id
         self._naming: dict[str, tuple[str, str]] = {}  # dataset_of of each, by id
         self._declared: dict[tuple[str, str], Declared] | None = None
@@ -245,44 +244,33 @@ class LineageGraph:
     def _dataset_artifacts(self, refs: Sequence[NodeRef], scan: bool = True
                            ) -> list[list[Artifact]]:
         """Each dataset's artifacts: every artifact that is one of its versions, whatever it
-        is named. One lookup for all of ``refs``: the artifacts named the dataset's name (cut
-        to fit, as ingest stores a long one) or its last part (as CMF names a file), or whose
-        URI is the dataset's (:func:`~cmf_core.openlineage.naming.dataset_uri`: an artifact a
-        producer named ``orders`` at ``postgres://db:5432/shop.public.orders``); with them the
-        artifacts whose ``openlineage.dataset`` property names the dataset (read once per
-        graph, :meth:`_property_named`). Only when that finds nothing (a URI spelled another
-        way, ``S3://...``), those of an index of all artifacts; with ``scan=False`` not the
-        index (empty instead)."""
+        is named. Two indexed lookups for all of ``refs``: the artifacts named the dataset's
+        name (cut to fit, as ingest stores a long one) or its last part (as CMF names a file),
+        or whose URI is the dataset's (:func:`~cmf_core.openlineage.naming.dataset_uri`: an
+        artifact a producer named ``orders`` at ``postgres://db:5432/shop.public.orders``);
+        and those whose ``openlineage.dataset`` property names the dataset
+        (:meth:`~cmf_core.store.Store.artifact_ids_of_datasets`). Only when that finds nothing
+        (a URI spelled another way, ``S3://...``), those of an index of all artifacts; with
+        ``scan=False`` not the index (empty instead)."""
         candidates = [[c for c in dict.fromkeys([r.name, fit_name(r.name),
                                                   posixpath.basename(r.name.rstrip("/"))])
                        if c] for r in refs]
-        named = self._property_named() if refs else {}
-        ids = self.store.artifact_ids_at(
+        ids = [*self.store.artifact_ids_at(
             (c for cs in candidates for c in cs),
-            (u for r in refs for u in _dataset_uris(r.namespace, r.name))) if refs else []
+            (u for r in refs for u in _dataset_uris(r.namespace, r.name))),
+            *self.store.artifact_ids_of_datasets((r.namespace, r.name) for r in refs)
+        ] if refs else []
         by_naming: dict[tuple[str, str], list[str]] = {}
-        for i in self._artifacts_by_id(ids):
+        for i in self._artifacts_by_id(list(dict.fromkeys(ids))):
             by_naming.setdefault(self._naming[i], []).append(i)
         out: list[list[Artifact]] = []
         for ref in refs:
             want = (ref.namespace, ref.name)
-            seen = {i: self._artifacts[i] for i in [*by_naming.get(want, ()),
-                                                    *named.get(want, ())]}
+            seen = {i: self._artifacts[i] for i in by_naming.get(want, ())}
             if not seen and scan:  # a URI spelled another way
                 seen = {a.id: a for a in self._scanned(want)}
             out.append(sorted(seen.values(), key=_oldest_first))
         return out
-
-    def _property_named(self) -> dict[tuple[str, str], list[str]]:
-        """The ids of the artifacts whose ``openlineage.dataset`` property names their dataset
-        (a naming the producer set, which neither their name nor their URI gives), by that
-        (namespace, name): one read of their ids, once per graph, and of those artifacts."""
-        if self._by_property is None:
-            self._by_property = {}
-            ids = self.store.artifact_ids_with_property(DATASET_PROPERTY)
-            for i in self._artifacts_by_id(ids):
-                self._by_property.setdefault(self._naming[i], []).append(i)
-        return self._by_property
 
     def _scanned(self, want: tuple[str, str]) -> list[Artifact]:
         """The artifacts of dataset ``want`` (namespace, name), oldest first, from an index of

@@ -1085,11 +1085,22 @@ class SqlStore(Store):
         conds = [self._among(c, vs) for c, vs in ((t.c.name, names), (t.c.uri, uris)) if vs]
         return sorted({r.id for r in self._rows(sa.select(t.c.id).where(sa.or_(*conds)))})
 
-    def artifact_ids_with_property(self, key: str) -> list[str]:
-        t = schema.artifacts
-        quoted = jsonutil.dumps(key)  # as the key is stored in the canonical JSON text
-        stmt = sa.select(t.c.id).where(t.c.properties.contains(quoted, autoescape=True))
-        return sorted(r.id for r in self._rows(stmt))
+    def artifact_ids_of_datasets(self, datasets: Iterable[tuple[str, str]]) -> list[str]:
+        wanted = set(datasets)
+        if not wanted:
+            return []
+        dialect = self.engine.dialect.name
+        # exactly the expressions of ix_artifacts_ol_dataset (migration 0005): name, namespace
+        name, namespace = (sa.literal_column(migrations.ol_dataset(dialect, part), sa.Text)
+                           for part in ("name", "namespace"))
+        stmt = sa.select(schema.artifacts.c.id, namespace.label("ns"), name.label("nm")).where(
+            self._among(name, sorted({n for _, n in wanted})),
+            self._among(namespace, sorted({ns for ns, _ in wanted})))
+        if dialect == "sqlite":  # a JSON string (PostgreSQL's expression is NULL for others)
+            stmt = stmt.where(sa.text(
+                "json_type(properties, '$.\"openlineage.dataset\".name') = 'text' AND "
+                "json_type(properties, '$.\"openlineage.dataset\".namespace') = 'text'"))
+        return sorted(r.id for r in self._rows(stmt) if (r.ns, r.nm) in wanted)
 
     def ids_with_prefix(self, kind: str, prefix: str, limit: int) -> list[str]:
         t = {"execution": schema.executions, "artifact": schema.artifacts}[kind]
