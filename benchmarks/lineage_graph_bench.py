@@ -8,7 +8,9 @@ at most ``MAX_DATASETS`` = 10,000). Then times ``LineageGraph(store).graph(node,
 the wide job and for the chain's first dataset (which reaches everything): medians of
 ``--repeat`` of wall time and of this process's CPU time. With ``--before REV`` the
 ``cmf_core/server/marquez.py`` of git revision REV is loaded as a second module and timed in
-the same run against the same store, after checking that both give the same graph.
+the same run against the same store, after checking that both give the same graph. With
+``--others M`` the store also holds ``M`` artifacts outside the graph (a big store around a
+small graph: what the lookups of a dataset's artifacts by URI and by property read).
 
     .venv/bin/python benchmarks/lineage_graph_bench.py --n 1000 10000 --before c6f1de0
     .venv/bin/python benchmarks/lineage_graph_bench.py --n 10000 --backend postgresql
@@ -34,6 +36,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from cmf_core.identity import remote_digest  # noqa: E402
+from cmf_core.model import Artifact  # noqa: E402
 from cmf_core.openlineage.ingest import ingest  # noqa: E402
 from cmf_core.server.marquez import LineageGraph  # noqa: E402
 from cmf_core.store import Store, open_store  # noqa: E402
@@ -66,6 +70,16 @@ def populate(store: Store, n: int, chain: int) -> None:
     inputs = [_ds(f"chain/{chain}")] + [_ds(f"in/{i:05d}.parquet") for i in range(half - 1)]
     outputs = [_ds(f"out/{i:05d}.parquet") for i in range(n - half)]
     ingest(_run("bench.wide", chain, inputs, outputs), store, "bench")
+
+
+def populate_others(store: Store, m: int) -> None:
+    """``m`` artifacts no job touched, named and placed as CMF names files."""
+    for start in range(0, m, 10_000):
+        store.put([Artifact(id=remote_digest(f"s3://other/{i:07d}.csv", "v1"), type="Dataset",
+                            name=f"{i:07d}.csv", uri=f"s3://other/{i:07d}.csv", site="bench",
+                            created_at=1_767_225_600.0,
+                            properties={"rows": i, "owner": "someone else"})
+                   for i in range(start, min(m, start + 10_000))])
 
 
 def load_before(rev: str) -> type:
@@ -123,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--depth", type=int, default=20)
     ap.add_argument("--repeat", type=int, default=5)
     ap.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
+    ap.add_argument("--others", type=int, default=0,
+                    help="artifacts in the store outside the graph")
     ap.add_argument("--before", metavar="REV",
                     help="also time marquez.py of this git revision, in the same run")
     args = ap.parse_args(argv)
@@ -134,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
             store = open_store(url, site="bench")
             t0 = time.perf_counter()
             populate(store, n, args.chain)
-            print(f"{args.backend}, n={n}: populated in {time.perf_counter() - t0:.1f} s",
-                  flush=True)
+            populate_others(store, args.others)
+            print(f"{args.backend}, n={n}, others={args.others}: populated in "
+                  f"{time.perf_counter() - t0:.1f} s", flush=True)
             for label, node in (("job", "job:bench:bench.wide"),
                                 ("dataset", "dataset:s3://lake:chain/0")):
                 results = {name: cls(store).graph(node, args.depth)

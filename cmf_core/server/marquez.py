@@ -38,7 +38,7 @@ from cmf_core.openlineage.ingest import (
     fit_name,
     stage_of_job,
 )
-from cmf_core.openlineage.naming import dataset_naming
+from cmf_core.openlineage.naming import dataset_naming, dataset_uri
 from cmf_core.openlineage.times import format_time, parse_time
 from cmf_core.store import ExecutionFilter, Store
 
@@ -87,6 +87,19 @@ def dataset_of(artifact: Artifact) -> tuple[str, str]:
     if isinstance(stored, Mapping) and "namespace" in stored and "name" in stored:
         return str(stored["namespace"]), str(stored["name"])
     return dataset_naming(artifact.uri)
+
+
+def _dataset_uris(namespace: str, name: str) -> list[str]:
+    """The artifact URIs whose :func:`dataset_naming` is (``namespace``, ``name``): the one
+    :func:`dataset_uri` gives, the ones naming leaves the same (``file://`` and
+    ``file://localhost`` before a local path, a bucket without its ``/``), each also cut to
+    fit as ingest stores a long one. Not other spellings of a scheme (``S3://``)."""
+    uris = [dataset_uri(namespace, name)]
+    if namespace == "file" and name.startswith("/"):
+        uris += ["file://" + name, "file://localhost" + name]
+    elif "://" in namespace and name == "/":
+        uris.append(namespace.rstrip("/"))
+    return list(dict.fromkeys([*uris, *map(fit_name, uris)]))
 
 
 def _iso(ts: float | None) -> str | None:
@@ -178,9 +191,9 @@ class LineageGraph:
     def resolve(self, node_id: str) -> NodeRef:
         """The node a Marquez node id names; the namespace may itself hold ``:``
         (``s3://bucket``, ``postgres://host:5432``). Every way to split namespace:name is
-        tried at once, shortest namespace first: first by the artifacts' names (one lookup),
-        and only when none matches, through the look at all artifacts (names set by the
-        producer), which reads the whole store once."""
+        tried at once, shortest namespace first: first by the artifacts' names and URIs (one
+        lookup, :meth:`_dataset_artifacts`), and only when none matches, through the look at
+        all artifacts (a URI spelled another way), which reads the whole store once."""
         kind, sep, rest = node_id.partition(":")
         if not sep or kind not in _PREFIX or ":" not in rest:
             raise InvalidInputError(
@@ -191,7 +204,7 @@ class LineageGraph:
                 if c == ":" and rest[i + 1:]]
         if node_type == DATASET:
             found = self._dataset_artifacts(refs, scan=False)
-            if not any(found):  # names set by the producer: the look at all artifacts
+            if not any(found):  # a URI spelled another way: the look at all artifacts
                 found = [self._scanned((r.namespace, r.name)) for r in refs]
             for ref, arts in zip(refs, found, strict=True):
                 if arts:
@@ -230,19 +243,31 @@ class LineageGraph:
 
     def _dataset_artifacts(self, refs: Sequence[NodeRef], scan: bool = True
                            ) -> list[list[Artifact]]:
-        """Each dataset's artifacts: those named its name or its name's last part (one lookup
-        for all), else (a name set by the producer) those of an index of all artifacts; with
+        """Each dataset's artifacts: every artifact that is one of its versions, whatever it
+        is named. Two indexed lookups for all of ``refs``: the artifacts named the dataset's
+        name (cut to fit, as ingest stores a long one) or its last part (as CMF names a file),
+        or whose URI is the dataset's (:func:`~cmf_core.openlineage.naming.dataset_uri`: an
+        artifact a producer named ``orders`` at ``postgres://db:5432/shop.public.orders``);
+        and those whose ``openlineage.dataset`` property names the dataset
+        (:meth:`~cmf_core.store.Store.artifact_ids_of_datasets`). Only when that finds nothing
+        (a URI spelled another way, ``S3://...``), those of an index of all artifacts; with
         ``scan=False`` not the index (empty instead)."""
-        candidates = [[c for c in dict.fromkeys([r.name, posixpath.basename(r.name.rstrip("/"))])
+        candidates = [[c for c in dict.fromkeys([r.name, fit_name(r.name),
+                                                  posixpath.basename(r.name.rstrip("/"))])
                        if c] for r in refs]
-        named = self.store.artifact_ids_named(c for cs in candidates for c in cs) if refs else {}
-        arts = self._artifacts_by_id([i for ids in named.values() for i in ids])
+        ids = [*self.store.artifact_ids_at(
+            (c for cs in candidates for c in cs),
+            (u for r in refs for u in _dataset_uris(r.namespace, r.name))),
+            *self.store.artifact_ids_of_datasets((r.namespace, r.name) for r in refs)
+        ] if refs else []
+        by_naming: dict[tuple[str, str], list[str]] = {}
+        for i in self._artifacts_by_id(list(dict.fromkeys(ids))):
+            by_naming.setdefault(self._naming[i], []).append(i)
         out: list[list[Artifact]] = []
-        for ref, names in zip(refs, candidates, strict=True):
+        for ref in refs:
             want = (ref.namespace, ref.name)
-            seen = {i: arts[i] for c in names for i in named.get(c, ())
-                    if i in arts and self._naming[i] == want}
-            if not seen and scan:  # a name set by the producer
+            seen = {i: self._artifacts[i] for i in by_naming.get(want, ())}
+            if not seen and scan:  # a URI spelled another way
                 seen = {a.id: a for a in self._scanned(want)}
             out.append(sorted(seen.values(), key=_oldest_first))
         return out

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import abc
 import math
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -50,6 +50,8 @@ from cmf_core.model import (
     Stage,
 )
 from cmf_core.model._base import whole_number
+
+OL_DATASET_PROPERTY = "openlineage.dataset"  # = cmf_core.openlineage.convert.DATASET_PROPERTY
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +195,33 @@ class Store(abc.ABC):
             if ids:
                 found[n] = ids
         return found
+
+    def artifact_ids_at(self, names: Iterable[str], uris: Iterable[str]) -> list[str]:
+        """The ids (sorted) of the artifacts named one of ``names`` or whose ``uri`` is one of
+        ``uris``. One statement in the SQL backends, ids only, through the indexes on the name
+        and (migration ``0005``) on the URI."""
+        names, uris = set(names), set(uris)
+        if not names and not uris:
+            return []
+        return sorted(a.id for a in self.find_artifacts() if a.name in names or a.uri in uris)
+
+    def artifact_ids_of_datasets(self, datasets: Iterable[tuple[str, str]]) -> list[str]:
+        """The ids (sorted) of the artifacts whose ``openlineage.dataset`` property (the
+        dataset ingest files an artifact under when neither its name nor its URI gives it) is
+        an object whose ``namespace`` and ``name`` are strings equal to one of the
+        (namespace, name) pairs of ``datasets``. One statement in the SQL backends, ids only,
+        through the index of migration ``0005`` (``ix_artifacts_ol_dataset``); this reference
+        reads every artifact."""
+        wanted = set(datasets)
+        if not wanted:
+            return []
+        out = []
+        for a in self.find_artifacts():
+            p = a.properties.get(OL_DATASET_PROPERTY)
+            if (isinstance(p, Mapping) and isinstance(p.get("namespace"), str)
+                    and isinstance(p.get("name"), str) and (p["namespace"], p["name"]) in wanted):
+                out.append(a.id)
+        return sorted(out)
 
     @abc.abstractmethod
     def ids_with_prefix(self, kind: str, prefix: str, limit: int) -> list[str]:

@@ -124,6 +124,61 @@ def _event_time_index(dialect: Dialect) -> list[str]:
     return ["CREATE INDEX ix_ol_events_time ON ol_events (julianday(event_time), seq)"]
 
 
+# The dataset (namespace, name) an artifact's ``openlineage.dataset`` property names (what
+# ingest writes when neither the artifact's name nor its URI gives it), for the index that finds
+# a dataset's artifacts named that way without reading every artifact. One expression per part;
+# the reads (SqlStore.artifact_ids_of_datasets) use exactly these. Only rows whose properties
+# text holds the quoted key are parsed (a cheap substring test), and a row whose text is not
+# JSON gets NULL, never an error, so no insert can fail on it. SQLite: the JSON value there (the
+# reads keep only strings); PostgreSQL: a function, NULL unless the value is a JSON string. The
+# key is base.OL_DATASET_PROPERTY.
+_SQLITE_OL_DATASET = (
+    "CASE WHEN instr(properties, '\"openlineage.dataset\"') > 0 AND json_valid(properties) "
+    "THEN json_extract(properties, '$.\"openlineage.dataset\".{part}') END")
+_PG_OL_DATASET = """
+CREATE OR REPLACE FUNCTION cmf_ol_dataset(props text, part text) RETURNS text
+LANGUAGE plpgsql IMMUTABLE AS $$
+DECLARE
+    v jsonb;
+BEGIN
+    IF position('"openlineage.dataset"' IN props) = 0 THEN
+        RETURN NULL;
+    END IF;
+    BEGIN
+        v := props::jsonb -> 'openlineage.dataset' -> part;
+    EXCEPTION WHEN others THEN
+        RETURN NULL;
+    END;
+    IF jsonb_typeof(v) = 'string' THEN
+        RETURN v #>> '{}';
+    END IF;
+    RETURN NULL;
+END
+$$
+"""
+
+
+def ol_dataset(dialect_name: str, part: str) -> str:
+    """The SQL of ``part`` (``namespace`` or ``name``) of the dataset an artifact's
+    ``openlineage.dataset`` property names, as indexed by ``ix_artifacts_ol_dataset``."""
+    assert part in ("namespace", "name")
+    if dialect_name == "postgresql":
+        return f"cmf_ol_dataset(properties, '{part}')"
+    return _SQLITE_OL_DATASET.format(part=part)
+
+
+def _artifact_lookup_indexes(dialect: Dialect) -> list[str]:
+    """Indexes for finding a dataset's artifacts (``/api/v1/lineage``) without reading every
+    artifact: by URI, and by the dataset their ``openlineage.dataset`` property names (name
+    first: the namespace is often shared)."""
+    out = ["CREATE INDEX ix_artifacts_uri ON artifacts (uri)"]
+    if dialect.name == "postgresql":
+        out.append(_PG_OL_DATASET.strip())
+    out.append(f"CREATE INDEX ix_artifacts_ol_dataset ON artifacts "
+               f"({ol_dataset(dialect.name, 'name')}, {ol_dataset(dialect.name, 'namespace')})")
+    return out
+
+
 def missing_tables(existing: set[str], dialect: Dialect) -> list[str]:
     """Statements creating the tables of the initial schema that a store made by older code
     lacks although its ``0001_initial`` is recorded: the first release (757eab7) made stores
@@ -138,6 +193,7 @@ MIGRATIONS: list[Migration] = [
     Migration(schema.ORIGIN_MIGRATION, _record_origin),
     Migration(JOURNAL_FILES, _merge_rule),
     Migration("0004_event_time_index", _event_time_index),
+    Migration("0005_artifact_lookup_indexes", _artifact_lookup_indexes),
 ]
 
 KNOWN = [m.name for m in MIGRATIONS]

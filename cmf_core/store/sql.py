@@ -1077,6 +1077,31 @@ class SqlStore(Store):
             ids.sort()
         return found
 
+    def artifact_ids_at(self, names: Iterable[str], uris: Iterable[str]) -> list[str]:
+        t = schema.artifacts
+        names, uris = list(dict.fromkeys(names)), list(dict.fromkeys(uris))
+        if not names and not uris:
+            return []
+        conds = [self._among(c, vs) for c, vs in ((t.c.name, names), (t.c.uri, uris)) if vs]
+        return sorted({r.id for r in self._rows(sa.select(t.c.id).where(sa.or_(*conds)))})
+
+    def artifact_ids_of_datasets(self, datasets: Iterable[tuple[str, str]]) -> list[str]:
+        wanted = set(datasets)
+        if not wanted:
+            return []
+        dialect = self.engine.dialect.name
+        # exactly the expressions of ix_artifacts_ol_dataset (migration 0005): name, namespace
+        name, namespace = (sa.literal_column(migrations.ol_dataset(dialect, part), sa.Text)
+                           for part in ("name", "namespace"))
+        stmt = sa.select(schema.artifacts.c.id, namespace.label("ns"), name.label("nm")).where(
+            self._among(name, sorted({n for _, n in wanted})),
+            self._among(namespace, sorted({ns for ns, _ in wanted})))
+        if dialect == "sqlite":  # a JSON string (PostgreSQL's expression is NULL for others)
+            stmt = stmt.where(sa.text(
+                "json_type(properties, '$.\"openlineage.dataset\".name') = 'text' AND "
+                "json_type(properties, '$.\"openlineage.dataset\".namespace') = 'text'"))
+        return sorted(r.id for r in self._rows(stmt) if (r.ns, r.nm) in wanted)
+
     def ids_with_prefix(self, kind: str, prefix: str, limit: int) -> list[str]:
         t = {"execution": schema.executions, "artifact": schema.artifacts}[kind]
         col = t.c.id

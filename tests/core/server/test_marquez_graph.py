@@ -47,7 +47,7 @@ def shop(store: Store) -> dict[str, Any]:
 
     Odd raw files are named by their file name (as CMF names them), the rest by the full
     dataset name; orders and the weekly report carry names of their own (the producer's), so
-    only the look through all artifacts finds them."""
+    only their URIs find them."""
     raw = [_art(f"s3://lake/raw/{i:04d}.csv", f"{i:04d}.csv" if i % 2 else f"raw/{i:04d}.csv")
            for i in range(N)]
     raw0_v2 = _art("s3://lake/raw/0000.csv", "raw/0000.csv", "v2", T0 + 10)
@@ -182,12 +182,17 @@ def test_a_dataset_in_a_namespace_with_colons_is_found_by_name_without_a_scan(
     with counted(store) as statements:
         ref = graph.resolve(CLEAN[0])
     assert (ref.namespace, ref.name) == ("s3://lake", "clean/0000.parquet")
-    assert len(statements) <= 2, statements  # one name lookup for every split, the artifacts
-    # a name the producer set is still found, through the look at all artifacts
-    ref = LineageGraph(store).resolve(WEEKLY)
-    assert (ref.namespace, ref.name) == ("s3://lake", "reports/w.json")
-    ref = LineageGraph(store).resolve(ORDERS)
-    assert ref.namespace == "postgres://db:5432"
+    # one name and URI lookup for every split, the ids of the artifacts named by a property,
+    # the artifacts
+    assert len(statements) <= 3, statements
+    assert graph._index is None  # the look at all artifacts was not taken
+    # a name the producer set is found too, by the artifact's URI: still no look at all
+    for node_id, namespace, name in ((WEEKLY, "s3://lake", "reports/w.json"),
+                                     (ORDERS, "postgres://db:5432", "shop.public.orders")):
+        graph = LineageGraph(store)
+        ref = graph.resolve(node_id)
+        assert (ref.namespace, ref.name) == (namespace, name)
+        assert graph._index is None
 
 
 # static lineage: JobEvents (a job with its datasets, no run) ---------------------------------
@@ -262,3 +267,59 @@ def test_a_graph_reads_job_events_once(store: Store, shop: dict[str, Any]) -> No
     assert _edges(graph)[RAW[1]] == (set(), {WIDE, MODEL})
     assert _edges(graph)[MODEL] == ({RAW[1]}, {DST})
     assert sum("ol_events" in s for s in statements) == 1
+
+
+# one dataset held by several artifacts ------------------------------------------------------
+LOAD = "job:dbt:shop.load"
+FETCH = "job:cmf:shop.fetch"
+
+
+def _run_event(job: str, k: int, outputs: list[str]) -> dict[str, Any]:
+    namespace, _, name = job.split(":", 1)[1].partition(":")
+    return {"eventType": "COMPLETE", "eventTime": f"2024-05-0{k}T12:00:00Z",
+            "producer": PRODUCER, "schemaURL": f"{SPEC}#/$defs/RunEvent",
+            "run": {"runId": f"3f0e6a52-8c1b-4a7e-9d3c-00000000000{k}"},
+            "job": {"namespace": namespace, "name": name}, "inputs": [],
+            "outputs": [_ref(o) for o in outputs]}
+
+
+def test_a_dataset_held_by_artifacts_of_other_names_has_every_job(
+        store: Store, shop: dict[str, Any]) -> None:
+    """shop.public.orders is the artifact "orders" (a name of CMF's, read by shop.ingest) and,
+    from a dbt RunEvent without a version, an artifact named by the dataset name; raw/0000.csv
+    has a third version named by its producer. Each dataset node has every artifact and every
+    job that read or wrote any of them, whichever name the lookup meets first."""
+    from cmf_core.openlineage.ingest import ingest
+
+    ingest(_run_event(LOAD, 1, [ORDERS]), store, "site-a")
+    raw0_v3 = _art("s3://lake/raw/0000.csv", "first raw file", "v3", T0 + 300)
+    store.put(_run("shop", "fetch", T0 + 300, [], [raw0_v3]))
+    (by_dataset_name,) = store.find_artifacts(name="shop.public.orders")
+    graph = LineageGraph(store).graph(ORDERS, depth=1)["graph"]
+    assert _edges(graph) == {ORDERS: ({LOAD}, {INGEST}), LOAD: (set(), {ORDERS}),
+                             INGEST: ({ORDERS}, set())}
+    orders = {n["id"]: n for n in graph}[ORDERS]["data"]
+    assert {a["name"] for a in orders["cmf"]["artifacts"]} == {"orders", "shop.public.orders"}
+    assert orders["currentVersion"] == by_dataset_name.id  # the latest artifact
+    # from the job's side, the same node
+    graph = LineageGraph(store).graph(LOAD, depth=2)["graph"]
+    assert _edges(graph)[ORDERS] == ({LOAD}, {INGEST})
+    # a copy elsewhere that its producer says is that dataset (by neither name nor URI)
+    copy = Artifact(id=remote_digest("s3://lake/copies/orders.parquet", "v1"), type="Dataset",
+                    name="orders copy", uri="s3://lake/copies/orders.parquet", site="site-a",
+                    created_at=T0 + 400, properties={"openlineage.dataset": _ref(ORDERS)})
+    store.put(_run("shop", "copy", T0 + 400, [], [copy]))
+    graph = LineageGraph(store).graph(ORDERS, depth=1)["graph"]
+    assert _edges(graph)[ORDERS] == ({LOAD, "job:cmf:shop.copy"}, {INGEST})
+    orders = {n["id"]: n for n in graph}[ORDERS]["data"]
+    assert [a["id"] for a in orders["cmf"]["artifacts"]] == [  # oldest first
+        *(a.id for a in store.find_artifacts(name="orders")), copy.id, by_dataset_name.id]
+    # every version of a file, whatever each is named
+    graph = LineageGraph(store).graph(RAW[0], depth=1)["graph"]
+    assert _edges(graph)[RAW[0]] == ({INGEST, FETCH}, {WIDE})
+    raw0 = {n["id"]: n for n in graph}[RAW[0]]["data"]
+    assert [a["id"] for a in raw0["cmf"]["artifacts"]] == [a.id for a in shop["raw0"]] + [
+        raw0_v3.id]
+    assert raw0["currentVersion"] == raw0_v3.id
+    assert _edges(LineageGraph(store).graph(WIDE, depth=2)["graph"])[RAW[0]] == (
+        {INGEST, FETCH}, {WIDE})

@@ -479,6 +479,178 @@ def test_artifact_ids_named_answers_many_names_as_the_reference_does(store: Stor
     assert store.artifact_ids_named([]) == {}
 
 
+def test_artifact_ids_at_names_and_uris_answers_as_the_reference_does(store: Store) -> None:
+    from cmf_core.store.base import IN_CHUNK
+
+    n = IN_CHUNK + 5  # a list longer than one IN list
+    arts = [art(f"d{i:05d}") for i in range(n)]
+    # another name at d00003's URI; d00004's name at another URI; a key in a nested property
+    other = Artifact(id=remote_digest(arts[3].uri, "v2"), type="Dataset", name="other",
+                     uri=arts[3].uri, site="site-a", created_at=50.0,
+                     properties={"openlineage.dataset": {"namespace": "s3://b", "name": "x"}})
+    twin = Artifact(id=remote_digest("s3://other/d00004", "v1"), type="Dataset",
+                    name="d00004", uri="s3://other/d00004", site="site-a", created_at=50.0,
+                    properties={"facets": {"openlineage.dataset": 1}})
+    store.put([*arts, other, twin])
+    names = [f"d{i:05d}" for i in range(0, n, 2)] + ["missing"]
+    uris = [a.uri for a in arts[1::2]] + ["s3://missing"]
+    got = store.artifact_ids_at(names, uris)
+    assert got == Store.artifact_ids_at(store, names, uris)  # the reading of every artifact
+    assert got == sorted([a.id for a in arts] + [other.id, twin.id])
+    assert store.artifact_ids_at(["other"], []) == [other.id]
+    assert store.artifact_ids_at([], [arts[3].uri]) == sorted([arts[3].id, other.id])
+    assert store.artifact_ids_at(iter(["d00004"]), iter(["s3://missing"])) == sorted(
+        [arts[4].id, twin.id])
+    assert store.artifact_ids_at([], []) == []
+
+
+def _with_dataset(name: str, prop: Any) -> Artifact:
+    uri = f"s3://copies/{name}"
+    return Artifact(id=remote_digest(uri, "v1"), type="Dataset", name=name, uri=uri,
+                    site="site-a", created_at=60.0, properties={"openlineage.dataset": prop})
+
+
+def test_artifact_ids_of_datasets_answers_as_the_reference_does(store: Store) -> None:
+    """Artifacts by the dataset their openlineage.dataset property names: exactly the pairs
+    asked for, only string parts, only the top-level key; a list longer than one IN list."""
+    from cmf_core.store.base import IN_CHUNK
+
+    n = IN_CHUNK + 5
+    named = [_with_dataset(f"c{i:05d}", {"namespace": f"ns{i % 3}", "name": f"t{i:05d}"})
+             for i in range(n)]
+    odd = [_with_dataset("number", {"namespace": "ns0", "name": 7}),
+           _with_dataset("object", {"namespace": "ns0", "name": {"a": 1}}),
+           _with_dataset("no namespace", {"name": "t00000"}),
+           _with_dataset("a string", "ns0:t00000"),
+           _with_dataset("quoted", {"namespace": "postgres://db:5432", "name": "it's \"x\" é",
+                                    "facets": {"k": 1}}),
+           Artifact(id=remote_digest("s3://nested", "v1"), type="Dataset", name="nested",
+                    uri="s3://nested", site="site-a", created_at=60.0,
+                    properties={"facets": {"openlineage.dataset": {"namespace": "ns0",
+                                                                   "name": "t00000"}}}),
+           art("plain")]
+    store.put([*named, *odd])
+    wanted = [(f"ns{i % 3}", f"t{i:05d}") for i in range(0, n, 2)] + [
+        ("ns0", "7"), ("ns0", '{"a":1}'), ("ns1", "t00000"),  # t00000 is in ns0, not ns1
+        ("postgres://db:5432", "it's \"x\" é"), ("ns0", "missing")]
+    got = store.artifact_ids_of_datasets(wanted)
+    assert got == Store.artifact_ids_of_datasets(store, wanted)  # reads every artifact
+    assert got == sorted([a.id for a in named[::2]] + [odd[4].id])
+    assert store.artifact_ids_of_datasets(iter([("ns1", "t00001")])) == [named[1].id]
+    assert store.artifact_ids_of_datasets([("ns0", "t00003"), ("ns0", "t00000")]) == sorted(
+        [named[0].id, named[3].id])
+    assert store.artifact_ids_of_datasets([]) == []
+
+
+def test_properties_text_that_is_not_json_does_not_fail_a_write(store: Store) -> None:
+    """The property index parses the properties text of rows holding the key: text that is
+    not JSON (the model never writes it; a hand-edited or damaged row) is indexed as NULL,
+    so the row is written, not refused, and other rows are still found."""
+    import sqlalchemy as sa
+
+    good = _with_dataset("good", {"namespace": "ns", "name": "t"})
+    store.put([good])
+    with store.engine.begin() as c:  # type: ignore[attr-defined]
+        c.execute(sa.text(
+            "INSERT INTO artifacts (id, type, name, uri, site, created_at, properties, "
+            "custom_properties, seq) VALUES (:id, 'Dataset', 'broken', 's3://x', 'site-a', "
+            "1.0, :props, '{}', 999999)"),
+            {"id": remote_digest("s3://x", "v1"),
+             "props": '{"openlineage.dataset": {"namespace": "ns", "name": "t"'})
+    assert store.artifact_ids_of_datasets([("ns", "t")]) == [good.id]
+
+
+def _plans(store: Store, run: Any, *args: Any) -> list[str]:
+    """The plans of the statements ``run(*args)`` makes ``store`` execute (PostgreSQL: with
+    sequential scans off, so a plan without an index means no index fits the statement)."""
+    from sqlalchemy import event
+
+    seen: list[tuple[str, Any]] = []
+
+    def record(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
+        seen.append((statement, params))
+
+    engine = store.engine  # type: ignore[attr-defined]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        run(*args)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    plans = []
+    with engine.connect() as c:
+        raw = c.connection.dbapi_connection
+        cur = raw.cursor()
+        for statement, params in seen:
+            if engine.dialect.name == "postgresql":
+                cur.execute("SET enable_seqscan = off")
+                cur.execute("EXPLAIN " + statement, params)
+            else:
+                cur.execute("EXPLAIN QUERY PLAN " + statement, params)
+            plans.append(" ".join(str(r) for r in cur.fetchall()))
+        if engine.dialect.name == "postgresql":
+            raw.rollback()
+    return plans
+
+
+def test_dataset_lookups_use_the_indexes(store: Store) -> None:
+    """The URI and property lookups read through ix_artifacts_name / ix_artifacts_uri and
+    ix_artifacts_ol_dataset (SQLite: EXPLAIN QUERY PLAN; PostgreSQL: EXPLAIN with sequential
+    scans off), for a short list and for one longer than an IN list."""
+    from cmf_core.store.base import IN_CHUNK
+
+    arts = [art(f"d{i:05d}") for i in range(20)] + [
+        _with_dataset(f"c{i}", {"namespace": "ns", "name": f"t{i}"}) for i in range(20)]
+    store.put(arts)
+    for k in (3, IN_CHUNK + 1):
+        names, uris = [f"d{i:05d}" for i in range(k)], [f"s3://b/d{i:05d}" for i in range(k)]
+        pairs = [("ns", f"t{i}") for i in range(k)]
+        (at,) = _plans(store, store.artifact_ids_at, names, uris)
+        (of,) = _plans(store, store.artifact_ids_of_datasets, pairs)
+        assert "ix_artifacts_name" in at and "ix_artifacts_uri" in at, at
+        assert "ix_artifacts_ol_dataset" in of, of
+        for plan in (at, of):
+            assert "SCAN artifacts" not in plan and "Seq Scan on artifacts" not in plan, plan
+        assert store.artifact_ids_of_datasets(pairs) == sorted(a.id for a in arts[20:20 + k])
+
+
+def test_a_store_made_before_migration_0005_gets_the_lookup_indexes(store: Store) -> None:
+    """Opening a store without migration 0005 builds both indexes over the artifacts it
+    holds, with and without the property; the lookups then answer from them."""
+    import sqlalchemy as sa
+
+    have = [_with_dataset(f"c{i}", {"namespace": "ns", "name": f"t{i}"}) for i in range(3)]
+    lack = [art(f"d{i}") for i in range(3)]
+    store.put([*have, *lack, _with_dataset("bad", {"namespace": "ns", "name": 1})])
+    store.close()
+    engine = store.engine  # type: ignore[attr-defined]
+    postgres = engine.dialect.name == "postgresql"
+    with engine.begin() as c:
+        c.execute(sa.text("DROP INDEX ix_artifacts_uri"))
+        c.execute(sa.text("DROP INDEX ix_artifacts_ol_dataset"))
+        if postgres:
+            c.execute(sa.text("DROP FUNCTION cmf_ol_dataset(text, text)"))
+        c.execute(sa.text("DELETE FROM cmf_migrations WHERE name = "
+                          "'0005_artifact_lookup_indexes'"))
+    reopened = open_store(store.url, site="site-a")  # type: ignore[attr-defined]
+    try:
+        catalog = ("SELECT indexname FROM pg_indexes WHERE tablename = 'artifacts'" if postgres
+                   else "SELECT name FROM sqlite_master WHERE tbl_name = 'artifacts'")
+        with reopened.engine.connect() as c:  # type: ignore[attr-defined]
+            indexes = set(c.execute(sa.text(catalog)).scalars())
+        assert {"ix_artifacts_uri", "ix_artifacts_ol_dataset"} <= indexes
+        assert reopened.artifact_ids_of_datasets([("ns", "t1"), ("ns", "t2"), ("ns", "1")]) == \
+            sorted([have[1].id, have[2].id])
+        assert reopened.artifact_ids_at([], [lack[0].uri, have[0].uri]) == sorted(
+            [lack[0].id, have[0].id])
+        (plan,) = _plans(reopened, reopened.artifact_ids_of_datasets, [("ns", "t0")])
+        assert "ix_artifacts_ol_dataset" in plan, plan
+        with reopened.engine.connect() as c:  # type: ignore[attr-defined]
+            assert c.execute(sa.text("SELECT count(*) FROM cmf_migrations WHERE name = "
+                                     "'0005_artifact_lookup_indexes'")).scalar() == 1
+    finally:
+        reopened.close()
+
+
 def test_latest_executions_takes_the_latest_of_each_stage(store: Store) -> None:
     records: list = [Pipeline("p", "site-a"), Pipeline("q", "site-a")]
     runs: dict[tuple[str, str], list[Execution]] = {}
