@@ -51,6 +51,10 @@ class PostgresStore(SqlStore):
         except psycopg.Error as e:
             raise self._translate_error(e) from e
 
+    def _writer_lost(self, conn: Any) -> bool:
+        # psycopg marks a connection the server ended (or that broke) as ``broken``
+        return bool(conn.closed or conn.broken)
+
     def _begin(self, cur: Any) -> None:
         cur.execute("SELECT pg_advisory_xact_lock(%s)", (_LOCK_KEY,))
 

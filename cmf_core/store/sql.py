@@ -13,6 +13,7 @@ import atexit
 import contextlib
 import functools
 import itertools
+import logging
 import os
 import threading
 import time
@@ -360,6 +361,13 @@ def _close_at_exit() -> None:
 atexit.register(_close_at_exit)
 
 
+def report_reconnect(safe_url: str, exc: BaseException) -> None:
+    """Say (at INFO) that a lost writer connection is replaced and its write run again."""
+    logging.getLogger("cmf").info(
+        "store %s: the database server ended the writer connection (%s); reconnected, and the "
+        "write is run again", safe_url, db_error_text(exc))
+
+
 def db_error_text(exc: BaseException) -> str:
     """The database's own message, without the SQL statement and parameters SQLAlchemy adds."""
     orig = getattr(exc, "orig", None) if isinstance(exc, sa.exc.StatementError) else None
@@ -439,6 +447,11 @@ class SqlStore(Store):
     def _translate_error(self, exc: Exception) -> Exception:
         return StoreError(f"store {self.safe_url} failed: {db_error_text(exc)}")
 
+    def _writer_lost(self, conn: Any) -> bool:
+        """Whether the writer connection is gone (the database server ended it): a new one is
+        needed. An embedded database's connection is never lost."""
+        return False
+
     def _existing_tables(self, cur: Any) -> set[str]:
         raise NotImplementedError
 
@@ -484,9 +497,50 @@ class SqlStore(Store):
         return out
 
     def _writer_conn(self) -> Any:
+        if self._writer is not None and self._writer_lost(self._writer):
+            self._drop_writer()
         if self._writer is None:
             self._writer = self._connect_writer()
         return self._writer
+
+    def _drop_writer(self) -> None:
+        """Forget a lost writer connection; the next write connects anew."""
+        with contextlib.suppress(Exception):
+            self._writer.close()
+        self._writer = None
+
+    def _write_transaction(self, body: Any) -> Any:
+        """``body(cur)`` in one write transaction of the writer connection, committed; its
+        result. Call with ``self._lock`` held.
+
+        A writer connection the database server ended since the last write (a restart, a
+        failover, ``pg_terminate_backend``, a firewall's idle timeout) is replaced: a write
+        that finds it lost before its ``COMMIT`` was sent is run once more on a new connection
+        (the server rolled the lost transaction back, so nothing of it was written). A
+        connection lost during the ``COMMIT`` itself leaves its outcome unknown, so that write
+        is not repeated here: it fails with ``StoreError``, as does any write while the server
+        cannot be reached; writing the same records again later is harmless (``put`` is an
+        idempotent upsert), and the next write connects anew."""
+        for attempt in (1, 2):
+            conn = self._writer_conn()  # StoreError when the server cannot be reached
+            cur = None
+            committing = False
+            try:
+                cur = conn.cursor()
+                self._begin(cur)
+                out = body(cur)
+                committing = True
+                self._commit(conn, cur)
+                return out
+            except Exception as e:
+                self._safe_rollback(conn, cur)
+                if not self._writer_lost(conn):
+                    raise self._translate_error(e) from e
+                self._drop_writer()
+                if committing or attempt == 2:
+                    raise self._translate_error(e) from e
+                report_reconnect(self.safe_url, e)
+        raise AssertionError("unreachable")
 
     # migrations ------------------------------------------------------------------------------
     def _migrate(self) -> None:
@@ -542,6 +596,8 @@ class SqlStore(Store):
 
     def _safe_rollback(self, conn: Any, cur: Any) -> None:
         # the connection may already be unusable; the error raised by the caller says why
+        if cur is None:
+            return
         with contextlib.suppress(Exception):
             self._rollback(conn, cur)
 
@@ -649,15 +705,7 @@ class SqlStore(Store):
             self._append(rows, written)
             return
         with self._lock:
-            conn = self._writer_conn()
-            cur = conn.cursor()
-            try:
-                self._begin(cur)
-                self._write_rows(cur, rows)
-                self._commit(conn, cur)
-            except Exception as e:
-                self._safe_rollback(conn, cur)
-                raise self._translate_error(e) from e
+            self._write_transaction(lambda cur: self._write_rows(cur, rows))
             self._remember(written)
 
     # the write-ahead journal (SQLite; see cmf_core.store.journal) ------------------------------
@@ -1334,24 +1382,19 @@ class SqlStore(Store):
         total = sum(map(len, rows.values())) + sum(len(cols[0]) for _, cols in blocks)
         if not total:
             return 0
+        def body(cur: Any) -> int:
+            if self.engine.dialect.name == "sqlite" and total > 5000:
+                # a bulk import touches index pages all over: a larger page cache for it
+                # (~3x fewer page loads into a store of a million rows)
+                cur.execute(f"PRAGMA cache_size = {BULK_CACHE_KIB}")
+            cur.execute("SELECT value FROM cmf_counter WHERE name = 'seq'")
+            before = int(cur.fetchone()[0])
+            self._write_rows(cur, rows, self._sql_v)
+            self._write_blocks(cur, blocks)
+            return self._rows_since(cur, before)
+
         with self._lock:
-            conn = self._writer_conn()
-            cur = conn.cursor()
-            try:
-                self._begin(cur)
-                if self.engine.dialect.name == "sqlite" and total > 5000:
-                    # a bulk import touches index pages all over: a larger page cache for it
-                    # (~3x fewer page loads into a store of a million rows)
-                    cur.execute(f"PRAGMA cache_size = {BULK_CACHE_KIB}")
-                cur.execute("SELECT value FROM cmf_counter WHERE name = 'seq'")
-                before = int(cur.fetchone()[0])
-                self._write_rows(cur, rows, self._sql_v)
-                self._write_blocks(cur, blocks)
-                changed = self._rows_since(cur, before)
-                self._commit(conn, cur)
-            except Exception as e:
-                self._safe_rollback(conn, cur)
-                raise self._translate_error(e) from e
+            changed = int(self._write_transaction(body))
             self._remember(written)
         return changed
 
