@@ -608,13 +608,13 @@ class Cmf:
 
     def _replay_spool(self) -> None:
         """Record what earlier runs spooled for this store when it failed them (bounded)."""
-        from cmf_core.openlineage.emit import get_emitter, spool_target, target_key
+        from cmf_core.openlineage.emit import replay_spool, spool_target, target_key
 
         try:
             settings = self._spool_settings()
             key = target_key(spool_target(settings))
             if any(Path(settings.spool_path).glob(f"*.{key}.json")):
-                get_emitter(settings)  # replays up to 100 events, within CMF_HOOK_TIMEOUT_S
+                replay_spool(settings)  # up to 100 events, within CMF_HOOK_TIMEOUT_S
         except Exception as e:
             report("replaying the spool", e)
 

@@ -148,6 +148,9 @@ class HttpSink(Sink):
         self._client.close()
 
 
+#: spooled events one replay sends at most (the rest wait for the next, or ``cmf spool retry``)
+REPLAY_LIMIT = 100
+
 class Emitter:
     """Send events to a sink, spooling what cannot be sent now."""
 
@@ -160,6 +163,7 @@ class Emitter:
         self.key = target_key(self.target)
         self.sent = 0
         self.spooled = 0
+        self._kept_since_replay = False  # spooled here since the last replay
         # monotonic time until which events skip the sink (see emit): this emitter's own overrun
         # (``overran_until``, which ``close`` heeds) or another process's recent one (its note)
         self.overran_until = 0.0
@@ -197,6 +201,8 @@ class Emitter:
             self._works()
             if ahead is not None:
                 ahead.unlink(missing_ok=True)
+            if self._kept_since_replay:  # the sink works again: what this process spooled goes
+                self.replay()
             return True
         except Timeout as e:
             self.back_off()
@@ -216,6 +222,23 @@ class Emitter:
             report(f"recording to the {self.sink.kind} sink", e,
                    "the event is spooled for retry" if kept else "")
             return False
+
+    def replay(self, limit: int = REPLAY_LIMIT) -> None:
+        """Send up to ``limit`` spooled events again, within ``CMF_HOOK_TIMEOUT_S``, unless the
+        sink is known to be stuck (this emitter's overrun or another process's); never raises.
+        Runs when an emitter is made, when a long-lived one records again after spooling, and
+        for each new ``Cmf`` logger of a store with events waiting."""
+        if time.monotonic() < max(self.stuck_until, self._shared_backoff()):
+            return
+        self._kept_since_replay = False
+        try:
+            if self.spooled_files():
+                run_bounded(lambda: self.retry_spool(limit=limit), self.settings.hook_timeout_s,
+                            "replaying the spool")
+        except Exception as e:
+            if isinstance(e, Timeout):
+                self.back_off()
+            report("replaying the spool", e)
 
     def back_off(self) -> None:
         """The sink overran the timeout: skip it for :data:`SINK_BACKOFF_S` in this process, and
@@ -277,6 +300,7 @@ class Emitter:
                 with open(ahead, "rb+") as f:
                     os.fsync(f.fileno())
                 self.spooled += 1
+                self._kept_since_replay = True
                 return ahead
             except FileNotFoundError:  # another process replayed it meanwhile: handled
                 return None
@@ -285,6 +309,8 @@ class Emitter:
         kept = self.spool(data, rejected)
         if kept is not None and ahead is not None:
             ahead.unlink(missing_ok=True)
+        if kept is not None and not rejected:
+            self._kept_since_replay = True
         return kept
 
     def spooled_files(self, from_target: str | None = None) -> list[Path]:
@@ -404,20 +430,31 @@ _LOCK = threading.Lock()
 
 def get_emitter(settings: Settings | None = None) -> Emitter:
     """The process-wide emitter for these settings; replays the spool once at creation."""
-    settings = settings or load_settings()
-    key = (settings.resolved_store_url, settings.server_url, settings.site,
-           str(settings.spool_path))
+    return _emitter(settings or load_settings())[0]
+
+
+def replay_spool(settings: Settings) -> None:
+    """Replay (bounded) the events waiting in the spool for the sink of ``settings``, through
+    the process-wide emitter: a new one replays as it is made, a long-lived one now (a store
+    that failed earlier in this process may work again). Never raises."""
+    em, made = _emitter(settings)
+    if not made:
+        em.replay()
+
+
+def _key(settings: Settings) -> tuple[Any, ...]:
+    """What the process-wide emitters are kept by: the sink, the site and the spool folder."""
+    return (settings.resolved_store_url, settings.server_url, settings.site,
+            str(settings.spool_path))
+
+
+def _emitter(settings: Settings) -> tuple[Emitter, bool]:
+    """The process-wide emitter for ``settings``, and whether it was made (and replayed) now."""
+    key = _key(settings)
     with _LOCK:
         em = _EMITTERS.get(key)
         if em is None:
             em = _EMITTERS[key] = Emitter(settings)
-            # not while the sink is known to be stuck (by this emitter's note or another's)
-            if time.monotonic() >= em.stuck_until and em.spooled_files():
-                try:
-                    run_bounded(lambda: em.retry_spool(limit=100), settings.hook_timeout_s,
-                                "replaying the spool")
-                except Exception as e:
-                    if isinstance(e, Timeout):
-                        em.back_off()
-                    report("replaying the spool", e)
-        return em
+            em.replay()  # not while the sink is known to be stuck (its note or another's)
+            return em, True
+        return em, False

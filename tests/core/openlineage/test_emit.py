@@ -16,6 +16,7 @@ from cmf_core.cli import app
 from cmf_core.config import load_settings
 from cmf_core.errors import InvalidEventError, InvalidInputError
 from cmf_core.guard import report
+from cmf_core.openlineage import emit
 from cmf_core.openlineage.emit import Emitter, Sink, spool_target, write_spool_file
 from cmf_core.store import open_store
 
@@ -66,6 +67,50 @@ def test_failure_spools_then_retry_records(tmp_path: Path) -> None:
     assert "recorded 1 event(s); 0 still waiting" in result.output
     with open_store(settings=settings) as s:
         assert s.get_execution(rid) is not None
+
+
+class FlakySink(Sink):
+    """A store that is down while ``down`` is set, then works (events kept in ``got``)."""
+
+    kind = "flaky"
+
+    def __init__(self) -> None:
+        self.down = True
+        self.got: list[str] = []
+
+    def send(self, event: dict) -> None:
+        if self.down:
+            raise ConnectionError("store unreachable")
+        self.got.append(event["run"]["runId"])
+
+
+def test_a_long_lived_emitter_replays_what_it_spooled_once_the_sink_works(
+        tmp_path: Path) -> None:
+    """A long-lived process (a server, a watcher, a notebook) replayed its spool only when its
+    emitter was made: events spooled during a later outage waited for another process or
+    `cmf spool retry`. The first event recorded after the outage now takes them along; and a
+    replay_spool (each new Cmf logger of a store with events waiting) replays them too."""
+    settings = load_settings(home=tmp_path, site="a")
+    sink = FlakySink()
+    em = Emitter(settings, sink=sink)
+    first, second, third = (str(uuid.uuid4()) for _ in range(3))
+    assert em.emit(run_event(first)) is False and em.emit(run_event(second)) is False
+    assert len(em.spooled_files()) == 2
+    sink.down = False
+    assert em.emit(run_event(third)) is True
+    assert sink.got == [third, first, second] and em.spooled_files() == []
+    # an outage, then nothing more to record: a new logger's replay_spool takes the rest
+    emit._EMITTERS.clear()
+    try:
+        sink.down = True
+        kept = emit._EMITTERS[emit._key(settings)] = Emitter(settings, sink=sink)
+        late = str(uuid.uuid4())
+        assert kept.emit(run_event(late)) is False
+        sink.down = False
+        emit.replay_spool(settings)
+        assert sink.got[-1] == late and kept.spooled_files() == []
+    finally:
+        emit._EMITTERS.clear()
 
 
 def test_invalid_event_is_rejected_not_lost(tmp_path: Path, caplog: pytest.LogCaptureFixture
