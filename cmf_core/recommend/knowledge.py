@@ -37,7 +37,7 @@ from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError
 from cmf_core.guard import report
 from cmf_core.identity import name_id, uuid7
-from cmf_core.recommend.space import config_key, trial_config
+from cmf_core.recommend.space import SPACES, config_key, trial_config
 from cmf_core.recommend.task import TASK_PROPERTY, UNDESCRIBED, TaskDescription
 
 FORMAT = "cmf-recommender-kb"
@@ -389,11 +389,25 @@ def optuna_callback(store: Any, task: TaskDescription | Mapping[str, Any],
     return callback
 
 
+def _run_config(params: Mapping[str, Any], category: str) -> dict[str, Any]:
+    """The configuration of a recorded run: ``model`` and, where the category has a default
+    space that knows the family, only that family's hyperparameters. An orchestrator records
+    more as params (Airflow: the DAG's ``params`` and the task's arguments, such as the seeds
+    it was handed), which are no hyperparameters: kept, they made a seed that
+    ``build_estimator`` refuses and that matches no grid point."""
+    family = params["model"]
+    known = SPACES.get(category, {}).get(family) if isinstance(family, str) else None
+    if known is None:
+        return {"model": family, **dict(params)}
+    return {"model": family, **{name: params[name] for name in known if name in params}}
+
+
 def from_store(store: Any, *, pipeline: str | None = None, page: int = 5000) -> KnowledgeBase:
     """Read the knowledge base from a CMF store (see module docs for what counts as a run).
 
     Executions without ``cmf.task``, without ``model`` in their params or without a finite
-    ``score`` metric are skipped.
+    ``score`` metric are skipped. Params that are not hyperparameters of the run's model family
+    (for a category with a default space) are not part of its configuration.
     """
     from cmf_core.store.base import ExecutionFilter
 
@@ -425,7 +439,7 @@ def from_store(store: Any, *, pipeline: str | None = None, page: int = 5000) -> 
                 if e.properties.get(DIRECTION_PROPERTY) == "minimize":
                     score = -score
                 tasks.setdefault(task.id, task)
-                config = {"model": e.params["model"], **dict(e.params)}
+                config = _run_config(e.params, task.category)
                 runs[task.id].append(Run(config, float(score), e.id,
                                          metrics[e.id].get(SECONDS_METRIC)))
         if len(batch) < page:

@@ -19,8 +19,8 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 TELCO = ROOT / "examples" / "data" / "telco-churn" / "Telco-Customer-Churn.csv"
 #: the package folders of the wheel (pyproject's [tool.hatch.build.targets.wheel] packages)
-PACKAGES = ("cmf_core", "integrations/airflow/cmf_airflow", "integrations/prefect/cmf_prefect",
-            "integrations/kubeflow/cmf_kubeflow")
+PACKAGES = ("cmf_core", "integrations/airflow/cmf_airflow", "integrations/airflow/cmf_foundation",
+            "integrations/prefect/cmf_prefect", "integrations/kubeflow/cmf_kubeflow")
 
 
 def _uv() -> str:
@@ -74,6 +74,8 @@ def test_the_wheel_holds_every_data_file_and_entry_point(wheel: Path) -> None:
             "cmf_core/openlineage/spec/LICENSE"} <= set(data)
     in_wheel = {p: p.split("/", 2)[-1] if p.startswith("integrations/") else p for p in data}
     assert [p for p, w in in_wheel.items() if w not in names] == []
+    # Airflow imports the provider's package-name, cmf_foundation, to look for example DAGs
+    assert "cmf_foundation/__init__.py" in names
     dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
     for line in ("cmf = cmf_core.cli:main", "cmf = cmf_airflow.plugin:CmfPlugin",

@@ -244,3 +244,48 @@ def test_recommender_quick_start_runs(tmp_path: Path, monkeypatch: pytest.Monkey
     study = scope["study"]
     done = [t for t in study.trials if t.value is not None]  # type: ignore[attr-defined]
     assert len(done) == 2 and all(0.5 < t.value <= 1.0 for t in done)
+
+
+def test_settings_and_variables_named_in_docs_exist() -> None:
+    """Every `CMF_*` variable, `AIRFLOW__CMF__*` / `[cmf]` option, `OPENLINEAGE__TRANSPORT__*`
+    key of the CmfTransport and key of a ```toml block that the README, docs/ and examples/ name
+    is one the code reads (a renamed setting would otherwise leave the docs naming a variable
+    that is now an unknown-setting error)."""
+    import attr
+    from cmf_airflow.provider_info import get_provider_info
+
+    from cmf_core.openlineage.transport.cmf import CmfConfig
+
+    settings = set(Settings.model_fields)
+    airflow = set(get_provider_info()["config"]["cmf"]["options"])
+    transport = {f.name for f in attr.fields(CmfConfig)} | {"type"}
+    # named on purpose as what does not exist (docs/airflow.md: an unknown-setting error)
+    not_settings = {"CMF_LINEAGE_SOURCE"}
+    wrong, seen = [], 0
+    for path in _markdown_files():
+        text = path.read_text()
+        for name in sorted(set(re.findall(r"\bCMF_[A-Z0-9_]*[A-Z0-9]\b", text)) - not_settings):
+            seen += 1
+            if name[4:].lower() not in settings:
+                wrong.append(f"{path.name}: {name} is not a setting")
+        for name in set(re.findall(r"\bAIRFLOW__CMF__([A-Z0-9_]+)", text)):
+            seen += 1
+            if name.lower() not in airflow:
+                wrong.append(f"{path.name}: AIRFLOW__CMF__{name} is not a [cmf] option")
+        for name in set(re.findall(r"\bOPENLINEAGE__TRANSPORT__([A-Z0-9_]+)", text)):
+            seen += 1
+            if name.lower() not in transport:
+                wrong.append(f"{path.name}: OPENLINEAGE__TRANSPORT__{name} is not a "
+                             "CmfTransport setting")
+        for block in re.findall(r"```toml\n(.*?)```", text, re.S):
+            for key in re.findall(r"^([a-z_]+)\s*=", block, re.M):
+                seen += 1
+                if key not in settings:
+                    wrong.append(f"{path.name}: cmf.toml key {key!r} is not a setting")
+        for block in re.findall(r"```ini\n\[cmf\]\n(.*?)```", text, re.S):
+            for key in re.findall(r"^([a-z_]+)\s*=", block, re.M):
+                seen += 1
+                if key not in airflow:
+                    wrong.append(f"{path.name}: [cmf] {key} is not an Airflow option")
+    assert seen >= 40, seen  # the docs do name settings
+    assert not wrong, "\n".join(wrong)

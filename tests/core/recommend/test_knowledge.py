@@ -109,6 +109,27 @@ def test_store_round_trip(store: Store) -> None:
     assert rec.seeds[0].evidence[0].run_id == best.run_id
 
 
+def test_a_runs_other_params_are_not_its_configuration(store: Store) -> None:
+    """An Airflow task's params hold the DAG's params and the task's arguments besides the
+    hyperparameters it logged (examples/airflow/churn_pipeline.py's train: `configs`, `seed`,
+    `test_size`): the second run of that DAG was seeded with a configuration that
+    build_estimator refused ("rf has no parameter(s) configs, seed, test_size")."""
+    from cmf_core.recommend.space import build_estimator
+
+    task = make_task("airflow", (0.2, 0.2, 0.9))
+    best = CONFIGS[A_BEST]
+    run = Execution(pipeline="churn_pipeline", stage="train", site=store.site,
+                    params={**best, "seed": 7, "test_size": 0.25, "configs": [dict(best)]},
+                    properties=knowledge.task_properties(task))
+    store.put([run.ended(), Metric(execution_id=run.id, name="score", value=0.9)])
+    [stored] = knowledge.from_store(store).runs[task.id]
+    assert dict(stored.config) == best
+    rec = recommend(make_task("next", (0.21, 0.2, 0.9)), k=1, store=store,
+                    include_shipped=False, threshold=0.9)
+    assert rec.configs() == [best]
+    build_estimator(rec.configs()[0], "classification")  # the seed is a valid configuration
+
+
 def test_optuna_callback_records_trials(store: Store) -> None:
     optuna.logging.set_verbosity(optuna.logging.ERROR)
     task = make_task("live", (0.5, 0.5, 0.5))

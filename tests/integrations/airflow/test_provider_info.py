@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 from cmf_airflow.provider_info import get_provider_info
 
 
@@ -38,3 +39,23 @@ def test_every_option_has_an_accessor() -> None:
     for option in get_provider_info()["config"]["cmf"]["options"]:
         accessor = getattr(conf, "is_disabled" if option == "disabled" else option)
         assert f"[cmf] {option}" in (accessor.__doc__ or ""), option
+
+
+def test_example_dag_discovery_finds_the_provider_module(
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    """With [core] load_examples on (Airflow's default; the tests turn it off), Airflow imports
+    each provider's package-name, `-` as `_`, to look for example DAGs: `airflow dags test` of
+    the README's example logged an error with a traceback, no module named 'cmf_foundation'."""
+    import importlib
+    import logging
+
+    module = get_provider_info()["package-name"].replace("-", "_")
+    assert importlib.import_module(module).__name__ == "cmf_foundation"
+    manager = pytest.importorskip("airflow.dag_processing.bundles.manager")
+    if not hasattr(manager, "_add_provider_example_dags_to_bundle"):
+        pytest.skip("this Airflow does not look for providers' example DAGs")
+    with caplog.at_level(logging.ERROR):
+        bundles: list = []
+        manager._add_provider_example_dags_to_bundle(bundles)
+    assert not [r for r in caplog.records if "cmf_foundation" in r.getMessage()]
+    assert not [b for b in bundles if "cmf" in str(b)]
