@@ -985,8 +985,13 @@ class SqlStore(Store):
         t = schema.executions
         if where is None:
             return stmt
+        # by pipeline_id / stage_id too: those are indexed (ix_executions_pipeline / _stage),
+        # the names are not (a full scan of every execution per pipeline otherwise)
         if where.pipeline is not None:
-            stmt = stmt.where(t.c.pipeline == where.pipeline)
+            stmt = stmt.where(t.c.pipeline_id == name_id("pipeline", where.pipeline),
+                              t.c.pipeline == where.pipeline)
+            if where.stage is not None:
+                stmt = stmt.where(t.c.stage_id == name_id("stage", where.pipeline, where.stage))
         if where.stage is not None:
             stmt = stmt.where(t.c.stage == where.stage)
         if where.site is not None:
