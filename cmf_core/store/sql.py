@@ -1143,6 +1143,24 @@ class SqlStore(Store):
                        step=None if r.step == schema.STEP_SCALAR else r.step,
                        timestamp=r.timestamp) for r in self._rows(stmt)]
 
+    def metrics_page(self, execution_ids: Sequence[str], name: str | None = None,
+                     limit: int | None = None, offset: int = 0) -> tuple[list[Metric], int]:
+        _check_page(limit if limit is not None else 1, offset)
+        t = schema.metrics
+        cond = self._among(t.c.execution_id, execution_ids)
+        if name is not None:
+            cond = sa.and_(cond, t.c.name == name)
+        stmt = sa.select(t).where(cond).order_by(t.c.execution_id, t.c.name, t.c.step)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        found = [Metric(execution_id=r.execution_id, name=r.name, value=r.value,
+                        step=None if r.step == schema.STEP_SCALAR else r.step,
+                        timestamp=r.timestamp) for r in self._rows(stmt)]
+        total = int(self._rows(sa.select(sa.func.count()).select_from(t).where(cond))[0][0])
+        return found, total
+
     def energy(self, execution_ids: Sequence[str] | None = None) -> list[EnergyRecord]:
         t = schema.energy
         stmt = sa.select(t).order_by(t.c.seq)

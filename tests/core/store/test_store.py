@@ -594,3 +594,33 @@ def test_executions_of_a_pipeline_or_stage_are_found_by_index(tmp_path: Path) ->
             plan = " ".join(str(r) for r in c.execute(f"EXPLAIN QUERY PLAN {statement}", params))
             assert "SCAN executions" not in plan, (statement, plan)
             assert "ix_executions_pipeline" in plan or "ix_executions_stage" in plan, plan
+
+
+def test_metrics_page_reads_one_page(tmp_path: Path) -> None:
+    """The metrics routes page in SQL (LIMIT/OFFSET, a count): the web UI's compare page read
+    every metric of the runs for each page of 1,000 (quadratic in 10,000-step curves)."""
+    import sqlalchemy as sa
+
+    with open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="site-a") as s:
+        ex = [Execution(pipeline="p", stage="train", site="site-a") for _ in range(2)]
+        s.put([Pipeline("p", "site-a"), Stage("p", "train", "site-a"), *(e.ended() for e in ex)]
+              + [Metric(e.id, n, float(i), step, 1.0) for e in ex for n in ("loss", "acc")
+                 for i, step in enumerate([None, *range(25)])])
+        ids = [e.id for e in ex]
+        seen: list[str] = []
+
+        @sa.event.listens_for(s.engine, "before_cursor_execute")
+        def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            if "FROM metrics" in statement:
+                seen.append(statement)
+
+        for name in (None, "loss"):
+            for limit, offset in ((7, 0), (7, 21), (1000, 0), (5, 200)):
+                got = s.metrics_page(ids, name, limit, offset)
+                assert got == Store.metrics_page(s, ids, name, limit, offset), (name, offset)
+        assert s.metrics_page(ids, "loss", 3, 1)[0][0].step == 0  # the scalar comes first
+        assert s.metrics_page(ids, None, 1000)[1] == 104
+        seen.clear()
+        assert len(s.metrics_page(ids, None, 7, 14)[0]) == 7
+        assert len(seen) == 2 and "LIMIT" in seen[0] and "OFFSET" in seen[0], seen
+        assert "count(" in seen[1].lower()
