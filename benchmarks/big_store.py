@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from cmf_core.identity import remote_digest  # noqa: E402
-from cmf_core.model import (  # noqa: E402
+from cmf_core.identity import remote_digest
+from cmf_core.model import (
     Artifact,
     EnergyRecord,
     Event,
@@ -34,7 +34,7 @@ from cmf_core.model import (  # noqa: E402
     Pipeline,
     Stage,
 )
-from cmf_core.store import open_store  # noqa: E402
+from cmf_core.store import open_store
 
 SITE = "site-a"
 YEAR = 365 * 86400.0
