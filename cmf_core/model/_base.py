@@ -66,8 +66,8 @@ def _check_json(value: Any, what: str) -> None:
 
 def _plain_copy(value: Mapping[Any, Any], depth: int = 0) -> dict[str, Any] | None:
     """A copy of ``value`` if it is already plain, storable JSON (str keys; str, int, finite
-    float, bool, None or such dicts as values; text without NUL or lone surrogates, integers of
-    at most :data:`MAX_INT_DIGITS` digits), else None: the common case skips
+    float, bool, None or such dicts and lists as values; text without NUL or lone surrogates,
+    integers of at most :data:`MAX_INT_DIGITS` digits), else None: the common case skips
     :func:`jsonutil.clean` and :func:`_check_json`."""
     out = dict(value)
     for k, v in out.items():
@@ -80,13 +80,36 @@ def _plain_copy(value: Mapping[Any, Any], depth: int = 0) -> dict[str, Any] | No
         elif t is int:
             if not -_BIG < v < _BIG:
                 return None
-        elif t is dict:
+        elif t is dict or t is list:
             if depth > 2:
                 return None
-            inner = _plain_copy(v, depth + 1)
+            inner = _plain_copy(v, depth + 1) if t is dict else _plain_list(v, depth + 1)
             if inner is None:
                 return None
             out[k] = inner
+        elif t not in _PLAIN or v != v or v in _INF:
+            return None
+    return out
+
+
+def _plain_list(value: list[Any], depth: int) -> list[Any] | None:
+    """:func:`_plain_copy` of a list (an energy record's ``notes``, a list of layer sizes)."""
+    out = list(value)
+    for i, v in enumerate(out):
+        t = type(v)
+        if t is str:
+            if "\x00" in v or (not v.isascii() and text_problem(v)):
+                return None
+        elif t is int:
+            if not -_BIG < v < _BIG:
+                return None
+        elif t is dict or t is list:
+            if depth > 2:
+                return None
+            inner = _plain_copy(v, depth + 1) if t is dict else _plain_list(v, depth + 1)
+            if inner is None:
+                return None
+            out[i] = inner
         elif t not in _PLAIN or v != v or v in _INF:
             return None
     return out

@@ -250,6 +250,16 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def metrics(self, execution_ids: Sequence[str]) -> list[Metric]: ...
 
+    def metrics_page(self, execution_ids: Sequence[str], name: str | None = None,
+                     limit: int | None = None, offset: int = 0) -> tuple[list[Metric], int]:
+        """One page of the metrics of ``execution_ids`` (only ``name``, if given) in the order
+        of :meth:`metrics` (execution, name, step; a scalar first), and how many there are in
+        all. This reference reads them all; SQL stores read only the page."""
+        _check_page(limit if limit is not None else 1, offset)
+        found = [m for m in self.metrics(execution_ids) if name is None or m.name == name]
+        end = None if limit is None else offset + limit
+        return found[offset:end], len(found)
+
     @abc.abstractmethod
     def energy(self, execution_ids: Sequence[str] | None = None) -> list[EnergyRecord]: ...
 

@@ -1033,8 +1033,13 @@ class SqlStore(Store):
         t = schema.executions
         if where is None:
             return stmt
+        # by pipeline_id / stage_id too: those are indexed (ix_executions_pipeline / _stage),
+        # the names are not (a full scan of every execution per pipeline otherwise)
         if where.pipeline is not None:
-            stmt = stmt.where(t.c.pipeline == where.pipeline)
+            stmt = stmt.where(t.c.pipeline_id == name_id("pipeline", where.pipeline),
+                              t.c.pipeline == where.pipeline)
+            if where.stage is not None:
+                stmt = stmt.where(t.c.stage_id == name_id("stage", where.pipeline, where.stage))
         if where.stage is not None:
             stmt = stmt.where(t.c.stage == where.stage)
         if where.site is not None:
@@ -1210,6 +1215,24 @@ class SqlStore(Store):
         return [Metric(execution_id=r.execution_id, name=r.name, value=r.value,
                        step=None if r.step == schema.STEP_SCALAR else r.step,
                        timestamp=r.timestamp) for r in self._rows(stmt)]
+
+    def metrics_page(self, execution_ids: Sequence[str], name: str | None = None,
+                     limit: int | None = None, offset: int = 0) -> tuple[list[Metric], int]:
+        _check_page(limit if limit is not None else 1, offset)
+        t = schema.metrics
+        cond = self._among(t.c.execution_id, execution_ids)
+        if name is not None:
+            cond = sa.and_(cond, t.c.name == name)
+        stmt = sa.select(t).where(cond).order_by(t.c.execution_id, t.c.name, t.c.step)
+        if limit is not None:
+            stmt = stmt.limit(limit)
+        if offset:
+            stmt = stmt.offset(offset)
+        found = [Metric(execution_id=r.execution_id, name=r.name, value=r.value,
+                        step=None if r.step == schema.STEP_SCALAR else r.step,
+                        timestamp=r.timestamp) for r in self._rows(stmt)]
+        total = int(self._rows(sa.select(sa.func.count()).select_from(t).where(cond))[0][0])
+        return found, total
 
     def energy(self, execution_ids: Sequence[str] | None = None) -> list[EnergyRecord]:
         t = schema.energy

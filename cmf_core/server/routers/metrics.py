@@ -17,10 +17,8 @@ router = APIRouter(tags=["CMF: metrics"], dependencies=[Depends(require_read)])
 
 def _metrics_page(store: Any, ids: list[str], name: str | None, limit: int, offset: int
                   ) -> dict[str, Any]:
-    found = [m for m in store.metrics(ids) if name is None or m.name == name]
-    found.sort(key=lambda m: (m.execution_id, m.name, -1 if m.step is None else m.step))
-    return page([metric_json(m) for m in found[offset:offset + limit]], limit, offset,
-                len(found))
+    found, total = store.metrics_page(ids, name, limit, offset)  # one page, not all of them
+    return page([metric_json(m) for m in found], limit, offset, total)
 
 
 @router.get("/api/v1/metrics")

@@ -737,3 +737,62 @@ def test_a_site_that_is_not_a_string_is_refused_at_the_record(make: Any) -> None
     with pytest.raises(InvalidInputError, match=r"(pipeline|stage|execution) site must be a "
                                                 r"string, got (None|5)"):
         make()
+
+
+def test_executions_of_a_pipeline_or_stage_are_found_by_index(tmp_path: Path) -> None:
+    """A pipeline or stage filter searches ix_executions_pipeline / _stage rather than scanning
+    every execution of the store (on a store of 200,000 executions, the web UI's pipelines
+    list scanned them all twice per pipeline)."""
+    import sqlalchemy as sa
+
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    with open_store(url, site="site-a") as s:
+        for p in ("p", "q"):
+            chain(s, p, n=3)
+        assert s.count_executions(ExecutionFilter(stage="s1")) == 2  # both pipelines
+        seen: list[tuple[str, Any]] = []
+
+        @sa.event.listens_for(s.engine, "before_cursor_execute")
+        def record(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
+            if "FROM executions" in statement:
+                seen.append((statement, params))
+
+        for where in (ExecutionFilter(pipeline="p"), ExecutionFilter(pipeline="p", stage="s1")):
+            assert {e.pipeline for e in s.list_executions(where, limit=2)} == {"p"}
+            assert s.count_executions(where) == (3 if where.stage is None else 1)
+    assert len(seen) == 4
+    with sqlite3.connect(tmp_path / "cmf.db") as c:
+        for statement, params in seen:
+            plan = " ".join(str(r) for r in c.execute(f"EXPLAIN QUERY PLAN {statement}", params))
+            assert "SCAN executions" not in plan, (statement, plan)
+            assert "ix_executions_pipeline" in plan or "ix_executions_stage" in plan, plan
+
+
+def test_metrics_page_reads_one_page(tmp_path: Path) -> None:
+    """The metrics routes page in SQL (LIMIT/OFFSET, a count): the web UI's compare page read
+    every metric of the runs for each page of 1,000 (quadratic in 10,000-step curves)."""
+    import sqlalchemy as sa
+
+    with open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="site-a") as s:
+        ex = [Execution(pipeline="p", stage="train", site="site-a") for _ in range(2)]
+        s.put([Pipeline("p", "site-a"), Stage("p", "train", "site-a"), *(e.ended() for e in ex)]
+              + [Metric(e.id, n, float(i), step, 1.0) for e in ex for n in ("loss", "acc")
+                 for i, step in enumerate([None, *range(25)])])
+        ids = [e.id for e in ex]
+        seen: list[str] = []
+
+        @sa.event.listens_for(s.engine, "before_cursor_execute")
+        def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+            if "FROM metrics" in statement:
+                seen.append(statement)
+
+        for name in (None, "loss"):
+            for limit, offset in ((7, 0), (7, 21), (1000, 0), (5, 200)):
+                got = s.metrics_page(ids, name, limit, offset)
+                assert got == Store.metrics_page(s, ids, name, limit, offset), (name, offset)
+        assert s.metrics_page(ids, "loss", 3, 1)[0][0].step == 0  # the scalar comes first
+        assert s.metrics_page(ids, None, 1000)[1] == 104
+        seen.clear()
+        assert len(s.metrics_page(ids, None, 7, 14)[0]) == 7
+        assert len(seen) == 2 and "LIMIT" in seen[0] and "OFFSET" in seen[0], seen
+        assert "count(" in seen[1].lower()
