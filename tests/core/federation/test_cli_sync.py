@@ -266,7 +266,7 @@ def test_sync_timeout_is_an_option(tmp_path: Path, capsys: pytest.CaptureFixture
 
     class Late(BaseHTTPRequestHandler):
         def do_GET(self) -> None:
-            release.wait(10)
+            release.wait(60)  # far longer than the --timeout: a sync that waited for it shows
 
         def log_message(self, *_args: object) -> None:
             pass
@@ -281,7 +281,7 @@ def test_sync_timeout_is_an_option(tmp_path: Path, capsys: pytest.CaptureFixture
             release.set()
     finally:
         release.set()
-    assert e.value.code == 1 and took < 5, took
+    assert e.value.code == 1 and took < 30, took  # gave up at its timeout, not the answer
     err = capsys.readouterr().err
     assert err.startswith("Error: ") and url in err and "Traceback" not in err, err
 
