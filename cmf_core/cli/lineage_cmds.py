@@ -19,6 +19,12 @@ from cmf_core.model import Artifact, is_task_value
 JSON_HOPS = (MAX_NESTING - 4) // 4
 
 
+#: The most entries (artifacts and executions, a line each in a wide terminal, two or three in 80
+#: columns) a lineage tree prints without --depth: about four screens of 50 lines, what a reader
+#: takes in at a terminal. A larger tree (a model retrained from the last one every night for a
+#: year is thousands of steps deep) is cut at the depth that fits, with a note saying so.
+TREE_ENTRIES = 200
+
 #: Parameters shown on an execution's line of a lineage tree (``cmf executions`` shows all).
 PARAMS_SHOWN = 4
 
@@ -100,8 +106,10 @@ def lineage(
              "/tmp/run/model.pkl), or a path it was recorded at, whole or its last parts "
              "(out/copy.csv: found also when the same bytes were first recorded under another "
              "name).")],
-    depth: Annotated[int | None, typer.Option(help="Stop after this many hops.",
-                                                      **COUNT)] = None,
+    depth: Annotated[int | None, typer.Option(
+        help="Stop after this many hops (steps up: an execution and the inputs it read). "
+             f"Without it, a tree of more than {TREE_ENTRIES} entries is cut at the depth "
+             "that fits; --json is never cut.", **COUNT)] = None,
     all_: Annotated[bool, typer.Option(
         "--all", help="Show task results (values passed between tasks in memory, such as "
                       "Prefect's) as artifacts of their own, not folded into 'via task "
@@ -114,14 +122,23 @@ def lineage(
     Executions are labelled with their whole id (cmf show takes it). A digest prefix or path
     part that several artifacts match is an error that names them. A tree deeper than the
     terminal is wide goes on in numbered trees below ("continued in #2"); --json nests at most
-    49 steps. A task result (a value one task passed to the next in memory) is folded: the
+    49 steps. Without --depth, a tree of more than 200 entries (artifacts and executions, about
+    four screens) shows only the steps nearest ARTIFACT that fit in 200 entries, and says how
+    many executions it left out and how to see them (--depth N; cmf export --artifact writes all
+    of it). A task result (a value one task passed to the next in memory) is folded: the
     task that produced it is shown right under the one that read it, as "via task result: ..."
     (--all shows the result itself).
 
     Example: cmf lineage model.pkl
     """
+    cut: tuple[int, int] | None = None  # (steps shown, executions upstream in all)
     with get_store(store) as s:
-        tree = Query(s).lineage_tree(artifact, max_depth=depth)
+        if json or depth is not None:
+            tree = Query(s).lineage_tree(artifact, max_depth=depth)
+        else:
+            tree, steps = Query(s).lineage_tree_within(artifact, TREE_ENTRIES)
+            if steps is not None:
+                cut = steps, len(s.upstream(tree.record.id).executions)
     if json:
         try:
             print_json(tree.to_dict())
@@ -140,3 +157,31 @@ def lineage(
             console.print(f"[dim]{folded} task result{'s' if folded > 1 else ''} (values "
                           "passed between tasks in memory) folded into 'via task result'; "
                           "--all shows them[/]")
+    if cut is not None:
+        _say_cut(tree, artifact, *cut)
+
+
+def _say_cut(tree: LineageNode, ref: str, steps: int, executions: int) -> None:
+    """The note under a tree cut to ``TREE_ENTRIES``: what it shows, what it left out, how
+    to see the rest."""
+    import shlex
+
+    shown = len({n.record.id for n in _nodes(tree) if n.kind == "execution"})
+    console.print(
+        f"Shown: the {steps} step{'s' if steps > 1 else ''} nearest to {ref} ({shown} of the "
+        f"{executions:,} executions upstream of it); the {executions - shown:,} further back "
+        f"{'is' if executions - shown == 1 else 'are'} left out, as the whole tree has more "
+        f"than the {TREE_ENTRIES} entries shown without --depth. --depth N shows N steps "
+        f"(--depth {executions} all of them); "
+        f"cmf export --artifact {shlex.quote(ref)} FILE writes its whole provenance to FILE.",
+        markup=False, highlight=False)
+
+
+def _nodes(root: LineageNode) -> list[LineageNode]:
+    """Every node of the tree of ``root``."""
+    found, stack = [], [root]
+    while stack:
+        n = stack.pop()
+        found.append(n)
+        stack += n.children
+    return found

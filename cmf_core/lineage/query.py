@@ -70,6 +70,21 @@ class LineageNode:
         return base
 
 
+def level_sizes(root: LineageNode) -> list[int]:
+    """The nodes of the tree of ``root`` per step up (what ``max_depth`` counts): ``[0]`` is
+    ``root``, ``[k]`` the executions ``k`` steps up and the inputs they read."""
+    sizes: list[int] = []
+    stack = [(root, 0)]
+    while stack:
+        node, level = stack.pop()
+        level += node.kind == "execution"
+        if level == len(sizes):
+            sizes.append(0)
+        sizes[level] += 1
+        stack += [(child, level) for child in node.children]
+    return sizes
+
+
 def fold_task_values(root: LineageNode) -> tuple[LineageNode, int]:
     """A copy of the tree of ``root`` for display, with every task value (an artifact that
     :func:`~cmf_core.model.is_task_value`: a value passed between tasks in memory) an input of
@@ -342,7 +357,34 @@ class Query:
 
     def lineage_tree(self, artifact_ref: str, max_depth: int | None = None) -> LineageNode:
         """Upstream tree: artifact <- producing execution <- its inputs <- ..."""
+        return self._lineage_tree(self.resolve_artifact(artifact_ref), max_depth)
+
+    def lineage_tree_within(self, artifact_ref: str,
+                            max_nodes: int) -> tuple[LineageNode, int | None]:
+        """The upstream tree of an artifact, whole when it has at most ``max_nodes`` nodes
+        (``None`` second); else the tree of the most steps (``max_depth``, at least 1) that
+        keeps within ``max_nodes``, and that number of steps. The store is read a few steps at
+        a time (2, 4, 8, ... deep), so a history of thousands of steps is never read whole."""
         art = self.resolve_artifact(artifact_ref)
+        depth = 2
+        while True:
+            tree = self._lineage_tree(art, depth)
+            sizes = level_sizes(tree)
+            if sum(sizes) > max_nodes:
+                fit, total = 1, sizes[0] + sizes[1]
+                for k in range(2, len(sizes)):
+                    total += sizes[k]
+                    if total > max_nodes:
+                        break
+                    fit = k
+                if fit >= len(sizes) - 1:  # one step, wide, and nothing beyond: all of it
+                    return tree, None
+                return self._lineage_tree(art, fit), fit
+            if len(sizes) <= depth:  # nothing ``depth`` steps up: this is all of it
+                return tree, None
+            depth *= 2
+
+    def _lineage_tree(self, art: Artifact, max_depth: int | None) -> LineageNode:
         closure = self.store.upstream(art.id, max_depth)
         arts = {a.id: a for a in self.store.find_artifacts(ids=sorted(closure.artifacts))}
         execs = {e.id: e for e in self.store.list_executions(

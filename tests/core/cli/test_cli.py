@@ -1014,3 +1014,81 @@ def test_lineage_keeps_a_task_value_whose_producer_is_beyond_depth(tmp_path: Pat
     text = invoke("lineage", "m.pkl", "--store", url, "--depth", "1", columns=200)
     assert "a-result" in text and "via task result" not in text
     assert "folded" not in text
+
+
+def test_a_long_lineage_is_cut_to_what_a_terminal_shows(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A model retrained from the last one 300 times: `cmf lineage` printed every step (on a
+    year-sized store, 224,621 lines). Now, without --depth, it prints the steps nearest the
+    model that fit in 200 entries and says what it left out and how to see it; --depth and
+    --json are not cut."""
+    from cmf_core.cli.lineage_cmds import TREE_ENTRIES
+    from cmf_core.lineage import Query
+    from cmf_core.store import open_store
+    from cmf_core.store.sql import SqlStore
+
+    assert TREE_ENTRIES == 200
+    url = _chain_store(tmp_path, 300)
+
+    def names(text: str) -> set[str]:
+        return {w for line in text.splitlines() for w in line.split()
+                if w[:1] == "a" and w[1:].isdigit()}
+
+    text = invoke("lineage", "a300", "--store", url, columns=200)
+    # a300 and 99 steps (an execution and its input each): 199 entries, one more step is 201
+    assert names(text) == {f"a{i}" for i in range(201, 301)}
+    assert text.count("Shown:") == 1 and " ".join(text.split()).endswith(
+        "@hpc Shown: the 99 steps nearest to a300 (99 of the 300 executions upstream of it); the "
+        "201 further back are left out, as the whole tree has more than the 200 entries shown "
+        "without --depth. --depth N shows N steps (--depth 300 all of them); cmf export "
+        "--artifact a300 FILE writes its whole provenance to FILE.")
+    # in 80 columns the cut tree still goes on in numbered trees
+    narrow = invoke("lineage", "a300", "--store", url, columns=80)
+    assert names(narrow) == names(text) and "(continued in #2)" in narrow
+    assert any(line.startswith("#2 Model ") for line in narrow.splitlines())
+    # --depth is what the note says: all of it, or as many steps as asked, no note
+    whole = invoke("lineage", "a300", "--store", url, "--depth", "300", columns=200)
+    assert names(whole) == {f"a{i}" for i in range(301)} and "Shown:" not in whole
+    some_steps = invoke("lineage", "a300", "--store", url, "--depth", "120", columns=200)
+    assert names(some_steps) == {f"a{i}" for i in range(180, 301)}
+    assert "Shown:" not in some_steps
+    # --json is not cut: too deep to nest, as before
+    assert fails(capsys, "lineage", "a300", "--store", url, "--json").startswith(
+        "Error: the lineage of 'a300' is 300 steps deep, more than --json nests")
+    # a tree that fits is whole, no note
+    short_text = invoke("lineage", "a50", "--store", url, columns=200)
+    assert names(short_text) == {f"a{i}" for i in range(51)} and "Shown:" not in short_text
+    # the store is read a few steps deep at a time, never the whole history
+    depths: list[int | None] = []
+    upstream = SqlStore.upstream
+
+    def spy(self: SqlStore, artifact_id: str, max_depth: int | None = None) -> object:
+        depths.append(max_depth)
+        return upstream(self, artifact_id, max_depth)
+
+    monkeypatch.setattr(SqlStore, "upstream", spy)
+    with open_store(url) as s:
+        tree, steps = Query(s).lineage_tree_within("a300", 200)
+    assert steps == 99 and None not in depths and max(d for d in depths if d) <= 128
+    assert tree.record.name == "a300"
+
+
+def test_a_wide_lineage_of_one_step_is_not_cut(tmp_path: Path) -> None:
+    """A training run that read 250 files: more than the 200 entries, but one step and
+    nothing beyond it, so the tree is whole and no note says anything was left out."""
+    from cmf_core.identity import remote_digest
+    from cmf_core.model import Artifact, Event, Execution, Pipeline, Stage
+    from cmf_core.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'wide.db'}"
+    arts = [Artifact(id=remote_digest(f"s3://b/in{i}", "1"), type="Dataset", name=f"in{i}",
+                     uri=f"s3://b/in{i}", site="hpc") for i in range(250)]
+    model = Artifact(id=remote_digest("s3://b/m", "1"), type="Model", name="m", uri="s3://b/m",
+                     site="hpc")
+    ex = Execution(pipeline="p", stage="train", site="hpc").ended()
+    with open_store(url) as s:
+        s.put([Pipeline("p", "hpc"), Stage("p", "train", "hpc"), model, *arts, ex,
+               Event(ex.id, model.id, "OUTPUT"), *(Event(ex.id, a.id, "INPUT") for a in arts)])
+    text = invoke("lineage", "m", "--store", url, columns=200)
+    assert len(text.splitlines()) == 252 and "Shown:" not in text
