@@ -363,10 +363,18 @@ def show(ref: Annotated[str, typer.Argument(
                   "it was recorded at (whole or its last parts: out/copy.csv).")],
          store: StoreOpt = None,
          json: Annotated[bool, typer.Option(
-             "--json", help="Print plain JSON, for scripts (default: the same JSON, "
-                            "highlighted).")] = False) -> None:
+             "--json", help="Print plain JSON, for scripts, with every step of every metric "
+                            "(default: the same JSON, highlighted, stepped metrics "
+                            "summarised).")] = False,
+         all_metrics: Annotated[bool, typer.Option(
+             "--all-metrics", help="List every step of a stepped metric (a loss curve), "
+                                   "not one summary per name.")] = False) -> None:
     """Show one execution or artifact with its events, metrics and energy; an execution's
     run_url is its run's page in the orchestrator's UI (its logs), when recorded.
+
+    A metric logged at steps (a loss curve of 10,000 steps) is summarised per name: how many
+    steps, the first and last step, the last value, the smallest and largest; --all-metrics or
+    --json lists each step.
 
     Example: cmf show 01a221c3-f185 (an id prefix; ambiguous ones list the candidates)
     """
@@ -397,4 +405,36 @@ def show(ref: Annotated[str, typer.Argument(
     if json:
         print_json(data)
         return
+    summarised = None
+    if "metrics" in data and not all_metrics:
+        data["metrics"], summarised = _summarise_steps(data["metrics"])
     console.print_json(data=__import__("cmf_core.jsonutil").jsonutil.clean(data))
+    if summarised:
+        _say(f"Stepped metrics summarised per name ({summarised:,} steps in all): "
+             "--all-metrics lists every step, --json too.")
+
+
+def _summarise_steps(metrics: list[dict]) -> tuple[list[dict], int]:
+    """``metrics`` (``name``, ``value``, ``step``; in name and step order) with the steps of
+    each stepped metric replaced by one summary (steps, first_step, last_step, last_value, min,
+    max), in the same place; and how many steps they held."""
+    out: list[dict] = []
+    summary: dict[str, dict] = {}
+    steps = 0
+    for m in metrics:
+        if m["step"] is None:
+            out.append(m)
+            continue
+        steps += 1
+        s = summary.get(m["name"])
+        if s is None:
+            s = summary[m["name"]] = {"name": m["name"], "steps": 0, "first_step": m["step"],
+                                      "last_step": m["step"], "last_value": m["value"],
+                                      "min": m["value"], "max": m["value"]}
+            out.append(s)
+        s["steps"] += 1
+        if m["step"] >= s["last_step"]:
+            s["last_step"], s["last_value"] = m["step"], m["value"]
+        s["first_step"] = min(s["first_step"], m["step"])
+        s["min"], s["max"] = min(s["min"], m["value"]), max(s["max"], m["value"])
+    return out, steps

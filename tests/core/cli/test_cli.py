@@ -684,7 +684,9 @@ def test_show_json_help_says_what_it_changes() -> None:
     assert result.exit_code == 0, result.output
     text = result.output
     assert "instead of a table" not in text  # show has no table: it always prints JSON
-    assert "Print plain JSON, for scripts (default: the same JSON, highlighted)." in text
+    assert " ".join(text.replace("│", " ").split()).count(
+        "Print plain JSON, for scripts, with every step of every metric (default: the same "
+        "JSON, highlighted, stepped metrics summarised).") == 1
 
 
 def test_a_damaged_store_and_bad_arguments_are_one_line_errors(
@@ -1072,6 +1074,39 @@ def test_a_long_lineage_is_cut_to_what_a_terminal_shows(
         tree, steps = Query(s).lineage_tree_within("a300", 200)
     assert steps == 99 and None not in depths and max(d for d in depths if d) <= 128
     assert tree.record.name == "a300"
+
+
+def test_show_summarises_stepped_metrics(tmp_path: Path) -> None:
+    """A run with a 10,000-step loss curve: `cmf show` printed every step (50,000 lines). Now
+    each stepped metric is one summary; --all-metrics and --json list every step."""
+    from cmf_core.model import Metric
+    from cmf_core.store import open_store
+
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    with Cmf(pipeline_name="p", store=url, measure_energy=False) as cmf, \
+            cmf.create_execution("train") as ex:
+        cmf.log_execution_metrics("eval", {"auc": 0.9})
+        ex_id = ex.execution.id
+    with open_store(url) as s:
+        s.put([Metric(ex_id, "loss", 5.0 - s_ / 1000, s_) for s_ in range(3, 3003)]
+              + [Metric(ex_id, "lr", 0.1, 0), Metric(ex_id, "lr", 0.3, 1),
+                 Metric(ex_id, "lr", 0.2, 2)])
+    text = invoke("show", ex_id, "--store", url, columns=200)
+    body, _, note = text.rpartition("}\n")
+    assert note == ("Stepped metrics summarised per name (3,003 steps in all): --all-metrics "
+                    "lists every step, --json too.\n")
+    assert json.loads(body + "}")["metrics"] == [
+        {"name": "auc", "value": 0.9, "step": None},
+        {"name": "loss", "steps": 3000, "first_step": 3, "last_step": 3002,
+         "last_value": 5.0 - 3002 / 1000, "min": 5.0 - 3002 / 1000, "max": 5.0 - 3 / 1000},
+        {"name": "lr", "steps": 3, "first_step": 0, "last_step": 2, "last_value": 0.2,
+         "min": 0.1, "max": 0.3}]
+    assert len(text.splitlines()) < 100
+    every = invoke("show", ex_id, "--store", url, "--all-metrics", columns=200)
+    assert "summarised" not in every
+    listed = json.loads(every)["metrics"]
+    assert len(listed) == 3004 and {"name": "lr", "value": 0.3, "step": 1} in listed
+    assert json.loads(invoke("show", ex_id, "--store", url, "--json"))["metrics"] == listed
 
 
 def test_a_wide_lineage_of_one_step_is_not_cut(tmp_path: Path) -> None:
