@@ -73,22 +73,11 @@ def _plain_copy(value: Mapping[Any, Any], depth: int = 0) -> dict[str, Any] | No
     for k, v in out.items():
         if type(k) is not str or "\x00" in k or (not k.isascii() and text_problem(k)):
             return None
-        t = type(v)
-        if t is str:
-            if "\x00" in v or (not v.isascii() and text_problem(v)):
-                return None
-        elif t is int:
-            if not -_BIG < v < _BIG:
-                return None
-        elif t is dict or t is list:
-            if depth > 2:
-                return None
-            inner = _plain_copy(v, depth + 1) if t is dict else _plain_list(v, depth + 1)
-            if inner is None:
-                return None
-            out[k] = inner
-        elif t not in _PLAIN or v != v or v in _INF:
+        plain = _plain_value(v, depth)
+        if plain is _NOT_PLAIN:
             return None
+        if plain is not v:
+            out[k] = plain
     return out
 
 
@@ -96,23 +85,33 @@ def _plain_list(value: list[Any], depth: int) -> list[Any] | None:
     """:func:`_plain_copy` of a list (an energy record's ``notes``, a list of layer sizes)."""
     out = list(value)
     for i, v in enumerate(out):
-        t = type(v)
-        if t is str:
-            if "\x00" in v or (not v.isascii() and text_problem(v)):
-                return None
-        elif t is int:
-            if not -_BIG < v < _BIG:
-                return None
-        elif t is dict or t is list:
-            if depth > 2:
-                return None
-            inner = _plain_copy(v, depth + 1) if t is dict else _plain_list(v, depth + 1)
-            if inner is None:
-                return None
-            out[i] = inner
-        elif t not in _PLAIN or v != v or v in _INF:
+        plain = _plain_value(v, depth)
+        if plain is _NOT_PLAIN:
             return None
+        if plain is not v:
+            out[i] = plain
     return out
+
+
+_NOT_PLAIN = object()
+
+
+def _plain_value(v: Any, depth: int) -> Any:
+    """``v`` if it is a plain, storable JSON scalar, a plain copy of a dict or list, else
+    :data:`_NOT_PLAIN` (see :func:`_plain_copy`)."""
+    t = type(v)
+    if t is str:
+        return _NOT_PLAIN if "\x00" in v or (not v.isascii() and text_problem(v)) else v
+    if t is int:
+        return v if -_BIG < v < _BIG else _NOT_PLAIN
+    if t is dict or t is list:
+        if depth > 2:
+            return _NOT_PLAIN
+        inner = _plain_copy(v, depth + 1) if t is dict else _plain_list(v, depth + 1)
+        return _NOT_PLAIN if inner is None else inner
+    if t not in _PLAIN or v != v or v in _INF:
+        return _NOT_PLAIN
+    return v
 
 
 def now() -> float:
