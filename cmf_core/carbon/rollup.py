@@ -35,11 +35,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from cmf_core import jsonutil
 from cmf_core.errors import CmfError, InvalidInputError, NotFoundError
 from cmf_core.model import EnergyRecord, Execution, Stage
+from cmf_core.model._base import frozen_dict
+from cmf_core.model.energy import MEASURED_KEY
 
 if TYPE_CHECKING:
-    from cmf_core.store import Store
+    from cmf_core.store import CarbonRow, Store
 
 PHASE_KEY = "cmf.phase"
 PHASES = ("training", "inference", "retraining", "preprocessing", "evaluation", "other")
@@ -56,7 +59,7 @@ PHASE_STEMS: tuple[tuple[str, tuple[str, ...]], ...] = (
 )
 _CAMEL = re.compile(r"(?<=[a-z])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 _WORD = re.compile(r"[a-z]+")
-_CHUNK = 500  # execution ids per energy query
+_CHUNK = 500  # execution ids per energy query (rollup(keep_items=True))
 
 
 class PlotUnavailableError(CmfError):
@@ -95,21 +98,30 @@ def _label(props: Mapping[str, Any]) -> Any:
 def phase_of(execution: Execution, stage: Stage | None = None) -> tuple[str, str, str | None]:
     """``(phase, source, note)``: source is ``execution``, ``stage`` or ``inferred``; ``note``
     explains a label that is not one of :data:`PHASES` (the phase is then ``other``)."""
-    for source, holder in (("execution", execution), ("stage", stage)):
-        if holder is None:
-            continue
-        for props in (holder.properties, holder.custom_properties):
+    return _phase(execution.id, execution.pipeline, execution.stage,
+                  (execution.properties, execution.custom_properties), stage)
+
+
+def _phase(execution_id: str, pipeline: str, stage_name: str,
+           own: Sequence[Mapping[str, Any]], stage: Stage | None
+           ) -> tuple[str, str, str | None]:
+    """:func:`phase_of` from an execution's id, names and (custom) properties."""
+    holders = [("execution", own)]
+    if stage is not None:
+        holders.append(("stage", (stage.properties, stage.custom_properties)))
+    for source, props_of in holders:
+        for props in props_of:
             value = _label(props)
             if value is None:
                 continue
             phase = str(value).strip().lower()
             if phase in PHASES:
                 return phase, source, None
-            where = (f"execution {execution.id}" if source == "execution"
-                     else f"stage {execution.pipeline}/{execution.stage}")
+            where = (f"execution {execution_id}" if source == "execution"
+                     else f"stage {pipeline}/{stage_name}")
             return "other", source, (f"{where}: {PHASE_KEY}={value!r} is not one of "
                                      f"{', '.join(PHASES)}; counted as other")
-    return infer_phase(execution.stage), "inferred", None
+    return infer_phase(stage_name), "inferred", None
 
 
 # results -------------------------------------------------------------------------------------
@@ -213,6 +225,10 @@ class Rollup:
     items: tuple[Item, ...]
     filters: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
+    #: CO2e (kg) per (group key, site) with an execution in it: the bars :func:`plot` draws
+    site_co2e: Mapping[tuple[str, str], float] = field(default_factory=dict)
+    #: the same roll-up grouped another way, read again (a roll-up that keeps no items)
+    again: Callable[[str], Rollup] | None = field(default=None, repr=False, compare=False)
 
     @property
     def inferred(self) -> tuple[StagePhase, ...]:
@@ -220,7 +236,11 @@ class Rollup:
         return tuple(s for s in self.stages if s.source == "inferred")
 
     def regroup(self, by: str) -> Rollup:
-        """The same executions grouped by another key."""
+        """The same selection grouped by another key: from ``items`` where the roll-up keeps
+        them (:func:`rollup_records`, ``rollup(keep_items=True)``), else read again from the
+        store with the same filters."""
+        if self.again is not None:
+            return self.again(check_by(by))
         return _build(self.items, by, dict(self.filters), list(self.notes))
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,10 +271,17 @@ def _key(item: Item, by: str) -> tuple[str, dict[str, str]]:
     return item.day, {"day": item.day}
 
 
+def _scalar(v: Any) -> bool:
+    return isinstance(v, (str, int, float)) and not isinstance(v, bool)
+
+
+def _ordered(found: set[Any]) -> tuple[Any, ...]:
+    return tuple(sorted(found, key=lambda v: (1, 0.0, v) if isinstance(v, str) else (0, v, "")))
+
+
 def _distinct(values: Iterable[Any]) -> tuple[Any, ...]:
     """Distinct scalar values, numbers first in order, then text (other values are skipped)."""
-    found = {v for v in values if isinstance(v, (str, int, float)) and not isinstance(v, bool)}
-    return tuple(sorted(found, key=lambda v: (1, 0.0, v) if isinstance(v, str) else (0, v, "")))
+    return _ordered({v for v in values if _scalar(v)})
 
 
 def _inputs(records: Sequence[EnergyRecord]) -> Inputs:
@@ -276,6 +303,56 @@ def _inputs(records: Sequence[EnergyRecord]) -> Inputs:
         methods={c: dict(sorted(methods[c].items(), key=lambda kv: (-kv[1], kv[0])))
                  for c in sorted(methods, key=lambda c: (order.get(c, 3), c))},
     )
+
+
+_INPUT_KEYS = ("pue", "intensity_g_per_kwh", "intensity_source", "region")
+
+
+def _signature(details: Mapping[str, Any]) -> tuple[Any, ...]:
+    """What one record's details add to its group's inputs: its four input values (``None``
+    where not a scalar) and its ``(component, method)`` pairs. Records mostly repeat these,
+    so a group counts signatures rather than looking at each record's values."""
+    values: list[Any] = [v if _scalar(v) else None for v in map(details.get, _INPUT_KEYS)]
+    comps = details.get("components")
+    if not isinstance(comps, Mapping) or not comps:
+        values.append((("details", "missing"),))  # e.g. a record from another producer
+    else:
+        values.append(tuple(
+            (str(name), str((comp.get("method") if isinstance(comp, Mapping) else None)
+                            or "unknown")) for name, comp in comps.items()))
+    return tuple(values)
+
+
+class _Seen:
+    """:func:`_inputs` of a group's records, taken a record's :func:`_signature` at a time.
+    Signatures that compare equal (1 and 1.0) count as the first one, as a set keeps the first
+    of equal values: the first record holding a value (of any type) is always the first of its
+    signature, so the values found are those :func:`_inputs` finds."""
+
+    __slots__ = ("counts",)
+
+    def __init__(self) -> None:
+        self.counts: dict[tuple[Any, ...], int] = {}
+
+    def add(self, signature: tuple[Any, ...]) -> None:
+        self.counts[signature] = self.counts.get(signature, 0) + 1
+
+    def inputs(self) -> Inputs:
+        found: tuple[set[Any], ...] = (set(), set(), set(), set())
+        methods: dict[str, Counter[str]] = defaultdict(Counter)
+        for signature, n in self.counts.items():
+            for v, values in zip(signature, found, strict=False):  # the four input values
+                if v is not None:
+                    values.add(v)
+            for component, method in signature[-1]:
+                methods[component][method] += n
+        order = {"cpu": 0, "ram": 1, "gpu": 2, "details": 4}
+        pue, intensity, sources, regions = (_ordered(v) for v in found)
+        return Inputs(
+            pue=pue, intensity_g_per_kwh=intensity, intensity_sources=sources, regions=regions,
+            methods={c: dict(sorted(methods[c].items(), key=lambda kv: (-kv[1], kv[0])))
+                     for c in sorted(methods, key=lambda c: (order.get(c, 3), c))},
+        )
 
 
 def _split(items: Sequence[Item]) -> Split:
@@ -310,24 +387,37 @@ def group_items(items: Iterable[Item], key: Callable[[Item], Hashable]) -> dict[
             for k, v in buckets.items()}
 
 
-def _build(items: Sequence[Item], by: str, filters: dict[str, Any], notes: list[str]) -> Rollup:
-    check_by(by)
-    buckets: dict[str, tuple[dict[str, str], list[Item]]] = {}
-    for i in items:
-        k, fields = _key(i, by)
-        buckets.setdefault(k, (fields, []))[1].append(i)
-    groups = [_group(k, f, its) for k, (f, its) in buckets.items()]
+def _sort(groups: list[Group], by: str) -> tuple[Group, ...]:
     if by == "phase":
         groups.sort(key=lambda g: PHASES.index(g.key))
     elif by == "day":
         groups.sort(key=lambda g: g.key)
     else:
         groups.sort(key=lambda g: (-g.co2e_kg, g.key))
+    return tuple(groups)
+
+
+def _stages(counts: Mapping[tuple[str, str, str, str], int]) -> tuple[StagePhase, ...]:
+    return tuple(StagePhase(p, s, ph, src, n) for (p, s, ph, src), n in sorted(counts.items()))
+
+
+def _build(items: Sequence[Item], by: str, filters: dict[str, Any], notes: list[str]) -> Rollup:
+    check_by(by)
+    buckets: dict[str, tuple[dict[str, str], list[Item]]] = {}
+    cells: dict[tuple[str, str], list[float]] = {}
+    for i in items:
+        k, fields = _key(i, by)
+        buckets.setdefault(k, (fields, []))[1].append(i)
+        co2 = cells.setdefault((k, i.execution.site), [])
+        if i.record is not None:
+            co2.append(i.record.co2e_kg)
+    groups = [_group(k, f, its) for k, (f, its) in buckets.items()]
     counts = Counter((i.execution.pipeline, i.execution.stage, i.phase, i.phase_source)
                      for i in items)
-    stages = tuple(StagePhase(p, s, ph, src, n) for (p, s, ph, src), n in sorted(counts.items()))
-    return Rollup(by=by, groups=tuple(groups), total=_group("total", {}, items), stages=stages,
-                  items=tuple(items), filters=filters, notes=tuple(dict.fromkeys(notes)))
+    return Rollup(by=by, groups=_sort(groups, by), total=_group("total", {}, items),
+                  stages=_stages(counts), items=tuple(items), filters=filters,
+                  notes=tuple(dict.fromkeys(notes)),
+                  site_co2e={k: math.fsum(v) for k, v in cells.items()})
 
 
 def rollup_records(executions: Iterable[Execution], records: Iterable[EnergyRecord],
@@ -379,10 +469,16 @@ def rollup_records(executions: Iterable[Execution], records: Iterable[EnergyReco
 
 def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None,
            since: float | None = None, until: float | None = None,
-           by: str = "stage") -> Rollup:
+           by: str = "stage", keep_items: bool = False) -> Rollup:
     """Roll up the executions of ``store`` that match the filters (``since``/``until``: Unix
     seconds, on the start time; ``site``: where the execution ran), grouped ``by`` one of
-    :data:`GROUP_BY`."""
+    :data:`GROUP_BY`.
+
+    The store's rows are folded into the groups as they stream in (:meth:`Store.carbon_rows`):
+    no Execution or EnergyRecord is built, and memory grows with the number of groups, not of
+    executions; the result keeps no ``items`` (:meth:`Rollup.regroup` reads the store again).
+    ``keep_items=True`` builds every execution and record as objects instead and keeps them
+    (:func:`rollup_records`; the same groups, totals and notes)."""
     from cmf_core.store import ExecutionFilter
 
     check_by(by)
@@ -391,15 +487,206 @@ def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None
 
         raise InvalidInputError(f"until ({format_time(until)}) must be after since "
                                 f"({format_time(since)})")
-    executions = store.list_executions(ExecutionFilter(pipeline=pipeline, site=site,
-                                                       since=since, until=until))
+    where = ExecutionFilter(pipeline=pipeline, site=site, since=since, until=until)
+    filters = {"pipeline": pipeline, "site": site, "since": since, "until": until}
+    stages = store.list_stages(pipeline)
+    if not keep_items:
+        def again(other: str) -> Rollup:
+            return rollup(store, pipeline=pipeline, site=site, since=since, until=until,
+                          by=other)
+
+        return _fold(store.carbon_rows(where), stages, by, filters, again)
+    executions = store.list_executions(where)
     ids = [e.id for e in executions]
     records: list[EnergyRecord] = []
     for start in range(0, len(ids), _CHUNK):
         records += store.energy(ids[start:start + _CHUNK])
-    stages = store.list_stages(pipeline)
-    filters = {"pipeline": pipeline, "site": site, "since": since, "until": until}
     return rollup_records(executions, records, stages, by=by, filters=filters)
+
+
+# folding rows ----------------------------------------------------------------------------------
+#: values a running sum holds before it is made exact again (:class:`_Sum`)
+_SUM_BATCH = 256
+
+
+def _exact(values: list[float]) -> list[float]:
+    """A few floats whose exact sum is that of the finite ``values``: fsum's correctly
+    rounded sum, then fsum of what is left, until nothing is (each step leaves less than an
+    ulp of the step before, so two or three steps)."""
+    parts: list[float] = []
+    while True:
+        rest = math.fsum(values + [-p for p in parts])
+        if not rest:
+            return parts or [rest]  # all zeros: fsum's own signed zero
+        parts.append(rest)
+
+
+class _Sum:
+    """An exact running sum in bounded memory: up to :data:`_SUM_BATCH` values, then floats
+    of the same exact sum (:func:`_exact`), so ``math.fsum`` of them (and of other sums'
+    ``values``) is ``math.fsum`` of all the values added, to the last bit. Non-finite values
+    (NaN or inf from an old import) are kept aside, as fsum keeps them."""
+
+    __slots__ = ("special", "values")
+
+    def __init__(self) -> None:
+        self.values: list[float] = []
+        self.special: list[float] = []
+
+    def add(self, x: float) -> None:
+        if x - x == 0.0:  # finite (inf - inf and NaN are NaN)
+            self.values.append(x)
+            if len(self.values) >= _SUM_BATCH:
+                self.values = _exact(self.values)
+        else:
+            self.special.append(x)
+
+
+def _fsum(sums: Iterable[_Sum]) -> float:
+    values: list[float] = []
+    special: list[float] = []
+    for s in sums:
+        values += s.values
+        special += s.special
+    return math.fsum(values + special)
+
+
+class _Cell:
+    """The executions of one group, phase and site."""
+
+    __slots__ = ("co2", "executions", "inferred", "kwh", "with_energy")
+
+    def __init__(self) -> None:
+        self.executions = self.with_energy = self.inferred = 0
+        self.kwh, self.co2 = _Sum(), _Sum()
+
+
+def _merge(cells: Sequence[_Cell]) -> Split:
+    return Split(executions=sum(c.executions for c in cells),
+                 with_energy=sum(c.with_energy for c in cells),
+                 energy_kwh=_fsum(c.kwh for c in cells), co2e_kg=_fsum(c.co2 for c in cells),
+                 inferred=sum(c.inferred for c in cells))
+
+
+def _finish(key: str, fields: Mapping[str, str], seen: _Seen,
+            cells: Sequence[tuple[tuple[str, str], _Cell]]) -> Group:
+    """The group of ``cells`` (each with its (phase, site))."""
+    whole = _merge([c for _, c in cells])
+    phases = {p: _merge([c for (ph, _), c in cells if ph == p]) for p in PHASES
+              if any(ph == p for (ph, _), _ in cells)}
+    return Group(key=key, fields=dict(fields), executions=whole.executions,
+                 with_energy=whole.with_energy, energy_kwh=whole.energy_kwh,
+                 co2e_kg=whole.co2e_kg, phases=phases, inputs=seen.inputs(),
+                 sites=_ordered({site for (_, site), _ in cells}))
+
+
+def _labels(properties: str, custom_properties: str) -> tuple[Mapping[str, Any], ...]:
+    """An execution's (custom) properties where they may hold a :data:`PHASE_KEY` label (read
+    as an Execution reads them), else nothing: most executions have none, unread."""
+    if ("phase" in properties or "phase" in custom_properties or "\\u" in properties
+            or "\\u" in custom_properties):
+        return (frozen_dict(jsonutil.loads(properties)),
+                frozen_dict(jsonutil.loads(custom_properties)))
+    return ()
+
+
+def _details(text: str) -> Mapping[str, Any]:
+    """An energy record's details as :class:`EnergyRecord` holds them; JSON that the store
+    wrote plainly (no escapes, no non-finite numbers) skips its copy and checks."""
+    if "\\u" not in text and "NaN" not in text and "Infinity" not in text:
+        value = jsonutil.loads(text)
+        if type(value) is dict:
+            for v in map(value.get, _INPUT_KEYS):
+                if type(v) is float and v - v != 0.0:  # 1e999: read as inf, stored as "inf"
+                    break
+            else:
+                return value
+    return frozen_dict(jsonutil.loads(text), "energy details")
+
+
+def _fold(rows: Iterable[CarbonRow], stages: Iterable[Stage], by: str,
+          filters: dict[str, Any], again: Callable[[str], Rollup] | None = None) -> Rollup:
+    """:func:`rollup_records` of the store's rows (in :meth:`Store.list_executions` order,
+    each execution once with its energy record), one row at a time: the same groups, totals,
+    phases, inputs and notes, without an object per execution."""
+    check_by(by)
+    stage_map = {(s.pipeline, s.name): s for s in stages}
+    by_stage: dict[tuple[str, str], tuple[str, str, str | None]] = {}
+    notes: dict[str, None] = {}
+    counts: Counter[tuple[str, str, str, str]] = Counter()
+    groups: dict[str, tuple[dict[str, str], _Seen, dict[tuple[str, str], _Cell]]] = {}
+    everything = _Seen()
+    unmeasured = 0
+    first_unmeasured: tuple[str, Mapping[str, Any]] | None = None
+    days: dict[int, str] = {}
+    for r in rows:
+        own = _labels(r.properties, r.custom_properties)
+        if own:
+            phase, source, note = _phase(r.id, r.pipeline, r.stage, own,
+                                         stage_map.get((r.pipeline, r.stage)))
+        else:  # the stage's label or the name decides: the same for all its executions
+            got = by_stage.get((r.pipeline, r.stage))
+            if got is None:
+                got = by_stage[r.pipeline, r.stage] = _phase(
+                    r.id, r.pipeline, r.stage, (), stage_map.get((r.pipeline, r.stage)))
+            phase, source, note = got
+        if note:
+            notes[note] = None
+        counts[r.pipeline, r.stage, phase, source] += 1
+        details = None if r.details is None else _details(r.details)
+        if details is not None and details.get(MEASURED_KEY) is False:  # as no record
+            unmeasured += 1
+            if first_unmeasured is None:
+                first_unmeasured = (r.id, details)
+            details = None
+        if by == "stage":
+            key = f"{r.pipeline}/{r.stage}"
+        elif by == "pipeline":
+            key = r.pipeline
+        elif by == "site":
+            key = r.site
+        elif by == "phase":
+            key = phase
+        else:  # one text per day number (not in a day's last second: rounding to µs)
+            day, second = divmod(int(r.started_at // 1), 86400)
+            key = days.get(day) if second != 86399 else None
+            if key is None:
+                key = datetime.fromtimestamp(r.started_at, UTC).strftime("%Y-%m-%d")
+                if second != 86399:
+                    days[day] = key
+        group = groups.get(key)
+        if group is None:
+            fields = {"stage": {"pipeline": r.pipeline, "stage": r.stage},
+                      "pipeline": {"pipeline": r.pipeline}, "site": {"site": r.site},
+                      "phase": {"phase": phase}, "day": {"day": key}}[by]
+            group = groups[key] = (fields, _Seen(), {})
+        cell = group[2].get((phase, r.site))
+        if cell is None:
+            cell = group[2][phase, r.site] = _Cell()
+        cell.executions += 1
+        if source == "inferred":
+            cell.inferred += 1
+        if details is not None:
+            cell.with_energy += 1
+            cell.kwh.add(r.energy_kwh)  # type: ignore[arg-type]  # set with details
+            cell.co2.add(r.co2e_kg)  # type: ignore[arg-type]
+            signature = _signature(details)
+            group[1].add(signature)
+            everything.add(signature)
+    if first_unmeasured is not None:
+        eid, details = first_unmeasured
+        why = details.get("notes")
+        why = why[0] if isinstance(why, (list, tuple)) and why else "no reason given"
+        notes[f"{unmeasured} execution(s) have an energy record saying nothing was measured, "
+              f"counted as not measured (execution {eid}: {why})"] = None
+    every_cell = [kc for _, _, cells in groups.values() for kc in cells.items()]
+    return Rollup(
+        by=by, groups=_sort([_finish(k, f, seen, list(cells.items())) for k, (f, seen, cells)
+                             in groups.items()], by),
+        total=_finish("total", {}, everything, every_cell), stages=_stages(counts), items=(),
+        filters=filters, notes=tuple(notes), again=again,
+        site_co2e={(k, site): _fsum(c.co2 for (_, s), c in cells.items() if s == site)
+                   for k, (_, _, cells) in groups.items() for _, site in cells})
 
 
 # plot ----------------------------------------------------------------------------------------
@@ -447,8 +734,8 @@ def plot(result: Rollup, path: str | Path, *, title: str | None = None,
         raise NotFoundError("none of the matching executions has an energy record; nothing "
                             "to plot")
     keys = [g.key for g in groups]
-    sites = sorted({i.execution.site for i in result.items})
-    cells = group_items(result.items, lambda i: (_key(i, result.by)[0], i.execution.site))
+    cells = result.site_co2e
+    sites = sorted({site for _, site in cells})
     present = {k: [site for site in sites if (k, site) in cells] for k in keys}
     bars_n = sum(len(v) for v in present.values())
     width_in = min(24.0, max(6.0, 2.0 + 0.55 * bars_n))
@@ -462,7 +749,7 @@ def plot(result: Rollup, path: str | Path, *, title: str | None = None,
             if site in present[k]:  # the sites of each group side by side, centred on it
                 width = 0.8 / len(present[k])
                 xs.append(x + (present[k].index(site) - (len(present[k]) - 1) / 2) * width)
-                ys.append(cells[k, site].co2e_kg * factor)
+                ys.append(cells[k, site] * factor)
                 widths.append(width)
         bars = ax.bar(xs, ys, widths, label=site, color=colours(n % 10))
         if bars_n <= 16:  # more values would overlap

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from cmf_core.errors import ConfigError
-from cmf_core.store.base import Closure, ExecutionFilter, Store
+from cmf_core.store.base import CarbonRow, Closure, ExecutionFilter, Store
 from cmf_core.task_values import hide_password
 
 if TYPE_CHECKING:
@@ -191,4 +191,5 @@ def _close_quietly(store: Store) -> None:
         report(f"closing the store {getattr(store, 'safe_url', '')}", e)
 
 
-__all__ = ["Closure", "ExecutionFilter", "Store", "open_store", "register_store", "shared_store"]
+__all__ = ["CarbonRow", "Closure", "ExecutionFilter", "Store", "open_store", "register_store",
+           "shared_store"]

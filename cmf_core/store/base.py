@@ -34,7 +34,7 @@ import abc
 import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from cmf_core.errors import CmfError, StoreError
 from cmf_core.model import (
@@ -106,6 +106,23 @@ class ExecutionFilter:
     since: float | None = None
     until: float | None = None
     ids: Sequence[str] | None = None
+
+
+class CarbonRow(NamedTuple):
+    """One execution as a carbon roll-up reads it (:meth:`Store.carbon_rows`): plain values
+    and the JSON text its table holds, with its energy record's columns (``None`` when it has
+    none), so a roll-up folds rows without building an Execution and an EnergyRecord each."""
+
+    id: str
+    pipeline: str
+    stage: str
+    site: str
+    started_at: float
+    properties: str
+    custom_properties: str
+    energy_kwh: float | None
+    co2e_kg: float | None
+    details: str | None
 
 
 IN_CHUNK = 900
@@ -262,6 +279,26 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def energy(self, execution_ids: Sequence[str] | None = None) -> list[EnergyRecord]: ...
+
+    def carbon_rows(self, where: ExecutionFilter | None = None) -> Iterator[CarbonRow]:
+        """The executions :meth:`list_executions` gives for ``where``, in its order (start
+        time, id), each with its energy record's amounts and details, as :class:`CarbonRow`
+        (JSON as text); a generator, so a roll-up holds one row at a time. The reference
+        implementation, through :meth:`list_executions` and :meth:`energy`; the SQL backends
+        stream one joined query."""
+        from cmf_core import jsonutil
+
+        executions = self.list_executions(where)
+        for start in range(0, len(executions), IN_CHUNK):
+            chunk = executions[start:start + IN_CHUNK]
+            records = {r.execution_id: r for r in self.energy([e.id for e in chunk])}
+            for e in chunk:
+                r = records.get(e.id)
+                yield CarbonRow(e.id, e.pipeline, e.stage, e.site, e.started_at,
+                                jsonutil.dumps(e.properties), jsonutil.dumps(e.custom_properties),
+                                None if r is None else r.energy_kwh,
+                                None if r is None else r.co2e_kg,
+                                None if r is None else jsonutil.dumps(r.details))
 
     @abc.abstractmethod
     def lineage_events(self, run_id: str | None = None, since_seq: int = 0,

@@ -51,6 +51,7 @@ from cmf_core.store import bulk, migrations, schema
 from cmf_core.store.base import (
     EXPORT_FIELDS,
     IN_CHUNK,
+    CarbonRow,
     Closure,
     ExecutionFilter,
     ExportPage,
@@ -1240,6 +1241,29 @@ class SqlStore(Store):
         if execution_ids is not None:
             stmt = stmt.where(self._among(t.c.execution_id, execution_ids))
         return [_energy(r) for r in self._rows(stmt)]
+
+    #: rows a streamed read fetches at a time (:meth:`carbon_rows`)
+    STREAM_ROWS = 2000
+
+    def carbon_rows(self, where: ExecutionFilter | None = None) -> Iterator[CarbonRow]:
+        # one statement (one snapshot), executions LEFT JOIN energy, fetched STREAM_ROWS at a
+        # time (PostgreSQL: a server-side cursor), never all rows at once
+        ex, en = schema.executions, schema.energy
+        stmt = self._exec_where(
+            sa.select(ex.c.id, ex.c.pipeline, ex.c.stage, ex.c.site, ex.c.started_at,
+                      ex.c.properties, ex.c.custom_properties, en.c.energy_kwh, en.c.co2e_kg,
+                      en.c.details)
+            .select_from(ex.outerjoin(en, en.c.execution_id == ex.c.id)), where,
+        ).order_by(ex.c.started_at, ex.c.id)
+        self._sync_reads()
+        make = CarbonRow._make
+        try:
+            with self.engine.connect() as c:
+                result = c.execution_options(yield_per=self.STREAM_ROWS).execute(stmt)
+                for r in result:
+                    yield make(r)
+        except sa.exc.DBAPIError as e:
+            raise self._translate_error(e) from e
 
     def lineage_events(self, run_id: str | None = None, since_seq: int = 0,
                        limit: int | None = None) -> list[LineageEvent]:
