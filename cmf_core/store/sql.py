@@ -1346,15 +1346,20 @@ class SqlStore(Store):
         return self._closure(artifact_id, max_depth, upstream=False)
 
     def stage_edges(self, pipeline: str) -> list[tuple[str, str]]:
+        # from the pipeline's executions (ix_executions_pipeline by pipeline_id) to their
+        # outputs and the executions reading them: the names are not indexed, so filtering on
+        # them alone walked every OUTPUT event of the store, whatever the pipeline's size
         sql = sa.text(
-            "SELECT DISTINCT eo.stage, ei.stage FROM events o "
-            "JOIN executions eo ON eo.id = o.execution_id "
+            "SELECT DISTINCT eo.stage, ei.stage FROM executions eo "
+            "JOIN events o ON o.execution_id = eo.id AND o.type = 'OUTPUT' "
             "JOIN events i ON i.artifact_id = o.artifact_id AND i.type = 'INPUT' "
             "JOIN executions ei ON ei.id = i.execution_id "
-            "WHERE o.type = 'OUTPUT' AND eo.pipeline = :p AND ei.pipeline = :p "
+            "WHERE eo.pipeline_id = :pid AND eo.pipeline = :p "
+            "AND ei.pipeline_id = :pid AND ei.pipeline = :p "
             "AND eo.stage <> ei.stage ORDER BY 1, 2"
         )
-        return [(r[0], r[1]) for r in self._rows(sql, {"p": pipeline})]
+        return [(r[0], r[1]) for r in self._rows(sql, {"p": pipeline,
+                                                       "pid": name_id("pipeline", pipeline)})]
 
     # federation ------------------------------------------------------------------------------
     def max_seq(self) -> int:
