@@ -253,8 +253,7 @@ def cli_commands(info: dict) -> list[tuple[str, list[str]]]:
         ("peers", ["peers"]),
         ("spool status", ["spool", "status"]),
         ("reap --dry-run", ["reap", "--dry-run"]),
-        ("recommend", ["recommend", "--category", "classification", "--modality", "tabular",
-                       "--store", info["url"]]),
+        ("recommend", ["recommend", "--task", info["task_file"], "--store", info["url"]]),
     ]
 
 
@@ -266,6 +265,14 @@ def time_cli(path: Path, info_file: Path, repeat: int, only: str | None) -> None
     info = json.loads(info_file.read_text())
     info["url"] = f"sqlite:///{path}"
     info.setdefault("since", time.strftime("%Y-%m-%d", time.gmtime(time.time() - 30 * 86400)))
+    # a new task for `cmf recommend`: a shipped classification task, renamed
+    from cmf_core.recommend.knowledge import shipped
+
+    task = next(t for t in shipped().tasks.values() if t.category.value == "classification")
+    info["task_file"] = str(path.parent / "recommend-task.json")
+    Path(info["task_file"]).write_text(json.dumps({
+        **{k: v for k, v in task.to_dict().items() if k not in ("id", "group")},
+        "name": "new-task"}))
     env = {**os.environ, "CMF_STORE_URL": info["url"], "COLUMNS": "200"}
     for label, argv in cli_commands(info):
         if only and only not in label:
