@@ -9,6 +9,12 @@ metrics each; an energy record per execution; 100,000 raw OpenLineage events. Ti
 over the year before ``--end``. ``--scale`` shrinks every count.
 
     .venv/bin/python benchmarks/big_store.py build /tmp/bigstore/cmf.db [--scale 1.0]
+
+``add-runs`` adds scored runs that count in the recommender's knowledge base (``cmf.task``
+property, ``model`` param, ``score`` metric; one ``hpo-<task>`` pipeline per task of the shipped
+knowledge base, configurations cycled from it), spread over the same year:
+
+    .venv/bin/python benchmarks/big_store.py add-runs /tmp/bigstore/cmf.db --runs 20000
 """
 
 from __future__ import annotations
@@ -162,6 +168,31 @@ def build(path: Path, scale: float, stepped: int, steps: int, end: float) -> dic
     return counts
 
 
+def add_runs(path: Path, n_runs: int, end: float) -> dict:
+    """``n_runs`` knowledge-base runs over the tasks of the shipped knowledge base."""
+    from cmf_core.recommend.knowledge import shipped, trial_records
+
+    rng = random.Random(11)
+    kb = shipped()
+    tasks = list(kb.tasks.values())
+    store = open_store(f"sqlite:///{path}", site=SITE)
+    batch: list = []
+    for i in range(n_runs):
+        task = tasks[i % len(tasks)]
+        runs = kb.runs[task.id]
+        config = runs[(i // len(tasks)) % len(runs)].config
+        batch.extend(trial_records(task, config, rng.random(), site=SITE,
+                                   seconds=rng.uniform(0.1, 30),
+                                   execution_id=_uuid("kb-run", i),
+                                   started_at=end - YEAR + rng.random() * YEAR))
+        if len(batch) >= 50_000:
+            store.put(batch)
+            batch.clear()
+    store.put(batch)
+    store.close()
+    return {"runs": n_runs, "tasks": len(tasks), "db_mb": round(path.stat().st_size / 1e6, 1)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -171,6 +202,10 @@ def main() -> None:
     b.add_argument("--stepped", type=int, default=20)
     b.add_argument("--steps", type=int, default=10_000)
     b.add_argument("--end", type=float, default=time.time())
+    r = sub.add_parser("add-runs")
+    r.add_argument("path", type=Path)
+    r.add_argument("--runs", type=int, default=20_000)
+    r.add_argument("--end", type=float, default=time.time())
     c = sub.add_parser("cli")
     c.add_argument("path", type=Path)
     c.add_argument("info", type=Path, help="the JSON line build printed")
@@ -179,6 +214,12 @@ def main() -> None:
     args = ap.parse_args()
     if args.cmd == "cli":
         time_cli(args.path, args.info, args.repeat, args.only)
+        return
+    if args.cmd == "add-runs":
+        t0 = time.perf_counter()
+        res = add_runs(args.path, args.runs, args.end)
+        res["build_s"] = round(time.perf_counter() - t0, 1)
+        print(json.dumps(res))
         return
     if args.path.exists():
         raise SystemExit(f"{args.path} exists: give a new path")
@@ -211,8 +252,7 @@ def cli_commands(info: dict) -> list[tuple[str, list[str]]]:
         ("peers", ["peers"]),
         ("spool status", ["spool", "status"]),
         ("reap --dry-run", ["reap", "--dry-run"]),
-        ("recommend", ["recommend", "--category", "classification", "--modality", "tabular",
-                       "--store", info["url"]]),
+        ("recommend", ["recommend", "--task", info["task_file"], "--store", info["url"]]),
     ]
 
 
@@ -224,6 +264,14 @@ def time_cli(path: Path, info_file: Path, repeat: int, only: str | None) -> None
     info = json.loads(info_file.read_text())
     info["url"] = f"sqlite:///{path}"
     info.setdefault("since", time.strftime("%Y-%m-%d", time.gmtime(time.time() - 30 * 86400)))
+    # a new task for `cmf recommend`: a shipped classification task, renamed
+    from cmf_core.recommend.knowledge import shipped
+
+    task = next(t for t in shipped().tasks.values() if t.category.value == "classification")
+    info["task_file"] = str(path.parent / "recommend-task.json")
+    Path(info["task_file"]).write_text(json.dumps({
+        **{k: v for k, v in task.to_dict().items() if k not in ("id", "group")},
+        "name": "new-task"}))
     env = {**os.environ, "CMF_STORE_URL": info["url"], "COLUMNS": "200"}
     for label, argv in cli_commands(info):
         if only and only not in label:

@@ -55,6 +55,7 @@ def pages(base: str, info: dict) -> list[tuple[str, object]]:
     return [
         ("pipelines summary (home)", lambda: len(every(base, "pipelines", {"summary": "true"}))),
         ("pipeline page: pipelines/<big>", lambda: get(base, f"pipelines/{quote(big)}")),
+        ("pipeline page: pipelines/<small>", lambda: get(base, "pipelines/team3-pipe10")),
         ("pipeline page: graph?pipeline=<big>",
          lambda: len(get(base, "graph", {"pipeline": big})["executions"])),
         ("pipeline page: carbon?pipeline=<big>&group_by=stage",

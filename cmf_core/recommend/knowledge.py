@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 import gzip
+import itertools
 import json
 import math
 from collections import defaultdict
@@ -414,34 +415,28 @@ def from_store(store: Any, *, pipeline: str | None = None, page: int = 5000) -> 
     where = ExecutionFilter(pipeline=pipeline, status="completed")
     tasks: dict[str, TaskDescription] = {}
     runs: dict[str, list[Run]] = defaultdict(list)
-    offset = 0
-    while True:
-        batch = store.list_executions(where, limit=page, offset=offset)
-        if not batch:
-            break
-        offset += len(batch)
-        candidates = [e for e in batch
-                      if isinstance(e.properties.get(TASK_PROPERTY), Mapping)
-                      and "model" in e.params]
-        if candidates:
-            metrics: dict[str, dict[str, float]] = defaultdict(dict)
-            for m in store.metrics([e.id for e in candidates]):
-                if m.step is None:
-                    metrics[m.execution_id][m.name] = m.value
-            for e in candidates:
-                score = metrics[e.id].get(SCORE_METRIC)
-                if score is None or not math.isfinite(score):
-                    continue
-                try:
-                    task = TaskDescription.from_dict(e.properties[TASK_PROPERTY])
-                except InvalidInputError:
-                    continue
-                if e.properties.get(DIRECTION_PROPERTY) == "minimize":
-                    score = -score
-                tasks.setdefault(task.id, task)
-                config = _run_config(e.params, task.category)
-                runs[task.id].append(Run(config, float(score), e.id,
-                                         metrics[e.id].get(SECONDS_METRIC)))
-        if len(batch) < page:
-            break
+    # only executions with the task property and a model param leave the database, read by
+    # key, not by offset (offset pages re-walk every row skipped: quadratic on a year of runs)
+    found = store.iter_executions(where, property_keys=(TASK_PROPERTY,), param_keys=("model",),
+                                  batch=page)
+    while batch := list(itertools.islice(found, page)):
+        candidates = [e for e in batch if isinstance(e.properties.get(TASK_PROPERTY), Mapping)]
+        metrics: dict[str, dict[str, float]] = defaultdict(dict)
+        for m in store.metrics([e.id for e in candidates]) if candidates else ():
+            if m.step is None:
+                metrics[m.execution_id][m.name] = m.value
+        for e in candidates:
+            score = metrics[e.id].get(SCORE_METRIC)
+            if score is None or not math.isfinite(score):
+                continue
+            try:
+                task = TaskDescription.from_dict(e.properties[TASK_PROPERTY])
+            except InvalidInputError:
+                continue
+            if e.properties.get(DIRECTION_PROPERTY) == "minimize":
+                score = -score
+            tasks.setdefault(task.id, task)
+            config = _run_config(e.params, task.category)
+            runs[task.id].append(Run(config, float(score), e.id,
+                                     metrics[e.id].get(SECONDS_METRIC)))
     return KnowledgeBase(tasks.values(), runs)

@@ -175,6 +175,29 @@ class Store(abc.ABC):
     def list_executions(self, where: ExecutionFilter | None = None, limit: int | None = None,
                         offset: int = 0) -> list[Execution]: ...
 
+    def iter_executions(self, where: ExecutionFilter | None = None, *,
+                        property_keys: Sequence[str] = (), param_keys: Sequence[str] = (),
+                        batch: int = 5000) -> Iterator[Execution]:
+        """Every execution that ``where`` selects and whose ``properties`` hold each of
+        ``property_keys`` and whose ``params`` hold each of ``param_keys`` (top-level keys), in
+        ``list_executions``' order ``(started_at, id)``, read ``batch`` at a time.
+
+        This reference pages ``list_executions`` by offset and checks the keys in Python. The
+        SQL backends page by key (``(started_at, id)`` after the last one read: no OFFSET, so a
+        whole read is one walk of the index, not one per page) and leave the executions without
+        those keys in the database."""
+        _check_page(batch, 0)
+        offset = 0
+        while True:
+            page = self.list_executions(where, limit=batch, offset=offset)
+            offset += len(page)
+            for e in page:
+                if (all(k in e.properties for k in property_keys)
+                        and all(k in e.params for k in param_keys)):
+                    yield e
+            if len(page) < batch:
+                return
+
     @abc.abstractmethod
     def count_executions(self, where: ExecutionFilter | None = None) -> int: ...
 

@@ -1065,6 +1065,35 @@ class SqlStore(Store):
             stmt = stmt.offset(offset)
         return [self._execution(r) for r in self._rows(stmt)]
 
+    def iter_executions(self, where: ExecutionFilter | None = None, *,
+                        property_keys: Sequence[str] = (), param_keys: Sequence[str] = (),
+                        batch: int = 5000) -> Iterator[Execution]:
+        _check_page(batch, 0)
+        t = schema.executions
+        stmt = self._exec_where(sa.select(t), where)
+        # no index holds JSON keys: the column's text is searched for the key's JSON string (a
+        # superset: the same text elsewhere in the JSON matches too; checked below), in the
+        # database, so executions without it are never sent, decoded or built
+        for column, keys in ((t.c.properties, property_keys), (t.c.params, param_keys)):
+            for key in keys:
+                stmt = stmt.where(column.contains(jsonutil.dumps(str(key)), autoescape=True))
+        stmt = stmt.order_by(t.c.started_at, t.c.id).limit(batch)
+        last: tuple[float, str] | None = None
+        while True:
+            page = stmt
+            if last is not None:  # keyset: after the last row read, by the index's order
+                page = stmt.where(t.c.started_at >= last[0],
+                                  sa.or_(t.c.started_at > last[0], t.c.id > last[1]))
+            rows = self._rows(page)
+            for r in rows:
+                e = self._execution(r)
+                if (all(k in e.properties for k in property_keys)
+                        and all(k in e.params for k in param_keys)):
+                    yield e
+            if len(rows) < batch:
+                return
+            last = (rows[-1].started_at, rows[-1].id)
+
     def count_executions(self, where: ExecutionFilter | None = None) -> int:
         t = schema.executions
         stmt = self._exec_where(sa.select(sa.func.count()).select_from(t), where)
@@ -1341,15 +1370,20 @@ class SqlStore(Store):
         return self._closure(artifact_id, max_depth, upstream=False)
 
     def stage_edges(self, pipeline: str) -> list[tuple[str, str]]:
+        # from the pipeline's executions (ix_executions_pipeline by pipeline_id) to their
+        # outputs and the executions reading them: the names are not indexed, so filtering on
+        # them alone walked every OUTPUT event of the store, whatever the pipeline's size
         sql = sa.text(
-            "SELECT DISTINCT eo.stage, ei.stage FROM events o "
-            "JOIN executions eo ON eo.id = o.execution_id "
+            "SELECT DISTINCT eo.stage, ei.stage FROM executions eo "
+            "JOIN events o ON o.execution_id = eo.id AND o.type = 'OUTPUT' "
             "JOIN events i ON i.artifact_id = o.artifact_id AND i.type = 'INPUT' "
             "JOIN executions ei ON ei.id = i.execution_id "
-            "WHERE o.type = 'OUTPUT' AND eo.pipeline = :p AND ei.pipeline = :p "
+            "WHERE eo.pipeline_id = :pid AND eo.pipeline = :p "
+            "AND ei.pipeline_id = :pid AND ei.pipeline = :p "
             "AND eo.stage <> ei.stage ORDER BY 1, 2"
         )
-        return [(r[0], r[1]) for r in self._rows(sql, {"p": pipeline})]
+        return [(r[0], r[1]) for r in self._rows(sql, {"p": pipeline,
+                                                       "pid": name_id("pipeline", pipeline)})]
 
     # federation ------------------------------------------------------------------------------
     def max_seq(self) -> int:

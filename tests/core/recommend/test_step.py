@@ -78,6 +78,8 @@ class _Failing:
     def list_executions(self, *args: Any, **kwargs: Any) -> Any:
         raise OSError("connection reset by peer")
 
+    iter_executions = list_executions
+
     def close(self) -> None:
         self.closed = True
         self.store.close()
