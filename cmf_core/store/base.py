@@ -225,17 +225,6 @@ class Store(abc.ABC):
                        ids: Sequence[str] | None = None, limit: int | None = None,
                        offset: int = 0) -> list[Artifact]: ...
 
-    def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
-        """The ids (sorted) of the artifacts named each of ``names``; a name no artifact has is
-        left out. One lookup for many names: the SQL backends select only the ids, through
-        the name index, in one statement (no artifact is built)."""
-        found: dict[str, list[str]] = {}
-        for n in dict.fromkeys(names):
-            ids = sorted(a.id for a in self.find_artifacts(name=n))
-            if ids:
-                found[n] = ids
-        return found
-
     def artifact_ids_at(self, names: Iterable[str], uris: Iterable[str]) -> list[str]:
         """The ids (sorted) of the artifacts named one of ``names`` or whose ``uri`` is one of
         ``uris``. One statement in the SQL backends, ids only, through the indexes on the name

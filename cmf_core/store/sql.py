@@ -304,6 +304,12 @@ def wire_row(data: dict[str, Any], origin: str, origin_seq: int) -> WireRow | No
         _wire_str(data, "error", kind, optional=True), origin, origin_seq]))
 
 
+def _metric(r: Any) -> Metric:
+    """A metric as its row holds it (a scalar's step is stored as ``STEP_SCALAR``)."""
+    return Metric(execution_id=r.execution_id, name=r.name, value=r.value,
+                  step=None if r.step == schema.STEP_SCALAR else r.step, timestamp=r.timestamp)
+
+
 def _energy(r: Any) -> EnergyRecord:
     """An energy record as its row holds it: amounts stored before they were checked (a
     negative or NaN from an old import) stay readable rather than failing every read."""
@@ -1147,19 +1153,6 @@ class SqlStore(Store):
             stmt = stmt.offset(offset)
         return [self._artifact(r) for r in self._rows(stmt)]
 
-    def artifact_ids_named(self, names: Iterable[str]) -> dict[str, list[str]]:
-        t = schema.artifacts
-        found: dict[str, list[str]] = {}
-        wanted = list(dict.fromkeys(names))
-        if not wanted:
-            return found
-        stmt = sa.select(t.c.name, t.c.id).where(self._among(t.c.name, wanted))
-        for r in self._rows(stmt):
-            found.setdefault(r.name, []).append(r.id)
-        for ids in found.values():
-            ids.sort()
-        return found
-
     def artifact_ids_at(self, names: Iterable[str], uris: Iterable[str]) -> list[str]:
         t = schema.artifacts
         names, uris = list(dict.fromkeys(names)), list(dict.fromkeys(uris))
@@ -1242,9 +1235,7 @@ class SqlStore(Store):
         t = schema.metrics
         stmt = (sa.select(t).where(self._among(t.c.execution_id, execution_ids))
                 .order_by(t.c.execution_id, t.c.name, t.c.step))
-        return [Metric(execution_id=r.execution_id, name=r.name, value=r.value,
-                       step=None if r.step == schema.STEP_SCALAR else r.step,
-                       timestamp=r.timestamp) for r in self._rows(stmt)]
+        return [_metric(r) for r in self._rows(stmt)]
 
     def metrics_page(self, execution_ids: Sequence[str], name: str | None = None,
                      limit: int | None = None, offset: int = 0) -> tuple[list[Metric], int]:
@@ -1258,9 +1249,7 @@ class SqlStore(Store):
             stmt = stmt.limit(limit)
         if offset:
             stmt = stmt.offset(offset)
-        found = [Metric(execution_id=r.execution_id, name=r.name, value=r.value,
-                        step=None if r.step == schema.STEP_SCALAR else r.step,
-                        timestamp=r.timestamp) for r in self._rows(stmt)]
+        found = [_metric(r) for r in self._rows(stmt)]
         total = int(self._rows(sa.select(sa.func.count()).select_from(t).where(cond))[0][0])
         return found, total
 
@@ -1432,9 +1421,7 @@ class SqlStore(Store):
         for r in page(t.events, vcond):
             yield Event(execution_id=r.execution_id, artifact_id=r.artifact_id, type=r.type)
         for r in page(t.metrics, mcond):
-            yield Metric(execution_id=r.execution_id, name=r.name, value=r.value,
-                         step=None if r.step == schema.STEP_SCALAR else r.step,
-                         timestamp=r.timestamp)
+            yield _metric(r)
         for r in page(t.energy, ncond):
             yield _energy(r)
 

@@ -461,24 +461,6 @@ def test_lineage_events_by_time_uses_the_index(tmp_path: Path) -> None:
                          "'ix_ol_events_time'").fetchone() == (1,)
 
 
-def test_artifact_ids_named_answers_many_names_as_the_reference_does(store: Store) -> None:
-    from cmf_core.store.base import IN_CHUNK
-
-    n = IN_CHUNK * 2 + 5  # three IN lists
-    arts = [art(f"d{i:05d}") for i in range(n)]
-    twin = Artifact(id=remote_digest("s3://other/d00003", "v1"), type="Dataset",
-                    name="d00003", uri="s3://other/d00003", site="site-a", created_at=50.0)
-    store.put([*arts, twin])
-    names = [f"d{i:05d}" for i in range(0, n, 2)] + ["d00003", "missing", "d00000"]
-    got = store.artifact_ids_named(names)
-    assert got == Store.artifact_ids_named(store, names)  # find_artifacts(name=...) one by one
-    assert set(got) == set(names) - {"missing"}
-    assert got["d00002"] == [arts[2].id]
-    assert got["d00003"] == sorted([arts[3].id, twin.id])  # two artifacts of that name
-    assert store.artifact_ids_named(iter(["d00001", "d00001"])) == {"d00001": [arts[1].id]}
-    assert store.artifact_ids_named([]) == {}
-
-
 def test_artifact_ids_at_names_and_uris_answers_as_the_reference_does(store: Store) -> None:
     from cmf_core.store.base import IN_CHUNK
 
