@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter, defaultdict
-from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -377,16 +377,6 @@ def _group(key: str, fields: Mapping[str, str], items: Sequence[Item]) -> Group:
     )
 
 
-def group_items(items: Iterable[Item], key: Callable[[Item], Hashable]) -> dict[Any, Group]:
-    """Groups of ``items`` by any ``key`` (the plot groups by ``(stage, site)`` this way); a
-    tuple key becomes the group's ``key`` text joined with ``/``."""
-    buckets: dict[Any, list[Item]] = defaultdict(list)
-    for i in items:
-        buckets[key(i)].append(i)
-    return {k: _group(k if isinstance(k, str) else "/".join(map(str, k)), {}, v)
-            for k, v in buckets.items()}
-
-
 def _sort(groups: list[Group], by: str) -> tuple[Group, ...]:
     if by == "phase":
         groups.sort(key=lambda g: PHASES.index(g.key))
@@ -459,12 +449,17 @@ def rollup_records(executions: Iterable[Execution], records: Iterable[EnergyReco
             record = None
         items.append(Item(e, phase, source, record))
     if unmeasured:
-        why = unmeasured[0].details.get("notes")
-        why = why[0] if isinstance(why, (list, tuple)) and why else "no reason given"
-        notes.append(f"{len(unmeasured)} execution(s) have an energy record saying nothing was "
-                     f"measured, counted as not measured (execution {unmeasured[0].execution_id}"
-                     f": {why})")
+        notes.append(_unmeasured_note(len(unmeasured), unmeasured[0].execution_id,
+                                      unmeasured[0].details))
     return _build(items, by, dict(filters or {}), notes)
+
+
+def _unmeasured_note(count: int, execution_id: str, details: Mapping[str, Any]) -> str:
+    """The note for ``count`` records saying nothing was measured, the first one's reason."""
+    why = details.get("notes")
+    why = why[0] if isinstance(why, (list, tuple)) and why else "no reason given"
+    return (f"{count} execution(s) have an energy record saying nothing was measured, counted "
+            f"as not measured (execution {execution_id}: {why})")
 
 
 def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None,
@@ -674,11 +669,7 @@ def _fold(rows: Iterable[CarbonRow], stages: Iterable[Stage], by: str,
             group[1].add(signature)
             everything.add(signature)
     if first_unmeasured is not None:
-        eid, details = first_unmeasured
-        why = details.get("notes")
-        why = why[0] if isinstance(why, (list, tuple)) and why else "no reason given"
-        notes[f"{unmeasured} execution(s) have an energy record saying nothing was measured, "
-              f"counted as not measured (execution {eid}: {why})"] = None
+        notes[_unmeasured_note(unmeasured, *first_unmeasured)] = None
     every_cell = [kc for _, _, cells in groups.values() for kc in cells.items()]
     return Rollup(
         by=by, groups=_sort([_finish(k, f, seen, list(cells.items())) for k, (f, seen, cells)
