@@ -524,9 +524,11 @@ class Cmf:
         """Log final metrics as scalars and as a Metrics artifact output by the execution."""
         pending = self._resolve(execution)
         given = _mapping(values, "metrics")
-        self._note_non_finite(pending, [(k, v, None) for k, v in given.items() if _non_finite(v)])
+        bad = [(k, v, None) for k, v in given.items() if _non_finite(v)]
+        self._note_non_finite(pending, bad)
+        skipped = {k for k, _, _ in bad}
         metrics = [Metric(execution_id=pending.execution.id, name=k, value=v)
-                   for k, v in given.items() if not _non_finite(v)]
+                   for k, v in given.items() if k not in skipped]
         body = jsonutil.dumps({"execution": pending.execution.id, "name": name,
                                "values": {m.name: m.value for m in metrics}})
         digest = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
@@ -559,9 +561,8 @@ class Cmf:
                  execution: ExecutionHandle | str | None = None) -> Execution:
         """End an execution and write its records in one durable transaction."""
         pending = self._resolve(execution)
-        # the clock may have stepped back since the start (NTP): end no earlier than the start
-        ended = pending.execution.ended(status, error=error, ended_at=max(
-            time.time(), pending.execution.started_at))
+        # now, but never before its start (Execution.ended: the clock may have stepped back)
+        ended = pending.execution.ended(status, error=error)
         records: list[Record] = [self.pipeline, self.create_stage(ended.stage),
                                  *pending.records]
         if pending.monitor is not None:
