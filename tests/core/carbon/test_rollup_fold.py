@@ -13,11 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import sqlalchemy as sa
 
 from cmf_core.carbon.rollup import GROUP_BY, PHASE_KEY, Rollup, _Sum, plot, rollup
 from cmf_core.model import EnergyRecord, Execution, Pipeline, Record, Stage
 from cmf_core.store import ExecutionFilter, Store
+from tests.support.sql import executed
 
 from .test_rollup import Sites, cloud_records, hpc_records
 
@@ -148,22 +148,15 @@ def test_rollup_reads_one_joined_statement_not_an_object_per_record(
     """The roll-up used to read every execution (list_executions) and then every energy record
     (energy, 500 ids a statement), building an object of each; now it streams one statement."""
     store.put(random_records(5, n=1200))
-    statements: list[str] = []
-
-    def seen(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
-        statements.append(statement)
 
     def refused(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("rollup read objects")
 
     monkeypatch.setattr(store, "list_executions", refused)
     monkeypatch.setattr(store, "energy", refused)
-    engine = store.engine  # type: ignore[attr-defined]
-    sa.event.listen(engine, "before_cursor_execute", seen)
-    try:
+    with executed(store) as seen:
         r = rollup(store, by="day")
-    finally:
-        sa.event.remove(engine, "before_cursor_execute", seen)
+    statements = [statement for statement, _ in seen]
     assert r.total.executions == 1200
     reads = [s for s in statements if "executions" in s]
     assert len(reads) == 1 and "LEFT OUTER JOIN energy" in reads[0]

@@ -284,20 +284,14 @@ def test_from_store_reads_no_offset_pages(tmp_path: Path) -> None:
     """A year of runs (200,000 executions) took 22 s to read by offset pages: every page
     re-walked the rows skipped. Now no executions statement skips rows by OFFSET, and the
     executions without the task property are not sent."""
-    import sqlalchemy as sa
-
     from cmf_core.store import open_store
+    from tests.support.sql import executed
 
     with open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="site-a") as store:
         _varied_runs(store)
-        seen: list[tuple[str, Any]] = []
-
-        @sa.event.listens_for(store.engine, "before_cursor_execute")
-        def record(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
-            if "FROM executions" in statement:
-                seen.append((statement, params))
-
-        assert knowledge.from_store(store, page=4).n_runs == 24
+        with executed(store) as every:
+            assert knowledge.from_store(store, page=4).n_runs == 24
+    seen = [(statement, params) for statement, params in every if "FROM executions" in statement]
     assert len(seen) > 3
     for statement, params in seen:
         assert "OFFSET" not in statement or params[-1] == 0, (statement, params)

@@ -27,6 +27,7 @@ from cmf_core.model import (
 )
 from cmf_core.store import ExecutionFilter, Store, open_store
 from cmf_core.store import migrations as mig
+from tests.support.sql import executed
 
 
 def art(name: str, site: str = "site-a", created_at: float = 1.0, type: str = "Dataset"
@@ -545,19 +546,9 @@ def test_properties_text_that_is_not_json_does_not_fail_a_write(store: Store) ->
 def _plans(store: Store, run: Any, *args: Any) -> list[str]:
     """The plans of the statements ``run(*args)`` makes ``store`` execute (PostgreSQL: with
     sequential scans off, so a plan without an index means no index fits the statement)."""
-    from sqlalchemy import event
-
-    seen: list[tuple[str, Any]] = []
-
-    def record(conn: Any, cursor: Any, statement: str, params: Any, *args: Any) -> None:
-        seen.append((statement, params))
-
-    engine = store.engine  # type: ignore[attr-defined]
-    event.listen(engine, "before_cursor_execute", record)
-    try:
+    with executed(store) as seen:
         run(*args)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
+    engine = store.engine  # type: ignore[attr-defined]
     plans = []
     with engine.connect() as c:
         raw = c.connection.dbapi_connection
@@ -725,23 +716,17 @@ def test_executions_of_a_pipeline_or_stage_are_found_by_index(tmp_path: Path) ->
     """A pipeline or stage filter searches ix_executions_pipeline / _stage rather than scanning
     every execution of the store (on a store of 200,000 executions, the web UI's pipelines
     list scanned them all twice per pipeline)."""
-    import sqlalchemy as sa
-
     url = f"sqlite:///{tmp_path / 'cmf.db'}"
     with open_store(url, site="site-a") as s:
         for p in ("p", "q"):
             chain(s, p, n=3)
         assert s.count_executions(ExecutionFilter(stage="s1")) == 2  # both pipelines
-        seen: list[tuple[str, Any]] = []
-
-        @sa.event.listens_for(s.engine, "before_cursor_execute")
-        def record(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
-            if "FROM executions" in statement:
-                seen.append((statement, params))
-
-        for where in (ExecutionFilter(pipeline="p"), ExecutionFilter(pipeline="p", stage="s1")):
-            assert {e.pipeline for e in s.list_executions(where, limit=2)} == {"p"}
-            assert s.count_executions(where) == (3 if where.stage is None else 1)
+        with executed(s) as every:
+            for where in (ExecutionFilter(pipeline="p"),
+                          ExecutionFilter(pipeline="p", stage="s1")):
+                assert {e.pipeline for e in s.list_executions(where, limit=2)} == {"p"}
+                assert s.count_executions(where) == (3 if where.stage is None else 1)
+    seen = [(statement, params) for statement, params in every if "FROM executions" in statement]
     assert len(seen) == 4
     with sqlite3.connect(tmp_path / "cmf.db") as c:
         for statement, params in seen:
@@ -753,29 +738,21 @@ def test_executions_of_a_pipeline_or_stage_are_found_by_index(tmp_path: Path) ->
 def test_metrics_page_reads_one_page(tmp_path: Path) -> None:
     """The metrics routes page in SQL (LIMIT/OFFSET, a count): the web UI's compare page read
     every metric of the runs for each page of 1,000 (quadratic in 10,000-step curves)."""
-    import sqlalchemy as sa
-
     with open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="site-a") as s:
         ex = [Execution(pipeline="p", stage="train", site="site-a") for _ in range(2)]
         s.put([Pipeline("p", "site-a"), Stage("p", "train", "site-a"), *(e.ended() for e in ex)]
               + [Metric(e.id, n, float(i), step, 1.0) for e in ex for n in ("loss", "acc")
                  for i, step in enumerate([None, *range(25)])])
         ids = [e.id for e in ex]
-        seen: list[str] = []
-
-        @sa.event.listens_for(s.engine, "before_cursor_execute")
-        def record(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
-            if "FROM metrics" in statement:
-                seen.append(statement)
-
         for name in (None, "loss"):
             for limit, offset in ((7, 0), (7, 21), (1000, 0), (5, 200)):
                 got = s.metrics_page(ids, name, limit, offset)
                 assert got == Store.metrics_page(s, ids, name, limit, offset), (name, offset)
         assert s.metrics_page(ids, "loss", 3, 1)[0][0].step == 0  # the scalar comes first
         assert s.metrics_page(ids, None, 1000)[1] == 104
-        seen.clear()
-        assert len(s.metrics_page(ids, None, 7, 14)[0]) == 7
+        with executed(s) as every:
+            assert len(s.metrics_page(ids, None, 7, 14)[0]) == 7
+        seen = [statement for statement, _ in every if "FROM metrics" in statement]
         assert len(seen) == 2 and "LIMIT" in seen[0] and "OFFSET" in seen[0], seen
         assert "count(" in seen[1].lower()
 
@@ -829,20 +806,12 @@ def test_iter_executions_equals_the_offset_reference(store: Store) -> None:
 def test_iter_executions_pages_by_key_through_an_index(tmp_path: Path) -> None:
     """No OFFSET: each page after the first starts where the last ended, found in the index
     (a year of runs read by offset pages re-walked every skipped row: quadratic)."""
-    import sqlalchemy as sa
-
     with open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="site-a") as s:
         _keyed_store(s)
-        seen: list[tuple[str, Any]] = []
-
-        @sa.event.listens_for(s.engine, "before_cursor_execute")
-        def record(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
-            if "FROM executions" in statement:
-                seen.append((statement, params))
-
         for where in (ExecutionFilter(status="completed"), ExecutionFilter(pipeline="p")):
-            seen.clear()
-            got = list(s.iter_executions(where, property_keys=("task",), batch=2))
+            with executed(s) as every:
+                got = list(s.iter_executions(where, property_keys=("task",), batch=2))
+            seen = [(st, params) for st, params in every if "FROM executions" in st]
             assert got and len(seen) > 3
             with sqlite3.connect(tmp_path / "cmf.db") as c:
                 for n, (statement, params) in enumerate(seen):
@@ -859,20 +828,13 @@ def test_stage_edges_start_from_the_pipelines_executions(tmp_path: Path) -> None
     """The stage graph of a pipeline reads its executions through ix_executions_pipeline,
     not every OUTPUT event of the store (a small pipeline's page took as long as the store's
     biggest: 1-2 s on a store of 200,000 executions)."""
-    import sqlalchemy as sa
-
     with open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="site-a") as s:
         chain(s, "p", n=3)
         chain(s, "q", n=2)
-        seen: list[tuple[str, Any]] = []
-
-        @sa.event.listens_for(s.engine, "before_cursor_execute")
-        def record(conn: Any, cursor: Any, statement: str, params: Any, *rest: Any) -> None:
-            seen.append((statement, params))
-
-        assert s.stage_edges("p") == [("s0", "s1"), ("s1", "s2")]
-        assert s.stage_edges("q") == [("s0", "s1")]
-        assert s.stage_edges("nope") == []
+        with executed(s) as seen:
+            assert s.stage_edges("p") == [("s0", "s1"), ("s1", "s2")]
+            assert s.stage_edges("q") == [("s0", "s1")]
+            assert s.stage_edges("nope") == []
     with sqlite3.connect(tmp_path / "cmf.db") as c:
         for statement, params in seen:
             plan = " ".join(str(r) for r in c.execute(f"EXPLAIN QUERY PLAN {statement}", params))
