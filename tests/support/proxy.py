@@ -23,16 +23,13 @@ large in ``too_large``.
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import uvicorn
 
-from tests.support.postgres import free_port
+from tests.support.asgi import served
 
 HOP = {b"connection", b"keep-alive", b"transfer-encoding", b"te", b"trailer", b"upgrade",
        b"proxy-authorization", b"proxy-connection", b"host", b"content-length"}
@@ -113,18 +110,5 @@ def reverse_proxy(upstream: str, **kwargs: Any) -> Iterator[tuple[str, ReversePr
     """Run a :class:`ReverseProxy` to ``upstream`` on a free loopback port until the block
     ends; yields its base URL (``http://127.0.0.1:PORT``, prefix not included) and the proxy."""
     proxy = ReverseProxy(upstream.rstrip("/"), **kwargs)
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(proxy, host="127.0.0.1", port=port,
-                                           log_level="warning", lifespan="on"))
-    thread = threading.Thread(target=server.run, name="reverse-proxy", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the reverse proxy did not start")
-        time.sleep(0.01)
-    try:
-        yield f"http://127.0.0.1:{port}", proxy
-    finally:
-        server.should_exit = True
-        thread.join(15)
+    with served(proxy, "reverse-proxy") as url:
+        yield url, proxy

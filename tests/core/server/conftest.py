@@ -3,21 +3,18 @@
 from __future__ import annotations
 
 import contextlib
-import threading
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from fastapi import FastAPI
 
 from cmf_core.config import load_settings
 from cmf_core.server.app import create_app
 from cmf_core.store import Store
-from tests.support.postgres import free_port
+from tests.support.asgi import served
 
 
 @dataclass
@@ -44,22 +41,8 @@ def live_server(store: Store, token: str | None = None, *, ingress: bool = True,
         from cmf_core.server.ingress import LineageIngress
 
         app.user_middleware = [m for m in app.user_middleware if m.cls is not LineageIngress]
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning",
-                                           lifespan="on"))
-    thread = threading.Thread(target=server.run, name="uvicorn-test", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 15
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("uvicorn did not start")
-        time.sleep(0.01)
-    try:
-        yield LiveServer(f"http://127.0.0.1:{port}", app, store)
-    finally:
-        server.should_exit = True
-        thread.join(15)
-        assert not thread.is_alive(), "uvicorn did not stop"
+    with served(app) as url:
+        yield LiveServer(url, app, store)
 
 
 @pytest.fixture
