@@ -294,15 +294,21 @@ def _inputs(records: Sequence[EnergyRecord]) -> Inputs:
         for name, comp in comps.items():
             method = comp.get("method") if isinstance(comp, Mapping) else None
             methods[str(name)][str(method or "unknown")] += 1
-    order = {"cpu": 0, "ram": 1, "gpu": 2, "details": 4}
     return Inputs(
         pue=_distinct(r.details.get("pue") for r in records),
         intensity_g_per_kwh=_distinct(r.details.get("intensity_g_per_kwh") for r in records),
         intensity_sources=_distinct(r.details.get("intensity_source") for r in records),
         regions=_distinct(r.details.get("region") for r in records),
-        methods={c: dict(sorted(methods[c].items(), key=lambda kv: (-kv[1], kv[0])))
-                 for c in sorted(methods, key=lambda c: (order.get(c, 3), c))},
+        methods=_by_component(methods),
     )
+
+
+def _by_component(methods: Mapping[str, Counter[str]]) -> dict[str, dict[str, int]]:
+    """Each component's method counts, most used first; components cpu, ram, gpu, others, and
+    the records without components last."""
+    order = {"cpu": 0, "ram": 1, "gpu": 2, "details": 4}
+    return {c: dict(sorted(methods[c].items(), key=lambda kv: (-kv[1], kv[0])))
+            for c in sorted(methods, key=lambda c: (order.get(c, 3), c))}
 
 
 _INPUT_KEYS = ("pue", "intensity_g_per_kwh", "intensity_source", "region")
@@ -346,12 +352,10 @@ class _Seen:
                     values.add(v)
             for component, method in signature[-1]:
                 methods[component][method] += n
-        order = {"cpu": 0, "ram": 1, "gpu": 2, "details": 4}
         pue, intensity, sources, regions = (_ordered(v) for v in found)
         return Inputs(
             pue=pue, intensity_g_per_kwh=intensity, intensity_sources=sources, regions=regions,
-            methods={c: dict(sorted(methods[c].items(), key=lambda kv: (-kv[1], kv[0])))
-                     for c in sorted(methods, key=lambda c: (order.get(c, 3), c))},
+            methods=_by_component(methods),
         )
 
 
