@@ -1,6 +1,7 @@
 """The CMF server application: ``create_app(store, settings)`` -> a FastAPI app.
 
-Routes (OpenAPI at ``/openapi.json``, interactive docs at ``/docs``):
+Routes (OpenAPI at ``/openapi.json``, interactive docs at ``/docs`` and ``/redoc``, served
+without a CDN):
 
 * OpenLineage, Marquez-compatible (:mod:`~cmf_core.server.routers.lineage`):
   ``POST /api/v1/lineage`` (one event or an array), ``POST /api/v1/lineage/batch``,
@@ -87,8 +88,8 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
         finally:
             await asyncio.to_thread(writer.close, DRAIN_TIMEOUT_S)
 
-    app = FastAPI(title="cmf-foundation", version=__version__, description=_DESCRIPTION,
-                  lifespan=lifespan)
+    app = _fastapi(title="cmf-foundation", version=__version__, description=_DESCRIPTION,
+                   lifespan=lifespan)
     app.state.store = store
     app.state.settings = settings
     app.state.writer = writer
@@ -136,6 +137,17 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
                                  "docs": "/docs", "openapi": "/openapi.json"})
 
     return app
+
+
+def _fastapi(**kwargs: Any) -> FastAPI:
+    """A FastAPI app whose docs pages (``/docs``, ``/redoc``) load Swagger UI and ReDoc from
+    the server itself (fastapi-offline ships them), not from a CDN: they work on a cluster or
+    a laptop without internet. Without fastapi-offline, FastAPI's CDN pages."""
+    try:
+        from fastapi_offline import FastAPIOffline
+    except ImportError:
+        return FastAPI(**kwargs)
+    return FastAPIOffline(static_url="/docs-assets", **kwargs)
 
 
 class RootPath:
