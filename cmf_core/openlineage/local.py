@@ -36,8 +36,6 @@ from typing import Any
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import path_digest, remote_digest
-from cmf_core.openlineage.convert import facet_to_dict
-from cmf_core.openlineage.facets import ArtifactDatasetFacet
 
 DEFAULT_DIGEST_MAX_BYTES = 1024 * 2**20
 """Local datasets up to this size (1 GiB, the Airflow listener's default) are read."""
@@ -186,6 +184,9 @@ def with_local_digests(event: Mapping[str, Any], max_bytes: float = DEFAULT_DIGE
     Returns a new dict and leaves ``event`` as it was; an event with nothing to digest comes
     back as a shallow copy. ``producer`` is the facet's ``_producer`` (default CMF's).
     """
+    from cmf_core.openlineage.convert import facet_to_dict
+    from cmf_core.openlineage.facets import ArtifactDatasetFacet
+
     out = dict(event)
     ended = event.get("eventType") not in _NOT_ENDED
     for side in ("inputs", "outputs"):
