@@ -151,6 +151,12 @@ class Settings(BaseSettings):
         5.0, gt=0, le=3600,
         description="Longest time a tracking hook may take inside a user's task (at most 3600 s).",
     )
+    digest_max_mb: float = Field(
+        1024.0, ge=0,
+        description="Python API: local files and folders up to this size (MiB, all files of a "
+                    "folder together) are identified by a sha256 of their content; larger ones "
+                    "by path, size and modification time, with a warning.",
+    )
 
     @field_validator("site")
     @classmethod

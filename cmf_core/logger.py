@@ -20,6 +20,7 @@ without ``close()`` reuses the open store); the last to close closes it.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import math
@@ -36,7 +37,7 @@ from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidInputError
 from cmf_core.guard import exception_text, renew_after_fork, report
-from cmf_core.identity import path_digest, remote_digest
+from cmf_core.identity import remote_digest
 from cmf_core.model import (
     Artifact,
     EnergyRecord,
@@ -55,6 +56,7 @@ from cmf_core.process import process_property
 from cmf_core.store import Store, shared_store
 
 START_VISIBLE_AFTER_S = 0.5
+DIGEST_MAX_BYTES = 1024 * 2**20  # Settings.digest_max_mb's default, as the adapters'
 ARTIFACT_MEMO = 4096  # remote artifacts a logger remembers having described
 
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://",
@@ -91,11 +93,60 @@ def _event(execution_id: str, artifact_id: str, type: EventType) -> Event:
     return event
 
 
+def _existing_path(uri: str) -> Path:
+    """The absolute path, symbolic links resolved, of the local file or folder ``uri`` names
+    (``~`` expanded), or an error naming it as given and where it was looked for."""
+    path = _local_path(uri)
+    if uri[:7].lower() != "file://":
+        with contextlib.suppress(RuntimeError):  # ~user of no such user: looked for as written
+            path = path.expanduser()
+    if path.exists():
+        return path.resolve()
+    full = Path(os.path.abspath(path))
+    where = "" if str(full) == uri else f" ({full})"
+    if path.is_symlink():
+        raise InvalidInputError(f"artifact path {uri}{where} is a symbolic link to "
+                                f"{os.readlink(path)}, which does not exist")
+    raise InvalidInputError(f"artifact path {uri}{where} does not exist")
+
+
+_WARNED_STAT: set[str] = set()
+
+
+def _warn_stat(path: str, size: int, complete: bool, max_bytes: float) -> None:
+    """One WARNING per path and process: its id is not its content's."""
+    if path in _WARNED_STAT:
+        return
+    if len(_WARNED_STAT) >= ARTIFACT_MEMO:
+        _WARNED_STAT.clear()
+    _WARNED_STAT.add(path)
+    from cmf_core.openlineage.local import MAX_WALK_FILES
+
+    if not complete:
+        why = f"holds more than {MAX_WALK_FILES:,} files"
+    elif size > max_bytes:
+        why = (f"holds {size / 2**20:,.0f} MiB, more than digest_max_mb "
+               f"({max_bytes / 2**20:g} MiB; CMF_DIGEST_MAX_MB)")
+    else:
+        why = "could not be read"
+    logging.getLogger(__name__).warning(
+        "cmf: %s %s: identified by its path, size and modification time (digest_method "
+        "'stat'), not by a sha256 of its content; the same bytes elsewhere are another "
+        "artifact, and a change that keeps its size and mtime is not seen", path, why)
+
+
 def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None,
                       version: str | None = None, digest: str | None = None,
                       properties: Mapping[str, Any] | None = None,
-                      custom_properties: Mapping[str, Any] | None = None) -> Artifact:
-    """Build an Artifact, digesting local files/directories; remote URIs need a version."""
+                      custom_properties: Mapping[str, Any] | None = None,
+                      max_bytes: float = DIGEST_MAX_BYTES) -> Artifact:
+    """Build an Artifact, digesting local files/directories; remote URIs need a version.
+
+    A local path (``~`` expanded, relative to the working directory) is identified by a sha256
+    of its content up to ``max_bytes`` (all files of a folder together) and ``MAX_WALK_FILES``
+    files, else by its path, size and modification time, as the orchestrator adapters do
+    (property ``digest_method``, with a WARNING).
+    """
     check_artifact_type(type)
     if not isinstance(uri, str) or not uri.strip():
         raise InvalidInputError(f"artifact uri must be a non-empty path or URI, got {uri!r}")
@@ -110,14 +161,18 @@ def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None
             digest = remote_digest(uri, version)
             props.setdefault("version", version)
         else:
-            path = _local_path(uri)
-            if not path.exists():
-                raise InvalidInputError(f"artifact path {path} does not exist")
-            size = path.stat().st_size if path.is_file() else None
-            digest = path_digest(path)  # a file's bytes up to its size now (it may grow)
-            uri = str(path.resolve())
-            if size is not None:
+            from cmf_core.openlineage.local import path_identity
+
+            path = _existing_path(uri)
+            uri = str(path)
+            # content up to max_bytes (a file's bytes up to its size now: it may grow), cached
+            # per process while unchanged; above it the adapters' digest of path, size and mtime
+            digest, method, size, complete = path_identity(uri, max_bytes)
+            props.setdefault("digest_method", method)
+            if not path.is_dir():
                 props.setdefault("size_bytes", size)
+            if method == "stat":
+                _warn_stat(uri, size, complete, max_bytes)
     return Artifact(id=digest, type=type, name=name or uri.rstrip("/").rsplit("/", 1)[-1] or uri,
                     uri=uri, site=site, properties=props,
                     custom_properties=custom_properties or {})
@@ -449,7 +504,8 @@ class Cmf:
         if art is None:
             art = describe_artifact(uri, type, self.site, name=name, version=version,
                                     digest=digest, properties=properties,
-                                    custom_properties=custom_properties)
+                                    custom_properties=custom_properties,
+                                    max_bytes=self.settings.digest_max_mb * 2**20)
             if key:
                 if len(self._artifacts) >= ARTIFACT_MEMO:
                     self._artifacts.clear()

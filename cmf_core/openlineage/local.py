@@ -18,23 +18,24 @@ yet (or are an older version's), and the run's end event names it with its diges
 Up to ``max_bytes`` (all files of a directory together) and :data:`MAX_WALK_FILES` files the
 content is read; above them, or when it cannot be read, the id is a digest of the path, size
 and modification time, exactly as the Airflow listener computes it (``digest_method:
-"stat"``). Content digests are cached per process by (path, size, modification time). A file
+"stat"``). Content digests are cached per process by the path and each file's name, inode,
+size, modification and status change times (not one changed in the last second). A file
 system root, the home or working directory (or a parent of them) is never read: ingest
 identifies it by its URI.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import path_digest, remote_digest
-from cmf_core.openlineage.convert import facet_to_dict
-from cmf_core.openlineage.facets import ArtifactDatasetFacet
 
 DEFAULT_DIGEST_MAX_BYTES = 1024 * 2**20
 """Local datasets up to this size (1 GiB, the Airflow listener's default) are read."""
@@ -44,9 +45,10 @@ walk of this many files takes about half a second on a local disk; a change deep
 a directory may not change that id)."""
 
 _NOT_ENDED = ("START", "RUNNING")
-_CACHE: dict[tuple[str, int, int], str] = {}
+_CACHE: dict[tuple[Any, ...], str] = {}
 _CACHE_LOCK = threading.Lock()
 _CACHE_MAX = 4096
+RACY_NS = 1_000_000_000
 
 
 def local_path(namespace: Any, name: Any) -> str | None:
@@ -67,27 +69,68 @@ def too_broad(path: str) -> bool:
     return real == Path(real.anchor) or any(a == real or real in a.parents for a in anchors)
 
 
-def _stat(path: str) -> tuple[int, int, bool] | None:
-    """(size, newest modification time in ns, complete) of a file, or of all files under a
-    directory; above :data:`MAX_WALK_FILES` files the directory's own stat, ``complete`` False."""
+def _stat(path: str) -> tuple[int, int, bool, int, tuple[Any, ...]] | None:
+    """(size, newest modification time in ns, complete, newest status change time in ns,
+    fingerprint) of a file, or of all files under a directory; above :data:`MAX_WALK_FILES`
+    files the directory's own stat, ``complete`` False. The fingerprint (the cache key)
+    covers each file's name, inode, size and times, status change time included: a file
+    renamed or rewritten in place changes it where the size and newest modification time
+    stay the same."""
     try:
         st = os.stat(path)
     except OSError:
         return None
     if not os.path.isdir(path):
-        return st.st_size, st.st_mtime_ns, True
+        return st.st_size, st.st_mtime_ns, True, st.st_ctime_ns, (
+            path, st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
     newest, size, count = st.st_mtime_ns, 0, 0
+    changed = st.st_ctime_ns
+    h = hashlib.blake2b(digest_size=20)
     for root, _, files in os.walk(path):
         for f in files:
             count += 1
             if count > MAX_WALK_FILES:
-                return st.st_size, st.st_mtime_ns, False
+                return st.st_size, st.st_mtime_ns, False, st.st_ctime_ns, ()
+            full = os.path.join(root, f)
             try:
-                s = os.stat(os.path.join(root, f))
+                s = os.stat(full)
             except OSError:
                 continue
             newest, size = max(newest, s.st_mtime_ns), size + s.st_size
-    return size, newest, True
+            changed = max(changed, s.st_ctime_ns)
+            h.update(f"{full}\0{s.st_dev}:{s.st_ino}:{s.st_size}:{s.st_mtime_ns}:"
+                     f"{s.st_ctime_ns}\n".encode("utf-8", "surrogateescape"))
+    return size, newest, True, changed, (path, size, newest, changed, h.hexdigest())
+
+
+def _identity(path: str, found: tuple[int, int, bool, int, tuple[Any, ...]], max_bytes: float,
+              strict: bool) -> tuple[str, str]:
+    """``(id, method)`` of ``path`` whose :func:`_stat` is ``found``: the content digest
+    (cached) up to ``max_bytes`` and :data:`MAX_WALK_FILES` files, else the stat digest; one
+    that cannot be read is the stat digest too, or with ``strict`` an error."""
+    size, mtime, complete, changed, key = found
+    if complete and size <= max_bytes:
+        with _CACHE_LOCK:
+            cached = _CACHE.get(key)
+        if cached is not None:
+            return cached, "sha256"
+        started = time.time_ns()
+        try:
+            digest = path_digest(path)
+        except (InvalidInputError, OSError):
+            if strict:
+                raise
+            digest = None  # gone or unreadable meanwhile: fall back to what stat gave
+        if digest is not None:
+            # not kept if changed in the last second (a write in the same timestamp tick after
+            # this read would leave the key as it is): the next caller reads it again
+            if changed < started - RACY_NS:
+                with _CACHE_LOCK:
+                    if len(_CACHE) >= _CACHE_MAX:
+                        _CACHE.clear()
+                    _CACHE[key] = digest
+            return digest, "sha256"
+    return stat_identity(path, size, mtime), "stat"
 
 
 def local_identity(path: str, max_bytes: float = DEFAULT_DIGEST_MAX_BYTES
@@ -97,26 +140,22 @@ def local_identity(path: str, max_bytes: float = DEFAULT_DIGEST_MAX_BYTES
     it cannot be read, its stat digest (``"stat"``); None if it does not exist or is
     :func:`too_broad`."""
     found = None if too_broad(path) else _stat(path)
+    return None if found is None else _identity(path, found, max_bytes, strict=False)
+
+
+def path_identity(path: str, max_bytes: float = DEFAULT_DIGEST_MAX_BYTES
+                  ) -> tuple[str, str, int, bool]:
+    """``(artifact id, digest method, size, complete)`` of the existing local file or directory
+    ``path`` (absolute, as the adapters name it) that a user names explicitly
+    (``Cmf.log_dataset``): as :func:`local_identity`, but any path is read (the home or working
+    directory too), and one that cannot be read is an error naming it. ``size`` is the bytes
+    of all its files; ``complete`` is False for a directory of more than
+    :data:`MAX_WALK_FILES` files (its own stat identifies it)."""
+    found = _stat(path)
     if found is None:
-        return None
-    size, mtime, complete = found
-    key = (path, size, mtime)
-    with _CACHE_LOCK:
-        cached = _CACHE.get(key)
-    if cached is not None:
-        return cached, "sha256"
-    if complete and size <= max_bytes:
-        try:
-            digest = path_digest(path)
-        except (InvalidInputError, OSError):
-            digest = None  # gone or unreadable meanwhile: fall back to what stat gave
-        if digest is not None:
-            with _CACHE_LOCK:
-                if len(_CACHE) >= _CACHE_MAX:
-                    _CACHE.clear()
-                _CACHE[key] = digest
-            return digest, "sha256"
-    return stat_identity(path, size, mtime), "stat"
+        raise InvalidInputError(f"artifact path {path} does not exist or cannot be read")
+    digest, method = _identity(path, found, max_bytes, strict=True)
+    return digest, method, found[0], found[2]
 
 
 def stat_identity(path: str, size: int, mtime_ns: int) -> str:
@@ -145,6 +184,9 @@ def with_local_digests(event: Mapping[str, Any], max_bytes: float = DEFAULT_DIGE
     Returns a new dict and leaves ``event`` as it was; an event with nothing to digest comes
     back as a shallow copy. ``producer`` is the facet's ``_producer`` (default CMF's).
     """
+    from cmf_core.openlineage.convert import facet_to_dict
+    from cmf_core.openlineage.facets import ArtifactDatasetFacet
+
     out = dict(event)
     ended = event.get("eventType") not in _NOT_ENDED
     for side in ("inputs", "outputs"):

@@ -54,3 +54,44 @@ def test_big_folders_are_not_walked_and_roots_not_read(tmp_path: Path,
     monkeypatch.chdir(folder)
     assert local.local_identity(str(folder)) is None  # the working directory: named by URI
     assert local.local_identity(str(tmp_path)) is None and local.local_identity("/") is None
+
+
+def test_the_digest_cache_sees_a_rename_or_rewrite_that_keeps_size_and_mtime(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A per-process cache keyed by (path, total size, newest mtime) returned a folder's old
+    digest after a file was renamed inside a subfolder (neither changes), and a file's after
+    it was rewritten with the same size and its mtime put back (``cp -p``, ``rsync -t``)."""
+    from cmf_core.openlineage import local
+
+    monkeypatch.setattr(local, "RACY_NS", -(10**12), raising=False)  # cache fresh files
+    folder = tmp_path / "data"
+    (folder / "sub").mkdir(parents=True)
+    (folder / "sub" / "a.txt").write_text("same bytes")
+    first = local.local_identity(str(folder))
+    assert first == (path_digest(folder), "sha256")
+    assert local.local_identity(str(folder)) == first  # unchanged: the same (cached) digest
+    (folder / "sub" / "a.txt").rename(folder / "sub" / "b.txt")
+    assert local.local_identity(str(folder)) == (path_digest(folder), "sha256") != first
+
+    f = tmp_path / "x.bin"
+    f.write_bytes(b"version 1")
+    st = f.stat()
+    old = local.local_identity(str(f))
+    f.write_bytes(b"version 2")  # same size, and the old modification time put back
+    import os
+
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    assert f.stat().st_mtime_ns == st.st_mtime_ns
+    assert local.local_identity(str(f)) == (path_digest(f), "sha256") != old
+
+
+def test_a_digest_taken_just_after_a_write_is_not_cached(tmp_path: Path) -> None:
+    """A write in the same timestamp tick after the read would keep the cache key: a file
+    changed within the last second is read again next time, not taken from the cache."""
+    from cmf_core.openlineage import local
+
+    f = tmp_path / "fresh.csv"
+    f.write_text("a,b\n")
+    key = local._stat(str(f))[4]
+    assert local.local_identity(str(f)) == (path_digest(f), "sha256")
+    assert key not in local._CACHE
