@@ -37,14 +37,24 @@ SECRET_WORDS = frozenset({"password", "passwd", "passphrase", "secret", "secrets
 _WORDS = re.compile(r"[A-Z]?[a-z0-9]+|[A-Z]+(?![a-z])")
 #: the password of a ``scheme://user:password@host`` URL anywhere in a text
 _URL_PASSWORD = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^\s/:@]*:)[^\s/]+@")
+_URL = re.compile(r"\b[A-Za-z][A-Za-z0-9+.-]*://\S*\?\S*")
+#: a password given as a query parameter (libpq's ``?password=``, ``?sslpassword=``)
+_QUERY_PASSWORD = re.compile(r"([?&](?:ssl)?passw(?:or)?d=)[^&#\s]*", re.IGNORECASE)
 
 
 def hide_password(text: str) -> str:
     """``text`` with the password of every ``scheme://user:password@host`` URL in it replaced
-    by ``***`` (a database URL given as a task parameter, a peer URL in a message)."""
-    if "://" not in text or "@" not in text:
+    by ``***`` (a database URL given as a task parameter, a peer URL in a message), as is one
+    given as the URL's ``password=`` query parameter (``postgresql://etl@db/x?password=p``,
+    which libpq takes as well)."""
+    if "://" not in text:
         return text
-    return _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    if "@" in text:
+        text = _URL_PASSWORD.sub(lambda m: m.group(1) + REDACTED + "@", text)
+    if "?" in text:
+        text = _URL.sub(lambda m: _QUERY_PASSWORD.sub(lambda q: q.group(1) + REDACTED,
+                                                      m.group(0)), text)
+    return text
 
 
 def sensitive(name: str) -> bool:

@@ -102,8 +102,8 @@ class _Shared:
         self.users: weakref.WeakSet[Any] = weakref.WeakSet()
 
 
-#: embedded (SQLite) stores opened by ``Cmf`` loggers in this process, by what makes them behave
-#: differently: see :func:`shared_store`
+#: SQLite and PostgreSQL stores opened by ``Cmf`` loggers in this process, by what makes them
+#: behave differently: see :func:`shared_store`
 _SHARED: dict[tuple[Any, ...], _Shared] = {}
 _SHARED_LOCK = threading.Lock()
 
@@ -122,15 +122,23 @@ os.register_at_fork(after_in_child=_forget_shared)
 
 def _shared_key(url: str, site: str, settings: Settings) -> tuple[Any, ...] | None:
     """The key a store at ``url`` is shared under; None for a store that is not shared (not
-    SQLite, or a URL :func:`open_store` is left to refuse)."""
+    a kind that is, or a URL :func:`open_store` is left to refuse)."""
     import sqlalchemy as sa
 
     try:
         parsed = sa.engine.make_url(url)
     except sa.exc.ArgumentError:
         return None
+    kind = parsed.get_backend_name()
+    if kind == "postgresql" and "@" not in (parsed.host or ""):
+        # the whole URL, password and options included (a logger given another password or
+        # sslmode must not borrow a connection it could not make); the driver named or not
+        # (the store picks psycopg either way); durability and the journal companion are
+        # SQLite's settings only
+        return ("postgresql", parsed.set(drivername="postgresql").render_as_string(
+            hide_password=False), site)
     db = parsed.database or ""
-    if parsed.get_backend_name() != "sqlite" or db in ("", ":memory:") or parsed.query:
+    if kind != "sqlite" or db in ("", ":memory:") or parsed.query:
         return None
     # the file as SqliteStore opens it (a relative path names a file in the folder of now)
     return ("sqlite", str(Path(db).expanduser().absolute()), site, settings.durability,
@@ -145,11 +153,14 @@ def shared_store(url: str | None, site: str, settings: Settings, user: object
     An embedded (SQLite) store is shared by the loggers of this process that open the same file
     with the same site, durability and journal companion setting: a notebook cell that makes a
     new ``Cmf`` each time it runs, and never closes the last, reuses the one store (its journal
-    file, connections and applier thread) instead of leaving one more open each run. The store
-    is closed when its last user releases it; one whose users were all dropped unclosed stays
-    open for the next logger (and is applied at exit). A store whose file was deleted or
-    replaced since is not reused. Other stores are opened for ``user`` alone and closed by the
-    release."""
+    file, connections and applier thread) instead of leaving one more open each run. A
+    PostgreSQL store is shared by the loggers that give the same URL (password and options
+    included) and site: a pipeline that makes one ``Cmf`` per stage holds one writer connection
+    and one pool, not two or more server connections per logger (30 loggers held 60, and a
+    server's ``max_connections`` is 100 by default). The store is closed when its last user
+    releases it; one whose users were all dropped unclosed stays open for the next logger (and
+    is applied at exit). A store whose file was deleted or replaced since is not reused. Other
+    stores are opened for ``user`` alone and closed by the release."""
     url = url or settings.resolved_store_url
     key = _shared_key(url, site, settings)
     if key is None:

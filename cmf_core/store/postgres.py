@@ -36,7 +36,18 @@ class PostgresStore(SqlStore):
         self._conninfo = parsed.render_as_string(hide_password=False).replace(
             "postgresql+psycopg://", "postgresql://")
         engine = sa.create_engine(parsed, pool_pre_ping=True)
+        self._closed = False
         super().__init__(url, site, engine, create=create)
+
+    def reusable(self) -> bool:
+        """Whether this store may serve one more ``Cmf`` logger of this process
+        (:func:`cmf_core.store.shared_store`): it is not closed (a lost connection is no
+        reason: the next write connects anew, and the pool checks its connections)."""
+        return not self._closed
+
+    def close(self) -> None:
+        self._closed = True
+        super().close()
 
     def _among_many(self, column: sa.ColumnElement[Any], values: list[Any]
                     ) -> sa.ColumnElement[bool]:

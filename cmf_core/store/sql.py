@@ -63,6 +63,7 @@ from cmf_core.store.journal import (
     ROTATE_BYTES,
     JournalWriter,
 )
+from cmf_core.task_values import hide_password
 
 _J = jsonutil.dumps
 
@@ -465,7 +466,8 @@ class SqlStore(Store):
     # helpers ---------------------------------------------------------------------------------
     @property
     def safe_url(self) -> str:
-        return sa.engine.make_url(self.url).render_as_string(hide_password=True)
+        # hide_password: also a password given as a query parameter (?password=)
+        return hide_password(sa.engine.make_url(self.url).render_as_string(hide_password=True))
 
     def _q(self, sql: str) -> str:
         return sql if self.placeholder == "?" else sql.replace("?", self.placeholder)

@@ -745,3 +745,70 @@ def test_an_execution_left_open_in_a_dropped_logger_is_judged_lost_as_before(
         assert [x.execution.id for x in find_lost(s).lost] == [eid]
         assert sorted(e.status for e in s.list_executions(ExecutionFilter(stage="other"))) == [
             ExecutionStatus.COMPLETED] * 5
+
+
+def _pg_backends(postgres: TempPostgres, url: str, want: int | None = None) -> int:
+    """The server connections to the database of ``url`` (pg_stat_activity). With ``want``:
+    waits (30 s at most) until there are no more than that, since a backend whose client
+    closed its connection leaves the view when its process has ended, a moment later."""
+    import time
+
+    import psycopg
+    import sqlalchemy as sa
+
+    db = sa.engine.make_url(url).database
+    deadline = time.monotonic() + 30
+    with psycopg.connect(postgres.url("postgres"), autocommit=True) as c:
+        while True:
+            row = c.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = %s",
+                            (db,)).fetchone()
+            n = int(row[0]) if row else 0
+            if want is None or n <= want or time.monotonic() > deadline:
+                return n
+            time.sleep(0.05)
+
+
+@pytest.mark.postgres
+def test_the_loggers_of_one_postgresql_store_share_its_connections(
+        postgres: TempPostgres) -> None:
+    """A pipeline process that makes one ``Cmf`` per stage, all alive at once: each opened a
+    store of its own, a writer connection and a pool, so 30 loggers held 60 server
+    connections (a server's max_connections is 100 by default). The loggers of one URL and
+    site now share one store, and its connections are closed when the last of them closes."""
+    url = postgres.create_database()
+    loggers = []
+    ids = []
+    for i in range(30):
+        cmf = Cmf(pipeline_name=f"stage-{i}", store=url, measure_energy=False)
+        with cmf.create_execution("s", params={"i": i}) as ex:
+            ex.log_metrics("", {"loss": float(i)})
+        assert cmf.store.list_executions()  # a read: the pool's connection
+        loggers.append(cmf)
+        ids.append(ex.id)
+    assert len({id(c.store) for c in loggers}) == 1
+    assert _pg_backends(postgres, url) <= 3  # the writer and a pooled reader (and slack)
+    # another site, or another URL (its options may differ), opens a store of its own
+    other_site = Cmf(pipeline_name="x", store=url, site="other", measure_energy=False)
+    other_url = Cmf(pipeline_name="x", store=url + "?application_name=cmf-other",
+                    measure_energy=False)
+    assert len({id(loggers[0].store), id(other_site.store), id(other_url.store)}) == 3
+    other_site.close()
+    other_url.close()
+    # closing one logger leaves the store open for the others, which go on recording
+    for cmf in loggers[:-1]:
+        cmf.close()
+    last = loggers[-1]
+    with last.create_execution("after") as ex:
+        pass
+    ids.append(ex.id)
+    last.close()
+    assert _pg_backends(postgres, url, want=0) == 0  # the last close closed the connections
+    with open_store(url, site="reader") as s:
+        got = s.list_executions()
+        assert sorted(e.id for e in got) == sorted(ids)
+        assert {e.status for e in got} == {ExecutionStatus.COMPLETED}
+    # a logger made after the last one closed opens the store anew
+    with Cmf(pipeline_name="again", store=url, measure_energy=False) as cmf:
+        assert cmf.store is not last.store
+        with cmf.create_execution("s"):
+            pass

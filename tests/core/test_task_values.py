@@ -137,6 +137,11 @@ def test_secrets_are_redacted_at_any_depth() -> None:
     ("http://ops@h/x", "http://ops@h/x"),  # a user without a password
     ("mailto:a@b.org", "mailto:a@b.org"),
     ("http://h/p?who=u:p@q", "http://h/p?who=u:p@q"),  # not the URL's userinfo
+    # libpq takes the password as a query parameter too
+    ("postgresql://etl@db/x?password=s3cret", "postgresql://etl@db/x?password=***"),
+    ("postgresql:///x?host=db&PASSWORD=s3&sslmode=require&sslpassword=k",
+     "postgresql:///x?host=db&PASSWORD=***&sslmode=require&sslpassword=***"),
+    ("see ?password=x", "see ?password=x"),  # no URL
 ])
 def test_url_passwords_are_hidden(text: str, shown: str) -> None:
     """A database or peer URL given as a task parameter keeps its password out of the store

@@ -179,6 +179,8 @@ class CmfTransport(Transport):
     def __str__(self) -> str:
         import sqlalchemy as sa
 
+        from cmf_core.task_values import hide_password
+
         url = sa.engine.make_url(self.settings.resolved_store_url)
-        return f"<CmfTransport(store={url.render_as_string(hide_password=True)}, " \
-               f"site={self.settings.site})>"
+        shown = hide_password(url.render_as_string(hide_password=True))  # also ?password=
+        return f"<CmfTransport(store={shown}, site={self.settings.site})>"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -401,6 +402,37 @@ def test_an_unencoded_at_sign_in_a_store_password_is_named() -> None:
         open_store("postgresql://ops:hun%40ter2@127.0.0.1:1/cmf", site="a")
     assert "ter2" not in str(refused.value)
 
+
+
+@pytest.mark.postgres
+def test_a_wrong_postgresql_url_is_named_without_its_password(postgres: Any) -> None:
+    """Each wrong part of a PostgreSQL URL, against the real server, is named in the error,
+    and the password is hidden there, also one given as libpq's ``?password=`` query
+    parameter (it was shown whole: "... /cmf?password=hunter2 failed: ...")."""
+    from cmf_core import Cmf
+
+    port = postgres.port
+    cases = [
+        (f"postgresql://postgres:hunter2@127.0.0.1:{port}/no_such_db",
+         r'database "no_such_db" does not exist'),
+        (f"postgresql://postgres@127.0.0.1:{port}/no_such_db?password=hunter2",
+         r'database "no_such_db" does not exist'),
+        (f"postgresql://nobody:hunter2@127.0.0.1:{port}/postgres",
+         r'role "nobody" does not exist'),
+        ("postgresql://postgres:hunter2@no-such-host.invalid/cmf",
+         r"failed to resolve host 'no-such-host\.invalid'"),
+        ("postgresql://postgres@127.0.0.1:1/cmf?sslmode=prefer&password=hunter2",
+         r"127\.0\.0\.1.*port 1 failed: Connection refused"),
+    ]
+    for url, problem in cases:
+        for opener in (lambda u: open_store(u, site="a"),
+                       lambda u: Cmf(pipeline_name="p", store=u, measure_energy=False)):
+            with pytest.raises(StoreError, match=r"PostgreSQL store postgresql://") as e:
+                opener(url)
+            text = str(e.value)
+            assert "hunter2" not in text, text
+            assert "***" in text, text
+            assert re.search(problem, text), text
 
 # raw OpenLineage events by eventTime (the /api/v1/events/lineage page) ---------------------------
 def _raw_events() -> list[LineageEvent]:
