@@ -45,6 +45,7 @@ def _options(
 def _register() -> None:
     from cmf_core.cli import (
         carbon_cmds,
+        check_cmds,
         lineage_cmds,
         reap_cmds,
         records_cmds,
@@ -62,6 +63,7 @@ def _register() -> None:
     serve_cmds.register(app)
     spool_cmds.register(app)
     sync_cmds.register(app)
+    check_cmds.register(app)
     from cmf_core.recommend.cli import recommend_command
 
     app.command("recommend")(recommend_command)
