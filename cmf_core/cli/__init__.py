@@ -119,7 +119,9 @@ def _click_exception_types() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cmf`` script."""
     try:
-        app(args=argv, standalone_mode=False)
+        # outside standalone mode click returns a command's ``typer.Exit`` code instead of
+        # exiting with it (cmf spool retry's and cmf store check's 1, cmf serve's 3)
+        code = app(args=argv, standalone_mode=False)
     except CmfError as e:
         typer.echo(f"Error: {e}", err=True)
         sys.exit(1)
@@ -129,3 +131,5 @@ def main(argv: list[str] | None = None) -> None:
     except _click_exception_types() as e:
         e.show()  # type: ignore[attr-defined]
         sys.exit(e.exit_code)  # type: ignore[attr-defined]
+    if type(code) is int and code:
+        sys.exit(code)

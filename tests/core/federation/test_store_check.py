@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from cmf_core import Cmf
-from cmf_core.cli import app
+from cmf_core.cli import app, main
 from cmf_core.errors import InvalidInputError
 from cmf_core.federation.check import REPAIR_KEY, REPAIR_LOG, check_store
 from cmf_core.federation.export import Selector, export_bundle
@@ -179,3 +179,13 @@ def test_clean_store(tmp_path: Path) -> None:
     assert code == 0
     assert json.loads(out) == {"applied": False, "repairs": [], "replaced": 0, "remaining": []}
 
+
+def test_exit_code_of_the_cmf_script(tmp_path: Path, capsys: pytest.CaptureFixture[str]
+                                     ) -> None:
+    """The `cmf` script itself (main), not only the CLI runner, exits 1 when rows remain."""
+    url, ids = make_store(tmp_path)
+    old_rows(url, energy=[(ids[0], -0.5, 0.1)])
+    with pytest.raises(SystemExit) as e:
+        main(["store", "check", "--store", url])
+    assert e.value.code == 1
+    assert "1 row(s) a peer would refuse" in capsys.readouterr().out
