@@ -45,6 +45,7 @@ def _options(
 def _register() -> None:
     from cmf_core.cli import (
         carbon_cmds,
+        check_cmds,
         lineage_cmds,
         reap_cmds,
         records_cmds,
@@ -62,6 +63,7 @@ def _register() -> None:
     serve_cmds.register(app)
     spool_cmds.register(app)
     sync_cmds.register(app)
+    check_cmds.register(app)
     from cmf_core.recommend.cli import recommend_command
 
     app.command("recommend")(recommend_command)
@@ -117,7 +119,9 @@ def _click_exception_types() -> tuple[type[BaseException], ...]:
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``cmf`` script."""
     try:
-        app(args=argv, standalone_mode=False)
+        # outside standalone mode click returns a command's ``typer.Exit`` code instead of
+        # exiting with it (cmf spool retry's and cmf store check's 1, cmf serve's 3)
+        code = app(args=argv, standalone_mode=False)
     except CmfError as e:
         typer.echo(f"Error: {e}", err=True)
         sys.exit(1)
@@ -127,3 +131,5 @@ def main(argv: list[str] | None = None) -> None:
     except _click_exception_types() as e:
         e.show()  # type: ignore[attr-defined]
         sys.exit(e.exit_code)  # type: ignore[attr-defined]
+    if type(code) is int and code:
+        sys.exit(code)

@@ -37,6 +37,7 @@ from cmf_core.federation.bundle import (
     Header,
     Reader,
     Trailer,
+    _parse,
     bulk,
     file_chunks,
 )
@@ -296,6 +297,18 @@ def _to_item(data: dict[str, Any], fast: bool = True) -> Any:
         if row is not None:
             return row
     return _record(data), origin, oseq
+
+
+def line_problem(line: str) -> str | None:
+    """Why :func:`import_bundle` would refuse the record line ``line`` (format 1, as
+    :mod:`~cmf_core.federation.export` writes a store row), or ``None`` when it takes it: the
+    same checks the import makes of each line it reads (nesting, JSON, the record's fields),
+    for ``cmf store check``."""
+    try:
+        _to_item(_parse(line.encode(), "record line"))
+    except InvalidInputError as e:
+        return str(e)
+    return None
 
 
 def _record(data: dict[str, Any]) -> Record:

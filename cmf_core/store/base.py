@@ -407,6 +407,12 @@ class Store(abc.ABC):
         leaving out rows whose version ``vector`` covers."""
         raise StoreError(f"{self.kind} stores do not support federation")
 
+    def replace_energy(self, fixes: Sequence[tuple[EnergyRecord, int]]) -> int:
+        """Overwrite energy rows (``cmf store repair``): each ``(record, seq)`` replaces the
+        row of its execution if that row still has local ``seq``, as a new version of this
+        store; how many it replaced."""
+        raise StoreError(f"{self.kind} stores cannot be repaired")
+
     def existing_keys(self, kind: str, keys: Sequence[Any]) -> set[Any]:
         """Which of ``keys`` this store holds: ids of executions or artifacts (``kind``
         ``execution``, ``artifact``), execution ids of energy records (``energy``),

@@ -1493,6 +1493,32 @@ class SqlStore(Store):
             if parts:
                 cur.executemany(self._sql_v[kind], itertools.chain.from_iterable(parts))
 
+    def replace_energy(self, fixes: Sequence[tuple[EnergyRecord, int]]) -> int:
+        """Overwrite energy rows in one transaction (``cmf store repair``; energy records are
+        otherwise never changed): each ``(record, seq)`` replaces the row of
+        ``record.execution_id`` only if that row still has local ``seq``, and becomes a new
+        version of this store. Returns how many rows it replaced (fewer: some changed since
+        they were read)."""
+        if not fixes:
+            return 0
+        self._sync_reads()  # a row still in the journal would be inserted after this
+        sql = self._q("UPDATE energy SET site = ?, energy_kwh = ?, co2e_kg = ?, details = ?, "
+                      "origin = NULL, origin_seq = NULL, seq = ? "
+                      "WHERE execution_id = ? AND seq = ?")
+
+        def body(cur: Any) -> int:
+            cur.execute(self._sql["counter"], (len(fixes),))
+            seq = int(cur.fetchone()[0]) - len(fixes) + 1
+            done = 0
+            for i, (r, old_seq) in enumerate(fixes):
+                cur.execute(sql, (r.site, r.energy_kwh, r.co2e_kg, jsonutil.dumps(r.details),
+                                  seq + i, r.execution_id, old_seq))
+                done += max(cur.rowcount, 0)
+            return done
+
+        with self._lock:
+            return int(self._write_transaction(body))
+
     def existing_keys(self, kind: str, keys: Sequence[Any]) -> set[Any]:
         wanted = sorted({k[0] for k in keys} if kind == "metric" else set(keys))
         table, column, cols = {

@@ -1,0 +1,102 @@
+"""cmf store check / cmf store repair: rows of the store that a peer's import would refuse."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from cmf_core.cli.common import JsonOpt, StoreOpt, get_store, print_json, table
+
+store_app = typer.Typer(help="The store itself: find the rows a peer would refuse, repair them.",
+                        no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    store_app.command("check")(check)
+    store_app.command("repair")(repair)
+    app.add_typer(store_app, name="store")
+
+
+def check(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
+    """List the rows a peer would refuse on import (cmf import, cmf sync), checked by the
+    import's own rules; exit code 1 if there are any.
+
+    One such row makes a peer refuse every bundle that holds it, so syncs from this site fail.
+    An older release could store them (energy with a negative or NaN amount); cmf store repair
+    fixes those it can.
+
+    Example: cmf store check
+    """
+    from cmf_core.federation.check import check_store
+
+    with get_store(store) as s:
+        found = list(check_store(s))
+    if json_out:
+        print_json([p.to_dict() for p in found])
+    else:
+        _list(found)
+        if found:
+            fixable = sum(p.repair is not None for p in found)
+            typer.echo(f"{len(found)} row(s) a peer would refuse; cmf store repair would repair "
+                       f"{fixable} of them" + ("." if fixable == len(found) else
+                                               " (the others need a look by hand)."))
+        else:
+            typer.echo("No rows a peer would refuse.")
+    if found:
+        raise typer.Exit(1)
+
+
+def repair(
+    apply: Annotated[bool, typer.Option(
+        "--apply", help="Write the repairs (default: only show what would change).")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Repair the rows a peer would refuse that can be repaired without losing anything; by
+    default only show what would change (--apply writes it). Exit code 1 while rows a peer
+    would refuse remain.
+
+    An energy record with a refused amount (negative, infinite, NaN) becomes a record saying
+    nothing was measured: both amounts 0, details.measured false (roll-ups leave it out), the
+    original amounts and the reason kept in details["cmf.repair"], and a note first in
+    details.notes. The repaired row is a new version of this store: the next sync sends it.
+    Each run that writes is noted in the store's state (store:repair:<time>). Other refused
+    rows are listed, not changed.
+
+    Example: cmf store repair --apply
+    """
+    from cmf_core.federation.check import apply_repair, check_store
+
+    with get_store(store) as s:
+        found = list(check_store(s))
+        fixable = [p for p in found if p.repair is not None]
+        done = apply_repair(s, fixable) if apply and fixable else 0
+        left = list(check_store(s)) if apply and fixable else [
+            p for p in found if p.repair is None]
+    if json_out:
+        print_json({"applied": apply, "repairs": [p.to_dict() for p in fixable],
+                    "replaced": done, "remaining": [p.to_dict() for p in left]})
+    else:
+        table("Repairs" + ("" if apply else " (dry run)"), ["kind", "record", "problem", "repair"],
+              [[p.kind, p.key, p.problem, "energy_kwh 0, co2e_kg 0, measured false; "
+                "originals in details.cmf.repair"] for p in fixable], whole=["record"])
+        if not apply:
+            typer.echo(f"Would repair {len(fixable)} row(s); nothing was changed"
+                       + (" (--apply writes the repairs)." if fixable else "."))
+        else:
+            typer.echo(f"Repaired {done} row(s)."
+                       + (f" {len(fixable) - done} changed while this ran: run it again."
+                          if done < len(fixable) else ""))
+        if left:
+            typer.echo(f"{len(left)} row(s) a peer would refuse remain"
+                       + (" that cmf store repair cannot fix" if not apply else "")
+                       + " (cmf store check lists them).")
+    if left:
+        raise typer.Exit(1)
+
+
+def _list(found: list) -> None:
+    table("Rows a peer would refuse", ["kind", "record", "seq", "problem", "repairable"],
+          [[p.kind, p.key, p.seq, p.problem, "yes" if p.repair is not None else "no"]
+           for p in found], whole=["record"])
