@@ -110,8 +110,20 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
                         status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
 
+async def _pool_busy(_request: Request, exc: Exception) -> JSONResponse:
+    """SQLAlchemy's pool had no connection free within its wait (more reads at once than the
+    store's pool holds): the server is busy, not broken; 503 with Retry-After, as for a store
+    that is away, instead of a bare 500."""
+    busy = StoreError(f"the store is busy: every connection of its pool is in use by other "
+                      f"requests ({str(exc).split(',', 1)[0]}); retry shortly")
+    return error_response(busy)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers on ``app``."""
+    import sqlalchemy as sa
+
     app.add_exception_handler(CmfError, _cmf_error)
+    app.add_exception_handler(sa.exc.TimeoutError, _pool_busy)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

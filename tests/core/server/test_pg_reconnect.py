@@ -72,3 +72,33 @@ def test_the_server_recovers_after_its_database_sessions_end(postgres: TempPostg
     assert len(acked) == 4 and len(refused) == 1
     with open_store(url, site="reader") as s:
         assert sorted(e.id for e in s.list_executions()) == sorted(acked)
+
+
+def test_a_busy_connection_pool_is_a_503_not_a_500(postgres: TempPostgres) -> None:
+    """More reads at once than the store's pool holds (5 + 10 overflow; ``cmf serve`` runs up
+    to 40 request threads): the one that waits out the pool's timeout gets 503 with
+    Retry-After and a message saying so (it was a bare 500 from SQLAlchemy's TimeoutError),
+    and reads answer again once connections are free. The pool's 30 s wait is cut to 0.2 s
+    here (its private attribute) so the test does not wait."""
+    store = open_store(postgres.create_database(), site="a")
+    held: list[Any] = []
+    try:
+        with live_server(store) as live, live.client() as c:
+            assert c.get("/api/v1/executions").status_code == 200
+            pool = store.engine.pool
+            pool._timeout = 0.2  # type: ignore[attr-defined]
+            while pool.checkedout() < pool.size() + pool._max_overflow:  # type: ignore[attr-defined]
+                held.append(store.engine.connect())
+            r = c.get("/api/v1/executions")
+            assert r.status_code == 503, r.text
+            assert r.headers["Retry-After"] == "1"
+            assert r.json()["error"] == "StoreError"
+            assert "every connection of its pool is in use" in r.json()["message"]
+            for conn in held:
+                conn.close()
+            held.clear()
+            assert c.get("/api/v1/executions").status_code == 200
+    finally:
+        for conn in held:
+            conn.close()
+        store.close()
