@@ -745,3 +745,46 @@ def test_an_execution_left_open_in_a_dropped_logger_is_judged_lost_as_before(
         assert [x.execution.id for x in find_lost(s).lost] == [eid]
         assert sorted(e.status for e in s.list_executions(ExecutionFilter(stage="other"))) == [
             ExecutionStatus.COMPLETED] * 5
+
+
+def test_a_re_run_cell_ends_the_execution_it_left_running(
+        workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A notebook cell ``run = cmf.create_execution("train")`` run twice: the first execution
+    stayed "running" for ever (until close(), which a notebook rarely reaches), silently. It is
+    now ended as aborted, saying why, with its metrics and energy record (the real monitor:
+    modelled from CPU time where there is no RAPL), and a WARNING names it. Executions of other
+    stages, in a ``with`` block or of another thread run on."""
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=True)
+    outer = cmf.create_execution("outer")  # another stage: runs on
+    block = cmf.create_execution("train")
+    with block:  # in a ``with`` block: its block ends it
+        first = cmf.create_execution("train", params={"lr": 1})
+        first.log_metrics("fit", {"loss": 1.0})
+        threaded: list[str] = []
+        t = threading.Thread(target=lambda: threaded.append(cmf.create_execution("train").id))
+        t.start()
+        t.join()
+        with caplog.at_level(logging.WARNING, logger="cmf_core.logger"):
+            second = cmf.create_execution("train", params={"lr": 2})  # the cell, run again
+        assert set(cmf._pending) == {outer.id, block.id, threaded[0], second.id}
+    second.log_metrics("fit", {"loss": 2.0})
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert first.id in warning and "create_execution('train')" in warning
+    with pytest.raises(InvalidInputError, match=rf"{first.id} was ended as aborted when "
+                                                rf"create_execution\('train'\) started"):
+        first.log_metrics("fit", {"loss": 0.5})
+    cmf.finalize()  # the current one: the second
+    with pytest.raises(InvalidInputError, match=rf"{second.id} has already ended \(completed\)"):
+        cmf.finalize(execution=second)
+    cmf.close()
+    with open_store(url, site="x") as s:
+        got = s.get_execution(first.id)
+        assert got.status is ExecutionStatus.ABORTED
+        assert got.error == (f"superseded: create_execution('train') started execution "
+                             f"{second.id} in the same thread before this one was finalized")
+        assert [(m.name, m.value) for m in s.metrics([first.id])] == [("fit.loss", 1.0)]
+        assert [e.execution_id for e in s.energy([first.id])] == [first.id]
+        assert s.get_execution(second.id).status is ExecutionStatus.COMPLETED
+        assert {s.get_execution(i).status for i in (outer.id, block.id, threaded[0])} == {
+            ExecutionStatus.COMPLETED}
