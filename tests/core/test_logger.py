@@ -788,3 +788,47 @@ def test_a_re_run_cell_ends_the_execution_it_left_running(
         assert s.get_execution(second.id).status is ExecutionStatus.COMPLETED
         assert {s.get_execution(i).status for i in (outer.id, block.id, threaded[0])} == {
             ExecutionStatus.COMPLETED}
+
+
+def _rows_in_file(db: Path, execution_id: str, timeout: float = 30) -> list[tuple[str, int]]:
+    """The execution's (status, metric count) as plain sqlite3 reads the file (no cmf store:
+    nothing applies the journal for it), waiting for the applier at most ``timeout``."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sqlite3.connect(db)
+        try:
+            rows = conn.execute(
+                "SELECT status, (SELECT count(*) FROM metrics WHERE execution_id = e.id) "
+                "FROM executions e WHERE id = ?", (execution_id,)).fetchall()
+        finally:
+            conn.close()
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_closing_a_shared_store_by_hand_leaves_its_other_loggers_working(
+        workdir: Path) -> None:
+    """Two loggers of one file share one store; ``a.store.close()`` closed it for both: the
+    other's journaled writes were no longer applied to the database (its applier thread was
+    gone for good), only by a later cmf read or at exit, and the store was never shared
+    again. Closing now applies and releases; the store opens what it needs on its next use."""
+    db = workdir / "cmf.db"
+    a = Cmf(db, pipeline_name="p", measure_energy=False)
+    b = Cmf(db, pipeline_name="p", measure_energy=False)
+    assert a.store is b.store
+    a.store.close()
+    with b.create_execution("train") as ex:
+        ex.log_metrics("fit", {"loss": 0.5})
+    assert _rows_in_file(db, ex.id) == [("completed", 1)]
+    c = Cmf(db, pipeline_name="p", measure_energy=False)
+    assert c.store is b.store  # shared again
+    a.close()
+    with c.create_execution("eval") as ex2:
+        pass
+    assert _rows_in_file(db, ex2.id) == [("completed", 0)]
+    for cmf in (b, c):
+        cmf.close()
