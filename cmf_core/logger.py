@@ -229,12 +229,17 @@ class ExecutionHandle:
         return attr
 
     def __enter__(self) -> ExecutionHandle:
+        pending = self._cmf._pending.get(self.id)
+        if pending is not None:  # its block ends it: a later create_execution leaves it be
+            pending.in_block = True
         return self
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
-        if self._cmf._pending.get(self.id) is None:
+        pending = self._cmf._pending.get(self.id)
+        if pending is None:
             return
+        pending.in_block = False
         if exc is None:
             self._cmf.finalize(execution=self)
         else:
@@ -301,12 +306,16 @@ class _DeferredStarts:
 
 
 class _Pending:
-    __slots__ = ("execution", "metric_counts", "monitor", "records")
+    __slots__ = ("execution", "in_block", "metric_counts", "monitor", "records", "thread")
 
     def __init__(self, execution: Execution, monitor: Any = None) -> None:
         self.execution = execution
         self.records: list[Record] = []
         self.monitor = monitor
+        # the thread that started it, and whether a ``with`` block of its handle is running
+        # (see Cmf._supersede)
+        self.thread = threading.get_ident()
+        self.in_block = False
         # metrics logged so far per name: the next default step (counting the records at each
         # call made 10,000 steps of a training loop take seconds)
         self.metric_counts: dict[str, int] = {}
@@ -371,6 +380,8 @@ class Cmf:
         self._current_stage: str | None = None
         self._pending: dict[str, _Pending] = {}
         self._current: str | None = None
+        # executions this logger ended (bounded): how, for the error naming a later use
+        self._ended: dict[str, str] = {}
         self.measure_energy = self.settings.energy if measure_energy is None else measure_energy
         self.store.put([self.pipeline])
         self._starts = _DeferredStarts(self.store, START_VISIBLE_AFTER_S)
@@ -451,11 +462,35 @@ class Cmf:
                               custom_properties=custom_properties or {}, **kwargs)
         if execution.id in self._pending:
             raise InvalidInputError(f"execution {execution.id} is already running")
+        self._supersede(execution)
         monitor = self._start_monitor()
         self._starts.add(execution.id, [self.pipeline, stage_rec, execution])
         self._pending[execution.id] = _Pending(execution, monitor)
         self._current = execution.id
         return ExecutionHandle(self, execution)
+
+    def _supersede(self, new: Execution) -> None:
+        """End, as aborted, the executions of ``new``'s stage that this thread started and left
+        running outside a ``with`` block: a notebook cell ``run = cmf.create_execution("train")``
+        run again (or a loop that never calls ``finalize``). Each would otherwise stay
+        "running" until ``close()``, or for ever. Its records (artifacts, metrics, energy)
+        are written with it, and a WARNING names it. Executions of other stages, those of
+        other threads and those inside a ``with`` block run on side by side."""
+        me = threading.get_ident()
+        for eid, pending in list(self._pending.items()):
+            old = pending.execution
+            if pending.thread != me or pending.in_block or old.stage != new.stage:
+                continue
+            error = (f"superseded: create_execution({new.stage!r}) started execution {new.id} "
+                     "in the same thread before this one was finalized")
+            logging.getLogger(__name__).warning(
+                "cmf: execution %s (%s/%s) was still running when create_execution(%r) was "
+                "called again (a re-run cell?): it is ended as %s with its records; end an "
+                "execution with finalize() or run it in `with cmf.create_execution(...):`",
+                eid, old.pipeline, old.stage, new.stage, ExecutionStatus.ABORTED.value)
+            self.finalize(ExecutionStatus.ABORTED, error=error, execution=eid)
+            self._note_ended(eid, f"was ended as aborted when create_execution({new.stage!r}) "
+                                  f"started execution {new.id}")
 
     def _start_monitor(self) -> Any:
         if not self.measure_energy:
@@ -477,11 +512,19 @@ class Cmf:
         eid = eid or self._current
         pending = self._pending.get(eid) if eid else None
         if pending is None:
+            if eid is None:
+                raise InvalidInputError("no running execution: call create_execution(...) first")
+            how = self._ended.get(eid)
             raise InvalidInputError(
-                "no running execution: call create_execution(...) first"
-                if eid is None else f"execution {eid} is not running in this logger"
-            )
+                f"execution {eid} is not running in this logger" if how is None else
+                f"execution {eid} {how}: it takes no more records (log them before it ends, or "
+                "into a new create_execution(...))")
         return pending
+
+    def _note_ended(self, execution_id: str, how: str) -> None:
+        if len(self._ended) >= ARTIFACT_MEMO and execution_id not in self._ended:
+            self._ended.clear()
+        self._ended[execution_id] = how
 
     # artifacts -------------------------------------------------------------------------------
     def log_artifact(self, uri: str | os.PathLike[str], event: str, type: str = "Dataset", *,
@@ -630,6 +673,7 @@ class Cmf:
         except Exception as e:  # the store is down, locked or full: spool, never raise
             self._spool(ended, records, e)
         del self._pending[ended.id]
+        self._note_ended(ended.id, f"has already ended ({ended.status.value})")
         if self._current == ended.id:
             self._current = next(reversed(self._pending), None) if self._pending else None
         return ended

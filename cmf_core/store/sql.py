@@ -1682,23 +1682,33 @@ class SqlStore(Store):
         return ExportPage(rows=rows, since=0, end=snapshot, snapshot=snapshot)
 
     def close(self) -> None:
+        """Apply what is journaled and release the store's files, connections, applier thread
+        and companion. A store used again after this (one ``Cmf`` logger closed the store it
+        shares with others of the same file: ``cmf.store.close()``) opens what it needs again,
+        as when it was new, so the others go on as before."""
         try:
             with self._lock:
                 if self.journaled:
                     self._closing = True
                     with self._apply_cv:
+                        self._applier = None  # it ends; a later put starts another
                         self._apply_cv.notify_all()
                     assert self._journal is not None
                     if self._companion is not None:
                         self._companion.stop()  # it applies what it was last asked to, exits
+                        self._companion = None
                     try:
                         if self._journal_pending or self._journal.path is not None:
                             self.apply_journal()  # and delete this process's file (_closing)
                     finally:
                         # also when the apply failed (disk full, store locked): the file
                         # keeps what is not applied, and releasing its lock lets the next
-                        # process apply it
-                        self._journal.close()
+                        # process (or this one, reading) apply it from the file
+                        with self._append_lock:  # not while another thread appends
+                            self._journal.close()
+                            self._journal_mine.clear()
+                            self._journal_pending = 0
+                            self._closing = False
                 self._close_writer()
         finally:
             self.engine.dispose()

@@ -812,3 +812,90 @@ def test_the_loggers_of_one_postgresql_store_share_its_connections(
         assert cmf.store is not last.store
         with cmf.create_execution("s"):
             pass
+
+
+def test_a_re_run_cell_ends_the_execution_it_left_running(
+        workdir: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A notebook cell ``run = cmf.create_execution("train")`` run twice: the first execution
+    stayed "running" for ever (until close(), which a notebook rarely reaches), silently. It is
+    now ended as aborted, saying why, with its metrics and energy record (the real monitor:
+    modelled from CPU time where there is no RAPL), and a WARNING names it. Executions of other
+    stages, in a ``with`` block or of another thread run on."""
+    url = f"sqlite:///{workdir / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="p", store=url, site="hpc", measure_energy=True)
+    outer = cmf.create_execution("outer")  # another stage: runs on
+    block = cmf.create_execution("train")
+    with block:  # in a ``with`` block: its block ends it
+        first = cmf.create_execution("train", params={"lr": 1})
+        first.log_metrics("fit", {"loss": 1.0})
+        threaded: list[str] = []
+        t = threading.Thread(target=lambda: threaded.append(cmf.create_execution("train").id))
+        t.start()
+        t.join()
+        with caplog.at_level(logging.WARNING, logger="cmf_core.logger"):
+            second = cmf.create_execution("train", params={"lr": 2})  # the cell, run again
+        assert set(cmf._pending) == {outer.id, block.id, threaded[0], second.id}
+    second.log_metrics("fit", {"loss": 2.0})
+    [warning] = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert first.id in warning and "create_execution('train')" in warning
+    with pytest.raises(InvalidInputError, match=rf"{first.id} was ended as aborted when "
+                                                rf"create_execution\('train'\) started"):
+        first.log_metrics("fit", {"loss": 0.5})
+    cmf.finalize()  # the current one: the second
+    with pytest.raises(InvalidInputError, match=rf"{second.id} has already ended \(completed\)"):
+        cmf.finalize(execution=second)
+    cmf.close()
+    with open_store(url, site="x") as s:
+        got = s.get_execution(first.id)
+        assert got.status is ExecutionStatus.ABORTED
+        assert got.error == (f"superseded: create_execution('train') started execution "
+                             f"{second.id} in the same thread before this one was finalized")
+        assert [(m.name, m.value) for m in s.metrics([first.id])] == [("fit.loss", 1.0)]
+        assert [e.execution_id for e in s.energy([first.id])] == [first.id]
+        assert s.get_execution(second.id).status is ExecutionStatus.COMPLETED
+        assert {s.get_execution(i).status for i in (outer.id, block.id, threaded[0])} == {
+            ExecutionStatus.COMPLETED}
+
+
+def _rows_in_file(db: Path, execution_id: str, timeout: float = 30) -> list[tuple[str, int]]:
+    """The execution's (status, metric count) as plain sqlite3 reads the file (no cmf store:
+    nothing applies the journal for it), waiting for the applier at most ``timeout``."""
+    import sqlite3
+    import time
+
+    deadline = time.monotonic() + timeout
+    while True:
+        conn = sqlite3.connect(db)
+        try:
+            rows = conn.execute(
+                "SELECT status, (SELECT count(*) FROM metrics WHERE execution_id = e.id) "
+                "FROM executions e WHERE id = ?", (execution_id,)).fetchall()
+        finally:
+            conn.close()
+        if rows or time.monotonic() > deadline:
+            return rows
+        time.sleep(0.05)
+
+
+def test_closing_a_shared_store_by_hand_leaves_its_other_loggers_working(
+        workdir: Path) -> None:
+    """Two loggers of one file share one store; ``a.store.close()`` closed it for both: the
+    other's journaled writes were no longer applied to the database (its applier thread was
+    gone for good), only by a later cmf read or at exit, and the store was never shared
+    again. Closing now applies and releases; the store opens what it needs on its next use."""
+    db = workdir / "cmf.db"
+    a = Cmf(db, pipeline_name="p", measure_energy=False)
+    b = Cmf(db, pipeline_name="p", measure_energy=False)
+    assert a.store is b.store
+    a.store.close()
+    with b.create_execution("train") as ex:
+        ex.log_metrics("fit", {"loss": 0.5})
+    assert _rows_in_file(db, ex.id) == [("completed", 1)]
+    c = Cmf(db, pipeline_name="p", measure_energy=False)
+    assert c.store is b.store  # shared again
+    a.close()
+    with c.create_execution("eval") as ex2:
+        pass
+    assert _rows_in_file(db, ex2.id) == [("completed", 0)]
+    for cmf in (b, c):
+        cmf.close()
