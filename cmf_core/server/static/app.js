@@ -248,7 +248,10 @@ function taskValueEdges(links, execs) {
     const b = execs.get(to);
     const cross = a.site !== b.site ? " cross-site" : "";
     return { from, to, values, cls: `task-value${cross}`,
-      title: `via task result: ${a.stage} → ${b.stage}\n${values.map((v) => `${v.name}\n${v.id}`).join("\n")}` };
+      title: `via task result: ${a.stage} → ${b.stage}\n${values.map((v) => `${v.name}\n${v.id}`).join("\n")}`,
+      // its name for the keyboard and screen readers (the edge is a button: Enter shows it)
+      label: `via task result: ${a.stage} at ${a.site} → ${b.stage} at ${b.site} ` +
+        `(${values.map((v) => v.name).join(", ")})` };
   });
 }
 
