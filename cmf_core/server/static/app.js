@@ -98,7 +98,7 @@ function card(label, value, sub) {
 
 function table(head, rows, attrs = {}) {
   return h("table", { class: "grid", ...attrs },
-    h("thead", {}, h("tr", {}, head.map((c) => (Array.isArray(c)
+    h("thead", {}, h("tr", {}, head.filter((c) => c !== null).map((c) => (Array.isArray(c)
       ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))),
     h("tbody", {}, rows));
 }
@@ -528,6 +528,9 @@ async function viewPipeline(out, [name], query) {
   const compareBtn = h("button", { type: "button", id: "compare", disabled: true, onclick: () => {
     location.hash = `#/compare?ids=${[...picked].join(",")}`;
   } }, "Compare selected");
+  // the run in the orchestrator's UI (Airflow, Prefect, KFP), a column only when a run has one
+  const runLink = (e) => e.run_url && webLink(e.run_url, orchestratorOf(e));
+  const anyRunLink = own.some(runLink);
   const execRows = [...own].reverse().map((e) => h("tr", { dataset: { id: e.id } },
     h("td", {}, h("input", { type: "checkbox", "aria-label": `select ${e.stage} ${shortId(e.id)}`, onchange: (ev) => {
       if (ev.target.checked) picked.add(e.id);
@@ -549,7 +552,8 @@ async function viewPipeline(out, [name], query) {
     h("td", {}, e.site), h("td", {}, status(e)), h("td", {}, time(e.started_at)),
     h("td", { class: "n" }, duration(e.ended_at !== null && e.ended_at !== undefined ? e.ended_at - e.started_at : null)),
     h("td", { class: "n" }, num(e.energy_kwh)), h("td", { class: "n" }, num(e.co2e_kg)),
-    h("td", { class: "params" }, clip(entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80))));
+    h("td", { class: "params" }, clip(entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80)),
+    anyRunLink ? h("td", { class: "run-url" }, orchestratorCell(e)) : null));
 
   put(out, 
     section("Stages", dagHost),
@@ -557,8 +561,9 @@ async function viewPipeline(out, [name], query) {
       graph.truncated ? h("p", { class: "note" }, `Only the latest ${own.length} of ${graph.total_executions} executions are drawn.`) : null),
     section("Executions", h("div", { class: "toolbar" }, compareBtn,
       h("span", { class: "muted" }, "Pick two or more runs to compare their parameters and metrics.")),
-    table(["", "Stage", "Run", "Site", "Status", "Started (UTC)", ["Duration", "n"], ["kWh", "n"], ["kgCO2e", "n"], "Parameters"],
-      execRows, { id: "executions" }),
+    table([h("span", { class: "visually-hidden" }, "Select"), "Stage", "Run", "Site", "Status", "Started (UTC)",
+      ["Duration", "n"], ["kWh", "n"], ["kgCO2e", "n"], "Parameters", anyRunLink ? "Orchestrator" : null],
+    execRows, { id: "executions" }),
     own.length ? null : h("p", { class: "empty" }, "No executions of this pipeline are recorded yet.")));
 
   // draw once the page is in the document (fit needs sizes)
@@ -640,6 +645,18 @@ function orchestratorOf(e) {
   if (keys.some((k) => k.startsWith("prefect."))) return "Prefect";
   if (keys.some((k) => k.startsWith("kfp."))) return "Kubeflow Pipelines";
   return "the orchestrator";
+}
+
+/** A small link to an execution's run in the orchestrator's UI (a new tab), named for screen
+ *  readers by the run it opens; "–" when none was recorded (or it is no http(s) URL). */
+function orchestratorCell(e) {
+  const where = orchestratorOf(e);
+  const link = e.run_url && webLink(e.run_url, `${where === "the orchestrator" ? "run" : where} ↗`);
+  if (!link) return "–";
+  const name = `Open ${e.stage} ${shortId(e.id)} in ${where}`;
+  link.setAttribute("aria-label", name);
+  link.setAttribute("title", `${name} (new tab)`);
+  return link;
 }
 
 async function executionDetails(id, pick) {
@@ -731,6 +748,7 @@ async function viewCompare(out, _args, query) {
     row("Started (UTC)", runs.map((r) => time(r.started_at))),
     row("Duration", runs.map((r) => duration(r.ended_at ? r.ended_at - r.started_at : null))),
     runs.some((r) => r.error) ? row("Error", runs.map((r) => r.error || "–"), "error-row") : null,
+    runs.some((r) => r.run_url && webLink(r.run_url)) ? row("Orchestrator", runs.map(orchestratorCell), "run-url") : null,
     group("Parameters"),
     ...paramKeys.map((k) => row(k, runs.map((r) => (k in r.params ? r.params[k] : "–")), "param")),
     group("Metrics"),
