@@ -111,3 +111,98 @@ def test_each_row_of_the_executions_links_to_its_run_in_the_orchestrator(
         expect(pg.locator("#executions thead th")).to_have_count(10)
         expect(pg.locator("#executions").get_by_role("columnheader", name="Orchestrator")
                ).to_have_count(0)
+
+
+def test_a_graph_is_one_tab_stop_not_two(browser: Browser, site: Site) -> None:
+    """Tab goes from the control before a graph straight to its node: the <svg> itself (which
+    Chromium makes focusable as a clipped box) is no extra, dead stop."""
+    with watched_page(browser, site.url) as pg:
+        pg.goto("/#/pipeline/linked")
+        wait_view(pg, "/pipeline/linked")
+        pg.wait_for_selector("#lineage g.node")
+        pg.locator("a.crumb").focus()
+        pg.keyboard.press("Tab")
+        assert pg.evaluate("document.activeElement.closest('#stage-dag g.node') !== null"), \
+            focused(pg)
+        pg.get_by_role("button", name="Fit", exact=True).focus()
+        pg.keyboard.press("Tab")
+        assert pg.evaluate("document.activeElement.closest('#lineage g.node') !== null"), \
+            focused(pg)
+
+
+def test_each_view_has_its_own_title_and_the_navigation_says_which(
+        browser: Browser, site: Site) -> None:
+    with watched_page(browser, site.url) as pg:
+        for address, ready, title, nav in (
+                ("/#/pipelines", "/pipelines", "Pipelines · cmf-foundation", "Pipelines"),
+                ("/#/pipeline/linked", "/pipeline/linked", "linked · Pipeline · cmf-foundation",
+                 "Pipelines"),
+                (f"/#/compare?ids={site.runs['none'].id}", "/compare",
+                 "Compare runs · cmf-foundation", "Pipelines"),
+                ("/#/carbon", "/carbon", "Carbon · cmf-foundation", "Carbon"),
+                ("/#/recommend", "/recommend", "Recommendations · cmf-foundation",
+                 "Recommendations"),
+                ("/#/nowhere", "/nowhere", "No such page · cmf-foundation", None)):
+            pg.goto(address)
+            wait_view(pg, ready)
+            expect(pg).to_have_title(title)
+            current = pg.locator('nav a[aria-current="page"]')
+            if nav is None:
+                expect(current).to_have_count(0)
+            else:
+                expect(current).to_have_text(nav)
+
+
+def test_form_controls_and_column_headers_have_names(browser: Browser, site: Site) -> None:
+    """Every form control of every view has an accessible name (the carbon filters had none:
+    their first option is a value, not a label) and every column of a table has a header."""
+    unnamed_js = """() => [...document.querySelectorAll('#view input, #view select, #view button')]
+      .filter((el) => !((el.labels && [...el.labels].some((l) => l.textContent.trim()))
+                        || el.getAttribute('aria-label')
+                        || (el.tagName === 'BUTTON' && el.textContent.trim())))
+      .map((el) => el.outerHTML.slice(0, 120))"""
+    empty_th_js = """() => [...document.querySelectorAll('#view thead th')]
+      .filter((th) => !th.textContent.trim()).map((th) => th.closest('table').id)"""
+    with watched_page(browser, site.url) as pg:
+        for address, ready in (("/#/pipelines", "/pipelines"),
+                               ("/#/pipeline/linked", "/pipeline/linked"),
+                               ("/#/carbon", "/carbon"), ("/#/recommend", "/recommend")):
+            pg.goto(address)
+            wait_view(pg, ready)
+            assert pg.evaluate(unnamed_js) == [], address
+            assert pg.evaluate(empty_th_js) == [], address
+        pg.goto("/#/carbon")
+        wait_view(pg, "/carbon")
+        expect(pg.get_by_role("combobox", name="Pipeline")).to_have_count(1)
+        expect(pg.get_by_role("combobox", name="Site")).to_have_count(1)
+        pg.goto("/#/pipeline/linked")
+        wait_view(pg, "/pipeline/linked")
+        expect(pg.locator("#executions").get_by_role("columnheader", name="Select")
+               ).to_have_count(1)
+
+
+def test_the_focus_stays_on_a_filter_and_moves_to_a_new_view(browser: Browser,
+                                                              site: Site) -> None:
+    """Choosing a carbon filter with the keyboard draws the view again: the focus stays on
+    that filter (it was lost to the page's top, so the next Tab started over). Going to
+    another view puts the focus on its heading."""
+    with watched_page(browser, site.url) as pg:
+        pg.goto("/#/carbon")
+        wait_view(pg, "/carbon")
+        pg.get_by_role("combobox", name="Pipeline").focus()
+        pg.keyboard.press("ArrowDown")  # a closed <select>: the next option, at once
+        wait_view(pg, "/carbon?pipeline=")
+        assert focused(pg) == "select#.[pipeline]"
+        pg.keyboard.press("Tab")
+        assert focused(pg) == "select#.[site]"
+        # a tab of the chart keeps the focus on the tab chosen
+        tab = pg.get_by_role("tab", name="by site")
+        tab.focus()
+        pg.keyboard.press("Enter")
+        wait_view(pg, "/carbon?pipeline=linked&by=site")
+        expect(pg.get_by_role("tab", name="by site")).to_be_focused()
+        # another view: its heading
+        pg.locator('nav a[data-nav="recommend"]').focus()
+        pg.keyboard.press("Enter")
+        wait_view(pg, "/recommend")
+        expect(pg.locator("#view h1")).to_be_focused()

@@ -117,21 +117,60 @@ function errorBox(e) {
   return h("div", { class: "error", role: "alert" }, e.message || String(e));
 }
 
+/** A selector that finds `el` (a control of the view) again in the view drawn anew, or null. */
+function focusKey(el) {
+  if (!el || el === view || !view.contains(el)) return null;
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  if (el.getAttribute("role") === "tab") return '[role="tab"][aria-selected="true"]';
+  if (el.name) {
+    const value = el.type === "checkbox" ? `[value="${CSS.escape(el.value)}"]` : "";
+    return `${el.tagName.toLowerCase()}[name="${CSS.escape(el.name)}"]${value}`;
+  }
+  return null;
+}
+
+let shownPath = null;
+
+/** After a view is drawn, where the keyboard focus goes: the view's control the user was on
+ *  when only its options changed (a filter, a tab, a box: the old one is gone), the view's
+ *  heading when the user went to another view (so a screen reader reads where it is); nowhere
+ *  on the first load. */
+function placeFocus(path, key) {
+  const before = shownPath;
+  shownPath = path;
+  if (before === null) return;
+  const again = before === path && key ? view.querySelector(key) : null;
+  if (again) {
+    again.focus();
+    return;
+  }
+  if (before === path && !view.contains(document.activeElement) && document.activeElement !== document.body) return;
+  const heading = view.querySelector("h1") || view;
+  if (heading !== view) heading.setAttribute("tabindex", "-1");
+  heading.focus({ preventScroll: true });
+}
+
 async function route() {
   const seq = ++renderSeq;
   const hash = location.hash.replace(/^#/, "") || "/pipelines";
   const [path, qs] = hash.split("?");
+  const key = focusKey(document.activeElement);
   const query = new URLSearchParams(qs || "");
+  // [address, view, its navigation link, the page's title (what a tab, the history and a
+  // screen reader name it by)]
   const routes = [
-    [/^\/pipelines\/?$/, viewPipelines, "pipelines"],
-    [/^\/pipeline\/(.+)$/, viewPipeline, "pipelines"],
-    [/^\/compare\/?$/, viewCompare, "pipelines"],
-    [/^\/carbon\/?$/, viewCarbon, "carbon"],
-    [/^\/recommend\/?$/, viewRecommend, "recommend"],
+    [/^\/pipelines\/?$/, viewPipelines, "pipelines", () => "Pipelines"],
+    [/^\/pipeline\/(.+)$/, viewPipeline, "pipelines", ([name]) => `${name} · Pipeline`],
+    [/^\/compare\/?$/, viewCompare, "pipelines", () => "Compare runs"],
+    [/^\/carbon\/?$/, viewCarbon, "carbon", () => "Carbon"],
+    [/^\/recommend\/?$/, viewRecommend, "recommend", () => "Recommendations"],
   ];
   const found = routes.find(([re]) => re.test(path));
   for (const a of document.querySelectorAll("nav a")) {
-    a.classList.toggle("active", Boolean(found) && a.dataset.nav === found[2]);
+    const here = Boolean(found) && a.dataset.nav === found[2];
+    a.classList.toggle("active", here);
+    if (here) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
   }
   const out = h("div", { class: "page" });
   view.replaceChildren(h("p", { class: "loading" }, "Loading…"));
@@ -147,15 +186,18 @@ async function route() {
         return x;
       }
     });
+    document.title = `${found[3](args)} · cmf-foundation`;
     await found[1](out, args, query, live);
     if (live()) view.replaceChildren(out);
   } catch (e) {
+    if (!found) document.title = "No such page · cmf-foundation";
     if (live()) view.replaceChildren(errorBox(e));
     console.warn(e);
   } finally {
     if (live()) {
       view.removeAttribute("aria-busy");
       view.dataset.ready = hash;
+      placeFocus(path, key);
     }
   }
 }
@@ -807,7 +849,9 @@ async function viewCarbon(out, _args, query) {
     }
     return `#/carbon?${q}`;
   };
-  const select = (name, options, current) => h("select", { name, onchange: (ev) => { location.hash = link({ [name]: ev.target.value }); } },
+  // named for screen readers: the first option ("all pipelines") is a value, not a label
+  const select = (name, options, current) => h("select", { name, "aria-label": `${name[0].toUpperCase()}${name.slice(1)}`,
+    onchange: (ev) => { location.hash = link({ [name]: ev.target.value }); } },
     h("option", { value: "" }, `all ${name}s`), options.map((o) => h("option", { value: o, selected: o === current }, o)));
   const date = (name) => h("input", { type: "date", name, value: query.get(name) || "",
     onchange: (ev) => { location.hash = link({ [name]: ev.target.value }); } });

@@ -177,7 +177,9 @@ export class GraphView {
     this.tx = 0;
     this.ty = 0;
     this.selected = null;
-    this.svg = s("svg", { class: "graph", role: "group", "aria-label": label },
+    // tabindex -1: a graph is one Tab stop, its node; without it Chromium also stops on the
+    // <svg> itself (a clipped, scrollable box), a stop where no key does anything
+    this.svg = s("svg", { class: "graph", role: "group", "aria-label": label, tabindex: -1 },
       s("defs", {}, ["plain", "accent"].map((kind) => s("marker", {
         id: `arrow-${kind}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7,
         markerHeight: 7, orient: "auto-start-reverse",
