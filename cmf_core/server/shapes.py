@@ -19,6 +19,7 @@ from cmf_core.model import (
     Metric,
     Pipeline,
     Stage,
+    run_url,
 )
 
 LOST_DOC = ("Each execution has `lost`: true for a running execution recorded on the server's "
@@ -56,11 +57,13 @@ def executions_json(executions: Sequence[Execution], settings: Settings
     """``executions`` as :func:`execution_json`, each with ``lost``: true for a running one
     whose process on the server's host is gone without an event waiting in the spool folder
     of ``settings``, judged as ``cmf executions`` judges (:func:`cmf_core.lost.lost_among`;
-    never raises)."""
+    never raises), and ``run_url``: its run's page in the orchestrator's UI when recorded
+    (:func:`cmf_core.model.run_url`: an http/https URL only; else None)."""
     from cmf_core.lost import lost_among
 
     lost = lost_among(executions, lambda: settings.spool_path)
-    return [{**execution_json(e), "lost": e.id in lost} for e in executions]
+    return [{**execution_json(e), "lost": e.id in lost, "run_url": run_url(e.properties)}
+            for e in executions]
 
 
 def artifact_json(a: Artifact) -> dict[str, Any]:

@@ -170,3 +170,74 @@ def test_task_results_are_folded_into_edges_and_the_toggle_shows_them(
         wait_graph(pg, "/pipeline/plain")
         expect(pg.get_by_label("show task results")).to_have_count(0)
         expect(pg.locator("#graph-count")).to_have_text("1 executions, 1 artifacts")
+
+
+def active(page: Page) -> dict[str, str | None]:
+    """What has the keyboard focus: its tag, class, role, name and data-id."""
+    return page.evaluate("""() => {
+      const el = document.activeElement;
+      return { tag: el.tagName, cls: el.getAttribute("class"), role: el.getAttribute("role"),
+               name: el.getAttribute("aria-label"), id: el.dataset?.id ?? null,
+               inLineage: Boolean(el.closest("#lineage")) };
+    }""")
+
+
+def test_folded_task_results_are_reached_and_opened_by_keyboard(browser: Browser,
+                                                                 flow: Flow) -> None:
+    """A keyboard or screen-reader user reaches each "via task result" edge with the arrow keys
+    (after the execution it starts from), hears what it is, and opens it with Enter or Space,
+    as a click would."""
+    runs, results = flow.runs, flow.results
+    with watched_page(browser, flow.url) as pg:
+        pg.goto("/#/pipeline/churn-flow")
+        wait_graph(pg, "/pipeline/churn-flow")
+        # Tab into the lineage graph (one Tab stop: its first node)
+        for _ in range(40):
+            pg.keyboard.press("Tab")
+            if active(pg)["inLineage"] and (active(pg)["cls"] or "").startswith("node"):
+                break
+        assert active(pg)["id"] == flow.files["raw.csv"], "Tab never reached the lineage graph"
+        # the arrow keys reach both folded edges, each right after the run that returned it
+        seen: list[dict[str, str | None]] = []
+        for _ in range(12):
+            pg.keyboard.press("ArrowRight")
+            seen.append(active(pg))
+        edges = [(i, a) for i, a in enumerate(seen) if a["cls"] == "edge-hit"]
+        names = [a["name"] or "" for _, a in edges]
+        assert len(names) == 2
+        assert names[0].startswith("via task result: load at lab → scale at lab (task-run/")
+        assert names[1].startswith("via task result: scale at lab → fit at lab (task-run/")
+        assert all(a["role"] == "button" for _, a in edges)
+        for name in names:  # in the accessibility tree, as a button with that name
+            expect(pg.get_by_role("button", name=name, exact=True)).to_have_count(1)
+        # each comes right after the run that returned the value
+        assert [seen[i - 1]["id"] for i, _ in edges] == [runs["load"], runs["scale"]]
+        # Home goes back to the first node; walk to the load -> scale edge and press Enter
+        pg.keyboard.press("Home")
+        for _ in range(edges[0][0] + 1):
+            pg.keyboard.press("ArrowRight")
+        assert active(pg)["name"] == names[0]
+        pg.keyboard.press("Enter")
+        details = pg.locator("#details")
+        expect(details.locator("h3")).to_have_text("Via task result")
+        expect(details.locator(".task-value .digest")).to_have_text(results["load"])
+        edge = pg.locator(f'#lineage path.edge.task-value[data-from="{runs["load"]}"]')
+        expect(edge).to_have_class(re.compile(r"\bactive\b"))
+        assert active(pg)["name"] == names[0]  # the focus stays on the edge
+        # Space on the next one opens it
+        pg.keyboard.press("ArrowRight")
+        pg.keyboard.press("ArrowRight")
+        assert active(pg)["name"] == names[1]
+        pg.keyboard.press(" ")
+        expect(details.locator(".task-value .digest")).to_have_text(results["scale"])
+        # the graph is still one Tab stop: Tab leaves it, Shift+Tab comes back to the edge
+        pg.keyboard.press("Tab")
+        assert not active(pg)["inLineage"]
+        pg.keyboard.press("Shift+Tab")
+        assert active(pg)["name"] == names[1]
+        # the details' own links are reachable too: "Show it as a node" by keyboard
+        link = details.get_by_role("link", name="Show it as a node")
+        link.focus()
+        pg.keyboard.press("Enter")
+        expect(pg.locator(f'#lineage g.node.selected[data-id="{results["scale"]}"]')
+               ).to_have_count(1)

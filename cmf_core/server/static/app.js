@@ -98,7 +98,7 @@ function card(label, value, sub) {
 
 function table(head, rows, attrs = {}) {
   return h("table", { class: "grid", ...attrs },
-    h("thead", {}, h("tr", {}, head.map((c) => (Array.isArray(c)
+    h("thead", {}, h("tr", {}, head.filter((c) => c !== null).map((c) => (Array.isArray(c)
       ? h("th", { scope: "col", class: c[1] }, c[0]) : h("th", { scope: "col" }, c))))),
     h("tbody", {}, rows));
 }
@@ -117,21 +117,60 @@ function errorBox(e) {
   return h("div", { class: "error", role: "alert" }, e.message || String(e));
 }
 
+/** A selector that finds `el` (a control of the view) again in the view drawn anew, or null. */
+function focusKey(el) {
+  if (!el || el === view || !view.contains(el)) return null;
+  if (el.id) return `#${CSS.escape(el.id)}`;
+  if (el.getAttribute("role") === "tab") return '[role="tab"][aria-selected="true"]';
+  if (el.name) {
+    const value = el.type === "checkbox" ? `[value="${CSS.escape(el.value)}"]` : "";
+    return `${el.tagName.toLowerCase()}[name="${CSS.escape(el.name)}"]${value}`;
+  }
+  return null;
+}
+
+let shownPath = null;
+
+/** After a view is drawn, where the keyboard focus goes: the view's control the user was on
+ *  when only its options changed (a filter, a tab, a box: the old one is gone), the view's
+ *  heading when the user went to another view (so a screen reader reads where it is); nowhere
+ *  on the first load. */
+function placeFocus(path, key) {
+  const before = shownPath;
+  shownPath = path;
+  if (before === null) return;
+  const again = before === path && key ? view.querySelector(key) : null;
+  if (again) {
+    again.focus();
+    return;
+  }
+  if (before === path && !view.contains(document.activeElement) && document.activeElement !== document.body) return;
+  const heading = view.querySelector("h1") || view;
+  if (heading !== view) heading.setAttribute("tabindex", "-1");
+  heading.focus({ preventScroll: true });
+}
+
 async function route() {
   const seq = ++renderSeq;
   const hash = location.hash.replace(/^#/, "") || "/pipelines";
   const [path, qs] = hash.split("?");
+  const key = focusKey(document.activeElement);
   const query = new URLSearchParams(qs || "");
+  // [address, view, its navigation link, the page's title (what a tab, the history and a
+  // screen reader name it by)]
   const routes = [
-    [/^\/pipelines\/?$/, viewPipelines, "pipelines"],
-    [/^\/pipeline\/(.+)$/, viewPipeline, "pipelines"],
-    [/^\/compare\/?$/, viewCompare, "pipelines"],
-    [/^\/carbon\/?$/, viewCarbon, "carbon"],
-    [/^\/recommend\/?$/, viewRecommend, "recommend"],
+    [/^\/pipelines\/?$/, viewPipelines, "pipelines", () => "Pipelines"],
+    [/^\/pipeline\/(.+)$/, viewPipeline, "pipelines", ([name]) => `${name} · Pipeline`],
+    [/^\/compare\/?$/, viewCompare, "pipelines", () => "Compare runs"],
+    [/^\/carbon\/?$/, viewCarbon, "carbon", () => "Carbon"],
+    [/^\/recommend\/?$/, viewRecommend, "recommend", () => "Recommendations"],
   ];
   const found = routes.find(([re]) => re.test(path));
   for (const a of document.querySelectorAll("nav a")) {
-    a.classList.toggle("active", Boolean(found) && a.dataset.nav === found[2]);
+    const here = Boolean(found) && a.dataset.nav === found[2];
+    a.classList.toggle("active", here);
+    if (here) a.setAttribute("aria-current", "page");
+    else a.removeAttribute("aria-current");
   }
   const out = h("div", { class: "page" });
   view.replaceChildren(h("p", { class: "loading" }, "Loading…"));
@@ -147,15 +186,18 @@ async function route() {
         return x;
       }
     });
+    document.title = `${found[3](args)} · cmf-foundation`;
     await found[1](out, args, query, live);
     if (live()) view.replaceChildren(out);
   } catch (e) {
+    if (!found) document.title = "No such page · cmf-foundation";
     if (live()) view.replaceChildren(errorBox(e));
     console.warn(e);
   } finally {
     if (live()) {
       view.removeAttribute("aria-busy");
       view.dataset.ready = hash;
+      placeFocus(path, key);
     }
   }
 }
@@ -248,7 +290,10 @@ function taskValueEdges(links, execs) {
     const b = execs.get(to);
     const cross = a.site !== b.site ? " cross-site" : "";
     return { from, to, values, cls: `task-value${cross}`,
-      title: `via task result: ${a.stage} → ${b.stage}\n${values.map((v) => `${v.name}\n${v.id}`).join("\n")}` };
+      title: `via task result: ${a.stage} → ${b.stage}\n${values.map((v) => `${v.name}\n${v.id}`).join("\n")}`,
+      // its name for the keyboard and screen readers (the edge is a button: Enter shows it)
+      label: `via task result: ${a.stage} at ${a.site} → ${b.stage} at ${b.site} ` +
+        `(${values.map((v) => v.name).join(", ")})` };
   });
 }
 
@@ -525,6 +570,9 @@ async function viewPipeline(out, [name], query) {
   const compareBtn = h("button", { type: "button", id: "compare", disabled: true, onclick: () => {
     location.hash = `#/compare?ids=${[...picked].join(",")}`;
   } }, "Compare selected");
+  // the run in the orchestrator's UI (Airflow, Prefect, KFP), a column only when a run has one
+  const runLink = (e) => e.run_url && webLink(e.run_url, orchestratorOf(e));
+  const anyRunLink = own.some(runLink);
   const execRows = [...own].reverse().map((e) => h("tr", { dataset: { id: e.id } },
     h("td", {}, h("input", { type: "checkbox", "aria-label": `select ${e.stage} ${shortId(e.id)}`, onchange: (ev) => {
       if (ev.target.checked) picked.add(e.id);
@@ -546,7 +594,8 @@ async function viewPipeline(out, [name], query) {
     h("td", {}, e.site), h("td", {}, status(e)), h("td", {}, time(e.started_at)),
     h("td", { class: "n" }, duration(e.ended_at !== null && e.ended_at !== undefined ? e.ended_at - e.started_at : null)),
     h("td", { class: "n" }, num(e.energy_kwh)), h("td", { class: "n" }, num(e.co2e_kg)),
-    h("td", { class: "params" }, clip(entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80))));
+    h("td", { class: "params" }, clip(entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80)),
+    anyRunLink ? h("td", { class: "run-url" }, orchestratorCell(e)) : null));
 
   put(out, 
     section("Stages", dagHost),
@@ -554,8 +603,9 @@ async function viewPipeline(out, [name], query) {
       graph.truncated ? h("p", { class: "note" }, `Only the latest ${own.length} of ${graph.total_executions} executions are drawn.`) : null),
     section("Executions", h("div", { class: "toolbar" }, compareBtn,
       h("span", { class: "muted" }, "Pick two or more runs to compare their parameters and metrics.")),
-    table(["", "Stage", "Run", "Site", "Status", "Started (UTC)", ["Duration", "n"], ["kWh", "n"], ["kgCO2e", "n"], "Parameters"],
-      execRows, { id: "executions" }),
+    table([h("span", { class: "visually-hidden" }, "Select"), "Stage", "Run", "Site", "Status", "Started (UTC)",
+      ["Duration", "n"], ["kWh", "n"], ["kgCO2e", "n"], "Parameters", anyRunLink ? "Orchestrator" : null],
+    execRows, { id: "executions" }),
     own.length ? null : h("p", { class: "empty" }, "No executions of this pipeline are recorded yet.")));
 
   // draw once the page is in the document (fit needs sizes)
@@ -637,6 +687,18 @@ function orchestratorOf(e) {
   if (keys.some((k) => k.startsWith("prefect."))) return "Prefect";
   if (keys.some((k) => k.startsWith("kfp."))) return "Kubeflow Pipelines";
   return "the orchestrator";
+}
+
+/** A small link to an execution's run in the orchestrator's UI (a new tab), named for screen
+ *  readers by the run it opens; "–" when none was recorded (or it is no http(s) URL). */
+function orchestratorCell(e) {
+  const where = orchestratorOf(e);
+  const link = e.run_url && webLink(e.run_url, `${where === "the orchestrator" ? "run" : where} ↗`);
+  if (!link) return "–";
+  const name = `Open ${e.stage} ${shortId(e.id)} in ${where}`;
+  link.setAttribute("aria-label", name);
+  link.setAttribute("title", `${name} (new tab)`);
+  return link;
 }
 
 async function executionDetails(id, pick) {
@@ -728,6 +790,7 @@ async function viewCompare(out, _args, query) {
     row("Started (UTC)", runs.map((r) => time(r.started_at))),
     row("Duration", runs.map((r) => duration(r.ended_at ? r.ended_at - r.started_at : null))),
     runs.some((r) => r.error) ? row("Error", runs.map((r) => r.error || "–"), "error-row") : null,
+    runs.some((r) => r.run_url && webLink(r.run_url)) ? row("Orchestrator", runs.map(orchestratorCell), "run-url") : null,
     group("Parameters"),
     ...paramKeys.map((k) => row(k, runs.map((r) => (k in r.params ? r.params[k] : "–")), "param")),
     group("Metrics"),
@@ -786,7 +849,9 @@ async function viewCarbon(out, _args, query) {
     }
     return `#/carbon?${q}`;
   };
-  const select = (name, options, current) => h("select", { name, onchange: (ev) => { location.hash = link({ [name]: ev.target.value }); } },
+  // named for screen readers: the first option ("all pipelines") is a value, not a label
+  const select = (name, options, current) => h("select", { name, "aria-label": `${name[0].toUpperCase()}${name.slice(1)}`,
+    onchange: (ev) => { location.hash = link({ [name]: ev.target.value }); } },
     h("option", { value: "" }, `all ${name}s`), options.map((o) => h("option", { value: o, selected: o === current }, o)));
   const date = (name) => h("input", { type: "date", name, value: query.get(name) || "",
     onchange: (ev) => { location.hash = link({ [name]: ev.target.value }); } });

@@ -7,6 +7,8 @@
 import { clip, s } from "./dom.js";
 
 const key = (a, b) => `${a}\u0000${b}`;
+/** What the keyboard reaches in a graph: its nodes and the edges that act when activated. */
+const STOPS = 'g.node, path.edge-hit[role="button"]';
 
 /**
  * Place nodes ({id, w, h, order}) joined by edges ({from, to}).
@@ -163,7 +165,8 @@ const MAX_ZOOM = 4;
  * An interactive graph in `host`: wheel zooms about the pointer, dragging the background pans,
  * clicking a node selects it (onSelect(id), or onSelect(null) on the background). Clicking an
  * edge calls onEdge(edge); when it returns true the click is the edge's (no node selected),
- * else it counts as a click on the background.
+ * else it counts as a click on the background. An edge with a `label` (its accessible name)
+ * is reached by keyboard too, after the node it starts from, and Enter or Space activates it.
  */
 export class GraphView {
   constructor(host, { onSelect = () => {}, onEdge = () => false, label = "graph", spacing = {} } = {}) {
@@ -174,7 +177,9 @@ export class GraphView {
     this.tx = 0;
     this.ty = 0;
     this.selected = null;
-    this.svg = s("svg", { class: "graph", role: "group", "aria-label": label },
+    // tabindex -1: a graph is one Tab stop, its node; without it Chromium also stops on the
+    // <svg> itself (a clipped, scrollable box), a stop where no key does anything
+    this.svg = s("svg", { class: "graph", role: "group", "aria-label": label, tabindex: -1 },
       s("defs", {}, ["plain", "accent"].map((kind) => s("marker", {
         id: `arrow-${kind}`, viewBox: "0 0 10 10", refX: 9, refY: 5, markerWidth: 7,
         markerHeight: 7, orient: "auto-start-reverse",
@@ -190,15 +195,16 @@ export class GraphView {
     this.svg.addEventListener("pointermove", (e) => this.#move(e));
     this.svg.addEventListener("pointerup", (e) => this.#up(e));
     this.svg.addEventListener("keydown", (e) => {
-      const node = e.target.closest?.("g.node");
+      const node = e.target.closest?.(STOPS);
       if (!node) return;
       if (e.key === "Enter" || e.key === " ") {
         e.preventDefault();
-        this.select(node.dataset.id);
+        if (node.matches("g.node")) this.select(node.dataset.id);
+        else this.#activateEdge(node.dataset.edge);
         return;
       }
       // one Tab stop per graph (a graph of 1,000 nodes is not 1,000 Tabs): arrows move along it
-      const all = [...this.nodeLayer.querySelectorAll("g.node")];
+      const all = this.#stops();
       const at = all.indexOf(node);
       const to = { ArrowRight: at + 1, ArrowDown: at + 1, ArrowLeft: at - 1, ArrowUp: at - 1,
         Home: 0, End: all.length - 1 }[e.key];
@@ -207,15 +213,15 @@ export class GraphView {
       this.#focus(all[Math.max(0, Math.min(all.length - 1, to))]);
     });
     this.svg.addEventListener("focusin", (e) => {
-      const node = e.target.closest?.("g.node");
+      const node = e.target.closest?.(STOPS);
       if (node) this.#rove(node);
     });
   }
 
   /** Draw nodes ({id, kind, lines, title, cls, colour, w, h, order}) and edges
-   *  ({from, to, cls, title}; an edge with a title has it as its tooltip, over a wider
-   *  invisible stroke that is easier to point at); keeps the selection if its node is still
-   *  there. */
+   *  ({from, to, cls, title, label}; an edge with a title has it as its tooltip, over a wider
+   *  invisible stroke that is easier to point at; one with a label is also a button for the
+   *  keyboard, named by the label); keeps the selection if its node is still there. */
   setGraph(nodes, edges) {
     this.nodes = new Map(nodes.map((n) => [n.id, n]));
     this.edges = edges.filter((e) => this.nodes.has(e.from) && this.nodes.has(e.to));
@@ -227,7 +233,8 @@ export class GraphView {
         "marker-end": `url(#arrow-${(e.cls || "").includes("cross-site") ? "accent" : "plain"})`,
         dataset: { from: e.from, to: e.to, edge: i },
       }, e.title ? s("title", {}, e.title) : null);
-      return e.title ? [path, s("path", { class: "edge-hit", d, dataset: { edge: i } },
+      const hit = e.label ? { tabindex: -1, role: "button", "aria-label": e.label } : {};
+      return e.title ? [path, s("path", { class: "edge-hit", d, dataset: { edge: i }, ...hit },
         s("title", {}, e.title))] : [path];
     }));
     this.nodeLayer.replaceChildren(...nodes.map((n) => drawNode(n, this.layout.pos.get(n.id))));
@@ -250,9 +257,29 @@ export class GraphView {
     }
   }
 
-  /** Make `node` the graph's one Tab stop (the others are reached with the arrow keys). */
+  /** The nodes in drawing order, each followed by the labelled edges that start from it: the
+   *  order the arrow keys move in. */
+  #stops() {
+    const from = new Map();
+    for (const el of this.edgeLayer.querySelectorAll(STOPS)) {
+      const edge = this.edges[Number(el.dataset.edge)];
+      (from.get(edge.from) || from.set(edge.from, []).get(edge.from)).push(el);
+    }
+    return [...this.nodeLayer.querySelectorAll("g.node")].flatMap((n) => [n, ...(from.get(n.dataset.id) || [])]);
+  }
+
+  /** An edge's click, from the keyboard: onEdge(edge), and marked active when it took it. */
+  #activateEdge(index) {
+    const edge = this.edges[Number(index)];
+    if (!edge || !this.onEdge(edge)) return;
+    this.select(null, { notify: false });
+    this.edgeLayer.querySelector(`path.edge[data-edge="${index}"]`)?.classList.add("active");
+  }
+
+  /** Make `node` (a node or a labelled edge) the graph's one Tab stop (the others are reached
+   *  with the arrow keys). */
   #rove(node) {
-    for (const el of this.nodeLayer.querySelectorAll('g.node[tabindex="0"]')) {
+    for (const el of this.viewport.querySelectorAll('[tabindex="0"]')) {
       if (el !== node) el.setAttribute("tabindex", "-1");
     }
     node?.setAttribute("tabindex", "0");
@@ -268,7 +295,7 @@ export class GraphView {
       el.classList.toggle("selected", el.dataset.id === this.selected);
     }
     const stop = [...this.nodeLayer.querySelectorAll("g.node")].find((el) => el.dataset.id === this.selected)
-      || this.nodeLayer.querySelector('g.node[tabindex="0"]') || this.nodeLayer.querySelector("g.node");
+      || this.viewport.querySelector('[tabindex="0"]') || this.nodeLayer.querySelector("g.node");
     this.#rove(stop);
     for (const el of this.edgeLayer.querySelectorAll("path.edge")) {
       el.classList.toggle("active", Boolean(this.selected) &&
