@@ -201,6 +201,13 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_executions(self, where: ExecutionFilter | None = None) -> int: ...
 
+    def last_execution(self, where: ExecutionFilter | None = None) -> Execution | None:
+        """The last execution that ``where`` selects in ``list_executions``' order
+        ``(started_at, id)``, or ``None``. The SQL backends read it from the end of the index
+        (``ix_executions_pipeline`` for a pipeline): one row, however many runs there are."""
+        n = self.count_executions(where)
+        return self.list_executions(where, limit=1, offset=n - 1)[0] if n else None
+
     def latest_executions(self, stages: Iterable[tuple[str, str]], limit: int
                           ) -> list[Execution]:
         """The ``limit`` latest executions of each ``(pipeline, stage)`` in ``stages`` (latest

@@ -1105,6 +1105,15 @@ class SqlStore(Store):
         stmt = self._exec_where(sa.select(sa.func.count()).select_from(t), where)
         return int(self._rows(stmt)[0][0])
 
+    def last_execution(self, where: ExecutionFilter | None = None) -> Execution | None:
+        t = schema.executions
+        # from the end of the index: LIMIT 1 stops at the first row (ties on started_at are
+        # sorted by id among themselves only), where OFFSET count-1 walked every row before it
+        stmt = (self._exec_where(sa.select(t), where)
+                .order_by(t.c.started_at.desc(), t.c.id.desc()).limit(1))
+        rows = self._rows(stmt)
+        return self._execution(rows[0]) if rows else None
+
     def latest_executions(self, stages: Iterable[tuple[str, str]], limit: int
                           ) -> list[Execution]:
         _check_page(limit, 0)

@@ -840,3 +840,69 @@ def test_stage_edges_start_from_the_pipelines_executions(tmp_path: Path) -> None
             plan = " ".join(str(r) for r in c.execute(f"EXPLAIN QUERY PLAN {statement}", params))
             assert "ix_executions_pipeline" in plan, plan
             assert "SCAN" not in plan, plan
+
+
+def _vm_steps(db: Path, statements: list[tuple[str, Any]]) -> int:
+    """SQLite virtual-machine instructions the statements take (a progress handler called at
+    each): a count of the work done, not a time, the same on any machine."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    with sqlite3.connect(db) as c:
+        c.set_progress_handler(count, 1)
+        for statement, params in statements:
+            c.execute(statement, params).fetchall()
+    return steps[0]
+
+
+def _runs(store: Store, pipeline: str, n: int, t0: float = 1000.0) -> list[Execution]:
+    """``n`` ended runs of ``pipeline``, three at each start time (ties broken by id)."""
+    runs = [Execution(pipeline=pipeline, stage="s", site=f"site-{i % 3}",
+                      started_at=t0 + i // 3).ended(ended_at=t0 + i // 3 + 1)
+            for i in range(n)]
+    store.put([Pipeline(pipeline, "site-a"), Stage(pipeline, "s", "site-a"), *runs])
+    return runs
+
+
+def test_last_execution_is_the_last_in_list_order(store: Store) -> None:
+    """last_execution gives what the reference (count, then OFFSET count-1) gives: the latest
+    start, and among equal starts the greatest id; None when nothing matches."""
+    _runs(store, "p", 50)
+    _runs(store, "q", 7, t0=5000.0)
+    for where in (ExecutionFilter(pipeline="p"), ExecutionFilter(pipeline="q"), None,
+                  ExecutionFilter(pipeline="p", site="site-1"),
+                  ExecutionFilter(pipeline="p", until=1010.0),
+                  ExecutionFilter(pipeline="p", stage="s")):
+        got = store.last_execution(where)
+        assert got is not None and got == Store.last_execution(store, where)
+        assert got == store.list_executions(where)[-1]
+    assert store.last_execution(ExecutionFilter(pipeline="nope")) is None
+    assert store.last_execution(ExecutionFilter(pipeline="p", since=9999.0)) is None
+
+
+def test_last_execution_of_a_pipeline_reads_one_row(tmp_path: Path) -> None:
+    """The web UI's home page found each pipeline's last run with OFFSET count-1, a walk of
+    every run of the pipeline; now it reads the end of ix_executions_pipeline: the work (SQLite
+    VM steps) is the same for 10 runs as for 3,000."""
+    db = tmp_path / "cmf.db"
+    with open_store(f"sqlite:///{db}", site="site-a") as s:
+        _runs(s, "small", 10)
+        _runs(s, "big", 3000)
+        work = {}
+        for name in ("small", "big"):
+            where = ExecutionFilter(pipeline=name)
+            with executed(s) as seen:
+                got = s.last_execution(where)
+            assert got == s.list_executions(where)[-1]
+            reads = [(st, p) for st, p in seen if "FROM executions" in st]
+            assert len(reads) == 1
+            work[name] = _vm_steps(db, reads)
+            with sqlite3.connect(db) as c:
+                plan = " ".join(str(r) for r in c.execute(f"EXPLAIN QUERY PLAN {reads[0][0]}",
+                                                          reads[0][1]))
+            assert "ix_executions_pipeline" in plan and "SCAN" not in plan, plan
+        # OFFSET 2999 took thousands of times the steps of OFFSET 9
+        assert work["big"] <= 2 * work["small"], work
