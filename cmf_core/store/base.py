@@ -201,6 +201,11 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_executions(self, where: ExecutionFilter | None = None) -> int: ...
 
+    def execution_sites(self) -> list[str]:
+        """Every site that ran an execution of the store, in order. The SQL backends step
+        through ``ix_executions_site`` one site at a time (not a read of every execution)."""
+        return sorted({e.site for e in self.list_executions()})
+
     def last_execution(self, where: ExecutionFilter | None = None) -> Execution | None:
         """The last execution that ``where`` selects in ``list_executions``' order
         ``(started_at, id)``, or ``None``. The SQL backends read it from the end of the index

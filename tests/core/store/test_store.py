@@ -906,3 +906,28 @@ def test_last_execution_of_a_pipeline_reads_one_row(tmp_path: Path) -> None:
             assert "ix_executions_pipeline" in plan and "SCAN" not in plan, plan
         # OFFSET 2999 took thousands of times the steps of OFFSET 9
         assert work["big"] <= 2 * work["small"], work
+
+
+def test_execution_sites_are_every_site_in_order(store: Store) -> None:
+    assert store.execution_sites() == []
+    _runs(store, "p", 8)
+    store.put([Execution(pipeline="p", stage="s", site="Zürich", started_at=1.0).ended(),
+               Execution(pipeline="p", stage="s", site="a b", started_at=2.0)])
+    got = store.execution_sites()
+    assert got == Store.execution_sites(store)
+    assert got == sorted({"site-0", "site-1", "site-2", "Zürich", "a b"})
+
+
+def test_execution_sites_step_through_the_site_index(tmp_path: Path) -> None:
+    """One index lookup per site, not a read of every execution."""
+    db = tmp_path / "cmf.db"
+    with open_store(f"sqlite:///{db}", site="site-a") as s:
+        _runs(s, "p", 30)
+        with executed(s) as seen:
+            assert s.execution_sites() == ["site-0", "site-1", "site-2"]
+        few = _vm_steps(db, [(st, p) for st, p in seen if "executions" in st])
+        _runs(s, "q", 3000)
+        with executed(s) as seen:
+            assert s.execution_sites() == ["site-0", "site-1", "site-2"]
+        many = _vm_steps(db, [(st, p) for st, p in seen if "executions" in st])
+    assert many <= 2 * few, (few, many)
