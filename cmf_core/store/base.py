@@ -291,6 +291,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def metrics(self, execution_ids: Sequence[str]) -> list[Metric]: ...
 
+    def scalar_metrics(self, execution_ids: Sequence[str], names: Sequence[str]
+                       ) -> dict[str, dict[str, float]]:
+        """The scalar (no step) values of the metrics ``names`` of ``execution_ids``:
+        ``{execution id: {name: value}}``, an execution without any of them left out. The SQL
+        backends read just those rows (by the metrics' key), never a per-step curve."""
+        wanted = set(names)
+        found: dict[str, dict[str, float]] = {}
+        for m in self.metrics(execution_ids):
+            if m.step is None and m.name in wanted:
+                found.setdefault(m.execution_id, {})[m.name] = m.value
+        return found
+
     def metrics_page(self, execution_ids: Sequence[str], name: str | None = None,
                      limit: int | None = None, offset: int = 0) -> tuple[list[Metric], int]:
         """One page of the metrics of ``execution_ids`` (only ``name``, if given) in the order

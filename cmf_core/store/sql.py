@@ -1255,6 +1255,22 @@ class SqlStore(Store):
                 .order_by(t.c.execution_id, t.c.name, t.c.step))
         return [_metric(r) for r in self._rows(stmt)]
 
+    def scalar_metrics(self, execution_ids: Sequence[str], names: Sequence[str]
+                       ) -> dict[str, dict[str, float]]:
+        t = schema.metrics
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        # (execution_id, name, step) is the primary key: each row is one lookup, so a run's
+        # per-step curve of the same name is never read
+        stmt = sa.select(t.c.execution_id, t.c.name, t.c.value).where(
+            self._among(t.c.execution_id, execution_ids), t.c.name.in_(names),
+            t.c.step == schema.STEP_SCALAR)
+        found: dict[str, dict[str, float]] = {}
+        for r in self._rows(stmt):
+            found.setdefault(r.execution_id, {})[r.name] = r.value
+        return found
+
     def metrics_page(self, execution_ids: Sequence[str], name: str | None = None,
                      limit: int | None = None, offset: int = 0) -> tuple[list[Metric], int]:
         _check_page(limit if limit is not None else 1, offset)

@@ -931,3 +931,20 @@ def test_execution_sites_step_through_the_site_index(tmp_path: Path) -> None:
             assert s.execution_sites() == ["site-0", "site-1", "site-2"]
         many = _vm_steps(db, [(st, p) for st, p in seen if "executions" in st])
     assert many <= 2 * few, (few, many)
+
+
+def test_scalar_metrics_read_only_the_scalars_named(store: Store) -> None:
+    """The knowledge base needs two scalars per run; the scalar values of the names asked,
+    as the reference (every metric, filtered in Python) gives them, a curve never read."""
+    runs = _runs(store, "p", 4)
+    store.put([Metric(runs[0].id, "score", 0.5), Metric(runs[0].id, "fit_time_s", 2.0),
+               *(Metric(runs[0].id, "score", 1.0 / (k + 1), k) for k in range(200)),
+               *(Metric(runs[1].id, "score", 0.1 * k, k) for k in range(5)),  # a curve only
+               Metric(runs[2].id, "other", 3.0), Metric(runs[2].id, "fit_time_s", 9.0)])
+    ids = [r.id for r in runs]
+    want = {runs[0].id: {"score": 0.5, "fit_time_s": 2.0}, runs[2].id: {"fit_time_s": 9.0}}
+    assert store.scalar_metrics(ids, ["score", "fit_time_s"]) == want
+    assert Store.scalar_metrics(store, ids, ["score", "fit_time_s"]) == want
+    assert store.scalar_metrics(ids, []) == {} and store.scalar_metrics([], ["score"]) == {}
+    many = ids + [str(i) for i in range(1000)]  # longer than one IN list
+    assert store.scalar_metrics(many, ["score", "fit_time_s", "score"]) == want
