@@ -15,6 +15,9 @@ property, ``model`` param, ``score`` metric; one ``hpo-<task>`` pipeline per tas
 knowledge base, configurations cycled from it), spread over the same year:
 
     .venv/bin/python benchmarks/big_store.py add-runs /tmp/bigstore/cmf.db --runs 20000
+
+``--curve STEPS`` also gives each run a per-step ``score`` curve (the same runs: run it again
+on a store with runs to add just the curves).
 """
 
 from __future__ import annotations
@@ -168,8 +171,12 @@ def build(path: Path, scale: float, stepped: int, steps: int, end: float) -> dic
     return counts
 
 
-def add_runs(path: Path, n_runs: int, end: float) -> dict:
-    """``n_runs`` knowledge-base runs over the tasks of the shipped knowledge base."""
+def add_runs(path: Path, n_runs: int, end: float, curve: int = 0) -> dict:
+    """``n_runs`` knowledge-base runs over the tasks of the shipped knowledge base; with
+    ``curve``, each run also logs its score per step (``curve`` steps, a training curve). The
+    runs' ids and values do not depend on ``curve``: a second ``add-runs`` with ``--curve`` on
+    the same store adds the curves to the runs already there."""
+    from cmf_core.model import Metric
     from cmf_core.recommend.knowledge import shipped, trial_records
 
     rng = random.Random(11)
@@ -181,16 +188,20 @@ def add_runs(path: Path, n_runs: int, end: float) -> dict:
         task = tasks[i % len(tasks)]
         runs = kb.runs[task.id]
         config = runs[(i // len(tasks)) % len(runs)].config
-        batch.extend(trial_records(task, config, rng.random(), site=SITE,
+        score = rng.random()
+        batch.extend(trial_records(task, config, score, site=SITE,
                                    seconds=rng.uniform(0.1, 30),
                                    execution_id=_uuid("kb-run", i),
                                    started_at=end - YEAR + rng.random() * YEAR))
+        batch.extend(Metric(_uuid("kb-run", i), "score", score * (1 - 0.5 ** (k + 1)), k, 0.0)
+                     for k in range(curve))
         if len(batch) >= 50_000:
             store.put(batch)
             batch.clear()
     store.put(batch)
     store.close()
-    return {"runs": n_runs, "tasks": len(tasks), "db_mb": round(path.stat().st_size / 1e6, 1)}
+    return {"runs": n_runs, "tasks": len(tasks), "curve": curve,
+            "db_mb": round(path.stat().st_size / 1e6, 1)}
 
 
 def main() -> None:
@@ -205,6 +216,7 @@ def main() -> None:
     r = sub.add_parser("add-runs")
     r.add_argument("path", type=Path)
     r.add_argument("--runs", type=int, default=20_000)
+    r.add_argument("--curve", type=int, default=0, help="steps of a per-step score curve")
     r.add_argument("--end", type=float, default=time.time())
     c = sub.add_parser("cli")
     c.add_argument("path", type=Path)
@@ -217,7 +229,7 @@ def main() -> None:
         return
     if args.cmd == "add-runs":
         t0 = time.perf_counter()
-        res = add_runs(args.path, args.runs, args.end)
+        res = add_runs(args.path, args.runs, args.end, args.curve)
         res["build_s"] = round(time.perf_counter() - t0, 1)
         print(json.dumps(res))
         return

@@ -52,6 +52,15 @@ def pages(base: str, info: dict) -> list[tuple[str, object]]:
             get(base, f"executions/{i}")
         return len(every(base, "metrics", {"execution_id": compare}))
 
+    def carbon_page() -> int:
+        """What app.js viewCarbon requests: one roll-up with the groups by day and the store's
+        sites (a server without ``also``: the three roll-ups the page made before)."""
+        first = get(base, "carbon", {"group_by": "stage", "also": "day", "store_sites": "true"})
+        if "also" not in first:
+            get(base, "carbon", {"group_by": "day"})
+            get(base, "carbon", {"group_by": "site"})
+        return len(first["groups"])
+
     return [
         ("pipelines summary (home)", lambda: len(every(base, "pipelines", {"summary": "true"}))),
         ("pipeline page: pipelines/<big>", lambda: get(base, f"pipelines/{quote(big)}")),
@@ -65,6 +74,7 @@ def pages(base: str, info: dict) -> list[tuple[str, object]]:
          lambda: get(base, "executions", {"limit": 100, "offset": 150000})),
         ("executions?pipeline=<big>&limit=100",
          lambda: get(base, "executions", {"pipeline": big, "limit": 100})),
+        ("carbon page: every request of the page", carbon_page),
         ("carbon page: carbon group_by=stage", lambda: get(base, "carbon", {"group_by": "stage"})),
         ("carbon page: carbon group_by=day", lambda: get(base, "carbon", {"group_by": "day"})),
         ("carbon page: carbon group_by=site", lambda: get(base, "carbon", {"group_by": "site"})),

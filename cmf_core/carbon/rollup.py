@@ -488,19 +488,42 @@ def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None
                                 f"({format_time(since)})")
     where = ExecutionFilter(pipeline=pipeline, site=site, since=since, until=until)
     filters = {"pipeline": pipeline, "site": site, "since": since, "until": until}
-    stages = store.list_stages(pipeline)
     if not keep_items:
-        def again(other: str) -> Rollup:
-            return rollup(store, pipeline=pipeline, site=site, since=since, until=until,
-                          by=other)
-
-        return _fold(store.carbon_rows(where), stages, by, filters, again)
+        return rollups(store, (by,), pipeline=pipeline, site=site, since=since,
+                       until=until)[by]
+    stages = store.list_stages(pipeline)
     executions = store.list_executions(where)
     ids = [e.id for e in executions]
     records: list[EnergyRecord] = []
     for start in range(0, len(ids), _CHUNK):
         records += store.energy(ids[start:start + _CHUNK])
     return rollup_records(executions, records, stages, by=by, filters=filters)
+
+
+def rollups(store: Store, bys: Sequence[str], *, pipeline: str | None = None,
+            site: str | None = None, since: float | None = None, until: float | None = None
+            ) -> dict[str, Rollup]:
+    """The roll-up of the same selection grouped each of the ways in ``bys`` (each one of
+    :data:`GROUP_BY`), from ONE pass over the store's rows: ``{by: rollup(store, ..., by=by)}``
+    with the same groups, totals, stages and notes as that call gives, read once."""
+    from cmf_core.store import ExecutionFilter
+
+    bys = [check_by(b) for b in bys]
+    if not bys:
+        raise InvalidInputError(f"give at least one grouping: {', '.join(GROUP_BY)}")
+    if since is not None and until is not None and until <= since:
+        from cmf_core.openlineage.times import format_time
+
+        raise InvalidInputError(f"until ({format_time(until)}) must be after since "
+                                f"({format_time(since)})")
+    where = ExecutionFilter(pipeline=pipeline, site=site, since=since, until=until)
+    filters = {"pipeline": pipeline, "site": site, "since": since, "until": until}
+
+    def again(other: str) -> Rollup:
+        return rollup(store, pipeline=pipeline, site=site, since=since, until=until, by=other)
+
+    return _fold_many(store.carbon_rows(where), store.list_stages(pipeline), bys, filters,
+                      again)
 
 
 # folding rows ----------------------------------------------------------------------------------
@@ -608,12 +631,22 @@ def _fold(rows: Iterable[CarbonRow], stages: Iterable[Stage], by: str,
     """:func:`rollup_records` of the store's rows (in :meth:`Store.list_executions` order,
     each execution once with its energy record), one row at a time: the same groups, totals,
     phases, inputs and notes, without an object per execution."""
-    check_by(by)
+    return _fold_many(rows, stages, (by,), filters, again)[by]
+
+
+def _fold_many(rows: Iterable[CarbonRow], stages: Iterable[Stage], bys: Sequence[str],
+               filters: dict[str, Any], again: Callable[[str], Rollup] | None = None
+               ) -> dict[str, Rollup]:
+    """:func:`_fold` grouped each of the ways ``bys`` in the same pass over ``rows``: one
+    roll-up per grouping, each the one :func:`_fold` gives (the total, stages and notes do not
+    depend on the grouping)."""
+    bys = tuple(dict.fromkeys(check_by(b) for b in bys))
     stage_map = {(s.pipeline, s.name): s for s in stages}
     by_stage: dict[tuple[str, str], tuple[str, str, str | None]] = {}
     notes: dict[str, None] = {}
     counts: Counter[tuple[str, str, str, str]] = Counter()
-    groups: dict[str, tuple[dict[str, str], _Seen, dict[tuple[str, str], _Cell]]] = {}
+    grouped: dict[str, dict[str, tuple[dict[str, str], _Seen, dict[tuple[str, str], _Cell]]]] = {
+        b: {} for b in bys}
     everything = _Seen()
     unmeasured = 0
     first_unmeasured: tuple[str, Mapping[str, Any]] | None = None
@@ -638,50 +671,58 @@ def _fold(rows: Iterable[CarbonRow], stages: Iterable[Stage], by: str,
             if first_unmeasured is None:
                 first_unmeasured = (r.id, details)
             details = None
-        if by == "stage":
-            key = f"{r.pipeline}/{r.stage}"
-        elif by == "pipeline":
-            key = r.pipeline
-        elif by == "site":
-            key = r.site
-        elif by == "phase":
-            key = phase
-        else:  # one text per day number (not in a day's last second: rounding to µs)
-            day, second = divmod(int(r.started_at // 1), 86400)
-            key = days.get(day) if second != 86399 else None
-            if key is None:
-                key = datetime.fromtimestamp(r.started_at, UTC).strftime("%Y-%m-%d")
-                if second != 86399:
-                    days[day] = key
-        group = groups.get(key)
-        if group is None:
-            fields = {"stage": {"pipeline": r.pipeline, "stage": r.stage},
-                      "pipeline": {"pipeline": r.pipeline}, "site": {"site": r.site},
-                      "phase": {"phase": phase}, "day": {"day": key}}[by]
-            group = groups[key] = (fields, _Seen(), {})
-        cell = group[2].get((phase, r.site))
-        if cell is None:
-            cell = group[2][phase, r.site] = _Cell()
-        cell.executions += 1
-        if source == "inferred":
-            cell.inferred += 1
-        if details is not None:
-            cell.with_energy += 1
-            cell.kwh.add(r.energy_kwh)  # type: ignore[arg-type]  # set with details
-            cell.co2.add(r.co2e_kg)  # type: ignore[arg-type]
-            signature = _signature(details)
-            group[1].add(signature)
+        signature = None if details is None else _signature(details)
+        if signature is not None:
             everything.add(signature)
+        for by, groups in grouped.items():
+            if by == "stage":
+                key = f"{r.pipeline}/{r.stage}"
+            elif by == "pipeline":
+                key = r.pipeline
+            elif by == "site":
+                key = r.site
+            elif by == "phase":
+                key = phase
+            else:  # one text per day number (not in a day's last second: rounding to µs)
+                day, second = divmod(int(r.started_at // 1), 86400)
+                key = days.get(day) if second != 86399 else None
+                if key is None:
+                    key = datetime.fromtimestamp(r.started_at, UTC).strftime("%Y-%m-%d")
+                    if second != 86399:
+                        days[day] = key
+            group = groups.get(key)
+            if group is None:
+                fields = {"stage": {"pipeline": r.pipeline, "stage": r.stage},
+                          "pipeline": {"pipeline": r.pipeline}, "site": {"site": r.site},
+                          "phase": {"phase": phase}, "day": {"day": key}}[by]
+                group = groups[key] = (fields, _Seen(), {})
+            cell = group[2].get((phase, r.site))
+            if cell is None:
+                cell = group[2][phase, r.site] = _Cell()
+            cell.executions += 1
+            if source == "inferred":
+                cell.inferred += 1
+            if signature is not None:
+                cell.with_energy += 1
+                cell.kwh.add(r.energy_kwh)  # type: ignore[arg-type]  # set with details
+                cell.co2.add(r.co2e_kg)  # type: ignore[arg-type]
+                group[1].add(signature)
     if first_unmeasured is not None:
         notes[_unmeasured_note(unmeasured, *first_unmeasured)] = None
-    every_cell = [kc for _, _, cells in groups.values() for kc in cells.items()]
-    return Rollup(
-        by=by, groups=_sort([_finish(k, f, seen, list(cells.items())) for k, (f, seen, cells)
-                             in groups.items()], by),
-        total=_finish("total", {}, everything, every_cell), stages=_stages(counts), items=(),
-        filters=filters, notes=tuple(notes), again=again,
-        site_co2e={(k, site): _fsum(c.co2 for (_, s), c in cells.items() if s == site)
-                   for k, (_, _, cells) in groups.items() for _, site in cells})
+    out: dict[str, Rollup] = {}
+    total: Group | None = None
+    for by, groups in grouped.items():
+        if total is None:  # the same cells, whichever grouping holds them
+            total = _finish("total", {}, everything,
+                            [kc for _, _, cells in groups.values() for kc in cells.items()])
+        out[by] = Rollup(
+            by=by, groups=_sort([_finish(k, f, seen, list(cells.items()))
+                                 for k, (f, seen, cells) in groups.items()], by),
+            total=total, stages=_stages(counts), items=(), filters=filters,
+            notes=tuple(notes), again=again,
+            site_co2e={(k, site): _fsum(c.co2 for (_, s), c in cells.items() if s == site)
+                       for k, (_, _, cells) in groups.items() for _, site in cells})
+    return out
 
 
 # plot ----------------------------------------------------------------------------------------

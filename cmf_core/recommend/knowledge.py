@@ -421,12 +421,11 @@ def from_store(store: Any, *, pipeline: str | None = None, page: int = 5000) -> 
                                   batch=page)
     while batch := list(itertools.islice(found, page)):
         candidates = [e for e in batch if isinstance(e.properties.get(TASK_PROPERTY), Mapping)]
-        metrics: dict[str, dict[str, float]] = defaultdict(dict)
-        for m in store.metrics([e.id for e in candidates]) if candidates else ():
-            if m.step is None:
-                metrics[m.execution_id][m.name] = m.value
+        # only the two scalars a run needs, not every metric (a run's per-step curves)
+        metrics = store.scalar_metrics([e.id for e in candidates],
+                                       (SCORE_METRIC, SECONDS_METRIC)) if candidates else {}
         for e in candidates:
-            score = metrics[e.id].get(SCORE_METRIC)
+            score = metrics.get(e.id, {}).get(SCORE_METRIC)
             if score is None or not math.isfinite(score):
                 continue
             try:

@@ -201,6 +201,18 @@ class Store(abc.ABC):
     @abc.abstractmethod
     def count_executions(self, where: ExecutionFilter | None = None) -> int: ...
 
+    def execution_sites(self) -> list[str]:
+        """Every site that ran an execution of the store, in order. The SQL backends step
+        through ``ix_executions_site`` one site at a time (not a read of every execution)."""
+        return sorted({e.site for e in self.list_executions()})
+
+    def last_execution(self, where: ExecutionFilter | None = None) -> Execution | None:
+        """The last execution that ``where`` selects in ``list_executions``' order
+        ``(started_at, id)``, or ``None``. The SQL backends read it from the end of the index
+        (``ix_executions_pipeline`` for a pipeline): one row, however many runs there are."""
+        n = self.count_executions(where)
+        return self.list_executions(where, limit=1, offset=n - 1)[0] if n else None
+
     def latest_executions(self, stages: Iterable[tuple[str, str]], limit: int
                           ) -> list[Execution]:
         """The ``limit`` latest executions of each ``(pipeline, stage)`` in ``stages`` (latest
@@ -278,6 +290,18 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     def metrics(self, execution_ids: Sequence[str]) -> list[Metric]: ...
+
+    def scalar_metrics(self, execution_ids: Sequence[str], names: Sequence[str]
+                       ) -> dict[str, dict[str, float]]:
+        """The scalar (no step) values of the metrics ``names`` of ``execution_ids``:
+        ``{execution id: {name: value}}``, an execution without any of them left out. The SQL
+        backends read just those rows (by the metrics' key), never a per-step curve."""
+        wanted = set(names)
+        found: dict[str, dict[str, float]] = {}
+        for m in self.metrics(execution_ids):
+            if m.step is None and m.name in wanted:
+                found.setdefault(m.execution_id, {})[m.name] = m.value
+        return found
 
     def metrics_page(self, execution_ids: Sequence[str], name: str | None = None,
                      limit: int | None = None, offset: int = 0) -> tuple[list[Metric], int]:

@@ -1107,6 +1107,24 @@ class SqlStore(Store):
         stmt = self._exec_where(sa.select(sa.func.count()).select_from(t), where)
         return int(self._rows(stmt)[0][0])
 
+    def execution_sites(self) -> list[str]:
+        # a skip scan of ix_executions_site: the least site, then the least one after it, ...
+        # (each min() one index lookup), so as many lookups as sites, not a row per execution
+        rows = self._rows(sa.text(
+            "WITH RECURSIVE s(site) AS (SELECT min(site) FROM executions UNION ALL "
+            "SELECT (SELECT min(site) FROM executions WHERE site > s.site) FROM s "
+            "WHERE s.site IS NOT NULL) SELECT site FROM s WHERE site IS NOT NULL"))
+        return sorted(r[0] for r in rows)
+
+    def last_execution(self, where: ExecutionFilter | None = None) -> Execution | None:
+        t = schema.executions
+        # from the end of the index: LIMIT 1 stops at the first row (ties on started_at are
+        # sorted by id among themselves only), where OFFSET count-1 walked every row before it
+        stmt = (self._exec_where(sa.select(t), where)
+                .order_by(t.c.started_at.desc(), t.c.id.desc()).limit(1))
+        rows = self._rows(stmt)
+        return self._execution(rows[0]) if rows else None
+
     def latest_executions(self, stages: Iterable[tuple[str, str]], limit: int
                           ) -> list[Execution]:
         _check_page(limit, 0)
@@ -1238,6 +1256,22 @@ class SqlStore(Store):
         stmt = (sa.select(t).where(self._among(t.c.execution_id, execution_ids))
                 .order_by(t.c.execution_id, t.c.name, t.c.step))
         return [_metric(r) for r in self._rows(stmt)]
+
+    def scalar_metrics(self, execution_ids: Sequence[str], names: Sequence[str]
+                       ) -> dict[str, dict[str, float]]:
+        t = schema.metrics
+        names = list(dict.fromkeys(names))
+        if not names:
+            return {}
+        # (execution_id, name, step) is the primary key: each row is one lookup, so a run's
+        # per-step curve of the same name is never read
+        stmt = sa.select(t.c.execution_id, t.c.name, t.c.value).where(
+            self._among(t.c.execution_id, execution_ids), t.c.name.in_(names),
+            t.c.step == schema.STEP_SCALAR)
+        found: dict[str, dict[str, float]] = {}
+        for r in self._rows(stmt):
+            found.setdefault(r.execution_id, {})[r.name] = r.value
+        return found
 
     def metrics_page(self, execution_ids: Sequence[str], name: str | None = None,
                      limit: int | None = None, offset: int = 0) -> tuple[list[Metric], int]:

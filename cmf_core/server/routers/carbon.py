@@ -6,12 +6,15 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query
 
-from cmf_core.carbon.rollup import rollup
+from cmf_core.carbon.rollup import rollups
 from cmf_core.openlineage.times import parse_time
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import StoreDep
 
 router = APIRouter(tags=["CMF: carbon"], dependencies=[Depends(require_read)])
+
+
+GroupBy = Literal["stage", "pipeline", "site", "phase", "day"]
 
 
 @router.get("/api/v1/carbon")
@@ -21,11 +24,24 @@ def carbon(
     site: Annotated[str | None, Query(description="Only executions run at this site.")] = None,
     since: Annotated[str | None, Query(description="Started at or after (RFC 3339).")] = None,
     until: Annotated[str | None, Query(description="Started before (RFC 3339).")] = None,
-    group_by: Literal["stage", "pipeline", "site", "phase", "day"] = "stage",
+    group_by: GroupBy = "stage",
+    also: Annotated[list[GroupBy] | None, Query(description=(
+        "More groupings of the same executions, read in the same pass over the store (one "
+        "request instead of one per grouping): `also=day` adds `also.day`, the `groups` by "
+        "day. Repeat it for more."))] = None,
+    store_sites: Annotated[bool, Query(description=(
+        "Add `store_sites`: every site that ran an execution in the store, whatever the "
+        "filters (from the site index, no pass over the executions)."))] = False,
 ) -> dict[str, Any]:
     """Energy and emissions per group, split by phase, with the inputs behind them: ``groups``,
     ``total``, ``stages`` (how each stage's phase was found) and ``notes``."""
-    return rollup(store, pipeline=pipeline, site=site,
-                  since=parse_time(since, "since") if since else None,
-                  until=parse_time(until, "until") if until else None,
-                  by=group_by).to_dict()
+    found = rollups(store, [group_by, *(also or [])], pipeline=pipeline, site=site,
+                    since=parse_time(since, "since") if since else None,
+                    until=parse_time(until, "until") if until else None)
+    out = found[group_by].to_dict()
+    if also:
+        out["also"] = {by: {"groups": [g.to_dict() for g in found[by].groups]}
+                       for by in dict.fromkeys(also)}
+    if store_sites:
+        out["store_sites"] = store.execution_sites()
+    return out

@@ -45,9 +45,9 @@ def list_pipelines(store: StoreDep, settings: SettingsDep, limit: Limit = DEFAUL
         for item, p in zip(items, pipelines, strict=True):
             where = ExecutionFilter(pipeline=p.name)
             n = store.count_executions(where)
-            last = store.list_executions(where, limit=1, offset=n - 1) if n else []
+            last = store.last_execution(where) if n else None
             item["executions"] = n
-            item["last_execution"] = executions_json(last, settings)[0] if last else None
+            item["last_execution"] = executions_json([last], settings)[0] if last else None
     return page(items, limit, offset, len(every))
 
 

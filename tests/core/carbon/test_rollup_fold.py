@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from cmf_core.carbon.rollup import GROUP_BY, PHASE_KEY, Rollup, _Sum, plot, rollup
+from cmf_core.carbon.rollup import GROUP_BY, PHASE_KEY, Rollup, _Sum, plot, rollup, rollups
+from cmf_core.errors import InvalidInputError
 from cmf_core.model import EnergyRecord, Execution, Pipeline, Record, Stage
 from cmf_core.store import ExecutionFilter, Store
 from tests.support.sql import executed
@@ -193,3 +194,29 @@ def test_exact_running_sums_are_fsum(values: list[float]) -> None:
     want = math.fsum(values)
     assert got == want or (math.isnan(got) and math.isnan(want))
     assert math.copysign(1, got) == math.copysign(1, want)
+
+
+@pytest.mark.parametrize("seed", [7, 8])
+def test_rollups_give_each_grouping_from_one_pass(store: Store, seed: int) -> None:
+    """The web UI's carbon page needs the roll-up by its grouping and by day: ``rollups``
+    gives both (any groupings) from one read of the store, each exactly ``rollup(by=)``."""
+    store.put(random_records(seed))
+    first = store.list_executions()[0]
+    for f in ({}, {"pipeline": "p1"}, {"site": "cloud"}, {"since": first.started_at},
+              {"pipeline": "nope"}):
+        with executed(store) as seen:
+            got = rollups(store, [*GROUP_BY, "day"], **f)
+        reads = [s for s, _ in seen if "FROM executions" in s]
+        assert len(reads) == 1, reads
+        assert list(got) == list(GROUP_BY)
+        for by in GROUP_BY:
+            want = rollup(store, by=by, **f)
+            assert got[by].by == by
+            assert got[by].groups == want.groups and got[by].total == want.total
+            assert got[by].site_co2e == want.site_co2e
+            assert json.dumps(got[by].to_dict()) == json.dumps(want.to_dict())
+            assert got[by].regroup("site").to_dict() == want.regroup("site").to_dict()
+    with pytest.raises(InvalidInputError, match="cannot group by 'week'"):
+        rollups(store, ["day", "week"])
+    with pytest.raises(InvalidInputError, match="at least one grouping"):
+        rollups(store, [])

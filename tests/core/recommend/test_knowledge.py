@@ -296,3 +296,58 @@ def test_from_store_reads_no_offset_pages(tmp_path: Path) -> None:
     for statement, params in seen:
         assert "OFFSET" not in statement or params[-1] == 0, (statement, params)
         assert "LIKE" in statement, statement
+
+
+class _EveryMetricReading(_OffsetReading):
+    """A store whose scalar_metrics is the base Store's reference: every metric of the runs
+    read (their per-step curves too), the scalars kept in Python, as from_store did."""
+
+    def scalar_metrics(self, *args: Any, **kwargs: Any) -> Any:
+        return Store.scalar_metrics(self._store, *args, **kwargs)
+
+
+def _curves(store: Store, steps: int) -> None:
+    """A per-step ``score`` and ``loss`` curve for every run that counts."""
+    runs = [e for e in store.list_executions() if knowledge.TASK_PROPERTY in e.properties]
+    store.put([Metric(execution_id=e.id, name=name, value=1.0 / (k + 1), step=k)
+               for e in runs for name in ("score", "loss") for k in range(steps)])
+
+
+def test_from_store_reads_the_same_scalars_as_reading_every_metric(store: Store) -> None:
+    """Runs with per-step score curves beside their scalar score: the knowledge base (tasks,
+    runs, scores, fit times, order) is the one reading every metric gave."""
+    _varied_runs(store)
+    _curves(store, 40)
+    for pipeline in (None, "hpo-1"):
+        want = knowledge.from_store(_EveryMetricReading(store), pipeline=pipeline)
+        got = knowledge.from_store(store, pipeline=pipeline, page=7)
+        assert got.n_runs == (24 if pipeline is None else 12)
+        assert list(got.tasks.items()) == list(want.tasks.items())
+        assert got.runs == want.runs
+        assert any(r.seconds is not None for runs in got.runs.values() for r in runs)
+
+
+def test_from_store_reads_no_per_step_curve(tmp_path: Path) -> None:
+    """The knowledge base needs a run's scalar score and fit time; it read every metric of
+    every run (a 10,000-step training curve each). Now the metrics read looks up just the
+    scalar rows of those names by the metrics' key."""
+    import sqlite3
+
+    from cmf_core.store import open_store
+    from tests.support.sql import executed
+
+    db = tmp_path / "cmf.db"
+    with open_store(f"sqlite:///{db}", site="site-a") as store:
+        _varied_runs(store)
+        _curves(store, 300)
+        with executed(store) as every:
+            assert knowledge.from_store(store).n_runs == 24
+    seen = [(st, params) for st, params in every if "FROM metrics" in st]
+    assert seen
+    with sqlite3.connect(db) as c:
+        for statement, params in seen:
+            rows = c.execute(statement, params).fetchall()
+            assert len(rows) <= 2 * 60, len(rows)  # scalars only: 300-step curves not sent
+            plan = " ".join(str(r) for r in c.execute(f"EXPLAIN QUERY PLAN {statement}",
+                                                      params))
+            assert "SEARCH metrics USING" in plan and "step=?" in plan, plan

@@ -176,3 +176,30 @@ def test_pipeline_names_with_a_slash_are_reachable(server: LiveServer) -> None:
         missing = c.get("/api/v1/pipelines/team%2Fnope")
         assert missing.status_code == 404
         assert "no pipeline named 'team/nope'" in missing.json()["message"]
+
+
+def test_carbon_also_and_store_sites_give_what_the_page_needs_in_one_request(
+        api: httpx.Client) -> None:
+    """The web UI's carbon page made three roll-up requests (its grouping, by day, by site
+    for the site list), each a pass over every execution; ``also`` and ``store_sites`` give
+    the same in one. Without them the route answers as before."""
+    for filters in ({}, {"pipeline": "churn.v2"}, {"site": "nowhere"}):
+        plain = api.get("/api/v1/carbon", params={**filters, "group_by": "stage"}).json()
+        days = api.get("/api/v1/carbon", params={**filters, "group_by": "day"}).json()
+        sites = api.get("/api/v1/carbon", params={"group_by": "site"}).json()
+        assert "also" not in plain and "store_sites" not in plain
+        one = api.get("/api/v1/carbon", params=[*filters.items(), ("group_by", "stage"),
+                                                 ("also", "day"), ("also", "site"),
+                                                 ("also", "day"), ("store_sites", "true")])
+        assert one.status_code == 200, one.text
+        body = one.json()
+        assert body["also"]["day"] == {"groups": days["groups"]}
+        assert set(body["also"]) == {"day", "site"}
+        assert body["store_sites"] == sorted(g["site"] for g in sites["groups"])
+        assert body["store_sites"]  # the site list is the store's, whatever the filters
+        del body["also"], body["store_sites"]
+        assert body == plain
+    assert plain["total"]["executions"] == 0 and days["groups"] == []
+    assert sum(g["executions"] for g in sites["groups"]) > 0
+    bad = api.get("/api/v1/carbon", params={"also": "week"})
+    assert bad.status_code == 400 and "also" in bad.json()["message"]

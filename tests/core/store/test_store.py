@@ -872,3 +872,111 @@ def test_stage_edges_start_from_the_pipelines_executions(tmp_path: Path) -> None
             plan = " ".join(str(r) for r in c.execute(f"EXPLAIN QUERY PLAN {statement}", params))
             assert "ix_executions_pipeline" in plan, plan
             assert "SCAN" not in plan, plan
+
+
+def _vm_steps(db: Path, statements: list[tuple[str, Any]]) -> int:
+    """SQLite virtual-machine instructions the statements take (a progress handler called at
+    each): a count of the work done, not a time, the same on any machine."""
+    steps = [0]
+
+    def count() -> int:
+        steps[0] += 1
+        return 0
+
+    with sqlite3.connect(db) as c:
+        c.set_progress_handler(count, 1)
+        for statement, params in statements:
+            c.execute(statement, params).fetchall()
+    return steps[0]
+
+
+def _runs(store: Store, pipeline: str, n: int, t0: float = 1000.0) -> list[Execution]:
+    """``n`` ended runs of ``pipeline``, three at each start time (ties broken by id)."""
+    runs = [Execution(pipeline=pipeline, stage="s", site=f"site-{i % 3}",
+                      started_at=t0 + i // 3).ended(ended_at=t0 + i // 3 + 1)
+            for i in range(n)]
+    store.put([Pipeline(pipeline, "site-a"), Stage(pipeline, "s", "site-a"), *runs])
+    return runs
+
+
+def test_last_execution_is_the_last_in_list_order(store: Store) -> None:
+    """last_execution gives what the reference (count, then OFFSET count-1) gives: the latest
+    start, and among equal starts the greatest id; None when nothing matches."""
+    _runs(store, "p", 50)
+    _runs(store, "q", 7, t0=5000.0)
+    for where in (ExecutionFilter(pipeline="p"), ExecutionFilter(pipeline="q"), None,
+                  ExecutionFilter(pipeline="p", site="site-1"),
+                  ExecutionFilter(pipeline="p", until=1010.0),
+                  ExecutionFilter(pipeline="p", stage="s")):
+        got = store.last_execution(where)
+        assert got is not None and got == Store.last_execution(store, where)
+        assert got == store.list_executions(where)[-1]
+    assert store.last_execution(ExecutionFilter(pipeline="nope")) is None
+    assert store.last_execution(ExecutionFilter(pipeline="p", since=9999.0)) is None
+
+
+def test_last_execution_of_a_pipeline_reads_one_row(tmp_path: Path) -> None:
+    """The web UI's home page found each pipeline's last run with OFFSET count-1, a walk of
+    every run of the pipeline; now it reads the end of ix_executions_pipeline: the work (SQLite
+    VM steps) is the same for 10 runs as for 3,000."""
+    db = tmp_path / "cmf.db"
+    with open_store(f"sqlite:///{db}", site="site-a") as s:
+        _runs(s, "small", 10)
+        _runs(s, "big", 3000)
+        work = {}
+        for name in ("small", "big"):
+            where = ExecutionFilter(pipeline=name)
+            with executed(s) as seen:
+                got = s.last_execution(where)
+            assert got == s.list_executions(where)[-1]
+            reads = [(st, p) for st, p in seen if "FROM executions" in st]
+            assert len(reads) == 1
+            work[name] = _vm_steps(db, reads)
+            with sqlite3.connect(db) as c:
+                plan = " ".join(str(r) for r in c.execute(f"EXPLAIN QUERY PLAN {reads[0][0]}",
+                                                          reads[0][1]))
+            assert "ix_executions_pipeline" in plan and "SCAN" not in plan, plan
+        # OFFSET 2999 took thousands of times the steps of OFFSET 9
+        assert work["big"] <= 2 * work["small"], work
+
+
+def test_execution_sites_are_every_site_in_order(store: Store) -> None:
+    assert store.execution_sites() == []
+    _runs(store, "p", 8)
+    store.put([Execution(pipeline="p", stage="s", site="Zürich", started_at=1.0).ended(),
+               Execution(pipeline="p", stage="s", site="a b", started_at=2.0)])
+    got = store.execution_sites()
+    assert got == Store.execution_sites(store)
+    assert got == sorted({"site-0", "site-1", "site-2", "Zürich", "a b"})
+
+
+def test_execution_sites_step_through_the_site_index(tmp_path: Path) -> None:
+    """One index lookup per site, not a read of every execution."""
+    db = tmp_path / "cmf.db"
+    with open_store(f"sqlite:///{db}", site="site-a") as s:
+        _runs(s, "p", 30)
+        with executed(s) as seen:
+            assert s.execution_sites() == ["site-0", "site-1", "site-2"]
+        few = _vm_steps(db, [(st, p) for st, p in seen if "executions" in st])
+        _runs(s, "q", 3000)
+        with executed(s) as seen:
+            assert s.execution_sites() == ["site-0", "site-1", "site-2"]
+        many = _vm_steps(db, [(st, p) for st, p in seen if "executions" in st])
+    assert many <= 2 * few, (few, many)
+
+
+def test_scalar_metrics_read_only_the_scalars_named(store: Store) -> None:
+    """The knowledge base needs two scalars per run; the scalar values of the names asked,
+    as the reference (every metric, filtered in Python) gives them, a curve never read."""
+    runs = _runs(store, "p", 4)
+    store.put([Metric(runs[0].id, "score", 0.5), Metric(runs[0].id, "fit_time_s", 2.0),
+               *(Metric(runs[0].id, "score", 1.0 / (k + 1), k) for k in range(200)),
+               *(Metric(runs[1].id, "score", 0.1 * k, k) for k in range(5)),  # a curve only
+               Metric(runs[2].id, "other", 3.0), Metric(runs[2].id, "fit_time_s", 9.0)])
+    ids = [r.id for r in runs]
+    want = {runs[0].id: {"score": 0.5, "fit_time_s": 2.0}, runs[2].id: {"fit_time_s": 9.0}}
+    assert store.scalar_metrics(ids, ["score", "fit_time_s"]) == want
+    assert Store.scalar_metrics(store, ids, ["score", "fit_time_s"]) == want
+    assert store.scalar_metrics(ids, []) == {} and store.scalar_metrics([], ["score"]) == {}
+    many = ids + [str(i) for i in range(1000)]  # longer than one IN list
+    assert store.scalar_metrics(many, ["score", "fit_time_s", "score"]) == want
