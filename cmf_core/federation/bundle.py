@@ -34,7 +34,7 @@ import math
 import tempfile
 import threading
 import zlib
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any, BinaryIO
 
@@ -512,14 +512,16 @@ class Reader:
         self.trailer = trailer
 
 
-def bundle_bytes(header: Header, lines: Iterable[str | tuple[str, int]], end: int,
-                 complete: bool, compress: bool = False) -> Iterator[bytes]:
+def bundle_bytes(header: Header, lines: Iterable[str | tuple[str, int]],
+                 end: int | Callable[[], int], complete: bool,
+                 compress: bool = False) -> Iterator[bytes]:
     """A whole bundle as byte chunks (for files and HTTP bodies); ``lines`` are record lines, or
-    ``(line, records)`` for format-2 blocks."""
+    ``(line, records)`` for format-2 blocks. ``end`` is the trailer's end sequence, or a
+    function that gives it once ``lines`` are all read (a streamed export learns it then)."""
     w = Writer(header, compress=compress)
     yield w.start()
     for line in lines:
         out = w.add(*line) if type(line) is tuple else w.add(line)  # type: ignore[arg-type]
         if out:
             yield out
-    yield w.finish(end, complete)
+    yield w.finish(end() if callable(end) else end, complete)

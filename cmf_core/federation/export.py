@@ -31,7 +31,7 @@ from typing import Any
 
 from cmf_core import jsonutil
 from cmf_core.errors import InvalidInputError, NotFoundError
-from cmf_core.federation.bundle import COMPACT, FORMAT, FORMATS, Header, Writer, bulk, bundle_bytes
+from cmf_core.federation.bundle import COMPACT, FORMAT, FORMATS, Header, bulk, bundle_bytes
 from cmf_core.federation.wire import block_lines
 from cmf_core.model import Record
 from cmf_core.records import record_to_dict
@@ -284,7 +284,7 @@ def export_bundle(store: Store, selector: Selector, *, compress: bool = False,
                                              pipelines=selector.pipelines, vector=exclude)
 
         res.since, res.snapshot = selector.since_seq, first.snapshot
-        chunks = _with_end(header, lines(), res, compress)
+        chunks = bundle_bytes(header, lines(), lambda: res.end, True, compress)
     else:
         page = related_page(store, selector)
         header = header_for(store, selector, since=0, snapshot=page.snapshot, exclude=None,
@@ -295,17 +295,6 @@ def export_bundle(store: Store, selector: Selector, *, compress: bool = False,
     for chunk in chunks:
         res.bytes += len(chunk)
         yield chunk
-
-
-def _with_end(header: Header, lines: Iterator[str | tuple[str, int]], res: ExportResult,
-              compress: bool) -> Iterator[bytes]:
-    w = Writer(header, compress=compress)
-    yield w.start()
-    for line in lines:
-        out = w.add(*line) if type(line) is tuple else w.add(line)  # type: ignore[arg-type]
-        if out:
-            yield out
-    yield w.finish(res.end, True)
 
 
 def related_page(store: Store, selector: Selector) -> ExportPage:

@@ -101,14 +101,19 @@ class StoreSink(Sink):
         self._store: Any = None
         self._lock = threading.Lock()
 
+    def store(self) -> Any:
+        """The store (opened now if it is not open)."""
+        if self._store is None:
+            from cmf_core.store import open_store
+
+            self._store = open_store(settings=self.settings)
+        return self._store
+
     def send(self, event: dict[str, Any]) -> None:
         from cmf_core.openlineage.ingest import ingest
-        from cmf_core.store import open_store
 
         with self._lock:
-            if self._store is None:
-                self._store = open_store(settings=self.settings)
-            ingest(event, self._store, self.settings.site)
+            ingest(event, self.store(), self.settings.site)
 
     def close(self) -> None:
         with self._lock:

@@ -57,3 +57,16 @@ def dataset_uri(namespace: str, name: str) -> str:
     if "://" in namespace:
         return f"{namespace.rstrip('/')}/{name.lstrip('/')}"
     return f"{namespace}:{name}"
+
+
+def dataset_uris(namespace: str, name: str) -> list[str]:
+    """The artifact URIs whose :func:`dataset_naming` is (``namespace``, ``name``): the one
+    :func:`dataset_uri` gives, then the ones naming leaves the same (``file://`` and
+    ``file://localhost`` before a local path, a bucket without its ``/``). Not other spellings
+    of a scheme (``S3://``)."""
+    uris = [dataset_uri(namespace, name)]
+    if namespace == "file" and name.startswith("/"):
+        uris += ["file://" + name, "file://localhost" + name]
+    elif "://" in namespace and name == "/":
+        uris.append(namespace.rstrip("/"))
+    return uris

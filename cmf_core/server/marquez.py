@@ -38,7 +38,7 @@ from cmf_core.openlineage.ingest import (
     fit_name,
     stage_of_job,
 )
-from cmf_core.openlineage.naming import dataset_naming, dataset_uri
+from cmf_core.openlineage.naming import dataset_naming, dataset_uris
 from cmf_core.openlineage.times import format_time, parse_time
 from cmf_core.store import ExecutionFilter, Store
 
@@ -89,16 +89,10 @@ def dataset_of(artifact: Artifact) -> tuple[str, str]:
     return dataset_naming(artifact.uri)
 
 
-def _dataset_uris(namespace: str, name: str) -> list[str]:
-    """The artifact URIs whose :func:`dataset_naming` is (``namespace``, ``name``): the one
-    :func:`dataset_uri` gives, the ones naming leaves the same (``file://`` and
-    ``file://localhost`` before a local path, a bucket without its ``/``), each also cut to
-    fit as ingest stores a long one. Not other spellings of a scheme (``S3://``)."""
-    uris = [dataset_uri(namespace, name)]
-    if namespace == "file" and name.startswith("/"):
-        uris += ["file://" + name, "file://localhost" + name]
-    elif "://" in namespace and name == "/":
-        uris.append(namespace.rstrip("/"))
+def _stored_uris(namespace: str, name: str) -> list[str]:
+    """The artifact URIs of dataset (``namespace``, ``name``) as a store may hold them: each of
+    :func:`dataset_uris`, also cut to fit as ingest stores a long one."""
+    uris = dataset_uris(namespace, name)
     return list(dict.fromkeys([*uris, *map(fit_name, uris)]))
 
 
@@ -257,7 +251,7 @@ class LineageGraph:
                        if c] for r in refs]
         ids = [*self.store.artifact_ids_at(
             (c for cs in candidates for c in cs),
-            (u for r in refs for u in _dataset_uris(r.namespace, r.name))),
+            (u for r in refs for u in _stored_uris(r.namespace, r.name))),
             *self.store.artifact_ids_of_datasets((r.namespace, r.name) for r in refs)
         ] if refs else []
         by_naming: dict[tuple[str, str], list[str]] = {}

@@ -32,7 +32,6 @@ lost, nothing raises into the producer); ``on_failure: raise`` raises the
 from __future__ import annotations
 
 import enum
-import threading
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +41,7 @@ from openlineage.client.transport.transport import Config, Transport
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import ConfigError
 from cmf_core.openlineage.convert import event_to_dict
-from cmf_core.openlineage.emit import Emitter, Sink
+from cmf_core.openlineage.emit import Emitter, StoreSink
 from cmf_core.openlineage.local import DEFAULT_DIGEST_MAX_BYTES, with_local_digests
 from cmf_core.openlineage.validate import validate_event
 
@@ -103,36 +102,6 @@ class CmfConfig(Config):
                              home=Path(self.home) if self.home else None)
 
 
-class _StoreSink(Sink):
-    """Ingest into one store, opened on first use (shared by the transport's emits)."""
-
-    kind = "store"
-
-    def __init__(self, settings: Settings) -> None:
-        self.settings = settings
-        self._store: Store | None = None
-        self._lock = threading.Lock()
-
-    def store(self) -> Store:
-        if self._store is None:
-            from cmf_core.store import open_store
-
-            self._store = open_store(settings=self.settings)
-        return self._store
-
-    def send(self, event: dict[str, Any]) -> None:
-        from cmf_core.openlineage.ingest import ingest
-
-        with self._lock:
-            ingest(event, self.store(), self.settings.site)
-
-    def close(self) -> None:
-        with self._lock:
-            if self._store is not None:
-                self._store.close()
-                self._store = None
-
-
 class CmfTransport(Transport):
     """Record OpenLineage events into the local CMF store (see the module docs)."""
 
@@ -142,7 +111,7 @@ class CmfTransport(Transport):
     def __init__(self, config: CmfConfig) -> None:
         self.config = config
         self.settings = config.settings()
-        self._sink = _StoreSink(self.settings)
+        self._sink = StoreSink(self.settings)
         self._emitter = Emitter(self.settings, sink=self._sink)
 
     @property

@@ -319,6 +319,21 @@ def _watch_timeout(span: Any, run_id: str) -> None:
         report("watching a Prefect task run span", e)
 
 
+def _run_span(span: Any, edge: str) -> tuple[str, str, float] | None:
+    """(kind, run id, time of ``edge``: ``"start_time"`` or ``"end_time"``, in s) of a Prefect
+    flow-run or task-run span while the route is on; None for any other span, and for one that
+    cannot be read (reported)."""
+    try:
+        attributes = span.attributes or {}
+        kind = attributes.get(RUN_TYPE)
+        if kind is None or not ROUTE.active:
+            return None
+        return kind, str(attributes.get(RUN_ID)), (getattr(span, edge) or time.time_ns()) / 1e9
+    except Exception as e:
+        report("reading a Prefect run span", e)
+        return None
+
+
 class CmfSpanProcessor:
     """OpenTelemetry span processor that records Prefect's flow-run and task-run spans.
 
@@ -327,16 +342,10 @@ class CmfSpanProcessor:
     """
 
     def on_start(self, span: Any, parent_context: Any = None) -> None:
-        try:
-            attributes = span.attributes or {}
-            kind = attributes.get(RUN_TYPE)
-            if kind is None or not ROUTE.active:
-                return
-            run_id = str(attributes.get(RUN_ID))
-            at = (span.start_time or time.time_ns()) / 1e9
-        except Exception as e:
-            report("reading a Prefect run span", e)
+        run = _run_span(span, "start_time")
+        if run is None:
             return
+        kind, run_id, at = run
         if kind == "task":
             _guarded("recording a Prefect task run start", ROUTE.task_started, run_id, at)
             _watch_timeout(span, run_id)
@@ -344,16 +353,10 @@ class CmfSpanProcessor:
             _guarded("recording a Prefect flow run start", ROUTE.flow_started, run_id, at)
 
     def on_end(self, span: Any) -> None:
-        try:
-            attributes = span.attributes or {}
-            kind = attributes.get(RUN_TYPE)
-            if kind is None or not ROUTE.active:
-                return
-            run_id = str(attributes.get(RUN_ID))
-            at = (span.end_time or time.time_ns()) / 1e9
-        except Exception as e:
-            report("reading a Prefect run span", e)
+        run = _run_span(span, "end_time")
+        if run is None:
             return
+        kind, run_id, at = run
         if kind == "task":
             _guarded("recording a Prefect task run end", ROUTE.task_ended, run_id, at)
         elif kind == "flow":

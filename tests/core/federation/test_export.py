@@ -137,6 +137,11 @@ def test_paging_gives_the_same_rows(sqlite_store: Store) -> None:
     whole = bundle_records(s, Selector())
     assert sorted(map(json.dumps, paged)) == sorted(map(json.dumps, whole))
     assert res.end == s.max_seq() and res.records == len(whole)
+    reader = Reader(export_bundle(s, Selector(), page_size=3))  # the trailer, written last,
+    reader.open()                                             # ends where the last page did
+    assert len(list(reader)) == len(whole)
+    assert reader.trailer is not None and reader.trailer.end == s.max_seq()
+    assert reader.trailer.complete
     first = s.export_page(0, 3)
     assert first.more and first.end < first.snapshot
 

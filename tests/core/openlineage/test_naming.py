@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from cmf_core.errors import InvalidInputError
-from cmf_core.openlineage.naming import dataset_naming, dataset_uri
+from cmf_core.openlineage.naming import dataset_naming, dataset_uri, dataset_uris
 
 CASES = [
     ("/data/train.csv", "file", "/data/train.csv"),
@@ -29,6 +29,18 @@ def test_uri_comes_back_from_namespace_and_name(uri: str, namespace: str, name: 
     assert dataset_naming(back) == (namespace, name)
     if not uri.startswith("file:///"):
         assert back == uri
+
+
+@pytest.mark.parametrize(("namespace", "name", "more"), [
+    ("file", "/data/x.csv", ["file:///data/x.csv", "file://localhost/data/x.csv"]),
+    ("file", "data/x.csv", []),
+    ("s3://bucket", "/", ["s3://bucket"]),
+    ("s3://bucket", "key/x.csv", []),
+])
+def test_every_spelling_of_a_dataset_names_it(namespace: str, name: str, more: list[str]) -> None:
+    uris = dataset_uris(namespace, name)
+    assert uris == [dataset_uri(namespace, name), *more]
+    assert {dataset_naming(u) for u in uris} == {(namespace, name)}
 
 
 def test_namespaces_without_scheme_use_a_colon() -> None:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,7 +13,7 @@ import pytest
 from cmf_core.identity import file_digest
 from cmf_core.model import ExecutionStatus
 from tests.integrations.airflow.helpers import by_stage
-from tests.support.postgres import free_port
+from tests.support.asgi import served
 from tests.support.seeding import adaptive_seeds
 
 OPS = '''
@@ -111,8 +109,6 @@ bad_data()
 @pytest.fixture
 def peer(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     """A peer site: ``cmf serve``'s app over its own SQLite store, on a loopback port."""
-    import uvicorn
-
     from cmf_core.config import load_settings
     from cmf_core.server.app import create_app
     from cmf_core.store import open_store
@@ -120,19 +116,11 @@ def peer(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     url = f"sqlite:///{tmp_path / 'peer.db'}"
     settings = load_settings(site="peer-site", store_url=url, token="peer-token")
     store = open_store(url, site="peer-site")
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(store, settings), host="127.0.0.1",
-                                           port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert time.monotonic() < deadline, "peer server did not start"
-        time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", store
-    server.should_exit = True
-    thread.join(10)
-    store.close()
+    try:
+        with served(create_app(store, settings), "peer-site") as base:
+            yield base, store
+    finally:
+        store.close()
 
 
 def test_operators_in_a_dag(run_dag, cmf_store, peer, tmp_path: Path, monkeypatch) -> None:

@@ -9,7 +9,6 @@ Makefile exports it; it is the default here too) and persists events every half 
 from __future__ import annotations
 
 import os
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -102,27 +101,15 @@ def drain_events() -> Callable[[], None]:
 @pytest.fixture
 def peer(tmp_path: Path) -> Iterator[tuple[str, Any]]:
     """A second site: a real ``cmf serve`` app (uvicorn, loopback) over its own store."""
-    import uvicorn
-
     from cmf_core.config import load_settings
     from cmf_core.server.app import create_app
     from cmf_core.store import open_store
-    from tests.support.postgres import free_port
+    from tests.support.asgi import served
 
     store = open_store(f"sqlite:///{tmp_path / 'hpc.db'}", site="hpc")
     app = create_app(store, load_settings(site="hpc", token="hpc-secret"))
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port,
-                                           log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        assert thread.is_alive() and time.monotonic() < deadline, "cmf serve did not start"
-        time.sleep(0.05)
     try:
-        yield f"http://127.0.0.1:{port}", store
+        with served(app, "cmf-serve-hpc") as url:
+            yield url, store
     finally:
-        server.should_exit = True
-        thread.join(15)
         store.close()

@@ -399,6 +399,23 @@ def test_a_broken_store_never_breaks_the_flow(prefect_api: str, tmp_path: Path) 
     assert len(spooled) == 4  # START and COMPLETE of the flow run and of the task run, kept
 
 
+def test_a_span_that_cannot_be_read_is_reported_not_raised() -> None:
+    """A span whose attributes raise (a stand-in: no real OpenTelemetry span does that, but a
+    third-party SDK's might) is reported at start and at end; the run is never interrupted."""
+    from cmf_prefect.auto import CmfSpanProcessor
+
+    class Unreadable:
+        @property
+        def attributes(self) -> Any:
+            raise RuntimeError("span closed")
+
+    before = FAILURES["reading a Prefect run span"]
+    processor = CmfSpanProcessor()
+    processor.on_start(Unreadable())
+    processor.on_end(Unreadable())
+    assert FAILURES["reading a Prefect run span"] == before + 2
+
+
 def test_disabled_installs_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     from cmf_prefect import auto
 
