@@ -182,7 +182,21 @@ class Emitter:
         ``ahead``: a spool file the caller already wrote with this event (a write-ahead copy,
         for a process killed before the event is sent). It is deleted once the event is
         recorded or set aside in ``rejected/``, and it is the spooled copy when the event
-        is spooled (no second one, and none lost if a second write would fail)."""
+        is spooled (no second one, and none lost if a second write would fail). While it is
+        sent it is claimed as a replay claims it: a copy another process is replaying now (one
+        that started meanwhile) or has replayed is left to it, not sent a second time."""
+        if ahead is None:
+            return self._emit(event, None)
+        try:
+            claimed = _claim(ahead)
+        except OSError:  # unreadable now: sent unclaimed (and a new copy spooled on failure)
+            return self._emit(event, ahead)
+        if claimed is None:  # another process's replay has it, or has sent it already
+            return False
+        with claimed:
+            return self._emit(event, ahead)
+
+    def _emit(self, event: Any, ahead: Path | None) -> bool:
         try:
             # here, not at import: the OpenLineage client it needs takes half a second to load,
             # which a Cmf that only checks its spool folder (most) must not pay

@@ -530,3 +530,27 @@ def test_a_spool_file_another_process_is_replaying_is_left_to_it(tmp_path: Path)
         holder.communicate("")
     assert Emitter(settings, sink=sink).retry_spool() == (1, 0)  # its claim ended with it
     assert sink.run_ids == [rids[0], rids[2], rids[1]]
+
+
+def test_a_copy_written_ahead_that_another_process_is_replaying_is_left_to_it(
+        tmp_path: Path) -> None:
+    """Prefect's recorder writes each event ahead to the spool before sending it; a process
+    starting meanwhile replays that folder. The copy it is sending is not sent again."""
+    settings = load_settings(home=tmp_path, site="a")
+    event = run_event(str(uuid.uuid4()))
+    ahead = write_spool_file(tmp_path / "spool", event, spool_target(settings), durable=False)
+    holder = subprocess.Popen(  # a real second process, claiming the file as a replay does
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'rb'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(ahead)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        sink = RecordingSink()
+        assert Emitter(settings, sink=sink).emit(event, ahead) is False
+        assert sink.run_ids == []
+        assert ahead.is_file()  # still the other process's to send (or keep spooled)
+    finally:
+        holder.communicate("")
+    assert Emitter(settings, sink=sink).emit(event, ahead) is True
+    assert sink.run_ids == [event["run"]["runId"]]
+    assert not ahead.exists()
