@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import fcntl
 import hashlib
 import json
 import logging
@@ -186,7 +187,21 @@ class Emitter:
         ``ahead``: a spool file the caller already wrote with this event (a write-ahead copy,
         for a process killed before the event is sent). It is deleted once the event is
         recorded or set aside in ``rejected/``, and it is the spooled copy when the event
-        is spooled (no second one, and none lost if a second write would fail)."""
+        is spooled (no second one, and none lost if a second write would fail). While it is
+        sent it is claimed as a replay claims it: a copy another process is replaying now (one
+        that started meanwhile) or has replayed is left to it, not sent a second time."""
+        if ahead is None:
+            return self._emit(event, None)
+        try:
+            claimed = _claim(ahead)
+        except OSError:  # unreadable now: sent unclaimed (and a new copy spooled on failure)
+            return self._emit(event, ahead)
+        if claimed is None:  # another process's replay has it, or has sent it already
+            return False
+        with claimed:
+            return self._emit(event, ahead)
+
+    def _emit(self, event: Any, ahead: Path | None) -> bool:
         try:
             # here, not at import: the OpenLineage client it needs takes half a second to load,
             # which a Cmf that only checks its spool folder (most) must not pay
@@ -360,36 +375,55 @@ class Emitter:
         A file that is not a JSON object (torn by a crash) or that the sink refuses as invalid
         moves to ``rejected/`` with a ``.reason`` file beside it; one this process cannot
         read (another user's, an I/O error) stays and is passed over; any other failure is the
-        sink's (down, overloaded, slow) and stops the replay, keeping the rest for later."""
-        files = self.spooled_files(from_target)[:limit]
-        sent = 0
-        for path in files:
+        sink's (down, overloaded, slow) and stops the replay, keeping the rest for later.
+        Each file is claimed (``flock``) while it is sent, so processes replaying one spool
+        folder at once pass over each other's files instead of sending them twice."""
+        sent = handled = 0
+        stop = False
+        for path in self.spooled_files(from_target):
+            if stop or (limit is not None and handled >= limit):
+                break
             try:
-                data = json.loads(path.read_bytes())
-                if not isinstance(data, dict):
-                    raise InvalidEventError(f"a JSON {type(data).__name__}, not an object")
-            except FileNotFoundError:  # replayed meanwhile by another process
-                continue
+                claimed = _claim(path)
             except OSError as e:  # another user's, or an I/O error: kept, the rest go on
                 report("replaying a spooled event", e,
                        f"{path.name} stays in {self.spool_dir} for a process that can read it")
                 continue
-            except (ValueError, InvalidEventError) as e:  # torn, empty or not JSON
-                self._reject(path, InvalidEventError(f"{path.name} is unreadable: {e}"))
+            if claimed is None:  # replayed meanwhile, or being replayed, by another process
                 continue
-            try:
-                self.sink.send(data)
-            except InvalidEventError as e:
-                self._reject(path, e)
-                continue
-            except Exception as e:
-                report("replaying a spooled event", e, "it and the rest stay spooled for retry")
-                break
-            path.unlink(missing_ok=True)
-            sent += 1
+            with claimed:  # the claim holds until the file is deleted or moved aside
+                outcome = self._replay_one(path, claimed)
+            handled += 1
+            sent += outcome == "sent"
+            stop = outcome == "stop"
         if sent and from_target is None:
             self._works()
         return sent, len(self.spooled_files(from_target))
+
+    def _replay_one(self, path: Path, f: Any) -> str:
+        """Send the spool file ``path`` (open as ``f``, claimed): "sent", "kept" (set aside,
+        or unreadable here) or "stop" (the sink failed: it and the rest stay spooled)."""
+        try:
+            data = json.loads(f.read())
+            if not isinstance(data, dict):
+                raise InvalidEventError(f"a JSON {type(data).__name__}, not an object")
+        except OSError as e:  # an I/O error: kept, the rest go on
+            report("replaying a spooled event", e,
+                   f"{path.name} stays in {self.spool_dir} for a process that can read it")
+            return "kept"
+        except (ValueError, InvalidEventError) as e:  # torn, empty or not JSON
+            self._reject(path, InvalidEventError(f"{path.name} is unreadable: {e}"))
+            return "kept"
+        try:
+            self.sink.send(data)
+        except InvalidEventError as e:
+            self._reject(path, e)
+            return "kept"
+        except Exception as e:
+            report("replaying a spooled event", e, "it and the rest stay spooled for retry")
+            return "stop"
+        path.unlink(missing_ok=True)
+        return "sent"
 
     def spool_counts(self) -> list[tuple[str, int, int]]:
         """(target, waiting, rejected) for every target with spool files; ``"(not named)"``
@@ -427,6 +461,33 @@ class Emitter:
         except Exception as e:
             report("closing the sink", e)
             return False
+
+
+def _claim(path: Path) -> Any:
+    """Open spool file ``path`` for replay, holding an exclusive ``flock`` on it, or None when
+    another process is replaying it now or has already sent or moved it: the processes of a
+    job array that start together and replay one spool folder share out its files instead of
+    each sending the same ones. On a file system without ``flock`` the file is replayed
+    unclaimed (a second send of an event changes nothing: ingest is idempotent)."""
+    try:
+        f = open(path, "rb")  # noqa: SIM115 - returned open, closed by the caller
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:  # another process holds it: it is being replayed
+        f.close()
+        return None
+    except OSError:  # no flock here (ENOLCK, ENOSYS): unclaimed, as before
+        return f
+    try:  # still the file at ``path``? (sent and deleted, or moved, before the lock was taken)
+        here, opened = os.stat(path), os.fstat(f.fileno())
+        if (here.st_dev, here.st_ino) == (opened.st_dev, opened.st_ino):
+            return f
+    except FileNotFoundError:
+        pass
+    f.close()
+    return None
 
 
 _EMITTERS: dict[tuple[Any, ...], Emitter] = {}

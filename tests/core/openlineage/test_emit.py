@@ -5,6 +5,8 @@ from __future__ import annotations
 import http.server
 import json
 import os
+import subprocess
+import sys
 import threading
 import uuid
 from pathlib import Path
@@ -473,3 +475,82 @@ def test_a_spool_file_that_cannot_be_read_is_kept_and_does_not_block_the_rest(
     assert unreadable.name in caplog.text
     with open_store(settings=settings) as s:
         assert all(s.get_execution(rid) is not None for rid in rids)
+
+
+class RecordingSink(Sink):
+    """Keeps the run ids it is sent; on its first send, another replay of the same spool
+    folder (``during``, a second process's emitter, played here in this one) runs."""
+
+    kind = "recording"
+
+    def __init__(self, during: Emitter | None = None) -> None:
+        self.run_ids: list[str] = []
+        self.during = during
+
+    def send(self, event: dict) -> None:
+        self.run_ids.append(event["run"]["runId"])
+        during, self.during = self.during, None
+        if during is not None:
+            during.retry_spool()
+
+
+def test_two_replays_at_once_send_each_spooled_event_once(tmp_path: Path) -> None:
+    """The processes of a job array start together and each replays the shared spool folder:
+    a file one of them is sending is passed over by the others, never sent twice."""
+    settings = load_settings(home=tmp_path, site="a")
+    rids = [str(uuid.uuid4()) for _ in range(5)]
+    broken = Emitter(settings, sink=BrokenSink())
+    for rid in rids:
+        broken.emit(run_event(rid))
+    other = RecordingSink()
+    first = RecordingSink(during=Emitter(settings, sink=other))
+    Emitter(settings, sink=first).retry_spool()
+    assert first.run_ids == rids[:1]  # the other replay took the rest meanwhile
+    assert other.run_ids == rids[1:]  # ... and not the file being sent
+    assert not broken.spooled_files()
+
+
+def test_a_spool_file_another_process_is_replaying_is_left_to_it(tmp_path: Path) -> None:
+    settings = load_settings(home=tmp_path, site="a")
+    rids = [str(uuid.uuid4()) for _ in range(3)]
+    broken = Emitter(settings, sink=BrokenSink())
+    for rid in rids:
+        broken.emit(run_event(rid))
+    busy = broken.spooled_files()[1]
+    holder = subprocess.Popen(  # a real second process, claiming the file as a replay does
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'rb'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(busy)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        sink = RecordingSink()
+        assert Emitter(settings, sink=sink).retry_spool() == (2, 1)
+        assert sink.run_ids == [rids[0], rids[2]]
+    finally:
+        holder.communicate("")
+    assert Emitter(settings, sink=sink).retry_spool() == (1, 0)  # its claim ended with it
+    assert sink.run_ids == [rids[0], rids[2], rids[1]]
+
+
+def test_a_copy_written_ahead_that_another_process_is_replaying_is_left_to_it(
+        tmp_path: Path) -> None:
+    """Prefect's recorder writes each event ahead to the spool before sending it; a process
+    starting meanwhile replays that folder. The copy it is sending is not sent again."""
+    settings = load_settings(home=tmp_path, site="a")
+    event = run_event(str(uuid.uuid4()))
+    ahead = write_spool_file(tmp_path / "spool", event, spool_target(settings), durable=False)
+    holder = subprocess.Popen(  # a real second process, claiming the file as a replay does
+        [sys.executable, "-c", "import fcntl, sys; f = open(sys.argv[1], 'rb'); "
+         "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); sys.stdin.read()",
+         str(ahead)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout is not None and holder.stdout.readline() == "held\n"
+        sink = RecordingSink()
+        assert Emitter(settings, sink=sink).emit(event, ahead) is False
+        assert sink.run_ids == []
+        assert ahead.is_file()  # still the other process's to send (or keep spooled)
+    finally:
+        holder.communicate("")
+    assert Emitter(settings, sink=sink).emit(event, ahead) is True
+    assert sink.run_ids == [event["run"]["runId"]]
+    assert not ahead.exists()
