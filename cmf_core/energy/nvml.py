@@ -44,6 +44,10 @@ from cmf_core.energy.proctree import TreeSample
 Mode = Literal["auto", "counter", "power"]
 
 
+class _Unreadable(Exception):
+    """A GPU that NVML lists but can read neither way."""
+
+
 @dataclass(slots=True)
 class _Gpu:
     index: int
@@ -76,6 +80,7 @@ class NvmlMeter(Meter):
         self._notes: list[str] = []
         self._ready = False
         self._initialised = False
+        self._count = 0
         self._t0 = 0.0
         self._wall0 = 0.0
         self._pids: frozenset[int] = frozenset()
@@ -98,7 +103,7 @@ class NvmlMeter(Meter):
         try:
             nvml.nvmlInit()
             self._initialised = True
-            count = int(nvml.nvmlDeviceGetCount())
+            count = self._count = int(nvml.nvmlDeviceGetCount())
         except Exception as e:
             self._notes.append(f"GPU not measured: NVML unavailable ({e!r})")
             return
@@ -107,7 +112,8 @@ class NvmlMeter(Meter):
             try:
                 gpus.append(self._open(index))
             except Exception as e:
-                self._notes.append(f"GPU {index} not measured: {e!r}")
+                why = str(e) if isinstance(e, _Unreadable) else repr(e)
+                self._notes.append(f"GPU {index} not measured: {why}")
         self._gpus = gpus
         self._ready = True
 
@@ -125,9 +131,11 @@ class NvmlMeter(Meter):
                     raise
         try:
             mw: float | None = float(nvml.nvmlDeviceGetPowerUsage(handle))
-        except Exception:
+        except Exception as e:
             if mj is None:
-                raise
+                raise _Unreadable(
+                    f"{name} reads neither the total-energy counter nor power ({e!r})"
+                ) from e
             mw = None
         now = time.monotonic()
         gpu = _Gpu(index, handle, name, "nvml-counter" if mj is not None else "nvml-power", now)
@@ -164,8 +172,7 @@ class NvmlMeter(Meter):
                     f"GPU {gpu.index}: energy counter failed after "
                     f"{now - self._t0:.1f} s ({e!r}); switched to power sampling"
                 )
-                gpu.method = "nvml-power"
-                gpu.methods.add(gpu.method)
+                gpu.method = "nvml-power"  # written into methods once a power reading works
                 gpu.mw = -1.0  # no previous power: hold the next reading over this interval
         if gpu.method == "nvml-power":
             try:
@@ -179,6 +186,7 @@ class NvmlMeter(Meter):
                 return
             before = mw if gpu.mw < 0 else gpu.mw
             delta, gpu.mw = (before + mw) / 2000.0 * dt, mw
+            gpu.methods.add(gpu.method)
         gpu.t = now
         share, how = self._share(gpu, pids)
         gpu.shares.add(how)
@@ -234,7 +242,7 @@ class NvmlMeter(Meter):
                     "task ran on it (if one did: inside a container NVML reports host PIDs)"
                 )
         methods = sorted({m for gpu in self._gpus for m in gpu.methods})
-        if not self._gpus:
+        if not self._count:
             notes.append("GPU not measured: NVML sees no GPU")
         return Reading(
             "gpu",

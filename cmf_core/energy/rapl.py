@@ -7,7 +7,9 @@ added: core and uncore are inside the package, and RAM has its own model.
 Counters: ``energy_uj`` counts microjoules and wraps to 0 after ``max_energy_range_uj``, so a
 delta is ``cur - prev`` or, when ``cur < prev``, ``cur + max - prev``. The monitor's sampler
 thread reads the counters at least once a minute (a wrap takes ``max / power``, about 15 minutes
-for 262 kJ at 300 W), so at most one wrap happens between two reads. A drop that a wrap
+for 262 kJ at 300 W), so at most one wrap happens between two reads, unless a C call that holds
+the GIL stalls the sampler past a wrap: :meth:`RaplReader.missed_wrap_notes` then says that whole
+wraps may have been missed. A drop that a wrap
 explains only at more than :data:`MAX_PACKAGE_W` over the time since the last read (plus
 :data:`SLACK_J`) is a reset of the counter (a driver reload): counted from 0, not as a wrap.
 
@@ -53,6 +55,7 @@ class _Zone:
     joules: float = 0.0
     wraps: int = 0
     resets: int = 0
+    unread_s: float = 0.0  # the longest time between two reads
 
 
 def _read_int(path: Path) -> int:
@@ -107,9 +110,31 @@ class RaplReader:
             else:
                 delta = wrapped
                 z.wraps += 1
+            z.unread_s = max(z.unread_s, now - z.read_at)
             z.last_uj, z.read_at = cur, now
             z.joules += delta / 1e6
         return sum(z.joules for z in self.zones)
+
+    def missed_wrap_notes(self) -> list[str]:
+        """A note when a zone went unread so long that a second wrap could hide in one gap.
+
+        A reader sees at most one wrap per gap: after ``max_energy_range_uj`` of energy the
+        counter reads the same again. The sampler reads at least once a minute, but a C call that
+        holds the GIL stalls it for as long as the call runs, and whole wraps in such a gap are
+        lost. Whether any were cannot be known; the note gives the power at which they would be.
+        """
+        risky = [z for z in self.zones
+                 if z.unread_s > 0 and z.max_uj / 1e6 / z.unread_s < MAX_PACKAGE_W]
+        if not risky:
+            return []
+        gap = max(z.unread_s for z in risky)
+        range_j = min(z.max_uj for z in risky) / 1e6
+        return [
+            f"RAPL {', '.join(z.name for z in risky)} went unread for up to {gap:.0f} s (the "
+            "sampler thread was stalled, as by a C call that holds the GIL); a counter wraps "
+            f"every {range_j / 1000:.0f} kJ, so if a package averaged more than "
+            f"{range_j / gap:.0f} W then, whole wraps were missed and its energy is under-counted"
+        ]
 
 
 def busy_cpu_s(path: Path = PROC_STAT) -> float:
@@ -126,13 +151,14 @@ class RaplMeter(Meter):
     kind = "rapl"
     component = "cpu"
 
-    def __init__(self, root: Path = POWERCAP, proc_stat: Path = PROC_STAT) -> None:
-        self.root, self.proc_stat = Path(root), Path(proc_stat)
+    def __init__(self, root: Path = POWERCAP, proc_stat: Path = PROC_STAT,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.root, self.proc_stat, self.clock = Path(root), Path(proc_stat), clock
         self.reader: RaplReader | None = None
         self._busy0 = self._cpu0 = 0.0
 
     def start(self, snap: TreeSample) -> None:
-        self.reader = RaplReader(self.root)
+        self.reader = RaplReader(self.root, self.clock)
         try:
             self._busy0 = busy_cpu_s(self.proc_stat)
         except (OSError, ValueError) as e:
@@ -162,5 +188,7 @@ class RaplMeter(Meter):
                 "zones": [z.name for z in self.reader.zones],
                 "wraps": sum(z.wraps for z in self.reader.zones),
                 "resets": sum(z.resets for z in self.reader.zones),
+                "max_unread_s": max(z.unread_s for z in self.reader.zones),
             },
+            tuple(self.reader.missed_wrap_notes()),
         )

@@ -273,3 +273,55 @@ def test_after_the_sampler_dies_the_gpu_counter_is_still_read_at_stop() -> None:
     assert any("energy sampler stopped" in n for n in m.notes)
     assert gpu.details["gpus"][0]["error"] is None, m.notes
     assert gpu.joules == pytest.approx(200.0 * duration, rel=0.05)
+
+
+def test_a_gpu_readable_neither_way_is_named_not_reported_as_no_gpu() -> None:
+    # fake NVML (no GPU here): an old card where both the energy counter and power usage answer
+    # NVML_ERROR_NOT_SUPPORTED, next to a readable one
+    old = FakeGpu("GeForce GTX 770", 100.0, has_counter=False, holders=[ME])
+    old_power = FakeNvml.nvmlDeviceGetPowerUsage
+
+    class NoPower(FakeNvml):
+        def nvmlDeviceGetPowerUsage(self, gpu: FakeGpu) -> int:
+            if gpu is old:
+                raise NVMLError(3)  # NVML_ERROR_NOT_SUPPORTED
+            return old_power(self, gpu)
+
+    m, _ = _run(NoPower(old), 0.3)
+    assert m.components["gpu"].method == "none"
+    assert "gpu: GPU 0 not measured: GeForce GTX 770 reads neither the total-energy counter " \
+        "nor power (NVMLError('NVML error 3'))" in m.notes
+    assert not any("sees no GPU" in n for n in m.notes), m.notes  # it sees one
+    m, _ = _run(NoPower(FakeGpu("A100", 200.0, holders=[ME]), old), 0.3)
+    assert m.components["gpu"].method == "nvml-counter"
+    assert [g["name"] for g in m.components["gpu"].details["gpus"]] == ["A100"]
+    assert any("GPU 1 not measured: GeForce GTX 770" in n for n in m.notes)
+    m, _ = _run(FakeNvml(), 0.2)
+    assert any("NVML sees no GPU" in n for n in m.notes)
+
+
+def test_a_gpu_lost_mid_run_is_not_said_to_be_power_sampled() -> None:
+    # fake NVML: the GPU falls off the bus (Xid 79): every device call answers
+    # NVML_ERROR_GPU_IS_LOST from then on, so no power reading ever replaced the counter
+    card = FakeGpu("A100", 200.0, utilisation={ME: 100})
+
+    class Lost(FakeNvml):
+        lost = False
+
+        def __getattribute__(self, name: str) -> object:
+            if name.startswith("nvmlDevice") and object.__getattribute__(self, "lost"):
+
+                def gone(*args: object) -> None:
+                    raise NVMLError(15)  # NVML_ERROR_GPU_IS_LOST
+
+                return gone
+            return object.__getattribute__(self, name)
+
+    nvml = Lost(card)
+    m, duration = _run(nvml, 1.0, during=lambda: setattr(nvml, "lost", True))
+    gpu = m.components["gpu"]
+    assert gpu.method == "nvml-counter"
+    (one,) = gpu.details["gpus"]
+    assert one["method"] == "nvml-counter"
+    assert one["error"] is not None and "energy after that is not counted" in one["error"]
+    assert 0.35 * 200.0 * duration < gpu.joules < 0.65 * 200.0 * duration

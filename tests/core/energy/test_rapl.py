@@ -182,3 +182,31 @@ def test_a_drop_that_only_an_impossible_power_could_wrap_is_a_reset(tmp_path: Pa
         _write(pkg / "energy_uj", then)
         assert reader.read() == pytest.approx(joules)
         assert (reader.zones[0].resets, reader.zones[0].wraps) == (resets, wraps)
+
+
+def test_a_stalled_sampler_that_may_have_missed_whole_wraps_says_so(tmp_path: Path) -> None:
+    """Two sockets, fake powercap folder (this machine has no RAPL) with real-sized counters
+    (262 kJ). Package 0 draws 300 W for 30 minutes between two reads (one C call holding the
+    GIL stalls the sampler): 540 kJ, two wraps, and the counter ends above where it was, so a
+    reader sees none. 524 kJ are lost, which no reader can know; the reading must say it may be."""
+    real_max = 262_143_328_850
+    now = [0.0]
+    pkg0 = _zone(tmp_path / "powercap", 0, "package-0", 0, max_uj=real_max)
+    _zone(tmp_path / "powercap", 1, "package-1", 0, max_uj=real_max)
+    stat = tmp_path / "stat"
+    _proc_stat(stat, 1000)
+    meter = RaplMeter(tmp_path / "powercap", stat, clock=lambda: now[0])
+    meter.start(_snap(0.0))
+    now[0] = 30.0  # a normal sampler read: nothing to say
+    meter.sample(_snap(0.0))
+    assert meter.reader is not None and meter.reader.missed_wrap_notes() == []
+    now[0] += 1800.0
+    _write(pkg0 / "energy_uj", 540_000_000_000 - 2 * real_max)
+    _proc_stat(stat, 1000 + 1800 * os.sysconf("SC_CLK_TCK"))
+    reading = meter.stop(_snap(1800.0))
+    assert reading.details["wraps"] == 0
+    assert reading.details["package_j"] == pytest.approx(540_000 - 2 * real_max / 1e6)
+    assert reading.details["max_unread_s"] == pytest.approx(1800.0)
+    (note,) = reading.notes  # one note for both packages: either may hide a wrap
+    assert "package-0, package-1 went unread for up to 1800 s" in note
+    assert "more than 146 W" in note and "under-counted" in note
