@@ -252,17 +252,14 @@ def test_a_folder_that_cannot_be_read_is_identified_by_stat(tmp_path: Path) -> N
 
 def test_folders_get_the_size_file_and_time_caps(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from cmf_prefect import datasets
-
     from cmf_core.openlineage import local
 
     big = tmp_path / "big"
     big.mkdir()
     with open(big / "sparse.bin", "wb") as fh:
         fh.truncate(4096)  # a sparse file: cheap, and above the cap lowered here
-    monkeypatch.setattr(datasets, "DIGEST_MAX_BYTES", 1024)
-    assert path_dataset(big).facets["cmf_artifact"].properties == {"digest_method": "stat"}
-    monkeypatch.setattr(datasets, "DIGEST_MAX_BYTES", 2 << 30)
+    found = path_dataset(big, max_bytes=1024)
+    assert found.facets["cmf_artifact"].properties == {"digest_method": "stat"}
 
     many = tmp_path / "many"
     many.mkdir()
@@ -401,3 +398,18 @@ def test_an_overrun_file_hash_is_cached_for_the_next_reader(tmp_path: Path) -> N
         time.sleep(0.05)
     assert expected in local._CACHE.values()
     assert path_dataset(data).facets["cmf_artifact"].digest == expected
+
+
+def test_the_size_limit_is_cmf_digest_max_mb(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a route's own settings, the limit is ``digest_max_mb`` read now
+    (``CMF_DIGEST_MAX_MB``), not a limit of Prefect's own."""
+    from cmf_core.openlineage.local import local_stat_identity
+
+    data = tmp_path / "part.csv"
+    data.write_bytes(b"x" * 4096)
+    assert path_dataset(data).facets["cmf_artifact"].digest == file_digest(data)
+    monkeypatch.setenv("CMF_DIGEST_MAX_MB", str(1 / 1024))  # 1 KiB
+    (ds,) = value_datasets([str(data)])
+    assert ds.facets["cmf_artifact"].digest == local_stat_identity(str(data))[0]
+    assert ds.facets["cmf_artifact"].properties == {"digest_method": "stat"}
