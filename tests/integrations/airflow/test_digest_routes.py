@@ -9,6 +9,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from cmf_core.model import EventType
 from cmf_core.openlineage.local import local_stat_identity
 from tests.integrations.airflow.helpers import artifacts_of, by_stage
@@ -85,3 +87,17 @@ def test_a_file_of_1_to_2_gib_is_one_artifact_on_every_route(run_dag: Any, cmf_s
     assert _by_transport(big, tmp_path) == expected
     assert _by_api(big, tmp_path) == expected
     assert _by_airflow(run_dag, cmf_store, "digest_route_big", big) == expected
+
+
+def test_cmf_digest_max_mb_is_every_routes_limit(run_dag: Any, cmf_store: Any, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``CMF_DIGEST_MAX_MB`` alone sets the limit of each route: the Airflow listener and
+    ``CmfTransport`` kept 1024 MiB unless their own option was set."""
+    monkeypatch.setenv("CMF_DIGEST_MAX_MB", str(1 / 1024))  # 1 KiB
+    data = tmp_path / "part.csv"
+    data.write_bytes(b"x" * 4096)
+    expected = local_stat_identity(str(data))[0]
+    assert _by_prefect(data) == expected
+    assert _by_transport(data, tmp_path) == expected
+    assert _by_api(data, tmp_path) == expected
+    assert _by_airflow(run_dag, cmf_store, "digest_route_env", data) == expected
