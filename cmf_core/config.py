@@ -153,9 +153,13 @@ class Settings(BaseSettings):
     )
     digest_max_mb: float = Field(
         1024.0, ge=0,
-        description="Python API: local files and folders up to this size (MiB, all files of a "
-                    "folder together) are identified by a sha256 of their content; larger ones "
-                    "by path, size and modification time, with a warning.",
+        description="Local files and folders up to this size (MiB, all files of a folder "
+                    "together) are identified by a sha256 of their content; larger ones by "
+                    "path, size and modification time (the Python API logs a warning). Every "
+                    "route uses it: the Python API, the Prefect adapter, the Airflow listener "
+                    "(unless `[cmf] digest_max_mb` is set) and `CmfTransport` (unless its "
+                    "`digest_max_mb` key is set), so one file is one artifact whichever "
+                    "recorded it.",
     )
 
     @field_validator("site")

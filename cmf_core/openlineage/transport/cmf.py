@@ -8,12 +8,13 @@ provider, dbt-ol, your own code) feeds CMF with configuration only::
       store_url: postgresql://cmf@db/cmf   # optional; else CMF_STORE_URL / cmf.toml / default
       site: hpc-a                          # optional; else CMF_SITE / host name
       on_failure: spool                    # or "raise"; default spool
-      digest_max_mb: 1024                  # optional; local files up to this size are read
+      digest_max_mb: 1024                  # optional; else CMF_DIGEST_MAX_MB / cmf.toml / 1024
 
 Keys (one spelling each; environment variables ``OPENLINEAGE__TRANSPORT__<KEY>`` arrive in
 lower case and so match): ``store_url``, ``site``, ``home``, ``on_failure``,
 ``digest_max_mb``. An unknown key is an error naming the known ones. Unset keys come from
-CMF's own configuration (:func:`cmf_core.config.load_settings`).
+CMF's own configuration (:func:`cmf_core.config.load_settings`): an unset ``digest_max_mb`` is
+``CMF_DIGEST_MAX_MB`` (or ``cmf.toml``, default 1024), the limit of every other route.
 
 ``emit(event)`` validates the event first: an invalid event raises
 :class:`~cmf_core.errors.InvalidEventError` naming the bad field, and nothing is stored (the
@@ -42,7 +43,7 @@ from cmf_core.config import Settings, load_settings
 from cmf_core.errors import ConfigError
 from cmf_core.openlineage.convert import event_to_dict
 from cmf_core.openlineage.emit import Emitter, StoreSink
-from cmf_core.openlineage.local import DEFAULT_DIGEST_MAX_BYTES, with_local_digests
+from cmf_core.openlineage.local import with_local_digests
 from cmf_core.openlineage.validate import validate_event
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ class CmfConfig(Config):
     site: str | None = None
     home: str | None = None
     on_failure: OnFailure = OnFailure.SPOOL
-    digest_max_mb: float = DEFAULT_DIGEST_MAX_BYTES / 2**20
+    digest_max_mb: float | None = None  # None: the CMF settings' digest_max_mb
 
     @classmethod
     def from_dict(cls, params: dict[str, Any]) -> CmfConfig:
@@ -82,6 +83,8 @@ class CmfConfig(Config):
                 raise ConfigError(
                     f"CmfTransport on_failure {given['on_failure']!r} must be one of: "
                     f"{', '.join(m.value for m in OnFailure)}") from None
+        if given.get("digest_max_mb") in ("", None):  # unset: CMF's own setting decides
+            given.pop("digest_max_mb", None)
         if "digest_max_mb" in given:
             try:
                 given["digest_max_mb"] = float(given["digest_max_mb"])
@@ -99,7 +102,8 @@ class CmfConfig(Config):
     def settings(self) -> Settings:
         """CMF settings with this config's keys taking precedence."""
         return load_settings(store_url=self.store_url, site=self.site,
-                             home=Path(self.home) if self.home else None)
+                             home=Path(self.home) if self.home else None,
+                             digest_max_mb=self.digest_max_mb)
 
 
 class CmfTransport(Transport):
@@ -128,7 +132,7 @@ class CmfTransport(Transport):
         """
         data = event_to_dict(event)
         validate_event(data)
-        data = with_local_digests(data, self.config.digest_max_mb * 2**20)
+        data = with_local_digests(data, self.settings.digest_max_mb * 2**20)
         if self.config.on_failure is OnFailure.RAISE:
             self._sink.send(data)
             return True

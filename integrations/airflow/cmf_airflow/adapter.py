@@ -169,7 +169,7 @@ class TaskRun:
             self.metrics.append((m.name, m.value, m.step, m.timestamp))
 
     def log_artifact(self, ref: DatasetRef) -> None:
-        ident = identify(ref, digests([ref], self.options.digest_max_bytes))
+        ident = identify(ref, digests([ref], self.settings.digest_max_mb * 2**20))
         with self.lock:
             self.logged.append(ref)
             if ident is not None:
@@ -297,7 +297,7 @@ class CmfAdapter:
         local = [r for r in found if r.local_path]
         if not local:
             return {}
-        max_bytes = run.options.digest_max_bytes
+        max_bytes = run.settings.digest_max_mb * 2**20
         if sum(_size(r.local_path) for r in local) <= INLINE_DIGEST_BYTES:
             return digests(local, max_bytes)  # a few ms at most: no thread needed
         from cmf_core.guard import Timeout, run_bounded

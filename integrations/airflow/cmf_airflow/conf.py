@@ -141,14 +141,16 @@ def lineage_source() -> str:
     return value
 
 
-def digest_max_mb() -> float:
-    """[cmf] digest_max_mb: local files up to this size are content-digested (default 1024).
+def digest_max_mb() -> float | None:
+    """[cmf] digest_max_mb: local files up to this size (MiB) are content-digested.
 
     Larger files (and files that cannot be read in time) get a digest of their path, size and
-    modification time instead, so tracking never reads gigabytes inside a task.
+    modification time instead, so tracking never reads gigabytes inside a task. Unset, CMF's
+    own ``digest_max_mb`` decides (``CMF_DIGEST_MAX_MB``, ``cmf.toml``, default 1024), the
+    limit every other route (Prefect, ``CmfTransport``, ``Cmf.log_dataset``) uses, so a file
+    is one artifact whichever route records it.
     """
-    value = _float("digest_max_mb", _get("digest_max_mb"))
-    return 1024.0 if value is None else value
+    return _float("digest_max_mb", _get("digest_max_mb"))
 
 
 def xcom_summary() -> bool:
@@ -227,7 +229,6 @@ class Snapshot:
     explicit: tuple[tuple[str, Any], ...]
     conn_id: str | None
     lineage_source: str
-    digest_max_bytes: float
     xcom_summary: bool
     namespace: str
     ui_base_url: str | None = None
@@ -257,7 +258,6 @@ def read_snapshot() -> Snapshot:
         explicit=tuple(sorted(explicit_settings().items())),
         conn_id=conn_id(),
         lineage_source=lineage_source(),
-        digest_max_bytes=digest_max_mb() * 2**20,
         xcom_summary=xcom_summary(),
         namespace=openlineage_namespace(),
         ui_base_url=ui_base_url(),
@@ -276,6 +276,7 @@ def explicit_settings() -> dict[str, Any]:
         "energy": energy(),
         "server_url": server_url(),
         "hook_timeout_s": hook_timeout_s(),
+        "digest_max_mb": digest_max_mb(),
     }
     return {k: v for k, v in values.items() if v is not None}
 

@@ -16,8 +16,10 @@ Any URI scheme is accepted and named as :mod:`cmf_core.openlineage.naming` says
 * anything else: no digest here; ingest identifies it by its URI (an *unversioned* artifact).
 
 The artifact type is ``Dataset`` unless the asset's extra says ``{"cmf_type": "Model"}``.
-Digests of unchanged files are cached per process (path, size, mtime), so a file written by one
-task and read by the next is read once.
+Digests of unchanged files are cached per process (:mod:`cmf_core.openlineage.local`: by each
+file's inode, size, modification and status change times), so a file written by one task and
+read by a later one is read once. The size limit is ``[cmf] digest_max_mb``, else CMF's
+``digest_max_mb`` (``CMF_DIGEST_MAX_MB``), the limit of every other route.
 """
 
 from __future__ import annotations

@@ -60,9 +60,10 @@ CONFIG: dict[str, Any] = {
                 "listener only adds energy, parameters and metrics to the same runs. 'auto' "
                 "picks 'openlineage' when that provider is enabled with a CMF transport.",
                 "string", "auto", "listener"),
-            "digest_max_mb": _option("Local files up to this size are content-digested; larger "
-                                     "ones are identified by path, size and mtime.", "float",
-                                     "1024", "256"),
+            "digest_max_mb": _option("Local files up to this size (MiB) are content-digested; "
+                                     "larger ones are identified by path, size and mtime. "
+                                     "Default: CMF_DIGEST_MAX_MB, else 1024.", "float", "",
+                                     "256"),
             "xcom_summary": _option("Record a summary (type, size, small values) of each "
                                     "task's XCom return value.", "boolean", "True"),
         },

@@ -289,6 +289,12 @@ class Recorder:
                     self._settings = load_settings()
         return self._settings
 
+    @property
+    def digest_max_bytes(self) -> float:
+        """``digest_max_mb`` of these settings in bytes: local files and folders up to this
+        size are identified by their content, as by every other route."""
+        return self.settings.digest_max_mb * 2**20
+
     def _send(self, event: dict[str, Any], ahead: Path | None = None) -> bool:
         from cmf_core.openlineage.emit import get_emitter
 

@@ -185,7 +185,8 @@ class InProcessRoute:
         flow_name = flow.flow.name if flow is not None and flow.flow is not None else None
         ref = task_run_ref(ctx.task, task_run, flow_name)
         record = _Task(ref, ctx.task, task_run, ctx.parameters, at,
-                       inputs=task_inputs(task_run, ctx.parameters))
+                       inputs=task_inputs(task_run, ctx.parameters,
+                                          self.recorder.digest_max_bytes))
         with self.lock:
             self.tasks[run_id] = record
             if flow is not None:
@@ -213,7 +214,8 @@ class InProcessRoute:
             record.parameters = ctx.parameters  # resolved by now (futures -> values)
             # paths that came in through futures, untouched since the task started, are inputs
             record.inputs += value_datasets(list((ctx.parameters or {}).values()),
-                                            unchanged_since=record.started_at)
+                                            unchanged_since=record.started_at,
+                                            max_bytes=self.recorder.digest_max_bytes)
         self._finish_task(record, at)
 
     def task_timed_out(self, run_id: str, at: float) -> None:
@@ -243,7 +245,8 @@ class InProcessRoute:
         if from_cache(state):  # a cache lookup: no energy of its own to record
             energy = None
         facts = task_end_facts(record.task, record.task_run, state, record.parameters, at,
-                               inputs=record.inputs, status=status, assets=not sweep)
+                               inputs=record.inputs, status=status, assets=not sweep,
+                               max_bytes=self.recorder.digest_max_bytes)
         facts.energy = energy
         self._emit(record.ref, facts)
 

@@ -17,26 +17,29 @@ path of an existing local file or folder   the content digest (``Model`` for mod
                                            see the key, only one could read the bytes)
 =========================================  ================================================
 
-Content digests of unchanged files are cached per process (path, size, mtime), so a file written
-by one task and read by the next is read once. A file above :data:`DIGEST_MAX_BYTES`, or one that
-is not hashed within :data:`HASH_BUDGET_S` inside a task's hook, is identified by its path, size
-and modification time instead (property ``digest_method = "stat"``), and so is one that cannot
-be read (gone meanwhile, unreadable). A folder gets the same budget, with the size counted over
-all its files and at most ``cmf_core.openlineage.local.MAX_WALK_FILES`` of them; a file system
-root, the home or working directory (or a parent of them) is never read, only named.
+Files and folders are identified by :func:`cmf_core.openlineage.local.local_identity`, as by every
+other route (the Airflow listener, ``CmfTransport``, ``Cmf.log_dataset``), with the same size
+limit: ``digest_max_mb`` of the CMF settings the route records with (``CMF_DIGEST_MAX_MB``, default
+1024 MiB, all files of a folder together). Its content digests are cached per process by each
+file's inode, size, modification and status change times (not one changed in the last second), so a
+file written by one task and read by a later one is read once. A file or folder above that limit,
+or one that is not hashed within :data:`HASH_BUDGET_S` inside a task's hook, is identified by its
+path, size and modification time instead (property ``digest_method = "stat"``; an overrun hash goes
+on in the background and is cached for the next reader), and so is one that cannot be read (gone
+meanwhile, unreadable) or a folder of more than ``cmf_core.openlineage.local.MAX_WALK_FILES``
+files; a file system root, the home or working directory (or a parent of them) is never read, only
+named.
 """
 
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 RESULT_NAMESPACE = "prefect"
-DIGEST_MAX_BYTES = 2 << 30
 INLINE_HASH_BYTES = 8 << 20
 HASH_BUDGET_S = 2.0
 MAX_PATHS = 50
@@ -96,63 +99,35 @@ def upstream_run_ids(task_inputs: Mapping[str, Iterable[Any]] | None) -> list[st
 
 
 # local files ---------------------------------------------------------------------------------
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-_LOCK = threading.Lock()
+def default_max_bytes() -> float:
+    """``digest_max_mb`` of the CMF settings read now, in bytes (the routes pass their own
+    recorder's); the core default if the settings cannot be read."""
+    from cmf_core.config import load_settings
+    from cmf_core.errors import ConfigError
+    from cmf_core.openlineage.local import DEFAULT_DIGEST_MAX_BYTES
 
-
-def _hash_and_cache(path: Path, key: tuple[str, int, int]) -> str:
-    from cmf_core.identity import file_digest
-
-    digest = file_digest(path)
-    with _LOCK:
-        if len(_DIGESTS) > 10_000:
-            _DIGESTS.clear()
-        _DIGESTS[key] = digest
-    return digest
-
-
-def _file_digest(path: Path, st: os.stat_result, budget_s: float | None) -> tuple[str, str]:
-    """(digest, method) of a file: its sha256, read at most once per (path, size, mtime).
-
-    A file above :data:`DIGEST_MAX_BYTES`, or one not hashed within ``budget_s`` seconds (a
-    big file inside a task's hook), is identified by path, size and mtime instead; an overrun
-    hash goes on in the background and is cached for the next reader.
-    """
-    from cmf_core.errors import InvalidInputError
-    from cmf_core.guard import Timeout, run_bounded
-    from cmf_core.openlineage.local import stat_identity
-
-    # the id every route gives a file it does not read (Airflow listener, CmfTransport)
-    stat_id = stat_identity(str(path), st.st_size, st.st_mtime_ns), "stat"
-    if st.st_size > DIGEST_MAX_BYTES:
-        return stat_id
-    key = (str(path), st.st_size, st.st_mtime_ns)
-    with _LOCK:
-        cached = _DIGESTS.get(key)
-    if cached is not None:
-        return cached, "sha256"
     try:
-        if budget_s is None or st.st_size <= INLINE_HASH_BYTES:
-            return _hash_and_cache(path, key), "sha256"
-        return run_bounded(lambda: _hash_and_cache(path, key), budget_s,
-                           f"hashing {path}"), "sha256"
-    except (Timeout, InvalidInputError, OSError):  # slow, gone or unreadable meanwhile
-        return stat_id
+        return load_settings().digest_max_mb * 2**20
+    except ConfigError:
+        return DEFAULT_DIGEST_MAX_BYTES
 
 
-def _dir_digest(path: Path, budget_s: float | None) -> tuple[str, str] | None:
-    """(digest, method) of a folder by the rules of ``cmf_core.openlineage.local.local_identity``
-    (content up to :data:`DIGEST_MAX_BYTES` and ``MAX_WALK_FILES`` files, else path, size and
-    mtime), within ``budget_s`` seconds; None for a root, home or working directory."""
+def _identity(path: Path, max_bytes: float, budget_s: float | None, inline: bool
+              ) -> tuple[str, str] | None:
+    """(digest, method) of a file or folder by the rules of
+    ``cmf_core.openlineage.local.local_identity`` (content up to ``max_bytes`` and
+    ``MAX_WALK_FILES`` files, else path, size and mtime; its cache), within ``budget_s``
+    seconds unless ``inline``; None for a root, home or working directory. An overrun hash
+    goes on in the background and is cached for the next reader."""
     from cmf_core.guard import Timeout, run_bounded
     from cmf_core.openlineage.local import local_identity, local_stat_identity
 
-    if budget_s is None:
-        return local_identity(str(path), DIGEST_MAX_BYTES)
+    if budget_s is None or inline:
+        return local_identity(str(path), max_bytes)
     try:
-        return run_bounded(lambda: local_identity(str(path), DIGEST_MAX_BYTES), budget_s,
+        return run_bounded(lambda: local_identity(str(path), max_bytes), budget_s,
                            f"hashing {path}")
-    except Timeout:  # goes on in the background and is cached for the next reader
+    except Timeout:
         return local_stat_identity(str(path))
 
 
@@ -174,12 +149,14 @@ def artifact_type(path: Path) -> str:
 
 
 def path_dataset(path: str | os.PathLike[str], kind: str | None = None,
-                 budget_s: float | None = HASH_BUDGET_S) -> Dataset | None:
+                 budget_s: float | None = HASH_BUDGET_S,
+                 max_bytes: float | None = None) -> Dataset | None:
     """The dataset of an existing local file or folder, with its content digest; else None.
 
     Hashing a file above :data:`INLINE_HASH_BYTES`, or a folder, gets ``budget_s`` seconds
-    (None: no limit). A file system root, the home or working directory (or a parent of them)
-    has no digest: it is identified by its path.
+    (None: no limit). Above ``max_bytes`` (default :func:`default_max_bytes`) it is identified
+    by path, size and mtime. A file system root, the home or working directory (or a parent of
+    them) has no digest: it is identified by its path.
     """
     from cmf_core.openlineage.facets import ArtifactDatasetFacet
     from cmf_core.openlineage.naming import dataset_naming
@@ -190,15 +167,14 @@ def path_dataset(path: str | os.PathLike[str], kind: str | None = None,
     except (OSError, ValueError, TypeError):
         return None
     namespace, name = dataset_naming(str(p))
-    if p.is_dir():
-        found = _dir_digest(p, budget_s)
-        if found is None:
-            return Dataset(namespace, name)
-        digest, method = found
-    elif p.is_file():
-        digest, method = _file_digest(p, st, budget_s)
-    else:
+    if not (p.is_dir() or p.is_file()):
         return None
+    limit = default_max_bytes() if max_bytes is None else max_bytes
+    inline = p.is_file() and st.st_size <= INLINE_HASH_BYTES
+    found = _identity(p, limit, budget_s, inline)
+    if found is None:
+        return Dataset(namespace, name)
+    digest, method = found
     props = {"digest_method": method} if method != "sha256" else {}
     facet = ArtifactDatasetFacet(digest=digest, type=kind or artifact_type(p), properties=props)
     return Dataset(namespace, name, {"cmf_artifact": facet})
@@ -216,10 +192,13 @@ def _unchanged_since(path: Any, when: float) -> bool:
         return False
 
 
-def value_datasets(value: Any, unchanged_since: float | None = None) -> list[Dataset]:
+def value_datasets(value: Any, unchanged_since: float | None = None,
+                   max_bytes: float | None = None) -> list[Dataset]:
     """Datasets for the existing local paths in ``value`` (a path, or a list/dict of paths);
-    with ``unchanged_since``, only paths not modified after that Unix time."""
+    with ``unchanged_since``, only paths not modified after that Unix time. ``max_bytes``: the
+    size limit of content digests (default :func:`default_max_bytes`)."""
     found: list[Dataset] = []
+    limit = max_bytes
 
     def visit(v: Any, depth: int) -> None:
         if len(found) >= MAX_PATHS or depth > 2:
@@ -227,7 +206,10 @@ def value_datasets(value: Any, unchanged_since: float | None = None) -> list[Dat
         if isinstance(v, os.PathLike) or (isinstance(v, str) and _looks_like_path(v)):
             if unchanged_since is not None and not _unchanged_since(v, unchanged_since):
                 return
-            ds = path_dataset(v)
+            nonlocal limit
+            if limit is None:  # read once, and only when a value looks like a path
+                limit = default_max_bytes()
+            ds = path_dataset(v, max_bytes=limit)
             if ds is not None and ds.key not in {d.key for d in found}:
                 found.append(ds)
         elif isinstance(v, Mapping):

@@ -112,7 +112,7 @@ def _started(obj: Any, run: Any, state: Any) -> None:
     with _LOCK:
         known = _RUNNING.get(key)
     if known is None:
-        inputs = task_inputs(run, params)
+        inputs = task_inputs(run, params, _RECORDER.digest_max_bytes)
         with _LOCK:
             _RUNNING[key] = known = (_RECORDER.start_energy(), inputs)
         facts = task_start_facts(obj, run, params, at, inputs)
@@ -130,7 +130,8 @@ def _ended(obj: Any, run: Any, state: Any) -> None:
         return
     with _LOCK:
         monitor, inputs = _RUNNING.pop(str(run.id), (None, None))
-    facts = task_end_facts(obj, run, state, _parameters(run, False), at, inputs=inputs)
+    facts = task_end_facts(obj, run, state, _parameters(run, False), at, inputs=inputs,
+                           max_bytes=_RECORDER.digest_max_bytes)
     facts.energy = _RECORDER.stop_energy(monitor, str(run.id))
     _RECORDER.record(task_run_ref(obj, run, _flow_name()), facts, ROUTE_HOOKS)
 

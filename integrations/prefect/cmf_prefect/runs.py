@@ -115,30 +115,34 @@ def task_assets(task: Any, task_run: Any) -> tuple[list[Dataset], list[Dataset]]
             [asset_dataset(a.key) for a in downstream])
 
 
-def task_inputs(task_run: Any, parameters: Mapping[str, Any] | None) -> list[Dataset]:
+def task_inputs(task_run: Any, parameters: Mapping[str, Any] | None,
+                max_bytes: float | None = None) -> list[Dataset]:
     """Upstream results plus the local files and folders named by parameter values (read
-    before the task runs: a path the task creates is an output, not an input)."""
+    before the task runs: a path the task creates is an output, not an input); ``max_bytes``
+    is the route's ``digest_max_mb`` in bytes (see :func:`value_datasets`)."""
     inputs = [result_dataset(u) for u in upstream_run_ids(task_run.task_inputs)]
-    inputs += value_datasets(list((parameters or {}).values()))
+    inputs += value_datasets(list((parameters or {}).values()), max_bytes=max_bytes)
     return inputs
 
 
 def task_start_facts(task: Any, task_run: Any, parameters: Mapping[str, Any] | None,
-                     at: float, inputs: list[Dataset] | None = None) -> RunFacts:
+                     at: float, inputs: list[Dataset] | None = None,
+                     max_bytes: float | None = None) -> RunFacts:
     return RunFacts(
         status="running", at=at, params=params_of(parameters),
         properties=task_properties(task_run),
-        inputs=inputs if inputs is not None else task_inputs(task_run, parameters),
+        inputs=inputs if inputs is not None else task_inputs(task_run, parameters, max_bytes),
     )
 
 
 def task_end_facts(task: Any, task_run: Any, state: Any, parameters: Mapping[str, Any] | None,
                    at: float, *, inputs: list[Dataset] | None = None, status: str | None = None,
-                   assets: bool = True) -> RunFacts:
+                   assets: bool = True, max_bytes: float | None = None) -> RunFacts:
     """Facts of a task run that ended in ``state`` (status ``aborted`` if it is not final).
 
     ``inputs`` are those found when the run started; without them only the upstream results
-    are inputs (a local path named by a parameter may be one the task wrote).
+    are inputs (a local path named by a parameter may be one the task wrote). ``max_bytes``
+    is the route's ``digest_max_mb`` in bytes (see :func:`value_datasets`).
     """
     status = status or state_status(state) or "aborted"
     inputs = list(inputs) if inputs is not None else [
@@ -154,7 +158,7 @@ def task_end_facts(task: Any, task_run: Any, state: Any, parameters: Mapping[str
         outputs.append(result_dataset(task_run.id))
         value = state_value(state)
         if value is not _NOT_SET:
-            outputs += value_datasets(value)
+            outputs += value_datasets(value, max_bytes=max_bytes)
             metrics = metrics_of(value)
     else:
         error, trace = state_error(state)

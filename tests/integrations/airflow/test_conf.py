@@ -96,3 +96,20 @@ def test_the_provider_route_is_detected_from_its_configuration(monkeypatch) -> N
     finally:
         monkeypatch.undo()
         clear()
+
+
+def test_digest_max_mb_falls_back_to_cmf_digest_max_mb(monkeypatch) -> None:
+    """Unset, ``[cmf] digest_max_mb`` is CMF's own (``CMF_DIGEST_MAX_MB``), the limit of every
+    other route; Airflow's option wins when set, and a bad one is an error naming it."""
+    assert conf.digest_max_mb() is None  # Airflow's provider default does not shadow CMF's
+    assert conf.settings().digest_max_mb == 1024.0
+    monkeypatch.setenv("CMF_DIGEST_MAX_MB", "0.5")
+    assert conf.settings().digest_max_mb == 0.5
+    monkeypatch.setenv("AIRFLOW__CMF__DIGEST_MAX_MB", "2")
+    assert conf.settings().digest_max_mb == 2.0
+    monkeypatch.setenv("AIRFLOW__CMF__DIGEST_MAX_MB", "-1")
+    with pytest.raises(ConfigError, match="digest_max_mb"):
+        conf.settings()
+    monkeypatch.setenv("AIRFLOW__CMF__DIGEST_MAX_MB", "lots")
+    with pytest.raises(ConfigError, match=r"\[cmf\] digest_max_mb = 'lots' is not a number"):
+        conf.snapshot()

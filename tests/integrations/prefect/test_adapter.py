@@ -252,17 +252,14 @@ def test_a_folder_that_cannot_be_read_is_identified_by_stat(tmp_path: Path) -> N
 
 def test_folders_get_the_size_file_and_time_caps(tmp_path: Path,
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    from cmf_prefect import datasets
-
     from cmf_core.openlineage import local
 
     big = tmp_path / "big"
     big.mkdir()
     with open(big / "sparse.bin", "wb") as fh:
         fh.truncate(4096)  # a sparse file: cheap, and above the cap lowered here
-    monkeypatch.setattr(datasets, "DIGEST_MAX_BYTES", 1024)
-    assert path_dataset(big).facets["cmf_artifact"].properties == {"digest_method": "stat"}
-    monkeypatch.setattr(datasets, "DIGEST_MAX_BYTES", 2 << 30)
+    found = path_dataset(big, max_bytes=1024)
+    assert found.facets["cmf_artifact"].properties == {"digest_method": "stat"}
 
     many = tmp_path / "many"
     many.mkdir()
@@ -354,3 +351,65 @@ def test_a_run_links_to_prefect_s_ui_only_when_its_url_is_known() -> None:
         assert "cmf.run_url" not in props
     with temporary_settings(updates={PREFECT_UI_URL: "javascript:alert(1)//"}):
         assert ui_link(ref) == {}
+
+
+def test_a_file_rewritten_with_its_size_and_mtime_restored_gets_its_new_digest(
+        tmp_path: Path) -> None:
+    """``cp -p`` / ``rsync -t`` over a file of the same size keep its modification time: the
+    digest cached by (path, size, mtime) was the old content's, so the new version was
+    recorded as the old artifact. The cache is ``cmf_core.openlineage.local``'s, keyed on the
+    status change time too."""
+    import os
+    import time
+
+    from cmf_core.openlineage import local
+
+    data = tmp_path / "features.csv"
+    data.write_text("a,b\n1,2\n")
+    os.utime(data, ns=(10**18, 10**18))
+    time.sleep(1.1)  # older than a second: its digest is cached
+    first = path_dataset(data).facets["cmf_artifact"].digest
+    assert first == file_digest(data)
+    data.write_text("a,b\n3,4\n")  # same size, then its time put back
+    os.utime(data, ns=(10**18, 10**18))
+    again = path_dataset(data).facets["cmf_artifact"].digest
+    assert again == file_digest(data) != first
+    assert first in local._CACHE.values()  # the first read was cached: the cache was asked
+
+
+def test_an_overrun_file_hash_is_cached_for_the_next_reader(tmp_path: Path) -> None:
+    """A file above the inline size not hashed in its hook's time is identified by stat; the
+    hash goes on in the background and lands in the shared cache."""
+    import time
+
+    from cmf_prefect.datasets import INLINE_HASH_BYTES
+
+    from cmf_core.openlineage import local
+
+    data = tmp_path / "shard.bin"
+    data.write_bytes(b"x" * (INLINE_HASH_BYTES + 1))
+    time.sleep(1.1)  # older than a second: its digest may be cached
+    found = path_dataset(data, budget_s=1e-9)
+    assert found.facets["cmf_artifact"].properties == {"digest_method": "stat"}
+    assert found.facets["cmf_artifact"].digest == local.local_stat_identity(str(data))[0]
+    expected = file_digest(data)
+    deadline = time.monotonic() + 60
+    while expected not in local._CACHE.values() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert expected in local._CACHE.values()
+    assert path_dataset(data).facets["cmf_artifact"].digest == expected
+
+
+def test_the_size_limit_is_cmf_digest_max_mb(tmp_path: Path,
+                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a route's own settings, the limit is ``digest_max_mb`` read now
+    (``CMF_DIGEST_MAX_MB``), not a limit of Prefect's own."""
+    from cmf_core.openlineage.local import local_stat_identity
+
+    data = tmp_path / "part.csv"
+    data.write_bytes(b"x" * 4096)
+    assert path_dataset(data).facets["cmf_artifact"].digest == file_digest(data)
+    monkeypatch.setenv("CMF_DIGEST_MAX_MB", str(1 / 1024))  # 1 KiB
+    (ds,) = value_datasets([str(data)])
+    assert ds.facets["cmf_artifact"].digest == local_stat_identity(str(data))[0]
+    assert ds.facets["cmf_artifact"].properties == {"digest_method": "stat"}

@@ -590,3 +590,50 @@ def test_pydantic_and_dataclass_parameters_are_recorded_by_their_fields(
             "model": {"lr": 0.01, "layers": [64, 32], "api_key": "***"}}
     assert stages["configured"].params == {"cfg": train, "data": data}
     assert stages["fit"].params == {"cfg": train, "data": data}
+
+
+def test_files_are_identified_by_the_routes_digest_max_mb(prefect_api: str,
+                                                          tmp_path: Path) -> None:
+    """The in-process route reads files up to ``digest_max_mb`` of its settings (1 KiB here);
+    a bigger one is identified by path, size and mtime, as by every other route."""
+    from cmf_prefect import auto
+
+    from cmf_core.config import load_settings
+    from cmf_core.openlineage.emit import get_emitter
+    from cmf_core.openlineage.local import local_stat_identity
+    from cmf_core.store import open_store
+
+    settings = load_settings(store_url=f"sqlite:///{tmp_path / 'cmf.db'}", site="edge",
+                             home=tmp_path / ".cmf", digest_max_mb=1 / 1024)
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    small.write_bytes(b"x" * 512)
+
+    @task
+    def write(path: str) -> str:
+        Path(path).write_bytes(b"y" * 4096)
+        return path
+
+    @task
+    def read(path: str) -> int:
+        return len(Path(path).read_bytes())
+
+    @flow
+    def sized() -> int:
+        write(str(big))
+        return read(str(small))
+
+    assert auto.install(settings)
+    try:
+        assert sized() == 512
+    finally:
+        auto.uninstall()
+        get_emitter(settings).close()
+    store = open_store(settings=settings)
+    try:
+        runs = _by_stage(store, "sized")
+        written = _artifacts(store, runs["write"].id, "output")
+        read_in = _artifacts(store, runs["read"].id, "input")
+    finally:
+        store.close()
+    assert written[str(big)].id == local_stat_identity(str(big))[0]
+    assert read_in[str(small)].id == file_digest(small)

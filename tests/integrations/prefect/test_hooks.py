@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -121,3 +122,47 @@ def test_track_rejects_other_objects() -> None:
 
     with pytest.raises(InvalidInputError, match="takes a Prefect flow or task"):
         hooks.track(print)
+
+
+def test_the_hooks_identify_files_by_their_recorders_digest_max_mb(
+        prefect_api: str, tmp_path: Path) -> None:
+    """A file above ``digest_max_mb`` of the settings the route records with is identified by
+    path, size and mtime, as by every other route (Prefect used its own 2 GiB limit, so a
+    file of 1-2 GiB was another artifact than the Airflow listener's or Cmf.log_dataset's)."""
+    from cmf_core.config import load_settings
+    from cmf_core.identity import file_digest
+    from cmf_core.openlineage.emit import get_emitter
+    from cmf_core.openlineage.local import local_stat_identity
+    from cmf_core.store import open_store
+
+    settings = load_settings(store_url=f"sqlite:///{tmp_path / 'cmf.db'}", site="edge",
+                             home=tmp_path / ".cmf", digest_max_mb=1 / 1024)  # 1 KiB
+    small, big = tmp_path / "small.csv", tmp_path / "big.csv"
+    small.write_bytes(b"x" * 512)
+    big.write_bytes(b"y" * 4096)
+
+    @task(**HOOKS)
+    def read(paths: list[str]) -> int:
+        return len(paths)
+
+    @flow
+    def reading(paths: list[str]) -> int:
+        return read(paths)
+
+    recorder = Recorder(settings, background=True)
+    hooks.set_recorder(recorder)
+    try:
+        assert reading([str(small), str(big)]) == 2
+        assert recorder.flush(timeout=60)
+    finally:
+        hooks.set_recorder(Recorder(background=True))
+        get_emitter(settings).close()
+    store = open_store(settings=settings)
+    try:
+        (run,) = [e for e in store.list_executions() if e.stage == "read"]
+        ids = {store.get_artifact(e.artifact_id).uri: e.artifact_id
+               for e in store.events(execution_ids=[run.id]) if e.type.value == "INPUT"}
+    finally:
+        store.close()
+    assert ids[str(small)] == file_digest(small)
+    assert ids[str(big)] == local_stat_identity(str(big))[0]

@@ -15,6 +15,7 @@ import pytest
 from openlineage.client import OpenLineageClient
 
 from cmf_core.errors import ConfigError, InvalidEventError, StoreError
+from cmf_core.identity import file_digest
 from cmf_core.model import ExecutionStatus
 from cmf_core.openlineage.convert import ExecutionLineage, facet_to_dict, to_run_events
 from cmf_core.openlineage.facets import ArtifactDatasetFacet
@@ -212,3 +213,28 @@ def test_airflow_openlineage_provider_loads_it_from_its_config(tmp_path: Path) -
     with open_store(f"sqlite:///{db}", site="x") as store:
         (ex,) = store.list_executions()
     assert (ex.pipeline, ex.stage, ex.site) == ("etl", "extract", "af")
+
+
+def test_digest_max_mb_falls_back_to_cmf_digest_max_mb(tmp_path: Path, make_airflow_events: Any,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Unset (or empty, as an empty ``OPENLINEAGE__TRANSPORT__DIGEST_MAX_MB``), the limit is
+    CMF's ``digest_max_mb`` (``CMF_DIGEST_MAX_MB``), the one every other route uses; the
+    transport's own key wins."""
+    from cmf_core.openlineage.local import local_stat_identity
+
+    monkeypatch.setenv("CMF_DIGEST_MAX_MB", str(1 / 1024))  # 1 KiB
+    data = tmp_path / "part.csv"
+    data.write_bytes(b"x" * 4096)
+    complete = make_airflow_events()[2]
+    complete["inputs"] = [{"namespace": "file", "name": str(data)}]
+    run_id = complete["run"]["runId"]
+    for n, (given, expected) in enumerate([
+            ({}, local_stat_identity(str(data))[0]),
+            ({"digest_max_mb": ""}, local_stat_identity(str(data))[0]),
+            ({"digest_max_mb": 1}, file_digest(data))]):
+        transport = CmfTransport(CmfConfig.from_dict({
+            "type": CMF_TRANSPORT, "store_url": f"sqlite:///{tmp_path / f'{n}.db'}",
+            "site": "a", "on_failure": "raise", **given}))
+        assert transport.emit(complete) is True
+        assert recorded_artifacts(transport.store, run_id) >= {expected}, given
+        transport.close()
