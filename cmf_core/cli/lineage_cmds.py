@@ -102,7 +102,8 @@ def lineage(
     artifact: Annotated[str, typer.Argument(
         help="Artifact digest or a unique prefix of it (at least 4 hex characters, sha256: "
              "optional), name (the latest artifact of that name: a retrained model.pkl is "
-             "the newest one), the last part of a recorded path name (model.pkl for "
+             "the newest one; this site's newest when other sites made one too), the "
+             "last part of a recorded path name (model.pkl for "
              "/tmp/run/model.pkl), or a path it was recorded at, whole or its last parts "
              "(out/copy.csv: found also when the same bytes were first recorded under another "
              "name).")],

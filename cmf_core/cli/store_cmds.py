@@ -359,7 +359,8 @@ def artifacts(
 def show(ref: Annotated[str, typer.Argument(
              help="Execution id or a unique prefix of it, artifact digest or a unique prefix "
                   "of it (at least 4 hex characters, sha256: optional), artifact name (the latest "
-                  "artifact of that name), the last part of a recorded path name, or a path "
+                  "artifact of that name; this site's latest when other sites made one too), "
+                  "the last part of a recorded path name, or a path "
                   "it was recorded at (whole or its last parts: out/copy.csv).")],
          store: StoreOpt = None,
          json: Annotated[bool, typer.Option(

@@ -188,8 +188,10 @@ def prefix_hint(ref: str) -> str:
 
 def ambiguous(ref: str, executions: list[Execution], artifacts: list[Artifact]) -> str:
     """The error of a reference that more than one execution or artifact answers."""
+    twice = len({a.name for a in artifacts}) < len(artifacts)  # then the site tells them apart
     names = ([f"execution {e.id} ({e.pipeline}/{e.stage})" for e in executions]
-             + [f"artifact {a.id} ({a.name})" for a in artifacts])
+             + [f"artifact {a.id} ({a.name}{f', site {a.site}' if twice else ''})"
+                for a in artifacts])
     more = (len(names) > CANDIDATES or len(executions) > CANDIDATES
             or len(artifacts) > CANDIDATES)
     listed = "; ".join(names[:CANDIDATES]) + ("; and more" if more else "")
@@ -234,8 +236,9 @@ class Query:
 
     def resolve_artifact(self, ref: str) -> Artifact:
         """An artifact by digest, unique digest prefix (at least ``MIN_PREFIX`` hex characters,
-        with or without ``sha256:``), exact name (the latest artifact of that name), the
-        last part of a recorded path name (``model.pkl`` for ``/tmp/run/model.pkl``), or a
+        with or without ``sha256:``), exact name (the latest artifact of that name; this
+        site's latest when other sites recorded one of that name too), the last part of a
+        recorded path name (``model.pkl`` for ``/tmp/run/model.pkl``), or a
         location it was recorded at, whole or its last parts (``data/copy.csv``: the latest
         artifact recorded there, also when its content was first recorded under another
         name)."""
@@ -249,16 +252,17 @@ class Query:
                             + prefix_hint(ref))
 
     def artifact_matches(self, ref: str) -> tuple[list[Artifact], bool]:
-        """The artifacts ``ref`` may name, and whether it names one exactly (by digest or
-        name). Else those whose digest starts with it (at most ``CANDIDATES`` + 1 of a kind),
-        else the latest artifact of each path name whose last part it is, else the latest
-        artifact recorded at each location that is ``ref`` or ends in ``/ref``."""
+        """The artifacts ``ref`` may name, and whether it names one exactly (by digest, or by
+        name: see :meth:`_latest_named`). Else those whose digest starts with it (at most
+        ``CANDIDATES`` + 1 of a kind), else the latest artifact of each path name whose last
+        part it is, else the latest artifact recorded at each location that is ``ref`` or ends
+        in ``/ref``."""
         art = self.store.get_artifact(ref)
         if art:
             return [art], True
         by_name = self.store.find_artifacts(name=ref)
         if by_name:
-            return [by_name[-1]], True
+            return self._latest_named(by_name)
         found = self.digest_prefix_matches(ref)
         if found:
             return found, False
@@ -270,6 +274,20 @@ class Query:
             if latest:
                 return sorted(latest.values(), key=lambda a: a.name), False
         return self.store.artifacts_at(ref, CANDIDATES + 1), False
+
+    def _latest_named(self, found: list[Artifact]) -> tuple[list[Artifact], bool]:
+        """The latest of the artifacts of one name (``found``, oldest first), by the clock of
+        the site that recorded them: two sites' clocks are not comparable (a site whose clock
+        is hours behind would never have the latest, however recent its run), so among the
+        artifacts of several sites it is this store's site's latest; when this site has none,
+        the latest of each site, for the caller to choose from."""
+        latest = {a.site: a for a in found}  # oldest first: the last of each site stays
+        if len(latest) == 1:
+            return [found[-1]], True
+        here = latest.get(getattr(self.store, "site", None))  # type: ignore[arg-type]
+        if here is not None:
+            return [here], True
+        return [latest[s] for s in sorted(latest)], False
 
     def digest_prefix_matches(self, ref: str) -> list[Artifact]:
         """The artifacts whose digest starts with ``ref`` (at least ``MIN_PREFIX`` hex

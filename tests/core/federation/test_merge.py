@@ -367,3 +367,40 @@ def test_import_counts_the_rows_it_added(stores: Stores, store: Store) -> None:
     third = import_bundle(store, [bundle(a)])
     # the eval stage, execution, two events, metric and energy; the report and its location
     assert (third.records, third.written) == (first.records + 8, 8)
+
+
+def test_a_name_at_two_sites_resolves_by_one_clock(stores: Stores) -> None:
+    """Two sites each train their own model.pkl; site a's clock is five hours behind, so its
+    newer model has the older created_at. After a merge, "model.pkl" at each site is that
+    site's latest (never the other site's, whose clock cannot be compared); at a third site
+    that made none it is ambiguous, and the error names both sites' candidates."""
+    from cmf_core.lineage.query import Query
+
+    behind = 5 * 3600.0
+    a, b, hub = stores("a"), stores("b"), stores("hub")
+
+    def model(site: str, n: int, created_at: float) -> Artifact:
+        return Artifact(id=remote_digest(f"s3://{site}/model.pkl", str(n)), type="Model",
+                        name="model.pkl", uri=f"s3://{site}/model.pkl", site=site,
+                        created_at=created_at)
+
+    t = 1_790_000_000.0
+    b_model = model("b", 1, t)  # b trains at t by its (right) clock
+    a_old, a_new = model("a", 1, t - 1_000 - behind), model("a", 2, t + 1_000 - behind)
+    b_run = run(b, "train", [], [b_model])
+    run(a, "train", [], [a_old])
+    a_run = run(a, "train", [], [a_new])  # a's latest, really after b's
+    import_bundle(a, [bundle(b)])
+    import_bundle(b, [bundle(a)])
+    for s in (a, b):
+        assert len(s.find_artifacts(name="model.pkl")) == 3
+    assert Query(a).resolve_artifact("model.pkl").id == a_new.id
+    assert Query(a).provenance("model.pkl").executions[0].id == a_run.id
+    assert Query(b).resolve_artifact("model.pkl").id == b_model.id
+    assert Query(b).provenance("model.pkl").executions[0].id == b_run.id
+    import_bundle(hub, [bundle(a)])
+    with pytest.raises(InvalidInputError) as err:
+        Query(hub).resolve_artifact("model.pkl")
+    assert (f"artifact {a_new.id} (model.pkl, site a); artifact {b_model.id} (model.pkl, "
+            "site b)") in str(err.value)
+    assert a_old.id not in str(err.value)  # one candidate per site: its latest
