@@ -195,6 +195,8 @@ def ambiguous(ref: str, executions: list[Execution], artifacts: list[Artifact]) 
     more = (len(names) > CANDIDATES or len(executions) > CANDIDATES
             or len(artifacts) > CANDIDATES)
     listed = "; ".join(names[:CANDIDATES]) + ("; and more" if more else "")
+    if twice:  # one name at several sites: the name says no more, a digest does
+        return f"{ref!r} is ambiguous: it matches {listed}; give the digest (or a prefix of it)"
     return (f"{ref!r} is ambiguous: it matches {listed}; give more of the id "
             "or digest, or the whole name")
 

@@ -404,3 +404,4 @@ def test_a_name_at_two_sites_resolves_by_one_clock(stores: Stores) -> None:
     assert (f"artifact {a_new.id} (model.pkl, site a); artifact {b_model.id} (model.pkl, "
             "site b)") in str(err.value)
     assert a_old.id not in str(err.value)  # one candidate per site: its latest
+    assert str(err.value).endswith("give the digest (or a prefix of it)")  # the name says no more
