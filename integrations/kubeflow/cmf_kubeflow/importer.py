@@ -32,6 +32,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -91,6 +92,29 @@ def _through_parents(src: Mapping[str, Any], parents: tuple[Mapping[str, Any], .
     return src, parents
 
 
+_PARAM_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
+
+
+def _substituted(value: Any, channels: Mapping[str, Any]) -> Any:
+    """``value`` with the ``{{$.inputs.parameters['pipelinechannel--x']}}`` placeholders of an
+    f-string (or of a channel inside a constant list or dict) replaced as the executor sees
+    them: a string as it is, any other value as JSON (what ``kfp.local`` substitutes). A
+    placeholder whose channel is not known stays as written."""
+    if isinstance(value, str):
+        def one(m: re.Match[str]) -> str:
+            if m.group(1) not in channels:
+                return m.group(0)
+            v = channels[m.group(1)]
+            return v if isinstance(v, str) else json.dumps(v)
+
+        return _PARAM_PLACEHOLDER.sub(one, value)
+    if isinstance(value, list):
+        return [_substituted(v, channels) for v in value]
+    if isinstance(value, dict):
+        return {_substituted(k, channels): _substituted(v, channels) for k, v in value.items()}
+    return value
+
+
 def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str, Any],
                 outputs: Mapping[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]]
                 ) -> tuple[dict[str, Any], list[adapter.RuntimeArtifact], list[str]]:
@@ -102,10 +126,8 @@ def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str,
     root_params = ((spec.get("root") or {}).get("inputDefinitions") or {}).get("parameters") or {}
     types = _param_types(task.component_spec, "inputDefinitions")
     params: dict[str, Any] = {}
-    notes: list[str] = []
+    found: list[tuple[str, str]] = []  # (input, why it is not known)
     for key, src in (task.inputs.get("parameters") or {}).items():
-        if key.startswith(adapter.INTERNAL_PARAM_PREFIX):
-            continue
         if "runtimeValue" in src:
             params[key] = _typed((src["runtimeValue"] or {}).get("constant"), types.get(key))
         elif "componentInputParameter" in src:
@@ -114,7 +136,7 @@ def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str,
                 params[key] = _typed((src["runtimeValue"] or {}).get("constant"), types.get(key))
                 continue
             if "componentInputParameter" not in src or parents:
-                notes.append(f"{task.name}.{key}: not resolved in its enclosing DAG ({src})")
+                found.append((key, f"{task.name}.{key}: not resolved in its enclosing DAG ({src})"))
                 continue
             # inside a sub-DAG the root's parameter ``x`` arrives as ``pipelinechannel--x``
             name = src["componentInputParameter"].removeprefix(adapter.INTERNAL_PARAM_PREFIX)
@@ -123,14 +145,21 @@ def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str,
             elif "defaultValue" in (root_params.get(name) or {}):
                 params[key] = _typed(root_params[name]["defaultValue"], types.get(key))
             else:
-                notes.append(f"{task.name}.{key}: pipeline parameter {name!r} not given")
+                found.append((key, f"{task.name}.{key}: pipeline parameter {name!r} not given"))
         elif "taskOutputParameter" in src:
             ref = src["taskOutputParameter"]
             produced = outputs.get(ref.get("producerTask"), ({}, {}))[0]
             if ref.get("outputParameterKey") in produced:
                 params[key] = produced[ref["outputParameterKey"]]
             else:
-                notes.append(f"{task.name}.{key}: output {ref} not found")
+                found.append((key, f"{task.name}.{key}: output {ref} not found"))
+    # the channels (``pipelinechannel--*``) KFP adds for f-strings and values inside constants:
+    # not the component's own parameters, but what their placeholders stand for
+    channels = {k: v for k, v in params.items() if k.startswith(adapter.INTERNAL_PARAM_PREFIX)}
+    params = {k: _substituted(v, channels) for k, v in params.items() if k not in channels}
+    written = json.dumps(params)  # a channel not resolved matters where it is still used
+    notes = [note for key, note in found
+             if not key.startswith(adapter.INTERNAL_PARAM_PREFIX) or f"['{key}']" in written]
     arts: list[adapter.RuntimeArtifact] = []
     for key, src in sorted((task.inputs.get("artifacts") or {}).items()):
         ref = src.get("taskOutputArtifact")

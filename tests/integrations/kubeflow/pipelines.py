@@ -153,3 +153,15 @@ def nested_loop(square_uri: str):
     imported = dsl.importer(artifact_uri=square_uri, artifact_class=Dataset,
                             metadata={"source": "elsewhere"})
     read_square(data=imported.output).set_retry(num_retries=1)  # kfp.local does not retry
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def greet(name: str, options: dict) -> str:
+    return name + "|" + ",".join(f"{k}={v}" for k, v in sorted(options.items()))
+
+
+@dsl.pipeline(name="f-strings")
+def f_strings(who: str = "kfp", n: int = 3):
+    """Values KFP passes as placeholders inside constants: f-strings, channels in a dict."""
+    first = greet(name=f"{who}-{n}", options={"fixed": "{{not-a-placeholder}}"})
+    greet(name=f"{first.output}/done", options={"who": who, "n": n, "from": first.output})

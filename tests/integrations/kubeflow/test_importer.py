@@ -274,3 +274,23 @@ def test_cluster_reader_errors_name_the_fix(kfp_api: RecordedKfpApi, cmf_env: st
         KfpRunReader("localhost:8888")
     with pytest.raises(KfpApiError, match="could not be reached"):
         KfpRunReader(f"http://127.0.0.1:{free_port()}", token=TOKEN).get_run(RUN_ID)
+
+
+def test_f_string_parameters_are_imported_as_the_executor_saw_them(tmp_path: Path,
+                                                                      cmf_env: str) -> None:
+    """An f-string (or a pipeline channel inside a constant dict) is a constant with
+    placeholders in the spec; the import records the value the component got, not the
+    placeholder text. Each ``greet`` returns its parameters as it received them."""
+    run = run_local(tmp_path, pipelines.f_strings, who="hpc")
+    result = import_local_run(run.run_dir, pipeline=pipelines.f_strings,
+                              arguments={"who": "hpc"})
+    assert result.notes == []
+    executions = {e.stage: e for e in open_store(cmf_env, SITE).list_executions()}
+    assert sorted(executions) == ["greet", "greet-2"]
+    for ex in executions.values():
+        assert "{{$" not in str(dict(ex.params))
+        options = ",".join(f"{k}={v}" for k, v in sorted(ex.params["options"].items()))
+        assert ex.properties["kfp.output_parameters"]["Output"] == f"{ex.params['name']}|{options}"
+    assert executions["greet"].params["name"].startswith("hpc-3")
+    assert executions["greet"].params["options"] == {"fixed": "{{not-a-placeholder}}"}
+    assert executions["greet-2"].params["options"]["from"].startswith("hpc-3")
