@@ -206,3 +206,65 @@ def test_the_focus_stays_on_a_filter_and_moves_to_a_new_view(browser: Browser,
         pg.keyboard.press("Enter")
         wait_view(pg, "/recommend")
         expect(pg.locator("#view h1")).to_be_focused()
+
+
+def test_the_carbon_tabs_are_one_tab_stop_moved_along_by_the_arrow_keys(
+        browser: Browser, site: Site) -> None:
+    """The "by ..." tabs of the carbon page are a WAI-ARIA tabs widget: one Tab stop (the
+    chosen tab, then its panel), Left/Right (round), Home and End move the focus along the
+    tabs without drawing anything, Enter or Space choose the focused one (its address, so a
+    deep link to a tab and Back still work), and the panel is named by the chosen tab. They
+    were plain links: a Tab stop each, no arrow keys, no panel."""
+    with watched_page(browser, site.url) as pg:
+        pg.goto("/#/carbon?by=site")  # a deep link to a tab
+        wait_view(pg, "/carbon?by=site")
+        tablist = pg.get_by_role("tablist", name="Group emissions")
+        tabs = tablist.get_by_role("tab")
+        expect(tabs).to_have_text(["by stage", "by pipeline", "by site", "by phase", "by day"])
+        chosen = tablist.get_by_role("tab", name="by site", selected=True)
+        expect(chosen).to_have_attribute("tabindex", "0")
+        expect(tablist.get_by_role("tab", selected=False)).to_have_count(4)
+        for tab in tablist.get_by_role("tab", selected=False).all():
+            expect(tab).to_have_attribute("tabindex", "-1")
+        panel = pg.get_by_role("tabpanel", name="by site")
+        expect(panel).to_have_count(1)
+        expect(chosen).to_have_attribute("aria-controls", panel.get_attribute("id") or "?")
+        expect(panel.locator("#carbon-groups")).to_have_count(1)
+        # Tab: from the filters to the chosen tab, then to its panel (not to the next tab)
+        pg.get_by_role("link", name="Reset").focus()
+        pg.keyboard.press("Tab")
+        expect(chosen).to_be_focused()
+        pg.keyboard.press("Tab")
+        expect(panel).to_be_focused()
+        pg.keyboard.press("Shift+Tab")
+        expect(chosen).to_be_focused()
+
+        def tab(name: str) -> None:
+            expect(tablist.get_by_role("tab", name=name, exact=True)).to_be_focused()
+
+        for key, name in (("ArrowRight", "by phase"), ("ArrowRight", "by day"),
+                          ("ArrowRight", "by stage"), ("ArrowLeft", "by day"),
+                          ("Home", "by stage"), ("End", "by day"), ("ArrowLeft", "by phase")):
+            pg.keyboard.press(key)
+            tab(name)
+        # moving the focus chose nothing and drew nothing
+        assert pg.evaluate("location.hash") == "#/carbon?by=site"
+        expect(chosen).to_have_attribute("aria-selected", "true")
+        pg.keyboard.press("Enter")
+        wait_view(pg, "/carbon?by=phase")
+        tab("by phase")
+        expect(tablist.get_by_role("tab", name="by phase", selected=True)).to_have_attribute(
+            "tabindex", "0")
+        expect(pg.get_by_role("tabpanel", name="by phase")).to_have_count(1)
+        expect(pg.locator("#carbon-groups thead th").first).to_have_text("phase")
+        pg.keyboard.press("Home")
+        pg.keyboard.press("Space")
+        wait_view(pg, "/carbon?by=stage")
+        tab("by stage")
+        expect(pg.get_by_role("tabpanel", name="by stage")).to_have_count(1)
+        # Back: the tab chosen before, with the focus on it
+        pg.go_back()
+        wait_view(pg, "/carbon?by=phase")
+        tab("by phase")
+        expect(tablist.get_by_role("tab", name="by phase")).to_have_attribute(
+            "aria-selected", "true")
