@@ -591,7 +591,7 @@ async function viewPipeline(out, [name], query) {
       lineage.select(e.id);
       graphHost.scrollIntoView({ block: "nearest" });
     } }, e.stage)),
-    h("td", { class: "mono" }, shortId(e.id)),
+    h("td", { class: "mono run-id" }, shortId(e.id)),
     h("td", {}, e.site), h("td", {}, status(e)), h("td", {}, time(e.started_at)),
     h("td", { class: "n" }, duration(e.ended_at !== null && e.ended_at !== undefined ? e.ended_at - e.started_at : null)),
     h("td", { class: "n" }, num(e.energy_kwh)), h("td", { class: "n" }, num(e.co2e_kg)),
