@@ -280,6 +280,17 @@ def test_the_carbon_tabs_are_one_tab_stop_moved_along_by_the_arrow_keys(
         tab("by phase")
         expect(tablist.get_by_role("tab", name="by phase")).to_have_attribute(
             "aria-selected", "true")
+        # a phone-wide window: every tab whole (one line) and inside the tablist
+        pg.set_viewport_size({"width": 390, "height": 844})
+        box = tablist.bounding_box()
+        assert box is not None
+        for t in tabs.all():
+            tb = t.bounding_box()
+            assert tb is not None and box["x"] <= tb["x"] and \
+                tb["x"] + tb["width"] <= box["x"] + box["width"], t.inner_text()
+            assert t.evaluate("(a) => a.getClientRects().length") == 1, t.inner_text()
+            assert tb["height"] < 2 * float(t.evaluate(
+                "(a) => parseFloat(getComputedStyle(a).lineHeight) || 20")), t.inner_text()
 
 
 # What overflows or overlaps in the executions table, measured from the boxes the browser laid
