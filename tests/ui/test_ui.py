@@ -145,6 +145,12 @@ def test_clicking_nodes_shows_digests_params_metrics_and_energy(
     details.get_by_role("link", name=re.compile(r"^train\.csv")).click()
     expect(details.locator(".digest")).to_have_text(scenario.digests["train.csv"])
     page.click(node(train))
+    # the screenshot in docs/ui.md shows parameters, metrics and energy: the details panel
+    # (as tall as the graph) scrolled to its parameters
+    details.locator("h4", has_text=re.compile("^Parameters$", re.I)).evaluate(
+        """(el) => { const d = el.closest('.details');
+          d.scrollTop += el.getBoundingClientRect().top - d.getBoundingClientRect().top - 8; }""")
+    expect(details.locator(".energy-kwh")).to_be_in_viewport()
     shots(page, "node-details")
 
     # the keyboard: one Tab stop per graph (the selected node), arrows move, Enter selects,

@@ -21,6 +21,8 @@ from tests.ui.conftest import cmf_serve, watched_page
 AIRFLOW_URL = ("https://airflow.example.org/dags/etl/runs/manual__2025-01-01T00%3A00%3A00%2B00%3A00"
                "/tasks/fit/mapped/2?try_number=1")
 PREFECT_URL = "https://prefect.example.org/runs/task-run/0b6c1f4e"
+KFP_URL = "https://kfp.example.org/#/runs/details/8d1f6a2e-3c4b-4f5e-9a8b-7c6d5e4f3a2b"
+WIDE_STAGE = "train_gradient_boosted_trees_on_the_full_feature_set"
 NONE = "\u2013"  # what the page shows for no value (an en dash)
 
 
@@ -46,11 +48,21 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
                                          "cmf.run_url": "javascript:alert(document.domain)"}),
         "none": Execution(pipeline="linked", stage="fit", site="lab", started_at=1.7e9 + 3),
         "plain": Execution(pipeline="plain", stage="copy", site="lab", started_at=1.7e9 + 4),
+        # the longest link label, a long stage name without spaces, many parameters
+        "kubeflow": Execution(pipeline="wide", stage=WIDE_STAGE, site="lab", started_at=1.7e9 + 5,
+                              params={f"learning_rate_{i}": 0.001 * i for i in range(12)},
+                              properties={"kfp.run_id": "8d1f", "cmf.run_url": KFP_URL}),
+        "wide-airflow": Execution(pipeline="wide", stage="fit", site="lab", started_at=1.7e9 + 6,
+                                  properties={"airflow": {"dag_id": "etl", "task_id": "fit"},
+                                              "cmf.run_url": AIRFLOW_URL}),
+        "wide-none": Execution(pipeline="wide", stage="fit", site="lab", started_at=1.7e9 + 7),
     }
     with open_store(url, site="lab") as store:
         store.put([Pipeline("linked", "lab"), Stage("linked", "fit", "lab"),
                    Stage("linked", "score", "lab"), Pipeline("plain", "lab"),
-                   Stage("plain", "copy", "lab"), *runs.values()])
+                   Stage("plain", "copy", "lab"), Pipeline("wide", "lab"),
+                   Stage("wide", WIDE_STAGE, "lab"), Stage("wide", "fit", "lab"),
+                   *runs.values()])
     with cmf_serve(url, root) as base:
         yield Site(base, runs)
 
@@ -206,3 +218,143 @@ def test_the_focus_stays_on_a_filter_and_moves_to_a_new_view(browser: Browser,
         pg.keyboard.press("Enter")
         wait_view(pg, "/recommend")
         expect(pg.locator("#view h1")).to_be_focused()
+
+
+def test_the_carbon_tabs_are_one_tab_stop_moved_along_by_the_arrow_keys(
+        browser: Browser, site: Site) -> None:
+    """The "by ..." tabs of the carbon page are a WAI-ARIA tabs widget: one Tab stop (the
+    chosen tab, then its panel), Left/Right (round), Home and End move the focus along the
+    tabs without drawing anything, Enter or Space choose the focused one (its address, so a
+    deep link to a tab and Back still work), and the panel is named by the chosen tab. They
+    were plain links: a Tab stop each, no arrow keys, no panel."""
+    with watched_page(browser, site.url) as pg:
+        pg.goto("/#/carbon?by=site")  # a deep link to a tab
+        wait_view(pg, "/carbon?by=site")
+        tablist = pg.get_by_role("tablist", name="Group emissions")
+        tabs = tablist.get_by_role("tab")
+        expect(tabs).to_have_text(["by stage", "by pipeline", "by site", "by phase", "by day"])
+        chosen = tablist.get_by_role("tab", name="by site", selected=True)
+        expect(chosen).to_have_attribute("tabindex", "0")
+        expect(tablist.get_by_role("tab", selected=False)).to_have_count(4)
+        for tab in tablist.get_by_role("tab", selected=False).all():
+            expect(tab).to_have_attribute("tabindex", "-1")
+        panel = pg.get_by_role("tabpanel", name="by site")
+        expect(panel).to_have_count(1)
+        expect(chosen).to_have_attribute("aria-controls", panel.get_attribute("id") or "?")
+        expect(panel.locator("#carbon-groups")).to_have_count(1)
+        # Tab: from the filters to the chosen tab, then to its panel (not to the next tab)
+        pg.get_by_role("link", name="Reset").focus()
+        pg.keyboard.press("Tab")
+        expect(chosen).to_be_focused()
+        pg.keyboard.press("Tab")
+        expect(panel).to_be_focused()
+        pg.keyboard.press("Shift+Tab")
+        expect(chosen).to_be_focused()
+
+        def tab(name: str) -> None:
+            expect(tablist.get_by_role("tab", name=name, exact=True)).to_be_focused()
+
+        for key, name in (("ArrowRight", "by phase"), ("ArrowRight", "by day"),
+                          ("ArrowRight", "by stage"), ("ArrowLeft", "by day"),
+                          ("Home", "by stage"), ("End", "by day"), ("ArrowLeft", "by phase")):
+            pg.keyboard.press(key)
+            tab(name)
+        # moving the focus chose nothing and drew nothing
+        assert pg.evaluate("location.hash") == "#/carbon?by=site"
+        expect(chosen).to_have_attribute("aria-selected", "true")
+        pg.keyboard.press("Enter")
+        wait_view(pg, "/carbon?by=phase")
+        tab("by phase")
+        expect(tablist.get_by_role("tab", name="by phase", selected=True)).to_have_attribute(
+            "tabindex", "0")
+        expect(pg.get_by_role("tabpanel", name="by phase")).to_have_count(1)
+        expect(pg.locator("#carbon-groups thead th").first).to_have_text("phase")
+        pg.keyboard.press("Home")
+        pg.keyboard.press("Space")
+        wait_view(pg, "/carbon?by=stage")
+        tab("by stage")
+        expect(pg.get_by_role("tabpanel", name="by stage")).to_have_count(1)
+        # Back: the tab chosen before, with the focus on it
+        pg.go_back()
+        wait_view(pg, "/carbon?by=phase")
+        tab("by phase")
+        expect(tablist.get_by_role("tab", name="by phase")).to_have_attribute(
+            "aria-selected", "true")
+        # a phone-wide window: every tab whole (one line) and inside the tablist
+        pg.set_viewport_size({"width": 390, "height": 844})
+        box = tablist.bounding_box()
+        assert box is not None
+        for t in tabs.all():
+            tb = t.bounding_box()
+            assert tb is not None and box["x"] <= tb["x"] and \
+                tb["x"] + tb["width"] <= box["x"] + box["width"], t.inner_text()
+            assert t.evaluate("(a) => a.getClientRects().length") == 1, t.inner_text()
+            assert tb["height"] < 2 * float(t.evaluate(
+                "(a) => parseFloat(getComputedStyle(a).lineHeight) || 20")), t.inner_text()
+
+
+# What overflows or overlaps in the executions table, measured from the boxes the browser laid
+# out: cells of a row (and the header) that overlap, content wider than its cell, a run link
+# outside its cell or covered by something else where it is clicked, a page that scrolls sideways.
+LAYOUT_JS = """() => {
+  const problems = [];
+  const table = document.querySelector('#executions');
+  const panel = table.closest('.panel');
+  const wider = document.documentElement.scrollWidth - innerWidth;
+  if (wider > 0) problems.push(`the page scrolls ${wider} px sideways`);
+  const inside = (r, t) => r.left >= t.left - 0.5 && r.right <= t.right + 0.5
+    && r.top >= t.top - 0.5 && r.bottom <= t.bottom + 0.5;
+  for (const tr of table.querySelectorAll('tr')) {
+    const row = tr.dataset.id || 'header';
+    const cells = [...tr.children].map((c) => [c, c.getBoundingClientRect()]);
+    cells.forEach(([c, r], i) => {
+      if (i && r.left < cells[i - 1][1].right - 0.5)
+        problems.push(`${row}: cell ${i} overlaps cell ${i - 1}`);
+      const over = c.scrollWidth - c.clientWidth;
+      if (over > 1) problems.push(`${row}: cell ${i} (${c.textContent.slice(0, 30)}) overflows`);
+    });
+  }
+  for (const a of table.querySelectorAll('td.run-url a')) {
+    a.scrollIntoView({ block: 'center', inline: 'center' });
+    const head = table.querySelector('thead th:last-child').getBoundingClientRect();
+    const r = a.getBoundingClientRect();
+    const td = a.closest('td').getBoundingClientRect();
+    const p = panel.getBoundingClientRect();
+    const name = a.getAttribute('aria-label');
+    if (!inside(r, td)) problems.push(`${name}: the link sticks out of its cell`);
+    if (td.left < head.left - 0.5 || td.right > head.right + 0.5)
+      problems.push(`${name}: its cell is not under the Orchestrator header`);
+    if (r.left < p.left || r.right > p.right || r.right > innerWidth)
+      problems.push(`${name}: out of sight once scrolled to`);
+    const f = a.getClientRects()[0];
+    const hit = document.elementFromPoint(f.left + f.width / 2, f.top + f.height / 2);
+    if (!a.contains(hit)) problems.push(`${name}: covered by ${hit && hit.outerHTML.slice(0, 80)}`);
+  }
+  // a run's short id and its link are read as one word each: not torn over two lines
+  const lines = (el) => { const r = document.createRange(); r.selectNodeContents(el);
+    return new Set([...r.getClientRects()].map((x) => Math.round(x.top))).size; };
+  for (const el of table.querySelectorAll('td.run-id, td.run-url a'))
+    if (lines(el) > 1) problems.push(`"${el.textContent}" is broken over ${lines(el)} lines`);
+  return problems;
+}"""
+
+
+@pytest.mark.parametrize("width", [390, 1440])
+def test_the_executions_table_with_run_links_fits_a_narrow_and_a_wide_window(
+        browser: Browser, site: Site, width: int) -> None:
+    """The executions table with its Orchestrator column (the longest label, a long stage name
+    without spaces, many parameters) at a phone-wide and a wide window: no cells overlap,
+    nothing sticks out of its cell, each run link is in its column, in sight once scrolled to
+    and not covered; the page itself does not scroll sideways (the table scrolls in its
+    panel). A run's short id and its link stay on one line (they broke after the "…" of the
+    id and before the "↗", even at 1440 px)."""
+    with watched_page(browser, site.url) as pg:
+        pg.set_viewport_size({"width": width, "height": 900})
+        pg.goto("/#/pipeline/wide")
+        wait_view(pg, "/pipeline/wide")
+        table = pg.locator("#executions")
+        expect(table.locator("td.run-url a")).to_have_count(2)
+        kfp = table.get_by_role("link", name=re.compile(r"in Kubeflow Pipelines$"))
+        expect(kfp).to_have_text("Kubeflow Pipelines ↗")
+        expect(table.locator("td.run-id")).to_have_count(3)
+        assert pg.evaluate(LAYOUT_JS) == []

@@ -120,8 +120,9 @@ function errorBox(e) {
 /** A selector that finds `el` (a control of the view) again in the view drawn anew, or null. */
 function focusKey(el) {
   if (!el || el === view || !view.contains(el)) return null;
-  if (el.id) return `#${CSS.escape(el.id)}`;
+  // a tab: the one chosen (Enter on a tab draws the view for it; Back/Forward choose another)
   if (el.getAttribute("role") === "tab") return '[role="tab"][aria-selected="true"]';
+  if (el.id) return `#${CSS.escape(el.id)}`;
   if (el.name) {
     const value = el.type === "checkbox" ? `[value="${CSS.escape(el.value)}"]` : "";
     return `${el.tagName.toLowerCase()}[name="${CSS.escape(el.name)}"]${value}`;
@@ -590,7 +591,7 @@ async function viewPipeline(out, [name], query) {
       lineage.select(e.id);
       graphHost.scrollIntoView({ block: "nearest" });
     } }, e.stage)),
-    h("td", { class: "mono" }, shortId(e.id)),
+    h("td", { class: "mono run-id" }, shortId(e.id)),
     h("td", {}, e.site), h("td", {}, status(e)), h("td", {}, time(e.started_at)),
     h("td", { class: "n" }, duration(e.ended_at !== null && e.ended_at !== undefined ? e.ended_at - e.started_at : null)),
     h("td", { class: "n" }, num(e.energy_kwh)), h("td", { class: "n" }, num(e.co2e_kg)),
@@ -811,6 +812,25 @@ async function viewCompare(out, _args, query) {
       h("tbody", {}, body)))));
 }
 
+/** Keys of a tablist whose tabs are links (WAI-ARIA tabs with manual activation: choosing a tab
+ *  asks the server and draws the view again, so the arrows only move the focus): Left/Right
+ *  (round), Home and End move to another tab; Enter follows the link, Space does the same. */
+function tabKeys(ev) {
+  const tabs = [...ev.currentTarget.querySelectorAll('[role="tab"]')];
+  const i = tabs.indexOf(ev.target);
+  if (i < 0 || ev.altKey || ev.ctrlKey || ev.metaKey || ev.shiftKey) return;
+  if (ev.key === " ") {
+    ev.preventDefault(); // not a scroll of the page
+    ev.target.click();
+    return;
+  }
+  const n = tabs.length;
+  const to = { ArrowRight: (i + 1) % n, ArrowLeft: (i - 1 + n) % n, Home: 0, End: n - 1 }[ev.key];
+  if (to === undefined) return;
+  ev.preventDefault();
+  tabs[to].focus();
+}
+
 // #/carbon --------------------------------------------------------------------------------------
 const GROUPS = ["stage", "pipeline", "site", "phase", "day"];
 
@@ -859,9 +879,15 @@ async function viewCarbon(out, _args, query) {
   const t = result.total;
   const chartWidth = Math.max(480, Math.min(1200, view.clientWidth - 80));
   const methods = Object.entries(t.inputs.methods).map(([c, ms]) => `${c}: ${Object.entries(ms).map(([m, n]) => `${m} × ${n}`).join(", ")}`);
-  const tabs = h("div", { class: "tabs", role: "tablist" }, GROUPS.map((grp) => h("a", {
-    href: link({ by: grp }), role: "tab", class: grp === by ? "active" : "", "aria-selected": String(grp === by),
-  }, `by ${grp}`)));
+  // a WAI-ARIA tabs widget whose tabs are links (so each tab has its address): one Tab stop (the
+  // chosen tab), the arrows, Home and End move along the tabs (tabKeys), Enter or Space choose
+  const tabs = h("div", { class: "tabs", role: "tablist", "aria-label": "Group emissions", onkeydown: tabKeys },
+    GROUPS.map((grp) => h("a", {
+      href: link({ by: grp }), role: "tab", id: `carbon-tab-${grp}`, class: grp === by ? "active" : "",
+      "aria-selected": String(grp === by), tabindex: grp === by ? "0" : "-1",
+      // only the chosen tab's panel exists: the others would name a panel that is not there
+      "aria-controls": grp === by ? "carbon-tabpanel" : undefined,
+    }, `by ${grp}`)));
   const barColour = (grp) => (by === "site" ? colours.get(grp.site) : by === "phase" ? PHASE_COLOURS[grp.phase] : "#0f766e");
   const groupRows = result.groups.map((grp) => h("tr", { dataset: { key: grp.key } },
     h("td", { class: "name" }, by === "pipeline" ? h("a", { href: pipelineHref(grp.pipeline) }, grp.key) : grp.key),
@@ -891,12 +917,13 @@ async function viewCarbon(out, _args, query) {
       ["Regions", t.inputs.regions.join(", ") || "–"],
       ["Methods", methods.join(" · ") || "–"],
     ], { id: "carbon-inputs" })),
-    section(`Emissions by ${by}`, tabs,
+    section(`Emissions by ${by}`, tabs, h("div", { role: "tabpanel", id: "carbon-tabpanel",
+      "aria-labelledby": `carbon-tab-${by}`, tabindex: "0" },
       result.groups.length ? hbars(result.groups.map((grp) => ({ label: grp.key, value: grp.co2e_kg, colour: barColour(grp),
         title: `${grp.key}: ${grp.co2e_kg} kgCO2e, ${grp.energy_kwh} kWh (${inputsText(grp.inputs)})` })), { unit: "kgCO2e", label: `Emissions by ${by}`, width: chartWidth })
         : h("p", { class: "empty" }, "No executions match."),
       table([by, ["Executions", "n"], ["With energy", "n"], ["kWh", "n"], ["kgCO2e", "n"], ["Share", "n"], "By phase (kgCO2e)", ["PUE", "n"], ["gCO2e/kWh", "n"], "Region / source"],
-        groupRows, { id: "carbon-groups" })),
+        groupRows, { id: "carbon-groups" }))),
     section("Over time (kgCO2e per UTC day)", days.groups.length ? vbars(days.groups.map((d) => ({ label: d.key, value: d.co2e_kg,
       title: `${d.key}: ${d.co2e_kg} kgCO2e, ${d.energy_kwh} kWh, ${d.executions} execution(s)` })), { unit: "kgCO2e", label: "Emissions per day", width: chartWidth })
       : h("p", { class: "empty" }, "No executions match.")),
