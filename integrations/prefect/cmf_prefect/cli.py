@@ -8,6 +8,7 @@ Registered through the ``cmf.commands`` entry point group::
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -54,9 +55,21 @@ def watch(
                       api_key=os.environ.get("PREFECT_API_KEY"), lookback_s=lookback,
                       rescan_s=rescan)
     stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        # the first Ctrl-C stops between requests, the cursor saved; a request to a server that
+        # accepted the connection and does not answer waits out the Prefect client's timeout
+        # and retries (minutes), so a second Ctrl-C stops at once (exit code 130)
+        if signum == signal.SIGINT and stop.is_set():
+            raise KeyboardInterrupt
+        stop.set()
+        if signum == signal.SIGINT:
+            with contextlib.suppress(OSError):
+                os.write(2, b"Stopping after the current request (Ctrl-C again to stop now).\n")
+
     if threading.current_thread() is threading.main_thread():
         for sig in (signal.SIGINT, signal.SIGTERM):
-            signal.signal(sig, lambda *_: stop.set())
+            signal.signal(sig, on_signal)
     if not once:
         typer.echo(f"Watching {watcher.api_url} (cursor {watcher.name!r}); Ctrl-C to stop.")
     stats = watcher.run(stop, once=once)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import json
 import os
+import queue
 import signal
 import subprocess
 import sys
@@ -243,6 +245,63 @@ def test_cli_watch_an_unreachable_api_names_it(tmp_path: Path) -> None:
     assert isinstance(result.exception, ServiceError)
     assert str(result.exception).startswith(
         f"cannot read the events of the Prefect API at {api}: ")
+
+
+def test_cli_watch_a_server_that_never_answers_stops_on_a_second_ctrl_c(tmp_path: Path) -> None:
+    """An API address that accepts the connection and never answers (a proxy, a port of some
+    other service): Ctrl-C only set the stop flag, checked between requests, and the request
+    waits out the Prefect client's timeout and retries, so `cmf prefect watch` went on for
+    minutes after "Ctrl-C to stop." The first Ctrl-C says it is stopping; a second stops at
+    once (130), without a traceback. A real listening socket on loopback, the real script."""
+    import socket
+
+    accepted = threading.Event()
+    held: list[socket.socket] = []
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        api = f"http://127.0.0.1:{server.getsockname()[1]}/api"
+
+        def accept() -> None:
+            with contextlib.suppress(OSError):
+                while True:
+                    held.append(server.accept()[0])  # kept open, never answered
+                    accepted.set()
+
+        threading.Thread(target=accept, daemon=True).start()
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("CMF_", "PREFECT_"))}
+        env["CMF_HOME"] = str(tmp_path / ".cmf")
+        proc = subprocess.Popen(_watch_command(api, f"sqlite:///{tmp_path / 'cmf.db'}"),
+                                env=env, cwd=tmp_path, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        try:
+            assert proc.stdout is not None and proc.stderr is not None
+            assert proc.stdout.readline().startswith(f"Watching {api} ")
+            assert accepted.wait(60), "the watcher never connected"
+            lines: queue.Queue[str] = queue.Queue()
+
+            def read(stream: Any) -> None:
+                for line in stream:
+                    lines.put(line)
+                lines.put("")  # the end
+
+            threading.Thread(target=read, args=(proc.stderr,), daemon=True).start()
+            proc.send_signal(signal.SIGINT)
+            said = ""  # queue.Empty below: the first Ctrl-C said nothing
+            while not said.endswith("Stopping after the current request (Ctrl-C again to stop "
+                                    "now).\n"):
+                said += lines.get(timeout=60)
+            proc.send_signal(signal.SIGINT)
+            proc.wait(timeout=60)
+            err = said + "".join(iter(lambda: lines.get(timeout=10), ""))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+            for conn in held:
+                conn.close()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err, err
 
 
 def test_two_routes_record_one_execution(auto_route: Any, prefect_api: str, cmf_settings: Any,
