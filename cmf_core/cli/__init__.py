@@ -19,6 +19,7 @@ app = typer.Typer(
     help="cmf-foundation: lineage, energy and carbon of AI pipelines, federated across sites.",
     no_args_is_help=True,
     add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_enable=False,
 )
 

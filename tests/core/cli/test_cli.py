@@ -1127,3 +1127,22 @@ def test_a_wide_lineage_of_one_step_is_not_cut(tmp_path: Path) -> None:
                Event(ex.id, model.id, "OUTPUT"), *(Event(ex.id, a.id, "INPUT") for a in arts)])
     text = invoke("lineage", "m", "--store", url, columns=200)
     assert len(text.splitlines()) == 252 and "Shown:" not in text
+
+
+@pytest.mark.parametrize("argv", [["-h"], ["executions", "-h"], ["store", "check", "-h"]],
+                         ids=["cmf", "command", "subcommand"])
+def test_dash_h_is_help_as_in_most_command_line_tools(argv: list[str],
+                                                       capsys: pytest.CaptureFixture[str]
+                                                       ) -> None:
+    """`cmf -h` was "No such option: -h" (exit 2); it prints the same help as --help."""
+    from cmf_core.cli import main
+
+    def run(args: list[str]) -> str:
+        try:
+            main(args)
+        except SystemExit as e:
+            assert not e.code, capsys.readouterr().err
+        return capsys.readouterr().out
+
+    short, long = run(argv), run([*argv[:-1], "--help"])
+    assert "Usage:" in short and short == long
