@@ -634,3 +634,29 @@ def test_a_slow_but_working_server_does_not_trip_the_breaker(tmp_path: Path) -> 
         release.set()
         _wait_for_replay_threads()
     assert len(stuck.spooled_files()) == waiting  # nothing lost
+
+
+def test_a_store_on_a_file_system_without_flock_never_fails_the_task(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The adapters' path (the process-wide emitter) into a store on a file system without
+    flock (simulated: ``fcntl.flock`` raising ENOLCK, as on Lustre without ``-o flock``; no
+    such mount exists here): nothing raises, the event is spooled, and the warning says what
+    is wrong and what to do, not just ``No locks available``."""
+    import errno
+    import fcntl
+
+    def refuse(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    settings = load_settings(home=tmp_path, site="a")
+    emit._EMITTERS.clear()
+    try:
+        em = emit.get_emitter(settings)
+        assert em.emit(run_event(str(uuid.uuid4()))) is False
+        assert len(em.spooled_files()) == 1
+    finally:
+        emit._EMITTERS.clear()
+    assert "does not support file locks" in caplog.text and "CMF_HOME" in caplog.text
+    assert "the event is spooled for retry" in caplog.text
