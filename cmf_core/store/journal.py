@@ -122,13 +122,15 @@ def read_entries(path: Path, offset: int
 
 
 def owner_alive(path: Path) -> bool:
-    """True while the process that writes ``path`` holds it open (its ``flock``)."""
+    """True while the process that writes ``path`` holds it open (its exclusive ``flock``).
+    Tested with a shared lock, which the writer's refuses: an exclusive one needs the file open
+    for writing where flock is emulated by fcntl locks (NFS), and it may be another user's."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
     except OSError as e:

@@ -392,3 +392,36 @@ def test_flock_refused_after_open_is_a_store_error_not_an_oserror(
     assert list(journal_dir(db).glob("*.new")) == []  # its half-made journal file is gone
     monkeypatch.undo()
     s.close()
+
+
+def test_liveness_of_a_journal_file_works_where_flock_is_emulated_by_fcntl(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On NFS, flock is emulated by fcntl locks, so an exclusive one needs the file open for
+    writing (flock(2): EBADF otherwise). Simulated here (no NFS mount on a test machine) by a
+    ``fcntl.flock`` that refuses LOCK_EX on a read-only descriptor, as NFS does: telling whether
+    another process still writes a journal file (read-only, a shared lock) must not fail."""
+    import errno
+    import fcntl
+
+    from cmf_core.store.journal import owner_alive
+
+    real = fcntl.flock
+
+    def nfs_flock(fd: int, op: int) -> None:
+        if op & fcntl.LOCK_EX and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    db = tmp_path / "cmf.db"
+    w = JournalWriter(journal_dir(db), fsync=False)
+    path, _ = w.append({"pipeline": []})
+    try:
+        assert owner_alive(path)
+    finally:
+        w.close()
+    assert not owner_alive(path)
+    with open_store(f"sqlite:///{db}", site="a") as s:  # applies and tidies the dead file
+        s.put([Pipeline("p", "a")])
+        assert [p.name for p in s.list_pipelines()] == ["p"]
+    assert _journal_files(db) == []
