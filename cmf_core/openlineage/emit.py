@@ -9,6 +9,8 @@ An event the sink refuses as invalid (a validation error, or HTTP 400/413/422 fr
 the HTTP sink refuses a runId that is not a UUID itself, so even while the server is down) and
 a spool file that cannot be read (torn by a crash) go to ``rejected/``, with a ``.reason`` file
 when replayed; only failures of the sink itself (down, 5xx, too slow) keep events waiting.
+A replay ends at the timeout too; one that sent events by then was slow (a busy server), not
+stuck, and leaves the rest for the next replay without tripping the back-off below.
 After the sink overran the timeout, the process's events go straight to the spool for
 :data:`SINK_BACKOFF_S`, so a stuck store costs a task one timeout, not one per event; the
 overrun is also noted in the spool folder (``.backoff.<target key>``), so the tasks that start
@@ -157,6 +159,17 @@ class HttpSink(Sink):
 #: spooled events one replay sends at most (the rest wait for the next, or ``cmf spool retry``)
 REPLAY_LIMIT = 100
 
+
+class _ReplayRun:
+    """A bounded replay's state, shared with the thread that runs it: when it must end, whether
+    its caller stopped waiting, and how many events it sent (0 at the bound: a stuck sink)."""
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.stop = False
+        self.sent = 0
+
+
 class Emitter:
     """Send events to a sink, spooling what cannot be sent now."""
 
@@ -251,13 +264,22 @@ class Emitter:
         if time.monotonic() < max(self.stuck_until, self._shared_backoff()):
             return
         self._kept_since_replay = False
+        bound = self.settings.hook_timeout_s
+        run = _ReplayRun(deadline=time.monotonic() + bound)
         try:
             if self.spooled_files():
-                run_bounded(lambda: self.retry_spool(limit=limit), self.settings.hook_timeout_s,
+                run_bounded(lambda: self.retry_spool(limit=limit, run=run), bound,
                             "replaying the spool")
+        except Timeout as e:
+            run.stop = True  # the replay ends with the send it is in; the rest wait
+            if run.sent:  # slow but progressing (a busy server): not stuck, no back-off
+                log.info("cmf: replaying the spool reached its %.1f s bound after sending %d "
+                         "event(s); the rest wait for the next replay (or `cmf spool retry`)",
+                         bound, run.sent)
+                return
+            self.back_off()  # nothing sent within the bound: the sink is stuck
+            report("replaying the spool", e)
         except Exception as e:
-            if isinstance(e, Timeout):
-                self.back_off()
             report("replaying the spool", e)
 
     def back_off(self) -> None:
@@ -366,8 +388,8 @@ class Emitter:
             folder.is_dir() and any(folder.glob(f"*.{key}.json"))
             for folder in (self.spool_dir, self.spool_dir / "rejected"))
 
-    def retry_spool(self, limit: int | None = None,
-                    from_target: str | None = None) -> tuple[int, int]:
+    def retry_spool(self, limit: int | None = None, from_target: str | None = None,
+                    run: _ReplayRun | None = None) -> tuple[int, int]:
         """Send spooled events again, oldest first; returns (sent, still spooled).
 
         ``from_target`` replays the events spooled for another store or server into this
@@ -377,12 +399,16 @@ class Emitter:
         read (another user's, an I/O error) stays and is passed over; any other failure is the
         sink's (down, overloaded, slow) and stops the replay, keeping the rest for later.
         Each file is claimed (``flock``) while it is sent, so processes replaying one spool
-        folder at once pass over each other's files instead of sending them twice."""
+        folder at once pass over each other's files instead of sending them twice.
+        ``run`` (a bounded replay's, see :meth:`replay`): no file is started once its
+        deadline has passed or it is stopped, and each event sent is counted in it."""
         sent = handled = 0
         stop = False
         for path in self.spooled_files(from_target):
             if stop or (limit is not None and handled >= limit):
                 break
+            if run is not None and (run.stop or time.monotonic() >= run.deadline):
+                break  # the bound is reached: the rest wait for the next replay
             try:
                 claimed = _claim(path)
             except OSError as e:  # another user's, or an I/O error: kept, the rest go on
@@ -395,6 +421,8 @@ class Emitter:
                 outcome = self._replay_one(path, claimed)
             handled += 1
             sent += outcome == "sent"
+            if run is not None and outcome == "sent":
+                run.sent += 1
             stop = outcome == "stop"
         if sent and from_target is None:
             self._works()

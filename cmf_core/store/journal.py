@@ -19,6 +19,7 @@ fully applied.
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -42,8 +43,52 @@ ROTATE_BYTES = 4 * 1024 * 1024
 _encode = encoder(sort_keys=False)
 
 
+#: what ``flock`` raises on a file system that has no file locks (Lustre mounted without
+#: ``-o flock``, an NFS mount without a lock service)
+NO_LOCKS = frozenset({errno.ENOLCK, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP})
+#: the file :func:`check_locking` locks in the journal folder (kept: one empty file)
+LOCK_CHECK = ".lock-check"
+
+
 def journal_dir(db_path: Path) -> Path:
     return db_path.with_name(db_path.name + ".journal")
+
+
+def no_locks_error(path: Path, error: OSError) -> StoreError:
+    """The error of a store whose file system refuses ``flock`` on ``path``: what is wrong and
+    what to do instead."""
+    return StoreError(
+        f"the file system of {path.parent} does not support file locks (flock: "
+        f"{os.strerror(error.errno or 0)}), which the embedded SQLite store needs: several "
+        "processes share it through locked journal files. This happens on Lustre mounted "
+        "without '-o flock' and on NFS mounts without a lock service. Point CMF_HOME (or "
+        "CMF_STORE_URL=sqlite:///...) at a local disk (node-local scratch or /tmp), or record "
+        "into PostgreSQL (CMF_STORE_URL=postgresql://...) or a CMF server (CMF_SERVER_URL)")
+
+
+def check_locking(directory: Path) -> None:
+    """Raise a clear :class:`StoreError` when the file system of the journal folder
+    ``directory`` refuses ``flock``, so a store on it fails when it is opened, not at its first
+    write or read. Nothing is checked where the folder cannot be written (a reader of another
+    user's store: its reads say the same when they need a lock)."""
+    path = directory / LOCK_CHECK
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:  # never (shared locks only), but a lock it is
+        pass
+    except OSError as e:
+        if e.errno in NO_LOCKS:  # no store can live here: leave nothing behind
+            os.close(fd)
+            with contextlib.suppress(OSError):
+                path.unlink()
+                directory.rmdir()
+            raise no_locks_error(path, e) from None
+    os.close(fd)  # also releases the lock
 
 
 def read_entries(path: Path, offset: int
@@ -77,15 +122,21 @@ def read_entries(path: Path, offset: int
 
 
 def owner_alive(path: Path) -> bool:
-    """True while the process that writes ``path`` holds it open (its ``flock``)."""
+    """True while the process that writes ``path`` holds it open (its exclusive ``flock``).
+    Tested with a shared lock, which the writer's refuses: an exclusive one needs the file open
+    for writing where flock is emulated by fcntl locks (NFS), and it may be another user's."""
     try:
         fd = os.open(path, os.O_RDONLY)
     except FileNotFoundError:
         return False
     try:
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
     except BlockingIOError:
         return True
+    except OSError as e:
+        if e.errno in NO_LOCKS:
+            raise no_locks_error(path, e) from None
+        raise
     finally:
         os.close(fd)  # also releases the lock taken just now
     return False
@@ -115,7 +166,14 @@ class JournalWriter:
         # unlocked (it would take it for a dead writer's, empty and applied, and delete it)
         hidden = path.with_suffix(".new")
         fd = os.open(hidden, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_EXCL, 0o644)
-        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(fd)
+            hidden.unlink(missing_ok=True)
+            if e.errno in NO_LOCKS:
+                raise no_locks_error(hidden, e) from None
+            raise
         os.rename(hidden, path)
         if self.fsync:
             dfd = os.open(self.directory, os.O_RDONLY)

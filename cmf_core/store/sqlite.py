@@ -27,7 +27,7 @@ import sqlalchemy as sa
 
 from cmf_core.errors import StoreError
 from cmf_core.store.bulk import connect, no_store, prepare
-from cmf_core.store.journal import JournalWriter, journal_dir
+from cmf_core.store.journal import JournalWriter, check_locking, journal_dir
 from cmf_core.store.sql import SqlStore, db_error_text
 
 
@@ -60,6 +60,7 @@ class SqliteStore(SqlStore):
         except OSError as e:
             raise StoreError(f"cannot create the folder {self.path.parent} for the store: "
                              f"{why_no_folder(self.path.parent, e)}") from None
+        check_locking(journal_dir(self.path))  # a file system without flock: said now
         self.synchronous = {"normal": "NORMAL", "full": "FULL"}[durability]
         engine = sa.create_engine(f"sqlite:///{self.path}")
         sa.event.listen(engine, "connect", self._on_connect)

@@ -554,3 +554,109 @@ def test_a_copy_written_ahead_that_another_process_is_replaying_is_left_to_it(
     assert Emitter(settings, sink=sink).emit(event, ahead) is True
     assert sink.run_ids == [event["run"]["runId"]]
     assert not ahead.exists()
+
+
+class SlowServer(http.server.BaseHTTPRequestHandler):
+    """A real HTTP server standing in for a healthy but busy CMF server: each event takes
+    ``delay`` seconds; the run ids it recorded are kept in ``got``."""
+
+    delay = 0.25
+    got: list[str] = []
+
+    def do_POST(self) -> None:
+        import time
+
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        time.sleep(self.delay)
+        SlowServer.got.append(json.loads(body)["run"]["runId"])
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"{}")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+def _wait_for_replay_threads() -> None:
+    """The replay left running at its bound ends with the send it is in: wait for it."""
+    for t in threading.enumerate():
+        if t.name == "cmf-replaying the spool":
+            t.join()
+
+
+def test_a_slow_but_working_server_does_not_trip_the_breaker(tmp_path: Path) -> None:
+    """A replay of a backlog into a server that takes 0.25 s an event (a real loopback HTTP
+    server) with a 2 s bound sends what fits, leaves the rest spooled for the next replay, and
+    does not pause sending (no back-off here, no note for the other processes): the sink was
+    slow, not stuck. A replay that sent nothing by the bound still trips the breaker."""
+    SlowServer.got = []
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), SlowServer)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}"
+        settings = load_settings(home=tmp_path, site="a", server_url=url, hook_timeout_s=2.0)
+        broken = Emitter(settings, sink=BrokenSink())
+        runs = [str(uuid.uuid4()) for _ in range(30)]  # 7.5 s of sending: more than one bound
+        for run in runs:
+            broken.emit(run_event(run))
+        em = Emitter(settings)
+        em.replay()
+        _wait_for_replay_threads()
+        waiting = len(em.spooled_files())
+        assert 0 < len(SlowServer.got) < 30 and len(SlowServer.got) + waiting == 30
+        assert len(set(SlowServer.got)) == len(SlowServer.got)  # each sent once
+        assert em.stuck_until == 0.0  # the breaker did not trip
+        assert not (settings.spool_path / f".backoff.{em.key}").exists()
+        fresh = run_event(str(uuid.uuid4()))
+        assert em.emit(fresh) is True  # sent to the server, not spooled without trying
+        assert SlowServer.got[-1] == fresh["run"]["runId"]
+        em.close()
+    finally:
+        server.shutdown()
+
+    release = threading.Event()
+
+    class Stuck(Sink):  # takes no event at all until released
+        kind = "stuck"
+
+        def send(self, event: dict) -> None:
+            release.wait()
+            raise ConnectionError("gave up")
+
+    stuck = Emitter(load_settings(home=tmp_path, site="a", server_url=url,
+                                  hook_timeout_s=0.5), sink=Stuck())
+    try:
+        stuck.replay()
+        assert stuck.stuck_until > 0  # nothing sent within the bound: tripped
+        assert (settings.spool_path / f".backoff.{stuck.key}").is_file()
+    finally:
+        release.set()
+        _wait_for_replay_threads()
+    assert len(stuck.spooled_files()) == waiting  # nothing lost
+
+
+def test_a_store_on_a_file_system_without_flock_never_fails_the_task(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The adapters' path (the process-wide emitter) into a store on a file system without
+    flock (simulated: ``fcntl.flock`` raising ENOLCK, as on Lustre without ``-o flock``; no
+    such mount exists here): nothing raises, the event is spooled, and the warning says what
+    is wrong and what to do, not just ``No locks available``."""
+    import errno
+    import fcntl
+
+    def refuse(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+    settings = load_settings(home=tmp_path, site="a")
+    emit._EMITTERS.clear()
+    try:
+        em = emit.get_emitter(settings)
+        assert em.emit(run_event(str(uuid.uuid4()))) is False
+        assert len(em.spooled_files()) == 1
+    finally:
+        emit._EMITTERS.clear()
+    assert "does not support file locks" in caplog.text and "CMF_HOME" in caplog.text
+    assert "the event is spooled for retry" in caplog.text

@@ -344,3 +344,84 @@ def test_exit_does_not_wait_long_for_a_store_another_process_holds(tmp_path: Pat
     assert exit_s < 2 * sql_module.EXIT_WAIT_S + 3, exit_s
     with open_store(url, site="check") as s:  # nothing lost: the next process applies it
         assert sorted(e.params["i"] for e in s.list_executions()) == list(range(20))
+
+
+def _no_flock(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A file system mounted without flock support (Lustre without ``-o flock``, an NFS mount
+    without a lock service): simulated here, as no such mount exists on a test machine, by a
+    ``fcntl.flock`` that fails as those file systems' does."""
+    import errno
+    import fcntl
+
+    def refuse(fd: int, op: int) -> None:
+        raise OSError(errno.ENOLCK, os.strerror(errno.ENOLCK))
+
+    monkeypatch.setattr(fcntl, "flock", refuse)
+
+
+def test_a_file_system_without_flock_is_named_when_the_store_opens(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Not an ``OSError: [Errno 37] No locks available`` traceback at the first record, but a
+    StoreError at open that says what is wrong and what to do; nothing is left behind."""
+    from cmf_core import Cmf
+
+    home = tmp_path / "lustre" / "home"
+    _no_flock(monkeypatch)
+    with pytest.raises(StoreError) as raised:
+        open_store(f"sqlite:///{home / 'cmf.db'}", site="a")
+    text = str(raised.value)
+    assert "does not support file locks" in text and "No locks available" in text
+    assert "Lustre" in text and "CMF_HOME" in text and "local disk" in text
+    assert "postgresql://" in text and "CMF_SERVER_URL" in text
+    assert not journal_dir(home / "cmf.db").exists()
+    monkeypatch.setenv("CMF_HOME", str(home))
+    monkeypatch.delenv("CMF_STORE_URL", raising=False)
+    monkeypatch.delenv("CMF_SERVER_URL", raising=False)
+    with pytest.raises(StoreError, match="does not support file locks"):
+        Cmf(pipeline_name="churn")  # the Python API: before any work starts
+
+
+def test_flock_refused_after_open_is_a_store_error_not_an_oserror(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Should the locks go away after the store opened (a remount), a write says the same."""
+    db = tmp_path / "cmf.db"
+    s = open_store(f"sqlite:///{db}", site="a")
+    _no_flock(monkeypatch)
+    with pytest.raises(StoreError, match="does not support file locks"):
+        s.put([Pipeline("p", "a")])
+    assert list(journal_dir(db).glob("*.new")) == []  # its half-made journal file is gone
+    monkeypatch.undo()
+    s.close()
+
+
+def test_liveness_of_a_journal_file_works_where_flock_is_emulated_by_fcntl(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """On NFS, flock is emulated by fcntl locks, so an exclusive one needs the file open for
+    writing (flock(2): EBADF otherwise). Simulated here (no NFS mount on a test machine) by a
+    ``fcntl.flock`` that refuses LOCK_EX on a read-only descriptor, as NFS does: telling whether
+    another process still writes a journal file (read-only, a shared lock) must not fail."""
+    import errno
+    import fcntl
+
+    from cmf_core.store.journal import owner_alive
+
+    real = fcntl.flock
+
+    def nfs_flock(fd: int, op: int) -> None:
+        if op & fcntl.LOCK_EX and fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_ACCMODE == os.O_RDONLY:
+            raise OSError(errno.EBADF, os.strerror(errno.EBADF))
+        real(fd, op)
+
+    monkeypatch.setattr(fcntl, "flock", nfs_flock)
+    db = tmp_path / "cmf.db"
+    w = JournalWriter(journal_dir(db), fsync=False)
+    path, _ = w.append({"pipeline": []})
+    try:
+        assert owner_alive(path)
+    finally:
+        w.close()
+    assert not owner_alive(path)
+    with open_store(f"sqlite:///{db}", site="a") as s:  # applies and tidies the dead file
+        s.put([Pipeline("p", "a")])
+        assert [p.name for p in s.list_pipelines()] == ["p"]
+    assert _journal_files(db) == []
