@@ -22,6 +22,12 @@ The :class:`~cmf_core.energy.monitor.EnergyMonitor` drives every meter the same 
 meter raises is caught by the monitor, which falls back and records it in the reading's notes;
 nothing reaches the task.
 
+A meter whose reads can hang (NVML on a failing GPU) sets ``may_hang``: its ``stop`` then runs in
+a daemon thread bounded by ``hook_timeout_s``. When that read, or a ``sample`` the sampler is stuck
+in, overruns, the monitor calls ``counted(snap, why)`` instead, which must return the energy
+counted so far without any read that could hang, and say so; the stuck thread is left behind
+(a daemon) and the meter is not closed.
+
 Methods written into each :class:`Reading` (and so into every ``EnergyRecord``):
 ``rapl`` (RAPL package counters), ``nvml-counter`` (NVML total-energy counter), ``nvml-power``
 (NVML power samples integrated over time), ``model`` (a documented model), ``none`` (not
@@ -66,6 +72,7 @@ class Meter(ABC):
 
     kind: ClassVar[str]
     component: ClassVar[str]
+    may_hang: ClassVar[bool] = False
 
     @abstractmethod
     def start(self, snap: TreeSample) -> None:
@@ -80,6 +87,11 @@ class Meter(ABC):
     @abstractmethod
     def stop(self, snap: TreeSample) -> Reading:
         """Last reading; return the task's energy for this component."""
+
+    def counted(self, snap: TreeSample, why: str) -> Reading:
+        """The reading from what was counted so far, reading nothing: a read is hung (``why``)."""
+        return Reading(self.component, 0.0, "none", {}, (f"{self.kind} stopped answering ({why}); "
+                                                         "not measured",))
 
     def close(self) -> None:  # noqa: B027 - optional hook
         """Release resources, in the sampler thread, after the last sample."""

@@ -12,6 +12,12 @@ and records a note; :meth:`EnergyMonitor.start` and :meth:`EnergyMonitor.stop` n
 Each fallback (no RAPL, no GPU, a meter failing mid-run, the process exiting early) is written
 into the measurement's notes, and each component says which method measured it.
 
+``stop()`` returns within about ``hook_timeout_s`` even when NVML hangs (a failing GPU): it waits
+that long for a sampler tick in progress, reads the GPUs in a bounded daemon thread
+(:func:`cmf_core.guard.run_bounded`), and on overrun takes the GPU energy counted up to the last
+good reading (:meth:`~cmf_core.energy.base.Meter.counted`), with a note naming the GPU. The
+stuck thread is a daemon and is left behind. ``start()`` makes no NVML call.
+
 Start plus stop costs about a millisecond and imports nothing heavy: no pynvml (unless a GPU is
 requested or ``/dev/nvidiactl`` exists, and then only in the sampler thread), no numpy, no
 psutil on Linux, and no network.
@@ -36,6 +42,7 @@ from cmf_core.energy.ram import RamModel
 from cmf_core.energy.rapl import POWERCAP, RaplMeter
 from cmf_core.energy.tdp_model import TdpModel
 from cmf_core.errors import InvalidInputError
+from cmf_core.guard import Timeout, run_bounded
 
 if TYPE_CHECKING:
     from cmf_core.carbon import IntensityProvider
@@ -157,6 +164,8 @@ class EnergyMonitor:
         self._thread: threading.Thread | None = None
         self._meters: dict[str, Meter] = {}
         self._failed: dict[str, str] = {}
+        self._hung: set[str] = set()  # meters whose read at stop never answered: not closed
+        self._busy: str | None = None  # what the sampler is reading now
         self._notes: list[str] = []
         self._model: TdpModel | None = None
         self._tree: ProcessTree | None = None
@@ -260,18 +269,24 @@ class EnergyMonitor:
         finally:
             with self._lock:
                 for name, meter in list(self._meters.items()):
-                    self._guard(name, "close", meter.close)
+                    if name not in self._hung:  # its reading thread may still be in a call
+                        self._guard(name, "close", meter.close)
 
     def _tick(self) -> None:
         assert self._tree is not None
-        snap = self._tree.sample()
-        if self._last is not None and self._last.alive and not snap.alive:
-            self._note(f"process {self.pid} exited before stop; counted up to its exit")
-        self._last = snap
-        self._samples += 1
-        for name, meter in self._meters.items():
-            if name not in self._failed:
-                self._guard(name, "sample", lambda m=meter: m.sample(snap))
+        try:
+            self._busy = "the process tree"
+            snap = self._tree.sample()
+            if self._last is not None and self._last.alive and not snap.alive:
+                self._note(f"process {self.pid} exited before stop; counted up to its exit")
+            self._last = snap
+            self._samples += 1
+            for name, meter in self._meters.items():
+                if name not in self._failed:
+                    self._busy = name
+                    self._guard(name, "sample", lambda m=meter: m.sample(snap))
+        finally:
+            self._busy = None
 
     def _guard(self, name: str, stage: str, fn: Any) -> None:
         try:
@@ -291,13 +306,28 @@ class EnergyMonitor:
             return self._empty()
         assert self._tree is not None and self._first is not None
         readings: dict[str, Reading] = {}
-        with self._lock:  # halt under the lock: the sampler closes the meters after this read
-            self._halt.set()
+        timeout = self.settings.hook_timeout_s
+        deadline = time.monotonic() + timeout
+        # wait for a tick in progress, but not for ever: an NVML call can hang on a failing GPU
+        locked = self._lock.acquire(timeout=timeout)
+        try:
+            self._halt.set()  # under the lock: the sampler closes the meters after this read
+            stuck = None if locked else self._busy
             snap = self._tree.sample()
             if self._last is not None and self._last.alive and not snap.alive:
                 self._note(f"process {self.pid} exited before stop; counted up to its exit")
+            why = f"no answer within {timeout:g} s at stop"
+            if not locked and stuck not in self._meters:
+                self._note(f"energy sampler stuck reading {stuck or 'a meter'} ({why})")
             for name, meter in self._meters.items():
-                readings[name] = self._finish(name, meter, snap)
+                if not locked and (meter.may_hang or name == stuck):
+                    # the sampler is stuck in a call: no read that could race with it or hang
+                    readings[name] = self._counted(name, meter, snap, why)
+                else:
+                    readings[name] = self._finish(name, meter, snap, deadline, why)
+        finally:
+            if locked:
+                self._lock.release()
         if self._thread is not None:
             self._thread.join(_JOIN_S)
         notes = list(self._notes)
@@ -313,10 +343,16 @@ class EnergyMonitor:
             samples=self._samples,
         )
 
-    def _finish(self, name: str, meter: Meter, snap: TreeSample) -> Reading:
+    def _finish(
+        self, name: str, meter: Meter, snap: TreeSample, deadline: float, why: str
+    ) -> Reading:
         if name not in self._failed:
             try:
-                reading = meter.stop(snap)
+                if meter.may_hang:  # at least a tenth of the bound, however long the lock took
+                    left = max(deadline - time.monotonic(), self.settings.hook_timeout_s / 10)
+                    reading = run_bounded(lambda: meter.stop(snap), left, f"energy-{name}-stop")
+                else:
+                    reading = meter.stop(snap)
                 if meter is not self._model and name == "cpu" and self._model is not None:
                     model_j = self._model.stop(snap).joules
                     reading = Reading(
@@ -327,6 +363,9 @@ class EnergyMonitor:
                         reading.notes,
                     )
                 return reading
+            except Timeout:
+                self._hung.add(name)
+                return self._counted(name, meter, snap, why)
             except Exception as e:
                 self._failed[name] = f"{meter.kind} failed in stop ({e!r})"
         why = self._failed[name]
@@ -334,6 +373,13 @@ class EnergyMonitor:
             model = self._model.stop(snap)
             return Reading("cpu", model.joules, "model", model.details, (f"{why}; used the model",))
         return Reading(name, 0.0, "none", {}, (f"{why}; not measured",))
+
+    def _counted(self, name: str, meter: Meter, snap: TreeSample, why: str) -> Reading:
+        try:
+            return meter.counted(snap, why)
+        except Exception as e:  # state changed under it by the thread that came back: rare
+            return Reading(name, 0.0, "none", {}, (f"{meter.kind} stopped answering ({why}); "
+                                                   f"not measured ({e!r})",))
 
     # helpers ----------------------------------------------------------------------------------
     def _note(self, text: str) -> None:

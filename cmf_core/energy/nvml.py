@@ -27,6 +27,10 @@ be checked.
 
 Faults: if the counter fails mid-run that GPU switches to power sampling; if power fails, that
 GPU's measurement ends at its last good reading. Both are noted; nothing raises into the task.
+NVML calls can also hang on a failing GPU (as ``nvidia-smi`` does): the meter remembers which
+GPU (or set-up step) its call is for, and :meth:`NvmlMeter.counted` gives the energy
+counted up to each GPU's last good reading without calling NVML, naming the GPU that stopped
+answering. The monitor uses it when a call overruns ``hook_timeout_s``.
 
 ``nvml`` accepts any object with pynvml's function names; tests pass a fake one standing in for
 a GPU that the test machine does not have.
@@ -72,6 +76,7 @@ class NvmlMeter(Meter):
 
     kind = "nvml"
     component = "gpu"
+    may_hang = True
 
     def __init__(self, nvml: Any = None, mode: Mode = "auto") -> None:
         self._nvml = nvml
@@ -84,11 +89,23 @@ class NvmlMeter(Meter):
         self._t0 = 0.0
         self._wall0 = 0.0
         self._pids: frozenset[int] = frozenset()
+        self._step = "NVML"  # what prepare() waits on ("" once it returned), for the notes
+        self._step_t = 0.0
+        self._busy: _Gpu | None = None  # the GPU whose reading is in progress
 
     def start(self, snap: TreeSample) -> None:
         self._t0, self._wall0, self._pids = snap.t, time.time(), snap.pids
 
     def prepare(self) -> None:
+        try:
+            self._prepare()
+        finally:
+            self._step = ""
+
+    def _wait_on(self, step: str) -> None:
+        self._step, self._step_t = step, time.monotonic()
+
+    def _prepare(self) -> None:
         if self._nvml is None:
             try:
                 import pynvml
@@ -101,14 +118,17 @@ class NvmlMeter(Meter):
             self._nvml = pynvml
         nvml = self._nvml
         try:
+            self._wait_on("nvmlInit")
             nvml.nvmlInit()
             self._initialised = True
+            self._wait_on("nvmlDeviceGetCount")
             count = self._count = int(nvml.nvmlDeviceGetCount())
         except Exception as e:
             self._notes.append(f"GPU not measured: NVML unavailable ({e!r})")
             return
         gpus = []
         for index in range(count):
+            self._wait_on(f"GPU {index}")
             try:
                 gpus.append(self._open(index))
             except Exception as e:
@@ -157,6 +177,13 @@ class NvmlMeter(Meter):
                     self._read(gpu, snap.pids)
 
     def _read(self, gpu: _Gpu, pids: frozenset[int]) -> None:
+        self._busy = gpu
+        try:
+            self._read_gpu(gpu, pids)
+        finally:
+            self._busy = None
+
+    def _read_gpu(self, gpu: _Gpu, pids: frozenset[int]) -> None:
         nvml = self._nvml
         now = time.monotonic()
         dt = max(0.0, now - gpu.t)
@@ -224,15 +251,42 @@ class NvmlMeter(Meter):
 
     def stop(self, snap: TreeSample) -> Reading:
         if not self._ready:
-            notes = self._notes or [
-                f"GPU not measured: NVML was not ready when the task ended after "
-                f"{snap.t - self._t0:.2f} s"
-            ]
-            return Reading("gpu", 0.0, "none", {"gpus": []}, tuple(notes))
+            return self._not_ready(snap)
         for gpu in self._gpus:
             if gpu.error is None:
                 self._read(gpu, snap.pids)
-        notes = list(self._notes)
+        return self._reading([])
+
+    def counted(self, snap: TreeSample, why: str) -> Reading:
+        """The energy counted so far, without calling NVML: a call is hung (``why`` says how
+        long it was waited for). The GPU it was reading gets ``error``; each GPU counts up to its
+        last good reading."""
+        if not self._ready:
+            return self._not_ready(snap, why)
+        gpu = self._busy
+        if gpu is None:
+            return self._reading([f"NVML stopped answering ({why}); GPU energy counted up to "
+                                  "the last sample"])
+        gpu.error = (
+            f"GPU {gpu.index} ({gpu.name}) stopped answering NVML ({why}); energy after its last "
+            f"good reading, {gpu.t - self._t0:.2f} s into the task, is not counted"
+        )
+        others = " (the other GPUs up to their last reading)" if len(self._gpus) > 1 else ""
+        return self._reading([gpu.error + others])
+
+    def _not_ready(self, snap: TreeSample, why: str = "") -> Reading:
+        step = self._step
+        if not step:  # prepare() returned: its notes say why
+            return Reading("gpu", 0.0, "none", {"gpus": []}, tuple(self._notes))
+        note = (f"GPU not measured: NVML was not ready when the task ended after "
+                f"{snap.t - self._t0:.2f} s")
+        if step != "NVML":  # prepare() is in an NVML call (which may hang on a failing GPU)
+            note += (f" ({step} did not answer: {why})" if why else
+                     f" ({step} had not answered after {time.monotonic() - self._step_t:.2f} s)")
+        return Reading("gpu", 0.0, "none", {"gpus": []}, (*self._notes, note))
+
+    def _reading(self, extra: list[str]) -> Reading:
+        notes = [*self._notes, *extra]
         for gpu in self._gpus:
             if "whole-device" in gpu.shares:
                 notes.append(f"GPU {gpu.index}: no per-process data from NVML; whole GPU counted")

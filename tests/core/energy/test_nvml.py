@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -325,3 +326,177 @@ def test_a_gpu_lost_mid_run_is_not_said_to_be_power_sampled() -> None:
     assert one["method"] == "nvml-counter"
     assert one["error"] is not None and "energy after that is not counted" in one["error"]
     assert 0.35 * 200.0 * duration < gpu.joules < 0.65 * 200.0 * duration
+
+
+# A GPU that stops answering ----------------------------------------------------------------
+# No GPU here, so FakeNvml stands in again: on a failing GPU NVML calls can hang (as nvidia-smi
+# does); here they block on a threading.Event that the test releases at its end. The energy
+# counter is set by the test (no power draw, so nothing is added for the start-up gap): what
+# was counted before the hang is then known exactly.
+
+
+class Hangs(FakeNvml):
+    """While ``hang`` is set, GPU 0 stops answering: every ``nvmlDevice*`` call about it, or about
+    no GPU in particular (``nvmlDeviceGetCount``), blocks until ``release`` is set. With
+    ``in_sampler``, calls from the sampler thread are still answered."""
+
+    def __init__(self, *gpus: FakeGpu) -> None:
+        super().__init__(*gpus)
+        self.mj = 0
+        self.hang = False
+        self.in_sampler = False
+        self.release = threading.Event()
+        self.stuck = threading.Event()  # a call is blocked now
+        self.blocked = 0  # calls blocked so far
+        self.seen: list[tuple[int, int]] = []  # (GPU, counter value) the sampler read
+
+    def __getattribute__(self, name: str) -> object:
+        attr = object.__getattribute__(self, name)
+        if not name.startswith("nvmlDevice") or not callable(attr):
+            return attr
+
+        def call(*args: object) -> object:
+            sampler = threading.current_thread().name == "cmf-energy-sampler"
+            about_gpu0 = not args or args[0] is self.gpus[0] or args[0] == 0
+            if self.hang and about_gpu0 and not (self.in_sampler and sampler):
+                self.blocked += 1
+                self.stuck.set()
+                self.release.wait()
+            return attr(*args)
+
+        return call
+
+    def nvmlDeviceGetTotalEnergyConsumption(self, gpu: FakeGpu) -> int:
+        value = self.mj
+        if threading.current_thread().name == "cmf-energy-sampler":
+            self.seen.append((self.gpus.index(gpu), value))
+        return value
+
+    def nvmlDeviceGetPowerUsage(self, gpu: FakeGpu) -> int:
+        return 0
+
+
+def _wait_for(condition: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + 30  # a safety net against a hung test, not a timing check
+    while not condition():
+        assert time.monotonic() < deadline, "the sampler never got there"
+        time.sleep(0.01)
+
+
+def _hung_monitor(nvml: Hangs) -> EnergyMonitor:
+    monitor = EnergyMonitor(load_settings(energy_sample_hz=50, hook_timeout_s=0.2), nvml=nvml)
+    monitor.start()
+    nvml.mj = 7000  # 7 J since the first reading
+    _wait_for(lambda: nvml.seen.count((0, 7000)) >= 2)  # the first of these readings is complete
+    return monitor
+
+
+def test_a_gpu_hanging_in_the_sampler_does_not_hang_the_task() -> None:
+    nvml = Hangs(FakeGpu("A100", 0.0, utilisation={ME: 100}), FakeGpu("A100", 0.0))
+    try:
+        monitor = _hung_monitor(nvml)
+        nvml.hang = True  # the sampler's next call about GPU 0 blocks, holding the monitor's lock
+        assert nvml.stuck.wait(30)
+
+        def users_task() -> str:
+            with monitor:
+                pass
+            return "done"
+
+        assert users_task() == "done"
+        m = monitor.measurement
+        assert m is not None
+        record = m.to_record(str(uuid.uuid4()), load_settings())
+        gpu = record.details["components"]["gpu"]
+        assert gpu["kwh"] == pytest.approx(7.0 / 3.6e6)  # the 7 J counted before the hang
+        assert gpu["method"] == "nvml-counter"
+        first, second = gpu["gpus"]
+        assert first["task_j"] == pytest.approx(7.0) and second["task_j"] == 0.0
+        assert "stopped answering" in (first["error"] or "")
+        assert any(n.startswith("gpu: GPU 0 (A100) stopped answering NVML") for n in m.notes), \
+            m.notes
+        assert record.details["components"]["cpu"]["method"] == "model"  # the rest is measured
+        hung = [t for t in threading.enumerate() if t.name.startswith("cmf-energy")]
+        assert hung and all(t.daemon for t in hung)  # left behind, never keeping the process up
+
+        # the next task, on the same hung GPU, is not held up either
+        nxt = EnergyMonitor(load_settings(energy_sample_hz=50, hook_timeout_s=0.2), nvml=nvml)
+        with nxt:
+            _wait_for(lambda: nvml.blocked >= 2)  # its sampler is stuck counting the GPUs
+        assert nxt.measurement is not None
+        assert nxt.measurement.components["gpu"].method == "none"
+        assert any("GPU not measured" in n and "nvmlDeviceGetCount had not answered after" in n
+                   for n in nxt.measurement.notes), nxt.measurement.notes
+    finally:
+        nvml.release.set()
+
+
+def test_a_gpu_hanging_in_the_final_read_at_stop_keeps_what_was_counted() -> None:
+    nvml = Hangs(FakeGpu("H100", 0.0, utilisation={ME: 100}))
+    try:
+        monitor = _hung_monitor(nvml)
+        nvml.in_sampler = True  # the sampler's reads are answered, stop()'s own read is not
+        nvml.hang = True
+        m = monitor.stop()
+        assert nvml.stuck.is_set()  # stop() did reach the hung call
+        gpu = m.components["gpu"]
+        assert gpu.joules == pytest.approx(7.0)
+        assert gpu.details["gpus"][0]["error"] is not None
+        assert any(n.startswith("gpu: GPU 0 (H100) stopped answering NVML") for n in m.notes), \
+            m.notes
+    finally:
+        nvml.release.set()
+
+
+def test_nvml_init_hanging_holds_up_neither_start_nor_stop() -> None:
+    class InitHangs(FakeNvml):
+        release = threading.Event()
+        entered = threading.Event()
+
+        def nvmlInit(self) -> None:
+            self.entered.set()
+            self.release.wait()
+            super().nvmlInit()
+
+    nvml = InitHangs(FakeGpu("A100", 200.0, holders=[ME]))
+    try:
+        with EnergyMonitor(load_settings(hook_timeout_s=0.2), nvml=nvml) as monitor:
+            assert nvml.entered.wait(30)
+        m = monitor.measurement
+        assert m is not None and m.components["gpu"].method == "none"
+        assert any("GPU not measured" in n and "nvmlInit had not answered after" in n
+                   for n in m.notes), m.notes
+    finally:
+        InitHangs.release.set()
+
+
+def test_a_hung_gpu_never_keeps_the_interpreter_from_exiting(tmp_path) -> None:
+    # a child process whose fake NVML (no GPU here) hangs for good in the middle of the task
+    script = tmp_path / "hung.py"
+    script.write_text(
+        "import threading, time\n"
+        "from cmf_core.config import load_settings\n"
+        "from cmf_core.energy import EnergyMonitor\n"
+        "class Forever:\n"
+        "    hang = False\n"
+        "    def nvmlInit(self): pass\n"
+        "    def nvmlShutdown(self): pass\n"
+        "    def nvmlDeviceGetCount(self): return 1\n"
+        "    def nvmlDeviceGetHandleByIndex(self, i): return i\n"
+        "    def nvmlDeviceGetName(self, h): return 'A100'\n"
+        "    def nvmlDeviceGetTotalEnergyConsumption(self, h):\n"
+        "        if self.hang: threading.Event().wait()\n"
+        "        return 0\n"
+        "    def nvmlDeviceGetPowerUsage(self, h): return 0\n"
+        "nvml = Forever()\n"
+        "m = EnergyMonitor(load_settings(energy_sample_hz=50, hook_timeout_s=0.2), nvml=nvml)\n"
+        "m.start(); time.sleep(0.3); nvml.hang = True; time.sleep(0.3)\n"
+        "print(m.stop().notes)\n"
+    )
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
+                         timeout=120, env={**os.environ, "CMF_HOME": str(tmp_path)})
+    assert out.returncode == 0, out.stderr
+    assert "GPU 0 (A100) stopped answering NVML" in out.stdout
