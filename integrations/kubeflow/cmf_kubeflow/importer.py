@@ -29,11 +29,12 @@ KFP cluster (:class:`KfpRunReader`)
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -79,19 +80,6 @@ def _artifact_types(cspec: Mapping[str, Any], side: str) -> dict[str, str]:
             for k, v in defs.items()}
 
 
-def _through_parents(src: Mapping[str, Any], parents: tuple[Mapping[str, Any], ...]
-                     ) -> tuple[Mapping[str, Any], tuple[Mapping[str, Any], ...]]:
-    """Follow a ``componentInputParameter`` up the enclosing DAG tasks' inputs: the source
-    it comes from, and the DAG tasks still above it (none: a pipeline parameter). A loop item
-    is no input of the loop's task: it stays where it is."""
-    while parents and "componentInputParameter" in src:
-        given = (parents[-1].get("parameters") or {}).get(src["componentInputParameter"])
-        if given is None or "parameterExpressionSelector" in given:
-            break
-        src, parents = given, parents[:-1]
-    return src, parents
-
-
 _PARAM_PLACEHOLDER = re.compile(r"\{\{\$\.inputs\.parameters\['([^']+)'\]\}\}")
 
 
@@ -115,44 +103,170 @@ def _substituted(value: Any, channels: Mapping[str, Any]) -> Any:
     return value
 
 
+_Produced = tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]
+_UNKNOWN: Any = object()
+_SELECTOR = re.compile(r'parseJson\(string_value\)((?:\["[^"\]]*"\])*)')
+
+
+def _select(value: Any, selector: str) -> Any:
+    """``parameterExpressionSelector`` applied to a value (a loop item), as ``kfp.local`` does:
+    ``parseJson(string_value)["field"]``; :data:`_UNKNOWN` for what it cannot evaluate."""
+    m = _SELECTOR.fullmatch(selector)
+    if m is None:
+        return _UNKNOWN
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            return _UNKNOWN
+    for key in re.findall(r'\["([^"\]]*)"\]', m.group(1)):
+        if not isinstance(value, dict) or key not in value:
+            return _UNKNOWN
+        value = value[key]
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class TaskContext:
+    """Where one run of a task happened, beyond its DAG: for each of its enclosing DAG tasks
+    (:attr:`SpecTask.dags`), the loop iteration it ran in (``None``: not a loop, or not known),
+    and ``lookup(level, task)``: the outputs of task ``task`` in the DAG at that level (0: the
+    pipeline's root DAG; ``len(dags)``: the task's own DAG), a nested pipeline's outputs
+    included, or ``None`` when not known."""
+
+    iterations: tuple[int | None, ...] = ()
+    lookup: Callable[[int, str], _Produced | None] | None = None
+
+
+class _Wiring:
+    """Resolves a task's input sources up through its enclosing DAGs."""
+
+    def __init__(self, spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str, Any],
+                 context: TaskContext) -> None:
+        self.task, self.arguments, self.context = task, arguments, context
+        self.root_params = (((spec.get("root") or {}).get("inputDefinitions") or {})
+                            .get("parameters") or {})
+        self._items: dict[int, Any] = {}
+
+    def produced(self, level: int, name: str) -> _Produced | None:
+        lookup = self.context.lookup
+        return lookup(level, name) if lookup else None
+
+    def item(self, level: int) -> tuple[Any, str]:
+        """The loop item of the iteration of ``dags[level]`` this run was in."""
+        dag = self.task.dags[level]
+        loop = (dag.get("taskInfo") or {}).get("name") or "the loop"
+        its = self.context.iterations
+        index = its[level] if level < len(its) else None
+        if index is None:
+            return _UNKNOWN, f"the iteration of {loop} is not known"
+        if level not in self._items:
+            items = (dag.get("parameterIterator") or {}).get("items") or {}
+            if "raw" in items:
+                value, why = json.loads(items["raw"]), ""
+            elif "inputParameter" in items:
+                src = ((dag.get("inputs") or {}).get("parameters") or {}).get(
+                    items["inputParameter"])
+                value, why = (self.param(src, level) if src is not None
+                              else (_UNKNOWN, f"the items of {loop} are not known"))
+            else:
+                value, why = _UNKNOWN, f"{loop} iterates over artifacts"
+            if isinstance(value, str):
+                with contextlib.suppress(ValueError):
+                    value = json.loads(value)
+            self._items[level] = (value, why)
+        items, why = self._items[level]
+        if items is _UNKNOWN:
+            return _UNKNOWN, why
+        if not isinstance(items, list) or index >= len(items):
+            return _UNKNOWN, f"{loop} has no item {index} in {items!r}"
+        return items[index], ""
+
+    def param(self, src: Mapping[str, Any], level: int) -> tuple[Any, str]:
+        """The value of a parameter source of a task at DAG ``level``, or (_UNKNOWN, why)."""
+        value, why = _UNKNOWN, f"not resolved ({dict(src)})"
+        if "runtimeValue" in src:
+            value = (src["runtimeValue"] or {}).get("constant")
+        elif "componentInputParameter" in src:
+            name = src["componentInputParameter"]
+            if level == 0:
+                # inside a sub-DAG the root's parameter ``x`` arrives as ``pipelinechannel--x``
+                name = name.removeprefix(adapter.INTERNAL_PARAM_PREFIX)
+                if name in self.arguments:
+                    value = self.arguments[name]
+                elif "defaultValue" in (self.root_params.get(name) or {}):
+                    value = self.root_params[name]["defaultValue"]
+                else:
+                    why = f"pipeline parameter {name!r} not given"
+            else:
+                dag = self.task.dags[level - 1]
+                if (dag.get("parameterIterator") or {}).get("itemInput") == name:
+                    value, why = self.item(level - 1)
+                    if value is _UNKNOWN:
+                        why = f"loop item not known: {why}"
+                else:
+                    given = ((dag.get("inputs") or {}).get("parameters") or {}).get(name)
+                    if given is not None:
+                        value, why = self.param(given, level - 1)
+                    else:
+                        why = f"not resolved in its enclosing DAG ({dict(src)})"
+        elif "taskOutputParameter" in src:
+            ref = src["taskOutputParameter"]
+            produced = self.produced(level, ref.get("producerTask") or "")
+            if produced is not None and ref.get("outputParameterKey") in produced[0]:
+                value = produced[0][ref["outputParameterKey"]]
+            else:
+                why = f"output {ref} not found"
+        selector = src.get("parameterExpressionSelector")
+        if value is not _UNKNOWN and selector:
+            picked = _select(value, selector)
+            if picked is _UNKNOWN:
+                why = f"{selector} not found in {value!r}"
+            value = picked
+        return value, why
+
+    def artifact(self, src: Mapping[str, Any], level: int
+                 ) -> tuple[adapter.RuntimeArtifact | None, str]:
+        if "taskOutputArtifact" in src:
+            ref = src["taskOutputArtifact"]
+            produced = self.produced(level, ref.get("producerTask") or "")
+            art = produced[1].get(ref.get("outputArtifactKey")) if produced else None
+            return art, "" if art else f"output {ref} not found"
+        name = src.get("componentInputArtifact")
+        if name and level > 0:
+            dag = self.task.dags[level - 1]
+            given = ((dag.get("inputs") or {}).get("artifacts") or {}).get(name)
+            if given is not None:
+                return self.artifact(given, level - 1)
+            if (dag.get("artifactIterator") or {}).get("itemInput") == name:
+                return None, "an item of a loop over artifacts; not linked"
+        return None, "input artifact is not a task output; not linked"
+
+
 def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str, Any],
-                outputs: Mapping[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]]
+                outputs: Mapping[str, _Produced], context: TaskContext | None = None
                 ) -> tuple[dict[str, Any], list[adapter.RuntimeArtifact], list[str]]:
     """Parameters and input artifacts of ``task`` from the DAG wiring.
 
-    ``outputs`` maps producer task -> (output parameters, output artifacts by key).
-    Returns (params, input artifacts, notes about what could not be resolved).
+    ``outputs`` maps producer task -> (output parameters, output artifacts by key), for the
+    producers in the task's own DAG; ``context`` (loop iterations, producers in any enclosing
+    DAG) replaces it where given. Returns (params, input artifacts, notes about what could not
+    be resolved).
     """
-    root_params = ((spec.get("root") or {}).get("inputDefinitions") or {}).get("parameters") or {}
+    if context is None:
+        level = len(task.dags)
+        context = TaskContext(lookup=lambda lv, name: outputs.get(name) if lv == level else None)
+    wiring = _Wiring(spec, task, arguments, context)
+    own = len(task.dags)
     types = _param_types(task.component_spec, "inputDefinitions")
     params: dict[str, Any] = {}
     found: list[tuple[str, str]] = []  # (input, why it is not known)
     for key, src in (task.inputs.get("parameters") or {}).items():
-        if "runtimeValue" in src:
-            params[key] = _typed((src["runtimeValue"] or {}).get("constant"), types.get(key))
-        elif "componentInputParameter" in src:
-            src, parents = _through_parents(src, task.parents)
-            if "runtimeValue" in src:
-                params[key] = _typed((src["runtimeValue"] or {}).get("constant"), types.get(key))
-                continue
-            if "componentInputParameter" not in src or parents:
-                found.append((key, f"{task.name}.{key}: not resolved in its enclosing DAG ({src})"))
-                continue
-            # inside a sub-DAG the root's parameter ``x`` arrives as ``pipelinechannel--x``
-            name = src["componentInputParameter"].removeprefix(adapter.INTERNAL_PARAM_PREFIX)
-            if name in arguments:
-                params[key] = arguments[name]
-            elif "defaultValue" in (root_params.get(name) or {}):
-                params[key] = _typed(root_params[name]["defaultValue"], types.get(key))
-            else:
-                found.append((key, f"{task.name}.{key}: pipeline parameter {name!r} not given"))
-        elif "taskOutputParameter" in src:
-            ref = src["taskOutputParameter"]
-            produced = outputs.get(ref.get("producerTask"), ({}, {}))[0]
-            if ref.get("outputParameterKey") in produced:
-                params[key] = produced[ref["outputParameterKey"]]
-            else:
-                found.append((key, f"{task.name}.{key}: output {ref} not found"))
+        value, why = wiring.param(src, own)
+        if value is _UNKNOWN:
+            found.append((key, f"{task.name}.{key}: {why}"))
+        else:
+            params[key] = _typed(value, types.get(key))
     # the channels (``pipelinechannel--*``) KFP adds for f-strings and values inside constants:
     # not the component's own parameters, but what their placeholders stand for
     channels = {k: v for k, v in params.items() if k.startswith(adapter.INTERNAL_PARAM_PREFIX)}
@@ -162,14 +276,9 @@ def wire_inputs(spec: Mapping[str, Any], task: SpecTask, arguments: Mapping[str,
              if not key.startswith(adapter.INTERNAL_PARAM_PREFIX) or f"['{key}']" in written]
     arts: list[adapter.RuntimeArtifact] = []
     for key, src in sorted((task.inputs.get("artifacts") or {}).items()):
-        ref = src.get("taskOutputArtifact")
-        if not ref:
-            notes.append(f"{task.name}.{key}: input artifact is not a task output; not linked")
-            continue
-        produced = outputs.get(ref.get("producerTask"), ({}, {}))[1]
-        art = produced.get(ref.get("outputArtifactKey"))
+        art, why = wiring.artifact(src, own)
         if art is None:
-            notes.append(f"{task.name}.{key}: output {ref} not found")
+            notes.append(f"{task.name}.{key}: {why}")
             continue
         arts.append(adapter.RuntimeArtifact(key=key, uri=art.uri, schema_title=art.schema_title,
                                             metadata=dict(art.metadata)))
@@ -307,31 +416,37 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
     if not spec:
         result.notes.append("no pipeline given: input artifacts and parameters are not known")
     found: dict[str, tuple[Path, SpecTask | None]] = {}
+    nested = _has_group_folders(spec)
     for task_dir in _task_folders(folder):
-        stask = by_component.get(f"comp-{task_dir.name}") or tasks.get(task_dir.name)
-        found[task_dir.relative_to(folder).as_posix()] = (task_dir, stask)
+        key = task_dir.relative_to(folder).as_posix()
+        stask = (_in_group(spec, key, nested) or by_component.get(f"comp-{task_dir.name}")
+                 or tasks.get(task_dir.name))
+        found[key] = (task_dir, stask)
     if not found:
         raise NotFoundError(f"no task folders in kfp.local run folder {folder}")
-    # producers first, so their outputs are known when wiring consumers; a producer is in the
-    # consumer's DAG, so in its folder (a loop iteration, a nested pipeline)
+    # producers first (the order events are sent in); a producer is in the consumer's DAG, so
+    # in its folder (a loop iteration, a nested pipeline)
     order = _topological(
         [(key, {_scoped(key, p) for p in _producers(s)}) for key, (_, s) in found.items()],
         {key: _scoped(key, s.name if s else d.name) for key, (d, s) in found.items()})
-    outputs: dict[str, tuple[dict[str, Any], dict[str, adapter.RuntimeArtifact]]] = {}
+    # every task's outputs first: a consumer may read them from another DAG (a nested
+    # pipeline's output, a loop's items)
+    read = {key: _read_local_task(d, s.component_spec if s else {})
+            for key, (d, s) in found.items()}
+    outputs = {key: (out_params, out_arts) for key, (_, out_params, out_arts) in read.items()}
     imported = imported_artifacts(spec, arguments or {})
+    layout = _LocalLayout(spec, {(key.rpartition("/")[0], s.component): outputs[key]
+                                 for key, (_, s) in found.items() if s is not None}, imported)
     runs = []
     for key in order:
         task_dir, stask = found[key]
         name, scope = task_dir.name, key.rpartition("/")[0]
-        cspec = stask.component_spec if stask else {}
-        status, out_params, out_arts = _read_local_task(task_dir, cspec)
-        outputs[_scoped(key, stask.name if stask else name)] = (out_params, out_arts)
+        status, out_params, out_arts = read[key]
         params: dict[str, Any] = {}
         inputs: list[adapter.RuntimeArtifact] = []
         if stask is not None:
-            siblings = {**imported, **{k.rpartition("/")[2]: v for k, v in outputs.items()
-                                       if k.rpartition("/")[0] == scope}}
-            params, inputs, notes = wire_inputs(spec, stask, arguments or {}, siblings)
+            params, inputs, notes = wire_inputs(spec, stask, arguments or {}, {},
+                                                layout.context(stask, scope))
             result.notes.extend(notes)
         started, ended = _mtimes(task_dir)
         run = adapter.TaskRun(
@@ -346,6 +461,119 @@ def import_local_run(run_dir: str | os.PathLike[str], *, pipeline: Any = None,
                      [adapter.describe(a, site) for a in run.outputs]))
     _emit(runs, site, settings, result)
     return result
+
+
+class _LocalLayout:
+    """Where ``kfp.local`` put each task's folder. A pipeline whose root DAG has control flow
+    (a loop, a condition) runs every DAG task (loop iteration ``<loop>-iteration-<i>``, nested
+    pipeline, condition) in a folder of its own; otherwise every task runs in the run folder.
+    A task folder is named after the task's component (``comp-square-2`` -> ``square-2``)."""
+
+    def __init__(self, spec: Mapping[str, Any], outputs: Mapping[tuple[str, str], _Produced],
+                 imported: Mapping[str, _Produced]) -> None:
+        self.components = spec.get("components") or {}
+        self.root = spec.get("root") or {}
+        self.outputs, self.imported = outputs, imported
+        """Outputs by (group folder, component of the task that ran there)."""
+        self.nested = _has_group_folders(spec)
+
+    def context(self, task: SpecTask, scope: str) -> TaskContext:
+        """Loop iterations and producers of ``task`` run in group folder ``scope``."""
+        parts = scope.split("/") if scope else []
+        names = [(d.get("taskInfo") or {}).get("name") or "" for d in task.dags]
+        iterations: list[int | None] = [None] * len(names)
+        scopes: list[str | None] = [None] * len(names) + [scope]
+        if self.nested and len(parts) == len(names):
+            for level, (part, name) in enumerate(zip(parts, names, strict=True)):
+                m = re.fullmatch(re.escape(name) + r"-iteration-(\d+)", part)
+                if m:
+                    iterations[level] = int(m.group(1))
+                elif part != name:
+                    break
+                scopes[level] = "/".join(parts[:level])
+            else:
+                scopes[:len(names)] = ["/".join(parts[:lv]) for lv in range(len(names))]
+        elif not self.nested and not parts:
+            scopes = [""] * (len(names) + 1)
+        dag_specs = [self.root] + [self.components.get(
+            (d.get("componentRef") or {}).get("name") or "") or {} for d in task.dags]
+
+        def lookup(level: int, name: str) -> _Produced | None:
+            where = scopes[level] if level < len(scopes) else None
+            return None if where is None else self.produced(where, dag_specs[level], name)
+
+        return TaskContext(tuple(iterations), lookup)
+
+    def produced(self, scope: str, dag: Mapping[str, Any], name: str, depth: int = 0
+                 ) -> _Produced | None:
+        """The outputs of task ``name`` of DAG component ``dag`` run in group folder ``scope``;
+        a nested pipeline's are those its ``dag.outputs`` select from its own tasks."""
+        task = ((dag.get("dag") or {}).get("tasks") or {}).get(name)
+        if task is None or depth > 50:
+            return None
+        ref = (task.get("componentRef") or {}).get("name") or ""
+        comp = self.components.get(ref) or {}
+        if "executorLabel" in comp:
+            return (self.outputs.get((scope, ref))
+                    or self.imported.get((task.get("taskInfo") or {}).get("name") or name))
+        if "dag" not in comp or "parameterIterator" in task or "artifactIterator" in task:
+            return None  # a loop's outputs are lists over its iterations
+        inner = f"{scope}/{name}" if scope else name
+        inner = inner if self.nested else scope
+        selected = (comp.get("dag") or {}).get("outputs") or {}
+        params: dict[str, Any] = {}
+        arts: dict[str, adapter.RuntimeArtifact] = {}
+        for key, sel in (selected.get("parameters") or {}).items():
+            options = ([sel["valueFromParameter"]] if "valueFromParameter" in sel else
+                       (sel.get("valueFromOneof") or {}).get("parameterSelectors") or [])
+            for option in options:
+                got = self.produced(inner, comp, option.get("producerSubtask") or "", depth + 1)
+                if got is not None and option.get("outputParameterKey") in got[0]:
+                    params[key] = got[0][option["outputParameterKey"]]
+                    break
+        for key, sel in (selected.get("artifacts") or {}).items():
+            for option in sel.get("artifactSelectors") or []:
+                got = self.produced(inner, comp, option.get("producerSubtask") or "", depth + 1)
+                if got is not None and option.get("outputArtifactKey") in got[1]:
+                    arts[key] = got[1][option["outputArtifactKey"]]
+                    break
+        return params, arts
+
+
+def _has_group_folders(spec: Mapping[str, Any]) -> bool:
+    """Whether ``kfp.local`` runs each DAG task in a group folder of its own: when the root DAG
+    has control flow (a loop, a condition), as kfp.local decides."""
+    tasks = (((spec.get("root") or {}).get("dag") or {}).get("tasks") or {}).values()
+    return any((t.get("triggerPolicy") or {}).get("condition") or "parameterIterator" in t
+               or "artifactIterator" in t for t in tasks)
+
+
+def _in_group(spec: Mapping[str, Any], key: str, nested: bool) -> SpecTask | None:
+    """The task of task folder ``key`` (``<group folders>/<component>``), found in the DAG its
+    group folders name. kfp numbers the components of tasks that share one (``comp-square``,
+    ``comp-square-2``) in an order that can change from one Python process to the next, so the
+    pipeline given to the import may number them otherwise than the run did: within its DAG,
+    a task is told apart by its component's name without the number."""
+    *parts, folder = key.split("/")
+    if not nested:
+        return None  # every task in the run folder: by component name alone
+
+    def in_dag(task: SpecTask) -> bool:
+        names = [(d.get("taskInfo") or {}).get("name") or "" for d in task.dags]
+        return len(names) == len(parts) and all(
+            p == n or re.fullmatch(re.escape(n) + r"-iteration-\d+", p)
+            for p, n in zip(parts, names, strict=True))
+
+    candidates = [t for t in all_tasks(spec) if in_dag(t)]
+    exact = [t for t in candidates if t.component == f"comp-{folder}"]
+    if exact:
+        return exact[0]
+    base = _COMPONENT_NUMBER.sub("", folder)
+    same = [t for t in candidates if _COMPONENT_NUMBER.sub("", t.component) == f"comp-{base}"]
+    return same[0] if len(same) == 1 else None
+
+
+_COMPONENT_NUMBER = re.compile(r"(-\d+)+$")
 
 
 def _scoped(key: str, task: str) -> str:

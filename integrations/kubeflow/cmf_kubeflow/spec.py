@@ -72,11 +72,17 @@ class SpecTask:
     inputs: Mapping[str, Any]
     in_loop: bool
     """Inside a ``ParallelFor`` (its DAG, or one above it, is iterated)."""
-    parents: tuple[Mapping[str, Any], ...] = ()
-    """The inputs of the DAG tasks (nested pipelines, loops, conditions) it runs in, outermost
-    first: what its ``componentInputParameter`` refers to."""
+    dags: tuple[Mapping[str, Any], ...] = ()
+    """The DAG tasks (nested pipelines, loops, conditions) it runs in, outermost first: their
+    inputs are what its ``componentInputParameter`` refers to, a loop's ``parameterIterator``
+    names its item."""
     retries: int = 0
     """``set_retry``'s ``num_retries`` (``retryPolicy.maxRetryCount``)."""
+
+    @property
+    def parents(self) -> tuple[Mapping[str, Any], ...]:
+        """The inputs of :attr:`dags`, outermost first."""
+        return tuple(d.get("inputs") or {} for d in self.dags)
 
     @property
     def executor(self) -> str | None:
@@ -84,16 +90,16 @@ class SpecTask:
 
 
 def _walk(spec: Mapping[str, Any], comp: Mapping[str, Any], in_loop: bool,
-          parents: tuple[Mapping[str, Any], ...] = ()
+          dags: tuple[Mapping[str, Any], ...] = ()
           ) -> Iterator[tuple[str, Mapping[str, Any], bool, tuple[Mapping[str, Any], ...]]]:
     components = spec.get("components") or {}
     for key, task in ((comp.get("dag") or {}).get("tasks") or {}).items():
         looped = in_loop or any(k in task for k in ITERATORS)
         ref = (task.get("componentRef") or {}).get("name") or ""
         child = components.get(ref) or {}
-        yield key, task, looped, parents
+        yield key, task, looped, dags
         if "dag" in child:
-            yield from _walk(spec, child, looped, (*parents, task.get("inputs") or {}))
+            yield from _walk(spec, child, looped, (*dags, task))
 
 
 def all_tasks(spec: Mapping[str, Any]) -> list[SpecTask]:
@@ -101,13 +107,13 @@ def all_tasks(spec: Mapping[str, Any]) -> list[SpecTask]:
     pipeline's ``train`` and a loop's ``train`` are two tasks)."""
     components = spec.get("components") or {}
     out: list[SpecTask] = []
-    for key, task, looped, parents in _walk(spec, spec.get("root") or {}, False):
+    for key, task, looped, dags in _walk(spec, spec.get("root") or {}, False):
         ref = (task.get("componentRef") or {}).get("name") or ""
         cspec = components.get(ref) or {}
         if "executorLabel" in cspec:
             name = (task.get("taskInfo") or {}).get("name") or key
             retries = int((task.get("retryPolicy") or {}).get("maxRetryCount") or 0)
-            out.append(SpecTask(name, ref, cspec, task.get("inputs") or {}, looped, parents,
+            out.append(SpecTask(name, ref, cspec, task.get("inputs") or {}, looped, dags,
                                 retries))
     return out
 

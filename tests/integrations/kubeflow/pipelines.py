@@ -165,3 +165,42 @@ def f_strings(who: str = "kfp", n: int = 3):
     """Values KFP passes as placeholders inside constants: f-strings, channels in a dict."""
     first = greet(name=f"{who}-{n}", options={"fixed": "{{not-a-placeholder}}"})
     greet(name=f"{first.output}/done", options={"who": who, "n": n, "from": first.output})
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def list_items() -> list:
+    return [{"tag": "a"}, {"tag": "b"}]
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def label(data: Input[Dataset], tag: str, out: Output[Dataset]):
+    with open(data.path) as src, open(out.path, "w") as fh:
+        fh.write(f"{tag}:{src.read()}")
+
+
+@dsl.pipeline(name="squared-loop")
+def squared_loop(x: int) -> Dataset:
+    """A pipeline used as a component with a loop of its own; its output is a task's."""
+    with dsl.ParallelFor([5, 6]) as item:
+        square(x=item)
+    return square(x=x).outputs["out"]
+
+
+@dsl.pipeline(name="items-and-outputs")
+def items_and_outputs(xs: list = [2, 3], word: str = "w"):  # noqa: B006 (kfp: its default)
+    """Loop items from a pipeline parameter, a constant list and a task's output (a field of
+    each), and nested pipelines whose output another task reads."""
+    with dsl.ParallelFor(xs) as x:
+        square(x=x)
+    with dsl.ParallelFor(list_items().output) as item:
+        greet(name=item.tag, options={"from": word})
+    inner = squared_loop(x=4)
+    label(data=inner.output, tag=word)
+
+
+@dsl.pipeline(name="flat-nested")
+def flat_nested():
+    """No control flow in the root DAG: kfp.local runs every task in the run folder, the
+    nested pipeline's ``square`` and ``read-square`` next to the outer ones."""
+    nine = squared(x=3).output
+    read_square(data=square(x=nine).outputs["out"])

@@ -294,3 +294,45 @@ def test_f_string_parameters_are_imported_as_the_executor_saw_them(tmp_path: Pat
     assert executions["greet"].params["name"].startswith("hpc-3")
     assert executions["greet"].params["options"] == {"fixed": "{{not-a-placeholder}}"}
     assert executions["greet-2"].params["options"]["from"].startswith("hpc-3")
+
+
+def _recorded(store_url: str) -> dict[tuple[str, str], tuple[dict, set[str], set[str]]]:
+    """(scope, stage) -> (params, input artifact ids, output artifact ids)."""
+    store = open_store(store_url, SITE)
+    out = {}
+    for ex in store.list_executions():
+        events = store.events([ex.id])
+        out[(ex.properties.get("kfp.scope", ""), ex.stage)] = (
+            dict(ex.params), {e.artifact_id for e in events if e.type is EventType.INPUT},
+            {e.artifact_id for e in events if e.type is EventType.OUTPUT})
+    return out
+
+
+@pytest.mark.parametrize("name", ["items_and_outputs", "flat_nested"])
+def test_an_import_records_loop_items_and_nested_outputs_as_tracked_live(
+        name: str, tmp_path: Path, cmf_env: str) -> None:
+    """The same run tracked live and imported into another store: the same parameters (each
+    iteration's loop item: from a pipeline parameter, a constant list, a field of a task's
+    output) and the same lineage (a nested pipeline's output linked to the task that reads it,
+    in group folders and in kfp.local's flat layout)."""
+    pipeline = getattr(pipelines, name)
+    run = run_local(tmp_path / "live", track(pipeline))
+    result = import_local_run(run.run_dir, pipeline=pipeline)
+    assert result.notes == []
+    live, imported = _recorded(run.store_url), _recorded(cmf_env)
+    assert imported == live
+    out = {key: sha256((run.run_dir / key / "out").read_bytes())
+           for key in ("squared-loop/square-2", "square", "square-2") if
+           (run.run_dir / key / "out").is_file()}
+    if name == "items_and_outputs":
+        assert sorted(p["x"] for (scope, stage), (p, _, _) in imported.items()
+                      if scope.startswith("for-loop-1")) == [2, 3]
+        assert sorted(p["x"] for (scope, stage), (p, _, _) in imported.items()
+                      if scope.startswith("squared-loop/for-loop")) == [5, 6]
+        assert sorted(p["name"] for (scope, stage), (p, _, _) in imported.items()
+                      if stage == "greet") == ["a", "b"]
+        assert imported[("", "label")][:2] == ({"tag": "w"}, {out["squared-loop/square-2"]})
+    else:  # the outer square gets the nested pipeline's output parameter; its reader its file
+        params = {stage: p for (_, stage), (p, _, _) in imported.items()}
+        assert params["square"] == {"x": 3} and params["square-2"] == {"x": 9}
+        assert imported[("", "read-square-2")][1] == {out["square-2"]}
