@@ -24,13 +24,15 @@ T = TypeVar("T")
 
 
 def exception_text(exc: BaseException) -> str:
-    """``"Type: message"`` of a user's exception; never raises, though its ``__str__`` may (the
-    message is then ``<exception str() failed>``, as Python's own traceback says)."""
+    """``"Type: message"`` (``"Type"`` when it has none) of a user's exception; never raises,
+    though its ``__str__`` may (the message is then ``<exception str() failed>``, as Python's
+    own traceback says)."""
     try:
         text = str(exc)
     except Exception:
         text = "<exception str() failed>"
-    return f"{type(exc).__name__}: {text}"
+    # a message-less exception (KeyboardInterrupt from a notebook's stop button) is its name
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def report(where: str, exc: BaseException, outcome: str = "") -> None:

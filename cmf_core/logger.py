@@ -189,6 +189,19 @@ class ExecutionHandle:
     def id(self) -> str:
         return self.execution.id
 
+    def __repr__(self) -> str:
+        """Which execution, and whether it still runs (read from the logger, not the store)."""
+        e = self.execution
+        if self.id in self._cmf._pending:
+            state = "running"
+        else:
+            how = self._cmf._ended.get(self.id)
+            state = how.removeprefix("has already ") if how else "ended"
+        return f"<ExecutionHandle {e.pipeline}/{e.stage} {e.id} {state}>"
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
+
     # the logger's log_* methods, acting on this execution
     def log_artifact(self, uri: str | os.PathLike[str], event: str, type: str = "Dataset",
                      **kwargs: Any) -> Artifact:
@@ -386,6 +399,21 @@ class Cmf:
         self.store.put([self.pipeline])
         self._starts = _DeferredStarts(self.store, START_VISIBLE_AFTER_S)
         self._replay_spool()
+
+    def __repr__(self) -> str:
+        """The pipeline, store (password hidden), site and running executions: what a notebook
+        shows for ``cmf``. Read from the logger, never the store."""
+        store = getattr(self.store, "safe_url", type(self.store).__name__)
+        closed = self._owns_store and self._release is None
+        pending = getattr(self, "_pending", {})
+        running = ", ".join(f"{p.execution.stage} {eid}" for eid, p in list(pending.items())[:3])
+        if len(pending) > 3:
+            running += f", ... {len(pending) - 3} more"
+        return (f"<Cmf pipeline={self.pipeline.name!r} store={store!r} site={self.site!r}"
+                + (" closed" if closed else f" running: {running or 'none'}") + ">")
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(repr(self))
 
     # context ---------------------------------------------------------------------------------
     def __enter__(self) -> Cmf:

@@ -24,6 +24,7 @@ from cmf_core.model import (
     Stage,
     is_task_value,
 )
+from cmf_core.model._display import execution_line, line, short_digest, values
 from cmf_core.store import ExecutionFilter, Store
 
 if TYPE_CHECKING:
@@ -68,6 +69,34 @@ class LineageNode:
             base["seen"] = True
         base["children"] = []
         return base
+
+    def _line(self) -> str:
+        r = self.record
+        text = str(r)
+        if self.via is not None:
+            text = f"via task result: {text}"
+        return text + (" (see above)" if self.seen else "")
+
+    def __str__(self) -> str:
+        """The tree as indented lines, each node's summary (at most ``TREE_LINES`` lines)."""
+        out: list[str] = []
+        stack = [(self, 0)]
+        while stack and len(out) < TREE_LINES:
+            node, depth = stack.pop()
+            out.append(("    " * (depth - 1) + "<-- " if depth else "") + node._line())
+            stack += [(c, depth + 1) for c in reversed(node.children)]
+        if stack:
+            more = sum(sum(level_sizes(n)) for n, _ in stack)
+            out.append(f"... {more} more nodes (Query.lineage_tree(..., max_depth=N) shows "
+                       "fewer steps; cmf lineage draws all)")
+        return "\n".join(out)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+
+#: lines ``str()`` of a lineage tree shows
+TREE_LINES = 200
 
 
 def level_sizes(root: LineageNode) -> list[int]:
@@ -136,6 +165,100 @@ class Provenance:
             "inputs": [_artifact_dict(a) for a in self.inputs],
             "metrics": self.metrics,
         }
+
+    def runs(self) -> list[dict[str, Any]]:
+        """The upstream executions as rows (:func:`run_rows`: parameters and metrics as
+        ``params.<name>`` and ``metrics.<name>`` columns)."""
+        return run_rows(self.executions, self.metrics)
+
+    def to_dataframe(self) -> Any:
+        """:meth:`runs` as a pandas DataFrame (pandas must be installed)."""
+        return runs_frame(self.runs())
+
+    def __str__(self) -> str:
+        n, m = len(self.executions), len(self.inputs)
+        out = [f"Provenance of {self.artifact}",
+               f"  {n} upstream execution{'s' * (n != 1)}:"]
+        for e in self.executions:
+            metrics = self.metrics.get(e.id)
+            out.append(f"    {execution_line(e).removeprefix('Execution ')}"
+                       + (f" metrics: {values(metrics)}" if metrics else ""))
+        out.append(f"  {m} input{'s' * (m != 1)}:")
+        out += [f"    {str(a).removeprefix('Artifact ')}" for a in self.inputs]
+        return "\n".join(out)
+
+    def _repr_pretty_(self, p: Any, cycle: bool) -> None:
+        p.text(str(self))
+
+    def _repr_html_(self) -> str:
+        """Tables of the upstream executions (status, parameters, metrics) and inputs."""
+        from html import escape
+
+        a = self.artifact
+        rows = []
+        for e in self.executions:
+            rows.append("<tr>" + "".join(f"<td>{escape(str(c))}</td>" for c in (
+                f"{e.pipeline}/{e.stage}", e.id, e.status.value,
+                values(e.params, shown=len(e.params)),
+                values(self.metrics.get(e.id, {}), shown=len(self.metrics.get(e.id, {}))),
+                line(e.error) if e.error else "")) + "</tr>")
+        inputs = ["<tr>" + "".join(f"<td>{escape(c)}</td>" for c in (
+            i.type, i.name, short_digest(i.id), i.site, i.uri)) + "</tr>" for i in self.inputs]
+        head = "".join(f"<th>{h}</th>" for h in ("stage", "execution", "status", "params",
+                                                  "metrics", "error"))
+        ihead = "".join(f"<th>{h}</th>" for h in ("type", "name", "digest", "site", "uri"))
+        return (f"<div><b>Provenance of {escape(a.type)} {escape(a.name)}</b> "
+                f"<code>{escape(short_digest(a.id))}</code> @{escape(a.site)} "
+                f"({escape(a.uri)})"
+                f"<p>{len(self.executions)} upstream execution(s)</p>"
+                f"<table><thead><tr>{head}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+                f"<p>{len(self.inputs)} input(s)</p>"
+                f"<table><thead><tr>{ihead}</tr></thead><tbody>{''.join(inputs)}</tbody>"
+                "</table></div>")
+
+
+def run_rows(executions: list[Execution], metrics: dict[str, dict[str, float]]
+             ) -> list[dict[str, Any]]:
+    """One flat dict per execution, as MLflow's ``search_runs`` gives a run: ``id``,
+    ``pipeline``, ``stage``, ``site``, ``status``, ``started_at``, ``ended_at`` (Unix seconds),
+    ``duration_s``, ``error``, then ``params.<name>`` for each parameter and ``metrics.<name>``
+    for each metric in ``metrics`` (execution id -> name -> value)."""
+    rows = []
+    for e in executions:
+        row: dict[str, Any] = {
+            "id": e.id, "pipeline": e.pipeline, "stage": e.stage, "site": e.site,
+            "status": e.status.value, "started_at": e.started_at, "ended_at": e.ended_at,
+            "duration_s": e.duration_s, "error": e.error}
+        row.update((f"params.{k}", v) for k, v in e.params.items())
+        row.update((f"metrics.{k}", v) for k, v in metrics.get(e.id, {}).items())
+        rows.append(row)
+    return rows
+
+
+def runs_frame(rows: list[dict[str, Any]]) -> Any:
+    """``rows`` of :func:`run_rows` as a pandas DataFrame, ``started_at`` and ``ended_at`` as
+    UTC datetimes. pandas is not a dependency of CMF: an error says so when it is missing."""
+    try:
+        import pandas as pd
+    except ImportError:
+        raise InvalidInputError(
+            "a DataFrame needs pandas, which is not installed (pip install pandas); "
+            "runs() gives the same rows as a list of dicts") from None
+    frame = pd.DataFrame.from_records(rows, columns=_columns(rows))
+    for col in ("started_at", "ended_at"):
+        frame[col] = pd.to_datetime(frame[col], unit="s", utc=True)
+    return frame
+
+
+_RUN_COLUMNS = ("id", "pipeline", "stage", "site", "status", "started_at", "ended_at",
+                "duration_s", "error")
+
+
+def _columns(rows: list[dict[str, Any]]) -> list[str]:
+    """The columns of ``rows``: the fixed ones, then parameters, then metrics, each sorted."""
+    extra = {k for r in rows for k in r} - set(_RUN_COLUMNS)
+    return [*_RUN_COLUMNS, *sorted(k for k in extra if k.startswith("params.")),
+            *sorted(k for k in extra if not k.startswith("params."))]
 
 
 def _check_ref(value: Any, what: str) -> None:
@@ -207,6 +330,9 @@ class Query:
     def __init__(self, store: Store) -> None:
         self.store = store
 
+    def __repr__(self) -> str:
+        return f"Query(store={getattr(self.store, 'safe_url', type(self.store).__name__)!r})"
+
     # lookups ---------------------------------------------------------------------------------
     def pipelines(self) -> list[Pipeline]:
         return self.store.list_pipelines()
@@ -232,6 +358,33 @@ class Query:
 
     def metrics(self, execution_ids: list[str]) -> list[Metric]:
         return self.store.metrics(execution_ids)
+
+    def runs(self, pipeline: str | None = None, stage: str | None = None,
+             site: str | None = None, status: str | None = None, since: float | None = None,
+             until: float | None = None, limit: int | None = None,
+             offset: int = 0) -> list[dict[str, Any]]:
+        """The executions :meth:`executions` finds, each a flat dict (:func:`run_rows`) with
+        its parameters (``params.<name>``) and metrics (``metrics.<name>``: a scalar metric's
+        value, a stepped metric's value at its last step), as MLflow's ``search_runs`` gives
+        them: to compare runs side by side."""
+        execs = self.executions(pipeline, stage, site, status, since, until, limit, offset)
+        latest: dict[str, dict[str, tuple[float, float]]] = {}
+        for m in self.store.metrics([e.id for e in execs]) if execs else []:
+            rank = float("inf") if m.step is None else m.step  # a scalar is the final value
+            seen = latest.setdefault(m.execution_id, {}).get(m.name)
+            if seen is None or rank >= seen[0]:
+                latest[m.execution_id][m.name] = (rank, m.value)
+        return run_rows(execs, {eid: {k: v for k, (_, v) in named.items()}
+                                for eid, named in latest.items()})
+
+    def runs_frame(self, pipeline: str | None = None, stage: str | None = None,
+                   site: str | None = None, status: str | None = None,
+                   since: float | None = None, until: float | None = None,
+                   limit: int | None = None, offset: int = 0) -> Any:
+        """:meth:`runs` as a pandas DataFrame (pandas must be installed; CMF does not need
+        it): one row per execution, ``started_at``/``ended_at`` as UTC datetimes."""
+        return runs_frame(self.runs(pipeline, stage, site, status, since, until, limit,
+                                    offset))
 
     def energy(self, execution_ids: list[str] | None = None) -> list[EnergyRecord]:
         return self.store.energy(execution_ids)

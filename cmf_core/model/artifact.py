@@ -9,6 +9,7 @@ from typing import Any
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_digest
 from cmf_core.model._base import check_name, check_time, frozen_dict, now
+from cmf_core.model._display import Summary, artifact_line, short_digest
 
 ARTIFACT_TYPES: set[str] = {
     "Dataset",
@@ -52,7 +53,7 @@ def check_artifact_type(name: str) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class Artifact:
+class Artifact(Summary):
     """The same bytes logged twice, by two executions or two sites, are one artifact."""
 
     id: str
@@ -74,13 +75,16 @@ class Artifact:
         object.__setattr__(self, "properties", frozen_dict(self.properties))
         object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))
 
+    def _summary(self) -> str:
+        return artifact_line(self)
+
     @property
     def digest(self) -> str:
         return self.id
 
 
 @dataclass(frozen=True, slots=True)
-class ArtifactLocation:
+class ArtifactLocation(Summary):
     """One place (site, URI) where an artifact's bytes can be fetched."""
 
     artifact_id: str
@@ -91,3 +95,6 @@ class ArtifactLocation:
         check_digest(self.artifact_id)
         check_name(self.site, "site")
         check_name(self.uri, "artifact uri")
+
+    def _summary(self) -> str:
+        return f"ArtifactLocation {short_digest(self.artifact_id)} @{self.site} ({self.uri})"

@@ -11,6 +11,7 @@ from typing import Any
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_uuid
 from cmf_core.model._base import brief, check_site, frozen_dict
+from cmf_core.model._display import Summary
 
 #: ``details["measured"]`` of a record whose energy was not measured at all (the monitor could
 #: not read anything): its 0 kWh is no measurement, and roll-ups leave it out
@@ -18,7 +19,7 @@ MEASURED_KEY = "measured"
 
 
 @dataclass(frozen=True, slots=True)
-class EnergyRecord:
+class EnergyRecord(Summary):
     """``details`` holds the per-component energy, methods (rapl / nvml-counter / nvml-power /
     model), PUE, grid intensity, renewable share and region used for the totals."""
 
@@ -35,6 +36,11 @@ class EnergyRecord:
             object.__setattr__(self, name, check_amount(getattr(self, name), name,
                                                         self.execution_id))
         object.__setattr__(self, "details", frozen_dict(self.details, "energy details"))
+
+    def _summary(self) -> str:
+        amounts = (f"{self.energy_kwh:.3g} kWh, {self.co2e_kg:.3g} kgCO2e" if self.measured
+                   else "not measured")
+        return f"EnergyRecord {amounts} @{self.site} (execution {self.execution_id})"
 
     @property
     def measured(self) -> bool:

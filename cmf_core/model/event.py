@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_digest, check_uuid
+from cmf_core.model._display import Summary, short_digest
 
 
 class EventType(enum.StrEnum):
@@ -24,7 +25,7 @@ class EventType(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Event:
+class Event(Summary):
     execution_id: str
     artifact_id: str
     type: EventType
@@ -33,3 +34,8 @@ class Event:
         object.__setattr__(self, "execution_id", check_uuid(self.execution_id, "execution id"))
         check_digest(self.artifact_id)
         object.__setattr__(self, "type", EventType.parse(self.type))
+
+    def _summary(self) -> str:
+        return (f"Event {self.type.value} {short_digest(self.artifact_id)} "
+                f"{'read by' if self.type is EventType.INPUT else 'written by'} execution "
+                f"{self.execution_id}")

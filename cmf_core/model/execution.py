@@ -11,6 +11,7 @@ from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_uuid, name_id, uuid7
 from cmf_core.jsonutil import valid_text
 from cmf_core.model._base import check_name, check_site, check_time, frozen_dict, now
+from cmf_core.model._display import Summary, execution_line
 
 RUN_URL_PROPERTY = "cmf.run_url"
 """Execution property: the page of the same run in the orchestrator's own UI (an Airflow task
@@ -50,7 +51,7 @@ class ExecutionStatus(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
-class Execution:
+class Execution(Summary):
     """A run of a stage. ``params`` are its parameters/hyperparameters; ``properties`` are facts
     set by CMF or an orchestrator adapter; ``custom_properties`` are the user's own."""
 
@@ -79,6 +80,9 @@ class Execution:
         object.__setattr__(self, "properties", frozen_dict(self.properties))
         object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))
         object.__setattr__(self, "error", _error_text(self.error))
+
+    def _summary(self) -> str:
+        return execution_line(self)
 
     @property
     def stage_id(self) -> str:

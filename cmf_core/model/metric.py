@@ -9,10 +9,11 @@ from dataclasses import dataclass, field
 from cmf_core.errors import InvalidInputError
 from cmf_core.identity import check_uuid
 from cmf_core.model._base import INT64_END, check_name, check_time, now
+from cmf_core.model._display import Summary, metric_line
 
 
 @dataclass(frozen=True, slots=True)
-class Metric:
+class Metric(Summary):
     execution_id: str
     name: str
     value: float
@@ -34,6 +35,9 @@ class Metric:
         if self.step is not None:
             object.__setattr__(self, "step", check_step(self.step, self.name))
         object.__setattr__(self, "timestamp", check_time(self.timestamp, "metric timestamp"))
+
+    def _summary(self) -> str:
+        return metric_line(self)
 
 
 def check_step(step: object, name: str) -> int:

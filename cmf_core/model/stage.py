@@ -8,10 +8,11 @@ from typing import Any
 
 from cmf_core.identity import name_id
 from cmf_core.model._base import check_name, check_site, check_time, frozen_dict, now
+from cmf_core.model._display import Summary
 
 
 @dataclass(frozen=True, slots=True)
-class Stage:
+class Stage(Summary):
     """A stage is identified by its pipeline's name and its own name."""
 
     pipeline: str
@@ -28,6 +29,9 @@ class Stage:
         object.__setattr__(self, "created_at", check_time(self.created_at, "created_at"))
         object.__setattr__(self, "properties", frozen_dict(self.properties))
         object.__setattr__(self, "custom_properties", frozen_dict(self.custom_properties))
+
+    def _summary(self) -> str:
+        return f"Stage {self.pipeline}/{self.name} @{self.site}"
 
     @property
     def id(self) -> str:
