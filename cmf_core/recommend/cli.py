@@ -46,6 +46,9 @@ def recommend_command(
         "--landmarks", help="Also compute landmark meta-features (a few quick model fits).")
     ] = False,
     k: Annotated[int, typer.Option("-k", "--k", help="How many seeds.")] = 5,
+    models: Annotated[str | None, typer.Option(
+        "--models", help="The model families your search space has, comma-separated (e.g. "
+        "rf,hgb): seeds of those alone.")] = None,
     threshold: Annotated[float | None, typer.Option(
         min=0.0, max=1.0,
         help="Similarity threshold, 0 to 1 (default: the knowledge base's calibrated one).")]
@@ -95,7 +98,8 @@ def recommend_command(
     opened = _open_store(store)
     try:
         rec = recommend(desc, k=k, store=opened, include_shipped=not no_shipped,
-                        threshold=threshold)
+                        threshold=threshold, models=None if models is None else
+                        [m.strip() for m in models.split(",") if m.strip()])
     finally:
         if opened is not None:
             opened.close()

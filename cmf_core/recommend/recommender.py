@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import enum
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -362,6 +362,19 @@ class Scenarios:
         """No configurations to choose from (a recommendation without seeds)."""
         return cls(np.zeros((1, 0)), np.ones(1), None, ())
 
+    def only(self, cols: Sequence[int]) -> Scenarios:
+        """The same scenarios over the configurations ``cols`` alone, in that order (columns
+        renumbered); ``prefix`` columns outside ``cols`` are dropped."""
+        cols = [int(c) for c in cols]
+        pos = {c: i for i, c in enumerate(cols)}
+        reasons = self.prefix_reasons or ("",) * len(self.prefix)
+        kept = [(pos[c], r) for c, r in zip(self.prefix, reasons, strict=True) if c in pos]
+        return replace(self, normalised=np.asarray(self.normalised, float)[:, cols],
+                       configs=tuple(self.configs[c] for c in cols),
+                       scores=None if self.scores is None else self.scores[:, cols],
+                       prefix=tuple(c for c, _ in kept),
+                       prefix_reasons=tuple(r for _, r in kept) if self.prefix_reasons else ())
+
     def order(self, k: int) -> list[int]:
         """The static seed columns: the ``prefix``, then the greedy rule's columns after it
         (as if the prefix had been chosen by the rule), ``k`` in all."""
@@ -406,8 +419,15 @@ def knowledge_graph(kb: KnowledgeBase | None = None) -> KnowledgeGraph:
 def recommend(task: TaskDescription | Mapping[str, Any], k: int = 5, store: Any = None, *,
               knowledge: KnowledgeBase | None = None, include_shipped: bool = True,
               threshold: float | None = None, metric: SimilarityMetric | None = None,
-              strict: bool = True, use_meta_model: bool = True) -> Recommendation:
+              strict: bool = True, use_meta_model: bool = True,
+              models: Collection[str] | str | None = None) -> Recommendation:
     """Top-``k`` seed configurations for ``task``, from the most similar past tasks.
+
+    ``models``: the model families (``model`` values) your search space has, e.g.
+    ``["rf", "hgb"]``; seeds are then configurations of those families only (a seed of a
+    family the objective does not know fails its trial). A name with no recorded runs is
+    said in ``message``; when none of them has any, :class:`InvalidInputError` lists the
+    families there are.
 
     The knowledge base is ``knowledge`` if given, else the shipped one (unless
     ``include_shipped`` is false), merged with the runs recorded in ``store`` when one is given.
@@ -420,7 +440,7 @@ def recommend(task: TaskDescription | Mapping[str, Any], k: int = 5, store: Any 
     started = time.perf_counter()
     try:
         return _recommend(task, k, store, knowledge, include_shipped, threshold, metric,
-                          started, use_meta_model)
+                          started, use_meta_model, models)
     except CmfError as e:
         if strict:
             raise
@@ -440,8 +460,10 @@ def no_seeds(task: Any, error: str, started: float | None = None) -> Recommendat
 def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                knowledge: KnowledgeBase | None, include_shipped: bool,
                threshold: float | None, metric: SimilarityMetric | None,
-               started: float, use_meta_model: bool = True) -> Recommendation:
+               started: float, use_meta_model: bool = True,
+               models: Collection[str] | str | None = None) -> Recommendation:
     k = whole_number(k, "k", 1)
+    wanted = _models(models)
     if threshold is not None and not (isinstance(threshold, (int, float))
                                       and not isinstance(threshold, bool)
                                       and 0.0 <= threshold <= 1.0):  # NaN fails this too
@@ -484,13 +506,14 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                   key=lambda kv: (-kv[1], kv[0]))
     neighbours = [(t, s) for t, s in sims if s >= threshold]
     table = kb.table(category)
+    keep, only = _keep_models(table.configs, wanted, category)
     if neighbours:
         rows = [table.row(t) for t, _ in neighbours]
         weights = [max(s, 1e-9) ** power for _, s in neighbours]
         strategy = Strategy.SIMILAR_TASKS
         names = ", ".join(kb.tasks[t].name for t, _ in neighbours[:3])
         more = f" and {len(neighbours) - 3} more" if len(neighbours) > 3 else ""
-        message = (f"{min(k, table.normalised.shape[1])} seed(s) from {len(neighbours)} similar "
+        message = (f"{min(k, len(keep))} seed(s) from {len(neighbours)} similar "
                    f"{category} task(s): {names}{more}")
     else:
         rows = [table.row(t.id) for t in same]
@@ -547,24 +570,28 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
                  "neighbour_share": share}
     if adaptive:
         extra["adaptive"] = dict(adaptive)
+    if wanted is not None:  # the families of the user's search space alone
+        scen = scen.only(keep)
+        message += only
     same = _same_task(desc, [kb.tasks[t] for t, _ in neighbours], metric)
     same_task, same_why = same if same is not None else (None, "")
-    if same_task is not None:
+    row = rows[same_task] if same_task is not None else None
+    if row is not None and np.isfinite(table.scores[row][keep]).any():
         # this task (or a sample of it) was run before: its best runs go first, whatever the
         # cover of the other scenarios prefers
-        row = rows[same_task]
-        prefix = same_task_prefix(table.normalised[row], table.scores[row])
+        prefix = same_task_prefix(table.normalised[row][keep], table.scores[row][keep])
         name = kb.tasks[neighbours[same_task][0]].name
-        same_why = f"the best run of {name} ({same_why})"
+        among = "" if wanted is None else " of those models"
+        same_why = f"the best run{among} of {name} ({same_why})"
         message += f"; first {same_why}"
         if min(len(prefix), k) > 1:
             more = min(len(prefix), k) - 1
             message += (", then its next best run" if more == 1 else
                         f", then its next {more} best runs")
         scen = replace(scen, prefix=prefix, prefix_reasons=(
-            same_why, *(f"the {ordinal(i)} best run of {name}, the same task"
+            same_why, *(f"the {ordinal(i)} best run{among} of {name}, the same task"
                         for i in range(2, len(prefix) + 1))))
-    cols = scen.order(k)
+    cols = [keep[c] for c in scen.order(k)]  # columns of the table
     sim_of = dict(neighbours) if neighbours else {t.id: s for t, s in
                                                   ((kb.tasks[i], s) for i, s in sims)}
     seeds = tuple(_seed(kb, table, j, rows, weights, sim_of) for j in cols)
@@ -572,12 +599,46 @@ def _recommend(task: TaskDescription | Mapping[str, Any], k: int, store: Any,
         mean = P.mean(axis=0)
         seeds = tuple(replace(sd, predicted=float(mean[j])) for sd, j in zip(seeds, cols,
                                                                               strict=True))
-    why = seed_reasons(scen, cols)
+    why = seed_reasons(scen, [keep.index(c) for c in cols])
     seeds = tuple(replace(sd, reason=r) for sd, r in zip(seeds, why, strict=True))
     return Recommendation(
         seeds=seeds, strategy=strategy, message=message,
         neighbours=tuple(_neighbour(kb, desc, metric, t, s) for t, s in neighbours),
         elapsed_s=time.perf_counter() - started, extra=extra, scenarios=scen, **common)
+
+
+def _models(models: Collection[str] | str | None) -> frozenset[str] | None:
+    """``models`` as a set of family names (one name alone is one family); None: all."""
+    if models is None:
+        return None
+    names = (models,) if isinstance(models, str) else models
+    try:
+        names = tuple(names)
+    except TypeError:
+        raise InvalidInputError(f"models={models!r} must be a list of model family names "
+                                "(e.g. ['rf', 'hgb'])") from None
+    if not names or not all(isinstance(m, str) and m for m in names):
+        raise InvalidInputError(f"models={models!r} must be a non-empty list of model family "
+                                "names (e.g. ['rf', 'hgb'])")
+    return frozenset(names)
+
+
+def _keep_models(configs: Sequence[Mapping[str, Any]], wanted: frozenset[str] | None,
+                 category: str) -> tuple[list[int], str]:
+    """The table's columns of the ``wanted`` families (all without), and what the message
+    says about them."""
+    if wanted is None:
+        return list(range(len(configs))), ""
+    keep = [j for j, c in enumerate(configs) if c.get("model") in wanted]
+    there = sorted({str(c.get("model")) for c in configs})
+    if not keep:
+        raise InvalidInputError(
+            f"none of the models {', '.join(sorted(wanted))} has runs in the knowledge base's "
+            f"{category} tasks, so no seed would fit your search space; the families there "
+            f"are: {', '.join(there)}")
+    unknown = sorted(wanted - set(there))
+    note = (f" ({', '.join(unknown)}: no recorded runs, so no seeds)" if unknown else "")
+    return keep, f"; only {', '.join(sorted(wanted & set(there)))} as asked{note}"
 
 
 def _same_task(desc: TaskDescription, candidates: Sequence[TaskDescription],

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -28,11 +28,12 @@ TaskSource = TaskDescription | Mapping[str, Any] | Callable[[], TaskDescription 
 
 def recommend_step(task: TaskSource, *, k: int = 5, store: Callable[[], Any] | None = None,
                    strict: bool = False, logger: logging.Logger | logging.LoggerAdapter | None
-                   = None) -> Recommendation:
+                   = None, models: Collection[str] | str | None = None) -> Recommendation:
     """Top-``k`` seeds for ``task`` as a pipeline step.
 
     ``store`` opens the CMF store whose recorded runs join the shipped knowledge base (it is
-    closed afterwards); None: the shipped knowledge base alone.
+    closed afterwards); None: the shipped knowledge base alone. ``models``: the model families
+    the search space has (seeds of those alone; see :func:`recommend`).
     """
     started = time.perf_counter()
     say = logger or log
@@ -56,7 +57,7 @@ def recommend_step(task: TaskSource, *, k: int = 5, store: Callable[[], Any] | N
                         "recommending from the shipped knowledge base only", e)
             unopened = e
     try:
-        rec = _recommend(desc, k, opened, strict, say, started)
+        rec = _recommend(desc, k, opened, strict, say, started, models)
         if unopened is not None and not rec.error:  # say so, as for a store that can't be read
             rec = replace(rec, message=f"{rec.message}; the CMF store's runs were left out: it "
                                        f"cannot be opened: {unopened}")
@@ -70,16 +71,17 @@ def recommend_step(task: TaskSource, *, k: int = 5, store: Callable[[], Any] | N
 
 
 def _recommend(desc: Any, k: int, store: Any, strict: bool,
-               say: logging.Logger | logging.LoggerAdapter, started: float) -> Recommendation:
+               say: logging.Logger | logging.LoggerAdapter, started: float,
+               models: Collection[str] | str | None = None) -> Recommendation:
     try:
-        rec = recommend(desc, k=k, store=store, strict=strict)
+        rec = recommend(desc, k=k, store=store, strict=strict, models=models)
     except Exception as e:  # strict, or not a CmfError (a store fault, a bug): never raised
         if strict:
             raise
         rec = no_seeds(desc, f"{type(e).__name__}: {e}", started)
     if rec.error and store is not None:
         # perhaps the store's fault: the shipped knowledge base alone may still recommend
-        alone = _recommend(desc, k, None, strict, say, started)
+        alone = _recommend(desc, k, None, strict, say, started, models)
         if not alone.error:
             say.warning("cmf recommend-seed: the CMF store's runs cannot be read (%s); "
                         "recommending from the shipped knowledge base only", rec.error)

@@ -47,6 +47,7 @@ def recommend_seed(
     target: str | None = None,
     modality: str = "tabular",
     k: int = 5,
+    models: list[str] | None = None,
     use_store: bool = True,
     connection: CmfConnection | None = None,
     strict: bool = False,
@@ -55,9 +56,11 @@ def recommend_seed(
 
     Describe the task with ``task_description`` (a ``TaskDescription`` or its dict form) or
     let the task describe a CSV file: ``data`` with ``category`` (and ``target`` for
-    classification and regression). The knowledge base is the shipped one plus the runs in the
-    CMF store (``use_store``). Returns ``Recommendation.to_dict(seeder=True)`` with ``configs``
-    and ``optuna_params`` (for ``Study.enqueue_trial``) added, best first; the search task can
+    classification and regression). ``models``: the model families the search's space has
+    (e.g. ``["rf", "hgb"]``), so that every seed is one the search can run. The knowledge base
+    is the shipped one plus the runs in the CMF store (``use_store``). Returns
+    ``Recommendation.to_dict(seeder=True)`` with ``configs`` and ``optuna_params`` (for
+    ``Study.enqueue_trial``) added, best first; the search task can
     instead pass the whole result to ``AdaptiveSeeder.from_dict`` for adaptive seeds (each
     chosen after the scores of the previous ones, :mod:`cmf_core.recommend.adaptive`). By
     default the task never fails the flow (:mod:`cmf_core.recommend.step`): data that cannot
@@ -87,7 +90,7 @@ def recommend_seed(
         return open_store(settings=_settings(connection))
 
     rec = recommend_step(describe, k=k, store=store if use_store else None, strict=strict,
-                         logger=get_run_logger())
+                         logger=get_run_logger(), models=models)
     get_run_logger().info("cmf recommend-seed: %s", rec.explain())
     out = rec.to_dict(seeder=True)
     out["configs"] = rec.configs()

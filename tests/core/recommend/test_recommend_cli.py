@@ -162,3 +162,23 @@ def test_a_bad_task_file_or_a_tiny_landmark_dataset_is_a_clear_error(tmp_path: P
                                     "--target", "y", "--landmarks", "--no-shipped"])
     assert result.exit_code == 0, result.output
     assert "regression" in result.output
+
+
+def test_models_option_keeps_the_seeds_in_those_families(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    task = make_task("stored", (0.2, 0.2, 0.9))
+    with open_store(url, "site-a") as store:
+        for j, cfg in enumerate(CONFIGS):
+            knowledge.record_trial(store, task, cfg, 0.8 - 0.01 * abs(j - A_BEST))
+    query = tmp_path / "task.json"
+    query.write_text(json.dumps(make_task("new", (0.2, 0.21, 0.9)).to_dict()))
+    args = ["recommend", "--task", str(query), "--store", url, "--no-shipped", "-k", "2",
+            "--json"]
+    result = CliRunner().invoke(_app(), [*args, "--models", "knn, xgb"])
+    assert result.exit_code == 0, result.output
+    out = json.loads(result.output)
+    assert [s["config"]["model"] for s in out["seeds"]] == ["knn", "knn"]
+    assert "only knn as asked" in out["message"]
+    result = CliRunner().invoke(_app(), [*args, "--models", "xgb"])
+    assert isinstance(result.exception, InvalidInputError)
+    assert "the families there are: knn, logreg" in str(result.exception)

@@ -362,3 +362,59 @@ def test_full_telco_csv_starts_from_its_sample_in_the_shipped_knowledge_base() -
     cross = [size_free(a, b) for i, a in enumerate(tasks) for b in tasks[i + 1:]
              if a.category == b.category and a.group != b.group]
     assert max(cross) < SAME_TASK_SIMILARITY
+
+
+def test_models_keeps_the_seeds_in_the_users_search_space(toy_kb: KnowledgeBase) -> None:
+    """A user's own Optuna space with fewer families: every seed, static or adaptive, is one
+    the objective can run (a seed of another family used to fail the first trial with
+    Optuna's "'logreg' not in ('knn',)" and stop ``study.optimize``)."""
+    optuna.logging.set_verbosity(optuna.logging.ERROR)
+    task = make_task("new", (0.2, 0.21, 0.9))  # like the a tasks, whose best is a logreg
+    assert recommend(task, k=3, knowledge=toy_kb).configs()[0]["model"] == "logreg"
+    rec = recommend(task, k=3, knowledge=toy_kb, models=["knn", "xgb"])
+    assert [c["model"] for c in rec.configs()] == ["knn"] * 3
+    assert "only knn as asked (xgb: no recorded runs, so no seeds)" in rec.message
+
+    def objective(trial: optuna.Trial) -> float:
+        model = trial.suggest_categorical("model", ["knn", "xgb"])
+        if model == "knn":
+            trial.suggest_int("knn.n_neighbors", 1, 41)
+            trial.suggest_categorical("knn.weights", ["uniform", "distance"])
+        return 0.5
+
+    for enqueue in ("static", "adaptive"):
+        study = optuna.create_study(direction="maximize")
+        if enqueue == "static":
+            rec.enqueue(study)
+            callbacks = []
+        else:
+            seeder = rec.seeder()
+            seeder.enqueue_first(study)
+            callbacks = [seeder.optuna_callback()]
+        study.optimize(objective, n_trials=5, callbacks=callbacks)
+        assert all(t.state is optuna.trial.TrialState.COMPLETE for t in study.trials)
+        assert study.trials[0].params == rec.optuna_params()[0]
+        assert all(t.params["model"] == "knn" for t in study.trials[:3])
+    # a single name is one family; a space with none of the known families is a clear error
+    assert {c["model"] for c in recommend(task, k=2, knowledge=toy_kb,
+                                          models="logreg").configs()} == {"logreg"}
+    with pytest.raises(InvalidInputError, match=r"none of the models xgb has runs .* the "
+                       r"families there are: knn, logreg"):
+        recommend(task, knowledge=toy_kb, models=["xgb"])
+    with pytest.raises(InvalidInputError, match="non-empty list"):
+        recommend(task, knowledge=toy_kb, models=[])
+    cold = recommend(task, knowledge=toy_kb, models=["xgb"], strict=False)
+    assert cold.seeds == () and "none of the models xgb" in cold.message
+
+
+def test_models_with_the_same_task_run_before_start_from_its_best_run_of_them(
+        toy_kb: KnowledgeBase) -> None:
+    again = make_task("a0-again", (0.2, 0.2, 0.9))
+    kb = KnowledgeBase([again], {again.id: [
+        Run(c, 0.9 if j == 2 else 0.7 if j == 17 else 0.5, f"r{j}", 0.1)
+        for j, c in enumerate(CONFIGS)]}).merge(toy_kb)
+    rec = recommend(again, k=2, knowledge=kb, use_meta_model=False, models=["knn"])
+    assert rec.configs()[0] == CONFIGS[17]  # its best knn run, not its best run (a logreg)
+    assert "first the best run of those models of a0-again" in rec.message
+    assert rec.seeds[0].reason.startswith("the best run of those models of a0-again")
+    assert all(c["model"] == "knn" for c in rec.configs())

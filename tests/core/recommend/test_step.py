@@ -115,3 +115,22 @@ def test_the_store_runs_join_the_knowledge_base_and_the_store_is_closed(
     rec = recommend_step(task, k=1, store=opened)
     assert rec.configs() == [CONFIGS[11]]  # this task's own best run, from the store
     assert closed == [True]
+
+
+def test_models_give_seeds_of_the_search_spaces_families_or_none_and_say_why(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    task = make_task("mine", (0.5, 0.5, 0.5))
+    with open_store(url, "site") as store:
+        record_trial(store, task, CONFIGS[11], 0.99)  # a logreg
+        record_trial(store, task, CONFIGS[16], 0.7)   # a knn
+    rec = recommend_step(task, k=2, store=lambda: open_store(url, "site"), models=["knn"])
+    assert rec.error is None and rec.configs()[0] == CONFIGS[16]
+    assert {c["model"] for c in rec.configs()} == {"knn"}
+    with caplog.at_level(logging.WARNING, "cmf_core.recommend.step"):
+        cold = recommend_step(task, k=2, store=lambda: open_store(url, "site"),
+                              models=["xgboost"])
+    assert cold.seeds == () and "none of the models xgboost has runs" in cold.error
+    assert "the families there are" in caplog.text
+    with pytest.raises(InvalidInputError, match="none of the models xgboost"):
+        recommend_step(task, k=2, models=["xgboost"], strict=True)

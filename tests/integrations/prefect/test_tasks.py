@@ -165,3 +165,18 @@ def test_federated_sync_names_where_a_refused_token_came_from(
 def test_federated_sync_rejects_a_bad_direction(prefect_api: str) -> None:
     with pytest.raises(InvalidInputError, match="sideways"):
         federated_sync.fn("http://127.0.0.1:9", direction="sideways")
+
+
+def test_recommend_seed_keeps_the_seeds_in_the_searchs_models(prefect_api: str,
+                                                               cmf_settings: Any) -> None:
+    """``models``: seeds of the search space's families only; a space with none of the known
+    families gives no seeds and says why, without failing the flow."""
+    @flow
+    def tune(models: list[str]) -> dict[str, Any]:
+        return recommend_seed(data=str(CHURN), category="classification", target="Churn", k=3,
+                              models=models, use_store=False)
+
+    rec = tune(["knn", "svm"])
+    assert len(rec["configs"]) == 3 and {c["model"] for c in rec["configs"]} <= {"knn", "svm"}
+    rec = tune(["xgboost"])
+    assert rec["seeds"] == [] and "none of the models xgboost" in rec["error"]
