@@ -36,7 +36,7 @@ from fastapi.responses import JSONResponse
 
 from cmf_core import __version__
 from cmf_core.config import Settings, load_settings
-from cmf_core.server import errors
+from cmf_core.server import errors, schemas
 from cmf_core.server.auth import HostCheck, require_read
 from cmf_core.server.body import DEFAULT_MAX_BODY_BYTES
 from cmf_core.server.ingress import LineageIngress
@@ -111,7 +111,10 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
             continue
         app.include_router(module.router)
 
-    @app.get("/api/v1/health", tags=["server"], dependencies=[Depends(require_read)])
+    @app.get("/api/v1/health", tags=["server"], dependencies=[Depends(require_read)],
+             response_model=None,
+             responses={**schemas.ok(schemas.Health), 401: schemas.ERRORS[401],
+                        503: schemas.ERRORS[503], "default": schemas.ERRORS["default"]})
     def health() -> dict[str, Any]:
         """Liveness, the store behind the server, and the writer's counters."""
         return {
