@@ -170,3 +170,15 @@ def test_auth_and_store_errors_have_the_declared_shape(
             assert r.status_code == 401 and r.headers["www-authenticate"].startswith("Bearer")
             _check(doc, doc["paths"][path][method], f"{method} {path}", r)
 
+
+def test_head_answers_every_get_route_as_get_does(
+        api: tuple[httpx.Client, dict[str, Any]]) -> None:
+    """Monitors, caches and link checkers send HEAD: it answers what GET answers, without the
+    body (it fell through to the web UI's 404 for every route but health)."""
+    c, _doc = api
+    for path in ("/api/v1/pipelines", "/api/v1/executions", "/api/v1/health",
+                 "/api/v1/pipelines/churn.v2", "/api/v1/pipelines/nope"):
+        get, head = c.get(path), c.head(path)
+        assert head.status_code == get.status_code, path
+        assert head.content == b"", path
+        assert head.headers["content-type"] == get.headers["content-type"], path
