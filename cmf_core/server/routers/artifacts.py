@@ -9,12 +9,15 @@ from fastapi import APIRouter, Depends, Query
 from cmf_core.errors import NotFoundError
 from cmf_core.lineage import Query as LineageQuery
 from cmf_core.model import Artifact, EventType
+from cmf_core.server import schemas
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, StoreDep, page
+from cmf_core.server.schemas import NOT_FOUND, ok
 from cmf_core.server.shapes import artifact_json, event_json, execution_json, location_json
 from cmf_core.store import ExecutionFilter, Store
 
 router = APIRouter(prefix="/api/v1/artifacts", tags=["CMF: artifacts and lineage"],
+                   responses=schemas.ERRORS,
                    dependencies=[Depends(require_read)])
 
 
@@ -26,7 +29,7 @@ def load_artifact(store: Store, artifact_id: str) -> Artifact:
     return artifact
 
 
-@router.get("")
+@router.get("", response_model=None, responses=ok(schemas.ArtifactPage))
 def list_artifacts(
     store: StoreDep,
     type: str | None = None,
@@ -44,7 +47,8 @@ def list_artifacts(
                 more=len(found) > limit)
 
 
-@router.get("/{artifact_id}")
+@router.get("/{artifact_id}", response_model=None,
+            responses={**ok(schemas.ArtifactDetail), **NOT_FOUND})
 def get_artifact(artifact_id: str, store: StoreDep) -> dict[str, Any]:
     """An artifact, every place its bytes live, and the executions that wrote and read it."""
     artifact = load_artifact(store, artifact_id)
@@ -61,7 +65,8 @@ def get_artifact(artifact_id: str, store: StoreDep) -> dict[str, Any]:
     }
 
 
-@router.get("/{artifact_id}/lineage")
+@router.get("/{artifact_id}/lineage", response_model=None,
+            responses={**ok(schemas.ArtifactLineage), **NOT_FOUND})
 def artifact_lineage(
     artifact_id: str,
     store: StoreDep,
@@ -87,7 +92,8 @@ def artifact_lineage(
     }
 
 
-@router.get("/{artifact_id}/provenance")
+@router.get("/{artifact_id}/provenance", response_model=None,
+            responses={**ok(schemas.Provenance), **NOT_FOUND})
 def artifact_provenance(artifact_id: str, store: StoreDep) -> dict[str, Any]:
     """All upstream executions (with parameters and scalar metrics) and input artifacts."""
     load_artifact(store, artifact_id)

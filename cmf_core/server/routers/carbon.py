@@ -8,16 +8,19 @@ from fastapi import APIRouter, Depends, Query
 
 from cmf_core.carbon.rollup import rollups
 from cmf_core.openlineage.times import parse_time
+from cmf_core.server import schemas
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import StoreDep
+from cmf_core.server.schemas import ok
 
-router = APIRouter(tags=["CMF: carbon"], dependencies=[Depends(require_read)])
+router = APIRouter(tags=["CMF: carbon"],
+                   responses=schemas.ERRORS, dependencies=[Depends(require_read)])
 
 
 GroupBy = Literal["stage", "pipeline", "site", "phase", "day"]
 
 
-@router.get("/api/v1/carbon")
+@router.get("/api/v1/carbon", response_model=None, responses=ok(schemas.Carbon))
 def carbon(
     store: StoreDep,
     pipeline: str | None = None,

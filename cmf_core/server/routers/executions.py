@@ -15,12 +15,14 @@ from cmf_core.errors import NotFoundError
 from cmf_core.identity import check_uuid
 from cmf_core.model import EventType, Execution, ExecutionStatus, run_url
 from cmf_core.openlineage.times import parse_time
+from cmf_core.server import schemas
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, SettingsDep, StoreDep, page
+from cmf_core.server.schemas import NOT_FOUND, ok
 from cmf_core.server.shapes import LOST_DOC, artifact_json, energy_json, executions_json
 from cmf_core.store import ExecutionFilter, Store
 
-router = APIRouter(prefix="/api/v1/executions", tags=["CMF: executions"],
+router = APIRouter(prefix="/api/v1/executions", tags=["CMF: executions"], responses=schemas.ERRORS,
                    dependencies=[Depends(require_read)])
 
 
@@ -32,7 +34,7 @@ def load_execution(store: Store, execution_id: str) -> Execution:
     return execution
 
 
-@router.get("", description=(
+@router.get("", response_model=None, responses=ok(schemas.ExecutionPage), description=(
     "Executions by start time, filtered, one page at a time (with the total count).\n\n"
     + LOST_DOC))
 def list_executions(
@@ -59,7 +61,8 @@ def list_executions(
                 store.count_executions(where))
 
 
-@router.get("/{execution_id}", description=(
+@router.get("/{execution_id}", response_model=None,
+            responses={**ok(schemas.ExecutionDetail), **NOT_FOUND}, description=(
     "An execution with its input and output artifacts, metrics count and energy record, and "
     "`run_url`: the page of the same run in the orchestrator's UI (Airflow, Prefect, Kubeflow "
     "Pipelines) when the adapter that recorded it knew that UI's address "
@@ -83,7 +86,8 @@ def get_execution(execution_id: str, store: StoreDep, settings: SettingsDep) -> 
     }
 
 
-@router.get("/{execution_id}/events")
+@router.get("/{execution_id}/events", response_model=None,
+            responses={**ok(schemas.RunEventPage), **NOT_FOUND})
 def execution_events(execution_id: str, store: StoreDep, limit: Limit = DEFAULT_LIMIT,
                      offset: Offset = 0) -> dict[str, Any]:
     """The raw OpenLineage events of this run, in arrival order."""

@@ -43,9 +43,11 @@ from cmf_core.federation.export import DEFAULT_PAGE, Selector, load_vector, page
 from cmf_core.federation.merge import MergeReport, get_hwm, import_bundle
 from cmf_core.federation.peer import decode_vector, shared_pipelines
 from cmf_core.identity import file_digest
+from cmf_core.server import schemas
 from cmf_core.server.auth import bearer, require_write
 from cmf_core.server.deps import MAX_OFFSET, SettingsDep, StoreDep
 from cmf_core.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError
+from cmf_core.server.schemas import ok
 from cmf_core.store import ExecutionFilter, Store
 
 MAX_PAGE = 200_000
@@ -93,10 +95,10 @@ Peer = Annotated[str | None, Depends(federation_peer)]
 Pipelines = Annotated[list[str] | None, Query(alias="pipeline",
                                               description="Only these pipelines.")]
 
-router = APIRouter(prefix="/api/v1/federation", tags=["federation"])
+router = APIRouter(prefix="/api/v1/federation", tags=["federation"], responses=schemas.ERRORS)
 
 
-@router.get("/info")
+@router.get("/info", response_model=None, responses=ok(schemas.FederationInfo))
 def info(store: StoreDep, settings: SettingsDep, peer_name: Peer,
          peer: Annotated[str | None, Query(max_length=64,
                                            description="The caller's store id.")] = None,
@@ -115,7 +117,10 @@ def info(store: StoreDep, settings: SettingsDep, peer_name: Peer,
     }
 
 
-@router.get("/bundle")
+@router.get("/bundle", response_class=StreamingResponse, responses={200: {
+    "description": "The bundle: JSON lines, gzip-compressed when `gzip` (X-Cmf-Seq-End: the seq "
+                   "it reaches; X-Cmf-Complete: true on the last page).",
+    "content": {MEDIA_TYPE: {"schema": {"type": "string", "format": "binary"}}}}})
 def get_bundle(store: StoreDep, settings: SettingsDep, peer_name: Peer,
                since: Annotated[int, Query(ge=0, le=MAX_OFFSET,
                                            description="This store's seq to start after.")]
@@ -138,7 +143,11 @@ def get_bundle(store: StoreDep, settings: SettingsDep, peer_name: Peer,
         "X-Cmf-Seq-End": str(page.end), "X-Cmf-Complete": str(not page.more).lower()})
 
 
-@router.post("/bundle")
+@router.post("/bundle", response_model=None,
+             responses={**ok(schemas.MergeReport),
+                        413: {**schemas.ERRORS[400], "description": "Bundle too large."},
+                        415: {**schemas.ERRORS[400],
+                              "description": "Not a bundle's Content-Type."}})
 async def post_bundle(request: Request, store: StoreDep, _peer: Peer) -> dict[str, Any]:
     """Import a bundle (one transaction); true conflicts are recorded and reported."""
     _check_bundle_type(request.headers.get("content-type"))
@@ -194,7 +203,15 @@ def _shared(store: Store, digest: str, allowed: list[str] | None) -> bool:
                              store.list_executions(ExecutionFilter(ids=ids)))
 
 
-@router.get("/artifacts/{digest}")
+@router.get("/artifacts/{digest}", response_class=FileResponse, responses={
+    200: {"description": "The artifact's bytes (X-Cmf-Digest: its digest).",
+          "content": {"application/octet-stream": {"schema": {"type": "string",
+                                                              "format": "binary"}}}},
+    403: {**schemas.ERRORS[400], "description": "This site serves no artifact bytes, or not "
+                                                "these to you."},
+    **schemas.NOT_FOUND,
+    409: {**schemas.ERRORS[400], "description": "A remote object, a folder, or a file changed "
+                                                "since it was logged."}})
 def get_artifact_bytes(digest: str, store: StoreDep, settings: SettingsDep,
                        peer_name: Peer) -> FileResponse:
     """The bytes of an artifact stored at this site under an allowed root, or a refusal."""

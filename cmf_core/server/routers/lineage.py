@@ -20,14 +20,16 @@ from fastapi.responses import JSONResponse
 
 from cmf_core.errors import CmfError, InvalidEventError, InvalidInputError
 from cmf_core.openlineage.ingest import IngestResult
+from cmf_core.server import schemas
 from cmf_core.server.auth import require_read, require_write
 from cmf_core.server.body import DEFAULT_MAX_BODY_BYTES, read_json
 from cmf_core.server.deps import MAX_LIMIT, Offset, StoreDep
 from cmf_core.server.errors import status_for
 from cmf_core.server.marquez import DEFAULT_DEPTH, MAX_DEPTH, LineageGraph, events_page
+from cmf_core.server.schemas import NOT_FOUND, ok
 from cmf_core.server.writer import IngestWriter, Outcome
 
-router = APIRouter(tags=["OpenLineage (Marquez-compatible)"])
+router = APIRouter(tags=["OpenLineage (Marquez-compatible)"], responses=schemas.ERRORS)
 
 _EVENT_BODY = {
     "requestBody": {
@@ -48,11 +50,15 @@ _BATCH_BODY = {
     }
 }
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    400: {"description": "Invalid event: the message names the bad field."},
-    401: {"description": "Missing or wrong bearer token."},
-    413: {"description": "Body larger than the server accepts."},
-    415: {"description": "Body is not JSON (Content-Type / Content-Encoding)."},
-    503: {"description": "Store unavailable or server busy; retry."},
+    400: {"model": schemas.Error | schemas.BatchResult,
+          "description": "Invalid request or event: the message names the bad field. A batch "
+                         "none of whose events was recorded answers the batch body, each "
+                         "event's error in its `results`."},
+    401: {"model": schemas.Error, "description": "Missing or wrong bearer token."},
+    413: {"model": schemas.Error, "description": "Body larger than the server accepts."},
+    415: {"model": schemas.Error,
+          "description": "Body is not JSON (Content-Type / Content-Encoding)."},
+    503: {"model": schemas.Error, "description": "Store unavailable or server busy; retry."},
 }
 
 
@@ -138,8 +144,13 @@ async def post_events(state: Any, headers: Mapping[str, str], chunks: AsyncItera
 # These routes describe the POST endpoints in OpenAPI and answer them in an app without the
 # ingress (cmf_core.server.ingress), which create_app puts in front of them for speed.
 @router.post("/api/v1/lineage", status_code=201, dependencies=[Depends(require_write)],
-             openapi_extra=_EVENT_BODY, responses={207: {"description": "Batch: some events "
-                                                         "recorded, some rejected."}, **_ERRORS})
+             openapi_extra=_EVENT_BODY, responses={
+                 201: {"model": schemas.IngestResult | schemas.BatchResult,
+                       "description": "Recorded and durable: what the event became (a JSON "
+                                      "array: the batch body, every event recorded)."},
+                 207: {"model": schemas.BatchResult,
+                       "description": "Batch: some events recorded, some rejected."},
+                 **_ERRORS})
 async def post_lineage(request: Request) -> JSONResponse:
     """Record one OpenLineage event (or a JSON array of events); 201 once durable."""
     status, body = await post_events(request.app.state, request.headers, request.stream())
@@ -147,8 +158,12 @@ async def post_lineage(request: Request) -> JSONResponse:
 
 
 @router.post("/api/v1/lineage/batch", status_code=201, dependencies=[Depends(require_write)],
-             openapi_extra=_BATCH_BODY, responses={207: {"description": "Some events recorded, "
-                                                         "some rejected."}, **_ERRORS})
+             openapi_extra=_BATCH_BODY, responses={
+                 201: {"model": schemas.BatchResult,
+                       "description": "Every event recorded and durable."},
+                 207: {"model": schemas.BatchResult,
+                       "description": "Some events recorded, some rejected."},
+                 **_ERRORS})
 async def post_lineage_batch(request: Request) -> JSONResponse:
     """Record a JSON array of events; each one is accepted or rejected on its own."""
     status, body = await post_events(request.app.state, request.headers, request.stream(),
@@ -156,7 +171,8 @@ async def post_lineage_batch(request: Request) -> JSONResponse:
     return JSONResponse(body, status_code=status)
 
 
-@router.get("/api/v1/lineage", dependencies=[Depends(require_read)])
+@router.get("/api/v1/lineage", dependencies=[Depends(require_read)], response_model=None,
+            responses={**ok(schemas.MarquezGraph), **NOT_FOUND})
 def get_lineage(
     store: StoreDep,
     nodeId: Annotated[str, Query(description="'dataset:<namespace>:<name>' or "
@@ -168,7 +184,8 @@ def get_lineage(
     return LineageGraph(store).graph(nodeId, depth)
 
 
-@router.get("/api/v1/events/lineage", dependencies=[Depends(require_read)])
+@router.get("/api/v1/events/lineage", dependencies=[Depends(require_read)],
+            response_model=None, responses=ok(schemas.LineageEvents))
 def list_lineage_events(
     store: StoreDep,
     before: Annotated[str | None, Query(description="Only events at or before this "

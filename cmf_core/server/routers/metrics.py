@@ -7,12 +7,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 
 from cmf_core.identity import check_uuid
+from cmf_core.server import schemas
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, StoreDep, page
 from cmf_core.server.routers.executions import load_execution
+from cmf_core.server.schemas import NOT_FOUND, ok
 from cmf_core.server.shapes import metric_json
 
-router = APIRouter(tags=["CMF: metrics"], dependencies=[Depends(require_read)])
+router = APIRouter(tags=["CMF: metrics"],
+                   responses=schemas.ERRORS, dependencies=[Depends(require_read)])
 
 
 def _metrics_page(store: Any, ids: list[str], name: str | None, limit: int, offset: int
@@ -21,7 +24,7 @@ def _metrics_page(store: Any, ids: list[str], name: str | None, limit: int, offs
     return page([metric_json(m) for m in found], limit, offset, total)
 
 
-@router.get("/api/v1/metrics")
+@router.get("/api/v1/metrics", response_model=None, responses=ok(schemas.MetricPage))
 def list_metrics(
     store: StoreDep,
     execution_id: Annotated[list[str], Query(description="One or more execution ids.")],
@@ -34,7 +37,8 @@ def list_metrics(
     return _metrics_page(store, ids, name, limit, offset)
 
 
-@router.get("/api/v1/executions/{execution_id}/metrics")
+@router.get("/api/v1/executions/{execution_id}/metrics", response_model=None,
+            responses={**ok(schemas.MetricPage), **NOT_FOUND})
 def execution_metrics(execution_id: str, store: StoreDep, name: str | None = None,
                       limit: Limit = DEFAULT_LIMIT, offset: Offset = 0) -> dict[str, Any]:
     """Metrics of one execution."""

@@ -8,8 +8,10 @@ from fastapi import APIRouter, Depends, Query
 from starlette.convertors import PathConvertor, register_url_convertor
 
 from cmf_core.errors import NotFoundError
+from cmf_core.server import schemas
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, SettingsDep, StoreDep, page
+from cmf_core.server.schemas import NOT_FOUND, ok
 from cmf_core.server.shapes import executions_json, pipeline_json, stage_json
 from cmf_core.store import ExecutionFilter
 
@@ -25,11 +27,11 @@ class _NameConvertor(PathConvertor):
 
 register_url_convertor("cmf_pipeline", _NameConvertor())
 
-router = APIRouter(prefix="/api/v1/pipelines", tags=["CMF: pipelines"],
+router = APIRouter(prefix="/api/v1/pipelines", tags=["CMF: pipelines"], responses=schemas.ERRORS,
                    dependencies=[Depends(require_read)])
 
 
-@router.get("")
+@router.get("", response_model=None, responses=ok(schemas.PipelinePage))
 def list_pipelines(store: StoreDep, settings: SettingsDep, limit: Limit = DEFAULT_LIMIT,
                    offset: Offset = 0,
                    summary: Annotated[bool, Query(description=(
@@ -52,7 +54,8 @@ def list_pipelines(store: StoreDep, settings: SettingsDep, limit: Limit = DEFAUL
 
 
 # first: "<name>/stages" would also match "/{name:cmf_pipeline}"
-@router.get("/{name:cmf_pipeline}/stages")
+@router.get("/{name:cmf_pipeline}/stages", response_model=None,
+            responses={**ok(schemas.StagePage), **NOT_FOUND})
 def list_stages(name: str, store: StoreDep, limit: Limit = DEFAULT_LIMIT, offset: Offset = 0
                 ) -> dict[str, Any]:
     """The stages of a pipeline, in creation order."""
@@ -65,7 +68,8 @@ def list_stages(name: str, store: StoreDep, limit: Limit = DEFAULT_LIMIT, offset
                 len(stages))
 
 
-@router.get("/{name:cmf_pipeline}")
+@router.get("/{name:cmf_pipeline}", response_model=None,
+            responses={**ok(schemas.PipelineDetail), **NOT_FOUND})
 def get_pipeline(name: str, store: StoreDep) -> dict[str, Any]:
     """A pipeline with its stages, the stage graph and its number of executions."""
     pipeline = store.get_pipeline(name)

@@ -23,15 +23,18 @@ from fastapi import APIRouter, Depends, Query
 
 from cmf_core.errors import InvalidInputError, NotFoundError
 from cmf_core.model import EventType
+from cmf_core.server import schemas
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import SettingsDep, StoreDep
+from cmf_core.server.schemas import NOT_FOUND, ok
 from cmf_core.server.shapes import LOST_DOC, artifact_json, event_json, executions_json
 from cmf_core.store import ExecutionFilter, Store
 
 if TYPE_CHECKING:
     from cmf_core.recommend import KnowledgeBase
 
-router = APIRouter(tags=["CMF: web UI support"], dependencies=[Depends(require_read)])
+router = APIRouter(tags=["CMF: web UI support"],
+                   responses=schemas.ERRORS, dependencies=[Depends(require_read)])
 
 DEFAULT_GRAPH_LIMIT = 2000
 MAX_GRAPH_LIMIT = 10_000
@@ -48,7 +51,8 @@ def _chunked(ids: Sequence[str], fetch: Callable[[list[str]], Iterable[T]]) -> l
 
 
 # lineage graph --------------------------------------------------------------------------------
-@router.get("/api/v1/graph", description=(
+@router.get("/api/v1/graph", response_model=None,
+            responses={**ok(schemas.Graph), **NOT_FOUND}, description=(
     "The lineage graph of a pipeline: `executions` (with `energy_kwh`/`co2e_kg`, null when not "
     "measured, and `lost`), `artifacts` (with `role` when one has it: `task_value` for a value "
     "one task handed the next in memory), `edges` (`{execution_id, artifact_id, type}`: INPUT is "
@@ -144,7 +148,8 @@ def _knowledge(store: Store) -> tuple[KnowledgeBase, frozenset[str]]:
     return found
 
 
-@router.get("/api/v1/recommend/tasks")
+@router.get("/api/v1/recommend/tasks", response_model=None,
+            responses=ok(schemas.RecommendTasks))
 def recommend_tasks(
     store: StoreDep,
     category: str | None = None,
@@ -177,7 +182,8 @@ def recommend_tasks(
             "categories": kb.categories()}
 
 
-@router.get("/api/v1/recommend")
+@router.get("/api/v1/recommend", response_model=None,
+            responses={**ok(schemas.Recommendation), **NOT_FOUND})
 def recommend_for(
     store: StoreDep,
     task: Annotated[str | None, Query(description="Task id (GET /api/v1/recommend/tasks).")]
