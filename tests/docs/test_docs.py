@@ -289,3 +289,37 @@ def test_settings_and_variables_named_in_docs_exist() -> None:
                     wrong.append(f"{path.name}: [cmf] {key} is not an Airflow option")
     assert seen >= 40, seen  # the docs do name settings
     assert not wrong, "\n".join(wrong)
+
+
+def test_paths_and_dotted_names_in_docs_exist() -> None:
+    """Every repository path in backticks (`cmf_core/store/journal.py`, `tests/...`) and every
+    dotted name of our packages (`cmf_core.store.shared_store`) that the README, docs/ and
+    examples/ name exists: a module or function moved or renamed would otherwise leave the docs
+    pointing a reader at nothing."""
+    import importlib
+
+    wrong, seen = [], 0
+    for path in _markdown_files():
+        text = path.read_text()
+        for ref in set(re.findall(r"`((?:cmf_core|tests|benchmarks|scripts|integrations|examples)"
+                                  r"/[\w./\-]+)", text)):
+            seen += 1
+            if not (ROOT / ref.rstrip(".")).exists():
+                wrong.append(f"{path.name}: `{ref}`: no such file or folder")
+        for name in set(re.findall(r"\b(?:cmf_core|cmf_airflow|cmf_prefect|cmf_kubeflow)"
+                                   r"(?:\.\w+)+", text)):
+            seen += 1
+            parts = name.split(".")
+            for i in range(len(parts), 0, -1):  # the longest importable module, then attributes
+                try:
+                    obj: object = importlib.import_module(".".join(parts[:i]))
+                    break
+                except ImportError:
+                    continue
+            for attr in parts[i:]:
+                if not hasattr(obj, attr):
+                    wrong.append(f"{path.name}: `{name}`: no {attr!r} in {'.'.join(parts[:i])}")
+                    break
+                obj, i = getattr(obj, attr), i + 1
+    assert seen >= 100, seen  # the docs do name code
+    assert not wrong, "\n".join(wrong)
