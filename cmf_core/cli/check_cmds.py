@@ -41,8 +41,6 @@ def check(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
             typer.echo(f"{len(found)} row(s) a peer would refuse; cmf store repair would repair "
                        f"{fixable} of them" + ("." if fixable == len(found) else
                                                " (the others need a look by hand)."))
-        else:
-            typer.echo("No rows a peer would refuse.")
     if found:
         raise typer.Exit(1)
 
