@@ -11,6 +11,7 @@ logged as a warning and said in the recommendation's ``message`` (and ``error``)
 
 from __future__ import annotations
 
+import ast
 import logging
 import time
 from collections.abc import Callable, Collection, Mapping
@@ -33,7 +34,9 @@ def recommend_step(task: TaskSource, *, k: int = 5, store: Callable[[], Any] | N
 
     ``store`` opens the CMF store whose recorded runs join the shipped knowledge base (it is
     closed afterwards); None: the shipped knowledge base alone. ``models``: the model families
-    the search space has (seeds of those alone; see :func:`recommend`).
+    the search space has (seeds of those alone; see :func:`recommend`), a list or, as a step's
+    templated or typed-in parameter may arrive, a string: ``"rf,hgb"`` or a list written out
+    (``"['rf', 'hgb']"``, what Airflow renders a list parameter to).
     """
     started = time.perf_counter()
     say = logger or log
@@ -57,7 +60,7 @@ def recommend_step(task: TaskSource, *, k: int = 5, store: Callable[[], Any] | N
                         "recommending from the shipped knowledge base only", e)
             unopened = e
     try:
-        rec = _recommend(desc, k, opened, strict, say, started, models)
+        rec = _recommend(desc, k, opened, strict, say, started, step_models(models))
         if unopened is not None and not rec.error:  # say so, as for a store that can't be read
             rec = replace(rec, message=f"{rec.message}; the CMF store's runs were left out: it "
                                        f"cannot be opened: {unopened}")
@@ -68,6 +71,24 @@ def recommend_step(task: TaskSource, *, k: int = 5, store: Callable[[], Any] | N
                 opened.close()
             except Exception as e:  # a close failure must not fail the step either
                 say.warning("cmf recommend-seed: closing the CMF store failed: %s", e)
+
+
+def step_models(models: Any) -> Any:
+    """``models`` of a step as a list of names when it is a string: comma-separated names, or
+    a list written out (JSON or Python, as Jinja renders one); anything else as it is (checked
+    by :func:`recommend`)."""
+    if not isinstance(models, str):
+        return models
+    text = models.strip()
+    if text.startswith("[") and text.endswith("]"):
+        try:
+            written = ast.literal_eval(text)
+        except (ValueError, SyntaxError, MemoryError, RecursionError):
+            written = None
+        if isinstance(written, (list, tuple)):
+            return list(written)
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    return names or models  # an empty string: recommend says it is not a list of names
 
 
 def _recommend(desc: Any, k: int, store: Any, strict: bool,

@@ -53,6 +53,9 @@ class CmfRecommendSeedOperator(BaseOperator):
     :param meta_features: ready meta-features (name -> value in [0, 1]) instead of a dataset,
         or a whole task description dict (``TaskDescription.to_dict()``).
     :param k: how many configurations.
+    :param models: the model families your search space has (e.g. ``["rf", "hgb"]``, templated):
+        seeds of those alone. A family with no recorded runs is said in the recommendation's
+        ``message``; none with runs gives no seeds, and says why.
     :param use_store: also learn from the runs recorded in this site's CMF store.
     :param strict: raise on a bad description or an unreadable store; by default the step
         succeeds (:mod:`cmf_core.recommend.step`): no seeds for a task it cannot describe (the
@@ -61,14 +64,14 @@ class CmfRecommendSeedOperator(BaseOperator):
     """
 
     template_fields: Sequence[str] = ("category", "modality", "dataset_path", "target",
-                                      "task_name", "meta_features")
+                                      "task_name", "meta_features", "models")
     ui_color = "#d9ead3"
 
     def __init__(self, *, category: str, modality: str = "tabular",
                  dataset_path: str | None = None, target: str | None = None,
                  meta_features: Mapping[str, Any] | None = None, task_name: str | None = None,
-                 k: int = 5, use_store: bool = True, strict: bool = False,
-                 **kwargs: Any) -> None:
+                 k: int = 5, models: Sequence[str] | str | None = None,
+                 use_store: bool = True, strict: bool = False, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         if dataset_path is None and meta_features is None:
             raise InvalidInputError(
@@ -81,6 +84,7 @@ class CmfRecommendSeedOperator(BaseOperator):
         self.meta_features = meta_features
         self.task_name = task_name
         self.k = k
+        self.models = models
         self.use_store = use_store
         self.strict = strict
 
@@ -112,7 +116,7 @@ class CmfRecommendSeedOperator(BaseOperator):
             return open_store(settings=_settings())
 
         rec = recommend_step(self.describe, k=self.k, store=store if self.use_store else None,
-                             strict=self.strict, logger=self.log)
+                             strict=self.strict, logger=self.log, models=self.models)
         self.log.info("%s", rec.explain())
         ti = context["ti"]
         ti.xcom_push(key="task", value=rec.task.to_dict())

@@ -10,13 +10,14 @@ federated-sync.
 ...     use_cmf_secret(sync, "cmf-peer")                  # token from a Kubernetes secret
 
 ``recommend_seed`` outputs the top-``k`` configurations of the most similar past tasks
-(:func:`cmf_core.recommend.recommend`) twice: as the list parameter ``configs`` (plain
-``{"model": ..., param: value}`` dicts, best first) and as the JSON artifact ``seeds`` (the full
-recommendation, with ``optuna_params`` for ``Study.enqueue_trial``, the evidence, and under
-``seeder`` the adaptive seeder's state: ``AdaptiveSeeder.from_dict(json.load(...))`` in the search
-component gives seeds chosen after the scores of the previous ones). It never
-fails the pipeline for a bad task description: the search then starts cold and the artifact
-says why (``strict=False`` of ``recommend``).
+(:func:`cmf_core.recommend.recommend`; of the model families in ``models`` when given) twice:
+as the list parameter ``configs`` (plain ``{"model": ..., param: value}`` dicts, best first)
+and as the JSON artifact ``seeds`` (the full recommendation, with ``optuna_params`` for
+``Study.enqueue_trial``, the evidence, and under ``seeder`` the adaptive seeder's state:
+``AdaptiveSeeder.from_dict(json.load(...))`` in the search component gives seeds chosen after
+the scores of the previous ones). It never fails the pipeline for a bad task description or
+``models`` naming no family with runs: the search then starts cold and the artifact says why
+(``strict=False`` of ``recommend``).
 
 ``federated_sync`` pushes and/or pulls metadata between this site's CMF store and a peer CMF
 server (:func:`cmf_core.federation.peer.sync`) and outputs the ``summary`` dict.
@@ -39,7 +40,7 @@ variants with another image or with ``packages_to_install``.
 # annotations as objects (Output[Artifact], NamedTuple), not as strings.
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Optional
 
 from cmf_core.errors import ConfigError, InvalidInputError
 
@@ -57,12 +58,15 @@ def recommend_seed_component(base_image: str | None = None,
     from kfp.dsl import Artifact, Output
 
     def recommend_seed(task: dict, seeds: Output[Artifact], k: int = 5, store_url: str = "",
-                       strict: bool = False) -> NamedTuple("Outputs", [("configs", list)]):
-        """Top-k model + hyperparameter configurations of the most similar past tasks."""
+                       strict: bool = False,
+                       models: Optional[list] = None,  # noqa: UP045 (kfp can't read X | None)
+                       ) -> NamedTuple("Outputs", [("configs", list)]):
+        """Top-k model + hyperparameter configurations of the most similar past tasks (of the
+        model families in ``models``, when given)."""
         from cmf_kubeflow.steps import run_recommend_seed
 
         configs, body = run_recommend_seed(task, k=k, store_url=store_url, path=seeds.path,
-                                           strict=strict)
+                                           strict=strict, models=models)
         seeds.metadata["strategy"] = body["strategy"]
         seeds.metadata["message"] = body["message"]
         seeds.metadata["k"] = len(configs)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from cmf_core.errors import ConfigError, InvalidInputError
@@ -20,14 +20,17 @@ DIRECTIONS = ("push", "pull", "both")
 
 
 def run_recommend_seed(task: Mapping[str, Any], k: int = 5, store_url: str = "",
-                       path: str | None = None, strict: bool = False
+                       path: str | None = None, strict: bool = False,
+                       models: Sequence[str] | str | None = None
                        ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Top-``k`` seed configurations for ``task`` and the JSON-ready recommendation.
 
     ``store_url``: the CMF store whose recorded runs join the shipped knowledge base; empty
     means ``$CMF_STORE_URL`` when set, else the shipped knowledge base alone; ``"none"`` means
-    the shipped one alone. ``path``: where to write the recommendation as JSON, with the
-    adaptive seeder's state under ``seeder`` (``AdaptiveSeeder.from_dict`` of the file's JSON).
+    the shipped one alone. ``models``: the model families the search's space has (seeds of
+    those alone; a list with none of the known families gives no seeds, and says why).
+    ``path``: where to write the recommendation as JSON, with the adaptive seeder's state
+    under ``seeder`` (``AdaptiveSeeder.from_dict`` of the file's JSON).
     By default nothing raises (:mod:`cmf_core.recommend.step`): a bad description gives no
     seeds, a store that cannot be read the shipped knowledge base alone, and the
     recommendation's ``message`` and ``error`` say why; ``strict=True`` raises instead.
@@ -46,7 +49,7 @@ def run_recommend_seed(task: Mapping[str, Any], k: int = 5, store_url: str = "",
 
     logger = logging.getLogger("cmf_kubeflow.recommend_seed")
     rec = recommend_step(dict(task) if isinstance(task, Mapping) else task, k=k, store=store,
-                         strict=strict, logger=logger)
+                         strict=strict, logger=logger, models=models)
     body = rec.to_dict(seeder=True)
     if path:
         os.makedirs(os.path.dirname(path) or ".", exist_ok=True)

@@ -134,3 +134,25 @@ def test_models_give_seeds_of_the_search_spaces_families_or_none_and_say_why(
     assert "the families there are" in caplog.text
     with pytest.raises(InvalidInputError, match="none of the models xgboost"):
         recommend_step(task, k=2, models=["xgboost"], strict=True)
+
+
+@pytest.mark.parametrize("models", ["knn,svm", " knn , svm ", "['knn', 'svm']",
+                                    '["knn", "svm"]', ("knn", "svm")])
+def test_models_as_a_steps_parameter_may_arrive_as_a_string(models: Any) -> None:
+    """A templated parameter (Airflow renders a list param to ``"['knn', 'svm']"``) or a typed
+    in one (``knn,svm``, as ``cmf recommend --models``) names the same families as the list;
+    it was taken for a single family of that name, so the step gave no seeds."""
+    task = make_task("mine", (0.5, 0.5, 0.5))
+    rec = recommend_step(task, k=4, models=models)
+    assert rec.error is None and len(rec.seeds) == 4
+    assert {c["model"] for c in rec.configs()} <= {"knn", "svm"}
+    assert "only knn, svm as asked" in rec.message
+
+
+@pytest.mark.parametrize(("models", "error"), [
+    ("", "models='' must be a non-empty list"), ("[]", "models=[] must be a non-empty list"),
+    ("[rf", "none of the models [rf has runs"), (7, "models=7 must be a list of model")])
+def test_models_that_name_no_family_give_no_seeds_and_say_why(models: Any, error: str) -> None:
+    rec = recommend_step(make_task("mine", (0.5, 0.5, 0.5)), k=2, models=models)
+    assert rec.seeds == () and rec.error.startswith(error)
+    assert rec.message.startswith("no seeds, the search starts cold")

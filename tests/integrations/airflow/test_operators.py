@@ -213,3 +213,61 @@ def test_recommend_seed_on_data_it_cannot_describe(run_dag, cmf_store, tmp_path:
     runs = by_stage(cmf_store(), "bad_data")
     assert runs["lenient"].properties["airflow.xcom_return"]["len"] == 0
     assert "every input column of 'bad_data.strict' is constant" in runs["strict"].error
+
+
+MODELS = '''
+from airflow.sdk import dag, task
+
+from cmf_airflow.operators import CmfRecommendSeedOperator
+
+CASES = {"listed": ["rf", "{{ params.second }}"], "rendered": "{{ params.models }}",
+         "comma": "knn, svm", "no_runs": ["xgboost"], "empty": [], "blank": ""}
+
+
+@dag(dag_id="{dag_id}", schedule=None, params={"models": ["rf", "hgb"], "second": "hgb"})
+def models():
+    steps = [CmfRecommendSeedOperator(task_id=name, category="classification",
+                                      dataset_path="{data}/train.csv", target="label", k=3,
+                                      models=models)
+             for name, models in CASES.items()]
+
+    @task
+    def report(ti=None) -> dict:
+        recs = {name: ti.xcom_pull(task_ids=name, key="recommendation") for name in CASES}
+        return {name: {"models": sorted({s["config"]["model"] for s in rec["seeds"]}),
+                       "error": rec["error"]} for name, rec in recs.items()}
+
+    steps >> report()
+
+
+models()
+'''
+
+
+def test_recommend_seed_keeps_the_seeds_in_the_searchs_models(run_dag, cmf_store,
+                                                              tmp_path: Path) -> None:
+    """``models`` (templated): seeds of those families alone, however the list arrives (a
+    list, a Jinja-rendered list parameter, comma-separated); models with no runs, an empty list
+    or an empty string give no seeds and say why, and never fail the DAG."""
+    data = tmp_path / "data"
+    data.mkdir()
+    rng = random.Random(1)
+    rows = [f"{rng.random():.4f},{rng.gauss(0, 1):.4f},{int(rng.random() > 0.6)}"
+            for _ in range(80)]
+    (data / "train.csv").write_text("f1,f2,label\n" + "\n".join(rows))
+    dr = run_dag(MODELS, "seed_models", data=data)
+    states = {ti.task_id: str(ti.state) for ti in dr.get_task_instances()}
+    assert set(states.values()) == {"success"}, states
+    report = by_stage(cmf_store(), "seed_models")["report"].properties[
+        "airflow.xcom_return"]["value"]
+    assert report["listed"] == report["rendered"]
+    assert report["listed"]["error"] is None and report["comma"]["error"] is None
+    assert report["listed"]["models"] and set(report["listed"]["models"]) <= {"hgb", "rf"}
+    assert report["comma"]["models"] and set(report["comma"]["models"]) <= {"knn", "svm"}
+    assert report["no_runs"]["models"] == [] and report["no_runs"]["error"].startswith(
+        "none of the models xgboost has runs")
+    assert "the families there are: hgb, knn, logreg, rf, svm" in report["no_runs"]["error"]
+    assert report["empty"]["models"] == [] and report["empty"]["error"].startswith(
+        "models=[] must be a non-empty list of model family names")
+    assert report["blank"]["models"] == [] and report["blank"]["error"].startswith(
+        "models='' must be a non-empty list of model family names")

@@ -204,3 +204,13 @@ def flat_nested():
     nested pipeline's ``square`` and ``read-square`` next to the outer ones."""
     nine = squared(x=3).output
     read_square(data=square(x=nine).outputs["out"])
+
+
+@dsl.pipeline(name="seed-models")
+def seed_models(task: dict, models: list = ["rf", "hgb"],  # noqa: B006 (kfp: its default)
+                no_runs: list = ["xgboost"], empty: list = []):  # noqa: B006
+    """recommend_seed with the model families of the search space, and with bad ones."""
+    recommend_seed(task=task, k=3, models=models, store_url="none")
+    recommend_seed(task=task, k=3, models=no_runs, store_url="none")
+    recommend_seed(task=task, k=3, models=empty, store_url="none")
+    recommend_seed(task=task, k=3, store_url="none")

@@ -220,3 +220,29 @@ def test_component_functions_check_their_inputs(tmp_path: Path,
     assert len(configs) == 2 and body["error"] is None
     with pytest.raises(ConfigError, match="garbage"):
         run_recommend_seed(task, k=2, store_url="garbage", strict=True)
+
+
+def test_recommend_seed_keeps_the_seeds_in_the_searchs_models(tmp_path: Path) -> None:
+    """The component's ``models`` list: seeds of those families only; models with no runs or
+    an empty list give no seeds, say why in the artifact, and the run still succeeds."""
+    run = run_local(tmp_path, pipelines.seed_models, task=TASK.to_dict())
+
+    def output(step: str) -> tuple[list, dict]:
+        folder = run.run_dir / step
+        written = json.loads((folder / "executor_output.json").read_text())
+        return written["parameterValues"]["configs"], json.loads((folder / "seeds").read_text())
+
+    configs, body = output("recommend-seed")
+    assert configs and {c["model"] for c in configs} <= {"rf", "hgb"}
+    assert body["error"] is None and "only hgb, rf as asked" in body["message"]
+    # what the recommender answers in-process, with and without the models
+    assert configs == run_recommend_seed(TASK.to_dict(), k=3, store_url="none",
+                                         models=["rf", "hgb"])[0]
+    assert output("recommend-seed-4")[0] == run_recommend_seed(TASK.to_dict(), k=3,
+                                                               store_url="none")[0]
+    configs, body = output("recommend-seed-2")
+    assert configs == [] and body["seeds"] == [] and body["seeder"] is None
+    assert body["error"].startswith("none of the models xgboost has runs")
+    assert "the families there are: hgb, knn, logreg, rf, svm" in body["message"]
+    configs, body = output("recommend-seed-3")
+    assert configs == [] and body["error"].startswith("models=[] must be a non-empty list")
