@@ -790,6 +790,14 @@ def test_a_bad_option_value_names_the_option(
         "site id 'edge/1' must be 1-128 characters without spaces or slashes (from --site)")
 
 
+def test_init_with_a_bad_site_makes_nothing(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf init PATH --site 'a b'` failed, but left PATH/.cmf behind."""
+    proj = tmp_path / "proj"
+    assert "site id 'a b' must be" in fails(capsys, "init", str(proj), "--site", "a b")
+    assert not proj.exists()
+
+
 def test_export_to_dash_writes_stdout(store_url: str, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """`cmf export -` wrote a file named "-" in the current folder; "-" is stdout, as the
