@@ -23,6 +23,7 @@ import tomllib
 import types
 import typing
 import urllib.parse
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
@@ -348,8 +349,10 @@ def is_disabled() -> bool:
     return os.environ.get(f"{ENV_PREFIX}DISABLED", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Read settings in the documented order; ``None`` overrides are ignored."""
+def load_settings(*, named: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read settings in the documented order; ``None`` overrides are ignored. ``named`` says
+    what the user called an override, for the error that a bad value gives (a command's option:
+    ``{"serve_port": "--port"}``); any other is reported as "an argument"."""
     _check_unknown_env()
     given = {k: v for k, v in overrides.items() if v is not None}
     try:
@@ -358,21 +361,21 @@ def load_settings(**overrides: Any) -> Settings:
         cause = f" ({e.__cause__})" if e.__cause__ else ""
         raise ConfigError(f"invalid cmf configuration: {e}{cause}") from e
     except ValidationError as e:
-        problems = "; ".join(_problem(err, given) for err in e.errors())
+        problems = "; ".join(_problem(err, given, named or {}) for err in e.errors())
         if any(err["type"] == "extra_forbidden" for err in e.errors()):
             problems += f"; known keys are: {', '.join(sorted(Settings.model_fields))}"
         raise ConfigError(f"invalid cmf configuration: {problems}") from e
 
 
-def _problem(err: Any, given: dict[str, Any]) -> str:
-    """One validation error as ``key: what is wrong (where it came from)``: an argument, a
-    ``CMF_*`` variable or the config file that has it (pydantic said neither, and only "Extra
-    inputs are not permitted" for an unknown key)."""
+def _problem(err: Any, given: dict[str, Any], named: Mapping[str, str]) -> str:
+    """One validation error as ``key: what is wrong (where it came from)``: an argument (by its
+    name in ``named``, a command's option), a ``CMF_*`` variable or the config file that has it
+    (pydantic said neither, and only "Extra inputs are not permitted" for an unknown key)."""
     key = ".".join(str(p) for p in err["loc"]) or "config"
     top = str(err["loc"][0]) if err["loc"] else ""
     files = [p for p in _config_files(given.get("home")) if p is not None]
     if top in given:
-        where = " (an argument)"
+        where = f" (from {named[top]})" if top in named else " (an argument)"
     elif err["type"] != "extra_forbidden" and f"{ENV_PREFIX}{top.upper()}" in os.environ:
         where = f" (from {ENV_PREFIX}{top.upper()})"
     else:

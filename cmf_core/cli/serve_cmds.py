@@ -15,6 +15,9 @@ from cmf_core.config import Settings, load_settings
 from cmf_core.errors import ConfigError, InvalidInputError, StoreError
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug", "trace")  # uvicorn's
+#: the option each setting comes from, named by the error a bad value gives
+OPTIONS = {"store_url": "--store", "serve_host": "--host", "serve_port": "--port",
+           "serve_root_path": "--root-path"}
 
 
 def register(app: typer.Typer) -> None:
@@ -54,7 +57,7 @@ def serve(
         raise InvalidInputError(f"unknown --log-level {log_level!r}; use one of "
                                 f"{', '.join(LOG_LEVELS)}")
     settings = load_settings(store_url=store, serve_host=host, serve_port=port,
-                             serve_root_path=root_path)
+                             serve_root_path=root_path, named=OPTIONS)
     try:
         import uvicorn
 

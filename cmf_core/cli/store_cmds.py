@@ -66,6 +66,8 @@ def init(
     else:
         home = path / HOME_DIRNAME
     db = home / "cmf.db"
+    if site is not None:  # a valid site id, else a clear error, before anything is made
+        load_settings(home=home, site=site, named={"site": "--site"})
     try:
         home.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -74,7 +76,6 @@ def init(
     existed = db.is_file() and db.stat().st_size > 0
     site_set = False
     if site is not None:
-        load_settings(home=home, site=site)  # a valid site id, else a clear error
         site_set = _write_site(home_config_file(home), site)
     settings = load_settings(home=home)
     open_store(f"sqlite:///{db}", settings.site, settings).close()  # checks an existing one

@@ -16,7 +16,9 @@ into the measurement's notes, and each component says which method measured it.
 that long for a sampler tick in progress, reads the GPUs in a bounded daemon thread
 (:func:`cmf_core.guard.run_bounded`), and on overrun takes the GPU energy counted up to the last
 good reading (:meth:`~cmf_core.energy.base.Meter.counted`), with a note naming the GPU. The
-stuck thread is a daemon and is left behind. ``start()`` makes no NVML call.
+stuck thread is a daemon and is left behind. ``start()`` makes no NVML call. While an NVML call
+in this process has not returned after ``hook_timeout_s``, later monitors make none either: their
+GPU is not measured, with a note naming that call (see :func:`cmf_core.energy.nvml.hung_call`).
 
 Start plus stop costs about a millisecond and imports nothing heavy: no pynvml (unless a GPU is
 requested or ``/dev/nvidiactl`` exists, and then only in the sampler thread), no numpy, no
@@ -237,7 +239,7 @@ class EnergyMonitor:
         ram.start(snap)
         self._meters = {"cpu": cpu, "ram": ram}
         if self._want_gpu():
-            gpu = NvmlMeter(self._nvml)
+            gpu = NvmlMeter(self._nvml, hang_after_s=self.settings.hook_timeout_s)
             gpu.start(snap)
             self._meters["gpu"] = gpu
         period = 1.0 / self.settings.energy_sample_hz

@@ -30,7 +30,12 @@ GPU's measurement ends at its last good reading. Both are noted; nothing raises 
 NVML calls can also hang on a failing GPU (as ``nvidia-smi`` does): the meter remembers which
 GPU (or set-up step) its call is for, and :meth:`NvmlMeter.counted` gives the energy
 counted up to each GPU's last good reading without calling NVML, naming the GPU that stopped
-answering. The monitor uses it when a call overruns ``hook_timeout_s``.
+answering. The monitor uses it when a call overruns ``hook_timeout_s``. A hung call is left
+behind in its thread, and every later call would hang too: each NVML call in progress is known
+process-wide (:func:`hung_call`), and while one has not returned after ``hang_after_s``, a new
+meter makes no NVML call at all (``GPU not measured: NVML stopped answering earlier in this
+process ...``), so a long-lived process leaks no thread per task. Once the call returns, GPUs are
+measured again.
 
 ``nvml`` accepts any object with pynvml's function names; tests pass a fake one standing in for
 a GPU that the test machine does not have.
@@ -38,14 +43,42 @@ a GPU that the test machine does not have.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from cmf_core.energy.base import Meter, Reading
 from cmf_core.energy.proctree import TreeSample
 
 Mode = Literal["auto", "counter", "power"]
+
+
+# NVML calls in progress in this process, per NVML interface (the key of :func:`_key`):
+# {token: (what, monotonic start, wall-clock start)}
+_IN_FLIGHT: dict[Any, dict[object, tuple[str, float, float]]] = {}
+_IN_FLIGHT_LOCK = threading.Lock()
+
+
+def _key(nvml: Any) -> Any:
+    """Whose calls these are: the injected interface, or the real library (``None``)."""
+    return "pynvml" if nvml is None else nvml
+
+
+def hung_call(nvml: Any = None, after_s: float = 5.0) -> str | None:
+    """Why NVML is not to be called in this process now: the oldest call to ``nvml`` (``None``:
+    pynvml) in progress for at least ``after_s`` seconds, named with when it was made; ``None``
+    when there is none."""
+    now = time.monotonic()
+    with _IN_FLIGHT_LOCK:
+        calls = [c for c in _IN_FLIGHT.get(_key(nvml), {}).values() if now - c[1] >= after_s]
+    if not calls:
+        return None
+    what, t, wall = min(calls, key=lambda c: c[1])
+    at = datetime.fromtimestamp(wall, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    return (f"NVML stopped answering earlier in this process: {what}, called at {at}, has not "
+            f"returned after {now - t:.1f} s")
 
 
 class _Unreadable(Exception):
@@ -78,9 +111,13 @@ class NvmlMeter(Meter):
     component = "gpu"
     may_hang = True
 
-    def __init__(self, nvml: Any = None, mode: Mode = "auto") -> None:
+    def __init__(self, nvml: Any = None, mode: Mode = "auto",
+                 hang_after_s: float | None = None) -> None:
         self._nvml = nvml
+        self._key = _key(nvml)
         self._mode = mode
+        self._hang_after_s = hang_after_s  # None: never skip NVML for a call hung elsewhere
+        self._skip: str | None = None  # why this meter makes no NVML call
         self._gpus: list[_Gpu] = []
         self._notes: list[str] = []
         self._ready = False
@@ -95,12 +132,39 @@ class NvmlMeter(Meter):
 
     def start(self, snap: TreeSample) -> None:
         self._t0, self._wall0, self._pids = snap.t, time.time(), snap.pids
+        if self._hang_after_s is not None:
+            self._skip = hung_call(self._nvml, self._hang_after_s)
+        if self._skip:  # calling NVML would leave one more thread stuck in it
+            self._notes.append(f"GPU not measured: {self._skip}; no NVML call was made for this "
+                               "task")
+            self._step = ""  # nothing to wait for: stop() gives this note
 
     def prepare(self) -> None:
         try:
+            if self._skip:
+                return
             self._prepare()
         finally:
             self._step = ""
+
+    def _gpu_call(self, gpu: _Gpu, fn: str, *args: Any) -> Any:
+        return self._call(f"GPU {gpu.index} ({gpu.name})", fn, gpu.handle, *args)
+
+    def _call(self, on: str, fn: str, *args: Any) -> Any:
+        """``nvml.<fn>(*args)``, known process-wide while it is in progress (``on``: the GPU it
+        is about, or ``fn`` itself)."""
+        token = object()
+        what = fn if on == fn else f"{fn} on {on}"
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.setdefault(self._key, {})[token] = (what, time.monotonic(), time.time())
+        try:
+            return getattr(self._nvml, fn)(*args)
+        finally:
+            with _IN_FLIGHT_LOCK:
+                calls = _IN_FLIGHT.get(self._key, {})
+                calls.pop(token, None)
+                if not calls:
+                    _IN_FLIGHT.pop(self._key, None)
 
     def _wait_on(self, step: str) -> None:
         self._step, self._step_t = step, time.monotonic()
@@ -116,13 +180,12 @@ class NvmlMeter(Meter):
                 )
                 return
             self._nvml = pynvml
-        nvml = self._nvml
         try:
             self._wait_on("nvmlInit")
-            nvml.nvmlInit()
+            self._call("nvmlInit", "nvmlInit")
             self._initialised = True
             self._wait_on("nvmlDeviceGetCount")
-            count = self._count = int(nvml.nvmlDeviceGetCount())
+            count = self._count = int(self._call("nvmlDeviceGetCount", "nvmlDeviceGetCount"))
         except Exception as e:
             self._notes.append(f"GPU not measured: NVML unavailable ({e!r})")
             return
@@ -138,19 +201,19 @@ class NvmlMeter(Meter):
         self._ready = True
 
     def _open(self, index: int) -> _Gpu:
-        nvml = self._nvml
-        handle = nvml.nvmlDeviceGetHandleByIndex(index)
-        name = nvml.nvmlDeviceGetName(handle)
+        on = f"GPU {index}"
+        handle = self._call(on, "nvmlDeviceGetHandleByIndex", index)
+        name = self._call(on, "nvmlDeviceGetName", handle)
         name = name.decode() if isinstance(name, bytes) else str(name)
         mj: float | None = None
         if self._mode != "power":
             try:
-                mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(handle))
+                mj = float(self._call(on, "nvmlDeviceGetTotalEnergyConsumption", handle))
             except Exception:
                 if self._mode == "counter":
                     raise
         try:
-            mw: float | None = float(nvml.nvmlDeviceGetPowerUsage(handle))
+            mw: float | None = float(self._call(on, "nvmlDeviceGetPowerUsage", handle))
         except Exception as e:
             if mj is None:
                 raise _Unreadable(
@@ -184,13 +247,12 @@ class NvmlMeter(Meter):
             self._busy = None
 
     def _read_gpu(self, gpu: _Gpu, pids: frozenset[int]) -> None:
-        nvml = self._nvml
         now = time.monotonic()
         dt = max(0.0, now - gpu.t)
         delta: float
         if gpu.method == "nvml-counter":
             try:
-                mj = float(nvml.nvmlDeviceGetTotalEnergyConsumption(gpu.handle))
+                mj = float(self._gpu_call(gpu, "nvmlDeviceGetTotalEnergyConsumption"))
                 if mj < gpu.mj:
                     raise ValueError(f"energy counter went back from {gpu.mj} to {mj} mJ")
                 delta, gpu.mj = (mj - gpu.mj) / 1000.0, mj
@@ -203,7 +265,7 @@ class NvmlMeter(Meter):
                 gpu.mw = -1.0  # no previous power: hold the next reading over this interval
         if gpu.method == "nvml-power":
             try:
-                mw = float(nvml.nvmlDeviceGetPowerUsage(gpu.handle))
+                mw = float(self._gpu_call(gpu, "nvmlDeviceGetPowerUsage"))
             except Exception as e:
                 gpu.error = (
                     f"GPU {gpu.index}: NVML power reading failed after {now - self._t0:.1f} s "
@@ -223,9 +285,8 @@ class NvmlMeter(Meter):
         gpu.task_j += delta * share
 
     def _share(self, gpu: _Gpu, pids: frozenset[int]) -> tuple[float, str]:
-        nvml = self._nvml
         try:
-            samples = list(nvml.nvmlDeviceGetProcessUtilization(gpu.handle, gpu.util_ts))
+            samples = list(self._gpu_call(gpu, "nvmlDeviceGetProcessUtilization", gpu.util_ts))
         except Exception:  # NVML_ERROR_NOT_FOUND (no samples) or not supported
             samples = []
         if samples:
@@ -239,7 +300,7 @@ class NvmlMeter(Meter):
         found = False
         for fn in ("nvmlDeviceGetComputeRunningProcesses", "nvmlDeviceGetGraphicsRunningProcesses"):
             try:
-                holders.update(p.pid for p in getattr(nvml, fn)(gpu.handle))
+                holders.update(p.pid for p in self._gpu_call(gpu, fn))
                 found = True
             except Exception:
                 continue
@@ -325,6 +386,6 @@ class NvmlMeter(Meter):
         if self._initialised:
             self._initialised = False
             try:
-                self._nvml.nvmlShutdown()
+                self._call("nvmlShutdown", "nvmlShutdown")
             except Exception as e:
                 self._notes.append(f"nvmlShutdown failed: {e!r}")

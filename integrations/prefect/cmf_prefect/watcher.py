@@ -434,7 +434,7 @@ class Watcher:
                                f"{e}") from e
         return self.stats.handled - before
 
-    async def _follow(self, stop: threading.Event) -> None:
+    async def _follow(self, stop: threading.Event | _Either) -> None:
         from prefect.events.clients import (
             PrefectCloudEventSubscriber,
             PrefectEventSubscriber,
@@ -466,11 +466,43 @@ class Watcher:
                     self.catch_up()
                     next_rescan = time.monotonic() + self.rescan_s
 
+    def _follow_stream(self, stop: threading.Event) -> None:
+        """Run :meth:`_follow` to its end. Where an event loop already runs in this thread (a
+        Jupyter cell, an async application) ``asyncio.run`` cannot be used: the stream is then
+        followed on a worker thread with its own loop while this thread waits for it."""
+        try:
+            asyncio.get_running_loop()
+        except RuntimeError:
+            asyncio.run(self._follow(stop))
+            return
+        halt = threading.Event()  # ends the worker if this thread is interrupted
+        either = _Either(stop, halt)
+        failed: list[BaseException] = []
+
+        def follow() -> None:
+            try:
+                asyncio.run(self._follow(either))
+            except BaseException as e:  # handed to the waiting thread, which retries
+                failed.append(e)
+
+        worker = threading.Thread(target=follow, name="cmf-prefect-watch", daemon=True)
+        worker.start()
+        try:
+            while worker.is_alive():
+                worker.join(0.5)
+        except BaseException:  # KeyboardInterrupt (Jupyter's stop button): end the worker too
+            halt.set()
+            worker.join(5.0)
+            raise
+        if failed:
+            raise failed[0]
+
     def run(self, stop: threading.Event | None = None, once: bool = False) -> WatchStats:
         """Catch up, then (unless ``once``) follow the live stream until ``stop`` is set.
 
         Disconnects and server restarts are retried with a growing pause (up to 30 s), catching
-        up each time. The cursor is saved on the way out.
+        up each time. The cursor is saved on the way out. It can be called where an event loop
+        runs (a Jupyter cell): the live stream is then read on a worker thread.
         """
         stop = stop or threading.Event()
         pause = 1.0
@@ -480,7 +512,7 @@ class Watcher:
                     self.catch_up()
                     if once:
                         break
-                    asyncio.run(self._follow(stop))
+                    self._follow_stream(stop)
                     pause = 1.0
                 except Exception as e:
                     if once:
@@ -493,6 +525,16 @@ class Watcher:
         finally:
             self.close()
         return self.stats
+
+
+class _Either:
+    """Set when either event is (the ``stop`` that :meth:`Watcher._follow` polls)."""
+
+    def __init__(self, *events: threading.Event) -> None:
+        self._events = events
+
+    def is_set(self) -> bool:
+        return any(e.is_set() for e in self._events)
 
 
 def _iso(occurred: str) -> str:

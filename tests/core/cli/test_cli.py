@@ -770,6 +770,34 @@ def test_serve_names_a_bad_log_level_before_making_a_store(
     assert not db.exists()
 
 
+def test_a_bad_option_value_names_the_option(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf serve --port 99999` said "serve_port: ... (an argument)": the user typed --port."""
+    monkeypatch.delenv("CMF_SERVE_PORT", raising=False)
+    db = tmp_path / "new.db"
+    bound = "serve_port: Input should be less than or equal to 65535"
+    assert fails(capsys, "serve", "--port", "99999", "--store", f"sqlite:///{db}") == (
+        f"Error: invalid cmf configuration: {bound} (from --port)")
+    assert fails(capsys, "serve", "--root-path", "cmf", "--port", "0",
+                 "--store", f"sqlite:///{db}").endswith(" (from --root-path)")
+    monkeypatch.setenv("CMF_SERVE_PORT", "99999")  # the variable, when it is where it came from
+    assert fails(capsys, "serve", "--store", f"sqlite:///{db}") == (
+        f"Error: invalid cmf configuration: {bound} (from CMF_SERVE_PORT)")
+    assert not db.exists()
+    monkeypatch.delenv("CMF_SERVE_PORT")
+    assert fails(capsys, "init", str(tmp_path / "proj"), "--site", "edge/1").endswith(
+        "site id 'edge/1' must be 1-128 characters without spaces or slashes (from --site)")
+
+
+def test_init_with_a_bad_site_makes_nothing(tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf init PATH --site 'a b'` failed, but left PATH/.cmf behind."""
+    proj = tmp_path / "proj"
+    assert "site id 'a b' must be" in fails(capsys, "init", str(proj), "--site", "a b")
+    assert not proj.exists()
+
+
 def test_export_to_dash_writes_stdout(store_url: str, tmp_path: Path,
                                       monkeypatch: pytest.MonkeyPatch) -> None:
     """`cmf export -` wrote a file named "-" in the current folder; "-" is stdout, as the

@@ -19,7 +19,7 @@ import pytest
 
 from cmf_core.config import load_settings
 from cmf_core.energy import EnergyMonitor, Measurement
-from cmf_core.energy.nvml import NvmlMeter
+from cmf_core.energy.nvml import NvmlMeter, hung_call
 from cmf_core.energy.proctree import TreeSample
 
 
@@ -349,10 +349,14 @@ class Hangs(FakeNvml):
         self.stuck = threading.Event()  # a call is blocked now
         self.blocked = 0  # calls blocked so far
         self.seen: list[tuple[int, int]] = []  # (GPU, counter value) the sampler read
+        self.calls: list[str] = []  # every NVML function looked up, so called
 
     def __getattribute__(self, name: str) -> object:
         attr = object.__getattribute__(self, name)
-        if not name.startswith("nvmlDevice") or not callable(attr):
+        if not name.startswith("nvml") or not callable(attr):
+            return attr
+        object.__getattribute__(self, "calls").append(name)
+        if not name.startswith("nvmlDevice"):
             return attr
 
         def call(*args: object) -> object:
@@ -419,16 +423,59 @@ def test_a_gpu_hanging_in_the_sampler_does_not_hang_the_task() -> None:
         hung = [t for t in threading.enumerate() if t.name.startswith("cmf-energy")]
         assert hung and all(t.daemon for t in hung)  # left behind, never keeping the process up
 
-        # the next task, on the same hung GPU, is not held up either
+        # the next task, on the same hung GPU, is not held up either: it skips the GPU
         nxt = EnergyMonitor(load_settings(energy_sample_hz=50, hook_timeout_s=0.2), nvml=nvml)
         with nxt:
-            _wait_for(lambda: nvml.blocked >= 2)  # its sampler is stuck counting the GPUs
+            pass
         assert nxt.measurement is not None
         assert nxt.measurement.components["gpu"].method == "none"
-        assert any("GPU not measured" in n and "nvmlDeviceGetCount had not answered after" in n
+        assert any("NVML stopped answering earlier in this process" in n
                    for n in nxt.measurement.notes), nxt.measurement.notes
+        assert nvml.blocked == 1
     finally:
         nvml.release.set()
+
+
+def test_after_nvml_hangs_later_tasks_of_the_process_make_no_nvml_call() -> None:
+    # a long-lived process (a worker running task after task) whose fake NVML (no GPU here)
+    # stopped answering in one task: each later task would leave one more thread stuck in NVML
+    nvml = Hangs(FakeGpu("A100", 0.0, utilisation={ME: 100}))
+    settings = load_settings(energy_sample_hz=50, hook_timeout_s=0.2)
+    try:
+        monitor = _hung_monitor(nvml)
+        nvml.hang = True
+        assert nvml.stuck.wait(30)
+        first = monitor.stop()
+        assert any("GPU 0 (A100) stopped answering NVML" in n for n in first.notes), first.notes
+        calls = len(nvml.calls)
+        samplers = {t for t in threading.enumerate() if t.name == "cmf-energy-sampler"}
+        for _ in range(3):
+            with EnergyMonitor(settings, nvml=nvml) as later:
+                pass
+            m = later.measurement
+            assert m is not None
+            assert m.components["gpu"].method == "none" and m.components["gpu"].joules == 0.0
+            assert m.components["cpu"].method == "model"  # the rest is still measured
+            notes = [n for n in m.notes if "NVML stopped answering earlier in this process" in n]
+            assert len(notes) == 1, m.notes
+            assert notes[0].startswith("gpu: GPU not measured: ")
+            assert " on GPU 0 (A100), called at 20" in notes[0]  # which call, and when
+            assert notes[0].endswith("no NVML call was made for this task")
+        assert len(nvml.calls) == calls  # no NVML call at all ...
+        assert nvml.blocked == 1
+        # ... so each later sampler thread ends; only the first task's stays stuck
+        _wait_for(lambda: {t for t in threading.enumerate()
+                           if t.name == "cmf-energy-sampler"} <= samplers)
+    finally:
+        nvml.release.set()
+    # once the hung call returns, the GPU is measured again
+    nvml.hang = False
+    _wait_for(lambda: hung_call(nvml, 0.0) is None)
+    read = len(nvml.seen)
+    with EnergyMonitor(settings, nvml=nvml) as again:
+        _wait_for(lambda: len(nvml.seen) > read)  # its sampler reads the GPU
+    assert again.measurement is not None
+    assert again.measurement.components["gpu"].method == "nvml-counter"
 
 
 def test_a_gpu_hanging_in_the_final_read_at_stop_keeps_what_was_counted() -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import importlib.metadata
 import json
+import logging
 import os
 import queue
 import signal
@@ -151,6 +153,38 @@ def test_watcher_restart_loses_nothing_and_records_nothing_twice(
     assert len(cmf_store.lineage_events()) == first.stats.recorded + second.stats.recorded
     for run_id in [run1, run2, run3, *tasks1, *tasks2, *tasks3]:
         assert cmf_store.get_execution(run_id).status.is_terminal
+
+
+def test_watcher_follows_the_stream_where_an_event_loop_runs(
+        prefect_api: str, cmf_settings: Any, cmf_store: Any, drain_events: Callable[[], None],
+        wait_until: Callable[..., Any], caplog: pytest.LogCaptureFixture) -> None:
+    """A Jupyter cell runs inside ipykernel's event loop, where ``asyncio.run`` raises: the
+    watcher follows the stream anyway, and logs no failure."""
+    caplog.set_level(logging.WARNING, logger="cmf.prefect")
+    watcher = Watcher(prefect_api, settings=cmf_settings, rescan_s=3600)  # no rescan here
+    stop = threading.Event()
+    stats: list[Any] = []
+
+    async def notebook_cell() -> None:
+        asyncio.get_running_loop()  # the cell's code runs in the kernel's loop
+        stats.append(watcher.run(stop))  # a blocking call, as a user writes it in a cell
+
+    cell = threading.Thread(target=lambda: asyncio.run(notebook_cell()), daemon=True)
+    cell.start()
+    try:
+        # the live stream is being followed (the catch-up before it is over) ...
+        assert wait_until(lambda: any(t.name == "cmf-prefect-watch" and t.is_alive()
+                                      for t in threading.enumerate()), timeout=60), \
+            [r.getMessage() for r in caplog.records if r.name == "cmf.prefect"]
+        run_id, tasks = _run_flow(2)  # ... so this run can only be recorded from the stream
+        drain_events()
+        assert wait_until(lambda: _recorded(cmf_store, [run_id, *tasks]), timeout=60)
+    finally:
+        stop.set()
+        cell.join(30)
+    assert not cell.is_alive()
+    assert stats and stats[0].recorded > 0
+    assert not [r.getMessage() for r in caplog.records if r.name == "cmf.prefect"]
 
 
 def _watch_command(api: str, store_url: str, *extra: str) -> list[str]:
