@@ -104,8 +104,9 @@ def check_bind(host: str, token: str | None, insecure: bool = False) -> None:
         return
     from cmf_core.errors import ConfigError
 
+    where = host.strip() or "every interface (an empty host)"
     raise ConfigError(
-        f"refusing to serve on {host} without a token: anyone who can reach it could write "
+        f"refusing to serve on {where} without a token: anyone who can reach it could write "
         "to the store. Set CMF_TOKEN (clients then send 'Authorization: Bearer <token>'), bind "
         "127.0.0.1, or pass --insecure to accept unauthenticated writes")
 

@@ -75,6 +75,9 @@ def test_refuses_non_loopback_without_a_token() -> None:
         check_bind("0.0.0.0", None)
     check_bind("0.0.0.0", TOKEN)
     check_bind("0.0.0.0", None, insecure=True)
+    with pytest.raises(ConfigError, match=r"refusing to serve on every interface \(an empty "
+                                          r"host\) without a token"):
+        check_bind("", None)  # binds every interface, as 0.0.0.0
     check_bind("127.0.0.1", None)
 
 
