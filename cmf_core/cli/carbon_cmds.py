@@ -19,6 +19,8 @@ from cmf_core.carbon.rollup import (
     unit,
 )
 from cmf_core.cli.common import (
+    SINCE_HELP,
+    UNTIL_HELP,
     JsonOpt,
     StoreOpt,
     check_pipelines,
@@ -45,8 +47,8 @@ def register(app: typer.Typer) -> None:
 def carbon(
     pipeline: Annotated[str | None, typer.Argument(help="Only this pipeline.")] = None,
     site: Annotated[str | None, typer.Option(help="Only executions run at this site.")] = None,
-    since: Annotated[str | None, typer.Option(help="Started at or after (ISO time).")] = None,
-    until: Annotated[str | None, typer.Option(help="Started before (ISO time).")] = None,
+    since: Annotated[str | None, typer.Option(help=SINCE_HELP)] = None,
+    until: Annotated[str | None, typer.Option(help=UNTIL_HELP)] = None,
     by: Annotated[By, typer.Option("--by", help="Group by this.")] = By.STAGE,
     plot_to: Annotated[Path | None, typer.Option(
         "--plot", help="Also write a PNG bar chart of CO2e per group, bars by site "

@@ -129,6 +129,11 @@ def blocks(title: str, columns: list[str], rows: list[list[Any]]) -> None:
                 console.print(Text(f"  {name}: {text}"))
 
 
+SINCE_HELP = ("Started at or after (ISO time; UTC unless it has an offset: 2024-05-01, "
+              "2024-05-01T12:00, 2024-05-01T17:30+05:30).")
+UNTIL_HELP = "Started before (ISO time; UTC unless it has an offset)."
+
+
 def parse_time(value: str | None) -> float | None:
     """ISO date/time (UTC if no zone) to Unix seconds."""
     if value is None:

@@ -61,7 +61,7 @@ def reap(
     if done:
         table("Lost executions (not marked: --dry-run)" if dry_run else
               "Lost executions marked failed",
-              ["id", "pipeline", "stage", "started", "host", "pid"],
+              ["id", "pipeline", "stage", "started (UTC)", "host", "pid"],
               [[x.execution.id, x.execution.pipeline, x.execution.stage,
                 fmt_time(x.execution.started_at), x.process.host, x.process.pid] for x in done])
     console.print(_summary(check, len(done), dry_run), markup=False, highlight=False)

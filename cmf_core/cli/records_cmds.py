@@ -41,7 +41,8 @@ def export(
     since_seq: Annotated[int, typer.Option(help="Only changes after this store seq.",
                                                      **COUNT)] = 0,
     since: Annotated[str | None, typer.Option(
-        help="Only executions started at or after this ISO time (with what they used).")]
+        help="Only executions started at or after this ISO time (UTC unless it has an "
+             "offset), with what they used.")]
     = None,
     artifact: Annotated[str | None, typer.Option(
         help="Only the provenance closure of this artifact (everything upstream): its digest "

@@ -11,6 +11,8 @@ from rich.text import Text
 
 from cmf_core.cli.common import (
     COUNT,
+    SINCE_HELP,
+    UNTIL_HELP,
     JsonOpt,
     StoreOpt,
     console,
@@ -147,7 +149,7 @@ def pipelines(store: StoreOpt = None, json: JsonOpt = False) -> None:
     if json:
         print_json(rows)
         return
-    table("Pipelines", ["name", "site", "created", "stages", "executions"],
+    table("Pipelines", ["name", "site", "created (UTC)", "stages", "executions"],
           [[r["name"], r["site"], fmt_time(r["created_at"]), ", ".join(r["stages"]),
             r["executions"]] for r in rows])
     if not rows:
@@ -174,8 +176,8 @@ def executions(
     stage: Annotated[str | None, typer.Option(help="Only this stage.")] = None,
     site: Annotated[str | None, typer.Option(help="Only executions recorded at this site.")] = None,
     status: Annotated[str | None, typer.Option(help="running, completed, failed, ...")] = None,
-    since: Annotated[str | None, typer.Option(help="Started at or after (ISO time).")] = None,
-    until: Annotated[str | None, typer.Option(help="Started before (ISO time).")] = None,
+    since: Annotated[str | None, typer.Option(help=SINCE_HELP)] = None,
+    until: Annotated[str | None, typer.Option(help=UNTIL_HELP)] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.", **COUNT)] = 50,
     offset: Annotated[int, typer.Option(help="Skip this many rows.", **COUNT)] = 0,
     store: StoreOpt = None,
@@ -221,7 +223,7 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     status = {e.id: e.status.value + (" (lost)" if e.id in lost else "") for e in rows}
     params = {e.id: [f"{k}={v}" for k, v in e.params.items()] for e in rows}
     wide = Table(title="Executions")
-    for c in ("id", "pipeline", "stage", "site", "status", "started", "params"):
+    for c in ("id", "pipeline", "stage", "site", "status", "started (UTC)", "params"):
         wide.add_column(c, no_wrap=True)
     for e in rows:
         wide.add_row(*map(Text, (e.id, e.pipeline, e.stage, e.site, status[e.id],
@@ -233,8 +235,8 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
               f"{status[e.id]}\n{fmt_time(e.started_at)}", "\n".join(params[e.id])) for e in rows]
     widths = _fit(cells, max((len(e.id) for e in rows), default=0), console.width - 10)
     narrow = Table(title="Executions", show_lines=True)  # rows of several lines
-    for head, width in zip(("id\npipeline / stage @site", "status\nstarted", "params"), widths,
-                           strict=True):
+    heads = ("id\npipeline / stage @site", "status\nstarted (UTC)", "params")
+    for head, width in zip(heads, widths, strict=True):
         narrow.add_column(head, overflow="fold", width=width)
     for row in cells:
         narrow.add_row(*map(Text, row))

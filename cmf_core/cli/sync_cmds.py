@@ -132,7 +132,7 @@ def peers(json_out: JsonOpt = False, store: StoreOpt = None) -> None:
     if not found:
         typer.echo("Peers: none (cmf sync PEER_URL adds one).")
         return
-    table("Peers", ["site", "url", "last sync", "direction", "pulled", "pushed", "conflicts"],
+    table("Peers", ["site", "url", "last sync (UTC)", "direction", "pulled", "pushed", "conflicts"],
           [[p.site, p.url, fmt_time(p.synced_at) if p.synced_at else "not finished",
             (p.direction or "-") + (f" (pipeline {p.pipeline})" if p.pipeline else ""),
             p.pulled, p.pushed, p.conflicts] for p in found])
@@ -149,7 +149,7 @@ def conflicts(json_out: JsonOpt = False, store: StoreOpt = None) -> None:
     if not found:
         typer.echo("No conflicts.")
         return
-    table("Conflicts", ["detected", "kind", "record", "site", "fields"],
+    table("Conflicts", ["detected (UTC)", "kind", "record", "site", "fields"],
           [[fmt_time(c["detected_at"]), c["kind"], c["record_id"], c["site"],
             ", ".join(c["detail"].get("fields", []))] for c in found])
     if any(c["kind"] == "execution" and "site" in c["detail"].get("fields", []) for c in found):

@@ -74,6 +74,18 @@ def parse_time(text: str, what: str = "eventTime") -> float:
     return ts
 
 
+_SPACE_OFFSET = re.compile(r"([0-9]) ([0-9]{2}:[0-9]{2})\Z")
+
+
+def parse_query_time(text: str | None, what: str) -> float | None:
+    """:func:`parse_time` of a URL query parameter (``None`` stays ``None``). An unencoded
+    ``+`` of a UTC offset (``?since=2024-05-01T12:00:00+05:30``, as curl sends what was typed)
+    reaches the server as a space, which is read as the ``+`` it was."""
+    if text is None:
+        return None
+    return parse_time(_SPACE_OFFSET.sub(r"\1+\2", text), what)
+
+
 def format_time(ts: float) -> str:
     """RFC 3339 text (UTC, microseconds) of Unix seconds ``ts``."""
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="microseconds")

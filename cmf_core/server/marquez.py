@@ -39,7 +39,7 @@ from cmf_core.openlineage.ingest import (
     stage_of_job,
 )
 from cmf_core.openlineage.naming import dataset_naming, dataset_uris
-from cmf_core.openlineage.times import format_time, parse_time
+from cmf_core.openlineage.times import format_time, parse_query_time, parse_time
 from cmf_core.store import ExecutionFilter, Store
 
 DATASET = "DATASET"
@@ -469,7 +469,7 @@ def run_json(e: Execution) -> dict[str, Any]:
 
 
 def _time_param(value: str | None, what: str) -> float | None:
-    return None if value is None else parse_time(value, what)
+    return parse_query_time(value, what)
 
 
 def events_page(store: Store, *, before: str | None = None, after: str | None = None,

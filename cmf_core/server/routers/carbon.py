@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, Query
 
 from cmf_core.carbon.rollup import rollups
-from cmf_core.openlineage.times import parse_time
+from cmf_core.openlineage.times import parse_query_time
 from cmf_core.server import schemas
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import StoreDep
@@ -39,8 +39,8 @@ def carbon(
     """Energy and emissions per group, split by phase, with the inputs behind them: ``groups``,
     ``total``, ``stages`` (how each stage's phase was found) and ``notes``."""
     found = rollups(store, [group_by, *(also or [])], pipeline=pipeline, site=site,
-                    since=parse_time(since, "since") if since else None,
-                    until=parse_time(until, "until") if until else None)
+                    since=parse_query_time(since or None, "since"),
+                    until=parse_query_time(until or None, "until"))
     out = found[group_by].to_dict()
     if also:
         out["also"] = {by: {"groups": [g.to_dict() for g in found[by].groups]}

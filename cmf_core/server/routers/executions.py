@@ -14,7 +14,7 @@ from fastapi import APIRouter, Depends, Query
 from cmf_core.errors import NotFoundError
 from cmf_core.identity import check_uuid
 from cmf_core.model import EventType, Execution, ExecutionStatus, run_url
-from cmf_core.openlineage.times import parse_time
+from cmf_core.openlineage.times import parse_query_time
 from cmf_core.server import schemas
 from cmf_core.server.auth import require_read
 from cmf_core.server.deps import DEFAULT_LIMIT, Limit, Offset, SettingsDep, StoreDep, page
@@ -54,8 +54,8 @@ def list_executions(
     where = ExecutionFilter(
         pipeline=pipeline, stage=stage, site=site,
         status=ExecutionStatus.parse(status).value if status else None,
-        since=parse_time(since, "since") if since else None,
-        until=parse_time(until, "until") if until else None)
+        since=parse_query_time(since or None, "since"),
+        until=parse_query_time(until or None, "until"))
     items = store.list_executions(where, limit=limit, offset=offset)
     return page(executions_json(items, settings), limit, offset,
                 store.count_executions(where))

@@ -63,6 +63,46 @@ def test_executions_and_filters(store_url: str) -> None:
     assert "prepare" in table and "split=0.2" in table
 
 
+@pytest.fixture
+def kolkata(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """The process's local time zone is UTC+05:30 (restored after the test)."""
+    import time
+
+    monkeypatch.setenv("TZ", "Asia/Kolkata")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def test_executions_times_are_utc_and_say_so_in_another_time_zone(store_url: str,
+                                                                  kolkata: None) -> None:
+    """The table's times are UTC whatever the local zone, and its header says so (a bare
+    "started 06:30" reads as local time); --since without an offset is UTC too."""
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    assert time.strftime("%z", time.localtime(0)) == "+0530"  # the zone is in effect
+    train = json.loads(invoke("executions", "--store", store_url, "--json", "--stage",
+                              "train"))[0]
+    start = datetime.fromtimestamp(train["started_at"], UTC).replace(microsecond=0)
+    table = invoke("executions", "--store", store_url, "--stage", "train", columns=200)
+    assert "started (UTC)" in table and start.strftime("%Y-%m-%d %H:%M:%S") in table
+    narrow = invoke("executions", "--store", store_url, "--stage", "train", columns=60)
+    assert "(UTC)" in narrow and start.strftime("%Y-%m-%d") in narrow
+
+    def found(since: str) -> int:
+        return len(json.loads(invoke("executions", "--store", store_url, "--json", "--stage",
+                                     "train", "--since", since)))
+
+    later = start + timedelta(seconds=1)
+    assert found(start.strftime("%Y-%m-%dT%H:%M:%S")) == 1  # naive: UTC, not +05:30
+    assert found(later.strftime("%Y-%m-%dT%H:%M:%S")) == 0
+    local = (later + timedelta(hours=5, minutes=30)).strftime("%Y-%m-%dT%H:%M:%S+05:30")
+    assert found(local) == 0 and found(later.strftime("%Y-%m-%dT%H:%M:%SZ")) == 0
+    assert "UTC unless it has an offset" in invoke("executions", "--help", columns=200)
+
+
 def test_executions_table_keeps_ids_whole_at_80_columns(store_url: str) -> None:
     """At 80 columns the seven columns left 4-5 characters to each name (folded a letter
     column at a time) and cut params with "…"; now a row that does not fit takes several

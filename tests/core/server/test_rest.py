@@ -62,6 +62,27 @@ def test_executions_filter_and_page(api: httpx.Client) -> None:
     assert api.get("/api/v1/executions", params={"limit": 0}).status_code == 400
 
 
+def test_time_offsets_typed_into_a_url_unencoded(api: httpx.Client) -> None:
+    """curl ".../executions?since=2024-05-01T17:30:00+05:30": the query's unencoded "+" arrives
+    as a space; it is read as the "+" it was (12:00:00Z, when the Airflow runs started),
+    not refused as a time without an offset."""
+    def total(url: str) -> int:
+        r = api.get(url)
+        assert r.status_code == 200, r.text
+        return r.json()["total" if "totalCount" not in r.json() else "totalCount"]
+
+    assert total("/api/v1/executions?pipeline=etl&since=2024-05-01T17:30:00+05:30") == 2
+    assert total("/api/v1/executions?pipeline=etl&since=2024-05-01T17:30:00.1+05:30") == 0
+    assert total("/api/v1/executions?pipeline=etl&until=2024-05-02T00:45:00.1+12:45") == 2
+    r = api.get("/api/v1/carbon?pipeline=etl&since=2024-05-01T17:30:00.1+05:30")
+    assert r.status_code == 200 and r.json()["total"]["executions"] == 0
+    everything = total("/api/v1/events/lineage")
+    assert total("/api/v1/events/lineage?after=2024-05-01T05:30:00+05:30") == everything > 0
+    assert total("/api/v1/events/lineage?after=2099-01-01T00:00:00+05:30") == 0
+    bad = api.get("/api/v1/executions?since=2024-05-01T17:30:00 0530")
+    assert bad.status_code == 400 and "since: '2024-05-01T17:30:00 0530'" in bad.json()["message"]
+
+
 def test_execution_detail_events_and_metrics(api: httpx.Client) -> None:
     ex = api.get("/api/v1/executions", params={"pipeline": "churn.v2", "limit": 1}
                  ).json()["items"][0]

@@ -474,6 +474,20 @@ def test_lineage_events_by_time_pages_in_sql_as_the_reference_does(store: Store)
             store.lineage_events_by_time(**bad)
 
 
+def test_lineage_events_with_lower_case_times_are_found_by_time(store: Store) -> None:
+    """RFC 3339 allows "t" and "z" in lower case; such an event is still in a page by time."""
+    from cmf_core.openlineage.times import parse_time
+
+    times = ["2024-05-01t12:00:00z", "2024-05-01T12:00:01Z", "2024-05-01t13:30:02+01:30"]
+    store.put([LineageEvent(id=f"{i:064x}", body=f'{{"n": {i}}}', event_type="COMPLETE",
+                            event_time=t) for i, t in enumerate(times)])
+    page, total = store.lineage_events_by_time(after=parse_time("2024-05-01T11:00:00Z"),
+                                               descending=False)
+    assert total == 3 and [e.body for e in page] == ['{"n": 0}', '{"n": 1}', '{"n": 2}']
+    assert [e.body for e in store.lineage_events_by_time()[0]] == [
+        '{"n": 2}', '{"n": 1}', '{"n": 0}']
+
+
 def test_lineage_events_by_time_uses_the_index(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'cmf.db'}"
     with open_store(url, site="a") as s:
