@@ -18,6 +18,7 @@ def register(app: typer.Typer) -> None:
     store_app.command("check")(check)
     store_app.command("repair")(repair)
     store_app.command("backup")(backup)
+    store_app.command("restore")(restore)
     app.add_typer(store_app, name="store")
 
 
@@ -161,3 +162,45 @@ def backup(
         typer.echo(f"Warning: the store's journal could not be applied first "
                    f"({report.journal_error}): the copy holds what its tables held; executions "
                    "recorded since their last apply are not in it", err=True)
+
+
+def restore(
+    backup_file: Annotated[Path, typer.Argument(
+        metavar="BACKUP", help="A copy made by cmf store backup.", show_default=False)],
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Put a backup in place of the embedded store, as a new store id for federation.
+
+    Stop every process that records into the store (and cmf serve) first: a live writer
+    refuses the restore. The store's current file (with its -wal and -shm) is moved aside as
+    FILE.replaced-TIME, never deleted. The restored store gets a new store id, so that peers
+    take what it records from now on (with the old id, its counter being back at the backup's,
+    they would skip those records) and send back, at the next cmf sync, what they got from it
+    after the backup. Journal entries left in the store's journal folder are applied to it.
+
+    Example: cmf store restore /backups/cmf-2026-11-01.db
+    """
+    import sqlalchemy as sa
+
+    from cmf_core.config import load_settings
+    from cmf_core.errors import InvalidInputError
+    from cmf_core.store.backup import restore_sqlite
+
+    settings = load_settings(store_url=store)
+    url = sa.engine.make_url(settings.resolved_store_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        raise InvalidInputError("cmf store restore restores embedded (SQLite) stores; restore a "
+                                "PostgreSQL store with pg_restore (from a pg_dump file)")
+    db = Path(url.database).expanduser().absolute()
+    if not db.parent.is_dir():
+        raise InvalidInputError(f"the folder {db.parent} of the store does not exist")
+    report = restore_sqlite(backup_file, db)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    typer.echo(f"Restored {report.backup} as {report.store} (seq {report.seq}); new store id "
+               f"{report.store_id} (was {report.previous_store_id}): run cmf sync with each "
+               "peer to get back what they received after this backup."
+               + (f" The replaced files were moved aside: {', '.join(report.moved_aside)}."
+                  if report.moved_aside else ""))

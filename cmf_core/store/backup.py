@@ -170,3 +170,104 @@ def _fsync_dir(folder: Path) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+@dataclass
+class RestoreReport:
+    backup: str
+    store: str
+    previous_store_id: str = ""
+    store_id: str = ""
+    seq: int = 0
+    moved_aside: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in self.__dataclass_fields__}
+
+
+def restore_sqlite(backup: Path, db: Path) -> RestoreReport:
+    """Put the copy ``backup`` in place of the store file ``db``, as a new store id.
+
+    Peers hold versions ``(store id, seq)`` of this store up to its last sync; the restored
+    file's change counter is back at the backup's, so with the same id its next writes would
+    reuse seqs peers already have (different records under the same versions): peers would
+    skip them, and would not send back the records lost since the backup. With a new id the
+    new writes are new versions; the rows from before are marked with their true version (the
+    old id, their seq), and the old id is kept in the version vector up to the backup's seq, so
+    a sync sends what the other side lacks and nothing more: what peers got since the backup
+    comes back, and what is written now reaches them.
+
+    The store's other files (``-wal``, ``-shm`` of the replaced file) are moved aside with it;
+    a live writer (a journal file held open) refuses the restore.
+    """
+    import json
+    import secrets
+    import time
+
+    from cmf_core.store.journal import journal_dir, journal_files, owner_alive
+    from cmf_core.store.schema import VERSIONED_TABLES
+
+    backup = Path(backup).expanduser().absolute()
+    if not backup.is_file():
+        raise InvalidInputError(f"no backup file at {backup}")
+    if backup.exists() and _same_file(backup, db):
+        raise InvalidInputError(f"{backup} is the store itself; give the backup's path")
+    busy = [f.name for f in journal_files(journal_dir(db)) if owner_alive(f)]
+    if busy:
+        raise InvalidInputError(f"processes are recording into {db} (journal files held open: "
+                                f"{', '.join(busy[:3])}); stop them (and cmf serve) first")
+    tmp = db.with_name(f".{db.name}.restore.{os.getpid()}.tmp")
+    _remove_db(tmp)
+    report = RestoreReport(backup=str(backup), store=str(db))
+    try:
+        try:
+            src = sqlite3.connect(f"{backup.as_uri()}?mode=ro", uri=True)
+            dst = sqlite3.connect(tmp, isolation_level=None)
+            try:
+                src.backup(dst)
+            finally:
+                src.close()
+            problems = [r[0] for r in dst.execute("PRAGMA integrity_check")]
+            if problems != ["ok"]:
+                raise StoreError(f"the backup {backup} is damaged ({'; '.join(problems[:3])}); "
+                                 "nothing was changed")
+            row = dst.execute("SELECT value FROM cmf_store WHERE key = 'store_id'").fetchone()
+            seq = dst.execute("SELECT value FROM cmf_counter WHERE name = 'seq'").fetchone()
+            if row is None or seq is None:
+                raise StoreError(f"{backup} is not a CMF store backup (no store id); nothing "
+                                 "was changed")
+            old, report.seq = str(row[0]), int(seq[0])
+            new = secrets.token_hex(8)
+            dst.execute("BEGIN IMMEDIATE")
+            for t in VERSIONED_TABLES:
+                dst.execute(f"UPDATE {t.name} SET origin = ?, origin_seq = seq "
+                            "WHERE origin IS NULL", (old,))
+            raw = dst.execute("SELECT value FROM cmf_state WHERE key = 'federation:vector'"
+                              ).fetchone()
+            vector = {str(k): int(v) for k, v in (json.loads(raw[0]) if raw else {}).items()}
+            vector[old] = max(vector.get(old, 0), report.seq)
+            dst.execute("INSERT INTO cmf_state (key, value) VALUES ('federation:vector', ?) "
+                        "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                        (json.dumps(vector, sort_keys=True),))
+            dst.execute("INSERT INTO cmf_state (key, value) VALUES (?, ?)",
+                        (f"store:restored:{time.time():.6f}",
+                         json.dumps({"backup": str(backup), "previous_store_id": old,
+                                     "seq": report.seq})))
+            dst.execute("UPDATE cmf_store SET value = ? WHERE key = 'store_id'", (new,))
+            dst.execute("COMMIT")
+            dst.execute("PRAGMA journal_mode = DELETE")
+            dst.close()
+        except sqlite3.Error as e:
+            raise StoreError(f"restoring {backup} failed: {e}; nothing was changed") from None
+        report.previous_store_id, report.store_id = old, new
+        stamp = time.strftime("%Y%m%dT%H%M%S")
+        for f in (db, db.with_name(db.name + "-wal"), db.with_name(db.name + "-shm")):
+            if f.exists():
+                aside = f.with_name(f"{f.name}.replaced-{stamp}")
+                os.replace(f, aside)
+                report.moved_aside.append(str(aside))
+        os.replace(tmp, db)
+        _fsync_dir(db.parent)
+    finally:
+        _remove_db(tmp)
+    return report
