@@ -1,20 +1,24 @@
-"""cmf store check / cmf store repair: rows of the store that a peer's import would refuse."""
+"""cmf store check / cmf store repair: rows of the store that a peer's import would refuse;
+cmf store backup: a consistent copy of a live embedded store."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from cmf_core.cli.common import JsonOpt, StoreOpt, get_store, print_json, table
 
-store_app = typer.Typer(help="The store itself: find the rows a peer would refuse, repair them.",
-                        no_args_is_help=True)
+store_app = typer.Typer(help="The store itself: back it up, find the rows a peer would refuse, "
+                             "repair them.", no_args_is_help=True)
 
 
 def register(app: typer.Typer) -> None:
     store_app.command("check")(check)
     store_app.command("repair")(repair)
+    store_app.command("backup")(backup)
+    store_app.command("restore")(restore)
     app.add_typer(store_app, name="store")
 
 
@@ -98,3 +102,105 @@ def _list(found: list) -> None:
     table("Rows a peer would refuse", ["kind", "record", "seq", "problem", "repairable"],
           [[p.kind, p.key, p.seq, p.problem, "yes" if p.repair is not None else "no"]
            for p in found], whole=["record"])
+
+
+def backup(
+    dest: Annotated[Path, typer.Argument(
+        help="File to write the copy to (a folder: the store's file name in it).",
+        show_default=False)],
+    force: Annotated[bool, typer.Option(
+        "--force", help="Replace DEST if it exists.")] = False,
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Copy the embedded store to DEST, consistently, while pipelines go on recording.
+
+    Applies every process's journal first (so each execution whose recording ended before the
+    backup began is in the copy), then copies the database with SQLite's online backup API as of
+    one moment (writers are not stopped), checks the copy (PRAGMA integrity_check; every table's
+    row count against the store's at that moment) and only then moves it to DEST, one
+    self-contained file. DEST is never overwritten without --force. A PostgreSQL store is backed
+    up with pg_dump. Restoring: see docs/configuration.md, "Backing up and restoring".
+
+    Example: cmf store backup /backups/cmf-$(date +%F).db
+    """
+    import sqlalchemy as sa
+
+    from cmf_core.config import load_settings
+    from cmf_core.errors import InvalidInputError
+    from cmf_core.store import open_store
+    from cmf_core.store.backup import backup_sqlite, pg_dump_hint
+    from cmf_core.task_values import hide_password
+
+    settings = load_settings(store_url=store)
+    url = settings.resolved_store_url
+    try:
+        backend = sa.engine.make_url(url).get_backend_name()
+    except sa.exc.ArgumentError:
+        backend = ""
+    if backend == "postgresql":
+        raise InvalidInputError(pg_dump_hint(hide_password(
+            sa.engine.make_url(url).render_as_string(hide_password=True))))
+    with open_store(settings=settings, create=False) as s:
+        if getattr(s, "kind", "") != "sqlite":
+            raise InvalidInputError(f"cmf store backup copies embedded (SQLite) stores; "
+                                    f"{getattr(s, 'safe_url', url)} is a {s.kind} store: "
+                                    "use that database's own backup tools")
+        report = backup_sqlite(s, dest, force=force)
+    if json_out:
+        print_json(report.to_dict())
+    else:
+        table("Rows in the copy", ["table", "rows"],
+              [[t, n] for t, n in report.rows.items()
+               if not t.startswith("cmf_") or (t == "cmf_journal_rejected" and n)])
+        typer.echo(f"Copied {report.source} to {report.dest} ({report.bytes:,} bytes; store "
+                   f"{report.store_id}, "
+                   f"seq {report.seq}; integrity check ok, every table's row count matches the "
+                   f"store's). Applied {report.journal_applied} journal entr"
+                   f"{'y' if report.journal_applied == 1 else 'ies'} first.")
+    if report.journal_error:
+        typer.echo(f"Warning: the store's journal could not be applied first "
+                   f"({report.journal_error}): the copy holds what its tables held; executions "
+                   "recorded since their last apply are not in it", err=True)
+
+
+def restore(
+    backup_file: Annotated[Path, typer.Argument(
+        metavar="BACKUP", help="A copy made by cmf store backup.", show_default=False)],
+    store: StoreOpt = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Put a backup in place of the embedded store, as a new store id for federation.
+
+    Stop every process that records into the store (and cmf serve) first: a live writer
+    refuses the restore. The store's current file (with its -wal and -shm) is moved aside as
+    FILE.replaced-TIME, never deleted. The restored store gets a new store id, so that peers
+    take what it records from now on (with the old id, its counter being back at the backup's,
+    they would skip those records) and send back, at the next cmf sync, what they got from it
+    after the backup. Journal entries left in the store's journal folder are applied to it.
+
+    Example: cmf store restore /backups/cmf-2026-11-01.db
+    """
+    import sqlalchemy as sa
+
+    from cmf_core.config import load_settings
+    from cmf_core.errors import InvalidInputError
+    from cmf_core.store.backup import restore_sqlite
+
+    settings = load_settings(store_url=store)
+    url = sa.engine.make_url(settings.resolved_store_url)
+    if url.get_backend_name() != "sqlite" or url.database in (None, "", ":memory:"):
+        raise InvalidInputError("cmf store restore restores embedded (SQLite) stores; restore a "
+                                "PostgreSQL store with pg_restore (from a pg_dump file)")
+    db = Path(url.database).expanduser().absolute()
+    if not db.parent.is_dir():
+        raise InvalidInputError(f"the folder {db.parent} of the store does not exist")
+    report = restore_sqlite(backup_file, db)
+    if json_out:
+        print_json(report.to_dict())
+        return
+    typer.echo(f"Restored {report.backup} as {report.store} (seq {report.seq}); new store id "
+               f"{report.store_id} (was {report.previous_store_id}): run cmf sync with each "
+               "peer to get back what they received after this backup."
+               + (f" The replaced files were moved aside: {', '.join(report.moved_aside)}."
+                  if report.moved_aside else ""))
