@@ -123,3 +123,27 @@ def test_no_recorded_text_runs_or_becomes_a_link(browser: Browser,
         shown = page.locator("#pipelines tbody td.name").all_inner_texts()
         assert IMG in shown and "churn" in shown
 
+
+def test_invisible_and_direction_characters_are_written_out(
+        browser: Browser, hostile: tuple[str, list[str]]) -> None:
+    """A pipeline named "churn" + U+200B looks like "churn"; a U+202E reverses what follows
+    ("evil" + U+202E + "gnp.exe" reads "evilexe.png"): each is shown as ⟨U+...⟩."""
+    url, ids = hostile
+    with watched_page(browser, url) as page:
+        ready(page, "/#/pipelines")
+        names = page.locator("#pipelines tbody td.name").all_inner_texts()
+        assert "churn" in names and "churn⟨U+200B⟩" in names
+        ready(page, f"/#/pipeline/{quote(TWIN, safe='')}")
+        assert page.title().startswith("churn⟨U+200B⟩ ·")
+        ready(page, f"/#/compare?ids={','.join(ids)}")
+        table = page.locator("#compare-table")
+        assert "evil⟨U+202E⟩gnp.exe" in table.locator("tr.param th").all_inner_texts()
+        assert "churn⟨U+200B⟩" in table.inner_text()
+        assert "\u202e" not in table.inner_text() and "\u200b" not in table.inner_text()
+        # the lineage graph's labels too
+        ready(page, f"/#/pipeline/{quote(IMG, safe='')}")
+        page.wait_for_selector("#lineage g.node")
+        labels = page.locator("#lineage g.node").evaluate_all(
+            "(ns) => ns.map((n) => n.getAttribute('aria-label'))")
+        assert any("evil⟨U+202E⟩gnp.exe" in x for x in labels), labels
+
