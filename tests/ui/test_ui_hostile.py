@@ -147,3 +147,14 @@ def test_invisible_and_direction_characters_are_written_out(
             "(ns) => ns.map((n) => n.getAttribute('aria-label'))")
         assert any("evil⟨U+202E⟩gnp.exe" in x for x in labels), labels
 
+
+def test_a_long_word_does_not_push_the_compared_runs_out_of_view(
+        browser: Browser, hostile: tuple[str, list[str]]) -> None:
+    url, ids = hostile
+    with watched_page(browser, url) as page:
+        ready(page, f"/#/compare?ids={','.join(ids)}")
+        width, room = page.locator("#compare-table").evaluate(
+            "(t) => [t.scrollWidth, t.parentElement.clientWidth]")
+        assert width <= room, f"the table is {width}px wide in {room}px"
+        long_row = page.locator("#compare-table tr.param", has_text="long")
+        assert LONG in long_row.inner_text().replace("\n", "")
