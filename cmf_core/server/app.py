@@ -25,8 +25,11 @@ The app does not own the store: whoever opened it closes it.
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
+import hashlib
 import importlib
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -101,7 +104,10 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
     if root_path:
         app.add_middleware(RootPath, root_path=root_path)
     if allowed_hosts is not None:
-        app.add_middleware(HostCheck, allowed=allowed_hosts)  # added last: runs first
+        app.add_middleware(HostCheck, allowed=allowed_hosts)
+    # added last: runs first, so every answer (a HostCheck refusal too) has the headers
+    app.add_middleware(SecurityHeaders, offline_docs=OFFLINE_DOCS_ROUTE in
+                       {getattr(r, "name", None) for r in app.routes})
 
     for module in (lineage, pipelines, executions, artifacts, metrics):
         app.include_router(module.router)
@@ -136,6 +142,10 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
                                  "docs": "/docs", "openapi": "/openapi.json"})
 
     return app
+
+
+OFFLINE_DOCS_ROUTE = "static-offline-docs"
+"""The name fastapi-offline gives the mount of the docs pages' scripts (``/docs-assets``)."""
 
 
 def _fastapi(**kwargs: Any) -> FastAPI:
@@ -205,3 +215,86 @@ class RootPath:
             scope["path"] = self.root + path
             scope["raw_path"] = root_raw + raw
         await self.app(scope, receive, send)
+
+
+class SecurityHeaders:
+    """ASGI middleware: the response headers that keep a browser from turning recorded text
+    (names, URIs, parameters: anyone who can write to the store chose them) against the web
+    UI, or the UI against its user.
+
+    * ``Content-Security-Policy`` on every page: scripts, styles and connections only from this
+      server (no inline script, no ``eval``, no inline ``style`` attribute: the UI sets styles
+      through the CSSOM), images from it or ``data:``, no plugins, ``<base>`` and forms only to
+      it, framed only by a page of the same origin (a portal behind the same proxy). The docs
+      pages (``/docs``, ``/redoc``) also get the SHA-256 of their inline script and inline
+      styles (Swagger UI and ReDoc write them), and ReDoc its search worker (a ``blob:``) and
+      its footer logo from cdn.redoc.ly;
+      without fastapi-offline (the docs from a CDN) they get no policy. Other answers (JSON)
+      get ``default-src 'none'``.
+    * ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: SAMEORIGIN`` (what
+      ``frame-ancestors 'self'`` says, for older browsers), ``Referrer-Policy: no-referrer``
+      (a page's address holds pipeline names; a link to an orchestrator need not get it).
+    """
+
+    PAGE = ("default-src 'self'; script-src 'self'{scripts}; style-src 'self'{styles}; "
+            "img-src 'self' data:{images}; object-src 'none'; base-uri 'self'; "
+            "form-action 'self'; frame-ancestors 'self'{more}")
+    OTHER = "default-src 'none'; frame-ancestors 'self'"
+    DOCS = ("/docs", "/redoc", "/docs/oauth2-redirect")
+    _INLINE_SCRIPT = re.compile(rb"<script>(.*?)</script>", re.S | re.I)
+
+    def __init__(self, app: Any, offline_docs: bool = True) -> None:
+        self.app = app
+        self.offline_docs = offline_docs
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        docs = scope["path"].endswith(self.DOCS)
+        start: dict[str, Any] | None = None
+        body: list[bytes] = []
+
+        async def add_headers(message: Any) -> None:
+            nonlocal start
+            if message["type"] == "http.response.start":
+                headers = [(k, v) for k, v in message.get("headers", [])
+                           if k.lower() not in _SECURITY_HEADERS]
+                headers += [(b"x-content-type-options", b"nosniff"),
+                            (b"x-frame-options", b"SAMEORIGIN"),
+                            (b"referrer-policy", b"no-referrer")]
+                html = any(k.lower() == b"content-type" and v.startswith(b"text/html")
+                           for k, v in headers)
+                message = {**message, "headers": headers}
+                if html and docs:  # its inline script's hash is known once its body is
+                    start = message
+                    return
+                if not html:
+                    headers.append((b"content-security-policy", self.OTHER.encode()))
+                elif not docs:
+                    headers.append((b"content-security-policy", self.PAGE.format(
+                        scripts="", styles="", images="", more="").encode()))
+            elif start is not None:
+                body.append(message.get("body", b""))
+                if message.get("more_body", False):
+                    return
+                page = b"".join(body)
+                if self.offline_docs:
+                    scripts = "".join(
+                        f" 'sha256-{base64.b64encode(hashlib.sha256(m).digest()).decode()}'"
+                        for m in self._INLINE_SCRIPT.findall(page))
+                    redoc = scope["path"].endswith("/redoc")
+                    policy = self.PAGE.format(
+                        scripts=scripts, styles=" 'unsafe-inline'",
+                        images=" https://cdn.redoc.ly" if redoc else "",
+                        more="; worker-src 'self' blob:" if redoc else "")
+                    start["headers"].append((b"content-security-policy", policy.encode()))
+                await send(start)
+                message = {**message, "body": page, "more_body": False}
+            await send(message)
+
+        await self.app(scope, receive, add_headers)
+
+
+_SECURITY_HEADERS = {b"content-security-policy", b"x-content-type-options", b"x-frame-options",
+                     b"referrer-policy"}

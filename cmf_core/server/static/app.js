@@ -3,7 +3,7 @@
 // Plain ES modules, no build step; everything it loads comes from this server.
 
 import { hbars, vbars } from "./charts.js";
-import { clip, duration, g, h, kv, lostReason, num, shortId, siteColours, status, statusText, text, time, webLink } from "./dom.js";
+import { clip, duration, g, h, kv, lostReason, num, shortId, siteColours, status, statusText, text, time, visible, webLink } from "./dom.js";
 import { GraphView } from "./graph.js";
 
 const API = new URL("api/v1/", document.baseURI);
@@ -187,7 +187,7 @@ async function route() {
         return x;
       }
     });
-    document.title = `${found[3](args)} · cmf-foundation`;
+    document.title = visible(`${found[3](args)} · cmf-foundation`);
     await found[1](out, args, query, live);
     if (live()) view.replaceChildren(out);
   } catch (e) {
@@ -207,7 +207,7 @@ async function serverInfo() {
   try {
     const info = await api("health");
     document.getElementById("server").textContent =
-      `site ${info.site} · ${info.store} store · v${info.version}`;
+      visible(`site ${info.site} · ${info.store} store · v${info.version}`);
   } catch {
     // the header line is a courtesy; the views report errors themselves
   }
@@ -585,7 +585,7 @@ async function viewPipeline(out, [name], query) {
       ev.preventDefault();
       if (!shown.has(e.site)) {
         shown.add(e.site);
-        siteBoxes.forEach((b) => { b.querySelector("input").checked = shown.has(b.textContent); });
+        siteBoxes.forEach((b) => { b.querySelector("input").checked = shown.has(b.querySelector("input").value); });
         redraw();
       }
       lineage.select(e.id);
@@ -697,8 +697,8 @@ function orchestratorCell(e) {
   const link = e.run_url && webLink(e.run_url, `${where === "the orchestrator" ? "run" : where} ↗`);
   if (!link) return "–";
   const name = `Open ${e.stage} ${shortId(e.id)} in ${where}`;
-  link.setAttribute("aria-label", name);
-  link.setAttribute("title", `${name} (new tab)`);
+  link.setAttribute("aria-label", visible(name));
+  link.setAttribute("title", visible(`${name} (new tab)`));
   return link;
 }
 

@@ -2,23 +2,48 @@
 
 const SVG_NS = "http://www.w3.org/2000/svg";
 
+// Characters that show nothing, or turn the text around them: a recorded name holding one
+// would look like another ("churn" and "churn" + U+200B) or reverse what follows it on the
+// line ("evil" + U+202E + "gnp.exe" reads "evilexe.png"). Always: soft hyphen, the bidi marks,
+// embeddings, overrides and isolates, zero-width space and no-break space (BOM), word joiner
+// and invisible operators, fillers. Joiners (ZWNJ, ZWJ) and variation selectors only where
+// they join nothing: next to ASCII or at an end (they shape emoji, Persian and Indic text).
+const INVISIBLE = new RegExp("[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f" +
+  "\u200b\u200e\u200f\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0]" +
+  "|(?<=^|[\x00-\x7f])[\u200c\u200d\ufe00-\ufe0f]|[\u200c\u200d](?=$|[\x00-\x7f])" +
+  "|(?<=^|[\x00-\x7f])[\u{e0000}-\u{e007f}]", "gu");
+
+/** Text as it is shown: each invisible or direction-changing character (above) written out as
+ *  ⟨U+202E⟩, so that recorded text is shown as it is and cannot pass for other text. */
+export function visible(value) {
+  return String(value).replace(INVISIBLE, (c) => `⟨U+${c.codePointAt(0).toString(16).toUpperCase().padStart(4, "0")}⟩`);
+}
+
+/** Attributes read out or shown as text (tooltips, names for screen readers); others (href,
+ *  value, data-*) keep the recorded value, which the page looks records up by. */
+const SHOWN = new Set(["title", "aria-label", "label", "alt", "placeholder"]);
+
 function build(el, attrs, children) {
   for (const [key, value] of Object.entries(attrs || {})) {
     if (value === undefined || value === null || value === false) continue;
     if (key === "class") el.setAttribute("class", value);
+    // through the CSSOM: the server's Content-Security-Policy refuses inline style attributes
+    else if (key === "style") el.style.cssText = value;
     else if (key === "dataset") Object.assign(el.dataset, value);
     else if (key.startsWith("on") && typeof value === "function") {
       el.addEventListener(key.slice(2), value);
-    } else el.setAttribute(key, value === true ? "" : String(value));
+    } else if (SHOWN.has(key)) el.setAttribute(key, visible(value));
+    else el.setAttribute(key, value === true ? "" : String(value));
   }
   for (const child of children.flat(Infinity)) {
     if (child === null || child === undefined || child === false) continue;
-    el.append(child instanceof Node ? child : String(child));
+    el.append(child instanceof Node ? child : visible(child));
   }
   return el;
 }
 
-/** An HTML element: h("a", {href: "#/x", class: "c"}, "text", child). Text is never parsed. */
+/** An HTML element: h("a", {href: "#/x", class: "c"}, "text", child). Text is never parsed;
+ *  text and the attributes shown as text go through visible(). */
 export function h(tag, attrs, ...children) {
   return build(document.createElement(tag), attrs, children);
 }

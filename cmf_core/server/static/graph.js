@@ -4,7 +4,7 @@
 // their first consumer, cycles broken at DFS back edges, and a few barycentre sweeps to order
 // each layer so that edges cross less. Good for lineage graphs of up to a few thousand nodes.
 
-import { clip, s } from "./dom.js";
+import { clip, s, visible } from "./dom.js";
 
 const key = (a, b) => `${a}\u0000${b}`;
 /** What the keyboard reaches in a graph: its nodes and the edges that act when activated. */
@@ -136,7 +136,7 @@ export function drawNode(n, p) {
   s("rect", { class: "box", width: p.w, height: p.h, rx: n.rx ?? 6 }),
   s("rect", { class: "band", width: 6, height: p.h, rx: 3, fill: n.colour || "#64748b" }),
   lines.map((line, i) => s("text", { class: i === 0 ? "label" : "sub", x: 14,
-    y: 17 + i * 15, dataset: { full: line, room: p.w - 20 } }, clip(line, 80))));
+    y: 17 + i * 15, dataset: { full: visible(line), room: p.w - 20 } }, clip(line, 80))));
 }
 
 /** Shorten (with an ellipsis) every text of `layer` wider than its node; the full text stays
