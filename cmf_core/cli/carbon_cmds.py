@@ -29,6 +29,7 @@ from cmf_core.cli.common import (
     parse_time,
     print_json,
     table,
+    visible,
 )
 
 
@@ -113,9 +114,9 @@ def _blocks(title: str, groups: tuple[Group, ...], show_sites: bool,
         if g.phases and g.with_energy:
             lines.append(f"by phase ({co2[0]}): " + "; ".join(_phases(g, co2).split("\n")))
         lines.append("inputs: " + "; ".join(_inputs(g).split("\n")))
-        console.print(Text(g.key, style="bold"))
+        console.print(Text(visible(g.key), style="bold"))
         for line in lines:
-            console.print(Text("  " + line))
+            console.print(Text("  " + visible(line)))
 
 
 #: stages whose inferred phase the table's footnote names (the rest: --json)

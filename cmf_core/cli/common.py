@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import sys
 from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime
@@ -27,6 +28,23 @@ COUNT: dict[str, Any] = {"min": 0, "max": 2**63 - 1, "metavar": "<int>"}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 console = Console()
+
+# Characters that show nothing, or turn the text around them, as the web UI writes them out
+# (cmf_core/server/static/dom.js): a recorded name holding one would pass for another
+# ("churn" + U+200B) or reverse what follows it on the line ("evil" + U+202E + "gnp.exe").
+# Joiners and variation selectors only where they join nothing (next to ASCII or at an end).
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b\u200e\u200f"
+    "\u202a-\u202e\u2060-\u206f\u3164\ufeff\uffa0]"
+    "|(?:^|(?<=[\x00-\x7f]))[\u200c\u200d\ufe00-\ufe0f]"
+    "|[\u200c\u200d](?=$|[\x00-\x7f])"
+    "|(?:^|(?<=[\x00-\x7f]))[\U000e0000-\U000e007f]")
+
+
+def visible(value: object) -> str:
+    """``value`` as text a terminal shows as it is: each invisible or direction-changing
+    character written out as ``<U+202E>``."""
+    return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", str(value))
 
 
 def get_store(url: str | None, *, create: bool = False) -> Store:
@@ -97,9 +115,10 @@ def table(title: str, columns: list[str], rows: list[list[Any]], *,
     if not rows:  # not an empty frame
         console.print(f"{title}: none.", markup=False, highlight=False)
         return
+    rows = [[visible(v) for v in r] for r in rows]
     natural = Table(*columns)
     for r in rows:
-        natural.add_row(*[Text(str(v)) for v in r])
+        natural.add_row(*[Text(v) for v in r])
     if not fits(natural):
         (narrow or (lambda: blocks(title, columns, rows)))()
         return
@@ -112,7 +131,7 @@ def table(title: str, columns: list[str], rows: list[list[Any]], *,
         else:
             t.add_column(c, overflow="fold")
     for r in rows:  # Text, not str: a name such as "model[red].pkl" is not rich markup
-        t.add_row(*[Text(str(v)) for v in r])
+        t.add_row(*[Text(v) for v in r])
     console.print(t)
 
 
@@ -122,9 +141,9 @@ def blocks(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     too narrow for the table; long lines wrap at words."""
     console.print(title, markup=False, highlight=False)
     for r in rows:
-        console.print(Text(str(r[0]), style="bold"))
+        console.print(Text(visible(r[0]), style="bold"))
         for name, value in zip(columns[1:], r[1:], strict=True):
-            text = "; ".join(line for line in str(value).split("\n") if line)
+            text = "; ".join(line for line in visible(value).split("\n") if line)
             if text:
                 console.print(Text(f"  {name}: {text}"))
 

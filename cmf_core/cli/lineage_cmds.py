@@ -5,10 +5,19 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.markup import escape
+from rich.markup import escape as _escape
 from rich.tree import Tree
 
-from cmf_core.cli.common import COUNT, JsonOpt, StoreOpt, console, get_store, print_json, short
+from cmf_core.cli.common import (
+    COUNT,
+    JsonOpt,
+    StoreOpt,
+    console,
+    get_store,
+    print_json,
+    short,
+    visible,
+)
 from cmf_core.errors import InvalidInputError
 from cmf_core.jsonutil import MAX_NESTING, TooDeepError
 from cmf_core.lineage import LineageNode, Query, fold_task_values
@@ -31,6 +40,11 @@ PARAMS_SHOWN = 4
 
 def register(app: typer.Typer) -> None:
     app.command("lineage")(lineage)
+
+
+def escape(text: str) -> str:
+    """Recorded text as rich markup shows it literally, invisible characters written out."""
+    return _escape(visible(text))
 
 
 def label(node: LineageNode) -> str:

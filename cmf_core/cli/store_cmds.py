@@ -24,6 +24,7 @@ from cmf_core.cli.common import (
     short,
     some,
     table,
+    visible,
 )
 from cmf_core.config import HOME_DIRNAME, Settings, load_settings
 from cmf_core.errors import InvalidInputError, NotFoundError
@@ -226,8 +227,9 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     for c in ("id", "pipeline", "stage", "site", "status", "started (UTC)", "params"):
         wide.add_column(c, no_wrap=True)
     for e in rows:
-        wide.add_row(*map(Text, (e.id, e.pipeline, e.stage, e.site, status[e.id],
-                                 fmt_time(e.started_at), ", ".join(params[e.id]))))
+        wide.add_row(*(Text(visible(v)) for v in (
+            e.id, e.pipeline, e.stage, e.site, status[e.id], fmt_time(e.started_at),
+            ", ".join(params[e.id]))))
     if fits(wide):
         console.print(wide)
         return
@@ -239,7 +241,7 @@ def _executions_table(rows: list[Execution], lost: set[str]) -> None:
     for head, width in zip(heads, widths, strict=True):
         narrow.add_column(head, overflow="fold", width=width)
     for row in cells:
-        narrow.add_row(*map(Text, row))
+        narrow.add_row(*(Text(visible(v)) for v in row))
     console.print(narrow)
 
 

@@ -1214,3 +1214,27 @@ def test_dash_h_is_help_as_in_most_command_line_tools(argv: list[str],
 
     short, long = run(argv), run([*argv[:-1], "--help"])
     assert "Usage:" in short and short == long
+
+
+def test_invisible_and_direction_characters_are_written_out(tmp_path: Path,
+                                                            monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    """A recorded name holding U+202E reversed the rest of its line in a terminal ("evil" +
+    U+202E + "gnp.exe" read "evilexe.png"), one holding U+200B passed for another name: tables,
+    narrow blocks and lineage trees write them out, as the web UI does; JSON keeps the data."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "evil\u202egnp.exe").write_bytes(b"x")
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    with Cmf(pipeline_name="churn\u200b", store=url, site="hpc", measure_energy=False) as cmf:
+        with cmf.create_execution("train", params={"note": "a\u202eb"}):
+            cmf.log_model("evil\u202egnp.exe", "output")
+    out = invoke("executions", "--store", url, columns=240)
+    assert "churn<U+200B>" in out and "note=a<U+202E>b" in out
+    for columns in (240, 30):  # a table, and a block per row
+        out = invoke("pipelines", "--store", url, columns=columns)
+        assert "churn<U+200B>" in out and "\u200b" not in out
+    tree = invoke("lineage", "evil\u202egnp.exe", "--store", url, columns=240)
+    assert "evil<U+202E>gnp.exe" in tree and "churn<U+200B>/train" in tree
+    assert "\u202e" not in tree
+    data = json.loads(invoke("executions", "--store", url, "--json"))
+    assert data[0]["pipeline"] == "churn\u200b"  # data as recorded
