@@ -1225,9 +1225,9 @@ def test_invisible_and_direction_characters_are_written_out(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     (tmp_path / "evil\u202egnp.exe").write_bytes(b"x")
     url = f"sqlite:///{tmp_path / 'cmf.db'}"
-    with Cmf(pipeline_name="churn\u200b", store=url, site="hpc", measure_energy=False) as cmf:
-        with cmf.create_execution("train", params={"note": "a\u202eb"}):
-            cmf.log_model("evil\u202egnp.exe", "output")
+    cmf = Cmf(pipeline_name="churn\u200b", store=url, site="hpc", measure_energy=False)
+    with cmf, cmf.create_execution("train", params={"note": "a\u202eb"}):
+        cmf.log_model("evil\u202egnp.exe", "output")
     out = invoke("executions", "--store", url, columns=240)
     assert "churn<U+200B>" in out and "note=a<U+202E>b" in out
     for columns in (240, 30):  # a table, and a block per row
