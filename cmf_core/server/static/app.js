@@ -298,6 +298,88 @@ function taskValueEdges(links, execs) {
   });
 }
 
+/** A lineage graph with more nodes than this is summarised: the runs of each stage with more
+ *  than one run are drawn as one node (see foldStages). */
+export const FOLD_NODES = 500;
+/** Rows of the executions table drawn at first, and added by "Show more". */
+export const TABLE_PAGE = 100;
+
+const stageKey = (e) => `${e.pipeline}/${e.stage}`;
+
+/** Summarise a dense graph: the executions of each stage with two or more drawn runs (unless
+ *  its key is in `expanded`) become one node, "train · 1,000 runs"; an artifact touched only
+ *  by runs of folded stages (each sweep run's own model; what one folded stage wrote and the
+ *  next read) joins one node per set of such stages and type, "Model × 1,000"; an artifact an
+ *  unfolded execution touched (the dataset one prepare run wrote and every run read) stays a
+ *  node. Edges between the same two nodes are drawn once. Returns {nodes, edges, groups}
+ *  (group id -> {key, kind, execs, arts}); groups is empty when nothing was folded. */
+function foldStages(nodes, edges, execs, expanded, name) {
+  const runs = new Map();
+  for (const n of nodes) {
+    if (n.kind !== "execution") continue;
+    const k = stageKey(execs.get(n.id));
+    (runs.get(k) || runs.set(k, []).get(k)).push(n.id);
+  }
+  const groupOf = new Map(); // node id -> group id
+  const groups = new Map();
+  for (const [k, ids] of runs) {
+    if (ids.length < 2 || expanded.has(k)) continue;
+    const gid = `group:${k}`;
+    groups.set(gid, { key: k, kind: "execution", execs: ids, arts: [] });
+    ids.forEach((id) => groupOf.set(id, gid));
+  }
+  if (!groups.size) return { nodes, edges, groups };
+  // an artifact every edge of which goes to one folded stage joins it
+  const touch = new Map();
+  for (const e of edges) {
+    for (const [a, x] of [[e.from, e.to], [e.to, e.from]]) {
+      if (execs.has(a)) continue;
+      (touch.get(a) || touch.set(a, new Set()).get(a)).add(groupOf.get(x) ?? "-");
+    }
+  }
+  const byId = new Map(nodes.map((n) => [n.id, n]));
+  for (const [a, gs] of touch) {
+    if (gs.has("-")) continue;
+    const keys = [...gs].sort().map((gid) => groups.get(gid).key);
+    const type = byId.get(a).lines[1].split(" · ")[0];
+    const agid = `group:${keys.join(" ")}:${type}`;
+    (groups.get(agid) || groups.set(agid, { key: keys[0], keys, kind: "artifact", type, execs: [], arts: [] })
+      .get(agid)).arts.push(a);
+    groupOf.set(a, agid);
+  }
+  const drawn = nodes.filter((n) => !groupOf.has(n.id));
+  for (const [gid, grp] of groups) {
+    const first = byId.get(grp.kind === "execution" ? grp.execs[0] : grp.arts[0]);
+    const count = grp.kind === "execution" ? grp.execs.length : grp.arts.length;
+    const [pipe, stage] = [grp.key.slice(0, grp.key.indexOf("/")), grp.key.slice(grp.key.indexOf("/") + 1)];
+    const label = pipe === name ? stage : grp.key;
+    drawn.push(grp.kind === "execution" ? {
+      ...first, id: gid, kind: "group", order: `1 ${stage}`,
+      lines: [label, `${count.toLocaleString("en")} runs (folded)`, "click for the runs"],
+      title: `${count} runs of ${grp.key}, drawn as one node`, cls: `${first.cls} group`,
+    } : {
+      ...first, id: gid, kind: "group", order: `0 ${grp.type} ${stage}`,
+      lines: [`${grp.type} × ${count.toLocaleString("en")}`, `of ${label} runs (folded)`],
+      title: `${count} ${grp.type} artifacts, each touched only by runs of ${grp.keys.join(" and ")}`, cls: `${first.cls} group`,
+    });
+  }
+  const seen = new Set();
+  const folded = [];
+  for (const e of edges) {
+    const from = groupOf.get(e.from) ?? e.from;
+    const to = groupOf.get(e.to) ?? e.to;
+    if (from === e.from && to === e.to) {
+      folded.push(e);
+      continue;
+    }
+    const k = `${from} ${to} ${e.cls}`;
+    if (seen.has(k) || from === to) continue;
+    seen.add(k);
+    folded.push({ from, to, cls: `${e.cls || ""} group` });
+  }
+  return { nodes: drawn, edges: folded, groups };
+}
+
 async function viewPipeline(out, [name], query) {
   const upstream = query.get("upstream") === "1";
   let showValues = query.get("task_results") === "1";
@@ -367,7 +449,7 @@ async function viewPipeline(out, [name], query) {
       return;
     }
     const stage = id.slice("stage:".length);
-    lineage.highlight(new Set(own.filter((e) => e.stage === stage).map((e) => e.id)));
+    lineage.highlight(new Set([...own.filter((e) => e.stage === stage).map((e) => e.id), `group:${name}/${stage}`]));
     showStage(stage);
   } });
   const dagNodes = [...stageStats].map(([stage, st]) => {
@@ -401,7 +483,7 @@ async function viewPipeline(out, [name], query) {
   const lineage = new GraphView(graphHost, { label: "Lineage graph", spacing: { colGap: 56, rowGap: 16 }, onSelect: (id) => {
     dag.select(null, { notify: false });
     lineage.highlight(null);
-    setUrl(id);
+    setUrl(groups.has(id) ? null : id);
     showNode(id);
     if (id) lineage.reveal(id, PANEL);
   }, onEdge: (edge) => {
@@ -414,7 +496,13 @@ async function viewPipeline(out, [name], query) {
     return true;
   } });
 
-  /** The nodes and edges drawn, and how many task values are folded into edges. */
+  // a dense graph is summarised (foldStages): its groups, and the stages drawn run by run
+  let groups = new Map();
+  const expanded = new Set();
+  const groupOfNode = (id) => [...groups].find(([, grp]) => grp.execs.includes(id) || grp.arts.includes(id))?.[0];
+
+  /** The nodes and edges drawn, how many task values are folded into edges, and every node
+   *  before stages were folded. */
   function lineageData() {
     const visibleExecs = graph.executions.filter((e) => shown.has(e.site));
     const ids = new Set(visibleExecs.map((e) => e.id));
@@ -462,7 +550,13 @@ async function viewPipeline(out, [name], query) {
     edges.push(...taskValueEdges(links, execs));
     const nodes = [...graph.artifacts.filter((a) => used.has(a.id)).map((a) => artifactNode(a, colours)),
       ...visibleExecs.map((e) => executionNode(e, name, colours))];
-    return [nodes, edges, folded];
+    if (nodes.length <= FOLD_NODES) {
+      groups = new Map();
+      return [nodes, edges, folded, nodes];
+    }
+    const sum = foldStages(nodes, edges, execs, expanded, name);
+    groups = sum.groups;
+    return [sum.nodes, sum.edges, folded, nodes];
   }
 
   /** Select node `id`; a task value folded into an edge is drawn as a node first. */
@@ -472,7 +566,36 @@ async function viewPipeline(out, [name], query) {
       valuesBox.checked = true;
       redraw();
     }
+    const gid = lineage.nodes?.has(id) ? null : groupOfNode(id);
+    if (gid) {
+      expanded.add(groups.get(gid).key);
+      redraw();
+    }
     lineage.select(id);
+  }
+
+  /** The details of a folded stage or its artifacts: how many, the latest, and a button that
+   *  draws the stage run by run. */
+  function groupDetails(gid) {
+    const grp = groups.get(gid);
+    const ids = grp.kind === "execution" ? grp.execs : grp.arts;
+    const latest = ids.slice(-20).reverse();
+    const link = (id, label) => h("a", { href: "#", onclick: (ev) => {
+      ev.preventDefault();
+      pick(id);
+    } }, label);
+    return [h("h3", {}, grp.kind === "execution" ? `Stage ${grp.key}: ${ids.length} runs` : `${ids.length} ${grp.type} artifacts of ${grp.key}`),
+      h("p", { class: "muted" }, `The graph has more than ${FOLD_NODES} nodes, so the runs of each stage are drawn as one node` +
+        (grp.kind === "execution" ? "." : ", with the artifacts that only they touched.")),
+      h("p", { class: "actions" }, h("button", { type: "button", class: "expand", onclick: () => {
+        expanded.add(grp.key);
+        redraw();
+        details.hidden = true;
+      } }, `Draw the ${grp.execs.length || ids.length} ${grp.kind === "execution" ? "runs" : "artifacts"} one by one`)),
+      h("h4", {}, ids.length > latest.length ? `Latest ${latest.length}` : "All"),
+      h("ul", { class: "links" }, latest.map((id) => h("li", {}, grp.kind === "execution"
+        ? link(id, `${execs.get(id).stage} (${shortId(id)}) ${time(execs.get(id).started_at)}`)
+        : link(id, `${arts.get(id).name} (${shortId(id)})`))))];
   }
 
   function viaDetails(edge) {
@@ -501,6 +624,10 @@ async function viewPipeline(out, [name], query) {
       details.hidden = true;
       return;
     }
+    if (groups.has(id)) {
+      showDetails(groupDetails(id));
+      return;
+    }
     showDetails(h("p", { class: "loading" }, "Loading…"));
     try {
       const body = execs.has(id) ? await executionDetails(id, pick) : await artifactDetails(id, pick);
@@ -511,6 +638,7 @@ async function viewPipeline(out, [name], query) {
   }
 
   const counter = h("span", { class: "muted", id: "graph-count" });
+  const summary = h("p", { class: "note", id: "graph-summary", hidden: true });
   const anyValues = graph.artifacts.some(isTaskValue);
   const valuesBox = h("input", { type: "checkbox", name: "task_results", checked: showValues, onchange: (ev) => {
     showValues = ev.target.checked;
@@ -518,8 +646,8 @@ async function viewPipeline(out, [name], query) {
     setUrl(lineage.selected);
   } });
   const redraw = () => {
-    const [nodes, edges, folded] = lineageData();
-    lineage.setGraph(nodes, edges);
+    const [drawnNodes, edges, folded, nodes] = lineageData();
+    lineage.setGraph(drawnNodes, edges);
     // as tall as the graph needs at the width of the view (within limits), then fit
     const { width, height } = lineage.layout;
     const k = Math.min(1, (graphHost.clientWidth - 48) / Math.max(1, width));
@@ -531,6 +659,11 @@ async function viewPipeline(out, [name], query) {
     counter.textContent = `${nExec} executions, ${nodes.length - nExec - nValues} artifacts` +
       (nValues ? `, ${nValues} task result${nValues === 1 ? "" : "s"}` : "") +
       (folded ? ` (${folded} task result${folded === 1 ? "" : "s"} folded)` : "");
+    const nGroups = [...groups.values()].filter((grp) => grp.kind === "execution").length;
+    summary.hidden = !groups.size;
+    summary.textContent = groups.size ? `${nodes.length.toLocaleString("en")} nodes are too many to read: ` +
+      `the runs of ${nGroups} stage${nGroups === 1 ? "" : "s"} are each drawn as one node ` +
+      `(${drawnNodes.length} nodes drawn). Click such a node for its runs or to draw them one by one.` : "";
     counter.title = folded ? "Values passed between tasks in memory are drawn as dashed 'via task result' " +
       "edges between the two executions (a result no drawn execution read is left out); " +
       "'show task results' draws them as nodes." : "";
@@ -574,7 +707,7 @@ async function viewPipeline(out, [name], query) {
   // the run in the orchestrator's UI (Airflow, Prefect, KFP), a column only when a run has one
   const runLink = (e) => e.run_url && webLink(e.run_url, orchestratorOf(e));
   const anyRunLink = own.some(runLink);
-  const execRows = [...own].reverse().map((e) => h("tr", { dataset: { id: e.id } },
+  const execRow = (e) => h("tr", { dataset: { id: e.id } },
     h("td", {}, h("input", { type: "checkbox", "aria-label": `select ${e.stage} ${shortId(e.id)}`, onchange: (ev) => {
       if (ev.target.checked) picked.add(e.id);
       else picked.delete(e.id);
@@ -588,7 +721,7 @@ async function viewPipeline(out, [name], query) {
         siteBoxes.forEach((b) => { b.querySelector("input").checked = shown.has(b.querySelector("input").value); });
         redraw();
       }
-      lineage.select(e.id);
+      pick(e.id);
       graphHost.scrollIntoView({ block: "nearest" });
     } }, e.stage)),
     h("td", { class: "mono run-id" }, shortId(e.id)),
@@ -596,17 +729,36 @@ async function viewPipeline(out, [name], query) {
     h("td", { class: "n" }, duration(e.ended_at !== null && e.ended_at !== undefined ? e.ended_at - e.started_at : null)),
     h("td", { class: "n" }, num(e.energy_kwh)), h("td", { class: "n" }, num(e.co2e_kg)),
     h("td", { class: "params" }, clip(entries(e.params).map(([k, v]) => `${k}=${text(v)}`).join(", "), 80)),
-    anyRunLink ? h("td", { class: "run-url" }, orchestratorCell(e)) : null));
+    anyRunLink ? h("td", { class: "run-url" }, orchestratorCell(e)) : null);
+  // drawn a page at a time, latest first: 2,000 rows at once freeze the page
+  const newestFirst = [...own].reverse();
+  const rowCount = h("span", { class: "muted", id: "executions-count" });
+  const moreBtn = h("button", { type: "button", id: "more-executions", onclick: () => showRows(TABLE_PAGE) });
+  const allBtn = h("button", { type: "button", id: "all-executions", onclick: () => showRows(newestFirst.length) });
+  const execTable = table([h("span", { class: "visually-hidden" }, "Select"), "Stage", "Run", "Site", "Status", "Started (UTC)",
+    ["Duration", "n"], ["kWh", "n"], ["kgCO2e", "n"], "Parameters", anyRunLink ? "Orchestrator" : null],
+  [], { id: "executions" });
+  const tbody = execTable.querySelector("tbody") || execTable;
+  let rowsShown = 0;
+  function showRows(n) {
+    const upto = Math.min(newestFirst.length, rowsShown + n);
+    tbody.append(...newestFirst.slice(rowsShown, upto).map(execRow));
+    rowsShown = upto;
+    const left = newestFirst.length - rowsShown;
+    rowCount.textContent = left ? `Showing the latest ${rowsShown} of ${newestFirst.length} executions (${left} not shown).` : "";
+    moreBtn.hidden = allBtn.hidden = !left;
+    moreBtn.textContent = `Show ${Math.min(TABLE_PAGE, left)} more`;
+    allBtn.textContent = `Show all ${newestFirst.length}`;
+  }
+  showRows(TABLE_PAGE);
 
   put(out, 
     section("Stages", dagHost),
-    section("Lineage", toolbar, h("div", { class: "lineage" }, graphHost, details), legend,
+    section("Lineage", toolbar, summary, h("div", { class: "lineage" }, graphHost, details), legend,
       graph.truncated ? h("p", { class: "note" }, `Only the latest ${own.length} of ${graph.total_executions} executions are drawn.`) : null),
     section("Executions", h("div", { class: "toolbar" }, compareBtn,
       h("span", { class: "muted" }, "Pick two or more runs to compare their parameters and metrics.")),
-    table([h("span", { class: "visually-hidden" }, "Select"), "Stage", "Run", "Site", "Status", "Started (UTC)",
-      ["Duration", "n"], ["kWh", "n"], ["kgCO2e", "n"], "Parameters", anyRunLink ? "Orchestrator" : null],
-    execRows, { id: "executions" }),
+    execTable, h("p", { class: "toolbar" }, rowCount, moreBtn, allBtn),
     own.length ? null : h("p", { class: "empty" }, "No executions of this pipeline are recorded yet.")));
 
   // draw once the page is in the document (fit needs sizes)
