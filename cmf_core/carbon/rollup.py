@@ -480,17 +480,13 @@ def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None
     (:func:`rollup_records`; the same groups, totals and notes)."""
     from cmf_core.store import ExecutionFilter
 
-    check_by(by)
-    if since is not None and until is not None and until <= since:
-        from cmf_core.openlineage.times import format_time
-
-        raise InvalidInputError(f"until ({format_time(until)}) must be after since "
-                                f"({format_time(since)})")
-    where = ExecutionFilter(pipeline=pipeline, site=site, since=since, until=until)
-    filters = {"pipeline": pipeline, "site": site, "since": since, "until": until}
     if not keep_items:
         return rollups(store, (by,), pipeline=pipeline, site=site, since=since,
                        until=until)[by]
+    check_by(by)
+    _check_window(since, until)
+    where = ExecutionFilter(pipeline=pipeline, site=site, since=since, until=until)
+    filters = {"pipeline": pipeline, "site": site, "since": since, "until": until}
     stages = store.list_stages(pipeline)
     executions = store.list_executions(where)
     ids = [e.id for e in executions]
@@ -498,6 +494,14 @@ def rollup(store: Store, *, pipeline: str | None = None, site: str | None = None
     for start in range(0, len(ids), _CHUNK):
         records += store.energy(ids[start:start + _CHUNK])
     return rollup_records(executions, records, stages, by=by, filters=filters)
+
+
+def _check_window(since: float | None, until: float | None) -> None:
+    if since is not None and until is not None and until <= since:
+        from cmf_core.openlineage.times import format_time
+
+        raise InvalidInputError(f"until ({format_time(until)}) must be after since "
+                                f"({format_time(since)})")
 
 
 def rollups(store: Store, bys: Sequence[str], *, pipeline: str | None = None,
@@ -511,11 +515,7 @@ def rollups(store: Store, bys: Sequence[str], *, pipeline: str | None = None,
     bys = [check_by(b) for b in bys]
     if not bys:
         raise InvalidInputError(f"give at least one grouping: {', '.join(GROUP_BY)}")
-    if since is not None and until is not None and until <= since:
-        from cmf_core.openlineage.times import format_time
-
-        raise InvalidInputError(f"until ({format_time(until)}) must be after since "
-                                f"({format_time(since)})")
+    _check_window(since, until)
     where = ExecutionFilter(pipeline=pipeline, site=site, since=since, until=until)
     filters = {"pipeline": pipeline, "site": site, "since": since, "until": until}
 
@@ -626,20 +626,13 @@ def _details(text: str) -> Mapping[str, Any]:
     return frozen_dict(jsonutil.loads(text), "energy details")
 
 
-def _fold(rows: Iterable[CarbonRow], stages: Iterable[Stage], by: str,
-          filters: dict[str, Any], again: Callable[[str], Rollup] | None = None) -> Rollup:
-    """:func:`rollup_records` of the store's rows (in :meth:`Store.list_executions` order,
-    each execution once with its energy record), one row at a time: the same groups, totals,
-    phases, inputs and notes, without an object per execution."""
-    return _fold_many(rows, stages, (by,), filters, again)[by]
-
-
 def _fold_many(rows: Iterable[CarbonRow], stages: Iterable[Stage], bys: Sequence[str],
                filters: dict[str, Any], again: Callable[[str], Rollup] | None = None
                ) -> dict[str, Rollup]:
-    """:func:`_fold` grouped each of the ways ``bys`` in the same pass over ``rows``: one
-    roll-up per grouping, each the one :func:`_fold` gives (the total, stages and notes do not
-    depend on the grouping)."""
+    """:func:`rollup_records` of the store's rows (in :meth:`Store.list_executions` order,
+    each execution once with its energy record), one row at a time, grouped each of the ways
+    ``bys`` in the same pass: the same groups, totals, phases, inputs and notes, without an
+    object per execution (the total, stages and notes do not depend on the grouping)."""
     bys = tuple(dict.fromkeys(check_by(b) for b in bys))
     stage_map = {(s.pipeline, s.name): s for s in stages}
     by_stage: dict[tuple[str, str], tuple[str, str, str | None]] = {}
