@@ -52,11 +52,11 @@ from cmf_core.model import (
 )
 from cmf_core.model.artifact import check_artifact_type
 from cmf_core.model.metric import check_step
+from cmf_core.openlineage.local import DEFAULT_DIGEST_MAX_BYTES, path_identity
 from cmf_core.process import process_property
 from cmf_core.store import Store, shared_store
 
 START_VISIBLE_AFTER_S = 0.5
-DIGEST_MAX_BYTES = 1024 * 2**20  # Settings.digest_max_mb's default, as the adapters'
 ARTIFACT_MEMO = 4096  # remote artifacts a logger remembers having described
 
 _REMOTE_SCHEMES = ("s3://", "gs://", "gcs://", "az://", "abfs://", "http://", "https://",
@@ -120,7 +120,7 @@ def _warn_stat(path: str, size: int, complete: bool, max_bytes: float) -> None:
     if len(_WARNED_STAT) >= ARTIFACT_MEMO:
         _WARNED_STAT.clear()
     _WARNED_STAT.add(path)
-    from cmf_core.openlineage.local import MAX_WALK_FILES
+    from cmf_core.openlineage.local import MAX_WALK_FILES  # read now: a setting of that module
 
     if not complete:
         why = f"holds more than {MAX_WALK_FILES:,} files"
@@ -139,7 +139,7 @@ def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None
                       version: str | None = None, digest: str | None = None,
                       properties: Mapping[str, Any] | None = None,
                       custom_properties: Mapping[str, Any] | None = None,
-                      max_bytes: float = DIGEST_MAX_BYTES) -> Artifact:
+                      max_bytes: float = DEFAULT_DIGEST_MAX_BYTES) -> Artifact:
     """Build an Artifact, digesting local files/directories; remote URIs need a version.
 
     A local path (``~`` expanded, relative to the working directory) is identified by a sha256
@@ -161,8 +161,6 @@ def describe_artifact(uri: str, type: str, site: str, *, name: str | None = None
             digest = remote_digest(uri, version)
             props.setdefault("version", version)
         else:
-            from cmf_core.openlineage.local import path_identity
-
             path = _existing_path(uri)
             uri = str(path)
             # content up to max_bytes (a file's bytes up to its size now: it may grow), cached
