@@ -246,6 +246,12 @@ class SecurityHeaders:
     def __init__(self, app: Any, offline_docs: bool = True) -> None:
         self.app = app
         self.offline_docs = offline_docs
+        # the same on every answer but the docs pages': made once, not per response
+        self._fixed = [(b"x-content-type-options", b"nosniff"),
+                       (b"x-frame-options", b"SAMEORIGIN"), (b"referrer-policy", b"no-referrer")]
+        self._other = (b"content-security-policy", self.OTHER.encode())
+        self._page = (b"content-security-policy",
+                      self.PAGE.format(scripts="", styles="", images="", more="").encode())
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -260,9 +266,7 @@ class SecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = [(k, v) for k, v in message.get("headers", [])
                            if k.lower() not in _SECURITY_HEADERS]
-                headers += [(b"x-content-type-options", b"nosniff"),
-                            (b"x-frame-options", b"SAMEORIGIN"),
-                            (b"referrer-policy", b"no-referrer")]
+                headers += self._fixed
                 html = any(k.lower() == b"content-type" and v.startswith(b"text/html")
                            for k, v in headers)
                 message = {**message, "headers": headers}
@@ -270,10 +274,9 @@ class SecurityHeaders:
                     start = message
                     return
                 if not html:
-                    headers.append((b"content-security-policy", self.OTHER.encode()))
+                    headers.append(self._other)
                 elif not docs:
-                    headers.append((b"content-security-policy", self.PAGE.format(
-                        scripts="", styles="", images="", more="").encode()))
+                    headers.append(self._page)
             elif start is not None:
                 body.append(message.get("body", b""))
                 if message.get("more_body", False):
