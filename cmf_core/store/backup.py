@@ -201,10 +201,10 @@ def restore_sqlite(backup: Path, db: Path) -> RestoreReport:
     a live writer (a journal file held open) refuses the restore.
     """
     import json
-    import secrets
     import time
 
     from cmf_core.store.journal import journal_dir, journal_files, owner_alive
+    from cmf_core.store.migrations import new_store_id
     from cmf_core.store.schema import VERSIONED_TABLES
 
     backup = Path(backup).expanduser().absolute()
@@ -237,7 +237,7 @@ def restore_sqlite(backup: Path, db: Path) -> RestoreReport:
                 raise StoreError(f"{backup} is not a CMF store backup (no store id); nothing "
                                  "was changed")
             old, report.seq = str(row[0]), int(seq[0])
-            new = secrets.token_hex(8)
+            new = new_store_id()
             dst.execute("BEGIN IMMEDIATE")
             for t in VERSIONED_TABLES:
                 dst.execute(f"UPDATE {t.name} SET origin = ?, origin_seq = seq "

@@ -48,6 +48,11 @@ def _initial(dialect: Dialect) -> list[str]:
     return out
 
 
+def new_store_id() -> str:
+    """A store's id: the key of the versions it writes (made once, and anew by a restore)."""
+    return secrets.token_hex(8)
+
+
 def _record_origin(dialect: Dialect) -> list[str]:
     """Origin version columns for federation, and this store's id (the key of its versions)."""
     out = [
@@ -55,7 +60,7 @@ def _record_origin(dialect: Dialect) -> list[str]:
         for table in schema.VERSIONED_TABLES for c in table.columns
         if c.info.get("migration") == schema.ORIGIN_MIGRATION
     ]
-    out.append(f"INSERT INTO cmf_store (key, value) VALUES ('store_id', '{secrets.token_hex(8)}')")
+    out.append(f"INSERT INTO cmf_store (key, value) VALUES ('store_id', '{new_store_id()}')")
     return out
 
 
