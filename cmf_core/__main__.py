@@ -1,3 +1,3 @@
-from cmf_core.cli import main
+from cmf_core.script import main
 
 main()

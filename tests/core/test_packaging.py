@@ -78,7 +78,7 @@ def test_the_wheel_holds_every_data_file_and_entry_point(wheel: Path) -> None:
     assert "cmf_foundation/__init__.py" in names
     dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
-    for line in ("cmf = cmf_core.cli:main", "cmf = cmf_airflow.plugin:CmfPlugin",
+    for line in ("cmf = cmf_core.script:main", "cmf = cmf_airflow.plugin:CmfPlugin",
                  "provider_info = cmf_airflow.provider_info:get_provider_info",
                  "cmf = cmf_prefect.plugin", "kubeflow = cmf_kubeflow.cli:register",
                  "prefect = cmf_prefect.cli:register"):

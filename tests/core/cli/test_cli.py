@@ -780,6 +780,36 @@ def test_help_loads_no_heavy_library() -> None:
     assert done.stderr.strip().splitlines()[-1] == "[]"
 
 
+def test_ctrl_c_while_the_cli_loads_is_an_abort_not_a_traceback() -> None:
+    """Ctrl-C in the most of a second the `cmf` script spends importing the CLI printed a
+    KeyboardInterrupt traceback through typer and rich; it is now answered as one during a
+    command. The interrupt is raised by an import hook at the CLI's import, in a fresh
+    interpreter that starts as the `cmf` script does (its entry point), so it lands there
+    every time rather than when a timed signal happens to."""
+    import subprocess
+
+    code = ("import sys\n"
+            "class Interrupt:\n"
+            "    def find_spec(self, name, path=None, target=None):\n"
+            "        if name == 'cmf_core.cli':\n"
+            "            raise KeyboardInterrupt\n"
+            "sys.meta_path.insert(0, Interrupt())\n"
+            "from cmf_core.script import main\n"
+            "main()\n")
+    done = subprocess.run([sys.executable, "-c", code, "--help"], capture_output=True,
+                          text=True, timeout=120)
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr.strip() == "Aborted.", done.stderr
+
+
+def test_the_script_entry_point_runs_the_cli() -> None:
+    import subprocess
+
+    done = subprocess.run([sys.executable, "-c", "from cmf_core.script import main; main()",
+                           "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "Usage: " in done.stdout and "recommend" in done.stdout
+
+
 @pytest.mark.parametrize("url", ["hpc.example.org:8080", "localhost:8080", "ftp://hpc.example.org"])
 def test_a_peer_url_without_http_names_the_scheme(url: str, tmp_path: Path,
                                                   capsys: pytest.CaptureFixture[str]) -> None:
