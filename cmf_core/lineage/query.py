@@ -217,6 +217,11 @@ class Provenance:
                 "</table></div>")
 
 
+#: the fixed columns of :func:`run_rows`, in order
+_RUN_COLUMNS = ("id", "pipeline", "stage", "site", "status", "started_at", "ended_at",
+                "duration_s", "error")
+
+
 def run_rows(executions: list[Execution], metrics: dict[str, dict[str, float]]
              ) -> list[dict[str, Any]]:
     """One flat dict per execution, as MLflow's ``search_runs`` gives a run: ``id``,
@@ -225,10 +230,9 @@ def run_rows(executions: list[Execution], metrics: dict[str, dict[str, float]]
     for each metric in ``metrics`` (execution id -> name -> value)."""
     rows = []
     for e in executions:
-        row: dict[str, Any] = {
-            "id": e.id, "pipeline": e.pipeline, "stage": e.stage, "site": e.site,
-            "status": e.status.value, "started_at": e.started_at, "ended_at": e.ended_at,
-            "duration_s": e.duration_s, "error": e.error}
+        row: dict[str, Any] = dict(zip(_RUN_COLUMNS, (
+            e.id, e.pipeline, e.stage, e.site, e.status.value, e.started_at, e.ended_at,
+            e.duration_s, e.error), strict=True))
         row.update((f"params.{k}", v) for k, v in e.params.items())
         row.update((f"metrics.{k}", v) for k, v in metrics.get(e.id, {}).items())
         rows.append(row)
@@ -248,10 +252,6 @@ def runs_frame(rows: list[dict[str, Any]]) -> Any:
     for col in ("started_at", "ended_at"):
         frame[col] = pd.to_datetime(frame[col], unit="s", utc=True)
     return frame
-
-
-_RUN_COLUMNS = ("id", "pipeline", "stage", "site", "status", "started_at", "ended_at",
-                "duration_s", "error")
 
 
 def _columns(rows: list[dict[str, Any]]) -> list[str]:
