@@ -264,7 +264,9 @@ class Writer:
         return out + tail
 
 
-def _parse(line: bytes, where: str) -> dict[str, Any]:
+def parse_line(line: bytes, where: str) -> dict[str, Any]:
+    """One bundle line as a JSON object, or a BundleError naming ``where`` (nesting, JSON, not
+    an object): the checks every reader of a bundle makes."""
     _check_nesting(line, where)
     try:
         data = json.loads(line, parse_constant=_no_constant)
@@ -405,7 +407,7 @@ class Reader:
             self.lineno += 1
             if not raw.strip():
                 continue
-            data = _parse(raw, f"{self.name}:{self.lineno}")
+            data = parse_line(raw, f"{self.name}:{self.lineno}")
             if data.get("kind") == HEADER_KIND:
                 self._hash.update(raw)
                 self.header = Header.from_dict(data)
@@ -441,7 +443,7 @@ class Reader:
             for raw in batch:
                 self.lineno += 1
                 if raw.strip():
-                    yield _parse(raw, f"{self.name}:{self.lineno}")
+                    yield parse_line(raw, f"{self.name}:{self.lineno}")
             return
         if not batch:
             return
@@ -456,7 +458,7 @@ class Reader:
         try:
             parsed = json.loads(b"[" + b",".join(batch) + b"]", parse_constant=_no_constant)
         except (json.JSONDecodeError, UnicodeDecodeError, ValueError, RecursionError):
-            parsed = [_parse(raw, f"{self.name}:{self.lineno + i + 1}")
+            parsed = [parse_line(raw, f"{self.name}:{self.lineno + i + 1}")
                       for i, raw in enumerate(batch)]  # raises naming the bad line
         if self.trailer is not None:
             raise BundleError(f"{self.name}:{self.lineno + 1}: data after the bundle trailer; "

@@ -37,9 +37,9 @@ from cmf_core.federation.bundle import (
     Header,
     Reader,
     Trailer,
-    _parse,
     bulk,
     file_chunks,
+    parse_line,
 )
 from cmf_core.federation.export import VECTOR_KEY, VERSION_KEY, Selector, load_vector
 from cmf_core.federation.wire import record_key, row_dict, wire_block
@@ -305,7 +305,7 @@ def line_problem(line: str) -> str | None:
     same checks the import makes of each line it reads (nesting, JSON, the record's fields),
     for ``cmf store check``."""
     try:
-        _to_item(_parse(line.encode(), "record line"))
+        _to_item(parse_line(line.encode(), "record line"))
     except InvalidInputError as e:
         return str(e)
     return None
