@@ -221,21 +221,32 @@ def run_events(run: TaskRun, site: str, inputs: Iterable[Artifact] = (),
     outs = tuple(outputs)
     metrics = tuple(
         Metric(execution_id=ex.id, name=name, value=value)
-        for art in run.outputs for name, value in sorted(scalar_metrics(art).items())
+        for name, value in output_metrics(run.outputs).items()
     ) if ex.status.is_terminal else ()
     lineage = ExecutionLineage(
         execution=ex,
         inputs=tuple(sorted({a.id: a for a in inputs}.values(), key=lambda a: a.id)),
         outputs=tuple(sorted({a.id: a for a in outs}.values(), key=lambda a: a.id)),
-        metrics=_unique_metrics(metrics),
+        metrics=metrics,
         energy=energy,
     )
     events = to_run_events(lineage, parent_run_id=run_uuid(run.run_key))
     return events[-1:] if terminal_only else events
 
 
-def _unique_metrics(metrics: tuple[Metric, ...]) -> tuple[Metric, ...]:
-    seen: dict[str, Metric] = {}
-    for m in metrics:  # two Metrics outputs logging the same name: the first one wins
-        seen.setdefault(m.name, m)
-    return tuple(seen.values())
+def output_metrics(outputs: Iterable[RuntimeArtifact]) -> dict[str, float]:
+    """The CMF metrics of a task's ``Metrics`` outputs: each ``log_metric`` value under its
+    name, or, for a name that several outputs log (``train_metrics`` and ``eval_metrics`` both
+    logging ``accuracy``), under ``<output name>.<name>`` for each of them, so that no value
+    silently replaces another."""
+    logged = [(art.key, sorted(scalar_metrics(art).items())) for art in outputs]
+    keys_of: dict[str, set[str]] = {}
+    for key, values in logged:
+        for name, _ in values:
+            keys_of.setdefault(name, set()).add(key)
+    out: dict[str, float] = {}
+    for key, values in logged:
+        for name, value in values:
+            out.setdefault(f"{key}.{name}" if len(keys_of[name]) > 1 else name, value)
+    return out
+

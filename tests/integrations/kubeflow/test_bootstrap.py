@@ -300,3 +300,30 @@ def test_an_error_that_cannot_be_printed_fails_the_task_as_it_would_untracked(
         (ex,) = store.list_executions()
         assert ex.status is ExecutionStatus.FAILED
         assert ex.error == "Unprintable: <exception str() failed>"
+
+
+TWO_METRICS_COMPONENT = textwrap.dedent("""
+    from kfp.dsl import Metrics, Output
+
+    def fit(train_metrics: Output[Metrics], eval_metrics: Output[Metrics]) -> float:
+        train_metrics.log_metric("accuracy", 0.99)
+        train_metrics.log_metric("loss", 0.01)
+        eval_metrics.log_metric("accuracy", 0.81)
+        eval_metrics.log_metric("auc", 0.9)
+        return 0.5
+""")
+
+
+def test_a_metric_name_two_metrics_outputs_log_keeps_both_values(tmp_path: Path) -> None:
+    """Train and eval metrics both logging ``accuracy``: each value is recorded, under its
+    output's name; before, the first output's value alone was, with no sign of the other."""
+    module, store_url, env = _component(tmp_path, TWO_METRICS_COMPONENT, "hep", "fit")
+    proc = _run(module, _executor(tmp_path, {"train_metrics": "system.Metrics",
+                                             "eval_metrics": "system.Metrics"}), "fit", env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    with open_store(store_url, "s") as store:
+        (ex,) = store.list_executions()
+        assert ex.status is ExecutionStatus.COMPLETED, proc.stdout
+        assert {m.name: m.value for m in store.metrics([ex.id])} == {
+            "train_metrics.accuracy": 0.99, "eval_metrics.accuracy": 0.81,
+            "loss": 0.01, "auc": 0.9}
