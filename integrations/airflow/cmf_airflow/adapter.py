@@ -371,8 +371,10 @@ class CmfAdapter:
     def _late_params(run: TaskRun, task: Any) -> None:
         """Add the template fields set during ``execute`` (``@task.bash``'s command), as the
         task used them; the values read at START are kept."""
+        with run.lock:
+            known = set(run.params)
         try:
-            late = task_params(task)
+            late = task_params(task, skip=known)
         except Exception as e:
             from cmf_core.guard import report
 

@@ -171,6 +171,10 @@ def constructs():
     def add(x: int, y: int) -> int:
         return x + y
 
+    @task
+    def total(sums) -> int:
+        return sum(sums)
+
     @task(map_index_template="{{ task.op_kwargs['b'] }}")
     def label(a: int, b: str) -> str:
         return f"{a}{b}"
@@ -211,7 +215,7 @@ def constructs():
     published >> [announce(), alert(), cleanup()]
     greet()
     shards.expand(v=[5, 6])
-    add.partial(y=10).expand(x=[1, 2])
+    total(add.partial(y=10).expand(x=[1, 2]))
     label.expand_kwargs([{"a": 1, "b": "p"}, {"a": 2, "b": "q"}])
     gate() >> gated()
 
