@@ -155,6 +155,10 @@ def constructs():
         outlet_events[MODEL].extra["etag"] = "e7"
         outlet_events[CARDS].add(Asset("s3://registry/churn/card.json"), extra={"version": "2"})
 
+    @task(inlets=[MODEL, Asset("s3://registry/churn/card.json")])
+    def deploy() -> None:
+        pass
+
     @task.bash
     def greet() -> str:
         return "echo hello-{{ params.name }}"
@@ -210,7 +214,7 @@ def constructs():
     def cleanup() -> str:
         return "cleaned"
 
-    register()
+    register() >> deploy()
     published = publish()
     published >> [announce(), alert(), cleanup()]
     greet()

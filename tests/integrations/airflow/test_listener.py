@@ -372,7 +372,7 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
     # the branch not taken, the short-circuited task, the upstream-failed one never ran
     assert set(mapped) == {"constructs", "greet", "shards.double", "add", "total", "label",
                            "report.choose", "report.left", "gate", "publish", "alert",
-                           "cleanup", "register"}
+                           "cleanup", "register", "deploy"}
     assert {ex.stage for ex in runs if ex.status is not ExecutionStatus.COMPLETED} == {
         "constructs", "publish"}
     # the command @task.bash builds during execute, rendered, not Airflow's "set later" tag
@@ -405,3 +405,8 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
             remote_digest("s3://registry/churn/model.pkl", "e7"), "Model"),
         "s3://registry/churn/card.json": (
             remote_digest("s3://registry/churn/card.json", "2"), "Dataset")}
+    # a try reading them reads the versions their latest asset events gave: the same artifacts
+    (deploy,) = mapped["deploy"].values()
+    inputs = {a.uri: a for a in artifacts_of(store, deploy.id, EventType.INPUT)}
+    assert {uri: a.id for uri, a in inputs.items()} == {
+        uri: a.id for uri, a in outputs.items()}
