@@ -53,6 +53,7 @@ from cmf_airflow.datasets import (
     digests,
     event_extras,
     identify,
+    inlet_extras,
     refs,
     runtime_outlets,
     stat_digests,
@@ -250,6 +251,7 @@ class CmfAdapter:
         context = template_context(ti)
         key = TaskKey.of(ti, context, snap.namespace)
         task = ti.task
+        inlets = list(getattr(task, "inlets", None) or ())
         run = TaskRun(
             key=key,
             ti=ti,
@@ -262,11 +264,15 @@ class CmfAdapter:
             # not for a try that may wait without a process (deferred, rescheduled)
             properties={**airflow_properties(ti, task), **run_url(ti, snap.ui_base_url),
                         **({} if may_wait(ti, task) else process_property())},
-            inputs=refs([*(getattr(task, "inlets", None) or ()), *own_inputs(task)]),
+            inputs=refs([*inlets, *own_inputs(task)]),
             input_ids={},
             # Airflow calls this hook once the templates are rendered: the values the task uses
             params={**dag_params(context), **task_params(task)},
         )
+        if run.mode == "listener" and inlets:  # the versions the latest asset events give
+            extras = inlet_extras(inlets, context)
+            run.inputs = [with_event_extra(r, extras.get((r.namespace, r.name)))
+                          for r in run.inputs]
         if snap.xcom_summary and getattr(task, "do_xcom_push", False):
             run.watch_return_value(task)
         if settings.energy:
@@ -371,8 +377,10 @@ class CmfAdapter:
     def _late_params(run: TaskRun, task: Any) -> None:
         """Add the template fields set during ``execute`` (``@task.bash``'s command), as the
         task used them; the values read at START are kept."""
+        with run.lock:
+            known = set(run.params)
         try:
-            late = task_params(task)
+            late = task_params(task, skip=known)
         except Exception as e:
             from cmf_core.guard import report
 

@@ -10,7 +10,8 @@ Any URI scheme is accepted and named as :mod:`cmf_core.openlineage.naming` says
   reading takes longer than the hook's time budget, a digest of its path, size and modification
   time (property ``digest_method = "stat"``);
 * a remote object whose asset ``extra``, or the ``extra`` the task gave the asset's event (an
-  output), names a ``version``, ``etag``, ``digest`` or ``checksum``: the OpenLineage
+  output), or the ``extra`` of the asset's latest event when the try starts (an input:
+  :func:`inlet_extras`), names a ``version``, ``etag``, ``digest`` or ``checksum``: the OpenLineage
   ``version`` facet (ingest turns it into
   :func:`cmf_core.identity.remote_digest`);
 * anything else: no digest here; ingest identifies it by its URI (an *unversioned* artifact).
@@ -117,6 +118,36 @@ def event_extras(context: Any) -> dict[tuple[str, str], dict[str, Any]]:
         ref = ref_from_object(key)
         extra = getattr(outlet_events[key], "extra", None) if ref is not None else None
         if ref is not None and isinstance(extra, dict) and extra:
+            out[(ref.namespace, ref.name)] = extra
+    return out
+
+
+def inlet_extras(inlets: Iterable[Any], context: Any) -> dict[tuple[str, str], dict[str, Any]]:
+    """The ``extra`` of the latest asset event of each inlet that is neither a local file nor
+    versioned by its own ``extra``, by dataset (namespace, name): the version of it the try
+    reads, as the task itself sees it (``inlet_events[asset][-1].extra``), so the input is the
+    artifact the producing try recorded as its output (which a version given to its asset
+    event identifies). One request per such inlet (the latest event only); none where Airflow
+    cannot ask for the latest alone. An inlet whose events cannot be read is left out."""
+    accessors = context.get("inlet_events") if context is not None else None
+    out: dict[tuple[str, str], dict[str, Any]] = {}
+    if accessors is None:
+        return out
+    for obj in inlets or ():
+        if type(obj).__name__ not in ("Asset", "AssetUriRef"):
+            continue
+        ref = ref_from_object(obj)
+        if ref is None or ref.local_path or ref.version is not None:
+            continue
+        try:
+            events = accessors[obj]
+            if not (hasattr(events, "ascending") and hasattr(events, "limit")):
+                continue  # would read every event of the asset
+            latest = list(events.ascending(False).limit(1))
+        except Exception:
+            continue
+        extra = getattr(latest[0], "extra", None) if latest else None
+        if isinstance(extra, dict) and extra:
             out[(ref.namespace, ref.name)] = extra
     return out
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from cmf_airflow.values import bind_callable_args, jsonable, redact
+from cmf_airflow.values import MAX_ITEMS, bind_callable_args, jsonable, redact
 from cmf_core.guard import exception_text
 from cmf_core.jsonutil import valid_text
 
@@ -80,8 +80,12 @@ def dag_params(context: Any) -> dict[str, Any]:
     return out
 
 
-def task_params(task: Any) -> dict[str, Any]:
-    """Rendered template fields; ``op_args``/``op_kwargs`` by the callable's argument names."""
+def task_params(task: Any, skip: frozenset[str] | set[str] = frozenset()) -> dict[str, Any]:
+    """Rendered template fields; ``op_args``/``op_kwargs`` by the callable's argument names.
+    The values of a mapped task's results that a task takes as one argument
+    (``total(shard.expand(...))``: a lazy sequence Airflow pulls item by item) are recorded
+    as the list of those values (the first :data:`MAX_ITEMS`, as any list). Names in ``skip``
+    (already recorded) are left out."""
     out: dict[str, Any] = {}
     fields = tuple(getattr(task, "template_fields", ()) or ())
     if "op_args" in fields or "op_kwargs" in fields:
@@ -103,7 +107,29 @@ def task_params(task: Any) -> dict[str, Any]:
         if _empty(value):
             continue
         out[name] = value
-    return {k: jsonable(redact(v, k)) for k, v in out.items() if not _unrendered(v)}
+    return {k: lazy_values(v, k) if _lazy(v) else jsonable(redact(v, k))
+            for k, v in out.items() if k not in skip and not _unrendered(v)}
+
+
+def _lazy(value: Any) -> bool:
+    return type(value).__name__ == "LazyXComSequence"
+
+
+def lazy_values(value: Any, name: str) -> Any:
+    """The values of a ``LazyXComSequence`` (the results of a mapped task, as a downstream task
+    gets them) as a bounded list: its first :data:`MAX_ITEMS` values, then ``"... N more"``,
+    read with two requests (its length and one slice); its type tag if they cannot be read."""
+    try:
+        total = len(value)
+        head = list(value[:MAX_ITEMS])
+    except Exception:
+        return jsonable(value)
+    items = jsonable(redact(head, name))
+    if not isinstance(items, list):
+        return items
+    if total > MAX_ITEMS:
+        items.append(f"... {total - MAX_ITEMS} more")
+    return items
 
 
 def _empty(value: Any) -> bool:

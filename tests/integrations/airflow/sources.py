@@ -155,6 +155,10 @@ def constructs():
         outlet_events[MODEL].extra["etag"] = "e7"
         outlet_events[CARDS].add(Asset("s3://registry/churn/card.json"), extra={"version": "2"})
 
+    @task(inlets=[MODEL, Asset("s3://registry/churn/card.json")])
+    def deploy() -> None:
+        pass
+
     @task.bash
     def greet() -> str:
         return "echo hello-{{ params.name }}"
@@ -170,6 +174,10 @@ def constructs():
     @task
     def add(x: int, y: int) -> int:
         return x + y
+
+    @task
+    def total(sums) -> int:
+        return sum(sums)
 
     @task(map_index_template="{{ task.op_kwargs['b'] }}")
     def label(a: int, b: str) -> str:
@@ -206,12 +214,12 @@ def constructs():
     def cleanup() -> str:
         return "cleaned"
 
-    register()
+    register() >> deploy()
     published = publish()
     published >> [announce(), alert(), cleanup()]
     greet()
     shards.expand(v=[5, 6])
-    add.partial(y=10).expand(x=[1, 2])
+    total(add.partial(y=10).expand(x=[1, 2]))
     label.expand_kwargs([{"a": 1, "b": "p"}, {"a": 2, "b": "q"}])
     gate() >> gated()
 

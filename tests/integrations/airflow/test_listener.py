@@ -355,7 +355,8 @@ def test_a_template_field_that_is_an_array_is_recorded(run_dag, cmf_store) -> No
 
 
 def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
-    """@task.bash, task groups (mapped too), partial/expand, expand_kwargs, branching,
+    """@task.bash, task groups (mapped too), partial/expand (and its results reduced),
+    expand_kwargs, branching,
     short-circuiting, trigger rules: one execution per try that ran, stage = task id with its
     group."""
     from cmf_core.store.base import ExecutionFilter
@@ -369,9 +370,9 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
     for ex in runs:
         mapped.setdefault(ex.stage, {})[ex.properties["airflow"].get("map_index", -1)] = ex
     # the branch not taken, the short-circuited task, the upstream-failed one never ran
-    assert set(mapped) == {"constructs", "greet", "shards.double", "add", "label",
+    assert set(mapped) == {"constructs", "greet", "shards.double", "add", "total", "label",
                            "report.choose", "report.left", "gate", "publish", "alert",
-                           "cleanup", "register"}
+                           "cleanup", "register", "deploy"}
     assert {ex.stage for ex in runs if ex.status is not ExecutionStatus.COMPLETED} == {
         "constructs", "publish"}
     # the command @task.bash builds during execute, rendered, not Airflow's "set later" tag
@@ -381,6 +382,9 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
     assert {i: e.params["v"] for i, e in mapped["shards.double"].items()} == {0: 5, 1: 6}
     assert {i: (e.params["x"], e.params["y"]) for i, e in mapped["add"].items()} == {
         0: (1, 10), 1: (2, 10)}
+    # the mapped results a task reduces, as it got them (not Airflow's lazy sequence's tag)
+    assert mapped["total"][-1].params == {"name": "world", "sums": [11, 12]}
+    assert mapped["total"][-1].properties["airflow.xcom_return"]["value"] == 23
     assert {i: e.properties["airflow.xcom_return"]["value"]
             for i, e in mapped["label"].items()} == {0: "1p", 1: "2q"}
     # the name map_index_template gives each instance (Airflow's UI shows it)
@@ -401,3 +405,8 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
             remote_digest("s3://registry/churn/model.pkl", "e7"), "Model"),
         "s3://registry/churn/card.json": (
             remote_digest("s3://registry/churn/card.json", "2"), "Dataset")}
+    # a try reading them reads the versions their latest asset events gave: the same artifacts
+    (deploy,) = mapped["deploy"].values()
+    inputs = {a.uri: a for a in artifacts_of(store, deploy.id, EventType.INPUT)}
+    assert {uri: a.id for uri, a in inputs.items()} == {
+        uri: a.id for uri, a in outputs.items()}

@@ -52,3 +52,32 @@ def test_arguments_are_named_by_the_callable() -> None:
 def test_secrets_are_masked_like_airflow_masks_them() -> None:
     assert redact("hunter2", "password") != "hunter2"
     assert redact({"api_key": "abc", "rows": 3}, "conf")["rows"] == 3
+
+
+class LazyXComSequence:
+    """Stands in for Airflow's ``LazyXComSequence``, whose items come from the task runner's
+    supervisor (not there outside a running task): counts what is read of it."""
+
+    def __init__(self, values: list[int], broken: bool = False) -> None:
+        self.values, self.broken, self.reads = values, broken, 0
+
+    def __len__(self) -> int:
+        self.reads += 1
+        if self.broken:
+            raise RuntimeError("supervisor gone")
+        return len(self.values)
+
+    def __getitem__(self, key: slice) -> list[int]:
+        self.reads += 1
+        return self.values[key]
+
+
+def test_a_reduced_mapped_result_is_recorded_as_its_values_bounded() -> None:
+    from cmf_airflow.facts import lazy_values
+
+    many = LazyXComSequence(list(range(MAX_ITEMS + 7)))
+    assert lazy_values(many, "xs") == [*range(MAX_ITEMS), "... 7 more"]
+    assert many.reads == 2  # its length and one slice, never item by item
+    assert lazy_values(LazyXComSequence([1, 2]), "xs") == [1, 2]
+    # unreadable: its tag, never an error
+    assert lazy_values(LazyXComSequence([1], broken=True), "xs").endswith("LazyXComSequence>")
