@@ -23,8 +23,20 @@ from cmf_core.store import Store, open_store
 
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: CMF_STORE_URL "
                                               "or the embedded SQLite store).")]
+SQL_INT_MAX = 2**63 - 1
+
+
+def _sql_int(value: int | None) -> int | None:
+    """Refuse a count above an SQL integer's range (checked here, not by a ``max``, so that
+    the help does not print ``[0<=x<=9223372036854775807]`` on every count)."""
+    if value is not None and value > SQL_INT_MAX:
+        raise typer.BadParameter(f"{value} is not less than or equal to {SQL_INT_MAX}, the "
+                                 "largest count a store holds")
+    return value
+
+
 #: bounds of counts and positions (--limit, --offset, --since-seq, --depth): an SQL integer
-COUNT: dict[str, Any] = {"min": 0, "max": 2**63 - 1, "metavar": "<int>"}
+COUNT: dict[str, Any] = {"min": 0, "callback": _sql_int, "metavar": "<int>"}
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 console = Console()

@@ -12,6 +12,7 @@ from rich.text import Text
 from cmf_core.cli.common import (
     COUNT,
     SINCE_HELP,
+    SQL_INT_MAX,
     UNTIL_HELP,
     JsonOpt,
     StoreOpt,
@@ -342,7 +343,7 @@ def artifacts(
     """List artifacts."""
     with get_store(store) as s:
         rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
-                                  site=site, limit=min(limit, COUNT["max"] - 1) + 1)
+                                  site=site, limit=min(limit, SQL_INT_MAX - 1) + 1)
         more = len(rows) > limit
         rows = rows[:limit]
         if (not rows and type is not None and type not in ARTIFACT_TYPES

@@ -602,6 +602,9 @@ def test_counts_are_bounded_to_what_a_store_holds(store_url: str,
             err = capsys.readouterr().err
             assert "Traceback" not in err and f"Invalid value for '{args[-1]}'" in err, args
             assert bound in err, args
+    # the help gives the lower bound only, not the 19-digit upper one
+    help_text = invoke("executions", "--help")
+    assert "[x>=0]" in help_text and top[:6] not in help_text
     # the largest value is accepted
     assert json.loads(invoke("executions", "--limit", top, "--offset", top, "--json",
                              "--store", store_url)) == []
