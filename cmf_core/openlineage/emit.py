@@ -290,6 +290,12 @@ class Emitter:
                 f"emitter that starts while {self.target} works records them, or `cmf spool "
                 "retry` does now")
 
+    def replay_after_next_send(self) -> None:
+        """Replay the events waiting in the spool for this emitter's target once it records an
+        event: for an emitter made without the start-up replay (the OpenLineage transport's),
+        so what an earlier process spooled does not wait for `cmf spool retry`."""
+        self._kept_since_replay = True
+
     def replay(self, limit: int = REPLAY_LIMIT) -> None:
         """Send up to ``limit`` spooled events again, within ``CMF_HOOK_TIMEOUT_S``, unless the
         sink is known to be stuck (this emitter's overrun or another process's); never raises.
