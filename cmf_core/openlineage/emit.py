@@ -357,6 +357,12 @@ class Emitter:
         left = until - time.time()
         return time.monotonic() + left if 0 < left <= SINK_BACKOFF_S else 0.0
 
+    def backoff_until(self) -> float | None:
+        """The wall-clock time until which a note in the spool folder has this target's events
+        spooled without trying the sink (see :meth:`back_off`), or None (no note, or expired)."""
+        left = self._shared_backoff() - time.monotonic()
+        return time.time() + left if left > 0 else None
+
     def spool(self, data: dict[str, Any], rejected: bool = False) -> Path | None:
         """Write ``data`` to the spool folder for a later retry (atomic; never raises)."""
         folder = self.spool_dir / ("rejected" if rejected else "")

@@ -752,3 +752,35 @@ def test_a_sink_that_fails_again_after_working_is_said_again(
     said = _warnings(caplog)
     assert [("down" in m, "disk full" in m) for m in said] == [
         (True, False), (False, True), (True, False)], said
+
+
+def test_spool_status_says_why_events_wait_and_how_to_send_them(tmp_path: Path) -> None:
+    """`cmf spool status` after a stuck store: the counts, that every process skips the store
+    for now (the back-off note) and until when, since when the oldest waits, what records them,
+    and where the reasons of rejected events are."""
+    import sqlite3
+
+    settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
+    open_store(settings=settings).close()
+    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        em = Emitter(settings)
+        assert em.emit(run_event(str(uuid.uuid4()))) is False  # waited 0.5 s, spooled
+        assert em.emit(run_event(str(uuid.uuid4()))) is False  # spooled at once
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    write_spool_file(settings.spool_path / "rejected", run_event("x"), spool_target(settings))
+    env = {"CMF_HOME": str(tmp_path)}
+    result = CliRunner().invoke(app, ["spool", "status"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("2 event(s) waiting, 1 rejected")
+    assert "The store overran the hook timeout moments ago: until " in result.output
+    assert "The oldest waits since " in result.output and "`cmf spool retry`" in result.output
+    assert f"{tmp_path / 'spool' / 'rejected'}/<name>.reason" in result.output
+    assert CliRunner().invoke(app, ["spool", "retry"], env=env).exit_code == 0
+    result = CliRunner().invoke(app, ["spool", "status"], env=env)  # recorded: nothing to say
+    assert result.output.startswith("0 event(s) waiting, 1 rejected")
+    assert "overran" not in result.output and "oldest" not in result.output
