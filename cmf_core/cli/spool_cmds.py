@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -38,6 +39,34 @@ def status(store: StoreOpt = None) -> None:
                f"in {emitter.spool_dir}")
     for target, n_waiting, n_rejected in emitter.spool_counts():
         typer.echo(f"  {target}: {n_waiting} waiting, {n_rejected} rejected")
+    until = emitter.backoff_until()
+    if until is not None:
+        sink = "server" if emitter.sink.kind == "http" else emitter.sink.kind
+        typer.echo(f"The {sink} overran the hook timeout moments ago: until {_clock(until)} "
+                   "every process with this spool folder spools its events for it without "
+                   "trying it.")
+    if waiting:
+        typer.echo(f"The oldest waits since {_clock(_spooled_at(waiting[0]))}; `cmf spool retry` "
+                   "records them now, else the next cmf task, `Cmf` or emitter that starts "
+                   f"while {emitter.target} works.")
+    if rejected:
+        typer.echo(f"Rejected events are not retried; why each was refused is in "
+                   f"{emitter.spool_dir / 'rejected'}/<name>.reason.")
+
+
+def _spooled_at(path: Path) -> float:
+    """When spool file ``path`` (``<time ns>-<digest>...json``) was written: its name, else its
+    modification time."""
+    try:
+        return int(path.name.split("-", 1)[0]) / 1e9
+    except ValueError:
+        return path.stat().st_mtime
+
+
+def _clock(when: float) -> str:
+    import datetime
+
+    return datetime.datetime.fromtimestamp(when).astimezone().isoformat(" ", "seconds")
 
 
 @spool_app.command("retry")

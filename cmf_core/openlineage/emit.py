@@ -37,7 +37,7 @@ from typing import Any, ClassVar
 from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidEventError, InvalidInputError
-from cmf_core.guard import Timeout, report, run_bounded
+from cmf_core.guard import FAILURES, Timeout, report, run_bounded
 from cmf_core.identity import check_uuid
 from cmf_core.task_values import hide_password
 
@@ -183,6 +183,10 @@ class Emitter:
         self.sent = 0
         self.spooled = 0
         self._kept_since_replay = False  # spooled here since the last replay
+        # a WARNING said that this emitter spools and how the events get recorded (once until
+        # the sink takes an event again), and the last sink failure it reported
+        self._told = False
+        self._last_failure = ""
         # monotonic time until which events skip the sink (see emit): this emitter's own overrun
         # (``overran_until``, which ``close`` heeds) or another process's recent one (its note)
         self.overran_until = 0.0
@@ -225,12 +229,24 @@ class Emitter:
             report("converting an OpenLineage event", e)
             return False
         if time.monotonic() < self.stuck_until:  # the sink just overran: spool, do not wait
-            self._keep(data, ahead)
+            if self._keep(data, ahead) is not None and not self._told:
+                # the first event of this process spooled so: said once at WARNING, not silent
+                self._told = True
+                log.warning(
+                    "cmf: the %s sink overran its %.1f s timeout moments ago (in this or another "
+                    "process), so this process's events are spooled without waiting until %s. "
+                    "This has no impact on the task itself; %s.", self.sink.kind,
+                    self.settings.hook_timeout_s,
+                    time.strftime("%H:%M:%S", time.localtime(
+                        time.time() + self.stuck_until - time.monotonic())),
+                    self._how_sent())
             return False
         try:
             run_bounded(lambda: self.sink.send(data), self.settings.hook_timeout_s,
                         f"recording to the {self.sink.kind} sink")
             self.sent += 1
+            self._told = False
+            self._last_failure = ""
             self._works()
             if ahead is not None:
                 ahead.unlink(missing_ok=True)
@@ -240,10 +256,11 @@ class Emitter:
         except Timeout as e:
             self.back_off()
             kept = self._keep(data, ahead)
+            self._told = self._told or kept is not None
             report(f"recording to the {self.sink.kind} sink", e,
                    f"the event is spooled for retry, and so are the events of the next "
                    f"{SINK_BACKOFF_S:.0f} s (of any process with this spool folder) without "
-                   "waiting" if kept else "")
+                   f"waiting; {self._how_sent()}" if kept else "")
             return False
         except InvalidEventError as e:
             kept = self._keep(data, ahead, rejected=True)
@@ -252,9 +269,32 @@ class Emitter:
             return False
         except Exception as e:
             kept = self._keep(data, ahead)
+            failure = f"{type(e).__name__}: {e}"
+            if kept is not None and self._told and failure == self._last_failure:
+                # the sink still fails as it did for the event before, said at WARNING then:
+                # one message per event would flood the log of a long run (a server down)
+                FAILURES[f"recording to the {self.sink.kind} sink"] += 1
+                log.info("cmf: recording to the %s sink failed again (%s); the event is "
+                         "spooled for retry", self.sink.kind, failure)
+                return False
+            self._told = self._told or kept is not None
+            self._last_failure = failure
             report(f"recording to the {self.sink.kind} sink", e,
-                   "the event is spooled for retry" if kept else "")
+                   f"the event is spooled for retry; {self._how_sent()} (this failure again "
+                   "is logged at INFO)" if kept else "")
             return False
+
+    def _how_sent(self) -> str:
+        """How the events this emitter spools get recorded, for its messages."""
+        return (f"spooled events wait in {self.spool_dir} until the next cmf task, `Cmf` or "
+                f"emitter that starts while {self.target} works records them, or `cmf spool "
+                "retry` does now")
+
+    def replay_after_next_send(self) -> None:
+        """Replay the events waiting in the spool for this emitter's target once it records an
+        event: for an emitter made without the start-up replay (the OpenLineage transport's),
+        so what an earlier process spooled does not wait for `cmf spool retry`."""
+        self._kept_since_replay = True
 
     def replay(self, limit: int = REPLAY_LIMIT) -> None:
         """Send up to ``limit`` spooled events again, within ``CMF_HOOK_TIMEOUT_S``, unless the
@@ -316,6 +356,12 @@ class Emitter:
             return 0.0
         left = until - time.time()
         return time.monotonic() + left if 0 < left <= SINK_BACKOFF_S else 0.0
+
+    def backoff_until(self) -> float | None:
+        """The wall-clock time until which a note in the spool folder has this target's events
+        spooled without trying the sink (see :meth:`back_off`), or None (no note, or expired)."""
+        left = self._shared_backoff() - time.monotonic()
+        return time.time() + left if left > 0 else None
 
     def spool(self, data: dict[str, Any], rejected: bool = False) -> Path | None:
         """Write ``data`` to the spool folder for a later retry (atomic; never raises)."""

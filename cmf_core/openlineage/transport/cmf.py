@@ -25,9 +25,10 @@ of path, size and modification time), so a file is one artifact whichever route 
 The event then goes through
 :func:`cmf_core.openlineage.ingest.ingest`, the same code as the Python API and ``cmf serve``,
 so all three give identical records. When the store cannot be written, ``on_failure: spool``
-(the default) puts the event in CMF's spool folder for ``Emitter.retry_spool`` (nothing is
-lost, nothing raises into the producer); ``on_failure: raise`` raises the
-:class:`~cmf_core.errors.StoreError` instead.
+(the default) puts the event in CMF's spool folder (nothing is lost, nothing raises into the
+producer): a transport replays the events waiting there for its store after the first event it
+records, as the other routes' emitters do at start-up (``cmf spool retry`` records them at
+once); ``on_failure: raise`` raises the :class:`~cmf_core.errors.StoreError` instead.
 """
 
 from __future__ import annotations
@@ -117,6 +118,9 @@ class CmfTransport(Transport):
         self.settings = config.settings()
         self._sink = StoreSink(self.settings)
         self._emitter = Emitter(self.settings, sink=self._sink)
+        # what earlier producers spooled for this store is replayed after the first event this
+        # one records (bounded, as every replay), not only by `cmf spool retry`
+        self._emitter.replay_after_next_send()
 
     @property
     def store(self) -> Store:

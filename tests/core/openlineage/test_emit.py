@@ -660,3 +660,127 @@ def test_a_store_on_a_file_system_without_flock_never_fails_the_task(
         emit._EMITTERS.clear()
     assert "does not support file locks" in caplog.text and "CMF_HOME" in caplog.text
     assert "the event is spooled for retry" in caplog.text
+
+
+def _warnings(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+
+
+def test_events_spooled_because_another_process_found_the_store_stuck_are_said_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A task process that starts while another's note says the store is stuck (the next
+    kfp.local component, the next Airflow task) spools its events without trying the store:
+    that is said once at WARNING, with how the events get recorded, not silently (as it was:
+    one INFO line) and not once per event."""
+    import sqlite3
+
+    settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
+    open_store(settings=settings).close()
+    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        first = Emitter(settings)  # the process that paid the timeout
+        assert first.emit(run_event(str(uuid.uuid4()))) is False
+        assert "cmf spool retry" in "".join(_warnings(caplog))
+        caplog.clear()
+        later = Emitter(settings)  # as in the next task's process: the note in the spool folder
+        assert [later.emit(run_event(str(uuid.uuid4()), t)) for t in ("START", "COMPLETE")] \
+            == [False, False]
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    said = _warnings(caplog)
+    assert len(said) == 1, said
+    assert "spooled without waiting" in said[0] and "cmf spool retry" in said[0]
+    assert str(settings.spool_path) in said[0] and "no impact on the task" in said[0]
+    assert len(later.spooled_files()) == 3
+
+
+def test_a_server_that_is_down_is_said_once_not_once_per_event(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A CMF server that refuses connections (a real closed port): each event is spooled and
+    counted as a failure, but the log says it once at WARNING, with how the events get
+    recorded; the same failure again is at INFO, so a long flow's log is not flooded."""
+    import socket
+
+    from cmf_core.guard import FAILURES
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    caplog.set_level("INFO", logger="cmf")
+    em = Emitter(load_settings(home=tmp_path, site="a", server_url=f"http://127.0.0.1:{port}"))
+    before = FAILURES["recording to the http sink"]
+    try:
+        assert [em.emit(run_event(str(uuid.uuid4()))) for _ in range(5)] == [False] * 5
+    finally:
+        em.close()
+    assert FAILURES["recording to the http sink"] == before + 5
+    assert len(em.spooled_files()) == 5
+    said = _warnings(caplog)
+    assert len(said) == 1, said
+    assert "the event is spooled for retry" in said[0] and "cmf spool retry" in said[0]
+    assert sum("failed again" in r.getMessage() for r in caplog.records
+               if r.levelname == "INFO") == 4
+
+
+def test_a_sink_that_fails_again_after_working_is_said_again(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """Stands in for a store that fails, works, then fails again (a flapping database): each
+    new outage gets its WARNING; a different failure within one outage is said too."""
+
+    class Flapping(Sink):
+        kind = "flapping"
+        error: Exception | None = None
+
+        def send(self, event: dict) -> None:
+            if self.error is not None:
+                raise self.error
+
+    sink = Flapping()
+    em = Emitter(load_settings(home=tmp_path, site="a"), sink=sink)
+    sink.error = ConnectionError("down")
+    em.emit(run_event(str(uuid.uuid4())))
+    em.emit(run_event(str(uuid.uuid4())))
+    sink.error = OSError("disk full")
+    em.emit(run_event(str(uuid.uuid4())))
+    sink.error = None
+    assert em.emit(run_event(str(uuid.uuid4()))) is True  # works: replays the 3 spooled
+    assert em.spooled_files() == []
+    sink.error = ConnectionError("down")
+    em.emit(run_event(str(uuid.uuid4())))
+    said = _warnings(caplog)
+    assert [("down" in m, "disk full" in m) for m in said] == [
+        (True, False), (False, True), (True, False)], said
+
+
+def test_spool_status_says_why_events_wait_and_how_to_send_them(tmp_path: Path) -> None:
+    """`cmf spool status` after a stuck store: the counts, that every process skips the store
+    for now (the back-off note) and until when, since when the oldest waits, what records them,
+    and where the reasons of rejected events are."""
+    import sqlite3
+
+    settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
+    open_store(settings=settings).close()
+    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        em = Emitter(settings)
+        assert em.emit(run_event(str(uuid.uuid4()))) is False  # waited 0.5 s, spooled
+        assert em.emit(run_event(str(uuid.uuid4()))) is False  # spooled at once
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    write_spool_file(settings.spool_path / "rejected", run_event("x"), spool_target(settings))
+    env = {"CMF_HOME": str(tmp_path)}
+    result = CliRunner().invoke(app, ["spool", "status"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0].startswith("2 event(s) waiting, 1 rejected")
+    assert "The store overran the hook timeout moments ago: until " in result.output
+    assert "The oldest waits since " in result.output and "`cmf spool retry`" in result.output
+    assert f"{tmp_path / 'spool' / 'rejected'}/<name>.reason" in result.output
+    assert CliRunner().invoke(app, ["spool", "retry"], env=env).exit_code == 0
+    result = CliRunner().invoke(app, ["spool", "status"], env=env)  # recorded: nothing to say
+    assert result.output.startswith("0 event(s) waiting, 1 rejected")
+    assert "overran" not in result.output and "oldest" not in result.output

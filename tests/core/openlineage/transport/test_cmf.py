@@ -117,6 +117,26 @@ def test_spooled_events_are_recorded_on_retry(tmp_path: Path, make_airflow_event
     second.close()
 
 
+def test_spooled_events_are_replayed_by_the_next_transport_that_records(
+        tmp_path: Path, make_airflow_events: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """What one producer run spooled (its store could not be opened) is recorded by the next
+    run's transport once that records an event, as every other route's emitter replays the
+    spool, not only by `cmf spool retry`."""
+    monkeypatch.setenv("CMF_SPOOL_DIR", str(tmp_path / "spool"))
+    folder = tmp_path / "later.db"
+    folder.mkdir()  # the store cannot be opened yet
+    events = make_airflow_events()
+    first = CmfTransport(CmfConfig(store_url=f"sqlite:///{folder}", site="a"))
+    assert [first.emit(e) for e in events[:2]] == [False, False]
+    folder.rmdir()  # now it can
+    second = CmfTransport(CmfConfig(store_url=f"sqlite:///{folder}", site="a"))
+    assert second.emit(events[2]) is True
+    assert second.spooled() == []
+    assert second.store.get_execution(events[0]["run"]["runId"]).status is \
+        ExecutionStatus.COMPLETED
+    second.close()
+
+
 @pytest.mark.parametrize(("params", "text"), [
     ({"storeUrl": "x"}, r"unknown CmfTransport setting\(s\) storeUrl; known settings are: "
                         r"digest_max_mb, home, on_failure, site, store_url"),
