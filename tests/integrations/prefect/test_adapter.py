@@ -219,6 +219,7 @@ def test_values_are_bounded_and_never_repr() -> None:
         "l": [*range(50), "... 50 more"]}
     assert metrics_of({"acc": 0.9, "loss": 1}) == {"acc": 0.9, "loss": 1.0}
     assert metrics_of({"acc": 0.9, "name": "x"}) == {}
+    assert metrics_of({"acc": 0.9, "loss": float("inf")}) == {"acc": 0.9}  # a number, not stored
     assert path_dataset("/no/such/file") is None
 
 

@@ -1,0 +1,37 @@
+"""Prefect features beyond plain sequential tasks, recorded by the in-process route: mapped
+tasks, ``allow_failure``, returned metrics with a diverged value. Real flows, real server."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import flow, task
+
+from cmf_core.store.base import ExecutionFilter
+
+
+def _runs(store: Any, pipeline: str, stage: str) -> list[Any]:
+    return [e for e in store.list_executions(ExecutionFilter(pipeline=pipeline))
+            if e.stage == stage]
+
+
+def _names(store: Any, execution_id: str, kind: str) -> set[str]:
+    return {store.get_artifact(e.artifact_id).name for e in store.events([execution_id])
+            if e.type.value.lower() == kind}
+
+
+def test_a_diverged_metric_keeps_the_others(auto_route: Any, cmf_store: Any) -> None:
+    @task
+    def train(lr: float) -> dict[str, float]:
+        return {"loss": float("nan"), "acc": 0.5, "epochs": 3}
+
+    @flow
+    def diverging() -> dict[str, float]:
+        return train(10.0)
+
+    diverging()
+    [run] = _runs(cmf_store, "diverging", "train")
+    # was: no metric at all, the NaN loss made the whole dict "not metrics"
+    assert {m.name: m.value for m in cmf_store.metrics([run.id])} == {"acc": 0.5, "epochs": 3.0}
+    assert run.properties["cmf.non_finite_metrics"] == {
+        "loss": {"count": 1, "first_step": None, "first_value": "nan"}}
