@@ -168,6 +168,8 @@ def task_end_facts(task: Any, task_run: Any, state: Any, parameters: Mapping[str
                 properties[NON_FINITE_PROPERTY] = non_finite
     else:
         error, trace = state_error(state)
+        if status == "failed":  # its result is the exception, which allow_failure hands on
+            outputs.append(result_dataset(task_run.id))
     return RunFacts(
         status=status, at=at, params=params_of(parameters),
         properties=properties, inputs=inputs, outputs=outputs,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from prefect import flow, task
+from prefect.utilities.annotations import allow_failure
 
 from cmf_core.store.base import ExecutionFilter
 
@@ -35,3 +36,38 @@ def test_a_diverged_metric_keeps_the_others(auto_route: Any, cmf_store: Any) -> 
     assert {m.name: m.value for m in cmf_store.metrics([run.id])} == {"acc": 0.5, "epochs": 3.0}
     assert run.properties["cmf.non_finite_metrics"] == {
         "loss": {"count": 1, "first_step": None, "first_value": "nan"}}
+
+
+def test_a_task_run_given_a_failed_upstream_is_linked_to_it(auto_route: Any,
+                                                           cmf_store: Any) -> None:
+    @task
+    def train() -> int:
+        raise ValueError("out of memory")
+
+    @task
+    def cleanup(outcome: Any) -> str:
+        return "scratch removed"
+
+    @task
+    def report() -> str:
+        return "sent"
+
+    @flow
+    def with_cleanup() -> tuple[str, str]:
+        trained = train.submit()
+        done = cleanup(allow_failure(trained))
+        return done, report.submit(wait_for=[allow_failure(trained)]).result()
+
+    assert with_cleanup() == ("scratch removed", "sent")
+    [failed] = _runs(cmf_store, "with-cleanup", "train")
+    assert failed.status.value == "failed"
+    result = f"task-run/{failed.id}/result"
+    assert result in _names(cmf_store, failed.id, "output")  # the exception it handed on
+    for stage in ("cleanup", "report"):
+        [run] = _runs(cmf_store, "with-cleanup", stage)
+        assert run.status.value == "completed"
+        assert result in _names(cmf_store, run.id, "input")
+    # was: no edge, the failed run's result was an input nobody produced
+    assert set(cmf_store.stage_edges("with-cleanup")) == {("train", "cleanup"),
+                                                          ("train", "report")}
+
