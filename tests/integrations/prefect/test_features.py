@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from prefect import flow, task
+from prefect import flow, tags, task, unmapped
 from prefect.utilities.annotations import allow_failure
 
 from cmf_core.store.base import ExecutionFilter
@@ -71,3 +71,44 @@ def test_a_task_run_given_a_failed_upstream_is_linked_to_it(auto_route: Any,
     assert set(cmf_store.stage_edges("with-cleanup")) == {("train", "cleanup"),
                                                           ("train", "report")}
 
+
+def test_mapped_task_runs_are_one_execution_each(auto_route: Any, cmf_store: Any) -> None:
+    @task
+    def load(n: int) -> list[int]:
+        return list(range(n))
+
+    @task(tags=["gpu"])
+    def score(x: int, factor: int) -> int:
+        if x == 1:
+            raise ValueError(f"bad shard {x}")
+        return x * factor
+
+    @task
+    def total(xs: list[int]) -> int:
+        return sum(xs)
+
+    @flow
+    def mapped(n: int = 3) -> None:
+        with tags("nightly"):
+            scores = score.map(load.submit(n), factor=unmapped(10))
+        total.submit(scores).wait()
+
+    mapped(return_state=True)
+    [loaded] = _runs(cmf_store, "mapped", "load")
+    scores = {run.params["x"]: run for run in _runs(cmf_store, "mapped", "score")}
+    assert sorted(scores) == [0, 1, 2]
+    assert all(run.params["factor"] == 10 for run in scores.values())  # unmapped: as given
+    assert {x: run.status.value for x, run in scores.items()} == {
+        0: "completed", 1: "failed", 2: "completed"}
+    assert "bad shard 1" in scores[1].error
+    assert all(run.properties["prefect.tags"] == ["gpu", "nightly"] for run in scores.values())
+    for run in scores.values():  # each mapped run read the list the upstream returned
+        assert _names(cmf_store, run.id, "input") == {f"task-run/{loaded.id}/result"}
+    [summed] = _runs(cmf_store, "mapped", "total")
+    assert summed.status.value == "skipped"  # an upstream shard failed: it never ran
+    assert _names(cmf_store, summed.id, "input") == {
+        f"task-run/{run.id}/result" for run in scores.values()}
+    assert set(cmf_store.stage_edges("mapped")) == {("load", "score"), ("score", "total")}
+    # was: the skipped run had an energy record too, its wait for the shards measured
+    measured = {r.execution_id for r in cmf_store.energy()}
+    assert measured == {loaded.id, *(run.id for run in scores.values())}
