@@ -242,7 +242,9 @@ class InProcessRoute:
         if sweep and status is None:
             status = "aborted"
         energy = self.recorder.stop_energy(record.monitor, record.ref.run_id)
-        if from_cache(state):  # a cache lookup: no energy of its own to record
+        # a cache lookup, or a run that never ran (an upstream failed: its span covered only
+        # the wait for its upstreams, which measured their energy): none of its own to record
+        if from_cache(state) or status == "skipped":
             energy = None
         facts = task_end_facts(record.task, record.task_run, state, record.parameters, at,
                                inputs=record.inputs, status=status, assets=not sweep,

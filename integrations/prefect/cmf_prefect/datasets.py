@@ -3,7 +3,7 @@
 =========================================  ================================================
 Prefect                                    dataset (namespace, name) and identity
 =========================================  ================================================
-task run ``R`` completed (its result)      ``prefect``, ``task-run/<R>/result``; identified by
+task run ``R`` completed or failed        ``prefect``, ``task-run/<R>/result``; identified by
                                            its name (ingest's unversioned digest), so every
                                            route computes the same artifact from the id alone;
                                            role ``task_value`` (folded by ``cmf lineage``)

@@ -21,7 +21,7 @@ from cmf_prefect.datasets import (
     upstream_run_ids,
     value_datasets,
 )
-from cmf_prefect.values import metrics_of, params_of
+from cmf_prefect.values import metrics_of, non_finite_metrics, params_of
 
 _NOT_SET = object()
 MAX_TRACE = 8000
@@ -149,6 +149,7 @@ def task_end_facts(task: Any, task_run: Any, state: Any, parameters: Mapping[str
         result_dataset(u) for u in upstream_run_ids(task_run.task_inputs)]
     outputs: list[Dataset] = []
     metrics: dict[str, float] = {}
+    properties = task_properties(task_run, state)
     error = trace = None
     if assets:
         upstream, downstream = task_assets(task, task_run)
@@ -160,11 +161,18 @@ def task_end_facts(task: Any, task_run: Any, state: Any, parameters: Mapping[str
         if value is not _NOT_SET:
             outputs += value_datasets(value, max_bytes=max_bytes)
             metrics = metrics_of(value)
+            non_finite = non_finite_metrics(value)
+            if non_finite:  # a diverged loss: noted as the core notes it, the others kept
+                from cmf_core.logger import NON_FINITE_PROPERTY
+
+                properties[NON_FINITE_PROPERTY] = non_finite
     else:
         error, trace = state_error(state)
+        if status == "failed":  # its result is the exception, which allow_failure hands on
+            outputs.append(result_dataset(task_run.id))
     return RunFacts(
         status=status, at=at, params=params_of(parameters),
-        properties=task_properties(task_run, state), inputs=inputs, outputs=outputs,
+        properties=properties, inputs=inputs, outputs=outputs,
         error=error or (f"task run ended in state {getattr(state, 'name', None)}"
                         if status != "completed" else None),
         stack_trace=trace, metrics=metrics,

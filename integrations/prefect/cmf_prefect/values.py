@@ -17,7 +17,7 @@ from cmf_core.task_values import MAX_DEPTH, jsonable, numpy_scalar, params, type
 
 MAX_METRICS = 100
 
-__all__ = ["jsonable", "metrics_of", "params_of", "type_tag"]
+__all__ = ["jsonable", "metrics_of", "non_finite_metrics", "params_of", "type_tag"]
 
 
 def fields_of(value: Any, depth: int = 0) -> Any:
@@ -49,10 +49,14 @@ def params_of(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
 
 
 def _number(value: Any) -> float | None:
+    """``value`` as a float if it is a number (NaN and infinities included), else None."""
     if isinstance(value, bool):
         return None
     if isinstance(value, (int, float)):
-        return float(value) if math.isfinite(value) else None
+        try:
+            return float(value)
+        except OverflowError:  # an int past a float's range
+            return math.inf if value > 0 else -math.inf
     if numpy_scalar(value):
         try:
             return _number(value.item())
@@ -61,8 +65,8 @@ def _number(value: Any) -> float | None:
     return None
 
 
-def metrics_of(value: Any) -> dict[str, float]:
-    """A return value ``{"name": number, ...}`` (all values finite numbers) as metrics."""
+def _numbers(value: Any) -> dict[str, float]:
+    """A return value ``{"name": number, ...}`` (every value a number) as floats, else {}."""
     if not isinstance(value, Mapping) or not value or len(value) > MAX_METRICS:
         return {}
     out: dict[str, float] = {}
@@ -72,3 +76,17 @@ def metrics_of(value: Any) -> dict[str, float]:
             return {}
         out[k] = n
     return out
+
+
+def metrics_of(value: Any) -> dict[str, float]:
+    """A return value ``{"name": number, ...}`` (all values numbers) as metrics: its finite
+    values (a store holds finite numbers only; see :func:`non_finite_metrics`)."""
+    return {k: v for k, v in _numbers(value).items() if math.isfinite(v)}
+
+
+def non_finite_metrics(value: Any) -> dict[str, dict[str, Any]]:
+    """The NaN or infinite values of a metrics return value (a diverged loss), as the core
+    notes them in the ``cmf.non_finite_metrics`` execution property: per name ``count``,
+    ``first_step`` and ``first_value``."""
+    return {k: {"count": 1, "first_step": None, "first_value": str(v)}
+            for k, v in _numbers(value).items() if not math.isfinite(v)}

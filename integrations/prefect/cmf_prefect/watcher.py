@@ -217,7 +217,8 @@ def _task_run_events(event: Mapping[str, Any], resolver: Resolver) -> list[dict[
         props["prefect.run_count"] = run_count
     inputs: list[Dataset] = [result_dataset(u)
                              for u in upstream_run_ids(task_run.get("task_inputs"))]
-    outputs = [result_dataset(run_id)] if status == "completed" else []
+    # a failed run's result is its exception, which allow_failure hands downstream
+    outputs = [result_dataset(run_id)] if status in ("completed", "failed") else []
     error = None
     if status in ("failed", "aborted", "skipped"):
         error = resource.get("prefect.state-message") or \

@@ -122,7 +122,8 @@ def test_a_failed_task_run_carries_the_state_message() -> None:
     assert event["eventType"] == "FAIL"
     assert event["run"]["facets"]["errorMessage"]["message"] == \
         "Task run encountered an exception"
-    assert event["outputs"] == []
+    # its result is the exception (allow_failure hands it downstream), as in-process
+    assert [o["name"] for o in event["outputs"]] == [f"task-run/{TOTAL_RUN}/result"]
 
 
 def test_a_failed_state_whose_error_cannot_be_printed_still_has_a_message() -> None:
@@ -219,6 +220,7 @@ def test_values_are_bounded_and_never_repr() -> None:
         "l": [*range(50), "... 50 more"]}
     assert metrics_of({"acc": 0.9, "loss": 1}) == {"acc": 0.9, "loss": 1.0}
     assert metrics_of({"acc": 0.9, "name": "x"}) == {}
+    assert metrics_of({"acc": 0.9, "loss": float("inf")}) == {"acc": 0.9}  # a number, not stored
     assert path_dataset("/no/such/file") is None
 
 
