@@ -18,6 +18,11 @@ Three shapes are recognised, per execution, by the contexts it is associated wit
   get ``version:`` over the URI and the digest of their metadata (custom properties without
   KFP's ``display_name`` and ``store_session_info``); numeric metadata of ``system.Metrics``
   artifacts become CMF metrics.
+
+In both, a metric name that several metrics outputs of one execution hold is recorded per
+output, as ``<output>.<name>`` (the output: the OUTPUT event's key, KFP's output name, else the
+artifact's name, cmflib's metrics name), the rule of the live KFP hook
+(:func:`cmf_core.model.metric.output_metric_names`).
 * **TFX** and other MLMD writers: a context of type ``pipeline`` is the pipeline, a ``node``
   context (``<pipeline>.<node>``) the stage, else the execution type's name.
 
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
@@ -57,6 +63,7 @@ from cmf_core.model import (
     Stage,
 )
 from cmf_core.model._base import check_name
+from cmf_core.model.metric import output_metric_names
 
 # cmflib (cmflib/metadata_helper.py)
 CMFLIB_PIPELINE = "Parent_Context"
@@ -442,34 +449,78 @@ class _Mapper:
             name = raw_uri.rstrip("/").rsplit("/", 1)[-1] or f"mlmd-artifact-{node.id}"
         return name, raw_uri or f"mlmd:{node.type}/{node.id}"
 
-    def metrics_of(self, node: Node, producers: list[Execution]) -> list[Metric]:
-        carried = node.custom_properties.get(CMF_METRICS)
+    def carried_metrics(self, node: Node, producers: list[Execution]) -> list[Metric]:
+        """The metrics ``cmf export --mlmd`` stored on ``node`` (``cmf.metrics``), as they
+        were."""
         out: list[Metric] = []
-        if isinstance(carried, str):
-            try:
-                rows = jsonutil.loads(carried)
-                by_id = {ex.id: ex for ex in producers}
-                for exec_id, name, step, value, ts in rows:
-                    if exec_id in by_id:
-                        out.append(Metric(execution_id=exec_id, name=name, value=value,
-                                          step=step, timestamp=ts))
-                return out
-            except (ValueError, TypeError, CmfError):
-                self.plan.notes.append(f"artifact {node.id}: its cmf.metrics is unreadable")
-                return []
+        try:
+            rows = jsonutil.loads(node.custom_properties[CMF_METRICS])
+            by_id = {ex.id: ex for ex in producers}
+            for exec_id, name, step, value, ts in rows:
+                if exec_id in by_id:
+                    out.append(Metric(execution_id=exec_id, name=name, value=value,
+                                      step=step, timestamp=ts))
+            return out
+        except (ValueError, TypeError, CmfError):
+            self.plan.notes.append(f"artifact {node.id}: its cmf.metrics is unreadable")
+            return []
+
+    def logged_values(self, node: Node) -> list[tuple[str, float]]:
+        """The metric values a ``Metrics`` / ``system.Metrics`` artifact holds (its finite
+        numeric custom properties), by name."""
         if node.type not in ("Metrics", "system.Metrics"):
             return []
-        for ex in producers:
-            for key, value in sorted(node.custom_properties.items()):
-                number = _number(value)
-                if (number is None or key in KFP_BOOKKEEPING or key.startswith(CMF_PREFIX)
-                        or key.startswith("mlmd_")):
+        out: list[tuple[str, float]] = []
+        for key, value in sorted(node.custom_properties.items()):
+            number = _number(value)
+            if (number is None or key in KFP_BOOKKEEPING or key.startswith(CMF_PREFIX)
+                    or key.startswith("mlmd_")):
+                continue
+            if not math.isfinite(number):
+                self.plan.skipped["metric that is not a finite number"] += 1
+                continue
+            out.append((key, number))
+        return out
+
+    def output_name(self, node: Node, event_keys: list[str]) -> str:
+        """The output of its execution that ``node`` is: the key of the execution's OUTPUT
+        event (KFP's output name), else the artifact's name (cmflib's metrics name)."""
+        return event_keys[0] if event_keys else self._name_and_uri(node, [])[0]
+
+    def metrics_of(self, producers: Mapping[int, list[Execution]],
+                   output_keys: Mapping[tuple[str, int], list[str]]) -> list[Metric]:
+        """The metrics of the executions that output metrics artifacts. A name that several
+        metrics outputs of one execution log is recorded per output, as ``<output>.<name>``
+        (:func:`output_metric_names`, the live Kubeflow hook's rule); a name logged once keeps
+        its plain name."""
+        out: list[Metric] = []
+        logged: dict[str, list[tuple[str, str, float, float]]] = {}
+        for aid in sorted(producers):
+            node = self.snap.artifacts.get(aid)
+            if node is None:
+                continue
+            if isinstance(node.custom_properties.get(CMF_METRICS), str):
+                out.extend(self.carried_metrics(node, producers[aid]))
+                continue
+            values = self.logged_values(node)
+            if not values:
+                continue
+            seen: set[str] = set()
+            for ex in producers[aid]:
+                if ex.id in seen:
                     continue
+                seen.add(ex.id)
+                output = self.output_name(node, output_keys.get((ex.id, aid), []))
+                logged.setdefault(ex.id, []).extend(
+                    (output, name, value, _ms(node.create_ms)) for name, value in values)
+        for ex_id, values in logged.items():
+            names = output_metric_names((output, name) for output, name, _, _ in values)
+            for name, (_, _, value, ts) in zip(names, values, strict=True):
                 try:
-                    out.append(Metric(execution_id=ex.id, name=key, value=number,
-                                      timestamp=_ms(node.create_ms)))
+                    out.append(Metric(execution_id=ex_id, name=name, value=value,
+                                      timestamp=ts))
                 except CmfError:
-                    self.plan.skipped["metric that is not a finite number"] += 1
+                    self.plan.skipped["metric whose name cannot be stored"] += 1
         return out
 
     # all -------------------------------------------------------------------------------------
@@ -523,6 +574,7 @@ class _Mapper:
 
         events: dict[tuple[str, str, EventType], Event] = {}
         producers: dict[int, list[Execution]] = {}
+        output_keys: dict[tuple[str, int], list[str]] = {}
         for ev in snap.events:
             ex = self.executions.get(ev.execution_id)
             if ex is None:
@@ -533,18 +585,16 @@ class _Mapper:
                 continue
             if etype is EventType.OUTPUT:
                 producers.setdefault(ev.artifact_id, []).append(ex)
+                output_keys.setdefault((ex.id, ev.artifact_id), []).extend(
+                    s for s in ev.path if isinstance(s, str))
             digest = digest_of.get(ev.artifact_id)
             if digest is None:
                 continue
             events.setdefault((ex.id, digest, etype),
                               Event(execution_id=ex.id, artifact_id=digest, type=etype))
         metrics: dict[tuple[str, str, int | None], Metric] = {}
-        for aid in sorted(producers):
-            node = snap.artifacts.get(aid)
-            if node is None:
-                continue
-            for m in self.metrics_of(node, producers[aid]):
-                metrics.setdefault((m.execution_id, m.name, m.step), m)
+        for m in self.metrics_of(producers, output_keys):
+            metrics.setdefault((m.execution_id, m.name, m.step), m)
         if carriers - producers.keys():
             self.plan.skipped["cmf metrics with no producing execution"] += len(
                 carriers - producers.keys())

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import operator
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from cmf_core.errors import InvalidInputError
@@ -51,3 +52,20 @@ def check_step(step: object, name: str) -> int:
         raise InvalidInputError(f"metric {name!r} step {step!r} must be a whole "
                                 "number from 0 to 2**63 - 1")
     return value
+
+
+def output_metric_names(logged: Iterable[tuple[str, str]]) -> list[str]:
+    """The CMF metric name of each ``(output, name)`` value that the metrics outputs of one
+    task log: ``name`` when only one output logs it, else ``<output>.<name>`` (``train_metrics``
+    and ``eval_metrics`` both logging ``accuracy`` give ``train_metrics.accuracy`` and
+    ``eval_metrics.accuracy``), so that no value silently replaces another.
+
+    The one rule of every route that records such outputs: the live Kubeflow hook and its
+    importers (``cmf_kubeflow.adapter.output_metrics``) and the ML Metadata import
+    (:mod:`cmf_core.mlmd.mapping`), so that the same task gets the same metric names by each.
+    """
+    pairs = list(logged)
+    outputs_of: dict[str, set[str]] = {}
+    for output, name in pairs:
+        outputs_of.setdefault(name, set()).add(output)
+    return [f"{output}.{name}" if len(outputs_of[name]) > 1 else name for output, name in pairs]

@@ -309,3 +309,62 @@ def test_user_properties_named_cmf_dot_are_kept(
     assert train.params["cmf.run"] == "r7" and train.custom_properties["cmf.run"] == "r7"
     pipeline = store.get_pipeline("churn")
     assert pipeline is not None and pipeline.custom_properties["cmf.owner"] == "ana"
+
+
+def test_kfp_metrics_outputs_logging_the_same_name_keep_both(
+        store: Store, tmp_path: Path) -> None:
+    """train_metrics and eval_metrics both logging 'accuracy': each value is recorded under
+    '<output>.<name>', the names the live KFP hook gives them (cmf_kubeflow.adapter); a name
+    logged once keeps its plain name."""
+    from cmf_kubeflow.adapter import RuntimeArtifact, output_metrics
+    from ml_metadata.metadata_store import metadata_store
+    from ml_metadata.proto import metadata_store_pb2 as pb
+
+    from tests.mlmd.mlmd_builders import KfpWriter
+
+    path = tmp_path / "kfp.sqlite"
+    mlmd = metadata_store.MetadataStore(sqlite_config(path))
+    k = KfpWriter(mlmd, "fit-kfp", "0b6f6a3e-2d0c-4f61-9f57-5a1d3e2c7b90")
+    fit = k.execution("system.ContainerExecution", "fit", {"lr": 0.1})
+    logged = {
+        # the output names sort so that the first by MLMD artifact id is not the first by name
+        "train_metrics": {"accuracy": 0.99, "loss": 0.02},
+        "eval_metrics": {"accuracy": 0.81, "f1": 0.77},
+    }
+    k.publish(fit, {"model": ("system.Model", {"framework": "sklearn"}),
+                    **{key: ("system.Metrics", values) for key, values in logged.items()}})
+    k.finish(pb.Execution.COMPLETE)
+    del k, mlmd
+
+    import_mlmd(store, path)
+    ex = _by_stage(store, "fit-kfp")["fit"]
+    got = {m.name: m.value for m in store.metrics([ex.id])}
+    assert got == {"train_metrics.accuracy": 0.99, "eval_metrics.accuracy": 0.81,
+                   "loss": 0.02, "f1": 0.77}
+    # the same names as the live hook records for the same task
+    live = output_metrics([RuntimeArtifact(key=key, uri=f"/tmp/{key}",
+                                           schema_title="system.Metrics", metadata=values)
+                           for key, values in logged.items()])
+    assert got == live
+
+
+def test_cmflib_metrics_logging_the_same_name_keep_both(
+        store: Store, tmp_path: Path) -> None:
+    """cmflib's log_execution_metrics called twice with a shared name: the same rule, the
+    output being the metrics name it was logged under."""
+    from ml_metadata.metadata_store import metadata_store
+
+    from tests.mlmd.mlmd_builders import CmflibWriter
+
+    path = tmp_path / "mlmd"
+    w = CmflibWriter(metadata_store.MetadataStore(sqlite_config(path)), "churn")
+    w.create_context("train")
+    w.create_execution("Train", {"seed": 1}, "['train.py']")
+    w.log_execution_metrics("training_metrics", {"auc": 0.97, "loss": 0.1})
+    w.log_execution_metrics("eval_metrics", {"auc": 0.88})
+    del w
+
+    import_mlmd(store, path)
+    train = _by_stage(store, "churn")["train"]
+    got = {m.name: m.value for m in store.metrics([train.id])}
+    assert got == {"training_metrics.auc": 0.97, "eval_metrics.auc": 0.88, "loss": 0.1}

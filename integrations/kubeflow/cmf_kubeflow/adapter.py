@@ -32,6 +32,7 @@ from typing import Any
 from cmf_core import jsonutil
 from cmf_core.identity import NAMESPACE, kfp_task_id, path_digest, remote_digest
 from cmf_core.model import Artifact, EnergyRecord, Execution, ExecutionStatus, Metric
+from cmf_core.model.metric import output_metric_names
 from cmf_core.task_values import redact
 
 SCHEMA_TYPES: dict[str, str] = {
@@ -238,15 +239,12 @@ def output_metrics(outputs: Iterable[RuntimeArtifact]) -> dict[str, float]:
     """The CMF metrics of a task's ``Metrics`` outputs: each ``log_metric`` value under its
     name, or, for a name that several outputs log (``train_metrics`` and ``eval_metrics`` both
     logging ``accuracy``), under ``<output name>.<name>`` for each of them, so that no value
-    silently replaces another."""
-    logged = [(art.key, sorted(scalar_metrics(art).items())) for art in outputs]
-    keys_of: dict[str, set[str]] = {}
-    for key, values in logged:
-        for name, _ in values:
-            keys_of.setdefault(name, set()).add(key)
+    silently replaces another (the rule is :func:`cmf_core.model.metric.output_metric_names`,
+    which the ML Metadata import follows too)."""
+    logged = [(art.key, name, value) for art in outputs
+              for name, value in sorted(scalar_metrics(art).items())]
     out: dict[str, float] = {}
-    for key, values in logged:
-        for name, value in values:
-            out.setdefault(f"{key}.{name}" if len(keys_of[name]) > 1 else name, value)
+    names = output_metric_names((key, name) for key, name, _ in logged)
+    for name, (_, _, value) in zip(names, logged, strict=True):
+        out.setdefault(name, value)
     return out
-
