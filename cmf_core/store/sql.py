@@ -154,7 +154,7 @@ _EXPORT_SQL = {
 # record classes by how often a put holds them (a subclass is written as its class)
 _RECORD_TYPES = (Event, Artifact, Metric, Execution, Stage, Pipeline, EnergyRecord,
                  ArtifactLocation, LineageEvent)
-WRITTEN_MEMO = 100_000  # ids a store object remembers having written (then forgets all)
+WRITTEN_MEMO = 100_000  # ids, and locations, a store object remembers writing (then forgets)
 
 
 class _Written(NamedTuple):
@@ -690,9 +690,12 @@ class SqlStore(Store):
         return rows, written
 
     def _remember(self, written: _Written) -> None:
-        """Note rows now written (see :meth:`_to_rows`); forget all past ``WRITTEN_MEMO``."""
+        """Note rows now written (see :meth:`_to_rows`); forget all past ``WRITTEN_MEMO`` ids
+        or ``WRITTEN_MEMO`` locations (the same bytes written to a new path by every run add
+        a location each and no id)."""
         firsts, locs = written
-        if len(self._written_firsts) + len(firsts) > WRITTEN_MEMO:
+        if (len(self._written_firsts) + len(firsts) > WRITTEN_MEMO
+                or len(self._written_locations) + len(locs) > WRITTEN_MEMO):
             self._written_firsts.clear()
             self._written_locations.clear()
         for record_id, when in firsts.items():

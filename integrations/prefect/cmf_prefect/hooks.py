@@ -50,7 +50,11 @@ T = TypeVar("T")
 
 _RECORDER = Recorder(background=True)
 _LOCK = threading.Lock()
-_RUNNING: dict[str, tuple[Any, list[Dataset]]] = {}  # task run id -> (energy monitor, inputs)
+# task run id -> (energy monitor, inputs, the task, its task run, its RunRef)
+_RUNNING: dict[str, tuple[Any, list[Dataset], Any, Any, Any]] = {}
+_NO_HOOK_STATES = ("CRASHED", "CANCELLED")
+"""Final states of a task run for which Prefect calls none of its hooks (``handle_crash``: a
+``KeyboardInterrupt``, ``SystemExit`` or other ``BaseException`` in the task)."""
 
 
 def set_recorder(recorder: Recorder) -> None:
@@ -101,35 +105,56 @@ def _guarded(where: str, fn: Any, *args: Any) -> None:
         _RECORDER.touch()
 
 
+def _end_unhooked(at: float, current: Any = None) -> None:
+    """Record the end of the task runs started here that reached a final state no hook is
+    called for (crashed: a notebook's stop button, ``sys.exit()``; cancelled), and stop their
+    energy monitors: without this each one kept its entry, its sampler thread and a
+    ``running`` execution for the life of the process. Runs at every hook of this route."""
+    with _LOCK:
+        ended = [(key, _RUNNING.pop(key)) for key, entry in list(_RUNNING.items())
+                 if key != current and getattr(getattr(getattr(entry[3], "state", None),
+                                                       "type", None), "value", None)
+                 in _NO_HOOK_STATES]
+    for key, (monitor, inputs, obj, run, ref) in ended:
+        state = run.state
+        facts = task_end_facts(obj, run, state, None, state_time(state, at), inputs=inputs,
+                               max_bytes=_RECORDER.digest_max_bytes)
+        facts.energy = _RECORDER.stop_energy(monitor, key)
+        _RECORDER.record(ref, facts, ROUTE_HOOKS)
+
+
 def _started(obj: Any, run: Any, state: Any) -> None:
     at = state_time(state, time.time())
+    _end_unhooked(at, str(run.id))
     if _is_flow(obj):
         _RECORDER.record(flow_run_ref(obj, run), flow_start_facts(run, _parameters(run, True), at),
                          ROUTE_HOOKS)
         return
     key = str(run.id)
     params = _parameters(run, False)
+    ref = task_run_ref(obj, run, _flow_name())
     with _LOCK:
         known = _RUNNING.get(key)
     if known is None:
         inputs = task_inputs(run, params, _RECORDER.digest_max_bytes)
         with _LOCK:
-            _RUNNING[key] = known = (_RECORDER.start_energy(), inputs)
+            _RUNNING[key] = known = (_RECORDER.start_energy(), inputs, obj, run, ref)
         facts = task_start_facts(obj, run, params, at, inputs)
     else:  # a retry: the same execution, still running
         facts = task_start_facts(obj, run, params, at, known[1])
         facts.event_type = "RUNNING"
-    _RECORDER.record(task_run_ref(obj, run, _flow_name()), facts, ROUTE_HOOKS)
+    _RECORDER.record(ref, facts, ROUTE_HOOKS)
 
 
 def _ended(obj: Any, run: Any, state: Any) -> None:
     at = state_time(state, time.time())
+    _end_unhooked(at, str(run.id))
     if _is_flow(obj):
         _RECORDER.record(flow_run_ref(obj, run),
                          flow_end_facts(run, state, _parameters(run, True), at), ROUTE_HOOKS)
         return
     with _LOCK:
-        monitor, inputs = _RUNNING.pop(str(run.id), (None, None))
+        monitor, inputs, *_ = _RUNNING.pop(str(run.id), (None, None))
     facts = task_end_facts(obj, run, state, _parameters(run, False), at, inputs=inputs,
                            max_bytes=_RECORDER.digest_max_bytes)
     facts.energy = _RECORDER.stop_energy(monitor, str(run.id))

@@ -128,6 +128,25 @@ def test_rewriting_a_known_artifact_keeps_the_earliest_row_and_every_location(
     assert len(store.find_artifacts()) == 1
 
 
+def test_the_memo_of_written_locations_is_bounded(store: Store,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # a long-lived writer (cmf serve, a worker) that records the same bytes at a new path on
+    # every run (an empty marker file, an unchanged config copied into each run's folder) adds
+    # a location each time and no artifact id: the memo of locations written must not grow
+    # with them, and every location still lands
+    from cmf_core.store import sql
+
+    monkeypatch.setattr(sql, "WRITTEN_MEMO", 50)
+    digest = remote_digest("s3://b/_SUCCESS", "v1")
+    sizes = []
+    for i in range(200):
+        store.put([Artifact(id=digest, type="Dataset", name="_SUCCESS",
+                            uri=f"s3://b/run-{i}/_SUCCESS", site="site-a", created_at=1.0)])
+        sizes.append(len(store._written_locations))
+    assert max(sizes) <= 50, max(sizes)
+    assert len(store.artifact_locations(digest)) == 200
+
+
 def test_artifacts_at_a_location_whole_or_by_its_last_parts(store: Store) -> None:
     """A copy of known bytes adds only a location: it is found there, and the latest artifact
     recorded at a location wins (the file was rewritten)."""

@@ -60,6 +60,49 @@ def test_hooks_record_tasks_and_flows(recorder: Recorder, cmf_store: Any) -> Non
     assert "upload" not in hooks._RUNNING  # monitors are released
 
 
+class StopButton(BaseException):
+    """What a notebook's stop button or ``sys.exit()`` in a task is to Prefect: no Exception,
+    so the task run crashes and Prefect calls none of its hooks (KeyboardInterrupt itself
+    would also stop pytest)."""
+
+
+@task(**HOOKS)
+def interrupted(n: int) -> int:
+    raise StopButton(f"stopped at {n}")
+
+
+def test_a_crashed_task_run_is_ended_and_holds_nothing(recorder: Recorder,
+                                                       cmf_store: Any) -> None:
+    @flow(**HOOKS, on_crashed=[hooks.on_failure])
+    def with_crash_hook(n: int) -> int:
+        return interrupted(n)
+
+    @flow
+    def without_hooks(n: int) -> int:
+        return interrupted(n)
+
+    before = len(hooks._RUNNING)
+    for n in range(3):
+        with pytest.raises(StopButton):
+            with_crash_hook(n)
+        # the flow's crash hook ended the task run: no monitor (sampler thread) left behind
+        assert len(hooks._RUNNING) == before
+    with pytest.raises(StopButton):
+        without_hooks(3)
+    @flow
+    def next_run() -> list[int]:
+        return clean([1])
+
+    next_run()  # the next run of a hooked task ends the crashed one that no hook reported
+    assert len(hooks._RUNNING) == before
+    recorder.flush(30)
+    crashed = [e for e in cmf_store.list_executions() if e.stage == "interrupted"]
+    assert len(crashed) == 4
+    assert all(e.status.value == "failed" for e in crashed), [e.status for e in crashed]
+    assert all("stopped at" in (e.error or "") for e in crashed), [e.error for e in crashed]
+    assert {r.execution_id for r in cmf_store.energy()} >= {e.id for e in crashed}
+
+
 def test_a_failing_flow_is_recorded_failed(recorder: Recorder, cmf_store: Any) -> None:
     @flow(**HOOKS)
     def doomed() -> None:
