@@ -127,3 +127,28 @@ def test_a_base_install_records_recommends_and_names_missing_extras(base_install
     served = _run([cmf, "serve", "--port", "0"], tmp_path, env, check=False)
     assert served.returncode == 1
     assert served.stderr.strip().startswith("Error: cmf serve needs the server extra")
+
+
+def test_a_base_install_names_the_extra_an_integration_command_needs(base_install: Path,
+                                                                     tmp_path: Path) -> None:
+    """`cmf prefect` and `cmf kubeflow` are listed without their extras (their commands that
+    only read files or HTTP work without them); those that need the orchestrator's library say
+    which extra to install, instead of a traceback (or, for the watcher, retrying forever)."""
+    env = {"PATH": f"{base_install}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "CMF_HOME": str(tmp_path / ".cmf-home"), "COLUMNS": "200"}
+    cmf = str(base_install / "cmf")
+    probe = _run([str(base_install / "python"), "-c", "import prefect"], env=env, check=False)
+    assert "No module named 'prefect'" in probe.stderr
+    # --once: without it the watcher of the unfixed code never returned
+    watch = _run([cmf, "prefect", "watch", "--once", "--api", "http://127.0.0.1:9/api"],
+                 tmp_path, env, check=False)
+    assert (watch.returncode, watch.stderr.strip()) == (
+        1, "Error: cmf prefect watch needs the prefect extra (prefect is missing): "
+           "pip install 'cmf-foundation[prefect]'")
+    (tmp_path / "pipeline.yaml").write_text("pipelineInfo: {name: p}\n")
+    track = _run([cmf, "kubeflow", "track", "pipeline.yaml", "tracked.yaml"], tmp_path, env,
+                 check=False)
+    assert (track.returncode, track.stderr.strip()) == (
+        1, "Error: cmf kubeflow track needs the kubeflow extra (kfp is missing): "
+           "pip install 'cmf-foundation[kubeflow]'")
+    assert not (tmp_path / "tracked.yaml").exists()
