@@ -77,6 +77,11 @@ def test_the_wheel_holds_every_data_file_and_entry_point(wheel: Path) -> None:
     # Airflow imports the provider's package-name, cmf_foundation, to look for example DAGs
     assert "cmf_foundation/__init__.py" in names
     dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+    # the licence the metadata declares (Apache-2.0) comes with its text, as section 4(a) asks
+    assert f"{dist_info}/licenses/LICENSE" in names
+    metadata = zipfile.ZipFile(wheel).read(f"{dist_info}/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
+    assert b"Apache License" in zipfile.ZipFile(wheel).read(f"{dist_info}/licenses/LICENSE")
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
     for line in ("cmf = cmf_core.cli:main", "cmf = cmf_airflow.plugin:CmfPlugin",
                  "provider_info = cmf_airflow.provider_info:get_provider_info",
