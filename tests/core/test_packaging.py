@@ -77,6 +77,11 @@ def test_the_wheel_holds_every_data_file_and_entry_point(wheel: Path) -> None:
     # Airflow imports the provider's package-name, cmf_foundation, to look for example DAGs
     assert "cmf_foundation/__init__.py" in names
     dist_info = next(n.split("/")[0] for n in names if n.endswith(".dist-info/METADATA"))
+    # the licence the metadata declares (Apache-2.0) comes with its text, as section 4(a) asks
+    assert f"{dist_info}/licenses/LICENSE" in names
+    metadata = zipfile.ZipFile(wheel).read(f"{dist_info}/METADATA").decode()
+    assert "License-Expression: Apache-2.0" in metadata and "License-File: LICENSE" in metadata
+    assert b"Apache License" in zipfile.ZipFile(wheel).read(f"{dist_info}/licenses/LICENSE")
     entry_points = zipfile.ZipFile(wheel).read(f"{dist_info}/entry_points.txt").decode()
     for line in ("cmf = cmf_core.script:main", "cmf = cmf_airflow.plugin:CmfPlugin",
                  "provider_info = cmf_airflow.provider_info:get_provider_info",
@@ -127,3 +132,28 @@ def test_a_base_install_records_recommends_and_names_missing_extras(base_install
     served = _run([cmf, "serve", "--port", "0"], tmp_path, env, check=False)
     assert served.returncode == 1
     assert served.stderr.strip().startswith("Error: cmf serve needs the server extra")
+
+
+def test_a_base_install_names_the_extra_an_integration_command_needs(base_install: Path,
+                                                                     tmp_path: Path) -> None:
+    """`cmf prefect` and `cmf kubeflow` are listed without their extras (their commands that
+    only read files or HTTP work without them); those that need the orchestrator's library say
+    which extra to install, instead of a traceback (or, for the watcher, retrying forever)."""
+    env = {"PATH": f"{base_install}:{os.environ['PATH']}", "HOME": str(tmp_path),
+           "CMF_HOME": str(tmp_path / ".cmf-home"), "COLUMNS": "200"}
+    cmf = str(base_install / "cmf")
+    probe = _run([str(base_install / "python"), "-c", "import prefect"], env=env, check=False)
+    assert "No module named 'prefect'" in probe.stderr
+    # --once: without it the watcher of the unfixed code never returned
+    watch = _run([cmf, "prefect", "watch", "--once", "--api", "http://127.0.0.1:9/api"],
+                 tmp_path, env, check=False)
+    assert (watch.returncode, watch.stderr.strip()) == (
+        1, "Error: cmf prefect watch needs the prefect extra (prefect is missing): "
+           "pip install 'cmf-foundation[prefect]'")
+    (tmp_path / "pipeline.yaml").write_text("pipelineInfo: {name: p}\n")
+    track = _run([cmf, "kubeflow", "track", "pipeline.yaml", "tracked.yaml"], tmp_path, env,
+                 check=False)
+    assert (track.returncode, track.stderr.strip()) == (
+        1, "Error: cmf kubeflow track needs the kubeflow extra (kfp is missing): "
+           "pip install 'cmf-foundation[kubeflow]'")
+    assert not (tmp_path / "tracked.yaml").exists()

@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 
-from cmf_core.errors import InvalidInputError
+from cmf_core.errors import ConfigError, InvalidInputError
 
 # as cmf_core.cli.common's (imported from there, cmf_core.cli would load this plugin half-made)
 StoreOpt = Annotated[str | None, typer.Option("--store", help="Store URL (default: CMF_STORE_URL "
@@ -66,6 +66,12 @@ def track_cmd(
 
     Example: cmf kubeflow track pipeline.yaml tracked.yaml --site hpc-a --secret cmf-server
     """
+    try:
+        import kfp  # noqa: F401  (the tracked copy is written with kfp's own compiler)
+    except ImportError as e:
+        # without it: a ModuleNotFoundError traceback from deep inside track_file
+        raise ConfigError(f"cmf kubeflow track needs the kubeflow extra ({e.name} is missing): "
+                          "pip install 'cmf-foundation[kubeflow]'") from None
     from cmf_kubeflow.tracking import track_file
 
     report = track_file(source, destination, site=site, store_url=store_url,

@@ -45,6 +45,13 @@ def watch(
     """
     from cmf_core.config import load_settings
     from cmf_core.errors import ConfigError
+
+    try:
+        import prefect  # noqa: F401  (the watcher reads the server with Prefect's own client)
+    except ImportError as e:
+        # without it the watcher retried the missing module forever (--once: a traceback)
+        raise ConfigError(f"cmf prefect watch needs the prefect extra ({e.name} is missing): "
+                          "pip install 'cmf-foundation[prefect]'") from None
     from cmf_prefect.watcher import Watcher
 
     api_url = api or os.environ.get("PREFECT_API_URL")
