@@ -57,7 +57,8 @@ def test_hooks_record_tasks_and_flows(recorder: Recorder, cmf_store: Any) -> Non
     assert ("clean", "upload") in cmf_store.stage_edges("hooked")
     energy = {r.execution_id for r in cmf_store.energy()}
     assert energy == {runs["clean"].id, runs["upload"].id}
-    assert "upload" not in hooks._RUNNING  # monitors are released
+    # monitors are released: no entry is left for either task (keyed by task run id)
+    assert not [k for k, v in hooks._RUNNING.items() if v[2] in (clean, upload)]
 
 
 class StopButton(BaseException):
