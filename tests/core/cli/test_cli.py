@@ -1271,3 +1271,24 @@ def test_invisible_and_direction_characters_are_written_out(tmp_path: Path,
     assert "\u202e" not in tree
     data = json.loads(invoke("executions", "--store", url, "--json"))
     assert data[0]["pipeline"] == "churn\u200b"  # data as recorded
+
+
+def test_error_messages_write_out_invisible_characters(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """An error naming recorded names (the known pipelines, the candidates of an ambiguous
+    prefix) printed their U+202E and U+200B as they were: the rest of the error line read
+    reversed in a terminal. It writes them out as the tables do."""
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="churn\u200b", store=url, site="hpc", measure_energy=False)
+    with cmf:
+        ids = []
+        for _ in range(2):
+            with cmf.create_execution("st\u202eage") as run:
+                ids.append(run.id)
+    err = fails(capsys, "carbon", "nope", "--store", url)
+    assert "known: churn<U+200B>" in err and "\u200b" not in err
+    prefix = ids[0][:4]  # UUIDv7s begin with their time: both ids start with it
+    assert ids[1].startswith(prefix)
+    err = fails(capsys, "show", prefix, "--store", url)
+    assert "churn<U+200B>/st<U+202E>age" in err and "\u202e" not in err
