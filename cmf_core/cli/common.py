@@ -59,6 +59,12 @@ def visible(value: object) -> str:
     return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", str(value))
 
 
+def visible_json(text: str) -> str:
+    """JSON text with each invisible or direction-changing character of its strings written
+    as a JSON escape (``\\u202e``): the same data, shown as it is in a terminal."""
+    return _INVISIBLE.sub(lambda m: json.dumps(m.group())[1:-1], text)
+
+
 def get_store(url: str | None, *, create: bool = False) -> Store:
     """The store at ``url`` (default: the configured one). Only the commands that write into
     it (init, import, sync) pass ``create``: a mistyped --store given to one that reads fails

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as json_module
 import os
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,7 @@ from cmf_core.cli.common import (
     some,
     table,
     visible,
+    visible_json,
 )
 from cmf_core.config import HOME_DIRNAME, Settings, load_settings
 from cmf_core.errors import InvalidInputError, NotFoundError
@@ -415,7 +417,15 @@ def show(ref: Annotated[str, typer.Argument(
     summarised = None
     if "metrics" in data and not all_metrics:
         data["metrics"], summarised = _summarise_steps(data["metrics"])
-    console.print_json(data=__import__("cmf_core.jsonutil").jsonutil.clean(data))
+    from rich.highlighter import JSONHighlighter
+
+    from cmf_core.jsonutil import clean
+
+    # the characters that show nothing or turn the line around, as JSON escapes (the same data)
+    text = json_module.dumps(clean(data), indent=2, ensure_ascii=False)
+    highlighted = JSONHighlighter()(visible_json(text))  # print_json would decode it again
+    highlighted.no_wrap, highlighted.overflow = True, None
+    console.print(highlighted, soft_wrap=True)
     if summarised:
         _say(f"Stepped metrics summarised per name ({summarised:,} steps in all): "
              "--all-metrics lists every step, --json too.")

@@ -1292,3 +1292,22 @@ def test_error_messages_write_out_invisible_characters(tmp_path: Path,
     assert ids[1].startswith(prefix)
     err = fails(capsys, "show", prefix, "--store", url)
     assert "churn<U+200B>/st<U+202E>age" in err and "\u202e" not in err
+
+
+def test_show_writes_invisible_characters_as_json_escapes(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """`cmf show`'s highlighted JSON printed a parameter holding U+202E as it was, reversing
+    the rest of its line; it writes it as the JSON escape, the same data (--json keeps it)."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="churn", store=url, site="hpc", measure_energy=False)
+    with cmf, cmf.create_execution("train", params={"note": "a\u202eb", "city": "K\u00f6ln"}
+                                   ) as run:
+        pass
+    out = invoke("show", run.id, "--store", url, columns=200)
+    assert "\u202e" not in out and '"note": "a\\u202eb"' in out
+    assert '"city": "K\u00f6ln"' in out  # other text as it is
+    assert json.loads(out)["params"] == {"note": "a\u202eb", "city": "K\u00f6ln"}
+    data = json.loads(invoke("show", run.id, "--store", url, "--json"))
+    assert data["params"]["note"] == "a\u202eb"
