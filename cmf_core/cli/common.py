@@ -100,8 +100,19 @@ def check_pipelines(s: Store, names: Iterable[str] | None) -> None:
                                 + (f"known: {some(known)})" if known else "it has none yet)"))
 
 
+def stdout_or_fail() -> Any:
+    """``sys.stdout``; where it is closed (``cmf ... --json >&-``, a daemon without one) an
+    error saying so, not an AttributeError traceback."""
+    if sys.stdout is None:
+        from cmf_core.errors import InvalidInputError
+
+        raise InvalidInputError("standard output is closed: nothing to write to (redirect it "
+                                "to a file or pipe)")
+    return sys.stdout
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(jsonutil.clean(data), indent=2, sort_keys=True) + "\n")
+    stdout_or_fail().write(json.dumps(jsonutil.clean(data), indent=2, sort_keys=True) + "\n")
 
 
 def fmt_time(ts: float | None) -> str:

@@ -1311,3 +1311,22 @@ def test_show_writes_invisible_characters_as_json_escapes(tmp_path: Path,
     assert json.loads(out)["params"] == {"note": "a\u202eb", "city": "K\u00f6ln"}
     data = json.loads(invoke("show", run.id, "--store", url, "--json"))
     assert data["params"]["note"] == "a\u202eb"
+
+
+@pytest.mark.parametrize("argv", [["pipelines", "--json"], ["export"]])
+def test_closed_stdout_is_one_error_line_not_a_traceback(
+        argv: list[str], store_url: str, tmp_path: Path) -> None:
+    """With standard output closed (`cmf pipelines --json >&-`, a daemon without one), the JSON
+    and the bundle on stdout failed with an AttributeError traceback (sys.stdout is None); it
+    is one line on stderr and exit code 1, as for any error. A real process: its fd 1 closed."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    done = subprocess.run([sys.executable, "-m", "cmf_core", *argv, "--store", store_url],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          cwd=tmp_path, env=env,
+                          preexec_fn=lambda: os.close(1), timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == ("Error: standard output is closed: nothing to write to (redirect "
+                           "it to a file or pipe)\n")
