@@ -1,6 +1,7 @@
 """The ``cmf`` command line: a thin layer over the Python API.
 
-Every ``CmfError`` becomes one line on stderr and exit code 1, here and only here.
+Every ``CmfError`` becomes one line on stderr and exit code 1, here and only here, its invisible
+and direction-changing characters written out (``<U+202E>``) as the tables write them.
 """
 
 from __future__ import annotations
@@ -124,7 +125,9 @@ def main(argv: list[str] | None = None) -> None:
         # exiting with it (cmf spool retry's and cmf store check's 1, cmf serve's 3)
         code = app(args=argv, standalone_mode=False)
     except CmfError as e:
-        typer.echo(f"Error: {e}", err=True)
+        from cmf_core.cli.common import visible  # a recorded name in it may hold U+202E
+
+        typer.echo(f"Error: {visible(e)}", err=True)
         sys.exit(1)
     except typer.Abort:
         typer.echo("Aborted.", err=True)

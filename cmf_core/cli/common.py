@@ -59,6 +59,12 @@ def visible(value: object) -> str:
     return _INVISIBLE.sub(lambda m: f"<U+{ord(m.group()):04X}>", str(value))
 
 
+def visible_json(text: str) -> str:
+    """JSON text with each invisible or direction-changing character of its strings written
+    as a JSON escape (``\\u202e``): the same data, shown as it is in a terminal."""
+    return _INVISIBLE.sub(lambda m: json.dumps(m.group())[1:-1], text)
+
+
 def get_store(url: str | None, *, create: bool = False) -> Store:
     """The store at ``url`` (default: the configured one). Only the commands that write into
     it (init, import, sync) pass ``create``: a mistyped --store given to one that reads fails
@@ -94,8 +100,19 @@ def check_pipelines(s: Store, names: Iterable[str] | None) -> None:
                                 + (f"known: {some(known)})" if known else "it has none yet)"))
 
 
+def stdout_or_fail() -> Any:
+    """``sys.stdout``; where it is closed (``cmf ... --json >&-``, a daemon without one) an
+    error saying so, not an AttributeError traceback."""
+    if sys.stdout is None:
+        from cmf_core.errors import InvalidInputError
+
+        raise InvalidInputError("standard output is closed: nothing to write to (redirect it "
+                                "to a file or pipe)")
+    return sys.stdout
+
+
 def print_json(data: Any) -> None:
-    sys.stdout.write(json.dumps(jsonutil.clean(data), indent=2, sort_keys=True) + "\n")
+    stdout_or_fail().write(json.dumps(jsonutil.clean(data), indent=2, sort_keys=True) + "\n")
 
 
 def fmt_time(ts: float | None) -> str:

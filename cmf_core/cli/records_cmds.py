@@ -4,7 +4,6 @@ ML-Metadata (MLMD) stores with --mlmd (cmflib and Kubeflow Pipelines)."""
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
@@ -22,6 +21,7 @@ from cmf_core.cli.common import (
     new_store_undone_on_error,
     parse_time,
     print_json,
+    stdout_or_fail,
     table,
 )
 from cmf_core.errors import InvalidInputError
@@ -93,9 +93,10 @@ def export(
             selector = replace(selector, artifact=Query(s).resolve_artifact(artifact).id)
         chunks = export_bundle(s, selector, compress=compress, result=result)
         if out is None:
+            stdout = stdout_or_fail().buffer
             for chunk in chunks:
-                sys.stdout.buffer.write(chunk)
-            sys.stdout.buffer.flush()
+                stdout.write(chunk)
+            stdout.flush()
             return
         _write_whole(out, chunks)
     if json_out:

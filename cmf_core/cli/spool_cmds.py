@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from cmf_core.cli.common import COUNT, StoreOpt
+from cmf_core.cli.common import COUNT, JsonOpt, StoreOpt, print_json
 from cmf_core.config import load_settings
 from cmf_core.errors import InvalidInputError
 
@@ -29,12 +29,25 @@ def register(app: typer.Typer) -> None:
 
 
 @spool_app.command("status")
-def status(store: StoreOpt = None) -> None:
+def status(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Show how many events wait in the spool (and how many were rejected as invalid), for the
-    current store or server and for each other target whose events share the spool folder."""
+    current store or server and for each other target whose events share the spool folder.
+
+    --json gives target, spool_dir, waiting, rejected, oldest_spooled_at and backoff_until
+    (Unix seconds, or null), and targets: every target with spool files, each with target,
+    waiting and rejected.
+    """
     emitter = _emitter(store)
     waiting = emitter.spooled_files()
     rejected = list((emitter.spool_dir / "rejected").glob(f"*.{emitter.key}.json"))
+    if json_out:
+        print_json({"target": emitter.target, "spool_dir": str(emitter.spool_dir),
+                    "waiting": len(waiting), "rejected": len(rejected),
+                    "oldest_spooled_at": _spooled_at(waiting[0]) if waiting else None,
+                    "backoff_until": emitter.backoff_until(),
+                    "targets": [{"target": t, "waiting": w, "rejected": r}
+                                for t, w, r in emitter.spool_counts()]})
+        return
     typer.echo(f"{len(waiting)} event(s) waiting, {len(rejected)} rejected, for {emitter.target}, "
                f"in {emitter.spool_dir}")
     for target, n_waiting, n_rejected in emitter.spool_counts():

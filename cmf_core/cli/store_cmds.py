@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json as json_module
 import os
 from pathlib import Path
 from typing import Annotated
@@ -26,6 +27,7 @@ from cmf_core.cli.common import (
     some,
     table,
     visible,
+    visible_json,
 )
 from cmf_core.config import HOME_DIRNAME, Settings, load_settings
 from cmf_core.errors import InvalidInputError, NotFoundError
@@ -167,6 +169,7 @@ def stages(pipeline: Annotated[str | None, typer.Argument()] = None, store: Stor
         hint = _unknown_pipeline(s, pipeline) if not rows else None
     if json:
         print_json(rows)
+        _say(hint, err=True)
         return
     table("Stages", ["pipeline", "stage", "site"],
           [[r["pipeline"], r["name"], r["site"]] for r in rows])
@@ -190,6 +193,9 @@ def executions(
     Ids are shown whole, on one line, for cmf show (which also takes a unique prefix). When a
     row does not fit the terminal, each cell takes several lines instead: id over
     pipeline / stage @site, status over start time, one param a line (--json has all).
+
+    With --json, stdout holds the JSON alone; that more executions match than --limit shows,
+    or that no pipeline has the name given, is said on stderr.
     """
     with get_store(store) as s:
         where = ExecutionFilter(pipeline=pipeline, stage=stage, site=site, status=status,
@@ -200,16 +206,19 @@ def executions(
                 if not rows else None)
         total = s.count_executions(where) if rows and len(rows) == limit else None
     lost = _lost_ids(rows, store)
+    more = (f"Showing {offset + 1}-{offset + len(rows)} of {total} executions, oldest first: "
+            f"--offset {offset + len(rows)} shows the next ones, --limit how many."
+            if total is not None and total > offset + len(rows) else None)
     if json:  # the keys of the server's executions routes, ``lost`` included
         print_json([{**execution_dict(e), "lost": e.id in lost} for e in rows])
+        _say(more, err=True)  # a script's stdout is the JSON; a cut list must not pass for all
+        _say(hint, err=True)
         return
     _executions_table(rows, lost)
     if lost:
         _say(f"{len(lost)} running execution(s) listed are lost: their process on this host "
              "has ended without reporting an end. `cmf reap` marks them failed.")
-    if total is not None and total > offset + len(rows):
-        _say(f"Showing {offset + 1}-{offset + len(rows)} of {total} executions, oldest first: "
-             f"--offset {offset + len(rows)} shows the next ones, --limit how many.")
+    _say(more)
     _say(hint)
 
 
@@ -325,8 +334,11 @@ def _nothing_yet(s: Store) -> str:
             "another store.")
 
 
-def _say(hint: str | None) -> None:
-    if hint:
+def _say(hint: str | None, *, err: bool = False) -> None:
+    """Print ``hint``, if any: under the table, or on stderr (``err``) under --json."""
+    if hint and err:
+        typer.echo(visible(hint), err=True)
+    elif hint:
         console.print(hint, markup=False, highlight=False)
 
 
@@ -340,7 +352,11 @@ def artifacts(
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """List artifacts."""
+    """List artifacts.
+
+    With --json, stdout holds the JSON alone; that more artifacts match than --limit shows,
+    or that no pipeline has the name given, is said on stderr.
+    """
     with get_store(store) as s:
         rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
                                   site=site, limit=min(limit, SQL_INT_MAX - 1) + 1)
@@ -352,13 +368,16 @@ def artifacts(
                                 f"artifact of this store has it (known: "
                                 f"{some(sorted(ARTIFACT_TYPES), 20)})")
         hint = _unknown_pipeline(s, pipeline) if not rows else None
+    note = f"Showing the first {limit} artifacts; more match (--limit shows more)." \
+        if more else None
     if json:
         print_json([artifact_dict(a) for a in rows])
+        _say(note, err=True)
+        _say(hint, err=True)
         return
     table("Artifacts", ["digest", "type", "name", "site", "uri"],
           [[short(a.id), a.type, a.name, a.site, a.uri] for a in rows], whole=["digest"])
-    if more:
-        _say(f"Showing the first {limit} artifacts; more match (--limit shows more).")
+    _say(note)
     _say(hint)
 
 
@@ -415,7 +434,15 @@ def show(ref: Annotated[str, typer.Argument(
     summarised = None
     if "metrics" in data and not all_metrics:
         data["metrics"], summarised = _summarise_steps(data["metrics"])
-    console.print_json(data=__import__("cmf_core.jsonutil").jsonutil.clean(data))
+    from rich.highlighter import JSONHighlighter
+
+    from cmf_core.jsonutil import clean
+
+    # the characters that show nothing or turn the line around, as JSON escapes (the same data)
+    text = json_module.dumps(clean(data), indent=2, ensure_ascii=False)
+    highlighted = JSONHighlighter()(visible_json(text))  # print_json would decode it again
+    highlighted.no_wrap, highlighted.overflow = True, None
+    console.print(highlighted, soft_wrap=True)
     if summarised:
         _say(f"Stepped metrics summarised per name ({summarised:,} steps in all): "
              "--all-metrics lists every step, --json too.")

@@ -42,6 +42,13 @@ def invoke(*args: str, columns: int | None = None) -> str:
     return result.output
 
 
+def invoke_json(*args: str) -> object:
+    """The JSON a command printed on stdout (its notes on stderr left out)."""
+    result = runner.invoke(app, list(args))
+    assert result.exit_code == 0, result.output
+    return json.loads(result.stdout)
+
+
 def fails(capsys: pytest.CaptureFixture[str], *args: str) -> str:
     """The one-line error of a command that must fail with exit code 1."""
     with pytest.raises(SystemExit) as e:
@@ -395,7 +402,7 @@ def test_a_pipeline_name_the_store_lacks_is_said(store_url: str) -> None:
                  ["artifacts", "--pipeline", "chrun"]):
         out = invoke(*args, "--store", store_url)
         assert hint in " ".join(out.split()), args
-        assert json.loads(invoke(*args, "--store", store_url, "--json")) == []  # scripts: []
+        assert invoke_json(*args, "--store", store_url, "--json") == []  # scripts: []
     # a known pipeline with nothing matching the other filters is just an empty listing
     out = invoke("executions", "--pipeline", "churn", "--status", "failed", "--store", store_url)
     assert "No pipeline named" not in out
@@ -992,13 +999,13 @@ def test_listings_cut_at_the_limit_say_so(store_url: str) -> None:
     assert "Showing 3-4 of 5 executions" in out
     for args in (["--limit", "5"], ["--offset", "3"], ["--limit", "2", "--offset", "3"]):
         assert "Showing" not in invoke("executions", *args, "--store", store_url)
-    assert len(json.loads(invoke("executions", "--limit", "2", "--json",
-                                 "--store", store_url))) == 2  # --json: the rows only
+    assert len(invoke_json("executions", "--limit", "2", "--json",  # type: ignore[arg-type]
+                           "--store", store_url)) == 2  # --json: the rows only
     out = " ".join(invoke("artifacts", "--limit", "1", "--store", store_url).split())
     assert "Showing the first 1 artifacts; more match (--limit shows more)." in out
     assert "more match" not in invoke("artifacts", "--store", store_url)
-    assert len(json.loads(invoke("artifacts", "--limit", "1", "--json",
-                                 "--store", store_url))) == 1
+    assert len(invoke_json("artifacts", "--limit", "1", "--json",  # type: ignore[arg-type]
+                           "--store", store_url)) == 1
 
 
 def test_executions_of_an_unknown_stage_say_so(store_url: str) -> None:
@@ -1009,8 +1016,7 @@ def test_executions_of_an_unknown_stage_say_so(store_url: str) -> None:
     out = " ".join(invoke("executions", "--pipeline", "churn", "--stage", "trian",
                           "--store", store_url).split())
     assert "No stage named 'trian' in pipeline 'churn'; it has prepare, train." in out
-    assert json.loads(invoke("executions", "--stage", "trian", "--json",
-                             "--store", store_url)) == []
+    assert invoke_json("executions", "--stage", "trian", "--json", "--store", store_url) == []
     out = invoke("executions", "--stage", "train", "--status", "failed", "--store", store_url)
     assert "No stage named" not in out
 
@@ -1271,3 +1277,87 @@ def test_invisible_and_direction_characters_are_written_out(tmp_path: Path,
     assert "\u202e" not in tree
     data = json.loads(invoke("executions", "--store", url, "--json"))
     assert data[0]["pipeline"] == "churn\u200b"  # data as recorded
+
+
+def test_error_messages_write_out_invisible_characters(tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str]
+                                                      ) -> None:
+    """An error naming recorded names (the known pipelines, the candidates of an ambiguous
+    prefix) printed their U+202E and U+200B as they were: the rest of the error line read
+    reversed in a terminal. It writes them out as the tables do."""
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="churn\u200b", store=url, site="hpc", measure_energy=False)
+    with cmf:
+        ids = []
+        for _ in range(2):
+            with cmf.create_execution("st\u202eage") as run:
+                ids.append(run.id)
+    err = fails(capsys, "carbon", "nope", "--store", url)
+    assert "known: churn<U+200B>" in err and "\u200b" not in err
+    prefix = ids[0][:4]  # UUIDv7s begin with their time: both ids start with it
+    assert ids[1].startswith(prefix)
+    err = fails(capsys, "show", prefix, "--store", url)
+    assert "churn<U+200B>/st<U+202E>age" in err and "\u202e" not in err
+
+
+def test_show_writes_invisible_characters_as_json_escapes(tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch
+                                                          ) -> None:
+    """`cmf show`'s highlighted JSON printed a parameter holding U+202E as it was, reversing
+    the rest of its line; it writes it as the JSON escape, the same data (--json keeps it)."""
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path / 'cmf.db'}"
+    cmf = Cmf(pipeline_name="churn", store=url, site="hpc", measure_energy=False)
+    with cmf, cmf.create_execution("train", params={"note": "a\u202eb", "city": "K\u00f6ln"}
+                                   ) as run:
+        pass
+    out = invoke("show", run.id, "--store", url, columns=200)
+    assert "\u202e" not in out and '"note": "a\\u202eb"' in out
+    assert '"city": "K\u00f6ln"' in out  # other text as it is
+    assert json.loads(out)["params"] == {"note": "a\u202eb", "city": "K\u00f6ln"}
+    data = json.loads(invoke("show", run.id, "--store", url, "--json"))
+    assert data["params"]["note"] == "a\u202eb"
+
+
+@pytest.mark.parametrize("argv", [["pipelines", "--json"], ["export"]])
+def test_closed_stdout_is_one_error_line_not_a_traceback(
+        argv: list[str], store_url: str, tmp_path: Path) -> None:
+    """With standard output closed (`cmf pipelines --json >&-`, a daemon without one), the JSON
+    and the bundle on stdout failed with an AttributeError traceback (sys.stdout is None); it
+    is one line on stderr and exit code 1, as for any error. A real process: its fd 1 closed."""
+    import os
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[3])}
+    done = subprocess.run([sys.executable, "-m", "cmf_core", *argv, "--store", store_url],
+                          stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+                          cwd=tmp_path, env=env,
+                          preexec_fn=lambda: os.close(1), timeout=120)
+    assert done.returncode == 1
+    assert done.stderr == ("Error: standard output is closed: nothing to write to (redirect "
+                           "it to a file or pipe)\n")
+
+
+def test_json_listings_say_on_stderr_when_cut_or_filtered_by_an_unknown_name(
+        store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf executions --json` printed the first 50 rows and nothing else: a script took them for
+    all of them, and a mistyped --pipeline gave [] without a word. The table's notes (more rows,
+    no such pipeline) go to stderr under --json; stdout is the JSON alone."""
+    def run(*argv: str) -> tuple[object, str]:
+        main([*argv, "--store", store_url, "--json"])
+        out = capsys.readouterr()
+        return json.loads(out.out), out.err
+
+    rows, err = run("executions", "--limit", "1")
+    assert len(rows) == 1
+    assert err == ("Showing 1-1 of 2 executions, oldest first: --offset 1 shows the next ones, "
+                   "--limit how many.\n")
+    rows, err = run("artifacts", "--limit", "1")
+    assert len(rows) == 1 and err == ("Showing the first 1 artifacts; more match (--limit shows "
+                                      "more).\n")
+    for argv in (["executions", "--pipeline", "chrun"], ["artifacts", "--pipeline", "chrun"],
+                 ["stages", "chrun"]):
+        rows, err = run(*argv)
+        assert rows == [] and err == "No pipeline named 'chrun' in this store; it has churn.\n"
+    rows, err = run("executions")  # all of them: nothing to say
+    assert len(rows) == 2 and err == ""

@@ -780,7 +780,21 @@ def test_spool_status_says_why_events_wait_and_how_to_send_them(tmp_path: Path) 
     assert "The store overran the hook timeout moments ago: until " in result.output
     assert "The oldest waits since " in result.output and "`cmf spool retry`" in result.output
     assert f"{tmp_path / 'spool' / 'rejected'}/<name>.reason" in result.output
+    # the same for a script or a CI job: --json (times in Unix seconds, as every --json)
+    result = CliRunner().invoke(app, ["spool", "status", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    target = spool_target(settings)
+    assert (data["target"], data["spool_dir"], data["waiting"], data["rejected"]) == (
+        target, str(tmp_path / "spool"), 2, 1)
+    assert data["targets"] == [{"target": target, "waiting": 2, "rejected": 1}]
+    oldest = min(tmp_path.joinpath("spool").glob("*.json"))  # <time ns>-<digest>.<key>.json
+    assert data["oldest_spooled_at"] == int(oldest.name.split("-")[0]) / 1e9
+    assert data["backoff_until"] > data["oldest_spooled_at"]
     assert CliRunner().invoke(app, ["spool", "retry"], env=env).exit_code == 0
     result = CliRunner().invoke(app, ["spool", "status"], env=env)  # recorded: nothing to say
     assert result.output.startswith("0 event(s) waiting, 1 rejected")
     assert "overran" not in result.output and "oldest" not in result.output
+    data = json.loads(CliRunner().invoke(app, ["spool", "status", "--json"], env=env).output)
+    assert (data["waiting"], data["rejected"], data["oldest_spooled_at"],
+            data["backoff_until"]) == (0, 1, None, None)
