@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -784,3 +785,29 @@ def test_spool_status_says_why_events_wait_and_how_to_send_them(tmp_path: Path) 
     result = CliRunner().invoke(app, ["spool", "status"], env=env)  # recorded: nothing to say
     assert result.output.startswith("0 event(s) waiting, 1 rejected")
     assert "overran" not in result.output and "oldest" not in result.output
+
+
+def test_a_spool_that_cannot_be_written_is_said_once_with_the_fix(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A container's read-only home: neither the store nor the spool folder can be written, so
+    every event failed both ways and each logged three WARNINGs (the event's JSON among them),
+    none naming the setting that fixes it. Now the first event's are WARNINGs naming
+    CMF_SPOOL_DIR / CMF_HOME, and the same failures again are INFO, each event still logged."""
+    (tmp_path / "file").write_text("in the way")  # the spool folder cannot be made (as EROFS)
+    settings = load_settings(home=tmp_path / "file" / "home", site="a")
+    em = Emitter(settings, sink=BrokenSink())
+    caplog.set_level(logging.INFO, logger="cmf")
+    runs = [str(uuid.uuid4()) for _ in range(4)]
+    for run in runs:
+        assert em.emit(run_event(run)) is False
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    assert len(warnings) == 3, warnings
+    assert "set CMF_SPOOL_DIR (or CMF_HOME) to a writable folder" in warnings[0]
+    assert warnings[1].startswith("cmf: unspooled event: ") and runs[0] in warnings[1]
+    assert warnings[2].startswith("cmf: recording to the broken sink failed (ConnectionError")
+    dumps = [r.getMessage() for r in caplog.records
+             if r.getMessage().startswith("cmf: unspooled event: ")]
+    assert [run for run in runs if any(run in d for d in dumps)] == runs  # none left out
+    (tmp_path / "file").unlink()  # the folder can be made now: the next event is spooled
+    assert em.emit(run_event(str(uuid.uuid4()))) is False
+    assert len(em.spooled_files()) == 1
