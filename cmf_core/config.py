@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     )
     site: str = Field(
         default_factory=_default_site,
-        description="Id of this site (store); every record carries the site that created it.",
+        description="Id of this site (store); every record carries the site that created it. "
+        "Set it in containers: a pod's host name changes with every pod.",
     )
     durability: Literal["normal", "full"] = Field(
         "normal",
