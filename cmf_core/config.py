@@ -69,7 +69,8 @@ class Settings(BaseSettings):
     )
     site: str = Field(
         default_factory=_default_site,
-        description="Id of this site (store); every record carries the site that created it.",
+        description="Id of this site (store); every record carries the site that created it. "
+        "Set it in containers: a pod's host name changes with every pod.",
     )
     durability: Literal["normal", "full"] = Field(
         "normal",
@@ -290,7 +291,10 @@ def _config_files(home: Path | str | None) -> list[Path | None]:
     first = _config_file()
     if home is None and first is not None:
         home = _home_in(first)
-    second = home_config_file(home)
+    try:
+        second = home_config_file(home)
+    except ConfigError:  # no home can be found: it has no file (said when the home is needed)
+        return [first]
     same = first is not None and second.resolve() == first.resolve()
     return [first] + ([second] if second.is_file() and not same else [])
 
@@ -331,7 +335,15 @@ def resolve_home(home: Path | None = None) -> Path:
         candidate = folder / HOME_DIRNAME
         if candidate.is_dir():
             return candidate
-    return Path.home() / HOME_DIRNAME
+    try:
+        return Path.home() / HOME_DIRNAME
+    except (RuntimeError, KeyError):  # no HOME and no passwd entry (a container's arbitrary uid)
+        raise ConfigError(
+            f"cannot tell where the CMF home is: CMF_HOME is not set, there is no {HOME_DIRNAME} "
+            f"folder in {cwd} or above, and the user's home folder is unknown (HOME is not set "
+            f"and user id {os.getuid()} has no entry in the user database, as for a container "
+            "run as an arbitrary user); set CMF_HOME to a writable folder (a mounted volume, "
+            "or /tmp/cmf)") from None
 
 
 def _check_unknown_env() -> None:

@@ -187,6 +187,11 @@ class Emitter:
         # the sink takes an event again), and the last sink failure it reported
         self._told = False
         self._last_failure = ""
+        # the sink failure said at WARNING for an event that could not be spooled either, and
+        # the spooling failure said at WARNING: the same again is said at INFO (a read-only
+        # home in a container fails every event the same way)
+        self._told_lost = ""
+        self._spool_failure = ""
         # monotonic time until which events skip the sink (see emit): this emitter's own overrun
         # (``overran_until``, which ``close`` heeds) or another process's recent one (its note)
         self.overran_until = 0.0
@@ -247,6 +252,7 @@ class Emitter:
             self.sent += 1
             self._told = False
             self._last_failure = ""
+            self._told_lost = ""
             self._works()
             if ahead is not None:
                 ahead.unlink(missing_ok=True)
@@ -270,6 +276,11 @@ class Emitter:
         except Exception as e:
             kept = self._keep(data, ahead)
             failure = f"{type(e).__name__}: {e}"
+            if kept is None and failure == self._told_lost:
+                FAILURES[f"recording to the {self.sink.kind} sink"] += 1
+                log.info("cmf: recording to the %s sink failed again (%s)", self.sink.kind,
+                         failure)
+                return False
             if kept is not None and self._told and failure == self._last_failure:
                 # the sink still fails as it did for the event before, said at WARNING then:
                 # one message per event would flood the log of a long run (a server down)
@@ -279,6 +290,8 @@ class Emitter:
                 return False
             self._told = self._told or kept is not None
             self._last_failure = failure
+            if kept is None:
+                self._told_lost = failure
             report(f"recording to the {self.sink.kind} sink", e,
                    f"the event is spooled for retry; {self._how_sent()} (this failure again "
                    "is logged at INFO)" if kept else "")
@@ -369,13 +382,27 @@ class Emitter:
         try:
             path = write_spool_file(folder, data, self.target)
             self.spooled += 1
+            self._spool_failure = ""
             return path
         except Exception as e:  # last resort: the event goes to the log so it is not lost
-            report("spooling an event", e)
+            failure = f"{type(e).__name__}: {e}"
+            again = failure == self._spool_failure
+            self._spool_failure = failure
+            if again:  # said at WARNING for an event before: one message per event would flood
+                FAILURES["spooling an event"] += 1
+                log.info("cmf: spooling an event failed again (%s)", failure)
+            else:
+                report("spooling an event", e, (
+                    "events this process cannot record are not kept: set CMF_SPOOL_DIR (or "
+                    "CMF_HOME) to a writable folder; each is logged as 'cmf: unspooled event' "
+                    "(this failure again is said at INFO)" if isinstance(e, OSError) else
+                    "it is logged as 'cmf: unspooled event'"))
             try:
                 text = jsonutil.dumps(data)
             except Exception as e2:  # not serialisable (a reference loop): its type at least
                 text = f"<not serialisable: {type(e2).__name__}>"
+            # always at WARNING: the log is this event's last copy, which a default log level
+            # must not drop (only the messages about the failure are said once)
             log.warning("cmf: unspooled event: %s", text)
             return None
 

@@ -59,7 +59,7 @@ class SqliteStore(SqlStore):
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as e:
             raise StoreError(f"cannot create the folder {self.path.parent} for the store: "
-                             f"{why_no_folder(self.path.parent, e)}") from None
+                             f"{why_no_folder(self.path.parent, e)}; {WRITABLE_HINT}") from None
         check_locking(journal_dir(self.path))  # a file system without flock: said now
         self.synchronous = {"normal": "NORMAL", "full": "FULL"}[durability]
         engine = sa.create_engine(f"sqlite:///{self.path}")
@@ -133,8 +133,15 @@ class SqliteStore(SqlStore):
             return StoreError(f"the CMF store {self.path} is damaged ({text}); restore it from "
                               "a backup, or try `sqlite3 FILE .recover`")
         if "unable to open" in text or "readonly" in text:
-            return StoreError(f"cannot write the store at {self.path}: {text}")
+            return StoreError(f"cannot write the store at {self.path}: {text}; "
+                              f"{WRITABLE_HINT}")
         return StoreError(f"store {self.path} failed: {text}")
+
+
+WRITABLE_HINT = ("set CMF_HOME to a writable folder (a mounted volume, or /tmp/cmf), or "
+                 "CMF_STORE_URL to a store this process may write")
+"""How to record elsewhere, for the errors of a store that cannot be written (a read-only home
+or root file system, as in many containers)."""
 
 
 def _identity(path: Path) -> tuple[int, int] | None:

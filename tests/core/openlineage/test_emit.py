@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import logging
 import os
 import subprocess
 import sys
@@ -798,3 +799,30 @@ def test_spool_status_says_why_events_wait_and_how_to_send_them(tmp_path: Path) 
     data = json.loads(CliRunner().invoke(app, ["spool", "status", "--json"], env=env).output)
     assert (data["waiting"], data["rejected"], data["oldest_spooled_at"],
             data["backoff_until"]) == (0, 1, None, None)
+
+
+def test_a_spool_that_cannot_be_written_is_said_once_with_the_fix(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A container's read-only home: neither the store nor the spool folder can be written, so
+    every event failed both ways and each logged three WARNINGs (the event's JSON among them),
+    none naming the setting that fixes it. Now the first event's failures are WARNINGs naming
+    CMF_SPOOL_DIR / CMF_HOME and the same failures again are INFO; each event's JSON is still
+    logged at WARNING (its last copy)."""
+    (tmp_path / "file").write_text("in the way")  # the spool folder cannot be made (as EROFS)
+    settings = load_settings(home=tmp_path / "file" / "home", site="a")
+    em = Emitter(settings, sink=BrokenSink())
+    caplog.set_level(logging.INFO, logger="cmf")
+    runs = [str(uuid.uuid4()) for _ in range(4)]
+    for run in runs:
+        assert em.emit(run_event(run)) is False
+    warnings = [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING]
+    said = [w for w in warnings if not w.startswith("cmf: unspooled event: ")]
+    assert len(said) == 2, said
+    assert "set CMF_SPOOL_DIR (or CMF_HOME) to a writable folder" in said[0]
+    assert said[1].startswith("cmf: recording to the broken sink failed (ConnectionError")
+    # each event's last copy is the log, at WARNING so that a default log level keeps it
+    dumps = [w for w in warnings if w.startswith("cmf: unspooled event: ")]
+    assert [run for run in runs if any(run in d for d in dumps)] == runs  # none left out
+    (tmp_path / "file").unlink()  # the folder can be made now: the next event is spooled
+    assert em.emit(run_event(str(uuid.uuid4()))) is False
+    assert len(em.spooled_files()) == 1

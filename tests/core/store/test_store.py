@@ -369,6 +369,9 @@ def test_store_folder_that_cannot_be_made(tmp_path: Path) -> None:
         open_store(f"sqlite:///{tmp_path / 'file' / 'sub' / 'cmf.db'}", site="a")
     assert str(e.value).startswith(f"cannot create the folder {tmp_path / 'file' / 'sub'} "
                                    "for the store: ")
+    # and how to record elsewhere (a read-only home in a container failed the same way)
+    assert str(e.value).endswith("; set CMF_HOME to a writable folder (a mounted volume, or "
+                                 "/tmp/cmf), or CMF_STORE_URL to a store this process may write")
     assert (tmp_path / "file").read_text() == "x"
 
 
