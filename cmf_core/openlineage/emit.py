@@ -188,7 +188,7 @@ class Emitter:
         self._told = False
         self._last_failure = ""
         # the sink failure said at WARNING for an event that could not be spooled either, and
-        # the spooling failure said at WARNING: the same again is said at INFO (a read-only
+        # the spooling failure said at WARNING: the same again is logged at DEBUG (a read-only
         # home in a container fails every event the same way)
         self._told_lost = ""
         self._spool_failure = ""
@@ -197,8 +197,8 @@ class Emitter:
         self.overran_until = 0.0
         self.stuck_until = self._shared_backoff()
         self._noted = self.stuck_until > 0  # a note of this sink exists: remove it once it works
-        if self._noted:
-            log.info("cmf: the %s sink overran its timeout in another process moments ago; this "
+        if self._noted:  # its first event spooled so is said at WARNING (see _emit)
+            log.debug("cmf: the %s sink overran its timeout in another process moments ago; this "
                      "process's events are spooled without waiting for %.0f s more",
                      self.sink.kind, self.stuck_until - time.monotonic())
 
@@ -275,27 +275,34 @@ class Emitter:
             return False
         except Exception as e:
             kept = self._keep(data, ahead)
+            where = f"recording to the {self.sink.kind} sink"
             failure = f"{type(e).__name__}: {e}"
-            if kept is None and failure == self._told_lost:
-                FAILURES[f"recording to the {self.sink.kind} sink"] += 1
-                log.info("cmf: recording to the %s sink failed again (%s)", self.sink.kind,
-                         failure)
+            if kept is None and failure == self._told_lost:  # lost the same way as said before
+                FAILURES[where] += 1
+                log.debug("cmf: %s failed again (%s)", where, failure)
                 return False
-            if kept is not None and self._told and failure == self._last_failure:
-                # the sink still fails as it did for the event before, said at WARNING then:
-                # one message per event would flood the log of a long run (a server down)
-                FAILURES[f"recording to the {self.sink.kind} sink"] += 1
-                log.info("cmf: recording to the %s sink failed again (%s); the event is "
-                         "spooled for retry", self.sink.kind, failure)
+            if kept is not None and self._said_before(where, e):
                 return False
             self._told = self._told or kept is not None
-            self._last_failure = failure
             if kept is None:
                 self._told_lost = failure
-            report(f"recording to the {self.sink.kind} sink", e,
-                   f"the event is spooled for retry; {self._how_sent()} (this failure again "
-                   "is logged at INFO)" if kept else "")
+            report(where, e, f"the event is spooled for retry; {self._how_sent()} (this failure "
+                             "again is logged at DEBUG)" if kept else "")
             return False
+
+    def _said_before(self, where: str, e: Exception) -> bool:
+        """Whether the sink failed so before (said at WARNING then, with what to do) and has
+        taken no event since: then the failure is only counted and logged at DEBUG, as one
+        message per event (at INFO, the level Airflow and KFP executors log at) floods the
+        log of a long run while a server is down. Else it becomes the failure last said."""
+        failure = f"{type(e).__name__}: {e}"
+        if self._told and failure == self._last_failure:
+            FAILURES[where] += 1
+            log.debug("cmf: %s failed again (%s); the event is spooled for retry", where,
+                      failure)
+            return True
+        self._last_failure = failure
+        return False
 
     def _how_sent(self) -> str:
         """How the events this emitter spools get recorded, for its messages."""
@@ -331,7 +338,10 @@ class Emitter:
                          bound, run.sent)
                 return
             self.back_off()  # nothing sent within the bound: the sink is stuck
-            report("replaying the spool", e)
+            self._told = True  # said here, with what to do: not again for the events skipped
+            report("replaying the spool", e,
+                   f"the spooled events, and the events of the next {SINK_BACKOFF_S:.0f} s (of "
+                   f"any process with this spool folder), stay spooled; {self._how_sent()}")
         except Exception as e:
             report("replaying the spool", e)
 
@@ -390,12 +400,12 @@ class Emitter:
             self._spool_failure = failure
             if again:  # said at WARNING for an event before: one message per event would flood
                 FAILURES["spooling an event"] += 1
-                log.info("cmf: spooling an event failed again (%s)", failure)
+                log.debug("cmf: spooling an event failed again (%s)", failure)
             else:
                 report("spooling an event", e, (
                     "events this process cannot record are not kept: set CMF_SPOOL_DIR (or "
                     "CMF_HOME) to a writable folder; each is logged as 'cmf: unspooled event' "
-                    "(this failure again is said at INFO)" if isinstance(e, OSError) else
+                    "(this failure again is logged at DEBUG)" if isinstance(e, OSError) else
                     "it is logged as 'cmf: unspooled event'"))
             try:
                 text = jsonutil.dumps(data)
@@ -499,6 +509,7 @@ class Emitter:
             stop = outcome == "stop"
         if sent and from_target is None:
             self._works()
+            self._told, self._last_failure = False, ""  # the sink works: a new outage is said
         return sent, len(self.spooled_files(from_target))
 
     def _replay_one(self, path: Path, f: Any) -> str:
@@ -520,8 +531,11 @@ class Emitter:
         except InvalidEventError as e:
             self._reject(path, e)
             return "kept"
-        except Exception as e:
-            report("replaying a spooled event", e, "it and the rest stay spooled for retry")
+        except Exception as e:  # the sink's own failure: said once, as for an event sent
+            if not self._said_before("replaying a spooled event", e):
+                self._told = True
+                report("replaying a spooled event", e, "it and the rest stay spooled for "
+                       f"retry; {self._how_sent()} (this failure again is logged at DEBUG)")
             return "stop"
         path.unlink(missing_ok=True)
         return "sent"

@@ -11,6 +11,9 @@ answers 500 and logs the traceback.
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -73,7 +76,36 @@ def error_headers(exc: CmfError) -> dict[str, str]:
     return {}
 
 
+log = logging.getLogger("cmf")
+
+#: how long the same server-side error goes unrepeated in the server's log
+SAY_AGAIN_AFTER_S = 600.0
+_said: dict[str, Any] = {"message": "", "at": 0.0}
+_said_lock = threading.Lock()
+
+
+def note_server_error(exc: CmfError) -> None:
+    """Log an error the server answers with a 5xx (the store is away, locked, deleted under
+    it, or the server is busy) on the ``cmf`` logger, so the operator reading the server's log
+    learns it, not only the clients: at WARNING when it is new (or was last said
+    :data:`SAY_AGAIN_AFTER_S` ago), at DEBUG while it repeats, not once per request."""
+    if status_for(exc) < 500:
+        return
+    text = f"{type(exc).__name__}: {exc}"
+    now = time.monotonic()
+    with _said_lock:
+        repeat = text == _said["message"] and now - _said["at"] < SAY_AGAIN_AFTER_S
+        if not repeat:
+            _said.update(message=text, at=now)
+    if repeat:
+        log.debug("cmf serve: answered %d again (%s)", status_for(exc), text)
+    else:
+        log.warning("cmf serve: answering %d to requests (%s); repeats of this error are logged "
+                    "at DEBUG", status_for(exc), text)
+
+
 def error_response(exc: CmfError) -> JSONResponse:
+    note_server_error(exc)
     status = status_for(exc)
     return JSONResponse(error_body(status, type(exc).__name__, str(exc)), status_code=status,
                         headers=error_headers(exc) or None)

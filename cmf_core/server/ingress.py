@@ -20,7 +20,7 @@ from typing import Any
 
 from cmf_core.errors import CmfError
 from cmf_core.server.auth import check_token, expected_token
-from cmf_core.server.errors import error_body, error_headers, status_for
+from cmf_core.server.errors import error_body, error_headers, note_server_error, status_for
 from cmf_core.server.routers.lineage import post_events
 
 Scope = MutableMapping[str, Any]
@@ -91,6 +91,7 @@ class LineageIngress:
         except _Disconnected:
             return
         except CmfError as e:
+            note_server_error(e)
             status = status_for(e)
             body = error_body(status, type(e).__name__, str(e))
             extra = error_headers(e)

@@ -29,6 +29,7 @@ from typing import Any
 from cmf_core.errors import CmfError, StoreError
 from cmf_core.model import Record
 from cmf_core.openlineage.ingest import IngestResult, prepare
+from cmf_core.server.errors import note_server_error
 from cmf_core.store import Store
 
 log = logging.getLogger("cmf.server")
@@ -191,9 +192,9 @@ class IngestWriter:
         started = time.perf_counter()
         try:
             written: list[Outcome] = list(write_prepared(items, self.store))
-        except CmfError as e:
-            log.warning("cmf server: batch of %d events failed (%s); writing them one by one",
-                        len(items), e)
+        except CmfError as e:  # the failing event, or the store, is said by _one
+            log.debug("cmf server: batch of %d events failed (%s); writing them one by one",
+                      len(items), e)
             written = [self._one(i) for i in items]
         self.batches += 1
         self.events += len(items)
@@ -209,5 +210,6 @@ class IngestWriter:
         try:
             self.store.put(item.records)
         except CmfError as e:
+            note_server_error(e)  # a store that fails: once in the server's log, not per event
             return e
         return item.result

@@ -684,6 +684,7 @@ def test_events_spooled_because_another_process_found_the_store_stuck_are_said_o
         assert first.emit(run_event(str(uuid.uuid4()))) is False
         assert "cmf spool retry" in "".join(_warnings(caplog))
         caplog.clear()
+        caplog.set_level("INFO", logger="cmf")
         later = Emitter(settings)  # as in the next task's process: the note in the spool folder
         assert [later.emit(run_event(str(uuid.uuid4()), t)) for t in ("START", "COMPLETE")] \
             == [False, False]
@@ -694,6 +695,7 @@ def test_events_spooled_because_another_process_found_the_store_stuck_are_said_o
     assert len(said) == 1, said
     assert "spooled without waiting" in said[0] and "cmf spool retry" in said[0]
     assert str(settings.spool_path) in said[0] and "no impact on the task" in said[0]
+    assert _said_at_info_or_above(caplog) == said  # not first at INFO as the emitter is made
     assert len(later.spooled_files()) == 3
 
 
@@ -701,7 +703,8 @@ def test_a_server_that_is_down_is_said_once_not_once_per_event(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     """A CMF server that refuses connections (a real closed port): each event is spooled and
     counted as a failure, but the log says it once at WARNING, with how the events get
-    recorded; the same failure again is at INFO, so a long flow's log is not flooded."""
+    recorded; the same failure again is at DEBUG, so a long flow's log is not flooded (Airflow
+    and KFP executors log at INFO)."""
     import socket
 
     from cmf_core.guard import FAILURES
@@ -709,7 +712,7 @@ def test_a_server_that_is_down_is_said_once_not_once_per_event(
     with socket.socket() as s:  # a port nothing listens on once closed
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    caplog.set_level("INFO", logger="cmf")
+    caplog.set_level("DEBUG", logger="cmf")
     em = Emitter(load_settings(home=tmp_path, site="a", server_url=f"http://127.0.0.1:{port}"))
     before = FAILURES["recording to the http sink"]
     try:
@@ -722,7 +725,74 @@ def test_a_server_that_is_down_is_said_once_not_once_per_event(
     assert len(said) == 1, said
     assert "the event is spooled for retry" in said[0] and "cmf spool retry" in said[0]
     assert sum("failed again" in r.getMessage() for r in caplog.records
-               if r.levelname == "INFO") == 4
+               if r.levelname == "DEBUG") == 4
+    assert _said_at_info_or_above(caplog) == said
+
+
+def _closed_port() -> int:
+    import socket
+
+    with socket.socket() as s:  # a port nothing listens on once closed
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _said_at_info_or_above(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records
+            if r.name.startswith("cmf") and r.levelno >= logging.INFO]
+
+
+def test_a_server_still_down_at_the_next_process_start_is_said_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The next task's process (a KFP executor, an Airflow task) starts while the server is
+    still down and events of the one before wait in the spool: its start-up replay fails, then
+    its own events do. The task log says so once, at WARNING with what to do (it said it twice,
+    "replaying a spooled event failed" and "recording to the http sink failed", and then once
+    more at INFO per event: three lines per task at the executors' INFO level)."""
+    caplog.set_level("DEBUG", logger="cmf")
+    settings = load_settings(home=tmp_path, site="a",
+                             server_url=f"http://127.0.0.1:{_closed_port()}")
+    write_spool_file(settings.spool_path, run_event(str(uuid.uuid4())), spool_target(settings))
+    em = Emitter(settings)
+    try:
+        em.replay()  # as get_emitter does when it makes the process's emitter
+        assert [em.emit(run_event(str(uuid.uuid4()), t)) for t in ("START", "COMPLETE")] \
+            == [False, False]
+    finally:
+        em.close()
+    assert len(em.spooled_files()) == 3
+    said = _said_at_info_or_above(caplog)
+    assert len(said) == 1, said
+    assert "Connection refused" in said[0] and "cmf spool retry" in said[0]
+    assert str(settings.spool_path) in said[0]
+
+
+def test_a_stuck_store_found_by_the_start_up_replay_is_said_once(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A store locked by another process (a real SQLite lock) while events wait in the spool:
+    the start-up replay overruns the hook timeout and the task's own events are then spooled
+    without waiting. One WARNING says it with what to do, not one for the replay and another
+    for the first event skipped."""
+    import sqlite3
+
+    caplog.set_level("INFO", logger="cmf")
+    settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
+    open_store(settings=settings).close()
+    write_spool_file(settings.spool_path, run_event(str(uuid.uuid4())), spool_target(settings))
+    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
+    lock.execute("BEGIN IMMEDIATE")
+    try:
+        em = Emitter(settings)
+        em.replay()
+        assert [em.emit(run_event(str(uuid.uuid4()), t)) for t in ("START", "COMPLETE")] \
+            == [False, False]
+    finally:
+        lock.execute("ROLLBACK")
+        lock.close()
+    said = _said_at_info_or_above(caplog)
+    assert len(said) == 1, said
+    assert "took longer than 0.5 s" in said[0] and "cmf spool retry" in said[0]
+    assert len(em.spooled_files()) == 3
 
 
 def test_a_sink_that_fails_again_after_working_is_said_again(
@@ -806,7 +876,7 @@ def test_a_spool_that_cannot_be_written_is_said_once_with_the_fix(
     """A container's read-only home: neither the store nor the spool folder can be written, so
     every event failed both ways and each logged three WARNINGs (the event's JSON among them),
     none naming the setting that fixes it. Now the first event's failures are WARNINGs naming
-    CMF_SPOOL_DIR / CMF_HOME and the same failures again are INFO; each event's JSON is still
+    CMF_SPOOL_DIR / CMF_HOME and the same failures again are DEBUG; each event's JSON is still
     logged at WARNING (its last copy)."""
     (tmp_path / "file").write_text("in the way")  # the spool folder cannot be made (as EROFS)
     settings = load_settings(home=tmp_path / "file" / "home", site="a")

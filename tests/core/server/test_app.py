@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
+from pathlib import Path
 
 import httpx
 import pytest
@@ -18,6 +20,7 @@ from cmf_core.errors import (
     NotFoundError,
     StoreError,
 )
+from cmf_core.server import errors
 from cmf_core.server.app import OPTIONAL_ROUTERS, STATIC_DIR
 from cmf_core.server.errors import PayloadTooLargeError, UnsupportedMediaTypeError, status_for
 from cmf_core.server.writer import QueueFullError
@@ -86,3 +89,42 @@ def test_root_serves_the_ui_or_points_to_the_docs(server: LiveServer) -> None:
         assert r.headers["content-type"].startswith("text/html")
     else:
         assert r.json()["docs"] == "/docs"
+
+
+def test_a_store_failure_is_said_once_in_the_server_log(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """The store file deleted under a running server (a real SQLite store, a real uvicorn
+    server): every POST is refused with 503 and the reason, and the server's own log says it
+    too, once at WARNING, not once per request; before, only the clients were told, and the
+    operator's log said nothing while the error asks to restart the server."""
+    import uuid
+
+    from cmf_core.store import open_store
+    from tests.core.server.conftest import live_server
+
+    caplog.set_level("DEBUG", logger="cmf")
+    errors.note_server_error(errors.StoreError("another error, said before this test"))
+    store = open_store(f"sqlite:///{tmp_path / 'cmf.db'}", site="a")
+    (tmp_path / "cmf.db").unlink()
+    try:
+        for ingress in (True, False):  # the fast POST handler and the FastAPI route
+            with live_server(store, ingress=ingress) as live, live.client() as c:
+                for _ in range(2):
+                    event = {"eventType": "COMPLETE", "eventTime": "2026-05-01T12:00:00Z",
+                             "producer": "https://example.com/p",
+                             "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json"
+                                          "#/$defs/RunEvent",
+                             "run": {"runId": str(uuid.uuid4())},
+                             "job": {"namespace": "ns", "name": "dag.task"},
+                             "inputs": [], "outputs": []}
+                    r = c.post("/api/v1/lineage", json=event)
+                    assert r.status_code == 503, r.text
+                    assert "was deleted" in r.json()["message"]
+    finally:
+        store.close()
+    said = [r.getMessage() for r in caplog.records
+            if r.name.startswith("cmf") and r.levelno >= logging.WARNING
+            and "said before this test" not in r.getMessage()]
+    assert len(said) == 1, said
+    assert "503" in said[0] and "was deleted" in said[0] and "cmf spool retry" in said[0]
+    assert any("answered 503 again" in r.getMessage() for r in caplog.records)
