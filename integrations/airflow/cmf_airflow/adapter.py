@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cmf_airflow import conf
-from cmf_airflow.dagrun import build_dag_run_event
+from cmf_airflow.dagrun import build_dag_run_event, error_facet, failed_tasks, failure_message
 from cmf_airflow.datasets import (
     DatasetRef,
     digests,
@@ -328,7 +328,20 @@ class CmfAdapter:
         from cmf_core.openlineage.emit import get_emitter
 
         event = build_dag_run_event(dag_run, status, message, settings.site, snap.namespace)
-        self.background.submit(lambda: get_emitter(settings).emit(event))
+        if status != "failed":
+            self.background.submit(lambda: get_emitter(settings).emit(event))
+            return
+        # named failed tasks are read in the background; the DagRun (an ORM object of the
+        # scheduler's session) only here, in the scheduler's thread
+        ids = str(dag_run.dag_id), str(dag_run.run_id)
+
+        def failed() -> None:
+            named = _name_failed_tasks(message, *ids, settings.hook_timeout_s)
+            if named:
+                event.run.facets["errorMessage"] = error_facet(named)
+            get_emitter(settings).emit(event)
+
+        self.background.submit(failed)
 
     # the end --------------------------------------------------------------------------------
     def finish_task(self, ti: Any, status: str, error: BaseException | str | None = None
@@ -525,3 +538,18 @@ def _size(path: str | None) -> int:
             os.stat(path).st_size if path else 0
     except OSError:
         return 0
+
+
+def _name_failed_tasks(reason: str | None, dag_id: str, run_id: str, timeout: float
+                       ) -> str | None:
+    """Airflow's reason for a failed DAG run with its failed task instances named (read from
+    Airflow's database within ``timeout``); the reason alone when they cannot be read."""
+    from cmf_core.guard import run_bounded
+
+    try:
+        failed = run_bounded(lambda: failed_tasks(dag_id, run_id), timeout,
+                             "reading the failed tasks of a DAG run")
+    except Exception as e:  # a detail of the error: the DAG run is recorded all the same
+        log.debug("cmf: could not read the failed tasks of DAG run %s/%s: %s", dag_id, run_id, e)
+        return reason
+    return failure_message(reason, failed)

@@ -179,6 +179,12 @@ def constructs():
     def total(sums) -> int:
         return sum(sums)
 
+    @task
+    def check(n: int) -> int:
+        if n == 2:
+            raise ValueError("bad shard")
+        return n
+
     @task(map_index_template="{{ task.op_kwargs['b'] }}")
     def label(a: int, b: str) -> str:
         return f"{a}{b}"
@@ -220,6 +226,7 @@ def constructs():
     greet()
     shards.expand(v=[5, 6])
     total(add.partial(y=10).expand(x=[1, 2]))
+    check.expand(n=[1, 2])
     label.expand_kwargs([{"a": 1, "b": "p"}, {"a": 2, "b": "q"}])
     gate() >> gated()
 

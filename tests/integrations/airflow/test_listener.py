@@ -101,6 +101,9 @@ def test_failed_task_is_recorded_and_dag_result_unchanged(run_dag, cmf_store, mo
     runs = by_stage(store, "flaky_tracked")
     assert set(runs) == {"ok", "boom", "flaky_tracked"}  # "after" never ran
     assert runs["flaky_tracked"].status is ExecutionStatus.FAILED
+    # the DAG run's error names the task that failed (Airflow's reason alone says which did
+    # not); "after", upstream_failed, never ran
+    assert runs["flaky_tracked"].error == "task_failure: boom failed"
     assert runs["ok"].status is ExecutionStatus.COMPLETED
     boom = runs["boom"]
     assert boom.status is ExecutionStatus.FAILED
@@ -261,6 +264,18 @@ def test_the_dag_run_hook_never_waits_for_the_store(tmp_path: Path,
     store.close()
 
 
+def test_a_failed_dag_runs_error_names_a_bounded_list_of_failed_tasks() -> None:
+    from cmf_airflow.dagrun import MAX_NAMED, failure_message
+
+    assert failure_message("task_failure", []) == "task_failure"  # none failed: the reason
+    assert failure_message("timed_out", ["train"]) == "timed_out: train failed"
+    assert failure_message("Dag Run's state was manually set to `failed`.", ["a", "b[3]"]) == \
+        "Dag Run's state was manually set to `failed`: a, b[3] failed"
+    many = [f"shard[{i}]" for i in range(MAX_NAMED + 5)]
+    message = failure_message("task_failure", many)
+    assert message.endswith("shard[9] and 5 more failed") and "shard[10]" not in message
+
+
 def test_a_short_lived_process_records_its_dag_run_before_exiting(tmp_path: Path) -> None:
     """The DAG-run hook hands the event to a daemon thread; a process that ends right after
     (``airflow dags test``, a script) must record it before the thread dies with it."""
@@ -374,9 +389,12 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
     # the branch not taken, the short-circuited task, the upstream-failed one never ran
     assert set(mapped) == {"constructs", "greet", "shards.double", "add", "total", "label",
                            "report.choose", "report.left", "gate", "publish", "alert",
-                           "cleanup", "register", "deploy"}
-    assert {ex.stage for ex in runs if ex.status is not ExecutionStatus.COMPLETED} == {
-        "constructs", "publish"}
+                           "cleanup", "register", "deploy", "check"}
+    assert {(ex.stage, ex.properties["airflow"].get("map_index", -1)) for ex in runs
+            if ex.status is not ExecutionStatus.COMPLETED} == {
+        ("constructs", -1), ("publish", -1), ("check", 1)}
+    # the DAG run's error names its failed task instances, a mapped one by its map index
+    assert mapped["constructs"][-1].error == "task_failure: check[1], publish failed"
     # the command @task.bash builds during execute, rendered, not Airflow's "set later" tag
     (greet,) = mapped["greet"].values()
     assert greet.params["bash_command"] == "echo hello-world"
