@@ -65,6 +65,10 @@ Writes need `Authorization: Bearer <token>` when the server has a token (`CMF_TO
 """
 
 
+#: how long a read waits for the embedded store's write lock (see ``SqlStore.read_wait_s``)
+SERVE_READ_WAIT_S = 5.0
+
+
 def create_app(store: Store, settings: Settings | None = None, *, protect_reads: bool = False,
                max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
                max_batch: int = DEFAULT_MAX_BATCH,
@@ -93,6 +97,10 @@ def create_app(store: Store, settings: Settings | None = None, *, protect_reads:
 
     app = _fastapi(title="cmf-foundation", version=__version__, description=_DESCRIPTION,
                    lifespan=lifespan)
+    if getattr(store, "journaled", False) and store.read_wait_s is None:  # type: ignore[attr-defined]
+        # a read applies the journal first, under the write lock: while another process
+        # holds that lock, answer 503 (Retry-After) soon rather than hold a worker for 60 s
+        store.read_wait_s = SERVE_READ_WAIT_S  # type: ignore[attr-defined]
     app.state.store = store
     app.state.settings = settings
     app.state.writer = writer

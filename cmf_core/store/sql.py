@@ -406,6 +406,10 @@ class SqlStore(Store):
     event_order: ClassVar[tuple[str, str]] = ("ASC NULLS FIRST", "DESC NULLS LAST")
     journaled: ClassVar[bool] = False
     companion_enabled = True  # settings.journal_companion (see cmf_core.store.companion)
+    #: how long a read waits for the write lock it takes to apply the journal first (None: the
+    #: busy timeout); ``cmf serve`` sets a short one, so a locked store answers 503 soon
+    read_wait_s: float | None = None
+    _wait_s: float | None = None  # the wait of the write under way (None: the busy timeout)
 
     def __init__(self, url: str, site: str, engine: Engine, create: bool = True) -> None:
         self.url = url
@@ -552,10 +556,33 @@ class SqlStore(Store):
         raise AssertionError("unreachable")
 
     # migrations ------------------------------------------------------------------------------
+    def _up_to_date(self, cur: Any) -> bool:
+        """Whether the store at the (autocommit) writer connection has every migration and
+        table of this code, read without the write lock: opening such a store writes nothing,
+        so it need not wait for another process's write lock (anything else is checked, and
+        refused or migrated, under the lock)."""
+        tables = self._existing_tables(cur)
+        if "cmf_store" not in tables or "cmf_migrations" not in tables:
+            return False
+        cur.execute("SELECT value FROM cmf_store WHERE key = 'format'")
+        row = cur.fetchone()
+        if not row or row[0] != migrations.STORE_FORMAT:
+            return False
+        cur.execute("SELECT name FROM cmf_migrations")
+        applied = {r[0] for r in cur.fetchall()}
+        return (applied == {m.name for m in migrations.MIGRATIONS}
+                and not migrations.missing_tables(tables, self.engine.dialect))
+
     def _migrate(self) -> None:
         with self._lock:
             conn = self._writer_conn()
             cur = conn.cursor()
+            if self.journaled:  # SQLite: a reader never waits for the write lock
+                try:
+                    if self._up_to_date(cur):
+                        return
+                except Exception as e:
+                    raise self._translate_error(e) from e
             try:
                 self._begin(cur)
                 tables = self._existing_tables(cur)
@@ -851,12 +878,19 @@ class SqlStore(Store):
         cur.execute("DELETE FROM cmf_journal")
         return hi - lo + 1
 
-    def apply_journal(self) -> int:
-        """Apply every journaled write (of any process) to the tables in one transaction."""
+    def apply_journal(self, wait_s: float | None = None) -> int:
+        """Apply every journaled write (of any process) to the tables in one transaction;
+        with ``wait_s``, waiting at most about that long for this store's lock and the
+        database's write lock (else ``StoreError``; what is journaled stays there)."""
         if not self.journaled:
             return 0
         assert self._journal is not None
-        with self._lock:
+        if not self._lock.acquire(timeout=-1 if wait_s is None else wait_s):
+            raise StoreError(f"the store {self.safe_url} is busy: this process has been "
+                             f"applying its journal for longer than {wait_s:g} s (another "
+                             "process may hold its write lock); try again")
+        try:
+            outer, self._wait_s = self._wait_s, wait_s
             conn = self._writer_conn()
             cur = conn.cursor()
             try:
@@ -866,9 +900,13 @@ class SqlStore(Store):
             except Exception as e:
                 self._safe_rollback(conn, cur)
                 raise self._translate_error(e) from e
+            finally:
+                self._wait_s = outer
             self._journal_seen = dict(done)
             self._tidy_journal(done, {name for name, _ in torn})
             return count
+        finally:
+            self._lock.release()
 
     def _apply_at_exit(self, wait_s: float) -> None:
         """Apply this process's journal, waiting at most about ``wait_s`` for the companion,
@@ -878,13 +916,7 @@ class SqlStore(Store):
             self._companion.stop(wait_s, kill=False)
         if not (self.journaled and self._journal_pending):
             return
-        if not self._lock.acquire(timeout=wait_s):
-            return
-        try:
-            self._writer_conn().execute(f"PRAGMA busy_timeout = {int(wait_s * 1000)}")
-            self.apply_journal()
-        finally:
-            self._lock.release()
+        self.apply_journal(wait_s)
 
     def _tidy_journal(self, done: dict[str, int], torn: set[str]) -> None:
         """Forget applied entries; delete fully applied files nobody writes any more."""
@@ -921,7 +953,7 @@ class SqlStore(Store):
     def _sync_reads(self) -> None:
         """Reads see every ended write: apply the journal first when it holds anything."""
         if self.journaled and (self._journal_pending or self._pending_elsewhere()):
-            self.apply_journal()
+            self.apply_journal(self.read_wait_s)
 
     def set_state(self, key: str, value: str) -> None:
         with self.engine.begin() as c:

@@ -1,7 +1,9 @@
 """SQLite backend (``kind = "sqlite"``): the embedded default, no server.
 
 * WAL mode: readers never block the writer and many processes can record at once; writers
-  serialise on ``BEGIN IMMEDIATE`` with a 60 s busy timeout.
+  serialise on ``BEGIN IMMEDIATE`` with a 60 s busy timeout. A wait for another connection's
+  write lock that lasts ``LOCK_NOTICE_S`` is said at WARNING (the store file, and the process
+  holding the lock where ``/proc/locks`` names it), once per store every ``LOCK_NOTICE_AGAIN_S``.
 * Writes: ``put`` appends to this process's journal file beside the database
   (``<db>.journal/``, see :mod:`cmf_core.store.journal`), applied to the tables in bulk every
   2,048 puts, 1 s after a put, at close, and before every read (in any process).
@@ -17,18 +19,26 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import os
 import shutil
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
 from cmf_core.errors import StoreError
+from cmf_core.store import bulk
 from cmf_core.store.bulk import connect, no_store, prepare
 from cmf_core.store.journal import JournalWriter, check_locking, journal_dir
 from cmf_core.store.sql import SqlStore, db_error_text
+
+#: how long a write waits silently for another connection's write lock before it says so
+LOCK_NOTICE_S = 5.0
+#: how long one store's lock-wait notice stays unrepeated (later waits are said at DEBUG)
+LOCK_NOTICE_AGAIN_S = 600.0
 
 
 class SqliteStore(SqlStore):
@@ -42,6 +52,7 @@ class SqliteStore(SqlStore):
     # SQLite's default order already puts NULLs first (and NULLS clauses need SQLite 3.30)
     event_order: ClassVar[tuple[str, str]] = ("ASC", "DESC")
     journaled: ClassVar[bool] = True
+    _lock_said: float | None = None  # when the last lock-wait notice was said at WARNING
 
     def __init__(self, url: str, site: str, durability: str = "normal",
                  create: bool = True) -> None:
@@ -91,9 +102,9 @@ class SqliteStore(SqlStore):
         self._check_file()
         super()._append(rows, written)
 
-    def apply_journal(self) -> int:
+    def apply_journal(self, wait_s: float | None = None) -> int:
         self._check_file()  # the journal left is applied by the next process, to the new file
-        return super().apply_journal()
+        return super().apply_journal(wait_s)
 
     def _on_connect(self, dbapi_conn: Any, _record: Any) -> None:
         prepare(dbapi_conn)
@@ -112,7 +123,31 @@ class SqliteStore(SqlStore):
             raise self._translate_error(e) from e
 
     def _begin(self, cur: Any) -> None:
+        """``BEGIN IMMEDIATE``: wait for the write lock at most ``_wait_s`` (the busy timeout),
+        saying so once the wait passes ``LOCK_NOTICE_S`` instead of blocking without a word."""
+        total = bulk.BUSY_TIMEOUT_MS / 1000 if self._wait_s is None else self._wait_s
+        first = min(total, LOCK_NOTICE_S)
+        conn = cur.connection
+        conn.execute(f"PRAGMA busy_timeout = {int(first * 1000)}")
+        try:
+            cur.execute("BEGIN IMMEDIATE")
+            return
+        except sqlite3.OperationalError as e:
+            if "database is locked" not in str(e) or total <= first:
+                raise
+        self._say_waiting(first, total - first)
+        conn.execute(f"PRAGMA busy_timeout = {int((total - first) * 1000)}")
         cur.execute("BEGIN IMMEDIATE")
+
+    def _say_waiting(self, waited: float, more: float) -> None:
+        now = time.monotonic()
+        again = self._lock_said is not None and now - self._lock_said < LOCK_NOTICE_AGAIN_S
+        if not again:
+            self._lock_said = now
+        logging.getLogger("cmf").log(
+            logging.DEBUG if again else logging.WARNING,
+            "waiting for the store %s: %s its write lock (waited %g s, waiting up to %g s more)",
+            self.path, _holder_text(self.path), waited, more)
 
     def _commit(self, conn: Any, cur: Any) -> None:
         cur.execute("COMMIT")
@@ -132,6 +167,11 @@ class SqliteStore(SqlStore):
         if "malformed" in text or "no such table" in text or "no such column" in text:
             return StoreError(f"the CMF store {self.path} is damaged ({text}); restore it from "
                               "a backup, or try `sqlite3 FILE .recover`")
+        if "database is locked" in text:
+            wait = bulk.BUSY_TIMEOUT_MS / 1000 if self._wait_s is None else self._wait_s
+            return StoreError(f"the store {self.path} is locked: {_holder_text(self.path)} its "
+                              f"write lock for longer than this process waits ({wait:g} s); "
+                              "try again once it is released")
         if "unable to open" in text or "readonly" in text:
             return StoreError(f"cannot write the store at {self.path}: {text}; "
                               f"{WRITABLE_HINT}")
@@ -142,6 +182,39 @@ WRITABLE_HINT = ("set CMF_HOME to a writable folder (a mounted volume, or /tmp/c
                  "CMF_STORE_URL to a store this process may write")
 """How to record elsewhere, for the errors of a store that cannot be written (a read-only home
 or root file system, as in many containers)."""
+
+
+#: the byte of the ``-shm`` file SQLite locks while a connection holds the WAL write lock
+_WAL_WRITE_LOCK_BYTE = 120
+
+
+def lock_holder(db: Path) -> int | None:
+    """The process that holds the write lock of the WAL-mode SQLite database ``db``, read from
+    ``/proc/locks`` (Linux); None where it cannot be told."""
+    try:
+        st = os.stat(db.with_name(db.name + "-shm"))
+        dev = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+        with open("/proc/locks") as f:
+            for line in f:
+                parts = line.split()
+                # "1: POSIX  ADVISORY  WRITE 1234 fe:00:2728182 120 120"
+                if (len(parts) >= 7 and parts[3] == "WRITE" and parts[5] == dev
+                        and parts[6] == str(_WAL_WRITE_LOCK_BYTE)):  # not a waiter's "->"
+                    pid = int(parts[4])
+                    return pid if pid > 0 else None
+    except (OSError, ValueError):
+        pass
+    return None
+
+
+def _holder_text(db: Path) -> str:
+    """Who holds the write lock of ``db``, as the subject of "... holds/held"."""
+    pid = lock_holder(db)
+    if pid is None:
+        return "another connection holds"
+    if pid == os.getpid():
+        return "another connection of this process holds"
+    return f"process {pid} holds"
 
 
 def _identity(path: Path) -> tuple[int, int] | None:
