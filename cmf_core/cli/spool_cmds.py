@@ -33,25 +33,33 @@ def status(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     """Show how many events wait in the spool (and how many were rejected as invalid), for the
     current store or server and for each other target whose events share the spool folder.
 
+    A SQLite store is named by its absolute path. Events an older cmf spooled for a relative
+    path (CMF_HOME=.cmf, sqlite:///cmf.db) count as the current store's when that path, taken
+    from the current folder, is its file; other such targets are listed with the command that
+    records their events into the current store (cmf spool retry --from KEY).
+
     --json gives target, spool_dir, waiting, rejected, oldest_spooled_at and backoff_until
     (Unix seconds, or null), and targets: every target with spool files, each with target,
-    waiting and rejected.
+    key (what --from takes; "" for files that name no target), waiting and rejected.
     """
     emitter = _emitter(store)
     waiting = emitter.spooled_files()
-    rejected = list((emitter.spool_dir / "rejected").glob(f"*.{emitter.key}.json"))
+    rejected = emitter.rejected_files()
     if json_out:
         print_json({"target": emitter.target, "spool_dir": str(emitter.spool_dir),
                     "waiting": len(waiting), "rejected": len(rejected),
                     "oldest_spooled_at": _spooled_at(waiting[0]) if waiting else None,
                     "backoff_until": emitter.backoff_until(),
-                    "targets": [{"target": t, "waiting": w, "rejected": r}
-                                for t, w, r in emitter.spool_counts()]})
+                    "targets": [{"target": t, "key": k, "waiting": w, "rejected": r}
+                                for t, k, w, r in emitter.spool_counts()]})
         return
     typer.echo(f"{len(waiting)} event(s) waiting, {len(rejected)} rejected, for {emitter.target}, "
                f"in {emitter.spool_dir}")
-    for target, n_waiting, n_rejected in emitter.spool_counts():
+    for target, key, n_waiting, n_rejected in emitter.spool_counts():
         typer.echo(f"  {target}: {n_waiting} waiting, {n_rejected} rejected")
+        if n_waiting and key and _relative(target):
+            typer.echo(f"    (a path relative to the folder of the process that spooled them; "
+                       f"if they belong to {emitter.target}: cmf spool retry --from {key})")
     until = emitter.backoff_until()
     if until is not None:
         sink = "server" if emitter.sink.kind == "http" else emitter.sink.kind
@@ -65,6 +73,20 @@ def status(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     if rejected:
         typer.echo(f"Rejected events are not retried; why each was refused is in "
                    f"{emitter.spool_dir / 'rejected'}/<name>.reason.")
+
+
+def _relative(target: str) -> bool:
+    """Whether ``target`` is a SQLite store URL with a relative path (spelled so by an older
+    cmf: which file it means depends on the folder of the process that spooled for it)."""
+    if not target.startswith("sqlite"):
+        return False
+    import sqlalchemy as sa
+
+    try:
+        db = sa.engine.make_url(target).database
+    except (sa.exc.ArgumentError, ValueError):
+        return False
+    return bool(db) and db != ":memory:" and not db.startswith(("/", "~", "file:"))
 
 
 def _spooled_at(path: Path) -> float:

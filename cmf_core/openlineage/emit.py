@@ -51,13 +51,62 @@ SINK_BACKOFF_S = 30.0
 
 
 def spool_target(settings: Settings) -> str:
-    """Where the events of ``settings`` go: the server URL, else the store URL (no password)."""
-    return hide_password(settings.server_url or settings.resolved_store_url)
+    """Where the events of ``settings`` go: the server URL, else the store URL (no password),
+    a SQLite file as its canonical path (:func:`canonical_target`)."""
+    return canonical_target(hide_password(settings.server_url or settings.resolved_store_url))
+
+
+def canonical_target(url: str) -> str:
+    """``url`` with the file of a ``sqlite:///`` store as its absolute, canonical path (``~``
+    expanded, a relative path resolved against the current folder, symbolic links and ``..``
+    resolved): every process that records into one store file keys its spool files alike,
+    whatever its working directory or spelling (``CMF_HOME=.cmf``, ``sqlite:///cmf.db``).
+    Any other URL is returned as it is."""
+    if not url.startswith("sqlite"):
+        return url
+    import sqlalchemy as sa
+
+    try:
+        parsed = sa.engine.make_url(url)
+    except (sa.exc.ArgumentError, ValueError):
+        return url
+    db = parsed.database
+    if (parsed.get_backend_name() != "sqlite" or db in (None, "", ":memory:")
+            or db.startswith("file:")):
+        return url
+    try:
+        path = os.path.realpath(os.path.expanduser(db))
+    except (OSError, ValueError, RuntimeError):  # no current folder, a NUL byte: as it is
+        return url
+    if path == db:
+        return url
+    return parsed.set(database=path).render_as_string(hide_password=False)
 
 
 def target_key(target: str) -> str:
     """The short key of ``target`` that its spool files carry: ``<time>-<digest>.<key>.json``."""
     return hashlib.sha256(target.encode("utf-8", "backslashreplace")).hexdigest()[:12]
+
+
+def own_keys(spool_dir: Path, target: str) -> set[str]:
+    """The keys of the spool files in ``spool_dir`` bound for ``target`` (as
+    :func:`spool_target` gives it): its own key, and the keys of other spellings of it that
+    spool files were named by (before targets were made canonical: a relative path, resolved
+    against the current folder, as the process that wrote it would have replayed it)."""
+    keys = {target_key(target)}
+    folder = spool_dir / "targets"
+    if not folder.is_dir():
+        return keys
+    for p in folder.iterdir():
+        if p.name in keys or not p.is_file():
+            continue
+        try:
+            url = p.read_text(encoding="utf-8").strip()
+        except (OSError, ValueError):  # unreadable here: its files stay under their own name
+            continue
+        if url != target and canonical_target(url) == target:
+            keys.add(p.name)
+    return keys
 
 
 def write_spool_file(folder: Path, data: dict[str, Any], target: str,
@@ -177,7 +226,7 @@ class Emitter:
         self.settings = settings or load_settings()
         self.sink = sink or (HttpSink(self.settings) if self.settings.server_url
                              else StoreSink(self.settings))
-        self.spool_dir = Path(self.settings.spool_path)
+        self.spool_dir = Path(os.path.abspath(self.settings.spool_path))
         self.target = spool_target(self.settings)
         self.key = target_key(self.target)
         self.sent = 0
@@ -445,8 +494,9 @@ class Emitter:
         if not self.spool_dir.is_dir():
             return []
         if from_target is None:
+            keys = own_keys(self.spool_dir, self.target)
             return sorted(p for p in self.spool_dir.glob("*.json")
-                          if (p.name.endswith(f".{self.key}.json") or p.name.count(".") == 1)
+                          if (p.name.count(".") == 1 or p.name.split(".")[-2] in keys)
                           and p.is_file())
         key = self._key_of(from_target)
         return sorted(p for p in self.spool_dir.glob(f"*.{key}.json") if p.is_file())
@@ -456,7 +506,11 @@ class Emitter:
         a password as ``***``, or with the password)."""
         if (self.spool_dir / "targets" / target).is_file():
             return target
-        return target_key(hide_password(target))
+        shown = hide_password(target)
+        for key, url in self.spool_targets().items():  # as listed (a relative one, too)
+            if url == shown:
+                return key
+        return target_key(canonical_target(shown))
 
     def spool_targets(self) -> dict[str, str]:
         """Key -> URL of every target this spool folder has held events for."""
@@ -540,18 +594,33 @@ class Emitter:
         path.unlink(missing_ok=True)
         return "sent"
 
-    def spool_counts(self) -> list[tuple[str, int, int]]:
-        """(target, waiting, rejected) for every target with spool files; ``"(not named)"``
-        for files written before spool files named their target (replayed into any)."""
+    def spool_counts(self) -> list[tuple[str, str, int, int]]:
+        """(target, key, waiting, rejected) for every target with spool files, the files of
+        another spelling of this emitter's target (see :func:`own_keys`) counted as its own;
+        ``"(not named)"`` (key ``""``) for files written before spool files named their target
+        (replayed into any)."""
         names = self.spool_targets()
-        counts: dict[str, list[int]] = {}
+        own = own_keys(self.spool_dir, self.target)
+        counts: dict[tuple[str, str], list[int]] = {}
         for i, folder in enumerate((self.spool_dir, self.spool_dir / "rejected")):
             for p in folder.glob("*.json") if folder.is_dir() else ():
                 parts = p.name.split(".")
                 key = parts[-2] if len(parts) > 2 else ""
-                target = names.get(key, f"(unknown {key})") if key else "(not named)"
-                counts.setdefault(target, [0, 0])[i] += 1
-        return [(t, w, r) for t, (w, r) in sorted(counts.items())]
+                if key in own:
+                    target, key = self.target, self.key
+                else:
+                    target = names.get(key, f"(unknown {key})") if key else "(not named)"
+                counts.setdefault((target, key), [0, 0])[i] += 1
+        return [(t, k, w, r) for (t, k), (w, r) in sorted(counts.items())]
+
+    def rejected_files(self) -> list[Path]:
+        """Spool files of this emitter's target set aside in ``rejected/``."""
+        folder = self.spool_dir / "rejected"
+        if not folder.is_dir():
+            return []
+        keys = own_keys(self.spool_dir, self.target)
+        return sorted(p for p in folder.glob("*.json")
+                      if p.name.count(".") > 1 and p.name.split(".")[-2] in keys)
 
     def _reject(self, path: Path, error: Exception) -> None:
         """Move spool file ``path`` to ``rejected/``, with the reason in ``<name>.reason``."""

@@ -343,6 +343,115 @@ def test_spool_of_a_store_that_moved_is_replayed_on_request(tmp_path: Path) -> N
     assert again.exit_code == 0 and again.output.startswith("recorded 0 event(s); 0 still")
 
 
+SPOOL_ONE = """
+import sys, uuid
+from cmf_core.config import load_settings
+from cmf_core.openlineage.emit import Emitter
+event = {"eventType": "COMPLETE", "eventTime": "2026-11-27T10:00:00Z",
+         "producer": "https://example.com/test",
+         "schemaURL": "https://openlineage.io/spec/2-0-2/OpenLineage.json#/$defs/RunEvent",
+         "run": {"runId": sys.argv[1]}, "job": {"namespace": "test", "name": "pipe.step"},
+         "inputs": [], "outputs": []}
+em = Emitter(load_settings())
+print(em.spool(event))
+"""
+
+
+def test_a_store_named_by_a_relative_path_shares_its_spool_with_every_folder(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A worker in the project folder with ``CMF_HOME=.cmf`` spools an event; a process
+    elsewhere naming the same home by its absolute path (a scheduler, `cmf spool status` in
+    another folder) counts and records it, and the other way round. The spool files used to
+    be keyed by the URL as spelled (``sqlite:///.cmf/cmf.db``), so each side saw none of the
+    other's events."""
+    project = tmp_path / "project"
+    home = project / ".cmf"
+    home.mkdir(parents=True)
+    run_rel, run_abs = str(uuid.uuid4()), str(uuid.uuid4())
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CMF_")}
+    out = subprocess.run([sys.executable, "-c", SPOOL_ONE, run_rel], cwd=project, check=True,
+                         env={**env, "CMF_HOME": ".cmf", "CMF_SITE": "a"},
+                         capture_output=True, text=True).stdout
+    assert (project / out.strip()).parent == home / "spool"
+    settings = load_settings(home=home, site="a")  # this process: another folder, absolute
+    assert Path.cwd() != project
+    em = Emitter(settings, sink=BrokenSink())
+    assert len(em.spooled_files()) == 1
+    status = CliRunner().invoke(app, ["spool", "status"], env={"CMF_HOME": str(home)})
+    assert status.output.startswith(f"1 event(s) waiting, 0 rejected, for "
+                                    f"sqlite:///{home / 'cmf.db'}")
+    from cmf_core import Cmf
+
+    Cmf(pipeline_name="p", settings=settings, measure_energy=False)  # replays at start
+    with open_store(settings=settings) as s:
+        assert s.get_execution(run_rel) is not None
+    assert em.emit(run_event(run_abs)) is False  # the store is down here: spooled
+    # the worker's side, in its folder with its relative home, records it
+    monkeypatch.chdir(project)
+    done = CliRunner().invoke(app, ["spool", "retry"], env={"CMF_HOME": ".cmf", "CMF_SITE": "a"})
+    assert done.exit_code == 0, done.output
+    assert done.output.startswith("recorded 1 event(s); 0 still waiting")
+    with open_store(settings=settings) as s:
+        assert s.get_execution(run_abs) is not None
+
+
+def test_events_an_older_version_spooled_for_a_relative_path_are_found(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Spool files an older cmf keyed by a relative store URL are the store's own where that
+    path, taken from the current folder, is its file; elsewhere `cmf spool status` lists them
+    with the key `cmf spool retry --from` records them by. None is dropped."""
+    project = tmp_path / "project"
+    home = project / ".cmf"
+    home.mkdir(parents=True)
+    rid = str(uuid.uuid4())
+    old = write_spool_file(home / "spool", run_event(rid), "sqlite:///.cmf/cmf.db")
+    key = old.name.split(".")[-2]
+    settings = load_settings(home=home, site="a")
+    env = {"CMF_HOME": str(home), "CMF_SITE": "a"}
+    # from another folder: listed apart, with the command that records them here
+    monkeypatch.chdir(tmp_path)
+    assert Emitter(settings).spooled_files() == []
+    status = CliRunner().invoke(app, ["spool", "status"], env=env)
+    assert "  sqlite:///.cmf/cmf.db: 1 waiting, 0 rejected" in status.output
+    assert f"cmf spool retry --from {key})" in status.output
+    data = json.loads(CliRunner().invoke(app, ["spool", "status", "--json"], env=env).output)
+    assert data["targets"] == [{"target": "sqlite:///.cmf/cmf.db", "key": key, "waiting": 1,
+                                "rejected": 0}]
+    result = CliRunner().invoke(app, ["spool", "retry", "--from", key], env=env)
+    assert result.output.startswith("recorded 1 event(s); 0 still waiting"), result.output
+    # from the project folder, where the old process ran: the store's own, replayed as before
+    later = str(uuid.uuid4())
+    old = write_spool_file(home / "spool", run_event(later), "sqlite:///.cmf/cmf.db")
+    monkeypatch.chdir(project)
+    assert Emitter(settings, sink=BrokenSink()).spooled_files() == [old]
+    status = CliRunner().invoke(app, ["spool", "status"], env=env)
+    assert status.output.startswith("1 event(s) waiting")
+    assert f"  sqlite:///{home / 'cmf.db'}: 1 waiting, 0 rejected" in status.output
+    from cmf_core import Cmf
+
+    Cmf(pipeline_name="p", settings=settings, measure_energy=False)  # replays at start
+    with open_store(settings=settings) as s:
+        assert s.get_execution(rid) is not None and s.get_execution(later) is not None
+
+
+def test_spool_target_names_a_sqlite_file_by_its_canonical_path(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    monkeypatch.chdir(tmp_path / "real")
+    monkeypatch.setenv("HOME", str(tmp_path))
+    want = f"sqlite:///{tmp_path / 'real' / 'cmf.db'}"
+    for url in ("sqlite:///cmf.db", "sqlite:///./x/../cmf.db", "sqlite:///~/link/cmf.db",
+                f"sqlite:///{tmp_path / 'link' / 'cmf.db'}", want):
+        assert spool_target(load_settings(store_url=url)) == want, url
+    assert spool_target(load_settings(home=Path(".cmf"))) == \
+        f"sqlite:///{tmp_path / 'real' / '.cmf' / 'cmf.db'}"
+    assert spool_target(load_settings(store_url="sqlite:///db.sqlite?timeout=3")) == \
+        f"sqlite:///{tmp_path / 'real' / 'db.sqlite'}?timeout=3"
+    for url in ("sqlite://", "sqlite:///:memory:"):  # no file: as it is
+        assert spool_target(load_settings(store_url=url)) == url
+
+
 def test_spool_target_hides_passwords() -> None:
     settings = load_settings(store_url="postgresql://u:secret@db:5432/cmf")
     assert spool_target(settings) == "postgresql://u:***@db:5432/cmf"
@@ -858,7 +967,8 @@ def test_spool_status_says_why_events_wait_and_how_to_send_them(tmp_path: Path) 
     target = spool_target(settings)
     assert (data["target"], data["spool_dir"], data["waiting"], data["rejected"]) == (
         target, str(tmp_path / "spool"), 2, 1)
-    assert data["targets"] == [{"target": target, "waiting": 2, "rejected": 1}]
+    assert data["targets"] == [{"target": target, "key": emit.target_key(target), "waiting": 2,
+                                "rejected": 1}]
     oldest = min(tmp_path.joinpath("spool").glob("*.json"))  # <time ns>-<digest>.<key>.json
     assert data["oldest_spooled_at"] == int(oldest.name.split("-")[0]) / 1e9
     assert data["backoff_until"] > data["oldest_spooled_at"]
