@@ -12,10 +12,34 @@ import sys
 from typing import Annotated
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from cmf_core.errors import CmfError
 
+
+class _FlagsWithoutType:
+    """typer's help prints ``<bool>`` in the type column of every flag (``--json <bool>``),
+    which reads as if the flag took a value: a flag's type column is left empty (its
+    metavar, which a flag never shows elsewhere, set to "")."""
+
+    def format_help(self, ctx: typer.Context, formatter: object) -> None:
+        for param in self.get_params(ctx):  # type: ignore[attr-defined]
+            if getattr(param, "is_flag", False) and not getattr(param, "count", False) \
+                    and param.metavar is None:
+                param.metavar = ""
+        super().format_help(ctx, formatter)  # type: ignore[misc]
+
+
+class CmfCommand(_FlagsWithoutType, TyperCommand):
+    """Every ``cmf`` command (set for each one, plugins' too, by :func:`_one_line_summaries`)."""
+
+
+class CmfGroup(_FlagsWithoutType, TyperGroup):
+    """``cmf`` and each of its command groups."""
+
+
 app = typer.Typer(
+    cls=CmfGroup,
     name="cmf",
     help="cmf-foundation: lineage, energy and carbon of AI pipelines, federated across sites.",
     no_args_is_help=True,
@@ -81,11 +105,15 @@ def _register() -> None:
 
 
 def _one_line_summaries(group: typer.Typer) -> None:
-    """Give every command without a ``short_help`` its docstring's first paragraph on one
-    line, and its help the docstring's paragraphs each on one line: typer's rich mode keeps a
-    docstring's line breaks, which the terminal then breaks again (ragged lines). Paragraphs
-    with indented or bulleted lines (examples, lists) stay as written."""
+    """Make every command a :class:`CmfCommand` and every group a :class:`CmfGroup` (flags
+    without a type in their help); give every command without a ``short_help`` its
+    docstring's first paragraph on one line, and its help the docstring's paragraphs each on
+    one line: typer's rich mode keeps a docstring's line breaks, which the terminal then
+    breaks again (ragged lines). Paragraphs with indented or bulleted lines (examples,
+    lists) stay as written."""
     for info in group.registered_commands:
+        if info.cls in (None, TyperCommand):  # typer's default, not a command's own class
+            info.cls = CmfCommand
         text = info.help or (info.callback.__doc__ if info.callback else None)
         if not text:
             continue
@@ -95,6 +123,8 @@ def _one_line_summaries(group: typer.Typer) -> None:
         info.help = "\n\n".join(p if _preformatted(p) else " ".join(p.split())
                                  for p in paragraphs)
     for sub in group.registered_groups:
+        if not sub.cls and not (sub.typer_instance and sub.typer_instance.info.cls):
+            sub.cls = CmfGroup  # not a group's own class (none has one)
         if sub.typer_instance is not None:
             _one_line_summaries(sub.typer_instance)
 

@@ -22,10 +22,13 @@ from cmf_core.cli.common import (
     SINCE_HELP,
     UNTIL_HELP,
     JsonOpt,
+    PipelineArg,
+    PipelineOpt,
     StoreOpt,
     check_pipelines,
     console,
     get_store,
+    one_pipeline,
     parse_time,
     print_json,
     table,
@@ -46,7 +49,8 @@ def register(app: typer.Typer) -> None:
 
 
 def carbon(
-    pipeline: Annotated[str | None, typer.Argument(help="Only this pipeline.")] = None,
+    pipeline_arg: PipelineArg = None,
+    pipeline: PipelineOpt = None,
     site: Annotated[str | None, typer.Option(help="Only executions run at this site.")] = None,
     since: Annotated[str | None, typer.Option(help=SINCE_HELP)] = None,
     until: Annotated[str | None, typer.Option(help=UNTIL_HELP)] = None,
@@ -61,8 +65,9 @@ def carbon(
     phase (training, inference, retraining, ...), with the PUEs, intensities, regions and
     measurement methods behind the numbers.
 
-    Example: cmf carbon churn --by site --plot carbon.png
+    Example: cmf carbon --pipeline churn --by site --plot carbon.png
     """
+    pipeline = one_pipeline(pipeline_arg, pipeline)
     with get_store(store) as s:
         check_pipelines(s, [pipeline] if pipeline else None)
         result = rollup(s, pipeline=pipeline, site=site, since=parse_time(since),

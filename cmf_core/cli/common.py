@@ -91,6 +91,24 @@ def new_store_undone_on_error(url: str | None) -> Iterator[Store]:
             remove_new(made)
 
 
+PipelineOpt = Annotated[str | None, typer.Option("--pipeline", help="Only this pipeline.")]
+#: a pipeline given as the first argument (``cmf stages churn``), as before --pipeline existed
+PipelineArg = Annotated[str | None, typer.Argument(
+    hidden=True, metavar="PIPELINE", show_default=False,
+    help="Only this pipeline (the same as --pipeline; kept for existing scripts).")]
+
+
+def one_pipeline(positional: str | None, option: str | None) -> str | None:
+    """The pipeline of a command that takes it as --pipeline and, as it used to, as its first
+    argument; both naming different pipelines is an error."""
+    if positional is not None and option is not None and positional != option:
+        from cmf_core.errors import InvalidInputError
+
+        raise InvalidInputError(f"two pipelines given, {positional!r} and --pipeline "
+                                f"{option!r}: give one, with --pipeline")
+    return option if option is not None else positional
+
+
 def check_pipelines(s: Store, names: Iterable[str] | None) -> None:
     """Refuse a pipeline name the store does not know (a typo would select nothing)."""
     for name in names or ():

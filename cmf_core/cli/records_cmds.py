@@ -44,6 +44,10 @@ def export(
         help="Only executions started at or after this ISO time (UTC unless it has an "
              "offset), with what they used.")]
     = None,
+    until: Annotated[str | None, typer.Option(
+        help="Only executions started before this ISO time (UTC unless it has an offset), "
+             "with what they used.")]
+    = None,
     artifact: Annotated[str | None, typer.Option(
         help="Only the provenance closure of this artifact (everything upstream): its digest "
              "or a unique prefix, name or path's last part, as cmf lineage takes it.")]
@@ -59,25 +63,27 @@ def export(
     store: StoreOpt = None,
 ) -> None:
     """Write a metadata bundle: the whole store, some pipelines, changes since a seq,
-    executions since a time, or the provenance of one artifact. With --mlmd, write the
-    pipelines into a new MLMD file that cmflib's CmfQuery reads.
+    executions started in a time window (--since, --until), or the provenance of one
+    artifact. With --mlmd, write the pipelines into a new MLMD file that cmflib's CmfQuery
+    reads.
 
     Example: cmf export churn.jsonl.gz --pipeline churn
 
     Example: cmf export --mlmd mlmd --pipeline churn
     """
     if mlmd is not None:
-        if out is not None or since_seq or since or artifact or gzip is not None:
+        if out is not None or since_seq or since or until or artifact or gzip is not None:
             raise InvalidInputError("--mlmd exports whole pipelines: give only --pipeline "
-                                    "(and --force), not OUT, --since-seq, --since, --artifact "
-                                    "or --gzip")
+                                    "(and --force), not OUT, --since-seq, --since, --until, "
+                                    "--artifact or --gzip")
         _export_mlmd(mlmd, pipeline, force, json_out, store)
         return
     from cmf_core.federation.export import ExportResult, Selector, export_bundle
     from cmf_core.lineage import Query
 
     selector = Selector(pipelines=tuple(pipeline) if pipeline else None, since_seq=since_seq,
-                        since_time=parse_time(since), artifact=artifact)
+                        since_time=parse_time(since), until_time=parse_time(until),
+                        artifact=artifact)
     if out is not None and str(out) == "-":  # the Unix convention; it wrote a file named "-"
         out = None
     compress = gzip if gzip is not None else bool(out and out.name.endswith(".gz"))

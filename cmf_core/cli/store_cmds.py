@@ -16,11 +16,15 @@ from cmf_core.cli.common import (
     SQL_INT_MAX,
     UNTIL_HELP,
     JsonOpt,
+    PipelineArg,
+    PipelineOpt,
     StoreOpt,
+    check_pipelines,
     console,
     fits,
     fmt_time,
     get_store,
+    one_pipeline,
     parse_time,
     print_json,
     short,
@@ -160,20 +164,24 @@ def pipelines(store: StoreOpt = None, json: JsonOpt = False) -> None:
         _say(_nothing_yet(s))
 
 
-def stages(pipeline: Annotated[str | None, typer.Argument()] = None, store: StoreOpt = None,
-           json: JsonOpt = False) -> None:
-    """List stages (of PIPELINE)."""
+def stages(pipeline_arg: PipelineArg = None, pipeline: PipelineOpt = None,
+           store: StoreOpt = None, json: JsonOpt = False) -> None:
+    """List stages (of one pipeline with --pipeline).
+
+    A pipeline name the store does not know is an error (exit 1), naming the ones it has.
+
+    Example: cmf stages --pipeline churn
+    """
+    pipeline = one_pipeline(pipeline_arg, pipeline)
     with get_store(store) as s:
+        check_pipelines(s, [pipeline] if pipeline else None)
         rows = [{"pipeline": st.pipeline, "name": st.name, "site": st.site}
                 for st in s.list_stages(pipeline)]
-        hint = _unknown_pipeline(s, pipeline) if not rows else None
     if json:
         print_json(rows)
-        _say(hint, err=True)
         return
     table("Stages", ["pipeline", "stage", "site"],
           [[r["pipeline"], r["name"], r["site"]] for r in rows])
-    _say(hint)
 
 
 def executions(
@@ -194,16 +202,19 @@ def executions(
     row does not fit the terminal, each cell takes several lines instead: id over
     pipeline / stage @site, status over start time, one param a line (--json has all).
 
-    With --json, stdout holds the JSON alone; that more executions match than --limit shows,
-    or that no pipeline has the name given, is said on stderr.
+    A --pipeline or --stage name the store does not know is an error (exit 1), naming the
+    ones it has; known names with nothing matching the other filters list nothing (exit 0).
+
+    With --json, stdout holds the JSON alone; that more executions match than --limit shows
+    is said on stderr.
     """
     with get_store(store) as s:
+        check_pipelines(s, [pipeline] if pipeline else None)
+        _check_stage(s, pipeline, stage)
         where = ExecutionFilter(pipeline=pipeline, stage=stage, site=site, status=status,
                                 since=parse_time(since), until=parse_time(until))
         rows = s.list_executions(where, limit=limit, offset=offset)
-        hint = (_unknown_pipeline(s, pipeline) or _unknown_stage(s, pipeline, stage)
-                or (_nothing_yet(s) if not s.count_executions() else None)
-                if not rows else None)
+        hint = _nothing_yet(s) if not rows and not s.count_executions() else None
         total = s.count_executions(where) if rows and len(rows) == limit else None
     lost = _lost_ids(rows, store)
     more = (f"Showing {offset + 1}-{offset + len(rows)} of {total} executions, oldest first: "
@@ -299,31 +310,21 @@ def _lost_ids(rows: list[Execution], store: str | None) -> set[str]:
     return set(lost_among(rows, lambda: load_settings(store_url=store).spool_path))
 
 
-def _unknown_pipeline(s: Store, pipeline: str | None) -> str | None:
-    """For an empty listing filtered by a pipeline the store does not know: a line saying
-    so, with the names it knows (a typo is the usual cause)."""
-    if pipeline is None or s.get_pipeline(pipeline) is not None:
-        return None
-    return _none_named("pipeline", pipeline, "this store",
-                       sorted(p.name for p in s.list_pipelines()))
-
-
-def _unknown_stage(s: Store, pipeline: str | None, stage: str | None) -> str | None:
-    """For an empty listing filtered by a stage that no pipeline (or not ``pipeline``) has: a
-    line saying so, with the stage names there are."""
+def _check_stage(s: Store, pipeline: str | None, stage: str | None) -> None:
+    """Refuse a stage name that no pipeline (or not ``pipeline``) has, naming the stages there
+    are (a typo would select nothing)."""
     if stage is None:
-        return None
+        return
     known = sorted({st.name for st in s.list_stages(pipeline)})
-    if stage in known:
-        return None
-    return _none_named("stage", stage, f"pipeline {pipeline!r}" if pipeline else "this store",
-                       known)
+    if stage not in known:
+        raise NotFoundError(_none_named("stage", stage, f"pipeline {pipeline!r}" if pipeline
+                                        else "this store", known))
 
 
 def _none_named(kind: str, name: str, where: str, known: list[str]) -> str:
-    """"No KIND named NAME in WHERE", with the names WHERE has (a typo is the usual cause)."""
-    return (f"No {kind} named {name!r} in {where}; "
-            + (f"it has {some(known)}." if known else "it has none yet."))
+    """"no KIND named NAME in WHERE", with the names WHERE has (a typo is the usual cause)."""
+    return (f"no {kind} named {name!r} in {where} ("
+            + (f"known: {some(known)})" if known else "it has none yet)"))
 
 
 def _nothing_yet(s: Store) -> str:
@@ -349,17 +350,23 @@ def artifacts(
     pipeline: Annotated[str | None, typer.Option(help="Used or made by this pipeline.")] = None,
     site: Annotated[str | None, typer.Option(help="First recorded at this site.")] = None,
     limit: Annotated[int, typer.Option(help="At most this many rows.", **COUNT)] = 50,
+    offset: Annotated[int, typer.Option(help="Skip this many rows.", **COUNT)] = 0,
     store: StoreOpt = None,
     json: JsonOpt = False,
 ) -> None:
-    """List artifacts.
+    """List artifacts, in the order they were first recorded.
 
-    With --json, stdout holds the JSON alone; that more artifacts match than --limit shows,
-    or that no pipeline has the name given, is said on stderr.
+    A --pipeline name the store does not know, or a --type no artifact has that is not a
+    registered type, is an error (exit 1).
+
+    With --json, stdout holds the JSON alone; that more artifacts match than --limit shows
+    is said on stderr.
     """
     with get_store(store) as s:
+        check_pipelines(s, [pipeline] if pipeline else None)
         rows = Query(s).artifacts(type=type, name=name, digest=digest, pipeline=pipeline,
-                                  site=site, limit=min(limit, SQL_INT_MAX - 1) + 1)
+                                  site=site, limit=min(limit, SQL_INT_MAX - 1) + 1,
+                                  offset=offset)
         more = len(rows) > limit
         rows = rows[:limit]
         if (not rows and type is not None and type not in ARTIFACT_TYPES
@@ -367,18 +374,15 @@ def artifacts(
             raise NotFoundError(f"no artifact type {type!r}: not a registered type, and no "
                                 f"artifact of this store has it (known: "
                                 f"{some(sorted(ARTIFACT_TYPES), 20)})")
-        hint = _unknown_pipeline(s, pipeline) if not rows else None
-    note = f"Showing the first {limit} artifacts; more match (--limit shows more)." \
-        if more else None
+    note = (f"Showing artifacts {offset + 1}-{offset + len(rows)}; more match: --offset "
+            f"{offset + len(rows)} shows the next ones, --limit how many.") if more else None
     if json:
         print_json([artifact_dict(a) for a in rows])
         _say(note, err=True)
-        _say(hint, err=True)
         return
     table("Artifacts", ["digest", "type", "name", "site", "uri"],
           [[short(a.id), a.type, a.name, a.site, a.uri] for a in rows], whole=["digest"])
     _say(note)
-    _say(hint)
 
 
 def show(ref: Annotated[str, typer.Argument(

@@ -155,6 +155,9 @@ class Header:
             return f"selector pipelines {brief(pipelines)} must be a list of pipeline names"
         if since_time is not None and not _is_number(since_time):
             return f"selector since_time {brief(since_time)} must be a number (Unix seconds)"
+        if sel.get("until_time") is not None and not _is_number(sel["until_time"]):
+            return (f"selector until_time {brief(sel['until_time'])} must be a number (Unix "
+                    "seconds)")
         if artifact is not None and not _is_text(artifact):
             return f"selector artifact {brief(artifact)} must be an artifact id"
         if not _is_number(self.created_at):

@@ -6,8 +6,9 @@ Selectors (:class:`Selector`):
   parents before children within each page;
 * one or more pipelines (``pipelines``): their pipeline and stage rows, executions, events,
   metrics and energy, and every artifact (with its locations) those executions read or wrote;
-* executions since a time (``since_time``, Unix seconds): executions that started at or after
-  it, with their events, metrics, energy, artifacts, locations, pipeline and stage rows;
+* executions in a time window (``since_time`` and/or ``until_time``, Unix seconds): executions
+  that started at or after the one and before the other, with their events, metrics, energy,
+  artifacts, locations, pipeline and stage rows;
 * the provenance closure of one artifact (``artifact``): the artifact and everything upstream
   of it (the executions that produced it, their inputs, and so on), with the same related rows.
 
@@ -50,20 +51,25 @@ class Selector:
     since_seq: int = 0
     since_time: float | None = None
     artifact: str | None = None
+    until_time: float | None = None
 
     def __post_init__(self) -> None:
-        if self.artifact is not None and self.since_time is not None:
-            raise InvalidInputError("choose one of an artifact closure and a start time, not "
-                                    "both")
+        if self.artifact is not None and not self._no_times:
+            raise InvalidInputError("choose one of an artifact closure and a time window "
+                                    "(since/until), not both")
         if self.since_seq < 0:
             raise InvalidInputError(f"since seq {self.since_seq} must be >= 0")
         if self.pipelines is not None:
             object.__setattr__(self, "pipelines", tuple(sorted(set(self.pipelines))))
 
     @property
+    def _no_times(self) -> bool:
+        return self.since_time is None and self.until_time is None
+
+    @property
     def is_changes(self) -> bool:
         """True for the seq-paged selectors (whole store, pipelines, since a seq)."""
-        return self.artifact is None and self.since_time is None
+        return self.artifact is None and self._no_times
 
     @property
     def key(self) -> str:
@@ -76,8 +82,10 @@ class Selector:
         out: dict[str, Any] = {}
         if self.pipelines is not None:
             out["pipelines"] = list(self.pipelines)
-        if self.since_time is not None:
-            out["since_time"] = self.since_time
+        if not self._no_times:  # the key even when None: a reader that does not know
+            out["since_time"] = self.since_time  # until_time still sees a one-off subset
+        if self.until_time is not None:
+            out["until_time"] = self.until_time
         if self.artifact is not None:
             out["artifact"] = self.artifact
         return out
@@ -89,7 +97,7 @@ class Selector:
         keep = tuple(sorted(set(allowed) if self.pipelines is None
                             else set(self.pipelines) & set(allowed)))
         return Selector(pipelines=keep, since_seq=self.since_seq, since_time=self.since_time,
-                        artifact=self.artifact)
+                        artifact=self.artifact, until_time=self.until_time)
 
 
 # canonical record lines from store rows --------------------------------------------------------
@@ -316,6 +324,7 @@ def related_page(store: Store, selector: Selector) -> ExportPage:
     else:
         executions = [e.id for p in (selector.pipelines or (None,))
                       for e in store.list_executions(ExecutionFilter(since=selector.since_time,
+                                                                     until=selector.until_time,
                                                                      pipeline=p))]
     return store.export_related(executions, artifacts)
 

@@ -433,7 +433,7 @@ def _advance(store: Store, header: Header, trailer: Trailer, before: dict[str, i
     """After a change bundle: raise the high-water mark of its origin, maybe adopt its vector."""
     report.end, report.complete = trailer.end, trailer.complete
     sel = header.selector
-    if "since_time" in sel or "artifact" in sel:
+    if "since_time" in sel or "until_time" in sel or "artifact" in sel:
         return  # a one-off subset: says nothing about what else the origin has
     if not covers(before, header.exclude):
         return  # it left out versions this store does not have: not a basis for skipping

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
 import sys
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -396,16 +398,20 @@ def test_serve_without_the_server_extra_says_which(store_url: str,
         "pip install 'cmf-foundation[server]'")
 
 
-def test_a_pipeline_name_the_store_lacks_is_said(store_url: str) -> None:
-    hint = "No pipeline named 'chrun' in this store; it has churn."
+def test_a_pipeline_name_the_store_lacks_is_an_error_in_every_listing(
+        store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf executions/stages/artifacts --pipeline chrun` (a typo) listed nothing with exit 0
+    and a note on stderr, while `cmf carbon/reap/export` failed with exit 1: a script saw `[]`
+    for a typo. Now every command reading the store fails the same way."""
     for args in (["executions", "--pipeline", "chrun"], ["stages", "chrun"],
-                 ["artifacts", "--pipeline", "chrun"]):
-        out = invoke(*args, "--store", store_url)
-        assert hint in " ".join(out.split()), args
-        assert invoke_json(*args, "--store", store_url, "--json") == []  # scripts: []
+                 ["stages", "--pipeline", "chrun"], ["artifacts", "--pipeline", "chrun"],
+                 ["carbon", "--pipeline", "chrun"], ["reap", "--pipeline", "chrun"]):
+        for extra in ([], ["--json"]):
+            assert fails(capsys, *args, *extra, "--store", store_url) == (
+                "Error: no pipeline named 'chrun' in this store (known: churn)"), args
     # a known pipeline with nothing matching the other filters is just an empty listing
-    out = invoke("executions", "--pipeline", "churn", "--status", "failed", "--store", store_url)
-    assert "No pipeline named" not in out
+    assert invoke_json("executions", "--pipeline", "churn", "--status", "failed", "--json",
+                       "--store", store_url) == []
 
 
 def test_init_creates_home(tmp_path: Path) -> None:
@@ -531,6 +537,54 @@ def test_every_command_has_help() -> None:
     for name, cmd in group.commands.items():
         assert cmd.help, f"command {name} has no help"
         invoke(name, "--help")
+
+
+def test_flags_show_no_type_in_help() -> None:
+    """typer printed `<bool>` in the type column of every flag (`--json <bool>`, `--help
+    <bool>`), as if the flag took a value; no flag of any command or group (the integrations'
+    too) shows a type now, and options taking a value keep theirs."""
+    import typer.main
+
+    def walk(cmd: object, path: list[str]) -> list[list[str]]:
+        subs = getattr(cmd, "commands", None) or {}
+        return [path] + [p for n, c in subs.items() for p in walk(c, [*path, n])]
+
+    paths = walk(typer.main.get_command(app), [])
+    assert ["prefect", "watch"] in paths and ["spool", "retry"] in paths
+    for path in paths:
+        out = runner.invoke(app, [*path, "--help"], env={"COLUMNS": "200"}).output
+        assert "<bool>" not in out, path
+        assert re.search(r"--help +-h +Show this message", out), path
+    out = invoke("executions", "--help", columns=200)
+    assert re.search(r"--json +Print JSON", out) and re.search(r"--limit +<int>", out)
+    assert re.search(r"--gzip +--no-gzip +Compress", invoke("export", "--help", columns=200))
+
+
+def test_export_until_a_time(store_url: str, tmp_path: Path) -> None:
+    """`cmf export` had --since but no --until, as `cmf executions` and `cmf carbon` have:
+    a closed time window could not be exported. The bundle's selector keeps `since_time` (null)
+    beside `until_time`, so an importer not knowing until_time still takes it as a one-off
+    subset, not as the store's changes up to its end."""
+    with (Cmf(pipeline_name="churn", store=store_url, site="hpc", measure_energy=False) as cmf,
+          cmf.create_execution("score")):
+        pass
+    rows = invoke_json("executions", "--json", "--store", store_url)
+    # between train's start and score's (milliseconds apart: each commits to the store)
+    cut = (rows[1]["started_at"] + rows[2]["started_at"]) / 2  # type: ignore[index]
+    until = datetime.fromtimestamp(cut, UTC).isoformat()
+    assert len(invoke_json("executions", "--until", until, "--json",  # type: ignore[arg-type]
+                           "--store", store_url)) == 2
+    out = tmp_path / "window.jsonl"
+    invoke("export", str(out), "--until", until, "--store", store_url)
+    lines = [json.loads(line) for line in out.read_text().splitlines()]
+    assert lines[0]["selector"] == {"since_time": None,
+                                    "until_time": datetime.fromisoformat(until).timestamp()}
+    stages = {r["stage"] for r in lines if r.get("kind") == "execution"}
+    assert stages == {"prepare", "train"}  # not score, started after the cut
+    out = tmp_path / "none.jsonl"
+    invoke("export", str(out), "--since", until, "--until", until, "--store", store_url)
+    assert not [line for line in out.read_text().splitlines()
+                if json.loads(line).get("kind") == "execution"]
 
 
 def test_command_listing_summaries_are_reflowed() -> None:
@@ -726,7 +780,7 @@ def test_unknown_names_that_would_select_nothing_are_errors(
     assert json.loads(invoke("artifacts", "--type", "Label", "--json", "--store", store_url)) == []
     assert json.loads(invoke("artifacts", "--type", "Model", "--name", "x", "--json", "--store",
                              store_url)) == []
-    assert "churn" in invoke("carbon", "churn", "--store", store_url)
+    assert "churn" in invoke("carbon", "--pipeline", "churn", "--store", store_url)
 
 
 def test_show_json_help_says_what_it_changes() -> None:
@@ -1002,23 +1056,59 @@ def test_listings_cut_at_the_limit_say_so(store_url: str) -> None:
     assert len(invoke_json("executions", "--limit", "2", "--json",  # type: ignore[arg-type]
                            "--store", store_url)) == 2  # --json: the rows only
     out = " ".join(invoke("artifacts", "--limit", "1", "--store", store_url).split())
-    assert "Showing the first 1 artifacts; more match (--limit shows more)." in out
+    assert ("Showing artifacts 1-1; more match: --offset 1 shows the next ones, --limit how "
+            "many.") in out
     assert "more match" not in invoke("artifacts", "--store", store_url)
     assert len(invoke_json("artifacts", "--limit", "1", "--json",  # type: ignore[arg-type]
                            "--store", store_url)) == 1
 
 
-def test_executions_of_an_unknown_stage_say_so(store_url: str) -> None:
+def test_executions_of_an_unknown_stage_is_an_error(
+        store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
     """`cmf executions --stage trian` (a typo) printed an empty table; like an unknown
-    --pipeline, it now says no stage has that name and lists the ones there are."""
-    out = " ".join(invoke("executions", "--stage", "trian", "--store", store_url).split())
-    assert "No stage named 'trian' in this store; it has prepare, train." in out
-    out = " ".join(invoke("executions", "--pipeline", "churn", "--stage", "trian",
-                          "--store", store_url).split())
-    assert "No stage named 'trian' in pipeline 'churn'; it has prepare, train." in out
-    assert invoke_json("executions", "--stage", "trian", "--json", "--store", store_url) == []
-    out = invoke("executions", "--stage", "train", "--status", "failed", "--store", store_url)
-    assert "No stage named" not in out
+    --pipeline, it is an error naming the stages there are."""
+    assert fails(capsys, "executions", "--stage", "trian", "--json", "--store", store_url) == (
+        "Error: no stage named 'trian' in this store (known: prepare, train)")
+    assert fails(capsys, "executions", "--pipeline", "churn", "--stage", "trian",
+                 "--store", store_url) == (
+        "Error: no stage named 'trian' in pipeline 'churn' (known: prepare, train)")
+    assert invoke_json("executions", "--stage", "train", "--status", "failed", "--json",
+                       "--store", store_url) == []
+
+
+def test_stages_and_carbon_take_pipeline_as_an_option_too(
+        store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cmf stages` and `cmf carbon` took the pipeline only as an argument, every other
+    command as --pipeline; both forms work now, the same."""
+    with (Cmf(pipeline_name="other", store=store_url, site="hpc", measure_energy=False) as cmf,
+          cmf.create_execution("fit")):
+        pass
+    for args in (["--pipeline", "churn"], ["churn"], ["churn", "--pipeline", "churn"]):
+        rows = invoke_json("stages", *args, "--json", "--store", store_url)
+        assert [(r["pipeline"], r["name"]) for r in rows] == [  # type: ignore[index,union-attr]
+            ("churn", "prepare"), ("churn", "train")], args
+        data = invoke_json("carbon", *args, "--json", "--store", store_url)
+        assert data["filters"]["pipeline"] == "churn", args  # type: ignore[index,call-overload]
+        assert [g["key"] for g in data["groups"]] == ["churn/prepare", "churn/train"], args  # type: ignore
+    for command in ("stages", "carbon"):
+        assert fails(capsys, command, "other", "--pipeline", "churn", "--store", store_url) == (
+            "Error: two pipelines given, 'other' and --pipeline 'churn': give one, with "
+            "--pipeline")
+
+
+def test_artifacts_page_with_offset(store_url: str) -> None:
+    """`cmf artifacts` had --limit but no --offset, so a script could not page past it."""
+    every = [a["id"] for a in invoke_json(  # type: ignore[union-attr]
+        "artifacts", "--json", "--store", store_url)]  # type: ignore[index]
+    assert len(every) == 4
+    pages = [[a["id"] for a in invoke_json(  # type: ignore[union-attr]
+        "artifacts", "--limit", "2", "--offset", str(i), "--json",  # type: ignore[index]
+        "--store", store_url)] for i in (0, 2, 4)]
+    assert pages == [every[:2], every[2:], []]
+    out = " ".join(invoke("artifacts", "--limit", "1", "--offset", "1", "--store",
+                          store_url).split())
+    assert ("Showing artifacts 2-2; more match: --offset 2 shows the next ones, --limit how "
+            "many.") in out
 
 
 def test_an_empty_store_says_so_and_which_store_it_is(tmp_path: Path) -> None:
@@ -1353,11 +1443,7 @@ def test_json_listings_say_on_stderr_when_cut_or_filtered_by_an_unknown_name(
     assert err == ("Showing 1-1 of 2 executions, oldest first: --offset 1 shows the next ones, "
                    "--limit how many.\n")
     rows, err = run("artifacts", "--limit", "1")
-    assert len(rows) == 1 and err == ("Showing the first 1 artifacts; more match (--limit shows "
-                                      "more).\n")
-    for argv in (["executions", "--pipeline", "chrun"], ["artifacts", "--pipeline", "chrun"],
-                 ["stages", "chrun"]):
-        rows, err = run(*argv)
-        assert rows == [] and err == "No pipeline named 'chrun' in this store; it has churn.\n"
+    assert len(rows) == 1 and err == ("Showing artifacts 1-1; more match: --offset 1 shows the "
+                                      "next ones, --limit how many.\n")
     rows, err = run("executions")  # all of them: nothing to say
     assert len(rows) == 2 and err == ""
