@@ -29,6 +29,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -39,7 +40,7 @@ from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidEventError, InvalidInputError
 from cmf_core.guard import FAILURES, Timeout, report, run_bounded
 from cmf_core.identity import check_uuid
-from cmf_core.task_values import hide_password
+from cmf_core.task_values import hide_password, sensitive
 
 log = logging.getLogger("cmf")
 
@@ -51,28 +52,60 @@ SINK_BACKOFF_S = 30.0
 
 
 def spool_target(settings: Settings) -> str:
-    """Where the events of ``settings`` go: the server URL, else the store URL (no password),
-    a SQLite file as its canonical path (:func:`canonical_target`)."""
+    """Where the events of ``settings`` go: the server URL, else the store URL, in its
+    canonical spelling (:func:`canonical_target`: no password)."""
     return canonical_target(hide_password(settings.server_url or settings.resolved_store_url))
 
 
+#: the ports a URL of these schemes means when it names none
+_DEFAULT_PORTS = {"http": 80, "https": 443, "postgresql": 5432}
+
+
+def _secret_query(name: str) -> bool:
+    """Whether URL query parameter ``name`` carries a secret (``password``, ``sslpassword``,
+    ``token``): it is left out of a target's canonical spelling."""
+    return sensitive(name) or re.search(r"passw(?:or)?d", name, re.IGNORECASE) is not None
+
+
 def canonical_target(url: str) -> str:
-    """``url`` with the file of a ``sqlite:///`` store as its absolute, canonical path (``~``
-    expanded, a relative path resolved against the current folder, symbolic links and ``..``
-    resolved): every process that records into one store file keys its spool files alike,
-    whatever its working directory or spelling (``CMF_HOME=.cmf``, ``sqlite:///cmf.db``).
-    Any other URL is returned as it is."""
-    if not url.startswith("sqlite"):
-        return url
+    """``url`` spelled so that every process naming one store or server gets one spool key
+    (:func:`target_key`), whatever its spelling:
+
+    * a ``sqlite:///`` store's file as its absolute, canonical path (``~`` expanded, a
+      relative path resolved against the current folder, symbolic links and ``..`` resolved:
+      ``CMF_HOME=.cmf``, ``sqlite:///cmf.db``);
+    * a server URL (``http``/``https``) with scheme and host in lower case, without the
+      default port (80, 443), a trailing ``/``, a password or a secret query parameter
+      (``http://H:80/`` is ``http://h``);
+    * a database URL without the driver (``postgresql+psycopg://`` is ``postgresql://``),
+      the password (in the URL or as ``?password=``) and the default port (5432), the host in
+      lower case.
+
+    A URL that cannot be parsed is returned as it is."""
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if scheme in ("http", "https"):
+        return _canonical_server(url)
     import sqlalchemy as sa
 
     try:
         parsed = sa.engine.make_url(url)
+        backend = parsed.get_backend_name()
     except (sa.exc.ArgumentError, ValueError):
         return url
+    if backend == "sqlite":
+        return _canonical_sqlite(url, parsed)
+    host = parsed.host
+    if host and not host.startswith("/"):  # not a socket folder
+        host = host.lower()
+    port = None if parsed.port == _DEFAULT_PORTS.get(backend) else parsed.port
+    query = {k: v for k, v in parsed.query.items() if not _secret_query(k)}
+    return sa.engine.URL.create(backend, parsed.username, None, host, port, parsed.database,
+                                query).render_as_string(hide_password=False)
+
+
+def _canonical_sqlite(url: str, parsed: Any) -> str:
     db = parsed.database
-    if (parsed.get_backend_name() != "sqlite" or db in (None, "", ":memory:")
-            or db.startswith("file:")):
+    if db in (None, "", ":memory:") or db.startswith("file:"):
         return url
     try:
         path = os.path.realpath(os.path.expanduser(db))
@@ -81,6 +114,28 @@ def canonical_target(url: str) -> str:
     if path == db:
         return url
     return parsed.set(database=path).render_as_string(hide_password=False)
+
+
+def _canonical_server(url: str) -> str:
+    import urllib.parse
+
+    try:
+        parts = urllib.parse.urlsplit(url)
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        return url
+    if not host:
+        return url
+    scheme = parts.scheme.lower()
+    netloc = f"[{host}]" if ":" in host else host
+    if port is not None and port != _DEFAULT_PORTS[scheme]:
+        netloc = f"{netloc}:{port}"
+    if parts.username:
+        netloc = f"{parts.username}@{netloc}"
+    query = urllib.parse.urlencode(
+        [(k, v) for k, v in urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
+         if not _secret_query(k)])
+    return urllib.parse.urlunsplit((scheme, netloc, parts.path.rstrip("/"), query, ""))
 
 
 def target_key(target: str) -> str:
@@ -498,19 +553,19 @@ class Emitter:
             return sorted(p for p in self.spool_dir.glob("*.json")
                           if (p.name.count(".") == 1 or p.name.split(".")[-2] in keys)
                           and p.is_file())
-        key = self._key_of(from_target)
-        return sorted(p for p in self.spool_dir.glob(f"*.{key}.json") if p.is_file())
+        keys = self._keys_of(from_target)
+        return sorted(p for p in self.spool_dir.glob("*.*.json")
+                      if p.name.split(".")[-2] in keys and p.is_file())
 
-    def _key_of(self, target: str) -> str:
-        """The key of a target given as its key or its URL (as ``cmf spool status`` shows it,
-        a password as ``***``, or with the password)."""
+    def _keys_of(self, target: str) -> set[str]:
+        """The keys of a target given as its key, or as its URL (as ``cmf spool status`` shows
+        it, a password as ``***``, or with the password; then the keys of its other spellings
+        too, see :func:`own_keys`)."""
         if (self.spool_dir / "targets" / target).is_file():
-            return target
+            return {target}
         shown = hide_password(target)
-        for key, url in self.spool_targets().items():  # as listed (a relative one, too)
-            if url == shown:
-                return key
-        return target_key(canonical_target(shown))
+        listed = {key for key, url in self.spool_targets().items() if url == shown}
+        return listed | own_keys(self.spool_dir, canonical_target(shown))
 
     def spool_targets(self) -> dict[str, str]:
         """Key -> URL of every target this spool folder has held events for."""
@@ -520,9 +575,10 @@ class Emitter:
 
     def knows_target(self, target: str) -> bool:
         """Whether events were ever spooled here for ``target`` (its URL or key)."""
-        key = self._key_of(target)
-        return key in self.spool_targets() or any(
-            folder.is_dir() and any(folder.glob(f"*.{key}.json"))
+        keys = self._keys_of(target)
+        return not keys.isdisjoint(self.spool_targets()) or any(
+            folder.is_dir() and any(p.name.split(".")[-2] in keys
+                                    for p in folder.glob("*.*.json"))
             for folder in (self.spool_dir, self.spool_dir / "rejected"))
 
     def retry_spool(self, limit: int | None = None, from_target: str | None = None,

@@ -338,7 +338,7 @@ def test_spool_of_a_store_that_moved_is_replayed_on_request(tmp_path: Path) -> N
     assert str(typo.exception) == (
         f"no events were ever spooled in {tmp_path / 'spool'} for "
         "'postgresql://u:***@old-hots:5432/cmf'; give one of: "
-        "postgresql://u:***@old-host:5432/cmf (cmf spool status lists them)")
+        "postgresql://u@old-host/cmf (cmf spool status lists them)")
     again = CliRunner().invoke(app, ["spool", "retry", "--from", gone], env=env)
     assert again.exit_code == 0 and again.output.startswith("recorded 0 event(s); 0 still")
 
@@ -454,7 +454,82 @@ def test_spool_target_names_a_sqlite_file_by_its_canonical_path(
 
 def test_spool_target_hides_passwords() -> None:
     settings = load_settings(store_url="postgresql://u:secret@db:5432/cmf")
-    assert spool_target(settings) == "postgresql://u:***@db:5432/cmf"
+    assert spool_target(settings) == "postgresql://u@db/cmf"
+
+
+def test_spellings_of_one_server_or_database_share_one_spool_key(tmp_path: Path) -> None:
+    """A trailing ``/``, an upper-case scheme or host, the default port, the driver name and the
+    password (in the URL, as ``?password=``, or none: PGPASSWORD) do not change the server or
+    database that events go to, so they do not change the key its spool files carry: a
+    scheduler with ``CMF_SERVER_URL=http://h:8080/`` and a worker with ``http://h:8080``
+    count and replay each other's events. No password reaches the key's file."""
+    spellings = {
+        "http://cmf.example:8080": ["http://cmf.example:8080/", "HTTP://CMF.Example:8080/"],
+        "http://u@cmf.example:8080": ["http://u:secret@CMF.example:8080/"],
+        "https://cmf.example/cmf": ["https://cmf.example:443/cmf/", "HTTPS://cmf.example/cmf",
+                                    "https://cmf.example/cmf?token=secret"],
+        "http://cmf.example": ["http://cmf.example:80/", "http://cmf.example/"],
+        "postgresql://etl@db/cmf": [
+            "postgresql+psycopg://etl:secret@db/cmf", "postgresql://etl:secret@DB:5432/cmf",
+            "postgresql+psycopg2://etl@db:5432/cmf", "postgresql://etl:se/cret@db/cmf",
+            "postgresql://etl@db/cmf?password=secret"],
+        "postgresql://etl@db/cmf?sslmode=require": [
+            "postgresql+psycopg://etl:secret@db/cmf?sslmode=require&sslpassword=secret"],
+    }
+    for want, urls in spellings.items():
+        for url in [want, *urls]:
+            field = "server_url" if url.lower().startswith("http") else "store_url"
+            settings = load_settings(home=tmp_path, site="a", **{field: url})
+            assert spool_target(settings) == want, url
+            em = Emitter(settings, sink=BrokenSink())
+            assert em.key == emit.target_key(want), url
+            em.close()
+    # other servers and databases stay apart
+    for a, b in (("http://h:8080", "http://h:8081"), ("http://h", "https://h"),
+                 ("http://h/a", "http://h/A"), ("postgresql://u@db/cmf", "postgresql://v@db/cmf"),
+                 ("postgresql://u@db/cmf", "postgresql://u@db:5433/cmf")):
+        assert emit.canonical_target(a) != emit.canonical_target(b)
+    em = Emitter(load_settings(home=tmp_path, site="a",
+                               store_url="postgresql://etl:se/cret@db/cmf?password=secret"),
+                 sink=BrokenSink())
+    em.emit(run_event(str(uuid.uuid4())))
+    em.close()
+    assert "secret" not in "".join(p.name + p.read_text()
+                                   for p in (tmp_path / "spool").rglob("*") if p.is_file())
+
+
+def test_events_an_older_version_spooled_for_another_spelling_are_found(tmp_path: Path) -> None:
+    """Spool files an older cmf keyed by a server URL with a trailing ``/`` or a database URL
+    with a driver and a (hidden) password are the current target's: counted by `cmf spool
+    status` and replayed by it, not left under a target nobody replays."""
+    old_server = write_spool_file(tmp_path / "spool", run_event(str(uuid.uuid4())),
+                                  "http://cmf.example:8080/")
+    old_db = write_spool_file(tmp_path / "spool", run_event(str(uuid.uuid4())),
+                              "postgresql+psycopg://etl:***@db:5432/cmf")
+    server = load_settings(home=tmp_path, site="a", server_url="http://cmf.example:8080")
+    em = Emitter(server, sink=BrokenSink())
+    assert em.spooled_files() == [old_server]
+    assert em.spool_counts() == [
+        ("http://cmf.example:8080", em.key, 1, 0),
+        ("postgresql+psycopg://etl:***@db:5432/cmf", old_db.name.split(".")[-2], 1, 0)]
+    em.close()
+    sink = RecordingSink()  # stands in for the PostgreSQL store (none runs here)
+    db = Emitter(load_settings(home=tmp_path, site="a", store_url="postgresql://etl@db/cmf"),
+                 sink=sink)
+    run_id = json.loads(old_db.read_bytes())["run"]["runId"]
+    assert db.retry_spool() == (1, 0)
+    assert sink.run_ids == [run_id]
+    assert not old_db.exists() and old_server.exists()
+    db.close()
+    # the server is gone for good: --from its URL, in any spelling, takes the events spooled
+    # under both spellings (not only those of the spelling given)
+    Emitter(server, sink=BrokenSink()).emit(run_event(str(uuid.uuid4())))
+    sink = RecordingSink()
+    local = Emitter(load_settings(home=tmp_path, site="a"), sink=sink)
+    assert local.knows_target("HTTP://cmf.example:8080/")
+    assert local.retry_spool(from_target="http://cmf.example:8080/") == (2, 0)
+    assert len(sink.run_ids) == 2 and not list((tmp_path / "spool").glob("*.json"))
+    local.close()
 
 
 def test_event_with_a_reference_loop_never_raises(tmp_path: Path,
