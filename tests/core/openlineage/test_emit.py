@@ -6,6 +6,7 @@ import http.server
 import json
 import logging
 import os
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -45,6 +46,18 @@ class BrokenSink(Sink):
     def send(self, event: dict) -> None:
         raise ConnectionError("store unreachable")
 
+
+
+def stall_store(db: Path) -> sqlite3.Connection:
+    """A real stall of the embedded store: another process's write lock held (here a sqlite3
+    connection in ``BEGIN IMMEDIATE``) on a WAL database the CMF store has not created yet, so
+    opening the store, which must create its tables, waits for the lock. (An up-to-date store
+    no longer waits: it opens with a read and records to its journal without the lock.)
+    ``ROLLBACK`` and close the connection to free it."""
+    lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("PRAGMA journal_mode=WAL")
+    lock.execute("BEGIN IMMEDIATE")
+    return lock
 
 def test_records_into_the_store(tmp_path: Path) -> None:
     settings = load_settings(home=tmp_path, site="a")
@@ -556,15 +569,11 @@ def test_a_stuck_store_costs_one_timeout_not_one_per_event(tmp_path: Path) -> No
     """Another process holds the store's write lock (a long transaction, held here with
     sqlite3): the first event waits ``hook_timeout_s`` and is spooled; the next ones are spooled
     without waiting; nothing is lost once the store is free."""
-    import sqlite3
 
     from cmf_core.openlineage import emit
 
     settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
-    db = tmp_path / "cmf.db"
-    open_store(settings=settings).close()
-    lock = sqlite3.connect(db, isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = stall_store(tmp_path / "cmf.db")
     runs = [str(uuid.uuid4()) for _ in range(5)]
     em = Emitter(settings)
     sends, closes = [], []  # the real store sink, its calls counted
@@ -593,14 +602,11 @@ def test_a_stuck_store_costs_the_next_processes_no_timeout(tmp_path: Path) -> No
     """The first process that finds the store stuck notes it in the spool folder; an emitter
     made meanwhile (as in the next task's process) spools at once and does not replay the spool
     into the stuck store; once the note has expired, the sink is used again."""
-    import sqlite3
 
     from cmf_core.openlineage import emit
 
     settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
-    open_store(settings=settings).close()
-    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = stall_store(tmp_path / "cmf.db")
     try:
         first = Emitter(settings)
         assert first.emit(run_event(str(uuid.uuid4()))) is False  # waited 0.5 s, spooled
@@ -857,12 +863,9 @@ def test_events_spooled_because_another_process_found_the_store_stuck_are_said_o
     kfp.local component, the next Airflow task) spools its events without trying the store:
     that is said once at WARNING, with how the events get recorded, not silently (as it was:
     one INFO line) and not once per event."""
-    import sqlite3
 
     settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
-    open_store(settings=settings).close()
-    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = stall_store(tmp_path / "cmf.db")
     try:
         first = Emitter(settings)  # the process that paid the timeout
         assert first.emit(run_event(str(uuid.uuid4()))) is False
@@ -957,14 +960,11 @@ def test_a_stuck_store_found_by_the_start_up_replay_is_said_once(
     the start-up replay overruns the hook timeout and the task's own events are then spooled
     without waiting. One WARNING says it with what to do, not one for the replay and another
     for the first event skipped."""
-    import sqlite3
 
     caplog.set_level("INFO", logger="cmf")
     settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
-    open_store(settings=settings).close()
     write_spool_file(settings.spool_path, run_event(str(uuid.uuid4())), spool_target(settings))
-    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = stall_store(tmp_path / "cmf.db")
     try:
         em = Emitter(settings)
         em.replay()
@@ -1013,12 +1013,9 @@ def test_spool_status_says_why_events_wait_and_how_to_send_them(tmp_path: Path) 
     """`cmf spool status` after a stuck store: the counts, that every process skips the store
     for now (the back-off note) and until when, since when the oldest waits, what records them,
     and where the reasons of rejected events are."""
-    import sqlite3
 
     settings = load_settings(home=tmp_path, site="a", hook_timeout_s=0.5)
-    open_store(settings=settings).close()
-    lock = sqlite3.connect(tmp_path / "cmf.db", isolation_level=None)
-    lock.execute("BEGIN IMMEDIATE")
+    lock = stall_store(tmp_path / "cmf.db")
     try:
         em = Emitter(settings)
         assert em.emit(run_event(str(uuid.uuid4()))) is False  # waited 0.5 s, spooled

@@ -233,7 +233,6 @@ def test_the_dag_run_hook_never_waits_for_the_store(tmp_path: Path,
     monkeypatch.setenv("CMF_HOOK_TIMEOUT_S", "30")
     settings = load_settings()
     db = Path(os.environ["CMF_HOME"]) / "cmf.db"
-    open_store(f"sqlite:///{db}").close()
     now = dt.datetime.now(dt.UTC)
     runs = [types.SimpleNamespace(dag_id=f"d_sched{i}", run_id="manual__1", run_type="manual",
                                   clear_number=0, logical_date=now, start_date=now,
@@ -243,7 +242,11 @@ def test_the_dag_run_hook_never_waits_for_the_store(tmp_path: Path,
     old = build_dag_run_event(runs[0], "running", None, settings.site, "default")
     (spool / "1-old.json").write_text(jsonutil.dumps(event_to_dict(old)))
     adapter = CmfAdapter()
+    # held before the store exists: opening it, which creates its tables, waits for the lock
+    # (an up-to-date store records to its journal without the lock, so it would not wait)
+    db.parent.mkdir(parents=True, exist_ok=True)
     lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("PRAGMA journal_mode=WAL")
     lock.execute("BEGIN IMMEDIATE")
     try:
         adapter.dag_run(runs[1], "running")

@@ -474,7 +474,6 @@ def test_subflows_do_not_wait_for_a_slow_store(prefect_api: str, tmp_path: Path,
     db = tmp_path / "cmf.db"
     settings = load_settings(store_url=f"sqlite:///{db}", site="edge", home=tmp_path / ".cmf",
                              hook_timeout_s=1.0)
-    open_store(settings=settings).close()
     waits: list[float] = []
     flush = adapter.Recorder.flush
 
@@ -500,7 +499,10 @@ def test_subflows_do_not_wait_for_a_slow_store(prefect_api: str, tmp_path: Path,
         return [child(i) for i in range(n)]
 
     assert auto.install(settings)
+    # the lock is held before the store exists: opening it, which creates its tables, waits (an
+    # up-to-date store records to its journal without the lock, so it would not be slow)
     lock = sqlite3.connect(db, isolation_level=None)
+    lock.execute("PRAGMA journal_mode=WAL")
     lock.execute("BEGIN IMMEDIATE")
     try:
         assert nesting() == [0, 1, 2]
