@@ -956,11 +956,12 @@ class SqlStore(Store):
             self.apply_journal(self.read_wait_s)
 
     def set_state(self, key: str, value: str) -> None:
-        with self.engine.begin() as c:
-            t = schema.state
-            updated = c.execute(t.update().where(t.c.key == key).values(value=value)).rowcount
-            if not updated:
-                c.execute(t.insert().values(key=key, value=value))
+        # through the writer connection (``_write_transaction``), as every write: a wait for
+        # another process's write lock is said, and one that runs out is a clear StoreError
+        sql = self._q('INSERT INTO cmf_state ("key", value) VALUES (?, ?) '
+                      'ON CONFLICT ("key") DO UPDATE SET value = excluded.value')
+        with self._lock:
+            self._write_transaction(lambda cur: cur.execute(sql, (key, value)))
 
     def get_state(self, key: str) -> str | None:
         with self.engine.connect() as c:
@@ -982,13 +983,11 @@ class SqlStore(Store):
 
         body = _J({"kind": kind, "record_id": record_id, "site": site, "detail": detail})
         cid = hashlib.sha256(body.encode()).hexdigest()
-        with self.engine.begin() as c:
-            exists = c.execute(sa.select(schema.conflicts.c.id).where(schema.conflicts.c.id == cid)
-                               ).first()
-            if not exists:
-                c.execute(schema.conflicts.insert().values(
-                    id=cid, kind=kind, record_id=record_id, site=site, detail=_J(detail),
-                    detected_at=migrations.now()))
+        sql = self._q("INSERT INTO conflicts (id, kind, record_id, site, detail, detected_at) "
+                      "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT DO NOTHING")  # noted once
+        row = (cid, kind, record_id, site, _J(detail), migrations.now())
+        with self._lock:  # the writer connection, as set_state
+            self._write_transaction(lambda cur: cur.execute(sql, row))
 
     def list_conflicts(self) -> list[dict[str, Any]]:
         with self.engine.connect() as c:

@@ -134,3 +134,72 @@ def test_serve_read_answers_503_after_its_short_wait(db: Path, monkeypatch: pyte
                 "than this process waits (0.2 s); try again once it is released")
     finally:
         store.close()
+
+
+def test_state_and_conflict_writes_say_their_wait_and_fail_clearly(
+        db: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # federation merge and peer sync note high-water marks, peers and conflicts with these:
+    # they wait for the write lock as every write does (said, then a clear StoreError)
+    store = open_store(f"sqlite:///{db}", site="a")
+    try:
+        with held_write_lock(db) as pid, caplog.at_level(logging.INFO, logger="cmf"):
+            for write in (lambda: store.set_state("federation:k", "v"),
+                          lambda: store.record_conflict("artifact", "x", "b", {"uri": "u"})):
+                with pytest.raises(StoreError) as err:
+                    write()
+                assert str(err.value).startswith(f"the store {db} is locked: process {pid} "
+                                                 "holds its write lock")
+        waits = [r for r in caplog.records if "waiting for the store" in r.getMessage()]
+        assert [r.levelno for r in waits] == [logging.WARNING]  # said once
+        assert f"waiting for the store {db}: process {pid} holds its write lock" \
+            in waits[0].getMessage()
+        assert store.get_state("federation:k") is None and store.list_conflicts() == []
+        # released: both write, a state is replaced and a conflict noted once
+        for value in ("v", "w"):
+            store.set_state("federation:k", value)
+            store.record_conflict("artifact", "x", "b", {"uri": "u"})
+        assert store.get_state("federation:k") == "w"
+        assert [(c["kind"], c["record_id"], c["site"], c["detail"])
+                for c in store.list_conflicts()] == [("artifact", "x", "b", {"uri": "u"})]
+    finally:
+        store.close()
+
+
+def test_cli_import_says_it_waits_and_fails_clearly_writing_nothing(tmp_path: Path,
+                                                                    db: Path) -> None:
+    from cmf_core.federation.export import Selector, export_bundle
+    from cmf_core.federation.merge import import_bundle
+
+    origin = open_store(f"sqlite:///{tmp_path / 'origin.db'}", site="o")
+    store = open_store(f"sqlite:///{db}", site="a")
+    try:
+        origin.put([Pipeline(name="p", site="o")])
+        import_bundle(store, export_bundle(origin, Selector()))
+        state = store.states("federation:")
+        assert state  # its high-water mark and version vector
+        # the changes since: nothing new, so the import's only write is the federation state
+        bundle = tmp_path / "changes.jsonl"
+        bundle.write_bytes(b"".join(export_bundle(origin, Selector(since_seq=origin.max_seq()))))
+    finally:
+        origin.close()
+        store.close()
+    code = ("import sys\n"
+            "import cmf_core.store.bulk as bulk, cmf_core.store.sqlite as s\n"
+            "bulk.BUSY_TIMEOUT_MS = 500; s.LOCK_NOTICE_S = 0.05\n"
+            "from cmf_core.script import main\n"
+            f"sys.argv = ['cmf', 'import', {str(bundle)!r}, '--store', 'sqlite:///{db}']\n"
+            "main()\n")
+    with held_write_lock(db) as pid:
+        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)}, timeout=60)
+    assert done.returncode == 1, done
+    assert done.stdout == ""
+    lines = done.stderr.splitlines()
+    assert len(lines) == 2, done.stderr  # one notice, one error: no traceback
+    assert lines[0].startswith(f"waiting for the store {db}: process {pid} holds its write lock")
+    assert lines[1].startswith(f"Error: the store {db} is locked: process {pid} holds")
+    store = open_store(f"sqlite:///{db}", site="a")
+    try:
+        assert store.states("federation:") == state  # nothing half-written
+    finally:
+        store.close()
