@@ -10,11 +10,11 @@ import typer
 
 from cmf_core.cli.common import JsonOpt, StoreOpt, get_store, print_json, table
 
-store_app = typer.Typer(help="The store itself: back it up, find the rows a peer would refuse, "
-                             "repair them.", no_args_is_help=True)
-
 
 def register(app: typer.Typer) -> None:
+    # a group of its own per app (see sync_cmds.register)
+    store_app = typer.Typer(help="The store itself: back it up, find the rows a peer would "
+                                 "refuse, repair them.", no_args_is_help=True)
     store_app.command("check")(check)
     store_app.command("repair")(repair)
     store_app.command("backup")(backup)

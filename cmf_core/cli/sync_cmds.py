@@ -14,14 +14,14 @@ from cmf_core.errors import InvalidInputError
 if TYPE_CHECKING:
     from cmf_core.federation.peer import Transfer
 
-artifact_app = typer.Typer(help="Artifact bytes: fetch them from the site that holds them.",
-                           no_args_is_help=True)
-
-
 def register(app: typer.Typer) -> None:
     app.command("sync")(sync)
     app.command("peers")(peers)
     app.command("conflicts")(conflicts)
+    # a group of its own per app: one shared by every app registered (tests register their
+    # own) collected a `fetch` per registration, and the last, not made a CmfCommand, won
+    artifact_app = typer.Typer(help="Artifact bytes: fetch them from the site that holds them.",
+                               no_args_is_help=True)
     artifact_app.command("fetch")(fetch)
     app.add_typer(artifact_app, name="artifact")
 

@@ -1447,3 +1447,22 @@ def test_json_listings_say_on_stderr_when_cut_or_filtered_by_an_unknown_name(
                                       "next ones, --limit how many.\n")
     rows, err = run("executions")  # all of them: nothing to say
     assert len(rows) == 2 and err == ""
+
+
+def test_registering_the_commands_in_another_app_leaves_cmfs_help_as_it_was() -> None:
+    """Tests register commands into apps of their own (sync_cmds.register, as cmf does): the
+    `artifact` and `store` groups were module-wide, so each registration added another
+    `fetch` / `check` ... to the `cmf` app's groups too, and the last one, not made a
+    CmfCommand, printed `--force <bool>` in the help (docs/cli.md then differed in CI)."""
+    import typer
+
+    from cmf_core.cli import check_cmds, sync_cmds
+
+    cases = (["artifact", "fetch", "--help"], ["store", "backup", "--help"])
+    before = [invoke(*args) for args in cases]
+    other = typer.Typer()
+    sync_cmds.register(other)
+    check_cmds.register(other)
+    after = [invoke(*args) for args in cases]
+    assert after == before
+    assert all("<bool>" not in text for text in after)
