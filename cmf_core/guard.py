@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import functools
 import logging
+import math
 import os
 import threading
+import time
 import weakref
 from collections import Counter
 from collections.abc import Callable
@@ -42,6 +44,33 @@ def report(where: str, exc: BaseException, outcome: str = "") -> None:
     log.warning("cmf: %s failed (%s: %s). This has no impact on the task itself%s.", where,
                 type(exc).__name__, exc, f"; {outcome}" if outcome else "")
     log.debug("cmf: %s traceback", where, exc_info=exc)
+
+
+class Repeats:
+    """The problem last said at WARNING, per kind: the same again is a repeat, to be counted
+    and logged at DEBUG rather than flood a log (once per event, per request), until it is
+    forgotten (the problem went away) or ``again_after_s`` passed since it was said."""
+
+    def __init__(self, again_after_s: float = math.inf) -> None:
+        self.again_after_s = again_after_s
+        self._said: dict[str, tuple[str, float]] = {}
+        self._lock = threading.Lock()
+
+    def seen(self, kind: str, text: str = "") -> bool:
+        """Whether ``text`` repeats what was last said for ``kind``; if not, it is now that."""
+        now = time.monotonic()
+        with self._lock:
+            last = self._said.get(kind)
+            if last is not None and last[0] == text and now - last[1] < self.again_after_s:
+                return True
+            self._said[kind] = (text, now)
+            return False
+
+    def forget(self, *kinds: str) -> None:
+        """The problems of ``kinds`` went away: the next one is said again."""
+        with self._lock:
+            for kind in kinds:
+                self._said.pop(kind, None)
 
 
 def never_raise(where: str, default: Any = None) -> Callable[[Callable[..., T]], Callable[..., T]]:

@@ -735,13 +735,13 @@ class Cmf:
 
     def _replay_spool(self) -> None:
         """Record what earlier runs spooled for this store when it failed them (bounded)."""
-        from cmf_core.openlineage.emit import own_keys, replay_spool, spool_target
+        from cmf_core.openlineage.emit import own_keys, replay_spool, spool_file_key, spool_target
 
         try:
             settings = self._spool_settings()
             folder = Path(settings.spool_path)
             keys = own_keys(folder, spool_target(settings))
-            if any(p.name.split(".")[-2] in keys for p in folder.glob("*.*.json")):
+            if any(spool_file_key(p) in keys for p in folder.glob("*.*.json")):
                 replay_spool(settings)  # up to 100 events, within CMF_HOOK_TIMEOUT_S
         except Exception as e:
             report("replaying the spool", e)

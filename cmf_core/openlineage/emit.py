@@ -38,7 +38,7 @@ from typing import Any, ClassVar
 from cmf_core import jsonutil
 from cmf_core.config import Settings, load_settings
 from cmf_core.errors import InvalidEventError, InvalidInputError
-from cmf_core.guard import FAILURES, Timeout, report, run_bounded
+from cmf_core.guard import FAILURES, Repeats, Timeout, report, run_bounded
 from cmf_core.identity import check_uuid
 from cmf_core.task_values import hide_password, sensitive
 
@@ -141,6 +141,13 @@ def _canonical_server(url: str) -> str:
 def target_key(target: str) -> str:
     """The short key of ``target`` that its spool files carry: ``<time>-<digest>.<key>.json``."""
     return hashlib.sha256(target.encode("utf-8", "backslashreplace")).hexdigest()[:12]
+
+
+def spool_file_key(path: Path) -> str:
+    """The target key a spool file's name carries (``<time>-<digest>.<key>.json``); ``""``
+    for a file written before spool files named their target (``<name>.json``)."""
+    parts = path.name.split(".")
+    return parts[-2] if len(parts) > 2 else ""
 
 
 def own_keys(spool_dir: Path, target: str) -> set[str]:
@@ -288,14 +295,12 @@ class Emitter:
         self.spooled = 0
         self._kept_since_replay = False  # spooled here since the last replay
         # a WARNING said that this emitter spools and how the events get recorded (once until
-        # the sink takes an event again), and the last sink failure it reported
+        # the sink takes an event again)
         self._told = False
-        self._last_failure = ""
-        # the sink failure said at WARNING for an event that could not be spooled either, and
-        # the spooling failure said at WARNING: the same again is logged at DEBUG (a read-only
-        # home in a container fails every event the same way)
-        self._told_lost = ""
-        self._spool_failure = ""
+        # the failures said at WARNING, the same again logged at DEBUG: the sink's for an event
+        # spooled ("sink") or one that could not be spooled either ("lost"), and the spool's
+        # ("spool": a read-only home in a container fails every event the same way)
+        self._repeats = Repeats()
         # monotonic time until which events skip the sink (see emit): this emitter's own overrun
         # (``overran_until``, which ``close`` heeds) or another process's recent one (its note)
         self.overran_until = 0.0
@@ -355,8 +360,7 @@ class Emitter:
                         f"recording to the {self.sink.kind} sink")
             self.sent += 1
             self._told = False
-            self._last_failure = ""
-            self._told_lost = ""
+            self._repeats.forget("sink", "lost")
             self._works()
             if ahead is not None:
                 ahead.unlink(missing_ok=True)
@@ -380,33 +384,25 @@ class Emitter:
         except Exception as e:
             kept = self._keep(data, ahead)
             where = f"recording to the {self.sink.kind} sink"
-            failure = f"{type(e).__name__}: {e}"
-            if kept is None and failure == self._told_lost:  # lost the same way as said before
-                FAILURES[where] += 1
-                log.debug("cmf: %s failed again (%s)", where, failure)
-                return False
-            if kept is not None and self._said_before(where, e):
+            if self._said_before("sink" if kept else "lost", where, e):
                 return False
             self._told = self._told or kept is not None
-            if kept is None:
-                self._told_lost = failure
             report(where, e, f"the event is spooled for retry; {self._how_sent()} (this failure "
                              "again is logged at DEBUG)" if kept else "")
             return False
 
-    def _said_before(self, where: str, e: Exception) -> bool:
-        """Whether the sink failed so before (said at WARNING then, with what to do) and has
-        taken no event since: then the failure is only counted and logged at DEBUG, as one
-        message per event (at INFO, the level Airflow and KFP executors log at) floods the
-        log of a long run while a server is down. Else it becomes the failure last said."""
+    def _said_before(self, kind: str, where: str, e: Exception) -> bool:
+        """Whether ``e`` failed ``where`` as the failure of ``kind`` last said at WARNING (with
+        what to do), the sink having taken no event since: then it is only counted and logged
+        at DEBUG, as one message per event (at INFO, the level Airflow and KFP executors log
+        at) floods the log of a long run while a server is down. Else it is the one said."""
         failure = f"{type(e).__name__}: {e}"
-        if self._told and failure == self._last_failure:
-            FAILURES[where] += 1
-            log.debug("cmf: %s failed again (%s); the event is spooled for retry", where,
-                      failure)
-            return True
-        self._last_failure = failure
-        return False
+        if not self._repeats.seen(kind, failure):
+            return False
+        FAILURES[where] += 1
+        log.debug("cmf: %s failed again (%s)%s", where, failure,
+                  "; the event is spooled for retry" if kind == "sink" else "")
+        return True
 
     def _how_sent(self) -> str:
         """How the events this emitter spools get recorded, for its messages."""
@@ -496,16 +492,11 @@ class Emitter:
         try:
             path = write_spool_file(folder, data, self.target)
             self.spooled += 1
-            self._spool_failure = ""
+            self._repeats.forget("spool")
             return path
         except Exception as e:  # last resort: the event goes to the log so it is not lost
-            failure = f"{type(e).__name__}: {e}"
-            again = failure == self._spool_failure
-            self._spool_failure = failure
-            if again:  # said at WARNING for an event before: one message per event would flood
-                FAILURES["spooling an event"] += 1
-                log.debug("cmf: spooling an event failed again (%s)", failure)
-            else:
+            # said at WARNING for the first event only: one message per event would flood
+            if not self._said_before("spool", "spooling an event", e):
                 report("spooling an event", e, (
                     "events this process cannot record are not kept: set CMF_SPOOL_DIR (or "
                     "CMF_HOME) to a writable folder; each is logged as 'cmf: unspooled event' "
@@ -549,13 +540,12 @@ class Emitter:
         if not self.spool_dir.is_dir():
             return []
         if from_target is None:
-            keys = own_keys(self.spool_dir, self.target)
+            keys = own_keys(self.spool_dir, self.target) | {""}  # "": files naming no target
             return sorted(p for p in self.spool_dir.glob("*.json")
-                          if (p.name.count(".") == 1 or p.name.split(".")[-2] in keys)
-                          and p.is_file())
+                          if spool_file_key(p) in keys and p.is_file())
         keys = self._keys_of(from_target)
         return sorted(p for p in self.spool_dir.glob("*.*.json")
-                      if p.name.split(".")[-2] in keys and p.is_file())
+                      if spool_file_key(p) in keys and p.is_file())
 
     def _keys_of(self, target: str) -> set[str]:
         """The keys of a target given as its key, or as its URL (as ``cmf spool status`` shows
@@ -577,8 +567,7 @@ class Emitter:
         """Whether events were ever spooled here for ``target`` (its URL or key)."""
         keys = self._keys_of(target)
         return not keys.isdisjoint(self.spool_targets()) or any(
-            folder.is_dir() and any(p.name.split(".")[-2] in keys
-                                    for p in folder.glob("*.*.json"))
+            folder.is_dir() and any(spool_file_key(p) in keys for p in folder.glob("*.*.json"))
             for folder in (self.spool_dir, self.spool_dir / "rejected"))
 
     def retry_spool(self, limit: int | None = None, from_target: str | None = None,
@@ -619,7 +608,8 @@ class Emitter:
             stop = outcome == "stop"
         if sent and from_target is None:
             self._works()
-            self._told, self._last_failure = False, ""  # the sink works: a new outage is said
+            self._told = False  # the sink works: a new outage is said
+            self._repeats.forget("sink")
         return sent, len(self.spooled_files(from_target))
 
     def _replay_one(self, path: Path, f: Any) -> str:
@@ -642,7 +632,7 @@ class Emitter:
             self._reject(path, e)
             return "kept"
         except Exception as e:  # the sink's own failure: said once, as for an event sent
-            if not self._said_before("replaying a spooled event", e):
+            if not self._said_before("sink", "replaying a spooled event", e):
                 self._told = True
                 report("replaying a spooled event", e, "it and the rest stay spooled for "
                        f"retry; {self._how_sent()} (this failure again is logged at DEBUG)")
@@ -660,8 +650,7 @@ class Emitter:
         counts: dict[tuple[str, str], list[int]] = {}
         for i, folder in enumerate((self.spool_dir, self.spool_dir / "rejected")):
             for p in folder.glob("*.json") if folder.is_dir() else ():
-                parts = p.name.split(".")
-                key = parts[-2] if len(parts) > 2 else ""
+                key = spool_file_key(p)
                 if key in own:
                     target, key = self.target, self.key
                 else:
@@ -675,8 +664,7 @@ class Emitter:
         if not folder.is_dir():
             return []
         keys = own_keys(self.spool_dir, self.target)
-        return sorted(p for p in folder.glob("*.json")
-                      if p.name.count(".") > 1 and p.name.split(".")[-2] in keys)
+        return sorted(p for p in folder.glob("*.json") if spool_file_key(p) in keys)
 
     def _reject(self, path: Path, error: Exception) -> None:
         """Move spool file ``path`` to ``rejected/``, with the reason in ``<name>.reason``."""

@@ -12,8 +12,6 @@ answers 500 and logs the traceback.
 from __future__ import annotations
 
 import logging
-import threading
-import time
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -31,6 +29,7 @@ from cmf_core.errors import (
     NotFoundError,
     StoreError,
 )
+from cmf_core.guard import Repeats
 
 
 class PayloadTooLargeError(InvalidInputError):
@@ -80,8 +79,7 @@ log = logging.getLogger("cmf")
 
 #: how long the same server-side error goes unrepeated in the server's log
 SAY_AGAIN_AFTER_S = 600.0
-_said: dict[str, Any] = {"message": "", "at": 0.0}
-_said_lock = threading.Lock()
+_said = Repeats(SAY_AGAIN_AFTER_S)
 
 
 def note_server_error(exc: CmfError) -> None:
@@ -92,12 +90,7 @@ def note_server_error(exc: CmfError) -> None:
     if status_for(exc) < 500:
         return
     text = f"{type(exc).__name__}: {exc}"
-    now = time.monotonic()
-    with _said_lock:
-        repeat = text == _said["message"] and now - _said["at"] < SAY_AGAIN_AFTER_S
-        if not repeat:
-            _said.update(message=text, at=now)
-    if repeat:
+    if _said.seen("5xx", text):
         log.debug("cmf serve: answered %d again (%s)", status_for(exc), text)
     else:
         log.warning("cmf serve: answering %d to requests (%s); repeats of this error are logged "

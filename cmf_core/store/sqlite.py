@@ -23,13 +23,13 @@ import logging
 import os
 import shutil
 import sqlite3
-import time
 from pathlib import Path
 from typing import Any, ClassVar
 
 import sqlalchemy as sa
 
 from cmf_core.errors import StoreError
+from cmf_core.guard import Repeats
 from cmf_core.store import bulk
 from cmf_core.store.bulk import connect, no_store, prepare
 from cmf_core.store.journal import JournalWriter, check_locking, journal_dir
@@ -52,7 +52,6 @@ class SqliteStore(SqlStore):
     # SQLite's default order already puts NULLs first (and NULLS clauses need SQLite 3.30)
     event_order: ClassVar[tuple[str, str]] = ("ASC", "DESC")
     journaled: ClassVar[bool] = True
-    _lock_said: float | None = None  # when the last lock-wait notice was said at WARNING
 
     def __init__(self, url: str, site: str, durability: str = "normal",
                  create: bool = True) -> None:
@@ -72,6 +71,7 @@ class SqliteStore(SqlStore):
             raise StoreError(f"cannot create the folder {self.path.parent} for the store: "
                              f"{why_no_folder(self.path.parent, e)}; {WRITABLE_HINT}") from None
         check_locking(journal_dir(self.path))  # a file system without flock: said now
+        self._lock_notices = Repeats(LOCK_NOTICE_AGAIN_S)  # a wait for the lock, said once
         self.synchronous = {"normal": "NORMAL", "full": "FULL"}[durability]
         engine = sa.create_engine(f"sqlite:///{self.path}")
         sa.event.listen(engine, "connect", self._on_connect)
@@ -125,7 +125,7 @@ class SqliteStore(SqlStore):
     def _begin(self, cur: Any) -> None:
         """``BEGIN IMMEDIATE``: wait for the write lock at most ``_wait_s`` (the busy timeout),
         saying so once the wait passes ``LOCK_NOTICE_S`` instead of blocking without a word."""
-        total = bulk.BUSY_TIMEOUT_MS / 1000 if self._wait_s is None else self._wait_s
+        total = self._wait_limit()
         first = min(total, LOCK_NOTICE_S)
         conn = cur.connection
         conn.execute(f"PRAGMA busy_timeout = {int(first * 1000)}")
@@ -139,11 +139,13 @@ class SqliteStore(SqlStore):
         conn.execute(f"PRAGMA busy_timeout = {int((total - first) * 1000)}")
         cur.execute("BEGIN IMMEDIATE")
 
+    def _wait_limit(self) -> float:
+        """How long the write under way waits for the lock, in seconds (``_wait_s``, else the
+        busy timeout)."""
+        return bulk.BUSY_TIMEOUT_MS / 1000 if self._wait_s is None else self._wait_s
+
     def _say_waiting(self, waited: float, more: float) -> None:
-        now = time.monotonic()
-        again = self._lock_said is not None and now - self._lock_said < LOCK_NOTICE_AGAIN_S
-        if not again:
-            self._lock_said = now
+        again = self._lock_notices.seen("wait")
         logging.getLogger("cmf").log(
             logging.DEBUG if again else logging.WARNING,
             "waiting for the store %s: %s its write lock (waited %g s, waiting up to %g s more)",
@@ -168,9 +170,9 @@ class SqliteStore(SqlStore):
             return StoreError(f"the CMF store {self.path} is damaged ({text}); restore it from "
                               "a backup, or try `sqlite3 FILE .recover`")
         if "database is locked" in text:
-            wait = bulk.BUSY_TIMEOUT_MS / 1000 if self._wait_s is None else self._wait_s
             return StoreError(f"the store {self.path} is locked: {_holder_text(self.path)} its "
-                              f"write lock for longer than this process waits ({wait:g} s); "
+                              f"write lock for longer than this process waits "
+                              f"({self._wait_limit():g} s); "
                               "try again once it is released")
         if "unable to open" in text or "readonly" in text:
             return StoreError(f"cannot write the store at {self.path}: {text}; "
