@@ -99,9 +99,10 @@ def _spooled_at(path: Path) -> float:
 
 
 def _clock(when: float) -> str:
-    import datetime
+    """``when`` in UTC, labelled, as the rest of the CLI writes times."""
+    from cmf_core.model._display import utc
 
-    return datetime.datetime.fromtimestamp(when).astimezone().isoformat(" ", "seconds")
+    return utc(when)
 
 
 @spool_app.command("retry")

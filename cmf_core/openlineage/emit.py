@@ -351,7 +351,7 @@ class Emitter:
                     "process), so this process's events are spooled without waiting until %s. "
                     "This has no impact on the task itself; %s.", self.sink.kind,
                     self.settings.hook_timeout_s,
-                    time.strftime("%H:%M:%S", time.localtime(
+                    time.strftime("%H:%M:%S UTC", time.gmtime(
                         time.time() + self.stuck_until - time.monotonic())),
                     self._how_sent())
             return False

@@ -6,6 +6,7 @@ import http.server
 import json
 import logging
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -882,6 +883,7 @@ def test_events_spooled_because_another_process_found_the_store_stuck_are_said_o
     assert len(said) == 1, said
     assert "spooled without waiting" in said[0] and "cmf spool retry" in said[0]
     assert str(settings.spool_path) in said[0] and "no impact on the task" in said[0]
+    assert re.search(r"without waiting until \d\d:\d\d:\d\d UTC\.", said[0]), said[0]
     assert _said_at_info_or_above(caplog) == said  # not first at INFO as the emitter is made
     assert len(later.spooled_files()) == 3
 
@@ -1031,6 +1033,9 @@ def test_spool_status_says_why_events_wait_and_how_to_send_them(tmp_path: Path) 
     assert lines[0].startswith("2 event(s) waiting, 1 rejected")
     assert "The store overran the hook timeout moments ago: until " in result.output
     assert "The oldest waits since " in result.output and "`cmf spool retry`" in result.output
+    stamp = r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d UTC"  # labelled UTC, as the rest of the CLI
+    assert re.search(f"moments ago: until {stamp} every", result.output), result.output
+    assert re.search(f"The oldest waits since {stamp};", result.output), result.output
     assert f"{tmp_path / 'spool' / 'rejected'}/<name>.reason" in result.output
     # the same for a script or a CI job: --json (times in Unix seconds, as every --json)
     result = CliRunner().invoke(app, ["spool", "status", "--json"], env=env)
