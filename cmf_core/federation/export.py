@@ -59,6 +59,9 @@ class Selector:
                                     "(since/until), not both")
         if self.since_seq < 0:
             raise InvalidInputError(f"since seq {self.since_seq} must be >= 0")
+        if self.since_seq and not self.is_changes:  # it would be ignored: say so
+            raise InvalidInputError("a seq (changes since it) does not combine with a time "
+                                    "window (since/until) or an artifact closure: choose one")
         if self.pipelines is not None:
             object.__setattr__(self, "pipelines", tuple(sorted(set(self.pipelines))))
 

@@ -587,6 +587,20 @@ def test_export_until_a_time(store_url: str, tmp_path: Path) -> None:
                 if json.loads(line).get("kind") == "execution"]
 
 
+def test_export_refuses_a_seq_with_a_window_or_an_artifact(
+        store_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--since-seq selects changes; with --since/--until or --artifact it was silently
+    ignored, so the bundle held more than was asked for. It is refused, naming both, and no
+    file is written."""
+    out = tmp_path / "b.jsonl"
+    for extra in (["--since", "2000-01-01"], ["--until", "2999-01-01"],
+                  ["--artifact", "model.pkl"]):
+        said = fails(capsys, "export", str(out), "--since-seq", "3", *extra,
+                     "--store", store_url)
+        assert "seq" in said and "time window" in said and "artifact closure" in said, said
+        assert not out.exists()
+
+
 def test_command_listing_summaries_are_reflowed() -> None:
     """`cmf --help` lists each command with its docstring's first paragraph as one reflowed
     text (typer's rich mode kept the docstring's own line breaks: ragged lines)."""
