@@ -233,3 +233,62 @@ def constructs():
 
 constructs()
 '''
+
+SETUP_TEARDOWN = """
+from airflow.sdk import dag, setup, task, teardown
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def roles():
+    @setup
+    def make_cluster() -> str:
+        return "c1"
+
+    @task
+    def train(cluster: str) -> None:
+        raise ValueError("diverged")
+
+    @teardown
+    def drop_cluster(cluster: str) -> str:
+        return "dropped"
+
+    @task
+    def open_db() -> None:
+        pass
+
+    @task
+    def close_db() -> None:
+        pass
+
+    cluster = make_cluster()
+    train(cluster) >> drop_cluster(cluster)
+    db = open_db().as_setup()
+    db >> close_db().as_teardown(setups=db, on_failure_fail_dagrun=True)
+
+
+roles()
+"""
+
+TEARDOWN_FAILS = """
+from airflow.sdk import dag, setup, task, teardown
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def teardown_fails():
+    @setup
+    def make_cluster() -> None:
+        pass
+
+    @task
+    def train() -> None:
+        pass
+
+    @teardown
+    def drop_cluster() -> None:
+        raise RuntimeError("cluster busy")
+
+    make_cluster() >> train() >> drop_cluster()
+
+
+teardown_fails()
+"""
