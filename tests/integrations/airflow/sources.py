@@ -292,3 +292,27 @@ def teardown_fails():
 
 teardown_fails()
 """
+
+ALIAS_INLETS = """
+from airflow.sdk import Asset, AssetAlias, dag, task
+
+PARTS = AssetAlias("{dag_id}_parts")
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def alias_inlets():
+    @task(outlets=[PARTS])
+    def write(part: int, *, outlet_events=None, ts_nodash=None) -> None:
+        # each run writes new objects, known only at run time; part 0 is versioned
+        asset = Asset(f"s3://lake/{dag_id}/{ts_nodash}/part{part}.csv")
+        outlet_events[PARTS].add(asset, extra={"etag": f"e{part}"} if part == 0 else {})
+
+    @task(inlets=[PARTS])
+    def read() -> None:
+        pass
+
+    write.expand(part=[0, 1]) >> read()
+
+
+alias_inlets()
+"""
