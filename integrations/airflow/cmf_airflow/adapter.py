@@ -14,9 +14,11 @@ the two views join:
   argument name), and on the terminal event ``cmf_energy`` (measured in the task's own process
   from START to the end), ``cmf_metrics`` (logged with :mod:`cmf_airflow.decorators`) and
   ``errorMessage``.
-* inputs (inlets) on both events, outputs on the terminal one: outlets and assets attached
-  to aliases of a try that succeeded (Airflow emits no asset event for another), logged
-  artifacts of any try; see :mod:`cmf_airflow.datasets` for their identity.
+* inputs (inlets; for an ``AssetAlias`` inlet the assets it points at when the try starts,
+  :func:`~cmf_airflow.datasets.alias_inputs`) on both events, outputs on the terminal one:
+  outlets and assets attached to aliases of a try that succeeded (Airflow emits no asset event
+  for another), logged artifacts of any try; see :mod:`cmf_airflow.datasets` for their
+  identity.
 
 START is recorded by one background worker thread per process (:class:`Background`), so
 recording overlaps the task's own work; the terminal event waits for it (bounded) and is
@@ -50,6 +52,7 @@ from cmf_airflow import conf
 from cmf_airflow.dagrun import build_dag_run_event, error_facet, failed_tasks, failure_message
 from cmf_airflow.datasets import (
     DatasetRef,
+    alias_inputs,
     digests,
     event_extras,
     identify,
@@ -269,10 +272,14 @@ class CmfAdapter:
             # Airflow calls this hook once the templates are rendered: the values the task uses
             params={**dag_params(context), **task_params(task)},
         )
-        if run.mode == "listener" and inlets:  # the versions the latest asset events give
+        # the versions the latest asset events give; the assets aliases point at
+        if run.mode == "listener" and inlets:
             extras = inlet_extras(inlets, context)
             run.inputs = [with_event_extra(r, extras.get((r.namespace, r.name)))
                           for r in run.inputs]
+            seen = {(r.namespace, r.name) for r in run.inputs}
+            run.inputs += [r for r in alias_inputs(inlets, context)
+                           if (r.namespace, r.name) not in seen]
         if snap.xcom_summary and getattr(task, "do_xcom_push", False):
             run.watch_return_value(task)
         if settings.energy:

@@ -16,6 +16,9 @@ Any URI scheme is accepted and named as :mod:`cmf_core.openlineage.naming` says
   :func:`cmf_core.identity.remote_digest`);
 * anything else: no digest here; ingest identifies it by its URI (an *unversioned* artifact).
 
+An ``AssetAlias`` inlet is the assets its latest writers attached to it (:func:`alias_inputs`),
+identified as above by the ``extra`` of their events.
+
 The artifact type is ``Dataset`` unless the asset's extra says ``{"cmf_type": "Model"}``.
 Digests of unchanged files are cached per process (:mod:`cmf_core.openlineage.local`: by each
 file's inode, size, modification and status change times), so a file written by one task and
@@ -150,6 +153,55 @@ def inlet_extras(inlets: Iterable[Any], context: Any) -> dict[tuple[str, str], d
         if isinstance(extra, dict) and extra:
             out[(ref.namespace, ref.name)] = extra
     return out
+
+
+ALIAS_EVENTS = 100
+"""The latest asset events of an ``AssetAlias`` inlet read at most (in one request)."""
+
+
+def alias_inputs(inlets: Iterable[Any], context: Any) -> list[DatasetRef]:
+    """The assets each ``AssetAlias`` inlet points at when the try starts: those the alias's
+    latest asset event and the other events of the same DAG run attached to it (a run's
+    writers, mapped instances included), each at the version its latest event there gives
+    (the asset's ``extra``, then the event's), so the input is the artifact the writer
+    recorded as its output. An event of no DAG run (posted through the API) stands alone.
+    One request per alias (its :data:`ALIAS_EVENTS` latest events); an alias whose events
+    cannot be read, or that has none, gives nothing."""
+    accessors = context.get("inlet_events") if context is not None else None
+    found: list[DatasetRef] = []
+    if accessors is None:
+        return found
+    for obj in inlets or ():
+        if type(obj).__name__ != "AssetAlias":
+            continue
+        try:
+            events = accessors[obj]
+            if not (hasattr(events, "ascending") and hasattr(events, "limit")):
+                continue  # would read every event of the alias
+            latest = list(events.ascending(False).limit(ALIAS_EVENTS))
+        except Exception:
+            continue
+        found += _alias_refs(latest)
+    return _unique(found)
+
+
+def _alias_refs(latest: list[Any]) -> list[DatasetRef]:
+    """The refs of the events (newest first) of the newest event's DAG run, one per asset
+    (its newest event)."""
+    def source(event: Any) -> tuple[Any, Any]:
+        return getattr(event, "source_dag_id", None), getattr(event, "source_run_id", None)
+
+    run = source(latest[0]) if latest else (None, None)
+    chosen = latest[:1] if not all(run) else [e for e in latest if source(e) == run]
+    out: list[DatasetRef] = []
+    for event in chosen:
+        asset = getattr(event, "asset", None)
+        ref = ref_from_object(asset) if asset is not None else None
+        if ref is not None:
+            extra = {**(getattr(asset, "extra", None) or {}), **(getattr(event, "extra", None)
+                                                                  or {})}
+            out.append(with_event_extra(ref, extra))
+    return _unique(out)  # the first, the newest event, of each asset
 
 
 def with_event_extra(ref: DatasetRef, extra: dict[str, Any] | None) -> DatasetRef:

@@ -41,7 +41,21 @@ def airflow_properties(ti: Any, task: Any) -> dict[str, Any]:
     owner = getattr(task, "owner", None)
     if owner:
         props["owner"] = str(owner)
+    props.update(task_role(task))
     return {"airflow": props}
+
+
+def task_role(task: Any) -> dict[str, Any]:
+    """``{"role": "setup"}`` for a setup task, ``{"role": "teardown", "on_failure_fail_dagrun":
+    bool}`` for a teardown (``@setup``/``@teardown``, ``.as_setup()``/``.as_teardown()``), whose
+    failure fails its DAG run only with ``on_failure_fail_dagrun=True``; nothing for any other
+    task."""
+    if getattr(task, "is_setup", False) is True:
+        return {"role": "setup"}
+    if getattr(task, "is_teardown", False) is True:
+        return {"role": "teardown",
+                "on_failure_fail_dagrun": getattr(task, "on_failure_fail_dagrun", False) is True}
+    return {}
 
 
 def run_url(ti: Any, base_url: str | None) -> dict[str, Any]:

@@ -233,3 +233,86 @@ def constructs():
 
 constructs()
 '''
+
+SETUP_TEARDOWN = """
+from airflow.sdk import dag, setup, task, teardown
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def roles():
+    @setup
+    def make_cluster() -> str:
+        return "c1"
+
+    @task
+    def train(cluster: str) -> None:
+        raise ValueError("diverged")
+
+    @teardown
+    def drop_cluster(cluster: str) -> str:
+        return "dropped"
+
+    @task
+    def open_db() -> None:
+        pass
+
+    @task
+    def close_db() -> None:
+        pass
+
+    cluster = make_cluster()
+    train(cluster) >> drop_cluster(cluster)
+    db = open_db().as_setup()
+    db >> close_db().as_teardown(setups=db, on_failure_fail_dagrun=True)
+
+
+roles()
+"""
+
+TEARDOWN_FAILS = """
+from airflow.sdk import dag, setup, task, teardown
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def teardown_fails():
+    @setup
+    def make_cluster() -> None:
+        pass
+
+    @task
+    def train() -> None:
+        pass
+
+    @teardown
+    def drop_cluster() -> None:
+        raise RuntimeError("cluster busy")
+
+    make_cluster() >> train() >> drop_cluster()
+
+
+teardown_fails()
+"""
+
+ALIAS_INLETS = """
+from airflow.sdk import Asset, AssetAlias, dag, task
+
+PARTS = AssetAlias("{dag_id}_parts")
+
+
+@dag(dag_id="{dag_id}", schedule=None)
+def alias_inlets():
+    @task(outlets=[PARTS])
+    def write(part: int, *, outlet_events=None, ts_nodash=None) -> None:
+        # each run writes new objects, known only at run time; part 0 is versioned
+        asset = Asset(f"s3://lake/{dag_id}/{ts_nodash}/part{part}.csv")
+        outlet_events[PARTS].add(asset, extra={"etag": f"e{part}"} if part == 0 else {})
+
+    @task(inlets=[PARTS])
+    def read() -> None:
+        pass
+
+    write.expand(part=[0, 1]) >> read()
+
+
+alias_inlets()
+"""

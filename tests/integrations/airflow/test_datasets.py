@@ -6,6 +6,7 @@ from pathlib import Path
 
 from cmf_airflow.datasets import (
     ASSET_NAMESPACE,
+    _alias_refs,
     digests,
     identify,
     ref_from_object,
@@ -63,3 +64,35 @@ def test_identity_matches_what_ingest_derives() -> None:
     assert model.artifact_type == "Model"
     assert identify(model, {}) == (unversioned_digest("s3://bucket/m2.pkl"), "unversioned")
     assert identify(ref_from_uri("s3://bucket/plain.csv"), {}) is None  # left to ingest
+
+
+def _event(id_: int, uri: str, run: str | None, extra: dict, asset_extra: dict | None = None
+           ) -> object:
+    """An asset event as the task runner gets it for an alias inlet (Airflow's own model)."""
+    import datetime as dt
+
+    from airflow.sdk.api.datamodels._generated import AssetResponse
+    from airflow.sdk.execution_time.comms import AssetEventResult
+
+    return AssetEventResult(
+        id=id_, timestamp=dt.datetime(2026, 1, 1, tzinfo=dt.UTC), extra=extra,
+        asset=AssetResponse(name=uri, uri=uri, group="asset", extra=asset_extra or {}),
+        created_dagruns=[], source_dag_id="w" if run else None, source_run_id=run,
+        source_task_id="write" if run else None, source_map_index=-1)
+
+
+def test_an_alias_inlet_is_the_assets_of_its_latest_events_dag_run() -> None:
+    """Newest first: the latest event's DAG run's assets, each at its newest event's version
+    (the asset's extra, then the event's); an event of no DAG run (posted through the API)
+    stands alone."""
+    newest_first = [
+        _event(5, "s3://b/run2/a.csv", "run2", {"etag": "a2"}),
+        _event(4, "s3://b/run2/m.pkl", "run2", {"version": "1"}, {"cmf_type": "Model"}),
+        _event(3, "s3://b/run2/a.csv", "run2", {"etag": "a1"}),
+        _event(2, "s3://b/run1/a.csv", "run1", {"etag": "a0"}),
+    ]
+    assert [(r.uri, r.version, r.artifact_type) for r in _alias_refs(newest_first)] == [
+        ("s3://b/run2/a.csv", "a2", "Dataset"), ("s3://b/run2/m.pkl", "1", "Model")]
+    posted = [_event(9, "s3://b/manual.csv", None, {"etag": "m"}), *newest_first]
+    assert [(r.uri, r.version) for r in _alias_refs(posted)] == [("s3://b/manual.csv", "m")]
+    assert _alias_refs([]) == []

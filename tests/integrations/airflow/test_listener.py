@@ -13,7 +13,16 @@ from cmf_core.model import EventType, ExecutionStatus
 from cmf_core.openlineage.ingest import unversioned_digest
 from cmf_core.process import this_process
 from tests.integrations.airflow.helpers import artifacts_of, by_stage, flush
-from tests.integrations.airflow.sources import CHURN, CONSTRUCTS, FLAKY, RETRIED, SKIPPING
+from tests.integrations.airflow.sources import (
+    ALIAS_INLETS,
+    CHURN,
+    CONSTRUCTS,
+    FLAKY,
+    RETRIED,
+    SETUP_TEARDOWN,
+    SKIPPING,
+    TEARDOWN_FAILS,
+)
 
 
 def test_untouched_dag_gets_full_lineage(run_dag, cmf_store, tmp_path: Path) -> None:
@@ -433,3 +442,60 @@ def test_the_constructs_of_real_dags_are_recorded(run_dag, cmf_store) -> None:
     inputs = {a.uri: a for a in artifacts_of(store, deploy.id, EventType.INPUT)}
     assert {uri: a.id for uri, a in inputs.items()} == {
         uri: a.id for uri, a in outputs.items()}
+
+
+def test_setup_and_teardown_tasks_are_recorded_with_their_role(run_dag, cmf_store) -> None:
+    """@setup/@teardown and .as_setup()/.as_teardown(): each try recorded with its status and
+    its role; a teardown runs (and is recorded) after its work failed; a teardown's failure
+    leaves the DAG run successful, as Airflow does by default."""
+    dr = run_dag(SETUP_TEARDOWN, "roles")
+    assert dr.state == "failed"  # train
+    ran = by_stage(cmf_store(), "roles")
+    assert {stage: (ex.status.value, ex.properties["airflow"].get("role"),
+                    ex.properties["airflow"].get("on_failure_fail_dagrun"))
+            for stage, ex in ran.items()} == {
+        "roles": ("failed", None, None),
+        "make_cluster": ("completed", "setup", None),
+        "train": ("failed", None, None),
+        "drop_cluster": ("completed", "teardown", False),  # ran after train failed
+        "open_db": ("completed", "setup", None),
+        "close_db": ("completed", "teardown", True),
+    }
+    assert ran["roles"].error == "task_failure: train failed"
+
+    dr = run_dag(TEARDOWN_FAILS, "teardown_fails")
+    assert dr.state == "success"  # Airflow ignores the teardown's failure
+    ran = by_stage(cmf_store(), "teardown_fails")
+    assert ran["teardown_fails"].status is ExecutionStatus.COMPLETED
+    drop = ran["drop_cluster"]
+    assert (drop.status, drop.error) == (ExecutionStatus.FAILED, "RuntimeError: cluster busy")
+    assert drop.properties["airflow"]["role"] == "teardown"
+    assert drop.properties["airflow"]["on_failure_fail_dagrun"] is False
+    assert "role" not in ran["train"].properties["airflow"]
+
+
+def test_an_asset_alias_inlet_is_the_assets_its_latest_run_attached(run_dag, cmf_store
+                                                                       ) -> None:
+    """A task whose inlet is an AssetAlias reads the assets the alias's latest writers (every
+    mapped instance of the latest DAG run) attached to it, each the artifact its writer
+    recorded (versioned by its event's extra, or by URI); an earlier run's assets are not
+    inputs of a later reader."""
+    from cmf_core.store.base import ExecutionFilter
+
+    seen: list[set[str]] = []
+    for _ in range(2):
+        dr = run_dag(ALIAS_INLETS, "alias_inlets")
+        assert dr.state == "success"
+        store = cmf_store()
+        run = str(dr.run_id)
+        ran = [ex for ex in store.list_executions(ExecutionFilter(pipeline="alias_inlets"))
+               if ex.properties["airflow"]["run_id"] == run]
+        written = {a.uri: a.id for ex in ran if ex.stage == "write"
+                   for a in artifacts_of(store, ex.id, EventType.OUTPUT)}
+        (read,) = [ex for ex in ran if ex.stage == "read"]
+        inputs = {a.uri: a.id for a in artifacts_of(store, read.id, EventType.INPUT)}
+        assert len(written) == 2 and inputs == written
+        part0 = next(uri for uri in written if uri.endswith("part0.csv"))
+        assert written[part0] == remote_digest(part0, "e0")
+        seen.append(set(inputs))
+    assert not seen[0] & seen[1]  # each run's reader read that run's parts only
