@@ -26,6 +26,11 @@ def sha256(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
+def parent(ex: Any) -> str:
+    """The OpenLineage ``parent`` run an execution's events named."""
+    return ex.properties["openlineage.run_facets"]["parent"]["run"]["runId"]
+
+
 # kfp.local -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def branches_run(tmp_path_factory: pytest.TempPathFactory) -> LocalRun:
@@ -63,6 +68,8 @@ def test_what_ran_under_an_exit_handler_and_a_condition_is_recorded(
     run_key = branches_run.run_dir.name
     assert {e.id for e in executions.values()} == {
         adapter.execution_id(run_key, stage) for stage in executions}
+    # tasks inside the exit handler's and the conditions' DAGs name the run as their parent
+    assert {parent(e) for e in executions.values()} == {adapter.run_uuid(run_key)}
 
 
 def test_an_import_of_the_run_agrees(branches_run: LocalRun, cmf_env: str) -> None:
@@ -173,3 +180,4 @@ def test_cluster_control_flow_import(fan_in_api: RecordedKfpApi, cmf_env: str) -
     assert (run.started_at, run.ended_at) == (1717236000.0, 1717236300.0)
     assert run.properties["kfp.state"] == "FAILED"
     assert run.properties["cmf.run_url"] == f"{fan_in_api.url}/#/runs/details/{RUN}"
+    assert {parent(e) for e in tasks} == {run.id}
