@@ -235,6 +235,24 @@ def run_events(run: TaskRun, site: str, inputs: Iterable[Artifact] = (),
     return events[-1:] if terminal_only else events
 
 
+def pipeline_run_events(pipeline: str, run_key: str, site: str, *,
+                        status: ExecutionStatus, started_at: float | None,
+                        ended_at: float | None, params: Mapping[str, Any],
+                        properties: Mapping[str, Any], error: str | None = None) -> list[Any]:
+    """The RunEvents of a KFP pipeline run itself: an execution of stage ``<pipeline>`` whose
+    id is :func:`run_uuid`, the ``parent`` every task run of it names (as an Airflow DAG run
+    is one of stage ``<dag_id>``)."""
+    from cmf_core.openlineage.convert import ExecutionLineage, to_run_events
+
+    props = {f"{PROPERTY_PREFIX}run": run_key, **properties}
+    kwargs: dict[str, Any] = {} if started_at is None else {"started_at": started_at}
+    ex = Execution(pipeline=pipeline, stage=pipeline, site=site, id=run_uuid(run_key),
+                   params=redact(dict(params)), properties=props, **kwargs)
+    if status.is_terminal:
+        ex = ex.ended(status, error=error, ended_at=ended_at)
+    return to_run_events(ExecutionLineage(execution=ex))
+
+
 def output_metrics(outputs: Iterable[RuntimeArtifact]) -> dict[str, float]:
     """The CMF metrics of a task's ``Metrics`` outputs: each ``log_metric`` value under its
     name, or, for a name that several outputs log (``train_metrics`` and ``eval_metrics`` both

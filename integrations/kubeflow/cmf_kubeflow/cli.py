@@ -44,7 +44,8 @@ def _pairs(values: list[str] | None, what: str) -> dict[str, Any]:
 def _echo(result: Any) -> None:
     typer.echo(json.dumps({"run": result.run_key, "pipeline": result.pipeline,
                            "executions": result.executions, "events_sent": result.sent,
-                           "events_spooled": result.spooled, "notes": result.notes},
+                           "events_spooled": result.spooled, "notes": result.notes,
+                           "run_execution": result.run_execution},
                           indent=2, sort_keys=True))
 
 

@@ -24,7 +24,9 @@ KFP cluster (:class:`KfpRunReader`)
     artifact whose bytes can be downloaded (a single object up to ``download_max_bytes``) gets
     its ``sha256`` digest, as when tracked live; others are identified by URI and KFP artifact
     id. The REST API carries no artifact metadata, so metrics logged into ``Metrics`` artifacts
-    only reach CMF through live tracking (or the MLMD route, handled separately).
+    only reach CMF through live tracking (or the MLMD route, handled separately). The run
+    itself becomes an execution of stage ``<pipeline>`` (id :func:`adapter.run_uuid`, the
+    tasks' ``parent``) with the run's state, times and arguments.
 """
 
 from __future__ import annotations
@@ -60,6 +62,9 @@ class ImportResult:
     spooled: int = 0
     """Events the emitter could not record now; they wait in the spool for a retry."""
     notes: list[str] = field(default_factory=list)
+    run_execution: str | None = None
+    """The execution of the pipeline run itself (a cluster run: its state and times), the
+    ``parent`` of its task runs; ``None`` for a ``kfp.local`` run, whose status is not kept."""
 
 
 # the pipeline spec: DAG wiring shared by both readers -------------------------------------------
@@ -851,4 +856,39 @@ class KfpRunReader:
                     ExecutionStatus.FAILED, ExecutionStatus.ABORTED) else None,
             ), [a for _, a in ins], [a for _, a in outs]))
         _emit(runs, site, settings, result)
+        self._emit_run(run, run_key, pipeline_name, arguments, runs, site, settings, result)
         return result
+
+    def _emit_run(self, run: Mapping[str, Any], run_key: str, pipeline: str,
+                  arguments: Mapping[str, Any],
+                  runs: list[tuple[adapter.TaskRun, list[Artifact], list[Artifact]]],
+                  site: str, settings: Any, result: ImportResult) -> None:
+        """The pipeline run's own execution: the run's state (a run whose exit handler
+        succeeded after a failed task is ``failed``), times and arguments."""
+        from cmf_core.openlineage.emit import get_emitter
+        from cmf_core.openlineage.times import parse_time
+
+        state = str(_get(run, "state") or "")
+        status = _STATES.get(state, ExecutionStatus.RUNNING)
+        start = _get(run, "created_at") or _get(run, "scheduled_at")
+        end = _get(run, "finished_at")
+        started = parse_time(start, "run created_at") if start else None
+        ended = parse_time(end, "run finished_at") if end and status.is_terminal else None
+        error = None
+        if status in (ExecutionStatus.FAILED, ExecutionStatus.ABORTED):
+            failed = [r.task for r, _, _ in runs if r.status is ExecutionStatus.FAILED]
+            message = (_get(run, "error") or {}).get("message")
+            error = message or (f"{state}: {', '.join(failed)} failed" if failed else state)
+        props = {"kfp.imported_from": "kfp-api", "kfp.state": state,
+                 **run_link(self.ui_host, run_key)}
+        if _get(run, "display_name"):
+            props["kfp.display_name"] = _get(run, "display_name")
+        emitter = get_emitter(settings)
+        for event in adapter.pipeline_run_events(
+                pipeline, run_key, site, status=status, started_at=started,
+                ended_at=ended or started, params=arguments, properties=props, error=error):
+            if emitter.emit(event):
+                result.sent += 1
+            else:
+                result.spooled += 1
+        result.run_execution = adapter.run_uuid(run_key)

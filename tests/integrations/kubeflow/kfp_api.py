@@ -71,7 +71,7 @@ class _Handler(BaseHTTPRequestHandler):
                 return {"runs": [{**DATA["run"], "run_id": "second"}], "total_size": 2}
             return {"runs": [DATA["run"]], "total_size": 2, "next_page_token": "page-2"}
         if parts[:3] == ["apis", "v2beta1", "runs"] and len(parts) == 4:
-            return DATA["run"] if parts[3] == RUN_ID else None
+            return DATA["run"] if parts[3] == DATA["run"]["run_id"] else None
         if parts[:3] == ["apis", "v2beta1", "artifacts"] and len(parts) == 4:
             art = DATA["artifacts"].get(parts[3])
             if art is not None and query.get("view") == ["DOWNLOAD"]:

@@ -214,3 +214,60 @@ def seed_models(task: dict, models: list = ["rf", "hgb"],  # noqa: B006 (kfp: it
     recommend_seed(task=task, k=3, models=no_runs, store_url="none")
     recommend_seed(task=task, k=3, models=empty, store_url="none")
     recommend_seed(task=task, k=3, store_url="none")
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def flip(side: str) -> str:
+    return side
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def say(word: str, out: Output[Dataset]):
+    with open(out.path, "w") as fh:
+        fh.write(word)
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def cleanup(note: str):
+    print("cleanup:", note)
+
+
+@dsl.pipeline(name="guarded-branches")
+def guarded_branches(side: str = "tails"):
+    """If/Elif/Else under an exit handler (kfp.local 2.16.1 runs every branch of it)."""
+    done = cleanup(note="bye")
+    with dsl.ExitHandler(done):
+        flipped = flip(side=side)
+        with dsl.If(flipped.output == "heads"):
+            say(word="heads")
+        with dsl.Elif(flipped.output == "tails"):
+            say(word="tails")
+        with dsl.Else():
+            say(word="edge")
+
+
+@dsl.component(base_image="python:3.11", install_kfp_package=False)
+def total(parts: Input[list[Dataset]], out: Output[Dataset]):
+    values = []
+    for part in parts:
+        with open(part.path) as fh:
+            values.append(int(fh.read()))
+    with open(out.path, "w") as fh:
+        fh.write(str(sum(values)))
+
+
+@dsl.pipeline(name="guarded-fan-in")
+def guarded_fan_in(side: str = "heads"):
+    """Exit handler, a loop fanned in with dsl.Collected, a condition and a failing task
+    (compiled for the cluster reader: kfp.local 2.16.1 cannot run dsl.Collected)."""
+    done = cleanup(note="bye")
+    with dsl.ExitHandler(done):
+        flipped = flip(side=side)
+        with dsl.ParallelFor([1, 2]) as item:
+            squares = square(x=item)
+        total(parts=dsl.Collected(squares.outputs["out"]))
+        with dsl.If(flipped.output == "heads"):
+            say(word="heads")
+        with dsl.Else():
+            say(word="tails")
+        explode(data=make_data(rows=2, seed=3).outputs["data"])

@@ -80,6 +80,7 @@ def test_import_commands(cli: typer.Typer, tmp_path: Path, cmf_env: str) -> None
                                     env={"KFP_TEST_TOKEN": TOKEN})
     assert remote.exit_code == 0, remote.output
     assert json.loads(remote.output)["run"] == RUN_ID
+    assert json.loads(remote.output)["run_execution"] == adapter.run_uuid(RUN_ID)
     store = open_store(cmf_env, SITE)
     params = {e.stage: dict(e.params) for e in store.list_executions()
               if e.properties.get("kfp.run") == run.run_dir.name}

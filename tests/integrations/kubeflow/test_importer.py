@@ -187,8 +187,15 @@ def test_cluster_run_import(kfp_api: RecordedKfpApi, cmf_env: str,
         result = reader.import_run(RUN_ID)
     assert result.run_key == RUN_ID and result.pipeline == "three-step"
     store = open_store(cmf_env, SITE)
-    executions = {e.stage: e for e in store.list_executions()}
+    executions = {e.stage: e for e in store.list_executions()
+                  if e.id != result.run_execution}
     assert sorted(executions) == ["evaluate-model", "make-data", "train-model"]  # no "root"
+    run = store.get_execution(adapter.run_uuid(RUN_ID))  # the run itself, as KFP ended it
+    assert run is not None and result.run_execution == run.id
+    assert (run.stage, run.status) == ("three-step", ExecutionStatus.FAILED)
+    assert run.error == "FAILED: evaluate-model failed"
+    assert dict(run.params) == {"rows": 40, "threshold": 0.4}
+    assert (run.started_at, run.ended_at) == (1714564800.0, 1714564990.0)
     for task, ex in executions.items():
         assert ex.id == adapter.execution_id(RUN_ID, task)
         assert ex.properties["kfp.imported_from"] == "kfp-api"
