@@ -27,6 +27,7 @@ import argparse
 import contextlib
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -216,7 +217,8 @@ def main() -> int:
                         help="worker mode: the cmf settings in the deployment's job variables "
                              "(env), not in the worker's environment")
     parser.add_argument("--no-watch", action="store_true", help="no `cmf prefect watch`")
-    parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
+    parser.add_argument("--keep", action="store_true",
+                        help="keep the temporary folder (logs, stores) of a passing run too")
     args = parser.parse_args()
     started = time.monotonic()
     tmp = Path(tempfile.mkdtemp(prefix="cmf-prefect-e2e-"))
@@ -312,6 +314,9 @@ def main() -> int:
         verdict["wall_s"] = round(time.monotonic() - started, 1)
         verdict["folder"] = str(tmp)
     verdict["verdict"] = "PASS" if not verdict["problems"] else "FAIL"
+    if verdict["verdict"] == "PASS" and not args.keep:  # a failed run's folder is kept
+        shutil.rmtree(tmp, ignore_errors=True)
+        del verdict["folder"]
     print(json.dumps(verdict, indent=2))
     return 0 if verdict["verdict"] == "PASS" else 1
 
