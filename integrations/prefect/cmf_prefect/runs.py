@@ -21,7 +21,7 @@ from cmf_prefect.datasets import (
     upstream_run_ids,
     value_datasets,
 )
-from cmf_prefect.values import metrics_of, non_finite_metrics, params_of
+from cmf_prefect.values import metrics_of, non_finite_metrics, params_of, resolved_params
 
 _NOT_SET = object()
 MAX_TRACE = 8000
@@ -128,8 +128,10 @@ def task_inputs(task_run: Any, parameters: Mapping[str, Any] | None,
 def task_start_facts(task: Any, task_run: Any, parameters: Mapping[str, Any] | None,
                      at: float, inputs: list[Dataset] | None = None,
                      max_bytes: float | None = None) -> RunFacts:
+    """Facts of a task run that starts: its parameters still futures or states (upstream
+    results not in yet) are left out; the end event records them resolved."""
     return RunFacts(
-        status="running", at=at, params=params_of(parameters),
+        status="running", at=at, params=resolved_params(parameters),
         properties=task_properties(task_run),
         inputs=inputs if inputs is not None else task_inputs(task_run, parameters, max_bytes),
     )

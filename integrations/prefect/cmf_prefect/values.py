@@ -11,13 +11,19 @@ from __future__ import annotations
 import dataclasses
 import math
 from collections.abc import Mapping
+from itertools import islice
 from typing import Any
 
 from cmf_core.task_values import MAX_DEPTH, jsonable, numpy_scalar, params, type_tag
 
 MAX_METRICS = 100
 
-__all__ = ["jsonable", "metrics_of", "non_finite_metrics", "params_of", "type_tag"]
+MAX_WALK = 1000
+"""How many values :func:`unresolved` looks at in one parameter before it gives up (and
+calls the parameter resolved)."""
+
+__all__ = ["jsonable", "metrics_of", "non_finite_metrics", "params_of", "resolved_params",
+           "type_tag", "unresolved"]
 
 
 def fields_of(value: Any, depth: int = 0) -> Any:
@@ -46,6 +52,34 @@ def params_of(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
     Prefect futures and states are tagged; secrets, e.g. ``federated_sync``'s ``token``,
     recorded as ``***``)."""
     return params({k: fields_of(v) for k, v in (parameters or {}).items()})
+
+
+def unresolved(value: Any) -> bool:
+    """True when ``value`` is, or holds (in a list, tuple, set or dict, as Prefect resolves
+    them), a Prefect future or state: a value Prefect resolves only when the task runs."""
+    from prefect.client.schemas.objects import State
+    from prefect.futures import PrefectFuture
+
+    todo, budget = [value], MAX_WALK
+    while todo and budget > 0:
+        item = todo.pop()
+        budget -= 1
+        if isinstance(item, (PrefectFuture, State)):
+            return True
+        if isinstance(item, Mapping):
+            todo.extend(islice(item.values(), budget))
+        elif isinstance(item, (list, tuple, set, frozenset)):
+            todo.extend(islice(item, budget))
+    return False
+
+
+def resolved_params(parameters: Mapping[str, Any] | None) -> dict[str, Any]:
+    """:func:`params_of` without the parameters that are still futures or states (a task run's
+    parameters when it starts): they are recorded, resolved, when the run ends. A START that
+    tagged them (``<prefect.futures.PrefectConcurrentFuture>``) would keep the tags in the store
+    whenever another route (``cmf prefect watch``) recorded the run's end before this route's
+    end event arrived, since the store keeps the stored value of a key between equal statuses."""
+    return params_of({k: v for k, v in (parameters or {}).items() if not unresolved(v)})
 
 
 def _number(value: Any) -> float | None:

@@ -24,7 +24,7 @@ from cmf_prefect.datasets import (
     upstream_run_ids,
     value_datasets,
 )
-from cmf_prefect.values import jsonable, metrics_of
+from cmf_prefect.values import jsonable, metrics_of, resolved_params
 from cmf_prefect.watcher import Cursor, run_events
 
 from cmf_core.identity import file_digest
@@ -415,3 +415,21 @@ def test_the_size_limit_is_cmf_digest_max_mb(tmp_path: Path,
     (ds,) = value_datasets([str(data)])
     assert ds.facets["cmf_artifact"].digest == local_stat_identity(str(data))[0]
     assert ds.facets["cmf_artifact"].properties == {"digest_method": "stat"}
+
+
+def test_a_starting_task_run_records_no_unresolved_parameter() -> None:
+    """Futures and states, alone or inside the collections Prefect resolves, are left to the
+    end event (real Prefect objects: a completed future and a Completed state)."""
+    from concurrent.futures import Future
+    from uuid import uuid4
+
+    from prefect.futures import PrefectConcurrentFuture
+    from prefect.states import Completed
+
+    future = PrefectConcurrentFuture(task_run_id=uuid4(), wrapped_future=Future())
+    params = {"lr": 0.1, "data": "a.csv", "upstream": future, "states": [Completed()],
+              "nested": {"k": (1, [future])}, "plain": [1, [2, {"x": 3}]]}
+    assert resolved_params(params) == {"lr": 0.1, "data": "a.csv",
+                                       "plain": [1, [2, {"x": 3}]]}
+    long = [*range(5000), future]  # past the walk's budget: taken as resolved, bounded
+    assert "long" in resolved_params({"long": long})

@@ -390,3 +390,69 @@ def test_watcher_records_flow_parameters_with_secrets_redacted(
     assert wait_until(caught_up), f"not recorded after catch-up: {watcher.stats}"
     run = cmf_store.get_execution(flow_run_id)
     assert run.params == {"url": "https://hpc.example.org", "token": "***"}
+
+
+@task
+def square(x: int) -> int:
+    return x * x
+
+
+@task
+def total(squares: list[int]) -> int:
+    return sum(squares)
+
+
+@flow
+def mapped(n: int = 3) -> int:
+    return total(square.map(range(n)))  # total starts with its parameter still futures
+
+
+def test_in_process_events_after_the_watchers_keep_resolved_parameters(
+        prefect_api: str, cmf_settings: Any, cmf_store: Any, tmp_path: Path,
+        drain_events: Callable[[], None], wait_until: Callable[..., Any]) -> None:
+    """A deployment run (``flow.serve()``, a worker) records in its own subprocess, often after
+    ``cmf prefect watch`` recorded the same runs: the watcher's COMPLETE is then the stored one,
+    and a key of the in-process events is kept only where the watcher's have none. The START
+    of ``total`` must not carry its still-unresolved futures as the ``squares`` parameter, or
+    their tags stay in the store instead of the values the in-process COMPLETE brings."""
+    from cmf_prefect import auto
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from cmf_core.config import load_settings
+    from cmf_core.openlineage.emit import get_emitter
+    from cmf_core.openlineage.ingest import ingest
+    from cmf_core.store import open_store
+
+    # the in-process route records into a store of its own (its events arrive later)...
+    late = load_settings(store_url=f"sqlite:///{tmp_path / 'late.db'}", site="edge",
+                         home=tmp_path / ".cmf-late")
+    assert auto.install(late)
+    try:
+        state = mapped(3, return_state=True)
+    finally:
+        auto.uninstall()
+        get_emitter(late).close()
+    drain_events()
+    flow_run_id = str(state.state_details.flow_run_id)
+    with get_client(sync_client=True) as client:
+        tasks = {str(r.id): r.name.rsplit("-", 1)[0] for r in client.read_task_runs(
+            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))}
+    runs = [flow_run_id, *tasks]
+    total_id = next(r for r, stage in tasks.items() if stage == "total")
+    # ...the watcher records the runs first...
+    watcher = Watcher(prefect_api, settings=cmf_settings, name="first-route")
+    assert wait_until(lambda: watcher.run(once=True) or _recorded(cmf_store, runs))
+    assert cmf_store.get_execution(total_id).properties["prefect.route"] == "watcher"
+    # ...then the in-process route's events arrive, in the order it sent them
+    late_store = open_store(settings=late)
+    try:
+        events = [json.loads(e.body) for r in runs for e in late_store.lineage_events(r)]
+    finally:
+        late_store.close()
+    for event in sorted(events, key=lambda e: e["eventTime"]):
+        ingest(event, cmf_store, "edge")
+    ex = cmf_store.get_execution(total_id)
+    assert ex.params == {"squares": [0, 1, 4]}, ex.params
+    assert len(cmf_store.energy([total_id])) == 1
+    assert sorted(e.id for e in cmf_store.list_executions() if e.id in runs) == sorted(runs)
