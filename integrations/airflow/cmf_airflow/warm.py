@@ -3,10 +3,11 @@
 Under Airflow 3 every task try runs in a fresh process: the LocalExecutor's workers are forked
 from the scheduler when it starts, and each try is forked from a worker by the Task SDK
 supervisor. The modules the listener imports lazily (OpenLineage's client, CMF's emitter,
-ingest, store and energy meters) were therefore imported anew by every try: 1-2 s of CPU,
-5-9 s on a loaded 2-core host, which the try's end hook waited for (its START is recorded by
-then), and which kept a deferring try's process alive long enough for its trigger to fire
-and Airflow to fail the try (``benchmarks/airflow_e2e.py``). Imported in the scheduler before
+ingest, store and energy meters) were therefore imported anew by every try (3-4 s in a fresh
+interpreter on a shared 2-core VM, 5-9 s with four tries starting at once), which the try's
+end hook waited for (its START is recorded by then), and which kept a deferring try's
+process alive until its trigger fired and Airflow failed the try
+(``benchmarks/airflow_e2e.py``). Imported in the scheduler before
 it forks its workers, they are inherited by every task process.
 
 Only modules are imported: no store is opened, no thread started (a thread at fork time would
