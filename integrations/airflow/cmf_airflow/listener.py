@@ -18,6 +18,10 @@ DAG-run hooks (``on_dag_run_running`` / ``_success`` / ``_failed``) run in the s
 with the id the task runs name as their ``parent``. Their events are queued to one background
 thread, so the scheduler never waits on CMF.
 
+``on_starting`` (an Airflow job process starting: the scheduler, before its LocalExecutor forks
+the workers that fork every task process) imports what recording a try needs
+(:mod:`cmf_airflow.warm`), so each task process inherits it instead of importing it anew.
+
 When Airflow calls a task hook from the API server or scheduler with a database
 ``TaskInstance`` (a state changed by hand in the UI), there is no running task to measure, and
 it is ignored.
@@ -49,6 +53,11 @@ class CmfListener:
 
     def __init__(self, adapter: CmfAdapter | None = None) -> None:
         self.adapter = adapter or CmfAdapter()
+
+    @hookimpl
+    def on_starting(self, component: Any) -> None:
+        if not conf.is_disabled():
+            self._warm(component)
 
     @hookimpl
     def on_task_instance_running(self, previous_state: Any, task_instance: Any) -> None:
@@ -91,6 +100,13 @@ class CmfListener:
         self._flush()
 
     # guarded bodies ---------------------------------------------------------------------------
+    @never_raise("importing ahead of the task processes")
+    def _warm(self, component: Any) -> None:
+        from cmf_airflow.warm import forks_tasks, warm_imports
+
+        if forks_tasks(component):
+            warm_imports()
+
     @never_raise("recording the task start")
     def _start(self, ti: Any) -> None:
         self.adapter.start_task(ti)

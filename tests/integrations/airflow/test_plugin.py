@@ -34,7 +34,7 @@ def test_no_hook_declares_session() -> None:
              if hasattr(fn, "airflow_impl")]
     assert {"on_task_instance_running", "on_task_instance_success", "on_task_instance_failed",
             "on_task_instance_skipped", "on_dag_run_running", "on_dag_run_success",
-            "on_dag_run_failed", "before_stopping"} == set(hooks)
+            "on_dag_run_failed", "on_starting", "before_stopping"} == set(hooks)
     for name in hooks:
         assert "session" not in inspect.signature(getattr(CmfListener, name)).parameters
 
@@ -50,3 +50,45 @@ def test_disabled_plugin_registers_no_listener(monkeypatch) -> None:
     finally:
         monkeypatch.delenv("AIRFLOW__CMF__DISABLED")
         assert importlib.reload(cmf_airflow.plugin).CmfPlugin.listeners != []
+
+
+# an Airflow job (the scheduler) starting in a fresh interpreter, as `airflow scheduler` does
+_JOB_STARTS = """
+import json, sys
+from airflow.jobs.job import Job
+from cmf_airflow.warm import MODULES
+
+before = [m for m in MODULES if m in sys.modules]
+Job()  # calls every listener's on_starting(component=the job), ours through the plugin
+print(json.dumps({"before": before, "after": [m for m in MODULES if m in sys.modules]}))
+"""
+
+
+def test_a_starting_airflow_job_imports_what_task_processes_need() -> None:
+    """Under a real scheduler each task try is a process forked from the scheduler's
+    LocalExecutor workers, forked when the scheduler starts: what the scheduler imported by
+    then, every try inherits. Without it each try imported OpenLineage's client and CMF's
+    emitter itself (5-9 s on a loaded 2-core host; benchmarks/airflow_e2e.py), which its end
+    hook waited for, and a deferring try's process outlived its trigger: Airflow failed it."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, "-c", _JOB_STARTS], env=dict(os.environ),
+                         capture_output=True, text=True, timeout=120, check=True)
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    from cmf_airflow.warm import MODULES
+
+    assert "openlineage.client.event_v2" not in found["before"]
+    assert found["after"] == list(MODULES)
+
+
+def test_only_airflow_jobs_warm_the_imports() -> None:
+    from cmf_airflow.warm import forks_tasks
+
+    class Job:  # stands for airflow.jobs.job.Job, by name
+        pass
+
+    assert forks_tasks(Job())
+    assert not forks_tasks(object())
