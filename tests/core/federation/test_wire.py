@@ -118,8 +118,9 @@ def block_of(record: Record, **changes: Any) -> tuple[str, list[Any]]:
     return data["kind"], [*(data[f] for f in EXPORT_FIELDS[data["kind"]]), "origin-x", 7]
 
 
-EX = Execution("p", "s", "a", id=uuid7(), status="completed", started_at=1.0, ended_at=5.0,
-               params={"lr": 0.1})
+# a fixed id: test ids are made from it, and pytest-xdist's workers must collect the same ones
+EX = Execution("p", "s", "a", id="01a22917-f569-7e4e-8739-9884f43814e9", status="completed",
+               started_at=1.0, ended_at=5.0, params={"lr": 0.1})
 DIGEST = remote_digest("s3://x", "1")
 GOOD: dict[str, Record] = {
     "event": Event(EX.id, DIGEST, "INPUT"),
