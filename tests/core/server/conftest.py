@@ -16,9 +16,8 @@ from fastapi import FastAPI
 
 from cmf_core.config import load_settings
 from cmf_core.server.app import create_app
-from cmf_core.store import Store, open_store
+from cmf_core.store import Store
 from tests.support.asgi import served
-from tests.support.postgres import TempPostgres
 
 
 @dataclass
@@ -60,20 +59,6 @@ def server(store: Store) -> Iterator[LiveServer]:
 def serve(sqlite_store: Store) -> Callable[..., contextlib.AbstractContextManager[LiveServer]]:
     """``with serve(token=..., protect_reads=..., max_body_bytes=...) as live:`` over SQLite."""
     return lambda store=None, **kw: live_server(store or sqlite_store, **kw)
-
-
-@pytest.fixture(scope="module",
-                params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def new_store(request: pytest.FixtureRequest,
-              tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Store]:
-    """Opens a fresh, empty store of the parametrised backend (as ``store`` gives one per test);
-    for module-scoped fixtures, which cannot use the per-test ``store``."""
-    folder = tmp_path_factory.mktemp("shared")
-    count = iter(range(1_000_000))
-    if request.param == "sqlite":
-        return lambda: open_store(f"sqlite:///{folder / f'cmf-{next(count)}.db'}", site="site-a")
-    pg: TempPostgres = request.getfixturevalue("postgres")
-    return lambda: open_store(pg.create_database(), site="site-a")
 
 
 class SharedServer:
