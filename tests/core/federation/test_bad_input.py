@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -87,6 +88,42 @@ def snapshot(store: Store) -> tuple[list[str], int, dict[str, int]]:
     return canonical_lines(store), store.max_seq(), load_vector(store)
 
 
+class SharedEmpty:
+    """An empty store that the tests whose bundle must be refused share: ``get`` gives it while
+    its ``snapshot`` is still that of a new store, else a new one (so a test that wrote to it
+    changes nothing another test sees)."""
+
+    def __init__(self, new_store: Callable[[], Store]) -> None:
+        self.new_store = new_store
+        self.store: Store | None = None
+        self.empty: tuple[list[str], int, dict[str, int]] | None = None
+
+    def get(self) -> Store:
+        if self.store is None or snapshot(self.store) != self.empty:
+            self.close()
+            self.store = self.new_store()
+            self.empty = snapshot(self.store)
+        return self.store
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+@pytest.fixture(scope="module")
+def shared_empty(new_store: Callable[[], Store]) -> Iterator[SharedEmpty]:
+    shared = SharedEmpty(new_store)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def empty_store(shared_empty: SharedEmpty) -> Store:
+    """A new, empty store of each backend, shared by the tests that import only refused input."""
+    return shared_empty.get()
+
+
 # values the model refuses (or a store cannot hold), each in a format-1 record line
 BAD_RECORDS: list[tuple[str, str, Any, str]] = [
     ("execution", "started_at", -5.0, "started_at -5.0 is not a time from 1970"),
@@ -120,16 +157,16 @@ BAD_RECORDS: list[tuple[str, str, Any, str]] = [
 
 @pytest.mark.parametrize(("kind", "field", "value", "message"), BAD_RECORDS,
                          ids=[f"{k}-{f}-{str(v)[:12]}" for k, f, v, _ in BAD_RECORDS])
-def test_record_values_the_model_refuses_are_refused(store: Store, kind: str, field: str,
+def test_record_values_the_model_refuses_are_refused(empty_store: Store, kind: str, field: str,
                                                      value: Any, message: str) -> None:
     """The import fails naming the line and the value; the store (and its reads) unchanged."""
-    before = snapshot(store)
+    before = snapshot(empty_store)
     body, line = with_change(kind, field, value)
     with pytest.raises(InvalidInputError, match=rf"^bundle:{line}: .*{message}.*nothing was "
                                                 r"imported$"):
-        import_bundle(store, [body])
-    assert snapshot(store) == before
-    assert store.list_executions() == [] and store.find_artifacts() == []
+        import_bundle(empty_store, [body])
+    assert snapshot(empty_store) == before
+    assert empty_store.list_executions() == [] and empty_store.find_artifacts() == []
 
 
 def test_the_same_bundle_unchanged_imports(store: Store) -> None:
@@ -138,14 +175,14 @@ def test_the_same_bundle_unchanged_imports(store: Store) -> None:
     assert [e.id for e in store.list_executions()] == [EX.id]
 
 
-def test_a_block_with_a_seq_no_store_holds_is_refused(store: Store) -> None:
+def test_a_block_with_a_seq_no_store_holds_is_refused(empty_store: Store) -> None:
     kind, row = block_of(RECORDS[6])
     row[-1] = 2**70
     assert wire_block(kind, [row]) is None
-    before = snapshot(store)
+    before = snapshot(empty_store)
     with pytest.raises(InvalidInputError, match=r":2: record 1 of the metric block: '_v'"):
-        import_bundle(store, [bundle2([(json.dumps([kind, [row]]), 1)])])
-    assert snapshot(store) == before
+        import_bundle(empty_store, [bundle2([(json.dumps([kind, [row]]), 1)])])
+    assert snapshot(empty_store) == before
 
 
 BAD_HEADERS: list[tuple[str, Any]] = [
@@ -159,15 +196,15 @@ BAD_HEADERS: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize(("field", "value"), BAD_HEADERS,
                          ids=[f"{f}-{str(v)[:12]}" for f, v in BAD_HEADERS])
-def test_a_bad_header_is_refused_before_any_record_is_written(store: Store, field: str,
+def test_a_bad_header_is_refused_before_any_record_is_written(empty_store: Store, field: str,
                                                               value: Any) -> None:
     """A header field of the wrong type or range is named; no record, no vector is adopted
     (records were committed, then adopting the vector raised AttributeError/TypeError)."""
-    before = snapshot(store)
+    before = snapshot(empty_store)
     body = signed({**HEADER, field: value}, record_dicts())
     with pytest.raises(BundleError, match=rf"^bad bundle header: (selector )?{field}"):
-        import_bundle(store, [body])
-    assert snapshot(store) == before
+        import_bundle(empty_store, [body])
+    assert snapshot(empty_store) == before
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -176,14 +213,14 @@ def test_a_bad_header_is_refused_before_any_record_is_written(store: Store, fiel
     ({"complete": "yes"}, "complete 'yes' must be true or false"),
     ({"end": -1}, "end -1 must be a whole number"),
 ])
-def test_a_bad_trailer_names_its_field(store: Store, change: dict[str, Any],
+def test_a_bad_trailer_names_its_field(empty_store: Store, change: dict[str, Any],
                                        message: str) -> None:
     good = json.loads(signed(HEADER, record_dicts()).splitlines()[-1])
     trailer = {k: v for k, v in {**good, **change}.items() if v is not MISSING}
-    before = snapshot(store)
+    before = snapshot(empty_store)
     with pytest.raises(BundleError, match=rf"^bundle:10: bad bundle trailer: {message}"):
-        import_bundle(store, [signed(HEADER, record_dicts(), trailer)])
-    assert snapshot(store) == before
+        import_bundle(empty_store, [signed(HEADER, record_dicts(), trailer)])
+    assert snapshot(empty_store) == before
 
 
 def test_cli_import_says_error_without_a_traceback(tmp_path: Path,
