@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +19,6 @@ from cmf_core import jsonutil
 from cmf_core.cli import main
 from cmf_core.errors import InvalidInputError
 from cmf_core.federation.bundle import BundleError, Trailer
-from cmf_core.federation.export import canonical_lines, load_vector
 from cmf_core.federation.merge import import_bundle
 from cmf_core.federation.wire import wire_block
 from cmf_core.identity import remote_digest
@@ -37,6 +35,7 @@ from cmf_core.model import (
 )
 from cmf_core.records import record_to_dict
 from cmf_core.store import Store, open_store
+from tests.core.federation.conftest import snapshot
 from tests.core.federation.test_wire import block_of, bundle2
 from tests.core.server.conftest import live_server
 
@@ -83,45 +82,6 @@ def with_change(kind: str, field: str, value: Any) -> tuple[bytes, int]:
         records[i][field] = value
     return signed(HEADER, records), i + 2
 
-
-def snapshot(store: Store) -> tuple[list[str], int, dict[str, int]]:
-    return canonical_lines(store), store.max_seq(), load_vector(store)
-
-
-class SharedEmpty:
-    """An empty store that the tests whose bundle must be refused share: ``get`` gives it while
-    its ``snapshot`` is still that of a new store, else a new one (so a test that wrote to it
-    changes nothing another test sees)."""
-
-    def __init__(self, new_store: Callable[[], Store]) -> None:
-        self.new_store = new_store
-        self.store: Store | None = None
-        self.empty: tuple[list[str], int, dict[str, int]] | None = None
-
-    def get(self) -> Store:
-        if self.store is None or snapshot(self.store) != self.empty:
-            self.close()
-            self.store = self.new_store()
-            self.empty = snapshot(self.store)
-        return self.store
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-
-
-@pytest.fixture(scope="module")
-def shared_empty(new_store: Callable[[], Store]) -> Iterator[SharedEmpty]:
-    shared = SharedEmpty(new_store)
-    yield shared
-    shared.close()
-
-
-@pytest.fixture
-def empty_store(shared_empty: SharedEmpty) -> Store:
-    """A new, empty store of each backend, shared by the tests that import only refused input."""
-    return shared_empty.get()
 
 
 # values the model refuses (or a store cannot hold), each in a format-1 record line
