@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -56,3 +56,17 @@ def postgres_store(postgres: TempPostgres) -> Iterator[Store]:
 def store(request: pytest.FixtureRequest) -> Store:
     """The same tests run against a real SQLite file and a real PostgreSQL database."""
     return request.getfixturevalue(f"{request.param.replace('postgresql', 'postgres')}_store")
+
+
+@pytest.fixture(scope="module",
+                params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def new_store(request: pytest.FixtureRequest,
+              tmp_path_factory: pytest.TempPathFactory) -> Callable[[], Store]:
+    """Opens a fresh, empty store of the parametrised backend (as ``store`` gives one per test);
+    for module-scoped fixtures, which cannot use the per-test ``store``."""
+    folder = tmp_path_factory.mktemp("shared")
+    count = iter(range(1_000_000))
+    if request.param == "sqlite":
+        return lambda: open_store(f"sqlite:///{folder / f'cmf-{next(count)}.db'}", site="site-a")
+    pg: TempPostgres = request.getfixturevalue("postgres")
+    return lambda: open_store(pg.create_database(), site="site-a")

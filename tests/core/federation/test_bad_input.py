@@ -19,7 +19,6 @@ from cmf_core import jsonutil
 from cmf_core.cli import main
 from cmf_core.errors import InvalidInputError
 from cmf_core.federation.bundle import BundleError, Trailer
-from cmf_core.federation.export import canonical_lines, load_vector
 from cmf_core.federation.merge import import_bundle
 from cmf_core.federation.wire import wire_block
 from cmf_core.identity import remote_digest
@@ -36,6 +35,7 @@ from cmf_core.model import (
 )
 from cmf_core.records import record_to_dict
 from cmf_core.store import Store, open_store
+from tests.core.federation.conftest import snapshot
 from tests.core.federation.test_wire import block_of, bundle2
 from tests.core.server.conftest import live_server
 
@@ -83,9 +83,6 @@ def with_change(kind: str, field: str, value: Any) -> tuple[bytes, int]:
     return signed(HEADER, records), i + 2
 
 
-def snapshot(store: Store) -> tuple[list[str], int, dict[str, int]]:
-    return canonical_lines(store), store.max_seq(), load_vector(store)
-
 
 # values the model refuses (or a store cannot hold), each in a format-1 record line
 BAD_RECORDS: list[tuple[str, str, Any, str]] = [
@@ -120,16 +117,16 @@ BAD_RECORDS: list[tuple[str, str, Any, str]] = [
 
 @pytest.mark.parametrize(("kind", "field", "value", "message"), BAD_RECORDS,
                          ids=[f"{k}-{f}-{str(v)[:12]}" for k, f, v, _ in BAD_RECORDS])
-def test_record_values_the_model_refuses_are_refused(store: Store, kind: str, field: str,
+def test_record_values_the_model_refuses_are_refused(empty_store: Store, kind: str, field: str,
                                                      value: Any, message: str) -> None:
     """The import fails naming the line and the value; the store (and its reads) unchanged."""
-    before = snapshot(store)
+    before = snapshot(empty_store)
     body, line = with_change(kind, field, value)
     with pytest.raises(InvalidInputError, match=rf"^bundle:{line}: .*{message}.*nothing was "
                                                 r"imported$"):
-        import_bundle(store, [body])
-    assert snapshot(store) == before
-    assert store.list_executions() == [] and store.find_artifacts() == []
+        import_bundle(empty_store, [body])
+    assert snapshot(empty_store) == before
+    assert empty_store.list_executions() == [] and empty_store.find_artifacts() == []
 
 
 def test_the_same_bundle_unchanged_imports(store: Store) -> None:
@@ -138,14 +135,14 @@ def test_the_same_bundle_unchanged_imports(store: Store) -> None:
     assert [e.id for e in store.list_executions()] == [EX.id]
 
 
-def test_a_block_with_a_seq_no_store_holds_is_refused(store: Store) -> None:
+def test_a_block_with_a_seq_no_store_holds_is_refused(empty_store: Store) -> None:
     kind, row = block_of(RECORDS[6])
     row[-1] = 2**70
     assert wire_block(kind, [row]) is None
-    before = snapshot(store)
+    before = snapshot(empty_store)
     with pytest.raises(InvalidInputError, match=r":2: record 1 of the metric block: '_v'"):
-        import_bundle(store, [bundle2([(json.dumps([kind, [row]]), 1)])])
-    assert snapshot(store) == before
+        import_bundle(empty_store, [bundle2([(json.dumps([kind, [row]]), 1)])])
+    assert snapshot(empty_store) == before
 
 
 BAD_HEADERS: list[tuple[str, Any]] = [
@@ -159,15 +156,15 @@ BAD_HEADERS: list[tuple[str, Any]] = [
 
 @pytest.mark.parametrize(("field", "value"), BAD_HEADERS,
                          ids=[f"{f}-{str(v)[:12]}" for f, v in BAD_HEADERS])
-def test_a_bad_header_is_refused_before_any_record_is_written(store: Store, field: str,
+def test_a_bad_header_is_refused_before_any_record_is_written(empty_store: Store, field: str,
                                                               value: Any) -> None:
     """A header field of the wrong type or range is named; no record, no vector is adopted
     (records were committed, then adopting the vector raised AttributeError/TypeError)."""
-    before = snapshot(store)
+    before = snapshot(empty_store)
     body = signed({**HEADER, field: value}, record_dicts())
     with pytest.raises(BundleError, match=rf"^bad bundle header: (selector )?{field}"):
-        import_bundle(store, [body])
-    assert snapshot(store) == before
+        import_bundle(empty_store, [body])
+    assert snapshot(empty_store) == before
 
 
 @pytest.mark.parametrize(("change", "message"), [
@@ -176,14 +173,14 @@ def test_a_bad_header_is_refused_before_any_record_is_written(store: Store, fiel
     ({"complete": "yes"}, "complete 'yes' must be true or false"),
     ({"end": -1}, "end -1 must be a whole number"),
 ])
-def test_a_bad_trailer_names_its_field(store: Store, change: dict[str, Any],
+def test_a_bad_trailer_names_its_field(empty_store: Store, change: dict[str, Any],
                                        message: str) -> None:
     good = json.loads(signed(HEADER, record_dicts()).splitlines()[-1])
     trailer = {k: v for k, v in {**good, **change}.items() if v is not MISSING}
-    before = snapshot(store)
+    before = snapshot(empty_store)
     with pytest.raises(BundleError, match=rf"^bundle:10: bad bundle trailer: {message}"):
-        import_bundle(store, [signed(HEADER, record_dicts(), trailer)])
-    assert snapshot(store) == before
+        import_bundle(empty_store, [signed(HEADER, record_dicts(), trailer)])
+    assert snapshot(empty_store) == before
 
 
 def test_cli_import_says_error_without_a_traceback(tmp_path: Path,

@@ -201,7 +201,7 @@ def bundle2(lines: list[tuple[str, int]], origin: str = "peer-store") -> bytes:
 
 
 @pytest.mark.parametrize(("kind", "field", "value"), BAD)
-def test_bad_values_are_refused_naming_line_and_record(store: Store, kind: str, field: str,
+def test_bad_values_are_refused_naming_line_and_record(empty_store: Store, kind: str, field: str,
                                                        value: Any) -> None:
     """A bad value in a block: the import fails naming the line and the record, as in format 1,
     and nothing is stored."""
@@ -212,27 +212,27 @@ def test_bad_values_are_refused_naming_line_and_record(store: Store, kind: str, 
     if value == "__inf__":
         assert wire_block(k, json.loads(line)[1]) is None
     body = bundle2([(line, 2)])
-    before = canonical_lines(store)
+    before = canonical_lines(empty_store)
     with pytest.raises(InvalidInputError, match=r":2: record 2 of the \w+ block: .*nothing"):
-        import_bundle(store, [body])
-    assert canonical_lines(store) == before
+        import_bundle(empty_store, [body])
+    assert canonical_lines(empty_store) == before
 
 
-def test_block_shapes_are_checked(store: Store) -> None:
+def test_block_shapes_are_checked(empty_store: Store) -> None:
     k, row = block_of(GOOD["metric"])
     for line, why in ((json.dumps([k, [row[:-1]]]), "array of 7 values"),
                       (json.dumps([k, [row], "extra"]), r"\[kind, \[record"),
                       (json.dumps(["spaceship", [row]]), "unknown record kind"),
                       (json.dumps({"kind": "metric"}), "JSON array")):
         with pytest.raises(InvalidInputError, match=why):
-            import_bundle(store, [bundle2([(line, 1)])])
+            import_bundle(empty_store, [bundle2([(line, 1)])])
     header = Header(origin_site="peer", origin_store="peer-store", selector={}, format=COMPACT,
                     columns={**{k: list(v) for k, v in EXPORT_FIELDS.items()},
                              "metric": ["value", "name"]})
     body = b"".join(bundle_bytes(header, [(json.dumps([k, [row]]), 1)], 10, False))
     with pytest.raises(InvalidInputError, match="record columns"):
-        import_bundle(store, [body])
-    assert store.metrics([EX.id]) == []
+        import_bundle(empty_store, [body])
+    assert empty_store.metrics([EX.id]) == []
 
 
 def site_records(site: str, n: int) -> list[Record]:

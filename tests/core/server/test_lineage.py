@@ -28,7 +28,7 @@ from cmf_core.openlineage.validate import validate_event
 from cmf_core.server.body import MAX_JSON_DEPTH
 from cmf_core.store import Store
 from tests.core.openlineage.conftest import FOREIGN, airflow_events, build_lineage, facet
-from tests.core.server.conftest import LiveServer
+from tests.core.server.conftest import LiveServer, SharedServer, shared_server
 
 SPEC = "https://openlineage.io/spec/2-0-2/OpenLineage.json"
 
@@ -41,6 +41,26 @@ def nothing_stored(store: Store) -> bool:
 @pytest.fixture
 def client(server: LiveServer) -> Iterator[httpx.Client]:
     with server.client() as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def shared_empty(new_store: Callable[[], Store],
+                 tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServer]:
+    with shared_server(new_store, tmp_path_factory) as shared:
+        yield shared
+
+
+@pytest.fixture
+def empty_server(shared_empty: SharedServer) -> LiveServer:
+    """A server whose store is empty, shared by the tests whose input it must refuse (or that
+    only read): a test that stored something gets the next test a fresh one."""
+    return shared_empty.get()
+
+
+@pytest.fixture
+def empty_client(empty_server: LiveServer) -> Iterator[httpx.Client]:
+    with empty_server.client() as c:
         yield c
 
 
@@ -180,17 +200,17 @@ def _start() -> dict[str, Any]:
                                                                   co2e_kg=1.0)),
      "run.facets.cmf_energy", "a number is too large for a float"),
 ])
-def test_invalid_event_is_rejected_naming_the_field(client: httpx.Client, server: LiveServer,
-                                                    change: Callable[[dict[str, Any]], Any],
-                                                    field: str, text: str) -> None:
+def test_invalid_event_is_rejected_naming_the_field(
+        empty_client: httpx.Client, empty_server: LiveServer,
+        change: Callable[[dict[str, Any]], Any], field: str, text: str) -> None:
     event = _start()
     change(event)
-    r = client.post("/api/v1/lineage", json=event)
+    r = empty_client.post("/api/v1/lineage", json=event)
     assert r.status_code == 400
     body = r.json()
     assert body["code"] == 400 and body["error"] == "InvalidEventError"
     assert f"{field}" in body["message"] and text in body["message"]
-    assert nothing_stored(server.store)
+    assert nothing_stored(empty_server.store)
 
 
 def test_a_dataset_uri_longer_than_a_stored_one_is_kept_cut(client: httpx.Client,
@@ -223,18 +243,18 @@ def test_a_dataset_uri_longer_than_a_stored_one_is_kept_cut(client: httpx.Client
      "run.facets.x: the key"),
 ])
 def test_text_no_store_can_hold_is_rejected_naming_the_field(
-        client: httpx.Client, server: LiveServer, change: Callable[[dict[str, Any], str], Any],
-        field: str, bad: str, why: str) -> None:
+        empty_client: httpx.Client, empty_server: LiveServer,
+        change: Callable[[dict[str, Any], str], Any], field: str, bad: str, why: str) -> None:
     event = _start()
     change(event, bad)
     for body in (event, [event]):
-        r = client.post("/api/v1/lineage", content=json.dumps(body).encode(),
+        r = empty_client.post("/api/v1/lineage", content=json.dumps(body).encode(),
                         headers={"Content-Type": "application/json"})
         answer = r.json()
         message = answer["results"][0]["message"] if "results" in answer else answer["message"]
         assert r.status_code == 400 and f"{field}" in message
         assert f"is not valid text ({why})" in message
-    assert nothing_stored(server.store)
+    assert nothing_stored(empty_server.store)
 
 
 def test_the_text_backslash_u0000_is_not_a_nul(client: httpx.Client, server: LiveServer) -> None:
@@ -293,13 +313,13 @@ def test_a_utf8_byte_order_mark_is_ignored(client: httpx.Client, server: LiveSer
     (b"[" * (MAX_JSON_DEPTH + 1) + b"]" * (MAX_JSON_DEPTH + 1), "nested too deeply"),
     (b'{"a":' * MAX_JSON_DEPTH + b"{}" + b"}" * MAX_JSON_DEPTH, "nested too deeply"),
 ])
-def test_malformed_bodies_are_400(client: httpx.Client, server: LiveServer, body: bytes,
+def test_malformed_bodies_are_400(empty_client: httpx.Client, empty_server: LiveServer, body: bytes,
                                   text: str) -> None:
     for route in ("/api/v1/lineage", "/api/v1/lineage/batch"):
-        r = client.post(route, content=body, headers={"Content-Type": "application/json"})
+        r = empty_client.post(route, content=body, headers={"Content-Type": "application/json"})
         assert r.status_code == 400
         assert text in r.json()["message"]
-    assert nothing_stored(server.store)
+    assert nothing_stored(empty_server.store)
 
 
 def _nested(levels: int) -> Any:
@@ -423,8 +443,7 @@ def test_a_large_batch_is_recorded(client: httpx.Client, server: LiveServer) -> 
 
 
 # GET: Marquez lineage graph ---------------------------------------------------------------------
-@pytest.fixture
-def pipeline(client: httpx.Client) -> dict[str, Any]:
+def record_pipeline(client: httpx.Client) -> dict[str, Any]:
     """Airflow task etl.extract: orders table -> parquet; then CMF's churn.v2.train."""
     events = airflow_events()
     lineage = build_lineage()
@@ -433,9 +452,42 @@ def pipeline(client: httpx.Client) -> dict[str, Any]:
     return {"events": events, "lineage": lineage}
 
 
-def test_graph_around_a_dataset(client: httpx.Client, pipeline: dict[str, Any]) -> None:
+@pytest.fixture
+def pipeline(client: httpx.Client) -> dict[str, Any]:
+    """``record_pipeline`` into this test's own server (for tests that add to it)."""
+    return record_pipeline(client)
+
+
+@pytest.fixture(scope="module")
+def shared_pipeline(new_store: Callable[[], Store], tmp_path_factory: pytest.TempPathFactory
+                    ) -> Iterator[tuple[SharedServer, dict[str, Any]]]:
+    """One server holding ``record_pipeline``'s runs, for the tests that only read them."""
+    recorded: dict[str, Any] = {}
+
+    def load(live: LiveServer) -> None:
+        with live.client() as c:
+            recorded.update(record_pipeline(c))
+
+    with shared_server(new_store, tmp_path_factory, load) as shared:
+        yield shared, recorded
+
+
+@pytest.fixture
+def reader(shared_pipeline: tuple[SharedServer, dict[str, Any]]) -> Iterator[httpx.Client]:
+    with shared_pipeline[0].get().client() as c:
+        yield c
+
+
+@pytest.fixture
+def recorded(shared_pipeline: tuple[SharedServer, dict[str, Any]],
+             reader: httpx.Client) -> dict[str, Any]:
+    """What ``record_pipeline`` recorded into the server ``reader`` talks to."""
+    return shared_pipeline[1]
+
+
+def test_graph_around_a_dataset(reader: httpx.Client, recorded: dict[str, Any]) -> None:
     node = "dataset:postgres://db:5432:shop.public.orders"
-    graph = client.get("/api/v1/lineage", params={"nodeId": node, "depth": 2}).json()["graph"]
+    graph = reader.get("/api/v1/lineage", params={"nodeId": node, "depth": 2}).json()["graph"]
     by_id = {n["id"]: n for n in graph}
     job, out = "job:airflow:etl.extract", "dataset:s3://lake:orders/2024-05-01.parquet"
     assert set(by_id) == {node, job, out}
@@ -447,7 +499,7 @@ def test_graph_around_a_dataset(client: httpx.Client, pipeline: dict[str, Any]) 
     data = by_id[job]["data"]
     assert data["id"] == {"namespace": "airflow", "name": "etl.extract"}
     assert data["latestRun"]["state"] == "COMPLETED"
-    assert data["latestRun"]["id"] == pipeline["events"][0]["run"]["runId"]
+    assert data["latestRun"]["id"] == recorded["events"][0]["run"]["runId"]
     # Marquez's nominal times, from the START's nominalTime facet
     assert data["latestRun"]["nominalStartTime"] == "2024-05-01T00:00:00Z"
     assert data["latestRun"]["nominalEndTime"] is None
@@ -456,16 +508,16 @@ def test_graph_around_a_dataset(client: httpx.Client, pipeline: dict[str, Any]) 
     assert by_id[node]["data"]["fields"][0]["name"] == "id"
 
 
-def test_graph_depth_limits_the_hops(client: httpx.Client, pipeline: dict[str, Any]) -> None:
+def test_graph_depth_limits_the_hops(reader: httpx.Client) -> None:
     node = "dataset:postgres://db:5432:shop.public.orders"
-    zero = client.get("/api/v1/lineage", params={"nodeId": node, "depth": 0}).json()["graph"]
-    one = client.get("/api/v1/lineage", params={"nodeId": node, "depth": 1}).json()["graph"]
+    zero = reader.get("/api/v1/lineage", params={"nodeId": node, "depth": 0}).json()["graph"]
+    one = reader.get("/api/v1/lineage", params={"nodeId": node, "depth": 1}).json()["graph"]
     assert [n["id"] for n in zero] == [node] and zero[0]["outEdges"] == []
     assert [n["id"] for n in one] == [node, "job:airflow:etl.extract"]
 
 
-def test_graph_around_a_cmf_job(client: httpx.Client, pipeline: dict[str, Any]) -> None:
-    graph = client.get("/api/v1/lineage", params={"nodeId": "job:cmf:churn.v2.train"}).json()
+def test_graph_around_a_cmf_job(reader: httpx.Client) -> None:
+    graph = reader.get("/api/v1/lineage", params={"nodeId": "job:cmf:churn.v2.train"}).json()
     ids = {n["id"] for n in graph["graph"]}
     assert ids == {"job:cmf:churn.v2.train", "dataset:file:/data/churn/train.csv",
                    "dataset:s3://models:churn/model.pkl", "dataset:file:/reports/churn.json"}
@@ -548,35 +600,35 @@ def test_a_streaming_job_is_a_marquez_stream(client: httpx.Client) -> None:
     ({"nodeId": "dataset:file:/data/churn/train.csv", "depth": -1}, 400, "depth"),
     ({}, 400, "nodeId"),
 ])
-def test_graph_errors(client: httpx.Client, pipeline: dict[str, Any], params: dict[str, Any],
-                      status: int, text: str) -> None:
-    r = client.get("/api/v1/lineage", params=params)
+def test_graph_errors(reader: httpx.Client, params: dict[str, Any], status: int,
+                      text: str) -> None:
+    r = reader.get("/api/v1/lineage", params=params)
     assert r.status_code == status and text in r.json()["message"]
 
 
 # GET: events ---------------------------------------------------------------------------------
-def test_events_list_in_marquez_shape(client: httpx.Client, pipeline: dict[str, Any]) -> None:
-    body = client.get("/api/v1/events/lineage").json()
+def test_events_list_in_marquez_shape(reader: httpx.Client) -> None:
+    body = reader.get("/api/v1/events/lineage").json()
     assert body["totalCount"] == 5 and len(body["events"]) == 5
     times = [e["eventTime"] for e in body["events"]]
     assert times[0] == "2024-05-01T12:02:05.750000+00:00"  # newest first
     for e in body["events"]:
         validate_event(e)  # served back as valid OpenLineage
-    asc = client.get("/api/v1/events/lineage",
+    asc = reader.get("/api/v1/events/lineage",
                      params={"sortDirection": "asc", "limit": 2, "offset": 1}).json()
     assert asc["totalCount"] == 5
     assert [e["eventTime"] for e in asc["events"]] == ["2024-05-01T12:00:00.250000+00:00",
                                                         "2024-05-01T12:00:30.5Z"]
-    window = client.get("/api/v1/events/lineage", params={
+    window = reader.get("/api/v1/events/lineage", params={
         "after": "2024-05-01T12:00:01Z", "before": "2024-05-01T12:01:00Z"}).json()
     assert window["totalCount"] == 2  # RUNNING at 12:00:30.5 and COMPLETE at 14:01+02:00
-    bad = client.get("/api/v1/events/lineage", params={"before": "yesterday"})
+    bad = reader.get("/api/v1/events/lineage", params={"before": "yesterday"})
     assert bad.status_code == 400 and "before" in bad.json()["message"]
 
 
 @pytest.mark.parametrize("when", ["0000-01-01T00:00:00Z", "9999-12-31T23:59:59-01:00"])
-def test_events_list_time_out_of_range_is_400(client: httpx.Client, when: str) -> None:
-    r = client.get("/api/v1/events/lineage", params={"after": when})
+def test_events_list_time_out_of_range_is_400(empty_client: httpx.Client, when: str) -> None:
+    r = empty_client.get("/api/v1/events/lineage", params={"after": when})
     assert r.status_code == 400
     assert r.json()["message"] == (f"after: {when!r} is out of range; a time must be from "
                                    "0001-01-01T00:00:00Z to 9999-12-31T23:59:59Z")

@@ -3,6 +3,7 @@ read level by level in a few queries, gives the hand-checked nodes, edges and da
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -38,8 +39,7 @@ def _run(pipeline: str, stage: str, at: float, inputs: list[Artifact],
             *(Event(ex.id, a.id, "OUTPUT") for a in outputs)]
 
 
-@pytest.fixture
-def shop(store: Store) -> dict[str, Any]:
+def record_shop(store: Store) -> dict[str, Any]:
     """orders -> shop.ingest -> raw/0000.csv (version 2); raw/* -> shop.wide -> clean/*;
     clean/0000 -> shop.report (MAX_RUNS_PER_JOB + 2 runs) -> reports/w.json -> dag.publish.
 
@@ -67,6 +67,59 @@ def shop(store: Store) -> dict[str, Any]:
     return {"raw0": [raw[0], raw0_v2], "weekly": weekly, "report_runs": [r[0] for r in reports]}
 
 
+@pytest.fixture
+def shop(store: Store) -> dict[str, Any]:
+    """``record_shop`` in this test's own store (for tests that add to it)."""
+    return record_shop(store)
+
+
+class SharedShop:
+    """A store holding ``record_shop``'s records that the tests which only read share: ``get``
+    gives it while nothing was written to it since, else a fresh one, so no test depends on
+    what another did."""
+
+    def __init__(self, new_store: Callable[[], Store]) -> None:
+        self.new_store = new_store
+        self.store: Store | None = None
+        self.shop: dict[str, Any] = {}
+        self.mark: tuple[int, int] = (0, 0)
+
+    def _mark(self, store: Store) -> tuple[int, int]:
+        return store.max_seq(), len(store.lineage_events())
+
+    def get(self) -> tuple[Store, dict[str, Any]]:
+        if self.store is None or self._mark(self.store) != self.mark:
+            self.close()
+            self.store = self.new_store()
+            self.shop = record_shop(self.store)
+            self.mark = self._mark(self.store)
+        return self.store, self.shop
+
+    def close(self) -> None:
+        if self.store is not None:
+            self.store.close()
+            self.store = None
+
+
+@pytest.fixture(scope="module")
+def shared_shop(new_store: Callable[[], Store]) -> Iterator[SharedShop]:
+    shared = SharedShop(new_store)
+    yield shared
+    shared.close()
+
+
+@pytest.fixture
+def read_store(shared_shop: SharedShop) -> Store:
+    """A store holding ``record_shop``'s records, shared by the tests that only read it."""
+    return shared_shop.get()[0]
+
+
+@pytest.fixture
+def read_shop(shared_shop: SharedShop, read_store: Store) -> dict[str, Any]:
+    """What ``record_shop`` returned for ``read_store``."""
+    return shared_shop.shop
+
+
 def _edges(graph: list[dict[str, Any]]) -> dict[str, tuple[set[str], set[str]]]:
     out: dict[str, tuple[set[str], set[str]]] = {}
     for n in graph:
@@ -84,9 +137,9 @@ def _ref(node_id: str) -> dict[str, str]:
     return {"namespace": namespace, "name": name}
 
 
-def test_the_whole_graph_of_a_wide_job(store: Store, shop: dict[str, Any]) -> None:
-    with executed(store) as statements:
-        graph = LineageGraph(store).graph(WIDE)["graph"]
+def test_the_whole_graph_of_a_wide_job(read_store: Store, read_shop: dict[str, Any]) -> None:
+    with executed(read_store) as statements:
+        graph = LineageGraph(read_store).graph(WIDE)["graph"]
     assert [n["id"] for n in graph] == sorted(n["id"] for n in graph)
     want: dict[str, tuple[set[str], set[str]]] = {
         WIDE: (set(RAW), set(CLEAN)),
@@ -109,13 +162,13 @@ def test_the_whole_graph_of_a_wide_job(store: Store, shop: dict[str, Any]) -> No
     assert wide["cmf"] == {"pipeline": "shop", "stage": "wide", "runs": 1}
     assert wide["parentJobName"] == "shop" and wide["simpleName"] == "wide"
     raw0 = by_id[RAW[0]]["data"]
-    assert [a["id"] for a in raw0["cmf"]["artifacts"]] == [a.id for a in shop["raw0"]]
-    assert raw0["currentVersion"] == shop["raw0"][1].id
+    assert [a["id"] for a in raw0["cmf"]["artifacts"]] == [a.id for a in read_shop["raw0"]]
+    assert raw0["currentVersion"] == read_shop["raw0"][1].id
     assert [a["name"] for a in by_id[RAW[1]]["data"]["cmf"]["artifacts"]] == ["0001.csv"]
     assert by_id[WEEKLY]["data"]["cmf"]["artifacts"][0]["name"] == "weekly report"
     assert by_id[ORDERS]["data"]["cmf"]["artifacts"][0]["name"] == "orders"
     report = by_id[REPORT]["data"]
-    runs = shop["report_runs"]
+    runs = read_shop["report_runs"]
     assert report["cmf"]["runs"] == MAX_RUNS_PER_JOB
     assert report["latestRun"]["id"] == runs[-1].id
     assert report["createdAt"] == "2023-11-14T22:13:52.000000Z"  # the third run: T0 + 32
@@ -127,8 +180,8 @@ def test_the_whole_graph_of_a_wide_job(store: Store, shop: dict[str, Any]) -> No
     assert len(statements) < 50
 
 
-def test_depth_cuts_the_graph_and_its_edges(store: Store, shop: dict[str, Any]) -> None:
-    graph = LineageGraph(store).graph(CLEAN[0], depth=2)["graph"]
+def test_depth_cuts_the_graph_and_its_edges(read_store: Store, read_shop: dict[str, Any]) -> None:
+    graph = LineageGraph(read_store).graph(CLEAN[0], depth=2)["graph"]
     edges = _edges(graph)
     assert set(edges) == {CLEAN[0], WIDE, REPORT, WEEKLY, *RAW, *CLEAN}
     assert edges[WEEKLY] == ({REPORT}, set())  # dag.publish is three edges away
@@ -137,18 +190,18 @@ def test_depth_cuts_the_graph_and_its_edges(store: Store, shop: dict[str, Any]) 
     by_id = {n["id"]: n for n in graph}
     assert len(by_id[WIDE]["data"]["inputs"]) == N
     assert by_id[REPORT]["data"]["outputs"] == [_ref(WEEKLY)]
-    one = LineageGraph(store).graph(ORDERS, depth=1)["graph"]
+    one = LineageGraph(read_store).graph(ORDERS, depth=1)["graph"]
     assert _edges(one) == {ORDERS: (set(), {INGEST}), INGEST: ({ORDERS}, set())}
     assert one[1]["data"]["outputs"] == [_ref(RAW[0])]  # a job lists all its datasets
 
 
-def test_every_level_reads_the_same_graph_as_one_node_at_a_time(store: Store,
-                                                                 shop: dict[str, Any]) -> None:
+def test_every_level_reads_the_same_graph_as_one_node_at_a_time(
+        read_store: Store, read_shop: dict[str, Any]) -> None:
     """A node read alone has the same artifacts, runs and neighbours as read with its level."""
-    whole = LineageGraph(store)
+    whole = LineageGraph(read_store)
     whole.graph(REPORT)
     for node_id in (WIDE, REPORT, PUBLISH, ORDERS, WEEKLY, RAW[0], RAW[1], CLEAN[0]):
-        single = LineageGraph(store)
+        single = LineageGraph(read_store)
         (node,) = single._load_all([single.resolve(node_id)])
         single._expand_all([node])
         other = whole._nodes[node.ref]
@@ -157,11 +210,11 @@ def test_every_level_reads_the_same_graph_as_one_node_at_a_time(store: Store,
 
 
 def test_a_dataset_in_a_namespace_with_colons_is_found_by_name_without_a_scan(
-        store: Store, shop: dict[str, Any]) -> None:
+        read_store: Store, read_shop: dict[str, Any]) -> None:
     # "s3://lake:clean/0000.parquet" splits as ("s3", "//lake:clean/...") first: that split
     # matches no name, and must not send the lookup through every artifact of the store
-    graph = LineageGraph(store)
-    with executed(store) as statements:
+    graph = LineageGraph(read_store)
+    with executed(read_store) as statements:
         ref = graph.resolve(CLEAN[0])
     assert (ref.namespace, ref.name) == ("s3://lake", "clean/0000.parquet")
     # one name and URI lookup for every split, the ids of the artifacts named by a property,
@@ -171,7 +224,7 @@ def test_a_dataset_in_a_namespace_with_colons_is_found_by_name_without_a_scan(
     # a name the producer set is found too, by the artifact's URI: still no look at all
     for node_id, namespace, name in ((WEEKLY, "s3://lake", "reports/w.json"),
                                      (ORDERS, "postgres://db:5432", "shop.public.orders")):
-        graph = LineageGraph(store)
+        graph = LineageGraph(read_store)
         ref = graph.resolve(node_id)
         assert (ref.namespace, ref.name) == (namespace, name)
         assert graph._index is None

@@ -2,23 +2,41 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import httpx
 import pytest
 
 from cmf_core.openlineage.convert import to_event_dicts
+from cmf_core.store import Store
 from tests.core.openlineage.conftest import airflow_events, build_lineage
-from tests.core.server.conftest import LiveServer
+from tests.core.server.conftest import LiveServer, SharedServer, shared_server
 
 
-@pytest.fixture
-def api(server: LiveServer) -> Iterator[httpx.Client]:
-    """A server holding three CMF training runs and two Airflow task runs."""
-    with server.client() as c:
+def record_runs(live: LiveServer) -> None:
+    """Three CMF training runs and two Airflow task runs."""
+    with live.client() as c:
         events = [e for tag in ("a", "b", "c") for e in to_event_dicts(build_lineage(tag=tag))]
         events += airflow_events() + airflow_events()
         assert c.post("/api/v1/lineage/batch", json=events).status_code == 201
+
+
+@pytest.fixture(scope="module")
+def shared(new_store: Callable[[], Store],
+           tmp_path_factory: pytest.TempPathFactory) -> Iterator[SharedServer]:
+    with shared_server(new_store, tmp_path_factory, record_runs) as shared:
+        yield shared
+
+
+@pytest.fixture
+def loaded(shared: SharedServer) -> LiveServer:
+    """A server holding ``record_runs``'s runs, shared by the tests that only read."""
+    return shared.get()
+
+
+@pytest.fixture
+def api(loaded: LiveServer) -> Iterator[httpx.Client]:
+    with loaded.client() as c:
         yield c
 
 
@@ -143,15 +161,15 @@ def test_energy_and_params_survive_the_api(api: httpx.Client) -> None:
     ("/api/v1/pipelines", "offset"), ("/api/v1/events/lineage", "offset"),
     ("/api/v1/federation/bundle", "since"),
 ])
-def test_offsets_past_a_64_bit_integer_are_400(server: LiveServer, path: str,
+def test_offsets_past_a_64_bit_integer_are_400(loaded: LiveServer, path: str,
                                                 name: str) -> None:
     """SQL stores take 64-bit integers: one more is named (it was an OverflowError, 500)."""
-    r = httpx.get(server.url + path, params={name: 2**63})
+    r = httpx.get(loaded.url + path, params={name: 2**63})
     assert r.status_code == 400 and r.json() == {
         "code": 400, "error": "InvalidInputError",
         "message": f"query parameter {name!r}: Input should be less than or equal to "
                    f"{2**63 - 1} (got '{2**63}')"}
-    assert httpx.get(server.url + path, params={name: 2**63 - 1}).status_code == 200
+    assert httpx.get(loaded.url + path, params={name: 2**63 - 1}).status_code == 200
 
 
 @pytest.mark.parametrize(("path", "params", "text"), [
@@ -163,12 +181,12 @@ def test_offsets_past_a_64_bit_integer_are_400(server: LiveServer, path: str,
     ("/api/v1/carbon", {"until": "0000-01-01T00:00:00Z"}, "until: '0000-01-01T00:00:00Z' "
                                                           "is out of range"),
 ])
-def test_numbers_and_times_a_store_cannot_take_are_400(server: LiveServer, path: str,
+def test_numbers_and_times_a_store_cannot_take_are_400(loaded: LiveServer, path: str,
                                                        params: dict[str, object],
                                                        text: str) -> None:
     """A version vector's seq past a 64-bit integer (or not ASCII digits) and a time outside
     years 1-9999 are named, not a 500."""
-    r = httpx.get(server.url + path, params=params)
+    r = httpx.get(loaded.url + path, params=params)
     assert r.status_code == 400, r.text
     body = r.json()
     assert body["error"] == "InvalidInputError" and text in body["message"]
