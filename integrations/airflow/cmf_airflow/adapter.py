@@ -35,6 +35,8 @@ A try that leaves its process without an end (deferred to its trigger without de
 awaiting input, rescheduled) gets no end hook, only ``before_stopping``: :meth:`CmfAdapter.stopping`
 then records, with a RUNNING event, that its process was released (``cmf.process_released``), so
 ``cmf reap`` never takes the wait for a kill; the process that resumes it records its end.
+A try that no task process ends (its trigger ends it in the triggerer, the scheduler fails it)
+is ended from Airflow's database when its DAG run ends (:mod:`cmf_airflow.unended`).
 """
 
 from __future__ import annotations
