@@ -177,6 +177,25 @@ def test_tries_their_processes_ended_are_left_alone(run_dag, cmf_store) -> None:
     assert "bad input" in (runs["boom"].error or "")  # its own error, not ours
 
 
+def test_every_try_of_a_run_is_read_earlier_tries_from_the_history(
+        run_dag, cmf_store, tmp_path) -> None:
+    from cmf_airflow.unended import ended_tries
+
+    from tests.integrations.airflow.sources import RETRIED
+
+    dr = run_dag(RETRIED, "read_tries", data=tmp_path)
+    assert dr.state == "success"
+    got = [(t.task_id, t.map_index, t.try_number, t.state)
+           for t in ended_tries("read_tries", dr.run_id)]
+    assert got == [("flaky_io", -1, 1, "failed"), ("flaky_io", -1, 2, "success"),
+                   ("shard", 0, 1, "success"), ("shard", 1, 1, "success"),
+                   ("shard", 2, 1, "success")]
+    runs = cmf_store().list_executions()  # all ended by their processes: left alone
+    assert sorted((e.stage, e.status.value) for e in runs if e.stage == "flaky_io") == [
+        ("flaky_io", "completed"), ("flaky_io", "failed")]
+    assert all("ended_outside_task" not in e.properties.get("airflow", {}) for e in runs)
+
+
 def test_which_executions_are_still_running_from_a_store_or_a_server(tmp_path) -> None:
     from cmf_core.server.app import create_app
 
