@@ -7,7 +7,9 @@ metadata-DB access, talking to the api-server's execution API), ``airflow dag-pr
 ``airflow triggerer``. Two DAGs are triggered through the REST API, a third by an asset:
 
 * ``cmf_e2e_ok``: ``extract`` writes a file asset; ``later`` defers to a trigger (run by the
-  triggerer) without saying so and is resumed by a new task process; ``publish`` emits an
+  triggerer) without saying so and is resumed by a new task process; ``wait``, a
+  ``WaitSensor(deferrable=True)``, is ended by its trigger in the triggerer (no task process
+  sees its end: the scheduler's DAG-run hook records it); ``publish`` emits an
   asset event for an ``s3://`` asset with a version in its ``extra``; ``consume`` has that
   asset as its inlet (the listener looks up the latest asset event at START, through the
   execution API); ``shard`` is mapped over three values and reads the file; ``total`` sums
@@ -16,7 +18,9 @@ metadata-DB access, talking to the api-server's execution API), ``airflow dag-pr
 * ``cmf_e2e_on_asset``: scheduled on the ``s3://`` asset (the scheduler starts it, with no
   logical date), its task reads the asset as an inlet.
 
-When the runs have ended, the CMF store (``CMF_HOME`` in the temp dir) is read with the
+When the runs have ended and no execution is left running (the end of a try its trigger
+ended is recorded by the scheduler 4 x ``hook_timeout_s`` after its DAG run's end; at most 60 s
+are waited), the CMF store (``CMF_HOME`` in the temp dir) is read with the
 ``cmf`` CLI and checked: every task try is an execution with the right status, parent and
 energy record; each DAG run is an execution with start and end and the right status; the
 file asset has a ``sha256`` digest, the versioned asset is one artifact linking ``publish`` to
@@ -57,16 +61,21 @@ TRIES = {(OK_DAG, "extract"): [(1, -1, "completed")], (OK_DAG, "publish"): [(1, 
          (OK_DAG, "consume"): [(1, -1, "completed")],
          (OK_DAG, "shard"): [(1, i, "completed") for i in range(3)],
          (OK_DAG, "total"): [(1, -1, "completed")], (OK_DAG, "later"): [(1, -1, "completed")],
+         (OK_DAG, "wait"): [(1, -1, "completed")],
          (FAIL_DAG, "before"): [(1, -1, "completed")],
          (FAIL_DAG, "flaky"): [(1, -1, "failed"), (2, -1, "failed")],
          (ASSET_DAG, "read"): [(1, -1, "completed")]}
 """Every task try: (try number, map index, status)."""
+ENDED_OUTSIDE = {(OK_DAG, "wait")}
+"""Tries ended in the triggerer: recorded from Airflow's database at the DAG run's end, with no
+energy record (the part before the deferral is not measured)."""
 SERVICES = ("api-server", "scheduler", "dag-processor", "triggerer")
 
 DAGS = '''
 import datetime as dt
 from pathlib import Path
 
+from airflow.providers.standard.sensors.time_delta import WaitSensor
 from airflow.providers.standard.triggers.temporal import TimeDeltaTrigger
 from airflow.sdk import Asset, BaseOperator, dag, task
 
@@ -118,6 +127,7 @@ def ok_dag():
     raw >> shards
     total(shards)
     Later(task_id="later")
+    WaitSensor(task_id="wait", time_to_wait=dt.timedelta(seconds=1), deferrable=True)
 
 
 @dag(dag_id={fail!r}, schedule=None,
@@ -321,7 +331,13 @@ def check_store(env: dict[str, str], logs: list[Path], check: Checks) -> None:
         parent = dag_runs.get(dag, {}).get("id")
         check(parent is not None and all(parent_of(f) == parent for f in found),
               f"{dag}.{stage}: every try's parent is the DAG run execution")
-        check(all(f["id"] in energy for f in found), f"{dag}.{stage}: an energy record per try")
+        if (dag, stage) in ENDED_OUTSIDE:
+            check(all(airflow_facts(f).get("ended_outside_task") == {"state": "success"}
+                      for f in found), f"{dag}.{stage}: ended from Airflow's state, not by a "
+                  "task process")
+        else:
+            check(all(f["id"] in energy for f in found),
+                  f"{dag}.{stage}: an energy record per try")
         check(all(f.get("started_at") and f.get("ended_at") for f in found),
               f"{dag}.{stage}: every try has a start and an end")
 
@@ -358,6 +374,12 @@ def check_store(env: dict[str, str], logs: list[Path], check: Checks) -> None:
     spool = json.loads(cmf(env, "spool", "status", "--json"))
     check(spool.get("waiting") == 0 and not spool.get("rejected") and not spool.get("targets"),
           f"spool empty (waiting {spool.get('waiting')}, rejected {spool.get('rejected')})")
+
+
+def running(env: dict[str, str]) -> list[str]:
+    """The executions of the store still running (``pipeline.stage``)."""
+    return [f"{e['pipeline']}.{e['stage']}" for e in read_store(env).get("execution", [])
+            if e["status"] == "running"]
 
 
 def cmf_problems(path: Path) -> list[str]:
@@ -425,7 +447,13 @@ def main() -> int:
         print(f"  runs ended ({time.monotonic() - started:.0f} s)", flush=True)
         want = {OK_DAG: ["success"], FAIL_DAG: ["failed"], ASSET_DAG: ["success"]}
         check(states == want, f"Airflow's DAG runs {states}")
-        time.sleep(2)  # DAG-run events are queued to the scheduler's background thread
+        # DAG-run events are queued to the scheduler's background thread; the ends of tries
+        # Airflow ended alone are recorded GRACE_TIMEOUTS x hook_timeout_s after the run's end
+        waited = time.monotonic()
+        with contextlib.suppress(TimeoutError):  # the store checks below say what is left
+            airflow.wait_for("no execution left running", lambda: not running(airflow.env), 60)
+        print(f"  waited {time.monotonic() - waited:.0f} s for the executions to end",
+              flush=True)
     except Exception as e:
         check(False, f"running Airflow: {type(e).__name__}: {e}")
     finally:

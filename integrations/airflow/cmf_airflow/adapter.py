@@ -35,6 +35,8 @@ A try that leaves its process without an end (deferred to its trigger without de
 awaiting input, rescheduled) gets no end hook, only ``before_stopping``: :meth:`CmfAdapter.stopping`
 then records, with a RUNNING event, that its process was released (``cmf.process_released``), so
 ``cmf reap`` never takes the wait for a kill; the process that resumes it records its end.
+A try that no task process ends (its trigger ends it in the triggerer, the scheduler fails it)
+is ended from Airflow's database when its DAG run ends (:mod:`cmf_airflow.unended`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,13 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from cmf_airflow import conf
-from cmf_airflow.dagrun import build_dag_run_event, error_facet, failed_tasks, failure_message
+from cmf_airflow.dagrun import (
+    build_dag_run_event,
+    dag_run_key,
+    error_facet,
+    failed_tasks,
+    failure_message,
+)
 from cmf_airflow.datasets import (
     DatasetRef,
     alias_inputs,
@@ -335,6 +343,8 @@ class CmfAdapter:
         from cmf_core.openlineage.emit import get_emitter
 
         event = build_dag_run_event(dag_run, status, message, settings.site, snap.namespace)
+        if status != "running":  # the tries Airflow ended without their process reporting it
+            self._end_unended_later(dag_run, snap.namespace, settings)
         if status != "failed":
             self.background.submit(lambda: get_emitter(settings).emit(event))
             return
@@ -349,6 +359,25 @@ class CmfAdapter:
             get_emitter(settings).emit(event)
 
         self.background.submit(failed)
+
+    def _end_unended_later(self, dag_run: Any, namespace: str, settings: Settings) -> None:
+        """Queue :func:`~cmf_airflow.unended.record_unended` for the ended DAG run, after the
+        grace its last tries' own end hooks may take (the DagRun is read here, in the
+        caller's thread)."""
+        from cmf_airflow.unended import GRACE_TIMEOUTS, record_unended
+
+        ns, date, clear_number = dag_run_key(dag_run, namespace)
+        dag_id, run_id = str(dag_run.dag_id), str(dag_run.run_id)
+
+        def job() -> None:
+            try:
+                record_unended(dag_id, run_id, ns, date, clear_number, settings)
+            except Exception as e:  # the runs' own records stand; only these ends are missed
+                log.warning("cmf: could not check DAG run %s/%s for tries Airflow ended without "
+                            "their task process (a trigger, the scheduler): %s; such a try stays "
+                            "running in CMF", dag_id, run_id, e)
+
+        self.background.submit_later(GRACE_TIMEOUTS * settings.hook_timeout_s, job)
 
     # the end --------------------------------------------------------------------------------
     def finish_task(self, ti: Any, status: str, error: BaseException | str | None = None

@@ -23,8 +23,10 @@ the workers that fork every task process) imports what recording a try needs
 (:mod:`cmf_airflow.warm`), so each task process inherits it instead of importing it anew.
 
 When Airflow calls a task hook from the API server or scheduler with a database
-``TaskInstance`` (a state changed by hand in the UI), there is no running task to measure, and
-it is ignored.
+``TaskInstance`` (a state changed by hand in the UI, a try the scheduler failed), there is no
+running task to measure, and it is ignored; a try ended so (or by its trigger, in the
+triggerer, which calls no hook) is ended in CMF when its DAG run ends
+(:mod:`cmf_airflow.unended`).
 """
 
 from __future__ import annotations

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import atexit
+import heapq
+import itertools
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +24,7 @@ class Background:
     DAG-run events (so the scheduler never waits on CMF). :meth:`submit` returns an event set
     when the job is done; :meth:`flush` waits (bounded) for everything submitted so far. A full
     queue runs the job in the caller's thread (still bounded and spooled by the emitter).
+    :meth:`submit_later` queues a job after a delay (one timer thread for all of them).
     """
 
     def __init__(self, maxsize: int = 10_000) -> None:
@@ -41,6 +44,10 @@ class Background:
             queue.Queue(self._maxsize)
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        self._later: list[tuple[float, int, Callable[[], Any]]] = []  # (due, order, job)
+        self._order = itertools.count()
+        self._wake = threading.Condition(self._lock)
+        self._timer: threading.Thread | None = None
 
     def submit(self, job: Callable[[], Any]) -> threading.Event:
         import queue
@@ -59,6 +66,34 @@ class Background:
         except queue.Full:
             self._do(job, done)
         return done
+
+    def submit_later(self, delay: float, job: Callable[[], Any]) -> None:
+        """Queue ``job`` once ``delay`` seconds have passed (or at :meth:`flush`)."""
+        with self._lock:
+            heapq.heappush(self._later, (time.monotonic() + delay, next(self._order), job))
+            if self._timer is None or not self._timer.is_alive():
+                self._timer = threading.Thread(target=self._tick, name="cmf-recorder-later",
+                                               daemon=True)
+                self._timer.start()
+            self._wake.notify()
+
+    def _tick(self) -> None:
+        """The timer thread: hands each delayed job to the worker when it is due."""
+        while True:
+            with self._lock:
+                while not self._later or self._later[0][0] > time.monotonic():
+                    self._wake.wait(self._later[0][0] - time.monotonic() if self._later
+                                    else None)
+                job = heapq.heappop(self._later)[2]
+            self.submit(job)
+
+    def _due_now(self) -> None:
+        """Queue every delayed job now (the process stops, or a caller waits for all)."""
+        with self._lock:
+            jobs = [job for _, _, job in sorted(self._later)]
+            self._later.clear()
+        for job in jobs:
+            self.submit(job)
 
     @staticmethod
     def _do(job: Callable[[], Any], done: threading.Event) -> None:
@@ -80,7 +115,9 @@ class Background:
                 self._queue.task_done()
 
     def flush(self, timeout: float = 10.0) -> bool:
-        """True when everything submitted so far was recorded within ``timeout``."""
+        """True when everything submitted so far was recorded within ``timeout``; delayed
+        jobs are run now (flushing is what a stopping process does)."""
+        self._due_now()
         deadline = time.monotonic() + timeout
         while self._queue.unfinished_tasks:
             if time.monotonic() > deadline:

@@ -42,3 +42,18 @@ def test_a_forked_child_runs_only_its_own_jobs(tmp_path: Path) -> None:
     lines = sorted(ran.read_text().splitlines())
     assert lines == sorted([f"{pid} child", f"{os.getpid()} parent-1",
                             f"{os.getpid()} parent-2"]), lines
+
+
+def test_a_delayed_job_runs_by_itself_once_due() -> None:
+    bg, done = Background(), threading.Event()
+    bg.submit_later(0.05, done.set)
+    assert done.wait(30)
+
+
+def test_flush_runs_the_delayed_jobs_now_in_order() -> None:
+    bg, ran = Background(), []
+    bg.submit_later(3600, lambda: ran.append("late"))
+    bg.submit_later(1800, lambda: ran.append("early"))
+    assert bg.flush(30)  # a stopping process does not wait an hour, nor drops them
+    assert ran == ["early", "late"]
+    assert bg.flush(1) and ran == ["early", "late"]  # each ran once
