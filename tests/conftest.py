@@ -12,6 +12,13 @@ from hypothesis import settings
 from cmf_core.store import Store, open_store
 from tests.support.postgres import TempPostgres
 
+# A terminal size in the environment (pytest-xdist's workers have COLUMNS=80) would fix the
+# width of the CLI's rich console when cmf_core.cli is first imported (no import above loads
+# it), and a test's CliRunner(env={"COLUMNS": ...}) could no longer widen it: each test sizes
+# its terminal itself.
+for _key in ("COLUMNS", "LINES"):
+    os.environ.pop(_key, None)
+
 # CI (.ci/run) draws the property tests' examples from a fixed seed, so that a landing depends on
 # the code, not on the draw; `make test` elsewhere draws new examples each run, and a case it
 # finds is kept as an @example.
