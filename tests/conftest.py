@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -33,6 +34,20 @@ def _clean_cmf_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("CMF_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("CMF_HOME", str(tmp_path / ".cmf-home"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_event_loop_left_running() -> Iterator[None]:
+    """A module's tests and fixtures must not leave an asyncio loop running in the main thread
+    (as a session-wide Playwright sync API does): a later module's ``asyncio.run`` would raise,
+    and Prefect's sync calls would return coroutines instead of running."""
+    yield
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise AssertionError(f"this module (a test or fixture) left {loop!r} running in the main "
+                         "thread")
 
 
 @pytest.fixture(scope="session")
