@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -11,6 +12,13 @@ from hypothesis import settings
 
 from cmf_core.store import Store, open_store
 from tests.support.postgres import TempPostgres
+
+# A terminal size in the environment (pytest-xdist's workers have COLUMNS=80) would fix the
+# width of the CLI's rich console when cmf_core.cli is first imported (no import above loads
+# it), and a test's CliRunner(env={"COLUMNS": ...}) could no longer widen it: each test sizes
+# its terminal itself.
+for _key in ("COLUMNS", "LINES"):
+    os.environ.pop(_key, None)
 
 # CI (.ci/run) draws the property tests' examples from a fixed seed, so that a landing depends on
 # the code, not on the draw; `make test` elsewhere draws new examples each run, and a case it
@@ -26,6 +34,20 @@ def _clean_cmf_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         if key.startswith("CMF_"):
             monkeypatch.delenv(key)
     monkeypatch.setenv("CMF_HOME", str(tmp_path / ".cmf-home"))
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _no_event_loop_left_running() -> Iterator[None]:
+    """A module's tests and fixtures must not leave an asyncio loop running in the main thread
+    (as a session-wide Playwright sync API does): a later module's ``asyncio.run`` would raise,
+    and Prefect's sync calls would return coroutines instead of running."""
+    yield
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    raise AssertionError(f"this module (a test or fixture) left {loop!r} running in the main "
+                         "thread")
 
 
 @pytest.fixture(scope="session")

@@ -118,9 +118,14 @@ def ui_server(ui_store: Store, scenario: Scenario) -> Iterator[UiServer]:
         yield UiServer(url, ui_store)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
-    """Headless Chromium from the system package (never a downloaded browser)."""
+    """Headless Chromium from the system package (never a downloaded browser).
+
+    One per test module, not per session: while Playwright's sync API is open its asyncio loop
+    counts as running in the main thread, where a later test's ``asyncio.run`` (Airflow's
+    dag.test runs triggers with it) then raises and Prefect's ``Block.save`` returns an
+    unawaited coroutine instead of saving (pytest-xdist runs other files after these)."""
     if not Path(CHROMIUM).exists():
         raise RuntimeError(f"Chromium not found at {CHROMIUM}: apt-get install chromium "
                            "(make test does)")

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
+import textwrap
 import time
 import uuid
+from typing import Any
 
 import pytest
 
@@ -28,42 +29,58 @@ REQUIRED_DETAILS = {
 }
 
 
-def _rss_gib() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**30
+# These two measure in a fresh Python process, whose tree is that process alone: the test
+# worker's tree also holds the servers earlier tests left running (PostgreSQL, Prefect's), whose
+# CPU and memory would count as the measured process's (under pytest-xdist especially).
+def _measured_in_a_fresh_process(body: str, hz: int) -> dict[str, Any]:
+    """Runs ``body`` under ``measure`` in a new Python process; returns what it measured, with
+    the values ``body`` put in ``seen``."""
+    code = "\n".join([
+        "import json, os, time",
+        "from cmf_core.config import load_settings",
+        "from cmf_core.energy import measure",
+        f"settings = load_settings(cpu_watts_per_core={WATTS}, energy_sample_hz={hz})",
+        "seen = {}",
+        "with measure(settings) as monitor:",
+        textwrap.indent(textwrap.dedent(body), "    "),
+        "m = monitor.measurement",
+        "with open('/proc/self/statm') as fh:",
+        "    rss_gib = int(fh.read().split()[1]) * os.sysconf('SC_PAGE_SIZE') / 2**30",
+        "print(json.dumps({**seen, 'duration_s': m.duration_s, 'samples': m.samples,",
+        "    'ram_watts_per_gb': settings.ram_watts_per_gb, 'rss_gib': rss_gib,",
+        "    'components': {k: [c.joules, c.method] for k, c in m.components.items()}}))",
+    ])
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    return json.loads(out.stdout.splitlines()[-1])
 
 
 def test_busy_loop_holding_the_gil_reports_cpu_time_times_watts_per_core() -> None:
     # sum(range(...)) runs in C without releasing the GIL, so the sampler thread stalls for
     # whole calls: the result must still come from counters, not from sample intervals.
-    settings = load_settings(cpu_watts_per_core=WATTS, energy_sample_hz=20)
-    with EnergyMonitor(settings) as monitor:
+    m = _measured_in_a_fresh_process("""
         wall0, cpu0 = time.monotonic(), time.thread_time()
         while time.monotonic() - wall0 < 2.5:
             sum(range(3_000_000))
-        busy_wall, busy_cpu = time.monotonic() - wall0, time.thread_time() - cpu0
-    m = monitor.measurement
-    assert m is not None
-    cpu = m.components["cpu"]
-    assert cpu.method == "model"
-    assert m.duration_s == pytest.approx(busy_wall, rel=0.05)
-    assert cpu.joules == pytest.approx(busy_cpu * WATTS, rel=0.05)
+        seen.update(wall=time.monotonic() - wall0, cpu=time.thread_time() - cpu0)
+    """, hz=20)
+    busy_wall, busy_cpu = m["wall"], m["cpu"]
+    joules, method = m["components"]["cpu"]
+    assert method == "model"
+    assert m["duration_s"] == pytest.approx(busy_wall, rel=0.05)
+    assert joules == pytest.approx(busy_cpu * WATTS, rel=0.05)
     if busy_cpu >= 0.95 * busy_wall:  # the shared machine gave this thread a whole core
-        assert cpu.joules == pytest.approx(busy_wall * WATTS, rel=0.05)
+        assert joules == pytest.approx(busy_wall * WATTS, rel=0.05)
 
 
 def test_sleep_reports_idle_cpu_and_only_the_memory_it_holds() -> None:
-    settings = load_settings(cpu_watts_per_core=WATTS, energy_sample_hz=5)
-    with measure(settings) as monitor:
-        time.sleep(2.5)
-    m = monitor.measurement
-    assert m is not None
-    assert m.components["cpu"].joules < 0.01 * m.duration_s * WATTS
-    ram = m.components["ram"]
-    assert ram.method == "model"
-    expected = _rss_gib() * m.duration_s * settings.ram_watts_per_gb
-    assert ram.joules == pytest.approx(expected, rel=0.05)
-    assert m.samples >= 10
+    m = _measured_in_a_fresh_process("time.sleep(2.5)", hz=5)
+    assert m["components"]["cpu"][0] < 0.01 * m["duration_s"] * WATTS
+    ram_joules, ram_method = m["components"]["ram"]
+    assert ram_method == "model"
+    expected = m["rss_gib"] * m["duration_s"] * m["ram_watts_per_gb"]
+    assert ram_joules == pytest.approx(expected, rel=0.05)
+    assert m["samples"] >= 10
 
 
 def test_child_processes_are_counted() -> None:

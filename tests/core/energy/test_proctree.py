@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -55,31 +56,42 @@ def test_reaped_child_time_never_reads_as_a_decrease() -> None:
     assert after.cpu_s >= during.cpu_s == 0.3
 
 
-def _rusage_cpu() -> float:
-    import resource
+# The scenario runs in a fresh Python process, whose tree holds only what it starts: the test
+# worker's own tree also holds the servers earlier tests left running (PostgreSQL, Prefect's),
+# which come and go and burn CPU that no rusage of ours counts (under pytest-xdist especially).
+_REAPED_GRANDCHILD = """
+import json, resource, subprocess, sys
+from cmf_core.energy.proctree import ProcessTree
 
+def rusage_cpu():
     me, kids = (resource.getrusage(w) for w in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN))
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
+tree = ProcessTree()
+cpu0, first = rusage_cpu(), tree.sample()
+busy = "import time\\nwhile time.process_time() < 0.6: pass\\nprint(flush=True)\\ntime.sleep(0.3)"
+shell = subprocess.Popen(["sh", "-c", f"{sys.executable} -c '{busy}'; true"],
+                         stdout=subprocess.PIPE)
+shell.stdout.readline()  # the grandchild has burned its 0.6 s
+during = tree.sample()
+shell.wait()
+after, cpu1 = tree.sample(), rusage_cpu()
+print(json.dumps({"pids_during": len(during.pids), "shell_in_tree": shell.pid in during.pids,
+                  "during": during.cpu_s - first.cpu_s, "after": after.cpu_s - first.cpu_s,
+                  "rusage": cpu1 - cpu0}))
+"""
+
 
 def test_grandchild_reaped_by_a_child_that_the_tree_reaped_is_counted_once() -> None:
-    # sh runs python (the grandchild), waits for it, then exits and is reaped by us, all between
-    # two samples: the grandchild's time reaches our reaped-children time through sh's, so its
-    # last seen time must not be kept as well.
-    tree = ProcessTree()
-    cpu0, first = _rusage_cpu(), tree.sample()
-    busy = "import time\nwhile time.process_time() < 0.6: pass\nprint(flush=True)\ntime.sleep(0.3)"
-    shell = subprocess.Popen(
-        ["sh", "-c", f"{sys.executable} -c '{busy}'; true"], stdout=subprocess.PIPE
-    )
-    assert shell.stdout is not None
-    shell.stdout.readline()  # the grandchild has burned its 0.6 s
-    during = tree.sample()
-    assert len(during.pids) == 3
-    shell.wait()
-    after, cpu1 = tree.sample(), _rusage_cpu()
-    assert during.cpu_s - first.cpu_s >= 0.55
-    assert after.cpu_s - first.cpu_s == pytest.approx(cpu1 - cpu0, abs=0.05)
+    # sh runs python (the grandchild), waits for it, then exits and is reaped by the tree's root,
+    # all between two samples: the grandchild's time reaches the root's reaped-children time
+    # through sh's, so its last seen time must not be kept as well.
+    out = subprocess.run([sys.executable, "-c", _REAPED_GRANDCHILD], capture_output=True,
+                         text=True, check=True)
+    seen = json.loads(out.stdout.splitlines()[-1])
+    assert seen["pids_during"] == 3 and seen["shell_in_tree"]  # root, sh, the grandchild
+    assert seen["during"] >= 0.55
+    assert seen["after"] == pytest.approx(seen["rusage"], abs=0.05)
 
 
 def test_grandchild_left_running_after_its_parent_exits_keeps_its_time() -> None:
