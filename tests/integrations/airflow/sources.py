@@ -302,9 +302,11 @@ PARTS = AssetAlias("{dag_id}_parts")
 @dag(dag_id="{dag_id}", schedule=None)
 def alias_inlets():
     @task(outlets=[PARTS])
-    def write(part: int, *, outlet_events=None, ts_nodash=None) -> None:
-        # each run writes new objects, known only at run time; part 0 is versioned
-        asset = Asset(f"s3://lake/{dag_id}/{ts_nodash}/part{part}.csv")
+    def write(part: int, *, outlet_events=None, run_id=None) -> None:
+        # each run writes new objects, known only at run time; part 0 is versioned (the run id,
+        # not ts_nodash: two runs in one second had the same objects)
+        run = "".join(c if c.isalnum() else "-" for c in run_id)
+        asset = Asset(f"s3://lake/{dag_id}/{run}/part{part}.csv")
         outlet_events[PARTS].add(asset, extra={"etag": f"e{part}"} if part == 0 else {})
 
     @task(inlets=[PARTS])
