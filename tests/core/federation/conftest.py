@@ -8,6 +8,7 @@ import pytest
 
 from cmf_core.federation.export import canonical_lines, load_vector
 from cmf_core.store import Store
+from tests.support.shared import SharedStore
 
 
 def snapshot(store: Store) -> tuple[list[str], int, dict[str, int]]:
@@ -15,37 +16,16 @@ def snapshot(store: Store) -> tuple[list[str], int, dict[str, int]]:
     return canonical_lines(store), store.max_seq(), load_vector(store)
 
 
-class SharedEmpty:
-    """An empty store that the tests whose bundle must be refused share: ``get`` gives it while
-    its ``snapshot`` is still that of a new store, else a new one (so a test that wrote to it
-    changes nothing another test sees)."""
-
-    def __init__(self, new_store: Callable[[], Store]) -> None:
-        self.new_store = new_store
-        self.store: Store | None = None
-        self.empty: tuple[list[str], int, dict[str, int]] | None = None
-
-    def get(self) -> Store:
-        if self.store is None or snapshot(self.store) != self.empty:
-            self.close()
-            self.store = self.new_store()
-            self.empty = snapshot(self.store)
-        return self.store
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
-
-
 @pytest.fixture(scope="module")
-def shared_empty(new_store: Callable[[], Store]) -> Iterator[SharedEmpty]:
-    shared = SharedEmpty(new_store)
+def shared_empty(new_store: Callable[[], Store]) -> Iterator[SharedStore]:
+    """An empty store shared by the tests whose bundle must be refused (replaced when a test's
+    ``snapshot`` of it changed)."""
+    shared = SharedStore(new_store, mark=snapshot)
     yield shared
     shared.close()
 
 
 @pytest.fixture
-def empty_store(shared_empty: SharedEmpty) -> Store:
+def empty_store(shared_empty: SharedStore) -> Store:
     """A new, empty store of each backend, shared by the tests that import only refused input."""
     return shared_empty.get()

@@ -14,6 +14,7 @@ from cmf_core.openlineage.ingest import JOB_PROPERTY
 from cmf_core.server.marquez import MAX_RUNS_PER_JOB, LineageGraph
 from cmf_core.store import Store
 from cmf_core.store.base import IN_CHUNK
+from tests.support.shared import SharedStore
 from tests.support.sql import executed
 
 N = IN_CHUNK + 100  # inputs, and as many outputs, of the wide job: several IN lists per level
@@ -73,51 +74,30 @@ def shop(store: Store) -> dict[str, Any]:
     return record_shop(store)
 
 
-class SharedShop:
-    """A store holding ``record_shop``'s records that the tests which only read share: ``get``
-    gives it while nothing was written to it since, else a fresh one, so no test depends on
-    what another did."""
-
-    def __init__(self, new_store: Callable[[], Store]) -> None:
-        self.new_store = new_store
-        self.store: Store | None = None
-        self.shop: dict[str, Any] = {}
-        self.mark: tuple[int, int] = (0, 0)
-
-    def _mark(self, store: Store) -> tuple[int, int]:
-        return store.max_seq(), len(store.lineage_events())
-
-    def get(self) -> tuple[Store, dict[str, Any]]:
-        if self.store is None or self._mark(self.store) != self.mark:
-            self.close()
-            self.store = self.new_store()
-            self.shop = record_shop(self.store)
-            self.mark = self._mark(self.store)
-        return self.store, self.shop
-
-    def close(self) -> None:
-        if self.store is not None:
-            self.store.close()
-            self.store = None
+def _written(store: Store) -> tuple[int, int]:
+    """What a test that wrote to a shared store changed: its seq, its raw events."""
+    return store.max_seq(), len(store.lineage_events())
 
 
 @pytest.fixture(scope="module")
-def shared_shop(new_store: Callable[[], Store]) -> Iterator[SharedShop]:
-    shared = SharedShop(new_store)
+def shared_shop(new_store: Callable[[], Store]) -> Iterator[SharedStore]:
+    """A store holding ``record_shop``'s records, shared by the tests that only read it
+    (replaced when anything was written to it)."""
+    shared = SharedStore(new_store, mark=_written, load=record_shop)
     yield shared
     shared.close()
 
 
 @pytest.fixture
-def read_store(shared_shop: SharedShop) -> Store:
+def read_store(shared_shop: SharedStore) -> Store:
     """A store holding ``record_shop``'s records, shared by the tests that only read it."""
-    return shared_shop.get()[0]
+    return shared_shop.get()
 
 
 @pytest.fixture
-def read_shop(shared_shop: SharedShop, read_store: Store) -> dict[str, Any]:
+def read_shop(shared_shop: SharedStore, read_store: Store) -> dict[str, Any]:
     """What ``record_shop`` returned for ``read_store``."""
-    return shared_shop.shop
+    return shared_shop.loaded
 
 
 def _edges(graph: list[dict[str, Any]]) -> dict[str, tuple[set[str], set[str]]]:

@@ -42,3 +42,31 @@ def test_a_shared_server_is_replaced_once_a_test_changed_its_store(
             httpx.get(first.url + "/api/v1/health")
     with pytest.raises(httpx.ConnectError):
         httpx.get(second.url + "/api/v1/health")
+
+
+def test_a_shared_store_is_replaced_once_a_test_wrote_to_it(tmp_path: Path) -> None:
+    """``SharedStore`` (the federation tests' empty store, the graph tests' shop): reused while
+    its mark is unchanged, replaced and loaded afresh after a write."""
+    from cmf_core.model import Pipeline
+    from tests.support.shared import SharedStore
+
+    opened: list[Store] = []
+
+    def new_store() -> Store:
+        opened.append(open_store(f"sqlite:///{tmp_path / f'{len(opened)}.db'}", site="site-a"))
+        return opened[-1]
+
+    def load(store: Store) -> str:
+        store.put([Pipeline("loaded", "site-a")])
+        return f"load {len(opened)}"
+
+    shared = SharedStore(new_store, mark=lambda s: s.max_seq(), load=load)
+    first = shared.get()
+    assert [p.name for p in first.list_pipelines()] == ["loaded"]
+    assert shared.get() is first and shared.loaded == "load 1"  # a read: the same store
+    first.put([Pipeline("a-test-wrote-this", "site-a")])
+    second = shared.get()
+    assert second is opened[1] and shared.loaded == "load 2"
+    assert [p.name for p in second.list_pipelines()] == ["loaded"]  # loaded afresh, only that
+    shared.close()
+    assert shared.store is None
