@@ -339,6 +339,9 @@ def main() -> None:
     ap.add_argument("--arena-max", type=int, default=None, help="MALLOC_ARENA_MAX of the server")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args()
+    # `timeout` or a kill: exit through the finally below, which stops the server (it outlived
+    # a run stopped so, with its store folder)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
 
     began = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="cmf-serve-mem-") as tmp:
