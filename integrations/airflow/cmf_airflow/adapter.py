@@ -57,6 +57,7 @@ from cmf_airflow.dagrun import (
     error_facet,
     failed_tasks,
     failure_message,
+    parent_facet,
 )
 from cmf_airflow.datasets import (
     DatasetRef,
@@ -502,7 +503,7 @@ class CmfAdapter:
                     energy: Any = None, error: BaseException | str | None = None) -> Any:
         """The RunEvent of ``run`` (openlineage-python objects, CMF facets included)."""
         from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-        from openlineage.client.facet_v2 import error_message_run, parent_run
+        from openlineage.client.facet_v2 import error_message_run
 
         from cmf_core.openlineage.facets import (
             EnergyRunFacet,
@@ -522,13 +523,7 @@ class CmfAdapter:
             logged = list(run.logged)
             logged_ids = dict(run.logged_ids)
         facets: dict[str, Any] = {
-            "parent": parent_run.ParentRunFacet(
-                run=parent_run.Run(runId=key.parent_run_id),
-                job=parent_run.Job(namespace=key.namespace, name=key.dag_id),
-                root=parent_run.Root(
-                    run=parent_run.RootRun(runId=key.parent_run_id),
-                    job=parent_run.RootJob(namespace=key.namespace, name=key.dag_id)),
-                producer=PRODUCER),
+            "parent": parent_facet(key.namespace, key.dag_id, key.parent_run_id),
             "cmf_execution": ExecutionRunFacet(
                 status=status, pipeline=key.dag_id, stage=key.task_id,
                 properties=properties, custom_properties=custom,

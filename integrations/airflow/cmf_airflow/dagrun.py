@@ -59,6 +59,18 @@ def build_dag_run_event(dag_run: Any, status: str, message: str | None, site: st
                     job=Job(namespace=ns, name=dag_run.dag_id), producer=PRODUCER)
 
 
+def parent_facet(namespace: str, dag_id: str, parent_run_id: str) -> Any:
+    """The ``parent`` (and root) facet a task try's events carry: its DAG run."""
+    from openlineage.client.facet_v2 import parent_run
+
+    return parent_run.ParentRunFacet(
+        run=parent_run.Run(runId=parent_run_id),
+        job=parent_run.Job(namespace=namespace, name=dag_id),
+        root=parent_run.Root(run=parent_run.RootRun(runId=parent_run_id),
+                             job=parent_run.RootJob(namespace=namespace, name=dag_id)),
+        producer=PRODUCER)
+
+
 def error_facet(message: str) -> Any:
     from openlineage.client.facet_v2 import error_message_run
 

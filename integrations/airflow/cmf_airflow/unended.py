@@ -25,9 +25,9 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from cmf_airflow.dagrun import error_facet
+from cmf_airflow.dagrun import error_facet, parent_facet
 from cmf_airflow.facts import PRODUCER
-from cmf_airflow.ids import dag_run_id, task_run_id
+from cmf_airflow.ids import TaskKey
 
 if TYPE_CHECKING:
     from cmf_core.config import Settings
@@ -129,24 +129,17 @@ def _running_on_server(settings: Settings, pipeline: str) -> set[str]:
     return found
 
 
-def end_event(t: EndedTry, dag_id: str, namespace: str, logical_date: dt.datetime,
-              clear_number: int, site: str) -> Any:
-    """The terminal RunEvent of try ``t`` as Airflow ended it."""
+def end_event(t: EndedTry, key: TaskKey, site: str) -> Any:
+    """The terminal RunEvent of try ``t`` (identified by ``key``) as Airflow ended it."""
     from openlineage.client.event_v2 import Job, Run, RunEvent, RunState
-    from openlineage.client.facet_v2 import parent_run
 
     from cmf_core.openlineage.facets import ExecutionRunFacet, SiteRunFacet
 
     event_type, status = END_OF_STATE[t.state]
-    parent = dag_run_id(namespace, dag_id, logical_date, clear_number)
     facets: dict[str, Any] = {
-        "parent": parent_run.ParentRunFacet(
-            run=parent_run.Run(runId=parent), job=parent_run.Job(namespace=namespace, name=dag_id),
-            root=parent_run.Root(run=parent_run.RootRun(runId=parent),
-                                 job=parent_run.RootJob(namespace=namespace, name=dag_id)),
-            producer=PRODUCER),
+        "parent": parent_facet(key.namespace, key.dag_id, key.parent_run_id),
         "cmf_execution": ExecutionRunFacet(
-            status=status, pipeline=dag_id, stage=t.task_id,
+            status=status, pipeline=key.dag_id, stage=key.task_id,
             properties={"airflow": {"ended_outside_task": {"state": t.state}}},
             producer=PRODUCER),
         "cmf_site": SiteRunFacet(name=site, producer=PRODUCER),
@@ -159,9 +152,8 @@ def end_event(t: EndedTry, dag_id: str, namespace: str, logical_date: dt.datetim
     when = t.end_date or dt.datetime.now(dt.UTC)
     return RunEvent(
         eventType=RunState(event_type), eventTime=when.astimezone(dt.UTC).isoformat(),
-        run=Run(runId=task_run_id(namespace, dag_id, t.task_id, t.try_number, logical_date,
-                                  t.map_index), facets=facets),
-        job=Job(namespace=namespace, name=f"{dag_id}.{t.task_id}"), producer=PRODUCER)
+        run=Run(runId=key.run_id, facets=facets),
+        job=Job(namespace=key.namespace, name=key.job_name), producer=PRODUCER)
 
 
 def record_unended(dag_id: str, run_id: str, namespace: str, logical_date: dt.datetime,
@@ -175,15 +167,16 @@ def record_unended(dag_id: str, run_id: str, namespace: str, logical_date: dt.da
     timeout = settings.hook_timeout_s
     tries = run_bounded(lambda: ended_tries(dag_id, run_id), timeout,
                         "reading the tries of a DAG run")
-    by_id = {task_run_id(namespace, dag_id, t.task_id, t.try_number, logical_date,
-                         t.map_index): t for t in tries}
+    keys = [TaskKey(namespace, dag_id, t.task_id, t.try_number, t.map_index, logical_date,
+                    clear_number, run_id) for t in tries]
+    by_id = {key.run_id: (t, key) for t, key in zip(tries, keys, strict=True)}
     running = run_bounded(lambda: still_running(settings, dag_id, set(by_id)), timeout,
                           "reading which tries of a DAG run are still running")
     emitter = get_emitter(settings)
     for run in sorted(running):
-        t = by_id[run]
+        t, key = by_id[run]
         log.info("cmf: %s.%s try %d%s ended in Airflow (%s) without its task process recording "
                  "it; recording its end", dag_id, t.task_id, t.try_number,
                  f" [{t.map_index}]" if t.map_index >= 0 else "", t.state)
-        emitter.emit(end_event(t, dag_id, namespace, logical_date, clear_number, settings.site))
+        emitter.emit(end_event(t, key, settings.site))
     return len(running)

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from typing import Any
 
+from cmf_airflow.ids import TaskKey
 from cmf_airflow.unended import END_OF_STATE, EndedTry, end_event, still_running
 
 from cmf_core.config import load_settings
@@ -218,7 +219,8 @@ def test_which_executions_are_still_running_from_a_store_or_a_server(tmp_path) -
 def test_the_end_event_of_each_finished_state() -> None:
     date = dt.datetime(2026, 1, 2, tzinfo=dt.UTC)
     for state, (event_type, status) in END_OF_STATE.items():
-        ev = end_event(EndedTry("t", 2, 3, state, date), "d", "ns", date, 0, "site")
+        ev = end_event(EndedTry("t", 2, 3, state, date),
+                       TaskKey("ns", "d", "t", 3, 2, date, 0, "run"), "site")
         assert (ev.eventType.value, ev.run.facets["cmf_execution"].status) == \
             (event_type, status)
         assert ev.job.name == "d.t" and ev.eventTime.startswith("2026-01-02")
