@@ -36,7 +36,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -320,11 +320,16 @@ def _emit(runs: list[tuple[adapter.TaskRun, list[Artifact], list[Artifact]]], si
     for run, inputs, outputs in runs:
         result.executions[f"{run.scope}/{run.task}" if run.scope else run.task] = \
             run.execution_id
-        for event in adapter.run_events(run, site, inputs, outputs):
-            if emitter.emit(event):
-                result.sent += 1
-            else:
-                result.spooled += 1
+        _send(adapter.run_events(run, site, inputs, outputs), emitter, result)
+
+
+def _send(events: Iterable[Any], emitter: Any, result: ImportResult) -> None:
+    """Emit ``events``, counting each as sent or spooled in ``result``."""
+    for event in events:
+        if emitter.emit(event):
+            result.sent += 1
+        else:
+            result.spooled += 1
 
 
 # kfp.local ---------------------------------------------------------------------------------------
@@ -883,12 +888,8 @@ class KfpRunReader:
                  **run_link(self.ui_host, run_key)}
         if _get(run, "display_name"):
             props["kfp.display_name"] = _get(run, "display_name")
-        emitter = get_emitter(settings)
-        for event in adapter.pipeline_run_events(
-                pipeline, run_key, site, status=status, started_at=started,
-                ended_at=ended or started, params=arguments, properties=props, error=error):
-            if emitter.emit(event):
-                result.sent += 1
-            else:
-                result.spooled += 1
+        _send(adapter.pipeline_run_events(
+            pipeline, run_key, site, status=status, started_at=started,
+            ended_at=ended or started, params=arguments, properties=props, error=error),
+            get_emitter(settings), result)
         result.run_execution = adapter.run_uuid(run_key)
