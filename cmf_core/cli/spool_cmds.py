@@ -10,6 +10,7 @@ import typer
 from cmf_core.cli.common import COUNT, JsonOpt, StoreOpt, print_json
 from cmf_core.config import load_settings
 from cmf_core.errors import InvalidInputError
+from cmf_core.model._display import utc
 
 if TYPE_CHECKING:
     from cmf_core.openlineage.emit import Emitter
@@ -63,11 +64,11 @@ def status(store: StoreOpt = None, json_out: JsonOpt = False) -> None:
     until = emitter.backoff_until()
     if until is not None:
         sink = "server" if emitter.sink.kind == "http" else emitter.sink.kind
-        typer.echo(f"The {sink} overran the hook timeout moments ago: until {_clock(until)} "
+        typer.echo(f"The {sink} overran the hook timeout moments ago: until {utc(until)} "
                    "every process with this spool folder spools its events for it without "
                    "trying it.")
     if waiting:
-        typer.echo(f"The oldest waits since {_clock(_spooled_at(waiting[0]))}; `cmf spool retry` "
+        typer.echo(f"The oldest waits since {utc(_spooled_at(waiting[0]))}; `cmf spool retry` "
                    "records them now, else the next cmf task, `Cmf` or emitter that starts "
                    f"while {emitter.target} works.")
     if rejected:
@@ -96,13 +97,6 @@ def _spooled_at(path: Path) -> float:
         return int(path.name.split("-", 1)[0]) / 1e9
     except ValueError:
         return path.stat().st_mtime
-
-
-def _clock(when: float) -> str:
-    """``when`` in UTC, labelled, as the rest of the CLI writes times."""
-    from cmf_core.model._display import utc
-
-    return utc(when)
 
 
 @spool_app.command("retry")
